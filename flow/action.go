@@ -1,0 +1,45 @@
+package flow
+
+// ActionType is the kind of one flow action.
+type ActionType uint8
+
+// The actions. Outputs to reserved ports (in_port, flood, all, normal, local)
+// are ActOutput with a reserved Port number: the datapath resolves them,
+// because only it knows the bridge's ports.
+const (
+	ActOutput     ActionType = iota + 1 // output:Port
+	ActSetField                         // set_field / mod_dl_* / mod_nw_* / mod_tp_* / mod_nw_tos / mod_nw_ttl
+	ActDecTTL                           // dec_ttl
+	ActSetVLANVID                       // mod_vlan_vid: set the VID, pushing a tag if there is none
+	ActSetVLANPCP                       // mod_vlan_pcp: set the PCP, pushing a tag if there is none
+	ActPushVLAN                         // push_vlan:Value (an Ethertype, 0x8100 or 0x88a8)
+	ActPopVLAN                          // strip_vlan / pop_vlan
+)
+
+// Action is one flow action. It is comparable, so action lists can be
+// compared element-wise (mod-flows, tests).
+type Action struct {
+	Type  ActionType
+	Field FieldID  // ActSetField: which field
+	Port  uint32   // ActOutput: an OpenFlow port or a reserved Port* value
+	Value uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype
+	IPv6  [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
+}
+
+// Reserved OpenFlow port numbers (OpenFlow 1.0 values, as ovs-ofctl prints
+// them with their names).
+const (
+	PortMax        = 0xff00
+	PortInPort     = 0xfff8
+	PortTable      = 0xfff9
+	PortNormal     = 0xfffa
+	PortFlood      = 0xfffb
+	PortAll        = 0xfffc
+	PortController = 0xfffd
+	PortLocal      = 0xfffe
+	PortNone       = 0xffff
+)
+
+// MaxActionsPerPacket bounds the actions one packet may run; a packet whose
+// action list is longer is dropped with VerdictActionCap.
+const MaxActionsPerPacket = 64

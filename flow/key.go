@@ -1,0 +1,159 @@
+// Package flow is ovsxdp's flow layer: the packet key, matches and masks,
+// the OpenFlow-style rule table, the caches in front of it (exact-match cache
+// and megaflow classifier), actions and their execution on frame bytes, and
+// the ovs-ofctl text syntax.
+package flow
+
+import (
+	"math/bits"
+	"unsafe"
+)
+
+// KeyWords is the size of a Key in 64-bit words.
+const KeyWords = 14
+
+// Key is the flow key of one packet: every header field a rule can match,
+// extracted from the frame bytes (see Extract). It is fixed-size and
+// comparable, and its memory is laid out without implicit padding so that it
+// can be masked and hashed one 64-bit word at a time (Words), as OVS does with
+// struct flow.
+//
+// Field conventions follow OVS, so that matches and formatting agree with it:
+// multi-byte numbers are stored in host order as numbers (10.0.0.1 is
+// 0x0a000001); ARP's spa/tpa live in NwSrc/NwDst and its opcode in NwProto;
+// ICMP and ICMPv6 type/code live in TpSrc/TpDst; ND's source and target
+// link-layer options live in ArpSha/ArpTha.
+//
+// The fields are ordered by size, not by layer, so that none needs padding.
+type Key struct {
+	InPort    uint32 // ingress OpenFlow port number
+	NwSrc     uint32 // IPv4 source, or ARP spa
+	NwDst     uint32 // IPv4 destination, or ARP tpa
+	IPv6Label uint32 // IPv6 flow label (low 20 bits)
+
+	IPv6Src  [16]byte
+	IPv6Dst  [16]byte
+	NdTarget [16]byte // ICMPv6 neighbour solicitation/advertisement target
+
+	DlDst  [6]byte
+	DlSrc  [6]byte
+	ArpSha [6]byte // ARP sha, or ND source link-layer address option
+	ArpTha [6]byte // ARP tha, or ND target link-layer address option
+
+	DlType uint16 // Ethertype after any VLAN tags (OVS dl_type)
+	// VLANs are the outer (index 0) and inner VLAN tags. A TCI with
+	// VLANPresent set means the tag exists (OVS's vlan_tci convention: the
+	// CFI/DEI bit position is reused as "present").
+	VLANs [2]VLAN
+
+	TpSrc    uint16 // TCP/UDP/SCTP source port; ICMP/ICMPv6 type
+	TpDst    uint16 // TCP/UDP/SCTP destination port; ICMP/ICMPv6 code
+	TcpFlags uint16 // low 12 bits of the TCP flags
+
+	NwProto uint8 // IP protocol / IPv6 next header after extensions; ARP opcode (low 8 bits)
+	NwTos   uint8 // DSCP (high 6 bits) and ECN (low 2 bits)
+	NwTTL   uint8 // IPv4 TTL or IPv6 hop limit
+	NwFrag  uint8 // FragAny, FragLater
+
+	_ [4]byte // pads the key to a whole number of words; always zero
+}
+
+// VLAN is one 802.1Q or 802.1ad tag as OVS's flow holds it.
+type VLAN struct {
+	TPID uint16 // 0x8100 or 0x88a8; 0 when absent
+	TCI  uint16 // PCP(3) | VLANPresent(1) | VID(12)
+}
+
+// VLAN TCI bits.
+const (
+	VLANPresent = 0x1000
+	VLANVIDMask = 0x0fff
+	VLANPCPMask = 0xe000
+)
+
+// NwFrag bits, as OVS's FLOW_NW_FRAG_*.
+const (
+	FragAny   = 1 << 0 // the packet is a fragment (first or later)
+	FragLater = 1 << 1 // the packet is a fragment with a non-zero offset
+)
+
+// Ethertypes that the flow layer understands.
+const (
+	EthTypeIPv4  = 0x0800
+	EthTypeARP   = 0x0806
+	EthTypeRARP  = 0x8035
+	EthTypeVLAN  = 0x8100
+	EthTypeQinQ  = 0x88a8
+	EthTypeIPv6  = 0x86dd
+	EthTypeNone  = 0x05ff // OVS's FLOW_DL_TYPE_NONE: an 802.3 frame without SNAP
+	EthTypeMinTy = 0x0600 // smallest value that is an Ethertype rather than an 802.3 length
+)
+
+// IP protocol numbers that the flow layer understands.
+const (
+	IPProtoICMP   = 1
+	IPProtoTCP    = 6
+	IPProtoUDP    = 17
+	IPProtoICMPv6 = 58
+	IPProtoSCTP   = 132
+)
+
+// Words views the key as 64-bit words for masking, comparing and hashing.
+// The view aliases k.
+func (k *Key) Words() *[KeyWords]uint64 {
+	return (*[KeyWords]uint64)(unsafe.Pointer(k))
+}
+
+// Masked stores k & mask into dst.
+func (k *Key) Masked(mask *Key, dst *Key) {
+	a, m, d := k.Words(), mask.Words(), dst.Words()
+	for i := range a {
+		d[i] = a[i] & m[i]
+	}
+}
+
+// Hash returns a 64-bit hash of the whole key.
+func (k *Key) Hash() uint64 {
+	w := k.Words()
+	h := uint64(hashSeed)
+	for i := range w {
+		h = mixWord(h, w[i])
+	}
+	return finishHash(h)
+}
+
+// HashMasked returns the hash of k & mask without building the masked key.
+// It equals the Hash of the masked key.
+func (k *Key) HashMasked(mask *Key) uint64 {
+	w, m := k.Words(), mask.Words()
+	h := uint64(hashSeed)
+	for i := range w {
+		h = mixWord(h, w[i]&m[i])
+	}
+	return finishHash(h)
+}
+
+const hashSeed = 0x9e3779b97f4a7c15
+
+func mixWord(h, w uint64) uint64 {
+	hi, lo := bits.Mul64(h^w, 0xbf58476d1ce4e5b9)
+	return hi ^ lo
+}
+
+func finishHash(h uint64) uint64 {
+	h ^= h >> 31
+	h *= 0x94d049bb133111eb
+	h ^= h >> 29
+	return h
+}
+
+// Offsets records where the layers of a frame start, as found by Extract, so
+// that actions can edit headers without parsing the frame again. A layer that
+// is absent (or that extraction stopped before) has offset NoOffset.
+type Offsets struct {
+	L3 uint16 // first byte after the Ethernet header and VLAN tags
+	L4 uint16 // first byte of the TCP/UDP/SCTP/ICMP/ICMPv6 header (after IPv6 extension headers)
+}
+
+// NoOffset marks an absent layer in Offsets.
+const NoOffset = 0xffff

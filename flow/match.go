@@ -1,0 +1,82 @@
+package flow
+
+// Match is a key with a mask: a packet matches when its key, masked, equals
+// Key. Bits of Key outside Mask are always zero (Normalize keeps it so).
+type Match struct {
+	Key  Key
+	Mask Key
+}
+
+// Matches reports whether k matches m.
+func (m *Match) Matches(k *Key) bool {
+	w, v, mk := k.Words(), m.Key.Words(), m.Mask.Words()
+	for i := range w {
+		if w[i]&mk[i] != v[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Normalize clears the bits of Key that Mask does not cover.
+func (m *Match) Normalize() {
+	m.Key.Masked(&m.Mask, &m.Key)
+}
+
+// Catchall reports whether m matches every packet.
+func (m *Match) Catchall() bool {
+	return m.Mask == Key{}
+}
+
+// FieldID names a matchable or settable field of Key, as OVS names them in
+// ovs-fields(7). Several FieldIDs may share storage in Key (tp_src is
+// tcp_src, udp_src, sctp_src, icmp_type...); the parser's field table gives
+// each its name, aliases, width and prerequisites.
+type FieldID uint8
+
+// The fields.
+const (
+	FieldNone FieldID = iota
+	FieldInPort
+	FieldDlSrc
+	FieldDlDst
+	FieldDlType
+	FieldVLANTCI // vlan_tci, of the outer tag
+	FieldDlVLAN  // dl_vlan / vlan_vid (OpenFlow 1.0 and 1.2+ flavours differ in the present bit)
+	FieldDlVLANPCP
+	FieldVLANVID // vlan_vid (OXM: includes the present bit)
+	FieldVLANPCP
+	FieldNwSrc // ip_src, and arp_spa with arp
+	FieldNwDst
+	FieldNwProto // ip_proto, and arp_op with arp
+	FieldNwTos   // whole tos byte as mod_nw_tos / nw_tos see it (DSCP bits only)
+	FieldIPDSCP  // DSCP value (tos >> 2)
+	FieldNwECN
+	FieldNwTTL
+	FieldIPFrag
+	FieldArpOp
+	FieldArpSpa
+	FieldArpTpa
+	FieldArpSha
+	FieldArpTha
+	FieldIPv6Src
+	FieldIPv6Dst
+	FieldIPv6Label
+	FieldNdTarget
+	FieldNdSll
+	FieldNdTll
+	FieldTpSrc
+	FieldTpDst
+	FieldTCPSrc
+	FieldTCPDst
+	FieldUDPSrc
+	FieldUDPDst
+	FieldSCTPSrc
+	FieldSCTPDst
+	FieldTCPFlags
+	FieldICMPType
+	FieldICMPCode
+	FieldICMPv6Type
+	FieldICMPv6Code
+	numFields
+)
