@@ -1,0 +1,66 @@
+# ovsxdp — run `make help` for the targets.
+
+GO        ?= go
+PKGS      ?= ./...
+# Packages whose tests run again under the race detector.
+RACE_PKGS ?= $(foreach d,flow vport datapath,$(if $(wildcard $(d)/*.go),./$(d)/...))
+# How long each fuzz target runs in `make fuzz` (CI keeps it short).
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 5
+BIN       ?= bin
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build the binaries into ./bin
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: deps
+deps: ## install the system packages the tests use (Debian: openvswitch-common, tcpdump)
+	@missing=""; \
+	command -v ovs-ofctl >/dev/null 2>&1 || missing="$$missing openvswitch-common"; \
+	command -v tcpdump   >/dev/null 2>&1 || missing="$$missing tcpdump"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	fi
+
+.PHONY: lint
+lint: ## gofmt check and go vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+.PHONY: unit
+unit: ## go test on every package
+	$(GO) test -count=1 $(PKGS)
+
+.PHONY: race
+race: ## go test -race on the packet-path packages
+	$(GO) test -race -count=1 $(RACE_PKGS)
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for t in $$(grep -h '^func Fuzz' $$f/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz $$f $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$f >/tmp/ovsxdp-fuzz.log 2>&1 || { cat /tmp/ovsxdp-fuzz.log; exit 1; }; \
+		done; \
+	done
+
+.PHONY: test
+test: deps lint unit race fuzz ## everything CI runs: lint, unit and integration tests, race detector, short fuzzing
+
+.PHONY: bench
+bench: ## run the Go benchmarks of flow and datapath (BENCHCOUNT runs each)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(RACE_PKGS)
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN)
