@@ -1,0 +1,5 @@
+//go:build !race
+
+package vport
+
+const raceEnabled = false
