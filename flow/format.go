@@ -1,0 +1,530 @@
+package flow
+
+import (
+	"math/bits"
+	"strconv"
+	"strings"
+)
+
+// FormatFlow returns the text ovs-ofctl prints for f after "ADD " in
+// `ovs-ofctl parse-flow` output: the match (with its priority unless it is
+// the default), then cookie, timeouts and the actions.
+func FormatFlow(f *Flow) string {
+	var b strings.Builder
+	formatMatch(&b, &f.Match, f.Priority)
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	switch {
+	case f.CookieMask != 0: // mod-flows/del-flows selection
+		b.WriteString("cookie:0x" + strconv.FormatUint(f.Cookie, 16) + "/0x" + strconv.FormatUint(f.CookieMask, 16) + " ")
+	case f.Cookie != 0 && f.Cookie != 1<<64-1:
+		b.WriteString("cookie:0x" + strconv.FormatUint(f.Cookie, 16) + " ")
+	}
+	if f.IdleTimeout != 0 {
+		b.WriteString("idle:" + strconv.Itoa(int(f.IdleTimeout)) + " ")
+	}
+	if f.HardTimeout != 0 {
+		b.WriteString("hard:" + strconv.Itoa(int(f.HardTimeout)) + " ")
+	}
+	b.WriteString("actions=")
+	formatActions(&b, f.Actions)
+	return b.String()
+}
+
+// FormatMatch returns m as ovs-ofctl prints a match, in Open vSwitch's field
+// order, with "priority=N," first unless priority is DefaultPriority. A
+// catch-all match with the default priority is the empty string.
+func FormatMatch(m *Match, priority uint16) string {
+	var b strings.Builder
+	formatMatch(&b, m, priority)
+	return b.String()
+}
+
+// FormatActions returns an action list as ovs-ofctl prints it; an empty
+// list is "drop".
+func FormatActions(a []Action) string {
+	var b strings.Builder
+	formatActions(&b, a)
+	return b.String()
+}
+
+// matchWriter appends comma-separated items.
+type matchWriter struct {
+	b *strings.Builder
+	n int
+}
+
+func (w *matchWriter) item(s ...string) {
+	if w.n > 0 {
+		w.b.WriteByte(',')
+	}
+	w.n++
+	for _, p := range s {
+		w.b.WriteString(p)
+	}
+}
+
+func formatMatch(b *strings.Builder, m *Match, priority uint16) {
+	w := matchWriter{b: b}
+	k, mk := &m.Key, &m.Mask
+	if priority != DefaultPriority {
+		w.item("priority=", strconv.Itoa(int(priority)))
+	}
+
+	skipType, skipProto := false, false
+	if mk.DlType != 0 {
+		skipType = true
+		proto := ""
+		switch k.DlType {
+		case EthTypeIPv4, EthTypeIPv6:
+			six := ""
+			base := "ip"
+			if k.DlType == EthTypeIPv6 {
+				six, base = "6", "ipv6"
+			}
+			proto = base
+			if mk.NwProto != 0 {
+				skipProto = true
+				switch k.NwProto {
+				case IPProtoICMP:
+					if six == "" {
+						proto = "icmp"
+					} else {
+						skipProto = false
+					}
+				case IPProtoICMPv6:
+					if six != "" {
+						proto = "icmp6"
+					} else {
+						skipProto = false
+					}
+				case IPProtoTCP:
+					proto = "tcp" + six
+				case IPProtoUDP:
+					proto = "udp" + six
+				case IPProtoSCTP:
+					proto = "sctp" + six
+				default:
+					skipProto = false
+				}
+			}
+		case EthTypeARP:
+			proto = "arp"
+		case EthTypeRARP:
+			proto = "rarp"
+		default:
+			skipType = false
+		}
+		if proto != "" {
+			w.item(proto)
+		}
+	}
+	if mk.InPort != 0 {
+		w.item("in_port=", portText(k.InPort))
+	}
+	formatVLAN(&w, k.VLANs[0].TCI, mk.VLANs[0].TCI)
+	formatMAC(&w, "dl_src", k.DlSrc, mk.DlSrc)
+	formatMAC(&w, "dl_dst", k.DlDst, mk.DlDst)
+	if !skipType && mk.DlType != 0 {
+		w.item("dl_type=0x", hexPad(uint64(k.DlType), 4))
+	}
+	arp := k.DlType == EthTypeARP || k.DlType == EthTypeRARP
+	switch {
+	case k.DlType == EthTypeIPv6:
+		formatIPv6(&w, "ipv6_src", &k.IPv6Src, &mk.IPv6Src)
+		formatIPv6(&w, "ipv6_dst", &k.IPv6Dst, &mk.IPv6Dst)
+		if mk.IPv6Label != 0 {
+			if mk.IPv6Label == 0xfffff {
+				w.item("ipv6_label=0x", hexPad(uint64(k.IPv6Label), 5))
+			} else {
+				w.item("ipv6_label=0x", hexPad(uint64(k.IPv6Label), 5), "/0x", hexPad(uint64(mk.IPv6Label), 5))
+			}
+		}
+	case arp:
+		formatIPv4(&w, "arp_spa", k.NwSrc, mk.NwSrc)
+		formatIPv4(&w, "arp_tpa", k.NwDst, mk.NwDst)
+	default:
+		formatIPv4(&w, "nw_src", k.NwSrc, mk.NwSrc)
+		formatIPv4(&w, "nw_dst", k.NwDst, mk.NwDst)
+	}
+	if !skipProto && mk.NwProto != 0 {
+		if arp {
+			w.item("arp_op=", strconv.Itoa(int(k.NwProto)))
+		} else {
+			w.item("nw_proto=", strconv.Itoa(int(k.NwProto)))
+		}
+	}
+	if arp {
+		formatMAC(&w, "arp_sha", k.ArpSha, mk.ArpSha)
+		formatMAC(&w, "arp_tha", k.ArpTha, mk.ArpTha)
+	}
+	if mk.NwTos&0xfc != 0 {
+		w.item("nw_tos=", strconv.Itoa(int(k.NwTos&0xfc)))
+	}
+	if mk.NwTos&3 != 0 {
+		w.item("nw_ecn=", strconv.Itoa(int(k.NwTos&3)))
+	}
+	if mk.NwTTL != 0 {
+		w.item("nw_ttl=", strconv.Itoa(int(k.NwTTL)))
+	}
+	formatFrag(&w, k.NwFrag, mk.NwFrag)
+	switch {
+	case k.DlType == EthTypeIPv4 && k.NwProto == IPProtoICMP:
+		format16(&w, "icmp_type", k.TpSrc, mk.TpSrc)
+		format16(&w, "icmp_code", k.TpDst, mk.TpDst)
+	case k.DlType == EthTypeIPv6 && k.NwProto == IPProtoICMPv6:
+		format16(&w, "icmp_type", k.TpSrc, mk.TpSrc)
+		format16(&w, "icmp_code", k.TpDst, mk.TpDst)
+		formatIPv6(&w, "nd_target", &k.NdTarget, &mk.NdTarget)
+		formatMAC(&w, "nd_sll", k.ArpSha, mk.ArpSha)
+		formatMAC(&w, "nd_tll", k.ArpTha, mk.ArpTha)
+	default:
+		format16(&w, "tp_src", k.TpSrc, mk.TpSrc)
+		format16(&w, "tp_dst", k.TpDst, mk.TpDst)
+	}
+	if (k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6) && k.NwProto == IPProtoTCP && mk.TcpFlags != 0 {
+		w.item("tcp_flags=", tcpFlagsText(k.TcpFlags, mk.TcpFlags))
+	}
+}
+
+// formatVLAN prints the outer TCI as dl_vlan/dl_vlan_pcp when it says
+// "this VID and/or PCP, tagged", and as vlan_tci otherwise.
+func formatVLAN(w *matchWriter, tci, mask uint16) {
+	if mask == 0 {
+		return
+	}
+	vid, pcp := mask&VLANVIDMask, mask&VLANPCPMask
+	if mask&VLANPresent != 0 && tci&VLANPresent != 0 &&
+		(vid == 0 || vid == VLANVIDMask) && (pcp == 0 || pcp == VLANPCPMask) && (vid != 0 || pcp != 0) {
+		if vid != 0 {
+			w.item("dl_vlan=", strconv.Itoa(int(tci&VLANVIDMask)))
+		}
+		if pcp != 0 {
+			w.item("dl_vlan_pcp=", strconv.Itoa(int(tci>>13)))
+		}
+		return
+	}
+	if mask == 0xffff {
+		w.item("vlan_tci=0x", hexPad(uint64(tci), 4))
+		return
+	}
+	w.item("vlan_tci=0x", hexPad(uint64(tci), 4), "/0x", hexPad(uint64(mask), 4))
+}
+
+func formatMAC(w *matchWriter, name string, v, m [6]byte) {
+	if m == ([6]byte{}) {
+		return
+	}
+	if m == ([6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) {
+		w.item(name, "=", macText(macNum(v)))
+		return
+	}
+	w.item(name, "=", macText(macNum(v)), "/", macText(macNum(m)))
+}
+
+func formatIPv4(w *matchWriter, name string, v, m uint32) {
+	if m == 0 {
+		return
+	}
+	switch {
+	case m == 1<<32-1:
+		w.item(name, "=", ipv4Text(v))
+	case isCIDR32(m):
+		w.item(name, "=", ipv4Text(v), "/", strconv.Itoa(bits.OnesCount32(m)))
+	default:
+		w.item(name, "=", ipv4Text(v), "/", ipv4Text(m))
+	}
+}
+
+func formatIPv6(w *matchWriter, name string, v, m *[16]byte) {
+	if *m == ([16]byte{}) {
+		return
+	}
+	n, cidr := ipv6PrefixLen(m)
+	switch {
+	case n == 128:
+		w.item(name, "=", ipv6Text(v))
+	case cidr:
+		w.item(name, "=", ipv6Text(v), "/", strconv.Itoa(n))
+	default:
+		w.item(name, "=", ipv6Text(v), "/", ipv6Text(m))
+	}
+}
+
+// ipv6PrefixLen returns the number of leading one bits of m and whether m
+// is exactly a prefix mask.
+func ipv6PrefixLen(m *[16]byte) (int, bool) {
+	n := 0
+	for n < 128 && m[n/8]&(0x80>>(n%8)) != 0 {
+		n++
+	}
+	for i := n; i < 128; i++ {
+		if m[i/8]&(0x80>>(i%8)) != 0 {
+			return n, false
+		}
+	}
+	return n, true
+}
+
+func format16(w *matchWriter, name string, v, m uint16) {
+	if m == 0 {
+		return
+	}
+	if m == 0xffff {
+		w.item(name, "=", strconv.Itoa(int(v)))
+		return
+	}
+	w.item(name, "=0x", strconv.FormatUint(uint64(v), 16), "/0x", strconv.FormatUint(uint64(m), 16))
+}
+
+func formatFrag(w *matchWriter, v, m uint8) {
+	var s string
+	switch m {
+	case FragAny | FragLater:
+		switch v {
+		case FragAny | FragLater:
+			s = "later"
+		case FragAny:
+			s = "first"
+		case 0:
+			s = "no"
+		default:
+			s = "<error>"
+		}
+	case FragAny:
+		s = "no"
+		if v&FragAny != 0 {
+			s = "yes"
+		}
+	case FragLater:
+		s = "not_later"
+		if v&FragLater != 0 {
+			s = "later"
+		}
+	default:
+		return
+	}
+	w.item("nw_frag=", s)
+}
+
+// tcpFlagsText prints TCP flags: names joined by | for an exact match, or
+// +flag-flag for a masked one, lowest bit first.
+func tcpFlagsText(v, m uint16) string {
+	var b strings.Builder
+	if m == 0xfff {
+		if v == 0 {
+			return "0"
+		}
+		for i, n := range tcpFlagNames {
+			if v&(1<<i) != 0 {
+				if b.Len() > 0 {
+					b.WriteByte('|')
+				}
+				b.WriteString(n)
+			}
+		}
+		return b.String()
+	}
+	for i, n := range tcpFlagNames {
+		if m&(1<<i) != 0 {
+			if v&(1<<i) != 0 {
+				b.WriteByte('+')
+			} else {
+				b.WriteByte('-')
+			}
+			b.WriteString(n)
+		}
+	}
+	return b.String()
+}
+
+// portText prints a port as ovs-ofctl does: reserved ports by name.
+func portText(p uint32) string {
+	switch p {
+	case PortInPort:
+		return "IN_PORT"
+	case PortTable:
+		return "TABLE"
+	case PortNormal:
+		return "NORMAL"
+	case PortFlood:
+		return "FLOOD"
+	case PortAll:
+		return "ALL"
+	case PortController:
+		return "CONTROLLER"
+	case PortLocal:
+		return "LOCAL"
+	case PortNone:
+		return "ANY"
+	}
+	return strconv.FormatUint(uint64(p), 10)
+}
+
+func formatActions(b *strings.Builder, acts []Action) {
+	if len(acts) == 0 {
+		b.WriteString("drop")
+		return
+	}
+	for i := range acts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		formatAction(b, &acts[i])
+	}
+}
+
+// formatAction prints one action in the OpenFlow 1.0 + Nicira extension
+// spelling ovs-ofctl uses by default.
+func formatAction(b *strings.Builder, a *Action) {
+	switch a.Type {
+	case ActOutput:
+		if a.Port >= PortMax {
+			b.WriteString(portText(a.Port))
+		} else {
+			b.WriteString("output:" + strconv.FormatUint(uint64(a.Port), 10))
+		}
+	case ActDecTTL:
+		b.WriteString("dec_ttl")
+	case ActSetVLANVID:
+		b.WriteString("mod_vlan_vid:" + strconv.FormatUint(a.Value, 10))
+	case ActSetVLANPCP:
+		b.WriteString("mod_vlan_pcp:" + strconv.FormatUint(a.Value, 10))
+	case ActPopVLAN:
+		b.WriteString("strip_vlan")
+	case ActPushVLAN:
+		b.WriteString("push_vlan:0x" + strconv.FormatUint(a.Value, 16))
+	case ActSetField:
+		formatSetField(b, a)
+	default:
+		b.WriteString("unknown_action")
+	}
+}
+
+func formatSetField(b *strings.Builder, a *Action) {
+	switch a.Field {
+	case FieldDlSrc:
+		b.WriteString("mod_dl_src:" + macText(a.Value))
+		return
+	case FieldDlDst:
+		b.WriteString("mod_dl_dst:" + macText(a.Value))
+		return
+	case FieldNwSrc:
+		b.WriteString("mod_nw_src:" + ipv4Text(uint32(a.Value)))
+		return
+	case FieldNwDst:
+		b.WriteString("mod_nw_dst:" + ipv4Text(uint32(a.Value)))
+		return
+	case FieldNwTos:
+		b.WriteString("mod_nw_tos:" + strconv.FormatUint(a.Value, 10))
+		return
+	case FieldTpSrc:
+		b.WriteString("mod_tp_src:" + strconv.FormatUint(a.Value, 10))
+		return
+	case FieldTpDst:
+		b.WriteString("mod_tp_dst:" + strconv.FormatUint(a.Value, 10))
+		return
+	}
+	f := fieldByID[a.Field]
+	if f == nil || f.nxm == "" {
+		b.WriteString("unknown_set_field")
+		return
+	}
+	if f.kind == kindIPv6 {
+		var hi, lo uint64
+		for i := 0; i < 8; i++ {
+			hi = hi<<8 | uint64(a.IPv6[i])
+			lo = lo<<8 | uint64(a.IPv6[8+i])
+		}
+		b.WriteString("load:" + loadValue(lo) + "->" + f.nxm + "[0..63],")
+		b.WriteString("load:" + loadValue(hi) + "->" + f.nxm + "[64..127]")
+		return
+	}
+	b.WriteString("load:" + loadValue(a.Value) + "->" + f.nxm + "[]")
+}
+
+func loadValue(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
+	return "0x" + strconv.FormatUint(v, 16)
+}
+
+// hexPad prints v in lower-case hexadecimal, zero-padded to width digits.
+func hexPad(v uint64, width int) string {
+	s := strconv.FormatUint(v, 16)
+	for len(s) < width {
+		s = "0" + s
+	}
+	return s
+}
+
+func macText(v uint64) string {
+	const digits = "0123456789abcdef"
+	var buf [17]byte
+	for i := 0; i < 6; i++ {
+		b := byte(v >> (40 - 8*i))
+		if i > 0 {
+			buf[3*i-1] = ':'
+		}
+		buf[3*i] = digits[b>>4]
+		buf[3*i+1] = digits[b&15]
+	}
+	return string(buf[:])
+}
+
+func ipv4Text(v uint32) string {
+	return strconv.Itoa(int(v>>24)) + "." + strconv.Itoa(int(v>>16&0xff)) + "." +
+		strconv.Itoa(int(v>>8&0xff)) + "." + strconv.Itoa(int(v&0xff))
+}
+
+// ipv6Text prints an IPv6 address as glibc's inet_ntop does: the first
+// longest run of two or more zero groups becomes "::", and an address whose
+// first 96 bits are zero (other than :: and ::1) or that is IPv4-mapped
+// ends in dotted quad.
+func ipv6Text(a *[16]byte) string {
+	var g [8]uint16
+	for i := range g {
+		g[i] = uint16(a[2*i])<<8 | uint16(a[2*i+1])
+	}
+	bestBase, bestLen := -1, 0
+	for i := 0; i < 8; {
+		if g[i] != 0 {
+			i++
+			continue
+		}
+		j := i
+		for j < 8 && g[j] == 0 {
+			j++
+		}
+		if j-i > bestLen {
+			bestBase, bestLen = i, j-i
+		}
+		i = j
+	}
+	if bestLen < 2 {
+		bestBase = -1
+	}
+	var b strings.Builder
+	for i := 0; i < 8; i++ {
+		if bestBase >= 0 && i >= bestBase && i < bestBase+bestLen {
+			if i == bestBase {
+				b.WriteByte(':')
+			}
+			continue
+		}
+		if i != 0 {
+			b.WriteByte(':')
+		}
+		if i == 6 && bestBase == 0 && (bestLen == 6 || (bestLen == 5 && g[5] == 0xffff)) {
+			b.WriteString(ipv4Text(uint32(g[6])<<16 | uint32(g[7])))
+			break
+		}
+		b.WriteString(strconv.FormatUint(uint64(g[i]), 16))
+	}
+	if bestBase >= 0 && bestBase+bestLen == 8 {
+		b.WriteByte(':')
+	}
+	return b.String()
+}
