@@ -1,0 +1,355 @@
+package flow
+
+import (
+	"iter"
+	"math/bits"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+)
+
+// MAC learning defaults, as Open vSwitch's other_config:mac-aging-time and
+// other_config:mac-table-size.
+const (
+	DefaultMACAging     = 300 * time.Second
+	DefaultMACTableSize = 8192
+)
+
+// macProbe is how many consecutive slots a (MAC, VLAN) may occupy from its
+// home slot. Lookups and learning look at no more than this many slots, and
+// a new address whose window is full of live entries evicts the oldest of
+// them.
+const macProbe = 16
+
+// MACTable is a bridge's MAC learning table, behind the normal action: which
+// port each (MAC address, VLAN) was last seen on. It has a fixed number of
+// slots, and entries expire after the aging time.
+//
+// It is safe for concurrent use by any number of goroutines without locks.
+// Each slot is a sequence word and two data words, all atomic, used as a
+// sequence lock: a writer claims the slot by compare-and-swap of the
+// sequence word to an odd value, stores the data and releases it with a new
+// even value; a reader loads the sequence, the data and the sequence again
+// and uses the data only if the sequence was even and unchanged. Readers
+// never wait: a slot that stays busy for a few retries counts as a miss.
+// A writer that finds the slot claimed gives up the update; the next packet
+// from the same address retries it.
+//
+// The races this leaves are benign:
+//   - Two threads learning the same new address at once may store it in two
+//     slots. Learning and lookup both use the first copy in probe order, so
+//     they agree; the other copy is never refreshed and ages out.
+//   - Flush (which bumps an epoch that every slot records) races with
+//     concurrent learning: an address learned at that moment may survive the
+//     flush or be forgotten; either way the next packet corrects it.
+//   - The counters are updated after the slot, so they may lag it briefly.
+type MACTable struct {
+	slots []macSlot
+	mask  uint64
+	seed  uint64
+	aging uint32 // seconds
+
+	epoch atomic.Uint32
+
+	learned atomic.Uint64
+	moved   atomic.Uint64
+	evicted atomic.Uint64
+	skipped atomic.Uint64
+}
+
+// macSlot is one entry. seq holds the epoch the entry was written in (high
+// 32 bits), a write count and, in bit 0, "write in progress". key holds
+// macValid, the VLAN ID and the MAC address; val the port (high 32 bits) and
+// the time it was last seen, in seconds (low 32 bits).
+type macSlot struct {
+	seq atomic.Uint64
+	key atomic.Uint64
+	val atomic.Uint64
+	_   [8]byte // pads a slot to 32 bytes, two per cache line
+}
+
+const (
+	macValid   = 1 << 63
+	seqBusy    = 1
+	readTries  = 4
+	secondNano = int64(time.Second)
+)
+
+// MACStats counts MAC table events since the table was made.
+type MACStats struct {
+	Learned uint64 // new (MAC, VLAN) entries
+	Moved   uint64 // entries whose port changed
+	Evicted uint64 // live entries replaced by a new one because their probe window was full
+	Skipped uint64 // learning not done because another thread was writing the slot
+}
+
+// MACEntry is one learned address, as fdb/show lists it.
+type MACEntry struct {
+	MAC  [6]byte
+	VLAN uint16 // VLAN ID; 0 for untagged
+	Port uint32
+	Age  time.Duration // since the address was last seen, in whole seconds
+}
+
+// NewMACTable returns a table with room for at least size entries (rounded
+// up to a power of two; DefaultMACTableSize when size ≤ 0) whose entries
+// expire aging after they were last seen (DefaultMACAging when aging ≤ 0;
+// whole seconds, at least one).
+func NewMACTable(size int, aging time.Duration) *MACTable {
+	if size <= 0 {
+		size = DefaultMACTableSize
+	}
+	size = max(size, macProbe)
+	n := 1 << bits.Len(uint(size-1))
+	if aging <= 0 {
+		aging = DefaultMACAging
+	}
+	return &MACTable{
+		slots: make([]macSlot, n),
+		mask:  uint64(n - 1),
+		seed:  rand.Uint64() | 1,
+		aging: uint32(max(aging/time.Second, 1)),
+	}
+}
+
+// Cap returns the number of slots, the most entries the table holds.
+func (t *MACTable) Cap() int { return len(t.slots) }
+
+// Aging returns the time after which an entry that is not seen again expires.
+func (t *MACTable) Aging() time.Duration { return time.Duration(t.aging) * time.Second }
+
+// Normal does a learning switch's work for one packet: it learns k.DlSrc on
+// k.InPort in k's VLAN (unless the source is a multicast address) and returns
+// the port for k.DlDst: the learned port, PortFlood when the destination is
+// multicast, broadcast or unknown, and PortNone (drop) when it was learned
+// on the input port. now is a monotonic clock in nanoseconds.
+func (t *MACTable) Normal(k *Key, now int64) uint32 {
+	vid := uint16(0)
+	if k.VLANs[0].TCI&VLANPresent != 0 {
+		vid = k.VLANs[0].TCI & VLANVIDMask
+	}
+	if k.DlSrc[0]&1 == 0 {
+		t.Learn(k.DlSrc, vid, k.InPort, now)
+	}
+	if k.DlDst[0]&1 != 0 {
+		return PortFlood
+	}
+	port, ok := t.Lookup(k.DlDst, vid, now)
+	switch {
+	case !ok:
+		return PortFlood
+	case port == k.InPort:
+		return PortNone
+	}
+	return port
+}
+
+// Lookup returns the port that mac was learned on in VLAN vid, if it has
+// not expired at now.
+func (t *MACTable) Lookup(mac [6]byte, vid uint16, now int64) (uint32, bool) {
+	key := macKey(mac, vid)
+	epoch, sec := t.epoch.Load(), seconds(now)
+	for i, h := 0, t.home(key); i < macProbe; i, h = i+1, (h+1)&t.mask {
+		e, ok := t.slots[h].read()
+		if ok && e.key == key && e.live(epoch, sec, t.aging) {
+			return e.port(), true
+		}
+	}
+	return 0, false
+}
+
+// Learn records that mac was seen on port in VLAN vid at now. It does not
+// filter multicast addresses; Normal does.
+func (t *MACTable) Learn(mac [6]byte, vid uint16, port uint32, now int64) {
+	key := macKey(mac, vid)
+	epoch, sec := t.epoch.Load(), seconds(now)
+	val := uint64(port)<<32 | uint64(sec)
+
+	// The first copy of the key in probe order is the entry. Remember the
+	// first free slot and the oldest live one on the way, for a new entry.
+	free, oldest := -1, -1
+	var oldestAge uint32
+	for i, h := 0, t.home(key); i < macProbe; i, h = i+1, (h+1)&t.mask {
+		e, ok := t.slots[h].read()
+		if !ok {
+			continue
+		}
+		live := e.live(epoch, sec, t.aging)
+		switch {
+		case live && e.key == key:
+			if e.val == val {
+				return // same port, already seen this second
+			}
+			switch {
+			case !t.slots[h].write(e.seq, epoch, key, val):
+				t.skipped.Add(1)
+			case e.port() != port:
+				t.moved.Add(1)
+			}
+			return
+		case !live:
+			if free < 0 {
+				free = int(h)
+			}
+		case free < 0:
+			if age := e.age(sec); oldest < 0 || age > oldestAge {
+				oldest, oldestAge = int(h), age
+			}
+		}
+	}
+	slot := free
+	if slot < 0 {
+		slot = oldest
+	}
+	if slot < 0 {
+		t.skipped.Add(1) // every slot of the window was busy
+		return
+	}
+	s := &t.slots[slot]
+	// The slot must still be what the scan saw; otherwise give up.
+	seq := s.seq.Load()
+	if seq&seqBusy != 0 || !s.write(seq, epoch, key, val) {
+		t.skipped.Add(1)
+		return
+	}
+	t.learned.Add(1)
+	if free < 0 {
+		t.evicted.Add(1)
+	}
+}
+
+// Flush forgets every entry.
+func (t *MACTable) Flush() {
+	t.epoch.Add(1)
+}
+
+// FlushPort forgets the entries learned on port (a port that is removed or
+// goes down) and returns how many it removed. An entry that another thread
+// is writing at that moment is left; it ages out.
+func (t *MACTable) FlushPort(port uint32) int {
+	epoch := t.epoch.Load()
+	n := 0
+	for i := range t.slots {
+		s := &t.slots[i]
+		e, ok := s.read()
+		if ok && e.key&macValid != 0 && e.epoch() == epoch && e.port() == port && s.write(e.seq, epoch, 0, 0) {
+			n++
+		}
+	}
+	return n
+}
+
+// Len returns the number of entries that are live at now.
+func (t *MACTable) Len(now int64) int {
+	n := 0
+	for range t.All(now) {
+		n++
+	}
+	return n
+}
+
+// All iterates over the entries that are live at now, in slot order.
+func (t *MACTable) All(now int64) iter.Seq[MACEntry] {
+	return func(yield func(MACEntry) bool) {
+		epoch, sec := t.epoch.Load(), seconds(now)
+		for i := range t.slots {
+			e, ok := t.slots[i].read()
+			if !ok || !e.live(epoch, sec, t.aging) {
+				continue
+			}
+			ent := MACEntry{
+				VLAN: uint16(e.key>>48) & VLANVIDMask,
+				Port: e.port(),
+				Age:  time.Duration(e.age(sec)) * time.Second,
+			}
+			for j := range ent.MAC {
+				ent.MAC[j] = byte(e.key >> (40 - 8*j))
+			}
+			if !yield(ent) {
+				return
+			}
+		}
+	}
+}
+
+// Stats returns the table's counters.
+func (t *MACTable) Stats() MACStats {
+	return MACStats{
+		Learned: t.learned.Load(),
+		Moved:   t.moved.Load(),
+		Evicted: t.evicted.Load(),
+		Skipped: t.skipped.Load(),
+	}
+}
+
+// macKey packs a (MAC, VLAN) into a slot key.
+func macKey(mac [6]byte, vid uint16) uint64 {
+	var m uint64
+	for _, b := range mac {
+		m = m<<8 | uint64(b)
+	}
+	return macValid | uint64(vid&VLANVIDMask)<<48 | m
+}
+
+// home returns the first slot of key's probe window.
+func (t *MACTable) home(key uint64) uint64 {
+	hi, lo := bits.Mul64(key^t.seed, 0x9e3779b97f4a7c15)
+	return (hi ^ lo) & t.mask
+}
+
+// seconds converts a monotonic clock in nanoseconds to the table's clock.
+// It wraps after 136 years, and ages are computed modulo 2^32 seconds.
+func seconds(now int64) uint32 {
+	return uint32(now / secondNano)
+}
+
+// macSnap is a consistent copy of a slot.
+type macSnap struct {
+	seq, key, val uint64
+}
+
+func (e macSnap) epoch() uint32 { return uint32(e.seq >> 32) }
+func (e macSnap) port() uint32  { return uint32(e.val >> 32) }
+func (e macSnap) seen() uint32  { return uint32(e.val) }
+
+// age returns how long ago, in seconds, the entry was last seen. Threads
+// read the clock at slightly different times, so an entry may have been
+// seen "after" sec; its age is then 0.
+func (e macSnap) age(sec uint32) uint32 {
+	return uint32(max(int32(sec-e.seen()), 0))
+}
+
+// live reports whether the snapshot holds an entry of the current epoch that
+// has not expired at sec.
+func (e macSnap) live(epoch, sec, aging uint32) bool {
+	return e.key&macValid != 0 && e.epoch() == epoch && e.age(sec) < aging
+}
+
+// read takes a consistent snapshot of the slot, or reports false if a writer
+// kept it busy for readTries attempts.
+func (s *macSlot) read() (macSnap, bool) {
+	for range readTries {
+		seq := s.seq.Load()
+		if seq&seqBusy != 0 {
+			continue
+		}
+		e := macSnap{seq: seq, key: s.key.Load(), val: s.val.Load()}
+		if s.seq.Load() == seq {
+			return e, true
+		}
+	}
+	return macSnap{}, false
+}
+
+// write stores key and val in the slot, stamped with epoch, provided the
+// slot's sequence is still seq (even). It reports whether it did.
+func (s *macSlot) write(seq uint64, epoch uint32, key, val uint64) bool {
+	if !s.seq.CompareAndSwap(seq, seq|seqBusy) {
+		return false
+	}
+	s.key.Store(key)
+	s.val.Store(val)
+	count := uint32(seq)>>1 + 1
+	s.seq.Store(uint64(epoch)<<32 | uint64(count)<<1&0xffffffff)
+	return true
+}
