@@ -1,0 +1,150 @@
+package flow
+
+// Source tells which stage of the Cache answered a lookup.
+type Source uint8
+
+// The lookup stages.
+const (
+	SourceEMC      Source = iota + 1 // exact-match cache hit
+	SourceMegaflow                   // megaflow classifier hit
+	SourceUpcall                     // rule-table lookup; a megaflow was installed
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourceEMC:
+		return "emc"
+	case SourceMegaflow:
+		return "megaflow"
+	case SourceUpcall:
+		return "upcall"
+	}
+	return "unknown"
+}
+
+// CacheStats counts a Cache's lookups by the stage that answered them.
+type CacheStats struct {
+	EMCHits      uint64
+	MegaflowHits uint64
+	Upcalls      uint64
+	// Revalidated counts megaflows of an older generation that a lookup
+	// found still right for the current table and kept; Evicted counts the
+	// ones it found wrong and removed.
+	Revalidated uint64
+	Evicted     uint64
+}
+
+// Cache is one poll thread's flow cache: exact-match cache, then megaflow
+// classifier, then the shared rule table. Like its parts it has one owner
+// and takes no locks; the rule table it reads is shared, through snapshots.
+//
+// Entries remember the table generation they were computed at. A lookup
+// loads the table's current snapshot and treats an entry of another
+// generation as a miss: an exact-match entry simply misses, and a megaflow
+// is revalidated against the new snapshot (kept, with the new rule, when the
+// new lookup consults no bits outside its mask) or removed. Since a table
+// change publishes its snapshot before it returns, no lookup that starts
+// after the change uses an entry computed before it.
+type Cache struct {
+	table *Table
+	emc   *EMC
+	mfs   *Megaflows
+	stats CacheStats
+}
+
+// maxStaleProbes bounds how many stale megaflows one lookup removes before
+// it falls back to the rule table.
+const maxStaleProbes = 4
+
+// NewCache returns a cache in front of table with an exact-match cache of
+// emcEntries entries (a power of two) and the given inverse insertion
+// probability (see NewEMC).
+func NewCache(table *Table, emcEntries int, emcInsertInvProb uint32) (*Cache, error) {
+	emc, err := NewEMC(emcEntries, emcInsertInvProb)
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{table: table, emc: emc, mfs: NewMegaflows()}, nil
+}
+
+// Megaflows returns the cache's megaflow classifier (for dumps and expiry,
+// on the owner's goroutine).
+func (c *Cache) Megaflows() *Megaflows { return c.mfs }
+
+// EMC returns the cache's exact-match cache.
+func (c *Cache) EMC() *EMC { return c.emc }
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() CacheStats { return c.stats }
+
+// Lookup returns the megaflow for a packet with key k and the stage that
+// found it. A miss looks the rule table up, installs a megaflow whose mask is
+// exactly the bits that lookup consulted (a drop megaflow if no rule
+// matched) and returns it; it never returns nil. Hits do not allocate.
+func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
+	return c.lookup(c.table.Snapshot(), k)
+}
+
+// LookupBatch looks up keys as Lookup does, against one table snapshot,
+// storing the results in mfs and srcs. It handles as many keys as all three
+// slices have room for and returns that number.
+func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
+	n := min(len(keys), len(mfs), len(srcs))
+	s := c.table.Snapshot()
+	for i := range n {
+		mfs[i], srcs[i] = c.lookup(s, &keys[i])
+	}
+	return n
+}
+
+func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
+	h := EMCHash(k)
+	if mf := c.emc.Lookup(k, h, s.gen); mf != nil {
+		c.stats.EMCHits++
+		return mf, SourceEMC
+	}
+	for range maxStaleProbes {
+		mf := c.mfs.Lookup(k)
+		if mf == nil {
+			break
+		}
+		if mf.Generation != s.gen && !c.revalidate(s, mf) {
+			c.stats.Evicted++
+			c.mfs.Remove(mf)
+			continue
+		}
+		c.stats.MegaflowHits++
+		c.emc.Insert(k, h, mf)
+		return mf, SourceMegaflow
+	}
+	var wc Key
+	r := s.Lookup(k, &wc)
+	mf := c.mfs.Insert(k, &wc, r, s.gen)
+	c.stats.Upcalls++
+	c.emc.Insert(k, h, mf)
+	return mf, SourceUpcall
+}
+
+// revalidate brings mf, computed at an older generation, up to s if it is
+// still a correct megaflow there, and reports whether it is.
+//
+// It looks up mf's masked key in s. If that lookup consults only bits inside
+// mf's mask, every packet mf matches agrees with the masked key on those
+// bits (it equals it on the whole mask), so every such packet gets the same
+// rule: mf stays, with that rule, at s's generation.
+func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
+	var wc Key
+	r := s.Lookup(&mf.Key, &wc)
+	if !maskCovers(mf.Mask, &wc) {
+		return false
+	}
+	mf.setRule(r, s.gen)
+	c.stats.Revalidated++
+	return true
+}
+
+// Flush empties the exact-match cache and the megaflow classifier.
+func (c *Cache) Flush() {
+	c.emc.Flush()
+	c.mfs.Flush()
+}

@@ -1,0 +1,252 @@
+package flow
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestNewEMC(t *testing.T) {
+	tests := []struct {
+		name      string
+		inEntries int
+		wantErr   error
+	}{
+		{name: "default", inEntries: DefaultEMCEntries},
+		{name: "smallest", inEntries: 2},
+		{name: "zero", inEntries: 0, wantErr: ErrEMCSize},
+		{name: "one", inEntries: 1, wantErr: ErrEMCSize},
+		{name: "not a power of two", inEntries: 1000, wantErr: ErrEMCSize},
+		{name: "negative", inEntries: -8, wantErr: ErrEMCSize},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewEMC(tt.inEntries, 1)
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("NewEMC(%d): error %v, want %v", tt.inEntries, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestEMC(t *testing.T) {
+	const gen = 7
+	live := func() *Megaflow { return &Megaflow{Generation: gen} }
+	ka, kb, kc := Key{InPort: 1}, Key{InPort: 2}, Key{InPort: 3}
+	tests := []struct {
+		name string
+		// run stores into e and returns the key and hash to look up and
+		// the megaflow expected (nil for a miss).
+		run func(t *testing.T, e *EMC) (k Key, h uint64, want *Megaflow)
+	}{
+		{
+			name: "hit",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				mf := live()
+				e.Store(&ka, 5, mf)
+				return ka, 5, mf
+			},
+		},
+		{
+			name: "same hash, other key misses",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				e.Store(&ka, 5, live())
+				return kb, 5, nil
+			},
+		},
+		{
+			name: "other hash misses",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				e.Store(&ka, 5, live())
+				return ka, 6, nil
+			},
+		},
+		{
+			name: "two keys share a set",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				mf := live()
+				e.Store(&ka, 5, mf)
+				e.Store(&kb, 5, live())
+				return ka, 5, mf
+			},
+		},
+		{
+			name: "store over the same key replaces",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				e.Store(&ka, 5, live())
+				mf := live()
+				e.Store(&ka, 5, mf)
+				e.Store(&kb, 5, live())
+				return ka, 5, mf // kb took the other way, not ka's
+			},
+		},
+		{
+			name: "dead megaflow misses",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				mf := live()
+				mf.dead = true
+				e.Store(&ka, 5, mf)
+				return ka, 5, nil
+			},
+		},
+		{
+			name: "old generation misses",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				mf := live()
+				mf.Generation = gen - 1
+				e.Store(&ka, 5, mf)
+				return ka, 5, nil
+			},
+		},
+		{
+			name: "dead entry is reused before a live one",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				a, b := live(), live()
+				e.Store(&ka, 5, a)
+				e.Store(&kb, 5, b)
+				a.dead = true
+				e.Store(&kc, 5, live())
+				return kb, 5, b
+			},
+		},
+		{
+			name: "third key evicts one of two",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				mf := live()
+				e.Store(&ka, 5, live())
+				e.Store(&kb, 5, live())
+				e.Store(&kc, 5, mf)
+				if e.Lookup(&ka, 5, gen) != nil && e.Lookup(&kb, 5, gen) != nil {
+					t.Error("both older keys are still cached")
+				}
+				return kc, 5, mf
+			},
+		},
+		{
+			name: "second way from the high hash bits",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				mf := live()
+				h := uint64(3)<<32 | 5 // ways 5 and 3
+				e.Store(&ka, h, live())
+				e.Store(&kb, h, mf)
+				return kb, h, mf
+			},
+		},
+		{
+			name: "flush",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				e.Store(&ka, 5, live())
+				e.Flush()
+				return ka, 5, nil
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := NewEMC(16, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, h, want := tt.run(t, e)
+			if got := e.Lookup(&k, h, gen); got != want {
+				t.Errorf("lookup: got %p, want %p", got, want)
+			}
+		})
+	}
+}
+
+func TestEMCInsertProbability(t *testing.T) {
+	tests := []struct {
+		name      string
+		inInvProb uint32
+		wantMin   int
+		wantMax   int
+	}{
+		{name: "never", inInvProb: 0, wantMin: 0, wantMax: 0},
+		{name: "always", inInvProb: 1, wantMin: 100000, wantMax: 100000},
+		{name: "one in a hundred", inInvProb: 100, wantMin: 800, wantMax: 1200},
+		{name: "one in two", inInvProb: 2, wantMin: 48000, wantMax: 52000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := NewEMC(DefaultEMCEntries, tt.inInvProb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for i := range 100000 {
+				k := Key{InPort: uint32(i)}
+				if e.Insert(&k, EMCHash(&k), &Megaflow{}) {
+					n++
+				}
+			}
+			if n < tt.wantMin || n > tt.wantMax {
+				t.Errorf("inserted %d of 100000, want %d..%d", n, tt.wantMin, tt.wantMax)
+			}
+		})
+	}
+}
+
+// TestHitPathsDoNotAllocate proves that lookups that hit, and lookups that
+// revalidate a megaflow after a table change, do not allocate.
+func TestHitPathsDoNotAllocate(t *testing.T) {
+	tbl := newTestTable(
+		mkFlow(100, out(1), dlType(EthTypeIPv4), nwSrc(0x0a000000, 8)),
+		mkFlow(0, out(2)),
+	)
+	k := Key{DlType: EthTypeIPv4, NwSrc: 0x0a000001}
+
+	emcCache, err := NewCache(tbl, DefaultEMCEntries, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfCache, err := NewCache(tbl, DefaultEMCEntries, 0) // no EMC insertions
+	if err != nil {
+		t.Fatal(err)
+	}
+	emcCache.Lookup(&k)
+	mfCache.Lookup(&k)
+	h := EMCHash(&k)
+	gen := tbl.Generation()
+	mf := mfCache.Megaflows().Lookup(&k)
+
+	tests := []struct {
+		name string
+		run  func()
+	}{
+		{name: "cache emc hit", run: func() { expectSource(t, emcCache, &k, SourceEMC) }},
+		{name: "cache megaflow hit", run: func() { expectSource(t, mfCache, &k, SourceMegaflow) }},
+		{name: "cache revalidation", run: func() {
+			mf.Generation = 0 // as if the table had changed since
+			expectSource(t, mfCache, &k, SourceMegaflow)
+		}},
+		{name: "emc lookup", run: func() {
+			if emcCache.EMC().Lookup(&k, h, gen) == nil {
+				t.Fatal("emc missed")
+			}
+		}},
+		{name: "megaflow lookup", run: func() {
+			if mfCache.Megaflows().Lookup(&k) == nil {
+				t.Fatal("megaflow classifier missed")
+			}
+		}},
+		{name: "table lookup", run: func() {
+			var wc Key
+			if tbl.Snapshot().Lookup(&k, &wc) == nil {
+				t.Fatal("table lookup missed")
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if allocs := testing.AllocsPerRun(1000, tt.run); allocs != 0 {
+				t.Errorf("%v allocations per lookup, want 0", allocs)
+			}
+		})
+	}
+}
+
+func expectSource(t *testing.T, c *Cache, k *Key, want Source) {
+	if _, src := c.Lookup(k); src != want {
+		t.Fatalf("lookup answered by %s, want %s", src, want)
+	}
+}

@@ -1,0 +1,183 @@
+package flow
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// testMasks are a few megaflow masks of different shapes.
+var testMasks = []Key{
+	{InPort: ^uint32(0)},
+	{InPort: ^uint32(0), DlType: 0xffff, NwDst: 0xffffff00},
+	{DlType: 0xffff, NwSrc: ^uint32(0), NwDst: ^uint32(0), NwProto: 0xff, TpDst: 0xffff},
+	{DlDst: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, VLANs: [2]VLAN{{TCI: 0x1fff}}},
+	{}, // catch-all
+}
+
+// TestMegaflowsAgainstMap runs random inserts, removals and lookups against
+// a map of (mask, masked key) to megaflow. The key space is small, so that
+// probe runs collide and backward-shift deletion gets exercised.
+func TestMegaflowsAgainstMap(t *testing.T) {
+	type id struct{ mask, key Key }
+	r := rand.New(rand.NewPCG(3, 3))
+	c := NewMegaflows()
+	ref := map[id]*Megaflow{}
+	randKey := func() Key {
+		var k Key
+		k.InPort = uint32(r.IntN(40))
+		k.DlType = uint16(r.IntN(3))
+		k.NwSrc, k.NwDst = uint32(r.IntN(8)), uint32(r.IntN(600))
+		k.NwProto = uint8(r.IntN(2))
+		k.TpDst = uint16(r.IntN(4))
+		k.DlDst[5] = byte(r.IntN(30))
+		k.VLANs[0].TCI = uint16(r.IntN(3))
+		return k
+	}
+	for step := range 40000 {
+		k := randKey()
+		mask := testMasks[r.IntN(len(testMasks))]
+		var mk Key
+		k.Masked(&mask, &mk)
+		switch op := r.IntN(10); {
+		case op < 4:
+			mf := c.Insert(&k, &mask, nil, uint64(step))
+			if old := ref[id{mask, mk}]; old != nil && old != mf {
+				t.Fatalf("step %d: insert of an existing megaflow made a new one", step)
+			}
+			if mf.Key != mk || *mf.Mask != mask || mf.Generation != uint64(step) || !mf.Alive() {
+				t.Fatalf("step %d: inserted megaflow %+v is not what was asked", step, mf)
+			}
+			ref[id{mask, mk}] = mf
+		case op < 7:
+			mf := ref[id{mask, mk}]
+			if mf == nil {
+				continue
+			}
+			c.Remove(mf)
+			delete(ref, id{mask, mk})
+			if mf.Alive() {
+				t.Fatalf("step %d: removed megaflow still alive", step)
+			}
+			c.Remove(mf) // removing twice is harmless
+		default:
+			got := c.Lookup(&k)
+			var anyMatch bool
+			for _, m := range testMasks {
+				var kk Key
+				k.Masked(&m, &kk)
+				anyMatch = anyMatch || ref[id{m, kk}] != nil
+			}
+			switch {
+			case got == nil && anyMatch:
+				t.Fatalf("step %d: lookup missed an installed megaflow", step)
+			case got != nil && ref[id{*got.Mask, got.Key}] != got:
+				t.Fatalf("step %d: lookup returned a megaflow that is not installed", step)
+			case got != nil:
+				m := got.Match()
+				if !m.Matches(&k) {
+					t.Fatalf("step %d: lookup returned a megaflow that does not match", step)
+				}
+			}
+		}
+		if c.Len() != len(ref) {
+			t.Fatalf("step %d: Len %d, want %d", step, c.Len(), len(ref))
+		}
+	}
+	n := 0
+	c.Range(func(mf *Megaflow) bool {
+		if ref[id{*mf.Mask, mf.Key}] != mf {
+			t.Fatalf("Range visits a megaflow that is not installed")
+		}
+		n++
+		return true
+	})
+	if n != len(ref) {
+		t.Errorf("Range visited %d megaflows, want %d", n, len(ref))
+	}
+	// Every installed megaflow is found by its own key.
+	for _, mf := range ref {
+		k := mf.Key
+		if got := c.Lookup(&k); got == nil {
+			t.Fatalf("megaflow %+v not found by its key", mf.Match())
+		}
+	}
+}
+
+func TestMegaflowsRemoveIfAndFlush(t *testing.T) {
+	c := NewMegaflows()
+	var all []*Megaflow
+	for i := range 100 {
+		k := Key{InPort: uint32(i), NwSrc: uint32(i)}
+		all = append(all, c.Insert(&k, &testMasks[i%2], nil, uint64(i%3)))
+	}
+	if got := c.Subtables(); got != 2 {
+		t.Fatalf("%d subtables, want 2", got)
+	}
+	removed := c.RemoveIf(func(mf *Megaflow) bool { return mf.Generation == 0 })
+	if removed != 34 || c.Len() != 66 {
+		t.Fatalf("RemoveIf removed %d, left %d; want 34, 66", removed, c.Len())
+	}
+	for _, mf := range all {
+		if mf.Alive() != (mf.Generation != 0) {
+			t.Fatalf("megaflow of generation %d alive %v", mf.Generation, mf.Alive())
+		}
+	}
+	c.Flush()
+	if c.Len() != 0 || c.Subtables() != 0 {
+		t.Fatalf("after Flush: %d megaflows in %d subtables", c.Len(), c.Subtables())
+	}
+	for _, mf := range all {
+		if mf.Alive() {
+			t.Fatal("megaflow alive after Flush")
+		}
+	}
+	k := Key{InPort: 1}
+	if c.Lookup(&k) != nil {
+		t.Fatal("lookup hit after Flush")
+	}
+	// The classifier works after a flush.
+	c.Insert(&k, &testMasks[0], nil, 9)
+	if mf := c.Lookup(&k); mf == nil || mf.Generation != 9 {
+		t.Fatalf("lookup after re-insert: %v", mf)
+	}
+}
+
+func TestMegaflowsRank(t *testing.T) {
+	c := NewMegaflows()
+	a := Key{InPort: 1}
+	b := Key{InPort: 2, DlType: 1, NwDst: 0x0a000100}
+	c.Insert(&a, &testMasks[0], nil, 1)
+	c.Insert(&b, &testMasks[1], nil, 1)
+	// Only b's subtable hits; b's key misses in a's subtable (in_port 2).
+	for range 10 {
+		c.Lookup(&b)
+	}
+	if c.subs[0].mask != testMasks[0] {
+		t.Fatalf("subtables re-ranked before Rank")
+	}
+	c.Rank()
+	if c.subs[0].mask != testMasks[1] {
+		t.Errorf("after Rank the most hit subtable is not first")
+	}
+}
+
+func TestMegaflowAccount(t *testing.T) {
+	tbl := newTestTable(mkFlow(1, out(1)))
+	r := tbl.Dump(nil)[0]
+	c := NewMegaflows()
+	var k, mask Key
+	mf := c.Insert(&k, &mask, r, tbl.Generation())
+	mf.Account(2, 128, 50)
+	mf.Account(1, 64, 40)
+	if mf.Packets != 3 || mf.Bytes != 192 || mf.LastUsed != 50 {
+		t.Errorf("megaflow counters %d/%d/%d, want 3/192/50", mf.Packets, mf.Bytes, mf.LastUsed)
+	}
+	if p, b := r.Stats(); p != 3 || b != 192 {
+		t.Errorf("rule counters %d/%d, want 3/192", p, b)
+	}
+	drop := c.Insert(&Key{InPort: 1}, &testMasks[0], nil, 1)
+	drop.Account(1, 60, 1) // no rule: only the megaflow counts
+	if drop.Actions != nil || drop.Packets != 1 {
+		t.Errorf("drop megaflow: actions %v packets %d", drop.Actions, drop.Packets)
+	}
+}

@@ -1,0 +1,430 @@
+package flow
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Rule is one OpenFlow rule installed in a Table.
+//
+// A Rule is immutable once the Table has published it, except for its
+// counters: mod-flows replaces it with a new Rule that shares the counters,
+// the install time and the install order of the old one, so readers that
+// still hold the old pointer (megaflows, dumps in progress) keep working and
+// keep counting into the same counters.
+type Rule struct {
+	// Flow is what add-flow installed: Match (normalized), Priority,
+	// Actions, Cookie, IdleTimeout and HardTimeout. CookieMask and OutPort
+	// are always zero in a Rule.
+	Flow
+
+	// Installed is when add-flow installed the rule; mod-flows keeps it, so
+	// dump-flows' duration runs from here.
+	Installed time.Time
+	// Modified is when add-flow or the last mod-flows changed the rule; the
+	// hard timeout runs from here.
+	Modified time.Time
+
+	seq   uint64 // install order: among equal priorities the lower seq wins
+	stats *ruleStats
+}
+
+// ruleStats are a rule's counters, shared by its versions across mod-flows.
+type ruleStats struct {
+	packets  atomic.Uint64
+	bytes    atomic.Uint64
+	lastUsed atomic.Int64 // unix nanoseconds of the last AddStats; 0 = never
+}
+
+// AddStats adds packets and bytes to the rule's counters and records now
+// (unix nanoseconds) as its last use, for the idle timeout. It is safe for
+// concurrent use; when callers race, the last use may lag by the time
+// between their calls.
+func (r *Rule) AddStats(packets, bytes uint64, now int64) {
+	r.stats.packets.Add(packets)
+	r.stats.bytes.Add(bytes)
+	if now > r.stats.lastUsed.Load() {
+		r.stats.lastUsed.Store(now)
+	}
+}
+
+// Stats returns the rule's packet and byte counters.
+func (r *Rule) Stats() (packets, bytes uint64) {
+	return r.stats.packets.Load(), r.stats.bytes.Load()
+}
+
+// Duration is how long the rule has been installed at now, as dump-flows
+// prints it.
+func (r *Rule) Duration(now time.Time) time.Duration {
+	return now.Sub(r.Installed)
+}
+
+// beats reports whether r wins over o in a lookup: higher priority, or equal
+// priority and installed earlier.
+func (r *Rule) beats(o *Rule) bool {
+	return r.Priority > o.Priority || (r.Priority == o.Priority && r.seq < o.seq)
+}
+
+// outputsTo reports whether one of r's actions outputs to port.
+func (r *Rule) outputsTo(port uint32) bool {
+	for i := range r.Actions {
+		if r.Actions[i].Type == ActOutput && r.Actions[i].Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+// Table is an OpenFlow rule table with ovs-ofctl's add-flow, mod-flows and
+// del-flows semantics.
+//
+// It is safe for concurrent use. Writers are serialized by a mutex; readers
+// call Snapshot, which is one atomic load, and then read an immutable
+// TableSnapshot without locks. Every call that changes the table increments
+// the generation and publishes the new snapshot before it returns, so a
+// lookup that starts after the call returns sees the change, and every cache
+// entry tagged with an older generation is known to be stale.
+type Table struct {
+	snap atomic.Pointer[TableSnapshot]
+
+	mu sync.Mutex // serializes writers and guards the fields below
+	// groups holds the rules by mask: the same rules as the published
+	// snapshot, in a form that is cheap to change. A group whose rules
+	// changed since the last publication is dirty and gets a new subtable.
+	groups map[Key]*ruleGroup
+	seq    uint64
+	gen    uint64
+	now    func() time.Time
+	// linearMax is the largest subtable that is searched rule by rule rather
+	// than through hashed stages (see TableSnapshot.Lookup).
+	linearMax int
+}
+
+// ruleGroup is the writer's view of the rules that share one mask.
+type ruleGroup struct {
+	mask  Key
+	rules map[ruleKey]*Rule
+	built *tableSubtable // as last published; nil when dirty
+}
+
+// ruleKey identifies a rule within its group: add-flow replaces the rule
+// with the same match and priority.
+type ruleKey struct {
+	key      Key
+	priority uint16
+}
+
+// defaultLinearMax is where subtables switch from a rule-by-rule search to
+// hashed stages. Small subtables are searched rule by rule because that
+// consults fewer key bits (wider megaflows) at a cost that is still small.
+const defaultLinearMax = 8
+
+// NewTable returns an empty table at generation 1.
+func NewTable() *Table {
+	t := &Table{
+		groups:    make(map[Key]*ruleGroup),
+		now:       time.Now,
+		linearMax: defaultLinearMax,
+	}
+	t.mu.Lock()
+	t.publishLocked()
+	t.mu.Unlock()
+	return t
+}
+
+// Snapshot returns the current immutable view of the table. Poll threads
+// load it once per batch.
+func (t *Table) Snapshot() *TableSnapshot {
+	return t.snap.Load()
+}
+
+// Generation returns the current generation: it changes with every change
+// to the table.
+func (t *Table) Generation() uint64 {
+	return t.snap.Load().gen
+}
+
+// Add installs f as add-flow does. A rule with the same match and priority
+// is replaced: the new rule has f's actions, cookie and timeouts, fresh
+// counters and a fresh install time, as OpenFlow specifies for an add that
+// collides with an identical entry. f.CookieMask and f.OutPort are ignored.
+func (t *Table) Add(f *Flow) {
+	t.AddFlows([]Flow{*f})
+}
+
+// AddFlows installs each flow as Add does, in order, and publishes the
+// result once (add-flows with a file).
+func (t *Table) AddFlows(fs []Flow) {
+	if len(fs) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	for i := range fs {
+		t.addLocked(&fs[i], now)
+	}
+	t.publishLocked()
+}
+
+// Modify changes the actions of the rules that f selects, as mod-flows
+// does, and returns how many it changed.
+//
+// Without strict, f selects every rule whose match implies f's match (each
+// bit that f's mask covers is covered by the rule's mask with the same
+// value), whatever its priority; with strict, only the rule with exactly f's
+// match and priority. Either way, when f.CookieMask is non-zero only rules
+// whose cookie agrees with f.Cookie on the mask's bits are selected.
+//
+// A changed rule keeps its counters, install time and timeouts, and takes
+// f's actions. Its cookie changes to f.Cookie when f gives a cookie without a
+// mask (CookieMask zero and Cookie non-zero); a Flow cannot tell "cookie=0"
+// from no cookie, so a zero cookie never changes cookies.
+//
+// When no rule is selected and f.CookieMask is zero, Modify adds f as a new
+// rule and reports added: this is what Open vSwitch does for ovs-ofctl's
+// default OpenFlow 1.0 dialect (OpenFlow 1.2 and later would not add).
+func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	norm := normalizedMatch(&f.Match)
+	t.selectLocked(&norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, rk ruleKey, old *Rule) {
+		r := *old
+		r.Actions = slices.Clone(f.Actions)
+		if f.CookieMask == 0 && f.Cookie != 0 {
+			r.Cookie = f.Cookie
+		}
+		r.Modified = now
+		g.rules[rk] = &r
+		g.built = nil
+		n++
+	})
+	if n == 0 && f.CookieMask == 0 {
+		t.addLocked(f, now)
+		added = true
+	}
+	if n > 0 || added {
+		t.publishLocked()
+	}
+	return n, added
+}
+
+// Delete removes the rules that f selects, as del-flows does, and returns
+// them. Selection is as for Modify (strict or not, cookie and cookie mask);
+// in addition, when f.OutPort is neither 0 nor PortNone, only rules with an
+// output action to f.OutPort are selected. A catch-all f without strict
+// removes every rule.
+func (t *Table) Delete(f *Flow, strict bool) []*Rule {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var removed []*Rule
+	norm := normalizedMatch(&f.Match)
+	t.selectLocked(&norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, rk ruleKey, old *Rule) {
+		delete(g.rules, rk)
+		g.built = nil
+		removed = append(removed, old)
+	})
+	if len(removed) > 0 {
+		t.publishLocked()
+	}
+	sortRules(removed)
+	return removed
+}
+
+// Expire removes the rules whose hard timeout (counted from Modified) or idle
+// timeout (counted from the last AddStats, or from Modified when the rule was
+// not used since) has passed at now, and returns them.
+func (t *Table) Expire(now time.Time) []*Rule {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var removed []*Rule
+	for _, g := range t.groups {
+		for rk, r := range g.rules {
+			if !r.expired(now) {
+				continue
+			}
+			delete(g.rules, rk)
+			g.built = nil
+			removed = append(removed, r)
+		}
+	}
+	if len(removed) > 0 {
+		t.publishLocked()
+	}
+	sortRules(removed)
+	return removed
+}
+
+func (r *Rule) expired(now time.Time) bool {
+	if r.HardTimeout != 0 && now.Sub(r.Modified) >= time.Duration(r.HardTimeout)*time.Second {
+		return true
+	}
+	if r.IdleTimeout == 0 {
+		return false
+	}
+	last := r.Modified
+	if used := r.stats.lastUsed.Load(); used != 0 && time.Unix(0, used).After(last) {
+		last = time.Unix(0, used)
+	}
+	return now.Sub(last) >= time.Duration(r.IdleTimeout)*time.Second
+}
+
+// Dump returns the rules that f selects (non-strict, with cookie mask and
+// out_port filters as for Delete; a nil f selects all), in dump-flows order:
+// priority descending, then install order.
+func (t *Table) Dump(f *Flow) []*Rule {
+	s := t.Snapshot()
+	var out []*Rule
+	var norm Match
+	if f != nil {
+		norm = normalizedMatch(&f.Match)
+	}
+	for _, st := range s.subtables {
+		for _, r := range st.rules {
+			if f == nil || selects(&norm, f.Cookie, f.CookieMask, f.OutPort, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	sortRules(out)
+	return out
+}
+
+// Len returns the number of rules in the current snapshot.
+func (t *Table) Len() int {
+	return t.Snapshot().n
+}
+
+func normalizedMatch(m *Match) Match {
+	n := *m
+	n.Normalize()
+	return n
+}
+
+// addLocked installs f, replacing any rule with the same match and priority.
+func (t *Table) addLocked(f *Flow, now time.Time) {
+	r := &Rule{
+		Flow:      *f,
+		Installed: now,
+		Modified:  now,
+		stats:     new(ruleStats),
+	}
+	r.Match.Normalize()
+	r.Actions = slices.Clone(f.Actions)
+	r.CookieMask = 0
+	r.OutPort = 0
+	t.seq++
+	r.seq = t.seq
+
+	g := t.groups[r.Match.Mask]
+	if g == nil {
+		g = &ruleGroup{mask: r.Match.Mask, rules: make(map[ruleKey]*Rule)}
+		t.groups[g.mask] = g
+	}
+	g.rules[ruleKey{key: r.Match.Key, priority: r.Priority}] = r
+	g.built = nil
+}
+
+// selectLocked calls fn for each rule that the criteria select. fn may
+// replace or delete that rule in g.rules.
+func (t *Table) selectLocked(m *Match, priority uint16, strict bool, cookie, cookieMask uint64, outPort uint32, fn func(g *ruleGroup, rk ruleKey, r *Rule)) {
+	if strict {
+		g := t.groups[m.Mask]
+		if g == nil {
+			return
+		}
+		rk := ruleKey{key: m.Key, priority: priority}
+		if r := g.rules[rk]; r != nil && selects(m, cookie, cookieMask, outPort, r) {
+			fn(g, rk, r)
+		}
+		return
+	}
+	for _, g := range t.groups {
+		if !maskCovers(&g.mask, &m.Mask) {
+			continue // no rule of g implies m
+		}
+		for rk, r := range g.rules {
+			if selects(m, cookie, cookieMask, outPort, r) {
+				fn(g, rk, r)
+			}
+		}
+	}
+}
+
+// selects reports whether r's match implies m (m's constraints all hold for
+// every packet r matches) and r passes the cookie and out_port filters.
+func selects(m *Match, cookie, cookieMask uint64, outPort uint32, r *Rule) bool {
+	if (r.Cookie^cookie)&cookieMask != 0 {
+		return false
+	}
+	if outPort != 0 && outPort != PortNone && !r.outputsTo(outPort) {
+		return false
+	}
+	if !maskCovers(&r.Match.Mask, &m.Mask) {
+		return false
+	}
+	rk, mk, mm := r.Match.Key.Words(), m.Key.Words(), m.Mask.Words()
+	for i := range rk {
+		if rk[i]&mm[i] != mk[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// maskCovers reports whether every bit of inner is also in outer.
+func maskCovers(outer, inner *Key) bool {
+	o, in := outer.Words(), inner.Words()
+	for i := range o {
+		if in[i]&^o[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sortRules sorts rules into lookup order: priority descending, then install
+// order.
+func sortRules(rs []*Rule) {
+	slices.SortFunc(rs, func(a, b *Rule) int {
+		switch {
+		case a.beats(b):
+			return -1
+		case b.beats(a):
+			return 1
+		}
+		return 0
+	})
+}
+
+// publishLocked rebuilds the subtables of the dirty groups, drops empty
+// groups, and publishes a new snapshot under a new generation.
+func (t *Table) publishLocked() {
+	s := &TableSnapshot{}
+	for mask, g := range t.groups {
+		if len(g.rules) == 0 {
+			delete(t.groups, mask)
+			continue
+		}
+		if g.built == nil {
+			g.built = buildSubtable(g, t.linearMax)
+		}
+		s.subtables = append(s.subtables, g.built)
+		s.n += len(g.rules)
+	}
+	slices.SortFunc(s.subtables, func(a, b *tableSubtable) int {
+		switch {
+		case a.rules[0].beats(b.rules[0]):
+			return -1
+		case b.rules[0].beats(a.rules[0]):
+			return 1
+		}
+		return 0
+	})
+	t.gen++
+	s.gen = t.gen
+	t.snap.Store(s)
+}
