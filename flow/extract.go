@@ -1,0 +1,480 @@
+package flow
+
+import (
+	"encoding/binary"
+	"strconv"
+)
+
+// Malformed says why Extract stopped before the end of the headers it
+// understands; MalformedNone when it did not. The datapath counts every other
+// value as a "malformed frame" drop reason.
+//
+// A header that Extract does not parse further (an unknown Ethertype or IP
+// protocol, an 802.3 frame without SNAP, ARP for another hardware type, a
+// later IP fragment) is not malformed: its key simply ends there, as in OVS.
+type Malformed uint8
+
+// The reasons. Their String forms are stable: they name drop counters.
+const (
+	MalformedNone              Malformed = iota
+	MalformedTruncatedEthernet           // shorter than an Ethernet header
+	MalformedTruncatedVLAN               // a VLAN TPID without a whole tag and the Ethertype after it
+	MalformedTruncatedARP                // ARP shorter than its fixed part, or Ethernet/IPv4 ARP shorter than 28 bytes
+	MalformedTruncatedIPv4               // IPv4 header or total length beyond the frame
+	MalformedBadIPv4Length               // IPv4 IHL < 5, or total length < header length
+	MalformedTruncatedIPv6               // IPv6 header or payload length beyond the frame
+	MalformedTruncatedIPv6Ext            // an IPv6 extension header beyond the payload
+	MalformedIPv6ExtChain                // more than MaxIPv6ExtHeaders extension headers
+	MalformedTruncatedTCP                // TCP header shorter than 20 bytes (not in a first fragment)
+	MalformedTruncatedUDP                // UDP header shorter than 8 bytes (not in a first fragment)
+	MalformedTruncatedSCTP               // SCTP common header shorter than 12 bytes (not in a first fragment)
+	MalformedTruncatedICMP               // ICMP header shorter than 8 bytes (not in a first fragment)
+	MalformedTruncatedICMPv6             // ICMPv6 header shorter than 8 bytes (not in a first fragment)
+	MalformedTruncatedND                 // neighbour solicitation/advertisement without a whole target address
+	MalformedBadNDOption                 // ND option of length zero, past the end, or a repeated link-layer address
+
+	// NumMalformed is the number of Malformed values, for sizing counter
+	// arrays indexed by reason.
+	NumMalformed
+)
+
+var malformedNames = [NumMalformed]string{
+	MalformedNone:              "none",
+	MalformedTruncatedEthernet: "truncated-ethernet",
+	MalformedTruncatedVLAN:     "truncated-vlan",
+	MalformedTruncatedARP:      "truncated-arp",
+	MalformedTruncatedIPv4:     "truncated-ipv4",
+	MalformedBadIPv4Length:     "bad-ipv4-length",
+	MalformedTruncatedIPv6:     "truncated-ipv6",
+	MalformedTruncatedIPv6Ext:  "truncated-ipv6-ext",
+	MalformedIPv6ExtChain:      "ipv6-ext-chain-too-long",
+	MalformedTruncatedTCP:      "truncated-tcp",
+	MalformedTruncatedUDP:      "truncated-udp",
+	MalformedTruncatedSCTP:     "truncated-sctp",
+	MalformedTruncatedICMP:     "truncated-icmp",
+	MalformedTruncatedICMPv6:   "truncated-icmpv6",
+	MalformedTruncatedND:       "truncated-nd",
+	MalformedBadNDOption:       "bad-nd-option",
+}
+
+// String returns the reason's counter name, such as "truncated-vlan".
+func (m Malformed) String() string {
+	if m < NumMalformed {
+		return malformedNames[m]
+	}
+	return "malformed(" + strconv.Itoa(int(m)) + ")"
+}
+
+// MaxIPv6ExtHeaders bounds the IPv6 extension header chain that Extract
+// follows; a longer chain is MalformedIPv6ExtChain. It also bounds every
+// offset Extract records: the deepest L4 header starts at most
+// 30 + 40 + 8*2048 bytes into the frame, well within Offsets' 16 bits.
+const MaxIPv6ExtHeaders = 8
+
+// Header sizes and protocol numbers used by the parsers below.
+const (
+	ethHeaderLen    = 14
+	vlanTagLen      = 4
+	llcSNAPLen      = 8 // LLC (DSAP, SSAP, control) and SNAP (OUI, type)
+	arpFixedLen     = 8 // hardware type and size, protocol type and size, opcode
+	arpEthIPv4Len   = 28
+	ipv4MinLen      = 20
+	ipv6HeaderLen   = 40
+	ipv6ExtMinLen   = 8
+	tcpMinLen       = 20
+	udpHeaderLen    = 8
+	sctpHeaderLen   = 12
+	icmpHeaderLen   = 8 // type, code, checksum and the 4-byte rest of header
+	ndTargetLen     = 16
+	ndOptUnit       = 8
+	ipProtoHopOpts  = 0
+	ipProtoRouting  = 43
+	ipProtoFragment = 44
+	ipProtoAH       = 51
+	ipProtoDstOpts  = 60
+	ndSolicit       = 135
+	ndAdvert        = 136
+	ndOptSLL        = 1
+	ndOptTLL        = 2
+	ipv4MoreFrags   = 0x2000
+	ipv4FragOffset  = 0x1fff
+	ipv6FragOffset  = 0xfff8
+)
+
+// Extract resets *k and *off and fills them from the frame bytes of a packet
+// that arrived on inPort, with the semantics of OVS's miniflow_extract: the
+// key holds every field up to the first header that is missing, truncated or
+// malformed, and the returned reason says why extraction stopped early
+// (MalformedNone when it did not). It does not allocate, never panics on any
+// input, and does a bounded amount of work per frame.
+//
+// L4 is parsed without regard to which IP version carried it, as OVS does:
+// an IPv4 packet with protocol 58 gets ICMPv6 fields. Headers that Key has
+// no fields for are not parsed: MPLS (DlType is its Ethertype and L3 the
+// label stack) and IGMP (whose type and code OVS keeps only for multicast
+// snooping).
+//
+// off.L3 is set once the Ethernet header and tags are whole; off.L4 only
+// when a whole TCP, UDP, SCTP, ICMP or ICMPv6 header follows the IP header
+// (so never for a later fragment), which lets actions rewrite it in place.
+func Extract(k *Key, off *Offsets, frame []byte, inPort uint32) Malformed {
+	*k = Key{InPort: inPort}
+	*off = Offsets{L3: NoOffset, L4: NoOffset}
+
+	c, why := parseL2(k, cursor{b: frame})
+	if why != MalformedNone {
+		return why
+	}
+	off.L3 = uint16(c.pos)
+
+	switch k.DlType {
+	case EthTypeIPv4:
+		c, why = parseIPv4(k, c)
+	case EthTypeIPv6:
+		c, why = parseIPv6(k, c)
+	case EthTypeARP, EthTypeRARP:
+		return parseARP(k, c)
+	default:
+		return MalformedNone
+	}
+	if why != MalformedNone || k.NwFrag&FragLater != 0 {
+		return why
+	}
+	found, why := parseL4(k, c)
+	if found {
+		off.L4 = uint16(c.pos)
+	}
+	return why
+}
+
+// cursor is a bounds-checked reader over the frame: b is the frame, cut at
+// the end of the innermost packet being parsed (an IP packet ends before the
+// Ethernet padding), and pos is the next unread byte, 0 <= pos <= len(b).
+// The parsers take and return it by value.
+type cursor struct {
+	b   []byte
+	pos int
+}
+
+// rest is the number of unread bytes.
+func (c *cursor) rest() int {
+	return len(c.b) - c.pos
+}
+
+// peek returns the next n bytes without consuming them, or false if fewer
+// remain.
+func (c *cursor) peek(n int) ([]byte, bool) {
+	if n > c.rest() {
+		return nil, false
+	}
+	return c.b[c.pos : c.pos+n : c.pos+n], true
+}
+
+// skip consumes n bytes, or reports false and consumes nothing if fewer
+// remain.
+func (c *cursor) skip(n int) bool {
+	if n > c.rest() {
+		return false
+	}
+	c.pos += n
+	return true
+}
+
+// limit ends the packet n bytes after pos, dropping what follows (an IP
+// packet's Ethernet padding). It must not be asked for more than remains.
+func (c *cursor) limit(n int) {
+	c.b = c.b[:c.pos+n]
+}
+
+// parseL2 fills the Ethernet addresses, the VLAN tags and DlType, and
+// returns c moved to the first byte of the L3 header.
+func parseL2(k *Key, c cursor) (cursor, Malformed) {
+	h, ok := c.peek(ethHeaderLen)
+	if !ok {
+		return c, MalformedTruncatedEthernet
+	}
+	k.DlDst = [6]byte(h[0:6])
+	k.DlSrc = [6]byte(h[6:12])
+	typ := binary.BigEndian.Uint16(h[12:14])
+	c.skip(ethHeaderLen)
+	if typ == EthTypeVLAN || typ == EthTypeQinQ {
+		var why Malformed
+		if c, typ, why = parseVLANs(k, c, typ); why != MalformedNone {
+			return c, why
+		}
+	}
+	if typ < EthTypeMinTy {
+		return parseLLC(k, c), MalformedNone
+	}
+	k.DlType = typ
+	return c, MalformedNone
+}
+
+// parseVLANs reads up to two 802.1Q/802.1ad tags whose first TPID, tpid,
+// is just behind c. It returns c moved past the tags and the Ethertype after
+// them (a third tag is left for DlType, as OVS leaves it).
+func parseVLANs(k *Key, c cursor, tpid uint16) (cursor, uint16, Malformed) {
+	for i := range k.VLANs {
+		tag, ok := c.peek(vlanTagLen) // the TCI and the Ethertype after it
+		if !ok {
+			k.DlType = tpid // what OVS reports for a cut-off tag
+			return c, 0, MalformedTruncatedVLAN
+		}
+		k.VLANs[i] = VLAN{TPID: tpid, TCI: binary.BigEndian.Uint16(tag[0:2]) | VLANPresent}
+		c.skip(vlanTagLen)
+		if tpid = binary.BigEndian.Uint16(tag[2:4]); tpid != EthTypeVLAN && tpid != EthTypeQinQ {
+			break
+		}
+	}
+	return c, tpid, MalformedNone
+}
+
+// parseLLC handles an 802.3 frame (a length where the Ethertype would be):
+// DlType is the Ethertype of an LLC/SNAP header with the zero OUI, and
+// EthTypeNone otherwise. It returns c moved past a SNAP header.
+func parseLLC(k *Key, c cursor) cursor {
+	k.DlType = EthTypeNone
+	s, ok := c.peek(llcSNAPLen)
+	if !ok || s[0] != 0xaa || s[1] != 0xaa || s[2] != 0x03 || s[3] != 0 || s[4] != 0 || s[5] != 0 {
+		return c
+	}
+	c.skip(llcSNAPLen) // past SNAP even when its type is not an Ethertype, as OVS
+	if typ := binary.BigEndian.Uint16(s[6:8]); typ >= EthTypeMinTy {
+		k.DlType = typ
+	}
+	return c
+}
+
+// parseARP fills ARP's opcode, addresses and hardware addresses for
+// Ethernet/IPv4 ARP and RARP; other kinds keep only their L2 fields.
+func parseARP(k *Key, c cursor) Malformed {
+	h, ok := c.peek(arpFixedLen)
+	if !ok {
+		return MalformedTruncatedARP
+	}
+	if binary.BigEndian.Uint16(h[0:2]) != 1 || binary.BigEndian.Uint16(h[2:4]) != EthTypeIPv4 || h[4] != 6 || h[5] != 4 {
+		return MalformedNone
+	}
+	a, ok := c.peek(arpEthIPv4Len)
+	if !ok {
+		return MalformedTruncatedARP
+	}
+	if op := binary.BigEndian.Uint16(a[6:8]); op <= 0xff {
+		k.NwProto = uint8(op) // OVS matches only opcodes that fit in 8 bits
+	}
+	k.ArpSha = [6]byte(a[8:14])
+	k.NwSrc = binary.BigEndian.Uint32(a[14:18])
+	k.ArpTha = [6]byte(a[18:24])
+	k.NwDst = binary.BigEndian.Uint32(a[24:28])
+	return MalformedNone
+}
+
+// parseIPv4 fills the IPv4 fields and returns c moved to the L4 header and
+// limited to the packet's total length. A header whose lengths do not fit
+// leaves every L3 field zero, as OVS does. The version nibble is not checked
+// (nor is it by OVS).
+func parseIPv4(k *Key, c cursor) (cursor, Malformed) {
+	h, ok := c.peek(ipv4MinLen)
+	if !ok {
+		return c, MalformedTruncatedIPv4
+	}
+	hlen := int(h[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(h[2:4]))
+	if hlen < ipv4MinLen || total < hlen {
+		return c, MalformedBadIPv4Length
+	}
+	if total > c.rest() {
+		return c, MalformedTruncatedIPv4
+	}
+	k.NwTos = h[1]
+	k.NwTTL = h[8]
+	k.NwProto = h[9]
+	k.NwSrc = binary.BigEndian.Uint32(h[12:16])
+	k.NwDst = binary.BigEndian.Uint32(h[16:20])
+	if frag := binary.BigEndian.Uint16(h[6:8]); frag&(ipv4MoreFrags|ipv4FragOffset) != 0 {
+		k.NwFrag = FragAny
+		if frag&ipv4FragOffset != 0 {
+			k.NwFrag |= FragLater
+		}
+	}
+	c.limit(total)
+	c.skip(hlen)
+	return c, MalformedNone
+}
+
+// parseIPv6 fills the IPv6 fields and returns c moved to the L4 header (after
+// the extension headers) and limited to the payload length. If the extension
+// headers are cut off or too many, only the addresses are kept, as OVS keeps
+// them for a cut-off chain.
+func parseIPv6(k *Key, c cursor) (cursor, Malformed) {
+	h, ok := c.peek(ipv6HeaderLen)
+	if !ok {
+		return c, MalformedTruncatedIPv6
+	}
+	end := ipv6HeaderLen + int(binary.BigEndian.Uint16(h[4:6]))
+	if end > c.rest() {
+		return c, MalformedTruncatedIPv6
+	}
+	k.IPv6Src = [16]byte(h[8:24])
+	k.IPv6Dst = [16]byte(h[24:40])
+	c.limit(end)
+	c.skip(ipv6HeaderLen)
+
+	proto, frag := h[6], uint8(0)
+	if isIPv6Ext(proto) {
+		var why Malformed
+		if c, proto, frag, why = parseIPv6Ext(c, proto); why != MalformedNone {
+			return c, why
+		}
+	}
+	vtf := binary.BigEndian.Uint32(h[0:4])
+	k.IPv6Label = vtf & 0x000fffff
+	k.NwTos = uint8(vtf >> 20)
+	k.NwTTL = h[7]
+	k.NwProto = proto
+	k.NwFrag = frag
+	return c, MalformedNone
+}
+
+// isIPv6Ext reports whether proto is an IPv6 extension header that Extract
+// walks past.
+func isIPv6Ext(proto uint8) bool {
+	switch proto {
+	case ipProtoHopOpts, ipProtoRouting, ipProtoDstOpts, ipProtoAH, ipProtoFragment:
+		return true
+	}
+	return false
+}
+
+// parseIPv6Ext walks the extension header chain that starts with next
+// header proto and returns c moved past it, the protocol after it and the
+// fragment state. A later fragment stops the walk with protocol 44
+// (fragment), as in OVS.
+func parseIPv6Ext(c cursor, proto uint8) (cursor, uint8, uint8, Malformed) {
+	var frag uint8
+	for i := 0; isIPv6Ext(proto); i++ {
+		if i == MaxIPv6ExtHeaders {
+			return c, 0, 0, MalformedIPv6ExtChain
+		}
+		h, ok := c.peek(ipv6ExtMinLen)
+		if !ok {
+			return c, 0, 0, MalformedTruncatedIPv6Ext
+		}
+		n := ipv6ExtMinLen
+		switch proto {
+		case ipProtoAH:
+			n = (int(h[1]) + 2) * 4
+		case ipProtoFragment:
+			if offlg := binary.BigEndian.Uint16(h[2:4]); offlg != 0 {
+				frag = FragAny
+				if offlg&ipv6FragOffset != 0 {
+					c.skip(ipv6ExtMinLen)
+					return c, ipProtoFragment, FragAny | FragLater, MalformedNone
+				}
+			}
+		default:
+			n = (int(h[1]) + 1) * 8
+		}
+		if !c.skip(n) {
+			return c, 0, 0, MalformedTruncatedIPv6Ext
+		}
+		proto = h[0]
+	}
+	return c, proto, frag, MalformedNone
+}
+
+// l4Headers gives, for each IP protocol whose transport header Extract
+// reads, how many bytes of it must be there and the reason when they are not.
+var l4Headers = [256]struct {
+	len   int
+	short Malformed
+}{
+	IPProtoTCP:    {tcpMinLen, MalformedTruncatedTCP},
+	IPProtoUDP:    {udpHeaderLen, MalformedTruncatedUDP},
+	IPProtoSCTP:   {sctpHeaderLen, MalformedTruncatedSCTP},
+	IPProtoICMP:   {icmpHeaderLen, MalformedTruncatedICMP},
+	IPProtoICMPv6: {icmpHeaderLen, MalformedTruncatedICMPv6},
+}
+
+// parseL4 fills the transport fields for TCP, UDP, SCTP, ICMP and ICMPv6
+// (with neighbour discovery) and reports whether such a header was found.
+func parseL4(k *Key, c cursor) (bool, Malformed) {
+	proto := k.NwProto
+	hdr := &l4Headers[proto]
+	if hdr.len == 0 {
+		return false, MalformedNone
+	}
+	h, ok := c.peek(hdr.len)
+	if !ok {
+		return false, truncatedL4(k, hdr.short)
+	}
+	if proto == IPProtoICMP || proto == IPProtoICMPv6 {
+		k.TpSrc = uint16(h[0]) // type
+		k.TpDst = uint16(h[1]) // code
+		if proto == IPProtoICMPv6 && h[1] == 0 && (h[0] == ndSolicit || h[0] == ndAdvert) {
+			c.skip(icmpHeaderLen)
+			return true, parseND(k, c)
+		}
+		return true, MalformedNone
+	}
+	k.TpSrc = binary.BigEndian.Uint16(h[0:2])
+	k.TpDst = binary.BigEndian.Uint16(h[2:4])
+	if proto == IPProtoTCP {
+		k.TcpFlags = binary.BigEndian.Uint16(h[12:14]) & 0x0fff
+	}
+	return true, MalformedNone
+}
+
+// truncatedL4 returns why for a cut-off transport header, except in a first
+// fragment, where the rest of the header may legitimately be in the next
+// fragment.
+func truncatedL4(k *Key, why Malformed) Malformed {
+	if k.NwFrag&FragAny != 0 {
+		return MalformedNone
+	}
+	return why
+}
+
+// parseND fills the target address and the source/target link-layer address
+// options of a neighbour solicitation or advertisement; c starts after the
+// 8-byte ICMPv6 header. As in OVS, options of other kinds or sizes are
+// skipped; an option of length zero or past the end stops the walk keeping
+// what was found; a link-layer address given twice discards the target and
+// both addresses. The walk is bounded: every step consumes at least 8 bytes.
+func parseND(k *Key, c cursor) Malformed {
+	t, ok := c.peek(ndTargetLen)
+	if !ok {
+		return truncatedL4(k, MalformedTruncatedND)
+	}
+	k.NdTarget = [16]byte(t)
+	c.skip(ndTargetLen)
+	for { // bounded: each pass consumes at least ndOptUnit bytes or returns
+		o, ok := c.peek(ndOptUnit)
+		if !ok {
+			return MalformedNone
+		}
+		n := int(o[1]) * ndOptUnit
+		if n == 0 || !c.skip(n) {
+			return MalformedBadNDOption
+		}
+		if n != ndOptUnit {
+			continue
+		}
+		var lla *[6]byte
+		switch o[0] {
+		case ndOptSLL:
+			lla = &k.ArpSha
+		case ndOptTLL:
+			lla = &k.ArpTha
+		default:
+			continue
+		}
+		if *lla != [6]byte{} {
+			k.NdTarget = [16]byte{}
+			k.ArpSha = [6]byte{}
+			k.ArpTha = [6]byte{}
+			return MalformedBadNDOption
+		}
+		*lla = [6]byte(o[2:8])
+	}
+}

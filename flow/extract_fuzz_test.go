@@ -1,0 +1,56 @@
+package flow
+
+import (
+	"testing"
+)
+
+// FuzzExtract checks Extract on arbitrary bytes: it must not panic, its
+// output must satisfy the invariants, extracting into a used key must give
+// the same result, and wherever gopacket decodes the frame as valid (see
+// referenceKey) every key field and both offsets must equal the reference.
+func FuzzExtract(f *testing.F) {
+	for _, tc := range extractCases(f) {
+		f.Add(tc.inFrame)
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		compareWithReference(t, frame)
+	})
+}
+
+// compareWithReference extracts frame, checks the invariants and agreement
+// with the gopacket reference, and reports whether the reference called the
+// frame valid (and if not, why) and whether Extract agreed with it.
+func compareWithReference(t *testing.T, frame []byte) (valid, agreed bool, excluded string) {
+	t.Helper()
+	var k Key
+	var off Offsets
+	why := Extract(&k, &off, frame, testInPort)
+	checkInvariants(t, frame, &k, &off, why)
+
+	again := Key{NwSrc: 1, TpDst: 2, VLANs: [2]VLAN{{TPID: 3}}}
+	againOff := Offsets{L3: 4, L4: 5}
+	if againWhy := Extract(&again, &againOff, frame, testInPort); againWhy != why || again != k || againOff != off {
+		t.Errorf("extracting again into a used key differs: %v %+v, key diff %s", againWhy, againOff, keyDiff(&again, &k))
+	}
+
+	ref := referenceKey(frame, testInPort)
+	if ref.invalid != "" {
+		return false, false, ref.invalid
+	}
+	agreed = true
+	// A frame gopacket decodes whole can still break OVS's ND option rule
+	// (a repeated link-layer address), which Extract reports; nothing else.
+	if why != MalformedNone && why != MalformedBadNDOption {
+		t.Errorf("Extract = %v for a frame gopacket decodes as valid (frame %x)", why, frame)
+		agreed = false
+	}
+	if k != ref.key {
+		t.Errorf("key differs from the gopacket reference: %s (frame %x)", keyDiff(&k, &ref.key), frame)
+		agreed = false
+	}
+	if off != ref.off {
+		t.Errorf("offsets = %+v, reference %+v (frame %x)", off, ref.off, frame)
+		agreed = false
+	}
+	return true, agreed, ""
+}
