@@ -1,0 +1,275 @@
+// Package datapath is ovsxdp's forwarding core: bridges with their ports and
+// poll threads, upcalls into the flow layer, the output policies, the port
+// table with its grace periods, the soft-lockup watchdog, and the stats.
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// Errors that callers test.
+var (
+	ErrPortExists = errors.New("port exists")
+	ErrNoPort     = errors.New("no such port")
+	ErrOFPortUsed = errors.New("OpenFlow port number in use")
+	ErrStopped    = errors.New("bridge stopped")
+)
+
+// MaxOFPort is the highest OpenFlow port number a port may have.
+const MaxOFPort = flow.PortMax - 1
+
+// Config configures a bridge.
+type Config struct {
+	Name string
+	// Policy is the output policy; Guarded (the zero value) by default.
+	Policy Policy
+	// PMDs is the number of poll threads; 1 when zero.
+	PMDs int
+	// Idle is what idle poll threads do.
+	Idle IdleStrategy
+	// EMCEntries and EMCInsertInvProb size each poll thread's exact-match
+	// cache (flow.DefaultEMCEntries and flow.DefaultEMCInsertInvProb
+	// when zero).
+	EMCEntries       int
+	EMCInsertInvProb uint32
+	// MACTableSize and MACAging set the table behind the normal action
+	// (the flow package's defaults when zero).
+	MACTableSize int
+	MACAging     time.Duration
+	// Watchdog sets the soft-lockup watchdog.
+	Watchdog WatchdogConfig
+}
+
+// Bridge is an OpenFlow bridge: ports with OpenFlow port numbers, a rule
+// table, a MAC learning table, and the poll threads that forward between
+// the ports.
+type Bridge struct {
+	cfg    Config
+	table  *flow.Table
+	macs   *flow.MACTable
+	rcu    *rcu
+	ports  atomic.Pointer[portTable]
+	policy atomic.Uint32
+	pmds   []*pmd
+	wd     *watchdog
+
+	// mu serializes changes to the port table, the rx queue assignment
+	// and the running state; it protects started and stopped.
+	mu      sync.Mutex
+	started bool
+	stopped bool
+}
+
+// New returns a bridge with no ports. Start starts its poll threads.
+func New(cfg Config) (*Bridge, error) {
+	if cfg.PMDs <= 0 {
+		cfg.PMDs = 1
+	}
+	if cfg.EMCEntries == 0 {
+		cfg.EMCEntries = flow.DefaultEMCEntries
+	}
+	if cfg.EMCInsertInvProb == 0 {
+		cfg.EMCInsertInvProb = flow.DefaultEMCInsertInvProb
+	}
+	if cfg.Policy >= numPolicies {
+		return nil, fmt.Errorf("bridge %s: %v", cfg.Name, cfg.Policy)
+	}
+	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU()}
+	b.policy.Store(uint32(cfg.Policy))
+	b.ports.Store(newPortTable(nil))
+	for i := 0; i < cfg.PMDs; i++ {
+		p, err := newPMD(b, i)
+		if err != nil {
+			return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
+		}
+		b.pmds = append(b.pmds, p)
+	}
+	b.wd = newWatchdog(cfg.Watchdog, b.pmds, b.Policy)
+	return b, nil
+}
+
+// Name is the bridge's name.
+func (b *Bridge) Name() string { return b.cfg.Name }
+
+// Table is the bridge's OpenFlow rule table.
+func (b *Bridge) Table() *flow.Table { return b.table }
+
+// MACs is the bridge's MAC learning table.
+func (b *Bridge) MACs() *flow.MACTable { return b.macs }
+
+// Policy is the bridge's output policy.
+func (b *Bridge) Policy() Policy { return Policy(b.policy.Load()) }
+
+// SetPolicy changes the output policy; poll threads use it from their next
+// batch.
+func (b *Bridge) SetPolicy(p Policy) error {
+	if p >= numPolicies {
+		return fmt.Errorf("bridge %s: %v", b.cfg.Name, p)
+	}
+	b.policy.Store(uint32(p))
+	return nil
+}
+
+// Start starts the poll threads and the watchdog.
+func (b *Bridge) Start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return ErrStopped
+	}
+	if b.started {
+		return nil
+	}
+	b.started = true
+	for _, p := range b.pmds {
+		go p.run()
+	}
+	b.wd.start()
+	return nil
+}
+
+// Close stops the poll threads and the watchdog and closes every port.
+func (b *Bridge) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return nil
+	}
+	b.stopped = true
+	if b.started {
+		for _, p := range b.pmds {
+			p.stop.Store(true)
+		}
+		for _, p := range b.pmds {
+			<-p.done
+		}
+		b.wd.close()
+	}
+	var errs []error
+	for _, p := range b.ports.Load().list {
+		if err := p.vp.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close port %s: %w", p.Name, err))
+		}
+	}
+	b.ports.Store(newPortTable(nil))
+	return errors.Join(errs...)
+}
+
+// AddPort adds vp to the bridge with OpenFlow port number ofport, or the
+// lowest free number when ofport is 0 (as OVS's ofport_request). Its rx
+// queues are spread over the poll threads. Traffic on other ports goes on.
+func (b *Bridge) AddPort(vp vport.Port, ofport uint32) (*Port, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return nil, ErrStopped
+	}
+	t := b.ports.Load()
+	if t.byName(vp.Name()) != nil {
+		return nil, fmt.Errorf("add port %s to %s: %w", vp.Name(), b.cfg.Name, ErrPortExists)
+	}
+	switch {
+	case ofport > MaxOFPort:
+		return nil, fmt.Errorf("add port %s to %s: OpenFlow port %d out of range 1-%d", vp.Name(), b.cfg.Name, ofport, MaxOFPort)
+	case ofport == 0:
+		ofport = 1
+		for t.lookup(ofport) != nil {
+			ofport++
+		}
+	case t.lookup(ofport) != nil:
+		return nil, fmt.Errorf("add port %s to %s: %d: %w", vp.Name(), b.cfg.Name, ofport, ErrOFPortUsed)
+	}
+	p := &Port{Name: vp.Name(), OFPort: ofport, vp: vp, dev: vp.Device(), counters: make([]portCounters, len(b.pmds))}
+	nt := t.with(p)
+	b.ports.Store(nt)
+	b.assignRxQueuesLocked(nt)
+	return p, nil
+}
+
+// RemovePort removes the port named name: it publishes a port table and rx
+// queue assignment without it, waits for a grace period (every poll thread
+// has finished the batch it was in), then closes the port. It returns the
+// port's final counters.
+func (b *Bridge) RemovePort(ctx context.Context, name string) (PortStats, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.ports.Load().byName(name)
+	if p == nil {
+		return PortStats{}, fmt.Errorf("remove port %s from %s: %w", name, b.cfg.Name, ErrNoPort)
+	}
+	if err := b.detachLocked(ctx, p); err != nil {
+		return PortStats{}, err
+	}
+	b.macs.FlushPort(p.OFPort)
+	return p.Stats(), p.vp.Close()
+}
+
+// detachLocked publishes a port table without p and waits for a grace
+// period. b.mu must be held.
+func (b *Bridge) detachLocked(ctx context.Context, p *Port) error {
+	nt := b.ports.Load().without(p)
+	b.ports.Store(nt)
+	b.assignRxQueuesLocked(nt)
+	if err := b.rcu.Synchronize(ctx); err != nil {
+		return fmt.Errorf("remove port %s from %s: waiting for a grace period: %w", p.Name, b.cfg.Name, err)
+	}
+	return nil
+}
+
+// Synchronize waits for a grace period over the bridge's poll threads.
+func (b *Bridge) Synchronize(ctx context.Context) error { return b.rcu.Synchronize(ctx) }
+
+// assignRxQueuesLocked spreads the rx queues of t's ports over the poll
+// threads, round robin, and publishes each thread's list. b.mu must be held.
+func (b *Bridge) assignRxQueuesLocked(t *portTable) {
+	lists := make([][]rxq, len(b.pmds))
+	i := 0
+	for _, p := range t.list {
+		for q := 0; q < p.vp.RxQueues(); q++ {
+			lists[i%len(lists)] = append(lists[i%len(lists)], rxq{port: p, q: q})
+			i++
+		}
+	}
+	for j, p := range b.pmds {
+		l := lists[j]
+		p.rxqs.Store(&l)
+	}
+}
+
+// Port returns the port named name.
+func (b *Bridge) Port(name string) (*Port, bool) {
+	p := b.ports.Load().byName(name)
+	return p, p != nil
+}
+
+// PortByOF returns the port with OpenFlow number ofport.
+func (b *Bridge) PortByOF(ofport uint32) (*Port, bool) {
+	p := b.ports.Load().lookup(ofport)
+	return p, p != nil
+}
+
+// Ports returns the bridge's ports, by OpenFlow port number.
+func (b *Bridge) Ports() []*Port {
+	return append([]*Port(nil), b.ports.Load().list...)
+}
+
+// PMDStats returns each poll thread's statistics.
+func (b *Bridge) PMDStats() []PMDStats {
+	out := make([]PMDStats, len(b.pmds))
+	for i, p := range b.pmds {
+		out[i] = p.counters.load(p.id, len(*p.rxqs.Load()))
+	}
+	return out
+}
+
+// Lockups returns the soft lockups the watchdog recorded (the most recent
+// ones) and how many it detected in all.
+func (b *Bridge) Lockups() ([]Lockup, uint64) { return b.wd.Lockups() }

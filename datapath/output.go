@@ -1,0 +1,136 @@
+package datapath
+
+import (
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// This file is the one place where a packet copy meets an output port's
+// device state: checkOutput reads the state once and applies the policy's
+// checks, and pickTxQueue chooses the tx queue as that policy's kernel would.
+
+// checkOutput returns why the policy refuses to transmit on a device in
+// state st, or ok. The port exists (it is in the port table snapshot the
+// caller holds), which is all Legacy asks.
+func checkOutput(pol Policy, st vport.DeviceState) (DropReason, bool) {
+	switch pol {
+	case Legacy:
+		return 0, true
+	case Carrier:
+		if !st.Carrier() {
+			return DropNoCarrier, false
+		}
+		return 0, true
+	case Upstream:
+		if !st.Running() {
+			return DropNotRunning, false
+		}
+		if !st.Carrier() {
+			return DropNoCarrier, false
+		}
+		return 0, true
+	}
+	// Guarded: everything the transmit depends on, from one snapshot.
+	switch {
+	case st.Registration() != vport.Registered:
+		return DropNotRegistered, false
+	case !st.Running():
+		return DropNotRunning, false
+	case !st.Carrier():
+		return DropNoCarrier, false
+	case st.TxQueues() == 0:
+		return DropNoTxQueues, false
+	}
+	return 0, true
+}
+
+// txPick is what a poll thread knows about the packet whose tx queue is
+// being picked, and how the watchdog can end a spin.
+type txPick struct {
+	key     *flow.Key // the packet's key, hashed on demand (skb_get_hash)
+	hash    uint32    // the hash, once hashed is set
+	hashed  bool
+	rxQueue vport.RxQueue // the rx queue recorded for the packet, if any
+	w       *stall        // the calling poll thread's stall record
+}
+
+// flowHash returns the packet's flow hash, computing it on first use: only
+// packets without a recorded rx queue need it.
+func (p *txPick) flowHash() uint32 {
+	if !p.hashed {
+		p.hash = uint32(p.key.Hash())
+		p.hashed = true
+	}
+	return p.hash
+}
+
+// pickTxQueue picks the tx queue for a device with txq queues in use, as
+// skb_tx_hash does. For Guarded it is a bounded O(1) reduction and txq is
+// never 0 here (checkOutput refused it). For the other policies it is the
+// kernel's loop, which never terminates when txq is 0 and a rx queue is
+// recorded: the calling thread spins until the watchdog releases it, and
+// then pickTxQueue returns ok=false (the packet is dropped as DropLockup).
+func pickTxQueue(pol Policy, txq int, p *txPick) (q int, ok bool) {
+	qcount := uint32(txq)
+	if pol == Guarded {
+		if p.rxQueue.Recorded() {
+			return int(uint32(p.rxQueue.Queue()) % qcount), true
+		}
+		return int(reciprocalScale(p.flowHash(), qcount)), true
+	}
+	if pol != Legacy && qcount == 0 {
+		warnZeroQueuesOnce()
+	}
+	if !p.rxQueue.Recorded() {
+		// reciprocal_scale(hash, 0) is 0: harmless, as in the kernel.
+		return int(reciprocalScale(p.flowHash(), qcount)), true
+	}
+	hash := uint32(p.rxQueue.Queue())
+	return kernelQueueLoop(hash, qcount, p.w)
+}
+
+// kernelQueueLoop is skb_tx_hash's reduction of a recorded rx queue:
+//
+//	while (unlikely(hash >= qcount))
+//		hash -= qcount;
+//
+// It is a real loop: with qcount == 0 it does not terminate by itself. The
+// only way out is the watchdog setting the stall's release flag, checked on
+// every iteration (the userspace stand-in for the kernel's watchdog panic).
+func kernelQueueLoop(hash, qcount uint32, w *stall) (int, bool) {
+	var spins uint64
+	for hash >= qcount {
+		hash -= qcount
+		spins++
+		if spins == spinNote {
+			w.noteSpin(hash, qcount)
+		}
+		if w.released.Load() {
+			return 0, false
+		}
+	}
+	return int(hash), true
+}
+
+// spinNote is the number of iterations after which a spinning thread writes
+// down what it is spinning on, for the watchdog's report. No terminating
+// reduction of a 16-bit rx queue comes near it.
+const spinNote = 1 << 20
+
+// reciprocalScale maps hash into [0, n) as the kernel's reciprocal_scale.
+func reciprocalScale(hash, n uint32) uint32 {
+	return uint32(uint64(hash) * uint64(n) >> 32)
+}
+
+var warnedZeroQueues atomic.Bool
+
+// warnZeroQueuesOnce is the kernel's DEBUG_NET_WARN_ON_ONCE(qcount == 0)
+// in skb_tx_hash, which the 2023 fix added and only debug kernels compile.
+func warnZeroQueuesOnce() {
+	if warnedZeroQueues.CompareAndSwap(false, true) {
+		slog.Warn("WARNING: skb_tx_hash: qcount == 0 (tx to a device without tx queues)")
+	}
+}

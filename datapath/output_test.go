@@ -1,0 +1,166 @@
+package datapath
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+func TestCheckOutput(t *testing.T) {
+	live := vport.DeviceFields{Registration: vport.Registered, Running: true, Carrier: true, TxQueues: 4}
+	with := func(f func(*vport.DeviceFields)) vport.DeviceState {
+		d := live
+		f(&d)
+		return d.State()
+	}
+	down := with(func(d *vport.DeviceFields) { d.Running = false })
+	noCarrier := with(func(d *vport.DeviceFields) { d.Carrier = false })
+	unregistering := with(func(d *vport.DeviceFields) { d.Registration = vport.Unregistering })
+	noQueues := with(func(d *vport.DeviceFields) { d.TxQueues = 0 })
+	// A dummy device being unregistered: down, carrier kept, no queues.
+	dummyGoing := with(func(d *vport.DeviceFields) {
+		d.Registration, d.Running, d.TxQueues = vport.Unregistering, false, 0
+	})
+	// What a userspace datapath can observe when events arrive out of order:
+	// queues gone, but still running with carrier.
+	freeOrder := with(func(d *vport.DeviceFields) { d.Registration, d.TxQueues = vport.Unregistering, 0 })
+
+	tests := []struct {
+		name   string
+		inPol  Policy
+		inSt   vport.DeviceState
+		wantOK bool
+		want   DropReason
+	}{
+		{"guarded live", Guarded, live.State(), true, 0},
+		{"guarded down", Guarded, down, false, DropNotRunning},
+		{"guarded no carrier", Guarded, noCarrier, false, DropNoCarrier},
+		{"guarded unregistering", Guarded, unregistering, false, DropNotRegistered},
+		{"guarded no queues", Guarded, noQueues, false, DropNoTxQueues},
+		{"guarded dummy going", Guarded, dummyGoing, false, DropNotRegistered},
+		{"guarded free order", Guarded, freeOrder, false, DropNotRegistered},
+		{"legacy down", Legacy, down, true, 0},
+		{"legacy no queues", Legacy, noQueues, true, 0},
+		{"carrier no carrier", Carrier, noCarrier, false, DropNoCarrier},
+		{"carrier dummy going", Carrier, dummyGoing, true, 0},
+		{"upstream dummy going", Upstream, dummyGoing, false, DropNotRunning},
+		{"upstream free order", Upstream, freeOrder, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := checkOutput(tt.inPol, tt.inSt)
+			if ok != tt.wantOK || (!ok && got != tt.want) {
+				t.Errorf("checkOutput(%s, %s) = %s, %v; want %s, %v", tt.inPol, tt.inSt, got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestPickTxQueue(t *testing.T) {
+	var w stall
+	tests := []struct {
+		name   string
+		inPol  Policy
+		inTxq  int
+		inRxq  vport.RxQueue
+		inHash uint32
+		want   int
+	}{
+		{"guarded recorded", Guarded, 4, vport.RecordRxQueue(9), 0, 1},
+		{"guarded unrecorded", Guarded, 4, 0, 0x80000000, 2},
+		{"legacy recorded", Legacy, 4, vport.RecordRxQueue(9), 0, 1},
+		{"legacy recorded below", Legacy, 32, vport.RecordRxQueue(3), 0, 3},
+		{"legacy unrecorded no queues", Legacy, 0, 0, 0xffffffff, 0},
+		{"upstream unrecorded", Upstream, 8, 0, 0xffffffff, 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q, ok := pickTxQueue(tt.inPol, tt.inTxq, &txPick{hash: tt.inHash, hashed: true, rxQueue: tt.inRxq, w: &w})
+			if !ok || q != tt.want {
+				t.Errorf("got %d, %v; want %d", q, ok, tt.want)
+			}
+		})
+	}
+}
+
+// TestLegacySpinsUntilWatchdog sends a packet with a recorded rx queue to a
+// port with no tx queues under the legacy policy: the poll thread spins in
+// the kernel's loop, the watchdog reports the lockup and releases it, the
+// packet is dropped as a lockup, and forwarding goes on.
+func TestLegacySpinsUntilWatchdog(t *testing.T) {
+	b := newTestBridge(t, Config{Policy: Legacy, Watchdog: WatchdogConfig{Threshold: 100 * time.Millisecond}})
+	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src", RecordRxQueue: true}, 1)
+	dst, _ := addMemPort(t, b, vport.MemConfig{Name: "dst", TxQueues: 2}, 2)
+	addFlows(t, b, "in_port=1,actions=output:2")
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 18})
+
+	if err := dst.Device().SetTxQueues(0); err != nil {
+		t.Fatal(err)
+	}
+	src.Inject(0, [][]byte{frame})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, n := b.Lockups(); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no lockup detected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	quiesce(t, b, src)
+	lockups, _ := b.Lockups()
+	l := lockups[0]
+	if !strings.HasPrefix(l.String(), "BUG: soft lockup - pmd#0 stuck for") || l.Port != "dst" || l.TxQueues != 0 {
+		t.Errorf("lockup report: %s (port %q, txqueues %d)", l, l.Port, l.TxQueues)
+	}
+	if !strings.Contains(l.Stack, "kernelQueueLoop") {
+		t.Errorf("lockup stack does not show the spin:\n%s", l.Stack)
+	}
+	p1, _ := b.Port("src")
+	if s := p1.Stats(); s.Drops[DropLockup] != 1 {
+		t.Errorf("lockup drops = %d, want 1", s.Drops[DropLockup])
+	}
+
+	// The thread is free again: with queues back, traffic flows.
+	if err := dst.Device().SetTxQueues(2); err != nil {
+		t.Fatal(err)
+	}
+	src.Inject(0, [][]byte{frame})
+	quiesce(t, b, src)
+	if got := len(drainAll(dst)); got != 1 {
+		t.Errorf("after the lockup: %d frames out, want 1", got)
+	}
+	checkAccounting(t, b)
+}
+
+// TestGuardedNeverSpins is the same scenario under the guarded policy: the
+// packet is dropped as no-tx-queues at once, and no lockup is recorded.
+func TestGuardedNeverSpins(t *testing.T) {
+	b := newTestBridge(t, Config{Watchdog: WatchdogConfig{Threshold: 100 * time.Millisecond}})
+	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src", RecordRxQueue: true}, 1)
+	dst, _ := addMemPort(t, b, vport.MemConfig{Name: "dst", TxQueues: 2}, 2)
+	addFlows(t, b, "in_port=1,actions=output:2")
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 18})
+	if err := dst.Device().SetTxQueues(0); err != nil {
+		t.Fatal(err)
+	}
+	src.Inject(0, [][]byte{frame})
+	quiesce(t, b, src)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := b.Synchronize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, n := b.Lockups(); n != 0 {
+		t.Errorf("%d lockups under guarded", n)
+	}
+	p1, _ := b.Port("src")
+	if s := p1.Stats(); s.Drops[DropNoTxQueues] != 1 {
+		t.Errorf("drops: %v", s.Drops)
+	}
+	checkAccounting(t, b)
+}

@@ -1,0 +1,414 @@
+package datapath
+
+import (
+	"errors"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// IdleStrategy is what a poll thread does when its queues are empty.
+type IdleStrategy uint8
+
+// The idle strategies.
+const (
+	// IdleAdaptive spins while traffic flows and sleeps in poll(2) once
+	// the queues have been empty for a while. The default.
+	IdleAdaptive IdleStrategy = iota
+	// IdleSpin never sleeps (busy polling, as OVS's PMDs by default).
+	IdleSpin
+	// IdleSleep sleeps in poll(2) as soon as the queues are empty.
+	IdleSleep
+)
+
+func (s IdleStrategy) String() string {
+	switch s {
+	case IdleAdaptive:
+		return "adaptive"
+	case IdleSpin:
+		return "spin"
+	case IdleSleep:
+		return "sleep"
+	}
+	return "idle(?)"
+}
+
+const (
+	// spinWindow is how long an adaptive thread keeps polling after the
+	// last packet before it sleeps.
+	spinWindow = 50 * time.Microsecond
+	// maxSleep bounds one sleep, so that a thread sees new queues and stop
+	// requests within it.
+	maxSleep = 5 * time.Millisecond
+	// bufSize is the size of every frame buffer a poll thread owns; the
+	// last bufSpare bytes are kept free so that actions can push tags.
+	bufSize  = 4096
+	bufSpare = 64
+	maxFrame = bufSize - bufSpare
+	// outBuffers is how many output copies a thread holds before it must
+	// flush its output batches.
+	outBuffers = 4 * vport.MaxBatch
+)
+
+// rxq is one rx queue that a poll thread polls.
+type rxq struct {
+	port *Port
+	q    int
+}
+
+// pmd is one poll thread. Everything in it is owned by its goroutine,
+// except what is atomic (read by the control path and the watchdog).
+type pmd struct {
+	id   int
+	br   *Bridge
+	rd   reader
+	rxqs atomic.Pointer[[]rxq]
+	stop atomic.Bool
+	done chan struct{}
+
+	stall    stall
+	counters pmdCounters
+
+	// Per-batch state, allocated once.
+	cache  *flow.Cache
+	bufs   [][]byte
+	sizes  []int
+	info   []vport.RxInfo
+	key    flow.Key
+	off    flow.Offsets
+	out    outBatches
+	poller *vport.Poller
+	polled *[]rxq // the rxq list poller was built for
+
+	// The packet being executed, for Output.
+	tbl    *portTable
+	policy Policy
+	in     *Port
+	pick   txPick
+	copies int
+	now    int64
+}
+
+func newPMD(br *Bridge, id int) (*pmd, error) {
+	cache, err := flow.NewCache(br.table, br.cfg.EMCEntries, br.cfg.EMCInsertInvProb)
+	if err != nil {
+		return nil, err
+	}
+	p := &pmd{id: id, br: br, cache: cache, done: make(chan struct{})}
+	p.bufs = make([][]byte, vport.MaxBatch)
+	for i := range p.bufs {
+		p.bufs[i] = make([]byte, maxFrame, bufSize)
+	}
+	p.sizes = make([]int, vport.MaxBatch)
+	p.info = make([]vport.RxInfo, vport.MaxBatch)
+	p.out.init()
+	p.pick.w = &p.stall
+	p.pick.key = &p.key
+	empty := []rxq{}
+	p.rxqs.Store(&empty)
+	return p, nil
+}
+
+// run is the poll loop.
+func (p *pmd) run() {
+	defer close(p.done)
+	p.stall.goid.Store(goroutineID())
+	p.br.rcu.register(&p.rd)
+	defer p.br.rcu.unregister(&p.rd)
+
+	lastBusy := time.Now()
+	for !p.stop.Load() {
+		start := time.Now()
+		p.rd.enter()
+		n := p.poll(start)
+		p.rd.leave()
+		end := time.Now()
+		if n > 0 {
+			p.counters.batches.Add(1)
+			p.counters.busyNanos.Add(uint64(end.Sub(start)))
+			lastBusy = end
+			continue
+		}
+		p.counters.idleNanos.Add(uint64(end.Sub(start)))
+		p.idle(end, lastBusy)
+	}
+}
+
+// poll polls each rx queue once and returns the number of packets handled.
+func (p *pmd) poll(now time.Time) int {
+	p.stall.clear()
+	p.tbl = p.br.ports.Load()
+	p.policy = p.br.Policy()
+	p.now = now.UnixNano()
+	total := 0
+	for _, rq := range *p.rxqs.Load() {
+		total += p.pollQueue(rq)
+	}
+	p.flush()
+	p.tbl = nil
+	return total
+}
+
+func (p *pmd) pollQueue(rq rxq) int {
+	n, err := rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info)
+	if err != nil || n == 0 {
+		return 0
+	}
+	p.counters.packets.Add(uint64(n))
+	c := &rq.port.counters[p.id]
+	for i := 0; i < n; i++ {
+		size := p.sizes[i]
+		c.rxPackets.Add(1)
+		c.rxBytes.Add(uint64(size))
+		p.process(rq.port, p.bufs[i][:size], p.info[i].RxQueue)
+	}
+	return n
+}
+
+// process classifies one packet and runs its actions.
+func (p *pmd) process(in *Port, frame []byte, rxQueue vport.RxQueue) {
+	c := &in.counters[p.id]
+	if flow.Extract(&p.key, &p.off, frame, in.OFPort) != flow.MalformedNone {
+		p.counters.lost.Add(1)
+		c.drops[DropMalformed].Add(1)
+		return
+	}
+	mf, src := p.cache.Lookup(&p.key)
+	switch src {
+	case flow.SourceEMC:
+		p.counters.emcHits.Add(1)
+	case flow.SourceMegaflow:
+		p.counters.mfHits.Add(1)
+	default:
+		p.counters.upcalls.Add(1)
+	}
+	mf.Account(1, uint64(len(frame)), p.now)
+	if mf.Rule != nil {
+		mf.Rule.AddStats(1, uint64(len(frame)), p.now)
+	}
+
+	p.in = in
+	p.copies = 0
+	p.pick.hashed = false
+	p.pick.rxQueue = rxQueue
+	_, verdict := flow.Execute(frame, &p.key, &p.off, mf.Actions, p)
+	switch {
+	case p.copies > 1:
+		c.copies.Add(uint64(p.copies - 1))
+	case p.copies == 0:
+		c.drops[verdictDrop(verdict)].Add(1)
+	}
+}
+
+// verdictDrop maps the verdict of a packet that was output nowhere to its
+// drop reason.
+func verdictDrop(v flow.Verdict) DropReason {
+	switch v {
+	case flow.VerdictActionCap:
+		return DropActionCap
+	case flow.VerdictTTLExceeded:
+		return DropTTLExceeded
+	case flow.VerdictNoRoom:
+		return DropNoRoom
+	}
+	return DropNoRule
+}
+
+// Output implements flow.Outputter: it resolves reserved ports and hands
+// each copy to output.
+func (p *pmd) Output(port uint32, frame []byte) {
+	switch port {
+	case flow.PortInPort:
+		p.output(p.in, frame)
+	case flow.PortFlood, flow.PortAll:
+		for _, dst := range p.tbl.list {
+			if dst != p.in {
+				p.output(dst, frame)
+			}
+		}
+	case flow.PortNormal:
+		switch to := p.br.macs.Normal(&p.key, p.now); to {
+		case flow.PortFlood:
+			p.Output(flow.PortFlood, frame)
+		case flow.PortNone:
+			p.copies++
+			p.in.counters[p.id].drops[DropSamePort].Add(1)
+		default:
+			p.Output(to, frame)
+		}
+	default:
+		dst := p.tbl.lookup(port)
+		switch {
+		case dst == nil:
+			p.copies++
+			p.in.counters[p.id].drops[DropPortGone].Add(1)
+		case dst == p.in:
+			p.copies++
+			p.in.counters[p.id].drops[DropSamePort].Add(1)
+		default:
+			p.output(dst, frame)
+		}
+	}
+}
+
+// output is the single output function every packet copy goes through: it
+// reads dst's device state once, applies the policy, picks the tx queue and
+// queues a copy of frame on it.
+func (p *pmd) output(dst *Port, frame []byte) {
+	p.copies++
+	st := dst.dev.Snapshot()
+	if reason, ok := checkOutput(p.policy, st); !ok {
+		p.dropCopy(dst, reason)
+		return
+	}
+	p.stall.cur = dst
+	q, ok := pickTxQueue(p.policy, st.TxQueues(), &p.pick)
+	if !ok {
+		p.dropCopy(dst, DropLockup)
+		return
+	}
+	if p.out.full() {
+		p.flush()
+	}
+	p.out.add(dst, p.in, q, frame)
+}
+
+func (p *pmd) dropCopy(dst *Port, reason DropReason) {
+	p.in.counters[p.id].drops[reason].Add(1)
+	dst.counters[p.id].txDrops[reason].Add(1)
+}
+
+// flush transmits every pending output batch.
+func (p *pmd) flush() {
+	for i := range p.out.pending {
+		b := &p.out.pending[i]
+		step := b.port.vp.BatchSize()
+		for start := 0; start < len(b.frames); start += step {
+			end := min(start+step, len(b.frames))
+			p.transmit(b.port, b.q, b.frames[start:end], b.origins[start:end])
+		}
+	}
+	p.out.reset()
+}
+
+// transmit sends one batch on port's tx queue q and counts each frame as
+// sent or dropped, on port and on the port it came from.
+func (p *pmd) transmit(port *Port, q int, frames [][]byte, origins []*Port) {
+	n, err := port.vp.Transmit(q, frames)
+	if n < 0 || n > len(frames) {
+		n = 0
+	}
+	reason := DropTxRingFull
+	if err != nil {
+		n = 0
+		reason = DropTxError
+		if errors.Is(err, vport.ErrPortDown) {
+			reason = DropNotRunning
+		}
+	}
+	dc := &port.counters[p.id]
+	for j, f := range frames {
+		oc := &origins[j].counters[p.id]
+		if j < n {
+			dc.txPackets.Add(1)
+			dc.txBytes.Add(uint64(len(f)))
+			oc.sent.Add(1)
+			continue
+		}
+		dc.txDrops[reason].Add(1)
+		oc.drops[reason].Add(1)
+	}
+}
+
+// idle waits for traffic according to the idle strategy.
+func (p *pmd) idle(now, lastBusy time.Time) {
+	switch p.br.cfg.Idle {
+	case IdleSpin:
+		runtime.Gosched()
+		return
+	case IdleAdaptive:
+		if now.Sub(lastBusy) < spinWindow {
+			return
+		}
+	}
+	rqs := p.rxqs.Load()
+	if p.polled != rqs {
+		p.poller = new(vport.Poller)
+		for _, rq := range *rqs {
+			if err := p.poller.Add(rq.port.vp, rq.q); err != nil {
+				slog.Warn("pmd: cannot sleep on queue", "pmd", p.id, "port", rq.port.Name, "queue", rq.q, "err", err)
+			}
+		}
+		p.polled = rqs
+	}
+	start := time.Now()
+	if _, err := p.poller.Wait(maxSleep); err != nil {
+		// A queue cannot be slept on (its device is down): sleep briefly
+		// without it, rather than spin.
+		time.Sleep(maxSleep / 5)
+	}
+	p.counters.idleNanos.Add(uint64(time.Since(start)))
+}
+
+// outBatches are a poll thread's pending output batches, one per (port, tx
+// queue) it sent to in this batch, with copies of the frames in buffers the
+// thread owns.
+type outBatches struct {
+	bufs    [outBuffers][]byte
+	used    int
+	pending []outBatch
+}
+
+type outBatch struct {
+	port    *Port
+	q       int
+	frames  [][]byte
+	origins []*Port
+}
+
+func (o *outBatches) init() {
+	for i := range o.bufs {
+		o.bufs[i] = make([]byte, 0, bufSize)
+	}
+	o.pending = make([]outBatch, 0, 16)
+}
+
+func (o *outBatches) full() bool { return o.used == len(o.bufs) }
+
+// add queues a copy of frame for port's tx queue q.
+func (o *outBatches) add(port, origin *Port, q int, frame []byte) {
+	buf := append(o.bufs[o.used][:0], frame...)
+	o.used++
+	for i := range o.pending {
+		b := &o.pending[i]
+		if b.port == port && b.q == q {
+			b.frames = append(b.frames, buf)
+			b.origins = append(b.origins, origin)
+			return
+		}
+	}
+	if len(o.pending) < cap(o.pending) {
+		// Reuse the slices of an earlier batch's entry.
+		o.pending = o.pending[:len(o.pending)+1]
+		b := &o.pending[len(o.pending)-1]
+		b.port, b.q = port, q
+		b.frames = append(b.frames[:0], buf)
+		b.origins = append(b.origins[:0], origin)
+		return
+	}
+	o.pending = append(o.pending, outBatch{port: port, q: q, frames: [][]byte{buf}, origins: []*Port{origin}})
+}
+
+func (o *outBatches) reset() {
+	for i := range o.pending {
+		b := &o.pending[i]
+		b.port = nil
+		clear(b.origins)
+	}
+	o.pending = o.pending[:0]
+	o.used = 0
+}

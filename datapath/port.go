@@ -1,0 +1,84 @@
+package datapath
+
+import (
+	"sort"
+
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// Port is a port of a bridge: a vport with its OpenFlow port number and its
+// counters. Ports are created by Bridge.AddPort and are immutable but for
+// their counters.
+type Port struct {
+	Name   string
+	OFPort uint32
+	vp     vport.Port
+	dev    *vport.Device
+	// counters has one entry per poll thread.
+	counters []portCounters
+}
+
+// VPort is the port's underlying vport.
+func (p *Port) VPort() vport.Port { return p.vp }
+
+// Stats sums the port's counters over the poll threads.
+func (p *Port) Stats() PortStats {
+	s := PortStats{Name: p.Name, OFPort: p.OFPort}
+	for i := range p.counters {
+		s.add(&p.counters[i])
+	}
+	return s
+}
+
+// portTable is one immutable snapshot of a bridge's ports, published
+// through an atomic pointer: poll threads load it once per batch.
+type portTable struct {
+	byOF []*Port // indexed by OpenFlow port number; nil where none
+	list []*Port // sorted by OpenFlow port number
+}
+
+// lookup returns the port with OpenFlow number of, or nil.
+func (t *portTable) lookup(of uint32) *Port {
+	if uint64(of) < uint64(len(t.byOF)) {
+		return t.byOF[of]
+	}
+	return nil
+}
+
+func (t *portTable) byName(name string) *Port {
+	for _, p := range t.list {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// with returns a new table with p added.
+func (t *portTable) with(p *Port) *portTable {
+	list := append(append([]*Port(nil), t.list...), p)
+	return newPortTable(list)
+}
+
+// without returns a new table without p.
+func (t *portTable) without(p *Port) *portTable {
+	list := make([]*Port, 0, len(t.list))
+	for _, q := range t.list {
+		if q != p {
+			list = append(list, q)
+		}
+	}
+	return newPortTable(list)
+}
+
+func newPortTable(list []*Port) *portTable {
+	sort.Slice(list, func(i, j int) bool { return list[i].OFPort < list[j].OFPort })
+	t := &portTable{list: list}
+	if n := len(list); n > 0 {
+		t.byOF = make([]*Port, list[n-1].OFPort+1)
+		for _, p := range list {
+			t.byOF[p.OFPort] = p
+		}
+	}
+	return t
+}

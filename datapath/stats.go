@@ -1,0 +1,137 @@
+package datapath
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// portCounters are one poll thread's counters for one port. Only that thread
+// writes them (atomically, so that readers see whole values); readers sum
+// them over the threads.
+type portCounters struct {
+	rxPackets, rxBytes atomic.Uint64
+	txPackets, txBytes atomic.Uint64
+	// The ingress ledger: the fate of every packet received on the port.
+	// copies counts output copies beyond the first of each packet, so
+	// that rx + copies = sent + drops.
+	copies atomic.Uint64
+	sent   atomic.Uint64 // copies of packets received here that a port transmitted
+	drops  [NumDropReasons]atomic.Uint64
+	// The egress view: copies offered to this port and dropped by it.
+	txDrops [NumDropReasons]atomic.Uint64
+}
+
+// PortStats are a port's counters, summed over the poll threads.
+//
+// Two identities hold whenever the bridge is quiescent (no batch in
+// flight): for packets received on the port,
+//
+//	RxPackets + Copies == Sent + sum(Drops)
+//
+// (every packet, or each copy when actions output it several times, is
+// either transmitted by some port or dropped for one reason); and for
+// copies offered to the port for output, TxPackets + sum(TxDrops) is their
+// number.
+type PortStats struct {
+	Name               string
+	OFPort             uint32
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+	Copies             uint64
+	Sent               uint64
+	Drops              [NumDropReasons]uint64 // of packets received here, by reason
+	TxDrops            [NumDropReasons]uint64 // of copies sent to this port, by reason
+}
+
+// RxDropped is the number of packets received on the port that were dropped.
+func (s *PortStats) RxDropped() uint64 { return sum(s.Drops[:]) }
+
+// TxDropped is the number of copies offered to the port that it dropped.
+func (s *PortStats) TxDropped() uint64 { return sum(s.TxDrops[:]) }
+
+// Balanced reports whether the ingress ledger balances.
+func (s *PortStats) Balanced() bool {
+	return s.RxPackets+s.Copies == s.Sent+s.RxDropped()
+}
+
+func sum(v []uint64) uint64 {
+	var t uint64
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+func (s *PortStats) add(c *portCounters) {
+	s.RxPackets += c.rxPackets.Load()
+	s.RxBytes += c.rxBytes.Load()
+	s.TxPackets += c.txPackets.Load()
+	s.TxBytes += c.txBytes.Load()
+	s.Copies += c.copies.Load()
+	s.Sent += c.sent.Load()
+	for i := range c.drops {
+		s.Drops[i] += c.drops[i].Load()
+		s.TxDrops[i] += c.txDrops[i].Load()
+	}
+}
+
+func (c *portCounters) clear() {
+	*c = portCounters{}
+}
+
+// pmdCounters are one poll thread's statistics, as pmd-stats-show reports
+// them. Only the thread writes them.
+type pmdCounters struct {
+	packets   atomic.Uint64 // packets received
+	emcHits   atomic.Uint64
+	mfHits    atomic.Uint64
+	upcalls   atomic.Uint64 // misses that went to the rule table
+	lost      atomic.Uint64 // frames not classified (malformed)
+	batches   atomic.Uint64 // non-empty batches
+	busyNanos atomic.Uint64 // time in non-empty batches
+	idleNanos atomic.Uint64 // time polling empty queues or sleeping
+}
+
+// PMDStats are one poll thread's statistics.
+type PMDStats struct {
+	ID          int
+	RxQueues    int
+	Packets     uint64
+	EMCHits     uint64
+	MegaflowHit uint64
+	Upcalls     uint64
+	Lost        uint64
+	Batches     uint64
+	Busy, Idle  time.Duration
+}
+
+// PacketsPerBatch is the average batch size.
+func (s *PMDStats) PacketsPerBatch() float64 {
+	if s.Batches == 0 {
+		return 0
+	}
+	return float64(s.Packets) / float64(s.Batches)
+}
+
+// NanosPerPacket is the busy time per packet.
+func (s *PMDStats) NanosPerPacket() float64 {
+	if s.Packets == 0 {
+		return 0
+	}
+	return float64(s.Busy.Nanoseconds()) / float64(s.Packets)
+}
+
+func (c *pmdCounters) load(id, rxqs int) PMDStats {
+	return PMDStats{
+		ID:          id,
+		RxQueues:    rxqs,
+		Packets:     c.packets.Load(),
+		EMCHits:     c.emcHits.Load(),
+		MegaflowHit: c.mfHits.Load(),
+		Upcalls:     c.upcalls.Load(),
+		Lost:        c.lost.Load(),
+		Batches:     c.batches.Load(),
+		Busy:        time.Duration(c.busyNanos.Load()),
+		Idle:        time.Duration(c.idleNanos.Load()),
+	}
+}

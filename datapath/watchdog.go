@@ -1,0 +1,217 @@
+package datapath
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultLockupThreshold is how long a poll thread may go without finishing
+// a batch before the watchdog reports a soft lockup.
+const DefaultLockupThreshold = time.Second
+
+// stall is a poll thread's record for the watchdog: what it is spinning on,
+// and the flag that releases it. The thread writes the spin fields (once a
+// spin is long) and reads released; the watchdog does the opposite.
+type stall struct {
+	released atomic.Bool
+	port     atomic.Pointer[Port]
+	hash     atomic.Uint32
+	qcount   atomic.Uint32
+	spinning atomic.Bool
+	goid     atomic.Int64 // the poll thread's goroutine id, for its stack
+	cur      *Port        // the port being output to; written and read only by the poll thread
+}
+
+// noteSpin records what the thread spins on, for the lockup report.
+func (s *stall) noteSpin(hash, qcount uint32) {
+	s.port.Store(s.cur)
+	s.hash.Store(hash)
+	s.qcount.Store(qcount)
+	s.spinning.Store(true)
+}
+
+// clear readies the record for the next batch.
+func (s *stall) clear() {
+	if s.spinning.Load() || s.released.Load() {
+		s.spinning.Store(false)
+		s.released.Store(false)
+		s.port.Store(nil)
+	}
+}
+
+// Lockup is one soft lockup the watchdog detected.
+type Lockup struct {
+	Time     time.Time
+	PMD      int
+	Stuck    time.Duration // how long the thread had made no progress
+	Policy   Policy
+	Port     string // the port being output to ("" if the thread was not spinning in output)
+	TxQueues uint32 // the queue count it was reducing by
+	Hash     uint32 // the hash it was reducing
+	Stack    string // the poll thread's goroutine stack
+}
+
+// String formats the lockup as the kernel's watchdog does.
+func (l Lockup) String() string {
+	stuck := fmt.Sprintf("%ds", int(l.Stuck/time.Second))
+	if l.Stuck < time.Second {
+		stuck = fmt.Sprintf("%.2fs", l.Stuck.Seconds())
+	}
+	s := fmt.Sprintf("BUG: soft lockup - pmd#%d stuck for %s! policy=%s", l.PMD, stuck, l.Policy)
+	if l.Port != "" {
+		s += fmt.Sprintf(" port=%s txqueues=%d hash=%d", l.Port, l.TxQueues, l.Hash)
+	}
+	return s
+}
+
+// WatchdogConfig sets the soft-lockup watchdog.
+type WatchdogConfig struct {
+	// Threshold is how long a poll thread may stay in one batch;
+	// DefaultLockupThreshold when zero.
+	Threshold time.Duration
+	// Panic aborts the process on a lockup (like kernel.softlockup_panic=1)
+	// instead of recording it and releasing the thread.
+	Panic bool
+	// Disabled turns the watchdog off.
+	Disabled bool
+}
+
+// watchdog watches a bridge's poll threads. Each thread's progress is its
+// reader sequence (see rcu.go): odd while inside a batch. A thread whose
+// sequence stays at the same odd value for Threshold is locked up.
+type watchdog struct {
+	cfg    WatchdogConfig
+	policy func() Policy
+	pmds   []*pmd
+	stop   chan struct{}
+	done   chan struct{}
+
+	count atomic.Uint64
+	mu    sync.Mutex // protects lockups
+	// lockups holds the most recent lockups, up to maxLockupRecords.
+	lockups []Lockup
+}
+
+const maxLockupRecords = 256
+
+func newWatchdog(cfg WatchdogConfig, pmds []*pmd, policy func() Policy) *watchdog {
+	if cfg.Threshold <= 0 {
+		cfg.Threshold = DefaultLockupThreshold
+	}
+	return &watchdog{cfg: cfg, pmds: pmds, policy: policy, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (w *watchdog) start() {
+	if w.cfg.Disabled {
+		close(w.done)
+		return
+	}
+	go w.run()
+}
+
+func (w *watchdog) close() {
+	close(w.stop)
+	<-w.done
+}
+
+func (w *watchdog) run() {
+	defer close(w.done)
+	period := w.cfg.Threshold / 8
+	if period < time.Millisecond {
+		period = time.Millisecond
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	type seen struct {
+		seq      uint64
+		since    time.Time
+		reported bool
+	}
+	last := make([]seen, len(w.pmds))
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-tick.C:
+			for i, p := range w.pmds {
+				seq := p.rd.seq.Load()
+				if seq != last[i].seq || seq&1 == 0 {
+					last[i] = seen{seq: seq, since: now}
+					continue
+				}
+				if stuck := now.Sub(last[i].since); !last[i].reported && stuck >= w.cfg.Threshold {
+					last[i].reported = true
+					w.report(p, stuck, now)
+				}
+			}
+		}
+	}
+}
+
+// report records a lockup of p and releases it (or panics, if configured).
+func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time) {
+	l := Lockup{Time: now, PMD: p.id, Stuck: stuck, Policy: w.policy()}
+	if p.stall.spinning.Load() {
+		if port := p.stall.port.Load(); port != nil {
+			l.Port = port.Name
+		}
+		l.TxQueues = p.stall.qcount.Load()
+		l.Hash = p.stall.hash.Load()
+	}
+	l.Stack = goroutineStack(p.stall.goid.Load())
+	slog.Error(l.String())
+	if w.cfg.Panic {
+		panic(l.String() + "\n" + l.Stack)
+	}
+	w.mu.Lock()
+	if len(w.lockups) == maxLockupRecords {
+		copy(w.lockups, w.lockups[1:])
+		w.lockups = w.lockups[:maxLockupRecords-1]
+	}
+	w.lockups = append(w.lockups, l)
+	w.mu.Unlock()
+	w.count.Add(1)
+	p.stall.released.Store(true)
+}
+
+// Lockups returns the lockups recorded (the most recent ones) and the total
+// number detected.
+func (w *watchdog) Lockups() ([]Lockup, uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Lockup(nil), w.lockups...), w.count.Load()
+}
+
+// goroutineID returns the calling goroutine's id, read from its stack header
+// ("goroutine 18 [running]:").
+func goroutineID() int64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		id, err := strconv.ParseInt(string(b[:i]), 10, 64)
+		if err == nil {
+			return id
+		}
+	}
+	return -1
+}
+
+// goroutineStack returns the stack of goroutine id, or "" if it is gone.
+func goroutineStack(id int64) string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	head := []byte("goroutine " + strconv.FormatInt(id, 10) + " [")
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.HasPrefix(g, head) {
+			return string(g)
+		}
+	}
+	return ""
+}
