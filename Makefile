@@ -4,8 +4,9 @@ GO        ?= go
 PKGS      ?= ./...
 # Packages whose tests run again under the race detector.
 RACE_PKGS ?= $(foreach d,flow vport datapath,$(if $(wildcard $(d)/*.go),./$(d)/...))
-# How long each fuzz target runs in `make fuzz` (CI keeps it short).
-FUZZTIME  ?= 10s
+# How many inputs each fuzz target runs in `make fuzz` (CI keeps it short).
+FUZZ_EXECS          ?= 200000x
+FUZZ_EXECS_TEARDOWN ?= 20000x
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 BIN       ?= bin
@@ -46,13 +47,8 @@ race: ## go test -race on the packet-path packages
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
-		for t in $$(grep -h '^func Fuzz' $$f/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
-			echo "fuzz $$f $$t ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$f >/tmp/ovsxdp-fuzz.log 2>&1 || { cat /tmp/ovsxdp-fuzz.log; exit 1; }; \
-		done; \
-	done
+fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy)
+	FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_EXECS_TEARDOWN=$(FUZZ_EXECS_TEARDOWN) ./.ci/fuzz
 
 .PHONY: test
 test: deps lint unit race fuzz ## everything CI runs: lint, unit and integration tests, race detector, short fuzzing
@@ -60,6 +56,13 @@ test: deps lint unit race fuzz ## everything CI runs: lint, unit and integration
 .PHONY: bench
 bench: ## run the Go benchmarks of flow and datapath (BENCHCOUNT runs each)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(RACE_PKGS)
+
+# Extra flags for bench/race (see `go run ./bench/race -h`).
+RACE_ARGS ?=
+
+.PHONY: bench-race
+bench-race: ## teardown race under load: bench/results/race.csv, race.png, race.md
+	$(GO) run ./bench/race -out bench/results $(RACE_ARGS)
 
 .PHONY: clean
 clean: ## remove build output

@@ -61,6 +61,12 @@ type Bridge struct {
 	pmds   []*pmd
 	wd     *watchdog
 
+	// outputHook, when set, sees every copy that output is about to queue:
+	// the port table the poll thread holds, the destination, the device
+	// snapshot the policy decided on, and the tx queue picked. Tests set
+	// it before any poll thread runs, to check what output relies on.
+	outputHook func(tbl *portTable, dst *Port, st vport.DeviceState, q int)
+
 	// mu serializes changes to the port table, the rx queue assignment
 	// and the running state; it protects started and stopped.
 	mu      sync.Mutex
@@ -81,6 +87,9 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	if cfg.Policy >= numPolicies {
 		return nil, fmt.Errorf("bridge %s: %v", cfg.Name, cfg.Policy)
+	}
+	if err := cfg.Watchdog.validate(); err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
 	}
 	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU()}
 	b.policy.Store(uint32(cfg.Policy))
@@ -205,6 +214,12 @@ func (b *Bridge) RemovePort(ctx context.Context, name string) (PortStats, error)
 	if p == nil {
 		return PortStats{}, fmt.Errorf("remove port %s from %s: %w", name, b.cfg.Name, ErrNoPort)
 	}
+	return b.removeLocked(ctx, p)
+}
+
+// removeLocked removes p, which is in the port table, as RemovePort does.
+// b.mu must be held.
+func (b *Bridge) removeLocked(ctx context.Context, p *Port) (PortStats, error) {
 	if err := b.detachLocked(ctx, p); err != nil {
 		return PortStats{}, err
 	}
@@ -228,11 +243,16 @@ func (b *Bridge) detachLocked(ctx context.Context, p *Port) error {
 func (b *Bridge) Synchronize(ctx context.Context) error { return b.rcu.Synchronize(ctx) }
 
 // assignRxQueuesLocked spreads the rx queues of t's ports over the poll
-// threads, round robin, and publishes each thread's list. b.mu must be held.
+// threads, round robin, and publishes each thread's list. Ports whose rx is
+// detached (by an unregister's notification) get no thread. b.mu must be
+// held.
 func (b *Bridge) assignRxQueuesLocked(t *portTable) {
 	lists := make([][]rxq, len(b.pmds))
 	i := 0
 	for _, p := range t.list {
+		if p.rxDetached {
+			continue
+		}
 		for q := 0; q < p.vp.RxQueues(); q++ {
 			lists[i%len(lists)] = append(lists[i%len(lists)], rxq{port: p, q: q})
 			i++

@@ -98,15 +98,21 @@ func pickTxQueue(pol Policy, txq int, p *txPick) (q int, ok bool) {
 //		hash -= qcount;
 //
 // It is a real loop: with qcount == 0 it does not terminate by itself. The
-// only way out is the watchdog setting the stall's release flag, checked on
-// every iteration (the userspace stand-in for the kernel's watchdog panic).
+// only way out is the stall's release flag, checked on every iteration (the
+// userspace stand-in for the kernel's watchdog panic), which the watchdog
+// sets, or the thread itself when its spin budget (if any) runs out. The
+// budget does not bound the loop for the device's sake: it is when the
+// detector calls the spin a lockup.
 func kernelQueueLoop(hash, qcount uint32, w *stall) (int, bool) {
 	var spins uint64
 	for hash >= qcount {
 		hash -= qcount
 		spins++
-		if spins == spinNote {
+		if spins == spinNote || spins == w.budget {
 			w.noteSpin(hash, qcount)
+			if spins == w.budget {
+				w.overrun()
+			}
 		}
 		if w.released.Load() {
 			return 0, false
@@ -117,8 +123,10 @@ func kernelQueueLoop(hash, qcount uint32, w *stall) (int, bool) {
 
 // spinNote is the number of iterations after which a spinning thread writes
 // down what it is spinning on, for the watchdog's report. No terminating
-// reduction of a 16-bit rx queue comes near it.
-const spinNote = 1 << 20
+// reduction of a 16-bit rx queue reaches it (see MinSpinBudget), and it is
+// short enough to be reached well within any watchdog threshold, even
+// under the race detector.
+const spinNote = MinSpinBudget
 
 // reciprocalScale maps hash into [0, n) as the kernel's reciprocal_scale.
 func reciprocalScale(hash, n uint32) uint32 {

@@ -108,6 +108,8 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	p.out.init()
 	p.pick.w = &p.stall
 	p.pick.key = &p.key
+	p.stall.budget = br.cfg.Watchdog.SpinBudget
+	p.stall.overrun = func() { br.wd.overrun(p) }
 	empty := []rxq{}
 	p.rxqs.Store(&empty)
 	return p, nil
@@ -270,6 +272,9 @@ func (p *pmd) output(dst *Port, frame []byte) {
 	if !ok {
 		p.dropCopy(dst, DropLockup)
 		return
+	}
+	if h := p.br.outputHook; h != nil {
+		h(p.tbl, dst, st, q)
 	}
 	if p.out.full() {
 		p.flush()

@@ -8,7 +8,7 @@ import (
 
 // Port is a port of a bridge: a vport with its OpenFlow port number and its
 // counters. Ports are created by Bridge.AddPort and are immutable but for
-// their counters.
+// their counters and whether their rx is detached.
 type Port struct {
 	Name   string
 	OFPort uint32
@@ -16,6 +16,10 @@ type Port struct {
 	dev    *vport.Device
 	// counters has one entry per poll thread.
 	counters []portCounters
+	// rxDetached is set when the port's device announced that it is going
+	// away: its rx queues are no longer polled, though the port stays in
+	// the table until it is deleted. Protected by the bridge's mu.
+	rxDetached bool
 }
 
 // VPort is the port's underlying vport.

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,10 @@ func (r *reader) enter() { r.seq.Add(1) }
 
 // leave announces a quiescent state: the thread holds no references.
 func (r *reader) leave() { r.seq.Add(1) }
+
+// graceSpin is how long Synchronize polls the readers, yielding the CPU
+// between looks, before it sleeps between them.
+const graceSpin = 200 * time.Microsecond
 
 // rcu tracks the readers of one datapath.
 type rcu struct {
@@ -69,9 +74,20 @@ func (g *rcu) Synchronize(ctx context.Context) error {
 	}
 	g.mu.Unlock()
 
+	// A batch lasts microseconds: poll for a while, yielding the CPU,
+	// before sleeping (a timer shorter than a millisecond can take a
+	// millisecond to fire).
+	spinUntil := time.Now().Add(graceSpin)
 	backoff := 10 * time.Microsecond
 	for _, p := range wait {
 		for p.r.seq.Load() == p.seq {
+			if time.Now().Before(spinUntil) {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				runtime.Gosched()
+				continue
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -15,6 +15,12 @@ import (
 // a batch before the watchdog reports a soft lockup.
 const DefaultLockupThreshold = time.Second
 
+// MinSpinBudget is the smallest non-zero WatchdogConfig.SpinBudget. The
+// longest reduction of skb_tx_hash's loop that ends by itself is below it
+// (a recorded rx queue is a 16-bit number, the queue count at least 1), so
+// a spin that reaches the budget is one that would never end.
+const MinSpinBudget = 1 << 16
+
 // stall is a poll thread's record for the watchdog: what it is spinning on,
 // and the flag that releases it. The thread writes the spin fields (once a
 // spin is long) and reads released; the watchdog does the opposite.
@@ -26,6 +32,13 @@ type stall struct {
 	spinning atomic.Bool
 	goid     atomic.Int64 // the poll thread's goroutine id, for its stack
 	cur      *Port        // the port being output to; written and read only by the poll thread
+
+	// budget, when not zero, bounds a spin in the kernel's queue loop to
+	// that many iterations (WatchdogConfig.SpinBudget): at the budget the
+	// spinning thread calls overrun, which records the lockup and sets
+	// released. Both are set when the thread is created and never change.
+	budget  uint64
+	overrun func()
 }
 
 // noteSpin records what the thread spins on, for the lockup report.
@@ -80,6 +93,23 @@ type WatchdogConfig struct {
 	Panic bool
 	// Disabled turns the watchdog off.
 	Disabled bool
+	// SpinBudget, when not zero, makes a poll thread detect its own
+	// lockup: a spin in the kernel's queue loop that reaches SpinBudget
+	// iterations is recorded as the watchdog records a lockup (Lockups,
+	// with the spinning goroutine's stack) and released (or panics, with
+	// Panic). It is the detector for poll threads driven one batch at a
+	// time by a single goroutine, where the watchdog cannot run beside
+	// them; it works alongside the watchdog too. At least MinSpinBudget.
+	SpinBudget uint64
+	// Log receives the lockup reports; slog.Default() when nil.
+	Log *slog.Logger
+}
+
+func (c WatchdogConfig) validate() error {
+	if c.SpinBudget != 0 && c.SpinBudget < MinSpinBudget {
+		return fmt.Errorf("watchdog spin budget %d is below %d, which a terminating queue reduction may need", c.SpinBudget, MinSpinBudget)
+	}
+	return nil
 }
 
 // watchdog watches a bridge's poll threads. Each thread's progress is its
@@ -103,6 +133,9 @@ const maxLockupRecords = 256
 func newWatchdog(cfg WatchdogConfig, pmds []*pmd, policy func() Policy) *watchdog {
 	if cfg.Threshold <= 0 {
 		cfg.Threshold = DefaultLockupThreshold
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
 	}
 	return &watchdog{cfg: cfg, pmds: pmds, policy: policy, stop: make(chan struct{}), done: make(chan struct{})}
 }
@@ -156,7 +189,23 @@ func (w *watchdog) run() {
 
 // report records a lockup of p and releases it (or panics, if configured).
 func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time) {
-	l := Lockup{Time: now, PMD: p.id, Stuck: stuck, Policy: w.policy()}
+	w.lockup(p, stuck, now, goroutineStack(p.stall.goid.Load()))
+}
+
+// overrun is report for a poll thread that has spun through its spin
+// budget, called on that thread: the stack is its own, and it has been
+// stuck since its batch began.
+func (w *watchdog) overrun(p *pmd) {
+	now := time.Now()
+	buf := make([]byte, 64<<10)
+	stack := string(buf[:runtime.Stack(buf, false)])
+	w.lockup(p, time.Duration(now.UnixNano()-p.now), now, stack)
+}
+
+// lockup records a lockup of p, found stuck for stuck at now with the
+// given stack, and releases it; with Panic it panics instead.
+func (w *watchdog) lockup(p *pmd, stuck time.Duration, now time.Time, stack string) {
+	l := Lockup{Time: now, PMD: p.id, Stuck: stuck, Policy: w.policy(), Stack: stack}
 	if p.stall.spinning.Load() {
 		if port := p.stall.port.Load(); port != nil {
 			l.Port = port.Name
@@ -164,8 +213,7 @@ func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time) {
 		l.TxQueues = p.stall.qcount.Load()
 		l.Hash = p.stall.hash.Load()
 	}
-	l.Stack = goroutineStack(p.stall.goid.Load())
-	slog.Error(l.String())
+	w.cfg.Log.Error(l.String())
 	if w.cfg.Panic {
 		panic(l.String() + "\n" + l.Stack)
 	}
