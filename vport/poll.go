@@ -3,6 +3,7 @@ package vport
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +18,7 @@ import (
 type Poller struct {
 	queues []pollQueue
 	fds    []unix.PollFd
+	waker  *Waker
 }
 
 type pollQueue struct {
@@ -33,6 +35,9 @@ func (p *Poller) Add(port Port, q int) error {
 	p.fds = append(p.fds, unix.PollFd{Fd: -1, Events: unix.POLLIN})
 	return nil
 }
+
+// SetWaker makes Wait return early when w is woken.
+func (p *Poller) SetWaker(w *Waker) { p.waker = w }
 
 // Len is the number of queues watched.
 func (p *Poller) Len() int { return len(p.queues) }
@@ -53,7 +58,62 @@ func (p *Poller) Wait(timeout time.Duration) (bool, error) {
 		}
 		p.fds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	}
-	return pollFds(p.fds, timeout)
+	fds := p.fds
+	if p.waker != nil {
+		fds = append(fds[:len(p.queues)], unix.PollFd{Fd: int32(p.waker.efd), Events: unix.POLLIN})
+		p.fds = fds
+	}
+	ready, err := pollFds(fds, timeout)
+	if p.waker != nil && fds[len(fds)-1].Revents != 0 {
+		p.waker.drain()
+	}
+	return ready, err
+}
+
+// A Waker interrupts a Poller's Wait from another thread: the control path
+// wakes a sleeping poll thread with it (for example so that a grace period
+// need not wait out the sleep).
+type Waker struct {
+	// mu makes Wake and Close exclusive, so that Wake never writes to a
+	// closed (and perhaps reused) descriptor; it protects closed.
+	mu     sync.RWMutex
+	efd    int
+	closed bool
+}
+
+// NewWaker returns a waker. Close releases it.
+func NewWaker() (*Waker, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("waker: eventfd: %w", err)
+	}
+	return &Waker{efd: efd}, nil
+}
+
+// Wake makes the Poller's current or next Wait return.
+// It is safe to call concurrently with Close, after which it does nothing.
+func (w *Waker) Wake() {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if !w.closed {
+		unix.Write(w.efd, eventfdOne) //nolint:errcheck // a full counter already wakes the poller
+	}
+}
+
+func (w *Waker) drain() {
+	var buf [8]byte
+	unix.Read(w.efd, buf[:]) //nolint:errcheck // EAGAIN: already drained
+}
+
+// Close releases the waker. No Wait may be using it. It is idempotent.
+func (w *Waker) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return unix.Close(w.efd)
 }
 
 // WaitRx waits, as a one-queue Poller does, for traffic on rx queue q.

@@ -1,0 +1,411 @@
+package vport
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// LinkMonitorConfig configures a LinkMonitor.
+type LinkMonitorConfig struct {
+	// Netns is the path of the network namespace whose links are watched
+	// (such as /var/run/netns/NAME); empty for the caller's namespace.
+	Netns string
+	// ReceiveBufferSize sets the netlink socket's receive buffer in bytes
+	// (the kernel's default when 0). A buffer that overflows loses events
+	// (ENOBUFS); the monitor then resubscribes and resyncs.
+	ReceiveBufferSize int
+	// Logger receives the monitor's warnings (slog.Default() when nil).
+	Logger *slog.Logger
+
+	// subscribe replaces netlink.LinkSubscribeWithOptions in tests.
+	subscribe subscribeFunc
+}
+
+type subscribeFunc func(ch chan<- netlink.LinkUpdate, done <-chan struct{}, opts netlink.LinkSubscribeOptions) error
+
+// LinkMonitor keeps the Device models of real links up to date from
+// rtnetlink link events of one network namespace: running (IFF_UP),
+// carrier (IFF_LOWER_UP), the number of tx queues (IFLA_NUM_TX_QUEUES) and
+// deletion, which it applies in the kernel's unregister order (down, no
+// carrier, unregistering, no tx queues, unregistered) and reports to the
+// watcher's callback.
+//
+// Netlink may lose events (the socket's buffer overflows: ENOBUFS) or
+// fail; the monitor then subscribes again and resyncs every watched device
+// from a full dump, in which a device that is missing was deleted.
+//
+// A monitor is used as NewLinkMonitor, Start, Watch (any time), Stop.
+type LinkMonitor struct {
+	cfg  LinkMonitorConfig
+	log  *slog.Logger
+	h    *netlink.Handle
+	ns   netns.NsHandle // of cfg.Netns; closed at Stop
+	stop chan struct{}
+	done chan struct{}
+	cbs  sync.WaitGroup // onDelete callbacks running
+
+	subscriptions atomic.Uint64
+	resyncs       atomic.Uint64
+
+	// life serializes Start and Stop, and protects started.
+	life    sync.Mutex
+	started bool
+
+	// mu protects watches and stopped.
+	mu      sync.Mutex
+	watches map[int]*linkWatch
+	stopped bool
+}
+
+type linkWatch struct {
+	dev      *Device
+	ifindex  int
+	onDelete func(*Device)
+	deleted  bool
+}
+
+// NewLinkMonitor returns a monitor of the links of cfg.Netns. Start starts
+// it.
+func NewLinkMonitor(cfg LinkMonitorConfig) (*LinkMonitor, error) {
+	m := &LinkMonitor{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		ns:      netns.None(),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		watches: make(map[int]*linkWatch),
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.cfg.subscribe == nil {
+		m.cfg.subscribe = netlink.LinkSubscribeWithOptions
+	}
+	if cfg.Netns != "" {
+		ns, err := netns.GetFromPath(cfg.Netns)
+		if err != nil {
+			return nil, fmt.Errorf("link monitor: network namespace %s: %w", cfg.Netns, err)
+		}
+		m.ns = ns
+	}
+	h, err := netlinkHandle(cfg.Netns)
+	if err != nil {
+		m.ns.Close()
+		return nil, fmt.Errorf("link monitor: %w", err)
+	}
+	m.h = h
+	return m, nil
+}
+
+// Watch keeps dev up to date with the link ifindex of the monitor's
+// namespace, from now on, and calls onDelete (if not nil) once, on a
+// goroutine of its own, when the link is deleted. It reads the link's
+// current state first; a link that is already gone counts as deleted. The
+// returned function stops watching.
+func (m *LinkMonitor) Watch(dev *Device, ifindex int, onDelete func(*Device)) (cancel func(), err error) {
+	w := &linkWatch{dev: dev, ifindex: ifindex, onDelete: onDelete}
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return nil, errors.New("link monitor: stopped")
+	}
+	if _, dup := m.watches[ifindex]; dup {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("link monitor: ifindex %d (%s) is already watched", ifindex, dev.Name())
+	}
+	m.watches[ifindex] = w
+	m.mu.Unlock()
+
+	cancel = func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.watches[ifindex] == w {
+			delete(m.watches, ifindex)
+		}
+	}
+	lk, err := m.h.LinkByIndex(ifindex)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound) || errors.Is(err, unix.ENODEV):
+		m.markDeleted(w)
+	case err != nil:
+		cancel()
+		return nil, fmt.Errorf("link monitor: link %d (%s): %w", ifindex, dev.Name(), err)
+	default:
+		m.applyLink(w, lk.Attrs())
+	}
+	return cancel, nil
+}
+
+// Start subscribes to link events, resyncs the watched devices and starts
+// the monitor's goroutine.
+func (m *LinkMonitor) Start() error {
+	m.life.Lock()
+	defer m.life.Unlock()
+	m.mu.Lock()
+	stopped := m.stopped
+	m.mu.Unlock()
+	switch {
+	case stopped:
+		return errors.New("link monitor: stopped")
+	case m.started:
+		return nil
+	}
+	sub, err := m.subscribeAndResync()
+	if err != nil {
+		return err
+	}
+	m.started = true
+	go m.run(sub)
+	return nil
+}
+
+// Stop stops the monitor, waits for its goroutine and for the deletion
+// callbacks it started, and releases its netlink sockets. It is
+// idempotent.
+func (m *LinkMonitor) Stop() {
+	m.life.Lock()
+	defer m.life.Unlock()
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return
+	}
+	m.stopped = true
+	m.mu.Unlock()
+	close(m.stop)
+	if m.started {
+		<-m.done
+	}
+	m.cbs.Wait()
+	m.h.Close()
+	m.ns.Close()
+}
+
+// Subscriptions is the number of netlink subscriptions made so far: one,
+// plus one per resubscription after a lost or failed subscription.
+func (m *LinkMonitor) Subscriptions() uint64 { return m.subscriptions.Load() }
+
+// Resyncs is the number of full resyncs made so far (one per
+// subscription).
+func (m *LinkMonitor) Resyncs() uint64 { return m.resyncs.Load() }
+
+// subscription is one netlink link subscription.
+type subscription struct {
+	ch     chan netlink.LinkUpdate
+	done   chan struct{}
+	failed chan struct{} // closed by the first error reported
+	once   sync.Once
+}
+
+// cancel ends the subscription: it closes done, which closes the netlink
+// socket, and drains the channel until the library's goroutine closes it.
+func (s *subscription) cancel() {
+	close(s.done)
+	for range s.ch {
+	}
+}
+
+func (m *LinkMonitor) subscribeAndResync() (*subscription, error) {
+	s := &subscription{
+		ch:     make(chan netlink.LinkUpdate, 64),
+		done:   make(chan struct{}),
+		failed: make(chan struct{}),
+	}
+	opts := netlink.LinkSubscribeOptions{
+		ReceiveBufferSize: m.cfg.ReceiveBufferSize,
+		ErrorCallback: func(err error) {
+			select {
+			case <-s.done:
+				return // the socket was closed by cancel
+			default:
+			}
+			m.log.Warn("link monitor: netlink subscription failed, resyncing", "netns", m.cfg.Netns, "err", err)
+			s.once.Do(func() { close(s.failed) })
+		},
+	}
+	if m.cfg.Netns != "" {
+		opts.Namespace = &m.ns
+	}
+	if err := m.cfg.subscribe(s.ch, s.done, opts); err != nil {
+		close(s.done) // ends the library's closer goroutine, if it started one
+		return nil, fmt.Errorf("link monitor: subscribe: %w", err)
+	}
+	m.subscriptions.Add(1)
+	if err := m.resync(); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	return s, nil
+}
+
+// run applies events until Stop, and resubscribes (with a resync) when a
+// subscription fails or its channel closes.
+func (m *LinkMonitor) run(sub *subscription) {
+	defer close(m.done)
+	for {
+		if stopped := m.consume(sub); stopped {
+			sub.cancel()
+			return
+		}
+		sub.cancel()
+		backoff := 10 * time.Millisecond
+		for {
+			var err error
+			if sub, err = m.subscribeAndResync(); err == nil {
+				break
+			}
+			m.log.Warn("link monitor: resubscribe failed", "netns", m.cfg.Netns, "err", err, "retry", backoff)
+			select {
+			case <-m.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+// consume applies sub's events until Stop (true) or until sub fails or
+// ends (false).
+func (m *LinkMonitor) consume(sub *subscription) (stopped bool) {
+	for {
+		select {
+		case <-m.stop:
+			return true
+		case <-sub.failed:
+			return false
+		case u, ok := <-sub.ch:
+			if !ok {
+				return false
+			}
+			m.apply(u)
+		}
+	}
+}
+
+// apply applies one link event.
+func (m *LinkMonitor) apply(u netlink.LinkUpdate) {
+	m.mu.Lock()
+	w := m.watches[int(u.Index)]
+	m.mu.Unlock()
+	if w == nil {
+		return
+	}
+	if u.Header.Type == unix.RTM_DELLINK {
+		m.markDeleted(w)
+		return
+	}
+	if u.Link != nil {
+		m.applyLink(w, u.Link.Attrs())
+	}
+}
+
+// resync reads every link and applies it to the watched devices; a watched
+// link that is not listed was deleted.
+func (m *LinkMonitor) resync() error {
+	var links []netlink.Link
+	var err error
+	for range 5 {
+		if links, err = m.h.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("link monitor: list links: %w", err)
+	}
+	m.resyncs.Add(1)
+	byIndex := make(map[int]*netlink.LinkAttrs, len(links))
+	for _, l := range links {
+		byIndex[l.Attrs().Index] = l.Attrs()
+	}
+	m.mu.Lock()
+	ws := make([]*linkWatch, 0, len(m.watches))
+	for _, w := range m.watches {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	for _, w := range ws {
+		if a, ok := byIndex[w.ifindex]; ok {
+			m.applyLink(w, a)
+		} else {
+			m.markDeleted(w)
+		}
+	}
+	return nil
+}
+
+// applyLink applies a link's attributes. A change towards down clears
+// running before carrier, a change towards up sets carrier before running,
+// so that no snapshot in between looks more usable than either end.
+func (m *LinkMonitor) applyLink(w *linkWatch, a *netlink.LinkAttrs) {
+	m.mu.Lock()
+	deleted := w.deleted
+	m.mu.Unlock()
+	if deleted {
+		return // a late event of a deleted link
+	}
+	running := a.RawFlags&unix.IFF_UP != 0
+	carrier := a.RawFlags&unix.IFF_LOWER_UP != 0
+	if !running {
+		w.dev.SetRunning(false)
+	}
+	w.dev.SetCarrier(carrier)
+	if n := a.NumTxQueues; n > 0 {
+		if err := w.dev.SetTxQueues(min(n, w.dev.MaxTxQueues())); err != nil {
+			m.log.Warn("link monitor: tx queues", "dev", w.dev.Name(), "err", err)
+		}
+	}
+	if running {
+		w.dev.SetRunning(true)
+	}
+}
+
+// markDeleted applies the deletion of w's link, once, and starts its
+// callback.
+func (m *LinkMonitor) markDeleted(w *linkWatch) {
+	m.mu.Lock()
+	if w.deleted {
+		m.mu.Unlock()
+		return
+	}
+	w.deleted = true
+	callback := w.onDelete != nil && !m.stopped
+	if callback {
+		m.cbs.Add(1) // under mu and before stopped, so that Stop's Wait sees it
+	}
+	m.mu.Unlock()
+
+	d := w.dev
+	d.SetRunning(false)
+	d.SetCarrier(false)
+	advanceRegistration(d, Unregistering)
+	if err := d.SetTxQueues(0); err != nil {
+		m.log.Warn("link monitor: tx queues", "dev", d.Name(), "err", err)
+	}
+	advanceRegistration(d, Unregistered)
+	if callback {
+		go func() {
+			defer m.cbs.Done()
+			w.onDelete(d)
+		}()
+	}
+}
+
+// advanceRegistration moves d's registration forward to r, step by step,
+// if it is not there yet.
+func advanceRegistration(d *Device, r Registration) {
+	for cur := d.Snapshot().Registration(); cur < r; cur = d.Snapshot().Registration() {
+		if d.SetRegistration(cur+1) != nil {
+			return
+		}
+	}
+}

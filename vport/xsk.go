@@ -1,0 +1,403 @@
+package vport
+
+// The AF_XDP port kind is built on github.com/asavie/xdp v0.3.3, whose
+// defects are contained in this package:
+//
+//   - Transmit panics on ENETDOWN/ENXIO and gives up on EAGAIN/EBUSY: the
+//     port drives the tx ring itself, with bounded kicks (xsk_socket.go,
+//     xsk_layout.go);
+//   - Poll(-1) never returns once the device is deleted (an unbound socket
+//     reports nothing to poll(2)): the port is polled with a timeout, and
+//     PrepareWait reads SO_ERROR, where the kernel reports the unbinding;
+//   - Close never unmaps the rings, so the queue stays busy (EBUSY), and a
+//     failed NewSocket leaks its rings: the port unmaps them, sweeps
+//     orphans and retries a busy bind with a backoff (xsk_socket.go,
+//     xsk_maps.go);
+//   - Program.Attach hangs on a device with a generic-mode program and
+//     replaces other programs: the port loads its own program and attaches
+//     it through a BPF link (xdpprog.go);
+//   - no need_wakeup support: the port kicks the kernel (sendto) for every
+//     tx batch, which copy mode needs anyway, and when a thread goes idle;
+//   - tiny default rings, GetDescs scanning every frame, Receive returning
+//     a slice the next call overwrites: the port sizes the rings, tracks its
+//     frames itself, and copies every frame out before it returns.
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of XSKConfig.
+const (
+	DefaultXSKFrames      = 4096
+	DefaultXSKFrameSize   = 2048
+	DefaultXSKBindTimeout = 5 * time.Second
+)
+
+// XSKConfig describes an AF_XDP port.
+type XSKConfig struct {
+	// Device is the name of the network device.
+	Device string
+	// Netns is the path of the network namespace the device lives in
+	// (such as /var/run/netns/NAME); empty for the caller's namespace.
+	Netns string
+	// Queues is the number of rx queues to open a socket on, from queue 0;
+	// 0 for every rx queue of the device.
+	Queues int
+	// Frames is the number of UMEM frames of each socket, a power of two
+	// (DefaultXSKFrames when 0). Half of them, or RingSize, receive; the
+	// others transmit.
+	Frames int
+	// FrameSize is the size of a UMEM frame: 2048 or 4096
+	// (DefaultXSKFrameSize when 0). A frame holds a packet of up to
+	// FrameSize-256 bytes on receive (the kernel keeps headroom).
+	FrameSize int
+	// RingSize is the number of descriptors of each of the four rings of a
+	// socket, a power of two no larger than Frames/2 (Frames/2 when 0).
+	RingSize int
+	// BatchSize is the most frames one Receive or Transmit moves
+	// (MaxBatch when 0).
+	BatchSize int
+	// Mode is how the XDP program is attached.
+	Mode XDPMode
+	// BindTimeout bounds how long opening a queue retries while the
+	// kernel still holds it busy (DefaultXSKBindTimeout when 0).
+	BindTimeout time.Duration
+}
+
+func (c XSKConfig) withDefaults() (XSKConfig, error) {
+	if c.Frames == 0 {
+		c.Frames = DefaultXSKFrames
+	}
+	if c.FrameSize == 0 {
+		c.FrameSize = DefaultXSKFrameSize
+	}
+	if c.RingSize == 0 {
+		c.RingSize = c.Frames / 2
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = MaxBatch
+	}
+	if c.BindTimeout == 0 {
+		c.BindTimeout = DefaultXSKBindTimeout
+	}
+	pow2 := func(n int) bool { return n > 0 && n&(n-1) == 0 }
+	switch {
+	case c.Device == "":
+		return c, errors.New("xsk port: empty device name")
+	case c.Queues < 0 || c.Queues > MaxQueues:
+		return c, fmt.Errorf("xsk port %s: %d queues, want 0 to %d", c.Device, c.Queues, MaxQueues)
+	case !pow2(c.Frames) || c.Frames < 16 || c.Frames > 1<<20:
+		return c, fmt.Errorf("xsk port %s: %d frames, want a power of two from 16 to %d", c.Device, c.Frames, 1<<20)
+	case c.FrameSize != 2048 && c.FrameSize != 4096:
+		return c, fmt.Errorf("xsk port %s: frame size %d, want 2048 or 4096", c.Device, c.FrameSize)
+	case !pow2(c.RingSize) || c.RingSize < 8 || c.RingSize > c.Frames/2:
+		return c, fmt.Errorf("xsk port %s: ring size %d, want a power of two from 8 to Frames/2 (%d)", c.Device, c.RingSize, c.Frames/2)
+	case c.BatchSize < 1 || c.BatchSize > MaxBatch:
+		return c, fmt.Errorf("xsk port %s: batch size %d, want 1 to %d", c.Device, c.BatchSize, MaxBatch)
+	case c.Mode > XDPGeneric:
+		return c, fmt.Errorf("xsk port %s: %v", c.Device, c.Mode)
+	case c.BindTimeout < 0:
+		return c, fmt.Errorf("xsk port %s: negative bind timeout", c.Device)
+	}
+	return c, nil
+}
+
+// XSKPort is a port on a real network device, through AF_XDP sockets: one
+// socket per rx queue, each with its own UMEM, fed by an XDP program that
+// redirects every frame to the socket of the queue it arrived on (frames on
+// queues without a socket go to the kernel's stack). Tx queue q of the port
+// transmits through the socket of queue q modulo the number of sockets that
+// can transmit.
+//
+// Device reflects the real link as netlink showed it at open; a
+// LinkMonitor keeps it up to date. The port also learns by itself that the
+// kernel unregistered the device (the sockets report it), and then returns
+// ErrPortDown for good.
+type XSKPort struct {
+	name     string
+	ifindex  int
+	netns    string
+	dev      *Device
+	batch    int
+	txQueues int
+	txSocks  int
+	socks    []*xskSocket
+	prog     *xdpProgram
+	closed   atomic.Bool
+	// waiters counts PrepareWait calls in progress: a poll thread may
+	// prepare to sleep on a port it no longer polls, outside the grace
+	// period that precedes Close, so Close waits for them before it
+	// unmaps the rings.
+	waiters atomic.Int64
+
+	// mu serializes Close with Stats, which reads the sockets' kernel
+	// counters.
+	mu sync.Mutex
+}
+
+var _ Port = (*XSKPort)(nil)
+
+// OpenXSK opens an AF_XDP port on cfg.Device: it loads the redirect
+// program, binds a socket to each rx queue, registers them and attaches
+// the program (never replacing another one: ErrXDPBusy).
+func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
+	if cfg, err = cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	if err := checkSocketLayout(); err != nil {
+		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
+	}
+	h, err := netlinkHandle(cfg.Netns)
+	if err != nil {
+		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
+	}
+	defer h.Close()
+	lk, err := h.LinkByName(cfg.Device)
+	if err != nil {
+		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
+	}
+	a := lk.Attrs()
+	if x := a.Xdp; x != nil && x.Attached {
+		return nil, fmt.Errorf("xsk port %s: XDP program id %d is attached (%s); ovsxdp attaches its own and does not replace others: detach it first (ip link set dev %s xdp off): %w",
+			cfg.Device, x.ProgId, xdpAttachModeName(x.AttachMode), cfg.Device, ErrXDPBusy)
+	}
+	queues := cfg.Queues
+	if queues == 0 {
+		queues = a.NumRxQueues
+	}
+	if queues < 1 || queues > a.NumRxQueues {
+		return nil, fmt.Errorf("xsk port %s: %d queues asked, the device has %d rx queues", cfg.Device, queues, a.NumRxQueues)
+	}
+	dev, err := deviceFromLink(lk)
+	if err != nil {
+		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
+	}
+	p := &XSKPort{
+		name:     cfg.Device,
+		ifindex:  a.Index,
+		netns:    cfg.Netns,
+		dev:      dev,
+		batch:    cfg.BatchSize,
+		txQueues: dev.MaxTxQueues(),
+		txSocks:  min(queues, dev.MaxTxQueues()),
+	}
+	defer func() {
+		if err != nil {
+			p.closeResources()
+		}
+	}()
+	if p.prog, err = loadXDPProgram(cfg.Device, a.NumRxQueues); err != nil {
+		return nil, fmt.Errorf("xsk port: %w", err)
+	}
+	sz := xskSizes{frames: cfg.Frames, frameSize: cfg.FrameSize, ringSize: cfg.RingSize}
+	deadline := time.Now().Add(cfg.BindTimeout)
+	err = inNetns(cfg.Netns, func() error {
+		for q := range queues {
+			s, err := openSocket(p.ifindex, q, sz, deadline)
+			if err != nil {
+				return err
+			}
+			p.socks = append(p.socks, s)
+			if err := p.prog.register(q, s.fd); err != nil {
+				return err
+			}
+		}
+		return p.prog.attach(cfg.Device, p.ifindex, cfg.Mode)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
+	}
+	return p, nil
+}
+
+// deviceFromLink builds the device model of a link as netlink shows it.
+func deviceFromLink(lk netlink.Link) (*Device, error) {
+	a := lk.Attrs()
+	kind := DummyLike
+	if lk.Type() == "veth" {
+		kind = VethLike
+	}
+	dev, err := NewDevice(a.Name, kind, max(1, min(a.NumTxQueues, MaxQueues)))
+	if err != nil {
+		return nil, err
+	}
+	dev.SetRunning(a.RawFlags&unix.IFF_UP != 0)
+	dev.SetCarrier(a.RawFlags&unix.IFF_LOWER_UP != 0)
+	return dev, nil
+}
+
+func xdpAttachModeName(m uint32) string {
+	switch m {
+	case 1:
+		return "native mode"
+	case 2:
+		return "generic mode"
+	case 3:
+		return "offload mode"
+	case 4:
+		return "several modes"
+	}
+	return fmt.Sprintf("mode %d", m)
+}
+
+// Name is the device's name.
+func (p *XSKPort) Name() string { return p.name }
+
+// Ifindex is the device's interface index in its namespace.
+func (p *XSKPort) Ifindex() int { return p.ifindex }
+
+// Netns is the path of the device's namespace, empty for the caller's.
+func (p *XSKPort) Netns() string { return p.netns }
+
+// Device is the device state the port runs on.
+func (p *XSKPort) Device() *Device { return p.dev }
+
+// BatchSize is the most frames one call moves.
+func (p *XSKPort) BatchSize() int { return p.batch }
+
+// RxQueues is the number of sockets, one per rx queue served.
+func (p *XSKPort) RxQueues() int { return len(p.socks) }
+
+// TxQueues is the device's number of tx queues at open.
+func (p *XSKPort) TxQueues() int { return p.txQueues }
+
+// Mode is the mode the XDP program was attached in (native or generic).
+func (p *XSKPort) Mode() XDPMode { return p.prog.mode }
+
+// usable is the check of Receive, Transmit and PrepareWait.
+func (p *XSKPort) usable(s *xskSocket) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if st := p.dev.Snapshot(); !st.Running() || st.Registration() != Registered || s.dead.Load() {
+		return ErrPortDown
+	}
+	return nil
+}
+
+// Receive implements Port. Frames carry rx queue q as their recorded rx
+// queue: they come from a device queue.
+func (p *XSKPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int, error) {
+	if q < 0 || q >= len(p.socks) {
+		return 0, ErrBadQueue
+	}
+	s := p.socks[q]
+	if err := p.usable(s); err != nil {
+		return 0, err
+	}
+	limit := min(p.batch, len(bufs), len(sizes))
+	if info != nil {
+		limit = min(limit, len(info))
+	}
+	n, _ := s.receive(bufs[:limit], sizes[:limit])
+	if info != nil {
+		rxq := RecordRxQueue(q)
+		for i := range info[:n] {
+			info[i] = RxInfo{RxQueue: rxq}
+		}
+	}
+	return n, nil
+}
+
+// Transmit implements Port. Frames longer than a UMEM frame are taken and
+// dropped (TxDropped). When the device goes down under a Transmit, the
+// frames it already put on the tx ring are reported as not sent; they go
+// out if the device comes back up before the port is closed.
+func (p *XSKPort) Transmit(q int, frames [][]byte) (int, error) {
+	if q < 0 || q >= p.txQueues {
+		return 0, ErrBadQueue
+	}
+	s := p.socks[q%p.txSocks]
+	if err := p.usable(s); err != nil {
+		return 0, err
+	}
+	return s.transmit(frames[:min(len(frames), p.batch)])
+}
+
+// PrepareWait implements Port: the descriptor is the queue's socket. It
+// also sends what waits on the socket's tx ring, and checks that the
+// kernel has not unbound the socket (poll(2) would never report that).
+func (p *XSKPort) PrepareWait(q int) (int, bool, error) {
+	if q < 0 || q >= len(p.socks) {
+		return -1, false, ErrBadQueue
+	}
+	p.waiters.Add(1) // before usable reads closed; Close does the converse
+	defer p.waiters.Add(-1)
+	s := p.socks[q]
+	if err := p.usable(s); err != nil {
+		return -1, false, err
+	}
+	if s.checkError() {
+		return -1, false, ErrPortDown
+	}
+	s.kick()
+	if s.rxReady() {
+		return s.fd, true, nil
+	}
+	return s.fd, false, nil
+}
+
+// Stats implements Port. RxDropped includes the frames the kernel dropped
+// on the sockets (no fill frame, full rx ring).
+func (p *XSKPort) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var st Stats
+	for _, s := range p.socks {
+		st.RxPackets += s.rxPackets.Load()
+		st.RxBytes += s.rxBytes.Load()
+		st.RxDropped += s.rxDropped.Load()
+		st.TxPackets += s.txPackets.Load()
+		st.TxBytes += s.txBytes.Load()
+		st.TxDropped += s.txDropped.Load()
+		if p.closed.Load() {
+			continue
+		}
+		if ks, err := s.kernelStats(); err == nil {
+			st.RxDropped += ks.Rx_dropped + ks.Rx_ring_full
+		}
+	}
+	return st
+}
+
+// Close implements Port: it detaches the XDP program and closes the
+// sockets, releasing their UMEM and rings, so that the queues can be bound
+// again at once. It leaves the device state alone.
+func (p *XSKPort) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	// A PrepareWait that missed the flag finishes in a few syscalls.
+	for p.waiters.Load() != 0 {
+		time.Sleep(50 * time.Microsecond)
+	}
+	if err := p.closeResources(); err != nil {
+		return fmt.Errorf("close xsk port %s: %w", p.name, err)
+	}
+	return nil
+}
+
+func (p *XSKPort) closeResources() error {
+	var errs []error
+	if p.prog != nil {
+		errs = append(errs, p.prog.Close())
+	}
+	// Each close waits for a grace period in the kernel; wait for them
+	// together.
+	serrs := make([]error, len(p.socks))
+	var wg sync.WaitGroup
+	for i, s := range p.socks {
+		wg.Go(func() { serrs[i] = s.close() })
+	}
+	wg.Wait()
+	return errors.Join(append(errs, serrs...)...)
+}

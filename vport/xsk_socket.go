@@ -1,0 +1,514 @@
+package vport
+
+// This file drives one AF_XDP socket. Creation and teardown go through
+// github.com/asavie/xdp v0.3.3 with its defects contained here:
+//
+//   - xdp.Socket.Close closes the socket and unmaps the UMEM but never
+//     unmaps the four rings. The mappings keep the socket file alive, so the
+//     kernel never releases the socket and its queue stays bound (EBUSY
+//     for the next bind) while pinned UMEM pages leak. close unmaps them.
+//   - even after a proper close the kernel releases a queue's buffer pool
+//     from a work queue, so an immediate rebind can meet EBUSY: open
+//     retries with a backoff until a deadline.
+//   - xdp.NewSocket leaks the ring mappings of a socket it fails to bind
+//     (it calls the same Close), and reports the errno with %v, so that
+//     EBUSY cannot be told apart. open serializes socket creation, sweeps
+//     the orphaned mappings after a failure (see xsk_maps.go) and recovers
+//     the errno from the message.
+//   - the default rings are tiny (128 frames); the port sizes them itself.
+//
+// The rings are driven here, not by the library (see xsk_layout.go). Frame
+// ownership is split once and for all at open: the first RingSize frames
+// circulate fill ring → rx ring → fill ring (a received frame is copied out
+// before it is handed back), the others circulate free stack → tx ring →
+// completion ring → free stack. A frame is thus never in the kernel's hands
+// while the port still reads or writes it.
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/asavie/xdp"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// maxKicks bounds the sendto calls of one Transmit: the kernel sends
+	// at most 32 frames per call in copy mode (EAGAIN past that), and
+	// returns EBUSY when the device dropped a frame.
+	maxKicks = 8
+	// txLockSpins bounds how long a thread waits for another one that is
+	// transmitting on the same socket before it gives up (tx ring full).
+	txLockSpins = 256
+)
+
+// xskSizes are the UMEM and ring sizes of a socket.
+type xskSizes struct {
+	frames    int // frames in the UMEM
+	frameSize int // bytes per frame, a power of two
+	ringSize  int // descriptors per ring, a power of two; also the rx frames
+}
+
+// xskSocket is one AF_XDP socket bound to one queue of a device, with its
+// own UMEM. The rx side (fill and rx rings) belongs to the thread
+// polling the queue; the tx side (tx and completion rings, free) to the
+// thread holding txBusy.
+type xskSocket struct {
+	queue     int
+	sock      *xdp.Socket
+	fd        int
+	ino       uint64
+	umem      []byte
+	frameMask uint64
+	regions   []ringRegion // the library's ring mappings, unmapped at close
+
+	fill, comp umemRing
+	rx, tx     descRing
+
+	// dead latches the kernel's report that it unbound the socket (its
+	// device was unregistered): SO_ERROR ENETDOWN, or ENXIO from sendto.
+	dead atomic.Bool
+
+	_      [64]byte
+	txBusy atomic.Bool
+	free   []uint64 // tx frames the port owns; guarded by txBusy
+	_      [64]byte
+
+	rxPackets, rxBytes, rxDropped atomic.Uint64
+	_                             [40]byte
+	txPackets, txBytes, txDropped atomic.Uint64
+}
+
+// umemRing is a view of a fill or completion ring.
+type umemRing struct {
+	prod, cons *uint32
+	descs      []uint64
+	mask       uint32
+}
+
+// descRing is a view of an rx or tx ring.
+type descRing struct {
+	prod, cons *uint32
+	descs      []xdp.Desc
+	mask       uint32
+}
+
+// ringRegion is one ring mapping, as the library made it.
+type ringRegion struct {
+	base   unsafe.Pointer
+	length int
+}
+
+// libError is an error of the library whose errno was recovered from its
+// message.
+type libError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *libError) Error() string { return e.msg }
+func (e *libError) Unwrap() error { return e.errno }
+
+// libErrnos are the errnos recognized in the library's messages.
+var libErrnos = []syscall.Errno{
+	unix.EBUSY, unix.EAFNOSUPPORT, unix.EPERM, unix.ENOMEM, unix.EINVAL,
+	unix.ENODEV, unix.ENXIO, unix.EOPNOTSUPP, unix.ENOBUFS,
+}
+
+// libErr recovers the errno the library formatted with %v.
+func libErr(err error) error {
+	msg := err.Error()
+	for _, e := range libErrnos {
+		if strings.HasSuffix(msg, e.Error()) {
+			return &libError{msg: msg, errno: e}
+		}
+	}
+	return err
+}
+
+// openSocket opens a socket on queue of ifindex, retrying while the queue
+// is busy (EBUSY) until deadline. It must run in the device's namespace.
+func openSocket(ifindex, queue int, sz xskSizes, deadline time.Time) (*xskSocket, error) {
+	backoff := time.Millisecond
+	for {
+		s, err := tryOpenSocket(ifindex, queue, sz)
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().Add(backoff).After(deadline) {
+			return nil, err
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 16*time.Millisecond)
+	}
+}
+
+func tryOpenSocket(ifindex, queue int, sz xskSizes) (*xskSocket, error) {
+	xskRegistry.mu.Lock()
+	defer xskRegistry.mu.Unlock()
+	opts := xdp.SocketOptions{
+		NumFrames:              sz.frames,
+		FrameSize:              sz.frameSize,
+		FillRingNumDescs:       sz.ringSize,
+		CompletionRingNumDescs: sz.ringSize,
+		RxRingNumDescs:         sz.ringSize,
+		TxRingNumDescs:         sz.ringSize,
+	}
+	sock, err := xdp.NewSocket(ifindex, queue, &opts)
+	if err != nil {
+		err = libErr(err)
+		if serr := sweepOrphanRingsLocked(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		if errors.Is(err, unix.EAFNOSUPPORT) {
+			return nil, fmt.Errorf("queue %d: the kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS): %v: %w", queue, err, ErrNotSupported)
+		}
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("queue %d: AF_XDP needs CAP_NET_RAW and CAP_BPF (run as root): %v: %w", queue, err, ErrNotSupported)
+		}
+		return nil, fmt.Errorf("queue %d: %w", queue, err)
+	}
+	s, err := newXSKSocket(sock, queue, sz)
+	if err != nil {
+		// Unmap what the view found; the library unmaps the UMEM.
+		err = errors.Join(err, sock.Close())
+		if s != nil {
+			err = errors.Join(err, s.unmapRings())
+		}
+		return nil, fmt.Errorf("queue %d: %w", queue, errors.Join(err, sweepOrphanRingsLocked()))
+	}
+	xskRegistry.live[s.ino] = struct{}{}
+	return s, nil
+}
+
+// newXSKSocket builds the ring views of a socket the library opened and
+// hands the rx frames to the kernel.
+func newXSKSocket(sock *xdp.Socket, queue int, sz xskSizes) (*xskSocket, error) {
+	l := layoutOf(sock)
+	s := &xskSocket{
+		queue:     queue,
+		sock:      sock,
+		fd:        sock.FD(),
+		umem:      l.umem,
+		frameMask: uint64(sz.frameSize - 1),
+		fill:      umemRing{prod: l.fillRing.Producer, cons: l.fillRing.Consumer, descs: l.fillRing.Descs},
+		comp:      umemRing{prod: l.completionRing.Producer, cons: l.completionRing.Consumer, descs: l.completionRing.Descs},
+		rx:        descRing{prod: l.rxRing.Producer, cons: l.rxRing.Consumer, descs: l.rxRing.Descs},
+		tx:        descRing{prod: l.txRing.Producer, cons: l.txRing.Consumer, descs: l.txRing.Descs},
+	}
+	for _, r := range []struct {
+		name string
+		n    int
+	}{{"fill", len(s.fill.descs)}, {"completion", len(s.comp.descs)}, {"rx", len(s.rx.descs)}, {"tx", len(s.tx.descs)}} {
+		if r.n != sz.ringSize {
+			return nil, fmt.Errorf("%s ring has %d descriptors, want %d", r.name, r.n, sz.ringSize)
+		}
+	}
+	if len(s.umem) != sz.frames*sz.frameSize {
+		return nil, fmt.Errorf("UMEM of %d bytes, want %d", len(s.umem), sz.frames*sz.frameSize)
+	}
+	mask := uint32(sz.ringSize - 1)
+	s.fill.mask, s.comp.mask, s.rx.mask, s.tx.mask = mask, mask, mask, mask
+
+	off, err := mmapOffsets(s.fd)
+	if err != nil {
+		return nil, err
+	}
+	s.regions = []ringRegion{
+		regionOf(unsafe.Pointer(unsafe.SliceData(s.fill.descs)), off.Fr.Desc, sz.ringSize*8),
+		regionOf(unsafe.Pointer(unsafe.SliceData(s.comp.descs)), off.Cr.Desc, sz.ringSize*8),
+		regionOf(unsafe.Pointer(unsafe.SliceData(s.rx.descs)), off.Rx.Desc, sz.ringSize*int(unsafe.Sizeof(xdp.Desc{}))),
+		regionOf(unsafe.Pointer(unsafe.SliceData(s.tx.descs)), off.Tx.Desc, sz.ringSize*int(unsafe.Sizeof(xdp.Desc{}))),
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(s.fd, &st); err != nil {
+		return s, fmt.Errorf("fstat AF_XDP socket: %w", err)
+	}
+	s.ino = st.Ino
+
+	// Frames [0, ringSize) go to the fill ring for rx, the rest are free
+	// for tx.
+	for i := range sz.ringSize {
+		s.fill.descs[i] = uint64(i * sz.frameSize)
+	}
+	atomic.StoreUint32(s.fill.prod, atomic.LoadUint32(s.fill.prod)+uint32(sz.ringSize))
+	s.free = make([]uint64, 0, sz.frames-sz.ringSize)
+	for i := sz.frames - 1; i >= sz.ringSize; i-- {
+		s.free = append(s.free, uint64(i*sz.frameSize))
+	}
+	return s, nil
+}
+
+// regionOf returns the mapping whose descriptors start at descs, descOff
+// bytes into it, with descBytes bytes of descriptors: the region the
+// library mapped.
+func regionOf(descs unsafe.Pointer, descOff uint64, descBytes int) ringRegion {
+	return ringRegion{base: unsafe.Add(descs, -int(descOff)), length: int(descOff) + descBytes}
+}
+
+// mmapOffsets returns the ring offsets of an AF_XDP socket.
+func mmapOffsets(fd int) (unix.XDPMmapOffsets, error) {
+	var off unix.XDPMmapOffsets
+	size := uint32(unsafe.Sizeof(off))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_MMAP_OFFSETS,
+		uintptr(unsafe.Pointer(&off)), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 {
+		return off, fmt.Errorf("getsockopt XDP_MMAP_OFFSETS: %w", errno)
+	}
+	return off, nil
+}
+
+// close closes the socket and releases its UMEM and rings. It must be
+// called once, when no thread uses the socket. Sockets may be closed
+// concurrently: the kernel waits for a grace period as it unbinds each.
+func (s *xskSocket) close() error {
+	err := s.sock.Close() // closes the fd, unmaps the UMEM
+	if uerr := s.unmapRings(); uerr != nil {
+		err = errors.Join(err, uerr)
+	}
+	// Only now, with its rings gone, may a sweep forget the socket.
+	xskRegistry.mu.Lock()
+	delete(xskRegistry.live, s.ino)
+	xskRegistry.mu.Unlock()
+	return err
+}
+
+// unmapRings unmaps the rings the library mapped. syscall.Munmap (the
+// package the library mapped them with) forgets them too; a region it does
+// not know is unmapped directly.
+func (s *xskSocket) unmapRings() error {
+	var errs []error
+	for _, r := range s.regions {
+		if r.length == 0 {
+			continue
+		}
+		b := unsafe.Slice((*byte)(r.base), r.length)
+		if err := syscall.Munmap(b); err != nil {
+			if _, _, errno := unix.Syscall(unix.SYS_MUNMAP, uintptr(r.base), uintptr(r.length), 0); errno != 0 {
+				errs = append(errs, fmt.Errorf("munmap ring: %w", errno))
+			}
+		}
+	}
+	s.regions = nil
+	s.fill, s.comp, s.rx, s.tx = umemRing{}, umemRing{}, descRing{}, descRing{}
+	return errors.Join(errs...)
+}
+
+// receive copies up to len(bufs) received frames into bufs[i][:sizes[i]]
+// and hands their frames back to the fill ring. It returns the frames
+// delivered and dropped (longer than their buffer). It is the rx side:
+// one thread at a time.
+func (s *xskSocket) receive(bufs [][]byte, sizes []int) (n, dropped int) {
+	rxCons := atomic.LoadUint32(s.rx.cons)
+	avail := atomic.LoadUint32(s.rx.prod) - rxCons
+	if avail == 0 {
+		return 0, 0
+	}
+	fillProd := atomic.LoadUint32(s.fill.prod)
+	size := uint32(len(s.fill.descs))
+	room := size - (fillProd - atomic.LoadUint32(s.fill.cons))
+	avail = min(avail, room, size)
+	bytes := 0
+	limit := min(len(bufs), len(sizes))
+	for i := uint32(0); i < avail && n+dropped < limit; i++ {
+		d := s.rx.descs[rxCons&s.rx.mask]
+		rxCons++
+		if f, ok := s.frame(d.Addr, d.Len); ok && len(f) <= len(bufs[n]) {
+			sizes[n] = copy(bufs[n], f)
+			bytes += sizes[n]
+			n++
+		} else {
+			dropped++
+		}
+		s.fill.descs[fillProd&s.fill.mask] = d.Addr &^ s.frameMask
+		fillProd++
+	}
+	atomic.StoreUint32(s.rx.cons, rxCons)
+	atomic.StoreUint32(s.fill.prod, fillProd)
+	if n > 0 {
+		s.rxPackets.Add(uint64(n))
+		s.rxBytes.Add(uint64(bytes))
+	}
+	if dropped > 0 {
+		s.rxDropped.Add(uint64(dropped))
+	}
+	return n, dropped
+}
+
+// rxReady reports whether received frames wait on the rx ring.
+func (s *xskSocket) rxReady() bool {
+	return atomic.LoadUint32(s.rx.prod) != atomic.LoadUint32(s.rx.cons)
+}
+
+// frame returns the UMEM bytes of a descriptor, if they are inside it.
+func (s *xskSocket) frame(addr uint64, n uint32) ([]byte, bool) {
+	end := addr + uint64(n)
+	if end < addr || end > uint64(len(s.umem)) {
+		return nil, false
+	}
+	return s.umem[addr:end:end], true
+}
+
+// transmit copies frames into tx frames, puts them on the tx ring and
+// kicks the kernel. It returns how many frames it took from the front of
+// frames; frames[n:] found no room (tx ring full). Taken frames that do not
+// fit a UMEM frame are dropped and counted.
+func (s *xskSocket) transmit(frames [][]byte) (int, error) {
+	if !s.lockTx() {
+		return 0, nil
+	}
+	defer s.txBusy.Store(false)
+	s.reclaimLocked()
+	budget := maxKicks
+	room := s.txRoomLocked()
+	for room < len(frames) && budget > 0 {
+		if err := s.kickLocked(&budget); err != nil {
+			return 0, err
+		}
+		room = s.txRoomLocked()
+	}
+	k := min(room, len(frames))
+	if k == 0 {
+		return 0, nil
+	}
+	prod := atomic.LoadUint32(s.tx.prod)
+	frameSize := int(s.frameMask) + 1
+	queued, bytes, dropped := 0, 0, 0
+	for _, f := range frames[:k] {
+		if len(f) > frameSize || len(f) == 0 {
+			dropped++
+			continue
+		}
+		addr := s.free[len(s.free)-1]
+		s.free = s.free[:len(s.free)-1]
+		copy(s.umem[addr:addr+uint64(len(f))], f)
+		s.tx.descs[prod&s.tx.mask] = xdp.Desc{Addr: addr, Len: uint32(len(f))}
+		prod++
+		queued++
+		bytes += len(f)
+	}
+	if dropped > 0 {
+		s.txDropped.Add(uint64(dropped))
+	}
+	if queued == 0 {
+		return k, nil
+	}
+	atomic.StoreUint32(s.tx.prod, prod)
+	budget = max(budget, 1)
+	if err := s.kickLocked(&budget); err != nil {
+		return 0, err
+	}
+	s.txPackets.Add(uint64(queued))
+	s.txBytes.Add(uint64(bytes))
+	return k, nil
+}
+
+// lockTx takes the tx side, or gives up after txLockSpins tries.
+func (s *xskSocket) lockTx() bool {
+	for range txLockSpins {
+		if s.txBusy.CompareAndSwap(false, true) {
+			return true
+		}
+		runtime.Gosched()
+	}
+	return false
+}
+
+// txRoomLocked is how many frames the tx ring and the free frames take.
+func (s *xskSocket) txRoomLocked() int {
+	size := uint32(len(s.tx.descs))
+	used := atomic.LoadUint32(s.tx.prod) - atomic.LoadUint32(s.tx.cons)
+	if used > size {
+		return 0
+	}
+	return min(int(size-used), len(s.free))
+}
+
+// reclaimLocked takes the frames the kernel completed back onto the free
+// stack.
+func (s *xskSocket) reclaimLocked() {
+	cons := atomic.LoadUint32(s.comp.cons)
+	n := atomic.LoadUint32(s.comp.prod) - cons
+	n = min(n, uint32(len(s.comp.descs)), uint32(cap(s.free)-len(s.free)))
+	for range n {
+		s.free = append(s.free, s.comp.descs[cons&s.comp.mask]&^s.frameMask)
+		cons++
+	}
+	atomic.StoreUint32(s.comp.cons, cons)
+}
+
+// kickLocked asks the kernel to send what the tx ring holds (in copy mode
+// nothing is sent without it), again while the kernel stops early and
+// *budget allows, draining the completion ring in between. Each sendto
+// spends one unit of *budget. Frames still on the ring after that go with
+// the next kick (or the next poll of the socket, which also drives tx in
+// copy mode).
+func (s *xskSocket) kickLocked(budget *int) error {
+	for *budget > 0 {
+		*budget--
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			return nil
+		case unix.EINTR:
+		case unix.EAGAIN, unix.EBUSY:
+			s.reclaimLocked()
+			if atomic.LoadUint32(s.tx.prod) == atomic.LoadUint32(s.tx.cons) {
+				return nil
+			}
+		case unix.ENETDOWN:
+			return ErrPortDown
+		case unix.ENXIO:
+			s.dead.Store(true)
+			return ErrPortDown
+		default:
+			return errno
+		}
+	}
+	return nil
+}
+
+// kick sends what waits on the tx ring, if the tx side is free. It is for
+// threads that are about to sleep.
+func (s *xskSocket) kick() {
+	if atomic.LoadUint32(s.tx.prod) == atomic.LoadUint32(s.tx.cons) || !s.txBusy.CompareAndSwap(false, true) {
+		return
+	}
+	defer s.txBusy.Store(false)
+	budget := maxKicks
+	s.kickLocked(&budget) //nolint:errcheck // the next Transmit reports it
+}
+
+// checkError reports whether the kernel unbound the socket: it sets
+// SO_ERROR to ENETDOWN when the device is unregistered, and poll(2) on an
+// unbound socket never reports anything, so a sleeping thread would not
+// learn of it. The error is latched, since reading SO_ERROR clears it.
+func (s *xskSocket) checkError() bool {
+	if s.dead.Load() {
+		return true
+	}
+	v, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && v == 0 {
+		return false
+	}
+	s.dead.Store(true)
+	return true
+}
+
+// kernelStats returns the kernel's counters of the socket.
+func (s *xskSocket) kernelStats() (unix.XDPStatistics, error) {
+	var st unix.XDPStatistics
+	size := uint32(unsafe.Sizeof(st))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_XDP, unix.XDP_STATISTICS,
+		uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 {
+		return st, fmt.Errorf("getsockopt XDP_STATISTICS: %w", errno)
+	}
+	return st, nil
+}
