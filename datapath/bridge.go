@@ -97,12 +97,20 @@ func New(cfg Config) (*Bridge, error) {
 	for i := 0; i < cfg.PMDs; i++ {
 		p, err := newPMD(b, i)
 		if err != nil {
+			b.closeWakers()
 			return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
 		}
 		b.pmds = append(b.pmds, p)
 	}
 	b.wd = newWatchdog(cfg.Watchdog, b.pmds, b.Policy)
 	return b, nil
+}
+
+// closeWakers releases the poll threads' wakers, once no thread runs.
+func (b *Bridge) closeWakers() {
+	for _, p := range b.pmds {
+		p.rd.waker.Close()
+	}
 }
 
 // Name is the bridge's name.
@@ -169,6 +177,7 @@ func (b *Bridge) Close() error {
 		}
 	}
 	b.ports.Store(newPortTable(nil))
+	b.closeWakers()
 	return errors.Join(errs...)
 }
 

@@ -161,8 +161,8 @@ func (c *closeChecker) Close() error {
 func TestPortChurnUnderLoad(t *testing.T) {
 	checkLeaks := goroutineBaseline(t)
 	cycles := 2000
-	if testing.Short() {
-		cycles = 200
+	if testing.Short() || raceEnabled {
+		cycles = 300
 	}
 	b, err := New(Config{Name: "br0", PMDs: 2})
 	if err != nil {

@@ -72,6 +72,7 @@ type pmd struct {
 
 	stall    stall
 	counters pmdCounters
+	ctl      controlQueue // control requests, run between batches (control.go)
 
 	// Per-batch state, allocated once.
 	cache  *flow.Cache
@@ -99,6 +100,9 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 		return nil, err
 	}
 	p := &pmd{id: id, br: br, cache: cache, done: make(chan struct{})}
+	if p.rd.waker, err = vport.NewWaker(); err != nil {
+		return nil, err
+	}
 	p.bufs = make([][]byte, vport.MaxBatch)
 	for i := range p.bufs {
 		p.bufs[i] = make([]byte, maxFrame, bufSize)
@@ -124,6 +128,7 @@ func (p *pmd) run() {
 
 	lastBusy := time.Now()
 	for !p.stop.Load() {
+		p.ctl.serve(p)
 		start := time.Now()
 		p.rd.enter()
 		n := p.poll(start)
@@ -188,10 +193,7 @@ func (p *pmd) process(in *Port, frame []byte, rxQueue vport.RxQueue) {
 	default:
 		p.counters.upcalls.Add(1)
 	}
-	mf.Account(1, uint64(len(frame)), p.now)
-	if mf.Rule != nil {
-		mf.Rule.AddStats(1, uint64(len(frame)), p.now)
-	}
+	mf.Account(1, uint64(len(frame)), p.now) // counts into the rule too
 
 	p.in = in
 	p.copies = 0
@@ -340,9 +342,17 @@ func (p *pmd) idle(now, lastBusy time.Time) {
 			return
 		}
 	}
+	// Sleeping on a queue reads the port (its socket, its rings), so the
+	// sleep is a read-side section like a batch: a port is closed only
+	// after every thread has left it. A grace period wakes the thread
+	// (reader.waker) rather than wait out the sleep, which lasts at most
+	// maxSleep.
+	start := time.Now()
+	p.rd.enter()
 	rqs := p.rxqs.Load()
 	if p.polled != rqs {
 		p.poller = new(vport.Poller)
+		p.poller.SetWaker(p.rd.waker)
 		for _, rq := range *rqs {
 			if err := p.poller.Add(rq.port.vp, rq.q); err != nil {
 				slog.Warn("pmd: cannot sleep on queue", "pmd", p.id, "port", rq.port.Name, "queue", rq.q, "err", err)
@@ -350,12 +360,14 @@ func (p *pmd) idle(now, lastBusy time.Time) {
 		}
 		p.polled = rqs
 	}
-	start := time.Now()
+	p.rd.sleeping.Store(true)
 	if _, err := p.poller.Wait(maxSleep); err != nil {
 		// A queue cannot be slept on (its device is down): sleep briefly
 		// without it, rather than spin.
 		time.Sleep(maxSleep / 5)
 	}
+	p.rd.sleeping.Store(false)
+	p.rd.leave()
 	p.counters.idleNanos.Add(uint64(time.Since(start)))
 }
 

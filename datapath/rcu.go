@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // A quiescent-state tracker in the style of userspace RCU: every poll thread
@@ -21,8 +23,22 @@ import (
 type reader struct {
 	// seq counts the thread's quiescent states; an odd value means the thread
 	// is inside a batch (online), an even value that it is outside one
-	// (offline: idle, sleeping in poll, or stopped).
+	// (offline: between batches, or stopped).
 	seq atomic.Uint64
+	// sleeping is set while the thread sleeps in poll(2) inside a
+	// read-side section; waker, if set, interrupts that sleep, so that a
+	// grace period does not wait it out.
+	sleeping atomic.Bool
+	waker    *vport.Waker
+}
+
+// wakeIfSleeping interrupts the reader's sleep, if it sleeps.
+func (r *reader) wakeIfSleeping() bool {
+	if r.waker != nil && r.sleeping.Load() {
+		r.waker.Wake()
+		return true
+	}
+	return false
 }
 
 // enter marks the start of a batch: from here until leave, the thread may
@@ -63,13 +79,14 @@ func (g *rcu) unregister(r *reader) {
 func (g *rcu) Synchronize(ctx context.Context) error {
 	g.mu.Lock()
 	type pending struct {
-		r   *reader
-		seq uint64
+		r     *reader
+		seq   uint64
+		woken bool
 	}
 	var wait []pending
 	for r := range g.readers {
 		if s := r.seq.Load(); s&1 == 1 {
-			wait = append(wait, pending{r, s})
+			wait = append(wait, pending{r: r, seq: s})
 		}
 	}
 	g.mu.Unlock()
@@ -79,8 +96,14 @@ func (g *rcu) Synchronize(ctx context.Context) error {
 	// millisecond to fire).
 	spinUntil := time.Now().Add(graceSpin)
 	backoff := 10 * time.Microsecond
-	for _, p := range wait {
+	for i := range wait {
+		p := &wait[i]
 		for p.r.seq.Load() == p.seq {
+			// A thread sleeps at most once per read-side section, so one
+			// wake-up, after it is seen sleeping, is enough.
+			if !p.woken {
+				p.woken = p.r.wakeIfSleeping()
+			}
 			if time.Now().Before(spinUntil) {
 				if err := ctx.Err(); err != nil {
 					return err

@@ -1,0 +1,70 @@
+package datapath
+
+import (
+	"context"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+)
+
+// MegaflowEntry is one poll thread's megaflow as dpctl/dump-flows shows it.
+// It is a copy, taken on the thread that owns the megaflow.
+type MegaflowEntry struct {
+	PMD   int
+	Match flow.Match // the masked key and the mask
+	// Rule is the rule the megaflow caches, nil for a drop megaflow. Its
+	// Actions are the actions the datapath runs.
+	Rule    *flow.Rule
+	Actions []flow.Action
+	Packets uint64
+	Bytes   uint64
+	// LastUsed is when a packet last took the megaflow; zero if none has.
+	LastUsed time.Time
+	// Stale reports that the megaflow was computed at an older generation
+	// of the rule table; the next packet that hits it revalidates it.
+	Stale bool
+}
+
+// Megaflows returns every poll thread's megaflows, by thread. Each thread
+// copies its own between two batches (see control.go), so the call waits
+// for the threads and fails with ctx's error if one does not answer in
+// time.
+func (b *Bridge) Megaflows(ctx context.Context) ([]MegaflowEntry, error) {
+	per := make([][]MegaflowEntry, len(b.pmds))
+	err := b.onEachPMD(ctx, func(p *pmd) {
+		gen := b.table.Generation()
+		var out []MegaflowEntry
+		p.cache.Megaflows().Range(func(mf *flow.Megaflow) bool {
+			e := MegaflowEntry{
+				PMD:     p.id,
+				Match:   mf.Match(),
+				Rule:    mf.Rule,
+				Actions: mf.Actions,
+				Packets: mf.Packets,
+				Bytes:   mf.Bytes,
+				Stale:   mf.Generation != gen,
+			}
+			if mf.LastUsed != 0 {
+				e.LastUsed = time.Unix(0, mf.LastUsed)
+			}
+			out = append(out, e)
+			return true
+		})
+		per[p.id] = out
+	})
+	if err != nil {
+		return nil, err
+	}
+	var all []MegaflowEntry
+	for _, l := range per {
+		all = append(all, l...)
+	}
+	return all, nil
+}
+
+// FlushMegaflows empties every poll thread's exact-match cache and
+// megaflows (dpctl/del-flows); the next packets go through the rule table
+// again.
+func (b *Bridge) FlushMegaflows(ctx context.Context) error {
+	return b.onEachPMD(ctx, func(p *pmd) { p.cache.Flush() })
+}

@@ -1,0 +1,350 @@
+package datapath
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+)
+
+// This file writes datapath flows in Open vSwitch's datapath (ODP) syntax,
+// as dpctl/dump-flows and ofproto/trace's "Datapath actions" print them:
+// "recirc_id(0),in_port(1),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,frag=no)"
+// and "set(ipv4(src=10.0.0.1)),2".
+
+// String formats the megaflow as one line of dpctl/dump-flows at now:
+// match, packets, bytes, time since last use ("never" if unused) and
+// actions. Outputs are OpenFlow port numbers (reserved ports, which the
+// datapath resolves per packet, by name); the other actions are written in
+// ovs-ofctl syntax, because that is what ovsxdp's datapath runs.
+func (e *MegaflowEntry) String(now time.Time) string {
+	used := "never"
+	if !e.LastUsed.IsZero() {
+		d := max(now.Sub(e.LastUsed), 0)
+		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
+	}
+	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
+		ODPMatch(&e.Match), e.Packets, e.Bytes, used, megaflowActions(e.Actions))
+}
+
+func megaflowActions(acts []flow.Action) string {
+	if len(acts) == 0 {
+		return "drop"
+	}
+	parts := make([]string, 0, len(acts))
+	for i := range acts {
+		a := &acts[i]
+		if a.Type == flow.ActOutput && a.Port < flow.PortMax {
+			parts = append(parts, strconv.FormatUint(uint64(a.Port), 10))
+			continue
+		}
+		parts = append(parts, flow.FormatActions(acts[i:i+1]))
+	}
+	return strings.Join(parts, ",")
+}
+
+// odpWriter writes "name(field=value,...)" groups, leaving out fields whose
+// mask is zero and groups with no field left.
+type odpWriter struct {
+	b      strings.Builder
+	fields []string
+}
+
+func (w *odpWriter) sep() {
+	if w.b.Len() > 0 {
+		w.b.WriteByte(',')
+	}
+}
+
+// raw writes a whole item.
+func (w *odpWriter) raw(s string) {
+	w.sep()
+	w.b.WriteString(s)
+}
+
+// field adds "name=text" to the group being built when mask is non-zero.
+func (w *odpWriter) field(name, text string, masked bool) {
+	if masked {
+		w.fields = append(w.fields, name+"="+text)
+	}
+}
+
+// group writes the fields gathered since the last group as name(...).
+func (w *odpWriter) group(name string) {
+	if len(w.fields) == 0 {
+		return
+	}
+	w.raw(name + "(" + strings.Join(w.fields, ",") + ")")
+	w.fields = w.fields[:0]
+}
+
+func macODP(v, m [6]byte) string {
+	s := macString(v)
+	if m != [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} {
+		s += "/" + macString(m)
+	}
+	return s
+}
+
+func macString(a [6]byte) string {
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3], a[4], a[5])
+}
+
+func ipv4ODP(v, m uint32) string {
+	s := ipv4String(v)
+	if m != ^uint32(0) {
+		s += "/" + ipv4String(m)
+	}
+	return s
+}
+
+func ipv4String(v uint32) string {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
+}
+
+func ipv6ODP(v, m *[16]byte) string {
+	s := netip.AddrFrom16(*v).String()
+	if *m != [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff} {
+		s += "/" + netip.AddrFrom16(*m).String()
+	}
+	return s
+}
+
+// numODP writes a number in decimal, with a hexadecimal mask when partial.
+func numODP(v, m, ones uint64) string {
+	s := strconv.FormatUint(v, 10)
+	if m != ones {
+		s += "/0x" + strconv.FormatUint(m, 16)
+	}
+	return s
+}
+
+// hexODP writes a number in hexadecimal, with its mask when partial.
+func hexODP(v, m, ones uint64) string {
+	s := "0x" + strconv.FormatUint(v, 16)
+	if m != ones {
+		s += "/0x" + strconv.FormatUint(m, 16)
+	}
+	return s
+}
+
+func fragODP(v, m uint8) string {
+	switch {
+	case m&flow.FragAny != 0 && v == 0:
+		return "no" // not a fragment: the later bit cannot be set
+	case m == flow.FragAny|flow.FragLater && v == flow.FragAny:
+		return "first"
+	case m == flow.FragAny|flow.FragLater && v == flow.FragAny|flow.FragLater:
+		return "later"
+	}
+	return hexODP(uint64(v), uint64(m), flow.FragAny|flow.FragLater)
+}
+
+// ODPMatch formats a megaflow's match in datapath syntax. recirc_id(0) is
+// always first (ovsxdp does not recirculate); fields outside the mask are
+// left out, and partly masked fields carry their mask.
+func ODPMatch(m *flow.Match) string {
+	k, mk := &m.Key, &m.Mask
+	var w odpWriter
+	w.raw("recirc_id(0)")
+	if mk.InPort != 0 {
+		w.raw("in_port(" + numODP(uint64(k.InPort), uint64(mk.InPort), 0xffffffff) + ")")
+	}
+	noMAC := [6]byte{}
+	w.field("src", macODP(k.DlSrc, mk.DlSrc), mk.DlSrc != noMAC)
+	w.field("dst", macODP(k.DlDst, mk.DlDst), mk.DlDst != noMAC)
+	w.group("eth")
+
+	var l3 odpWriter
+	odpL3(&l3, k, mk)
+	if mk.VLANs[0].TCI&flow.VLANPresent == 0 || k.VLANs[0].TCI&flow.VLANPresent == 0 {
+		if l3.b.Len() > 0 {
+			w.raw(l3.b.String())
+		}
+		return w.b.String()
+	}
+	tpid := k.VLANs[0].TPID
+	if tpid == 0 {
+		tpid = flow.EthTypeVLAN
+	}
+	w.raw("eth_type(0x" + strconv.FormatUint(uint64(tpid), 16) + ")")
+	tci, tm := k.VLANs[0].TCI, mk.VLANs[0].TCI
+	w.field("vid", numODP(uint64(tci&flow.VLANVIDMask), uint64(tm&flow.VLANVIDMask), flow.VLANVIDMask), tm&flow.VLANVIDMask != 0)
+	w.field("pcp", numODP(uint64(tci>>13), uint64(tm>>13), 7), tm&flow.VLANPCPMask != 0)
+	w.raw("vlan(" + strings.Join(w.fields, ",") + ")")
+	w.fields = w.fields[:0]
+	w.raw("encap(" + l3.b.String() + ")")
+	return w.b.String()
+}
+
+// odpL3 writes eth_type and the L3 and L4 groups.
+func odpL3(w *odpWriter, k, mk *flow.Key) {
+	if mk.DlType != 0 {
+		w.raw("eth_type(" + hexODP(uint64(k.DlType), uint64(mk.DlType), 0xffff) + ")")
+	}
+	switch k.DlType {
+	case flow.EthTypeIPv4:
+		w.field("src", ipv4ODP(k.NwSrc, mk.NwSrc), mk.NwSrc != 0)
+		w.field("dst", ipv4ODP(k.NwDst, mk.NwDst), mk.NwDst != 0)
+		odpIPCommon(w, k, mk, "tos", "ttl")
+		w.group("ipv4")
+	case flow.EthTypeIPv6:
+		var none [16]byte
+		w.field("src", ipv6ODP(&k.IPv6Src, &mk.IPv6Src), mk.IPv6Src != none)
+		w.field("dst", ipv6ODP(&k.IPv6Dst, &mk.IPv6Dst), mk.IPv6Dst != none)
+		w.field("label", hexODP(uint64(k.IPv6Label), uint64(mk.IPv6Label), 0xfffff), mk.IPv6Label != 0)
+		odpIPCommon(w, k, mk, "tclass", "hlimit")
+		w.group("ipv6")
+	case flow.EthTypeARP, flow.EthTypeRARP:
+		noMAC := [6]byte{}
+		w.field("sip", ipv4ODP(k.NwSrc, mk.NwSrc), mk.NwSrc != 0)
+		w.field("tip", ipv4ODP(k.NwDst, mk.NwDst), mk.NwDst != 0)
+		w.field("op", numODP(uint64(k.NwProto), uint64(mk.NwProto), 0xff), mk.NwProto != 0)
+		w.field("sha", macODP(k.ArpSha, mk.ArpSha), mk.ArpSha != noMAC)
+		w.field("tha", macODP(k.ArpTha, mk.ArpTha), mk.ArpTha != noMAC)
+		w.group("arp")
+		return
+	default:
+		return
+	}
+	if mk.NwProto != 0xff {
+		return // the transport protocol is not known for the whole megaflow
+	}
+	ports := func(name string) {
+		w.field("src", numODP(uint64(k.TpSrc), uint64(mk.TpSrc), 0xffff), mk.TpSrc != 0)
+		w.field("dst", numODP(uint64(k.TpDst), uint64(mk.TpDst), 0xffff), mk.TpDst != 0)
+		w.group(name)
+	}
+	switch k.NwProto {
+	case flow.IPProtoTCP:
+		ports("tcp")
+		if mk.TcpFlags != 0 {
+			w.raw("tcp_flags(" + hexODP(uint64(k.TcpFlags), uint64(mk.TcpFlags), 0xfff) + ")")
+		}
+	case flow.IPProtoUDP:
+		ports("udp")
+	case flow.IPProtoSCTP:
+		ports("sctp")
+	case flow.IPProtoICMP, flow.IPProtoICMPv6:
+		name := "icmp"
+		if k.NwProto == flow.IPProtoICMPv6 {
+			name = "icmpv6"
+		}
+		w.field("type", numODP(uint64(k.TpSrc), uint64(mk.TpSrc), 0xffff), mk.TpSrc != 0)
+		w.field("code", numODP(uint64(k.TpDst), uint64(mk.TpDst), 0xffff), mk.TpDst != 0)
+		w.group(name)
+		if name == "icmpv6" {
+			var none [16]byte
+			noMAC := [6]byte{}
+			w.field("target", ipv6ODP(&k.NdTarget, &mk.NdTarget), mk.NdTarget != none)
+			w.field("sll", macODP(k.ArpSha, mk.ArpSha), mk.ArpSha != noMAC)
+			w.field("tll", macODP(k.ArpTha, mk.ArpTha), mk.ArpTha != noMAC)
+			w.group("nd")
+		}
+	}
+}
+
+// odpIPCommon adds the fields IPv4 and IPv6 share, under their names.
+func odpIPCommon(w *odpWriter, k, mk *flow.Key, tos, ttl string) {
+	w.field("proto", numODP(uint64(k.NwProto), uint64(mk.NwProto), 0xff), mk.NwProto != 0)
+	w.field(tos, hexODP(uint64(k.NwTos), uint64(mk.NwTos), 0xff), mk.NwTos != 0)
+	w.field(ttl, numODP(uint64(k.NwTTL), uint64(mk.NwTTL), 0xff), mk.NwTTL != 0)
+	w.field("frag", fragODP(k.NwFrag, mk.NwFrag), mk.NwFrag != 0)
+}
+
+// odpSetActions returns the datapath actions that turn a packet with key
+// from into one with key to, in Open vSwitch's commit order: Ethernet
+// addresses, VLAN tags (pop_vlan/push_vlan when they differ), then L3 and
+// L4. A set is set(group(field=value,...)) with the changed fields only.
+func odpSetActions(from, to *flow.Key) []string {
+	var acts []string
+	set := func(group string, fields []string) {
+		if len(fields) > 0 {
+			acts = append(acts, "set("+group+"("+strings.Join(fields, ",")+"))")
+		}
+	}
+	var f []string
+	add := func(changed bool, name, text string) {
+		if changed {
+			f = append(f, name+"="+text)
+		}
+	}
+	add(from.DlSrc != to.DlSrc, "src", macString(to.DlSrc))
+	add(from.DlDst != to.DlDst, "dst", macString(to.DlDst))
+	set("eth", f)
+
+	if from.VLANs != to.VLANs {
+		for _, v := range from.VLANs {
+			if v.TCI&flow.VLANPresent != 0 {
+				acts = append(acts, "pop_vlan")
+			}
+		}
+		for i := len(to.VLANs) - 1; i >= 0; i-- {
+			v := to.VLANs[i]
+			if v.TCI&flow.VLANPresent == 0 {
+				continue
+			}
+			s := "push_vlan("
+			if v.TPID != 0 && v.TPID != flow.EthTypeVLAN {
+				s += "tpid=0x" + strconv.FormatUint(uint64(v.TPID), 16) + ","
+			}
+			acts = append(acts, s+"vid="+strconv.Itoa(int(v.TCI&flow.VLANVIDMask))+",pcp="+strconv.Itoa(int(v.TCI>>13))+")")
+		}
+	}
+	f = nil
+	switch to.DlType {
+	case flow.EthTypeIPv4:
+		add(from.NwSrc != to.NwSrc, "src", ipv4String(to.NwSrc))
+		add(from.NwDst != to.NwDst, "dst", ipv4String(to.NwDst))
+		add(from.NwTos != to.NwTos, "tos", "0x"+strconv.FormatUint(uint64(to.NwTos), 16))
+		add(from.NwTTL != to.NwTTL, "ttl", strconv.Itoa(int(to.NwTTL)))
+		set("ipv4", f)
+	case flow.EthTypeIPv6:
+		add(from.IPv6Src != to.IPv6Src, "src", netip.AddrFrom16(to.IPv6Src).String())
+		add(from.IPv6Dst != to.IPv6Dst, "dst", netip.AddrFrom16(to.IPv6Dst).String())
+		add(from.IPv6Label != to.IPv6Label, "label", "0x"+strconv.FormatUint(uint64(to.IPv6Label), 16))
+		add(from.NwTos != to.NwTos, "tclass", "0x"+strconv.FormatUint(uint64(to.NwTos), 16))
+		add(from.NwTTL != to.NwTTL, "hlimit", strconv.Itoa(int(to.NwTTL)))
+		set("ipv6", f)
+	case flow.EthTypeARP, flow.EthTypeRARP:
+		add(from.NwSrc != to.NwSrc, "sip", ipv4String(to.NwSrc))
+		add(from.NwDst != to.NwDst, "tip", ipv4String(to.NwDst))
+		add(from.NwProto != to.NwProto, "op", strconv.Itoa(int(to.NwProto)))
+		add(from.ArpSha != to.ArpSha, "sha", macString(to.ArpSha))
+		add(from.ArpTha != to.ArpTha, "tha", macString(to.ArpTha))
+		set("arp", f)
+		return acts
+	default:
+		return acts
+	}
+
+	f = nil
+	add(from.TpSrc != to.TpSrc, "src", strconv.Itoa(int(to.TpSrc)))
+	add(from.TpDst != to.TpDst, "dst", strconv.Itoa(int(to.TpDst)))
+	switch to.NwProto {
+	case flow.IPProtoTCP:
+		set("tcp", f)
+	case flow.IPProtoUDP:
+		set("udp", f)
+	case flow.IPProtoSCTP:
+		set("sctp", f)
+	case flow.IPProtoICMP, flow.IPProtoICMPv6:
+		f = nil
+		add(from.TpSrc != to.TpSrc, "type", strconv.Itoa(int(to.TpSrc)))
+		add(from.TpDst != to.TpDst, "code", strconv.Itoa(int(to.TpDst)))
+		if to.NwProto == flow.IPProtoICMP {
+			set("icmp", f)
+			break
+		}
+		set("icmpv6", f)
+		f = nil
+		add(from.NdTarget != to.NdTarget, "target", netip.AddrFrom16(to.NdTarget).String())
+		add(from.ArpSha != to.ArpSha, "sll", macString(to.ArpSha))
+		add(from.ArpTha != to.ArpTha, "tll", macString(to.ArpTha))
+		set("nd", f)
+	}
+	return acts
+}

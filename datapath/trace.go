@@ -1,0 +1,306 @@
+package datapath
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+)
+
+// Trace is what ofproto/trace reports for one microflow: the rule the
+// bridge's table gives it, the megaflow the datapath would install for it,
+// and what its actions do, run on a frame built from the microflow with the
+// datapath's own action code.
+type Trace struct {
+	Bridge string
+	Policy Policy
+	// Flow is the microflow as given.
+	Flow flow.Key
+	// Rule is the rule that wins for Flow; nil when none matches.
+	Rule *flow.Rule
+	// Megaflow is Flow under the mask the rule-table lookup consulted:
+	// exactly the megaflow a poll thread installs for Flow.
+	Megaflow flow.Match
+	// Start is the key the actions ran on: Flow, unless no frame carries
+	// Flow exactly (Mismatch), in which case it is the key of the frame
+	// built for it, which Extract may also report as Malformed (an IPv6
+	// microflow whose nw_proto is an extension header, for instance).
+	Start     flow.Key
+	Mismatch  bool
+	Malformed flow.Malformed
+	// Final is the packet's key after the actions.
+	Final   flow.Key
+	Verdict flow.Verdict
+	// Outputs are the copies the actions sent, in order.
+	Outputs []TraceOutput
+}
+
+// TraceOutput is one copy an output action sent.
+type TraceOutput struct {
+	// Action is the port the output action names (maybe a reserved port
+	// such as flow.PortFlood); Port the bridge port it resolved to.
+	Action uint32
+	Port   uint32
+	// Key is the packet as it leaves (set-field actions before the output
+	// applied).
+	Key flow.Key
+	// Dropped reports that the copy is dropped, for Reason.
+	Dropped bool
+	Reason  DropReason
+}
+
+// Trace runs microflow k through the bridge as a packet received on
+// k.InPort would go, without sending anything, learning MAC addresses or
+// touching any counter.
+func (b *Bridge) Trace(k flow.Key) *Trace {
+	t := &Trace{Bridge: b.cfg.Name, Policy: b.Policy(), Flow: k}
+	var wc flow.Key
+	t.Rule = b.table.Snapshot().Lookup(&k, &wc)
+	k.Masked(&wc, &t.Megaflow.Key)
+	t.Megaflow.Mask = wc
+
+	frame := flow.BuildFrame(&k)
+	var off flow.Offsets
+	t.Malformed = flow.Extract(&t.Start, &off, frame, k.InPort)
+	t.Mismatch = t.Malformed != flow.MalformedNone || t.Start != k
+	if t.Rule == nil {
+		t.Final = t.Start
+		return t
+	}
+	run := t.Start
+	tr := tracer{b: b, t: t, ports: b.ports.Load(), key: &run, now: time.Now().UnixNano()}
+	_, t.Verdict = flow.Execute(frame, &run, &off, t.Rule.Actions, &tr)
+	t.Final = run
+	return t
+}
+
+// tracer resolves and records the outputs of a traced packet as a poll
+// thread's Output would make them.
+type tracer struct {
+	b     *Bridge
+	t     *Trace
+	ports *portTable
+	key   *flow.Key // the packet's key as the actions change it
+	now   int64
+}
+
+// Output implements flow.Outputter.
+func (tr *tracer) Output(port uint32, _ []byte) {
+	in := tr.ports.lookup(tr.t.Start.InPort)
+	switch port {
+	case flow.PortInPort:
+		if in == nil {
+			tr.drop(port, tr.t.Start.InPort, DropPortGone)
+			return
+		}
+		tr.send(port, in)
+	case flow.PortFlood, flow.PortAll:
+		for _, dst := range tr.ports.list {
+			if dst != in {
+				tr.send(port, dst)
+			}
+		}
+	case flow.PortNormal:
+		tr.normal(in)
+	default:
+		dst := tr.ports.lookup(port)
+		switch {
+		case dst == nil:
+			tr.drop(port, port, DropPortGone)
+		case dst == in:
+			tr.drop(port, port, DropSamePort)
+		default:
+			tr.send(port, dst)
+		}
+	}
+}
+
+// normal is the normal action's forwarding decision, looked up in the MAC
+// table without learning.
+func (tr *tracer) normal(in *Port) {
+	k := tr.key
+	vid := uint16(0)
+	if k.VLANs[0].TCI&flow.VLANPresent != 0 {
+		vid = k.VLANs[0].TCI & flow.VLANVIDMask
+	}
+	to, ok := uint32(0), false
+	if k.DlDst[0]&1 == 0 {
+		to, ok = tr.b.macs.Lookup(k.DlDst, vid, tr.now)
+	}
+	switch {
+	case !ok:
+		for _, dst := range tr.ports.list {
+			if dst != in {
+				tr.send(flow.PortNormal, dst)
+			}
+		}
+	case to == k.InPort:
+		tr.drop(flow.PortNormal, to, DropSamePort)
+	default:
+		dst := tr.ports.lookup(to)
+		if dst == nil {
+			tr.drop(flow.PortNormal, to, DropPortGone)
+			return
+		}
+		tr.send(flow.PortNormal, dst)
+	}
+}
+
+// send records a copy to dst, dropped if the output policy refuses dst's
+// device as it is now.
+func (tr *tracer) send(action uint32, dst *Port) {
+	st := dst.dev.Snapshot()
+	if reason, ok := checkOutput(tr.t.Policy, st); !ok {
+		tr.drop(action, dst.OFPort, reason)
+		return
+	}
+	if st.TxQueues() == 0 && tr.t.Policy != Guarded {
+		// The kernel's queue pick spins for a packet with a recorded
+		// rx queue; the watchdog then drops it as a lockup.
+		tr.drop(action, dst.OFPort, DropLockup)
+		return
+	}
+	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Action: action, Port: dst.OFPort, Key: *tr.key})
+}
+
+func (tr *tracer) drop(action, port uint32, reason DropReason) {
+	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Action: action, Port: port, Key: *tr.key, Dropped: true, Reason: reason})
+}
+
+// String formats the trace as ovs-appctl ofproto/trace prints one: the
+// flow, the bridge's table with the rule hit and its actions, the final
+// flow, the megaflow and the datapath actions. Ports are OpenFlow port
+// numbers; copies the datapath would drop are listed under the actions
+// with their drop reason.
+func (t *Trace) String() string {
+	var b strings.Builder
+	b.WriteString("Flow: " + MicroflowString(&t.Flow) + "\n")
+	switch {
+	case t.Mismatch && t.Malformed != flow.MalformedNone:
+		b.WriteString("(no packet has exactly this flow: a frame built from it parses as " + t.Malformed.String() + "; the actions ran on that frame)\n")
+	case t.Mismatch:
+		b.WriteString("(no packet has exactly this flow; the actions ran on: " + MicroflowString(&t.Start) + ")\n")
+	}
+	title := "bridge(\"" + t.Bridge + "\")"
+	b.WriteString("\n" + title + "\n" + strings.Repeat("-", len(title)) + "\n")
+	if t.Rule == nil {
+		b.WriteString(" 0. No match.\n    drop\n")
+	} else {
+		line := " 0. " + flow.FormatMatch(&t.Rule.Match, flow.DefaultPriority)
+		if !strings.HasSuffix(line, " ") {
+			line += ", "
+		}
+		line += "priority " + strconv.Itoa(int(t.Rule.Priority))
+		if t.Rule.Cookie != 0 {
+			line += ", cookie 0x" + strconv.FormatUint(t.Rule.Cookie, 16)
+		}
+		b.WriteString(line + "\n")
+		if len(t.Rule.Actions) == 0 {
+			b.WriteString("    drop\n")
+		}
+		for i := range t.Rule.Actions {
+			b.WriteString("    " + flow.FormatActions(t.Rule.Actions[i:i+1]) + "\n")
+		}
+		for _, o := range t.Outputs {
+			if o.Dropped {
+				b.WriteString("     >> output to port " + strconv.FormatUint(uint64(o.Port), 10) + " dropped: " + o.Reason.String() + "\n")
+			}
+		}
+		if t.Verdict != flow.VerdictOK {
+			b.WriteString("     >> actions stopped: " + t.Verdict.String() + "\n")
+		}
+	}
+	b.WriteString("\nFinal flow: ")
+	if t.Final == t.Start {
+		b.WriteString("unchanged\n")
+	} else {
+		b.WriteString(MicroflowString(&t.Final) + "\n")
+	}
+	mf := flow.FormatMatch(&t.Megaflow, flow.DefaultPriority)
+	if mf != "" {
+		mf = "," + mf
+	}
+	b.WriteString("Megaflow: recirc_id=0,eth" + mf + "\n")
+	b.WriteString("Datapath actions: " + t.DatapathActions() + "\n")
+	return b.String()
+}
+
+// DatapathActions returns the traced packet's datapath actions as Open
+// vSwitch writes them: before each output, set actions for the headers that
+// changed since the last output (or push_vlan/pop_vlan), then the OpenFlow
+// port number; "drop" when nothing is sent.
+func (t *Trace) DatapathActions() string {
+	var acts []string
+	last := t.Start
+	for _, o := range t.Outputs {
+		if o.Dropped {
+			continue
+		}
+		acts = append(acts, odpSetActions(&last, &o.Key)...)
+		acts = append(acts, strconv.FormatUint(uint64(o.Port), 10))
+		last = o.Key
+	}
+	if len(acts) == 0 {
+		return "drop"
+	}
+	return strings.Join(acts, ",")
+}
+
+// MicroflowString formats k as ofproto/trace prints a flow: every field the
+// packet has, given its Ethertype and protocol, including zero ones.
+func MicroflowString(k *flow.Key) string {
+	m := flow.Match{Key: *k, Mask: microflowMask(k)}
+	m.Normalize()
+	return flow.FormatMatch(&m, flow.DefaultPriority)
+}
+
+// microflowMask returns the mask of the fields a packet with key k has.
+func microflowMask(k *flow.Key) flow.Key {
+	var m flow.Key
+	m.InPort = ^uint32(0)
+	m.VLANs[0].TCI = 0xffff
+	m.DlSrc = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	m.DlDst = m.DlSrc
+	m.DlType = 0xffff
+	ip := false
+	switch k.DlType {
+	case flow.EthTypeIPv4:
+		ip = true
+		m.NwSrc, m.NwDst = ^uint32(0), ^uint32(0)
+	case flow.EthTypeIPv6:
+		ip = true
+		for i := range m.IPv6Src {
+			m.IPv6Src[i], m.IPv6Dst[i] = 0xff, 0xff
+		}
+		m.IPv6Label = 0xfffff
+	case flow.EthTypeARP, flow.EthTypeRARP:
+		m.NwSrc, m.NwDst, m.NwProto = ^uint32(0), ^uint32(0), 0xff
+		m.ArpSha, m.ArpTha = m.DlSrc, m.DlSrc
+		return m
+	default:
+		return m
+	}
+	if ip {
+		m.NwProto, m.NwTos, m.NwTTL, m.NwFrag = 0xff, 0xff, 0xff, flow.FragAny|flow.FragLater
+	}
+	if k.NwFrag&flow.FragLater != 0 {
+		return m
+	}
+	switch k.NwProto {
+	case flow.IPProtoTCP:
+		m.TcpFlags = 0xfff
+		fallthrough
+	case flow.IPProtoUDP, flow.IPProtoSCTP, flow.IPProtoICMP:
+		m.TpSrc, m.TpDst = 0xffff, 0xffff
+	case flow.IPProtoICMPv6:
+		m.TpSrc, m.TpDst = 0xffff, 0xffff
+		if k.TpDst == 0 && (k.TpSrc == 135 || k.TpSrc == 136) {
+			for i := range m.NdTarget {
+				m.NdTarget[i] = 0xff
+			}
+			m.ArpSha, m.ArpTha = m.DlSrc, m.DlSrc
+		}
+	}
+	return m
+}

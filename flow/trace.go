@@ -1,0 +1,228 @@
+package flow
+
+import (
+	"encoding/binary"
+	"strings"
+	"time"
+)
+
+// This file holds what ofproto/trace and dump-flows need from the flow
+// layer beyond the packet path: microflows (a packet's key written in
+// ovs-ofctl syntax), frames built from a key, and a rule's last use.
+
+// ParseMicroflow parses a microflow with the zero Parser (see
+// Parser.ParseMicroflow).
+func ParseMicroflow(s string) (Key, error) {
+	var p Parser
+	return p.ParseMicroflow(s)
+}
+
+// ParseMicroflow parses a microflow: one packet's header fields in
+// ovs-ofctl match syntax ("in_port=1,tcp,nw_src=10.1.1.1,tp_dst=80"), as
+// ofproto/trace takes it. Fields that are not given are zero, as in Open
+// vSwitch. Every field must be exact: a value/mask, a prefix, or a partial
+// tcp_flags or nw_frag match is an error naming the token, as are the errors
+// of ParseMatch (unknown field, missing prerequisite, ...).
+func (p *Parser) ParseMicroflow(s string) (Key, error) {
+	l := lexer{s: s, end: len(s)}
+	for {
+		t, ok, err := l.next()
+		if err != nil {
+			return Key{}, err
+		}
+		if !ok {
+			break
+		}
+		if t.hasValue && strings.Contains(t.value, "/") {
+			return Key{}, errAt(s, &t, "prefix/mask not allowed in a microflow")
+		}
+		switch t.key {
+		case "tcp_flags":
+			if strings.ContainsAny(t.value, "+-") {
+				return Key{}, errAt(s, &t, "a microflow gives every TCP flag: write them joined by |, or a number")
+			}
+		case "nw_frag", "ip_frag":
+			if t.value == "yes" || t.value == "not_later" {
+				return Key{}, errAt(s, &t, "a microflow's fragment type is exact: no, first or later")
+			}
+		}
+	}
+	m, err := p.ParseMatch(s)
+	if err != nil {
+		return Key{}, err
+	}
+	// A tagged packet's tag has a TPID; matches leave it out.
+	for i := range m.Key.VLANs {
+		if v := &m.Key.VLANs[i]; v.TCI&VLANPresent != 0 && v.TPID == 0 {
+			v.TPID = EthTypeVLAN
+		}
+	}
+	return m.Key, nil
+}
+
+// LastUsed returns when a packet last took the rule (the latest AddStats),
+// or the time it was last added or modified if none has since, as
+// dump-flows' idle_age counts from.
+func (r *Rule) LastUsed() time.Time {
+	if used := r.stats.lastUsed.Load(); used != 0 {
+		if t := time.Unix(0, used); t.After(r.Modified) {
+			return t
+		}
+	}
+	return r.Modified
+}
+
+// Frame sizes that BuildFrame uses.
+const (
+	// FrameSpare is the free capacity BuildFrame leaves after the frame,
+	// so that actions may push VLAN tags onto it.
+	FrameSpare    = 16
+	traceMinFrame = 60 // an Ethernet frame without its FCS
+	traceIPv4Hdr  = 20
+	traceFragHdr  = 8
+)
+
+// BuildFrame returns an Ethernet frame whose headers carry k's fields, such
+// that Extract of the frame (with k.InPort) yields k for every key that a
+// packet can have: for instance k must not have L4 fields in a later
+// fragment, nor ND fields on a packet that is not a neighbour solicitation
+// or advertisement. Keys that no packet has give a frame whose key differs;
+// callers compare. The frame has FrameSpare bytes of spare capacity.
+func BuildFrame(k *Key) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, k.DlDst[:]...)
+	b = append(b, k.DlSrc[:]...)
+	for _, v := range k.VLANs {
+		if v.TCI&VLANPresent == 0 {
+			break
+		}
+		tpid := v.TPID
+		if tpid == 0 {
+			tpid = EthTypeVLAN
+		}
+		b = binary.BigEndian.AppendUint16(b, tpid)
+		b = binary.BigEndian.AppendUint16(b, v.TCI&^VLANPresent)
+	}
+	b = binary.BigEndian.AppendUint16(b, k.DlType)
+	switch k.DlType {
+	case EthTypeIPv4:
+		b = appendIPv4(b, k)
+	case EthTypeIPv6:
+		b = appendIPv6(b, k)
+	case EthTypeARP, EthTypeRARP:
+		b = appendARP(b, k)
+	}
+	for len(b) < traceMinFrame {
+		b = append(b, 0)
+	}
+	out := make([]byte, len(b), len(b)+FrameSpare)
+	copy(out, b)
+	return out
+}
+
+func appendARP(b []byte, k *Key) []byte {
+	b = append(b, 0, 1, 0x08, 0x00, 6, 4, 0, k.NwProto)
+	b = append(b, k.ArpSha[:]...)
+	b = binary.BigEndian.AppendUint32(b, k.NwSrc)
+	b = append(b, k.ArpTha[:]...)
+	return binary.BigEndian.AppendUint32(b, k.NwDst)
+}
+
+func appendIPv4(b []byte, k *Key) []byte {
+	l4 := appendL4(nil, k)
+	h := len(b)
+	b = append(b, 0x45, k.NwTos)
+	b = binary.BigEndian.AppendUint16(b, uint16(traceIPv4Hdr+len(l4)))
+	b = append(b, 0, 0) // identification
+	var frag uint16
+	if k.NwFrag&FragAny != 0 {
+		frag = ipv4MoreFrags
+		if k.NwFrag&FragLater != 0 {
+			frag |= 1 // an offset of 8 bytes
+		}
+	}
+	b = binary.BigEndian.AppendUint16(b, frag)
+	b = append(b, k.NwTTL, k.NwProto, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, k.NwSrc)
+	b = binary.BigEndian.AppendUint32(b, k.NwDst)
+	binary.BigEndian.PutUint16(b[h+10:], ipv4HeaderChecksum(b[h:h+traceIPv4Hdr]))
+	return append(b, l4...)
+}
+
+func ipv4HeaderChecksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
+
+func appendIPv6(b []byte, k *Key) []byte {
+	l4 := appendL4(nil, k)
+	next := k.NwProto
+	payload := len(l4)
+	if k.NwFrag&FragAny != 0 {
+		next = ipProtoFragment
+		payload += traceFragHdr
+	}
+	b = binary.BigEndian.AppendUint32(b, 6<<28|uint32(k.NwTos)<<20|k.IPv6Label&0xfffff)
+	b = binary.BigEndian.AppendUint16(b, uint16(payload))
+	b = append(b, next, k.NwTTL)
+	b = append(b, k.IPv6Src[:]...)
+	b = append(b, k.IPv6Dst[:]...)
+	if k.NwFrag&FragAny != 0 {
+		offlg := uint16(1) // more fragments
+		if k.NwFrag&FragLater != 0 {
+			offlg |= 8 // an offset of 8 bytes
+		}
+		proto := k.NwProto
+		if k.NwFrag&FragLater != 0 && proto == ipProtoFragment {
+			proto = 0 // the key of a later fragment says 44; the real next header is unknown
+		}
+		b = append(b, proto, 0)
+		b = binary.BigEndian.AppendUint16(b, offlg)
+		b = append(b, 0, 0, 0, 0)
+	}
+	return append(b, l4...)
+}
+
+// appendL4 appends the transport header of k, if it has one that Extract
+// reads (none in a later fragment).
+func appendL4(b []byte, k *Key) []byte {
+	if k.NwFrag&FragLater != 0 {
+		return b
+	}
+	switch k.NwProto {
+	case IPProtoTCP:
+		b = binary.BigEndian.AppendUint16(b, k.TpSrc)
+		b = binary.BigEndian.AppendUint16(b, k.TpDst)
+		b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // sequence and acknowledgement numbers
+		b = binary.BigEndian.AppendUint16(b, 5<<12|k.TcpFlags&0x0fff)
+		b = append(b, 0xff, 0xff, 0, 0, 0, 0) // window, checksum, urgent pointer
+	case IPProtoUDP:
+		b = binary.BigEndian.AppendUint16(b, k.TpSrc)
+		b = binary.BigEndian.AppendUint16(b, k.TpDst)
+		b = append(b, 0, 8, 0, 0) // length, no checksum
+	case IPProtoSCTP:
+		b = binary.BigEndian.AppendUint16(b, k.TpSrc)
+		b = binary.BigEndian.AppendUint16(b, k.TpDst)
+		b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // verification tag, checksum
+	case IPProtoICMP, IPProtoICMPv6:
+		b = append(b, uint8(k.TpSrc), uint8(k.TpDst), 0, 0, 0, 0, 0, 0)
+		if k.NwProto == IPProtoICMPv6 && k.TpDst == 0 && (k.TpSrc == icmpv6NS || k.TpSrc == icmpv6NA) {
+			b = append(b, k.NdTarget[:]...)
+			if k.ArpSha != ([6]byte{}) {
+				b = append(b, ndOptSrcLL, 1)
+				b = append(b, k.ArpSha[:]...)
+			}
+			if k.ArpTha != ([6]byte{}) {
+				b = append(b, ndOptTgtLL, 1)
+				b = append(b, k.ArpTha[:]...)
+			}
+		}
+	}
+	return b
+}
