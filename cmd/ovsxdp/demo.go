@@ -26,11 +26,13 @@ type demoOptions struct {
 	traffic   time.Duration // traffic time before the teardowns, for the throughput figure
 }
 
-func newDemoCmd() *cobra.Command {
+func init() { extraCommands = append(extraCommands, newDemoCmd) }
+
+func newDemoCmd(*globals) *cobra.Command {
 	o := demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "tear ports down under traffic under each output policy and report",
+		Short: "Tear a port down under traffic under each output policy, and report",
 		Long: `demo builds a bridge of in-memory ports, sends generator traffic through
 it, and tears the port that receives the traffic down under load, with the
 kernel's unregister sequence, under each output policy (legacy, carrier,

@@ -1,0 +1,185 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+)
+
+// The commands modelled on ovs-appctl's.
+func init() {
+	register(
+		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-show", Usage: "[BR]", Short: "Print the poll threads' statistics", Max: 1}, run: (*Daemon).pmdStatsShow},
+		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-clear", Usage: "[BR]", Short: "Zero what pmd-stats-show prints", Max: 1}, run: (*Daemon).pmdStatsClear},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/dump-flows", Usage: "[BR]", Short: "Print the poll threads' megaflows", Max: 1}, run: (*Daemon).dpctlDumpFlows},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/del-flows", Usage: "[BR]", Short: "Flush the poll threads' megaflows and exact-match caches", Max: 1}, run: (*Daemon).dpctlDelFlows},
+		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "BR MICROFLOW", Short: "Trace a packet through a bridge's flows", Min: 2, Max: 2}, run: (*Daemon).trace},
+		&verb{VerbInfo: VerbInfo{Name: "watchdog/show", Usage: "[BR]", Short: "Print the soft lockups the watchdog detected", Max: 1}, run: (*Daemon).watchdogShow},
+		&verb{VerbInfo: VerbInfo{Name: "drop-reasons", Usage: "[BR]", Short: "Print every port's drops by reason", Max: 1}, run: (*Daemon).dropReasons},
+		&verb{VerbInfo: VerbInfo{Name: "version", Short: "Print the daemon's version", Max: 0}, run: (*Daemon).version},
+	)
+}
+
+// selectLocked returns the bridge named by the optional first argument, or
+// every bridge. d.mu must be held.
+func (d *Daemon) selectLocked(c *call) ([]*bridge, error) {
+	if len(c.args) == 0 {
+		return d.sortedLocked(), nil
+	}
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return nil, err
+	}
+	return []*bridge{b}, nil
+}
+
+func (d *Daemon) pmdStatsShow(c *call) (string, error) {
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	var s strings.Builder
+	for _, b := range bs {
+		fmt.Fprintf(&s, "bridge %s:\n", b.name)
+		for i, st := range b.dp.PMDStats() {
+			if i < len(b.baseline) {
+				st = subPMD(st, b.baseline[i])
+			}
+			s.WriteString(formatPMDStats(st))
+		}
+	}
+	return s.String(), nil
+}
+
+// pmdStatsClear records the current counters as the baseline that
+// pmd-stats-show subtracts: the counters belong to the poll threads, which
+// alone write them.
+func (d *Daemon) pmdStatsClear(c *call) (string, error) {
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	for _, b := range bs {
+		b.baseline = b.dp.PMDStats()
+	}
+	return "", nil
+}
+
+// dpctlDumpFlows lists each poll thread's megaflows in Open vSwitch's
+// datapath flow syntax. Megaflows of an older rule table (which the next
+// packet revalidates or evicts) are left out.
+func (d *Daemon) dpctlDumpFlows(c *call) (string, error) {
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, pmdTimeout)
+	defer cancel()
+	var s strings.Builder
+	for _, b := range bs {
+		mfs, err := b.dp.Megaflows(ctx)
+		if err != nil {
+			return "", fmt.Errorf("dpctl/dump-flows %s: %w", b.name, err)
+		}
+		now := time.Now()
+		last := -1
+		for i := range mfs {
+			e := &mfs[i]
+			if e.Stale {
+				continue
+			}
+			if e.PMD != last {
+				fmt.Fprintf(&s, "flow-dump from pmd thread %d of bridge %s:\n", e.PMD, b.name)
+				last = e.PMD
+			}
+			s.WriteString(e.String(now) + "\n")
+		}
+	}
+	return s.String(), nil
+}
+
+func (d *Daemon) dpctlDelFlows(c *call) (string, error) {
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, pmdTimeout)
+	defer cancel()
+	for _, b := range bs {
+		if err := b.dp.FlushMegaflows(ctx); err != nil {
+			return "", fmt.Errorf("dpctl/del-flows %s: %w", b.name, err)
+		}
+	}
+	return "", nil
+}
+
+func (d *Daemon) trace(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	k, err := b.parser().ParseMicroflow(c.args[1])
+	if err != nil {
+		return "", err
+	}
+	return b.dp.Trace(k).String(), nil
+}
+
+func (d *Daemon) watchdogShow(c *call) (string, error) {
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	var s strings.Builder
+	for _, b := range bs {
+		lockups, total := b.dp.Lockups()
+		fmt.Fprintf(&s, "bridge %s: policy %s, soft lockups detected: %d\n", b.name, b.dp.Policy(), total)
+		if n := uint64(len(lockups)); n < total {
+			fmt.Fprintf(&s, "  (the %d most recent)\n", n)
+		}
+		for _, l := range lockups {
+			fmt.Fprintf(&s, "  %s %s\n", l.Time.UTC().Format(time.RFC3339Nano), l)
+		}
+	}
+	return s.String(), nil
+}
+
+// dropReasons lists, for every port, the drops by reason: of packets it
+// received (rx) and of copies sent to it (tx).
+func (d *Daemon) dropReasons(c *call) (string, error) {
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	var s strings.Builder
+	for _, b := range bs {
+		fmt.Fprintf(&s, "bridge %s:\n", b.name)
+		for _, p := range b.dp.Ports() {
+			st := p.Stats()
+			fmt.Fprintf(&s, "  port %s (ofport %d):\n", p.Name, p.OFPort)
+			n := 0
+			for _, dir := range []struct {
+				name   string
+				counts *[datapath.NumDropReasons]uint64
+			}{{"rx", &st.Drops}, {"tx", &st.TxDrops}} {
+				for r, v := range dir.counts {
+					if v != 0 {
+						fmt.Fprintf(&s, "    %s %-16s %d\n", dir.name, datapath.DropReason(r).String()+":", v)
+						n++
+					}
+				}
+			}
+			if n == 0 {
+				s.WriteString("    no drops\n")
+			}
+		}
+	}
+	return s.String(), nil
+}
+
+func (d *Daemon) version(*call) (string, error) {
+	return "ovsxdp " + d.cfg.Version + "\n", nil
+}

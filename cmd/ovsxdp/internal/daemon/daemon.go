@@ -1,0 +1,277 @@
+// Package daemon is the ovsxdp daemon: the bridges it runs, the commands
+// the command-line tool sends it (modelled on ovs-vsctl, ovs-ofctl and
+// ovs-appctl), the persistent state it restores at start, and its metrics.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/control"
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// Errors that commands return, wrapped with what they concern.
+var (
+	ErrNoBridge     = errors.New("no such bridge")
+	ErrBridgeExists = errors.New("bridge exists")
+	ErrUnknownVerb  = errors.New("unknown command")
+	ErrUsage        = errors.New("wrong arguments")
+)
+
+// Timeouts of commands that wait for the poll threads.
+const (
+	// pmdTimeout bounds the wait for every poll thread to answer a control
+	// request (megaflow dumps); a thread held in a soft lockup answers once
+	// the watchdog releases it.
+	pmdTimeout = 5 * time.Second
+	// removeTimeout bounds the grace period of a port removal.
+	removeTimeout = 10 * time.Second
+)
+
+// Config configures a Daemon.
+type Config struct {
+	// StatePath is the state file; "" keeps no state.
+	StatePath string
+	// Version is what the version command reports.
+	Version string
+	Logger  *slog.Logger
+}
+
+// Daemon owns the bridges and runs commands on them.
+type Daemon struct {
+	cfg Config
+	log *slog.Logger
+
+	// mu serializes commands: each runs whole, and the state file is
+	// written after it. It protects bridges.
+	mu      sync.Mutex
+	bridges map[string]*bridge
+	// view is the bridges sorted by name, republished after every change,
+	// for readers that must not wait for a command (metrics).
+	view atomic.Pointer[[]*bridge]
+
+	// mon follows the links under AF_XDP ports (started with the first
+	// one); unwatch stops following a port's link, by port name. Guarded by
+	// mu.
+	mon     *vport.LinkMonitor
+	unwatch map[string]func()
+
+	// The flow expiry goroutine (expire.go); closeOnce stops it.
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// bridge is one bridge and what the daemon remembers about it.
+type bridge struct {
+	name string
+	dp   *datapath.Bridge
+	pmds int
+	// ports are the ports' configurations, by name. Guarded by Daemon.mu.
+	ports map[string]*portConfig
+	// baseline are the poll threads' counters at the last pmd-stats-clear.
+	// Guarded by Daemon.mu.
+	baseline []datapath.PMDStats
+}
+
+// New restores the bridges, ports and flows of cfg.StatePath (if it exists)
+// and returns the daemon. A state file that cannot be read or restored is
+// an error naming the file and the problem; the file is left as it is.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), stop: make(chan struct{}), done: make(chan struct{})}
+	d.publishLocked()
+	if cfg.StatePath != "" {
+		st, err := loadState(cfg.StatePath)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.restore(st); err != nil {
+			close(d.done)
+			d.Close()
+			return nil, fmt.Errorf("state file %s: %w (the file is left unchanged)", cfg.StatePath, err)
+		}
+	}
+	go d.expireLoop()
+	return d, nil
+}
+
+// Close stops the flow expiry and every bridge.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() { close(d.stop) })
+	<-d.done
+	// Stop the link monitor first, without d.mu: it waits for deletion
+	// callbacks, which take d.mu.
+	d.mu.Lock()
+	mon := d.mon
+	d.mon = nil
+	d.mu.Unlock()
+	if mon != nil {
+		mon.Stop()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, b := range d.bridges {
+		if err := b.dp.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("bridge %s: %w", b.name, err))
+		}
+	}
+	clear(d.bridges)
+	d.publishLocked()
+	return errors.Join(errs...)
+}
+
+// publishLocked republishes the sorted bridge list. d.mu must be held.
+func (d *Daemon) publishLocked() {
+	list := make([]*bridge, 0, len(d.bridges))
+	for _, b := range d.bridges {
+		list = append(list, b)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
+	d.view.Store(&list)
+}
+
+// sortedLocked returns the bridges sorted by name. d.mu must be held.
+func (d *Daemon) sortedLocked() []*bridge {
+	return *d.view.Load()
+}
+
+// bridgeLocked returns the bridge named name. d.mu must be held.
+func (d *Daemon) bridgeLocked(name string) (*bridge, error) {
+	b := d.bridges[name]
+	if b == nil {
+		return nil, fmt.Errorf("bridge %s: %w", name, ErrNoBridge)
+	}
+	return b, nil
+}
+
+// call is one command's arguments.
+type call struct {
+	ctx   context.Context
+	args  []string
+	flags map[string]string
+	input []string
+}
+
+// flag returns the value of flag name, and whether it was given.
+func (c *call) flag(name string) (string, bool) {
+	v, ok := c.flags[name]
+	return v, ok
+}
+
+// boolFlag reports whether the boolean flag name is set.
+func (c *call) boolFlag(name string) bool {
+	v, ok := c.flags[name]
+	return ok && v != "false"
+}
+
+// verb describes one command.
+type verb struct {
+	VerbInfo
+	changes bool // it changes the configuration: the state is saved after it
+	run     func(d *Daemon, c *call) (string, error)
+}
+
+// VerbInfo describes a command for the command-line tool, which builds its
+// commands from them.
+type VerbInfo struct {
+	Name  string
+	Usage string // the arguments, as "BR [FLOW]"
+	Short string // one line of help
+	// Min and Max bound the positional arguments the daemon takes (Max -1:
+	// any number).
+	Min, Max int
+	Flags    []FlagInfo
+	// File means the command's last argument on the command line is a file
+	// that the client reads and sends as the request's input lines.
+	File bool
+}
+
+// FlagInfo describes a command's flag.
+type FlagInfo struct {
+	Name  string
+	Bool  bool // a switch; otherwise it takes a value
+	Usage string
+}
+
+// verbs are the commands, by name.
+var verbs = map[string]*verb{}
+
+func register(vs ...*verb) {
+	for _, v := range vs {
+		verbs[v.Name] = v
+	}
+}
+
+// Verbs describes the commands the daemon knows, sorted by name.
+func Verbs() []VerbInfo {
+	out := make([]VerbInfo, 0, len(verbs))
+	for _, v := range verbs {
+		out = append(out, v.VerbInfo)
+	}
+	slices.SortFunc(out, func(a, b VerbInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (v *verb) hasFlag(name string) bool {
+	return slices.ContainsFunc(v.Flags, func(f FlagInfo) bool { return f.Name == name })
+}
+
+// Handle runs one request. It is the control server's handler.
+func (d *Daemon) Handle(ctx context.Context, req *control.Request) (string, error) {
+	v := verbs[req.Verb]
+	if v == nil {
+		return "", fmt.Errorf("%w %q", ErrUnknownVerb, req.Verb)
+	}
+	usage := func(why string) error {
+		return fmt.Errorf("%s: %w: %s (usage: ovsxdp %s %s)", req.Verb, ErrUsage, why, req.Verb, v.Usage)
+	}
+	switch n := len(req.Args); {
+	case n < v.Min:
+		return "", usage(fmt.Sprintf("%d given, want at least %d", n, v.Min))
+	case v.Max >= 0 && n > v.Max:
+		return "", usage(fmt.Sprintf("%d given, want at most %d", n, v.Max))
+	}
+	for f := range req.Flags {
+		if !v.hasFlag(f) {
+			return "", usage("unknown flag --" + f)
+		}
+	}
+	if len(req.Input) > 0 && !v.File {
+		return "", usage("takes no input file")
+	}
+	c := &call{ctx: ctx, args: req.Args, flags: req.Flags, input: req.Input}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out, err := v.run(d, c)
+	if err != nil || !v.changes {
+		return out, err
+	}
+	d.publishLocked()
+	if serr := d.saveLocked(); serr != nil {
+		return out, fmt.Errorf("%s done, but the state was not saved: %w", req.Verb, serr)
+	}
+	return out, nil
+}
+
+// lines joins names, one per line, each ending in a newline.
+func lines(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return strings.Join(names, "\n") + "\n"
+}

@@ -1,0 +1,164 @@
+package daemon
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// formatRule writes one line of dump-flows as ovs-ofctl prints it (without
+// the reply header): with stats,
+//
+//	cookie=0x0, duration=1.234s, table=0, n_packets=0, n_bytes=0, idle_age=1, priority=100,ip,in_port=1 actions=output:2
+//
+// and without (--no-stats) only a non-zero cookie, the timeouts, the match
+// and the actions.
+func formatRule(r *flow.Rule, now time.Time, stats bool) string {
+	var b strings.Builder
+	b.WriteByte(' ')
+	if stats || r.Cookie != 0 {
+		b.WriteString("cookie=0x" + strconv.FormatUint(r.Cookie, 16) + ", ")
+	}
+	dur := r.Duration(now)
+	if stats {
+		packets, bytes := r.Stats()
+		b.WriteString("duration=" + formatDuration(dur) + ", table=0, ")
+		b.WriteString("n_packets=" + strconv.FormatUint(packets, 10) + ", n_bytes=" + strconv.FormatUint(bytes, 10) + ", ")
+	}
+	if r.IdleTimeout != 0 {
+		b.WriteString("idle_timeout=" + strconv.Itoa(int(r.IdleTimeout)) + ", ")
+	}
+	if r.HardTimeout != 0 {
+		b.WriteString("hard_timeout=" + strconv.Itoa(int(r.HardTimeout)) + ", ")
+	}
+	if stats {
+		b.WriteString("idle_age=" + strconv.Itoa(ageSeconds(now, r.LastUsed())) + ", ")
+		if hard := ageSeconds(now, r.Modified); hard != int(dur/time.Second) {
+			b.WriteString("hard_age=" + strconv.Itoa(hard) + ", ")
+		}
+	}
+	b.WriteString(flow.FormatMatch(&r.Match, r.Priority))
+	if s := b.String(); s[len(s)-1] != ' ' {
+		b.WriteByte(' ')
+	}
+	b.WriteString("actions=" + flow.FormatActions(r.Actions))
+	return b.String()
+}
+
+// formatDuration writes a duration as ovs-ofctl does: whole seconds, then
+// milliseconds when there are any ("1s", "0.012s").
+func formatDuration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	sec, ms := int64(d/time.Second), int64(d%time.Second/time.Millisecond)
+	if ms == 0 {
+		return strconv.FormatInt(sec, 10) + "s"
+	}
+	return fmt.Sprintf("%d.%03ds", sec, ms)
+}
+
+func ageSeconds(now, then time.Time) int {
+	return int(max(now.Sub(then), 0) / time.Second)
+}
+
+// formatPortStats writes a port's counters as ovs-ofctl dump-ports does,
+// with the errors the datapath does not have as 0, followed by ovsxdp's
+// drops by reason: of packets received on the port, and of copies sent to
+// it.
+//
+// rx drop counts the frames the port itself dropped on receive (ring full,
+// device down); tx drop counts the copies the datapath or the port dropped
+// on transmit.
+func formatPortStats(s datapath.PortStats, vs vport.Stats) string {
+	var b strings.Builder
+	num := strconv.FormatUint(uint64(s.OFPort), 10)
+	if s.OFPort < 10 {
+		num = " " + num
+	}
+	fmt.Fprintf(&b, "  port %s: rx pkts=%d, bytes=%d, drop=%d, errs=0, frame=0, over=0, crc=0\n", num, s.RxPackets, s.RxBytes, vs.RxDropped)
+	fmt.Fprintf(&b, "           tx pkts=%d, bytes=%d, drop=%d, errs=0, coll=0\n", s.TxPackets, s.TxBytes, s.TxDropped()+vs.TxDropped)
+	fmt.Fprintf(&b, "           rx dropped by reason: %s\n", reasons(&s.Drops))
+	fmt.Fprintf(&b, "           tx dropped by reason: %s\n", reasons(&s.TxDrops))
+	return b.String()
+}
+
+// reasons writes the non-zero counters as "no-rule=3, no-carrier=1", or
+// "none".
+func reasons(c *[datapath.NumDropReasons]uint64) string {
+	var parts []string
+	for r, n := range c {
+		if n != 0 {
+			parts = append(parts, datapath.DropReason(r).String()+"="+strconv.FormatUint(n, 10))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// subPMD returns cur minus the baseline base (pmd-stats-clear), counter by
+// counter; a counter below its baseline (which does not happen while the
+// thread lives) reads as 0.
+func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
+	sub := func(a, b uint64) uint64 {
+		if a < b {
+			return 0
+		}
+		return a - b
+	}
+	s := cur
+	s.Packets = sub(cur.Packets, base.Packets)
+	s.EMCHits = sub(cur.EMCHits, base.EMCHits)
+	s.MegaflowHit = sub(cur.MegaflowHit, base.MegaflowHit)
+	s.Upcalls = sub(cur.Upcalls, base.Upcalls)
+	s.Lost = sub(cur.Lost, base.Lost)
+	s.Batches = sub(cur.Batches, base.Batches)
+	s.Busy = time.Duration(sub(uint64(cur.Busy), uint64(base.Busy)))
+	s.Idle = time.Duration(sub(uint64(cur.Idle), uint64(base.Idle)))
+	return s
+}
+
+// formatPMDStats writes one poll thread's statistics in the layout of
+// ovs-appctl dpif-netdev/pmd-stats-show, with the counters ovsxdp has.
+// Open vSwitch counts CPU cycles; ovsxdp measures nanoseconds, and says so
+// in the lines' names. core_id is the thread's number (threads are not
+// pinned).
+func formatPMDStats(s datapath.PMDStats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pmd thread numa_id 0 core_id %d:\n", s.ID)
+	fmt.Fprintf(&b, "  packets received: %d\n", s.Packets)
+	fmt.Fprintf(&b, "  packet recirculations: 0\n")
+	passes := 0.0
+	if s.Packets > 0 {
+		passes = 1
+	}
+	fmt.Fprintf(&b, "  avg. datapath passes per packet: %.02f\n", passes)
+	fmt.Fprintf(&b, "  emc hits: %d\n", s.EMCHits)
+	fmt.Fprintf(&b, "  megaflow hits: %d\n", s.MegaflowHit)
+	fmt.Fprintf(&b, "  miss with success upcall: %d\n", s.Upcalls)
+	fmt.Fprintf(&b, "  miss with failed upcall: 0\n")
+	fmt.Fprintf(&b, "  malformed (not classified): %d\n", s.Lost)
+	fmt.Fprintf(&b, "  avg. packets per rx batch: %.02f\n", s.PacketsPerBatch())
+	total := s.Busy + s.Idle
+	pct := func(d time.Duration) float64 {
+		if total == 0 {
+			return 0
+		}
+		return 100 * float64(d) / float64(total)
+	}
+	fmt.Fprintf(&b, "  idle ns: %d (%.02f%%)\n", s.Idle.Nanoseconds(), pct(s.Idle))
+	fmt.Fprintf(&b, "  processing ns: %d (%.02f%%)\n", s.Busy.Nanoseconds(), pct(s.Busy))
+	if s.Packets > 0 {
+		fmt.Fprintf(&b, "  avg ns per packet: %.02f (%d/%d)\n", float64(total.Nanoseconds())/float64(s.Packets), total.Nanoseconds(), s.Packets)
+		fmt.Fprintf(&b, "  avg processing ns per packet: %.02f (%d/%d)\n", s.NanosPerPacket(), s.Busy.Nanoseconds(), s.Packets)
+	}
+	fmt.Fprintf(&b, "  rx queues: %d\n", s.RxQueues)
+	return b.String()
+}

@@ -1,0 +1,211 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+func TestFormatDuration(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{12 * time.Millisecond, "0.012s"},
+		{1234567 * time.Microsecond, "1.234s"},
+		{3 * time.Second, "3s"},
+		{999 * time.Microsecond, "0s"},
+		{-time.Second, "0s"},
+		{90061 * time.Second, "90061s"},
+	}
+	for _, tt := range tests {
+		if got := formatDuration(tt.in); got != tt.want {
+			t.Errorf("formatDuration(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// installed adds flows to a fresh table and returns its rules in dump
+// order.
+func installed(t *testing.T, flows ...string) (*flow.Table, []*flow.Rule) {
+	t.Helper()
+	tbl := flow.NewTable()
+	for _, s := range flows {
+		f, err := flow.ParseFlow(s, flow.CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tbl.Add(f)
+	}
+	return tbl, tbl.Dump(nil)
+}
+
+func TestFormatRule(t *testing.T) {
+	_, rules := installed(t,
+		"priority=100,ip,in_port=1,actions=output:2",
+		"cookie=0x5,idle_timeout=60,hard_timeout=120,priority=10,actions=drop",
+		"actions=normal",
+	)
+	at := func(r *flow.Rule, d time.Duration) time.Time { return r.Installed.Add(d) }
+	tests := []struct {
+		name  string
+		r     *flow.Rule
+		now   time.Time
+		stats bool
+		want  string
+	}{
+		{"stats", rules[1], at(rules[1], 1234*time.Millisecond), true,
+			" cookie=0x0, duration=1.234s, table=0, n_packets=0, n_bytes=0, idle_age=1, priority=100,ip,in_port=1 actions=output:2"},
+		{"no stats", rules[1], at(rules[1], time.Second), false, " priority=100,ip,in_port=1 actions=output:2"},
+		{"default priority catch-all", rules[0], at(rules[0], 0), false, " actions=NORMAL"},
+		{"catch-all with stats", rules[0], at(rules[0], 2*time.Second), true,
+			" cookie=0x0, duration=2s, table=0, n_packets=0, n_bytes=0, idle_age=2, actions=NORMAL"},
+		{"cookie and timeouts", rules[2], at(rules[2], 22747*time.Millisecond), true,
+			" cookie=0x5, duration=22.747s, table=0, n_packets=0, n_bytes=0, idle_timeout=60, hard_timeout=120, idle_age=22, priority=10 actions=drop"},
+		{"cookie and timeouts without stats", rules[2], at(rules[2], 0), false,
+			" cookie=0x5, idle_timeout=60, hard_timeout=120, priority=10 actions=drop"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := formatRule(tt.r, tt.now, tt.stats); got != tt.want {
+				t.Errorf("\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+
+	// Counters, idle_age from the last use, hard_age after a mod-flows
+	// (5ms after the add: 9s at a duration of 10s).
+	tbl, rules := installed(t, "priority=7,actions=drop")
+	r := rules[0]
+	r.AddStats(3, 180, r.Installed.Add(4*time.Second).UnixNano())
+	time.Sleep(5 * time.Millisecond)
+	mod, _ := flow.ParseFlow("priority=7,actions=output:3", flow.CmdModify)
+	tbl.Modify(mod, true)
+	r = tbl.Dump(nil)[0]
+	got := formatRule(r, r.Installed.Add(10*time.Second), true)
+	want := " cookie=0x0, duration=10s, table=0, n_packets=3, n_bytes=180, idle_age=6, hard_age=9, priority=7 actions=output:3"
+	if got != want {
+		t.Errorf("\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestFormatPortStats(t *testing.T) {
+	s := datapath.PortStats{Name: "p1", OFPort: 3, RxPackets: 10, RxBytes: 640, TxPackets: 4, TxBytes: 256}
+	s.Drops[datapath.DropNoRule] = 3
+	s.Drops[datapath.DropPortGone] = 1
+	s.TxDrops[datapath.DropNoCarrier] = 2
+	got := formatPortStats(s, vport.Stats{RxDropped: 5, TxDropped: 1})
+	want := "  port  3: rx pkts=10, bytes=640, drop=5, errs=0, frame=0, over=0, crc=0\n" +
+		"           tx pkts=4, bytes=256, drop=3, errs=0, coll=0\n" +
+		"           rx dropped by reason: no-rule=3, port-gone=1\n" +
+		"           tx dropped by reason: no-carrier=2\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	s.OFPort = 12
+	if got := formatPortStats(s, vport.Stats{}); !strings.HasPrefix(got, "  port 12: rx pkts=10") {
+		t.Errorf("two-digit port: %q", got)
+	}
+}
+
+func TestFormatPMDStats(t *testing.T) {
+	base := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 100, EMCHits: 50, MegaflowHit: 40, Upcalls: 10, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond}
+	cur := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 300, EMCHits: 150, MegaflowHit: 120, Upcalls: 28, Lost: 2, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond}
+	got := formatPMDStats(subPMD(cur, base))
+	want := `pmd thread numa_id 0 core_id 1:
+  packets received: 200
+  packet recirculations: 0
+  avg. datapath passes per packet: 1.00
+  emc hits: 100
+  megaflow hits: 80
+  miss with success upcall: 18
+  miss with failed upcall: 0
+  malformed (not classified): 2
+  avg. packets per rx batch: 20.00
+  idle ns: 4000 (50.00%)
+  processing ns: 4000 (50.00%)
+  avg ns per packet: 40.00 (8000/200)
+  avg processing ns per packet: 20.00 (4000/200)
+  rx queues: 2
+`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if s := subPMD(base, cur); s.Packets != 0 || s.Busy != 0 {
+		t.Errorf("a counter below its baseline: %+v", s)
+	}
+}
+
+func TestOVSDBMap(t *testing.T) {
+	got := ovsdbMap(map[string]string{"rxq": "2", "xdp-mode": "native", "write": "/tmp/a b.pcap", "flag": "true", "n_rxq": "x"})
+	want := `{flag="true", n_rxq=x, rxq="2", write="/tmp/a b.pcap", xdp-mode=native}`
+	if got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+// TestMetrics checks the exposition format line by line and a few values.
+func TestMetrics(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	run(t, d, "add-port", "br0", "p1")
+	run(t, d, "add-flow", "br0", "actions=drop")
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	d.writeMetrics(w)
+	w.Flush()
+	sample := regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? [0-9.e+-]+$`)
+	seen := map[string]bool{}
+	typed := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(line, "# HELP "):
+		case strings.HasPrefix(line, "# TYPE "):
+			f := strings.Fields(line)
+			if len(f) != 4 || (f[3] != "counter" && f[3] != "gauge") {
+				t.Errorf("bad TYPE line %q", line)
+			}
+			if f[3] == "counter" && !strings.HasSuffix(f[2], "_total") {
+				t.Errorf("counter %s does not end in _total", f[2])
+			}
+			typed[f[2]] = true
+		default:
+			if !sample.MatchString(line) {
+				t.Errorf("bad sample line %q", line)
+			}
+			name, _, _ := strings.Cut(line, "{")
+			name, _, _ = strings.Cut(name, " ")
+			if !typed[name] {
+				t.Errorf("sample of %s before its TYPE", name)
+			}
+			seen[line[:strings.LastIndexByte(line, ' ')]] = true
+		}
+	}
+	for _, want := range []string{
+		`ovsxdp_port_rx_packets_total{bridge="br0",port="p1"}`,
+		`ovsxdp_port_tx_bytes_total{bridge="br0",port="p1"}`,
+		`ovsxdp_port_drops_total{bridge="br0",port="p1",reason="no-rule"}`,
+		`ovsxdp_port_drops_total{bridge="br0",port="p1",reason="not-running"}`,
+		`ovsxdp_pmd_packets_total{bridge="br0",pmd="0"}`,
+		`ovsxdp_lockups_total{bridge="br0"}`,
+		`ovsxdp_flows{bridge="br0"}`,
+	} {
+		if !seen[want] {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if !strings.Contains(buf.String(), "ovsxdp_flows{bridge=\"br0\"} 1\n") {
+		t.Errorf("flow count not 1")
+	}
+	if got := escapeLabel("a\"b\\c\nd"); got != `a\"b\\c\nd` {
+		t.Errorf("escapeLabel = %q", got)
+	}
+}

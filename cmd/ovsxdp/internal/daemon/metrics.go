@@ -1,0 +1,148 @@
+package daemon
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+)
+
+// CheckLoopback returns an error unless addr is HOST:PORT with HOST a
+// loopback address (or "localhost"): the metrics and profiling endpoint
+// has no authentication, so it never listens beyond the host.
+func CheckLoopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("metrics address %q: %w", addr, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("metrics address %q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("metrics address %q: %q is not a loopback address (the endpoint has no authentication; use 127.0.0.1 or [::1])", addr, host)
+	}
+	return nil
+}
+
+// HTTPHandler serves /metrics (the Prometheus text format) and the Go
+// profiler under /debug/pprof/.
+func (d *Daemon) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		bw := bufio.NewWriter(w)
+		d.writeMetrics(bw)
+		bw.Flush()
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// metric is one metric family being written.
+type metric struct {
+	name, help, typ string
+	samples         []string
+}
+
+func (m *metric) add(value string, labels ...string) {
+	var b strings.Builder
+	b.WriteString(m.name)
+	if len(labels) > 0 {
+		b.WriteByte('{')
+		for i := 0; i+1 < len(labels); i += 2 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(labels[i] + `="` + escapeLabel(labels[i+1]) + `"`)
+		}
+		b.WriteByte('}')
+	}
+	b.WriteString(" " + value)
+	m.samples = append(m.samples, b.String())
+}
+
+func (m *metric) addUint(v uint64, labels ...string) { m.add(strconv.FormatUint(v, 10), labels...) }
+
+// escapeLabel escapes a label value for the text format.
+func escapeLabel(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+}
+
+// writeMetrics writes every metric in the Prometheus text exposition
+// format. It reads the bridges from the published view and the counters
+// atomically: it never waits for a command.
+func (d *Daemon) writeMetrics(w *bufio.Writer) {
+	newMetric := func(name, typ, help string) *metric { return &metric{name: name, typ: typ, help: help} }
+	var (
+		rxPackets = newMetric("ovsxdp_port_rx_packets_total", "counter", "Packets received on the port.")
+		rxBytes   = newMetric("ovsxdp_port_rx_bytes_total", "counter", "Bytes received on the port.")
+		txPackets = newMetric("ovsxdp_port_tx_packets_total", "counter", "Packets transmitted on the port.")
+		txBytes   = newMetric("ovsxdp_port_tx_bytes_total", "counter", "Bytes transmitted on the port.")
+		drops     = newMetric("ovsxdp_port_drops_total", "counter", "Packets received on the port that the datapath dropped (or copies of them), by reason.")
+		txDrops   = newMetric("ovsxdp_port_tx_drops_total", "counter", "Packet copies sent to the port that were dropped, by reason.")
+		devDrops  = newMetric("ovsxdp_port_device_rx_drops_total", "counter", "Frames the port dropped on receive before the datapath saw them (ring full, device down).")
+		pmdPkts   = newMetric("ovsxdp_pmd_packets_total", "counter", "Packets received by the poll thread.")
+		pmdEMC    = newMetric("ovsxdp_pmd_emc_hits_total", "counter", "Exact-match cache hits.")
+		pmdMF     = newMetric("ovsxdp_pmd_megaflow_hits_total", "counter", "Megaflow classifier hits.")
+		pmdUpcall = newMetric("ovsxdp_pmd_upcalls_total", "counter", "Cache misses looked up in the rule table (upcalls).")
+		pmdLost   = newMetric("ovsxdp_pmd_malformed_total", "counter", "Malformed frames that were not classified.")
+		pmdBatch  = newMetric("ovsxdp_pmd_batches_total", "counter", "Non-empty receive batches.")
+		pmdBusy   = newMetric("ovsxdp_pmd_busy_seconds_total", "counter", "Time the poll thread spent processing batches.")
+		pmdIdle   = newMetric("ovsxdp_pmd_idle_seconds_total", "counter", "Time the poll thread spent polling empty queues or sleeping.")
+		lockups   = newMetric("ovsxdp_lockups_total", "counter", "Soft lockups of poll threads that the watchdog detected.")
+		flows     = newMetric("ovsxdp_flows", "gauge", "Rules in the bridge's OpenFlow table.")
+		ports     = newMetric("ovsxdp_ports", "gauge", "Ports on the bridge.")
+	)
+	for _, b := range *d.view.Load() {
+		br := b.name
+		for _, p := range b.dp.Ports() {
+			s := p.Stats()
+			vs := p.VPort().Stats()
+			rxPackets.addUint(s.RxPackets, "bridge", br, "port", p.Name)
+			rxBytes.addUint(s.RxBytes, "bridge", br, "port", p.Name)
+			txPackets.addUint(s.TxPackets, "bridge", br, "port", p.Name)
+			txBytes.addUint(s.TxBytes, "bridge", br, "port", p.Name)
+			devDrops.addUint(vs.RxDropped, "bridge", br, "port", p.Name)
+			for r := range datapath.NumDropReasons {
+				reason := datapath.DropReason(r).String()
+				drops.addUint(s.Drops[r], "bridge", br, "port", p.Name, "reason", reason)
+				txDrops.addUint(s.TxDrops[r], "bridge", br, "port", p.Name, "reason", reason)
+			}
+		}
+		for _, s := range b.dp.PMDStats() {
+			id := strconv.Itoa(s.ID)
+			pmdPkts.addUint(s.Packets, "bridge", br, "pmd", id)
+			pmdEMC.addUint(s.EMCHits, "bridge", br, "pmd", id)
+			pmdMF.addUint(s.MegaflowHit, "bridge", br, "pmd", id)
+			pmdUpcall.addUint(s.Upcalls, "bridge", br, "pmd", id)
+			pmdLost.addUint(s.Lost, "bridge", br, "pmd", id)
+			pmdBatch.addUint(s.Batches, "bridge", br, "pmd", id)
+			pmdBusy.add(strconv.FormatFloat(s.Busy.Seconds(), 'g', -1, 64), "bridge", br, "pmd", id)
+			pmdIdle.add(strconv.FormatFloat(s.Idle.Seconds(), 'g', -1, 64), "bridge", br, "pmd", id)
+		}
+		_, total := b.dp.Lockups()
+		lockups.addUint(total, "bridge", br)
+		flows.addUint(uint64(b.dp.Table().Len()), "bridge", br)
+		ports.addUint(uint64(len(b.dp.Ports())), "bridge", br)
+	}
+	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, devDrops,
+		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, lockups, flows, ports} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
+		for _, s := range m.samples {
+			w.WriteString(s + "\n")
+		}
+	}
+}

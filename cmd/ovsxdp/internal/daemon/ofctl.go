@@ -1,0 +1,163 @@
+package daemon
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
+)
+
+// The commands modelled on ovs-ofctl.
+func init() {
+	strict := FlagInfo{Name: "strict", Bool: true, Usage: "match the flow's match and priority exactly"}
+	register(
+		&verb{VerbInfo: VerbInfo{Name: "add-flow", Usage: "BR FLOW", Short: "Add a flow", Min: 2, Max: 2}, changes: true, run: (*Daemon).addFlow},
+		&verb{VerbInfo: VerbInfo{Name: "add-flows", Usage: "BR FILE", Short: "Add the flows of FILE (one per line, # comments; - is stdin)", Min: 1, Max: 1, File: true}, changes: true, run: (*Daemon).addFlows},
+		&verb{VerbInfo: VerbInfo{Name: "mod-flows", Usage: "BR FLOW", Short: "Change the actions of matching flows", Min: 2, Max: 2, Flags: []FlagInfo{strict}}, changes: true, run: (*Daemon).modFlows},
+		&verb{VerbInfo: VerbInfo{Name: "del-flows", Usage: "BR [FLOW]", Short: "Delete matching flows (all without FLOW)", Min: 1, Max: 2, Flags: []FlagInfo{strict}}, changes: true, run: (*Daemon).delFlows},
+		&verb{VerbInfo: VerbInfo{Name: "dump-flows", Usage: "BR [FLOW]", Short: "Print matching flows", Min: 1, Max: 2, Flags: []FlagInfo{
+			{Name: "no-stats", Bool: true, Usage: "leave out the statistics"},
+		}}, run: (*Daemon).dumpFlows},
+		&verb{VerbInfo: VerbInfo{Name: "dump-ports", Usage: "BR [PORT]", Short: "Print port statistics and drops by reason", Min: 1, Max: 2}, run: (*Daemon).dumpPorts},
+	)
+}
+
+func (d *Daemon) addFlow(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	f, err := b.parser().ParseFlow(c.args[1], flow.CmdAdd)
+	if err != nil {
+		return "", err
+	}
+	b.dp.Table().Add(f)
+	return "", nil
+}
+
+// addFlows adds the flows of a file, one per line, skipping blank lines and
+// comments (#). Every line is parsed before any flow is added, so a file
+// with an error adds nothing; the error names the line.
+func (d *Daemon) addFlows(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	p := b.parser()
+	var fs []flow.Flow
+	for i, line := range c.input {
+		s := strings.TrimSpace(line)
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		f, err := p.ParseFlow(s, flow.CmdAdd)
+		if err != nil {
+			return "", fmt.Errorf("line %d: %w", i+1, err)
+		}
+		fs = append(fs, *f)
+	}
+	b.dp.Table().AddFlows(fs)
+	return "", nil
+}
+
+func (d *Daemon) modFlows(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	f, err := b.parser().ParseFlow(c.args[1], flow.CmdModify)
+	if err != nil {
+		return "", err
+	}
+	b.dp.Table().Modify(f, c.boolFlag("strict"))
+	return "", nil
+}
+
+func (d *Daemon) delFlows(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	s := ""
+	if len(c.args) > 1 {
+		s = c.args[1]
+	}
+	f, err := parseSelection(b.parser(), s, c.boolFlag("strict"))
+	if err != nil {
+		return "", err
+	}
+	b.dp.Table().Delete(f, c.boolFlag("strict"))
+	return "", nil
+}
+
+// parseSelection parses the flow that del-flows selects with. A strict
+// selection names the exact match and priority; the flow parser refuses
+// priority for del-flows, so a strict one is parsed as a mod-flows flow
+// with a placeholder action list (a flow with actions is refused first).
+func parseSelection(p *flow.Parser, s string, strict bool) (*flow.Flow, error) {
+	if !strict || strings.Contains(s, "action") {
+		return p.ParseFlow(s, flow.CmdDelete)
+	}
+	sep := ","
+	if strings.TrimSpace(s) == "" {
+		sep = ""
+	}
+	return p.ParseFlow(s+sep+"actions=drop", flow.CmdModify)
+}
+
+func (d *Daemon) dumpFlows(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	var sel *flow.Flow
+	if len(c.args) > 1 && strings.TrimSpace(c.args[1]) != "" {
+		if sel, err = b.parser().ParseFlow(c.args[1], flow.CmdDelete); err != nil {
+			return "", err
+		}
+	}
+	stats := !c.boolFlag("no-stats")
+	now := time.Now()
+	var s strings.Builder
+	for _, r := range b.dp.Table().Dump(sel) {
+		s.WriteString(formatRule(r, now, stats))
+		s.WriteByte('\n')
+	}
+	return s.String(), nil
+}
+
+func (d *Daemon) dumpPorts(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	ports := b.dp.Ports()
+	if len(c.args) > 1 {
+		p, err := b.lookupPort(c.args[1])
+		if err != nil {
+			return "", err
+		}
+		ports = []*datapath.Port{p}
+	}
+	var s strings.Builder
+	for _, p := range ports {
+		s.WriteString(formatPortStats(p.Stats(), p.VPort().Stats()))
+	}
+	return s.String(), nil
+}
+
+// lookupPort finds a port by name or OpenFlow number.
+func (b *bridge) lookupPort(s string) (*datapath.Port, error) {
+	if p, ok := b.dp.Port(s); ok {
+		return p, nil
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		if p, ok := b.dp.PortByOF(uint32(n)); ok {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("bridge %s: no port %q", b.name, s)
+}

@@ -1,0 +1,204 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// Port types.
+const (
+	typeMem   = "mem"
+	typePcap  = "pcap"
+	typeAFXDP = "afxdp"
+)
+
+// portConfig is how a port was added: what the state file keeps.
+type portConfig struct {
+	Name    string            `json:"name"`
+	Type    string            `json:"type"`
+	OFPort  uint32            `json:"ofport"`
+	Options map[string]string `json:"options,omitempty"`
+}
+
+// newVPort creates the port that pc describes. It is the one place that
+// knows the port types and their options.
+func newVPort(pc *portConfig) (vport.Port, error) {
+	o := options{typ: pc.Type, m: pc.Options}
+	var (
+		p   vport.Port
+		err error
+	)
+	switch pc.Type {
+	case typeMem:
+		cfg := vport.MemConfig{
+			Name:          pc.Name,
+			RxQueues:      o.int("rxq", 1, 1, vport.MaxQueues),
+			TxQueues:      o.int("txq", 1, 1, vport.MaxQueues),
+			RingSize:      o.int("ring", vport.DefaultRingSize, 1, 1<<20),
+			RecordRxQueue: o.bool("record-rxq", false),
+		}
+		if err := o.done("rxq", "txq", "ring", "record-rxq"); err != nil {
+			return nil, err
+		}
+		p, err = vport.NewMemPort(cfg)
+	case typePcap:
+		cfg := vport.PcapConfig{
+			Name:          pc.Name,
+			ReadFile:      o.str("read"),
+			WriteFile:     o.str("write"),
+			Loop:          o.int("loop", 1, -1, math.MaxInt32),
+			Rate:          o.float("rate", 0, 0, 1e9),
+			RecordRxQueue: o.bool("record-rxq", false),
+		}
+		if err := o.done("read", "write", "loop", "rate", "record-rxq"); err != nil {
+			return nil, err
+		}
+		if cfg.ReadFile == "" && cfg.WriteFile == "" {
+			return nil, errors.New("port type pcap: needs read=FILE, write=FILE or both")
+		}
+		p, err = vport.NewPcapPort(cfg)
+	case typeAFXDP:
+		mode, merr := vport.ParseXDPMode(o.choice("xdp-mode", "best-effort", "best-effort", "native", "generic"))
+		if merr != nil {
+			return nil, merr
+		}
+		cfg := vport.XSKConfig{
+			Device:   pc.Name,
+			Queues:   o.int("rxq", 0, 0, vport.MaxQueues),
+			Frames:   o.int("frames", vport.DefaultXSKFrames, 64, 1<<20),
+			RingSize: o.int("ring", 0, 0, 1<<19),
+			Mode:     mode,
+		}
+		if err := o.done("rxq", "xdp-mode", "frames", "ring"); err != nil {
+			return nil, err
+		}
+		var xp *vport.XSKPort
+		if xp, err = vport.OpenXSK(cfg); err == nil {
+			p = xp
+		}
+	default:
+		return nil, fmt.Errorf("unknown port type %q (want %s, %s or %s)", pc.Type, typeMem, typePcap, typeAFXDP)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parsePortArgs reads add-port's KEY=VALUE arguments: type=, ofport= and the
+// type's options.
+func parsePortArgs(name string, args []string) (*portConfig, error) {
+	pc := &portConfig{Name: name, Type: typeMem, Options: map[string]string{}}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("port %s: %q is not KEY=VALUE", name, a)
+		}
+		switch k {
+		case "type":
+			pc.Type = v
+		case "ofport", "ofport_request":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 || n > uint64(maxOFPort) {
+				return nil, fmt.Errorf("port %s: ofport=%s: want a number from 1 to %d", name, v, maxOFPort)
+			}
+			pc.OFPort = uint32(n)
+		default:
+			if _, dup := pc.Options[k]; dup {
+				return nil, fmt.Errorf("port %s: option %s given twice", name, k)
+			}
+			pc.Options[k] = v
+		}
+	}
+	if len(pc.Options) == 0 {
+		pc.Options = nil
+	}
+	return pc, nil
+}
+
+// options reads a port type's options, remembering the first bad value.
+type options struct {
+	typ string
+	m   map[string]string
+	err error
+}
+
+func (o *options) fail(name, why string) {
+	if o.err == nil {
+		o.err = fmt.Errorf("port type %s: option %s=%s: %s", o.typ, name, o.m[name], why)
+	}
+}
+
+func (o *options) str(name string) string { return o.m[name] }
+
+func (o *options) int(name string, def, lo, hi int) int {
+	s, ok := o.m[name]
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		o.fail(name, fmt.Sprintf("want a whole number from %d to %d", lo, hi))
+		return def
+	}
+	return n
+}
+
+func (o *options) float(name string, def, lo, hi float64) float64 {
+	s, ok := o.m[name]
+	if !ok {
+		return def
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || f < lo || f > hi {
+		o.fail(name, fmt.Sprintf("want a number from %g to %g", lo, hi))
+		return def
+	}
+	return f
+}
+
+func (o *options) bool(name string, def bool) bool {
+	s, ok := o.m[name]
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		o.fail(name, "want true or false")
+		return def
+	}
+	return b
+}
+
+func (o *options) choice(name, def string, allowed ...string) string {
+	s, ok := o.m[name]
+	if !ok {
+		return def
+	}
+	if !slices.Contains(allowed, s) {
+		o.fail(name, "want one of "+strings.Join(allowed, ", "))
+		return def
+	}
+	return s
+}
+
+// done returns the first bad value, or an error naming an option that the
+// type does not have.
+func (o *options) done(known ...string) error {
+	if o.err != nil {
+		return o.err
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.m)) {
+		if !slices.Contains(known, k) {
+			return fmt.Errorf("port type %s: unknown option %s (options: %s)", o.typ, k, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
+)
+
+// stateVersion is the version of the state file's format.
+const stateVersion = 1
+
+// state is the state file: the configuration the daemon restores at start.
+type state struct {
+	Version int           `json:"version"`
+	Bridges []bridgeState `json:"bridges"`
+}
+
+type bridgeState struct {
+	Name   string        `json:"name"`
+	Policy string        `json:"policy"`
+	PMDs   int           `json:"pmds"`
+	Ports  []*portConfig `json:"ports"`
+	// Flows are the bridge's rules in ovs-ofctl syntax, in dump-flows
+	// order (which add-flow keeps for rules of equal priority).
+	Flows []string `json:"flows"`
+}
+
+// loadState reads the state file at path. A missing file is an empty
+// state; a file that is not a valid state is an error naming the file, the
+// place and the problem.
+func loadState(path string) (*state, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &state{Version: stateVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	var st state
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(&st)
+	if err == nil && dec.More() {
+		err = errors.New("data after the state object")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state file %s is corrupt: %s (the daemon does not start over it; fix it or move it away)", path, jsonErrorPlace(b, err))
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("state file %s: version %d, this daemon reads version %d", path, st.Version, stateVersion)
+	}
+	return &st, nil
+}
+
+// jsonErrorPlace describes a JSON decoding error with its line and column
+// when it has an offset.
+func jsonErrorPlace(b []byte, err error) string {
+	var off int64 = -1
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		off = syn.Offset
+	case errors.As(err, &typ):
+		off = typ.Offset
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "the JSON ends early (truncated file?)"
+	}
+	if off <= 0 || off > int64(len(b)) {
+		return err.Error()
+	}
+	off-- // the offset is just after the offending byte
+	line := 1 + bytes.Count(b[:off], []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(b[:off], '\n'))
+	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
+}
+
+// saveLocked writes the configuration to the state file atomically: a
+// temporary file in the same directory, synced, renamed over the old one,
+// and the directory synced. d.mu must be held.
+func (d *Daemon) saveLocked() error {
+	if d.cfg.StatePath == "" {
+		return nil
+	}
+	st := state{Version: stateVersion, Bridges: []bridgeState{}}
+	for _, b := range d.sortedLocked() {
+		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Ports: []*portConfig{}, Flows: []string{}}
+		for _, p := range b.dp.Ports() {
+			if pc := b.ports[p.Name]; pc != nil {
+				bs.Ports = append(bs.Ports, pc)
+			}
+		}
+		for _, r := range b.dp.Table().Dump(nil) {
+			bs.Flows = append(bs.Flows, flow.FormatFlow(&r.Flow))
+		}
+		st.Bridges = append(st.Bridges, bs)
+	}
+	data, err := json.MarshalIndent(&st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(d.cfg.StatePath, append(data, '\n'))
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either the
+// old file or the new one, never a mix.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	dh, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer dh.Close()
+	return dh.Sync()
+}
+
+// restore recreates the bridges, ports and flows of st. It stops at the
+// first error, which names the bridge and the port or flow.
+func (d *Daemon) restore(st *state) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.publishLocked()
+	for i := range st.Bridges {
+		bs := &st.Bridges[i]
+		pol, err := datapath.ParsePolicy(bs.Policy)
+		if err != nil {
+			return fmt.Errorf("bridge %s: %w", bs.Name, err)
+		}
+		b, err := d.addBridgeLocked(bs.Name, pol, bs.PMDs)
+		if err != nil {
+			return err
+		}
+		for _, pc := range bs.Ports {
+			if pc == nil {
+				return fmt.Errorf("bridge %s: a port is null", bs.Name)
+			}
+			if err := d.addPortLocked(b, pc); err != nil {
+				return err
+			}
+		}
+		fs := make([]flow.Flow, 0, len(bs.Flows))
+		for j, s := range bs.Flows {
+			f, err := b.parser().ParseFlow(s, flow.CmdAdd)
+			if err != nil {
+				return fmt.Errorf("bridge %s: flow %d: %w", bs.Name, j+1, err)
+			}
+			fs = append(fs, *f)
+		}
+		b.dp.Table().AddFlows(fs)
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// maxOFPort is the highest OpenFlow port number a port may ask for.
+const maxOFPort = datapath.MaxOFPort
+
+// maxPMDs bounds a bridge's poll threads.
+const maxPMDs = 64
+
+// validName is what bridge and port names may look like: what a Linux
+// interface name may be, and nothing that needs quoting.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$`)
+
+func checkName(what, name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("invalid %s name %q (letters, digits, '_', '.', ':' and '-', at most 63)", what, name)
+	}
+	return nil
+}
+
+// The commands modelled on ovs-vsctl.
+func init() {
+	register(
+		&verb{VerbInfo: VerbInfo{Name: "add-br", Usage: "BR", Short: "Add a bridge", Min: 1, Max: 1, Flags: []FlagInfo{
+			{Name: "policy", Usage: "output policy: guarded (default), legacy, carrier or upstream"},
+			{Name: "pmds", Usage: "number of poll threads (default 1)"},
+		}}, changes: true, run: (*Daemon).addBr},
+		&verb{VerbInfo: VerbInfo{Name: "del-br", Usage: "BR", Short: "Delete a bridge and its ports", Min: 1, Max: 1}, changes: true, run: (*Daemon).delBr},
+		&verb{VerbInfo: VerbInfo{Name: "add-port", Usage: "BR IFACE [type=mem|pcap|afxdp] [ofport=N] [OPTION=VALUE...]",
+			Short: "Add a port (mem: rxq= txq= ring= record-rxq=; pcap: read= write= loop= rate= record-rxq=; afxdp: rxq= (0: every queue) xdp-mode= frames= ring=)",
+			Min:   2, Max: -1}, changes: true, run: (*Daemon).addPort},
+		&verb{VerbInfo: VerbInfo{Name: "del-port", Usage: "BR IFACE", Short: "Delete a port", Min: 2, Max: 2}, changes: true, run: (*Daemon).delPort},
+		&verb{VerbInfo: VerbInfo{Name: "list-br", Short: "List the bridges", Max: 0}, run: (*Daemon).listBr},
+		&verb{VerbInfo: VerbInfo{Name: "list-ports", Usage: "BR", Short: "List a bridge's ports", Min: 1, Max: 1}, run: (*Daemon).listPorts},
+		&verb{VerbInfo: VerbInfo{Name: "show", Short: "Show the configuration as a tree", Max: 0}, run: (*Daemon).show},
+	)
+}
+
+func (d *Daemon) addBr(c *call) (string, error) {
+	name := c.args[0]
+	pol := datapath.Guarded
+	if s, ok := c.flag("policy"); ok {
+		p, err := datapath.ParsePolicy(s)
+		if err != nil {
+			return "", fmt.Errorf("add-br %s: %w", name, err)
+		}
+		pol = p
+	}
+	pmds := 1
+	if s, ok := c.flag("pmds"); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPMDs {
+			return "", fmt.Errorf("add-br %s: --pmds %s: want a number from 1 to %d", name, s, maxPMDs)
+		}
+		pmds = n
+	}
+	_, err := d.addBridgeLocked(name, pol, pmds)
+	return "", err
+}
+
+// addBridgeLocked creates and starts a bridge. d.mu must be held.
+func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int) (*bridge, error) {
+	if err := checkName("bridge", name); err != nil {
+		return nil, err
+	}
+	if d.bridges[name] != nil {
+		return nil, fmt.Errorf("bridge %s: %w", name, ErrBridgeExists)
+	}
+	if pmds < 1 || pmds > maxPMDs {
+		return nil, fmt.Errorf("bridge %s: %d pmds, want 1 to %d", name, pmds, maxPMDs)
+	}
+	dp, err := datapath.New(datapath.Config{Name: name, Policy: pol, PMDs: pmds})
+	if err != nil {
+		return nil, err
+	}
+	if err := dp.Start(); err != nil {
+		dp.Close()
+		return nil, fmt.Errorf("bridge %s: %w", name, err)
+	}
+	b := &bridge{name: name, dp: dp, pmds: pmds, ports: map[string]*portConfig{}}
+	d.bridges[name] = b
+	d.log.Info("bridge added", "bridge", name, "policy", pol, "pmds", pmds)
+	return b, nil
+}
+
+func (d *Daemon) delBr(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	delete(d.bridges, b.name)
+	for name := range b.ports {
+		d.forgetPortLocked(b, name)
+	}
+	if err := b.dp.Close(); err != nil {
+		return "", fmt.Errorf("del-br %s: %w", b.name, err)
+	}
+	d.log.Info("bridge deleted", "bridge", b.name)
+	return "", nil
+}
+
+func (d *Daemon) addPort(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	pc, err := parsePortArgs(c.args[1], c.args[2:])
+	if err != nil {
+		return "", err
+	}
+	return "", d.addPortLocked(b, pc)
+}
+
+// addPortLocked creates the port pc describes and adds it to b. Port names
+// are unique over all bridges, as in Open vSwitch. d.mu must be held.
+func (d *Daemon) addPortLocked(b *bridge, pc *portConfig) error {
+	if err := checkName("port", pc.Name); err != nil {
+		return err
+	}
+	for _, other := range d.bridges {
+		if other.ports[pc.Name] != nil {
+			return fmt.Errorf("port %s: already on bridge %s", pc.Name, other.name)
+		}
+	}
+	if _, taken := b.dp.PortByOF(pc.OFPort); pc.OFPort != 0 && taken {
+		return fmt.Errorf("port %s: ofport %d is taken on bridge %s", pc.Name, pc.OFPort, b.name)
+	}
+	vp, err := newVPort(pc)
+	if err != nil {
+		return fmt.Errorf("port %s: %w", pc.Name, err)
+	}
+	p, err := b.dp.AddPort(vp, pc.OFPort)
+	if err != nil {
+		vp.Close()
+		return err
+	}
+	if xp, ok := vp.(*vport.XSKPort); ok {
+		if err := d.watchLinkLocked(b, xp); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+			defer cancel()
+			b.dp.RemovePort(ctx, pc.Name)
+			return fmt.Errorf("port %s: %w", pc.Name, err)
+		}
+	}
+	saved := *pc
+	saved.OFPort = p.OFPort
+	b.ports[pc.Name] = &saved
+	d.log.Info("port added", "bridge", b.name, "port", pc.Name, "type", pc.Type, "ofport", p.OFPort)
+	return nil
+}
+
+func (d *Daemon) delPort(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	name := c.args[1]
+	if b.ports[name] == nil {
+		return "", fmt.Errorf("bridge %s: no port named %s", b.name, name)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, removeTimeout)
+	defer cancel()
+	if _, err := b.dp.RemovePort(ctx, name); err != nil {
+		return "", err
+	}
+	d.forgetPortLocked(b, name)
+	d.log.Info("port deleted", "bridge", b.name, "port", name)
+	return "", nil
+}
+
+// forgetPortLocked drops a removed port's configuration and stops
+// following its link. d.mu must be held.
+func (d *Daemon) forgetPortLocked(b *bridge, name string) {
+	delete(b.ports, name)
+	if stop := d.unwatch[name]; stop != nil {
+		stop()
+		delete(d.unwatch, name)
+	}
+}
+
+// watchLinkLocked keeps an AF_XDP port's device state up to date from
+// netlink, and removes the port (after a grace period, as del-port does)
+// when the kernel deletes its link, as when a container's network
+// namespace goes away. d.mu must be held.
+func (d *Daemon) watchLinkLocked(b *bridge, xp *vport.XSKPort) error {
+	if d.mon == nil {
+		mon, err := vport.NewLinkMonitor(vport.LinkMonitorConfig{Logger: d.log})
+		if err != nil {
+			return err
+		}
+		if err := mon.Start(); err != nil {
+			return err
+		}
+		d.mon = mon
+		d.unwatch = make(map[string]func())
+	}
+	name := xp.Name()
+	stop, err := d.mon.Watch(xp.Device(), xp.Ifindex(), func(*vport.Device) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if p, ok := b.dp.Port(name); !ok || p.VPort() != vport.Port(xp) {
+			return // removed or replaced meanwhile
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+		defer cancel()
+		if _, err := b.dp.RemovePort(ctx, name); err != nil {
+			d.log.Error("link deleted; removing its port failed", "bridge", b.name, "port", name, "err", err)
+			return
+		}
+		d.forgetPortLocked(b, name)
+		d.saveLocked()
+		d.log.Warn("link deleted; port removed", "bridge", b.name, "port", name)
+	})
+	if err != nil {
+		return err
+	}
+	d.unwatch[name] = stop
+	return nil
+}
+
+func (d *Daemon) listBr(*call) (string, error) {
+	var names []string
+	for _, b := range d.sortedLocked() {
+		names = append(names, b.name)
+	}
+	return lines(names), nil
+}
+
+func (d *Daemon) listPorts(c *call) (string, error) {
+	b, err := d.bridgeLocked(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	return lines(slices.Sorted(maps.Keys(b.ports))), nil
+}
+
+// show prints the configuration as a tree, in the manner of ovs-vsctl show.
+func (d *Daemon) show(*call) (string, error) {
+	var s strings.Builder
+	for _, b := range d.sortedLocked() {
+		fmt.Fprintf(&s, "    Bridge %s\n", b.name)
+		fmt.Fprintf(&s, "        datapath_type: ovsxdp\n")
+		fmt.Fprintf(&s, "        policy: %s\n", b.dp.Policy())
+		fmt.Fprintf(&s, "        pmds: %d\n", b.pmds)
+		for _, p := range b.dp.Ports() {
+			pc := b.ports[p.Name]
+			if pc == nil {
+				continue
+			}
+			fmt.Fprintf(&s, "        Port %s\n", p.Name)
+			fmt.Fprintf(&s, "            Interface %s\n", p.Name)
+			fmt.Fprintf(&s, "                type: %s\n", pc.Type)
+			if len(pc.Options) > 0 {
+				fmt.Fprintf(&s, "                options: %s\n", ovsdbMap(pc.Options))
+			}
+			fmt.Fprintf(&s, "                ofport: %d\n", p.OFPort)
+			fmt.Fprintf(&s, "                link_state: %s\n", linkState(p))
+		}
+	}
+	return s.String(), nil
+}
+
+// linkState is "up" when the port's device is registered, running and has
+// carrier, as OVS reports a link, and "down" otherwise.
+func linkState(p *datapath.Port) string {
+	st := p.VPort().Device().Snapshot()
+	if st.Running() && st.Carrier() {
+		return "up"
+	}
+	return "down"
+}
+
+// ovsdbMap writes a string map as ovs-vsctl prints one: {k=v, k2="2"},
+// keys sorted, values quoted unless they read as a plain identifier.
+func ovsdbMap(m map[string]string) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, ovsdbString(k)+"="+ovsdbString(m[k]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+var bareString = regexp.MustCompile(`^[A-Za-z_][A-Za-z_.-]*$`)
+
+func ovsdbString(s string) string {
+	if bareString.MatchString(s) && s != "true" && s != "false" {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// parser returns a flow parser that knows the bridge's port names.
+func (b *bridge) parser() *flow.Parser {
+	return &flow.Parser{PortNames: func(name string) (uint32, bool) {
+		if p, ok := b.dp.Port(name); ok {
+			return p.OFPort, true
+		}
+		return 0, false
+	}}
+}

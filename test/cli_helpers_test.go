@@ -1,0 +1,228 @@
+package test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// buildCLI builds cmd/ovsxdp into a temp dir and returns the binary's path.
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(file))
+	bin := filepath.Join(t.TempDir(), "ovsxdp")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/ovsxdp")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/ovsxdp: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// cliDaemon is an ovsxdp daemon running as a subprocess.
+type cliDaemon struct {
+	bin, sock, state string
+	cmd              *exec.Cmd
+	log              *syncBuffer
+}
+
+// syncBuffer is the daemon's output, written by exec's copying goroutine
+// and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startCLIDaemon starts `ovsxdp daemon` on the socket sock with the state
+// file state and waits until it answers. The test's cleanup kills it by
+// PID.
+func startCLIDaemon(t *testing.T, bin, sock, state string, extra ...string) *cliDaemon {
+	t.Helper()
+	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(syncBuffer)}
+	args := append([]string{"daemon", "--socket", sock, "--state", state}, extra...)
+	d.cmd = exec.Command(bin, args...)
+	d.cmd.Stdout = d.log
+	d.cmd.Stderr = d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- d.cmd.Wait() }()
+	t.Cleanup(func() { d.kill(t, exited) })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, _, err := d.try("version"); err == nil {
+			return d
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the daemon exited: %v\n%s", err, d.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon does not answer after 15s\n%s", d.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill kills the daemon by PID (SIGKILL, as a crash would) and waits for
+// it.
+func (d *cliDaemon) kill(t *testing.T, exited chan error) {
+	d.cmd.Process.Kill() // an error only says it has exited already
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("daemon pid %d did not exit after SIGKILL", d.cmd.Process.Pid)
+	}
+	if t.Failed() {
+		t.Logf("daemon log:\n%s", d.log)
+	}
+}
+
+// try runs the CLI against the daemon and returns stdout, stderr and the
+// error (an *exec.ExitError on a non-zero exit).
+func (d *cliDaemon) try(args ...string) (string, string, error) {
+	return runCLI(d.bin, append([]string{"--socket", d.sock}, args...)...)
+}
+
+func runCLI(bin string, args ...string) (string, string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// run runs the CLI and fails the test unless it succeeds silently on
+// stderr.
+func (d *cliDaemon) run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := d.try(args...)
+	if err != nil || errOut != "" {
+		t.Fatalf("ovsxdp %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+// checkOneLineError checks that a failed command printed one line,
+// "ovsxdp: <problem>" containing want, on stderr, nothing on stdout, and
+// exited with a non-zero status.
+func checkOneLineError(t *testing.T, stdout, stderr string, err error, want string) {
+	t.Helper()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Errorf("exit: %v, want a non-zero status", err)
+	}
+	if stdout != "" {
+		t.Errorf("stdout %q, want nothing", stdout)
+	}
+	if !strings.HasPrefix(stderr, "ovsxdp: ") || !strings.HasSuffix(stderr, "\n") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("stderr %q is not one line \"ovsxdp: <problem>\"", stderr)
+	}
+	if !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q does not contain %q", stderr, want)
+	}
+}
+
+// cliUDPFrame is UDP frame i from 10.0.0.1:(1000+i) to 10.0.0.2:53.
+func cliUDPFrame(t *testing.T, i int) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{
+		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+		EthernetType: layers.EthernetTypeIPv4,
+	}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
+		SrcIP: net.IPv4(10, 0, 0, 1).To4(), DstIP: net.IPv4(10, 0, 0, 2).To4()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(1000 + i), DstPort: 53}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, eth, ip, udp, gopacket.Payload(bytes.Repeat([]byte{byte(i)}, 26))); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// writeCLIPcap writes frames to a pcap file.
+func writeCLIPcap(t *testing.T, path string, frames [][]byte) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	for i, fr := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)), CaptureLength: len(fr), Length: len(fr)}
+		if err := w.WritePacket(ci, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readCLIPcap returns the frames of a pcap file.
+func readCLIPcap(t *testing.T, path string) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			return out
+		}
+		out = append(out, append([]byte(nil), data...))
+	}
+}
+
+// freeLoopbackAddr returns a loopback TCP address that was free a moment
+// ago.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr())
+}
