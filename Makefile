@@ -22,10 +22,14 @@ build: ## build the binaries into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install the system packages the tests use (Debian: openvswitch-common, tcpdump)
+deps: ## install the system packages the tests use (Debian: openvswitch-common, tcpdump, iproute2, ethtool, iputils-ping, curl)
 	@missing=""; \
 	command -v ovs-ofctl >/dev/null 2>&1 || missing="$$missing openvswitch-common"; \
 	command -v tcpdump   >/dev/null 2>&1 || missing="$$missing tcpdump"; \
+	command -v ip        >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v ethtool   >/dev/null 2>&1 || missing="$$missing ethtool"; \
+	command -v ping      >/dev/null 2>&1 || missing="$$missing iputils-ping"; \
+	command -v curl      >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
@@ -56,6 +60,10 @@ test: deps lint unit race fuzz ## everything CI runs: lint, unit and integration
 .PHONY: bench
 bench: ## run the Go benchmarks of flow and datapath (BENCHCOUNT runs each)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(RACE_PKGS)
+
+.PHONY: bench-go
+bench-go: ## Go benchmarks in alternating rounds, medians and ratios: bench/results/gobench.md, gobench.csv
+	$(GO) run ./bench/gobench -out bench/results $(GOBENCH_ARGS)
 
 # Extra flags for bench/race (see `go run ./bench/race -h`).
 RACE_ARGS ?=

@@ -1,0 +1,253 @@
+// Command gobench runs the in-memory Go benchmarks of the flow, vport and
+// datapath packages in alternating rounds (every benchmark once per round,
+// so that a change in the machine's load touches all of them alike), and
+// writes their medians and the ratios the project tracks, each against a
+// reference measured in the same run:
+//
+//   - key extraction against gopacket's DecodingLayerParser on the same
+//     frames (speed-up);
+//   - the guarded output policy against legacy on the same pipeline (cost);
+//   - the exact-match and megaflow hit costs against their targets.
+//
+// It writes gobench.md (with the command and the machine) and gobench.csv
+// (every sample) to -out.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type options struct {
+	rounds    int
+	benchtime string
+	pattern   string
+	pkgs      []string
+	out       string
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "gobench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("gobench", flag.ContinueOnError)
+	var o options
+	pkgs := fs.String("pkgs", "./flow,./vport,./datapath", "packages, comma-separated")
+	fs.IntVar(&o.rounds, "rounds", 5, "rounds; every benchmark runs once per round")
+	fs.StringVar(&o.benchtime, "benchtime", "300ms", "go test -benchtime of each run")
+	fs.StringVar(&o.pattern, "bench", ".", "go test -bench pattern")
+	fs.StringVar(&o.out, "out", "bench/results", "directory for gobench.md and gobench.csv")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.rounds < 1 {
+		return fmt.Errorf("-rounds %d: want at least 1", o.rounds)
+	}
+	o.pkgs = strings.Split(*pkgs, ",")
+	start := time.Now()
+	samples := map[string][]sample{}
+	var order []string
+	for r := 1; r <= o.rounds; r++ {
+		fmt.Fprintf(os.Stderr, "round %d of %d\n", r, o.rounds)
+		for _, pkg := range o.pkgs {
+			out, err := goTest(o, pkg)
+			if err != nil {
+				return err
+			}
+			for _, s := range parse(out, pkg) {
+				if _, seen := samples[s.name]; !seen {
+					order = append(order, s.name)
+				}
+				s.round = r
+				samples[s.name] = append(samples[s.name], s)
+			}
+		}
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	if err := writeCSV(filepath.Join(o.out, "gobench.csv"), order, samples); err != nil {
+		return err
+	}
+	md := report(o, args, order, samples, time.Since(start))
+	if err := os.WriteFile(filepath.Join(o.out, "gobench.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	return nil
+}
+
+// goTest runs one round of one package's benchmarks.
+func goTest(o options, pkg string) ([]byte, error) {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", o.pattern, "-benchmem", "-benchtime", o.benchtime, "-count", "1", pkg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go test %s: %w\n%s%s", pkg, err, out, stderr.Bytes())
+	}
+	return out, nil
+}
+
+// sample is one benchmark result line.
+type sample struct {
+	name   string
+	pkg    string
+	round  int
+	ns     float64
+	allocs float64
+}
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op(.*)$`)
+var allocsField = regexp.MustCompile(`([\d.]+) allocs/op`)
+
+func parse(out []byte, pkg string) []sample {
+	var ss []sample
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		ns, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			continue
+		}
+		s := sample{name: strings.TrimPrefix(m[1], "Benchmark"), pkg: pkg, ns: ns}
+		if a := allocsField.FindStringSubmatch(m[3]); a != nil {
+			s.allocs, _ = strconv.ParseFloat(a[1], 64)
+		}
+		ss = append(ss, s)
+	}
+	return ss
+}
+
+func median(ss []sample) float64 {
+	v := make([]float64, len(ss))
+	for i, s := range ss {
+		v[i] = s.ns
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 1 {
+		return v[n/2]
+	} else {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+}
+
+// pairRatio is the median over rounds of a/b, each pair measured in the
+// same round.
+func pairRatio(a, b []sample) (float64, bool) {
+	byRound := map[int]float64{}
+	for _, s := range b {
+		byRound[s.round] = s.ns
+	}
+	var rs []sample
+	for _, s := range a {
+		if d, ok := byRound[s.round]; ok && d > 0 {
+			rs = append(rs, sample{ns: s.ns / d})
+		}
+	}
+	if len(rs) == 0 {
+		return 0, false
+	}
+	return median(rs), true
+}
+
+func report(o options, args []string, order []string, samples map[string][]sample, took time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# In-memory Go benchmarks\n\nProduced by:\n\n```\ngo run ./bench/gobench %s\n```\n\n", strings.Join(args, " "))
+	fmt.Fprintf(&b, "%s, %s/%s, %d CPUs, %s, %s. %d rounds; every benchmark runs once per round (`-benchtime %s`), and the figures are medians over the rounds. Ratios are taken within a round, then the median over the rounds.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), loadAverage(), o.rounds, o.benchtime)
+
+	b.WriteString("## Ratios against a reference measured in the same run\n\n| measure | ratio | target | met |\n|---|---|---|---|\n")
+	for _, f := range []string{"tcp64", "udp64", "ipv6", "vlan"} {
+		r, ok := pairRatio(samples["GopacketDecodingLayerParser/"+f], samples["Extract/"+f])
+		if ok {
+			fmt.Fprintf(&b, "| key extraction %s: gopacket DecodingLayerParser time / ovsxdp Extract time | %.2f× | ≥ 5× | %s |\n", f, r, yes(r >= 5))
+		}
+	}
+	if r, ok := pairRatio(samples["OutputPolicy/guarded"], samples["OutputPolicy/legacy"]); ok {
+		fmt.Fprintf(&b, "| whole pipeline per packet, guarded / legacy output policy | %.3f | ≤ 1.03 | %s |\n", r, yes(r <= 1.03))
+	}
+	for _, t := range []struct {
+		name   string
+		limit  float64
+		target string
+	}{{"EMCHit", 20, "≤ 20 ns"}, {"MegaflowHit/masks=16", 100, "≤ 100 ns"}} {
+		if ss := samples[t.name]; len(ss) > 0 {
+			m := median(ss)
+			fmt.Fprintf(&b, "| %s, ns per lookup | %.1f ns | %s | %s |\n", t.name, m, t.target, yes(m <= t.limit))
+		}
+	}
+	b.WriteString("\n## Medians\n\n| package | benchmark | ns/op | packets/s | allocs/op |\n|---|---|---|---|---|\n")
+	for _, name := range order {
+		ss := samples[name]
+		m := median(ss)
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %s | %.0f |\n", ss[0].pkg, name, m, pps(m), ss[0].allocs)
+	}
+	fmt.Fprintf(&b, "\nThe run took %s.\n", took.Round(time.Second))
+	return b.String()
+}
+
+func pps(ns float64) string {
+	if ns <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(1e9/ns/1e6, 'f', 2, 64) + "M"
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "load average unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "load average unknown"
+	}
+	return "load average " + strings.Join(f[:3], " ") + " at the end"
+}
+
+func writeCSV(path string, order []string, samples map[string][]sample) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"package", "benchmark", "round", "ns_per_op", "allocs_per_op"})
+	for _, name := range order {
+		for _, s := range samples[name] {
+			w.Write([]string{s.pkg, s.name, strconv.Itoa(s.round), strconv.FormatFloat(s.ns, 'f', -1, 64), strconv.FormatFloat(s.allocs, 'f', -1, 64)})
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
