@@ -33,6 +33,13 @@ func compareWithReference(t *testing.T, frame []byte) (valid, agreed bool, exclu
 		t.Errorf("extracting again into a used key differs: %v %+v, key diff %s", againWhy, againOff, keyDiff(&again, &k))
 	}
 
+	// The one-pass path for common frames and the general path agree.
+	general := Key{InPort: testInPort}
+	var generalOff Offsets
+	if generalWhy := extractGeneral(&general, &generalOff, frame); generalWhy != why || general != k || generalOff != off {
+		t.Errorf("general path differs: %v %+v, key diff %s (frame %x)", generalWhy, generalOff, keyDiff(&general, &k), frame)
+	}
+
 	ref := referenceKey(frame, testInPort)
 	if ref.invalid != "" {
 		return false, false, ref.invalid

@@ -901,3 +901,32 @@ func checkInvariants(t *testing.T, frame []byte, k *Key, off *Offsets, why Malfo
 		}
 	}
 }
+
+// TestExtractCommonAgrees checks that Extract's one-pass path for common
+// frames gives exactly what the general path gives, on every table frame and
+// every prefix of it (FuzzExtract and the capture corpus check it too).
+func TestExtractCommonAgrees(t *testing.T) {
+	took := 0
+	for _, tc := range extractCases(t) {
+		for n := 0; n <= len(tc.inFrame); n++ {
+			frame := tc.inFrame[:n]
+			var k, general Key
+			var off, generalOff Offsets
+			why := Extract(&k, &off, frame, testInPort)
+			general.InPort = testInPort
+			generalWhy := extractGeneral(&general, &generalOff, frame)
+			if why != generalWhy || k != general || off != generalOff {
+				t.Fatalf("%s cut at %d: Extract %v %+v, general %v %+v, key diff %s", tc.name, n, why, off, generalWhy, generalOff, keyDiff(&k, &general))
+			}
+			var scratch Key
+			var scratchOff Offsets
+			if extractCommon(&scratch, &scratchOff, frame) {
+				took++
+			}
+		}
+	}
+	if took == 0 {
+		t.Fatal("the one-pass path took no frame")
+	}
+	t.Logf("the one-pass path took %d of the frames", took)
+}
