@@ -1,6 +1,9 @@
 package datapath
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // DropReason names why a packet (or one output copy of it) was dropped.
 // Every drop the datapath makes is counted under exactly one reason.
@@ -47,4 +50,19 @@ func (r DropReason) String() string {
 		return dropNames[r]
 	}
 	return fmt.Sprintf("drop(%d)", uint8(r))
+}
+
+// FormatDrops renders the non-zero counts of d as "reason=n" joined by sep,
+// in the order of the reasons, or none when every count is zero.
+func FormatDrops(d *[NumDropReasons]uint64, sep, none string) string {
+	var parts []string
+	for r, n := range d {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", DropReason(r), n))
+		}
+	}
+	if len(parts) == 0 {
+		return none
+	}
+	return strings.Join(parts, sep)
 }

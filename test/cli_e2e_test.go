@@ -94,7 +94,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	in, out := filepath.Join(dir, "in.pcap"), filepath.Join(dir, "out.pcap")
 	var frames [][]byte
 	for i := range n {
-		frames = append(frames, cliUDPFrame(t, i))
+		frames = append(frames, udpFrame(t, i, 26))
 	}
 	writeCLIPcap(t, in, frames)
 

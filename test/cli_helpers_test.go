@@ -1,6 +1,8 @@
 package test
 
 import (
+	"github.com/ovsxdp/ovsxdp/test/netns"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -10,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,26 +38,7 @@ func buildCLI(t *testing.T) string {
 type cliDaemon struct {
 	bin, sock, state string
 	cmd              *exec.Cmd
-	log              *syncBuffer
-}
-
-// syncBuffer is the daemon's output, written by exec's copying goroutine
-// and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log              *netns.SyncBuffer
 }
 
 // startCLIDaemon starts `ovsxdp daemon` on the socket sock with the state
@@ -64,7 +46,7 @@ func (s *syncBuffer) String() string {
 // PID.
 func startCLIDaemon(t *testing.T, bin, sock, state string, extra ...string) *cliDaemon {
 	t.Helper()
-	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(syncBuffer)}
+	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(netns.SyncBuffer)}
 	args := append([]string{"daemon", "--socket", sock, "--state", state}, extra...)
 	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout = d.log
@@ -150,27 +132,6 @@ func checkOneLineError(t *testing.T, stdout, stderr string, err error, want stri
 	if !strings.Contains(stderr, want) {
 		t.Errorf("stderr %q does not contain %q", stderr, want)
 	}
-}
-
-// cliUDPFrame is UDP frame i from 10.0.0.1:(1000+i) to 10.0.0.2:53.
-func cliUDPFrame(t *testing.T, i int) []byte {
-	t.Helper()
-	eth := &layers.Ethernet{
-		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
-		EthernetType: layers.EthernetTypeIPv4,
-	}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
-		SrcIP: net.IPv4(10, 0, 0, 1).To4(), DstIP: net.IPv4(10, 0, 0, 2).To4()}
-	udp := &layers.UDP{SrcPort: layers.UDPPort(1000 + i), DstPort: 53}
-	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, eth, ip, udp, gopacket.Payload(bytes.Repeat([]byte{byte(i)}, 26))); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // writeCLIPcap writes frames to a pcap file.

@@ -22,9 +22,9 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
-// udpFrame builds frame i of the round trip: UDP from 10.0.0.1:(1000+i) to
-// 10.0.0.2:53 with an i-dependent payload.
-func udpFrame(t *testing.T, i int) []byte {
+// udpFrame builds test frame i: UDP from 10.0.0.1:(1000+i) to 10.0.0.2:53
+// with a payload of n bytes of value i.
+func udpFrame(t *testing.T, i, n int) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{
 		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
@@ -37,7 +37,7 @@ func udpFrame(t *testing.T, i int) []byte {
 		t.Fatal(err)
 	}
 	buf := gopacket.NewSerializeBuffer()
-	payload := gopacket.Payload(bytes.Repeat([]byte{byte(i)}, 20+i%50))
+	payload := gopacket.Payload(bytes.Repeat([]byte{byte(i)}, n))
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, payload); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestPcapRoundTrip(t *testing.T) {
 	}
 	var sent [][]byte
 	for i := 0; i < n; i++ {
-		fr := udpFrame(t, i)
+		fr := udpFrame(t, i, 20+i%50)
 		sent = append(sent, fr)
 		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)*1000), CaptureLength: len(fr), Length: len(fr)}
 		if err := w.WritePacket(ci, fr); err != nil {

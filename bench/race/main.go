@@ -547,7 +547,7 @@ func writeMarkdown(path string, args []string, o options, cells []cell, costs []
 	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cells {
 		fmt.Fprintf(&sb, "| %s | %s | %v | %v | %d/%d | %.0f | %d | %v | %.0f | %s |\n", c.policy, c.kind, c.window,
-			c.window50.Round(time.Microsecond), c.withLockup, c.teardowns, c.lockupsPer1000(), c.stalls, c.meanTime.Round(time.Microsecond), c.sinkPPS, dropList(c.drops))
+			c.window50.Round(time.Microsecond), c.withLockup, c.teardowns, c.lockupsPer1000(), c.stalls, c.meanTime.Round(time.Microsecond), c.sinkPPS, datapath.FormatDrops(&c.drops, ", ", "none"))
 	}
 	fmt.Fprintf(&sb, "\nPer-packet cost with no teardown: one poll thread forwarding from a generator running at full rate to a sink, "+
 		"%d rounds of %v per policy, the policies taking turns; the poll thread's busy time per packet (receive, classification, "+
@@ -561,16 +561,3 @@ func writeMarkdown(path string, args []string, o options, cells []cell, costs []
 	return os.WriteFile(path, []byte(sb.String()), 0o644)
 }
 
-// dropList renders the non-zero drop counts as "reason=n, ...".
-func dropList(d [datapath.NumDropReasons]uint64) string {
-	var parts []string
-	for r, n := range d {
-		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%s=%d", datapath.DropReason(r), n))
-		}
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -218,7 +217,7 @@ func writeDemoReport(w io.Writer, results []demoResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "policy\tdevice\tpkt/s to server\tteardowns\tlockups\tdrops by reason (packets from client)")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%d\t%s\n", r.policy, r.kind, r.pps, r.teardowns, r.lockups, dropSummary(r.drops))
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%d\t%s\n", r.policy, r.kind, r.pps, r.teardowns, r.lockups, datapath.FormatDrops(&r.drops, " ", "-"))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -236,15 +235,3 @@ guarded never spins, whatever the order, by construction.
 `)
 }
 
-func dropSummary(d [datapath.NumDropReasons]uint64) string {
-	var parts []string
-	for i, n := range d {
-		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%s=%d", datapath.DropReason(i), n))
-		}
-	}
-	if len(parts) == 0 {
-		return "-"
-	}
-	return strings.Join(parts, " ")
-}

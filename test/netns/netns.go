@@ -210,7 +210,7 @@ func AddVeth(t testing.TB, hostNS *NS, host string, peerNS *NS, peer string, que
 // group of its own.
 type Process struct {
 	Cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -220,7 +220,7 @@ type Process struct {
 func (n *NS) Start(t testing.TB, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
-	p := &Process{Cmd: cmd, out: new(syncBuffer), done: make(chan struct{})}
+	p := &Process{Cmd: cmd, out: new(SyncBuffer), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -284,18 +284,20 @@ func (p *Process) WaitOutput(s string, timeout time.Duration) error {
 	return nil
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for one writer (such as exec's copying
+// goroutine) and concurrent readers.
+type SyncBuffer struct {
 	mu sync.Mutex // protects b
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
