@@ -248,6 +248,28 @@ func (b *Bridge) detachLocked(ctx context.Context, p *Port) error {
 	return nil
 }
 
+// PollOnce runs one iteration of poll thread i on the calling goroutine:
+// it polls each of the thread's rx queues once, forwards what it received
+// and flushes the output, and returns the number of packets it handled. It
+// is for a bridge that is not started (benchmarks, deterministic drivers),
+// where nothing else runs the thread.
+func (b *Bridge) PollOnce(i int) (int, error) {
+	b.mu.Lock()
+	running := b.started || b.stopped
+	b.mu.Unlock()
+	if running {
+		return 0, fmt.Errorf("bridge %s: PollOnce on a started or closed bridge", b.cfg.Name)
+	}
+	if i < 0 || i >= len(b.pmds) {
+		return 0, fmt.Errorf("bridge %s: no poll thread %d", b.cfg.Name, i)
+	}
+	p := b.pmds[i]
+	p.rd.enter()
+	n := p.poll(time.Now())
+	p.rd.leave()
+	return n, nil
+}
+
 // Synchronize waits for a grace period over the bridge's poll threads.
 func (b *Bridge) Synchronize(ctx context.Context) error { return b.rcu.Synchronize(ctx) }
 

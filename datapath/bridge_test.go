@@ -273,3 +273,32 @@ func TestAddPortErrors(t *testing.T) {
 		t.Errorf("RemovePort: %v", err)
 	}
 }
+
+func TestPollOnce(t *testing.T) {
+	b, err := New(Config{Name: "br0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src"}, 1)
+	dst, _ := addMemPort(t, b, vport.MemConfig{Name: "dst"}, 2)
+	addFlows(t, b, "in_port=1,actions=output:2")
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 18})
+	src.Inject(0, [][]byte{frame, frame, frame})
+	if n, err := b.PollOnce(0); n != 3 || err != nil {
+		t.Fatalf("PollOnce = %d, %v; want 3, nil", n, err)
+	}
+	if got := drainAll(dst); len(got) != 3 || !bytes.Equal(got[0], frame) {
+		t.Fatalf("forwarded %d frames", len(got))
+	}
+	if _, err := b.PollOnce(1); err == nil {
+		t.Error("PollOnce(1) on a bridge with one poll thread succeeded")
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PollOnce(0); err == nil {
+		t.Error("PollOnce on a started bridge succeeded")
+	}
+	checkAccounting(t, b)
+}
