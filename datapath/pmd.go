@@ -167,11 +167,14 @@ func (p *pmd) pollQueue(rq rxq) int {
 	}
 	p.counters.packets.Add(uint64(n))
 	c := &rq.port.counters[p.id]
+	bytes := 0
+	for _, size := range p.sizes[:n] {
+		bytes += size
+	}
+	c.rxPackets.Add(uint64(n))
+	c.rxBytes.Add(uint64(bytes))
 	for i := 0; i < n; i++ {
-		size := p.sizes[i]
-		c.rxPackets.Add(1)
-		c.rxBytes.Add(uint64(size))
-		p.process(rq.port, p.bufs[i][:size], p.info[i].RxQueue)
+		p.process(rq.port, p.bufs[i][:p.sizes[i]], p.info[i].RxQueue)
 	}
 	return n
 }
