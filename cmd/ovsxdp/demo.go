@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +18,7 @@ import (
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
+	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
 // demoOptions are the demo's knobs; the defaults finish in well under a
@@ -23,7 +29,23 @@ type demoOptions struct {
 	window    time.Duration // delay of the deferred port deletion (unregister step 7)
 	threshold time.Duration // soft-lockup watchdog threshold
 	traffic   time.Duration // traffic time before the teardowns, for the throughput figure
+
+	// The real path (AF_XDP ports between network namespaces).
+	mode   demoMode
+	cycles int           // teardowns under load per policy
+	queues int           // rx and tx queues of every veth
+	load   time.Duration // load before each client namespace is deleted
+	prefix string        // of the namespaces' names; a unique one when empty
 }
+
+// demoMode chooses between real AF_XDP ports and in-memory ports.
+type demoMode uint8
+
+const (
+	demoAuto  demoMode = iota // AF_XDP when it can run here, in-memory otherwise
+	demoMem                   // in-memory ports only
+	demoAFXDP                 // AF_XDP ports, or an error
+)
 
 func init() { extraCommands = append(extraCommands, newDemoCmd) }
 
@@ -32,23 +54,50 @@ func newDemoCmd(*globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Tear a port down under traffic under each output policy, and report",
-		Long: `demo builds a bridge of in-memory ports, sends generator traffic through
-it, and tears the port that receives the traffic down under load, with the
-kernel's unregister sequence, under each output policy (legacy, carrier,
-upstream, guarded) and device kind (veth-like, dummy-like). It reports the
-throughput to a second port, the drops by reason and the soft lockups the
-watchdog detected.`,
+		Long: `demo tears a port down under traffic under each output policy (legacy,
+carrier, upstream, guarded) and reports what happened.
+
+With root and AF_XDP it runs on real ports: a server and a client network
+namespace on veth pairs whose host ends are AF_XDP ports of a bridge with L2
+flows. It measures ping RTT and HTTP throughput, then deletes the client's
+namespace under HTTP load and a UDP stream from the server; the kernel
+unregisters the veth, and the link monitor, which applies the kernel's
+unregister order to the port's device model, removes the port. It reports
+the drops by reason, the soft lockups the watchdog caught (with a short
+threshold), and whether a new client reaches the server afterwards. Every
+namespace, veth and XDP program is removed at the end, also on an error or
+a signal.
+
+Otherwise (or with --mem) it builds a bridge of in-memory ports, sends
+generator traffic through it and tears the port that receives the traffic
+down with the kernel's unregister sequence, for each policy and device kind
+(veth-like, dummy-like).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			mem, _ := cmd.Flags().GetBool("mem")
+			afxdp, _ := cmd.Flags().GetBool("afxdp")
+			switch {
+			case mem && afxdp:
+				return errors.New("demo: --mem and --afxdp exclude each other")
+			case mem:
+				o.mode = demoMem
+			case afxdp:
+				o.mode = demoAFXDP
+			}
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
 	f := cmd.Flags()
+	f.Bool("mem", false, "run on in-memory ports only")
+	f.Bool("afxdp", false, "run on real AF_XDP ports, or fail")
+	f.IntVar(&o.cycles, "cycles", 5, "AF_XDP: client namespaces deleted under load per policy")
+	f.IntVar(&o.queues, "queues", 4, "AF_XDP: rx and tx queues of every veth")
+	f.DurationVar(&o.load, "load", 300*time.Millisecond, "AF_XDP: load time before each client namespace is deleted")
 	f.IntVar(&o.teardowns, "teardowns", 20, "teardowns per policy and device kind")
-	f.Float64Var(&o.rate, "rate", 50000, "generator rate, packets per second")
-	f.DurationVar(&o.window, "window", 2*time.Millisecond, "delay before the deferred port deletion (unregister step 7)")
+	f.Float64Var(&o.rate, "rate", 50000, "generator rate, packets per second (AF_XDP: of the server's UDP stream to the dying client)")
+	f.DurationVar(&o.window, "window", 2*time.Millisecond, "delay before the deferred port deletion (unregister step 7; on AF_XDP ports, after the link monitor saw the deletion)")
 	f.DurationVar(&o.threshold, "threshold", 100*time.Millisecond, "soft-lockup watchdog threshold (the kernel's is 20s; shorter keeps the demo short)")
-	f.DurationVar(&o.traffic, "traffic", 500*time.Millisecond, "traffic time before the teardowns")
+	f.DurationVar(&o.traffic, "traffic", 500*time.Millisecond, "traffic time before the teardowns, for the throughput figure")
 	return cmd
 }
 
@@ -58,12 +107,80 @@ type demoResult struct {
 	kind      vport.DeviceKind
 	pps       float64 // packets per second reaching the steady port
 	teardowns int
-	lockups   uint64
-	example   string // the first lockup report
+	lockups   demoLockups
 	drops     [datapath.NumDropReasons]uint64
 }
 
 func runDemo(ctx context.Context, w io.Writer, o demoOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.mode != demoMem {
+		err := runAFXDPDemo(ctx, w, o)
+		if o.mode == demoAFXDP || !errors.Is(err, errNoAFXDP) {
+			return err
+		}
+		fmt.Fprintf(w, "%s; running on in-memory ports instead.\n\n", oneLine(err.Error()))
+	}
+	return runMemDemo(ctx, w, o)
+}
+
+// runAFXDPDemo runs the demo on AF_XDP ports and writes its report. A
+// signal (SIGINT, SIGTERM) stops it; what it created is removed either way.
+func runAFXDPDemo(ctx context.Context, w io.Writer, o demoOptions) error {
+	if err := afxdpPreflight(); err != nil {
+		return err
+	}
+	switch {
+	case o.cycles < 1:
+		return fmt.Errorf("demo: --cycles %d: want at least 1", o.cycles)
+	case o.queues < 1:
+		return fmt.Errorf("demo: --queues %d: want at least 1", o.queues)
+	case o.load <= 0 || o.traffic <= 0:
+		return fmt.Errorf("demo: --load %s, --traffic %s: want positive durations", o.load, o.traffic)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.prefix == "" {
+		o.prefix = "ovsxdp-demo-" + topo.Suffix()
+	}
+	fmt.Fprintf(w, "ovsxdp demo: AF_XDP ports on veths with %d queues, namespaces %s-*; per policy, %d client\n", o.queues, o.prefix, o.cycles)
+	fmt.Fprintf(w, "namespaces deleted under HTTP load and a %.0f datagrams/s stream; watchdog threshold %s.\n\n", o.rate, o.threshold)
+	start := time.Now()
+	results, err := afxdpResults(ctx, o)
+	left, lerr := afxdpLeftovers(o.prefix)
+	if err != nil {
+		if ctx.Err() != nil && lerr == nil && len(left) == 0 {
+			return fmt.Errorf("demo interrupted, everything it created was removed: %w", err)
+		}
+		return errors.Join(err, lerr)
+	}
+	writeAFXDPReport(w, results)
+	switch {
+	case lerr != nil:
+		return lerr
+	case len(left) > 0:
+		return fmt.Errorf("demo: namespaces left behind: %s", strings.Join(left, " "))
+	}
+	fmt.Fprintf(w, "\nremoved: every namespace, veth and XDP program of the demo; took %s.\n", time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprint(w, `
+Every deletion goes through the kernel: the veth is unregistered, the link
+monitor applies the unregister order to the port's device model (its tx
+queues go to 0 while the port is still in the port table) and then, after
+--window (the kernel datapath defers a vport's deletion to a work queue),
+removes the port. Under legacy a packet to the port in that window spins
+until the watchdog reports a lockup and releases it; guarded never spins and
+counts such packets as not-registered drops. A legacy lockup on real ports
+needs a packet to land in the window; the in-memory demo (--mem) shows the
+same with generator traffic. Lockups in parentheses caught a poll thread
+spinning in output; the others are batches that outlasted the threshold for
+another reason (a descheduled thread).
+`)
+	return nil
+}
+
+// runMemDemo runs the demo on in-memory ports and writes its report.
+func runMemDemo(ctx context.Context, w io.Writer, o demoOptions) error {
 	fmt.Fprintf(w, "ovsxdp demo: in-memory ports, %.0f packets/s with recorded rx queues,\n", o.rate)
 	fmt.Fprintf(w, "%d teardowns of the receiving port per row, deferred deletion after %s.\n\n", o.teardowns, o.window)
 	results, err := demoResults(ctx, o)
@@ -201,11 +318,7 @@ func demoRow(ctx context.Context, o demoOptions, pol datapath.Policy, kind vport
 		}
 		res.teardowns++
 	}
-	records, n := b.Lockups()
-	res.lockups = n
-	if len(records) > 0 {
-		res.example = records[0].String()
-	}
+	res.lockups = lockupSummary(b)
 	dropsAfter := clientPort.Stats().Drops
 	for i := range res.drops {
 		res.drops[i] = dropsAfter[i] - dropsBefore[i]
@@ -215,15 +328,15 @@ func demoRow(ctx context.Context, o demoOptions, pol datapath.Policy, kind vport
 
 func writeDemoReport(w io.Writer, results []demoResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "policy\tdevice\tpkt/s to server\tteardowns\tlockups\tdrops by reason (packets from client)")
+	fmt.Fprintln(tw, "policy\tdevice\tpkt/s to server\tteardowns\tlockups (spinning)\tdrops by reason (packets from client)")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%d\t%s\n", r.policy, r.kind, r.pps, r.teardowns, r.lockups, datapath.FormatDrops(&r.drops, " ", "-"))
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%s\t%s\n", r.policy, r.kind, r.pps, r.teardowns, r.lockups, dropSummary(r.drops))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	for _, r := range results {
-		if r.example != "" {
-			fmt.Fprintf(w, "%s/%s: %s\n", r.policy, r.kind, r.example)
+		if r.lockups.example != "" {
+			fmt.Fprintf(w, "%s/%s: %s\n", r.policy, r.kind, r.lockups.example)
 		}
 	}
 	fmt.Fprint(w, `
@@ -231,7 +344,48 @@ legacy spins whenever a packet meets the port in the window between its tx
 queues going to 0 and its deferred deletion; carrier (the 2023 fix) still
 spins on dummy-like devices, which keep carrier while unregistering; upstream
 (both fixes) holds here because the model applies the kernel's order;
-guarded never spins, whatever the order, by construction.
+guarded never spins, whatever the order, by construction. In parentheses:
+the lockups that caught a poll thread spinning in output.
 `)
 }
 
+// demoLockups summarizes the soft lockups of a bridge.
+type demoLockups struct {
+	total    uint64 // detected by the watchdog
+	spinning uint64 // of the recorded ones, those that caught a poll thread spinning in output
+	example  string // the first spinning one, else the first one
+}
+
+// lockupSummary reads b's lockups. A lockup that did not catch its poll
+// thread spinning in output is a batch that took longer than the threshold
+// for another reason, such as a thread descheduled on a busy machine.
+func lockupSummary(b *datapath.Bridge) demoLockups {
+	records, n := b.Lockups()
+	l := demoLockups{total: n}
+	for _, r := range records {
+		if r.Port == "" {
+			continue
+		}
+		if l.spinning == 0 {
+			l.example = r.String()
+		}
+		l.spinning++
+	}
+	if l.example == "" && len(records) > 0 {
+		l.example = records[0].String()
+	}
+	return l
+}
+
+// String formats the lockups as "TOTAL (SPINNING)", or "0".
+func (l demoLockups) String() string {
+	if l.total == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%d)", l.total, l.spinning)
+}
+
+// dropSummary renders the non-zero drop counts as "reason=n ...", or "-".
+func dropSummary(d [datapath.NumDropReasons]uint64) string {
+	return datapath.FormatDrops(&d, " ", "-")
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/vport/topo"
+)
+
+// The demo's traffic: an HTTP server in the server namespace, HTTP clients
+// and ping in the client namespace, and a UDP stream from the server to
+// the client. The sockets are the demo's own, created inside the
+// namespaces (topo.Namespace.Do); every loop is bounded in time and count.
+
+// demoBigBody is what GET /big returns: 256 KiB, for the throughput figure.
+var demoBigBody = bytes.Repeat([]byte("ovsxdp-demo-0123456789ab"), 256<<10/24+1)[:256<<10]
+
+// demoHTTPServer serves GET / (a short body) and GET /big in ns on addr.
+type demoHTTPServer struct {
+	srv  *http.Server
+	done chan struct{}
+}
+
+func startDemoHTTPServer(ns *topo.Namespace, addr string) (*demoHTTPServer, error) {
+	var ln net.Listener
+	if err := ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("http server in %s: %w", ns.Name, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ovsxdp ok\n") })
+	mux.HandleFunc("GET /big", func(w http.ResponseWriter, _ *http.Request) { w.Write(demoBigBody) })
+	s := &demoHTTPServer{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second, WriteTimeout: 5 * time.Second},
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		s.srv.Serve(ln) //nolint:errcheck // ends with http.ErrServerClosed at Close
+	}()
+	return s, nil
+}
+
+// Close closes the listener and every connection, and waits for Serve.
+func (s *demoHTTPServer) Close() {
+	s.srv.Close()
+	<-s.done
+}
+
+// demoHTTPClient is an HTTP client whose connections are dialed inside a
+// namespace. Close closes them, which lets a deleted namespace go.
+type demoHTTPClient struct {
+	tr *http.Transport
+	c  *http.Client
+}
+
+func newDemoHTTPClient(ns *topo.Namespace) *demoHTTPClient {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() (err error) {
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+		MaxIdleConnsPerHost: 16,
+		DisableCompression:  true,
+	}
+	return &demoHTTPClient{tr: tr, c: &http.Client{Transport: tr, Timeout: 3 * time.Second}}
+}
+
+func (c *demoHTTPClient) Close() { c.tr.CloseIdleConnections() }
+
+// get fetches url and returns the body's length.
+func (c *demoHTTPClient) get(ctx context.Context, url string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return n, err
+}
+
+// demoLoad is the outcome of a load run.
+type demoLoad struct {
+	ok, failed uint64
+	bytes      uint64
+	elapsed    time.Duration
+}
+
+// Mbps is the load's goodput in megabits per second.
+func (l demoLoad) Mbps() float64 {
+	if l.elapsed <= 0 {
+		return 0
+	}
+	return float64(l.bytes) * 8 / l.elapsed.Seconds() / 1e6
+}
+
+// maxLoadRequests bounds the requests of one load run.
+const maxLoadRequests = 1 << 20
+
+// runDemoLoad GETs url from workers goroutines until ctx is done or
+// maxLoadRequests were made, and returns the tally.
+func runDemoLoad(ctx context.Context, c *demoHTTPClient, url string, workers int) demoLoad {
+	var ok, failed, bytes, issued atomic.Uint64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil && issued.Add(1) <= maxLoadRequests {
+				n, err := c.get(ctx, url)
+				switch {
+				case err == nil:
+					ok.Add(1)
+					bytes.Add(uint64(n))
+				case ctx.Err() == nil:
+					failed.Add(1)
+					time.Sleep(10 * time.Millisecond) // a dead peer does not get hammered
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return demoLoad{ok: ok.Load(), failed: failed.Load(), bytes: bytes.Load(), elapsed: time.Since(start)}
+}
+
+// maxStreamDatagrams bounds the datagrams of one stream.
+const maxStreamDatagrams = 1 << 24
+
+// runDemoStream sends 64-byte UDP datagrams from ns to dst at rate packets
+// per second until ctx is done or maxStreamDatagrams were offered, and
+// returns how many were sent. Sends that fail are not counted.
+func runDemoStream(ctx context.Context, ns *topo.Namespace, dst string, rate float64) (uint64, error) {
+	var c net.Conn
+	if err := ns.Do(func() (err error) {
+		c, err = net.Dial("udp4", dst)
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("udp stream from %s: %w", ns.Name, err)
+	}
+	defer c.Close()
+	const tick = time.Millisecond
+	perTick := max(1, int(rate*tick.Seconds()))
+	payload := make([]byte, 64)
+	var sent uint64
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for offered := 0; offered < maxStreamDatagrams; offered += perTick {
+		select {
+		case <-ctx.Done():
+			return sent, nil
+		case <-t.C:
+		}
+		for range perTick {
+			if _, err := c.Write(payload); err == nil {
+				sent++
+			}
+		}
+	}
+	return sent, nil
+}
+
+// pingRTT matches ping's summary: "rtt min/avg/max/mdev = a/b/c/d ms".
+var pingRTT = regexp.MustCompile(`= ([0-9.]+)/([0-9.]+)/([0-9.]+)/[0-9.]+ ms`)
+
+// pingReceived matches ping's "N received".
+var pingReceived = regexp.MustCompile(`(\d+) received`)
+
+// demoPing pings ip from ns count times, 10ms apart, and returns the
+// replies received and the average round-trip time.
+func demoPing(ctx context.Context, ns *topo.Namespace, ip string, count int) (received int, avg time.Duration, err error) {
+	out, err := ns.Output(ctx, "ping", "-n", "-q", "-c", strconv.Itoa(count), "-i", "0.01", "-W", "1", ip)
+	m := pingReceived.FindStringSubmatch(out)
+	if m == nil {
+		if err == nil {
+			err = fmt.Errorf("ping %s: unexpected output %q", ip, out)
+		}
+		return 0, 0, err
+	}
+	received, _ = strconv.Atoi(m[1])
+	if r := pingRTT.FindStringSubmatch(out); r != nil {
+		ms, _ := strconv.ParseFloat(r[2], 64)
+		avg = time.Duration(ms * float64(time.Millisecond))
+	}
+	return received, avg, nil
+}
+
+// demoReach pings ip from ns until a reply comes or timeout passes.
+func demoReach(ctx context.Context, ns *topo.Namespace, ip string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		if n, _, _ := demoPing(ctx, ns, ip, 1); n == 1 {
+			return true
+		}
+	}
+	return false
+}
