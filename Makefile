@@ -72,6 +72,13 @@ RACE_ARGS ?=
 bench-race: ## teardown race under load: bench/results/race.csv, race.png, race.md
 	$(GO) run ./bench/race -out bench/results $(RACE_ARGS)
 
+# Extra flags for bench/veth (see `go run ./bench/veth -h`).
+VETH_ARGS ?=
+
+.PHONY: bench-veth
+bench-veth: ## as root: ovsxdp vs Linux bridge, OVS AF_XDP and XDP redirect on veths: bench/results/veth.{csv,md,png}
+	$(GO) run ./bench/veth -out bench/results $(VETH_ARGS)
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -1,0 +1,314 @@
+// Command veth compares ovsxdp with the other ways of switching between two
+// veths on one machine, side by side, on the same topology: ovsxdp with
+// AF_XDP ports (with 2 and with 1,000 rules), the Linux bridge, Open
+// vSwitch's userspace datapath with AF_XDP ports in three configurations,
+// and the limit, a kernel-only XDP redirect.
+//
+// It runs the configurations in alternating rounds (every configuration
+// once per round, so that a change in the machine's load touches all of
+// them alike) and measures, for each, TCP throughput and small-packet UDP
+// rate (iperf3), the rate of a many-flow UDP sender, ping RTT, and the CPU
+// seconds per million packets forwarded. It writes veth.csv (every sample),
+// veth.md (medians, ratios of ovsxdp to every other configuration, the
+// targets, the command and the machine) and veth.png to -out, and, unless
+// -gobench=false, summarizes the in-memory Go benchmarks in veth.md.
+//
+// It needs root, iproute2, ethtool and ping; it installs iperf3 and
+// openvswitch-switch with apt-get when they are missing. Everything it
+// creates (namespaces, veths, programs, processes) is removed after each
+// configuration, on failure and on SIGINT/SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command's flags.
+type options struct {
+	rounds   int
+	duration time.Duration
+	only     []config
+	out      string
+	gobench  bool
+	profile  bool
+}
+
+func main() {
+	if len(os.Args) == 4 && os.Args[1] == floodRole {
+		d, err := time.ParseDuration(os.Args[3])
+		if err == nil {
+			err = flood(os.Args[2], d)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "flood:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 6 && os.Args[1] == xskFloodRole {
+		d, err := time.ParseDuration(os.Args[5])
+		if err == nil {
+			err = xskFlood(os.Args[2], os.Args[3], os.Args[4], d)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "xsk flood:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "veth:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("veth", flag.ContinueOnError)
+	var o options
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds; every configuration runs once per round")
+	fs.DurationVar(&o.duration, "time", 4*time.Second, "duration of each throughput test (whole seconds)")
+	names := make([]string, len(configs))
+	for i, c := range configs {
+		names[i] = c.name
+	}
+	only := fs.String("configs", strings.Join(names, ","), "configurations, comma-separated")
+	fs.StringVar(&o.out, "out", "bench/results", "directory for veth.csv, veth.md and veth.png")
+	fs.BoolVar(&o.gobench, "gobench", true, "also run the in-memory Go benchmarks once (bench/gobench) and summarize them")
+	fs.BoolVar(&o.profile, "pprof", true, "CPU-profile the first ovsxdp run's UDP and many-flow tests (veth.pprof) and summarize the profile")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.rounds < 1 {
+		return o, fmt.Errorf("-rounds %d: want at least 1", o.rounds)
+	}
+	if o.duration < time.Second || o.duration%time.Second != 0 {
+		return o, fmt.Errorf("-time %v: want whole seconds, at least 1s", o.duration)
+	}
+	for _, n := range strings.Split(*only, ",") {
+		n = strings.TrimSpace(n)
+		i := -1
+		for j, c := range configs {
+			if c.name == n {
+				i = j
+			}
+		}
+		if i < 0 {
+			return o, fmt.Errorf("-configs: unknown configuration %q (want some of %s)", n, strings.Join(names, ","))
+		}
+		o.only = append(o.only, configs[i])
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it creates namespaces, veths and XDP programs")
+	}
+	for _, tool := range []struct{ cmd, pkg string }{{"ip", "iproute2"}, {"ethtool", "ethtool"}, {"ping", "iputils-ping"}, {"iperf3", "iperf3"}} {
+		if _, err := exec.LookPath(tool.cmd); err != nil {
+			slog.Info("installing", "package", tool.pkg)
+			if err := aptInstall(tool.pkg); err != nil {
+				return err
+			}
+		}
+	}
+	stale, err := staleNamespaces()
+	if err != nil {
+		return err
+	}
+	for _, ns := range stale {
+		slog.Warn("removing a namespace left by an earlier run", "netns", ns)
+		if _, err := sh("ip", "netns", "del", ns); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	m := describeMachine()
+	start := time.Now()
+	var samples []sample
+	profiled := !o.profile
+	for r := 1; r <= o.rounds; r++ {
+		for _, c := range o.only {
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted: %w", ctx.Err())
+			}
+			slog.Info("run", "round", r, "config", c.name)
+			prof := ""
+			if !profiled && c.name == "ovsxdp" {
+				prof, profiled = filepath.Join(o.out, "veth.pprof"), true
+			}
+			s := runOne(ctx, o, c, r, prof)
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted: %w", ctx.Err())
+			}
+			if s.err != "" {
+				slog.Error("run failed", "round", r, "config", c.name, "err", s.err)
+			} else {
+				slog.Info("result", "round", r, "config", c.name, "tcp_gbps", f2(s.tcpGbps), "udp_pps", f0(s.udpPps),
+					"flows_pps", f0(s.flowsPps), "xsk_pps", f0(s.xskPps), "rtt_avg_us", f1(s.rttAvg), "rtt_p99_us", f1(s.rttP99), "cpu_s_per_mpkt", f2(s.cpuPerMpkt))
+			}
+			samples = append(samples, s)
+		}
+	}
+	m.loadEnd = loadAverage()
+	elapsed := time.Since(start)
+	var gb string
+	if o.gobench {
+		gb = goBenchSummary(ctx)
+	}
+	var profSummary string
+	if o.profile && profiled {
+		profSummary = pprofTop(filepath.Join(o.out, "veth.pprof"))
+	}
+	if err := writeCSV(filepath.Join(o.out, "veth.csv"), samples); err != nil {
+		return err
+	}
+	if err := writePlot(filepath.Join(o.out, "veth.png"), o, samples); err != nil {
+		return err
+	}
+	md := markdown(args, o, m, samples, elapsed, gb, profSummary)
+	if err := os.WriteFile(filepath.Join(o.out, "veth.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, md)
+	return nil
+}
+
+// runOne builds the topology, runs configuration c on it, measures, and
+// removes everything, checking that the configuration left nothing
+// behind. With prof set, it CPU-profiles this process during the UDP and
+// many-flow tests.
+func runOne(ctx context.Context, o options, c config, round int, prof string) (s sample) {
+	s = sample{round: round, config: c.name}
+	fail := func(err error) sample {
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		if s.err == "" {
+			s.err = msg
+		} else {
+			s.err += "; " + msg
+		}
+		return s
+	}
+	t, err := newTopo()
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := t.delete(); err != nil {
+			fail(err)
+		}
+		if left, err := staleNamespaces(); err != nil || len(left) > 0 {
+			fail(fmt.Errorf("namespaces left after the run: %v %v", left, err))
+		}
+	}()
+	f := c.new()
+	stopped := false
+	stopFwd := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		if err := f.stop(); err != nil {
+			fail(fmt.Errorf("stop %s: %w", c.name, err))
+		}
+	}
+	defer stopFwd()
+	if err := f.start(t); err != nil {
+		return fail(fmt.Errorf("start %s: %w", c.name, err))
+	}
+	server := exec.Command("ip", "netns", "exec", t.b, "iperf3", "-s", "-B", ipB)
+	server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := server.Start(); err != nil {
+		return fail(fmt.Errorf("iperf3 server: %w", err))
+	}
+	stopServer := func() {
+		if server != nil {
+			stopProc(server, "iperf3 server") //nolint:errcheck // killed if it ignores SIGTERM
+			server = nil
+		}
+	}
+	defer stopServer()
+	if err := t.reach(20 * time.Second); err != nil {
+		return fail(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the server listens by now
+	if s.tcpGbps, err = measureTCP(ctx, t, o.duration); err != nil {
+		return fail(err)
+	}
+	if prof != "" {
+		pf, err := os.Create(prof)
+		if err != nil {
+			return fail(err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			return fail(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			pf.Close()
+		}()
+	}
+	if s.udpPps, s.cpu, err = measureUDP(ctx, t, o.duration, f.pid()); err != nil {
+		return fail(err)
+	}
+	s.cpuPerMpkt = s.cpu.total()
+	if s.flowsPps, err = measureFlows(ctx, t, o.duration); err != nil {
+		return fail(err)
+	}
+	if y, isY := f.(peerYielder); isY {
+		if err := y.yieldPeerA(); err != nil {
+			return fail(err)
+		}
+	}
+	if s.xskPps, err = measureXSK(ctx, t, o.duration); err != nil {
+		return fail(err)
+	}
+	if y, isY := f.(peerYielder); isY {
+		if err := y.reclaimPeerA(t); err != nil {
+			return fail(err)
+		}
+	}
+	if prof != "" {
+		pprof.StopCPUProfile()
+	}
+	if s.rttAvg, s.rttP99, err = measurePing(ctx, t); err != nil {
+		return fail(err)
+	}
+	stopServer()
+	if c, isC := f.(counterer); isC {
+		s.counters = c.counters()
+		s.perBatch, s.busyNs = c.batching()
+	}
+	stopFwd()
+	if left := t.leftovers(); len(left) > 0 {
+		return fail(fmt.Errorf("left behind by %s: %s", c.name, strings.Join(left, "; ")))
+	}
+	return s
+}
+
+func f0(v float64) string { return fmt.Sprintf("%.0f", v) }
+func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
+func f2(v float64) string { return fmt.Sprintf("%.2f", v) }

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// sample is one configuration's measurements in one round.
+type sample struct {
+	round  int
+	config string
+	// tcpGbps is iperf3's TCP throughput, received, in Gbit/s.
+	tcpGbps float64
+	// udpPps is iperf3's small-packet UDP rate (-l 18 -b 0), received.
+	udpPps float64
+	// flowsPps is the rate received from the harness's many-flow UDP
+	// sender (flowPorts destination ports).
+	flowsPps float64
+	// xskPps is the rate received from the AF_XDP sender (1,000 flows).
+	xskPps float64
+	// rttAvg and rttP99 are ping's RTTs in µs.
+	rttAvg, rttP99 float64
+	// cpuPerMpkt is the forwarder's CPU seconds per million packets
+	// during the iperf3 UDP test (see cpuSeconds).
+	cpuPerMpkt float64
+	// cpu splits cpuPerMpkt: the forwarding process's user and system
+	// time and the machine's softirq time, per million packets.
+	cpu cpuTimes
+	// counters is the forwarder's own account of the run, if it has
+	// one.
+	counters string
+	// perBatch and busyNs are the poll threads' average batch size and
+	// busy time per packet over the run (ovsxdp only).
+	perBatch, busyNs float64
+	err              string
+}
+
+// userHZ is the unit of /proc's CPU times.
+const userHZ = 100
+
+// procCPU is a process's utime and stime (all threads) in seconds.
+func procCPU(pid int) (user, sys float64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command field", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state): utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return u / userHZ, st / userHZ, nil
+}
+
+// softirqCPU is the machine's softirq time in seconds, all CPUs.
+func softirqCPU() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	// cpu user nice system idle iowait irq softirq ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	v, err := strconv.ParseFloat(f[7], 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/stat softirq: %w", err)
+	}
+	return v / userHZ, nil
+}
+
+// cpuTimes is what every configuration is charged for forwarding, in
+// seconds: the user and system time of the forwarding process (ovsxdp's,
+// this process, or ovs-vswitchd), if there is one, and the machine's
+// softirq time, where the kernel forwards (bridge, XDP) and where the
+// AF_XDP sockets and veths of every configuration do their kernel work.
+type cpuTimes struct{ user, sys, softirq float64 }
+
+func (c cpuTimes) total() float64 { return c.user + c.sys + c.softirq }
+
+func readCPU(pid int) (c cpuTimes, err error) {
+	if c.softirq, err = softirqCPU(); err != nil || pid == 0 {
+		return c, err
+	}
+	c.user, c.sys, err = procCPU(pid)
+	return c, err
+}
+
+// iperf3 runs the iperf3 client in namespace a against the server on b
+// and returns its JSON report.
+func iperf3(ctx context.Context, t *topo, d time.Duration, extra ...string) (map[string]any, error) {
+	args := append([]string{"netns", "exec", t.a, "iperf3", "-c", ipB, "-J", "-t", strconv.Itoa(int(d.Seconds()))}, extra...)
+	c := exec.CommandContext(ctx, "ip", args...)
+	out, err := c.Output()
+	var rep map[string]any
+	if jerr := json.Unmarshal(out, &rep); jerr != nil {
+		return nil, fmt.Errorf("iperf3 %s: %v (%v): %.300s", strings.Join(extra, " "), err, jerr, out)
+	}
+	if e, ok := rep["error"].(string); ok {
+		return nil, fmt.Errorf("iperf3 %s: %s", strings.Join(extra, " "), e)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("iperf3 %s: %w", strings.Join(extra, " "), err)
+	}
+	return rep, nil
+}
+
+// jnum reads a number at path in an iperf3 report.
+func jnum(rep map[string]any, path ...string) (float64, error) {
+	var v any = rep
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return 0, fmt.Errorf("iperf3 report: no %s", strings.Join(path, "."))
+		}
+		v = m[k]
+	}
+	f, ok := v.(float64)
+	if !ok {
+		return 0, fmt.Errorf("iperf3 report: %s is %v", strings.Join(path, "."), v)
+	}
+	return f, nil
+}
+
+// measureTCP returns iperf3's received TCP throughput in Gbit/s.
+func measureTCP(ctx context.Context, t *topo, d time.Duration) (float64, error) {
+	rep, err := iperf3(ctx, t, d)
+	if err != nil {
+		return 0, err
+	}
+	bps, err := jnum(rep, "end", "sum_received", "bits_per_second")
+	return bps / 1e9, err
+}
+
+// measureUDP runs iperf3 with 18-byte UDP payloads at full speed and
+// returns the rate b received (iperf3's receiver count over its
+// duration) and the CPU seconds per million packets forwarded.
+func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps float64, cpu cpuTimes, err error) {
+	rx0, err := t.rxPackets()
+	if err != nil {
+		return 0, cpu, err
+	}
+	cpu0, err := readCPU(pid)
+	if err != nil {
+		return 0, cpu, err
+	}
+	rep, err := iperf3(ctx, t, d, "-u", "-l", "18", "-b", "0")
+	if err != nil {
+		return 0, cpu, err
+	}
+	cpu1, err := readCPU(pid)
+	if err != nil {
+		return 0, cpu, err
+	}
+	rx1, err := t.rxPackets()
+	if err != nil {
+		return 0, cpu, err
+	}
+	sent, err1 := jnum(rep, "end", "sum", "packets")
+	lost, err2 := jnum(rep, "end", "sum", "lost_packets")
+	secs, err3 := jnum(rep, "end", "sum", "seconds")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return 0, cpu, err
+	}
+	if secs <= 0 {
+		return 0, cpu, fmt.Errorf("iperf3 UDP: %v seconds", secs)
+	}
+	fwd := float64(rx1 - rx0)
+	if fwd == 0 {
+		return 0, cpu, errors.New("iperf3 UDP: no packet forwarded")
+	}
+	m := fwd / 1e6
+	cpu = cpuTimes{user: (cpu1.user - cpu0.user) / m, sys: (cpu1.sys - cpu0.sys) / m, softirq: (cpu1.softirq - cpu0.softirq) / m}
+	return (sent - lost) / secs, cpu, nil
+}
+
+// measureFlows runs the many-flow sender in a for d and returns the rate
+// b received.
+func measureFlows(ctx context.Context, t *topo, d time.Duration) (float64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	rx0, err := t.rxPacketsB()
+	if err != nil {
+		return 0, err
+	}
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, exe, floodRole, ipB, d.String()).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("flood sender: %w: %s", err, out)
+	}
+	// Frames still in flight arrive within a few milliseconds.
+	time.Sleep(50 * time.Millisecond)
+	rx1, err := t.rxPacketsB()
+	if err != nil {
+		return 0, err
+	}
+	var sent int
+	var secs float64
+	if _, err := fmt.Sscanf(string(out), "sent %d in %g", &sent, &secs); err != nil || secs <= 0 {
+		return 0, fmt.Errorf("flood sender output %q: %v", out, err)
+	}
+	return float64(rx1-rx0) / secs, nil
+}
+
+var pingTime = regexp.MustCompile(`time=([\d.]+) ms`)
+
+// measurePing sends 200 pings 10ms apart from a to b and returns the
+// average and 99th percentile RTT in µs.
+func measurePing(ctx context.Context, t *topo) (avg, p99 float64, err error) {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, "ping", "-n", "-c", "200", "-i", "0.01", "-W", "1", ipB).CombinedOutput()
+	ms := pingTime.FindAllStringSubmatch(string(out), -1)
+	if len(ms) < 150 {
+		return 0, 0, fmt.Errorf("ping: %d replies of 200 (%v): %.300s", len(ms), err, out)
+	}
+	rtts := make([]float64, len(ms))
+	sum := 0.0
+	for i, m := range ms {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		rtts[i] = v * 1000
+		sum += rtts[i]
+	}
+	slices.Sort(rtts)
+	idx := int(math.Ceil(0.99*float64(len(rtts)))) - 1
+	return sum / float64(len(rtts)), rtts[idx], nil
+}
+
+// floodRole is the first argument that makes the binary the many-flow
+// sender.
+const floodRole = "-vethbench-flood"
+
+// flood sends 18-byte UDP payloads to dst, cycling over flowPorts
+// destination ports and 8 source sockets, as fast as one thread can, for
+// duration d, and prints how many it sent and in how long.
+func flood(dst string, d time.Duration) error {
+	ip, err := netip.ParseAddr(dst)
+	if err != nil {
+		return err
+	}
+	var conns []*net.UDPConn
+	for range 8 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	payload := make([]byte, 18)
+	start := time.Now()
+	end := start.Add(d)
+	sent := 0
+	for i := 0; ; i++ {
+		if i%1024 == 0 && time.Now().After(end) {
+			break
+		}
+		to := netip.AddrPortFrom(ip, uint16(flowPortBase+i%flowPorts))
+		if _, err := conns[i%len(conns)].WriteToUDPAddrPort(payload, to); err != nil {
+			if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ECONNREFUSED) {
+				continue
+			}
+			return err
+		}
+		sent++
+	}
+	fmt.Printf("sent %d in %g\n", sent, time.Since(start).Seconds())
+	return nil
+}

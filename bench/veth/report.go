@@ -1,0 +1,570 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// metric is one measured quantity.
+type metric struct {
+	key, title, unit string
+	higherBetter     bool
+	get              func(sample) float64
+}
+
+var metrics = []metric{
+	{"tcp_gbps", "TCP throughput", "Gbit/s", true, func(s sample) float64 { return s.tcpGbps }},
+	{"udp_pps", "UDP 18-byte payloads, iperf3, received", "packets/s", true, func(s sample) float64 { return s.udpPps }},
+	{"flows_pps", "UDP 18-byte payloads, 1,000 flows, received", "packets/s", true, func(s sample) float64 { return s.flowsPps }},
+	{"xsk_pps", "UDP 18-byte payloads, 1,000 flows, AF_XDP sender, received", "packets/s", true, func(s sample) float64 { return s.xskPps }},
+	{"rtt_avg_us", "ping RTT, average", "µs", false, func(s sample) float64 { return s.rttAvg }},
+	{"rtt_p99_us", "ping RTT, 99th percentile", "µs", false, func(s sample) float64 { return s.rttP99 }},
+	{"cpu_s_per_mpkt", "forwarding CPU per million packets", "CPU s", false, func(s sample) float64 { return s.cpuPerMpkt }},
+}
+
+// machine describes where the run happened.
+type machine struct {
+	cpu       string
+	cores     int
+	kernel    string
+	loadStart string
+	loadEnd   string
+}
+
+func describeMachine() machine {
+	m := machine{cpu: "unknown CPU", cores: runtime.NumCPU(), kernel: "unknown kernel", loadStart: loadAverage()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func writeCSV(path string, samples []sample) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	head := []string{"round", "config"}
+	for _, m := range metrics {
+		head = append(head, m.key)
+	}
+	w.Write(append(head, "cpu_user_s_per_mpkt", "cpu_sys_s_per_mpkt", "cpu_softirq_s_per_mpkt", "error", "counters"))
+	for _, s := range samples {
+		row := []string{strconv.Itoa(s.round), s.config}
+		for _, m := range metrics {
+			row = append(row, strconv.FormatFloat(m.get(s), 'g', 6, 64))
+		}
+		for _, v := range []float64{s.cpu.user, s.cpu.sys, s.cpu.softirq} {
+			row = append(row, strconv.FormatFloat(v, 'g', 6, 64))
+		}
+		w.Write(append(row, s.err, s.counters))
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ok returns the samples of config that completed.
+func ok(samples []sample, config string) []sample {
+	var out []sample
+	for _, s := range samples {
+		if s.config == config && s.err == "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if n := len(v); n%2 == 1 {
+		return v[n/2]
+	} else {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+}
+
+func medianOf(samples []sample, config string, m metric) float64 {
+	var v []float64
+	for _, s := range ok(samples, config) {
+		v = append(v, m.get(s))
+	}
+	return median(v)
+}
+
+// ratio is the median over rounds of a's value divided by b's, each pair
+// from the same round.
+func ratio(samples []sample, a, b string, m metric) float64 {
+	byRound := map[int]float64{}
+	for _, s := range ok(samples, b) {
+		byRound[s.round] = m.get(s)
+	}
+	var rs []float64
+	for _, s := range ok(samples, a) {
+		if d, found := byRound[s.round]; found && d > 0 {
+			rs = append(rs, m.get(s)/d)
+		}
+	}
+	return median(rs)
+}
+
+// bestOVS is the OVS configuration with the best median for m, or "".
+func bestOVS(o options, samples []sample, m metric) string {
+	best, bv := "", math.NaN()
+	for _, c := range o.only {
+		if c.group != "ovs" {
+			continue
+		}
+		v := medianOf(samples, c.name, m)
+		if math.IsNaN(v) {
+			continue
+		}
+		if best == "" || (m.higherBetter && v > bv) || (!m.higherBetter && v < bv) {
+			best, bv = c.name, v
+		}
+	}
+	return best
+}
+
+func metricByKey(k string) metric {
+	for _, m := range metrics {
+		if m.key == k {
+			return m
+		}
+	}
+	panic("unknown metric " + k)
+}
+
+func fmtVal(v float64, m metric) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case m.unit == "packets/s":
+		return fmt.Sprintf("%.0f", v)
+	case m.unit == "µs":
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func fmtRatio(r float64) string {
+	if math.IsNaN(r) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", r)
+}
+
+func markdown(args []string, o options, m machine, samples []sample, elapsed time.Duration, gobench, prof string) string {
+	var b strings.Builder
+	cmd := "go run ./bench/veth"
+	if len(args) > 0 {
+		cmd += " " + strings.Join(args, " ")
+	}
+	fmt.Fprintf(&b, "# ovsxdp side by side on veths\n\nProduced by `make bench-veth`, which ran (as root):\n\n```\n%s\n```\n\n", cmd)
+	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Load average (1, 5, 15 min) %s at the start, %s at the end; "+
+		"other work may have run on the machine at the same time. %s. %d rounds, the configurations taking turns in each round; "+
+		"every throughput test lasts %v. The run took %s.\n\n",
+		m.cpu, m.cores, m.kernel, runtime.Version(), m.loadStart, m.loadEnd, time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		o.rounds, o.duration, elapsed.Round(time.Second))
+
+	b.WriteString("## Setup\n\nThe same topology for every configuration, built afresh for each run: a switch namespace holds the host ends " +
+		"`h-a` and `h-b` of two veth pairs (one queue each) whose peers `p-a` (10.0.0.1/24) and `p-b` (10.0.0.2/24) live in namespaces " +
+		"`a` and `b`; tx checksum offload is off on `p-a` and `p-b`, IPv6 is off, and the neighbour entries are permanent. " +
+		"After each run the harness checks that no XDP program is left on the four devices, no bridge in the switch namespace " +
+		"and no process in the namespaces, then deletes the namespaces and checks that none is left.\n\n")
+	b.WriteString("| configuration | what forwards |\n|---|---|\n")
+	for _, c := range o.only {
+		fmt.Fprintf(&b, "| %s | %s |\n", c.name, c.desc)
+	}
+	b.WriteString("\nMeasurements, from namespace `a` to `b`: TCP is `iperf3 -c` (received rate); UDP is `iperf3 -u -l 18 -b 0` " +
+		"(the receiver's count over the test); 1,000 flows is a sender built into the harness (one Go thread, 8 sockets, " +
+		"18-byte payloads to 1,000 destination ports; the rate counted on `p-b`); the AF_XDP sender is a process of the harness in `a` that opens " +
+		"an ovsxdp AF_XDP port (`vport.OpenXSK`) on `p-a` and transmits prebuilt 60-byte frames to the same 1,000 ports in batches of 32 as fast as its tx ring drains, " +
+		"so that the sender is not limited by a socket's per-packet cost (the rate counted on `p-b`; in xdp-redirect, `p-a`'s XDP_PASS program is detached " +
+		"for this test and the sender's own program stands in for it); ping is 200 pings 10 ms apart. " +
+		"CPU per million packets is measured the same way for every configuration, during the iperf3 UDP test: the user and system time " +
+		"of the forwarding process (this process for ovsxdp, `ovs-vswitchd` for OVS, none for the bridge and XDP) plus the machine's " +
+		"softirq time (where the bridge and XDP forward, and where every configuration's veths and AF_XDP sockets do their kernel work), " +
+		"divided by the packets the two endpoints received. It includes the endpoints' own softirq work, alike in every configuration.\n\n")
+
+	b.WriteString("## Medians\n\n| configuration |")
+	for _, mt := range metrics {
+		fmt.Fprintf(&b, " %s (%s) |", mt.title, mt.unit)
+	}
+	b.WriteString(" runs ok |\n|---|")
+	for range metrics {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|\n")
+	for _, c := range o.only {
+		fmt.Fprintf(&b, "| %s |", c.name)
+		for _, mt := range metrics {
+			fmt.Fprintf(&b, " %s |", fmtVal(medianOf(samples, c.name, mt), mt))
+		}
+		fmt.Fprintf(&b, " %d/%d |\n", len(ok(samples, c.name)), o.rounds)
+	}
+
+	b.WriteString("\n## Ratios: ovsxdp divided by each configuration\n\nThe median over rounds of the ratio within a round. " +
+		"Above 1 is better for ovsxdp in the rate columns (`tcp_gbps` to `xsk_pps`), below 1 in the others (times and CPU).\n\n| ovsxdp / |")
+	for _, mt := range metrics {
+		fmt.Fprintf(&b, " %s |", mt.key)
+	}
+	b.WriteString("\n|---|")
+	for range metrics {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, c := range o.only {
+		if c.name == "ovsxdp" {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s |", c.name)
+		for _, mt := range metrics {
+			fmt.Fprintf(&b, " %s |", fmtRatio(ratio(samples, "ovsxdp", c.name, mt)))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("| best OVS for the metric |")
+	for _, mt := range metrics {
+		best := bestOVS(o, samples, mt)
+		if best == "" {
+			b.WriteString(" – |")
+			continue
+		}
+		fmt.Fprintf(&b, " %s (%s) |", fmtRatio(ratio(samples, "ovsxdp", best, mt)), best)
+	}
+	b.WriteString("\n\n")
+
+	b.WriteString("## CPU per million packets, by kind\n\nMedians over rounds, during the iperf3 UDP test, CPU seconds per million packets forwarded.\n\n" +
+		"| configuration | forwarding process, user | forwarding process, system | softirq (whole machine) | total |\n|---|---|---|---|---|\n")
+	for _, c := range o.only {
+		var u, sy, si, tot []float64
+		for _, s := range ok(samples, c.name) {
+			u, sy, si, tot = append(u, s.cpu.user), append(sy, s.cpu.sys), append(si, s.cpu.softirq), append(tot, s.cpu.total())
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f | %.2f |\n", c.name, median(u), median(sy), median(si), median(tot))
+	}
+	b.WriteString("\n")
+	b.WriteString(targets(o, samples))
+	b.WriteString(analysis(o, samples, prof))
+	b.WriteString("\n![medians](veth.png)\n")
+
+	var failures []string
+	for _, s := range samples {
+		if s.err != "" {
+			failures = append(failures, fmt.Sprintf("- round %d, %s: %s", s.round, s.config, s.err))
+		}
+	}
+	if len(failures) > 0 {
+		b.WriteString("\n## Runs that failed\n\n" + strings.Join(failures, "\n") + "\n")
+	}
+	var counts []string
+	for _, s := range samples {
+		if s.counters != "" {
+			counts = append(counts, fmt.Sprintf("- round %d, %s: %s", s.round, s.config, s.counters))
+		}
+	}
+	if len(counts) > 0 {
+		b.WriteString("\n## ovsxdp's counters\n\nThe poll thread's and the ports' counters over each whole run (all tests):\n\n" + strings.Join(counts, "\n") + "\n")
+	}
+	if prof != "" {
+		b.WriteString("\n## Where ovsxdp spends its time\n\nCPU profile of this process (the ovsxdp poll thread and everything else in it) " +
+			"during the first ovsxdp run's iperf3 UDP, 1,000-flow and AF_XDP-sender tests (the senders are other processes) (`veth.pprof`; `go tool pprof -top -cum`). " +
+			profileShares(prof) + " On a veth, AF_XDP works in copy mode: the sendto that kicks the tx ring makes the kernel allocate an skb for every frame and run the veth's transmit " +
+			"(and, when bottom halves are re-enabled, often the receiving namespace's stack), so that per-frame kernel work is charged to the poll thread's system calls.\n\n```\n" + prof + "```\n")
+	}
+	if gobench != "" {
+		b.WriteString("\n## In-memory Go benchmarks\n\nThe same command ran `go run ./bench/gobench -rounds 1 -benchtime 200ms` once after the runs above:\n\n" + gobench + "\n")
+	}
+	b.WriteString("\nData: [veth.csv](veth.csv).\n")
+	return b.String()
+}
+
+// targets renders the project's targets with whether the run met them.
+func targets(o options, samples []sample) string {
+	var b strings.Builder
+	b.WriteString("## Targets\n\n| target | measured | met |\n|---|---|---|\n")
+	row := func(what string, key string, against string, want float64, atLeast bool) {
+		mt := metricByKey(key)
+		if against == "" {
+			fmt.Fprintf(&b, "| %s | no OVS run completed | – |\n", what)
+			return
+		}
+		r := ratio(samples, "ovsxdp", against, mt)
+		if math.IsNaN(r) {
+			fmt.Fprintf(&b, "| %s | not measured (ovsxdp or %s failed) | – |\n", what, against)
+			return
+		}
+		met := (atLeast && r >= want) || (!atLeast && r <= want)
+		verdict := "yes"
+		if !met {
+			verdict = fmt.Sprintf("no, missed by %.0f%%", 100*math.Abs(r-want)/want)
+		}
+		fmt.Fprintf(&b, "| %s | %s (against %s) | %s |\n", what, fmtRatio(r), against, verdict)
+	}
+	row("UDP small packets: ovsxdp ≥ 2.0× best OVS AF_XDP", "udp_pps", bestOVS(o, samples, metricByKey("udp_pps")), 2.0, true)
+	row("UDP small packets: ovsxdp ≥ 1.0× kernel bridge", "udp_pps", "bridge", 1.0, true)
+	row("UDP small packets, AF_XDP sender: ovsxdp ≥ 2.0× best OVS AF_XDP", "xsk_pps", bestOVS(o, samples, metricByKey("xsk_pps")), 2.0, true)
+	row("UDP small packets, AF_XDP sender: ovsxdp ≥ 1.0× kernel bridge", "xsk_pps", "bridge", 1.0, true)
+	row("TCP: ovsxdp ≥ 1.3× best OVS", "tcp_gbps", bestOVS(o, samples, metricByKey("tcp_gbps")), 1.3, true)
+	row("ping RTT (average): ovsxdp ≤ lowest OVS", "rtt_avg_us", bestOVS(o, samples, metricByKey("rtt_avg_us")), 1.0, false)
+	row("CPU per packet: ovsxdp ≤ 0.5× OVS (the most frugal OVS configuration)", "cpu_s_per_mpkt", bestOVS(o, samples, metricByKey("cpu_s_per_mpkt")), 0.5, false)
+	return b.String()
+}
+
+// writePlot draws one bar chart per metric, the configurations side by
+// side.
+func writePlot(path string, o options, samples []sample) error {
+	const cols = 4
+	rows := (len(metrics) + cols - 1) / cols
+	plots := make([][]*plot.Plot, rows)
+	names := make([]string, len(o.only))
+	for i, c := range o.only {
+		names[i] = c.name
+	}
+	for i, mt := range metrics {
+		p := plot.New()
+		p.Title.Text = mt.title
+		p.Y.Label.Text = mt.unit
+		top := 0.0
+		for j, c := range o.only {
+			v := medianOf(samples, c.name, mt)
+			if math.IsNaN(v) {
+				v = 0
+			}
+			top = max(top, v)
+			bars, err := plotter.NewBarChart(plotter.Values{v}, vg.Points(16))
+			if err != nil {
+				return err
+			}
+			bars.XMin = float64(j)
+			bars.Color = groupColor(c.group)
+			bars.LineStyle.Width = 0
+			p.Add(bars)
+		}
+		p.Add(plotter.NewGrid())
+		p.NominalX(names...)
+		p.X.Tick.Label.Rotation = math.Pi / 4
+		p.X.Tick.Label.XAlign = draw.XRight
+		p.X.Tick.Label.YAlign = draw.YCenter
+		p.Y.Min, p.Y.Max = 0, top*1.1
+		if plots[i/cols] == nil {
+			plots[i/cols] = make([]*plot.Plot, cols)
+		}
+		plots[i/cols][i%cols] = p
+	}
+	for r := range plots {
+		for c := range plots[r] {
+			if plots[r][c] == nil {
+				plots[r][c] = plot.New()
+				plots[r][c].HideAxes()
+			}
+		}
+	}
+	img := vgimg.New(16*vg.Inch, 4.5*vg.Inch*vg.Length(rows))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4,
+		PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align(plots, tiles, dc)
+	for r := range plots {
+		for c := range plots[r] {
+			plots[r][c].Draw(canvases[r][c])
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// groupColor is the bars' colour for a configuration group.
+func groupColor(g string) color.Color {
+	switch g {
+	case "ovsxdp":
+		return color.RGBA{0x1f, 0x77, 0xb4, 0xff}
+	case "ovs":
+		return color.RGBA{0xff, 0x7f, 0x0e, 0xff}
+	case "xdp":
+		return color.RGBA{0x2c, 0xa0, 0x2c, 0xff}
+	}
+	return color.RGBA{0x7f, 0x7f, 0x7f, 0xff}
+}
+
+// goBenchSummary runs bench/gobench once into a temporary directory and
+// returns its report without its title, or a line saying why it could
+// not.
+func goBenchSummary(ctx context.Context) string {
+	dir, err := os.MkdirTemp("", "vethbench-gobench-")
+	if err != nil {
+		return "not run: " + err.Error()
+	}
+	defer os.RemoveAll(dir)
+	out, err := exec.CommandContext(ctx, "go", "run", "./bench/gobench", "-rounds", "1", "-benchtime", "200ms", "-out", dir).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("not run: go run ./bench/gobench: %v: %.500s", err, out)
+	}
+	md, err := os.ReadFile(dir + "/gobench.md")
+	if err != nil {
+		return "not run: " + err.Error()
+	}
+	s := string(md)
+	// Drop the title and the command, keep the rest, with its headings
+	// one level down.
+	if i := strings.Index(s, "\n## "); i >= 0 {
+		s = s[i:]
+	}
+	return strings.TrimSpace(strings.ReplaceAll(s, "\n## ", "\n### "))
+}
+
+// pprofTop summarizes a CPU profile with go tool pprof -top.
+func pprofTop(path string) string {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=30", path).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("go tool pprof: %v: %.300s\n", err, out)
+	}
+	return string(out)
+}
+
+// profileShares reads, from go tool pprof -top output, the sampled share
+// of wall time and the cumulative share of the functions that tell where
+// the poll thread's time goes.
+func profileShares(top string) string {
+	var b strings.Builder
+	// cum is the largest cumulative share of the functions named by
+	// any of the suffixes.
+	cum := func(suffixes ...string) (float64, bool) {
+		best, found := 0.0, false
+		for _, l := range strings.Split(top, "\n") {
+			f := strings.Fields(l)
+			if len(f) != 6 {
+				continue
+			}
+			for _, suffix := range suffixes {
+				if !strings.HasSuffix(f[5], suffix) {
+					continue
+				}
+				if v, err := strconv.ParseFloat(strings.TrimSuffix(f[4], "%"), 64); err == nil {
+					best, found = max(best, v), true
+				}
+			}
+		}
+		return best, found
+	}
+	for _, l := range strings.Split(top, "\n") {
+		if strings.Contains(l, "Total samples") {
+			fmt.Fprintf(&b, "Sampled: %s. ", strings.TrimSpace(l))
+		}
+	}
+	for _, x := range []struct{ fn, what string }{
+		{"Syscall6", "in system calls"},
+		{"datapath.(*pmd).transmit", "under the poll thread's transmit (the AF_XDP tx ring and the sendto that makes the kernel send it)"},
+		{"datapath.(*pmd).process", "under classification and actions (pmd.process)"},
+		{"vport.(*XSKPort).Receive", "under AF_XDP receive"},
+		{"datapath.(*pmd).idle", "under the idle strategy (spinning, then poll(2))"},
+	} {
+		if v, found := cum(x.fn); found {
+			fmt.Fprintf(&b, "%.0f%% of the samples are %s. ", v, x.what)
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// analysis explains, from this run's measurements, what limits ovsxdp
+// against the targets.
+func analysis(o options, samples []sample, prof string) string {
+	xs := ok(samples, "ovsxdp")
+	if len(xs) == 0 {
+		return ""
+	}
+	var user, sys, softirq, total, batch, busy []float64
+	for _, s := range xs {
+		user, sys, softirq = append(user, s.cpu.user), append(sys, s.cpu.sys), append(softirq, s.cpu.softirq)
+		total = append(total, s.cpu.total())
+		batch, busy = append(batch, s.perBatch), append(busy, s.busyNs)
+	}
+	u, sy, si := median(user), median(sys), median(softirq)
+	var b strings.Builder
+	b.WriteString("\n### What limits ovsxdp here\n\n")
+	fmt.Fprintf(&b, "- ovsxdp's CPU per million packets (median %.2f s) splits into %.2f s of user time, %.2f s of system time and %.2f s of softirq (medians): "+
+		"%.0f%% of it is the kernel's (system + softirq). ", median(total), u, sy, si, 100*(sy+si)/(u+sy+si))
+	if best := bestOVS(o, samples, metricByKey("cpu_s_per_mpkt")); best != "" {
+		ovs := medianOf(samples, best, metricByKey("cpu_s_per_mpkt"))
+		floor := (sy + si) / ovs
+		fmt.Fprintf(&b, "Even with no user time at all, ovsxdp would use %.2f× the CPU per packet of %s (%.2f s); the target is 0.5×. ", floor, best, ovs)
+		if floor > 0.5 {
+			b.WriteString("With AF_XDP in copy mode on veths, the kernel's per-frame work (an skb per frame on transmit, the veth's transmit " +
+				"and the receiving stack) dominates every AF_XDP configuration alike, so no user-space change reaches the target on this topology.")
+		} else {
+			b.WriteString("The kernel's share alone does not rule the target out: the user time is what stands between.")
+		}
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "- The poll thread averaged %.1f packets per batch and %.0f ns of busy time per packet over the runs (medians).", median(batch), median(busy))
+	if prof != "" {
+		b.WriteString(" In the profile (below): " + profileShares(prof))
+	}
+	if best := bestOVS(o, samples, metricByKey("rtt_avg_us")); best != "" {
+		rtt := metricByKey("rtt_avg_us")
+		fmt.Fprintf(&b, "\n- Ping RTT: ovsxdp's poll thread uses the adaptive idle strategy: after 50 µs without traffic it sleeps in poll(2), so each ping, "+
+			"10 ms after the last, pays a wakeup (average %.1f µs against %.1f µs for %s). ", medianOf(samples, "ovsxdp", rtt), medianOf(samples, best, rtt), best)
+		if spin := medianOf(samples, "ovsxdp-spin", rtt); !math.IsNaN(spin) {
+			fmt.Fprintf(&b, "Busy-polling like OVS's PMD (ovsxdp-spin), ovsxdp's average is %.1f µs, at the cost of a whole CPU (CPU per million packets %.2f s).",
+				spin, medianOf(samples, "ovsxdp-spin", metricByKey("cpu_s_per_mpkt")))
+		}
+	}
+	b.WriteString("\n- The 2 CPUs are shared by the sender, the receiver, the forwarder and whatever else runs on the machine (see the load average), " +
+		"so a forwarder that costs less leaves more CPU to iperf3 and the rates measure the whole system, not the forwarder alone.\n")
+	return b.String()
+}

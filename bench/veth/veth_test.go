@@ -1,0 +1,156 @@
+package main
+
+import (
+	"math"
+	"net"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+)
+
+func TestManyRules(t *testing.T) {
+	rules := manyRules()
+	if len(rules) != 1000 {
+		t.Fatalf("%d rules, want 1000", len(rules))
+	}
+	seen := map[string]bool{}
+	for i, r := range rules {
+		if seen[r] {
+			t.Errorf("rule %d %q repeats", i, r)
+		}
+		seen[r] = true
+		if _, err := flow.ParseFlow(r, flow.CmdAdd); err != nil {
+			t.Errorf("rule %d %q: %v", i, r, err)
+		}
+	}
+}
+
+func TestXSKFrames(t *testing.T) {
+	src, _ := net.ParseMAC("02:00:00:00:00:01")
+	dst, _ := net.ParseMAC("02:00:00:00:00:02")
+	frames, err := xskFrames(src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frames) != flowPorts {
+		t.Fatalf("%d frames, want %d", len(frames), flowPorts)
+	}
+	for i, f := range frames {
+		if len(f) != 60 {
+			t.Fatalf("frame %d: %d bytes, want 60", i, len(f))
+		}
+		p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if udp == nil || ip == nil {
+			t.Fatalf("frame %d does not decode as IPv4/UDP: %v", i, p)
+		}
+		if want := layers.UDPPort(flowPortBase + i); udp.DstPort != want {
+			t.Errorf("frame %d: destination port %d, want %d", i, udp.DstPort, want)
+		}
+		if ip.SrcIP.String() != ipA || ip.DstIP.String() != ipB || len(udp.Payload) != 18 {
+			t.Errorf("frame %d: %v -> %v, %d-byte payload", i, ip.SrcIP, ip.DstIP, len(udp.Payload))
+		}
+	}
+}
+
+func TestRatio(t *testing.T) {
+	tcp := metricByKey("tcp_gbps")
+	tests := []struct {
+		name    string
+		in      []sample
+		want    float64
+		wantNaN bool
+	}{
+		{"pairs by round", []sample{
+			{round: 1, config: "ovsxdp", tcpGbps: 2}, {round: 1, config: "bridge", tcpGbps: 1},
+			{round: 2, config: "ovsxdp", tcpGbps: 3}, {round: 2, config: "bridge", tcpGbps: 3},
+			{round: 3, config: "ovsxdp", tcpGbps: 4}, {round: 3, config: "bridge", tcpGbps: 1},
+		}, 2, false},
+		{"failed runs left out", []sample{
+			{round: 1, config: "ovsxdp", tcpGbps: 2}, {round: 1, config: "bridge", tcpGbps: 1},
+			{round: 2, config: "ovsxdp", tcpGbps: 9}, {round: 2, config: "bridge", err: "boom"},
+		}, 2, false},
+		{"nothing to pair", []sample{{round: 1, config: "ovsxdp", tcpGbps: 2}, {round: 2, config: "bridge", tcpGbps: 1}}, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ratio(tt.in, "ovsxdp", "bridge", tcp)
+			if tt.wantNaN != math.IsNaN(got) || (!tt.wantNaN && got != tt.want) {
+				t.Errorf("ratio = %v, want %v (NaN %v)", got, tt.want, tt.wantNaN)
+			}
+		})
+	}
+}
+
+func TestBestOVS(t *testing.T) {
+	o := options{only: configs}
+	in := []sample{
+		{round: 1, config: "ovs-pmd", udpPps: 10, rttAvg: 50},
+		{round: 1, config: "ovs-nonpmd", udpPps: 20, rttAvg: 70},
+		{round: 1, config: "bridge", udpPps: 99, rttAvg: 1},
+	}
+	if got := bestOVS(o, in, metricByKey("udp_pps")); got != "ovs-nonpmd" {
+		t.Errorf("best OVS for a rate = %q, want ovs-nonpmd", got)
+	}
+	if got := bestOVS(o, in, metricByKey("rtt_avg_us")); got != "ovs-pmd" {
+		t.Errorf("best OVS for a time = %q, want ovs-pmd", got)
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	u, sys, err := procCPU(os.Getpid())
+	if err != nil || u < 0 || sys < 0 {
+		t.Fatalf("procCPU(self) = %v, %v, %v", u, sys, err)
+	}
+	if _, _, err := procCPU(-1); err == nil {
+		t.Error("procCPU(-1): no error")
+	}
+	if _, err := softirqCPU(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestProfileShares(t *testing.T) {
+	top := `Duration: 4.11s, Total samples = 1.13s (27.48%)
+      flat  flat%   sum%        cum   cum%
+     0.01s  0.88% 99.12%      0.78s 69.03%  syscall.RawSyscall6
+         0     0%   100%      0.75s 66.37%  github.com/ovsxdp/ovsxdp/datapath.(*pmd).transmit
+`
+	got := profileShares(top)
+	for _, want := range []string{"Total samples = 1.13s (27.48%)", "69% of the samples are in system calls", "66% of the samples are under the poll thread's transmit"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("profileShares: %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []string
+		wantErr string
+	}{
+		{"defaults", nil, ""},
+		{"some configs", []string{"-configs", "ovsxdp,bridge"}, ""},
+		{"unknown config", []string{"-configs", "ovsxdp,nope"}, `unknown configuration "nope"`},
+		{"no rounds", []string{"-rounds", "0"}, "want at least 1"},
+		{"fractional time", []string{"-time", "1500ms"}, "whole seconds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseFlags(tt.in)
+			if tt.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// xskFloodRole is the first argument that makes the binary the AF_XDP
+// sender.
+const xskFloodRole = "-vethbench-xskflood"
+
+// xskFrames builds 60-byte UDP frames (18-byte payloads) from srcMAC/ipA
+// to dstMAC/ipB, one per destination port of the many-flow range.
+func xskFrames(srcMAC, dstMAC net.HardwareAddr) ([][]byte, error) {
+	frames := make([][]byte, flowPorts)
+	payload := make([]byte, 18)
+	for i := range frames {
+		eth := &layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(ipA).To4(), DstIP: net.ParseIP(ipB).To4()}
+		udp := &layers.UDP{SrcPort: 9, DstPort: layers.UDPPort(flowPortBase + i)}
+		if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+			return nil, err
+		}
+		buf := gopacket.NewSerializeBuffer()
+		opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+		if err := gopacket.SerializeLayers(buf, opts, eth, ip, udp, gopacket.Payload(payload)); err != nil {
+			return nil, err
+		}
+		frames[i] = append([]byte(nil), buf.Bytes()...)
+	}
+	return frames, nil
+}
+
+// xskFlood transmits the many-flow frames on dev through an AF_XDP port
+// (copy mode on a veth: the kernel takes each frame through the veth's
+// transmit path) in batches, as fast as the tx ring drains, for d, and
+// prints how many it sent and in how long. It runs inside namespace a.
+func xskFlood(dev, srcMAC, dstMAC string, d time.Duration) error {
+	src, err := net.ParseMAC(srcMAC)
+	if err != nil {
+		return err
+	}
+	dst, err := net.ParseMAC(dstMAC)
+	if err != nil {
+		return err
+	}
+	frames, err := xskFrames(src, dst)
+	if err != nil {
+		return err
+	}
+	p, err := vport.OpenXSK(vport.XSKConfig{Device: dev, Queues: 1})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	batch := make([][]byte, vport.MaxBatch)
+	start := time.Now()
+	end := start.Add(d)
+	sent, next := 0, 0
+	for i := 0; ; i++ {
+		if i%64 == 0 && time.Now().After(end) {
+			break
+		}
+		for j := range batch {
+			batch[j] = frames[next]
+			next = (next + 1) % len(frames)
+		}
+		n, err := p.Transmit(0, batch)
+		if err != nil {
+			return err
+		}
+		sent += n
+		next = (next - (len(batch) - n) + len(frames)) % len(frames)
+	}
+	took := time.Since(start)
+	fmt.Printf("sent %d in %g\n", sent, took.Seconds())
+	return nil
+}
+
+// measureXSK runs the AF_XDP sender in a for d and returns the rate b
+// received.
+func measureXSK(ctx context.Context, t *topo, d time.Duration) (float64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	macA, err := t.mac(t.a, t.peerA)
+	if err != nil {
+		return 0, err
+	}
+	macB, err := t.mac(t.b, t.peerB)
+	if err != nil {
+		return 0, err
+	}
+	rx0, err := t.rxPacketsB()
+	if err != nil {
+		return 0, err
+	}
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, exe, xskFloodRole, t.peerA, macA, macB, d.String()).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("AF_XDP sender: %w: %s", err, out)
+	}
+	time.Sleep(50 * time.Millisecond)
+	rx1, err := t.rxPacketsB()
+	if err != nil {
+		return 0, err
+	}
+	var sent int
+	var secs float64
+	if _, err := fmt.Sscanf(string(out), "sent %d in %g", &sent, &secs); err != nil || secs <= 0 {
+		return 0, fmt.Errorf("AF_XDP sender output %q: %v", out, err)
+	}
+	return float64(rx1-rx0) / secs, nil
+}
