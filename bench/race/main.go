@@ -562,7 +562,7 @@ func writeMarkdown(path string, args []string, o options, cells []cell, costs []
 		"Each teardown adds a fresh in-memory port 2 of the given kind, lets traffic reach it for %v, then runs `Bridge.Unregister` "+
 		"(the kernel's seven steps) with the given delay before step 7 (the deferred deletion); every other delay is 0. "+
 		"%d teardowns per row. The window column is measured, the median over the row's teardowns: end of step 5 (tx queues = 0) to start of step 7. "+
-		"It includes step 6's grace period, which waits for the poll thread's batch in flight. "+
+		"It includes step 6's grace period, which waits for the poll thread to finish the batch in flight, or wakes it from its sleep in poll (a sleeping thread holds the ports it sleeps on) and waits for it to forward what arrived meanwhile: a packet that reaches the port then meets its zero tx queues. "+
 		"The generator paces its packets with a timer; at this rate they arrive in bursts about a millisecond apart "+
 		"(Go's timers fire at about millisecond granularity), so a window shorter than the gap between bursts catches one only some of the time, "+
 		"and one of a millisecond or more nearly always does. "+
