@@ -30,7 +30,7 @@ func TestXDPProgramRedirect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got uint32
-			err := inNetns(tp.sw.Path(), func() error {
+			err := InNetns(tp.sw.Path(), func() error {
 				var err error
 				got, err = p.prog.prog.Run(&ebpf.RunOptions{
 					Data:    frame,

@@ -198,7 +198,7 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 	}
 	sz := xskSizes{frames: cfg.Frames, frameSize: cfg.FrameSize, ringSize: cfg.RingSize}
 	deadline := time.Now().Add(cfg.BindTimeout)
-	err = inNetns(cfg.Netns, func() error {
+	err = InNetns(cfg.Netns, func() error {
 		for q := range queues {
 			s, err := openSocket(p.ifindex, q, sz, deadline)
 			if err != nil {

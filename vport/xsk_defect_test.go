@@ -35,7 +35,7 @@ func (tp *xskTopo) librarySocket(t *testing.T) (*xdp.Socket, error) {
 		t.Fatal(err)
 	}
 	var s *xdp.Socket
-	err = inNetns(tp.sw.Path(), func() error {
+	err = InNetns(tp.sw.Path(), func() error {
 		var err error
 		s, err = xdp.NewSocket(lk.Attrs().Index, 0, nil)
 		return err
@@ -308,7 +308,7 @@ func TestXSKDefectForeignProgram(t *testing.T) {
 	viaNetlink := func(flags int) func(t *testing.T, tp *xskTopo, ifindex int, prog *xdpProgram) func() {
 		return func(t *testing.T, tp *xskTopo, ifindex int, prog *xdpProgram) func() {
 			set := func(fd int) error {
-				return inNetns(tp.sw.Path(), func() error {
+				return InNetns(tp.sw.Path(), func() error {
 					lk, err := netlink.LinkByIndex(ifindex)
 					if err != nil {
 						return err
@@ -328,7 +328,7 @@ func TestXSKDefectForeignProgram(t *testing.T) {
 	}
 	viaLink := func(t *testing.T, tp *xskTopo, ifindex int, prog *xdpProgram) func() {
 		var l link.Link
-		err := inNetns(tp.sw.Path(), func() error {
+		err := InNetns(tp.sw.Path(), func() error {
 			var err error
 			l, err = link.AttachXDP(link.XDPOptions{Program: prog.prog, Interface: ifindex, Flags: link.XDPGenericMode})
 			return err
@@ -399,7 +399,7 @@ func TestXSKDefectForeignProgram(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer mine.Close()
-				err = inNetns(tp.sw.Path(), func() error { return mine.attach(tp.veth.Host, ifindex, mode) })
+				err = InNetns(tp.sw.Path(), func() error { return mine.attach(tp.veth.Host, ifindex, mode) })
 				if !errors.Is(err, ErrXDPBusy) {
 					t.Fatalf("attach: %v; want ErrXDPBusy", err)
 				}

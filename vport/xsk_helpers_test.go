@@ -63,7 +63,7 @@ func (tp *xskTopo) open(t *testing.T, cfg XSKConfig) *XSKPort {
 func (tp *xskTopo) udpIn(t *testing.T, laddr, raddr string) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
-	err := inNetns(tp.peer.Path(), func() error {
+	err := InNetns(tp.peer.Path(), func() error {
 		la, err := net.ResolveUDPAddr("udp4", laddr)
 		if err != nil {
 			return err

@@ -8,13 +8,13 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// inNetns runs fn on an OS thread that has entered the network namespace
+// InNetns runs fn on an OS thread that has entered the network namespace
 // at path (a file such as /var/run/netns/NAME), or in the caller's
 // namespace when path is empty. Sockets and BPF links that fn creates
 // belong to that namespace. If the thread cannot return to its namespace
 // it is discarded with its goroutine, so no other code runs in the wrong
 // namespace.
-func inNetns(path string, fn func() error) error {
+func InNetns(path string, fn func() error) error {
 	if path == "" {
 		return fn()
 	}

@@ -7,11 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 
-	"github.com/vishvananda/netns"
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // Namespace is a named network namespace of a Topology.
@@ -103,33 +102,5 @@ func (n *Namespace) sysctl(key, value string) error {
 // the thread cannot go back to its own namespace it is discarded, so no
 // other code runs in the wrong namespace.
 func (n *Namespace) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(n.Path())
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("network namespace %s: %w", n.Name, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %s: %w", n.Name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		} // else the thread stays locked and ends with the goroutine
-		errc <- ferr
-	}()
-	return <-errc
+	return vport.InNetns(n.Path(), fn)
 }
