@@ -202,6 +202,13 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 // measureFlows runs the many-flow sender in a for d and returns the rate
 // b received.
 func measureFlows(ctx context.Context, t *topo, d time.Duration) (float64, error) {
+	return runSender(ctx, t, "flood sender", floodRole, ipB, d.String())
+}
+
+// runSender runs this program in namespace a in the given role (a sender
+// that prints "sent N in SECONDS"), and returns the rate at which b's peer
+// received packets over the sender's run.
+func runSender(ctx context.Context, t *topo, what, role string, args ...string) (float64, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -210,9 +217,9 @@ func measureFlows(ctx context.Context, t *topo, d time.Duration) (float64, error
 	if err != nil {
 		return 0, err
 	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, exe, floodRole, ipB, d.String()).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", t.a, exe, role}, args...)...).CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("flood sender: %w: %s", err, out)
+		return 0, fmt.Errorf("%s: %w: %s", what, err, out)
 	}
 	// Frames still in flight arrive within a few milliseconds.
 	time.Sleep(50 * time.Millisecond)
@@ -223,7 +230,7 @@ func measureFlows(ctx context.Context, t *topo, d time.Duration) (float64, error
 	var sent int
 	var secs float64
 	if _, err := fmt.Sscanf(string(out), "sent %d in %g", &sent, &secs); err != nil || secs <= 0 {
-		return 0, fmt.Errorf("flood sender output %q: %v", out, err)
+		return 0, fmt.Errorf("%s output %q: %v", what, out, err)
 	}
 	return float64(rx1-rx0) / secs, nil
 }

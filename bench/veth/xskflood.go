@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"time"
 
 	"github.com/google/gopacket"
@@ -89,10 +87,6 @@ func xskFlood(dev, srcMAC, dstMAC string, d time.Duration) error {
 // measureXSK runs the AF_XDP sender in a for d and returns the rate b
 // received.
 func measureXSK(ctx context.Context, t *topo, d time.Duration) (float64, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return 0, err
-	}
 	macA, err := t.mac(t.a, t.peerA)
 	if err != nil {
 		return 0, err
@@ -101,23 +95,5 @@ func measureXSK(ctx context.Context, t *topo, d time.Duration) (float64, error) 
 	if err != nil {
 		return 0, err
 	}
-	rx0, err := t.rxPacketsB()
-	if err != nil {
-		return 0, err
-	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, exe, xskFloodRole, t.peerA, macA, macB, d.String()).CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("AF_XDP sender: %w: %s", err, out)
-	}
-	time.Sleep(50 * time.Millisecond)
-	rx1, err := t.rxPacketsB()
-	if err != nil {
-		return 0, err
-	}
-	var sent int
-	var secs float64
-	if _, err := fmt.Sscanf(string(out), "sent %d in %g", &sent, &secs); err != nil || secs <= 0 {
-		return 0, fmt.Errorf("AF_XDP sender output %q: %v", out, err)
-	}
-	return float64(rx1-rx0) / secs, nil
+	return runSender(ctx, t, "AF_XDP sender", xskFloodRole, t.peerA, macA, macB, d.String())
 }
