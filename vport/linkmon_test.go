@@ -17,15 +17,7 @@ import (
 // ifindex, as an XSKPort would build it.
 func (tp *xskTopo) watchedHost(t *testing.T) (*Device, int) {
 	t.Helper()
-	h, err := netlinkHandle(tp.sw.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	lk, err := h.LinkByName(tp.veth.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lk := tp.hostLink(t)
 	dev, err := deviceFromLink(lk)
 	if err != nil {
 		t.Fatal(err)

@@ -25,17 +25,9 @@ import (
 // librarySocket opens a bare library socket on queue 0 of the host end.
 func (tp *xskTopo) librarySocket(t *testing.T) (*xdp.Socket, error) {
 	t.Helper()
-	h, err := netlinkHandle(tp.sw.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	lk, err := h.LinkByName(tp.veth.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lk := tp.hostLink(t)
 	var s *xdp.Socket
-	err = InNetns(tp.sw.Path(), func() error {
+	err := InNetns(tp.sw.Path(), func() error {
 		var err error
 		s, err = xdp.NewSocket(lk.Attrs().Index, 0, nil)
 		return err
@@ -346,15 +338,7 @@ func TestXSKDefectForeignProgram(t *testing.T) {
 		for _, mode := range []XDPMode{XDPBestEffort, XDPNative, XDPGeneric} {
 			t.Run(fmt.Sprintf("%s/%v", fg.name, mode), func(t *testing.T) {
 				tp := newXSKTopo(t, 1)
-				h, err := netlinkHandle(tp.sw.Path())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer h.Close()
-				lk, err := h.LinkByName(tp.veth.Host)
-				if err != nil {
-					t.Fatal(err)
-				}
+				lk := tp.hostLink(t)
 				ifindex := lk.Attrs().Index
 				other, err := loadXDPProgram("other", 1)
 				if err != nil {
@@ -382,10 +366,7 @@ func TestXSKDefectForeignProgram(t *testing.T) {
 				case <-time.After(10 * time.Second):
 					t.Fatal("open hung for 10s on a device with another XDP program")
 				}
-				lk, err = h.LinkByIndex(ifindex)
-				if err != nil {
-					t.Fatal(err)
-				}
+				lk = tp.hostLink(t)
 				if x := lk.Attrs().Xdp; x == nil || !x.Attached {
 					t.Error("the other program was detached")
 				}

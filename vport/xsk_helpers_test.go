@@ -1,6 +1,8 @@
 package vport
 
 import (
+	"github.com/vishvananda/netlink"
+
 	"errors"
 	"net"
 	"testing"
@@ -40,6 +42,22 @@ func newXSKTopo(t *testing.T, queues int) *xskTopo {
 }
 
 // open opens an XSKPort on the host end, closed when the test ends.
+// hostLink returns the netlink link of the topology's host end, read in the
+// switch namespace.
+func (tp *xskTopo) hostLink(t *testing.T) netlink.Link {
+	t.Helper()
+	h, err := netlinkHandle(tp.sw.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	lk, err := h.LinkByName(tp.veth.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lk
+}
+
 func (tp *xskTopo) open(t *testing.T, cfg XSKConfig) *XSKPort {
 	t.Helper()
 	cfg.Device, cfg.Netns = tp.veth.Host, tp.sw.Path()
