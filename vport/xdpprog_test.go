@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
 // xdpMd is the kernel's struct xdp_md, the context of an XDP program.
@@ -30,7 +32,7 @@ func TestXDPProgramRedirect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got uint32
-			err := InNetns(tp.sw.Path(), func() error {
+			err := nsthread.Do(tp.sw.Path(), func() error {
 				var err error
 				got, err = p.prog.prog.Run(&ebpf.RunOptions{
 					Data:    frame,

@@ -31,6 +31,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
 // Defaults of XSKConfig.
@@ -198,7 +200,7 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 	}
 	sz := xskSizes{frames: cfg.Frames, frameSize: cfg.FrameSize, ringSize: cfg.RingSize}
 	deadline := time.Now().Add(cfg.BindTimeout)
-	err = InNetns(cfg.Netns, func() error {
+	err = nsthread.Do(cfg.Netns, func() error {
 		for q := range queues {
 			s, err := openSocket(p.ifindex, q, sz, deadline)
 			if err != nil {

@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
 // librarySocket opens a bare library socket on queue 0 of the host end.
@@ -27,7 +29,7 @@ func (tp *xskTopo) librarySocket(t *testing.T) (*xdp.Socket, error) {
 	t.Helper()
 	lk := tp.hostLink(t)
 	var s *xdp.Socket
-	err := InNetns(tp.sw.Path(), func() error {
+	err := nsthread.Do(tp.sw.Path(), func() error {
 		var err error
 		s, err = xdp.NewSocket(lk.Attrs().Index, 0, nil)
 		return err
@@ -300,7 +302,7 @@ func TestXSKDefectForeignProgram(t *testing.T) {
 	viaNetlink := func(flags int) func(t *testing.T, tp *xskTopo, ifindex int, prog *xdpProgram) func() {
 		return func(t *testing.T, tp *xskTopo, ifindex int, prog *xdpProgram) func() {
 			set := func(fd int) error {
-				return InNetns(tp.sw.Path(), func() error {
+				return nsthread.Do(tp.sw.Path(), func() error {
 					lk, err := netlink.LinkByIndex(ifindex)
 					if err != nil {
 						return err
@@ -320,7 +322,7 @@ func TestXSKDefectForeignProgram(t *testing.T) {
 	}
 	viaLink := func(t *testing.T, tp *xskTopo, ifindex int, prog *xdpProgram) func() {
 		var l link.Link
-		err := InNetns(tp.sw.Path(), func() error {
+		err := nsthread.Do(tp.sw.Path(), func() error {
 			var err error
 			l, err = link.AttachXDP(link.XDPOptions{Program: prog.prog, Interface: ifindex, Flags: link.XDPGenericMode})
 			return err
@@ -380,7 +382,7 @@ func TestXSKDefectForeignProgram(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer mine.Close()
-				err = InNetns(tp.sw.Path(), func() error { return mine.attach(tp.veth.Host, ifindex, mode) })
+				err = nsthread.Do(tp.sw.Path(), func() error { return mine.attach(tp.veth.Host, ifindex, mode) })
 				if !errors.Is(err, ErrXDPBusy) {
 					t.Fatalf("attach: %v; want ErrXDPBusy", err)
 				}

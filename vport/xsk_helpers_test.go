@@ -12,6 +12,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/ovsxdp/ovsxdp/test/netns"
+	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
 // xskTopo is a switch namespace holding the host end of a veth pair (the
@@ -81,7 +82,7 @@ func (tp *xskTopo) open(t *testing.T, cfg XSKConfig) *XSKPort {
 func (tp *xskTopo) udpIn(t *testing.T, laddr, raddr string) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
-	err := InNetns(tp.peer.Path(), func() error {
+	err := nsthread.Do(tp.peer.Path(), func() error {
 		la, err := net.ResolveUDPAddr("udp4", laddr)
 		if err != nil {
 			return err

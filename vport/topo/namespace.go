@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/ovsxdp/ovsxdp/vport"
+	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
 // Namespace is a named network namespace of a Topology.
@@ -102,5 +102,5 @@ func (n *Namespace) sysctl(key, value string) error {
 // the thread cannot go back to its own namespace it is discarded, so no
 // other code runs in the wrong namespace.
 func (n *Namespace) Do(fn func() error) error {
-	return vport.InNetns(n.Path(), fn)
+	return nsthread.Do(n.Path(), fn)
 }
