@@ -1,8 +1,6 @@
 package test
 
 import (
-	"github.com/ovsxdp/ovsxdp/test/netns"
-
 	"bytes"
 	"errors"
 	"fmt"
@@ -18,6 +16,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
 // buildCLI builds cmd/ovsxdp into a temp dir and returns the binary's path.
@@ -38,7 +38,7 @@ func buildCLI(t *testing.T) string {
 type cliDaemon struct {
 	bin, sock, state string
 	cmd              *exec.Cmd
-	log              *netns.SyncBuffer
+	log              *topo.SyncBuffer
 }
 
 // startCLIDaemon starts `ovsxdp daemon` on the socket sock with the state
@@ -46,7 +46,7 @@ type cliDaemon struct {
 // PID.
 func startCLIDaemon(t *testing.T, bin, sock, state string, extra ...string) *cliDaemon {
 	t.Helper()
-	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(netns.SyncBuffer)}
+	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(topo.SyncBuffer)}
 	args := append([]string{"daemon", "--socket", sock, "--state", state}, extra...)
 	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout = d.log

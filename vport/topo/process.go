@@ -15,7 +15,7 @@ import (
 // group of its own, which its Topology kills at Close.
 type Process struct {
 	Cmd  *exec.Cmd
-	out  syncBuffer
+	out  SyncBuffer
 	done chan struct{}
 	err  error // set before done is closed
 }
@@ -100,18 +100,23 @@ func (p *Process) WaitOutput(s string, timeout time.Duration) error {
 	return nil
 }
 
-type syncBuffer struct {
+// SyncBuffer collects a command's output: a bytes.Buffer safe for
+// concurrent writers (such as exec's copying goroutines for stdout and
+// stderr) and readers that look at the output while the command runs.
+// The zero value is ready to use.
+type SyncBuffer struct {
 	mu sync.Mutex // protects b
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -3,10 +3,12 @@ package topo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,5 +230,44 @@ func TestCheck(t *testing.T) {
 	_, v := newTopo(t, 1)
 	if _, err := v.HostNS.Start(); err == nil || !strings.Contains(err.Error(), "no command") {
 		t.Fatalf("Start with no command: %v", err)
+	}
+}
+
+// TestSyncBuffer checks that a SyncBuffer keeps every write whole while
+// several goroutines write to it and another reads it.
+func TestSyncBuffer(t *testing.T) {
+	const writers, writes = 4, 500
+	var b SyncBuffer
+	stop := make(chan struct{})
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = b.String()
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for range writes {
+				fmt.Fprintf(&b, "writer %d\n", w)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	reader.Wait()
+	got := b.String()
+	if lines := strings.Count(got, "\n"); lines != writers*writes {
+		t.Errorf("%d lines, want %d", lines, writers*writes)
+	}
+	for w := range writers {
+		if n := strings.Count(got, fmt.Sprintf("writer %d\n", w)); n != writes {
+			t.Errorf("writer %d: %d whole writes, want %d", w, n, writes)
+		}
 	}
 }
