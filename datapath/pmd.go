@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
@@ -16,8 +18,15 @@ type IdleStrategy uint8
 
 // The idle strategies.
 const (
-	// IdleAdaptive spins while traffic flows and sleeps in poll(2) once
-	// the queues have been empty for a while. The default.
+	// IdleAdaptive follows the load. Under heavy load (full half
+	// batches) it polls again at once. Under light load (a few packets
+	// per poll) it naps between polls, a little longer each time up to
+	// maxNap, so that the packets gather into batches: one transmit call
+	// then carries several packets, and the CPU the thread does not spin
+	// away goes to the endpoints and the kernel's own packet work. When
+	// a poll finds nothing, it keeps polling for spinWindow (a reply
+	// usually comes back within it, and is forwarded without a wake-up),
+	// then sleeps in poll(2) until a queue has traffic. The default.
 	IdleAdaptive IdleStrategy = iota
 	// IdleSpin never sleeps (busy polling, as OVS's PMDs by default).
 	IdleSpin
@@ -41,6 +50,22 @@ const (
 	// spinWindow is how long an adaptive thread keeps polling after the
 	// last packet before it sleeps.
 	spinWindow = 50 * time.Microsecond
+	// napStep and maxNap shape an adaptive thread's naps under light
+	// load: each light poll lengthens the next nap by napStep, up to
+	// maxNap (see adapt). A poll with at least napThreshold packets ends
+	// napping.
+	napStep      = 5 * time.Microsecond
+	maxNap       = 50 * time.Microsecond
+	napThreshold = vport.MaxBatch / 2
+	// loadGap tells light load from a packet after a quiet spell: a
+	// thread starts napping only when packets came in polls less than
+	// loadGap apart (above about 50,000 packets/s); a lone packet is
+	// followed by polls at once, so that its reply is not delayed.
+	loadGap = 20 * time.Microsecond
+	// timerSlack is the poll thread's timer slack: by default Linux lets
+	// a sleep of a normal thread overrun by 50 µs, as long as a whole
+	// nap.
+	timerSlack = 1000 // ns
 	// maxSleep bounds one sleep, so that a thread sees new queues and stop
 	// requests within it.
 	maxSleep = 5 * time.Millisecond
@@ -126,7 +151,13 @@ func (p *pmd) run() {
 	p.br.rcu.register(&p.rd)
 	defer p.br.rcu.unregister(&p.rd)
 
+	// The thread sleeps with its own timer slack (naps); the thread ends
+	// with the goroutine, which never unlocks it.
+	runtime.LockOSThread()
+	unix.Prctl(unix.PR_SET_TIMERSLACK, timerSlack, 0, 0, 0) //nolint:errcheck // naps are only longer without it
+
 	lastBusy := time.Now()
+	var nap time.Duration
 	for !p.stop.Load() {
 		p.ctl.serve(p)
 		start := time.Now()
@@ -134,15 +165,76 @@ func (p *pmd) run() {
 		n := p.poll(start)
 		p.rd.leave()
 		end := time.Now()
+		prevBusy := lastBusy
 		if n > 0 {
 			p.counters.batches.Add(1)
 			p.counters.busyNanos.Add(uint64(end.Sub(start)))
 			lastBusy = end
-			continue
+		} else {
+			p.counters.idleNanos.Add(uint64(end.Sub(start)))
 		}
-		p.counters.idleNanos.Add(uint64(end.Sub(start)))
-		p.idle(end, lastBusy)
+		switch p.br.cfg.Idle {
+		case IdleAdaptive:
+			nap = p.adapt(n, nap, start, end, prevBusy)
+		case IdleSpin:
+			if n == 0 {
+				runtime.Gosched()
+			}
+		case IdleSleep:
+			if n == 0 {
+				p.sleep()
+			}
+		}
 	}
+}
+
+// adapt is the adaptive idle strategy (IdleAdaptive) after a poll that
+// ran from start to end and handled n packets, after a nap of nap (0 for
+// none); prevBusy is when the last poll with packets before it ended. It
+// naps, sleeps or returns at once, and returns the length of the next
+// nap.
+func (p *pmd) adapt(n int, nap time.Duration, start, end, prevBusy time.Time) time.Duration {
+	switch act, next := adaptive(n, nap, start.Sub(prevBusy), end.Sub(prevBusy)); act {
+	case idleNap:
+		// A nap reads no port, so it is outside any read-side section:
+		// grace periods need not wait for it.
+		ts := unix.NsecToTimespec(int64(next))
+		unix.Nanosleep(&ts, nil) //nolint:errcheck // EINTR: a shorter nap
+		p.counters.idleNanos.Add(uint64(time.Since(end)))
+		return next
+	case idleSleep:
+		p.sleep()
+	}
+	return 0
+}
+
+// idleAction is what an adaptive thread does after a poll.
+type idleAction uint8
+
+const (
+	idlePoll  idleAction = iota // poll again at once
+	idleNap                     // nap, then poll
+	idleSleep                   // sleep until a queue has traffic
+)
+
+// adaptive decides IdleAdaptive's action after a poll that handled n
+// packets, after a nap of nap; gap is the time from the end of the last
+// poll with packets before it to its start, sinceBusy to its end. It also
+// returns the length of the nap to take.
+func adaptive(n int, nap, gap, sinceBusy time.Duration) (idleAction, time.Duration) {
+	switch {
+	case n >= napThreshold:
+		return idlePoll, 0
+	case n > 0 && (nap > 0 || gap <= loadGap):
+		return idleNap, min(nap+napStep, maxNap)
+	case n > 0:
+		// A packet after a quiet spell, such as a ping: whatever it
+		// triggers (a reply) is forwarded at once.
+		return idlePoll, 0
+	case sinceBusy >= spinWindow:
+		return idleSleep, 0
+	}
+	return idlePoll, 0
 }
 
 // poll polls each rx queue once and returns the number of packets handled.
@@ -334,17 +426,9 @@ func (p *pmd) transmit(port *Port, q int, frames [][]byte, origins []*Port) {
 	}
 }
 
-// idle waits for traffic according to the idle strategy.
-func (p *pmd) idle(now, lastBusy time.Time) {
-	switch p.br.cfg.Idle {
-	case IdleSpin:
-		runtime.Gosched()
-		return
-	case IdleAdaptive:
-		if now.Sub(lastBusy) < spinWindow {
-			return
-		}
-	}
+// sleep sleeps until a queue has traffic, maxSleep passes or a grace
+// period wakes the thread.
+func (p *pmd) sleep() {
 	// Sleeping on a queue reads the port (its socket, its rings), so the
 	// sleep is a read-side section like a batch: a port is closed only
 	// after every thread has left it. A grace period wakes the thread
