@@ -151,10 +151,14 @@ func (p *pmd) run() {
 	p.br.rcu.register(&p.rd)
 	defer p.br.rcu.unregister(&p.rd)
 
-	// The thread sleeps with its own timer slack (naps); the thread ends
-	// with the goroutine, which never unlocks it.
-	runtime.LockOSThread()
-	unix.Prctl(unix.PR_SET_TIMERSLACK, timerSlack, 0, 0, 0) //nolint:errcheck // naps are only longer without it
+	if p.br.cfg.Idle == IdleAdaptive {
+		// Naps need the thread's own timer slack, so the goroutine keeps
+		// its thread, which ends with it (it never unlocks). A spinning
+		// thread must not be locked: each Gosched would then hand the
+		// thread's P over and back.
+		runtime.LockOSThread()
+		unix.Prctl(unix.PR_SET_TIMERSLACK, timerSlack, 0, 0, 0) //nolint:errcheck // naps are only longer without it
+	}
 
 	lastBusy := time.Now()
 	var nap time.Duration
