@@ -167,6 +167,10 @@ func TestMemDeviceAndClose(t *testing.T) {
 	if got := p.Inject(0, frames); got != 4 || p.RxPending(0) != 0 || p.Stats().RxDropped != 4 {
 		t.Errorf("Inject on a down device took %d, queued %d, dropped %d; want 4, 0, 4", got, p.RxPending(0), p.Stats().RxDropped)
 	}
+	want := [3]DeviceDrop{{DeviceDropRingFull, 0}, {DeviceDropNoFrame, 0}, {DeviceDropPort, 4}}
+	if got := p.Stats().RxDrops(); got != want {
+		t.Errorf("RxDrops %v, want %v", got, want)
+	}
 	must(t, p.Device().SetUp())
 	if _, err := p.Transmit(0, frames); err != nil {
 		t.Errorf("Transmit after up: %v", err)

@@ -103,10 +103,38 @@ type Stats struct {
 	RxPackets, RxBytes uint64
 	// RxDropped counts frames the port dropped on receive: the rx ring was
 	// full, the device was down, or a frame did not fit a buffer.
-	RxDropped          uint64
-	TxPackets, TxBytes uint64
+	RxDropped uint64
+	// RxRingFull and RxNoFrame are the parts of RxDropped that the kernel
+	// side of an AF_XDP socket dropped before the port saw the frames:
+	// the socket's rx ring was full, or no fill frame was free for the
+	// frame (or it was longer than a frame).
+	RxRingFull, RxNoFrame uint64
+	TxPackets, TxBytes    uint64
 	// TxDropped counts frames Transmit accepted but the port then dropped,
 	// as a veth drops what it sends while its peer is down. Frames that
 	// Transmit refused (ring full, device down) are not counted here.
 	TxDropped uint64
+}
+
+// A DeviceDrop is a count of frames a port dropped on receive, by reason.
+type DeviceDrop struct {
+	Reason string
+	Count  uint64
+}
+
+// The reasons of DeviceDrop.
+const (
+	DeviceDropRingFull = "rx-ring-full"     // RxRingFull
+	DeviceDropNoFrame  = "no-fill-frame"    // RxNoFrame
+	DeviceDropPort     = "down-or-oversize" // the rest of RxDropped: the port's own drops (device down, frame longer than a buffer)
+)
+
+// RxDrops breaks RxDropped down by reason, in a fixed order.
+func (s Stats) RxDrops() [3]DeviceDrop {
+	kernel := s.RxRingFull + s.RxNoFrame
+	return [3]DeviceDrop{
+		{DeviceDropRingFull, s.RxRingFull},
+		{DeviceDropNoFrame, s.RxNoFrame},
+		{DeviceDropPort, s.RxDropped - min(kernel, s.RxDropped)},
+	}
 }

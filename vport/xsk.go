@@ -347,7 +347,8 @@ func (p *XSKPort) PrepareWait(q int) (int, bool, error) {
 }
 
 // Stats implements Port. RxDropped includes the frames the kernel dropped
-// on the sockets (no fill frame, full rx ring).
+// on the sockets (full rx ring, no fill frame), which RxRingFull and
+// RxNoFrame count apart.
 func (p *XSKPort) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -364,6 +365,8 @@ func (p *XSKPort) Stats() Stats {
 		}
 		if ks, err := s.kernelStats(); err == nil {
 			st.RxDropped += ks.Rx_dropped + ks.Rx_ring_full
+			st.RxRingFull += ks.Rx_ring_full
+			st.RxNoFrame += ks.Rx_dropped
 		}
 	}
 	return st

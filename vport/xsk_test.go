@@ -154,6 +154,47 @@ func TestXSKOversizedFrame(t *testing.T) {
 	}
 }
 
+// TestXSKKernelDrops sends more datagrams than a socket has rx frames
+// while nobody receives: the kernel drops the rest, and the port's stats
+// name why (no fill frame, or the rx ring full), so that what arrived is
+// all accounted for.
+func TestXSKKernelDrops(t *testing.T) {
+	const ring, sent = 16, 100
+	tp := newXSKTopo(t, 1)
+	p := tp.open(t, XSKConfig{Frames: 2 * ring, RingSize: ring})
+	c := tp.udpIn(t, "10.0.0.1:4000", "10.0.0.2:9")
+	for i := range sent {
+		if _, err := c.Write([]byte(fmt.Sprintf("drop-%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	got := 0
+	receiveUntil(t, p, 300*time.Millisecond, func(q int, frame []byte, info RxInfo) bool {
+		pkt := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+		if app := pkt.ApplicationLayer(); app != nil && bytes.HasPrefix(app.Payload(), []byte("drop-")) {
+			got++
+		}
+		return false
+	})
+	st := p.Stats()
+	kernel := st.RxRingFull + st.RxNoFrame
+	t.Logf("received %d of %d; kernel drops: rx ring full %d, no fill frame %d", got, sent, st.RxRingFull, st.RxNoFrame)
+	if got != ring {
+		t.Errorf("received %d datagrams, want %d (the rx frames)", got, ring)
+	}
+	if kernel < uint64(sent-got) || st.RxDropped != kernel {
+		t.Errorf("stats %+v: want at least %d kernel drops, all of RxDropped", st, sent-got)
+	}
+	var sum uint64
+	for _, d := range st.RxDrops() {
+		sum += d.Count
+	}
+	if sum != st.RxDropped {
+		t.Errorf("RxDrops %v sum to %d, RxDropped is %d", st.RxDrops(), sum, st.RxDropped)
+	}
+}
+
 // TestXSKBadQueue checks the queue bounds of every packet-path method.
 func TestXSKBadQueue(t *testing.T) {
 	tp := newXSKTopo(t, 2)

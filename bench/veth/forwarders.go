@@ -167,7 +167,7 @@ func (f *ovsxdpFwd) counters() string {
 	}
 	for _, p := range f.ports {
 		st := p.Stats()
-		parts = append(parts, fmt.Sprintf("%s socket: rx dropped by the kernel (full rx ring, no fill frame) %d, tx dropped %d", p.Name(), st.RxDropped, st.TxDropped))
+		parts = append(parts, fmt.Sprintf("%s socket: rx dropped by the kernel: rx ring full %d, no fill frame %d; tx dropped %d", p.Name(), st.RxRingFull, st.RxNoFrame, st.TxDropped))
 	}
 	return strings.Join(parts, "; ")
 }

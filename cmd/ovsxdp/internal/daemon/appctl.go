@@ -148,7 +148,8 @@ func (d *Daemon) watchdogShow(c *call) (string, error) {
 }
 
 // dropReasons lists, for every port, the drops by reason: of packets it
-// received (rx) and of copies sent to it (tx).
+// received (rx), of copies sent to it (tx), and of frames its device
+// dropped before the datapath saw them (device).
 func (d *Daemon) dropReasons(c *call) (string, error) {
 	bs, err := d.selectLocked(c)
 	if err != nil {
@@ -170,6 +171,12 @@ func (d *Daemon) dropReasons(c *call) (string, error) {
 						fmt.Fprintf(&s, "    %s %-16s %d\n", dir.name, datapath.DropReason(r).String()+":", v)
 						n++
 					}
+				}
+			}
+			for _, dd := range p.VPort().Stats().RxDrops() {
+				if dd.Count != 0 {
+					fmt.Fprintf(&s, "    device %-16s %d\n", dd.Reason+":", dd.Count)
+					n++
 				}
 			}
 			if n == 0 {

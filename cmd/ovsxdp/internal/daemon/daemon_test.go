@@ -311,6 +311,33 @@ func TestCheckLoopback(t *testing.T) {
 	}
 }
 
+// TestDeviceDropReports checks that frames a port's device dropped before
+// the datapath saw them are named in drop-reasons and the metrics.
+func TestDeviceDropReports(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	run(t, d, "add-port", "br0", "p1")
+	p1, _ := d.bridges["br0"].dp.Port("p1")
+	p1.VPort().Device().Close() // down: the port drops what arrives
+	frame := flow.BuildFrame(&flow.Key{DlType: flow.EthTypeIPv4, NwTTL: 64, NwProto: flow.IPProtoUDP})
+	p1.VPort().(*vport.MemPort).Inject(0, [][]byte{frame, frame, frame})
+	if got, want := run(t, d, "drop-reasons", "br0"), "bridge br0:\n  port p1 (ofport 1):\n    device down-or-oversize: 3\n"; got != want {
+		t.Errorf("drop-reasons:\n%q\nwant\n%q", got, want)
+	}
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	d.writeMetrics(w)
+	w.Flush()
+	for _, want := range []string{
+		`ovsxdp_port_device_rx_drops_total{bridge="br0",port="p1",reason="down-or-oversize"} 3`,
+		`ovsxdp_port_device_rx_drops_total{bridge="br0",port="p1",reason="rx-ring-full"} 0`,
+	} {
+		if !strings.Contains(buf.String(), want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, buf.String())
+		}
+	}
+}
+
 // TestLockupReports drives a real soft lockup (the legacy policy sending a
 // packet with a recorded rx queue to a device without tx queues) and checks
 // what watchdog/show, drop-reasons, dump-ports and the metrics say.

@@ -93,7 +93,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		txBytes   = newMetric("ovsxdp_port_tx_bytes_total", "counter", "Bytes transmitted on the port.")
 		drops     = newMetric("ovsxdp_port_drops_total", "counter", "Packets received on the port that the datapath dropped (or copies of them), by reason.")
 		txDrops   = newMetric("ovsxdp_port_tx_drops_total", "counter", "Packet copies sent to the port that were dropped, by reason.")
-		devDrops  = newMetric("ovsxdp_port_device_rx_drops_total", "counter", "Frames the port dropped on receive before the datapath saw them (ring full, device down).")
+		devDrops  = newMetric("ovsxdp_port_device_rx_drops_total", "counter", "Frames the port dropped on receive before the datapath saw them, by reason.")
 		pmdPkts   = newMetric("ovsxdp_pmd_packets_total", "counter", "Packets received by the poll thread.")
 		pmdEMC    = newMetric("ovsxdp_pmd_emc_hits_total", "counter", "Exact-match cache hits.")
 		pmdMF     = newMetric("ovsxdp_pmd_megaflow_hits_total", "counter", "Megaflow classifier hits.")
@@ -115,7 +115,9 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 			rxBytes.addUint(s.RxBytes, "bridge", br, "port", p.Name)
 			txPackets.addUint(s.TxPackets, "bridge", br, "port", p.Name)
 			txBytes.addUint(s.TxBytes, "bridge", br, "port", p.Name)
-			devDrops.addUint(vs.RxDropped, "bridge", br, "port", p.Name)
+			for _, dd := range vs.RxDrops() {
+				devDrops.addUint(dd.Count, "bridge", br, "port", p.Name, "reason", dd.Reason)
+			}
 			for r := range datapath.NumDropReasons {
 				reason := datapath.DropReason(r).String()
 				drops.addUint(s.Drops[r], "bridge", br, "port", p.Name, "reason", reason)
