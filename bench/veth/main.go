@@ -44,6 +44,8 @@ type options struct {
 	out      string
 	gobench  bool
 	profile  bool
+	// wake is the machine's measured wake-up latency (filled by run).
+	wake wakeLatency
 }
 
 func main() {
@@ -146,6 +148,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	m := describeMachine()
+	o.wake = measureWakeLatency()
 	start := time.Now()
 	var samples []sample
 	profiled := !o.profile

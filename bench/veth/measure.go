@@ -11,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // sample is one configuration's measurements in one round.
@@ -297,4 +300,34 @@ func flood(dst string, d time.Duration) error {
 	}
 	fmt.Printf("sent %d in %g\n", sent, time.Since(start).Seconds())
 	return nil
+}
+
+// wakeLatency is how long a thread that asks to sleep 1 µs is away.
+type wakeLatency struct {
+	samples   int
+	avgMicros float64
+}
+
+// measureWakeLatency times short sleeps with a 1 µs timer slack, as
+// ovsxdp's poll thread naps: on a virtual machine a wake-up costs tens of
+// microseconds, which every sleeping forwarder pays and a busy-polling one
+// does not.
+func measureWakeLatency() wakeLatency {
+	const n = 2000
+	done := make(chan wakeLatency)
+	go func() {
+		// The thread's timer slack changes: it ends with the goroutine.
+		runtime.LockOSThread()
+		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0); err != nil {
+			done <- wakeLatency{}
+			return
+		}
+		ts := unix.NsecToTimespec(int64(time.Microsecond))
+		start := time.Now()
+		for range n {
+			unix.Nanosleep(&ts, nil) //nolint:errcheck // EINTR: a shorter sleep
+		}
+		done <- wakeLatency{samples: n, avgMicros: float64(time.Since(start).Microseconds()) / n}
+	}()
+	return <-done
 }

@@ -29,6 +29,17 @@ type metric struct {
 	get              func(sample) float64
 }
 
+// format renders a value of the metric with its unit.
+func (m metric) format(v float64) string {
+	switch m.unit {
+	case "Gbit/s":
+		return fmt.Sprintf("%.2f %s", v, m.unit)
+	case "packets/s":
+		return fmt.Sprintf("%.0f %s", v, m.unit)
+	}
+	return fmt.Sprintf("%.1f %s", v, m.unit)
+}
+
 var metrics = []metric{
 	{"tcp_gbps", "TCP throughput", "Gbit/s", true, func(s sample) float64 { return s.tcpGbps }},
 	{"udp_pps", "UDP 18-byte payloads, iperf3, received", "packets/s", true, func(s sample) float64 { return s.udpPps }},
@@ -512,13 +523,43 @@ func profileShares(top string) string {
 		{"datapath.(*pmd).transmit", "under the poll thread's transmit (the AF_XDP tx ring and the sendto that makes the kernel send it)"},
 		{"datapath.(*pmd).process", "under classification and actions (pmd.process)"},
 		{"vport.(*XSKPort).Receive", "under AF_XDP receive"},
-		{"datapath.(*pmd).idle", "under the idle strategy (spinning, then poll(2))"},
+		{"datapath.(*pmd).adapt", "under the adaptive idle strategy (naps and poll(2) sleeps, their system calls only: a sleeping thread is not sampled)"},
 	} {
 		if v, found := cum(x.fn); found {
 			fmt.Fprintf(&b, "%.0f%% of the samples are %s. ", v, x.what)
 		}
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// limits compares the rate targets with what the kernel-only
+// configurations reached in the same run: a target above both is above
+// what this topology carries at all.
+func limits(o options, samples []sample) string {
+	var b strings.Builder
+	for _, x := range []struct {
+		key, what string
+		want      float64
+	}{{"udp_pps", "UDP (iperf3)", 2.0}, {"xsk_pps", "UDP (AF_XDP sender)", 2.0}, {"tcp_gbps", "TCP", 1.3}} {
+		m := metricByKey(x.key)
+		best := bestOVS(o, samples, m)
+		if best == "" {
+			continue
+		}
+		target := x.want * medianOf(samples, best, m)
+		limit, by := 0.0, ""
+		for _, k := range []string{"xdp-redirect", "bridge"} {
+			if v := medianOf(samples, k, m); v > limit { // false for NaN
+				limit, by = v, k
+			}
+		}
+		if !(target > 0) || limit == 0 {
+			continue // not measured
+		}
+		fmt.Fprintf(&b, "\n- %s: the target, %.1f× %s, is %s; the kernel-only path reached %s (%s), so the target is %.2f× the best the kernel itself forwarded here; ovsxdp reached %.2f× of that. ",
+			x.what, x.want, best, m.format(target), m.format(limit), by, target/limit, medianOf(samples, "ovsxdp", m)/limit)
+	}
+	return b.String()
 }
 
 // analysis explains, from this run's measurements, what limits ovsxdp
@@ -555,10 +596,15 @@ func analysis(o options, samples []sample, prof string) string {
 	if prof != "" {
 		b.WriteString(" In the profile (below): " + profileShares(prof))
 	}
+	b.WriteString(limits(o, samples))
 	if best := bestOVS(o, samples, metricByKey("rtt_avg_us")); best != "" {
 		rtt := metricByKey("rtt_avg_us")
 		fmt.Fprintf(&b, "\n- Ping RTT: ovsxdp's poll thread uses the adaptive idle strategy: after 50 µs without traffic it sleeps in poll(2), so each ping, "+
 			"10 ms after the last, pays a wakeup (average %.1f µs against %.1f µs for %s). ", medianOf(samples, "ovsxdp", rtt), medianOf(samples, best, rtt), best)
+		if o.wake.samples > 0 {
+			fmt.Fprintf(&b, "On this machine a thread that sleeps 1 µs (timer slack 1 µs) is back after %.1f µs on average (%d sleeps, measured at the start of the run): "+
+				"that is what a sleeping forwarder pays per wakeup, and what a busy-polling one does not. ", o.wake.avgMicros, o.wake.samples)
+		}
 		if spin := medianOf(samples, "ovsxdp-spin", rtt); !math.IsNaN(spin) {
 			fmt.Fprintf(&b, "Busy-polling like OVS's PMD (ovsxdp-spin), ovsxdp's average is %.1f µs, at the cost of a whole CPU (CPU per million packets %.2f s).",
 				spin, medianOf(samples, "ovsxdp-spin", metricByKey("cpu_s_per_mpkt")))
