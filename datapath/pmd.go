@@ -160,6 +160,7 @@ func (p *pmd) run() {
 		unix.Prctl(unix.PR_SET_TIMERSLACK, timerSlack, 0, 0, 0) //nolint:errcheck // naps are only longer without it
 	}
 
+	yield := p.br.cfg.PMDs >= runtime.GOMAXPROCS(0) // read once: it takes a lock
 	lastBusy := time.Now()
 	var nap time.Duration
 	for !p.stop.Load() {
@@ -181,7 +182,11 @@ func (p *pmd) run() {
 		case IdleAdaptive:
 			nap = p.adapt(n, nap, start, end, prevBusy)
 		case IdleSpin:
-			if n == 0 {
+			// Yielding costs a trip through the scheduler per empty
+			// poll (a quarter more CPU per packet and 10 µs more RTT
+			// here); spinning threads yield only when they would
+			// otherwise hold every P, and starve the control path.
+			if n == 0 && yield {
 				runtime.Gosched()
 			}
 		case IdleSleep:
