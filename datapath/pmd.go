@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"sync/atomic"
@@ -33,6 +34,16 @@ const (
 	// IdleSleep sleeps in poll(2) as soon as the queues are empty.
 	IdleSleep
 )
+
+// ParseIdleStrategy returns the idle strategy named s, as String names it.
+func ParseIdleStrategy(s string) (IdleStrategy, error) {
+	for _, st := range []IdleStrategy{IdleAdaptive, IdleSpin, IdleSleep} {
+		if s == st.String() {
+			return st, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown idle strategy %q (want adaptive, spin or sleep)", s)
+}
 
 func (s IdleStrategy) String() string {
 	switch s {

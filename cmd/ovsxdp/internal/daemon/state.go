@@ -24,10 +24,13 @@ type state struct {
 }
 
 type bridgeState struct {
-	Name   string        `json:"name"`
-	Policy string        `json:"policy"`
-	PMDs   int           `json:"pmds"`
-	Ports  []*portConfig `json:"ports"`
+	Name   string `json:"name"`
+	Policy string `json:"policy"`
+	PMDs   int    `json:"pmds"`
+	// Idle is the poll threads' idle strategy; empty (state files from
+	// before the option) for adaptive.
+	Idle  string        `json:"idle,omitempty"`
+	Ports []*portConfig `json:"ports"`
 	// Flows are the bridge's rules in ovs-ofctl syntax, in dump-flows
 	// order (which add-flow keeps for rules of equal priority).
 	Flows []string `json:"flows"`
@@ -93,7 +96,7 @@ func (d *Daemon) saveLocked() error {
 	}
 	st := state{Version: stateVersion, Bridges: []bridgeState{}}
 	for _, b := range d.sortedLocked() {
-		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Ports: []*portConfig{}, Flows: []string{}}
+		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Idle: b.idle.String(), Ports: []*portConfig{}, Flows: []string{}}
 		for _, p := range b.dp.Ports() {
 			if pc := b.ports[p.Name]; pc != nil {
 				bs.Ports = append(bs.Ports, pc)
@@ -163,7 +166,13 @@ func (d *Daemon) restore(st *state) error {
 		if err != nil {
 			return fmt.Errorf("bridge %s: %w", bs.Name, err)
 		}
-		b, err := d.addBridgeLocked(bs.Name, pol, bs.PMDs)
+		idle := datapath.IdleAdaptive
+		if bs.Idle != "" {
+			if idle, err = datapath.ParseIdleStrategy(bs.Idle); err != nil {
+				return fmt.Errorf("bridge %s: %w", bs.Name, err)
+			}
+		}
+		b, err := d.addBridgeLocked(bs.Name, pol, bs.PMDs, idle)
 		if err != nil {
 			return err
 		}

@@ -37,6 +37,7 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "add-br", Usage: "BR", Short: "Add a bridge", Min: 1, Max: 1, Flags: []FlagInfo{
 			{Name: "policy", Usage: "output policy: guarded (default), legacy, carrier or upstream"},
 			{Name: "pmds", Usage: "number of poll threads (default 1)"},
+			{Name: "idle", Usage: "what idle poll threads do: adaptive (default: nap under light load, sleep when idle), spin (busy-poll a CPU each) or sleep"},
 		}}, changes: true, run: (*Daemon).addBr},
 		&verb{VerbInfo: VerbInfo{Name: "del-br", Usage: "BR", Short: "Delete a bridge and its ports", Min: 1, Max: 1}, changes: true, run: (*Daemon).delBr},
 		&verb{VerbInfo: VerbInfo{Name: "add-port", Usage: "BR IFACE [type=mem|pcap|afxdp] [ofport=N] [OPTION=VALUE...]",
@@ -67,12 +68,20 @@ func (d *Daemon) addBr(c *call) (string, error) {
 		}
 		pmds = n
 	}
-	_, err := d.addBridgeLocked(name, pol, pmds)
+	idle := datapath.IdleAdaptive
+	if s, ok := c.flag("idle"); ok {
+		st, err := datapath.ParseIdleStrategy(s)
+		if err != nil {
+			return "", fmt.Errorf("add-br %s: %w", name, err)
+		}
+		idle = st
+	}
+	_, err := d.addBridgeLocked(name, pol, pmds, idle)
 	return "", err
 }
 
 // addBridgeLocked creates and starts a bridge. d.mu must be held.
-func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int) (*bridge, error) {
+func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idle datapath.IdleStrategy) (*bridge, error) {
 	if err := checkName("bridge", name); err != nil {
 		return nil, err
 	}
@@ -82,7 +91,7 @@ func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int) (*b
 	if pmds < 1 || pmds > maxPMDs {
 		return nil, fmt.Errorf("bridge %s: %d pmds, want 1 to %d", name, pmds, maxPMDs)
 	}
-	dp, err := datapath.New(datapath.Config{Name: name, Policy: pol, PMDs: pmds})
+	dp, err := datapath.New(datapath.Config{Name: name, Policy: pol, PMDs: pmds, Idle: idle})
 	if err != nil {
 		return nil, err
 	}
@@ -90,9 +99,9 @@ func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int) (*b
 		dp.Close()
 		return nil, fmt.Errorf("bridge %s: %w", name, err)
 	}
-	b := &bridge{name: name, dp: dp, pmds: pmds, ports: map[string]*portConfig{}}
+	b := &bridge{name: name, dp: dp, pmds: pmds, idle: idle, ports: map[string]*portConfig{}}
 	d.bridges[name] = b
-	d.log.Info("bridge added", "bridge", name, "policy", pol, "pmds", pmds)
+	d.log.Info("bridge added", "bridge", name, "policy", pol, "pmds", pmds, "idle", idle)
 	return b, nil
 }
 
@@ -255,6 +264,7 @@ func (d *Daemon) show(*call) (string, error) {
 		fmt.Fprintf(&s, "        datapath_type: ovsxdp\n")
 		fmt.Fprintf(&s, "        policy: %s\n", b.dp.Policy())
 		fmt.Fprintf(&s, "        pmds: %d\n", b.pmds)
+		fmt.Fprintf(&s, "        idle: %s\n", b.idle)
 		for _, p := range b.dp.Ports() {
 			pc := b.ports[p.Name]
 			if pc == nil {
