@@ -125,6 +125,9 @@ func (b *Bridge) MACs() *flow.MACTable { return b.macs }
 // Policy is the bridge's output policy.
 func (b *Bridge) Policy() Policy { return Policy(b.policy.Load()) }
 
+// Idle is what the bridge's idle poll threads do.
+func (b *Bridge) Idle() IdleStrategy { return b.cfg.Idle }
+
 // SetPolicy changes the output policy; poll threads use it from their next
 // batch.
 func (b *Bridge) SetPolicy(p Policy) error {

@@ -77,7 +77,6 @@ type bridge struct {
 	name string
 	dp   *datapath.Bridge
 	pmds int
-	idle datapath.IdleStrategy
 	// ports are the ports' configurations, by name. Guarded by Daemon.mu.
 	ports map[string]*portConfig
 	// baseline are the poll threads' counters at the last pmd-stats-clear.

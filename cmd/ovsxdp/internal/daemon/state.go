@@ -96,7 +96,7 @@ func (d *Daemon) saveLocked() error {
 	}
 	st := state{Version: stateVersion, Bridges: []bridgeState{}}
 	for _, b := range d.sortedLocked() {
-		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Idle: b.idle.String(), Ports: []*portConfig{}, Flows: []string{}}
+		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Idle: b.dp.Idle().String(), Ports: []*portConfig{}, Flows: []string{}}
 		for _, p := range b.dp.Ports() {
 			if pc := b.ports[p.Name]; pc != nil {
 				bs.Ports = append(bs.Ports, pc)

@@ -99,7 +99,7 @@ func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idl
 		dp.Close()
 		return nil, fmt.Errorf("bridge %s: %w", name, err)
 	}
-	b := &bridge{name: name, dp: dp, pmds: pmds, idle: idle, ports: map[string]*portConfig{}}
+	b := &bridge{name: name, dp: dp, pmds: pmds, ports: map[string]*portConfig{}}
 	d.bridges[name] = b
 	d.log.Info("bridge added", "bridge", name, "policy", pol, "pmds", pmds, "idle", idle)
 	return b, nil
@@ -264,7 +264,7 @@ func (d *Daemon) show(*call) (string, error) {
 		fmt.Fprintf(&s, "        datapath_type: ovsxdp\n")
 		fmt.Fprintf(&s, "        policy: %s\n", b.dp.Policy())
 		fmt.Fprintf(&s, "        pmds: %d\n", b.pmds)
-		fmt.Fprintf(&s, "        idle: %s\n", b.idle)
+		fmt.Fprintf(&s, "        idle: %s\n", b.dp.Idle())
 		for _, p := range b.dp.Ports() {
 			pc := b.ports[p.Name]
 			if pc == nil {
