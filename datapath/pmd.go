@@ -17,6 +17,11 @@ import (
 // IdleStrategy is what a poll thread does when its queues are empty.
 type IdleStrategy uint8
 
+// NapTimerSlack is the timer slack of an adaptive poll thread: by
+// default Linux lets a sleep of a normal thread overrun by 50 µs, as long
+// as a whole nap.
+const NapTimerSlack = time.Microsecond
+
 // The idle strategies.
 const (
 	// IdleAdaptive follows the load. Under heavy load (full half
@@ -73,10 +78,6 @@ const (
 	// loadGap apart (above about 50,000 packets/s); a lone packet is
 	// followed by polls at once, so that its reply is not delayed.
 	loadGap = 20 * time.Microsecond
-	// timerSlack is the poll thread's timer slack: by default Linux lets
-	// a sleep of a normal thread overrun by 50 µs, as long as a whole
-	// nap.
-	timerSlack = 1000 // ns
 	// maxSleep bounds one sleep, so that a thread sees new queues and stop
 	// requests within it.
 	maxSleep = 5 * time.Millisecond
@@ -168,7 +169,7 @@ func (p *pmd) run() {
 		// thread must not be locked: each Gosched would then hand the
 		// thread's P over and back.
 		runtime.LockOSThread()
-		unix.Prctl(unix.PR_SET_TIMERSLACK, timerSlack, 0, 0, 0) //nolint:errcheck // naps are only longer without it
+		unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(NapTimerSlack), 0, 0, 0) //nolint:errcheck // naps are only longer without it
 	}
 
 	yield := p.br.cfg.PMDs >= runtime.GOMAXPROCS(0) // read once: it takes a lock

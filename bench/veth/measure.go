@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
 )
 
 // sample is one configuration's measurements in one round.
@@ -304,12 +306,13 @@ func flood(dst string, d time.Duration) error {
 
 // wakeLatency is how long a thread that asks to sleep 1 µs is away.
 type wakeLatency struct {
+	slack     time.Duration
 	samples   int
 	avgMicros float64
 }
 
-// measureWakeLatency times short sleeps with a 1 µs timer slack, as
-// ovsxdp's poll thread naps: on a virtual machine a wake-up costs tens of
+// measureWakeLatency times short sleeps with the timer slack of ovsxdp's
+// napping poll thread: on a virtual machine a wake-up costs tens of
 // microseconds, which every sleeping forwarder pays and a busy-polling one
 // does not.
 func measureWakeLatency() wakeLatency {
@@ -318,7 +321,7 @@ func measureWakeLatency() wakeLatency {
 	go func() {
 		// The thread's timer slack changes: it ends with the goroutine.
 		runtime.LockOSThread()
-		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0); err != nil {
+		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(datapath.NapTimerSlack), 0, 0, 0); err != nil {
 			done <- wakeLatency{}
 			return
 		}
@@ -327,7 +330,7 @@ func measureWakeLatency() wakeLatency {
 		for range n {
 			unix.Nanosleep(&ts, nil) //nolint:errcheck // EINTR: a shorter sleep
 		}
-		done <- wakeLatency{samples: n, avgMicros: float64(time.Since(start).Microseconds()) / n}
+		done <- wakeLatency{slack: datapath.NapTimerSlack, samples: n, avgMicros: float64(time.Since(start).Microseconds()) / n}
 	}()
 	return <-done
 }

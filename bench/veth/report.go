@@ -602,8 +602,8 @@ func analysis(o options, samples []sample, prof string) string {
 		fmt.Fprintf(&b, "\n- Ping RTT: ovsxdp's poll thread uses the adaptive idle strategy: after 50 µs without traffic it sleeps in poll(2), so each ping, "+
 			"10 ms after the last, pays a wakeup (average %.1f µs against %.1f µs for %s). ", medianOf(samples, "ovsxdp", rtt), medianOf(samples, best, rtt), best)
 		if o.wake.samples > 0 {
-			fmt.Fprintf(&b, "On this machine a thread that sleeps 1 µs (timer slack 1 µs) is back after %.1f µs on average (%d sleeps, measured at the start of the run): "+
-				"that is what a sleeping forwarder pays per wakeup, and what a busy-polling one does not. ", o.wake.avgMicros, o.wake.samples)
+			fmt.Fprintf(&b, "On this machine a thread that sleeps 1 µs (timer slack %v, as ovsxdp's poll thread) is back after %.1f µs on average (%d sleeps, measured at the start of the run): "+
+				"that is what a sleeping forwarder pays per wakeup, and what a busy-polling one does not. ", o.wake.slack, o.wake.avgMicros, o.wake.samples)
 		}
 		if spin := medianOf(samples, "ovsxdp-spin", rtt); !math.IsNaN(spin) {
 			fmt.Fprintf(&b, "Busy-polling like OVS's PMD (ovsxdp-spin), ovsxdp's average is %.1f µs, at the cost of a whole CPU (CPU per million packets %.2f s).",
