@@ -109,7 +109,11 @@ type Stats struct {
 	// the socket's rx ring was full, or no fill frame was free for the
 	// frame (or it was longer than a frame).
 	RxRingFull, RxNoFrame uint64
-	TxPackets, TxBytes    uint64
+	// TxPackets and TxBytes count frames sent, a GSO packet counting as
+	// the segments it stands for (as they would go on the wire).
+	TxPackets, TxBytes uint64
+	// TxGSO counts GSO packets sent (GSOSender).
+	TxGSO uint64
 	// TxDropped counts frames Transmit accepted but the port then dropped,
 	// as a veth drops what it sends while its peer is down. Frames that
 	// Transmit refused (ring full, device down) are not counted here.

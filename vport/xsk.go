@@ -25,6 +25,7 @@ package vport
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,7 +133,11 @@ type XSKPort struct {
 	txSocks  int
 	socks    []*xskSocket
 	prog     *xdpProgram
-	closed   atomic.Bool
+	// gso sends GSO packets (TransmitGSO); nil if it could not be opened.
+	gso                 *gsoSocket
+	gsoPackets, gsoSegs atomic.Uint64
+	gsoBytes            atomic.Uint64
+	closed              atomic.Bool
 	// waiters counts PrepareWait calls in progress: a poll thread may
 	// prepare to sleep on a port it no longer polls, outside the grace
 	// period that precedes Close, so Close waits for them before it
@@ -215,6 +220,12 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
+	}
+	// GSO is an optimization: a port without it sends every segment
+	// through its AF_XDP socket.
+	if p.gso, err = openGSOSocket(cfg.Netns, p.ifindex); err != nil {
+		slog.Warn("xsk port: no GSO transmit, every segment goes through the AF_XDP socket", "port", cfg.Device, "err", err)
+		p.gso, err = nil, nil
 	}
 	return p, nil
 }
@@ -323,6 +334,31 @@ func (p *XSKPort) Transmit(q int, frames [][]byte) (int, error) {
 	return s.transmit(frames[:min(len(frames), p.batch)])
 }
 
+// errNoGSO is TransmitGSO's error on a port whose packet socket could not
+// be opened.
+var errNoGSO = errors.New("no GSO socket")
+
+// TransmitGSO implements GSOSender, through a packet socket on the device
+// (the AF_XDP socket cannot carry GSO packets). Its segments count as
+// transmitted frames in Stats, and the packet in TxGSO.
+func (p *XSKPort) TransmitGSO(frame []byte, g GSO) error {
+	if p.gso == nil {
+		return errNoGSO
+	}
+	if err := p.usable(p.socks[0]); err != nil {
+		return err
+	}
+	if err := p.gso.send(frame, g); err != nil {
+		return err
+	}
+	payload := len(frame) - g.HeaderLen
+	segs := (payload + g.MSS - 1) / g.MSS
+	p.gsoPackets.Add(1)
+	p.gsoSegs.Add(uint64(segs))
+	p.gsoBytes.Add(uint64(len(frame) + (segs-1)*g.HeaderLen))
+	return nil
+}
+
 // PrepareWait implements Port: the descriptor is the queue's socket. It
 // also sends what waits on the socket's tx ring, and checks that the
 // kernel has not unbound the socket (poll(2) would never report that).
@@ -352,7 +388,7 @@ func (p *XSKPort) PrepareWait(q int) (int, bool, error) {
 func (p *XSKPort) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var st Stats
+	st := Stats{TxPackets: p.gsoSegs.Load(), TxBytes: p.gsoBytes.Load(), TxGSO: p.gsoPackets.Load()}
 	for _, s := range p.socks {
 		st.RxPackets += s.rxPackets.Load()
 		st.RxBytes += s.rxBytes.Load()
@@ -404,5 +440,8 @@ func (p *XSKPort) closeResources() error {
 		wg.Go(func() { serrs[i] = s.close() })
 	}
 	wg.Wait()
+	if p.gso != nil {
+		errs = append(errs, p.gso.close())
+	}
 	return errors.Join(append(errs, serrs...)...)
 }
