@@ -90,6 +90,10 @@ type pmdCounters struct {
 	batches   atomic.Uint64 // non-empty batches
 	busyNanos atomic.Uint64 // time in non-empty batches
 	idleNanos atomic.Uint64 // time polling empty queues or sleeping
+	// TCP segment coalescing (coalesce.go): GSO packets sent, the
+	// segments they carried, and GSO packets the port did not take
+	// (their segments went out one by one).
+	gsoPackets, gsoSegments, gsoFailed atomic.Uint64
 }
 
 // PMDStats are one poll thread's statistics.
@@ -103,6 +107,11 @@ type PMDStats struct {
 	Lost        uint64
 	Batches     uint64
 	Busy, Idle  time.Duration
+	// GSOPackets counts the GSO packets that coalesced TCP segments went
+	// out in, GSOSegments the segments they carried, and GSOFailed the
+	// GSO packets a port did not take (their segments were sent one by
+	// one instead).
+	GSOPackets, GSOSegments, GSOFailed uint64
 }
 
 // PacketsPerBatch is the average batch size.
@@ -133,5 +142,8 @@ func (c *pmdCounters) load(id, rxqs int) PMDStats {
 		Batches:     c.batches.Load(),
 		Busy:        time.Duration(c.busyNanos.Load()),
 		Idle:        time.Duration(c.idleNanos.Load()),
+		GSOPackets:  c.gsoPackets.Load(),
+		GSOSegments: c.gsoSegments.Load(),
+		GSOFailed:   c.gsoFailed.Load(),
 	}
 }

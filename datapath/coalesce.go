@@ -1,0 +1,247 @@
+package datapath
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// TCP segment coalescing (software GRO) on output.
+//
+// A poll thread's output batch for a port often holds consecutive segments
+// of one TCP connection: a bulk sender's data. Sent one by one, each costs
+// the kernel an skb, a trip through the veth and a run of the receiving
+// stack. A port that can send GSO packets (vport.GSOSender) gets each run
+// of such segments as one large segment instead, which the kernel delivers
+// whole to a local stack or cuts back into the same segments.
+//
+// The rules are strict, so that cutting the large segment back (as the
+// kernel's TCP segmentation does: the IPv4 ID counts up from the first
+// segment's, the sequence number advances by the payload, PSH stays on
+// the last segment only, checksums are computed afresh) gives back the
+// original frames byte for byte:
+//   - Ethernet without VLAN tags, carrying IPv4 without options or
+//     fragmentation, or IPv6 without extension headers, carrying TCP;
+//   - the frame is exactly as long as the IP packet says, and the IP and
+//     TCP checksums are right (a corrupted segment is never merged, so it
+//     still reaches the receiver corrupted and is dropped there);
+//   - all headers are equal except the IP length, IPv4 ID and checksums,
+//     and the TCP sequence number, flags and checksum;
+//   - the IPv4 IDs count up by one, the sequence numbers follow on
+//     (each starts where the previous segment's payload ends);
+//   - TCP flags are ACK only, except that the last segment may carry PSH;
+//   - every payload but the last is as long as the first (the MSS), the
+//     last is no longer;
+//   - the IP packet stays within 65,535 bytes.
+// A run ends at the first segment that breaks a rule; it is merged only if
+// it has at least two segments.
+
+const (
+	ethHdrLen   = 14
+	ipv4HdrLen  = 20
+	ipv6HdrLen  = 40
+	tcpMinLen   = 20
+	ipProtoTCP  = 6
+	tcpFlagACK  = 0x10
+	tcpFlagPSH  = 0x08
+	maxIPLength = 0xffff
+	// maxGSOFrame is the longest merged frame.
+	maxGSOFrame = ethHdrLen + maxIPLength
+)
+
+// tcpSeg describes a frame that is a TCP segment fit to be merged.
+type tcpSeg struct {
+	v6      bool
+	l4      int    // offset of the TCP header
+	hdrLen  int    // length of all headers
+	payload int    // TCP payload length
+	seq     uint32 // TCP sequence number
+	id      uint16 // IPv4 ID
+	psh     bool
+}
+
+// parseSeg reports whether f is a TCP segment that may be merged on its own
+// terms (the first two rules above), and describes it.
+func parseSeg(f []byte) (s tcpSeg, ok bool) {
+	if len(f) < ethHdrLen+ipv4HdrLen+tcpMinLen {
+		return s, false
+	}
+	switch binary.BigEndian.Uint16(f[12:]) {
+	case 0x0800:
+		ip := f[ethHdrLen:]
+		if ip[0] != 0x45 || ip[9] != ipProtoTCP ||
+			binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 || // MF, fragment offset
+			int(binary.BigEndian.Uint16(ip[2:])) != len(ip) ||
+			binary.BigEndian.Uint16(ip[10:]) == 0xffff || // see tcpChecksumOK
+			fold(sum16(0, ip[:ipv4HdrLen])) != 0xffff {
+			return s, false
+		}
+		s.l4 = ethHdrLen + ipv4HdrLen
+		s.id = binary.BigEndian.Uint16(ip[4:])
+	case 0x86dd:
+		if len(f) < ethHdrLen+ipv6HdrLen+tcpMinLen {
+			return s, false
+		}
+		ip := f[ethHdrLen:]
+		if ip[0]>>4 != 6 || ip[6] != ipProtoTCP ||
+			int(binary.BigEndian.Uint16(ip[4:])) != len(ip)-ipv6HdrLen {
+			return s, false
+		}
+		s.v6 = true
+		s.l4 = ethHdrLen + ipv6HdrLen
+	default:
+		return s, false
+	}
+	tcp := f[s.l4:]
+	doff := int(tcp[12]>>4) * 4
+	flags := tcp[13]
+	if doff < tcpMinLen || doff >= len(tcp) || tcp[12]&0x0f != 0 ||
+		(flags != tcpFlagACK && flags != tcpFlagACK|tcpFlagPSH) ||
+		binary.BigEndian.Uint16(tcp[18:]) != 0 || // urgent pointer
+		!tcpChecksumOK(f, s.l4, s.v6) {
+		return s, false
+	}
+	s.hdrLen = s.l4 + doff
+	s.payload = len(f) - s.hdrLen
+	s.seq = binary.BigEndian.Uint32(tcp[4:])
+	s.psh = flags&tcpFlagPSH != 0
+	return s, true
+}
+
+// tcpChecksumOK reports whether the TCP checksum of f is right. A
+// checksum of 0xffff, the other form of zero, is refused too: the
+// kernel never computes it, and segmenting would turn it into 0.
+func tcpChecksumOK(f []byte, l4 int, v6 bool) bool {
+	tcp := f[l4:]
+	if binary.BigEndian.Uint16(tcp[16:]) == 0xffff {
+		return false
+	}
+	return fold(sum16(pseudoSum(f, v6, len(tcp)), tcp)) == 0xffff
+}
+
+// pseudoSum is the ones'-complement sum of the TCP pseudo-header for a TCP
+// segment of tcpLen bytes in f.
+func pseudoSum(f []byte, v6 bool, tcpLen int) uint64 {
+	if v6 {
+		return sum16(uint64(tcpLen)+ipProtoTCP, f[ethHdrLen+8:ethHdrLen+ipv6HdrLen])
+	}
+	return sum16(uint64(tcpLen)+ipProtoTCP, f[ethHdrLen+12:ethHdrLen+ipv4HdrLen])
+}
+
+// follows reports whether segment n (frame nf) may join a run whose first
+// segment is s (frame sf) and whose last is p, given the run's IP length
+// so far.
+func follows(sf []byte, s tcpSeg, p tcpSeg, nf []byte, n tcpSeg, ipLen int) bool {
+	if n.v6 != s.v6 || n.hdrLen != s.hdrLen || p.psh || p.payload != s.payload ||
+		n.payload > s.payload || n.seq != p.seq+uint32(p.payload) ||
+		ipLen+n.payload > maxIPLength {
+		return false
+	}
+	if !s.v6 && n.id != p.id+1 {
+		return false
+	}
+	// Compare the headers, skipping the fields that differ by rule.
+	var same [][2]int // byte ranges that must be equal
+	if s.v6 {
+		same = [][2]int{{0, 18}, {20, 54}}
+	} else {
+		same = [][2]int{{0, 16}, {20, 24}, {26, 34}}
+	}
+	for _, r := range same {
+		if !bytes.Equal(sf[r[0]:r[1]], nf[r[0]:r[1]]) {
+			return false
+		}
+	}
+	t, u := sf[s.l4:s.hdrLen], nf[s.l4:s.hdrLen]
+	return bytes.Equal(t[0:4], u[0:4]) && // ports
+		bytes.Equal(t[8:13], u[8:13]) && // acknowledgment, data offset
+		bytes.Equal(t[14:16], u[14:16]) && // window
+		bytes.Equal(t[18:], u[18:]) // urgent pointer, options
+}
+
+// gsoRun finds the run of mergeable segments that starts at frames[i]: it
+// returns its end j (the run is frames[i:j]; j == i+1 when frames[i]
+// merges with nothing) and the first segment's description.
+func gsoRun(frames [][]byte, i int) (j int, s tcpSeg) {
+	s, ok := parseSeg(frames[i])
+	if !ok {
+		return i + 1, s
+	}
+	p := s
+	ipLen := len(frames[i]) - ethHdrLen
+	for j = i + 1; j < len(frames); j++ {
+		n, ok := parseSeg(frames[j])
+		if !ok || !follows(frames[i], s, p, frames[j], n, ipLen) {
+			break
+		}
+		ipLen += n.payload
+		p = n
+	}
+	return j, s
+}
+
+// mergeRun builds the GSO packet of the run frames (at least two
+// segments, the first described by s) in buf, which must hold
+// maxGSOFrame bytes, and returns it with its description.
+func mergeRun(buf []byte, frames [][]byte, s tcpSeg) ([]byte, vport.GSO) {
+	out := append(buf[:0], frames[0][:s.hdrLen]...)
+	for _, f := range frames {
+		out = append(out, f[s.hdrLen:]...)
+	}
+	ip := out[ethHdrLen:]
+	tcpLen := len(out) - s.l4
+	if s.v6 {
+		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-ipv6HdrLen))
+	} else {
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+		binary.BigEndian.PutUint16(ip[10:], 0)
+		binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(0, ip[:ipv4HdrLen])))
+	}
+	tcp := out[s.l4:]
+	last := frames[len(frames)-1]
+	tcp[13] = last[s.l4+13] // the last segment's flags: PSH if it had it
+	// The kernel completes the checksum from the pseudo-header sum.
+	binary.BigEndian.PutUint16(tcp[16:], fold(pseudoSum(out, s.v6, tcpLen)))
+	return out, vport.GSO{IPv6: s.v6, L4: s.l4, HeaderLen: s.hdrLen, MSS: s.payload}
+}
+
+// sum16 adds b, as big-endian 16-bit words (an odd last byte padded with
+// a zero), to the ones'-complement sum acc. b must start at an even
+// offset of the summed data.
+func sum16(acc uint64, b []byte) uint64 {
+	var c uint64
+	for len(b) >= 32 {
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[8:]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[16:]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[24:]), c)
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
+		b = b[8:]
+	}
+	for len(b) >= 2 {
+		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b)), c)
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc, c = bits.Add64(acc, uint64(b[0])<<8, c)
+	}
+	// End-around carry: adding it back overflows only if acc was all
+	// ones, leaving 0, and then adding 1 cannot overflow.
+	acc, c = bits.Add64(acc, c, 0)
+	return acc + c
+}
+
+// fold folds a ones'-complement sum to 16 bits.
+func fold(acc uint64) uint16 {
+	acc = acc>>32 + acc&0xffffffff
+	acc = acc>>32 + acc&0xffffffff
+	acc = acc>>16 + acc&0xffff
+	acc = acc>>16 + acc&0xffff
+	acc = acc>>16 + acc&0xffff
+	return uint16(acc)
+}
