@@ -122,6 +122,9 @@ func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
 	s.Batches = sub(cur.Batches, base.Batches)
 	s.Busy = time.Duration(sub(uint64(cur.Busy), uint64(base.Busy)))
 	s.Idle = time.Duration(sub(uint64(cur.Idle), uint64(base.Idle)))
+	s.GSOPackets = sub(cur.GSOPackets, base.GSOPackets)
+	s.GSOSegments = sub(cur.GSOSegments, base.GSOSegments)
+	s.GSOFailed = sub(cur.GSOFailed, base.GSOFailed)
 	return s
 }
 
@@ -146,6 +149,7 @@ func formatPMDStats(s datapath.PMDStats) string {
 	fmt.Fprintf(&b, "  miss with failed upcall: 0\n")
 	fmt.Fprintf(&b, "  malformed (not classified): %d\n", s.Lost)
 	fmt.Fprintf(&b, "  avg. packets per rx batch: %.02f\n", s.PacketsPerBatch())
+	fmt.Fprintf(&b, "  tcp segments sent coalesced: %d (in %d gso packets, %d more refused)\n", s.GSOSegments, s.GSOPackets, s.GSOFailed)
 	total := s.Busy + s.Idle
 	pct := func(d time.Duration) float64 {
 		if total == 0 {

@@ -117,8 +117,8 @@ func TestFormatPortStats(t *testing.T) {
 }
 
 func TestFormatPMDStats(t *testing.T) {
-	base := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 100, EMCHits: 50, MegaflowHit: 40, Upcalls: 10, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond}
-	cur := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 300, EMCHits: 150, MegaflowHit: 120, Upcalls: 28, Lost: 2, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond}
+	base := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 100, EMCHits: 50, MegaflowHit: 40, Upcalls: 10, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond, GSOPackets: 2, GSOSegments: 10}
+	cur := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 300, EMCHits: 150, MegaflowHit: 120, Upcalls: 28, Lost: 2, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond, GSOPackets: 5, GSOSegments: 25, GSOFailed: 1}
 	got := formatPMDStats(subPMD(cur, base))
 	want := `pmd thread numa_id 0 core_id 1:
   packets received: 200
@@ -130,6 +130,7 @@ func TestFormatPMDStats(t *testing.T) {
   miss with failed upcall: 0
   malformed (not classified): 2
   avg. packets per rx batch: 20.00
+  tcp segments sent coalesced: 15 (in 3 gso packets, 1 more refused)
   idle ns: 4000 (50.00%)
   processing ns: 4000 (50.00%)
   avg ns per packet: 40.00 (8000/200)

@@ -102,6 +102,9 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		pmdBatch  = newMetric("ovsxdp_pmd_batches_total", "counter", "Non-empty receive batches.")
 		pmdBusy   = newMetric("ovsxdp_pmd_busy_seconds_total", "counter", "Time the poll thread spent processing batches.")
 		pmdIdle   = newMetric("ovsxdp_pmd_idle_seconds_total", "counter", "Time the poll thread spent polling empty queues or sleeping.")
+		pmdGSO    = newMetric("ovsxdp_pmd_gso_packets_total", "counter", "GSO packets that runs of TCP segments were sent in.")
+		pmdGSOSeg = newMetric("ovsxdp_pmd_gso_segments_total", "counter", "TCP segments sent inside GSO packets.")
+		pmdGSOErr = newMetric("ovsxdp_pmd_gso_refused_total", "counter", "GSO packets a port refused; their segments were sent one by one.")
 		lockups   = newMetric("ovsxdp_lockups_total", "counter", "Soft lockups of poll threads that the watchdog detected.")
 		flows     = newMetric("ovsxdp_flows", "gauge", "Rules in the bridge's OpenFlow table.")
 		ports     = newMetric("ovsxdp_ports", "gauge", "Ports on the bridge.")
@@ -134,6 +137,9 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 			pmdBatch.addUint(s.Batches, "bridge", br, "pmd", id)
 			pmdBusy.add(strconv.FormatFloat(s.Busy.Seconds(), 'g', -1, 64), "bridge", br, "pmd", id)
 			pmdIdle.add(strconv.FormatFloat(s.Idle.Seconds(), 'g', -1, 64), "bridge", br, "pmd", id)
+			pmdGSO.addUint(s.GSOPackets, "bridge", br, "pmd", id)
+			pmdGSOSeg.addUint(s.GSOSegments, "bridge", br, "pmd", id)
+			pmdGSOErr.addUint(s.GSOFailed, "bridge", br, "pmd", id)
 		}
 		_, total := b.dp.Lockups()
 		lockups.addUint(total, "bridge", br)
@@ -141,7 +147,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		ports.addUint(uint64(len(b.dp.Ports())), "bridge", br)
 	}
 	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, devDrops,
-		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, lockups, flows, ports} {
+		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, lockups, flows, ports} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 		for _, s := range m.samples {
 			w.WriteString(s + "\n")

@@ -29,7 +29,10 @@ type bridgeState struct {
 	PMDs   int    `json:"pmds"`
 	// Idle is the poll threads' idle strategy; empty (state files from
 	// before the option) for adaptive.
-	Idle  string        `json:"idle,omitempty"`
+	Idle string `json:"idle,omitempty"`
+	// GRO is "off" when TCP segment coalescing is off; empty (the
+	// default, and state files from before the option) when it is on.
+	GRO   string        `json:"gro,omitempty"`
 	Ports []*portConfig `json:"ports"`
 	// Flows are the bridge's rules in ovs-ofctl syntax, in dump-flows
 	// order (which add-flow keeps for rules of equal priority).
@@ -97,6 +100,9 @@ func (d *Daemon) saveLocked() error {
 	st := state{Version: stateVersion, Bridges: []bridgeState{}}
 	for _, b := range d.sortedLocked() {
 		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Idle: b.dp.Idle().String(), Ports: []*portConfig{}, Flows: []string{}}
+		if !b.dp.GRO() {
+			bs.GRO = onOff(false)
+		}
 		for _, p := range b.dp.Ports() {
 			if pc := b.ports[p.Name]; pc != nil {
 				bs.Ports = append(bs.Ports, pc)
@@ -172,7 +178,13 @@ func (d *Daemon) restore(st *state) error {
 				return fmt.Errorf("bridge %s: %w", bs.Name, err)
 			}
 		}
-		b, err := d.addBridgeLocked(bs.Name, pol, bs.PMDs, idle)
+		gro := true
+		if bs.GRO != "" {
+			if gro, err = parseOnOff(bs.GRO); err != nil {
+				return fmt.Errorf("bridge %s: gro %w", bs.Name, err)
+			}
+		}
+		b, err := d.addBridgeLocked(bs.Name, pol, bs.PMDs, idle, gro)
 		if err != nil {
 			return err
 		}

@@ -38,6 +38,7 @@ func init() {
 			{Name: "policy", Usage: "output policy: guarded (default), legacy, carrier or upstream"},
 			{Name: "pmds", Usage: "number of poll threads (default 1)"},
 			{Name: "idle", Usage: "what idle poll threads do: adaptive (default: nap under light load, sleep when idle), spin (busy-poll a CPU each) or sleep"},
+			{Name: "gro", Usage: "on (default) or off: send runs of one TCP connection's segments to AF_XDP ports as one GSO packet"},
 		}}, changes: true, run: (*Daemon).addBr},
 		&verb{VerbInfo: VerbInfo{Name: "del-br", Usage: "BR", Short: "Delete a bridge and its ports", Min: 1, Max: 1}, changes: true, run: (*Daemon).delBr},
 		&verb{VerbInfo: VerbInfo{Name: "add-port", Usage: "BR IFACE [type=mem|pcap|afxdp] [ofport=N] [OPTION=VALUE...]",
@@ -76,12 +77,39 @@ func (d *Daemon) addBr(c *call) (string, error) {
 		}
 		idle = st
 	}
-	_, err := d.addBridgeLocked(name, pol, pmds, idle)
+	gro := true
+	if s, ok := c.flag("gro"); ok {
+		on, err := parseOnOff(s)
+		if err != nil {
+			return "", fmt.Errorf("add-br %s: --gro %w", name, err)
+		}
+		gro = on
+	}
+	_, err := d.addBridgeLocked(name, pol, pmds, idle, gro)
 	return "", err
 }
 
+// parseOnOff parses an on/off option value.
+func parseOnOff(s string) (bool, error) {
+	switch s {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q: want on or off", s)
+}
+
+// onOff names a boolean option value.
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
 // addBridgeLocked creates and starts a bridge. d.mu must be held.
-func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idle datapath.IdleStrategy) (*bridge, error) {
+func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idle datapath.IdleStrategy, gro bool) (*bridge, error) {
 	if err := checkName("bridge", name); err != nil {
 		return nil, err
 	}
@@ -91,7 +119,7 @@ func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idl
 	if pmds < 1 || pmds > maxPMDs {
 		return nil, fmt.Errorf("bridge %s: %d pmds, want 1 to %d", name, pmds, maxPMDs)
 	}
-	dp, err := datapath.New(datapath.Config{Name: name, Policy: pol, PMDs: pmds, Idle: idle})
+	dp, err := datapath.New(datapath.Config{Name: name, Policy: pol, PMDs: pmds, Idle: idle, DisableGRO: !gro})
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +129,7 @@ func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idl
 	}
 	b := &bridge{name: name, dp: dp, pmds: pmds, ports: map[string]*portConfig{}}
 	d.bridges[name] = b
-	d.log.Info("bridge added", "bridge", name, "policy", pol, "pmds", pmds, "idle", idle)
+	d.log.Info("bridge added", "bridge", name, "policy", pol, "pmds", pmds, "idle", idle, "gro", onOff(gro))
 	return b, nil
 }
 
@@ -265,6 +293,7 @@ func (d *Daemon) show(*call) (string, error) {
 		fmt.Fprintf(&s, "        policy: %s\n", b.dp.Policy())
 		fmt.Fprintf(&s, "        pmds: %d\n", b.pmds)
 		fmt.Fprintf(&s, "        idle: %s\n", b.dp.Idle())
+		fmt.Fprintf(&s, "        gro: %s\n", onOff(b.dp.GRO()))
 		for _, p := range b.dp.Ports() {
 			pc := b.ports[p.Name]
 			if pc == nil {
