@@ -51,8 +51,9 @@ type config struct {
 }
 
 var configs = []config{
-	{"ovsxdp", "ovsxdp", "ovsxdp in-process: datapath.New (1 poll thread, adaptive idle) with two AF_XDP ports (vport.OpenXSK, 1 queue each) and 2 L2 rules", func() forwarder { return &ovsxdpFwd{} }},
+	{"ovsxdp", "ovsxdp", "ovsxdp in-process: datapath.New (1 poll thread, adaptive idle, TCP segment coalescing on: the defaults) with two AF_XDP ports (vport.OpenXSK, 1 queue each) and 2 L2 rules", func() forwarder { return &ovsxdpFwd{} }},
 	{"ovsxdp-1k", "ovsxdp", "the same with 1,000 rules (998 exact UDP destination-port rules above the 2 L2 rules)", func() forwarder { return &ovsxdpFwd{manyRules: true} }},
+	{"ovsxdp-nogro", "ovsxdp", "the same with 2 L2 rules and TCP segment coalescing off (datapath.Config.DisableGRO): every segment goes through the AF_XDP socket", func() forwarder { return &ovsxdpFwd{noGRO: true} }},
 	{"ovsxdp-spin", "ovsxdp", "the same with 2 L2 rules and a busy-polling poll thread (datapath.IdleSpin, as OVS's PMD)", func() forwarder { return &ovsxdpFwd{idle: datapath.IdleSpin} }},
 	{"bridge", "kernel", "Linux bridge with h-a and h-b as its ports", func() forwarder { return &bridgeFwd{} }},
 	{"ovs-pmd", "ovs", "Open vSwitch userspace datapath (datapath_type=netdev), type=afxdp ports, default busy-polling PMD", func() forwarder { return &ovsFwd{portType: "afxdp"} }},
@@ -84,13 +85,14 @@ func manyRules() []string {
 // ovsxdpFwd runs an ovsxdp bridge in this process.
 type ovsxdpFwd struct {
 	manyRules bool
+	noGRO     bool
 	idle      datapath.IdleStrategy
 	br        *datapath.Bridge
 	ports     []*vport.XSKPort
 }
 
 func (f *ovsxdpFwd) start(t *topo) error {
-	br, err := datapath.New(datapath.Config{Name: "br-bench", PMDs: 1, Idle: f.idle})
+	br, err := datapath.New(datapath.Config{Name: "br-bench", PMDs: 1, Idle: f.idle, DisableGRO: f.noGRO})
 	if err != nil {
 		return err
 	}
@@ -147,8 +149,9 @@ func (f *ovsxdpFwd) counters() string {
 	}
 	var parts []string
 	for _, s := range f.br.PMDStats() {
-		parts = append(parts, fmt.Sprintf("pmd%d: %d packets, EMC hits %d, megaflow hits %d, upcalls %d, lost %d, %.1f packets/batch, busy %.0f ns/packet, busy %v idle %v",
-			s.ID, s.Packets, s.EMCHits, s.MegaflowHit, s.Upcalls, s.Lost, s.PacketsPerBatch(), s.NanosPerPacket(), s.Busy.Round(time.Millisecond), s.Idle.Round(time.Millisecond)))
+		parts = append(parts, fmt.Sprintf("pmd%d: %d packets, EMC hits %d, megaflow hits %d, upcalls %d, lost %d, %.1f packets/batch, busy %.0f ns/packet, busy %v idle %v, TCP segments coalesced %d into %d GSO packets (%d refused)",
+			s.ID, s.Packets, s.EMCHits, s.MegaflowHit, s.Upcalls, s.Lost, s.PacketsPerBatch(), s.NanosPerPacket(), s.Busy.Round(time.Millisecond), s.Idle.Round(time.Millisecond),
+			s.GSOSegments, s.GSOPackets, s.GSOFailed))
 	}
 	for _, p := range f.br.Ports() {
 		st := p.Stats()
@@ -167,7 +170,7 @@ func (f *ovsxdpFwd) counters() string {
 	}
 	for _, p := range f.ports {
 		st := p.Stats()
-		parts = append(parts, fmt.Sprintf("%s socket: rx dropped by the kernel: rx ring full %d, no fill frame %d; tx dropped %d", p.Name(), st.RxRingFull, st.RxNoFrame, st.TxDropped))
+		parts = append(parts, fmt.Sprintf("%s socket: rx dropped by the kernel: rx ring full %d, no fill frame %d; tx dropped %d; GSO packets sent %d", p.Name(), st.RxRingFull, st.RxNoFrame, st.TxDropped, st.TxGSO))
 	}
 	return strings.Join(parts, "; ")
 }
