@@ -12,14 +12,15 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
-// GSO describes a TCP segment longer than the device's MTU that a
-// GSOSender hands to the kernel as one packet standing for several
-// segments of MSS payload bytes (generic segmentation offload).
+// GSO describes a TCP segment or UDP datagram longer than the device's
+// MTU that a GSOSender hands to the kernel as one packet standing for
+// several segments (datagrams) of MSS payload bytes (generic segmentation
+// offload).
 type GSO struct {
-	// IPv6 tells TCP over IPv6 from TCP over IPv4.
-	IPv6 bool
-	// L4 is the offset of the TCP header in the frame, and HeaderLen the
-	// length of all the headers (Ethernet, IP and TCP).
+	// IPv6 tells IPv6 from IPv4, and UDP tells UDP from TCP.
+	IPv6, UDP bool
+	// L4 is the offset of the TCP or UDP header in the frame, and
+	// HeaderLen the length of all the headers (Ethernet, IP, TCP or UDP).
 	L4, HeaderLen int
 	// MSS is the payload length of every segment but the last.
 	MSS int
@@ -31,7 +32,7 @@ type GSO struct {
 // it must (a device without segmentation offload, a forwarding path).
 type GSOSender interface {
 	// TransmitGSO sends frame, described by g. Its IPv4 header checksum
-	// must be right, and its TCP checksum field must hold the
+	// must be right, and its TCP or UDP checksum field must hold the
 	// pseudo-header sum (not complemented): the kernel completes the
 	// checksum of each segment. It returns ErrPortDown, as Transmit does,
 	// while the device is not running; any other error means the kernel
@@ -47,7 +48,9 @@ const (
 	vnetFlagNeedsCsum = 1
 	vnetGSOTCPv4      = 1
 	vnetGSOTCPv6      = 4
+	vnetGSOUDPL4      = 5
 	tcpCsumOffset     = 16
+	udpCsumOffset     = 6
 )
 
 // gsoSocket is a packet socket bound to one device that sends GSO packets.
@@ -113,21 +116,25 @@ var errGSOShape = errors.New("gso: description does not fit the frame")
 
 // send writes the virtio-net header and frame as one packet.
 func (s *gsoSocket) send(frame []byte, g GSO) error {
-	if g.MSS <= 0 || g.MSS > 0xffff || g.L4 < 14 || g.HeaderLen < g.L4+20 || g.HeaderLen >= len(frame) || len(frame)-g.HeaderLen <= g.MSS {
+	gsoType, csumOffset, minL4 := byte(vnetGSOTCPv4), tcpCsumOffset, 20
+	switch {
+	case g.UDP:
+		gsoType, csumOffset, minL4 = vnetGSOUDPL4, udpCsumOffset, 8
+	case g.IPv6:
+		gsoType = vnetGSOTCPv6
+	}
+	if g.MSS <= 0 || g.MSS > 0xffff || g.L4 < 14 || g.HeaderLen < g.L4+minL4 || g.HeaderLen >= len(frame) || len(frame)-g.HeaderLen <= g.MSS {
 		return errGSOShape
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hdr[0] = vnetFlagNeedsCsum
-	s.hdr[1] = vnetGSOTCPv4
-	if g.IPv6 {
-		s.hdr[1] = vnetGSOTCPv6
-	}
+	s.hdr[1] = gsoType
 	// The legacy virtio-net header is in the host's byte order.
 	binary.NativeEndian.PutUint16(s.hdr[2:], uint16(g.HeaderLen))
 	binary.NativeEndian.PutUint16(s.hdr[4:], uint16(g.MSS))
 	binary.NativeEndian.PutUint16(s.hdr[6:], uint16(g.L4))
-	binary.NativeEndian.PutUint16(s.hdr[8:], tcpCsumOffset)
+	binary.NativeEndian.PutUint16(s.hdr[8:], uint16(csumOffset))
 	s.iov[0].Base = &s.hdr[0]
 	s.iov[0].SetLen(vnetHdrLen)
 	s.iov[1].Base = &frame[0]

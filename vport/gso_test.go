@@ -51,7 +51,7 @@ func TestXSKTransmitGSO(t *testing.T) {
 	// sum; its value does not matter for delivery to a local stack.
 	g := GSO{L4: 34, HeaderLen: 54, MSS: 1000}
 
-	for _, bad := range []GSO{{L4: 34, HeaderLen: 54}, {L4: 34, HeaderLen: 54, MSS: 2500}, {L4: 4, HeaderLen: 54, MSS: 1000}, {L4: 34, HeaderLen: 40, MSS: 1000}} {
+	for _, bad := range []GSO{{L4: 34, HeaderLen: 54}, {L4: 34, HeaderLen: 54, MSS: 2500}, {L4: 4, HeaderLen: 54, MSS: 1000}, {L4: 34, HeaderLen: 40, MSS: 1000}, {UDP: true, L4: 34, HeaderLen: 40, MSS: 1000}} {
 		if err := p.TransmitGSO(frame, bad); !errors.Is(err, errGSOShape) {
 			t.Errorf("TransmitGSO with %+v: %v, want %v", bad, err, errGSOShape)
 		}
