@@ -35,11 +35,11 @@ type Config struct {
 	PMDs int
 	// Idle is what idle poll threads do.
 	Idle IdleStrategy
-	// DisableGRO turns off TCP segment coalescing: by default, runs of
-	// segments of one TCP connection that a poll thread outputs together
-	// to a port that can send GSO packets (vport.GSOSender) go out as one
-	// GSO packet, which the kernel delivers whole or cuts back into the
-	// same segments (see coalesce.go).
+	// DisableGRO turns off segment coalescing: by default, runs of
+	// segments of one TCP connection, or of datagrams of one UDP flow,
+	// that a poll thread outputs together to a port that can send GSO
+	// packets (vport.GSOSender) go out as one GSO packet, which the kernel
+	// delivers whole or cuts back into the same packets (coalesce.go).
 	DisableGRO bool
 	// EMCEntries and EMCInsertInvProb size each poll thread's exact-match
 	// cache (flow.DefaultEMCEntries and flow.DefaultEMCInsertInvProb
@@ -134,7 +134,7 @@ func (b *Bridge) Policy() Policy { return Policy(b.policy.Load()) }
 // Idle is what the bridge's idle poll threads do.
 func (b *Bridge) Idle() IdleStrategy { return b.cfg.Idle }
 
-// GRO reports whether TCP segment coalescing is on (Config.DisableGRO).
+// GRO reports whether segment coalescing is on (Config.DisableGRO).
 func (b *Bridge) GRO() bool { return !b.cfg.DisableGRO }
 
 // SetPolicy changes the output policy; poll threads use it from their next

@@ -8,42 +8,50 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
-// TCP segment coalescing (software GRO) on output.
+// Segment coalescing (software GRO) on output.
 //
 // A poll thread's output batch for a port often holds consecutive segments
-// of one TCP connection: a bulk sender's data. Sent one by one, each costs
-// the kernel an skb, a trip through the veth and a run of the receiving
-// stack. A port that can send GSO packets (vport.GSOSender) gets each run
-// of such segments as one large segment instead, which the kernel delivers
-// whole to a local stack or cuts back into the same segments.
+// of one TCP connection (a bulk sender's data) or consecutive datagrams of
+// one UDP flow. Sent one by one, each costs the kernel an skb, a trip
+// through the veth and a run of the receiving stack. A port that can send
+// GSO packets (vport.GSOSender) gets each run of them as one large packet
+// instead, which the kernel delivers whole to a local stack (a UDP socket
+// that did not ask for GRO gets the datagrams one by one) or cuts back
+// into the same packets.
 //
-// The rules are strict, so that cutting the large segment back (as the
-// kernel's TCP segmentation does: the IPv4 ID counts up from the first
-// segment's, the sequence number advances by the payload, PSH stays on
-// the last segment only, checksums are computed afresh) gives back the
-// original frames byte for byte:
+// The rules are strict, so that cutting the large packet back (as the
+// kernel's TCP and UDP segmentation do: the IPv4 ID counts up from the
+// first packet's, the TCP sequence number advances by the payload, PSH
+// stays on the last segment only, lengths and checksums are computed
+// afresh) gives back the original frames byte for byte:
 //   - Ethernet without VLAN tags, carrying IPv4 without options or
-//     fragmentation, or IPv6 without extension headers, carrying TCP;
-//   - the frame is exactly as long as the IP packet says, and the IP and
-//     TCP checksums are right (a corrupted segment is never merged, so it
-//     still reaches the receiver corrupted and is dropped there);
+//     fragmentation, or IPv6 without extension headers, carrying TCP or
+//     UDP;
+//   - the frame is exactly as long as the IP packet says (and the UDP
+//     header), and the IP and TCP or UDP checksums are right (a corrupted
+//     packet is never merged, so it still reaches the receiver corrupted
+//     and is dropped there); a UDP datagram without a checksum (0) is not
+//     merged, since segmenting computes one;
 //   - all headers are equal except the IP length, IPv4 ID and checksums,
-//     and the TCP sequence number, flags and checksum;
-//   - the IPv4 IDs count up by one, the sequence numbers follow on
+//     the UDP length and checksum, and the TCP sequence number, flags and
+//     checksum;
+//   - the IPv4 IDs count up by one, the TCP sequence numbers follow on
 //     (each starts where the previous segment's payload ends);
 //   - TCP flags are ACK only, except that the last segment may carry PSH;
 //   - every payload but the last is as long as the first (the MSS), the
 //     last is no longer;
 //   - the IP packet stays within 65,535 bytes.
-// A run ends at the first segment that breaks a rule; it is merged only if
-// it has at least two segments.
+// A run ends at the first packet that breaks a rule; it is merged only if
+// it has at least two packets.
 
 const (
 	ethHdrLen   = 14
 	ipv4HdrLen  = 20
 	ipv6HdrLen  = 40
 	tcpMinLen   = 20
+	udpHdrLen   = 8
 	ipProtoTCP  = 6
+	ipProtoUDP  = 17
 	tcpFlagACK  = 0x10
 	tcpFlagPSH  = 0x08
 	maxIPLength = 0xffff
@@ -51,42 +59,45 @@ const (
 	maxGSOFrame = ethHdrLen + maxIPLength
 )
 
-// tcpSeg describes a frame that is a TCP segment fit to be merged.
-type tcpSeg struct {
-	v6      bool
-	l4      int    // offset of the TCP header
+// seg describes a frame that is a TCP segment or UDP datagram fit to be
+// merged.
+type seg struct {
+	v6, udp bool
+	l4      int    // offset of the TCP or UDP header
 	hdrLen  int    // length of all headers
-	payload int    // TCP payload length
+	payload int    // payload length
 	seq     uint32 // TCP sequence number
 	id      uint16 // IPv4 ID
 	psh     bool
 }
 
-// parseSeg reports whether f is a TCP segment that may be merged on its own
-// terms (the first two rules above), and describes it.
-func parseSeg(f []byte) (s tcpSeg, ok bool) {
-	if len(f) < ethHdrLen+ipv4HdrLen+tcpMinLen {
+// parseSeg reports whether f is a TCP segment or UDP datagram that may be
+// merged on its own terms (the first two rules above), and describes it.
+func parseSeg(f []byte) (s seg, ok bool) {
+	if len(f) < ethHdrLen+ipv4HdrLen+udpHdrLen {
 		return s, false
 	}
+	var proto byte
 	switch binary.BigEndian.Uint16(f[12:]) {
 	case 0x0800:
 		ip := f[ethHdrLen:]
-		if ip[0] != 0x45 || ip[9] != ipProtoTCP ||
+		proto = ip[9]
+		if ip[0] != 0x45 ||
 			binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 || // MF, fragment offset
 			int(binary.BigEndian.Uint16(ip[2:])) != len(ip) ||
-			binary.BigEndian.Uint16(ip[10:]) == 0xffff || // see tcpChecksumOK
+			binary.BigEndian.Uint16(ip[10:]) == 0xffff || // the kernel writes 0
 			fold(sum16(0, ip[:ipv4HdrLen])) != 0xffff {
 			return s, false
 		}
 		s.l4 = ethHdrLen + ipv4HdrLen
 		s.id = binary.BigEndian.Uint16(ip[4:])
 	case 0x86dd:
-		if len(f) < ethHdrLen+ipv6HdrLen+tcpMinLen {
+		if len(f) < ethHdrLen+ipv6HdrLen+udpHdrLen {
 			return s, false
 		}
 		ip := f[ethHdrLen:]
-		if ip[0]>>4 != 6 || ip[6] != ipProtoTCP ||
-			int(binary.BigEndian.Uint16(ip[4:])) != len(ip)-ipv6HdrLen {
+		proto = ip[6]
+		if ip[0]>>4 != 6 || int(binary.BigEndian.Uint16(ip[4:])) != len(ip)-ipv6HdrLen {
 			return s, false
 		}
 		s.v6 = true
@@ -94,13 +105,42 @@ func parseSeg(f []byte) (s tcpSeg, ok bool) {
 	default:
 		return s, false
 	}
+	switch proto {
+	case ipProtoUDP:
+		return parseUDP(f, s)
+	case ipProtoTCP:
+		return parseTCP(f, s)
+	}
+	return s, false
+}
+
+// parseUDP goes on with parseSeg for a UDP datagram.
+func parseUDP(f []byte, s seg) (seg, bool) {
+	udp := f[s.l4:]
+	// A computed checksum of 0 goes out as 0xffff, and 0 means none.
+	if int(binary.BigEndian.Uint16(udp[4:])) != len(udp) || len(udp) == udpHdrLen ||
+		binary.BigEndian.Uint16(udp[6:]) == 0 || !l4ChecksumOK(f, s.l4, s.v6, ipProtoUDP) {
+		return s, false
+	}
+	s.udp = true
+	s.hdrLen = s.l4 + udpHdrLen
+	s.payload = len(udp) - udpHdrLen
+	return s, true
+}
+
+// parseTCP goes on with parseSeg for a TCP segment.
+func parseTCP(f []byte, s seg) (seg, bool) {
 	tcp := f[s.l4:]
+	if len(tcp) < tcpMinLen {
+		return s, false
+	}
 	doff := int(tcp[12]>>4) * 4
 	flags := tcp[13]
 	if doff < tcpMinLen || doff >= len(tcp) || tcp[12]&0x0f != 0 ||
 		(flags != tcpFlagACK && flags != tcpFlagACK|tcpFlagPSH) ||
 		binary.BigEndian.Uint16(tcp[18:]) != 0 || // urgent pointer
-		!tcpChecksumOK(f, s.l4, s.v6) {
+		binary.BigEndian.Uint16(tcp[16:]) == 0xffff || // the kernel writes 0
+		!l4ChecksumOK(f, s.l4, s.v6, ipProtoTCP) {
 		return s, false
 	}
 	s.hdrLen = s.l4 + doff
@@ -110,33 +150,32 @@ func parseSeg(f []byte) (s tcpSeg, ok bool) {
 	return s, true
 }
 
-// tcpChecksumOK reports whether the TCP checksum of f is right. A
-// checksum of 0xffff, the other form of zero, is refused too: the
-// kernel never computes it, and segmenting would turn it into 0.
-func tcpChecksumOK(f []byte, l4 int, v6 bool) bool {
-	tcp := f[l4:]
-	if binary.BigEndian.Uint16(tcp[16:]) == 0xffff {
-		return false
-	}
-	return fold(sum16(pseudoSum(f, v6, len(tcp)), tcp)) == 0xffff
+// l4ChecksumOK reports whether the TCP or UDP (proto) checksum of f is
+// right. Checksums are not all-ones sums, so the two forms of zero (0 and
+// 0xffff) both pass; parseTCP and parseUDP refuse the one that
+// segmenting would not give back.
+func l4ChecksumOK(f []byte, l4 int, v6 bool, proto byte) bool {
+	return fold(sum16(pseudoSum(f, v6, proto, len(f)-l4), f[l4:])) == 0xffff
 }
 
-// pseudoSum is the ones'-complement sum of the TCP pseudo-header for a TCP
-// segment of tcpLen bytes in f.
-func pseudoSum(f []byte, v6 bool, tcpLen int) uint64 {
+// pseudoSum is the ones'-complement sum of the pseudo-header of a TCP or
+// UDP (proto) packet of l4Len bytes in f.
+func pseudoSum(f []byte, v6 bool, proto byte, l4Len int) uint64 {
 	if v6 {
-		return sum16(uint64(tcpLen)+ipProtoTCP, f[ethHdrLen+8:ethHdrLen+ipv6HdrLen])
+		return sum16(uint64(l4Len)+uint64(proto), f[ethHdrLen+8:ethHdrLen+ipv6HdrLen])
 	}
-	return sum16(uint64(tcpLen)+ipProtoTCP, f[ethHdrLen+12:ethHdrLen+ipv4HdrLen])
+	return sum16(uint64(l4Len)+uint64(proto), f[ethHdrLen+12:ethHdrLen+ipv4HdrLen])
 }
 
 // follows reports whether segment n (frame nf) may join a run whose first
 // segment is s (frame sf) and whose last is p, given the run's IP length
 // so far.
-func follows(sf []byte, s tcpSeg, p tcpSeg, nf []byte, n tcpSeg, ipLen int) bool {
-	if n.v6 != s.v6 || n.hdrLen != s.hdrLen || p.psh || p.payload != s.payload ||
-		n.payload > s.payload || n.seq != p.seq+uint32(p.payload) ||
-		ipLen+n.payload > maxIPLength {
+func follows(sf []byte, s seg, p seg, nf []byte, n seg, ipLen int) bool {
+	if n.v6 != s.v6 || n.udp != s.udp || n.hdrLen != s.hdrLen || p.psh || p.payload != s.payload ||
+		n.payload > s.payload || ipLen+n.payload > maxIPLength {
+		return false
+	}
+	if !s.udp && n.seq != p.seq+uint32(p.payload) {
 		return false
 	}
 	if !s.v6 && n.id != p.id+1 {
@@ -155,6 +194,9 @@ func follows(sf []byte, s tcpSeg, p tcpSeg, nf []byte, n tcpSeg, ipLen int) bool
 		}
 	}
 	t, u := sf[s.l4:s.hdrLen], nf[s.l4:s.hdrLen]
+	if s.udp {
+		return bytes.Equal(t[0:4], u[0:4]) // ports
+	}
 	return bytes.Equal(t[0:4], u[0:4]) && // ports
 		bytes.Equal(t[8:13], u[8:13]) && // acknowledgment, data offset
 		bytes.Equal(t[14:16], u[14:16]) && // window
@@ -164,7 +206,7 @@ func follows(sf []byte, s tcpSeg, p tcpSeg, nf []byte, n tcpSeg, ipLen int) bool
 // gsoRun finds the run of mergeable segments that starts at frames[i]: it
 // returns its end j (the run is frames[i:j]; j == i+1 when frames[i]
 // merges with nothing) and the first segment's description.
-func gsoRun(frames [][]byte, i int) (j int, s tcpSeg) {
+func gsoRun(frames [][]byte, i int) (j int, s seg) {
 	s, ok := parseSeg(frames[i])
 	if !ok {
 		return i + 1, s
@@ -185,13 +227,13 @@ func gsoRun(frames [][]byte, i int) (j int, s tcpSeg) {
 // mergeRun builds the GSO packet of the run frames (at least two
 // segments, the first described by s) in buf, which must hold
 // maxGSOFrame bytes, and returns it with its description.
-func mergeRun(buf []byte, frames [][]byte, s tcpSeg) ([]byte, vport.GSO) {
+func mergeRun(buf []byte, frames [][]byte, s seg) ([]byte, vport.GSO) {
 	out := append(buf[:0], frames[0][:s.hdrLen]...)
 	for _, f := range frames {
 		out = append(out, f[s.hdrLen:]...)
 	}
 	ip := out[ethHdrLen:]
-	tcpLen := len(out) - s.l4
+	l4Len := len(out) - s.l4
 	if s.v6 {
 		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-ipv6HdrLen))
 	} else {
@@ -199,12 +241,17 @@ func mergeRun(buf []byte, frames [][]byte, s tcpSeg) ([]byte, vport.GSO) {
 		binary.BigEndian.PutUint16(ip[10:], 0)
 		binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(0, ip[:ipv4HdrLen])))
 	}
-	tcp := out[s.l4:]
-	last := frames[len(frames)-1]
-	tcp[13] = last[s.l4+13] // the last segment's flags: PSH if it had it
 	// The kernel completes the checksum from the pseudo-header sum.
-	binary.BigEndian.PutUint16(tcp[16:], fold(pseudoSum(out, s.v6, tcpLen)))
-	return out, vport.GSO{IPv6: s.v6, L4: s.l4, HeaderLen: s.hdrLen, MSS: s.payload}
+	l4 := out[s.l4:]
+	if s.udp {
+		binary.BigEndian.PutUint16(l4[4:], uint16(l4Len))
+		binary.BigEndian.PutUint16(l4[6:], fold(pseudoSum(out, s.v6, ipProtoUDP, l4Len)))
+	} else {
+		last := frames[len(frames)-1]
+		l4[13] = last[s.l4+13] // the last segment's flags: PSH if it had it
+		binary.BigEndian.PutUint16(l4[16:], fold(pseudoSum(out, s.v6, ipProtoTCP, l4Len)))
+	}
+	return out, vport.GSO{IPv6: s.v6, UDP: s.udp, L4: s.l4, HeaderLen: s.hdrLen, MSS: s.payload}
 }
 
 // sum16 adds b, as big-endian 16-bit words (an odd last byte padded with

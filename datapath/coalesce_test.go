@@ -72,6 +72,47 @@ func train(t testing.TB, v6 bool, n, mss, last, pshEvery int) [][]byte {
 	return frames
 }
 
+// datagram builds one UDP datagram of a flow (full checksum).
+func datagram(t testing.TB, v6 bool, id uint16, payload []byte) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
+	udp := &layers.UDP{SrcPort: 40000, DstPort: 5201}
+	var l3 gopacket.SerializableLayer
+	if v6 {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64, SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
+		udp.SetNetworkLayerForChecksum(ip)
+		l3 = ip
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv4
+		ip := &layers.IPv4{Version: 4, IHL: 5, Id: id, Flags: layers.IPv4DontFragment, TTL: 64,
+			Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
+		udp.SetNetworkLayerForChecksum(ip)
+		l3 = ip
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, eth, l3, udp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return slices.Clone(buf.Bytes())
+}
+
+// udpFlow builds n datagrams of size payload bytes (the last one last bytes)
+// with consecutive IPv4 IDs, as a connected UDP socket sends them.
+func udpFlow(t testing.TB, v6 bool, n, size, last int) [][]byte {
+	t.Helper()
+	var frames [][]byte
+	for i := range n {
+		payload := bytes.Repeat([]byte{byte(i)}, size)
+		if i == n-1 {
+			payload = payload[:last]
+		}
+		frames = append(frames, datagram(t, v6, uint16(0xfffe+i), payload))
+	}
+	return frames
+}
+
 // refSum is a plain ones'-complement sum of 16-bit words, as RFC 1071
 // writes it, to check the datapath's against.
 func refSum(b []byte) uint16 {
@@ -88,57 +129,72 @@ func refSum(b []byte) uint16 {
 	return uint16(s)
 }
 
-// refTCPSum is the ones'-complement sum of a frame's TCP segment and its
-// pseudo-header.
-func refTCPSum(f []byte, l4 int, v6 bool) uint16 {
+// refL4Sum is the ones'-complement sum of a frame's TCP segment or UDP
+// datagram (proto) and its pseudo-header.
+func refL4Sum(f []byte, l4 int, v6 bool, proto byte) uint16 {
 	var pseudo []byte
-	tcpLen := len(f) - l4
+	l4Len := len(f) - l4
 	if v6 {
 		pseudo = append(pseudo, f[22:54]...)
-		pseudo = binary.BigEndian.AppendUint32(pseudo, uint32(tcpLen))
-		pseudo = append(pseudo, 0, 0, 0, ipProtoTCP)
+		pseudo = binary.BigEndian.AppendUint32(pseudo, uint32(l4Len))
+		pseudo = append(pseudo, 0, 0, 0, proto)
 	} else {
 		pseudo = append(pseudo, f[26:34]...)
-		pseudo = append(pseudo, 0, ipProtoTCP)
-		pseudo = binary.BigEndian.AppendUint16(pseudo, uint16(tcpLen))
+		pseudo = append(pseudo, 0, proto)
+		pseudo = binary.BigEndian.AppendUint16(pseudo, uint16(l4Len))
 	}
 	return refSum(append(pseudo, f[l4:]...))
 }
 
-// fixChecksums recomputes a frame's IPv4 header and TCP checksums, when
-// it looks enough like TCP for that to make sense, so that tests can
-// change fields and still present valid segments.
+// setL4Checksum computes the TCP or UDP checksum of f afresh (a UDP
+// checksum of 0 goes out as 0xffff).
+func setL4Checksum(f []byte, l4 int, v6 bool, proto byte) {
+	at := l4 + 16
+	if proto == ipProtoUDP {
+		at = l4 + 6
+	}
+	if at+2 > len(f) {
+		return
+	}
+	binary.BigEndian.PutUint16(f[at:], 0)
+	c := ^refL4Sum(f, l4, v6, proto)
+	if c == 0 && proto == ipProtoUDP {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(f[at:], c)
+}
+
+// fixChecksums recomputes a frame's IPv4 header and TCP or UDP
+// checksums, when it looks enough like TCP or UDP for that to make sense,
+// so that tests can change fields and still present valid packets.
 func fixChecksums(f []byte) {
-	if len(f) < 54 {
+	if len(f) < 42 {
 		return
 	}
 	switch binary.BigEndian.Uint16(f[12:]) {
 	case 0x0800:
 		ihl := int(f[14]&0x0f) * 4
-		if ihl < 20 || 14+ihl+20 > len(f) {
+		if ihl < 20 || 14+ihl+8 > len(f) {
 			return
 		}
 		binary.BigEndian.PutUint16(f[24:], 0)
 		binary.BigEndian.PutUint16(f[24:], ^refSum(f[14:14+ihl]))
-		if ihl == 20 && f[23] == ipProtoTCP {
-			binary.BigEndian.PutUint16(f[50:], 0)
-			binary.BigEndian.PutUint16(f[50:], ^refTCPSum(f, 34, false))
+		if ihl == 20 && (f[23] == ipProtoTCP || f[23] == ipProtoUDP) {
+			setL4Checksum(f, 34, false, f[23])
 		}
 	case 0x86dd:
-		if len(f) >= 74 && f[20] == ipProtoTCP {
-			binary.BigEndian.PutUint16(f[70:], 0)
-			binary.BigEndian.PutUint16(f[70:], ^refTCPSum(f, 54, true))
+		if len(f) >= 62 && (f[20] == ipProtoTCP || f[20] == ipProtoUDP) {
+			setL4Checksum(f, 54, true, f[20])
 		}
 	}
 }
 
 // resegment cuts a GSO packet into its segments the way the kernel's TCP
-// segmentation does: headers copied from the packet, the IPv4 ID counting
-// up, the sequence number advancing, PSH on the last segment only, and
-// every checksum computed afresh.
+// and UDP segmentation do: headers copied from the packet, the IPv4 ID
+// counting up, the TCP sequence number advancing, PSH on the last
+// segment only, and every length and checksum computed afresh.
 func resegment(pkt []byte, g vport.GSO) [][]byte {
 	hdr, payload := pkt[:g.HeaderLen], pkt[g.HeaderLen:]
-	seq := binary.BigEndian.Uint32(pkt[g.L4+4:])
 	id := binary.BigEndian.Uint16(pkt[18:])
 	var segs [][]byte
 	for i, off := 0, 0; off < len(payload); i, off = i+1, off+g.MSS {
@@ -150,9 +206,14 @@ func resegment(pkt []byte, g vport.GSO) [][]byte {
 			binary.BigEndian.PutUint16(f[16:], uint16(len(f)-14))
 			binary.BigEndian.PutUint16(f[18:], id+uint16(i))
 		}
-		binary.BigEndian.PutUint32(f[g.L4+4:], seq+uint32(off))
-		if end < len(payload) {
-			f[g.L4+13] &^= tcpFlagPSH
+		if g.UDP {
+			binary.BigEndian.PutUint16(f[g.L4+4:], uint16(len(f)-g.L4))
+		} else {
+			seq := binary.BigEndian.Uint32(pkt[g.L4+4:])
+			binary.BigEndian.PutUint32(f[g.L4+4:], seq+uint32(off))
+			if end < len(payload) {
+				f[g.L4+13] &^= tcpFlagPSH
+			}
 		}
 		fixChecksums(f)
 		segs = append(segs, f)
@@ -178,10 +239,15 @@ func coalesceAll(t testing.TB, frames [][]byte) []int {
 				t.Fatalf("frames %d-%d: GSO packet of %d bytes, %+v", i, j, len(pkt), g)
 			}
 			// Completing the checksum as the kernel does: the sum from
-			// the TCP header on, over the pseudo-header sum left in it.
+			// the TCP or UDP header on, over the pseudo-header sum left
+			// in it.
 			full := slices.Clone(pkt)
-			binary.BigEndian.PutUint16(full[g.L4+16:], ^refSum(full[g.L4:]))
-			if refTCPSum(full, g.L4, g.IPv6) != 0xffff {
+			at, proto := g.L4+16, byte(ipProtoTCP)
+			if g.UDP {
+				at, proto = g.L4+6, ipProtoUDP
+			}
+			binary.BigEndian.PutUint16(full[at:], ^refSum(full[g.L4:]))
+			if refL4Sum(full, g.L4, g.IPv6, proto) != 0xffff {
 				t.Fatalf("frames %d-%d: the pseudo-header sum does not complete to a valid checksum", i, j)
 			}
 			got := resegment(pkt, g)
@@ -291,6 +357,30 @@ func TestCoalesce(t *testing.T) {
 			return out
 		}(), []int{1, 1, 1}},
 		{"runt", [][]byte{{1, 2, 3}, make([]byte, 60)}, []int{1, 1}},
+		{"udp flow", udpFlow(t, false, 8, 18, 18), []int{8}},
+		{"ipv6 udp flow", udpFlow(t, true, 5, 1000, 3), []int{5}},
+		{"udp short datagram ends a run", slices.Concat(udpFlow(t, false, 2, 40, 20), udpFlow(t, false, 2, 40, 40)), []int{2, 2}},
+		{"udp frames with Ethernet padding", udpFlow(t, false, 3, 5, 5), []int{1, 1, 1}},
+		{"udp other port", mutate(udpFlow(t, false, 4, 18, 18), 2, func(f []byte) { f[37]++ }), []int{2, 1, 1}},
+		{"udp ipv4 ID gap", mutate(udpFlow(t, false, 4, 18, 18), 2, func(f []byte) { f[19] += 2 }), []int{2, 1, 1}},
+		{"udp without checksum", func() [][]byte {
+			fr := udpFlow(t, false, 3, 18, 18)
+			clear(fr[1][40:42])
+			return fr
+		}(), []int{1, 1, 1}},
+		{"udp checksum 0xffff for 0", func() [][]byte {
+			fr := udpFlow(t, false, 3, 18, 18)
+			c := binary.BigEndian.Uint16(fr[1][40:])
+			w := uint32(binary.BigEndian.Uint16(fr[1][42:])) + uint32(c)
+			binary.BigEndian.PutUint16(fr[1][42:], uint16(w&0xffff+w>>16))
+			fixChecksums(fr[1])
+			if binary.BigEndian.Uint16(fr[1][40:]) != 0xffff {
+				t.Fatalf("checksum %#x, want 0xffff", binary.BigEndian.Uint16(fr[1][40:]))
+			}
+			return fr
+		}(), []int{3}},
+		{"udp length shorter than the datagram", mutate(udpFlow(t, false, 3, 18, 18), 1, func(f []byte) { f[39]-- }), []int{1, 1, 1}},
+		{"udp then tcp", slices.Concat(udpFlow(t, false, 2, 18, 18), train(t, false, 2, 18, 18, 0)), []int{2, 2}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -319,19 +409,24 @@ func TestSum16(t *testing.T) {
 	}
 }
 
-// FuzzCoalesce changes one byte of a segment train (and, if fix is set,
+// FuzzCoalesce changes one byte of a TCP segment train or a UDP flow (and, if fix is set,
 // recomputes the checksums so that the change is judged by the merging
 // rules rather than by the checksum) and puts an arbitrary frame into it:
 // whatever is merged must cut back into the original frames byte for
 // byte.
 func FuzzCoalesce(f *testing.F) {
-	f.Add([]byte{}, false, uint8(5), uint16(1448), uint16(1448), uint8(0), uint16(0), uint8(0), false)
-	f.Add([]byte{}, true, uint8(4), uint16(1000), uint16(7), uint8(2), uint16(60), uint8(1), true)
-	f.Add([]byte("not a frame"), false, uint8(8), uint16(536), uint16(100), uint8(3), uint16(38), uint8(0x80), true)
-	f.Fuzz(func(t *testing.T, extra []byte, v6 bool, n uint8, mss, last uint16, at uint8, off uint16, xor uint8, fix bool) {
+	f.Add([]byte{}, false, uint8(5), uint16(1448), uint16(1448), uint8(0), uint16(0), uint8(0), false, false)
+	f.Add([]byte{}, true, uint8(4), uint16(1000), uint16(7), uint8(2), uint16(60), uint8(1), true, false)
+	f.Add([]byte("not a frame"), false, uint8(8), uint16(536), uint16(100), uint8(3), uint16(38), uint8(0x80), true, false)
+	f.Add([]byte{}, false, uint8(8), uint16(18), uint16(18), uint8(1), uint16(40), uint8(0xff), false, true)
+	f.Add([]byte{}, true, uint8(3), uint16(1200), uint16(1), uint8(1), uint16(58), uint8(1), true, true)
+	f.Fuzz(func(t *testing.T, extra []byte, v6 bool, n uint8, mss, last uint16, at uint8, off uint16, xor uint8, fix, udp bool) {
 		count := 2 + int(n%10)
 		size := 1 + int(mss%1460)
 		frames := train(t, v6, count, size, 1+int(last)%size, 0)
+		if udp {
+			frames = udpFlow(t, v6, count, size, 1+int(last)%size)
+		}
 		fr := frames[int(at)%count]
 		fr[int(off)%len(fr)] ^= xor
 		if fix {

@@ -90,8 +90,8 @@ type pmdCounters struct {
 	batches   atomic.Uint64 // non-empty batches
 	busyNanos atomic.Uint64 // time in non-empty batches
 	idleNanos atomic.Uint64 // time polling empty queues or sleeping
-	// TCP segment coalescing (coalesce.go): GSO packets sent, the
-	// segments they carried, and GSO packets the port did not take
+	// Segment coalescing (coalesce.go): GSO packets sent, the TCP
+	// segments and UDP datagrams they carried, and GSO packets the port did not take
 	// (their segments went out one by one).
 	gsoPackets, gsoSegments, gsoFailed atomic.Uint64
 }
@@ -107,8 +107,8 @@ type PMDStats struct {
 	Lost        uint64
 	Batches     uint64
 	Busy, Idle  time.Duration
-	// GSOPackets counts the GSO packets that coalesced TCP segments went
-	// out in, GSOSegments the segments they carried, and GSOFailed the
+	// GSOPackets counts the GSO packets that coalesced TCP segments and
+	// UDP datagrams went out in, GSOSegments the packets they carried, and GSOFailed the
 	// GSO packets a port did not take (their segments were sent one by
 	// one instead).
 	GSOPackets, GSOSegments, GSOFailed uint64
