@@ -18,14 +18,14 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
-// TestAFXDPCoalesce sends a run of TCP segments through the datapath
-// between AF_XDP ports and checks what the kernel makes of the GSO packet
-// the poll thread merges them into. With segmentation offload on the
-// egress device (the default), the receiving namespace gets one large
-// segment holding the run's payload. With it off, the kernel cuts the
-// packet up before the veth, and the receiving namespace must get the
-// very frames that were sent, byte for byte. Frames around the run that
-// are not TCP go through unchanged and in order.
+// TestAFXDPCoalesce sends a run of TCP segments and a run of UDP
+// datagrams through the datapath between AF_XDP ports and checks what the
+// kernel makes of the GSO packets the poll thread merges them into. With
+// segmentation offload on the egress device (the default), the receiving
+// namespace gets one large packet for each run, holding its payload. With
+// it off, the kernel cuts the packets up before the veth, and the
+// receiving namespace must get the very frames that were sent, byte for
+// byte. Frames around the runs go through unchanged and in order.
 func TestAFXDPCoalesce(t *testing.T) {
 	for _, c := range []struct {
 		name    string
@@ -67,13 +67,17 @@ func coalesceRound(t *testing.T, segment bool) {
 	addFlows(t, br, l2Flows...)
 
 	capture := openCapture(t, b, vb.Peer)
-	const mss, segs = 1000, 6
+	const mss, segs, dgrams = 1000, 6, 4
 	// The frames are addressed to another host, so that b's stack
 	// ignores them.
 	sent := [][]byte{udpFrame(t, 1, 20)}
 	for i := range segs {
 		payload := bytes.Repeat([]byte{byte('a' + i)}, mss)
 		sent = append(sent, tcpSegment(t, uint16(100+i), uint32(5000+i*mss), payload, i == segs-1))
+	}
+	for i := range dgrams {
+		payload := bytes.Repeat([]byte{byte('A' + i)}, 100-40*(i/(dgrams-1))) // the last one shorter
+		sent = append(sent, udpDatagram(t, uint16(200+i), payload))
 	}
 	sent = append(sent, udpFrame(t, 2, 20))
 	// The frames wait on h-a's socket until the poll thread starts, so
@@ -85,13 +89,15 @@ func coalesceRound(t *testing.T, segment bool) {
 	}
 
 	want := sent
+	// ignore lists, for each frame wanted, the byte ranges not compared:
+	// those a GSO packet's receiver sees before the kernel completes
+	// them (lengths, checksums).
+	ignore := make([][][2]int, len(want))
 	if !segment {
-		whole := slices.Clone(sent[1][:66]) // headers: Ethernet, IPv4, TCP with timestamps
-		for _, f := range sent[1 : 1+segs] {
-			whole = append(whole, f[66:]...)
-		}
-		whole[47] = sent[segs][47] // the flags of the last segment (PSH)
-		want = [][]byte{sent[0], whole, sent[len(sent)-1]}
+		tcpRun, udpRun := sent[1:1+segs], sent[1+segs:1+segs+dgrams]
+		want = [][]byte{sent[0], concatRun(tcpRun, 66), concatRun(udpRun, 42), sent[len(sent)-1]}
+		want[1][47] = tcpRun[segs-1][47] // the flags of the last segment (PSH)
+		ignore = [][][2]int{nil, {{16, 18}, {24, 26}, {50, 52}}, {{16, 18}, {24, 26}, {38, 42}}, nil}
 	}
 	got := capture(len(want))
 	if len(got) != len(want) {
@@ -99,14 +105,11 @@ func coalesceRound(t *testing.T, segment bool) {
 	}
 	for i := range want {
 		g, w := got[i], want[i]
-		if !segment && i == 1 && len(g) == len(w) {
-			// The large segment arrives with its checksum to be
-			// completed, and its IP length and checksum rewritten.
+		if len(g) == len(w) && ignore[i] != nil {
 			g, w = slices.Clone(g), slices.Clone(w)
-			for _, f := range [][]byte{g, w} {
-				clear(f[16:18])
-				clear(f[24:26])
-				clear(f[50:52])
+			for _, r := range ignore[i] {
+				clear(g[r[0]:r[1]])
+				clear(w[r[0]:r[1]])
 			}
 		}
 		if !bytes.Equal(g, w) {
@@ -122,11 +125,11 @@ func coalesceRound(t *testing.T, segment bool) {
 	stats := quiesceStats(t, br)
 	checkBalanced(t, stats...)
 	pmd := br.PMDStats()[0]
-	if pmd.GSOPackets != 1 || pmd.GSOSegments != segs || pmd.GSOFailed != 0 {
-		t.Errorf("poll thread: %d GSO packets of %d segments, %d failed; want 1 of %d, 0", pmd.GSOPackets, pmd.GSOSegments, pmd.GSOFailed, segs)
+	if pmd.GSOPackets != 2 || pmd.GSOSegments != segs+dgrams || pmd.GSOFailed != 0 {
+		t.Errorf("poll thread: %d GSO packets of %d segments, %d failed; want 2 of %d, 0", pmd.GSOPackets, pmd.GSOSegments, pmd.GSOFailed, segs+dgrams)
 	}
-	if st := egress.Stats(); st.TxGSO != 1 || st.TxPackets != uint64(len(sent)) {
-		t.Errorf("h-b socket: %d GSO packets, %d frames sent; want 1, %d", st.TxGSO, st.TxPackets, len(sent))
+	if st := egress.Stats(); st.TxGSO != 2 || st.TxPackets != uint64(len(sent)) {
+		t.Errorf("h-b socket: %d GSO packets, %d frames sent; want 2, %d", st.TxGSO, st.TxPackets, len(sent))
 	}
 }
 
@@ -142,12 +145,40 @@ func tcpSegment(t *testing.T, id uint16, seq uint32, payload []byte, psh bool) [
 			{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: []byte{0, 1, 0, 0, 0, 2, 0, 0}},
 		}}
 	tcp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ip, tcp, payload)
+}
+
+// udpDatagram builds a datagram of a connected UDP socket's flow (DF, IDs
+// counting up).
+func udpDatagram(t *testing.T, id uint16, payload []byte) []byte {
+	t.Helper()
+	ip := &layers.IPv4{Version: 4, IHL: 5, Id: id, Flags: layers.IPv4DontFragment, TTL: 64,
+		Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
+	udp := &layers.UDP{SrcPort: 40000, DstPort: 5201}
+	udp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ip, udp, payload)
+}
+
+// serialize builds an Ethernet frame (02:00:00:00:00:01 to ...:02) of an
+// IPv4 header, a transport header and payload.
+func serialize(t *testing.T, ip *layers.IPv4, l4 gopacket.SerializableLayer, payload []byte) []byte {
+	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
 	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp, gopacket.Payload(payload)); err != nil {
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, l4, gopacket.Payload(payload)); err != nil {
 		t.Fatal(err)
 	}
 	return slices.Clone(buf.Bytes())
+}
+
+// concatRun is the large packet a run of frames with hdr bytes of headers
+// stands for: the first frame's headers and every frame's payload.
+func concatRun(run [][]byte, hdr int) []byte {
+	out := slices.Clone(run[0][:hdr])
+	for _, f := range run {
+		out = append(out, f[hdr:]...)
+	}
+	return out
 }
 
 // packetSocket opens a packet socket bound to dev in ns, for every
