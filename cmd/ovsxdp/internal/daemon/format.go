@@ -149,7 +149,7 @@ func formatPMDStats(s datapath.PMDStats) string {
 	fmt.Fprintf(&b, "  miss with failed upcall: 0\n")
 	fmt.Fprintf(&b, "  malformed (not classified): %d\n", s.Lost)
 	fmt.Fprintf(&b, "  avg. packets per rx batch: %.02f\n", s.PacketsPerBatch())
-	fmt.Fprintf(&b, "  tcp segments sent coalesced: %d (in %d gso packets, %d more refused)\n", s.GSOSegments, s.GSOPackets, s.GSOFailed)
+	fmt.Fprintf(&b, "  segments sent coalesced (tcp, udp): %d (in %d gso packets, %d more refused)\n", s.GSOSegments, s.GSOPackets, s.GSOFailed)
 	total := s.Busy + s.Idle
 	pct := func(d time.Duration) float64 {
 		if total == 0 {

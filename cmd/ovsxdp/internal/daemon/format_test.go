@@ -130,7 +130,7 @@ func TestFormatPMDStats(t *testing.T) {
   miss with failed upcall: 0
   malformed (not classified): 2
   avg. packets per rx batch: 20.00
-  tcp segments sent coalesced: 15 (in 3 gso packets, 1 more refused)
+  segments sent coalesced (tcp, udp): 15 (in 3 gso packets, 1 more refused)
   idle ns: 4000 (50.00%)
   processing ns: 4000 (50.00%)
   avg ns per packet: 40.00 (8000/200)

@@ -30,7 +30,7 @@ type bridgeState struct {
 	// Idle is the poll threads' idle strategy; empty (state files from
 	// before the option) for adaptive.
 	Idle string `json:"idle,omitempty"`
-	// GRO is "off" when TCP segment coalescing is off; empty (the
+	// GRO is "off" when segment coalescing is off; empty (the
 	// default, and state files from before the option) when it is on.
 	GRO   string        `json:"gro,omitempty"`
 	Ports []*portConfig `json:"ports"`
