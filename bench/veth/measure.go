@@ -170,6 +170,10 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 	if err != nil {
 		return 0, cpu, err
 	}
+	rxB0, err := t.rxPacketsB()
+	if err != nil {
+		return 0, cpu, err
+	}
 	cpu0, err := readCPU(pid)
 	if err != nil {
 		return 0, cpu, err
@@ -186,6 +190,10 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 	if err != nil {
 		return 0, cpu, err
 	}
+	rxB1, err := t.rxPacketsB()
+	if err != nil {
+		return 0, cpu, err
+	}
 	sent, err1 := jnum(rep, "end", "sum", "packets")
 	lost, err2 := jnum(rep, "end", "sum", "lost_packets")
 	secs, err3 := jnum(rep, "end", "sum", "seconds")
@@ -195,8 +203,11 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 	if secs <= 0 {
 		return 0, cpu, fmt.Errorf("iperf3 UDP: %v seconds", secs)
 	}
-	fwd := float64(rx1 - rx0)
-	if fwd == 0 {
+	// The packets forwarded: what a's end received, and the datagrams
+	// b's iperf3 received. b's end may receive a GSO packet standing for
+	// several datagrams, which its device counts as one.
+	fwd := float64((rx1-rx0)-(rxB1-rxB0)) + (sent - lost)
+	if fwd <= 0 {
 		return 0, cpu, errors.New("iperf3 UDP: no packet forwarded")
 	}
 	m := fwd / 1e6

@@ -238,12 +238,12 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 		"(the receiver's count over the test); 1,000 flows is a sender built into the harness (one Go thread, 8 sockets, " +
 		"18-byte payloads to 1,000 destination ports; the rate counted on `p-b`); the AF_XDP sender is a process of the harness in `a` that opens " +
 		"an ovsxdp AF_XDP port (`vport.OpenXSK`) on `p-a` and transmits prebuilt 60-byte frames to the same 1,000 ports in batches of 32 as fast as its tx ring drains, " +
-		"so that the sender is not limited by a socket's per-packet cost (the rate counted on `p-b`; in xdp-redirect, `p-a`'s XDP_PASS program is detached " +
+		"so that the sender is not limited by a socket's per-packet cost (the rate counted on `p-b`, which counts every datagram: consecutive datagrams of these two senders go to different ports, so ovsxdp merges none of them; in xdp-redirect, `p-a`'s XDP_PASS program is detached " +
 		"for this test and the sender's own program stands in for it); ping is 200 pings 10 ms apart. " +
 		"CPU per million packets is measured the same way for every configuration, during the iperf3 UDP test: the user and system time " +
 		"of the forwarding process (this process for ovsxdp, `ovs-vswitchd` for OVS, none for the bridge and XDP) plus the machine's " +
 		"softirq time (where the bridge and XDP forward, and where every configuration's veths and AF_XDP sockets do their kernel work), " +
-		"divided by the packets the two endpoints received. It includes the endpoints' own softirq work, alike in every configuration.\n\n")
+		"divided by the packets the two endpoints received (the packets `p-a` received and the datagrams iperf3 received in `b`, since `p-b` counts a GSO packet once). It includes the endpoints' own softirq work, alike in every configuration.\n\n")
 
 	b.WriteString("## Medians\n\n| configuration |")
 	for _, mt := range metrics {
@@ -598,10 +598,12 @@ func analysis(o options, samples []sample, prof string) string {
 	}
 	b.WriteString(limits(o, samples))
 	if off := medianOf(samples, "ovsxdp-nogro", metricByKey("tcp_gbps")); !math.IsNaN(off) {
-		fmt.Fprintf(&b, "\n- TCP and segment coalescing: ovsxdp sends each run of one connection's segments in an output batch as one GSO packet, "+
-			"which the kernel hands to the receiving stack whole; with that off (ovsxdp-nogro), every segment costs the kernel an skb, a veth transmit and a pass "+
-			"through the receiving stack, and TCP reached %.2f Gbit/s against %.2f Gbit/s with it (medians).",
-			off, medianOf(samples, "ovsxdp", metricByKey("tcp_gbps")))
+		cpu := metricByKey("cpu_s_per_mpkt")
+		fmt.Fprintf(&b, "\n- Segment coalescing: ovsxdp sends each run of one TCP connection's segments (or one UDP flow's datagrams) in an output batch as one GSO packet, "+
+			"which the kernel hands to the receiving stack whole; with that off (ovsxdp-nogro), every packet costs the kernel an skb, a veth transmit and a pass "+
+			"through the receiving stack. TCP reached %.2f Gbit/s without it and %.2f Gbit/s with it; CPU per million packets during the iperf3 UDP test was %.2f s without it "+
+			"and %.2f s with it (medians).",
+			off, medianOf(samples, "ovsxdp", metricByKey("tcp_gbps")), medianOf(samples, "ovsxdp-nogro", cpu), medianOf(samples, "ovsxdp", cpu))
 	}
 	if best := bestOVS(o, samples, metricByKey("rtt_avg_us")); best != "" {
 		rtt := metricByKey("rtt_avg_us")
