@@ -83,7 +83,7 @@ func main() {
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("veth", flag.ContinueOnError)
 	var o options
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds; every configuration runs once per round")
+	fs.IntVar(&o.rounds, "rounds", 5, "rounds; every configuration runs once per round")
 	fs.DurationVar(&o.duration, "time", 4*time.Second, "duration of each throughput test (whole seconds)")
 	names := make([]string, len(configs))
 	for i, c := range configs {
