@@ -16,36 +16,49 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
+// transport is a TCP or UDP layer, whose checksum covers the IP
+// pseudo-header.
+type transport interface {
+	gopacket.SerializableLayer
+	SetNetworkLayerForChecksum(gopacket.NetworkLayer) error
+}
+
+// packet builds an Ethernet frame of IPv6, or IPv4 with ID id and DF,
+// carrying l4 (protocol proto) and payload, with full checksums.
+func packet(t testing.TB, v6 bool, id uint16, proto layers.IPProtocol, l4 transport, payload []byte) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	var ip interface {
+		gopacket.NetworkLayer
+		gopacket.SerializableLayer
+	}
+	if v6 {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, FlowLabel: 0x12345, NextHeader: proto, HopLimit: 64, SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
+	} else {
+		ip = &layers.IPv4{Version: 4, IHL: 5, Id: id, Flags: layers.IPv4DontFragment, TTL: 64, Protocol: proto, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
+	}
+	if err := l4.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, eth, ip, l4, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return slices.Clone(buf.Bytes())
+}
+
 // segment builds one TCP segment of a bulk sender's connection, as the
 // kernel sends it (timestamps option, DF, full checksums).
 func segment(t testing.TB, v6 bool, id uint16, seq uint32, payload []byte, psh bool) []byte {
 	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 5201, Seq: seq, Ack: 777, ACK: true, PSH: psh, Window: 501,
 		Options: []layers.TCPOption{
 			{OptionType: layers.TCPOptionKindNop}, {OptionType: layers.TCPOptionKindNop},
 			{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: []byte{0, 0, 1, 0, 0, 0, 2, 0}},
 		}}
-	var l3 gopacket.SerializableLayer
-	if v6 {
-		eth.EthernetType = layers.EthernetTypeIPv6
-		ip := &layers.IPv6{Version: 6, FlowLabel: 0x12345, NextHeader: layers.IPProtocolTCP, HopLimit: 64,
-			SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
-		tcp.SetNetworkLayerForChecksum(ip)
-		l3 = ip
-	} else {
-		eth.EthernetType = layers.EthernetTypeIPv4
-		ip := &layers.IPv4{Version: 4, IHL: 5, TOS: 0, Id: id, Flags: layers.IPv4DontFragment, TTL: 64,
-			Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
-		tcp.SetNetworkLayerForChecksum(ip)
-		l3 = ip
-	}
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, eth, l3, tcp, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	return slices.Clone(buf.Bytes())
+	return packet(t, v6, id, layers.IPProtocolTCP, tcp, payload)
 }
 
 // train builds n segments of mss payload bytes (the last one last bytes)
@@ -75,27 +88,7 @@ func train(t testing.TB, v6 bool, n, mss, last, pshEvery int) [][]byte {
 // datagram builds one UDP datagram of a flow (full checksum).
 func datagram(t testing.TB, v6 bool, id uint16, payload []byte) []byte {
 	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
-	udp := &layers.UDP{SrcPort: 40000, DstPort: 5201}
-	var l3 gopacket.SerializableLayer
-	if v6 {
-		eth.EthernetType = layers.EthernetTypeIPv6
-		ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64, SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
-		udp.SetNetworkLayerForChecksum(ip)
-		l3 = ip
-	} else {
-		eth.EthernetType = layers.EthernetTypeIPv4
-		ip := &layers.IPv4{Version: 4, IHL: 5, Id: id, Flags: layers.IPv4DontFragment, TTL: 64,
-			Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
-		udp.SetNetworkLayerForChecksum(ip)
-		l3 = ip
-	}
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, eth, l3, udp, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	return slices.Clone(buf.Bytes())
+	return packet(t, v6, id, layers.IPProtocolUDP, &layers.UDP{SrcPort: 40000, DstPort: 5201}, payload)
 }
 
 // udpFlow builds n datagrams of size payload bytes (the last one last bytes)
