@@ -80,23 +80,27 @@ func procCPU(pid int) (user, sys float64, err error) {
 	return u / userHZ, st / userHZ, nil
 }
 
-// softirqCPU is the machine's softirq time in seconds, all CPUs.
-func softirqCPU() (float64, error) {
+// machineCPU is the machine's softirq time and its busy time (user,
+// nice, system, irq and softirq: everything but idle, iowait and steal)
+// in seconds, all CPUs.
+func machineCPU() (softirq, busy float64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	// cpu user nice system idle iowait irq softirq ...
 	if len(f) < 8 || f[0] != "cpu" {
-		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
 	}
-	v, err := strconv.ParseFloat(f[7], 64)
-	if err != nil {
-		return 0, fmt.Errorf("/proc/stat softirq: %w", err)
+	var v [8]float64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		if v[i], err = strconv.ParseFloat(f[i], 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat field %d: %w", i, err)
+		}
 	}
-	return v / userHZ, nil
+	return v[7] / userHZ, (v[1] + v[2] + v[3] + v[6] + v[7]) / userHZ, nil
 }
 
 // cpuTimes is what every configuration is charged for forwarding, in
@@ -104,12 +108,18 @@ func softirqCPU() (float64, error) {
 // this process, or ovs-vswitchd), if there is one, and the machine's
 // softirq time, where the kernel forwards (bridge, XDP) and where the
 // AF_XDP sockets and veths of every configuration do their kernel work.
-type cpuTimes struct{ user, sys, softirq float64 }
+// The kernel's tick accounting charges softirq work that runs in a
+// process's context (when a system call re-enables bottom halves) to
+// both the process's system time and the machine's softirq time, so the
+// total counts that work twice for a forwarding process. machine is the
+// machine's busy time, which counts everything once, the endpoints'
+// work and any other load included.
+type cpuTimes struct{ user, sys, softirq, machine float64 }
 
 func (c cpuTimes) total() float64 { return c.user + c.sys + c.softirq }
 
 func readCPU(pid int) (c cpuTimes, err error) {
-	if c.softirq, err = softirqCPU(); err != nil || pid == 0 {
+	if c.softirq, c.machine, err = machineCPU(); err != nil || pid == 0 {
 		return c, err
 	}
 	c.user, c.sys, err = procCPU(pid)
@@ -166,11 +176,11 @@ func measureTCP(ctx context.Context, t *topo, d time.Duration) (float64, error) 
 // returns the rate b received (iperf3's receiver count over its
 // duration) and the CPU seconds per million packets forwarded.
 func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps float64, cpu cpuTimes, err error) {
-	rx0, err := t.rxPackets()
+	rxA0, err := t.rxPacketsA()
 	if err != nil {
 		return 0, cpu, err
 	}
-	rxB0, err := t.rxPacketsB()
+	udpB0, err := t.udpInB()
 	if err != nil {
 		return 0, cpu, err
 	}
@@ -186,11 +196,11 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 	if err != nil {
 		return 0, cpu, err
 	}
-	rx1, err := t.rxPackets()
+	rxA1, err := t.rxPacketsA()
 	if err != nil {
 		return 0, cpu, err
 	}
-	rxB1, err := t.rxPacketsB()
+	udpB1, err := t.udpInB()
 	if err != nil {
 		return 0, cpu, err
 	}
@@ -204,14 +214,15 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 		return 0, cpu, fmt.Errorf("iperf3 UDP: %v seconds", secs)
 	}
 	// The packets forwarded: what a's end received, and the datagrams
-	// b's iperf3 received. b's end may receive a GSO packet standing for
-	// several datagrams, which its device counts as one.
-	fwd := float64((rx1-rx0)-(rxB1-rxB0)) + (sent - lost)
-	if fwd <= 0 {
+	// that reached b's UDP layer (b's end may receive a GSO packet
+	// standing for several datagrams, which its device counts as one).
+	fwd := float64((rxA1 - rxA0) + (udpB1 - udpB0))
+	if fwd == 0 {
 		return 0, cpu, errors.New("iperf3 UDP: no packet forwarded")
 	}
 	m := fwd / 1e6
-	cpu = cpuTimes{user: (cpu1.user - cpu0.user) / m, sys: (cpu1.sys - cpu0.sys) / m, softirq: (cpu1.softirq - cpu0.softirq) / m}
+	cpu = cpuTimes{user: (cpu1.user - cpu0.user) / m, sys: (cpu1.sys - cpu0.sys) / m, softirq: (cpu1.softirq - cpu0.softirq) / m,
+		machine: (cpu1.machine - cpu0.machine) / m}
 	return (sent - lost) / secs, cpu, nil
 }
 

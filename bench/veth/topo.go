@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -180,18 +181,47 @@ func linkStats(ns, dev string) (*netlink.LinkStatistics, error) {
 	return lk.Attrs().Statistics, nil
 }
 
-// rxPackets is the number of packets the two endpoints received, the
-// packets forwarded in either direction.
-func (t *topo) rxPackets() (uint64, error) {
+// rxPacketsA is the number of packets endpoint a received.
+func (t *topo) rxPacketsA() (uint64, error) {
 	a, err := linkStats(t.a, t.peerA)
 	if err != nil {
 		return 0, err
 	}
-	b, err := linkStats(t.b, t.peerB)
+	return a.RxPackets, nil
+}
+
+// udpInB is the number of UDP datagrams that reached namespace b's UDP
+// layer: delivered to a socket (InDatagrams) or refused there (InErrors,
+// a full receive buffer), from b's /proc/net/snmp. Unlike p-b's packet
+// counter, it counts every datagram of a GSO packet.
+func (t *topo) udpInB() (uint64, error) {
+	out, err := inNS(t.b, "cat", "/proc/net/snmp")
 	if err != nil {
 		return 0, err
 	}
-	return a.RxPackets + b.RxPackets, nil
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		var n uint64
+		for i, name := range names {
+			if (name == "InDatagrams" || name == "InErrors") && i < len(f) {
+				v, err := strconv.ParseUint(f[i], 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("%s: /proc/net/snmp: %s %q: %w", t.b, name, f[i], err)
+				}
+				n += v
+			}
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("%s: /proc/net/snmp: no Udp counters", t.b)
 }
 
 // rxPacketsB is the number of packets endpoint b received.

@@ -111,7 +111,7 @@ func TestProcCPU(t *testing.T) {
 	if _, _, err := procCPU(-1); err == nil {
 		t.Error("procCPU(-1): no error")
 	}
-	if _, err := softirqCPU(); err != nil {
+	if _, _, err := machineCPU(); err != nil {
 		t.Error(err)
 	}
 }
