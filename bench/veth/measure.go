@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -326,11 +327,17 @@ func flood(dst string, d time.Duration) error {
 	return nil
 }
 
-// wakeLatency is how long a thread that asks to sleep 1 µs is away.
+// wakeLatency is how long a thread that asks to sleep 1 µs is away, and
+// how long a thread blocked in poll(2) takes to run after another CPU
+// wakes it.
 type wakeLatency struct {
 	slack     time.Duration
 	samples   int
 	avgMicros float64
+	// crossSamples, crossAvg and crossMedian describe the wake-ups
+	// from another CPU (none on a machine with one CPU).
+	crossSamples          int
+	crossAvg, crossMedian float64
 }
 
 // measureWakeLatency times short sleeps with the timer slack of ovsxdp's
@@ -354,5 +361,79 @@ func measureWakeLatency() wakeLatency {
 		}
 		done <- wakeLatency{slack: datapath.NapTimerSlack, samples: n, avgMicros: float64(time.Since(start).Microseconds()) / n}
 	}()
-	return <-done
+	w := <-done
+	w.crossSamples, w.crossAvg, w.crossMedian = measureCrossWake(1000)
+	return w
+}
+
+// measureCrossWake wakes a thread blocked in poll(2) on CPU 1 from a
+// thread on CPU 0, n times 1 ms apart (so that CPU 1 goes idle between
+// them), as the kernel wakes a sleeping poll thread when a frame arrives
+// on another CPU, and returns how many wake-ups it timed and the average
+// and median time from the eventfd write to the woken thread running, in
+// µs. It returns 0s on a machine with one CPU or if a step fails.
+func measureCrossWake(n int) (samples int, avg, median float64) {
+	if runtime.NumCPU() < 2 {
+		return 0, 0, 0
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return 0, 0, 0
+	}
+	defer unix.Close(efd)
+	pin := func(cpu int) bool {
+		// The thread's affinity changes: it ends with the goroutine.
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(cpu)
+		return unix.SchedSetaffinity(0, &set) == nil
+	}
+	var written atomic.Int64 // time.Since(base) of the last write, ns
+	base := time.Now()
+	lat := make(chan []float64)
+	go func() {
+		if !pin(1) {
+			lat <- nil
+			return
+		}
+		fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
+		var buf [8]byte
+		var out []float64
+		for len(out) < n {
+			k, err := unix.Poll(fds, 1000)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || k == 0 {
+				break // the writer stopped
+			}
+			woke := time.Since(base).Nanoseconds()
+			unix.Read(efd, buf[:]) //nolint:errcheck // drained; EAGAIN is harmless
+			out = append(out, float64(woke-written.Load())/1e3)
+		}
+		lat <- out
+	}()
+	go func() {
+		if !pin(0) {
+			return
+		}
+		one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+		for range n {
+			time.Sleep(time.Millisecond)
+			written.Store(time.Since(base).Nanoseconds())
+			if _, err := unix.Write(efd, one); err != nil {
+				return
+			}
+		}
+	}()
+	out := <-lat
+	if len(out) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(out)
+	sum := 0.0
+	for _, v := range out {
+		sum += v
+	}
+	return len(out), sum / float64(len(out)), out[len(out)/2]
 }

@@ -634,6 +634,11 @@ func analysis(o options, samples []sample, prof string) string {
 			fmt.Fprintf(&b, "On this machine a thread that sleeps 1 µs (timer slack %v, as ovsxdp's poll thread) is back after %.1f µs on average (%d sleeps, measured at the start of the run): "+
 				"that is what a sleeping forwarder pays per wakeup, and what a busy-polling one does not. ", o.wake.slack, o.wake.avgMicros, o.wake.samples)
 		}
+		if o.wake.crossSamples > 0 {
+			fmt.Fprintf(&b, "A ping's request wakes the sleeping poll thread from the CPU the ping runs on: a thread blocked in poll(2) on one CPU runs %.1f µs on average "+
+				"(median %.1f µs) after another CPU writes to the eventfd it waits on (%d wake-ups 1 ms apart, measured at the start of the run); the virtual CPU it sleeps on "+
+				"must leave the halt state first. ", o.wake.crossAvg, o.wake.crossMedian, o.wake.crossSamples)
+		}
 		if spin := medianOf(samples, "ovsxdp-spin", rtt); !math.IsNaN(spin) {
 			fmt.Fprintf(&b, "Busy-polling like OVS's PMD (ovsxdp-spin), ovsxdp's average is %.1f µs, at the cost of a whole CPU (CPU per million packets %.2f s).",
 				spin, medianOf(samples, "ovsxdp-spin", metricByKey("cpu_s_per_mpkt")))
