@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -58,6 +59,10 @@ type machine struct {
 	kernel    string
 	loadStart string
 	loadEnd   string
+	// irqTime is whether the kernel accounts IRQ and softirq time apart
+	// from the tasks they interrupt (CONFIG_IRQ_TIME_ACCOUNTING): "yes",
+	// "no", or "" when /proc/config.gz does not say.
+	irqTime string
 }
 
 func describeMachine() machine {
@@ -75,7 +80,35 @@ func describeMachine() machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.kernel = "Linux " + strings.TrimSpace(string(b))
 	}
+	m.irqTime = irqTimeAccounting()
 	return m
+}
+
+// irqTimeAccounting reads CONFIG_IRQ_TIME_ACCOUNTING from the running
+// kernel's configuration: "yes", "no", or "" if it is not available.
+func irqTimeAccounting() string {
+	f, err := os.Open("/proc/config.gz")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		return ""
+	}
+	sc := bufio.NewScanner(z)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "CONFIG_IRQ_TIME_ACCOUNTING=y":
+			return "yes"
+		case "# CONFIG_IRQ_TIME_ACCOUNTING is not set":
+			return "no"
+		}
+	}
+	if sc.Err() != nil {
+		return ""
+	}
+	return "no"
 }
 
 func loadAverage() string {
@@ -245,9 +278,7 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 		"of the forwarding process (this process for ovsxdp, `ovs-vswitchd` for OVS, none for the bridge and XDP) plus the machine's " +
 		"softirq time (where the bridge and XDP forward, and where every configuration's veths and AF_XDP sockets do their kernel work), " +
 		"divided by the packets forwarded: those `p-a` received, and the UDP datagrams that reached `b`'s UDP layer (delivered or refused for a full socket buffer, from `b`'s `/proc/net/snmp`; `p-b` counts a GSO packet once). It includes the endpoints' own softirq work, alike in every configuration. " +
-		"The kernel's tick accounting (this kernel has no separate IRQ time accounting) charges softirq work that runs in a process's context, when one of its " +
-		"system calls re-enables bottom halves, to both the process's system time and the machine's softirq time: for ovsxdp and OVS that work is counted twice, " +
-		"which the bridge and XDP, having no process, are spared. The machine CPU column has no such overlap: the machine's busy time (user, nice, system, irq, softirq) " +
+		doubleCount(m.irqTime) + "The machine CPU column counts no work twice: the machine's busy time (user, nice, system, irq, softirq) " +
 		"over the same test per million packets forwarded, the endpoints' work (alike everywhere) and any other load on the machine included.\n\n")
 
 	b.WriteString("## Medians\n\n| configuration |")
@@ -543,6 +574,21 @@ func profileShares(top string) string {
 		}
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// doubleCount says whether the forwarding CPU column counts a forwarding
+// process's softirq work twice, given the kernel's IRQ time accounting.
+func doubleCount(irqTime string) string {
+	const twice = "charges softirq work that runs in a process's context, when one of its system calls re-enables bottom halves, " +
+		"to both the process's system time and the machine's softirq time: for ovsxdp and OVS that work is counted twice, which the bridge and XDP, " +
+		"having no process, are spared. "
+	switch irqTime {
+	case "yes":
+		return "This kernel accounts softirq time apart from the tasks it interrupts (CONFIG_IRQ_TIME_ACCOUNTING), so that column counts no work twice. "
+	case "no":
+		return "This kernel has no separate IRQ time accounting (CONFIG_IRQ_TIME_ACCOUNTING is not set): its tick accounting " + twice
+	}
+	return "Whether this kernel accounts IRQ time apart is unknown (no /proc/config.gz); without that, the kernel's tick accounting " + twice
 }
 
 // limits compares the rate targets with what the kernel-only

@@ -173,3 +173,17 @@ func TestLimits(t *testing.T) {
 		t.Errorf("limits speaks of TCP, which no sample measured:\n%s", got)
 	}
 }
+
+func TestDoubleCount(t *testing.T) {
+	for _, c := range []struct {
+		irqTime string
+		twice   bool
+	}{{"yes", false}, {"no", true}, {"", true}} {
+		if got := strings.Contains(doubleCount(c.irqTime), "counted twice"); got != c.twice {
+			t.Errorf("irq time accounting %q: says counted twice %v, want %v: %s", c.irqTime, got, c.twice, doubleCount(c.irqTime))
+		}
+	}
+	if v := irqTimeAccounting(); v != "" && v != "yes" && v != "no" {
+		t.Errorf("irqTimeAccounting() = %q", v)
+	}
+}
