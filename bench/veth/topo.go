@@ -2,19 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
+	"net"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
 // Addresses of the two endpoints.
@@ -31,17 +29,20 @@ const nsPrefix = "vethbench-"
 // holding the host ends h-a and h-b of two veth pairs, whose peers p-a
 // (10.0.0.1/24) and p-b (10.0.0.2/24) live in namespaces a and b, with tx
 // checksum offload off on p-a and p-b, IPv6 off and permanent neighbour
-// entries (no ARP during the measurements).
+// entries (no ARP during the measurements). vport/topo builds it.
 type topo struct {
 	sw, a, b string // namespace names
 	hostA    string
 	hostB    string
 	peerA    string
 	peerB    string
+
+	tp  *vtopo.Topology
+	nss map[string]*vtopo.Namespace // by name
 }
 
 // cmdTimeout bounds every configuration command.
-const cmdTimeout = 30 * time.Second
+const cmdTimeout = vtopo.CommandTimeout
 
 // sh runs name args and returns its combined output, with the command in
 // the error.
@@ -60,89 +61,56 @@ func inNS(ns string, args ...string) (string, error) {
 	return sh("ip", append([]string{"netns", "exec", ns}, args...)...)
 }
 
-func suffix() string {
-	var b [3]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // newTopo builds the topology. On error it removes what it built.
 func newTopo() (_ *topo, err error) {
-	s := suffix()
-	t := &topo{sw: nsPrefix + "sw-" + s, a: nsPrefix + "a-" + s, b: nsPrefix + "b-" + s,
-		hostA: "h-a", hostB: "h-b", peerA: "p-a", peerB: "p-b"}
+	s := vtopo.Suffix()
+	t := &topo{hostA: "h-a", hostB: "h-b", peerA: "p-a", peerB: "p-b",
+		tp: vtopo.New(strings.TrimSuffix(nsPrefix, "-")), nss: map[string]*vtopo.Namespace{}}
 	defer func() {
 		if err != nil {
 			t.delete()
 		}
 	}()
-	for _, ns := range []string{t.sw, t.a, t.b} {
-		if _, err := sh("ip", "netns", "add", ns); err != nil {
+	var ns [3]*vtopo.Namespace // switch, a, b
+	for i, role := range []string{"sw", "a", "b"} {
+		if ns[i], err = t.tp.AddNamespace(role + "-" + s); err != nil {
 			return nil, err
 		}
-		if _, err := sh("ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
+		t.nss[ns[i].Name] = ns[i]
+	}
+	t.sw, t.a, t.b = ns[0].Name, ns[1].Name, ns[2].Name
+	var macs [2]net.HardwareAddr
+	for i, v := range []struct {
+		host, peer, ip string
+		ns             *vtopo.Namespace
+	}{{t.hostA, t.peerA, ipA, ns[1]}, {t.hostB, t.peerB, ipB, ns[2]}} {
+		if _, err := vtopo.AddVeth(ns[0], v.host, v.ns, v.peer, 1); err != nil {
 			return nil, err
 		}
-		if _, err := inNS(ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
+		if err := v.ns.AddAddr(v.peer, v.ip+"/24"); err != nil {
+			return nil, err
+		}
+		if macs[i], err = v.ns.MAC(v.peer); err != nil {
 			return nil, err
 		}
 	}
-	for _, v := range []struct{ host, peer, ns, ip string }{{t.hostA, t.peerA, t.a, ipA}, {t.hostB, t.peerB, t.b, ipB}} {
-		steps := [][]string{
-			{"ip", "-n", t.sw, "link", "add", v.host, "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
-				"peer", "name", v.peer, "netns", v.ns, "numtxqueues", "1", "numrxqueues", "1"},
-			{"ip", "netns", "exec", v.ns, "ethtool", "-K", v.peer, "tx", "off"},
-			{"ip", "-n", v.ns, "addr", "add", v.ip + "/24", "dev", v.peer},
-			{"ip", "-n", t.sw, "link", "set", v.host, "up"},
-			{"ip", "-n", v.ns, "link", "set", v.peer, "up"},
-		}
-		for _, st := range steps {
-			if _, err := sh(st[0], st[1:]...); err != nil {
-				return nil, err
-			}
-		}
-	}
-	macA, err := t.mac(t.a, t.peerA)
-	if err != nil {
+	if err := ns[1].SetNeigh(t.peerA, net.ParseIP(ipB), macs[1]); err != nil {
 		return nil, err
 	}
-	macB, err := t.mac(t.b, t.peerB)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := sh("ip", "-n", t.a, "neigh", "replace", ipB, "lladdr", macB, "dev", t.peerA, "nud", "permanent"); err != nil {
-		return nil, err
-	}
-	if _, err := sh("ip", "-n", t.b, "neigh", "replace", ipA, "lladdr", macA, "dev", t.peerB, "nud", "permanent"); err != nil {
+	if err := ns[2].SetNeigh(t.peerB, net.ParseIP(ipA), macs[0]); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
+// mac returns the hardware address of dev in namespace ns.
 func (t *topo) mac(ns, dev string) (string, error) {
-	out, err := sh("ip", "-n", ns, "-j", "link", "show", "dev", dev)
-	if err != nil {
-		return "", err
-	}
-	var links []struct {
-		Address string `json:"address"`
-	}
-	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		return "", fmt.Errorf("ip -j link show %s in %s: %v: %s", dev, ns, err, out)
-	}
-	return links[0].Address, nil
+	m, err := t.nss[ns].MAC(dev)
+	return m.String(), err
 }
 
 // delete removes the namespaces, and with them the veths.
-func (t *topo) delete() error {
-	var errs []error
-	for _, ns := range []string{t.sw, t.a, t.b} {
-		if _, err := sh("ip", "netns", "del", ns); err != nil && !strings.Contains(err.Error(), "No such file") {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
+func (t *topo) delete() error { return t.tp.Close() }
 
 // reach pings b from a until a reply comes back or timeout passes.
 func (t *topo) reach(timeout time.Duration) error {
@@ -234,31 +202,7 @@ func (t *topo) rxPacketsB() (uint64, error) {
 }
 
 // inNetns runs fn on a thread in namespace ns.
-func inNetns(ns string, fn func() error) error {
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return fmt.Errorf("namespace %s: %w", ns, err)
-	}
-	defer target.Close()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread stays locked, and dies with its goroutine's end.
-		return errors.Join(ferr, fmt.Errorf("leave %s: %w", ns, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func (t *topo) inNetns(ns string, fn func() error) error { return t.nss[ns].Do(fn) }
 
 // leftovers lists what a configuration left behind in the topology: XDP
 // programs on any of the four devices, bridge devices in the switch
@@ -266,20 +210,12 @@ func inNetns(ns string, fn func() error) error {
 func (t *topo) leftovers() []string {
 	var found []string
 	for _, d := range []struct{ ns, dev string }{{t.sw, t.hostA}, {t.sw, t.hostB}, {t.a, t.peerA}, {t.b, t.peerB}} {
-		out, err := sh("ip", "-n", d.ns, "-j", "-d", "link", "show", "dev", d.dev)
-		if err != nil {
+		attached, err := t.nss[d.ns].XDPAttached(d.dev)
+		switch {
+		case err != nil:
 			found = append(found, err.Error())
-			continue
-		}
-		var links []struct {
-			XDP json.RawMessage `json:"xdp"`
-		}
-		if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-			found = append(found, fmt.Sprintf("ip -j -d link show %s: %v", d.dev, err))
-			continue
-		}
-		if x := links[0].XDP; len(x) > 0 && string(x) != "null" {
-			found = append(found, fmt.Sprintf("XDP program on %s: %s", d.dev, x))
+		case attached:
+			found = append(found, "XDP program on "+d.dev)
 		}
 	}
 	if out, err := sh("ip", "-n", t.sw, "-br", "link", "show", "type", "bridge"); err != nil {
@@ -303,14 +239,14 @@ func (t *topo) leftovers() []string {
 
 // staleNamespaces lists namespaces of an earlier run of the harness.
 func staleNamespaces() ([]string, error) {
-	out, err := sh("ip", "netns", "list")
+	names, err := vtopo.List()
 	if err != nil {
 		return nil, err
 	}
 	var stale []string
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], nsPrefix) {
-			stale = append(stale, f[0])
+	for _, n := range names {
+		if strings.HasPrefix(n, nsPrefix) {
+			stale = append(stale, n)
 		}
 	}
 	return stale, nil

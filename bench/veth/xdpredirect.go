@@ -62,7 +62,7 @@ func (f *xdpFwd) start(t *topo) error {
 	}
 	// The kernel resolves a DEVMAP entry's ifindex in the namespace of
 	// the process that updates it: update it from the switch namespace.
-	err = inNetns(t.sw, func() error {
+	err = t.inNetns(t.sw, func() error {
 		a, err := net.InterfaceByName(t.hostA)
 		if err != nil {
 			return err
@@ -87,7 +87,7 @@ func (f *xdpFwd) start(t *topo) error {
 		ns, dev string
 		prog    *ebpf.Program
 	}{{t.b, t.peerB, f.pass}, {t.sw, t.hostA, f.redir}, {t.sw, t.hostB, f.redir}} {
-		l, err := attachXDP(d.ns, d.dev, d.prog)
+		l, err := attachXDP(t, d.ns, d.dev, d.prog)
 		if err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func (f *xdpFwd) reclaimPeerA(t *topo) error {
 	if f.peerA != nil {
 		return nil
 	}
-	l, err := attachXDP(t.a, t.peerA, f.pass)
+	l, err := attachXDP(t, t.a, t.peerA, f.pass)
 	if err != nil {
 		return err
 	}
@@ -123,9 +123,9 @@ func (f *xdpFwd) reclaimPeerA(t *topo) error {
 
 // attachXDP attaches prog to dev in namespace ns, in native mode, through
 // a BPF link.
-func attachXDP(ns, dev string, prog *ebpf.Program) (link.Link, error) {
+func attachXDP(t *topo, ns, dev string, prog *ebpf.Program) (link.Link, error) {
 	var l link.Link
-	err := inNetns(ns, func() error {
+	err := t.inNetns(ns, func() error {
 		ifi, err := net.InterfaceByName(dev)
 		if err != nil {
 			return err
