@@ -343,22 +343,10 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 	b.WriteString(analysis(o, samples, prof))
 	b.WriteString("\n![medians](veth.png)\n")
 
-	var failures []string
-	for _, s := range samples {
-		if s.err != "" {
-			failures = append(failures, fmt.Sprintf("- round %d, %s: %s", s.round, s.config, s.err))
-		}
-	}
-	if len(failures) > 0 {
+	if failures := perRun(samples, func(s sample) string { return s.err }); len(failures) > 0 {
 		b.WriteString("\n## Runs that failed\n\n" + strings.Join(failures, "\n") + "\n")
 	}
-	var counts []string
-	for _, s := range samples {
-		if s.counters != "" {
-			counts = append(counts, fmt.Sprintf("- round %d, %s: %s", s.round, s.config, s.counters))
-		}
-	}
-	if len(counts) > 0 {
+	if counts := perRun(samples, func(s sample) string { return s.counters }); len(counts) > 0 {
 		b.WriteString("\n## ovsxdp's counters\n\nThe poll thread's and the ports' counters over each whole run (all tests):\n\n" + strings.Join(counts, "\n") + "\n")
 	}
 	if prof != "" {
@@ -574,6 +562,18 @@ func profileShares(top string) string {
 		}
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// perRun lists, as "- round R, CONFIG: TEXT" lines, the runs for which
+// text returns something.
+func perRun(samples []sample, text func(sample) string) []string {
+	var lines []string
+	for _, s := range samples {
+		if t := text(s); t != "" {
+			lines = append(lines, fmt.Sprintf("- round %d, %s: %s", s.round, s.config, t))
+		}
+	}
+	return lines
 }
 
 // doubleCount says whether the forwarding CPU column counts a forwarding
