@@ -35,6 +35,11 @@ type Config struct {
 	PMDs int
 	// Idle is what idle poll threads do.
 	Idle IdleStrategy
+	// SpareSpin is how long an adaptive poll thread (IdleAdaptive) keeps
+	// polling after its last packet, as long as no other thread wants its
+	// CPU, before it sleeps: DefaultSpareSpin when zero; negative turns it
+	// off (the thread then sleeps 50 µs after its last packet).
+	SpareSpin time.Duration
 	// DisableGRO turns off segment coalescing: by default, runs of
 	// segments of one TCP connection, or of datagrams of one UDP flow,
 	// that a poll thread outputs together to a port that can send GSO
@@ -133,6 +138,19 @@ func (b *Bridge) Policy() Policy { return Policy(b.policy.Load()) }
 
 // Idle is what the bridge's idle poll threads do.
 func (b *Bridge) Idle() IdleStrategy { return b.cfg.Idle }
+
+// SpareSpin is how long the bridge's adaptive poll threads keep polling
+// after their last packet while their CPU is not wanted (Config.SpareSpin):
+// 0 when that is off.
+func (b *Bridge) SpareSpin() time.Duration {
+	switch {
+	case b.cfg.SpareSpin < 0:
+		return 0
+	case b.cfg.SpareSpin == 0:
+		return DefaultSpareSpin
+	}
+	return b.cfg.SpareSpin
+}
 
 // GRO reports whether segment coalescing is on (Config.DisableGRO).
 func (b *Bridge) GRO() bool { return !b.cfg.DisableGRO }

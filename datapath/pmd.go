@@ -22,6 +22,11 @@ type IdleStrategy uint8
 // as a whole nap.
 const NapTimerSlack = time.Microsecond
 
+// DefaultSpareSpin is how long an adaptive poll thread keeps polling after
+// its last packet, as long as no other thread wants its CPU, when
+// Config.SpareSpin is zero.
+const DefaultSpareSpin = 20 * time.Millisecond
+
 // The idle strategies.
 const (
 	// IdleAdaptive follows the load. Under heavy load (full half
@@ -32,7 +37,11 @@ const (
 	// away goes to the endpoints and the kernel's own packet work. When
 	// a poll finds nothing, it keeps polling for spinWindow (a reply
 	// usually comes back within it, and is forwarded without a wake-up),
-	// then sleeps in poll(2) until a queue has traffic. The default.
+	// and then for up to Config.SpareSpin after its last packet as long
+	// as other threads leave it its CPU (spareCPU): with a CPU to spare,
+	// sparse traffic such as pings finds the thread awake, as a busy
+	// polling one would. Then it sleeps in poll(2) until a queue has
+	// traffic. The default.
 	IdleAdaptive IdleStrategy = iota
 	// IdleSpin never sleeps (busy polling, as OVS's PMDs by default).
 	IdleSpin
@@ -82,6 +91,13 @@ const (
 	// 10 ms after which the runtime preempts a goroutine that never
 	// does.
 	spinYield = time.Millisecond
+	// spareCheck is how often a thread that polls on after its last
+	// packet (spareCPU) checks that it still gets its CPU; spareLoss is
+	// the share of the time it may lose to other threads; spareBackoff is
+	// how long it sleeps at once after it lost more.
+	spareCheck   = 100 * time.Microsecond
+	spareLoss    = 0.25
+	spareBackoff = 100 * time.Millisecond
 	// maxSleep bounds one sleep, so that a thread sees new queues and stop
 	// requests within it.
 	maxSleep = 5 * time.Millisecond
@@ -126,6 +142,7 @@ type pmd struct {
 	gsoBuf []byte // merged TCP segments (coalesce.go), allocated on first use
 	poller *vport.Poller
 	polled *[]rxq // the rxq list poller was built for
+	spare  spareCPU
 
 	// The packet being executed, for Output.
 	tbl    *portTable
@@ -154,6 +171,10 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	p.out.init()
 	p.pick.w = &p.stall
 	p.pick.key = &p.key
+	p.spare = spareCPU{window: br.cfg.SpareSpin, cpuTime: threadCPUTime}
+	if p.spare.window == 0 {
+		p.spare.window = DefaultSpareSpin
+	}
 	p.stall.budget = br.cfg.Watchdog.SpinBudget
 	p.stall.overrun = func() { br.wd.overrun(p) }
 	empty := []rxq{}
@@ -227,7 +248,19 @@ func (p *pmd) run() {
 // naps, sleeps or returns at once, and returns the length of the next
 // nap.
 func (p *pmd) adapt(n int, nap time.Duration, start, end, prevBusy time.Time) time.Duration {
-	switch act, next := adaptive(n, nap, start.Sub(prevBusy), end.Sub(prevBusy)); act {
+	act, next := adaptive(n, nap, start.Sub(prevBusy), end.Sub(prevBusy))
+	switch {
+	case n > 0:
+		p.spare.busy()
+	case act == idleSleep:
+		switch p.spare.spin(end, end.Sub(prevBusy)) {
+		case spinOn:
+			act = idlePoll
+		case spinPreempted:
+			p.counters.spinsGivenUp.Add(1)
+		}
+	}
+	switch act {
 	case idleNap:
 		// A nap reads no port, so it is outside any read-side section:
 		// grace periods need not wait for it.
@@ -593,4 +626,73 @@ func (o *outBatches) reset() {
 	}
 	o.pending = o.pending[:0]
 	o.used = 0
+}
+
+// spareCPU decides whether an adaptive poll thread, its queues empty, may
+// keep polling rather than sleep: within window after its last packet, as
+// long as it gets its CPU. While it polls, its own CPU time grows as fast
+// as the clock, unless the kernel runs other threads on its CPU in its
+// place: when it has lost more than a spareLoss share of the time since it
+// went idle, other threads want the CPU, and it sleeps. A brief
+// preemption, such as an endpoint woken on its CPU by the packet it just
+// forwarded, costs it much less than that. After it gives up, it does not
+// poll on after its packets again for spareBackoff: on a busy machine it
+// then takes from the others hardly more than a thread that sleeps at once.
+// It belongs to the poll thread, which is locked to its OS thread.
+type spareCPU struct {
+	window time.Duration
+	// cpuTime reads the calling thread's CPU time.
+	cpuTime func() (time.Duration, error)
+	idle    bool          // the idle spell's start (wall0, cpu0) is read
+	wall0   time.Time     // the idle spell's start
+	cpu0    time.Duration // the thread's CPU time then
+	next    time.Time     // when to read the CPU time again
+	until   time.Time     // no polling on before it (backoff)
+}
+
+// spinVerdict is spareCPU's answer.
+type spinVerdict uint8
+
+const (
+	spinOff       spinVerdict = iota // sleep: outside the window, backing off, or unknown
+	spinOn                           // poll on
+	spinPreempted                    // sleep: other threads took the CPU
+)
+
+// busy records that the thread handled packets: its next idle spell is
+// measured afresh.
+func (s *spareCPU) busy() { s.idle = false }
+
+// spin is the verdict at now, sinceBusy after the last packet.
+func (s *spareCPU) spin(now time.Time, sinceBusy time.Duration) spinVerdict {
+	if sinceBusy >= s.window || now.Before(s.until) {
+		return spinOff
+	}
+	if s.idle && now.Before(s.next) {
+		return spinOn
+	}
+	cpu, err := s.cpuTime()
+	if err != nil {
+		return spinOff
+	}
+	s.next = now.Add(spareCheck)
+	if !s.idle {
+		s.idle, s.wall0, s.cpu0 = true, now, cpu
+		return spinOn
+	}
+	wall := now.Sub(s.wall0)
+	if lost := wall - (cpu - s.cpu0); float64(lost) > spareLoss*float64(wall) {
+		s.until = now.Add(spareBackoff)
+		return spinPreempted
+	}
+	return spinOn
+}
+
+// threadCPUTime is the calling thread's CPU time.
+func threadCPUTime() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0, err
+	}
+	return time.Duration(ts.Nano()), nil
 }

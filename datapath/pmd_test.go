@@ -1,8 +1,12 @@
 package datapath
 
 import (
+	"errors"
+	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestAdaptive(t *testing.T) {
@@ -70,5 +74,125 @@ func TestAdaptiveSequences(t *testing.T) {
 	}
 	if act, _ = adaptive(0, nap, time.Microsecond, spinWindow+time.Microsecond); act != idleSleep {
 		t.Errorf("after the reply and the spin window: action %d, want a sleep", act)
+	}
+}
+
+// TestSpareCPU drives spareCPU with a thread CPU clock that the test sets.
+func TestSpareCPU(t *testing.T) {
+	const ms = time.Millisecond
+	const us = time.Microsecond
+	var cpu time.Duration
+	var reads int
+	var fail error
+	s := spareCPU{window: 20 * ms, cpuTime: func() (time.Duration, error) { reads++; return cpu, fail }}
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+
+	// An idle spell with the CPU to itself: the CPU time keeps up with
+	// the clock.
+	if v := s.spin(at(0), 50*us); v != spinOn {
+		t.Fatalf("first idle poll: %d, want spinOn", v)
+	}
+	cpu += spareCheck / 2
+	if v := s.spin(at(spareCheck/2), 50*us+spareCheck/2); v != spinOn || reads != 1 {
+		t.Fatalf("within spareCheck: %d after %d reads, want spinOn without a new read", v, reads)
+	}
+	// A brief preemption: 20 µs lost in 1 ms.
+	cpu = ms - 20*us
+	if v := s.spin(at(ms), ms); v != spinOn || reads != 2 {
+		t.Fatalf("after a brief preemption: %d after %d reads, want spinOn", v, reads)
+	}
+	if v := s.spin(at(20*ms), 20*ms); v != spinOff {
+		t.Fatalf("at the end of the window: %d, want spinOff", v)
+	}
+
+	// Packets, then an idle spell during which other threads take half
+	// the CPU.
+	s.busy()
+	start := 30 * ms
+	cpu = 0
+	if v := s.spin(at(start), 50*us); v != spinOn {
+		t.Fatalf("new idle spell: %d, want spinOn", v)
+	}
+	cpu = 2 * ms
+	if v := s.spin(at(start+4*ms), 4*ms); v != spinPreempted {
+		t.Fatalf("half the CPU lost: %d, want spinPreempted", v)
+	}
+	// It backs off: no polling on after the next packets either, until
+	// spareBackoff has passed.
+	s.busy()
+	if v := s.spin(at(start+5*ms), 50*us); v != spinOff {
+		t.Fatalf("backing off: %d, want spinOff", v)
+	}
+	s.busy()
+	if v := s.spin(at(start+4*ms+spareBackoff), 50*us); v != spinOn {
+		t.Fatalf("after the backoff: %d, want spinOn", v)
+	}
+
+	// A clock it cannot read means sleep.
+	s.busy()
+	fail = errors.New("no clock")
+	if v := s.spin(at(time.Second), 50*us); v != spinOff {
+		t.Fatalf("unreadable clock: %d, want spinOff", v)
+	}
+
+	// Turned off.
+	off := spareCPU{window: -1, cpuTime: func() (time.Duration, error) { return 0, nil }}
+	if v := off.spin(at(0), 50*us); v != spinOff {
+		t.Fatalf("negative window: %d, want spinOff", v)
+	}
+}
+
+// TestThreadCPUTimeShared checks the signal spareCPU relies on with real
+// threads: a thread that keeps its CPU busy alone gets CPU time as fast as
+// the clock runs, and one that shares its CPU with another busy thread
+// loses more than spareLoss of it.
+func TestThreadCPUTimeShared(t *testing.T) {
+	runtime.LockOSThread() // the thread ends with the test: its affinity changes
+	var one unix.CPUSet
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatalf("pin to CPU 0: %v", err)
+	}
+	lost := func(d time.Duration) float64 {
+		cpu0, err := threadCPUTime()
+		if err != nil {
+			t.Fatalf("threadCPUTime: %v", err)
+		}
+		start := time.Now()
+		for time.Since(start) < d {
+		}
+		cpu1, err := threadCPUTime()
+		if err != nil {
+			t.Fatalf("threadCPUTime: %v", err)
+		}
+		wall := time.Since(start)
+		return 1 - float64(cpu1-cpu0)/float64(wall)
+	}
+	if l := lost(20 * time.Millisecond); l < -0.05 {
+		t.Errorf("alone: the thread's CPU time ran %.0f%% faster than the clock", -100*l)
+	}
+
+	stop := make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // ends with the goroutine
+		var one unix.CPUSet
+		one.Set(0)
+		started <- unix.SchedSetaffinity(0, &one)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	defer close(stop)
+	if err := <-started; err != nil {
+		t.Fatalf("pin the competing thread to CPU 0: %v", err)
+	}
+	if l := lost(200 * time.Millisecond); l <= spareLoss {
+		t.Errorf("sharing CPU 0 with a busy thread for 200ms, the thread lost %.0f%% of the time; want more than %.0f%%", 100*l, 100*spareLoss)
 	}
 }

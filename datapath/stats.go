@@ -94,6 +94,9 @@ type pmdCounters struct {
 	// segments and UDP datagrams they carried, and GSO packets the port did not take
 	// (their segments went out one by one).
 	gsoPackets, gsoSegments, gsoFailed atomic.Uint64
+	// Adaptive idle spells cut short because another thread wanted the
+	// CPU (spareCPU).
+	spinsGivenUp atomic.Uint64
 }
 
 // PMDStats are one poll thread's statistics.
@@ -112,6 +115,10 @@ type PMDStats struct {
 	// GSO packets a port did not take (their segments were sent one by
 	// one instead).
 	GSOPackets, GSOSegments, GSOFailed uint64
+	// SpinsGivenUp counts the times an adaptive thread, polling on after
+	// its last packet, went to sleep early because another thread wanted
+	// its CPU (Config.SpareSpin).
+	SpinsGivenUp uint64
 }
 
 // PacketsPerBatch is the average batch size.
@@ -132,18 +139,19 @@ func (s *PMDStats) NanosPerPacket() float64 {
 
 func (c *pmdCounters) load(id, rxqs int) PMDStats {
 	return PMDStats{
-		ID:          id,
-		RxQueues:    rxqs,
-		Packets:     c.packets.Load(),
-		EMCHits:     c.emcHits.Load(),
-		MegaflowHit: c.mfHits.Load(),
-		Upcalls:     c.upcalls.Load(),
-		Lost:        c.lost.Load(),
-		Batches:     c.batches.Load(),
-		Busy:        time.Duration(c.busyNanos.Load()),
-		Idle:        time.Duration(c.idleNanos.Load()),
-		GSOPackets:  c.gsoPackets.Load(),
-		GSOSegments: c.gsoSegments.Load(),
-		GSOFailed:   c.gsoFailed.Load(),
+		ID:           id,
+		RxQueues:     rxqs,
+		Packets:      c.packets.Load(),
+		EMCHits:      c.emcHits.Load(),
+		MegaflowHit:  c.mfHits.Load(),
+		Upcalls:      c.upcalls.Load(),
+		Lost:         c.lost.Load(),
+		Batches:      c.batches.Load(),
+		Busy:         time.Duration(c.busyNanos.Load()),
+		Idle:         time.Duration(c.idleNanos.Load()),
+		GSOPackets:   c.gsoPackets.Load(),
+		GSOSegments:  c.gsoSegments.Load(),
+		GSOFailed:    c.gsoFailed.Load(),
+		SpinsGivenUp: c.spinsGivenUp.Load(),
 	}
 }

@@ -74,6 +74,9 @@ func TestHandleErrors(t *testing.T) {
 		{"bad pmds", control.Request{Verb: "add-br", Args: []string{"br1"}, Flags: map[string]string{"pmds": "0"}}, "--pmds 0: want a number from 1 to 64", nil},
 		{"bad idle", control.Request{Verb: "add-br", Args: []string{"br1"}, Flags: map[string]string{"idle": "doze"}}, `unknown idle strategy "doze" (want adaptive, spin or sleep)`, nil},
 		{"bad gro", control.Request{Verb: "add-br", Args: []string{"br1"}, Flags: map[string]string{"gro": "yes"}}, `add-br br1: --gro "yes": want on or off`, nil},
+		{"bad spare-spin", control.Request{Verb: "add-br", Args: []string{"br1"}, Flags: map[string]string{"spare-spin": "long"}}, `add-br br1: --spare-spin "long": want a duration such as 20ms, or off`, nil},
+		{"negative spare-spin", control.Request{Verb: "add-br", Args: []string{"br1"}, Flags: map[string]string{"spare-spin": "-1ms"}}, `add-br br1: --spare-spin "-1ms": want 0 (off) to 10s`, nil},
+		{"spare-spin too long", control.Request{Verb: "add-br", Args: []string{"br1"}, Flags: map[string]string{"spare-spin": "1m"}}, `add-br br1: --spare-spin "1m": want 0 (off) to 10s`, nil},
 		{"malformed flow", control.Request{Verb: "add-flow", Args: []string{"br0", "ip,nw_src=1.2.3,actions=drop"}}, `"nw_src=1.2.3": invalid IP address`, nil},
 		{"unknown port in flow", control.Request{Verb: "add-flow", Args: []string{"br0", "in_port=eth9,actions=drop"}}, `unknown port "eth9"`, nil},
 		{"flow without actions", control.Request{Verb: "add-flow", Args: []string{"br0", "ip"}}, "must specify actions", nil},
@@ -184,7 +187,10 @@ func TestStateRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, d, "add-br", "br0")
-	if _, err := runFlags(d, "add-br", map[string]string{"policy": "legacy", "pmds": "2", "idle": "sleep", "gro": "off"}, "br1"); err != nil {
+	if _, err := runFlags(d, "add-br", map[string]string{"policy": "legacy", "pmds": "2", "idle": "sleep", "gro": "off", "spare-spin": "5ms"}, "br1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runFlags(d, "add-br", map[string]string{"spare-spin": "0"}, "br2"); err != nil {
 		t.Fatal(err)
 	}
 	run(t, d, "add-port", "br0", "p1", "rxq=2", "record-rxq=true")
@@ -221,7 +227,8 @@ func TestStateRestore(t *testing.T) {
 	if got, _ := runFlags(d2, "dump-flows", map[string]string{"no-stats": "true"}, "br0"); got != wantFlows {
 		t.Errorf("restored flows:\n%s\nwant\n%s", got, wantFlows)
 	}
-	if !strings.Contains(wantShow, "policy: legacy") || !strings.Contains(wantShow, "pmds: 2") || !strings.Contains(wantShow, "idle: sleep") || !strings.Contains(wantShow, "gro: off") || strings.Contains(wantShow, "p2") {
+	if !strings.Contains(wantShow, "policy: legacy") || !strings.Contains(wantShow, "pmds: 2") || !strings.Contains(wantShow, "idle: sleep") || !strings.Contains(wantShow, "gro: off") || strings.Contains(wantShow, "p2") ||
+		!strings.Contains(wantShow, "spare-spin: 20ms") || !strings.Contains(wantShow, "spare-spin: 5ms") || !strings.Contains(wantShow, "spare-spin: off") {
 		t.Errorf("show does not reflect the configuration:\n%s", wantShow)
 	}
 }
@@ -241,6 +248,7 @@ func TestStateCorrupt(t *testing.T) {
 		{"bad policy", `{"version": 1, "bridges": [{"name": "br0", "policy": "fast", "pmds": 1}]}`, `bridge br0: unknown output policy "fast"`},
 		{"bad idle", `{"version": 1, "bridges": [{"name": "br0", "policy": "guarded", "pmds": 1, "idle": "doze"}]}`, `bridge br0: unknown idle strategy "doze"`},
 		{"bad gro", `{"version": 1, "bridges": [{"name": "br0", "policy": "guarded", "pmds": 1, "gro": "maybe"}]}`, `bridge br0: gro "maybe": want on or off`},
+		{"bad spare-spin", `{"version": 1, "bridges": [{"name": "br0", "policy": "guarded", "pmds": 1, "spare_spin": "forever"}]}`, `bridge br0: spare_spin "forever": want a duration`},
 		{"bad port", `{"version": 1, "bridges": [{"name": "br0", "policy": "guarded", "pmds": 1, "ports": [{"name": "p1", "type": "tap"}]}]}`, `port p1: unknown port type "tap"`},
 		{"bad flow", `{"version": 1, "bridges": [{"name": "br0", "policy": "guarded", "pmds": 1, "flows": ["actions=drop", "ip,actions=bogus"]}]}`, "bridge br0: flow 2: "},
 		{"duplicate bridge", `{"version": 1, "bridges": [{"name": "br0", "policy": "guarded", "pmds": 1}, {"name": "br0", "policy": "guarded", "pmds": 1}]}`, "bridge br0: bridge exists"},

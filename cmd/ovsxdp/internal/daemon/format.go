@@ -125,6 +125,7 @@ func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
 	s.GSOPackets = sub(cur.GSOPackets, base.GSOPackets)
 	s.GSOSegments = sub(cur.GSOSegments, base.GSOSegments)
 	s.GSOFailed = sub(cur.GSOFailed, base.GSOFailed)
+	s.SpinsGivenUp = sub(cur.SpinsGivenUp, base.SpinsGivenUp)
 	return s
 }
 
@@ -150,6 +151,7 @@ func formatPMDStats(s datapath.PMDStats) string {
 	fmt.Fprintf(&b, "  malformed (not classified): %d\n", s.Lost)
 	fmt.Fprintf(&b, "  avg. packets per rx batch: %.02f\n", s.PacketsPerBatch())
 	fmt.Fprintf(&b, "  segments sent coalesced (tcp, udp): %d (in %d gso packets, %d more refused)\n", s.GSOSegments, s.GSOPackets, s.GSOFailed)
+	fmt.Fprintf(&b, "  idle spins given up to other threads: %d\n", s.SpinsGivenUp)
 	total := s.Busy + s.Idle
 	pct := func(d time.Duration) float64 {
 		if total == 0 {

@@ -105,6 +105,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		pmdGSO    = newMetric("ovsxdp_pmd_gso_packets_total", "counter", "GSO packets that runs of TCP segments or UDP datagrams were sent in.")
 		pmdGSOSeg = newMetric("ovsxdp_pmd_gso_segments_total", "counter", "TCP segments and UDP datagrams sent inside GSO packets.")
 		pmdGSOErr = newMetric("ovsxdp_pmd_gso_refused_total", "counter", "GSO packets a port refused; their segments were sent one by one.")
+		pmdSpins  = newMetric("ovsxdp_pmd_spins_given_up_total", "counter", "Times an adaptive poll thread, polling on after its last packet, slept early because another thread wanted its CPU.")
 		lockups   = newMetric("ovsxdp_lockups_total", "counter", "Soft lockups of poll threads that the watchdog detected.")
 		flows     = newMetric("ovsxdp_flows", "gauge", "Rules in the bridge's OpenFlow table.")
 		ports     = newMetric("ovsxdp_ports", "gauge", "Ports on the bridge.")
@@ -140,6 +141,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 			pmdGSO.addUint(s.GSOPackets, "bridge", br, "pmd", id)
 			pmdGSOSeg.addUint(s.GSOSegments, "bridge", br, "pmd", id)
 			pmdGSOErr.addUint(s.GSOFailed, "bridge", br, "pmd", id)
+			pmdSpins.addUint(s.SpinsGivenUp, "bridge", br, "pmd", id)
 		}
 		_, total := b.dp.Lockups()
 		lockups.addUint(total, "bridge", br)
@@ -147,7 +149,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		ports.addUint(uint64(len(b.dp.Ports())), "bridge", br)
 	}
 	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, devDrops,
-		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, lockups, flows, ports} {
+		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, flows, ports} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 		for _, s := range m.samples {
 			w.WriteString(s + "\n")

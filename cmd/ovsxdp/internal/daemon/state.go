@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -32,8 +33,12 @@ type bridgeState struct {
 	Idle string `json:"idle,omitempty"`
 	// GRO is "off" when segment coalescing is off; empty (the
 	// default, and state files from before the option) when it is on.
-	GRO   string        `json:"gro,omitempty"`
-	Ports []*portConfig `json:"ports"`
+	GRO string `json:"gro,omitempty"`
+	// SpareSpin is the spare-spin setting as add-br --spare-spin takes
+	// it; empty (the default, and state files from before the option)
+	// for datapath.DefaultSpareSpin.
+	SpareSpin string        `json:"spare_spin,omitempty"`
+	Ports     []*portConfig `json:"ports"`
 	// Flows are the bridge's rules in ovs-ofctl syntax, in dump-flows
 	// order (which add-flow keeps for rules of equal priority).
 	Flows []string `json:"flows"`
@@ -102,6 +107,9 @@ func (d *Daemon) saveLocked() error {
 		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Idle: b.dp.Idle().String(), Ports: []*portConfig{}, Flows: []string{}}
 		if !b.dp.GRO() {
 			bs.GRO = onOff(false)
+		}
+		if spare := b.dp.SpareSpin(); spare != datapath.DefaultSpareSpin {
+			bs.SpareSpin = spareSpinName(spare)
 		}
 		for _, p := range b.dp.Ports() {
 			if pc := b.ports[p.Name]; pc != nil {
@@ -184,7 +192,13 @@ func (d *Daemon) restore(st *state) error {
 				return fmt.Errorf("bridge %s: gro %w", bs.Name, err)
 			}
 		}
-		b, err := d.addBridgeLocked(bs.Name, pol, bs.PMDs, idle, gro)
+		var spare time.Duration
+		if bs.SpareSpin != "" {
+			if spare, err = parseSpareSpin(bs.SpareSpin); err != nil {
+				return fmt.Errorf("bridge %s: spare_spin %w", bs.Name, err)
+			}
+		}
+		b, err := d.addBridgeLocked(datapath.Config{Name: bs.Name, Policy: pol, PMDs: bs.PMDs, Idle: idle, DisableGRO: !gro, SpareSpin: spare})
 		if err != nil {
 			return err
 		}

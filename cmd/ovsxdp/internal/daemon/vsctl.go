@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -39,6 +40,7 @@ func init() {
 			{Name: "pmds", Usage: "number of poll threads (default 1)"},
 			{Name: "idle", Usage: "what idle poll threads do: adaptive (default: nap under light load, sleep when idle), spin (busy-poll a CPU each) or sleep"},
 			{Name: "gro", Usage: "on (default) or off: send runs of one TCP connection's segments or one UDP flow's datagrams to AF_XDP ports as one GSO packet"},
+			{Name: "spare-spin", Usage: "adaptive threads: how long to keep polling after the last packet while no other thread wants the CPU, before sleeping (default 20ms; off or 0: sleep 50µs after it)"},
 		}}, changes: true, run: (*Daemon).addBr},
 		&verb{VerbInfo: VerbInfo{Name: "del-br", Usage: "BR", Short: "Delete a bridge and its ports", Min: 1, Max: 1}, changes: true, run: (*Daemon).delBr},
 		&verb{VerbInfo: VerbInfo{Name: "add-port", Usage: "BR IFACE [type=mem|pcap|afxdp] [ofport=N] [OPTION=VALUE...]",
@@ -85,8 +87,46 @@ func (d *Daemon) addBr(c *call) (string, error) {
 		}
 		gro = on
 	}
-	_, err := d.addBridgeLocked(name, pol, pmds, idle, gro)
+	var spare time.Duration
+	if s, ok := c.flag("spare-spin"); ok {
+		v, err := parseSpareSpin(s)
+		if err != nil {
+			return "", fmt.Errorf("add-br %s: --spare-spin %w", name, err)
+		}
+		spare = v
+	}
+	_, err := d.addBridgeLocked(datapath.Config{Name: name, Policy: pol, PMDs: pmds, Idle: idle, DisableGRO: !gro, SpareSpin: spare})
 	return "", err
+}
+
+// maxSpareSpin bounds --spare-spin.
+const maxSpareSpin = 10 * time.Second
+
+// parseSpareSpin parses a --spare-spin value ("off", or a duration such as
+// 20ms, 0 meaning off) into datapath.Config.SpareSpin.
+func parseSpareSpin(s string) (time.Duration, error) {
+	if s == "off" {
+		return -1, nil
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%q: want a duration such as 20ms, or off", s)
+	case d < 0 || d > maxSpareSpin:
+		return 0, fmt.Errorf("%q: want 0 (off) to %v", s, maxSpareSpin)
+	case d == 0:
+		return -1, nil
+	}
+	return d, nil
+}
+
+// spareSpinName names a bridge's spare-spin setting as parseSpareSpin
+// reads it.
+func spareSpinName(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return d.String()
 }
 
 // parseOnOff parses an on/off option value.
@@ -109,7 +149,8 @@ func onOff(on bool) string {
 }
 
 // addBridgeLocked creates and starts a bridge. d.mu must be held.
-func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idle datapath.IdleStrategy, gro bool) (*bridge, error) {
+func (d *Daemon) addBridgeLocked(cfg datapath.Config) (*bridge, error) {
+	name, pmds := cfg.Name, cfg.PMDs
 	if err := checkName("bridge", name); err != nil {
 		return nil, err
 	}
@@ -119,7 +160,7 @@ func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idl
 	if pmds < 1 || pmds > maxPMDs {
 		return nil, fmt.Errorf("bridge %s: %d pmds, want 1 to %d", name, pmds, maxPMDs)
 	}
-	dp, err := datapath.New(datapath.Config{Name: name, Policy: pol, PMDs: pmds, Idle: idle, DisableGRO: !gro})
+	dp, err := datapath.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +170,7 @@ func (d *Daemon) addBridgeLocked(name string, pol datapath.Policy, pmds int, idl
 	}
 	b := &bridge{name: name, dp: dp, pmds: pmds, ports: map[string]*portConfig{}}
 	d.bridges[name] = b
-	d.log.Info("bridge added", "bridge", name, "policy", pol, "pmds", pmds, "idle", idle, "gro", onOff(gro))
+	d.log.Info("bridge added", "bridge", name, "policy", cfg.Policy, "pmds", pmds, "idle", cfg.Idle, "gro", onOff(dp.GRO()), "spare-spin", spareSpinName(dp.SpareSpin()))
 	return b, nil
 }
 
@@ -294,6 +335,7 @@ func (d *Daemon) show(*call) (string, error) {
 		fmt.Fprintf(&s, "        pmds: %d\n", b.pmds)
 		fmt.Fprintf(&s, "        idle: %s\n", b.dp.Idle())
 		fmt.Fprintf(&s, "        gro: %s\n", onOff(b.dp.GRO()))
+		fmt.Fprintf(&s, "        spare-spin: %s\n", spareSpinName(b.dp.SpareSpin()))
 		for _, p := range b.dp.Ports() {
 			pc := b.ports[p.Name]
 			if pc == nil {
