@@ -51,9 +51,10 @@ type config struct {
 }
 
 var configs = []config{
-	{"ovsxdp", "ovsxdp", "ovsxdp in-process: datapath.New (1 poll thread, adaptive idle, TCP and UDP segment coalescing on: the defaults) with two AF_XDP ports (vport.OpenXSK, 1 queue each) and 2 L2 rules", func() forwarder { return &ovsxdpFwd{} }},
+	{"ovsxdp", "ovsxdp", "ovsxdp in-process: datapath.New (1 poll thread, adaptive idle polling on for up to 20 ms after its last packet while no other thread wants its CPU, TCP and UDP segment coalescing on: the defaults) with two AF_XDP ports (vport.OpenXSK, 1 queue each) and 2 L2 rules", func() forwarder { return &ovsxdpFwd{} }},
 	{"ovsxdp-1k", "ovsxdp", "the same with 1,000 rules (998 exact UDP destination-port rules above the 2 L2 rules)", func() forwarder { return &ovsxdpFwd{manyRules: true} }},
 	{"ovsxdp-nogro", "ovsxdp", "the same with 2 L2 rules and segment coalescing off (datapath.Config.DisableGRO): every packet goes through the AF_XDP socket", func() forwarder { return &ovsxdpFwd{noGRO: true} }},
+	{"ovsxdp-nospare", "ovsxdp", "the same with 2 L2 rules and spare-CPU polling off (datapath.Config.SpareSpin < 0): the adaptive poll thread sleeps in poll(2) 50 µs after its last packet", func() forwarder { return &ovsxdpFwd{spareSpin: -1} }},
 	{"ovsxdp-spin", "ovsxdp", "the same with 2 L2 rules and a busy-polling poll thread (datapath.IdleSpin, as OVS's PMD)", func() forwarder { return &ovsxdpFwd{idle: datapath.IdleSpin} }},
 	{"bridge", "kernel", "Linux bridge with h-a and h-b as its ports", func() forwarder { return &bridgeFwd{} }},
 	{"ovs-pmd", "ovs", "Open vSwitch userspace datapath (datapath_type=netdev), type=afxdp ports, default busy-polling PMD", func() forwarder { return &ovsFwd{portType: "afxdp"} }},
@@ -87,12 +88,13 @@ type ovsxdpFwd struct {
 	manyRules bool
 	noGRO     bool
 	idle      datapath.IdleStrategy
+	spareSpin time.Duration
 	br        *datapath.Bridge
 	ports     []*vport.XSKPort
 }
 
 func (f *ovsxdpFwd) start(t *topo) error {
-	br, err := datapath.New(datapath.Config{Name: "br-bench", PMDs: 1, Idle: f.idle, DisableGRO: f.noGRO})
+	br, err := datapath.New(datapath.Config{Name: "br-bench", PMDs: 1, Idle: f.idle, DisableGRO: f.noGRO, SpareSpin: f.spareSpin})
 	if err != nil {
 		return err
 	}
@@ -149,9 +151,9 @@ func (f *ovsxdpFwd) counters() string {
 	}
 	var parts []string
 	for _, s := range f.br.PMDStats() {
-		parts = append(parts, fmt.Sprintf("pmd%d: %d packets, EMC hits %d, megaflow hits %d, upcalls %d, lost %d, %.1f packets/batch, busy %.0f ns/packet, busy %v idle %v, segments coalesced %d into %d GSO packets (%d refused)",
+		parts = append(parts, fmt.Sprintf("pmd%d: %d packets, EMC hits %d, megaflow hits %d, upcalls %d, lost %d, %.1f packets/batch, busy %.0f ns/packet, busy %v idle %v, segments coalesced %d into %d GSO packets (%d refused), idle spins given up %d",
 			s.ID, s.Packets, s.EMCHits, s.MegaflowHit, s.Upcalls, s.Lost, s.PacketsPerBatch(), s.NanosPerPacket(), s.Busy.Round(time.Millisecond), s.Idle.Round(time.Millisecond),
-			s.GSOSegments, s.GSOPackets, s.GSOFailed))
+			s.GSOSegments, s.GSOPackets, s.GSOFailed, s.SpinsGivenUp))
 	}
 	for _, p := range f.br.Ports() {
 		st := p.Stats()

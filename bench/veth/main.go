@@ -170,7 +170,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 				slog.Error("run failed", "round", r, "config", c.name, "err", s.err)
 			} else {
 				slog.Info("result", "round", r, "config", c.name, "tcp_gbps", f2(s.tcpGbps), "udp_pps", f0(s.udpPps),
-					"flows_pps", f0(s.flowsPps), "xsk_pps", f0(s.xskPps), "rtt_avg_us", f1(s.rttAvg), "rtt_p99_us", f1(s.rttP99), "cpu_s_per_mpkt", f2(s.cpuPerMpkt))
+					"flows_pps", f0(s.flowsPps), "xsk_pps", f0(s.xskPps), "rtt_avg_us", f1(s.rttAvg), "rtt_p99_us", f1(s.rttP99), "ping_cpu_pct", f1(s.pingCPU), "cpu_s_per_mpkt", f2(s.cpuPerMpkt))
 			}
 			samples = append(samples, s)
 		}
@@ -297,7 +297,7 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 	if prof != "" {
 		pprof.StopCPUProfile()
 	}
-	if s.rttAvg, s.rttP99, err = measurePing(ctx, t); err != nil {
+	if s.rttAvg, s.rttP99, s.pingCPU, err = measurePing(ctx, t); err != nil {
 		return fail(err)
 	}
 	stopServer()

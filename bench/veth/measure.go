@@ -39,6 +39,10 @@ type sample struct {
 	xskPps float64
 	// rttAvg and rttP99 are ping's RTTs in µs.
 	rttAvg, rttP99 float64
+	// pingCPU is the machine's busy time during the ping test, in percent
+	// of one CPU: what keeping the RTT down costs (a busy-polling thread
+	// holds a CPU whether or not packets come).
+	pingCPU float64
 	// cpuPerMpkt is the forwarder's CPU seconds per million packets
 	// during the iperf3 UDP test (see cpuSeconds).
 	cpuPerMpkt float64
@@ -266,13 +270,25 @@ func runSender(ctx context.Context, t *topo, what, role string, args ...string) 
 var pingTime = regexp.MustCompile(`time=([\d.]+) ms`)
 
 // measurePing sends 200 pings 10ms apart from a to b and returns the
-// average and 99th percentile RTT in µs.
-func measurePing(ctx context.Context, t *topo) (avg, p99 float64, err error) {
+// average and 99th percentile RTT in µs, and the machine's busy time
+// meanwhile in percent of one CPU.
+func measurePing(ctx context.Context, t *topo) (avg, p99, cpuPct float64, err error) {
+	_, busy0, err := machineCPU()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	start := time.Now()
 	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, "ping", "-n", "-c", "200", "-i", "0.01", "-W", "1", ipB).CombinedOutput()
+	wall := time.Since(start)
 	ms := pingTime.FindAllStringSubmatch(string(out), -1)
 	if len(ms) < 150 {
-		return 0, 0, fmt.Errorf("ping: %d replies of 200 (%v): %.300s", len(ms), err, out)
+		return 0, 0, 0, fmt.Errorf("ping: %d replies of 200 (%v): %.300s", len(ms), err, out)
 	}
+	_, busy1, err := machineCPU()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	cpuPct = 100 * (busy1 - busy0) / wall.Seconds()
 	rtts := make([]float64, len(ms))
 	sum := 0.0
 	for i, m := range ms {
@@ -282,7 +298,7 @@ func measurePing(ctx context.Context, t *topo) (avg, p99 float64, err error) {
 	}
 	slices.Sort(rtts)
 	idx := int(math.Ceil(0.99*float64(len(rtts)))) - 1
-	return sum / float64(len(rtts)), rtts[idx], nil
+	return sum / float64(len(rtts)), rtts[idx], cpuPct, nil
 }
 
 // floodRole is the first argument that makes the binary the many-flow

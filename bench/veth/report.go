@@ -48,6 +48,7 @@ var metrics = []metric{
 	{"xsk_pps", "UDP 18-byte payloads, 1,000 flows, AF_XDP sender, received", "packets/s", true, func(s sample) float64 { return s.xskPps }},
 	{"rtt_avg_us", "ping RTT, average", "µs", false, func(s sample) float64 { return s.rttAvg }},
 	{"rtt_p99_us", "ping RTT, 99th percentile", "µs", false, func(s sample) float64 { return s.rttP99 }},
+	{"ping_cpu_pct", "machine CPU during the ping test", "% of a CPU", false, func(s sample) float64 { return s.pingCPU }},
 	{"cpu_s_per_mpkt", "forwarding CPU per million packets", "CPU s", false, func(s sample) float64 { return s.cpuPerMpkt }},
 	{"machine_cpu_s_per_mpkt", "machine CPU per million packets", "CPU s", false, func(s sample) float64 { return s.cpu.machine }},
 }
@@ -674,8 +675,16 @@ func analysis(o options, samples []sample, prof string) string {
 	}
 	if best := bestOVS(o, samples, metricByKey("rtt_avg_us")); best != "" {
 		rtt := metricByKey("rtt_avg_us")
-		fmt.Fprintf(&b, "\n- Ping RTT: ovsxdp's poll thread uses the adaptive idle strategy: after 50 µs without traffic it sleeps in poll(2), so each ping, "+
-			"10 ms after the last, pays a wakeup (average %.1f µs against %.1f µs for %s). ", medianOf(samples, "ovsxdp", rtt), medianOf(samples, best, rtt), best)
+		pcpu := metricByKey("ping_cpu_pct")
+		fmt.Fprintf(&b, "\n- Ping RTT: ovsxdp's adaptive poll thread polls on for up to 20 ms after its last packet as long as no other thread wants its CPU "+
+			"(it sleeps as soon as the kernel preempts it for another thread), so that with a CPU to spare, pings 10 ms apart find it awake: "+
+			"average %.1f µs against %.1f µs for %s. While traffic lasts, that costs what busy polling costs: the machine was busy %.0f%% of a CPU "+
+			"during the ping test (%s: %.0f%%). ", medianOf(samples, "ovsxdp", rtt), medianOf(samples, best, rtt), best,
+			medianOf(samples, "ovsxdp", pcpu), best, medianOf(samples, best, pcpu))
+		if off := medianOf(samples, "ovsxdp-nospare", rtt); !math.IsNaN(off) {
+			fmt.Fprintf(&b, "With that off (ovsxdp-nospare), the thread sleeps in poll(2) 50 µs after its last packet and each ping pays a wake-up: "+
+				"average %.1f µs, the machine busy %.0f%% of a CPU. ", off, medianOf(samples, "ovsxdp-nospare", pcpu))
+		}
 		if o.wake.samples > 0 {
 			fmt.Fprintf(&b, "On this machine a thread that sleeps 1 µs (timer slack %v, as ovsxdp's poll thread) is back after %.1f µs on average (%d sleeps, measured at the start of the run): "+
 				"that is what a sleeping forwarder pays per wakeup, and what a busy-polling one does not. ", o.wake.slack, o.wake.avgMicros, o.wake.samples)
