@@ -51,7 +51,7 @@ type config struct {
 }
 
 var configs = []config{
-	{"ovsxdp", "ovsxdp", "ovsxdp in-process: datapath.New (1 poll thread, adaptive idle polling on for up to 20 ms after its last packet while no other thread wants its CPU, TCP and UDP segment coalescing on: the defaults) with two AF_XDP ports (vport.OpenXSK, 1 queue each) and 2 L2 rules", func() forwarder { return &ovsxdpFwd{} }},
+	{"ovsxdp", "ovsxdp", "ovsxdp in-process: datapath.New (1 poll thread, adaptive idle polling on for up to 20 ms after its last packet while other threads leave it its CPU, TCP and UDP segment coalescing on: the defaults) with two AF_XDP ports (vport.OpenXSK, 1 queue each) and 2 L2 rules", func() forwarder { return &ovsxdpFwd{} }},
 	{"ovsxdp-1k", "ovsxdp", "the same with 1,000 rules (998 exact UDP destination-port rules above the 2 L2 rules)", func() forwarder { return &ovsxdpFwd{manyRules: true} }},
 	{"ovsxdp-nogro", "ovsxdp", "the same with 2 L2 rules and segment coalescing off (datapath.Config.DisableGRO): every packet goes through the AF_XDP socket", func() forwarder { return &ovsxdpFwd{noGRO: true} }},
 	{"ovsxdp-nospare", "ovsxdp", "the same with 2 L2 rules and spare-CPU polling off (datapath.Config.SpareSpin < 0): the adaptive poll thread sleeps in poll(2) 50 µs after its last packet", func() forwarder { return &ovsxdpFwd{spareSpin: -1} }},

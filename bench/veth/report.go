@@ -676,8 +676,8 @@ func analysis(o options, samples []sample, prof string) string {
 	if best := bestOVS(o, samples, metricByKey("rtt_avg_us")); best != "" {
 		rtt := metricByKey("rtt_avg_us")
 		pcpu := metricByKey("ping_cpu_pct")
-		fmt.Fprintf(&b, "\n- Ping RTT: ovsxdp's adaptive poll thread polls on for up to 20 ms after its last packet as long as no other thread wants its CPU "+
-			"(it sleeps as soon as the kernel preempts it for another thread), so that with a CPU to spare, pings 10 ms apart find it awake: "+
+		fmt.Fprintf(&b, "\n- Ping RTT: ovsxdp's adaptive poll thread polls on for up to 20 ms after its last packet as long as other threads leave it its CPU "+
+			"(it sleeps once the kernel has run other threads in its place for a quarter of that time), so that with a CPU to spare, pings 10 ms apart find it awake: "+
 			"average %.1f µs against %.1f µs for %s. While traffic lasts, that costs what busy polling costs: the machine was busy %.0f%% of a CPU "+
 			"during the ping test (%s: %.0f%%). ", medianOf(samples, "ovsxdp", rtt), medianOf(samples, best, rtt), best,
 			medianOf(samples, "ovsxdp", pcpu), best, medianOf(samples, best, pcpu))
