@@ -36,7 +36,7 @@ type Config struct {
 	// Idle is what idle poll threads do.
 	Idle IdleStrategy
 	// SpareSpin is how long an adaptive poll thread (IdleAdaptive) keeps
-	// polling after its last packet, as long as no other thread wants its
+	// polling after its last packet, as long as other threads leave it its
 	// CPU, before it sleeps: DefaultSpareSpin when zero; negative turns it
 	// off (the thread then sleeps 50 µs after its last packet).
 	SpareSpin time.Duration

@@ -23,7 +23,7 @@ type IdleStrategy uint8
 const NapTimerSlack = time.Microsecond
 
 // DefaultSpareSpin is how long an adaptive poll thread keeps polling after
-// its last packet, as long as no other thread wants its CPU, when
+// its last packet, as long as other threads leave it its CPU, when
 // Config.SpareSpin is zero.
 const DefaultSpareSpin = 20 * time.Millisecond
 

@@ -40,7 +40,7 @@ func init() {
 			{Name: "pmds", Usage: "number of poll threads (default 1)"},
 			{Name: "idle", Usage: "what idle poll threads do: adaptive (default: nap under light load, sleep when idle), spin (busy-poll a CPU each) or sleep"},
 			{Name: "gro", Usage: "on (default) or off: send runs of one TCP connection's segments or one UDP flow's datagrams to AF_XDP ports as one GSO packet"},
-			{Name: "spare-spin", Usage: "adaptive threads: how long to keep polling after the last packet while no other thread wants the CPU, before sleeping (default 20ms; off or 0: sleep 50µs after it)"},
+			{Name: "spare-spin", Usage: "adaptive threads: how long to keep polling after the last packet while other threads leave it the CPU, before sleeping (default 20ms; off or 0: sleep 50µs after it)"},
 		}}, changes: true, run: (*Daemon).addBr},
 		&verb{VerbInfo: VerbInfo{Name: "del-br", Usage: "BR", Short: "Delete a bridge and its ports", Min: 1, Max: 1}, changes: true, run: (*Daemon).delBr},
 		&verb{VerbInfo: VerbInfo{Name: "add-port", Usage: "BR IFACE [type=mem|pcap|afxdp] [ofport=N] [OPTION=VALUE...]",
