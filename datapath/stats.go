@@ -94,8 +94,8 @@ type pmdCounters struct {
 	// segments and UDP datagrams they carried, and GSO packets the port did not take
 	// (their segments went out one by one).
 	gsoPackets, gsoSegments, gsoFailed atomic.Uint64
-	// Adaptive idle spells cut short because another thread wanted the
-	// CPU (spareCPU).
+	// Adaptive idle spells cut short because other threads took the CPU
+	// (spareCPU).
 	spinsGivenUp atomic.Uint64
 }
 
@@ -116,7 +116,7 @@ type PMDStats struct {
 	// one instead).
 	GSOPackets, GSOSegments, GSOFailed uint64
 	// SpinsGivenUp counts the times an adaptive thread, polling on after
-	// its last packet, went to sleep early because another thread wanted
+	// its last packet, went to sleep early because other threads took
 	// its CPU (Config.SpareSpin).
 	SpinsGivenUp uint64
 }

@@ -105,7 +105,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		pmdGSO    = newMetric("ovsxdp_pmd_gso_packets_total", "counter", "GSO packets that runs of TCP segments or UDP datagrams were sent in.")
 		pmdGSOSeg = newMetric("ovsxdp_pmd_gso_segments_total", "counter", "TCP segments and UDP datagrams sent inside GSO packets.")
 		pmdGSOErr = newMetric("ovsxdp_pmd_gso_refused_total", "counter", "GSO packets a port refused; their segments were sent one by one.")
-		pmdSpins  = newMetric("ovsxdp_pmd_spins_given_up_total", "counter", "Times an adaptive poll thread, polling on after its last packet, slept early because another thread wanted its CPU.")
+		pmdSpins  = newMetric("ovsxdp_pmd_spins_given_up_total", "counter", "Times an adaptive poll thread, polling on after its last packet, slept early because other threads took its CPU.")
 		lockups   = newMetric("ovsxdp_lockups_total", "counter", "Soft lockups of poll threads that the watchdog detected.")
 		flows     = newMetric("ovsxdp_flows", "gauge", "Rules in the bridge's OpenFlow table.")
 		ports     = newMetric("ovsxdp_ports", "gauge", "Ports on the bridge.")
