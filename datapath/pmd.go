@@ -171,10 +171,7 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	p.out.init()
 	p.pick.w = &p.stall
 	p.pick.key = &p.key
-	p.spare = spareCPU{window: br.cfg.SpareSpin, cpuTime: threadCPUTime}
-	if p.spare.window == 0 {
-		p.spare.window = DefaultSpareSpin
-	}
+	p.spare = spareCPU{window: br.SpareSpin(), cpuTime: threadCPUTime} // 0 when off: never polls on
 	p.stall.budget = br.cfg.Watchdog.SpinBudget
 	p.stall.overrun = func() { br.wd.overrun(p) }
 	empty := []rxq{}

@@ -136,10 +136,12 @@ func TestSpareCPU(t *testing.T) {
 		t.Fatalf("unreadable clock: %d, want spinOff", v)
 	}
 
-	// Turned off.
-	off := spareCPU{window: -1, cpuTime: func() (time.Duration, error) { return 0, nil }}
-	if v := off.spin(at(0), 50*us); v != spinOff {
-		t.Fatalf("negative window: %d, want spinOff", v)
+	// Turned off: Bridge.SpareSpin is 0 then.
+	for _, w := range []time.Duration{0, -1} {
+		off := spareCPU{window: w, cpuTime: func() (time.Duration, error) { return 0, nil }}
+		if v := off.spin(at(0), 50*us); v != spinOff {
+			t.Fatalf("window %v: %d, want spinOff", w, v)
+		}
 	}
 }
 
