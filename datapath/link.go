@@ -382,7 +382,11 @@ func (b *Bridge) tryAttach(dp *detachedPort) (done bool) {
 	}
 	var p *Port
 	if err == nil {
+		// The port leaves the detached ports to take its place in the
+		// table; it goes back there if that fails.
+		delete(b.links.detached, dp.lp.Name)
 		if p, err = b.addLocked(vp, dp.ofport, &dp.lp); err != nil {
+			b.links.detached[dp.lp.Name] = dp
 			vp.Close()
 		}
 	}
