@@ -169,9 +169,10 @@ func (m *LinkMonitor) Watch(dev *Device, ifindex int, onDelete func(*Device)) (c
 // WatchName calls fn whenever a link named name is reported new or
 // changed (RTM_NEWLINK) in the monitor's namespace, and after each resync
 // that lists one, until cancel: it is how the owner of a port whose link
-// is missing learns that the link has appeared. fn runs on the monitor's
-// goroutine: it must be quick and must not call the monitor (a
-// non-blocking send that wakes its owner is what it is for). present
+// is missing learns that the link has appeared. fn runs on the goroutine
+// that applies events (or resyncs): it must be quick and must not call the
+// monitor (a non-blocking send that wakes its owner is what it is for).
+// present
 // reports whether a link of that name exists now, as read after the watch
 // began, so that an appearance in between is not missed.
 func (m *LinkMonitor) WatchName(name string, fn func()) (present bool, cancel func(), err error) {
