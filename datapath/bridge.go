@@ -57,6 +57,9 @@ type Config struct {
 	MACAging     time.Duration
 	// Watchdog sets the soft-lockup watchdog.
 	Watchdog WatchdogConfig
+	// Links sets what the bridge does when the link under one of its
+	// ports is deleted (link.go).
+	Links LinkConfig
 }
 
 // Bridge is an OpenFlow bridge: ports with OpenFlow port numbers, a rule
@@ -79,10 +82,11 @@ type Bridge struct {
 	outputHook func(tbl *portTable, dst *Port, st vport.DeviceState, q int)
 
 	// mu serializes changes to the port table, the rx queue assignment
-	// and the running state; it protects started and stopped.
+	// and the running state; it protects started, stopped and links.
 	mu      sync.Mutex
 	started bool
 	stopped bool
+	links   links
 }
 
 // New returns a bridge with no ports. Start starts its poll threads.
@@ -103,6 +107,7 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
 	}
 	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU()}
+	b.links.init(cfg.Links)
 	b.policy.Store(uint32(cfg.Policy))
 	b.ports.Store(newPortTable(nil))
 	for i := 0; i < cfg.PMDs; i++ {
@@ -183,14 +188,22 @@ func (b *Bridge) Start() error {
 	return nil
 }
 
-// Close stops the poll threads and the watchdog and closes every port.
+// Close stops following the ports' links, stops the poll threads and the
+// watchdog and closes every port.
 func (b *Bridge) Close() error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.stopped {
+		b.mu.Unlock()
 		return nil
 	}
 	b.stopped = true
+	mons := b.takeLinksLocked()
+	b.mu.Unlock()
+	// Without b.mu: the monitors wait for their deletion callbacks, and
+	// the attach loops for their attempts, which take it.
+	b.stopLinks(mons)
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.started {
 		for _, p := range b.pmds {
 			p.stop.Store(true)
@@ -214,51 +227,96 @@ func (b *Bridge) Close() error {
 // AddPort adds vp to the bridge with OpenFlow port number ofport, or the
 // lowest free number when ofport is 0 (as OVS's ofport_request). Its rx
 // queues are spread over the poll threads. Traffic on other ports goes on.
+// A port on a real link (vport.Linked) has its device state follow the
+// link, and is removed when the kernel deletes the link (link.go).
 func (b *Bridge) AddPort(vp vport.Port, ofport uint32) (*Port, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stopped {
 		return nil, ErrStopped
 	}
-	t := b.ports.Load()
-	if t.byName(vp.Name()) != nil {
-		return nil, fmt.Errorf("add port %s to %s: %w", vp.Name(), b.cfg.Name, ErrPortExists)
+	return b.addLocked(vp, ofport, nil)
+}
+
+// addLocked adds vp as AddPort does; link is how AddLinkPort added it, or
+// nil. b.mu must be held.
+func (b *Bridge) addLocked(vp vport.Port, ofport uint32, link *LinkPort) (*Port, error) {
+	ofport, err := b.pickOFPortLocked(vp.Name(), ofport)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case ofport > MaxOFPort:
-		return nil, fmt.Errorf("add port %s to %s: OpenFlow port %d out of range 1-%d", vp.Name(), b.cfg.Name, ofport, MaxOFPort)
-	case ofport == 0:
-		ofport = 1
-		for t.lookup(ofport) != nil {
-			ofport++
-		}
-	case t.lookup(ofport) != nil:
-		return nil, fmt.Errorf("add port %s to %s: %d: %w", vp.Name(), b.cfg.Name, ofport, ErrOFPortUsed)
+	p := &Port{Name: vp.Name(), OFPort: ofport, vp: vp, dev: vp.Device(), counters: make([]portCounters, len(b.pmds)), link: link}
+	if err := b.watchLinkLocked(p); err != nil {
+		return nil, err
 	}
-	p := &Port{Name: vp.Name(), OFPort: ofport, vp: vp, dev: vp.Device(), counters: make([]portCounters, len(b.pmds))}
-	nt := t.with(p)
+	nt := b.ports.Load().with(p)
 	b.ports.Store(nt)
 	b.assignRxQueuesLocked(nt)
 	return p, nil
 }
 
+// pickOFPortLocked checks that no port, attached or detached, has name
+// and returns the OpenFlow port number the port gets: ofport, or the
+// lowest free one when ofport is 0. b.mu must be held.
+func (b *Bridge) pickOFPortLocked(name string, ofport uint32) (uint32, error) {
+	t := b.ports.Load()
+	if t.byName(name) != nil || b.links.detached[name] != nil {
+		return 0, fmt.Errorf("add port %s to %s: %w", name, b.cfg.Name, ErrPortExists)
+	}
+	used := func(of uint32) bool {
+		if t.lookup(of) != nil {
+			return true
+		}
+		for _, dp := range b.links.detached {
+			if dp.ofport == of {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case ofport > MaxOFPort:
+		return 0, fmt.Errorf("add port %s to %s: OpenFlow port %d out of range 1-%d", name, b.cfg.Name, ofport, MaxOFPort)
+	case ofport == 0:
+		ofport = 1
+		for used(ofport) {
+			ofport++
+		}
+		if ofport > MaxOFPort {
+			return 0, fmt.Errorf("add port %s to %s: every OpenFlow port number is taken", name, b.cfg.Name)
+		}
+	case used(ofport):
+		return 0, fmt.Errorf("add port %s to %s: %d: %w", name, b.cfg.Name, ofport, ErrOFPortUsed)
+	}
+	return ofport, nil
+}
+
 // RemovePort removes the port named name: it publishes a port table and rx
 // queue assignment without it, waits for a grace period (every poll thread
 // has finished the batch it was in), then closes the port. It returns the
-// port's final counters.
+// port's final counters. A detached port (AddLinkPort) is forgotten, with
+// zero counters.
 func (b *Bridge) RemovePort(ctx context.Context, name string) (PortStats, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.ports.Load().byName(name)
 	if p == nil {
+		if dp := b.links.detached[name]; dp != nil {
+			b.forgetDetachedLocked(dp)
+			return PortStats{Name: name, OFPort: dp.ofport}, nil
+		}
 		return PortStats{}, fmt.Errorf("remove port %s from %s: %w", name, b.cfg.Name, ErrNoPort)
 	}
 	return b.removeLocked(ctx, p)
 }
 
-// removeLocked removes p, which is in the port table, as RemovePort does.
-// b.mu must be held.
+// removeLocked removes p, which is in the port table, as RemovePort does,
+// and stops following its link. b.mu must be held.
 func (b *Bridge) removeLocked(ctx context.Context, p *Port) (PortStats, error) {
+	if p.unwatch != nil {
+		p.unwatch()
+		p.unwatch = nil
+	}
 	if err := b.detachLocked(ctx, p); err != nil {
 		return PortStats{}, err
 	}

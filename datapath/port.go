@@ -20,6 +20,12 @@ type Port struct {
 	// away: its rx queues are no longer polled, though the port stays in
 	// the table until it is deleted. Protected by the bridge's mu.
 	rxDetached bool
+	// link is how the port was added by AddLinkPort (nil for AddPort): a
+	// port that is kept, detached, when its link is deleted. unwatch stops
+	// following the port's link (nil when it is not on a real link). Both
+	// are protected by the bridge's mu.
+	link    *LinkPort
+	unwatch func()
 }
 
 // VPort is the port's underlying vport.

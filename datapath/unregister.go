@@ -130,12 +130,22 @@ type Teardown struct {
 	done [NumUnregisterSteps]bool
 }
 
+// ErrMirroredDevice is returned when the simulated unregister sequence is
+// asked to run on a port whose device mirrors a real link: the kernel owns
+// that link's life, and the link monitor applies its deletion.
+var ErrMirroredDevice = errors.New("device mirrors a real link")
+
 // BeginUnregister returns the unregister sequence of the port named name,
-// with no step run yet.
+// with no step run yet. It refuses a port on a real link
+// (ErrMirroredDevice): delete the link instead, and the bridge removes the
+// port when the kernel reports it gone.
 func (b *Bridge) BeginUnregister(name string, cfg UnregisterConfig) (*Teardown, error) {
 	p := b.ports.Load().byName(name)
 	if p == nil {
 		return nil, fmt.Errorf("unregister %s from %s: %w", name, b.cfg.Name, ErrNoPort)
+	}
+	if p.dev.Mirrored() {
+		return nil, fmt.Errorf("unregister %s from %s: %w (delete the link, as ip link del %s does)", name, b.cfg.Name, ErrMirroredDevice, name)
 	}
 	return &Teardown{Port: name, b: b, p: p, cfg: cfg}, nil
 }

@@ -17,14 +17,12 @@ import (
 
 // dpTopo is a datapath over AF_XDP ports: a switch namespace holds the host
 // ends of the endpoints' veths, the bridge's ports are opened on them, and
-// a link monitor of the switch namespace removes a port whose link is
-// deleted.
+// the bridge removes a port whose link is deleted.
 type dpTopo struct {
-	sw  *netns.NS
-	br  *datapath.Bridge
-	mon *vport.LinkMonitor
-	// removed receives the final counters of each port that the link
-	// monitor's deletion callback removed.
+	sw *netns.NS
+	br *datapath.Bridge
+	// removed receives the final counters of each port that the bridge
+	// removed because its link was deleted.
 	removed chan removal
 }
 
@@ -44,12 +42,17 @@ type endpoint struct {
 	dp   *datapath.Port
 }
 
-// newDPTopo starts a bridge (policy guarded, one poll thread) and a link
-// monitor on a new switch namespace.
+// newDPTopo starts a bridge (policy guarded, one poll thread) on a new
+// switch namespace.
 func newDPTopo(t *testing.T) *dpTopo {
 	t.Helper()
 	d := &dpTopo{sw: netns.New(t, "sw"), removed: make(chan removal, 16)}
-	br, err := datapath.New(datapath.Config{Name: "br-afxdp", PMDs: 1})
+	onLink := func(ev datapath.LinkEvent) {
+		if ev.Kind == datapath.LinkRemoved {
+			d.removed <- removal{stats: ev.Stats, err: ev.Err, took: ev.Took}
+		}
+	}
+	br, err := datapath.New(datapath.Config{Name: "br-afxdp", PMDs: 1, Links: datapath.LinkConfig{OnEvent: onLink}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,15 +65,6 @@ func newDPTopo(t *testing.T) *dpTopo {
 			t.Errorf("close bridge: %v", err)
 		}
 	})
-	mon, err := vport.NewLinkMonitor(vport.LinkMonitorConfig{Netns: d.sw.Path()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mon.Stop)
-	if err := mon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.mon = mon
 	return d
 }
 
@@ -91,18 +85,7 @@ func (d *dpTopo) addEndpoint(t *testing.T, role, ip string, ofport uint32, queue
 		port.Close()
 		t.Fatal(err)
 	}
-	cancel, err := d.mon.Watch(port.Device(), port.Ifindex(), func(dev *vport.Device) {
-		start := time.Now()
-		ctx, done := context.WithTimeout(context.Background(), 10*time.Second)
-		defer done()
-		st, err := d.br.RemovePort(ctx, dev.Name())
-		d.removed <- removal{stats: st, err: err, took: time.Since(start)}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		cancel()
 		ctx, done := context.WithTimeout(context.Background(), 10*time.Second)
 		defer done()
 		if _, err := d.br.RemovePort(ctx, v.Host); err != nil && !errors.Is(err, datapath.ErrNoPort) {

@@ -223,6 +223,10 @@ type Device struct {
 	kind        DeviceKind
 	maxTxQueues int
 	peer        *Device // the other end of a veth pair; set at creation
+	// mirror is set on the model of a real link (NewMirrorDevice): its
+	// state follows the kernel's through a LinkMonitor, and nothing else
+	// may run the simulated teardown on it.
+	mirror bool
 
 	state atomic.Uint64 // a DeviceState; written only with *mu held
 
@@ -246,6 +250,19 @@ func NewDevice(name string, kind DeviceKind, txQueues int) (*Device, error) {
 		return nil, err
 	}
 	return newDevice(name, kind, txQueues, new(sync.Mutex)), nil
+}
+
+// NewMirrorDevice returns the model of a real link: a device like
+// NewDevice's whose state only a LinkMonitor should change, from what the
+// kernel reports. Mirrored reports it, so that the simulated unregister
+// sequence can refuse to run on it: the link's life belongs to the kernel.
+func NewMirrorDevice(name string, kind DeviceKind, txQueues int) (*Device, error) {
+	d, err := NewDevice(name, kind, txQueues)
+	if err != nil {
+		return nil, err
+	}
+	d.mirror = true
+	return d, nil
 }
 
 // NewVethPair returns the two ends of a veth pair, registered and down.
@@ -289,6 +306,9 @@ func newDevice(name string, kind DeviceKind, txQueues int, mu *sync.Mutex) *Devi
 
 // Name is the device's name.
 func (d *Device) Name() string { return d.name }
+
+// Mirrored reports whether d models a real link (NewMirrorDevice).
+func (d *Device) Mirrored() bool { return d.mirror }
 
 // Kind is the device's kind.
 func (d *Device) Kind() DeviceKind { return d.kind }

@@ -59,10 +59,30 @@ type LinkMonitor struct {
 	life    sync.Mutex
 	started bool
 
-	// mu protects watches and stopped.
+	// mu protects watches, names and stopped.
 	mu      sync.Mutex
 	watches map[int]*linkWatch
+	names   map[string]*nameWatch
 	stopped bool
+}
+
+// Linked is a port on a real link, whose state a LinkMonitor of its
+// namespace follows.
+type Linked interface {
+	Port
+	// Ifindex is the link's interface index.
+	Ifindex() int
+	// Netns is the path of the link's network namespace, empty for the
+	// caller's.
+	Netns() string
+}
+
+var _ Linked = (*XSKPort)(nil)
+
+// nameWatch waits for a link of a name to appear.
+type nameWatch struct {
+	name string
+	fn   func()
 }
 
 type linkWatch struct {
@@ -82,6 +102,7 @@ func NewLinkMonitor(cfg LinkMonitorConfig) (*LinkMonitor, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		watches: make(map[int]*linkWatch),
+		names:   make(map[string]*nameWatch),
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -143,6 +164,57 @@ func (m *LinkMonitor) Watch(dev *Device, ifindex int, onDelete func(*Device)) (c
 		m.applyLink(w, lk.Attrs())
 	}
 	return cancel, nil
+}
+
+// WatchName calls fn whenever a link named name is reported new or
+// changed (RTM_NEWLINK) in the monitor's namespace, and after each resync
+// that lists one, until cancel: it is how the owner of a port whose link
+// is missing learns that the link has appeared. fn runs on the goroutine
+// that applies events (or resyncs): it must be quick and must not call the
+// monitor (a non-blocking send that wakes its owner is what it is for).
+// present
+// reports whether a link of that name exists now, as read after the watch
+// began, so that an appearance in between is not missed.
+func (m *LinkMonitor) WatchName(name string, fn func()) (present bool, cancel func(), err error) {
+	w := &nameWatch{name: name, fn: fn}
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return false, nil, errors.New("link monitor: stopped")
+	}
+	if _, dup := m.names[name]; dup {
+		m.mu.Unlock()
+		return false, nil, fmt.Errorf("link monitor: link name %s is already watched", name)
+	}
+	m.names[name] = w
+	m.mu.Unlock()
+	cancel = func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.names[name] == w {
+			delete(m.names, name)
+		}
+	}
+	present, err = m.LinkExists(name)
+	if err != nil {
+		cancel()
+		return false, nil, err
+	}
+	return present, cancel, nil
+}
+
+// LinkExists reports whether a link named name exists in the monitor's
+// namespace.
+func (m *LinkMonitor) LinkExists(name string) (bool, error) {
+	_, err := m.h.LinkByName(name)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound) || errors.Is(err, unix.ENODEV):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("link monitor: link %s: %w", name, err)
+	}
+	return true, nil
 }
 
 // Start subscribes to link events, resyncs the watched devices and starts
@@ -296,7 +368,14 @@ func (m *LinkMonitor) consume(sub *subscription) (stopped bool) {
 func (m *LinkMonitor) apply(u netlink.LinkUpdate) {
 	m.mu.Lock()
 	w := m.watches[int(u.Index)]
+	var nw *nameWatch
+	if u.Header.Type == unix.RTM_NEWLINK && u.Link != nil {
+		nw = m.names[u.Link.Attrs().Name]
+	}
 	m.mu.Unlock()
+	if nw != nil {
+		nw.fn()
+	}
 	if w == nil {
 		return
 	}
@@ -332,7 +411,16 @@ func (m *LinkMonitor) resync() error {
 	for _, w := range m.watches {
 		ws = append(ws, w)
 	}
+	var appeared []*nameWatch
+	for _, l := range links {
+		if nw := m.names[l.Attrs().Name]; nw != nil {
+			appeared = append(appeared, nw)
+		}
+	}
 	m.mu.Unlock()
+	for _, nw := range appeared {
+		nw.fn()
+	}
 	for _, w := range ws {
 		if a, ok := byIndex[w.ifindex]; ok {
 			m.applyLink(w, a)

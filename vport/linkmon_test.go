@@ -266,3 +266,36 @@ func TestLinkMonitorResync(t *testing.T) {
 		t.Errorf("%d subscribe calls, want 3", n)
 	}
 }
+
+// TestLinkMonitorWatchName checks that a name watch reports whether the
+// link exists, is called when a link of that name appears, and is not
+// called once cancelled.
+func TestLinkMonitorWatchName(t *testing.T) {
+	ns := netns.New(t, "name")
+	checkNoGoroutineLeak(t)
+	m := startMonitor(t, LinkMonitorConfig{Netns: ns.Path()})
+	var calls atomic.Int32
+	present, cancel, err := m.WatchName("wn0", func() { calls.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if present {
+		t.Error("WatchName: present before the link exists")
+	}
+	if _, _, err := m.WatchName("wn0", func() {}); err == nil {
+		t.Error("watching the same name twice succeeded")
+	}
+	ns.IP(t, "link", "add", "wn0", "type", "veth", "peer", "name", "wn0p")
+	if !netns.Eventually(5*time.Second, func() bool { return calls.Load() > 0 }) {
+		t.Fatal("no call 5s after the link appeared")
+	}
+	if ok, err := m.LinkExists("wn0"); err != nil || !ok {
+		t.Errorf("LinkExists(wn0) = %v, %v after it was created", ok, err)
+	}
+	cancel()
+	if present, cancel2, err := m.WatchName("wn0", func() {}); err != nil || !present {
+		t.Errorf("WatchName after cancel = %v, %v; want present", present, err)
+	} else {
+		cancel2()
+	}
+}

@@ -237,7 +237,7 @@ func deviceFromLink(lk netlink.Link) (*Device, error) {
 	if lk.Type() == "veth" {
 		kind = VethLike
 	}
-	dev, err := NewDevice(a.Name, kind, max(1, min(a.NumTxQueues, MaxQueues)))
+	dev, err := NewMirrorDevice(a.Name, kind, max(1, min(a.NumTxQueues, MaxQueues)))
 	if err != nil {
 		return nil, err
 	}

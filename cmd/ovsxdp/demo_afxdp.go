@@ -133,16 +133,17 @@ func (d *afxdpDemo) setup() error {
 	return err
 }
 
-// afxdpRow is one policy's bridge, link monitor and server port.
+// afxdpRow is one policy's bridge (which follows its ports' links) and
+// server port.
 type afxdpRow struct {
 	*afxdpDemo
 	br      *datapath.Bridge
-	mon     *vport.LinkMonitor
 	server  *datapath.Port
 	removed chan afxdpRemoval
 }
 
-// afxdpRemoval is what the link monitor's deletion callback reports.
+// afxdpRemoval is what the bridge reports of a port it removed because
+// the port's link was deleted.
 type afxdpRemoval struct {
 	stats datapath.PortStats
 	err   error
@@ -220,35 +221,28 @@ func addDrops(dst *[datapath.NumDropReasons]uint64, src [datapath.NumDropReasons
 	}
 }
 
-// close stops the row's link monitor (and its deletion callbacks) and
-// closes its bridge with every port, which detaches their XDP programs.
+// close closes the row's bridge, which stops following its ports' links,
+// with every port, which detaches their XDP programs.
 func (r *afxdpRow) close() error {
-	if r.mon != nil {
-		r.mon.Stop()
-	}
 	if r.br != nil {
 		return r.br.Close()
 	}
 	return nil
 }
 
-// start creates the row's bridge, its link monitor of the switch
-// namespace, the server's port and the L2 flows.
+// start creates the row's bridge, the server's port and the L2 flows. The
+// bridge removes a client's port when the kernel deletes its link, after
+// --window (the kernel datapath's dp_device_event leaves the vport's
+// deletion to a work queue; the window stands for that latency), and
+// reports it on r.removed.
 func (r *afxdpRow) start(pol datapath.Policy) error {
 	br, err := datapath.New(datapath.Config{Name: "demo-" + pol.String(), Policy: pol,
-		Watchdog: datapath.WatchdogConfig{Threshold: r.o.threshold, Log: r.log}})
+		Watchdog: datapath.WatchdogConfig{Threshold: r.o.threshold, Log: r.log},
+		Links:    datapath.LinkConfig{RemoveDelay: r.o.window, OnEvent: r.linkEvent, Logger: r.log}})
 	if err != nil {
 		return err
 	}
 	r.br = br
-	mon, err := vport.NewLinkMonitor(vport.LinkMonitorConfig{Netns: r.sw.Path(), Logger: r.log})
-	if err != nil {
-		return err
-	}
-	r.mon = mon
-	if err := mon.Start(); err != nil {
-		return err
-	}
 	port, err := vport.OpenXSK(vport.XSKConfig{Device: r.srvVeth.Host, Netns: r.sw.Path(), Frames: afxdpFrames})
 	if err != nil {
 		if afxdpUnavailable(err) {
@@ -273,9 +267,20 @@ func (r *afxdpRow) start(pol datapath.Policy) error {
 	return br.Start()
 }
 
-// addClient creates a client namespace and its veth, opens the host end as
-// the bridge's client port, and has the link monitor remove the port when
-// its link is deleted. The server gets a permanent neighbour entry for the
+// linkEvent passes on the removal of a client's port.
+func (r *afxdpRow) linkEvent(ev datapath.LinkEvent) {
+	if ev.Kind != datapath.LinkRemoved || ev.Port == r.srvVeth.Host {
+		return
+	}
+	select {
+	case r.removed <- afxdpRemoval{stats: ev.Stats, err: ev.Err, took: ev.Took}:
+	default: // nobody waits for it: the row is over
+	}
+}
+
+// addClient creates a client namespace and its veth and opens the host end
+// as the bridge's client port (which the bridge removes when its link is
+// deleted). The server gets a permanent neighbour entry for the
 // client, so that its stream needs no ARP while the client dies.
 func (r *afxdpRow) addClient() (*afxdpClient, error) {
 	n := r.clients
@@ -306,19 +311,6 @@ func (r *afxdpRow) addClient() (*afxdpClient, error) {
 		port.Close()
 		return nil, err
 	}
-	// The watch ends with the monitor, at the end of the row.
-	if _, err := r.mon.Watch(port.Device(), port.Ifindex(), func(dev *vport.Device) {
-		start := time.Now()
-		// The kernel datapath's dp_device_event leaves the vport's
-		// deletion to a work queue; --window stands for that latency.
-		time.Sleep(r.o.window)
-		ctx, cancel := context.WithTimeout(context.Background(), afxdpRemoveMax)
-		defer cancel()
-		st, err := r.br.RemovePort(ctx, dev.Name())
-		r.removed <- afxdpRemoval{stats: st, err: err, took: time.Since(start)}
-	}); err != nil {
-		return nil, err
-	}
 	return &afxdpClient{ns: ns, veth: v, http: newDemoHTTPClient(ns)}, nil
 }
 
@@ -344,7 +336,7 @@ func (r *afxdpRow) measure(ctx context.Context, c *afxdpClient, res *afxdpResult
 
 // teardown loads the server from c and streams to c, deletes c's namespace
 // under that load (its processes' sockets close, the kernel unregisters
-// the veth, the link monitor removes the port) and waits for the removal.
+// the veth, the bridge removes the port) and waits for the removal.
 func (r *afxdpRow) teardown(ctx context.Context, c *afxdpClient, res *afxdpResult) (afxdpRemoval, error) {
 	lctx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
@@ -374,7 +366,7 @@ func (r *afxdpRow) teardown(ctx context.Context, c *afxdpClient, res *afxdpResul
 
 // remove deletes c's namespace, runs then (the client's processes ending)
 // if not nil, closes c's connections so that the namespace can go, and
-// waits for the link monitor's callback to remove the port.
+// waits for the bridge to remove the port.
 func (r *afxdpRow) remove(ctx context.Context, c *afxdpClient, then func()) (afxdpRemoval, error) {
 	if err := c.ns.Delete(); err != nil {
 		return afxdpRemoval{}, err

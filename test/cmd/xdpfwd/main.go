@@ -6,15 +6,12 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -45,27 +42,15 @@ func run(devices []string, frames int, modeName string) error {
 		return err
 	}
 	defer br.Close()
-	mon, err := vport.NewLinkMonitor(vport.LinkMonitorConfig{})
-	if err != nil {
-		return err
-	}
-	defer mon.Stop()
 	for _, dev := range devices {
 		p, err := vport.OpenXSK(vport.XSKConfig{Device: dev, Frames: frames, Mode: mode})
 		if err != nil {
 			return err
 		}
+		// The bridge follows the port's link and removes the port when
+		// the link is deleted.
 		if _, err := br.AddPort(p, 0); err != nil {
 			p.Close()
-			return err
-		}
-		if _, err := mon.Watch(p.Device(), p.Ifindex(), func(d *vport.Device) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := br.RemovePort(ctx, d.Name()); err != nil {
-				slog.Error("remove port", "port", d.Name(), "err", err)
-			}
-		}); err != nil {
 			return err
 		}
 	}
@@ -74,9 +59,6 @@ func run(devices []string, frames int, modeName string) error {
 		return err
 	}
 	br.Table().Add(f)
-	if err := mon.Start(); err != nil {
-		return err
-	}
 	if err := br.Start(); err != nil {
 		return err
 	}

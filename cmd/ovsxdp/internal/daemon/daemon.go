@@ -17,7 +17,6 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/control"
 	"github.com/ovsxdp/ovsxdp/datapath"
-	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // Errors that commands return, wrapped with what they concern.
@@ -59,12 +58,6 @@ type Daemon struct {
 	// view is the bridges sorted by name, republished after every change,
 	// for readers that must not wait for a command (metrics).
 	view atomic.Pointer[[]*bridge]
-
-	// mon follows the links under AF_XDP ports (started with the first
-	// one); unwatch stops following a port's link, by port name. Guarded by
-	// mu.
-	mon     *vport.LinkMonitor
-	unwatch map[string]func()
 
 	// The flow expiry goroutine (expire.go); closeOnce stops it.
 	stop      chan struct{}
@@ -112,15 +105,6 @@ func New(cfg Config) (*Daemon, error) {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
-	// Stop the link monitor first, without d.mu: it waits for deletion
-	// callbacks, which take d.mu.
-	d.mu.Lock()
-	mon := d.mon
-	d.mon = nil
-	d.mu.Unlock()
-	if mon != nil {
-		mon.Stop()
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error

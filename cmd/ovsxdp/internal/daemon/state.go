@@ -111,11 +111,8 @@ func (d *Daemon) saveLocked() error {
 		if spare := b.dp.SpareSpin(); spare != datapath.DefaultSpareSpin {
 			bs.SpareSpin = spareSpinName(spare)
 		}
-		for _, p := range b.dp.Ports() {
-			if pc := b.ports[p.Name]; pc != nil {
-				bs.Ports = append(bs.Ports, pc)
-			}
-		}
+		// Every configured port, attached or waiting for its device.
+		bs.Ports = append(bs.Ports, b.sortedPorts()...)
 		for _, r := range b.dp.Table().Dump(nil) {
 			bs.Flows = append(bs.Flows, flow.FormatFlow(&r.Flow))
 		}
@@ -206,7 +203,7 @@ func (d *Daemon) restore(st *state) error {
 			if pc == nil {
 				return fmt.Errorf("bridge %s: a port is null", bs.Name)
 			}
-			if err := d.addPortLocked(b, pc); err != nil {
+			if err := d.addPortLocked(b, pc, true); err != nil {
 				return err
 			}
 		}

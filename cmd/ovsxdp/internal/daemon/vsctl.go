@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -160,6 +162,7 @@ func (d *Daemon) addBridgeLocked(cfg datapath.Config) (*bridge, error) {
 	if pmds < 1 || pmds > maxPMDs {
 		return nil, fmt.Errorf("bridge %s: %d pmds, want 1 to %d", name, pmds, maxPMDs)
 	}
+	cfg.Links.Logger = d.log
 	dp, err := datapath.New(cfg)
 	if err != nil {
 		return nil, err
@@ -199,12 +202,16 @@ func (d *Daemon) addPort(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return "", d.addPortLocked(b, pc)
+	return "", d.addPortLocked(b, pc, false)
 }
 
 // addPortLocked creates the port pc describes and adds it to b. Port names
-// are unique over all bridges, as in Open vSwitch. d.mu must be held.
-func (d *Daemon) addPortLocked(b *bridge, pc *portConfig) error {
+// are unique over all bridges, as in Open vSwitch. An AF_XDP port's link
+// is followed by the bridge; when restoring, a port whose device does not
+// exist stays configured with its error and is attached when the device
+// appears, as Open vSwitch keeps such an Interface (add-port refuses it
+// instead, so that a mistyped name is not saved). d.mu must be held.
+func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error {
 	if err := checkName("port", pc.Name); err != nil {
 		return err
 	}
@@ -216,28 +223,44 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig) error {
 	if _, taken := b.dp.PortByOF(pc.OFPort); pc.OFPort != 0 && taken {
 		return fmt.Errorf("port %s: ofport %d is taken on bridge %s", pc.Name, pc.OFPort, b.name)
 	}
-	vp, err := newVPort(pc)
-	if err != nil {
-		return fmt.Errorf("port %s: %w", pc.Name, err)
-	}
-	p, err := b.dp.AddPort(vp, pc.OFPort)
-	if err != nil {
-		vp.Close()
-		return err
-	}
-	if xp, ok := vp.(*vport.XSKPort); ok {
-		if err := d.watchLinkLocked(b, xp); err != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
-			defer cancel()
-			b.dp.RemovePort(ctx, pc.Name)
+	saved := *pc
+	if pc.Type == typeAFXDP {
+		ofport, err := b.dp.AddLinkPort(datapath.LinkPort{
+			Name:      pc.Name,
+			OFPort:    pc.OFPort,
+			Open:      func() (vport.Port, error) { return newVPort(&saved) },
+			MustExist: !restoring,
+		})
+		switch {
+		case errors.Is(err, datapath.ErrNoDevice):
+			d.log.Warn("port configured; its device is missing, it is attached when the device appears", "bridge", b.name, "port", pc.Name, "ofport", ofport, "err", err)
+		case err != nil:
 			return fmt.Errorf("port %s: %w", pc.Name, err)
 		}
+		saved.OFPort = ofport
+	} else {
+		vp, err := newVPort(pc)
+		if err != nil {
+			return fmt.Errorf("port %s: %w", pc.Name, err)
+		}
+		p, err := b.dp.AddPort(vp, pc.OFPort)
+		if err != nil {
+			vp.Close()
+			return err
+		}
+		saved.OFPort = p.OFPort
 	}
-	saved := *pc
-	saved.OFPort = p.OFPort
 	b.ports[pc.Name] = &saved
-	d.log.Info("port added", "bridge", b.name, "port", pc.Name, "type", pc.Type, "ofport", p.OFPort)
+	d.log.Info("port added", "bridge", b.name, "port", pc.Name, "type", pc.Type, "ofport", saved.OFPort)
 	return nil
+}
+
+// sortedPorts returns b's configured ports, attached or not, by OpenFlow
+// port number. Daemon.mu must be held.
+func (b *bridge) sortedPorts() []*portConfig {
+	out := slices.Collect(maps.Values(b.ports))
+	slices.SortFunc(out, func(x, y *portConfig) int { return cmp.Compare(x.OFPort, y.OFPort) })
+	return out
 }
 
 func (d *Daemon) delPort(c *call) (string, error) {
@@ -259,54 +282,10 @@ func (d *Daemon) delPort(c *call) (string, error) {
 	return "", nil
 }
 
-// forgetPortLocked drops a removed port's configuration and stops
-// following its link. d.mu must be held.
+// forgetPortLocked drops a removed port's configuration. d.mu must be
+// held.
 func (d *Daemon) forgetPortLocked(b *bridge, name string) {
 	delete(b.ports, name)
-	if stop := d.unwatch[name]; stop != nil {
-		stop()
-		delete(d.unwatch, name)
-	}
-}
-
-// watchLinkLocked keeps an AF_XDP port's device state up to date from
-// netlink, and removes the port (after a grace period, as del-port does)
-// when the kernel deletes its link, as when a container's network
-// namespace goes away. d.mu must be held.
-func (d *Daemon) watchLinkLocked(b *bridge, xp *vport.XSKPort) error {
-	if d.mon == nil {
-		mon, err := vport.NewLinkMonitor(vport.LinkMonitorConfig{Logger: d.log})
-		if err != nil {
-			return err
-		}
-		if err := mon.Start(); err != nil {
-			return err
-		}
-		d.mon = mon
-		d.unwatch = make(map[string]func())
-	}
-	name := xp.Name()
-	stop, err := d.mon.Watch(xp.Device(), xp.Ifindex(), func(*vport.Device) {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if p, ok := b.dp.Port(name); !ok || p.VPort() != vport.Port(xp) {
-			return // removed or replaced meanwhile
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
-		defer cancel()
-		if _, err := b.dp.RemovePort(ctx, name); err != nil {
-			d.log.Error("link deleted; removing its port failed", "bridge", b.name, "port", name, "err", err)
-			return
-		}
-		d.forgetPortLocked(b, name)
-		d.saveLocked()
-		d.log.Warn("link deleted; port removed", "bridge", b.name, "port", name)
-	})
-	if err != nil {
-		return err
-	}
-	d.unwatch[name] = stop
-	return nil
 }
 
 func (d *Daemon) listBr(*call) (string, error) {
@@ -336,19 +315,28 @@ func (d *Daemon) show(*call) (string, error) {
 		fmt.Fprintf(&s, "        idle: %s\n", b.dp.Idle())
 		fmt.Fprintf(&s, "        gro: %s\n", onOff(b.dp.GRO()))
 		fmt.Fprintf(&s, "        spare-spin: %s\n", spareSpinName(b.dp.SpareSpin()))
-		for _, p := range b.dp.Ports() {
-			pc := b.ports[p.Name]
-			if pc == nil {
-				continue
-			}
-			fmt.Fprintf(&s, "        Port %s\n", p.Name)
-			fmt.Fprintf(&s, "            Interface %s\n", p.Name)
+		detached := map[string]error{}
+		for _, dp := range b.dp.Detached() {
+			detached[dp.Name] = dp.Err
+		}
+		for _, pc := range b.sortedPorts() {
+			fmt.Fprintf(&s, "        Port %s\n", pc.Name)
+			fmt.Fprintf(&s, "            Interface %s\n", pc.Name)
 			fmt.Fprintf(&s, "                type: %s\n", pc.Type)
 			if len(pc.Options) > 0 {
 				fmt.Fprintf(&s, "                options: %s\n", ovsdbMap(pc.Options))
 			}
-			fmt.Fprintf(&s, "                ofport: %d\n", p.OFPort)
-			fmt.Fprintf(&s, "                link_state: %s\n", linkState(p))
+			// A port waiting for its device shows the error as
+			// ovs-vsctl shows an Interface's error column.
+			if err, ok := detached[pc.Name]; ok {
+				fmt.Fprintf(&s, "                error: %s\n", strconv.Quote(err.Error()))
+			}
+			fmt.Fprintf(&s, "                ofport: %d\n", pc.OFPort)
+			state := "down"
+			if p, ok := b.dp.Port(pc.Name); ok {
+				state = linkState(p)
+			}
+			fmt.Fprintf(&s, "                link_state: %s\n", state)
 		}
 	}
 	return s.String(), nil
@@ -388,6 +376,10 @@ func (b *bridge) parser() *flow.Parser {
 	return &flow.Parser{PortNames: func(name string) (uint32, bool) {
 		if p, ok := b.dp.Port(name); ok {
 			return p.OFPort, true
+		}
+		// A configured port waiting for its device keeps its number.
+		if pc := b.ports[name]; pc != nil {
+			return pc.OFPort, true
 		}
 		return 0, false
 	}}
