@@ -3,6 +3,7 @@ package flow
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"net/netip"
 	"strconv"
@@ -42,7 +43,29 @@ type SyntaxError struct {
 
 // Error reports the column (Pos+1), the token and the reason.
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("flow: at column %d %q: %s", e.Pos+1, e.Token, e.Reason)
+	return fmt.Sprintf("flow: at column %d %q: %s", e.Pos+1, clipped(e.Token), e.Reason)
+}
+
+// maxQuoted bounds how much of a piece of the input an error message
+// repeats: a flow of megabytes gives an error of a line.
+const maxQuoted = 64
+
+// clipped formats a piece of the input in an error message (%s or %q): at
+// most maxQuoted bytes of it, and when it is longer "..." and its length.
+type clipped string
+
+func (c clipped) Format(f fmt.State, verb rune) {
+	s := string(c)
+	if len(s) > maxQuoted {
+		s = s[:maxQuoted]
+	}
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	io.WriteString(f, s)
+	if len(c) > maxQuoted {
+		fmt.Fprintf(f, "... (%d bytes)", len(c))
+	}
 }
 
 // Unwrap returns ErrUnsupportedSyntax for unsupported syntax.
@@ -158,6 +181,13 @@ func (l *lexer) next() (t token, ok bool, err error) {
 
 // errAt builds a SyntaxError for token t of s.
 func errAt(s string, t *token, format string, args ...any) *SyntaxError {
+	if format != "%s" { // "%s": a reason whose own quotes are clipped
+		for i, a := range args {
+			if str, ok := a.(string); ok {
+				args[i] = clipped(str)
+			}
+		}
+	}
 	return &SyntaxError{Pos: t.pos, Token: t.text(s), Reason: fmt.Sprintf(format, args...)}
 }
 
@@ -660,7 +690,7 @@ func parseNum(s string, bitSize int) (uint64, error) {
 
 func parseDecimal(s string, bitSize int) (uint64, error) {
 	if s == "" || s[0] < '0' || s[0] > '9' || (len(s) > 1 && s[0] == '0') {
-		return 0, fmt.Errorf("invalid number %q", s)
+		return 0, fmt.Errorf("invalid number %q", clipped(s))
 	}
 	v, err := strconv.ParseUint(s, 10, bitSize)
 	if err != nil {
@@ -671,9 +701,9 @@ func parseDecimal(s string, bitSize int) (uint64, error) {
 
 func numError(s string, err error, bitSize int) error {
 	if errors.Is(err, strconv.ErrRange) {
-		return fmt.Errorf("%s does not fit in %d bits", s, bitSize)
+		return fmt.Errorf("%s does not fit in %d bits", clipped(s), bitSize)
 	}
-	return fmt.Errorf("invalid number %q", s)
+	return fmt.Errorf("invalid number %q", clipped(s))
 }
 
 // reservedPorts are OpenFlow's reserved port names (case-insensitive).
@@ -696,7 +726,7 @@ func (p *Parser) parsePort(s string) (uint32, error) {
 			case v >= 0xffffff00:
 				return uint32(v - 0xffff0000), nil
 			}
-			return 0, fmt.Errorf("port %s out of range (0 to 65535)", s)
+			return 0, fmt.Errorf("port %s out of range (0 to 65535)", clipped(s))
 		}
 	}
 	if v, ok := reservedPorts[strings.ToLower(s)]; ok {
@@ -707,7 +737,7 @@ func (p *Parser) parsePort(s string) (uint32, error) {
 			return v, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown port %q", s)
+	return 0, fmt.Errorf("unknown port %q", clipped(s))
 }
 
 // parseMAC parses xx:xx:xx:xx:xx:xx (one or two hex digits per byte) into
@@ -750,13 +780,13 @@ func parseIPv4Mask(s string) (uint32, string) {
 	if strings.Contains(s, ".") {
 		m, ok := ipv4FromText(s)
 		if !ok {
-			return 0, fmt.Sprintf("invalid IP mask %q", s)
+			return 0, fmt.Sprintf("invalid IP mask %q", clipped(s))
 		}
 		return m, ""
 	}
 	n, err := parseDecimal(s, 8)
 	if err != nil || n > 32 {
-		return 0, fmt.Sprintf("invalid prefix length %q (0 to 32)", s)
+		return 0, fmt.Sprintf("invalid prefix length %q (0 to 32)", clipped(s))
 	}
 	if n == 0 {
 		return 0, ""
@@ -778,14 +808,14 @@ func parseIPv6Mask(s string) ([16]byte, string) {
 	if strings.Contains(s, ":") {
 		m, ok := ipv6FromText(s)
 		if !ok {
-			return m, fmt.Sprintf("invalid IPv6 mask %q", s)
+			return m, fmt.Sprintf("invalid IPv6 mask %q", clipped(s))
 		}
 		return m, ""
 	}
 	var m [16]byte
 	n, err := parseDecimal(s, 8)
 	if err != nil || n > 128 {
-		return m, fmt.Sprintf("invalid prefix length %q (0 to 128)", s)
+		return m, fmt.Sprintf("invalid prefix length %q (0 to 128)", clipped(s))
 	}
 	for i := 0; i < int(n); i++ {
 		m[i/8] |= 0x80 >> (i % 8)
@@ -831,7 +861,7 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 		for s != "" {
 			set := s[0] == '+'
 			if s[0] != '+' && s[0] != '-' {
-				return 0, 0, fmt.Sprintf("expected + or - before %q", s)
+				return 0, 0, fmt.Sprintf("expected + or - before %q", clipped(s))
 			}
 			s = s[1:]
 			n := strings.IndexAny(s, "+-")
@@ -842,10 +872,10 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 			s = s[n:]
 			b, ok := tcpFlagBit(name)
 			if !ok {
-				return 0, 0, fmt.Sprintf("unknown TCP flag %q", name)
+				return 0, 0, fmt.Sprintf("unknown TCP flag %q", clipped(name))
 			}
 			if m&b != 0 {
-				return 0, 0, fmt.Sprintf("TCP flag %s given twice", name)
+				return 0, 0, fmt.Sprintf("TCP flag %s given twice", clipped(name))
 			}
 			m |= b
 			if set {
@@ -874,7 +904,7 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 	for _, name := range strings.Split(s, "|") {
 		b, ok := tcpFlagBit(name)
 		if !ok {
-			return 0, 0, fmt.Sprintf("unknown TCP flag %q", name)
+			return 0, 0, fmt.Sprintf("unknown TCP flag %q", clipped(name))
 		}
 		v |= b
 	}

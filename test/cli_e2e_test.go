@@ -186,8 +186,8 @@ func TestCLIEndToEnd(t *testing.T) {
 				t.Errorf("metrics lack %q", want)
 			}
 		}
-		if resp, err := http.Get("http://" + metrics + "/debug/pprof/"); err != nil || resp.StatusCode != 200 {
-			t.Errorf("pprof: %v", err)
+		if resp, err := http.Get("http://" + metrics + "/debug/pprof/"); err != nil || resp.StatusCode != 404 {
+			t.Errorf("pprof without --pprof: %v, want 404", err)
 		} else {
 			resp.Body.Close()
 		}

@@ -22,15 +22,18 @@ import (
 const defaultState = "/var/lib/ovsxdp/state.json"
 
 func newDaemonCmd(g *globals) *cobra.Command {
-	var statePath, metrics, logLevel string
+	var o daemonOptions
+	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the daemon in the foreground",
 		Long: `Run the daemon in the foreground. It listens on the control socket
 (--socket), restores the bridges, ports and flows of the state file and
-saves them there after every change. --metrics serves Prometheus metrics
-on /metrics and the Go profiler on /debug/pprof/, on a loopback address
-only.`,
+saves them there after every change; the state file is locked, so two
+daemons cannot share it. --metrics serves Prometheus metrics on /metrics,
+--pprof the Go profiler on /debug/pprof/, each on a loopback address only
+(both may name the same address). The daemon logs to stderr; SIGHUP is
+logged and otherwise ignored, SIGINT and SIGTERM stop it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -39,19 +42,45 @@ only.`,
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			slog.SetDefault(log)
-			return runDaemon(cmd.Context(), log, g.socket, statePath, metrics)
+			o.socket = g.socket
+			return runDaemon(cmd.Context(), log, o)
 		},
 	}
-	cmd.Flags().StringVar(&statePath, "state", defaultState, `the state file ("" keeps no state)`)
-	cmd.Flags().StringVar(&metrics, "metrics", "", "serve metrics and pprof on this loopback address, e.g. 127.0.0.1:9476")
+	cmd.Flags().StringVar(&o.statePath, "state", defaultState, `the state file ("" keeps no state)`)
+	cmd.Flags().StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this loopback address, e.g. 127.0.0.1:9476")
+	cmd.Flags().StringVar(&o.pprof, "pprof", "", "serve the Go profiler (/debug/pprof/) on this loopback address")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
 
+// daemonOptions are the daemon command's options.
+type daemonOptions struct {
+	socket, statePath string
+	// metrics and pprof are the loopback addresses to serve metrics and
+	// the profiler on ("": not served).
+	metrics, pprof string
+}
+
+// HTTP server limits: no client can hold a connection open for long.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpReadTimeout       = 10 * time.Second
+	httpIdleTimeout       = time.Minute
+	// httpWriteTimeout bounds a metrics response; the profiler's is longer
+	// than its longest default profile (30 s).
+	httpWriteTimeout  = 30 * time.Second
+	pprofWriteTimeout = 2 * time.Minute
+)
+
 // runDaemon runs the daemon until SIGINT or SIGTERM.
-func runDaemon(ctx context.Context, log *slog.Logger, socket, statePath, metrics string) error {
-	if metrics != "" {
-		if err := daemon.CheckLoopback(metrics); err != nil {
+func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
+	if o.metrics != "" {
+		if err := daemon.CheckLoopback("--metrics", o.metrics); err != nil {
+			return err
+		}
+	}
+	if o.pprof != "" {
+		if err := daemon.CheckLoopback("--pprof", o.pprof); err != nil {
 			return err
 		}
 	}
@@ -60,31 +89,73 @@ func runDaemon(ctx context.Context, log *slog.Logger, socket, statePath, metrics
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP would end the process (and leave the socket behind). The
+	// daemon logs to stderr and has no file to reopen: note it and go on.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP received: ignored (the daemon logs to stderr and has no log file to reopen)")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 
 	// The socket first: it refuses to start next to a running daemon,
 	// before the state is restored (which opens the ports' files).
-	ln, err := control.Listen(socket)
+	ln, err := control.Listen(o.socket)
 	if err != nil {
 		return err
 	}
-	d, err := daemon.New(daemon.Config{StatePath: statePath, Version: buildVersion(), Logger: log})
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Version: buildVersion(), Logger: log})
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	defer d.Close()
 
-	var hs *http.Server
-	if metrics != "" {
-		ml, err := net.Listen("tcp", metrics)
+	// One HTTP server per address: metrics and the profiler may share one.
+	muxes := map[string]*http.ServeMux{}
+	mux := func(addr string) *http.ServeMux {
+		if muxes[addr] == nil {
+			muxes[addr] = http.NewServeMux()
+		}
+		return muxes[addr]
+	}
+	if o.metrics != "" {
+		d.RegisterMetrics(mux(o.metrics))
+	}
+	if o.pprof != "" {
+		daemon.RegisterPprof(mux(o.pprof))
+	}
+	var servers []*http.Server
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, hs := range servers {
+			hs.Shutdown(sctx)
+		}
+	}()
+	for addr, m := range muxes {
+		hl, err := net.Listen("tcp", addr)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("metrics: %w", err)
+			return fmt.Errorf("http %s: %w", addr, err)
 		}
-		hs = &http.Server{Handler: d.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+		wt := httpWriteTimeout
+		if addr == o.pprof {
+			wt = pprofWriteTimeout
+		}
+		hs := &http.Server{Handler: m, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout,
+			WriteTimeout: wt, IdleTimeout: httpIdleTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		servers = append(servers, hs)
 		go func() {
-			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "err", err)
+			if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", "addr", addr, "err", err)
 			}
 		}()
 	}
@@ -92,7 +163,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, socket, statePath, metrics
 	srv := control.NewServer(d.Handle, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("ovsxdp daemon running", "pid", os.Getpid(), "socket", socket, "state", statePath, "metrics", metrics, "version", buildVersion())
+	log.Info("ovsxdp daemon running", "pid", os.Getpid(), "socket", o.socket, "state", o.statePath, "metrics", o.metrics, "pprof", o.pprof, "version", buildVersion())
 
 	select {
 	case <-ctx.Done():
@@ -100,10 +171,5 @@ func runDaemon(ctx context.Context, log *slog.Logger, socket, statePath, metrics
 	case err = <-served:
 	}
 	srv.Close()
-	if hs != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		hs.Shutdown(sctx)
-		cancel()
-	}
 	return err
 }

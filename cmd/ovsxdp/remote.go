@@ -104,7 +104,8 @@ func newRemoteCmd(g *globals, v daemon.VerbInfo) *cobra.Command {
 	return cmd
 }
 
-// readLines reads the lines of a file, or of stdin for "-".
+// readLines reads the lines of a file, or of stdin for "-". A file larger
+// than the daemon takes in one request is refused before it is read whole.
 func readLines(path string) ([]string, error) {
 	var r io.Reader = os.Stdin
 	if path != "-" {
@@ -113,18 +114,47 @@ func readLines(path string) ([]string, error) {
 			return nil, err
 		}
 		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > control.MaxRequestSize {
+			return nil, tooLarge(path, fi.Size())
+		}
 		r = f
 	}
+	cr := &countingReader{r: io.LimitReader(r, control.MaxRequestSize+1)}
 	var lines []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), control.MaxRequestSize)
+	sc := bufio.NewScanner(cr)
+	sc.Buffer(make([]byte, 64<<10), control.MaxRequestSize+1)
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
+	}
+	if cr.n > control.MaxRequestSize { // read up to the limit only
+		return nil, tooLarge(path, -1)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: line %d: %w", path, len(lines)+1, err)
 	}
 	return lines, nil
+}
+
+// tooLarge is the error for an input file of n bytes (-1: more than the
+// limit) that is over the daemon's request limit.
+func tooLarge(path string, n int64) error {
+	size := "more than " + control.SizeText(control.MaxRequestSize)
+	if n >= 0 {
+		size = control.SizeText(int(n))
+	}
+	return fmt.Errorf("%s: %w: %s, the daemon's limit is %s", path, control.ErrTooLarge, size, control.SizeText(control.MaxRequestSize))
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // absolutePaths makes the file options of add-port (read=, write=)

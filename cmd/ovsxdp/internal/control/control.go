@@ -34,15 +34,26 @@ const SocketEnv = "OVSXDP_SOCKET"
 // MaxRequestSize bounds one request line (add-flows sends a whole file).
 const MaxRequestSize = 16 << 20
 
-// Limits of the server.
+// Limits of the server. No set of clients can starve another: a
+// connection that sends nothing is dropped after idleTimeout, a request
+// must keep arriving (a pause of gapTimeout ends it) and arrive whole
+// within requestTimeout, and when maxConns connections are open a new one
+// evicts the connection that has waited longest for its next request.
 const (
-	// maxConns bounds the connections served at once; more wait in the
-	// listen backlog.
+	// maxConns bounds the connections open at once.
 	maxConns = 32
-	// readTimeout bounds the wait for (the rest of) a request.
-	readTimeout = 2 * time.Minute
+	// idleTimeout bounds the wait for the first byte of a request.
+	idleTimeout = 5 * time.Second
+	// gapTimeout bounds a pause in the middle of a request.
+	gapTimeout = 5 * time.Second
+	// requestTimeout bounds the reading of one whole request.
+	requestTimeout = time.Minute
 	// writeTimeout bounds the sending of a response.
 	writeTimeout = time.Minute
+	// drainLimit bounds what the server reads and discards of an
+	// oversized request after answering it, so that a client that is
+	// still sending it can finish and read the answer.
+	drainLimit = 4 * MaxRequestSize
 )
 
 // Errors of the protocol.
@@ -74,26 +85,44 @@ type Handler func(ctx context.Context, req *Request) (string, error)
 
 // Server serves a Handler on a listener. It survives any request: a line
 // that is not a JSON request, an oversized one, or a handler that panics
-// gets an error response, and the server goes on.
+// gets an error response, and the server goes on. No client can keep
+// another out: see maxConns and the timeouts above.
 type Server struct {
 	handler Handler
 	log     *slog.Logger
 	ctx     context.Context
 	cancel  context.CancelFunc
-	slots   chan struct{} // one per connection being served
-	limit   int           // the largest request line, MaxRequestSize
+	// Limits, the package's constants but for tests.
+	limit          int // the largest request line, MaxRequestSize
+	maxConns       int
+	idleTimeout    time.Duration
+	gapTimeout     time.Duration
+	requestTimeout time.Duration
 
-	mu     sync.Mutex // protects the fields below
+	mu     sync.Mutex // protects the fields below and every conn's state
 	ln     net.Listener
-	conns  map[net.Conn]struct{}
+	conns  map[*conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
+}
+
+// conn is one client connection.
+type conn struct {
+	net.Conn
+	// busy is true while a request is being read, run or answered; an idle
+	// connection (busy false) waits for its next request and may be
+	// evicted. idleSince is when it became idle. Guarded by Server.mu.
+	busy      bool
+	idleSince time.Time
 }
 
 // NewServer returns a server for h that logs to log.
 func NewServer(h Handler, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{handler: h, log: log, ctx: ctx, cancel: cancel, slots: make(chan struct{}, maxConns), limit: MaxRequestSize, conns: make(map[net.Conn]struct{})}
+	return &Server{handler: h, log: log, ctx: ctx, cancel: cancel,
+		limit: MaxRequestSize, maxConns: maxConns,
+		idleTimeout: idleTimeout, gapTimeout: gapTimeout, requestTimeout: requestTimeout,
+		conns: make(map[*conn]struct{})}
 }
 
 // Serve accepts connections on ln until Close, and returns nil then.
@@ -106,14 +135,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.mu.Unlock()
 	for {
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.ctx.Done():
-			return nil
-		}
-		c, err := ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
-			<-s.slots
 			if s.ctx.Err() != nil {
 				return nil
 			}
@@ -123,32 +146,84 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("control socket: accept: %w", err)
 		}
-		if !s.track(c) {
-			<-s.slots
-			c.Close()
+		c := &conn{Conn: nc, idleSince: time.Now()}
+		switch s.admit(c) {
+		case admitClosed:
+			nc.Close()
 			return nil
+		case admitBusy:
+			s.refuse(nc)
+			continue
 		}
 		go func() {
 			defer s.wg.Done()
-			defer func() { <-s.slots }()
 			defer s.untrack(c)
 			s.serveConn(c)
 		}()
 	}
 }
 
-func (s *Server) track(c net.Conn) bool {
+// Outcomes of admit.
+const (
+	admitOK = iota
+	admitBusy
+	admitClosed
+)
+
+// admit tracks c. At the connection limit it evicts the connection that
+// has been idle longest; if every connection is busy, it admits nothing
+// (admitBusy).
+func (s *Server) admit(c *conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return admitClosed
+	}
+	if len(s.conns) >= s.maxConns {
+		var oldest *conn
+		for o := range s.conns {
+			if !o.busy && (oldest == nil || o.idleSince.Before(oldest.idleSince)) {
+				oldest = o
+			}
+		}
+		if oldest == nil {
+			return admitBusy
+		}
+		delete(s.conns, oldest)
+		oldest.Close()
+		s.log.Debug("control: evicted an idle connection", "idle", time.Since(oldest.idleSince))
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
+	return admitOK
+}
+
+// refuse answers a connection that came while every other one was busy,
+// and closes it. The answer fits the new socket's empty buffer, so the
+// write does not wait.
+func (s *Server) refuse(c net.Conn) {
+	s.log.Warn("control: refused a connection, every connection is busy", "limit", s.maxConns)
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	w := bufio.NewWriter(c)
+	writeJSONLine(w, &Response{Error: fmt.Sprintf("the daemon is busy: %d connections are sending or running requests (try again)", s.maxConns)})
+	c.Close()
+}
+
+// setBusy marks c busy or idle. It returns false if c was evicted.
+func (s *Server) setBusy(c *conn, busy bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; !ok {
+		return false
+	}
+	c.busy = busy
+	if !busy {
+		c.idleSince = time.Now()
+	}
 	return true
 }
 
-func (s *Server) untrack(c net.Conn) {
+func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -177,21 +252,52 @@ func (s *Server) Close() error {
 	return err
 }
 
-// serveConn answers the requests on c, one per line, until c closes or a
-// request is too large (after which the stream cannot be resynchronised).
-func (s *Server) serveConn(c net.Conn) {
-	r := bufio.NewReaderSize(c, 64<<10)
+// deadlineReader reads from a connection with a deadline set before each
+// read: gap from now, but never later than end (if set). A client that
+// keeps sending keeps the request alive, up to end.
+type deadlineReader struct {
+	c   net.Conn
+	gap time.Duration
+	end time.Time
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	dl := time.Now().Add(d.gap)
+	if !d.end.IsZero() && d.end.Before(dl) {
+		dl = d.end
+	}
+	d.c.SetReadDeadline(dl)
+	return d.c.Read(p)
+}
+
+// serveConn answers the requests on c, one per line, until c closes, its
+// client stays silent or stalls, it is evicted, or a request is too large
+// (after which the stream cannot be resynchronised).
+func (s *Server) serveConn(c *conn) {
+	dr := &deadlineReader{c: c.Conn}
+	r := bufio.NewReaderSize(dr, 64<<10)
 	w := bufio.NewWriter(c)
 	for {
-		c.SetReadDeadline(time.Now().Add(readTimeout))
-		line, err := readLine(r, s.limit)
-		if errors.Is(err, io.EOF) && len(line) == 0 {
+		// Idle: wait for the first byte of the next request.
+		dr.gap, dr.end = s.idleTimeout, time.Time{}
+		if _, err := r.Peek(1); err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.log.Debug("control: idle connection closed", "err", err)
+			}
 			return
 		}
+		if !s.setBusy(c, true) {
+			return // evicted
+		}
+		dr.gap, dr.end = s.gapTimeout, time.Now().Add(s.requestTimeout)
+		line, err := readLine(r, s.limit)
 		var resp Response
+		var ne net.Error
 		switch {
 		case errors.Is(err, ErrTooLarge):
 			resp.Error = fmt.Sprintf("%v (the limit is %d bytes)", ErrTooLarge, s.limit)
+		case errors.As(err, &ne) && ne.Timeout():
+			resp.Error = fmt.Sprintf("request incomplete: no data for %v, or not whole after %v", s.gapTimeout, s.requestTimeout)
 		case err != nil && !errors.Is(err, io.EOF):
 			s.log.Debug("control: read", "err", err)
 			return
@@ -203,7 +309,27 @@ func (s *Server) serveConn(c net.Conn) {
 			s.log.Debug("control: write", "err", werr)
 			return
 		}
-		if err != nil { // too large, or the last line had no newline
+		if errors.Is(err, ErrTooLarge) && err != errTooLargeWhole {
+			// Read the rest of the request (bounded) so that a client
+			// still sending it can finish and read the answer, instead
+			// of having its write fail.
+			discardLine(r, drainLimit)
+		}
+		if err != nil { // too large, timed out, or the last line had no newline
+			return
+		}
+		if !s.setBusy(c, false) {
+			return
+		}
+	}
+}
+
+// discardLine reads and drops bytes up to the next newline, at most max.
+func discardLine(r *bufio.Reader, max int) {
+	for n := 0; n < max; {
+		chunk, err := r.ReadSlice('\n')
+		n += len(chunk)
+		if !errors.Is(err, bufio.ErrBufferFull) {
 			return
 		}
 	}
@@ -239,14 +365,21 @@ func (s *Server) handle(line []byte) (resp Response) {
 	return Response{Output: out}
 }
 
+// errTooLargeWhole is ErrTooLarge for a line that was read to its end.
+var errTooLargeWhole = fmt.Errorf("%w", ErrTooLarge)
+
 // readLine reads one line without its newline. A line longer than max bytes
-// is ErrTooLarge, after reading max+1 bytes of it. At the end of the stream
+// is ErrTooLarge, after reading max+1 bytes of it (errTooLargeWhole if
+// that reached the newline). At the end of the stream
 // it returns what it read and io.EOF.
 func readLine(r *bufio.Reader, max int) ([]byte, error) {
 	var line []byte
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if len(line)+len(chunk) > max+1 { // +1: the newline
+			if err == nil {
+				return nil, errTooLargeWhole
+			}
 			return nil, ErrTooLarge
 		}
 		line = append(line, chunk...)
@@ -274,11 +407,15 @@ func writeJSONLine(w *bufio.Writer, v any) error {
 }
 
 // Listen creates the control socket at path: it creates the socket's
-// directory (mode 0700) if it is missing, replaces a stale socket that no
-// daemon answers on, refuses to start next to a live daemon, and makes the
-// socket mode 0600.
+// directory (mode 0700) if it is missing, refuses to start next to a live
+// daemon, and replaces a stale socket that no daemon answers on. The
+// socket never exists at path with a mode wider than 0600, whatever the
+// umask: it is bound inside a private directory (mode 0700), made 0600
+// there, and renamed into place. Closing the listener removes the socket
+// unless another has replaced it.
 func Listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
@@ -289,39 +426,97 @@ func Listen(path string) (net.Listener, error) {
 			c.Close()
 			return nil, fmt.Errorf("control socket %s: another daemon is listening on it", path)
 		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("control socket %s: removing a stale socket: %w", path, err)
-		}
+		// A stale socket: the rename below replaces it.
 	}
-	ln, err := net.Listen("unix", path)
+	private, err := os.MkdirTemp(dir, ".s") // mode 0700
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(false) // it is renamed: Close removes path instead
+	if err := os.Chmod(tmp, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	return ln, nil
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &listener{UnixListener: ln, path: path, fi: fi}, nil
+}
+
+// listener is the control socket's listener; Close removes the socket file
+// it was renamed to.
+type listener struct {
+	*net.UnixListener
+	path string
+	fi   os.FileInfo // the socket file, to leave a newer one in place
+
+	once sync.Once
+}
+
+func (l *listener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
+func (l *listener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() {
+		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.fi) {
+			os.Remove(l.path)
+		}
+	})
+	return err
+}
+
+// SizeText writes a byte count for people: "17.0 MiB", "16 MiB", "900 bytes".
+func SizeText(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // Call sends req to the daemon listening at path and returns its output, or
-// the daemon's error. It gives up after timeout.
+// the daemon's error. It gives up after timeout. A request larger than
+// MaxRequestSize is refused before anything is sent.
 func Call(path string, req *Request, timeout time.Duration) (string, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	if len(b)+1 > MaxRequestSize {
+		return "", fmt.Errorf("%w: %s, the daemon's limit is %s", ErrTooLarge, SizeText(len(b)+1), SizeText(MaxRequestSize))
+	}
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
 		return "", fmt.Errorf("%w at %s: %v (is `ovsxdp daemon` running?)", ErrDaemonDown, path, unwrapOp(err))
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
-	b, err := json.Marshal(req)
-	if err != nil {
-		return "", err
-	}
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return "", fmt.Errorf("sending to the daemon at %s: %v", path, unwrapOp(err))
-	}
 	var resp Response
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+	if _, werr := c.Write(append(b, '\n')); werr != nil {
+		// The daemon may have answered before it stopped reading (an
+		// oversized request, a busy daemon): its answer says more than
+		// the broken pipe.
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if err := json.NewDecoder(c).Decode(&resp); err != nil || (resp.Error == "" && resp.Output == "") {
+			return "", fmt.Errorf("sending to the daemon at %s: %v", path, unwrapOp(werr))
+		}
+	} else if err := json.NewDecoder(c).Decode(&resp); err != nil {
 		if errors.Is(err, io.EOF) {
 			return "", fmt.Errorf("the daemon at %s closed the connection without answering", path)
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -59,6 +60,10 @@ type Daemon struct {
 	// for readers that must not wait for a command (metrics).
 	view atomic.Pointer[[]*bridge]
 
+	// lock holds the state file's lock (state.go) until Close; nil
+	// without a state file. Guarded by mu.
+	lock *os.File
+
 	// The flow expiry goroutine (expire.go); closeOnce stops it.
 	stop      chan struct{}
 	done      chan struct{}
@@ -87,8 +92,14 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), stop: make(chan struct{}), done: make(chan struct{})}
 	d.publishLocked()
 	if cfg.StatePath != "" {
+		lock, err := lockState(cfg.StatePath)
+		if err != nil {
+			return nil, err
+		}
+		d.lock = lock
 		st, err := loadState(cfg.StatePath)
 		if err != nil {
+			lock.Close()
 			return nil, err
 		}
 		if err := d.restore(st); err != nil {
@@ -115,6 +126,10 @@ func (d *Daemon) Close() error {
 	}
 	clear(d.bridges)
 	d.publishLocked()
+	if d.lock != nil {
+		d.lock.Close() // releases the state file for another daemon
+		d.lock = nil
+	}
 	return errors.Join(errs...)
 }
 

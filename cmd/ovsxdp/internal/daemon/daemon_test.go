@@ -315,7 +315,7 @@ func TestCheckLoopback(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			err := CheckLoopback(tt.in)
+			err := CheckLoopback("--metrics", tt.in)
 			if (err == nil) != tt.ok {
 				t.Errorf("CheckLoopback(%q) = %v, want ok=%v", tt.in, err, tt.ok)
 			}

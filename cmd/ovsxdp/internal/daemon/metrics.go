@@ -12,43 +12,47 @@ import (
 	"github.com/ovsxdp/ovsxdp/datapath"
 )
 
-// CheckLoopback returns an error unless addr is HOST:PORT with HOST a
-// loopback address (or "localhost"): the metrics and profiling endpoint
-// has no authentication, so it never listens beyond the host.
-func CheckLoopback(addr string) error {
+// CheckLoopback returns an error unless addr, the value of the option
+// named flag, is HOST:PORT with HOST a loopback address (or "localhost"):
+// the metrics and profiling endpoints have no authentication, so they
+// never listen beyond the host.
+func CheckLoopback(flag, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("metrics address %q: %w", addr, err)
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("metrics address %q: port %q is not a number from 0 to 65535", addr, port)
+		return fmt.Errorf("%s %q: port %q is not a number from 0 to 65535", flag, addr, port)
 	}
 	if host == "localhost" {
 		return nil
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("metrics address %q: %q is not a loopback address (the endpoint has no authentication; use 127.0.0.1 or [::1])", addr, host)
+		return fmt.Errorf("%s %q: %q is not a loopback address (the endpoint has no authentication; use 127.0.0.1 or [::1])", flag, addr, host)
 	}
 	return nil
 }
 
-// HTTPHandler serves /metrics (the Prometheus text format) and the Go
-// profiler under /debug/pprof/.
-func (d *Daemon) HTTPHandler() http.Handler {
-	mux := http.NewServeMux()
+// RegisterMetrics serves /metrics (the Prometheus text format) on mux.
+func (d *Daemon) RegisterMetrics(mux *http.ServeMux) {
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		bw := bufio.NewWriter(w)
 		d.writeMetrics(bw)
 		bw.Flush()
 	})
+}
+
+// RegisterPprof serves the Go profiler under /debug/pprof/ on mux. The
+// daemon serves it only when asked to (--pprof): profiles show the
+// process's memory and command line.
+func RegisterPprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
 }
 
 // metric is one metric family being written.

@@ -9,6 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath"
@@ -42,6 +45,43 @@ type bridgeState struct {
 	// Flows are the bridge's rules in ovs-ofctl syntax, in dump-flows
 	// order (which add-flow keeps for rules of equal priority).
 	Flows []string `json:"flows"`
+}
+
+// ErrStateLocked is the error of a daemon started on a state file that
+// another daemon uses.
+var ErrStateLocked = errors.New("in use by another daemon")
+
+// lockState locks the state file for this process: an exclusive flock on
+// PATH.lock, a file beside it (the state file itself is replaced by rename
+// at every save, so it cannot carry the lock), which holds the PID of the
+// daemon that has it. The lock lasts until the returned file is closed, or
+// the process ends.
+func lockState(path string) (*os.File, error) {
+	lp := path + ".lock"
+	if err := os.MkdirAll(filepath.Dir(lp), 0o700); err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: lock: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			holder := ""
+			b := make([]byte, 32)
+			n, _ := f.ReadAt(b, 0)
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n]))); err == nil && pid > 0 {
+				holder = fmt.Sprintf(" (pid %d)", pid)
+			}
+			return nil, fmt.Errorf("state file %s: %w%s; give each daemon its own --state", path, ErrStateLocked, holder)
+		}
+		return nil, fmt.Errorf("state file %s: lock %s: %w", path, lp, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
 }
 
 // loadState reads the state file at path. A missing file is an empty
