@@ -216,7 +216,7 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig) error {
 	if _, taken := b.dp.PortByOF(pc.OFPort); pc.OFPort != 0 && taken {
 		return fmt.Errorf("port %s: ofport %d is taken on bridge %s", pc.Name, pc.OFPort, b.name)
 	}
-	vp, err := newVPort(pc)
+	vp, err := newVPort(pc, d.log)
 	if err != nil {
 		return fmt.Errorf("port %s: %w", pc.Name, err)
 	}
