@@ -111,12 +111,6 @@ func (c XSKConfig) withDefaults() (XSKConfig, error) {
 	if c.BindTimeout == 0 {
 		c.BindTimeout = DefaultXSKBindTimeout
 	}
-	if c.UMEM == nil {
-		c.UMEM = defaultUMEM
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	pow2 := func(n int) bool { return n > 0 && n&(n-1) == 0 }
 	switch {
 	case c.Device == "":
@@ -194,6 +188,12 @@ var (
 func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
+	}
+	if cfg.UMEM == nil {
+		cfg.UMEM = defaultUMEM
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if err := checkSocketLayout(); err != nil {
 		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
