@@ -202,7 +202,7 @@ func TestCLIEndToEnd(t *testing.T) {
 				t.Fatalf("captured frame %d differs from the one replayed", i)
 			}
 		}
-		d.run(t, "add-port", "br0", "cap", "type=pcap", "ofport=4", "write="+out)
+		d.run(t, "add-port", "br0", "cap", "type=pcap", "ofport=4", "write="+out, "overwrite=true")
 	})
 
 	t.Run("trace", func(t *testing.T) {

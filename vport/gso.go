@@ -66,6 +66,14 @@ type gsoSocket struct {
 	fd  int
 	hdr [vnetHdrLen]byte
 	iov [2]unix.Iovec
+	// sys is the writev system call; tests replace it.
+	sys func(fd int, iov []unix.Iovec) unix.Errno
+}
+
+// sysWritev is writev(2) on fd.
+func sysWritev(fd int, iov []unix.Iovec) unix.Errno {
+	_, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	return errno
 }
 
 // gsoSendBuffer is the socket's send buffer. The kernel charges each
@@ -86,7 +94,7 @@ func openGSOSocket(netns string, ifindex int) (*gsoSocket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: %w", err)
 	}
-	s := &gsoSocket{fd: fd}
+	s := &gsoSocket{fd: fd, sys: sysWritev}
 	if err := s.setup(ifindex); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -114,6 +122,10 @@ func (s *gsoSocket) setup(ifindex int) error {
 // frame.
 var errGSOShape = errors.New("gso: description does not fit the frame")
 
+// gsoMaxEINTR is how many writes a signal may interrupt in a row before
+// send gives up on the packet.
+const gsoMaxEINTR = 8
+
 // send writes the virtio-net header and frame as one packet.
 func (s *gsoSocket) send(frame []byte, g GSO) error {
 	gsoType, csumOffset, minL4 := byte(vnetGSOTCPv4), tcpCsumOffset, 20
@@ -140,8 +152,16 @@ func (s *gsoSocket) send(frame []byte, g GSO) error {
 	s.iov[1].Base = &frame[0]
 	s.iov[1].SetLen(len(frame))
 	defer func() { s.iov[1].Base = nil }() // keep no reference to frame
-	for {
-		_, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(s.fd), uintptr(unsafe.Pointer(&s.iov[0])), uintptr(len(s.iov)))
+	return s.writev(gsoMaxEINTR)
+}
+
+// writev writes s.iov as one packet, retrying a write that a signal
+// interrupted up to tries times in all. Past that the packet is not sent
+// (an error: the caller sends its segments the ordinary way).
+func (s *gsoSocket) writev(tries int) error {
+	var errno unix.Errno
+	for range tries {
+		errno = s.sys(s.fd, s.iov[:])
 		switch errno {
 		case 0:
 			return nil
@@ -152,6 +172,7 @@ func (s *gsoSocket) send(frame []byte, g GSO) error {
 		}
 		return fmt.Errorf("gso send: %w", errno)
 	}
+	return fmt.Errorf("gso send: interrupted %d times: %w", tries, errno)
 }
 
 func (s *gsoSocket) close() error { return unix.Close(s.fd) }

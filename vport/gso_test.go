@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
 )
 
 // peerRx reads the peer end's rx packet and byte counters.
@@ -72,5 +73,45 @@ func TestXSKTransmitGSO(t *testing.T) {
 	tp.sw.MustRun(t, "ip", "link", "set", tp.veth.Host, "down")
 	if err := p.TransmitGSO(frame, g); !errors.Is(err, ErrPortDown) {
 		t.Errorf("TransmitGSO on a device that is down: %v, want %v", err, ErrPortDown)
+	}
+}
+
+// TestGSOSendInterrupted checks that a GSO write that signals keep
+// interrupting gives up after a bounded number of tries with an error
+// (the datapath then sends the segments the ordinary way), rather than
+// retrying forever.
+func TestGSOSendInterrupted(t *testing.T) {
+	tests := []struct {
+		name      string
+		inErrnos  []unix.Errno // what the successive writes return; the last one repeats
+		wantCalls int
+		wantErr   error // nil: no error; errAny: any other error
+	}{
+		{"sent", []unix.Errno{0}, 1, nil},
+		{"interrupted then sent", []unix.Errno{unix.EINTR, unix.EINTR, 0}, 3, nil},
+		{"device down", []unix.Errno{unix.ENETDOWN}, 1, ErrPortDown},
+		{"interrupted forever", []unix.Errno{unix.EINTR}, gsoMaxEINTR, unix.EINTR},
+		{"no buffer", []unix.Errno{unix.ENOBUFS}, 1, unix.ENOBUFS},
+	}
+	frame := make([]byte, 14+20+20+3000)
+	g := GSO{L4: 34, HeaderLen: 54, MSS: 1448}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			s := &gsoSocket{fd: -1, sys: func(int, []unix.Iovec) unix.Errno {
+				calls++
+				if calls > 10*gsoMaxEINTR {
+					t.Fatalf("%d writes for one packet", calls)
+				}
+				return tt.inErrnos[min(calls, len(tt.inErrnos))-1]
+			}}
+			err := s.send(frame, g)
+			if calls != tt.wantCalls {
+				t.Errorf("%d writes, want %d", calls, tt.wantCalls)
+			}
+			if (tt.wantErr == nil) != (err == nil) || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
+				t.Errorf("error %v, want %v", err, tt.wantErr)
+			}
+		})
 	}
 }

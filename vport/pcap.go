@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/gopacket"
@@ -19,6 +21,13 @@ import (
 // PcapSnaplen is the snapshot length of the pcap files a PcapPort writes.
 const PcapSnaplen = 65535
 
+// ErrFileExists is NewPcapPort's error for a WriteFile that exists
+// already, when PcapConfig.Overwrite is not set.
+var ErrFileExists = errors.New("file exists")
+
+// pcapStreamQueue is how many frames read from a FIFO wait for Receive.
+const pcapStreamQueue = 128
+
 // PcapConfig describes a PcapPort. At least one of ReadFile and WriteFile
 // must be set.
 type PcapConfig struct {
@@ -26,20 +35,28 @@ type PcapConfig struct {
 	// ReadFile is a pcap file (Ethernet link type) whose frames the port
 	// receives, in order, on its one rx queue. Once the file is exhausted
 	// (after Loop passes) the port receives nothing more; that is not an
-	// error.
+	// error. It may be a FIFO (tcpdump -w FIFO): the port then reads it
+	// in a goroutine of its own, never blocking its caller, and receives
+	// frames as the writer writes them; until a writer comes it receives
+	// nothing.
 	ReadFile string
 	// Loop is the number of passes over ReadFile: 0 or 1 is once, a
-	// negative number is forever.
+	// negative number is forever. A FIFO is read once.
 	Loop int
 	// Rate paces the replay in packets per second; 0 replays as fast as
 	// Receive is called.
 	Rate float64
 	// RecordRxQueue makes received frames carry rx queue 0 as recorded.
 	RecordRxQueue bool
-	// WriteFile is a pcap file the port creates (or truncates) and writes
-	// every transmitted frame to, with the time of transmission. Without
-	// it, transmitted frames are dropped and counted.
+	// WriteFile is a pcap file the port creates, readable by its owner
+	// only (mode 0600), and writes every transmitted frame to, with the
+	// time of transmission. Without it, transmitted frames are dropped and
+	// counted.
 	WriteFile string
+	// Overwrite lets WriteFile name an existing regular file, which is
+	// then truncated (and made mode 0600); without it an existing file is
+	// refused with ErrFileExists.
+	Overwrite bool
 	BatchSize int // default MaxBatch
 }
 
@@ -57,6 +74,10 @@ type PcapPort struct {
 
 	rxMu     sync.Mutex // protects the fields down to timerfd
 	rxFile   *os.File
+	stream   bool          // rxFile is a FIFO, read by readStream into rxCh
+	rxCh     chan []byte   // frames readStream read, for advanceLocked
+	rxStop   chan struct{} // closed by Close: readStream returns
+	rxDone   chan struct{} // closed when readStream has returned
 	rxBuf    *bufio.Reader
 	rxReader *pcapgo.Reader
 	loops    int    // passes left after this one; negative: forever
@@ -114,7 +135,7 @@ func NewPcapPort(cfg PcapConfig) (_ *PcapPort, err error) {
 		}
 	}
 	if cfg.WriteFile != "" {
-		if err := p.openTx(cfg.WriteFile); err != nil {
+		if err := p.openTx(cfg.WriteFile, cfg.Overwrite); err != nil {
 			return nil, fmt.Errorf("pcap port %s: %w", cfg.Name, err)
 		}
 	}
@@ -124,10 +145,34 @@ func NewPcapPort(cfg PcapConfig) (_ *PcapPort, err error) {
 	return p, nil
 }
 
+// openRx opens the file to replay. It never blocks: a FIFO is opened
+// non-blocking (opening it for reading would wait for a writer) and read
+// by a goroutine, which Close stops.
 func (p *PcapPort) openRx(path string, loop int) error {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	switch {
+	case fi.Mode().Type() == fs.ModeNamedPipe:
+		if loop > 1 || loop < 0 {
+			f.Close()
+			return fmt.Errorf("read %s: a FIFO is read once, it cannot loop", path)
+		}
+		p.rxFile, p.stream = f, true
+		p.rxCh = make(chan []byte, pcapStreamQueue)
+		p.rxStop, p.rxDone = make(chan struct{}), make(chan struct{})
+		p.start = time.Now()
+		go p.readStream(f)
+		return nil
+	case !fi.Mode().IsRegular():
+		f.Close()
+		return fmt.Errorf("read %s: not a regular file or a FIFO", path)
 	}
 	p.rxFile = f
 	p.rxBuf = bufio.NewReaderSize(f, 1<<16)
@@ -166,9 +211,113 @@ func (p *PcapPort) rewindLocked(seek bool) error {
 	return nil
 }
 
+// readStream reads the pcap stream of the FIFO f into rxCh until the
+// stream ends, fails or Close stops it, and wakes a sleeping poll thread
+// (through the timerfd) for every frame.
+func (p *PcapPort) readStream(f *os.File) {
+	defer close(p.rxDone)
+	err := p.readStreamFrames(f)
+	if err == nil || p.closed.Load() {
+		return
+	}
+	p.rxMu.Lock()
+	defer p.rxMu.Unlock()
+	p.rxErr = err
+	p.wakeLocked()
+}
+
+func (p *PcapPort) readStreamFrames(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	r, err := pcapgo.NewReader(bufio.NewReaderSize(&fifoReader{rc: rc}, 1<<16))
+	if err != nil {
+		return err
+	}
+	if lt := r.LinkType(); lt != layers.LinkTypeEthernet {
+		return fmt.Errorf("link type %s, want Ethernet", lt)
+	}
+	for {
+		data, _, err := r.ReadPacketData()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case p.rxCh <- data:
+		case <-p.rxStop:
+			return nil
+		}
+		p.rxMu.Lock()
+		p.wakeLocked()
+		p.rxMu.Unlock()
+	}
+}
+
+// wakeLocked makes the timerfd fire at once, for a poll thread asleep on
+// it.
+func (p *PcapPort) wakeLocked() {
+	if p.timerfd >= 0 {
+		p.settimeLocked(time.Nanosecond) //nolint:errcheck // a valid timerfd and time: it cannot fail
+	}
+}
+
+// fifoReader reads a FIFO opened non-blocking, waiting in the runtime's
+// poller, so that closing the file stops a read in progress. Until a
+// writer has written something, an empty read means "no writer yet" and
+// it waits; after that it is the end of the stream.
+type fifoReader struct {
+	rc   syscall.RawConn
+	seen bool
+}
+
+func (r *fifoReader) Read(b []byte) (int, error) {
+	var (
+		n    int
+		rerr error
+	)
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), b)
+			if rerr != unix.EINTR {
+				break
+			}
+		}
+		switch {
+		case rerr == unix.EAGAIN:
+			return false
+		case rerr == nil && n == 0 && !r.seen:
+			return false
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, rerr
+	case n <= 0:
+		return 0, io.EOF
+	}
+	r.seen = true
+	return n, nil
+}
+
 // advanceLocked reads the next frame into p.next, starting the next pass
 // at the end of the file if passes are left (and the pass was not empty).
+// A FIFO's next frame is the next one its goroutine read, if any.
 func (p *PcapPort) advanceLocked() {
+	if p.stream {
+		select {
+		case p.next = <-p.rxCh:
+		default:
+			p.next = nil
+		}
+		return
+	}
 	for range 2 {
 		data, _, err := p.rxReader.ZeroCopyReadPacketData()
 		if err == nil {
@@ -194,8 +343,39 @@ func (p *PcapPort) advanceLocked() {
 	}
 }
 
-func (p *PcapPort) openTx(path string) error {
-	f, err := os.Create(path)
+// openCapture creates path with mode 0600, or, with overwrite, truncates
+// the regular file path is. It never blocks (a FIFO is opened
+// non-blocking, and refused).
+func openCapture(path string, overwrite bool) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, 0o600)
+	if err == nil || !errors.Is(err, fs.ErrExist) {
+		return f, err
+	}
+	if !overwrite {
+		return nil, fmt.Errorf("write %s: %w", path, ErrFileExists)
+	}
+	if f, err = os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("write %s: not a regular file", path)
+	}
+	if err == nil {
+		err = f.Truncate(0)
+	}
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (p *PcapPort) openTx(path string, overwrite bool) error {
+	f, err := openCapture(path, overwrite)
 	if err != nil {
 		return err
 	}
@@ -263,6 +443,9 @@ func (p *PcapPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (in
 	if p.rxFile == nil {
 		return 0, nil
 	}
+	if p.stream && p.next == nil {
+		p.advanceLocked()
+	}
 	budget := p.dueLocked(time.Now())
 	n := 0
 	for tries := 0; n < limit && tries < 2*limit && uint64(tries) < budget && p.next != nil; tries++ {
@@ -304,6 +487,10 @@ func (p *PcapPort) PrepareWait(q int) (int, bool, error) {
 	defer p.rxMu.Unlock()
 	var buf [8]byte
 	unix.Read(p.timerfd, buf[:]) //nolint:errcheck // EAGAIN: the timer had not fired
+	if p.stream && p.next == nil {
+		// The goroutine wakes the timerfd for the frames it reads later.
+		p.advanceLocked()
+	}
 	if p.next == nil && p.rxErr == nil {
 		return p.timerfd, false, p.settimeLocked(0)
 	}
@@ -387,9 +574,18 @@ func (p *PcapPort) Close() error {
 		p.txWriter = nil
 	}
 	p.txMu.Unlock()
+	if p.stream {
+		// Closing the FIFO stops a read in progress; the goroutine takes
+		// rxMu to wake the timer, so it is not held here.
+		close(p.rxStop)
+		errs = append(errs, p.rxFile.Close())
+		<-p.rxDone
+	}
 	p.rxMu.Lock()
 	if p.rxFile != nil {
-		errs = append(errs, p.rxFile.Close())
+		if !p.stream {
+			errs = append(errs, p.rxFile.Close())
+		}
 		p.next = nil
 	}
 	if p.timerfd >= 0 {

@@ -25,11 +25,13 @@ package vport
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -51,11 +53,12 @@ type XSKConfig struct {
 	// (such as /var/run/netns/NAME); empty for the caller's namespace.
 	Netns string
 	// Queues is the number of rx queues to open a socket on, from queue 0;
-	// 0 for every rx queue of the device.
+	// 0 for every rx queue the device uses (its channels, as ethtool -l
+	// shows them, which may be fewer than it has allocated).
 	Queues int
 	// Frames is the number of UMEM frames of each socket, a power of two
-	// (DefaultXSKFrames when 0). Half of them, or RingSize, receive; the
-	// others transmit.
+	// up to MaxXSKFrames (DefaultXSKFrames when 0). Half of them, or
+	// RingSize, receive; the others transmit.
 	Frames int
 	// FrameSize is the size of a UMEM frame: 2048 or 4096
 	// (DefaultXSKFrameSize when 0). A frame holds a packet of up to
@@ -72,7 +75,25 @@ type XSKConfig struct {
 	// BindTimeout bounds how long opening a queue retries while the
 	// kernel still holds it busy (DefaultXSKBindTimeout when 0).
 	BindTimeout time.Duration
+	// UMEM is the budget the sockets' UMEM is reserved from; nil for the
+	// process's, which has DefaultUMEMLimit.
+	UMEM *UMEMBudget
+	// AllowDefaultRoute lets the port open a device that carries a default
+	// route of its namespace, which the port takes away from the host's
+	// stack; without it such a device is refused (ErrDefaultRoute).
+	AllowDefaultRoute bool
+	// Logger receives the port's warnings (discarded when nil).
+	Logger *slog.Logger
 }
+
+var (
+	// ErrLoopback is OpenXSK's error for a loopback device, which an
+	// AF_XDP port would take away from the host's stack.
+	ErrLoopback = errors.New("loopback device")
+	// ErrDefaultRoute is OpenXSK's error for a device that carries a
+	// default route, unless XSKConfig.AllowDefaultRoute is set.
+	ErrDefaultRoute = errors.New("device carries a default route")
+)
 
 func (c XSKConfig) withDefaults() (XSKConfig, error) {
 	if c.Frames == 0 {
@@ -96,8 +117,8 @@ func (c XSKConfig) withDefaults() (XSKConfig, error) {
 		return c, errors.New("xsk port: empty device name")
 	case c.Queues < 0 || c.Queues > MaxQueues:
 		return c, fmt.Errorf("xsk port %s: %d queues, want 0 to %d", c.Device, c.Queues, MaxQueues)
-	case !pow2(c.Frames) || c.Frames < 16 || c.Frames > 1<<20:
-		return c, fmt.Errorf("xsk port %s: %d frames, want a power of two from 16 to %d", c.Device, c.Frames, 1<<20)
+	case !pow2(c.Frames) || c.Frames < 16 || c.Frames > MaxXSKFrames:
+		return c, fmt.Errorf("xsk port %s: %d frames, want a power of two from 16 to %d", c.Device, c.Frames, MaxXSKFrames)
 	case c.FrameSize != 2048 && c.FrameSize != 4096:
 		return c, fmt.Errorf("xsk port %s: frame size %d, want 2048 or 4096", c.Device, c.FrameSize)
 	case !pow2(c.RingSize) || c.RingSize < 8 || c.RingSize > c.Frames/2:
@@ -133,6 +154,10 @@ type XSKPort struct {
 	txSocks  int
 	socks    []*xskSocket
 	prog     *xdpProgram
+	// umem is the budget the sockets' UMEM was reserved from, and
+	// umemBytes how much.
+	umem      *UMEMBudget
+	umemBytes int64
 	// gso sends GSO packets (TransmitGSO); nil if it could not be opened.
 	gso                 *gsoSocket
 	gsoPackets, gsoSegs atomic.Uint64
@@ -149,14 +174,26 @@ type XSKPort struct {
 	mu sync.Mutex
 }
 
-var _ Port = (*XSKPort)(nil)
+var (
+	_ Port      = (*XSKPort)(nil)
+	_ GSOSender = (*XSKPort)(nil)
+)
 
 // OpenXSK opens an AF_XDP port on cfg.Device: it loads the redirect
 // program, binds a socket to each rx queue, registers them and attaches
-// the program (never replacing another one: ErrXDPBusy).
+// the program (never replacing another one: ErrXDPBusy). It refuses a
+// loopback device (ErrLoopback), a device that carries a default route
+// unless cfg.AllowDefaultRoute (ErrDefaultRoute), and sockets whose UMEM
+// does not fit cfg.UMEM (ErrUMEMLimit).
 func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
+	}
+	if cfg.UMEM == nil {
+		cfg.UMEM = defaultUMEM
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if err := checkSocketLayout(); err != nil {
 		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
@@ -171,16 +208,27 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
 	}
 	a := lk.Attrs()
+	if a.RawFlags&unix.IFF_LOOPBACK != 0 {
+		return nil, fmt.Errorf("xsk port %s: %w: an AF_XDP port would take its traffic from the host", cfg.Device, ErrLoopback)
+	}
+	if !cfg.AllowDefaultRoute {
+		if fam, err := defaultRouteFamily(h, a.Index); err != nil {
+			return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
+		} else if fam != "" {
+			return nil, fmt.Errorf("xsk port %s: %w (%s): an AF_XDP port would take the host's traffic on it away from the host's stack", cfg.Device, ErrDefaultRoute, fam)
+		}
+	}
 	if x := a.Xdp; x != nil && x.Attached {
 		return nil, fmt.Errorf("xsk port %s: XDP program id %d is attached (%s); ovsxdp attaches its own and does not replace others: detach it first (ip link set dev %s xdp off): %w",
 			cfg.Device, x.ProgId, xdpAttachModeName(x.AttachMode), cfg.Device, ErrXDPBusy)
 	}
+	inUse := rxQueuesInUse(cfg.Netns, cfg.Device, a.NumRxQueues)
 	queues := cfg.Queues
 	if queues == 0 {
-		queues = a.NumRxQueues
+		queues = inUse
 	}
-	if queues < 1 || queues > a.NumRxQueues {
-		return nil, fmt.Errorf("xsk port %s: %d queues asked, the device has %d rx queues", cfg.Device, queues, a.NumRxQueues)
+	if queues < 1 || queues > inUse {
+		return nil, fmt.Errorf("xsk port %s: %d queues asked, the device uses %d rx queues", cfg.Device, queues, inUse)
 	}
 	dev, err := deviceFromLink(lk)
 	if err != nil {
@@ -195,6 +243,11 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 		txQueues: dev.MaxTxQueues(),
 		txSocks:  min(queues, dev.MaxTxQueues()),
 	}
+	umem := int64(queues) * int64(cfg.Frames) * int64(cfg.FrameSize)
+	if err := cfg.UMEM.reserve(umem); err != nil {
+		return nil, fmt.Errorf("xsk port %s: %d sockets of %d frames of %d bytes: %w", cfg.Device, queues, cfg.Frames, cfg.FrameSize, err)
+	}
+	p.umem, p.umemBytes = cfg.UMEM, umem
 	defer func() {
 		if err != nil {
 			p.closeResources()
@@ -224,10 +277,64 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 	// GSO is an optimization: a port without it sends every segment
 	// through its AF_XDP socket.
 	if p.gso, err = openGSOSocket(cfg.Netns, p.ifindex); err != nil {
-		slog.Warn("xsk port: no GSO transmit, every segment goes through the AF_XDP socket", "port", cfg.Device, "err", err)
+		cfg.Logger.Warn("xsk port: no GSO transmit, every segment goes through the AF_XDP socket", "port", cfg.Device, "err", err)
 		p.gso, err = nil, nil
 	}
 	return p, nil
+}
+
+// rxQueuesInUse is the number of rx queues that the device dev uses: its
+// channels (combined and rx-only, as ethtool -l counts them), which may
+// be fewer than the allocated queues that netlink reports. A driver
+// without channels uses every allocated queue.
+func rxQueuesInUse(netns, dev string, allocated int) int {
+	n := 0
+	err := nsthread.Do(netns, func() error {
+		e, err := ethtool.NewEthtool()
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		ch, err := e.GetChannels(dev)
+		if err != nil {
+			return err
+		}
+		n = int(ch.CombinedCount + ch.RxCount)
+		return nil
+	})
+	if err != nil || n < 1 || n > allocated {
+		return allocated
+	}
+	return n
+}
+
+// defaultRouteFamily returns "IPv4" or "IPv6" if a default route of the
+// main table goes out through the device ifindex (as its device or as one
+// of its multipath next hops), "" if none does.
+func defaultRouteFamily(h *netlink.Handle, ifindex int) (string, error) {
+	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return "", fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		uses := r.LinkIndex == ifindex
+		for _, nh := range r.MultiPath {
+			uses = uses || nh.LinkIndex == ifindex
+		}
+		if !uses {
+			continue
+		}
+		if r.Family == netlink.FAMILY_V6 {
+			return "IPv6", nil
+		}
+		return "IPv4", nil
+	}
+	return "", nil
 }
 
 // deviceFromLink builds the device model of a link as netlink shows it.
@@ -442,6 +549,10 @@ func (p *XSKPort) closeResources() error {
 	wg.Wait()
 	if p.gso != nil {
 		errs = append(errs, p.gso.close())
+	}
+	if p.umem != nil {
+		p.umem.release(p.umemBytes)
+		p.umem = nil
 	}
 	return errors.Join(append(errs, serrs...)...)
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"slices"
@@ -28,8 +29,8 @@ type portConfig struct {
 }
 
 // newVPort creates the port that pc describes. It is the one place that
-// knows the port types and their options.
-func newVPort(pc *portConfig) (vport.Port, error) {
+// knows the port types and their options. Ports log to log.
+func newVPort(pc *portConfig, log *slog.Logger) (vport.Port, error) {
 	o := options{typ: pc.Type, m: pc.Options}
 	var (
 		p   vport.Port
@@ -56,32 +57,49 @@ func newVPort(pc *portConfig) (vport.Port, error) {
 			Loop:          o.int("loop", 1, -1, math.MaxInt32),
 			Rate:          o.float("rate", 0, 0, 1e9),
 			RecordRxQueue: o.bool("record-rxq", false),
+			Overwrite:     o.bool("overwrite", false),
 		}
-		if err := o.done("read", "write", "loop", "rate", "record-rxq"); err != nil {
+		if err := o.done("read", "write", "loop", "rate", "record-rxq", "overwrite"); err != nil {
 			return nil, err
 		}
 		if cfg.ReadFile == "" && cfg.WriteFile == "" {
 			return nil, errors.New("port type pcap: needs read=FILE, write=FILE or both")
 		}
 		p, err = vport.NewPcapPort(cfg)
+		switch {
+		case errors.Is(err, vport.ErrFileExists):
+			return nil, fmt.Errorf("port type pcap: option write=%s: %w; add overwrite=true to replace it", cfg.WriteFile, err)
+		case err == nil && cfg.WriteFile != "":
+			// The capture is the port's own file now: a restart that
+			// restores the port starts it again.
+			pc.Options["overwrite"] = "true"
+		}
 	case typeAFXDP:
 		mode, merr := vport.ParseXDPMode(o.choice("xdp-mode", "best-effort", "best-effort", "native", "generic"))
 		if merr != nil {
 			return nil, merr
 		}
 		cfg := vport.XSKConfig{
-			Device:   pc.Name,
-			Queues:   o.int("rxq", 0, 0, vport.MaxQueues),
-			Frames:   o.int("frames", vport.DefaultXSKFrames, 64, 1<<20),
-			RingSize: o.int("ring", 0, 0, 1<<19),
-			Mode:     mode,
+			Device:            pc.Name,
+			Queues:            o.int("rxq", 0, 0, vport.MaxQueues),
+			Frames:            o.int("frames", vport.DefaultXSKFrames, 64, vport.MaxXSKFrames),
+			RingSize:          o.int("ring", 0, 0, vport.MaxXSKFrames/2),
+			Mode:              mode,
+			AllowDefaultRoute: o.bool("force", false),
+			Logger:            log,
 		}
-		if err := o.done("rxq", "xdp-mode", "frames", "ring"); err != nil {
+		if err := o.done("rxq", "xdp-mode", "frames", "ring", "force"); err != nil {
 			return nil, err
 		}
 		var xp *vport.XSKPort
-		if xp, err = vport.OpenXSK(cfg); err == nil {
+		xp, err = vport.OpenXSK(cfg)
+		switch {
+		case err == nil:
 			p = xp
+		case errors.Is(err, vport.ErrDefaultRoute):
+			return nil, fmt.Errorf("%w; the host would lose the connectivity of that route: add force=true to add it all the same", err)
+		case errors.Is(err, vport.ErrLoopback):
+			return nil, fmt.Errorf("%w; loopback cannot be a port", err)
 		}
 	default:
 		return nil, fmt.Errorf("unknown port type %q (want %s, %s or %s)", pc.Type, typeMem, typePcap, typeAFXDP)
