@@ -56,9 +56,9 @@ func sh(name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// inNS runs args in namespace ns.
-func inNS(ns string, args ...string) (string, error) {
-	return sh("ip", append([]string{"netns", "exec", ns}, args...)...)
+// inNS runs args in the topology's namespace ns.
+func (t *topo) inNS(ns string, args ...string) (string, error) {
+	return t.nss[ns].Output(context.Background(), args...)
 }
 
 // newTopo builds the topology. On error it removes what it built.
@@ -116,7 +116,7 @@ func (t *topo) delete() error { return t.tp.Close() }
 func (t *topo) reach(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		_, err := inNS(t.a, "ping", "-n", "-c", "1", "-W", "1", ipB)
+		_, err := t.inNS(t.a, "ping", "-n", "-c", "1", "-W", "1", ipB)
 		if err == nil {
 			return nil
 		}
@@ -163,7 +163,7 @@ func (t *topo) rxPacketsA() (uint64, error) {
 // a full receive buffer), from b's /proc/net/snmp. Unlike p-b's packet
 // counter, it counts every datagram of a GSO packet.
 func (t *topo) udpInB() (uint64, error) {
-	out, err := inNS(t.b, "cat", "/proc/net/snmp")
+	out, err := t.inNS(t.b, "cat", "/proc/net/snmp")
 	if err != nil {
 		return 0, err
 	}

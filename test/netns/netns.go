@@ -3,8 +3,8 @@
 // neighbours, commands and background processes run inside a namespace.
 // Where vport/topo returns an error, these helpers fail the test, and
 // everything they create is removed when the test ends, whether it passed
-// or failed. They need root and iproute2; without them the test is
-// skipped (failed under CI=true).
+// or failed. They need root (vport/topo runs no ip or ethtool; only IP
+// needs iproute2); without it the test is skipped (failed under CI=true).
 package netns
 
 import (
@@ -18,12 +18,10 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
-// Require skips the test (fails it under CI=true) unless it runs as root
-// with iproute2 installed.
+// Require skips the test (fails it under CI=true) unless it runs as root.
 func Require(t testing.TB) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	testenv.RequireTool(t, "ip", "iproute2")
 }
 
 // NS is a network namespace created for a test. The methods that take a
@@ -66,9 +64,11 @@ func (n *NS) MustRun(t testing.TB, args ...string) string {
 	return out
 }
 
-// IP runs "ip -n NAME args".
+// IP runs "ip -n NAME args"; the test is skipped (failed under CI=true)
+// without iproute2.
 func (n *NS) IP(t testing.TB, args ...string) string {
 	t.Helper()
+	testenv.RequireTool(t, "ip", "iproute2")
 	out, err := n.Namespace.IP(args...)
 	check(t, err)
 	return out
@@ -115,7 +115,6 @@ type Veth = topo.Veth
 // away with its namespaces.
 func AddVeth(t testing.TB, hostNS *NS, host string, peerNS *NS, peer string, queues int) *Veth {
 	t.Helper()
-	testenv.RequireTool(t, "ethtool", "ethtool")
 	v, err := topo.AddVeth(hostNS.Namespace, host, peerNS.Namespace, peer, queues)
 	check(t, err)
 	return v
@@ -155,8 +154,8 @@ func FDs() (int, error) {
 	return len(ents), err
 }
 
-// check fails the test with err, which vport/topo makes name the command
-// and its output.
+// check fails the test with err, which vport/topo makes name what failed
+// (the device and namespace, or the command and its output).
 func check(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {

@@ -29,7 +29,7 @@ func (n *Namespace) Start(args ...string) (*Process, error) {
 	case n.Deleted():
 		return nil, fmt.Errorf("start %s in %s: %w", args[0], n.Name, ErrNamespaceDeleted)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
+	cmd := n.Command(context.Background(), args...)
 	p := &Process{Cmd: cmd, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &p.out, &p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -5,17 +5,17 @@
 // A Topology remembers everything it created and Close removes all of it,
 // so that a caller can clean up on any exit path, including a signal.
 //
-// It drives iproute2 (ip) and ethtool, and needs root.
+// It works through netlink, the ethtool ioctl and the namespace files
+// under /var/run/netns (the ip and ethtool programs are not needed), and
+// needs root.
 package topo
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -24,7 +24,8 @@ import (
 	"time"
 )
 
-// CommandTimeout bounds every configuration command (ip, ethtool).
+// CommandTimeout bounds every command run in a namespace (Output, Exec)
+// and Namespace.IP.
 const CommandTimeout = 30 * time.Second
 
 // Errors that callers test.
@@ -45,16 +46,11 @@ func Suffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Check returns an error naming what is missing when the caller is not
-// root or a tool the package runs is not installed.
+// Check returns an error saying what is missing when the caller is not
+// root. The package runs no other program.
 func Check() error {
 	if os.Geteuid() != 0 {
 		return errors.New("not root: creating network namespaces and veths needs root")
-	}
-	for _, tool := range []struct{ name, pkg string }{{"ip", "iproute2"}, {"ethtool", "ethtool"}} {
-		if _, err := exec.LookPath(tool.name); err != nil {
-			return fmt.Errorf("%s not found in PATH (install the Debian package %s)", tool.name, tool.pkg)
-		}
 	}
 	return nil
 }
@@ -84,7 +80,7 @@ func (t *Topology) AddNamespace(role string) (*Namespace, error) {
 	if t.isClosed() {
 		return nil, ErrClosed
 	}
-	if _, err := run("ip", "netns", "add", n.Name); err != nil {
+	if err := createNamed(n.Name); err != nil {
 		return nil, err
 	}
 	// A Close that ran meanwhile did not see n: delete it here.
@@ -97,7 +93,7 @@ func (t *Topology) AddNamespace(role string) (*Namespace, error) {
 	if closed {
 		return nil, errors.Join(ErrClosed, n.Delete())
 	}
-	if _, err := n.IP("link", "set", "lo", "up"); err != nil {
+	if err := n.SetLinkUp("lo"); err != nil {
 		return nil, errors.Join(err, n.Delete())
 	}
 	for _, f := range []string{"all", "default"} {
@@ -148,107 +144,6 @@ func (t *Topology) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// List returns the names of every network namespace that has one
-// (ip netns list).
-func List() ([]string, error) {
-	out, err := run("ip", "netns", "list")
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for line := range strings.Lines(out) {
-		if f := strings.Fields(line); len(f) > 0 {
-			names = append(names, f[0])
-		}
-	}
-	return names, nil
-}
-
-// Veth is a veth pair: Host in HostNS (the side a datapath opens), Peer in
-// PeerNS (the side a traffic endpoint uses).
-type Veth struct {
-	Host, Peer     string
-	HostNS, PeerNS *Namespace
-}
-
-// AddVeth creates the veth pair host (in hostNS) – peer (in peerNS) with
-// queues rx and tx queues on each end, turns tx checksum offload off on
-// the peer (an AF_XDP datapath hands frames over without completing
-// offloaded checksums) and brings both ends up. The pair goes away with
-// either namespace.
-func AddVeth(hostNS *Namespace, host string, peerNS *Namespace, peer string, queues int) (*Veth, error) {
-	if queues < 1 {
-		return nil, fmt.Errorf("veth %s: %d queues, want at least 1", host, queues)
-	}
-	q := fmt.Sprint(queues)
-	if _, err := hostNS.IP("link", "add", host, "numtxqueues", q, "numrxqueues", q, "type", "veth",
-		"peer", "name", peer, "netns", peerNS.Name, "numtxqueues", q, "numrxqueues", q); err != nil {
-		return nil, err
-	}
-	v := &Veth{Host: host, Peer: peer, HostNS: hostNS, PeerNS: peerNS}
-	err := peerNS.Exec(context.Background(), "ethtool", "-K", peer, "tx", "off")
-	if err == nil {
-		_, err = hostNS.IP("link", "set", host, "up")
-	}
-	if err == nil {
-		_, err = peerNS.IP("link", "set", peer, "up")
-	}
-	if err != nil {
-		if _, derr := hostNS.IP("link", "del", host); derr != nil {
-			err = errors.Join(err, derr)
-		}
-		return nil, err
-	}
-	return v, nil
-}
-
-// Ifindex returns dev's interface index in the namespace.
-func (n *Namespace) Ifindex(dev string) (int, error) {
-	l, err := n.link(dev)
-	return l.Ifindex, err
-}
-
-// MAC returns dev's hardware address.
-func (n *Namespace) MAC(dev string) (net.HardwareAddr, error) {
-	l, err := n.link(dev)
-	if err != nil {
-		return nil, err
-	}
-	mac, err := net.ParseMAC(l.Address)
-	if err != nil {
-		return nil, fmt.Errorf("%s in %s: address %q: %w", dev, n.Name, l.Address, err)
-	}
-	return mac, nil
-}
-
-// XDPAttached reports whether dev has an XDP program attached.
-func (n *Namespace) XDPAttached(dev string) (bool, error) {
-	l, err := n.link(dev)
-	return len(l.XDP) > 0 && string(l.XDP) != "null", err
-}
-
-// linkInfo is what the package reads of "ip -j -d link show".
-type linkInfo struct {
-	Ifindex int             `json:"ifindex"`
-	Address string          `json:"address"`
-	XDP     json.RawMessage `json:"xdp"`
-}
-
-func (n *Namespace) link(dev string) (linkInfo, error) {
-	out, err := n.IP("-j", "-d", "link", "show", "dev", dev)
-	if err != nil {
-		return linkInfo{}, err
-	}
-	var links []linkInfo
-	if err := json.Unmarshal([]byte(out), &links); err != nil {
-		return linkInfo{}, fmt.Errorf("ip -j link show %s in %s: %w", dev, n.Name, err)
-	}
-	if len(links) != 1 {
-		return linkInfo{}, fmt.Errorf("ip -j link show %s in %s: %d links, want 1", dev, n.Name, len(links))
-	}
-	return links[0], nil
 }
 
 // run runs a configuration command, bounded by CommandTimeout, and returns

@@ -5,12 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
@@ -18,8 +24,6 @@ import (
 func requireTopo(t *testing.T) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	testenv.RequireTool(t, "ip", "iproute2")
-	testenv.RequireTool(t, "ethtool", "ethtool")
 }
 
 // newTopo returns a topology with two namespaces joined by a veth pair
@@ -54,20 +58,25 @@ func newTopo(t *testing.T, queues int) (*Topology, *Veth) {
 	return tp, v
 }
 
-// TestVeth checks a veth pair's queue counts, the peer's tx checksum
-// offload, and that traffic passes between the namespaces.
+// TestVeth checks a veth pair's queue counts (allocated and in use), the
+// peer's tx checksum offload, that traffic passes between the namespaces,
+// and the device queries.
 func TestVeth(t *testing.T) {
 	tests := []struct {
 		name       string
 		inQueues   int
-		wantQueues string
+		wantQueues int
 	}{
-		{name: "one-queue", inQueues: 1, wantQueues: "1"},
-		{name: "four-queues", inQueues: 4, wantQueues: "4"},
+		{name: "one-queue", inQueues: 1, wantQueues: 1},
+		{name: "four-queues", inQueues: 4, wantQueues: 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ping := testenv.RequireTool(t, "ping", "iputils-ping")
 			_, v := newTopo(t, tt.inQueues)
+			checkVeth(t, v, tt.wantQueues)
+			// Through /sys too, which a command in the namespace sees as
+			// the namespace's own.
 			for _, end := range []struct {
 				ns  *Namespace
 				dev string
@@ -77,38 +86,163 @@ func TestVeth(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if got := strings.TrimSpace(out); got != tt.wantQueues {
-						t.Errorf("%s: %s %s queues, want %s", end.dev, got, dir, tt.wantQueues)
+					if got := strings.TrimSpace(out); got != fmt.Sprint(tt.wantQueues) {
+						t.Errorf("%s: %s %s queues in /sys, want %d", end.dev, got, dir, tt.wantQueues)
 					}
 				}
 			}
-			out, err := v.PeerNS.Output(context.Background(), "ethtool", "-k", v.Peer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(out, "tx-checksumming: off") {
-				t.Errorf("peer %s: tx checksum offload not off:\n%s", v.Peer, out)
-			}
-			if err := v.HostNS.Exec(context.Background(), "ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "10.9.0.2"); err != nil {
+			if err := v.HostNS.Exec(context.Background(), ping, "-n", "-c", "2", "-i", "0.2", "-W", "2", "10.9.0.2"); err != nil {
 				t.Error(err)
 			}
-			for _, end := range []*Namespace{v.HostNS, v.PeerNS} {
-				if ok, err := end.XDPAttached(map[*Namespace]string{v.HostNS: v.Host, v.PeerNS: v.Peer}[end]); err != nil || ok {
-					t.Errorf("%s: XDP attached %v, %v; want none", end.Name, ok, err)
-				}
-			}
-			macA, err := v.HostNS.MAC(v.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := v.PeerNS.SetNeigh(v.Peer, net.IPv4(10, 9, 0, 1), macA); err != nil {
-				t.Fatal(err)
-			}
-			out, err = v.PeerNS.IP("neigh", "show", "10.9.0.1")
-			if err != nil || !strings.Contains(out, macA.String()) || !strings.Contains(out, "PERMANENT") {
-				t.Errorf("neighbour entry: %v: %q", err, out)
-			}
 		})
+	}
+}
+
+// checkVeth checks v of newTopo through netlink and the ethtool ioctl:
+// queues allocated and in use on both ends, the peer's tx checksum offload
+// off, the addresses, no XDP program, and a permanent neighbour entry that
+// SetNeigh adds.
+func checkVeth(t *testing.T, v *Veth, wantQueues int) {
+	t.Helper()
+	for _, end := range []struct {
+		ns   *Namespace
+		dev  string
+		addr string
+	}{{v.HostNS, v.Host, "10.9.0.1/24"}, {v.PeerNS, v.Peer, "10.9.0.2/24"}} {
+		if rx, tx, err := end.ns.Queues(end.dev); err != nil || rx != wantQueues || tx != wantQueues {
+			t.Errorf("%s: %d rx, %d tx queues allocated (%v), want %d", end.dev, rx, tx, err, wantQueues)
+		}
+		if rx, tx, err := end.ns.Channels(end.dev); err != nil || rx != wantQueues || tx != wantQueues {
+			t.Errorf("%s: %d rx, %d tx channels in use (%v), want %d", end.dev, rx, tx, err, wantQueues)
+		}
+		if addrs, err := end.ns.Addrs(end.dev); err != nil || !slices.Contains(addrs, end.addr) {
+			t.Errorf("%s: addresses %v (%v), want %s", end.dev, addrs, err, end.addr)
+		}
+		if ok, err := end.ns.XDPAttached(end.dev); err != nil || ok {
+			t.Errorf("%s: XDP attached %v, %v; want none", end.dev, ok, err)
+		}
+		if idx, err := end.ns.Ifindex(end.dev); err != nil || idx <= 1 {
+			t.Errorf("%s: ifindex %d, %v", end.dev, idx, err)
+		}
+	}
+	if on, err := v.PeerNS.TxChecksum(v.Peer); err != nil || on {
+		t.Errorf("peer %s: tx checksum offload on %v (%v), want off", v.Peer, on, err)
+	}
+	if on, err := v.HostNS.TxChecksum(v.Host); err != nil || !on {
+		t.Errorf("host %s: tx checksum offload on %v (%v), want it left on", v.Host, on, err)
+	}
+	macA, err := v.HostNS.MAC(v.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.PeerNS.SetNeigh(v.Peer, net.IPv4(10, 9, 0, 1), macA); err != nil {
+		t.Fatal(err)
+	}
+	mac, state, err := v.PeerNS.Neigh(v.Peer, net.IPv4(10, 9, 0, 1))
+	if err != nil || mac.String() != macA.String() || state != netlink.NUD_PERMANENT {
+		t.Errorf("neighbour entry: %v, state %#x, %v; want %v permanent", mac, state, err, macA)
+	}
+}
+
+// TestWithoutTools builds a topology with neither ip nor ethtool in PATH
+// (PATH is an empty directory): namespaces, a veth pair with its queues,
+// addresses, tx checksum offload off on the peer, neighbours and a command
+// in a namespace all work, and Close removes everything.
+func TestWithoutTools(t *testing.T) {
+	requireTopo(t)
+	cat := testenv.RequireTool(t, "cat", "coreutils")
+	t.Setenv("PATH", t.TempDir())
+	for _, tool := range []string{"ip", "ethtool", "nsenter"} {
+		if _, err := exec.LookPath(tool); err == nil {
+			t.Fatalf("%s still found in PATH", tool)
+		}
+	}
+	if err := Check(); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	tp, v := newTopo(t, 2)
+	checkVeth(t, v, 2)
+	// A command in the namespace sees its devices under /sys.
+	idx, err := v.PeerNS.Ifindex(v.Peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := v.PeerNS.Output(context.Background(), cat, "/sys/class/net/"+v.Peer+"/ifindex")
+	if err != nil || strings.TrimSpace(out) != fmt.Sprint(idx) {
+		t.Errorf("ifindex of %s in /sys inside %s: %q, %v; want %d", v.Peer, v.PeerNS.Name, out, err, idx)
+	}
+	if err := v.PeerNS.Exec(context.Background(), "true"); err == nil || !strings.Contains(err.Error(), "executable file not found") {
+		t.Errorf("a command not in PATH: %v, want not found", err)
+	}
+	names := tp.Namespaces()
+	if err := tp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkGone(t, names)
+}
+
+// checkGone fails the test if a namespace of names is still listed or
+// still has its file.
+func checkGone(t *testing.T, names []string) {
+	t.Helper()
+	all, err := List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if slices.Contains(all, n) {
+			t.Errorf("namespace %s left after Close", n)
+		}
+		if _, err := os.Stat(filepath.Join(RunDir, n)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("namespace file of %s: %v, want none", n, err)
+		}
+	}
+}
+
+// TestDeleteWhileCommandRuns checks that deleting a namespace frees it
+// (its veth goes away) while a command started in another namespace runs
+// on: the command's mount namespace holds copies of the namespaces' mounts,
+// which the deletion must unmount too.
+func TestDeleteWhileCommandRuns(t *testing.T) {
+	_, v := newTopo(t, 1)
+	sleep := testenv.RequireTool(t, "sleep", "coreutils")
+	p, err := v.HostNS.Start(sleep, "60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	// Wait for the process to have its own mount namespace.
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mnt, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", p.Cmd.Process.Pid))
+		if err == nil && mnt != self {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not in a mount namespace of its own after 20s: %s, %v", p.Cmd.Process.Pid, mnt, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := v.PeerNS.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		_, err := v.HostNS.Ifindex(v.Host)
+		if err != nil {
+			break // the pair went with the peer's namespace
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still exists 30s after its peer's namespace was deleted", v.Host)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p.Exited() {
+		t.Errorf("the process ended: %s", p.Output())
 	}
 }
 
@@ -173,15 +307,7 @@ func TestClose(t *testing.T) {
 	if !p.Exited() {
 		t.Error("process runs on after Close")
 	}
-	all, err := List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if slices.Contains(all, n) {
-			t.Errorf("namespace %s left after Close", n)
-		}
-	}
+	checkGone(t, names)
 	if got := tp.Namespaces(); len(got) != 0 {
 		t.Errorf("namespaces after Close: %v", got)
 	}
@@ -206,7 +332,11 @@ func TestErrors(t *testing.T) {
 		wantErr string
 	}{
 		{name: "zero-queues", run: func() error { _, err := AddVeth(v.HostNS, "tz", v.PeerNS, "tz2", 0); return err }, wantErr: "0 queues"},
-		{name: "duplicate-veth", run: func() error { _, err := AddVeth(v.HostNS, "ta", v.PeerNS, "tx2", 1); return err }, wantErr: "ip -n " + v.HostNS.Name + " link add ta"},
+		{name: "duplicate-veth", run: func() error { _, err := AddVeth(v.HostNS, "ta", v.PeerNS, "tx2", 1); return err }, wantErr: "add veth ta in " + v.HostNS.Name + ", peer tx2 in " + v.PeerNS.Name + ": file exists"},
+		{name: "bad-address", run: func() error { return v.HostNS.AddAddr("ta", "10.9.0.300/24") }, wantErr: "10.9.0.300/24"},
+		{name: "address-on-missing-device", run: func() error { return v.HostNS.AddAddr("nodev", "10.9.0.3/24") }, wantErr: "device nodev in " + v.HostNS.Name},
+		{name: "duplicate-namespace", run: func() error { return createNamed(v.HostNS.Name) }, wantErr: "file exists"},
+		{name: "bad-namespace-name", run: func() error { return createNamed("a/b") }, wantErr: "not a valid name"},
 		{name: "missing-device", run: func() error { _, err := v.HostNS.MAC("nodev"); return err }, wantErr: "nodev"},
 		{name: "failing-command", run: func() error { return v.HostNS.Exec(context.Background(), "false") }, wantErr: "in " + v.HostNS.Name + ": false"},
 	}
