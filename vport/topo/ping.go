@@ -140,7 +140,7 @@ func (p *pinger) send(seq int, now time.Time) {
 		return
 	}
 	p.sent[seq] = now
-	p.c.WriteTo(b, p.dst)
+	_, _ = p.c.WriteTo(b, p.dst)
 }
 
 // reply checks that b, received from `from` at now, is the first echo
