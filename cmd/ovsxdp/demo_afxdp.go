@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -73,9 +72,6 @@ type afxdpDemo struct {
 func afxdpPreflight() error {
 	if err := topo.Check(); err != nil {
 		return fmt.Errorf("%w: %w", errNoAFXDP, err)
-	}
-	if _, err := exec.LookPath("ping"); err != nil {
-		return fmt.Errorf("%w: ping not found in PATH (install the Debian package iputils-ping)", errNoAFXDP)
 	}
 	return nil
 }

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +15,7 @@ import (
 )
 
 // The demo's traffic: an HTTP server in the server namespace, HTTP clients
-// and ping in the client namespace, and a UDP stream from the server to
+// and ICMP echo in the client namespace, and a UDP stream from the server to
 // the client. The sockets are the demo's own, created inside the
 // namespaces (topo.Namespace.Do); every loop is bounded in time and count.
 
@@ -181,37 +179,25 @@ func runDemoStream(ctx context.Context, ns *topo.Namespace, dst string, rate flo
 	return sent, nil
 }
 
-// pingRTT matches ping's summary: "rtt min/avg/max/mdev = a/b/c/d ms".
-var pingRTT = regexp.MustCompile(`= ([0-9.]+)/([0-9.]+)/([0-9.]+)/[0-9.]+ ms`)
-
-// pingReceived matches ping's "N received".
-var pingReceived = regexp.MustCompile(`(\d+) received`)
-
-// demoPing pings ip from ns count times, 10ms apart, and returns the
-// replies received and the average round-trip time.
+// demoPing pings ip from ns count times, 10ms apart, waiting up to 1s for
+// each reply, and returns the replies received and their average
+// round-trip time.
 func demoPing(ctx context.Context, ns *topo.Namespace, ip string, count int) (received int, avg time.Duration, err error) {
-	out, err := ns.Output(ctx, "ping", "-n", "-q", "-c", strconv.Itoa(count), "-i", "0.01", "-W", "1", ip)
-	m := pingReceived.FindStringSubmatch(out)
-	if m == nil {
-		if err == nil {
-			err = fmt.Errorf("ping %s: unexpected output %q", ip, out)
-		}
-		return 0, 0, err
-	}
-	received, _ = strconv.Atoi(m[1])
-	if r := pingRTT.FindStringSubmatch(out); r != nil {
-		ms, _ := strconv.ParseFloat(r[2], 64)
-		avg = time.Duration(ms * float64(time.Millisecond))
-	}
-	return received, avg, nil
+	st, err := ns.Ping(ctx, net.ParseIP(ip), count, 10*time.Millisecond, time.Second)
+	return st.Received, st.AvgRTT, err
 }
 
 // demoReach pings ip from ns until a reply comes or timeout passes.
 func demoReach(ctx context.Context, ns *topo.Namespace, ip string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		if n, _, _ := demoPing(ctx, ns, ip, 1); n == 1 {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		n, _, err := demoPing(ctx, ns, ip, 1)
+		if n == 1 {
 			return true
+		}
+		if err != nil && ctx.Err() == nil {
+			return false // no socket in ns: no use trying again
 		}
 	}
 	return false

@@ -72,7 +72,6 @@ func TestVeth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ping := testenv.RequireTool(t, "ping", "iputils-ping")
 			_, v := newTopo(t, tt.inQueues)
 			checkVeth(t, v, tt.wantQueues)
 			// Through /sys too, which a command in the namespace sees as
@@ -91,8 +90,8 @@ func TestVeth(t *testing.T) {
 					}
 				}
 			}
-			if err := v.HostNS.Exec(context.Background(), ping, "-n", "-c", "2", "-i", "0.2", "-W", "2", "10.9.0.2"); err != nil {
-				t.Error(err)
+			if st, err := v.HostNS.Ping(context.Background(), net.IPv4(10, 9, 0, 2), 2, 200*time.Millisecond, 10*time.Second); err != nil || st.Received != 2 {
+				t.Errorf("ping: %+v, %v; want 2 replies", st, err)
 			}
 		})
 	}
