@@ -354,3 +354,9 @@ func (b *Bridge) PMDStats() []PMDStats {
 // Lockups returns the soft lockups the watchdog recorded (the most recent
 // ones) and how many it detected in all.
 func (b *Bridge) Lockups() ([]Lockup, uint64) { return b.wd.Lockups() }
+
+// SpinningLockups returns how many of the lockups detected caught a poll
+// thread spinning in output's queue loop; the others were batches that
+// took longer than the threshold for another reason (a descheduled
+// thread on a busy machine).
+func (b *Bridge) SpinningLockups() uint64 { return b.wd.SpinningLockups() }

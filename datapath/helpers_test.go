@@ -199,3 +199,16 @@ func goroutineBaseline(t testing.TB) func() {
 		}
 	}
 }
+
+// spinningLockups returns the recorded lockups that caught a poll thread
+// spinning, oldest first.
+func spinningLockups(b *Bridge) []Lockup {
+	all, _ := b.Lockups()
+	var out []Lockup
+	for _, l := range all {
+		if l.Spinning {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -107,6 +107,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		pmdGSOErr = newMetric("ovsxdp_pmd_gso_refused_total", "counter", "GSO packets a port refused; their segments were sent one by one.")
 		pmdSpins  = newMetric("ovsxdp_pmd_spins_given_up_total", "counter", "Times an adaptive poll thread, polling on after its last packet, slept early because other threads took its CPU.")
 		lockups   = newMetric("ovsxdp_lockups_total", "counter", "Soft lockups of poll threads that the watchdog detected.")
+		spinLocks = newMetric("ovsxdp_lockups_spinning_total", "counter", "Soft lockups that caught a poll thread spinning in output's tx queue loop (the others are batches that took long for another reason, such as a descheduled thread).")
 		flows     = newMetric("ovsxdp_flows", "gauge", "Rules in the bridge's OpenFlow table.")
 		ports     = newMetric("ovsxdp_ports", "gauge", "Ports on the bridge.")
 	)
@@ -145,11 +146,12 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		}
 		_, total := b.dp.Lockups()
 		lockups.addUint(total, "bridge", br)
+		spinLocks.addUint(b.dp.SpinningLockups(), "bridge", br)
 		flows.addUint(uint64(b.dp.Table().Len()), "bridge", br)
 		ports.addUint(uint64(len(b.dp.Ports())), "bridge", br)
 	}
 	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, devDrops,
-		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, flows, ports} {
+		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, spinLocks, flows, ports} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 		for _, s := range m.samples {
 			w.WriteString(s + "\n")
