@@ -129,7 +129,7 @@ func TestAFXDPUpstreamReproducer(t *testing.T) {
 	}
 
 	var after leakState
-	if !netns.Eventually(5*time.Second, func() bool {
+	if !netns.Eventually(20*time.Second, func() bool {
 		after = measureLeaks(t)
 		return after.fds <= before.fds && after.rings <= before.rings && after.goroutines <= before.goroutines
 	}) {
