@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,9 @@ type Config struct {
 	MACAging     time.Duration
 	// Watchdog sets the soft-lockup watchdog.
 	Watchdog WatchdogConfig
+	// Log receives the bridge's warnings, and the watchdog's reports when
+	// Watchdog.Log is nil; slog.Default() when nil.
+	Log *slog.Logger
 }
 
 // Bridge is an OpenFlow bridge: ports with OpenFlow port numbers, a rule
@@ -71,6 +75,10 @@ type Bridge struct {
 	policy atomic.Uint32
 	pmds   []*pmd
 	wd     *watchdog
+	log    *slog.Logger
+	// zeroQueues is the once-only warning of a transmit to a device
+	// without tx queues (warnZeroQueues).
+	zeroQueues onceWarning
 
 	// outputHook, when set, sees every copy that output is about to queue:
 	// the port table the poll thread holds, the destination, the device
@@ -102,7 +110,17 @@ func New(cfg Config) (*Bridge, error) {
 	if err := cfg.Watchdog.validate(); err != nil {
 		return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
 	}
-	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU()}
+	if err := cfg.Watchdog.canEnd(cfg.Policy); err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Watchdog.Log == nil {
+		cfg.Watchdog.Log = cfg.Log
+	}
+	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU(), log: cfg.Log}
+	b.zeroQueues.log = cfg.Log
 	b.policy.Store(uint32(cfg.Policy))
 	b.ports.Store(newPortTable(nil))
 	for i := 0; i < cfg.PMDs; i++ {
@@ -160,6 +178,9 @@ func (b *Bridge) GRO() bool { return !b.cfg.DisableGRO }
 func (b *Bridge) SetPolicy(p Policy) error {
 	if p >= numPolicies {
 		return fmt.Errorf("bridge %s: %v", b.cfg.Name, p)
+	}
+	if err := b.cfg.Watchdog.canEnd(p); err != nil {
+		return fmt.Errorf("bridge %s: %w", b.cfg.Name, err)
 	}
 	b.policy.Store(uint32(p))
 	return nil

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -110,8 +111,23 @@ type WatchdogConfig struct {
 	// time by a single goroutine, where the watchdog cannot run beside
 	// them; it works alongside the watchdog too. At least MinSpinBudget.
 	SpinBudget uint64
-	// Log receives the lockup reports; slog.Default() when nil.
+	// Log receives the lockup reports; the bridge's Config.Log when nil.
 	Log *slog.Logger
+}
+
+// ErrUnwatchedSpin is returned for a bridge whose output policy can spin
+// (every policy but Guarded) while nothing would end the spin: the
+// watchdog is disabled and no spin budget is set. Such a spin would hold
+// its poll thread, and Close, for ever.
+var ErrUnwatchedSpin = errors.New("a policy that can spin needs the watchdog or a spin budget")
+
+// canEnd returns ErrUnwatchedSpin, wrapped, when pol can spin and the
+// configuration has no detector to release the spin.
+func (c WatchdogConfig) canEnd(pol Policy) error {
+	if pol != Guarded && c.Disabled && c.SpinBudget == 0 {
+		return fmt.Errorf("policy %s with the watchdog disabled: %w", pol, ErrUnwatchedSpin)
+	}
+	return nil
 }
 
 func (c WatchdogConfig) validate() error {

@@ -1,6 +1,9 @@
 package datapath
 
 import (
+	"bytes"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -75,4 +78,84 @@ func TestWatchdogTellsStallsFromSpins(t *testing.T) {
 	}
 	p.rd.leave()
 	p.stall.clear()
+}
+
+// TestUnwatchedSpinRefused checks that a policy that can spin is refused,
+// at creation and on a policy change, when nothing could end a spin (the
+// watchdog disabled and no spin budget), and that a bridge whose spin the
+// budget ends closes while a packet spins.
+func TestUnwatchedSpinRefused(t *testing.T) {
+	for _, pol := range []Policy{Legacy, Carrier, Upstream} {
+		_, err := New(Config{Policy: pol, Watchdog: WatchdogConfig{Disabled: true}})
+		if !errors.Is(err, ErrUnwatchedSpin) || !strings.Contains(err.Error(), "policy "+pol.String()) {
+			t.Errorf("%s without a watchdog: err = %v, want ErrUnwatchedSpin naming the policy", pol, err)
+		}
+	}
+	b := newTestBridge(t, Config{Watchdog: WatchdogConfig{Disabled: true, Log: discardLog}})
+	if err := b.SetPolicy(Legacy); !errors.Is(err, ErrUnwatchedSpin) {
+		t.Errorf("SetPolicy(legacy) without a watchdog: err = %v, want ErrUnwatchedSpin", err)
+	}
+	if got := b.Policy(); got != Guarded {
+		t.Errorf("policy after a refused change: %s", got)
+	}
+
+	// The spin budget alone ends a spin: Close does not block.
+	var logged bytes.Buffer
+	b2, err := New(Config{Name: "br1", Policy: Legacy, Log: slog.New(slog.NewTextHandler(&logged, nil)),
+		Watchdog: WatchdogConfig{Disabled: true, SpinBudget: MinSpinBudget}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := addMemPort(t, b2, vport.MemConfig{Name: "src", RecordRxQueue: true}, 1)
+	dst, _ := addMemPort(t, b2, vport.MemConfig{Name: "dst", TxQueues: 2}, 2)
+	addFlows(t, b2, "in_port=1,actions=output:2")
+	if err := dst.Device().SetTxQueues(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	src.Inject(0, [][]byte{buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 18})})
+	closed := make(chan error, 1)
+	go func() {
+		quiesce(t, b2, src)
+		closed <- b2.Close()
+	}()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close blocked for 30s behind a spin")
+	}
+	if n := b2.SpinningLockups(); n != 1 {
+		t.Errorf("%d spinning lockups, want 1", n)
+	}
+	// The bridge's logger, not the global one, got the report.
+	if !strings.Contains(logged.String(), "BUG: soft lockup - pmd#0") {
+		t.Errorf("the bridge's log lacks the lockup report:\n%s", logged.String())
+	}
+}
+
+// TestZeroQueueWarningLogsToBridge checks that the once-only warning of a
+// transmit to a device without tx queues goes to the bridge's logger, once
+// per bridge.
+func TestZeroQueueWarningLogsToBridge(t *testing.T) {
+	for _, name := range []string{"br0", "br1"} {
+		var logged bytes.Buffer
+		b := newTestBridge(t, Config{Name: name, Policy: Upstream, Log: slog.New(slog.NewTextHandler(&logged, nil)), Watchdog: WatchdogConfig{Log: discardLog}})
+		src, _ := addMemPort(t, b, vport.MemConfig{Name: "src"}, 1)
+		dst, _ := addMemPort(t, b, vport.MemConfig{Name: "dst", TxQueues: 2}, 2)
+		addFlows(t, b, "in_port=1,actions=output:2")
+		if err := dst.Device().SetTxQueues(0); err != nil {
+			t.Fatal(err)
+		}
+		frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 18})
+		src.Inject(0, [][]byte{frame, frame})
+		quiesce(t, b, src)
+		if n := strings.Count(logged.String(), "skb_tx_hash: qcount == 0"); n != 1 {
+			t.Errorf("%s: %d warnings in the bridge's log, want 1:\n%s", name, n, logged.String())
+		}
+	}
 }

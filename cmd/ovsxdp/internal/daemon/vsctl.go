@@ -160,6 +160,7 @@ func (d *Daemon) addBridgeLocked(cfg datapath.Config) (*bridge, error) {
 	if pmds < 1 || pmds > maxPMDs {
 		return nil, fmt.Errorf("bridge %s: %d pmds, want 1 to %d", name, pmds, maxPMDs)
 	}
+	cfg.Log = d.log.With("bridge", name)
 	dp, err := datapath.New(cfg)
 	if err != nil {
 		return nil, err
