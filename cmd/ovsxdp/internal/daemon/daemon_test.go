@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -408,5 +409,31 @@ func TestLockupReports(t *testing.T) {
 		if !strings.Contains(buf.String(), m) {
 			t.Errorf("metrics lack %q", m)
 		}
+	}
+}
+
+// TestAddFlowActionLimit checks that add-flow keeps a flow with 100
+// outputs whole, as ovs-ofctl does, refuses one over flow.MaxActions with
+// an error naming the limit, and that trace names the reason of a drop.
+func TestAddFlowActionLimit(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	outputs := func(n int) string {
+		acts := make([]string, n)
+		for i := range acts {
+			acts[i] = "output:" + strconv.Itoa(i+2)
+		}
+		return "in_port=1,actions=" + strings.Join(acts, ",")
+	}
+	run(t, d, "add-flow", "br0", outputs(100))
+	if dump := run(t, d, "dump-flows", "br0"); strings.Count(dump, "output:") != 100 {
+		t.Errorf("dump-flows shows %d outputs, want 100:\n%s", strings.Count(dump, "output:"), dump)
+	}
+	_, err := runFlags(d, "add-flow", nil, "br0", outputs(flow.MaxActions+1))
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(flow.MaxActions)) || len(err.Error()) > 300 {
+		t.Errorf("add-flow with %d actions: err = %v, want the limit %d named", flow.MaxActions+1, err, flow.MaxActions)
+	}
+	if tr := run(t, d, "ofproto/trace", "br0", "in_port=3,ip"); !strings.Contains(tr, "\nDatapath actions: drop\nDrop reason: no-rule\n") {
+		t.Errorf("trace of an unmatched packet:\n%s", tr)
 	}
 }
