@@ -76,6 +76,9 @@ type Bridge struct {
 	pmds   []*pmd
 	wd     *watchdog
 	log    *slog.Logger
+	// removed holds the summed counters of the ports removed so far;
+	// written under mu, read without it.
+	removed atomic.Pointer[RemovedStats]
 	// zeroQueues is the once-only warning of a transmit to a device
 	// without tx queues (warnZeroQueues).
 	zeroQueues onceWarning
@@ -284,7 +287,29 @@ func (b *Bridge) removeLocked(ctx context.Context, p *Port) (PortStats, error) {
 		return PortStats{}, err
 	}
 	b.macs.FlushPort(p.OFPort)
-	return p.Stats(), p.vp.Close()
+	// The port's own counters are read before Close: a closed AF_XDP
+	// socket no longer reports the kernel's drops.
+	st, dev := p.Stats(), p.vp.Stats()
+	err := p.vp.Close()
+	b.keepRemovedLocked(&st, dev)
+	return st, err
+}
+
+// keepRemovedLocked adds a removed port's final counters to the bridge's
+// removed row. b.mu must be held.
+func (b *Bridge) keepRemovedLocked(st *PortStats, dev vport.Stats) {
+	r := b.RemovedStats()
+	r.add(st, dev)
+	b.removed.Store(&r)
+}
+
+// RemovedStats returns the summed counters of the ports removed from the
+// bridge (RemovePort, or the deletion of an unregistering device).
+func (b *Bridge) RemovedStats() RemovedStats {
+	if r := b.removed.Load(); r != nil {
+		return *r
+	}
+	return RemovedStats{Stats: PortStats{Name: RemovedPortsName}}
 }
 
 // detachLocked publishes a port table without p and waits for a grace

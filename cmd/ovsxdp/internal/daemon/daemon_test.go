@@ -437,3 +437,50 @@ func TestAddFlowActionLimit(t *testing.T) {
 		t.Errorf("trace of an unmatched packet:\n%s", tr)
 	}
 }
+
+// TestRemovedPortsRow checks that dump-ports, show and the metrics keep a
+// row for the removed ports, so that the bridge's totals still add up.
+func TestRemovedPortsRow(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	run(t, d, "add-port", "br0", "p1")
+	run(t, d, "add-port", "br0", "p2")
+	run(t, d, "add-flow", "br0", "in_port=1,actions=output:2")
+	b := d.bridges["br0"]
+	p1, _ := b.dp.Port("p1")
+	p2, _ := b.dp.Port("p2")
+	frame := flow.BuildFrame(&flow.Key{DlType: flow.EthTypeIPv4, NwTTL: 64, NwProto: flow.IPProtoUDP})
+	if p1.VPort().(*vport.MemPort).Inject(0, [][]byte{frame, frame, frame}) != 3 {
+		t.Fatal("inject failed")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for p2.Stats().TxPackets < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("p2 sent %d of 3 after 20s", p2.Stats().TxPackets)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out := run(t, d, "dump-ports", "br0"); strings.Contains(out, datapath.RemovedPortsName) {
+		t.Errorf("removed row before any removal:\n%s", out)
+	}
+	run(t, d, "del-port", "br0", "p2")
+	out := run(t, d, "dump-ports", "br0")
+	if !strings.Contains(out, "  port (removed): rx pkts=0, bytes=0, drop=0, errs=0, frame=0, over=0, crc=0\n           tx pkts=3, bytes=") {
+		t.Errorf("dump-ports lacks the removed row:\n%s", out)
+	}
+	if show := run(t, d, "show"); !strings.Contains(show, "        removed ports: 1 (") {
+		t.Errorf("show:\n%s", show)
+	}
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	d.writeMetrics(w)
+	w.Flush()
+	for _, m := range []string{
+		`ovsxdp_port_tx_packets_total{bridge="br0",port="(removed)"} 3` + "\n",
+		`ovsxdp_port_rx_packets_total{bridge="br0",port="p1"} 3` + "\n",
+	} {
+		if !strings.Contains(buf.String(), m) {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // CheckLoopback returns an error unless addr is HOST:PORT with HOST a
@@ -81,6 +82,13 @@ func escapeLabel(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
 
+// portRow is one port's counters, or the removed ports' row.
+type portRow struct {
+	name string
+	s    datapath.PortStats
+	vs   vport.Stats
+}
+
 // writeMetrics writes every metric in the Prometheus text exposition
 // format. It reads the bridges from the published view and the counters
 // atomically: it never waits for a command.
@@ -113,20 +121,27 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 	)
 	for _, b := range *d.view.Load() {
 		br := b.name
+		rows := make([]portRow, 0, len(b.dp.Ports())+1)
 		for _, p := range b.dp.Ports() {
-			s := p.Stats()
-			vs := p.VPort().Stats()
-			rxPackets.addUint(s.RxPackets, "bridge", br, "port", p.Name)
-			rxBytes.addUint(s.RxBytes, "bridge", br, "port", p.Name)
-			txPackets.addUint(s.TxPackets, "bridge", br, "port", p.Name)
-			txBytes.addUint(s.TxBytes, "bridge", br, "port", p.Name)
+			rows = append(rows, portRow{p.Name, p.Stats(), p.VPort().Stats()})
+		}
+		// The ports removed so far, in one row, keep the bridge's totals whole.
+		if r := b.dp.RemovedStats(); r.Ports > 0 {
+			rows = append(rows, portRow{datapath.RemovedPortsName, r.Stats, r.Device})
+		}
+		for _, row := range rows {
+			s, vs, name := row.s, row.vs, row.name
+			rxPackets.addUint(s.RxPackets, "bridge", br, "port", name)
+			rxBytes.addUint(s.RxBytes, "bridge", br, "port", name)
+			txPackets.addUint(s.TxPackets, "bridge", br, "port", name)
+			txBytes.addUint(s.TxBytes, "bridge", br, "port", name)
 			for _, dd := range vs.RxDrops() {
-				devDrops.addUint(dd.Count, "bridge", br, "port", p.Name, "reason", dd.Reason)
+				devDrops.addUint(dd.Count, "bridge", br, "port", name, "reason", dd.Reason)
 			}
 			for r := range datapath.NumDropReasons {
 				reason := datapath.DropReason(r).String()
-				drops.addUint(s.Drops[r], "bridge", br, "port", p.Name, "reason", reason)
-				txDrops.addUint(s.TxDrops[r], "bridge", br, "port", p.Name, "reason", reason)
+				drops.addUint(s.Drops[r], "bridge", br, "port", name, "reason", reason)
+				txDrops.addUint(s.TxDrops[r], "bridge", br, "port", name, "reason", reason)
 			}
 		}
 		for _, s := range b.dp.PMDStats() {
