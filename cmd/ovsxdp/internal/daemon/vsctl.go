@@ -351,9 +351,6 @@ func (d *Daemon) show(*call) (string, error) {
 			fmt.Fprintf(&s, "                ofport: %d\n", p.OFPort)
 			fmt.Fprintf(&s, "                link_state: %s\n", linkState(p))
 		}
-		if r := b.dp.RemovedStats(); r.Ports > 0 {
-			fmt.Fprintf(&s, "        removed ports: %d (their counters: dump-ports, port %s)\n", r.Ports, datapath.RemovedPortsName)
-		}
 	}
 	return s.String(), nil
 }
