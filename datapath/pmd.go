@@ -312,6 +312,9 @@ func (p *pmd) poll(now time.Time) int {
 	}
 	p.flush()
 	p.tbl = nil
+	// Cleared at the end too, so that a thread held between its next
+	// enter and poll is not taken for still spinning.
+	p.stall.clear()
 	return total
 }
 

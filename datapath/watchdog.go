@@ -212,22 +212,25 @@ func (w *watchdog) run() {
 				if stuck < w.cfg.Threshold {
 					continue
 				}
-				switch spinning := p.stall.spinning.Load(); {
-				case spinning && !last[i].spinReported:
-					last[i].spinReported = true
-					w.report(p, stuck, now)
-				case !spinning && !last[i].stallDone && !last[i].spinReported:
-					last[i].stallDone = true
-					w.report(p, stuck, now)
+				spinning := p.stall.spinning.Load()
+				if spinning && !last[i].spinReported || !spinning && !last[i].stallDone && !last[i].spinReported {
+					// The thread may start spinning meanwhile: the
+					// report says which it recorded.
+					if w.report(p, stuck, now) {
+						last[i].spinReported = true
+					} else {
+						last[i].stallDone = true
+					}
 				}
 			}
 		}
 	}
 }
 
-// report records a lockup of p and releases it (or panics, if configured).
-func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time) {
-	w.lockup(p, stuck, now, goroutineStack(p.stall.goid.Load()))
+// report records a lockup of p and releases it if it spins (or panics, if
+// configured), and reports whether it was spinning.
+func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time) bool {
+	return w.lockup(p, stuck, now, goroutineStack(p.stall.goid.Load()))
 }
 
 // overrun is report for a poll thread that has spun through its spin
@@ -243,8 +246,9 @@ func (w *watchdog) overrun(p *pmd) {
 // lockup records a lockup of p, found stuck for stuck at now with the
 // given stack. A spinning thread is released; with Panic it panics
 // instead. A thread that is not spinning is only recorded: releasing it
-// would make its next terminating queue reduction look like a spin.
-func (w *watchdog) lockup(p *pmd, stuck time.Duration, now time.Time, stack string) {
+// would make its next terminating queue reduction look like a spin. It
+// reports whether the thread was spinning.
+func (w *watchdog) lockup(p *pmd, stuck time.Duration, now time.Time, stack string) bool {
 	l := Lockup{Time: now, PMD: p.id, Stuck: stuck, Policy: w.policy(), Stack: stack}
 	if p.stall.spinning.Load() {
 		l.Spinning = true
@@ -257,7 +261,7 @@ func (w *watchdog) lockup(p *pmd, stuck time.Duration, now time.Time, stack stri
 	if !l.Spinning {
 		w.cfg.Log.Warn(l.String())
 		w.record(l)
-		return
+		return false
 	}
 	w.cfg.Log.Error(l.String())
 	if w.cfg.Panic {
@@ -266,6 +270,7 @@ func (w *watchdog) lockup(p *pmd, stuck time.Duration, now time.Time, stack stri
 	w.spinning.Add(1)
 	w.record(l)
 	p.stall.released.Store(true)
+	return true
 }
 
 // record keeps l among the most recent lockups and counts it.
