@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,9 @@ type Config struct {
 	// Links sets what the bridge does when the link under one of its
 	// ports is deleted (link.go).
 	Links LinkConfig
+	// Log receives the bridge's warnings, and the watchdog's reports when
+	// Watchdog.Log is nil; slog.Default() when nil.
+	Log *slog.Logger
 }
 
 // Bridge is an OpenFlow bridge: ports with OpenFlow port numbers, a rule
@@ -74,6 +78,13 @@ type Bridge struct {
 	policy atomic.Uint32
 	pmds   []*pmd
 	wd     *watchdog
+	log    *slog.Logger
+	// removed holds the summed counters of the ports removed so far;
+	// written under mu, read without it.
+	removed atomic.Pointer[RemovedStats]
+	// zeroQueues is the once-only warning of a transmit to a device
+	// without tx queues (warnZeroQueues).
+	zeroQueues onceWarning
 
 	// outputHook, when set, sees every copy that output is about to queue:
 	// the port table the poll thread holds, the destination, the device
@@ -106,7 +117,20 @@ func New(cfg Config) (*Bridge, error) {
 	if err := cfg.Watchdog.validate(); err != nil {
 		return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
 	}
-	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU()}
+	if err := cfg.Watchdog.canEnd(cfg.Policy); err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Watchdog.Log == nil {
+		cfg.Watchdog.Log = cfg.Log
+	}
+	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU(), log: cfg.Log}
+	b.zeroQueues.log = cfg.Log
+	if cfg.Links.Logger == nil {
+		cfg.Links.Logger = cfg.Log
+	}
 	b.links.init(cfg.Links)
 	b.policy.Store(uint32(cfg.Policy))
 	b.ports.Store(newPortTable(nil))
@@ -165,6 +189,9 @@ func (b *Bridge) GRO() bool { return !b.cfg.DisableGRO }
 func (b *Bridge) SetPolicy(p Policy) error {
 	if p >= numPolicies {
 		return fmt.Errorf("bridge %s: %v", b.cfg.Name, p)
+	}
+	if err := b.cfg.Watchdog.canEnd(p); err != nil {
+		return fmt.Errorf("bridge %s: %w", b.cfg.Name, err)
 	}
 	b.policy.Store(uint32(p))
 	return nil
@@ -321,7 +348,29 @@ func (b *Bridge) removeLocked(ctx context.Context, p *Port) (PortStats, error) {
 		return PortStats{}, err
 	}
 	b.macs.FlushPort(p.OFPort)
-	return p.Stats(), p.vp.Close()
+	// The port's own counters are read before Close: a closed AF_XDP
+	// socket no longer reports the kernel's drops.
+	st, dev := p.Stats(), p.vp.Stats()
+	err := p.vp.Close()
+	b.keepRemovedLocked(&st, dev)
+	return st, err
+}
+
+// keepRemovedLocked adds a removed port's final counters to the bridge's
+// removed row. b.mu must be held.
+func (b *Bridge) keepRemovedLocked(st *PortStats, dev vport.Stats) {
+	r := b.RemovedStats()
+	r.add(st, dev)
+	b.removed.Store(&r)
+}
+
+// RemovedStats returns the summed counters of the ports removed from the
+// bridge (RemovePort, or the deletion of an unregistering device).
+func (b *Bridge) RemovedStats() RemovedStats {
+	if r := b.removed.Load(); r != nil {
+		return *r
+	}
+	return RemovedStats{Stats: PortStats{Name: RemovedPortsName}}
 }
 
 // detachLocked publishes a port table without p and waits for a grace
@@ -412,3 +461,9 @@ func (b *Bridge) PMDStats() []PMDStats {
 // Lockups returns the soft lockups the watchdog recorded (the most recent
 // ones) and how many it detected in all.
 func (b *Bridge) Lockups() ([]Lockup, uint64) { return b.wd.Lockups() }
+
+// SpinningLockups returns how many of the lockups detected caught a poll
+// thread spinning in output's queue loop; the others were batches that
+// took longer than the threshold for another reason (a descheduled
+// thread on a busy machine).
+func (b *Bridge) SpinningLockups() uint64 { return b.wd.SpinningLockups() }

@@ -302,3 +302,55 @@ func TestPollOnce(t *testing.T) {
 	}
 	checkAccounting(t, b)
 }
+
+// TestRemovedPortsKeepLedger removes a port that received and sent
+// traffic: its counters move to the bridge's removed row, so that the
+// rows still add up to everything the bridge received, and every row
+// balances.
+func TestRemovedPortsKeepLedger(t *testing.T) {
+	b := newTestBridge(t, Config{Idle: IdleSleep})
+	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src"}, 1)
+	vic, _ := addMemPort(t, b, vport.MemConfig{Name: "vic"}, 2)
+	addMemPort(t, b, vport.MemConfig{Name: "dst"}, 3)
+	addFlows(t, b, "in_port=1,actions=output:2,output:9", "in_port=2,actions=output:3")
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 18})
+	src.Inject(0, [][]byte{frame, frame, frame})
+	vic.Inject(0, [][]byte{frame, frame})
+	quiesce(t, b, src, vic)
+	if r := b.RemovedStats(); r.Ports != 0 || r.Stats.Name != RemovedPortsName {
+		t.Errorf("removed row before any removal: %+v", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	final, err := b.RemovePort(ctx, "vic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := b.RemovedStats()
+	if r.Ports != 1 || r.Stats.RxPackets != 2 || r.Stats.TxPackets != 3 || r.Stats.Sent != 2 || !r.Stats.Balanced() || r.Device.RxPackets != 2 {
+		t.Errorf("removed row %+v, want the final counters of vic %+v", r, final)
+	}
+	rows := []PortStats{r.Stats}
+	for _, p := range b.Ports() {
+		rows = append(rows, p.Stats())
+	}
+	var rx, out uint64
+	for _, s := range rows {
+		if !s.Balanced() {
+			t.Errorf("row %s does not balance: %+v", s.Name, s)
+		}
+		rx += s.RxPackets + s.Copies
+		out += s.Sent + s.RxDropped()
+	}
+	if rx != 5+3 || out != rx {
+		t.Errorf("bridge ledger: rx+copies %d, sent+drops %d; want 8 and 8", rx, out)
+	}
+
+	// A second removal adds to the row.
+	if _, err := b.RemovePort(ctx, "dst"); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.RemovedStats(); r.Ports != 2 || r.Stats.TxPackets != 3+2 || !r.Stats.Balanced() {
+		t.Errorf("removed row after two removals: %+v", r)
+	}
+}

@@ -13,7 +13,7 @@ type DropReason uint8
 const (
 	DropNoRule        DropReason = iota // no matching rule, or the rule's actions output nowhere (explicit drop)
 	DropMalformed                       // the frame's headers are truncated or invalid
-	DropActionCap                       // more actions than flow.MaxActionsPerPacket
+	DropActionCap                       // more actions than flow.MaxActions (a list built in code; parsing refuses it)
 	DropTTLExceeded                     // dec_ttl on a TTL of 0 or 1
 	DropNoRoom                          // no space in the frame buffer to push a VLAN tag
 	DropPortGone                        // output to a port that is not in the port table

@@ -189,7 +189,7 @@ func goroutineBaseline(t testing.TB) func() {
 	before := runtime.NumGoroutine()
 	return func() {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(20 * time.Second)
 		for runtime.NumGoroutine() > before {
 			if time.Now().After(deadline) {
 				buf := make([]byte, 1<<16)
@@ -198,4 +198,17 @@ func goroutineBaseline(t testing.TB) func() {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// spinningLockups returns the recorded lockups that caught a poll thread
+// spinning, oldest first.
+func spinningLockups(b *Bridge) []Lockup {
+	all, _ := b.Lockups()
+	var out []Lockup
+	for _, l := range all {
+		if l.Spinning {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -55,6 +55,7 @@ type txPick struct {
 	hashed  bool
 	rxQueue vport.RxQueue // the rx queue recorded for the packet, if any
 	w       *stall        // the calling poll thread's stall record
+	warn    *onceWarning  // the bridge's warning of a device without tx queues
 }
 
 // flowHash returns the packet's flow hash, computing it on first use: only
@@ -82,7 +83,7 @@ func pickTxQueue(pol Policy, txq int, p *txPick) (q int, ok bool) {
 		return int(reciprocalScale(p.flowHash(), qcount)), true
 	}
 	if pol != Legacy && qcount == 0 {
-		warnZeroQueuesOnce()
+		p.warn.warn("WARNING: skb_tx_hash: qcount == 0 (tx to a device without tx queues)")
 	}
 	if !p.rxQueue.Recorded() {
 		// reciprocal_scale(hash, 0) is 0: harmless, as in the kernel.
@@ -133,12 +134,17 @@ func reciprocalScale(hash, n uint32) uint32 {
 	return uint32(uint64(hash) * uint64(n) >> 32)
 }
 
-var warnedZeroQueues atomic.Bool
+// onceWarning logs a warning the first time only, as the kernel's
+// DEBUG_NET_WARN_ON_ONCE(qcount == 0) in skb_tx_hash, which the 2023 fix
+// added and only debug kernels compile. Each bridge has its own.
+type onceWarning struct {
+	done atomic.Bool
+	log  *slog.Logger
+}
 
-// warnZeroQueuesOnce is the kernel's DEBUG_NET_WARN_ON_ONCE(qcount == 0)
-// in skb_tx_hash, which the 2023 fix added and only debug kernels compile.
-func warnZeroQueuesOnce() {
-	if warnedZeroQueues.CompareAndSwap(false, true) {
-		slog.Warn("WARNING: skb_tx_hash: qcount == 0 (tx to a device without tx queues)")
+// warn logs msg if it is the first call; a nil onceWarning logs nothing.
+func (o *onceWarning) warn(msg string) {
+	if o != nil && o.done.CompareAndSwap(false, true) {
+		o.log.Warn(msg)
 	}
 }

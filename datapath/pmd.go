@@ -3,7 +3,6 @@ package datapath
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -170,6 +169,7 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	p.info = make([]vport.RxInfo, vport.MaxBatch)
 	p.out.init()
 	p.pick.w = &p.stall
+	p.pick.warn = &br.zeroQueues
 	p.pick.key = &p.key
 	p.spare = spareCPU{window: br.SpareSpin(), cpuTime: threadCPUTime} // 0 when off: never polls on
 	p.stall.budget = br.cfg.Watchdog.SpinBudget
@@ -312,6 +312,9 @@ func (p *pmd) poll(now time.Time) int {
 	}
 	p.flush()
 	p.tbl = nil
+	// Cleared at the end too, so that a thread held between its next
+	// enter and poll is not taken for still spinning.
+	p.stall.clear()
 	return total
 }
 
@@ -550,7 +553,7 @@ func (p *pmd) sleep() {
 		p.poller.SetWaker(p.rd.waker)
 		for _, rq := range *rqs {
 			if err := p.poller.Add(rq.port.vp, rq.q); err != nil {
-				slog.Warn("pmd: cannot sleep on queue", "pmd", p.id, "port", rq.port.Name, "queue", rq.q, "err", err)
+				p.br.log.Warn("pmd: cannot sleep on queue", "pmd", p.id, "port", rq.port.Name, "queue", rq.q, "err", err)
 			}
 		}
 		p.polled = rqs

@@ -3,6 +3,8 @@ package datapath
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // portCounters are one poll thread's counters for one port. Only that thread
@@ -73,6 +75,50 @@ func (s *PortStats) add(c *portCounters) {
 		s.Drops[i] += c.drops[i].Load()
 		s.TxDrops[i] += c.txDrops[i].Load()
 	}
+}
+
+// addStats adds o's counters to s.
+func (s *PortStats) addStats(o *PortStats) {
+	s.RxPackets += o.RxPackets
+	s.RxBytes += o.RxBytes
+	s.TxPackets += o.TxPackets
+	s.TxBytes += o.TxBytes
+	s.Copies += o.Copies
+	s.Sent += o.Sent
+	for i := range o.Drops {
+		s.Drops[i] += o.Drops[i]
+		s.TxDrops[i] += o.TxDrops[i]
+	}
+}
+
+// RemovedPortsName names the row of the ports removed from a bridge. No
+// port can have it: it is not a valid interface name.
+const RemovedPortsName = "(removed)"
+
+// RemovedStats are the counters of the ports removed from a bridge, summed
+// as each was removed, so that the bridge's ledger stays whole: with them,
+// the ports' rows still add up to everything the bridge received. Its
+// Stats balance as a port's do (Name is RemovedPortsName, OFPort 0).
+type RemovedStats struct {
+	Ports  int // how many ports were removed
+	Stats  PortStats
+	Device vport.Stats // the ports' own counters (frames they dropped themselves)
+}
+
+// add counts one more removed port, with final counters st and dev.
+func (r *RemovedStats) add(st *PortStats, dev vport.Stats) {
+	r.Ports++
+	r.Stats.addStats(st)
+	d := &r.Device
+	d.RxPackets += dev.RxPackets
+	d.RxBytes += dev.RxBytes
+	d.RxDropped += dev.RxDropped
+	d.RxRingFull += dev.RxRingFull
+	d.RxNoFrame += dev.RxNoFrame
+	d.TxPackets += dev.TxPackets
+	d.TxBytes += dev.TxBytes
+	d.TxGSO += dev.TxGSO
+	d.TxDropped += dev.TxDropped
 }
 
 func (c *portCounters) clear() {

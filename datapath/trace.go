@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -223,7 +224,36 @@ func (t *Trace) String() string {
 	}
 	b.WriteString("Megaflow: recirc_id=0,eth" + mf + "\n")
 	b.WriteString("Datapath actions: " + t.DatapathActions() + "\n")
+	if rs := t.DropReasons(); len(rs) > 0 {
+		names := make([]string, len(rs))
+		for i, r := range rs {
+			names[i] = r.String()
+		}
+		b.WriteString("Drop reason: " + strings.Join(names, ", ") + "\n")
+	}
 	return b.String()
+}
+
+// DropReasons returns why the datapath drops the traced packet, as its
+// counters name it, when it sends no copy of it: the verdict that stopped
+// the actions (action-cap, ttl-exceeded, no-room), no-rule when no rule
+// matches or the actions output nowhere, or else the reasons its copies
+// were dropped for, each once, in order. It is nil when a copy is sent;
+// copies dropped beside it are in Outputs.
+func (t *Trace) DropReasons() []DropReason {
+	var rs []DropReason
+	for _, o := range t.Outputs {
+		if !o.Dropped {
+			return nil
+		}
+		if !slices.Contains(rs, o.Reason) {
+			rs = append(rs, o.Reason)
+		}
+	}
+	if len(rs) == 0 {
+		rs = append(rs, verdictDrop(t.Verdict))
+	}
+	return rs
 }
 
 // DatapathActions returns the traced packet's datapath actions as Open

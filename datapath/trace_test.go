@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -203,6 +204,7 @@ bridge("br0")
 Final flow: unchanged
 Megaflow: recirc_id=0,eth,arp,in_port=2
 Datapath actions: drop
+Drop reason: no-rule
 `},
 		{"no match", "in_port=3,arp", `Flow: arp,in_port=3,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,arp_spa=0.0.0.0,arp_tpa=0.0.0.0,arp_op=0,arp_sha=00:00:00:00:00:00,arp_tha=00:00:00:00:00:00
 
@@ -214,6 +216,7 @@ bridge("br0")
 Final flow: unchanged
 Megaflow: recirc_id=0,eth,arp,in_port=3
 Datapath actions: drop
+Drop reason: no-rule
 `},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,5 +228,87 @@ Datapath actions: drop
 				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestManyOutputs checks that a flow with 100 output actions, which
+// ovs-ofctl accepts and Open vSwitch forwards, sends a copy to each of
+// the 100 ports, and that trace agrees.
+func TestManyOutputs(t *testing.T) {
+	const n = 100
+	b := newTestBridge(t, Config{Watchdog: WatchdogConfig{Log: discardLog}})
+	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src"}, 1)
+	dsts := make([]*vport.MemPort, n)
+	acts, ports := make([]string, n), make([]string, n)
+	for i := range dsts {
+		dsts[i], _ = addMemPort(t, b, vport.MemConfig{Name: "d" + strconv.Itoa(i)}, uint32(i+2))
+		ports[i] = strconv.Itoa(i + 2)
+		acts[i] = "output:" + ports[i]
+	}
+	addFlows(t, b, "in_port=1,actions="+strings.Join(acts, ","))
+
+	k, err := flow.ParseMicroflow("in_port=1,udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := b.Trace(k)
+	if got := tr.DatapathActions(); got != strings.Join(ports, ",") {
+		t.Errorf("trace: datapath actions %q", got)
+	}
+	if rs := tr.DropReasons(); rs != nil {
+		t.Errorf("trace: drop reasons %v", rs)
+	}
+	src.Inject(0, [][]byte{flow.BuildFrame(&k)})
+	quiesce(t, b, src)
+	for i, d := range dsts {
+		if got := len(drainAll(d)); got != 1 {
+			t.Errorf("port %d: %d frames, want 1", i+2, got)
+		}
+	}
+	p, _ := b.Port("src")
+	if s := p.Stats(); s.Sent != n || s.RxDropped() != 0 {
+		t.Errorf("src: sent %d, dropped %v; want %d sent", s.Sent, s.Drops, n)
+	}
+	checkAccounting(t, b)
+}
+
+// TestTraceNamesDropReason checks that trace names the reason whenever the
+// datapath drops the packet, as its counters do: no rule, an explicit
+// drop, a stopping verdict (here the action cap, for a list built in code:
+// parsing refuses one), and dropped copies.
+func TestTraceNamesDropReason(t *testing.T) {
+	b, mps := traceBridge(t)
+	tooMany := make([]flow.Action, flow.MaxActions+1)
+	for i := range tooMany {
+		tooMany[i] = flow.Action{Type: flow.ActOutput, Port: 2}
+	}
+	b.Table().Add(&flow.Flow{Match: flow.Match{Key: flow.Key{InPort: 3, DlType: flow.EthTypeARP}, Mask: flow.Key{InPort: ^uint32(0), DlType: 0xffff}}, Priority: 400, Actions: tooMany})
+	for _, tt := range []struct{ in, want string }{
+		{"in_port=3,arp", "action-cap"},
+		{"in_port=2,arp", "no-rule"},
+		{"in_port=4,arp", "no-rule"},
+		{"in_port=1,tcp,tp_dst=80", "ttl-exceeded"},
+	} {
+		k, err := flow.ParseMicroflow(tt.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := b.Trace(k).String()
+		if !strings.Contains(s, "\nDatapath actions: drop\nDrop reason: "+tt.want+"\n") {
+			t.Errorf("%s: trace does not name %s:\n%s", tt.in, tt.want, s)
+		}
+	}
+	// The datapath counts the same reason.
+	k, _ := flow.ParseMicroflow("in_port=3,arp")
+	mps[2].Inject(0, [][]byte{flow.BuildFrame(&k)})
+	quiesce(t, b, mps[2])
+	if p, _ := b.Port("p3"); p.Stats().Drops[DropActionCap] != 1 {
+		t.Errorf("p3 drops %v, want one action-cap", p.Stats().Drops)
+	}
+
+	mps[1].Device().Close() // p2 goes down
+	k, _ = flow.ParseMicroflow("in_port=1,ip")
+	if s := b.Trace(k).String(); !strings.Contains(s, "\nDatapath actions: drop\nDrop reason: not-running\n") {
+		t.Errorf("trace does not name not-running:\n%s", s)
 	}
 }

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -68,6 +69,12 @@ type Lockup struct {
 	TxQueues uint32 // the queue count it was reducing by
 	Hash     uint32 // the hash it was reducing
 	Stack    string // the poll thread's goroutine stack
+	// Spinning says the thread was caught spinning in the kernel's queue
+	// loop. A lockup that is not spinning is a batch that took longer
+	// than the threshold for another reason, such as a thread that a busy
+	// machine descheduled: it is reported, but there is nothing to
+	// release, and it never panics.
+	Spinning bool
 }
 
 // String formats the lockup as the kernel's watchdog does.
@@ -77,8 +84,11 @@ func (l Lockup) String() string {
 		stuck = fmt.Sprintf("%.2fs", l.Stuck.Seconds())
 	}
 	s := fmt.Sprintf("BUG: soft lockup - pmd#%d stuck for %s! policy=%s", l.PMD, stuck, l.Policy)
-	if l.Port != "" {
+	switch {
+	case l.Port != "":
 		s += fmt.Sprintf(" port=%s txqueues=%d hash=%d", l.Port, l.TxQueues, l.Hash)
+	case !l.Spinning:
+		s += " (not spinning)"
 	}
 	return s
 }
@@ -101,8 +111,23 @@ type WatchdogConfig struct {
 	// time by a single goroutine, where the watchdog cannot run beside
 	// them; it works alongside the watchdog too. At least MinSpinBudget.
 	SpinBudget uint64
-	// Log receives the lockup reports; slog.Default() when nil.
+	// Log receives the lockup reports; the bridge's Config.Log when nil.
 	Log *slog.Logger
+}
+
+// ErrUnwatchedSpin is returned for a bridge whose output policy can spin
+// (every policy but Guarded) while nothing would end the spin: the
+// watchdog is disabled and no spin budget is set. Such a spin would hold
+// its poll thread, and Close, for ever.
+var ErrUnwatchedSpin = errors.New("a policy that can spin needs the watchdog or a spin budget")
+
+// canEnd returns ErrUnwatchedSpin, wrapped, when pol can spin and the
+// configuration has no detector to release the spin.
+func (c WatchdogConfig) canEnd(pol Policy) error {
+	if pol != Guarded && c.Disabled && c.SpinBudget == 0 {
+		return fmt.Errorf("policy %s with the watchdog disabled: %w", pol, ErrUnwatchedSpin)
+	}
+	return nil
 }
 
 func (c WatchdogConfig) validate() error {
@@ -122,8 +147,9 @@ type watchdog struct {
 	stop   chan struct{}
 	done   chan struct{}
 
-	count atomic.Uint64
-	mu    sync.Mutex // protects lockups
+	count    atomic.Uint64
+	spinning atomic.Uint64 // of count, the lockups that caught a thread spinning
+	mu       sync.Mutex    // protects lockups
 	// lockups holds the most recent lockups, up to maxLockupRecords.
 	lockups []Lockup
 }
@@ -161,10 +187,14 @@ func (w *watchdog) run() {
 	}
 	tick := time.NewTicker(period)
 	defer tick.Stop()
+	// A batch is reported at most twice: once when it has been stuck for
+	// the threshold without spinning (a stall), and once when it is
+	// found spinning, which releases it.
 	type seen struct {
-		seq      uint64
-		since    time.Time
-		reported bool
+		seq          uint64
+		since        time.Time
+		stallDone    bool
+		spinReported bool
 	}
 	last := make([]seen, len(w.pmds))
 	for {
@@ -178,18 +208,29 @@ func (w *watchdog) run() {
 					last[i] = seen{seq: seq, since: now}
 					continue
 				}
-				if stuck := now.Sub(last[i].since); !last[i].reported && stuck >= w.cfg.Threshold {
-					last[i].reported = true
-					w.report(p, stuck, now)
+				stuck := now.Sub(last[i].since)
+				if stuck < w.cfg.Threshold {
+					continue
+				}
+				spinning := p.stall.spinning.Load()
+				if spinning && !last[i].spinReported || !spinning && !last[i].stallDone && !last[i].spinReported {
+					// The thread may start spinning meanwhile: the
+					// report says which it recorded.
+					if w.report(p, stuck, now) {
+						last[i].spinReported = true
+					} else {
+						last[i].stallDone = true
+					}
 				}
 			}
 		}
 	}
 }
 
-// report records a lockup of p and releases it (or panics, if configured).
-func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time) {
-	w.lockup(p, stuck, now, goroutineStack(p.stall.goid.Load()))
+// report records a lockup of p and releases it if it spins (or panics, if
+// configured), and reports whether it was spinning.
+func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time) bool {
+	return w.lockup(p, stuck, now, goroutineStack(p.stall.goid.Load()))
 }
 
 // overrun is report for a poll thread that has spun through its spin
@@ -203,20 +244,37 @@ func (w *watchdog) overrun(p *pmd) {
 }
 
 // lockup records a lockup of p, found stuck for stuck at now with the
-// given stack, and releases it; with Panic it panics instead.
-func (w *watchdog) lockup(p *pmd, stuck time.Duration, now time.Time, stack string) {
+// given stack. A spinning thread is released; with Panic it panics
+// instead. A thread that is not spinning is only recorded: releasing it
+// would make its next terminating queue reduction look like a spin. It
+// reports whether the thread was spinning.
+func (w *watchdog) lockup(p *pmd, stuck time.Duration, now time.Time, stack string) bool {
 	l := Lockup{Time: now, PMD: p.id, Stuck: stuck, Policy: w.policy(), Stack: stack}
 	if p.stall.spinning.Load() {
+		l.Spinning = true
 		if port := p.stall.port.Load(); port != nil {
 			l.Port = port.Name
 		}
 		l.TxQueues = p.stall.qcount.Load()
 		l.Hash = p.stall.hash.Load()
 	}
+	if !l.Spinning {
+		w.cfg.Log.Warn(l.String())
+		w.record(l)
+		return false
+	}
 	w.cfg.Log.Error(l.String())
 	if w.cfg.Panic {
 		panic(l.String() + "\n" + l.Stack)
 	}
+	w.spinning.Add(1)
+	w.record(l)
+	p.stall.released.Store(true)
+	return true
+}
+
+// record keeps l among the most recent lockups and counts it.
+func (w *watchdog) record(l Lockup) {
 	w.mu.Lock()
 	if len(w.lockups) == maxLockupRecords {
 		copy(w.lockups, w.lockups[1:])
@@ -225,7 +283,6 @@ func (w *watchdog) lockup(p *pmd, stuck time.Duration, now time.Time, stack stri
 	w.lockups = append(w.lockups, l)
 	w.mu.Unlock()
 	w.count.Add(1)
-	p.stall.released.Store(true)
 }
 
 // Lockups returns the lockups recorded (the most recent ones) and the total
@@ -235,6 +292,10 @@ func (w *watchdog) Lockups() ([]Lockup, uint64) {
 	defer w.mu.Unlock()
 	return append([]Lockup(nil), w.lockups...), w.count.Load()
 }
+
+// SpinningLockups returns how many of the lockups detected caught a poll
+// thread spinning in the kernel's queue loop.
+func (w *watchdog) SpinningLockups() uint64 { return w.spinning.Load() }
 
 // goroutineID returns the calling goroutine's id, read from its stack header
 // ("goroutine 18 [running]:").

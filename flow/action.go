@@ -40,6 +40,10 @@ const (
 	PortNone       = 0xffff
 )
 
-// MaxActionsPerPacket bounds the actions one packet may run; a packet whose
-// action list is longer is dropped with VerdictActionCap.
-const MaxActionsPerPacket = 64
+// MaxActions is the most actions a flow may have: as many as Open vSwitch
+// takes in one flow (ovs-ofctl refuses 4096 output actions, whose encoding
+// passes 64 KiB). A longer list is refused when the flow is parsed
+// (ErrTooManyActions), so a flow that is accepted always runs whole. It
+// also bounds the actions one packet may run: Execute runs none of a
+// longer list (built in code, not parsed) and returns VerdictActionCap.
+const MaxActions = 4095

@@ -13,7 +13,7 @@ type Verdict uint8
 // The verdicts.
 const (
 	VerdictOK          Verdict = iota // all actions ran
-	VerdictActionCap                  // more than MaxActionsPerPacket actions: none ran
+	VerdictActionCap                  // more than MaxActions actions: none ran
 	VerdictTTLExceeded                // dec_ttl on a TTL or hop limit ≤ 1; the remaining actions did not run
 	VerdictNoRoom                     // a VLAN push found no spare capacity after the frame
 	VerdictBadAction                  // an action type or set_field target that cannot be executed
@@ -56,13 +56,13 @@ type Outputter interface {
 // Checksums (IPv4 header, TCP, UDP, ICMP, ICMPv6, SCTP) are updated
 // incrementally; a UDP checksum of 0 stays 0. An action whose header the
 // packet does not have (mod_tp_dst on ICMP, mod_nw_src on IPv6, ...) does
-// nothing, as in Open vSwitch. A list of more than MaxActionsPerPacket
-// actions runs none of them and returns VerdictActionCap.
+// nothing, as in Open vSwitch. A list of more than MaxActions actions (which
+// no parsed flow has) runs none of them and returns VerdictActionCap.
 //
 // Execute does not allocate and does not panic, whatever the frame and
 // offsets hold. out may be nil, in which case outputs are discarded.
 func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) ([]byte, Verdict) {
-	if len(acts) > MaxActionsPerPacket {
+	if len(acts) > MaxActions {
 		return frame, VerdictActionCap
 	}
 	var p packet // assigned field by field: a composite literal compiles to a copy that stalls store forwarding

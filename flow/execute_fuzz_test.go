@@ -9,11 +9,11 @@ import (
 // fuzzActionLen is how many input bytes decode into one action.
 const fuzzActionLen = 10
 
-// decodeFuzzActions turns bytes into up to MaxActionsPerPacket+2 actions:
+// decodeFuzzActions turns bytes into up to MaxActions+2 actions:
 // for each 10 bytes, a type, a field and a value (also spread over IPv6).
 func decodeFuzzActions(b []byte) []Action {
 	var acts []Action
-	for len(b) >= fuzzActionLen && len(acts) < MaxActionsPerPacket+2 {
+	for len(b) >= fuzzActionLen && len(acts) < MaxActions+2 {
 		a := Action{
 			Type:  ActionType(b[0] % (uint8(ActPopVLAN) + 2)),
 			Field: FieldID(b[1] % uint8(numFields+1)),

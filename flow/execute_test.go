@@ -311,7 +311,7 @@ func TestExecuteOutputOrder(t *testing.T) {
 }
 
 func TestExecuteVerdicts(t *testing.T) {
-	tooMany := make([]Action, MaxActionsPerPacket+1)
+	tooMany := make([]Action, MaxActions+1)
 	for i := range tooMany {
 		tooMany[i] = set(FieldNwTTL, 1)
 	}
@@ -327,9 +327,9 @@ func TestExecuteVerdicts(t *testing.T) {
 		wantOutputs []uint32
 		want        func(s *frameSpec)
 	}{
-		{"action cap: nothing runs", ipv4TCP, 4, append(append([]Action{output(1)}, tooMany...)[:MaxActionsPerPacket], output(2)),
+		{"action cap: nothing runs", ipv4TCP, 4, append(append([]Action{output(1)}, tooMany...)[:MaxActions], output(2)),
 			VerdictActionCap, nil, func(s *frameSpec) {}},
-		{"at the cap everything runs", ipv4TCP, 4, append(append([]Action{output(1)}, tooMany...)[:MaxActionsPerPacket-1], output(2)),
+		{"at the cap everything runs", ipv4TCP, 4, append(append([]Action{output(1)}, tooMany...)[:MaxActions-1], output(2)),
 			VerdictOK, []uint32{1, 2}, func(s *frameSpec) { s.ip4.TTL = 1 }},
 		{"ipv4 ttl 1", ttl1, 4, []Action{output(1), set(FieldDlSrc, 0x0a0000000001), act(ActDecTTL, 0), output(2)},
 			VerdictTTLExceeded, []uint32{1}, func(s *frameSpec) { s.eth.SrcMAC = mustMAC("0a:00:00:00:00:01") }},

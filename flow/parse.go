@@ -32,13 +32,17 @@ const (
 // registers, tables other than 0, ...).
 var ErrUnsupportedSyntax = errors.New("not supported by ovsxdp")
 
+// ErrTooManyActions is returned, wrapped in a SyntaxError, for a flow with
+// more than MaxActions actions.
+var ErrTooManyActions = errors.New("too many actions")
+
 // SyntaxError is a flow string that cannot be parsed: the token at byte
 // offset Pos (a key=value pair or an action) and the reason.
 type SyntaxError struct {
 	Pos    int    // byte offset of Token in the flow string
 	Token  string // the offending key=value, key:value or word
 	Reason string
-	Err    error // ErrUnsupportedSyntax, or nil
+	Err    error // ErrUnsupportedSyntax, ErrTooManyActions, or nil
 }
 
 // Error reports the column (Pos+1), the token and the reason.
@@ -68,7 +72,8 @@ func (c clipped) Format(f fmt.State, verb rune) {
 	}
 }
 
-// Unwrap returns ErrUnsupportedSyntax for unsupported syntax.
+// Unwrap returns ErrUnsupportedSyntax for unsupported syntax and
+// ErrTooManyActions for an action list over MaxActions.
 func (e *SyntaxError) Unwrap() error { return e.Err }
 
 // Parser parses ovs-ofctl flow syntax. The zero Parser knows port numbers
@@ -238,6 +243,12 @@ func (p *Parser) ParseFlow(s string, cmd Command) (*Flow, error) {
 		acts, err := ap.parse(actPos)
 		if err != nil {
 			return nil, err
+		}
+		if len(acts) > MaxActions {
+			t := token{pos: matchEnd, end: actPos - 1}
+			e := errAt(s, &t, "%d actions, more than the %d a flow may have (as in Open vSwitch)", len(acts), MaxActions)
+			e.Err = ErrTooManyActions
+			return nil, e
 		}
 		f.Actions = acts
 	}

@@ -73,7 +73,7 @@ func TestAFXDPForwarding(t *testing.T) {
 				t.Fatal(err)
 			}
 			a.ns.MustRun(t, helperArgs(t, "udp-send", "10.0.0.2:9999", "to-9999", "10")...)
-			if err := rx.WaitOutput("got to-9999 from 10.0.0.1:", 5*time.Second); err != nil {
+			if err := rx.WaitOutput("got to-9999 from 10.0.0.1:", 20*time.Second); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -84,7 +84,7 @@ func TestAFXDPForwarding(t *testing.T) {
 				t.Fatal(err)
 			}
 			a.ns.MustRun(t, helperArgs(t, "udp-send", "10.0.0.99:9998", "to-99", "10")...)
-			if err := rx.WaitOutput("got to-99 from 10.0.0.1:", 5*time.Second); err != nil {
+			if err := rx.WaitOutput("got to-99 from 10.0.0.1:", 20*time.Second); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"slices"
 	"testing"
@@ -81,9 +82,15 @@ func coalesceRound(t *testing.T, segment bool) {
 	}
 	sent = append(sent, udpFrame(t, 2, 20))
 	// The frames wait on h-a's socket until the poll thread starts, so
-	// that it takes them in one batch.
+	// that it takes them in one batch: wait until h-a has received them
+	// all (a busy machine may take its time), then a little more for the
+	// redirect's flush, which ends the same softirq.
+	rxBefore := linkRxPackets(t, sw, va.Host)
 	inject(t, a, va.Peer, sent)
-	time.Sleep(100 * time.Millisecond)
+	if !netns.Eventually(20*time.Second, func() bool { return linkRxPackets(t, sw, va.Host)-rxBefore >= uint64(len(sent)) }) {
+		t.Fatalf("%s did not receive the %d frames sent in 20s", va.Host, len(sent))
+	}
+	time.Sleep(20 * time.Millisecond)
 	if err := br.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +227,7 @@ func inject(t *testing.T, ns *netns.NS, dev string, frames [][]byte) {
 
 // openCapture starts capturing what dev in ns receives (not what it
 // sends: the namespace answers the injected traffic) and returns a
-// function that waits for n frames, or 5 s, and returns them.
+// function that waits for n frames, or 20 s, and returns them.
 func openCapture(t *testing.T, ns *netns.NS, dev string) func(n int) [][]byte {
 	t.Helper()
 	fd := packetSocket(t, ns, dev, unix.ETH_P_ALL)
@@ -229,7 +236,7 @@ func openCapture(t *testing.T, ns *netns.NS, dev string) func(n int) [][]byte {
 		t.Fatal(err)
 	}
 	return func(n int) [][]byte {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		var got [][]byte
 		buf := make([]byte, 1<<17)
@@ -245,4 +252,21 @@ func openCapture(t *testing.T, ns *netns.NS, dev string) func(n int) [][]byte {
 		}
 		return got
 	}
+}
+
+// linkRxPackets returns dev's received packet count in ns (XDP included).
+func linkRxPackets(t *testing.T, ns *netns.NS, dev string) uint64 {
+	t.Helper()
+	var links []struct {
+		Stats struct {
+			Rx struct {
+				Packets uint64 `json:"packets"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	out := ns.IP(t, "-s", "-j", "link", "show", "dev", dev)
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -s -j link show dev %s: %v: %q", dev, err, out)
+	}
+	return links[0].Stats.Rx.Packets
 }

@@ -49,7 +49,7 @@ func TestAFXDPLinkState(t *testing.T) {
 			tc.down(t)
 			// Carrier changes reach netlink through the kernel's linkwatch,
 			// which may hold them up to a second.
-			if !netns.Eventually(5*time.Second, func() bool { return a.dp.Stats().Drops[tc.wantReason] >= before+20 }) {
+			if !netns.Eventually(20*time.Second, func() bool { return a.dp.Stats().Drops[tc.wantReason] >= before+20 }) {
 				t.Fatalf("%s drops of a's traffic: %d before, %d after 5s down (all: %s)",
 					tc.wantReason, before, a.dp.Stats().Drops[tc.wantReason], nonZeroDrops(a.dp.Stats().Drops))
 			}

@@ -108,7 +108,7 @@ func TestPcapRoundTrip(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := br.Synchronize(ctx); err != nil {
 		t.Fatal(err)

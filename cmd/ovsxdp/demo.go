@@ -363,7 +363,7 @@ func lockupSummary(b *datapath.Bridge) demoLockups {
 	records, n := b.Lockups()
 	l := demoLockups{total: n}
 	for _, r := range records {
-		if r.Port == "" {
+		if !r.Spinning {
 			continue
 		}
 		if l.spinning == 0 {

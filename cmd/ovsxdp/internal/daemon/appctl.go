@@ -136,7 +136,7 @@ func (d *Daemon) watchdogShow(c *call) (string, error) {
 	var s strings.Builder
 	for _, b := range bs {
 		lockups, total := b.dp.Lockups()
-		fmt.Fprintf(&s, "bridge %s: policy %s, soft lockups detected: %d\n", b.name, b.dp.Policy(), total)
+		fmt.Fprintf(&s, "bridge %s: policy %s, soft lockups detected: %d, spinning in output: %d\n", b.name, b.dp.Policy(), total, b.dp.SpinningLockups())
 		if n := uint64(len(lockups)); n < total {
 			fmt.Fprintf(&s, "  (the %d most recent)\n", n)
 		}

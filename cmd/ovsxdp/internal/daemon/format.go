@@ -76,11 +76,22 @@ func ageSeconds(now, then time.Time) int {
 // device down); tx drop counts the copies the datapath or the port dropped
 // on transmit.
 func formatPortStats(s datapath.PortStats, vs vport.Stats) string {
-	var b strings.Builder
 	num := strconv.FormatUint(uint64(s.OFPort), 10)
 	if s.OFPort < 10 {
 		num = " " + num
 	}
+	return formatPortRow(num, s, vs)
+}
+
+// formatRemovedStats formats the bridge's row for its removed ports as
+// formatPortStats formats a port ("port (removed):"), so that the rows of
+// dump-ports add up to everything the bridge received.
+func formatRemovedStats(r datapath.RemovedStats) string {
+	return formatPortRow(datapath.RemovedPortsName, r.Stats, r.Device)
+}
+
+func formatPortRow(num string, s datapath.PortStats, vs vport.Stats) string {
+	var b strings.Builder
 	fmt.Fprintf(&b, "  port %s: rx pkts=%d, bytes=%d, drop=%d, errs=0, frame=0, over=0, crc=0\n", num, s.RxPackets, s.RxBytes, vs.RxDropped)
 	fmt.Fprintf(&b, "           tx pkts=%d, bytes=%d, drop=%d, errs=0, coll=0\n", s.TxPackets, s.TxBytes, s.TxDropped()+vs.TxDropped)
 	fmt.Fprintf(&b, "           rx dropped by reason: %s\n", reasons(&s.Drops))

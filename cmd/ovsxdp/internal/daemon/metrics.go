@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // CheckLoopback returns an error unless addr, the value of the option
@@ -85,6 +86,13 @@ func escapeLabel(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
 
+// portRow is one port's counters, or the removed ports' row.
+type portRow struct {
+	name string
+	s    datapath.PortStats
+	vs   vport.Stats
+}
+
 // writeMetrics writes every metric in the Prometheus text exposition
 // format. It reads the bridges from the published view and the counters
 // atomically: it never waits for a command.
@@ -111,25 +119,33 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		pmdGSOErr = newMetric("ovsxdp_pmd_gso_refused_total", "counter", "GSO packets a port refused; their segments were sent one by one.")
 		pmdSpins  = newMetric("ovsxdp_pmd_spins_given_up_total", "counter", "Times an adaptive poll thread, polling on after its last packet, slept early because other threads took its CPU.")
 		lockups   = newMetric("ovsxdp_lockups_total", "counter", "Soft lockups of poll threads that the watchdog detected.")
+		spinLocks = newMetric("ovsxdp_lockups_spinning_total", "counter", "Soft lockups that caught a poll thread spinning in output's tx queue loop (the others are batches that took long for another reason, such as a descheduled thread).")
 		flows     = newMetric("ovsxdp_flows", "gauge", "Rules in the bridge's OpenFlow table.")
 		ports     = newMetric("ovsxdp_ports", "gauge", "Ports on the bridge.")
 	)
 	for _, b := range *d.view.Load() {
 		br := b.name
+		rows := make([]portRow, 0, len(b.dp.Ports())+1)
 		for _, p := range b.dp.Ports() {
-			s := p.Stats()
-			vs := p.VPort().Stats()
-			rxPackets.addUint(s.RxPackets, "bridge", br, "port", p.Name)
-			rxBytes.addUint(s.RxBytes, "bridge", br, "port", p.Name)
-			txPackets.addUint(s.TxPackets, "bridge", br, "port", p.Name)
-			txBytes.addUint(s.TxBytes, "bridge", br, "port", p.Name)
+			rows = append(rows, portRow{p.Name, p.Stats(), p.VPort().Stats()})
+		}
+		// The ports removed so far, in one row, keep the bridge's totals whole.
+		if r := b.dp.RemovedStats(); r.Ports > 0 {
+			rows = append(rows, portRow{datapath.RemovedPortsName, r.Stats, r.Device})
+		}
+		for _, row := range rows {
+			s, vs, name := row.s, row.vs, row.name
+			rxPackets.addUint(s.RxPackets, "bridge", br, "port", name)
+			rxBytes.addUint(s.RxBytes, "bridge", br, "port", name)
+			txPackets.addUint(s.TxPackets, "bridge", br, "port", name)
+			txBytes.addUint(s.TxBytes, "bridge", br, "port", name)
 			for _, dd := range vs.RxDrops() {
-				devDrops.addUint(dd.Count, "bridge", br, "port", p.Name, "reason", dd.Reason)
+				devDrops.addUint(dd.Count, "bridge", br, "port", name, "reason", dd.Reason)
 			}
 			for r := range datapath.NumDropReasons {
 				reason := datapath.DropReason(r).String()
-				drops.addUint(s.Drops[r], "bridge", br, "port", p.Name, "reason", reason)
-				txDrops.addUint(s.TxDrops[r], "bridge", br, "port", p.Name, "reason", reason)
+				drops.addUint(s.Drops[r], "bridge", br, "port", name, "reason", reason)
+				txDrops.addUint(s.TxDrops[r], "bridge", br, "port", name, "reason", reason)
 			}
 		}
 		for _, s := range b.dp.PMDStats() {
@@ -149,11 +165,12 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		}
 		_, total := b.dp.Lockups()
 		lockups.addUint(total, "bridge", br)
+		spinLocks.addUint(b.dp.SpinningLockups(), "bridge", br)
 		flows.addUint(uint64(b.dp.Table().Len()), "bridge", br)
 		ports.addUint(uint64(len(b.dp.Ports())), "bridge", br)
 	}
 	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, devDrops,
-		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, flows, ports} {
+		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, spinLocks, flows, ports} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 		for _, s := range m.samples {
 			w.WriteString(s + "\n")

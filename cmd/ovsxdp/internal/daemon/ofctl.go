@@ -146,6 +146,10 @@ func (d *Daemon) dumpPorts(c *call) (string, error) {
 	for _, p := range ports {
 		s.WriteString(formatPortStats(p.Stats(), p.VPort().Stats()))
 	}
+	// The ports removed so far keep their place in the bridge's ledger.
+	if r := b.dp.RemovedStats(); len(c.args) == 1 && r.Ports > 0 {
+		s.WriteString(formatRemovedStats(r))
+	}
 	return s.String(), nil
 }
 

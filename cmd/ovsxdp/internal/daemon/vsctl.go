@@ -162,7 +162,7 @@ func (d *Daemon) addBridgeLocked(cfg datapath.Config) (*bridge, error) {
 	if pmds < 1 || pmds > maxPMDs {
 		return nil, fmt.Errorf("bridge %s: %d pmds, want 1 to %d", name, pmds, maxPMDs)
 	}
-	cfg.Links.Logger = d.log
+	cfg.Log = d.log.With("bridge", name)
 	dp, err := datapath.New(cfg)
 	if err != nil {
 		return nil, err
