@@ -54,6 +54,13 @@ race: ## go test -race on the packet-path packages
 fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy)
 	FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_EXECS_TEARDOWN=$(FUZZ_EXECS_TEARDOWN) ./.ci/fuzz
 
+# How many times `make stress` runs the timing-sensitive packages.
+STRESS_RUNS ?= 30
+
+.PHONY: stress
+stress: ## run the timing-sensitive test packages STRESS_RUNS times (default 30) under -race beside CPU hogs
+	./.ci/stress $(STRESS_RUNS)
+
 .PHONY: test
 test: deps lint unit race fuzz ## everything CI runs: lint, unit and integration tests, race detector, short fuzzing
 
