@@ -199,12 +199,25 @@ func (s *Switch) readLog(name string) string {
 	return string(b)
 }
 
+// logProblems returns the lines of a daemon's log above level INFO.
+func (s *Switch) logProblems(name string) string {
+	var out []string
+	for _, l := range strings.Split(s.readLog(name), "\n") {
+		if strings.Contains(l, "|WARN|") || strings.Contains(l, "|ERR|") || strings.Contains(l, "|EMER|") || strings.HasPrefix(l, "(no log") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // stop asks each daemon to exit through its control socket, kills it by
 // PID if it has not within 10 s, and removes the sandbox directory.
 func (s *Switch) stop(t testing.TB) {
 	if t.Failed() {
 		for _, name := range []string{"ovs-vswitchd", "ovsdb-server"} {
-			t.Logf("%s log:\n%s", name, s.readLog(name))
+			if l := s.logProblems(name); l != "" {
+				t.Logf("%s logged:\n%s", name, l)
+			}
 		}
 	}
 	for _, d := range []struct {

@@ -59,9 +59,28 @@ func TestMapActions(t *testing.T) {
 		{"3,1", "out(p2),out(p3)"},
 		{"set(eth(src=00:00:00:00:00:01)),2,9", "set(eth(src=00:00:00:00:00:01)),out(odp:9),out(p1)"},
 		{"clone(set(ipv4(ttl=3)),1),2", "clone(set(ipv4(ttl=3)),out(p2)),out(p1)"},
+		{"set(eth(src=00:00:00:00:aa:01)),userspace(pid=0,controller(reason=2,dont_send=1,continuation=0,recirc_id=4))", "drop"},
+		{"1,userspace(pid=0,controller(reason=2,dont_send=1,recirc_id=4))", "out(p2)"},
+		{"userspace(pid=0,controller(reason=2,dont_send=0,recirc_id=4))", "userspace(pid=0,controller(reason=2,dont_send=0,recirc_id=4))"},
 	} {
 		if got := MapActions(tt.in, pn); got != tt.want {
 			t.Errorf("MapActions(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestExpand(t *testing.T) {
+	got, err := Expand("in_port={1|2},ip,nw_dst={10.0.0.1|10.0.0.2}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"in_port=1,ip,nw_dst=10.0.0.1", "in_port=1,ip,nw_dst=10.0.0.2", "in_port=2,ip,nw_dst=10.0.0.1", "in_port=2,ip,nw_dst=10.0.0.2"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for _, bad := range []string{"a{1|2", "a|b", "a{b{c}}"} {
+		if _, err := Expand(bad); err == nil {
+			t.Errorf("Expand(%q): no error", bad)
 		}
 	}
 }

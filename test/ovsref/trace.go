@@ -60,16 +60,48 @@ func ParseTrace(out string) (*Trace, error) {
 	return tr, nil
 }
 
+// dropUnsent removes the packet-ins that no controller receives
+// (userspace(...controller(...dont_send=1...)), which Open vSwitch emits
+// for a TTL exception without a controller, numbered by a recirculation
+// id that differs run to run). If what is left only changes the packet
+// (set, push and pop), nothing leaves the switch: it returns nothing,
+// a drop.
+func dropUnsent(parts []string) []string {
+	kept := parts[:0:0]
+	removed := false
+	for _, a := range parts {
+		if strings.HasPrefix(a, "userspace(") && strings.Contains(a, "controller(") && strings.Contains(a, "dont_send=1") {
+			removed = true
+			continue
+		}
+		kept = append(kept, a)
+	}
+	if !removed {
+		return parts
+	}
+	for _, a := range kept {
+		if !strings.HasPrefix(a, "set(") && !strings.HasPrefix(a, "push_") && !strings.HasPrefix(a, "pop_") {
+			return kept
+		}
+	}
+	return nil
+}
+
 // MapActions rewrites the port numbers of a datapath action list (the
 // outputs, "3", and the clone and sample bodies inside) with portName,
 // then sorts each run of consecutive outputs: a switch may emit copies of
 // the same packet to several ports in any order (Open vSwitch floods in
-// hash order). A port portName does not know is left as "odp:N".
+// hash order). A port portName does not know is left as "odp:N". A
+// packet-in that no controller receives is dropped from the list (see
+// dropUnsent).
 func MapActions(actions string, portName func(int) (string, bool)) string {
 	if actions == "drop" || actions == "" {
 		return actions
 	}
-	parts := splitTop(actions)
+	parts := dropUnsent(splitTop(actions))
+	if len(parts) == 0 {
+		return "drop"
+	}
 	var out, run []string
 	flush := func() {
 		slices.Sort(run)
