@@ -22,19 +22,8 @@ build: ## build the binaries into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install the system packages the tests use (Debian: openvswitch-common, tcpdump, iproute2, ethtool, iputils-ping, curl)
-	@missing=""; \
-	command -v ovs-ofctl >/dev/null 2>&1 || missing="$$missing openvswitch-common"; \
-	command -v tcpdump   >/dev/null 2>&1 || missing="$$missing tcpdump"; \
-	command -v ip        >/dev/null 2>&1 || missing="$$missing iproute2"; \
-	command -v ethtool   >/dev/null 2>&1 || missing="$$missing ethtool"; \
-	command -v ping      >/dev/null 2>&1 || missing="$$missing iputils-ping"; \
-	command -v curl      >/dev/null 2>&1 || missing="$$missing curl"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
-		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
-	fi
+deps: ## install the system packages the tests use (Debian: openvswitch-common, openvswitch-switch, tcpdump, iproute2, ethtool, iputils-ping, curl)
+	./.ci/deps
 
 .PHONY: lint
 lint: ## gofmt check and go vet

@@ -1,0 +1,276 @@
+package test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ovsxdp/ovsxdp/test/ovsref"
+)
+
+// The differential test against Open vSwitch 3.1 loads each pipeline of
+// testdata/ovsdiff into a sandboxed Open vSwitch (test/ovsref) and into
+// an ovsxdp daemon (mem ports with the same names and OpenFlow port
+// numbers), and traces each microflow through both.
+//
+// Open vSwitch must accept every pipeline and trace every microflow: the
+// corpus is checked against it. A pipeline ovsxdp accepts is compared
+// strictly:
+//   - dump-flows --no-stats: the same flows (lines sorted on both sides,
+//     the reply header dropped);
+//   - datapath actions: equal once port numbers are mapped to port names
+//     (Open vSwitch's are datapath port numbers, read from dpif/show;
+//     ovsxdp's are its OpenFlow port numbers) and each run of consecutive
+//     outputs is sorted (copies of one packet to several ports may go in
+//     any order; Open vSwitch floods in hash order);
+//     A packet-in that no controller receives (Open vSwitch's TTL
+//     exception without a controller: userspace(...dont_send=1...),
+//     whose recirculation id changes run to run) is taken out, and a
+//     list left with nothing that sends the packet anywhere is a drop;
+//   - the final flow: equal ("unchanged" stands for the flow traced).
+//
+// The per-table steps of the trace are not compared (their text is not a
+// contract); the megaflows are compared and the share that is equal is
+// reported, as a measure, not a failure.
+//
+// A pipeline ovsxdp rejects (a flow or group it refuses) is reported. The
+// pipelines that are expected to be rejected are listed in
+// testdata/ovsdiff/expected_unsupported.txt: a rejection of one not
+// listed fails the test, and so does the acceptance of one listed, so
+// that the list only ever shrinks.
+
+const ovsDiffDir = "testdata/ovsdiff"
+
+// readUnsupported reads the list of pipelines ovsxdp is expected to
+// reject: one name a line, "#" comments.
+func readUnsupported(t *testing.T) map[string]bool {
+	t.Helper()
+	f, err := os.Open(filepath.Join(ovsDiffDir, "expected_unsupported.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	set := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line != "" {
+			set[line] = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func loadOVSDiffCorpus(t *testing.T) []*ovsref.Pipeline {
+	t.Helper()
+	ps, err := ovsref.LoadCorpus(ovsDiffDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+// TestOVSDiffCorpus checks the corpus's shape without running anything:
+// at least 8 multi-table pipelines and 400 microflows, at least 100
+// microflows in pipelines ovsxdp runs today, and an unsupported list that
+// names only pipelines that exist.
+func TestOVSDiffCorpus(t *testing.T) {
+	ps := loadOVSDiffCorpus(t)
+	unsupported := readUnsupported(t)
+	var multi, traces, supportedTraces int
+	names := map[string]bool{}
+	for _, p := range ps {
+		names[p.Name] = true
+		traces += len(p.Traces)
+		if p.Tables() > 1 {
+			multi++
+		}
+		if !unsupported[p.Name] {
+			supportedTraces += len(p.Traces)
+		}
+	}
+	if multi < 8 {
+		t.Errorf("%d multi-table pipelines, want at least 8", multi)
+	}
+	if traces < 400 {
+		t.Errorf("%d microflows, want at least 400", traces)
+	}
+	if supportedTraces < 100 {
+		t.Errorf("%d microflows in pipelines expected to be supported, want at least 100", supportedTraces)
+	}
+	for n := range unsupported {
+		if !names[n] {
+			t.Errorf("expected_unsupported.txt names %q, which is not a pipeline of %s", n, ovsDiffDir)
+		}
+	}
+	t.Logf("%d pipelines (%d multi-table), %d microflows", len(ps), multi, traces)
+}
+
+// megaflowTally counts equal megaflows over the compared microflows.
+type megaflowTally struct{ equal, total int }
+
+func TestOVSDifferential(t *testing.T) {
+	ovsref.Require(t)
+	ps := loadOVSDiffCorpus(t)
+	unsupported := readUnsupported(t)
+	bin := buildCLI(t)
+	dir := t.TempDir()
+	d := startCLIDaemon(t, bin, filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json"))
+
+	var all megaflowTally
+	for _, p := range ps {
+		t.Run(p.Name, func(t *testing.T) {
+			tally, rejected := runOVSDiff(t, d, dir, p)
+			switch {
+			case rejected != "" && !unsupported[p.Name]:
+				t.Errorf("ovsxdp rejects %s, which is not in expected_unsupported.txt: %s", p.Name, rejected)
+			case rejected != "":
+				t.Logf("ovsxdp rejects %s (expected): %s", p.Name, rejected)
+			case unsupported[p.Name]:
+				t.Errorf("ovsxdp accepts %s, which expected_unsupported.txt lists: remove it from the list", p.Name)
+			}
+			all.equal += tally.equal
+			all.total += tally.total
+		})
+	}
+	if all.total > 0 {
+		t.Logf("megaflow masks equal to Open vSwitch's: %d of %d compared microflows (%.1f%%)",
+			all.equal, all.total, 100*float64(all.equal)/float64(all.total))
+	}
+}
+
+// runOVSDiff runs one pipeline through both switches. It returns the
+// megaflow tally and, if ovsxdp refused the pipeline, why.
+func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline) (megaflowTally, string) {
+	const br = "br0"
+	var tally megaflowTally
+	ovs := ovsref.Start(t, br, p.Ports)
+	if len(p.Groups) > 0 {
+		if err := ovs.AddGroups(p.Proto, strings.Join(p.Groups, "\n")+"\n"); err != nil {
+			t.Fatalf("Open vSwitch refuses the groups of %s: %v", p.Path, err)
+		}
+	}
+	if err := ovs.AddFlows(p.Proto, strings.Join(p.Flows, "\n")+"\n"); err != nil {
+		t.Fatalf("Open vSwitch refuses the flows of %s: %v", p.Path, err)
+	}
+	ovsDump, err := ovs.DumpFlows(p.Proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d.run(t, "add-br", br)
+	t.Cleanup(func() { d.try("del-br", br) })
+	names := map[int]string{}
+	for _, port := range p.Ports {
+		d.run(t, "add-port", br, port.Name, "type=mem", "ofport="+strconv.Itoa(port.OFPort))
+		names[port.OFPort] = port.Name
+	}
+	xdpPortName := func(n int) (string, bool) { s, ok := names[n]; return s, ok }
+	rejected := ""
+	if len(p.Groups) > 0 {
+		file := filepath.Join(dir, p.Name+".groups")
+		writeFile(t, file, strings.Join(p.Groups, "\n")+"\n")
+		if _, errOut, err := d.try("add-groups", br, file); err != nil {
+			rejected = fmt.Sprintf("add-groups: %v: %s", err, strings.TrimSpace(errOut))
+		}
+	}
+	if rejected == "" {
+		file := filepath.Join(dir, p.Name+".flows")
+		writeFile(t, file, strings.Join(p.Flows, "\n")+"\n")
+		if _, errOut, err := d.try("add-flows", br, file); err != nil {
+			rejected = fmt.Sprintf("add-flows: %v: %s", err, strings.TrimSpace(errOut))
+		}
+	}
+	if rejected == "" {
+		xdpDump := ovsref.NormaliseDump(d.run(t, "dump-flows", br, "--no-stats"))
+		if xdpDump != ovsDump {
+			t.Errorf("dump-flows --no-stats differ\n%s", lineDiff(ovsDump, xdpDump))
+		}
+	}
+
+	distinct := map[string]bool{}
+	mismatches := 0
+	for _, mf := range p.Traces {
+		ot, err := ovs.Trace(mf)
+		if err != nil {
+			t.Fatalf("Open vSwitch cannot trace %q of %s: %v", mf, p.Path, err)
+		}
+		ovsActions := ovsref.MapActions(ot.Actions, ovs.PortName)
+		distinct[ovsActions] = true
+		if rejected != "" {
+			continue
+		}
+		out := d.run(t, "ofproto/trace", br, mf)
+		xt, err := ovsref.ParseTrace(out)
+		if err != nil {
+			t.Fatalf("ovsxdp ofproto/trace %s: %v\n%s", mf, err, out)
+		}
+		xdpActions := ovsref.MapActions(xt.Actions, xdpPortName)
+		var diffs []string
+		if ovsActions != xdpActions {
+			diffs = append(diffs, fmt.Sprintf("datapath actions:\n  ovs:    %s\n  ovsxdp: %s", ovsActions, xdpActions))
+		}
+		if ot.FinalFlow != xt.FinalFlow {
+			diffs = append(diffs, fmt.Sprintf("final flow:\n  ovs:    %s\n  ovsxdp: %s", ot.FinalFlow, xt.FinalFlow))
+		}
+		tally.total++
+		if ot.Megaflow == xt.Megaflow {
+			tally.equal++
+		}
+		if len(diffs) > 0 {
+			mismatches++
+			switch {
+			case mismatches <= 3:
+				t.Errorf("%s: %s\nOpen vSwitch's trace:\n%s\novsxdp's trace:\n%s", mf, strings.Join(diffs, "\n"), ot.Text, xt.Text)
+			case mismatches <= 20:
+				t.Errorf("%s: %s", mf, strings.Join(diffs, "\n"))
+			}
+		}
+	}
+	if mismatches > 20 {
+		t.Errorf("%d of %d microflows differ (the first 20 are shown)", mismatches, len(p.Traces))
+	}
+	// A pipeline whose microflows all get the same actions from Open
+	// vSwitch tests little.
+	if len(distinct) < 2 {
+		t.Errorf("every microflow of %s gets the same datapath actions from Open vSwitch (%v): the corpus does not exercise the pipeline", p.Path, distinct)
+	}
+	if tally.total > 0 {
+		t.Logf("%d microflows compared; megaflow masks equal to Open vSwitch's: %d (%.1f%%)",
+			tally.total, tally.equal, 100*float64(tally.equal)/float64(tally.total))
+	}
+	return tally, rejected
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lineDiff lists the lines only in a (-) and only in b (+), a and b being
+// sorted line lists.
+func lineDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	var out []string
+	for _, l := range al {
+		if !slices.Contains(bl, l) {
+			out = append(out, "- ovs:    "+l)
+		}
+	}
+	for _, l := range bl {
+		if !slices.Contains(al, l) {
+			out = append(out, "+ ovsxdp: "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

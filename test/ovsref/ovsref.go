@@ -1,0 +1,400 @@
+// Package ovsref runs a sandboxed Open vSwitch (ovsdb-server and
+// ovs-vswitchd of the Debian package openvswitch-switch) for one test, as a
+// reference to compare ovsxdp with: a private database, run and log
+// directory, ovs-vswitchd inside a network namespace the test creates, one
+// bridge with the userspace (netdev) datapath, fail-mode secure and
+// internal ports with chosen OpenFlow port numbers. Both daemons are child
+// processes of the test, stopped by PID when it ends, whether it passed or
+// failed; the namespace, and the tap devices of the internal ports with
+// it, goes too.
+//
+// Without root or without Open vSwitch the test is skipped with the
+// reason, or failed under CI=true (test/testenv).
+package ovsref
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/test/netns"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
+)
+
+// Schema is the OVSDB schema of Open vSwitch's configuration database.
+const Schema = "/usr/share/openvswitch/vswitch.ovsschema"
+
+// StartTimeout bounds how long a daemon may take to answer on its control
+// socket; CommandTimeout bounds every command run against the daemons.
+// Both are generous: CI machines are loaded.
+var (
+	StartTimeout   = 30 * time.Second
+	CommandTimeout = 30 * time.Second
+)
+
+// Port is an internal port of the bridge and its OpenFlow port number.
+type Port struct {
+	Name   string
+	OFPort int
+}
+
+// Switch is a running sandboxed Open vSwitch with one bridge.
+type Switch struct {
+	Bridge string
+	Dir    string // OVS_RUNDIR, OVS_DBDIR, OVS_LOGDIR and OVS_SYSCONFDIR
+	Ports  []Port
+
+	env      []string
+	ns       *netns.NS
+	db, vs   *exec.Cmd
+	dbExit   chan error
+	vsExit   chan error
+	odpNames map[int]string // datapath port number → port name
+}
+
+// Require skips the test (fails it under CI=true) unless it runs as root
+// and Open vSwitch's daemons and tools are installed.
+func Require(t testing.TB) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	for _, tool := range []string{"ovsdb-tool", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovs-appctl"} {
+		testenv.RequireTool(t, tool, "openvswitch-common")
+	}
+	testenv.RequireTool(t, "ovs-vswitchd", "openvswitch-switch")
+	if _, err := os.Stat(Schema); err != nil {
+		testenv.Missing(t, "Open vSwitch's database schema: %v (install openvswitch-common, or run `make deps`)", err)
+	}
+}
+
+// Start starts ovsdb-server and ovs-vswitchd for the test and creates the
+// bridge with its ports, all up. The daemons are stopped, and their logs
+// printed if the test failed, when the test ends.
+func Start(t testing.TB, bridge string, ports []Port) *Switch {
+	t.Helper()
+	Require(t)
+	ns := netns.New(t, "ovs")
+	// A short directory: unix socket paths are at most 108 bytes.
+	dir, err := os.MkdirTemp("", "ovsref-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Switch{Bridge: bridge, Dir: dir, Ports: ports, ns: ns}
+	s.env = append(os.Environ(), "OVS_RUNDIR="+dir, "OVS_DBDIR="+dir, "OVS_LOGDIR="+dir, "OVS_SYSCONFDIR="+dir)
+	t.Cleanup(func() { s.stop(t) })
+
+	db := filepath.Join(dir, "conf.db")
+	if _, err := s.run(nil, "ovsdb-tool", "create", db, Schema); err != nil {
+		t.Fatal(err)
+	}
+	s.db = exec.Command("ovsdb-server", db, "--remote=punix:"+s.dbSock(), "--no-chdir",
+		"--pidfile="+filepath.Join(dir, "ovsdb-server.pid"), "--unixctl="+s.ctl("ovsdb-server"),
+		"--log-file="+filepath.Join(dir, "ovsdb-server.log"))
+	s.dbExit = s.startProc(t, s.db, "ovsdb-server")
+	s.waitCtl(t, "ovsdb-server", s.dbExit)
+	if _, err := s.vsctl("--no-wait", "init"); err != nil {
+		t.Fatal(err)
+	}
+
+	// ovs-vswitchd runs in the namespace, where it creates the tap devices
+	// of the internal ports; its pid is the process the test started.
+	s.vs = ns.Namespace.Command(context.Background(), "ovs-vswitchd", "unix:"+s.dbSock(), "--no-chdir",
+		"--pidfile="+filepath.Join(dir, "ovs-vswitchd.pid"), "--unixctl="+s.ctl("ovs-vswitchd"),
+		"--log-file="+filepath.Join(dir, "ovs-vswitchd.log"))
+	s.vsExit = s.startProc(t, s.vs, "ovs-vswitchd")
+	s.waitCtl(t, "ovs-vswitchd", s.vsExit)
+
+	args := []string{"--timeout=30", "add-br", bridge, "--", "set", "bridge", bridge,
+		"datapath_type=netdev", "fail-mode=secure"}
+	for _, p := range ports {
+		args = append(args, "--", "add-port", bridge, p.Name, "--", "set", "interface", p.Name,
+			"type=internal", fmt.Sprintf("ofport_request=%d", p.OFPort))
+	}
+	if _, err := s.vsctl(args...); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		out, err := s.vsctl("get", "interface", p.Name, "ofport")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out); got != strconv.Itoa(p.OFPort) {
+			t.Fatalf("port %s has ofport %s, want %d (log: %s)", p.Name, got, p.OFPort, s.log("ovs-vswitchd"))
+		}
+		// Up, so that group liveness (fast_failover) sees them alive.
+		if err := ns.Namespace.SetLinkUp(p.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The bridge's own (LOCAL) port has no counterpart in ovsxdp: keep it
+	// out of flooding.
+	if _, err := s.Ofctl("mod-port", bridge, bridge, "no-flood"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.loadPortMap(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *Switch) dbSock() string           { return filepath.Join(s.Dir, "db.sock") }
+func (s *Switch) ctl(daemon string) string { return filepath.Join(s.Dir, daemon+".ctl") }
+func (s *Switch) log(daemon string) string { return filepath.Join(s.Dir, daemon+".log") }
+func (s *Switch) vsctl(args ...string) (string, error) {
+	return s.run(nil, "ovs-vsctl", append([]string{"--db=unix:" + s.dbSock()}, args...)...)
+}
+
+// startProc starts a daemon in a process group of its own and returns a
+// channel that receives its exit.
+func (s *Switch) startProc(t testing.TB, c *exec.Cmd, name string) chan error {
+	t.Helper()
+	c.Env = s.env
+	var out bytes.Buffer // the daemons log to their files too
+	c.Stdout, c.Stderr = &out, &out
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	return exited
+}
+
+// waitCtl polls the daemon's control socket until it answers, the daemon
+// exits or StartTimeout passes.
+func (s *Switch) waitCtl(t testing.TB, name string, exited chan error) {
+	t.Helper()
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		if _, err := s.run(nil, "ovs-appctl", "-t", s.ctl(name), "version"); err == nil {
+			return
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("%s exited at start: %v\n%s", name, err, s.readLog(name))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not answer on %s after %v\n%s", name, s.ctl(name), StartTimeout, s.readLog(name))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *Switch) readLog(name string) string {
+	b, err := os.ReadFile(s.log(name))
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return string(b)
+}
+
+// logProblems returns the lines of a daemon's log above level INFO.
+func (s *Switch) logProblems(name string) string {
+	var out []string
+	for _, l := range strings.Split(s.readLog(name), "\n") {
+		if strings.Contains(l, "|WARN|") || strings.Contains(l, "|ERR|") || strings.Contains(l, "|EMER|") || strings.HasPrefix(l, "(no log") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// stop asks each daemon to exit through its control socket, kills it by
+// PID if it has not within 10 s, and removes the sandbox directory.
+func (s *Switch) stop(t testing.TB) {
+	if t.Failed() {
+		for _, name := range []string{"ovs-vswitchd", "ovsdb-server"} {
+			if l := s.logProblems(name); l != "" {
+				t.Logf("%s logged:\n%s", name, l)
+			}
+		}
+	}
+	for _, d := range []struct {
+		name   string
+		cmd    *exec.Cmd
+		exited chan error
+	}{{"ovs-vswitchd", s.vs, s.vsExit}, {"ovsdb-server", s.db, s.dbExit}} {
+		if d.exited == nil {
+			continue
+		}
+		s.run(nil, "ovs-appctl", "-t", s.ctl(d.name), "--timeout=5", "exit") // it may be gone already
+		select {
+		case <-d.exited:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+			select {
+			case <-d.exited:
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s (pid %d) does not exit after SIGKILL", d.name, d.cmd.Process.Pid)
+			}
+		}
+	}
+	if err := os.RemoveAll(s.Dir); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+}
+
+// run runs a tool with the sandbox's environment, bounded by
+// CommandTimeout, stdin from stdin if not nil; the error includes the
+// command line and its standard error.
+func (s *Switch) run(stdin []byte, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
+	defer cancel()
+	c := exec.CommandContext(ctx, name, args...)
+	c.Env = s.env
+	if stdin != nil {
+		c.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %v: %w", CommandTimeout, err)
+		}
+		return stdout.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// Ofctl runs ovs-ofctl with args and returns its standard output.
+func (s *Switch) Ofctl(args ...string) (string, error) {
+	return s.run(nil, "ovs-ofctl", args...)
+}
+
+// Appctl runs ovs-appctl against ovs-vswitchd.
+func (s *Switch) Appctl(args ...string) (string, error) {
+	return s.run(nil, "ovs-appctl", append([]string{"-t", s.ctl("ovs-vswitchd")}, args...)...)
+}
+
+// AddFlows adds the flows of text (ovs-ofctl add-flows syntax) with
+// OpenFlow version proto (such as "OpenFlow15"; "" lets ovs-ofctl choose).
+func (s *Switch) AddFlows(proto, text string) error {
+	_, err := s.run([]byte(text), "ovs-ofctl", append(protoArgs(proto), "add-flows", s.Bridge, "-")...)
+	return err
+}
+
+// AddGroups adds the groups of text (ovs-ofctl add-groups syntax), with
+// OpenFlow 1.5 unless proto names another version.
+func (s *Switch) AddGroups(proto, text string) error {
+	if proto == "" {
+		proto = "OpenFlow15"
+	}
+	_, err := s.run([]byte(text), "ovs-ofctl", append(protoArgs(proto), "add-groups", s.Bridge, "-")...)
+	return err
+}
+
+// DelFlows deletes every flow and group.
+func (s *Switch) DelFlows() error {
+	if _, err := s.Ofctl("del-flows", s.Bridge); err != nil {
+		return err
+	}
+	_, err := s.Ofctl("-O", "OpenFlow15", "del-groups", s.Bridge)
+	return err
+}
+
+// DumpFlows returns `ovs-ofctl dump-flows --no-stats` normalised by
+// NormaliseDump.
+func (s *Switch) DumpFlows(proto string) (string, error) {
+	out, err := s.run(nil, "ovs-ofctl", append(protoArgs(proto), "dump-flows", "--no-stats", s.Bridge)...)
+	if err != nil {
+		return "", err
+	}
+	return NormaliseDump(out), nil
+}
+
+func protoArgs(proto string) []string {
+	if proto == "" {
+		return nil
+	}
+	return []string{"-O", proto}
+}
+
+var replyHeader = regexp.MustCompile(`^(NXST|OFPST)_FLOW reply|^OFPST_FLOW_DESC reply|^OFPST_FLOW reply`)
+
+// NormaliseDump turns dump-flows output into one flow a line, without
+// the reply header, leading and trailing space, sorted, so that two
+// switches that list the same flows in a different order compare equal.
+func NormaliseDump(out string) string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || replyHeader.MatchString(l) {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// Trace runs ofproto/trace for the microflow (such as
+// "in_port=1,ip,nw_dst=10.0.0.1") and parses its output.
+func (s *Switch) Trace(microflow string) (*Trace, error) {
+	out, err := s.Appctl("ofproto/trace", s.Bridge, microflow)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := ParseTrace(out)
+	if err != nil {
+		return nil, fmt.Errorf("ofproto/trace %s: %w\n%s", microflow, err, out)
+	}
+	return tr, nil
+}
+
+// PortName returns the name of the port with datapath port number odp.
+func (s *Switch) PortName(odp int) (string, bool) {
+	n, ok := s.odpNames[odp]
+	return n, ok
+}
+
+// OFPort returns the OpenFlow port number of the named port.
+func (s *Switch) OFPort(name string) (int, bool) {
+	for _, p := range s.Ports {
+		if p.Name == name {
+			return p.OFPort, true
+		}
+	}
+	return 0, false
+}
+
+// dpifPort is a line of `ovs-appctl dpif/show`: "    p1 1/2: (tap)".
+var dpifPort = regexp.MustCompile(`^\s+(\S+) (\d+)/(\d+):`)
+
+// loadPortMap reads which datapath port number each port has: the numbers
+// in "Datapath actions:" are those, not OpenFlow port numbers.
+func (s *Switch) loadPortMap() error {
+	out, err := s.Appctl("dpif/show")
+	if err != nil {
+		return err
+	}
+	s.odpNames = map[int]string{}
+	for _, l := range strings.Split(out, "\n") {
+		m := dpifPort.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		odp, _ := strconv.Atoi(m[3])
+		s.odpNames[odp] = m[1]
+	}
+	for _, p := range s.Ports {
+		found := false
+		for _, n := range s.odpNames {
+			found = found || n == p.Name
+		}
+		if !found {
+			return fmt.Errorf("dpif/show does not list port %s:\n%s", p.Name, out)
+		}
+	}
+	return nil
+}
