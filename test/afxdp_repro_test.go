@@ -137,6 +137,11 @@ func TestAFXDPUpstreamReproducer(t *testing.T) {
 	}
 }
 
+// loadStartBound bounds the wait for the first answered request of a
+// cycle's load, and for the first copy of the server's stream dropped for
+// the dying port.
+const loadStartBound = 30 * time.Second
+
 // reproCycle is one cycle of the reproducer.
 type reproCycle struct {
 	d                  *dpTopo
@@ -172,11 +177,13 @@ func (c *reproCycle) run(t *testing.T, i int, removeBound time.Duration) {
 		script := fmt.Sprintf("seq %d | xargs -P %d -I{} %s -s -o /dev/null --connect-timeout 2 --max-time 3 -w '%%{http_code}\\n' %s",
 			c.requests, c.parallel, c.curl, c.url)
 		burst := c.cli.ns.Start(t, "sh", "-c", script)
+		// The load runs for c.load from its first answered request: on a
+		// busy machine the burst's processes can take seconds to start.
+		if err := burst.WaitOutput("200\n", loadStartBound); err != nil {
+			t.Fatalf("cycle %d: no request succeeded under load: %.300v", i, err)
+		}
 		time.Sleep(c.load)
 		ok = strings.Count(burst.Output(), "200\n")
-		if ok == 0 {
-			t.Fatalf("cycle %d: no request succeeded under load: %.200s", i, burst.Output())
-		}
 		// Delete the namespace under load: its name goes first, the
 		// namespace and its veth once its processes are gone.
 		if err := c.cli.ns.Delete(); err != nil {
@@ -196,10 +203,15 @@ func (c *reproCycle) run(t *testing.T, i int, removeBound time.Duration) {
 			t.Fatalf("cycle %d: removed %s, want %s", i, r.stats.Name, c.cli.veth.Host)
 		}
 		checkBalanced(t, r.stats)
-		time.Sleep(50 * time.Millisecond) // the stream meets the port's absence too
-		dead := unusablePortDrops(c.srv.dp.Stats()) - dropsBefore
-		if !c.idle && dead == 0 {
-			t.Errorf("cycle %d: no copy of the server's stream dropped for the dying port", i)
+		// The stream meets the port dying or gone: wait for the first copy
+		// dropped for it (the stream may be descheduled for a while).
+		var dead uint64
+		streamDrops := func() bool {
+			dead = unusablePortDrops(c.srv.dp.Stats()) - dropsBefore
+			return dead > 0
+		}
+		if !c.idle && !netns.Eventually(loadStartBound, streamDrops) {
+			t.Errorf("cycle %d: no copy of the server's stream dropped for the dying port within %v", i, loadStartBound)
 		}
 		t.Logf("cycle %d: %d requests ok; port removed in %v; its rx %d sent %d tx %d, tx drops [%s]; server copies dropped for it: %d; cycle %v",
 			i, ok, r.took.Round(time.Millisecond), r.stats.RxPackets, r.stats.Sent, r.stats.TxPackets,
