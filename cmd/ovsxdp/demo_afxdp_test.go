@@ -220,7 +220,7 @@ func TestDemoAFXDPSignal(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	// Wait for the first namespace, then for the teardowns to begin.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		left, err := afxdpLeftovers(prefix)
 		if err != nil {
@@ -231,7 +231,7 @@ func TestDemoAFXDPSignal(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("no namespaces of the demo after 10s:\n%s", out.String())
+			t.Fatalf("no namespaces of the demo after 30s:\n%s", out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
