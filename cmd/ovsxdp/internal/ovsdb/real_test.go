@@ -359,3 +359,109 @@ func testMonitorAndWriteBack(t *testing.T, cond bool) {
 		t.Fatalf("stats %+v: want no protocol error, one connection", st)
 	}
 }
+
+// TestRealServerRestart kills ovsdb-server under a monitoring client,
+// changes the database while the client cannot reach it (through a second
+// server on another socket, with ovs-vsctl), and starts the server again:
+// the client reconnects and resyncs, reporting what changed meanwhile.
+func TestRealServerRestart(t *testing.T) {
+	for _, cond := range []bool{false, true} {
+		name := "monitor"
+		if cond {
+			name = "monitor_cond"
+		}
+		t.Run(name, func(t *testing.T) { testServerRestart(t, cond) })
+	}
+}
+
+func testServerRestart(t *testing.T, cond bool) {
+	s := startOvsdbServer(t)
+	s.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
+	s.vsctl("add-port", "br0", "p1", "--", "set", "interface", "p1", "type=afxdp", "options:n_rxq=2", "ofport_request=5")
+	s.vsctl("add-port", "br0", "p2", "--", "set", "interface", "p2", "type=afxdp")
+	c := dialReal(t, s, Options{ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
+	ctx := testCtx(t)
+	var log eventLog
+	r, err := c.Monitor(ctx, MonitorRequest{DB: vswitchDB, Tables: vswitchTables, Cond: cond, OnChange: log.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Find("Interface", "name", "p1")) != 1 || len(r.Find("Interface", "name", "p2")) != 1 {
+		t.Fatal("initial contents lack p1 or p2")
+	}
+	p1Before := oneRow(t, r, "Interface", "p1")
+	p2Before := oneRow(t, r, "Interface", "p2")
+
+	s.stop()
+	waitFor(t, "the client to notice the server is gone", func() bool { return !c.Connected() })
+	if _, err := c.Transact(ctx, vswitchDB, Comment("x")); !errors.Is(err, ErrNotConnected) && !errors.Is(err, ErrClosed) {
+		t.Fatalf("transact while the server is down: %v, want ErrNotConnected", err)
+	}
+	// The replica keeps its last contents while disconnected.
+	if row, ok := r.Row("Interface", p1Before.UUID()); !ok || row.String("name") != "p1" {
+		t.Fatal("replica lost p1 while disconnected")
+	}
+
+	// Change the database where the client cannot see it: a server on
+	// another socket, then ovs-vsctl against it.
+	s.start(filepath.Join(s.dir, "side.sock"))
+	s.vsctl("del-port", "br0", "p2")
+	s.vsctl("add-port", "br0", "p3", "--", "set", "interface", "p3", "type=afxdp", "ofport_request=7")
+	s.vsctl("set", "interface", "p1", "options:n_rxq=4")
+	s.stop()
+	if c.Connected() {
+		t.Fatal("the client connected to the side socket")
+	}
+
+	s.start(s.sock())
+	waitFor(t, "the client to reconnect and resync", func() bool { return c.Connected() && r.Syncs() == 2 })
+
+	if rows := r.Find("Interface", "name", "p2"); len(rows) != 0 {
+		t.Fatalf("p2 still in the replica after resync")
+	}
+	if _, ok := r.Row("Interface", p2Before.UUID()); ok {
+		t.Fatal("p2's row still in the replica")
+	}
+	p3 := oneRow(t, r, "Interface", "p3")
+	if got, _ := p3.Int("ofport_request"); got != 7 {
+		t.Fatalf("p3 ofport_request = %v", p3["ofport_request"])
+	}
+	p1 := oneRow(t, r, "Interface", "p1")
+	if p1.UUID() != p1Before.UUID() || !datumEqual(p1.Map("options"), Map{"n_rxq": "4"}) {
+		t.Fatalf("p1 after resync: uuid %s options %v, want uuid %s options {n_rxq: 4}", p1.UUID(), p1.Map("options"), p1Before.UUID())
+	}
+	snap := r.Snapshot()
+	if len(snap["Bridge"]) != 1 || len(snap["Port"]) != 3 || len(snap["Interface"]) != 3 {
+		t.Fatalf("after resync: %d bridges, %d ports, %d interfaces; want 1, 3, 3",
+			len(snap["Bridge"]), len(snap["Port"]), len(snap["Interface"]))
+	}
+	for _, want := range []struct {
+		kind        EventKind
+		table, name string
+	}{
+		{EventDelete, "Interface", "p2"}, {EventDelete, "Port", "p2"},
+		{EventInsert, "Interface", "p3"}, {EventInsert, "Port", "p3"},
+		{EventModify, "Interface", "p1"}, {EventModify, "Bridge", "br0"},
+	} {
+		if !log.has(want.kind, want.table, want.name) {
+			t.Errorf("no %s event for %s %s after resync", want.kind, want.table, want.name)
+		}
+	}
+
+	// The monitor is live again: a change now arrives as an update, and
+	// writes work.
+	s.vsctl("set", "interface", "p3", "mtu_request=9000")
+	waitFor(t, "the update after the resync", func() bool {
+		v, _ := oneRow(t, r, "Interface", "p3").Int("mtu_request")
+		return v == 9000
+	})
+	if _, err := c.Transact(ctx, vswitchDB, Update("Interface", []Condition{Cond("name", "==", "p3")}, Row{"ofport": int64(7)})); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(s.vsctl("get", "interface", "p3", "ofport")); got != "7" {
+		t.Fatalf("p3 ofport = %q after write-back, want 7", got)
+	}
+	if st := c.Stats(); st.Connects < 2 || st.ProtocolErrors != 0 {
+		t.Fatalf("stats %+v: want at least two connections, no protocol error", st)
+	}
+}
