@@ -62,10 +62,19 @@ func (r Row) UUID() UUID {
 	return u
 }
 
-// String returns the column as a string, or "" if it is not a string.
+// String returns the column as a string; a one-element set of a string
+// (an optional string column that is set) counts. It returns "" otherwise.
 func (r Row) String(col string) string {
-	s, _ := r[col].(string)
-	return s
+	switch v := r[col].(type) {
+	case string:
+		return v
+	case Set:
+		if len(v) == 1 {
+			s, _ := v[0].(string)
+			return s
+		}
+	}
+	return ""
 }
 
 // Int returns the column as an integer; a one-element set of an integer

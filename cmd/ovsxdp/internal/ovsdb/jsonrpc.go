@@ -227,6 +227,9 @@ func (f *frameReader) next() ([]byte, error) {
 			case '}', ']':
 				f.depth--
 				if f.depth == 0 {
+					if f.pos-f.start > f.max {
+						return nil, f.tooLarge()
+					}
 					msg := f.buf[f.start:f.pos]
 					f.start = f.pos
 					return msg, nil
@@ -234,7 +237,7 @@ func (f *frameReader) next() ([]byte, error) {
 			}
 		}
 		if f.pos-f.start > f.max {
-			return nil, fmt.Errorf("%w: more than %d bytes without the end of a message", ErrMessageTooLarge, f.max)
+			return nil, f.tooLarge()
 		}
 		// Keep the unconsumed tail and read more.
 		n := copy(f.buf, f.buf[f.start:])
@@ -258,4 +261,8 @@ func (f *frameReader) next() ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+func (f *frameReader) tooLarge() error {
+	return fmt.Errorf("%w: a message exceeds %d bytes", ErrMessageTooLarge, f.max)
 }

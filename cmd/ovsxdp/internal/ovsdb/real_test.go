@@ -465,3 +465,71 @@ func testServerRestart(t *testing.T, cond bool) {
 		t.Fatalf("stats %+v: want at least two connections, no protocol error", st)
 	}
 }
+
+// TestRealMonitorFormsAgree: a monitor (update, whole rows) and a
+// monitor_cond (update2, defaults left out, column diffs) of the same
+// tables hold the same replica after the same changes.
+func TestRealMonitorFormsAgree(t *testing.T) {
+	s := startOvsdbServer(t)
+	c := dialReal(t, s, Options{})
+	ctx := testCtx(t)
+	r1, err := c.Monitor(ctx, MonitorRequest{DB: vswitchDB, Tables: vswitchTables})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := c.Monitor(ctx, MonitorRequest{DB: vswitchDB, Tables: vswitchTables, Cond: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp", "other_config:hwaddr=02:00:00:00:00:01")
+	s.vsctl("add-port", "br0", "p1", "--", "set", "interface", "p1", "type=afxdp", "options:n_rxq=2", "ofport_request=5")
+	s.vsctl("add-port", "br0", "p2", "--", "set", "interface", "p2", "type=afxdp", "options:n_rxq=1", "options:xdp-mode=native")
+	s.vsctl("set", "interface", "p2", "options:n_rxq=3", "--", "remove", "interface", "p2", "options", "xdp-mode")
+	s.vsctl("set", "bridge", "br0", "other_config:hwaddr=02:00:00:00:00:02", "--", "del-port", "p1")
+	if _, err := c.Transact(ctx, vswitchDB, Update("Interface", []Condition{Cond("name", "==", "p2")},
+		Row{"ofport": int64(2), "link_state": "down", "statistics": Map{"rx_packets": int64(1)}})); err != nil {
+		t.Fatal(err)
+	}
+	s.vsctl("set", "interface", "p2", "mtu_request=1400", "--", "clear", "interface", "p2", "statistics")
+	waitFor(t, "both replicas to see the last change", func() bool {
+		for _, r := range []*Replica{r1, r2} {
+			rows := r.Find("Interface", "name", "p2")
+			if len(rows) != 1 || len(rows[0].Map("statistics")) != 0 {
+				return false
+			}
+			if v, _ := rows[0].Int("mtu_request"); v != 1400 {
+				return false
+			}
+		}
+		return true
+	})
+	s1, s2 := r1.Snapshot(), r2.Snapshot()
+	for table := range vswitchTables {
+		if len(s1[table]) != len(s2[table]) {
+			t.Fatalf("%s: %d rows through monitor, %d through monitor_cond", table, len(s1[table]), len(s2[table]))
+		}
+		for id, row := range s1[table] {
+			if !rowEqual(row, s2[table][id]) {
+				t.Errorf("%s row %s differs:\nmonitor:      %v\nmonitor_cond: %v", table, id, row, s2[table][id])
+			}
+		}
+	}
+	p2 := oneRow(t, r2, "Interface", "p2")
+	if !datumEqual(p2.Map("options"), Map{"n_rxq": "3"}) || p2.String("link_state") != "down" {
+		t.Fatalf("p2 through monitor_cond: options %v link_state %v", p2.Map("options"), p2["link_state"])
+	}
+	if err := c.Cancel(ctx, r1); err != nil {
+		t.Fatalf("monitor_cancel: %v", err)
+	}
+	s.vsctl("set", "interface", "p2", "mtu_request=1300")
+	waitFor(t, "the remaining monitor to see the change", func() bool {
+		v, _ := oneRow(t, r2, "Interface", "p2").Int("mtu_request")
+		return v == 1300
+	})
+	if v, _ := oneRow(t, r1, "Interface", "p2").Int("mtu_request"); v != 1400 {
+		t.Fatalf("a cancelled monitor's replica changed: mtu_request %d", v)
+	}
+	if st := c.Stats(); st.ProtocolErrors != 0 || st.Ignored != 0 {
+		t.Fatalf("stats %+v: want no protocol error and nothing ignored", st)
+	}
+}

@@ -40,7 +40,9 @@ type Event struct {
 
 // Replica is the in-memory copy of the monitored tables of one database:
 // table → UUID → row. Every stored row has its "_uuid" column and every
-// column normalised to its schema type (see Row.Set and Row.Map). Rows
+// monitored column (update2 leaves out columns that hold their default
+// value; the replica fills them in), each normalised to its schema type
+// (see Row.Set and Row.Map). Rows
 // returned by its methods are shared and must not be modified.
 //
 // A replica is updated on the connection's reader goroutine, one whole
@@ -261,6 +263,30 @@ func (r *Replica) normalizeLocked(table string, uuid UUID, row Row) (Row, error)
 	return n, nil
 }
 
+// fillDefaultsLocked adds the monitored columns that a new row lacks with
+// their default values: update2 leaves out columns that hold their
+// default, update does not, and a replica holds whole rows either way.
+func (r *Replica) fillDefaultsLocked(table string, row Row) {
+	ts := r.schema.Tables[table]
+	fill := func(col string) {
+		if _, ok := row[col]; ok {
+			return
+		}
+		if cs, ok := ts.Columns[col]; ok && col != "_uuid" && col != "_version" {
+			row[col] = cs.Type.defaultDatum()
+		}
+	}
+	if cols := r.tables[table]; len(cols) > 0 {
+		for _, c := range cols {
+			fill(c)
+		}
+		return
+	}
+	for c := range ts.Columns {
+		fill(c)
+	}
+}
+
 // applyInitial replaces the replica's contents with a monitor reply's
 // initial contents and returns the events that turn the old contents into
 // the new ones.
@@ -270,6 +296,7 @@ func (r *Replica) applyInitial(schema *Schema, raw json.RawMessage) error {
 		return err
 	}
 	r.mu.Lock()
+	prev := r.schema
 	r.schema = schema
 	data := make(map[string]map[UUID]Row, len(r.tables))
 	for t := range r.tables {
@@ -281,14 +308,17 @@ func (r *Replica) applyInitial(schema *Schema, raw json.RawMessage) error {
 			row = u.initial
 		}
 		if row == nil {
+			r.schema = prev
 			r.mu.Unlock()
 			return fmt.Errorf("%w: initial contents of %s row %s are not an initial row", ErrProtocol, u.table, u.uuid)
 		}
 		n, err := r.normalizeLocked(u.table, u.uuid, row)
 		if err != nil {
+			r.schema = prev
 			r.mu.Unlock()
 			return err
 		}
+		r.fillDefaultsLocked(u.table, n)
 		data[u.table][u.uuid] = n
 	}
 	var events []Event
@@ -377,6 +407,7 @@ func (r *Replica) applyUpdate(raw json.RawMessage, v2 bool) error {
 			if err != nil {
 				return fail(err)
 			}
+			r.fillDefaultsLocked(u.table, n)
 			nw, kind = n, EventInsert
 		default: // modify
 			if !exists {
@@ -410,10 +441,11 @@ func (r *Replica) applyUpdate(raw json.RawMessage, v2 bool) error {
 	return nil
 }
 
-// applyDiffLocked applies an update2 "modify" row: a scalar column takes
-// the new value; a set column toggles each element of the diff (present →
-// removed, absent → added); a map column removes a key whose diff value
-// equals the old one, and otherwise sets it.
+// applyDiffLocked applies an update2 "modify" row: a column of at most one
+// element (a scalar or an optional value) takes the diff as its new value;
+// a set column toggles each element of the diff (present → removed, absent
+// → added); a map column removes a key whose diff value equals the old
+// one, and otherwise sets it.
 func (r *Replica) applyDiffLocked(table string, old, diff Row) (Row, error) {
 	ts := r.schema.Tables[table]
 	nw := old.Clone()
@@ -427,6 +459,8 @@ func (r *Replica) applyDiffLocked(table string, old, diff Row) (Row, error) {
 			return nil, fmt.Errorf("%w: %s modify column %q: %w", ErrProtocol, table, col, err)
 		}
 		switch {
+		case cs.Type.Max == 1:
+			nw[col] = d
 		case cs.Type.IsMap():
 			m := make(Map)
 			for k, v := range old.Map(col) {
@@ -440,8 +474,6 @@ func (r *Replica) applyDiffLocked(table string, old, diff Row) (Row, error) {
 				}
 			}
 			nw[col] = m
-		case cs.Type.IsScalar():
-			nw[col] = d
 		default:
 			var s Set
 			present := make(map[any]int)

@@ -286,6 +286,40 @@ func (b BaseType) normalize(a any) (any, error) {
 	return a, nil
 }
 
+// defaultDatum is the column's default value: the atom type's zero value
+// (0, 0.0, false, "", the all-zero UUID) for a scalar, Min elements of it
+// for a set or map, as OVSDB defines it.
+func (t ColumnType) defaultDatum() any {
+	if t.IsMap() {
+		m := Map{}
+		if t.Min == 1 {
+			m[t.Key.zero()] = t.Value.zero()
+		}
+		return m
+	}
+	if t.IsScalar() {
+		return t.Key.zero()
+	}
+	if t.Min == 1 {
+		return Set{t.Key.zero()}
+	}
+	return Set{}
+}
+
+func (b BaseType) zero() any {
+	switch b.Type {
+	case "integer":
+		return int64(0)
+	case "real":
+		return float64(0)
+	case "boolean":
+		return false
+	case "uuid":
+		return UUID("00000000-0000-0000-0000-000000000000")
+	}
+	return ""
+}
+
 // normalizeRow normalises every column the table's schema knows; columns it
 // does not know are an error.
 func (t *TableSchema) normalizeRow(r Row) (Row, error) {
