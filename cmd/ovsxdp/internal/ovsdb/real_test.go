@@ -152,6 +152,13 @@ func TestRealListDbsAndSchema(t *testing.T) {
 	if !schema.Tables["Open_vSwitch"].IsRoot || schema.Tables["Interface"].IsRoot {
 		t.Fatal("isRoot: want Open_vSwitch root and Interface not")
 	}
+	server, err := c.GetSchema(ctx, "_Server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs, ok := server.Tables["Database"].Columns["connected"]; !ok || cs.Type.Key.Type != "boolean" {
+		t.Fatalf("_Server schema: Database.connected missing or not a boolean")
+	}
 	if _, err := c.GetSchema(ctx, "No_Such_DB"); err == nil {
 		t.Fatal("get_schema of a missing database succeeded")
 	} else if rerr := (*RPCError)(nil); !errors.As(err, &rerr) || rerr.Err != "unknown database" {
