@@ -340,9 +340,6 @@ func (c *Client) Cancel(ctx context.Context, r *Replica) error {
 	if !ok {
 		return nil
 	}
-	r.mu.Lock()
-	r.removed = true
-	r.mu.Unlock()
 	cn, err := c.current()
 	if err != nil {
 		return nil // nothing to cancel on the server

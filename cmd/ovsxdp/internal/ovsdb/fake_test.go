@@ -25,17 +25,26 @@ type fakeServer struct {
 }
 
 func newFakeServer(t *testing.T, handle func(nc net.Conn)) *fakeServer {
+	return newFakeServerOn(t, "unix", handle)
+}
+
+// newFakeServerOn listens on a unix socket in a new directory, or on a
+// loopback TCP port.
+func newFakeServerOn(t *testing.T, network string, handle func(nc net.Conn)) *fakeServer {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "ovsdbfake-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "s.sock")
-	ln, err := net.Listen("unix", sock)
+	addr := filepath.Join(dir, "s.sock")
+	if network == "tcp" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeServer{remote: "unix:" + sock, ln: ln}
+	f := &fakeServer{remote: network + ":" + ln.Addr().String(), ln: ln}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -367,4 +376,28 @@ func setStrings(s Set) []string {
 		out = append(out, a.(string))
 	}
 	return out
+}
+
+// TestFakeTCPRemote: "tcp:HOST:PORT" remotes work like unix ones, and bad
+// remotes are refused before dialing.
+func TestFakeTCPRemote(t *testing.T) {
+	f := newFakeServerOn(t, "tcp", func(nc net.Conn) {
+		br := bufio.NewReader(nc)
+		for {
+			m, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			nc.Write([]byte(`{"id":` + string(m.ID) + `,"error":null,"result":["Open_vSwitch"]}`))
+		}
+	})
+	c := dialFake(t, f, fakeOptions())
+	if dbs, err := c.ListDbs(testCtx(t)); err != nil || len(dbs) != 1 || dbs[0] != "Open_vSwitch" {
+		t.Fatalf("list_dbs over %s: %v %v", f.remote, dbs, err)
+	}
+	for _, bad := range []string{"", "unix:", "tcp:nohostport", "ssl:1.2.3.4:6640", "/run/db.sock"} {
+		if _, err := Dial(testCtx(t), bad, Options{}); err == nil {
+			t.Errorf("Dial(%q) succeeded", bad)
+		}
+	}
 }

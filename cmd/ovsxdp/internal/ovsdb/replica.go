@@ -55,11 +55,10 @@ type Replica struct {
 	id       string // the monitor id's JSON form
 	onChange func([]Event)
 
-	mu      sync.RWMutex // guards the fields below
-	schema  *Schema
-	data    map[string]map[UUID]Row
-	syncs   uint64 // times initial contents were applied
-	removed bool
+	mu     sync.RWMutex // guards the fields below
+	schema *Schema
+	data   map[string]map[UUID]Row
+	syncs  uint64 // times initial contents were applied
 }
 
 // DB returns the monitored database's name.
