@@ -273,9 +273,11 @@ func TestFakeEchoKeepsAlive(t *testing.T) {
 		}
 	})
 	o := fakeOptions()
-	o.InactivityProbe = 20 * time.Millisecond
+	// Generous: a probe is answered within a second even on a loaded
+	// machine, and the connection drops only after two silent seconds.
+	o.InactivityProbe = time.Second
 	c := dialFake(t, f, o)
-	waitFor(t, "several probes", func() bool { return c.Stats().EchoesSent >= 5 })
+	waitFor(t, "several probes", func() bool { return c.Stats().EchoesSent >= 3 })
 	if !c.Connected() || c.Stats().Inactivity != 0 {
 		t.Fatalf("connection dropped although the server answered: %+v", c.Stats())
 	}
