@@ -279,8 +279,21 @@ func (b *Bridge) addLocked(vp vport.Port, ofport uint32, link *LinkPort) (*Port,
 	nt := b.ports.Load().with(p)
 	b.ports.Store(nt)
 	b.assignRxQueuesLocked(nt)
+	// Wait until no poll thread is still in a batch that loaded the table
+	// without p, so that traffic sent to p once the call returns is never
+	// dropped as port-gone. A batch lasts microseconds; a thread held in a
+	// soft lockup is released by the watchdog.
+	ctx, cancel := context.WithTimeout(context.Background(), addGrace)
+	defer cancel()
+	if err := b.rcu.Synchronize(ctx); err != nil {
+		b.log.Warn("port added; a poll thread has not yet seen it", "port", p.Name, "ofport", p.OFPort, "err", err)
+	}
 	return p, nil
 }
+
+// addGrace bounds the wait of a port's addition for the poll threads to
+// see it.
+const addGrace = 10 * time.Second
 
 // pickOFPortLocked checks that no port, attached or detached, has name
 // and returns the OpenFlow port number the port gets: ofport, or the

@@ -354,3 +354,27 @@ func TestRemovedPortsKeepLedger(t *testing.T) {
 		t.Errorf("removed row after two removals: %+v", r)
 	}
 }
+
+// TestAddPortSeenOnReturn checks that a port is in every poll thread's
+// view once AddPort returns: a frame sent to it right away is forwarded,
+// never dropped as port-gone by a batch that loaded the table before the
+// port was there. A thread that is mid-batch when the port is added makes
+// the race; a busy-polling thread is nearly always mid-batch, and each
+// round adds a new port while it polls.
+func TestAddPortSeenOnReturn(t *testing.T) {
+	b := newTestBridge(t, Config{Name: "br0", Idle: IdleSpin})
+	src, in := addMemPort(t, b, vport.MemConfig{Name: "src"}, 1)
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 18})
+	for i := range 50 {
+		of := uint32(2 + i)
+		dst, _ := addMemPort(t, b, vport.MemConfig{Name: fmt.Sprintf("dst%d", i)}, of)
+		addFlows(t, b, fmt.Sprintf("in_port=1,actions=output:%d", of))
+		if n := src.Inject(0, [][]byte{frame}); n != 1 {
+			t.Fatalf("round %d: injected %d frames", i, n)
+		}
+		quiesce(t, b, src)
+		if got := len(drainAll(dst)); got != 1 {
+			t.Fatalf("round %d: port %d got %d frames, want 1; drops of src: %v", i, of, got, in.Stats().Drops)
+		}
+	}
+}

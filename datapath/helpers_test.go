@@ -35,10 +35,7 @@ func newTestBridge(t testing.TB, cfg Config) *Bridge {
 	return b
 }
 
-// addMemPort adds an unconnected in-memory port (generator/sink side). It
-// returns after a grace period, so that no poll thread is still in a batch
-// that loaded the port table without it: a frame injected afterwards cannot
-// be dropped as port-gone on its way to the new port.
+// addMemPort adds an unconnected in-memory port (generator/sink side).
 func addMemPort(t testing.TB, b *Bridge, cfg vport.MemConfig, ofport uint32) (*vport.MemPort, *Port) {
 	t.Helper()
 	mp, err := vport.NewMemPort(cfg)
@@ -47,11 +44,6 @@ func addMemPort(t testing.TB, b *Bridge, cfg vport.MemConfig, ofport uint32) (*v
 	}
 	p, err := b.AddPort(mp, ofport)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.Synchronize(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return mp, p
