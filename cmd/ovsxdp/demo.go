@@ -222,6 +222,10 @@ const (
 	demoContainer = 3
 )
 
+// firstPacketWait bounds how long a row's rate measurement waits for its
+// first packet.
+const firstPacketWait = 10 * time.Second
+
 func demoRow(ctx context.Context, o demoOptions, pol datapath.Policy, kind vport.DeviceKind) (demoResult, error) {
 	res := demoResult{policy: pol, kind: kind}
 	// The lockups are expected here and summarized in the report, so their
@@ -292,10 +296,19 @@ func demoRow(ctx context.Context, o demoOptions, pol datapath.Policy, kind vport
 	}
 	before := sink.Stats().Packets
 	start := time.Now()
-	select {
-	case <-time.After(o.traffic):
-	case <-ctx.Done():
-		return res, ctx.Err()
+	// The rate is measured over o.traffic, or longer until the first packet
+	// arrives (at most firstPacketWait): on a busy machine the generator
+	// or the poll thread may not run at all for a while.
+	deadline := start.Add(firstPacketWait)
+	for wait := o.traffic; ; wait = 10 * time.Millisecond {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		if sink.Stats().Packets > before || time.Now().After(deadline) {
+			break
+		}
 	}
 	res.pps = float64(sink.Stats().Packets-before) / time.Since(start).Seconds()
 
