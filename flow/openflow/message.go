@@ -94,7 +94,7 @@ func kindOf(v, t uint8) (kind, bool) {
 		i = 0
 	}
 	for k := kind(0); k < nKinds; k++ {
-		if wireTypes[k][i] == t {
+		if wireTypes[k][i] == t && t != none {
 			return k, true
 		}
 	}

@@ -4,15 +4,16 @@ import "fmt"
 
 // Multipart (stats) types.
 const (
-	MPDesc         uint16 = 0
-	MPFlow         uint16 = 1
-	MPAggregate    uint16 = 2
-	MPTable        uint16 = 3
-	MPPort         uint16 = 4
-	MPGroup        uint16 = 6
-	MPGroupDesc    uint16 = 7
-	MPPortDesc     uint16 = 13
-	MPExperimenter uint16 = 0xffff
+	MPDesc          uint16 = 0
+	MPFlow          uint16 = 1
+	MPAggregate     uint16 = 2
+	MPTable         uint16 = 3
+	MPPort          uint16 = 4
+	MPGroup         uint16 = 6
+	MPGroupDesc     uint16 = 7
+	MPTableFeatures uint16 = 12 // kept as MultipartRaw
+	MPPortDesc      uint16 = 13
+	MPExperimenter  uint16 = 0xffff
 )
 
 // Nicira stats subtypes.
@@ -70,11 +71,10 @@ type FlowStatsRequest struct {
 
 // FlowStats is one flow in a flow stats reply. Match10 and Actions are
 // used by OpenFlow 1.0's standard form; Match and Actions by NXST_FLOW
-// (with IdleAge, HardAge); Match and Instructions by 1.1+. 1.5 carries
-// Reason and its counters as OXS stats (Stats1.5 present bits).
+// (with IdleAge, HardAge); Match and Instructions by 1.1+. 1.5's
+// ofp_flow_desc carries the counters as OXS stats, present per Stats15.
 type FlowStats struct {
 	TableID      uint8
-	Reason       uint8
 	DurationSec  uint32
 	DurationNsec uint32
 	Priority     uint16
@@ -531,9 +531,12 @@ func decodeFlowStats(v uint8, r *rd) (FlowStats, error) {
 		e.Actions, err = decodeActions(v, er, 0)
 		return e, err
 	case Version15:
+		// ofp_flow_desc: OFPMP_FLOW_DESC, numbered as 1.3's OFPMP_FLOW.
 		er.skip(2, "")
-		e.TableID, e.Reason = er.u8(""), er.u8("")
-		e.Priority = er.u16("")
+		e.TableID = er.u8("")
+		er.skip(1, "")
+		e.Priority, e.IdleTimeout, e.HardTimeout, e.Flags, e.Importance = er.u16(""), er.u16(""), er.u16(""), er.u16(""), er.u16("")
+		e.Cookie = er.u64("")
 		if er.err != nil {
 			return e, er.err
 		}
@@ -850,8 +853,13 @@ func (m *FlowStatsReply) appendBody(v uint8, w *wr) error {
 		case v == Version15:
 			w.zeros(2)
 			w.u8(e.TableID)
-			w.u8(e.Reason)
+			w.zeros(1)
 			w.u16(e.Priority)
+			w.u16(e.IdleTimeout)
+			w.u16(e.HardTimeout)
+			w.u16(e.Flags)
+			w.u16(e.Importance)
+			w.u64(e.Cookie)
 			if err = appendOXMMatch(w, e.Match); err == nil {
 				appendOXS(w, oxsStats{present: e.Stats15 &^ OXSFlowCount, durSec: e.DurationSec, durNsec: e.DurationNsec,
 					idleSec: e.IdleSec, idleNsec: e.IdleNsec, packets: e.PacketCount, bytes: e.ByteCount})
