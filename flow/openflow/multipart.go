@@ -13,6 +13,7 @@ const (
 	MPGroupDesc     uint16 = 7
 	MPTableFeatures uint16 = 12 // kept as MultipartRaw
 	MPPortDesc      uint16 = 13
+	MPFlowMonitor   uint16 = 16
 	MPExperimenter  uint16 = 0xffff
 )
 
@@ -209,21 +210,6 @@ type GroupDescReply struct {
 	Entries []GroupDesc
 }
 
-// FlowMonitorRequest is NXST_FLOW_MONITOR's request.
-type FlowMonitorRequest struct {
-	Multipart
-	Monitors []FlowMonitor
-}
-
-// FlowMonitor is one nx_flow_monitor_request.
-type FlowMonitor struct {
-	ID      uint32
-	Flags   uint16
-	OutPort uint32
-	TableID uint8
-	Match   []Field
-}
-
 func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 	typ, flags := r.u16("multipart"), r.u16("multipart")
 	if v != Version10 {
@@ -243,6 +229,9 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 		}
 		if r.err != nil {
 			return nil, r.err
+		}
+		if exp == onfExperimenter && st == onfstFlowMonitor && !reply {
+			return decodeFlowMonitorRequest(v, r, mp, MonitorONF)
 		}
 		if exp != NiciraExperimenter {
 			return &MultipartRaw{Multipart: mp, Reply: reply, Type: typ, Experimenter: exp, ExpType: st, Body: r.rest()}, nil
@@ -275,27 +264,16 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 			r.skip(4, "nx aggregate")
 			return m, r.err
 		case st == nxstFlowMonitor && !reply:
-			m := &FlowMonitorRequest{Multipart: mp, Monitors: []FlowMonitor{}}
-			for r.err == nil && r.len() > 0 {
-				fm := FlowMonitor{ID: r.u32("flow monitor"), Flags: r.u16("flow monitor"), OutPort: port10(r.u16("flow monitor"))}
-				n := int(r.u16("flow monitor"))
-				fm.TableID = r.u8("flow monitor")
-				r.skip(5, "flow monitor")
-				if r.err != nil {
-					return nil, r.err
-				}
-				fs, err := decodeNXMatch(r, n)
-				if err != nil {
-					return nil, err
-				}
-				fm.Match = fs
-				m.Monitors = append(m.Monitors, fm)
-			}
-			return m, r.err
+			return decodeFlowMonitorRequest(v, r, mp, MonitorNicira)
 		}
 		return &MultipartRaw{Multipart: mp, Reply: reply, Type: typ, Experimenter: exp, ExpType: st, Body: r.rest()}, nil
 	}
 	switch typ {
+	case MPFlowMonitor:
+		if v >= Version14 && !reply {
+			return decodeFlowMonitorRequest(v, r, mp, MonitorOpenFlow14)
+		}
+		return raw()
 	case MPDesc:
 		if !reply {
 			return &DescRequest{mp}, nil
@@ -1149,30 +1127,6 @@ func (m *GroupDescReply) appendBody(v uint8, w *wr) error {
 			return ErrTooLong
 		}
 		w.put16(start, uint16(w.pos()-start))
-	}
-	return nil
-}
-
-func (m *FlowMonitorRequest) msgType(v uint8) (uint8, error) { return mpType(false, v) }
-func (m *FlowMonitorRequest) appendBody(v uint8, w *wr) error {
-	nxMPHeader(v, w, m.Multipart, nxstFlowMonitor)
-	for _, fm := range m.Monitors {
-		op, err := port10Wire(fm.OutPort)
-		if err != nil {
-			return err
-		}
-		w.u32(fm.ID)
-		w.u16(fm.Flags)
-		w.u16(op)
-		at := w.pos()
-		w.u16(0)
-		w.u8(fm.TableID)
-		w.zeros(5)
-		n, err := appendNXMatch(w, fm.Match)
-		if err != nil {
-			return err
-		}
-		w.put16(at, uint16(n))
 	}
 	return nil
 }

@@ -148,6 +148,8 @@ var codecCases = []struct {
 	{"nx-set-packet-in-format", Version13, &SetPacketInFormat{Format: PacketInFormatNXT2}, []string{"NXT_SET_PACKET_IN_FORMAT", "format=nxt_packet_in2"}},
 	{"nx-set-controller-id", Version10, &SetControllerID{ID: 7}, []string{"NXT_SET_CONTROLLER_ID", "id=7"}},
 	{"nx-flow-monitor-request", Version10, &FlowMonitorRequest{Monitors: []FlowMonitor{{ID: 1, Flags: 0x3f, OutPort: PortAny, TableID: 0xff, Match: []Field{reg(0, 1)}}}}, []string{"NXST_FLOW_MONITOR request", "id=1 flags=initial,add,delete,modify,actions,own", "reg0=0x1"}},
+	{"onf-flow-monitor-request", Version13, &FlowMonitorRequest{Format: MonitorONF, Monitors: []FlowMonitor{{ID: 2, Flags: 0x3f, OutPort: PortAny, TableID: 0xff, Match: []Field{oxm("eth_type", be16(0x0800), nil)}}}}, []string{"ONFST_FLOW_MONITOR request (OF1.3)", "id=2 flags=initial,add,delete,modify,actions,own", " ip"}},
+	{"flow-monitor-request-15", Version15, &FlowMonitorRequest{Format: MonitorOpenFlow14, Monitors: []FlowMonitor{{ID: 3, Flags: 0x1f, OutPort: PortAny, OutGroup: GroupAny, TableID: 0xff, Match: []Field{reg(0, 1)}}}}, []string{"OFPST_FLOW_MONITOR request (OF1.5)", "id=3", "reg0=0x1"}},
 	{"nx-flow-monitor-cancel", Version10, &FlowMonitorCancel{ID: 4}, []string{"NXT_FLOW_MONITOR_CANCEL", "id=4"}},
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -160,6 +161,16 @@ func (s *fakeSwitch) serve(c net.Conn) {
 			if !m.Reply && m.Type == MPTableFeatures {
 				send(v, h.Xid, &MultipartRaw{Reply: true, Type: MPTableFeatures, Body: tableFeatures0()})
 			}
+		case *FlowMonitorRequest:
+			// No flows to report; updates would follow as flows change.
+			rep := &MultipartRaw{Reply: true, Type: MPFlowMonitor}
+			switch m.Format {
+			case MonitorNicira:
+				rep = &MultipartRaw{Reply: true, Type: MPExperimenter, Experimenter: NiciraExperimenter, ExpType: nxstFlowMonitor}
+			case MonitorONF:
+				rep = &MultipartRaw{Reply: true, Type: MPExperimenter, Experimenter: onfExperimenter, ExpType: onfstFlowMonitor}
+			}
+			send(v, h.Xid, rep)
 		case *GroupStatsRequest:
 			send(v, h.Xid, &GroupStatsReply{Entries: []GroupStats{}})
 		}
@@ -199,16 +210,27 @@ func (s *fakeSwitch) take() ([]captured, []error) {
 // ofctl runs ovs-ofctl against the fake switch and returns its output.
 func (s *fakeSwitch) ofctl(t testing.TB, args ...string) string {
 	t.Helper()
+	out, err := s.ofctlErr(t, args...)
+	if err != nil {
+		t.Fatalf("ovs-ofctl %q: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// ofctlErr runs ovs-ofctl and returns its output and exit error.
+func (s *fakeSwitch) ofctlErr(t testing.TB, args ...string) (string, error) {
+	t.Helper()
 	bin := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
 	ctx, cancel := context.WithTimeout(context.Background(), timeoutOfctl)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ovs-ofctl %q: %v\n%s", args, err, out.String())
-	}
-	return out.String()
+	// monitor opens a control socket in OVS_RUNDIR; keep it in the test's
+	// directory.
+	cmd.Env = append(os.Environ(), "OVS_RUNDIR="+filepath.Dir(s.sock), "OVS_LOGDIR="+filepath.Dir(s.sock))
+	err := cmd.Run()
+	return out.String(), err
 }
 
 // timeoutOfctl bounds one ovs-ofctl run; generous for a loaded machine.
