@@ -6,7 +6,7 @@ import (
 
 // Action is one decoded action. The implementations are the Act* types
 // below; actions that this package recognises but does not decode field by
-// field (conntrack, NAT, learn, bundle, ...) are *ActRaw and re-encode to
+// field (conntrack, NAT, bundle, learn2, ...) are *ActRaw and re-encode to
 // the same bytes. An action this package does not know is a decoding error
 // (an *Error of type OFPET_BAD_ACTION), never a panic.
 type Action interface {
@@ -75,7 +75,7 @@ const (
 // Nicira action subtypes accepted and kept raw.
 var nxRawSubtypes = map[uint16]string{
 	4: "set_queue", 5: "pop_queue", 10: "multipath", 12: "bundle", 13: "bundle_load",
-	16: "learn", 19: "fin_timeout", 21: "dec_ttl_cnt_ids", 22: "write_metadata",
+	19: "fin_timeout", 21: "dec_ttl_cnt_ids", 22: "write_metadata",
 	23: "push_mpls", 24: "pop_mpls", 25: "set_mpls_ttl", 26: "dec_mpls_ttl",
 	27: "stack_push", 28: "stack_pop", 29: "sample", 30: "set_mpls_label", 31: "set_mpls_tc",
 	35: "ct", 36: "nat", 38: "sample2", 39: "output_trunc", 41: "sample3",
@@ -547,6 +547,8 @@ func decodeExperimenterAction(v uint8, r *rd, depth int) (Action, error) {
 			return nil, err
 		}
 		return &ActConjunction{Clause: r.u8(""), NClauses: r.u8(""), ID: r.u32("")}, nil
+	case nxLearn:
+		return decodeLearn(r)
 	case nxClone:
 		r.skip(6, "clone")
 		if r.err != nil {

@@ -80,29 +80,38 @@ type FieldHeader struct {
 	HasMask bool
 }
 
-// FieldByName returns the wire identity Open vSwitch uses for a named field
-// in NXM (preferring NXM, as OVS does in OpenFlow 1.0) when nxm is set, or
-// OXM otherwise, falling back to the other kind.
+// FieldByName returns the wire identity of a named field: with nxm, the
+// NXM one when there is one (as Open vSwitch uses in OpenFlow 1.0);
+// otherwise the OpenFlow basic (or packet-register) class first, then an
+// experimenter or NXM one.
 func FieldByName(name string, nxm bool) (FieldHeader, bool) {
+	rank := func(f *fieldInfo) int {
+		isNXM := f.class == ClassNXM0 || f.class == ClassNXM1
+		switch {
+		case isNXM && nxm:
+			return 0
+		case f.class == ClassOpenFlow || f.class == ClassPacketRegs:
+			return 1
+		case isNXM:
+			return 3
+		}
+		return 2
+	}
 	var best *fieldInfo
 	for i := range fieldTable {
 		f := &fieldTable[i]
-		if f.name != name {
-			continue
-		}
-		isNXM := f.class == ClassNXM0 || f.class == ClassNXM1
-		if isNXM == nxm {
-			best = f
-			break
-		}
-		if best == nil {
+		if f.name == name && (best == nil || rank(f) < rank(best)) {
 			best = f
 		}
 	}
 	if best == nil {
 		return FieldHeader{}, false
 	}
-	return FieldHeader{Name: name, Class: best.class, Field: best.field, Experimenter: best.experimenter, Len: uint8(best.size)}, true
+	n := best.size
+	if best.class == ClassExperimenter {
+		n += 4
+	}
+	return FieldHeader{Name: name, Class: best.class, Field: best.field, Experimenter: best.experimenter, Len: uint8(n)}, true
 }
 
 // decodeFieldHeader reads a 4-byte header, or 8 bytes for the experimenter

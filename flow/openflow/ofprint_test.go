@@ -106,6 +106,12 @@ var codecCases = []struct {
 	{"flow-mod-13-setfield-reg-masked", Version13, &FlowMod{Command: FlowAdd, BufferID: NoBuffer, OutPort: PortAny, OutGroup: GroupAny,
 		Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{&ActSetField{Nicira: true, Field: Field{Name: "reg4", Class: ClassNXM1, Field: 4, Value: be32(0x10), Mask: be32(0xf0)}}}}}},
 		[]string{"actions=set_field:0x10/0xf0->reg4"}},
+	{"flow-mod-13-learn", Version13, &FlowMod{Command: FlowAdd, BufferID: NoBuffer, OutPort: PortAny, OutGroup: GroupAny,
+		Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{&ActLearn{TableID: 4, Priority: 3, HardTimeout: 30, Specs: []LearnSpec{
+			{NBits: 48, Src: hdr("eth_src", true), Dst: LearnDstMatch, DstField: hdr("eth_dst", true)},
+			{NBits: 32, SrcImmediate: true, Value: []byte{0, 0, 0, 7}, Dst: LearnDstLoad, DstField: hdr("reg2", true)},
+			{NBits: 16, Src: hdr("in_port", true), Dst: LearnDstOutput}}}}}}},
+		[]string{"actions=learn(table=4,hard_timeout=30,priority=3,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0x7->NXM_NX_REG2[],output:NXM_OF_IN_PORT[])"}},
 	{"group-mod-13", Version13, &GroupMod{Command: GroupAdd, Type: GroupSelect, GroupID: 1, Buckets: []Bucket{
 		{Weight: 10, WatchPort: PortAny, WatchGroup: GroupAny, Actions: []Action{&ActOutput{Port: 1}}},
 		{Weight: 20, WatchPort: PortAny, WatchGroup: GroupAny, Actions: []Action{&ActOutput{Port: 2}}}}},
