@@ -13,7 +13,9 @@ type Action interface {
 	appendAction(v uint8, w *wr) error
 }
 
-// Standard action types: OpenFlow 1.0 numbering (a10*) and 1.1+ (a13*).
+// Standard action types: OpenFlow 1.0 numbering (a10*, unexported: the
+// Act* types stand for them) and 1.1+ (ActType*, the Type of ActEthertype,
+// ActSimple, ActU32 and ActTTL).
 const (
 	a10Output     = 0
 	a10SetVLANVID = 1
@@ -28,29 +30,29 @@ const (
 	a10SetTPDst   = 10
 	a10Enqueue    = 11
 
-	a13Output     = 0
-	a13CopyTTLOut = 11
-	a13CopyTTLIn  = 12
-	a13SetMPLSTTL = 15
-	a13DecMPLSTTL = 16
-	a13PushVLAN   = 17
-	a13PopVLAN    = 18
-	a13PushMPLS   = 19
-	a13PopMPLS    = 20
-	a13SetQueue   = 21
-	a13Group      = 22
-	a13SetNWTTL   = 23
-	a13DecNWTTL   = 24
-	a13SetField   = 25
-	a13PushPBB    = 26
-	a13PopPBB     = 27
-	a15CopyField  = 28
-	a15Meter      = 29
+	ActTypeOutput     = 0
+	ActTypeCopyTTLOut = 11
+	ActTypeCopyTTLIn  = 12
+	ActTypeSetMPLSTTL = 15
+	ActTypeDecMPLSTTL = 16
+	ActTypePushVLAN   = 17
+	ActTypePopVLAN    = 18
+	ActTypePushMPLS   = 19
+	ActTypePopMPLS    = 20
+	ActTypeSetQueue   = 21
+	ActTypeGroup      = 22
+	ActTypeSetNWTTL   = 23
+	ActTypeDecNWTTL   = 24
+	ActTypeSetField   = 25
+	ActTypePushPBB    = 26
+	ActTypePopPBB     = 27
+	a15CopyField      = 28
+	a15Meter          = 29
 
 	aExperimenter = 0xffff
 )
 
-// Nicira action subtypes decoded here.
+// Nicira action subtypes decoded here; NXAct* are the Subtype of ActNX.
 const (
 	nxResubmit      = 1
 	nxSetTunnel     = 2
@@ -60,15 +62,15 @@ const (
 	nxSetTunnel64   = 9
 	nxResubmitTable = 14
 	nxOutputReg     = 15
-	nxExit          = 17
-	nxDecTTL        = 18
+	NXActExit       = 17
+	NXActDecTTL     = 18
 	nxController    = 20
 	nxOutputReg2    = 32
 	nxRegLoad2      = 33
 	nxConjunction   = 34
 	nxController2   = 37
 	nxClone         = 42
-	nxCTClear       = 43
+	NXActCTClear    = 43
 	nxResubmitCT    = 44
 )
 
@@ -131,7 +133,7 @@ type ActSetTPPort struct {
 
 // ActEthertype is push_vlan, push_mpls, pop_mpls or push_pbb (1.1+), by Type.
 type ActEthertype struct {
-	Type      uint16 // a13PushVLAN, a13PushMPLS, a13PopMPLS or a13PushPBB
+	Type      uint16 // ActTypePushVLAN, ActTypePushMPLS, ActTypePopMPLS or ActTypePushPBB
 	EtherType uint16
 }
 
@@ -141,13 +143,13 @@ type ActSimple struct{ Type uint16 }
 
 // ActU32 is a 1.1+ action with one 32-bit argument: set_queue, group.
 type ActU32 struct {
-	Type  uint16 // a13SetQueue or a13Group
+	Type  uint16 // ActTypeSetQueue or ActTypeGroup
 	Value uint32
 }
 
 // ActTTL is set_mpls_ttl or set_nw_ttl (1.1+).
 type ActTTL struct {
-	Type uint16 // a13SetMPLSTTL or a13SetNWTTL
+	Type uint16 // ActTypeSetMPLSTTL or ActTypeSetNWTTL
 	TTL  uint8
 }
 
@@ -314,42 +316,42 @@ func decodeAction(v uint8, t uint16, r *rd, depth int) (Action, error) {
 		return decodeAction10(t, r)
 	}
 	switch t {
-	case a13Output:
+	case ActTypeOutput:
 		if err := fixed(r, t, 12); err != nil {
 			return nil, err
 		}
 		a := &ActOutput{Port: r.u32(""), MaxLen: r.u16("")}
 		r.skip(6, "")
 		return a, nil
-	case a13CopyTTLOut, a13CopyTTLIn, a13DecMPLSTTL, a13DecNWTTL, a13PopVLAN, a13PopPBB:
+	case ActTypeCopyTTLOut, ActTypeCopyTTLIn, ActTypeDecMPLSTTL, ActTypeDecNWTTL, ActTypePopVLAN, ActTypePopPBB:
 		if err := fixed(r, t, 4); err != nil {
 			return nil, err
 		}
 		r.skip(4, "")
-		if t == a13PopVLAN {
+		if t == ActTypePopVLAN {
 			return &ActPopVLAN{}, nil
 		}
 		return &ActSimple{Type: t}, nil
-	case a13SetMPLSTTL, a13SetNWTTL:
+	case ActTypeSetMPLSTTL, ActTypeSetNWTTL:
 		if err := fixed(r, t, 4); err != nil {
 			return nil, err
 		}
 		a := &ActTTL{Type: t, TTL: r.u8("")}
 		r.skip(3, "")
 		return a, nil
-	case a13PushVLAN, a13PushMPLS, a13PopMPLS, a13PushPBB:
+	case ActTypePushVLAN, ActTypePushMPLS, ActTypePopMPLS, ActTypePushPBB:
 		if err := fixed(r, t, 4); err != nil {
 			return nil, err
 		}
 		a := &ActEthertype{Type: t, EtherType: r.u16("")}
 		r.skip(2, "")
 		return a, nil
-	case a13SetQueue, a13Group:
+	case ActTypeSetQueue, ActTypeGroup:
 		if err := fixed(r, t, 4); err != nil {
 			return nil, err
 		}
 		return &ActU32{Type: t, Value: r.u32("")}, nil
-	case a13SetField:
+	case ActTypeSetField:
 		f, err := decodeField(r)
 		if err != nil {
 			return nil, err
@@ -527,7 +529,7 @@ func decodeExperimenterAction(v uint8, r *rd, depth int) (Action, error) {
 		return &ActSetField{Field: f, Nicira: true}, nil
 	case nxNote:
 		return &ActNote{Data: r.rest()}, nil
-	case nxExit, nxDecTTL, nxCTClear:
+	case NXActExit, NXActDecTTL, NXActCTClear:
 		if err := fx(6); err != nil {
 			return nil, err
 		}
@@ -701,7 +703,7 @@ func (a *ActSetVLANPCP) appendAction(v uint8, w *wr) error {
 }
 
 func (a *ActPopVLAN) appendAction(v uint8, w *wr) error {
-	t := uint16(a13PopVLAN)
+	t := uint16(ActTypePopVLAN)
 	if v == Version10 {
 		t = a10StripVLAN
 	}
@@ -799,7 +801,7 @@ func (a *ActSetField) appendAction(v uint8, w *wr) error {
 		if err := only13(v, "set_field"); err != nil {
 			return err
 		}
-		s = begin(w, a13SetField)
+		s = begin(w, ActTypeSetField)
 	}
 	if err := a.Field.append(w); err != nil {
 		return err

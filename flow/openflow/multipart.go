@@ -223,7 +223,12 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 		return &MultipartRaw{Multipart: mp, Reply: reply, Type: typ, Body: r.rest()}, nil
 	}
 	if typ == MPExperimenter {
-		exp, st := r.u32("multipart experimenter"), r.u32("multipart experimenter")
+		exp := r.u32("multipart experimenter")
+		if v == Version10 && exp != NiciraExperimenter {
+			// OpenFlow 1.0's vendor stats have no subtype.
+			return &MultipartRaw{Multipart: mp, Reply: reply, Type: typ, Experimenter: exp, Body: r.rest()}, r.err
+		}
+		st := r.u32("multipart experimenter")
 		if v == Version10 {
 			r.skip(4, "multipart experimenter")
 		}
@@ -723,9 +728,14 @@ func (m *MultipartRaw) appendBody(v uint8, w *wr) error {
 	mpHeader(v, w, m.Multipart, m.Type)
 	if m.Type == MPExperimenter {
 		w.u32(m.Experimenter)
-		w.u32(m.ExpType)
-		if v == Version10 {
+		switch {
+		case v != Version10:
+			w.u32(m.ExpType)
+		case m.Experimenter == NiciraExperimenter:
+			w.u32(m.ExpType)
 			w.zeros(4)
+		case m.ExpType != 0:
+			return fmt.Errorf("%w: vendor stats subtype in OpenFlow 1.0", ErrUnencodable)
 		}
 	}
 	w.bytes(m.Body)

@@ -64,7 +64,7 @@ func TestDecodeNeutral(t *testing.T) {
 			wantActions: []Action{
 				&ActSetField{Field: Field{Name: "eth_src", Class: ClassOpenFlow, Field: 4, Value: mac1[:]}},
 				&ActSetField{Field: Field{Name: "reg2", Class: ClassNXM1, Field: 2, Value: be32(5)}},
-				&ActEthertype{Type: a13PushVLAN, EtherType: 0x8100},
+				&ActEthertype{Type: ActTypePushVLAN, EtherType: 0x8100},
 				&ActSetField{Field: Field{Name: "vlan_vid", Class: ClassOpenFlow, Field: 6, Value: be16(0x1007)}},
 				&ActPopVLAN{},
 				&ActOutput{Port: PortController, MaxLen: 0xffff},

@@ -1,5 +1,7 @@
 package openflow
 
+import "fmt"
+
 // Nicira vendor (OpenFlow 1.0) / experimenter (1.1+) message subtypes.
 const (
 	nxtRoleRequest        = 10
@@ -28,7 +30,9 @@ const (
 )
 
 // Experimenter is a vendor (1.0) / experimenter (1.1+) message that this
-// package does not decode. The daemon answers an unknown Experimenter id
+// package does not decode. ExpType is the experimenter type (1.1+) or, in
+// 1.0, the Nicira subtype; a 1.0 message of another vendor has no subtype
+// and keeps everything after the vendor id in Data. The daemon answers an unknown Experimenter id
 // with OFPBRC_BAD_EXPERIMENTER (BAD_VENDOR in 1.0) and an unknown Nicira
 // subtype with OFPBRC_BAD_EXP_TYPE (BAD_SUBTYPE).
 type Experimenter struct {
@@ -38,8 +42,15 @@ type Experimenter struct {
 }
 
 func (m *Experimenter) msgType(v uint8) (uint8, error) { return typeOf(kExperimenter, v) }
-func (m *Experimenter) appendBody(_ uint8, w *wr) error {
+func (m *Experimenter) appendBody(v uint8, w *wr) error {
 	w.u32(m.Experimenter)
+	if v == Version10 && m.Experimenter != NiciraExperimenter {
+		if m.ExpType != 0 {
+			return fmt.Errorf("%w: vendor subtype in OpenFlow 1.0", ErrUnencodable)
+		}
+		w.bytes(m.Data)
+		return nil
+	}
 	w.u32(m.ExpType)
 	w.bytes(m.Data)
 	return nil
@@ -75,6 +86,10 @@ type FlowMonitorResumed struct{}
 
 func decodeExperimenter(v uint8, r *rd) (Message, error) {
 	exp := r.u32("experimenter")
+	if v == Version10 && exp != NiciraExperimenter {
+		// OpenFlow 1.0's vendor header has no subtype.
+		return &Experimenter{Experimenter: exp, Data: r.rest()}, r.err
+	}
 	st := r.u32("experimenter")
 	if r.err != nil {
 		return nil, r.err
