@@ -11,8 +11,9 @@
 //     port status, port mod, flow mod (ofp_match in 1.0, OXM and
 //     instructions in 1.1+), group mod, role request/reply;
 //   - multipart/stats: desc, flow, aggregate, table, port, port-desc, group,
-//     group-desc; Nicira NXST_FLOW, NXST_AGGREGATE and the NXST_FLOW_MONITOR
-//     request;
+//     group-desc, flow monitor (requests in the Nicira, ONF 1.3 and 1.4+
+//     formats, updates in the Nicira and 1.4+ formats); Nicira NXST_FLOW and
+//     NXST_AGGREGATE;
 //   - Nicira messages NXT_FLOW_MOD, NXT_SET_FLOW_FORMAT, NXT_FLOW_MOD_TABLE_ID,
 //     NXT_SET_PACKET_IN_FORMAT, NXT_SET_CONTROLLER_ID, NXT_ROLE_REQUEST/REPLY,
 //     flow monitor cancel/paused/resumed;
@@ -24,7 +25,7 @@
 //
 // Not covered: the connection and its state machine, semantic validation
 // (prerequisites, maskability, port ranges: the pipeline's job), OXM
-// tunnel-metadata fields, flow monitor updates, meters, queues, table
+// tunnel-metadata fields, ONF 1.3 flow updates, meters, queues, table
 // features, bundles and OpenFlow 1.1/1.2 (which ovs-ofctl does not need).
 // Such messages decode to *Unknown, *Experimenter or *MultipartRaw so the
 // caller can answer with the proper error; unknown actions, instructions

@@ -51,7 +51,7 @@ func decodeLearn(r *rd) (Action, error) {
 		if h == 0 {
 			break
 		}
-		if h&0xc000 != 0 || (h>>11)&3 == 3 {
+		if h&0xc000 != 0 || (h>>11)&3 == 3 || h&0x3ff == 0 {
 			return nil, badAction(CodeBadActionArgument, "learn spec header 0x%04x", h)
 		}
 		s := LearnSpec{NBits: h & 0x3ff, SrcImmediate: h&(1<<13) != 0, Dst: uint8(h>>11) & 3}

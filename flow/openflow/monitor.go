@@ -19,7 +19,7 @@ const (
 const onfstFlowMonitor = 1870
 
 // FlowMonitorRequest asks for flow table updates (ovs-ofctl monitor
-// watch:). Updates (the replies) are not decoded by this package.
+// watch:); FlowMonitorReply carries them.
 type FlowMonitorRequest struct {
 	Multipart
 	Format   MonitorFormat
@@ -150,6 +150,167 @@ func (m *FlowMonitorRequest) appendBody(v uint8, w *wr) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// Flow update events: Nicira (NXFME_*) and OpenFlow 1.4+ (OFPFME_*)
+// numbering differ.
+const (
+	NXUpdateAdded    uint16 = 0
+	NXUpdateDeleted  uint16 = 1
+	NXUpdateModified uint16 = 2
+	NXUpdateAbbrev   uint16 = 3
+
+	UpdateInitial  uint16 = 0
+	UpdateAdded    uint16 = 1
+	UpdateRemoved  uint16 = 2
+	UpdateModified uint16 = 3
+	UpdateAbbrev   uint16 = 4
+	UpdatePaused   uint16 = 5
+	UpdateResumed  uint16 = 6
+)
+
+// FlowMonitorReply carries flow updates in the Nicira (NXST_FLOW_MONITOR
+// reply) or OpenFlow 1.4+ (OFPMP_FLOW_MONITOR reply) format. The ONF 1.3
+// format is not decoded (it stays a *MultipartRaw).
+type FlowMonitorReply struct {
+	Multipart
+	Format  MonitorFormat
+	Updates []FlowUpdate
+}
+
+// FlowUpdate is one update. An abbreviated one carries only Xid; a paused
+// or resumed one (1.4+) only its Event. Actions are used by the Nicira
+// format, Instructions by 1.4+.
+type FlowUpdate struct {
+	Event        uint16
+	Reason       uint16
+	Priority     uint16
+	IdleTimeout  uint16
+	HardTimeout  uint16
+	TableID      uint8
+	Cookie       uint64
+	Match        []Field
+	Actions      []Action
+	Instructions []Instruction
+	Xid          uint32
+}
+
+func decodeFlowMonitorReply(v uint8, r *rd, mp Multipart, f MonitorFormat) (Message, error) {
+	m := &FlowMonitorReply{Multipart: mp, Format: f, Updates: []FlowUpdate{}}
+	for r.err == nil && r.len() > 0 {
+		l := int(r.u16("flow update"))
+		if l < 8 || l%8 != 0 {
+			return nil, badMessage("flow update length %d", l)
+		}
+		ur := r.sub(l-2, "flow update")
+		u := FlowUpdate{Event: ur.u16("")}
+		var err error
+		switch {
+		case f == MonitorNicira && u.Event == NXUpdateAbbrev, f != MonitorNicira && u.Event == UpdateAbbrev:
+			u.Xid = ur.u32("")
+		case f != MonitorNicira && (u.Event == UpdatePaused || u.Event == UpdateResumed):
+			ur.skip(4, "")
+		case f == MonitorNicira:
+			u.Reason, u.Priority, u.IdleTimeout, u.HardTimeout = ur.u16(""), ur.u16(""), ur.u16(""), ur.u16("")
+			n := int(ur.u16(""))
+			u.TableID = ur.u8("")
+			ur.skip(1, "")
+			u.Cookie = ur.u64("")
+			if ur.err == nil {
+				if u.Match, err = decodeNXMatch(ur, n); err == nil {
+					u.Actions, err = decodeActions(v, ur, 0)
+				}
+			}
+		default:
+			u.TableID = ur.u8("")
+			u.Reason = uint16(ur.u8(""))
+			u.IdleTimeout, u.HardTimeout, u.Priority = ur.u16(""), ur.u16(""), ur.u16("")
+			ur.skip(4, "")
+			u.Cookie = ur.u64("")
+			if ur.err == nil {
+				if u.Match, err = decodeOXMMatch(ur); err == nil {
+					u.Instructions, err = decodeInstructions(v, ur)
+				}
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ur.err != nil {
+			return nil, ur.err
+		}
+		if ur.len() != 0 {
+			return nil, badMessage("flow update event %d: %d trailing bytes", u.Event, ur.len())
+		}
+		m.Updates = append(m.Updates, u)
+	}
+	return m, r.err
+}
+
+func (m *FlowMonitorReply) msgType(v uint8) (uint8, error) { return mpType(true, v) }
+func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
+	switch m.Format {
+	case MonitorNicira:
+		nxMPHeader(v, w, m.Multipart, nxstFlowMonitor)
+	case MonitorOpenFlow14:
+		if v < Version14 {
+			return fmt.Errorf("%w: OFPMP_FLOW_MONITOR before OpenFlow 1.4", ErrUnencodable)
+		}
+		mpHeader(v, w, m.Multipart, MPFlowMonitor)
+	default:
+		return fmt.Errorf("%w: flow monitor reply format %d", ErrUnencodable, m.Format)
+	}
+	nx := m.Format == MonitorNicira
+	for i := range m.Updates {
+		u := &m.Updates[i]
+		start := w.pos()
+		w.u16(0)
+		w.u16(u.Event)
+		var err error
+		switch {
+		case nx && u.Event == NXUpdateAbbrev, !nx && u.Event == UpdateAbbrev:
+			w.u32(u.Xid)
+		case !nx && (u.Event == UpdatePaused || u.Event == UpdateResumed):
+			w.zeros(4)
+		case nx:
+			w.u16(u.Reason)
+			w.u16(u.Priority)
+			w.u16(u.IdleTimeout)
+			w.u16(u.HardTimeout)
+			at := w.pos()
+			w.u16(0)
+			w.u8(u.TableID)
+			w.zeros(1)
+			w.u64(u.Cookie)
+			var n int
+			if n, err = appendNXMatch(w, u.Match); err == nil {
+				w.put16(at, uint16(n))
+				err = appendActions(v, w, u.Actions)
+			}
+		default:
+			if u.Reason > 0xff {
+				return fmt.Errorf("%w: flow update reason %d", ErrUnencodable, u.Reason)
+			}
+			w.u8(u.TableID)
+			w.u8(uint8(u.Reason))
+			w.u16(u.IdleTimeout)
+			w.u16(u.HardTimeout)
+			w.u16(u.Priority)
+			w.zeros(4)
+			w.u64(u.Cookie)
+			if err = appendOXMMatch(w, u.Match); err == nil {
+				err = appendInstructions(v, w, u.Instructions)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if w.pos()-start > 0xffff {
+			return ErrTooLong
+		}
+		w.put16(start, uint16(w.pos()-start))
 	}
 	return nil
 }

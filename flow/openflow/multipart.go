@@ -270,6 +270,8 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 			return m, r.err
 		case st == nxstFlowMonitor && !reply:
 			return decodeFlowMonitorRequest(v, r, mp, MonitorNicira)
+		case st == nxstFlowMonitor:
+			return decodeFlowMonitorReply(v, r, mp, MonitorNicira)
 		}
 		return &MultipartRaw{Multipart: mp, Reply: reply, Type: typ, Experimenter: exp, ExpType: st, Body: r.rest()}, nil
 	}
@@ -277,6 +279,9 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 	case MPFlowMonitor:
 		if v >= Version14 && !reply {
 			return decodeFlowMonitorRequest(v, r, mp, MonitorOpenFlow14)
+		}
+		if v >= Version14 {
+			return decodeFlowMonitorReply(v, r, mp, MonitorOpenFlow14)
 		}
 		return raw()
 	case MPDesc:

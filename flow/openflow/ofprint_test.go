@@ -156,6 +156,14 @@ var codecCases = []struct {
 	{"nx-flow-monitor-request", Version10, &FlowMonitorRequest{Monitors: []FlowMonitor{{ID: 1, Flags: 0x3f, OutPort: PortAny, TableID: 0xff, Match: []Field{reg(0, 1)}}}}, []string{"NXST_FLOW_MONITOR request", "id=1 flags=initial,add,delete,modify,actions,own", "reg0=0x1"}},
 	{"onf-flow-monitor-request", Version13, &FlowMonitorRequest{Format: MonitorONF, Monitors: []FlowMonitor{{ID: 2, Flags: 0x3f, OutPort: PortAny, TableID: 0xff, Match: []Field{oxm("eth_type", be16(0x0800), nil)}}}}, []string{"ONFST_FLOW_MONITOR request (OF1.3)", "id=2 flags=initial,add,delete,modify,actions,own", " ip"}},
 	{"flow-monitor-request-15", Version15, &FlowMonitorRequest{Format: MonitorOpenFlow14, Monitors: []FlowMonitor{{ID: 3, Flags: 0x1f, OutPort: PortAny, OutGroup: GroupAny, TableID: 0xff, Match: []Field{reg(0, 1)}}}}, []string{"OFPST_FLOW_MONITOR request (OF1.5)", "id=3", "reg0=0x1"}},
+	{"nx-flow-monitor-reply", Version10, &FlowMonitorReply{Format: MonitorNicira, Updates: []FlowUpdate{
+		{Event: NXUpdateAdded, Reason: 0, Priority: 5, IdleTimeout: 7, HardTimeout: 9, TableID: 1, Cookie: 3, Match: []Field{reg(0, 1)}, Actions: []Action{&ActOutput{Port: 2}}},
+		{Event: NXUpdateAbbrev, Xid: 0x42}}},
+		[]string{"NXST_FLOW_MONITOR reply", "event=ADDED table=1 idle_timeout=7 hard_timeout=9 cookie=0x3 reg0=0x1 actions=output:2", "event=ABBREV xid=0x42"}},
+	{"flow-monitor-reply-14", Version14, &FlowMonitorReply{Format: MonitorOpenFlow14, Updates: []FlowUpdate{
+		{Event: UpdateRemoved, Reason: 2, Priority: 5, IdleTimeout: 7, HardTimeout: 9, TableID: 1, Match: []Field{reg(0, 1)}, Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{&ActOutput{Port: 2}}}}},
+		{Event: UpdatePaused}}},
+		[]string{"OFPST_FLOW_MONITOR reply (OF1.4)", "event=DELETED reason=delete table=1 idle_timeout=7 hard_timeout=9 cookie=0 reg0=0x1 actions=output:2", "event=PAUSED"}},
 	{"nx-flow-monitor-cancel", Version10, &FlowMonitorCancel{ID: 4}, []string{"NXT_FLOW_MONITOR_CANCEL", "id=4"}},
 }
 
