@@ -150,3 +150,33 @@ func TestDecodeBadInput(t *testing.T) {
 		})
 	}
 }
+
+// loopReader serves the same bytes forever.
+type loopReader struct {
+	b   []byte
+	off int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	n := copy(p, l.b[l.off:])
+	l.off = (l.off + n) % len(l.b)
+	return n, nil
+}
+
+// TestReaderNoAllocation: the reader's one buffer is reused, so a peer
+// cannot make it allocate per message.
+func TestReaderNoAllocation(t *testing.T) {
+	b, err := Encode(Version13, 1, &EchoRequest{Data: make([]byte, 1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(&loopReader{b: b}, 0)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := r.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("ReadMessage allocates %.1f times per message", allocs)
+	}
+}

@@ -234,7 +234,7 @@ func (s *fakeSwitch) ofctlErr(t testing.TB, args ...string) (string, error) {
 }
 
 // timeoutOfctl bounds one ovs-ofctl run; generous for a loaded machine.
-var timeoutOfctl = 20 * time.Second
+var timeoutOfctl = 60 * time.Second
 
 // tableFeatures0 is a struct ofp_table_features for table 0 with the
 // required properties, empty.
