@@ -178,11 +178,13 @@ type ActRegLoad struct {
 	Value uint64
 }
 
-// ActRegMove is NXAST_REG_MOVE.
+// ActRegMove is NXAST_REG_MOVE or, with CopyField, OpenFlow 1.5's
+// OFPAT_COPY_FIELD (which ovs-ofctl uses for move in 1.5).
 type ActRegMove struct {
 	NBits          uint16
 	SrcOfs, DstOfs uint16
 	Src, Dst       FieldHeader
+	CopyField      bool
 }
 
 // ActOutputReg is NXAST_OUTPUT_REG (or OUTPUT_REG2 with V2): output to the
@@ -360,7 +362,18 @@ func decodeAction(v uint8, t uint16, r *rd, depth int) (Action, error) {
 			return nil, err
 		}
 		return &ActSetField{Field: f}, nil
-	case a15CopyField, a15Meter:
+	case a15CopyField:
+		if v == Version15 {
+			a := &ActRegMove{CopyField: true, NBits: r.u16(""), SrcOfs: r.u16(""), DstOfs: r.u16("")}
+			r.skip(2, "")
+			a.Src, _ = decodeFieldHeader(r)
+			a.Dst, _ = decodeFieldHeader(r)
+			if r.err != nil {
+				return nil, r.err
+			}
+			return a, zeroPad(r)
+		}
+	case a15Meter:
 		if v == Version15 {
 			return &ActRaw{Type: t, Data: r.rest()}, nil
 		}
@@ -863,8 +876,22 @@ func (a *ActRegLoad) appendAction(_ uint8, w *wr) error {
 	return end(w, s)
 }
 
-func (a *ActRegMove) appendAction(_ uint8, w *wr) error {
-	s := beginNX(w, nxRegMove)
+func (a *ActRegMove) appendAction(v uint8, w *wr) error {
+	var s int
+	if a.CopyField {
+		if v < Version15 {
+			return fmt.Errorf("%w: copy_field before OpenFlow 1.5", ErrUnencodable)
+		}
+		s = begin(w, a15CopyField)
+		w.u16(a.NBits)
+		w.u16(a.SrcOfs)
+		w.u16(a.DstOfs)
+		w.zeros(2)
+		a.Src.append(w)
+		a.Dst.append(w)
+		return end(w, s)
+	}
+	s = beginNX(w, nxRegMove)
 	w.u16(a.NBits)
 	w.u16(a.SrcOfs)
 	w.u16(a.DstOfs)

@@ -34,6 +34,7 @@ var ofctlSessions = []ofctlSession{
 	{name: "add-flow-set-field", args: []string{"add-flow", "SOCK", "arp,arp_tpa=10.0.0.1,actions=set_field:00:11:22:33:44:55->eth_src,set_field:5->reg2,mod_vlan_vid:7,strip_vlan,output:controller"}},
 	{name: "add-flow-xxreg-ct", args: []string{"add-flow", "SOCK", "ip,xxreg1=0x1/0xff,actions=ct(commit,table=3),ct_clear,learn(table=5,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[]),normal"}},
 	{name: "add-flow-learn", args: []string{"add-flow", "SOCK", "table=2,actions=learn(table=10,idle_timeout=60,priority=5,cookie=0x9,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],load:0x5->NXM_NX_REG1[],output:NXM_OF_IN_PORT[])"}},
+	{name: "add-flow-xxreg", args: []string{"add-flow", "SOCK", "table=3,xxreg1=0x10000000000000001,actions=set_field:0x2->xxreg2,move:NXM_NX_XXREG1[0..63]->NXM_NX_XXREG3[64..127],output:NXM_NX_XXREG0[0..15]"}},
 	{name: "del-flows-strict", args: []string{"--strict", "del-flows", "SOCK", "priority=10,in_port=1,ip,nw_src=10.0.0.0/8"}},
 	{name: "dump-flows", args: []string{"dump-flows", "SOCK"}, want: []string{
 		// The fake switch reports the flows added above, re-encoded by
@@ -44,6 +45,8 @@ var ofctlSessions = []ofctlSession{
 		"priority=7,udp actions=conjunction(7,1/2),note:01.00.00.00.00.00",
 		"arp,arp_tpa=10.0.0.1 actions=",
 		"table=2, n_packets=0, n_bytes=0, actions=learn(table=10,idle_timeout=60,priority=5,cookie=0x9,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],load:0x5->NXM_NX_REG1[],output:NXM_OF_IN_PORT[])",
+		"table=3, n_packets=0, n_bytes=0, reg4=0,reg5=0x1,reg6=0,reg7=0x1 actions=",
+		"move:NXM_NX_XXREG1[0..63]->NXM_NX_XXREG3[64..127],output:NXM_NX_XXREG0[0..15]",
 		"ip,reg7=0x1/0xff actions=ct(commit,table=3),ct_clear,learn(table=5,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[]),NORMAL",
 	}},
 	{name: "dump-aggregate", args: []string{"dump-aggregate", "SOCK"}, want: []string{"packet_count=7 byte_count=700 flow_count=1"}},

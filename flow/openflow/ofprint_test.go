@@ -112,6 +112,9 @@ var codecCases = []struct {
 			{NBits: 32, SrcImmediate: true, Value: []byte{0, 0, 0, 7}, Dst: LearnDstLoad, DstField: hdr("reg2", true)},
 			{NBits: 16, Src: hdr("in_port", true), Dst: LearnDstOutput}}}}}}},
 		[]string{"actions=learn(table=4,hard_timeout=30,priority=3,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0x7->NXM_NX_REG2[],output:NXM_OF_IN_PORT[])"}},
+	{"flow-mod-15-copy-field", Version15, &FlowMod{Command: FlowAdd, BufferID: NoBuffer, OutPort: PortAny, OutGroup: GroupAny,
+		Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{&ActRegMove{CopyField: true, NBits: 16, SrcOfs: 0, DstOfs: 16, Src: hdr("reg1", true), Dst: hdr("reg2", true)}}}}},
+		[]string{"actions=move:NXM_NX_REG1[0..15]->NXM_NX_REG2[16..31]"}},
 	{"group-mod-13", Version13, &GroupMod{Command: GroupAdd, Type: GroupSelect, GroupID: 1, Buckets: []Bucket{
 		{Weight: 10, WatchPort: PortAny, WatchGroup: GroupAny, Actions: []Action{&ActOutput{Port: 1}}},
 		{Weight: 20, WatchPort: PortAny, WatchGroup: GroupAny, Actions: []Action{&ActOutput{Port: 2}}}}},
