@@ -235,7 +235,7 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		if exp == onfExperimenter && st == onfstFlowMonitor && !reply {
+		if v == Version13 && exp == onfExperimenter && st == onfstFlowMonitor && !reply {
 			return decodeFlowMonitorRequest(v, r, mp, MonitorONF)
 		}
 		if exp != NiciraExperimenter {
