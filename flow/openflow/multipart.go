@@ -11,7 +11,7 @@ const (
 	MPPort          uint16 = 4
 	MPGroup         uint16 = 6
 	MPGroupDesc     uint16 = 7
-	MPTableFeatures uint16 = 12 // kept as MultipartRaw
+	MPTableFeatures uint16 = 12
 	MPPortDesc      uint16 = 13
 	MPFlowMonitor   uint16 = 16
 	MPExperimenter  uint16 = 0xffff
@@ -276,6 +276,18 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 		return &MultipartRaw{Multipart: mp, Reply: reply, Type: typ, Experimenter: exp, ExpType: st, Body: r.rest()}, nil
 	}
 	switch typ {
+	case MPTableFeatures:
+		if v == Version10 {
+			return raw()
+		}
+		ts, err := decodeTableFeatures(r)
+		if err != nil {
+			return nil, err
+		}
+		if reply {
+			return &TableFeaturesReply{Multipart: mp, Tables: ts}, nil
+		}
+		return &TableFeaturesRequest{Multipart: mp, Tables: ts}, nil
 	case MPFlowMonitor:
 		if v >= Version14 && !reply {
 			return decodeFlowMonitorRequest(v, r, mp, MonitorOpenFlow14)

@@ -155,6 +155,12 @@ var codecCases = []struct {
 	{"group-stats-reply", Version13, &GroupStatsReply{Entries: []GroupStats{{GroupID: 1, RefCount: 2, PacketCount: 3, ByteCount: 4, Buckets: []BucketCounter{{1, 2}}}}}, []string{"group_id=1,duration=0s,ref_count=2,packet_count=3,byte_count=4,bucket0:packet_count=1,byte_count=2"}},
 	{"group-desc-request-15", Version15, &GroupDescRequest{GroupID: GroupAny}, []string{"OFPST_GROUP_DESC request (OF1.5)"}},
 	{"group-desc-reply-13", Version13, &GroupDescReply{Entries: []GroupDesc{{Type: GroupIndirect, GroupID: 3, Buckets: []Bucket{{WatchPort: PortAny, WatchGroup: GroupAny, Actions: []Action{&ActOutput{Port: 1}}}}}}}, []string{"group_id=3,type=indirect,bucket=actions=output:1"}},
+	{"table-features-reply-13", Version13, &TableFeaturesReply{Tables: []TableFeatures{func() TableFeatures {
+		t := tableFeatures0()
+		t.Props[1].Data = []byte{1, 2} // next tables
+		return t
+	}()}}, []string{"OFPST_TABLE_FEATURES reply (OF1.3)", "table 0 (\"classifier\")", "max_entries=1000000", "next tables: 1-2"}},
+	{"table-features-request-15", Version15, &TableFeaturesRequest{}, []string{"OFPST_TABLE_FEATURES request (OF1.5)"}},
 	{"nx-set-flow-format", Version10, &SetFlowFormat{Format: FlowFormatNXM}, []string{"NXT_SET_FLOW_FORMAT", "format=nxm"}},
 	{"nx-flow-mod-table-id", Version10, &FlowModTableID{Set: 1}, []string{"NXT_FLOW_MOD_TABLE_ID", "enable"}},
 	{"nx-set-packet-in-format", Version13, &SetPacketInFormat{Format: PacketInFormatNXT2}, []string{"NXT_SET_PACKET_IN_FORMAT", "format=nxt_packet_in2"}},

@@ -157,10 +157,8 @@ func (s *fakeSwitch) serve(c net.Conn) {
 			send(v, h.Xid, &TableStatsReply{Entries: []TableStats{{TableID: 0, Name: "classifier", ActiveCount: 1, LookupCount: 10, MatchedCount: 9}}})
 		case *GroupDescRequest:
 			send(v, h.Xid, &GroupDescReply{Entries: []GroupDesc{}})
-		case *MultipartRaw:
-			if !m.Reply && m.Type == MPTableFeatures {
-				send(v, h.Xid, &MultipartRaw{Reply: true, Type: MPTableFeatures, Body: tableFeatures0()})
-			}
+		case *TableFeaturesRequest:
+			send(v, h.Xid, &TableFeaturesReply{Tables: []TableFeatures{tableFeatures0()}})
 		case *FlowMonitorRequest:
 			// No flows to report; updates would follow as flows change.
 			rep := &MultipartRaw{Reply: true, Type: MPFlowMonitor}
@@ -236,20 +234,11 @@ func (s *fakeSwitch) ofctlErr(t testing.TB, args ...string) (string, error) {
 // timeoutOfctl bounds one ovs-ofctl run; generous for a loaded machine.
 var timeoutOfctl = 60 * time.Second
 
-// tableFeatures0 is a struct ofp_table_features for table 0 with the
-// required properties, empty.
-func tableFeatures0() []byte {
-	w := &wr{}
-	w.u16(64 + 8*8)
-	w.u8(0)
-	w.zeros(5)
-	w.str("classifier", 32)
-	w.u64(^uint64(0))
-	w.u64(^uint64(0))
-	w.u32(0)
-	w.u32(1000000)
-	for p := uint16(0); p <= 14; p += 2 {
-		appendProps(w, []Property{{Type: p}})
+// tableFeatures0 describes table 0 with the required properties, empty.
+func tableFeatures0() TableFeatures {
+	t := TableFeatures{Name: "classifier", MetadataMatch: ^uint64(0), MetadataWrite: ^uint64(0), MaxEntries: 1000000}
+	for p := TFPInstructions; p <= TFPApplySetfield; p += 2 {
+		t.Props = append(t.Props, Property{Type: p})
 	}
-	return w.b
+	return t
 }
