@@ -19,8 +19,8 @@ import (
 
 // fakeSwitch plays the switch side of an OpenFlow connection well enough
 // for ovs-ofctl's commands, using this package's codec for every reply. It
-// records every message the peer sent, and keeps the flows and groups added
-// so that a later dump-flows in the same test reports them.
+// records every message the peer sent, and keeps the flows added so that a
+// later dump-flows in the same test reports them.
 type fakeSwitch struct {
 	t    testing.TB
 	sock string
