@@ -1,0 +1,222 @@
+package openflow
+
+// Group mod commands and group types.
+const (
+	GroupAdd    uint16 = 0
+	GroupModify uint16 = 1
+	GroupDelete uint16 = 2
+
+	GroupAll      uint8 = 0
+	GroupSelect   uint8 = 1
+	GroupIndirect uint8 = 2
+	GroupFF       uint8 = 3
+
+	GroupAny uint32 = 0xffffffff // OFPG_ANY / OFPG_ALL in requests
+)
+
+// OpenFlow 1.5 bucket property types.
+const (
+	bucketPropWeight     = 0
+	bucketPropWatchPort  = 1
+	bucketPropWatchGroup = 2
+)
+
+// Bucket is a group bucket. BucketID exists in 1.5 only; there Weight,
+// WatchPort and WatchGroup are properties, present when the matching Has*
+// flag is set (in 1.3/1.4 they are always present).
+type Bucket struct {
+	BucketID      uint32
+	Weight        uint16
+	WatchPort     uint32
+	WatchGroup    uint32
+	Actions       []Action
+	HasWeight     bool
+	HasWatchPort  bool
+	HasWatchGroup bool
+	OtherProps    []Property
+}
+
+func decodeBuckets(v uint8, r *rd) ([]Bucket, error) {
+	bs := []Bucket{}
+	for r.err == nil && r.len() > 0 {
+		l := 0
+		if r.len() >= 2 {
+			l = int(r.b[0])<<8 | int(r.b[1])
+		}
+		minLen := 16
+		if v >= Version15 {
+			minLen = 8
+		}
+		if l < minLen || l%8 != 0 || l > r.len() {
+			return nil, newErr(ErrBadMessage, ErrTypeGroupModFailed, 12 /* OFPGMFC_BAD_BUCKET */, "bucket length %d", l)
+		}
+		br := r.sub(l, "bucket")
+		br.skip(2, "")
+		var b Bucket
+		if v < Version15 {
+			b.Weight, b.WatchPort, b.WatchGroup = br.u16(""), br.u32(""), br.u32("")
+			b.HasWeight, b.HasWatchPort, b.HasWatchGroup = true, true, true
+			br.skip(4, "")
+			acts, err := decodeActions(v, br, 0)
+			if err != nil {
+				return nil, err
+			}
+			b.Actions = acts
+		} else {
+			al := int(br.u16(""))
+			b.BucketID = br.u32("")
+			acts, err := decodeActions(v, br.sub(al, "bucket actions"), 0)
+			if err != nil {
+				return nil, err
+			}
+			b.Actions = acts
+			props, err := decodeProps(br, "bucket property")
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range props {
+				pr := &rd{b: p.Data}
+				switch {
+				case p.Type == bucketPropWeight && len(p.Data) == 4 && !b.HasWeight:
+					b.Weight, b.HasWeight = pr.u16(""), true
+				case p.Type == bucketPropWatchPort && len(p.Data) == 4 && !b.HasWatchPort:
+					b.WatchPort, b.HasWatchPort = pr.u32(""), true
+				case p.Type == bucketPropWatchGroup && len(p.Data) == 4 && !b.HasWatchGroup:
+					b.WatchGroup, b.HasWatchGroup = pr.u32(""), true
+				default:
+					b.OtherProps = append(b.OtherProps, p)
+				}
+			}
+		}
+		if br.err != nil {
+			return nil, br.err
+		}
+		bs = append(bs, b)
+	}
+	return bs, r.err
+}
+
+func appendBuckets(v uint8, w *wr, bs []Bucket) error {
+	for i := range bs {
+		b := &bs[i]
+		start := w.pos()
+		w.u16(0)
+		if v < Version15 {
+			w.u16(b.Weight)
+			w.u32(b.WatchPort)
+			w.u32(b.WatchGroup)
+			w.zeros(4)
+			if err := appendActions(v, w, b.Actions); err != nil {
+				return err
+			}
+		} else {
+			at := w.pos()
+			w.u16(0)
+			w.u32(b.BucketID)
+			as := w.pos()
+			if err := appendActions(v, w, b.Actions); err != nil {
+				return err
+			}
+			if w.pos()-as > 0xffff {
+				return ErrTooLong
+			}
+			w.put16(at, uint16(w.pos()-as))
+			var ps []Property
+			if b.HasWeight {
+				ps = append(ps, Property{bucketPropWeight, append(be16(b.Weight), 0, 0)})
+			}
+			if b.HasWatchPort {
+				ps = append(ps, Property{bucketPropWatchPort, be32(b.WatchPort)})
+			}
+			if b.HasWatchGroup {
+				ps = append(ps, Property{bucketPropWatchGroup, be32(b.WatchGroup)})
+			}
+			if err := appendProps(w, append(ps, b.OtherProps...)); err != nil {
+				return err
+			}
+		}
+		if w.pos()-start > 0xffff {
+			return ErrTooLong
+		}
+		w.put16(start, uint16(w.pos()-start))
+	}
+	return nil
+}
+
+// GroupMod is OFPT_GROUP_MOD (1.1+). CommandBucketID and Props exist in
+// 1.5 only.
+type GroupMod struct {
+	Command         uint16
+	Type            uint8
+	GroupID         uint32
+	CommandBucketID uint32
+	Buckets         []Bucket
+	Props           []Property
+}
+
+func decodeGroupMod(v uint8, r *rd) (*GroupMod, error) {
+	m := &GroupMod{Command: r.u16("group mod"), Type: r.u8("group mod")}
+	r.skip(1, "group mod")
+	m.GroupID = r.u32("group mod")
+	var err error
+	if v < Version15 {
+		m.Buckets, err = decodeBuckets(v, r)
+		return m, err
+	}
+	bl := int(r.u16("group mod"))
+	r.skip(2, "group mod")
+	m.CommandBucketID = r.u32("group mod")
+	if m.Buckets, err = decodeBuckets(v, r.sub(bl, "group mod buckets")); err != nil {
+		return nil, err
+	}
+	m.Props, err = decodeProps(r, "group property")
+	return m, err
+}
+
+func (m *GroupMod) msgType(v uint8) (uint8, error) { return typeOf(kGroupMod, v) }
+func (m *GroupMod) appendBody(v uint8, w *wr) error {
+	w.u16(m.Command)
+	w.u8(m.Type)
+	w.zeros(1)
+	w.u32(m.GroupID)
+	if v < Version15 {
+		return appendBuckets(v, w, m.Buckets)
+	}
+	at := w.pos()
+	w.u16(0)
+	w.zeros(2)
+	w.u32(m.CommandBucketID)
+	bs := w.pos()
+	if err := appendBuckets(v, w, m.Buckets); err != nil {
+		return err
+	}
+	if w.pos()-bs > 0xffff {
+		return ErrTooLong
+	}
+	w.put16(at, uint16(w.pos()-bs))
+	return appendProps(w, m.Props)
+}
+
+// GroupDesc is one entry of a group-desc reply.
+type GroupDesc struct {
+	Type    uint8
+	GroupID uint32
+	Buckets []Bucket
+	Props   []Property // 1.5
+}
+
+// GroupStats is one entry of a group stats reply.
+type GroupStats struct {
+	GroupID      uint32
+	RefCount     uint32
+	PacketCount  uint64
+	ByteCount    uint64
+	DurationSec  uint32
+	DurationNsec uint32
+	Buckets      []BucketCounter
+}
+
+// BucketCounter is a bucket's counters in a group stats reply.
+type BucketCounter struct {
+	PacketCount, ByteCount uint64
+}
