@@ -12,9 +12,9 @@ import (
 // order), so that a lookup can stop at the first subtable whose best rule
 // cannot beat the match it already has.
 type TableSnapshot struct {
-	gen       uint64
-	n         int
-	subtables []*tableSubtable
+	gen    uint64
+	n      int
+	tables [MaxTable + 1][]*tableSubtable // each table's subtables, in lookup order
 }
 
 // Generation returns the generation the snapshot was published under.
@@ -77,6 +77,8 @@ func init() {
 	}
 	fields := []field{
 		{stageMeta, unsafe.Offsetof(k.InPort), unsafe.Sizeof(k.InPort)},
+		{stageMeta, unsafe.Offsetof(k.Metadata), unsafe.Sizeof(k.Metadata)},
+		{stageMeta, unsafe.Offsetof(k.PktMark), unsafe.Sizeof(k.PktMark)},
 
 		{stageL2, unsafe.Offsetof(k.DlDst), unsafe.Sizeof(k.DlDst)},
 		{stageL2, unsafe.Offsetof(k.DlSrc), unsafe.Sizeof(k.DlSrc)},
@@ -102,6 +104,9 @@ func init() {
 		{stageL4, unsafe.Offsetof(k.TpDst), unsafe.Sizeof(k.TpDst)},
 		{stageL4, unsafe.Offsetof(k.TcpFlags), unsafe.Sizeof(k.TcpFlags)},
 		{stageL4, unsafe.Offsetof(k.NdTarget), unsafe.Sizeof(k.NdTarget)},
+	}
+	for i := range NumRegs {
+		fields = append(fields, field{stageMeta, unsafe.Offsetof(k.Regs) + uintptr(4*i), 4})
 	}
 	// Build each field's bits by setting its bytes in a zero key, so the
 	// segments are right whatever the machine's byte order.
@@ -207,12 +212,20 @@ func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
 // the fields of the stages it reached. Only the winner's whole mask is
 // always consulted.
 func (s *TableSnapshot) Lookup(k *Key, wc *Key) *Rule {
+	return s.LookupIn(0, k, wc)
+}
+
+// LookupIn is Lookup in table number table.
+func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 	var scratch Key
 	if wc == nil {
 		wc = &scratch
 	}
+	if int(table) >= len(s.tables) {
+		return nil
+	}
 	var best *Rule
-	for _, st := range s.subtables {
+	for _, st := range s.tables[table] {
 		if best != nil && !st.rules[0].beats(best) {
 			// The subtables are sorted by their best rules: if this one's
 			// cannot win, no later one's can.
