@@ -5,11 +5,11 @@ import "math/bits"
 // Megaflow is one entry of the megaflow classifier: every packet whose key,
 // masked with Mask, equals Key takes Actions.
 //
-// The mask is the set of key bits that the rule-table lookup consulted
-// (TableSnapshot.Lookup), so every packet the megaflow matches gets the same
-// rule at the generation the megaflow was installed under. Two megaflows of
-// that generation that both match a packet therefore carry the same rule and
-// actions: megaflows may overlap, but never disagree. Megaflows of older
+// The mask is the set of key bits that translation consulted
+// (TableSnapshot.Translate), so every packet the megaflow matches gets the
+// same datapath actions at the generation the megaflow was installed under.
+// Two megaflows of that generation that both match a packet therefore carry
+// the same actions: megaflows may overlap, but never disagree. Megaflows of older
 // generations may disagree; the Cache treats them as misses until it has
 // revalidated them.
 //
@@ -19,8 +19,15 @@ type Megaflow struct {
 	Key  Key  // the masked key
 	Mask *Key // shared by the subtable's megaflows: do not modify
 
-	Rule    *Rule    // the rule the lookup found; nil for a drop megaflow
-	Actions []Action // Rule.Actions, or nil (drop)
+	// Rule is the rule table 0 gave, nil if none; Rules are all the rules
+	// the translation hit, whose counters the megaflow's packets count in.
+	Rule  *Rule
+	Rules []*Rule
+	// Actions are the datapath actions (see Translation); nil: drop.
+	Actions []Action
+	// Verdict is the translation's verdict: why a packet that is output
+	// nowhere is dropped.
+	Verdict Verdict
 
 	// Generation is the table generation that Rule and Mask were computed
 	// at.
@@ -51,8 +58,8 @@ func (mf *Megaflow) Account(packets, bytes uint64, now int64) {
 	if now > mf.LastUsed {
 		mf.LastUsed = now
 	}
-	if mf.Rule != nil {
-		mf.Rule.AddStats(packets, bytes, now)
+	for _, r := range mf.Rules {
+		r.AddStats(packets, bytes, now)
 	}
 }
 
@@ -205,11 +212,12 @@ func (c *Megaflows) Rank() {
 	}
 }
 
-// Insert installs a megaflow for the packets that agree with k on mask,
-// taking rule's actions (nil rule: drop), computed at generation gen. If a
-// megaflow with the same masked key and mask exists, it is updated in place
-// and returned; otherwise a new one is.
-func (c *Megaflows) Insert(k, mask *Key, rule *Rule, gen uint64) *Megaflow {
+// Insert installs a megaflow for the packets that agree with k on tr's
+// mask, taking tr's actions, computed at generation gen. If a megaflow with
+// the same masked key and mask exists, it is updated in place and
+// returned; otherwise a new one is.
+func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
+	mask := &tr.Mask
 	st := c.byMask[*mask]
 	if st == nil {
 		st = newMfSubtable(mask)
@@ -220,12 +228,12 @@ func (c *Megaflows) Insert(k, mask *Key, rule *Rule, gen uint64) *Megaflow {
 		c.subs = append(c.subs, st)
 	}
 	if mf := st.find(k); mf != nil {
-		mf.setRule(rule, gen)
+		mf.set(tr, gen)
 		return mf
 	}
 	mf := &Megaflow{Mask: &st.mask, sub: st}
 	k.Masked(mask, &mf.Key)
-	mf.setRule(rule, gen)
+	mf.set(tr, gen)
 	mf.hash = st.hashKey(&mf.Key)
 	if (st.n+1)*maxLoadDen > len(st.slots)*maxLoadNum {
 		st.grow()
@@ -235,12 +243,14 @@ func (c *Megaflows) Insert(k, mask *Key, rule *Rule, gen uint64) *Megaflow {
 	return mf
 }
 
-func (mf *Megaflow) setRule(rule *Rule, gen uint64) {
-	mf.Rule = rule
-	mf.Actions = nil
-	if rule != nil {
-		mf.Actions = rule.Actions
+func (mf *Megaflow) set(tr *Translation, gen uint64) {
+	mf.Rule = nil
+	if len(tr.Rules) > 0 && tr.Rules[0].Table == 0 {
+		mf.Rule = tr.Rules[0]
 	}
+	mf.Rules = tr.Rules
+	mf.Actions = tr.Actions
+	mf.Verdict = tr.Verdict
 	mf.Generation = gen
 }
 
