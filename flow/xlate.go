@@ -89,6 +89,13 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace bool) {
 	if trace {
 		x.trace = &x.tr.Trace
 	}
+	// Fields Open vSwitch always examines, so that its megaflows and
+	// ovsxdp's agree: in_port, the Ethertype and an IP packet's fragment
+	// type.
+	x.wc.InPort, x.wc.DlType = ^uint32(0), 0xffff
+	if k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6 {
+		x.wc.NwFrag = FragAny | FragLater
+	}
 	x.lookupAndRun(0, false)
 	x.commit()
 	tr := &x.tr
