@@ -153,10 +153,8 @@ func (t *Trace) String() string {
 			b.WriteString("     >> output to port " + strconv.FormatUint(uint64(o.Port), 10) + " dropped: " + o.Reason.String() + "\n")
 		}
 	}
-	switch {
-	case t.Translation != nil && len(t.Translation.Actions) == 0 && t.Verdict.Failed():
-		b.WriteString("\nTranslation failed (" + t.Verdict.Explain() + "), packet is dropped.\n")
-	case t.Verdict != flow.VerdictOK:
+	failed := t.Translation != nil && len(t.Translation.Actions) == 0 && t.Verdict.Failed()
+	if t.Verdict != flow.VerdictOK && !failed && t.Verdict != flow.VerdictTTLExceeded {
 		b.WriteString("     >> actions stopped: " + t.Verdict.String() + "\n")
 	}
 	b.WriteString("\nFinal flow: ")
@@ -165,12 +163,24 @@ func (t *Trace) String() string {
 	} else {
 		b.WriteString(MicroflowString(&t.Final) + "\n")
 	}
-	mf := flow.FormatMatch(&t.Megaflow, flow.DefaultPriority)
+	// Open vSwitch writes pkt_mark before recirc_id.
+	mark := ""
+	if m := t.Megaflow; m.Mask.PktMark != 0 {
+		var pm flow.Match
+		pm.Key.PktMark, pm.Mask.PktMark = m.Key.PktMark, m.Mask.PktMark
+		mark = flow.FormatMatch(&pm, flow.DefaultPriority) + ","
+	}
+	mfm := t.Megaflow
+	mfm.Key.PktMark, mfm.Mask.PktMark = 0, 0
+	mf := flow.FormatMatch(&mfm, flow.DefaultPriority)
 	if mf != "" {
 		mf = "," + mf
 	}
-	b.WriteString("Megaflow: recirc_id=0,eth" + mf + "\n")
+	b.WriteString("Megaflow: " + mark + "recirc_id=0,eth" + mf + "\n")
 	b.WriteString("Datapath actions: " + t.DatapathActions() + "\n")
+	if failed {
+		b.WriteString("Translation failed (" + t.Verdict.Explain() + "), packet is dropped.\n")
+	}
 	if rs := t.DropReasons(); len(rs) > 0 {
 		names := make([]string, len(rs))
 		for i, r := range rs {

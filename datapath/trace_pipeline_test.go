@@ -114,7 +114,9 @@ func TestTracePipelineAgreesWithPollThread(t *testing.T) {
 
 // TestTracePipelineFormat checks ofproto/trace's text for a multi-table
 // pipeline: each table's step, nested resubmits, the final flow with its
-// registers, the megaflow and the datapath actions.
+// registers, the megaflow and the datapath actions. The text expected is
+// what Open vSwitch 3.1's ofproto/trace printed for the same pipeline and
+// microflow (with the bridge's name).
 func TestTracePipelineFormat(t *testing.T) {
 	b := newTestBridge(t, Config{Idle: IdleSleep})
 	for i, name := range []string{"p1", "p2", "p3"} {
@@ -145,7 +147,7 @@ bridge("` + b.Name() + `")
     output:3
 
 Final flow: udp,reg0=0x2,in_port=1,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,nw_src=10.0.0.1,nw_dst=10.0.0.9,nw_tos=0,nw_ecn=0,nw_ttl=64,nw_frag=no,tp_src=1,tp_dst=2
-Megaflow: recirc_id=0,eth,ip,in_port=1,nw_dst=10.0.0.2,nw_frag=no
+Megaflow: recirc_id=0,eth,udp,in_port=1,nw_dst=10.0.0.2,nw_frag=no
 Datapath actions: set(ipv4(dst=10.0.0.9)),2,3
 `
 	if got != want {

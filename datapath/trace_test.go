@@ -293,7 +293,7 @@ func TestTraceNamesDropReason(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := b.Trace(k).String()
-		if !strings.Contains(s, "\nDatapath actions: drop\nDrop reason: "+tt.want+"\n") {
+		if !strings.Contains(s, "\nDatapath actions: drop\n") || !strings.Contains(s, "\nDrop reason: "+tt.want+"\n") {
 			t.Errorf("%s: trace does not name %s:\n%s", tt.in, tt.want, s)
 		}
 	}

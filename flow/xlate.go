@@ -69,6 +69,7 @@ const (
 	TraceAction
 	TraceWarn
 	TraceError
+	TraceDetail
 )
 
 // Translate runs a packet with key k through the pipeline of s from table
@@ -96,7 +97,7 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace bool) {
 	if k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6 {
 		x.wc.NwFrag = FragAny | FragLater
 	}
-	x.lookupAndRun(0, false)
+	x.lookupAndRun(0, false, k.InPort)
 	x.commit()
 	tr := &x.tr
 	tr.Actions = x.acts
@@ -149,8 +150,13 @@ func (x *xlate) fail(v Verdict, text string) {
 
 // lookupAndRun looks the flow up in table and runs the actions of the rule
 // it finds.
-func (x *xlate) lookupAndRun(table uint8, deepens bool) {
+func (x *xlate) lookupAndRun(table uint8, deepens bool, inPort uint32) {
+	// As in Open vSwitch, resubmit(PORT,...) looks up with in_port PORT,
+	// and the rule's actions then run with the packet's own in_port.
+	in := x.flow.InPort
+	x.flow.InPort = inPort
 	r := x.s.LookupIn(table, &x.flow, &x.wc)
+	x.flow.InPort = in
 	var node *TraceNode
 	if x.trace != nil {
 		text := strconv.Itoa(int(table)) + ". "
@@ -224,7 +230,9 @@ func (x *xlate) action(a *Action) bool {
 		x.output(a.Port)
 	case ActOutputReg:
 		a.Src.consult(&x.wc)
-		x.output(uint32(a.Src.read(&x.flow).lo))
+		port := uint32(a.Src.read(&x.flow).lo)
+		x.report(TraceDetail, "output port is "+portText(port))
+		x.output(port)
 	case ActSetField:
 		x.setField(a)
 	case ActDecTTL:
@@ -239,6 +247,9 @@ func (x *xlate) action(a *Action) bool {
 		a.Src.consult(&x.wc)
 		a.Dst.consult(&x.wc)
 		a.Dst.write(&x.flow, v)
+		if x.trace != nil {
+			x.report(TraceDetail, a.Dst.String()+" is now "+u128Text(a.Dst.read(&x.flow)))
+		}
 	case ActWriteMetadata:
 		x.flow.Metadata = x.flow.Metadata&^a.Mask | a.Value&a.Mask
 	case ActPush:
@@ -250,7 +261,7 @@ func (x *xlate) action(a *Action) bool {
 		x.stack = append(x.stack, a.Src.read(&x.flow))
 	case ActPop:
 		if len(x.stack) == 0 {
-			x.report(TraceWarn, "failed to pop from an empty stack")
+			x.report(TraceError, "stack underflow") // as in Open vSwitch, the actions go on
 			break
 		}
 		v := x.stack[len(x.stack)-1]
@@ -282,12 +293,10 @@ func (x *xlate) resubmit(port uint32, table uint8) {
 		return
 	}
 	x.resubmits++
-	in := x.flow.InPort
-	if port != PortInPort {
-		x.flow.InPort = port
+	if port == PortInPort {
+		port = x.flow.InPort
 	}
-	x.lookupAndRun(table, deepens)
-	x.flow.InPort = in
+	x.lookupAndRun(table, deepens, port)
 }
 
 // clone runs body on a copy of the flow: afterwards the flow is as before,
@@ -304,13 +313,10 @@ func (x *xlate) clone(body []Action) {
 
 // output commits the flow's changes and outputs to port.
 func (x *xlate) output(port uint32) {
-	if port == PortInPort {
-		// After resubmit(PORT,...) in_port is PORT, and the packet goes
-		// there; whether it still is the ingress port depends on it.
-		x.wc.InPort = ^uint32(0)
-		if x.flow.InPort != x.orig.InPort {
-			port = x.flow.InPort
-		}
+	if port == x.flow.InPort {
+		// The datapath drops it (and counts it as same-port); in_port
+		// is in every megaflow's mask.
+		x.report(TraceWarn, "skipping output to input port")
 	}
 	x.commit()
 	x.emit(Action{Type: ActOutput, Port: port})
@@ -384,6 +390,19 @@ func (x *xlate) setField(a *Action) {
 	}
 	setFieldBits(&x.flow, f, v, m)
 	setFieldBits(&x.wc, f, getField(&x.wc, f).or(m), ones(f.width()))
+	if isL3Field(a.Field) {
+		x.wc.NwProto = 0xff // as Open vSwitch, which examines it to write L3
+	}
+}
+
+// isL3Field reports whether id is an IPv4 or IPv6 header field.
+func isL3Field(id FieldID) bool {
+	switch id {
+	case FieldNwSrc, FieldNwDst, FieldNwTos, FieldIPDSCP, FieldNwECN, FieldNwTTL,
+		FieldIPv6Src, FieldIPv6Dst, FieldIPv6Label:
+		return true
+	}
+	return false
 }
 
 // decTTL decrements the IP TTL; on a TTL of 1 or 0 it stops the action
@@ -392,12 +411,16 @@ func (x *xlate) decTTL() bool {
 	if !x.prereqKey(preIP) {
 		return true
 	}
-	x.wc.NwTTL = 0xff
+	x.wc.NwTTL, x.wc.NwProto = 0xff, 0xff
 	if x.flow.NwTTL <= 1 {
 		if x.stop == VerdictOK {
 			x.stop = VerdictTTLExceeded
 		}
-		x.report(TraceWarn, "dec_ttl: the TTL is "+strconv.Itoa(int(x.flow.NwTTL))+", the packet is dropped")
+		if x.flow.DlType == EthTypeIPv6 {
+			x.report(TraceWarn, "IPv6 decrement TTL exception")
+		} else {
+			x.report(TraceWarn, "IPv4 decrement TTL exception")
+		}
 		return false
 	}
 	x.flow.NwTTL--
@@ -448,18 +471,14 @@ func (x *xlate) commit() {
 	for _, id := range commitFields {
 		f := fieldByID[id]
 		v := getField(&x.flow, f)
-		if !is128(f) {
-			bits := u128{lo: f.bits >> f.shift}
-			if f.kind == kindMAC || f.kind == kindIPv4 {
-				bits = ones(f.width())
-			}
-			if v.and(bits) == getField(&x.base, f).and(bits) {
-				continue
-			}
-		} else if v == getField(&x.base, f) {
+		bits := ones(f.width())
+		if !is128(f) && f.kind != kindMAC && f.kind != kindIPv4 {
+			bits = u128{lo: f.bits >> f.shift}
+		}
+		if v.and(bits) == getField(&x.base, f).and(bits) {
 			continue
 		}
-		setFieldBits(&x.wc, f, ones(128), ones(f.width()))
+		setFieldBits(&x.wc, f, getField(&x.wc, f).or(bits), ones(f.width()))
 		a := Action{Type: ActSetField, Field: x.datapathField(id), Value: v.lo}
 		if f.kind == kindIPv6 {
 			for i := 0; i < 8; i++ {
@@ -548,6 +567,16 @@ func (x *xlate) commitVLAN() {
 	}
 }
 
+// u128Text writes v as Open vSwitch writes a subfield's value: 0, or
+// hexadecimal with 0x.
+func u128Text(v u128) string {
+	if v.hi == 0 {
+		return loadValue(v.lo)
+	}
+	lo := strconv.FormatUint(v.lo, 16)
+	return "0x" + strconv.FormatUint(v.hi, 16) + strings.Repeat("0", 16-len(lo)) + lo
+}
+
 // FormatTrace writes the steps of a traced translation as ofproto/trace
 // prints them: each step on its own line, a step's sub-steps indented
 // under it, except that the last step of a list that is a table lookup
@@ -568,6 +597,8 @@ func formatTrace(b *strings.Builder, nodes []*TraceNode, level int) {
 			b.WriteString(" >> " + n.Text + "\n")
 		case TraceError:
 			b.WriteString(" >>>> " + n.Text + " <<<<\n")
+		case TraceDetail:
+			b.WriteString(" -> " + n.Text + "\n")
 		default:
 			b.WriteString(n.Text + "\n")
 		}
