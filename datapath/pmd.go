@@ -312,6 +312,7 @@ func (p *pmd) poll(now time.Time) int {
 		total += p.pollQueue(rq)
 	}
 	p.flush()
+	p.cache.CreditRules()
 	p.tbl = nil
 	// Cleared at the end too, so that a thread held between its next
 	// enter and poll is not taken for still spinning.
@@ -358,7 +359,7 @@ func (p *pmd) process(in *Port, frame []byte, rxQueue vport.RxQueue) {
 	default:
 		p.counters.upcalls.Add(1)
 	}
-	mf.Account(1, uint64(len(frame)), p.now) // counts into the rule too
+	p.cache.Account(mf, 1, uint64(len(frame)), p.now) // its rules' counters at the end of the poll
 
 	p.in = in
 	p.copies = 0

@@ -53,7 +53,14 @@ type Cache struct {
 	mfs   *Megaflows
 	stats CacheStats
 	xl    xlate // translation buffers, reused
+	// touched are the megaflows Account counted packets on since the
+	// last CreditRules (with room for maxTouched, allocated once).
+	touched []*Megaflow
 }
+
+// maxTouched bounds the megaflows awaiting CreditRules; past it Account
+// credits them at once.
+const maxTouched = 256
 
 // maxStaleProbes bounds how many stale megaflows one lookup removes before
 // it falls back to the rule table.
@@ -67,7 +74,7 @@ func NewCache(table *Table, emcEntries int, emcInsertInvProb uint32) (*Cache, er
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{table: table, emc: emc, mfs: NewMegaflows()}, nil
+	return &Cache{table: table, emc: emc, mfs: NewMegaflows(), touched: make([]*Megaflow, 0, maxTouched)}, nil
 }
 
 // Megaflows returns the cache's megaflow classifier (for dumps and expiry,
@@ -159,6 +166,31 @@ func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
 	}
 	c.stats.Revalidated++
 	return true
+}
+
+// Account counts packets and bytes that took mf at now (see
+// Megaflow.Account); the rules mf caches get them at the next CreditRules.
+// It does not allocate.
+func (c *Cache) Account(mf *Megaflow, packets, bytes uint64, now int64) {
+	if mf.pendPackets == 0 && mf.pendBytes == 0 {
+		if len(c.touched) == cap(c.touched) {
+			c.CreditRules()
+		}
+		c.touched = append(c.touched, mf)
+	}
+	mf.Account(packets, bytes, now)
+}
+
+// CreditRules adds what the megaflows counted since the last call to
+// their rules' counters. The owner calls it after each batch, so that a
+// rule's counters (dump-flows, idle timeouts) lag its packets by a batch at
+// most.
+func (c *Cache) CreditRules() {
+	for i, mf := range c.touched {
+		mf.Credit()
+		c.touched[i] = nil
+	}
+	c.touched = c.touched[:0]
 }
 
 // Flush empties the exact-match cache and the megaflow classifier.

@@ -37,6 +37,10 @@ type Megaflow struct {
 	Bytes    uint64
 	LastUsed int64 // unix nanoseconds of the last Account; 0 = never
 
+	// What Account counted since the rules were last credited (Credit).
+	pendPackets, pendBytes uint64
+	pendUsed               int64
+
 	sub  *mfSubtable
 	hash uint64
 	dead bool // removed from its classifier
@@ -51,16 +55,32 @@ func (mf *Megaflow) Match() Match {
 func (mf *Megaflow) Alive() bool { return !mf.dead }
 
 // Account adds packets and bytes that took the megaflow at now (unix
-// nanoseconds) to its counters and to its rule's.
+// nanoseconds) to its counters. Its rules' counters get them at the next
+// Credit: a hit costs the same whatever the number of tables the packet
+// crossed.
 func (mf *Megaflow) Account(packets, bytes uint64, now int64) {
 	mf.Packets += packets
 	mf.Bytes += bytes
 	if now > mf.LastUsed {
 		mf.LastUsed = now
 	}
-	for _, r := range mf.Rules {
-		r.AddStats(packets, bytes, now)
+	mf.pendPackets += packets
+	mf.pendBytes += bytes
+	if now > mf.pendUsed {
+		mf.pendUsed = now
 	}
+}
+
+// Credit adds what the megaflow counted since the last Credit to the
+// counters of the rules it caches.
+func (mf *Megaflow) Credit() {
+	if mf.pendPackets == 0 && mf.pendBytes == 0 {
+		return
+	}
+	for _, r := range mf.Rules {
+		r.AddStats(mf.pendPackets, mf.pendBytes, mf.pendUsed)
+	}
+	mf.pendPackets, mf.pendBytes = 0, 0
 }
 
 // Megaflows is the megaflow classifier: tuple-space search over one subtable
@@ -244,6 +264,7 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 }
 
 func (mf *Megaflow) set(tr *Translation, gen uint64) {
+	mf.Credit() // what was counted belongs to the rules it had
 	mf.Rule = nil
 	if len(tr.Rules) > 0 && tr.Rules[0].Table == 0 {
 		mf.Rule = tr.Rules[0]

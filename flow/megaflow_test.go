@@ -172,6 +172,10 @@ func TestMegaflowAccount(t *testing.T) {
 	if mf.Packets != 3 || mf.Bytes != 192 || mf.LastUsed != 50 {
 		t.Errorf("megaflow counters %d/%d/%d, want 3/192/50", mf.Packets, mf.Bytes, mf.LastUsed)
 	}
+	if p, b := r.Stats(); p != 0 || b != 0 {
+		t.Errorf("rule counters %d/%d before Credit, want 0/0", p, b)
+	}
+	mf.Credit()
 	if p, b := r.Stats(); p != 3 || b != 192 {
 		t.Errorf("rule counters %d/%d, want 3/192", p, b)
 	}

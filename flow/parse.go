@@ -28,8 +28,8 @@ const (
 )
 
 // ErrUnsupportedSyntax is wrapped by a SyntaxError for syntax that Open vSwitch
-// accepts but ovsxdp does not implement (controller, resubmit, learn, ct,
-// registers, tables other than 0, ...).
+// accepts but ovsxdp does not implement (controller, group, learn, ct,
+// conjunction, ...).
 var ErrUnsupportedSyntax = errors.New("not supported by ovsxdp")
 
 // ErrTooManyActions is returned, wrapped in a SyntaxError, for a flow with

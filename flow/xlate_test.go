@@ -375,7 +375,8 @@ func TestMultiTableHitDoesNotAllocate(t *testing.T) {
 		if src != SourceMegaflow {
 			t.Fatalf("lookup answered by %s", src)
 		}
-		mf.Account(1, 64, 1)
+		c.Account(mf, 1, 64, 1)
+		c.CreditRules()
 	}); allocs != 0 {
 		t.Errorf("%v allocations per megaflow hit, want 0", allocs)
 	}
