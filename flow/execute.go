@@ -175,7 +175,9 @@ func (p *packet) span(o uint16, n int) []byte {
 // tag pushed beyond the two the key holds, an ICMPv6 type change, a neighbour
 // discovery field), which are rare enough not to need an incremental path.
 func (p *packet) reextract() {
+	mark := p.k.PktMark // not in the frame: the datapath's metadata
 	Extract(p.k, p.off, p.b, p.k.InPort)
+	p.k.PktMark = mark
 }
 
 // ipv4 returns the IPv4 header, options included, when extraction read the

@@ -385,3 +385,33 @@ func TestMultiTableHitDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per megaflow hit, want 0", allocs)
 	}
 }
+
+// FuzzTranslate translates random packets through random pipelines (the
+// two numbers seed them) and checks that translation, traced or not, ends,
+// agrees with itself, and gives sound megaflows.
+func FuzzTranslate(f *testing.F) {
+	for i := range uint64(8) {
+		f.Add(i, i*7919)
+	}
+	f.Fuzz(func(t *testing.T, a, b uint64) {
+		rng := rand.New(rand.NewPCG(a, b))
+		tbl := NewTable()
+		for range 1 + rng.IntN(24) {
+			if fl, err := ParseFlow(randomFlow(rng, rng.IntN(4), 4), CmdAdd); err == nil {
+				tbl.Add(fl)
+			}
+		}
+		s := tbl.Snapshot()
+		for range 8 {
+			k := randomKey(rng)
+			tr := s.Translate(&k, true)
+			plain := s.Translate(&k, false)
+			if !slices.Equal(tr.Actions, plain.Actions) || tr.Mask != plain.Mask || tr.Verdict != plain.Verdict {
+				t.Fatalf("tracing changes the translation")
+			}
+			var sb strings.Builder
+			FormatTrace(&sb, tr.Trace)
+			checkSound(t, s, &k, plain, rng, 4)
+		}
+	})
+}
