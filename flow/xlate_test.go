@@ -323,7 +323,7 @@ func TestMegaflowSoundness(t *testing.T) {
 			t.Fatal(err)
 		}
 		for round := range 20 {
-			switch rng.IntN(3) {
+			switch rng.IntN(4) {
 			case 0:
 				add()
 			case 1:
@@ -331,6 +331,12 @@ func TestMegaflowSoundness(t *testing.T) {
 				if len(rs) > 0 {
 					r := rs[rng.IntN(len(rs))]
 					tbl.Delete(&Flow{Match: r.Match, Priority: r.Priority, Table: r.Table}, true)
+				}
+			case 2: // mod-flows --strict: another rule's actions
+				rs := tbl.Dump(nil)
+				if len(rs) > 1 {
+					r, o := rs[rng.IntN(len(rs))], rs[rng.IntN(len(rs))]
+					tbl.Modify(&Flow{Match: r.Match, Priority: r.Priority, Table: r.Table, Actions: o.Actions}, true)
 				}
 			}
 			s := tbl.Snapshot()
