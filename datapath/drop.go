@@ -25,6 +25,9 @@ const (
 	DropTxError                         // the port failed to transmit (device gone mid-transmit)
 	DropSamePort                        // output to the ingress port without in_port (OpenFlow forbids it)
 	DropLockup                          // the packet that held a poll thread in a soft lockup
+	DropResubmitDepth                   // translation: resubmits nested deeper than flow.MaxResubmitDepth
+	DropResubmitLimit                   // translation: more than flow.MaxResubmits resubmits
+	DropStackTooDeep                    // translation: push past flow.MaxStack values
 	NumDropReasons
 )
 
@@ -43,6 +46,9 @@ var dropNames = [NumDropReasons]string{
 	DropTxError:       "tx-error",
 	DropSamePort:      "same-port",
 	DropLockup:        "lockup",
+	DropResubmitDepth: "resubmit-depth",
+	DropResubmitLimit: "resubmit-limit",
+	DropStackTooDeep:  "stack-too-deep",
 }
 
 func (r DropReason) String() string {

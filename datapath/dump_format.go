@@ -255,11 +255,33 @@ func odpIPCommon(w *odpWriter, k, mk *flow.Key, tos, ttl string) {
 	w.field("frag", fragODP(k.NwFrag, mk.NwFrag), mk.NwFrag != 0)
 }
 
+// tosODP writes a changed TOS byte as a masked set writes it: with the
+// mask of the DSCP or ECN bits when only those changed.
+func tosODP(from, to uint8) string {
+	v := "0x" + strconv.FormatUint(uint64(to), 16)
+	switch d := from ^ to; {
+	case d&0x03 == 0:
+		return "0x" + strconv.FormatUint(uint64(to&0xfc), 16) + "/0xfc"
+	case d&0xfc == 0:
+		return "0x" + strconv.FormatUint(uint64(to&0x03), 16) + "/0x3"
+	}
+	return v
+}
+
 // odpSetActions returns the datapath actions that turn a packet with key
 // from into one with key to, in Open vSwitch's commit order: Ethernet
 // addresses, VLAN tags (pop_vlan/push_vlan when they differ), then L3 and
 // L4. A set is set(group(field=value,...)) with the changed fields only.
 func odpSetActions(from, to *flow.Key) []string {
+	acts := odpSetHeaders(from, to)
+	if from.PktMark != to.PktMark {
+		acts = append(acts, "set(skb_mark(0x"+strconv.FormatUint(uint64(to.PktMark), 16)+"))")
+	}
+	return acts
+}
+
+// odpSetHeaders is odpSetActions for the packet's headers.
+func odpSetHeaders(from, to *flow.Key) []string {
 	var acts []string
 	set := func(group string, fields []string) {
 		if len(fields) > 0 {
@@ -299,7 +321,7 @@ func odpSetActions(from, to *flow.Key) []string {
 	case flow.EthTypeIPv4:
 		add(from.NwSrc != to.NwSrc, "src", ipv4String(to.NwSrc))
 		add(from.NwDst != to.NwDst, "dst", ipv4String(to.NwDst))
-		add(from.NwTos != to.NwTos, "tos", "0x"+strconv.FormatUint(uint64(to.NwTos), 16))
+		add(from.NwTos != to.NwTos, "tos", tosODP(from.NwTos, to.NwTos))
 		add(from.NwTTL != to.NwTTL, "ttl", strconv.Itoa(int(to.NwTTL)))
 		set("ipv4", f)
 	case flow.EthTypeIPv6:

@@ -47,6 +47,68 @@ func checkOutput(pol Policy, st vport.DeviceState) (DropReason, bool) {
 	return 0, true
 }
 
+// portSink receives what resolveOutput decides for one output action.
+type portSink interface {
+	// send is a copy for dst, which the sink puts through the output
+	// policy (checkOutput, then the tx queue pick).
+	send(dst *Port)
+	// drop is a copy dropped before it reaches a device, for reason;
+	// port is the port it was for.
+	drop(port uint32, reason DropReason)
+	// normal is where the normal action sends the packet: a port,
+	// flow.PortFlood, or flow.PortNone when it would go back out its
+	// ingress port.
+	normal() uint32
+}
+
+// resolveOutput is the one place where an output action's port becomes
+// bridge ports: the poll threads (pmd.Output) and ofproto/trace (tracer)
+// both call it. in is the ingress port (nil if it is gone), inPort its
+// number.
+func resolveOutput(tbl *portTable, in *Port, inPort, port uint32, sink portSink) {
+	switch port {
+	case flow.PortInPort:
+		if in == nil {
+			sink.drop(inPort, DropPortGone)
+			return
+		}
+		sink.send(in)
+	case flow.PortFlood, flow.PortAll:
+		for _, dst := range tbl.list {
+			if dst != in {
+				sink.send(dst)
+			}
+		}
+	case flow.PortNormal:
+		switch to := sink.normal(); to {
+		case flow.PortFlood:
+			resolveOutput(tbl, in, inPort, flow.PortFlood, sink)
+		case flow.PortNone:
+			sink.drop(inPort, DropSamePort)
+		default:
+			resolveOutput(tbl, in, inPort, to, sink)
+		}
+	default:
+		dst := tbl.lookup(port)
+		switch {
+		case dst == nil:
+			sink.drop(port, DropPortGone)
+		case dst == in:
+			sink.drop(port, DropSamePort)
+		default:
+			sink.send(dst)
+		}
+	}
+}
+
+// queueSpins tells whether pickTxQueue spins (and the packet ends as a
+// lockup) for a device with txq tx queues in use, for a packet whose rx
+// queue is recorded or not: only the kernel's loop over a recorded rx
+// queue, with no queue to reduce it to, never ends.
+func queueSpins(pol Policy, txq int, rxRecorded bool) bool {
+	return pol != Guarded && rxRecorded && txq == 0
+}
+
 // txPick is what a poll thread knows about the packet whose tx queue is
 // being picked, and how the watchdog can end a spin.
 type txPick struct {

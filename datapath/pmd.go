@@ -150,6 +150,7 @@ type pmd struct {
 	pick   txPick
 	copies int
 	now    int64
+	frame  []byte // the frame being output (Output)
 }
 
 func newPMD(br *Bridge, id int) (*pmd, error) {
@@ -311,6 +312,7 @@ func (p *pmd) poll(now time.Time) int {
 		total += p.pollQueue(rq)
 	}
 	p.flush()
+	p.cache.CreditRules()
 	p.tbl = nil
 	// Cleared at the end too, so that a thread held between its next
 	// enter and poll is not taken for still spinning.
@@ -331,6 +333,9 @@ func (p *pmd) pollQueue(rq rxq) int {
 	}
 	c.rxPackets.Add(uint64(n))
 	c.rxBytes.Add(uint64(bytes))
+	if rec := p.info[0].RxQueue.Recorded(); rec != rq.port.rxRecorded.Load() {
+		rq.port.rxRecorded.Store(rec)
+	}
 	for i := 0; i < n; i++ {
 		p.process(rq.port, p.bufs[i][:p.sizes[i]], p.info[i].RxQueue)
 	}
@@ -354,13 +359,16 @@ func (p *pmd) process(in *Port, frame []byte, rxQueue vport.RxQueue) {
 	default:
 		p.counters.upcalls.Add(1)
 	}
-	mf.Account(1, uint64(len(frame)), p.now) // counts into the rule too
+	p.cache.Account(mf, 1, uint64(len(frame)), p.now) // its rules' counters at the end of the poll
 
 	p.in = in
 	p.copies = 0
 	p.pick.hashed = false
 	p.pick.rxQueue = rxQueue
 	_, verdict := flow.Execute(frame, &p.key, &p.off, mf.Actions, p)
+	if verdict == flow.VerdictOK {
+		verdict = mf.Verdict // why translation dropped the packet, if it did
+	}
 	switch {
 	case p.copies > 1:
 		c.copies.Add(uint64(p.copies - 1))
@@ -379,46 +387,33 @@ func verdictDrop(v flow.Verdict) DropReason {
 		return DropTTLExceeded
 	case flow.VerdictNoRoom:
 		return DropNoRoom
+	case flow.VerdictResubmitDepth:
+		return DropResubmitDepth
+	case flow.VerdictResubmitLimit:
+		return DropResubmitLimit
+	case flow.VerdictStackTooDeep:
+		return DropStackTooDeep
 	}
 	return DropNoRule
 }
 
-// Output implements flow.Outputter: it resolves reserved ports and hands
-// each copy to output.
+// Output implements flow.Outputter: resolveOutput turns the port into
+// bridge ports, and each copy goes to output.
 func (p *pmd) Output(port uint32, frame []byte) {
-	switch port {
-	case flow.PortInPort:
-		p.output(p.in, frame)
-	case flow.PortFlood, flow.PortAll:
-		for _, dst := range p.tbl.list {
-			if dst != p.in {
-				p.output(dst, frame)
-			}
-		}
-	case flow.PortNormal:
-		switch to := p.br.macs.Normal(&p.key, p.now); to {
-		case flow.PortFlood:
-			p.Output(flow.PortFlood, frame)
-		case flow.PortNone:
-			p.copies++
-			p.in.counters[p.id].drops[DropSamePort].Add(1)
-		default:
-			p.Output(to, frame)
-		}
-	default:
-		dst := p.tbl.lookup(port)
-		switch {
-		case dst == nil:
-			p.copies++
-			p.in.counters[p.id].drops[DropPortGone].Add(1)
-		case dst == p.in:
-			p.copies++
-			p.in.counters[p.id].drops[DropSamePort].Add(1)
-		default:
-			p.output(dst, frame)
-		}
-	}
+	p.frame = frame
+	resolveOutput(p.tbl, p.in, p.in.OFPort, port, p)
+	p.frame = nil
 }
+
+// send, drop and normal make the poll thread resolveOutput's sink.
+func (p *pmd) send(dst *Port) { p.output(dst, p.frame) }
+
+func (p *pmd) drop(_ uint32, reason DropReason) {
+	p.copies++
+	p.in.counters[p.id].drops[reason].Add(1)
+}
+
+func (p *pmd) normal() uint32 { return p.br.macs.Normal(&p.key, p.now) }
 
 // output is the single output function every packet copy goes through: it
 // reads dst's device state once, applies the policy, picks the tx queue and

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"sort"
+	"sync/atomic"
 
 	"github.com/ovsxdp/ovsxdp/vport"
 )
@@ -26,6 +27,10 @@ type Port struct {
 	// are protected by the bridge's mu.
 	link    *LinkPort
 	unwatch func()
+	// rxRecorded tells whether the frames the port received last carried
+	// their rx queue (vport.RxQueue.Recorded): what the tx queue pick of a
+	// packet from this port depends on. Poll threads set it, trace reads it.
+	rxRecorded atomic.Bool
 }
 
 // VPort is the port's underlying vport.

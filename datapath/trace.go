@@ -9,31 +9,37 @@ import (
 	"github.com/ovsxdp/ovsxdp/flow"
 )
 
-// Trace is what ofproto/trace reports for one microflow: the rule the
-// bridge's table gives it, the megaflow the datapath would install for it,
-// and what its actions do, run on a frame built from the microflow with the
-// datapath's own action code.
+// Trace is what ofproto/trace reports for one microflow: the pipeline's
+// translation of it (the same Translate a poll thread's cache miss runs),
+// the megaflow the datapath would install for it, and what its datapath
+// actions do, run on a frame built from the microflow with the datapath's
+// own action code and output resolver.
 type Trace struct {
 	Bridge string
 	Policy Policy
 	// Flow is the microflow as given.
 	Flow flow.Key
-	// Rule is the rule that wins for Flow; nil when none matches.
+	// Rule is the rule table 0 gives the packet; nil when none matches.
 	Rule *flow.Rule
-	// Megaflow is Flow under the mask the rule-table lookup consulted:
-	// exactly the megaflow a poll thread installs for Flow.
+	// Translation is the pipeline's translation of Start, with its steps.
+	Translation *flow.Translation
+	// Megaflow is Start under the translation's mask: exactly the
+	// megaflow a poll thread installs for it.
 	Megaflow flow.Match
-	// Start is the key the actions ran on: Flow, unless no frame carries
+	// Start is the key the pipeline ran on: Flow, unless no frame carries
 	// Flow exactly (Mismatch), in which case it is the key of the frame
 	// built for it, which Extract may also report as Malformed (an IPv6
 	// microflow whose nw_proto is an extension header, for instance).
 	Start     flow.Key
 	Mismatch  bool
 	Malformed flow.Malformed
-	// Final is the packet's key after the actions.
-	Final   flow.Key
+	// Final is the packet's OpenFlow flow at the end of the pipeline,
+	// registers and metadata included.
+	Final flow.Key
+	// Verdict is why the packet was dropped short of its outputs: the
+	// translation's verdict, or the datapath actions' if they stopped.
 	Verdict flow.Verdict
-	// Outputs are the copies the actions sent, in order.
+	// Outputs are the copies the datapath actions sent, in order.
 	Outputs []TraceOutput
 }
 
@@ -56,117 +62,71 @@ type TraceOutput struct {
 // touching any counter.
 func (b *Bridge) Trace(k flow.Key) *Trace {
 	t := &Trace{Bridge: b.cfg.Name, Policy: b.Policy(), Flow: k}
-	var wc flow.Key
-	t.Rule = b.table.Snapshot().Lookup(&k, &wc)
-	k.Masked(&wc, &t.Megaflow.Key)
-	t.Megaflow.Mask = wc
-
 	frame := flow.BuildFrame(&k)
 	var off flow.Offsets
 	t.Malformed = flow.Extract(&t.Start, &off, frame, k.InPort)
 	t.Mismatch = t.Malformed != flow.MalformedNone || t.Start != k
-	if t.Rule == nil {
-		t.Final = t.Start
-		return t
+
+	tr := b.table.Snapshot().Translate(&t.Start, true)
+	t.Translation = tr
+	if len(tr.Rules) > 0 && tr.Rules[0].Table == 0 {
+		t.Rule = tr.Rules[0]
 	}
+	t.Start.Masked(&tr.Mask, &t.Megaflow.Key)
+	t.Megaflow.Mask = tr.Mask
+	t.Final = tr.Final
+
 	run := t.Start
-	tr := tracer{b: b, t: t, ports: b.ports.Load(), key: &run, now: time.Now().UnixNano()}
-	_, t.Verdict = flow.Execute(frame, &run, &off, t.Rule.Actions, &tr)
-	t.Final = run
+	ports := b.ports.Load()
+	in := ports.lookup(t.Start.InPort)
+	tc := tracer{b: b, t: t, ports: ports, in: in, key: &run, now: time.Now().UnixNano()}
+	_, t.Verdict = flow.Execute(frame, &run, &off, tr.Actions, &tc)
+	if t.Verdict == flow.VerdictOK {
+		t.Verdict = tr.Verdict
+	}
 	return t
 }
 
-// tracer resolves and records the outputs of a traced packet as a poll
-// thread's Output would make them.
+// tracer records the outputs of a traced packet as resolveOutput, which
+// the poll threads also use, decides them.
 type tracer struct {
-	b     *Bridge
-	t     *Trace
-	ports *portTable
-	key   *flow.Key // the packet's key as the actions change it
-	now   int64
+	b      *Bridge
+	t      *Trace
+	ports  *portTable
+	in     *Port
+	key    *flow.Key // the packet's key as the actions change it
+	now    int64
+	action uint32 // the port of the output action being resolved
 }
 
 // Output implements flow.Outputter.
 func (tr *tracer) Output(port uint32, _ []byte) {
-	in := tr.ports.lookup(tr.t.Start.InPort)
-	switch port {
-	case flow.PortInPort:
-		if in == nil {
-			tr.drop(port, tr.t.Start.InPort, DropPortGone)
-			return
-		}
-		tr.send(port, in)
-	case flow.PortFlood, flow.PortAll:
-		for _, dst := range tr.ports.list {
-			if dst != in {
-				tr.send(port, dst)
-			}
-		}
-	case flow.PortNormal:
-		tr.normal(in)
-	default:
-		dst := tr.ports.lookup(port)
-		switch {
-		case dst == nil:
-			tr.drop(port, port, DropPortGone)
-		case dst == in:
-			tr.drop(port, port, DropSamePort)
-		default:
-			tr.send(port, dst)
-		}
-	}
+	tr.action = port
+	resolveOutput(tr.ports, tr.in, tr.t.Start.InPort, port, tr)
 }
 
-// normal is the normal action's forwarding decision, looked up in the MAC
-// table without learning.
-func (tr *tracer) normal(in *Port) {
-	k := tr.key
-	vid := uint16(0)
-	if k.VLANs[0].TCI&flow.VLANPresent != 0 {
-		vid = k.VLANs[0].TCI & flow.VLANVIDMask
-	}
-	to, ok := uint32(0), false
-	if k.DlDst[0]&1 == 0 {
-		to, ok = tr.b.macs.Lookup(k.DlDst, vid, tr.now)
-	}
-	switch {
-	case !ok:
-		for _, dst := range tr.ports.list {
-			if dst != in {
-				tr.send(flow.PortNormal, dst)
-			}
-		}
-	case to == k.InPort:
-		tr.drop(flow.PortNormal, to, DropSamePort)
-	default:
-		dst := tr.ports.lookup(to)
-		if dst == nil {
-			tr.drop(flow.PortNormal, to, DropPortGone)
-			return
-		}
-		tr.send(flow.PortNormal, dst)
-	}
-}
+// normal is the normal action's decision, without learning.
+func (tr *tracer) normal() uint32 { return tr.b.macs.Forward(tr.key, tr.now) }
 
 // send records a copy to dst, dropped if the output policy refuses dst's
-// device as it is now.
-func (tr *tracer) send(action uint32, dst *Port) {
+// device as it is now, or if picking its tx queue would spin.
+func (tr *tracer) send(dst *Port) {
 	st := dst.dev.Snapshot()
 	if reason, ok := checkOutput(tr.t.Policy, st); !ok {
-		tr.drop(action, dst.OFPort, reason)
+		tr.drop(dst.OFPort, reason)
 		return
 	}
-	if st.TxQueues() == 0 && tr.t.Policy != Guarded {
+	if tr.in != nil && queueSpins(tr.t.Policy, st.TxQueues(), tr.in.rxRecorded.Load()) {
 		// The kernel's queue pick spins for a packet with a recorded
 		// rx queue; the watchdog then drops it as a lockup.
-		tr.drop(action, dst.OFPort, DropLockup)
+		tr.drop(dst.OFPort, DropLockup)
 		return
 	}
-	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Action: action, Port: dst.OFPort, Key: *tr.key})
+	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Action: tr.action, Port: dst.OFPort, Key: *tr.key})
 }
 
-func (tr *tracer) drop(action, port uint32, reason DropReason) {
-	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Action: action, Port: port, Key: *tr.key, Dropped: true, Reason: reason})
+func (tr *tracer) drop(port uint32, reason DropReason) {
+	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Action: tr.action, Port: port, Key: *tr.key, Dropped: true, Reason: reason})
 }
 
 // String formats the trace as ovs-appctl ofproto/trace prints one: the
@@ -185,32 +145,17 @@ func (t *Trace) String() string {
 	}
 	title := "bridge(\"" + t.Bridge + "\")"
 	b.WriteString("\n" + title + "\n" + strings.Repeat("-", len(title)) + "\n")
-	if t.Rule == nil {
-		b.WriteString(" 0. No match.\n    drop\n")
-	} else {
-		line := " 0. " + flow.FormatMatch(&t.Rule.Match, flow.DefaultPriority)
-		if !strings.HasSuffix(line, " ") {
-			line += ", "
+	if t.Translation != nil {
+		flow.FormatTrace(&b, t.Translation.Trace)
+	}
+	for _, o := range t.Outputs {
+		if o.Dropped {
+			b.WriteString("     >> output to port " + strconv.FormatUint(uint64(o.Port), 10) + " dropped: " + o.Reason.String() + "\n")
 		}
-		line += "priority " + strconv.Itoa(int(t.Rule.Priority))
-		if t.Rule.Cookie != 0 {
-			line += ", cookie 0x" + strconv.FormatUint(t.Rule.Cookie, 16)
-		}
-		b.WriteString(line + "\n")
-		if len(t.Rule.Actions) == 0 {
-			b.WriteString("    drop\n")
-		}
-		for i := range t.Rule.Actions {
-			b.WriteString("    " + flow.FormatActions(t.Rule.Actions[i:i+1]) + "\n")
-		}
-		for _, o := range t.Outputs {
-			if o.Dropped {
-				b.WriteString("     >> output to port " + strconv.FormatUint(uint64(o.Port), 10) + " dropped: " + o.Reason.String() + "\n")
-			}
-		}
-		if t.Verdict != flow.VerdictOK {
-			b.WriteString("     >> actions stopped: " + t.Verdict.String() + "\n")
-		}
+	}
+	failed := t.Translation != nil && len(t.Translation.Actions) == 0 && t.Verdict.Failed()
+	if t.Verdict != flow.VerdictOK && !failed && t.Verdict != flow.VerdictTTLExceeded {
+		b.WriteString("     >> actions stopped: " + t.Verdict.String() + "\n")
 	}
 	b.WriteString("\nFinal flow: ")
 	if t.Final == t.Start {
@@ -218,12 +163,24 @@ func (t *Trace) String() string {
 	} else {
 		b.WriteString(MicroflowString(&t.Final) + "\n")
 	}
-	mf := flow.FormatMatch(&t.Megaflow, flow.DefaultPriority)
+	// Open vSwitch writes pkt_mark before recirc_id.
+	mark := ""
+	if m := t.Megaflow; m.Mask.PktMark != 0 {
+		var pm flow.Match
+		pm.Key.PktMark, pm.Mask.PktMark = m.Key.PktMark, m.Mask.PktMark
+		mark = flow.FormatMatch(&pm, flow.DefaultPriority) + ","
+	}
+	mfm := t.Megaflow
+	mfm.Key.PktMark, mfm.Mask.PktMark = 0, 0
+	mf := flow.FormatMatch(&mfm, flow.DefaultPriority)
 	if mf != "" {
 		mf = "," + mf
 	}
-	b.WriteString("Megaflow: recirc_id=0,eth" + mf + "\n")
+	b.WriteString("Megaflow: " + mark + "recirc_id=0,eth" + mf + "\n")
 	b.WriteString("Datapath actions: " + t.DatapathActions() + "\n")
+	if failed {
+		b.WriteString("Translation failed (" + t.Verdict.Explain() + "), packet is dropped.\n")
+	}
 	if rs := t.DropReasons(); len(rs) > 0 {
 		names := make([]string, len(rs))
 		for i, r := range rs {
@@ -281,6 +238,19 @@ func (t *Trace) DatapathActions() string {
 // packet has, given its Ethertype and protocol, including zero ones.
 func MicroflowString(k *flow.Key) string {
 	m := flow.Match{Key: *k, Mask: microflowMask(k)}
+	// The pipeline's state shows when it is not zero, as Open vSwitch
+	// prints a flow.
+	for i, r := range k.Regs {
+		if r != 0 {
+			m.Mask.Regs[i] = ^uint32(0)
+		}
+	}
+	if k.Metadata != 0 {
+		m.Mask.Metadata = ^uint64(0)
+	}
+	if k.PktMark != 0 {
+		m.Mask.PktMark = ^uint32(0)
+	}
 	m.Normalize()
 	return flow.FormatMatch(&m, flow.DefaultPriority)
 }

@@ -14,7 +14,23 @@ const (
 	ActSetVLANPCP                       // mod_vlan_pcp: set the PCP, pushing a tag if there is none
 	ActPushVLAN                         // push_vlan:Value (an Ethertype, 0x8100 or 0x88a8)
 	ActPopVLAN                          // strip_vlan / pop_vlan
+
+	// OpenFlow pipeline actions: translation runs them; they never reach
+	// a datapath action list.
+	ActLoad          // load:Value->Dst; set_field on metadata, pkt_mark and the registers
+	ActMove          // move:Src->Dst
+	ActOutputReg     // output:Src (the port number is in a field)
+	ActResubmit      // resubmit(Port,Table); goto_table:Table (written resubmit(,Table) as ovs-ofctl does for OpenFlow 1.0)
+	ActWriteMetadata // write_metadata:Value/Mask
+	ActPush          // push:Src
+	ActPop           // pop:Dst
+	ActNote          // note:Note (hex bytes); does nothing
+	ActExit          // exit: stop the whole pipeline
+	ActClone         // clone(...): the next Value actions are its body
 )
+
+// TableCurrent in a resubmit's Table means the table the resubmit runs in.
+const TableCurrent = 255
 
 // Action is one flow action. It is comparable, so action lists can be
 // compared element-wise (mod-flows, tests).
@@ -24,6 +40,11 @@ type Action struct {
 	Port  uint32   // ActOutput: an OpenFlow port or a reserved Port* value
 	Value uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype
 	IPv6  [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
+
+	Src, Dst Subfield // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop (Dst)
+	Mask     uint64   // ActWriteMetadata: the metadata bits written
+	Table    uint8    // ActResubmit: the table, or TableCurrent
+	Note     string   // ActNote: the bytes as written; ActDecTTL: controller ids, "" for none
 }
 
 // Reserved OpenFlow port numbers (OpenFlow 1.0 values, as ovs-ofctl prints

@@ -1,5 +1,7 @@
 package flow
 
+import "slices"
+
 // Source tells which stage of the Cache answered a lookup.
 type Source uint8
 
@@ -50,7 +52,15 @@ type Cache struct {
 	emc   *EMC
 	mfs   *Megaflows
 	stats CacheStats
+	xl    xlate // translation buffers, reused
+	// touched are the megaflows Account counted packets on since the
+	// last CreditRules (with room for maxTouched, allocated once).
+	touched []*Megaflow
 }
+
+// maxTouched bounds the megaflows awaiting CreditRules; past it Account
+// credits them at once.
+const maxTouched = 256
 
 // maxStaleProbes bounds how many stale megaflows one lookup removes before
 // it falls back to the rule table.
@@ -64,7 +74,7 @@ func NewCache(table *Table, emcEntries int, emcInsertInvProb uint32) (*Cache, er
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{table: table, emc: emc, mfs: NewMegaflows()}, nil
+	return &Cache{table: table, emc: emc, mfs: NewMegaflows(), touched: make([]*Megaflow, 0, maxTouched)}, nil
 }
 
 // Megaflows returns the cache's megaflow classifier (for dumps and expiry,
@@ -78,9 +88,9 @@ func (c *Cache) EMC() *EMC { return c.emc }
 func (c *Cache) Stats() CacheStats { return c.stats }
 
 // Lookup returns the megaflow for a packet with key k and the stage that
-// found it. A miss looks the rule table up, installs a megaflow whose mask is
-// exactly the bits that lookup consulted (a drop megaflow if no rule
-// matched) and returns it; it never returns nil. Hits do not allocate.
+// found it. A miss translates the packet through the pipeline (Translate),
+// installs a megaflow with its datapath actions whose mask is exactly the
+// bits translation consulted, and returns it; it never returns nil. Hits do not allocate.
 func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
 	return c.lookup(c.table.Snapshot(), k)
 }
@@ -117,9 +127,11 @@ func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
 		c.emc.Insert(k, h, mf)
 		return mf, SourceMegaflow
 	}
-	var wc Key
-	r := s.Lookup(k, &wc)
-	mf := c.mfs.Insert(k, &wc, r, s.gen)
+	c.xl.translate(s, k, false)
+	tr := c.xl.tr
+	tr.Actions = slices.Clone(tr.Actions) // the megaflow keeps them
+	tr.Rules = slices.Clone(tr.Rules)
+	mf := c.mfs.Insert(k, &tr, s.gen)
 	c.stats.Upcalls++
 	c.emc.Insert(k, h, mf)
 	return mf, SourceUpcall
@@ -128,19 +140,57 @@ func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
 // revalidate brings mf, computed at an older generation, up to s if it is
 // still a correct megaflow there, and reports whether it is.
 //
-// It looks up mf's masked key in s. If that lookup consults only bits inside
-// mf's mask, every packet mf matches agrees with the masked key on those
-// bits (it equals it on the whole mask), so every such packet gets the same
-// rule: mf stays, with that rule, at s's generation.
+// It translates mf's masked key in s. If that translation consults only
+// bits inside mf's mask, every packet mf matches agrees with the masked key
+// on those bits (it equals it on the whole mask), so every such packet gets
+// the same actions: mf stays, with those actions, at s's generation.
 func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
-	var wc Key
-	r := s.Lookup(&mf.Key, &wc)
-	if !maskCovers(mf.Mask, &wc) {
+	c.xl.translate(s, &mf.Key, false)
+	tr := &c.xl.tr
+	if !maskCovers(mf.Mask, &tr.Mask) {
 		return false
 	}
-	mf.setRule(r, s.gen)
+	acts, rules := mf.Actions, mf.Rules
+	mf.set(tr, s.gen)
+	// Keep the megaflow's own slices when they still hold the answer (no
+	// allocation), and copy the translator's otherwise.
+	if slices.Equal(acts, tr.Actions) {
+		mf.Actions = acts
+	} else {
+		mf.Actions = slices.Clone(tr.Actions)
+	}
+	if slices.Equal(rules, tr.Rules) {
+		mf.Rules = rules
+	} else {
+		mf.Rules = slices.Clone(tr.Rules)
+	}
 	c.stats.Revalidated++
 	return true
+}
+
+// Account counts packets and bytes that took mf at now (see
+// Megaflow.Account); the rules mf caches get them at the next CreditRules.
+// It does not allocate.
+func (c *Cache) Account(mf *Megaflow, packets, bytes uint64, now int64) {
+	if mf.pendPackets == 0 && mf.pendBytes == 0 {
+		if len(c.touched) == cap(c.touched) {
+			c.CreditRules()
+		}
+		c.touched = append(c.touched, mf)
+	}
+	mf.Account(packets, bytes, now)
+}
+
+// CreditRules adds what the megaflows counted since the last call to
+// their rules' counters. The owner calls it after each batch, so that a
+// rule's counters (dump-flows, idle timeouts) lag its packets by a batch at
+// most.
+func (c *Cache) CreditRules() {
+	for i, mf := range c.touched {
+		mf.Credit()
+		c.touched[i] = nil
+	}
+	c.touched = c.touched[:0]
 }
 
 // Flush empties the exact-match cache and the megaflow classifier.

@@ -52,7 +52,7 @@ func spreadMegaflows(tb testing.TB, n, masks int) ([]Key, *Megaflows) {
 			m.TpDst = 0xffff
 		}
 		keys[i].InPort = uint32(j)
-		c.Insert(&keys[i], &m, nil, 1)
+		testInsert(c, &keys[i], &m, nil, 1)
 	}
 	if c.Len() != n || c.Subtables() != masks {
 		tb.Fatalf("%d megaflows in %d subtables, want %d in %d", c.Len(), c.Subtables(), n, masks)

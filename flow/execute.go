@@ -17,15 +17,45 @@ const (
 	VerdictTTLExceeded                // dec_ttl on a TTL or hop limit ≤ 1; the remaining actions did not run
 	VerdictNoRoom                     // a VLAN push found no spare capacity after the frame
 	VerdictBadAction                  // an action type or set_field target that cannot be executed
+	// Translation verdicts: the pipeline could not be run to its end, and
+	// the packet is dropped whatever it output before.
+	VerdictResubmitDepth // resubmits nested over MaxResubmitDepth deep
+	VerdictResubmitLimit // more than MaxResubmits resubmits for one packet
+	VerdictStackTooDeep  // push past MaxStack entries
 	numVerdicts
 )
 
 var verdictNames = [numVerdicts]string{
-	VerdictOK:          "ok",
-	VerdictActionCap:   "action-cap",
-	VerdictTTLExceeded: "ttl-exceeded",
-	VerdictNoRoom:      "no-room",
-	VerdictBadAction:   "bad-action",
+	VerdictOK:            "ok",
+	VerdictActionCap:     "action-cap",
+	VerdictTTLExceeded:   "ttl-exceeded",
+	VerdictNoRoom:        "no-room",
+	VerdictBadAction:     "bad-action",
+	VerdictResubmitDepth: "resubmit-depth",
+	VerdictResubmitLimit: "resubmit-limit",
+	VerdictStackTooDeep:  "stack-too-deep",
+}
+
+// Failed reports whether v is a translation failure: the pipeline could
+// not run to its end and the packet is dropped.
+func (v Verdict) Failed() bool {
+	return v == VerdictResubmitDepth || v == VerdictResubmitLimit || v == VerdictStackTooDeep || v == VerdictActionCap
+}
+
+// Explain says what a translation failure is, as Open vSwitch's trace
+// words it.
+func (v Verdict) Explain() string {
+	switch v {
+	case VerdictResubmitDepth:
+		return "Recursion too deep"
+	case VerdictResubmitLimit:
+		return "Too many resubmits"
+	case VerdictStackTooDeep:
+		return "Stack too deep"
+	case VerdictActionCap:
+		return "Too many datapath actions"
+	}
+	return v.String()
 }
 
 // String returns the verdict's name as drop counters show it.
@@ -145,7 +175,9 @@ func (p *packet) span(o uint16, n int) []byte {
 // tag pushed beyond the two the key holds, an ICMPv6 type change, a neighbour
 // discovery field), which are rare enough not to need an incremental path.
 func (p *packet) reextract() {
+	mark := p.k.PktMark // not in the frame: the datapath's metadata
 	Extract(p.k, p.off, p.b, p.k.InPort)
+	p.k.PktMark = mark
 }
 
 // ipv4 returns the IPv4 header, options included, when extraction read the
@@ -273,6 +305,8 @@ func (p *packet) setField(a *Action) Verdict {
 	switch a.Field {
 	case FieldInPort:
 		k.InPort = uint32(v)
+	case FieldPktMark:
+		k.PktMark = uint32(v)
 	case FieldDlDst:
 		p.setEthAddr(0, &k.DlDst, macFromValue(v))
 	case FieldDlSrc:

@@ -75,6 +75,7 @@ func FuzzExecute(f *testing.F) {
 			t.Fatalf("frame length %d from %d (cap %d)", len(got), len(in), cap(buf))
 		}
 		wantKey, wantOff := extracted(got, k.InPort) // set_field may change in_port
+		wantKey.PktMark = k.PktMark                  // metadata, not in the frame
 		if k != wantKey || off != wantOff {
 			t.Fatalf("actions %+v\nin  %x\nout %x\nkey  %+v %+v\nwant %+v %+v", acts, in, got, k, off, wantKey, wantOff)
 		}

@@ -1,5 +1,7 @@
 package flow
 
+import "strconv"
+
 // This file is the field table that drives both the ovs-ofctl syntax parser
 // (parse.go) and the formatter (format.go): for every field a flow may name,
 // its spellings, how its value is written, where it lives in Key, which bits
@@ -17,6 +19,7 @@ const (
 	kindPort                      // OpenFlow port number or reserved name
 	kindFrag                      // no, yes, first, later, not_later
 	kindTCPFlags                  // +syn-ack, names joined by |, or a number
+	kindNum128                    // a number of up to 128 bits (xxreg)
 )
 
 // storage names the Key member a field lives in.
@@ -43,6 +46,12 @@ const (
 	stTpSrc
 	stTpDst
 	stTCPFlags
+	stMetadata
+	stPktMark
+	stReg0                         // reg N is stReg0+N
+	stXReg0  = stReg0 + NumRegs    // xreg N is stXReg0+N: reg 2N (high half) and reg 2N+1
+	stXXReg0 = stXReg0 + NumRegs/2 // xxreg N is stXXReg0+N: regs 4N (high) to 4N+3
+	stEnd    = stXXReg0 + NumRegs/4
 )
 
 // prereq is a field's prerequisite: what the rest of the match must say
@@ -137,11 +146,38 @@ const (
 	setLoad                   // printed as load:V->NXM[]
 	setVLANVID                // ActSetVLANVID
 	setVLANPCP                // ActSetVLANPCP
+	setReg                    // pipeline state: ActLoad, printed as load:V->NXM[]
 )
 
 // fields is the field table. The order is irrelevant; lookups go through
 // fieldByName and fieldByID.
-var fields = []field{
+var fields = append(packetFields, pipelineFields()...)
+
+// pipelineFields are the fields of the OpenFlow pipeline's own state:
+// metadata, pkt_mark and the registers.
+func pipelineFields() []field {
+	const all32, all64 = 1<<32 - 1, 1<<64 - 1
+	fs := []field{
+		{id: FieldMetadata, name: "metadata", kind: kindNum, st: stMetadata, max: all64, bits: all64, maskable: true, set: setReg, nxm: "OXM_OF_METADATA"},
+		{id: FieldPktMark, name: "pkt_mark", kind: kindNum, st: stPktMark, max: all32, bits: all32, maskable: true, set: setReg, nxm: "NXM_NX_PKT_MARK"},
+	}
+	for i := range NumRegs {
+		n := strconv.Itoa(i)
+		fs = append(fs, field{id: FieldReg0 + FieldID(i), name: "reg" + n, kind: kindNum, st: stReg0 + storage(i), max: all32, bits: all32, maskable: true, set: setReg, nxm: "NXM_NX_REG" + n})
+	}
+	for i := range NumRegs / 2 {
+		n := strconv.Itoa(i)
+		fs = append(fs, field{id: FieldXReg0 + FieldID(i), name: "xreg" + n, kind: kindNum, st: stXReg0 + storage(i), max: all64, bits: all64, maskable: true, set: setReg, nxm: "OXM_OF_PKT_REG" + n})
+	}
+	for i := range NumRegs / 4 {
+		n := strconv.Itoa(i)
+		fs = append(fs, field{id: FieldXXReg0 + FieldID(i), name: "xxreg" + n, kind: kindNum128, st: stXXReg0 + storage(i), maskable: true, set: setReg, nxm: "NXM_NX_XXREG" + n})
+	}
+	return fs
+}
+
+// packetFields are the fields of the packet's headers and ingress port.
+var packetFields = []field{
 	{id: FieldInPort, name: "in_port", kind: kindPort, st: stInPort, of10: of10Exact},
 	{id: FieldDlSrc, name: "eth_src", aliases: []string{"dl_src"}, kind: kindMAC, st: stDlSrc, maskable: true, of10: of10Exact, set: setMod},
 	{id: FieldDlDst, name: "eth_dst", aliases: []string{"dl_dst"}, kind: kindMAC, st: stDlDst, maskable: true, of10: of10Exact, set: setMod},
@@ -251,6 +287,17 @@ func getNum(k *Key, st storage) uint64 {
 		return uint64(k.TpDst)
 	case stTCPFlags:
 		return uint64(k.TcpFlags)
+	case stMetadata:
+		return k.Metadata
+	case stPktMark:
+		return uint64(k.PktMark)
+	}
+	switch {
+	case st >= stReg0 && st < stXReg0:
+		return uint64(k.Regs[st-stReg0])
+	case st >= stXReg0 && st < stXXReg0:
+		i := 2 * (st - stXReg0)
+		return uint64(k.Regs[i])<<32 | uint64(k.Regs[i+1])
 	}
 	return 0
 }
@@ -293,6 +340,17 @@ func setNum(k *Key, st storage, v uint64) {
 		k.TpDst = uint16(v)
 	case stTCPFlags:
 		k.TcpFlags = uint16(v)
+	case stMetadata:
+		k.Metadata = v
+	case stPktMark:
+		k.PktMark = uint32(v)
+	}
+	switch {
+	case st >= stReg0 && st < stXReg0:
+		k.Regs[st-stReg0] = uint32(v)
+	case st >= stXReg0 && st < stXXReg0:
+		i := 2 * (st - stXReg0)
+		k.Regs[i], k.Regs[i+1] = uint32(v>>32), uint32(v)
 	}
 }
 
@@ -324,6 +382,16 @@ func storageBits(st storage) uint64 {
 		return FragAny | FragLater
 	case stTCPFlags:
 		return 0xfff
+	case stPktMark:
+		return 1<<32 - 1
+	case stMetadata:
+		return 1<<64 - 1
+	}
+	switch {
+	case st >= stReg0 && st < stXReg0:
+		return 1<<32 - 1
+	case st >= stXReg0 && st < stXXReg0:
+		return 1<<64 - 1
 	}
 	return 0xffff
 }

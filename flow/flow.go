@@ -5,7 +5,10 @@ package flow
 type Flow struct {
 	Match    Match
 	Priority uint16 // DefaultPriority unless given
-	Actions  []Action
+	// Table is the OpenFlow table (0-254). For mod-flows, del-flows and
+	// dump-flows TableAll selects every table; it is their default.
+	Table   uint8
+	Actions []Action
 
 	Cookie     uint64
 	CookieMask uint64 // mod-flows/del-flows: which Cookie bits must match (cookie=V/M); 0 matches any
@@ -17,6 +20,13 @@ type Flow struct {
 	// this port (out_port=); PortNone (or 0 in a zero Flow) means any.
 	OutPort uint32
 }
+
+// MaxTable is the highest OpenFlow table number; TableAll selects every
+// table in mod-flows, del-flows and dump-flows.
+const (
+	MaxTable = 254
+	TableAll = 255
+)
 
 // DefaultPriority is an OpenFlow flow's priority when none is given.
 const DefaultPriority = 32768

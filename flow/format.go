@@ -11,10 +11,17 @@ import (
 // the default), then cookie, timeouts and the actions.
 func FormatFlow(f *Flow) string {
 	var b strings.Builder
+	if f.Table != 0 && f.Table != TableAll {
+		b.WriteString("table:" + strconv.Itoa(int(f.Table)) + " ")
+	}
 	formatMatch(&b, &f.Match, f.Priority)
+	if b.Len() > 0 && b.String()[b.Len()-1] == ' ' {
+		goto cookie
+	}
 	if b.Len() > 0 {
 		b.WriteByte(' ')
 	}
+cookie:
 	switch {
 	case f.CookieMask != 0: // mod-flows/del-flows selection
 		b.WriteString("cookie:0x" + strconv.FormatUint(f.Cookie, 16) + "/0x" + strconv.FormatUint(f.CookieMask, 16) + " ")
@@ -71,6 +78,9 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 	if priority != DefaultPriority {
 		w.item("priority=", strconv.Itoa(int(priority)))
 	}
+	if mk.PktMark != 0 {
+		w.item("pkt_mark=", maskedHex(uint64(k.PktMark), uint64(mk.PktMark), 1<<32-1))
+	}
 
 	skipType, skipProto := false, false
 	if mk.DlType != 0 {
@@ -119,6 +129,14 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 		if proto != "" {
 			w.item(proto)
 		}
+	}
+	for i := range NumRegs {
+		if mk.Regs[i] != 0 {
+			w.item("reg", strconv.Itoa(i), "=", maskedHex(uint64(k.Regs[i]), uint64(mk.Regs[i]), 1<<32-1))
+		}
+	}
+	if mk.Metadata != 0 {
+		w.item("metadata=", maskedHex(k.Metadata, mk.Metadata, 1<<64-1))
 	}
 	if mk.InPort != 0 {
 		w.item("in_port=", portText(k.InPort))
@@ -339,6 +357,16 @@ func tcpFlagsText(v, m uint16) string {
 	return b.String()
 }
 
+// maskedHex prints a value and its mask as Open vSwitch prints registers:
+// "0" or 0x-hexadecimal, then "/0x..." unless the mask is full.
+func maskedHex(v, m, full uint64) string {
+	s := loadValue(v)
+	if m != full {
+		s += "/0x" + strconv.FormatUint(m, 16)
+	}
+	return s
+}
+
 // portText prints a port as ovs-ofctl does: reserved ports by name.
 func portText(p uint32) string {
 	switch p {
@@ -367,12 +395,30 @@ func formatActions(b *strings.Builder, acts []Action) {
 		b.WriteString("drop")
 		return
 	}
-	for i := range acts {
+	for i := 0; i < len(acts); i++ {
 		if i > 0 {
 			b.WriteByte(',')
 		}
+		if acts[i].Type == ActClone {
+			body := cloneBody(acts, i)
+			b.WriteString("clone(")
+			if len(body) > 0 {
+				formatActions(b, body)
+			}
+			b.WriteByte(')')
+			i += len(body)
+			continue
+		}
 		formatAction(b, &acts[i])
 	}
+}
+
+// cloneBody returns the body of the clone action at acts[i], clipped to
+// the list.
+func cloneBody(acts []Action, i int) []Action {
+	n := acts[i].Value
+	rest := uint64(len(acts) - i - 1)
+	return acts[i+1 : i+1+int(min(n, rest))]
 }
 
 // formatAction prints one action in the OpenFlow 1.0 + Nicira extension
@@ -387,6 +433,35 @@ func formatAction(b *strings.Builder, a *Action) {
 		}
 	case ActDecTTL:
 		b.WriteString("dec_ttl")
+		if a.Note != "" {
+			b.WriteString("(" + a.Note + ")")
+		}
+	case ActLoad:
+		b.WriteString("load:" + loadValue(a.Value) + "->" + a.Dst.String())
+	case ActMove:
+		b.WriteString("move:" + a.Src.String() + "->" + a.Dst.String())
+	case ActOutputReg:
+		b.WriteString("output:" + a.Src.String())
+	case ActResubmit:
+		port := ""
+		if a.Port != PortInPort {
+			port = portText(a.Port)
+		}
+		if a.Table == TableCurrent {
+			b.WriteString("resubmit:" + port)
+		} else {
+			b.WriteString("resubmit(" + port + "," + strconv.Itoa(int(a.Table)) + ")")
+		}
+	case ActWriteMetadata:
+		b.WriteString("write_metadata:" + maskedHex(a.Value, a.Mask, 1<<64-1))
+	case ActPush:
+		b.WriteString("push:" + a.Src.String())
+	case ActPop:
+		b.WriteString("pop:" + a.Dst.String())
+	case ActNote:
+		b.WriteString("note:" + noteText(a.Note))
+	case ActExit:
+		b.WriteString("exit")
 	case ActSetVLANVID:
 		b.WriteString("mod_vlan_vid:" + strconv.FormatUint(a.Value, 10))
 	case ActSetVLANPCP:

@@ -10,7 +10,7 @@ import (
 )
 
 // KeyWords is the size of a Key in 64-bit words.
-const KeyWords = 14
+const KeyWords = 23
 
 // Key is the flow key of one packet: every header field a rule can match,
 // extracted from the frame bytes (see Extract). It is fixed-size and
@@ -26,6 +26,13 @@ const KeyWords = 14
 //
 // The fields are ordered by size, not by layer, so that none needs padding.
 type Key struct {
+	// Metadata and Regs are OpenFlow pipeline state (metadata, reg0-reg15,
+	// which xreg0-xreg7 and xxreg0-xxreg3 overlay). They are zero when a
+	// packet arrives and only translation changes them; they are never in
+	// a megaflow's mask.
+	Metadata uint64
+	Regs     [NumRegs]uint32
+
 	InPort    uint32 // ingress OpenFlow port number
 	NwSrc     uint32 // IPv4 source, or ARP spa
 	NwDst     uint32 // IPv4 destination, or ARP tpa
@@ -55,8 +62,11 @@ type Key struct {
 	NwTTL   uint8 // IPv4 TTL or IPv6 hop limit
 	NwFrag  uint8 // FragAny, FragLater
 
-	_ [4]byte // pads the key to a whole number of words; always zero
+	PktMark uint32 // pkt_mark: 0 on arrival; set_field may change it
 }
+
+// NumRegs is the number of 32-bit registers (reg0-reg15).
+const NumRegs = 16
 
 // VLAN is one 802.1Q or 802.1ad tag as OVS's flow holds it.
 type VLAN struct {

@@ -131,6 +131,16 @@ func (t *MACTable) Normal(k *Key, now int64) uint32 {
 	if k.DlSrc[0]&1 == 0 {
 		t.Learn(k.DlSrc, vid, k.InPort, now)
 	}
+	return t.Forward(k, now)
+}
+
+// Forward is Normal without learning: where a learning switch sends a
+// packet with key k (ofproto/trace asks it, and learns nothing).
+func (t *MACTable) Forward(k *Key, now int64) uint32 {
+	vid := uint16(0)
+	if k.VLANs[0].TCI&VLANPresent != 0 {
+		vid = k.VLANs[0].TCI & VLANVIDMask
+	}
 	if k.DlDst[0]&1 != 0 {
 		return PortFlood
 	}

@@ -78,5 +78,14 @@ const (
 	FieldICMPCode
 	FieldICMPv6Type
 	FieldICMPv6Code
-	numFields
+	FieldMetadata // metadata (64 bits)
+	FieldPktMark  // pkt_mark (32 bits)
+	FieldReg0     // reg0; reg N is FieldReg0+N
+)
+
+// The register fields that follow FieldReg0.
+const (
+	FieldXReg0  = FieldReg0 + NumRegs // xreg0; xreg N is FieldXReg0+N
+	FieldXXReg0 = FieldXReg0 + NumRegs/2
+	numFields   = FieldXXReg0 + NumRegs/4
 )

@@ -5,11 +5,11 @@ import "math/bits"
 // Megaflow is one entry of the megaflow classifier: every packet whose key,
 // masked with Mask, equals Key takes Actions.
 //
-// The mask is the set of key bits that the rule-table lookup consulted
-// (TableSnapshot.Lookup), so every packet the megaflow matches gets the same
-// rule at the generation the megaflow was installed under. Two megaflows of
-// that generation that both match a packet therefore carry the same rule and
-// actions: megaflows may overlap, but never disagree. Megaflows of older
+// The mask is the set of key bits that translation consulted
+// (TableSnapshot.Translate), so every packet the megaflow matches gets the
+// same datapath actions at the generation the megaflow was installed under.
+// Two megaflows of that generation that both match a packet therefore carry
+// the same actions: megaflows may overlap, but never disagree. Megaflows of older
 // generations may disagree; the Cache treats them as misses until it has
 // revalidated them.
 //
@@ -19,8 +19,15 @@ type Megaflow struct {
 	Key  Key  // the masked key
 	Mask *Key // shared by the subtable's megaflows: do not modify
 
-	Rule    *Rule    // the rule the lookup found; nil for a drop megaflow
-	Actions []Action // Rule.Actions, or nil (drop)
+	// Rule is the rule table 0 gave, nil if none; Rules are all the rules
+	// the translation hit, whose counters the megaflow's packets count in.
+	Rule  *Rule
+	Rules []*Rule
+	// Actions are the datapath actions (see Translation); nil: drop.
+	Actions []Action
+	// Verdict is the translation's verdict: why a packet that is output
+	// nowhere is dropped.
+	Verdict Verdict
 
 	// Generation is the table generation that Rule and Mask were computed
 	// at.
@@ -29,6 +36,10 @@ type Megaflow struct {
 	Packets  uint64 // packets that took this megaflow (see Account)
 	Bytes    uint64
 	LastUsed int64 // unix nanoseconds of the last Account; 0 = never
+
+	// What Account counted since the rules were last credited (Credit).
+	pendPackets, pendBytes uint64
+	pendUsed               int64
 
 	sub  *mfSubtable
 	hash uint64
@@ -44,16 +55,32 @@ func (mf *Megaflow) Match() Match {
 func (mf *Megaflow) Alive() bool { return !mf.dead }
 
 // Account adds packets and bytes that took the megaflow at now (unix
-// nanoseconds) to its counters and to its rule's.
+// nanoseconds) to its counters. Its rules' counters get them at the next
+// Credit: a hit costs the same whatever the number of tables the packet
+// crossed.
 func (mf *Megaflow) Account(packets, bytes uint64, now int64) {
 	mf.Packets += packets
 	mf.Bytes += bytes
 	if now > mf.LastUsed {
 		mf.LastUsed = now
 	}
-	if mf.Rule != nil {
-		mf.Rule.AddStats(packets, bytes, now)
+	mf.pendPackets += packets
+	mf.pendBytes += bytes
+	if now > mf.pendUsed {
+		mf.pendUsed = now
 	}
+}
+
+// Credit adds what the megaflow counted since the last Credit to the
+// counters of the rules it caches.
+func (mf *Megaflow) Credit() {
+	if mf.pendPackets == 0 && mf.pendBytes == 0 {
+		return
+	}
+	for _, r := range mf.Rules {
+		r.AddStats(mf.pendPackets, mf.pendBytes, mf.pendUsed)
+	}
+	mf.pendPackets, mf.pendBytes = 0, 0
 }
 
 // Megaflows is the megaflow classifier: tuple-space search over one subtable
@@ -126,7 +153,9 @@ var wordSeeds = [KeyWords]uint64{
 	0x243f6a8885a308d3, 0x13198a2e03707344, 0xa4093822299f31d0, 0x082efa98ec4e6c89,
 	0x452821e638d01377, 0xbe5466cf34e90c6c, 0xc0ac29b7c97c50dd, 0x3f84d5b5b5470917,
 	0x9216d5d98979fb1b, 0xd1310ba698dfb5ac, 0x2ffd72dbd01adfb7, 0xb8e1afed6a267e96,
-	0xba7c9045f12c7f99, 0x24a19947b3916cf7,
+	0xba7c9045f12c7f99, 0x24a19947b3916cf7, 0x0801f2e2858efc16, 0x636920d871574e69,
+	0xa458fea3f4933d7e, 0x0d95748f728eb658, 0x718bcd5882154aee, 0x7b54a41dc25a59b5,
+	0x9c30d5392af26013, 0xc5d1b023286085f0, 0xca417918b8db38ef,
 }
 
 // hashKey hashes k's bits under the subtable's mask, over the mask's
@@ -203,11 +232,12 @@ func (c *Megaflows) Rank() {
 	}
 }
 
-// Insert installs a megaflow for the packets that agree with k on mask,
-// taking rule's actions (nil rule: drop), computed at generation gen. If a
-// megaflow with the same masked key and mask exists, it is updated in place
-// and returned; otherwise a new one is.
-func (c *Megaflows) Insert(k, mask *Key, rule *Rule, gen uint64) *Megaflow {
+// Insert installs a megaflow for the packets that agree with k on tr's
+// mask, taking tr's actions, computed at generation gen. If a megaflow with
+// the same masked key and mask exists, it is updated in place and
+// returned; otherwise a new one is.
+func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
+	mask := &tr.Mask
 	st := c.byMask[*mask]
 	if st == nil {
 		st = newMfSubtable(mask)
@@ -218,12 +248,12 @@ func (c *Megaflows) Insert(k, mask *Key, rule *Rule, gen uint64) *Megaflow {
 		c.subs = append(c.subs, st)
 	}
 	if mf := st.find(k); mf != nil {
-		mf.setRule(rule, gen)
+		mf.set(tr, gen)
 		return mf
 	}
 	mf := &Megaflow{Mask: &st.mask, sub: st}
 	k.Masked(mask, &mf.Key)
-	mf.setRule(rule, gen)
+	mf.set(tr, gen)
 	mf.hash = st.hashKey(&mf.Key)
 	if (st.n+1)*maxLoadDen > len(st.slots)*maxLoadNum {
 		st.grow()
@@ -233,12 +263,15 @@ func (c *Megaflows) Insert(k, mask *Key, rule *Rule, gen uint64) *Megaflow {
 	return mf
 }
 
-func (mf *Megaflow) setRule(rule *Rule, gen uint64) {
-	mf.Rule = rule
-	mf.Actions = nil
-	if rule != nil {
-		mf.Actions = rule.Actions
+func (mf *Megaflow) set(tr *Translation, gen uint64) {
+	mf.Credit() // what was counted belongs to the rules it had
+	mf.Rule = nil
+	if len(tr.Rules) > 0 && tr.Rules[0].Table == 0 {
+		mf.Rule = tr.Rules[0]
 	}
+	mf.Rules = tr.Rules
+	mf.Actions = tr.Actions
+	mf.Verdict = tr.Verdict
 	mf.Generation = gen
 }
 

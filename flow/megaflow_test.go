@@ -40,7 +40,7 @@ func TestMegaflowsAgainstMap(t *testing.T) {
 		k.Masked(&mask, &mk)
 		switch op := r.IntN(10); {
 		case op < 4:
-			mf := c.Insert(&k, &mask, nil, uint64(step))
+			mf := testInsert(c, &k, &mask, nil, uint64(step))
 			if old := ref[id{mask, mk}]; old != nil && old != mf {
 				t.Fatalf("step %d: insert of an existing megaflow made a new one", step)
 			}
@@ -108,7 +108,7 @@ func TestMegaflowsRemoveIfAndFlush(t *testing.T) {
 	var all []*Megaflow
 	for i := range 100 {
 		k := Key{InPort: uint32(i), NwSrc: uint32(i)}
-		all = append(all, c.Insert(&k, &testMasks[i%2], nil, uint64(i%3)))
+		all = append(all, testInsert(c, &k, &testMasks[i%2], nil, uint64(i%3)))
 	}
 	if got := c.Subtables(); got != 2 {
 		t.Fatalf("%d subtables, want 2", got)
@@ -136,7 +136,7 @@ func TestMegaflowsRemoveIfAndFlush(t *testing.T) {
 		t.Fatal("lookup hit after Flush")
 	}
 	// The classifier works after a flush.
-	c.Insert(&k, &testMasks[0], nil, 9)
+	testInsert(c, &k, &testMasks[0], nil, 9)
 	if mf := c.Lookup(&k); mf == nil || mf.Generation != 9 {
 		t.Fatalf("lookup after re-insert: %v", mf)
 	}
@@ -146,8 +146,8 @@ func TestMegaflowsRank(t *testing.T) {
 	c := NewMegaflows()
 	a := Key{InPort: 1}
 	b := Key{InPort: 2, DlType: 1, NwDst: 0x0a000100}
-	c.Insert(&a, &testMasks[0], nil, 1)
-	c.Insert(&b, &testMasks[1], nil, 1)
+	testInsert(c, &a, &testMasks[0], nil, 1)
+	testInsert(c, &b, &testMasks[1], nil, 1)
 	// Only b's subtable hits; b's key misses in a's subtable (in_port 2).
 	for range 10 {
 		c.Lookup(&b)
@@ -166,18 +166,33 @@ func TestMegaflowAccount(t *testing.T) {
 	r := tbl.Dump(nil)[0]
 	c := NewMegaflows()
 	var k, mask Key
-	mf := c.Insert(&k, &mask, r, tbl.Generation())
+	mf := testInsert(c, &k, &mask, r, tbl.Generation())
 	mf.Account(2, 128, 50)
 	mf.Account(1, 64, 40)
 	if mf.Packets != 3 || mf.Bytes != 192 || mf.LastUsed != 50 {
 		t.Errorf("megaflow counters %d/%d/%d, want 3/192/50", mf.Packets, mf.Bytes, mf.LastUsed)
 	}
+	if p, b := r.Stats(); p != 0 || b != 0 {
+		t.Errorf("rule counters %d/%d before Credit, want 0/0", p, b)
+	}
+	mf.Credit()
 	if p, b := r.Stats(); p != 3 || b != 192 {
 		t.Errorf("rule counters %d/%d, want 3/192", p, b)
 	}
-	drop := c.Insert(&Key{InPort: 1}, &testMasks[0], nil, 1)
+	drop := testInsert(c, &Key{InPort: 1}, &testMasks[0], nil, 1)
 	drop.Account(1, 60, 1) // no rule: only the megaflow counts
 	if drop.Actions != nil || drop.Packets != 1 {
 		t.Errorf("drop megaflow: actions %v packets %d", drop.Actions, drop.Packets)
 	}
+}
+
+// testInsert inserts a megaflow with mask that takes rule's actions (nil:
+// drop), as a translation that consulted mask and hit rule would.
+func testInsert(c *Megaflows, k, mask *Key, rule *Rule, gen uint64) *Megaflow {
+	tr := &Translation{Mask: *mask}
+	if rule != nil {
+		tr.Rules = []*Rule{rule}
+		tr.Actions = rule.Actions
+	}
+	return c.Insert(k, tr, gen)
 }

@@ -28,8 +28,8 @@ const (
 )
 
 // ErrUnsupportedSyntax is wrapped by a SyntaxError for syntax that Open vSwitch
-// accepts but ovsxdp does not implement (controller, resubmit, learn, ct,
-// registers, tables other than 0, ...).
+// accepts but ovsxdp does not implement (controller, group, learn, ct,
+// conjunction, ...).
 var ErrUnsupportedSyntax = errors.New("not supported by ovsxdp")
 
 // ErrTooManyActions is returned, wrapped in a SyntaxError, for a flow with
@@ -209,6 +209,9 @@ func unsupportedAt(s string, t *token, format string, args ...any) *SyntaxError 
 // missing where Open vSwitch silently drops them.
 func (p *Parser) ParseFlow(s string, cmd Command) (*Flow, error) {
 	f := &Flow{Priority: DefaultPriority, OutPort: PortNone}
+	if cmd != CmdAdd {
+		f.Table = TableAll
+	}
 	matchEnd, actPos := len(s), -1
 	if i := strings.Index(s, "action"); i >= 0 {
 		rest := s[i:]
@@ -239,8 +242,8 @@ func (p *Parser) ParseFlow(s string, cmd Command) (*Flow, error) {
 	}
 	f.Match = mp.m
 	if actPos >= 0 {
-		ap := actionParser{p: p, s: s, m: &f.Match, vlan: f.Match.Key.VLANs[0].TCI&VLANPresent != 0}
-		acts, err := ap.parse(actPos)
+		ap := actionParser{p: p, s: s, m: &f.Match, vlan: f.Match.Key.VLANs[0].TCI&VLANPresent != 0, table: f.Table}
+		acts, err := ap.parse(actPos, len(s))
 		if err != nil {
 			return nil, err
 		}
@@ -302,13 +305,12 @@ var protocols = map[string]struct {
 // not implement.
 var unsupportedFields = map[string]bool{
 	"igmp": true, "mpls": true, "mplsm": true, "nsh": true,
-	"metadata": true, "pkt_mark": true, "skb_priority": true, "tun_id": true,
+	"skb_priority": true, "tun_id": true,
 	"tunnel_id": true, "tun_src": true, "tun_dst": true, "ct_state": true,
 	"ct_zone": true, "ct_mark": true, "ct_label": true, "recirc_id": true,
 	"dp_hash": true, "conj_id": true, "actset_output": true, "packet_type": true,
 	"mpls_label": true, "mpls_tc": true, "mpls_bos": true, "mpls_ttl": true,
-	"reg0": true, "reg1": true, "reg2": true, "reg3": true, "reg4": true,
-	"reg5": true, "reg6": true, "reg7": true, "xreg0": true, "in_port_oxm": true,
+	"in_port_oxm":   true,
 	"send_flow_rem": true, "check_overlap": true, "reset_counts": true,
 	"no_packet_counts": true, "no_byte_counts": true, "importance": true,
 	"out_group": true, "nd_reserved": true, "nd_options_type": true,
@@ -375,6 +377,8 @@ func (mp *matchParser) item(t *token) error {
 	switch f.kind {
 	case kindIPv6:
 		err = mp.setIPv6(f, t)
+	case kindNum128:
+		err = mp.set128(f, t)
 	default:
 		err = mp.setScalar(f, t)
 	}
@@ -563,6 +567,56 @@ func (mp *matchParser) setIPv6(f *field, t *token) error {
 	return nil
 }
 
+// set128 parses and applies a 128-bit number field (xxreg).
+func (mp *matchParser) set128(f *field, t *token) error {
+	val, maskText, hasMask := strings.Cut(t.value, "/")
+	v, reason := parse128(val, f.name)
+	if reason != "" {
+		return errAt(mp.s, t, "%s", reason)
+	}
+	m := ones(128)
+	if hasMask {
+		if m, reason = parse128(maskText, f.name); reason != "" {
+			return errAt(mp.s, t, "%s", reason)
+		}
+	}
+	set128(&mp.m.Key, f.st, v.and(m))
+	set128(&mp.m.Mask, f.st, m)
+	if !m.isZero() {
+		mp.nxm = true
+	}
+	return nil
+}
+
+// parse128 parses a number of up to 128 bits: decimal up to 64 bits, or
+// hexadecimal with 0x.
+func parse128(s, name string) (u128, string) {
+	h, ok := strings.CutPrefix(s, "0x")
+	if !ok {
+		h, ok = strings.CutPrefix(s, "0X")
+	}
+	if !ok {
+		v, err := parseDecimal(s, 64)
+		if err != nil {
+			return u128{}, err.Error()
+		}
+		return u128{lo: v}, ""
+	}
+	h = strings.TrimLeft(h, "0")
+	if len(h) > 32 {
+		return u128{}, s + ": value too large for 16-byte field " + name
+	}
+	var v u128
+	for _, c := range h {
+		d, err := strconv.ParseUint(string(c), 16, 8)
+		if err != nil {
+			return u128{}, fmt.Sprintf("%s: invalid hexadecimal number", s)
+		}
+		v = v.shl(4).or(u128{lo: d})
+	}
+	return v, ""
+}
+
 // finish checks prerequisites and applies OpenFlow 1.0's VLAN rewriting.
 func (mp *matchParser) finish() error {
 	m := &mp.m
@@ -657,13 +711,18 @@ func (mp *matchParser) flowKeyword(f *Flow, cmd Command, t *token) (bool, error)
 		if err := allowed(true, cmdName); err != nil {
 			return true, err
 		}
-		v, err := parseDecimal(t.value, 8)
+		v, err := parseDecimal(t.value, 32)
 		if err != nil {
 			return true, errAt(s, t, "invalid table: %v", err)
 		}
-		if v != 0 {
-			return true, unsupportedAt(s, t, "only table 0 exists")
+		switch {
+		case v == TableAll && cmd != CmdAdd:
+		case v > MaxTable && cmd == CmdAdd:
+			return true, errAt(s, t, "table %d out of range: add-flow takes tables 0 to %d", v, MaxTable)
+		case v > TableAll:
+			return true, errAt(s, t, "table %d out of range: tables are 0 to %d (255: all)", v, MaxTable)
 		}
+		f.Table = uint8(v)
 	case "out_port":
 		if err := allowed(cmd != CmdAdd, cmdName); err != nil {
 			return true, err
@@ -925,10 +984,11 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 // actionParser parses an action list against the flow's match, which
 // decides the prerequisites of set_field and friends.
 type actionParser struct {
-	p    *Parser
-	s    string
-	m    *Match
-	vlan bool // a VLAN header is present at this point of the list
+	p     *Parser
+	s     string
+	m     *Match
+	vlan  bool  // a VLAN header is present at this point of the list
+	table uint8 // the flow's table (TableAll: not known)
 
 	acts    []Action
 	dropTok *token
@@ -946,24 +1006,23 @@ type pendingLoad struct {
 // unsupportedActions are actions Open vSwitch knows that ovsxdp does not
 // implement.
 var unsupportedActions = map[string]bool{
-	"controller": true, "enqueue": true, "resubmit": true, "learn": true,
-	"ct": true, "ct_clear": true, "note": true, "set_tunnel": true,
-	"set_tunnel64": true, "set_queue": true, "pop_queue": true, "move": true,
-	"multipath": true, "bundle": true, "bundle_load": true, "exit": true,
-	"fin_timeout": true, "goto_table": true, "write_metadata": true,
+	"controller": true, "enqueue": true, "learn": true,
+	"ct": true, "ct_clear": true, "set_tunnel": true,
+	"set_tunnel64": true, "set_queue": true, "pop_queue": true,
+	"multipath": true, "bundle": true, "bundle_load": true,
+	"fin_timeout":   true,
 	"clear_actions": true, "write_actions": true, "meter": true,
 	"group": true, "sample": true, "push_mpls": true, "pop_mpls": true,
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
 	"dec_mpls_ttl": true, "check_pkt_larger": true, "nat": true,
-	"clone": true, "encap": true, "decap": true, "dec_nsh_ttl": true,
+	"encap": true, "decap": true, "dec_nsh_ttl": true,
 	"conjunction": true, "output_trunc": true, "set_vlan_vid": true,
-	"set_vlan_pcp": true, "mod_nw_proto": true, "stack_push": true,
-	"stack_pop": true, "delete_field": true, "debug_recirc": true,
+	"set_vlan_pcp": true, "mod_nw_proto": true, "delete_field": true, "debug_recirc": true,
 	"debug_slow": true, "set_mpls": true, "enqueue_port": true,
 }
 
-func (ap *actionParser) parse(pos int) ([]Action, error) {
-	l := lexer{s: ap.s, i: pos, end: len(ap.s)}
+func (ap *actionParser) parse(pos, end int) ([]Action, error) {
+	l := lexer{s: ap.s, i: pos, end: end}
 	for {
 		t, ok, err := l.next()
 		if err != nil {
@@ -1011,6 +1070,9 @@ func (ap *actionParser) action(t *token) error {
 	}
 	if ap.first == nil {
 		ap.first = t
+	}
+	if done, err := ap.pipelineAction(t, name); done {
+		return err
 	}
 	if t.paren {
 		if unsupportedActions[name] || name == "output" || name == "dec_ttl" {
@@ -1130,6 +1192,17 @@ func (ap *actionParser) action(t *token) error {
 // output adds output to the port written as text.
 func (ap *actionParser) output(t *token, text string) error {
 	port, err := ap.p.parsePort(text)
+	if err != nil && lookupSubfieldField(strings.SplitN(text, "[", 2)[0]) != nil {
+		sf, reason := parseSubfield(text)
+		if reason != "" {
+			return errAt(ap.s, t, "%s", reason)
+		}
+		if sf.Bits() > 32 {
+			return errAt(ap.s, t, "%s: a port number has at most 32 bits", text)
+		}
+		ap.add(Action{Type: ActOutputReg, Src: sf})
+		return nil
+	}
 	if err != nil {
 		return errAt(ap.s, t, "%v", err)
 	}
@@ -1174,6 +1247,9 @@ func (ap *actionParser) setField(t *token) error {
 	f := fieldByName[name]
 	if f == nil {
 		return errAt(s, t, "unknown field %q", name)
+	}
+	if f.set == setReg {
+		return ap.setFieldReg(t, f, val)
 	}
 	if strings.Contains(val, "/") {
 		return errAt(s, t, "set_field takes no mask")
@@ -1244,6 +1320,9 @@ func (ap *actionParser) load(t *token) error {
 	val, dst, ok := strings.Cut(t.value, "->")
 	if !ok {
 		return errAt(s, t, "load needs VALUE->FIELD[]")
+	}
+	if f := lookupSubfieldField(strings.SplitN(dst, "[", 2)[0]); f != nil && f.set == setReg {
+		return ap.loadReg(t, val, dst)
 	}
 	name, sub, ok := strings.Cut(dst, "[")
 	if !ok || !strings.HasSuffix(sub, "]") {

@@ -93,7 +93,7 @@ type Table struct {
 	// groups holds the rules by mask: the same rules as the published
 	// snapshot, in a form that is cheap to change. A group whose rules
 	// changed since the last publication is dirty and gets a new subtable.
-	groups map[Key]*ruleGroup
+	groups map[groupKey]*ruleGroup
 	seq    uint64
 	gen    uint64
 	now    func() time.Time
@@ -102,8 +102,16 @@ type Table struct {
 	linearMax int
 }
 
-// ruleGroup is the writer's view of the rules that share one mask.
+// groupKey identifies a group: the rules of one table that share one mask.
+type groupKey struct {
+	table uint8
+	mask  Key
+}
+
+// ruleGroup is the writer's view of the rules of one table that share one
+// mask.
 type ruleGroup struct {
+	table uint8
 	mask  Key
 	rules map[ruleKey]*Rule
 	built *tableSubtable // as last published; nil when dirty
@@ -124,7 +132,7 @@ const defaultLinearMax = 8
 // NewTable returns an empty table at generation 1.
 func NewTable() *Table {
 	t := &Table{
-		groups:    make(map[Key]*ruleGroup),
+		groups:    make(map[groupKey]*ruleGroup),
 		now:       time.Now,
 		linearMax: defaultLinearMax,
 	}
@@ -191,7 +199,7 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 	defer t.mu.Unlock()
 	now := t.now()
 	norm := normalizedMatch(&f.Match)
-	t.selectLocked(&norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, rk ruleKey, old *Rule) {
+	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, rk ruleKey, old *Rule) {
 		r := *old
 		r.Actions = slices.Clone(f.Actions)
 		if f.CookieMask == 0 && f.Cookie != 0 {
@@ -222,7 +230,7 @@ func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 	defer t.mu.Unlock()
 	var removed []*Rule
 	norm := normalizedMatch(&f.Match)
-	t.selectLocked(&norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, rk ruleKey, old *Rule) {
+	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, rk ruleKey, old *Rule) {
 		delete(g.rules, rk)
 		g.built = nil
 		removed = append(removed, old)
@@ -282,10 +290,15 @@ func (t *Table) Dump(f *Flow) []*Rule {
 	if f != nil {
 		norm = normalizedMatch(&f.Match)
 	}
-	for _, st := range s.subtables {
-		for _, r := range st.rules {
-			if f == nil || selects(&norm, f.Cookie, f.CookieMask, f.OutPort, r) {
-				out = append(out, r)
+	for t := range s.tables {
+		if f != nil && f.Table != TableAll && int(f.Table) != t {
+			continue
+		}
+		for _, st := range s.tables[t] {
+			for _, r := range st.rules {
+				if f == nil || selects(&norm, f.Cookie, f.CookieMask, f.OutPort, r) {
+					out = append(out, r)
+				}
 			}
 		}
 	}
@@ -316,13 +329,17 @@ func (t *Table) addLocked(f *Flow, now time.Time) {
 	r.Actions = slices.Clone(f.Actions)
 	r.CookieMask = 0
 	r.OutPort = 0
+	if r.Table == TableAll {
+		r.Table = 0
+	}
 	t.seq++
 	r.seq = t.seq
 
-	g := t.groups[r.Match.Mask]
+	gk := groupKey{table: r.Table, mask: r.Match.Mask}
+	g := t.groups[gk]
 	if g == nil {
-		g = &ruleGroup{mask: r.Match.Mask, rules: make(map[ruleKey]*Rule)}
-		t.groups[g.mask] = g
+		g = &ruleGroup{table: r.Table, mask: r.Match.Mask, rules: make(map[ruleKey]*Rule)}
+		t.groups[gk] = g
 	}
 	g.rules[ruleKey{key: r.Match.Key, priority: r.Priority}] = r
 	g.built = nil
@@ -330,19 +347,27 @@ func (t *Table) addLocked(f *Flow, now time.Time) {
 
 // selectLocked calls fn for each rule that the criteria select. fn may
 // replace or delete that rule in g.rules.
-func (t *Table) selectLocked(m *Match, priority uint16, strict bool, cookie, cookieMask uint64, outPort uint32, fn func(g *ruleGroup, rk ruleKey, r *Rule)) {
+func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool, cookie, cookieMask uint64, outPort uint32, fn func(g *ruleGroup, rk ruleKey, r *Rule)) {
 	if strict {
-		g := t.groups[m.Mask]
-		if g == nil {
-			return
-		}
-		rk := ruleKey{key: m.Key, priority: priority}
-		if r := g.rules[rk]; r != nil && selects(m, cookie, cookieMask, outPort, r) {
-			fn(g, rk, r)
+		for tb := range MaxTable + 1 {
+			if table != TableAll && int(table) != tb {
+				continue
+			}
+			g := t.groups[groupKey{table: uint8(tb), mask: m.Mask}]
+			if g == nil {
+				continue
+			}
+			rk := ruleKey{key: m.Key, priority: priority}
+			if r := g.rules[rk]; r != nil && selects(m, cookie, cookieMask, outPort, r) {
+				fn(g, rk, r)
+			}
 		}
 		return
 	}
 	for _, g := range t.groups {
+		if table != TableAll && g.table != table {
+			continue
+		}
 		if !maskCovers(&g.mask, &m.Mask) {
 			continue // no rule of g implies m
 		}
@@ -386,11 +411,13 @@ func maskCovers(outer, inner *Key) bool {
 	return true
 }
 
-// sortRules sorts rules into lookup order: priority descending, then install
-// order.
+// sortRules sorts rules into dump-flows order: by table, then lookup
+// order (priority descending, then install order).
 func sortRules(rs []*Rule) {
 	slices.SortFunc(rs, func(a, b *Rule) int {
 		switch {
+		case a.Table != b.Table:
+			return int(a.Table) - int(b.Table)
 		case a.beats(b):
 			return -1
 		case b.beats(a):
@@ -404,26 +431,28 @@ func sortRules(rs []*Rule) {
 // groups, and publishes a new snapshot under a new generation.
 func (t *Table) publishLocked() {
 	s := &TableSnapshot{}
-	for mask, g := range t.groups {
+	for gk, g := range t.groups {
 		if len(g.rules) == 0 {
-			delete(t.groups, mask)
+			delete(t.groups, gk)
 			continue
 		}
 		if g.built == nil {
 			g.built = buildSubtable(g, t.linearMax)
 		}
-		s.subtables = append(s.subtables, g.built)
+		s.tables[g.table] = append(s.tables[g.table], g.built)
 		s.n += len(g.rules)
 	}
-	slices.SortFunc(s.subtables, func(a, b *tableSubtable) int {
-		switch {
-		case a.rules[0].beats(b.rules[0]):
-			return -1
-		case b.rules[0].beats(a.rules[0]):
-			return 1
-		}
-		return 0
-	})
+	for _, sts := range s.tables {
+		slices.SortFunc(sts, func(a, b *tableSubtable) int {
+			switch {
+			case a.rules[0].beats(b.rules[0]):
+				return -1
+			case b.rules[0].beats(a.rules[0]):
+				return 1
+			}
+			return 0
+		})
+	}
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)

@@ -12,9 +12,9 @@ import (
 // order), so that a lookup can stop at the first subtable whose best rule
 // cannot beat the match it already has.
 type TableSnapshot struct {
-	gen       uint64
-	n         int
-	subtables []*tableSubtable
+	gen    uint64
+	n      int
+	tables [MaxTable + 1][]*tableSubtable // each table's subtables, in lookup order
 }
 
 // Generation returns the generation the snapshot was published under.
@@ -57,15 +57,17 @@ const (
 // keySegment is the part of one field (or of a field that spans two words,
 // one of its two parts) that lies in one key word.
 type keySegment struct {
-	word int
-	bits uint64
+	word  int
+	bits  uint64
+	field int // segments of one field (one that spans two words) share it
 }
 
 var (
 	// stageBits are the key bits of each stage's fields.
 	stageBits [numStages]Key
 	// keySegments are the key's field segments in stage order. A lookup
-	// that must prove a rule does not match consults one segment of it.
+	// that must prove a rule does not match consults one field of it (the
+	// segments of that field).
 	keySegments []keySegment
 )
 
@@ -77,6 +79,8 @@ func init() {
 	}
 	fields := []field{
 		{stageMeta, unsafe.Offsetof(k.InPort), unsafe.Sizeof(k.InPort)},
+		{stageMeta, unsafe.Offsetof(k.Metadata), unsafe.Sizeof(k.Metadata)},
+		{stageMeta, unsafe.Offsetof(k.PktMark), unsafe.Sizeof(k.PktMark)},
 
 		{stageL2, unsafe.Offsetof(k.DlDst), unsafe.Sizeof(k.DlDst)},
 		{stageL2, unsafe.Offsetof(k.DlSrc), unsafe.Sizeof(k.DlSrc)},
@@ -103,10 +107,13 @@ func init() {
 		{stageL4, unsafe.Offsetof(k.TcpFlags), unsafe.Sizeof(k.TcpFlags)},
 		{stageL4, unsafe.Offsetof(k.NdTarget), unsafe.Sizeof(k.NdTarget)},
 	}
+	for i := range NumRegs {
+		fields = append(fields, field{stageMeta, unsafe.Offsetof(k.Regs) + uintptr(4*i), 4})
+	}
 	// Build each field's bits by setting its bytes in a zero key, so the
 	// segments are right whatever the machine's byte order.
 	for stage := range numStages {
-		for _, f := range fields {
+		for fi, f := range fields {
 			if f.stage != stage {
 				continue
 			}
@@ -117,7 +124,7 @@ func init() {
 			}
 			for w, v := range bits.Words() {
 				if v != 0 {
-					keySegments = append(keySegments, keySegment{word: w, bits: v})
+					keySegments = append(keySegments, keySegment{word: w, bits: v, field: fi})
 					stageBits[stage].Words()[w] |= v
 				}
 			}
@@ -189,7 +196,7 @@ func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
 // best rules, so S's subtable comes before that point. Visiting it added:
 //   - in a subtable searched rule by rule: for S itself (it comes before the
 //     point where that subtable's rules stop beating the current best, since
-//     it beats R), the mask bits of one key segment where k differs from S;
+//     it beats R), the mask bits of one field where k differs from S;
 //     p has those bits of k, so p differs from S there;
 //   - in a staged subtable: the subtable's mask up to and including the
 //     first stage at which k's masked key was absent (every rule's key
@@ -202,17 +209,25 @@ func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
 //
 // Why they are few. The subtables after one that cannot beat the current best
 // are not consulted at all. A rule that does not match consults one
-// segment of its own mask (preferring a segment already in wc, which costs
+// field of its own mask (preferring a segment already in wc, which costs
 // nothing), not its whole mask. A staged subtable that misses consults only
 // the fields of the stages it reached. Only the winner's whole mask is
 // always consulted.
 func (s *TableSnapshot) Lookup(k *Key, wc *Key) *Rule {
+	return s.LookupIn(0, k, wc)
+}
+
+// LookupIn is Lookup in table number table.
+func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 	var scratch Key
 	if wc == nil {
 		wc = &scratch
 	}
+	if int(table) >= len(s.tables) {
+		return nil
+	}
 	var best *Rule
-	for _, st := range s.subtables {
+	for _, st := range s.tables[table] {
 		if best != nil && !st.rules[0].beats(best) {
 			// The subtables are sorted by their best rules: if this one's
 			// cannot win, no later one's can.
@@ -233,7 +248,7 @@ func (s *TableSnapshot) Lookup(k *Key, wc *Key) *Rule {
 
 // lookupLinear returns the first of st's rules that matches k and beats
 // best (nil: no current best), or nil. For each rule that it passes over, it
-// ORs into wc one mask segment where k differs from that rule.
+// ORs into wc the mask of one field where k differs from that rule.
 func (st *tableSubtable) lookupLinear(k, wc *Key, best *Rule) *Rule {
 	for _, r := range st.rules {
 		if best != nil && !r.beats(best) {
@@ -248,8 +263,9 @@ func (st *tableSubtable) lookupLinear(k, wc *Key, best *Rule) *Rule {
 	return nil
 }
 
-// consultMismatch ORs into wc the bits of m's mask in one key segment where
-// k differs from m's key. It prefers a segment whose bits wc already holds,
+// consultMismatch ORs into wc the bits of m's mask in one field where k
+// differs from m's key: all of the field's segments, as Open vSwitch
+// consults a field whole. It prefers a field whose bits wc already holds,
 // and otherwise takes the first in stage order. k must not match m.
 func consultMismatch(k, wc *Key, m *Match) {
 	kw, mk, mm, w := k.Words(), m.Key.Words(), m.Mask.Words(), wc.Words()
@@ -267,8 +283,12 @@ func consultMismatch(k, wc *Key, m *Match) {
 		}
 	}
 	if first >= 0 {
-		seg := keySegments[first]
-		w[seg.word] |= mm[seg.word] & seg.bits
+		// The whole field, as Open vSwitch consults it.
+		for _, seg := range keySegments {
+			if seg.field == keySegments[first].field {
+				w[seg.word] |= mm[seg.word] & seg.bits
+			}
+		}
 		return
 	}
 	// Unreachable while the segments cover every key bit (a test checks

@@ -625,10 +625,10 @@ func TestKeySegments(t *testing.T) {
 		}
 		orWords(&stages, &stageBits[i])
 	}
-	// Every byte up to the end of NwFrag is a field; the padding is not.
+	// Every byte of the key is a field.
 	var want Key
 	wb := unsafe.Slice((*byte)(unsafe.Pointer(&want)), unsafe.Sizeof(want))
-	for i := range unsafe.Offsetof(want.NwFrag) + 1 {
+	for i := range wb {
 		wb[i] = 0xff
 	}
 	if seen != want {
@@ -725,7 +725,7 @@ func TestTableConcurrent(t *testing.T) {
 // linearScan is the reference lookup over one snapshot's rules.
 func linearScan(s *TableSnapshot, k *Key) *Rule {
 	var best *Rule
-	for _, st := range s.subtables {
+	for _, st := range s.tables[0] {
 		for _, r := range st.rules {
 			if r.Match.Matches(k) && (best == nil || r.beats(best)) {
 				best = r

@@ -16,8 +16,8 @@ import (
 //
 //	cookie=0x0, duration=1.234s, table=0, n_packets=0, n_bytes=0, idle_age=1, priority=100,ip,in_port=1 actions=output:2
 //
-// and without (--no-stats) only a non-zero cookie, the timeouts, the match
-// and the actions.
+// and without (--no-stats) only a non-zero cookie, a non-zero table, the
+// timeouts, the match and the actions.
 func formatRule(r *flow.Rule, now time.Time, stats bool) string {
 	var b strings.Builder
 	b.WriteByte(' ')
@@ -26,8 +26,13 @@ func formatRule(r *flow.Rule, now time.Time, stats bool) string {
 	}
 	dur := r.Duration(now)
 	if stats {
+		b.WriteString("duration=" + formatDuration(dur) + ", ")
+	}
+	if stats || r.Table != 0 {
+		b.WriteString("table=" + strconv.Itoa(int(r.Table)) + ", ")
+	}
+	if stats {
 		packets, bytes := r.Stats()
-		b.WriteString("duration=" + formatDuration(dur) + ", table=0, ")
 		b.WriteString("n_packets=" + strconv.FormatUint(packets, 10) + ", n_bytes=" + strconv.FormatUint(bytes, 10) + ", ")
 	}
 	if r.IdleTimeout != 0 {

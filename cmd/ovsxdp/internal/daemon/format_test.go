@@ -211,3 +211,27 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("escapeLabel = %q", got)
 	}
 }
+
+// TestFormatRuleTable checks the table column: always with statistics,
+// and without them (--no-stats) only for a table other than 0, as
+// ovs-ofctl dump-flows prints it.
+func TestFormatRuleTable(t *testing.T) {
+	_, rules := installed(t,
+		"table=8,priority=5,reg15=0x1/0xfffc,actions=resubmit(,9)",
+		"actions=resubmit(,8)",
+	)
+	now := rules[0].Installed
+	for _, tt := range []struct {
+		r     *flow.Rule
+		stats bool
+		want  string
+	}{
+		{rules[0], false, " actions=resubmit(,8)"},
+		{rules[1], false, " table=8, priority=5,reg15=0/0xfffc actions=resubmit(,9)"},
+		{rules[1], true, " cookie=0x0, duration=0s, table=8, n_packets=0, n_bytes=0, idle_age=0, priority=5,reg15=0/0xfffc actions=resubmit(,9)"},
+	} {
+		if got := formatRule(tt.r, now, tt.stats); got != tt.want {
+			t.Errorf("formatRule(stats=%v) = %q, want %q", tt.stats, got, tt.want)
+		}
+	}
+}

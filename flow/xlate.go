@@ -1,0 +1,607 @@
+package flow
+
+import (
+	"strconv"
+	"strings"
+)
+
+// This file is translation: what a cache miss does, and what ofproto/trace
+// shows. It runs a packet through the OpenFlow pipeline once, from table 0,
+// and produces the datapath actions the packet's megaflow holds and the
+// megaflow's mask: the union of every key bit that a table lookup or an
+// action consulted. The poll threads, ofproto/trace and the tests all call
+// Translate; nothing else resolves what a rule's actions do to a packet.
+
+// Limits of one translation, as Open vSwitch's.
+const (
+	// MaxResubmitDepth is how deep resubmits (and goto_table) may nest.
+	// As in Open vSwitch, only a resubmit to the same or an earlier table
+	// nests deeper; one to a later table continues the pipeline.
+	MaxResubmitDepth = 64
+	// MaxResubmits is how many resubmits one packet may take in all.
+	MaxResubmits = 4096
+	// MaxStack is how many values push may hold (64 KiB of 16-byte
+	// values, as Open vSwitch's bound).
+	MaxStack = 4096
+)
+
+// Translation is what the pipeline does with one packet.
+type Translation struct {
+	// Actions are the datapath actions: set fields (ActSetField),
+	// VLAN pushes, pops and rewrites, and outputs (ActOutput, to bridge
+	// ports or to the reserved ports the datapath resolves: in_port,
+	// flood, all, normal, local). Empty: the packet is dropped.
+	Actions []Action
+	// Mask is the megaflow mask: every packet whose key agrees with the
+	// translated one on Mask gets the same Actions. Registers and metadata
+	// are never in it: they are zero on every packet that arrives.
+	Mask Key
+	// Final is the packet's OpenFlow flow at the end, registers and
+	// metadata included.
+	Final Key
+	// Rules are the rules the packet hit, in order (for their counters).
+	Rules []*Rule
+	// Verdict is VerdictOK, a translation failure (VerdictResubmitDepth,
+	// VerdictResubmitLimit, VerdictStackTooDeep, VerdictActionCap: Actions
+	// is then empty), or why the pipeline stopped short without failing
+	// (VerdictTTLExceeded), which is the drop reason when nothing is
+	// output.
+	Verdict Verdict
+	// Trace is the pipeline's steps, when translation was asked to trace.
+	Trace []*TraceNode
+}
+
+// TraceNode is one step of a traced translation, as ofproto/trace prints
+// it: a table lookup (whose Subs are the rule's actions and the lookups
+// they made), an action, or an error.
+type TraceNode struct {
+	Kind TraceKind
+	Text string
+	Subs []*TraceNode
+}
+
+// TraceKind is the kind of a TraceNode.
+type TraceKind uint8
+
+// The trace node kinds.
+const (
+	TraceTable TraceKind = iota + 1
+	TraceAction
+	TraceWarn
+	TraceError
+	TraceDetail
+)
+
+// Translate runs a packet with key k through the pipeline of s from table
+// 0 and returns what it does. With trace set, it also records the steps.
+func (s *TableSnapshot) Translate(k *Key, trace bool) *Translation {
+	var x xlate
+	x.translate(s, k, trace)
+	tr := x.tr
+	return &tr
+}
+
+// translate runs the translation into x.tr, reusing x's buffers: x.tr's
+// slices are valid until the next call.
+func (x *xlate) translate(s *TableSnapshot, k *Key, trace bool) {
+	acts, rules, stack := x.acts[:0], x.tr.Rules[:0], x.stack[:0]
+	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack}
+	x.tr.Rules = rules
+	if trace {
+		x.trace = &x.tr.Trace
+	}
+	// Fields Open vSwitch always examines, so that its megaflows and
+	// ovsxdp's agree: in_port, the Ethertype and an IP packet's fragment
+	// type.
+	x.wc.InPort, x.wc.DlType = ^uint32(0), 0xffff
+	if k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6 {
+		x.wc.NwFrag = FragAny | FragLater
+	}
+	x.lookupAndRun(0, false, k.InPort)
+	x.commit()
+	tr := &x.tr
+	tr.Actions = x.acts
+	tr.Final = x.flow
+	tr.Mask = x.wc
+	tr.Mask.Metadata = 0
+	tr.Mask.Regs = [NumRegs]uint32{}
+	tr.Verdict = x.stop
+	if x.err != VerdictOK {
+		tr.Actions = nil
+		tr.Verdict = x.err
+	}
+}
+
+// xlate is the state of one translation.
+type xlate struct {
+	s    *TableSnapshot
+	orig *Key
+	flow Key // the packet's OpenFlow flow as the actions change it
+	base Key // the packet as the datapath actions so far leave it
+	wc   Key // the key bits consulted so far
+	acts []Action
+	tr   Translation
+
+	table     uint8
+	depth     int
+	resubmits int
+	stack     []u128
+	exit      bool
+	err       Verdict // a failure: the packet is dropped
+	stop      Verdict // the first early stop that is not a failure
+	trace     *[]*TraceNode
+}
+
+func (x *xlate) report(kind TraceKind, text string) *TraceNode {
+	if x.trace == nil {
+		return nil
+	}
+	n := &TraceNode{Kind: kind, Text: text}
+	*x.trace = append(*x.trace, n)
+	return n
+}
+
+func (x *xlate) fail(v Verdict, text string) {
+	if x.err == VerdictOK {
+		x.err = v
+		x.report(TraceError, text)
+	}
+}
+
+// lookupAndRun looks the flow up in table and runs the actions of the rule
+// it finds.
+func (x *xlate) lookupAndRun(table uint8, deepens bool, inPort uint32) {
+	// As in Open vSwitch, resubmit(PORT,...) looks up with in_port PORT,
+	// and the rule's actions then run with the packet's own in_port.
+	in := x.flow.InPort
+	x.flow.InPort = inPort
+	r := x.s.LookupIn(table, &x.flow, &x.wc)
+	x.flow.InPort = in
+	var node *TraceNode
+	if x.trace != nil {
+		text := strconv.Itoa(int(table)) + ". "
+		if table < 10 {
+			text = " " + text
+		}
+		if r == nil {
+			text += "No match."
+		} else {
+			m := FormatMatch(&r.Match, DefaultPriority)
+			text += m
+			if m != "" {
+				text += ", "
+			}
+			text += "priority " + strconv.Itoa(int(r.Priority))
+			if r.Cookie != 0 {
+				text += ", cookie 0x" + strconv.FormatUint(r.Cookie, 16)
+			}
+		}
+		node = x.report(TraceTable, text)
+	}
+	oldTrace, oldTable := x.trace, x.table
+	if node != nil {
+		x.trace = &node.Subs
+	}
+	x.table = table
+	if deepens {
+		x.depth++
+	}
+	if r == nil {
+		x.report(TraceAction, "drop")
+	} else {
+		x.tr.Rules = append(x.tr.Rules, r)
+		if len(r.Actions) == 0 {
+			x.report(TraceAction, "drop")
+		}
+		x.run(r.Actions)
+	}
+	if deepens {
+		x.depth--
+	}
+	x.trace, x.table = oldTrace, oldTable
+}
+
+// run runs an action list.
+func (x *xlate) run(acts []Action) {
+	for i := 0; i < len(acts) && !x.exit && x.err == VerdictOK; i++ {
+		a := &acts[i]
+		if a.Type == ActClone {
+			body := cloneBody(acts, i)
+			i += len(body)
+			if x.trace != nil {
+				x.report(TraceAction, FormatActions(acts[i-len(body):i+1]))
+			}
+			x.clone(body)
+			continue
+		}
+		if x.trace != nil {
+			x.report(TraceAction, FormatActions(acts[i:i+1]))
+		}
+		if !x.action(a) {
+			return
+		}
+	}
+}
+
+// action runs one action and reports whether the list goes on.
+func (x *xlate) action(a *Action) bool {
+	switch a.Type {
+	case ActOutput:
+		x.output(a.Port)
+	case ActOutputReg:
+		a.Src.consult(&x.wc)
+		port := uint32(a.Src.read(&x.flow).lo)
+		x.report(TraceDetail, "output port is "+portText(port))
+		x.output(port)
+	case ActSetField:
+		x.setField(a)
+	case ActDecTTL:
+		return x.decTTL()
+	case ActSetVLANVID, ActSetVLANPCP, ActPushVLAN, ActPopVLAN:
+		x.vlan(a)
+	case ActLoad:
+		a.Dst.write(&x.flow, u128{lo: a.Value})
+		a.Dst.consult(&x.wc)
+	case ActMove:
+		v := a.Src.read(&x.flow)
+		a.Src.consult(&x.wc)
+		a.Dst.consult(&x.wc)
+		a.Dst.write(&x.flow, v)
+		if x.trace != nil {
+			x.report(TraceDetail, a.Dst.String()+" is now "+u128Text(a.Dst.read(&x.flow)))
+		}
+	case ActWriteMetadata:
+		x.flow.Metadata = x.flow.Metadata&^a.Mask | a.Value&a.Mask
+	case ActPush:
+		if len(x.stack) >= MaxStack {
+			x.fail(VerdictStackTooDeep, "stack too deep: over "+strconv.Itoa(MaxStack)+" values pushed")
+			return false
+		}
+		a.Src.consult(&x.wc)
+		x.stack = append(x.stack, a.Src.read(&x.flow))
+	case ActPop:
+		if len(x.stack) == 0 {
+			x.report(TraceError, "stack underflow") // as in Open vSwitch, the actions go on
+			break
+		}
+		v := x.stack[len(x.stack)-1]
+		x.stack = x.stack[:len(x.stack)-1]
+		a.Dst.consult(&x.wc)
+		a.Dst.write(&x.flow, v)
+	case ActNote:
+	case ActExit:
+		x.exit = true
+	case ActResubmit:
+		x.resubmit(a.Port, a.Table)
+	}
+	return true
+}
+
+// resubmit looks the flow up again in table (TableCurrent: this table),
+// with in_port port unless it is PortInPort, and runs what it finds.
+func (x *xlate) resubmit(port uint32, table uint8) {
+	if table == TableCurrent {
+		table = x.table
+	}
+	deepens := table <= x.table
+	switch {
+	case deepens && x.depth >= MaxResubmitDepth:
+		x.fail(VerdictResubmitDepth, "over max translation depth "+strconv.Itoa(MaxResubmitDepth))
+		return
+	case x.resubmits >= MaxResubmits:
+		x.fail(VerdictResubmitLimit, "over "+strconv.Itoa(MaxResubmits)+" resubmit actions")
+		return
+	}
+	x.resubmits++
+	if port == PortInPort {
+		port = x.flow.InPort
+	}
+	x.lookupAndRun(table, deepens, port)
+}
+
+// clone runs body on a copy of the flow: afterwards the flow is as before,
+// and later outputs undo what the body changed.
+func (x *xlate) clone(body []Action) {
+	saved, exit := x.flow, x.exit
+	stack := len(x.stack)
+	x.run(body)
+	x.flow, x.exit = saved, exit
+	if len(x.stack) > stack {
+		x.stack = x.stack[:stack]
+	}
+}
+
+// output commits the flow's changes and outputs to port.
+func (x *xlate) output(port uint32) {
+	if port == x.flow.InPort {
+		// The datapath drops it (and counts it as same-port); in_port
+		// is in every megaflow's mask.
+		x.report(TraceWarn, "skipping output to input port")
+	}
+	x.commit()
+	x.emit(Action{Type: ActOutput, Port: port})
+}
+
+func (x *xlate) emit(a Action) {
+	if len(x.acts) >= MaxActions {
+		x.fail(VerdictActionCap, "over "+strconv.Itoa(MaxActions)+" datapath actions")
+		return
+	}
+	x.acts = append(x.acts, a)
+}
+
+// prereqKey reports whether the flow has what p asks for, and consults the
+// fields that tell.
+func (x *xlate) prereqKey(p prereq) bool {
+	if p == preNone {
+		return true
+	}
+	if p == preVLAN {
+		x.wc.VLANs[0].TCI |= VLANPresent
+		return x.flow.VLANs[0].TCI&VLANPresent != 0
+	}
+	x.wc.DlType = 0xffff
+	switch p {
+	case preIPv4, preIPv6, preIP, preIPv4OrARP, preIPOrARP, preARP:
+	default:
+		x.wc.NwProto = 0xff
+		x.wc.NwFrag |= FragLater
+		if p == preND || p == preNDSolicit || p == preNDAdvert {
+			x.wc.TpSrc, x.wc.TpDst = 0xffff, 0xffff
+		}
+	}
+	full := Match{Key: x.flow}
+	for i := range full.Mask.Words() {
+		full.Mask.Words()[i] = ^uint64(0)
+	}
+	return prereqMet(&full, p)
+}
+
+// setField runs a set_field (or mod_*) on the flow when the packet has the
+// header, as Open vSwitch does.
+func (x *xlate) setField(a *Action) {
+	f := fieldByID[a.Field]
+	if f == nil {
+		return
+	}
+	pre := f.setPre
+	switch a.Field {
+	case FieldNwSrc, FieldNwDst:
+		pre = preIPv4
+	case FieldTpSrc, FieldTpDst:
+		pre = preL4
+	}
+	if !x.prereqKey(pre) {
+		return
+	}
+	var v, m u128
+	switch f.kind {
+	case kindIPv6:
+		v = u128{}
+		for i := 0; i < 8; i++ {
+			v.hi = v.hi<<8 | uint64(a.IPv6[i])
+			v.lo = v.lo<<8 | uint64(a.IPv6[8+i])
+		}
+		m = ones(128)
+	case kindMAC, kindIPv4:
+		v, m = u128{lo: a.Value}, ones(f.width())
+	default:
+		v, m = u128{lo: a.Value}, u128{lo: f.bits >> f.shift}
+	}
+	setFieldBits(&x.flow, f, v, m)
+	setFieldBits(&x.wc, f, getField(&x.wc, f).or(m), ones(f.width()))
+	if isL3Field(a.Field) {
+		x.wc.NwProto = 0xff // as Open vSwitch, which examines it to write L3
+	}
+}
+
+// isL3Field reports whether id is an IPv4 or IPv6 header field.
+func isL3Field(id FieldID) bool {
+	switch id {
+	case FieldNwSrc, FieldNwDst, FieldNwTos, FieldIPDSCP, FieldNwECN, FieldNwTTL,
+		FieldIPv6Src, FieldIPv6Dst, FieldIPv6Label:
+		return true
+	}
+	return false
+}
+
+// decTTL decrements the IP TTL; on a TTL of 1 or 0 it stops the action
+// list (and reports false).
+func (x *xlate) decTTL() bool {
+	if !x.prereqKey(preIP) {
+		return true
+	}
+	x.wc.NwTTL, x.wc.NwProto = 0xff, 0xff
+	if x.flow.NwTTL <= 1 {
+		if x.stop == VerdictOK {
+			x.stop = VerdictTTLExceeded
+		}
+		if x.flow.DlType == EthTypeIPv6 {
+			x.report(TraceWarn, "IPv6 decrement TTL exception")
+		} else {
+			x.report(TraceWarn, "IPv4 decrement TTL exception")
+		}
+		return false
+	}
+	x.flow.NwTTL--
+	return true
+}
+
+// vlan runs a VLAN action on the flow.
+func (x *xlate) vlan(a *Action) {
+	x.wc.VLANs[0] = VLAN{TPID: 0xffff, TCI: 0xffff}
+	x.wc.VLANs[1] = VLAN{TPID: 0xffff, TCI: 0xffff}
+	v := &x.flow.VLANs
+	present := v[0].TCI&VLANPresent != 0
+	switch a.Type {
+	case ActPushVLAN:
+		tci := uint16(0)
+		if present {
+			tci = v[0].TCI &^ VLANPresent
+		}
+		v[1], v[0] = v[0], VLAN{TPID: uint16(a.Value), TCI: tci | VLANPresent}
+	case ActPopVLAN:
+		if present {
+			v[0], v[1] = v[1], VLAN{}
+		}
+	case ActSetVLANVID, ActSetVLANPCP:
+		if !present {
+			v[1], v[0] = v[0], VLAN{TPID: EthTypeVLAN, TCI: VLANPresent}
+		}
+		if a.Type == ActSetVLANVID {
+			v[0].TCI = v[0].TCI&^VLANVIDMask | uint16(a.Value)&VLANVIDMask
+		} else {
+			v[0].TCI = v[0].TCI&^VLANPCPMask | uint16(a.Value&7)<<13
+		}
+	}
+}
+
+// commitFields are the fields whose changes commit writes as set actions,
+// in the order it writes them.
+var commitFields = []FieldID{
+	FieldDlSrc, FieldDlDst, FieldNwSrc, FieldNwDst, FieldNwTos, FieldNwECN,
+	FieldNwTTL, FieldIPv6Src, FieldIPv6Dst, FieldIPv6Label, FieldArpOp,
+	FieldTpSrc, FieldTpDst, FieldArpSha, FieldArpTha, FieldNdTarget, FieldPktMark,
+}
+
+// commit writes datapath actions that bring the packet (base) to the flow,
+// and consults every field it writes.
+func (x *xlate) commit() {
+	x.commitVLAN()
+	for _, id := range commitFields {
+		f := fieldByID[id]
+		v := getField(&x.flow, f)
+		bits := ones(f.width())
+		if !is128(f) && f.kind != kindMAC && f.kind != kindIPv4 {
+			bits = u128{lo: f.bits >> f.shift}
+		}
+		if v.and(bits) == getField(&x.base, f).and(bits) {
+			continue
+		}
+		setFieldBits(&x.wc, f, getField(&x.wc, f).or(bits), ones(f.width()))
+		a := Action{Type: ActSetField, Field: x.datapathField(id), Value: v.lo}
+		if f.kind == kindIPv6 {
+			for i := 0; i < 8; i++ {
+				a.IPv6[i] = byte(v.hi >> (56 - 8*i))
+				a.IPv6[8+i] = byte(v.lo >> (56 - 8*i))
+			}
+		}
+		if id == FieldNwTos {
+			a.Value = v.lo & 0xfc
+		}
+		x.emit(a)
+	}
+	x.base = x.flow
+}
+
+// datapathField names a changed field as the datapath's set action for
+// this packet's protocol needs it.
+func (x *xlate) datapathField(id FieldID) FieldID {
+	k := &x.flow
+	arp := k.DlType == EthTypeARP || k.DlType == EthTypeRARP
+	switch id {
+	case FieldNwSrc:
+		if arp {
+			return FieldArpSpa
+		}
+	case FieldNwDst:
+		if arp {
+			return FieldArpTpa
+		}
+	case FieldTpSrc, FieldTpDst:
+		src := id == FieldTpSrc
+		switch {
+		case k.NwProto == IPProtoICMP && k.DlType == EthTypeIPv4 && src:
+			return FieldICMPType
+		case k.NwProto == IPProtoICMP && k.DlType == EthTypeIPv4:
+			return FieldICMPCode
+		case k.NwProto == IPProtoICMPv6 && k.DlType == EthTypeIPv6 && src:
+			return FieldICMPv6Type
+		case k.NwProto == IPProtoICMPv6 && k.DlType == EthTypeIPv6:
+			return FieldICMPv6Code
+		}
+	case FieldArpSha:
+		if !arp {
+			return FieldNdSll
+		}
+	case FieldArpTha:
+		if !arp {
+			return FieldNdTll
+		}
+	}
+	return id
+}
+
+// commitVLAN writes the VLAN pushes, pops and rewrites that bring the
+// packet's tags to the flow's.
+func (x *xlate) commitVLAN() {
+	f, b := &x.flow.VLANs, &x.base.VLANs
+	if *f == *b {
+		return
+	}
+	depth := func(v *[2]VLAN) int {
+		n := 0
+		for n < 2 && v[n].TCI&VLANPresent != 0 {
+			n++
+		}
+		return n
+	}
+	for depth(b) > depth(f) {
+		x.emit(Action{Type: ActPopVLAN})
+		b[0], b[1] = b[1], VLAN{}
+	}
+	for d := depth(b); d < depth(f); d++ {
+		tpid := f[depth(f)-1-d].TPID
+		x.emit(Action{Type: ActPushVLAN, Value: uint64(tpid)})
+		tci := uint16(0)
+		if b[0].TCI&VLANPresent != 0 {
+			tci = b[0].TCI &^ VLANPresent
+		}
+		b[1], b[0] = b[0], VLAN{TPID: tpid, TCI: tci | VLANPresent}
+	}
+	if b[0].TCI&VLANVIDMask != f[0].TCI&VLANVIDMask {
+		x.emit(Action{Type: ActSetVLANVID, Value: uint64(f[0].TCI & VLANVIDMask)})
+	}
+	if b[0].TCI&VLANPCPMask != f[0].TCI&VLANPCPMask {
+		x.emit(Action{Type: ActSetVLANPCP, Value: uint64(f[0].TCI >> 13)})
+	}
+}
+
+// u128Text writes v as Open vSwitch writes a subfield's value: 0, or
+// hexadecimal with 0x.
+func u128Text(v u128) string {
+	if v.hi == 0 {
+		return loadValue(v.lo)
+	}
+	lo := strconv.FormatUint(v.lo, 16)
+	return "0x" + strconv.FormatUint(v.hi, 16) + strings.Repeat("0", 16-len(lo)) + lo
+}
+
+// FormatTrace writes the steps of a traced translation as ofproto/trace
+// prints them: each step on its own line, a step's sub-steps indented
+// under it, except that the last step of a list that is a table lookup
+// continues at its parent's indentation.
+func FormatTrace(b *strings.Builder, nodes []*TraceNode) {
+	formatTrace(b, nodes, 0)
+}
+
+func formatTrace(b *strings.Builder, nodes []*TraceNode, level int) {
+	for i, n := range nodes {
+		more := 0
+		if i < len(nodes)-1 || n.Kind != TraceTable {
+			more = 1
+		}
+		b.WriteString(strings.Repeat(" ", (level+more)*4))
+		switch n.Kind {
+		case TraceWarn:
+			b.WriteString(" >> " + n.Text + "\n")
+		case TraceError:
+			b.WriteString(" >>>> " + n.Text + " <<<<\n")
+		case TraceDetail:
+			b.WriteString(" -> " + n.Text + "\n")
+		default:
+			b.WriteString(n.Text + "\n")
+		}
+		formatTrace(b, n.Subs, level+2*more)
+	}
+}
