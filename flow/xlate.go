@@ -466,8 +466,16 @@ var commitFields = []FieldID{
 
 // commit writes datapath actions that bring the packet (base) to the flow,
 // and consults every field it writes.
+//
+// As Open vSwitch's, it writes no IPv4 or IPv6 header change for an IP
+// packet whose protocol is 0 (it is taken not to have a full L3 header):
+// such a change stays pending. Whether an IP header change is written
+// depends on the protocol, which it then consults.
 func (x *xlate) commit() {
 	x.commitVLAN()
+	base := x.base
+	ip := x.flow.DlType == EthTypeIPv4 || x.flow.DlType == EthTypeIPv6
+	noL3 := ip && x.flow.NwProto == 0
 	for _, id := range commitFields {
 		f := fieldByID[id]
 		v := getField(&x.flow, f)
@@ -477,6 +485,13 @@ func (x *xlate) commit() {
 		}
 		if v.and(bits) == getField(&x.base, f).and(bits) {
 			continue
+		}
+		if ip && isL3Field(id) {
+			proto := fieldByID[FieldNwProto]
+			setFieldBits(&x.wc, proto, ones(proto.width()), ones(proto.width()))
+			if noL3 {
+				continue
+			}
 		}
 		setFieldBits(&x.wc, f, getField(&x.wc, f).or(bits), ones(f.width()))
 		a := Action{Type: ActSetField, Field: x.datapathField(id), Value: v.lo}
@@ -492,6 +507,14 @@ func (x *xlate) commit() {
 		x.emit(a)
 	}
 	x.base = x.flow
+	if noL3 {
+		for _, id := range commitFields {
+			if isL3Field(id) {
+				f := fieldByID[id]
+				setFieldBits(&x.base, f, getField(&base, f), ones(f.width()))
+			}
+		}
+	}
 }
 
 // datapathField names a changed field as the datapath's set action for

@@ -71,7 +71,10 @@ func TestTranslate(t *testing.T) {
 			wantMask:    "in_port=1,dl_src=00:00:00:00:00:01,dl_type=0x0000"},
 		{name: "dec_ttl becomes a TTL set",
 			flows: []string{"ip,actions=dec_ttl,output:2"},
-			in:    "in_port=1,ip,nw_ttl=64", wantActions: "load:0x3f->NXM_NX_IP_TTL[],output:2", wantMask: "ip,in_port=1,nw_proto=0,nw_ttl=64,nw_frag=no"},
+			in:    "in_port=1,udp,nw_ttl=64", wantActions: "load:0x3f->NXM_NX_IP_TTL[],output:2", wantMask: "udp,in_port=1,nw_ttl=64,nw_frag=no"},
+		{name: "no IP header change for protocol 0, as Open vSwitch",
+			flows: []string{"ip,actions=dec_ttl,output:2"},
+			in:    "in_port=1,ip,nw_ttl=64", wantActions: "output:2", wantMask: "ip,in_port=1,nw_proto=0,nw_ttl=64,nw_frag=no"},
 		{name: "dec_ttl on TTL 1 stops the list",
 			flows: []string{"ip,actions=dec_ttl,output:2"},
 			in:    "in_port=1,ip,nw_ttl=1", wantActions: "drop", wantVerdict: VerdictTTLExceeded, wantMask: "ip,in_port=1,nw_proto=0,nw_ttl=1,nw_frag=no"},
@@ -376,7 +379,7 @@ func TestMultiTableHitDoesNotAllocate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := microflow(t, "in_port=1,ip,nw_src=10.0.0.1")
+	k := microflow(t, "in_port=1,udp,nw_src=10.0.0.1")
 	if mf, src := c.Lookup(&k); src != SourceUpcall || FormatActions(mf.Actions) != "mod_nw_src:10.0.0.9,output:2" || len(mf.Rules) != 8 {
 		t.Fatalf("first lookup: %s %s, %d rules", src, FormatActions(mf.Actions), len(mf.Rules))
 	}
