@@ -95,7 +95,7 @@ func TestAFXDPUpstreamReproducer(t *testing.T) {
 		}
 		load = d
 	}
-	const removeBound = 10 * time.Second
+	const removeBound = 30 * time.Second // the kernel frees a deleted namespace from a work queue, slow on a busy machine
 
 	d := newDPTopo(t)
 	srv := d.addEndpoint(t, "srv", "10.0.0.2", 1, 32, 512)

@@ -32,7 +32,7 @@ const (
 	afxdpServerPort = 1 // OpenFlow port numbers
 	afxdpClientPort = 2
 	afxdpFrames     = 512              // UMEM frames per socket
-	afxdpRemoveMax  = 10 * time.Second // bound on a port's removal after its namespace is deleted
+	afxdpRemoveMax  = 30 * time.Second // bound on a port's removal after its namespace is deleted (the kernel frees a namespace from a work queue, slow on a busy machine)
 	afxdpReachMax   = 5 * time.Second  // bound on a new client's first ping reply
 )
 
