@@ -217,7 +217,7 @@ func TestCLIEndToEnd(t *testing.T) {
 			{"in_port=3,udp,udp_dst=53", " 0. udp,in_port=3, priority 300", nil, "4"},
 			{"in_port=2,arp,arp_tpa=10.0.0.9", " 0. arp,arp_tpa=10.0.0.0/24, priority 60", nil, "1,3,4"},
 			{"in_port=9,udp6,ipv6_src=2001:db8::1", " 0. ipv6,ipv6_src=2001:db8::/32, priority 32768", nil, "1,2,3,4"},
-			{"in_port=2,ip,nw_src=192.168.1.1,nw_ttl=5", " 0. ip,in_port=2,nw_src=192.168.0.0/16, priority 95",
+			{"in_port=2,udp,nw_src=192.168.1.1,nw_ttl=5", " 0. ip,in_port=2,nw_src=192.168.0.0/16, priority 95",
 				[]string{"dl_vlan=5", "nw_ttl=4"}, "push_vlan(vid=5,pcp=0),set(ipv4(ttl=4)),3"},
 			{"in_port=2,udp6", " 0. priority 10, cookie 0x5", nil, "drop"},
 		}
