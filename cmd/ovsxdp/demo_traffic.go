@@ -57,30 +57,69 @@ func (s *demoHTTPServer) Close() {
 }
 
 // demoHTTPClient is an HTTP client whose connections are dialed inside a
-// namespace. Close closes them, which lets a deleted namespace go.
+// namespace. Close closes every connection it dialed, and any that a dial
+// still under way completes later, which lets a deleted namespace go: an
+// open socket keeps its namespace, and so the namespace's veth, alive. (The
+// transport finishes a dial whose request was cancelled and keeps the
+// connection, so closing the idle connections alone is not enough.)
 type demoHTTPClient struct {
 	tr *http.Transport
 	c  *http.Client
+
+	mu     sync.Mutex // protects the fields below
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 func newDemoHTTPClient(ns *topo.Namespace) *demoHTTPClient {
+	hc := &demoHTTPClient{conns: make(map[net.Conn]struct{})}
 	d := &net.Dialer{Timeout: 2 * time.Second}
-	tr := &http.Transport{
+	hc.tr = &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
 			err := ns.Do(func() (err error) {
 				c, err = d.DialContext(ctx, network, addr)
 				return err
 			})
-			return c, err
+			if err != nil {
+				return nil, err
+			}
+			if !hc.track(c) {
+				c.Close()
+				return nil, net.ErrClosed
+			}
+			return c, nil
 		},
 		MaxIdleConnsPerHost: 16,
 		DisableCompression:  true,
 	}
-	return &demoHTTPClient{tr: tr, c: &http.Client{Transport: tr, Timeout: 3 * time.Second}}
+	hc.c = &http.Client{Transport: hc.tr, Timeout: 3 * time.Second}
+	return hc
 }
 
-func (c *demoHTTPClient) Close() { c.tr.CloseIdleConnections() }
+// track records c, unless the client is closed.
+func (c *demoHTTPClient) track(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.conns[conn] = struct{}{}
+	return true
+}
+
+// Close closes every connection the client dialed; later dials fail.
+func (c *demoHTTPClient) Close() {
+	c.mu.Lock()
+	c.closed = true
+	conns := c.conns
+	c.conns = nil
+	c.mu.Unlock()
+	for conn := range conns {
+		conn.Close()
+	}
+	c.tr.CloseIdleConnections()
+}
 
 // get fetches url and returns the body's length.
 func (c *demoHTTPClient) get(ctx context.Context, url string) (int64, error) {
