@@ -87,27 +87,7 @@ func TestTracePipelineAgreesWithPollThread(t *testing.T) {
 					t.Errorf("poll thread counted %d %s drops, trace says %d", d, DropReason(r), wantDrops[r])
 				}
 			}
-			want := map[uint32][]flow.Key{}
-			for _, o := range tr.Outputs {
-				if !o.Dropped {
-					want[o.Port] = append(want[o.Port], o.Key)
-				}
-			}
-			for i, mp := range mps {
-				port := uint32(i + 1)
-				got := drainAll(mp)
-				if len(got) != len(want[port]) {
-					t.Fatalf("port %d sent %d frames, trace says %d", port, len(got), len(want[port]))
-				}
-				for j, f := range got {
-					var gk flow.Key
-					var off flow.Offsets
-					flow.Extract(&gk, &off, f, k.InPort)
-					if gk != want[port][j] {
-						t.Errorf("port %d frame %d: key %s, trace says %s", port, j, MicroflowString(&gk), MicroflowString(&want[port][j]))
-					}
-				}
-			}
+			checkSentAsTraced(t, tr, mps, &k)
 		})
 	}
 }

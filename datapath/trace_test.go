@@ -111,27 +111,7 @@ func TestTraceAgreesWithDatapath(t *testing.T) {
 				t.Fatal("inject failed")
 			}
 			quiesce(t, b, src)
-			want := map[uint32][]flow.Key{}
-			for _, o := range tr.Outputs {
-				if !o.Dropped {
-					want[o.Port] = append(want[o.Port], o.Key)
-				}
-			}
-			for i, mp := range mps {
-				port := uint32(i + 1)
-				got := drainAll(mp)
-				if len(got) != len(want[port]) {
-					t.Fatalf("port %d sent %d frames, trace says %d", port, len(got), len(want[port]))
-				}
-				for j, f := range got {
-					var gk flow.Key
-					var off flow.Offsets
-					flow.Extract(&gk, &off, f, k.InPort)
-					if gk != want[port][j] {
-						t.Errorf("port %d frame %d: key %s, trace says %s", port, j, MicroflowString(&gk), MicroflowString(&want[port][j]))
-					}
-				}
-			}
+			checkSentAsTraced(t, tr, mps, &k)
 		})
 	}
 }
@@ -309,5 +289,32 @@ func TestTraceNamesDropReason(t *testing.T) {
 	k, _ = flow.ParseMicroflow("in_port=1,ip")
 	if s := b.Trace(k).String(); !strings.Contains(s, "\nDatapath actions: drop\nDrop reason: not-running\n") {
 		t.Errorf("trace does not name not-running:\n%s", s)
+	}
+}
+
+// checkSentAsTraced checks that each port of mps (OpenFlow port i+1) sent
+// exactly the frames trace tr predicted for packet k, in order.
+func checkSentAsTraced(t *testing.T, tr *Trace, mps []*vport.MemPort, k *flow.Key) {
+	t.Helper()
+	want := map[uint32][]flow.Key{}
+	for _, o := range tr.Outputs {
+		if !o.Dropped {
+			want[o.Port] = append(want[o.Port], o.Key)
+		}
+	}
+	for i, mp := range mps {
+		port := uint32(i + 1)
+		got := drainAll(mp)
+		if len(got) != len(want[port]) {
+			t.Fatalf("port %d sent %d frames, trace says %d", port, len(got), len(want[port]))
+		}
+		for j, f := range got {
+			var gk flow.Key
+			var off flow.Offsets
+			flow.Extract(&gk, &off, f, k.InPort)
+			if gk != want[port][j] {
+				t.Errorf("port %d frame %d: key %s, trace says %s", port, j, MicroflowString(&gk), MicroflowString(&want[port][j]))
+			}
+		}
 	}
 }
