@@ -7,6 +7,7 @@ RACE_PKGS ?= $(foreach d,flow vport datapath,$(if $(wildcard $(d)/*.go),./$(d)/.
 # How many inputs each fuzz target runs in `make fuzz` (CI keeps it short).
 FUZZ_EXECS          ?= 200000x
 FUZZ_EXECS_TEARDOWN ?= 20000x
+FUZZ_EXECS_SLOW     ?= 20000x
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 BIN       ?= bin
@@ -40,8 +41,8 @@ race: ## go test -race on the packet-path packages
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy)
-	FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_EXECS_TEARDOWN=$(FUZZ_EXECS_TEARDOWN) ./.ci/fuzz
+fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy and FuzzTranslate: 20000x)
+	FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_EXECS_TEARDOWN=$(FUZZ_EXECS_TEARDOWN) FUZZ_EXECS_SLOW=$(FUZZ_EXECS_SLOW) ./.ci/fuzz
 
 # How many times `make stress` runs the timing-sensitive packages.
 STRESS_RUNS ?= 30
