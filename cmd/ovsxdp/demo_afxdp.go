@@ -378,7 +378,14 @@ func (r *afxdpRow) remove(ctx context.Context, c *afxdpClient, then func()) (afx
 		}
 		return rm, nil
 	case <-time.After(afxdpRemoveMax):
-		return afxdpRemoval{}, fmt.Errorf("port %s not removed %v after its namespace was deleted", c.veth.Host, afxdpRemoveMax)
+		// Say which side failed: the kernel (the link is still there:
+		// something keeps the client's namespace alive) or the bridge (the
+		// link is gone, but its deletion did not reach the bridge).
+		link := "the link is gone: its deletion did not remove the port"
+		if _, err := r.sw.Ifindex(c.veth.Host); err == nil {
+			link = "the link is still there: the client's namespace has not been freed"
+		}
+		return afxdpRemoval{}, fmt.Errorf("port %s not removed %v after its namespace was deleted; %s", c.veth.Host, afxdpRemoveMax, link)
 	case <-ctx.Done():
 		return afxdpRemoval{}, ctx.Err()
 	}
