@@ -86,12 +86,9 @@ func decodeFeaturesReply(v uint8, r *rd) (*FeaturesReply, error) {
 		r.skip(3, "features")
 		m.Capabilities = r.u32("features")
 		m.Actions = r.u32("features")
-		for r.err == nil && r.len() > 0 {
-			p, err := decodePort(v, r)
-			if err != nil {
-				return nil, err
-			}
-			m.Ports = append(m.Ports, p)
+		var err error
+		if m.Ports, err = decodeEach(v, r, m.Ports, decodePort); err != nil {
+			return nil, err
 		}
 	} else {
 		m.AuxiliaryID = r.u8("features")

@@ -255,15 +255,12 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 			m.Match = fs
 			return m, err
 		case st == nxstFlow:
-			m := &FlowStatsReply{Multipart: mp, Nicira: true, Entries: []FlowStats{}}
-			for r.err == nil && r.len() > 0 {
-				e, err := decodeNXFlowStats(v, r)
-				if err != nil {
-					return nil, err
-				}
-				m.Entries = append(m.Entries, e)
+			m := &FlowStatsReply{Multipart: mp, Nicira: true}
+			var err error
+			if m.Entries, err = decodeEach(v, r, []FlowStats{}, decodeNXFlowStats); err != nil {
+				return nil, err
 			}
-			return m, r.err
+			return m, nil
 		case st == nxstAggregate:
 			m := &AggregateReply{Multipart: mp, Nicira: true, PacketCount: r.u64("nx aggregate"), ByteCount: r.u64("nx aggregate"), FlowCount: r.u32("nx aggregate")}
 			r.skip(4, "nx aggregate")
@@ -337,15 +334,12 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 			r.skip(4, "aggregate")
 			return m, r.err
 		}
-		m := &FlowStatsReply{Multipart: mp, Entries: []FlowStats{}}
-		for r.err == nil && r.len() > 0 {
-			e, err := decodeFlowStats(v, r)
-			if err != nil {
-				return nil, err
-			}
-			m.Entries = append(m.Entries, e)
+		m := &FlowStatsReply{Multipart: mp}
+		var err error
+		if m.Entries, err = decodeEach(v, r, []FlowStats{}, decodeFlowStats); err != nil {
+			return nil, err
 		}
-		return m, r.err
+		return m, nil
 	case MPTable:
 		if !reply {
 			return &TableStatsRequest{mp}, nil
@@ -376,15 +370,12 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 			}
 			return m, r.err
 		}
-		m := &PortStatsReply{Multipart: mp, Entries: []PortStats{}}
-		for r.err == nil && r.len() > 0 {
-			p, err := decodePortStats(v, r)
-			if err != nil {
-				return nil, err
-			}
-			m.Entries = append(m.Entries, p)
+		m := &PortStatsReply{Multipart: mp}
+		var err error
+		if m.Entries, err = decodeEach(v, r, []PortStats{}, decodePortStats); err != nil {
+			return nil, err
 		}
-		return m, r.err
+		return m, nil
 	case MPPortDesc:
 		if !reply {
 			m := &PortDescRequest{Multipart: mp}
@@ -394,15 +385,12 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 			}
 			return m, r.err
 		}
-		m := &PortDescReply{Multipart: mp, Ports: []Port{}}
-		for r.err == nil && r.len() > 0 {
-			p, err := decodePort(v, r)
-			if err != nil {
-				return nil, err
-			}
-			m.Ports = append(m.Ports, p)
+		m := &PortDescReply{Multipart: mp}
+		var err error
+		if m.Ports, err = decodeEach(v, r, []Port{}, decodePort); err != nil {
+			return nil, err
 		}
-		return m, r.err
+		return m, nil
 	case MPGroup:
 		if v == Version10 {
 			return raw()
@@ -1156,4 +1144,18 @@ func (m *GroupDescReply) appendBody(v uint8, w *wr) error {
 		w.put16(start, uint16(w.pos()-start))
 	}
 	return nil
+}
+
+// decodeEach decodes records with dec until r is used up, appending them to
+// out (so that the caller chooses between a nil and an empty list), and
+// returns the first error, dec's or r's.
+func decodeEach[T any](v uint8, r *rd, out []T, dec func(uint8, *rd) (T, error)) ([]T, error) {
+	for r.err == nil && r.len() > 0 {
+		e, err := dec(v, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, r.err
 }
