@@ -14,9 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
 // runCLITimeout runs the CLI as runCLI does, but kills it (by PID) after
@@ -71,14 +70,7 @@ func TestCLISocketUmask(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(run, "ovsxdp.sock")
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		t.Fatalf("inotify: %v", err)
-	}
-	defer unix.Close(fd)
-	if _, err := unix.InotifyAddWatch(fd, run, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ATTRIB); err != nil {
-		t.Fatalf("inotify: %v", err)
-	}
+	w := testenv.WatchDir(t, run)
 	d := startCLIDaemon(t, wrapper, sock, filepath.Join(dir, "state.json"))
 	fi, err := os.Lstat(sock)
 	if err != nil {
@@ -87,29 +79,7 @@ func TestCLISocketUmask(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v, want 0600", fi.Mode().Perm())
 	}
-	buf := make([]byte, 64<<10)
-	n, err := unix.Read(fd, buf)
-	if err != nil {
-		t.Fatalf("inotify read: %v", err)
-	}
-	appeared := false
-	for off := 0; off+unix.SizeofInotifyEvent <= n; {
-		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-		name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
-		off += unix.SizeofInotifyEvent + int(ev.Len)
-		if name != "ovsxdp.sock" {
-			continue
-		}
-		switch {
-		case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
-			appeared = true
-		case ev.Mask&unix.IN_ATTRIB != 0 && appeared:
-			t.Errorf("the socket's mode changed after it appeared: it was reachable with the umask's mode first")
-		}
-	}
-	if !appeared {
-		t.Errorf("inotify saw no creation of %s", sock)
-	}
+	w.CheckAppearedFinal(t, filepath.Base(sock))
 	d.run(t, "version")
 }
 

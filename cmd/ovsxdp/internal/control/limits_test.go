@@ -14,9 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
 // startTuned serves the echo handler of startServerLimit with the server's
@@ -206,14 +205,7 @@ func TestServerAnswersOversizedRequest(t *testing.T) {
 func TestListenUmask(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ctl.sock")
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		t.Fatalf("inotify: %v", err)
-	}
-	defer unix.Close(fd)
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ATTRIB); err != nil {
-		t.Fatalf("inotify: %v", err)
-	}
+	w := testenv.WatchDir(t, dir)
 	// Also look at the mode as often as possible while Listen runs.
 	stop := make(chan struct{})
 	seen := make(chan os.FileMode, 1)
@@ -249,28 +241,5 @@ func TestListenUmask(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v, want 0600", fi.Mode().Perm())
 	}
-
-	buf := make([]byte, 64<<10)
-	n, err := unix.Read(fd, buf)
-	if err != nil {
-		t.Fatalf("inotify read: %v", err)
-	}
-	appeared := false
-	for off := 0; off+unix.SizeofInotifyEvent <= n; {
-		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-		name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
-		off += unix.SizeofInotifyEvent + int(ev.Len)
-		if name != filepath.Base(path) {
-			continue
-		}
-		switch {
-		case ev.Mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
-			appeared = true
-		case ev.Mask&unix.IN_ATTRIB != 0 && appeared:
-			t.Errorf("the socket's mode changed after it appeared at %s (it was reachable with the umask's mode before)", path)
-		}
-	}
-	if !appeared {
-		t.Errorf("inotify saw no creation of %s", path)
-	}
+	w.CheckAppearedFinal(t, filepath.Base(path))
 }
