@@ -384,6 +384,14 @@ func (r *afxdpRow) remove(ctx context.Context, c *afxdpClient, then func()) (afx
 		link := "the link is gone: its deletion did not remove the port"
 		if _, err := r.sw.Ifindex(c.veth.Host); err == nil {
 			link = "the link is still there: the client's namespace has not been freed"
+			switch h, err := c.ns.Holders(); {
+			case err != nil:
+				link += fmt.Sprintf(" (%v)", err)
+			case len(h) == 0:
+				link += " (no process holds it: the kernel does, as for a closed TCP connection still closing)"
+			default:
+				link += " (held by " + strings.Join(h, ", ") + ")"
+			}
 		}
 		return afxdpRemoval{}, fmt.Errorf("port %s not removed %v after its namespace was deleted; %s", c.veth.Host, afxdpRemoveMax, link)
 	case <-ctx.Done():

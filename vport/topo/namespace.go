@@ -28,8 +28,9 @@ type Namespace struct {
 	Name string
 	topo *Topology
 
-	mu      sync.Mutex // protects deleted
+	mu      sync.Mutex // protects deleted and ino
 	deleted bool
+	ino     uint64 // the namespace's inode, recorded by Delete for Holders
 }
 
 // Path is the namespace's file, as vport.XSKConfig.Netns and
@@ -86,22 +87,39 @@ func shareRunDir() error {
 	return nil
 }
 
-// bindNewNetns creates a network namespace on a thread of its own and
-// bind-mounts it on path. The thread never leaves the new namespace: it
-// stays locked and ends with its goroutine.
+// bindNewNetns creates a network namespace on a locked thread, bind-mounts
+// it on path and takes the thread back to its own namespace. A thread that
+// stayed in the new namespace would keep it alive for good if it were the
+// process's main thread, which the Go runtime never ends; so only a thread
+// that cannot go back is discarded (it stays locked and ends with its
+// goroutine).
 func bindNewNetns(path string) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // not unlocked: the thread is discarded
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("current network namespace: %w", err)
+			return
+		}
+		defer unix.Close(orig)
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("unshare: %w", err)
 			return
 		}
-		if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount on %s: %w", path, err)
+		err = unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, "")
+		if err != nil {
+			err = fmt.Errorf("bind-mount on %s: %w", path, err)
+		}
+		if serr := unix.Setns(orig, unix.CLONE_NEWNET); serr != nil {
+			// Discarded with its goroutine.
+			errc <- errors.Join(err, fmt.Errorf("return to the original network namespace: %w", serr))
 			return
 		}
-		errc <- nil
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }
@@ -116,6 +134,10 @@ func (n *Namespace) Delete() error {
 		return nil
 	}
 	n.deleted = true
+	var st unix.Stat_t
+	if unix.Stat(n.Path(), &st) == nil {
+		n.ino = st.Ino
+	}
 	if err := unix.Unmount(n.Path(), unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("delete namespace %s: unmount %s: %w", n.Name, n.Path(), err)
 	}

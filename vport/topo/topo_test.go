@@ -400,3 +400,68 @@ func TestSyncBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestHolders checks that Holders names a socket that keeps a deleted
+// namespace alive, and nothing once the socket is closed.
+func TestHolders(t *testing.T) {
+	_, v := newTopo(t, 1)
+	if h, err := v.PeerNS.Holders(); err != nil || h != nil {
+		t.Fatalf("Holders before Delete = %q, %v; want none", h, err)
+	}
+	var ln net.Listener
+	if err := v.PeerNS.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", "10.9.0.2:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := v.PeerNS.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := v.PeerNS.Holders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := fmt.Sprintf("pid %d ", os.Getpid())
+	if len(h) != 1 || !strings.HasPrefix(h[0], self) || !strings.Contains(h[0], " socket fd ") {
+		t.Fatalf("Holders = %q, want the listener's fd in this process (%s...)", h, self)
+	}
+	ln.Close()
+	if h, err := v.PeerNS.Holders(); err != nil || len(h) != 0 {
+		t.Fatalf("Holders after closing the listener = %q, %v; want none", h, err)
+	}
+}
+
+// TestNewNamespaceLeavesNoThread checks that creating a namespace leaves no
+// thread of the process in it. A thread left there keeps the namespace,
+// and every device in it, alive after Delete; for the main thread, which
+// the Go runtime never ends, for good.
+func TestNewNamespaceLeavesNoThread(t *testing.T) {
+	requireTopo(t)
+	tp := New("ovsxdp-topothr-" + Suffix())
+	t.Cleanup(func() {
+		if err := tp.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	own, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := tp.AddNamespace(fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			ns, err := os.Readlink(filepath.Join("/proc/self/task", task.Name(), "ns", "net"))
+			if err == nil && ns != own {
+				t.Fatalf("namespace %d: thread %s is in %s, not in the process's %s", i, task.Name(), ns, own)
+			}
+		}
+	}
+}
