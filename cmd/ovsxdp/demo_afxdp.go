@@ -34,6 +34,9 @@ const (
 	afxdpFrames     = 512              // UMEM frames per socket
 	afxdpRemoveMax  = 30 * time.Second // bound on a port's removal after its namespace is deleted (the kernel frees a namespace from a work queue, slow on a busy machine)
 	afxdpReachMax   = 5 * time.Second  // bound on a new client's first ping reply
+	// afxdpFirstByteMax bounds the wait for the throughput figure's first
+	// byte, before its window starts.
+	afxdpFirstByteMax = 10 * time.Second
 )
 
 // afxdpResult is one policy's row of the real demo's report.
@@ -323,9 +326,9 @@ func (r *afxdpRow) measure(ctx context.Context, c *afxdpClient, res *afxdpResult
 		return err
 	}
 	res.rtt, res.pingLoss = rtt, afxdpPings-got
-	lctx, cancel := context.WithTimeout(ctx, r.o.traffic)
+	lctx, cancel := context.WithTimeout(ctx, r.o.traffic+afxdpFirstByteMax)
 	defer cancel()
-	load := runDemoLoad(lctx, c.http, "http://"+afxdpServerIP+":8080/big", 4)
+	load := runDemoLoad(lctx, c.http, "http://"+afxdpServerIP+":8080/big", 4, r.o.traffic, newLoadBytes())
 	res.mbps = load.Mbps()
 	return ctx.Err()
 }
@@ -337,7 +340,8 @@ func (r *afxdpRow) teardown(ctx context.Context, c *afxdpClient, res *afxdpResul
 	lctx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	loadc := make(chan demoLoad, 1)
-	go func() { loadc <- runDemoLoad(lctx, c.http, "http://"+afxdpServerIP+":8080/", 8) }()
+	answers := newLoadBytes()
+	go func() { loadc <- runDemoLoad(lctx, c.http, "http://"+afxdpServerIP+":8080/", 8, 0, answers) }()
 	sctx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
 	streamc := make(chan uint64, 1)
@@ -345,6 +349,14 @@ func (r *afxdpRow) teardown(ctx context.Context, c *afxdpClient, res *afxdpResul
 		n, _ := runDemoStream(sctx, r.srv, afxdpClientIP+":9", r.o.rate)
 		streamc <- n
 	}()
+	// The load runs for r.o.load once the server answers (on a loaded
+	// machine the first answer may take longer than that).
+	select {
+	case <-answers.first:
+	case <-time.After(afxdpFirstByteMax):
+	case <-ctx.Done():
+		return afxdpRemoval{}, ctx.Err()
+	}
 	select {
 	case <-time.After(r.o.load):
 	case <-ctx.Done():
@@ -354,10 +366,26 @@ func (r *afxdpRow) teardown(ctx context.Context, c *afxdpClient, res *afxdpResul
 		stopLoad()
 		res.underLoad += (<-loadc).ok
 	})
-	time.Sleep(50 * time.Millisecond) // the stream meets the port's absence too
+	if err == nil {
+		r.awaitPortGoneDrop(ctx)
+	}
 	stopStream()
 	res.streamed += <-streamc
 	return rm, err
+}
+
+// awaitPortGoneDrop lets the stream meet the port's absence: it waits,
+// up to afxdpFirstByteMax, for the server's port to drop one more packet
+// as port-gone.
+func (r *afxdpRow) awaitPortGoneDrop(ctx context.Context) {
+	before := r.server.Stats().Drops[datapath.DropPortGone]
+	deadline := time.Now().Add(afxdpFirstByteMax)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		if r.server.Stats().Drops[datapath.DropPortGone] > before {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // remove deletes c's namespace, runs then (the client's processes ending)

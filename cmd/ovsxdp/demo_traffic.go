@@ -123,6 +123,12 @@ func (c *demoHTTPClient) Close() {
 
 // get fetches url and returns the body's length.
 func (c *demoHTTPClient) get(ctx context.Context, url string) (int64, error) {
+	return c.getTo(ctx, url, io.Discard)
+}
+
+// getTo fetches url, copies the body to w as it arrives and returns its
+// length.
+func (c *demoHTTPClient) getTo(ctx context.Context, url string, w io.Writer) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
@@ -132,14 +138,15 @@ func (c *demoHTTPClient) get(ctx context.Context, url string) (int64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	n, err := io.Copy(io.Discard, resp.Body)
+	n, err := io.Copy(w, resp.Body)
 	if err == nil && resp.StatusCode != http.StatusOK {
 		err = fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return n, err
 }
 
-// demoLoad is the outcome of a load run.
+// demoLoad is the outcome of a load run: requests answered whole and
+// failed, and the body bytes received (of partial answers too) in elapsed.
 type demoLoad struct {
 	ok, failed uint64
 	bytes      uint64
@@ -157,20 +164,55 @@ func (l demoLoad) Mbps() float64 {
 // maxLoadRequests bounds the requests of one load run.
 const maxLoadRequests = 1 << 20
 
+// loadBytes counts the body bytes a load run receives and closes first
+// when the first of them arrives.
+type loadBytes struct {
+	n     atomic.Uint64
+	once  sync.Once
+	first chan struct{}
+}
+
+func newLoadBytes() *loadBytes { return &loadBytes{first: make(chan struct{})} }
+
+func (b *loadBytes) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		b.n.Add(uint64(len(p)))
+		b.once.Do(func() { close(b.first) })
+	}
+	return len(p), nil
+}
+
 // runDemoLoad GETs url from workers goroutines until ctx is done or
-// maxLoadRequests were made, and returns the tally.
-func runDemoLoad(ctx context.Context, c *demoHTTPClient, url string, workers int) demoLoad {
-	var ok, failed, bytes, issued atomic.Uint64
+// maxLoadRequests were made, counts the body bytes in body (whose first
+// tells the caller that answers arrive), and returns the tally. With window > 0 it
+// also stops window after the first body byte arrives, and times the
+// goodput from that byte: on a loaded machine the first answer may take
+// longer than the whole window, and a rate taken from the start would
+// then be zero.
+func runDemoLoad(ctx context.Context, c *demoHTTPClient, url string, workers int, window time.Duration, body *loadBytes) demoLoad {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ok, failed, issued atomic.Uint64
 	start := time.Now()
+	var from atomic.Int64 // when the first byte arrived, ns after start
+	go func() {
+		select {
+		case <-body.first:
+			from.Store(int64(time.Since(start)))
+			if window > 0 {
+				time.AfterFunc(window, cancel)
+			}
+		case <-ctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil && issued.Add(1) <= maxLoadRequests {
-				n, err := c.get(ctx, url)
+				_, err := c.getTo(ctx, url, body)
 				switch {
 				case err == nil:
 					ok.Add(1)
-					bytes.Add(uint64(n))
 				case ctx.Err() == nil:
 					failed.Add(1)
 					time.Sleep(10 * time.Millisecond) // a dead peer does not get hammered
@@ -179,7 +221,13 @@ func runDemoLoad(ctx context.Context, c *demoHTTPClient, url string, workers int
 		})
 	}
 	wg.Wait()
-	return demoLoad{ok: ok.Load(), failed: failed.Load(), bytes: bytes.Load(), elapsed: time.Since(start)}
+	end := time.Since(start)
+	cancel()
+	l := demoLoad{ok: ok.Load(), failed: failed.Load(), bytes: body.n.Load(), elapsed: end}
+	if window > 0 && l.bytes > 0 {
+		l.elapsed = end - time.Duration(from.Load())
+	}
+	return l
 }
 
 // maxStreamDatagrams bounds the datagrams of one stream.
