@@ -217,8 +217,9 @@ func (c *reproCycle) run(t *testing.T, i int, removeBound time.Duration) {
 			i, ok, r.took.Round(time.Millisecond), r.stats.RxPackets, r.stats.Sent, r.stats.TxPackets,
 			nonZeroDrops(r.stats.TxDrops), dead, time.Since(start).Round(time.Millisecond))
 	case <-time.After(removeBound):
-		t.Fatalf("cycle %d: port %s not removed %v after its namespace was deleted (state %v)",
-			i, c.cli.veth.Host, removeBound, c.cli.port.Device().Snapshot())
+		holders, err := c.cli.ns.Holders()
+		t.Fatalf("cycle %d: port %s not removed %v after its namespace was deleted (state %v; the namespace is held by %q, %v)",
+			i, c.cli.veth.Host, removeBound, c.cli.port.Device().Snapshot(), holders, err)
 	}
 }
 
