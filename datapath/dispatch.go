@@ -5,6 +5,11 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
+// A packet's dispatch: its key is extracted, the flow caches (exact-match
+// cache, megaflows, and on a miss the translation of the OpenFlow
+// pipeline, flow.Cache) give its datapath actions, and flow.Execute runs
+// them, calling back Output (output.go) for each output.
+
 // process classifies one packet and runs its actions.
 func (p *pmd) process(in *Port, frame []byte, rxQueue vport.RxQueue) {
 	c := &in.counters[p.id]

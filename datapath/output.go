@@ -8,9 +8,13 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
-// This file is the one place where a packet copy meets an output port's
-// device state: checkOutput reads the state once and applies the policy's
-// checks, and pickTxQueue chooses the tx queue as that policy's kernel would.
+// This file is where output is decided. resolveOutput turns an output
+// action's port into bridge ports, for the poll threads and ofproto/trace
+// alike. It is also the one place where a packet copy meets an output
+// port's device state: the poll thread's output reads the state once,
+// checkOutput applies the policy's checks, and pickTxQueue chooses the tx
+// queue as that policy's kernel would. The copy then waits in the thread's
+// output batches (batch.go) until the batch ends (tx.go).
 
 // checkOutput returns why the policy refuses to transmit on a device in
 // state st, or ok. The port exists (it is in the port table snapshot the

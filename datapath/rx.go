@@ -2,6 +2,13 @@ package datapath
 
 import "time"
 
+// The route of a packet through a poll thread: rx.go reads a batch from
+// each rx queue, dispatch.go classifies each packet and runs its actions,
+// output.go decides where each copy goes, batch.go holds the copies per
+// (port, tx queue), and tx.go transmits them at the end of the batch
+// (coalesce.go merging TCP and UDP runs into GSO packets). pmd.go is the
+// loop around it, idle.go what the thread does between batches.
+
 // poll polls each rx queue once and returns the number of packets handled.
 func (p *pmd) poll(now time.Time) int {
 	p.stall.clear()
