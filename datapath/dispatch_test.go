@@ -26,7 +26,7 @@ func TestHitPathDoesNotAllocate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pb := newPipelineBench(t, Guarded, vport.MaxBatch, []string{"udp"}, tablePipeline(tt.inTables)...)
+			pb := newPipelineBench(t, Guarded, vport.MaxBatch, []string{"udp"}, tablePipeline(1, tt.inTables)...)
 			if tt.inMegaflow {
 				pb.emcInserting(t, 0)
 			} else {
