@@ -62,6 +62,10 @@ bench: ## run the Go benchmarks of flow and datapath (BENCHCOUNT runs each)
 bench-go: ## Go benchmarks in alternating rounds, medians and ratios: bench/results/gobench.md, gobench.csv
 	$(GO) run ./bench/gobench -out bench/results $(GOBENCH_ARGS)
 
+.PHONY: bench-pipeline
+bench-pipeline: ## multi-table pipeline: megaflow hit after 8 tables vs 1, translation through 10,000 rules: bench/results/pipeline.{md,csv}
+	$(GO) run ./bench/gobench -out bench/results -name pipeline -pkgs ./flow,./datapath -bench 'PipelineHit|PipelineTables|Translate8Tables' -rounds 9 $(GOBENCH_ARGS)
+
 # Extra flags for bench/race (see `go run ./bench/race -h`).
 RACE_ARGS ?=
 

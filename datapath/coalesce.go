@@ -3,8 +3,8 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
-	"math/bits"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -86,7 +86,7 @@ func parseSeg(f []byte) (s seg, ok bool) {
 			binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 || // MF, fragment offset
 			int(binary.BigEndian.Uint16(ip[2:])) != len(ip) ||
 			binary.BigEndian.Uint16(ip[10:]) == 0xffff || // the kernel writes 0
-			fold(sum16(0, ip[:ipv4HdrLen])) != 0xffff {
+			flow.FoldSum(flow.OnesSum(0, ip[:ipv4HdrLen])) != 0xffff {
 			return s, false
 		}
 		s.l4 = ethHdrLen + ipv4HdrLen
@@ -155,16 +155,16 @@ func parseTCP(f []byte, s seg) (seg, bool) {
 // 0xffff) both pass; parseTCP and parseUDP refuse the one that
 // segmenting would not give back.
 func l4ChecksumOK(f []byte, l4 int, v6 bool, proto byte) bool {
-	return fold(sum16(pseudoSum(f, v6, proto, len(f)-l4), f[l4:])) == 0xffff
+	return flow.FoldSum(flow.OnesSum(pseudoSum(f, v6, proto, len(f)-l4), f[l4:])) == 0xffff
 }
 
 // pseudoSum is the ones'-complement sum of the pseudo-header of a TCP or
 // UDP (proto) packet of l4Len bytes in f.
 func pseudoSum(f []byte, v6 bool, proto byte, l4Len int) uint64 {
 	if v6 {
-		return sum16(uint64(l4Len)+uint64(proto), f[ethHdrLen+8:ethHdrLen+ipv6HdrLen])
+		return flow.OnesSum(uint64(l4Len)+uint64(proto), f[ethHdrLen+8:ethHdrLen+ipv6HdrLen])
 	}
-	return sum16(uint64(l4Len)+uint64(proto), f[ethHdrLen+12:ethHdrLen+ipv4HdrLen])
+	return flow.OnesSum(uint64(l4Len)+uint64(proto), f[ethHdrLen+12:ethHdrLen+ipv4HdrLen])
 }
 
 // follows reports whether segment n (frame nf) may join a run whose first
@@ -239,56 +239,17 @@ func mergeRun(buf []byte, frames [][]byte, s seg) ([]byte, vport.GSO) {
 	} else {
 		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
 		binary.BigEndian.PutUint16(ip[10:], 0)
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(0, ip[:ipv4HdrLen])))
+		binary.BigEndian.PutUint16(ip[10:], ^flow.FoldSum(flow.OnesSum(0, ip[:ipv4HdrLen])))
 	}
 	// The kernel completes the checksum from the pseudo-header sum.
 	l4 := out[s.l4:]
 	if s.udp {
 		binary.BigEndian.PutUint16(l4[4:], uint16(l4Len))
-		binary.BigEndian.PutUint16(l4[6:], fold(pseudoSum(out, s.v6, ipProtoUDP, l4Len)))
+		binary.BigEndian.PutUint16(l4[6:], flow.FoldSum(pseudoSum(out, s.v6, ipProtoUDP, l4Len)))
 	} else {
 		last := frames[len(frames)-1]
 		l4[13] = last[s.l4+13] // the last segment's flags: PSH if it had it
-		binary.BigEndian.PutUint16(l4[16:], fold(pseudoSum(out, s.v6, ipProtoTCP, l4Len)))
+		binary.BigEndian.PutUint16(l4[16:], flow.FoldSum(pseudoSum(out, s.v6, ipProtoTCP, l4Len)))
 	}
 	return out, vport.GSO{IPv6: s.v6, UDP: s.udp, L4: s.l4, HeaderLen: s.hdrLen, MSS: s.payload}
-}
-
-// sum16 adds b, as big-endian 16-bit words (an odd last byte padded with
-// a zero), to the ones'-complement sum acc. b must start at an even
-// offset of the summed data.
-func sum16(acc uint64, b []byte) uint64 {
-	var c uint64
-	for len(b) >= 32 {
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[8:]), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[16:]), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[24:]), c)
-		b = b[32:]
-	}
-	for len(b) >= 8 {
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b)), c)
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc, c = bits.Add64(acc, uint64(b[0])<<8, c)
-	}
-	// End-around carry: adding it back overflows only if acc was all
-	// ones, leaving 0, and then adding 1 cannot overflow.
-	acc, c = bits.Add64(acc, c, 0)
-	return acc + c
-}
-
-// fold folds a ones'-complement sum to 16 bits.
-func fold(acc uint64) uint16 {
-	acc = acc>>32 + acc&0xffffffff
-	acc = acc>>32 + acc&0xffffffff
-	acc = acc>>16 + acc&0xffff
-	acc = acc>>16 + acc&0xffff
-	acc = acc>>16 + acc&0xffff
-	return uint16(acc)
 }

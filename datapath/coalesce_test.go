@@ -384,24 +384,6 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
-func TestSum16(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for n := range 200 {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		if n%7 == 0 {
-			for i := range b {
-				b[i] = 0xff // the carries pile up
-			}
-		}
-		if got, want := fold(sum16(0, b)), refSum(b); got != want {
-			t.Fatalf("%d bytes: sum %#04x, want %#04x", n, got, want)
-		}
-	}
-}
-
 // FuzzCoalesce changes one byte of a TCP segment train or a UDP flow (and, if fix is set,
 // recomputes the checksums so that the change is judged by the merging
 // rules rather than by the checksum) and puts an arbitrary frame into it:

@@ -2,6 +2,8 @@ package datapath
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -67,4 +69,18 @@ func (b *Bridge) Megaflows(ctx context.Context) ([]MegaflowEntry, error) {
 // again.
 func (b *Bridge) FlushMegaflows(ctx context.Context) error {
 	return b.onEachPMD(ctx, func(p *pmd) { p.cache.Flush() })
+}
+
+// String formats the megaflow as one line of dpctl/dump-flows at now:
+// match, packets, bytes, time since last use ("never" if unused) and
+// actions, in Open vSwitch's datapath syntax (flow.FormatODPMatch,
+// flow.FormatODPActions).
+func (e *MegaflowEntry) String(now time.Time) string {
+	used := "never"
+	if !e.LastUsed.IsZero() {
+		d := max(now.Sub(e.LastUsed), 0)
+		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
+	}
+	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
+		flow.FormatODPMatch(&e.Match), e.Packets, e.Bytes, used, flow.FormatODPActions(e.Actions))
 }

@@ -8,9 +8,13 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
-// This file is the one place where a packet copy meets an output port's
-// device state: checkOutput reads the state once and applies the policy's
-// checks, and pickTxQueue chooses the tx queue as that policy's kernel would.
+// This file is where output is decided. resolveOutput turns an output
+// action's port into bridge ports, for the poll threads and ofproto/trace
+// alike. It is also the one place where a packet copy meets an output
+// port's device state: the poll thread's output reads the state once,
+// checkOutput applies the policy's checks, and pickTxQueue chooses the tx
+// queue as that policy's kernel would. The copy then waits in the thread's
+// output batches (batch.go) until the batch ends (tx.go).
 
 // checkOutput returns why the policy refuses to transmit on a device in
 // state st, or ok. The port exists (it is in the port table snapshot the
@@ -209,4 +213,52 @@ func (o *onceWarning) warn(msg string) {
 	if o != nil && o.done.CompareAndSwap(false, true) {
 		o.log.Warn(msg)
 	}
+}
+
+// Output implements flow.Outputter: resolveOutput turns the port into
+// bridge ports, and each copy goes to output.
+func (p *pmd) Output(port uint32, frame []byte) {
+	p.frame = frame
+	resolveOutput(p.tbl, p.in, p.in.OFPort, port, p)
+	p.frame = nil
+}
+
+// send, drop and normal make the poll thread resolveOutput's sink.
+func (p *pmd) send(dst *Port) { p.output(dst, p.frame) }
+
+func (p *pmd) drop(_ uint32, reason DropReason) {
+	p.copies++
+	p.in.counters[p.id].drops[reason].Add(1)
+}
+
+func (p *pmd) normal() uint32 { return p.br.macs.Normal(&p.key, p.now) }
+
+// output is the single output function every packet copy goes through: it
+// reads dst's device state once, applies the policy, picks the tx queue and
+// queues a copy of frame on it.
+func (p *pmd) output(dst *Port, frame []byte) {
+	p.copies++
+	st := dst.dev.Snapshot()
+	if reason, ok := checkOutput(p.policy, st); !ok {
+		p.dropCopy(dst, reason)
+		return
+	}
+	p.stall.cur = dst
+	q, ok := pickTxQueue(p.policy, st.TxQueues(), &p.pick)
+	if !ok {
+		p.dropCopy(dst, DropLockup)
+		return
+	}
+	if h := p.br.outputHook; h != nil {
+		h(p.tbl, dst, st, q)
+	}
+	if p.out.full() {
+		p.flush()
+	}
+	p.out.add(dst, p.in, q, frame)
+}
+
+func (p *pmd) dropCopy(dst *Port, reason DropReason) {
+	p.in.counters[p.id].drops[reason].Add(1)
+	dst.counters[p.id].txDrops[reason].Add(1)
 }

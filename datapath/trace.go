@@ -136,12 +136,12 @@ func (tr *tracer) drop(port uint32, reason DropReason) {
 // with their drop reason.
 func (t *Trace) String() string {
 	var b strings.Builder
-	b.WriteString("Flow: " + MicroflowString(&t.Flow) + "\n")
+	b.WriteString("Flow: " + flow.FormatMicroflow(&t.Flow) + "\n")
 	switch {
 	case t.Mismatch && t.Malformed != flow.MalformedNone:
 		b.WriteString("(no packet has exactly this flow: a frame built from it parses as " + t.Malformed.String() + "; the actions ran on that frame)\n")
 	case t.Mismatch:
-		b.WriteString("(no packet has exactly this flow; the actions ran on: " + MicroflowString(&t.Start) + ")\n")
+		b.WriteString("(no packet has exactly this flow; the actions ran on: " + flow.FormatMicroflow(&t.Start) + ")\n")
 	}
 	title := "bridge(\"" + t.Bridge + "\")"
 	b.WriteString("\n" + title + "\n" + strings.Repeat("-", len(title)) + "\n")
@@ -161,7 +161,7 @@ func (t *Trace) String() string {
 	if t.Final == t.Start {
 		b.WriteString("unchanged\n")
 	} else {
-		b.WriteString(MicroflowString(&t.Final) + "\n")
+		b.WriteString(flow.FormatMicroflow(&t.Final) + "\n")
 	}
 	// Open vSwitch writes pkt_mark before recirc_id.
 	mark := ""
@@ -224,7 +224,7 @@ func (t *Trace) DatapathActions() string {
 		if o.Dropped {
 			continue
 		}
-		acts = append(acts, odpSetActions(&last, &o.Key)...)
+		acts = append(acts, flow.ODPSetActions(&last, &o.Key)...)
 		acts = append(acts, strconv.FormatUint(uint64(o.Port), 10))
 		last = o.Key
 	}
@@ -232,75 +232,4 @@ func (t *Trace) DatapathActions() string {
 		return "drop"
 	}
 	return strings.Join(acts, ",")
-}
-
-// MicroflowString formats k as ofproto/trace prints a flow: every field the
-// packet has, given its Ethertype and protocol, including zero ones.
-func MicroflowString(k *flow.Key) string {
-	m := flow.Match{Key: *k, Mask: microflowMask(k)}
-	// The pipeline's state shows when it is not zero, as Open vSwitch
-	// prints a flow.
-	for i, r := range k.Regs {
-		if r != 0 {
-			m.Mask.Regs[i] = ^uint32(0)
-		}
-	}
-	if k.Metadata != 0 {
-		m.Mask.Metadata = ^uint64(0)
-	}
-	if k.PktMark != 0 {
-		m.Mask.PktMark = ^uint32(0)
-	}
-	m.Normalize()
-	return flow.FormatMatch(&m, flow.DefaultPriority)
-}
-
-// microflowMask returns the mask of the fields a packet with key k has.
-func microflowMask(k *flow.Key) flow.Key {
-	var m flow.Key
-	m.InPort = ^uint32(0)
-	m.VLANs[0].TCI = 0xffff
-	m.DlSrc = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-	m.DlDst = m.DlSrc
-	m.DlType = 0xffff
-	ip := false
-	switch k.DlType {
-	case flow.EthTypeIPv4:
-		ip = true
-		m.NwSrc, m.NwDst = ^uint32(0), ^uint32(0)
-	case flow.EthTypeIPv6:
-		ip = true
-		for i := range m.IPv6Src {
-			m.IPv6Src[i], m.IPv6Dst[i] = 0xff, 0xff
-		}
-		m.IPv6Label = 0xfffff
-	case flow.EthTypeARP, flow.EthTypeRARP:
-		m.NwSrc, m.NwDst, m.NwProto = ^uint32(0), ^uint32(0), 0xff
-		m.ArpSha, m.ArpTha = m.DlSrc, m.DlSrc
-		return m
-	default:
-		return m
-	}
-	if ip {
-		m.NwProto, m.NwTos, m.NwTTL, m.NwFrag = 0xff, 0xff, 0xff, flow.FragAny|flow.FragLater
-	}
-	if k.NwFrag&flow.FragLater != 0 {
-		return m
-	}
-	switch k.NwProto {
-	case flow.IPProtoTCP:
-		m.TcpFlags = 0xfff
-		fallthrough
-	case flow.IPProtoUDP, flow.IPProtoSCTP, flow.IPProtoICMP:
-		m.TpSrc, m.TpDst = 0xffff, 0xffff
-	case flow.IPProtoICMPv6:
-		m.TpSrc, m.TpDst = 0xffff, 0xffff
-		if k.TpDst == 0 && (k.TpSrc == 135 || k.TpSrc == 136) {
-			for i := range m.NdTarget {
-				m.NdTarget[i] = 0xff
-			}
-			m.ArpSha, m.ArpTha = m.DlSrc, m.DlSrc
-		}
-	}
-	return m
 }

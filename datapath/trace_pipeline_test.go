@@ -17,10 +17,14 @@ func TestTracePipelineAgreesWithPollThread(t *testing.T) {
 	b := newTestBridge(t, Config{Idle: IdleSleep})
 	var mps []*vport.MemPort
 	var ports []*Port
-	for i, name := range []string{"p1", "p2", "p3"} {
+	for i, name := range []string{"p1", "p2", "p3", "p4"} {
 		mp, p := addMemPort(t, b, vport.MemConfig{Name: name}, uint32(i+1))
 		mps, ports = append(mps, mp), append(ports, p)
 	}
+	// p4's device has lost its carrier: the guarded policy refuses it, in
+	// the trace as on the poll thread (a device without carrier would
+	// still take the frames).
+	mps[3].Device().SetCarrier(false)
 	addFlows(t, b,
 		"in_port=1,actions=load:0x2->NXM_NX_REG0[],resubmit(,1)",
 		"in_port=2,actions=move:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],load:1->reg1,resubmit(,1)",
@@ -30,18 +34,25 @@ func TestTracePipelineAgreesWithPollThread(t *testing.T) {
 		"table=1,priority=20,reg1=1,actions=write_metadata:0x4,goto_table:2",
 		"table=2,ip,nw_ttl=63,actions=output:2",
 		"table=2,metadata=0x4,actions=output:NXM_NX_REG0[0..15],output:1",
+		"table=1,priority=30,reg0=2,udp,tp_dst=99,actions=mod_nw_tos:8,resubmit(,3)",
+		"table=3,actions=output:4,output:9,IN_PORT,FLOOD",
 	)
 	tests := []struct {
 		in          string
 		wantActions string // the trace's datapath actions
 		wantDrop    string // the trace's drop reasons
+		wantDropped string // the reasons of the copies the trace drops, in order
 	}{
-		{"in_port=1,tcp,nw_ttl=64", "set(eth(src=00:00:00:00:00:aa)),set(ipv4(ttl=63)),2,3", ""},
-		{"in_port=1,tcp,nw_ttl=10", "set(eth(src=00:00:00:00:00:aa)),set(ipv4(ttl=9)),3", ""},
-		{"in_port=1,udp,nw_ttl=1", "drop", "ttl-exceeded"},
-		{"in_port=1,arp,arp_op=1", "push_vlan(vid=7,pcp=0),2,pop_vlan,3", ""},
-		{"in_port=2,ip,nw_ttl=5", "1", ""},
-		{"in_port=3,udp,nw_ttl=5", "drop", "resubmit-depth"},
+		{"in_port=1,tcp,nw_ttl=64", "set(eth(src=00:00:00:00:00:aa)),set(ipv4(ttl=63)),2,3", "", ""},
+		{"in_port=1,tcp,nw_ttl=10", "set(eth(src=00:00:00:00:00:aa)),set(ipv4(ttl=9)),3", "", ""},
+		{"in_port=1,udp,nw_ttl=1", "drop", "ttl-exceeded", ""},
+		{"in_port=1,arp,arp_op=1", "push_vlan(vid=7,pcp=0),2,pop_vlan,3", "", ""},
+		{"in_port=2,ip,nw_ttl=5", "1", "", "same-port"},
+		{"in_port=3,udp,nw_ttl=5", "drop", "resubmit-depth", ""},
+		// Every way resolveOutput ends, across tables: a port whose
+		// device has no carrier (guarded: no-carrier), a port that does not
+		// exist, the ingress port, and a flood that skips it.
+		{"in_port=1,udp,tp_dst=99", "set(ipv4(tos=0x8/0xfc)),1,2,3", "", "no-carrier,port-gone,no-carrier"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -59,6 +70,15 @@ func TestTracePipelineAgreesWithPollThread(t *testing.T) {
 			}
 			if got := strings.Join(reasons, ","); got != tt.wantDrop {
 				t.Errorf("trace: drop reasons %q, want %q", got, tt.wantDrop)
+			}
+			var dropped []string
+			for _, o := range tr.Outputs {
+				if o.Dropped {
+					dropped = append(dropped, o.Reason.String())
+				}
+			}
+			if got := strings.Join(dropped, ","); got != tt.wantDropped {
+				t.Errorf("trace: copies dropped for %q, want %q", got, tt.wantDropped)
 			}
 
 			// What the trace predicts for the in port's drop counters.

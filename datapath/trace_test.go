@@ -74,7 +74,7 @@ func TestTrace(t *testing.T) {
 			}
 			gotFinal := ""
 			if tr.Final != tr.Flow {
-				gotFinal = MicroflowString(&tr.Final)
+				gotFinal = flow.FormatMicroflow(&tr.Final)
 			}
 			if gotFinal != tt.wantFinal {
 				t.Errorf("final flow\n got %s\nwant %s", gotFinal, tt.wantFinal)
@@ -313,7 +313,7 @@ func checkSentAsTraced(t *testing.T, tr *Trace, mps []*vport.MemPort, k *flow.Ke
 			var off flow.Offsets
 			flow.Extract(&gk, &off, f, k.InPort)
 			if gk != want[port][j] {
-				t.Errorf("port %d frame %d: key %s, trace says %s", port, j, MicroflowString(&gk), MicroflowString(&want[port][j]))
+				t.Errorf("port %d frame %d: key %s, trace says %s", port, j, flow.FormatMicroflow(&gk), flow.FormatMicroflow(&want[port][j]))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package flow
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"math/bits"
 )
 
 // Incremental checksum updates for header rewrites.
@@ -20,6 +21,50 @@ import (
 // those two bytes carried through the trailing zero bytes, which a table of
 // precomputed "append 2^i zero bytes" operators does in O(log n) without
 // reading the payload.
+
+// OnesSum adds b, read as big-endian 16-bit words (an odd last byte padded
+// with a zero), to the ones'-complement sum acc and returns the new sum,
+// not yet folded (FoldSum). b must start at an even offset of the summed
+// data. It is the one ones'-complement sum of ovsxdp: the datapath's
+// segment coalescing, trace's frames and the traffic generator's stamps
+// all use it.
+func OnesSum(acc uint64, b []byte) uint64 {
+	var c uint64
+	for len(b) >= 32 {
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[8:]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[16:]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[24:]), c)
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
+		b = b[8:]
+	}
+	for len(b) >= 2 {
+		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b)), c)
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc, c = bits.Add64(acc, uint64(b[0])<<8, c)
+	}
+	// End-around carry: adding it back overflows only if acc was all
+	// ones, leaving 0, and then adding 1 cannot overflow.
+	acc, c = bits.Add64(acc, c, 0)
+	return acc + c
+}
+
+// FoldSum folds a ones'-complement sum to 16 bits. The Internet checksum
+// of data is ^FoldSum(OnesSum(0, data)); data with a right checksum sums
+// to 0xffff.
+func FoldSum(acc uint64) uint16 {
+	acc = acc>>32 + acc&0xffffffff
+	acc = acc>>32 + acc&0xffffffff
+	acc = acc>>16 + acc&0xffff
+	acc = acc>>16 + acc&0xffff
+	acc = acc>>16 + acc&0xffff
+	return uint16(acc)
+}
 
 // csumAdd16 adds the change of one covered 16-bit word from old to new to
 // the ones'-complement accumulator acc.
@@ -40,11 +85,7 @@ func csumAddBytes(acc uint32, old, new []byte) uint32 {
 // csumFinish folds acc, the sum of ^HC and the word changes, and returns the
 // new checksum.
 func csumFinish(acc uint32) uint16 {
-	// Each fold shrinks acc; two always suffice for sums of fewer than
-	// 65536 words, and the changes summed here are a few dozen words.
-	acc = acc&0xffff + acc>>16
-	acc = acc&0xffff + acc>>16
-	return ^uint16(acc)
+	return ^FoldSum(uint64(acc))
 }
 
 // csumRef is a 16-bit Internet checksum inside a frame, together with how

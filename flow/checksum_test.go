@@ -266,3 +266,59 @@ func TestIPv6RoutingHeader(t *testing.T) {
 		})
 	}
 }
+
+// TestOnesSum checks the one ones'-complement sum against the plain RFC 1071
+// loop, for every length up to 200 bytes (odd ones padded), data that piles
+// up carries, sums continued from a non-zero accumulator, and a frame with a
+// right checksum summing to 0xffff.
+func TestOnesSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 200 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		if n%7 == 0 {
+			for i := range b {
+				b[i] = 0xff // the carries pile up
+			}
+		}
+		if got, want := ^FoldSum(OnesSum(0, b)), inetChecksum(b); got != want {
+			t.Fatalf("%d bytes: checksum %#04x, want %#04x", n, got, want)
+		}
+		// A sum in two parts (the first even) equals the sum in one.
+		half := n / 2 &^ 1
+		if got, want := FoldSum(OnesSum(OnesSum(0, b[:half]), b[half:])), FoldSum(OnesSum(0, b)); got != want {
+			t.Fatalf("%d bytes in two parts: sum %#04x, want %#04x", n, got, want)
+		}
+		// With its checksum appended, the data sums to all ones.
+		if n%2 == 0 {
+			c := binary.BigEndian.AppendUint16(b, inetChecksum(b))
+			if got := FoldSum(OnesSum(0, c)); got != 0xffff {
+				t.Fatalf("%d bytes with their checksum: sum %#04x, want 0xffff", n, got)
+			}
+		}
+	}
+}
+
+func TestFoldSum(t *testing.T) {
+	tests := []struct {
+		name string
+		in   uint64
+		want uint16
+	}{
+		{"zero", 0, 0},
+		{"16 bits", 0xabcd, 0xabcd},
+		{"one carry", 0x1fffe, 0xffff},
+		{"carry of a carry", 0xffff_ffff, 0xffff},
+		{"all ones", ^uint64(0), 0xffff},
+		{"high words", 0x0001_0002_0003_0004, 0x000a},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := FoldSum(tt.in); got != tt.want {
+				t.Errorf("FoldSum(%#x) = %#04x, want %#04x", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -150,14 +150,7 @@ func appendIPv4(b []byte, k *Key) []byte {
 }
 
 func ipv4HeaderChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
+	return ^FoldSum(OnesSum(0, h))
 }
 
 func appendIPv6(b []byte, k *Key) []byte {

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+
+	"github.com/ovsxdp/ovsxdp/flow"
 )
 
 // StampLen is the length of the integrity stamp that the traffic generator
@@ -91,18 +93,6 @@ func VerifyStamp(frame []byte) (flow, seq uint32, err error) {
 
 // onesSum is the folded 16-bit one's complement sum of b, read as
 // big-endian words (len(b) is even).
-func onesSum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
+func onesSum(b []byte) uint16 { return flow.FoldSum(flow.OnesSum(0, b)) }
 
-func onesAdd(a, b uint16) uint16 {
-	s := uint32(a) + uint32(b)
-	return uint16(s&0xffff + s>>16)
-}
+func onesAdd(a, b uint16) uint16 { return flow.FoldSum(uint64(a) + uint64(b)) }

@@ -1,13 +1,10 @@
-package datapath
+package flow
 
 import (
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/ovsxdp/ovsxdp/flow"
 )
 
 // This file writes datapath flows in Open vSwitch's datapath (ODP) syntax,
@@ -15,33 +12,22 @@ import (
 // "recirc_id(0),in_port(1),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,frag=no)"
 // and "set(ipv4(src=10.0.0.1)),2".
 
-// String formats the megaflow as one line of dpctl/dump-flows at now:
-// match, packets, bytes, time since last use ("never" if unused) and
-// actions. Outputs are OpenFlow port numbers (reserved ports, which the
-// datapath resolves per packet, by name); the other actions are written in
-// ovs-ofctl syntax, because that is what ovsxdp's datapath runs.
-func (e *MegaflowEntry) String(now time.Time) string {
-	used := "never"
-	if !e.LastUsed.IsZero() {
-		d := max(now.Sub(e.LastUsed), 0)
-		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
-	}
-	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
-		ODPMatch(&e.Match), e.Packets, e.Bytes, used, megaflowActions(e.Actions))
-}
-
-func megaflowActions(acts []flow.Action) string {
+// FormatODPActions formats a megaflow's actions as dpctl/dump-flows prints
+// them: outputs by OpenFlow port number (reserved ports, which the datapath
+// resolves per packet, by name), the other actions in ovs-ofctl syntax,
+// because that is what ovsxdp's datapath runs; "drop" when there are none.
+func FormatODPActions(acts []Action) string {
 	if len(acts) == 0 {
 		return "drop"
 	}
 	parts := make([]string, 0, len(acts))
 	for i := range acts {
 		a := &acts[i]
-		if a.Type == flow.ActOutput && a.Port < flow.PortMax {
+		if a.Type == ActOutput && a.Port < PortMax {
 			parts = append(parts, strconv.FormatUint(uint64(a.Port), 10))
 			continue
 		}
-		parts = append(parts, flow.FormatActions(acts[i:i+1]))
+		parts = append(parts, FormatActions(acts[i:i+1]))
 	}
 	return strings.Join(parts, ",")
 }
@@ -94,15 +80,11 @@ func macString(a [6]byte) string {
 }
 
 func ipv4ODP(v, m uint32) string {
-	s := ipv4String(v)
+	s := ipv4Text(v)
 	if m != ^uint32(0) {
-		s += "/" + ipv4String(m)
+		s += "/" + ipv4Text(m)
 	}
 	return s
-}
-
-func ipv4String(v uint32) string {
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
 }
 
 func ipv6ODP(v, m *[16]byte) string {
@@ -133,20 +115,20 @@ func hexODP(v, m, ones uint64) string {
 
 func fragODP(v, m uint8) string {
 	switch {
-	case m&flow.FragAny != 0 && v == 0:
+	case m&FragAny != 0 && v == 0:
 		return "no" // not a fragment: the later bit cannot be set
-	case m == flow.FragAny|flow.FragLater && v == flow.FragAny:
+	case m == FragAny|FragLater && v == FragAny:
 		return "first"
-	case m == flow.FragAny|flow.FragLater && v == flow.FragAny|flow.FragLater:
+	case m == FragAny|FragLater && v == FragAny|FragLater:
 		return "later"
 	}
-	return hexODP(uint64(v), uint64(m), flow.FragAny|flow.FragLater)
+	return hexODP(uint64(v), uint64(m), FragAny|FragLater)
 }
 
-// ODPMatch formats a megaflow's match in datapath syntax. recirc_id(0) is
+// FormatODPMatch formats a megaflow's match in datapath syntax. recirc_id(0) is
 // always first (ovsxdp does not recirculate); fields outside the mask are
 // left out, and partly masked fields carry their mask.
-func ODPMatch(m *flow.Match) string {
+func FormatODPMatch(m *Match) string {
 	k, mk := &m.Key, &m.Mask
 	var w odpWriter
 	w.raw("recirc_id(0)")
@@ -160,7 +142,7 @@ func ODPMatch(m *flow.Match) string {
 
 	var l3 odpWriter
 	odpL3(&l3, k, mk)
-	if mk.VLANs[0].TCI&flow.VLANPresent == 0 || k.VLANs[0].TCI&flow.VLANPresent == 0 {
+	if mk.VLANs[0].TCI&VLANPresent == 0 || k.VLANs[0].TCI&VLANPresent == 0 {
 		if l3.b.Len() > 0 {
 			w.raw(l3.b.String())
 		}
@@ -168,12 +150,12 @@ func ODPMatch(m *flow.Match) string {
 	}
 	tpid := k.VLANs[0].TPID
 	if tpid == 0 {
-		tpid = flow.EthTypeVLAN
+		tpid = EthTypeVLAN
 	}
 	w.raw("eth_type(0x" + strconv.FormatUint(uint64(tpid), 16) + ")")
 	tci, tm := k.VLANs[0].TCI, mk.VLANs[0].TCI
-	w.field("vid", numODP(uint64(tci&flow.VLANVIDMask), uint64(tm&flow.VLANVIDMask), flow.VLANVIDMask), tm&flow.VLANVIDMask != 0)
-	w.field("pcp", numODP(uint64(tci>>13), uint64(tm>>13), 7), tm&flow.VLANPCPMask != 0)
+	w.field("vid", numODP(uint64(tci&VLANVIDMask), uint64(tm&VLANVIDMask), VLANVIDMask), tm&VLANVIDMask != 0)
+	w.field("pcp", numODP(uint64(tci>>13), uint64(tm>>13), 7), tm&VLANPCPMask != 0)
 	w.raw("vlan(" + strings.Join(w.fields, ",") + ")")
 	w.fields = w.fields[:0]
 	w.raw("encap(" + l3.b.String() + ")")
@@ -181,24 +163,24 @@ func ODPMatch(m *flow.Match) string {
 }
 
 // odpL3 writes eth_type and the L3 and L4 groups.
-func odpL3(w *odpWriter, k, mk *flow.Key) {
+func odpL3(w *odpWriter, k, mk *Key) {
 	if mk.DlType != 0 {
 		w.raw("eth_type(" + hexODP(uint64(k.DlType), uint64(mk.DlType), 0xffff) + ")")
 	}
 	switch k.DlType {
-	case flow.EthTypeIPv4:
+	case EthTypeIPv4:
 		w.field("src", ipv4ODP(k.NwSrc, mk.NwSrc), mk.NwSrc != 0)
 		w.field("dst", ipv4ODP(k.NwDst, mk.NwDst), mk.NwDst != 0)
 		odpIPCommon(w, k, mk, "tos", "ttl")
 		w.group("ipv4")
-	case flow.EthTypeIPv6:
+	case EthTypeIPv6:
 		var none [16]byte
 		w.field("src", ipv6ODP(&k.IPv6Src, &mk.IPv6Src), mk.IPv6Src != none)
 		w.field("dst", ipv6ODP(&k.IPv6Dst, &mk.IPv6Dst), mk.IPv6Dst != none)
 		w.field("label", hexODP(uint64(k.IPv6Label), uint64(mk.IPv6Label), 0xfffff), mk.IPv6Label != 0)
 		odpIPCommon(w, k, mk, "tclass", "hlimit")
 		w.group("ipv6")
-	case flow.EthTypeARP, flow.EthTypeRARP:
+	case EthTypeARP, EthTypeRARP:
 		noMAC := [6]byte{}
 		w.field("sip", ipv4ODP(k.NwSrc, mk.NwSrc), mk.NwSrc != 0)
 		w.field("tip", ipv4ODP(k.NwDst, mk.NwDst), mk.NwDst != 0)
@@ -219,18 +201,18 @@ func odpL3(w *odpWriter, k, mk *flow.Key) {
 		w.group(name)
 	}
 	switch k.NwProto {
-	case flow.IPProtoTCP:
+	case IPProtoTCP:
 		ports("tcp")
 		if mk.TcpFlags != 0 {
 			w.raw("tcp_flags(" + hexODP(uint64(k.TcpFlags), uint64(mk.TcpFlags), 0xfff) + ")")
 		}
-	case flow.IPProtoUDP:
+	case IPProtoUDP:
 		ports("udp")
-	case flow.IPProtoSCTP:
+	case IPProtoSCTP:
 		ports("sctp")
-	case flow.IPProtoICMP, flow.IPProtoICMPv6:
+	case IPProtoICMP, IPProtoICMPv6:
 		name := "icmp"
-		if k.NwProto == flow.IPProtoICMPv6 {
+		if k.NwProto == IPProtoICMPv6 {
 			name = "icmpv6"
 		}
 		w.field("type", numODP(uint64(k.TpSrc), uint64(mk.TpSrc), 0xffff), mk.TpSrc != 0)
@@ -248,7 +230,7 @@ func odpL3(w *odpWriter, k, mk *flow.Key) {
 }
 
 // odpIPCommon adds the fields IPv4 and IPv6 share, under their names.
-func odpIPCommon(w *odpWriter, k, mk *flow.Key, tos, ttl string) {
+func odpIPCommon(w *odpWriter, k, mk *Key, tos, ttl string) {
 	w.field("proto", numODP(uint64(k.NwProto), uint64(mk.NwProto), 0xff), mk.NwProto != 0)
 	w.field(tos, hexODP(uint64(k.NwTos), uint64(mk.NwTos), 0xff), mk.NwTos != 0)
 	w.field(ttl, numODP(uint64(k.NwTTL), uint64(mk.NwTTL), 0xff), mk.NwTTL != 0)
@@ -268,11 +250,11 @@ func tosODP(from, to uint8) string {
 	return v
 }
 
-// odpSetActions returns the datapath actions that turn a packet with key
+// ODPSetActions returns the datapath actions that turn a packet with key
 // from into one with key to, in Open vSwitch's commit order: Ethernet
 // addresses, VLAN tags (pop_vlan/push_vlan when they differ), then L3 and
 // L4. A set is set(group(field=value,...)) with the changed fields only.
-func odpSetActions(from, to *flow.Key) []string {
+func ODPSetActions(from, to *Key) []string {
 	acts := odpSetHeaders(from, to)
 	if from.PktMark != to.PktMark {
 		acts = append(acts, "set(skb_mark(0x"+strconv.FormatUint(uint64(to.PktMark), 16)+"))")
@@ -280,8 +262,8 @@ func odpSetActions(from, to *flow.Key) []string {
 	return acts
 }
 
-// odpSetHeaders is odpSetActions for the packet's headers.
-func odpSetHeaders(from, to *flow.Key) []string {
+// odpSetHeaders is ODPSetActions for the packet's headers.
+func odpSetHeaders(from, to *Key) []string {
 	var acts []string
 	set := func(group string, fields []string) {
 		if len(fields) > 0 {
@@ -300,40 +282,40 @@ func odpSetHeaders(from, to *flow.Key) []string {
 
 	if from.VLANs != to.VLANs {
 		for _, v := range from.VLANs {
-			if v.TCI&flow.VLANPresent != 0 {
+			if v.TCI&VLANPresent != 0 {
 				acts = append(acts, "pop_vlan")
 			}
 		}
 		for i := len(to.VLANs) - 1; i >= 0; i-- {
 			v := to.VLANs[i]
-			if v.TCI&flow.VLANPresent == 0 {
+			if v.TCI&VLANPresent == 0 {
 				continue
 			}
 			s := "push_vlan("
-			if v.TPID != 0 && v.TPID != flow.EthTypeVLAN {
+			if v.TPID != 0 && v.TPID != EthTypeVLAN {
 				s += "tpid=0x" + strconv.FormatUint(uint64(v.TPID), 16) + ","
 			}
-			acts = append(acts, s+"vid="+strconv.Itoa(int(v.TCI&flow.VLANVIDMask))+",pcp="+strconv.Itoa(int(v.TCI>>13))+")")
+			acts = append(acts, s+"vid="+strconv.Itoa(int(v.TCI&VLANVIDMask))+",pcp="+strconv.Itoa(int(v.TCI>>13))+")")
 		}
 	}
 	f = nil
 	switch to.DlType {
-	case flow.EthTypeIPv4:
-		add(from.NwSrc != to.NwSrc, "src", ipv4String(to.NwSrc))
-		add(from.NwDst != to.NwDst, "dst", ipv4String(to.NwDst))
+	case EthTypeIPv4:
+		add(from.NwSrc != to.NwSrc, "src", ipv4Text(to.NwSrc))
+		add(from.NwDst != to.NwDst, "dst", ipv4Text(to.NwDst))
 		add(from.NwTos != to.NwTos, "tos", tosODP(from.NwTos, to.NwTos))
 		add(from.NwTTL != to.NwTTL, "ttl", strconv.Itoa(int(to.NwTTL)))
 		set("ipv4", f)
-	case flow.EthTypeIPv6:
+	case EthTypeIPv6:
 		add(from.IPv6Src != to.IPv6Src, "src", netip.AddrFrom16(to.IPv6Src).String())
 		add(from.IPv6Dst != to.IPv6Dst, "dst", netip.AddrFrom16(to.IPv6Dst).String())
 		add(from.IPv6Label != to.IPv6Label, "label", "0x"+strconv.FormatUint(uint64(to.IPv6Label), 16))
 		add(from.NwTos != to.NwTos, "tclass", "0x"+strconv.FormatUint(uint64(to.NwTos), 16))
 		add(from.NwTTL != to.NwTTL, "hlimit", strconv.Itoa(int(to.NwTTL)))
 		set("ipv6", f)
-	case flow.EthTypeARP, flow.EthTypeRARP:
-		add(from.NwSrc != to.NwSrc, "sip", ipv4String(to.NwSrc))
-		add(from.NwDst != to.NwDst, "tip", ipv4String(to.NwDst))
+	case EthTypeARP, EthTypeRARP:
+		add(from.NwSrc != to.NwSrc, "sip", ipv4Text(to.NwSrc))
+		add(from.NwDst != to.NwDst, "tip", ipv4Text(to.NwDst))
 		add(from.NwProto != to.NwProto, "op", strconv.Itoa(int(to.NwProto)))
 		add(from.ArpSha != to.ArpSha, "sha", macString(to.ArpSha))
 		add(from.ArpTha != to.ArpTha, "tha", macString(to.ArpTha))
@@ -347,17 +329,17 @@ func odpSetHeaders(from, to *flow.Key) []string {
 	add(from.TpSrc != to.TpSrc, "src", strconv.Itoa(int(to.TpSrc)))
 	add(from.TpDst != to.TpDst, "dst", strconv.Itoa(int(to.TpDst)))
 	switch to.NwProto {
-	case flow.IPProtoTCP:
+	case IPProtoTCP:
 		set("tcp", f)
-	case flow.IPProtoUDP:
+	case IPProtoUDP:
 		set("udp", f)
-	case flow.IPProtoSCTP:
+	case IPProtoSCTP:
 		set("sctp", f)
-	case flow.IPProtoICMP, flow.IPProtoICMPv6:
+	case IPProtoICMP, IPProtoICMPv6:
 		f = nil
 		add(from.TpSrc != to.TpSrc, "type", strconv.Itoa(int(to.TpSrc)))
 		add(from.TpDst != to.TpDst, "code", strconv.Itoa(int(to.TpDst)))
-		if to.NwProto == flow.IPProtoICMP {
+		if to.NwProto == IPProtoICMP {
 			set("icmp", f)
 			break
 		}

@@ -1,0 +1,261 @@
+package datapath
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// IdleStrategy is what a poll thread does when its queues are empty.
+type IdleStrategy uint8
+
+// NapTimerSlack is the timer slack of an adaptive poll thread: by
+// default Linux lets a sleep of a normal thread overrun by 50 µs, as long
+// as a whole nap.
+const NapTimerSlack = time.Microsecond
+
+// DefaultSpareSpin is how long an adaptive poll thread keeps polling after
+// its last packet, as long as other threads leave it its CPU, when
+// Config.SpareSpin is zero.
+const DefaultSpareSpin = 20 * time.Millisecond
+
+// The idle strategies.
+const (
+	// IdleAdaptive follows the load. Under heavy load (full half
+	// batches) it polls again at once. Under light load (a few packets
+	// per poll) it naps between polls, a little longer each time up to
+	// maxNap, so that the packets gather into batches: one transmit call
+	// then carries several packets, and the CPU the thread does not spin
+	// away goes to the endpoints and the kernel's own packet work. When
+	// a poll finds nothing, it keeps polling for spinWindow (a reply
+	// usually comes back within it, and is forwarded without a wake-up),
+	// and then for up to Config.SpareSpin after its last packet as long
+	// as other threads leave it its CPU (spareCPU): with a CPU to spare,
+	// sparse traffic such as pings finds the thread awake, as a busy
+	// polling one would. Then it sleeps in poll(2) until a queue has
+	// traffic. The default.
+	IdleAdaptive IdleStrategy = iota
+	// IdleSpin never sleeps (busy polling, as OVS's PMDs by default).
+	IdleSpin
+	// IdleSleep sleeps in poll(2) as soon as the queues are empty.
+	IdleSleep
+)
+
+// ParseIdleStrategy returns the idle strategy named s, as String names it.
+func ParseIdleStrategy(s string) (IdleStrategy, error) {
+	for _, st := range []IdleStrategy{IdleAdaptive, IdleSpin, IdleSleep} {
+		if s == st.String() {
+			return st, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown idle strategy %q (want adaptive, spin or sleep)", s)
+}
+
+func (s IdleStrategy) String() string {
+	switch s {
+	case IdleAdaptive:
+		return "adaptive"
+	case IdleSpin:
+		return "spin"
+	case IdleSleep:
+		return "sleep"
+	}
+	return "idle(?)"
+}
+
+const (
+	// spinWindow is how long an adaptive thread keeps polling after the
+	// last packet before it sleeps.
+	spinWindow = 50 * time.Microsecond
+	// napStep and maxNap shape an adaptive thread's naps under light
+	// load: each light poll lengthens the next nap by napStep, up to
+	// maxNap (see adapt). A poll with at least napThreshold packets ends
+	// napping.
+	napStep      = 5 * time.Microsecond
+	maxNap       = 50 * time.Microsecond
+	napThreshold = vport.MaxBatch / 2
+	// loadGap tells light load from a packet after a quiet spell: a
+	// thread starts napping only when packets came in polls less than
+	// loadGap apart (above about 50,000 packets/s); a lone packet is
+	// followed by polls at once, so that its reply is not delayed.
+	loadGap = 20 * time.Microsecond
+	// spinYield is how often a spinning thread yields, well within the
+	// 10 ms after which the runtime preempts a goroutine that never
+	// does.
+	spinYield = time.Millisecond
+	// spareCheck is how often a thread that polls on after its last
+	// packet (spareCPU) checks that it still gets its CPU; spareLoss is
+	// the share of the time it may lose to other threads; spareBackoff is
+	// how long it sleeps at once after it lost more.
+	spareCheck   = 100 * time.Microsecond
+	spareLoss    = 0.25
+	spareBackoff = 100 * time.Millisecond
+	// maxSleep bounds one sleep, so that a thread sees new queues and stop
+	// requests within it.
+	maxSleep = 5 * time.Millisecond
+)
+
+// adapt is the adaptive idle strategy (IdleAdaptive) after a poll that
+// ran from start to end and handled n packets, after a nap of nap (0 for
+// none); prevBusy is when the last poll with packets before it ended. It
+// naps, sleeps or returns at once, and returns the length of the next
+// nap.
+func (p *pmd) adapt(n int, nap time.Duration, start, end, prevBusy time.Time) time.Duration {
+	act, next := adaptive(n, nap, start.Sub(prevBusy), end.Sub(prevBusy))
+	switch {
+	case n > 0:
+		p.spare.busy()
+	case act == idleSleep:
+		switch p.spare.spin(end, end.Sub(prevBusy)) {
+		case spinOn:
+			act = idlePoll
+		case spinPreempted:
+			p.counters.spinsGivenUp.Add(1)
+		}
+	}
+	switch act {
+	case idleNap:
+		// A nap reads no port, so it is outside any read-side section:
+		// grace periods need not wait for it.
+		ts := unix.NsecToTimespec(int64(next))
+		unix.Nanosleep(&ts, nil) //nolint:errcheck // EINTR: a shorter nap
+		p.counters.idleNanos.Add(uint64(time.Since(end)))
+		return next
+	case idleSleep:
+		p.sleep()
+	}
+	return 0
+}
+
+// idleAction is what an adaptive thread does after a poll.
+type idleAction uint8
+
+const (
+	idlePoll  idleAction = iota // poll again at once
+	idleNap                     // nap, then poll
+	idleSleep                   // sleep until a queue has traffic
+)
+
+// adaptive decides IdleAdaptive's action after a poll that handled n
+// packets, after a nap of nap; gap is the time from the end of the last
+// poll with packets before it to its start, sinceBusy to its end. It also
+// returns the length of the nap to take.
+func adaptive(n int, nap, gap, sinceBusy time.Duration) (idleAction, time.Duration) {
+	switch {
+	case n >= napThreshold:
+		return idlePoll, 0
+	case n > 0 && (nap > 0 || gap <= loadGap):
+		return idleNap, min(nap+napStep, maxNap)
+	case n > 0:
+		// A packet after a quiet spell, such as a ping: whatever it
+		// triggers (a reply) is forwarded at once.
+		return idlePoll, 0
+	case sinceBusy >= spinWindow:
+		return idleSleep, 0
+	}
+	return idlePoll, 0
+}
+
+// sleep sleeps until a queue has traffic, maxSleep passes or a grace
+// period wakes the thread.
+func (p *pmd) sleep() {
+	// Sleeping on a queue reads the port (its socket, its rings), so the
+	// sleep is a read-side section like a batch: a port is closed only
+	// after every thread has left it. A grace period wakes the thread
+	// (reader.waker) rather than wait out the sleep, which lasts at most
+	// maxSleep.
+	start := time.Now()
+	p.rd.enter()
+	rqs := p.rxqs.Load()
+	if p.polled != rqs {
+		p.poller = new(vport.Poller)
+		p.poller.SetWaker(p.rd.waker)
+		for _, rq := range *rqs {
+			if err := p.poller.Add(rq.port.vp, rq.q); err != nil {
+				p.br.log.Warn("pmd: cannot sleep on queue", "pmd", p.id, "port", rq.port.Name, "queue", rq.q, "err", err)
+			}
+		}
+		p.polled = rqs
+	}
+	p.rd.sleeping.Store(true)
+	if _, err := p.poller.Wait(maxSleep); err != nil {
+		// A queue cannot be slept on (its device is down): sleep briefly
+		// without it, rather than spin.
+		time.Sleep(maxSleep / 5)
+	}
+	p.rd.sleeping.Store(false)
+	p.rd.leave()
+	p.counters.idleNanos.Add(uint64(time.Since(start)))
+}
+
+// spareCPU decides whether an adaptive poll thread, its queues empty, may
+// keep polling rather than sleep: within window after its last packet, as
+// long as it gets its CPU. While it polls, its own CPU time grows as fast
+// as the clock, unless the kernel runs other threads on its CPU in its
+// place: when it has lost more than a spareLoss share of the time since it
+// went idle, other threads want the CPU, and it sleeps. A brief
+// preemption, such as an endpoint woken on its CPU by the packet it just
+// forwarded, costs it much less than that. After it gives up, it does not
+// poll on after its packets again for spareBackoff: on a busy machine it
+// then takes from the others hardly more than a thread that sleeps at once.
+// It belongs to the poll thread, which is locked to its OS thread.
+type spareCPU struct {
+	window time.Duration
+	// cpuTime reads the calling thread's CPU time.
+	cpuTime func() (time.Duration, error)
+	idle    bool          // the idle spell's start (wall0, cpu0) is read
+	wall0   time.Time     // the idle spell's start
+	cpu0    time.Duration // the thread's CPU time then
+	next    time.Time     // when to read the CPU time again
+	until   time.Time     // no polling on before it (backoff)
+}
+
+// spinVerdict is spareCPU's answer.
+type spinVerdict uint8
+
+const (
+	spinOff       spinVerdict = iota // sleep: outside the window, backing off, or unknown
+	spinOn                           // poll on
+	spinPreempted                    // sleep: other threads took the CPU
+)
+
+// busy records that the thread handled packets: its next idle spell is
+// measured afresh.
+func (s *spareCPU) busy() { s.idle = false }
+
+// spin is the verdict at now, sinceBusy after the last packet.
+func (s *spareCPU) spin(now time.Time, sinceBusy time.Duration) spinVerdict {
+	if sinceBusy >= s.window || now.Before(s.until) {
+		return spinOff
+	}
+	if s.idle && now.Before(s.next) {
+		return spinOn
+	}
+	cpu, err := s.cpuTime()
+	if err != nil {
+		return spinOff
+	}
+	s.next = now.Add(spareCheck)
+	if !s.idle {
+		s.idle, s.wall0, s.cpu0 = true, now, cpu
+		return spinOn
+	}
+	wall := now.Sub(s.wall0)
+	if lost := wall - (cpu - s.cpu0); float64(lost) > spareLoss*float64(wall) {
+		s.until = now.Add(spareBackoff)
+		return spinPreempted
+	}
+	return spinOn
+}
+
+// threadCPUTime is the calling thread's CPU time.
+func threadCPUTime() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0, err
+	}
+	return time.Duration(ts.Nano()), nil
+}

@@ -1,0 +1,51 @@
+package datapath
+
+import "time"
+
+// The route of a packet through a poll thread: rx.go reads a batch from
+// each rx queue, dispatch.go classifies each packet and runs its actions,
+// output.go decides where each copy goes, batch.go holds the copies per
+// (port, tx queue), and tx.go transmits them at the end of the batch
+// (coalesce.go merging TCP and UDP runs into GSO packets). pmd.go is the
+// loop around it, idle.go what the thread does between batches.
+
+// poll polls each rx queue once and returns the number of packets handled.
+func (p *pmd) poll(now time.Time) int {
+	p.stall.clear()
+	p.tbl = p.br.ports.Load()
+	p.policy = p.br.Policy()
+	p.now = now.UnixNano()
+	total := 0
+	for _, rq := range *p.rxqs.Load() {
+		total += p.pollQueue(rq)
+	}
+	p.flush()
+	p.cache.CreditRules()
+	p.tbl = nil
+	// Cleared at the end too, so that a thread held between its next
+	// enter and poll is not taken for still spinning.
+	p.stall.clear()
+	return total
+}
+
+func (p *pmd) pollQueue(rq rxq) int {
+	n, err := rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info)
+	if err != nil || n == 0 {
+		return 0
+	}
+	p.counters.packets.Add(uint64(n))
+	c := &rq.port.counters[p.id]
+	bytes := 0
+	for _, size := range p.sizes[:n] {
+		bytes += size
+	}
+	c.rxPackets.Add(uint64(n))
+	c.rxBytes.Add(uint64(bytes))
+	if rec := p.info[0].RxQueue.Recorded(); rec != rq.port.rxRecorded.Load() {
+		rq.port.rxRecorded.Store(rec)
+	}
+	for i := 0; i < n; i++ {
+		p.process(rq.port, p.bufs[i][:p.sizes[i]], p.info[i].RxQueue)
+	}
+	return n
+}

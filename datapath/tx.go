@@ -1,0 +1,94 @@
+package datapath
+
+import (
+	"errors"
+
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// flush transmits every pending output batch.
+func (p *pmd) flush() {
+	for i := range p.out.pending {
+		b := &p.out.pending[i]
+		step := b.port.vp.BatchSize()
+		for start := 0; start < len(b.frames); start += step {
+			end := min(start+step, len(b.frames))
+			p.transmit(b.port, b.q, b.frames[start:end], b.origins[start:end])
+		}
+	}
+	p.out.reset()
+}
+
+// transmit sends one batch on port's tx queue q and counts each frame as
+// sent or dropped, on port and on the port it came from. Runs of TCP
+// segments go out as GSO packets where the port can send them (see
+// coalesce.go); the frames keep their order.
+func (p *pmd) transmit(port *Port, q int, frames [][]byte, origins []*Port) {
+	g, ok := port.vp.(vport.GSOSender)
+	if !ok || p.br.cfg.DisableGRO || len(frames) < 2 {
+		p.transmitFrames(port, q, frames, origins)
+		return
+	}
+	if p.gsoBuf == nil {
+		p.gsoBuf = make([]byte, 0, maxGSOFrame)
+	}
+	plain := 0 // frames[plain:i] wait to go out one by one
+	for i := 0; i < len(frames); {
+		j, s := gsoRun(frames, i)
+		if j-i < 2 {
+			i = j
+			continue
+		}
+		if plain < i {
+			p.transmitFrames(port, q, frames[plain:i], origins[plain:i])
+		}
+		pkt, desc := mergeRun(p.gsoBuf, frames[i:j], s)
+		if err := g.TransmitGSO(pkt, desc); err != nil {
+			// Not taken: the segments go the ordinary way, which
+			// counts them as sent or dropped.
+			p.counters.gsoFailed.Add(1)
+			p.transmitFrames(port, q, frames[i:j], origins[i:j])
+		} else {
+			p.counters.gsoPackets.Add(1)
+			p.counters.gsoSegments.Add(uint64(j - i))
+			p.countSent(port, frames[i:j], origins[i:j])
+		}
+		plain, i = j, j
+	}
+	if plain < len(frames) {
+		p.transmitFrames(port, q, frames[plain:], origins[plain:])
+	}
+}
+
+// countSent counts frames as sent on port and on the ports they came from.
+func (p *pmd) countSent(port *Port, frames [][]byte, origins []*Port) {
+	dc := &port.counters[p.id]
+	for j, f := range frames {
+		dc.txPackets.Add(1)
+		dc.txBytes.Add(uint64(len(f)))
+		origins[j].counters[p.id].sent.Add(1)
+	}
+}
+
+// transmitFrames sends frames on port's tx queue q one by one (in one
+// Transmit call) and counts each as sent or dropped.
+func (p *pmd) transmitFrames(port *Port, q int, frames [][]byte, origins []*Port) {
+	n, err := port.vp.Transmit(q, frames)
+	if n < 0 || n > len(frames) {
+		n = 0
+	}
+	reason := DropTxRingFull
+	if err != nil {
+		n = 0
+		reason = DropTxError
+		if errors.Is(err, vport.ErrPortDown) {
+			reason = DropNotRunning
+		}
+	}
+	p.countSent(port, frames[:n], origins[:n])
+	dc := &port.counters[p.id]
+	for j := n; j < len(frames); j++ {
+		dc.txDrops[reason].Add(1)
+		origins[j].counters[p.id].drops[reason].Add(1)
+	}
+}

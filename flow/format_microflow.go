@@ -1,0 +1,72 @@
+package flow
+
+// FormatMicroflow formats k as ofproto/trace prints a flow: every field the
+// packet has, given its Ethertype and protocol, including zero ones.
+func FormatMicroflow(k *Key) string {
+	m := Match{Key: *k, Mask: microflowMask(k)}
+	// The pipeline's state shows when it is not zero, as Open vSwitch
+	// prints a flow.
+	for i, r := range k.Regs {
+		if r != 0 {
+			m.Mask.Regs[i] = ^uint32(0)
+		}
+	}
+	if k.Metadata != 0 {
+		m.Mask.Metadata = ^uint64(0)
+	}
+	if k.PktMark != 0 {
+		m.Mask.PktMark = ^uint32(0)
+	}
+	m.Normalize()
+	return FormatMatch(&m, DefaultPriority)
+}
+
+// microflowMask returns the mask of the fields a packet with key k has.
+func microflowMask(k *Key) Key {
+	var m Key
+	m.InPort = ^uint32(0)
+	m.VLANs[0].TCI = 0xffff
+	m.DlSrc = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	m.DlDst = m.DlSrc
+	m.DlType = 0xffff
+	ip := false
+	switch k.DlType {
+	case EthTypeIPv4:
+		ip = true
+		m.NwSrc, m.NwDst = ^uint32(0), ^uint32(0)
+	case EthTypeIPv6:
+		ip = true
+		for i := range m.IPv6Src {
+			m.IPv6Src[i], m.IPv6Dst[i] = 0xff, 0xff
+		}
+		m.IPv6Label = 0xfffff
+	case EthTypeARP, EthTypeRARP:
+		m.NwSrc, m.NwDst, m.NwProto = ^uint32(0), ^uint32(0), 0xff
+		m.ArpSha, m.ArpTha = m.DlSrc, m.DlSrc
+		return m
+	default:
+		return m
+	}
+	if ip {
+		m.NwProto, m.NwTos, m.NwTTL, m.NwFrag = 0xff, 0xff, 0xff, FragAny|FragLater
+	}
+	if k.NwFrag&FragLater != 0 {
+		return m
+	}
+	switch k.NwProto {
+	case IPProtoTCP:
+		m.TcpFlags = 0xfff
+		fallthrough
+	case IPProtoUDP, IPProtoSCTP, IPProtoICMP:
+		m.TpSrc, m.TpDst = 0xffff, 0xffff
+	case IPProtoICMPv6:
+		m.TpSrc, m.TpDst = 0xffff, 0xffff
+		if k.TpDst == 0 && (k.TpSrc == 135 || k.TpSrc == 136) {
+			for i := range m.NdTarget {
+				m.NdTarget[i] = 0xff
+			}
+			m.ArpSha, m.ArpTha = m.DlSrc, m.DlSrc
+		}
+	}
+	return m
+}

@@ -1,0 +1,116 @@
+package flow
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFormatODPMatch(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string // a match in ovs-ofctl syntax
+		want string
+	}{
+		{"catch-all", "", "recirc_id(0)"},
+		{"in_port", "in_port=3", "recirc_id(0),in_port(3)"},
+		{"ipv4 prefix", "ip,nw_dst=10.0.0.0/24,nw_frag=no", "recirc_id(0),eth_type(0x800),ipv4(dst=10.0.0.0/255.255.255.0,frag=no)"},
+		{"tcp port mask", "tcp,tp_dst=0x10/0xfff0", "recirc_id(0),eth_type(0x800),ipv4(proto=6),tcp(dst=16/0xfff0)"},
+		{"eth", "dl_src=00:00:00:00:00:01,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00", "recirc_id(0),eth(src=00:00:00:00:00:01,dst=01:00:00:00:00:00/01:00:00:00:00:00)"},
+		{"vlan", "dl_vlan=5,udp,tp_src=53", "recirc_id(0),eth_type(0x8100),vlan(vid=5),encap(eth_type(0x800),ipv4(proto=17),udp(src=53))"},
+		{"ipv6 icmp nd", "icmp6,icmp_type=135,icmp_code=0,nd_target=fe80::1,ipv6_src=2001:db8::/32",
+			"recirc_id(0),eth_type(0x86dd),ipv6(src=2001:db8::/ffff:ffff::,proto=58),icmpv6(type=135,code=0),nd(target=fe80::1)"},
+		{"arp", "arp,arp_op=1,arp_tpa=10.0.0.1", "recirc_id(0),eth_type(0x806),arp(tip=10.0.0.1,op=1)"},
+		{"tos and ttl", "ip,nw_tos=8,nw_ttl=64", "recirc_id(0),eth_type(0x800),ipv4(tos=0x8/0xfc,ttl=64)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := ParseMatch(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := FormatODPMatch(m); got != tt.want {
+				t.Errorf("FormatODPMatch(%q)\n got %s\nwant %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestODPSetActions(t *testing.T) {
+	key := func(s string) Key {
+		k, err := ParseMicroflow(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	tests := []struct {
+		name     string
+		from, to string
+		want     string
+	}{
+		{"unchanged", "tcp,nw_src=1.1.1.1", "tcp,nw_src=1.1.1.1", ""},
+		{"ipv4 and tcp", "tcp,nw_src=1.1.1.1,tp_dst=80,nw_ttl=64", "tcp,nw_src=10.9.9.9,tp_dst=8080,nw_ttl=63", "set(ipv4(src=10.9.9.9,ttl=63)) set(tcp(dst=8080))"},
+		{"eth", "udp", "udp,dl_src=00:11:22:33:44:55", "set(eth(src=00:11:22:33:44:55))"},
+		{"push", "udp", "udp,dl_vlan=7", "push_vlan(vid=7,pcp=0)"},
+		{"pop", "udp,dl_vlan=7", "udp", "pop_vlan"},
+		{"retag", "udp,dl_vlan=7", "udp,dl_vlan=8,dl_vlan_pcp=3", "pop_vlan push_vlan(vid=8,pcp=3)"},
+		{"ipv6", "udp6,ipv6_dst=::1,nw_ttl=5", "udp6,ipv6_dst=::2,nw_ttl=4", "set(ipv6(dst=::2,hlimit=4))"},
+		{"icmp", "icmp,icmp_type=8", "icmp,icmp_type=0", "set(icmp(type=0))"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			from, to := key(tt.from), key(tt.to)
+			if got := strings.Join(ODPSetActions(&from, &to), " "); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFormatODPActions(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string // a flow whose actions are formatted
+		want string
+	}{
+		{"none", "actions=drop", "drop"},
+		{"ports by number", "actions=output:2,output:7", "2,7"},
+		{"reserved port by name", "actions=NORMAL", "NORMAL"},
+		{"set then output", "ip,actions=mod_nw_ttl:9,output:3", "load:0x9->NXM_NX_IP_TTL[],3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := ParseFlow(tt.in, CmdAdd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := FormatODPActions(f.Actions); got != tt.want {
+				t.Errorf("FormatODPActions(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFormatMicroflow(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string // a microflow as ofproto/trace takes it
+		want string
+	}{
+		{"udp", "in_port=1,udp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=5,tp_dst=53",
+			"udp,in_port=1,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,nw_src=10.0.0.1,nw_dst=10.0.0.2,nw_tos=0,nw_ecn=0,nw_ttl=0,nw_frag=no,tp_src=5,tp_dst=53"},
+		{"registers when set", "in_port=2,reg3=0x5,metadata=0x1,arp",
+			"arp,reg3=0x5,metadata=0x1,in_port=2,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,arp_spa=0.0.0.0,arp_tpa=0.0.0.0,arp_op=0,arp_sha=00:00:00:00:00:00,arp_tha=00:00:00:00:00:00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := ParseMicroflow(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := FormatMicroflow(&k); got != tt.want {
+				t.Errorf("FormatMicroflow(%q)\n got %s\nwant %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
