@@ -27,6 +27,11 @@ const (
 	ActNote          // note:Note (hex bytes); does nothing
 	ActExit          // exit: stop the whole pipeline
 	ActClone         // clone(...): the next Value actions are its body
+
+	// ActConjunction is conjunction(Value,Table/Port): this flow is clause
+	// Table (1-based) of the Port clauses of conjunctive match Value. Only
+	// the classifier reads it (conj.go); translation runs it as nothing.
+	ActConjunction
 )
 
 // TableCurrent in a resubmit's Table means the table the resubmit runs in.

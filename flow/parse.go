@@ -308,7 +308,7 @@ var unsupportedFields = map[string]bool{
 	"skb_priority": true, "tun_id": true,
 	"tunnel_id": true, "tun_src": true, "tun_dst": true, "ct_state": true,
 	"ct_zone": true, "ct_mark": true, "ct_label": true, "recirc_id": true,
-	"dp_hash": true, "conj_id": true, "actset_output": true, "packet_type": true,
+	"dp_hash": true, "actset_output": true, "packet_type": true,
 	"mpls_label": true, "mpls_tc": true, "mpls_bos": true, "mpls_ttl": true,
 	"in_port_oxm":   true,
 	"send_flow_rem": true, "check_overlap": true, "reset_counts": true,
@@ -994,6 +994,8 @@ type actionParser struct {
 	dropTok *token
 	first   *token // first action that is not "drop"
 	pending *pendingLoad
+
+	conjTok, otherTok *token // see noteConjToken
 }
 
 // pendingLoad is the low half of a 128-bit field written as two loads.
@@ -1016,7 +1018,7 @@ var unsupportedActions = map[string]bool{
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
 	"dec_mpls_ttl": true, "check_pkt_larger": true, "nat": true,
 	"encap": true, "decap": true, "dec_nsh_ttl": true,
-	"conjunction": true, "output_trunc": true, "set_vlan_vid": true,
+	"output_trunc": true, "set_vlan_vid": true,
 	"set_vlan_pcp": true, "mod_nw_proto": true, "delete_field": true, "debug_recirc": true,
 	"debug_slow": true, "set_mpls": true, "enqueue_port": true,
 }
@@ -1040,6 +1042,9 @@ func (ap *actionParser) parse(pos, end int) ([]Action, error) {
 	}
 	if ap.dropTok != nil && ap.first != nil {
 		return nil, errAt(ap.s, ap.dropTok, `"drop" must not be accompanied by any other action`)
+	}
+	if err := ap.checkConjunctions(); err != nil {
+		return nil, err
 	}
 	return ap.acts, nil
 }
@@ -1071,8 +1076,12 @@ func (ap *actionParser) action(t *token) error {
 	if ap.first == nil {
 		ap.first = t
 	}
+	ap.noteConjToken(t, name)
 	if done, err := ap.pipelineAction(t, name); done {
 		return err
+	}
+	if name == "conjunction" {
+		return ap.conjunction(t)
 	}
 	if t.paren {
 		if unsupportedActions[name] || name == "output" || name == "dec_ttl" {
