@@ -1136,7 +1136,11 @@ func (ap *actionParser) action(t *token) error {
 		if !prereqMet(ap.m, f.setPre) {
 			return errAt(s, t, "%s requires %s", name, prereqText[f.setPre])
 		}
-		ap.add(Action{Type: ActSetField, Field: f.id, Value: v})
+		spell := SpellDefault
+		if f.id == FieldNwTTL {
+			spell = SpellMod
+		}
+		ap.add(Action{Type: ActSetField, Field: f.id, Value: v, Spelling: spell})
 	case "dec_ttl":
 		if err := noArg(); err != nil {
 			return err
@@ -1157,15 +1161,15 @@ func (ap *actionParser) action(t *token) error {
 		if err != nil || v > VLANVIDMask {
 			return errAt(s, t, "%q is not a valid VLAN VID (0 to 4095)", t.value)
 		}
+		ap.add(Action{Type: ActSetVLANVID, Value: v, Spelling: ap.impliedPush()})
 		ap.vlan = true
-		ap.add(Action{Type: ActSetVLANVID, Value: v})
 	case "mod_vlan_pcp":
 		v, err := parseNum(t.value, 8)
 		if err != nil || v > 7 {
 			return errAt(s, t, "%q is not a valid VLAN PCP (0 to 7)", t.value)
 		}
+		ap.add(Action{Type: ActSetVLANPCP, Value: v, Spelling: ap.impliedPush()})
 		ap.vlan = true
-		ap.add(Action{Type: ActSetVLANPCP, Value: v})
 	case "strip_vlan", "pop_vlan":
 		if err := noArg(); err != nil {
 			return err
@@ -1266,7 +1270,7 @@ func (ap *actionParser) setField(t *token) error {
 	if err := ap.setFieldOK(t, f, "set_field"); err != nil {
 		return err
 	}
-	a := Action{Type: ActSetField, Field: f.id}
+	a := Action{Type: ActSetField, Field: f.id, Spelling: SpellSetField, Named: f.id}
 	switch f.kind {
 	case kindMAC:
 		v, ok := parseMAC(val)
@@ -1305,10 +1309,10 @@ func (ap *actionParser) setField(t *token) error {
 func (ap *actionParser) addSet(f *field, a Action) {
 	switch f.set {
 	case setVLANVID:
-		ap.add(Action{Type: ActSetVLANVID, Value: a.Value & VLANVIDMask})
+		ap.add(Action{Type: ActSetVLANVID, Value: a.Value & VLANVIDMask, Spelling: a.Spelling})
 		return
 	case setVLANPCP:
-		ap.add(Action{Type: ActSetVLANPCP, Value: a.Value})
+		ap.add(Action{Type: ActSetVLANPCP, Value: a.Value, Spelling: a.Spelling})
 		return
 	}
 	switch f.id {
@@ -1361,7 +1365,7 @@ func (ap *actionParser) load(t *token) error {
 			ap.pending = &pendingLoad{f: f, lo: v, tok: *t}
 			return nil
 		case sub == "64..127" && ap.pending != nil && ap.pending.f == f:
-			a := Action{Type: ActSetField, Field: f.id}
+			a := Action{Type: ActSetField, Field: f.id, Spelling: SpellLoad}
 			for i := 0; i < 8; i++ {
 				a.IPv6[i] = byte(v >> (56 - 8*i))
 				a.IPv6[8+i] = byte(ap.pending.lo >> (56 - 8*i))
@@ -1385,6 +1389,6 @@ func (ap *actionParser) load(t *token) error {
 	if v > limit {
 		return errAt(s, t, "%s does not fit in %s", val, name)
 	}
-	ap.add(Action{Type: ActSetField, Field: f.id, Value: v})
+	ap.add(Action{Type: ActSetField, Field: f.id, Value: v, Spelling: SpellLoad})
 	return nil
 }

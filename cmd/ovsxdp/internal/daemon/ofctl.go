@@ -133,8 +133,9 @@ func (d *Daemon) dumpFlows(c *call) (string, error) {
 	stats := !c.boolFlag("no-stats")
 	now := time.Now()
 	var s strings.Builder
+	dialect := flow.DumpDialect(b.dp.Table().Dump(nil))
 	for _, r := range b.dp.Table().Dump(sel) {
-		s.WriteString(formatRule(r, now, stats))
+		s.WriteString(formatRuleIn(dialect, r, now, stats))
 		s.WriteByte('\n')
 	}
 	return s.String(), nil
