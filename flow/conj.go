@@ -3,6 +3,7 @@ package flow
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -189,14 +190,7 @@ type conjKey struct {
 // conjunctive match the same number of clauses as each other and as the
 // rules of the table that they do not replace.
 func (t *Table) checkConjLocked(fs []Flow) error {
-	any := false
-	for i := range fs {
-		if conjunctive(fs[i].Actions) {
-			any = true
-			break
-		}
-	}
-	if !any {
+	if !slices.ContainsFunc(fs, func(f Flow) bool { return conjunctive(f.Actions) }) {
 		return nil
 	}
 	type origin struct {

@@ -93,6 +93,35 @@ func TestConjunctionTranslate(t *testing.T) {
 	}
 }
 
+// TestConjunctionFallsBack checks that when a clause flow's conjunction
+// does not complete, a flow with the same match at a lower priority takes
+// its place, as in Open vSwitch's classifier.
+func TestConjunctionFallsBack(t *testing.T) {
+	tbl := conjTable(t, []string{
+		"priority=300,ip,nw_src=10.0.1.0/24,actions=conjunction(40,1/2)",
+		"priority=100,ip,nw_src=10.0.1.0/24,actions=output:9",
+		"priority=300,tcp,actions=conjunction(40,2/2)",
+		"priority=300,conj_id=40,ip,actions=output:4",
+		"priority=0,actions=output:1",
+	})
+	for _, tc := range []struct{ in, want string }{
+		{"tcp,nw_src=10.0.1.5", "output:4"},
+		{"udp,nw_src=10.0.1.5", "output:9"},
+		{"udp,nw_src=10.0.2.5", "output:1"},
+	} {
+		m, err := ParseMatch(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := m.Key
+		k.InPort = 2
+		tr := tbl.Snapshot().Translate(&k, false)
+		if got := FormatActions(tr.Actions); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
 // TestConjunctionMegaflow checks that the megaflow of a conjunctive match
 // holds every field a clause flow consulted, and that packets that differ
 // only outside it get the same actions.
