@@ -314,6 +314,11 @@ func TestRoundTrip(t *testing.T) {
 		if again := FormatFlow(f2); again != text {
 			t.Errorf("line %d %q: format is not stable: %q then %q", c.line, c.flow, text, again)
 		}
+		// The spelling as written reads back as exactly the same flow.
+		written := FormatFlowAsWritten(f1)
+		if f4, err := ParseFlow(written, CmdAdd); err != nil || !reflect.DeepEqual(f1, f4) {
+			t.Errorf("line %d %q formats as written as %q, which parses as %+v, %v", c.line, c.flow, written, f4, err)
+		}
 		// The OpenFlow 1.3 spelling reads back as itself, where there is
 		// one: OpenFlow 1.0's mod_* actions need no prerequisite, and
 		// Open vSwitch cannot add such a flow in OpenFlow 1.3 either.
@@ -362,6 +367,10 @@ func FuzzParseFlow(f *testing.F) {
 			}
 			if !reflect.DeepEqual(forgetSpelling(fl), forgetSpelling(fl2)) {
 				t.Fatalf("%q formats as %q, which parses differently:\n%+v\n%+v", s, text, fl, fl2)
+			}
+			written := FormatFlowAsWritten(fl)
+			if fl3, err := ParseFlow(written, CmdAdd); err != nil || !reflect.DeepEqual(fl, fl3) {
+				t.Fatalf("%q formats as written as %q, which parses as %+v, %v", s, written, fl3, err)
 			}
 		}
 		if m, err := ParseMatch(s); err == nil {

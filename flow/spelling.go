@@ -73,13 +73,10 @@ func formatActions13(b *strings.Builder, m *Match, acts []Action) {
 			continue
 		}
 		// The two halves of a 128-bit set_field print as one.
-		if a.Type == ActLoad && a.Spelling == SpellSetField && i+1 < len(acts) {
-			if n := &acts[i+1]; n.Type == ActLoad && n.Spelling == SpellSetField && n.Dst.Field == a.Dst.Field &&
-				a.Dst.Ofs == 0 && a.Dst.NBits == 64 && n.Dst.Ofs == 64 && n.Dst.NBits == 64 {
-				b.WriteString("set_field:" + u128Text(u128{hi: n.Value, lo: a.Value}) + "->" + fieldName(a.Dst.Field))
-				i++
-				continue
-			}
+		if setField128(acts, i) {
+			b.WriteString("set_field:" + u128Text(u128{hi: acts[i+1].Value, lo: a.Value}) + "->" + fieldName(a.Dst.Field))
+			i++
+			continue
 		}
 		formatAction13(b, m, a)
 	}
@@ -193,4 +190,67 @@ func (ap *actionParser) impliedPush() Spelling {
 		return SpellDefault
 	}
 	return SpellImpliedPush
+}
+
+// FormatFlowAsWritten is FormatFlow with each action in the spelling the
+// flow was written in where it has several (goto_table, set_field,
+// mod_nw_ttl, mod_nw_ecn), so that ParseFlow reads back exactly the same
+// flow, spellings included. The daemon saves its flows so.
+func FormatFlowAsWritten(f *Flow) string {
+	text := FormatFlow(f)
+	i := strings.Index(text, "actions=") + len("actions=")
+	var b strings.Builder
+	b.WriteString(text[:i])
+	formatActionsAsWritten(&b, f.Actions)
+	return b.String()
+}
+
+func formatActionsAsWritten(b *strings.Builder, acts []Action) {
+	if len(acts) == 0 {
+		b.WriteString("drop")
+		return
+	}
+	for i := 0; i < len(acts); i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		a := &acts[i]
+		switch {
+		case a.Type == ActClone:
+			body := cloneBody(acts, i)
+			b.WriteString("clone(")
+			if len(body) > 0 {
+				formatActionsAsWritten(b, body)
+			}
+			b.WriteByte(')')
+			i += len(body)
+		case a.Type == ActResubmit && a.Spelling == SpellGotoTable,
+			a.Type == ActSetVLANVID && a.Spelling == SpellSetField,
+			a.Type == ActSetVLANPCP && a.Spelling == SpellSetField,
+			a.Type == ActSetField && a.Spelling == SpellSetField:
+			formatAction13(b, nil, a)
+		case setField128(acts, i):
+			b.WriteString("set_field:" + u128Text(u128{hi: acts[i+1].Value, lo: a.Value}) + "->" + fieldName(a.Dst.Field))
+			i++
+		case a.Type == ActLoad && a.Spelling == SpellSetField:
+			formatAction13(b, nil, a)
+		case a.Type == ActSetField && a.Spelling == SpellMod && a.Field == FieldNwTTL:
+			b.WriteString("mod_nw_ttl:" + strconv.FormatUint(a.Value, 10))
+		case a.Type == ActSetField && a.Spelling == SpellDefault && a.Field == FieldNwECN:
+			b.WriteString("mod_nw_ecn:" + strconv.FormatUint(a.Value, 10))
+		default:
+			formatAction(b, a)
+		}
+	}
+}
+
+// setField128 reports whether acts[i] and acts[i+1] are the two loads of a
+// set_field on a whole 128-bit field.
+func setField128(acts []Action, i int) bool {
+	if i+1 >= len(acts) {
+		return false
+	}
+	a, n := &acts[i], &acts[i+1]
+	return a.Type == ActLoad && a.Spelling == SpellSetField && n.Type == ActLoad && n.Spelling == SpellSetField &&
+		n.Dst.Field == a.Dst.Field && a.Dst.Ofs == 0 && a.Dst.NBits == 64 && n.Dst.Ofs == 64 && n.Dst.NBits == 64
 }
