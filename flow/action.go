@@ -27,6 +27,25 @@ const (
 	ActNote          // note:Note (hex bytes); does nothing
 	ActExit          // exit: stop the whole pipeline
 	ActClone         // clone(...): the next Value actions are its body
+
+	// ActConjunction is conjunction(Value,Table/Port): this flow is clause
+	// Table (1-based) of the Port clauses of conjunctive match Value. Only
+	// the classifier reads it (conj.go); translation runs it as nothing.
+	ActConjunction
+)
+
+// Spelling is how a flow wrote an action that has several spellings. The
+// zero value is the spelling ovs-ofctl prints for OpenFlow 1.0.
+type Spelling uint8
+
+// The spellings.
+const (
+	SpellDefault     Spelling = iota
+	SpellGotoTable            // ActResubmit written goto_table:T
+	SpellSetField             // ActLoad, ActSetField, ActSetVLANVID/PCP written set_field:V->F (a whole field)
+	SpellLoad                 // ActSetField written load:V->NXM[]
+	SpellImpliedPush          // ActSetVLANVID/PCP written mod_vlan_* where no tag is known: OpenFlow 1.1+ pushes one first
+	SpellMod                  // ActSetField written mod_nw_ttl
 )
 
 // TableCurrent in a resubmit's Table means the table the resubmit runs in.
@@ -36,10 +55,15 @@ const TableCurrent = 255
 // compared element-wise (mod-flows, tests).
 type Action struct {
 	Type  ActionType
-	Field FieldID  // ActSetField: which field
-	Port  uint32   // ActOutput: an OpenFlow port or a reserved Port* value
-	Value uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype
-	IPv6  [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
+	Field FieldID // ActSetField: which field
+	// Spelling and Named say how the flow wrote the action, where Open
+	// vSwitch prints spellings alike in one OpenFlow version and apart in
+	// another (it keeps an action's "raw" encoding): see FormatActionsIn.
+	Spelling Spelling
+	Named    FieldID  // SpellSetField on a packet field: the field as written (tcp_dst, ip_dscp, ...)
+	Port     uint32   // ActOutput: an OpenFlow port or a reserved Port* value
+	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype
+	IPv6     [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
 
 	Src, Dst Subfield // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop (Dst)
 	Mask     uint64   // ActWriteMetadata: the metadata bits written

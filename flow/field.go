@@ -48,6 +48,7 @@ const (
 	stTCPFlags
 	stMetadata
 	stPktMark
+	stConjID
 	stReg0                         // reg N is stReg0+N
 	stXReg0  = stReg0 + NumRegs    // xreg N is stXReg0+N: reg 2N (high half) and reg 2N+1
 	stXXReg0 = stXReg0 + NumRegs/2 // xxreg N is stXXReg0+N: regs 4N (high) to 4N+3
@@ -160,6 +161,7 @@ func pipelineFields() []field {
 	fs := []field{
 		{id: FieldMetadata, name: "metadata", kind: kindNum, st: stMetadata, max: all64, bits: all64, maskable: true, set: setReg, nxm: "OXM_OF_METADATA"},
 		{id: FieldPktMark, name: "pkt_mark", kind: kindNum, st: stPktMark, max: all32, bits: all32, maskable: true, set: setReg, nxm: "NXM_NX_PKT_MARK"},
+		{id: FieldConjID, name: "conj_id", kind: kindNum, st: stConjID, max: all32, bits: all32},
 	}
 	for i := range NumRegs {
 		n := strconv.Itoa(i)
@@ -291,6 +293,8 @@ func getNum(k *Key, st storage) uint64 {
 		return k.Metadata
 	case stPktMark:
 		return uint64(k.PktMark)
+	case stConjID:
+		return uint64(k.ConjID)
 	}
 	switch {
 	case st >= stReg0 && st < stXReg0:
@@ -344,6 +348,8 @@ func setNum(k *Key, st storage, v uint64) {
 		k.Metadata = v
 	case stPktMark:
 		k.PktMark = uint32(v)
+	case stConjID:
+		k.ConjID = uint32(v)
 	}
 	switch {
 	case st >= stReg0 && st < stXReg0:
@@ -382,7 +388,7 @@ func storageBits(st storage) uint64 {
 		return FragAny | FragLater
 	case stTCPFlags:
 		return 0xfff
-	case stPktMark:
+	case stPktMark, stConjID:
 		return 1<<32 - 1
 	case stMetadata:
 		return 1<<64 - 1

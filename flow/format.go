@@ -81,6 +81,9 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 	if mk.PktMark != 0 {
 		w.item("pkt_mark=", maskedHex(uint64(k.PktMark), uint64(mk.PktMark), 1<<32-1))
 	}
+	if mk.ConjID != 0 {
+		w.item("conj_id=", strconv.FormatUint(uint64(k.ConjID), 10))
+	}
 
 	skipType, skipProto := false, false
 	if mk.DlType != 0 {
@@ -472,6 +475,8 @@ func formatAction(b *strings.Builder, a *Action) {
 		b.WriteString("push_vlan:0x" + strconv.FormatUint(a.Value, 16))
 	case ActSetField:
 		formatSetField(b, a)
+	case ActConjunction:
+		b.WriteString(conjunctionText(a))
 	default:
 		b.WriteString("unknown_action")
 	}

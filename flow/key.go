@@ -10,7 +10,7 @@ import (
 )
 
 // KeyWords is the size of a Key in 64-bit words.
-const KeyWords = 23
+const KeyWords = 24
 
 // Key is the flow key of one packet: every header field a rule can match,
 // extracted from the frame bytes (see Extract). It is fixed-size and
@@ -63,6 +63,12 @@ type Key struct {
 	NwFrag  uint8 // FragAny, FragLater
 
 	PktMark uint32 // pkt_mark: 0 on arrival; set_field may change it
+
+	// ConjID is conj_id: 0 on every packet. Only the classifier sets it,
+	// for the lookup that follows a conjunctive match (see conj.go); it is
+	// never in a megaflow's mask.
+	ConjID uint32
+	_      uint32 // padding to a whole word; always zero
 }
 
 // NumRegs is the number of 32-bit registers (reg0-reg15).

@@ -80,6 +80,7 @@ const (
 	FieldICMPv6Code
 	FieldMetadata // metadata (64 bits)
 	FieldPktMark  // pkt_mark (32 bits)
+	FieldConjID   // conj_id (32 bits, read-only, exact match only)
 	FieldReg0     // reg0; reg N is FieldReg0+N
 )
 

@@ -308,7 +308,7 @@ var unsupportedFields = map[string]bool{
 	"skb_priority": true, "tun_id": true,
 	"tunnel_id": true, "tun_src": true, "tun_dst": true, "ct_state": true,
 	"ct_zone": true, "ct_mark": true, "ct_label": true, "recirc_id": true,
-	"dp_hash": true, "conj_id": true, "actset_output": true, "packet_type": true,
+	"dp_hash": true, "actset_output": true, "packet_type": true,
 	"mpls_label": true, "mpls_tc": true, "mpls_bos": true, "mpls_ttl": true,
 	"in_port_oxm":   true,
 	"send_flow_rem": true, "check_overlap": true, "reset_counts": true,
@@ -994,6 +994,8 @@ type actionParser struct {
 	dropTok *token
 	first   *token // first action that is not "drop"
 	pending *pendingLoad
+
+	conjTok, otherTok *token // see noteConjToken
 }
 
 // pendingLoad is the low half of a 128-bit field written as two loads.
@@ -1016,7 +1018,7 @@ var unsupportedActions = map[string]bool{
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
 	"dec_mpls_ttl": true, "check_pkt_larger": true, "nat": true,
 	"encap": true, "decap": true, "dec_nsh_ttl": true,
-	"conjunction": true, "output_trunc": true, "set_vlan_vid": true,
+	"output_trunc": true, "set_vlan_vid": true,
 	"set_vlan_pcp": true, "mod_nw_proto": true, "delete_field": true, "debug_recirc": true,
 	"debug_slow": true, "set_mpls": true, "enqueue_port": true,
 }
@@ -1040,6 +1042,9 @@ func (ap *actionParser) parse(pos, end int) ([]Action, error) {
 	}
 	if ap.dropTok != nil && ap.first != nil {
 		return nil, errAt(ap.s, ap.dropTok, `"drop" must not be accompanied by any other action`)
+	}
+	if err := ap.checkConjunctions(); err != nil {
+		return nil, err
 	}
 	return ap.acts, nil
 }
@@ -1071,8 +1076,12 @@ func (ap *actionParser) action(t *token) error {
 	if ap.first == nil {
 		ap.first = t
 	}
+	ap.noteConjToken(t, name)
 	if done, err := ap.pipelineAction(t, name); done {
 		return err
+	}
+	if name == "conjunction" {
+		return ap.conjunction(t)
 	}
 	if t.paren {
 		if unsupportedActions[name] || name == "output" || name == "dec_ttl" {
@@ -1127,7 +1136,11 @@ func (ap *actionParser) action(t *token) error {
 		if !prereqMet(ap.m, f.setPre) {
 			return errAt(s, t, "%s requires %s", name, prereqText[f.setPre])
 		}
-		ap.add(Action{Type: ActSetField, Field: f.id, Value: v})
+		spell := SpellDefault
+		if f.id == FieldNwTTL {
+			spell = SpellMod
+		}
+		ap.add(Action{Type: ActSetField, Field: f.id, Value: v, Spelling: spell})
 	case "dec_ttl":
 		if err := noArg(); err != nil {
 			return err
@@ -1148,15 +1161,15 @@ func (ap *actionParser) action(t *token) error {
 		if err != nil || v > VLANVIDMask {
 			return errAt(s, t, "%q is not a valid VLAN VID (0 to 4095)", t.value)
 		}
+		ap.add(Action{Type: ActSetVLANVID, Value: v, Spelling: ap.impliedPush()})
 		ap.vlan = true
-		ap.add(Action{Type: ActSetVLANVID, Value: v})
 	case "mod_vlan_pcp":
 		v, err := parseNum(t.value, 8)
 		if err != nil || v > 7 {
 			return errAt(s, t, "%q is not a valid VLAN PCP (0 to 7)", t.value)
 		}
+		ap.add(Action{Type: ActSetVLANPCP, Value: v, Spelling: ap.impliedPush()})
 		ap.vlan = true
-		ap.add(Action{Type: ActSetVLANPCP, Value: v})
 	case "strip_vlan", "pop_vlan":
 		if err := noArg(); err != nil {
 			return err
@@ -1257,7 +1270,7 @@ func (ap *actionParser) setField(t *token) error {
 	if err := ap.setFieldOK(t, f, "set_field"); err != nil {
 		return err
 	}
-	a := Action{Type: ActSetField, Field: f.id}
+	a := Action{Type: ActSetField, Field: f.id, Spelling: SpellSetField, Named: f.id}
 	switch f.kind {
 	case kindMAC:
 		v, ok := parseMAC(val)
@@ -1296,10 +1309,10 @@ func (ap *actionParser) setField(t *token) error {
 func (ap *actionParser) addSet(f *field, a Action) {
 	switch f.set {
 	case setVLANVID:
-		ap.add(Action{Type: ActSetVLANVID, Value: a.Value & VLANVIDMask})
+		ap.add(Action{Type: ActSetVLANVID, Value: a.Value & VLANVIDMask, Spelling: a.Spelling})
 		return
 	case setVLANPCP:
-		ap.add(Action{Type: ActSetVLANPCP, Value: a.Value})
+		ap.add(Action{Type: ActSetVLANPCP, Value: a.Value, Spelling: a.Spelling})
 		return
 	}
 	switch f.id {
@@ -1352,7 +1365,7 @@ func (ap *actionParser) load(t *token) error {
 			ap.pending = &pendingLoad{f: f, lo: v, tok: *t}
 			return nil
 		case sub == "64..127" && ap.pending != nil && ap.pending.f == f:
-			a := Action{Type: ActSetField, Field: f.id}
+			a := Action{Type: ActSetField, Field: f.id, Spelling: SpellLoad}
 			for i := 0; i < 8; i++ {
 				a.IPv6[i] = byte(v >> (56 - 8*i))
 				a.IPv6[8+i] = byte(ap.pending.lo >> (56 - 8*i))
@@ -1376,6 +1389,6 @@ func (ap *actionParser) load(t *token) error {
 	if v > limit {
 		return errAt(s, t, "%s does not fit in %s", val, name)
 	}
-	ap.add(Action{Type: ActSetField, Field: f.id, Value: v})
+	ap.add(Action{Type: ActSetField, Field: f.id, Value: v, Spelling: SpellLoad})
 	return nil
 }

@@ -34,8 +34,9 @@ func (ap *actionParser) pipelineAction(t *token, name string) (bool, error) {
 			return true, errAt(s, t, "goto_table:%d must go to a table after this flow's table %d", v, ap.table)
 		}
 		// ovs-ofctl's default dialect (OpenFlow 1.0) carries goto_table
-		// as resubmit(,T), and so does ovsxdp.
-		ap.add(Action{Type: ActResubmit, Port: PortInPort, Table: uint8(v)})
+		// as resubmit(,T), and so does ovsxdp; OpenFlow 1.1+ dumps print
+		// it back as goto_table.
+		ap.add(Action{Type: ActResubmit, Port: PortInPort, Table: uint8(v), Spelling: SpellGotoTable})
 	case "write_metadata":
 		val, maskText, hasMask := strings.Cut(t.value, "/")
 		v, err := parseNum(val, 64)
@@ -237,6 +238,12 @@ func (ap *actionParser) setFieldReg(t *token, f *field, val string) error {
 		return errAt(ap.s, t, "%s: value too large for %d-bit field %s", val, w, f.name)
 	}
 	v = v.and(m)
+	// A set_field of the whole field prints back as one set_field in
+	// OpenFlow 1.1+ dumps; a masked one as its loads.
+	spell := SpellDefault
+	if m == ones(w) {
+		spell = SpellSetField
+	}
 	for ofs := uint(0); ofs < w; {
 		if m.shr(ofs).lo&1 == 0 {
 			ofs++
@@ -247,7 +254,7 @@ func (ap *actionParser) setFieldReg(t *token, f *field, val string) error {
 			n++
 		}
 		sf := Subfield{Field: f.id, Ofs: uint8(ofs), NBits: uint8(n)}
-		ap.add(Action{Type: ActLoad, Dst: sf, Value: v.shr(ofs).lo & ones(n).lo})
+		ap.add(Action{Type: ActLoad, Dst: sf, Value: v.shr(ofs).lo & ones(n).lo, Spelling: spell})
 		ofs += n
 	}
 	return nil

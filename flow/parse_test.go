@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -294,7 +295,7 @@ func TestOfctlLive(t *testing.T) {
 // TestRoundTrip checks Parse(Format(Parse(s))) == Parse(s) for every
 // corpus line ovsxdp accepts.
 func TestRoundTrip(t *testing.T) {
-	n := 0
+	n, n13 := 0, 0
 	for _, c := range readCorpus(t) {
 		f1, err := ParseFlow(c.flow, CmdAdd)
 		if err != nil {
@@ -307,15 +308,35 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("line %d %q formats as %q, which does not parse: %v", c.line, c.flow, text, err)
 			continue
 		}
-		if !reflect.DeepEqual(f1, f2) {
+		if !reflect.DeepEqual(forgetSpelling(f1), forgetSpelling(f2)) {
 			t.Errorf("line %d %q formats as %q, which parses differently:\n%+v\n%+v", c.line, c.flow, text, f1, f2)
 		}
 		if again := FormatFlow(f2); again != text {
 			t.Errorf("line %d %q: format is not stable: %q then %q", c.line, c.flow, text, again)
 		}
+		// The spelling as written reads back as exactly the same flow.
+		written := FormatFlowAsWritten(f1)
+		if f4, err := ParseFlow(written, CmdAdd); err != nil || !reflect.DeepEqual(f1, f4) {
+			t.Errorf("line %d %q formats as written as %q, which parses as %+v, %v", c.line, c.flow, written, f4, err)
+		}
+		// The OpenFlow 1.3 spelling reads back as itself, where there is
+		// one: OpenFlow 1.0's mod_* actions need no prerequisite, and
+		// Open vSwitch cannot add such a flow in OpenFlow 1.3 either.
+		text13 := text[:strings.Index(text, "actions=")+len("actions=")] + FormatActionsIn(OpenFlow13, &f1.Match, f1.Actions)
+		f3, err := ParseFlow(text13, CmdAdd)
+		if err != nil {
+			if !strings.Contains(err.Error(), " requires ") {
+				t.Errorf("line %d %q formats in OpenFlow 1.3 as %q, which does not parse: %v", c.line, c.flow, text13, err)
+			}
+			continue
+		}
+		n13++
+		if again := FormatActionsIn(OpenFlow13, &f3.Match, f3.Actions); !strings.HasSuffix(text13, "actions="+again) {
+			t.Errorf("line %d %q: OpenFlow 1.3 format is not stable: %q then %q", c.line, c.flow, text13, again)
+		}
 	}
-	if n < 200 {
-		t.Errorf("only %d corpus lines parse; want at least 200", n)
+	if n < 200 || n13 < 200 {
+		t.Errorf("only %d corpus lines parse, %d in their OpenFlow 1.3 spelling; want at least 200", n, n13)
 	}
 }
 
@@ -344,8 +365,12 @@ func FuzzParseFlow(f *testing.F) {
 			if err != nil {
 				t.Fatalf("%q formats as %q, which does not parse: %v", s, text, err)
 			}
-			if !reflect.DeepEqual(fl, fl2) {
+			if !reflect.DeepEqual(forgetSpelling(fl), forgetSpelling(fl2)) {
 				t.Fatalf("%q formats as %q, which parses differently:\n%+v\n%+v", s, text, fl, fl2)
+			}
+			written := FormatFlowAsWritten(fl)
+			if fl3, err := ParseFlow(written, CmdAdd); err != nil || !reflect.DeepEqual(fl, fl3) {
+				t.Fatalf("%q formats as written as %q, which parses as %+v, %v", s, written, fl3, err)
 			}
 		}
 		if m, err := ParseMatch(s); err == nil {
@@ -564,4 +589,16 @@ func BenchmarkFormatFlow(b *testing.B) {
 		_ = FormatFlow(f)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "flows/s")
+}
+
+// forgetSpelling returns f without how its actions were written, which the
+// OpenFlow 1.0 spelling that FormatFlow prints does not keep (nor does
+// Open vSwitch's OpenFlow 1.0 dump).
+func forgetSpelling(f *Flow) *Flow {
+	c := *f
+	c.Actions = slices.Clone(f.Actions)
+	for i := range c.Actions {
+		c.Actions[i].Spelling, c.Actions[i].Named = SpellDefault, FieldNone
+	}
+	return &c
 }

@@ -158,23 +158,30 @@ func (t *Table) Generation() uint64 {
 // is replaced: the new rule has f's actions, cookie and timeouts, fresh
 // counters and a fresh install time, as OpenFlow specifies for an add that
 // collides with an identical entry. f.CookieMask and f.OutPort are ignored.
-func (t *Table) Add(f *Flow) {
-	t.AddFlows([]Flow{*f})
+func (t *Table) Add(f *Flow) error {
+	return t.AddFlows([]Flow{*f})
 }
 
 // AddFlows installs each flow as Add does, in order, and publishes the
-// result once (add-flows with a file).
-func (t *Table) AddFlows(fs []Flow) {
+// result once (add-flows with a file). It adds none of them and returns an
+// *AddError when one gives a conjunctive match a number of clauses that
+// differs from another flow's of the same table and priority
+// (ErrConjunctionClauses).
+func (t *Table) AddFlows(fs []Flow) error {
 	if len(fs) == 0 {
-		return
+		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.checkConjLocked(fs); err != nil {
+		return err
+	}
 	now := t.now()
 	for i := range fs {
 		t.addLocked(&fs[i], now)
 	}
 	t.publishLocked()
+	return nil
 }
 
 // Modify changes the actions of the rules that f selects, as mod-flows
@@ -440,6 +447,7 @@ func (t *Table) publishLocked() {
 			g.built = buildSubtable(g, t.linearMax)
 		}
 		s.tables[g.table] = append(s.tables[g.table], g.built)
+		s.conj[g.table] = s.conj[g.table] || g.built.conj
 		s.n += len(g.rules)
 	}
 	for _, sts := range s.tables {

@@ -15,6 +15,7 @@ type TableSnapshot struct {
 	gen    uint64
 	n      int
 	tables [MaxTable + 1][]*tableSubtable // each table's subtables, in lookup order
+	conj   [MaxTable + 1]bool             // the table has clause flows (conj.go)
 }
 
 // Generation returns the generation the snapshot was published under.
@@ -34,6 +35,8 @@ type tableSubtable struct {
 	// masked key, the rule that wins among the rules with that key.
 	stages []tableStage
 	best   map[Key]*Rule
+
+	conj bool // some rule is a clause flow (conj.go)
 }
 
 // tableStage is one stage of a staged subtable: the mask of this and all
@@ -81,6 +84,7 @@ func init() {
 		{stageMeta, unsafe.Offsetof(k.InPort), unsafe.Sizeof(k.InPort)},
 		{stageMeta, unsafe.Offsetof(k.Metadata), unsafe.Sizeof(k.Metadata)},
 		{stageMeta, unsafe.Offsetof(k.PktMark), unsafe.Sizeof(k.PktMark)},
+		{stageMeta, unsafe.Offsetof(k.ConjID), unsafe.Sizeof(k.ConjID)},
 
 		{stageL2, unsafe.Offsetof(k.DlDst), unsafe.Sizeof(k.DlDst)},
 		{stageL2, unsafe.Offsetof(k.DlSrc), unsafe.Sizeof(k.DlSrc)},
@@ -139,6 +143,9 @@ func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
 		st.rules = append(st.rules, r)
 	}
 	sortRules(st.rules)
+	for _, r := range st.rules {
+		st.conj = st.conj || conjunctive(r.Actions)
+	}
 	if len(st.rules) <= linearMax {
 		return st
 	}
@@ -225,6 +232,9 @@ func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 	}
 	if int(table) >= len(s.tables) {
 		return nil
+	}
+	if s.conj[table] {
+		return s.lookupConj(table, k, wc, true)
 	}
 	var best *Rule
 	for _, st := range s.tables[table] {

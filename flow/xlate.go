@@ -105,6 +105,7 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace bool) {
 	tr.Mask = x.wc
 	tr.Mask.Metadata = 0
 	tr.Mask.Regs = [NumRegs]uint32{}
+	tr.Mask.ConjID = 0
 	tr.Verdict = x.stop
 	if x.err != VerdictOK {
 		tr.Actions = nil
@@ -268,7 +269,7 @@ func (x *xlate) action(a *Action) bool {
 		x.stack = x.stack[:len(x.stack)-1]
 		a.Dst.consult(&x.wc)
 		a.Dst.write(&x.flow, v)
-	case ActNote:
+	case ActNote, ActConjunction:
 	case ActExit:
 		x.exit = true
 	case ActResubmit:

@@ -212,6 +212,7 @@ func fullMask() Key {
 	}
 	m.Regs = [NumRegs]uint32{}
 	m.Metadata = 0
+	m.ConjID = 0
 	return m
 }
 
@@ -252,6 +253,18 @@ var (
 		"reg1=2", "reg1=0x300/0xff00", "metadata=0x1/0x1", "ip,nw_src=10.0.0.1", "dl_vlan=5", "vlan_tci=0/0x1000",
 		"pkt_mark=0", "pkt_mark=3", "dl_src=00:00:00:00:00:07", "ip,nw_ttl=1", "ipv6",
 		"reg1=1", "reg1=3", "reg2=1", "reg0=2", "reg1=0x200/0xff00", "dl_dst=00:00:00:00:00:05",
+		"conj_id=1", "conj_id=2", "conj_id=3", "conj_id=3,ip",
+	}
+	randomClauseMatches = []string{
+		"in_port=1", "in_port=2", "ip", "tcp,tp_dst=80", "udp", "ip,nw_src=10.0.0.1", "ip,nw_src=10.0.0.2",
+		"dl_dst=00:00:00:00:00:05", "reg0=1",
+	}
+	// randomClauses are clause flows' actions: conjunctive match N has
+	// N+1 clauses, so every flow that names it agrees.
+	randomClauses = []string{
+		"conjunction(1,1/2)", "conjunction(1,2/2)", "conjunction(1,1/2)", "conjunction(1,2/2)", "conjunction(2,1/3)", "conjunction(2,2/3)",
+		"conjunction(2,3/3)", "conjunction(3,1/4)", "conjunction(3,2/4)", "conjunction(3,3/4)",
+		"conjunction(3,4/4)", "conjunction(1,2/2),conjunction(2,3/3)", "note:01,conjunction(3,2/4)",
 	}
 	randomActions = []string{
 		"load:1->NXM_NX_REG0[]", "load:2->reg0", "move:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15]",
@@ -271,6 +284,19 @@ func randomFlow(rng *rand.Rand, table, tables int) string {
 	parts = append(parts, "table="+strconv.Itoa(table), "priority="+strconv.Itoa(rng.IntN(4)))
 	for range rng.IntN(3) {
 		parts = append(parts, randomMatches[rng.IntN(len(randomMatches))])
+	}
+	switch rng.IntN(6) {
+	case 0, 1: // a clause flow: the clauses of a conjunction share a priority
+		// Mostly in table 0, where every packet starts, so that
+		// conjunctions complete often.
+		parts = []string{"table=" + strconv.Itoa(table*rng.IntN(2)), "priority=2"}
+		if rng.IntN(3) > 0 {
+			parts = append(parts, randomClauseMatches[rng.IntN(len(randomClauseMatches))])
+		}
+		return strings.Join(parts, ",") + ",actions=" + randomClauses[rng.IntN(len(randomClauses))]
+	case 2: // the flow of a conjunctive match
+		parts[0] = "table=" + strconv.Itoa(table*rng.IntN(2))
+		parts = append(parts, "conj_id="+strconv.Itoa(1+rng.IntN(3)))
 	}
 	var acts []string
 	for range rng.IntN(6) {
@@ -304,6 +330,7 @@ func TestMegaflowSoundness(t *testing.T) {
 	if raceEnabled {
 		seeds = 8 // the race detector makes each translation about ten times slower
 	}
+	conjHits := 0 // translations that took a conjunctive match
 	for seed := range seeds {
 		rng := rand.New(rand.NewPCG(seed, 99))
 		tbl := NewTable()
@@ -353,9 +380,18 @@ func TestMegaflowSoundness(t *testing.T) {
 						FormatMatch(&Match{Key: k, Mask: fullMask()}, DefaultPriority), dumpPipeline(tbl))
 				}
 				checkSound(t, s, &k, fresh, rng, 8)
+				for _, r := range fresh.Rules {
+					if r.Match.Mask.ConjID != 0 {
+						conjHits++
+					}
+				}
 			}
 		}
 	}
+	if conjHits == 0 {
+		t.Errorf("no translation took a conjunctive match: the pipelines do not exercise conjunctions")
+	}
+	t.Logf("%d rule hits through conjunctive matches", conjHits)
 }
 
 func dumpPipeline(tbl *Table) string {

@@ -19,6 +19,12 @@ import (
 // and without (--no-stats) only a non-zero cookie, a non-zero table, the
 // timeouts, the match and the actions.
 func formatRule(r *flow.Rule, now time.Time, stats bool) string {
+	return formatRuleIn(flow.OpenFlow10, r, now, stats)
+}
+
+// formatRuleIn is formatRule with the actions spelled in dialect d (see
+// flow.DumpDialect).
+func formatRuleIn(d flow.Dialect, r *flow.Rule, now time.Time, stats bool) string {
 	var b strings.Builder
 	b.WriteByte(' ')
 	if stats || r.Cookie != 0 {
@@ -51,7 +57,7 @@ func formatRule(r *flow.Rule, now time.Time, stats bool) string {
 	if s := b.String(); s[len(s)-1] != ' ' {
 		b.WriteByte(' ')
 	}
-	b.WriteString("actions=" + flow.FormatActions(r.Actions))
+	b.WriteString("actions=" + flow.FormatActionsIn(d, &r.Match, r.Actions))
 	return b.String()
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,7 +35,9 @@ func (d *Daemon) addFlow(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b.dp.Table().Add(f)
+	if err := b.dp.Table().Add(f); err != nil {
+		return "", err
+	}
 	return "", nil
 }
 
@@ -48,6 +51,7 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 	}
 	p := b.parser()
 	var fs []flow.Flow
+	var lines []int // the line of each flow of fs
 	for i, line := range c.input {
 		s := strings.TrimSpace(line)
 		if s == "" || strings.HasPrefix(s, "#") {
@@ -58,8 +62,15 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 			return "", fmt.Errorf("line %d: %w", i+1, err)
 		}
 		fs = append(fs, *f)
+		lines = append(lines, i+1)
 	}
-	b.dp.Table().AddFlows(fs)
+	if err := b.dp.Table().AddFlows(fs); err != nil {
+		var ae *flow.AddError
+		if errors.As(err, &ae) {
+			return "", fmt.Errorf("line %d: %w", lines[ae.Index], err)
+		}
+		return "", err
+	}
 	return "", nil
 }
 
@@ -122,8 +133,9 @@ func (d *Daemon) dumpFlows(c *call) (string, error) {
 	stats := !c.boolFlag("no-stats")
 	now := time.Now()
 	var s strings.Builder
+	dialect := flow.DumpDialect(b.dp.Table().Dump(nil))
 	for _, r := range b.dp.Table().Dump(sel) {
-		s.WriteString(formatRule(r, now, stats))
+		s.WriteString(formatRuleIn(dialect, r, now, stats))
 		s.WriteByte('\n')
 	}
 	return s.String(), nil

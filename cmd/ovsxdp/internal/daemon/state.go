@@ -154,7 +154,7 @@ func (d *Daemon) saveLocked() error {
 		// Every configured port, attached or waiting for its device.
 		bs.Ports = append(bs.Ports, b.sortedPorts()...)
 		for _, r := range b.dp.Table().Dump(nil) {
-			bs.Flows = append(bs.Flows, flow.FormatFlow(&r.Flow))
+			bs.Flows = append(bs.Flows, flow.FormatFlowAsWritten(&r.Flow))
 		}
 		st.Bridges = append(st.Bridges, bs)
 	}

@@ -1,0 +1,256 @@
+package flow
+
+import (
+	"strconv"
+	"strings"
+)
+
+// This file prints action lists in the spelling of an OpenFlow version.
+// Open vSwitch keeps how each action was written (its "raw" encoding) and
+// prints it back in the version of the dump: in OpenFlow 1.0 with Nicira
+// extensions (ovs-ofctl's default) goto_table is resubmit(,T) and a
+// set_field is a load or a mod_* action; in OpenFlow 1.3 goto_table,
+// set_field and load each print as written, and mod_* actions print as
+// set_field.
+
+// Dialect is the OpenFlow version whose spelling a dump uses.
+type Dialect uint8
+
+// The dialects.
+const (
+	// OpenFlow10 is ovs-ofctl's default: OpenFlow 1.0 with Nicira
+	// extensions (NXM).
+	OpenFlow10 Dialect = iota
+	// OpenFlow13 is `ovs-ofctl -O OpenFlow13`.
+	OpenFlow13
+)
+
+// DumpDialect is the dialect a dump of rules is printed in: OpenFlow 1.3
+// when a rule was written with the OpenFlow 1.1+ instruction goto_table
+// (whoever writes instructions reads the table in OpenFlow 1.1+, and
+// Open vSwitch 3.1 refuses an OpenFlow 1.0 dump of a table where
+// write_metadata precedes goto_table), OpenFlow 1.0 otherwise.
+func DumpDialect(rules []*Rule) Dialect {
+	for _, r := range rules {
+		for i := range r.Actions {
+			if a := &r.Actions[i]; a.Type == ActResubmit && a.Spelling == SpellGotoTable {
+				return OpenFlow13
+			}
+		}
+	}
+	return OpenFlow10
+}
+
+// FormatActionsIn returns the action list of a flow with match m as
+// ovs-ofctl prints it in dialect d (FormatActions is OpenFlow10).
+func FormatActionsIn(d Dialect, m *Match, acts []Action) string {
+	if d == OpenFlow10 {
+		return FormatActions(acts)
+	}
+	var b strings.Builder
+	formatActions13(&b, m, acts)
+	return b.String()
+}
+
+func formatActions13(b *strings.Builder, m *Match, acts []Action) {
+	if len(acts) == 0 {
+		b.WriteString("drop")
+		return
+	}
+	for i := 0; i < len(acts); i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		a := &acts[i]
+		if a.Type == ActClone {
+			body := cloneBody(acts, i)
+			b.WriteString("clone(")
+			if len(body) > 0 {
+				formatActions13(b, m, body)
+			}
+			b.WriteByte(')')
+			i += len(body)
+			continue
+		}
+		// The two halves of a 128-bit set_field print as one.
+		if setField128(acts, i) {
+			b.WriteString("set_field:" + u128Text(u128{hi: acts[i+1].Value, lo: a.Value}) + "->" + fieldName(a.Dst.Field))
+			i++
+			continue
+		}
+		formatAction13(b, m, a)
+	}
+}
+
+// formatAction13 prints one action as an OpenFlow 1.3 dump does.
+func formatAction13(b *strings.Builder, m *Match, a *Action) {
+	switch {
+	case a.Type == ActResubmit && a.Spelling == SpellGotoTable:
+		b.WriteString("goto_table:" + strconv.Itoa(int(a.Table)))
+	case a.Type == ActLoad && a.Spelling == SpellSetField && a.Dst.Ofs == 0 && a.Dst.Bits() == a.Dst.field().width():
+		b.WriteString("set_field:" + loadValue(a.Value) + "->" + fieldName(a.Dst.Field))
+	case a.Type == ActSetField && a.Spelling != SpellLoad && !(a.Field == FieldNwTTL && a.Spelling == SpellMod):
+		formatSetField13(b, m, a)
+	case a.Type == ActSetVLANVID:
+		if a.Spelling == SpellImpliedPush {
+			b.WriteString("push_vlan:0x8100,")
+		}
+		b.WriteString("set_field:" + strconv.FormatUint(a.Value|VLANPresent, 10) + "->vlan_vid")
+	case a.Type == ActSetVLANPCP:
+		if a.Spelling == SpellImpliedPush {
+			b.WriteString("push_vlan:0x8100,")
+		}
+		b.WriteString("set_field:" + strconv.FormatUint(a.Value, 10) + "->vlan_pcp")
+	case a.Type == ActPopVLAN:
+		b.WriteString("pop_vlan")
+	case a.Type == ActSetField && a.Field == FieldNwTTL:
+		b.WriteString("mod_nw_ttl:" + strconv.FormatUint(a.Value, 10))
+	default:
+		formatAction(b, a)
+	}
+}
+
+// formatSetField13 prints a set-field action as set_field:VALUE->FIELD,
+// naming the field as Open vSwitch does: as written for set_field, and for
+// the mod_* actions by the field they become (mod_nw_tos sets ip_dscp,
+// mod_tp_dst the destination port of the match's protocol).
+func formatSetField13(b *strings.Builder, m *Match, a *Action) {
+	id, v := a.Named, a.Value
+	if id == FieldNone {
+		id = a.Field
+		switch a.Field {
+		case FieldNwTos:
+			id, v = FieldIPDSCP, v>>2
+		case FieldTpSrc, FieldTpDst:
+			id = l4Field(m, a.Field == FieldTpSrc)
+		}
+	} else if id == FieldIPDSCP {
+		v >>= 2
+	}
+	f := fieldByID[id]
+	if f == nil {
+		formatAction(b, a)
+		return
+	}
+	b.WriteString("set_field:")
+	switch f.kind {
+	case kindMAC:
+		b.WriteString(macText(v))
+	case kindIPv4:
+		b.WriteString(ipv4Text(uint32(v)))
+	case kindIPv6:
+		b.WriteString(ipv6Text(&a.IPv6))
+	default:
+		if hexField(id) {
+			b.WriteString(loadValue(v))
+		} else {
+			b.WriteString(strconv.FormatUint(v, 10))
+		}
+	}
+	b.WriteString("->" + f.name)
+}
+
+// l4Field names the port field of the match's protocol, as Open vSwitch
+// turns mod_tp_src and mod_tp_dst into a set_field.
+func l4Field(m *Match, src bool) FieldID {
+	proto := uint8(0)
+	if m != nil && m.Mask.NwProto != 0 {
+		proto = m.Key.NwProto
+	}
+	switch {
+	case proto == IPProtoUDP && src:
+		return FieldUDPSrc
+	case proto == IPProtoUDP:
+		return FieldUDPDst
+	case proto == IPProtoSCTP && src:
+		return FieldSCTPSrc
+	case proto == IPProtoSCTP:
+		return FieldSCTPDst
+	case src:
+		return FieldTCPSrc
+	}
+	return FieldTCPDst
+}
+
+// hexField reports whether Open vSwitch prints the field's values in
+// hexadecimal.
+func hexField(id FieldID) bool {
+	switch id {
+	case FieldIPv6Label, FieldPktMark, FieldMetadata:
+		return true
+	}
+	return id >= FieldReg0
+}
+
+// impliedPush is the spelling of a mod_vlan_vid or mod_vlan_pcp at this
+// point of the list: with no tag known (the match has none and no action
+// pushed one), OpenFlow 1.1+ carries it as a push_vlan and a set_field.
+func (ap *actionParser) impliedPush() Spelling {
+	if ap.vlan {
+		return SpellDefault
+	}
+	return SpellImpliedPush
+}
+
+// FormatFlowAsWritten is FormatFlow with each action in the spelling the
+// flow was written in where it has several (goto_table, set_field,
+// mod_nw_ttl, mod_nw_ecn), so that ParseFlow reads back exactly the same
+// flow, spellings included. The daemon saves its flows so.
+func FormatFlowAsWritten(f *Flow) string {
+	text := FormatFlow(f)
+	i := strings.Index(text, "actions=") + len("actions=")
+	var b strings.Builder
+	b.WriteString(text[:i])
+	formatActionsAsWritten(&b, f.Actions)
+	return b.String()
+}
+
+func formatActionsAsWritten(b *strings.Builder, acts []Action) {
+	if len(acts) == 0 {
+		b.WriteString("drop")
+		return
+	}
+	for i := 0; i < len(acts); i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		a := &acts[i]
+		switch {
+		case a.Type == ActClone:
+			body := cloneBody(acts, i)
+			b.WriteString("clone(")
+			if len(body) > 0 {
+				formatActionsAsWritten(b, body)
+			}
+			b.WriteByte(')')
+			i += len(body)
+		case a.Type == ActResubmit && a.Spelling == SpellGotoTable,
+			a.Type == ActSetVLANVID && a.Spelling == SpellSetField,
+			a.Type == ActSetVLANPCP && a.Spelling == SpellSetField,
+			a.Type == ActSetField && a.Spelling == SpellSetField:
+			formatAction13(b, nil, a)
+		case setField128(acts, i):
+			b.WriteString("set_field:" + u128Text(u128{hi: acts[i+1].Value, lo: a.Value}) + "->" + fieldName(a.Dst.Field))
+			i++
+		case a.Type == ActLoad && a.Spelling == SpellSetField:
+			formatAction13(b, nil, a)
+		case a.Type == ActSetField && a.Spelling == SpellMod && a.Field == FieldNwTTL:
+			b.WriteString("mod_nw_ttl:" + strconv.FormatUint(a.Value, 10))
+		case a.Type == ActSetField && a.Spelling == SpellDefault && a.Field == FieldNwECN:
+			b.WriteString("mod_nw_ecn:" + strconv.FormatUint(a.Value, 10))
+		default:
+			formatAction(b, a)
+		}
+	}
+}
+
+// setField128 reports whether acts[i] and acts[i+1] are the two loads of a
+// set_field on a whole 128-bit field.
+func setField128(acts []Action, i int) bool {
+	if i+1 >= len(acts) {
+		return false
+	}
+	a, n := &acts[i], &acts[i+1]
+	return a.Type == ActLoad && a.Spelling == SpellSetField && n.Type == ActLoad && n.Spelling == SpellSetField &&
+		n.Dst.Field == a.Dst.Field && a.Dst.Ofs == 0 && a.Dst.NBits == 64 && n.Dst.Ofs == 64 && n.Dst.NBits == 64
+}
