@@ -47,18 +47,18 @@ type SyntaxError struct {
 
 // Error reports the column (Pos+1), the token and the reason.
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("flow: at column %d %q: %s", e.Pos+1, clipped(e.Token), e.Reason)
+	return fmt.Sprintf("flow: at column %d %q: %s", e.Pos+1, Clipped(e.Token), e.Reason)
 }
 
 // maxQuoted bounds how much of a piece of the input an error message
 // repeats: a flow of megabytes gives an error of a line.
 const maxQuoted = 64
 
-// clipped formats a piece of the input in an error message (%s or %q): at
+// Clipped formats a piece of the input in an error message (%s or %q): at
 // most maxQuoted bytes of it, and when it is longer "..." and its length.
-type clipped string
+type Clipped string
 
-func (c clipped) Format(f fmt.State, verb rune) {
+func (c Clipped) Format(f fmt.State, verb rune) {
 	s := string(c)
 	if len(s) > maxQuoted {
 		s = s[:maxQuoted]
@@ -189,7 +189,7 @@ func errAt(s string, t *token, format string, args ...any) *SyntaxError {
 	if format != "%s" { // "%s": a reason whose own quotes are clipped
 		for i, a := range args {
 			if str, ok := a.(string); ok {
-				args[i] = clipped(str)
+				args[i] = Clipped(str)
 			}
 		}
 	}
@@ -760,7 +760,7 @@ func parseNum(s string, bitSize int) (uint64, error) {
 
 func parseDecimal(s string, bitSize int) (uint64, error) {
 	if s == "" || s[0] < '0' || s[0] > '9' || (len(s) > 1 && s[0] == '0') {
-		return 0, fmt.Errorf("invalid number %q", clipped(s))
+		return 0, fmt.Errorf("invalid number %q", Clipped(s))
 	}
 	v, err := strconv.ParseUint(s, 10, bitSize)
 	if err != nil {
@@ -771,9 +771,9 @@ func parseDecimal(s string, bitSize int) (uint64, error) {
 
 func numError(s string, err error, bitSize int) error {
 	if errors.Is(err, strconv.ErrRange) {
-		return fmt.Errorf("%s does not fit in %d bits", clipped(s), bitSize)
+		return fmt.Errorf("%s does not fit in %d bits", Clipped(s), bitSize)
 	}
-	return fmt.Errorf("invalid number %q", clipped(s))
+	return fmt.Errorf("invalid number %q", Clipped(s))
 }
 
 // reservedPorts are OpenFlow's reserved port names (case-insensitive).
@@ -796,7 +796,7 @@ func (p *Parser) parsePort(s string) (uint32, error) {
 			case v >= 0xffffff00:
 				return uint32(v - 0xffff0000), nil
 			}
-			return 0, fmt.Errorf("port %s out of range (0 to 65535)", clipped(s))
+			return 0, fmt.Errorf("port %s out of range (0 to 65535)", Clipped(s))
 		}
 	}
 	if v, ok := reservedPorts[strings.ToLower(s)]; ok {
@@ -807,7 +807,7 @@ func (p *Parser) parsePort(s string) (uint32, error) {
 			return v, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown port %q", clipped(s))
+	return 0, fmt.Errorf("unknown port %q", Clipped(s))
 }
 
 // parseMAC parses xx:xx:xx:xx:xx:xx (one or two hex digits per byte) into
@@ -850,13 +850,13 @@ func parseIPv4Mask(s string) (uint32, string) {
 	if strings.Contains(s, ".") {
 		m, ok := ipv4FromText(s)
 		if !ok {
-			return 0, fmt.Sprintf("invalid IP mask %q", clipped(s))
+			return 0, fmt.Sprintf("invalid IP mask %q", Clipped(s))
 		}
 		return m, ""
 	}
 	n, err := parseDecimal(s, 8)
 	if err != nil || n > 32 {
-		return 0, fmt.Sprintf("invalid prefix length %q (0 to 32)", clipped(s))
+		return 0, fmt.Sprintf("invalid prefix length %q (0 to 32)", Clipped(s))
 	}
 	if n == 0 {
 		return 0, ""
@@ -878,14 +878,14 @@ func parseIPv6Mask(s string) ([16]byte, string) {
 	if strings.Contains(s, ":") {
 		m, ok := ipv6FromText(s)
 		if !ok {
-			return m, fmt.Sprintf("invalid IPv6 mask %q", clipped(s))
+			return m, fmt.Sprintf("invalid IPv6 mask %q", Clipped(s))
 		}
 		return m, ""
 	}
 	var m [16]byte
 	n, err := parseDecimal(s, 8)
 	if err != nil || n > 128 {
-		return m, fmt.Sprintf("invalid prefix length %q (0 to 128)", clipped(s))
+		return m, fmt.Sprintf("invalid prefix length %q (0 to 128)", Clipped(s))
 	}
 	for i := 0; i < int(n); i++ {
 		m[i/8] |= 0x80 >> (i % 8)
@@ -931,7 +931,7 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 		for s != "" {
 			set := s[0] == '+'
 			if s[0] != '+' && s[0] != '-' {
-				return 0, 0, fmt.Sprintf("expected + or - before %q", clipped(s))
+				return 0, 0, fmt.Sprintf("expected + or - before %q", Clipped(s))
 			}
 			s = s[1:]
 			n := strings.IndexAny(s, "+-")
@@ -942,10 +942,10 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 			s = s[n:]
 			b, ok := tcpFlagBit(name)
 			if !ok {
-				return 0, 0, fmt.Sprintf("unknown TCP flag %q", clipped(name))
+				return 0, 0, fmt.Sprintf("unknown TCP flag %q", Clipped(name))
 			}
 			if m&b != 0 {
-				return 0, 0, fmt.Sprintf("TCP flag %s given twice", clipped(name))
+				return 0, 0, fmt.Sprintf("TCP flag %s given twice", Clipped(name))
 			}
 			m |= b
 			if set {
@@ -974,7 +974,7 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 	for _, name := range strings.Split(s, "|") {
 		b, ok := tcpFlagBit(name)
 		if !ok {
-			return 0, 0, fmt.Sprintf("unknown TCP flag %q", clipped(name))
+			return 0, 0, fmt.Sprintf("unknown TCP flag %q", Clipped(name))
 		}
 		v |= b
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/control"
 	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
 )
 
 // Errors that commands return, wrapped with what they concern.
@@ -233,7 +234,7 @@ func (v *verb) hasFlag(name string) bool {
 func (d *Daemon) Handle(ctx context.Context, req *control.Request) (string, error) {
 	v := verbs[req.Verb]
 	if v == nil {
-		return "", fmt.Errorf("%w %q", ErrUnknownVerb, req.Verb)
+		return "", fmt.Errorf("%w %q", ErrUnknownVerb, flow.Clipped(req.Verb))
 	}
 	usage := func(why string) error {
 		return fmt.Errorf("%s: %w: %s (usage: ovsxdp %s %s)", req.Verb, ErrUsage, why, req.Verb, v.Usage)
@@ -246,7 +247,7 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (string, erro
 	}
 	for f := range req.Flags {
 		if !v.hasFlag(f) {
-			return "", usage("unknown flag --" + f)
+			return "", usage(fmt.Sprintf("unknown flag --%s", flow.Clipped(f)))
 		}
 	}
 	if len(req.Input) > 0 && !v.File {

@@ -121,6 +121,32 @@ func TestHandleErrors(t *testing.T) {
 	}
 }
 
+// TestErrorsClipInput checks that an error echoes at most a short prefix of
+// a long bad argument, whatever the command.
+func TestErrorsClipInput(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	long := strings.Repeat("x", 1<<20)
+	for _, req := range []control.Request{
+		{Verb: long},
+		{Verb: "dump-flows", Args: []string{"br0"}, Flags: map[string]string{long: "true"}},
+		{Verb: "add-br", Args: []string{long}},
+		{Verb: "add-br", Args: []string{"br1"}, Flags: map[string]string{"gro": long}},
+		{Verb: "add-br", Args: []string{"br1"}, Flags: map[string]string{"spare-spin": long}},
+		{Verb: "add-port", Args: []string{"br0", "p1", long}},
+		{Verb: "add-port", Args: []string{"br0", "p1", "type=" + long}},
+		{Verb: "add-port", Args: []string{"br0", "p1", long + "=1"}},
+	} {
+		_, err := d.Handle(context.Background(), &req)
+		if err == nil {
+			t.Fatalf("%.20s...: no error", req.Verb)
+		}
+		if n := len(err.Error()); n > 512 || !strings.Contains(err.Error(), "... (") {
+			t.Errorf("%.20s %.20q: a %d-byte error, want the argument clipped: %.200s", req.Verb, req.Args, n, err)
+		}
+	}
+}
+
 func TestFlowCommands(t *testing.T) {
 	d := newTestDaemon(t, "")
 	run(t, d, "add-br", "br0")

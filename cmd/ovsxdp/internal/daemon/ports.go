@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -102,7 +103,7 @@ func newVPort(pc *portConfig, log *slog.Logger) (vport.Port, error) {
 			return nil, fmt.Errorf("%w; loopback cannot be a port", err)
 		}
 	default:
-		return nil, fmt.Errorf("unknown port type %q (want %s, %s or %s)", pc.Type, typeMem, typePcap, typeAFXDP)
+		return nil, fmt.Errorf("unknown port type %q (want %s, %s or %s)", flow.Clipped(pc.Type), typeMem, typePcap, typeAFXDP)
 	}
 	if err != nil {
 		return nil, err
@@ -117,7 +118,7 @@ func parsePortArgs(name string, args []string) (*portConfig, error) {
 	for _, a := range args {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("port %s: %q is not KEY=VALUE", name, a)
+			return nil, fmt.Errorf("port %s: %q is not KEY=VALUE", name, flow.Clipped(a))
 		}
 		switch k {
 		case "type":
@@ -215,7 +216,7 @@ func (o *options) done(known ...string) error {
 	}
 	for _, k := range slices.Sorted(maps.Keys(o.m)) {
 		if !slices.Contains(known, k) {
-			return fmt.Errorf("port type %s: unknown option %s (options: %s)", o.typ, k, strings.Join(known, ", "))
+			return fmt.Errorf("port type %s: unknown option %s (options: %s)", o.typ, flow.Clipped(k), strings.Join(known, ", "))
 		}
 	}
 	return nil

@@ -29,7 +29,7 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$`)
 
 func checkName(what, name string) error {
 	if !validName.MatchString(name) {
-		return fmt.Errorf("invalid %s name %q (letters, digits, '_', '.', ':' and '-', at most 63)", what, name)
+		return fmt.Errorf("invalid %s name %q (letters, digits, '_', '.', ':' and '-', at most 63)", what, flow.Clipped(name))
 	}
 	return nil
 }
@@ -113,9 +113,9 @@ func parseSpareSpin(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		return 0, fmt.Errorf("%q: want a duration such as 20ms, or off", s)
+		return 0, fmt.Errorf("%q: want a duration such as 20ms, or off", flow.Clipped(s))
 	case d < 0 || d > maxSpareSpin:
-		return 0, fmt.Errorf("%q: want 0 (off) to %v", s, maxSpareSpin)
+		return 0, fmt.Errorf("%q: want 0 (off) to %v", flow.Clipped(s), maxSpareSpin)
 	case d == 0:
 		return -1, nil
 	}
@@ -139,7 +139,7 @@ func parseOnOff(s string) (bool, error) {
 	case "off":
 		return false, nil
 	}
-	return false, fmt.Errorf("%q: want on or off", s)
+	return false, fmt.Errorf("%q: want on or off", flow.Clipped(s))
 }
 
 // onOff names a boolean option value.
