@@ -100,6 +100,11 @@ type Table struct {
 	// linearMax is the largest subtable that is searched rule by rule rather
 	// than through hashed stages (see TableSnapshot.Lookup).
 	linearMax int
+	// ofGroups are the OpenFlow groups (group_table.go): replaced, never
+	// changed in place, since snapshots share it. live answers port
+	// liveness for translation.
+	ofGroups map[uint32]*InstalledGroup
+	live     PortLiveness
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -453,6 +458,7 @@ func (t *Table) publishLocked() {
 			return 0
 		})
 	}
+	s.ofGroups, s.live = t.ofGroups, t.live
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)

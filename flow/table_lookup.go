@@ -15,6 +15,9 @@ type TableSnapshot struct {
 	gen    uint64
 	n      int
 	tables [MaxTable + 1][]*tableSubtable // each table's subtables, in lookup order
+
+	ofGroups map[uint32]*InstalledGroup // the OpenFlow groups (read-only)
+	live     PortLiveness               // nil: no port is live
 }
 
 // Generation returns the generation the snapshot was published under.

@@ -34,8 +34,7 @@ func (d *Daemon) addFlow(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b.dp.Table().Add(f)
-	return "", nil
+	return "", b.dp.Table().AddFlowsChecked([]flow.Flow{*f})
 }
 
 // addFlows adds the flows of a file, one per line, skipping blank lines and
@@ -54,13 +53,15 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 			continue
 		}
 		f, err := p.ParseFlow(s, flow.CmdAdd)
+		if err == nil {
+			err = b.dp.Table().CheckGroups(f)
+		}
 		if err != nil {
 			return "", fmt.Errorf("line %d: %w", i+1, err)
 		}
 		fs = append(fs, *f)
 	}
-	b.dp.Table().AddFlows(fs)
-	return "", nil
+	return "", b.dp.Table().AddFlowsChecked(fs)
 }
 
 func (d *Daemon) modFlows(c *call) (string, error) {
@@ -70,6 +71,9 @@ func (d *Daemon) modFlows(c *call) (string, error) {
 	}
 	f, err := b.parser().ParseFlow(c.args[1], flow.CmdModify)
 	if err != nil {
+		return "", err
+	}
+	if err := b.dp.Table().CheckGroups(f); err != nil {
 		return "", err
 	}
 	b.dp.Table().Modify(f, c.boolFlag("strict"))
