@@ -22,7 +22,8 @@ import (
 // corpus is checked against it. A pipeline ovsxdp accepts is compared
 // strictly:
 //   - dump-flows --no-stats: the same flows (lines sorted on both sides,
-//     the reply header dropped);
+//     the reply header dropped); and for a pipeline with groups,
+//     dump-groups in OpenFlow 1.3 and 1.5: the same groups;
 //   - datapath actions: equal once port numbers are mapped to port names
 //     (Open vSwitch's are datapath port numbers, read from dpif/show;
 //     ovsxdp's are its OpenFlow port numbers) and each run of consecutive
@@ -212,6 +213,20 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 			t.Errorf("dump-flows --no-stats differ\n%s", lineDiff(ovsDump, xdpDump))
 		case dumpDiffers:
 			t.Errorf("dump-flows --no-stats of %s equal Open vSwitch's, which expected_dump_differs.txt lists: remove it from the list", p.Name)
+		}
+	}
+	if rejected == "" && len(p.Groups) > 0 {
+		// dump-groups as ovs-ofctl prints it in OpenFlow 1.3 (no bucket
+		// ids, no selection method) and 1.5.
+		for _, proto := range []string{"OpenFlow13", "OpenFlow15"} {
+			ovsGroups, err := ovs.DumpGroups(proto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			xdpGroups := ovsref.NormaliseDump(d.run(t, "dump-groups", br, "--protocols="+proto))
+			if xdpGroups != ovsGroups {
+				t.Errorf("dump-groups (%s) differ\n%s", proto, lineDiff(ovsGroups, xdpGroups))
+			}
 		}
 	}
 

@@ -313,6 +313,19 @@ func (s *Switch) DumpFlows(proto string) (string, error) {
 	return NormaliseDump(out), nil
 }
 
+// DumpGroups returns `ovs-ofctl dump-groups` with OpenFlow version proto
+// (OpenFlow 1.5 when empty), normalised by NormaliseDump.
+func (s *Switch) DumpGroups(proto string) (string, error) {
+	if proto == "" {
+		proto = "OpenFlow15"
+	}
+	out, err := s.run(nil, "ovs-ofctl", append(protoArgs(proto), "dump-groups", s.Bridge)...)
+	if err != nil {
+		return "", err
+	}
+	return NormaliseDump(out), nil
+}
+
 func protoArgs(proto string) []string {
 	if proto == "" {
 		return nil
@@ -320,9 +333,10 @@ func protoArgs(proto string) []string {
 	return []string{"-O", proto}
 }
 
-var replyHeader = regexp.MustCompile(`^(NXST|OFPST)_FLOW reply|^OFPST_FLOW_DESC reply|^OFPST_FLOW reply`)
+var replyHeader = regexp.MustCompile(`^(NXST|OFPST)_FLOW reply|^OFPST_FLOW_DESC reply|^OFPST_FLOW reply|^OFPST_GROUP_DESC reply`)
 
-// NormaliseDump turns dump-flows output into one flow a line, without
+// NormaliseDump turns dump-flows (or dump-groups) output into one flow (or
+// group) a line, without
 // the reply header, leading and trailing space, sorted, so that two
 // switches that list the same flows in a different order compare equal.
 func NormaliseDump(out string) string {
