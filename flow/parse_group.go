@@ -342,6 +342,7 @@ func (p *Parser) parseHashFields(s string, t *token, g *Group) error {
 			return err
 		}
 		if !ok {
+			g.Fields = g.sortedFields() // Open vSwitch's order, which it hashes and prints in
 			return nil
 		}
 		h := hashableFields[ft.key]
