@@ -388,12 +388,19 @@ var hashableFields = func() map[string]*hashable {
 	return m
 }()
 
+// hashableByField indexes hashableFields by field.
+var hashableByField [numFields]*hashable
+
+func init() {
+	for _, h := range hashableFields {
+		hashableByField[h.f] = h
+	}
+}
+
 // hashableByID finds the hashable description of a field.
 func hashableByID(id FieldID) *hashable {
-	for _, h := range hashableFields {
-		if h.f == id {
-			return h
-		}
+	if int(id) < len(hashableByField) {
+		return hashableByField[id]
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func (t *Table) LivenessChanged() {
 
 func newInstalled(g *Group, t *Table) *InstalledGroup {
 	ig := &InstalledGroup{Group: *g, Installed: t.now(), stats: &groupStats{buckets: make([]bucketStats, len(g.Buckets))}}
-	ig.Fields = slices.Clone(g.Fields)
+	ig.Fields = g.sortedFields() // translation hashes them in this order
 	ig.Buckets = slices.Clone(g.Buckets)
 	for i := range ig.Buckets {
 		ig.Buckets[i].Actions = slices.Clone(ig.Buckets[i].Actions)

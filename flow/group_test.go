@@ -418,3 +418,22 @@ func TestGroupStats(t *testing.T) {
 		t.Errorf("FormatGroupStats:\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestGroupChainIsBounded translates through all groups that each run the
+// next one twice, 40 deep: without a bound on group actions that is 2^40
+// buckets, and since the last one only outputs to the ingress port (which
+// a bucket skips) no action cap would end it. The packet is dropped as
+// over the limit instead.
+func TestGroupChainIsBounded(t *testing.T) {
+	var groups []string
+	for i := 1; i <= 40; i++ {
+		groups = append(groups, "group_id="+itoa(i)+",type=all,bucket=group:"+itoa(i+1)+",bucket=group:"+itoa(i+1))
+	}
+	groups = append(groups, "group_id=41,type=all,bucket=output:1")
+	tb := groupTable(t, groups, "actions=group:1")
+	k := mustMicroflow(t, "in_port=1,ip")
+	tr := tb.Snapshot().Translate(&k, false)
+	if tr.Verdict != VerdictResubmitLimit || len(tr.Actions) != 0 {
+		t.Errorf("verdict %v with %d actions, want %v and none", tr.Verdict, len(tr.Actions), VerdictResubmitLimit)
+	}
+}

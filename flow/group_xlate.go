@@ -11,6 +11,11 @@ import "strconv"
 
 // group runs group:id and reports whether the action list goes on: a
 // group that does not exist stops it, as in Open vSwitch.
+//
+// Besides Open vSwitch's limits (depth, resubmits), one packet may run at
+// most MaxResubmits group actions: all groups whose buckets name further
+// groups multiply, and a chain of them 64 deep would otherwise run 2^64
+// buckets without producing an action.
 func (x *xlate) group(id uint32) bool {
 	switch {
 	case x.depth >= MaxResubmitDepth:
@@ -19,7 +24,11 @@ func (x *xlate) group(id uint32) bool {
 	case x.resubmits >= MaxResubmits:
 		x.fail(VerdictResubmitLimit, "over "+strconv.Itoa(MaxResubmits)+" resubmit actions")
 		return false
+	case x.groups >= MaxResubmits:
+		x.fail(VerdictResubmitLimit, "over "+strconv.Itoa(MaxResubmits)+" group actions")
+		return false
 	}
+	x.groups++
 	g := x.s.ofGroups[id]
 	if g == nil {
 		x.report(TraceWarn, "output to nonexistent group "+strconv.FormatUint(uint64(id), 10))
@@ -209,7 +218,7 @@ func (x *xlate) pickSelect(g *InstalledGroup) int {
 func (x *xlate) hashFields(g *InstalledGroup) uint32 {
 	basis := hashUint64(g.SelectionParam)
 	var buf [16]byte
-	for _, hf := range g.sortedFields() {
+	for _, hf := range g.Fields { // in Open vSwitch's order (newInstalled)
 		f := fieldByID[hf.Field]
 		h := hashableByID(hf.Field)
 		if !x.prereqKey(f.pre) {

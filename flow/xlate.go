@@ -131,6 +131,7 @@ type xlate struct {
 	stack     []u128
 	exit      bool
 	inBucket  int     // how many group buckets are running
+	groups    int     // group actions run (bounded as resubmits are)
 	err       Verdict // a failure: the packet is dropped
 	stop      Verdict // the first early stop that is not a failure
 	trace     *[]*TraceNode
