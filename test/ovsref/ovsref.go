@@ -326,6 +326,37 @@ func (s *Switch) DumpGroups(proto string) (string, error) {
 	return NormaliseDump(out), nil
 }
 
+// DumpGroupStats returns `ovs-ofctl dump-group-stats` (in ovs-ofctl's
+// default dialect) normalised by NormaliseGroupStats.
+func (s *Switch) DumpGroupStats() (string, error) {
+	out, err := s.run(nil, "ovs-ofctl", "dump-group-stats", s.Bridge)
+	if err != nil {
+		return "", err
+	}
+	return NormaliseGroupStats(out), nil
+}
+
+var (
+	groupStatsHeader = regexp.MustCompile(`^(NXST|OFPST)_GROUP reply`)
+	groupDuration    = regexp.MustCompile(`,duration=[0-9.]+s,`)
+)
+
+// NormaliseGroupStats turns dump-group-stats output into one group a line
+// without the reply header and without the duration (which differs run to
+// run), sorted.
+func NormaliseGroupStats(out string) string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || groupStatsHeader.MatchString(l) {
+			continue
+		}
+		lines = append(lines, groupDuration.ReplaceAllString(l, ","))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
 func protoArgs(proto string) []string {
 	if proto == "" {
 		return nil
