@@ -203,13 +203,15 @@ func (t *Table) CheckGroups(f *Flow) error {
 
 // AddFlowsChecked installs flows as AddFlows does, but first refuses the
 // whole list, adding nothing, if a flow names a group that does not exist
-// (ErrBadOutGroup, wrapped with the flow's index).
+// (ErrBadOutGroup, wrapped with the flow's index when there are several).
 func (t *Table) AddFlowsChecked(fs []Flow) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i := range fs {
-		if err := t.checkGroupsLocked(fs[i].Actions); err != nil {
+		if err := t.checkGroupsLocked(fs[i].Actions); err != nil && len(fs) > 1 {
 			return fmt.Errorf("flow %d: %w", i+1, err)
+		} else if err != nil {
+			return err
 		}
 	}
 	if len(fs) == 0 {
