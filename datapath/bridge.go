@@ -134,6 +134,7 @@ func New(cfg Config) (*Bridge, error) {
 	b.links.init(cfg.Links)
 	b.policy.Store(uint32(cfg.Policy))
 	b.ports.Store(newPortTable(nil))
+	b.table.SetPortLiveness(b)
 	for i := 0; i < cfg.PMDs; i++ {
 		p, err := newPMD(b, i)
 		if err != nil {
@@ -242,6 +243,7 @@ func (b *Bridge) Close() error {
 	}
 	var errs []error
 	for _, p := range b.ports.Load().list {
+		b.unfollowLivenessLocked(p)
 		if err := p.vp.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close port %s: %w", p.Name, err))
 		}
@@ -278,6 +280,8 @@ func (b *Bridge) addLocked(vp vport.Port, ofport uint32, link *LinkPort) (*Port,
 	}
 	nt := b.ports.Load().with(p)
 	b.ports.Store(nt)
+	b.followLivenessLocked(p)
+	b.table.LivenessChanged()
 	b.assignRxQueuesLocked(nt)
 	// Wait until no poll thread is still in a batch that loaded the table
 	// without p, so that traffic sent to p once the call returns is never
@@ -391,6 +395,8 @@ func (b *Bridge) RemovedStats() RemovedStats {
 func (b *Bridge) detachLocked(ctx context.Context, p *Port) error {
 	nt := b.ports.Load().without(p)
 	b.ports.Store(nt)
+	b.unfollowLivenessLocked(p)
+	b.table.LivenessChanged()
 	b.assignRxQueuesLocked(nt)
 	if err := b.rcu.Synchronize(ctx); err != nil {
 		return fmt.Errorf("remove port %s from %s: waiting for a grace period: %w", p.Name, b.cfg.Name, err)

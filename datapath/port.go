@@ -27,6 +27,9 @@ type Port struct {
 	// are protected by the bridge's mu.
 	link    *LinkPort
 	unwatch func()
+	// unlive stops telling the rule table of the device's state changes
+	// (liveness.go). Protected by the bridge's mu.
+	unlive func()
 	// rxRecorded tells whether the frames the port received last carried
 	// their rx queue (vport.RxQueue.Recorded): what the tx queue pick of a
 	// packet from this port depends on. Poll threads set it, trace reads it.

@@ -27,6 +27,7 @@ const (
 	ActNote          // note:Note (hex bytes); does nothing
 	ActExit          // exit: stop the whole pipeline
 	ActClone         // clone(...): the next Value actions are its body
+	ActGroup         // group:Value: run the group's buckets (see Group)
 
 	// ActConjunction is conjunction(Value,Table/Port): this flow is clause
 	// Table (1-based) of the Port clauses of conjunctive match Value. Only
@@ -62,7 +63,7 @@ type Action struct {
 	Spelling Spelling
 	Named    FieldID  // SpellSetField on a packet field: the field as written (tcp_dst, ip_dscp, ...)
 	Port     uint32   // ActOutput: an OpenFlow port or a reserved Port* value
-	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype
+	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype; ActGroup's group id
 	IPv6     [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
 
 	Src, Dst Subfield // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop (Dst)

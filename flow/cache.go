@@ -131,6 +131,7 @@ func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
 	tr := c.xl.tr
 	tr.Actions = slices.Clone(tr.Actions) // the megaflow keeps them
 	tr.Rules = slices.Clone(tr.Rules)
+	tr.Groups = slices.Clone(tr.Groups)
 	mf := c.mfs.Insert(k, &tr, s.gen)
 	c.stats.Upcalls++
 	c.emc.Insert(k, h, mf)
@@ -150,7 +151,7 @@ func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
 	if !maskCovers(mf.Mask, &tr.Mask) {
 		return false
 	}
-	acts, rules := mf.Actions, mf.Rules
+	acts, rules, groups := mf.Actions, mf.Rules, mf.Groups
 	mf.set(tr, s.gen)
 	// Keep the megaflow's own slices when they still hold the answer (no
 	// allocation), and copy the translator's otherwise.
@@ -163,6 +164,11 @@ func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
 		mf.Rules = rules
 	} else {
 		mf.Rules = slices.Clone(tr.Rules)
+	}
+	if slices.Equal(groups, tr.Groups) {
+		mf.Groups = groups
+	} else {
+		mf.Groups = slices.Clone(tr.Groups)
 	}
 	c.stats.Revalidated++
 	return true

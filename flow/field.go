@@ -412,8 +412,13 @@ func numMAC(v uint64) [6]byte {
 }
 
 // prereqMet reports whether match m satisfies p. Only values matter: Key
-// bits outside the mask are zero, so an unmatched field reads as zero.
+// bits outside the mask are zero, so an unmatched field reads as zero. A
+// nil m (a group's bucket, which has no match) satisfies everything:
+// translation checks the packet instead.
 func prereqMet(m *Match, p prereq) bool {
+	if m == nil {
+		return true
+	}
 	k := &m.Key
 	ip4 := k.DlType == EthTypeIPv4 && m.Mask.DlType == 0xffff
 	ip6 := k.DlType == EthTypeIPv6 && m.Mask.DlType == 0xffff

@@ -239,15 +239,21 @@ func odpIPCommon(w *odpWriter, k, mk *Key, tos, ttl string) {
 
 // tosODP writes a changed TOS byte as a masked set writes it: with the
 // mask of the DSCP or ECN bits when only those changed.
+// Values are written as C's %#x writes them: 0 without 0x.
 func tosODP(from, to uint8) string {
-	v := "0x" + strconv.FormatUint(uint64(to), 16)
+	hex := func(v uint8) string {
+		if v == 0 {
+			return "0"
+		}
+		return "0x" + strconv.FormatUint(uint64(v), 16)
+	}
 	switch d := from ^ to; {
 	case d&0x03 == 0:
-		return "0x" + strconv.FormatUint(uint64(to&0xfc), 16) + "/0xfc"
+		return hex(to&0xfc) + "/0xfc"
 	case d&0xfc == 0:
-		return "0x" + strconv.FormatUint(uint64(to&0x03), 16) + "/0x3"
+		return hex(to&0x03) + "/0x3"
 	}
-	return v
+	return hex(to)
 }
 
 // ODPSetActions returns the datapath actions that turn a packet with key

@@ -23,6 +23,9 @@ type Megaflow struct {
 	// the translation hit, whose counters the megaflow's packets count in.
 	Rule  *Rule
 	Rules []*Rule
+	// Groups are the groups (and buckets) the translation ran, whose
+	// counters the megaflow's packets count in too.
+	Groups []GroupHit
 	// Actions are the datapath actions (see Translation); nil: drop.
 	Actions []Action
 	// Verdict is the translation's verdict: why a packet that is output
@@ -79,6 +82,9 @@ func (mf *Megaflow) Credit() {
 	}
 	for _, r := range mf.Rules {
 		r.AddStats(mf.pendPackets, mf.pendBytes, mf.pendUsed)
+	}
+	for _, g := range mf.Groups {
+		g.Credit(mf.pendPackets, mf.pendBytes)
 	}
 	mf.pendPackets, mf.pendBytes = 0, 0
 }
@@ -270,6 +276,7 @@ func (mf *Megaflow) set(tr *Translation, gen uint64) {
 		mf.Rule = tr.Rules[0]
 	}
 	mf.Rules = tr.Rules
+	mf.Groups = tr.Groups
 	mf.Actions = tr.Actions
 	mf.Verdict = tr.Verdict
 	mf.Generation = gen

@@ -1014,7 +1014,7 @@ var unsupportedActions = map[string]bool{
 	"multipath": true, "bundle": true, "bundle_load": true,
 	"fin_timeout":   true,
 	"clear_actions": true, "write_actions": true, "meter": true,
-	"group": true, "sample": true, "push_mpls": true, "pop_mpls": true,
+	"sample": true, "push_mpls": true, "pop_mpls": true,
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
 	"dec_mpls_ttl": true, "check_pkt_larger": true, "nat": true,
 	"encap": true, "decap": true, "dec_nsh_ttl": true,
@@ -1187,6 +1187,12 @@ func (ap *actionParser) action(t *token) error {
 		return ap.setField(t)
 	case "load":
 		return ap.load(t)
+	case "group":
+		v, err := parseNum(t.value, 32)
+		if !t.hasValue || err != nil {
+			return errAt(s, t, "group needs a group id (0 to %d)", uint32(GroupMax))
+		}
+		ap.add(Action{Type: ActGroup, Value: v})
 	default:
 		if unsupportedActions[name] {
 			return unsupportedAt(s, t, "action %s is not supported", name)

@@ -100,6 +100,11 @@ type Table struct {
 	// linearMax is the largest subtable that is searched rule by rule rather
 	// than through hashed stages (see TableSnapshot.Lookup).
 	linearMax int
+	// ofGroups are the OpenFlow groups (group_table.go): replaced, never
+	// changed in place, since snapshots share it. live answers port
+	// liveness for translation.
+	ofGroups map[uint32]*InstalledGroup
+	live     PortLiveness
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -164,15 +169,20 @@ func (t *Table) Add(f *Flow) error {
 
 // AddFlows installs each flow as Add does, in order, and publishes the
 // result once (add-flows with a file). It adds none of them and returns an
-// *AddError when one gives a conjunctive match a number of clauses that
-// differs from another flow's of the same table and priority
-// (ErrConjunctionClauses).
+// *AddError when one names a group that does not exist (ErrBadOutGroup) or
+// gives a conjunctive match a number of clauses that differs from another
+// flow's of the same table and priority (ErrConjunctionClauses).
 func (t *Table) AddFlows(fs []Flow) error {
 	if len(fs) == 0 {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for i := range fs {
+		if err := t.checkGroupsLocked(fs[i].Actions); err != nil {
+			return &AddError{Index: i, Err: err}
+		}
+	}
 	if err := t.checkConjLocked(fs); err != nil {
 		return err
 	}
@@ -461,6 +471,7 @@ func (t *Table) publishLocked() {
 			return 0
 		})
 	}
+	s.ofGroups, s.live = t.ofGroups, t.live
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)

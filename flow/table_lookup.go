@@ -16,6 +16,9 @@ type TableSnapshot struct {
 	n      int
 	tables [MaxTable + 1][]*tableSubtable // each table's subtables, in lookup order
 	conj   [MaxTable + 1]bool             // the table has clause flows (conj.go)
+
+	ofGroups map[uint32]*InstalledGroup // the OpenFlow groups (read-only)
+	live     PortLiveness               // nil: no port is live
 }
 
 // Generation returns the generation the snapshot was published under.

@@ -41,6 +41,9 @@ type Translation struct {
 	Final Key
 	// Rules are the rules the packet hit, in order (for their counters).
 	Rules []*Rule
+	// Groups are the groups the packet ran, and their buckets (for their
+	// counters).
+	Groups []GroupHit
 	// Verdict is VerdictOK, a translation failure (VerdictResubmitDepth,
 	// VerdictResubmitLimit, VerdictStackTooDeep, VerdictActionCap: Actions
 	// is then empty), or why the pipeline stopped short without failing
@@ -84,9 +87,9 @@ func (s *TableSnapshot) Translate(k *Key, trace bool) *Translation {
 // translate runs the translation into x.tr, reusing x's buffers: x.tr's
 // slices are valid until the next call.
 func (x *xlate) translate(s *TableSnapshot, k *Key, trace bool) {
-	acts, rules, stack := x.acts[:0], x.tr.Rules[:0], x.stack[:0]
+	acts, rules, groups, stack := x.acts[:0], x.tr.Rules[:0], x.tr.Groups[:0], x.stack[:0]
 	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack}
-	x.tr.Rules = rules
+	x.tr.Rules, x.tr.Groups = rules, groups
 	if trace {
 		x.trace = &x.tr.Trace
 	}
@@ -128,6 +131,8 @@ type xlate struct {
 	resubmits int
 	stack     []u128
 	exit      bool
+	inBucket  int     // how many group buckets are running
+	groups    int     // group actions run (bounded as resubmits are)
 	err       Verdict // a failure: the packet is dropped
 	stop      Verdict // the first early stop that is not a failure
 	trace     *[]*TraceNode
@@ -274,6 +279,8 @@ func (x *xlate) action(a *Action) bool {
 		x.exit = true
 	case ActResubmit:
 		x.resubmit(a.Port, a.Table)
+	case ActGroup:
+		return x.group(uint32(a.Value))
 	}
 	return true
 }
@@ -314,6 +321,12 @@ func (x *xlate) clone(body []Action) {
 
 // output commits the flow's changes and outputs to port.
 func (x *xlate) output(port uint32) {
+	if port == x.flow.InPort && x.inBucket > 0 {
+		// As in Open vSwitch, a bucket's output to the ingress port is
+		// skipped: no copy, and nothing committed for it.
+		x.report(TraceWarn, "skipping output to input port")
+		return
+	}
 	if port == x.flow.InPort {
 		// The datapath drops it (and counts it as same-port); in_port
 		// is in every megaflow's mask.

@@ -313,6 +313,50 @@ func (s *Switch) DumpFlows(proto string) (string, error) {
 	return NormaliseDump(out), nil
 }
 
+// DumpGroups returns `ovs-ofctl dump-groups` with OpenFlow version proto
+// (OpenFlow 1.5 when empty), normalised by NormaliseDump.
+func (s *Switch) DumpGroups(proto string) (string, error) {
+	if proto == "" {
+		proto = "OpenFlow15"
+	}
+	out, err := s.run(nil, "ovs-ofctl", append(protoArgs(proto), "dump-groups", s.Bridge)...)
+	if err != nil {
+		return "", err
+	}
+	return NormaliseDump(out), nil
+}
+
+// DumpGroupStats returns `ovs-ofctl dump-group-stats` (in ovs-ofctl's
+// default dialect) normalised by NormaliseGroupStats.
+func (s *Switch) DumpGroupStats() (string, error) {
+	out, err := s.run(nil, "ovs-ofctl", "dump-group-stats", s.Bridge)
+	if err != nil {
+		return "", err
+	}
+	return NormaliseGroupStats(out), nil
+}
+
+var (
+	groupStatsHeader = regexp.MustCompile(`^(NXST|OFPST)_GROUP reply`)
+	groupDuration    = regexp.MustCompile(`,duration=[0-9.]+s,`)
+)
+
+// NormaliseGroupStats turns dump-group-stats output into one group a line
+// without the reply header and without the duration (which differs run to
+// run), sorted.
+func NormaliseGroupStats(out string) string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || groupStatsHeader.MatchString(l) {
+			continue
+		}
+		lines = append(lines, groupDuration.ReplaceAllString(l, ","))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
 func protoArgs(proto string) []string {
 	if proto == "" {
 		return nil
@@ -320,9 +364,10 @@ func protoArgs(proto string) []string {
 	return []string{"-O", proto}
 }
 
-var replyHeader = regexp.MustCompile(`^(NXST|OFPST)_FLOW reply|^OFPST_FLOW_DESC reply|^OFPST_FLOW reply`)
+var replyHeader = regexp.MustCompile(`^(NXST|OFPST)_FLOW reply|^OFPST_FLOW_DESC reply|^OFPST_FLOW reply|^OFPST_GROUP_DESC reply`)
 
-// NormaliseDump turns dump-flows output into one flow a line, without
+// NormaliseDump turns dump-flows (or dump-groups) output into one flow (or
+// group) a line, without
 // the reply header, leading and trailing space, sorted, so that two
 // switches that list the same flows in a different order compare equal.
 func NormaliseDump(out string) string {

@@ -58,6 +58,9 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 			continue
 		}
 		f, err := p.ParseFlow(s, flow.CmdAdd)
+		if err == nil {
+			err = b.dp.Table().CheckGroups(f)
+		}
 		if err != nil {
 			return "", fmt.Errorf("line %d: %w", i+1, err)
 		}
@@ -81,6 +84,9 @@ func (d *Daemon) modFlows(c *call) (string, error) {
 	}
 	f, err := b.parser().ParseFlow(c.args[1], flow.CmdModify)
 	if err != nil {
+		return "", err
+	}
+	if err := b.dp.Table().CheckGroups(f); err != nil {
 		return "", err
 	}
 	b.dp.Table().Modify(f, c.boolFlag("strict"))

@@ -45,6 +45,9 @@ type bridgeState struct {
 	// Flows are the bridge's rules in ovs-ofctl syntax, in dump-flows
 	// order (which add-flow keeps for rules of equal priority).
 	Flows []string `json:"flows"`
+	// Groups are the bridge's OpenFlow groups in ovs-ofctl syntax, by
+	// group id; restored before the flows, which may name them.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // ErrStateLocked is the error of a daemon started on a state file that
@@ -156,6 +159,9 @@ func (d *Daemon) saveLocked() error {
 		for _, r := range b.dp.Table().Dump(nil) {
 			bs.Flows = append(bs.Flows, flow.FormatFlowAsWritten(&r.Flow))
 		}
+		for _, g := range b.dp.Table().Groups() {
+			bs.Groups = append(bs.Groups, flow.FormatGroup(&g.Group, flow.GroupOF15))
+		}
 		st.Bridges = append(st.Bridges, bs)
 	}
 	data, err := json.MarshalIndent(&st, "", "  ")
@@ -247,6 +253,9 @@ func (d *Daemon) restore(st *state) error {
 				return err
 			}
 		}
+		if err := restoreGroups(b, bs.Groups); err != nil {
+			return fmt.Errorf("bridge %s: %w", bs.Name, err)
+		}
 		fs := make([]flow.Flow, 0, len(bs.Flows))
 		for j, s := range bs.Flows {
 			f, err := b.parser().ParseFlow(s, flow.CmdAdd)
@@ -255,7 +264,9 @@ func (d *Daemon) restore(st *state) error {
 			}
 			fs = append(fs, *f)
 		}
-		b.dp.Table().AddFlows(fs)
+		if err := b.dp.Table().AddFlows(fs); err != nil {
+			return fmt.Errorf("bridge %s: %w", bs.Name, err)
+		}
 	}
 	return nil
 }
