@@ -200,4 +200,3 @@ func (t *Table) CheckGroups(f *Flow) error {
 	defer t.mu.Unlock()
 	return t.checkGroupsLocked(f.Actions)
 }
-
