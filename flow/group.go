@@ -93,7 +93,8 @@ type Group struct {
 	Buckets         []Bucket
 }
 
-// equal reports whether g and o are the same group.
+// equal reports whether g and o are the same group, however their actions
+// were written.
 func (g *Group) equal(o *Group) bool {
 	if g.ID != o.ID || g.Type != o.Type || g.SelectionMethod != o.SelectionMethod ||
 		g.SelectionParam != o.SelectionParam || !slices.Equal(g.Fields, o.Fields) || len(g.Buckets) != len(o.Buckets) {
@@ -101,7 +102,7 @@ func (g *Group) equal(o *Group) bool {
 	}
 	for i := range g.Buckets {
 		a, b := &g.Buckets[i], &o.Buckets[i]
-		if a.ID != b.ID || a.Weight != b.Weight || a.WatchPort != b.WatchPort || a.WatchGroup != b.WatchGroup || !slices.Equal(a.Actions, b.Actions) {
+		if a.ID != b.ID || a.Weight != b.Weight || a.WatchPort != b.WatchPort || a.WatchGroup != b.WatchGroup || !slices.EqualFunc(a.Actions, b.Actions, sameAction) {
 			return false
 		}
 	}

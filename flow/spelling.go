@@ -254,3 +254,11 @@ func setField128(acts []Action, i int) bool {
 	return a.Type == ActLoad && a.Spelling == SpellSetField && n.Type == ActLoad && n.Spelling == SpellSetField &&
 		n.Dst.Field == a.Dst.Field && a.Dst.Ofs == 0 && a.Dst.NBits == 64 && n.Dst.Ofs == 64 && n.Dst.NBits == 64
 }
+
+// sameAction reports whether a and b are the same action however each was
+// written.
+func sameAction(a, b Action) bool {
+	a.Spelling, a.Named = SpellDefault, FieldNone
+	b.Spelling, b.Named = SpellDefault, FieldNone
+	return a == b
+}
