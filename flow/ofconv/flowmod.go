@@ -148,13 +148,24 @@ func FlowStats(v uint8, nicira bool, r *flow.Rule, now time.Time) (openflow.Flow
 	e := openflow.FlowStats{
 		TableID:      r.Table,
 		DurationSec:  uint32(d / time.Second),
-		DurationNsec: uint32(d % time.Second),
+		DurationNsec: uint32(d % time.Second / time.Millisecond * time.Millisecond),
 		Priority:     r.Priority,
 		IdleTimeout:  r.IdleTimeout,
 		HardTimeout:  r.HardTimeout,
 		Cookie:       r.Cookie,
 		PacketCount:  pk,
 		ByteCount:    by,
+	}
+	if v >= openflow.Version15 {
+		e.Stats15 = openflow.OXSDuration | openflow.OXSPacketCount | openflow.OXSByteCount
+		if used := r.LastUsed(); !used.IsZero() {
+			idle := now.Sub(used)
+			if idle < 0 {
+				idle = 0
+			}
+			e.Stats15 |= openflow.OXSIdleTime
+			e.IdleSec, e.IdleNsec = uint32(idle/time.Second), uint32(idle%time.Second/time.Millisecond*time.Millisecond)
+		}
 	}
 	if nicira {
 		age := func(t time.Time) uint16 {
