@@ -13,8 +13,7 @@ import (
 // OFPET_FLOW_MOD_FAILED codes, which differ between OpenFlow 1.0 and 1.1+.
 func flowModError(v uint8, what string, detail string) *openflow.Error {
 	codes := map[string][2]uint16{ // {1.0, 1.1+}
-		"bad_command":  {4, 6},
-		"bad_table_id": {5, 2}, // 1.0 has no BAD_TABLE_ID: OFPFMFC_UNSUPPORTED
+		"bad_command": {4, 6},
 	}
 	c := codes[what]
 	code := c[1]
@@ -46,8 +45,10 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 	default:
 		return nil, flowModError(v, "bad_command", fmt.Sprintf("flow mod command %d", fm.Command))
 	}
-	if fm.TableID > flow.MaxTable && mod.Cmd == flow.CmdAdd {
-		return nil, flowModError(v, "bad_table_id", fmt.Sprintf("add to table %d", fm.TableID))
+	table := fm.TableID
+	if table == flow.TableAll && mod.Cmd == flow.CmdAdd {
+		// An add to "all tables" goes to table 0, as in Open vSwitch.
+		table = 0
 	}
 	fields := fm.Match
 	if v == openflow.Version10 && !fm.Nicira {
@@ -58,8 +59,8 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 		return nil, err
 	}
 	var parts []string
-	if fm.TableID <= flow.MaxTable {
-		parts = append(parts, "table="+strconv.Itoa(int(fm.TableID)))
+	if table <= flow.MaxTable {
+		parts = append(parts, "table="+strconv.Itoa(int(table)))
 	}
 	if mt != "" {
 		parts = append(parts, mt)

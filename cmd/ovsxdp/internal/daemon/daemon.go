@@ -47,7 +47,7 @@ type Config struct {
 	// RunDir is where each bridge's OpenFlow management socket,
 	// BRIDGE.mgmt, is created; "" runs no OpenFlow channel.
 	RunDir string
-	Logger  *slog.Logger
+	Logger *slog.Logger
 }
 
 // Daemon owns the bridges and runs commands on them.

@@ -260,6 +260,9 @@ func (o *ofBridge) Aggregate(v uint8, req *openflow.FlowStatsRequest) (*openflow
 		return nil, err
 	}
 	r := &openflow.AggregateReply{FlowCount: uint32(len(rules))}
+	if v >= openflow.Version15 {
+		r.Stats15 = openflow.OXSFlowCount | openflow.OXSPacketCount | openflow.OXSByteCount
+	}
 	for _, rule := range rules {
 		p, b := rule.Stats()
 		r.PacketCount += p
