@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/big"
 	"strconv"
 	"strings"
 
@@ -208,6 +209,11 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		if err != nil {
 			return nil, err
 		}
+		if e.v >= openflow.Version15 {
+			// Open vSwitch takes no NXAST_REG_LOAD in OpenFlow 1.5: a
+			// masked set_field says the same.
+			return one(maskedSet(fieldWire[a.Dst.Field], h, a))
+		}
 		return one(&openflow.ActRegLoad{Dst: h, Ofs: uint16(a.Dst.Ofs), NBits: uint16(a.Dst.Bits()), Value: a.Value})
 	case flow.ActMove:
 		src, err := header(a.Src.Field)
@@ -218,7 +224,7 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		if err != nil {
 			return nil, err
 		}
-		return one(&openflow.ActRegMove{NBits: uint16(a.Src.Bits()), SrcOfs: uint16(a.Src.Ofs), DstOfs: uint16(a.Dst.Ofs), Src: src, Dst: dst})
+		return one(&openflow.ActRegMove{NBits: uint16(a.Src.Bits()), SrcOfs: uint16(a.Src.Ofs), DstOfs: uint16(a.Dst.Ofs), Src: src, Dst: dst, CopyField: e.v >= openflow.Version15})
 	case flow.ActOutputReg:
 		h, err := header(a.Src.Field)
 		if err != nil {
@@ -561,7 +567,7 @@ func setFieldText(f *openflow.Field) (string, error) {
 		return "", actionError(openflow.CodeBadActionArgument, "set_field on %s is not supported by ovsxdp", fieldLabel(f))
 	}
 	if f.Mask != nil && !allOnes(f.Mask) {
-		return "", unsupportedAction("set_field with a mask")
+		return maskedSetText(f)
 	}
 	num := func() uint64 {
 		var v uint64
@@ -694,4 +700,47 @@ func instructionsText(insts []openflow.Instruction) (string, error) {
 		}
 	}
 	return strings.Join(parts, ","), nil
+}
+
+// maskedSetText writes a masked set_field (OpenFlow 1.5 writes
+// load:V->F[A..B] so) as a load to the bits the mask covers; the mask's
+// bits must be contiguous.
+func maskedSetText(f *openflow.Field) (string, error) {
+	if len(f.Mask) != len(f.Value) {
+		return "", actionError(openflow.CodeBadActionLen, "set_field mask of %d bytes for %d", len(f.Mask), len(f.Value))
+	}
+	v, m := new(big.Int).SetBytes(f.Value), new(big.Int).SetBytes(f.Mask)
+	if m.Sign() == 0 {
+		return "", actionError(openflow.CodeBadActionArgument, "set_field with an empty mask")
+	}
+	ofs := m.TrailingZeroBits()
+	run := new(big.Int).Rsh(m, ofs)
+	n := run.BitLen()
+	if run.Cmp(new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), uint(n)), big.NewInt(1))) != 0 {
+		return "", unsupportedAction("set_field with a mask that is not one run of bits")
+	}
+	if n > 64 {
+		return "", unsupportedAction("set_field of more than 64 bits with a mask")
+	}
+	v.And(v, m).Rsh(v, ofs)
+	return fmt.Sprintf("load:0x%x->%s[%d..%d]", v.Uint64(), f.Name, ofs, int(ofs)+n-1), nil
+}
+
+// maskedSet writes load:V->F[A..B] as set_field with a mask.
+func maskedSet(name string, h openflow.FieldHeader, a *flow.Action) openflow.Action {
+	size := int(h.Len)
+	if h.Class == openflow.ClassExperimenter {
+		size -= 4
+	}
+	ofs, n := uint(a.Dst.Ofs), a.Dst.Bits()
+	v := new(big.Int).Lsh(new(big.Int).SetUint64(a.Value), ofs)
+	m := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), n), big.NewInt(1))
+	m.Lsh(m, ofs)
+	v.And(v, m)
+	vb, mb := make([]byte, size), make([]byte, size)
+	v.FillBytes(vb)
+	if m.BitLen() <= 8*size {
+		m.FillBytes(mb)
+	}
+	return &openflow.ActSetField{Field: field(name, false, vb, mb)}
 }
