@@ -336,15 +336,18 @@ func (e *encoder) set(a *flow.Action) ([]openflow.Action, error) {
 }
 
 // InstructionsFromActions converts a flow's actions to the instructions of
-// an OpenFlow 1.1+ flow: apply_actions, then write_metadata and goto_table
-// when the action list ends with them (as a flow written with those
-// instructions does).
+// an OpenFlow 1.1+ flow: apply_actions, then write_metadata when the list
+// ends with it. The flow language writes goto_table as resubmit(,T), and
+// so do the instructions, except after write_metadata, which only
+// goto_table may follow: there a final resubmit(,T) to a later table is
+// goto_table:T.
 func InstructionsFromActions(v uint8, m *flow.Match, table uint8, acts []flow.Action) ([]openflow.Instruction, error) {
 	var gotoTable *uint8
 	var md *flow.Action
-	if n := len(acts); n > 0 {
-		last := &acts[n-1]
-		if last.Type == flow.ActResubmit && last.Port == flow.PortInPort && last.Table != flow.TableCurrent && last.Table > table && !inClone(acts, n-1) {
+	if n := len(acts); n > 1 {
+		last, prev := &acts[n-1], &acts[n-2]
+		if last.Type == flow.ActResubmit && last.Port == flow.PortInPort && last.Table != flow.TableCurrent && last.Table > table &&
+			prev.Type == flow.ActWriteMetadata && !inClone(acts, n-1) {
 			t := last.Table
 			gotoTable = &t
 			acts = acts[:n-1]
