@@ -118,6 +118,13 @@ func (e *encoder) list(acts []flow.Action) ([]openflow.Action, error) {
 			i += n
 			continue
 		}
+		if e.v != openflow.Version10 && i+1 < len(acts) {
+			if f, ok := wholeXXReg(a, &acts[i+1]); ok {
+				out = append(out, &openflow.ActSetField{Field: f})
+				i++
+				continue
+			}
+		}
 		oa, err := e.action(a)
 		if err != nil {
 			return nil, err
@@ -125,6 +132,23 @@ func (e *encoder) list(acts []flow.Action) ([]openflow.Action, error) {
 		out = append(out, oa...)
 	}
 	return out, nil
+}
+
+// wholeXXReg recognises the two loads that set a whole 128-bit register
+// (set_field:V->xxregN in the flow language) and returns them as one
+// set_field.
+func wholeXXReg(a, b *flow.Action) (openflow.Field, bool) {
+	if a.Type != flow.ActLoad || b.Type != flow.ActLoad || a.Dst.Field != b.Dst.Field ||
+		a.Dst.Field < flow.FieldXXReg0 || a.Dst.Field >= flow.FieldXXReg0+flow.NumRegs/4 ||
+		a.Dst.Bits() != 64 || b.Dst.Bits() != 64 || a.Dst.Ofs == b.Dst.Ofs || a.Dst.Ofs%64 != 0 || b.Dst.Ofs%64 != 0 {
+		return openflow.Field{}, false
+	}
+	lo, hi := a.Value, b.Value
+	if a.Dst.Ofs == 64 {
+		lo, hi = hi, lo
+	}
+	v := append(b64(hi), b64(lo)...)
+	return field(fieldWire[a.Dst.Field], false, v, nil), true
 }
 
 func (e *encoder) tpName(dst bool) string {
@@ -211,7 +235,7 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		}
 		if e.v >= openflow.Version15 {
 			// Open vSwitch takes no NXAST_REG_LOAD in OpenFlow 1.5: a
-			// masked set_field says the same.
+			// (masked) set_field says the same.
 			return one(maskedSet(fieldWire[a.Dst.Field], h, a))
 		}
 		return one(&openflow.ActRegLoad{Dst: h, Ofs: uint16(a.Dst.Ofs), NBits: uint16(a.Dst.Bits()), Value: a.Value})
@@ -294,6 +318,9 @@ func (e *encoder) set(a *flow.Action) ([]openflow.Action, error) {
 		}
 		return one(e.setField(e.tpName(a.Field == flow.FieldTpDst), b16(uint16(a.Value))))
 	}
+	if a.Field == flow.FieldNwTTL && !v10 {
+		return one(&openflow.ActTTL{Type: openflow.ActTypeSetNWTTL, TTL: uint8(a.Value)})
+	}
 	name, ok := fieldWire[a.Field]
 	if !ok {
 		return nil, fmt.Errorf("%w: set_field on flow field %d", openflow.ErrUnencodable, a.Field)
@@ -315,9 +342,10 @@ func (e *encoder) set(a *flow.Action) ([]openflow.Action, error) {
 	default:
 		return nil, fmt.Errorf("%w: set_field on %s", openflow.ErrUnencodable, name)
 	}
-	if v10 {
-		// Open vSwitch writes set_field in OpenFlow 1.0 as reg_load, two
-		// of them for a 128-bit field.
+	if v10 || e.v < openflow.Version15 && size <= 8 {
+		// The flow language writes these as load:V->NXM_...[], which
+		// Open vSwitch sends as reg_load (in OpenFlow 1.0 also for
+		// set_field, as two loads for a 128-bit field).
 		dst, err := header(a.Field)
 		if err != nil {
 			return nil, err
@@ -476,6 +504,11 @@ func actionText(a openflow.Action) (string, error) {
 	case *openflow.ActEthertype:
 		if a.Type == openflow.ActTypePushVLAN {
 			return "push_vlan:0x" + strconv.FormatUint(uint64(a.EtherType), 16), nil
+		}
+		return "", unsupportedAction(fmt.Sprintf("type %d", a.Type))
+	case *openflow.ActTTL:
+		if a.Type == openflow.ActTypeSetNWTTL {
+			return "mod_nw_ttl:" + strconv.Itoa(int(a.TTL)), nil
 		}
 		return "", unsupportedAction(fmt.Sprintf("type %d", a.Type))
 	case *openflow.ActSimple:
