@@ -63,18 +63,18 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Limits of a connection, variables for tests.
-var (
+// Limits of a connection; a Server copies them (tests change its copy).
+const (
 	// maxConns bounds the connections a listener holds open at once.
-	maxConns = 64
+	defaultMaxConns = 64
 	// helloTimeout bounds the wait for the peer's hello.
-	helloTimeout = 10 * time.Second
+	defaultHelloTimeout = 10 * time.Second
 	// probeInterval is how long a connection may be silent before it is
 	// sent an echo request; it is dropped when it stays silent as long
 	// again.
-	probeInterval = 60 * time.Second
+	defaultProbeInterval = 60 * time.Second
 	// writeTimeout bounds the sending of one message.
-	writeTimeout = 10 * time.Second
+	defaultWriteTimeout = 10 * time.Second
 )
 
 // OpenFlow error codes the connection replies with.
@@ -92,6 +92,9 @@ type Server struct {
 	br  Bridge
 	cfg Config
 	log *slog.Logger
+	// Limits: the package's defaults but for tests.
+	maxConns                                  int
+	helloTimeout, probeInterval, writeTimeout time.Duration
 
 	mu     sync.Mutex // protects the fields below
 	ln     net.Listener
@@ -105,7 +108,8 @@ func NewServer(br Bridge, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}}
+	return &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{},
+		maxConns: defaultMaxConns, helloTimeout: defaultHelloTimeout, probeInterval: defaultProbeInterval, writeTimeout: defaultWriteTimeout}
 }
 
 // Serve accepts connections on ln until Close, and returns nil then.
@@ -147,9 +151,9 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || len(s.conns) >= maxConns {
+	if s.closed || len(s.conns) >= s.maxConns {
 		if !s.closed {
-			s.log.Warn("openflow: connection refused: too many connections", "limit", maxConns)
+			s.log.Warn("openflow: connection refused: too many connections", "limit", s.maxConns)
 		}
 		c.Close()
 		return false
@@ -234,9 +238,9 @@ func (s *Server) serve(nc net.Conn) {
 
 // readOne reads and handles one message.
 func (c *conn) readOne() error {
-	timeout := probeInterval
+	timeout := c.s.probeInterval
 	if c.version == 0 {
-		timeout = helloTimeout
+		timeout = c.s.helloTimeout
 	}
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	b, err := c.r.ReadMessage()
@@ -324,7 +328,7 @@ func (c *conn) send(v uint8, xid uint32, m openflow.Message) error {
 		c.log.Error("openflow: cannot encode reply", "type", fmt.Sprintf("%T", m), "err", err)
 		return c.sendError(v, xid, &openflow.ErrorMsg{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm})
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	if _, err := c.nc.Write(b); err != nil {
 		return fmt.Errorf("openflow: write: %w", err)
 	}
@@ -339,7 +343,7 @@ func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 	if err != nil {
 		return err
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	_, err = c.nc.Write(b)
 	return err
 }

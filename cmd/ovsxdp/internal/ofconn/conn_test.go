@@ -230,13 +230,15 @@ func TestMultipartSplit(t *testing.T) {
 	s := newTestServer()
 	cl := dial(t, s, openflow.Version13)
 	const n = 3000
+	var fs []flow.Flow
 	for i := range n {
 		f, err := flow.ParseFlow("priority=1,ip,nw_dst=10.0."+strconv.Itoa(i/256)+"."+strconv.Itoa(i%256)+",actions=output:1,note:0102030405060708", flow.CmdAdd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.br.(*tableBridge).t.Add(f)
+		fs = append(fs, *f)
 	}
+	s.br.(*tableBridge).t.AddFlows(fs)
 	cl.send(&openflow.FlowStatsRequest{TableID: 0xff, OutPort: openflow.PortAny, OutGroup: 0xffffffff})
 	got, parts := 0, 0
 	for {
