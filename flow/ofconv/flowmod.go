@@ -177,7 +177,10 @@ func FlowStats(v uint8, nicira bool, r *flow.Rule, now time.Time) (openflow.Flow
 		e.HardAge = age(r.Modified)
 	}
 	var err error
-	if v == openflow.Version10 || nicira {
+	if v == openflow.Version10 && !nicira {
+		e.Match10 = Match10FromMatch(&r.Match)
+		e.Actions, err = ActionsToOF(v, &r.Match, r.Actions)
+	} else if v == openflow.Version10 || nicira {
 		e.Match = FieldsFromMatch(&r.Match, true)
 		e.Actions, err = ActionsToOF(v, &r.Match, r.Actions)
 	} else {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"math/bits"
 	"strconv"
 	"strings"
 
@@ -423,4 +424,78 @@ func FieldsFromMatch(m *flow.Match, nxm bool) []openflow.Field {
 		}
 	}
 	return fs
+}
+
+// Match10FromMatch converts a flow match to OpenFlow 1.0's ofp_match, as
+// Open vSwitch does for a standard OpenFlow 1.0 flow stats reply: what
+// ofp_match cannot say (NXM-only fields, partial masks other than IPv4
+// prefixes) is left wildcarded.
+func Match10FromMatch(m *flow.Match) openflow.Match10 {
+	k, w := &m.Key, &m.Mask
+	o := openflow.Match10{Wildcards: openflow.Wc10All}
+	exact := func(bit uint32, ok bool) {
+		if ok {
+			o.Wildcards &^= bit
+		}
+	}
+	if w.InPort != 0 {
+		exact(openflow.Wc10InPort, true)
+		o.InPort = uint16(k.InPort)
+	}
+	if w.DlSrc == [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} {
+		exact(openflow.Wc10DlSrc, true)
+		o.DlSrc = k.DlSrc
+	}
+	if w.DlDst == [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} {
+		exact(openflow.Wc10DlDst, true)
+		o.DlDst = k.DlDst
+	}
+	tci, tm := k.VLANs[0].TCI, w.VLANs[0].TCI
+	switch {
+	case tm == 0xffff && tci&flow.VLANPresent == 0:
+		exact(openflow.Wc10DlVlan, true)
+		o.DlVlan = 0xffff
+	case tm&(flow.VLANPresent|flow.VLANVIDMask) == flow.VLANPresent|flow.VLANVIDMask:
+		exact(openflow.Wc10DlVlan, true)
+		o.DlVlan = tci & flow.VLANVIDMask
+	}
+	if tm&flow.VLANPCPMask == flow.VLANPCPMask && tci&flow.VLANPresent != 0 {
+		exact(openflow.Wc10DlVlanPCP, true)
+		o.DlVlanPCP = uint8(tci >> 13)
+	}
+	if w.DlType == 0xffff {
+		exact(openflow.Wc10DlType, true)
+		o.DlType = k.DlType
+	}
+	if w.NwTos&0xfc == 0xfc {
+		exact(openflow.Wc10NwTOS, true)
+		o.NwTOS = k.NwTos & 0xfc
+	}
+	if w.NwProto == 0xff {
+		exact(openflow.Wc10NwProto, true)
+		o.NwProto = k.NwProto
+	}
+	prefix := func(v, mask uint32, shift uint) (uint32, bool) {
+		n := bits.OnesCount32(mask)
+		if mask == 0 || mask != ^uint32(0)<<(32-n) {
+			return 0, false
+		}
+		o.Wildcards = o.Wildcards&^(0x3f<<shift) | uint32(32-n)<<shift
+		return v & mask, true
+	}
+	if v, ok := prefix(k.NwSrc, w.NwSrc, openflow.Wc10NwSrcShift); ok {
+		o.NwSrc = v
+	}
+	if v, ok := prefix(k.NwDst, w.NwDst, openflow.Wc10NwDstShift); ok {
+		o.NwDst = v
+	}
+	if w.TpSrc == 0xffff {
+		exact(openflow.Wc10TpSrc, true)
+		o.TpSrc = k.TpSrc
+	}
+	if w.TpDst == 0xffff {
+		exact(openflow.Wc10TpDst, true)
+		o.TpDst = k.TpDst
+	}
+	return o
 }
