@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/flow/ofconv"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
-	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // The OpenFlow channel: each bridge has a management socket,
@@ -61,8 +59,10 @@ func (d *Daemon) syncChannelsLocked() {
 	for name, ch := range cs.byName {
 		if d.bridges[name] != ch.b {
 			delete(cs.byName, name)
-			// Close waits for the connections, which may wait for d.mu.
-			go ch.srv.Close()
+			// The socket goes now, so that a new bridge of the same
+			// name can listen; the connections may wait for d.mu.
+			ch.srv.Stop()
+			go ch.srv.Wait()
 		}
 	}
 	for name, b := range d.bridges {
@@ -349,7 +349,7 @@ func (o *ofBridge) PacketOut(v uint8, po *openflow.PacketOut) error {
 	if inPort >= openflow.PortMax {
 		inPort -= 0xffff0000
 	}
-	acts, err := o.packetOutActions(v, inPort, po.Actions)
+	acts, err := o.packetOutActions(v, po.Data, inPort, po.Actions)
 	if err != nil {
 		return err
 	}
@@ -365,24 +365,28 @@ func (o *ofBridge) PacketOut(v uint8, po *openflow.PacketOut) error {
 }
 
 // packetOutActions converts the packet out's actions through the flow
-// language, checked against the packet's in_port as a flow would be.
-func (o *ofBridge) packetOutActions(v uint8, inPort uint32, acts []openflow.Action) ([]flow.Action, error) {
+// language, checked as a flow's would be against a match on the packet's
+// protocols (an action that needs IP is refused for an ARP packet).
+func (o *ofBridge) packetOutActions(v uint8, frame []byte, inPort uint32, acts []openflow.Action) ([]flow.Action, error) {
 	if err := o.lock(); err != nil {
 		return nil, err
 	}
 	defer o.unlock()
-	fm := &openflow.FlowMod{Nicira: v == openflow.Version10, Command: openflow.FlowAdd, Actions: acts, OutPort: openflow.PortAny}
-	if v != openflow.Version10 {
-		fm.Nicira = true // carries a plain action list in every version
+	var k flow.Key
+	var off flow.Offsets
+	var m flow.Match
+	if flow.Extract(&k, &off, frame, inPort) == flow.MalformedNone {
+		m.Key.DlType, m.Mask.DlType = k.DlType, 0xffff
+		if k.DlType == flow.EthTypeIPv4 || k.DlType == flow.EthTypeIPv6 {
+			m.Key.NwProto, m.Mask.NwProto = k.NwProto, 0xff
+		}
 	}
+	// A Nicira flow mod carries a plain action list in every version.
+	fm := &openflow.FlowMod{Nicira: true, Command: openflow.FlowAdd, Actions: acts, OutPort: openflow.PortAny,
+		Match: ofconv.FieldsFromMatch(&m, true)}
 	mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
 	if err != nil {
 		return nil, err
 	}
-	_ = inPort
 	return mod.Flow.Actions, nil
 }
-
-// ensure imports stay used while parts of the channel are filled in.
-var _ = strings.TrimSpace
-var _ vport.Port

@@ -173,19 +173,31 @@ func (s *Server) untrack(c net.Conn) {
 // Close stops accepting, closes every connection and waits for their
 // goroutines.
 func (s *Server) Close() error {
+	err := s.Stop()
+	s.Wait()
+	return err
+}
+
+// Stop closes the listener (which removes its socket) and every
+// connection, without waiting for the connections' goroutines: one may be
+// waiting for a lock its caller holds. Wait waits for them.
+func (s *Server) Stop() error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
 	var err error
 	if s.ln != nil {
 		err = s.ln.Close()
+		s.ln = nil
 	}
 	for c := range s.conns {
 		c.Close()
 	}
-	s.mu.Unlock()
-	s.wg.Wait()
 	return err
 }
+
+// Wait waits until every connection's goroutine has ended (after Stop).
+func (s *Server) Wait() { s.wg.Wait() }
 
 // ServeConn runs the protocol on c until the peer goes away or breaks it,
 // and closes c. It is what each accepted connection runs.
