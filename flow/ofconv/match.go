@@ -17,8 +17,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/netip"
 	"math/bits"
+	"net/netip"
 	"strconv"
 	"strings"
 
