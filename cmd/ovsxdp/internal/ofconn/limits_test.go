@@ -134,3 +134,21 @@ func TestBadLength(t *testing.T) {
 		t.Fatalf("after a bad length: %v, want the connection closed", err)
 	}
 }
+
+// TestSilentPeer checks that a peer silent for the probe interval gets an
+// echo request and, staying silent, is dropped.
+func TestSilentPeer(t *testing.T) {
+	s := newTestServer()
+	s.probeInterval = 200 * time.Millisecond
+	path := listen(t, s)
+	silent := dialUnix(t, path, openflow.Version13)
+	h, m := silent.recv()
+	if _, ok := m.(*openflow.EchoRequest); !ok {
+		t.Fatalf("a silent peer got %T (%+v), want an echo request", m, h)
+	}
+	silent.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := silent.r.ReadMessage(); !errors.Is(err, io.EOF) {
+		t.Fatalf("a peer silent after the probe: %v, want the connection closed", err)
+	}
+
+}
