@@ -178,6 +178,16 @@ func TestOpenFlowFlows(t *testing.T) {
 				t.Errorf("dump-aggregate table=1: %q, want flow_count=1", agg)
 			}
 
+			// dump-flows selects by out_port and by cookie.
+			for _, l := range canonicalDump(t, s.run(t, v, "dump-flows", "--no-stats", "out_port=3")) {
+				if !strings.Contains(l, "output:3") {
+					t.Errorf("dump-flows out_port=3 lists %q", l)
+				}
+			}
+			if got := canonicalDump(t, s.run(t, v, "dump-flows", "--no-stats", "cookie=0x5/-1")); len(got) != 1 || !strings.Contains(got[0], "cookie:0x5") {
+				t.Errorf("dump-flows cookie=0x5/-1 lists %q", got)
+			}
+
 			// mod-flows changes the actions of the flows it selects.
 			s.run(t, v, "mod-flows", "in_port=3,udp,actions=output:2")
 			if got := strings.Join(s.cliDump(t), "\n"); !strings.Contains(got, "priority=300,udp,in_port=3 actions=output:2") {
@@ -205,6 +215,18 @@ func TestOpenFlowFlows(t *testing.T) {
 			for _, l := range s.cliDump(t) {
 				if strings.Contains(l, "udp") {
 					t.Errorf("del-flows udp left %q", l)
+				}
+			}
+			s.run(t, v, "del-flows", "cookie=0x5/-1")
+			for _, l := range s.cliDump(t) {
+				if strings.Contains(l, "cookie:0x5") {
+					t.Errorf("del-flows cookie=0x5/-1 left %q", l)
+				}
+			}
+			s.run(t, v, "del-flows", "out_port=2")
+			for _, l := range s.cliDump(t) {
+				if strings.Contains(l, "output:2") && !strings.Contains(l, "clone") {
+					t.Errorf("del-flows out_port=2 left %q", l)
 				}
 			}
 			s.run(t, v, "del-flows", "table=1")
@@ -336,6 +358,9 @@ func TestOpenFlowErrors(t *testing.T) {
 		version, flow, want string
 	}{
 		{"OpenFlow13", "ct_state=+trk,actions=output:1", "OFPBMC_BAD_FIELD"},
+		// OpenFlow 1.0 has no bad-match errors: Open vSwitch's Nicira
+		// vendor error, which ovs-ofctl names the same.
+		{"OpenFlow10", "ct_state=+trk,actions=output:1", "OFPBMC_BAD_FIELD"},
 		{"OpenFlow15", "tun_id=5,actions=output:1", "OFPBMC_BAD_FIELD"},
 		{"OpenFlow10", "actions=learn(table=1,NXM_OF_VLAN_TCI[0..11])", "OFPBAC_BAD"},
 	} {

@@ -1,6 +1,7 @@
 package ofconv
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -54,6 +55,7 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 	if v == openflow.Version10 && !fm.Nicira {
 		fields = fm.Match10.Fields()
 	}
+	fields, nxCookie, nxMask, hasCookie := splitCookie(fields)
 	mt, err := matchText(fields)
 	if err != nil {
 		return nil, err
@@ -97,6 +99,10 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 	if v != openflow.Version10 && !fm.Nicira && mod.Cmd != flow.CmdAdd {
 		f.Cookie, f.CookieMask = fm.Cookie&fm.CookieMask, fm.CookieMask
 	}
+	if hasCookie && mod.Cmd != flow.CmdAdd {
+		// NXM's cookie match selects the flows to modify or delete.
+		f.Cookie, f.CookieMask = nxCookie&nxMask, nxMask
+	}
 	if mod.Cmd != flow.CmdDelete {
 		f.IdleTimeout, f.HardTimeout = fm.IdleTimeout, fm.HardTimeout
 	}
@@ -124,6 +130,7 @@ func SelectionFromStats(p *flow.Parser, v uint8, req *openflow.FlowStatsRequest)
 	if v == openflow.Version10 && !req.Nicira {
 		fields = req.Match10.Fields()
 	}
+	fields, cookie, mask, hasCookie := splitCookie(fields)
 	m, err := MatchFromFields(p, fields)
 	if err != nil {
 		return nil, err
@@ -134,6 +141,9 @@ func SelectionFromStats(p *flow.Parser, v uint8, req *openflow.FlowStatsRequest)
 	}
 	if v != openflow.Version10 && !req.Nicira {
 		f.Cookie, f.CookieMask = req.Cookie&req.CookieMask, req.CookieMask
+	}
+	if hasCookie {
+		f.Cookie, f.CookieMask = cookie&mask, mask
 	}
 	return f, nil
 }
@@ -188,4 +198,26 @@ func FlowStats(v uint8, nicira bool, r *flow.Rule, now time.Time) (openflow.Flow
 		e.Instructions, err = InstructionsFromActions(v, &r.Match, r.Table, r.Actions)
 	}
 	return e, err
+}
+
+// NXM_NX_COOKIE, with which NXM flow mods and NXST_FLOW select flows by
+// cookie.
+const (
+	nxmCookieClass = 0x0001
+	nxmCookieField = 30
+)
+
+// splitCookie takes the NXM cookie match out of fs.
+func splitCookie(fs []openflow.Field) (rest []openflow.Field, cookie, mask uint64, ok bool) {
+	for _, f := range fs {
+		if f.Class != nxmCookieClass || f.Field != nxmCookieField || len(f.Value) != 8 {
+			rest = append(rest, f)
+			continue
+		}
+		cookie, mask, ok = binary.BigEndian.Uint64(f.Value), ^uint64(0), true
+		if len(f.Mask) == 8 {
+			mask = binary.BigEndian.Uint64(f.Mask)
+		}
+	}
+	return rest, cookie, mask, ok
 }

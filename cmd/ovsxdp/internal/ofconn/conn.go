@@ -363,15 +363,15 @@ func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 // replyError answers the message b (header h) with the error err stands
 // for.
 func (c *conn) replyError(h openflow.Header, b []byte, err error) {
-	em := &openflow.ErrorMsg{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm, Data: clip(b)}
+	typ, code := openflow.ErrTypeBadRequest, codeBadRequestEPerm
 	var oe *openflow.Error
 	if errors.As(err, &oe) {
-		em.Type, em.Code = oe.Type, oe.Code
+		typ, code = oe.Type, oe.Code
 	}
 	v := c.version
 	if v == 0 {
 		v = h.Version
 	}
-	c.log.Debug("openflow: error reply", "type", em.Type, "code", em.Code, "err", err)
-	c.sendError(v, h.Xid, em)
+	c.log.Debug("openflow: error reply", "type", typ, "code", code, "err", err)
+	c.sendError(v, h.Xid, errorMsg(v, typ, code, clip(b)))
 }
