@@ -198,6 +198,18 @@ func TestOpenFlowFlows(t *testing.T) {
 				t.Errorf("after mod-flows --strict:\n%s", got)
 			}
 
+			// A mod-flows that selects nothing adds its flow in OpenFlow
+			// 1.0 and nothing in 1.1 and later, as in Open vSwitch.
+			before := len(s.cliDump(t))
+			s.run(t, v, "mod-flows", "--strict", "priority=999,in_port=9,actions=drop")
+			added := len(s.cliDump(t)) - before
+			if want := map[bool]int{true: 1, false: 0}[v == "OpenFlow10"]; added != want {
+				t.Errorf("a mod-flows that selects nothing added %d flows, want %d", added, want)
+			}
+			if added > 0 {
+				s.run(t, v, "del-flows", "--strict", "priority=999,in_port=9")
+			}
+
 			// del-flows --strict removes exactly one flow; a wrong priority
 			// removes none.
 			n := len(s.cliDump(t))
