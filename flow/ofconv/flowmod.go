@@ -91,7 +91,10 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 	}
 	f, err := p.ParseFlow(text, mod.Cmd)
 	if err != nil {
-		return nil, parseError(err, !strings.Contains(err.Error(), "action"))
+		// Which part is wrong decides the error's type: the match alone
+		// parses when the actions are at fault.
+		_, merr := p.ParseMatch(mt)
+		return nil, parseError(err, merr != nil)
 	}
 	f.Priority = fm.Priority
 	f.Cookie = fm.Cookie

@@ -32,6 +32,8 @@ const (
 	codeBadMatchMask   uint16 = 8  // OFPBMC_BAD_MASK
 	codeBadMatchPrereq uint16 = 9  // OFPBMC_BAD_PREREQ
 	codeBadMatchDupFld uint16 = 10 // OFPBMC_DUP_FIELD
+
+	codeMatchInconsistent uint16 = 10 // OFPBAC_MATCH_INCONSISTENT
 )
 
 // matchError returns an OFPET_BAD_MATCH error.
@@ -241,6 +243,9 @@ func parseError(err error, match bool) error {
 	}
 	if errors.Is(err, flow.ErrUnsupportedSyntax) {
 		return actionError(openflow.CodeBadActionType, "%s", msg)
+	}
+	if strings.Contains(msg, "requires") {
+		return actionError(codeMatchInconsistent, "%s", msg)
 	}
 	return actionError(openflow.CodeBadActionArgument, "%s", msg)
 }

@@ -36,11 +36,11 @@ var Versions = []uint8{openflow.Version10, openflow.Version13, openflow.Version1
 type Bridge interface {
 	// DatapathID is the bridge's datapath id.
 	DatapathID() uint64
-	// Ports describes the bridge's ports, the LOCAL port included.
+	// Ports describes the bridge's ports.
 	Ports() []openflow.Port
-	// FlowMod runs a flow mod of version v. tableID says whether an
-	// OpenFlow 1.0 flow mod carries its table in the command's high
-	// byte (NXT_FLOW_MOD_TABLE_ID).
+	// FlowMod runs a flow mod of version v. The connection has already
+	// resolved an OpenFlow 1.0 flow mod's table (0 for an add, all for
+	// the others, unless NXT_FLOW_MOD_TABLE_ID put it in the command).
 	FlowMod(v uint8, fm *openflow.FlowMod) error
 	// Flows answers a flow stats request.
 	Flows(v uint8, req *openflow.FlowStatsRequest) ([]openflow.FlowStats, error)

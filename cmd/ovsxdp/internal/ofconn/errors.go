@@ -66,7 +66,10 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 			em.Code = codeBadRequestEPerm // OFPBRC_EPERM is 1.0's "is slave"
 		}
 	case openflow.ErrTypeBadAction:
-		if code > 8 {
+		switch {
+		case code == 10: // OFPBAC_MATCH_INCONSISTENT
+			return vendor(nx10{1, 522})
+		case code > 8:
 			em.Code = openflow.CodeBadActionArgument
 		}
 	}
