@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,11 @@ func startCLIDaemon(t *testing.T, bin, sock, state string, extra ...string) *cli
 	t.Helper()
 	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(topo.SyncBuffer)}
 	args := append([]string{"daemon", "--socket", sock, "--state", state}, extra...)
+	if !slices.Contains(extra, "--rundir") {
+		// The bridges' OpenFlow sockets go beside the control socket,
+		// not into the host's /run/ovsxdp.
+		args = append(args, "--rundir", filepath.Join(filepath.Dir(sock), "run"))
+	}
 	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log

@@ -21,6 +21,9 @@ import (
 // defaultState is where the daemon keeps its configuration.
 const defaultState = "/var/lib/ovsxdp/state.json"
 
+// defaultRunDir is where the bridges' OpenFlow management sockets are.
+const defaultRunDir = "/run/ovsxdp"
+
 func newDaemonCmd(g *globals) *cobra.Command {
 	var o daemonOptions
 	var logLevel string
@@ -30,7 +33,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		Long: `Run the daemon in the foreground. It listens on the control socket
 (--socket), restores the bridges, ports and flows of the state file and
 saves them there after every change; the state file is locked, so two
-daemons cannot share it. --metrics serves Prometheus metrics on /metrics,
+daemons cannot share it. Each bridge has an OpenFlow management socket,
+RUNDIR/BRIDGE.mgmt (--rundir), for ovs-ofctl and OpenFlow clients. --metrics serves Prometheus metrics on /metrics,
 --pprof the Go profiler on /debug/pprof/, each on a loopback address only
 (both may name the same address). The daemon logs to stderr; SIGHUP is
 logged and otherwise ignored, SIGINT and SIGTERM stop it.`,
@@ -47,6 +51,7 @@ logged and otherwise ignored, SIGINT and SIGTERM stop it.`,
 		},
 	}
 	cmd.Flags().StringVar(&o.statePath, "state", defaultState, `the state file ("" keeps no state)`)
+	cmd.Flags().StringVar(&o.runDir, "rundir", defaultRunDir, `where each bridge's OpenFlow socket BRIDGE.mgmt is created, for ovs-ofctl ("" runs none)`)
 	cmd.Flags().StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this loopback address, e.g. 127.0.0.1:9476")
 	cmd.Flags().StringVar(&o.pprof, "pprof", "", "serve the Go profiler (/debug/pprof/) on this loopback address")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -56,6 +61,8 @@ logged and otherwise ignored, SIGINT and SIGTERM stop it.`,
 // daemonOptions are the daemon command's options.
 type daemonOptions struct {
 	socket, statePath string
+	// runDir holds the bridges' OpenFlow management sockets.
+	runDir string
 	// metrics and pprof are the loopback addresses to serve metrics and
 	// the profiler on ("": not served).
 	metrics, pprof string
@@ -111,7 +118,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Version: buildVersion(), Logger: log})
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Version: buildVersion(), RunDir: o.runDir, Logger: log})
 	if err != nil {
 		ln.Close()
 		return err
@@ -163,7 +170,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	srv := control.NewServer(d.Handle, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("ovsxdp daemon running", "pid", os.Getpid(), "socket", o.socket, "state", o.statePath, "metrics", o.metrics, "pprof", o.pprof, "version", buildVersion())
+	log.Info("ovsxdp daemon running", "pid", os.Getpid(), "socket", o.socket, "state", o.statePath, "rundir", o.runDir, "metrics", o.metrics, "pprof", o.pprof, "version", buildVersion())
 
 	select {
 	case <-ctx.Done():

@@ -52,6 +52,10 @@ var fieldsByKey = func() map[fieldKey]*fieldInfo {
 	return m
 }()
 
+// nxmCookieField is NXM_NX_COOKIE's field number (class NXM1, 8 bytes),
+// which NXM flow mods and NXST_FLOW requests use to select by cookie.
+const nxmCookieField = 30
+
 // Field is one OXM or NXM TLV: a match on a field, or the target of a
 // set_field / reg_load2 action. Name is Open vSwitch's name for the field
 // ("in_port", "eth_dst", "reg0", "xxreg1", ...), empty for a field this
@@ -162,6 +166,12 @@ func decodeField(r *rd) (Field, error) {
 	}
 	if r.err != nil {
 		return Field{}, relabel(r.err, ErrBadMatch, ErrTypeBadMatch, CodeBadMatchLen)
+	}
+	if fh.Class == ClassNXM1 && fh.Field == nxmCookieField && len(f.Value) == 8 {
+		// NXM_NX_COOKIE shares its number with NXM_NX_MPLS_TTL and is
+		// told apart by its length, as Open vSwitch does.
+		f.Name = "cookie"
+		return f, nil
 	}
 	if info := fieldsByKey[fieldKey{fh.Class, fh.Experimenter, fh.Field}]; info != nil && len(f.Value) != info.size {
 		return Field{}, badMatch(CodeBadMatchLen, "field %s has %d bytes, want %d", info.name, len(f.Value), info.size)

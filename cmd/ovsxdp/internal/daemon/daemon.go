@@ -45,7 +45,10 @@ type Config struct {
 	StatePath string
 	// Version is what the version command reports.
 	Version string
-	Logger  *slog.Logger
+	// RunDir is where each bridge's OpenFlow management socket,
+	// BRIDGE.mgmt, is created; "" runs no OpenFlow channel.
+	RunDir string
+	Logger *slog.Logger
 }
 
 // Daemon owns the bridges and runs commands on them.
@@ -64,6 +67,9 @@ type Daemon struct {
 	// lock holds the state file's lock (state.go) until Close; nil
 	// without a state file. Guarded by mu.
 	lock *os.File
+
+	// channels are the bridges' OpenFlow listeners (ofchannel.go).
+	channels channels
 
 	// The flow expiry goroutine (expire.go); closeOnce stops it.
 	stop      chan struct{}
@@ -117,6 +123,7 @@ func New(cfg Config) (*Daemon, error) {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
+	d.closeChannels()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
@@ -142,6 +149,7 @@ func (d *Daemon) publishLocked() {
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
 	d.view.Store(&list)
+	d.syncChannelsLocked()
 }
 
 // sortedLocked returns the bridges sorted by name. d.mu must be held.

@@ -1,0 +1,392 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/control"
+	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ofconn"
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/flow/ofconv"
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// The OpenFlow channel: each bridge has a management socket,
+// RUNDIR/BRIDGE.mgmt, that ovs-ofctl (and any OpenFlow client) connects
+// to, as with Open vSwitch. Listeners follow the bridges: syncChannelsLocked
+// runs whenever the bridge list is republished.
+
+// channels are the bridges' OpenFlow listeners.
+type channels struct {
+	mu     sync.Mutex // protects the fields below
+	byName map[string]*channel
+	closed bool
+}
+
+// channel is one bridge's listener and its server.
+type channel struct {
+	b   *bridge
+	srv *ofconn.Server
+}
+
+// mgmtPath is the management socket of bridge name.
+func (d *Daemon) mgmtPath(name string) string {
+	return filepath.Join(d.cfg.RunDir, name+".mgmt")
+}
+
+// syncChannelsLocked starts a listener for each bridge that has none and
+// stops those of bridges that are gone. d.mu must be held. A bridge whose
+// socket cannot be created is logged and keeps running without one.
+func (d *Daemon) syncChannelsLocked() {
+	if d.cfg.RunDir == "" {
+		return
+	}
+	cs := &d.channels
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		return
+	}
+	if cs.byName == nil {
+		cs.byName = map[string]*channel{}
+	}
+	for name, ch := range cs.byName {
+		if d.bridges[name] != ch.b {
+			delete(cs.byName, name)
+			// The socket goes now, so that a new bridge of the same
+			// name can listen; the connections may wait for d.mu.
+			ch.srv.Stop()
+			go ch.srv.Wait()
+		}
+	}
+	for name, b := range d.bridges {
+		if cs.byName[name] != nil {
+			continue
+		}
+		ln, err := control.Listen(d.mgmtPath(name))
+		if err != nil {
+			d.log.Error("openflow: cannot listen for the bridge", "bridge", name, "err", err)
+			continue
+		}
+		ob := &ofBridge{d: d, b: b}
+		srv := ofconn.NewServer(ob, ofconn.Config{Logger: d.log.With("bridge", name), Desc: openflow.DescReply{
+			MfrDesc: "ovsxdp", HWDesc: "ovsxdp userspace datapath", SWDesc: d.cfg.Version, SerialNum: "None", DPDesc: name,
+		}})
+		cs.byName[name] = &channel{b: b, srv: srv}
+		go func() {
+			if err := srv.Serve(ln); err != nil {
+				d.log.Error("openflow: listener stopped", "bridge", name, "err", err)
+			}
+		}()
+		d.log.Info("openflow: listening", "bridge", name, "socket", d.mgmtPath(name))
+	}
+}
+
+// closeChannels stops every listener and connection. d.mu must not be
+// held: connections may be waiting for it.
+func (d *Daemon) closeChannels() {
+	cs := &d.channels
+	cs.mu.Lock()
+	cs.closed = true
+	list := make([]*channel, 0, len(cs.byName))
+	for _, ch := range cs.byName {
+		list = append(list, ch)
+	}
+	clear(cs.byName)
+	cs.mu.Unlock()
+	for _, ch := range list {
+		ch.srv.Close()
+	}
+}
+
+// ofBridge is a bridge as an OpenFlow connection sees it.
+type ofBridge struct {
+	d *Daemon
+	b *bridge
+}
+
+var _ ofconn.Bridge = (*ofBridge)(nil)
+
+// errBridgeGone answers messages that arrive after del-br.
+var errBridgeGone = &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 5, Sentinel: ErrNoBridge, Detail: "the bridge was deleted"}
+
+// lock takes the daemon's lock and checks that the bridge still exists.
+func (o *ofBridge) lock() error {
+	o.d.mu.Lock()
+	if o.d.bridges[o.b.name] != o.b {
+		o.d.mu.Unlock()
+		return errBridgeGone
+	}
+	return nil
+}
+
+func (o *ofBridge) unlock() { o.d.mu.Unlock() }
+
+// changedLocked saves the state after a change, as commands do.
+func (o *ofBridge) changedLocked(what string) {
+	if err := o.d.saveLocked(); err != nil {
+		o.d.log.Error("openflow: "+what+" done, but the state was not saved", "bridge", o.b.name, "err", err)
+	}
+}
+
+// DatapathID is derived from the bridge's name, so that it is stable
+// across restarts.
+func (o *ofBridge) DatapathID() uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(o.b.name))
+	return h.Sum64() & (1<<48 - 1)
+}
+
+// Ports describes the bridge's ports as OpenFlow port descriptions.
+func (o *ofBridge) Ports() []openflow.Port {
+	var out []openflow.Port
+	for _, p := range o.b.dp.Ports() {
+		out = append(out, ofPortDesc(p))
+	}
+	return out
+}
+
+// ofPortDesc describes one port: down when the device is not running
+// (administratively, as port mod sets it), link down without carrier.
+func ofPortDesc(p *datapath.Port) openflow.Port {
+	st := p.VPort().Device().Snapshot()
+	op := openflow.Port{PortNo: p.OFPort, Name: p.Name, HWAddr: portMAC(p.Name)}
+	if !st.Running() {
+		op.Config |= openflow.PortConfigDown
+	}
+	if !st.Carrier() || !st.Running() {
+		op.State |= openflow.PortStateDown
+	}
+	return op
+}
+
+// portMAC is a locally administered address derived from the port's
+// name, stable across restarts (the ports' own addresses belong to the
+// devices, not to the switch).
+func portMAC(name string) [6]byte {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	s := h.Sum64()
+	m := [6]byte{byte(s>>40)&^1 | 2, byte(s >> 32), byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
+	return m
+}
+
+// FlowMod runs a flow mod as add-flow, mod-flows or del-flows do.
+func (o *ofBridge) FlowMod(v uint8, fm *openflow.FlowMod) error {
+	if err := o.lock(); err != nil {
+		return err
+	}
+	defer o.unlock()
+	mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
+	if err != nil {
+		return err
+	}
+	t := o.b.dp.Table()
+	f := mod.Flow
+	switch mod.Cmd {
+	case flow.CmdAdd:
+		t.Add(f)
+	case flow.CmdModify:
+		// OpenFlow 1.1 and later never add from a modify; 1.0 does.
+		if v != openflow.Version10 && f.CookieMask == 0 && !selectsAny(t, f, mod.Strict) {
+			return nil
+		}
+		t.Modify(f, mod.Strict)
+	case flow.CmdDelete:
+		t.Delete(f, mod.Strict)
+	}
+	o.changedLocked("flow mod")
+	return nil
+}
+
+// selectsAny reports whether a modify of f selects some rule.
+func selectsAny(t *flow.Table, f *flow.Flow, strict bool) bool {
+	sel := *f
+	sel.OutPort = flow.PortNone
+	for _, r := range t.Dump(&sel) {
+		if !strict || r.Priority == f.Priority && r.Match == normalized(&f.Match) {
+			return true
+		}
+	}
+	return false
+}
+
+func normalized(m *flow.Match) flow.Match {
+	n := *m
+	n.Normalize()
+	return n
+}
+
+// Flows answers a flow stats request as dump-flows does.
+func (o *ofBridge) Flows(v uint8, req *openflow.FlowStatsRequest) ([]openflow.FlowStats, error) {
+	rules, err := o.selectRules(v, req)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]openflow.FlowStats, 0, len(rules))
+	for _, r := range rules {
+		e, err := ofconv.FlowStats(v, req.Nicira, r, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (o *ofBridge) selectRules(v uint8, req *openflow.FlowStatsRequest) ([]*flow.Rule, error) {
+	if err := o.lock(); err != nil {
+		return nil, err
+	}
+	defer o.unlock()
+	sel, err := ofconv.SelectionFromStats(o.b.parser(), v, req)
+	if err != nil {
+		return nil, err
+	}
+	return o.b.dp.Table().Dump(sel), nil
+}
+
+// Aggregate sums the counters of the rules a request selects.
+func (o *ofBridge) Aggregate(v uint8, req *openflow.FlowStatsRequest) (*openflow.AggregateReply, error) {
+	rules, err := o.selectRules(v, req)
+	if err != nil {
+		return nil, err
+	}
+	r := &openflow.AggregateReply{FlowCount: uint32(len(rules))}
+	if v >= openflow.Version15 {
+		r.Stats15 = openflow.OXSFlowCount | openflow.OXSPacketCount | openflow.OXSByteCount
+	}
+	for _, rule := range rules {
+		p, b := rule.Stats()
+		r.PacketCount += p
+		r.ByteCount += b
+	}
+	return r, nil
+}
+
+// Tables reports the tables that hold rules, and table 0 always, as Open
+// vSwitch lists its tables (ovsxdp counts no lookups per table).
+func (o *ofBridge) Tables(v uint8) []openflow.TableStats {
+	counts := map[uint8]uint32{}
+	for _, r := range o.b.dp.Table().Dump(nil) {
+		counts[r.Table]++
+	}
+	out := make([]openflow.TableStats, 0, flow.MaxTable)
+	for t := 0; t < 254; t++ {
+		out = append(out, openflow.TableStats{TableID: uint8(t), Name: fmt.Sprintf("table%d", t), Wildcards: 0x3fffff,
+			MaxEntries: 1000000, ActiveCount: counts[uint8(t)]})
+	}
+	return out
+}
+
+// PortStats reports the ports' counters: rx and tx as dump-ports counts
+// them, drops summed over their reasons.
+func (o *ofBridge) PortStats(v uint8, port uint32) ([]openflow.PortStats, error) {
+	var out []openflow.PortStats
+	for _, p := range o.b.dp.Ports() {
+		if port != openflow.PortAny && p.OFPort != port {
+			continue
+		}
+		s, vs := p.Stats(), p.VPort().Stats()
+		out = append(out, openflow.PortStats{PortNo: p.OFPort,
+			RxPackets: s.RxPackets, TxPackets: s.TxPackets, RxBytes: s.RxBytes, TxBytes: s.TxBytes,
+			RxDropped: s.RxDropped() + vs.RxDropped, TxDropped: s.TxDropped(),
+		})
+	}
+	if port != openflow.PortAny && len(out) == 0 {
+		return nil, &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 5, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("no port %d", port)}
+	}
+	return out, nil
+}
+
+// OFPET_PORT_MOD_FAILED codes.
+const codePortModBadPort uint16 = 0
+
+// PortMod brings a port administratively up or down (OFPPC_PORT_DOWN), as
+// ovs-ofctl mod-port PORT up|down does; other bits are refused.
+func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod) error {
+	if err := o.lock(); err != nil {
+		return err
+	}
+	defer o.unlock()
+	p, ok := o.b.dp.PortByOF(pm.PortNo)
+	if !ok {
+		return &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: codePortModBadPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("no port %d", pm.PortNo)}
+	}
+	if pm.Mask&^openflow.PortConfigDown != 0 {
+		return &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: 2, Sentinel: openflow.ErrBadMessage, Detail: "only the port-down bit can be changed"} // OFPPMFC_BAD_CONFIG
+	}
+	if pm.Mask&openflow.PortConfigDown == 0 {
+		return nil
+	}
+	return datapath.SetPortAdminUp(p, pm.Config&openflow.PortConfigDown == 0)
+}
+
+// packetOutTimeout bounds the wait for a poll thread to send a packet out.
+const packetOutTimeout = 5 * time.Second
+
+// PacketOut runs the actions on the packet through the pipeline's
+// translation and sends it from a poll thread.
+func (o *ofBridge) PacketOut(v uint8, po *openflow.PacketOut) error {
+	if po.BufferID != openflow.NoBuffer {
+		return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 8, Sentinel: openflow.ErrBadMessage, Detail: "ovsxdp buffers no packets"} // OFPBRC_BUFFER_UNKNOWN
+	}
+	inPort := po.InPort
+	if len(po.Match) > 0 {
+		for _, f := range po.Match {
+			if f.Name == "in_port" && len(f.Value) == 4 {
+				inPort = uint32(f.Value[0])<<24 | uint32(f.Value[1])<<16 | uint32(f.Value[2])<<8 | uint32(f.Value[3])
+			}
+		}
+	}
+	if inPort >= openflow.PortMax {
+		inPort -= 0xffff0000
+	}
+	acts, err := o.packetOutActions(v, po.Data, inPort, po.Actions)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), packetOutTimeout)
+	defer cancel()
+	if err := o.b.dp.PacketOut(ctx, po.Data, inPort, acts); err != nil {
+		if errors.Is(err, datapath.ErrMalformedPacket) {
+			return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 6, Sentinel: openflow.ErrBadMessage, Detail: err.Error()}
+		}
+		return err
+	}
+	return nil
+}
+
+// packetOutActions converts the packet out's actions through the flow
+// language, checked as a flow's would be against a match on the packet's
+// protocols (an action that needs IP is refused for an ARP packet).
+func (o *ofBridge) packetOutActions(v uint8, frame []byte, inPort uint32, acts []openflow.Action) ([]flow.Action, error) {
+	if err := o.lock(); err != nil {
+		return nil, err
+	}
+	defer o.unlock()
+	var k flow.Key
+	var off flow.Offsets
+	var m flow.Match
+	if flow.Extract(&k, &off, frame, inPort) == flow.MalformedNone {
+		m.Key.DlType, m.Mask.DlType = k.DlType, 0xffff
+		if k.DlType == flow.EthTypeIPv4 || k.DlType == flow.EthTypeIPv6 {
+			m.Key.NwProto, m.Mask.NwProto = k.NwProto, 0xff
+		}
+	}
+	// A Nicira flow mod carries a plain action list in every version.
+	fm := &openflow.FlowMod{Nicira: true, Command: openflow.FlowAdd, Actions: acts, OutPort: openflow.PortAny,
+		Match: ofconv.FieldsFromMatch(&m, true)}
+	mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
+	if err != nil {
+		return nil, err
+	}
+	return mod.Flow.Actions, nil
+}

@@ -1,0 +1,377 @@
+// Package ofconn serves OpenFlow connections for one bridge: the
+// management socket (RUNDIR/BRIDGE.mgmt) that ovs-ofctl talks to. It owns
+// the connection state machine (hello and version negotiation, echo,
+// features, switch configuration, barrier, Nicira flow format and table-id
+// switches, multipart splitting, error replies) and leaves what a message
+// does to the bridge to a Bridge.
+//
+// Every connection has its own goroutine. Reads are bounded (one message
+// of at most 64 KiB at a time), a peer that says nothing is probed with an
+// echo request and dropped if it stays silent, and a peer that does not
+// read its replies is dropped after a write timeout: no client can wedge
+// the daemon, the poll threads or another connection.
+package ofconn
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// Versions are the OpenFlow versions ovsxdp speaks, oldest first.
+var Versions = []uint8{openflow.Version10, openflow.Version13, openflow.Version14, openflow.Version15}
+
+// Bridge is what a connection asks of the bridge it serves. Methods are
+// called from connection goroutines, one message at a time per connection
+// but concurrently across connections. An error that is an
+// *openflow.Error becomes that error reply; any other error becomes
+// OFPET_BAD_REQUEST/OFPBRC_EPERM.
+type Bridge interface {
+	// DatapathID is the bridge's datapath id.
+	DatapathID() uint64
+	// Ports describes the bridge's ports.
+	Ports() []openflow.Port
+	// FlowMod runs a flow mod of version v. The connection has already
+	// resolved an OpenFlow 1.0 flow mod's table (0 for an add, all for
+	// the others, unless NXT_FLOW_MOD_TABLE_ID put it in the command).
+	FlowMod(v uint8, fm *openflow.FlowMod) error
+	// Flows answers a flow stats request.
+	Flows(v uint8, req *openflow.FlowStatsRequest) ([]openflow.FlowStats, error)
+	// Aggregate answers an aggregate stats request.
+	Aggregate(v uint8, req *openflow.FlowStatsRequest) (*openflow.AggregateReply, error)
+	// Tables answers a table stats request.
+	Tables(v uint8) []openflow.TableStats
+	// PortStats answers a port stats request (openflow.PortAny: all).
+	PortStats(v uint8, port uint32) ([]openflow.PortStats, error)
+	// PortMod changes a port's configuration.
+	PortMod(v uint8, pm *openflow.PortMod) error
+	// PacketOut sends a packet through actions.
+	PacketOut(v uint8, po *openflow.PacketOut) error
+}
+
+// Config configures a Server.
+type Config struct {
+	// Desc is what a desc stats request answers.
+	Desc   openflow.DescReply
+	Logger *slog.Logger
+}
+
+// Limits of a connection; a Server copies them (tests change its copy).
+const (
+	// maxConns bounds the connections a listener holds open at once.
+	defaultMaxConns = 64
+	// helloTimeout bounds the wait for the peer's hello.
+	defaultHelloTimeout = 10 * time.Second
+	// probeInterval is how long a connection may be silent before it is
+	// sent an echo request; it is dropped when it stays silent as long
+	// again.
+	defaultProbeInterval = 60 * time.Second
+	// writeTimeout bounds the sending of one message.
+	defaultWriteTimeout = 10 * time.Second
+)
+
+// OpenFlow error codes the connection replies with.
+const (
+	codeBadRequestEPerm uint16 = 5  // OFPBRC_EPERM
+	codeHelloEPerm      uint16 = 1  // OFPHFC_EPERM
+	codeBadReqIsSlave   uint16 = 10 // OFPBRC_IS_SLAVE
+)
+
+// maxErrorData is how much of an offending message an error reply echoes.
+const maxErrorData = 64
+
+// Server serves OpenFlow connections for a Bridge.
+type Server struct {
+	br  Bridge
+	cfg Config
+	log *slog.Logger
+	// Limits: the package's defaults but for tests.
+	maxConns                                  int
+	helloTimeout, probeInterval, writeTimeout time.Duration
+
+	mu     sync.Mutex // protects the fields below
+	ln     net.Listener
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewServer returns a server for br.
+func NewServer(br Bridge, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{},
+		maxConns: defaultMaxConns, helloTimeout: defaultHelloTimeout, probeInterval: defaultProbeInterval, writeTimeout: defaultWriteTimeout}
+}
+
+// Serve accepts connections on ln until Close, and returns nil then.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ln.Close()
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("openflow listener: accept: %w", err)
+		}
+		if !s.track(c) {
+			continue
+		}
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serve(c)
+		}()
+	}
+}
+
+// track admits c, or closes it when the server is closed or full.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.conns) >= s.maxConns {
+		if !s.closed {
+			s.log.Warn("openflow: connection refused: too many connections", "limit", s.maxConns)
+		}
+		c.Close()
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	c.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Close stops accepting, closes every connection and waits for their
+// goroutines.
+func (s *Server) Close() error {
+	err := s.Stop()
+	s.Wait()
+	return err
+}
+
+// Stop closes the listener (which removes its socket) and every
+// connection, without waiting for the connections' goroutines: one may be
+// waiting for a lock its caller holds. Wait waits for them.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+		s.ln = nil
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	return err
+}
+
+// Wait waits until every connection's goroutine has ended (after Stop).
+func (s *Server) Wait() { s.wg.Wait() }
+
+// ServeConn runs the protocol on c until the peer goes away or breaks it,
+// and closes c. It is what each accepted connection runs.
+func (s *Server) ServeConn(c net.Conn) {
+	defer c.Close()
+	s.serve(c)
+}
+
+// conn is one connection's state. It belongs to its goroutine.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	log *slog.Logger
+	r   *openflow.Reader
+
+	version     uint8 // negotiated; 0 before hello
+	tableID     bool  // NXT_FLOW_MOD_TABLE_ID is on
+	flowFormat  uint32
+	config      openflow.SwitchConfig
+	role        uint32
+	generation  uint64
+	probeSentAt time.Time
+	xid         uint32
+}
+
+// errClose ends a connection after its error reply was sent.
+var errClose = errors.New("connection closed by protocol error")
+
+func (s *Server) serve(nc net.Conn) {
+	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(nc, openflow.MaxMessageLen),
+		config: openflow.SwitchConfig{MissSendLen: 128}, role: openflow.RoleEqual}
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("openflow: connection handler panicked; connection closed", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	hello, _ := openflow.NewHello(Versions...)
+	if err := c.send(openflow.Version15, 0, hello); err != nil {
+		return
+	}
+	for {
+		if err := c.readOne(); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, errClose) && !errors.Is(err, net.ErrClosed) {
+				c.log.Debug("openflow: connection ended", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// readOne reads and handles one message.
+func (c *conn) readOne() error {
+	timeout := c.s.probeInterval
+	if c.version == 0 {
+		timeout = c.s.helloTimeout
+	}
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	b, err := c.r.ReadMessage()
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && c.version != 0 && c.probeSentAt.IsZero() {
+			// Silent for a probe interval: ask whether the peer is there.
+			c.probeSentAt = time.Now()
+			if err := c.send(c.version, c.nextXid(), &openflow.EchoRequest{}); err != nil {
+				return err
+			}
+			return nil
+		}
+		var oe *openflow.Error
+		if errors.As(err, &oe) && len(b) >= openflow.HeaderLen {
+			// A bad length in the header: the stream cannot be
+			// resynchronised. Answer and close.
+			h, _ := openflow.ParseHeader(b)
+			c.replyError(h, b, oe)
+			return errClose
+		}
+		return err
+	}
+	c.probeSentAt = time.Time{}
+	h, m, err := openflow.Decode(b)
+	if c.version == 0 {
+		return c.hello(h, m, b, err)
+	}
+	if h.Version != c.version && !(h.Type == 0 && err == nil) {
+		c.replyError(h, b, &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: openflow.CodeBadRequestVersion, Sentinel: openflow.ErrBadVersion,
+			Detail: fmt.Sprintf("version 0x%02x on a 0x%02x connection", h.Version, c.version)})
+		return nil
+	}
+	if err != nil {
+		c.replyError(h, b, err)
+		return nil
+	}
+	return c.handle(h, m, b)
+}
+
+// hello negotiates the version from the peer's first message.
+func (c *conn) hello(h openflow.Header, m openflow.Message, b []byte, err error) error {
+	hm, ok := m.(*openflow.Hello)
+	if err != nil || !ok {
+		c.sendError(openflow.Version10, h.Xid, &openflow.ErrorMsg{Type: openflow.ErrTypeHelloFailed, Code: codeHelloEPerm, Data: clip(b)})
+		return errClose
+	}
+	v, err := openflow.Negotiate(Versions, h.Version, hm)
+	if err != nil {
+		var oe *openflow.Error
+		errors.As(err, &oe)
+		em := &openflow.ErrorMsg{Type: openflow.ErrTypeHelloFailed, Code: openflow.CodeHelloIncompatible,
+			Data: []byte(fmt.Sprintf("We support versions 0x01, 0x04 to 0x06, you support %s", peerVersions(h.Version, hm)))}
+		c.sendError(min(h.Version, openflow.Version15), h.Xid, em)
+		if oe == nil {
+			return err
+		}
+		return errClose
+	}
+	c.version = v
+	c.log.Debug("openflow: version negotiated", "version", v)
+	return nil
+}
+
+func peerVersions(v uint8, hm *openflow.Hello) string {
+	if vs, ok := hm.VersionBitmap(); ok {
+		return fmt.Sprint(vs)
+	}
+	return fmt.Sprintf("0x%02x", v)
+}
+
+func clip(b []byte) []byte {
+	return append([]byte(nil), b[:min(len(b), maxErrorData)]...)
+}
+
+func (c *conn) nextXid() uint32 {
+	c.xid++
+	return c.xid
+}
+
+// send encodes and writes one message within the write timeout.
+func (c *conn) send(v uint8, xid uint32, m openflow.Message) error {
+	b, err := openflow.Encode(v, xid, m)
+	if err != nil {
+		c.log.Error("openflow: cannot encode reply", "type", fmt.Sprintf("%T", m), "err", err)
+		return c.sendError(v, xid, &openflow.ErrorMsg{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm})
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
+	if _, err := c.nc.Write(b); err != nil {
+		return fmt.Errorf("openflow: write: %w", err)
+	}
+	return nil
+}
+
+func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
+	if !openflow.SupportedVersion(v) {
+		v = openflow.Version10
+	}
+	b, err := openflow.Encode(v, xid, em)
+	if err != nil {
+		return err
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
+	_, err = c.nc.Write(b)
+	return err
+}
+
+// replyError answers the message b (header h) with the error err stands
+// for.
+func (c *conn) replyError(h openflow.Header, b []byte, err error) {
+	typ, code := openflow.ErrTypeBadRequest, codeBadRequestEPerm
+	var oe *openflow.Error
+	if errors.As(err, &oe) {
+		typ, code = oe.Type, oe.Code
+	}
+	v := c.version
+	if v == 0 {
+		v = h.Version
+	}
+	c.log.Debug("openflow: error reply", "type", typ, "code", code, "err", err)
+	c.sendError(v, h.Xid, errorMsg(v, typ, code, clip(b)))
+}

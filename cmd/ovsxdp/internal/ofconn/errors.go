@@ -1,0 +1,77 @@
+package ofconn
+
+import (
+	"encoding/binary"
+
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// OpenFlow 1.0 has no OFPET_BAD_MATCH or OFPET_BAD_INSTRUCTION, and
+// numbers OFPET_FLOW_MOD_FAILED and OFPET_PORT_MOD_FAILED 3 and 4. Open
+// vSwitch sends the errors that 1.0 lacks as Nicira vendor errors
+// (NXET_VENDOR / NXVC_VENDOR_ERROR, then the Nicira vendor id, type and
+// code); errorMsg10 does the same, with Open vSwitch's numbers.
+const (
+	nxetVendor       uint16 = 0xb0c2
+	nxvcVendorError  uint16 = 0
+	type10FlowModErr uint16 = 3
+	type10PortModErr uint16 = 4
+)
+
+// nx10 is a Nicira error of OpenFlow 1.0: type and code.
+type nx10 struct{ typ, code uint16 }
+
+// badMatch10 are the OFPET_BAD_MATCH codes as OpenFlow 1.0 Nicira errors;
+// a code without one is NXBRC_NXM_INVALID.
+var badMatch10 = map[uint16]nx10{
+	5:  {1, 262}, // OFPBMC_BAD_WILDCARDS
+	6:  {0, 263}, // OFPBMC_BAD_FIELD
+	7:  {1, 258}, // OFPBMC_BAD_VALUE
+	8:  {1, 259}, // OFPBMC_BAD_MASK
+	9:  {1, 260}, // OFPBMC_BAD_PREREQ
+	10: {1, 261}, // OFPBMC_DUP_FIELD
+}
+
+// errorMsg builds the error message of version v for an OpenFlow 1.1+
+// error type and code (the codec's and this package's numbering).
+func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
+	em := &openflow.ErrorMsg{Type: typ, Code: code, Data: data}
+	if v != openflow.Version10 {
+		return em
+	}
+	vendor := func(e nx10) *openflow.ErrorMsg {
+		d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
+		d = binary.BigEndian.AppendUint16(d, e.typ)
+		d = binary.BigEndian.AppendUint16(d, e.code)
+		return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+	}
+	switch typ {
+	case openflow.ErrTypeBadMatch:
+		if e, ok := badMatch10[code]; ok {
+			return vendor(e)
+		}
+		return vendor(nx10{1, 256}) // NXBRC_NXM_INVALID
+	case openflow.ErrTypeBadInstruction:
+		return vendor(nx10{2, 257}) // OFPBIC_UNSUP_INST
+	case openflow.ErrTypeFlowModFailed:
+		em.Type = type10FlowModErr
+	case openflow.ErrTypePortModFailed:
+		if code > 1 { // only BAD_PORT and BAD_HW_ADDR exist in 1.0
+			em.Type, em.Code = openflow.ErrTypeBadRequest, codeBadRequestEPerm
+		} else {
+			em.Type = type10PortModErr
+		}
+	case openflow.ErrTypeBadRequest:
+		if code == codeBadReqIsSlave {
+			em.Code = codeBadRequestEPerm // OFPBRC_EPERM is 1.0's "is slave"
+		}
+	case openflow.ErrTypeBadAction:
+		switch {
+		case code == 10: // OFPBAC_MATCH_INCONSISTENT
+			return vendor(nx10{1, 522})
+		case code > 8:
+			em.Code = openflow.CodeBadActionArgument
+		}
+	}
+	return em
+}

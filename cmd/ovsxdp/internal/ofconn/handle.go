@@ -1,0 +1,242 @@
+package ofconn
+
+import (
+	"fmt"
+
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// Capabilities advertised in the features reply: flow, table and port
+// stats, and (1.0) IP addresses matched in ARP.
+const (
+	capFlowStats  = 1 << 0
+	capTableStats = 1 << 1
+	capPortStats  = 1 << 2
+	capGroupStats = 1 << 3
+	capARPMatchIP = 1 << 7
+	// OpenFlow 1.0 actions: output, set_vlan_vid, set_vlan_pcp,
+	// strip_vlan, mod_dl_src/dst, mod_nw_src/dst, mod_nw_tos,
+	// mod_tp_src/dst (no enqueue).
+	actions10 = 0x7ff
+	// nTables is the number of flow tables (0-253, as Open vSwitch).
+	nTables = 254
+)
+
+func badRequest(code uint16, format string, args ...any) *openflow.Error {
+	return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: code, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf(format, args...)}
+}
+
+// handle answers one decoded message.
+func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
+	v := c.version
+	reply := func(r openflow.Message) error { return c.send(v, h.Xid, r) }
+	fail := func(err error) error {
+		if err != nil {
+			c.replyError(h, b, err)
+		}
+		return nil
+	}
+	switch m := m.(type) {
+	case *openflow.Hello:
+		return nil
+	case *openflow.EchoRequest:
+		return reply(&openflow.EchoReply{Data: m.Data})
+	case *openflow.EchoReply, *openflow.BarrierReply, *openflow.ErrorMsg:
+		return nil
+	case *openflow.FeaturesRequest:
+		fr := &openflow.FeaturesReply{DatapathID: c.s.br.DatapathID(), NTables: nTables,
+			Capabilities: capFlowStats | capTableStats | capPortStats}
+		if v == openflow.Version10 {
+			fr.Capabilities |= capARPMatchIP
+			fr.Actions = actions10
+			fr.Ports = c.s.br.Ports()
+		} else {
+			fr.Capabilities |= capGroupStats
+		}
+		return reply(fr)
+	case *openflow.GetConfigRequest:
+		return reply(&openflow.GetConfigReply{SwitchConfig: c.config})
+	case *openflow.SetConfig:
+		c.config = m.SwitchConfig
+		return nil
+	case *openflow.BarrierRequest:
+		// Every message is done before the next is read.
+		return reply(&openflow.BarrierReply{})
+	case *openflow.RoleRequest:
+		if m.Role.Role != openflow.RoleNoChange {
+			c.role = m.Role.Role
+		}
+		if m.Role.Role == openflow.RoleMaster || m.Role.Role == openflow.RoleSlave {
+			c.generation = m.GenerationID
+		}
+		return reply(&openflow.RoleReply{Role: openflow.Role{Role: c.role, GenerationID: c.generation}})
+	case *openflow.NXRoleRequest:
+		// Nicira roles: 0 other, 1 master, 2 slave.
+		c.role = map[uint32]uint32{0: openflow.RoleEqual, 1: openflow.RoleMaster, 2: openflow.RoleSlave}[m.Role]
+		return reply(&openflow.NXRoleReply{Role: m.Role})
+	case *openflow.SetFlowFormat:
+		if m.Format != openflow.FlowFormatOpenFlow10 && m.Format != openflow.FlowFormatNXM {
+			return fail(&openflow.Error{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm, Sentinel: openflow.ErrBadMessage, Detail: "flow format"})
+		}
+		c.flowFormat = m.Format
+		return nil
+	case *openflow.FlowModTableID:
+		c.tableID = m.Set != 0
+		return nil
+	case *openflow.SetPacketInFormat, *openflow.SetControllerID:
+		return nil
+	case *openflow.FlowMod:
+		if c.role == openflow.RoleSlave {
+			return fail(badRequest(codeBadReqIsSlave, "flow mod from a slave"))
+		}
+		if v == openflow.Version10 && !c.tableID {
+			m.TableID = 0xff
+			if m.Command == openflow.FlowAdd {
+				m.TableID = 0
+			}
+		}
+		return fail(c.s.br.FlowMod(v, m))
+	case *openflow.PortMod:
+		if c.role == openflow.RoleSlave {
+			return fail(badRequest(codeBadReqIsSlave, "port mod from a slave"))
+		}
+		return fail(c.s.br.PortMod(v, m))
+	case *openflow.PacketOut:
+		if c.role == openflow.RoleSlave {
+			return fail(badRequest(codeBadReqIsSlave, "packet out from a slave"))
+		}
+		return fail(c.s.br.PacketOut(v, m))
+	case *openflow.DescRequest:
+		d := c.s.cfg.Desc
+		return reply(&d)
+	case *openflow.FlowStatsRequest:
+		if m.Aggregate {
+			r, err := c.s.br.Aggregate(v, m)
+			if err != nil {
+				return fail(err)
+			}
+			r.Nicira = m.Nicira
+			return reply(r)
+		}
+		es, err := c.s.br.Flows(v, m)
+		if err != nil {
+			return fail(err)
+		}
+		return c.sendParts(h.Xid, len(es), func(i, j int) openflow.Message {
+			return &openflow.FlowStatsReply{Nicira: m.Nicira, Entries: es[i:j]}
+		})
+	case *openflow.TableStatsRequest:
+		ts := c.s.br.Tables(v)
+		return c.sendParts(h.Xid, len(ts), func(i, j int) openflow.Message {
+			return &openflow.TableStatsReply{Entries: ts[i:j]}
+		})
+	case *openflow.PortStatsRequest:
+		ps, err := c.s.br.PortStats(v, m.PortNo)
+		if err != nil {
+			return fail(err)
+		}
+		return c.sendParts(h.Xid, len(ps), func(i, j int) openflow.Message {
+			return &openflow.PortStatsReply{Entries: ps[i:j]}
+		})
+	case *openflow.PortDescRequest:
+		ports := c.s.br.Ports()
+		if v >= openflow.Version15 && m.PortNo != openflow.PortAny {
+			var one []openflow.Port
+			for _, p := range ports {
+				if p.PortNo == m.PortNo {
+					one = append(one, p)
+				}
+			}
+			ports = one
+		}
+		return c.sendParts(h.Xid, len(ports), func(i, j int) openflow.Message {
+			return &openflow.PortDescReply{Ports: ports[i:j]}
+		})
+	case *openflow.TableFeaturesRequest:
+		if len(m.Tables) != 0 {
+			// Setting table features is not supported (Open vSwitch's
+			// OFPTFFC_EPERM).
+			return fail(&openflow.Error{Type: 13, Code: 5, Sentinel: openflow.ErrBadMessage, Detail: "table features cannot be changed"})
+		}
+		ts := tableFeatures()
+		return c.sendParts(h.Xid, len(ts), func(i, j int) openflow.Message {
+			return &openflow.TableFeaturesReply{Tables: ts[i:j]}
+		})
+	case *openflow.GroupStatsRequest:
+		return reply(&openflow.GroupStatsReply{})
+	case *openflow.GroupDescRequest:
+		return reply(&openflow.GroupDescReply{})
+	case *openflow.MultipartRaw:
+		code := openflow.CodeBadRequestMultipart
+		switch {
+		case m.Type == openflow.MPExperimenter && m.Experimenter != openflow.NiciraExperimenter:
+			code = openflow.CodeBadRequestExperimenter
+		case m.Type == openflow.MPExperimenter:
+			code = openflow.CodeBadRequestExpType
+		}
+		return fail(badRequest(code, "multipart type %d is not supported by ovsxdp", m.Type))
+	case *openflow.Experimenter:
+		code := openflow.CodeBadRequestExpType
+		if m.Experimenter != openflow.NiciraExperimenter {
+			code = openflow.CodeBadRequestExperimenter
+		}
+		return fail(badRequest(code, "experimenter 0x%08x type %d is not supported by ovsxdp", m.Experimenter, m.ExpType))
+	case *openflow.Unknown:
+		return fail(badRequest(openflow.CodeBadRequestType, "message type %d", m.Type))
+	}
+	// Replies and asynchronous messages a switch does not take, and
+	// requests ovsxdp does not implement (group mod, flow monitors, ...).
+	return fail(badRequest(openflow.CodeBadRequestType, "message %T is not supported by ovsxdp", m))
+}
+
+// sendParts sends n entries as one multipart reply, or several when they
+// do not fit in one message (all but the last with the "more" flag).
+// part(i, j) builds the reply holding entries i to j-1.
+func (c *conn) sendParts(xid uint32, n int, part func(i, j int) openflow.Message) error {
+	v := c.version
+	base, err := openflow.Encode(v, xid, part(0, 0))
+	if err != nil {
+		return c.send(v, xid, part(0, 0)) // reports the encoding error
+	}
+	start, size := 0, len(base)
+	flush := func(end int, more bool) error {
+		m := part(start, end)
+		setMore(m, more)
+		start, size = end, len(base)
+		return c.send(v, xid, m)
+	}
+	for i := 0; i < n; i++ {
+		one, err := openflow.Encode(v, xid, part(i, i+1))
+		if err != nil {
+			return c.send(v, xid, part(i, i+1))
+		}
+		n1 := len(one) - len(base)
+		if size+n1 > openflow.MaxMessageLen && i > start {
+			if err := flush(i, true); err != nil {
+				return err
+			}
+		}
+		size += n1
+	}
+	return flush(n, false)
+}
+
+// setMore sets or clears the "more" flag of a multipart reply.
+func setMore(m openflow.Message, more bool) {
+	var f uint16
+	if more {
+		f = openflow.MultipartMore
+	}
+	switch m := m.(type) {
+	case *openflow.FlowStatsReply:
+		m.Flags = f
+	case *openflow.TableStatsReply:
+		m.Flags = f
+	case *openflow.PortStatsReply:
+		m.Flags = f
+	case *openflow.PortDescReply:
+		m.Flags = f
+	case *openflow.TableFeaturesReply:
+		m.Flags = f
+	}
+}

@@ -1,0 +1,145 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// This file is what OpenFlow's packet out and port mod need of a bridge:
+// sending a packet that no port received through the pipeline and the
+// guarded output, and bringing a port administratively up or down.
+
+// ErrMalformedPacket is returned for a packet out whose frame cannot be
+// parsed.
+var ErrMalformedPacket = errors.New("malformed packet")
+
+// maxPacketOut bounds the frame of a packet out: it must fit a poll
+// thread's buffer with room for the tags actions may push.
+const maxPacketOut = maxFrame
+
+// PacketOut runs acts on frame as Open vSwitch runs a packet out: the
+// actions are translated through the pipeline (resubmit and goto_table
+// reach the tables) from the packet's key with in_port inPort, and the
+// datapath actions run on one poll thread, between two batches, through
+// the same output function as every received packet (the output policy,
+// the tx queue pick and the counters). The packet is accounted to an
+// origin of its own, not to the port named in_port: no port received it.
+// IN_PORT, FLOOD and ALL treat inPort as the ingress port.
+func (b *Bridge) PacketOut(ctx context.Context, frame []byte, inPort uint32, acts []flow.Action) error {
+	if len(frame) > maxPacketOut {
+		return fmt.Errorf("packet out of %d bytes, more than %d: %w", len(frame), maxPacketOut, ErrMalformedPacket)
+	}
+	if len(frame) < 14 {
+		return fmt.Errorf("packet out of %d bytes: %w", len(frame), ErrMalformedPacket)
+	}
+	var k flow.Key
+	var off flow.Offsets
+	if m := flow.Extract(&k, &off, frame, inPort); m != flow.MalformedNone {
+		return fmt.Errorf("packet out: %v: %w", m, ErrMalformedPacket)
+	}
+	tr := b.table.Snapshot().TranslateActions(&k, acts)
+	origin := &Port{Name: "packet-out", OFPort: inPort, counters: make([]portCounters, len(b.pmds))}
+	return b.onOnePMD(ctx, func(p *pmd) {
+		buf := p.bufs[0][:len(frame)]
+		// bufs[0] is free between batches; it has room for pushed tags.
+		copy(buf, frame)
+		p.tbl = b.ports.Load()
+		p.policy = b.Policy()
+		p.key, p.off = k, off
+		p.in = origin
+		p.copies = 0
+		p.pick.hashed = false
+		p.pick.rxQueue = vport.RxQueue(0) // none recorded
+		c := &origin.counters[p.id]
+		c.rxPackets.Add(1)
+		c.rxBytes.Add(uint64(len(frame)))
+		_, verdict := flow.Execute(buf, &p.key, &p.off, tr.Actions, &packetOutSink{p: p, in: inPort})
+		if verdict == flow.VerdictOK {
+			verdict = tr.Verdict
+		}
+		switch {
+		case p.copies > 1:
+			c.copies.Add(uint64(p.copies - 1))
+		case p.copies == 0:
+			c.drops[verdictDrop(verdict)].Add(1)
+		}
+		p.flush()
+		p.in = nil
+	})
+}
+
+// packetOutSink resolves a packet out's outputs: IN_PORT is the port named
+// in_port, and FLOOD and ALL leave it out; the rest is resolveOutput's.
+type packetOutSink struct {
+	p  *pmd
+	in uint32
+}
+
+// Output implements flow.Outputter.
+func (s *packetOutSink) Output(port uint32, frame []byte) {
+	p := s.p
+	p.frame = frame
+	defer func() { p.frame = nil }()
+	switch port {
+	case flow.PortInPort:
+		if dst := p.tbl.lookup(s.in); dst != nil {
+			p.send(dst)
+			return
+		}
+		p.drop(port, DropPortGone)
+	case flow.PortFlood, flow.PortAll:
+		for _, dst := range p.tbl.list {
+			if dst.OFPort != s.in {
+				p.send(dst)
+			}
+		}
+	default:
+		resolveOutput(p.tbl, p.in, s.in, port, p)
+	}
+}
+
+// onOnePMD runs fn once on the first poll thread (between batches) and
+// returns when it has run; on a bridge whose threads are not running it
+// runs fn on the caller's goroutine under b.mu, as onEachPMD does.
+func (b *Bridge) onOnePMD(ctx context.Context, fn func(p *pmd)) error {
+	b.mu.Lock()
+	switch {
+	case b.stopped || len(b.pmds) == 0:
+		b.mu.Unlock()
+		return ErrStopped
+	case !b.started:
+		defer b.mu.Unlock()
+		fn(b.pmds[0])
+		return nil
+	}
+	b.mu.Unlock()
+	p := b.pmds[0]
+	r := &controlRequest{fn: fn, done: make(chan struct{})}
+	p.ctl.push(r)
+	select {
+	case <-r.done:
+		return nil
+	case <-p.done:
+		select {
+		case <-r.done:
+			return nil
+		default:
+			return ErrStopped
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("bridge %s: waiting for pmd %d: %w", b.cfg.Name, p.id, ctx.Err())
+	}
+}
+
+// SetPortAdminUp brings p's device administratively up or down, as an
+// OpenFlow port mod does: output to a port that is down is dropped by the
+// output policy (device not running). For a port on a real link the
+// link monitor applies what the kernel reports on its next event.
+func SetPortAdminUp(p *Port, up bool) error {
+	p.dev.SetRunning(up)
+	return nil
+}

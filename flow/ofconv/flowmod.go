@@ -1,0 +1,226 @@
+package ofconv
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// OFPET_FLOW_MOD_FAILED codes, which differ between OpenFlow 1.0 and 1.1+.
+func flowModError(v uint8, what string, detail string) *openflow.Error {
+	codes := map[string][2]uint16{ // {1.0, 1.1+}
+		"bad_command": {4, 6},
+	}
+	c := codes[what]
+	code := c[1]
+	if v == openflow.Version10 {
+		code = c[0]
+	}
+	return &openflow.Error{Type: openflow.ErrTypeFlowModFailed, Code: code, Sentinel: openflow.ErrBadMessage, Detail: detail}
+}
+
+// Mod is a flow mod in the flow language's terms.
+type Mod struct {
+	Flow   *flow.Flow
+	Cmd    flow.Command
+	Strict bool
+}
+
+// FlowFromMod converts a flow mod of version v. For OpenFlow 1.0 (and
+// NXT_FLOW_MOD) fm.TableID must already say the table: TableAll unless the
+// connection enabled NXT_FLOW_MOD_TABLE_ID (0 for an add then).
+func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
+	mod := &Mod{}
+	switch fm.Command {
+	case openflow.FlowAdd:
+		mod.Cmd = flow.CmdAdd
+	case openflow.FlowModify, openflow.FlowModifyStrict:
+		mod.Cmd, mod.Strict = flow.CmdModify, fm.Command == openflow.FlowModifyStrict
+	case openflow.FlowDelete, openflow.FlowDeleteStrict:
+		mod.Cmd, mod.Strict = flow.CmdDelete, fm.Command == openflow.FlowDeleteStrict
+	default:
+		return nil, flowModError(v, "bad_command", fmt.Sprintf("flow mod command %d", fm.Command))
+	}
+	table := fm.TableID
+	if table == flow.TableAll && mod.Cmd == flow.CmdAdd {
+		// An add to "all tables" goes to table 0, as in Open vSwitch.
+		table = 0
+	}
+	fields := fm.Match
+	if v == openflow.Version10 && !fm.Nicira {
+		fields = fm.Match10.Fields()
+	}
+	fields, nxCookie, nxMask, hasCookie := splitCookie(fields)
+	mt, err := matchText(fields)
+	if err != nil {
+		return nil, err
+	}
+	var parts []string
+	if table <= flow.MaxTable {
+		parts = append(parts, "table="+strconv.Itoa(int(table)))
+	}
+	if mt != "" {
+		parts = append(parts, mt)
+	}
+	text := strings.Join(parts, ",")
+	if mod.Cmd != flow.CmdDelete {
+		var at string
+		if v == openflow.Version10 || fm.Nicira {
+			at, err = actionsText(fm.Actions)
+		} else {
+			at, err = instructionsText(fm.Instructions)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if at == "" {
+			at = "drop"
+		}
+		if text != "" {
+			text += ","
+		}
+		text += "actions=" + at
+	}
+	if p == nil {
+		p = &flow.Parser{}
+	}
+	f, err := p.ParseFlow(text, mod.Cmd)
+	if err != nil {
+		// Which part is wrong decides the error's type: the match alone
+		// parses when the actions are at fault.
+		_, merr := p.ParseMatch(mt)
+		return nil, parseError(err, merr != nil)
+	}
+	f.Priority = fm.Priority
+	f.Cookie = fm.Cookie
+	f.CookieMask = 0
+	if v != openflow.Version10 && !fm.Nicira && mod.Cmd != flow.CmdAdd {
+		f.Cookie, f.CookieMask = fm.Cookie&fm.CookieMask, fm.CookieMask
+	}
+	if hasCookie && mod.Cmd != flow.CmdAdd {
+		// NXM's cookie match selects the flows to modify or delete.
+		f.Cookie, f.CookieMask = nxCookie&nxMask, nxMask
+	}
+	if mod.Cmd != flow.CmdDelete {
+		f.IdleTimeout, f.HardTimeout = fm.IdleTimeout, fm.HardTimeout
+	}
+	f.OutPort = flow.PortNone
+	if mod.Cmd == flow.CmdDelete && fm.OutPort != openflow.PortAny {
+		f.OutPort = flowPort(fm.OutPort)
+	}
+	mod.Flow = f
+	return mod, nil
+}
+
+// flowPort converts the codec's 32-bit port numbering to the flow
+// language's.
+func flowPort(p uint32) uint32 {
+	if p >= openflow.PortMax {
+		return p - 0xffff0000
+	}
+	return p
+}
+
+// SelectionFromStats converts a flow or aggregate stats request to the
+// flow that selects the rules (for flow.Table.Dump).
+func SelectionFromStats(p *flow.Parser, v uint8, req *openflow.FlowStatsRequest) (*flow.Flow, error) {
+	fields := req.Match
+	if v == openflow.Version10 && !req.Nicira {
+		fields = req.Match10.Fields()
+	}
+	fields, cookie, mask, hasCookie := splitCookie(fields)
+	m, err := MatchFromFields(p, fields)
+	if err != nil {
+		return nil, err
+	}
+	f := &flow.Flow{Match: *m, Table: req.TableID, OutPort: flow.PortNone}
+	if req.OutPort != openflow.PortAny {
+		f.OutPort = flowPort(req.OutPort)
+	}
+	if v != openflow.Version10 && !req.Nicira {
+		f.Cookie, f.CookieMask = req.Cookie&req.CookieMask, req.CookieMask
+	}
+	if hasCookie {
+		f.Cookie, f.CookieMask = cookie&mask, mask
+	}
+	return f, nil
+}
+
+// FlowStats converts a rule to a flow stats entry of version v (NXST_FLOW
+// when nicira), at now.
+func FlowStats(v uint8, nicira bool, r *flow.Rule, now time.Time) (openflow.FlowStats, error) {
+	d := r.Duration(now)
+	if d < 0 {
+		d = 0
+	}
+	pk, by := r.Stats()
+	e := openflow.FlowStats{
+		TableID:      r.Table,
+		DurationSec:  uint32(d / time.Second),
+		DurationNsec: uint32(d % time.Second / time.Millisecond * time.Millisecond),
+		Priority:     r.Priority,
+		IdleTimeout:  r.IdleTimeout,
+		HardTimeout:  r.HardTimeout,
+		Cookie:       r.Cookie,
+		PacketCount:  pk,
+		ByteCount:    by,
+	}
+	if v >= openflow.Version15 {
+		e.Stats15 = openflow.OXSDuration | openflow.OXSPacketCount | openflow.OXSByteCount
+		if used := r.LastUsed(); !used.IsZero() {
+			idle := now.Sub(used)
+			if idle < 0 {
+				idle = 0
+			}
+			e.Stats15 |= openflow.OXSIdleTime
+			e.IdleSec, e.IdleNsec = uint32(idle/time.Second), uint32(idle%time.Second/time.Millisecond*time.Millisecond)
+		}
+	}
+	if nicira {
+		age := func(t time.Time) uint16 {
+			s := now.Sub(t) / time.Second
+			return uint16(min(s, 0xfffe) + 1)
+		}
+		e.IdleAge = age(r.LastUsed())
+		e.HardAge = age(r.Modified)
+	}
+	var err error
+	if v == openflow.Version10 && !nicira {
+		e.Match10 = Match10FromMatch(&r.Match)
+		e.Actions, err = ActionsToOF(v, &r.Match, r.Actions)
+	} else if v == openflow.Version10 || nicira {
+		e.Match = FieldsFromMatch(&r.Match, true)
+		e.Actions, err = ActionsToOF(v, &r.Match, r.Actions)
+	} else {
+		e.Match = FieldsFromMatch(&r.Match, false)
+		e.Instructions, err = InstructionsFromActions(v, &r.Match, r.Table, r.Actions)
+	}
+	return e, err
+}
+
+// NXM_NX_COOKIE, with which NXM flow mods and NXST_FLOW select flows by
+// cookie.
+const (
+	nxmCookieClass = 0x0001
+	nxmCookieField = 30
+)
+
+// splitCookie takes the NXM cookie match out of fs.
+func splitCookie(fs []openflow.Field) (rest []openflow.Field, cookie, mask uint64, ok bool) {
+	for _, f := range fs {
+		if f.Class != nxmCookieClass || f.Field != nxmCookieField || len(f.Value) != 8 {
+			rest = append(rest, f)
+			continue
+		}
+		cookie, mask, ok = binary.BigEndian.Uint64(f.Value), ^uint64(0), true
+		if len(f.Mask) == 8 {
+			mask = binary.BigEndian.Uint64(f.Mask)
+		}
+	}
+	return rest, cookie, mask, ok
+}
