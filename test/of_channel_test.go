@@ -328,8 +328,6 @@ func TestOpenFlowPacketOut(t *testing.T) {
 	s.run(t, "OpenFlow13", "show")
 }
 
-var gotoTable = regexp.MustCompile(`goto_table:(\d+)`)
-
 var txRow = regexp.MustCompile(`tx pkts=(\d+)`)
 
 func txPackets(t *testing.T, s *ofSwitch, port string) int {
@@ -427,9 +425,6 @@ func TestOpenFlowDumpMatchesOVS(t *testing.T) {
 			s.run(t, v, "del-flows")
 			s.run(t, v, "add-flows", file)
 			got := ovsref.NormaliseDump(s.run(t, v, "dump-flows", "--no-stats"))
-			// The flow language writes goto_table as resubmit(,T), which
-			// does the same in ovsxdp's pipeline (it has no action set).
-			want = gotoTable.ReplaceAllString(want, "resubmit(,$1)")
 			if got != want {
 				t.Errorf("ovs-ofctl -O %s dump-flows --no-stats\novsxdp:\n%s\nOpen vSwitch:\n%s", v, got, want)
 			}
@@ -441,14 +436,12 @@ func TestOpenFlowDumpMatchesOVS(t *testing.T) {
 // some actions otherwise than Open vSwitch's (the flows are the same): the
 // flow language keeps one spelling where Open vSwitch remembers which of
 // two the flow was written with.
-var knownDumpDiffs = map[string]string{
-	"registers OpenFlow13": "set_field on registers and pkt_mark is load, as the router pipeline writes it",
-}
+var knownDumpDiffs = map[string]string{}
 
 // TestOpenFlowDumpCorpus runs the differential corpus through ovs-ofctl:
 // each pipeline's flows, added with ovs-ofctl in each version to ovsxdp
 // and to Open vSwitch 3.1, dump the same. Pipelines with flows the flow
-// language does not support (groups, conjunction, learn) are left out.
+// language does not support (learn), or with groups, are left out.
 func TestOpenFlowDumpCorpus(t *testing.T) {
 	ovsref.Require(t)
 	corpus, err := ovsref.LoadCorpus("testdata/ovsdiff")
@@ -462,6 +455,9 @@ func TestOpenFlowDumpCorpus(t *testing.T) {
 				if _, err := flow.ParseFlow(f, flow.CmdAdd); err != nil {
 					t.Skipf("ovsxdp does not support a flow of the pipeline: %v", err)
 				}
+			}
+			if len(p.Groups) > 0 {
+				t.Skip("the OpenFlow channel takes no group mod yet: the pipeline's groups cannot be added through it")
 			}
 			ref := ovsref.Start(t, "br0", p.Ports)
 			s := startOFSwitchPorts(t, p.Ports)
@@ -490,8 +486,6 @@ func TestOpenFlowDumpCorpus(t *testing.T) {
 				s.run(t, v, "del-flows")
 				s.run(t, v, "add-flows", file)
 				got := ovsref.NormaliseDump(s.run(t, v, "dump-flows", "--no-stats"))
-				got = gotoTable.ReplaceAllString(got, "resubmit(,$1)")
-				want = gotoTable.ReplaceAllString(want, "resubmit(,$1)")
 				why, known := knownDumpDiffs[p.Name+" "+v]
 				switch {
 				case got == want && known:

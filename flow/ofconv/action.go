@@ -233,6 +233,13 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		if err != nil {
 			return nil, err
 		}
+		if name := fieldWire[a.Dst.Field]; a.Spelling == flow.SpellSetField && !v10 && a.Dst.Ofs == 0 && int(a.Dst.Bits()) == fieldBits(name) {
+			// Written set_field:V->F: a set_field of the whole field, as
+			// Open vSwitch keeps it.
+			s := maskedSet(name, h, a).(*openflow.ActSetField)
+			s.Field.Mask = nil
+			return one(s)
+		}
 		if e.v >= openflow.Version15 {
 			// Open vSwitch takes no NXAST_REG_LOAD in OpenFlow 1.5: a
 			// (masked) set_field says the same.
@@ -276,6 +283,13 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		d = binary.BigEndian.AppendUint16(d, uint16(sf.Bits()))
 		d = append(d, make([]byte, 6)...)
 		return one(&openflow.ActRaw{Type: typeExperimenter, Experimenter: openflow.NiciraExperimenter, Subtype: st, Data: d})
+	case flow.ActGroup:
+		if v10 {
+			return nil, fmt.Errorf("%w: group in OpenFlow 1.0", openflow.ErrUnencodable)
+		}
+		return one(&openflow.ActU32{Type: openflow.ActTypeGroup, Value: uint32(a.Value)})
+	case flow.ActConjunction:
+		return one(&openflow.ActConjunction{ID: uint32(a.Value), Clause: a.Table - 1, NClauses: uint8(a.Port)})
 	case flow.ActNote:
 		return one(&openflow.ActNote{Data: []byte(a.Note)})
 	case flow.ActExit:
@@ -342,10 +356,10 @@ func (e *encoder) set(a *flow.Action) ([]openflow.Action, error) {
 	default:
 		return nil, fmt.Errorf("%w: set_field on %s", openflow.ErrUnencodable, name)
 	}
-	if v10 || e.v < openflow.Version15 && size <= 8 {
-		// The flow language writes these as load:V->NXM_...[], which
-		// Open vSwitch sends as reg_load (in OpenFlow 1.0 also for
-		// set_field, as two loads for a 128-bit field).
+	if v10 || e.v < openflow.Version15 && size <= 8 && a.Spelling != flow.SpellSetField {
+		// Written load:V->NXM_...[], which Open vSwitch sends as
+		// reg_load (in OpenFlow 1.0 also set_field, as two loads for a
+		// 128-bit field); written set_field, it is one from 1.2 on.
 		dst, err := header(a.Field)
 		if err != nil {
 			return nil, err
@@ -365,17 +379,17 @@ func (e *encoder) set(a *flow.Action) ([]openflow.Action, error) {
 
 // InstructionsFromActions converts a flow's actions to the instructions of
 // an OpenFlow 1.1+ flow: apply_actions, then write_metadata when the list
-// ends with it. The flow language writes goto_table as resubmit(,T), and
-// so do the instructions, except after write_metadata, which only
-// goto_table may follow: there a final resubmit(,T) to a later table is
-// goto_table:T.
+// ends with it, then goto_table:T when the list ends with a resubmit(,T)
+// to a later table that the flow wrote goto_table:T, or that follows
+// write_metadata (which only goto_table may follow).
 func InstructionsFromActions(v uint8, m *flow.Match, table uint8, acts []flow.Action) ([]openflow.Instruction, error) {
 	var gotoTable *uint8
 	var md *flow.Action
-	if n := len(acts); n > 1 {
-		last, prev := &acts[n-1], &acts[n-2]
+	if n := len(acts); n > 0 {
+		last := &acts[n-1]
+		afterMetadata := n > 1 && acts[n-2].Type == flow.ActWriteMetadata
 		if last.Type == flow.ActResubmit && last.Port == flow.PortInPort && last.Table != flow.TableCurrent && last.Table > table &&
-			prev.Type == flow.ActWriteMetadata && !inClone(acts, n-1) {
+			(afterMetadata || last.Spelling == flow.SpellGotoTable) && !inClone(acts, n-1) {
 			t := last.Table
 			gotoTable = &t
 			acts = acts[:n-1]
@@ -557,6 +571,13 @@ func actionText(a openflow.Action) (string, error) {
 			return "", unsupportedAction("output_reg with max_len")
 		}
 		return subfieldOutput(a)
+	case *openflow.ActU32:
+		if a.Type == openflow.ActTypeGroup {
+			return "group:" + strconv.FormatUint(uint64(a.Value), 10), nil
+		}
+		return "", unsupportedAction(fmt.Sprintf("type %d", a.Type))
+	case *openflow.ActConjunction:
+		return fmt.Sprintf("conjunction(%d,%d/%d)", a.ID, int(a.Clause)+1, a.NClauses), nil
 	case *openflow.ActNote:
 		return "note:" + dotted(a.Data), nil
 	case *openflow.ActNX:

@@ -59,7 +59,7 @@ var supportedFields = func() map[string]bool {
 	for _, n := range strings.Fields(`in_port eth_src eth_dst eth_type vlan_tci vlan_vid vlan_pcp
 		ip_src ip_dst nw_proto nw_tos ip_dscp nw_ecn nw_ttl ip_frag arp_op arp_spa arp_tpa arp_sha arp_tha
 		ipv6_src ipv6_dst ipv6_label nd_target nd_sll nd_tll tcp_src tcp_dst udp_src udp_dst sctp_src sctp_dst
-		tcp_flags icmp_type icmp_code icmpv6_type icmpv6_code metadata pkt_mark`) {
+		tcp_flags icmp_type icmp_code icmpv6_type icmpv6_code metadata pkt_mark conj_id`) {
 		m[n] = true
 	}
 	for i := range flow.NumRegs {
@@ -422,6 +422,9 @@ func FieldsFromMatch(m *flow.Match, nxm bool) []openflow.Field {
 	}
 	if w.PktMark != 0 {
 		add("pkt_mark", b32(k.PktMark), b32(w.PktMark))
+	}
+	if w.ConjID != 0 {
+		add("conj_id", b32(k.ConjID), nil)
 	}
 	for i := range flow.NumRegs {
 		if w.Regs[i] != 0 {
