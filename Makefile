@@ -34,7 +34,7 @@ lint: ## gofmt check and go vet
 
 .PHONY: unit
 unit: ## go test on every package
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 .PHONY: race
 race: ## go test -race on the packet-path packages
