@@ -23,6 +23,11 @@ type Megaflow struct {
 	// the translation hit, whose counters the megaflow's packets count in.
 	Rule  *Rule
 	Rules []*Rule
+	// Learned are the rules the translation's learn actions installed
+	// (Table.Learn): each Credit restarts their timeouts, as Open
+	// vSwitch's xlate cache refreshes a learned flow while packets keep
+	// taking the datapath flow that learned it.
+	Learned []*Rule
 	// Actions are the datapath actions (see Translation); nil: drop.
 	Actions []Action
 	// Verdict is the translation's verdict: why a packet that is output
@@ -79,6 +84,9 @@ func (mf *Megaflow) Credit() {
 	}
 	for _, r := range mf.Rules {
 		r.AddStats(mf.pendPackets, mf.pendBytes, mf.pendUsed)
+	}
+	for _, r := range mf.Learned {
+		r.refresh(mf.pendUsed)
 	}
 	mf.pendPackets, mf.pendBytes = 0, 0
 }
@@ -270,6 +278,7 @@ func (mf *Megaflow) set(tr *Translation, gen uint64) {
 		mf.Rule = tr.Rules[0]
 	}
 	mf.Rules = tr.Rules
+	mf.Learned = nil
 	mf.Actions = tr.Actions
 	mf.Verdict = tr.Verdict
 	mf.Generation = gen

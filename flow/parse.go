@@ -1008,11 +1008,10 @@ type pendingLoad struct {
 // unsupportedActions are actions Open vSwitch knows that ovsxdp does not
 // implement.
 var unsupportedActions = map[string]bool{
-	"controller": true, "enqueue": true, "learn": true,
+	"controller": true, "enqueue": true,
 	"ct": true, "ct_clear": true, "set_tunnel": true,
 	"set_tunnel64": true, "set_queue": true, "pop_queue": true,
 	"multipath": true, "bundle": true, "bundle_load": true,
-	"fin_timeout":   true,
 	"clear_actions": true, "write_actions": true, "meter": true,
 	"group": true, "sample": true, "push_mpls": true, "pop_mpls": true,
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
@@ -1080,8 +1079,13 @@ func (ap *actionParser) action(t *token) error {
 	if done, err := ap.pipelineAction(t, name); done {
 		return err
 	}
-	if name == "conjunction" {
+	switch name {
+	case "conjunction":
 		return ap.conjunction(t)
+	case "learn":
+		return ap.learn(t)
+	case "fin_timeout":
+		return ap.finTimeout(t)
 	}
 	if t.paren {
 		if unsupportedActions[name] || name == "output" || name == "dec_ttl" {

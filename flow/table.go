@@ -36,6 +36,9 @@ type ruleStats struct {
 	packets  atomic.Uint64
 	bytes    atomic.Uint64
 	lastUsed atomic.Int64 // unix nanoseconds of the last AddStats; 0 = never
+	// refreshed is when the rule's timeouts last restarted without a
+	// change (a learned flow learned again; unix nanoseconds, 0 = never).
+	refreshed atomic.Int64
 }
 
 // AddStats adds packets and bytes to the rule's counters and records now
@@ -206,7 +209,9 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 	defer t.mu.Unlock()
 	now := t.now()
 	norm := normalizedMatch(&f.Match)
+	var changed []*Rule
 	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, rk ruleKey, old *Rule) {
+		changed = append(changed, old)
 		r := *old
 		r.Actions = slices.Clone(f.Actions)
 		if f.CookieMask == 0 && f.Cookie != 0 {
@@ -221,7 +226,7 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 		t.addLocked(f, now)
 		added = true
 	}
-	if n > 0 || added {
+	if len(t.deleteLearnedLocked(changed)) > 0 || n > 0 || added {
 		t.publishLocked()
 	}
 	return n, added
@@ -242,6 +247,7 @@ func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 		g.built = nil
 		removed = append(removed, old)
 	})
+	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	if len(removed) > 0 {
 		t.publishLocked()
 	}
@@ -266,6 +272,7 @@ func (t *Table) Expire(now time.Time) []*Rule {
 			removed = append(removed, r)
 		}
 	}
+	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	if len(removed) > 0 {
 		t.publishLocked()
 	}
@@ -274,13 +281,14 @@ func (t *Table) Expire(now time.Time) []*Rule {
 }
 
 func (r *Rule) expired(now time.Time) bool {
-	if r.HardTimeout != 0 && now.Sub(r.Modified) >= time.Duration(r.HardTimeout)*time.Second {
+	since := r.since()
+	if r.HardTimeout != 0 && now.Sub(since) >= time.Duration(r.HardTimeout)*time.Second {
 		return true
 	}
 	if r.IdleTimeout == 0 {
 		return false
 	}
-	last := r.Modified
+	last := since
 	if used := r.stats.lastUsed.Load(); used != 0 && time.Unix(0, used).After(last) {
 		last = time.Unix(0, used)
 	}

@@ -49,6 +49,10 @@ type Translation struct {
 	Verdict Verdict
 	// Trace is the pipeline's steps, when translation was asked to trace.
 	Trace []*TraceNode
+	// Learned are the flows the learn actions the packet ran learned, in
+	// order, when translation was asked to learn (TranslateLearning); the
+	// caller installs them (Table.Learn).
+	Learned []Flow
 }
 
 // TraceNode is one step of a traced translation, as ofproto/trace prints
@@ -74,19 +78,34 @@ const (
 
 // Translate runs a packet with key k through the pipeline of s from table
 // 0 and returns what it does. With trace set, it also records the steps.
+//
+// Its learn actions learn nothing (as Open vSwitch's ofproto/trace without
+// a packet, it suppresses side effects); TranslateLearning does learn.
 func (s *TableSnapshot) Translate(k *Key, trace bool) *Translation {
 	var x xlate
-	x.translate(s, k, trace)
+	x.translate(s, k, trace, false)
+	tr := x.tr
+	return &tr
+}
+
+// TranslateLearning is Translate for a packet that is really forwarded:
+// its learn actions also build the flows they learn, in tr.Learned, which
+// the caller installs with Table.Learn.
+func (s *TableSnapshot) TranslateLearning(k *Key, trace bool) *Translation {
+	var x xlate
+	x.translate(s, k, trace, true)
 	tr := x.tr
 	return &tr
 }
 
 // translate runs the translation into x.tr, reusing x's buffers: x.tr's
-// slices are valid until the next call.
-func (x *xlate) translate(s *TableSnapshot, k *Key, trace bool) {
-	acts, rules, stack := x.acts[:0], x.tr.Rules[:0], x.stack[:0]
-	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack}
+// slices are valid until the next call. With learn set, learn actions
+// build the flows they learn into x.tr.Learned.
+func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
+	acts, rules, stack, learned := x.acts[:0], x.tr.Rules[:0], x.stack[:0], x.tr.Learned[:0]
+	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack, learn: learn}
 	x.tr.Rules = rules
+	x.tr.Learned = learned
 	if trace {
 		x.trace = &x.tr.Trace
 	}
@@ -128,6 +147,7 @@ type xlate struct {
 	resubmits int
 	stack     []u128
 	exit      bool
+	learn     bool    // learn actions build their flows (tr.Learned)
 	err       Verdict // a failure: the packet is dropped
 	stop      Verdict // the first early stop that is not a failure
 	trace     *[]*TraceNode
@@ -269,6 +289,10 @@ func (x *xlate) action(a *Action) bool {
 		x.stack = x.stack[:len(x.stack)-1]
 		a.Dst.consult(&x.wc)
 		a.Dst.write(&x.flow, v)
+	case ActLearn:
+		x.learnAction(a.Learn)
+	case ActFinTimeout:
+		x.wc.NwProto = 0xff // as Open vSwitch, which looks whether it is TCP
 	case ActNote, ActConjunction:
 	case ActExit:
 		x.exit = true
@@ -276,6 +300,26 @@ func (x *xlate) action(a *Action) bool {
 		x.resubmit(a.Port, a.Table)
 	}
 	return true
+}
+
+// learnAction runs a learn action: the fields it copies from the packet
+// are consulted, and when translation learns, the flow it learns is built
+// from the flow as the actions so far left it.
+func (x *xlate) learnAction(l *Learn) {
+	for i := range l.Specs {
+		if sp := &l.Specs[i]; !sp.Imm {
+			sp.Src.consult(&x.wc)
+		}
+	}
+	if !x.learn {
+		x.report(TraceWarn, "suppressing side effects, so learn action ignored")
+		return
+	}
+	f := l.learnedFlow(&x.flow)
+	if x.trace != nil {
+		x.report(TraceDetail, learnedFlowText(&f))
+	}
+	x.tr.Learned = append(x.tr.Learned, f)
 }
 
 // resubmit looks the flow up again in table (TableCurrent: this table),
