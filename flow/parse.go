@@ -1268,6 +1268,11 @@ func (ap *actionParser) setField(t *token) error {
 	if f.set == setReg {
 		return ap.setFieldReg(t, f, val)
 	}
+	if f.set == setTCI {
+		// ovs-ofctl prints it as mod_vlan_vid/mod_vlan_pcp or strip_vlan
+		// in OpenFlow 1.0, which ovsxdp does not yet reproduce.
+		return unsupportedAt(s, t, "set_field of %s is not supported (load or move into NXM_OF_VLAN_TCI is)", f.name)
+	}
 	if strings.Contains(val, "/") {
 		return errAt(s, t, "set_field takes no mask")
 	}
@@ -1338,7 +1343,7 @@ func (ap *actionParser) load(t *token) error {
 	if !ok {
 		return errAt(s, t, "load needs VALUE->FIELD[]")
 	}
-	if f := lookupSubfieldField(strings.SplitN(dst, "[", 2)[0]); f != nil && f.set == setReg {
+	if f := lookupSubfieldField(strings.SplitN(dst, "[", 2)[0]); f != nil && (f.set == setReg || f.set == setTCI) {
 		return ap.loadReg(t, val, dst)
 	}
 	name, sub, ok := strings.Cut(dst, "[")

@@ -263,11 +263,13 @@ func (x *xlate) action(a *Action) bool {
 	case ActLoad:
 		a.Dst.write(&x.flow, u128{lo: a.Value})
 		a.Dst.consult(&x.wc)
+		x.wroteField(a.Dst)
 	case ActMove:
 		v := a.Src.read(&x.flow)
 		a.Src.consult(&x.wc)
 		a.Dst.consult(&x.wc)
 		a.Dst.write(&x.flow, v)
+		x.wroteField(a.Dst)
 		if x.trace != nil {
 			x.report(TraceDetail, a.Dst.String()+" is now "+u128Text(a.Dst.read(&x.flow)))
 		}
@@ -472,6 +474,23 @@ func (x *xlate) decTTL() bool {
 	return true
 }
 
+// wroteField finishes a write (load, move, pop) into sf. A write into
+// vlan_tci is a VLAN change, as in Open vSwitch: with the present (CFI)
+// bit set the packet gets a tag (an 802.1Q one if it had none) or its tag
+// is rewritten, with it clear the tag goes; commit writes the pushes and
+// pops. What that does depends on the tags the packet has, which are
+// consulted.
+func (x *xlate) wroteField(sf Subfield) {
+	if sf.field().st != stTCI {
+		return
+	}
+	x.wc.VLANs[0] = VLAN{TPID: 0xffff, TCI: 0xffff}
+	x.wc.VLANs[1] = VLAN{TPID: 0xffff, TCI: 0xffff}
+	if v := &x.flow.VLANs[0]; v.TCI&VLANPresent != 0 && v.TPID == 0 {
+		v.TPID = EthTypeVLAN
+	}
+}
+
 // vlan runs a VLAN action on the flow.
 func (x *xlate) vlan(a *Action) {
 	x.wc.VLANs[0] = VLAN{TPID: 0xffff, TCI: 0xffff}
@@ -626,6 +645,9 @@ func (x *xlate) commitVLAN() {
 			tci = b[0].TCI &^ VLANPresent
 		}
 		b[1], b[0] = b[0], VLAN{TPID: tpid, TCI: tci | VLANPresent}
+	}
+	if depth(f) == 0 {
+		return // no tag left: what the flow holds in its TCI is not sent
 	}
 	if b[0].TCI&VLANVIDMask != f[0].TCI&VLANVIDMask {
 		x.emit(Action{Type: ActSetVLANVID, Value: uint64(f[0].TCI & VLANVIDMask)})
