@@ -180,9 +180,13 @@ func (t *Table) AddFlows(fs []Flow) error {
 		return err
 	}
 	now := t.now()
+	var replaced []*Rule
 	for i := range fs {
-		t.addLocked(&fs[i], now)
+		if old := t.addLocked(&fs[i], now); old != nil {
+			replaced = append(replaced, old)
+		}
 	}
+	t.deleteLearnedLocked(replaced)
 	t.publishLocked()
 	return nil
 }
@@ -332,8 +336,9 @@ func normalizedMatch(m *Match) Match {
 	return n
 }
 
-// addLocked installs f, replacing any rule with the same match and priority.
-func (t *Table) addLocked(f *Flow, now time.Time) {
+// addLocked installs f, replacing any rule with the same match and
+// priority, which it returns (nil if none).
+func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	r := &Rule{
 		Flow:      *f,
 		Installed: now,
@@ -356,8 +361,11 @@ func (t *Table) addLocked(f *Flow, now time.Time) {
 		g = &ruleGroup{table: r.Table, mask: r.Match.Mask, rules: make(map[ruleKey]*Rule)}
 		t.groups[gk] = g
 	}
-	g.rules[ruleKey{key: r.Match.Key, priority: r.Priority}] = r
+	rk := ruleKey{key: r.Match.Key, priority: r.Priority}
+	replaced = g.rules[rk]
+	g.rules[rk] = r
 	g.built = nil
+	return replaced
 }
 
 // selectLocked calls fn for each rule that the criteria select. fn may

@@ -161,6 +161,15 @@ func TestDeleteLearned(t *testing.T) {
 		{"del-flows", func(tbl *Table) {
 			tbl.Delete(&Flow{Table: TableAll, Cookie: 1, CookieMask: ^uint64(0)}, false)
 		}},
+		{"add-flow replacing the learner", func(tbl *Table) {
+			f, err := ParseFlow("priority=10,cookie=0x1,actions=resubmit(,10)", CmdAdd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tbl.Add(f); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"mod-flows without the learn", func(tbl *Table) {
 			f, err := ParseFlow("priority=10,actions=resubmit(,10)", CmdModify)
 			if err != nil {
