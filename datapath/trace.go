@@ -61,13 +61,30 @@ type TraceOutput struct {
 // k.InPort would go, without sending anything, learning MAC addresses or
 // touching any counter.
 func (b *Bridge) Trace(k flow.Key) *Trace {
+	return b.trace(k, false)
+}
+
+// TraceGenerate traces microflow k as Trace does, and then has the packet's
+// side effects as a packet received would (ofproto/trace -generate): the
+// flows its learn actions learned are installed.
+func (b *Bridge) TraceGenerate(k flow.Key) *Trace {
+	return b.trace(k, true)
+}
+
+func (b *Bridge) trace(k flow.Key, generate bool) *Trace {
 	t := &Trace{Bridge: b.cfg.Name, Policy: b.Policy(), Flow: k}
 	frame := flow.BuildFrame(&k)
 	var off flow.Offsets
 	t.Malformed = flow.Extract(&t.Start, &off, frame, k.InPort)
 	t.Mismatch = t.Malformed != flow.MalformedNone || t.Start != k
 
-	tr := b.table.Snapshot().Translate(&t.Start, true)
+	var tr *flow.Translation
+	if generate {
+		tr = b.table.Snapshot().TranslateLearning(&t.Start, true)
+		b.table.Learn(tr.Learned)
+	} else {
+		tr = b.table.Snapshot().Translate(&t.Start, true)
+	}
 	t.Translation = tr
 	if len(tr.Rules) > 0 && tr.Rules[0].Table == 0 {
 		t.Rule = tr.Rules[0]

@@ -33,6 +33,13 @@ const (
 	// Table (1-based) of the Port clauses of conjunctive match Value. Only
 	// the classifier reads it (conj.go); translation runs it as nothing.
 	ActConjunction
+
+	// ActLearn is learn(...): translation builds the flow Learn describes
+	// from the packet, and the cache miss that ran it installs it.
+	ActLearn
+	// ActFinTimeout is fin_timeout(idle_timeout=Value,hard_timeout=Mask):
+	// a learned flow's shorter timeouts once TCP FIN or RST was seen.
+	ActFinTimeout
 )
 
 // Spelling is how a flow wrote an action that has several spellings. The
@@ -70,6 +77,7 @@ type Action struct {
 	Mask     uint64   // ActWriteMetadata: the metadata bits written
 	Table    uint8    // ActResubmit: the table, or TableCurrent
 	Note     string   // ActNote: the bytes as written; ActDecTTL: controller ids, "" for none
+	Learn    *Learn   // ActLearn: immutable once parsed
 }
 
 // Reserved OpenFlow port numbers (OpenFlow 1.0 values, as ovs-ofctl prints

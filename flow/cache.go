@@ -127,12 +127,17 @@ func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
 		c.emc.Insert(k, h, mf)
 		return mf, SourceMegaflow
 	}
-	c.xl.translate(s, k, false)
+	c.xl.translate(s, k, false, true)
 	tr := c.xl.tr
 	tr.Actions = slices.Clone(tr.Actions) // the megaflow keeps them
 	tr.Rules = slices.Clone(tr.Rules)
 	tr.Groups = slices.Clone(tr.Groups)
+	// What the packet learned goes into the table now (a new generation,
+	// so megaflows that consulted the table revalidate before their next
+	// use); the megaflow keeps the learned rules to refresh them.
+	learned := c.table.Learn(tr.Learned)
 	mf := c.mfs.Insert(k, &tr, s.gen)
+	mf.Learned = learned
 	c.stats.Upcalls++
 	c.emc.Insert(k, h, mf)
 	return mf, SourceUpcall
@@ -146,13 +151,17 @@ func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
 // on those bits (it equals it on the whole mask), so every such packet gets
 // the same actions: mf stays, with those actions, at s's generation.
 func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
-	c.xl.translate(s, &mf.Key, false)
+	c.xl.translate(s, &mf.Key, false, true)
 	tr := &c.xl.tr
 	if !maskCovers(mf.Mask, &tr.Mask) {
 		return false
 	}
+	// Learn only now that the masked key is known to stand for every
+	// packet of the megaflow.
+	learned := c.table.Learn(tr.Learned)
 	acts, rules, groups := mf.Actions, mf.Rules, mf.Groups
 	mf.set(tr, s.gen)
+	mf.Learned = learned
 	// Keep the megaflow's own slices when they still hold the answer (no
 	// allocation), and copy the translator's otherwise.
 	if slices.Equal(acts, tr.Actions) {

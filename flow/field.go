@@ -148,6 +148,7 @@ const (
 	setVLANVID                // ActSetVLANVID
 	setVLANPCP                // ActSetVLANPCP
 	setReg                    // pipeline state: ActLoad, printed as load:V->NXM[]
+	setTCI                    // vlan_tci: load and move (ActLoad, ActMove) push, rewrite or pop the tag
 )
 
 // fields is the field table. The order is irrelevant; lookups go through
@@ -184,7 +185,7 @@ var packetFields = []field{
 	{id: FieldDlSrc, name: "eth_src", aliases: []string{"dl_src"}, kind: kindMAC, st: stDlSrc, maskable: true, of10: of10Exact, set: setMod},
 	{id: FieldDlDst, name: "eth_dst", aliases: []string{"dl_dst"}, kind: kindMAC, st: stDlDst, maskable: true, of10: of10Exact, set: setMod},
 	{id: FieldDlType, name: "eth_type", aliases: []string{"dl_type"}, kind: kindNum, st: stDlType, max: 0xffff, bits: 0xffff, of10: of10Exact},
-	{id: FieldVLANTCI, name: "vlan_tci", kind: kindNum, st: stTCI, max: 0xffff, bits: 0xffff, maskable: true, of10: of10Exact},
+	{id: FieldVLANTCI, name: "vlan_tci", kind: kindNum, st: stTCI, max: 0xffff, bits: 0xffff, maskable: true, of10: of10Exact, set: setTCI},
 	{id: FieldDlVLAN, name: "dl_vlan", kind: kindNum, st: stTCI, max: 0xffff, bits: VLANPresent | VLANVIDMask, of10: of10Exact},
 	{id: FieldDlVLANPCP, name: "dl_vlan_pcp", kind: kindNum, st: stTCI, max: 7, shift: 13, bits: VLANPCPMask | VLANPresent, of10: of10Exact},
 	{id: FieldVLANVID, name: "vlan_vid", kind: kindNum, st: stTCI, max: VLANPresent | VLANVIDMask, bits: VLANPresent | VLANVIDMask, maskable: true, of10: of10Exact, set: setVLANVID, setPre: preVLAN},

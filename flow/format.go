@@ -479,6 +479,10 @@ func formatAction(b *strings.Builder, a *Action) {
 		formatSetField(b, a)
 	case ActConjunction:
 		b.WriteString(conjunctionText(a))
+	case ActLearn:
+		formatLearn(b, a.Learn)
+	case ActFinTimeout:
+		formatFinTimeout(b, a)
 	default:
 		b.WriteString("unknown_action")
 	}

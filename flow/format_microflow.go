@@ -1,5 +1,10 @@
 package flow
 
+import (
+	"strconv"
+	"strings"
+)
+
 // FormatMicroflow formats k as ofproto/trace prints a flow: every field the
 // packet has, given its Ethertype and protocol, including zero ones.
 func FormatMicroflow(k *Key) string {
@@ -18,7 +23,22 @@ func FormatMicroflow(k *Key) string {
 		m.Mask.PktMark = ^uint32(0)
 	}
 	m.Normalize()
-	return FormatMatch(&m, DefaultPriority)
+	text := FormatMatch(&m, DefaultPriority)
+	if k.VLANs[0].TCI&VLANPresent != 0 {
+		// Open vSwitch shows the inner tag of a tagged packet, also
+		// when there is none.
+		text = strings.Replace(text, ",dl_src=", ","+innerVLANText(k.VLANs[1].TCI)+",dl_src=", 1)
+	}
+	return text
+}
+
+// innerVLANText writes a packet's inner VLAN tag as Open vSwitch writes
+// vlans[1] of a flow.
+func innerVLANText(tci uint16) string {
+	if tci&VLANPresent == 0 {
+		return "vlan_tci1=0x" + hexPad(uint64(tci), 4)
+	}
+	return "dl_vlan1=" + strconv.Itoa(int(tci&VLANVIDMask)) + ",dl_vlan_pcp1=" + strconv.Itoa(int(tci>>13))
 }
 
 // microflowMask returns the mask of the fields a packet with key k has.

@@ -26,6 +26,11 @@ type Megaflow struct {
 	// Groups are the groups (and buckets) the translation ran, whose
 	// counters the megaflow's packets count in too.
 	Groups []GroupHit
+	// Learned are the rules the translation's learn actions installed
+	// (Table.Learn): each Credit restarts their timeouts, as Open
+	// vSwitch's xlate cache refreshes a learned flow while packets keep
+	// taking the datapath flow that learned it.
+	Learned []*Rule
 	// Actions are the datapath actions (see Translation); nil: drop.
 	Actions []Action
 	// Verdict is the translation's verdict: why a packet that is output
@@ -85,6 +90,9 @@ func (mf *Megaflow) Credit() {
 	}
 	for _, g := range mf.Groups {
 		g.Credit(mf.pendPackets, mf.pendBytes)
+	}
+	for _, r := range mf.Learned {
+		r.refresh(mf.pendUsed)
 	}
 	mf.pendPackets, mf.pendBytes = 0, 0
 }
@@ -277,6 +285,7 @@ func (mf *Megaflow) set(tr *Translation, gen uint64) {
 	}
 	mf.Rules = tr.Rules
 	mf.Groups = tr.Groups
+	mf.Learned = nil
 	mf.Actions = tr.Actions
 	mf.Verdict = tr.Verdict
 	mf.Generation = gen

@@ -1008,11 +1008,10 @@ type pendingLoad struct {
 // unsupportedActions are actions Open vSwitch knows that ovsxdp does not
 // implement.
 var unsupportedActions = map[string]bool{
-	"controller": true, "enqueue": true, "learn": true,
+	"controller": true, "enqueue": true,
 	"ct": true, "ct_clear": true, "set_tunnel": true,
 	"set_tunnel64": true, "set_queue": true, "pop_queue": true,
 	"multipath": true, "bundle": true, "bundle_load": true,
-	"fin_timeout":   true,
 	"clear_actions": true, "write_actions": true, "meter": true,
 	"sample": true, "push_mpls": true, "pop_mpls": true,
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
@@ -1080,8 +1079,13 @@ func (ap *actionParser) action(t *token) error {
 	if done, err := ap.pipelineAction(t, name); done {
 		return err
 	}
-	if name == "conjunction" {
+	switch name {
+	case "conjunction":
 		return ap.conjunction(t)
+	case "learn":
+		return ap.learn(t)
+	case "fin_timeout":
+		return ap.finTimeout(t)
 	}
 	if t.paren {
 		if unsupportedActions[name] || name == "output" || name == "dec_ttl" {
@@ -1270,6 +1274,11 @@ func (ap *actionParser) setField(t *token) error {
 	if f.set == setReg {
 		return ap.setFieldReg(t, f, val)
 	}
+	if f.set == setTCI {
+		// ovs-ofctl prints it as mod_vlan_vid/mod_vlan_pcp or strip_vlan
+		// in OpenFlow 1.0, which ovsxdp does not yet reproduce.
+		return unsupportedAt(s, t, "set_field of %s is not supported (load or move into NXM_OF_VLAN_TCI is)", f.name)
+	}
 	if strings.Contains(val, "/") {
 		return errAt(s, t, "set_field takes no mask")
 	}
@@ -1340,7 +1349,7 @@ func (ap *actionParser) load(t *token) error {
 	if !ok {
 		return errAt(s, t, "load needs VALUE->FIELD[]")
 	}
-	if f := lookupSubfieldField(strings.SplitN(dst, "[", 2)[0]); f != nil && f.set == setReg {
+	if f := lookupSubfieldField(strings.SplitN(dst, "[", 2)[0]); f != nil && (f.set == setReg || f.set == setTCI) {
 		return ap.loadReg(t, val, dst)
 	}
 	name, sub, ok := strings.Cut(dst, "[")

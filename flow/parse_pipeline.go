@@ -191,7 +191,7 @@ func (ap *actionParser) readable(sf Subfield) string {
 func (ap *actionParser) writable(sf Subfield) string {
 	f := sf.field()
 	switch f.set {
-	case setReg, setMod, setLoad:
+	case setReg, setMod, setLoad, setTCI:
 	default:
 		return "destination field " + f.name + " is not writable"
 	}

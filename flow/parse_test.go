@@ -421,7 +421,7 @@ func TestParseErrors(t *testing.T) {
 		{"misspelt actions", "ip actionsx=1", CmdAdd, 3, "actionsx=1", `expected "actions=" followed by the action list`, false},
 		{"unbalanced", "actions=resubmit(,1", CmdAdd, 8, "resubmit(,1", "unbalanced parentheses", false},
 		{"controller", "actions=controller", CmdAdd, 8, "controller", "action controller is not supported", true},
-		{"learn", "actions=1,learn(table=1)", CmdAdd, 10, "learn(table=1)", "action learn(...) is not supported", true},
+		{"enqueue", "actions=1,enqueue(1,2)", CmdAdd, 10, "enqueue(1,2)", "action enqueue(...) is not supported", true},
 		{"table above 254", "table=255,actions=1", CmdAdd, 0, "table=255", "table 255 out of range: add-flow takes tables 0 to 254", false},
 		{"table above 255", "table=256", CmdDelete, 0, "table=256", "table 256 out of range: tables are 0 to 254 (255: all)", false},
 		{"register out of range", "reg16=1,actions=1", CmdAdd, 0, "reg16=1", "unknown field reg16", false},

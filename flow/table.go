@@ -36,6 +36,9 @@ type ruleStats struct {
 	packets  atomic.Uint64
 	bytes    atomic.Uint64
 	lastUsed atomic.Int64 // unix nanoseconds of the last AddStats; 0 = never
+	// refreshed is when the rule's timeouts last restarted without a
+	// change (a learned flow learned again; unix nanoseconds, 0 = never).
+	refreshed atomic.Int64
 }
 
 // AddStats adds packets and bytes to the rule's counters and records now
@@ -187,9 +190,13 @@ func (t *Table) AddFlows(fs []Flow) error {
 		return err
 	}
 	now := t.now()
+	var replaced []*Rule
 	for i := range fs {
-		t.addLocked(&fs[i], now)
+		if old := t.addLocked(&fs[i], now); old != nil {
+			replaced = append(replaced, old)
+		}
 	}
+	t.deleteLearnedLocked(replaced)
 	t.publishLocked()
 	return nil
 }
@@ -216,7 +223,9 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 	defer t.mu.Unlock()
 	now := t.now()
 	norm := normalizedMatch(&f.Match)
+	var changed []*Rule
 	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, rk ruleKey, old *Rule) {
+		changed = append(changed, old)
 		r := *old
 		r.Actions = slices.Clone(f.Actions)
 		if f.CookieMask == 0 && f.Cookie != 0 {
@@ -231,7 +240,7 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 		t.addLocked(f, now)
 		added = true
 	}
-	if n > 0 || added {
+	if len(t.deleteLearnedLocked(changed)) > 0 || n > 0 || added {
 		t.publishLocked()
 	}
 	return n, added
@@ -252,6 +261,7 @@ func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 		g.built = nil
 		removed = append(removed, old)
 	})
+	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	if len(removed) > 0 {
 		t.publishLocked()
 	}
@@ -276,6 +286,7 @@ func (t *Table) Expire(now time.Time) []*Rule {
 			removed = append(removed, r)
 		}
 	}
+	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	if len(removed) > 0 {
 		t.publishLocked()
 	}
@@ -284,13 +295,14 @@ func (t *Table) Expire(now time.Time) []*Rule {
 }
 
 func (r *Rule) expired(now time.Time) bool {
-	if r.HardTimeout != 0 && now.Sub(r.Modified) >= time.Duration(r.HardTimeout)*time.Second {
+	since := r.since()
+	if r.HardTimeout != 0 && now.Sub(since) >= time.Duration(r.HardTimeout)*time.Second {
 		return true
 	}
 	if r.IdleTimeout == 0 {
 		return false
 	}
-	last := r.Modified
+	last := since
 	if used := r.stats.lastUsed.Load(); used != 0 && time.Unix(0, used).After(last) {
 		last = time.Unix(0, used)
 	}
@@ -334,8 +346,9 @@ func normalizedMatch(m *Match) Match {
 	return n
 }
 
-// addLocked installs f, replacing any rule with the same match and priority.
-func (t *Table) addLocked(f *Flow, now time.Time) {
+// addLocked installs f, replacing any rule with the same match and
+// priority, which it returns (nil if none).
+func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	r := &Rule{
 		Flow:      *f,
 		Installed: now,
@@ -358,8 +371,11 @@ func (t *Table) addLocked(f *Flow, now time.Time) {
 		g = &ruleGroup{table: r.Table, mask: r.Match.Mask, rules: make(map[ruleKey]*Rule)}
 		t.groups[gk] = g
 	}
-	g.rules[ruleKey{key: r.Match.Key, priority: r.Priority}] = r
+	rk := ruleKey{key: r.Match.Key, priority: r.Priority}
+	replaced = g.rules[rk]
+	g.rules[rk] = r
 	g.built = nil
+	return replaced
 }
 
 // selectLocked calls fn for each rule that the criteria select. fn may

@@ -52,6 +52,10 @@ type Translation struct {
 	Verdict Verdict
 	// Trace is the pipeline's steps, when translation was asked to trace.
 	Trace []*TraceNode
+	// Learned are the flows the learn actions the packet ran learned, in
+	// order, when translation was asked to learn (TranslateLearning); the
+	// caller installs them (Table.Learn).
+	Learned []Flow
 }
 
 // TraceNode is one step of a traced translation, as ofproto/trace prints
@@ -77,19 +81,34 @@ const (
 
 // Translate runs a packet with key k through the pipeline of s from table
 // 0 and returns what it does. With trace set, it also records the steps.
+//
+// Its learn actions learn nothing (as Open vSwitch's ofproto/trace without
+// a packet, it suppresses side effects); TranslateLearning does learn.
 func (s *TableSnapshot) Translate(k *Key, trace bool) *Translation {
 	var x xlate
-	x.translate(s, k, trace)
+	x.translate(s, k, trace, false)
+	tr := x.tr
+	return &tr
+}
+
+// TranslateLearning is Translate for a packet that is really forwarded:
+// its learn actions also build the flows they learn, in tr.Learned, which
+// the caller installs with Table.Learn.
+func (s *TableSnapshot) TranslateLearning(k *Key, trace bool) *Translation {
+	var x xlate
+	x.translate(s, k, trace, true)
 	tr := x.tr
 	return &tr
 }
 
 // translate runs the translation into x.tr, reusing x's buffers: x.tr's
-// slices are valid until the next call.
-func (x *xlate) translate(s *TableSnapshot, k *Key, trace bool) {
-	acts, rules, groups, stack := x.acts[:0], x.tr.Rules[:0], x.tr.Groups[:0], x.stack[:0]
-	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack}
+// slices are valid until the next call. With learn set, learn actions
+// build the flows they learn into x.tr.Learned.
+func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
+	acts, rules, groups, stack, learned := x.acts[:0], x.tr.Rules[:0], x.tr.Groups[:0], x.stack[:0], x.tr.Learned[:0]
+	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack, learn: learn}
 	x.tr.Rules, x.tr.Groups = rules, groups
+	x.tr.Learned = learned
 	if trace {
 		x.trace = &x.tr.Trace
 	}
@@ -133,6 +152,7 @@ type xlate struct {
 	exit      bool
 	inBucket  int     // how many group buckets are running
 	groups    int     // group actions run (bounded as resubmits are)
+	learn     bool    // learn actions build their flows (tr.Learned)
 	err       Verdict // a failure: the packet is dropped
 	stop      Verdict // the first early stop that is not a failure
 	trace     *[]*TraceNode
@@ -248,11 +268,13 @@ func (x *xlate) action(a *Action) bool {
 	case ActLoad:
 		a.Dst.write(&x.flow, u128{lo: a.Value})
 		a.Dst.consult(&x.wc)
+		x.wroteField(a.Dst)
 	case ActMove:
 		v := a.Src.read(&x.flow)
 		a.Src.consult(&x.wc)
 		a.Dst.consult(&x.wc)
 		a.Dst.write(&x.flow, v)
+		x.wroteField(a.Dst)
 		if x.trace != nil {
 			x.report(TraceDetail, a.Dst.String()+" is now "+u128Text(a.Dst.read(&x.flow)))
 		}
@@ -274,6 +296,10 @@ func (x *xlate) action(a *Action) bool {
 		x.stack = x.stack[:len(x.stack)-1]
 		a.Dst.consult(&x.wc)
 		a.Dst.write(&x.flow, v)
+	case ActLearn:
+		x.learnAction(a.Learn)
+	case ActFinTimeout:
+		x.wc.NwProto = 0xff // as Open vSwitch, which looks whether it is TCP
 	case ActNote, ActConjunction:
 	case ActExit:
 		x.exit = true
@@ -283,6 +309,26 @@ func (x *xlate) action(a *Action) bool {
 		return x.group(uint32(a.Value))
 	}
 	return true
+}
+
+// learnAction runs a learn action: the fields it copies from the packet
+// are consulted, and when translation learns, the flow it learns is built
+// from the flow as the actions so far left it.
+func (x *xlate) learnAction(l *Learn) {
+	for i := range l.Specs {
+		if sp := &l.Specs[i]; !sp.Imm {
+			sp.Src.consult(&x.wc)
+		}
+	}
+	if !x.learn {
+		x.report(TraceWarn, "suppressing side effects, so learn action ignored")
+		return
+	}
+	f := l.learnedFlow(&x.flow)
+	if x.trace != nil {
+		x.report(TraceDetail, learnedFlowText(&f))
+	}
+	x.tr.Learned = append(x.tr.Learned, f)
 }
 
 // resubmit looks the flow up again in table (TableCurrent: this table),
@@ -441,6 +487,23 @@ func (x *xlate) decTTL() bool {
 	return true
 }
 
+// wroteField finishes a write (load, move, pop) into sf. A write into
+// vlan_tci is a VLAN change, as in Open vSwitch: with the present (CFI)
+// bit set the packet gets a tag (an 802.1Q one if it had none) or its tag
+// is rewritten, with it clear the tag goes; commit writes the pushes and
+// pops. What that does depends on the tags the packet has, which are
+// consulted.
+func (x *xlate) wroteField(sf Subfield) {
+	if sf.field().st != stTCI {
+		return
+	}
+	x.wc.VLANs[0] = VLAN{TPID: 0xffff, TCI: 0xffff}
+	x.wc.VLANs[1] = VLAN{TPID: 0xffff, TCI: 0xffff}
+	if v := &x.flow.VLANs[0]; v.TCI&VLANPresent != 0 && v.TPID == 0 {
+		v.TPID = EthTypeVLAN
+	}
+}
+
 // vlan runs a VLAN action on the flow.
 func (x *xlate) vlan(a *Action) {
 	x.wc.VLANs[0] = VLAN{TPID: 0xffff, TCI: 0xffff}
@@ -595,6 +658,9 @@ func (x *xlate) commitVLAN() {
 			tci = b[0].TCI &^ VLANPresent
 		}
 		b[1], b[0] = b[0], VLAN{TPID: tpid, TCI: tci | VLANPresent}
+	}
+	if depth(f) == 0 {
+		return // no tag left: what the flow holds in its TCI is not sent
 	}
 	if b[0].TCI&VLANVIDMask != f[0].TCI&VLANVIDMask {
 		x.emit(Action{Type: ActSetVLANVID, Value: uint64(f[0].TCI & VLANVIDMask)})

@@ -150,7 +150,7 @@ func BenchmarkTranslate8Tables(b *testing.B) {
 	for done := 0; done < b.N; done += batch {
 		start := time.Now()
 		for i := range batch {
-			x.translate(s, &keys[(done+i)&1023], false)
+			x.translate(s, &keys[(done+i)&1023], false, true)
 		}
 		perBatch = append(perBatch, time.Since(start))
 	}

@@ -177,10 +177,6 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 	if err := ovs.AddFlows(p.Proto, strings.Join(p.Flows, "\n")+"\n"); err != nil {
 		t.Fatalf("Open vSwitch refuses the flows of %s: %v", p.Path, err)
 	}
-	ovsDump, err := ovs.DumpFlows(p.Proto)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	d.run(t, "add-br", br)
 	t.Cleanup(func() { d.try("del-br", br) })
@@ -205,17 +201,25 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 			rejected = fmt.Sprintf("add-flows: %v: %s", err, strings.TrimSpace(errOut))
 		}
 	}
-	if rejected == "" {
+	compareDumps := func(when string) {
+		if rejected != "" {
+			return
+		}
+		ovsDump, err := ovs.DumpFlows(p.Proto)
+		if err != nil {
+			t.Fatal(err)
+		}
 		xdpDump := ovsref.NormaliseDump(d.run(t, "dump-flows", br, "--no-stats"))
 		switch {
 		case xdpDump != ovsDump && dumpDiffers:
-			t.Logf("dump-flows --no-stats differ (expected)\n%s", lineDiff(ovsDump, xdpDump))
+			t.Logf("dump-flows --no-stats%s differ (expected)\n%s", when, lineDiff(ovsDump, xdpDump))
 		case xdpDump != ovsDump:
-			t.Errorf("dump-flows --no-stats differ\n%s", lineDiff(ovsDump, xdpDump))
-		case dumpDiffers:
+			t.Errorf("dump-flows --no-stats%s differ\n%s", when, lineDiff(ovsDump, xdpDump))
+		case dumpDiffers && when == "":
 			t.Errorf("dump-flows --no-stats of %s equal Open vSwitch's, which expected_dump_differs.txt lists: remove it from the list", p.Name)
 		}
 	}
+	compareDumps("")
 	if rejected == "" && len(p.Groups) > 0 {
 		// dump-groups as ovs-ofctl prints it in OpenFlow 1.3 (no bucket
 		// ids, no selection method) and 1.5.
@@ -233,17 +237,23 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 
 	distinct := map[string]bool{}
 	mismatches := 0
-	for _, mf := range p.Traces {
-		ot, err := ovs.Trace(mf)
+	// compare traces mf through both switches; as a packet (with its side
+	// effects, such as learning) when generate is set.
+	compare := func(mf string, generate bool) {
+		ovsTrace, xdpArgs := ovs.Trace, []string{"ofproto/trace", br, mf}
+		if generate {
+			ovsTrace, xdpArgs = ovs.TraceGenerate, append(xdpArgs, "--generate")
+		}
+		ot, err := ovsTrace(mf)
 		if err != nil {
 			t.Fatalf("Open vSwitch cannot trace %q of %s: %v", mf, p.Path, err)
 		}
 		ovsActions := ovsref.MapActions(ot.Actions, ovs.PortName)
 		distinct[ovsActions] = true
 		if rejected != "" {
-			continue
+			return
 		}
-		out := d.run(t, "ofproto/trace", br, mf)
+		out := d.run(t, xdpArgs...)
 		xt, err := ovsref.ParseTrace(out)
 		if err != nil {
 			t.Fatalf("ovsxdp ofproto/trace %s: %v\n%s", mf, err, out)
@@ -270,8 +280,19 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 			}
 		}
 	}
+	// The packets go first, in order: what they learn is in the dump and
+	// decides the traces after them.
+	for _, mf := range p.Packets {
+		compare(mf, true)
+	}
+	if len(p.Packets) > 0 {
+		compareDumps(" after the packets")
+	}
+	for _, mf := range p.Traces {
+		compare(mf, false)
+	}
 	if mismatches > 20 {
-		t.Errorf("%d of %d microflows differ (the first 20 are shown)", mismatches, len(p.Traces))
+		t.Errorf("%d of %d microflows differ (the first 20 are shown)", mismatches, len(p.Packets)+len(p.Traces))
 	}
 	if rejected == "" && len(p.Groups) > 0 {
 		// Traces count nothing: the counters are zero, and ref_count is

@@ -20,19 +20,24 @@ import (
 //	                          (optional; p1=1 p2=2 p3=3 p4=4)
 //	groups:                   the lines that follow are groups
 //	flows:                    the lines that follow are flows
+//	packets:                  the lines that follow are microflows sent
+//	                          as packets, in order, before the traces
+//	                          (ofproto/trace -generate: their side
+//	                          effects, such as learned flows, stay)
 //	traces:                   the lines that follow are microflows
 //
 // A microflow may hold alternatives in braces, {a|b|c}; the line stands
 // for every combination (the cross product of its brace groups), in
 // order.
 type Pipeline struct {
-	Name   string // the file name without its extension
-	Path   string
-	Proto  string
-	Ports  []Port
-	Groups []string
-	Flows  []string
-	Traces []string
+	Name    string // the file name without its extension
+	Path    string
+	Proto   string
+	Ports   []Port
+	Groups  []string
+	Flows   []string
+	Packets []string
+	Traces  []string
 }
 
 // Tables returns how many different tables the pipeline's flows use.
@@ -95,6 +100,8 @@ func ParsePipeline(path string) (*Pipeline, error) {
 			section = &p.Flows
 		case line == "traces:":
 			section = &p.Traces
+		case line == "packets:":
+			section = &p.Packets
 		case strings.HasPrefix(line, "proto:") && section == nil:
 			p.Proto = strings.TrimSpace(strings.TrimPrefix(line, "proto:"))
 		case strings.HasPrefix(line, "ports:") && section == nil:
@@ -109,12 +116,12 @@ func ParsePipeline(path string) (*Pipeline, error) {
 			}
 		case section == nil:
 			return nil, bad("%q before a groups:, flows: or traces: line", line)
-		case section == &p.Traces:
+		case section == &p.Traces || section == &p.Packets:
 			exp, err := Expand(line)
 			if err != nil {
 				return nil, bad("%v", err)
 			}
-			p.Traces = append(p.Traces, exp...)
+			*section = append(*section, exp...)
 		default:
 			*section = append(*section, line)
 		}

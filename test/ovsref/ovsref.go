@@ -435,7 +435,17 @@ func NormaliseDump(out string) string {
 // Trace runs ofproto/trace for the microflow (such as
 // "in_port=1,ip,nw_dst=10.0.0.1") and parses its output.
 func (s *Switch) Trace(microflow string) (*Trace, error) {
-	out, err := s.Appctl("ofproto/trace", s.Bridge, microflow)
+	return s.trace(microflow)
+}
+
+// TraceGenerate runs ofproto/trace -generate for the microflow: the
+// packet's side effects (learned flows) take place.
+func (s *Switch) TraceGenerate(microflow string) (*Trace, error) {
+	return s.trace(microflow, "-generate")
+}
+
+func (s *Switch) trace(microflow string, opts ...string) (*Trace, error) {
+	out, err := s.Appctl(append([]string{"ofproto/trace", s.Bridge, microflow}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,8 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-clear", Usage: "[BR]", Short: "Zero what pmd-stats-show prints", Max: 1}, run: (*Daemon).pmdStatsClear},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/dump-flows", Usage: "[BR]", Short: "Print the poll threads' megaflows", Max: 1}, run: (*Daemon).dpctlDumpFlows},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/del-flows", Usage: "[BR]", Short: "Flush the poll threads' megaflows and exact-match caches", Max: 1}, run: (*Daemon).dpctlDelFlows},
-		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "BR MICROFLOW", Short: "Trace a packet through a bridge's flows", Min: 2, Max: 2}, run: (*Daemon).trace},
+		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "BR MICROFLOW", Short: "Trace a packet through a bridge's flows", Min: 2, Max: 2,
+			Flags: []FlagInfo{{Name: "generate", Bool: true, Usage: "have the packet's side effects: the flows its learn actions learn are installed"}}}, run: (*Daemon).trace},
 		&verb{VerbInfo: VerbInfo{Name: "watchdog/show", Usage: "[BR]", Short: "Print the soft lockups the watchdog detected", Max: 1}, run: (*Daemon).watchdogShow},
 		&verb{VerbInfo: VerbInfo{Name: "drop-reasons", Usage: "[BR]", Short: "Print every port's drops by reason", Max: 1}, run: (*Daemon).dropReasons},
 		&verb{VerbInfo: VerbInfo{Name: "version", Short: "Print the daemon's version", Max: 0}, run: (*Daemon).version},
@@ -124,6 +125,9 @@ func (d *Daemon) trace(c *call) (string, error) {
 	k, err := b.parser().ParseMicroflow(c.args[1])
 	if err != nil {
 		return "", err
+	}
+	if v, ok := c.flag("generate"); ok && v == "true" {
+		return b.dp.TraceGenerate(k).String(), nil
 	}
 	return b.dp.Trace(k).String(), nil
 }

@@ -507,3 +507,39 @@ func TestRemovedPortsRow(t *testing.T) {
 		}
 	}
 }
+
+// TestExpireLearned checks that a flow a packet learned (ofproto/trace
+// --generate) expires with its idle timeout, and that the expiry has
+// published a new table generation before it returns, so no megaflow built
+// on the learned flow is used again unrevalidated.
+func TestExpireLearned(t *testing.T) {
+	d := newTestDaemon(t, filepath.Join(t.TempDir(), "state.json"))
+	run(t, d, "add-br", "br0")
+	run(t, d, "add-flow", "br0", "priority=10,actions=learn(table=10,idle_timeout=5,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0x1->NXM_NX_REG0[]),resubmit(,10)")
+	run(t, d, "add-flow", "br0", "table=10,priority=0,actions=drop")
+	if _, err := runFlags(d, "ofproto/trace", map[string]string{"generate": "true"}, "br0", "in_port=1,dl_src=00:00:00:00:00:01"); err != nil {
+		t.Fatal(err)
+	}
+	learned := " table=10, idle_timeout=5, dl_dst=00:00:00:00:00:01 actions=load:0x1->NXM_NX_REG0[]\n"
+	out, _ := runFlags(d, "dump-flows", map[string]string{"no-stats": "true"}, "br0")
+	if !strings.Contains(out, learned) {
+		t.Fatalf("dump-flows after learning:\n%s\nwant the line %q", out, learned)
+	}
+	// A trace learns nothing.
+	run(t, d, "ofproto/trace", "br0", "in_port=1,dl_src=00:00:00:00:00:02")
+	if out, _ := runFlags(d, "dump-flows", map[string]string{"no-stats": "true"}, "br0"); strings.Contains(out, "00:00:00:00:00:02") {
+		t.Fatalf("a trace without --generate learned:\n%s", out)
+	}
+	d.mu.Lock()
+	tbl := d.bridges["br0"].dp.Table()
+	d.mu.Unlock()
+	gen := tbl.Generation()
+	d.expire(time.Now().Add(10 * time.Second))
+	if tbl.Generation() == gen {
+		t.Errorf("expiry returned before publishing a new table generation")
+	}
+	out, _ = runFlags(d, "dump-flows", map[string]string{"no-stats": "true"}, "br0")
+	if strings.Contains(out, "dl_dst=00:00:00:00:00:01") {
+		t.Errorf("the learned flow did not expire:\n%s", out)
+	}
+}

@@ -1,0 +1,157 @@
+package flow
+
+import (
+	"slices"
+	"time"
+)
+
+// This file is what the Table does for learn actions: it installs the
+// flows they learn, restarts their timeouts when they are learned again or
+// when packets take a megaflow that learned them, and removes them with
+// the flow that learned them when its learn action says delete_learned.
+
+// Learn installs flows that learn actions learned, as Open vSwitch does
+// (a modify-strict that adds when nothing matches): when the flow's table
+// has a rule with the same match and priority and the same actions,
+// cookie and timeouts, that rule stays and its timeouts restart (nothing
+// is published); otherwise the flow replaces that rule, keeping its
+// counters and install time, or is added. It returns the installed rules,
+// one per flow, and publishes once if anything changed, so the megaflows
+// that consulted the table are revalidated before they are used again.
+func (t *Table) Learn(fs []Flow) []*Rule {
+	if len(fs) == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	rules := make([]*Rule, len(fs))
+	changed := false
+	for i := range fs {
+		f := &fs[i]
+		m := normalizedMatch(&f.Match)
+		gk := groupKey{table: f.Table, mask: m.Mask}
+		rk := ruleKey{key: m.Key, priority: f.Priority}
+		var old *Rule
+		if g := t.groups[gk]; g != nil {
+			old = g.rules[rk]
+		}
+		switch {
+		case old != nil && sameLearned(old, f):
+			old.refresh(now.UnixNano())
+			rules[i] = old
+		case old != nil:
+			r := *old
+			r.Flow = *f
+			r.Match = m
+			r.Actions = slices.Clone(f.Actions)
+			r.Modified = now
+			g := t.groups[gk]
+			g.rules[rk] = &r
+			g.built = nil
+			rules[i] = &r
+			changed = true
+		default:
+			t.addLocked(f, now)
+			rules[i] = t.groups[gk].rules[rk]
+			changed = true
+		}
+	}
+	if changed {
+		t.publishLocked()
+	}
+	return rules
+}
+
+// sameLearned reports whether learning f again leaves r as it is.
+func sameLearned(r *Rule, f *Flow) bool {
+	return r.Cookie == f.Cookie && r.IdleTimeout == f.IdleTimeout && r.HardTimeout == f.HardTimeout &&
+		actionsEqual(r.Actions, f.Actions)
+}
+
+// actionsEqual compares action lists, learn actions by what they say.
+func actionsEqual(a, b []Action) bool {
+	return slices.EqualFunc(a, b, func(x, y Action) bool {
+		if x.Type == ActLearn && y.Type == ActLearn {
+			same := x.Learn.equal(y.Learn)
+			x.Learn, y.Learn = nil, nil
+			return same && x == y
+		}
+		return x == y
+	})
+}
+
+// refresh restarts the rule's idle and hard timeouts at now (unix
+// nanoseconds), as Open vSwitch does for a learned flow learned again.
+// It is safe for concurrent use and does not allocate.
+func (r *Rule) refresh(now int64) {
+	if now > r.stats.refreshed.Load() {
+		r.stats.refreshed.Store(now)
+	}
+}
+
+// since returns when the rule's timeouts started: its last change or its
+// last refresh.
+func (r *Rule) since() time.Time {
+	if ref := r.stats.refreshed.Load(); ref != 0 && time.Unix(0, ref).After(r.Modified) {
+		return time.Unix(0, ref)
+	}
+	return r.Modified
+}
+
+// learnedCookies returns the learned cookies that the delete_learned
+// learn actions of rs own.
+func learnedCookies(rs []*Rule) []learnedCookie {
+	var out []learnedCookie
+	for _, r := range rs {
+		for i := range r.Actions {
+			if a := &r.Actions[i]; a.Type == ActLearn {
+				if lc, ok := a.Learn.deletesLearned(); ok && !slices.Contains(out, lc) {
+					out = append(out, lc)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// deleteLearnedLocked removes the flows learned by the delete_learned
+// learn actions of the rules in gone (removed or changed), as Open vSwitch
+// does: for each table and cookie such an action learned into, once no
+// rule left in the table has such an action, every rule of that table with
+// that cookie goes. It returns the rules it removed (their own
+// delete_learned actions are followed too). The caller publishes.
+func (t *Table) deleteLearnedLocked(gone []*Rule) []*Rule {
+	var removed []*Rule
+	for cookies := learnedCookies(gone); len(cookies) > 0; {
+		owned := map[learnedCookie]bool{}
+		for _, g := range t.groups {
+			for _, r := range g.rules {
+				for _, lc := range learnedCookies([]*Rule{r}) {
+					owned[lc] = true
+				}
+			}
+		}
+		var now []*Rule
+		for _, lc := range cookies {
+			if owned[lc] {
+				continue
+			}
+			for _, g := range t.groups {
+				if g.table != lc.table {
+					continue
+				}
+				for rk, r := range g.rules {
+					if r.Cookie == lc.cookie {
+						delete(g.rules, rk)
+						g.built = nil
+						now = append(now, r)
+					}
+				}
+			}
+		}
+		removed = append(removed, now...)
+		cookies = learnedCookies(now)
+	}
+	return removed
+}
