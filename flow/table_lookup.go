@@ -47,6 +47,8 @@ type tableSubtable struct {
 	portsMask uint32
 	portsLen  uint8
 	ports     *trieNode
+	// portsOnly: the ports are the only fields of the last stage.
+	portsOnly bool
 
 	conj bool // some rule is a clause flow (conj.go)
 }
@@ -114,13 +116,13 @@ func init() {
 		{stageL3, unsafe.Offsetof(k.IPv6Src), unsafe.Sizeof(k.IPv6Src)},
 		{stageL3, unsafe.Offsetof(k.IPv6Dst), unsafe.Sizeof(k.IPv6Dst)},
 		{stageL3, unsafe.Offsetof(k.IPv6Label), unsafe.Sizeof(k.IPv6Label)},
-		{stageL3, unsafe.Offsetof(k.ArpSha), unsafe.Sizeof(k.ArpSha)},
-		{stageL3, unsafe.Offsetof(k.ArpTha), unsafe.Sizeof(k.ArpTha)},
 
-		// Open vSwitch keeps tcp_flags and nd_target with L3.
-		{stageL3, unsafe.Offsetof(k.TcpFlags), unsafe.Sizeof(k.TcpFlags)},
-		{stageL3, unsafe.Offsetof(k.NdTarget), unsafe.Sizeof(k.NdTarget)},
-
+		// Open vSwitch's last stage starts at nd_target: the ND and ARP
+		// hardware addresses and tcp_flags are in it with the ports.
+		{stageL4, unsafe.Offsetof(k.NdTarget), unsafe.Sizeof(k.NdTarget)},
+		{stageL4, unsafe.Offsetof(k.ArpSha), unsafe.Sizeof(k.ArpSha)},
+		{stageL4, unsafe.Offsetof(k.ArpTha), unsafe.Sizeof(k.ArpTha)},
+		{stageL4, unsafe.Offsetof(k.TcpFlags), unsafe.Sizeof(k.TcpFlags)},
 		{stageL4, unsafe.Offsetof(k.TpSrc), unsafe.Sizeof(k.TpSrc)},
 		{stageL4, unsafe.Offsetof(k.TpDst), unsafe.Sizeof(k.TpDst)},
 	}
@@ -183,6 +185,10 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 	st.portsMask = portsOf(&g.mask)
 	if st.portsMask != 0 {
 		st.portsLen = uint8(32 - bits.TrailingZeros32(st.portsMask))
+		var rest Key
+		g.mask.Masked(&stageBits[stageL4], &rest)
+		rest.TpSrc, rest.TpDst = 0, 0
+		st.portsOnly = rest == (Key{})
 	}
 	for _, r := range st.rules {
 		for i := range st.stages[:last] {
@@ -389,11 +395,22 @@ func (st *tableSubtable) lookup(k, wc *Key, ctx *lookupCtx) *Rule {
 		// rather than the whole last stage.
 		n, _ := st.ports.lookup(portsOf(k) & st.portsMask)
 		pb := st.portsMask & prefixMask32(n)
-		wc.TpSrc |= uint16(pb >> 16)
-		wc.TpDst |= uint16(pb)
-		if last > 0 {
-			orWords(wc, &st.stages[last-1].mask)
+		if st.portsOnly {
+			wc.TpSrc |= uint16(pb >> 16)
+			wc.TpDst |= uint16(pb)
+			if last > 0 {
+				orWords(wc, &st.stages[last-1].mask)
+			}
+			return nil
 		}
+		// The last stage has other fields (tcp_flags, nd_target, the
+		// ARP and ND hardware addresses), on which a rule with k's ports
+		// may differ from k: they are consulted whole. (Open vSwitch
+		// consults only the ports bits here, which can make a megaflow
+		// too wide.)
+		m := st.mask
+		m.TpSrc, m.TpDst = uint16(pb>>16), uint16(pb)
+		orWords(wc, &m)
 		return nil
 	}
 	orWords(wc, &st.mask)
