@@ -42,6 +42,14 @@ func nwSrc(a uint32, plen int) flowOpt {
 	return func(f *Flow) { f.Match.Key.NwSrc, f.Match.Mask.NwSrc = a, prefix32(plen) }
 }
 
+func nwDst(a uint32, plen int) flowOpt {
+	return func(f *Flow) { f.Match.Key.NwDst, f.Match.Mask.NwDst = a, prefix32(plen) }
+}
+
+func tcpFlagsOpt(v, mask uint16) flowOpt {
+	return func(f *Flow) { f.Match.Key.TcpFlags, f.Match.Mask.TcpFlags = v, mask }
+}
+
 func nwProto(p uint8) flowOpt {
 	return func(f *Flow) { f.Match.Key.NwProto, f.Match.Mask.NwProto = p, 0xff }
 }
@@ -511,6 +519,43 @@ func TestLookupConsultsFewBits(t *testing.T) {
 			inKey:   Key{DlType: EthTypeIPv4, NwSrc: 0x0a010203},
 			wantPri: 300,
 			wantWC:  Key{DlType: 0xffff, NwSrc: 0xff000000},
+		},
+		{
+			// The nw_dst trie holds 10.1.0.0/16: one bit tells
+			// 172.16.0.1 apart from it, as in Open vSwitch.
+			name:    "prefix trie rules a subtable out on one bit",
+			inFlows: []Flow{mkFlow(300, out(1), dlType(EthTypeIPv4), nwDst(0x0a010000, 16)), mkFlow(0, out(2))},
+			inKey:   Key{DlType: EthTypeIPv4, NwDst: 0xac100001},
+			wantPri: 0,
+			wantWC:  Key{DlType: 0xffff, NwDst: 0x80000000},
+		},
+		{
+			// 10.0.0.5 and 10.0.0.66 first differ in their 26th bit.
+			name:    "prefix trie on nw_src",
+			inFlows: []Flow{mkFlow(300, out(1), dlType(EthTypeIPv4), nwSrc(0x0a000042, 32)), mkFlow(0, out(2))},
+			inKey:   Key{DlType: EthTypeIPv4, NwSrc: 0x0a000005},
+			wantPri: 0,
+			wantWC:  Key{DlType: 0xffff, NwSrc: 0xffffffc0},
+		},
+		{
+			// 443 (0x1bb) and 80 (0x50) first differ in bit 7 of
+			// tp_dst: the ports trie consults tp_dst's high byte.
+			name:    "ports trie",
+			inFlows: []Flow{tcp80, mkFlow(0, out(2))},
+			inKey:   Key{DlType: EthTypeIPv4, NwProto: IPProtoTCP, TpDst: 443},
+			wantPri: 0,
+			wantWC:  Key{DlType: 0xffff, NwProto: 0xff, TpDst: 0xff00},
+		},
+		{
+			// A rule with the packet's ports differs from it in
+			// tcp_flags, which shares the last stage: Open vSwitch's
+			// ports trie would consult tp_dst alone, a megaflow that
+			// also holds SYN packets to port 80.
+			name:    "ports trie keeps the other last-stage fields",
+			inFlows: []Flow{mkFlow(300, out(1), dlType(EthTypeIPv4), nwProto(IPProtoTCP), tpDst(80, 0xffff), tcpFlagsOpt(0x002, 0x002)), mkFlow(0, out(2))},
+			inKey:   Key{DlType: EthTypeIPv4, NwProto: IPProtoTCP, TpDst: 80, TcpFlags: 0x010},
+			wantPri: 0,
+			wantWC:  Key{DlType: 0xffff, NwProto: 0xff, TpDst: 0xffff, TcpFlags: 0x002},
 		},
 		{
 			name:    "bits already consulted are reused",
