@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 type testPrefix struct {
@@ -88,6 +89,63 @@ func TestPrefixLen32(t *testing.T) {
 	}{{0, 0}, {0x80000000, 1}, {0xffffff00, 24}, {0xffffffff, 32}, {0xff00ff00, 0}, {0x00ff0000, 0}} {
 		if got := prefixLen32(tt.m); got != tt.want {
 			t.Errorf("prefixLen32(%#08x) = %d, want %d", tt.m, got, tt.want)
+		}
+	}
+}
+
+// TestTableTriesFollowRules checks that a table's prefix tries hold
+// exactly the prefixes of its rules after adds, replacements, deletes and
+// expiry.
+func TestTableTriesFollowRules(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	tbl := NewTable()
+	start := time.Unix(1000, 0)
+	tbl.now = func() time.Time { return start }
+	var pool []Flow
+	for i := range 60 {
+		f := mkFlow(uint16(rng.IntN(3)), out(1), dlType(EthTypeIPv4), nwDst(0x0a000000|rng.Uint32()&0xffff, 8+rng.IntN(25)))
+		if rng.IntN(2) == 0 {
+			nwSrc(0xc0a80000|rng.Uint32()&0xff, 16+rng.IntN(17))(&f)
+		}
+		f.Table = uint8(rng.IntN(2))
+		if i%5 == 0 {
+			f.HardTimeout = 10
+		}
+		pool = append(pool, f)
+	}
+	for step := range 300 {
+		f := pool[rng.IntN(len(pool))]
+		switch rng.IntN(4) {
+		case 0, 1:
+			tbl.Add(&f)
+		case 2:
+			tbl.Delete(&f, rng.IntN(2) == 0)
+		case 3:
+			if step%50 == 0 {
+				tbl.Expire(start.Add(time.Minute))
+			}
+		}
+		var want [MaxTable + 1][numTries]*trieNode
+		for _, r := range tbl.Dump(nil) {
+			rulePrefixes(r, func(j int, v uint32, plen uint8) {
+				want[r.Table][j] = trieInsert(want[r.Table][j], v, plen)
+			})
+		}
+		s := tbl.Snapshot()
+		for table := range 2 {
+			for j := range numTries {
+				for range 20 {
+					v := 0x0a000000 | rng.Uint32()&0xffff
+					if j == trieNwSrc {
+						v = 0xc0a80000 | rng.Uint32()&0xff
+					}
+					gb, gp := s.tries[table][j].lookup(v)
+					wb, wp := want[table][j].lookup(v)
+					if gb != wb || gp != wp {
+						t.Fatalf("step %d: table %d trie %d lookup %#08x: %d %#x, want %d %#x", step, table, j, v, gb, gp, wb, wp)
+					}
+				}
+			}
 		}
 	}
 }
