@@ -15,9 +15,9 @@ import (
 type TableSnapshot struct {
 	gen    uint64
 	n      int
-	tables [MaxTable + 1][]*tableSubtable // each table's subtables, in lookup order
-	conj   [MaxTable + 1]bool             // the table has clause flows (conj.go)
-	tries  [MaxTable + 1][numTries]*trieNode
+	tables [MaxTable + 1][]*tableSubtable    // each table's subtables, in lookup order
+	conj   [MaxTable + 1]bool                // the table has clause flows (conj.go)
+	tries  [MaxTable + 1][numTries]*trieNode // each table's prefix tries (trie.go)
 }
 
 // Generation returns the generation the snapshot was published under.
@@ -61,9 +61,10 @@ type tableStage struct {
 	keys map[Key]struct{} // nil for the last stage, which uses best
 }
 
-// The lookup stages, as in Open vSwitch's classifier: metadata, L2, L3, L4.
-// A rule that differs from the packet early is told apart by the early
-// fields alone.
+// The lookup stages, as in Open vSwitch's classifier: metadata, L2, L3 and
+// the rest (which, as there, starts at nd_target: the ND target, the ARP and
+// ND hardware addresses, tcp_flags and the ports). A rule that differs from
+// the packet early is told apart by the early fields alone.
 const (
 	stageMeta = iota
 	stageL2
