@@ -34,7 +34,8 @@ type tableSubtable struct {
 	// stages holds one entry per lookup stage that the mask touches, in
 	// stage order (one stage without fields for a catch-all mask); the
 	// last stage's mask is the whole mask and best holds, for each masked
-	// key, the rule that wins among the rules with that key.
+	// key, the rule that wins among the rules with that key (nil when
+	// small).
 	stages []tableStage
 	best   map[Key]*Rule
 
@@ -51,14 +52,21 @@ type tableSubtable struct {
 	portsOnly bool
 
 	conj bool // some rule is a clause flow (conj.go)
+	// small: the subtable has so few rules that scanning them beats
+	// hashing the key, and stages' keys and best are nil. The answers
+	// are the same.
+	small bool
 }
+
+// smallSubtable is the most rules a small subtable has.
+const smallSubtable = 8
 
 // tableStage is one stage of a subtable: the mask of this and all earlier
 // stages, and the set of the rules' keys under that mask.
 type tableStage struct {
 	id   int // stageMeta, stageL2, ...; -1 for a catch-all's only stage
 	mask Key
-	keys map[Key]struct{} // nil for the last stage, which uses best
+	keys map[Key]struct{} // nil for the last stage, which uses best, and when small
 }
 
 // The lookup stages, as in Open vSwitch's classifier: metadata, L2, L3 and
@@ -171,15 +179,20 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 			continue
 		}
 		orWords(&cum, &delta)
-		st.stages = append(st.stages, tableStage{id: stage, mask: cum, keys: make(map[Key]struct{})})
+		st.stages = append(st.stages, tableStage{id: stage, mask: cum})
 	}
 	if len(st.stages) == 0 {
 		// A catch-all mask: every rule matches every packet.
 		st.stages = append(st.stages, tableStage{id: -1})
 	}
 	last := len(st.stages) - 1
-	st.stages[last].keys = nil
-	st.best = make(map[Key]*Rule, len(st.rules))
+	st.small = len(st.rules) <= smallSubtable
+	if !st.small {
+		for i := range st.stages[:last] {
+			st.stages[i].keys = make(map[Key]struct{})
+		}
+		st.best = make(map[Key]*Rule, len(st.rules))
+	}
 	for j := range numTries {
 		st.triePlen[j] = prefixLen32(trieValue(&g.mask, j))
 	}
@@ -192,6 +205,12 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 		st.portsOnly = rest == (Key{})
 	}
 	for _, r := range st.rules {
+		if st.portsLen > 0 {
+			st.ports = trieInsert(st.ports, portsOf(&r.Match.Key), st.portsLen)
+		}
+		if st.small {
+			continue
+		}
 		for i := range st.stages[:last] {
 			var mk Key
 			r.Match.Key.Masked(&st.stages[i].mask, &mk)
@@ -199,9 +218,6 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 		}
 		if st.best[r.Match.Key] == nil {
 			st.best[r.Match.Key] = r // rules are in lookup order: the first wins
-			if st.portsLen > 0 {
-				st.ports = trieInsert(st.ports, portsOf(&r.Match.Key), st.portsLen)
-			}
 		}
 	}
 	return st
@@ -371,26 +387,29 @@ func (st *tableSubtable) checkTries(stage int, k, wc *Key, ctx *lookupCtx) bool 
 // lookup returns the best of st's rules whose key equals k's masked key,
 // or nil, and ORs into wc the bits it consulted (see LookupIn).
 func (st *tableSubtable) lookup(k, wc *Key, ctx *lookupCtx) *Rule {
-	var mk Key
+	// Open vSwitch asks the tries before it probes a stage. The tries rule
+	// the subtable out only when no rule's prefix equals k's, and then the
+	// probe misses too; so a probe that hits needs no trie, and the tries
+	// are asked only after a miss, with the same outcome.
 	last := len(st.stages) - 1
-	for i := range st.stages {
-		if st.checkTries(st.stages[i].id, k, wc, ctx) {
-			if i > 0 {
-				orWords(wc, &st.stages[i-1].mask)
-			}
-			return nil
+	for i := range st.stages[:last] {
+		if st.inStage(i, k) {
+			continue
 		}
-		if i == last {
-			break
-		}
-		k.Masked(&st.stages[i].mask, &mk)
-		if _, ok := st.stages[i].keys[mk]; !ok {
+		if !st.checkTries(st.stages[i].id, k, wc, ctx) {
 			orWords(wc, &st.stages[i].mask)
-			return nil
+		} else if i > 0 {
+			orWords(wc, &st.stages[i-1].mask)
 		}
+		return nil
 	}
-	k.Masked(&st.mask, &mk)
-	r := st.best[mk]
+	r := st.find(k)
+	if r == nil && st.checkTries(st.stages[last].id, k, wc, ctx) {
+		if last > 0 {
+			orWords(wc, &st.stages[last-1].mask)
+		}
+		return nil
+	}
 	if r == nil && st.portsLen > 0 {
 		// Only the ports bits that tell k's apart from every rule's,
 		// rather than the whole last stage.
@@ -416,6 +435,51 @@ func (st *tableSubtable) lookup(k, wc *Key, ctx *lookupCtx) *Rule {
 	}
 	orWords(wc, &st.mask)
 	return r
+}
+
+// inStage reports whether some rule's key equals k's under the mask of
+// stage i.
+func (st *tableSubtable) inStage(i int, k *Key) bool {
+	m := &st.stages[i].mask
+	if st.small {
+		for _, r := range st.rules {
+			if equalUnder(k, &r.Match.Key, m) {
+				return true
+			}
+		}
+		return false
+	}
+	var mk Key
+	k.Masked(m, &mk)
+	_, ok := st.stages[i].keys[mk]
+	return ok
+}
+
+// find returns the first rule in lookup order whose key equals k's masked
+// key, or nil.
+func (st *tableSubtable) find(k *Key) *Rule {
+	if st.small {
+		for _, r := range st.rules {
+			if equalUnder(k, &r.Match.Key, &st.mask) {
+				return r
+			}
+		}
+		return nil
+	}
+	var mk Key
+	k.Masked(&st.mask, &mk)
+	return st.best[mk]
+}
+
+// equalUnder reports whether k and key (a masked key) agree under mask.
+func equalUnder(k, key, mask *Key) bool {
+	kw, rw, mw := k.Words(), key.Words(), mask.Words()
+	for i := range kw {
+		if (kw[i]^rw[i])&mw[i] != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // orWords ORs src into dst.
