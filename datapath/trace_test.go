@@ -170,7 +170,7 @@ bridge("br0")
     output:2
 
 Final flow: unchanged
-Megaflow: recirc_id=0,eth,tcp,in_port=1,nw_frag=no,tp_dst=22
+Megaflow: recirc_id=0,eth,tcp,in_port=1,nw_frag=no,tp_dst=0x0/0xffc0
 Datapath actions: 2
 `},
 		{"cookie", "in_port=2,arp", `Flow: arp,in_port=2,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,arp_spa=0.0.0.0,arp_tpa=0.0.0.0,arp_op=0,arp_sha=00:00:00:00:00:00,arp_tha=00:00:00:00:00:00

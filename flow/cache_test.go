@@ -15,24 +15,20 @@ func TestCacheMatchesLinearScan(t *testing.T) {
 	tests := []struct {
 		name       string
 		seed       uint64
-		linearMax  int
 		emcInvProb uint32
 		inRules    int
 		iterations int
 	}{
-		{name: "default", seed: 1, linearMax: defaultLinearMax, emcInvProb: 1, inRules: 60, iterations: 400},
-		{name: "staged-subtables", seed: 2, linearMax: 0, emcInvProb: 1, inRules: 60, iterations: 400},
-		{name: "linear-subtables", seed: 3, linearMax: 1 << 30, emcInvProb: 1, inRules: 60, iterations: 400},
-		{name: "emc-default-probability", seed: 4, linearMax: defaultLinearMax, emcInvProb: DefaultEMCInsertInvProb, inRules: 200, iterations: 300},
-		{name: "1000-rules", seed: 5, linearMax: defaultLinearMax, emcInvProb: 1, inRules: 1000, iterations: 200},
-		{name: "1000-rules-staged", seed: 6, linearMax: 0, emcInvProb: 1, inRules: 1000, iterations: 200},
-		{name: "few-rules", seed: 7, linearMax: defaultLinearMax, emcInvProb: 2, inRules: 3, iterations: 400},
+		{name: "default", seed: 1, emcInvProb: 1, inRules: 60, iterations: 400},
+		{name: "other-seed", seed: 2, emcInvProb: 1, inRules: 60, iterations: 400},
+		{name: "emc-default-probability", seed: 4, emcInvProb: DefaultEMCInsertInvProb, inRules: 200, iterations: 300},
+		{name: "1000-rules", seed: 5, emcInvProb: 1, inRules: 1000, iterations: 200},
+		{name: "few-rules", seed: 7, emcInvProb: 2, inRules: 3, iterations: 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newFlowGen(tt.seed)
 			tbl := NewTable()
-			tbl.linearMax = tt.linearMax
 			ref := &refTable{}
 			fs := make([]Flow, tt.inRules)
 			for i := range fs {
@@ -114,10 +110,9 @@ func checkMegaflowProperty(t *testing.T, g *flowGen, ref *refTable, k, mask *Key
 		} else {
 			other = g.key()
 		}
-		p := *k
-		pw, ow, mw := p.Words(), other.Words(), mask.Words()
-		for i := range pw {
-			pw[i] = pw[i]&mw[i] | ow[i]&^mw[i]
+		p, ok := agreeLike(k, &other, mask)
+		if !ok {
+			continue
 		}
 		if got := ref.lookup(&p); got != want {
 			t.Fatalf("megaflow mask %+v of key %+v is too wide: key %+v agrees with it but gets %s, want %s",

@@ -157,7 +157,40 @@ func (g *flowGen) key() Key {
 	k.TcpFlags = uint16(g.r.IntN(0x1000))
 	k.NwFrag = uint8(g.r.IntN(4))
 	k.NwTTL = uint8(g.r.Uint32())
+	packetLike(&k)
 	return k
+}
+
+// packetLike gives k what extraction gives every packet (see Extract): a
+// later fragment has no transport header (zero ports and TCP flags), and
+// ICMP's type and code are 8 bits. Megaflow masks may rely on it, as Open
+// vSwitch's do (finishMask).
+func packetLike(k *Key) {
+	if k.NwFrag&FragLater != 0 {
+		k.TpSrc, k.TpDst, k.TcpFlags = 0, 0, 0
+	}
+	if k.DlType == EthTypeIPv4 && k.NwProto == IPProtoICMP || k.DlType == EthTypeIPv6 && k.NwProto == IPProtoICMPv6 {
+		k.TpSrc &= 0xff
+		k.TpDst &= 0xff
+	}
+}
+
+// agreeLike returns k with other's bits outside mask, made packet-like
+// (packetLike); ok is false when that changes a bit of mask.
+func agreeLike(k, other, mask *Key) (p Key, ok bool) {
+	p = *k
+	pw, ow, mw := p.Words(), other.Words(), mask.Words()
+	for i := range pw {
+		pw[i] = pw[i]&mw[i] | ow[i]&^mw[i]
+	}
+	packetLike(&p)
+	kw := k.Words()
+	for i := range pw {
+		if (pw[i]^kw[i])&mw[i] != 0 {
+			return p, false
+		}
+	}
+	return p, true
 }
 
 // keyFor draws a key that matches m, taking m's bits and random ones
@@ -168,6 +201,7 @@ func (g *flowGen) keyFor(m *Match) Key {
 	for i := range kw {
 		kw[i] = kw[i]&^mm[i] | mk[i]
 	}
+	packetLike(&k)
 	return k
 }
 

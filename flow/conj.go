@@ -276,16 +276,12 @@ func (s *TableSnapshot) lookupConj(table uint8, k, wc *Key, allowConj bool) *Rul
 	var hard *Rule
 	var softStub [8]softMatch
 	soft := softStub[:0]
+	ctx := lookupCtx{roots: &s.tries[table]}
 	for _, st := range s.tables[table] {
 		if hard != nil && !st.rules[0].beats(hard) {
 			break
 		}
-		var r *Rule
-		if st.stages == nil {
-			r = st.lookupLinear(k, wc, hard)
-		} else {
-			r = st.lookupStaged(k, wc)
-		}
+		r := st.lookup(k, wc, &ctx)
 		if r == nil || (hard != nil && !r.beats(hard)) {
 			continue
 		}

@@ -100,14 +100,14 @@ type Table struct {
 	seq    uint64
 	gen    uint64
 	now    func() time.Time
-	// linearMax is the largest subtable that is searched rule by rule rather
-	// than through hashed stages (see TableSnapshot.Lookup).
-	linearMax int
 	// ofGroups are the OpenFlow groups (group_table.go): replaced, never
 	// changed in place, since snapshots share it. live answers port
 	// liveness for translation.
 	ofGroups map[uint32]*InstalledGroup
 	live     PortLiveness
+	// tries are each table's prefix tries (see trie.go) over the rules
+	// in groups; publishLocked hands them to the snapshot.
+	tries [MaxTable + 1][numTries]*trieNode
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -132,17 +132,11 @@ type ruleKey struct {
 	priority uint16
 }
 
-// defaultLinearMax is where subtables switch from a rule-by-rule search to
-// hashed stages. Small subtables are searched rule by rule because that
-// consults fewer key bits (wider megaflows) at a cost that is still small.
-const defaultLinearMax = 8
-
 // NewTable returns an empty table at generation 1.
 func NewTable() *Table {
 	t := &Table{
-		groups:    make(map[groupKey]*ruleGroup),
-		now:       time.Now,
-		linearMax: defaultLinearMax,
+		groups: make(map[groupKey]*ruleGroup),
+		now:    time.Now,
 	}
 	t.mu.Lock()
 	t.publishLocked()
@@ -257,8 +251,7 @@ func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 	var removed []*Rule
 	norm := normalizedMatch(&f.Match)
 	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, rk ruleKey, old *Rule) {
-		delete(g.rules, rk)
-		g.built = nil
+		t.removeLocked(g, rk)
 		removed = append(removed, old)
 	})
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
@@ -281,8 +274,7 @@ func (t *Table) Expire(now time.Time) []*Rule {
 			if !r.expired(now) {
 				continue
 			}
-			delete(g.rules, rk)
-			g.built = nil
+			t.removeLocked(g, rk)
 			removed = append(removed, r)
 		}
 	}
@@ -373,9 +365,28 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	}
 	rk := ruleKey{key: r.Match.Key, priority: r.Priority}
 	replaced = g.rules[rk]
+	if replaced == nil {
+		// A replaced rule had the same match: the tries hold it already.
+		rulePrefixes(r, func(j int, v uint32, plen uint8) {
+			t.tries[r.Table][j] = trieInsert(t.tries[r.Table][j], v, plen)
+		})
+	}
 	g.rules[rk] = r
 	g.built = nil
 	return replaced
+}
+
+// removeLocked removes the rule rk from g and from the tries.
+func (t *Table) removeLocked(g *ruleGroup, rk ruleKey) {
+	r := g.rules[rk]
+	if r == nil {
+		return
+	}
+	rulePrefixes(r, func(j int, v uint32, plen uint8) {
+		t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
+	})
+	delete(g.rules, rk)
+	g.built = nil
 }
 
 // selectLocked calls fn for each rule that the criteria select. fn may
@@ -470,7 +481,7 @@ func (t *Table) publishLocked() {
 			continue
 		}
 		if g.built == nil {
-			g.built = buildSubtable(g, t.linearMax)
+			g.built = buildSubtable(g)
 		}
 		s.tables[g.table] = append(s.tables[g.table], g.built)
 		s.conj[g.table] = s.conj[g.table] || g.built.conj
@@ -488,6 +499,7 @@ func (t *Table) publishLocked() {
 		})
 	}
 	s.ofGroups, s.live = t.ofGroups, t.live
+	s.tries = t.tries
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)

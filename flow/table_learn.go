@@ -143,8 +143,7 @@ func (t *Table) deleteLearnedLocked(gone []*Rule) []*Rule {
 				}
 				for rk, r := range g.rules {
 					if r.Cookie == lc.cookie {
-						delete(g.rules, rk)
-						g.built = nil
+						t.removeLocked(g, rk)
 						now = append(now, r)
 					}
 				}

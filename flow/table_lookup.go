@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"math/bits"
 	"unsafe"
 )
 
@@ -14,8 +15,9 @@ import (
 type TableSnapshot struct {
 	gen    uint64
 	n      int
-	tables [MaxTable + 1][]*tableSubtable // each table's subtables, in lookup order
-	conj   [MaxTable + 1]bool             // the table has clause flows (conj.go)
+	tables [MaxTable + 1][]*tableSubtable    // each table's subtables, in lookup order
+	conj   [MaxTable + 1]bool                // the table has clause flows (conj.go)
+	tries  [MaxTable + 1][numTries]*trieNode // each table's prefix tries (trie.go)
 
 	ofGroups map[uint32]*InstalledGroup // the OpenFlow groups (read-only)
 	live     PortLiveness               // nil: no port is live
@@ -32,26 +34,48 @@ type tableSubtable struct {
 	mask  Key
 	rules []*Rule // lookup order: priority descending, then install order
 
-	// stages is nil for a subtable searched rule by rule. Otherwise it holds
-	// one entry per lookup stage that the mask touches, in stage order; the
-	// last stage's mask is the whole mask and its best map holds, for each
-	// masked key, the rule that wins among the rules with that key.
+	// stages holds one entry per lookup stage that the mask touches, in
+	// stage order (one stage without fields for a catch-all mask); the
+	// last stage's mask is the whole mask and best holds, for each masked
+	// key, the rule that wins among the rules with that key (nil when
+	// small).
 	stages []tableStage
 	best   map[Key]*Rule
 
+	// triePlen is the prefix length of the mask on each trie field (0: the
+	// mask is not a CIDR prefix there, and the trie does not serve it).
+	triePlen [numTries]uint8
+	// portsMask is the mask on tp_src:tp_dst (tp_src in the high half) and
+	// portsLen the length of its prefix up to its last bit; ports holds
+	// the rules' masked ports, portsLen bits each.
+	portsMask uint32
+	portsLen  uint8
+	ports     *trieNode
+	// portsOnly: the ports are the only fields of the last stage.
+	portsOnly bool
+
 	conj bool // some rule is a clause flow (conj.go)
+	// small: the subtable has so few rules that scanning them beats
+	// hashing the key, and stages' keys and best are nil. The answers
+	// are the same.
+	small bool
 }
 
-// tableStage is one stage of a staged subtable: the mask of this and all
-// earlier stages, and the set of the rules' keys under that mask.
+// smallSubtable is the most rules a small subtable has.
+const smallSubtable = 8
+
+// tableStage is one stage of a subtable: the mask of this and all earlier
+// stages, and the set of the rules' keys under that mask.
 type tableStage struct {
+	id   int // stageMeta, stageL2, ...; -1 for a catch-all's only stage
 	mask Key
-	keys map[Key]struct{} // nil for the last stage, which uses best
+	keys map[Key]struct{} // nil for the last stage, which uses best, and when small
 }
 
-// The lookup stages, as in Open vSwitch's classifier: metadata, L2, L3, L4.
-// A rule that differs from the packet early is told apart by the early
-// fields alone.
+// The lookup stages, as in Open vSwitch's classifier: metadata, L2, L3 and
+// the rest (which, as there, starts at nd_target: the ND target, the ARP and
+// ND hardware addresses, tcp_flags and the ports). A rule that differs from
+// the packet early is told apart by the early fields alone.
 const (
 	stageMeta = iota
 	stageL2
@@ -71,9 +95,7 @@ type keySegment struct {
 var (
 	// stageBits are the key bits of each stage's fields.
 	stageBits [numStages]Key
-	// keySegments are the key's field segments in stage order. A lookup
-	// that must prove a rule does not match consults one field of it (the
-	// segments of that field).
+	// keySegments are the key's field segments in stage order.
 	keySegments []keySegment
 )
 
@@ -106,13 +128,15 @@ func init() {
 		{stageL3, unsafe.Offsetof(k.IPv6Src), unsafe.Sizeof(k.IPv6Src)},
 		{stageL3, unsafe.Offsetof(k.IPv6Dst), unsafe.Sizeof(k.IPv6Dst)},
 		{stageL3, unsafe.Offsetof(k.IPv6Label), unsafe.Sizeof(k.IPv6Label)},
-		{stageL3, unsafe.Offsetof(k.ArpSha), unsafe.Sizeof(k.ArpSha)},
-		{stageL3, unsafe.Offsetof(k.ArpTha), unsafe.Sizeof(k.ArpTha)},
 
+		// Open vSwitch's last stage starts at nd_target: the ND and ARP
+		// hardware addresses and tcp_flags are in it with the ports.
+		{stageL4, unsafe.Offsetof(k.NdTarget), unsafe.Sizeof(k.NdTarget)},
+		{stageL4, unsafe.Offsetof(k.ArpSha), unsafe.Sizeof(k.ArpSha)},
+		{stageL4, unsafe.Offsetof(k.ArpTha), unsafe.Sizeof(k.ArpTha)},
+		{stageL4, unsafe.Offsetof(k.TcpFlags), unsafe.Sizeof(k.TcpFlags)},
 		{stageL4, unsafe.Offsetof(k.TpSrc), unsafe.Sizeof(k.TpSrc)},
 		{stageL4, unsafe.Offsetof(k.TpDst), unsafe.Sizeof(k.TpDst)},
-		{stageL4, unsafe.Offsetof(k.TcpFlags), unsafe.Sizeof(k.TcpFlags)},
-		{stageL4, unsafe.Offsetof(k.NdTarget), unsafe.Sizeof(k.NdTarget)},
 	}
 	for i := range NumRegs {
 		fields = append(fields, field{stageMeta, unsafe.Offsetof(k.Regs) + uintptr(4*i), 4})
@@ -140,7 +164,7 @@ func init() {
 }
 
 // buildSubtable builds the lookup form of g's rules.
-func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
+func buildSubtable(g *ruleGroup) *tableSubtable {
 	st := &tableSubtable{mask: g.mask}
 	for _, r := range g.rules {
 		st.rules = append(st.rules, r)
@@ -148,9 +172,6 @@ func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
 	sortRules(st.rules)
 	for _, r := range st.rules {
 		st.conj = st.conj || conjunctive(r.Actions)
-	}
-	if len(st.rules) <= linearMax {
-		return st
 	}
 
 	var cum Key
@@ -160,20 +181,39 @@ func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
 		if delta == (Key{}) {
 			continue
 		}
-		cw, dw := cum.Words(), delta.Words()
-		for i := range cw {
-			cw[i] |= dw[i]
-		}
-		st.stages = append(st.stages, tableStage{mask: cum, keys: make(map[Key]struct{})})
+		orWords(&cum, &delta)
+		st.stages = append(st.stages, tableStage{id: stage, mask: cum})
 	}
 	if len(st.stages) == 0 {
 		// A catch-all mask: every rule matches every packet.
-		st.stages = append(st.stages, tableStage{})
+		st.stages = append(st.stages, tableStage{id: -1})
 	}
 	last := len(st.stages) - 1
-	st.stages[last].keys = nil
-	st.best = make(map[Key]*Rule, len(st.rules))
+	st.small = len(st.rules) <= smallSubtable
+	if !st.small {
+		for i := range st.stages[:last] {
+			st.stages[i].keys = make(map[Key]struct{})
+		}
+		st.best = make(map[Key]*Rule, len(st.rules))
+	}
+	for j := range numTries {
+		st.triePlen[j] = prefixLen32(trieValue(&g.mask, j))
+	}
+	st.portsMask = portsOf(&g.mask)
+	if st.portsMask != 0 {
+		st.portsLen = uint8(32 - bits.TrailingZeros32(st.portsMask))
+		var rest Key
+		g.mask.Masked(&stageBits[stageL4], &rest)
+		rest.TpSrc, rest.TpDst = 0, 0
+		st.portsOnly = rest == (Key{})
+	}
 	for _, r := range st.rules {
+		if st.portsLen > 0 {
+			st.ports = trieInsert(st.ports, portsOf(&r.Match.Key), st.portsLen)
+		}
+		if st.small {
+			continue
+		}
 		for i := range st.stages[:last] {
 			var mk Key
 			r.Match.Key.Masked(&st.stages[i].mask, &mk)
@@ -186,6 +226,23 @@ func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
 	return st
 }
 
+// portsOf returns k's tp_src:tp_dst, tp_src in the high half, as Open
+// vSwitch's classifier reads the two ports as one 32-bit value.
+func portsOf(k *Key) uint32 {
+	return uint32(k.TpSrc)<<16 | uint32(k.TpDst)
+}
+
+// rulePrefixes calls fn for each trie field on which r's mask is a CIDR
+// prefix, with r's value and the prefix length: what the table's tries
+// hold for r.
+func rulePrefixes(r *Rule, fn func(j int, v uint32, plen uint8)) {
+	for j := range numTries {
+		if plen := prefixLen32(trieValue(&r.Match.Mask, j)); plen > 0 {
+			fn(j, trieValue(&r.Match.Key, j), plen)
+		}
+	}
+}
+
 // Lookup returns the rule that wins for a packet with key k: the matching
 // rule with the highest priority, and among equal priorities the one
 // installed first (by add-flow; mod-flows keeps a rule's place). It returns
@@ -195,34 +252,54 @@ func buildSubtable(g *ruleGroup, linearMax int) *tableSubtable {
 // that every packet whose key agrees with k on all bits of *wc gets the same
 // answer: *wc is the mask of a megaflow for k. Callers start from a zero wc.
 //
-// Why the bits suffice. Let R be the answer and p any key that agrees with k
-// on wc. The linear answer for p is R when (a) R matches p and (b) no rule
-// that beats R matches p; rules that R beats cannot change the answer
+// It consults the bits Open vSwitch's classifier does, so that the
+// megaflows agree with Open vSwitch's: the subtables are visited in order
+// of their best rules until one cannot beat the match found so far (the
+// rest are not consulted at all), and each is searched in stages
+// (metadata, L2, L3, L4), each stage a hash of the rules' keys under the
+// mask of that stage and the earlier ones. A subtable whose stage holds no
+// key equal to the packet's consults the mask of the stages up to that
+// one; one that finds a rule, or misses only in its last stage, consults
+// its whole mask. Two refinements narrow that:
+//   - the prefix tries on nw_dst and nw_src (one per table, holding every
+//     rule's prefix): before the L3 stage of a subtable whose mask is a
+//     prefix of length L on the field, if no rule of the table has a
+//     prefix of length L that equals the packet's, the subtable cannot
+//     match; the lookup then consults only the earlier stages and as many
+//     leading bits of the field as tell the packet apart from every
+//     prefix of the trie (when that is no more than L bits, or those bits
+//     are already consulted);
+//   - the ports trie of a subtable that matches on tp_src or tp_dst: when
+//     only the last stage misses, it consults the earlier stages and the
+//     leading port bits that tell the packet apart from every rule's
+//     ports, not the whole mask.
+//
+// Why the bits suffice. Let R be the answer and p any key that agrees with
+// k on wc. The linear answer for p is R when (a) R matches p and (b) no
+// rule that beats R matches p; rules that R beats cannot change the answer
 // whether they match p or not. (a) holds because wc covers R's whole mask
 // and k matches R. For (b), take a rule S that beats R. S does not match k,
-// or it would have been the answer; and Lookup visited S's subtable, because
-// it stops only at a subtable whose best rule does not beat the best match
-// found so far (R or a rule R beats), and the subtables are sorted by their
-// best rules, so S's subtable comes before that point. Visiting it added:
-//   - in a subtable searched rule by rule: for S itself (it comes before the
-//     point where that subtable's rules stop beating the current best, since
-//     it beats R), the mask bits of one field where k differs from S;
-//     p has those bits of k, so p differs from S there;
-//   - in a staged subtable: the subtable's mask up to and including the
-//     first stage at which k's masked key was absent (every rule's key
-//     differs from k's within those bits, so p's does too), or, if k's key
-//     was present in every stage, the whole mask (then p has k's masked key,
-//     and S, whose key differs from k's, differs from p's).
+// or it would have been the answer; and Lookup visited S's subtable,
+// because it stops only at a subtable whose best rule does not beat the
+// best match found so far (R or a rule R beats), and the subtables are
+// sorted by their best rules, so S's subtable comes before that point.
+// Visiting it added:
+//   - the mask of the stages up to the first at which k's masked key was
+//     absent: every rule's key differs from k's within those bits, so p's
+//     does too;
+//   - or, when a trie ended the search, the earlier stages and n leading
+//     bits of the field, n being enough to tell k's value apart from
+//     every prefix of length L in the trie (none equals k's, and a prefix
+//     equal to p's on n ≤ L bits equals k's on them; when n > L, bits the
+//     trie would add are already in wc). S's prefix is in the trie, so S
+//     does not match p;
+//   - or, when the ports trie ended it, leading port bits that tell k's
+//     masked ports apart from every rule's: S's ports differ from p's;
+//   - or the whole mask: then p has k's masked key, and S, whose key
+//     differs from k's, differs from p's.
 //
-// Either way p does not match S. A rule that matched k but lost to a later
-// better match had its mask added too; extra bits only narrow the megaflow.
-//
-// Why they are few. The subtables after one that cannot beat the current best
-// are not consulted at all. A rule that does not match consults one
-// field of its own mask (preferring a segment already in wc, which costs
-// nothing), not its whole mask. A staged subtable that misses consults only
-// the fields of the stages it reached. Only the winner's whole mask is
-// always consulted.
+// A rule that matched k but lost to a later better match had its mask
+// added too; extra bits only narrow the megaflow.
 func (s *TableSnapshot) Lookup(k *Key, wc *Key) *Rule {
 	return s.LookupIn(0, k, wc)
 }
@@ -239,6 +316,7 @@ func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 	if s.conj[table] {
 		return s.lookupConj(table, k, wc, true)
 	}
+	ctx := lookupCtx{roots: &s.tries[table]}
 	var best *Rule
 	for _, st := range s.tables[table] {
 		if best != nil && !st.rules[0].beats(best) {
@@ -246,12 +324,7 @@ func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 			// cannot win, no later one's can.
 			break
 		}
-		var r *Rule
-		if st.stages == nil {
-			r = st.lookupLinear(k, wc, best)
-		} else {
-			r = st.lookupStaged(k, wc)
-		}
+		r := st.lookup(k, wc, &ctx)
 		if r != nil && (best == nil || r.beats(best)) {
 			best = r
 		}
@@ -259,72 +332,157 @@ func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 	return best
 }
 
-// lookupLinear returns the first of st's rules that matches k and beats
-// best (nil: no current best), or nil. For each rule that it passes over, it
-// ORs into wc the mask of one field where k differs from that rule.
-func (st *tableSubtable) lookupLinear(k, wc *Key, best *Rule) *Rule {
-	for _, r := range st.rules {
-		if best != nil && !r.beats(best) {
-			return nil // the rules are sorted: none after r beats best either
-		}
-		if r.Match.Matches(k) {
-			orWords(wc, &st.mask)
-			return r
-		}
-		consultMismatch(k, wc, &r.Match)
-	}
-	return nil
+// lookupCtx is the state of one lookup in one table: the answers of its
+// prefix tries, looked up when a subtable first needs them.
+type lookupCtx struct {
+	roots *[numTries]*trieNode
+	tries [numTries]trieAnswer
 }
 
-// consultMismatch ORs into wc the bits of m's mask in one field where k
-// differs from m's key: all of the field's segments, as Open vSwitch
-// consults a field whole. It prefers a field whose bits wc already holds,
-// and otherwise takes the first in stage order. k must not match m.
-func consultMismatch(k, wc *Key, m *Match) {
-	kw, mk, mm, w := k.Words(), m.Key.Words(), m.Mask.Words(), wc.Words()
-	first := -1
-	for i, seg := range keySegments {
-		bits := mm[seg.word] & seg.bits
-		if (kw[seg.word]^mk[seg.word])&bits == 0 {
+type trieAnswer struct {
+	done     bool
+	maskbits uint8
+	plens    uint32
+}
+
+// trie returns the answer of trie j for k.
+func (c *lookupCtx) trie(j int, k *Key) *trieAnswer {
+	a := &c.tries[j]
+	if !a.done {
+		a.done = true
+		if k.DlType == EthTypeIPv4 {
+			a.maskbits, a.plens = c.roots[j].lookup(trieValue(k, j))
+		} else {
+			// The field is not an IPv4 address here: every prefix
+			// length may match, the trie rules nothing out.
+			a.maskbits, a.plens = 0, ^uint32(0)
+		}
+	}
+	return a
+}
+
+// checkTries reports whether the tries prove, before stage, that st holds
+// no rule for k; it then has ORed into wc the prefix bits that prove it.
+func (st *tableSubtable) checkTries(stage int, k, wc *Key, ctx *lookupCtx) bool {
+	if stage != stageL3 {
+		return false
+	}
+	for j := range numTries {
+		plen := st.triePlen[j]
+		if plen == 0 {
 			continue
 		}
-		if bits&^w[seg.word] == 0 {
-			return // already consulted: this rule costs nothing
+		a := ctx.trie(j, k)
+		if a.plens&(1<<(plen-1)) != 0 {
+			continue // some prefix of st's length equals k's
 		}
-		if first < 0 {
-			first = i
+		if a.maskbits <= plen {
+			setTriePrefix(wc, j, a.maskbits)
+			return true
+		}
+		if triePrefixSet(wc, j, a.maskbits) {
+			return true
 		}
 	}
-	if first >= 0 {
-		// The whole field, as Open vSwitch consults it.
-		for _, seg := range keySegments {
-			if seg.field == keySegments[first].field {
-				w[seg.word] |= mm[seg.word] & seg.bits
-			}
-		}
-		return
-	}
-	// Unreachable while the segments cover every key bit (a test checks
-	// that); consult the whole mask rather than be wrong.
-	orWords(wc, &m.Mask)
+	return false
 }
 
-// lookupStaged probes st's stages and returns the best rule whose key
-// equals k's masked key, or nil. It ORs into wc the mask of the stages it
-// probed.
-func (st *tableSubtable) lookupStaged(k, wc *Key) *Rule {
-	var mk Key
+// lookup returns the best of st's rules whose key equals k's masked key,
+// or nil, and ORs into wc the bits it consulted (see LookupIn).
+func (st *tableSubtable) lookup(k, wc *Key, ctx *lookupCtx) *Rule {
+	// Open vSwitch asks the tries before it probes a stage. The tries rule
+	// the subtable out only when no rule's prefix equals k's, and then the
+	// probe misses too; so a probe that hits needs no trie, and the tries
+	// are asked only after a miss, with the same outcome.
 	last := len(st.stages) - 1
 	for i := range st.stages[:last] {
-		k.Masked(&st.stages[i].mask, &mk)
-		if _, ok := st.stages[i].keys[mk]; !ok {
+		if st.inStage(i, k) {
+			continue
+		}
+		if !st.checkTries(st.stages[i].id, k, wc, ctx) {
 			orWords(wc, &st.stages[i].mask)
+		} else if i > 0 {
+			orWords(wc, &st.stages[i-1].mask)
+		}
+		return nil
+	}
+	r := st.find(k)
+	if r == nil && st.checkTries(st.stages[last].id, k, wc, ctx) {
+		if last > 0 {
+			orWords(wc, &st.stages[last-1].mask)
+		}
+		return nil
+	}
+	if r == nil && st.portsLen > 0 {
+		// Only the ports bits that tell k's apart from every rule's,
+		// rather than the whole last stage.
+		n, _ := st.ports.lookup(portsOf(k) & st.portsMask)
+		pb := st.portsMask & prefixMask32(n)
+		if st.portsOnly {
+			wc.TpSrc |= uint16(pb >> 16)
+			wc.TpDst |= uint16(pb)
+			if last > 0 {
+				orWords(wc, &st.stages[last-1].mask)
+			}
 			return nil
 		}
+		// The last stage has other fields (tcp_flags, nd_target, the
+		// ARP and ND hardware addresses), on which a rule with k's ports
+		// may differ from k: they are consulted whole. (Open vSwitch
+		// consults only the ports bits here, which can make a megaflow
+		// too wide.)
+		m := st.mask
+		m.TpSrc, m.TpDst = uint16(pb>>16), uint16(pb)
+		orWords(wc, &m)
+		return nil
 	}
 	orWords(wc, &st.mask)
+	return r
+}
+
+// inStage reports whether some rule's key equals k's under the mask of
+// stage i.
+func (st *tableSubtable) inStage(i int, k *Key) bool {
+	m := &st.stages[i].mask
+	if st.small {
+		for _, r := range st.rules {
+			if equalUnder(k, &r.Match.Key, m) {
+				return true
+			}
+		}
+		return false
+	}
+	var mk Key
+	k.Masked(m, &mk)
+	_, ok := st.stages[i].keys[mk]
+	return ok
+}
+
+// find returns the first rule in lookup order whose key equals k's masked
+// key, or nil.
+func (st *tableSubtable) find(k *Key) *Rule {
+	if st.small {
+		for _, r := range st.rules {
+			if equalUnder(k, &r.Match.Key, &st.mask) {
+				return r
+			}
+		}
+		return nil
+	}
+	var mk Key
 	k.Masked(&st.mask, &mk)
 	return st.best[mk]
+}
+
+// equalUnder reports whether k and key (a masked key) agree under mask.
+func equalUnder(k, key, mask *Key) bool {
+	kw, rw, mw := k.Words(), key.Words(), mask.Words()
+	for i := range kw {
+		if (kw[i]^rw[i])&mw[i] != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // orWords ORs src into dst.

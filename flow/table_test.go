@@ -42,6 +42,14 @@ func nwSrc(a uint32, plen int) flowOpt {
 	return func(f *Flow) { f.Match.Key.NwSrc, f.Match.Mask.NwSrc = a, prefix32(plen) }
 }
 
+func nwDst(a uint32, plen int) flowOpt {
+	return func(f *Flow) { f.Match.Key.NwDst, f.Match.Mask.NwDst = a, prefix32(plen) }
+}
+
+func tcpFlagsOpt(v, mask uint16) flowOpt {
+	return func(f *Flow) { f.Match.Key.TcpFlags, f.Match.Mask.TcpFlags = v, mask }
+}
+
 func nwProto(p uint8) flowOpt {
 	return func(f *Flow) { f.Match.Key.NwProto, f.Match.Mask.NwProto = p, 0xff }
 }
@@ -462,8 +470,6 @@ func TestLookupConsultsFewBits(t *testing.T) {
 		inKey   Key
 		wantPri int // -1: no rule
 		wantWC  Key
-		// wantStagedWC, if set, is what staged subtables consult instead.
-		wantStagedWC *Key
 	}{
 		{
 			name:    "catch-all only",
@@ -483,9 +489,8 @@ func TestLookupConsultsFewBits(t *testing.T) {
 			inFlows: []Flow{tcp80, mkFlow(0, out(2))},
 			inKey:   Key{DlType: EthTypeIPv4, NwProto: IPProtoUDP, TpDst: 80},
 			wantPri: 0,
-			wantWC:  Key{NwProto: 0xff},
-			// A staged subtable reaches L3 through the L2 stage.
-			wantStagedWC: &Key{DlType: 0xffff, NwProto: 0xff},
+			// The L3 stage is reached through the L2 stage.
+			wantWC: Key{DlType: 0xffff, NwProto: 0xff},
 		},
 		{
 			name:    "winner's whole mask",
@@ -516,6 +521,43 @@ func TestLookupConsultsFewBits(t *testing.T) {
 			wantWC:  Key{DlType: 0xffff, NwSrc: 0xff000000},
 		},
 		{
+			// The nw_dst trie holds 10.1.0.0/16: one bit tells
+			// 172.16.0.1 apart from it, as in Open vSwitch.
+			name:    "prefix trie rules a subtable out on one bit",
+			inFlows: []Flow{mkFlow(300, out(1), dlType(EthTypeIPv4), nwDst(0x0a010000, 16)), mkFlow(0, out(2))},
+			inKey:   Key{DlType: EthTypeIPv4, NwDst: 0xac100001},
+			wantPri: 0,
+			wantWC:  Key{DlType: 0xffff, NwDst: 0x80000000},
+		},
+		{
+			// 10.0.0.5 and 10.0.0.66 first differ in their 26th bit.
+			name:    "prefix trie on nw_src",
+			inFlows: []Flow{mkFlow(300, out(1), dlType(EthTypeIPv4), nwSrc(0x0a000042, 32)), mkFlow(0, out(2))},
+			inKey:   Key{DlType: EthTypeIPv4, NwSrc: 0x0a000005},
+			wantPri: 0,
+			wantWC:  Key{DlType: 0xffff, NwSrc: 0xffffffc0},
+		},
+		{
+			// 443 (0x1bb) and 80 (0x50) first differ in bit 7 of
+			// tp_dst: the ports trie consults tp_dst's high byte.
+			name:    "ports trie",
+			inFlows: []Flow{tcp80, mkFlow(0, out(2))},
+			inKey:   Key{DlType: EthTypeIPv4, NwProto: IPProtoTCP, TpDst: 443},
+			wantPri: 0,
+			wantWC:  Key{DlType: 0xffff, NwProto: 0xff, TpDst: 0xff00},
+		},
+		{
+			// A rule with the packet's ports differs from it in
+			// tcp_flags, which shares the last stage: Open vSwitch's
+			// ports trie would consult tp_dst alone, a megaflow that
+			// also holds SYN packets to port 80.
+			name:    "ports trie keeps the other last-stage fields",
+			inFlows: []Flow{mkFlow(300, out(1), dlType(EthTypeIPv4), nwProto(IPProtoTCP), tpDst(80, 0xffff), tcpFlagsOpt(0x002, 0x002)), mkFlow(0, out(2))},
+			inKey:   Key{DlType: EthTypeIPv4, NwProto: IPProtoTCP, TpDst: 80, TcpFlags: 0x010},
+			wantPri: 0,
+			wantWC:  Key{DlType: 0xffff, NwProto: 0xff, TpDst: 0xffff, TcpFlags: 0x002},
+		},
+		{
 			name:    "bits already consulted are reused",
 			inFlows: []Flow{mkFlow(300, out(1), inPort(1), dlType(EthTypeARP)), mkFlow(200, out(1), inPort(2)), mkFlow(0, out(2))},
 			inKey:   Key{InPort: 3, DlType: EthTypeARP},
@@ -523,14 +565,10 @@ func TestLookupConsultsFewBits(t *testing.T) {
 			wantWC:  Key{InPort: ^uint32(0)},
 		},
 	}
-	for _, layout := range []struct {
-		name      string
-		linearMax int
-	}{{"linear", 1 << 30}, {"staged", 0}} {
+	{
 		for _, tt := range tests {
-			t.Run(layout.name+"/"+tt.name, func(t *testing.T) {
+			t.Run(tt.name, func(t *testing.T) {
 				tbl := NewTable()
-				tbl.linearMax = layout.linearMax
 				tbl.AddFlows(tt.inFlows)
 				var wc Key
 				r := tbl.Snapshot().Lookup(&tt.inKey, &wc)
@@ -541,11 +579,7 @@ func TestLookupConsultsFewBits(t *testing.T) {
 				if gotPri != tt.wantPri {
 					t.Errorf("rule priority %d, want %d", gotPri, tt.wantPri)
 				}
-				want := tt.wantWC
-				if layout.linearMax == 0 && tt.wantStagedWC != nil {
-					want = *tt.wantStagedWC
-				}
-				if wc != want {
+				if want := tt.wantWC; wc != want {
 					t.Errorf("consulted %+v, want %+v", wc, want)
 				}
 			})
@@ -556,10 +590,9 @@ func TestLookupConsultsFewBits(t *testing.T) {
 // TestLookupMegaflowProperty checks the lookup's consulted bits directly on
 // snapshots: packets that agree with a key on them get the key's rule.
 func TestLookupMegaflowProperty(t *testing.T) {
-	for _, linearMax := range []int{0, defaultLinearMax, 1 << 30} {
-		g := newFlowGen(uint64(100 + linearMax))
+	for _, seed := range []uint64{100, 108, 109} {
+		g := newFlowGen(seed)
 		tbl := NewTable()
-		tbl.linearMax = linearMax
 		ref := &refTable{}
 		fs := make([]Flow, 300)
 		for i := range fs {
@@ -584,16 +617,16 @@ func TestLookupMegaflowProperty(t *testing.T) {
 			r := s.Lookup(&k, &wc)
 			want := ref.lookup(&k)
 			if !sameRule(r, want) {
-				t.Fatalf("linearMax %d: lookup %+v: got %s, want %s", linearMax, k, describeRule(r), describeRef(want))
+				t.Fatalf("seed %d: lookup %+v: got %s, want %s", seed, k, describeRule(r), describeRef(want))
 			}
 			if !maskCovers(&all, &wc) {
-				t.Fatalf("linearMax %d: consulted bits %+v that no rule matches on", linearMax, wc)
+				t.Fatalf("seed %d: consulted bits %+v that no rule matches on", seed, wc)
 			}
 			checkMegaflowProperty(t, g, ref, &k, &wc, want)
 			bits += popcount(&wc)
 			union += popcount(&all)
 		}
-		t.Logf("linearMax %d: consulted %.1f bits per lookup on average; the rules' masks cover %d", linearMax, float64(bits)/3000, union/3000)
+		t.Logf("seed %d: consulted %.1f bits per lookup on average; the rules' masks cover %d", seed, float64(bits)/3000, union/3000)
 	}
 }
 

@@ -125,9 +125,7 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	tr.Actions = x.acts
 	tr.Final = x.flow
 	tr.Mask = x.wc
-	tr.Mask.Metadata = 0
-	tr.Mask.Regs = [NumRegs]uint32{}
-	tr.Mask.ConjID = 0
+	finishMask(&tr.Mask, k)
 	tr.Verdict = x.stop
 	if x.err != VerdictOK {
 		tr.Actions = nil

@@ -191,10 +191,10 @@ func TestFormatTrace(t *testing.T) {
 func checkSound(t *testing.T, s *TableSnapshot, k *Key, tr *Translation, rng *rand.Rand, n int) {
 	t.Helper()
 	for range n {
-		q := randomKey(rng)
-		qw, kw, mw := q.Words(), k.Words(), tr.Mask.Words()
-		for i := range qw {
-			qw[i] = qw[i]&^mw[i] | kw[i]&mw[i]
+		other := randomKey(rng)
+		q, ok := agreeLike(k, &other, &tr.Mask)
+		if !ok {
+			continue
 		}
 		got := s.Translate(&q, false)
 		if !slices.Equal(got.Actions, tr.Actions) || got.Verdict != tr.Verdict {
@@ -231,19 +231,24 @@ func randomKey(rng *rand.Rand) Key {
 	}
 	switch k.DlType {
 	case EthTypeIPv4:
-		k.NwSrc = 0x0a000000 | uint32(pick(1, 2, 9))
-		k.NwDst = 0x0a000000 | uint32(pick(1, 2))
+		k.NwSrc = uint32(pick(0x0a000001, 0x0a000002, 0x0a000009, 0x0a010203, 0xc0a80001))
+		k.NwDst = uint32(pick(0x0a000001, 0x0a000002, 0x0a0000fe, 0xac100001))
 		k.NwProto = uint8(pick(IPProtoTCP, IPProtoUDP, IPProtoICMP))
 		k.NwTTL = uint8(pick(0, 1, 2, 64))
-		k.TpDst = uint16(pick(80, 443))
+		k.TpSrc = uint16(pick(0, 53, 1024, 1100, 40000))
+		k.TpDst = uint16(pick(80, 81, 95, 443, 8080))
+		if k.NwProto == IPProtoTCP {
+			k.TcpFlags = uint16(pick(0, 0x002, 0x012, 0x010))
+		}
 	case EthTypeARP:
 		k.NwProto = uint8(pick(1, 2))
-		k.NwSrc = 0x0a000000 | uint32(pick(1, 2))
+		k.NwSrc = 0x0a000000 | uint32(pick(1, 2, 9))
 	case EthTypeIPv6:
 		k.NwProto = uint8(pick(IPProtoTCP, IPProtoUDP))
 		k.NwTTL = uint8(pick(1, 64))
 		k.IPv6Src[15] = byte(pick(1, 2))
 	}
+	packetLike(&k)
 	return k
 }
 
@@ -254,6 +259,15 @@ var (
 		"pkt_mark=0", "pkt_mark=3", "dl_src=00:00:00:00:00:07", "ip,nw_ttl=1", "ipv6",
 		"reg1=1", "reg1=3", "reg2=1", "reg0=2", "reg1=0x200/0xff00", "dl_dst=00:00:00:00:00:05",
 		"conj_id=1", "conj_id=2", "conj_id=3", "conj_id=3,ip",
+	}
+	// randomTrieMatches are prefixes of varied lengths and port matches,
+	// for the prefix tries and the ports tries.
+	randomTrieMatches = []string{
+		"ip,nw_src=10.0.0.0/30", "ip,nw_src=10.0.0.8/29", "ip,nw_src=10.1.0.0/16", "ip,nw_src=0.0.0.0/1",
+		"ip,nw_dst=10.0.0.2/31", "ip,nw_dst=10.0.0.0/24", "ip,nw_dst=10.0.0.0/8", "ip,nw_dst=172.16.0.0/12",
+		"ip,nw_dst=10.0.0.254", "ip,nw_src=10.0.0.0/255.0.0.255", "arp,arp_spa=10.0.0.0/30",
+		"tcp,tp_dst=443", "tcp,tp_dst=0x50/0xfff0", "udp,tp_src=53", "tcp,tp_src=0x400/0xfc00",
+		"tcp,tp_src=1024,tp_dst=8080", "tcp,tcp_flags=+syn", "tcp,tp_dst=80,tcp_flags=+syn-ack",
 	}
 	randomClauseMatches = []string{
 		"in_port=1", "in_port=2", "ip", "tcp,tp_dst=80", "udp", "ip,nw_src=10.0.0.1", "ip,nw_src=10.0.0.2",
@@ -297,6 +311,10 @@ func randomFlow(rng *rand.Rand, table, tables int) string {
 	case 2: // the flow of a conjunctive match
 		parts[0] = "table=" + strconv.Itoa(table*rng.IntN(2))
 		parts = append(parts, "conj_id="+strconv.Itoa(1+rng.IntN(3)))
+	default:
+		if rng.IntN(2) == 0 {
+			parts = append(parts, randomTrieMatches[rng.IntN(len(randomTrieMatches))])
+		}
 	}
 	var acts []string
 	for range rng.IntN(6) {
@@ -332,6 +350,9 @@ func TestMegaflowSoundness(t *testing.T) {
 		seeds = 8 // the race detector makes each translation about ten times slower
 	}
 	conjHits := 0 // translations that took a conjunctive match
+	// Megaflows whose nw_src, nw_dst or ports mask no rule has: a prefix
+	// or ports trie chose how many bits to consult.
+	trieMasks := 0
 	// At least seeds pipelines, and more (up to maxSeeds) until one took a
 	// conjunctive match.
 	for seed := uint64(0); seed < seeds || conjHits == 0 && seed < maxSeeds; seed++ {
@@ -383,6 +404,9 @@ func TestMegaflowSoundness(t *testing.T) {
 						FormatMatch(&Match{Key: k, Mask: fullMask()}, DefaultPriority), dumpPipeline(tbl))
 				}
 				checkSound(t, s, &k, fresh, rng, 8)
+				if trieShaped(tbl, &fresh.Mask) {
+					trieMasks++
+				}
 				for _, r := range fresh.Rules {
 					if r.Match.Mask.ConjID != 0 {
 						conjHits++
@@ -394,7 +418,22 @@ func TestMegaflowSoundness(t *testing.T) {
 	if conjHits == 0 {
 		t.Errorf("no translation took a conjunctive match: the pipelines do not exercise conjunctions")
 	}
-	t.Logf("%d rule hits through conjunctive matches", conjHits)
+	if trieMasks == 0 {
+		t.Errorf("no megaflow has a prefix or ports mask that no rule has: the pipelines do not exercise the tries")
+	}
+	t.Logf("%d rule hits through conjunctive matches, %d megaflows shaped by the tries", conjHits, trieMasks)
+}
+
+// trieShaped reports whether mask has an nw_src, nw_dst, tp_src or tp_dst
+// mask that is neither empty, nor whole, nor any rule's of tbl.
+func trieShaped(tbl *Table, mask *Key) bool {
+	seen32 := map[uint32]bool{0: true, ^uint32(0): true}
+	seen16 := map[uint16]bool{0: true, 0xffff: true}
+	for _, r := range tbl.Dump(nil) {
+		m := &r.Match.Mask
+		seen32[m.NwSrc], seen32[m.NwDst], seen16[m.TpSrc], seen16[m.TpDst] = true, true, true, true
+	}
+	return !seen32[mask.NwSrc] || !seen32[mask.NwDst] || !seen16[mask.TpSrc] || !seen16[mask.TpDst]
 }
 
 func dumpPipeline(tbl *Table) string {
