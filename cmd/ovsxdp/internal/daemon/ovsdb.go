@@ -531,7 +531,9 @@ func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovs
 		}
 		setOptInt(up, row, "mtu", mtu, mtu > 0)
 		setOptString(up, row, "mac_in_use", mac)
-		if st.attached && statsDue {
+		// A port's first statistics are written at once; later ones
+		// every ovsdbStatsInterval.
+		if st.attached && (statsDue || len(row.Map("statistics")) == 0) {
 			m := ovsdb.Map{
 				"rx_packets": int64(st.stats.RxPackets), "rx_bytes": int64(st.stats.RxBytes),
 				"tx_packets": int64(st.stats.TxPackets), "tx_bytes": int64(st.stats.TxBytes),
