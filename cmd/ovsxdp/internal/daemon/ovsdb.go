@@ -60,7 +60,7 @@ var ovsdbTables = map[string][]string{
 	"Bridge":       {"name", "datapath_type", "ports", "datapath_id"},
 	"Port":         {"name", "interfaces"},
 	"Interface": {"name", "type", "options", "ofport_request", "ofport", "error", "link_state",
-		"admin_state", "mtu", "mac_in_use", "statistics"},
+		"admin_state", "mtu", "mac_in_use", "ifindex", "statistics"},
 }
 
 // ovsdbSync keeps the daemon's bridges and ports in step with the
@@ -78,6 +78,9 @@ type ovsdbSync struct {
 	client  *ovsdb.Client
 	rep     *ovsdb.Replica
 	applied map[string]*appliedPort // by interface name
+	// bridgeErr is why a wanted bridge could not be created, logged
+	// once.
+	bridgeErr map[string]string
 	statsAt time.Time               // when statistics were last written
 }
 
@@ -105,7 +108,7 @@ type wantPort struct {
 // it answers.
 func (d *Daemon) startOVSDB(remote string) {
 	s := &ovsdbSync{d: d, remote: remote, log: d.log.With("ovsdb", remote), kick: make(chan struct{}, 1),
-		done: make(chan struct{}), applied: map[string]*appliedPort{}}
+		done: make(chan struct{}), applied: map[string]*appliedPort{}, bridgeErr: map[string]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	d.ovsdb = s
 	go s.run()
@@ -216,7 +219,13 @@ func (s *ovsdbSync) sync() {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, ovsdbTimeout)
 	defer cancel()
-	if _, err := s.client.Transact(ctx, ovsDB, ops...); err != nil && s.ctx.Err() == nil {
+	_, err := s.client.Transact(ctx, ovsDB, ops...)
+	switch {
+	case err == nil, s.ctx.Err() != nil:
+	case errors.Is(err, ovsdb.ErrNotConnected):
+		// The client is reconnecting; the resync wakes the loop again.
+		s.log.Debug("ovsdb: not connected; the state is written back after the resync")
+	default:
 		s.log.Warn("ovsdb: cannot write the state back (retried)", "err", err)
 	}
 }
@@ -371,14 +380,23 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantP
 			delete(s.applied, name)
 		}
 	}
+	for name := range s.bridgeErr {
+		if _, ok := bridges[name]; !ok {
+			delete(s.bridgeErr, name)
+		}
+	}
 	for name := range bridges {
 		if d.bridges[name] != nil {
 			continue
 		}
 		if _, err := d.addBridgeLocked(datapath.Config{Name: name, PMDs: 1}); err != nil {
-			s.log.Error("ovsdb: cannot create the bridge", "bridge", name, "err", err)
+			if s.bridgeErr[name] != err.Error() {
+				s.bridgeErr[name] = err.Error()
+				s.log.Error("ovsdb: cannot create the bridge", "bridge", name, "err", err)
+			}
 			continue
 		}
+		delete(s.bridgeErr, name)
 		changed = true
 	}
 	// New ports.
@@ -522,14 +540,15 @@ func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovs
 		setOptString(up, row, "error", st.err)
 		setOptString(up, row, "link_state", st.link)
 		setOptString(up, row, "admin_state", st.admin)
-		var mtu int64
+		var mtu, ifindex int64
 		var mac string
 		if st.attached {
 			if ifc, err := net.InterfaceByName(name); err == nil {
-				mtu, mac = int64(ifc.MTU), ifc.HardwareAddr.String()
+				mtu, mac, ifindex = int64(ifc.MTU), ifc.HardwareAddr.String(), int64(ifc.Index)
 			}
 		}
 		setOptInt(up, row, "mtu", mtu, mtu > 0)
+		setOptInt(up, row, "ifindex", ifindex, ifindex > 0)
 		setOptString(up, row, "mac_in_use", mac)
 		// A port's first statistics are written at once; later ones
 		// every ovsdbStatsInterval.
