@@ -81,7 +81,7 @@ type ovsdbSync struct {
 	// bridgeErr is why a wanted bridge could not be created, logged
 	// once.
 	bridgeErr map[string]string
-	statsAt time.Time               // when statistics were last written
+	statsAt   time.Time // when statistics were last written
 }
 
 // appliedPort is what was done with a wanted port: its key, and the error
