@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +41,8 @@ const (
 	// compared with the database when nothing else wakes the loop.
 	ovsdbStatusInterval = time.Second
 	// ovsdbStatsInterval is how often the Interface statistics are
-	// written, as ovs-vswitchd's default stats-update-interval.
+	// written, as ovs-vswitchd's default (and least)
+	// other_config:stats-update-interval.
 	ovsdbStatsInterval = 5 * time.Second
 	// ovsdbTimeout bounds one transaction.
 	ovsdbTimeout = 10 * time.Second
@@ -56,7 +58,7 @@ const errInternalPorts = "ovsxdp does not support internal ports yet (type inter
 
 // ovsdbTables are the monitored tables and columns.
 var ovsdbTables = map[string][]string{
-	"Open_vSwitch": {"bridges", "next_cfg", "cur_cfg", "datapath_types", "iface_types"},
+	"Open_vSwitch": {"bridges", "next_cfg", "cur_cfg", "datapath_types", "iface_types", "other_config"},
 	"Bridge":       {"name", "datapath_type", "ports", "datapath_id"},
 	"Port":         {"name", "interfaces"},
 	"Interface": {"name", "type", "options", "ofport_request", "ofport", "error", "link_state",
@@ -525,7 +527,7 @@ func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovs
 			ops = append(ops, ovsdb.Update(table, []ovsdb.Condition{ovsdb.Cond("_uuid", "==", uuid)}, row))
 		}
 	}
-	statsDue := time.Since(s.statsAt) >= ovsdbStatsInterval
+	statsDue := time.Since(s.statsAt) >= statsInterval(root)
 	if statsDue {
 		s.statsAt = time.Now()
 	}
@@ -587,6 +589,21 @@ func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovs
 	}
 	update("Open_vSwitch", root.UUID(), up)
 	return ops
+}
+
+// statsInterval is the Open_vSwitch row's
+// other_config:stats-update-interval (milliseconds), at least
+// ovsdbStatsInterval, as ovs-vswitchd reads it.
+func statsInterval(root ovsdb.Row) time.Duration {
+	v, ok := root.Map("other_config")["stats-update-interval"].(string)
+	if !ok {
+		return ovsdbStatsInterval
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms > int64(time.Hour/time.Millisecond) {
+		return ovsdbStatsInterval
+	}
+	return max(time.Duration(ms)*time.Millisecond, ovsdbStatsInterval)
 }
 
 func (s *ovsdbSync) bridgeMissing(name string) bool {

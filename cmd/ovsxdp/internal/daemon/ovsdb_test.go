@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"maps"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ovsdb"
 )
@@ -153,5 +155,38 @@ func TestOVSDBRefusesConfigVerbs(t *testing.T) {
 	}
 	if err := (&Daemon{}).refuseConfigVerb("add-br"); err != nil {
 		t.Errorf("without --ovsdb add-br refused: %v", err)
+	}
+}
+
+func TestOVSDBStatsInterval(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": 5 * time.Second, "1000": 5 * time.Second,
+		"30000": 30 * time.Second, "junk": 5 * time.Second, "-4": 5 * time.Second} {
+		root := ovsdb.Row{"other_config": ovsdb.Map{}}
+		if v != "" {
+			root["other_config"] = ovsdb.Map{"stats-update-interval": v}
+		}
+		if got := statsInterval(root); got != want {
+			t.Errorf("stats-update-interval=%q: %v, want %v", v, got, want)
+		}
+	}
+}
+
+// A daemon whose ovsdb-server is not there starts, keeps trying, and
+// closes promptly.
+func TestOVSDBServerAbsent(t *testing.T) {
+	d, err := New(Config{OVSDB: "unix:" + filepath.Join(t.TempDir(), "no.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // a retry or two
+	done := make(chan struct{})
+	go func() { d.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close does not return while the daemon waits for ovsdb-server")
+	}
+	if _, err := New(Config{OVSDB: "unix:/x", StatePath: filepath.Join(t.TempDir(), "s.json")}); err == nil {
+		t.Error("a state file and --ovsdb together were accepted")
 	}
 }
