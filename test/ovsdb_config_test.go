@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -224,6 +225,8 @@ func TestOVSDBConfig(t *testing.T) {
 
 	t.Run("ovsdb-server-restart", func(t *testing.T) {
 		added := x.portsAdded()
+		// Traffic goes on while the server is away and after the resync.
+		ping := a.Start(t, "ping", "-n", "-c", "20", "-i", "0.2", "-W", "5", "10.8.0.2")
 		db.Restart(t)
 		// A change waits for cur_cfg: the daemon is back in step.
 		vsctl(t, "set", "interface", "h-a", "external_ids:restarted=1")
@@ -234,6 +237,11 @@ func TestOVSDBConfig(t *testing.T) {
 			t.Errorf("the resync re-created %d ports", x.portsAdded()-added)
 		}
 		reach(t, "after ovsdb-server restarted")
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := ping.Wait(ctx); err != nil || !strings.Contains(ping.Output(), " 0% packet loss") {
+			t.Errorf("ping across the ovsdb-server restart: %v\n%s", err, ping.Output())
+		}
 	})
 
 	top := t // the restarted daemon lives as long as the whole test
