@@ -100,14 +100,14 @@ type bridge struct {
 // and returns the daemon. A state file that cannot be read or restored is
 // an error naming the file and the problem; the file is left as it is.
 func New(cfg Config) (*Daemon, error) {
+	if cfg.OVSDB != "" && cfg.StatePath != "" {
+		return nil, errors.New("a daemon configured from ovsdb-server keeps no state file")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), stop: make(chan struct{}), done: make(chan struct{})}
 	d.publishLocked()
-	if cfg.OVSDB != "" && cfg.StatePath != "" {
-		return nil, errors.New("a daemon configured from ovsdb-server keeps no state file")
-	}
 	if cfg.StatePath != "" {
 		lock, err := lockState(cfg.StatePath)
 		if err != nil {
