@@ -37,7 +37,14 @@ daemons cannot share it. Each bridge has an OpenFlow management socket,
 RUNDIR/BRIDGE.mgmt (--rundir), for ovs-ofctl and OpenFlow clients. --metrics serves Prometheus metrics on /metrics,
 --pprof the Go profiler on /debug/pprof/, each on a loopback address only
 (both may name the same address). The daemon logs to stderr; SIGHUP is
-logged and otherwise ignored, SIGINT and SIGTERM stop it.`,
+logged and otherwise ignored, SIGINT and SIGTERM stop it.
+
+With --ovsdb the daemon is a client of ovsdb-server's Open_vSwitch
+database instead, as ovs-vswitchd is: the bridges whose datapath_type is
+ovsxdp, and their ports, come from the database (ovs-vsctl manages them),
+the daemon writes back the Interface, Bridge and Open_vSwitch columns that
+ovs-vswitchd writes, no state file is used, and flows are not kept across
+restarts (as in Open vSwitch).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -47,11 +54,16 @@ logged and otherwise ignored, SIGINT and SIGTERM stop it.`,
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			slog.SetDefault(log)
 			o.socket = g.socket
+			if o.ovsdb != "" {
+				// The database is the configuration.
+				o.statePath = ""
+			}
 			return runDaemon(cmd.Context(), log, o)
 		},
 	}
 	cmd.Flags().StringVar(&o.statePath, "state", defaultState, `the state file ("" keeps no state)`)
 	cmd.Flags().StringVar(&o.runDir, "rundir", defaultRunDir, `where each bridge's OpenFlow socket BRIDGE.mgmt is created, for ovs-ofctl ("" runs none)`)
+	cmd.Flags().StringVar(&o.ovsdb, "ovsdb", "", `take the configuration from this ovsdb-server, e.g. unix:/run/openvswitch/db.sock (the state file is then not used)`)
 	cmd.Flags().StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this loopback address, e.g. 127.0.0.1:9476")
 	cmd.Flags().StringVar(&o.pprof, "pprof", "", "serve the Go profiler (/debug/pprof/) on this loopback address")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -63,6 +75,9 @@ type daemonOptions struct {
 	socket, statePath string
 	// runDir holds the bridges' OpenFlow management sockets.
 	runDir string
+	// ovsdb is the ovsdb-server remote that configures the daemon ("":
+	// the state file does).
+	ovsdb string
 	// metrics and pprof are the loopback addresses to serve metrics and
 	// the profiler on ("": not served).
 	metrics, pprof string
@@ -118,7 +133,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Version: buildVersion(), RunDir: o.runDir, Logger: log})
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, Logger: log})
 	if err != nil {
 		ln.Close()
 		return err
@@ -170,7 +185,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	srv := control.NewServer(d.Handle, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("ovsxdp daemon running", "pid", os.Getpid(), "socket", o.socket, "state", o.statePath, "rundir", o.runDir, "metrics", o.metrics, "pprof", o.pprof, "version", buildVersion())
+	log.Info("ovsxdp daemon running", "pid", os.Getpid(), "socket", o.socket, "state", o.statePath, "rundir", o.runDir, "ovsdb", o.ovsdb, "metrics", o.metrics, "pprof", o.pprof, "version", buildVersion())
 
 	select {
 	case <-ctx.Done():

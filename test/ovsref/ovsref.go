@@ -218,6 +218,9 @@ func (s *Switch) logProblems(name string) string {
 func (s *Switch) stop(t testing.TB) {
 	if t.Failed() {
 		for _, name := range []string{"ovs-vswitchd", "ovsdb-server"} {
+			if name == "ovs-vswitchd" && s.vs == nil {
+				continue // ovsdb-server alone (StartDB)
+			}
 			if l := s.logProblems(name); l != "" {
 				t.Logf("%s logged:\n%s", name, l)
 			}
@@ -252,6 +255,12 @@ func (s *Switch) stop(t testing.TB) {
 // CommandTimeout, stdin from stdin if not nil; the error includes the
 // command line and its standard error.
 func (s *Switch) run(stdin []byte, name string, args ...string) (string, error) {
+	out, _, err := s.runStderr(stdin, name, args...)
+	return out, err
+}
+
+// runStderr is run that returns the standard error too.
+func (s *Switch) runStderr(stdin []byte, name string, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
 	defer cancel()
 	c := exec.CommandContext(ctx, name, args...)
@@ -265,9 +274,9 @@ func (s *Switch) run(stdin []byte, name string, args ...string) (string, error) 
 		if ctx.Err() != nil {
 			err = fmt.Errorf("timed out after %v: %w", CommandTimeout, err)
 		}
-		return stdout.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return stdout.String(), stderr.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
-	return stdout.String(), nil
+	return stdout.String(), stderr.String(), nil
 }
 
 // Ofctl runs ovs-ofctl with args and returns its standard output.

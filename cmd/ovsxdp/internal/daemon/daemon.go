@@ -48,6 +48,10 @@ type Config struct {
 	// RunDir is where each bridge's OpenFlow management socket,
 	// BRIDGE.mgmt, is created; "" runs no OpenFlow channel.
 	RunDir string
+	// OVSDB, if set, is the remote of an ovsdb-server ("unix:PATH" or
+	// "tcp:HOST:PORT") whose Open_vSwitch database configures the bridges
+	// and ports (ovsdb.go); StatePath must then be "".
+	OVSDB  string
 	Logger *slog.Logger
 }
 
@@ -71,6 +75,9 @@ type Daemon struct {
 	// channels are the bridges' OpenFlow listeners (ofchannel.go).
 	channels channels
 
+	// ovsdb follows the database when Config.OVSDB is set (ovsdb.go).
+	ovsdb *ovsdbSync
+
 	// The flow expiry goroutine (expire.go); closeOnce stops it.
 	stop      chan struct{}
 	done      chan struct{}
@@ -93,6 +100,9 @@ type bridge struct {
 // and returns the daemon. A state file that cannot be read or restored is
 // an error naming the file and the problem; the file is left as it is.
 func New(cfg Config) (*Daemon, error) {
+	if cfg.OVSDB != "" && cfg.StatePath != "" {
+		return nil, errors.New("a daemon configured from ovsdb-server keeps no state file")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -116,6 +126,9 @@ func New(cfg Config) (*Daemon, error) {
 		}
 	}
 	go d.expireLoop()
+	if cfg.OVSDB != "" {
+		d.startOVSDB(cfg.OVSDB)
+	}
 	return d, nil
 }
 
@@ -123,6 +136,7 @@ func New(cfg Config) (*Daemon, error) {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
+	d.stopOVSDB()
 	d.closeChannels()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -243,6 +257,9 @@ func (d *Daemon) Handle(ctx context.Context, req *control.Request) (string, erro
 	v := verbs[req.Verb]
 	if v == nil {
 		return "", fmt.Errorf("%w %q", ErrUnknownVerb, flow.Clipped(req.Verb))
+	}
+	if err := d.refuseConfigVerb(v.Name); err != nil {
+		return "", err
 	}
 	usage := func(why string) error {
 		return fmt.Errorf("%s: %w: %s (usage: ovsxdp %s %s)", req.Verb, ErrUsage, why, req.Verb, v.Usage)

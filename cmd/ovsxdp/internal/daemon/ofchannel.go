@@ -137,11 +137,7 @@ func (o *ofBridge) changedLocked(what string) {
 
 // DatapathID is derived from the bridge's name, so that it is stable
 // across restarts.
-func (o *ofBridge) DatapathID() uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(o.b.name))
-	return h.Sum64() & (1<<48 - 1)
-}
+func (o *ofBridge) DatapathID() uint64 { return datapathID(o.b.name) }
 
 // Ports describes the bridge's ports as OpenFlow port descriptions.
 func (o *ofBridge) Ports() []openflow.Port {

@@ -1,0 +1,662 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ovsdb"
+	"github.com/ovsxdp/ovsxdp/datapath"
+)
+
+// Configuration from ovsdb-server: with Config.OVSDB the daemon is a
+// client of ovsdb-server's Open_vSwitch database, as ovs-vswitchd is. The
+// bridges whose datapath_type is "ovsxdp" are the daemon's; their Port
+// and Interface rows are its ports. It writes back what ovs-vswitchd
+// writes: each Interface's ofport, error, link_state, admin_state, mtu,
+// mac_in_use and statistics, each Bridge's datapath_id, and the
+// Open_vSwitch row's cur_cfg (which ovs-vsctl waits for), datapath_types
+// and iface_types. The database is then the configuration: the bridge and
+// port commands of the control socket are refused, and nothing is kept in
+// a state file.
+
+// DatapathType is the Bridge datapath_type of the bridges ovsxdp runs.
+const DatapathType = "ovsxdp"
+
+// ErrConfiguredByOVSDB is the error of a command that would change the
+// bridges or ports of a daemon configured from ovsdb-server.
+var ErrConfiguredByOVSDB = errors.New("the bridges and ports come from ovsdb-server (--ovsdb): change them with ovs-vsctl")
+
+const (
+	ovsDB = "Open_vSwitch"
+	// ovsdbStatusInterval is how often the ports' state (link, error) is
+	// compared with the database when nothing else wakes the loop.
+	ovsdbStatusInterval = time.Second
+	// ovsdbStatsInterval is how often the Interface statistics are
+	// written, as ovs-vswitchd's default (and least)
+	// other_config:stats-update-interval.
+	ovsdbStatsInterval = 5 * time.Second
+	// ovsdbTimeout bounds one transaction.
+	ovsdbTimeout = 10 * time.Second
+	// The bounds of the backoff between attempts to reach the server
+	// before the first connection (the client reconnects by itself after
+	// that).
+	ovsdbRetryMin = 250 * time.Millisecond
+	ovsdbRetryMax = 8 * time.Second
+)
+
+// errInternalPorts is the error of an internal Interface.
+const errInternalPorts = "ovsxdp does not support internal ports yet (type internal); use type afxdp on a device"
+
+// ovsdbTables are the monitored tables and columns.
+var ovsdbTables = map[string][]string{
+	"Open_vSwitch": {"bridges", "next_cfg", "cur_cfg", "datapath_types", "iface_types", "other_config"},
+	"Bridge":       {"name", "datapath_type", "ports", "datapath_id"},
+	"Port":         {"name", "interfaces"},
+	"Interface": {"name", "type", "options", "ofport_request", "ofport", "error", "link_state",
+		"admin_state", "mtu", "mac_in_use", "ifindex", "statistics"},
+}
+
+// ovsdbSync keeps the daemon's bridges and ports in step with the
+// database.
+type ovsdbSync struct {
+	d      *Daemon
+	remote string
+	log    *slog.Logger
+	kick   chan struct{} // the database changed (never blocks the sender)
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// Owned by the loop goroutine.
+	client  *ovsdb.Client
+	rep     *ovsdb.Replica
+	applied map[string]*appliedPort // by interface name
+	// bridgeErr is why a wanted bridge could not be created, logged
+	// once.
+	bridgeErr map[string]string
+	statsAt   time.Time // when statistics were last written
+}
+
+// appliedPort is what was done with a wanted port: its key, and the error
+// that kept it off its bridge ("" when it is configured).
+type appliedPort struct {
+	bridge string
+	key    string
+	refuse string // why the port was not even tried
+	err    string
+}
+
+// wantPort is a port that the database asks for.
+type wantPort struct {
+	iface  ovsdb.UUID
+	bridge string
+	pc     portConfig // OFPort is ofport_request (0: none)
+	key    string     // what re-creates the port when it changes
+	hint   uint32     // the ofport the database last had for it
+	refuse string     // why it cannot be added, or ""
+}
+
+// startOVSDB starts following the database at remote. It does not wait
+// for the server: the daemon starts without it and configures itself when
+// it answers.
+func (d *Daemon) startOVSDB(remote string) {
+	s := &ovsdbSync{d: d, remote: remote, log: d.log.With("ovsdb", remote), kick: make(chan struct{}, 1),
+		done: make(chan struct{}), applied: map[string]*appliedPort{}, bridgeErr: map[string]string{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	d.ovsdb = s
+	go s.run()
+}
+
+// stopOVSDB stops following the database. d.mu must not be held.
+func (d *Daemon) stopOVSDB() {
+	if d.ovsdb == nil {
+		return
+	}
+	d.ovsdb.cancel()
+	<-d.ovsdb.done
+}
+
+// refuseConfigVerb refuses the commands that change bridges or ports when
+// the database is the configuration.
+func (d *Daemon) refuseConfigVerb(name string) error {
+	if d.ovsdb == nil {
+		return nil
+	}
+	switch name {
+	case "add-br", "del-br", "add-port", "del-port":
+		return fmt.Errorf("%s: %w", name, ErrConfiguredByOVSDB)
+	}
+	return nil
+}
+
+func (s *ovsdbSync) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *ovsdbSync) run() {
+	defer close(s.done)
+	if !s.connect() {
+		return
+	}
+	defer s.client.Close()
+	tick := time.NewTicker(ovsdbStatusInterval)
+	defer tick.Stop()
+	for {
+		s.sync()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// connect dials the server and starts the monitor, retrying with backoff
+// until it succeeds or the daemon stops.
+func (s *ovsdbSync) connect() bool {
+	backoff := ovsdbRetryMin
+	for {
+		err := s.dial()
+		if err == nil {
+			s.log.Info("ovsdb: connected; the database is the configuration")
+			return true
+		}
+		s.log.Warn("ovsdb: cannot reach the database, retrying", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(2*backoff, ovsdbRetryMax)
+	}
+}
+
+func (s *ovsdbSync) dial() error {
+	ctx, cancel := context.WithTimeout(s.ctx, ovsdbTimeout)
+	defer cancel()
+	c, err := ovsdb.Dial(ctx, s.remote, ovsdb.Options{Logger: s.log})
+	if err != nil {
+		return err
+	}
+	rep, err := c.Monitor(ctx, ovsdb.MonitorRequest{DB: ovsDB, Tables: ovsdbTables, Cond: true,
+		OnChange: func([]ovsdb.Event) { s.wake() }})
+	if err != nil {
+		c.Close()
+		return err
+	}
+	s.client, s.rep = c, rep
+	return nil
+}
+
+// sync applies the database's configuration and writes back the state.
+func (s *ovsdbSync) sync() {
+	snap := s.rep.Snapshot()
+	var root ovsdb.Row
+	for _, r := range snap["Open_vSwitch"] {
+		root = r
+	}
+	if root == nil {
+		return // not initialised yet (ovs-vsctl init)
+	}
+	bridges, ports := s.wanted(snap, root)
+	statuses := s.apply(bridges, ports)
+	ops := s.writeBack(snap, root, bridges, ports, statuses)
+	if len(ops) == 0 || s.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, ovsdbTimeout)
+	defer cancel()
+	_, err := s.client.Transact(ctx, ovsDB, ops...)
+	switch {
+	case err == nil, s.ctx.Err() != nil:
+	case errors.Is(err, ovsdb.ErrNotConnected):
+		// The client is reconnecting; the resync wakes the loop again.
+		s.log.Debug("ovsdb: not connected; the state is written back after the resync")
+	default:
+		s.log.Warn("ovsdb: cannot write the state back (retried)", "err", err)
+	}
+}
+
+// wanted reads the ovsxdp bridges and their ports from a snapshot:
+// bridge name → Bridge uuid, and interface name → port.
+func (s *ovsdbSync) wanted(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovsdb.Row) (map[string]ovsdb.UUID, map[string]*wantPort) {
+	bridges := map[string]ovsdb.UUID{}
+	ports := map[string]*wantPort{}
+	for _, bu := range root.Set("bridges") {
+		br, ok := snap["Bridge"][asUUID(bu)]
+		if !ok || br.String("datapath_type") != DatapathType {
+			continue
+		}
+		name := br.String("name")
+		if checkName("bridge", name) != nil {
+			s.log.Warn("ovsdb: bridge name not usable, ignored", "bridge", name)
+			continue
+		}
+		bridges[name] = br.UUID()
+		for _, pu := range br.Set("ports") {
+			port, ok := snap["Port"][asUUID(pu)]
+			if !ok {
+				continue
+			}
+			ifaces := port.Set("interfaces")
+			for _, iu := range ifaces {
+				iface, ok := snap["Interface"][asUUID(iu)]
+				if !ok {
+					continue
+				}
+				w := wantIface(name, iface)
+				if len(ifaces) > 1 {
+					w.refuse = fmt.Sprintf("port %s has %d interfaces: ovsxdp does not support bonds", port.String("name"), len(ifaces))
+				}
+				if prev := ports[w.pc.Name]; prev != nil {
+					// Two rows of one name: neither is added.
+					prev.refuse = "interface name " + w.pc.Name + " is used twice"
+					w.refuse = prev.refuse
+				}
+				ports[w.pc.Name] = w
+			}
+		}
+	}
+	return bridges, ports
+}
+
+// wantIface reads one Interface row.
+func wantIface(bridge string, iface ovsdb.Row) *wantPort {
+	w := &wantPort{iface: iface.UUID(), bridge: bridge, pc: portConfig{Name: iface.String("name"), Type: typeAFXDP}}
+	typ := iface.String("type")
+	opts := map[string]string{}
+	for k, v := range iface.Map("options") {
+		ks, _ := k.(string)
+		vs, _ := v.(string)
+		opts[ks] = vs
+	}
+	if n, ok := iface.Int("ofport_request"); ok && n > 0 && n <= int64(maxOFPort) {
+		w.pc.OFPort = uint32(n)
+	}
+	if n, ok := iface.Int("ofport"); ok && n > 0 && n <= int64(maxOFPort) {
+		w.hint = uint32(n)
+	}
+	var ks []string
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		ks = append(ks, k+"="+opts[k])
+	}
+	w.key = fmt.Sprintf("type=%s ofport_request=%d options={%s}", typ, w.pc.OFPort, strings.Join(ks, ","))
+	if err := checkName("port", w.pc.Name); err != nil {
+		w.refuse = err.Error()
+		return w
+	}
+	switch typ {
+	case "", "system", typeAFXDP:
+		w.pc.Options = afxdpOptions(opts)
+	case "internal":
+		w.refuse = errInternalPorts
+	default:
+		w.refuse = fmt.Sprintf("ovsxdp does not support interface type %q (use type afxdp)", typ)
+	}
+	return w
+}
+
+// afxdpOptions maps an afxdp Interface's options to the afxdp port's:
+// n_rxq is rxq; xdp-mode native-with-zerocopy is native (zero copy is
+// the kernel's choice); use-need-wakeup has no counterpart and is
+// ignored. The port's own options (rxq, frames, ring, force) pass as
+// they are, and an unknown one is the Interface's error.
+func afxdpOptions(in map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range in {
+		switch k {
+		case "n_rxq":
+			out["rxq"] = v
+		case "xdp-mode":
+			if v == "native-with-zerocopy" {
+				v = "native"
+			}
+			out[k] = v
+		case "use-need-wakeup":
+		default:
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func asUUID(v any) ovsdb.UUID {
+	u, _ := v.(ovsdb.UUID)
+	return u
+}
+
+// portStatus is what is written back for one Interface.
+type portStatus struct {
+	ofport   int64 // -1 when the port is not on its bridge
+	err      string
+	attached bool
+	link     string
+	admin    string
+	stats    datapath.PortStats
+}
+
+// apply makes the bridges and ports those wanted and returns each wanted
+// port's status.
+func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantPort) map[string]*portStatus {
+	d := s.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed := false
+	// Bridges that are gone, and ports that are gone or changed.
+	for name, b := range d.bridges {
+		if _, ok := bridges[name]; !ok {
+			s.removeBridgeLocked(b)
+			changed = true
+			continue
+		}
+		for pname := range b.ports {
+			w := ports[pname]
+			ap := s.applied[pname]
+			if w != nil && w.refuse == "" && w.bridge == name && ap != nil && ap.key == w.key && ap.bridge == name {
+				continue
+			}
+			s.removePortLocked(b, pname)
+			changed = true
+		}
+	}
+	for name, ap := range s.applied {
+		if w := ports[name]; w == nil || w.key != ap.key || w.bridge != ap.bridge || w.refuse != ap.refuse {
+			delete(s.applied, name)
+		}
+	}
+	for name := range s.bridgeErr {
+		if _, ok := bridges[name]; !ok {
+			delete(s.bridgeErr, name)
+		}
+	}
+	for name := range bridges {
+		if d.bridges[name] != nil {
+			continue
+		}
+		if _, err := d.addBridgeLocked(datapath.Config{Name: name, PMDs: 1}); err != nil {
+			if s.bridgeErr[name] != err.Error() {
+				s.bridgeErr[name] = err.Error()
+				s.log.Error("ovsdb: cannot create the bridge", "bridge", name, "err", err)
+			}
+			continue
+		}
+		delete(s.bridgeErr, name)
+		changed = true
+	}
+	// New ports.
+	for _, name := range slices.Sorted(maps.Keys(ports)) {
+		w := ports[name]
+		b := d.bridges[w.bridge]
+		if b == nil || b.ports[name] != nil || s.applied[name] != nil {
+			continue
+		}
+		ap := &appliedPort{bridge: w.bridge, key: w.key, refuse: w.refuse, err: w.refuse}
+		s.applied[name] = ap
+		if w.refuse != "" {
+			s.log.Warn("ovsdb: interface not added", "bridge", w.bridge, "port", name, "err", w.refuse)
+			continue
+		}
+		if err := s.addPortLocked(b, w); err != nil {
+			ap.err = err.Error()
+			s.log.Warn("ovsdb: interface not added", "bridge", w.bridge, "port", name, "err", err)
+			continue
+		}
+		changed = true
+	}
+	if changed {
+		d.publishLocked()
+	}
+	return s.statusLocked(ports)
+}
+
+// addPortLocked adds w's port to b, with the number it asks for, else
+// the one the database last had for it when that is free. A missing
+// device leaves the port configured, waiting for it. d.mu must be held.
+func (s *ovsdbSync) addPortLocked(b *bridge, w *wantPort) error {
+	pc := w.pc
+	pc.Options = maps.Clone(w.pc.Options)
+	if pc.OFPort == 0 && w.hint != 0 && s.ofportFreeLocked(b, w.hint) {
+		pc.OFPort = w.hint
+	}
+	return s.d.addPortLocked(b, &pc, true)
+}
+
+func (s *ovsdbSync) ofportFreeLocked(b *bridge, n uint32) bool {
+	if _, taken := b.dp.PortByOF(n); taken {
+		return false
+	}
+	for _, pc := range b.ports {
+		if pc.OFPort == n {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *ovsdbSync) removePortLocked(b *bridge, name string) {
+	ctx, cancel := context.WithTimeout(s.ctx, removeTimeout)
+	defer cancel()
+	if _, err := b.dp.RemovePort(ctx, name); err != nil {
+		s.log.Error("ovsdb: removing the port", "bridge", b.name, "port", name, "err", err)
+	}
+	s.d.forgetPortLocked(b, name)
+	delete(s.applied, name)
+	s.log.Info("port deleted", "bridge", b.name, "port", name)
+}
+
+func (s *ovsdbSync) removeBridgeLocked(b *bridge) {
+	delete(s.d.bridges, b.name)
+	for name := range b.ports {
+		s.d.forgetPortLocked(b, name)
+		delete(s.applied, name)
+	}
+	if err := b.dp.Close(); err != nil {
+		s.log.Error("ovsdb: closing the bridge", "bridge", b.name, "err", err)
+	}
+	s.log.Info("bridge deleted", "bridge", b.name)
+}
+
+// statusLocked reads each wanted port's state. d.mu must be held.
+func (s *ovsdbSync) statusLocked(ports map[string]*wantPort) map[string]*portStatus {
+	out := make(map[string]*portStatus, len(ports))
+	detached := map[string]error{}
+	for _, b := range s.d.bridges {
+		for _, dp := range b.dp.Detached() {
+			detached[dp.Name] = dp.Err
+		}
+	}
+	for name, w := range ports {
+		st := &portStatus{ofport: -1}
+		out[name] = st
+		if ap := s.applied[name]; ap != nil && ap.err != "" {
+			st.err = ap.err
+			continue
+		}
+		b := s.d.bridges[w.bridge]
+		if b == nil || b.ports[name] == nil {
+			st.err = "not configured"
+			continue
+		}
+		if err, ok := detached[name]; ok {
+			st.err = err.Error()
+			continue
+		}
+		p, ok := b.dp.Port(name)
+		if !ok {
+			st.err = "not configured"
+			continue
+		}
+		dev := p.VPort().Device().Snapshot()
+		st.ofport, st.attached = int64(p.OFPort), true
+		st.admin, st.link = "down", "down"
+		if dev.Running() {
+			st.admin = "up"
+			if dev.Carrier() {
+				st.link = "up"
+			}
+		}
+		st.stats = p.Stats()
+	}
+	return out
+}
+
+// writeBack returns the updates that make the database tell the truth.
+func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovsdb.Row,
+	bridges map[string]ovsdb.UUID, ports map[string]*wantPort, statuses map[string]*portStatus) []ovsdb.Operation {
+	var ops []ovsdb.Operation
+	update := func(table string, uuid ovsdb.UUID, row ovsdb.Row) {
+		if len(row) > 0 {
+			ops = append(ops, ovsdb.Update(table, []ovsdb.Condition{ovsdb.Cond("_uuid", "==", uuid)}, row))
+		}
+	}
+	statsDue := time.Since(s.statsAt) >= statsInterval(root)
+	if statsDue {
+		s.statsAt = time.Now()
+	}
+	for _, name := range slices.Sorted(maps.Keys(ports)) {
+		w, st := ports[name], statuses[name]
+		row := snap["Interface"][w.iface]
+		if row == nil || st == nil {
+			continue
+		}
+		up := ovsdb.Row{}
+		setOptInt(up, row, "ofport", st.ofport, true)
+		setOptString(up, row, "error", st.err)
+		setOptString(up, row, "link_state", st.link)
+		setOptString(up, row, "admin_state", st.admin)
+		var mtu, ifindex int64
+		var mac string
+		if st.attached {
+			if ifc, err := net.InterfaceByName(name); err == nil {
+				mtu, mac, ifindex = int64(ifc.MTU), ifc.HardwareAddr.String(), int64(ifc.Index)
+			}
+		}
+		setOptInt(up, row, "mtu", mtu, mtu > 0)
+		setOptInt(up, row, "ifindex", ifindex, ifindex > 0)
+		setOptString(up, row, "mac_in_use", mac)
+		// A port's first statistics are written at once; later ones
+		// every ovsdbStatsInterval.
+		if st.attached && (statsDue || len(row.Map("statistics")) == 0) {
+			m := ovsdb.Map{
+				"rx_packets": int64(st.stats.RxPackets), "rx_bytes": int64(st.stats.RxBytes),
+				"tx_packets": int64(st.stats.TxPackets), "tx_bytes": int64(st.stats.TxBytes),
+				"rx_dropped": int64(st.stats.RxDropped()), "tx_dropped": int64(st.stats.TxDropped()),
+			}
+			if !mapEqual(row.Map("statistics"), m) {
+				up["statistics"] = m
+			}
+		}
+		update("Interface", w.iface, up)
+	}
+	for name, uuid := range bridges {
+		row := snap["Bridge"][uuid]
+		if row == nil || s.bridgeMissing(name) {
+			continue
+		}
+		if id := fmt.Sprintf("%016x", datapathID(name)); row.String("datapath_id") != id {
+			update("Bridge", uuid, ovsdb.Row{"datapath_id": id})
+		}
+	}
+	up := ovsdb.Row{}
+	if next, ok := root.Int("next_cfg"); ok {
+		if cur, _ := root.Int("cur_cfg"); cur != next {
+			up["cur_cfg"] = next
+		}
+	}
+	if !setHas(root.Set("datapath_types"), DatapathType) {
+		up["datapath_types"] = ovsdb.Set{DatapathType}
+	}
+	if !setHas(root.Set("iface_types"), typeAFXDP) {
+		up["iface_types"] = ovsdb.Set{typeAFXDP}
+	}
+	update("Open_vSwitch", root.UUID(), up)
+	return ops
+}
+
+// statsInterval is the Open_vSwitch row's
+// other_config:stats-update-interval (milliseconds), at least
+// ovsdbStatsInterval, as ovs-vswitchd reads it.
+func statsInterval(root ovsdb.Row) time.Duration {
+	v, ok := root.Map("other_config")["stats-update-interval"].(string)
+	if !ok {
+		return ovsdbStatsInterval
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms > int64(time.Hour/time.Millisecond) {
+		return ovsdbStatsInterval
+	}
+	return max(time.Duration(ms)*time.Millisecond, ovsdbStatsInterval)
+}
+
+func (s *ovsdbSync) bridgeMissing(name string) bool {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	return s.d.bridges[name] == nil
+}
+
+// datapathID is a bridge's datapath id: derived from its name, so that it
+// is stable across restarts.
+func datapathID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64() & (1<<48 - 1)
+}
+
+// setOptString sets an optional string column in up when row's value
+// differs: v, or no value when v is "".
+func setOptString(up, row ovsdb.Row, col, v string) {
+	cur := row.Set(col)
+	if v == "" {
+		if len(cur) != 0 {
+			up[col] = ovsdb.Set{}
+		}
+		return
+	}
+	if len(cur) != 1 || cur[0] != v {
+		up[col] = v
+	}
+}
+
+// setOptInt sets an optional integer column in up when row's value
+// differs: v when has, else no value.
+func setOptInt(up, row ovsdb.Row, col string, v int64, has bool) {
+	cur, ok := row.Int(col)
+	switch {
+	case !has && len(row.Set(col)) != 0:
+		up[col] = ovsdb.Set{}
+	case has && (!ok || cur != v):
+		up[col] = v
+	}
+}
+
+func setHas(s ovsdb.Set, v any) bool { return slices.Contains(s, v) }
+
+func mapEqual(a, b ovsdb.Map) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
