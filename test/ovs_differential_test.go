@@ -2,14 +2,17 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/test/ovsref"
 )
@@ -255,6 +258,14 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Through the OpenFlow channel, ovs-ofctl prints ovsxdp's flows as
+		// it prints Open vSwitch's, in the pipeline's OpenFlow version:
+		// always the same text.
+		if chDump := ofctlChannelDump(t, d, br, p.Proto); chDump != ovsDump {
+			t.Errorf("ovs-ofctl %s dump-flows --no-stats%s through the OpenFlow channel differ\n%s", p.Proto, when, lineDiff(ovsDump, chDump))
+		}
+		// ovsxdp's own dump-flows spells as the OpenFlow version the flows
+		// were written in suggests.
 		xdpDump := ovsref.NormaliseDump(d.run(t, "dump-flows", br, "--no-stats"))
 		switch {
 		case xdpDump != ovsDump && dumpDiffers:
@@ -388,4 +399,24 @@ func lineDiff(a, b string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// ofctlChannelDump runs the real ovs-ofctl dump-flows --no-stats (with -O
+// proto unless empty) against bridge br's OpenFlow socket of daemon d, and
+// returns its output normalised as ovsref.NormaliseDump does.
+func ofctlChannelDump(t *testing.T, d *cliDaemon, br, proto string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var args []string
+	if proto != "" {
+		args = append(args, "-O", proto)
+	}
+	sock := filepath.Join(filepath.Dir(d.sock), "run", br+".mgmt")
+	args = append(args, "dump-flows", "--no-stats", "unix:"+sock)
+	out, err := exec.CommandContext(ctx, "ovs-ofctl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ovs-ofctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return ovsref.NormaliseDump(string(out))
 }
