@@ -28,6 +28,7 @@ func (p *pmd) process(in *Port, frame []byte, rxQueue vport.RxQueue) {
 		p.counters.upcalls.Add(1)
 	}
 	p.cache.Account(mf, 1, uint64(len(frame)), p.now) // its rules' counters at the end of the poll
+	p.cache.AccountTCPFlags(mf, p.key.TcpFlags)       // for fin_timeout
 
 	p.in = in
 	p.copies = 0

@@ -132,6 +132,7 @@ func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
 	tr.Actions = slices.Clone(tr.Actions) // the megaflow keeps them
 	tr.Rules = slices.Clone(tr.Rules)
 	tr.Groups = slices.Clone(tr.Groups)
+	tr.FinTimeouts = slices.Clone(tr.FinTimeouts)
 	// What the packet learned goes into the table now (a new generation,
 	// so megaflows that consulted the table revalidate before their next
 	// use); the megaflow keeps the learned rules to refresh them.
@@ -159,7 +160,7 @@ func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
 	// Learn only now that the masked key is known to stand for every
 	// packet of the megaflow.
 	learned := c.table.Learn(tr.Learned)
-	acts, rules, groups := mf.Actions, mf.Rules, mf.Groups
+	acts, rules, groups, fins := mf.Actions, mf.Rules, mf.Groups, mf.FinTimeouts
 	mf.set(tr, s.gen)
 	mf.Learned = learned
 	// Keep the megaflow's own slices when they still hold the answer (no
@@ -179,6 +180,11 @@ func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
 	} else {
 		mf.Groups = slices.Clone(tr.Groups)
 	}
+	if slices.Equal(fins, tr.FinTimeouts) {
+		mf.FinTimeouts = fins
+	} else {
+		mf.FinTimeouts = slices.Clone(tr.FinTimeouts)
+	}
 	c.stats.Revalidated++
 	return true
 }
@@ -194,6 +200,13 @@ func (c *Cache) Account(mf *Megaflow, packets, bytes uint64, now int64) {
 		c.touched = append(c.touched, mf)
 	}
 	mf.Account(packets, bytes, now)
+}
+
+// AccountTCPFlags records the TCP flags of a packet that Account counted
+// for mf: a FIN or RST reduces the timeouts of the rules whose fin_timeout
+// actions mf ran, at the next CreditRules. It does not allocate.
+func (c *Cache) AccountTCPFlags(mf *Megaflow, flags uint16) {
+	mf.pendTCPFlags |= flags
 }
 
 // CreditRules adds what the megaflows counted since the last call to

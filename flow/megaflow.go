@@ -31,6 +31,10 @@ type Megaflow struct {
 	// vSwitch's xlate cache refreshes a learned flow while packets keep
 	// taking the datapath flow that learned it.
 	Learned []*Rule
+	// FinTimeouts are the fin_timeout actions the translation ran on TCP
+	// (Translation.FinTimeouts), applied when Credit finds that a packet
+	// carried FIN or RST.
+	FinTimeouts []FinTimeout
 	// Actions are the datapath actions (see Translation); nil: drop.
 	Actions []Action
 	// Verdict is the translation's verdict: why a packet that is output
@@ -48,6 +52,7 @@ type Megaflow struct {
 	// What Account counted since the rules were last credited (Credit).
 	pendPackets, pendBytes uint64
 	pendUsed               int64
+	pendTCPFlags           uint16 // of the packets since the last Credit (Cache.AccountTCPFlags)
 
 	sub  *mfSubtable
 	hash uint64
@@ -94,6 +99,12 @@ func (mf *Megaflow) Credit() {
 	for _, r := range mf.Learned {
 		r.refresh(mf.pendUsed)
 	}
+	if mf.pendTCPFlags&(TCPFlagFIN|TCPFlagRST) != 0 {
+		for _, f := range mf.FinTimeouts {
+			f.Rule.reduceTimeouts(f.Idle, f.Hard)
+		}
+	}
+	mf.pendTCPFlags = 0
 	mf.pendPackets, mf.pendBytes = 0, 0
 }
 
@@ -285,6 +296,7 @@ func (mf *Megaflow) set(tr *Translation, gen uint64) {
 	}
 	mf.Rules = tr.Rules
 	mf.Groups = tr.Groups
+	mf.FinTimeouts = tr.FinTimeouts
 	mf.Learned = nil
 	mf.Actions = tr.Actions
 	mf.Verdict = tr.Verdict

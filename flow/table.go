@@ -39,6 +39,9 @@ type ruleStats struct {
 	// refreshed is when the rule's timeouts last restarted without a
 	// change (a learned flow learned again; unix nanoseconds, 0 = never).
 	refreshed atomic.Int64
+	// finIdle and finHard are the timeouts a fin_timeout action reduced
+	// the rule's to (seconds, 0 = not reduced).
+	finIdle, finHard atomic.Uint32
 }
 
 // AddStats adds packets and bytes to the rule's counters and records now
@@ -288,17 +291,18 @@ func (t *Table) Expire(now time.Time) []*Rule {
 
 func (r *Rule) expired(now time.Time) bool {
 	since := r.since()
-	if r.HardTimeout != 0 && now.Sub(since) >= time.Duration(r.HardTimeout)*time.Second {
+	idleTimeout, hardTimeout := r.Timeouts()
+	if hardTimeout != 0 && now.Sub(since) >= time.Duration(hardTimeout)*time.Second {
 		return true
 	}
-	if r.IdleTimeout == 0 {
+	if idleTimeout == 0 {
 		return false
 	}
 	last := since
 	if used := r.stats.lastUsed.Load(); used != 0 && time.Unix(0, used).After(last) {
 		last = time.Unix(0, used)
 	}
-	return now.Sub(last) >= time.Duration(r.IdleTimeout)*time.Second
+	return now.Sub(last) >= time.Duration(idleTimeout)*time.Second
 }
 
 // Dump returns the rules that f selects (non-strict, with cookie mask and

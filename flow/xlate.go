@@ -56,6 +56,18 @@ type Translation struct {
 	// order, when translation was asked to learn (TranslateLearning); the
 	// caller installs them (Table.Learn).
 	Learned []Flow
+	// FinTimeouts are the fin_timeout actions the packet ran on TCP:
+	// packets of the megaflow that carry FIN or RST reduce the timeouts
+	// of these rules.
+	FinTimeouts []FinTimeout
+}
+
+// FinTimeout is what fin_timeout(idle_timeout=Idle,hard_timeout=Hard)
+// does to Rule, the rule that ran it, once a TCP packet with FIN or RST
+// takes it.
+type FinTimeout struct {
+	Rule       *Rule
+	Idle, Hard uint16
 }
 
 // TraceNode is one step of a traced translation, as ofproto/trace prints
@@ -106,9 +118,11 @@ func (s *TableSnapshot) TranslateLearning(k *Key, trace bool) *Translation {
 // build the flows they learn into x.tr.Learned.
 func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	acts, rules, groups, stack, learned := x.acts[:0], x.tr.Rules[:0], x.tr.Groups[:0], x.stack[:0], x.tr.Learned[:0]
+	fins := x.tr.FinTimeouts[:0]
 	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack, learn: learn}
 	x.tr.Rules, x.tr.Groups = rules, groups
 	x.tr.Learned = learned
+	x.tr.FinTimeouts = fins
 	if trace {
 		x.trace = &x.tr.Trace
 	}
@@ -151,6 +165,7 @@ type xlate struct {
 	inBucket  int     // how many group buckets are running
 	groups    int     // group actions run (bounded as resubmits are)
 	learn     bool    // learn actions build their flows (tr.Learned)
+	rule      *Rule   // the rule whose actions run (fin_timeout's)
 	err       Verdict // a failure: the packet is dropped
 	stop      Verdict // the first early stop that is not a failure
 	trace     *[]*TraceNode
@@ -217,7 +232,10 @@ func (x *xlate) lookupAndRun(table uint8, deepens bool, inPort uint32) {
 		if len(r.Actions) == 0 {
 			x.report(TraceAction, "drop")
 		}
+		oldRule := x.rule
+		x.rule = r
 		x.run(r.Actions)
+		x.rule = oldRule
 	}
 	if deepens {
 		x.depth--
@@ -298,6 +316,13 @@ func (x *xlate) action(a *Action) bool {
 		x.learnAction(a.Learn)
 	case ActFinTimeout:
 		x.wc.NwProto = 0xff // as Open vSwitch, which looks whether it is TCP
+		if x.rule != nil && x.flow.NwProto == IPProtoTCP && (x.flow.DlType == EthTypeIPv4 || x.flow.DlType == EthTypeIPv6) {
+			// Whether the packets carry FIN or RST is not in the
+			// megaflow: as Open vSwitch, the datapath tells it with the
+			// packets' counts (Cache.AccountTCPFlags), and the megaflow
+			// then reduces the rule's timeouts.
+			x.tr.FinTimeouts = append(x.tr.FinTimeouts, FinTimeout{Rule: x.rule, Idle: uint16(a.Value), Hard: uint16(a.Mask)})
+		}
 	case ActNote, ActConjunction:
 	case ActExit:
 		x.exit = true

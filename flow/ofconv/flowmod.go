@@ -159,13 +159,14 @@ func FlowStats(v uint8, nicira bool, r *flow.Rule, now time.Time) (openflow.Flow
 		d = 0
 	}
 	pk, by := r.Stats()
+	idle, hard := r.Timeouts()
 	e := openflow.FlowStats{
 		TableID:      r.Table,
 		DurationSec:  uint32(d / time.Second),
 		DurationNsec: uint32(d % time.Second / time.Millisecond * time.Millisecond),
 		Priority:     r.Priority,
-		IdleTimeout:  r.IdleTimeout,
-		HardTimeout:  r.HardTimeout,
+		IdleTimeout:  idle,
+		HardTimeout:  hard,
 		Cookie:       r.Cookie,
 		PacketCount:  pk,
 		ByteCount:    by,

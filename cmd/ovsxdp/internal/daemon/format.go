@@ -41,11 +41,12 @@ func formatRuleIn(d flow.Dialect, r *flow.Rule, now time.Time, stats bool) strin
 		packets, bytes := r.Stats()
 		b.WriteString("n_packets=" + strconv.FormatUint(packets, 10) + ", n_bytes=" + strconv.FormatUint(bytes, 10) + ", ")
 	}
-	if r.IdleTimeout != 0 {
-		b.WriteString("idle_timeout=" + strconv.Itoa(int(r.IdleTimeout)) + ", ")
+	idle, hard := r.Timeouts() // as a fin_timeout action left them
+	if idle != 0 {
+		b.WriteString("idle_timeout=" + strconv.Itoa(int(idle)) + ", ")
 	}
-	if r.HardTimeout != 0 {
-		b.WriteString("hard_timeout=" + strconv.Itoa(int(r.HardTimeout)) + ", ")
+	if hard != 0 {
+		b.WriteString("hard_timeout=" + strconv.Itoa(int(hard)) + ", ")
 	}
 	if stats {
 		b.WriteString("idle_age=" + strconv.Itoa(ageSeconds(now, r.LastUsed())) + ", ")
