@@ -158,6 +158,9 @@ func learnSpecText(sp *openflow.LearnSpec) (string, error) {
 	if sp.NBits == 0 || sp.Dst > openflow.LearnDstOutput || sp.Dst == openflow.LearnDstOutput && sp.SrcImmediate {
 		return "", actionError(openflow.CodeBadActionArgument, "learn spec of %d bits to %d", sp.NBits, sp.Dst)
 	}
+	if !sp.SrcImmediate && sp.Src.HasMask || sp.Dst != openflow.LearnDstOutput && sp.DstField.HasMask {
+		return "", actionError(openflow.CodeBadActionArgument, "learn spec names a masked field header")
+	}
 	var src, dst string
 	var err error
 	if !sp.SrcImmediate {
