@@ -56,6 +56,10 @@ type LearnSpec struct {
 	Dst   Subfield
 }
 
+// Immediate returns the value of an immediate spec (Imm) as its high and
+// low 64 bits.
+func (sp *LearnSpec) Immediate() (hi, lo uint64) { return sp.Value.hi, sp.Value.lo }
+
 // equal reports whether two learn actions are the same.
 func (l *Learn) equal(o *Learn) bool {
 	if l == o {

@@ -294,6 +294,17 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		return one(&openflow.ActNote{Data: []byte(a.Note)})
 	case flow.ActExit:
 		return one(&openflow.ActNX{Subtype: openflow.NXActExit})
+	case flow.ActLearn:
+		if a.Learn == nil {
+			return nil, fmt.Errorf("%w: learn without arguments", openflow.ErrUnencodable)
+		}
+		l, err := learnAction(a.Learn)
+		if err != nil {
+			return nil, err
+		}
+		return one(l)
+	case flow.ActFinTimeout:
+		return one(finTimeoutAction(a))
 	}
 	return nil, fmt.Errorf("%w: flow action type %d", openflow.ErrUnencodable, a.Type)
 }
@@ -594,6 +605,8 @@ func actionText(a openflow.Action) (string, error) {
 			return "", err
 		}
 		return "clone(" + body + ")", nil
+	case *openflow.ActLearn:
+		return learnText(a)
 	case *openflow.ActRaw:
 		return rawText(a)
 	}
@@ -661,6 +674,8 @@ func rawText(a *openflow.ActRaw) (string, error) {
 	}
 	d := a.Data
 	switch a.Subtype {
+	case nxFinTimeout:
+		return finTimeoutText(d)
 	case nxWriteMetadata:
 		if len(d) != 22 {
 			return "", actionError(openflow.CodeBadActionLen, "write_metadata length")

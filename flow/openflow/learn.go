@@ -40,10 +40,14 @@ type LearnSpec struct {
 
 func decodeLearn(r *rd) (Action, error) {
 	a := &ActLearn{IdleTimeout: r.u16(""), HardTimeout: r.u16(""), Priority: r.u16(""), Cookie: r.u64(""), Flags: r.u16(""), TableID: r.u8("")}
-	r.skip(1, "")
+	pad := r.u8("")
 	a.FinIdleTimeout, a.FinHardTimeout = r.u16(""), r.u16("")
 	if r.err != nil {
 		return nil, r.err
+	}
+	if pad != 0 {
+		// Open vSwitch refuses a learn whose padding is not zero.
+		return nil, badAction(CodeBadActionArgument, "nonzero learn padding")
 	}
 	a.Specs = []LearnSpec{}
 	for r.len() >= 2 {
