@@ -60,6 +60,39 @@ func (b *tableBridge) PortStats(uint8, uint32) ([]openflow.PortStats, error) {
 }
 func (b *tableBridge) PortMod(uint8, *openflow.PortMod) error     { return nil }
 func (b *tableBridge) PacketOut(uint8, *openflow.PacketOut) error { return nil }
+func (b *tableBridge) GroupMod(v uint8, gm *openflow.GroupMod) error {
+	switch gm.Command {
+	case openflow.GroupAdd:
+		g, err := ofconv.GroupFromMod(nil, v, gm)
+		if err != nil {
+			return err
+		}
+		return ofconv.TableError(b.t.AddGroups([]*flow.Group{g}))
+	case openflow.GroupDelete:
+		b.t.DeleteGroups(gm.GroupID)
+		return nil
+	}
+	return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "command %d", gm.Command)
+}
+func (b *tableBridge) GroupDesc(v uint8, id uint32) ([]openflow.GroupDesc, error) {
+	var out []openflow.GroupDesc
+	for _, g := range b.t.Groups() {
+		d, err := ofconv.GroupDesc(v, &g.Group)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+func (b *tableBridge) GroupStats(v uint8, id uint32) ([]openflow.GroupStats, error) {
+	snap := b.t.Snapshot()
+	var out []openflow.GroupStats
+	for _, g := range snap.Groups() {
+		out = append(out, ofconv.GroupStats(g, snap.GroupRefs(g.ID), time.Now()))
+	}
+	return out, nil
+}
 
 func newTestServer() *Server {
 	return NewServer(&tableBridge{t: flow.NewTable()}, Config{Logger: slog.New(slog.DiscardHandler)})
