@@ -170,6 +170,10 @@ func TestOpenFlowGroups(t *testing.T) {
 			}
 			compare("after del-groups group_id=1")
 
+			if out := s.run(t, v, "dump-group-features"); !strings.Contains(out, "select") || !strings.Contains(out, "max_groups=") {
+				t.Errorf("dump-group-features:\n%s", out)
+			}
+
 			s.run(t, v, "del-groups")
 			if got := s.run(t, v, "dump-groups"); ovsref.NormaliseDump(got) != "" {
 				t.Errorf("dump-groups after del-groups: %q", got)
