@@ -440,8 +440,9 @@ var knownDumpDiffs = map[string]string{}
 
 // TestOpenFlowDumpCorpus runs the differential corpus through ovs-ofctl:
 // each pipeline's flows, added with ovs-ofctl in each version to ovsxdp
-// and to Open vSwitch 3.1, dump the same. Pipelines with flows the flow
-// language does not support (learn), or with groups, are left out.
+// and to Open vSwitch 3.1, dump the same (a pipeline's groups are added
+// to both with ovs-ofctl add-groups first). Pipelines with flows the flow
+// language does not support are left out.
 func TestOpenFlowDumpCorpus(t *testing.T) {
 	ovsref.Require(t)
 	corpus, err := ovsref.LoadCorpus("testdata/ovsdiff")
@@ -456,9 +457,6 @@ func TestOpenFlowDumpCorpus(t *testing.T) {
 					t.Skipf("ovsxdp does not support a flow of the pipeline: %v", err)
 				}
 			}
-			if len(p.Groups) > 0 {
-				t.Skip("the OpenFlow channel takes no group mod yet: the pipeline's groups cannot be added through it")
-			}
 			ref := ovsref.Start(t, "br0", p.Ports)
 			s := startOFSwitchPorts(t, p.Ports)
 			text := strings.Join(p.Flows, "\n") + "\n"
@@ -466,7 +464,18 @@ func TestOpenFlowDumpCorpus(t *testing.T) {
 			if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 				t.Fatal(err)
 			}
+			groupsFile := filepath.Join(t.TempDir(), "groups.txt")
+			if err := os.WriteFile(groupsFile, []byte(strings.Join(p.Groups, "\n")+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			for _, v := range ofVersions {
+				if len(p.Groups) > 0 && v == "OpenFlow10" {
+					// OpenFlow 1.0 names groups only in Nicira extensions
+					// (NXT_GROUP_MOD, the Nicira group action) that the
+					// codec does not carry.
+					t.Logf("%s: groups are not compared in %s", p.Name, v)
+					continue
+				}
 				if err := ref.DelFlows(); err != nil {
 					t.Fatal(err)
 				}
@@ -484,8 +493,21 @@ func TestOpenFlowDumpCorpus(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.run(t, v, "del-flows")
+				s.run(t, "OpenFlow15", "del-groups")
+				if len(p.Groups) > 0 {
+					s.run(t, "OpenFlow15", "add-groups", groupsFile)
+				}
 				s.run(t, v, "add-flows", file)
 				got := ovsref.NormaliseDump(s.run(t, v, "dump-flows", "--no-stats"))
+				if len(p.Groups) > 0 {
+					wantGroups, err := ref.DumpGroups(v)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if gotGroups := ovsref.NormaliseDump(s.run(t, v, "dump-groups")); gotGroups != wantGroups {
+						t.Errorf("ovs-ofctl -O %s dump-groups\novsxdp:\n%s\nOpen vSwitch:\n%s", v, gotGroups, wantGroups)
+					}
+				}
 				why, known := knownDumpDiffs[p.Name+" "+v]
 				switch {
 				case got == want && known:

@@ -185,9 +185,18 @@ func (o *ofBridge) FlowMod(v uint8, fm *openflow.FlowMod) error {
 	}
 	t := o.b.dp.Table()
 	f := mod.Flow
+	if mod.Cmd != flow.CmdDelete {
+		// A flow that names a missing group is refused, as add-flow
+		// refuses it (OFPBAC_BAD_OUT_GROUP).
+		if err := t.CheckGroups(f); err != nil {
+			return ofconv.TableError(err)
+		}
+	}
 	switch mod.Cmd {
 	case flow.CmdAdd:
-		t.Add(f)
+		if err := t.Add(f); err != nil {
+			return ofconv.TableError(err)
+		}
 	case flow.CmdModify:
 		// OpenFlow 1.1 and later never add from a modify; 1.0 does.
 		if v != openflow.Version10 && f.CookieMask == 0 && !selectsAny(t, f, mod.Strict) {
@@ -385,4 +394,140 @@ func (o *ofBridge) packetOutActions(v uint8, frame []byte, inPort uint32, acts [
 		return nil, err
 	}
 	return mod.Flow.Actions, nil
+}
+
+// GroupMod runs a group mod through the table's group changes, as
+// add-group, mod-group and del-groups do: a flow that names a missing
+// group is refused, del-groups takes the flows that use the groups with
+// it, and the state is saved.
+func (o *ofBridge) GroupMod(v uint8, gm *openflow.GroupMod) error {
+	if err := o.lock(); err != nil {
+		return err
+	}
+	defer o.unlock()
+	t := o.b.dp.Table()
+	switch gm.Command {
+	case openflow.GroupAdd, openflow.GroupModify, ofconv.GroupAddOrModify:
+		g, err := ofconv.GroupFromMod(o.b.parser(), v, gm)
+		if err != nil {
+			return err
+		}
+		if gm.Command == openflow.GroupAdd {
+			err = t.AddGroups([]*flow.Group{g})
+		} else {
+			err = t.ModifyGroup(g, gm.Command == ofconv.GroupAddOrModify)
+		}
+		if err != nil {
+			return ofconv.TableError(err)
+		}
+	case openflow.GroupDelete:
+		t.DeleteGroups(gm.GroupID)
+	case ofconv.GroupInsertBucket, ofconv.GroupRemoveBucket:
+		if v < openflow.Version15 {
+			return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d needs OpenFlow 1.5", gm.Command)
+		}
+		if err := o.bucketCommandLocked(v, gm); err != nil {
+			return err
+		}
+	default:
+		return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d", gm.Command)
+	}
+	o.changedLocked("group mod")
+	return nil
+}
+
+// bucketCommandLocked runs OpenFlow 1.5's insert-buckets or
+// remove-buckets: the group keeps its type and selection method and
+// takes the changed bucket list, as a mod-group would give it.
+func (o *ofBridge) bucketCommandLocked(v uint8, gm *openflow.GroupMod) error {
+	t := o.b.dp.Table()
+	old := t.Snapshot().Group(gm.GroupID)
+	if old == nil {
+		return ofconv.GroupModError(ofconv.CodeUnknownGroup, "group %d does not exist", gm.GroupID)
+	}
+	g := old.Group
+	at := -1 // the index of command_bucket_id's bucket
+	switch gm.CommandBucketID {
+	case ofconv.BucketFirst, ofconv.BucketLast, ofconv.BucketAll:
+	default:
+		for i := range g.Buckets {
+			if g.Buckets[i].ID == gm.CommandBucketID {
+				at = i
+			}
+		}
+		if at < 0 {
+			return ofconv.GroupModError(ofconv.CodeUnknownBucket, "group %d has no bucket %d", g.ID, gm.CommandBucketID)
+		}
+	}
+	var buckets []flow.Bucket
+	if gm.Command == ofconv.GroupRemoveBucket {
+		switch {
+		case gm.CommandBucketID == ofconv.BucketAll:
+		case len(g.Buckets) == 0:
+		case gm.CommandBucketID == ofconv.BucketFirst:
+			buckets = append(buckets, g.Buckets[1:]...)
+		case gm.CommandBucketID == ofconv.BucketLast:
+			buckets = append(buckets, g.Buckets[:len(g.Buckets)-1]...)
+		default:
+			buckets = append(append(buckets, g.Buckets[:at]...), g.Buckets[at+1:]...)
+		}
+	} else {
+		if gm.CommandBucketID == ofconv.BucketAll {
+			return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "insert-buckets needs a bucket id, first or last")
+		}
+		in := *gm
+		in.Type, in.Props = uint8(g.Type), nil
+		ng, err := ofconv.GroupFromMod(o.b.parser(), v, &in)
+		if err != nil {
+			return err
+		}
+		for _, nb := range ng.Buckets {
+			for _, ob := range g.Buckets {
+				if ob.ID == nb.ID {
+					return ofconv.GroupModError(ofconv.CodeBucketExists, "group %d already has bucket %d", g.ID, nb.ID)
+				}
+			}
+		}
+		switch gm.CommandBucketID {
+		case ofconv.BucketFirst:
+			at = -1
+		case ofconv.BucketLast:
+			at = len(g.Buckets) - 1
+		}
+		// The new buckets go after command_bucket_id's.
+		buckets = append(append(append(buckets, g.Buckets[:at+1]...), ng.Buckets...), g.Buckets[at+1:]...)
+	}
+	g.Buckets = buckets
+	return ofconv.TableError(t.ModifyGroup(&g, false))
+}
+
+// GroupDesc describes the bridge's groups (id GroupAll: every one).
+func (o *ofBridge) GroupDesc(v uint8, id uint32) ([]openflow.GroupDesc, error) {
+	var out []openflow.GroupDesc
+	for _, g := range o.b.dp.Table().Groups() {
+		if id != ofconn.GroupAll && g.ID != id {
+			continue
+		}
+		d, err := ofconv.GroupDesc(v, &g.Group)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// GroupStats reports the bridge's groups' counters (id GroupAll: every
+// one), with the number of flows that name each.
+func (o *ofBridge) GroupStats(v uint8, id uint32) ([]openflow.GroupStats, error) {
+	snap := o.b.dp.Table().Snapshot()
+	now := time.Now()
+	var out []openflow.GroupStats
+	for _, g := range snap.Groups() {
+		if id != ofconn.GroupAll && g.ID != id {
+			continue
+		}
+		out = append(out, ofconv.GroupStats(g, snap.GroupRefs(g.ID), now))
+	}
+	return out, nil
 }

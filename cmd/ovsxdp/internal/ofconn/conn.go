@@ -54,7 +54,18 @@ type Bridge interface {
 	PortMod(v uint8, pm *openflow.PortMod) error
 	// PacketOut sends a packet through actions.
 	PacketOut(v uint8, po *openflow.PacketOut) error
+	// GroupMod runs a group mod of version v.
+	GroupMod(v uint8, gm *openflow.GroupMod) error
+	// GroupDesc describes the group with id id, or every group when id
+	// is GroupAll.
+	GroupDesc(v uint8, id uint32) ([]openflow.GroupDesc, error)
+	// GroupStats reports the counters of the group with id id, or of
+	// every group when id is GroupAll.
+	GroupStats(v uint8, id uint32) ([]openflow.GroupStats, error)
 }
+
+// GroupAll is OFPG_ALL: every group, in a group request.
+const GroupAll uint32 = 0xfffffffc
 
 // Config configures a Server.
 type Config struct {

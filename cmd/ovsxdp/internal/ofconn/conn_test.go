@@ -27,7 +27,7 @@ func (b *tableBridge) FlowMod(v uint8, fm *openflow.FlowMod) error {
 	}
 	switch mod.Cmd {
 	case flow.CmdAdd:
-		b.t.Add(mod.Flow)
+		return ofconv.TableError(b.t.Add(mod.Flow))
 	case flow.CmdModify:
 		b.t.Modify(mod.Flow, mod.Strict)
 	default:
@@ -60,6 +60,39 @@ func (b *tableBridge) PortStats(uint8, uint32) ([]openflow.PortStats, error) {
 }
 func (b *tableBridge) PortMod(uint8, *openflow.PortMod) error     { return nil }
 func (b *tableBridge) PacketOut(uint8, *openflow.PacketOut) error { return nil }
+func (b *tableBridge) GroupMod(v uint8, gm *openflow.GroupMod) error {
+	switch gm.Command {
+	case openflow.GroupAdd:
+		g, err := ofconv.GroupFromMod(nil, v, gm)
+		if err != nil {
+			return err
+		}
+		return ofconv.TableError(b.t.AddGroups([]*flow.Group{g}))
+	case openflow.GroupDelete:
+		b.t.DeleteGroups(gm.GroupID)
+		return nil
+	}
+	return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "command %d", gm.Command)
+}
+func (b *tableBridge) GroupDesc(v uint8, id uint32) ([]openflow.GroupDesc, error) {
+	var out []openflow.GroupDesc
+	for _, g := range b.t.Groups() {
+		d, err := ofconv.GroupDesc(v, &g.Group)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+func (b *tableBridge) GroupStats(v uint8, id uint32) ([]openflow.GroupStats, error) {
+	snap := b.t.Snapshot()
+	var out []openflow.GroupStats
+	for _, g := range snap.Groups() {
+		out = append(out, ofconv.GroupStats(g, snap.GroupRefs(g.ID), time.Now()))
+	}
+	return out, nil
+}
 
 func newTestServer() *Server {
 	return NewServer(&tableBridge{t: flow.NewTable()}, Config{Logger: slog.New(slog.DiscardHandler)})
@@ -162,12 +195,17 @@ func TestErrors(t *testing.T) {
 			openflow.ErrTypeBadRequest, openflow.CodeBadRequestType},
 		{"wrong version", func(v uint8) []byte { return []byte{v ^ 0x07, 2, 0, 8, 0, 0, 0, 7} },
 			openflow.ErrTypeBadRequest, openflow.CodeBadRequestVersion},
-		{"unsupported action", func(v uint8) []byte {
+		{"missing group", func(v uint8) []byte {
 			fm := &openflow.FlowMod{Command: openflow.FlowAdd, BufferID: openflow.NoBuffer, OutPort: openflow.PortAny, OutGroup: 0xffffffff,
 				Instructions: []openflow.Instruction{{Type: openflow.InstApplyActions, Actions: []openflow.Action{&openflow.ActU32{Type: openflow.ActTypeSetQueue, Value: 1}}}}}
 			b, _ := openflow.Encode(v, 7, fm)
 			return b
-		}, openflow.ErrTypeBadAction, openflow.CodeBadActionType},
+		}, openflow.ErrTypeBadAction, 9}, // OFPBAC_BAD_OUT_GROUP
+		{"existing group", func(v uint8) []byte {
+			gm := &openflow.GroupMod{Command: openflow.GroupAdd, GroupID: 5}
+			b, _ := openflow.Encode(v, 7, gm)
+			return b
+		}, openflow.ErrTypeGroupModFailed, 0}, // OFPGMFC_GROUP_EXISTS
 		{"unsupported field", func(v uint8) []byte {
 			f, _ := openflow.FieldByName("ct_mark", false)
 			fm := &openflow.FlowMod{Command: openflow.FlowAdd, BufferID: openflow.NoBuffer, OutPort: openflow.PortAny, OutGroup: 0xffffffff,
@@ -178,7 +216,11 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cl := dial(t, newTestServer(), openflow.Version13)
+			tb := flow.NewTable()
+			if err := tb.AddGroups([]*flow.Group{{ID: 5, Type: flow.GroupAll}}); err != nil {
+				t.Fatal(err)
+			}
+			cl := dial(t, NewServer(&tableBridge{t: tb}, Config{Logger: slog.New(slog.DiscardHandler)}), openflow.Version13)
 			b := tc.msg(openflow.Version13)
 			cl.sendRaw(b)
 			h, m := cl.recv()
@@ -252,5 +294,41 @@ func TestMultipartSplit(t *testing.T) {
 	}
 	if got != n || parts < 2 {
 		t.Fatalf("%d flows in %d parts, want %d in several", got, parts, n)
+	}
+}
+
+// TestGroups adds a group with a group mod and finds it in the group
+// desc and group stats replies, in OpenFlow 1.3 and 1.5, and answers a
+// group features request.
+func TestGroups(t *testing.T) {
+	for _, v := range []uint8{openflow.Version13, openflow.Version15} {
+		cl := dial(t, newTestServer(), v)
+		bk := openflow.Bucket{BucketID: 0, Weight: 1, WatchPort: openflow.PortAny, WatchGroup: openflow.GroupAny, HasWeight: true,
+			HasWatchPort: v < openflow.Version15, HasWatchGroup: v < openflow.Version15, Actions: []openflow.Action{&openflow.ActOutput{Port: 1}}}
+		cl.send(&openflow.GroupMod{Command: openflow.GroupAdd, Type: openflow.GroupSelect, GroupID: 3, Buckets: []openflow.Bucket{bk}})
+		xid := cl.send(&openflow.GroupDescRequest{GroupID: GroupAll})
+		h, m := cl.recv()
+		d, ok := m.(*openflow.GroupDescReply)
+		if !ok || h.Xid != xid || len(d.Entries) != 1 || d.Entries[0].GroupID != 3 || d.Entries[0].Type != openflow.GroupSelect ||
+			len(d.Entries[0].Buckets) != 1 || d.Entries[0].Buckets[0].Weight != 1 {
+			t.Fatalf("v%d: group desc answered with %+v %#v", v, h, m)
+		}
+		xid = cl.send(&openflow.GroupStatsRequest{GroupID: GroupAll})
+		h, m = cl.recv()
+		st, ok := m.(*openflow.GroupStatsReply)
+		if !ok || h.Xid != xid || len(st.Entries) != 1 || st.Entries[0].GroupID != 3 || len(st.Entries[0].Buckets) != 1 {
+			t.Fatalf("v%d: group stats answered with %+v %#v", v, h, m)
+		}
+		xid = cl.send(&openflow.MultipartRaw{Type: mpGroupFeatures})
+		h, m = cl.recv()
+		if f, ok := m.(*openflow.MultipartRaw); !ok || h.Xid != xid || !f.Reply || f.Type != mpGroupFeatures || len(f.Body) != 40 {
+			t.Fatalf("v%d: group features answered with %+v %#v", v, h, m)
+		}
+		// del-groups with OFPG_ALL empties the table.
+		cl.send(&openflow.GroupMod{Command: openflow.GroupDelete, GroupID: GroupAll})
+		cl.send(&openflow.GroupDescRequest{GroupID: GroupAll})
+		if _, m := cl.recv(); len(m.(*openflow.GroupDescReply).Entries) != 0 {
+			t.Fatalf("v%d: groups left after a delete of all: %#v", v, m)
+		}
 	}
 }

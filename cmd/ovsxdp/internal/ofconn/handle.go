@@ -1,6 +1,7 @@
 package ofconn
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
@@ -162,11 +163,35 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		return c.sendParts(h.Xid, len(ts), func(i, j int) openflow.Message {
 			return &openflow.TableFeaturesReply{Tables: ts[i:j]}
 		})
+	case *openflow.GroupMod:
+		if c.role == openflow.RoleSlave {
+			return fail(badRequest(codeBadReqIsSlave, "group mod from a slave"))
+		}
+		return fail(c.s.br.GroupMod(v, m))
 	case *openflow.GroupStatsRequest:
-		return reply(&openflow.GroupStatsReply{})
+		gs, err := c.s.br.GroupStats(v, m.GroupID)
+		if err != nil {
+			return fail(err)
+		}
+		return c.sendParts(h.Xid, len(gs), func(i, j int) openflow.Message {
+			return &openflow.GroupStatsReply{Entries: gs[i:j]}
+		})
 	case *openflow.GroupDescRequest:
-		return reply(&openflow.GroupDescReply{})
+		id := m.GroupID
+		if v < openflow.Version15 {
+			id = GroupAll // only OpenFlow 1.5 asks for one group
+		}
+		gs, err := c.s.br.GroupDesc(v, id)
+		if err != nil {
+			return fail(err)
+		}
+		return c.sendParts(h.Xid, len(gs), func(i, j int) openflow.Message {
+			return &openflow.GroupDescReply{Entries: gs[i:j]}
+		})
 	case *openflow.MultipartRaw:
+		if m.Type == mpGroupFeatures && v != openflow.Version10 && !m.Reply {
+			return reply(&openflow.MultipartRaw{Reply: true, Type: mpGroupFeatures, Body: groupFeatures()})
+		}
 		code := openflow.CodeBadRequestMultipart
 		switch {
 		case m.Type == openflow.MPExperimenter && m.Experimenter != openflow.NiciraExperimenter:
@@ -238,5 +263,36 @@ func setMore(m openflow.Message, more bool) {
 		m.Flags = f
 	case *openflow.TableFeaturesReply:
 		m.Flags = f
+	case *openflow.GroupStatsReply:
+		m.Flags = f
+	case *openflow.GroupDescReply:
+		m.Flags = f
 	}
+}
+
+// mpGroupFeatures is OFPMP_GROUP_FEATURES (OpenFlow 1.2+).
+const mpGroupFeatures uint16 = 8
+
+// groupFeatures is the body of a group features reply: every group type,
+// select groups with weights and liveness, chaining, as many groups of
+// each type as group ids, and the actions a bucket may have (output,
+// push/pop VLAN, group, dec TTL, set field, as the table features say).
+func groupFeatures() []byte {
+	const (
+		allTypes = 1<<openflow.GroupAll | 1<<openflow.GroupSelect | 1<<openflow.GroupIndirect | 1<<openflow.GroupFF
+		// OFPGFC_SELECT_WEIGHT, OFPGFC_SELECT_LIVENESS, OFPGFC_CHAINING.
+		caps    = 1<<0 | 1<<1 | 1<<2
+		maxID   = 0xffffff00 // OFPG_MAX
+		actions = 1<<openflow.ActTypeOutput | 1<<openflow.ActTypePushVLAN | 1<<openflow.ActTypePopVLAN |
+			1<<openflow.ActTypeGroup | 1<<openflow.ActTypeDecNWTTL | 1<<openflow.ActTypeSetField
+	)
+	b := binary.BigEndian.AppendUint32(nil, allTypes)
+	b = binary.BigEndian.AppendUint32(b, caps)
+	for range 4 {
+		b = binary.BigEndian.AppendUint32(b, maxID)
+	}
+	for range 4 {
+		b = binary.BigEndian.AppendUint32(b, actions)
+	}
+	return b
 }
