@@ -197,7 +197,7 @@ func TestErrors(t *testing.T) {
 			openflow.ErrTypeBadRequest, openflow.CodeBadRequestVersion},
 		{"missing group", func(v uint8) []byte {
 			fm := &openflow.FlowMod{Command: openflow.FlowAdd, BufferID: openflow.NoBuffer, OutPort: openflow.PortAny, OutGroup: 0xffffffff,
-				Instructions: []openflow.Instruction{{Type: openflow.InstApplyActions, Actions: []openflow.Action{&openflow.ActU32{Type: openflow.ActTypeSetQueue, Value: 1}}}}}
+				Instructions: []openflow.Instruction{{Type: openflow.InstApplyActions, Actions: []openflow.Action{&openflow.ActU32{Type: openflow.ActTypeGroup, Value: 1}}}}}
 			b, _ := openflow.Encode(v, 7, fm)
 			return b
 		}, openflow.ErrTypeBadAction, 9}, // OFPBAC_BAD_OUT_GROUP
