@@ -10,8 +10,16 @@ package flow
 //     ICMP packet's are always zero, and nw_proto is in the mask whenever
 //     they are, so the megaflow holds only ICMP packets);
 //   - a later fragment has no transport header, and its tp_src and tp_dst
-//     are zero: the ports are not kept when the fragment bits are.
+//     are zero: the ports are not kept when the fragment bits are;
+//   - a megaflow that consults any bit of a VLAN tag's TCI also consults
+//     its present (CFI) bit, so that it never holds tagged and untagged
+//     packets at once.
 func finishMask(mask *Key, k *Key) {
+	for i := range mask.VLANs {
+		if mask.VLANs[i].TCI != 0 {
+			mask.VLANs[i].TCI |= VLANPresent
+		}
+	}
 	mask.Metadata = 0
 	mask.Regs = [NumRegs]uint32{}
 	mask.ConjID = 0
