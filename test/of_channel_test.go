@@ -372,7 +372,7 @@ func TestOpenFlowErrors(t *testing.T) {
 		// vendor error, which ovs-ofctl names the same.
 		{"OpenFlow10", "ct_state=+trk,actions=output:1", "OFPBMC_BAD_FIELD"},
 		{"OpenFlow15", "tun_id=5,actions=output:1", "OFPBMC_BAD_FIELD"},
-		{"OpenFlow10", "actions=learn(table=1,NXM_OF_VLAN_TCI[0..11])", "OFPBAC_BAD"},
+		{"OpenFlow10", "actions=learn(table=1,limit=10,NXM_OF_VLAN_TCI[0..11])", "OFPBAC_BAD"},
 	} {
 		_, errOut, err := s.try(tc.version, nil, "add-flow", tc.flow)
 		if err == nil || !strings.Contains(errOut, tc.want) {
