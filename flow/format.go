@@ -394,6 +394,17 @@ func portText(p uint32) string {
 }
 
 func formatActions(b *strings.Builder, acts []Action) {
+	writeActionList(b, acts, func(acts []Action, i int) int {
+		formatAction(b, &acts[i])
+		return 0
+	})
+}
+
+// writeActionList writes acts comma-separated ("drop" when there are
+// none), each clone(...) with its body written the same way, and every
+// other action with one, which returns how many of the actions after
+// acts[i] it wrote too.
+func writeActionList(b *strings.Builder, acts []Action, one func(acts []Action, i int) int) {
 	if len(acts) == 0 {
 		b.WriteString("drop")
 		return
@@ -406,13 +417,13 @@ func formatActions(b *strings.Builder, acts []Action) {
 			body := cloneBody(acts, i)
 			b.WriteString("clone(")
 			if len(body) > 0 {
-				formatActions(b, body)
+				writeActionList(b, body, one)
 			}
 			b.WriteByte(')')
 			i += len(body)
 			continue
 		}
-		formatAction(b, &acts[i])
+		i += one(acts, i)
 	}
 }
 

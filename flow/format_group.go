@@ -109,31 +109,14 @@ func fieldValueText(f *field, v u128) string {
 // speaks OpenFlow 1.2 or later: header rewrites and whole-field register
 // loads are set_field actions.
 func formatActionsOXM(b *strings.Builder, acts []Action) {
-	if len(acts) == 0 {
-		b.WriteString("drop")
-		return
-	}
-	for i := 0; i < len(acts); i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		a := &acts[i]
-		if a.Type == ActClone {
-			body := cloneBody(acts, i)
-			b.WriteString("clone(")
-			if len(body) > 0 {
-				formatActionsOXM(b, body)
-			}
-			b.WriteByte(')')
-			i += len(body)
-			continue
-		}
-		if s, ok := setFieldOXM(a); ok {
+	writeActionList(b, acts, func(acts []Action, i int) int {
+		if s, ok := setFieldOXM(&acts[i]); ok {
 			b.WriteString(s)
-			continue
+		} else {
+			formatAction(b, &acts[i])
 		}
-		formatAction(b, a)
-	}
+		return 0
+	})
 }
 
 // setFieldOXM spells a set-field action, or a load of a whole register,

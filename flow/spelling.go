@@ -53,33 +53,15 @@ func FormatActionsIn(d Dialect, m *Match, acts []Action) string {
 }
 
 func formatActions13(b *strings.Builder, m *Match, acts []Action) {
-	if len(acts) == 0 {
-		b.WriteString("drop")
-		return
-	}
-	for i := 0; i < len(acts); i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		a := &acts[i]
-		if a.Type == ActClone {
-			body := cloneBody(acts, i)
-			b.WriteString("clone(")
-			if len(body) > 0 {
-				formatActions13(b, m, body)
-			}
-			b.WriteByte(')')
-			i += len(body)
-			continue
-		}
+	writeActionList(b, acts, func(acts []Action, i int) int {
 		// The two halves of a 128-bit set_field print as one.
 		if setField128(acts, i) {
-			b.WriteString("set_field:" + u128Text(u128{hi: acts[i+1].Value, lo: a.Value}) + "->" + fieldName(a.Dst.Field))
-			i++
-			continue
+			b.WriteString("set_field:" + u128Text(u128{hi: acts[i+1].Value, lo: acts[i].Value}) + "->" + fieldName(acts[i].Dst.Field))
+			return 1
 		}
-		formatAction13(b, m, a)
-	}
+		formatAction13(b, m, &acts[i])
+		return 0
+	})
 }
 
 // formatAction13 prints one action as an OpenFlow 1.3 dump does.
