@@ -38,6 +38,7 @@ func buildCLI(t *testing.T) string {
 // cliDaemon is an ovsxdp daemon running as a subprocess.
 type cliDaemon struct {
 	bin, sock, state string
+	runDir           string // where the bridges' OpenFlow sockets are (--rundir), "" if given in extra
 	cmd              *exec.Cmd
 	log              *topo.SyncBuffer
 }
@@ -52,7 +53,8 @@ func startCLIDaemon(t *testing.T, bin, sock, state string, extra ...string) *cli
 	if !slices.Contains(extra, "--rundir") {
 		// The bridges' OpenFlow sockets go beside the control socket,
 		// not into the host's /run/ovsxdp.
-		args = append(args, "--rundir", filepath.Join(filepath.Dir(sock), "run"))
+		d.runDir = filepath.Join(filepath.Dir(sock), "run")
+		args = append(args, "--rundir", d.runDir)
 	}
 	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout = d.log

@@ -413,7 +413,7 @@ func ofctlChannelDump(t *testing.T, d *cliDaemon, br, proto string) string {
 	if proto != "" {
 		args = append(args, "-O", proto)
 	}
-	sock := filepath.Join(filepath.Dir(d.sock), "run", br+".mgmt")
+	sock := filepath.Join(d.runDir, br+".mgmt")
 	args = append(args, "dump-flows", "--no-stats", "unix:"+sock)
 	out, err := exec.CommandContext(ctx, "ovs-ofctl", args...).CombinedOutput()
 	if err != nil {
