@@ -42,6 +42,12 @@ type counterer interface {
 	batching() (packetsPerBatch, busyNsPerPacket float64)
 }
 
+// kernelDropper is a forwarder whose AF_XDP sockets count what the
+// kernel dropped on receive ("rx ring full", "no fill frame").
+type kernelDropper interface {
+	kernelDrops() kernelDrops
+}
+
 // config is one configuration of the comparison.
 type config struct {
 	name  string // short name, in the CSV and the tables
@@ -175,6 +181,16 @@ func (f *ovsxdpFwd) counters() string {
 		parts = append(parts, fmt.Sprintf("%s socket: rx dropped by the kernel: rx ring full %d, no fill frame %d; tx dropped %d; GSO packets sent %d", p.Name(), st.RxRingFull, st.RxNoFrame, st.TxDropped, st.TxGSO))
 	}
 	return strings.Join(parts, "; ")
+}
+
+func (f *ovsxdpFwd) kernelDrops() kernelDrops {
+	var k kernelDrops
+	for _, p := range f.ports {
+		st := p.Stats()
+		k.ringFull += st.RxRingFull
+		k.noFrame += st.RxNoFrame
+	}
+	return k
 }
 
 func (f *ovsxdpFwd) stop() error {

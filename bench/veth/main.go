@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -60,10 +61,14 @@ func main() {
 		}
 		return
 	}
-	if len(os.Args) == 6 && os.Args[1] == xskFloodRole {
+	if len(os.Args) == 7 && os.Args[1] == xskFloodRole {
 		d, err := time.ParseDuration(os.Args[5])
+		var rate float64
 		if err == nil {
-			err = xskFlood(os.Args[2], os.Args[3], os.Args[4], d)
+			rate, err = strconv.ParseFloat(os.Args[6], 64)
+		}
+		if err == nil {
+			err = xskFlood(os.Args[2], os.Args[3], os.Args[4], d, rate)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "xsk flood:", err)
@@ -286,8 +291,20 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 			return fail(err)
 		}
 	}
-	if s.xskPps, err = measureXSK(ctx, t, o.duration); err != nil {
+	if s.xskPps, err = measureXSK(ctx, t, o.duration, 0); err != nil {
 		return fail(err)
+	}
+	if k, isK := f.(kernelDropper); isK && s.xskPps > 0 {
+		// The same sender at 80% of the rate this configuration just
+		// sustained: a forwarder that keeps up leaves the kernel nothing
+		// to drop.
+		before := k.kernelDrops()
+		s.paced.offered = paceShare * s.xskPps
+		if s.paced.received, err = measureXSK(ctx, t, o.duration, s.paced.offered); err != nil {
+			return fail(err)
+		}
+		s.paced.drops = k.kernelDrops().minus(before)
+		s.paced.measured = true
 	}
 	if y, isY := f.(peerYielder); isY {
 		if err := y.reclaimPeerA(t); err != nil {

@@ -37,6 +37,9 @@ type sample struct {
 	flowsPps float64
 	// xskPps is the rate received from the AF_XDP sender (1,000 flows).
 	xskPps float64
+	// paced is the AF_XDP sender again at paceShare of xskPps, with what
+	// the kernel dropped meanwhile (configurations that count it only).
+	paced pacedRun
 	// rttAvg and rttP99 are ping's RTTs in µs.
 	rttAvg, rttP99 float64
 	// pingCPU is the machine's busy time during the ping test, in percent
@@ -57,6 +60,30 @@ type sample struct {
 	perBatch, busyNs float64
 	err              string
 }
+
+// paceShare is the share of its own AF_XDP-sender rate at which a
+// configuration is offered the paced run.
+const paceShare = 0.8
+
+// pacedRun is the AF_XDP sender held to a rate below what the
+// forwarder sustained.
+type pacedRun struct {
+	measured bool
+	// offered and received are the sender's rate and the rate b got,
+	// packets/s.
+	offered, received float64
+	drops             kernelDrops
+}
+
+// kernelDrops are the frames the kernel side of a forwarder's AF_XDP
+// sockets dropped before the forwarder saw them.
+type kernelDrops struct{ ringFull, noFrame uint64 }
+
+func (k kernelDrops) minus(o kernelDrops) kernelDrops {
+	return kernelDrops{k.ringFull - o.ringFull, k.noFrame - o.noFrame}
+}
+
+func (k kernelDrops) total() uint64 { return k.ringFull + k.noFrame }
 
 // userHZ is the unit of /proc's CPU times.
 const userHZ = 100

@@ -134,7 +134,8 @@ func writeCSV(path string, samples []sample) error {
 	for _, m := range metrics {
 		head = append(head, m.key)
 	}
-	w.Write(append(head, "cpu_user_s_per_mpkt", "cpu_sys_s_per_mpkt", "cpu_softirq_s_per_mpkt", "error", "counters"))
+	w.Write(append(head, "cpu_user_s_per_mpkt", "cpu_sys_s_per_mpkt", "cpu_softirq_s_per_mpkt",
+		"paced_offered_pps", "paced_received_pps", "paced_rx_ring_full", "paced_no_fill_frame", "error", "counters"))
 	for _, s := range samples {
 		row := []string{strconv.Itoa(s.round), s.config}
 		for _, m := range metrics {
@@ -142,6 +143,12 @@ func writeCSV(path string, samples []sample) error {
 		}
 		for _, v := range []float64{s.cpu.user, s.cpu.sys, s.cpu.softirq} {
 			row = append(row, strconv.FormatFloat(v, 'g', 6, 64))
+		}
+		if s.paced.measured {
+			row = append(row, strconv.FormatFloat(s.paced.offered, 'f', 0, 64), strconv.FormatFloat(s.paced.received, 'f', 0, 64),
+				strconv.FormatUint(s.paced.drops.ringFull, 10), strconv.FormatUint(s.paced.drops.noFrame, 10))
+		} else {
+			row = append(row, "", "", "", "")
 		}
 		w.Write(append(row, s.err, s.counters))
 	}
@@ -341,6 +348,7 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 	}
 	b.WriteString("\n")
 	b.WriteString(targets(o, samples))
+	b.WriteString(paced(o, samples))
 	b.WriteString(analysis(o, samples, prof))
 	b.WriteString("\n![medians](veth.png)\n")
 
@@ -388,18 +396,86 @@ func targets(o options, samples []sample) string {
 	row := func(what, key, against string, want float64, atLeast bool) {
 		rowOf("ovsxdp", what, key, against, want, atLeast)
 	}
-	row("UDP small packets: ovsxdp ≥ 2.0× best OVS AF_XDP", "udp_pps", bestOVS(o, samples, metricByKey("udp_pps")), 2.0, true)
-	row("UDP small packets: ovsxdp ≥ 1.0× kernel bridge", "udp_pps", "bridge", 1.0, true)
-	row("UDP small packets, AF_XDP sender: ovsxdp ≥ 2.0× best OVS AF_XDP", "xsk_pps", bestOVS(o, samples, metricByKey("xsk_pps")), 2.0, true)
-	row("UDP small packets, AF_XDP sender: ovsxdp ≥ 1.0× kernel bridge", "xsk_pps", "bridge", 1.0, true)
-	row("TCP: ovsxdp ≥ 1.3× best OVS", "tcp_gbps", bestOVS(o, samples, metricByKey("tcp_gbps")), 1.3, true)
-	row("ping RTT (average): ovsxdp ≤ lowest OVS", "rtt_avg_us", bestOVS(o, samples, metricByKey("rtt_avg_us")), 1.0, false)
+	best := func(key string) string { return bestOVS(o, samples, metricByKey(key)) }
+	row("UDP small packets, AF_XDP sender, 1,000 flows: ovsxdp ≥ 1.2× best OVS", "xsk_pps", best("xsk_pps"), 1.2, true)
+	row("UDP small packets, AF_XDP sender, 1,000 flows: ovsxdp ≥ 1.0× best kernel-only path", "xsk_pps", bestKernel(samples, metricByKey("xsk_pps")), 1.0, true)
+	row("UDP small packets, iperf3: ovsxdp ≥ 1.0× Linux bridge", "udp_pps", "bridge", 1.0, true)
+	row("UDP small packets, iperf3: ovsxdp ≥ 1.2× best OVS", "udp_pps", best("udp_pps"), 1.2, true)
+	row(fmt.Sprintf("Forwarding CPU per packet: ovsxdp ≤ %.1f× OVS's most frugal configuration", cpuTarget), "cpu_s_per_mpkt", best("cpu_s_per_mpkt"), cpuTarget, false)
+	row("Machine CPU per packet: ovsxdp ≤ 0.85× OVS's most frugal configuration", "machine_cpu_s_per_mpkt", best("machine_cpu_s_per_mpkt"), 0.85, false)
+	row("TCP: ovsxdp ≥ 1.5× best OVS", "tcp_gbps", best("tcp_gbps"), 1.5, true)
+	row("ping RTT (average): ovsxdp ≤ lowest OVS", "rtt_avg_us", best("rtt_avg_us"), 1.0, false)
 	if len(ok(samples, "ovsxdp-spin")) > 0 {
 		// The lowest OVS RTT comes from a busy-polling PMD: the same
 		// comparison for ovsxdp's busy-polling mode.
-		rowOf("ovsxdp-spin", "ping RTT (average), both busy-polling: ovsxdp-spin ≤ lowest OVS", "rtt_avg_us", bestOVS(o, samples, metricByKey("rtt_avg_us")), 1.0, false)
+		rowOf("ovsxdp-spin", "ping RTT (average), both busy-polling: ovsxdp-spin ≤ lowest OVS", "rtt_avg_us", best("rtt_avg_us"), 1.0, false)
 	}
-	row("CPU per packet: ovsxdp ≤ 0.5× OVS (the most frugal OVS configuration)", "cpu_s_per_mpkt", bestOVS(o, samples, metricByKey("cpu_s_per_mpkt")), 0.5, false)
+	var drops kernelDrops
+	var offered float64
+	runs := 0
+	for _, s := range ok(samples, "ovsxdp") {
+		if s.paced.measured {
+			runs++
+			drops.ringFull += s.paced.drops.ringFull
+			drops.noFrame += s.paced.drops.noFrame
+			offered += s.paced.offered * o.duration.Seconds()
+		}
+	}
+	what := fmt.Sprintf("At %.0f%% of the rate ovsxdp sustained (AF_XDP sender), the kernel drops nothing on its sockets (rx ring full, no fill frame)", 100*paceShare)
+	if runs == 0 {
+		fmt.Fprintf(&b, "| %s | not measured | – |\n", what)
+	} else {
+		verdict := "yes"
+		if drops.total() > 0 {
+			verdict = fmt.Sprintf("no, %.2f%% of the offered frames dropped", 100*float64(drops.total())/offered)
+		}
+		plural := "s"
+		if runs == 1 {
+			plural = ""
+		}
+		fmt.Fprintf(&b, "| %s | %d dropped (rx ring full %d, no fill frame %d) of about %.0f offered, %d run%s | %s |\n",
+			what, drops.total(), drops.ringFull, drops.noFrame, offered, runs, plural, verdict)
+	}
+	return b.String()
+}
+
+// cpuTarget is the target for ovsxdp's forwarding CPU per packet, as a
+// share of the most frugal OVS configuration's.
+const cpuTarget = 0.6
+
+// bestKernel is the kernel-only configuration (bridge, xdp-redirect)
+// with the best median for m, or "".
+func bestKernel(samples []sample, m metric) string {
+	best, bv := "", math.NaN()
+	for _, k := range []string{"bridge", "xdp-redirect"} {
+		v := medianOf(samples, k, m)
+		if math.IsNaN(v) {
+			continue
+		}
+		if best == "" || (m.higherBetter && v > bv) || (!m.higherBetter && v < bv) {
+			best, bv = k, v
+		}
+	}
+	return best
+}
+
+// paced renders the paced runs of the configurations that count their
+// sockets' kernel drops, round by round.
+func paced(o options, samples []sample) string {
+	var b strings.Builder
+	for _, s := range samples {
+		if !s.paced.measured || s.err != "" {
+			continue
+		}
+		if b.Len() == 0 {
+			fmt.Fprintf(&b, "\n## The AF_XDP sender at %.0f%% of the rate each configuration sustained\n\n"+
+				"After the AF_XDP sender's test, the same sender again, held to %.0f%% of the rate the configuration forwarded in it, for %v; "+
+				"what the kernel side of the configuration's AF_XDP sockets dropped meanwhile (a forwarder that keeps up leaves it nothing to drop).\n\n"+
+				"| round | configuration | offered (packets/s) | received (packets/s) | rx ring full | no fill frame |\n|---|---|---|---|---|---|\n",
+				100*paceShare, 100*paceShare, o.duration)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %.0f | %.0f | %d | %d |\n", s.round, s.config, s.paced.offered, s.paced.received, s.paced.drops.ringFull, s.paced.drops.noFrame)
+	}
 	return b.String()
 }
 
@@ -600,7 +676,7 @@ func limits(o options, samples []sample) string {
 	for _, x := range []struct {
 		key, what string
 		want      float64
-	}{{"udp_pps", "UDP (iperf3)", 2.0}, {"xsk_pps", "UDP (AF_XDP sender)", 2.0}, {"tcp_gbps", "TCP", 1.3}} {
+	}{{"udp_pps", "UDP (iperf3)", 1.2}, {"xsk_pps", "UDP (AF_XDP sender)", 1.2}, {"tcp_gbps", "TCP", 1.5}} {
 		m := metricByKey(x.key)
 		best := bestOVS(o, samples, m)
 		if best == "" {
@@ -643,8 +719,8 @@ func analysis(o options, samples []sample, prof string) string {
 	if best := bestOVS(o, samples, metricByKey("cpu_s_per_mpkt")); best != "" {
 		ovs := medianOf(samples, best, metricByKey("cpu_s_per_mpkt"))
 		floor := (sy + si) / ovs
-		fmt.Fprintf(&b, "Even with no user time at all, ovsxdp would use %.2f× the CPU per packet of %s (%.2f s); the target is 0.5×. ", floor, best, ovs)
-		if floor > 0.5 {
+		fmt.Fprintf(&b, "Even with no user time at all, ovsxdp would use %.2f× the CPU per packet of %s (%.2f s); the target is %.1f×. ", floor, best, ovs, cpuTarget)
+		if floor > cpuTarget {
 			b.WriteString("With AF_XDP in copy mode on veths, the kernel's per-frame work (an skb per frame on transmit, the veth's transmit " +
 				"and the receiving stack) dominates every AF_XDP configuration alike, so no user-space change reaches the target on this topology.")
 		} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/google/gopacket"
@@ -40,9 +41,11 @@ func xskFrames(srcMAC, dstMAC net.HardwareAddr) ([][]byte, error) {
 
 // xskFlood transmits the many-flow frames on dev through an AF_XDP port
 // (copy mode on a veth: the kernel takes each frame through the veth's
-// transmit path) in batches, as fast as the tx ring drains, for d, and
-// prints how many it sent and in how long. It runs inside namespace a.
-func xskFlood(dev, srcMAC, dstMAC string, d time.Duration) error {
+// transmit path) in batches for d, and prints how many it sent and in how
+// long. With rate 0 it sends as fast as the tx ring drains; otherwise it
+// keeps to rate frames per second, sending what is due (at most a batch)
+// and napping when nothing is. It runs inside namespace a.
+func xskFlood(dev, srcMAC, dstMAC string, d time.Duration, rate float64) error {
 	src, err := net.ParseMAC(srcMAC)
 	if err != nil {
 		return err
@@ -65,28 +68,37 @@ func xskFlood(dev, srcMAC, dstMAC string, d time.Duration) error {
 	end := start.Add(d)
 	sent, next := 0, 0
 	for i := 0; ; i++ {
-		if i%64 == 0 && time.Now().After(end) {
+		if (rate > 0 || i%64 == 0) && time.Now().After(end) {
 			break
 		}
-		for j := range batch {
-			batch[j] = frames[next]
+		out := batch
+		if rate > 0 {
+			due := int(rate*time.Since(start).Seconds()) - sent
+			if due <= 0 {
+				time.Sleep(20 * time.Microsecond)
+				continue
+			}
+			out = batch[:min(due, len(batch))]
+		}
+		for j := range out {
+			out[j] = frames[next]
 			next = (next + 1) % len(frames)
 		}
-		n, err := p.Transmit(0, batch)
+		n, err := p.Transmit(0, out)
 		if err != nil {
 			return err
 		}
 		sent += n
-		next = (next - (len(batch) - n) + len(frames)) % len(frames)
+		next = (next - (len(out) - n) + len(frames)) % len(frames)
 	}
 	took := time.Since(start)
 	fmt.Printf("sent %d in %g\n", sent, took.Seconds())
 	return nil
 }
 
-// measureXSK runs the AF_XDP sender in a for d and returns the rate b
-// received.
-func measureXSK(ctx context.Context, t *topo, d time.Duration) (float64, error) {
+// measureXSK runs the AF_XDP sender in a for d, as fast as it can or at
+// rate frames per second (rate > 0), and returns the rate b received.
+func measureXSK(ctx context.Context, t *topo, d time.Duration, rate float64) (float64, error) {
 	macA, err := t.mac(t.a, t.peerA)
 	if err != nil {
 		return 0, err
@@ -95,5 +107,5 @@ func measureXSK(ctx context.Context, t *topo, d time.Duration) (float64, error) 
 	if err != nil {
 		return 0, err
 	}
-	return runSender(ctx, t, "AF_XDP sender", xskFloodRole, t.peerA, macA, macB, d.String())
+	return runSender(ctx, t, "AF_XDP sender", xskFloodRole, t.peerA, macA, macB, d.String(), strconv.FormatFloat(rate, 'f', 0, 64))
 }
