@@ -1,20 +1,47 @@
 package datapath
 
-import "github.com/ovsxdp/ovsxdp/vport"
+import (
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
 
 const (
-	// outBuffers is how many output copies a thread holds before it must
+	// outBuffers is how many output frames a thread holds before it must
 	// flush its output batches.
 	outBuffers = 4 * vport.MaxBatch
 )
 
 // outBatches are a poll thread's pending output batches, one per (port, tx
-// queue) it sent to in this batch, with copies of the frames in buffers the
-// thread owns.
+// queue) it sent to in this batch. Each queued frame sits in one of the
+// buffers the thread owns: a copy for every output of a packet but its
+// last, and for the last, when no action follows it, the received frame
+// itself. That one is not copied: its rx buffer is swapped with a free
+// output buffer, which the next Receive fills instead (as Open vSwitch
+// clones a packet only for the outputs that are not its last action).
 type outBatches struct {
 	bufs    [outBuffers][]byte
 	used    int
 	pending []outBatch
+
+	// The packet being executed. rx is the slot of the thread's rx
+	// buffers that holds it (nil when it is not a received frame, as a
+	// packet out); finalOut is the ordinal of its output that may take the
+	// frame (0 for none) and outSeen the outputs it has made so far. An
+	// output that may take the frame holds its last copy in held until
+	// its port is resolved (holding), since only the last copy takes the
+	// frame.
+	rx       *[]byte
+	finalOut int
+	outSeen  int
+	holding  bool
+	held     heldCopy
+}
+
+// heldCopy is a copy that waits to learn whether it is its output's last.
+type heldCopy struct {
+	port, origin *Port
+	q            int
+	ok           bool
 }
 
 type outBatch struct {
@@ -33,10 +60,64 @@ func (o *outBatches) init() {
 
 func (o *outBatches) full() bool { return o.used == len(o.bufs) }
 
+// startPacket readies the batches for a packet whose datapath actions are
+// acts: if its last action is an output, that output may take the frame.
+func (o *outBatches) startPacket(acts []flow.Action) {
+	o.outSeen = 0
+	o.finalOut = 0
+	if len(acts) == 0 || acts[len(acts)-1].Type != flow.ActOutput {
+		return
+	}
+	for i := range acts {
+		if acts[i].Type == flow.ActOutput {
+			o.finalOut++
+		}
+	}
+}
+
+// nextOutput counts an output of the packet and reports whether it may take
+// the frame (it is the packet's last action, and the frame is in an rx
+// buffer).
+func (o *outBatches) nextOutput() bool {
+	o.outSeen++
+	return o.rx != nil && o.outSeen == o.finalOut
+}
+
 // add queues a copy of frame for port's tx queue q.
 func (o *outBatches) add(port, origin *Port, q int, frame []byte) {
 	buf := append(o.bufs[o.used][:0], frame...)
 	o.used++
+	o.queue(port, origin, q, buf)
+}
+
+// take queues frame itself for port's tx queue q, without a copy, if it is
+// in the rx buffer of the packet being executed: that buffer becomes an
+// output buffer and a free output buffer takes its place for the next
+// Receive. It reports whether it did; if not, the caller adds a copy.
+func (o *outBatches) take(port, origin *Port, q int, frame []byte) bool {
+	if o.rx == nil || !sameBuffer(*o.rx, frame) {
+		return false
+	}
+	free := o.bufs[o.used]
+	o.bufs[o.used] = *o.rx
+	*o.rx = free[:maxFrame]
+	o.rx = nil // taken: the rest of the packet copies
+	o.used++
+	o.queue(port, origin, q, frame)
+	return true
+}
+
+// sameBuffer reports whether frame is a part of buf's backing array that
+// ends where buf's capacity ends (the frame is buf, resliced by actions
+// that push or pop tags).
+func sameBuffer(buf, frame []byte) bool {
+	if cap(buf) == 0 || cap(frame) == 0 {
+		return false
+	}
+	return &buf[:cap(buf)][cap(buf)-1] == &frame[:cap(frame)][cap(frame)-1]
+}
+
+func (o *outBatches) queue(port, origin *Port, q int, buf []byte) {
 	for i := range o.pending {
 		b := &o.pending[i]
 		if b.port == port && b.q == q {

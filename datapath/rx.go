@@ -45,7 +45,9 @@ func (p *pmd) pollQueue(rq rxq) int {
 		rq.port.rxRecorded.Store(rec)
 	}
 	for i := 0; i < n; i++ {
+		p.out.rx = &p.bufs[i] // its last output may take the buffer (batch.go)
 		p.process(rq.port, p.bufs[i][:p.sizes[i]], p.info[i].RxQueue)
 	}
+	p.out.rx = nil
 	return n
 }
