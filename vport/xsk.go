@@ -437,6 +437,8 @@ type XSKInfo struct {
 	NeedWakeup bool
 	// BusyPoll tells whether the sockets prefer busy polling; BusyPollErr
 	// is the kernel's refusal when XSKConfig.BusyPollBudget asked for it.
+	// Busy polling acts only on a socket that has a NAPI id (NAPIIDs): a
+	// veth's AF_XDP sockets have none (0), so there it changes nothing.
 	BusyPoll    bool
 	BusyPollErr error
 }

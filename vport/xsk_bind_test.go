@@ -88,3 +88,33 @@ func TestXSKCopyMode(t *testing.T) {
 		t.Errorf("info %+v, want copy mode with need_wakeup, no zero-copy refusal", info)
 	}
 }
+
+// TestXSKBusyPoll opens a port that prefers busy polling: the kernel takes
+// the socket options, the port says so, and it still receives and sends.
+func TestXSKBusyPoll(t *testing.T) {
+	tp := newXSKTopo(t, 1)
+	p := tp.open(t, XSKConfig{Mode: XDPNative, BusyPollBudget: MaxBatch})
+	if info := p.Info(); !info.BusyPoll || info.BusyPollErr != nil {
+		t.Fatalf("info %+v, want busy polling", info)
+	}
+	c := tp.udpIn(t, "10.0.0.1:4300", "10.0.0.2:9")
+	if _, err := c.Write([]byte("bp-rx")); err != nil {
+		t.Fatal(err)
+	}
+	if !receiveUntil(t, p, 10*time.Second, func(q int, frame []byte, info RxInfo) bool {
+		return bytes.HasSuffix(frame, []byte("bp-rx"))
+	}) {
+		t.Fatal("nothing received")
+	}
+	t.Logf("NAPI ids %v", p.NAPIIDs())
+	srv := tp.udpIn(t, "10.0.0.1:7300", "")
+	f := udpFrame(t, remoteMAC, tp.peerMAC, remoteIP, peerIP, 5000, 7300, []byte("bp-tx"))
+	if n, err := p.Transmit(0, [][]byte{f}); n != 1 || err != nil {
+		t.Fatalf("transmit: %d, %v", n, err)
+	}
+	buf := make([]byte, 64)
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := srv.Read(buf); err != nil || string(buf[:n]) != "bp-tx" {
+		t.Fatalf("peer read %q, %v", buf[:n], err)
+	}
+}
