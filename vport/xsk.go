@@ -23,7 +23,8 @@ package vport
 //     does), and tries zero-copy first;
 //   - tiny default rings, GetDescs scanning every frame, Receive returning
 //     a slice the next call overwrites: the port sizes the rings, tracks its
-//     frames itself, and copies every frame out before it returns.
+//     frames itself, and either copies every frame out before it returns
+//     (Receive) or lends it until the caller gives it back (Lender).
 
 import (
 	"errors"
@@ -192,6 +193,7 @@ type XSKPort struct {
 var (
 	_ Port      = (*XSKPort)(nil)
 	_ GSOSender = (*XSKPort)(nil)
+	_ Lender    = (*XSKPort)(nil)
 )
 
 // OpenXSK opens an AF_XDP port on cfg.Device: it loads the redirect
@@ -522,6 +524,40 @@ func (p *XSKPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int
 		}
 	}
 	return n, nil
+}
+
+// ReceiveLent implements Lender: the frames are the UMEM frames the kernel
+// wrote them into, with the rest of their UMEM frame as capacity. They go
+// back to the fill ring when Release gives them back.
+func (p *XSKPort) ReceiveLent(q int, frames [][]byte, info []RxInfo) (int, error) {
+	if q < 0 || q >= len(p.socks) {
+		return 0, ErrBadQueue
+	}
+	s := p.socks[q]
+	if err := p.usable(s); err != nil {
+		return 0, err
+	}
+	limit := min(p.batch, len(frames))
+	if info != nil {
+		limit = min(limit, len(info))
+	}
+	n, _ := s.lend(frames[:limit])
+	if info != nil {
+		rxq := RecordRxQueue(q)
+		for i := range info[:n] {
+			info[i] = RxInfo{RxQueue: rxq}
+		}
+	}
+	return n, nil
+}
+
+// Release implements Lender: the frames go back to the fill ring of queue
+// q's socket.
+func (p *XSKPort) Release(q int, frames [][]byte) {
+	if q < 0 || q >= len(p.socks) || p.closed.Load() {
+		return
+	}
+	p.socks[q].release(frames)
 }
 
 // Transmit implements Port. Frames longer than a UMEM frame are taken and

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -116,5 +118,110 @@ func TestXSKBusyPoll(t *testing.T) {
 	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := srv.Read(buf); err != nil || string(buf[:n]) != "bp-tx" {
 		t.Fatalf("peer read %q, %v", buf[:n], err)
+	}
+}
+
+// TestXSKLend receives frames without a copy: they are the UMEM frames,
+// with room after them to push a tag, and they stay off the fill ring
+// until Release gives them back. Frames that are never given back starve
+// the queue (the kernel drops for want of a fill frame); frames given back
+// keep it going for many times the ring.
+func TestXSKLend(t *testing.T) {
+	const ring = 16
+	tp := newXSKTopo(t, 1)
+	p := tp.open(t, XSKConfig{Frames: 2 * ring, RingSize: ring})
+	s := p.socks[0]
+	c := tp.udpIn(t, "10.0.0.1:4400", "10.0.0.2:9")
+	frames := make([][]byte, MaxBatch)
+	info := make([]RxInfo, MaxBatch)
+	// lendUntil lends frames until want of them carry the prefix, and
+	// returns those, not given back.
+	lendUntil := func(prefix string, want int) [][]byte {
+		t.Helper()
+		var got [][]byte
+		deadline := time.Now().Add(10 * time.Second)
+		for len(got) < want && time.Now().Before(deadline) {
+			n, err := p.ReceiveLent(0, frames, info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if info[i].RxQueue != RecordRxQueue(0) {
+					t.Errorf("frame records rx queue %d", info[i].RxQueue.Queue())
+				}
+				if bytes.Contains(frames[i], []byte(prefix)) {
+					got = append(got, frames[i])
+				} else {
+					p.Release(0, frames[i:i+1])
+				}
+			}
+			if n == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if len(got) != want {
+			t.Fatalf("lent %d %q frames, want %d", len(got), prefix, want)
+		}
+		return got
+	}
+
+	// Rounds of half a ring, each given back: four rings' worth.
+	for r := range 8 {
+		prefix := fmt.Sprintf("lend%d-", r)
+		for i := range ring / 2 {
+			if _, err := c.Write([]byte(fmt.Sprintf("%s%02d", prefix, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fillBefore := atomic.LoadUint32(s.fill.prod)
+		got := lendUntil(prefix, ring/2)
+		for _, f := range got {
+			off := uintptr(unsafe.Pointer(unsafe.SliceData(f))) - uintptr(unsafe.Pointer(unsafe.SliceData(s.umem)))
+			if off >= uintptr(len(s.umem)) {
+				t.Fatalf("lent frame is not in the UMEM")
+			}
+			if cap(f)-len(f) < 4 {
+				t.Errorf("lent frame of %d bytes has %d bytes of room, want at least 4", len(f), cap(f)-len(f))
+			}
+		}
+		if back := atomic.LoadUint32(s.fill.prod) - fillBefore; back != 0 {
+			t.Errorf("round %d: %d frames back on the fill ring before Release", r, back)
+		}
+		p.Release(0, got)
+		if back := atomic.LoadUint32(s.fill.prod) - fillBefore; back != ring/2 {
+			t.Errorf("round %d: %d frames back on the fill ring after Release, want %d", r, back, ring/2)
+		}
+	}
+	if ks, err := s.kernelStats(); err != nil || ks.Rx_dropped != 0 || ks.Rx_ring_full != 0 {
+		t.Fatalf("kernel stats %+v, %v: want no drop", ks, err)
+	}
+
+	// Frames kept: the queue runs dry.
+	for i := range 2 * ring {
+		if _, err := c.Write([]byte(fmt.Sprintf("keep-%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := lendUntil("keep-", ring)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ks, err := s.kernelStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.Rx_dropped == ring {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel stats %+v: want %d drops for want of a fill frame", ks, ring)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.Release(0, kept)
+	// A frame that is not the socket's is ignored.
+	before := atomic.LoadUint32(s.fill.prod)
+	p.Release(0, [][]byte{make([]byte, 64, 2048)})
+	if atomic.LoadUint32(s.fill.prod) != before {
+		t.Error("a foreign slice went on the fill ring")
 	}
 }

@@ -25,7 +25,8 @@ package vport
 // The rings are driven here, not by the library (see xsk_layout.go). Frame
 // ownership is split once and for all at open: the first RingSize frames
 // circulate fill ring → rx ring → fill ring (a received frame is copied out
-// before it is handed back), the others circulate free stack → tx ring →
+// before it is handed back, or lent out by ReceiveLent until Release gives
+// it back), the others circulate free stack → tx ring →
 // completion ring → free stack. A frame is thus never in the kernel's hands
 // while the port still reads or writes it.
 
@@ -395,6 +396,86 @@ func (s *xskSocket) receive(bufs [][]byte, sizes []int) (n, dropped int) {
 		s.rxDropped.Add(uint64(dropped))
 	}
 	return n, dropped
+}
+
+// lend is receive without the copy: frames[i] is set to the UMEM bytes of
+// the i-th frame, with the rest of its UMEM frame as capacity. The frames
+// stay out of the fill ring until release gives them back; those that are
+// not inside the UMEM are dropped and go back at once. It is the rx side:
+// one thread at a time.
+func (s *xskSocket) lend(frames [][]byte) (n, dropped int) {
+	rxCons := atomic.LoadUint32(s.rx.cons)
+	avail := atomic.LoadUint32(s.rx.prod) - rxCons
+	if avail == 0 {
+		s.wakeFill()
+		return 0, 0
+	}
+	fillProd := atomic.LoadUint32(s.fill.prod)
+	size := uint32(len(s.fill.descs))
+	room := size - (fillProd - atomic.LoadUint32(s.fill.cons))
+	avail = min(avail, room, size)
+	bytes := 0
+	for i := uint32(0); i < avail && n+dropped < len(frames); i++ {
+		d := s.rx.descs[rxCons&s.rx.mask]
+		rxCons++
+		if f, ok := s.lentFrame(d.Addr, d.Len); ok {
+			frames[n] = f
+			bytes += len(f)
+			n++
+			continue
+		}
+		dropped++
+		s.fill.descs[fillProd&s.fill.mask] = d.Addr &^ s.frameMask
+		fillProd++
+	}
+	atomic.StoreUint32(s.rx.cons, rxCons)
+	if dropped > 0 {
+		atomic.StoreUint32(s.fill.prod, fillProd)
+		s.rxDropped.Add(uint64(dropped))
+	}
+	if n > 0 {
+		s.rxPackets.Add(uint64(n))
+		s.rxBytes.Add(uint64(bytes))
+	}
+	return n, dropped
+}
+
+// lentFrame returns the UMEM bytes of a descriptor with the rest of its
+// UMEM frame as capacity, if they are inside one frame.
+func (s *xskSocket) lentFrame(addr uint64, n uint32) ([]byte, bool) {
+	end := addr + uint64(n)
+	frameEnd := addr&^s.frameMask + s.frameMask + 1
+	if n == 0 || end < addr || end > frameEnd || frameEnd > uint64(len(s.umem)) {
+		return nil, false
+	}
+	return s.umem[addr:end:frameEnd], true
+}
+
+// release puts lent frames back on the fill ring. A frame is known by the
+// last byte of its capacity, which is the last byte of its UMEM frame;
+// slices that end elsewhere are not the socket's and are ignored, as they
+// would corrupt the ring.
+func (s *xskSocket) release(frames [][]byte) {
+	if len(frames) == 0 || len(s.umem) == 0 {
+		return
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(s.umem)))
+	fillProd := atomic.LoadUint32(s.fill.prod)
+	room := uint32(len(s.fill.descs)) - (fillProd - atomic.LoadUint32(s.fill.cons))
+	for _, f := range frames {
+		if cap(f) == 0 || room == 0 {
+			continue
+		}
+		last := uintptr(unsafe.Pointer(&f[:cap(f)][cap(f)-1])) - base
+		if last >= uintptr(len(s.umem)) || uint64(last)&s.frameMask != s.frameMask {
+			continue
+		}
+		s.fill.descs[fillProd&s.fill.mask] = uint64(last) &^ s.frameMask
+		fillProd++
+		room--
+	}
+	atomic.StoreUint32(s.fill.prod, fillProd)
+	s.wakeFill()
 }
 
 // rxReady reports whether received frames wait on the rx ring.
