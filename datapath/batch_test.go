@@ -12,12 +12,16 @@ import (
 // syncBridge is a bridge whose one poll thread the test drives itself
 // (the bridge is not started): inject frames, poll once, drain.
 type syncBridge struct {
-	b    *Bridge
-	srcs []*vport.MemPort // ports 1..len(srcs)
-	dsts []*vport.MemPort // the ports after them
+	b     *Bridge
+	srcs  []*vport.MemPort // ports 1..len(srcs)
+	dsts  []*vport.MemPort // the ports after them
+	lends []*lendPort      // the source ports, when they lend
+	taps  []*tapPort       // every port, as the bridge sees it
 }
 
-func newSyncBridge(t *testing.T, nsrc, ndst int, flows ...string) *syncBridge {
+// newSyncBridge builds a bridge of nsrc source ports, which lend their
+// frames if lend, and ndst other ports.
+func newSyncBridge(t *testing.T, nsrc, ndst int, lend bool, flows ...string) *syncBridge {
 	t.Helper()
 	b, err := New(Config{Name: "sync"})
 	if err != nil {
@@ -26,7 +30,26 @@ func newSyncBridge(t *testing.T, nsrc, ndst int, flows ...string) *syncBridge {
 	t.Cleanup(func() { b.Close() })
 	sb := &syncBridge{b: b}
 	for i := range nsrc + ndst {
-		mp, _ := addMemPort(t, b, vport.MemConfig{Name: fmt.Sprintf("p%d", i+1), RecordRxQueue: true, RingSize: 256}, uint32(i+1))
+		mp, err := vport.NewMemPort(vport.MemConfig{Name: fmt.Sprintf("p%d", i+1), RecordRxQueue: true, RingSize: 256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vp vport.Port = mp
+		if i < nsrc && lend {
+			lp := newLendPort(mp)
+			sb.lends = append(sb.lends, lp)
+			vp = lp
+		}
+		tap := &tapPort{Port: vp, sb: sb}
+		sb.taps = append(sb.taps, tap)
+		if i < nsrc && lend {
+			vp = &lendTap{tapPort: tap, lp: sb.lends[len(sb.lends)-1]}
+		} else {
+			vp = tap
+		}
+		if _, err := b.AddPort(vp, uint32(i+1)); err != nil {
+			t.Fatal(err)
+		}
 		if i < nsrc {
 			sb.srcs = append(sb.srcs, mp)
 		} else {
@@ -41,6 +64,95 @@ func newSyncBridge(t *testing.T, nsrc, ndst int, flows ...string) *syncBridge {
 	b.pmds[0].rxqs.Store(&rqs)
 	return sb
 }
+
+// lendPort is an in-memory port that lends frames out of buffers of its
+// own, as an AF_XDP port lends UMEM frames, and checks that every frame
+// comes back once: a frame given back is overwritten at once, so a frame
+// given back before it was sent goes out corrupted.
+type lendPort struct {
+	*vport.MemPort
+	bufs  [][]byte
+	free  []int
+	out   map[*byte]int // lent frames by the last byte of their buffer
+	errs  []string
+	lends int
+}
+
+func newLendPort(mp *vport.MemPort) *lendPort {
+	lp := &lendPort{MemPort: mp, out: map[*byte]int{}}
+	for i := range 2 * vport.MaxBatch {
+		lp.bufs = append(lp.bufs, make([]byte, 2048, 2048+64))
+		lp.free = append(lp.free, i)
+	}
+	return lp
+}
+
+func lastByte(b []byte) *byte { return &b[:cap(b)][cap(b)-1] }
+
+func (lp *lendPort) ReceiveLent(q int, frames [][]byte, info []vport.RxInfo) (int, error) {
+	k := min(len(frames), len(lp.free))
+	bufs := make([][]byte, k)
+	sizes := make([]int, k)
+	for i := range k {
+		bufs[i] = lp.bufs[lp.free[i]]
+	}
+	n, err := lp.MemPort.Receive(q, bufs, sizes, info)
+	for i := range n {
+		idx := lp.free[i]
+		frames[i] = lp.bufs[idx][:sizes[i]]
+		lp.out[lastByte(frames[i])] = idx
+		lp.lends++
+	}
+	lp.free = lp.free[n:]
+	return n, err
+}
+
+func (lp *lendPort) Release(q int, frames [][]byte) {
+	for _, f := range frames {
+		idx, ok := lp.out[lastByte(f)]
+		if !ok {
+			lp.errs = append(lp.errs, "a frame given back that is not lent")
+			continue
+		}
+		delete(lp.out, lastByte(f))
+		b := lp.bufs[idx][:cap(lp.bufs[idx])]
+		for i := range b {
+			b[i] = 0xee
+		}
+		lp.free = append(lp.free, idx)
+	}
+}
+
+// tapPort counts the frames transmitted that are a source port's lent
+// buffer or a poll thread's rx buffer, not a copy.
+type tapPort struct {
+	vport.Port
+	sb      *syncBridge
+	aliased int
+}
+
+func (tp *tapPort) Transmit(q int, frames [][]byte) (int, error) {
+	for _, f := range frames {
+		for _, lp := range tp.sb.lends {
+			if _, ok := lp.out[lastByte(f)]; ok {
+				tp.aliased++
+			}
+		}
+	}
+	return tp.Port.Transmit(q, frames)
+}
+
+// lendTap is a tapPort on a lendPort, which lends too.
+type lendTap struct {
+	*tapPort
+	lp *lendPort
+}
+
+func (lt *lendTap) ReceiveLent(q int, frames [][]byte, info []vport.RxInfo) (int, error) {
+	return lt.lp.ReceiveLent(q, frames, info)
+}
+
+func (lt *lendTap) Release(q int, frames [][]byte) { lt.lp.Release(q, frames) }
 
 func (sb *syncBridge) poll() {
 	p := sb.b.pmds[0]
@@ -75,6 +187,19 @@ func expected(t *testing.T, frame []byte, inPort uint32, acts string) map[uint32
 // (the next Receive fills another buffer), and a poll that fills the
 // output buffers flushes midway.
 func TestOutputTakesReceivedFrame(t *testing.T) {
+	for _, lend := range []bool{false, true} {
+		name := "copied"
+		if lend {
+			name = "lent"
+		}
+		t.Run(name, func(t *testing.T) { testOutputTakes(t, lend) })
+	}
+}
+
+// testOutputTakes is TestOutputTakesReceivedFrame with source ports that
+// lend their frames or not. Lent frames must all be given back by the end
+// of the poll, each once, and none before it was sent.
+func testOutputTakes(t *testing.T, lend bool) {
 	tests := []struct {
 		name     string
 		nsrc     int
@@ -97,7 +222,7 @@ func TestOutputTakesReceivedFrame(t *testing.T) {
 			for i := range tt.nsrc {
 				flows = append(flows, fmt.Sprintf("in_port=%d,udp,actions=%s", i+1, tt.acts))
 			}
-			sb := newSyncBridge(t, tt.nsrc, 4-tt.nsrc, flows...)
+			sb := newSyncBridge(t, tt.nsrc, 4-tt.nsrc, lend, flows...)
 			p := sb.b.pmds[0]
 			rx0 := &p.bufs[0][:cap(p.bufs[0])][cap(p.bufs[0])-1]
 
@@ -129,6 +254,18 @@ func TestOutputTakesReceivedFrame(t *testing.T) {
 			taken := false
 			for _, b := range p.out.bufs {
 				taken = taken || &b[:cap(b)][cap(b)-1] == rx0
+			}
+			if lend {
+				aliased := 0
+				for _, tap := range sb.taps {
+					aliased += tap.aliased
+				}
+				taken = aliased > 0
+				for _, lp := range sb.lends {
+					if lp.lends != tt.perSrc || len(lp.out) != 0 || len(lp.errs) != 0 {
+						t.Errorf("port %s: lent %d frames, want %d; %d not given back; %v", lp.Name(), lp.lends, tt.perSrc, len(lp.out), lp.errs)
+					}
+				}
 			}
 			if taken != tt.wantTake {
 				t.Errorf("rx buffer taken by an output: %v, want %v", taken, tt.wantTake)
@@ -165,7 +302,7 @@ func TestOutputTakesReceivedFrame(t *testing.T) {
 // TestPacketOutCopies checks that a packet out, whose frame is not in an
 // rx buffer, never hands a thread buffer to its output.
 func TestPacketOutCopies(t *testing.T) {
-	sb := newSyncBridge(t, 1, 1)
+	sb := newSyncBridge(t, 1, 1, false)
 	p := sb.b.pmds[0]
 	rx0 := &p.bufs[0][:cap(p.bufs[0])][cap(p.bufs[0])-1]
 	f := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2})
