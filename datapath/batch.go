@@ -1,20 +1,72 @@
 package datapath
 
-import "github.com/ovsxdp/ovsxdp/vport"
+import (
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
+)
 
 const (
-	// outBuffers is how many output copies a thread holds before it must
+	// outBuffers is how many output frames a thread holds before it must
 	// flush its output batches.
 	outBuffers = 4 * vport.MaxBatch
 )
 
 // outBatches are a poll thread's pending output batches, one per (port, tx
-// queue) it sent to in this batch, with copies of the frames in buffers the
-// thread owns.
+// queue) it sent to in this batch. A queued frame is a copy, in one of the
+// buffers the thread owns, for every output of a packet but its last; for
+// the last, when no action follows it, it is the received frame itself (as
+// Open vSwitch clones a packet only for the outputs that are not its last
+// action). A frame received into the thread's rx buffers has its buffer
+// swapped with a free output buffer, which the next Receive fills instead.
+// A frame that a port lent (vport.Lender) stays lent until its batch is
+// sent, and then goes back to its port; the frames a batch's outputs did
+// not take go back at the end of the batch.
 type outBatches struct {
 	bufs    [outBuffers][]byte
 	used    int
 	pending []outBatch
+
+	// The rx batch, when its port lent it: lender, its rx queue lentQ,
+	// the frames lent (nlent of them) and which an output took.
+	lender vport.Lender
+	lentQ  int
+	lent   [vport.MaxBatch][]byte
+	taken  [vport.MaxBatch]bool
+	nlent  int
+	// lentIdx is the lent frame of the packet being executed, -1 for
+	// none.
+	lentIdx int
+	// lentOut are the lent frames that output batches hold, to give back
+	// once sent, in runs of one port and queue; release collects a run.
+	lentOut []lentFrame
+	release [][]byte
+
+	// The packet being executed. rx is the slot of the thread's rx
+	// buffers that holds it (nil when it is not a received frame, as a
+	// packet out); finalOut is the ordinal of its output that may take the
+	// frame (0 for none) and outSeen the outputs it has made so far. An
+	// output that may take the frame holds its last copy in held until
+	// its port is resolved (holding), since only the last copy takes the
+	// frame.
+	rx       *[]byte
+	finalOut int
+	outSeen  int
+	holding  bool
+	held     heldCopy
+}
+
+// heldCopy is a copy that waits to learn whether it is its output's last.
+type heldCopy struct {
+	port, origin *Port
+	q            int
+	ok           bool
+}
+
+// lentFrame is a lent frame an output batch holds.
+type lentFrame struct {
+	port  vport.Lender
+	q     int
+	frame []byte
 }
 
 type outBatch struct {
@@ -29,14 +81,81 @@ func (o *outBatches) init() {
 		o.bufs[i] = make([]byte, 0, bufSize)
 	}
 	o.pending = make([]outBatch, 0, 16)
+	o.lentOut = make([]lentFrame, 0, 4*vport.MaxBatch)
+	o.release = make([][]byte, 0, 4*vport.MaxBatch)
+	o.lentIdx = -1
 }
 
 func (o *outBatches) full() bool { return o.used == len(o.bufs) }
+
+// startPacket readies the batches for a packet whose datapath actions are
+// acts: if its last action is an output, that output may take the frame.
+func (o *outBatches) startPacket(acts []flow.Action) {
+	o.outSeen = 0
+	o.finalOut = 0
+	if len(acts) == 0 || acts[len(acts)-1].Type != flow.ActOutput {
+		return
+	}
+	for i := range acts {
+		if acts[i].Type == flow.ActOutput {
+			o.finalOut++
+		}
+	}
+}
+
+// nextOutput counts an output of the packet and reports whether it may take
+// the frame (it is the packet's last action, and the frame is in an rx
+// buffer).
+func (o *outBatches) nextOutput() bool {
+	o.outSeen++
+	return (o.rx != nil || o.lentIdx >= 0) && o.outSeen == o.finalOut
+}
 
 // add queues a copy of frame for port's tx queue q.
 func (o *outBatches) add(port, origin *Port, q int, frame []byte) {
 	buf := append(o.bufs[o.used][:0], frame...)
 	o.used++
+	o.queue(port, origin, q, buf)
+}
+
+// take queues frame itself for port's tx queue q, without a copy, if it is
+// in the rx buffer of the packet being executed: that buffer becomes an
+// output buffer and a free output buffer takes its place for the next
+// Receive. It reports whether it did; if not, the caller adds a copy.
+func (o *outBatches) take(port, origin *Port, q int, frame []byte) bool {
+	if i := o.lentIdx; i >= 0 {
+		if !sameBuffer(o.lent[i], frame) {
+			return false
+		}
+		o.taken[i] = true
+		o.lentIdx = -1 // taken: the rest of the packet copies
+		o.lentOut = append(o.lentOut, lentFrame{port: o.lender, q: o.lentQ, frame: o.lent[i]})
+		o.queue(port, origin, q, frame)
+		return true
+	}
+	if o.rx == nil || !sameBuffer(*o.rx, frame) {
+		return false
+	}
+	free := o.bufs[o.used]
+	o.bufs[o.used] = *o.rx
+	*o.rx = free[:maxFrame]
+	o.rx = nil // taken: the rest of the packet copies
+	o.used++
+	o.queue(port, origin, q, frame)
+	return true
+}
+
+// sameBuffer reports whether frame is a part of buf's backing array that
+// ends where buf's capacity ends (the frame is buf, resliced by actions
+// that push or pop tags).
+func sameBuffer(buf, frame []byte) bool {
+	if cap(buf) == 0 || cap(frame) == 0 {
+		return false
+	}
+	return &buf[:cap(buf)][cap(buf)-1] == &frame[:cap(frame)][cap(frame)-1]
+}
+
+func (o *outBatches) queue(port, origin *Port, q int, buf []byte) {
 	for i := range o.pending {
 		b := &o.pending[i]
 		if b.port == port && b.q == q {
@@ -65,4 +184,75 @@ func (o *outBatches) reset() {
 	}
 	o.pending = o.pending[:0]
 	o.used = 0
+	// The lent frames the batches held are sent: give them back, a run
+	// of one port and queue per call.
+	for i := 0; i < len(o.lentOut); {
+		h := o.lentOut[i]
+		o.release = o.release[:0]
+		for ; i < len(o.lentOut) && o.lentOut[i].port == h.port && o.lentOut[i].q == h.q; i++ {
+			o.release = append(o.release, o.lentOut[i].frame)
+		}
+		h.port.Release(h.q, o.release)
+	}
+	clear(o.lentOut)
+	o.lentOut = o.lentOut[:0]
+	clear(o.release)
+	o.release = o.release[:0]
+}
+
+// receive receives a batch from rq: lent by a port that lends (into
+// p.out.lent), else copied into the thread's rx buffers (p.bufs). sizes and
+// info describe the frames either way.
+func (p *pmd) receive(rq rxq) (int, error) {
+	o := &p.out
+	if l, ok := rq.port.vp.(vport.Lender); ok {
+		n, err := l.ReceiveLent(rq.q, o.lent[:], p.info)
+		if err != nil || n <= 0 {
+			return 0, err
+		}
+		n = min(n, len(o.lent), len(p.sizes))
+		for i := range n {
+			p.sizes[i] = len(o.lent[i])
+		}
+		o.lender, o.lentQ, o.nlent = l, rq.q, n
+		return n, nil
+	}
+	return rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info)
+}
+
+// rxFrame returns frame i of the batch receive received, and makes it the
+// frame that its packet's final output may take.
+func (p *pmd) rxFrame(i int) []byte {
+	o := &p.out
+	if o.nlent > 0 {
+		o.lentIdx = i
+		return o.lent[i]
+	}
+	o.rx = &p.bufs[i]
+	return p.bufs[i][:p.sizes[i]]
+}
+
+// rxDone ends the batch receive received: the lent frames that no output
+// took go back to their port at once.
+func (p *pmd) rxDone() {
+	o := &p.out
+	o.rx = nil
+	o.lentIdx = -1
+	if o.nlent == 0 {
+		return
+	}
+	o.release = o.release[:0]
+	for i := range o.nlent {
+		if !o.taken[i] {
+			o.release = append(o.release, o.lent[i])
+		}
+		o.taken[i] = false
+	}
+	if len(o.release) > 0 {
+		o.lender.Release(o.lentQ, o.release)
+	}
+	clear(o.release)
+	o.release = o.release[:0]
+	clear(o.lent[:o.nlent])
+	o.lender, o.nlent = nil, 0
 }

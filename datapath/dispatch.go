@@ -34,6 +34,7 @@ func (p *pmd) process(in *Port, frame []byte, rxQueue vport.RxQueue) {
 	p.copies = 0
 	p.pick.hashed = false
 	p.pick.rxQueue = rxQueue
+	p.out.startPacket(mf.Actions)
 	_, verdict := flow.Execute(frame, &p.key, &p.off, mf.Actions, p)
 	if verdict == flow.VerdictOK {
 		verdict = mf.Verdict // why translation dropped the packet, if it did

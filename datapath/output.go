@@ -216,10 +216,24 @@ func (o *onceWarning) warn(msg string) {
 }
 
 // Output implements flow.Outputter: resolveOutput turns the port into
-// bridge ports, and each copy goes to output.
+// bridge ports, and each copy goes to output. The last copy of the
+// packet's final output takes the received frame instead of a copy of it
+// (batch.go): its copies are held one at a time until the port is resolved.
 func (p *pmd) Output(port uint32, frame []byte) {
 	p.frame = frame
+	if !p.out.nextOutput() {
+		resolveOutput(p.tbl, p.in, p.in.OFPort, port, p)
+		p.frame = nil
+		return
+	}
+	p.out.held.ok = false
+	p.out.holding = true
 	resolveOutput(p.tbl, p.in, p.in.OFPort, port, p)
+	p.out.holding = false
+	if h := p.out.held; h.ok {
+		p.out.held = heldCopy{}
+		p.enqueue(h.port, h.origin, h.q, frame, true)
+	}
 	p.frame = nil
 }
 
@@ -252,10 +266,28 @@ func (p *pmd) output(dst *Port, frame []byte) {
 	if h := p.br.outputHook; h != nil {
 		h(p.tbl, dst, st, q)
 	}
+	if p.out.holding {
+		// The copy held before this one was not the last: it is copied.
+		if h := p.out.held; h.ok {
+			p.enqueue(h.port, h.origin, h.q, frame, false)
+		}
+		p.out.held = heldCopy{port: dst, origin: p.in, q: q, ok: true}
+		return
+	}
+	p.enqueue(dst, p.in, q, frame, false)
+}
+
+// enqueue puts frame in the output batch of dst's tx queue q, flushing the
+// batches first if they are full: a copy of it, or with take the frame
+// itself when it may (see outBatches.take).
+func (p *pmd) enqueue(dst, origin *Port, q int, frame []byte, take bool) {
 	if p.out.full() {
 		p.flush()
 	}
-	p.out.add(dst, p.in, q, frame)
+	if take && p.out.take(dst, origin, q, frame) {
+		return
+	}
+	p.out.add(dst, origin, q, frame)
 }
 
 func (p *pmd) dropCopy(dst *Port, reason DropReason) {

@@ -29,7 +29,7 @@ func (p *pmd) poll(now time.Time) int {
 }
 
 func (p *pmd) pollQueue(rq rxq) int {
-	n, err := rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info)
+	n, err := p.receive(rq) // batch.go: lent or copied
 	if err != nil || n == 0 {
 		return 0
 	}
@@ -45,7 +45,8 @@ func (p *pmd) pollQueue(rq rxq) int {
 		rq.port.rxRecorded.Store(rec)
 	}
 	for i := 0; i < n; i++ {
-		p.process(rq.port, p.bufs[i][:p.sizes[i]], p.info[i].RxQueue)
+		p.process(rq.port, p.rxFrame(i), p.info[i].RxQueue)
 	}
+	p.rxDone()
 	return n
 }

@@ -77,6 +77,25 @@ type Port interface {
 	Close() error
 }
 
+// A Lender is a port that can lend received frames out of its own memory
+// (an AF_XDP socket's UMEM) instead of copying them into the caller's
+// buffers. A lent frame stays the port's: the caller may read it, rewrite
+// it and grow it into its capacity (the room the port has after it) until
+// it gives it back with Release, and not after. The port cannot receive
+// into a frame that is out on loan, so the caller gives frames back as
+// soon as it is done with them; it must have given back every frame before
+// the port is closed.
+type Lender interface {
+	Port
+	// ReceiveLent is Receive without the copy: frames[i] is set to the
+	// i-th frame received, in the port's memory. Its errors are Receive's.
+	ReceiveLent(q int, frames [][]byte, info []RxInfo) (int, error)
+	// Release gives back frames that ReceiveLent lent on rx queue q,
+	// each once (resliced at will within its capacity). It does not
+	// allocate or block.
+	Release(q int, frames [][]byte)
+}
+
 // RxQueue is the rx queue a frame was received on, as the kernel records it
 // in an skb (skb_record_rx_queue stores queue+1, so that zero means none).
 // Only frames that carry a recorded rx queue make the kernel's skb_tx_hash

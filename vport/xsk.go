@@ -16,11 +16,15 @@ package vport
 //   - Program.Attach hangs on a device with a generic-mode program and
 //     replaces other programs: the port loads its own program and attaches
 //     it through a BPF link (xdpprog.go);
-//   - no need_wakeup support: the port kicks the kernel (sendto) for every
-//     tx batch, which copy mode needs anyway, and when a thread goes idle;
+//   - no need_wakeup and no zero-copy: bind takes its flags from a package
+//     variable, which the port sets under its lock (xsk_socket.go); the
+//     port binds with need_wakeup and kicks the kernel (sendto, recvfrom)
+//     only when a ring's flag asks for it (in copy mode the tx ring always
+//     does), and tries zero-copy first;
 //   - tiny default rings, GetDescs scanning every frame, Receive returning
 //     a slice the next call overwrites: the port sizes the rings, tracks its
-//     frames itself, and copies every frame out before it returns.
+//     frames itself, and either copies every frame out before it returns
+//     (Receive) or lends it until the caller gives it back (Lender).
 
 import (
 	"errors"
@@ -78,6 +82,14 @@ type XSKConfig struct {
 	// UMEM is the budget the sockets' UMEM is reserved from; nil for the
 	// process's, which has DefaultUMEMLimit.
 	UMEM *UMEMBudget
+	// CopyMode binds the sockets in copy mode without trying zero-copy
+	// first (a device that refuses zero-copy gets copy mode anyway).
+	CopyMode bool
+	// BusyPollBudget, when not 0, makes the sockets prefer busy polling
+	// (SO_PREFER_BUSY_POLL) with this many frames per poll: the port's
+	// system calls then run the device's NAPI on the poll thread. A kernel
+	// that refuses it leaves the port without it (XSKInfo says why).
+	BusyPollBudget int
 	// AllowDefaultRoute lets the port open a device that carries a default
 	// route of its namespace, which the port takes away from the host's
 	// stack; without it such a device is refused (ErrDefaultRoute).
@@ -127,6 +139,8 @@ func (c XSKConfig) withDefaults() (XSKConfig, error) {
 		return c, fmt.Errorf("xsk port %s: batch size %d, want 1 to %d", c.Device, c.BatchSize, MaxBatch)
 	case c.Mode > XDPGeneric:
 		return c, fmt.Errorf("xsk port %s: %v", c.Device, c.Mode)
+	case c.BusyPollBudget < 0 || c.BusyPollBudget > 1<<16-1:
+		return c, fmt.Errorf("xsk port %s: busy poll budget %d, want 0 to %d", c.Device, c.BusyPollBudget, 1<<16-1)
 	case c.BindTimeout < 0:
 		return c, fmt.Errorf("xsk port %s: negative bind timeout", c.Device)
 	}
@@ -163,6 +177,8 @@ type XSKPort struct {
 	gsoPackets, gsoSegs atomic.Uint64
 	gsoBytes            atomic.Uint64
 	closed              atomic.Bool
+	// info is how the sockets were bound.
+	info XSKInfo
 	// waiters counts PrepareWait calls in progress: a poll thread may
 	// prepare to sleep on a port it no longer polls, outside the grace
 	// period that precedes Close, so Close waits for them before it
@@ -177,6 +193,7 @@ type XSKPort struct {
 var (
 	_ Port      = (*XSKPort)(nil)
 	_ GSOSender = (*XSKPort)(nil)
+	_ Lender    = (*XSKPort)(nil)
 )
 
 // OpenXSK opens an AF_XDP port on cfg.Device: it loads the redirect
@@ -259,12 +276,16 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 	sz := xskSizes{frames: cfg.Frames, frameSize: cfg.FrameSize, ringSize: cfg.RingSize}
 	deadline := time.Now().Add(cfg.BindTimeout)
 	err = nsthread.Do(cfg.Netns, func() error {
+		zeroCopy := !cfg.CopyMode
 		for q := range queues {
-			s, err := openSocket(p.ifindex, q, sz, deadline)
+			s, err := openSocket(p.ifindex, q, sz, deadline, zeroCopy)
 			if err != nil {
 				return err
 			}
 			p.socks = append(p.socks, s)
+			// A device that refused zero-copy on one queue refuses it on
+			// all: the other queues are bound in copy mode at once.
+			zeroCopy = zeroCopy && s.zcRefused == nil
 			if err := p.prog.register(q, s.fd); err != nil {
 				return err
 			}
@@ -273,6 +294,21 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("xsk port %s: %w", cfg.Device, err)
+	}
+	p.info = xskInfoOf(p.socks, cfg)
+	if cfg.BusyPollBudget > 0 {
+		for _, s := range p.socks {
+			if err := s.preferBusyPoll(cfg.BusyPollBudget); err != nil {
+				p.info.BusyPoll, p.info.BusyPollErr = false, err
+				break
+			}
+			p.info.BusyPoll = true
+		}
+	}
+	cfg.Logger.Info("xsk port opened", "port", cfg.Device, "queues", queues, "xdp_mode", p.prog.mode.String(),
+		"bind", p.info.BindMode(), "need_wakeup", p.info.NeedWakeup, "busy_poll", p.info.BusyPoll)
+	if p.info.ZeroCopyErr != nil {
+		cfg.Logger.Debug("xsk port: no zero-copy, copy mode", "port", cfg.Device, "err", p.info.ZeroCopyErr)
 	}
 	// GSO is an optimization: a port without it sends every segment
 	// through its AF_XDP socket.
@@ -391,6 +427,70 @@ func (p *XSKPort) TxQueues() int { return p.txQueues }
 // Mode is the mode the XDP program was attached in (native or generic).
 func (p *XSKPort) Mode() XDPMode { return p.prog.mode }
 
+// XSKInfo is how an XSKPort's sockets were bound.
+type XSKInfo struct {
+	// ZeroCopy tells whether the sockets are in zero-copy mode; when
+	// they are not, ZeroCopyErr is the device's refusal (nil if the port
+	// did not ask, XSKConfig.CopyMode).
+	ZeroCopy    bool
+	ZeroCopyErr error
+	// NeedWakeup tells whether the kernel is woken only when a ring asks
+	// for it (XDP_USE_NEED_WAKEUP).
+	NeedWakeup bool
+	// BusyPoll tells whether the sockets prefer busy polling; BusyPollErr
+	// is the kernel's refusal when XSKConfig.BusyPollBudget asked for it.
+	// Busy polling acts only on a socket that has a NAPI id (NAPIIDs): a
+	// veth's AF_XDP sockets have none (0), so there it changes nothing.
+	BusyPoll    bool
+	BusyPollErr error
+}
+
+// BindMode is "zero-copy" or "copy".
+func (i XSKInfo) BindMode() string {
+	if i.ZeroCopy {
+		return "zero-copy"
+	}
+	return "copy"
+}
+
+func xskInfoOf(socks []*xskSocket, cfg XSKConfig) XSKInfo {
+	i := XSKInfo{ZeroCopy: len(socks) > 0, NeedWakeup: len(socks) > 0}
+	for _, s := range socks {
+		i.ZeroCopy = i.ZeroCopy && s.zeroCopy
+		i.NeedWakeup = i.NeedWakeup && s.needWakeup
+		if s.zcRefused != nil && i.ZeroCopyErr == nil {
+			i.ZeroCopyErr = s.zcRefused
+		}
+	}
+	if !i.ZeroCopy && i.ZeroCopyErr == nil && !cfg.CopyMode {
+		i.ZeroCopyErr = errors.New("the kernel bound the socket in copy mode")
+	}
+	return i
+}
+
+// Info is how the port's sockets were bound.
+func (p *XSKPort) Info() XSKInfo { return p.info }
+
+// Wakeups returns the system calls the port made to wake the kernel: for
+// the fill rings and for the tx rings.
+func (p *XSKPort) Wakeups() (fill, tx uint64) {
+	for _, s := range p.socks {
+		fill += s.fillWakeups.Load()
+		tx += s.txKicks.Load()
+	}
+	return fill, tx
+}
+
+// NAPIIDs returns the NAPI instance each socket last received from (0 for
+// none): busy polling needs one.
+func (p *XSKPort) NAPIIDs() []uint32 {
+	ids := make([]uint32, len(p.socks))
+	for i, s := range p.socks {
+		ids[i] = s.napiID()
+	}
+	return ids
+}
+
 // usable is the check of Receive, Transmit and PrepareWait.
 func (p *XSKPort) usable(s *xskSocket) error {
 	if p.closed.Load() {
@@ -424,6 +524,40 @@ func (p *XSKPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int
 		}
 	}
 	return n, nil
+}
+
+// ReceiveLent implements Lender: the frames are the UMEM frames the kernel
+// wrote them into, with the rest of their UMEM frame as capacity. They go
+// back to the fill ring when Release gives them back.
+func (p *XSKPort) ReceiveLent(q int, frames [][]byte, info []RxInfo) (int, error) {
+	if q < 0 || q >= len(p.socks) {
+		return 0, ErrBadQueue
+	}
+	s := p.socks[q]
+	if err := p.usable(s); err != nil {
+		return 0, err
+	}
+	limit := min(p.batch, len(frames))
+	if info != nil {
+		limit = min(limit, len(info))
+	}
+	n, _ := s.lend(frames[:limit])
+	if info != nil {
+		rxq := RecordRxQueue(q)
+		for i := range info[:n] {
+			info[i] = RxInfo{RxQueue: rxq}
+		}
+	}
+	return n, nil
+}
+
+// Release implements Lender: the frames go back to the fill ring of queue
+// q's socket.
+func (p *XSKPort) Release(q int, frames [][]byte) {
+	if q < 0 || q >= len(p.socks) || p.closed.Load() {
+		return
+	}
+	p.socks[q].release(frames)
 }
 
 // Transmit implements Port. Frames longer than a UMEM frame are taken and

@@ -16,11 +16,17 @@ package vport
 //     the orphaned mappings after a failure (see xsk_maps.go) and recovers
 //     the errno from the message.
 //   - the default rings are tiny (128 frames); the port sizes them itself.
+//   - the bind flags are a package variable (xdp.DefaultSocketFlags): the
+//     port sets it under the registry lock that serializes socket
+//     creation, so that each bind gets its own flags. A socket is bound
+//     with XDP_USE_NEED_WAKEUP, and first with XDP_ZEROCOPY; a device that
+//     refuses zero-copy (veth has none) gets a new socket in copy mode.
 //
 // The rings are driven here, not by the library (see xsk_layout.go). Frame
 // ownership is split once and for all at open: the first RingSize frames
 // circulate fill ring → rx ring → fill ring (a received frame is copied out
-// before it is handed back), the others circulate free stack → tx ring →
+// before it is handed back, or lent out by ReceiveLent until Release gives
+// it back), the others circulate free stack → tx ring →
 // completion ring → free stack. A frame is thus never in the kernel's hands
 // while the port still reads or writes it.
 
@@ -71,6 +77,17 @@ type xskSocket struct {
 	fill, comp umemRing
 	rx, tx     descRing
 
+	// zeroCopy tells whether the kernel bound the socket in zero-copy
+	// mode; needWakeup whether it uses need_wakeup, in which case the
+	// kernel is woken (a system call) only when fillFlags or txFlags ask
+	// for it.
+	zeroCopy, needWakeup bool
+	fillFlags, txFlags   *uint32
+	// zcRefused is why the device refused a zero-copy bind, if it did.
+	zcRefused error
+	// busyPoll tells whether the socket prefers busy polling.
+	busyPoll bool
+
 	// dead latches the kernel's report that it unbound the socket (its
 	// device was unregistered): SO_ERROR ENETDOWN, or ENXIO from sendto.
 	dead atomic.Bool
@@ -81,8 +98,14 @@ type xskSocket struct {
 	_      [64]byte
 
 	rxPackets, rxBytes, rxDropped atomic.Uint64
-	_                             [40]byte
+	// fillWakeups counts the system calls that woke the kernel for the
+	// fill ring.
+	fillWakeups                   atomic.Uint64
+	_                             [32]byte
 	txPackets, txBytes, txDropped atomic.Uint64
+	// txKicks counts the system calls that woke the kernel for the tx
+	// ring.
+	txKicks atomic.Uint64
 }
 
 // umemRing is a view of a fill or completion ring.
@@ -134,24 +157,48 @@ func libErr(err error) error {
 
 // openSocket opens a socket on queue of ifindex, retrying while the queue
 // is busy (EBUSY) until deadline. It must run in the device's namespace.
-func openSocket(ifindex, queue int, sz xskSizes, deadline time.Time) (*xskSocket, error) {
+// With zeroCopy it binds in zero-copy mode first and falls back to copy
+// mode when the device refuses (the socket's zcRefused says why); without,
+// it binds in copy mode. It binds with need_wakeup, or without on a kernel
+// that refuses it.
+func openSocket(ifindex, queue int, sz xskSizes, deadline time.Time, zeroCopy bool) (*xskSocket, error) {
+	flags := uint16(unix.XDP_USE_NEED_WAKEUP | unix.XDP_COPY)
+	if zeroCopy {
+		flags = unix.XDP_USE_NEED_WAKEUP | unix.XDP_ZEROCOPY
+	}
+	var zcErr error
 	backoff := time.Millisecond
 	for {
-		s, err := tryOpenSocket(ifindex, queue, sz)
+		s, err := tryOpenSocket(ifindex, queue, sz, flags)
 		if err == nil {
+			s.zcRefused = zcErr
 			return s, nil
 		}
-		if !errors.Is(err, unix.EBUSY) || time.Now().Add(backoff).After(deadline) {
+		switch {
+		case errors.Is(err, unix.EBUSY):
+			if time.Now().Add(backoff).After(deadline) {
+				return nil, err
+			}
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 16*time.Millisecond)
+		case flags&unix.XDP_ZEROCOPY != 0 && !errors.Is(err, ErrNotSupported):
+			zcErr = err
+			flags = flags&^unix.XDP_ZEROCOPY | unix.XDP_COPY
+		case flags&unix.XDP_USE_NEED_WAKEUP != 0 && errors.Is(err, unix.EINVAL):
+			flags &^= unix.XDP_USE_NEED_WAKEUP
+		default:
 			return nil, err
 		}
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 16*time.Millisecond)
 	}
 }
 
-func tryOpenSocket(ifindex, queue int, sz xskSizes) (*xskSocket, error) {
+func tryOpenSocket(ifindex, queue int, sz xskSizes, flags uint16) (*xskSocket, error) {
 	xskRegistry.mu.Lock()
 	defer xskRegistry.mu.Unlock()
+	// The library binds with this package variable; the lock serializes
+	// its users.
+	xdp.DefaultSocketFlags = flags
+	defer func() { xdp.DefaultSocketFlags = 0 }()
 	opts := xdp.SocketOptions{
 		NumFrames:              sz.frames,
 		FrameSize:              sz.frameSize,
@@ -174,7 +221,7 @@ func tryOpenSocket(ifindex, queue int, sz xskSizes) (*xskSocket, error) {
 		}
 		return nil, fmt.Errorf("queue %d: %w", queue, err)
 	}
-	s, err := newXSKSocket(sock, queue, sz)
+	s, err := newXSKSocket(sock, queue, sz, flags)
 	if err != nil {
 		// Unmap what the view found; the library unmaps the UMEM.
 		err = errors.Join(err, sock.Close())
@@ -189,7 +236,7 @@ func tryOpenSocket(ifindex, queue int, sz xskSizes) (*xskSocket, error) {
 
 // newXSKSocket builds the ring views of a socket the library opened and
 // hands the rx frames to the kernel.
-func newXSKSocket(sock *xdp.Socket, queue int, sz xskSizes) (*xskSocket, error) {
+func newXSKSocket(sock *xdp.Socket, queue int, sz xskSizes, flags uint16) (*xskSocket, error) {
 	l := layoutOf(sock)
 	s := &xskSocket{
 		queue:     queue,
@@ -226,11 +273,17 @@ func newXSKSocket(sock *xdp.Socket, queue int, sz xskSizes) (*xskSocket, error) 
 		regionOf(unsafe.Pointer(unsafe.SliceData(s.rx.descs)), off.Rx.Desc, sz.ringSize*int(unsafe.Sizeof(xdp.Desc{}))),
 		regionOf(unsafe.Pointer(unsafe.SliceData(s.tx.descs)), off.Tx.Desc, sz.ringSize*int(unsafe.Sizeof(xdp.Desc{}))),
 	}
+	s.fillFlags = (*uint32)(unsafe.Add(s.regions[0].base, off.Fr.Flags))
+	s.txFlags = (*uint32)(unsafe.Add(s.regions[3].base, off.Tx.Flags))
+	s.needWakeup = flags&unix.XDP_USE_NEED_WAKEUP != 0
 	var st unix.Stat_t
 	if err := unix.Fstat(s.fd, &st); err != nil {
 		return s, fmt.Errorf("fstat AF_XDP socket: %w", err)
 	}
 	s.ino = st.Ino
+	if s.zeroCopy, err = boundZeroCopy(s.fd); err != nil {
+		return s, err
+	}
 
 	// Frames [0, ringSize) go to the fill ring for rx, the rest are free
 	// for tx.
@@ -308,6 +361,9 @@ func (s *xskSocket) receive(bufs [][]byte, sizes []int) (n, dropped int) {
 	rxCons := atomic.LoadUint32(s.rx.cons)
 	avail := atomic.LoadUint32(s.rx.prod) - rxCons
 	if avail == 0 {
+		// A driver that ran out of fill frames may wait for a wakeup
+		// while the rx ring is empty.
+		s.wakeFill()
 		return 0, 0
 	}
 	fillProd := atomic.LoadUint32(s.fill.prod)
@@ -331,6 +387,7 @@ func (s *xskSocket) receive(bufs [][]byte, sizes []int) (n, dropped int) {
 	}
 	atomic.StoreUint32(s.rx.cons, rxCons)
 	atomic.StoreUint32(s.fill.prod, fillProd)
+	s.wakeFill()
 	if n > 0 {
 		s.rxPackets.Add(uint64(n))
 		s.rxBytes.Add(uint64(bytes))
@@ -339,6 +396,86 @@ func (s *xskSocket) receive(bufs [][]byte, sizes []int) (n, dropped int) {
 		s.rxDropped.Add(uint64(dropped))
 	}
 	return n, dropped
+}
+
+// lend is receive without the copy: frames[i] is set to the UMEM bytes of
+// the i-th frame, with the rest of its UMEM frame as capacity. The frames
+// stay out of the fill ring until release gives them back; those that are
+// not inside the UMEM are dropped and go back at once. It is the rx side:
+// one thread at a time.
+func (s *xskSocket) lend(frames [][]byte) (n, dropped int) {
+	rxCons := atomic.LoadUint32(s.rx.cons)
+	avail := atomic.LoadUint32(s.rx.prod) - rxCons
+	if avail == 0 {
+		s.wakeFill()
+		return 0, 0
+	}
+	fillProd := atomic.LoadUint32(s.fill.prod)
+	size := uint32(len(s.fill.descs))
+	room := size - (fillProd - atomic.LoadUint32(s.fill.cons))
+	avail = min(avail, room, size)
+	bytes := 0
+	for i := uint32(0); i < avail && n+dropped < len(frames); i++ {
+		d := s.rx.descs[rxCons&s.rx.mask]
+		rxCons++
+		if f, ok := s.lentFrame(d.Addr, d.Len); ok {
+			frames[n] = f
+			bytes += len(f)
+			n++
+			continue
+		}
+		dropped++
+		s.fill.descs[fillProd&s.fill.mask] = d.Addr &^ s.frameMask
+		fillProd++
+	}
+	atomic.StoreUint32(s.rx.cons, rxCons)
+	if dropped > 0 {
+		atomic.StoreUint32(s.fill.prod, fillProd)
+		s.rxDropped.Add(uint64(dropped))
+	}
+	if n > 0 {
+		s.rxPackets.Add(uint64(n))
+		s.rxBytes.Add(uint64(bytes))
+	}
+	return n, dropped
+}
+
+// lentFrame returns the UMEM bytes of a descriptor with the rest of its
+// UMEM frame as capacity, if they are inside one frame.
+func (s *xskSocket) lentFrame(addr uint64, n uint32) ([]byte, bool) {
+	end := addr + uint64(n)
+	frameEnd := addr&^s.frameMask + s.frameMask + 1
+	if n == 0 || end < addr || end > frameEnd || frameEnd > uint64(len(s.umem)) {
+		return nil, false
+	}
+	return s.umem[addr:end:frameEnd], true
+}
+
+// release puts lent frames back on the fill ring. A frame is known by the
+// last byte of its capacity, which is the last byte of its UMEM frame;
+// slices that end elsewhere are not the socket's and are ignored, as they
+// would corrupt the ring.
+func (s *xskSocket) release(frames [][]byte) {
+	if len(frames) == 0 || len(s.umem) == 0 {
+		return
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(s.umem)))
+	fillProd := atomic.LoadUint32(s.fill.prod)
+	room := uint32(len(s.fill.descs)) - (fillProd - atomic.LoadUint32(s.fill.cons))
+	for _, f := range frames {
+		if cap(f) == 0 || room == 0 {
+			continue
+		}
+		last := uintptr(unsafe.Pointer(&f[:cap(f)][cap(f)-1])) - base
+		if last >= uintptr(len(s.umem)) || uint64(last)&s.frameMask != s.frameMask {
+			continue
+		}
+		s.fill.descs[fillProd&s.fill.mask] = uint64(last) &^ s.frameMask
+		fillProd++
+		room--
+	}
+	atomic.StoreUint32(s.fill.prod, fillProd)
+	s.wakeFill()
 }
 
 // rxReady reports whether received frames wait on the rx ring.
@@ -368,7 +505,7 @@ func (s *xskSocket) transmit(frames [][]byte) (int, error) {
 	budget := maxKicks
 	room := s.txRoomLocked()
 	for room < len(frames) && budget > 0 {
-		if err := s.kickLocked(&budget); err != nil {
+		if err := s.wakeTxLocked(&budget); err != nil {
 			return 0, err
 		}
 		room = s.txRoomLocked()
@@ -401,7 +538,7 @@ func (s *xskSocket) transmit(frames [][]byte) (int, error) {
 	}
 	atomic.StoreUint32(s.tx.prod, prod)
 	budget = max(budget, 1)
-	if err := s.kickLocked(&budget); err != nil {
+	if err := s.wakeTxLocked(&budget); err != nil {
 		return 0, err
 	}
 	s.txPackets.Add(uint64(queued))
@@ -452,6 +589,7 @@ func (s *xskSocket) reclaimLocked() {
 func (s *xskSocket) kickLocked(budget *int) error {
 	for *budget > 0 {
 		*budget--
+		s.txKicks.Add(1)
 		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
@@ -482,7 +620,79 @@ func (s *xskSocket) kick() {
 	}
 	defer s.txBusy.Store(false)
 	budget := maxKicks
-	s.kickLocked(&budget) //nolint:errcheck // the next Transmit reports it
+	s.wakeTxLocked(&budget) //nolint:errcheck // the next Transmit reports it
+}
+
+// wakeTxLocked kicks the kernel (kickLocked) if it needs a wakeup to send
+// what the tx ring holds: always without need_wakeup, else only when the
+// kernel set the ring's flag. Otherwise it only takes the completed frames
+// back.
+func (s *xskSocket) wakeTxLocked(budget *int) error {
+	if s.needWakeup && atomic.LoadUint32(s.txFlags)&unix.XDP_RING_NEED_WAKEUP == 0 {
+		s.reclaimLocked()
+		return nil
+	}
+	return s.kickLocked(budget)
+}
+
+// wakeFill wakes the kernel after frames went to the fill ring, if it asked
+// for it (need_wakeup): a driver in zero-copy mode that ran out of fill
+// frames waits for that. In copy mode the kernel takes fill frames as
+// packets arrive and never asks.
+func (s *xskSocket) wakeFill() {
+	if !s.needWakeup || atomic.LoadUint32(s.fillFlags)&unix.XDP_RING_NEED_WAKEUP == 0 {
+		return
+	}
+	s.fillWakeups.Add(1)
+	unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0) //nolint:errcheck // a wakeup; EAGAIN is the usual answer
+}
+
+// busyPollUsecs is the SO_BUSY_POLL time of a socket that prefers busy
+// polling. The port's system calls do not block, so a busy poll runs the
+// device's NAPI once per call; the time only has to be non-zero.
+const busyPollUsecs = 20
+
+// preferBusyPoll makes the socket prefer busy polling, with budget frames
+// per poll: the port's system calls on it (tx kicks, fill wakeups) then run
+// the device's NAPI on the calling thread, and the softirq leaves the
+// device to them. A kernel without busy polling (CONFIG_NET_RX_BUSY_POLL,
+// Linux 5.11) refuses the options: the error says which.
+func (s *xskSocket) preferBusyPoll(budget int) error {
+	for _, o := range []struct {
+		name     string
+		opt, val int
+	}{
+		{"SO_BUSY_POLL", unix.SO_BUSY_POLL, busyPollUsecs},
+		{"SO_PREFER_BUSY_POLL", unix.SO_PREFER_BUSY_POLL, 1},
+		{"SO_BUSY_POLL_BUDGET", unix.SO_BUSY_POLL_BUDGET, budget},
+	} {
+		if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, o.opt, o.val); err != nil {
+			return fmt.Errorf("setsockopt %s: %w", o.name, err)
+		}
+	}
+	s.busyPoll = true
+	return nil
+}
+
+// napiID is the NAPI instance the socket last received from, 0 if none
+// (a device without NAPI, such as a veth without an XDP program in native
+// mode, cannot be busy polled).
+func (s *xskSocket) napiID() uint32 {
+	v, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_INCOMING_NAPI_ID)
+	if err != nil {
+		return 0
+	}
+	return uint32(v)
+}
+
+// boundZeroCopy reports whether the kernel bound the socket fd in zero-copy
+// mode (XDP_OPTIONS).
+func boundZeroCopy(fd int) (bool, error) {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
+	if err != nil {
+		return false, fmt.Errorf("getsockopt XDP_OPTIONS: %w", err)
+	}
+	return v&unix.XDP_OPTIONS_ZEROCOPY != 0, nil
 }
 
 // checkError reports whether the kernel unbound the socket: it sets
