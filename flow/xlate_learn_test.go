@@ -28,6 +28,18 @@ func TestTranslateVLANTCIWrites(t *testing.T) {
 			"in_port=1,vlan_tci=0x1005", "strip_vlan,output:2"},
 		{"pop into vlan_tci", "actions=push:NXM_NX_REG0[0..15],pop:NXM_OF_VLAN_TCI[],output:2",
 			"in_port=1,vlan_tci=0x1005", "strip_vlan,output:2"},
+		{"set_field with the present bit pushes a tag", "actions=set_field:0x3007->vlan_tci,output:2",
+			"in_port=1", "push_vlan:0x8100,mod_vlan_vid:7,mod_vlan_pcp:1,output:2"},
+		{"set_field with the present bit rewrites the tag", "actions=set_field:0x3007->vlan_tci,output:2",
+			"in_port=1,vlan_tci=0x1005", "mod_vlan_vid:7,mod_vlan_pcp:1,output:2"},
+		{"set_field without the present bit pops", "actions=set_field:0x2007->vlan_tci,output:2",
+			"in_port=1,vlan_tci=0x1005", "strip_vlan,output:2"},
+		{"masked set_field of the VID", "actions=set_field:0x9/0xfff->vlan_tci,output:2",
+			"in_port=1,vlan_tci=0x7005", "mod_vlan_vid:9,output:2"},
+		{"masked set_field of the VID leaves an untagged packet so", "actions=set_field:0x9/0xfff->vlan_tci,output:2",
+			"in_port=1", "output:2"},
+		{"masked set_field of the present bit", "actions=set_field:0x1000/0x1000->vlan_tci,output:2,set_field:0/0x1000->vlan_tci,output:3",
+			"in_port=1", "push_vlan:0x8100,output:2,strip_vlan,output:3"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tbl := pipeline(t, tt.flow)
@@ -41,8 +53,10 @@ func TestTranslateVLANTCIWrites(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseFlow("actions=set_field:0x1005->vlan_tci", CmdAdd); err == nil || !strings.Contains(err.Error(), "not supported") {
-		t.Errorf("set_field on vlan_tci: got %v, want it refused as not supported", err)
+	for _, bad := range []string{"actions=set_field:0x10000->vlan_tci", "actions=set_field:0x1005/0x1fff0->vlan_tci", "actions=set_field:0x1005->vlan_tci/1"} {
+		if _, err := ParseFlow(bad, CmdAdd); err == nil {
+			t.Errorf("%s: accepted, want an error", bad)
+		}
 	}
 }
 

@@ -229,6 +229,18 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 	case flow.ActSetField:
 		return e.set(a)
 	case flow.ActLoad:
+		if v10 && a.Spelling == flow.SpellSetField && a.Dst.Field == flow.FieldVLANTCI && a.Dst.Ofs == 0 && a.Dst.Bits() == 16 {
+			// OpenFlow 1.0 has no set_field: as Open vSwitch, the
+			// actions that do the same (mod_vlan_vid pushes a tag if
+			// there is none).
+			if uint16(a.Value)&flow.VLANPresent == 0 {
+				return one(&openflow.ActPopVLAN{})
+			}
+			return []openflow.Action{
+				&openflow.ActSetVLANVID{VID: uint16(a.Value) & flow.VLANVIDMask},
+				&openflow.ActSetVLANPCP{PCP: uint8(a.Value >> 13 & 7)},
+			}, nil
+		}
 		h, err := header(a.Dst.Field)
 		if err != nil {
 			return nil, err

@@ -168,6 +168,8 @@ func TestSpelledActionsRoundTrip(t *testing.T) {
 		{"priority=5,actions=group:17", false, true},
 		{"priority=9,tcp,tp_dst=80,actions=conjunction(7,2/3)", true, true},
 		{"conj_id=7,ip,actions=output:2", true, true},
+		{"priority=5,actions=set_field:0x1005->vlan_tci,output:2,set_field:0->vlan_tci,output:3", false, true}, // 1.0: mod_vlan_vid, strip_vlan
+		{"priority=5,actions=set_field:0x1005/0x1f0f->vlan_tci,output:2", true, true},
 	} {
 		f, err := flow.ParseFlow(tt.flow, flow.CmdAdd)
 		if err != nil {
@@ -208,6 +210,30 @@ func TestSpelledActionsRoundTrip(t *testing.T) {
 			if got := flow.FormatFlowAsWritten(mod.Flow); got != want {
 				t.Errorf("v0x%02x:\n got %s\nwant %s", v, got, want)
 			}
+		}
+	}
+}
+
+// TestSetFieldVLANTCI10 checks that a set_field on the whole vlan_tci
+// crosses OpenFlow 1.0, which has no set_field, as Open vSwitch sends it:
+// mod_vlan_vid and mod_vlan_pcp with the present bit, strip_vlan without.
+func TestSetFieldVLANTCI10(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"actions=set_field:0x1005->vlan_tci,output:2", "actions=mod_vlan_vid:5,mod_vlan_pcp:0,output:2"},
+		{"actions=set_field:0xf123->vlan_tci,output:2", "actions=mod_vlan_vid:291,mod_vlan_pcp:7,output:2"},
+		{"actions=set_field:0x2005->vlan_tci,output:2", "actions=strip_vlan,output:2"},
+		{"actions=set_field:0x1005/0x1fff->vlan_tci,output:2", "actions=load:0x1005->NXM_OF_VLAN_TCI[0..12],output:2"},
+	} {
+		f, err := flow.ParseFlow(tt.in, flow.CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := roundTrip(openflow.Version10, f)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.in, err)
+		}
+		if g := flow.FormatFlowAsWritten(got); g != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.in, g, tt.want)
 		}
 	}
 }
