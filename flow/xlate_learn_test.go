@@ -60,6 +60,31 @@ func TestTranslateVLANTCIWrites(t *testing.T) {
 	}
 }
 
+// TestVLANTCIWriteFinalFlow checks the final flow after writes into
+// vlan_tci without the present bit against Open vSwitch 3.1's
+// ofproto/trace: such a header is no tag, a pop leaves it in place (as
+// flow_pop_vlan does), and the inner header prints whenever the outer TCI
+// is not zero.
+func TestVLANTCIWriteFinalFlow(t *testing.T) {
+	for _, tt := range []struct{ flow, in, want string }{
+		{"actions=set_field:0x2007->vlan_tci,output:1", "in_port=4",
+			"in_port=4,vlan_tci=0x2007,vlan_tci1=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,dl_type=0x0000"},
+		{"actions=set_field:0x2000->vlan_tci,mod_vlan_vid:5,output:2", "in_port=1",
+			"in_port=1,dl_vlan=5,dl_vlan_pcp=0,vlan_tci1=0x2000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,dl_type=0x0000"},
+		{"actions=set_field:0x2000->vlan_tci,push_vlan:0x8100,set_field:4101->vlan_vid,output:2,pop_vlan,output:4", "in_port=3",
+			"in_port=3,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,dl_type=0x0000"},
+		{"actions=set_field:0x2000->vlan_tci,push_vlan:0x8100,pop_vlan,set_field:0x501e->vlan_tci,output:1", "in_port=2",
+			"in_port=2,dl_vlan=30,dl_vlan_pcp=2,vlan_tci1=0x2000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,dl_type=0x0000"},
+	} {
+		tbl := pipeline(t, tt.flow)
+		k := microflow(t, tt.in)
+		tr := tbl.Snapshot().Translate(&k, false)
+		if got := FormatMicroflow(&tr.Final); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.flow, got, tt.want)
+		}
+	}
+}
+
 // learnPipeline is a MAC-learning pipeline: table 0 learns, into table
 // 10, to send frames for the source MAC back out of the ingress port.
 var learnPipeline = []string{
