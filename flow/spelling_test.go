@@ -126,3 +126,25 @@ func TestDumpDialect(t *testing.T) {
 		})
 	}
 }
+
+// TestVLANTCISetAsWritten checks that a flow with set_field on vlan_tci,
+// saved as written, reads back the same flow (the daemon's state file).
+func TestVLANTCISetAsWritten(t *testing.T) {
+	f, err := ParseFlow(vlanTCISets, CmdAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := FormatFlowAsWritten(f)
+	back, err := ParseFlow(text, CmdAdd)
+	if err != nil {
+		t.Fatalf("%s: %v", text, err)
+	}
+	if got := FormatFlowAsWritten(back); got != text {
+		t.Errorf("read back as %s, want %s", got, text)
+	}
+	for _, d := range []Dialect{OpenFlow10, OpenFlow13} {
+		if got, want := FormatActionsIn(d, &back.Match, back.Actions), FormatActionsIn(d, &f.Match, f.Actions); got != want {
+			t.Errorf("dialect %d: read back prints %s, want %s", d, got, want)
+		}
+	}
+}
