@@ -451,6 +451,16 @@ func formatAction(b *strings.Builder, a *Action) {
 			b.WriteString("(" + a.Note + ")")
 		}
 	case ActLoad:
+		if wholeTCISet(a) {
+			// OpenFlow 1.0 has no set_field: Open vSwitch sends one on
+			// vlan_tci as the actions that do the same.
+			if a.Value&VLANPresent == 0 {
+				b.WriteString("strip_vlan")
+			} else {
+				b.WriteString("mod_vlan_vid:" + strconv.FormatUint(a.Value&VLANVIDMask, 10) + ",mod_vlan_pcp:" + strconv.FormatUint(a.Value>>13&7, 10))
+			}
+			return
+		}
 		b.WriteString("load:" + loadValue(a.Value) + "->" + a.Dst.String())
 	case ActMove:
 		b.WriteString("move:" + a.Src.String() + "->" + a.Dst.String())
@@ -539,6 +549,12 @@ func formatSetField(b *strings.Builder, a *Action) {
 		return
 	}
 	b.WriteString("load:" + loadValue(a.Value) + "->" + f.nxm + "[]")
+}
+
+// wholeTCISet reports whether a is a set_field:V->vlan_tci written on
+// the whole field.
+func wholeTCISet(a *Action) bool {
+	return a.Type == ActLoad && a.Spelling == SpellSetField && a.Dst.Field == FieldVLANTCI && a.Dst.Ofs == 0 && a.Dst.Bits() == 16
 }
 
 func loadValue(v uint64) string {

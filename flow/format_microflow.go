@@ -24,9 +24,10 @@ func FormatMicroflow(k *Key) string {
 	}
 	m.Normalize()
 	text := FormatMatch(&m, DefaultPriority)
-	if k.VLANs[0].TCI&VLANPresent != 0 {
+	if k.VLANs[0].TCI != 0 {
 		// Open vSwitch shows the inner tag of a tagged packet, also
-		// when there is none.
+		// when there is none, and so of a packet whose TCI a write
+		// left without the present bit but not zero (its tag is gone).
 		text = strings.Replace(text, ",dl_src=", ","+innerVLANText(k.VLANs[1].TCI)+",dl_src=", 1)
 	}
 	return text

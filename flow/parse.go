@@ -1275,9 +1275,13 @@ func (ap *actionParser) setField(t *token) error {
 		return ap.setFieldReg(t, f, val)
 	}
 	if f.set == setTCI {
-		// ovs-ofctl prints it as mod_vlan_vid/mod_vlan_pcp or strip_vlan
-		// in OpenFlow 1.0, which ovsxdp does not yet reproduce.
-		return unsupportedAt(s, t, "set_field of %s is not supported (load or move into NXM_OF_VLAN_TCI is)", f.name)
+		// As the loads of a register: one per run of mask bits.
+		n := len(ap.acts)
+		if err := ap.setFieldReg(t, f, val); err != nil {
+			return err
+		}
+		ap.wroteTCI(ap.acts[n:])
+		return nil
 	}
 	if strings.Contains(val, "/") {
 		return errAt(s, t, "set_field takes no mask")

@@ -215,7 +215,26 @@ func (ap *actionParser) loadReg(t *token, val, dst string) error {
 		return errAt(ap.s, t, "%s: value %s does not fit into %d bits", t.value, val, sf.Bits())
 	}
 	ap.add(Action{Type: ActLoad, Dst: sf, Value: v})
+	if sf.field().set == setTCI {
+		ap.wroteTCI(ap.acts[len(ap.acts)-1:])
+	}
 	return nil
+}
+
+// wroteTCI notes whether the packet has a VLAN tag after loads into
+// vlan_tci (a set_field or a load), as Open vSwitch checks an action list:
+// the tag is there when the value written, the bits outside the loads
+// taken as zero, has the present (CFI) bit. A later set_field on vlan_vid
+// or vlan_pcp needs it, and a mod_vlan_vid after it pushes no tag.
+func (ap *actionParser) wroteTCI(loads []Action) {
+	if len(loads) == 0 {
+		return // an empty mask writes nothing
+	}
+	var tci uint64
+	for _, a := range loads {
+		tci |= a.Value << a.Dst.Ofs
+	}
+	ap.vlan = tci&VLANPresent != 0
 }
 
 // setFieldReg parses set_field:VALUE[/MASK]->FIELD for the pipeline's

@@ -41,6 +41,30 @@ func DumpDialect(rules []*Rule) Dialect {
 	return OpenFlow10
 }
 
+// FormatMatchIn is FormatMatch in dialect d. OpenFlow 1.2+ carries the
+// outer VLAN as OXM vlan_vid (the VID and the present bit) and vlan_pcp,
+// which Open vSwitch sends only for a tagged VID: a match on vlan_tci
+// prints as what those fields say (vlan_tci=0 as vlan_tci=0x0000/0x1fff).
+func FormatMatchIn(d Dialect, m *Match, priority uint16) string {
+	if d == OpenFlow10 || m.Mask.VLANs[0].TCI == 0 {
+		return FormatMatch(m, priority)
+	}
+	c := *m
+	c.Key.VLANs[0].TCI, c.Mask.VLANs[0].TCI = oxmTCI(m.Key.VLANs[0].TCI, m.Mask.VLANs[0].TCI)
+	return FormatMatch(&c, priority)
+}
+
+// oxmTCI returns the TCI and mask a match on tci/mask has once carried as
+// OXM vlan_vid and vlan_pcp.
+func oxmTCI(tci, mask uint16) (uint16, uint16) {
+	const vidCFI = VLANVIDMask | VLANPresent
+	vid, vidMask := tci&mask&vidCFI, mask&vidCFI
+	if vid != 0 && mask&VLANPCPMask != 0 {
+		return vid | tci&mask&VLANPCPMask, vidMask | VLANPCPMask
+	}
+	return vid, vidMask
+}
+
 // FormatActionsIn returns the action list of a flow with match m as
 // ovs-ofctl prints it in dialect d (FormatActions is OpenFlow10).
 func FormatActionsIn(d Dialect, m *Match, acts []Action) string {

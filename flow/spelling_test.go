@@ -31,6 +31,12 @@ func TestFormatActionsIn(t *testing.T) {
 			"set_field:0x1->xxreg3,set_field:0x5->pkt_mark,set_field:0x3->reg5,set_field:0xdead->xreg3,goto_table:1"},
 		{"OpenFlow 1.0", "actions=set_field:0x1->xxreg3,set_field:0x5->pkt_mark,set_field:0x3->reg5,set_field:0xdead->xreg3,set_field:0x10/0xf0->reg5,mod_dl_dst:00:00:00:00:de:ad,goto_table:1", OpenFlow10,
 			"load:0x1->NXM_NX_XXREG3[0..63],load:0->NXM_NX_XXREG3[64..127],load:0x5->NXM_NX_PKT_MARK[],load:0x3->NXM_NX_REG5[],load:0xdead->OXM_OF_PKT_REG3[],load:0x1->NXM_NX_REG5[4..7],mod_dl_dst:00:00:00:00:de:ad,resubmit(,1)"},
+		{"set_field on vlan_tci", vlanTCISets, OpenFlow13,
+			"set_field:0x1005->vlan_tci,set_field:3->vlan_pcp,set_field:0->vlan_tci,load:0x5->NXM_OF_VLAN_TCI[0..3],load:0x10->NXM_OF_VLAN_TCI[8..12],set_field:4101->vlan_vid,load:0x1->NXM_OF_VLAN_TCI[12],set_field:0x1388->vlan_tci,set_field:0xe123->vlan_tci,push_vlan:0x8100,set_field:4103->vlan_vid,output:2"},
+		{"set_field on vlan_tci in OpenFlow 1.0", vlanTCISets, OpenFlow10,
+			"mod_vlan_vid:5,mod_vlan_pcp:0,mod_vlan_pcp:3,strip_vlan,load:0x5->NXM_OF_VLAN_TCI[0..3],load:0x10->NXM_OF_VLAN_TCI[8..12],mod_vlan_vid:5,load:0x1->NXM_OF_VLAN_TCI[12],mod_vlan_vid:904,mod_vlan_pcp:0,strip_vlan,mod_vlan_vid:7,output:2"},
+		{"a load of the present bit makes a tag", "actions=load:0x1->NXM_OF_VLAN_TCI[12],mod_vlan_vid:3,set_field:2->vlan_pcp,load:0->NXM_OF_VLAN_TCI[],mod_vlan_pcp:1", OpenFlow13,
+			"load:0x1->NXM_OF_VLAN_TCI[12],set_field:4099->vlan_vid,set_field:2->vlan_pcp,load:0->NXM_OF_VLAN_TCI[],push_vlan:0x8100,set_field:1->vlan_pcp"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,6 +48,63 @@ func TestFormatActionsIn(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// vlanTCISets writes vlan_tci whole and masked, with the present bit and
+// without, so that a later mod_vlan_vid pushes a tag or not.
+const vlanTCISets = "actions=set_field:0x1005->vlan_tci,mod_vlan_pcp:3,set_field:0->vlan_tci,set_field:0x1005/0x1f0f->vlan_tci,mod_vlan_vid:5," +
+	"set_field:0x1000/0x1000->vlan_tci,set_field:5000->vlan_tci,set_field:0xe123->vlan_tci,mod_vlan_vid:7,output:2"
+
+// TestSetFieldVLANTCINeedsTag checks that a set_field on vlan_vid or
+// vlan_pcp after a write into vlan_tci is accepted only when the value
+// written has the present bit, as Open vSwitch checks an action list.
+func TestSetFieldVLANTCINeedsTag(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{"actions=set_field:0x1005->vlan_tci,set_field:3->vlan_pcp", true},
+		{"actions=load:0x1->NXM_OF_VLAN_TCI[12],set_field:4099->vlan_vid", true},
+		{"actions=push_vlan:0x8100,set_field:0x5->vlan_tci,set_field:4100->vlan_vid", false},
+		{"actions=push_vlan:0x8100,load:0x5->NXM_OF_VLAN_TCI[0..11],set_field:3->vlan_pcp", false},
+		{"dl_vlan=5,actions=set_field:0x1005/0->vlan_tci,set_field:3->vlan_pcp", true}, // an empty mask writes nothing
+	} {
+		_, err := ParseFlow(tt.in, CmdAdd)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: error %v, want accepted %v", tt.in, err, tt.ok)
+		}
+	}
+}
+
+// TestFormatMatchIn checks VLAN matches printed in the OpenFlow 1.3
+// spelling against `ovs-ofctl -O OpenFlow13 parse-flow` of Open vSwitch
+// 3.1 (OXM carries vlan_vid and vlan_pcp, not vlan_tci).
+func TestFormatMatchIn(t *testing.T) {
+	for _, tt := range []struct{ in, want13 string }{
+		{"vlan_tci=0", "vlan_tci=0x0000/0x1fff"},
+		{"vlan_tci=0x1005/0x1fff", "dl_vlan=5"},
+		{"vlan_tci=0x0005/0x0fff", "vlan_tci=0x0005/0x0fff"},
+		{"dl_vlan=5,dl_vlan_pcp=3", "dl_vlan=5,dl_vlan_pcp=3"},
+		{"vlan_tci=0x3005", "dl_vlan=5,dl_vlan_pcp=1"},
+		{"vlan_tci=0x2000/0xe000", ""},
+		{"vlan_tci=0x1000/0x1000", "vlan_tci=0x1000/0x1000"},
+		{"vlan_tci=0x3000/0x3000", "dl_vlan_pcp=1"},
+		{"vlan_tci=0x0000/0x1000", "vlan_tci=0x0000/0x1000"},
+		{"vlan_tci=0x2000/0x2fff", "vlan_tci=0x0000/0x0fff"},
+		{"in_port=1,vlan_tci=0x1005/0x100f", "in_port=1,vlan_tci=0x1005/0x100f"},
+		{"in_port=1,ip", "ip,in_port=1"},
+	} {
+		f, err := ParseFlow(tt.in+",actions=drop", CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := FormatMatchIn(OpenFlow13, &f.Match, DefaultPriority); got != tt.want13 {
+			t.Errorf("%s in OpenFlow 1.3: %q, want %q", tt.in, got, tt.want13)
+		}
+		if got, want := FormatMatchIn(OpenFlow10, &f.Match, DefaultPriority), FormatMatch(&f.Match, DefaultPriority); got != want {
+			t.Errorf("%s in OpenFlow 1.0: %q, want %q", tt.in, got, want)
+		}
 	}
 }
 
@@ -61,5 +124,27 @@ func TestDumpDialect(t *testing.T) {
 				t.Errorf("dialect %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestVLANTCISetAsWritten checks that a flow with set_field on vlan_tci,
+// saved as written, reads back the same flow (the daemon's state file).
+func TestVLANTCISetAsWritten(t *testing.T) {
+	f, err := ParseFlow(vlanTCISets, CmdAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := FormatFlowAsWritten(f)
+	back, err := ParseFlow(text, CmdAdd)
+	if err != nil {
+		t.Fatalf("%s: %v", text, err)
+	}
+	if got := FormatFlowAsWritten(back); got != text {
+		t.Errorf("read back as %s, want %s", got, text)
+	}
+	for _, d := range []Dialect{OpenFlow10, OpenFlow13} {
+		if got, want := FormatActionsIn(d, &back.Match, back.Actions), FormatActionsIn(d, &f.Match, f.Actions); got != want {
+			t.Errorf("dialect %d: read back prints %s, want %s", d, got, want)
+		}
 	}
 }

@@ -541,8 +541,15 @@ func (x *xlate) vlan(a *Action) {
 		}
 		v[1], v[0] = v[0], VLAN{TPID: uint16(a.Value), TCI: tci | VLANPresent}
 	case ActPopVLAN:
-		if present {
+		// As Open vSwitch's flow_pop_vlan: the tags are the leading
+		// headers with the present bit; the last of them is cleared
+		// after the others move out by one. A header without the
+		// present bit (a TCI written without it) stays where it is.
+		switch {
+		case present && v[1].TCI&VLANPresent != 0:
 			v[0], v[1] = v[1], VLAN{}
+		case present:
+			v[0] = VLAN{}
 		}
 	case ActSetVLANVID, ActSetVLANPCP:
 		if !present {

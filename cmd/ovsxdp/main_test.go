@@ -61,6 +61,9 @@ func TestRemoteCommands(t *testing.T) {
 	if c.Flags().Lookup("no-stats") == nil {
 		t.Errorf("dump-flows has no --no-stats")
 	}
+	if f := c.Flags().ShorthandLookup("O"); f == nil || f.Name != "protocols" {
+		t.Errorf("dump-flows has no -O/--protocols (as ovs-ofctl): %v", f)
+	}
 	c, _, _ = root.Find([]string{"add-flows"})
 	if err := c.Args(c, []string{"br0"}); err == nil {
 		t.Errorf("add-flows accepts one argument; it needs BR FILE")

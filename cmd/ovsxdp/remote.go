@@ -96,9 +96,9 @@ func newRemoteCmd(g *globals, v daemon.VerbInfo) *cobra.Command {
 	}
 	for _, f := range v.Flags {
 		if f.Bool {
-			bools[f.Name] = cmd.Flags().Bool(f.Name, false, f.Usage)
+			bools[f.Name] = cmd.Flags().BoolP(f.Name, f.Shorthand, false, f.Usage)
 		} else {
-			flags[f.Name] = cmd.Flags().String(f.Name, "", f.Usage)
+			flags[f.Name] = cmd.Flags().StringP(f.Name, f.Shorthand, "", f.Usage)
 		}
 	}
 	return cmd

@@ -211,12 +211,12 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		if v10 {
 			return one(&openflow.ActSetVLANVID{VID: uint16(a.Value)})
 		}
-		return one(e.setField("vlan_vid", b16(uint16(a.Value)|flow.VLANPresent)))
+		return impliedPush(a, e.setField("vlan_vid", b16(uint16(a.Value)|flow.VLANPresent)))
 	case flow.ActSetVLANPCP:
 		if v10 {
 			return one(&openflow.ActSetVLANPCP{PCP: uint8(a.Value)})
 		}
-		return one(e.setField("vlan_pcp", b8(uint8(a.Value))))
+		return impliedPush(a, e.setField("vlan_pcp", b8(uint8(a.Value))))
 	case flow.ActPushVLAN:
 		if v10 {
 			// OpenFlow 1.0 has no push_vlan: as in Open vSwitch, the
@@ -229,6 +229,18 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 	case flow.ActSetField:
 		return e.set(a)
 	case flow.ActLoad:
+		if v10 && a.Spelling == flow.SpellSetField && a.Dst.Field == flow.FieldVLANTCI && a.Dst.Ofs == 0 && a.Dst.Bits() == 16 {
+			// OpenFlow 1.0 has no set_field: as Open vSwitch, the
+			// actions that do the same (mod_vlan_vid pushes a tag if
+			// there is none).
+			if uint16(a.Value)&flow.VLANPresent == 0 {
+				return one(&openflow.ActPopVLAN{})
+			}
+			return []openflow.Action{
+				&openflow.ActSetVLANVID{VID: uint16(a.Value) & flow.VLANVIDMask},
+				&openflow.ActSetVLANPCP{PCP: uint8(a.Value >> 13 & 7)},
+			}, nil
+		}
 		h, err := header(a.Dst.Field)
 		if err != nil {
 			return nil, err
@@ -307,6 +319,17 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		return one(finTimeoutAction(a))
 	}
 	return nil, fmt.Errorf("%w: flow action type %d", openflow.ErrUnencodable, a.Type)
+}
+
+// impliedPush returns set, a set_field on vlan_vid or vlan_pcp of OpenFlow
+// 1.1+, preceded by the push_vlan that OpenFlow 1.0's mod_vlan_vid or
+// mod_vlan_pcp a carries when no tag is known where it stands, as Open
+// vSwitch sends it.
+func impliedPush(a *flow.Action, set openflow.Action) ([]openflow.Action, error) {
+	if a.Spelling != flow.SpellImpliedPush {
+		return []openflow.Action{set}, nil
+	}
+	return []openflow.Action{&openflow.ActEthertype{Type: openflow.ActTypePushVLAN, EtherType: flow.EthTypeVLAN}, set}, nil
 }
 
 // set encodes a set_field (mod_*) action.
@@ -775,8 +798,8 @@ func instructionsText(insts []openflow.Instruction) (string, error) {
 }
 
 // maskedSetText writes a masked set_field (OpenFlow 1.5 writes
-// load:V->F[A..B] so) as a load to the bits the mask covers; the mask's
-// bits must be contiguous.
+// load:V->F[A..B] so) as loads to the bits the mask covers, one per run
+// of mask bits, as Open vSwitch sends it in OpenFlow 1.0 to 1.4.
 func maskedSetText(f *openflow.Field) (string, error) {
 	if len(f.Mask) != len(f.Value) {
 		return "", actionError(openflow.CodeBadActionLen, "set_field mask of %d bytes for %d", len(f.Mask), len(f.Value))
@@ -785,17 +808,26 @@ func maskedSetText(f *openflow.Field) (string, error) {
 	if m.Sign() == 0 {
 		return "", actionError(openflow.CodeBadActionArgument, "set_field with an empty mask")
 	}
-	ofs := m.TrailingZeroBits()
-	run := new(big.Int).Rsh(m, ofs)
-	n := run.BitLen()
-	if run.Cmp(new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), uint(n)), big.NewInt(1))) != 0 {
-		return "", unsupportedAction("set_field with a mask that is not one run of bits")
+	v.And(v, m)
+	var loads []string
+	for ofs := uint(0); ofs < uint(m.BitLen()); {
+		if m.Bit(int(ofs)) == 0 {
+			ofs++
+			continue
+		}
+		n := uint(0)
+		for m.Bit(int(ofs+n)) == 1 {
+			n++
+		}
+		if n > 64 {
+			return "", unsupportedAction("set_field of more than 64 contiguous bits with a mask")
+		}
+		run := new(big.Int).Rsh(v, ofs)
+		run.And(run, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), n), big.NewInt(1)))
+		loads = append(loads, fmt.Sprintf("load:0x%x->%s[%d..%d]", run.Uint64(), f.Name, ofs, ofs+n-1))
+		ofs += n
 	}
-	if n > 64 {
-		return "", unsupportedAction("set_field of more than 64 bits with a mask")
-	}
-	v.And(v, m).Rsh(v, ofs)
-	return fmt.Sprintf("load:0x%x->%s[%d..%d]", v.Uint64(), f.Name, ofs, int(ofs)+n-1), nil
+	return strings.Join(loads, ","), nil
 }
 
 // maskedSet writes load:V->F[A..B] as set_field with a mask.

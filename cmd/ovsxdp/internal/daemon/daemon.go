@@ -224,9 +224,10 @@ type VerbInfo struct {
 
 // FlagInfo describes a command's flag.
 type FlagInfo struct {
-	Name  string
-	Bool  bool // a switch; otherwise it takes a value
-	Usage string
+	Name      string
+	Shorthand string // a one-letter form (-O), if any
+	Bool      bool   // a switch; otherwise it takes a value
+	Usage     string
 }
 
 // verbs are the commands, by name.

@@ -543,3 +543,44 @@ func TestExpireLearned(t *testing.T) {
 		t.Errorf("the learned flow did not expire:\n%s", out)
 	}
 }
+
+// TestDumpFlowsProtocols checks that dump-flows --protocols spells the
+// flows as `ovs-ofctl -O V dump-flows` prints them from Open vSwitch 3.1
+// after `ovs-ofctl -O V add-flow` of the same flows, and refuses a version
+// it cannot spell.
+func TestDumpFlowsProtocols(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	run(t, d, "add-flow", "br0", "priority=100,in_port=1,vlan_tci=0,actions=set_field:0x1005->vlan_tci,mod_vlan_pcp:3,set_field:0x7->reg1,resubmit(,5)")
+	run(t, d, "add-flow", "br0", "table=5,priority=10,dl_vlan=5,actions=set_field:0x2005->vlan_tci,mod_vlan_vid:7,output:2")
+	const of10 = " priority=100,in_port=1,vlan_tci=0x0000 actions=mod_vlan_vid:5,mod_vlan_pcp:0,mod_vlan_pcp:3,load:0x7->NXM_NX_REG1[],resubmit(,5)\n" +
+		" table=5, priority=10,dl_vlan=5 actions=strip_vlan,mod_vlan_vid:7,output:2\n"
+	const of13 = " priority=100,in_port=1,vlan_tci=0x0000/0x1fff actions=set_field:0x1005->vlan_tci,set_field:3->vlan_pcp,set_field:0x7->reg1,resubmit(,5)\n" +
+		" table=5, priority=10,dl_vlan=5 actions=set_field:0x2005->vlan_tci,push_vlan:0x8100,set_field:4103->vlan_vid,output:2\n"
+	for _, tt := range []struct{ protocols, want string }{
+		{"", of10}, // no goto_table: OpenFlow 1.0
+		{"OpenFlow10", of10},
+		{"OpenFlow13", of13},
+		{"OpenFlow12", of13},
+		{"OpenFlow14", of13},
+		{"OpenFlow10,OpenFlow13", of13},
+	} {
+		flags := map[string]string{"no-stats": "true"}
+		if tt.protocols != "" {
+			flags["protocols"] = tt.protocols
+		}
+		got, err := runFlags(d, "dump-flows", flags, "br0")
+		if err != nil {
+			t.Fatalf("--protocols=%s: %v", tt.protocols, err)
+		}
+		if got != tt.want {
+			t.Errorf("--protocols=%s:\n%s\nwant\n%s", tt.protocols, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"OpenFlow11", "OpenFlow15", "OpenFlow99", ""} {
+		_, err := runFlags(d, "dump-flows", map[string]string{"protocols": bad}, "br0")
+		if !errors.Is(err, ErrProtocol) {
+			t.Errorf("--protocols=%q: %v, want %v", bad, err, ErrProtocol)
+		}
+	}
+}

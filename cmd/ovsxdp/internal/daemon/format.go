@@ -54,7 +54,7 @@ func formatRuleIn(d flow.Dialect, r *flow.Rule, now time.Time, stats bool) strin
 			b.WriteString("hard_age=" + strconv.Itoa(hard) + ", ")
 		}
 	}
-	b.WriteString(flow.FormatMatch(&r.Match, r.Priority))
+	b.WriteString(flow.FormatMatchIn(d, &r.Match, r.Priority))
 	if s := b.String(); s[len(s)-1] != ' ' {
 		b.WriteByte(' ')
 	}

@@ -21,6 +21,8 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "del-flows", Usage: "BR [FLOW]", Short: "Delete matching flows (all without FLOW)", Min: 1, Max: 2, Flags: []FlagInfo{strict}}, changes: true, run: (*Daemon).delFlows},
 		&verb{VerbInfo: VerbInfo{Name: "dump-flows", Usage: "BR [FLOW]", Short: "Print matching flows", Min: 1, Max: 2, Flags: []FlagInfo{
 			{Name: "no-stats", Bool: true, Usage: "leave out the statistics"},
+			{Name: "protocols", Shorthand: "O", Usage: "spell the flows as ovs-ofctl -O does: OpenFlow10, or OpenFlow12 to OpenFlow14 (a comma-separated list: its latest); " +
+				"without it, OpenFlow 1.3 if a flow wrote goto_table, else OpenFlow 1.0"},
 		}}, run: (*Daemon).dumpFlows},
 		&verb{VerbInfo: VerbInfo{Name: "dump-ports", Usage: "BR [PORT]", Short: "Print port statistics and drops by reason", Min: 1, Max: 2}, run: (*Daemon).dumpPorts},
 	)
@@ -140,11 +142,43 @@ func (d *Daemon) dumpFlows(c *call) (string, error) {
 	now := time.Now()
 	var s strings.Builder
 	dialect := flow.DumpDialect(b.dp.Table().Dump(nil))
+	if v, ok := c.flag("protocols"); ok {
+		if dialect, err = flowDialect(v); err != nil {
+			return "", err
+		}
+	}
 	for _, r := range b.dp.Table().Dump(sel) {
 		s.WriteString(formatRuleIn(dialect, r, now, stats))
 		s.WriteByte('\n')
 	}
 	return s.String(), nil
+}
+
+// ErrProtocol is the error for an OpenFlow version that a dump cannot be
+// spelled in.
+var ErrProtocol = errors.New("unsupported OpenFlow version")
+
+// flowDialect returns the spelling of flows in the OpenFlow versions
+// named as ovs-ofctl's -O names them: a comma-separated list, of which
+// the latest is the one a connection would agree on. OpenFlow 1.1 (no
+// set_field) and 1.5 (every load a set_field) spell otherwise and are
+// refused.
+func flowDialect(list string) (flow.Dialect, error) {
+	latest := ""
+	for _, v := range strings.Split(list, ",") {
+		switch v = strings.TrimSpace(v); v {
+		case "OpenFlow10", "OpenFlow12", "OpenFlow13", "OpenFlow14":
+			latest = max(latest, v)
+		case "OpenFlow11", "OpenFlow15":
+			return 0, fmt.Errorf("--protocols=%s: %w: dump-flows spells flows in OpenFlow10 or OpenFlow12 to OpenFlow14, not %s", flow.Clipped(list), ErrProtocol, v)
+		default:
+			return 0, fmt.Errorf("--protocols=%s: %w: %q (OpenFlow10, OpenFlow12, OpenFlow13 or OpenFlow14)", flow.Clipped(list), ErrProtocol, flow.Clipped(v))
+		}
+	}
+	if latest == "OpenFlow10" {
+		return flow.OpenFlow10, nil
+	}
+	return flow.OpenFlow13, nil
 }
 
 func (d *Daemon) dumpPorts(c *call) (string, error) {
