@@ -729,13 +729,9 @@ func (p *packet) setVLAN(mask, bits uint16) Verdict {
 // pushVLAN pushes a tag with the given TPID, copying the TCI of the current
 // outer tag, if any.
 func (p *packet) pushVLAN(tpid uint16) Verdict {
-	var tci uint16
-	if p.k.VLANs[0].TCI&VLANPresent != 0 {
-		if t := p.span(12, tagLen); t != nil {
-			tci = be.Uint16(t[2:])
-		}
-	}
-	return p.push(tpid, tci)
+	// As Open vSwitch pushes it: VID 0 and priority 0, whatever tag the
+	// packet had (not the OpenFlow 1.1 copy of the outer tag).
+	return p.push(tpid, 0)
 }
 
 // push inserts a tag after the Ethernet addresses.

@@ -193,8 +193,9 @@ func TestExecuteRewrites(t *testing.T) {
 			func(s *frameSpec) { s.tags = nil }},
 		{"tagged vlan_tci 0 strips", tagged(arpRequest, vlanTag(100, 6)), []Action{set(FieldVLANTCI, 0)},
 			func(s *frameSpec) { s.tags = nil }},
-		{"tagged push_vlan 802.1ad copies the tci", tagged(ipv4TCP, vlanTag(100, 6)), []Action{act(ActPushVLAN, EthTypeQinQ)},
-			func(s *frameSpec) { s.tags = []testTag{dot1ad(100, 6), vlanTag(100, 6)} }},
+		// Open vSwitch pushes VID 0, priority 0, not a copy of the outer tag.
+		{"tagged push_vlan 802.1ad pushes vid 0", tagged(ipv4TCP, vlanTag(100, 6)), []Action{act(ActPushVLAN, EthTypeQinQ)},
+			func(s *frameSpec) { s.tags = []testTag{dot1ad(0, 0), vlanTag(100, 6)} }},
 		{"tagged nw_dst dec_ttl", tagged(ipv4TCP, vlanTag(100, 6)), []Action{set(FieldNwDst, ipValue("10.1.1.1")), act(ActDecTTL, 0)},
 			func(s *frameSpec) {
 				s.ip4.DstIP = net.IPv4(10, 1, 1, 1)
@@ -217,7 +218,7 @@ func TestExecuteRewrites(t *testing.T) {
 				s.udp.DstPort = 1
 			}},
 		{"qinq push a third tag", tagged(ipv4TCP, dot1ad(10, 0), vlanTag(20, 0)), []Action{act(ActPushVLAN, EthTypeQinQ)},
-			func(s *frameSpec) { s.tags = []testTag{dot1ad(10, 0), dot1ad(10, 0), vlanTag(20, 0)} }},
+			func(s *frameSpec) { s.tags = []testTag{dot1ad(0, 0), dot1ad(10, 0), vlanTag(20, 0)} }},
 		{"qinq push and pop", tagged(ipv4TCP, dot1ad(10, 0), vlanTag(20, 0)), []Action{act(ActPushVLAN, EthTypeVLAN), act(ActPopVLAN, 0), set(FieldNwSrc, ipValue("1.1.1.1"))},
 			func(s *frameSpec) { s.ip4.SrcIP = net.IPv4(1, 1, 1, 1) }},
 		{"three tags pop", tagged(ipv4TCP, dot1ad(1, 0), vlanTag(2, 0), vlanTag(3, 0)), []Action{act(ActPopVLAN, 0), set(FieldTpDst, 5)},

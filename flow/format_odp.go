@@ -268,6 +268,27 @@ func ODPSetActions(from, to *Key) []string {
 	return acts
 }
 
+// vlanDepth is how many leading tags have the present bit.
+func vlanDepth(v *[2]VLAN) int {
+	n := 0
+	for n < len(v) && v[n].TCI&VLANPresent != 0 {
+		n++
+	}
+	return n
+}
+
+// sameTag reports whether two tags are alike on the wire (a TPID of 0
+// is 802.1Q's).
+func sameTag(a, b VLAN) bool {
+	tpid := func(v VLAN) uint16 {
+		if v.TPID == 0 {
+			return EthTypeVLAN
+		}
+		return v.TPID
+	}
+	return a.TCI == b.TCI && tpid(a) == tpid(b)
+}
+
 // odpSetHeaders is ODPSetActions for the packet's headers.
 func odpSetHeaders(from, to *Key) []string {
 	var acts []string
@@ -287,16 +308,17 @@ func odpSetHeaders(from, to *Key) []string {
 	set("eth", f)
 
 	if from.VLANs != to.VLANs {
-		for _, v := range from.VLANs {
-			if v.TCI&VLANPresent != 0 {
-				acts = append(acts, "pop_vlan")
-			}
+		// As Open vSwitch commits tags: the inner tags both have alike
+		// stay, the packet's other tags are popped and the flow's pushed.
+		nf, nt := vlanDepth(&from.VLANs), vlanDepth(&to.VLANs)
+		for nf > 0 && nt > 0 && sameTag(from.VLANs[nf-1], to.VLANs[nt-1]) {
+			nf, nt = nf-1, nt-1
 		}
-		for i := len(to.VLANs) - 1; i >= 0; i-- {
+		for range nf {
+			acts = append(acts, "pop_vlan")
+		}
+		for i := nt - 1; i >= 0; i-- {
 			v := to.VLANs[i]
-			if v.TCI&VLANPresent == 0 {
-				continue
-			}
 			s := "push_vlan("
 			if v.TPID != 0 && v.TPID != EthTypeVLAN {
 				s += "tpid=0x" + strconv.FormatUint(uint64(v.TPID), 16) + ","

@@ -535,11 +535,8 @@ func (x *xlate) vlan(a *Action) {
 	present := v[0].TCI&VLANPresent != 0
 	switch a.Type {
 	case ActPushVLAN:
-		tci := uint16(0)
-		if present {
-			tci = v[0].TCI &^ VLANPresent
-		}
-		v[1], v[0] = v[0], VLAN{TPID: uint16(a.Value), TCI: tci | VLANPresent}
+		// VID 0, priority 0, as Open vSwitch pushes a tag.
+		v[1], v[0] = v[0], VLAN{TPID: uint16(a.Value), TCI: VLANPresent}
 	case ActPopVLAN:
 		// As Open vSwitch's flow_pop_vlan: the tags are the leading
 		// headers with the present bit; the last of them is cleared
@@ -683,11 +680,7 @@ func (x *xlate) commitVLAN() {
 	for d := depth(b); d < depth(f); d++ {
 		tpid := f[depth(f)-1-d].TPID
 		x.emit(Action{Type: ActPushVLAN, Value: uint64(tpid)})
-		tci := uint16(0)
-		if b[0].TCI&VLANPresent != 0 {
-			tci = b[0].TCI &^ VLANPresent
-		}
-		b[1], b[0] = b[0], VLAN{TPID: tpid, TCI: tci | VLANPresent}
+		b[1], b[0] = b[0], VLAN{TPID: tpid, TCI: VLANPresent}
 	}
 	if depth(f) == 0 {
 		return // no tag left: what the flow holds in its TCI is not sent
