@@ -95,14 +95,19 @@ func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
 	return c.lookup(c.table.Snapshot(), k)
 }
 
-// LookupBatch looks up keys as Lookup does, against one table snapshot,
-// storing the results in mfs and srcs. It handles as many keys as all three
-// slices have room for and returns that number.
+// LookupBatch looks up keys as Lookup does, storing the results in mfs and
+// srcs. It handles as many keys as all three slices have room for and
+// returns that number. It loads the table's snapshot once, and again after
+// a miss only (whose translation may have learned rules, which the next
+// keys must see, as they would one by one).
 func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 	n := min(len(keys), len(mfs), len(srcs))
 	s := c.table.Snapshot()
 	for i := range n {
 		mfs[i], srcs[i] = c.lookup(s, &keys[i])
+		if srcs[i] == SourceUpcall {
+			s = c.table.Snapshot()
+		}
 	}
 	return n
 }
