@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
 	"unsafe"
 )
 
@@ -23,10 +24,34 @@ type EMC struct {
 	rng     uint64
 }
 
+// emcEntry is one slot: the hash and the packet words of a key (see
+// emcFirstWord), and its megaflow. It fills two cache lines exactly.
 type emcEntry struct {
 	hash uint64
 	mf   *Megaflow
-	key  Key
+	key  [emcWords]uint64
+}
+
+// The exact-match cache holds the keys of packets as they arrive, whose
+// pipeline state (Metadata and the registers, the key's first words) is
+// zero: it hashes, stores and compares only the words from emcFirstWord on,
+// and never caches a key whose pipeline state is not zero.
+const (
+	emcFirstWord = int(unsafe.Offsetof(Key{}.InPort) / 8)
+	emcWords     = KeyWords - emcFirstWord
+)
+
+// The pipeline state (Metadata, Regs) must be exactly the words before
+// emcFirstWord.
+var _ = [1]struct{}{}[unsafe.Offsetof(Key{}.InPort)-unsafe.Sizeof(Key{}.Metadata)-unsafe.Sizeof(Key{}.Regs)]
+
+// arriving reports whether k's pipeline state is zero.
+func arriving(k *Key) bool {
+	var or uint64
+	for _, w := range k.Words()[:emcFirstWord] {
+		or |= w
+	}
+	return or == 0
 }
 
 // DefaultEMCEntries is the exact-match cache's default size, as in Open
@@ -56,13 +81,30 @@ func NewEMC(entries int, insertInvProb uint32) (*EMC, error) {
 	}, nil
 }
 
-var emcSeed = maphash.MakeSeed()
+// emcSeeds make the exact-match cache's hash differ from one process to
+// the next, so that no fixed set of packets collides in every switch, and
+// the same value hash differently in different words.
+var emcSeeds = func() (s [emcWords]uint64) {
+	seed := maphash.MakeSeed()
+	for i := range s {
+		s[i] = maphash.Comparable(seed, i)
+	}
+	return s
+}()
 
-// EMCHash returns the hash the exact-match cache indexes k by. It hashes the
-// key's memory with the runtime's AES-based hash, which is several times
-// faster than Key.Hash on the whole key.
+// EMCHash returns the hash the exact-match cache indexes k by: a hash of
+// the key's packet words (emcFirstWord on), each mixed on its own (a
+// 64×64→128-bit multiply folded to 64 bits) and summed, so that the
+// multiplies do not wait for each other; several times faster than
+// Key.Hash on the whole key.
 func EMCHash(k *Key) uint64 {
-	return maphash.Bytes(emcSeed, unsafe.Slice((*byte)(unsafe.Pointer(k)), unsafe.Sizeof(*k)))
+	kw := (*[emcWords]uint64)(k.Words()[emcFirstWord:])
+	var h uint64
+	for i := range kw {
+		hi, lo := bits.Mul64(kw[i]^emcSeeds[i], 0x9e3779b97f4a7c15)
+		h += hi ^ lo
+	}
+	return h ^ h>>29
 }
 
 // slots returns the indexes of the two slots that may hold a key with hash
@@ -74,6 +116,9 @@ func (e *EMC) slots(h uint64) (uint64, uint64) {
 // Lookup returns the megaflow cached for k (whose EMCHash is h), if it is
 // alive and of generation gen; otherwise nil.
 func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
+	if !arriving(k) {
+		return nil
+	}
 	i, j := e.slots(h)
 	if mf := e.entries[i].get(k, h); mf != nil {
 		return liveAt(mf, gen)
@@ -85,8 +130,14 @@ func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
 }
 
 func (en *emcEntry) get(k *Key, h uint64) *Megaflow {
-	if en.hash != h || en.mf == nil || en.key != *k {
+	if en.hash != h || en.mf == nil {
 		return nil
+	}
+	kw := (*[emcWords]uint64)(k.Words()[emcFirstWord:])
+	for i := range kw {
+		if kw[i] != en.key[i] {
+			return nil
+		}
 	}
 	return en.mf
 }
@@ -111,10 +162,14 @@ func (e *EMC) Insert(k *Key, h uint64, mf *Megaflow) bool {
 	return true
 }
 
-// Store caches mf for k (whose EMCHash is h) unconditionally. It reuses the
-// key's slot if the key is cached, else an empty slot or one whose megaflow
-// is dead, else evicts one of the two slots at random.
+// Store caches mf for k (whose EMCHash is h) unconditionally, unless k's
+// pipeline state is not zero. It reuses the key's slot if the key is
+// cached, else an empty slot or one whose megaflow is dead, else evicts one
+// of the two slots at random.
 func (e *EMC) Store(k *Key, h uint64, mf *Megaflow) {
+	if !arriving(k) {
+		return
+	}
 	i, j := e.slots(h)
 	a, b := &e.entries[i], &e.entries[j]
 	var victim *emcEntry
@@ -134,7 +189,7 @@ func (e *EMC) Store(k *Key, h uint64, mf *Megaflow) {
 	}
 	victim.hash = h
 	victim.mf = mf
-	victim.key = *k
+	victim.key = *(*[emcWords]uint64)(k.Words()[emcFirstWord:])
 }
 
 // next steps the cache's xorshift generator.
