@@ -1,6 +1,9 @@
 package datapath
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // A port's counters are written by one poll thread each and read by anyone
 // (stats dumps, metrics, port removal). A locked atomic add per packet per
@@ -90,24 +93,26 @@ func (b *Bridge) newPortCounters() []portCounters {
 // init links each of c's counters to c and c to l.
 func (c *portCounters) init(l *publishList) {
 	c.list = l
-	c.each(func(x *counter) { x.owner = c })
+	for i := range c.all() {
+		c.all()[i].owner = c
+	}
 }
 
 // publish publishes each of c's counters.
 func (c *portCounters) publish() {
-	c.each((*counter).publish)
+	for i := range c.all() {
+		c.all()[i].publish()
+	}
 }
 
-// each calls fn for each of c's counters.
-func (c *portCounters) each(fn func(*counter)) {
-	fn(&c.rxPackets)
-	fn(&c.rxBytes)
-	fn(&c.txPackets)
-	fn(&c.txBytes)
-	fn(&c.copies)
-	fn(&c.sent)
-	for i := range c.drops {
-		fn(&c.drops[i])
-		fn(&c.txDrops[i])
-	}
+// numPortCounters is the number of counters in a portCounters, which are
+// its first fields.
+const numPortCounters = 6 + 2*int(NumDropReasons)
+
+// The counters must be exactly the fields before list.
+var _ = [1]struct{}{}[unsafe.Offsetof(portCounters{}.list)-uintptr(numPortCounters)*unsafe.Sizeof(counter{})]
+
+// all returns c's counters as an array.
+func (c *portCounters) all() *[numPortCounters]counter {
+	return (*[numPortCounters]counter)(unsafe.Pointer(c))
 }

@@ -22,6 +22,8 @@ type EMC struct {
 	// key in invProb on average (1: always; 0: never).
 	invProb uint32
 	rng     uint64
+	// touched keeps what touch read, so that the reads are not left out.
+	touched uint64
 }
 
 // emcEntry is one slot: the hash and the packet words of a key (see
@@ -127,6 +129,14 @@ func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
 		return liveAt(mf, gen)
 	}
 	return nil
+}
+
+// touch reads the two slots that may hold a key with hash h, so that a
+// lookup that follows finds them in the CPU's cache. It returns what it
+// read, for the caller to keep.
+func (e *EMC) touch(h uint64) uint64 {
+	i, j := e.slots(h)
+	return e.entries[i].hash ^ e.entries[j].hash
 }
 
 func (en *emcEntry) get(k *Key, h uint64) *Megaflow {
