@@ -274,7 +274,7 @@ func (b *Bridge) addLocked(vp vport.Port, ofport uint32, link *LinkPort) (*Port,
 	if err != nil {
 		return nil, err
 	}
-	p := &Port{Name: vp.Name(), OFPort: ofport, vp: vp, dev: vp.Device(), counters: make([]portCounters, len(b.pmds)), link: link}
+	p := &Port{Name: vp.Name(), OFPort: ofport, vp: vp, dev: vp.Device(), counters: b.newPortCounters(), link: link}
 	if err := b.watchLinkLocked(p); err != nil {
 		return nil, err
 	}

@@ -1,50 +1,149 @@
 package datapath
 
 import (
+	"sync/atomic"
+
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
-// A packet's dispatch: its key is extracted, the flow caches (exact-match
-// cache, megaflows, and on a miss the translation of the OpenFlow
-// pipeline, flow.Cache) give its datapath actions, and flow.Execute runs
-// them, calling back Output (output.go) for each output.
+// A batch's dispatch, in three passes so that each runs as a tight loop
+// over the batch: the packets' keys are extracted, the flow caches
+// (exact-match cache, megaflows, and on a miss the translation of the
+// OpenFlow pipeline, flow.Cache) give their datapath actions in one
+// lookup, and flow.Execute runs each packet's actions, calling back Output
+// (output.go) for each output. The statistics are counted per run of
+// packets that took the same megaflow and per batch, not per packet.
 
-// process classifies one packet and runs its actions.
-func (p *pmd) process(in *Port, frame []byte, rxQueue vport.RxQueue) {
-	c := &in.counters[p.id]
-	if flow.Extract(&p.key, &p.off, frame, in.OFPort) != flow.MalformedNone {
-		p.counters.lost.Add(1)
-		c.drops[DropMalformed].Add(1)
+// keyBatch is a poll thread's per-batch classification state, allocated
+// once.
+type keyBatch struct {
+	keys [vport.MaxBatch]flow.Key
+	offs [vport.MaxBatch]flow.Offsets
+	mfs  [vport.MaxBatch]*flow.Megaflow
+	srcs [vport.MaxBatch]flow.Source
+	pkt  [vport.MaxBatch]uint8 // the index in the thread's buffers of each key's packet
+}
+
+// pmdTally is what a poll thread counts in one poll, added to its
+// pmdCounters once at the end of the poll (publish).
+type pmdTally struct {
+	packets, emcHits, mfHits, upcalls, lost uint64
+}
+
+// publish adds the tally to c and zeroes it.
+func (t *pmdTally) publish(c *pmdCounters) {
+	if t.packets == 0 && t.lost == 0 {
 		return
 	}
-	mf, src := p.cache.Lookup(&p.key)
-	switch src {
-	case flow.SourceEMC:
-		p.counters.emcHits.Add(1)
-	case flow.SourceMegaflow:
-		p.counters.mfHits.Add(1)
-	default:
-		p.counters.upcalls.Add(1)
+	c.packets.Add(t.packets)
+	addNonZero(&c.emcHits, t.emcHits)
+	addNonZero(&c.mfHits, t.mfHits)
+	addNonZero(&c.upcalls, t.upcalls)
+	addNonZero(&c.lost, t.lost)
+	*t = pmdTally{}
+}
+
+func addNonZero(c *atomic.Uint64, n uint64) {
+	if n != 0 {
+		c.Add(n)
 	}
-	p.cache.Account(mf, 1, uint64(len(frame)), p.now) // its rules' counters at the end of the poll
-	p.cache.AccountTCPFlags(mf, p.key.TcpFlags)       // for fin_timeout
+}
+
+// dispatch classifies the first n packets received on in (rxFrame) and
+// runs their actions.
+func (p *pmd) dispatch(in *Port, n int) {
+	b := &p.batch
+	c := &in.counters[p.id]
+	m := 0
+	for i := range n {
+		if flow.Extract(&b.keys[m], &b.offs[m], p.rxFrame(i), in.OFPort) != flow.MalformedNone {
+			p.tally.lost++
+			c.drops[DropMalformed].Add(1)
+			continue
+		}
+		b.pkt[m] = uint8(i)
+		m++
+	}
+	if m == 0 {
+		return
+	}
+	p.cache.LookupBatch(b.keys[:m], b.mfs[:m], b.srcs[:m])
+	p.account(m)
 
 	p.in = in
-	p.copies = 0
-	p.pick.hashed = false
-	p.pick.rxQueue = rxQueue
-	p.out.startPacket(mf.Actions)
-	_, verdict := flow.Execute(frame, &p.key, &p.off, mf.Actions, p)
-	if verdict == flow.VerdictOK {
-		verdict = mf.Verdict // why translation dropped the packet, if it did
+	var copies uint64
+	for j := range m {
+		i := b.pkt[j]
+		mf := b.mfs[j]
+		k := &b.keys[j]
+		if needsKey(mf.Actions) {
+			// The normal action reads the key from the thread (MAC
+			// learning); the rest reads it where it was extracted.
+			p.key = *k
+			k = &p.key
+		}
+		p.copies = 0
+		p.pick.key = k
+		p.pick.hashed = false
+		p.pick.rxQueue = p.info[i].RxQueue
+		frame := p.rxFrame(int(i)) // batch.go: lent or in the thread's buffer
+		p.out.startPacket(mf.Actions)
+		_, verdict := flow.Execute(frame, k, &b.offs[j], mf.Actions, p)
+		if verdict == flow.VerdictOK {
+			verdict = mf.Verdict // why translation dropped the packet, if it did
+		}
+		switch {
+		case p.copies > 1:
+			copies += uint64(p.copies - 1)
+		case p.copies == 0:
+			c.drops[verdictDrop(verdict)].Add(1)
+		}
 	}
-	switch {
-	case p.copies > 1:
-		c.copies.Add(uint64(p.copies - 1))
-	case p.copies == 0:
-		c.drops[verdictDrop(verdict)].Add(1)
+	p.pick.key = &p.key
+	if copies != 0 {
+		c.copies.Add(copies)
 	}
+}
+
+// account counts the classified packets of the batch on the stage that
+// answered them and on their megaflows, once per run of packets that took
+// the same megaflow.
+func (p *pmd) account(m int) {
+	b := &p.batch
+	for _, s := range b.srcs[:m] {
+		switch s {
+		case flow.SourceEMC:
+			p.tally.emcHits++
+		case flow.SourceMegaflow:
+			p.tally.mfHits++
+		default:
+			p.tally.upcalls++
+		}
+	}
+	for j := 0; j < m; {
+		mf := b.mfs[j]
+		var packets, bytes uint64
+		var flags uint16
+		for ; j < m && b.mfs[j] == mf; j++ {
+			packets++
+			bytes += uint64(p.sizes[b.pkt[j]])
+			flags |= b.keys[j].TcpFlags
+		}
+		p.cache.Account(mf, packets, bytes, p.now) // its rules' counters at the end of the poll
+		p.cache.AccountTCPFlags(mf, flags)         // for fin_timeout
+	}
+}
+
+// needsKey reports whether acts include an output to NORMAL, which reads
+// the packet's key from the thread (pmd.normal).
+func needsKey(acts []flow.Action) bool {
+	for i := range acts {
+		if acts[i].Type == flow.ActOutput && acts[i].Port == flow.PortNormal {
+			return true
+		}
+	}
+	return false
 }
 
 // verdictDrop maps the verdict of a packet that was output nowhere to its

@@ -68,6 +68,7 @@ func (b *Bridge) PacketOut(ctx context.Context, frame []byte, inPort uint32, act
 			c.drops[verdictDrop(verdict)].Add(1)
 		}
 		p.flush()
+		p.published.publish()
 		p.in = nil
 	})
 }

@@ -37,15 +37,20 @@ type pmd struct {
 
 	stall    stall
 	counters pmdCounters
-	ctl      controlQueue // control requests, run between batches (control.go)
+	tally    pmdTally // this poll's additions to counters
+	// published lists the port counters the thread changed since it last
+	// published them (counter.go).
+	published *publishList
+	ctl       controlQueue // control requests, run between batches (control.go)
 
 	// Per-batch state, allocated once.
 	cache  *flow.Cache
 	bufs   [][]byte
 	sizes  []int
 	info   []vport.RxInfo
-	key    flow.Key
-	off    flow.Offsets
+	batch  keyBatch
+	key    flow.Key     // the packet being executed, when its actions read it from here (needsKey)
+	off    flow.Offsets // the packet out's offsets (packetout.go)
 	out    outBatches
 	gsoBuf []byte // merged TCP segments (coalesce.go), allocated on first use
 	poller *vport.Poller
@@ -67,7 +72,7 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pmd{id: id, br: br, cache: cache, done: make(chan struct{})}
+	p := &pmd{id: id, br: br, cache: cache, done: make(chan struct{}), published: newPublishList()}
 	if p.rd.waker, err = vport.NewWaker(); err != nil {
 		return nil, err
 	}

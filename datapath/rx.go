@@ -3,11 +3,12 @@ package datapath
 import "time"
 
 // The route of a packet through a poll thread: rx.go reads a batch from
-// each rx queue, dispatch.go classifies each packet and runs its actions,
-// output.go decides where each copy goes, batch.go holds the copies per
-// (port, tx queue), and tx.go transmits them at the end of the batch
-// (coalesce.go merging TCP and UDP runs into GSO packets). pmd.go is the
-// loop around it, idle.go what the thread does between batches.
+// each rx queue, dispatch.go extracts the batch's keys, looks them up
+// together and runs each packet's actions, output.go decides where each
+// copy goes, batch.go holds the copies per (port, tx queue), and tx.go
+// transmits them at the end of the batch (coalesce.go merging TCP and UDP
+// runs into GSO packets). pmd.go is the loop around it, idle.go what the
+// thread does between batches, counter.go how the counters reach readers.
 
 // poll polls each rx queue once and returns the number of packets handled.
 func (p *pmd) poll(now time.Time) int {
@@ -21,6 +22,8 @@ func (p *pmd) poll(now time.Time) int {
 	}
 	p.flush()
 	p.cache.CreditRules()
+	p.tally.publish(&p.counters)
+	p.published.publish()
 	p.tbl = nil
 	// Cleared at the end too, so that a thread held between its next
 	// enter and poll is not taken for still spinning.
@@ -33,7 +36,7 @@ func (p *pmd) pollQueue(rq rxq) int {
 	if err != nil || n == 0 {
 		return 0
 	}
-	p.counters.packets.Add(uint64(n))
+	p.tally.packets += uint64(n)
 	c := &rq.port.counters[p.id]
 	bytes := 0
 	for _, size := range p.sizes[:n] {
@@ -44,9 +47,7 @@ func (p *pmd) pollQueue(rq rxq) int {
 	if rec := p.info[0].RxQueue.Recorded(); rec != rq.port.rxRecorded.Load() {
 		rq.port.rxRecorded.Store(rec)
 	}
-	for i := 0; i < n; i++ {
-		p.process(rq.port, p.rxFrame(i), p.info[i].RxQueue)
-	}
+	p.dispatch(rq.port, n)
 	p.rxDone()
 	return n
 }

@@ -8,19 +8,22 @@ import (
 )
 
 // portCounters are one poll thread's counters for one port. Only that thread
-// writes them (atomically, so that readers see whole values); readers sum
+// writes them, publishing them once per batch (counter.go); readers sum
 // them over the threads.
 type portCounters struct {
-	rxPackets, rxBytes atomic.Uint64
-	txPackets, txBytes atomic.Uint64
+	rxPackets, rxBytes counter
+	txPackets, txBytes counter
 	// The ingress ledger: the fate of every packet received on the port.
 	// copies counts output copies beyond the first of each packet, so
 	// that rx + copies = sent + drops.
-	copies atomic.Uint64
-	sent   atomic.Uint64 // copies of packets received here that a port transmitted
-	drops  [NumDropReasons]atomic.Uint64
+	copies counter
+	sent   counter // copies of packets received here that a port transmitted
+	drops  [NumDropReasons]counter
 	// The egress view: copies offered to this port and dropped by it.
-	txDrops [NumDropReasons]atomic.Uint64
+	txDrops [NumDropReasons]counter
+
+	list   *publishList // the thread's list of counters to publish
+	listed bool         // in list
 }
 
 // PortStats are a port's counters, summed over the poll threads.
@@ -119,10 +122,6 @@ func (r *RemovedStats) add(st *PortStats, dev vport.Stats) {
 	d.TxBytes += dev.TxBytes
 	d.TxGSO += dev.TxGSO
 	d.TxDropped += dev.TxDropped
-}
-
-func (c *portCounters) clear() {
-	*c = portCounters{}
 }
 
 // pmdCounters are one poll thread's statistics, as pmd-stats-show reports

@@ -95,20 +95,45 @@ func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
 	return c.lookup(c.table.Snapshot(), k)
 }
 
-// LookupBatch looks up keys as Lookup does, against one table snapshot,
-// storing the results in mfs and srcs. It handles as many keys as all three
-// slices have room for and returns that number.
+// LookupBatch looks up keys as Lookup does, storing the results in mfs and
+// srcs. It handles as many keys as all three slices have room for and
+// returns that number. It loads the table's snapshot once, and again after
+// a miss only (whose translation may have learned rules, which the next
+// keys must see, as they would one by one). It hashes a run of keys and
+// touches their exact-match slots before it probes any, so that the cache
+// misses of a run overlap instead of following one another.
 func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 	n := min(len(keys), len(mfs), len(srcs))
 	s := c.table.Snapshot()
-	for i := range n {
-		mfs[i], srcs[i] = c.lookup(s, &keys[i])
+	var hashes [lookupRun]uint64
+	for start := 0; start < n; start += lookupRun {
+		run := hashes[:min(lookupRun, n-start)]
+		var touched uint64
+		for i := range run {
+			run[i] = EMCHash(&keys[start+i])
+			touched ^= c.emc.touch(run[i])
+		}
+		c.emc.touched ^= touched
+		for i, h := range run {
+			j := start + i
+			mfs[j], srcs[j] = c.lookupHashed(s, &keys[j], h)
+			if srcs[j] == SourceUpcall {
+				s = c.table.Snapshot()
+			}
+		}
 	}
 	return n
 }
 
+// lookupRun is how many keys LookupBatch hashes ahead of its probes.
+const lookupRun = 32
+
 func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
-	h := EMCHash(k)
+	return c.lookupHashed(s, k, EMCHash(k))
+}
+
+// lookupHashed is lookup for a key whose EMCHash is h.
+func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, h uint64) (*Megaflow, Source) {
 	if mf := c.emc.Lookup(k, h, s.gen); mf != nil {
 		c.stats.EMCHits++
 		return mf, SourceEMC

@@ -21,12 +21,38 @@ type EMC struct {
 	// key in invProb on average (1: always; 0: never).
 	invProb uint32
 	rng     uint64
+	// touched keeps what touch read, so that the reads are not left out.
+	touched uint64
 }
 
+// emcEntry is one slot: the hash and the packet words of a key (see
+// emcFirstWord), and its megaflow. It fills two cache lines exactly.
 type emcEntry struct {
 	hash uint64
 	mf   *Megaflow
-	key  Key
+	key  [emcWords]uint64
+}
+
+// The exact-match cache holds the keys of packets as they arrive, whose
+// pipeline state (Metadata and the registers, the key's first words) is
+// zero: it hashes, stores and compares only the words from emcFirstWord on,
+// and never caches a key whose pipeline state is not zero.
+const (
+	emcFirstWord = int(unsafe.Offsetof(Key{}.InPort) / 8)
+	emcWords     = KeyWords - emcFirstWord
+)
+
+// The pipeline state (Metadata, Regs) must be exactly the words before
+// emcFirstWord.
+var _ = [1]struct{}{}[unsafe.Offsetof(Key{}.InPort)-unsafe.Sizeof(Key{}.Metadata)-unsafe.Sizeof(Key{}.Regs)]
+
+// arriving reports whether k's pipeline state is zero.
+func arriving(k *Key) bool {
+	var or uint64
+	for _, w := range k.Words()[:emcFirstWord] {
+		or |= w
+	}
+	return or == 0
 }
 
 // DefaultEMCEntries is the exact-match cache's default size, as in Open
@@ -56,13 +82,16 @@ func NewEMC(entries int, insertInvProb uint32) (*EMC, error) {
 	}, nil
 }
 
+// emcSeed makes the exact-match cache's hash differ from one process to
+// the next, so that no fixed set of packets collides in every switch.
 var emcSeed = maphash.MakeSeed()
 
-// EMCHash returns the hash the exact-match cache indexes k by. It hashes the
-// key's memory with the runtime's AES-based hash, which is several times
-// faster than Key.Hash on the whole key.
+// EMCHash returns the hash the exact-match cache indexes k by: the
+// runtime's AES-based hash of the key's packet words (emcFirstWord on),
+// several times faster than Key.Hash on the whole key.
 func EMCHash(k *Key) uint64 {
-	return maphash.Bytes(emcSeed, unsafe.Slice((*byte)(unsafe.Pointer(k)), unsafe.Sizeof(*k)))
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&k.Words()[emcFirstWord])), emcWords*8)
+	return maphash.Bytes(emcSeed, b)
 }
 
 // slots returns the indexes of the two slots that may hold a key with hash
@@ -74,6 +103,9 @@ func (e *EMC) slots(h uint64) (uint64, uint64) {
 // Lookup returns the megaflow cached for k (whose EMCHash is h), if it is
 // alive and of generation gen; otherwise nil.
 func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
+	if !arriving(k) {
+		return nil
+	}
 	i, j := e.slots(h)
 	if mf := e.entries[i].get(k, h); mf != nil {
 		return liveAt(mf, gen)
@@ -84,9 +116,23 @@ func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
 	return nil
 }
 
+// touch reads the two slots that may hold a key with hash h, so that a
+// lookup that follows finds them in the CPU's cache. It returns what it
+// read, for the caller to keep.
+func (e *EMC) touch(h uint64) uint64 {
+	i, j := e.slots(h)
+	return e.entries[i].hash ^ e.entries[j].hash
+}
+
 func (en *emcEntry) get(k *Key, h uint64) *Megaflow {
-	if en.hash != h || en.mf == nil || en.key != *k {
+	if en.hash != h || en.mf == nil {
 		return nil
+	}
+	kw := (*[emcWords]uint64)(k.Words()[emcFirstWord:])
+	for i := range kw {
+		if kw[i] != en.key[i] {
+			return nil
+		}
 	}
 	return en.mf
 }
@@ -111,10 +157,14 @@ func (e *EMC) Insert(k *Key, h uint64, mf *Megaflow) bool {
 	return true
 }
 
-// Store caches mf for k (whose EMCHash is h) unconditionally. It reuses the
-// key's slot if the key is cached, else an empty slot or one whose megaflow
-// is dead, else evicts one of the two slots at random.
+// Store caches mf for k (whose EMCHash is h) unconditionally, unless k's
+// pipeline state is not zero. It reuses the key's slot if the key is
+// cached, else an empty slot or one whose megaflow is dead, else evicts one
+// of the two slots at random.
 func (e *EMC) Store(k *Key, h uint64, mf *Megaflow) {
+	if !arriving(k) {
+		return
+	}
 	i, j := e.slots(h)
 	a, b := &e.entries[i], &e.entries[j]
 	var victim *emcEntry
@@ -134,7 +184,7 @@ func (e *EMC) Store(k *Key, h uint64, mf *Megaflow) {
 	}
 	victim.hash = h
 	victim.mf = mf
-	victim.key = *k
+	victim.key = *(*[emcWords]uint64)(k.Words()[emcFirstWord:])
 }
 
 // next steps the cache's xorshift generator.
