@@ -124,7 +124,7 @@ type groupKey struct {
 type ruleGroup struct {
 	table uint8
 	mask  Key
-	rules map[ruleKey]*Rule
+	rules ruleSet
 	built *tableSubtable // as last published; nil when dirty
 }
 
@@ -229,7 +229,7 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 			r.Cookie = f.Cookie
 		}
 		r.Modified = now
-		g.rules[rk] = &r
+		g.rules.put(rk, &r)
 		g.built = nil
 		n++
 	})
@@ -273,7 +273,7 @@ func (t *Table) Expire(now time.Time) []*Rule {
 	defer t.mu.Unlock()
 	var removed []*Rule
 	for _, g := range t.groups {
-		for rk, r := range g.rules {
+		for rk, r := range g.rules.all() {
 			if !r.expired(now) {
 				continue
 			}
@@ -364,32 +364,32 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	gk := groupKey{table: r.Table, mask: r.Match.Mask}
 	g := t.groups[gk]
 	if g == nil {
-		g = &ruleGroup{table: r.Table, mask: r.Match.Mask, rules: make(map[ruleKey]*Rule)}
+		g = &ruleGroup{table: r.Table, mask: r.Match.Mask}
 		t.groups[gk] = g
 	}
 	rk := ruleKey{key: r.Match.Key, priority: r.Priority}
-	replaced = g.rules[rk]
+	replaced = g.rules.get(rk)
 	if replaced == nil {
 		// A replaced rule had the same match: the tries hold it already.
 		rulePrefixes(r, func(j int, v uint32, plen uint8) {
 			t.tries[r.Table][j] = trieInsert(t.tries[r.Table][j], v, plen)
 		})
 	}
-	g.rules[rk] = r
+	g.rules.put(rk, r)
 	g.built = nil
 	return replaced
 }
 
 // removeLocked removes the rule rk from g and from the tries.
 func (t *Table) removeLocked(g *ruleGroup, rk ruleKey) {
-	r := g.rules[rk]
+	r := g.rules.get(rk)
 	if r == nil {
 		return
 	}
 	rulePrefixes(r, func(j int, v uint32, plen uint8) {
 		t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
 	})
-	delete(g.rules, rk)
+	g.rules.del(rk)
 	g.built = nil
 }
 
@@ -406,7 +406,7 @@ func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool
 				continue
 			}
 			rk := ruleKey{key: m.Key, priority: priority}
-			if r := g.rules[rk]; r != nil && selects(m, cookie, cookieMask, outPort, r) {
+			if r := g.rules.get(rk); r != nil && selects(m, cookie, cookieMask, outPort, r) {
 				fn(g, rk, r)
 			}
 		}
@@ -419,7 +419,7 @@ func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool
 		if !maskCovers(&g.mask, &m.Mask) {
 			continue // no rule of g implies m
 		}
-		for rk, r := range g.rules {
+		for rk, r := range g.rules.all() {
 			if selects(m, cookie, cookieMask, outPort, r) {
 				fn(g, rk, r)
 			}
@@ -480,7 +480,7 @@ func sortRules(rs []*Rule) {
 func (t *Table) publishLocked() {
 	s := &TableSnapshot{}
 	for gk, g := range t.groups {
-		if len(g.rules) == 0 {
+		if g.rules.len() == 0 {
 			delete(t.groups, gk)
 			continue
 		}
@@ -489,7 +489,7 @@ func (t *Table) publishLocked() {
 		}
 		s.tables[g.table] = append(s.tables[g.table], g.built)
 		s.conj[g.table] = s.conj[g.table] || g.built.conj
-		s.n += len(g.rules)
+		s.n += g.rules.len()
 	}
 	for _, sts := range s.tables {
 		slices.SortFunc(sts, func(a, b *tableSubtable) int {

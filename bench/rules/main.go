@@ -42,6 +42,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ovsxdp/ovsxdp/bench/rules/ovnrules"
 )
 
 func main() {
@@ -140,7 +142,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeRules(f, o.n); err != nil {
+	if err := ovnrules.Write(f, o.n); err != nil {
 		f.Close()
 		return err
 	}

@@ -1,4 +1,7 @@
-package main
+// Package ovnrules generates OpenFlow rules in ovs-ofctl syntax shaped as
+// OVN writes them into ovs-vswitchd, for benchmarks (bench/rules) and the
+// flow table's memory benchmark.
+package ovnrules
 
 import (
 	"fmt"
@@ -17,18 +20,18 @@ import (
 // security (IP), 40 ACLs on IPv4, 10 ACLs on IPv6, 10 conjunctive ACL
 // clauses and conjunction flows, 8 MAC lookup, 8 output.
 
-// writeRules writes n rules in ovs-ofctl syntax, one per line.
-func writeRules(w io.Writer, n int) error {
+// Write writes n rules in ovs-ofctl syntax, one per line.
+func Write(w io.Writer, n int) error {
 	for i := range n {
-		if _, err := io.WriteString(w, rule(i)); err != nil {
+		if _, err := io.WriteString(w, Rule(i)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// rule returns rule number i, with its newline.
-func rule(i int) string {
+// Rule returns rule number i, with its newline.
+func Rule(i int) string {
 	block, k := i/100, i%100
 	// Logical port p of datapath (logical switch) dp: 100 rules per
 	// port, 20 ports per switch.
