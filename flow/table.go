@@ -111,6 +111,8 @@ type Table struct {
 	// tries are each table's prefix tries (see trie.go) over the rules
 	// in groups; publishLocked hands them to the snapshot.
 	tries [MaxTable + 1][numTries]*trieNode
+	// actions shares the rules' equal action lists.
+	actions actionPool
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -224,7 +226,7 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, rk ruleKey, old *Rule) {
 		changed = append(changed, old)
 		r := *old
-		r.Actions = slices.Clone(f.Actions)
+		r.Actions = t.actions.share(f.Actions)
 		if f.CookieMask == 0 && f.Cookie != 0 {
 			r.Cookie = f.Cookie
 		}
@@ -273,11 +275,11 @@ func (t *Table) Expire(now time.Time) []*Rule {
 	defer t.mu.Unlock()
 	var removed []*Rule
 	for _, g := range t.groups {
-		for rk, r := range g.rules.all() {
+		for r := range g.rules.values() {
 			if !r.expired(now) {
 				continue
 			}
-			t.removeLocked(g, rk)
+			t.removeLocked(g, ruleKey{key: r.Match.Key, priority: r.Priority})
 			removed = append(removed, r)
 		}
 	}
@@ -352,7 +354,7 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 		stats:     new(ruleStats),
 	}
 	r.Match.Normalize()
-	r.Actions = slices.Clone(f.Actions)
+	r.Actions = t.actions.share(f.Actions)
 	r.CookieMask = 0
 	r.OutPort = 0
 	if r.Table == TableAll {

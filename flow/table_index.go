@@ -141,6 +141,22 @@ func (s *ruleSet) all() iter.Seq2[ruleKey, *Rule] {
 	}
 }
 
+// values yields every rule.
+func (s *ruleSet) values() iter.Seq[*Rule] {
+	return func(yield func(*Rule) bool) {
+		for _, r := range s.m {
+			if !yield(r) {
+				return
+			}
+		}
+		for _, r := range s.more {
+			if !yield(r) {
+				return
+			}
+		}
+	}
+}
+
 // keyIndex finds, among a subtable's rules, the first (in lookup order)
 // whose key equals a packet's under one mask. It is an open-addressing
 // hash table of at most half-full slots; a slot holds the high half of the

@@ -44,7 +44,7 @@ func (t *Table) Learn(fs []Flow) []*Rule {
 			r := *old
 			r.Flow = *f
 			r.Match = m
-			r.Actions = slices.Clone(f.Actions)
+			r.Actions = t.actions.share(f.Actions)
 			r.Modified = now
 			g := t.groups[gk]
 			g.rules.put(rk, &r)
@@ -126,7 +126,7 @@ func (t *Table) deleteLearnedLocked(gone []*Rule) []*Rule {
 	for cookies := learnedCookies(gone); len(cookies) > 0; {
 		owned := map[learnedCookie]bool{}
 		for _, g := range t.groups {
-			for _, r := range g.rules.all() {
+			for r := range g.rules.values() {
 				for _, lc := range learnedCookies([]*Rule{r}) {
 					owned[lc] = true
 				}

@@ -166,7 +166,7 @@ func init() {
 // buildSubtable builds the lookup form of g's rules.
 func buildSubtable(g *ruleGroup) *tableSubtable {
 	st := &tableSubtable{mask: g.mask}
-	for _, r := range g.rules.all() {
+	for r := range g.rules.values() {
 		st.rules = append(st.rules, r)
 	}
 	sortRules(st.rules)

@@ -120,3 +120,69 @@ func TestTableCollidingRuleKeys(t *testing.T) {
 		t.Errorf("del-flows removed %d rules and left %d, want %d and 0", got, tb.Len(), n-1)
 	}
 }
+
+// TestActionPoolShares checks that equal action lists share one copy that
+// an append cannot change, that different lists do not, and that lists no
+// rule holds any more leave the pool.
+func TestActionPoolShares(t *testing.T) {
+	var p actionPool
+	a := p.share([]Action{{Type: ActResubmit, Table: 9}})
+	b := p.share([]Action{{Type: ActResubmit, Table: 9}})
+	c := p.share([]Action{{Type: ActResubmit, Table: 10}})
+	if &a[0] != &b[0] {
+		t.Errorf("equal lists are two copies")
+	}
+	if &a[0] == &c[0] || c[0].Table != 10 {
+		t.Errorf("different lists share a copy: %v", c)
+	}
+	if cap(a) != len(a) {
+		t.Errorf("a shared list has capacity %d beyond its length %d", cap(a), len(a))
+	}
+	if got := p.share(nil); got != nil {
+		t.Errorf("share(nil) = %v, want nil", got)
+	}
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(c)
+
+	// Lists nobody holds are collected and pruned.
+	for i := range 3 * minPrune {
+		p.share([]Action{{Type: ActOutput, Port: uint32(i)}})
+		if i%minPrune == 0 {
+			runtime.GC()
+		}
+	}
+	runtime.GC()
+	p.pruneDead()
+	if p.n > minPrune {
+		t.Errorf("the pool keeps %d lists after the rules that held them are gone", p.n)
+	}
+}
+
+// TestTableSharesActions checks that rules added with equal action lists
+// share them and that mod-flows gives one rule its own list without
+// changing the others'.
+func TestTableSharesActions(t *testing.T) {
+	tb := NewTable()
+	var fs []Flow
+	for p := uint32(1); p <= 3; p++ {
+		fs = append(fs, mkFlow(100, out(7), inPort(p)))
+	}
+	if err := tb.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
+	rs := tb.Dump(nil)
+	if &rs[0].Actions[0] != &rs[1].Actions[0] || &rs[1].Actions[0] != &rs[2].Actions[0] {
+		t.Errorf("three rules with output:7 keep separate copies")
+	}
+	mod := mkFlow(100, out(8), inPort(2))
+	tb.Modify(&mod, true)
+	for _, r := range tb.Dump(nil) {
+		want := uint32(7)
+		if r.Match.Key.InPort == 2 {
+			want = 8
+		}
+		if r.Actions[0].Port != want {
+			t.Errorf("in_port=%d: output:%d, want output:%d", r.Match.Key.InPort, r.Actions[0].Port, want)
+		}
+	}
+}
