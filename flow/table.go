@@ -111,6 +111,10 @@ type Table struct {
 	// tries are each table's prefix tries (see trie.go) over the rules
 	// in groups; publishLocked hands them to the snapshot.
 	tries [MaxTable + 1][numTries]*trieNode
+	// trieGen is the batch (trieInsertIn) of the changes to tries since
+	// the last publication; publishLocked starts a new one, so that the
+	// published tries are never changed.
+	trieGen uint64
 	// actions shares the rules' equal action lists.
 	actions actionPool
 }
@@ -374,7 +378,7 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	if replaced == nil {
 		// A replaced rule had the same match: the tries hold it already.
 		rulePrefixes(r, func(j int, v uint32, plen uint8) {
-			t.tries[r.Table][j] = trieInsert(t.tries[r.Table][j], v, plen)
+			t.tries[r.Table][j] = trieInsertIn(t.tries[r.Table][j], v, plen, t.trieGen)
 		})
 	}
 	g.rules.put(rk, r)
@@ -506,6 +510,7 @@ func (t *Table) publishLocked() {
 	}
 	s.ofGroups, s.live = t.ofGroups, t.live
 	s.tries = t.tries
+	t.trieGen = newTrieGen()
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)

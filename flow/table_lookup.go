@@ -207,9 +207,10 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 		rest.TpSrc, rest.TpDst = 0, 0
 		st.portsOnly = rest == (Key{})
 	}
+	gen := newTrieGen() // nobody reads st.ports until st is built
 	for ri, r := range st.rules {
 		if st.portsLen > 0 {
-			st.ports = trieInsert(st.ports, portsOf(&r.Match.Key), st.portsLen)
+			st.ports = trieInsertIn(st.ports, portsOf(&r.Match.Key), st.portsLen, gen)
 		}
 		if st.small {
 			continue

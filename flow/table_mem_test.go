@@ -1,7 +1,9 @@
 package flow
 
 import (
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,6 +185,54 @@ func TestTableSharesActions(t *testing.T) {
 		}
 		if r.Actions[0].Port != want {
 			t.Errorf("in_port=%d: output:%d, want output:%d", r.Match.Key.InPort, r.Actions[0].Port, want)
+		}
+	}
+}
+
+// TestTrieBatchesKeepPublishedTries inserts prefixes in batches
+// (trieInsertIn) and removes some between them, and checks that every
+// trie published at the end of a batch still answers for exactly its
+// prefixes after the later batches changed their own nodes in place.
+func TestTrieBatchesKeepPublishedTries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for round := range 100 {
+		var root *trieNode
+		var held []testPrefix
+		base := rng.Uint32()
+		value := func() uint32 { return base ^ rng.Uint32()>>uint(rng.IntN(33)) }
+		type version struct {
+			root *trieNode
+			held []testPrefix
+		}
+		var published []version
+		gen := newTrieGen()
+		for range 1 + rng.IntN(60) {
+			switch {
+			case rng.IntN(5) == 0: // publish; a new batch starts
+				published = append(published, version{root, slices.Clone(held)})
+				gen = newTrieGen()
+			case len(held) > 0 && rng.IntN(4) == 0:
+				i := rng.IntN(len(held))
+				root = trieRemove(root, held[i].v, held[i].plen)
+				held = append(held[:i:i], held[i+1:]...)
+			default:
+				p := testPrefix{plen: uint8(1 + rng.IntN(32))}
+				p.v = value() & prefixMask32(p.plen)
+				root = trieInsertIn(root, p.v, p.plen, gen)
+				held = append(held, p)
+			}
+		}
+		published = append(published, version{root, held})
+		for _, ver := range published {
+			for range 20 {
+				v := value()
+				gotBits, gotPlens := ver.root.lookup(v)
+				wantBits, wantPlens := refTrieLookup(ver.held, v)
+				if gotBits != wantBits || gotPlens != wantPlens {
+					t.Fatalf("round %d: lookup %#08x in %v: maskbits %d plens %#x, want %d %#x",
+						round, v, ver.held, gotBits, gotPlens, wantBits, wantPlens)
+				}
+			}
 		}
 	}
 }
