@@ -113,6 +113,9 @@ type result struct {
 	// the timeout, rules what the switch held when it was stopped).
 	timedOut              bool
 	before, after, settle memory
+	// switchCPU is the CPU time the switch's process used during the
+	// add, clientCPU the adding command's.
+	switchCPU, clientCPU time.Duration
 }
 
 func runBench(ctx context.Context, args []string, stdout io.Writer) error {
@@ -167,7 +170,8 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 			r.round = round + 1
 			slog.Info("measured", "round", r.round, "config", cfg, "rules", r.rules, "add", r.add.Round(time.Millisecond),
 				"timed out", r.timedOut, "rss before MiB", mib(r.before.rss), "rss after MiB", mib(r.after.rss),
-				"rss settled MiB", mib(r.settle.rss), "peak MiB", mib(r.settle.hwm))
+				"rss settled MiB", mib(r.settle.rss), "peak MiB", mib(r.settle.hwm),
+				"switch cpu", r.switchCPU, "client cpu", r.clientCPU)
 			results = append(results, r)
 		}
 	}
@@ -180,7 +184,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 func measure(ctx context.Context, o options, cfg, bin, file string) (r result, err error) {
 	r.config = cfg
 	var sw switchUnderTest
-	var add func() error
+	var add func() (time.Duration, error) // returns the client's CPU time
 	switch cfg {
 	case "ovsxdp-cli", "ovsxdp-ofctl":
 		d, err := startOvsxdp(bin)
@@ -189,11 +193,14 @@ func measure(ctx context.Context, o options, cfg, bin, file string) (r result, e
 		}
 		sw = d
 		if cfg == "ovsxdp-cli" {
-			add = func() error { _, err := d.cli(o.addTimeout, "add-flows", bridgeName, file); return err }
+			add = func() (time.Duration, error) {
+				_, cpu, err := d.cliCPU(o.addTimeout, "add-flows", bridgeName, file)
+				return cpu, err
+			}
 		} else {
-			add = func() error {
-				_, err := run(o.ofctlTimeout, nil, "ovs-ofctl", "add-flows", "unix:"+d.mgmt(), file)
-				return err
+			add = func() (time.Duration, error) {
+				_, cpu, err := runCPU(o.ofctlTimeout, nil, "ovs-ofctl", "add-flows", "unix:"+d.mgmt(), file)
+				return cpu, err
 			}
 		}
 	case "ovs":
@@ -202,9 +209,9 @@ func measure(ctx context.Context, o options, cfg, bin, file string) (r result, e
 			return r, err
 		}
 		sw = s
-		add = func() error {
-			_, err := run(o.addTimeout, s.env, "ovs-ofctl", "add-flows", "unix:"+s.mgmt(), file)
-			return err
+		add = func() (time.Duration, error) {
+			_, cpu, err := runCPU(o.addTimeout, s.env, "ovs-ofctl", "add-flows", "unix:"+s.mgmt(), file)
+			return cpu, err
 		}
 	}
 	defer func() { err = errors.Join(err, sw.stop()) }()
@@ -216,9 +223,18 @@ func measure(ctx context.Context, o options, cfg, bin, file string) (r result, e
 	if r.before, err = readMemory(sw.pid()); err != nil {
 		return r, err
 	}
+	cpu0, err := cpuTime(sw.pid())
+	if err != nil {
+		return r, err
+	}
 	start := time.Now()
-	err = add()
+	r.clientCPU, err = add()
 	r.add = time.Since(start)
+	cpu1, cpuErr := cpuTime(sw.pid())
+	if cpuErr != nil {
+		return r, cpuErr
+	}
+	r.switchCPU = cpu1 - cpu0
 	if err != nil {
 		if !strings.Contains(err.Error(), "timed out") {
 			return r, err

@@ -82,18 +82,29 @@ func (p *proc) stop() error {
 // run runs a command to completion within timeout and returns its
 // combined output.
 func run(timeout time.Duration, env []string, name string, args ...string) (string, error) {
+	out, _, err := runCPU(timeout, env, name, args...)
+	return out, err
+}
+
+// runCPU is run that also returns the CPU time the command used.
+func runCPU(timeout time.Duration, env []string, name string, args ...string) (string, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c := exec.CommandContext(ctx, name, args...)
 	c.Env = env
-	out, err := c.CombinedOutput()
+	b, err := c.CombinedOutput()
+	out := string(b)
+	var cpu time.Duration
+	if c.ProcessState != nil {
+		cpu = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+	}
 	if ctx.Err() != nil {
-		return string(out), fmt.Errorf("%s %s: timed out after %v", name, strings.Join(args, " "), timeout)
+		return out, cpu, fmt.Errorf("%s %s: timed out after %v", name, strings.Join(args, " "), timeout)
 	}
 	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return out, cpu, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out))
 	}
-	return string(out), nil
+	return out, cpu, nil
 }
 
 // waitFor polls ok until it succeeds, p exits or startTimeout passes.
@@ -160,7 +171,12 @@ func startOvsxdp(bin string) (_ *ovsxdpDaemon, err error) {
 }
 
 func (d *ovsxdpDaemon) cli(timeout time.Duration, args ...string) (string, error) {
-	return run(timeout, nil, d.bin, append([]string{"--socket", d.sock}, args...)...)
+	out, _, err := d.cliCPU(timeout, args...)
+	return out, err
+}
+
+func (d *ovsxdpDaemon) cliCPU(timeout time.Duration, args ...string) (string, time.Duration, error) {
+	return runCPU(timeout, nil, d.bin, append([]string{"--socket", d.sock}, args...)...)
 }
 
 func (d *ovsxdpDaemon) pid() int     { return d.p.pid() }
@@ -252,6 +268,32 @@ func (s *ovsSwitch) stop() error {
 	}
 	errs = append(errs, os.RemoveAll(s.dir))
 	return errors.Join(errs...)
+}
+
+// cpuTime returns the CPU time (user and system) that process pid has
+// used so far, from /proc/PID/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14 and stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q: too few fields", pid, b)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	// USER_HZ is 100 on every Linux architecture Go supports.
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // memory is a process's memory as /proc/PID/status reports it, in KiB.

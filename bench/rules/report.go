@@ -95,6 +95,10 @@ func ratios(configs []string) []ratio {
 		rs = append(rs,
 			ratio{name: c + ": add rate (rules/s) / Open vSwitch's", target: "≥ 5", better: "higher", want: 5, config: c,
 				of: func(a, b result) float64 { return rate(a) / rate(b) }},
+			ratio{name: c + ": CPU time of the add, switch and client (Open vSwitch's / " + c + "'s)", better: "higher", config: c,
+				of: func(a, b result) float64 {
+					return (b.switchCPU + b.clientCPU).Seconds() / (a.switchCPU + a.clientCPU).Seconds()
+				}},
 			ratio{name: c + ": settled RSS / Open vSwitch's", target: "≤ 1.0", better: "lower", want: 1, config: c,
 				of: func(a, b result) float64 { return float64(a.settle.rss) / float64(b.settle.rss) }},
 			ratio{name: c + ": RSS right after the add / Open vSwitch's", better: "lower", config: c,
@@ -137,7 +141,7 @@ func writeReport(o options, e env, results []result, stdout io.Writer) error {
 	fmt.Fprintf(&b, "- machine: %s\n", e.machine)
 	fmt.Fprintf(&b, "- load average (1, 5, 15 min) at the start: %s; at the end: %s. The machine was shared with other work during the run: compare the ratios, which are taken within each round, rather than absolute values.\n", e.loadStart, e.loadEnd)
 	fmt.Fprintf(&b, "- rules: %d in one file of %d bytes, shaped as OVN's logical switch pipeline (tables 0, 8, 9, 27, 44, 65; registers, metadata, MAC, IPv4 and IPv6 prefixes, transport ports, conjunctions; loads, resubmits, VLAN and output actions); see bench/rules/ovnrules\n", o.n, e.fileBytes)
-	fmt.Fprintf(&b, "- %d rounds; each configuration runs once per round on a freshly started switch with one empty bridge, in a rotating order. RSS is VmRSS of the process holding the rules (ovsxdp's daemon; ovs-vswitchd) from /proc/PID/status: before the add (2 s after start), right after it, and settled (%v later); peak is VmHWM\n", o.rounds, o.settle)
+	fmt.Fprintf(&b, "- %d rounds; each configuration runs once per round on a freshly started switch with one empty bridge, in a rotating order. CPU is the user and system time of the switch's process (/proc/PID/stat) and of the adding command during the add: it depends less on the machine's load than wall time. RSS is VmRSS of the process holding the rules (ovsxdp's daemon; ovs-vswitchd) from /proc/PID/status: before the add (2 s after start), right after it, and settled (%v later); peak is VmHWM\n", o.rounds, o.settle)
 	b.WriteString("- configurations: `ovsxdp-cli` is `ovsxdp add-flows br0 FILE` into an ovsxdp daemon (own control socket, state file and run directory); `ovsxdp-ofctl` is `ovs-ofctl add-flows unix:RUNDIR/br0.mgmt FILE` into the same kind of daemon over its OpenFlow channel; `ovs` is `ovs-ofctl add-flows` into a sandboxed ovs-vswitchd (netdev datapath, fail-mode secure). Each switch's flow count is checked with `ovs-ofctl dump-aggregate` afterwards\n\n")
 
 	b.WriteString("## Ratios (per round, and their median)\n\n| ratio | target | rounds | median | met |\n|---|---|---|---|---|\n")
@@ -177,9 +181,9 @@ func writeReport(o options, e env, results []result, stdout io.Writer) error {
 		fmt.Fprintf(&b, "| %s | %s | %s | %.2f× | %s |\n", q.name, target, strings.Join(per, ", "), m, met)
 	}
 
-	b.WriteString("\n## Medians by configuration\n\n| configuration | flows | add (s) | rules/s | RSS before (MiB) | RSS after (MiB) | RSS settled (MiB) | settled − before (MiB) | bytes per rule | peak (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n## Medians by configuration\n\n| configuration | flows | add (s) | rules/s | switch CPU (s) | client CPU (s) | RSS before (MiB) | RSS after (MiB) | RSS settled (MiB) | settled − before (MiB) | bytes per rule | peak (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range o.configs {
-		var add, before, after, settle, delta, peak, flows []float64
+		var add, before, after, settle, delta, peak, flows, scpu, ccpu []float64
 		timedOut := false
 		for _, r := range results {
 			if r.config != c {
@@ -187,6 +191,8 @@ func writeReport(o options, e env, results []result, stdout io.Writer) error {
 			}
 			timedOut = timedOut || r.timedOut
 			add = append(add, r.add.Seconds())
+			scpu = append(scpu, r.switchCPU.Seconds())
+			ccpu = append(ccpu, r.clientCPU.Seconds())
 			before = append(before, float64(r.before.rss))
 			after = append(after, float64(r.after.rss))
 			settle = append(settle, float64(r.settle.rss))
@@ -198,19 +204,19 @@ func writeReport(o options, e env, results []result, stdout io.Writer) error {
 		if timedOut {
 			addS += " (timed out)"
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f | %.1f |\n", c, median(flows), addS,
-			median(flows)/median(add), median(before)/1024, median(after)/1024, median(settle)/1024, median(delta)/1024,
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %.0f | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f | %.0f | %.1f |\n", c, median(flows), addS,
+			median(flows)/median(add), median(scpu), median(ccpu), median(before)/1024, median(after)/1024, median(settle)/1024, median(delta)/1024,
 			median(delta)*1024/median(flows), median(peak)/1024)
 	}
 
-	b.WriteString("\n## Every measurement\n\n| round | configuration | flows | add (s) | RSS before (MiB) | after | settled | peak |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n## Every measurement\n\n| round | configuration | flows | add (s) | switch CPU (s) | client CPU (s) | RSS before (MiB) | after | settled | peak |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		add := fmt.Sprintf("%.2f", r.add.Seconds())
 		if r.timedOut {
 			add += " (timed out)"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %d | %s | %s | %s | %s | %s |\n", r.round, r.config, r.rules, add,
-			mib(r.before.rss), mib(r.after.rss), mib(r.settle.rss), mib(r.settle.hwm))
+		fmt.Fprintf(&b, "| %d | %s | %d | %s | %.2f | %.2f | %s | %s | %s | %s |\n", r.round, r.config, r.rules, add,
+			r.switchCPU.Seconds(), r.clientCPU.Seconds(), mib(r.before.rss), mib(r.after.rss), mib(r.settle.rss), mib(r.settle.hwm))
 	}
 	if err := os.WriteFile(filepath.Join(o.out, "rules.md"), []byte(b.String()), 0o644); err != nil {
 		return err
@@ -225,11 +231,12 @@ func writeCSV(path string, e env, results []result) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"round", "config", "flows", "add_seconds", "timed_out", "rss_before_kib", "rss_after_kib", "rss_settled_kib", "rss_delta_kib", "peak_kib", "command", "load_start"})
+	w.Write([]string{"round", "config", "flows", "add_seconds", "timed_out", "rss_before_kib", "rss_after_kib", "rss_settled_kib", "rss_delta_kib", "peak_kib", "switch_cpu_seconds", "client_cpu_seconds", "command", "load_start"})
 	for _, r := range results {
 		w.Write([]string{strconv.Itoa(r.round), r.config, strconv.Itoa(r.rules), strconv.FormatFloat(r.add.Seconds(), 'f', 3, 64),
 			strconv.FormatBool(r.timedOut), strconv.FormatInt(r.before.rss, 10), strconv.FormatInt(r.after.rss, 10),
-			strconv.FormatInt(r.settle.rss, 10), strconv.FormatInt(r.settle.rss-r.before.rss, 10), strconv.FormatInt(r.settle.hwm, 10), e.command, e.loadStart})
+			strconv.FormatInt(r.settle.rss, 10), strconv.FormatInt(r.settle.rss-r.before.rss, 10), strconv.FormatInt(r.settle.hwm, 10),
+			strconv.FormatFloat(r.switchCPU.Seconds(), 'f', 2, 64), strconv.FormatFloat(r.clientCPU.Seconds(), 'f', 2, 64), e.command, e.loadStart})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
