@@ -163,17 +163,15 @@ func (s *ruleSet) values() iter.Seq[*Rule] {
 // key's hash and the rule's index in the subtable plus one (0: empty).
 type keyIndex struct {
 	slots []uint64
+	n     int // keys held
 	mask  *Key
 	words []uint8 // the words where mask is not zero
 }
 
-// newKeyIndex returns an index under mask, with room for n keys.
-func newKeyIndex(mask *Key, n int) keyIndex {
-	size := 4
-	for size < 2*n {
-		size *= 2
-	}
-	return keyIndex{slots: make([]uint64, size), mask: mask, words: maskWords(mask)}
+// newKeyIndex returns an empty index under mask. It grows as keys are
+// added: an early stage's mask often gives many rules one key.
+func newKeyIndex(mask *Key) keyIndex {
+	return keyIndex{slots: make([]uint64, 4), mask: mask, words: maskWords(mask)}
 }
 
 // add indexes rules[i] under its key unless a rule with the same key is
@@ -187,11 +185,33 @@ func (x *keyIndex) add(rules []*Rule, i int) {
 		s := x.slots[j]
 		if s == 0 {
 			x.slots[j] = tag | uint64(i+1)
+			x.n++
+			if 2*x.n > len(x.slots) {
+				x.grow(rules)
+			}
 			return
 		}
 		if s&^0xffffffff == tag && equalUnderWords(k, &rules[uint32(s)-1].Match.Key, x.mask, x.words) {
 			return
 		}
+	}
+}
+
+// grow doubles the slots, keeping them at most half full.
+func (x *keyIndex) grow(rules []*Rule) {
+	old := x.slots
+	x.slots = make([]uint64, 2*len(old))
+	m := uint64(len(x.slots) - 1)
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		h := hashKeyWords(&rules[uint32(s)-1].Match.Key, x.mask, x.words, 0)
+		j := h & m
+		for x.slots[j] != 0 {
+			j = (j + 1) & m
+		}
+		x.slots[j] = s
 	}
 }
 

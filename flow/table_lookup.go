@@ -192,9 +192,9 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 	st.small = len(st.rules) <= smallSubtable
 	if !st.small {
 		for i := range st.stages[:last] {
-			st.stages[i].keys = newKeyIndex(&st.stages[i].mask, len(st.rules))
+			st.stages[i].keys = newKeyIndex(&st.stages[i].mask)
 		}
-		st.best = newKeyIndex(&st.mask, len(st.rules))
+		st.best = newKeyIndex(&st.mask)
 	}
 	for j := range numTries {
 		st.triePlen[j] = prefixLen32(trieValue(&g.mask, j))
