@@ -80,6 +80,13 @@ VETH_ARGS ?=
 bench-veth: ## as root: ovsxdp vs Linux bridge, OVS AF_XDP and XDP redirect on veths: bench/results/veth.{csv,md,png}
 	$(GO) run ./bench/veth -out bench/results $(VETH_ARGS)
 
+# Extra flags for bench/rules (see `go run ./bench/rules -h`).
+RULES_ARGS ?=
+
+.PHONY: bench-rules
+bench-rules: ## as root: add 100,000 OVN-like rules to ovsxdp and to Open vSwitch, time and resident memory: bench/results/rules.{md,csv}
+	$(GO) run ./bench/rules -out bench/results $(RULES_ARGS)
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)

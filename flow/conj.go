@@ -209,7 +209,7 @@ func (t *Table) checkConjLocked(fs []Flow) error {
 		replaced[gk][ruleKey{key: norm.Key, priority: f.Priority}] = true
 	}
 	for gk, g := range t.groups {
-		for rk, r := range g.rules {
+		for rk, r := range g.rules.all() {
 			if replaced[gk][rk] || !conjunctive(r.Actions) {
 				continue
 			}

@@ -119,9 +119,9 @@ func (t *Table) DeleteGroups(id uint32) (int, []*Rule) {
 	t.ofGroups = next
 	var removed []*Rule
 	for _, rg := range t.groups {
-		for rk, r := range rg.rules {
+		for rk, r := range rg.rules.all() {
 			if usesGroups(r.Actions, gone) {
-				delete(rg.rules, rk)
+				rg.rules.del(rk)
 				rg.built = nil
 				removed = append(removed, r)
 			}

@@ -111,6 +111,12 @@ type Table struct {
 	// tries are each table's prefix tries (see trie.go) over the rules
 	// in groups; publishLocked hands them to the snapshot.
 	tries [MaxTable + 1][numTries]*trieNode
+	// trieGen is the batch (trieInsertIn) of the changes to tries since
+	// the last publication; publishLocked starts a new one, so that the
+	// published tries are never changed.
+	trieGen uint64
+	// actions shares the rules' equal action lists.
+	actions actionPool
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -124,7 +130,7 @@ type groupKey struct {
 type ruleGroup struct {
 	table uint8
 	mask  Key
-	rules map[ruleKey]*Rule
+	rules ruleSet
 	built *tableSubtable // as last published; nil when dirty
 }
 
@@ -224,12 +230,12 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, rk ruleKey, old *Rule) {
 		changed = append(changed, old)
 		r := *old
-		r.Actions = slices.Clone(f.Actions)
+		r.Actions = t.actions.share(f.Actions)
 		if f.CookieMask == 0 && f.Cookie != 0 {
 			r.Cookie = f.Cookie
 		}
 		r.Modified = now
-		g.rules[rk] = &r
+		g.rules.put(rk, &r)
 		g.built = nil
 		n++
 	})
@@ -273,11 +279,11 @@ func (t *Table) Expire(now time.Time) []*Rule {
 	defer t.mu.Unlock()
 	var removed []*Rule
 	for _, g := range t.groups {
-		for rk, r := range g.rules {
+		for r := range g.rules.values() {
 			if !r.expired(now) {
 				continue
 			}
-			t.removeLocked(g, rk)
+			t.removeLocked(g, ruleKey{key: r.Match.Key, priority: r.Priority})
 			removed = append(removed, r)
 		}
 	}
@@ -352,7 +358,7 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 		stats:     new(ruleStats),
 	}
 	r.Match.Normalize()
-	r.Actions = slices.Clone(f.Actions)
+	r.Actions = t.actions.share(f.Actions)
 	r.CookieMask = 0
 	r.OutPort = 0
 	if r.Table == TableAll {
@@ -364,32 +370,32 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	gk := groupKey{table: r.Table, mask: r.Match.Mask}
 	g := t.groups[gk]
 	if g == nil {
-		g = &ruleGroup{table: r.Table, mask: r.Match.Mask, rules: make(map[ruleKey]*Rule)}
+		g = &ruleGroup{table: r.Table, mask: r.Match.Mask}
 		t.groups[gk] = g
 	}
 	rk := ruleKey{key: r.Match.Key, priority: r.Priority}
-	replaced = g.rules[rk]
+	replaced = g.rules.get(rk)
 	if replaced == nil {
 		// A replaced rule had the same match: the tries hold it already.
 		rulePrefixes(r, func(j int, v uint32, plen uint8) {
-			t.tries[r.Table][j] = trieInsert(t.tries[r.Table][j], v, plen)
+			t.tries[r.Table][j] = trieInsertIn(t.tries[r.Table][j], v, plen, t.trieGen)
 		})
 	}
-	g.rules[rk] = r
+	g.rules.put(rk, r)
 	g.built = nil
 	return replaced
 }
 
 // removeLocked removes the rule rk from g and from the tries.
 func (t *Table) removeLocked(g *ruleGroup, rk ruleKey) {
-	r := g.rules[rk]
+	r := g.rules.get(rk)
 	if r == nil {
 		return
 	}
 	rulePrefixes(r, func(j int, v uint32, plen uint8) {
 		t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
 	})
-	delete(g.rules, rk)
+	g.rules.del(rk)
 	g.built = nil
 }
 
@@ -406,7 +412,7 @@ func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool
 				continue
 			}
 			rk := ruleKey{key: m.Key, priority: priority}
-			if r := g.rules[rk]; r != nil && selects(m, cookie, cookieMask, outPort, r) {
+			if r := g.rules.get(rk); r != nil && selects(m, cookie, cookieMask, outPort, r) {
 				fn(g, rk, r)
 			}
 		}
@@ -419,7 +425,7 @@ func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool
 		if !maskCovers(&g.mask, &m.Mask) {
 			continue // no rule of g implies m
 		}
-		for rk, r := range g.rules {
+		for rk, r := range g.rules.all() {
 			if selects(m, cookie, cookieMask, outPort, r) {
 				fn(g, rk, r)
 			}
@@ -480,7 +486,7 @@ func sortRules(rs []*Rule) {
 func (t *Table) publishLocked() {
 	s := &TableSnapshot{}
 	for gk, g := range t.groups {
-		if len(g.rules) == 0 {
+		if g.rules.len() == 0 {
 			delete(t.groups, gk)
 			continue
 		}
@@ -489,7 +495,7 @@ func (t *Table) publishLocked() {
 		}
 		s.tables[g.table] = append(s.tables[g.table], g.built)
 		s.conj[g.table] = s.conj[g.table] || g.built.conj
-		s.n += len(g.rules)
+		s.n += g.rules.len()
 	}
 	for _, sts := range s.tables {
 		slices.SortFunc(sts, func(a, b *tableSubtable) int {
@@ -504,6 +510,7 @@ func (t *Table) publishLocked() {
 	}
 	s.ofGroups, s.live = t.ofGroups, t.live
 	s.tries = t.tries
+	t.trieGen = newTrieGen()
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)

@@ -34,7 +34,7 @@ func (t *Table) Learn(fs []Flow) []*Rule {
 		rk := ruleKey{key: m.Key, priority: f.Priority}
 		var old *Rule
 		if g := t.groups[gk]; g != nil {
-			old = g.rules[rk]
+			old = g.rules.get(rk)
 		}
 		switch {
 		case old != nil && sameLearned(old, f):
@@ -44,16 +44,16 @@ func (t *Table) Learn(fs []Flow) []*Rule {
 			r := *old
 			r.Flow = *f
 			r.Match = m
-			r.Actions = slices.Clone(f.Actions)
+			r.Actions = t.actions.share(f.Actions)
 			r.Modified = now
 			g := t.groups[gk]
-			g.rules[rk] = &r
+			g.rules.put(rk, &r)
 			g.built = nil
 			rules[i] = &r
 			changed = true
 		default:
 			t.addLocked(f, now)
-			rules[i] = t.groups[gk].rules[rk]
+			rules[i] = t.groups[gk].rules.get(rk)
 			changed = true
 		}
 	}
@@ -126,7 +126,7 @@ func (t *Table) deleteLearnedLocked(gone []*Rule) []*Rule {
 	for cookies := learnedCookies(gone); len(cookies) > 0; {
 		owned := map[learnedCookie]bool{}
 		for _, g := range t.groups {
-			for _, r := range g.rules {
+			for r := range g.rules.values() {
 				for _, lc := range learnedCookies([]*Rule{r}) {
 					owned[lc] = true
 				}
@@ -141,7 +141,7 @@ func (t *Table) deleteLearnedLocked(gone []*Rule) []*Rule {
 				if g.table != lc.table {
 					continue
 				}
-				for rk, r := range g.rules {
+				for rk, r := range g.rules.all() {
 					if r.Cookie == lc.cookie {
 						t.removeLocked(g, rk)
 						now = append(now, r)

@@ -40,7 +40,7 @@ type tableSubtable struct {
 	// key, the rule that wins among the rules with that key (nil when
 	// small).
 	stages []tableStage
-	best   map[Key]*Rule
+	best   keyIndex
 
 	// triePlen is the prefix length of the mask on each trie field (0: the
 	// mask is not a CIDR prefix there, and the trie does not serve it).
@@ -69,7 +69,7 @@ const smallSubtable = 8
 type tableStage struct {
 	id   int // stageMeta, stageL2, ...; -1 for a catch-all's only stage
 	mask Key
-	keys map[Key]struct{} // nil for the last stage, which uses best, and when small
+	keys keyIndex // empty for the last stage, which uses best, and when small
 }
 
 // The lookup stages, as in Open vSwitch's classifier: metadata, L2, L3 and
@@ -166,7 +166,7 @@ func init() {
 // buildSubtable builds the lookup form of g's rules.
 func buildSubtable(g *ruleGroup) *tableSubtable {
 	st := &tableSubtable{mask: g.mask}
-	for _, r := range g.rules {
+	for r := range g.rules.values() {
 		st.rules = append(st.rules, r)
 	}
 	sortRules(st.rules)
@@ -192,9 +192,9 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 	st.small = len(st.rules) <= smallSubtable
 	if !st.small {
 		for i := range st.stages[:last] {
-			st.stages[i].keys = make(map[Key]struct{})
+			st.stages[i].keys = newKeyIndex(&st.stages[i].mask)
 		}
-		st.best = make(map[Key]*Rule, len(st.rules))
+		st.best = newKeyIndex(&st.mask)
 	}
 	for j := range numTries {
 		st.triePlen[j] = prefixLen32(trieValue(&g.mask, j))
@@ -207,21 +207,18 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 		rest.TpSrc, rest.TpDst = 0, 0
 		st.portsOnly = rest == (Key{})
 	}
-	for _, r := range st.rules {
+	gen := newTrieGen() // nobody reads st.ports until st is built
+	for ri, r := range st.rules {
 		if st.portsLen > 0 {
-			st.ports = trieInsert(st.ports, portsOf(&r.Match.Key), st.portsLen)
+			st.ports = trieInsertIn(st.ports, portsOf(&r.Match.Key), st.portsLen, gen)
 		}
 		if st.small {
 			continue
 		}
 		for i := range st.stages[:last] {
-			var mk Key
-			r.Match.Key.Masked(&st.stages[i].mask, &mk)
-			st.stages[i].keys[mk] = struct{}{}
+			st.stages[i].keys.add(st.rules, ri)
 		}
-		if st.best[r.Match.Key] == nil {
-			st.best[r.Match.Key] = r // rules are in lookup order: the first wins
-		}
+		st.best.add(st.rules, ri) // rules are in lookup order: the first wins
 	}
 	return st
 }
@@ -452,10 +449,7 @@ func (st *tableSubtable) inStage(i int, k *Key) bool {
 		}
 		return false
 	}
-	var mk Key
-	k.Masked(m, &mk)
-	_, ok := st.stages[i].keys[mk]
-	return ok
+	return st.stages[i].keys.find(st.rules, k) != nil
 }
 
 // find returns the first rule in lookup order whose key equals k's masked
@@ -469,9 +463,7 @@ func (st *tableSubtable) find(k *Key) *Rule {
 		}
 		return nil
 	}
-	var mk Key
-	k.Masked(&st.mask, &mk)
-	return st.best[mk]
+	return st.best.find(st.rules, k)
 }
 
 // equalUnder reports whether k and key (a masked key) agree under mask.

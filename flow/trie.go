@@ -1,5 +1,7 @@
 package flow
 
+import "sync/atomic"
+
 // Prefix tries, as Open vSwitch's classifier keeps them (lib/classifier.c):
 // one per table for each of nw_dst and nw_src, holding the prefix of every
 // rule whose mask on that field is a CIDR prefix, and one per subtable for
@@ -18,7 +20,16 @@ package flow
 type trieNode struct {
 	child [2]*trieNode
 	rules uint32 // rules whose prefix ends at this node
+	// gen is the batch of changes that created the node (see
+	// trieInsertIn); 0 for a node that is never changed in place.
+	gen uint64
 }
+
+// trieGens hands out batch numbers for trieInsertIn.
+var trieGens atomic.Uint64
+
+// newTrieGen returns a batch number that no node has yet.
+func newTrieGen() uint64 { return trieGens.Add(1) }
 
 // trieBits is the width of the values the tries hold.
 const trieBits = 32
@@ -80,20 +91,33 @@ func prefixLen32(m uint32) uint8 {
 // trieInsert returns a trie that holds n's prefixes and the plen leading
 // bits of v once more. n is not changed.
 func trieInsert(n *trieNode, v uint32, plen uint8) *trieNode {
-	return n.insert(v, plen, 0)
+	return n.insert(v, plen, 0, 0)
 }
 
-func (n *trieNode) insert(v uint32, plen, depth uint8) *trieNode {
-	c := &trieNode{}
-	if n != nil {
-		*c = *n
+// trieInsertIn is trieInsert within batch gen (from newTrieGen): nodes
+// that an insert of the same batch created are changed in place rather
+// than copied, so that a batch of inserts into a trie that nobody reads
+// until the batch ends (a table's writer between two publications, a
+// subtable being built) copies each path once, not once per insert.
+// Nodes of other batches are not changed.
+func trieInsertIn(n *trieNode, v uint32, plen uint8, gen uint64) *trieNode {
+	return n.insert(v, plen, 0, gen)
+}
+
+func (n *trieNode) insert(v uint32, plen, depth uint8, gen uint64) *trieNode {
+	c := n
+	if n == nil || gen == 0 || n.gen != gen {
+		c = &trieNode{gen: gen}
+		if n != nil {
+			c.child, c.rules = n.child, n.rules
+		}
 	}
 	if depth == plen {
 		c.rules++
 		return c
 	}
 	b := v >> (31 - depth) & 1
-	c.child[b] = c.child[b].insert(v, plen, depth+1)
+	c.child[b] = c.child[b].insert(v, plen, depth+1, gen)
 	return c
 }
 
@@ -109,6 +133,7 @@ func (n *trieNode) remove(v uint32, plen, depth uint8) *trieNode {
 		return nil // not held: nothing to remove
 	}
 	c := *n
+	c.gen = 0 // a copy: a batch that created n does not own it
 	if depth == plen {
 		if c.rules > 0 {
 			c.rules--

@@ -18,6 +18,7 @@ func (d *Daemon) expireLoop() {
 			return
 		case now := <-t.C:
 			d.expire(now)
+			releaseMemory()
 		}
 	}
 }

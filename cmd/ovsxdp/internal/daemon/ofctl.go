@@ -52,8 +52,8 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 		return "", err
 	}
 	p := b.parser()
-	var fs []flow.Flow
-	var lines []int // the line of each flow of fs
+	fs := make([]flow.Flow, 0, len(c.input))
+	lines := make([]int, 0, len(c.input)) // the line of each flow of fs
 	for i, line := range c.input {
 		s := strings.TrimSpace(line)
 		if s == "" || strings.HasPrefix(s, "#") {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -146,8 +150,9 @@ func (d *Daemon) saveLocked() error {
 		return nil
 	}
 	st := state{Version: stateVersion, Bridges: []bridgeState{}}
+	var rules [][]*flow.Rule // each bridge's, formatted as they are written
 	for _, b := range d.sortedLocked() {
-		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Idle: b.dp.Idle().String(), Ports: []*portConfig{}, Flows: []string{}}
+		bs := bridgeState{Name: b.name, Policy: b.dp.Policy().String(), PMDs: b.pmds, Idle: b.dp.Idle().String(), Ports: []*portConfig{}}
 		if !b.dp.GRO() {
 			bs.GRO = onOff(false)
 		}
@@ -156,24 +161,92 @@ func (d *Daemon) saveLocked() error {
 		}
 		// Every configured port, attached or waiting for its device.
 		bs.Ports = append(bs.Ports, b.sortedPorts()...)
-		for _, r := range b.dp.Table().Dump(nil) {
-			bs.Flows = append(bs.Flows, flow.FormatFlowAsWritten(&r.Flow))
-		}
 		for _, g := range b.dp.Table().Groups() {
 			bs.Groups = append(bs.Groups, flow.FormatGroup(&g.Group, flow.GroupOF15))
 		}
 		st.Bridges = append(st.Bridges, bs)
+		rules = append(rules, b.dp.Table().Dump(nil))
 	}
-	data, err := json.MarshalIndent(&st, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(d.cfg.StatePath, append(data, '\n'))
+	return writeFileAtomic(d.cfg.StatePath, func(w *bufio.Writer) error { return writeState(w, &st, rules) })
 }
 
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old file or the new one, never a mix.
-func writeFileAtomic(path string, data []byte) (err error) {
+// writeState writes st as json.MarshalIndent(st, "", "  ") would, with
+// bridge i's flows formatted from rules[i] one at a time as they are
+// written: a state of 100,000 flows is never held whole in memory, as
+// strings or as JSON.
+func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
+	fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"bridges\": [", st.Version)
+	for i := range st.Bridges {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString("\n    ")
+		bs := st.Bridges[i]
+		bs.Flows = nil
+		b, err := json.MarshalIndent(&bs, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		head, tail, ok := bytes.Cut(b, []byte(`"flows": null`))
+		if !ok {
+			return fmt.Errorf("bridge %s: no flows in its JSON", bs.Name)
+		}
+		w.Write(head)
+		w.WriteString(`"flows": [`)
+		for j, r := range rules[i] {
+			if j > 0 {
+				w.WriteByte(',')
+			}
+			w.WriteString("\n        ")
+			s, err := json.Marshal(flow.FormatFlowAsWritten(&r.Flow))
+			if err != nil {
+				return err
+			}
+			w.Write(s)
+		}
+		if len(rules[i]) > 0 {
+			w.WriteString("\n      ")
+		}
+		w.WriteByte(']')
+		w.Write(tail)
+	}
+	if len(st.Bridges) > 0 {
+		w.WriteString("\n  ")
+	}
+	w.WriteString("]\n}\n")
+	return nil
+}
+
+// releasedAt is the process's heap allocations (bytes) when
+// releaseMemory last released memory.
+var releasedAt atomic.Uint64
+
+// releaseMemory returns the heap's free memory to the operating
+// system once the changes since the last release have allocated more than
+// the live heap (and at least 64 MiB): add-flows of a large file, a
+// restore. The Go runtime otherwise keeps freed memory for reuse, up to
+// about twice the live heap, so a table that was built in one go would
+// keep the garbage of building it resident for good. It costs one garbage
+// collection, tens of milliseconds per 100 MB of live heap. The expiry
+// loop calls it once a second, outside the command lock, so that the
+// command's own garbage (its request, the parsed flows) is free by then.
+func releaseMemory() {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 || s[1].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	allocs, live := s[0].Value.Uint64(), s[1].Value.Uint64()
+	if allocs-releasedAt.Load() < max(64<<20, live) {
+		return
+	}
+	debug.FreeOSMemory()
+	releasedAt.Store(allocs)
+}
+
+// writeFileAtomic replaces path with what write writes, so that a crash
+// leaves either the old file or the new one, never a mix.
+func writeFileAtomic(path string, write func(*bufio.Writer) error) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -191,7 +264,11 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if err := f.Chmod(0o600); err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	w := bufio.NewWriterSize(f, 64<<10)
+	if err := write(w); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

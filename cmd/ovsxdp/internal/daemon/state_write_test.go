@@ -1,0 +1,70 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+)
+
+// TestWriteStateAsMarshalIndent checks that the streamed state file is
+// byte for byte what json.MarshalIndent writes for the same state, with
+// no bridge, a bridge without flows and bridges with flows and groups.
+func TestWriteStateAsMarshalIndent(t *testing.T) {
+	var p flow.Parser
+	table := flow.NewTable()
+	for _, s := range []string{
+		"priority=10,in_port=1,actions=output:2",
+		"table=3,priority=200,tcp,nw_src=10.0.0.0/8,tp_dst=80,actions=load:0x1->NXM_NX_REG0[1],resubmit(,4)",
+		"cookie=0x5,ip,actions=note:3c.26.3e",
+	} {
+		f, err := p.ParseFlow(s, flow.CmdAdd)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if err := table.Add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rules := table.Dump(nil)
+	for _, tc := range []struct {
+		name    string
+		bridges []bridgeState
+		rules   [][]*flow.Rule
+	}{
+		{name: "no bridge"},
+		{name: "no flows", bridges: []bridgeState{{Name: "br0", Policy: "guarded", PMDs: 1, Ports: []*portConfig{}}}, rules: [][]*flow.Rule{nil}},
+		{name: "flows", bridges: []bridgeState{
+			{Name: "br0", Policy: "guarded", PMDs: 2, Idle: "spin", GRO: "off", Ports: []*portConfig{}, Groups: []string{"group_id=1,type=all,bucket=actions=output:2"}},
+			{Name: "br1", Policy: "legacy", PMDs: 1, SpareSpin: "off", Ports: []*portConfig{}},
+		}, rules: [][]*flow.Rule{rules, rules[:1]}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := state{Version: stateVersion, Bridges: []bridgeState{}}
+			st.Bridges = append(st.Bridges, tc.bridges...)
+			var buf bytes.Buffer
+			w := bufio.NewWriter(&buf)
+			if err := writeState(w, &st, tc.rules); err != nil {
+				t.Fatal(err)
+			}
+			w.Flush()
+
+			for i := range st.Bridges {
+				st.Bridges[i].Flows = []string{}
+				for _, r := range tc.rules[i] {
+					st.Bridges[i].Flows = append(st.Bridges[i].Flows, flow.FormatFlowAsWritten(&r.Flow))
+				}
+			}
+			want, err := json.MarshalIndent(&st, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, '\n')
+			if !bytes.Equal(buf.Bytes(), want) {
+				t.Errorf("writeState wrote\n%s\nwant (json.MarshalIndent)\n%s", buf.Bytes(), want)
+			}
+		})
+	}
+}

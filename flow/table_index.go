@@ -1,0 +1,235 @@
+package flow
+
+import "iter"
+
+// The rule table's indexes are keyed by hashes of keys rather than by the
+// keys themselves: a Key is 192 bytes, and a map keyed by it costs more
+// than 200 bytes per entry, which with 100,000 rules and an index per
+// lookup stage was most of the table's memory. Each index entry refers to
+// a rule, whose key is compared on a hash match.
+
+// hashKeyWords hashes the words of k under mask m that words lists (the
+// words where m is not zero), with seed.
+func hashKeyWords(k, m *Key, words []uint8, seed uint64) uint64 {
+	kw, mw := k.Words(), m.Words()
+	h := seed ^ 0x243f6a8885a308d3
+	for _, i := range words {
+		h = (h ^ kw[i]&mw[i]) * 0x9e3779b97f4a7c15
+		h ^= h >> 29
+	}
+	return h ^ h>>32
+}
+
+// allWords lists every word of a key.
+var allWords = func() []uint8 {
+	w := make([]uint8, KeyWords)
+	for i := range w {
+		w[i] = uint8(i)
+	}
+	return w
+}()
+
+// maskWords lists the words where m is not zero.
+func maskWords(m *Key) []uint8 {
+	var out []uint8
+	for i, w := range m.Words() {
+		if w != 0 {
+			out = append(out, uint8(i))
+		}
+	}
+	return out
+}
+
+// equalUnderWords reports whether k and key agree under mask on the words
+// listed (every word where mask is not zero).
+func equalUnderWords(k, key, mask *Key, words []uint8) bool {
+	kw, rw, mw := k.Words(), key.Words(), mask.Words()
+	for _, i := range words {
+		if (kw[i]^rw[i])&mw[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// hash returns rk's hash.
+func (rk *ruleKey) hash() uint64 { return ruleKeyHash(rk) }
+
+// ruleKeyHash hashes a ruleKey; a variable so that tests can make every
+// key collide.
+var ruleKeyHash = func(rk *ruleKey) uint64 {
+	return hashKeyWords(&rk.key, &onesKey, allWords, uint64(rk.priority))
+}
+
+// onesKey is a mask with every bit set.
+var onesKey = func() Key {
+	var k Key
+	for i := range k.Words() {
+		k.Words()[i] = ^uint64(0)
+	}
+	return k
+}()
+
+// ruleSet is a group's rules by key and priority (ruleKey): a map by the
+// hash of the two, with the rare rule whose hash another rule of the group
+// has in more, by its whole ruleKey. The zero value is empty.
+type ruleSet struct {
+	m    map[uint64]*Rule
+	more map[ruleKey]*Rule
+}
+
+func (r *Rule) hasKey(rk *ruleKey) bool {
+	return r.Priority == rk.priority && r.Match.Key == rk.key
+}
+
+// get returns the rule with key rk, or nil.
+func (s *ruleSet) get(rk ruleKey) *Rule {
+	if r := s.m[rk.hash()]; r != nil && r.hasKey(&rk) {
+		return r
+	}
+	return s.more[rk]
+}
+
+// put sets the rule with key rk, which must be r's key, to r.
+func (s *ruleSet) put(rk ruleKey, r *Rule) {
+	if len(s.more) > 0 {
+		if _, ok := s.more[rk]; ok {
+			s.more[rk] = r
+			return
+		}
+	}
+	h := rk.hash()
+	if old := s.m[h]; old == nil || old.hasKey(&rk) {
+		if s.m == nil {
+			s.m = make(map[uint64]*Rule)
+		}
+		s.m[h] = r
+		return
+	}
+	if s.more == nil {
+		s.more = make(map[ruleKey]*Rule)
+	}
+	s.more[rk] = r
+}
+
+// del removes the rule with key rk, if there is one.
+func (s *ruleSet) del(rk ruleKey) {
+	h := rk.hash()
+	if r := s.m[h]; r != nil && r.hasKey(&rk) {
+		delete(s.m, h)
+		return
+	}
+	delete(s.more, rk)
+}
+
+func (s *ruleSet) len() int { return len(s.m) + len(s.more) }
+
+// all yields every rule with its key. The loop body may put or delete the
+// rule it is given.
+func (s *ruleSet) all() iter.Seq2[ruleKey, *Rule] {
+	return func(yield func(ruleKey, *Rule) bool) {
+		for _, r := range s.m {
+			if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
+				return
+			}
+		}
+		for rk, r := range s.more {
+			if !yield(rk, r) {
+				return
+			}
+		}
+	}
+}
+
+// values yields every rule.
+func (s *ruleSet) values() iter.Seq[*Rule] {
+	return func(yield func(*Rule) bool) {
+		for _, r := range s.m {
+			if !yield(r) {
+				return
+			}
+		}
+		for _, r := range s.more {
+			if !yield(r) {
+				return
+			}
+		}
+	}
+}
+
+// keyIndex finds, among a subtable's rules, the first (in lookup order)
+// whose key equals a packet's under one mask. It is an open-addressing
+// hash table of at most half-full slots; a slot holds the high half of the
+// key's hash and the rule's index in the subtable plus one (0: empty).
+type keyIndex struct {
+	slots []uint64
+	n     int // keys held
+	mask  *Key
+	words []uint8 // the words where mask is not zero
+}
+
+// newKeyIndex returns an empty index under mask. It grows as keys are
+// added: an early stage's mask often gives many rules one key.
+func newKeyIndex(mask *Key) keyIndex {
+	return keyIndex{slots: make([]uint64, 4), mask: mask, words: maskWords(mask)}
+}
+
+// add indexes rules[i] under its key unless a rule with the same key is
+// indexed already.
+func (x *keyIndex) add(rules []*Rule, i int) {
+	k := &rules[i].Match.Key
+	h := hashKeyWords(k, x.mask, x.words, 0)
+	tag := h &^ 0xffffffff
+	m := uint64(len(x.slots) - 1)
+	for j := h & m; ; j = (j + 1) & m {
+		s := x.slots[j]
+		if s == 0 {
+			x.slots[j] = tag | uint64(i+1)
+			x.n++
+			if 2*x.n > len(x.slots) {
+				x.grow(rules)
+			}
+			return
+		}
+		if s&^0xffffffff == tag && equalUnderWords(k, &rules[uint32(s)-1].Match.Key, x.mask, x.words) {
+			return
+		}
+	}
+}
+
+// grow doubles the slots, keeping them at most half full.
+func (x *keyIndex) grow(rules []*Rule) {
+	old := x.slots
+	x.slots = make([]uint64, 2*len(old))
+	m := uint64(len(x.slots) - 1)
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		h := hashKeyWords(&rules[uint32(s)-1].Match.Key, x.mask, x.words, 0)
+		j := h & m
+		for x.slots[j] != 0 {
+			j = (j + 1) & m
+		}
+		x.slots[j] = s
+	}
+}
+
+// find returns the first rule of rules whose key equals k's under the
+// index's mask, or nil.
+func (x *keyIndex) find(rules []*Rule, k *Key) *Rule {
+	h := hashKeyWords(k, x.mask, x.words, 0)
+	tag := h &^ 0xffffffff
+	m := uint64(len(x.slots) - 1)
+	for j := h & m; ; j = (j + 1) & m {
+		s := x.slots[j]
+		if s == 0 {
+			return nil
+		}
+		if s&^0xffffffff == tag {
+			if r := rules[uint32(s)-1]; equalUnderWords(k, &r.Match.Key, x.mask, x.words) {
+				return r
+			}
+		}
+	}
+}

@@ -1,0 +1,238 @@
+package flow
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ovsxdp/ovsxdp/bench/rules/ovnrules"
+)
+
+// parseOVNRules parses n of bench/rules' OVN-like rules.
+func parseOVNRules(tb testing.TB, n int) []Flow {
+	tb.Helper()
+	var p Parser
+	fs := make([]Flow, 0, n)
+	for i := range n {
+		f, err := p.ParseFlow(strings.TrimSpace(ovnrules.Rule(i)), CmdAdd)
+		if err != nil {
+			tb.Fatalf("rule %d %q: %v", i, ovnrules.Rule(i), err)
+		}
+		fs = append(fs, *f)
+	}
+	return fs
+}
+
+// BenchmarkTable100kRules adds 100,000 OVN-like rules to an empty table
+// (as add-flows does, in one call) and reports the heap the table keeps
+// per rule once the parsed flows are gone. Run with -memprofile to see
+// where it goes.
+func BenchmarkTable100kRules(b *testing.B) {
+	const n = 100000
+	b.ReportAllocs()
+	var live float64
+	for b.Loop() {
+		b.StopTimer()
+		var before runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		fs := parseOVNRules(b, n)
+		b.StartTimer()
+		t := NewTable()
+		if err := t.AddFlows(fs); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if t.Len() != n {
+			b.Fatalf("table holds %d rules, want %d", t.Len(), n)
+		}
+		fs = nil
+		var after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		live = float64(int64(after.HeapAlloc) - int64(before.HeapAlloc))
+		runtime.KeepAlive(t)
+		b.StartTimer()
+	}
+	b.ReportMetric(live/n, "heap-B/rule")
+}
+
+// TestTableCollidingRuleKeys runs add, replace, mod-flows and del-flows
+// with every rule key hashing alike, so that the group's rules beyond the
+// first live in ruleSet's collision map, and checks the table by lookups
+// and dumps.
+func TestTableCollidingRuleKeys(t *testing.T) {
+	saved := ruleKeyHash
+	ruleKeyHash = func(*ruleKey) uint64 { return 7 }
+	t.Cleanup(func() { ruleKeyHash = saved })
+
+	tb := NewTable()
+	const n = 20 // more than a small subtable holds
+	var fs []Flow
+	for p := uint32(1); p <= n; p++ {
+		fs = append(fs, mkFlow(100, out(p), inPort(p)))
+	}
+	if err := tb.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
+	// Replace in_port=3's rule; mod-flows in_port=4's; delete in_port=5's.
+	if err := tb.Add(&Flow{Priority: 100, Actions: out(33), Match: fs[2].Match}); err != nil {
+		t.Fatal(err)
+	}
+	mod := mkFlow(100, out(44), inPort(4))
+	if n, _ := tb.Modify(&mod, true); n != 1 {
+		t.Fatalf("mod-flows --strict in_port=4 changed %d rules, want 1", n)
+	}
+	del := mkFlow(100, nil, inPort(5))
+	if got := tb.Delete(&del, true); len(got) != 1 || got[0].Match.Key.InPort != 5 {
+		t.Fatalf("del-flows --strict in_port=5 removed %v, want the in_port=5 rule", got)
+	}
+	if tb.Len() != n-1 {
+		t.Fatalf("table holds %d rules, want %d", tb.Len(), n-1)
+	}
+	s := tb.Snapshot()
+	for p := uint32(1); p <= n; p++ {
+		want := p
+		switch p {
+		case 3:
+			want = 33
+		case 4:
+			want = 44
+		}
+		k := Key{InPort: p}
+		r := s.Lookup(&k, nil)
+		if p == 5 {
+			if r != nil {
+				t.Errorf("in_port=5 finds %v after its rule was deleted", r.Actions)
+			}
+			continue
+		}
+		if r == nil || len(r.Actions) != 1 || r.Actions[0].Port != want {
+			t.Errorf("in_port=%d: rule %v, want output:%d", p, r, want)
+		}
+	}
+	if got := len(tb.Dump(nil)); got != n-1 {
+		t.Errorf("dump-flows lists %d rules, want %d", got, n-1)
+	}
+	all := mkFlow(0, nil)
+	all.Table = TableAll
+	if got := len(tb.Delete(&all, false)); got != n-1 || tb.Len() != 0 {
+		t.Errorf("del-flows removed %d rules and left %d, want %d and 0", got, tb.Len(), n-1)
+	}
+}
+
+// TestActionPoolShares checks that equal action lists share one copy that
+// an append cannot change, that different lists do not, and that lists no
+// rule holds any more leave the pool.
+func TestActionPoolShares(t *testing.T) {
+	var p actionPool
+	a := p.share([]Action{{Type: ActResubmit, Table: 9}})
+	b := p.share([]Action{{Type: ActResubmit, Table: 9}})
+	c := p.share([]Action{{Type: ActResubmit, Table: 10}})
+	if &a[0] != &b[0] {
+		t.Errorf("equal lists are two copies")
+	}
+	if &a[0] == &c[0] || c[0].Table != 10 {
+		t.Errorf("different lists share a copy: %v", c)
+	}
+	if cap(a) != len(a) {
+		t.Errorf("a shared list has capacity %d beyond its length %d", cap(a), len(a))
+	}
+	if got := p.share(nil); got != nil {
+		t.Errorf("share(nil) = %v, want nil", got)
+	}
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(c)
+
+	// Lists nobody holds are collected and pruned.
+	for i := range 3 * minPrune {
+		p.share([]Action{{Type: ActOutput, Port: uint32(i)}})
+		if i%minPrune == 0 {
+			runtime.GC()
+		}
+	}
+	runtime.GC()
+	p.pruneDead()
+	if p.n > minPrune {
+		t.Errorf("the pool keeps %d lists after the rules that held them are gone", p.n)
+	}
+}
+
+// TestTableSharesActions checks that rules added with equal action lists
+// share them and that mod-flows gives one rule its own list without
+// changing the others'.
+func TestTableSharesActions(t *testing.T) {
+	tb := NewTable()
+	var fs []Flow
+	for p := uint32(1); p <= 3; p++ {
+		fs = append(fs, mkFlow(100, out(7), inPort(p)))
+	}
+	if err := tb.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
+	rs := tb.Dump(nil)
+	if &rs[0].Actions[0] != &rs[1].Actions[0] || &rs[1].Actions[0] != &rs[2].Actions[0] {
+		t.Errorf("three rules with output:7 keep separate copies")
+	}
+	mod := mkFlow(100, out(8), inPort(2))
+	tb.Modify(&mod, true)
+	for _, r := range tb.Dump(nil) {
+		want := uint32(7)
+		if r.Match.Key.InPort == 2 {
+			want = 8
+		}
+		if r.Actions[0].Port != want {
+			t.Errorf("in_port=%d: output:%d, want output:%d", r.Match.Key.InPort, r.Actions[0].Port, want)
+		}
+	}
+}
+
+// TestTrieBatchesKeepPublishedTries inserts prefixes in batches
+// (trieInsertIn) and removes some between them, and checks that every
+// trie published at the end of a batch still answers for exactly its
+// prefixes after the later batches changed their own nodes in place.
+func TestTrieBatchesKeepPublishedTries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for round := range 100 {
+		var root *trieNode
+		var held []testPrefix
+		base := rng.Uint32()
+		value := func() uint32 { return base ^ rng.Uint32()>>uint(rng.IntN(33)) }
+		type version struct {
+			root *trieNode
+			held []testPrefix
+		}
+		var published []version
+		gen := newTrieGen()
+		for range 1 + rng.IntN(60) {
+			switch {
+			case rng.IntN(5) == 0: // publish; a new batch starts
+				published = append(published, version{root, slices.Clone(held)})
+				gen = newTrieGen()
+			case len(held) > 0 && rng.IntN(4) == 0:
+				i := rng.IntN(len(held))
+				root = trieRemove(root, held[i].v, held[i].plen)
+				held = append(held[:i:i], held[i+1:]...)
+			default:
+				p := testPrefix{plen: uint8(1 + rng.IntN(32))}
+				p.v = value() & prefixMask32(p.plen)
+				root = trieInsertIn(root, p.v, p.plen, gen)
+				held = append(held, p)
+			}
+		}
+		published = append(published, version{root, held})
+		for _, ver := range published {
+			for range 20 {
+				v := value()
+				gotBits, gotPlens := ver.root.lookup(v)
+				wantBits, wantPlens := refTrieLookup(ver.held, v)
+				if gotBits != wantBits || gotPlens != wantPlens {
+					t.Fatalf("round %d: lookup %#08x in %v: maskbits %d plens %#x, want %d %#x",
+						round, v, ver.held, gotBits, gotPlens, wantBits, wantPlens)
+				}
+			}
+		}
+	}
+}
