@@ -26,7 +26,7 @@ func runCmd(args []string) error {
 		return errors.New("run: no binary")
 	}
 	for _, bin := range fs.Args() {
-		res, err := runBinary(bin, *runs, *crashDir)
+		res, _, err := runBinary(bin, *runs, *crashDir)
 		if err != nil {
 			return err
 		}
@@ -35,24 +35,36 @@ func runCmd(args []string) error {
 	return nil
 }
 
-var doneLine = regexp.MustCompile(`Done \d+ runs in \d+ second`)
+var (
+	doneLine  = regexp.MustCompile(`Done \d+ runs in \d+ second`)
+	crashLine = regexp.MustCompile(`Test unit written to (\S+)`)
+)
+
+// crashFile is the crashing input's path in libFuzzer's output, "" if none.
+func crashFile(out string) string {
+	if m := crashLine.FindStringSubmatch(out); m != nil {
+		return m[1]
+	}
+	return ""
+}
 
 // runBinary runs a libFuzzer binary for runs inputs on a copy of its seed
 // corpus (BIN_seed_corpus.zip), with BIN.dict if there is one, and a fixed
-// seed. It returns libFuzzer's closing line; on a crash, an ErrCrash
-// error with the output and the path of the crashing input.
-func runBinary(bin string, runs int, artifacts string) (string, error) {
+// seed. It returns libFuzzer's closing line and its whole output; on a
+// crash, an ErrCrash error with the output and the path of the crashing
+// input, which is also returned as the output's "Test unit written to".
+func runBinary(bin string, runs int, artifacts string) (summary, output string, err error) {
 	corpus, err := os.MkdirTemp("", filepath.Base(bin)+"-corpus-")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer os.RemoveAll(corpus)
 	if err := unzipSeeds(bin+"_seed_corpus.zip", corpus); err != nil {
-		return "", err
+		return "", "", err
 	}
 	art, err := filepath.Abs(artifacts)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	args := []string{fmt.Sprintf("-runs=%d", runs), "-seed=1", "-artifact_prefix=" + art + "/" + filepath.Base(bin) + "-"}
 	if _, err := os.Stat(bin + ".dict"); err == nil {
@@ -63,17 +75,14 @@ func runBinary(bin string, runs int, artifacts string) (string, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		crash := ""
-		if m := regexp.MustCompile(`Test unit written to (\S+)`).FindSubmatch(out.Bytes()); m != nil {
-			crash = string(m[1])
-		}
-		return "", fmt.Errorf("%s %s: %w (%v), crashing input: %s\n%s", bin, strings.Join(args, " "), ErrCrash, err, crash, out.Bytes())
+		crash := crashFile(out.String())
+		return "", out.String(), fmt.Errorf("%s %s: %w (%v), crashing input: %s\n%s", bin, strings.Join(args, " "), ErrCrash, err, crash, out.Bytes())
 	}
 	line := doneLine.Find(out.Bytes())
 	if line == nil {
-		return "", fmt.Errorf("%s: no %q line in libFuzzer's output:\n%s", bin, "Done N runs", out.Bytes())
+		return "", out.String(), fmt.Errorf("%s: no %q line in libFuzzer's output:\n%s", bin, "Done N runs", out.Bytes())
 	}
-	return string(line), nil
+	return string(line), out.String(), nil
 }
 
 // unzipSeeds extracts a seed corpus zip (flat, as the builder writes it)

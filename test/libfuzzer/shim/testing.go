@@ -149,7 +149,10 @@ func (c *common) Failed() bool {
 
 func (c *common) Fatal(args ...any) { c.logf(fmt.Sprintln(args...)); c.FailNow() }
 
-func (c *common) Fatalf(format string, args ...any) { c.logf(fmt.Sprintf(format, args...)); c.FailNow() }
+func (c *common) Fatalf(format string, args ...any) {
+	c.logf(fmt.Sprintf(format, args...))
+	c.FailNow()
+}
 
 // Helper does nothing: log lines carry no file positions here.
 func (c *common) Helper() {}
