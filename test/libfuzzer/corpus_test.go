@@ -3,7 +3,10 @@ package main
 import (
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -65,6 +68,45 @@ func TestSplitArg(t *testing.T) {
 	for _, tc := range tests {
 		if p, f := splitArg(tc.in); p != tc.wantPkg || f != tc.wantFuzz {
 			t.Errorf("splitArg(%q) = %q, %q; want %q, %q", tc.in, p, f, tc.wantPkg, tc.wantFuzz)
+		}
+	}
+}
+
+// Each dictionary in dict/ is named after a target's binary and holds
+// only libFuzzer dictionary lines: comments and "quoted" tokens.
+func TestDictionaries(t *testing.T) {
+	modDir, err := moduleDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, err := selectTargets(modDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, tg := range targets {
+		names[tg.binName()] = true
+	}
+	dicts, err := filepath.Glob("dict/*.dict")
+	if err != nil || len(dicts) == 0 {
+		t.Fatalf("no dictionaries: %v", err)
+	}
+	for _, d := range dicts {
+		if name := strings.TrimSuffix(filepath.Base(d), ".dict"); !names[name] {
+			t.Errorf("%s: no fuzz target builds a binary %s (targets: %v)", d, name, names)
+		}
+		b, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range strings.Split(string(b), "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			if len(l) < 2 || l[0] != '"' || l[len(l)-1] != '"' {
+				t.Errorf("%s:%d: %q is not a quoted token", d, i+1, l)
+			}
 		}
 	}
 }
