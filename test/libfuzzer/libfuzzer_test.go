@@ -164,3 +164,35 @@ func TestModuleTargetRuns(t *testing.T) {
 		t.Errorf("summary %q; output:\n%s", summary, out)
 	}
 }
+
+// TestExternalTestPackage builds a target of an external test package
+// (package xplant_test, with an export_test.go helper) whose fuzz function
+// takes a string and an int8 and fails through t.Errorf: the binary must
+// pass an ordinary input and report the failing one as a crash.
+func TestExternalTestPackage(t *testing.T) {
+	l := requireLibFuzzer(t)
+	bin := buildOne(t, l, "./test/libfuzzer/testdata/xplant.FuzzSum")
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name      string
+		k         int8
+		wantCrash bool
+	}{
+		{"ordinary", 0, false},
+		{"planted", 0x7f, true},
+	} {
+		in, err := shim.Encode([]any{"xplant", tc.k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(path, in, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, path).CombinedOutput()
+		crashed := err != nil && strings.Contains(string(out), `planted: "xplant"`) && strings.Contains(string(out), "--- FAIL: xplant_FuzzSum")
+		if crashed != tc.wantCrash || (!tc.wantCrash && err != nil) {
+			t.Errorf("%s input: err %v, want crash: %v\n%s", tc.name, err, tc.wantCrash, out)
+		}
+	}
+}
