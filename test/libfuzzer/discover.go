@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // A target is one func FuzzX(f *testing.F) of a package.
@@ -106,7 +108,7 @@ func fuzzFuncs(f *ast.File) []string {
 		if !ok || fd.Recv != nil || !strings.HasPrefix(fd.Name.Name, "Fuzz") {
 			continue
 		}
-		if rest := fd.Name.Name[len("Fuzz"):]; rest != "" && strings.ToLower(rest[:1]) == rest[:1] && rest[0] != '_' {
+		if r, _ := utf8.DecodeRuneInString(fd.Name.Name[len("Fuzz"):]); unicode.IsLower(r) {
 			continue // FuzzyThing is not a fuzz target, as for go test
 		}
 		if fd.Type.TypeParams != nil || fd.Type.Results != nil || len(fd.Type.Params.List) != 1 || len(fd.Type.Params.List[0].Names) > 1 {

@@ -114,7 +114,6 @@ func (h *Harness) init() {
 		var panicked any
 		var stack []byte
 		func() {
-			defer f.finish()
 			defer func() {
 				switch r := recover(); r.(type) {
 				case nil, failNow, skipNow:
@@ -124,6 +123,12 @@ func (h *Harness) init() {
 			}()
 			h.setup(f)
 		}()
+		// As under go test, what the setup registered (f.Cleanup, f.TempDir,
+		// f.Setenv) lasts while inputs run: until the process ends when the
+		// setup succeeded.
+		if panicked != nil || f.Failed() || f.Skipped() || !f.fn.IsValid() {
+			f.finish()
+		}
 		switch {
 		case panicked != nil:
 			h.setupErr = fmt.Errorf("%s: panic: %v\n%s%w", h.name, panicked, stack, ErrSetup)

@@ -132,3 +132,22 @@ func TestWriteSeeds(t *testing.T) {
 		t.Error("a seed of the wrong type was written")
 	}
 }
+
+// What the setup registers lasts while the inputs run, as under go test.
+func TestHarnessSetupStateLasts(t *testing.T) {
+	var dir string
+	h := NewHarness("FuzzT", "", func(f *F) {
+		dir = f.TempDir()
+		f.Fuzz(func(t *T, b []byte) {
+			if _, err := os.Stat(dir); err != nil {
+				t.Fatalf("setup's temp dir: %v", err)
+			}
+		})
+	})
+	for i := 0; i < 2; i++ {
+		if err := h.Run(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.f.finish()
+}
