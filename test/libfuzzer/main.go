@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 )
 
@@ -82,7 +83,11 @@ func buildCmd(args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	o := &buildOptions{modDir: modDir, out: *out, link: link, bundle: *bundle,
+	outDir, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	o := &buildOptions{modDir: modDir, out: outDir, link: link, bundle: *bundle,
 		log: func(format string, args ...any) { fmt.Printf(format+"\n", args...) }}
 	if *work != "" {
 		if err := os.MkdirAll(*work, 0o755); err != nil {
