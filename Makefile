@@ -46,10 +46,10 @@ fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; 
 
 # How many inputs each libFuzzer binary runs in `make fuzz-libfuzzer`.
 LIBFUZZER_RUNS      ?= 2000
-LIBFUZZER_RUNS_SLOW ?= 200
+LIBFUZZER_RUNS_SLOW ?= 300
 
 .PHONY: fuzz-libfuzzer
-fuzz-libfuzzer: ## build every fuzz target as a libFuzzer binary into bin/libfuzzer and run each for LIBFUZZER_RUNS inputs (FuzzTranslate: LIBFUZZER_RUNS_SLOW)
+fuzz-libfuzzer: ## build every fuzz target as a libFuzzer binary into bin/libfuzzer and run each for LIBFUZZER_RUNS inputs (FuzzTranslate, FuzzTeardown: LIBFUZZER_RUNS_SLOW)
 	LIBFUZZER_RUNS=$(LIBFUZZER_RUNS) LIBFUZZER_RUNS_SLOW=$(LIBFUZZER_RUNS_SLOW) ./.ci/fuzz-libfuzzer
 
 # How many times `make stress` runs the timing-sensitive packages.

@@ -104,13 +104,26 @@ func recvType(e ast.Expr) string {
 	}
 }
 
+// fuzzFiles lists the files that declare fuzz targets. All the targets of
+// a package get the files all of them need, so that the package compiles
+// once (go build's cache) for all its targets.
+func fuzzFiles(set []*srcFile) []*srcFile {
+	var out []*srcFile
+	for _, f := range set {
+		if len(fuzzFuncs(f.ast)) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // closure returns the files of set that start needs: start itself, the
 // files declaring a name that an included file uses (or that refs lists),
 // and the files with methods of an included type, until nothing changes.
 // A name used only as a field or a local is taken for a top-level one, so
 // it may include a file too many, never one too few, except for a file
 // needed only for its init functions.
-func closure(set []*srcFile, start *srcFile, refs map[string]bool) []*srcFile {
+func closure(set []*srcFile, start []*srcFile, refs map[string]bool) []*srcFile {
 	declBy := map[string][]*srcFile{}
 	methodsOf := map[string][]*srcFile{}
 	for _, f := range set {
@@ -136,9 +149,7 @@ func closure(set []*srcFile, start *srcFile, refs map[string]bool) []*srcFile {
 			add(declBy[n])
 		}
 	}
-	if start != nil {
-		add([]*srcFile{start})
-	}
+	add(start)
 	useNames(refs)
 	for len(queue) > 0 {
 		f := queue[0]
@@ -220,25 +231,13 @@ func overlay(t *target, work string) (mainDir string, replace map[string]string,
 	importPath := t.pkg.ImportPath
 	var need []*srcFile
 	if !t.xtest {
-		var start *srcFile
-		for _, f := range internal {
-			if f.name == t.file {
-				start = f
-			}
-		}
-		need = closure(internal, start, nil)
+		need = closure(internal, fuzzFiles(internal), nil)
 	} else {
 		external, err := loadFiles(t.pkg.Dir, t.pkg.XTestGoFiles)
 		if err != nil {
 			return "", nil, err
 		}
-		var start *srcFile
-		for _, f := range external {
-			if f.name == t.file {
-				start = f
-			}
-		}
-		xneed := closure(external, start, nil)
+		xneed := closure(external, fuzzFiles(external), nil)
 		refs := map[string]bool{}
 		for _, f := range xneed {
 			for r := range f.refs {

@@ -6,8 +6,9 @@
 //
 // build: for each func FuzzX(f *testing.F) (default: every one in ./...),
 // without touching the source tree (go build -overlay), the package's test
-// files that the target needs become ordinary files of the package, their
-// "testing" import pointed at test/libfuzzer/shim; a generated main package
+// files that its fuzz targets need become ordinary files of the package,
+// their "testing" import (and that of the module's test helper packages)
+// pointed at test/libfuzzer/shim; a generated main package
 // under the package's directory exports LLVMFuzzerTestOneInput through cgo
 // and feeds each input to the target's fuzz function (one []byte or string
 // argument gets the input as it is; several are decoded as shim.Decode
