@@ -245,13 +245,13 @@ func overlay(t *target, work string) (mainDir string, replace map[string]string,
 			}
 		}
 		need = closure(internal, nil, refs)
-		xdir := filepath.Join(t.pkg.Dir, "zz_libfuzzer_xtest_"+t.name)
+		xdir := filepath.Join(t.pkg.Dir, "zz_libfuzzer_xtest")
 		for _, f := range xneed {
 			if err := put(filepath.Join(xdir, overlayName(f.name)), rewrite(f)); err != nil {
 				return "", nil, err
 			}
 		}
-		importPath += "/zz_libfuzzer_xtest_" + t.name
+		importPath += "/zz_libfuzzer_xtest"
 	}
 	for _, f := range need {
 		if err := put(filepath.Join(t.pkg.Dir, overlayName(f.name)), rewrite(f)); err != nil {
