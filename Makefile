@@ -23,7 +23,7 @@ build: ## build the binaries into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install the system packages the tests use (Debian: openvswitch-common, openvswitch-switch, tcpdump, iproute2, ethtool, iputils-ping, curl)
+deps: ## install the system packages the tests use (Debian: openvswitch-common, openvswitch-switch, tcpdump, iproute2, ethtool, iputils-ping, curl, clang-14, libclang-rt-14-dev)
 	./.ci/deps
 
 .PHONY: lint
@@ -44,6 +44,14 @@ race: ## go test -race on the packet-path packages
 fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy and FuzzTranslate: 20000x)
 	FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_EXECS_TEARDOWN=$(FUZZ_EXECS_TEARDOWN) FUZZ_EXECS_SLOW=$(FUZZ_EXECS_SLOW) ./.ci/fuzz
 
+# How many inputs each libFuzzer binary runs in `make fuzz-libfuzzer`.
+LIBFUZZER_RUNS      ?= 2000
+LIBFUZZER_RUNS_SLOW ?= 300
+
+.PHONY: fuzz-libfuzzer
+fuzz-libfuzzer: ## build every fuzz target as a libFuzzer binary into bin/libfuzzer and run each for LIBFUZZER_RUNS inputs (FuzzTranslate, FuzzTeardown: LIBFUZZER_RUNS_SLOW)
+	LIBFUZZER_RUNS=$(LIBFUZZER_RUNS) LIBFUZZER_RUNS_SLOW=$(LIBFUZZER_RUNS_SLOW) ./.ci/fuzz-libfuzzer
+
 # How many times `make stress` runs the timing-sensitive packages.
 STRESS_RUNS ?= 30
 
@@ -52,7 +60,7 @@ stress: ## run the timing-sensitive test packages STRESS_RUNS times (default 30)
 	./.ci/stress $(STRESS_RUNS)
 
 .PHONY: test
-test: deps lint unit race fuzz ## everything CI runs: lint, unit and integration tests, race detector, short fuzzing
+test: deps lint unit race fuzz fuzz-libfuzzer ## everything CI runs: lint, unit and integration tests, race detector, short fuzzing (go test and libFuzzer builds)
 
 .PHONY: bench
 bench: ## run the Go benchmarks of flow and datapath (BENCHCOUNT runs each)

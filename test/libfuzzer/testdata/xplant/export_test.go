@@ -1,0 +1,4 @@
+package xplant
+
+// Sum exports sum to the external tests.
+var Sum = sum
