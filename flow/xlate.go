@@ -165,6 +165,7 @@ type xlate struct {
 	inBucket  int     // how many group buckets are running
 	groups    int     // group actions run (bounded as resubmits are)
 	learn     bool    // learn actions build their flows (tr.Learned)
+	packetOut bool    // translating a packet out's actions
 	rule      *Rule   // the rule whose actions run (fin_timeout's)
 	err       Verdict // a failure: the packet is dropped
 	stop      Verdict // the first early stop that is not a failure
@@ -225,7 +226,11 @@ func (x *xlate) lookupAndRun(table uint8, deepens bool, inPort uint32) {
 	if deepens {
 		x.depth++
 	}
-	if r == nil {
+	if r == nil && x.missToController() {
+		x.report(TraceAction, "CONTROLLER:65535")
+		miss := ControllerAction(ReasonNoMatch, MaxLenAll)
+		x.controller(&miss, true)
+	} else if r == nil {
 		x.report(TraceAction, "drop")
 	} else {
 		x.tr.Rules = append(x.tr.Rules, r)
@@ -330,6 +335,8 @@ func (x *xlate) action(a *Action) bool {
 		x.resubmit(a.Port, a.Table)
 	case ActGroup:
 		return x.group(uint32(a.Value))
+	case ActController:
+		x.controller(a, false)
 	}
 	return true
 }
