@@ -20,6 +20,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
@@ -72,6 +73,10 @@ type Config struct {
 	// Desc is what a desc stats request answers.
 	Desc   openflow.DescReply
 	Logger *slog.Logger
+	// OnChange, if set, is called (with no lock held) when a connection
+	// that may take asynchronous messages comes, goes or changes its
+	// settings: Wants may answer differently.
+	OnChange func()
 }
 
 // Limits of a connection; a Server copies them (tests change its copy).
@@ -107,9 +112,12 @@ type Server struct {
 	maxConns                                  int
 	helloTimeout, probeInterval, writeTimeout time.Duration
 
+	asyncSent, asyncDropped atomic.Uint64
+
 	mu     sync.Mutex // protects the fields below
 	ln     net.Listener
 	conns  map[net.Conn]struct{}
+	live   map[*conn]struct{} // connections past hello (async.go)
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -119,7 +127,7 @@ func NewServer(br Bridge, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{},
+	return &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}, live: map[*conn]struct{}{},
 		maxConns: defaultMaxConns, helloTimeout: defaultHelloTimeout, probeInterval: defaultProbeInterval, writeTimeout: defaultWriteTimeout}
 }
 
@@ -153,7 +161,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
-			s.serve(c)
+			s.serve(c, Service)
 		}()
 	}
 }
@@ -214,7 +222,44 @@ func (s *Server) Wait() { s.wg.Wait() }
 // and closes c. It is what each accepted connection runs.
 func (s *Server) ServeConn(c net.Conn) {
 	defer c.Close()
-	s.serve(c)
+	s.serve(c, Service)
+}
+
+// ServeController runs the protocol on a controller's connection (kind
+// Primary) as ServeConn does, and calls up, if set, once the version is
+// negotiated. It returns when the connection ends, or at once when the
+// server is closed.
+func (s *Server) ServeController(c net.Conn, up func(version uint8)) {
+	if !s.track(c) {
+		return
+	}
+	defer s.wg.Done()
+	defer s.untrack(c)
+	s.serveUp(c, Primary, up)
+}
+
+// ServePrimary accepts controller connections (kind Primary) on ln, as
+// a passive ptcp: or punix: controller, until ln is closed; it returns
+// the error that ended Accept. The caller owns ln.
+func (s *Server) ServePrimary(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		if !s.track(c) {
+			continue
+		}
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serve(c, Primary)
+		}()
+	}
 }
 
 // conn is one connection's state. It belongs to its goroutine.
@@ -225,21 +270,35 @@ type conn struct {
 	r   *openflow.Reader
 
 	version     uint8 // negotiated; 0 before hello
-	tableID     bool  // NXT_FLOW_MOD_TABLE_ID is on
+	kind        Kind
+	tableID     bool // NXT_FLOW_MOD_TABLE_ID is on
 	flowFormat  uint32
 	config      openflow.SwitchConfig
 	role        uint32
 	generation  uint64
 	probeSentAt time.Time
 	xid         uint32
+
+	// Asynchronous messages (async.go).
+	pinFormat    uint32 // NXT_SET_PACKET_IN_FORMAT
+	controllerID uint16 // NXT_SET_CONTROLLER_ID
+	missLenSet   bool   // a SET_CONFIG arrived
+	async        asyncState
+	up           func(uint8)
+	// wmu serializes writes: replies from the connection's goroutine,
+	// asynchronous messages from its writer.
+	wmu sync.Mutex
 }
 
 // errClose ends a connection after its error reply was sent.
 var errClose = errors.New("connection closed by protocol error")
 
-func (s *Server) serve(nc net.Conn) {
+func (s *Server) serve(nc net.Conn, kind Kind) { s.serveUp(nc, kind, nil) }
+
+func (s *Server) serveUp(nc net.Conn, kind Kind, up func(uint8)) {
 	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(nc, openflow.MaxMessageLen),
-		config: openflow.SwitchConfig{MissSendLen: 128}, role: openflow.RoleEqual}
+		config: openflow.SwitchConfig{MissSendLen: 128}, role: openflow.RoleEqual, kind: kind, up: up}
+	defer c.stopAsync()
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("openflow: connection handler panicked; connection closed", "panic", p, "stack", string(debug.Stack()))
@@ -325,6 +384,10 @@ func (c *conn) hello(h openflow.Header, m openflow.Message, b []byte, err error)
 	}
 	c.version = v
 	c.log.Debug("openflow: version negotiated", "version", v)
+	c.startAsync()
+	if c.up != nil {
+		c.up(v)
+	}
 	return nil
 }
 
@@ -351,6 +414,8 @@ func (c *conn) send(v uint8, xid uint32, m openflow.Message) error {
 		c.log.Error("openflow: cannot encode reply", "type", fmt.Sprintf("%T", m), "err", err)
 		return c.sendError(v, xid, &openflow.ErrorMsg{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm})
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	if _, err := c.nc.Write(b); err != nil {
 		return fmt.Errorf("openflow: write: %w", err)
@@ -366,6 +431,8 @@ func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 	if err != nil {
 		return err
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	_, err = c.nc.Write(b)
 	return err
