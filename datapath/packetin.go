@@ -39,6 +39,7 @@ type packetIns struct {
 	// they are dropped as DropNoController, as Open vSwitch drops them.
 	wanted atomic.Bool
 	miss   atomic.Bool // table misses go to the controller (flow.MissPolicy)
+	open   atomic.Bool // fail-open: forward with the normal action (flow.FailOpenPolicy)
 
 	queued, dropped atomic.Uint64
 }
@@ -119,7 +120,24 @@ func (b *Bridge) SetMissToController(on bool) {
 // MissToController implements flow.MissPolicy.
 func (b *Bridge) MissToController() bool { return b.pins.miss.Load() }
 
-var _ flow.MissPolicy = (*Bridge)(nil)
+// SetFailOpen turns fail-open on or off: while it is on, every packet
+// takes the normal action, whatever the flow table says, as Open vSwitch's
+// standalone fail mode does while no controller is connected. Megaflows
+// translated with the old setting are revalidated.
+func (b *Bridge) SetFailOpen(on bool) {
+	if b.pins.open.Swap(on) != on {
+		b.log.Info("fail-open", "bridge", b.cfg.Name, "on", on)
+		b.table.SetPortLiveness(b)
+	}
+}
+
+// FailOpen implements flow.FailOpenPolicy.
+func (b *Bridge) FailOpen() bool { return b.pins.open.Load() }
+
+var (
+	_ flow.MissPolicy     = (*Bridge)(nil)
+	_ flow.FailOpenPolicy = (*Bridge)(nil)
+)
 
 // PacketIn implements flow.PacketInSink for a poll thread: the copy is
 // accounted as one output of the packet.

@@ -90,7 +90,7 @@ func TestMissToController(t *testing.T) {
 	quiesce(t, b, m1)
 	select {
 	case pi := <-b.PacketIns():
-		if pi.Reason != flow.ReasonNoMatch || pi.Cookie != flow.CookieNone || len(pi.Data) != len(frame) {
+		if pi.Reason != flow.ReasonImplicitMiss || pi.Cookie != flow.CookieNone || len(pi.Data) != len(frame) {
 			t.Errorf("miss packet in %+v, %d bytes", *pi.PacketIn, len(pi.Data))
 		}
 	default:

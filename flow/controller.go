@@ -23,10 +23,25 @@ const (
 	ReasonActionSet  PacketInReason = 3 // action_set
 	ReasonGroup      PacketInReason = 4 // group
 	ReasonPacketOut  PacketInReason = 5 // packet_out
-	numReasons                      = 6
+
+	// Reasons of Open vSwitch's own that never appear in an action: a
+	// controller action of a table-miss flow (priority 0, matching
+	// everything), which OpenFlow 1.3 and later report as no_match and
+	// earlier versions as action; and a table miss sent to the controller
+	// without any flow (MissPolicy), reported as no_match.
+	ReasonExplicitMiss PacketInReason = 6
+	ReasonImplicitMiss PacketInReason = 7
+
+	numReasons = 6 // the reasons an action may name
 )
 
 var reasonNames = [numReasons]string{"no_match", "action", "invalid_ttl", "action_set", "group", "packet_out"}
+
+// IsMiss reports whether the reason is a table miss of some kind: such
+// packet ins are cut to the connection's miss_send_len.
+func (r PacketInReason) IsMiss() bool {
+	return r == ReasonNoMatch || r == ReasonExplicitMiss || r == ReasonImplicitMiss
+}
 
 // String returns the reason as ovs-ofctl writes it.
 func (r PacketInReason) String() string {
@@ -86,6 +101,21 @@ type PacketInSink interface {
 // generation: call SetPortLiveness again.
 type MissPolicy interface {
 	MissToController() bool
+}
+
+// FailOpenPolicy is implemented by the PortLiveness a table was given
+// when it can tell translation that the bridge is in fail-open: every
+// packet then takes the normal action and no table is consulted, as Open
+// vSwitch's hidden fail-open flow does. A change of the answer needs a new
+// generation: call SetPortLiveness again.
+type FailOpenPolicy interface {
+	FailOpen() bool
+}
+
+// failOpen reports whether the bridge is in fail-open.
+func (x *xlate) failOpen() bool {
+	f, ok := x.s.live.(FailOpenPolicy)
+	return ok && f.FailOpen()
 }
 
 // formatController writes a controller action as ovs-ofctl does.
@@ -207,6 +237,9 @@ func (x *xlate) controller(a *Action, miss bool) {
 			reason = ReasonGroup
 		}
 	}
+	if reason == ReasonAction && x.rule != nil && x.rule.Priority == 0 && x.rule.Match.Catchall() {
+		reason = ReasonExplicitMiss
+	}
 	pi := &PacketIn{
 		Reason:       reason,
 		MaxLen:       uint16(a.Value),
@@ -248,7 +281,11 @@ func formatODPController(a *Action) string {
 	if cookie != 0 {
 		c = "0x" + strconv.FormatUint(cookie, 16)
 	}
-	return "userspace(pid=0,controller(reason=" + strconv.Itoa(int(a.Table)) +
+	reason := PacketInReason(a.Table)
+	if a.PacketIn != nil {
+		reason = a.PacketIn.Reason
+	}
+	return "userspace(pid=0,controller(reason=" + strconv.Itoa(int(reason)) +
 		",dont_send=0,continuation=0,recirc_id=0,rule_cookie=" + c +
 		",controller_id=" + strconv.FormatUint(a.Mask, 10) +
 		",max_len=" + strconv.FormatUint(a.Value, 10) + "))"

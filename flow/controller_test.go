@@ -25,13 +25,36 @@ func TestControllerTranslate(t *testing.T) {
 			in:      "in_port=4,ip",
 			wantODP: "mod_dl_src:00:00:00:00:00:09,userspace(pid=0,controller(reason=0,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0,controller_id=7,max_len=128)),2",
 			want:    PacketIn{Reason: ReasonNoMatch, MaxLen: 128, ControllerID: 7, Userdata: []byte{1, 2}, Table: 0, Cookie: 0, InPort: 4}},
+		{name: "a table-miss flow's controller action is an explicit miss",
+			flows:   []string{"priority=0,actions=CONTROLLER:128"},
+			in:      "in_port=2",
+			wantODP: "userspace(pid=0,controller(reason=6,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0,controller_id=0,max_len=128))",
+			want:    PacketIn{Reason: ReasonExplicitMiss, MaxLen: 128, Table: 0, Cookie: 0, InPort: 2}},
+		{name: "a group's output to the controller has the reason group",
+			flows:   []string{"priority=1,actions=group:1"},
+			in:      "in_port=2",
+			wantODP: "-",
+			want:    PacketIn{Reason: ReasonGroup, MaxLen: 65535, Table: 0, Cookie: 0, InPort: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			snap := pipeline(t, tt.flows...).Snapshot()
+			tbl := NewTable()
+			if err := tbl.AddGroups([]*Group{mustGroup(t, "group_id=1,type=all,bucket=actions=controller")}); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tt.flows {
+				f, err := ParseFlow(s, CmdAdd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tbl.Add(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			snap := tbl.Snapshot()
 			k := microflow(t, tt.in)
 			tr := snap.Translate(&k, false)
-			if got := FormatODPActions(tr.Actions); got != tt.wantODP {
+			if got := FormatODPActions(tr.Actions); tt.wantODP != "-" && got != tt.wantODP {
 				t.Errorf("datapath actions\n got %s\nwant %s", got, tt.wantODP)
 			}
 			var pi *PacketIn
@@ -70,7 +93,7 @@ func TestControllerTableMiss(t *testing.T) {
 	if len(tr.Actions) != 1 || tr.Actions[0].Type != ActController {
 		t.Fatalf("a miss with the policy on: got %s", FormatODPActions(tr.Actions))
 	}
-	if pi := tr.Actions[0].PacketIn; pi.Reason != ReasonNoMatch || pi.Table != 2 || pi.Cookie != CookieNone {
+	if pi := tr.Actions[0].PacketIn; pi.Reason != ReasonImplicitMiss || pi.Table != 2 || pi.Cookie != CookieNone {
 		t.Errorf("miss packet in: %+v", *pi)
 	}
 	m.on = false
@@ -139,4 +162,13 @@ func TestControllerParseErrors(t *testing.T) {
 			t.Errorf("%s: unsupported=%v, want %v", tt.in, !tt.unsupported, tt.unsupported)
 		}
 	}
+}
+
+func mustGroup(t *testing.T, s string) *Group {
+	t.Helper()
+	g, err := ParseGroup(s, GroupCmdAdd)
+	if err != nil {
+		t.Fatalf("%s: %v", s, err)
+	}
+	return g
 }

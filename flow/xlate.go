@@ -133,7 +133,12 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	if k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6 {
 		x.wc.NwFrag = FragAny | FragLater
 	}
-	x.lookupAndRun(0, false, k.InPort)
+	if x.failOpen() {
+		x.report(TraceDetail, "fail-open: the normal action")
+		x.output(PortNormal)
+	} else {
+		x.lookupAndRun(0, false, k.InPort)
+	}
 	x.commit()
 	tr := &x.tr
 	tr.Actions = x.acts
@@ -228,7 +233,7 @@ func (x *xlate) lookupAndRun(table uint8, deepens bool, inPort uint32) {
 	}
 	if r == nil && x.missToController() {
 		x.report(TraceAction, "CONTROLLER:65535")
-		miss := ControllerAction(ReasonNoMatch, MaxLenAll)
+		miss := ControllerAction(ReasonImplicitMiss, MaxLenAll)
 		x.controller(&miss, true)
 	} else if r == nil {
 		x.report(TraceAction, "drop")

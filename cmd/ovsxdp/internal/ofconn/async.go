@@ -205,7 +205,7 @@ func (s *Server) PacketIn(pi *flow.PacketIn, data []byte, totalLen int) {
 			continue // not in the default asynchronous configuration
 		}
 		d := data
-		if pi.Reason == flow.ReasonNoMatch && a.missSendLen != flow.MaxLenAll {
+		if pi.Reason.IsMiss() && a.missSendLen != flow.MaxLenAll {
 			d = d[:min(len(d), int(a.missSendLen))]
 		}
 		b, err := encodePacketIn(a, pi, d, totalLen)
@@ -220,7 +220,7 @@ func (s *Server) PacketIn(pi *flow.PacketIn, data []byte, totalLen int) {
 // encodePacketIn encodes a packet in in the connection's version and
 // packet-in format, with no buffer id, as Open vSwitch does.
 func encodePacketIn(a *asyncCfg, pi *flow.PacketIn, data []byte, totalLen int) ([]byte, error) {
-	reason := uint8(pi.Reason)
+	reason := wireReason(pi.Reason, a.version)
 	if a.format == openflow.PacketInFormatNXT2 {
 		m := &openflow.PacketIn2{Packet: data, FullLen: uint32(totalLen), HasFullLen: len(data) < totalLen,
 			TableID: pi.Table, Cookie: pi.Cookie, Reason: reason, Metadata: pipelineFields(a.version, pi)}
@@ -229,15 +229,32 @@ func encodePacketIn(a *asyncCfg, pi *flow.PacketIn, data []byte, totalLen int) (
 		}
 		return openflow.Encode(a.version, 0, m)
 	}
-	if a.version < openflow.Version14 && reason > uint8(flow.ReasonInvalidTTL) {
-		reason = uint8(flow.ReasonAction) // the reasons OpenFlow 1.4 added
-	}
 	m := &openflow.PacketIn{BufferID: openflow.NoBuffer, TotalLen: uint16(min(totalLen, 0xffff)), Reason: reason,
 		TableID: pi.Table, Cookie: pi.Cookie, Data: data, InPort: ofPort32(pi.InPort)}
 	if a.version != openflow.Version10 {
 		m.Match = pipelineFields(a.version, pi)
 	}
 	return openflow.Encode(a.version, 0, m)
+}
+
+// wireReason is the reason a connection of version v is told, as Open
+// vSwitch encodes it: OpenFlow 1.4's refinements of action are action
+// before 1.4, a table-miss flow's packet in is no_match from 1.3 on.
+func wireReason(r flow.PacketInReason, v uint8) uint8 {
+	switch r {
+	case flow.ReasonActionSet, flow.ReasonGroup, flow.ReasonPacketOut:
+		if v < openflow.Version14 {
+			return uint8(flow.ReasonAction)
+		}
+	case flow.ReasonExplicitMiss:
+		if v < openflow.Version13 {
+			return uint8(flow.ReasonAction)
+		}
+		return uint8(flow.ReasonNoMatch)
+	case flow.ReasonImplicitMiss:
+		return uint8(flow.ReasonNoMatch)
+	}
+	return uint8(r)
 }
 
 // pipelineFields are the packet in's match: in_port, and the pipeline

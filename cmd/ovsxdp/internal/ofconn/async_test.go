@@ -16,7 +16,7 @@ func dialController(t *testing.T, s *Server, v uint8) *client {
 	a, b := net.Pipe()
 	done := make(chan struct{})
 	up := make(chan uint8, 1)
-	go func() { s.ServeController(b, func(v uint8) { up <- v }); close(done) }()
+	go func() { s.ServeController(b, ControllerOptions{Up: func(v uint8) { up <- v }}); close(done) }()
 	t.Cleanup(func() {
 		a.Close()
 		select {

@@ -225,17 +225,26 @@ func (s *Server) ServeConn(c net.Conn) {
 	s.serve(c, Service)
 }
 
+// ControllerOptions are a controller connection's settings.
+type ControllerOptions struct {
+	// Probe is the inactivity probe interval: a connection silent that
+	// long is sent an echo request, and dropped when it stays silent as
+	// long again. Zero: the server's default; negative: no probes.
+	Probe time.Duration
+	// Up, if set, is called once the version is negotiated.
+	Up func(version uint8)
+}
+
 // ServeController runs the protocol on a controller's connection (kind
-// Primary) as ServeConn does, and calls up, if set, once the version is
-// negotiated. It returns when the connection ends, or at once when the
-// server is closed.
-func (s *Server) ServeController(c net.Conn, up func(version uint8)) {
+// Primary) as ServeConn does. It returns when the connection ends, or at
+// once when the server is closed.
+func (s *Server) ServeController(c net.Conn, opts ControllerOptions) {
 	if !s.track(c) {
 		return
 	}
 	defer s.wg.Done()
 	defer s.untrack(c)
-	s.serveUp(c, Primary, up)
+	s.serveOpts(c, Primary, opts)
 }
 
 // ServePrimary accepts controller connections (kind Primary) on ln, as
@@ -285,6 +294,7 @@ type conn struct {
 	missLenSet   bool   // a SET_CONFIG arrived
 	async        asyncState
 	up           func(uint8)
+	probe        time.Duration // ControllerOptions.Probe
 	// wmu serializes writes: replies from the connection's goroutine,
 	// asynchronous messages from its writer.
 	wmu sync.Mutex
@@ -293,11 +303,11 @@ type conn struct {
 // errClose ends a connection after its error reply was sent.
 var errClose = errors.New("connection closed by protocol error")
 
-func (s *Server) serve(nc net.Conn, kind Kind) { s.serveUp(nc, kind, nil) }
+func (s *Server) serve(nc net.Conn, kind Kind) { s.serveOpts(nc, kind, ControllerOptions{}) }
 
-func (s *Server) serveUp(nc net.Conn, kind Kind, up func(uint8)) {
+func (s *Server) serveOpts(nc net.Conn, kind Kind, opts ControllerOptions) {
 	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(nc, openflow.MaxMessageLen),
-		config: openflow.SwitchConfig{MissSendLen: 128}, role: openflow.RoleEqual, kind: kind, up: up}
+		config: openflow.SwitchConfig{MissSendLen: 128}, role: openflow.RoleEqual, kind: kind, up: opts.Up, probe: opts.Probe}
 	defer c.stopAsync()
 	defer func() {
 		if p := recover(); p != nil {
@@ -321,10 +331,17 @@ func (s *Server) serveUp(nc net.Conn, kind Kind, up func(uint8)) {
 // readOne reads and handles one message.
 func (c *conn) readOne() error {
 	timeout := c.s.probeInterval
+	if c.probe != 0 {
+		timeout = c.probe
+	}
 	if c.version == 0 {
 		timeout = c.s.helloTimeout
 	}
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	if timeout < 0 {
+		c.nc.SetReadDeadline(time.Time{})
+	} else {
+		c.nc.SetReadDeadline(time.Now().Add(timeout))
+	}
 	b, err := c.r.ReadMessage()
 	if err != nil {
 		var ne net.Error
