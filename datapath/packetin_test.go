@@ -118,3 +118,30 @@ func portStats(t *testing.T, b *Bridge, name string) PortStats {
 	t.Fatalf("no port %s", name)
 	return PortStats{}
 }
+
+// TestFailOpen checks that a bridge in fail-open forwards with the normal
+// action whatever its flows say, and follows them again afterwards.
+func TestFailOpen(t *testing.T) {
+	b := newTestBridge(t, Config{})
+	m1, _ := addMemPort(t, b, vport.MemConfig{Name: "p1"}, 1)
+	m2, _ := addMemPort(t, b, vport.MemConfig{Name: "p2"}, 2)
+	addFlows(t, b, "priority=10,actions=drop")
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 10})
+	send := func() int {
+		m1.Inject(0, [][]byte{frame})
+		quiesce(t, b, m1)
+		return len(drainAll(m2))
+	}
+	if n := send(); n != 0 {
+		t.Fatalf("the drop flow let %d frames through", n)
+	}
+	b.SetFailOpen(true)
+	if n := send(); n != 1 {
+		t.Fatalf("fail-open: port 2 sent %d frames, want 1 (flooded by the normal action)", n)
+	}
+	b.SetFailOpen(false)
+	if n := send(); n != 0 {
+		t.Fatalf("after fail-open: %d frames through the drop flow", n)
+	}
+	checkAccounting(t, b)
+}
