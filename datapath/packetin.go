@@ -154,7 +154,14 @@ func (p *pmd) PacketIn(pi *flow.PacketIn, frame []byte) {
 // PacketIn implements flow.PacketInSink for a packet out's actions.
 func (s *packetOutSink) PacketIn(pi *flow.PacketIn, frame []byte) { s.p.PacketIn(pi, frame) }
 
+// PacketIn implements flow.PacketInSink for ofproto/trace: the copy is
+// listed, not sent (the userspace action's dont_send=1).
+func (tr *tracer) PacketIn(pi *flow.PacketIn, _ []byte) {
+	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Action: flow.PortController, Port: flow.PortController, Key: *tr.key, PacketIn: pi})
+}
+
 var (
 	_ flow.PacketInSink = (*pmd)(nil)
 	_ flow.PacketInSink = (*packetOutSink)(nil)
+	_ flow.PacketInSink = (*tracer)(nil)
 )

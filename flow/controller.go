@@ -270,23 +270,30 @@ func (x *xlate) missToController() bool {
 }
 
 // formatODPController writes a controller datapath action as Open
-// vSwitch's dpctl prints its userspace action. ovsxdp keeps no frozen
-// state for it (no continuations), so its recirc_id is always 0.
+// vSwitch's dpctl prints its userspace action.
 func formatODPController(a *Action) string {
-	cookie := uint64(0)
-	if a.PacketIn != nil && a.PacketIn.Cookie != CookieNone {
-		cookie = a.PacketIn.Cookie
+	pi := a.PacketIn
+	if pi == nil {
+		pi = &PacketIn{Reason: PacketInReason(a.Table), MaxLen: uint16(a.Value), ControllerID: uint16(a.Mask)}
 	}
+	return FormatODPPacketIn(pi, false)
+}
+
+// FormatODPPacketIn writes the userspace action that sends pi to the
+// controllers as Open vSwitch prints it; dontSend is set in traces, which
+// send nothing. ovsxdp keeps no frozen state for it (no continuations),
+// so its recirc_id is always 0.
+func FormatODPPacketIn(pi *PacketIn, dontSend bool) string {
 	c := "0"
-	if cookie != 0 {
-		c = "0x" + strconv.FormatUint(cookie, 16)
+	if pi.Cookie != 0 && pi.Cookie != CookieNone {
+		c = "0x" + strconv.FormatUint(pi.Cookie, 16)
 	}
-	reason := PacketInReason(a.Table)
-	if a.PacketIn != nil {
-		reason = a.PacketIn.Reason
+	ds := "0"
+	if dontSend {
+		ds = "1"
 	}
-	return "userspace(pid=0,controller(reason=" + strconv.Itoa(int(reason)) +
-		",dont_send=0,continuation=0,recirc_id=0,rule_cookie=" + c +
-		",controller_id=" + strconv.FormatUint(a.Mask, 10) +
-		",max_len=" + strconv.FormatUint(a.Value, 10) + "))"
+	return "userspace(pid=0,controller(reason=" + strconv.Itoa(int(pi.Reason)) +
+		",dont_send=" + ds + ",continuation=0,recirc_id=0,rule_cookie=" + c +
+		",controller_id=" + strconv.Itoa(int(pi.ControllerID)) +
+		",max_len=" + strconv.Itoa(int(pi.MaxLen)) + "))"
 }
