@@ -23,8 +23,9 @@ type Kind uint8
 
 const (
 	// Service is a management connection (RUNDIR/BR.mgmt, ovs-ofctl): it
-	// gets asynchronous messages only after it sets a miss_send_len
-	// (ovs-ofctl monitor BR MISS_LEN), as in Open vSwitch.
+	// starts with miss_send_len 0 and gets asynchronous messages only
+	// after it sets one (ovs-ofctl monitor BR MISS_LEN), as in Open
+	// vSwitch.
 	Service Kind = iota
 	// Primary is a controller's connection (Bridge.controller): it gets
 	// packet ins and port status by default.
@@ -41,7 +42,6 @@ type asyncCfg struct {
 	kind         Kind
 	format       uint32 // packet-in format (openflow.PacketInFormat*)
 	missSendLen  uint16
-	missLenSet   bool // the peer sent a SET_CONFIG
 	role         uint32
 	controllerID uint16
 }
@@ -52,7 +52,7 @@ func (a *asyncCfg) receives() (any, packetIns bool) {
 	if a == nil || a.version == 0 {
 		return false, false
 	}
-	if a.kind == Service && (!a.missLenSet || a.missSendLen == 0) {
+	if a.kind == Service && a.missSendLen == 0 {
 		return false, false
 	}
 	return true, a.role != openflow.RoleSlave
@@ -77,7 +77,7 @@ type AsyncStats struct {
 // the bridge must send.
 func (c *conn) publishAsync() {
 	a := &asyncCfg{version: c.version, kind: c.kind, format: c.pinFormat, missSendLen: c.config.MissSendLen,
-		missLenSet: c.missLenSet, role: c.role, controllerID: c.controllerID}
+		role: c.role, controllerID: c.controllerID}
 	old := c.async.cfg.Swap(a)
 	if old == nil || *old != *a {
 		c.s.changed()

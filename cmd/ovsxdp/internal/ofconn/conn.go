@@ -291,7 +291,6 @@ type conn struct {
 	// Asynchronous messages (async.go).
 	pinFormat    uint32 // NXT_SET_PACKET_IN_FORMAT
 	controllerID uint16 // NXT_SET_CONTROLLER_ID
-	missLenSet   bool   // a SET_CONFIG arrived
 	async        asyncState
 	up           func(uint8)
 	probe        time.Duration // ControllerOptions.Probe
@@ -307,7 +306,12 @@ func (s *Server) serve(nc net.Conn, kind Kind) { s.serveOpts(nc, kind, Controlle
 
 func (s *Server) serveOpts(nc net.Conn, kind Kind, opts ControllerOptions) {
 	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(nc, openflow.MaxMessageLen),
-		config: openflow.SwitchConfig{MissSendLen: 128}, role: openflow.RoleEqual, kind: kind, up: opts.Up, probe: opts.Probe}
+		role: openflow.RoleEqual, kind: kind, up: opts.Up, probe: opts.Probe}
+	if kind == Primary {
+		// As Open vSwitch: a controller's miss_send_len is 128, a
+		// management connection's 0 (no asynchronous messages).
+		c.config.MissSendLen = 128
+	}
 	defer c.stopAsync()
 	defer func() {
 		if p := recover(); p != nil {

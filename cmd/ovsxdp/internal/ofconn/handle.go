@@ -59,7 +59,6 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		return reply(&openflow.GetConfigReply{SwitchConfig: c.config})
 	case *openflow.SetConfig:
 		c.config = m.SwitchConfig
-		c.missLenSet = true
 		c.publishAsync()
 		return nil
 	case *openflow.BarrierRequest:
