@@ -331,7 +331,7 @@ func (cs *controllers) listen(ctx context.Context, r *ctlRun) {
 		}
 		r.set(func(st *ctlStatus) { st.State, st.LastError = "LISTENING", "" })
 		stop := context.AfterFunc(ctx, func() { ln.Close() })
-		err = cs.ch.srv.ServePrimary(ln)
+		err = cs.ch.srv.ServePrimary(ln, ofconn.ControllerOptions{Probe: probeOf(r.spec), Up: func(uint8) { cs.noteUp() }})
 		stop()
 		ln.Close()
 		if ctx.Err() == nil {

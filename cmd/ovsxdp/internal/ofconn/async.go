@@ -204,6 +204,9 @@ func (s *Server) PacketIn(pi *flow.PacketIn, data []byte, totalLen int) {
 		if pi.Reason == flow.ReasonInvalidTTL {
 			continue // not in the default asynchronous configuration
 		}
+		if pi.Reason == flow.ReasonImplicitMiss && a.version >= openflow.Version13 {
+			continue // OpenFlow 1.3 drops table misses by default
+		}
 		d := data
 		if pi.Reason.IsMiss() && a.missSendLen != flow.MaxLenAll {
 			d = d[:min(len(d), int(a.missSendLen))]

@@ -98,11 +98,14 @@ func TestPacketIn2AndMissSendLen(t *testing.T) {
 	if m.TableID != 3 || m.Cookie != 0x42 || !bytes.Equal(m.UserData, []byte{7, 8}) || len(m.Packet) != 64 {
 		t.Errorf("packet in2 %+v", m)
 	}
+	// A table miss without a flow (the bridge sends it while an OpenFlow
+	// 1.0 controller is connected) does not go to a 1.3 connection.
+	s.PacketIn(&flow.PacketIn{Reason: flow.ReasonImplicitMiss, MaxLen: flow.MaxLenAll, Table: 9}, data, 64)
 	// A miss is cut to miss_send_len.
 	miss := &flow.PacketIn{Reason: flow.ReasonNoMatch, MaxLen: flow.MaxLenAll, InPort: 1, Cookie: flow.CookieNone}
 	s.PacketIn(miss, data, 64)
 	m = expect[*openflow.PacketIn2](cl)
-	if len(m.Packet) != 10 || m.FullLen != 64 || m.Reason != openflow.PacketInNoMatch {
+	if len(m.Packet) != 10 || m.FullLen != 64 || m.Reason != openflow.PacketInNoMatch || m.TableID != 0 {
 		t.Errorf("miss packet in2: %d bytes, full %d, reason %d", len(m.Packet), m.FullLen, m.Reason)
 	}
 }

@@ -250,7 +250,7 @@ func (s *Server) ServeController(c net.Conn, opts ControllerOptions) {
 // ServePrimary accepts controller connections (kind Primary) on ln, as
 // a passive ptcp: or punix: controller, until ln is closed; it returns
 // the error that ended Accept. The caller owns ln.
-func (s *Server) ServePrimary(ln net.Listener) error {
+func (s *Server) ServePrimary(ln net.Listener, opts ControllerOptions) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -266,7 +266,7 @@ func (s *Server) ServePrimary(ln net.Listener) error {
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
-			s.serve(c, Primary)
+			s.serveOpts(c, Primary, opts)
 		}()
 	}
 }
