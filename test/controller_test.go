@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,10 @@ func testControllerL2Learning(t *testing.T, version string) {
 			t.Fatalf("%s cannot ping %s through the controller in 30s\nflows:\n%s\nports:\n%s", p.from, p.to,
 				d.run(t, "dump-flows", "br0"), d.run(t, "dump-ports", "br0"))
 		}
+	}
+	// The packets reached the controller as packet ins.
+	if st := d.run(t, "controller-status", "br0"); !regexp.MustCompile(`packet ins: queued=[1-9]`).MatchString(st) {
+		t.Errorf("no packet in counted:\n%s", st)
 	}
 	// The controller learnt: it installed flows.
 	if flows := d.run(t, "dump-flows", "br0"); !strings.Contains(flows, "dl_dst=") {

@@ -475,3 +475,16 @@ func (d *Daemon) controllerStatuses(name string) map[string]ctlStatus {
 	}
 	return ch.ctl.statuses()
 }
+
+// asyncStats returns the asynchronous message counters of bridge name's
+// OpenFlow server.
+func (d *Daemon) asyncStats(name string) (ofconn.AsyncStats, bool) {
+	cs := &d.channels
+	cs.mu.Lock()
+	ch := cs.byName[name]
+	cs.mu.Unlock()
+	if ch == nil {
+		return ofconn.AsyncStats{}, false
+	}
+	return ch.srv.AsyncStats(), true
+}

@@ -150,6 +150,14 @@ func (d *Daemon) controllerStatus(c *call) (string, error) {
 		}
 		out = append(out, l)
 	}
+	if len(out) > 0 {
+		queued, dropped := b.dp.PacketInStats()
+		var as struct{ Sent, Dropped uint64 }
+		if st, ok := d.asyncStats(b.name); ok {
+			as.Sent, as.Dropped = st.Sent, st.Dropped
+		}
+		out = append(out, fmt.Sprintf("packet ins: queued=%d dropped=%d; messages to connections: sent=%d dropped=%d", queued, dropped, as.Sent, as.Dropped))
+	}
 	return strings.Join(out, "\n") + strings.Repeat("\n", min(len(out), 1)), nil
 }
 
