@@ -85,6 +85,8 @@ type Bridge struct {
 	// zeroQueues is the once-only warning of a transmit to a device
 	// without tx queues (warnZeroQueues).
 	zeroQueues onceWarning
+	// pins is the queue of packet ins for the controllers (packetin.go).
+	pins packetIns
 
 	// outputHook, when set, sees every copy that output is about to queue:
 	// the port table the poll thread holds, the destination, the device
@@ -128,6 +130,7 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU(), log: cfg.Log}
 	b.zeroQueues.log = cfg.Log
+	b.pins.init()
 	if cfg.Links.Logger == nil {
 		cfg.Links.Logger = cfg.Log
 	}

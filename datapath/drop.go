@@ -11,44 +11,48 @@ type DropReason uint8
 
 // The drop reasons.
 const (
-	DropNoRule        DropReason = iota // no matching rule, or the rule's actions output nowhere (explicit drop)
-	DropMalformed                       // the frame's headers are truncated or invalid
-	DropActionCap                       // more actions than flow.MaxActions (a list built in code; parsing refuses it)
-	DropTTLExceeded                     // dec_ttl on a TTL of 0 or 1
-	DropNoRoom                          // no space in the frame buffer to push a VLAN tag
-	DropPortGone                        // output to a port that is not in the port table
-	DropNotRegistered                   // output to a device that is unregistering or unregistered
-	DropNotRunning                      // output to a device that is down
-	DropNoCarrier                       // output to a device without carrier
-	DropNoTxQueues                      // output to a device with no tx queues
-	DropTxRingFull                      // the port's tx ring had no room
-	DropTxError                         // the port failed to transmit (device gone mid-transmit)
-	DropSamePort                        // output to the ingress port without in_port (OpenFlow forbids it)
-	DropLockup                          // the packet that held a poll thread in a soft lockup
-	DropResubmitDepth                   // translation: resubmits nested deeper than flow.MaxResubmitDepth
-	DropResubmitLimit                   // translation: more than flow.MaxResubmits resubmits
-	DropStackTooDeep                    // translation: push past flow.MaxStack values
+	DropNoRule            DropReason = iota // no matching rule, or the rule's actions output nowhere (explicit drop)
+	DropMalformed                           // the frame's headers are truncated or invalid
+	DropActionCap                           // more actions than flow.MaxActions (a list built in code; parsing refuses it)
+	DropTTLExceeded                         // dec_ttl on a TTL of 0 or 1
+	DropNoRoom                              // no space in the frame buffer to push a VLAN tag
+	DropPortGone                            // output to a port that is not in the port table
+	DropNotRegistered                       // output to a device that is unregistering or unregistered
+	DropNotRunning                          // output to a device that is down
+	DropNoCarrier                           // output to a device without carrier
+	DropNoTxQueues                          // output to a device with no tx queues
+	DropTxRingFull                          // the port's tx ring had no room
+	DropTxError                             // the port failed to transmit (device gone mid-transmit)
+	DropSamePort                            // output to the ingress port without in_port (OpenFlow forbids it)
+	DropLockup                              // the packet that held a poll thread in a soft lockup
+	DropResubmitDepth                       // translation: resubmits nested deeper than flow.MaxResubmitDepth
+	DropResubmitLimit                       // translation: more than flow.MaxResubmits resubmits
+	DropStackTooDeep                        // translation: push past flow.MaxStack values
+	DropPacketInQueueFull                   // a packet in for the controllers found the bridge's packet-in queue full
+	DropNoController                        // a packet in while no controller takes packet ins
 	NumDropReasons
 )
 
 var dropNames = [NumDropReasons]string{
-	DropNoRule:        "no-rule",
-	DropMalformed:     "malformed",
-	DropActionCap:     "action-cap",
-	DropTTLExceeded:   "ttl-exceeded",
-	DropNoRoom:        "no-room",
-	DropPortGone:      "port-gone",
-	DropNotRegistered: "not-registered",
-	DropNotRunning:    "not-running",
-	DropNoCarrier:     "no-carrier",
-	DropNoTxQueues:    "no-tx-queues",
-	DropTxRingFull:    "tx-ring-full",
-	DropTxError:       "tx-error",
-	DropSamePort:      "same-port",
-	DropLockup:        "lockup",
-	DropResubmitDepth: "resubmit-depth",
-	DropResubmitLimit: "resubmit-limit",
-	DropStackTooDeep:  "stack-too-deep",
+	DropNoRule:            "no-rule",
+	DropMalformed:         "malformed",
+	DropActionCap:         "action-cap",
+	DropTTLExceeded:       "ttl-exceeded",
+	DropNoRoom:            "no-room",
+	DropPortGone:          "port-gone",
+	DropNotRegistered:     "not-registered",
+	DropNotRunning:        "not-running",
+	DropNoCarrier:         "no-carrier",
+	DropNoTxQueues:        "no-tx-queues",
+	DropTxRingFull:        "tx-ring-full",
+	DropTxError:           "tx-error",
+	DropSamePort:          "same-port",
+	DropLockup:            "lockup",
+	DropResubmitDepth:     "resubmit-depth",
+	DropResubmitLimit:     "resubmit-limit",
+	DropStackTooDeep:      "stack-too-deep",
+	DropPacketInQueueFull: "packet-in-queue-full",
+	DropNoController:      "no-controller",
 }
 
 func (r DropReason) String() string {

@@ -55,6 +55,9 @@ type TraceOutput struct {
 	// Dropped reports that the copy is dropped, for Reason.
 	Dropped bool
 	Reason  DropReason
+	// PacketIn is set for a copy a controller action sends to the
+	// controllers (Port is flow.PortController).
+	PacketIn *flow.PacketIn
 }
 
 // Trace runs microflow k through the bridge as a packet received on
@@ -242,7 +245,11 @@ func (t *Trace) DatapathActions() string {
 			continue
 		}
 		acts = append(acts, flow.ODPSetActions(&last, &o.Key)...)
-		acts = append(acts, strconv.FormatUint(uint64(o.Port), 10))
+		if o.PacketIn != nil {
+			acts = append(acts, flow.FormatODPPacketIn(o.PacketIn, true))
+		} else {
+			acts = append(acts, strconv.FormatUint(uint64(o.Port), 10))
+		}
 		last = o.Key
 	}
 	if len(acts) == 0 {

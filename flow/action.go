@@ -40,6 +40,13 @@ const (
 	// ActFinTimeout is fin_timeout(idle_timeout=Value,hard_timeout=Mask):
 	// a learned flow's shorter timeouts once TCP FIN or RST was seen.
 	ActFinTimeout
+
+	// ActController is controller(...) (controller.go): a copy of the
+	// packet goes to the bridge's OpenFlow controllers as a packet in.
+	// Value is max_len, Table the reason, Mask the controller id and Note
+	// the userdata bytes. Translation keeps it as a datapath action, with
+	// PacketIn set to what the packet in carries besides the packet.
+	ActController
 )
 
 // Spelling is how a flow wrote an action that has several spellings. The
@@ -73,11 +80,12 @@ type Action struct {
 	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype; ActGroup's group id
 	IPv6     [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
 
-	Src, Dst Subfield // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop (Dst)
-	Mask     uint64   // ActWriteMetadata: the metadata bits written
-	Table    uint8    // ActResubmit: the table, or TableCurrent
-	Note     string   // ActNote: the bytes as written; ActDecTTL: controller ids, "" for none
-	Learn    *Learn   // ActLearn: immutable once parsed
+	Src, Dst Subfield  // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop (Dst)
+	Mask     uint64    // ActWriteMetadata: the metadata bits written
+	Table    uint8     // ActResubmit: the table, or TableCurrent
+	Note     string    // ActNote: the bytes as written; ActDecTTL: controller ids, "" for none
+	Learn    *Learn    // ActLearn: immutable once parsed
+	PacketIn *PacketIn // ActController as a datapath action: immutable
 }
 
 // Reserved OpenFlow port numbers (OpenFlow 1.0 values, as ovs-ofctl prints

@@ -117,6 +117,10 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 			v = p.pushVLAN(uint16(a.Value))
 		case ActPopVLAN:
 			p.popVLAN()
+		case ActController:
+			if sink, ok := out.(PacketInSink); ok && a.PacketIn != nil {
+				sink.PacketIn(a.PacketIn, p.b)
+			}
 		default:
 			v = VerdictBadAction
 		}

@@ -504,6 +504,8 @@ func formatAction(b *strings.Builder, a *Action) {
 		formatLearn(b, a.Learn)
 	case ActFinTimeout:
 		formatFinTimeout(b, a)
+	case ActController:
+		formatController(b, a)
 	default:
 		b.WriteString("unknown_action")
 	}

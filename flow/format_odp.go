@@ -27,6 +27,10 @@ func FormatODPActions(acts []Action) string {
 			parts = append(parts, strconv.FormatUint(uint64(a.Port), 10))
 			continue
 		}
+		if a.Type == ActController {
+			parts = append(parts, formatODPController(a))
+			continue
+		}
 		parts = append(parts, FormatActions(acts[i:i+1]))
 	}
 	return strings.Join(parts, ",")

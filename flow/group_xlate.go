@@ -101,10 +101,10 @@ func actionSet(dst []Action, acts []Action) []Action {
 			push = a
 		case ActDecTTL:
 			dec = a
-		case ActResubmit, ActOutput, ActGroup:
-			rank := 1 // the later of these kinds wins: resubmit, output, group
+		case ActResubmit, ActOutput, ActController, ActGroup:
+			rank := 1 // the later of these kinds wins: resubmit, output (to CONTROLLER too), group
 			switch a.Type {
-			case ActOutput:
+			case ActOutput, ActController:
 				rank = 2
 			case ActGroup:
 				rank = 3

@@ -1008,8 +1008,8 @@ type pendingLoad struct {
 // unsupportedActions are actions Open vSwitch knows that ovsxdp does not
 // implement.
 var unsupportedActions = map[string]bool{
-	"controller": true, "enqueue": true,
-	"ct": true, "ct_clear": true, "set_tunnel": true,
+	"enqueue": true,
+	"ct":      true, "ct_clear": true, "set_tunnel": true,
 	"set_tunnel64": true, "set_queue": true, "pop_queue": true,
 	"multipath": true, "bundle": true, "bundle_load": true,
 	"clear_actions": true, "write_actions": true, "meter": true,
@@ -1086,6 +1086,8 @@ func (ap *actionParser) action(t *token) error {
 		return ap.learn(t)
 	case "fin_timeout":
 		return ap.finTimeout(t)
+	case "controller":
+		return ap.controller(t)
 	}
 	if t.paren {
 		if unsupportedActions[name] || name == "output" || name == "dec_ttl" {
@@ -1230,7 +1232,10 @@ func (ap *actionParser) output(t *token, text string) error {
 		return errAt(ap.s, t, "%v", err)
 	}
 	switch {
-	case port == PortController, port == PortTable:
+	case port == PortController:
+		ap.add(ControllerAction(ReasonAction, MaxLenAll))
+		return nil
+	case port == PortTable:
 		return unsupportedAt(ap.s, t, "output to %s is not supported", portText(port))
 	case port == PortNone:
 		return errAt(ap.s, t, "cannot output to port ANY")

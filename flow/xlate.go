@@ -133,7 +133,12 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	if k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6 {
 		x.wc.NwFrag = FragAny | FragLater
 	}
-	x.lookupAndRun(0, false, k.InPort)
+	if x.failOpen() {
+		x.report(TraceDetail, "fail-open: the normal action")
+		x.output(PortNormal)
+	} else {
+		x.lookupAndRun(0, false, k.InPort)
+	}
 	x.commit()
 	tr := &x.tr
 	tr.Actions = x.acts
@@ -165,6 +170,7 @@ type xlate struct {
 	inBucket  int     // how many group buckets are running
 	groups    int     // group actions run (bounded as resubmits are)
 	learn     bool    // learn actions build their flows (tr.Learned)
+	packetOut bool    // translating a packet out's actions
 	rule      *Rule   // the rule whose actions run (fin_timeout's)
 	err       Verdict // a failure: the packet is dropped
 	stop      Verdict // the first early stop that is not a failure
@@ -225,7 +231,11 @@ func (x *xlate) lookupAndRun(table uint8, deepens bool, inPort uint32) {
 	if deepens {
 		x.depth++
 	}
-	if r == nil {
+	if r == nil && x.missToController() {
+		x.report(TraceAction, "CONTROLLER:65535")
+		miss := ControllerAction(ReasonImplicitMiss, MaxLenAll)
+		x.controller(&miss, true)
+	} else if r == nil {
 		x.report(TraceAction, "drop")
 	} else {
 		x.tr.Rules = append(x.tr.Rules, r)
@@ -330,6 +340,8 @@ func (x *xlate) action(a *Action) bool {
 		x.resubmit(a.Port, a.Table)
 	case ActGroup:
 		return x.group(uint32(a.Value))
+	case ActController:
+		x.controller(a, false)
 	}
 	return true
 }

@@ -6,7 +6,7 @@ package flow
 // table 0. It returns what the packet does.
 func (s *TableSnapshot) TranslateActions(k *Key, acts []Action) *Translation {
 	var x xlate
-	x = xlate{s: s, flow: *k, base: *k, orig: k}
+	x = xlate{s: s, flow: *k, base: *k, orig: k, packetOut: true}
 	x.wc.InPort, x.wc.DlType = ^uint32(0), 0xffff
 	x.run(acts)
 	x.commit()

@@ -183,6 +183,8 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 			o.MaxLen = 0xffff
 		}
 		return one(o)
+	case flow.ActController:
+		return one(controllerAction(a))
 	case flow.ActDecTTL:
 		if a.Note != "" {
 			var ids []uint16
@@ -522,7 +524,12 @@ func actionText(a openflow.Action) (string, error) {
 		if p < openflow.PortMax && p > 0xfeff {
 			return "", actionError(4, "output to port %d", p)
 		}
+		if p == openflow.PortController || p == flow.PortController {
+			return "controller:" + strconv.Itoa(int(a.MaxLen)), nil
+		}
 		return "output:" + portName(p), nil
+	case *openflow.ActController, *openflow.ActController2:
+		return controllerText(a)
 	case *openflow.ActSetVLANVID:
 		return "mod_vlan_vid:" + strconv.Itoa(int(a.VID)), nil
 	case *openflow.ActSetVLANPCP:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
@@ -26,13 +27,36 @@ import (
 type channels struct {
 	mu     sync.Mutex // protects the fields below
 	byName map[string]*channel
+	// cfgs are the bridges' controller configurations (controller.go),
+	// by bridge name.
+	cfgs   map[string]ctlConfig
 	closed bool
 }
 
-// channel is one bridge's listener and its server.
+// channel is one bridge's OpenFlow server: its management listener (with
+// a run directory), its controllers, and the goroutine that feeds its
+// connections packet ins and port status (controller.go).
 type channel struct {
-	b   *bridge
-	srv *ofconn.Server
+	b    *bridge
+	ob   *ofBridge
+	srv  *ofconn.Server
+	log  *slog.Logger
+	ctl  *controllers
+	stop chan struct{}
+	done chan struct{}
+}
+
+// close stops the channel without waiting for its connections (they may
+// wait for the daemon's lock), and returns a function that waits.
+func (ch *channel) close() (wait func()) {
+	close(ch.stop)
+	runs := ch.ctl.apply(ctlConfig{})
+	ch.srv.Stop()
+	return func() {
+		waitRuns(runs)
+		ch.srv.Wait()
+		<-ch.done
+	}
 }
 
 // mgmtPath is the management socket of bridge name.
@@ -44,9 +68,6 @@ func (d *Daemon) mgmtPath(name string) string {
 // stops those of bridges that are gone. d.mu must be held. A bridge whose
 // socket cannot be created is logged and keeps running without one.
 func (d *Daemon) syncChannelsLocked() {
-	if d.cfg.RunDir == "" {
-		return
-	}
 	cs := &d.channels
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -59,26 +80,42 @@ func (d *Daemon) syncChannelsLocked() {
 	for name, ch := range cs.byName {
 		if d.bridges[name] != ch.b {
 			delete(cs.byName, name)
+			if d.bridges[name] == nil {
+				delete(cs.cfgs, name)
+			}
 			// The socket goes now, so that a new bridge of the same
 			// name can listen; the connections may wait for d.mu.
-			ch.srv.Stop()
-			go ch.srv.Wait()
+			go ch.close()()
 		}
 	}
 	for name, b := range d.bridges {
 		if cs.byName[name] != nil {
 			continue
 		}
+		ob := &ofBridge{d: d, b: b}
+		log := d.log.With("bridge", name)
+		ch := &channel{b: b, ob: ob, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+		ch.srv = ofconn.NewServer(ob, ofconn.Config{Logger: log, Desc: openflow.DescReply{
+			MfrDesc: "ovsxdp", HWDesc: "ovsxdp userspace datapath", SWDesc: d.cfg.Version, SerialNum: "None", DPDesc: name,
+		}, OnChange: func() { ch.asyncChanged() }})
+		ch.ctl = &controllers{ch: ch}
+		cs.byName[name] = ch
+		go func() {
+			defer close(ch.done)
+			ch.watch(ch.stop)
+		}()
+		if cfg, ok := cs.cfgs[name]; ok {
+			ch.ctl.apply(cfg)
+		}
+		if d.cfg.RunDir == "" {
+			continue
+		}
+		srv := ch.srv
 		ln, err := control.Listen(d.mgmtPath(name))
 		if err != nil {
 			d.log.Error("openflow: cannot listen for the bridge", "bridge", name, "err", err)
 			continue
 		}
-		ob := &ofBridge{d: d, b: b}
-		srv := ofconn.NewServer(ob, ofconn.Config{Logger: d.log.With("bridge", name), Desc: openflow.DescReply{
-			MfrDesc: "ovsxdp", HWDesc: "ovsxdp userspace datapath", SWDesc: d.cfg.Version, SerialNum: "None", DPDesc: name,
-		}})
-		cs.byName[name] = &channel{b: b, srv: srv}
 		go func() {
 			if err := srv.Serve(ln); err != nil {
 				d.log.Error("openflow: listener stopped", "bridge", name, "err", err)
@@ -101,7 +138,7 @@ func (d *Daemon) closeChannels() {
 	clear(cs.byName)
 	cs.mu.Unlock()
 	for _, ch := range list {
-		ch.srv.Close()
+		ch.close()()
 	}
 }
 

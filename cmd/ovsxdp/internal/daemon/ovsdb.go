@@ -132,7 +132,7 @@ func (d *Daemon) refuseConfigVerb(name string) error {
 		return nil
 	}
 	switch name {
-	case "add-br", "del-br", "add-port", "del-port":
+	case "add-br", "del-br", "add-port", "del-port", "set-controller", "del-controller", "set-fail-mode", "del-fail-mode":
 		return fmt.Errorf("%s: %w", name, ErrConfiguredByOVSDB)
 	}
 	return nil
@@ -215,7 +215,10 @@ func (s *ovsdbSync) sync() {
 	}
 	bridges, ports := s.wanted(snap, root)
 	statuses := s.apply(bridges, ports)
+	ctlCfgs, ctlRows := wantedControllers(snap, bridges)
+	s.applyControllers(ctlCfgs)
 	ops := s.writeBack(snap, root, bridges, ports, statuses)
+	ops = append(ops, s.controllerWriteBack(ctlRows)...)
 	if len(ops) == 0 || s.ctx.Err() != nil {
 		return
 	}

@@ -52,6 +52,10 @@ type bridgeState struct {
 	// Groups are the bridge's OpenFlow groups in ovs-ofctl syntax, by
 	// group id; restored before the flows, which may name them.
 	Groups []string `json:"groups,omitempty"`
+	// Controllers and FailMode are the bridge's controller
+	// configuration (set-controller, set-fail-mode).
+	Controllers []ctlSpec `json:"controllers,omitempty"`
+	FailMode    string    `json:"fail_mode,omitempty"`
 }
 
 // ErrStateLocked is the error of a daemon started on a state file that
@@ -164,6 +168,8 @@ func (d *Daemon) saveLocked() error {
 		for _, g := range b.dp.Table().Groups() {
 			bs.Groups = append(bs.Groups, flow.FormatGroup(&g.Group, flow.GroupOF15))
 		}
+		cc := d.controllersLocked(b.name)
+		bs.Controllers, bs.FailMode = cc.Specs, cc.FailMode
 		st.Bridges = append(st.Bridges, bs)
 		rules = append(rules, b.dp.Table().Dump(nil))
 	}
@@ -343,6 +349,14 @@ func (d *Daemon) restore(st *state) error {
 		}
 		if err := b.dp.Table().AddFlows(fs); err != nil {
 			return fmt.Errorf("bridge %s: %w", bs.Name, err)
+		}
+		for _, cs := range bs.Controllers {
+			if _, err := parseTarget(cs.Target); err != nil {
+				return fmt.Errorf("bridge %s: %w", bs.Name, err)
+			}
+		}
+		if len(bs.Controllers) > 0 || bs.FailMode != "" {
+			d.setControllersLocked(bs.Name, ctlConfig{Specs: bs.Controllers, FailMode: bs.FailMode})
 		}
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
@@ -72,6 +73,10 @@ type Config struct {
 	// Desc is what a desc stats request answers.
 	Desc   openflow.DescReply
 	Logger *slog.Logger
+	// OnChange, if set, is called (with no lock held) when a connection
+	// that may take asynchronous messages comes, goes or changes its
+	// settings: Wants may answer differently.
+	OnChange func()
 }
 
 // Limits of a connection; a Server copies them (tests change its copy).
@@ -107,9 +112,12 @@ type Server struct {
 	maxConns                                  int
 	helloTimeout, probeInterval, writeTimeout time.Duration
 
+	asyncSent, asyncDropped atomic.Uint64
+
 	mu     sync.Mutex // protects the fields below
 	ln     net.Listener
 	conns  map[net.Conn]struct{}
+	live   map[*conn]struct{} // connections past hello (async.go)
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -119,7 +127,7 @@ func NewServer(br Bridge, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{},
+	return &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}, live: map[*conn]struct{}{},
 		maxConns: defaultMaxConns, helloTimeout: defaultHelloTimeout, probeInterval: defaultProbeInterval, writeTimeout: defaultWriteTimeout}
 }
 
@@ -153,7 +161,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
-			s.serve(c)
+			s.serve(c, Service)
 		}()
 	}
 }
@@ -214,7 +222,53 @@ func (s *Server) Wait() { s.wg.Wait() }
 // and closes c. It is what each accepted connection runs.
 func (s *Server) ServeConn(c net.Conn) {
 	defer c.Close()
-	s.serve(c)
+	s.serve(c, Service)
+}
+
+// ControllerOptions are a controller connection's settings.
+type ControllerOptions struct {
+	// Probe is the inactivity probe interval: a connection silent that
+	// long is sent an echo request, and dropped when it stays silent as
+	// long again. Zero: the server's default; negative: no probes.
+	Probe time.Duration
+	// Up, if set, is called once the version is negotiated.
+	Up func(version uint8)
+}
+
+// ServeController runs the protocol on a controller's connection (kind
+// Primary) as ServeConn does. It returns when the connection ends, or at
+// once when the server is closed.
+func (s *Server) ServeController(c net.Conn, opts ControllerOptions) {
+	if !s.track(c) {
+		return
+	}
+	defer s.wg.Done()
+	defer s.untrack(c)
+	s.serveOpts(c, Primary, opts)
+}
+
+// ServePrimary accepts controller connections (kind Primary) on ln, as
+// a passive ptcp: or punix: controller, until ln is closed; it returns
+// the error that ended Accept. The caller owns ln.
+func (s *Server) ServePrimary(ln net.Listener, opts ControllerOptions) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		if !s.track(c) {
+			continue
+		}
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serveOpts(c, Primary, opts)
+		}()
+	}
 }
 
 // conn is one connection's state. It belongs to its goroutine.
@@ -225,21 +279,40 @@ type conn struct {
 	r   *openflow.Reader
 
 	version     uint8 // negotiated; 0 before hello
-	tableID     bool  // NXT_FLOW_MOD_TABLE_ID is on
+	kind        Kind
+	tableID     bool // NXT_FLOW_MOD_TABLE_ID is on
 	flowFormat  uint32
 	config      openflow.SwitchConfig
 	role        uint32
 	generation  uint64
 	probeSentAt time.Time
 	xid         uint32
+
+	// Asynchronous messages (async.go).
+	pinFormat    uint32 // NXT_SET_PACKET_IN_FORMAT
+	controllerID uint16 // NXT_SET_CONTROLLER_ID
+	async        asyncState
+	up           func(uint8)
+	probe        time.Duration // ControllerOptions.Probe
+	// wmu serializes writes: replies from the connection's goroutine,
+	// asynchronous messages from its writer.
+	wmu sync.Mutex
 }
 
 // errClose ends a connection after its error reply was sent.
 var errClose = errors.New("connection closed by protocol error")
 
-func (s *Server) serve(nc net.Conn) {
+func (s *Server) serve(nc net.Conn, kind Kind) { s.serveOpts(nc, kind, ControllerOptions{}) }
+
+func (s *Server) serveOpts(nc net.Conn, kind Kind, opts ControllerOptions) {
 	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(nc, openflow.MaxMessageLen),
-		config: openflow.SwitchConfig{MissSendLen: 128}, role: openflow.RoleEqual}
+		role: openflow.RoleEqual, kind: kind, up: opts.Up, probe: opts.Probe}
+	if kind == Primary {
+		// As Open vSwitch: a controller's miss_send_len is 128, a
+		// management connection's 0 (no asynchronous messages).
+		c.config.MissSendLen = 128
+	}
+	defer c.stopAsync()
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("openflow: connection handler panicked; connection closed", "panic", p, "stack", string(debug.Stack()))
@@ -262,10 +335,17 @@ func (s *Server) serve(nc net.Conn) {
 // readOne reads and handles one message.
 func (c *conn) readOne() error {
 	timeout := c.s.probeInterval
+	if c.probe != 0 {
+		timeout = c.probe
+	}
 	if c.version == 0 {
 		timeout = c.s.helloTimeout
 	}
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	if timeout < 0 {
+		c.nc.SetReadDeadline(time.Time{})
+	} else {
+		c.nc.SetReadDeadline(time.Now().Add(timeout))
+	}
 	b, err := c.r.ReadMessage()
 	if err != nil {
 		var ne net.Error
@@ -325,6 +405,10 @@ func (c *conn) hello(h openflow.Header, m openflow.Message, b []byte, err error)
 	}
 	c.version = v
 	c.log.Debug("openflow: version negotiated", "version", v)
+	c.startAsync()
+	if c.up != nil {
+		c.up(v)
+	}
 	return nil
 }
 
@@ -351,6 +435,8 @@ func (c *conn) send(v uint8, xid uint32, m openflow.Message) error {
 		c.log.Error("openflow: cannot encode reply", "type", fmt.Sprintf("%T", m), "err", err)
 		return c.sendError(v, xid, &openflow.ErrorMsg{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm})
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	if _, err := c.nc.Write(b); err != nil {
 		return fmt.Errorf("openflow: write: %w", err)
@@ -366,6 +452,8 @@ func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 	if err != nil {
 		return err
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	_, err = c.nc.Write(b)
 	return err

@@ -59,6 +59,7 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		return reply(&openflow.GetConfigReply{SwitchConfig: c.config})
 	case *openflow.SetConfig:
 		c.config = m.SwitchConfig
+		c.publishAsync()
 		return nil
 	case *openflow.BarrierRequest:
 		// Every message is done before the next is read.
@@ -70,10 +71,12 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		if m.Role.Role == openflow.RoleMaster || m.Role.Role == openflow.RoleSlave {
 			c.generation = m.GenerationID
 		}
+		c.publishAsync()
 		return reply(&openflow.RoleReply{Role: openflow.Role{Role: c.role, GenerationID: c.generation}})
 	case *openflow.NXRoleRequest:
 		// Nicira roles: 0 other, 1 master, 2 slave.
 		c.role = map[uint32]uint32{0: openflow.RoleEqual, 1: openflow.RoleMaster, 2: openflow.RoleSlave}[m.Role]
+		c.publishAsync()
 		return reply(&openflow.NXRoleReply{Role: m.Role})
 	case *openflow.SetFlowFormat:
 		if m.Format != openflow.FlowFormatOpenFlow10 && m.Format != openflow.FlowFormatNXM {
@@ -84,7 +87,18 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 	case *openflow.FlowModTableID:
 		c.tableID = m.Set != 0
 		return nil
-	case *openflow.SetPacketInFormat, *openflow.SetControllerID:
+	case *openflow.SetPacketInFormat:
+		if m.Format != openflow.PacketInFormatStandard && m.Format != openflow.PacketInFormatNXT2 {
+			// NXT_PACKET_IN (format 1) is not implemented.
+			return fail(&openflow.Error{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm, Sentinel: openflow.ErrBadMessage,
+				Detail: fmt.Sprintf("packet in format %d", m.Format)})
+		}
+		c.pinFormat = m.Format
+		c.publishAsync()
+		return nil
+	case *openflow.SetControllerID:
+		c.controllerID = m.ID
+		c.publishAsync()
 		return nil
 	case *openflow.FlowMod:
 		if c.role == openflow.RoleSlave {

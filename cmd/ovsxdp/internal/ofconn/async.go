@@ -1,0 +1,316 @@
+package ofconn
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// This file is the asynchronous side of a connection: packet ins and port
+// status messages that the switch sends unasked. Each connection has a
+// bounded queue of encoded messages and a writer goroutine that drains
+// it; whoever produces a message (the bridge's packet-in reader, the port
+// watcher) only ever tries to queue it, and a full queue drops it and
+// counts it. A peer that does not read cannot stall the producer, the poll
+// threads or another connection; it is dropped after the write timeout.
+
+// Kind is what a connection is to the switch, as Open vSwitch tells them.
+type Kind uint8
+
+const (
+	// Service is a management connection (RUNDIR/BR.mgmt, ovs-ofctl): it
+	// starts with miss_send_len 0 and gets asynchronous messages only
+	// after it sets one (ovs-ofctl monitor BR MISS_LEN), as in Open
+	// vSwitch.
+	Service Kind = iota
+	// Primary is a controller's connection (Bridge.controller): it gets
+	// packet ins and port status by default.
+	Primary
+)
+
+// asyncQueueLen bounds the messages waiting for one connection's writer.
+const asyncQueueLen = 256
+
+// asyncCfg is what the producers need to know about a connection; the
+// connection's goroutine publishes a new one whenever it changes.
+type asyncCfg struct {
+	version      uint8
+	kind         Kind
+	format       uint32 // packet-in format (openflow.PacketInFormat*)
+	missSendLen  uint16
+	role         uint32
+	controllerID uint16
+}
+
+// receives reports whether the connection gets asynchronous messages at
+// all, and packet ins in particular (slaves get only port status).
+func (a *asyncCfg) receives() (any, packetIns bool) {
+	if a == nil || a.version == 0 {
+		return false, false
+	}
+	if a.kind == Service && a.missSendLen == 0 {
+		return false, false
+	}
+	return true, a.role != openflow.RoleSlave
+}
+
+// asyncState is a connection's queue and writer.
+type asyncState struct {
+	cfg  atomic.Pointer[asyncCfg]
+	q    chan []byte
+	stop chan struct{}
+	done chan struct{}
+}
+
+// AsyncStats counts a server's asynchronous messages.
+type AsyncStats struct {
+	Sent    uint64 // queued for a connection's writer
+	Dropped uint64 // a connection's queue was full
+}
+
+// publishAsync publishes the connection's current settings for the
+// producers and tells the server's owner when they may have changed what
+// the bridge must send.
+func (c *conn) publishAsync() {
+	a := &asyncCfg{version: c.version, kind: c.kind, format: c.pinFormat, missSendLen: c.config.MissSendLen,
+		role: c.role, controllerID: c.controllerID}
+	old := c.async.cfg.Swap(a)
+	if old == nil || *old != *a {
+		c.s.changed()
+	}
+}
+
+// startAsync registers the connection for asynchronous messages and starts
+// its writer; stopAsync undoes it.
+func (c *conn) startAsync() {
+	c.async.q = make(chan []byte, asyncQueueLen)
+	c.async.stop = make(chan struct{})
+	c.async.done = make(chan struct{})
+	go c.writeAsync()
+	c.s.mu.Lock()
+	c.s.live[c] = struct{}{}
+	c.s.mu.Unlock()
+	c.publishAsync()
+}
+
+func (c *conn) stopAsync() {
+	if c.async.q == nil {
+		return
+	}
+	c.s.mu.Lock()
+	delete(c.s.live, c)
+	c.s.mu.Unlock()
+	close(c.async.stop)
+	c.nc.Close() // ends a write the peer does not read
+	<-c.async.done
+	c.s.changed()
+}
+
+// writeAsync writes the queued messages until the connection ends.
+func (c *conn) writeAsync() {
+	defer close(c.async.done)
+	for {
+		select {
+		case <-c.async.stop:
+			return
+		case b := <-c.async.q:
+			c.wmu.Lock()
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
+			_, err := c.nc.Write(b)
+			c.wmu.Unlock()
+			if err != nil {
+				c.log.Debug("openflow: asynchronous message not sent; connection closed", "err", err)
+				c.nc.Close()
+				return
+			}
+		}
+	}
+}
+
+// enqueue queues an encoded message without blocking.
+func (s *Server) enqueue(c *conn, b []byte) {
+	select {
+	case c.async.q <- b:
+		s.asyncSent.Add(1)
+	default:
+		s.asyncDropped.Add(1)
+	}
+}
+
+// liveConns returns the connections that take asynchronous messages.
+func (s *Server) liveConns() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*conn, 0, len(s.live))
+	for c := range s.live {
+		out = append(out, c)
+	}
+	return out
+}
+
+// changed calls the OnChange hook.
+func (s *Server) changed() {
+	if f := s.cfg.OnChange; f != nil {
+		f()
+	}
+}
+
+// AsyncStats returns the server's asynchronous message counters.
+func (s *Server) AsyncStats() AsyncStats {
+	return AsyncStats{Sent: s.asyncSent.Load(), Dropped: s.asyncDropped.Load()}
+}
+
+// Wants reports whether some connection takes packet ins, and whether
+// table misses must go to the controller: as Open vSwitch, while a
+// connection that takes packet ins speaks OpenFlow 1.0 to 1.2 with
+// controller id 0 (OpenFlow 1.3 and later drop misses by default).
+func (s *Server) Wants() (packetIns, miss bool) {
+	for _, c := range s.liveConns() {
+		a := c.async.cfg.Load()
+		if _, pins := a.receives(); pins {
+			packetIns = true
+			if a.version < openflow.Version13 && a.controllerID == 0 {
+				miss = true
+			}
+		}
+	}
+	return packetIns, miss
+}
+
+// Connected reports how many primary connections have negotiated a
+// version.
+func (s *Server) Connected() int {
+	n := 0
+	for _, c := range s.liveConns() {
+		if a := c.async.cfg.Load(); a != nil && a.kind == Primary {
+			n++
+		}
+	}
+	return n
+}
+
+// PacketIn sends a packet in to every connection that takes it: data is
+// the packet as the controller action cut it, totalLen its whole length.
+func (s *Server) PacketIn(pi *flow.PacketIn, data []byte, totalLen int) {
+	for _, c := range s.liveConns() {
+		a := c.async.cfg.Load()
+		if _, pins := a.receives(); !pins || a.controllerID != pi.ControllerID {
+			continue
+		}
+		if pi.Reason == flow.ReasonInvalidTTL {
+			continue // not in the default asynchronous configuration
+		}
+		if pi.Reason == flow.ReasonImplicitMiss && a.version >= openflow.Version13 {
+			continue // OpenFlow 1.3 drops table misses by default
+		}
+		d := data
+		if pi.Reason.IsMiss() && a.missSendLen != flow.MaxLenAll {
+			d = d[:min(len(d), int(a.missSendLen))]
+		}
+		b, err := encodePacketIn(a, pi, d, totalLen)
+		if err != nil {
+			c.log.Error("openflow: cannot encode a packet in", "err", err)
+			continue
+		}
+		s.enqueue(c, b)
+	}
+}
+
+// encodePacketIn encodes a packet in in the connection's version and
+// packet-in format, with no buffer id, as Open vSwitch does.
+func encodePacketIn(a *asyncCfg, pi *flow.PacketIn, data []byte, totalLen int) ([]byte, error) {
+	reason := wireReason(pi.Reason, a.version)
+	if a.format == openflow.PacketInFormatNXT2 {
+		m := &openflow.PacketIn2{Packet: data, FullLen: uint32(totalLen), HasFullLen: len(data) < totalLen,
+			TableID: pi.Table, Cookie: pi.Cookie, Reason: reason, Metadata: pipelineFields(a.version, pi)}
+		if len(pi.Userdata) > 0 {
+			m.UserData, m.HasUserData = pi.Userdata, true
+		}
+		return openflow.Encode(a.version, 0, m)
+	}
+	m := &openflow.PacketIn{BufferID: openflow.NoBuffer, TotalLen: uint16(min(totalLen, 0xffff)), Reason: reason,
+		TableID: pi.Table, Cookie: pi.Cookie, Data: data, InPort: ofPort32(pi.InPort)}
+	if a.version != openflow.Version10 {
+		m.Match = pipelineFields(a.version, pi)
+	}
+	return openflow.Encode(a.version, 0, m)
+}
+
+// wireReason is the reason a connection of version v is told, as Open
+// vSwitch encodes it: OpenFlow 1.4's refinements of action are action
+// before 1.4, a table-miss flow's packet in is no_match from 1.3 on.
+func wireReason(r flow.PacketInReason, v uint8) uint8 {
+	switch r {
+	case flow.ReasonActionSet, flow.ReasonGroup, flow.ReasonPacketOut:
+		if v < openflow.Version14 {
+			return uint8(flow.ReasonAction)
+		}
+	case flow.ReasonExplicitMiss:
+		if v < openflow.Version13 {
+			return uint8(flow.ReasonAction)
+		}
+		return uint8(flow.ReasonNoMatch)
+	case flow.ReasonImplicitMiss:
+		return uint8(flow.ReasonNoMatch)
+	}
+	return uint8(r)
+}
+
+// pipelineFields are the packet in's match: in_port, and the pipeline
+// fields that are not zero (metadata, registers, pkt_mark), as Open
+// vSwitch reports them.
+func pipelineFields(v uint8, pi *flow.PacketIn) []openflow.Field {
+	nxm := v == openflow.Version10
+	var fs []openflow.Field
+	if nxm {
+		fs = append(fs, wireField("in_port", true, binary.BigEndian.AppendUint16(nil, uint16(pi.InPort))))
+	} else {
+		fs = append(fs, wireField("in_port", false, binary.BigEndian.AppendUint32(nil, ofPort32(pi.InPort))))
+	}
+	if pi.Metadata != 0 {
+		fs = append(fs, wireField("metadata", nxm, binary.BigEndian.AppendUint64(nil, pi.Metadata)))
+	}
+	for i, r := range pi.Regs {
+		if r != 0 {
+			fs = append(fs, wireField(fmt.Sprintf("reg%d", i), nxm, binary.BigEndian.AppendUint32(nil, r)))
+		}
+	}
+	if pi.PktMark != 0 {
+		fs = append(fs, wireField("pkt_mark", nxm, binary.BigEndian.AppendUint32(nil, pi.PktMark)))
+	}
+	return fs
+}
+
+func wireField(name string, nxm bool, v []byte) openflow.Field {
+	h, _ := openflow.FieldByName(name, nxm)
+	return openflow.Field{Name: name, Class: h.Class, Field: h.Field, Experimenter: h.Experimenter, Value: v}
+}
+
+// ofPort32 turns a 16-bit OpenFlow 1.0 port number into the 32-bit one.
+func ofPort32(p uint32) uint32 {
+	if p >= flow.PortMax && p <= 0xffff {
+		return p + 0xffff0000
+	}
+	return p
+}
+
+// PortStatus sends a port status message to every connection that takes
+// asynchronous messages.
+func (s *Server) PortStatus(reason uint8, p openflow.Port) {
+	for _, c := range s.liveConns() {
+		a := c.async.cfg.Load()
+		if ok, _ := a.receives(); !ok {
+			continue
+		}
+		b, err := openflow.Encode(a.version, 0, &openflow.PortStatus{Reason: reason, Port: p})
+		if err != nil {
+			c.log.Error("openflow: cannot encode a port status", "err", err)
+			continue
+		}
+		s.enqueue(c, b)
+	}
+}

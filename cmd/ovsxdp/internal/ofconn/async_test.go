@@ -1,0 +1,186 @@
+package ofconn
+
+import (
+	"bytes"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// dialController connects a controller (a Primary connection) to s.
+func dialController(t *testing.T, s *Server, v uint8) *client {
+	t.Helper()
+	a, b := net.Pipe()
+	done := make(chan struct{})
+	up := make(chan uint8, 1)
+	go func() { s.ServeController(b, ControllerOptions{Up: func(v uint8) { up <- v }}); close(done) }()
+	t.Cleanup(func() {
+		a.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("connection handler did not end after the peer closed")
+		}
+	})
+	cl := &client{t: t, c: a, r: openflow.NewReader(a, 0), v: v}
+	if _, m := cl.recv(); m == nil {
+		t.Fatal("no hello")
+	}
+	hello, _ := openflow.NewHello(v)
+	cl.send(hello)
+	select {
+	case <-up:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection did not come up")
+	}
+	return cl
+}
+
+// expect receives messages until one of type T arrives (echo requests
+// and the like may come first).
+func expect[T openflow.Message](cl *client) T {
+	cl.t.Helper()
+	for range 16 {
+		if _, m := cl.recv(); m != nil {
+			if x, ok := m.(T); ok {
+				return x
+			}
+		}
+	}
+	var zero T
+	cl.t.Fatalf("no %T among 16 messages", zero)
+	return zero
+}
+
+func testPacketIn() (*flow.PacketIn, []byte) {
+	pi := &flow.PacketIn{Reason: flow.ReasonAction, MaxLen: 64, Table: 3, Cookie: 0x42, InPort: 2, Metadata: 9, Userdata: []byte{7, 8}}
+	pi.Regs[1] = 5
+	data := bytes.Repeat([]byte{0xab}, 64)
+	return pi, data
+}
+
+func TestPacketInVersions(t *testing.T) {
+	for _, v := range Versions {
+		s := newTestServer()
+		cl := dialController(t, s, v)
+		if pins, miss := s.Wants(); !pins || miss != (v < openflow.Version13) {
+			t.Errorf("v%d: Wants() = %v, %v", v, pins, miss)
+		}
+		pi, data := testPacketIn()
+		s.PacketIn(pi, data, 100)
+		m := expect[*openflow.PacketIn](cl)
+		if m.BufferID != openflow.NoBuffer || m.TotalLen != 100 || !bytes.Equal(m.Data, data) || m.Reason != openflow.PacketInAction {
+			t.Errorf("v%d: packet in %+v", v, m)
+		}
+		if v == openflow.Version10 {
+			if m.InPort != 2 {
+				t.Errorf("v1.0 in_port %d", m.InPort)
+			}
+		} else if m.TableID != 3 || m.Cookie != 0x42 || len(m.Match) != 3 {
+			t.Errorf("v%d: table %d cookie %#x match %v", v, m.TableID, m.Cookie, m.Match)
+		}
+	}
+}
+
+func TestPacketIn2AndMissSendLen(t *testing.T) {
+	s := newTestServer()
+	cl := dialController(t, s, openflow.Version13)
+	cl.send(&openflow.SetPacketInFormat{Format: openflow.PacketInFormatNXT2})
+	cl.send(&openflow.SetConfig{SwitchConfig: openflow.SwitchConfig{MissSendLen: 10}})
+	cl.send(&openflow.BarrierRequest{})
+	expect[*openflow.BarrierReply](cl)
+	pi, data := testPacketIn()
+	s.PacketIn(pi, data, 64)
+	m := expect[*openflow.PacketIn2](cl)
+	if m.TableID != 3 || m.Cookie != 0x42 || !bytes.Equal(m.UserData, []byte{7, 8}) || len(m.Packet) != 64 {
+		t.Errorf("packet in2 %+v", m)
+	}
+	// A table miss without a flow (the bridge sends it while an OpenFlow
+	// 1.0 controller is connected) does not go to a 1.3 connection.
+	s.PacketIn(&flow.PacketIn{Reason: flow.ReasonImplicitMiss, MaxLen: flow.MaxLenAll, Table: 9}, data, 64)
+	// A miss is cut to miss_send_len.
+	miss := &flow.PacketIn{Reason: flow.ReasonNoMatch, MaxLen: flow.MaxLenAll, InPort: 1, Cookie: flow.CookieNone}
+	s.PacketIn(miss, data, 64)
+	m = expect[*openflow.PacketIn2](cl)
+	if len(m.Packet) != 10 || m.FullLen != 64 || m.Reason != openflow.PacketInNoMatch || m.TableID != 0 {
+		t.Errorf("miss packet in2: %d bytes, full %d, reason %d", len(m.Packet), m.FullLen, m.Reason)
+	}
+}
+
+// TestAsyncService checks that a management connection gets nothing
+// until it sets a miss_send_len, as ovs-ofctl monitor does, and that a
+// controller id routes packet ins.
+func TestAsyncService(t *testing.T) {
+	s := newTestServer()
+	svc := dial(t, s, openflow.Version13)
+	ctl := dialController(t, s, openflow.Version13)
+	pi, data := testPacketIn()
+	s.PortStatus(openflow.PortReasonDelete, openflow.Port{PortNo: 4, Name: "p4"})
+	if st := expect[*openflow.PortStatus](ctl); st.Reason != openflow.PortReasonDelete || st.Port.Name != "p4" {
+		t.Errorf("port status %+v", st)
+	}
+	svc.send(&openflow.SetConfig{SwitchConfig: openflow.SwitchConfig{MissSendLen: 0xffff}})
+	svc.send(&openflow.BarrierRequest{})
+	expect[*openflow.BarrierReply](svc)
+	ctl.send(&openflow.SetControllerID{ID: 5})
+	ctl.send(&openflow.BarrierRequest{})
+	expect[*openflow.BarrierReply](ctl)
+	s.PacketIn(pi, data, 64) // controller id 0: the service connection only
+	expect[*openflow.PacketIn](svc)
+	pi5 := *pi
+	pi5.ControllerID = 5
+	s.PacketIn(&pi5, data, 64)
+	s.PortStatus(openflow.PortReasonAdd, openflow.Port{PortNo: 5, Name: "p5"})
+	if m := expect[*openflow.PacketIn](ctl); m.Cookie != 0x42 {
+		t.Errorf("packet in %+v", m)
+	}
+	expect[*openflow.PortStatus](svc)
+}
+
+// TestAsyncSlowController checks that a controller that does not read
+// costs the producer nothing: messages beyond its queue are dropped and
+// counted, another connection still gets its own, and the slow one is
+// dropped after the write timeout.
+func TestAsyncSlowController(t *testing.T) {
+	s := newTestServer()
+	s.writeTimeout = 300 * time.Millisecond
+	slow := dialController(t, s, openflow.Version13)
+	_ = slow
+	fast := dialController(t, s, openflow.Version13)
+	pi, _ := testPacketIn()
+	big := make([]byte, 1000)
+	fastGot := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			fast.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b, err := fast.r.ReadMessage()
+			if err != nil {
+				break
+			}
+			if h, _ := openflow.ParseHeader(b); h.Type == 10 { // OFPT_PACKET_IN
+				n++
+			}
+			if n == 5 {
+				fastGot <- n
+			}
+		}
+	}()
+	start := time.Now()
+	for range asyncQueueLen * 4 {
+		s.PacketIn(pi, big, len(big))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("queuing %d packet ins took %v", asyncQueueLen*4, d)
+	}
+	if st := s.AsyncStats(); st.Dropped == 0 {
+		t.Errorf("no drops with a peer that never reads: %+v", st)
+	}
+	if n := <-fastGot; n != 5 {
+		t.Errorf("the reading controller got %d packet ins", n)
+	}
+	waitUntil(t, "the slow controller to be dropped", func() bool { return s.Connected() == 1 })
+}

@@ -1,0 +1,299 @@
+package flow
+
+import (
+	"encoding/hex"
+	"strconv"
+	"strings"
+)
+
+// This file is the controller action: controller, controller:MAX_LEN and
+// controller(reason=R,max_len=N,id=I,userdata=HEX), as ovs-actions(7)
+// describes them, its text, its translation into a datapath action that
+// carries what the packet in reports, and how Execute hands the packet to
+// whoever sends packet ins.
+
+// PacketInReason is why a packet went to the controller (OFPR_*).
+type PacketInReason uint8
+
+// The packet in reasons, with OpenFlow's numbers.
+const (
+	ReasonNoMatch    PacketInReason = 0 // no_match: a table miss
+	ReasonAction     PacketInReason = 1 // action: a controller action
+	ReasonInvalidTTL PacketInReason = 2 // invalid_ttl
+	ReasonActionSet  PacketInReason = 3 // action_set
+	ReasonGroup      PacketInReason = 4 // group
+	ReasonPacketOut  PacketInReason = 5 // packet_out
+
+	// Reasons of Open vSwitch's own that never appear in an action: a
+	// controller action of a table-miss flow (priority 0, matching
+	// everything), which OpenFlow 1.3 and later report as no_match and
+	// earlier versions as action; and a table miss sent to the controller
+	// without any flow (MissPolicy), reported as no_match.
+	ReasonExplicitMiss PacketInReason = 6
+	ReasonImplicitMiss PacketInReason = 7
+
+	numReasons = 6 // the reasons an action may name
+)
+
+var reasonNames = [numReasons]string{"no_match", "action", "invalid_ttl", "action_set", "group", "packet_out"}
+
+// IsMiss reports whether the reason is a table miss of some kind: such
+// packet ins are cut to the connection's miss_send_len.
+func (r PacketInReason) IsMiss() bool {
+	return r == ReasonNoMatch || r == ReasonExplicitMiss || r == ReasonImplicitMiss
+}
+
+// String returns the reason as ovs-ofctl writes it.
+func (r PacketInReason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return strconv.Itoa(int(r))
+}
+
+// MaxLenAll is the max_len that sends the whole packet (OFPCML_NO_BUFFER).
+const MaxLenAll = 0xffff
+
+// CookieNone is the cookie of a packet in that no rule sent (a table miss,
+// a packet out's own actions), as OpenFlow 1.3 asks.
+const CookieNone = ^uint64(0)
+
+// TableNone is the table of a packet in that no table sent (a packet
+// out's own actions).
+const TableNone = 0xff
+
+// ControllerAction returns the action controller(reason=reason,max_len=maxLen).
+func ControllerAction(reason PacketInReason, maxLen uint16) Action {
+	return Action{Type: ActController, Value: uint64(maxLen), Table: uint8(reason)}
+}
+
+// PacketIn is what a controller action's packet in carries besides the
+// packet: the action's arguments and the pipeline's state when it ran.
+// Translation builds it; the datapath action holds it, immutable, so
+// every packet of a megaflow reports the same (the registers, metadata
+// and in_port are functions of the key bits the megaflow matches).
+type PacketIn struct {
+	Reason       PacketInReason
+	MaxLen       uint16 // bytes of the packet to send; MaxLenAll: all
+	ControllerID uint16
+	Userdata     []byte
+	Table        uint8  // the table of the rule that ran the action, or TableNone
+	Cookie       uint64 // that rule's cookie, or CookieNone
+	// Pipeline fields as the packet in's match reports them.
+	InPort   uint32
+	Metadata uint64
+	Regs     [NumRegs]uint32
+	PktMark  uint32
+}
+
+// PacketInSink receives the packets that controller actions send. An
+// Outputter that also implements it gets them from Execute; the frame is
+// only valid during the call, and PacketIn must not block.
+type PacketInSink interface {
+	PacketIn(pi *PacketIn, frame []byte)
+}
+
+// MissPolicy is implemented by the PortLiveness a table was given
+// (SetPortLiveness) when it can tell translation that a table miss goes
+// to the controller: Open vSwitch sends table misses to controllers while
+// one that speaks OpenFlow 1.0 to 1.2 is connected, and drops them
+// otherwise (OpenFlow 1.3's default). A change of the answer needs a new
+// generation: call SetPortLiveness again.
+type MissPolicy interface {
+	MissToController() bool
+}
+
+// FailOpenPolicy is implemented by the PortLiveness a table was given
+// when it can tell translation that the bridge is in fail-open: every
+// packet then takes the normal action and no table is consulted, as Open
+// vSwitch's hidden fail-open flow does. A change of the answer needs a new
+// generation: call SetPortLiveness again.
+type FailOpenPolicy interface {
+	FailOpen() bool
+}
+
+// failOpen reports whether the bridge is in fail-open.
+func (x *xlate) failOpen() bool {
+	f, ok := x.s.live.(FailOpenPolicy)
+	return ok && f.FailOpen()
+}
+
+// formatController writes a controller action as ovs-ofctl does.
+func formatController(b *strings.Builder, a *Action) {
+	reason := PacketInReason(a.Table)
+	if reason == ReasonAction && a.Mask == 0 && a.Note == "" {
+		b.WriteString("CONTROLLER:" + strconv.FormatUint(a.Value, 10))
+		return
+	}
+	var parts []string
+	if reason != ReasonAction {
+		parts = append(parts, "reason="+reason.String())
+	}
+	if a.Value != MaxLenAll {
+		parts = append(parts, "max_len="+strconv.FormatUint(a.Value, 10))
+	}
+	if a.Mask != 0 {
+		parts = append(parts, "id="+strconv.FormatUint(a.Mask, 10))
+	}
+	if a.Note != "" {
+		parts = append(parts, "userdata="+noteText(a.Note))
+	}
+	b.WriteString("controller(" + strings.Join(parts, ",") + ")")
+}
+
+// controller parses controller, controller:MAX_LEN and controller(...).
+func (ap *actionParser) controller(t *token) error {
+	s := ap.s
+	a := ControllerAction(ReasonAction, MaxLenAll)
+	switch {
+	case t.hasValue:
+		// As Open vSwitch: decimal digits only.
+		if t.value == "" || strings.Trim(t.value, "0123456789") != "" {
+			return errAt(s, t, "unknown key %q parsing controller action", t.value)
+		}
+		v, err := strconv.ParseUint(t.value, 10, 16)
+		if err != nil {
+			return errAt(s, t, "invalid max_len %q", t.value)
+		}
+		a.Value = v
+	case t.paren:
+		lx := lexer{s: s, i: t.valPos, end: t.valPos + len(t.value)}
+		for {
+			at, ok, err := lx.next()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			if err := controllerArg(s, &at, &a); err != nil {
+				return err
+			}
+		}
+	}
+	ap.add(a)
+	return nil
+}
+
+// controllerArg parses one argument of controller(...) into a.
+func controllerArg(s string, at *token, a *Action) error {
+	switch strings.ToLower(at.key) {
+	case "reason":
+		for r, name := range reasonNames {
+			if at.value == name {
+				a.Table = uint8(r)
+				return nil
+			}
+		}
+		return errAt(s, at, "unknown reason %q", at.value)
+	case "max_len":
+		v, err := parseNum(at.value, 16)
+		if err != nil {
+			return errAt(s, at, "invalid max_len %q", at.value)
+		}
+		a.Value = v
+	case "id":
+		v, err := parseNum(at.value, 16)
+		if err != nil {
+			return errAt(s, at, "invalid id %q", at.value)
+		}
+		a.Mask = v
+	case "userdata":
+		b, err := hex.DecodeString(strings.ReplaceAll(at.value, ".", ""))
+		if err != nil {
+			return errAt(s, at, "bad hex digit in `controller' action `userdata'")
+		}
+		if len(b) > MaxUserdata {
+			return errAt(s, at, "userdata of %d bytes is longer than %d", len(b), MaxUserdata)
+		}
+		a.Note = string(b)
+	case "pause":
+		return unsupportedAt(s, at, "controller(pause) is not supported: ovsxdp has no continuations")
+	case "meter_id":
+		return unsupportedAt(s, at, "controller(meter_id=...) is not supported: ovsxdp has no meters")
+	default:
+		return errAt(s, at, "unknown key %q parsing controller action", at.key)
+	}
+	return nil
+}
+
+// MaxUserdata bounds a controller action's userdata: what fits in one
+// NXAST_CONTROLLER2 action with its header and padding.
+const MaxUserdata = 0xffff - 64
+
+// controller translates a controller action (or a table miss that goes to
+// the controller, with r nil): the datapath action carries the state the
+// packet in reports.
+func (x *xlate) controller(a *Action, miss bool) {
+	x.commit()
+	reason := PacketInReason(a.Table)
+	if reason == ReasonAction && a.Mask == 0 && a.Note == "" {
+		// Written as an output to CONTROLLER: as Open vSwitch, the
+		// reason tells a packet out's actions and a group's buckets.
+		switch {
+		case x.packetOut:
+			reason = ReasonPacketOut
+		case x.inBucket > 0:
+			reason = ReasonGroup
+		}
+	}
+	if reason == ReasonAction && x.rule != nil && x.rule.Priority == 0 && x.rule.Match.Catchall() {
+		reason = ReasonExplicitMiss
+	}
+	pi := &PacketIn{
+		Reason:       reason,
+		MaxLen:       uint16(a.Value),
+		ControllerID: uint16(a.Mask),
+		Userdata:     []byte(a.Note),
+		Table:        TableNone,
+		Cookie:       CookieNone,
+		InPort:       x.flow.InPort,
+		Metadata:     x.flow.Metadata,
+		Regs:         x.flow.Regs,
+		PktMark:      x.flow.PktMark,
+	}
+	if x.rule != nil || miss {
+		pi.Table = x.table
+	}
+	if x.rule != nil && !miss {
+		pi.Cookie = x.rule.Cookie
+	}
+	d := *a
+	d.PacketIn = pi
+	x.emit(d)
+}
+
+// missToController reports whether a table miss goes to the controller.
+func (x *xlate) missToController() bool {
+	m, ok := x.s.live.(MissPolicy)
+	return ok && m.MissToController()
+}
+
+// formatODPController writes a controller datapath action as Open
+// vSwitch's dpctl prints its userspace action.
+func formatODPController(a *Action) string {
+	pi := a.PacketIn
+	if pi == nil {
+		pi = &PacketIn{Reason: PacketInReason(a.Table), MaxLen: uint16(a.Value), ControllerID: uint16(a.Mask)}
+	}
+	return FormatODPPacketIn(pi, false)
+}
+
+// FormatODPPacketIn writes the userspace action that sends pi to the
+// controllers as Open vSwitch prints it; dontSend is set in traces, which
+// send nothing. ovsxdp keeps no frozen state for it (no continuations),
+// so its recirc_id is always 0.
+func FormatODPPacketIn(pi *PacketIn, dontSend bool) string {
+	c := "0"
+	if pi.Cookie != 0 && pi.Cookie != CookieNone {
+		c = "0x" + strconv.FormatUint(pi.Cookie, 16)
+	}
+	ds := "0"
+	if dontSend {
+		ds = "1"
+	}
+	return "userspace(pid=0,controller(reason=" + strconv.Itoa(int(pi.Reason)) +
+		",dont_send=" + ds + ",continuation=0,recirc_id=0,rule_cookie=" + c +
+		",controller_id=" + strconv.Itoa(int(pi.ControllerID)) +
+		",max_len=" + strconv.Itoa(int(pi.MaxLen)) + "))"
+}

@@ -1,0 +1,72 @@
+package ofconv
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// controllerAction encodes a controller action as Open vSwitch does: one
+// with the reason action, no controller id and no userdata is an output
+// to the CONTROLLER port with its max_len; one with userdata is
+// NXAST_CONTROLLER2, with the properties that differ from the defaults;
+// any other is NXAST_CONTROLLER.
+func controllerAction(a *flow.Action) openflow.Action {
+	reason := uint8(a.Table)
+	switch {
+	case a.Note != "":
+		c := &openflow.ActController2{UserData: []byte(a.Note), HasUserData: true}
+		if a.Value != flow.MaxLenAll {
+			c.MaxLen, c.HasMaxLen = uint16(a.Value), true
+		}
+		if a.Mask != 0 {
+			c.ControllerID, c.HasID = uint16(a.Mask), true
+		}
+		if reason != uint8(flow.ReasonAction) {
+			c.Reason, c.HasReason = reason, true
+		}
+		return c
+	case reason == uint8(flow.ReasonAction) && a.Mask == 0:
+		return &openflow.ActOutput{Port: ofPort(flow.PortController), MaxLen: uint16(a.Value)}
+	}
+	return &openflow.ActController{MaxLen: uint16(a.Value), ControllerID: uint16(a.Mask), Reason: reason}
+}
+
+// controllerText writes NXAST_CONTROLLER or NXAST_CONTROLLER2 in
+// ovs-ofctl syntax; pause and meter_id, which ovsxdp does not implement,
+// are refused.
+func controllerText(a openflow.Action) (string, error) {
+	maxLen, id, reason := uint16(flow.MaxLenAll), uint16(0), uint8(flow.ReasonAction)
+	var userdata []byte
+	switch a := a.(type) {
+	case *openflow.ActController:
+		maxLen, id, reason = a.MaxLen, a.ControllerID, a.Reason
+	case *openflow.ActController2:
+		if a.Pause {
+			return "", unsupportedAction("controller(pause)")
+		}
+		if a.HasMeterID {
+			return "", unsupportedAction("controller(meter_id=...)")
+		}
+		if a.HasMaxLen {
+			maxLen = a.MaxLen
+		}
+		if a.HasID {
+			id = a.ControllerID
+		}
+		if a.HasReason {
+			reason = a.Reason
+		}
+		userdata = a.UserData
+	}
+	if int(reason) > int(flow.ReasonPacketOut) {
+		return "", actionError(openflow.CodeBadActionArgument, "controller reason %d", reason)
+	}
+	parts := []string{"reason=" + flow.PacketInReason(reason).String(), "max_len=" + strconv.Itoa(int(maxLen)), "id=" + strconv.Itoa(int(id))}
+	if len(userdata) > 0 {
+		parts = append(parts, "userdata="+dotted(userdata))
+	}
+	return "controller(" + strings.Join(parts, ",") + ")", nil
+}
