@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -118,16 +119,58 @@ func (p *pmd) adapt(n int, nap time.Duration, start, end, prevBusy time.Time) ti
 	}
 	switch act {
 	case idleNap:
+		// Frames that wait now would only wait longer: a nap of a few
+		// microseconds often lasts ten times that once the thread has
+		// given up its CPU, and the kernel drops what the rx ring cannot
+		// hold meanwhile. The thread polls again at once instead, and
+		// its naps start short again.
+		if w := p.framesWaiting(); w > 0 {
+			p.idle.held.Add(1)
+			p.idle.heldFrames.Add(uint64(w))
+			return 0
+		}
 		// A nap reads no port, so it is outside any read-side section:
 		// grace periods need not wait for it.
 		ts := unix.NsecToTimespec(int64(next))
 		unix.Nanosleep(&ts, nil) //nolint:errcheck // EINTR: a shorter nap
-		p.counters.idleNanos.Add(uint64(time.Since(end)))
+		took := time.Since(end)
+		p.counters.idleNanos.Add(uint64(took))
+		p.idle.naps.Add(1)
+		p.idle.napNanos.Add(uint64(took))
 		return next
 	case idleSleep:
 		p.sleep()
 	}
 	return 0
+}
+
+// rxPender is a port that tells how many frames wait on an rx queue
+// without a system call (vport.XSKPort reads its rx ring's indexes).
+type rxPender interface{ RxPending(q int) int }
+
+// framesWaiting returns how many frames wait on the thread's rx queues, as
+// far as their ports tell (a port that cannot tell counts as empty).
+func (p *pmd) framesWaiting() int {
+	// Reading a port's rings is a read-side section: the port stays open.
+	p.rd.enter()
+	defer p.rd.leave()
+	w := 0
+	for _, rq := range *p.rxqs.Load() {
+		if pp, ok := rq.port.vp.(rxPender); ok {
+			w += pp.RxPending(rq.q)
+		}
+	}
+	return w
+}
+
+// idleCounters count an adaptive thread's naps. Only the thread writes
+// them.
+type idleCounters struct {
+	naps     atomic.Uint64 // naps taken
+	napNanos atomic.Uint64 // the time they took, wake-up included
+	// held counts the naps not taken because frames waited on a queue
+	// when the nap was due, heldFrames the frames that waited.
+	held, heldFrames atomic.Uint64
 }
 
 // idleAction is what an adaptive thread does after a poll.

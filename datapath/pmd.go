@@ -37,6 +37,7 @@ type pmd struct {
 
 	stall    stall
 	counters pmdCounters
+	idle     idleCounters // adaptive naps (idle.go)
 	ctl      controlQueue // control requests, run between batches (control.go)
 
 	// Per-batch state, allocated once.
