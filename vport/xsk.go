@@ -635,6 +635,17 @@ func (p *XSKPort) RxPending(q int) int {
 	return p.socks[q].rxPending()
 }
 
+// RxRoom returns how many more frames the rx ring of queue q can take
+// before the kernel drops what arrives (as RxPending, no system call); 0
+// for a queue that does not exist and after Close.
+func (p *XSKPort) RxRoom(q int) int {
+	if q < 0 || q >= len(p.socks) || p.closed.Load() {
+		return 0
+	}
+	s := p.socks[q]
+	return max(len(s.rx.descs)-s.rxPending(), 0)
+}
+
 // Stats implements Port. RxDropped includes the frames the kernel dropped
 // on the sockets (full rx ring, no fill frame), which RxRingFull and
 // RxNoFrame count apart.

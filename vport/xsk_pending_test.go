@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// TestXSKRxPending checks the rx ring occupancy that a poll thread reads
+// TestXSKRxPending checks the rx ring occupancy (and room) that a poll thread reads
 // before it naps: datagrams that nobody received yet are counted, a
 // Receive takes them off, and a closed port or a queue it does not have
 // reports none.
@@ -36,6 +36,9 @@ func TestXSKRxPending(t *testing.T) {
 	if pending > 32 {
 		t.Fatalf("%d frames pending on a ring of 32", pending)
 	}
+	if room := p.RxRoom(0); room != 32-pending {
+		t.Errorf("with %d frames pending: room for %d, want %d", pending, room, 32-pending)
+	}
 	b := newRxBatch()
 	got := 0
 	for got < pending {
@@ -51,12 +54,12 @@ func TestXSKRxPending(t *testing.T) {
 	if got < pending {
 		t.Errorf("received %d frames, %d were pending", got, pending)
 	}
-	if n := p.RxPending(0); n != 0 {
-		t.Errorf("after receiving them: %d pending, want 0", n)
+	if n, room := p.RxPending(0), p.RxRoom(0); n != 0 || room != 32 {
+		t.Errorf("after receiving them: %d pending, room for %d; want 0 and 32", n, room)
 	}
 	for _, q := range []int{-1, 1} {
-		if n := p.RxPending(q); n != 0 {
-			t.Errorf("queue %d: %d pending, want 0", q, n)
+		if n, room := p.RxPending(q), p.RxRoom(q); n != 0 || room != 0 {
+			t.Errorf("queue %d: %d pending, room for %d; want 0 and 0", q, n, room)
 		}
 	}
 	if _, err := c.Write([]byte("after-close")); err != nil {
@@ -65,7 +68,7 @@ func TestXSKRxPending(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := p.RxPending(0); n != 0 {
-		t.Errorf("after close: %d pending, want 0", n)
+	if n, room := p.RxPending(0), p.RxRoom(0); n != 0 || room != 0 {
+		t.Errorf("after close: %d pending, room for %d; want 0 and 0", n, room)
 	}
 }
