@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 func TestAdaptive(t *testing.T) {
@@ -196,5 +198,121 @@ func TestThreadCPUTimeShared(t *testing.T) {
 	}
 	if l := lost(200 * time.Millisecond); l <= spareLoss {
 		t.Errorf("sharing CPU 0 with a busy thread for 200ms, the thread lost %.0f%% of the time; want more than %.0f%%", 100*l, 100*spareLoss)
+	}
+}
+
+// TestAdaptiveHoldsNapWhileFramesWait drives a thread's decision after a
+// light poll (a nap is due) with frames waiting on one of its queues, and
+// with none: it naps only when its queues are empty.
+func TestAdaptiveHoldsNapWhileFramesWait(t *testing.T) {
+	empty, err := vport.NewMemPort(vport.MemConfig{Name: "empty", RingSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	busy, err := vport.NewMemPort(vport.MemConfig{Name: "busy", RingSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	p := &pmd{}
+	rqs := []rxq{{port: &Port{Name: "empty", vp: empty}}, {port: &Port{Name: "busy", vp: busy}}}
+	p.rxqs.Store(&rqs)
+
+	// Two packets, 5 µs after the last ones: light load, a nap is due.
+	end := time.Now()
+	start := end.Add(-time.Microsecond)
+	prevBusy := start.Add(-5 * time.Microsecond)
+	if act, next := adaptive(2, 0, start.Sub(prevBusy), end.Sub(prevBusy)); act != idleNap || next == 0 {
+		t.Fatalf("adaptive after a light poll: %d, %v; want a nap", act, next)
+	}
+
+	frame := make([]byte, 60)
+	if n := busy.Inject(0, [][]byte{frame, frame, frame}); n != 3 {
+		t.Fatalf("injected %d frames, want 3", n)
+	}
+	if next := p.adapt(2, 0, start, end, prevBusy); next != 0 {
+		t.Errorf("with frames waiting: next nap %v, want 0 (naps start over)", next)
+	}
+	if naps, held, frames := p.idle.naps.Load(), p.idle.held.Load(), p.idle.heldFrames.Load(); naps != 0 || held != 1 || frames != 3 {
+		t.Errorf("with 3 frames waiting: %d naps, %d held with %d frames; want 0 naps, 1 held with 3 frames", naps, held, frames)
+	}
+
+	var bufs = [][]byte{make([]byte, 2048), make([]byte, 2048), make([]byte, 2048)}
+	if n, err := busy.Receive(0, bufs, make([]int, 3), nil); n != 3 || err != nil {
+		t.Fatalf("receive: %d, %v", n, err)
+	}
+	if next := p.adapt(2, 0, start, end, prevBusy); next != napStep {
+		t.Errorf("with the queues empty: next nap %v, want %v", next, napStep)
+	}
+	if naps, held := p.idle.naps.Load(), p.idle.held.Load(); naps != 1 || held != 1 {
+		t.Errorf("with the queues empty: %d naps, %d held; want 1 nap, still 1 held", naps, held)
+	}
+}
+
+func TestCapNap(t *testing.T) {
+	const us = time.Microsecond
+	for _, c := range []struct {
+		name       string
+		inNext     time.Duration
+		inN        int
+		inSince    time.Duration
+		inRoom     int
+		wantCapped time.Duration
+	}{
+		{"default ring, light load", 20 * us, 4, 10 * us, 2048, 20 * us},
+		{"room unknown", 20 * us, 15, us, -1, 20 * us},
+		{"no rate", 20 * us, 0, 10 * us, 8, 20 * us},
+		// 16 packets in 10 µs fill half of 64 free descriptors in 20
+		// µs: less than the wake-up and a nap.
+		{"small ring, fast", 20 * us, 16, 10 * us, 64, 0},
+		// Half of 160 in 50 µs: back by then with a 25 µs nap at most.
+		{"small ring, shortened", maxNap, 16, 10 * us, 160, 25 * us},
+		{"small ring, room for the nap", 10 * us, 16, 10 * us, 256, 10 * us},
+		{"full ring", 5 * us, 1, 50 * us, 0, 0},
+	} {
+		if got := capNap(c.inNext, c.inN, c.inSince, c.inRoom); got != c.wantCapped {
+			t.Errorf("%s: capNap(%v, %d, %v, %d) = %v, want %v", c.name, c.inNext, c.inN, c.inSince, c.inRoom, got, c.wantCapped)
+		}
+	}
+}
+
+// roomPort is an in-memory port whose rx ring has room free descriptors,
+// as an AF_XDP port tells.
+type roomPort struct {
+	*vport.MemPort
+	room int
+}
+
+func (p *roomPort) RxRoom(int) int { return p.room }
+
+// TestAdaptiveNapFitsRing: at a rate that would fill half a small rx ring
+// before a nap and its wake-up are over, a thread due a nap polls again
+// instead; with a large ring it naps.
+func TestAdaptiveNapFitsRing(t *testing.T) {
+	mp, err := vport.NewMemPort(vport.MemConfig{Name: "small", RingSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mp.Close()
+	rp := &roomPort{MemPort: mp, room: 16}
+	p := &pmd{}
+	rqs := []rxq{{port: &Port{Name: "small", vp: rp}}}
+	p.rxqs.Store(&rqs)
+	end := time.Now()
+	start := end.Add(-time.Microsecond)
+	prevBusy := start.Add(-10 * time.Microsecond) // 15 packets in 11 µs
+	if next := p.adapt(15, 0, start, end, prevBusy); next != 0 {
+		t.Errorf("room for 16 frames: next nap %v, want 0", next)
+	}
+	if naps, short := p.idle.naps.Load(), p.idle.short.Load(); naps != 0 || short != 1 {
+		t.Errorf("room for 16 frames: %d naps, %d cut short; want 0 and 1", naps, short)
+	}
+	rp.room = 2048
+	if next := p.adapt(15, 0, start, end, prevBusy); next != napStep {
+		t.Errorf("room for 2048 frames: next nap %v, want %v", next, napStep)
+	}
+	if naps, short := p.idle.naps.Load(), p.idle.short.Load(); naps != 1 || short != 1 {
+		t.Errorf("room for 2048 frames: %d naps, %d cut short; want 1 and 1", naps, short)
 	}
 }

@@ -41,6 +41,7 @@ type pmd struct {
 	// published lists the port counters the thread changed since it last
 	// published them (counter.go).
 	published *publishList
+	idle      idleCounters // adaptive naps (idle.go)
 	ctl       controlQueue // control requests, run between batches (control.go)
 
 	// Per-batch state, allocated once.

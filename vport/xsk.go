@@ -623,6 +623,29 @@ func (p *XSKPort) PrepareWait(q int) (int, bool, error) {
 	return s.fd, false, nil
 }
 
+// RxPending returns how many received frames wait on the rx ring of queue
+// q, from the ring's producer and consumer indexes: no system call, so that
+// a poll thread can look before every nap. It is 0 for a queue that does
+// not exist and after Close. The caller must keep the port open meanwhile
+// (a poll thread looks inside a read-side section).
+func (p *XSKPort) RxPending(q int) int {
+	if q < 0 || q >= len(p.socks) || p.closed.Load() {
+		return 0
+	}
+	return p.socks[q].rxPending()
+}
+
+// RxRoom returns how many more frames the rx ring of queue q can take
+// before the kernel drops what arrives (as RxPending, no system call); 0
+// for a queue that does not exist and after Close.
+func (p *XSKPort) RxRoom(q int) int {
+	if q < 0 || q >= len(p.socks) || p.closed.Load() {
+		return 0
+	}
+	s := p.socks[q]
+	return max(len(s.rx.descs)-s.rxPending(), 0)
+}
+
 // Stats implements Port. RxDropped includes the frames the kernel dropped
 // on the sockets (full rx ring, no fill frame), which RxRingFull and
 // RxNoFrame count apart.

@@ -483,6 +483,11 @@ func (s *xskSocket) rxReady() bool {
 	return atomic.LoadUint32(s.rx.prod) != atomic.LoadUint32(s.rx.cons)
 }
 
+// rxPending is the number of received frames on the rx ring.
+func (s *xskSocket) rxPending() int {
+	return int(atomic.LoadUint32(s.rx.prod) - atomic.LoadUint32(s.rx.cons))
+}
+
 // frame returns the UMEM bytes of a descriptor, if they are inside it.
 func (s *xskSocket) frame(addr uint64, n uint32) ([]byte, bool) {
 	end := addr + uint64(n)
