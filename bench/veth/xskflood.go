@@ -44,7 +44,8 @@ func xskFrames(srcMAC, dstMAC net.HardwareAddr) ([][]byte, error) {
 // transmit path) in batches for d, and prints how many it sent and in how
 // long. With rate 0 it sends as fast as the tx ring drains; otherwise it
 // keeps to rate frames per second, sending what is due (at most a batch)
-// and napping when nothing is. It runs inside namespace a.
+// and napping when nothing is; frames that fell due while it was off the
+// CPU are given up, never sent in a burst. It runs inside namespace a.
 func xskFlood(dev, srcMAC, dstMAC string, d time.Duration, rate float64) error {
 	src, err := net.ParseMAC(srcMAC)
 	if err != nil {
@@ -66,19 +67,25 @@ func xskFlood(dev, srcMAC, dstMAC string, d time.Duration, rate float64) error {
 	batch := make([][]byte, vport.MaxBatch)
 	start := time.Now()
 	end := start.Add(d)
-	sent, next := 0, 0
+	sent, next, behind := 0, 0, 0
 	for i := 0; ; i++ {
 		if (rate > 0 || i%64 == 0) && time.Now().After(end) {
 			break
 		}
 		out := batch
 		if rate > 0 {
-			due := int(rate*time.Since(start).Seconds()) - sent
+			due := int(rate*time.Since(start).Seconds()) - sent - behind
 			if due <= 0 {
 				time.Sleep(20 * time.Microsecond)
 				continue
 			}
-			out = batch[:min(due, len(batch))]
+			if due > 2*len(batch) {
+				// Descheduled for a while: what fell due meanwhile is
+				// given up rather than sent in a burst above the rate.
+				behind += due - len(batch)
+				due = len(batch)
+			}
+			out = batch[:due]
 		}
 		for j := range out {
 			out[j] = frames[next]
