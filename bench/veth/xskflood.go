@@ -85,7 +85,7 @@ func xskFlood(dev, srcMAC, dstMAC string, d time.Duration, rate float64) error {
 				behind += due - len(batch)
 				due = len(batch)
 			}
-			out = batch[:due]
+			out = batch[:min(due, len(batch))]
 		}
 		for j := range out {
 			out[j] = frames[next]
