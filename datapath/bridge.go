@@ -476,6 +476,7 @@ func (b *Bridge) PMDStats() []PMDStats {
 	out := make([]PMDStats, len(b.pmds))
 	for i, p := range b.pmds {
 		out[i] = p.counters.load(p.id, len(*p.rxqs.Load()))
+		p.idle.load(&out[i])
 	}
 	return out
 }

@@ -218,6 +218,12 @@ type idleCounters struct {
 	short atomic.Uint64
 }
 
+// load copies the counters into s.
+func (c *idleCounters) load(s *PMDStats) {
+	s.Naps, s.NapTime = c.naps.Load(), time.Duration(c.napNanos.Load())
+	s.NapsHeld, s.HeldFrames, s.NapsShort = c.held.Load(), c.heldFrames.Load(), c.short.Load()
+}
+
 // idleAction is what an adaptive thread does after a poll.
 type idleAction uint8
 

@@ -164,6 +164,13 @@ type PMDStats struct {
 	// its last packet, went to sleep early because other threads took
 	// its CPU (Config.SpareSpin).
 	SpinsGivenUp uint64
+	// Naps counts an adaptive thread's naps and NapTime the time they
+	// took, wake-up included; NapsHeld the naps it did not take because
+	// frames waited on a rx queue when the nap was due (HeldFrames of
+	// them in all), NapsShort those it did not take because a rx ring
+	// would have filled past half before it was back.
+	Naps, NapsHeld, HeldFrames, NapsShort uint64
+	NapTime                               time.Duration
 }
 
 // PacketsPerBatch is the average batch size.

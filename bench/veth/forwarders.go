@@ -157,9 +157,9 @@ func (f *ovsxdpFwd) counters() string {
 	}
 	var parts []string
 	for _, s := range f.br.PMDStats() {
-		parts = append(parts, fmt.Sprintf("pmd%d: %d packets, EMC hits %d, megaflow hits %d, upcalls %d, lost %d, %.1f packets/batch, busy %.0f ns/packet, busy %v idle %v, segments coalesced %d into %d GSO packets (%d refused), idle spins given up %d",
+		parts = append(parts, fmt.Sprintf("pmd%d: %d packets, EMC hits %d, megaflow hits %d, upcalls %d, lost %d, %.1f packets/batch, busy %.0f ns/packet, busy %v idle %v, segments coalesced %d into %d GSO packets (%d refused), idle spins given up %d, naps %d (%v), naps not taken with frames waiting %d",
 			s.ID, s.Packets, s.EMCHits, s.MegaflowHit, s.Upcalls, s.Lost, s.PacketsPerBatch(), s.NanosPerPacket(), s.Busy.Round(time.Millisecond), s.Idle.Round(time.Millisecond),
-			s.GSOSegments, s.GSOPackets, s.GSOFailed, s.SpinsGivenUp))
+			s.GSOSegments, s.GSOPackets, s.GSOFailed, s.SpinsGivenUp, s.Naps, s.NapTime.Round(time.Millisecond), s.NapsHeld))
 	}
 	for _, p := range f.br.Ports() {
 		st := p.Stats()

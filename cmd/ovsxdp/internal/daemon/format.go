@@ -149,6 +149,11 @@ func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
 	s.GSOSegments = sub(cur.GSOSegments, base.GSOSegments)
 	s.GSOFailed = sub(cur.GSOFailed, base.GSOFailed)
 	s.SpinsGivenUp = sub(cur.SpinsGivenUp, base.SpinsGivenUp)
+	s.Naps = sub(cur.Naps, base.Naps)
+	s.NapTime = time.Duration(sub(uint64(cur.NapTime), uint64(base.NapTime)))
+	s.NapsHeld = sub(cur.NapsHeld, base.NapsHeld)
+	s.HeldFrames = sub(cur.HeldFrames, base.HeldFrames)
+	s.NapsShort = sub(cur.NapsShort, base.NapsShort)
 	return s
 }
 
@@ -175,6 +180,8 @@ func formatPMDStats(s datapath.PMDStats) string {
 	fmt.Fprintf(&b, "  avg. packets per rx batch: %.02f\n", s.PacketsPerBatch())
 	fmt.Fprintf(&b, "  segments sent coalesced (tcp, udp): %d (in %d gso packets, %d more refused)\n", s.GSOSegments, s.GSOPackets, s.GSOFailed)
 	fmt.Fprintf(&b, "  idle spins given up to other threads: %d\n", s.SpinsGivenUp)
+	fmt.Fprintf(&b, "  naps: %d (%v), not taken with frames waiting: %d (%d frames), not taken for ring room: %d\n",
+		s.Naps, s.NapTime.Round(time.Microsecond), s.NapsHeld, s.HeldFrames, s.NapsShort)
 	total := s.Busy + s.Idle
 	pct := func(d time.Duration) float64 {
 		if total == 0 {
