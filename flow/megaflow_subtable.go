@@ -38,7 +38,6 @@ type mfSubtable struct {
 	tags  []uint32
 	keys  []uint64
 	mfs   []*Megaflow
-	shift uint8 // 64 - log2(len(tags))
 	// words lists the indexes of the mask's non-zero words and maskw their
 	// values, so that hashing and comparing skip the words the mask
 	// ignores.
@@ -71,7 +70,6 @@ func (st *mfSubtable) alloc(log2 uint) {
 	st.tags = make([]uint32, n)
 	st.keys = make([]uint64, n*st.nwords)
 	st.mfs = make([]*Megaflow, n)
-	st.shift = uint8(64 - log2)
 	st.n = 0
 }
 
@@ -88,8 +86,7 @@ var wordSeeds = [KeyWords]uint64{
 // hashKey hashes k's bits under the subtable's mask, over the mask's
 // non-zero words only. Each word is mixed on its own (a 64×64→128-bit
 // multiply folded to 64 bits) and the results are summed, so the
-// multiplies do not wait for each other as a chained hash's would; a last
-// multiply spreads the sum into the high bits that choose the slot.
+// multiplies do not wait for each other as a chained hash's would.
 func (st *mfSubtable) hashKey(k *Key) uint64 {
 	kw := k.Words()
 	var h uint64
@@ -98,15 +95,14 @@ func (st *mfSubtable) hashKey(k *Key) uint64 {
 		hi, lo := bits.Mul64(kw[w]&st.maskw[i]^wordSeeds[w], 0x9e3779b97f4a7c15)
 		h += hi ^ lo
 	}
-	hi, lo := bits.Mul64(h, 0xbf58476d1ce4e5b9)
-	return hi ^ lo
+	return h
 }
 
-// tagOf returns the tag stored for hash h: its low 32 bits, never 0.
-func tagOf(h uint64) uint32 { return uint32(h) | 1 }
+// tagOf returns the tag stored for hash h: its high 32 bits, never 0.
+func tagOf(h uint64) uint32 { return uint32(h>>32) | 1 }
 
 // home returns the slot where the probe for hash h starts.
-func (st *mfSubtable) home(h uint64) uint64 { return h >> st.shift }
+func (st *mfSubtable) home(h uint64) uint64 { return h & uint64(len(st.tags)-1) }
 
 // find returns the megaflow of st whose key equals k's masked key, or nil;
 // h is st.hashKey(k).
@@ -136,6 +132,9 @@ func (st *mfSubtable) find(k *Key, h uint64) *Megaflow {
 	}
 	return nil
 }
+
+// bytes returns the size of st's slot arrays.
+func (st *mfSubtable) bytes() int { return len(st.tags) * (4 + 8 + 8*st.nwords) }
 
 // touch loads the tag of the slot where the probe for hash h starts, and
 // returns it so that the load cannot be dropped. A lookup touches the
@@ -189,7 +188,7 @@ func (st *mfSubtable) full() bool {
 
 func (st *mfSubtable) grow() {
 	old := st.mfs
-	st.alloc(uint(64-st.shift) + 1)
+	st.alloc(uint(bits.Len(uint(len(old)))))
 	for _, mf := range old {
 		if mf != nil {
 			st.insert(mf)
