@@ -111,10 +111,11 @@ func (mf *Megaflow) Credit() {
 // Subtables are probed in order of how often they hit, re-ranked every
 // rankInterval lookups (and on Rank), not per packet.
 //
-// A subtable hashes and compares only the key words its mask covers, and its
-// slots carry the full hash so that a probe rarely touches a megaflow that
-// does not match. With 16 masks this measured about four times faster than
-// Go maps keyed by the masked Key, which hash and compare all 14 words.
+// A subtable hashes and compares only the key words its mask covers, keeps
+// those words inline in its slots beside a tag of the hash, and so answers
+// a probe without following a pointer (see mfSubtable). With 16 masks this
+// measured about four times faster than Go maps keyed by the masked Key,
+// which hash and compare all its words.
 //
 // A Megaflows has a single owner, the poll thread that looks packets up in
 // it, and is not safe for concurrent use: it takes no locks. Everything else
@@ -167,12 +168,12 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 	for subs := c.subs; len(subs) > 0; {
 		g := subs[:min(len(subs), probeGroup)]
 		subs = subs[len(g):]
-		var any uint32
+		var tags uint32
 		for j, st := range g {
 			hs[j] = st.hashKey(k)
-			any |= st.touch(hs[j])
+			tags |= st.touch(hs[j])
 		}
-		if any == 0 {
+		if tags == 0 {
 			continue // every home slot is empty: no match in this group
 		}
 		for j, st := range g {

@@ -35,9 +35,9 @@ const minSlotsLog2 = 3
 // The fields a lookup reads come first, so that they share the subtable's
 // first cache lines.
 type mfSubtable struct {
-	tags  []uint32
-	keys  []uint64
-	mfs   []*Megaflow
+	tags []uint32
+	keys []uint64
+	mfs  []*Megaflow
 	// words lists the indexes of the mask's non-zero words and maskw their
 	// values, so that hashing and comparing skip the words the mask
 	// ignores.
