@@ -26,10 +26,10 @@ const minSlotsLog2 = 3
 //   - mfs holds the megaflows themselves, for the caller.
 //
 // A hit therefore loads one line of each array, and the three addresses
-// depend only on the hash, so the loads overlap instead of waiting for each
-// other: about one memory latency a lookup, where a table of pointers to
-// megaflows costs two or three in a row. The slot comes from the hash's high
-// bits and the tag from its low ones, so that entries sharing a probe run
+// depend only on the hash, so the loads can overlap instead of waiting for
+// each other, where a table of pointers to megaflows has to load the slot
+// before it can load the megaflow's key. The slot comes from the hash's low
+// bits and the tag from its high ones, so that entries sharing a probe run
 // still have independent tags.
 //
 // The fields a lookup reads come first, so that they share the subtable's
