@@ -125,9 +125,6 @@ type Megaflows struct {
 	byMask  map[Key]*mfSubtable
 	n       int
 	lookups uint32
-	// prefetch: the subtables' arrays are larger than prefetchBytes
-	// together.
-	prefetch bool
 }
 
 // rankInterval is how many lookups pass between re-rankings of the
@@ -152,57 +149,13 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 	if c.lookups%rankInterval == 0 {
 		c.Rank()
 	}
-	if !c.prefetch {
-		for _, st := range c.subs {
-			if mf := st.find(k, st.hashKey(k)); mf != nil {
-				st.hits++
-				return mf
-			}
-		}
-		return nil
-	}
-	// The tables are too large for the caches: hash the key for a group of
-	// subtables and touch each one's home slot before probing any of them,
-	// so that their cache misses overlap.
-	var hs [probeGroup]uint64
-	for subs := c.subs; len(subs) > 0; {
-		g := subs[:min(len(subs), probeGroup)]
-		subs = subs[len(g):]
-		var tags uint32
-		for j, st := range g {
-			hs[j] = st.hashKey(k)
-			tags |= st.touch(hs[j])
-		}
-		if tags == 0 {
-			continue // every home slot is empty: no match in this group
-		}
-		for j, st := range g {
-			if mf := st.find(k, hs[j]); mf != nil {
-				st.hits++
-				return mf
-			}
+	for _, st := range c.subs {
+		if mf := st.find(k, st.hashKey(k)); mf != nil {
+			st.hits++
+			return mf
 		}
 	}
 	return nil
-}
-
-// probeGroup is how many subtables a lookup touches before it probes them,
-// when the tables are larger than prefetchBytes.
-const probeGroup = 8
-
-// prefetchBytes is the size of the subtables' slot arrays from which on
-// lookups touch subtables before probing them (Megaflows.prefetch): below
-// it the arrays stay in the caches, where touching first only adds work.
-const prefetchBytes = 1 << 20
-
-// sizeChanged recomputes whether lookups touch subtables first, after a
-// subtable changed size or was dropped.
-func (c *Megaflows) sizeChanged() {
-	var bytes int
-	for _, st := range c.subs {
-		bytes += st.bytes()
-	}
-	c.prefetch = bytes > prefetchBytes
 }
 
 // Rank re-sorts the subtables by hits since the last ranking, most first,
@@ -245,7 +198,6 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	mf.set(tr, gen)
 	if st.full() {
 		st.grow()
-		c.sizeChanged()
 	}
 	st.insert(mf)
 	c.n++
@@ -294,7 +246,6 @@ func (c *Megaflows) dropSubtable(st *mfSubtable) {
 		}
 	}
 	st.ranked = false
-	c.sizeChanged()
 }
 
 // Range calls fn for each megaflow until fn returns false. fn must not
@@ -334,5 +285,4 @@ func (c *Megaflows) Flush() {
 	c.subs = c.subs[:0]
 	clear(c.byMask)
 	c.n = 0
-	c.prefetch = false
 }

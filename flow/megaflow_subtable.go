@@ -133,15 +133,6 @@ func (st *mfSubtable) find(k *Key, h uint64) *Megaflow {
 	return nil
 }
 
-// bytes returns the size of st's slot arrays.
-func (st *mfSubtable) bytes() int { return len(st.tags) * (4 + 8 + 8*st.nwords) }
-
-// touch loads the tag of the slot where the probe for hash h starts, and
-// returns it so that the load cannot be dropped. A lookup touches the
-// subtables it is about to probe one after the other first: their cache
-// misses then overlap rather than follow one another.
-func (st *mfSubtable) touch(h uint64) uint32 { return st.tags[st.home(h)] }
-
 // insert puts mf into the first free slot of its probe sequence. The table
 // must have a free slot.
 func (st *mfSubtable) insert(mf *Megaflow) {
