@@ -2,14 +2,14 @@ package flow
 
 import "math/bits"
 
-// A subtable's hash table grows beyond maxLoadNum/maxLoadDen full. Most
-// probes are misses (a packet is in one subtable and probes the ones ranked
-// before it), and a miss scans to an empty slot; the tags it scans are four
-// bytes each, so a run rarely leaves the cache line it starts in.
-const (
-	maxLoadNum = 1
-	maxLoadDen = 2
-)
+// A subtable's hash table grows beyond 3/8 full while it has fewer than
+// denseSlots slots, and beyond 1/2 full from then on. Most probes are
+// misses (a packet is in one subtable and probes the ones ranked before
+// it), and a miss scans to an empty slot: a sparse table ends most scans at
+// the home slot, which counts while the table sits in the caches. A large
+// table is dominated by the cache miss on the home slot instead, so it
+// spends less memory.
+const denseSlots = 1 << 16
 
 // minSlotsLog2 is the log2 of a new subtable's number of slots.
 const minSlotsLog2 = 3
@@ -174,7 +174,10 @@ func (st *mfSubtable) clearSlot(i uint64) {
 // full reports whether one more megaflow would take st past its load
 // limit.
 func (st *mfSubtable) full() bool {
-	return (st.n+1)*maxLoadDen > len(st.tags)*maxLoadNum
+	if len(st.tags) >= denseSlots {
+		return (st.n+1)*2 > len(st.tags)
+	}
+	return (st.n+1)*8 > len(st.tags)*3
 }
 
 func (st *mfSubtable) grow() {
