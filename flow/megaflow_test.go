@@ -196,3 +196,42 @@ func testInsert(c *Megaflows, k, mask *Key, rule *Rule, gen uint64) *Megaflow {
 	}
 	return c.Insert(k, tr, gen)
 }
+
+// TestMegaflowsLarge checks lookups in subtables that grew many times:
+// every key finds its own megaflow, before and after half of them are
+// removed, and keys that no megaflow matches miss.
+func TestMegaflowsLarge(t *testing.T) {
+	const n, masks = 40000, 16
+	keys, c := spreadMegaflows(t, n, masks)
+	mfs := make([]*Megaflow, n)
+	for i := range keys {
+		mf := c.Lookup(&keys[i])
+		if mf == nil {
+			t.Fatalf("key %d: miss", i)
+		}
+		if m := mf.Match(); !m.Matches(&keys[i]) || mf.Key.InPort != keys[i].InPort {
+			t.Fatalf("key %d: found a megaflow that is not its own", i)
+		}
+		mfs[i] = mf
+	}
+	for i := 0; i < n; i += 2 {
+		c.Remove(mfs[i])
+	}
+	if c.Len() != n/2 {
+		t.Fatalf("Len %d after removing half, want %d", c.Len(), n/2)
+	}
+	for i := range keys {
+		got := c.Lookup(&keys[i])
+		switch {
+		case i%2 == 0 && got != nil:
+			t.Fatalf("key %d: removed megaflow still found", i)
+		case i%2 == 1 && got != mfs[i]:
+			t.Fatalf("key %d: lost its megaflow after removals", i)
+		}
+	}
+	k := keys[1]
+	k.InPort = masks // no mask has this in_port's megaflows
+	if c.Lookup(&k) != nil {
+		t.Fatal("a key that no megaflow matches hit")
+	}
+}
