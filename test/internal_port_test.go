@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/test/netns"
+	"github.com/ovsxdp/ovsxdp/test/ovsref"
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
@@ -163,5 +164,68 @@ func checkCLIBalanced(t *testing.T, dump string) {
 	}
 	if rx == 0 || rx != tx+drops {
 		t.Errorf("packets not accounted: rx %d != tx %d + drops %d\n%s", rx, tx, drops, dump)
+	}
+}
+
+// TestOVSDBInternalPorts drives internal ports through the real
+// ovsdb-server and ovs-vsctl: each gets its ofport written back, works
+// once moved into a namespace, and del-port deletes its device.
+func TestOVSDBInternalPorts(t *testing.T) {
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
+	db := ovsref.StartDB(t)
+	bin := buildCLI(t)
+	sw := netns.New(t, "sw")
+	a := netns.New(t, "a")
+	b := netns.New(t, "b")
+	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
+	vsctl := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...)
+		if err != nil {
+			t.Fatalf("%v\novsxdp output:\n%s", err, x.proc.Output())
+		}
+		return strings.Trim(strings.TrimSpace(out), `"`)
+	}
+
+	vsctl(t, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
+	vsctl(t, "add-port", "br0", "int-a", "--", "set", "interface", "int-a", "type=internal", "ofport_request=5")
+	vsctl(t, "add-port", "br0", "int-b", "--", "set", "interface", "int-b", "type=internal")
+	if got := vsctl(t, "get", "interface", "int-a", "ofport"); got != "5" {
+		t.Fatalf("int-a ofport %s, want 5", got)
+	}
+	if got := vsctl(t, "get", "interface", "int-b", "ofport"); got == "5" || got == "[]" || got == "-1" {
+		t.Fatalf("int-b ofport %s, want a free number", got)
+	}
+	if e := vsctl(t, "get", "interface", "int-a", "error"); e != "[]" {
+		t.Fatalf("int-a error %s", e)
+	}
+	target := "unix:" + filepath.Join(x.runDir, "br0.mgmt")
+	if out, err := sw.Run(ofctl, "--timeout=30", "add-flow", target, "actions=normal"); err != nil {
+		t.Fatalf("ovs-ofctl add-flow: %v\n%s", err, out)
+	}
+	for _, m := range []struct {
+		ns        *netns.NS
+		dev, addr string
+	}{{a, "int-a", "10.78.0.1/24"}, {b, "int-b", "10.78.0.2/24"}} {
+		sw.IP(t, "link", "set", m.dev, "netns", m.ns.Name)
+		m.ns.AddAddr(t, m.dev, m.addr)
+		if err := m.ns.SetLinkUp(m.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !netns.Eventually(30*time.Second, func() bool {
+		_, err := a.Run("ping", "-n", "-c", "1", "-W", "1", "10.78.0.2")
+		return err == nil
+	}) {
+		t.Fatalf("int-a does not reach int-b through br0\n%s\n%s", vsctl(t, "show"), x.cli.run(t, "dump-ports", "br0"))
+	}
+	checkCLIBalanced(t, x.cli.run(t, "dump-ports", "br0"))
+	vsctl(t, "del-port", "br0", "int-a")
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, err := a.Run("ip", "link", "show", "int-a")
+		return err != nil
+	}) {
+		t.Errorf("int-a is still in namespace a after del-port")
 	}
 }
