@@ -28,9 +28,13 @@ import (
 // namespace that has an id in the port's (NETLINK_LISTEN_ALL_NSID; moving
 // a device gives its new namespace one), and on each event reads the
 // device's state in whichever namespace it is now (TUNGETDEVNETNS). A
-// device the kernel unregisters (its namespace deleted) makes the file
-// descriptor report an error: the port then marks its Device unregistered,
-// in the kernel's order, and calls TapConfig.OnGone.
+// device the kernel unregisters along with its namespace sends no event
+// that reaches here (the namespace loses its id first), and a descriptor
+// polled for errors alone is not woken: the port learns it when a poll
+// thread's read meets the error (EBADFD), which wakes the follower, and
+// in any case at the follower's next periodic read (tapResync). It then
+// marks its Device unregistered, in the kernel's order, and calls
+// TapConfig.OnGone.
 
 // TapConfig configures a TAP port.
 type TapConfig struct {
@@ -61,7 +65,9 @@ type TapPort struct {
 	closeMu  sync.Mutex
 	fdClosed bool
 
-	stop    int // eventfd that ends the follower
+	// wake is an eventfd that wakes the follower: to stop (closed is
+	// set), or to read the device's state at once.
+	wake    int
 	done    chan struct{}
 	onGone  func()
 	gone    atomic.Bool
@@ -111,12 +117,12 @@ func NewTapPort(cfg TapConfig) (*TapPort, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	stop, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tap %s: eventfd: %w", cfg.Name, err)
 	}
-	p := &TapPort{name: cfg.Name, fd: fd, dev: dev, log: cfg.Logger, stop: stop, done: make(chan struct{}), onGone: cfg.OnGone}
+	p := &TapPort{name: cfg.Name, fd: fd, dev: dev, log: cfg.Logger, wake: wake, done: make(chan struct{}), onGone: cfg.OnGone}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -156,7 +162,7 @@ func (p *TapPort) follow(nl int) {
 	}
 	buf := make([]byte, 64<<10)
 	for !p.gone.Load() {
-		fds := []unix.PollFd{{Fd: int32(p.stop), Events: unix.POLLIN}, {Fd: int32(p.fd)}}
+		fds := []unix.PollFd{{Fd: int32(p.wake), Events: unix.POLLIN}, {Fd: int32(p.fd)}}
 		if nl >= 0 {
 			fds = append(fds, unix.PollFd{Fd: int32(nl), Events: unix.POLLIN})
 		}
@@ -166,7 +172,11 @@ func (p *TapPort) follow(nl int) {
 			time.Sleep(tapResync)
 		}
 		if fds[0].Revents != 0 {
-			return
+			var cnt [8]byte
+			unix.Read(p.wake, cnt[:]) //nolint:errcheck // EAGAIN: drained
+			if p.closed.Load() {
+				return
+			}
 		}
 		if fds[1].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
 			p.markGone()
@@ -250,6 +260,11 @@ func (p *TapPort) markGone() {
 	}
 }
 
+// kick wakes the follower. It does not allocate.
+func (p *TapPort) kick() {
+	unix.Write(p.wake, eventfdOne) //nolint:errcheck // a full counter already wakes it
+}
+
 // Resyncs is how many times the port has read its device's state.
 func (p *TapPort) Resyncs() uint64 { return p.resyncs.Load() }
 
@@ -299,10 +314,11 @@ func (p *TapPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				break
 			}
+			p.kick() // EBADFD: the device is gone; the follower marks it
 			if got > 0 {
 				break
 			}
-			return 0, ErrPortDown // EBADFD: the device is gone
+			return 0, ErrPortDown
 		}
 		if r > len(buf) {
 			p.rxDropped.Add(1)
@@ -338,6 +354,7 @@ func (p *TapPort) Transmit(q int, frames [][]byte) (int, error) {
 		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOBUFS):
 			return i, nil
 		case errors.Is(err, unix.EBADFD):
+			p.kick()
 			if i == 0 {
 				return 0, ErrPortDown
 			}
@@ -376,12 +393,10 @@ func (p *TapPort) Close() error {
 		return nil
 	}
 	p.closed.Store(true)
-	var one [8]byte
-	one[0] = 1
-	unix.Write(p.stop, one[:]) //nolint:errcheck // a full counter already wakes it
+	p.kick()
 	<-p.done
 	p.fdClosed = true
-	unix.Close(p.stop)
+	unix.Close(p.wake)
 	if err := unix.Close(p.fd); err != nil {
 		return fmt.Errorf("tap %s: close: %w", p.name, err)
 	}

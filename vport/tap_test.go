@@ -63,6 +63,14 @@ func TestTapFollowsLinkAcrossNamespaces(t *testing.T) {
 	if err := ns.Delete(); err != nil {
 		t.Fatal(err)
 	}
+	// A poll thread's read meets the error and wakes the follower (the
+	// periodic read would find it too, later).
+	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+	netns.Eventually(5*time.Second, func() bool {
+		WaitRx(p, 0, 100*time.Millisecond) //nolint:errcheck // Receive tells
+		p.Receive(0, bufs, sizes, nil)      //nolint:errcheck // the state tells
+		return dev.Snapshot().Registration() == Unregistered
+	})
 	waitState(t, dev, "unregistered", func(s DeviceState) bool { return s.Registration() == Unregistered })
 	if !netns.Eventually(5*time.Second, func() bool { return gone.Load() == 1 }) {
 		t.Fatalf("OnGone called %d times, want 1", gone.Load())
