@@ -68,7 +68,7 @@ func TestTapFollowsLinkAcrossNamespaces(t *testing.T) {
 	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
 	netns.Eventually(5*time.Second, func() bool {
 		WaitRx(p, 0, 100*time.Millisecond) //nolint:errcheck // Receive tells
-		p.Receive(0, bufs, sizes, nil)      //nolint:errcheck // the state tells
+		p.Receive(0, bufs, sizes, nil)     //nolint:errcheck // the state tells
 		return dev.Snapshot().Registration() == Unregistered
 	})
 	waitState(t, dev, "unregistered", func(s DeviceState) bool { return s.Registration() == Unregistered })
