@@ -111,3 +111,66 @@ func TestTapCloseDeletesDevice(t *testing.T) {
 		t.Fatalf("Receive after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestTapOversizeFrame sends a frame longer than the receive buffers
+// through a TAP port: it is dropped and counted, and the port goes on.
+func TestTapOversizeFrame(t *testing.T) {
+	ns := netns.New(t, "tapbig")
+	name := "tap" + topo.Suffix()
+	p, err := NewTapPort(TapConfig{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	lk, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsh, err := vnetns.GetFromPath(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = netlink.LinkSetNsFd(lk, int(nsh))
+	nsh.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.IP(t, "link", "set", name, "mtu", "4000")
+	ns.AddAddr(t, name, "10.79.0.1/24")
+	if err := ns.SetLinkUp(name); err != nil {
+		t.Fatal(err)
+	}
+	ns.SetNeigh(t, name, "10.79.0.2", []byte{2, 0, 0, 0, 0, 2})
+	waitState(t, p.Device(), "up", func(s DeviceState) bool { return s.Running() })
+	ns.Run("ping", "-c", "1", "-W", "1", "-s", "3000", "10.79.0.2") //nolint:errcheck // no one answers
+	ns.Run("ping", "-c", "1", "-W", "1", "-s", "100", "10.79.0.2")  //nolint:errcheck // no one answers
+
+	bufs := make([][]byte, 4)
+	for i := range bufs {
+		bufs[i] = make([]byte, 2048)
+	}
+	sizes := make([]int, 4)
+	var small int
+	if !netns.Eventually(10*time.Second, func() bool {
+		WaitRx(p, 0, 100*time.Millisecond) //nolint:errcheck // Receive tells
+		n, err := p.Receive(0, bufs, sizes, nil)
+		if err != nil {
+			t.Fatalf("Receive: %v", err)
+		}
+		for _, sz := range sizes[:n] {
+			if sz >= 100+28+14 && sz < 2048 {
+				small++
+			}
+		}
+		return small > 0 && p.Stats().RxDropped > 0
+	}) {
+		t.Fatalf("stats %+v, small frames %d: want the 3000-byte ping dropped and the small one received", p.Stats(), small)
+	}
+	frame := make([]byte, 60)
+	if n := testing.AllocsPerRun(100, func() {
+		p.Receive(0, bufs, sizes, nil)     //nolint:errcheck // allocations only
+		p.Transmit(0, [][]byte{frame}[:1]) //nolint:errcheck // allocations only
+	}); n != 0 {
+		t.Errorf("Receive and Transmit allocate %v times a call", n)
+	}
+}
