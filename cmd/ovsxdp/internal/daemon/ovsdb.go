@@ -53,8 +53,9 @@ const (
 	ovsdbRetryMax = 8 * time.Second
 )
 
-// errInternalPorts is the error of an internal Interface.
-const errInternalPorts = "ovsxdp does not support internal ports yet (type internal); use type afxdp on a device"
+// errLocalPort is the error of a bridge's own internal Interface (its
+// LOCAL port, OpenFlow port 65534).
+const errLocalPort = "ovsxdp does not support the bridge's LOCAL port yet; add an internal port of another name"
 
 // ovsdbTables are the monitored tables and columns.
 var ovsdbTables = map[string][]string{
@@ -306,10 +307,17 @@ func wantIface(bridge string, iface ovsdb.Row) *wantPort {
 	switch typ {
 	case "", "system", typeAFXDP:
 		w.pc.Options = afxdpOptions(opts)
-	case "internal":
-		w.refuse = errInternalPorts
+	case typeInternal:
+		if w.pc.Name == bridge {
+			w.refuse = errLocalPort
+			break
+		}
+		w.pc.Type = typeInternal
+		if len(opts) > 0 {
+			w.pc.Options = opts // none known: each is the Interface's error
+		}
 	default:
-		w.refuse = fmt.Sprintf("ovsxdp does not support interface type %q (use type afxdp)", typ)
+		w.refuse = fmt.Sprintf("ovsxdp does not support interface type %q (use type afxdp or internal)", typ)
 	}
 	return w
 }
@@ -587,8 +595,8 @@ func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovs
 	if !setHas(root.Set("datapath_types"), DatapathType) {
 		up["datapath_types"] = ovsdb.Set{DatapathType}
 	}
-	if !setHas(root.Set("iface_types"), typeAFXDP) {
-		up["iface_types"] = ovsdb.Set{typeAFXDP}
+	if types := root.Set("iface_types"); !setHas(types, typeAFXDP) || !setHas(types, typeInternal) {
+		up["iface_types"] = ovsdb.Set{typeAFXDP, typeInternal}
 	}
 	update("Open_vSwitch", root.UUID(), up)
 	return ops

@@ -30,13 +30,15 @@ func TestOVSDBWantIface(t *testing.T) {
 		wantOF    uint32
 		wantHint  uint32
 		refuse    string
+		wantType  string
 	}{
 		{name: "v0", typ: "afxdp", opts: map[string]string{"n_rxq": "2", "xdp-mode": "native-with-zerocopy", "use-need-wakeup": "true"},
 			wantOpts: map[string]string{"rxq": "2", "xdp-mode": "native"}},
 		{name: "v1", typ: "", extra: ovsdb.Row{"ofport_request": ovsdb.Set{int64(5)}, "ofport": ovsdb.Set{int64(3)}}, wantOF: 5, wantHint: 3},
 		{name: "v2", typ: "system", opts: map[string]string{"frames": "4096"}, extra: ovsdb.Row{"ofport": ovsdb.Set{int64(-1)}},
 			wantOpts: map[string]string{"frames": "4096"}},
-		{name: "br0", typ: "internal", refuse: "internal ports"},
+		{name: "br0", typ: "internal", refuse: "LOCAL port"},
+		{name: "int0", typ: "internal", wantType: typeInternal},
 		{name: "gre0", typ: "gre", refuse: `interface type "gre"`},
 		{name: "bad name!", typ: "afxdp", refuse: "invalid port name"},
 	} {
@@ -50,7 +52,10 @@ func TestOVSDBWantIface(t *testing.T) {
 		if w.refuse != "" {
 			t.Errorf("%s: refused: %s", tc.name, w.refuse)
 		}
-		if w.pc.Type != typeAFXDP || w.pc.Name != tc.name || w.bridge != "br0" {
+		if tc.wantType == "" {
+			tc.wantType = typeAFXDP
+		}
+		if w.pc.Type != tc.wantType || w.pc.Name != tc.name || w.bridge != "br0" {
 			t.Errorf("%s: %+v", tc.name, w.pc)
 		}
 		if !maps.Equal(w.pc.Options, tc.wantOpts) {
@@ -135,7 +140,7 @@ func TestOVSDBWriteBackRoot(t *testing.T) {
 		t.Fatalf("ops %+v", ops)
 	}
 	root = ovsdb.Row{"_uuid": ovsdb.UUID("root"), "next_cfg": int64(4), "cur_cfg": int64(4),
-		"datapath_types": ovsdb.Set{DatapathType}, "iface_types": ovsdb.Set{typeAFXDP}}
+		"datapath_types": ovsdb.Set{DatapathType}, "iface_types": ovsdb.Set{typeAFXDP, typeInternal}}
 	if ops := s.writeBack(nil, root, nil, nil, nil); len(ops) != 0 {
 		t.Fatalf("in step, yet ops %+v", ops)
 	}

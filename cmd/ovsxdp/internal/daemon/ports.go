@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,9 @@ const (
 	typeMem   = "mem"
 	typePcap  = "pcap"
 	typeAFXDP = "afxdp"
+	// typeInternal is a TAP device the port creates, as Open vSwitch's
+	// internal ports in its userspace datapath.
+	typeInternal = "internal"
 )
 
 // portConfig is how a port was added: what the state file keeps.
@@ -30,8 +34,10 @@ type portConfig struct {
 }
 
 // newVPort creates the port that pc describes. It is the one place that
-// knows the port types and their options. Ports log to log.
-func newVPort(pc *portConfig, log *slog.Logger) (vport.Port, error) {
+// knows the port types and their options. Ports log to log. gone, if not
+// nil, is called (on a goroutine of the port's) when the kernel
+// unregisters the device of a port that owns its device (internal).
+func newVPort(pc *portConfig, log *slog.Logger, gone func()) (vport.Port, error) {
 	o := options{typ: pc.Type, m: pc.Options}
 	var (
 		p   vport.Port
@@ -102,8 +108,13 @@ func newVPort(pc *portConfig, log *slog.Logger) (vport.Port, error) {
 		case errors.Is(err, vport.ErrLoopback):
 			return nil, fmt.Errorf("%w; loopback cannot be a port", err)
 		}
+	case typeInternal:
+		if err := o.done(); err != nil {
+			return nil, err
+		}
+		p, err = vport.NewTapPort(vport.TapConfig{Name: pc.Name, OnGone: gone, Logger: log})
 	default:
-		return nil, fmt.Errorf("unknown port type %q (want %s, %s or %s)", flow.Clipped(pc.Type), typeMem, typePcap, typeAFXDP)
+		return nil, fmt.Errorf("unknown port type %q (want %s, %s, %s or %s)", flow.Clipped(pc.Type), typeMem, typePcap, typeAFXDP, typeInternal)
 	}
 	if err != nil {
 		return nil, err
@@ -220,4 +231,33 @@ func (o *options) done(known ...string) error {
 		}
 	}
 	return nil
+}
+
+// internalGone returns what an internal port calls when the kernel
+// unregisters its device (its network namespace was deleted): the port is
+// torn down: removed from its bridge after a grace period (its counters
+// join the bridge's removed ports) and forgotten, as del-port does.
+func (d *Daemon) internalGone(bridge string, pc *portConfig) func() {
+	return func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		b := d.bridges[bridge]
+		if b == nil || b.ports[pc.Name] != pc {
+			return // removed or replaced meanwhile
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+		defer cancel()
+		st, err := b.dp.RemovePort(ctx, pc.Name)
+		if err != nil {
+			d.log.Error("internal port's device unregistered; removing the port failed", "bridge", bridge, "port", pc.Name, "err", err)
+			return
+		}
+		d.forgetPortLocked(b, pc.Name)
+		d.log.Warn("internal port's device unregistered; port removed", "bridge", bridge, "port", pc.Name, "ofport", pc.OFPort,
+			"rx_packets", st.RxPackets, "tx_packets", st.TxPackets)
+		d.publishLocked()
+		if err := d.saveLocked(); err != nil {
+			d.log.Error("saving the state after an internal port was torn down", "err", err)
+		}
+	}
 }

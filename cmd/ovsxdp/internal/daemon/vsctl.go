@@ -228,7 +228,7 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		ofport, err := b.dp.AddLinkPort(datapath.LinkPort{
 			Name:      pc.Name,
 			OFPort:    pc.OFPort,
-			Open:      func() (vport.Port, error) { return newVPort(&saved, d.log) },
+			Open:      func() (vport.Port, error) { return newVPort(&saved, d.log, nil) },
 			MustExist: !restoring,
 		})
 		switch {
@@ -239,7 +239,11 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		}
 		saved.OFPort = ofport
 	} else {
-		vp, err := newVPort(pc, d.log)
+		var gone func()
+		if pc.Type == typeInternal {
+			gone = d.internalGone(b.name, &saved)
+		}
+		vp, err := newVPort(pc, d.log, gone)
 		if err != nil {
 			return fmt.Errorf("port %s: %w", pc.Name, err)
 		}

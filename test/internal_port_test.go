@@ -1,0 +1,231 @@
+package test
+
+import (
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/test/netns"
+	"github.com/ovsxdp/ovsxdp/test/ovsref"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
+)
+
+// TestInternalPortsAcrossNamespaces starts a real daemon in a switch
+// namespace with a bridge of two internal ports (TAP devices the daemon
+// creates), moves each into a namespace of its own, addresses them and
+// has ping and a TCP echo run between the two through the bridge's normal
+// action. Every packet the ports received is accounted for. del-port
+// deletes a port's device; deleting the other port's namespace tears the
+// port down (removed, its counters in the bridge's removed row) without
+// wedging the daemon; del-br leaves no device behind.
+func TestInternalPortsAcrossNamespaces(t *testing.T) {
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	bin := buildCLI(t)
+	sw := netns.New(t, "sw")
+	a := netns.New(t, "a")
+	b := netns.New(t, "b")
+
+	dir := t.TempDir()
+	sock, statePath := filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json")
+	proc := sw.Start(t, bin, "daemon", "--socket", sock, "--state", statePath)
+	d := &cliDaemon{bin: bin, sock: sock, state: statePath}
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, _, err := d.try("version")
+		return err == nil || proc.Exited()
+	}) || proc.Exited() {
+		t.Fatalf("the daemon does not answer (exited: %v)\n%s", proc.Exited(), proc.Output())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon output:\n%s", proc.Output())
+		}
+	})
+
+	d.run(t, "add-br", "br0")
+	d.run(t, "add-port", "br0", "i-a", "type=internal")
+	d.run(t, "add-port", "br0", "i-b", "type=internal", "ofport=7")
+	d.run(t, "add-flow", "br0", "actions=normal")
+	if _, errOut, err := d.try("add-port", "br0", "i-c", "type=internal", "rxq=2"); err == nil {
+		t.Errorf("add-port with an option internal ports do not have succeeded")
+	} else if !strings.Contains(errOut, "unknown option rxq") {
+		t.Errorf("add-port i-c rxq=2: %q, want an unknown option error", errOut)
+	}
+	show := d.run(t, "show")
+	for _, want := range []string{"Port i-a", "type: internal", "ofport: 1", "Port i-b", "ofport: 7"} {
+		if !strings.Contains(show, want) {
+			t.Fatalf("show lacks %q:\n%s", want, show)
+		}
+	}
+	if out, err := sw.Run("ip", "-d", "link", "show", "i-a"); err != nil || !strings.Contains(out, "tun type tap") {
+		t.Fatalf("i-a is not a tap device in the switch namespace: %v\n%s", err, out)
+	}
+
+	for _, x := range []struct {
+		ns   *netns.NS
+		dev  string
+		addr string
+	}{{a, "i-a", "10.77.0.1/24"}, {b, "i-b", "10.77.0.2/24"}} {
+		sw.IP(t, "link", "set", x.dev, "netns", x.ns.Name)
+		x.ns.AddAddr(t, x.dev, x.addr)
+		if err := x.ns.SetLinkUp(x.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !netns.Eventually(20*time.Second, func() bool {
+		return strings.Count(d.run(t, "show"), "link_state: up") == 2
+	}) {
+		t.Fatalf("the moved ports do not show up:\n%s", d.run(t, "show"))
+	}
+
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, err := a.Run("ping", "-c", "1", "-W", "1", "10.77.0.2")
+		return err == nil
+	}) {
+		t.Fatalf("a does not reach b through the bridge:\n%s\n%s", d.run(t, "show"), d.run(t, "dump-ports", "br0"))
+	}
+	if out, err := a.Run("ping", "-c", "5", "-i", "0.2", "-W", "2", "10.77.0.2"); err != nil || !strings.Contains(out, " 0% packet loss") {
+		t.Fatalf("ping a -> b: %v\n%s", err, out)
+	}
+
+	echo := b.Start(t, helperArgs(t, "tcp-echo", "10.77.0.2:7000")...)
+	if !netns.Eventually(10*time.Second, func() bool { return strings.Contains(echo.Output(), "listening") || echo.Exited() }) || echo.Exited() {
+		t.Fatalf("tcp echo server: %s", echo.Output())
+	}
+	if out, err := a.Run(helperArgs(t, "tcp-client", "10.77.0.2:7000", "2000000")...); err != nil || !strings.Contains(out, "ok 2000000") {
+		t.Fatalf("tcp a -> b: %v\n%s\n%s", err, out, d.run(t, "dump-ports", "br0"))
+	}
+	checkCLIBalanced(t, d.run(t, "dump-ports", "br0"))
+
+	// del-port deletes the device, in whichever namespace it is.
+	d.run(t, "del-port", "br0", "i-a")
+	if out, err := a.Run("ip", "link", "show", "i-a"); err == nil {
+		t.Errorf("i-a is still in namespace a after del-port:\n%s", out)
+	}
+
+	// Deleting b's namespace unregisters i-b: the port is torn down.
+	echo.Kill()
+	if !netns.Eventually(10*time.Second, echo.Exited) {
+		t.Fatal("the echo server does not exit")
+	}
+	if err := b.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if !netns.Eventually(30*time.Second, func() bool {
+		out, _, err := d.try("list-ports", "br0")
+		return err == nil && out == ""
+	}) {
+		t.Fatalf("i-b is not torn down once its namespace is deleted:\n%s", d.run(t, "show"))
+	}
+	ports := d.run(t, "dump-ports", "br0")
+	if !regexp.MustCompile(`port \(removed\): rx pkts=[1-9]`).MatchString(ports) {
+		t.Errorf("the removed ports' counters are not kept:\n%s", ports)
+	}
+	checkCLIBalanced(t, ports)
+	checkStatePorts(t, statePath)
+
+	// The daemon goes on: a new internal port of the same name works.
+	d.run(t, "add-port", "br0", "i-b", "type=internal")
+	d.run(t, "del-br", "br0")
+	if out, err := sw.Run("ip", "-o", "link", "show"); err != nil || strings.Contains(out, "i-") {
+		t.Errorf("devices left in the switch namespace after del-br: %v\n%s", err, out)
+	}
+}
+
+var (
+	dumpRx      = regexp.MustCompile(`rx pkts=(\d+),`)
+	dumpTx      = regexp.MustCompile(`tx pkts=(\d+),`)
+	dumpReasons = regexp.MustCompile(`(?:rx|tx) dropped by reason: (.*)`)
+	dumpReason  = regexp.MustCompile(`[a-z-]+=(\d+)`)
+)
+
+// checkCLIBalanced checks dump-ports of a bridge whose packets each go out
+// one port at most (two ports, or fewer): every packet received on the
+// bridge's rows, removed row included, was sent or dropped with a reason.
+func checkCLIBalanced(t *testing.T, dump string) {
+	t.Helper()
+	sum := func(re *regexp.Regexp) uint64 {
+		var n uint64
+		for _, m := range re.FindAllStringSubmatch(dump, -1) {
+			v, _ := strconv.ParseUint(m[1], 10, 64)
+			n += v
+		}
+		return n
+	}
+	rx, tx := sum(dumpRx), sum(dumpTx)
+	var drops uint64
+	for _, m := range dumpReasons.FindAllStringSubmatch(dump, -1) {
+		for _, r := range dumpReason.FindAllStringSubmatch(m[1], -1) {
+			v, _ := strconv.ParseUint(r[1], 10, 64)
+			drops += v
+		}
+	}
+	if rx == 0 || rx != tx+drops {
+		t.Errorf("packets not accounted: rx %d != tx %d + drops %d\n%s", rx, tx, drops, dump)
+	}
+}
+
+// TestOVSDBInternalPorts drives internal ports through the real
+// ovsdb-server and ovs-vsctl: each gets its ofport written back, works
+// once moved into a namespace, and del-port deletes its device.
+func TestOVSDBInternalPorts(t *testing.T) {
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
+	db := ovsref.StartDB(t)
+	bin := buildCLI(t)
+	sw := netns.New(t, "sw")
+	a := netns.New(t, "a")
+	b := netns.New(t, "b")
+	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
+	vsctl := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...)
+		if err != nil {
+			t.Fatalf("%v\novsxdp output:\n%s", err, x.proc.Output())
+		}
+		return strings.Trim(strings.TrimSpace(out), `"`)
+	}
+
+	vsctl(t, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
+	vsctl(t, "add-port", "br0", "int-a", "--", "set", "interface", "int-a", "type=internal", "ofport_request=5")
+	vsctl(t, "add-port", "br0", "int-b", "--", "set", "interface", "int-b", "type=internal")
+	if got := vsctl(t, "get", "interface", "int-a", "ofport"); got != "5" {
+		t.Fatalf("int-a ofport %s, want 5", got)
+	}
+	if got := vsctl(t, "get", "interface", "int-b", "ofport"); got == "5" || got == "[]" || got == "-1" {
+		t.Fatalf("int-b ofport %s, want a free number", got)
+	}
+	if e := vsctl(t, "get", "interface", "int-a", "error"); e != "[]" {
+		t.Fatalf("int-a error %s", e)
+	}
+	target := "unix:" + filepath.Join(x.runDir, "br0.mgmt")
+	if out, err := sw.Run(ofctl, "--timeout=30", "add-flow", target, "actions=normal"); err != nil {
+		t.Fatalf("ovs-ofctl add-flow: %v\n%s", err, out)
+	}
+	for _, m := range []struct {
+		ns        *netns.NS
+		dev, addr string
+	}{{a, "int-a", "10.78.0.1/24"}, {b, "int-b", "10.78.0.2/24"}} {
+		sw.IP(t, "link", "set", m.dev, "netns", m.ns.Name)
+		m.ns.AddAddr(t, m.dev, m.addr)
+		if err := m.ns.SetLinkUp(m.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !netns.Eventually(30*time.Second, func() bool {
+		_, err := a.Run("ping", "-n", "-c", "1", "-W", "1", "10.78.0.2")
+		return err == nil
+	}) {
+		t.Fatalf("int-a does not reach int-b through br0\n%s\n%s", vsctl(t, "show"), x.cli.run(t, "dump-ports", "br0"))
+	}
+	checkCLIBalanced(t, x.cli.run(t, "dump-ports", "br0"))
+	vsctl(t, "del-port", "br0", "int-a")
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, err := a.Run("ip", "link", "show", "int-a")
+		return err != nil
+	}) {
+		t.Errorf("int-a is still in namespace a after del-port")
+	}
+}
