@@ -7,18 +7,29 @@ import "time"
 const expireInterval = time.Second
 
 // expireLoop removes expired flows from every bridge's table each
-// expireInterval, and saves the state when it removed any, until Close.
+// expireInterval (and saves the state when it removed any), and saves the
+// state at most each saveInterval after changes mark it dirty (state.go),
+// until Close, for which it saves a dirty state last.
 func (d *Daemon) expireLoop() {
 	defer close(d.done)
 	t := time.NewTicker(expireInterval)
 	defer t.Stop()
+	save := time.NewTimer(saveInterval)
+	save.Stop()
+	var saveAt time.Time // when the next save may start
 	for {
 		select {
 		case <-d.stop:
+			d.saveIfDirty()
 			return
 		case now := <-t.C:
 			d.expire(now)
 			releaseMemory()
+		case <-d.saver.kick:
+			save.Reset(time.Until(saveAt))
+		case <-save.C:
+			d.saveIfDirty()
+			saveAt = time.Now().Add(saveInterval)
 		}
 	}
 }
