@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"iter"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -569,4 +570,31 @@ func (t *Table) levelLocked(g *ruleGroup) {
 func (t *Table) buildLocked(mask *Key, rules []*Rule) *tableSubtable {
 	t.indexed += uint64(len(rules))
 	return buildSubtable(mask, rules)
+}
+
+// clauseCandidates yields g's rules that may be clause flows: all of them
+// when g is to be rebuilt, else those of its levels that hold a clause
+// flow and those added since, so that a conjunctive add does not look at
+// every rule of the table.
+func (g *ruleGroup) clauseCandidates() iter.Seq2[ruleKey, *Rule] {
+	if g.levels == nil {
+		return g.rules.all()
+	}
+	return func(yield func(ruleKey, *Rule) bool) {
+		for _, st := range g.levels {
+			if !st.conj {
+				continue
+			}
+			for _, r := range st.rules {
+				if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
+					return
+				}
+			}
+		}
+		for _, r := range g.pending {
+			if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
+				return
+			}
+		}
+	}
 }

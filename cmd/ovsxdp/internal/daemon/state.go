@@ -144,7 +144,8 @@ func jsonErrorPlace(b []byte, err error) string {
 
 // saveInterval is the most often the daemon saves the state after
 // changes that do not save it at once (flow and group mods over
-// OpenFlow): a crash loses at most the changes of the last interval.
+// OpenFlow): a crash loses at most the changes of the last interval (or
+// of four times the last save's duration, when that is longer).
 const saveInterval = 150 * time.Millisecond
 
 // stateSaver coalesces state saves: changes mark the state dirty, and the
