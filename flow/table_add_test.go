@@ -2,6 +2,7 @@ package flow
 
 import (
 	"math/bits"
+	"slices"
 	"testing"
 )
 
@@ -80,5 +81,55 @@ func TestLookupMegaflowPropertySingleAdds(t *testing.T) {
 			}
 			checkMegaflowProperty(t, g, ref, &k, &wc, want)
 		}
+	}
+}
+
+// TestConjunctionSingleAdds checks that conjunctive matches translate the
+// same with their flows added one call each (groups split between levels)
+// as with one add of them all.
+func TestConjunctionSingleAdds(t *testing.T) {
+	flows := append(slices.Clone(conjPipeline),
+		"priority=300,ip,nw_src=10.0.1.0/24,actions=conjunction(40,1/2)",
+		"priority=100,ip,nw_src=10.0.1.0/24,actions=output:9",
+		"priority=300,tcp,actions=conjunction(40,2/2)",
+		"priority=300,conj_id=40,ip,actions=output:4",
+		"priority=290,ip,nw_src=10.0.1.0/24,actions=conjunction(41,1/2)",
+		"priority=290,udp,actions=conjunction(41,2/2)",
+		"priority=290,conj_id=41,ip,actions=output:5",
+	)
+	batch := conjTable(t, flows)
+	single := NewTable()
+	for _, s := range flows {
+		f, err := ParseFlow(s, CmdAdd)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if err := single.Add(f); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	for _, proto := range []string{"tcp", "udp"} {
+		for _, src := range []string{"10.0.1.5", "10.0.2.5"} {
+			for _, dst := range []string{"10.0.9.1", "10.0.5.7", "10.0.5.8", "10.0.8.1"} {
+				for _, port := range []string{"53", "80", "8080"} {
+					for _, in := range []uint32{1, 2} {
+						m, err := ParseMatch(proto + ",nw_src=" + src + ",nw_dst=" + dst + ",tp_dst=" + port)
+						if err != nil {
+							t.Fatal(err)
+						}
+						k := m.Key
+						k.InPort = in
+						want := FormatActions(batch.Snapshot().Translate(&k, false).Actions)
+						got := FormatActions(single.Snapshot().Translate(&k, false).Actions)
+						if got != want {
+							t.Errorf("in_port=%d,%s,nw_src=%s,nw_dst=%s,tp_dst=%s: %s with single adds, %s with one", in, proto, src, dst, port, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+	if len(single.Snapshot().tables[0]) <= len(batch.Snapshot().tables[0]) {
+		t.Logf("single adds made %d subtables, one add %d: the groups were not split", len(single.Snapshot().tables[0]), len(batch.Snapshot().tables[0]))
 	}
 }
