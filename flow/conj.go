@@ -229,13 +229,11 @@ scan:
 			continue
 		}
 		for rk, r := range g.clauseCandidates() {
-			if !conjunctive(r.Actions) || replaced[gk][rk] {
-				continue
-			}
 			for j := range r.Actions {
 				if a := &r.Actions[j]; a.Type == ActConjunction {
 					c := clauseOf(a)
-					if ck := (conjKey{r.Table, r.Priority, c.id}); want[ck] {
+					// The cheap test first: the key of rk is big.
+					if ck := (conjKey{r.Table, r.Priority, c.id}); want[ck] && !replaced[gk][rk] {
 						seen[ck] = origin{n: c.n, rule: r}
 					}
 				}

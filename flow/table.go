@@ -573,8 +573,8 @@ func (t *Table) buildLocked(mask *Key, rules []*Rule) *tableSubtable {
 }
 
 // clauseCandidates yields g's rules that may be clause flows: all of them
-// when g is to be rebuilt, else those of its levels that hold a clause
-// flow and those added since, so that a conjunctive add does not look at
+// when g is to be rebuilt, else the clause flows of its levels and the
+// rules added since, so that a conjunctive add does not look at
 // every rule of the table.
 func (g *ruleGroup) clauseCandidates() iter.Seq2[ruleKey, *Rule] {
 	if g.levels == nil {
@@ -582,10 +582,7 @@ func (g *ruleGroup) clauseCandidates() iter.Seq2[ruleKey, *Rule] {
 	}
 	return func(yield func(ruleKey, *Rule) bool) {
 		for _, st := range g.levels {
-			if !st.conj {
-				continue
-			}
-			for _, r := range st.rules {
+			for _, r := range st.clauses {
 				if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
 					return
 				}

@@ -54,7 +54,8 @@ type tableSubtable struct {
 	// portsOnly: the ports are the only fields of the last stage.
 	portsOnly bool
 
-	conj bool // some rule is a clause flow (conj.go)
+	conj    bool    // some rule is a clause flow (conj.go)
+	clauses []*Rule // the clause flows, for the table's writer
 	// small: the subtable has so few rules that scanning them beats
 	// hashing the key, and stages' keys and best are nil. The answers
 	// are the same.
@@ -169,8 +170,11 @@ func buildSubtable(mask *Key, rules []*Rule) *tableSubtable {
 	st := &tableSubtable{mask: *mask, rules: rules}
 	sortRules(st.rules)
 	for _, r := range st.rules {
-		st.conj = st.conj || conjunctive(r.Actions)
+		if conjunctive(r.Actions) {
+			st.clauses = append(st.clauses, r)
+		}
 	}
+	st.conj = len(st.clauses) > 0
 
 	var cum Key
 	for stage := range numStages {

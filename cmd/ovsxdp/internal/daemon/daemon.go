@@ -142,6 +142,7 @@ func (d *Daemon) Close() error {
 	<-d.done
 	d.stopOVSDB()
 	d.closeChannels()
+	d.saveIfDirty() // what the OpenFlow channels changed last
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
