@@ -194,8 +194,23 @@ func (t *Table) checkConjLocked(fs []Flow) error {
 		return nil
 	}
 	type origin struct {
-		n   uint8
-		tag string // where n comes from
+		n    uint8
+		rule *Rule  // the installed rule n comes from, or nil
+		tag  string // else where n comes from
+	}
+	// want are the conjunctive matches that fs's flows give clauses to:
+	// the installed rules are looked at for these only, and only until
+	// one rule of each is found (the installed rules agree already).
+	want := map[conjKey]bool{}
+	tables := map[uint8]bool{}
+	for i := range fs {
+		f := &fs[i]
+		for j := range f.Actions {
+			if a := &f.Actions[j]; a.Type == ActConjunction {
+				want[conjKey{tableOf(f), f.Priority, clauseOf(a).id}] = true
+				tables[tableOf(f)] = true
+			}
+		}
 	}
 	seen := map[conjKey]origin{}
 	replaced := map[groupKey]map[ruleKey]bool{}
@@ -208,16 +223,23 @@ func (t *Table) checkConjLocked(fs []Flow) error {
 		}
 		replaced[gk][ruleKey{key: norm.Key, priority: f.Priority}] = true
 	}
+scan:
 	for gk, g := range t.groups {
-		for rk, r := range g.rules.all() {
-			if replaced[gk][rk] || !conjunctive(r.Actions) {
-				continue
-			}
+		if !tables[g.table] {
+			continue
+		}
+		for rk, r := range g.clauseCandidates() {
 			for j := range r.Actions {
 				if a := &r.Actions[j]; a.Type == ActConjunction {
 					c := clauseOf(a)
-					seen[conjKey{r.Table, r.Priority, c.id}] = origin{c.n, "an installed flow (" + FormatMatch(&r.Match, r.Priority) + ")"}
+					// The cheap test first: the key of rk is big.
+					if ck := (conjKey{r.Table, r.Priority, c.id}); want[ck] && !replaced[gk][rk] {
+						seen[ck] = origin{n: c.n, rule: r}
+					}
 				}
+			}
+			if len(seen) == len(want) {
+				break scan
 			}
 		}
 	}
@@ -234,10 +256,13 @@ func (t *Table) checkConjLocked(fs []Flow) error {
 			c := clauseOf(a)
 			ck := conjKey{tableOf(f), f.Priority, c.id}
 			if o, ok := seen[ck]; ok && o.n != c.n {
+				if o.rule != nil {
+					o.tag = "an installed flow (" + FormatMatch(&o.rule.Match, o.rule.Priority) + ")"
+				}
 				return &AddError{Index: i, Err: fmt.Errorf("%s: conjunction %d of table %d, priority %d has %d clauses in %s: %w",
 					conjunctionText(a), c.id, ck.table, ck.priority, o.n, o.tag, ErrConjunctionClauses)}
 			}
-			seen[ck] = origin{c.n, "flow " + strconv.Itoa(i+1) + " of this request"}
+			seen[ck] = origin{n: c.n, tag: "flow " + strconv.Itoa(i+1) + " of this request"}
 		}
 	}
 	return nil

@@ -122,7 +122,7 @@ func (t *Table) DeleteGroups(id uint32) (int, []*Rule) {
 		for rk, r := range rg.rules.all() {
 			if usesGroups(r.Actions, gone) {
 				rg.rules.del(rk)
-				rg.built = nil
+				rg.levels = nil
 				removed = append(removed, r)
 			}
 		}

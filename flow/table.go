@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"iter"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,10 @@ type Table struct {
 	trieGen uint64
 	// actions shares the rules' equal action lists.
 	actions actionPool
+	// indexed counts the rules that publications put into subtables'
+	// indexes, for tests that check an add's cost does not grow with the
+	// rules already there.
+	indexed uint64
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -127,11 +132,26 @@ type groupKey struct {
 
 // ruleGroup is the writer's view of the rules of one table that share one
 // mask.
+//
+// Its published form is one or more subtables (levels) with the group's
+// mask that hold disjoint parts of its rules, biggest first: rules added
+// one by one go into a new small level, which merges with the levels
+// before it that are no bigger, as a binary counter carries. Each rule is
+// so indexed O(log n) times over n single adds, not once per add as a
+// rebuild of the whole group would; and the lookup visits at most about
+// log2(n) subtables for the group. Lookup is correct with a group's rules
+// split between subtables in any way (see LookupIn); a change other than
+// an add rebuilds the group as one level.
 type ruleGroup struct {
 	table uint8
 	mask  Key
 	rules ruleSet
-	built *tableSubtable // as last published; nil when dirty
+	// levels are the published subtables; nil when the group must be
+	// rebuilt whole at the next publication.
+	levels []*tableSubtable
+	// pending are the rules added since the last publication that are in
+	// no level yet (only while levels is not nil).
+	pending []*Rule
 }
 
 // ruleKey identifies a rule within its group: add-flow replaces the rule
@@ -236,7 +256,7 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 		}
 		r.Modified = now
 		g.rules.put(rk, &r)
-		g.built = nil
+		g.levels = nil
 		n++
 	})
 	if n == 0 && f.CookieMask == 0 {
@@ -380,9 +400,13 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 		rulePrefixes(r, func(j int, v uint32, plen uint8) {
 			t.tries[r.Table][j] = trieInsertIn(t.tries[r.Table][j], v, plen, t.trieGen)
 		})
+		if g.levels != nil {
+			g.pending = append(g.pending, r)
+		}
+	} else {
+		g.levels = nil
 	}
 	g.rules.put(rk, r)
-	g.built = nil
 	return replaced
 }
 
@@ -396,7 +420,7 @@ func (t *Table) removeLocked(g *ruleGroup, rk ruleKey) {
 		t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
 	})
 	g.rules.del(rk)
-	g.built = nil
+	g.levels = nil
 }
 
 // selectLocked calls fn for each rule that the criteria select. fn may
@@ -481,8 +505,8 @@ func sortRules(rs []*Rule) {
 	})
 }
 
-// publishLocked rebuilds the subtables of the dirty groups, drops empty
-// groups, and publishes a new snapshot under a new generation.
+// publishLocked brings the groups' levels up to date (see ruleGroup),
+// drops empty groups, and publishes a new snapshot under a new generation.
 func (t *Table) publishLocked() {
 	s := &TableSnapshot{}
 	for gk, g := range t.groups {
@@ -490,11 +514,11 @@ func (t *Table) publishLocked() {
 			delete(t.groups, gk)
 			continue
 		}
-		if g.built == nil {
-			g.built = buildSubtable(g)
+		t.levelLocked(g)
+		for _, st := range g.levels {
+			s.tables[g.table] = append(s.tables[g.table], st)
+			s.conj[g.table] = s.conj[g.table] || st.conj
 		}
-		s.tables[g.table] = append(s.tables[g.table], g.built)
-		s.conj[g.table] = s.conj[g.table] || g.built.conj
 		s.n += g.rules.len()
 	}
 	for _, sts := range s.tables {
@@ -514,4 +538,60 @@ func (t *Table) publishLocked() {
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)
+}
+
+// levelLocked brings g's levels up to date: a group to be rebuilt becomes
+// one level; the rules added since the last publication become a new
+// level, merged with the last levels while they are no bigger than it.
+func (t *Table) levelLocked(g *ruleGroup) {
+	if g.levels == nil {
+		rules := make([]*Rule, 0, g.rules.len())
+		for r := range g.rules.values() {
+			rules = append(rules, r)
+		}
+		g.pending = nil
+		g.levels = []*tableSubtable{t.buildLocked(&g.mask, rules)}
+		return
+	}
+	if len(g.pending) == 0 {
+		return
+	}
+	rules := g.pending
+	g.pending = nil
+	for n := len(g.levels); n > 0 && len(g.levels[n-1].rules) <= len(rules); n-- {
+		rules = append(rules, g.levels[n-1].rules...)
+		g.levels[n-1] = nil
+		g.levels = g.levels[:n-1]
+	}
+	g.levels = append(g.levels, t.buildLocked(&g.mask, rules))
+}
+
+// buildLocked builds a subtable of rules under mask and counts them.
+func (t *Table) buildLocked(mask *Key, rules []*Rule) *tableSubtable {
+	t.indexed += uint64(len(rules))
+	return buildSubtable(mask, rules)
+}
+
+// clauseCandidates yields g's rules that may be clause flows: all of them
+// when g is to be rebuilt, else the clause flows of its levels and the
+// rules added since, so that a conjunctive add does not look at
+// every rule of the table.
+func (g *ruleGroup) clauseCandidates() iter.Seq2[ruleKey, *Rule] {
+	if g.levels == nil {
+		return g.rules.all()
+	}
+	return func(yield func(ruleKey, *Rule) bool) {
+		for _, st := range g.levels {
+			for _, r := range st.clauses {
+				if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
+					return
+				}
+			}
+		}
+		for _, r := range g.pending {
+			if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
+				return
+			}
+		}
+	}
 }

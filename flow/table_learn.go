@@ -48,7 +48,7 @@ func (t *Table) Learn(fs []Flow) []*Rule {
 			r.Modified = now
 			g := t.groups[gk]
 			g.rules.put(rk, &r)
-			g.built = nil
+			g.levels = nil
 			rules[i] = &r
 			changed = true
 		default:

@@ -54,7 +54,8 @@ type tableSubtable struct {
 	// portsOnly: the ports are the only fields of the last stage.
 	portsOnly bool
 
-	conj bool // some rule is a clause flow (conj.go)
+	conj    bool    // some rule is a clause flow (conj.go)
+	clauses []*Rule // the clause flows, for the table's writer
 	// small: the subtable has so few rules that scanning them beats
 	// hashing the key, and stages' keys and best are nil. The answers
 	// are the same.
@@ -163,21 +164,22 @@ func init() {
 	}
 }
 
-// buildSubtable builds the lookup form of g's rules.
-func buildSubtable(g *ruleGroup) *tableSubtable {
-	st := &tableSubtable{mask: g.mask}
-	for r := range g.rules.values() {
-		st.rules = append(st.rules, r)
-	}
+// buildSubtable builds the lookup form of rules, which share mask; it
+// takes rules over.
+func buildSubtable(mask *Key, rules []*Rule) *tableSubtable {
+	st := &tableSubtable{mask: *mask, rules: rules}
 	sortRules(st.rules)
 	for _, r := range st.rules {
-		st.conj = st.conj || conjunctive(r.Actions)
+		if conjunctive(r.Actions) {
+			st.clauses = append(st.clauses, r)
+		}
 	}
+	st.conj = len(st.clauses) > 0
 
 	var cum Key
 	for stage := range numStages {
 		var delta Key
-		g.mask.Masked(&stageBits[stage], &delta)
+		mask.Masked(&stageBits[stage], &delta)
 		if delta == (Key{}) {
 			continue
 		}
@@ -197,13 +199,13 @@ func buildSubtable(g *ruleGroup) *tableSubtable {
 		st.best = newKeyIndex(&st.mask)
 	}
 	for j := range numTries {
-		st.triePlen[j] = prefixLen32(trieValue(&g.mask, j))
+		st.triePlen[j] = prefixLen32(trieValue(mask, j))
 	}
-	st.portsMask = portsOf(&g.mask)
+	st.portsMask = portsOf(mask)
 	if st.portsMask != 0 {
 		st.portsLen = uint8(32 - bits.TrailingZeros32(st.portsMask))
 		var rest Key
-		g.mask.Masked(&stageBits[stageL4], &rest)
+		mask.Masked(&stageBits[stageL4], &rest)
 		rest.TpSrc, rest.TpDst = 0, 0
 		st.portsOnly = rest == (Key{})
 	}

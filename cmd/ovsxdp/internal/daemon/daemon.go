@@ -78,7 +78,11 @@ type Daemon struct {
 	// ovsdb follows the database when Config.OVSDB is set (ovsdb.go).
 	ovsdb *ovsdbSync
 
-	// The flow expiry goroutine (expire.go); closeOnce stops it.
+	// saver coalesces the state saves of OpenFlow changes (state.go).
+	saver stateSaver
+
+	// The flow expiry and state saving goroutine (expire.go); closeOnce
+	// stops it.
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -106,7 +110,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), stop: make(chan struct{}), done: make(chan struct{})}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
 	d.publishLocked()
 	if cfg.StatePath != "" {
 		lock, err := lockState(cfg.StatePath)
@@ -138,6 +142,7 @@ func (d *Daemon) Close() error {
 	<-d.done
 	d.stopOVSDB()
 	d.closeChannels()
+	d.saveIfDirty() // what the OpenFlow channels changed last
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error

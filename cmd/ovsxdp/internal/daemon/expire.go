@@ -7,18 +7,33 @@ import "time"
 const expireInterval = time.Second
 
 // expireLoop removes expired flows from every bridge's table each
-// expireInterval, and saves the state when it removed any, until Close.
+// expireInterval (and saves the state when it removed any), and saves the
+// state at most each saveInterval after changes mark it dirty (state.go),
+// until Close, for which it saves a dirty state last.
 func (d *Daemon) expireLoop() {
 	defer close(d.done)
 	t := time.NewTicker(expireInterval)
 	defer t.Stop()
+	save := time.NewTimer(saveInterval)
+	save.Stop()
+	var saveAt time.Time // when the next save may start
 	for {
 		select {
 		case <-d.stop:
+			d.saveIfDirty()
 			return
 		case now := <-t.C:
 			d.expire(now)
 			releaseMemory()
+		case <-d.saver.kick:
+			save.Reset(time.Until(saveAt))
+		case <-save.C:
+			start := time.Now()
+			d.saveIfDirty()
+			// A save holds the daemon's lock: with many flows, it
+			// waits for four times as long as the last one took, so
+			// that saving takes at most a fifth of the time.
+			saveAt = time.Now().Add(max(saveInterval, 4*time.Since(start)))
 		}
 	}
 }

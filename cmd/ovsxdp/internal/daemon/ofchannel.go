@@ -165,11 +165,11 @@ func (o *ofBridge) lock() error {
 
 func (o *ofBridge) unlock() { o.d.mu.Unlock() }
 
-// changedLocked saves the state after a change, as commands do.
-func (o *ofBridge) changedLocked(what string) {
-	if err := o.d.saveLocked(); err != nil {
-		o.d.log.Error("openflow: "+what+" done, but the state was not saved", "bridge", o.b.name, "err", err)
-	}
+// changedLocked has the state saved after a change, within saveInterval
+// (state.go): a controller's thousands of flow mods are not a state file
+// each.
+func (o *ofBridge) changedLocked(string) {
+	o.d.markDirtyLocked()
 }
 
 // DatapathID is derived from the bridge's name, so that it is stable

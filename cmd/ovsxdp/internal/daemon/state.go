@@ -146,6 +146,50 @@ func jsonErrorPlace(b []byte, err error) string {
 	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
 }
 
+// saveInterval is the most often the daemon saves the state after
+// changes that do not save it at once (flow and group mods over
+// OpenFlow): a crash loses at most the changes of the last interval (or
+// of four times the last save's duration, when that is longer).
+const saveInterval = 150 * time.Millisecond
+
+// stateSaver coalesces state saves: changes mark the state dirty, and the
+// daemon's expiry goroutine saves it at most once per saveInterval, and
+// when the daemon closes.
+type stateSaver struct {
+	dirty bool          // a change is not saved yet; guarded by Daemon.mu
+	kick  chan struct{} // a change was marked (capacity one)
+}
+
+func newStateSaver() stateSaver {
+	return stateSaver{kick: make(chan struct{}, 1)}
+}
+
+// markDirtyLocked notes a change to be saved within saveInterval. d.mu
+// must be held.
+func (d *Daemon) markDirtyLocked() {
+	if d.cfg.StatePath == "" || d.saver.dirty {
+		return
+	}
+	d.saver.dirty = true
+	select {
+	case d.saver.kick <- struct{}{}:
+	default:
+	}
+}
+
+// saveIfDirty saves the state if a change is not saved yet.
+func (d *Daemon) saveIfDirty() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.saver.dirty {
+		return
+	}
+	if err := d.saveLocked(); err != nil {
+		d.saver.dirty = false // the next change tries again
+		d.log.Error("saving the state", "err", err)
+	}
+}
+
 // saveLocked writes the configuration to the state file atomically: a
 // temporary file in the same directory, synced, renamed over the old one,
 // and the directory synced. d.mu must be held.
@@ -153,6 +197,7 @@ func (d *Daemon) saveLocked() error {
 	if d.cfg.StatePath == "" {
 		return nil
 	}
+	d.saver.dirty = false
 	st := state{Version: stateVersion, Bridges: []bridgeState{}}
 	var rules [][]*flow.Rule // each bridge's, formatted as they are written
 	for _, b := range d.sortedLocked() {
