@@ -172,8 +172,9 @@ const (
 )
 
 // FlowMonitorReply carries flow updates in the Nicira (NXST_FLOW_MONITOR
-// reply) or OpenFlow 1.4+ (OFPMP_FLOW_MONITOR reply) format. The ONF 1.3
-// format is not decoded (it stays a *MultipartRaw).
+// reply), ONF (ONFST_FLOW_MONITOR reply of OpenFlow 1.3: the Nicira
+// updates with OpenFlow 1.3 actions) or OpenFlow 1.4+ (OFPMP_FLOW_MONITOR
+// reply) format.
 type FlowMonitorReply struct {
 	Multipart
 	Format  MonitorFormat
@@ -208,11 +209,11 @@ func decodeFlowMonitorReply(v uint8, r *rd, mp Multipart, f MonitorFormat) (Mess
 		u := FlowUpdate{Event: ur.u16("")}
 		var err error
 		switch {
-		case f == MonitorNicira && u.Event == NXUpdateAbbrev, f != MonitorNicira && u.Event == UpdateAbbrev:
+		case nxUpdates(f) && u.Event == NXUpdateAbbrev, !nxUpdates(f) && u.Event == UpdateAbbrev:
 			u.Xid = ur.u32("")
-		case f != MonitorNicira && (u.Event == UpdatePaused || u.Event == UpdateResumed):
+		case !nxUpdates(f) && (u.Event == UpdatePaused || u.Event == UpdateResumed):
 			ur.skip(4, "")
-		case f == MonitorNicira:
+		case nxUpdates(f):
 			u.Reason, u.Priority, u.IdleTimeout, u.HardTimeout = ur.u16(""), ur.u16(""), ur.u16(""), ur.u16("")
 			n := int(ur.u16(""))
 			u.TableID = ur.u8("")
@@ -254,6 +255,13 @@ func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
 	switch m.Format {
 	case MonitorNicira:
 		nxMPHeader(v, w, m.Multipart, nxstFlowMonitor)
+	case MonitorONF:
+		if v != Version13 {
+			return fmt.Errorf("%w: ONF flow monitor outside OpenFlow 1.3", ErrUnencodable)
+		}
+		mpHeader(v, w, m.Multipart, MPExperimenter)
+		w.u32(onfExperimenter)
+		w.u32(onfstFlowMonitor)
 	case MonitorOpenFlow14:
 		if v < Version14 {
 			return fmt.Errorf("%w: OFPMP_FLOW_MONITOR before OpenFlow 1.4", ErrUnencodable)
@@ -262,7 +270,7 @@ func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
 	default:
 		return fmt.Errorf("%w: flow monitor reply format %d", ErrUnencodable, m.Format)
 	}
-	nx := m.Format == MonitorNicira
+	nx := nxUpdates(m.Format)
 	for i := range m.Updates {
 		u := &m.Updates[i]
 		start := w.pos()
@@ -314,3 +322,7 @@ func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
 	}
 	return nil
 }
+
+// nxUpdates reports whether format f carries Nicira flow updates (NXFME_*
+// events, NXM matches and action lists): the Nicira and ONF formats do.
+func nxUpdates(f MonitorFormat) bool { return f != MonitorOpenFlow14 }
