@@ -173,7 +173,7 @@ const (
 
 // FlowMonitorReply carries flow updates in the Nicira (NXST_FLOW_MONITOR
 // reply), ONF (ONFST_FLOW_MONITOR reply of OpenFlow 1.3: the Nicira
-// updates with OpenFlow 1.3 actions) or OpenFlow 1.4+ (OFPMP_FLOW_MONITOR
+// update header, then an OpenFlow 1.3 match and instructions) or OpenFlow 1.4+ (OFPMP_FLOW_MONITOR
 // reply) format.
 type FlowMonitorReply struct {
 	Multipart
@@ -183,7 +183,7 @@ type FlowMonitorReply struct {
 
 // FlowUpdate is one update. An abbreviated one carries only Xid; a paused
 // or resumed one (1.4+) only its Event. Actions are used by the Nicira
-// format, Instructions by 1.4+.
+// format, Instructions by the ONF and 1.4+ formats.
 type FlowUpdate struct {
 	Event        uint16
 	Reason       uint16
@@ -220,7 +220,14 @@ func decodeFlowMonitorReply(v uint8, r *rd, mp Multipart, f MonitorFormat) (Mess
 			ur.skip(1, "")
 			u.Cookie = ur.u64("")
 			if ur.err == nil {
-				if u.Match, err = decodeNXMatch(ur, n); err == nil {
+				if f == MonitorONF {
+					if u.Match, err = decodeOXMMatch(ur); err == nil && n != 4+fieldsLen(u.Match) {
+						err = badMatch(CodeBadMatchLen, "flow update match length %d", n)
+					}
+					if err == nil {
+						u.Instructions, err = decodeInstructions(v, ur)
+					}
+				} else if u.Match, err = decodeNXMatch(ur, n); err == nil {
 					u.Actions, err = decodeActions(v, ur, 0)
 				}
 			}
@@ -292,10 +299,23 @@ func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
 			w.u8(u.TableID)
 			w.zeros(1)
 			w.u64(u.Cookie)
-			var n int
-			if n, err = appendNXMatch(w, u.Match); err == nil {
-				w.put16(at, uint16(n))
-				err = appendActions(v, w, u.Actions)
+			if m.Format == MonitorONF {
+				// The ONF format has an OpenFlow 1.3 match (with its
+				// header) and instructions after the Nicira header.
+				n := fieldsLen(u.Match)
+				if n < 0 || n+4 > 0xffff {
+					return fmt.Errorf("%w: flow update match", ErrUnencodable)
+				}
+				w.put16(at, uint16(n+4))
+				if err = appendOXMMatch(w, u.Match); err == nil {
+					err = appendInstructions(v, w, u.Instructions)
+				}
+			} else {
+				var n int
+				if n, err = appendNXMatch(w, u.Match); err == nil {
+					w.put16(at, uint16(n))
+					err = appendActions(v, w, u.Actions)
+				}
 			}
 		default:
 			if u.Reason > 0xff {
