@@ -84,7 +84,7 @@ var monitorWatches = []struct {
 	watch    string
 	messages int
 }{
-	{"watch:", 10},
+	{"watch:", 12},
 	{"watch:!initial,!actions,tcp", 4},
 	{"watch:table=1", 3},
 }
@@ -104,10 +104,16 @@ func TestFlowMonitorMatchesOVS(t *testing.T) {
 				if _, err := ref.Ofctl(append([]string{"-O", v}, args...)...); err != nil {
 					t.Fatal(err)
 				}
-			}, nil)
+			}, nil, func(microflow string) {
+				if _, err := ref.TraceGenerate(microflow); err != nil {
+					t.Fatal(err)
+				}
+			})
 			got := runMonitorSteps(t, v, s.runDir, s.target, func(args ...string) {
 				s.run(t, v, args[0], args[2:]...)
-			}, func(args ...string) { s.d.run(t, args...) })
+			}, func(args ...string) { s.d.run(t, args...) }, func(microflow string) {
+				s.d.run(t, "ofproto/trace", "--generate", "br0", microflow)
+			})
 			for i := range want {
 				if got[i] != want[i] {
 					t.Errorf("ovs-ofctl -O %s monitor br0 %s\novsxdp:\n%s\nOpen vSwitch:\n%s", v, monitorWatches[i].watch, got[i], want[i])
@@ -119,8 +125,10 @@ func TestFlowMonitorMatchesOVS(t *testing.T) {
 
 // runMonitorSteps starts the monitors on a switch, makes the flow changes
 // with ofctl (ovs-ofctl args, the bridge second) and, when cli is not nil,
-// one of them with the ovsxdp CLI, and returns what each monitor printed.
-func runMonitorSteps(t *testing.T, v, rundir, target string, ofctl func(args ...string), cli func(args ...string)) []string {
+// one of them with the ovsxdp CLI, has a learn action learn a flow with
+// trace (ofproto/trace -generate of a microflow), and returns what each
+// monitor printed.
+func runMonitorSteps(t *testing.T, v, rundir, target string, ofctl func(args ...string), cli func(args ...string), trace func(string)) []string {
 	t.Helper()
 	ofctl("del-flows", target)
 	ofctl("add-flow", target, "priority=5,ip,actions=drop")
@@ -149,6 +157,10 @@ func runMonitorSteps(t *testing.T, v, rundir, target string, ofctl func(args ...
 		ofctl("add-flow", target, "table=1,priority=3,actions=resubmit(,2)")
 	}
 	step("add from the CLI", 1)
+	ofctl("add-flow", target, "priority=1,dl_type=0x88cc,actions=learn(table=3,hard_timeout=60,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])")
+	step("add a learn action", 1)
+	trace("in_port=1,dl_type=0x88cc,dl_src=50:54:00:00:00:02,dl_dst=01:80:c2:00:00:0e")
+	step("learn", 1)
 	ofctl("add-flow", target, "priority=8,udp,idle_timeout=1,actions=drop")
 	step("add, then idle expiry", 2)
 	ofctl("add-flow", target, "priority=6,arp,hard_timeout=1,actions=drop")
