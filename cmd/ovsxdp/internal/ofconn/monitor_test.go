@@ -1,6 +1,7 @@
 package ofconn
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"testing"
@@ -228,5 +229,30 @@ func TestFlowMonitorPause(t *testing.T) {
 				t.Fatalf("after resuming: %+v, want flow %d", us, n+1)
 			}
 		})
+	}
+}
+
+// TestFlowMonitorCancelErrors checks that cancelling a monitor that does
+// not exist gets OFPMOFC_UNKNOWN_MONITOR in the form Open vSwitch gives
+// it in each version (ovs-ofctl encode-error-reply OFPMOFC_UNKNOWN_MONITOR).
+func TestFlowMonitorCancelErrors(t *testing.T) {
+	want := map[uint8]openflow.ErrorMsg{
+		openflow.Version10: {Type: 0xb0c2, Code: 0, Data: []byte{0, 0, 0x23, 0x20, 0, 1, 2, 7}},
+		openflow.Version13: {Type: openflow.ErrTypeExperimenter, Code: 8, Experimenter: openflow.NiciraExperimenter},
+		openflow.Version14: {Type: errTypeMonitorFailed, Code: 3},
+	}
+	for v, w := range want {
+		s, _ := newWatchServer()
+		cl := dial(t, s, v)
+		cl.send(monitorRequest(v, true))
+		cl.updates()
+		cl.send(&openflow.FlowMonitorCancel{ID: 1})
+		cl.barrier()
+		cl.send(&openflow.FlowMonitorCancel{ID: 1})
+		_, m := cl.recv()
+		em, ok := m.(*openflow.ErrorMsg)
+		if !ok || em.Type != w.Type || em.Code != w.Code || em.Experimenter != w.Experimenter || !bytes.HasPrefix(em.Data, w.Data) {
+			t.Errorf("v%d: cancelling an unknown monitor: %#v, want %#v", v, m, w)
+		}
 	}
 }
