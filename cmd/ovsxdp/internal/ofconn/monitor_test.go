@@ -171,7 +171,7 @@ func TestFlowMonitorOwn(t *testing.T) {
 // blocks flow changes: its updates pause, and once it reads again it gets
 // every flow and is told they resumed.
 func TestFlowMonitorPause(t *testing.T) {
-	for _, v := range []uint8{openflow.Version10, openflow.Version15} {
+	for _, v := range []uint8{openflow.Version10, openflow.Version13, openflow.Version15} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			s, br := newWatchServer()
 			s.writeTimeout = time.Minute
