@@ -471,7 +471,9 @@ func (o *ofBridge) GroupMod(v uint8, gm *openflow.GroupMod) error {
 			return ofconv.TableError(err)
 		}
 	case openflow.GroupDelete:
-		t.DeleteGroups(gm.GroupID)
+		o.reportFlowsLocked(ofconn.Origin{}, nil)
+		_, gone := t.DeleteGroups(gm.GroupID)
+		o.reportFlowsLocked(ofconn.Origin{}, reasonsFor(gone, ofconn.ReasonGroupDelete)) // ofmonitor.go
 	case ofconv.GroupInsertBucket, ofconv.GroupRemoveBucket:
 		if v < openflow.Version15 {
 			return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d needs OpenFlow 1.5", gm.Command)

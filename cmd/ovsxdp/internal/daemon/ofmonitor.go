@@ -148,6 +148,15 @@ func (o *ofBridge) watchFlows(stop <-chan struct{}) {
 	}
 }
 
+// reasonsFor gives each of rules the reason reason.
+func reasonsFor(rules []*flow.Rule, reason uint8) map[*flow.Rule]uint8 {
+	m := make(map[*flow.Rule]uint8, len(rules))
+	for _, r := range rules {
+		m[r] = reason
+	}
+	return m
+}
+
 // reportExpiredLocked reports the rules of bridge b that expired at now.
 // d.mu is held.
 func (d *Daemon) reportExpiredLocked(b *bridge, expired []*flow.Rule, now time.Time) {

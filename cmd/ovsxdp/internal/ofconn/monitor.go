@@ -54,6 +54,7 @@ const (
 	ReasonIdleTimeout uint8 = 0
 	ReasonHardTimeout uint8 = 1
 	ReasonDelete      uint8 = 2
+	ReasonGroupDelete uint8 = 3
 )
 
 // FlowChange is one change to a bridge's flows. Rule is the flow as it
