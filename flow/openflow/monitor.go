@@ -172,8 +172,9 @@ const (
 )
 
 // FlowMonitorReply carries flow updates in the Nicira (NXST_FLOW_MONITOR
-// reply) or OpenFlow 1.4+ (OFPMP_FLOW_MONITOR reply) format. The ONF 1.3
-// format is not decoded (it stays a *MultipartRaw).
+// reply), ONF (ONFST_FLOW_MONITOR reply of OpenFlow 1.3: the Nicira
+// update header, then an OpenFlow 1.3 match and instructions) or OpenFlow 1.4+ (OFPMP_FLOW_MONITOR
+// reply) format.
 type FlowMonitorReply struct {
 	Multipart
 	Format  MonitorFormat
@@ -182,7 +183,7 @@ type FlowMonitorReply struct {
 
 // FlowUpdate is one update. An abbreviated one carries only Xid; a paused
 // or resumed one (1.4+) only its Event. Actions are used by the Nicira
-// format, Instructions by 1.4+.
+// format, Instructions by the ONF and 1.4+ formats.
 type FlowUpdate struct {
 	Event        uint16
 	Reason       uint16
@@ -208,18 +209,25 @@ func decodeFlowMonitorReply(v uint8, r *rd, mp Multipart, f MonitorFormat) (Mess
 		u := FlowUpdate{Event: ur.u16("")}
 		var err error
 		switch {
-		case f == MonitorNicira && u.Event == NXUpdateAbbrev, f != MonitorNicira && u.Event == UpdateAbbrev:
+		case nxUpdates(f) && u.Event == NXUpdateAbbrev, !nxUpdates(f) && u.Event == UpdateAbbrev:
 			u.Xid = ur.u32("")
-		case f != MonitorNicira && (u.Event == UpdatePaused || u.Event == UpdateResumed):
+		case !nxUpdates(f) && (u.Event == UpdatePaused || u.Event == UpdateResumed):
 			ur.skip(4, "")
-		case f == MonitorNicira:
+		case nxUpdates(f):
 			u.Reason, u.Priority, u.IdleTimeout, u.HardTimeout = ur.u16(""), ur.u16(""), ur.u16(""), ur.u16("")
 			n := int(ur.u16(""))
 			u.TableID = ur.u8("")
 			ur.skip(1, "")
 			u.Cookie = ur.u64("")
 			if ur.err == nil {
-				if u.Match, err = decodeNXMatch(ur, n); err == nil {
+				if f == MonitorONF {
+					if u.Match, err = decodeOXMMatch(ur); err == nil && n != 4+fieldsLen(u.Match) {
+						err = badMatch(CodeBadMatchLen, "flow update match length %d", n)
+					}
+					if err == nil {
+						u.Instructions, err = decodeInstructions(v, ur)
+					}
+				} else if u.Match, err = decodeNXMatch(ur, n); err == nil {
 					u.Actions, err = decodeActions(v, ur, 0)
 				}
 			}
@@ -254,6 +262,13 @@ func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
 	switch m.Format {
 	case MonitorNicira:
 		nxMPHeader(v, w, m.Multipart, nxstFlowMonitor)
+	case MonitorONF:
+		if v != Version13 {
+			return fmt.Errorf("%w: ONF flow monitor outside OpenFlow 1.3", ErrUnencodable)
+		}
+		mpHeader(v, w, m.Multipart, MPExperimenter)
+		w.u32(onfExperimenter)
+		w.u32(onfstFlowMonitor)
 	case MonitorOpenFlow14:
 		if v < Version14 {
 			return fmt.Errorf("%w: OFPMP_FLOW_MONITOR before OpenFlow 1.4", ErrUnencodable)
@@ -262,7 +277,7 @@ func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
 	default:
 		return fmt.Errorf("%w: flow monitor reply format %d", ErrUnencodable, m.Format)
 	}
-	nx := m.Format == MonitorNicira
+	nx := nxUpdates(m.Format)
 	for i := range m.Updates {
 		u := &m.Updates[i]
 		start := w.pos()
@@ -284,10 +299,23 @@ func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
 			w.u8(u.TableID)
 			w.zeros(1)
 			w.u64(u.Cookie)
-			var n int
-			if n, err = appendNXMatch(w, u.Match); err == nil {
-				w.put16(at, uint16(n))
-				err = appendActions(v, w, u.Actions)
+			if m.Format == MonitorONF {
+				// The ONF format has an OpenFlow 1.3 match (with its
+				// header) and instructions after the Nicira header.
+				n := fieldsLen(u.Match)
+				if n < 0 || n+4 > 0xffff {
+					return fmt.Errorf("%w: flow update match", ErrUnencodable)
+				}
+				w.put16(at, uint16(n+4))
+				if err = appendOXMMatch(w, u.Match); err == nil {
+					err = appendInstructions(v, w, u.Instructions)
+				}
+			} else {
+				var n int
+				if n, err = appendNXMatch(w, u.Match); err == nil {
+					w.put16(at, uint16(n))
+					err = appendActions(v, w, u.Actions)
+				}
 			}
 		default:
 			if u.Reason > 0xff {
@@ -314,3 +342,7 @@ func (m *FlowMonitorReply) appendBody(v uint8, w *wr) error {
 	}
 	return nil
 }
+
+// nxUpdates reports whether format f carries Nicira flow updates (NXFME_*
+// events, NXM matches and action lists): the Nicira and ONF formats do.
+func nxUpdates(f MonitorFormat) bool { return f != MonitorOpenFlow14 }

@@ -238,6 +238,9 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 		if v == Version13 && exp == onfExperimenter && st == onfstFlowMonitor && !reply {
 			return decodeFlowMonitorRequest(v, r, mp, MonitorONF)
 		}
+		if v == Version13 && exp == onfExperimenter && st == onfstFlowMonitor {
+			return decodeFlowMonitorReply(v, r, mp, MonitorONF)
+		}
 		if exp != NiciraExperimenter {
 			return &MultipartRaw{Multipart: mp, Reply: reply, Type: typ, Experimenter: exp, ExpType: st, Body: r.rest()}, nil
 		}

@@ -172,6 +172,9 @@ var codecCases = []struct {
 		{Event: NXUpdateAdded, Reason: 0, Priority: 5, IdleTimeout: 7, HardTimeout: 9, TableID: 1, Cookie: 3, Match: []Field{reg(0, 1)}, Actions: []Action{&ActOutput{Port: 2}}},
 		{Event: NXUpdateAbbrev, Xid: 0x42}}},
 		[]string{"NXST_FLOW_MONITOR reply", "event=ADDED table=1 idle_timeout=7 hard_timeout=9 cookie=0x3 reg0=0x1 actions=output:2", "event=ABBREV xid=0x42"}},
+	{"onf-flow-monitor-reply", Version13, &FlowMonitorReply{Format: MonitorONF, Updates: []FlowUpdate{
+		{Event: NXUpdateDeleted, Reason: 1, Priority: 5, TableID: 1, Match: []Field{reg(0, 1)}, Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{&ActOutput{Port: 2}}}}}}},
+		[]string{"ONFST_FLOW_MONITOR reply (OF1.3)", "event=DELETED reason=hard table=1 cookie=0 reg0=0x1 actions=output:2"}},
 	{"flow-monitor-reply-14", Version14, &FlowMonitorReply{Format: MonitorOpenFlow14, Updates: []FlowUpdate{
 		{Event: UpdateRemoved, Reason: 2, Priority: 5, IdleTimeout: 7, HardTimeout: 9, TableID: 1, Match: []Field{reg(0, 1)}, Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{&ActOutput{Port: 2}}}}},
 		{Event: UpdatePaused}}},

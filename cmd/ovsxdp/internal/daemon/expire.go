@@ -44,9 +44,13 @@ func (d *Daemon) expire(now time.Time) {
 	defer d.mu.Unlock()
 	n := 0
 	for _, b := range d.sortedLocked() {
-		for _, r := range b.dp.Table().Expire(now) {
+		expired := b.dp.Table().Expire(now)
+		for _, r := range expired {
 			n++
 			d.log.Debug("flow expired", "bridge", b.name, "priority", r.Priority, "cookie", r.Cookie)
+		}
+		if len(expired) > 0 {
+			d.reportExpiredLocked(b, expired, now) // ofmonitor.go
 		}
 	}
 	if n == 0 {

@@ -98,11 +98,18 @@ func (d *Daemon) syncChannelsLocked() {
 		ch.srv = ofconn.NewServer(ob, ofconn.Config{Logger: log, Desc: openflow.DescReply{
 			MfrDesc: "ovsxdp", HWDesc: "ovsxdp userspace datapath", SWDesc: d.cfg.Version, SerialNum: "None", DPDesc: name,
 		}, OnChange: func() { ch.asyncChanged() }})
+		ob.srv = ch.srv
 		ch.ctl = &controllers{ch: ch}
 		cs.byName[name] = ch
 		go func() {
 			defer close(ch.done)
+			flowsDone := make(chan struct{})
+			go func() {
+				defer close(flowsDone)
+				ob.watchFlows(ch.stop) // ofmonitor.go
+			}()
 			ch.watch(ch.stop)
+			<-flowsDone
 		}()
 		if cfg, ok := cs.cfgs[name]; ok {
 			ch.ctl.apply(cfg)
@@ -144,8 +151,10 @@ func (d *Daemon) closeChannels() {
 
 // ofBridge is a bridge as an OpenFlow connection sees it.
 type ofBridge struct {
-	d *Daemon
-	b *bridge
+	d   *Daemon
+	b   *bridge
+	srv *ofconn.Server
+	mon flowTracker // flow monitors (ofmonitor.go)
 }
 
 var _ ofconn.Bridge = (*ofBridge)(nil)
@@ -211,11 +220,14 @@ func portMAC(name string) [6]byte {
 }
 
 // FlowMod runs a flow mod as add-flow, mod-flows or del-flows do.
-func (o *ofBridge) FlowMod(v uint8, fm *openflow.FlowMod) error {
+func (o *ofBridge) FlowMod(v uint8, fm *openflow.FlowMod, from ofconn.Origin) error {
 	if err := o.lock(); err != nil {
 		return err
 	}
 	defer o.unlock()
+	// Changes made elsewhere are reported before this one, whose
+	// monitors' updates name its connection.
+	o.reportFlowsLocked(ofconn.Origin{}, nil)
 	mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
 	if err != nil {
 		return err
@@ -243,6 +255,7 @@ func (o *ofBridge) FlowMod(v uint8, fm *openflow.FlowMod) error {
 	case flow.CmdDelete:
 		t.Delete(f, mod.Strict)
 	}
+	o.reportFlowsLocked(from, nil)
 	o.changedLocked("flow mod")
 	return nil
 }
@@ -458,7 +471,9 @@ func (o *ofBridge) GroupMod(v uint8, gm *openflow.GroupMod) error {
 			return ofconv.TableError(err)
 		}
 	case openflow.GroupDelete:
-		t.DeleteGroups(gm.GroupID)
+		o.reportFlowsLocked(ofconn.Origin{}, nil)
+		_, gone := t.DeleteGroups(gm.GroupID)
+		o.reportFlowsLocked(ofconn.Origin{}, reasonsFor(gone, ofconn.ReasonGroupDelete)) // ofmonitor.go
 	case ofconv.GroupInsertBucket, ofconv.GroupRemoveBucket:
 		if v < openflow.Version15 {
 			return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d needs OpenFlow 1.5", gm.Command)

@@ -127,6 +127,9 @@ func (c *conn) writeAsync() {
 				c.nc.Close()
 				return
 			}
+			if len(c.async.q) == 0 {
+				c.maybeResume()
+			}
 		}
 	}
 }

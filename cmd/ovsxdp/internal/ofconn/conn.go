@@ -42,7 +42,8 @@ type Bridge interface {
 	// FlowMod runs a flow mod of version v. The connection has already
 	// resolved an OpenFlow 1.0 flow mod's table (0 for an add, all for
 	// the others, unless NXT_FLOW_MOD_TABLE_ID put it in the command).
-	FlowMod(v uint8, fm *openflow.FlowMod) error
+	// from is the request, for the flow monitors (monitor.go).
+	FlowMod(v uint8, fm *openflow.FlowMod, from Origin) error
 	// Flows answers a flow stats request.
 	Flows(v uint8, req *openflow.FlowStatsRequest) ([]openflow.FlowStats, error)
 	// Aggregate answers an aggregate stats request.
@@ -113,6 +114,7 @@ type Server struct {
 	helloTimeout, probeInterval, writeTimeout time.Duration
 
 	asyncSent, asyncDropped atomic.Uint64
+	mons                    monitoring // flow monitors (monitor.go)
 
 	mu     sync.Mutex // protects the fields below
 	ln     net.Listener
@@ -292,6 +294,7 @@ type conn struct {
 	pinFormat    uint32 // NXT_SET_PACKET_IN_FORMAT
 	controllerID uint16 // NXT_SET_CONTROLLER_ID
 	async        asyncState
+	mon          monitorState // flow monitors (monitor.go)
 	up           func(uint8)
 	probe        time.Duration // ControllerOptions.Probe
 	// wmu serializes writes: replies from the connection's goroutine,
@@ -313,6 +316,7 @@ func (s *Server) serveOpts(nc net.Conn, kind Kind, opts ControllerOptions) {
 		c.config.MissSendLen = 128
 	}
 	defer c.stopAsync()
+	defer c.dropMonitors()
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("openflow: connection handler panicked; connection closed", "panic", p, "stack", string(debug.Stack()))

@@ -20,7 +20,7 @@ type tableBridge struct{ t *flow.Table }
 
 func (b *tableBridge) DatapathID() uint64     { return 1 }
 func (b *tableBridge) Ports() []openflow.Port { return []openflow.Port{{PortNo: 1, Name: "p1"}} }
-func (b *tableBridge) FlowMod(v uint8, fm *openflow.FlowMod) error {
+func (b *tableBridge) FlowMod(v uint8, fm *openflow.FlowMod, _ Origin) error {
 	mod, err := ofconv.FlowFromMod(nil, v, fm)
 	if err != nil {
 		return err

@@ -36,6 +36,9 @@ var badMatch10 = map[uint16]nx10{
 // error type and code (the codec's and this package's numbering).
 func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 	em := &openflow.ErrorMsg{Type: typ, Code: code, Data: data}
+	if typ == errTypeMonitorFailed && v < openflow.Version14 {
+		return monitorError(v, code, data)
+	}
 	if v != openflow.Version10 {
 		return em
 	}
@@ -74,4 +77,29 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 		}
 	}
 	return em
+}
+
+// monitorErrors10 are the OFPMOFC codes Open vSwitch has before OpenFlow
+// 1.4, as Nicira errors: the 1.0 vendor code, the 1.2-1.3 experimenter
+// type.
+var monitorErrors10 = map[uint16]struct{ code10, exp uint16 }{
+	codeUnknownMonitor:  {0x207, 8},
+	codeMonitorBadFlags: {0x206, 7},
+}
+
+// monitorError is an OFPET_FLOW_MONITOR_FAILED error before OpenFlow 1.4,
+// as Open vSwitch sends it; a code it has no such form for is
+// OFPBRC_EPERM.
+func monitorError(v uint8, code uint16, data []byte) *openflow.ErrorMsg {
+	e, ok := monitorErrors10[code]
+	switch {
+	case !ok:
+		return errorMsg(v, openflow.ErrTypeBadRequest, codeBadRequestEPerm, data)
+	case v == openflow.Version10:
+		d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
+		d = binary.BigEndian.AppendUint16(d, 1)
+		d = binary.BigEndian.AppendUint16(d, e.code10)
+		return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+	}
+	return &openflow.ErrorMsg{Type: openflow.ErrTypeExperimenter, Code: e.exp, Experimenter: openflow.NiciraExperimenter, Data: data}
 }

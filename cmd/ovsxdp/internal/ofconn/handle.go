@@ -110,7 +110,11 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 				m.TableID = 0
 			}
 		}
-		return fail(c.s.br.FlowMod(v, m))
+		return fail(c.s.br.FlowMod(v, m, Origin{c: c, xid: h.Xid}))
+	case *openflow.FlowMonitorRequest:
+		return fail(c.monitorRequest(h, m))
+	case *openflow.FlowMonitorCancel:
+		return fail(c.cancelMonitor(m.ID))
 	case *openflow.PortMod:
 		if c.role == openflow.RoleSlave {
 			return fail(badRequest(codeBadReqIsSlave, "port mod from a slave"))
