@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/ovsxdp/ovsxdp/test/netns"
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -81,6 +82,32 @@ func startCLIDaemon(t *testing.T, bin, sock, state string, extra ...string) *cli
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startCLIDaemonIn starts `ovsxdp daemon` inside namespace ns, as
+// startCLIDaemon does in the test's own, and waits until it answers; the
+// namespace's cleanup stops it by PID. A failed test logs its output.
+func startCLIDaemonIn(t *testing.T, ns *netns.NS, bin, sock, state string, extra ...string) (*cliDaemon, *netns.Process) {
+	t.Helper()
+	d := &cliDaemon{bin: bin, sock: sock, state: state}
+	args := append([]string{bin, "daemon", "--socket", sock, "--state", state}, extra...)
+	if !slices.Contains(extra, "--rundir") {
+		d.runDir = filepath.Join(filepath.Dir(sock), "run")
+		args = append(args, "--rundir", d.runDir)
+	}
+	proc := ns.Start(t, args...)
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, _, err := d.try("version")
+		return err == nil || proc.Exited()
+	}) || proc.Exited() {
+		t.Fatalf("the daemon does not answer (exited: %v)\n%s", proc.Exited(), proc.Output())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon output:\n%s", proc.Output())
+		}
+	})
+	return d, proc
 }
 
 // kill kills the daemon by PID (SIGKILL, as a crash would) and waits for

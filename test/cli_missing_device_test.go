@@ -51,19 +51,7 @@ func TestCLIMissingDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	proc := sw.Start(t, bin, "daemon", "--socket", sock, "--state", statePath)
-	d := &cliDaemon{bin: bin, sock: sock, state: statePath}
-	if !netns.Eventually(20*time.Second, func() bool {
-		_, _, err := d.try("version")
-		return err == nil || proc.Exited()
-	}) || proc.Exited() {
-		t.Fatalf("the daemon does not answer (exited: %v)\n%s", proc.Exited(), proc.Output())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon output:\n%s", proc.Output())
-		}
-	})
+	d, _ := startCLIDaemonIn(t, sw, bin, sock, statePath)
 
 	const wantErr = `error: "could not open network device h-b (No such device)"`
 	show := d.run(t, "show")

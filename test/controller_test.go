@@ -70,17 +70,10 @@ func testControllerL2Learning(t *testing.T, version string) {
 	// The controller listens on the switch namespace's loopback.
 	port := freePort(t)
 	ctl := sw.Start(t, ctlBin, "-O", version, "--unixctl="+filepath.Join(dir, "testcontroller.ctl"), fmt.Sprintf("ptcp:%d:127.0.0.1", port))
-	proc := sw.Start(t, bin, "daemon", "--socket", sock, "--state", statePath, "--rundir", runDir)
-	d := &cliDaemon{bin: bin, sock: sock, state: statePath}
-	if !netns.Eventually(20*time.Second, func() bool {
-		_, _, err := d.try("version")
-		return err == nil || proc.Exited()
-	}) || proc.Exited() {
-		t.Fatalf("the daemon does not answer (exited: %v)\n%s", proc.Exited(), proc.Output())
-	}
+	d, _ := startCLIDaemonIn(t, sw, bin, sock, statePath, "--rundir", runDir)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("daemon output:\n%s\ncontroller output:\n%s", proc.Output(), ctl.Output())
+			t.Logf("controller output:\n%s", ctl.Output())
 		}
 	})
 	if got := d.run(t, "dump-flows", "br0"); strings.Contains(got, "actions=") {
