@@ -311,7 +311,9 @@ func (d *Daemon) listPorts(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return lines(slices.Sorted(maps.Keys(b.ports))), nil
+	// As ovs-vsctl, without the bridge's LOCAL port.
+	names := slices.DeleteFunc(slices.Sorted(maps.Keys(b.ports)), func(n string) bool { return n == b.name })
+	return lines(names), nil
 }
 
 // show prints the configuration as a tree, in the manner of ovs-vsctl show.
