@@ -303,7 +303,8 @@ func (b *Bridge) addLocked(vp vport.Port, ofport uint32, link *LinkPort) (*Port,
 const addGrace = 10 * time.Second
 
 // pickOFPortLocked checks that no port, attached or detached, has name
-// and returns the OpenFlow port number the port gets: ofport, or the
+// and returns the OpenFlow port number the port gets: ofport (1 to
+// MaxOFPort, or flow.PortLocal for the bridge's LOCAL port), or the
 // lowest free one when ofport is 0. b.mu must be held.
 func (b *Bridge) pickOFPortLocked(name string, ofport uint32) (uint32, error) {
 	t := b.ports.Load()
@@ -322,6 +323,10 @@ func (b *Bridge) pickOFPortLocked(name string, ofport uint32) (uint32, error) {
 		return false
 	}
 	switch {
+	case ofport == flow.PortLocal:
+		if used(ofport) {
+			return 0, fmt.Errorf("add port %s to %s: LOCAL: %w", name, b.cfg.Name, ErrOFPortUsed)
+		}
 	case ofport > MaxOFPort:
 		return 0, fmt.Errorf("add port %s to %s: OpenFlow port %d out of range 1-%d", name, b.cfg.Name, ofport, MaxOFPort)
 	case ofport == 0:

@@ -378,3 +378,55 @@ func TestAddPortSeenOnReturn(t *testing.T) {
 		}
 	}
 }
+
+// The bridge's LOCAL port takes OpenFlow number flow.PortLocal (and no
+// other number above MaxOFPort); output:LOCAL, in_port=LOCAL and flooding
+// reach it as any other port.
+func TestLocalPort(t *testing.T) {
+	b := newTestBridge(t, Config{})
+	local, lp := addMemPort(t, b, vport.MemConfig{Name: "br0"}, flow.PortLocal)
+	a, _ := addMemPort(t, b, vport.MemConfig{Name: "a"}, 0)
+	c, _ := addMemPort(t, b, vport.MemConfig{Name: "c"}, 0)
+	if lp.OFPort != flow.PortLocal {
+		t.Fatalf("LOCAL port got %d", lp.OFPort)
+	}
+	if p, ok := b.PortByOF(flow.PortLocal); !ok || p != lp {
+		t.Fatalf("PortByOF(LOCAL) = %v, %v", p, ok)
+	}
+	for _, of := range []uint32{MaxOFPort + 1, flow.PortLocal} {
+		mp, err := vport.NewMemPort(vport.MemConfig{Name: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.AddPort(mp, of); err == nil {
+			t.Errorf("AddPort with OpenFlow port %#x succeeded", of)
+		}
+		mp.Close()
+	}
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2})
+
+	addFlows(t, b, "in_port=1,actions=output:LOCAL", "in_port=LOCAL,actions=output:2", "in_port=2,actions=flood")
+	a.Inject(0, [][]byte{frame})
+	quiesce(t, b, a)
+	if got := len(drainAll(local)); got != 1 {
+		t.Errorf("output:LOCAL: %d frames on LOCAL, want 1", got)
+	}
+	local.Inject(0, [][]byte{frame})
+	quiesce(t, b, local)
+	if got := len(drainAll(c)); got != 1 {
+		t.Errorf("in_port=LOCAL: %d frames on port 2, want 1", got)
+	}
+
+	c.Inject(0, [][]byte{frame})
+	quiesce(t, b, c)
+	if la, ll, lc := len(drainAll(a)), len(drainAll(local)), len(drainAll(c)); la != 1 || ll != 1 || lc != 0 {
+		t.Errorf("flood from port 2: a %d, LOCAL %d, c %d frames; want 1, 1, 0", la, ll, lc)
+	}
+	checkAccounting(t, b)
+	if _, err := b.RemovePort(context.Background(), "br0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.PortByOF(flow.PortLocal); ok {
+		t.Error("LOCAL port still found once removed")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"sync/atomic"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -51,12 +52,16 @@ func (p *Port) Stats() PortStats {
 // portTable is one immutable snapshot of a bridge's ports, published
 // through an atomic pointer: poll threads load it once per batch.
 type portTable struct {
-	byOF []*Port // indexed by OpenFlow port number; nil where none
-	list []*Port // sorted by OpenFlow port number
+	byOF  []*Port // indexed by OpenFlow port number; nil where none
+	local *Port   // the LOCAL port (flow.PortLocal), kept out of byOF
+	list  []*Port // sorted by OpenFlow port number
 }
 
 // lookup returns the port with OpenFlow number of, or nil.
 func (t *portTable) lookup(of uint32) *Port {
+	if of == flow.PortLocal {
+		return t.local
+	}
 	if uint64(of) < uint64(len(t.byOF)) {
 		return t.byOF[of]
 	}
@@ -92,9 +97,14 @@ func (t *portTable) without(p *Port) *portTable {
 func newPortTable(list []*Port) *portTable {
 	sort.Slice(list, func(i, j int) bool { return list[i].OFPort < list[j].OFPort })
 	t := &portTable{list: list}
-	if n := len(list); n > 0 {
+	n := len(list)
+	if n > 0 && list[n-1].OFPort == flow.PortLocal {
+		t.local = list[n-1]
+		n--
+	}
+	if n > 0 {
 		t.byOF = make([]*Port, list[n-1].OFPort+1)
-		for _, p := range list {
+		for _, p := range list[:n] {
 			t.byOF[p.OFPort] = p
 		}
 	}

@@ -109,9 +109,9 @@ func TestOVSDBConfig(t *testing.T) {
 	if id := get(t, "bridge", "br0", "datapath_id"); len(id) != 16 {
 		t.Errorf("datapath_id %q, want 16 hex digits", id)
 	}
-	// The bridge's own internal port (LOCAL) is refused, with the reason.
-	if e := get(t, "interface", "br0", "error"); !strings.Contains(e, "LOCAL port") {
-		t.Errorf("interface br0 error %q, want the LOCAL port refusal", e)
+	// The bridge's own internal port is its LOCAL port.
+	if e, of := get(t, "interface", "br0", "error"), get(t, "interface", "br0", "ofport"); e != "[]" || of != "65534" {
+		t.Errorf("interface br0: error %s, ofport %s; want none and 65534 (LOCAL)", e, of)
 	}
 	// Another datapath type is not ovsxdp's.
 	vsctl(t, "add-br", "br-other", "--", "set", "bridge", "br-other", "datapath_type=netdev")

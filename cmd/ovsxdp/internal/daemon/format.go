@@ -89,7 +89,10 @@ func ageSeconds(now, then time.Time) int {
 // on transmit.
 func formatPortStats(s datapath.PortStats, vs vport.Stats) string {
 	num := strconv.FormatUint(uint64(s.OFPort), 10)
-	if s.OFPort < 10 {
+	switch {
+	case s.OFPort == flow.PortLocal:
+		num = "LOCAL"
+	case s.OFPort < 10:
 		num = " " + num
 	}
 	return formatPortRow(num, s, vs)

@@ -198,7 +198,7 @@ func (o *ofBridge) Ports() []openflow.Port {
 // (administratively, as port mod sets it), link down without carrier.
 func ofPortDesc(p *datapath.Port) openflow.Port {
 	st := p.VPort().Device().Snapshot()
-	op := openflow.Port{PortNo: p.OFPort, Name: p.Name, HWAddr: portMAC(p.Name)}
+	op := openflow.Port{PortNo: wirePort(p.OFPort), Name: p.Name, HWAddr: portMAC(p.Name)}
 	if !st.Running() {
 		op.Config |= openflow.PortConfigDown
 	}
@@ -206,6 +206,26 @@ func ofPortDesc(p *datapath.Port) openflow.Port {
 		op.State |= openflow.PortStateDown
 	}
 	return op
+}
+
+// wirePort is the 32-bit OpenFlow number of bridge port of: the LOCAL
+// port (flow.PortLocal) is OFPP_LOCAL. The openflow package writes it
+// back as 16 bits for OpenFlow 1.0.
+func wirePort(of uint32) uint32 {
+	if of == flow.PortLocal {
+		return openflow.PortLocal
+	}
+	return of
+}
+
+// bridgePort is the bridge port number of 32-bit OpenFlow port p: OFPP_LOCAL
+// is the LOCAL port (flow.PortLocal), other reserved numbers are left as
+// they are.
+func bridgePort(p uint32) uint32 {
+	if p == openflow.PortLocal {
+		return flow.PortLocal
+	}
+	return p
 }
 
 // portMAC is a locally administered address derived from the port's
@@ -346,11 +366,11 @@ func (o *ofBridge) Tables(v uint8) []openflow.TableStats {
 func (o *ofBridge) PortStats(v uint8, port uint32) ([]openflow.PortStats, error) {
 	var out []openflow.PortStats
 	for _, p := range o.b.dp.Ports() {
-		if port != openflow.PortAny && p.OFPort != port {
+		if port != openflow.PortAny && p.OFPort != bridgePort(port) {
 			continue
 		}
 		s, vs := p.Stats(), p.VPort().Stats()
-		out = append(out, openflow.PortStats{PortNo: p.OFPort,
+		out = append(out, openflow.PortStats{PortNo: wirePort(p.OFPort),
 			RxPackets: s.RxPackets, TxPackets: s.TxPackets, RxBytes: s.RxBytes, TxBytes: s.TxBytes,
 			RxDropped: s.RxDropped() + vs.RxDropped, TxDropped: s.TxDropped(),
 		})
@@ -371,7 +391,7 @@ func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod) error {
 		return err
 	}
 	defer o.unlock()
-	p, ok := o.b.dp.PortByOF(pm.PortNo)
+	p, ok := o.b.dp.PortByOF(bridgePort(pm.PortNo))
 	if !ok {
 		return &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: codePortModBadPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("no port %d", pm.PortNo)}
 	}

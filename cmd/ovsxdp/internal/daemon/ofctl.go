@@ -205,10 +205,13 @@ func (d *Daemon) dumpPorts(c *call) (string, error) {
 	return s.String(), nil
 }
 
-// lookupPort finds a port by name or OpenFlow number.
+// lookupPort finds a port by name, OpenFlow number or LOCAL.
 func (b *bridge) lookupPort(s string) (*datapath.Port, error) {
 	if p, ok := b.dp.Port(s); ok {
 		return p, nil
+	}
+	if strings.EqualFold(s, "LOCAL") {
+		s = strconv.Itoa(flow.PortLocal)
 	}
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
 		if p, ok := b.dp.PortByOF(uint32(n)); ok {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ovsdb"
 	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
 )
 
 // Configuration from ovsdb-server: with Config.OVSDB the daemon is a
@@ -52,10 +53,6 @@ const (
 	ovsdbRetryMin = 250 * time.Millisecond
 	ovsdbRetryMax = 8 * time.Second
 )
-
-// errLocalPort is the error of a bridge's own internal Interface (its
-// LOCAL port, OpenFlow port 65534).
-const errLocalPort = "ovsxdp does not support the bridge's LOCAL port yet; add an internal port of another name"
 
 // ovsdbTables are the monitored tables and columns.
 var ovsdbTables = map[string][]string{
@@ -308,11 +305,10 @@ func wantIface(bridge string, iface ovsdb.Row) *wantPort {
 	case "", "system", typeAFXDP:
 		w.pc.Options = afxdpOptions(opts)
 	case typeInternal:
-		if w.pc.Name == bridge {
-			w.refuse = errLocalPort
-			break
-		}
 		w.pc.Type = typeInternal
+		if w.pc.Name == bridge {
+			w.pc.OFPort = flow.PortLocal // the bridge's LOCAL port
+		}
 		if len(opts) > 0 {
 			w.pc.Options = opts // none known: each is the Interface's error
 		}

@@ -210,7 +210,8 @@ func (d *Daemon) addPort(c *call) (string, error) {
 // is followed by the bridge; when restoring, a port whose device does not
 // exist stays configured with its error and is attached when the device
 // appears, as Open vSwitch keeps such an Interface (add-port refuses it
-// instead, so that a mistyped name is not saved). d.mu must be held.
+// instead, so that a mistyped name is not saved). An internal port named
+// as the bridge is the bridge's LOCAL port. d.mu must be held.
 func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error {
 	if err := checkName("port", pc.Name); err != nil {
 		return err
@@ -219,6 +220,11 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		if other.ports[pc.Name] != nil {
 			return fmt.Errorf("port %s: already on bridge %s", pc.Name, other.name)
 		}
+	}
+	if pc.Type == typeInternal && pc.Name == b.name {
+		// The bridge's own internal port is its LOCAL port, as in Open
+		// vSwitch.
+		pc.OFPort = flow.PortLocal
 	}
 	if _, taken := b.dp.PortByOF(pc.OFPort); pc.OFPort != 0 && taken {
 		return fmt.Errorf("port %s: ofport %d is taken on bridge %s", pc.Name, pc.OFPort, b.name)
@@ -305,7 +311,9 @@ func (d *Daemon) listPorts(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return lines(slices.Sorted(maps.Keys(b.ports))), nil
+	// As ovs-vsctl, without the bridge's LOCAL port.
+	names := slices.DeleteFunc(slices.Sorted(maps.Keys(b.ports)), func(n string) bool { return n == b.name })
+	return lines(names), nil
 }
 
 // show prints the configuration as a tree, in the manner of ovs-vsctl show.

@@ -1,0 +1,179 @@
+package test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/test/netns"
+	"github.com/ovsxdp/ovsxdp/test/ovsref"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
+)
+
+// TestOVSDBLocalPort drives a bridge's own LOCAL port through the real
+// ovsdb-server, ovs-vsctl and ovs-ofctl: the internal Interface that
+// ovs-vsctl add-br creates, named as the bridge, becomes a TAP device with
+// OpenFlow port 65534 (written back, no error), ovs-ofctl lists it as
+// LOCAL, and an address on it reaches an internal port moved into another
+// namespace through the normal action. The ports go away cleanly.
+func TestOVSDBLocalPort(t *testing.T) {
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
+	db := ovsref.StartDB(t)
+	bin := buildCLI(t)
+	sw := netns.New(t, "sw")
+	a := netns.New(t, "a")
+	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
+	vsctl := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...)
+		if err != nil {
+			t.Fatalf("%v\novsxdp output:\n%s", err, x.proc.Output())
+		}
+		return strings.Trim(strings.TrimSpace(out), `"`)
+	}
+
+	vsctl(t, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
+	if !netns.Eventually(30*time.Second, func() bool { return vsctl(t, "get", "interface", "br0", "ofport") == "65534" }) {
+		t.Fatalf("br0 ofport %s, want 65534 (error %s)", vsctl(t, "get", "interface", "br0", "ofport"), vsctl(t, "get", "interface", "br0", "error"))
+	}
+	if e := vsctl(t, "get", "interface", "br0", "error"); e != "[]" {
+		t.Fatalf("br0 error %s, want none", e)
+	}
+	if out, err := sw.Run("ip", "-d", "link", "show", "br0"); err != nil || !strings.Contains(out, "tun type tap") {
+		t.Fatalf("br0 is not a tap device in the switch namespace: %v\n%s", err, out)
+	}
+	vsctl(t, "add-port", "br0", "int-a", "--", "set", "interface", "int-a", "type=internal")
+	if got := vsctl(t, "get", "interface", "int-a", "ofport"); got != "1" {
+		t.Fatalf("int-a ofport %s, want 1", got)
+	}
+
+	target := "unix:" + filepath.Join(x.runDir, "br0.mgmt")
+	ofc := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, err := sw.Run(append([]string{ofctl, "--timeout=30"}, args...)...)
+		if err != nil {
+			t.Fatalf("ovs-ofctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	for _, v := range []string{"OpenFlow10", "OpenFlow13", "OpenFlow15"} {
+		show := ofc(t, "-O", v, "show", target)
+		if !strings.Contains(show, " LOCAL(br0): addr:") || !strings.Contains(show, " 1(int-a): addr:") {
+			t.Fatalf("ovs-ofctl -O %s show lacks LOCAL(br0) or 1(int-a):\n%s", v, show)
+		}
+	}
+	ofc(t, "add-flow", target, "actions=normal")
+
+	sw.AddAddr(t, "br0", "10.79.0.254/24")
+	if err := sw.SetLinkUp("br0"); err != nil {
+		t.Fatal(err)
+	}
+	sw.IP(t, "link", "set", "int-a", "netns", a.Name)
+	a.AddAddr(t, "int-a", "10.79.0.1/24")
+	if err := a.SetLinkUp("int-a"); err != nil {
+		t.Fatal(err)
+	}
+	if !netns.Eventually(30*time.Second, func() bool {
+		_, err := a.Run("ping", "-n", "-c", "1", "-W", "1", "10.79.0.254")
+		return err == nil
+	}) {
+		t.Fatalf("int-a does not reach br0 (LOCAL)\n%s\n%s", vsctl(t, "show"), x.cli.run(t, "dump-ports", "br0"))
+	}
+	if out, err := sw.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "10.79.0.1"); err != nil || !strings.Contains(out, " 0% packet loss") {
+		t.Fatalf("ping br0 -> int-a: %v\n%s", err, out)
+	}
+	for _, v := range []string{"OpenFlow10", "OpenFlow13"} {
+		ports := ofc(t, "-O", v, "dump-ports", target)
+		if !strings.Contains(ports, "port LOCAL:") {
+			t.Fatalf("ovs-ofctl -O %s dump-ports lacks port LOCAL:\n%s", v, ports)
+		}
+		if one := ofc(t, "-O", v, "dump-ports", target, "LOCAL"); !strings.Contains(one, "port LOCAL:") || strings.Contains(one, "port  1:") {
+			t.Fatalf("ovs-ofctl -O %s dump-ports LOCAL:\n%s", v, one)
+		}
+	}
+	// An OpenFlow rule on in_port=LOCAL and output:LOCAL take it too.
+	ofc(t, "del-flows", target)
+	ofc(t, "add-flow", target, "in_port=LOCAL,actions=output:1")
+	ofc(t, "add-flow", target, "in_port=1,actions=LOCAL")
+	if out, err := sw.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "10.79.0.1"); err != nil || !strings.Contains(out, " 0% packet loss") {
+		t.Fatalf("ping br0 -> int-a through in_port=LOCAL and output:LOCAL rules: %v\n%s\n%s", err, out, ofc(t, "dump-flows", target))
+	}
+	flows := ofc(t, "dump-flows", target)
+	if !strings.Contains(flows, "in_port=LOCAL actions=output:1") || !strings.Contains(flows, "in_port=1 actions=LOCAL") {
+		t.Errorf("dump-flows:\n%s", flows)
+	}
+	checkCLIBalanced(t, x.cli.run(t, "dump-ports", "br0"))
+
+	vsctl(t, "del-port", "br0", "int-a")
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, err := a.Run("ip", "link", "show", "int-a")
+		return err != nil
+	}) {
+		t.Errorf("int-a is still in namespace a after del-port")
+	}
+	vsctl(t, "del-br", "br0")
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, err := sw.Run("ip", "link", "show", "br0")
+		return err != nil
+	}) {
+		t.Errorf("br0's device is still in the switch namespace after del-br")
+	}
+}
+
+// TestCLILocalPort adds a bridge's LOCAL port with the daemon's own CLI:
+// an internal port named as the bridge gets OpenFlow port 65534, and an
+// address on it reaches an internal port in another namespace.
+func TestCLILocalPort(t *testing.T) {
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	bin := buildCLI(t)
+	sw := netns.New(t, "sw")
+	a := netns.New(t, "a")
+	dir := t.TempDir()
+	sock, statePath := filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json")
+	proc := sw.Start(t, bin, "daemon", "--socket", sock, "--state", statePath)
+	d := &cliDaemon{bin: bin, sock: sock, state: statePath}
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, _, err := d.try("version")
+		return err == nil || proc.Exited()
+	}) || proc.Exited() {
+		t.Fatalf("the daemon does not answer (exited: %v)\n%s", proc.Exited(), proc.Output())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon output:\n%s", proc.Output())
+		}
+	})
+
+	d.run(t, "add-br", "br0")
+	d.run(t, "add-port", "br0", "br0", "type=internal")
+	d.run(t, "add-port", "br0", "i-a", "type=internal")
+	d.run(t, "add-flow", "br0", "actions=normal")
+	if show := d.run(t, "show"); !strings.Contains(show, "ofport: 65534") || !strings.Contains(show, "ofport: 1\n") {
+		t.Fatalf("show: want br0 on ofport 65534 and i-a on 1:\n%s", show)
+	}
+	sw.AddAddr(t, "br0", "10.79.1.254/24")
+	if err := sw.SetLinkUp("br0"); err != nil {
+		t.Fatal(err)
+	}
+	sw.IP(t, "link", "set", "i-a", "netns", a.Name)
+	a.AddAddr(t, "i-a", "10.79.1.1/24")
+	if err := a.SetLinkUp("i-a"); err != nil {
+		t.Fatal(err)
+	}
+	if !netns.Eventually(30*time.Second, func() bool {
+		_, err := sw.Run("ping", "-n", "-c", "1", "-W", "1", "10.79.1.1")
+		return err == nil
+	}) {
+		t.Fatalf("br0 (LOCAL) does not reach i-a\n%s\n%s", d.run(t, "show"), d.run(t, "dump-ports", "br0"))
+	}
+	if one := d.run(t, "dump-ports", "br0", "LOCAL"); !strings.HasPrefix(one, "  port LOCAL: rx pkts=") || strings.Contains(one, "port  1:") {
+		t.Errorf("dump-ports br0 LOCAL:\n%s", one)
+	}
+	checkCLIBalanced(t, d.run(t, "dump-ports", "br0"))
+	d.run(t, "del-br", "br0")
+	if out, err := sw.Run("ip", "-o", "link", "show"); err != nil || strings.Contains(out, "br0") {
+		t.Errorf("devices left in the switch namespace after del-br: %v\n%s", err, out)
+	}
+}
