@@ -132,19 +132,7 @@ func TestCLILocalPort(t *testing.T) {
 	a := netns.New(t, "a")
 	dir := t.TempDir()
 	sock, statePath := filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json")
-	proc := sw.Start(t, bin, "daemon", "--socket", sock, "--state", statePath)
-	d := &cliDaemon{bin: bin, sock: sock, state: statePath}
-	if !netns.Eventually(20*time.Second, func() bool {
-		_, _, err := d.try("version")
-		return err == nil || proc.Exited()
-	}) || proc.Exited() {
-		t.Fatalf("the daemon does not answer (exited: %v)\n%s", proc.Exited(), proc.Output())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon output:\n%s", proc.Output())
-		}
-	})
+	d, _ := startCLIDaemonIn(t, sw, bin, sock, statePath)
 
 	d.run(t, "add-br", "br0")
 	d.run(t, "add-port", "br0", "br0", "type=internal")
