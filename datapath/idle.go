@@ -31,7 +31,8 @@ const (
 	// maxNap, so that the packets gather into batches: one transmit call
 	// then carries several packets, and the CPU the thread does not spin
 	// away goes to the endpoints and the kernel's own packet work. It
-	// never naps while frames wait on one of its rx rings, nor longer
+	// never naps while a whole batch waits on its rx rings (nothing is
+	// left to gather), nor longer
 	// than half the ring's free room lasts at the rate packets come in
 	// (as far as the ports tell: AF_XDP ones tell both). When
 	// a poll finds nothing, it keeps polling for spinWindow (a reply
@@ -122,13 +123,13 @@ func (p *pmd) adapt(n int, nap time.Duration, start, end, prevBusy time.Time) ti
 	}
 	switch act {
 	case idleNap:
-		// Frames that wait now would only wait longer: a nap of a few
-		// microseconds often lasts ten times that once the thread has
-		// given up its CPU, and the kernel drops what the rx ring cannot
-		// hold meanwhile. The thread polls again at once instead, and
-		// its naps start short again.
+		// A nap lets a batch gather; once a whole batch waits there is
+		// nothing left to gather, and a nap of a few microseconds often
+		// lasts ten times that once the thread has given up its CPU,
+		// while the kernel drops what the rx ring cannot hold. The thread
+		// polls again at once instead, and its naps start short again.
 		w, room := p.rxBacklog()
-		if w > 0 {
+		if w >= vport.MaxBatch {
 			p.idle.held.Add(1)
 			p.idle.heldFrames.Add(uint64(w))
 			return 0

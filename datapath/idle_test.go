@@ -202,8 +202,9 @@ func TestThreadCPUTimeShared(t *testing.T) {
 }
 
 // TestAdaptiveHoldsNapWhileFramesWait drives a thread's decision after a
-// light poll (a nap is due) with frames waiting on one of its queues, and
-// with none: it naps only when its queues are empty.
+// light poll (a nap is due) with a few frames waiting on one of its
+// queues, with a whole batch waiting, and with none: a nap lets a batch
+// gather, so it naps unless a whole batch already waits.
 func TestAdaptiveHoldsNapWhileFramesWait(t *testing.T) {
 	empty, err := vport.NewMemPort(vport.MemConfig{Name: "empty", RingSize: 64})
 	if err != nil {
@@ -228,25 +229,44 @@ func TestAdaptiveHoldsNapWhileFramesWait(t *testing.T) {
 	}
 
 	frame := make([]byte, 60)
-	if n := busy.Inject(0, [][]byte{frame, frame, frame}); n != 3 {
-		t.Fatalf("injected %d frames, want 3", n)
+	inject := func(n int) {
+		t.Helper()
+		frames := make([][]byte, n)
+		for i := range frames {
+			frames[i] = frame
+		}
+		if got := busy.Inject(0, frames); got != n {
+			t.Fatalf("injected %d frames, want %d", got, n)
+		}
 	}
-	if next := p.adapt(2, 0, start, end, prevBusy); next != 0 {
-		t.Errorf("with frames waiting: next nap %v, want 0 (naps start over)", next)
+	inject(3)
+	if next := p.adapt(2, 0, start, end, prevBusy); next != napStep {
+		t.Errorf("with 3 frames waiting: next nap %v, want %v (the batch gathers)", next, napStep)
 	}
-	if naps, held, frames := p.idle.naps.Load(), p.idle.held.Load(), p.idle.heldFrames.Load(); naps != 0 || held != 1 || frames != 3 {
-		t.Errorf("with 3 frames waiting: %d naps, %d held with %d frames; want 0 naps, 1 held with 3 frames", naps, held, frames)
+	if naps, held := p.idle.naps.Load(), p.idle.held.Load(); naps != 1 || held != 0 {
+		t.Errorf("with 3 frames waiting: %d naps, %d held; want 1 nap, none held", naps, held)
 	}
 
-	var bufs = [][]byte{make([]byte, 2048), make([]byte, 2048), make([]byte, 2048)}
-	if n, err := busy.Receive(0, bufs, make([]int, 3), nil); n != 3 || err != nil {
+	inject(vport.MaxBatch - 3)
+	if next := p.adapt(2, 0, start, end, prevBusy); next != 0 {
+		t.Errorf("with a batch waiting: next nap %v, want 0 (naps start over)", next)
+	}
+	if naps, held, frames := p.idle.naps.Load(), p.idle.held.Load(), p.idle.heldFrames.Load(); naps != 1 || held != 1 || frames != vport.MaxBatch {
+		t.Errorf("with %d frames waiting: %d naps, %d held with %d frames; want still 1 nap, 1 held with %d frames", vport.MaxBatch, naps, held, frames, vport.MaxBatch)
+	}
+
+	bufs := make([][]byte, vport.MaxBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, 2048)
+	}
+	if n, err := busy.Receive(0, bufs, make([]int, vport.MaxBatch), nil); n != vport.MaxBatch || err != nil {
 		t.Fatalf("receive: %d, %v", n, err)
 	}
 	if next := p.adapt(2, 0, start, end, prevBusy); next != napStep {
 		t.Errorf("with the queues empty: next nap %v, want %v", next, napStep)
 	}
-	if naps, held := p.idle.naps.Load(), p.idle.held.Load(); naps != 1 || held != 1 {
-		t.Errorf("with the queues empty: %d naps, %d held; want 1 nap, still 1 held", naps, held)
+	if naps, held := p.idle.naps.Load(), p.idle.held.Load(); naps != 2 || held != 1 {
+		t.Errorf("with the queues empty: %d naps, %d held; want 2 naps, still 1 held", naps, held)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // port's rx ring, and a thread that is due a nap after a light poll polls
 // again instead; once they are received, it naps.
 func TestAdaptiveHoldsNapOnXSK(t *testing.T) {
-	const sent = 5
+	const sent = vport.MaxBatch // a whole batch: nothing left to gather
 	sw := netns.New(t, "sw")
 	peer := netns.New(t, "peer")
 	v := netns.AddVeth(t, sw, "h0", peer, "p0", 1)
