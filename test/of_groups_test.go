@@ -201,6 +201,12 @@ func TestOpenFlowGroupsState(t *testing.T) {
 	s.run(t, "OpenFlow13", "add-flow", "in_port=1,actions=group:1")
 	groups, flows := s.run(t, "OpenFlow15", "dump-groups"), s.d.run(t, "dump-flows", "br0", "--no-stats")
 
+	// OpenFlow changes reach the state file within a save interval (a
+	// crash loses at most that much): wait for them before the crash.
+	waitFor(t, func() bool {
+		b, err := os.ReadFile(state)
+		return err == nil && strings.Count(string(b), "group_id=") >= 2 && strings.Contains(string(b), "group:1")
+	}, "the groups and the flow in the state file")
 	d.cmd.Process.Kill()
 	s.d = startCLIDaemon(t, bin, sock, state, "--rundir", runDir)
 	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(runDir, "br0.mgmt")); return err == nil }, "the restarted daemon's socket")
