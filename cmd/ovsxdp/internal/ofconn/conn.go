@@ -115,6 +115,7 @@ type Server struct {
 
 	asyncSent, asyncDropped atomic.Uint64
 	mons                    monitoring // flow monitors (monitor.go)
+	acct                    accounting // messages received and refused (rejections.go)
 
 	mu     sync.Mutex // protects the fields below
 	ln     net.Listener
@@ -365,6 +366,7 @@ func (c *conn) readOne() error {
 		if errors.As(err, &oe) && len(b) >= openflow.HeaderLen {
 			// A bad length in the header: the stream cannot be
 			// resynchronised. Answer and close.
+			c.s.acct.countReceived(b)
 			h, _ := openflow.ParseHeader(b)
 			c.replyError(h, b, oe)
 			return errClose
@@ -372,6 +374,7 @@ func (c *conn) readOne() error {
 		return err
 	}
 	c.probeSentAt = time.Time{}
+	c.s.acct.countReceived(b)
 	h, m, err := openflow.Decode(b)
 	if c.version == 0 {
 		return c.hello(h, m, b, err)
@@ -392,6 +395,7 @@ func (c *conn) readOne() error {
 func (c *conn) hello(h openflow.Header, m openflow.Message, b []byte, err error) error {
 	hm, ok := m.(*openflow.Hello)
 	if err != nil || !ok {
+		c.s.acct.countRejected(b, openflow.ErrTypeHelloFailed, codeHelloEPerm, err)
 		c.sendError(openflow.Version10, h.Xid, &openflow.ErrorMsg{Type: openflow.ErrTypeHelloFailed, Code: codeHelloEPerm, Data: clip(b)})
 		return errClose
 	}
@@ -401,6 +405,7 @@ func (c *conn) hello(h openflow.Header, m openflow.Message, b []byte, err error)
 		errors.As(err, &oe)
 		em := &openflow.ErrorMsg{Type: openflow.ErrTypeHelloFailed, Code: openflow.CodeHelloIncompatible,
 			Data: []byte(fmt.Sprintf("We support versions 0x01, 0x04 to 0x06, you support %s", peerVersions(h.Version, hm)))}
+		c.s.acct.countRejected(b, em.Type, em.Code, err)
 		c.sendError(min(h.Version, openflow.Version15), h.Xid, em)
 		if oe == nil {
 			return err
@@ -475,6 +480,7 @@ func (c *conn) replyError(h openflow.Header, b []byte, err error) {
 	if v == 0 {
 		v = h.Version
 	}
-	c.log.Debug("openflow: error reply", "type", typ, "code", code, "err", err)
+	c.s.acct.countRejected(b, typ, code, err)
+	c.log.Debug("openflow: error reply", "msg", MessageName(b), "type", typ, "code", code, "err", err)
 	c.sendError(v, h.Xid, errorMsg(v, typ, code, clip(b)))
 }

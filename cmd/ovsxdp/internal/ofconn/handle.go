@@ -27,6 +27,17 @@ func badRequest(code uint16, format string, args ...any) *openflow.Error {
 	return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: code, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf(format, args...)}
 }
 
+// ReasonUnsupported is the reason counted (rejections.go) for a message
+// ovsxdp does not implement at all.
+const ReasonUnsupported = "message not supported"
+
+// unsupported refuses a message ovsxdp does not implement.
+func unsupported(code uint16, format string, args ...any) *openflow.Error {
+	e := badRequest(code, format, args...)
+	e.Item = ReasonUnsupported
+	return e
+}
+
 // handle answers one decoded message.
 func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 	v := c.version
@@ -217,19 +228,19 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		case m.Type == openflow.MPExperimenter:
 			code = openflow.CodeBadRequestExpType
 		}
-		return fail(badRequest(code, "multipart type %d is not supported by ovsxdp", m.Type))
+		return fail(unsupported(code, "multipart type %d is not supported by ovsxdp", m.Type))
 	case *openflow.Experimenter:
 		code := openflow.CodeBadRequestExpType
 		if m.Experimenter != openflow.NiciraExperimenter {
 			code = openflow.CodeBadRequestExperimenter
 		}
-		return fail(badRequest(code, "experimenter 0x%08x type %d is not supported by ovsxdp", m.Experimenter, m.ExpType))
+		return fail(unsupported(code, "experimenter 0x%08x type %d is not supported by ovsxdp", m.Experimenter, m.ExpType))
 	case *openflow.Unknown:
-		return fail(badRequest(openflow.CodeBadRequestType, "message type %d", m.Type))
+		return fail(unsupported(openflow.CodeBadRequestType, "message type %d", m.Type))
 	}
 	// Replies and asynchronous messages a switch does not take, and
 	// requests ovsxdp does not implement (group mod, flow monitors, ...).
-	return fail(badRequest(openflow.CodeBadRequestType, "message %T is not supported by ovsxdp", m))
+	return fail(unsupported(openflow.CodeBadRequestType, "message %T is not supported by ovsxdp", m))
 }
 
 // sendParts sends n entries as one multipart reply, or several when they
