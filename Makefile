@@ -95,6 +95,13 @@ RULES_ARGS ?=
 bench-rules: ## as root: add 100,000 OVN-like rules to ovsxdp and to Open vSwitch, time and resident memory: bench/results/rules.{md,csv}
 	$(GO) run ./bench/rules -out bench/results $(RULES_ARGS)
 
+# Extra flags for bench/ovn (see `go run ./bench/ovn -h`).
+OVN_ARGS ?=
+
+.PHONY: bench-ovn
+bench-ovn: ## as root: Debian's OVN 23.03 (ovn-northd, ovn-controller) on an ovsxdp br-int, two logical ports in namespaces: what ovsxdp refuses, and ping: bench/results/ovn.{md,csv}
+	$(GO) run ./bench/ovn -out bench/results $(OVN_ARGS)
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)
