@@ -42,6 +42,8 @@ type row struct {
 	kind, message, errName, reason string
 	typ, code                      int
 	count                          uint64
+	example                        string // hex
+	printed                        string // the example, as ovs-ofctl ofp-print prints it
 }
 
 // pingResult is one ping from the first namespace to the second.
@@ -314,6 +316,16 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 	if err != nil {
 		t.Fatalf("ofproto/rejections --csv: %v\n%s", err, out)
 	}
+	for i := range rows {
+		if rows[i].example == "" {
+			continue
+		}
+		out, err := sh(nil, "ovs-ofctl", "ofp-print", rows[i].example)
+		if err != nil {
+			out = err.Error()
+		}
+		rows[i].printed = strings.TrimSpace(out)
+	}
 	m.rows = rows
 	if text, err := cli("ofproto/rejections", "br-int"); err == nil {
 		t.Logf("ofproto/rejections br-int:\n%s", text)
@@ -342,8 +354,8 @@ func parseRows(out string) ([]row, error) {
 		if i == 0 {
 			continue // header
 		}
-		if len(r) != 8 {
-			return nil, fmt.Errorf("line %d: %d fields, want 8", i+1, len(r))
+		if len(r) != 9 {
+			return nil, fmt.Errorf("line %d: %d fields, want 9", i+1, len(r))
 		}
 		n, err := strconv.ParseUint(r[7], 10, 64)
 		if err != nil {
@@ -351,7 +363,7 @@ func parseRows(out string) ([]row, error) {
 		}
 		typ, _ := strconv.Atoi(r[4])
 		code, _ := strconv.Atoi(r[5])
-		rows = append(rows, row{kind: r[1], message: r[2], errName: r[3], typ: typ, code: code, reason: r[6], count: n})
+		rows = append(rows, row{kind: r[1], message: r[2], errName: r[3], typ: typ, code: code, reason: r[6], count: n, example: r[8]})
 	}
 	return rows, nil
 }

@@ -47,15 +47,20 @@ var vlogPrefix = regexp.MustCompile(`^\S+\|\d+\|([^|]+)\|([A-Z]+)\|`)
 // equal messages distinct.
 var xidOrNumber = regexp.MustCompile(`\(xid=0x[0-9a-f]+\)|xid=0x[0-9a-f]+|\(OF1\.\d\) \(xid=0x[0-9a-f]+\)`)
 
-// distinctLines returns the log's lines at WARN or above, and its INFO
-// lines that mention an OpenFlow error, without their time stamps, each
-// with how often it appears, most frequent first.
+// distinctLines returns the log's messages at WARN or above, and its
+// INFO messages that mention an error, without their time stamps, with
+// the first line that follows a message of several lines, each with how
+// often it appears, most frequent first.
 func distinctLines(log string) []logCount {
 	counts := map[string]int{}
-	for _, l := range strings.Split(log, "\n") {
+	lines := strings.Split(log, "\n")
+	for i, l := range lines {
 		sm := vlogPrefix.FindStringSubmatch(l)
 		if sm == nil {
 			continue
+		}
+		if i+1 < len(lines) && lines[i+1] != "" && vlogPrefix.FindStringSubmatch(lines[i+1]) == nil {
+			l += " / " + lines[i+1]
 		}
 		level := sm[2]
 		if level != "WARN" && level != "ERR" && level != "EMER" && !strings.Contains(l, "error") && !strings.Contains(l, "ERROR") {
@@ -131,8 +136,12 @@ func writeReport(o options, m *measurement) error {
 	p("- OpenFlow messages received on br-int: %d, refused: %d\n", totalRecv, totalRefused)
 	p("- flow mods (OFPT_FLOW_MOD) sent by ovn-controller: %d, accepted: %d, refused: %d; flows in br-int's table at the end: %d\n",
 		fmRecv, fmRecv-fmRef, fmRef, m.flowsInstalled)
-	if n := recvBy["OFPT_BUNDLE_ADD_MESSAGE"] + recvBy["ONFT_2301"]; n > 0 {
-		p("- bundled messages: %d (flow mods inside bundles are not in the counts above)\n", n)
+	if n := recvBy["OFPT_BUNDLE_ADD_MESSAGE"]; n > 0 {
+		p("- ovn-controller sends its flow, group and meter mods in bundles: %d OFPT_BUNDLE_ADD_MESSAGE; the messages inside them are counted under their own names (OFPT_FLOW_MOD, ...) in the counts above and below\n", n)
+	}
+	cycles := recvBy["NXT_TLV_TABLE_REQUEST"]
+	if cycles > 0 {
+		p("- ovn-controller's flow connection (ofctrl) was made %d times: it asks for the Geneve option table once per connection, and drops the connection at every error reply to resynchronise from scratch, so each refused flow is sent again on every connection; the \"per connection\" column divides by %d\n", cycles, cycles)
 	}
 
 	p("\n## Refused messages, match fields, actions and instructions\n\n")
@@ -140,9 +149,16 @@ func writeReport(o options, m *measurement) error {
 	if len(refused) == 0 {
 		p("None.\n")
 	} else {
-		p("| message | refused item | error | count |\n|---|---|---|---:|\n")
+		p("| message | refused item | error | count | per connection |\n|---|---|---|---:|---:|\n")
 		for _, r := range refused {
-			p("| %s | %s | %s | %d |\n", r.message, cell(r.reason), r.errName, r.count)
+			p("| %s | %s | %s | %d | %s |\n", r.message, cell(r.reason), r.errName, r.count, perCycle(r.count, cycles))
+		}
+		p("\nThe first message of each row, as `ovs-ofctl ofp-print` prints it:\n\n")
+		for _, r := range refused {
+			if r.printed == "" {
+				continue
+			}
+			p("- %s, %s:\n\n```\n%s\n```\n", r.message, cell(r.reason), clipLines(r.printed, 12))
 		}
 	}
 	p("\n## Messages received\n\n| message | received | refused |\n|---|---:|---:|\n")
@@ -175,15 +191,31 @@ func writeReport(o options, m *measurement) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"kind", "message", "error", "type", "code", "reason", "count"})
+	w.Write([]string{"kind", "message", "error", "type", "code", "reason", "count", "example"})
 	for _, r := range m.rows {
-		w.Write([]string{r.kind, r.message, r.errName, typeCode(r, r.typ), typeCode(r, r.code), r.reason, strconv.FormatUint(r.count, 10)})
+		w.Write([]string{r.kind, r.message, r.errName, typeCode(r, r.typ), typeCode(r, r.code), r.reason, strconv.FormatUint(r.count, 10), r.example})
 	}
 	for _, pr := range m.pings {
-		w.Write([]string{"ping", pr.what, "", "", "", "sent/received", fmt.Sprintf("%d/%d", pr.stats.Sent, pr.stats.Received)})
+		w.Write([]string{"ping", pr.what, "", "", "", "sent/received", fmt.Sprintf("%d/%d", pr.stats.Sent, pr.stats.Received), ""})
 	}
 	w.Flush()
 	return cmp.Or(w.Error(), f.Close())
+}
+
+func perCycle(n, cycles uint64) string {
+	if cycles == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(float64(n)/float64(cycles), 'f', 1, 64)
+}
+
+// clipLines keeps the first n lines of s.
+func clipLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = append(lines[:n], "...")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func typeCode(r row, v int) string {

@@ -43,8 +43,8 @@ func TestOFRejectionsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "br0,refused,OFPT_FLOW_MOD,OFPBAC_BAD_TYPE,2,0,NXAST_CT,1\n"; !strings.Contains(csvOut, want) ||
-		!strings.HasPrefix(csvOut, "bridge,kind,message,error,type,code,reason,count\n") {
+	if want := "br0,refused,OFPT_FLOW_MOD,OFPBAC_BAD_TYPE,2,0,NXAST_CT,1,040e0058"; !strings.Contains(csvOut, want) ||
+		!strings.HasPrefix(csvOut, "bridge,kind,message,error,type,code,reason,count,example\n") {
 		t.Errorf("ofproto/rejections --csv lacks %q:\n%s", want, csvOut)
 	}
 	var buf bytes.Buffer

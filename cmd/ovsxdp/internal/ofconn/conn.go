@@ -66,6 +66,14 @@ type Bridge interface {
 	GroupStats(v uint8, id uint32) ([]openflow.GroupStats, error)
 }
 
+// Checker is a Bridge that can tell whether it would take a flow mod or a
+// group mod without running it. Bundled messages are checked with it when
+// they are added (bundle.go); without it they are checked at commit only.
+type Checker interface {
+	CheckFlowMod(v uint8, fm *openflow.FlowMod) error
+	CheckGroupMod(v uint8, gm *openflow.GroupMod) error
+}
+
 // GroupAll is OFPG_ALL: every group, in a group request.
 const GroupAll uint32 = 0xfffffffc
 
@@ -295,7 +303,8 @@ type conn struct {
 	pinFormat    uint32 // NXT_SET_PACKET_IN_FORMAT
 	controllerID uint16 // NXT_SET_CONTROLLER_ID
 	async        asyncState
-	mon          monitorState // flow monitors (monitor.go)
+	mon          monitorState            // flow monitors (monitor.go)
+	bundles      map[uint32]*bundleState // open bundles, by id (bundle.go)
 	up           func(uint8)
 	probe        time.Duration // ControllerOptions.Probe
 	// wmu serializes writes: replies from the connection's goroutine,
@@ -471,6 +480,13 @@ func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 // replyError answers the message b (header h) with the error err stands
 // for.
 func (c *conn) replyError(h openflow.Header, b []byte, err error) {
+	c.replyErrorAs(h, b, b, err)
+}
+
+// replyErrorAs answers the message b (header h) with the error err stands
+// for, and counts it as a refusal of the message acct (b, or the message
+// inside a bundle add).
+func (c *conn) replyErrorAs(h openflow.Header, b, acct []byte, err error) {
 	typ, code := openflow.ErrTypeBadRequest, codeBadRequestEPerm
 	var oe *openflow.Error
 	if errors.As(err, &oe) {
@@ -480,7 +496,7 @@ func (c *conn) replyError(h openflow.Header, b []byte, err error) {
 	if v == 0 {
 		v = h.Version
 	}
-	c.s.acct.countRejected(b, typ, code, err)
-	c.log.Debug("openflow: error reply", "msg", MessageName(b), "type", typ, "code", code, "err", err)
+	c.s.acct.countRejected(acct, typ, code, err)
+	c.log.Debug("openflow: error reply", "msg", MessageName(acct), "type", typ, "code", code, "err", err)
 	c.sendError(v, h.Xid, errorMsg(v, typ, code, clip(b)))
 }

@@ -20,6 +20,9 @@ import (
 // counted in one row whose Reason is OtherReason.
 const maxRejectionKeys = 512
 
+// maxExample bounds the bytes of the example message a row keeps.
+const maxExample = 4096
+
 // OtherReason is the reason of the row that counts rejections beyond
 // the distinct rows kept.
 const OtherReason = "(other reasons)"
@@ -39,6 +42,9 @@ type Rejection struct {
 	// does not implement, else the error's detail.
 	Reason string
 	Count  uint64
+	// Example is the first message counted in the row (at most 4 KiB
+	// of it), for ovs-ofctl ofp-print.
+	Example []byte
 }
 
 type rejectionKey struct {
@@ -52,6 +58,7 @@ type accounting struct {
 	mu       sync.Mutex // protects the maps
 	received map[string]uint64
 	rejected map[rejectionKey]uint64
+	examples map[rejectionKey][]byte
 }
 
 // countReceived counts the message b.
@@ -76,9 +83,13 @@ func (a *accounting) countRejected(b []byte, typ, code uint16, err error) {
 	defer a.mu.Unlock()
 	if a.rejected == nil {
 		a.rejected = map[rejectionKey]uint64{}
+		a.examples = map[rejectionKey][]byte{}
 	}
 	if _, ok := a.rejected[k]; !ok && len(a.rejected) >= maxRejectionKeys {
 		k.reason = OtherReason
+	}
+	if a.rejected[k] == 0 {
+		a.examples[k] = append([]byte(nil), b[:min(len(b), maxExample)]...)
 	}
 	a.rejected[k]++
 }
@@ -117,7 +128,7 @@ func (s *Server) Rejections() []Rejection {
 	s.acct.mu.Lock()
 	out := make([]Rejection, 0, len(s.acct.rejected))
 	for k, n := range s.acct.rejected {
-		out = append(out, Rejection{Message: k.msg, Error: ErrorName(k.typ, k.code), Type: k.typ, Code: k.code, Reason: k.reason, Count: n})
+		out = append(out, Rejection{Message: k.msg, Error: ErrorName(k.typ, k.code), Type: k.typ, Code: k.code, Reason: k.reason, Count: n, Example: s.acct.examples[k]})
 	}
 	s.acct.mu.Unlock()
 	slices.SortFunc(out, func(a, b Rejection) int {

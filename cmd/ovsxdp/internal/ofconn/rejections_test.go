@@ -42,8 +42,9 @@ func TestRejectionsCounted(t *testing.T) {
 			"OFPT_FLOW_MOD", "OFPBIC_UNSUP_INST", "OFPIT_METER"},
 		{"tlv table request", &openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: 25}, 1,
 			"NXT_TLV_TABLE_REQUEST", "OFPBRC_BAD_EXP_TYPE", ReasonUnsupported},
-		{"meter features", &openflow.MultipartRaw{Type: 11}, 1, "OFPMP_METER_FEATURES", "OFPBRC_BAD_MULTIPART", ReasonUnsupported},
-		{"meter mod", &openflow.Unknown{Type: 29, Body: make([]byte, 8)}, 1, "OFPT_METER_MOD", "OFPBRC_BAD_TYPE", ReasonUnsupported},
+		{"queue stats", &openflow.MultipartRaw{Type: 5, Body: make([]byte, 8)}, 1, "OFPMP_QUEUE", "OFPBRC_BAD_MULTIPART", ReasonUnsupported},
+		{"meter add", &openflow.Unknown{Type: 29, Body: []byte{0, 0, 0, 0, 0, 0, 0, 1}}, 1, "OFPT_METER_MOD", "OFPMMFC_INVALID_METER", "meter"},
+		{"table mod", &openflow.Unknown{Type: 17, Body: make([]byte, 8)}, 1, "OFPT_TABLE_MOD", "OFPBRC_BAD_TYPE", ReasonUnsupported},
 	}
 	s := newTestServer()
 	cl := dial(t, s, openflow.Version15)
@@ -91,7 +92,7 @@ func TestRejectionsCounted(t *testing.T) {
 	}
 	recv := s.Received()
 	// Six flow mods were refused, one accepted.
-	if recv["OFPT_FLOW_MOD"] != 6 || recv["OFPT_HELLO"] != 1 || recv["OFPT_BARRIER_REQUEST"] != 1 || recv["OFPMP_METER_FEATURES"] != 1 {
+	if recv["OFPT_FLOW_MOD"] != 6 || recv["OFPT_HELLO"] != 1 || recv["OFPT_BARRIER_REQUEST"] != 1 || recv["OFPMP_QUEUE"] != 1 {
 		t.Errorf("received %v", recv)
 	}
 }
@@ -173,7 +174,8 @@ func TestErrorName(t *testing.T) {
 		{2, 3, "OFPBAC_BAD_EXP_TYPE"},
 		{4, 6, "OFPBMC_BAD_FIELD"},
 		{1, 1, "OFPBRC_BAD_TYPE"},
-		{12, 3, "OFPET_METER_MOD_FAILED code 3"},
+		{12, 3, "OFPMMFC_UNKNOWN_METER"},
+		{12, 30, "OFPET_METER_MOD_FAILED code 30"},
 		{99, 1, "error type 99 code 1"},
 	} {
 		if got := ErrorName(tc.typ, tc.code); got != tc.want {
