@@ -42,6 +42,7 @@ type row struct {
 	kind, message, errName, reason string
 	typ, code                      int
 	count                          uint64
+	distinct                       int
 	example                        string // hex
 	printed                        string // the example, as ovs-ofctl ofp-print prints it
 }
@@ -354,8 +355,8 @@ func parseRows(out string) ([]row, error) {
 		if i == 0 {
 			continue // header
 		}
-		if len(r) != 9 {
-			return nil, fmt.Errorf("line %d: %d fields, want 9", i+1, len(r))
+		if len(r) != 10 {
+			return nil, fmt.Errorf("line %d: %d fields, want 10", i+1, len(r))
 		}
 		n, err := strconv.ParseUint(r[7], 10, 64)
 		if err != nil {
@@ -363,7 +364,9 @@ func parseRows(out string) ([]row, error) {
 		}
 		typ, _ := strconv.Atoi(r[4])
 		code, _ := strconv.Atoi(r[5])
-		rows = append(rows, row{kind: r[1], message: r[2], errName: r[3], typ: typ, code: code, reason: r[6], count: n, example: r[8]})
+		distinct, _ := strconv.Atoi(r[8])
+		rows = append(rows, row{kind: r[1], message: r[2], errName: r[3], typ: typ, code: code, reason: r[6], count: n,
+			distinct: distinct, example: r[9]})
 	}
 	return rows, nil
 }

@@ -17,10 +17,14 @@ import (
 
 // command is how the report says it was produced.
 func command() string {
-	if len(os.Args) <= 1 {
+	args := os.Args[1:]
+	if len(args) >= 2 && args[0] == "-out" && args[1] == "bench/results" {
+		args = args[2:] // the Makefile's own
+	}
+	if len(args) == 0 {
 		return "make bench-ovn"
 	}
-	return "make bench-ovn OVN_ARGS='" + strings.Join(os.Args[1:], " ") + "'"
+	return "make bench-ovn OVN_ARGS='" + strings.Join(args, " ") + "'"
 }
 
 func machine() string {
@@ -141,7 +145,7 @@ func writeReport(o options, m *measurement) error {
 	}
 	cycles := recvBy["NXT_TLV_TABLE_REQUEST"]
 	if cycles > 0 {
-		p("- ovn-controller's flow connection (ofctrl) was made %d times: it asks for the Geneve option table once per connection, and drops the connection at every error reply to resynchronise from scratch, so each refused flow is sent again on every connection; the \"per connection\" column divides by %d\n", cycles, cycles)
+		p("- ovn-controller's flow connection (ofctrl) was made %d times: it asks for the Geneve option table once per connection, and drops the connection at the first error reply it reads and starts over (clear everything, install everything), so each refused flow is sent again on every connection; the \"per connection\" column divides by %d. The messages it sent before it read the error still arrive, so a count per connection is how many were sent before it noticed, not how many distinct flows ovsxdp refuses\n", cycles, cycles)
 	}
 
 	p("\n## Refused messages, match fields, actions and instructions\n\n")
@@ -149,10 +153,11 @@ func writeReport(o options, m *measurement) error {
 	if len(refused) == 0 {
 		p("None.\n")
 	} else {
-		p("| message | refused item | error | count | per connection |\n|---|---|---|---:|---:|\n")
+		p("| message | refused item | error | count | per connection | distinct messages |\n|---|---|---|---:|---:|---:|\n")
 		for _, r := range refused {
-			p("| %s | %s | %s | %d | %s |\n", r.message, cell(r.reason), r.errName, r.count, perCycle(r.count, cycles))
+			p("| %s | %s | %s | %d | %s | %d |\n", r.message, cell(r.reason), r.errName, r.count, perCycle(r.count, cycles), r.distinct)
 		}
+		p("\n\"distinct messages\" counts the different messages of a row, transaction ids aside (the daemon hashes each): ovn-controller sends the same flows again on each connection, so this is how many different flows (or requests) of OVN's ovsxdp refused.\n")
 		p("\nThe first message of each row, as `ovs-ofctl ofp-print` prints it:\n\n")
 		for _, r := range refused {
 			if r.printed == "" {
@@ -191,12 +196,16 @@ func writeReport(o options, m *measurement) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"kind", "message", "error", "type", "code", "reason", "count", "example"})
+	w.Write([]string{"kind", "message", "error", "type", "code", "reason", "count", "distinct", "example"})
 	for _, r := range m.rows {
-		w.Write([]string{r.kind, r.message, r.errName, typeCode(r, r.typ), typeCode(r, r.code), r.reason, strconv.FormatUint(r.count, 10), r.example})
+		d := ""
+		if r.kind == "refused" {
+			d = strconv.Itoa(r.distinct)
+		}
+		w.Write([]string{r.kind, r.message, r.errName, typeCode(r, r.typ), typeCode(r, r.code), r.reason, strconv.FormatUint(r.count, 10), d, r.example})
 	}
 	for _, pr := range m.pings {
-		w.Write([]string{"ping", pr.what, "", "", "", "sent/received", fmt.Sprintf("%d/%d", pr.stats.Sent, pr.stats.Received), ""})
+		w.Write([]string{"ping", pr.what, "", "", "", "sent/received", fmt.Sprintf("%d/%d", pr.stats.Sent, pr.stats.Received), "", ""})
 	}
 	w.Flush()
 	return cmp.Or(w.Error(), f.Close())

@@ -26,7 +26,7 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "watchdog/show", Usage: "[BR]", Short: "Print the soft lockups the watchdog detected", Max: 1}, run: (*Daemon).watchdogShow},
 		&verb{VerbInfo: VerbInfo{Name: "drop-reasons", Usage: "[BR]", Short: "Print every port's drops by reason", Max: 1}, run: (*Daemon).dropReasons},
 		&verb{VerbInfo: VerbInfo{Name: "ofproto/rejections", Usage: "[BR]", Short: "Print the OpenFlow messages each bridge received and the error replies it sent, by message, error and refused item", Max: 1,
-			Flags: []FlagInfo{{Name: "csv", Bool: true, Usage: "print CSV rows: bridge,kind,message,error,type,code,reason,count,example (kind: received or refused; example: the first refused message, in hex)"}}}, run: (*Daemon).ofRejections},
+			Flags: []FlagInfo{{Name: "csv", Bool: true, Usage: "print CSV rows: bridge,kind,message,error,type,code,reason,count,distinct,example (kind: received or refused; distinct: different messages, xids aside; example: the first refused message, in hex)"}}}, run: (*Daemon).ofRejections},
 		&verb{VerbInfo: VerbInfo{Name: "version", Short: "Print the daemon's version", Max: 0}, run: (*Daemon).version},
 	)
 }
@@ -210,7 +210,7 @@ func (d *Daemon) ofRejections(c *call) (string, error) {
 	if v, ok := c.flag("csv"); ok && v == "true" {
 		var buf strings.Builder
 		w := csv.NewWriter(&buf)
-		w.Write([]string{"bridge", "kind", "message", "error", "type", "code", "reason", "count", "example"})
+		w.Write([]string{"bridge", "kind", "message", "error", "type", "code", "reason", "count", "distinct", "example"})
 		for _, b := range bs {
 			srv := d.ofServer(b)
 			if srv == nil {
@@ -223,11 +223,11 @@ func (d *Daemon) ofRejections(c *call) (string, error) {
 			}
 			sort.Strings(names)
 			for _, n := range names {
-				w.Write([]string{b.name, "received", n, "", "", "", "", strconv.FormatUint(recv[n], 10), ""})
+				w.Write([]string{b.name, "received", n, "", "", "", "", strconv.FormatUint(recv[n], 10), "", ""})
 			}
 			for _, r := range srv.Rejections() {
 				w.Write([]string{b.name, "refused", r.Message, r.Error, strconv.Itoa(int(r.Type)), strconv.Itoa(int(r.Code)), r.Reason,
-					strconv.FormatUint(r.Count, 10), hex.EncodeToString(r.Example)})
+					strconv.FormatUint(r.Count, 10), strconv.Itoa(r.Distinct), hex.EncodeToString(r.Example)})
 			}
 		}
 		w.Flush()
@@ -283,9 +283,9 @@ func formatRejections(recv map[string]uint64, rej []ofconn.Rejection) string {
 		s.WriteString("  no error replies\n")
 		return s.String()
 	}
-	fmt.Fprintf(&s, "  error replies:\n    %8s  %-28s %-26s %s\n", "count", "message", "error", "reason")
+	fmt.Fprintf(&s, "  error replies:\n    %8s %8s  %-28s %-26s %s\n", "count", "distinct", "message", "error", "reason")
 	for _, r := range rej {
-		fmt.Fprintf(&s, "    %8d  %-28s %-26s %s\n", r.Count, r.Message, r.Error, r.Reason)
+		fmt.Fprintf(&s, "    %8d %8d  %-28s %-26s %s\n", r.Count, r.Distinct, r.Message, r.Error, r.Reason)
 	}
 	return s.String()
 }

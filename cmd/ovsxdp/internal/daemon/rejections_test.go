@@ -33,7 +33,7 @@ func TestOFRejectionsReported(t *testing.T) {
 	for _, want := range []string{
 		"received: 2 messages, refused: 1\n",
 		"OFPT_FLOW_MOD                    received 1, refused 1\n",
-		"       1  OFPT_FLOW_MOD                OFPBAC_BAD_TYPE            NXAST_CT\n",
+		"       1        1  OFPT_FLOW_MOD                OFPBAC_BAD_TYPE            NXAST_CT\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ofproto/rejections lacks %q:\n%s", want, out)
@@ -43,8 +43,8 @@ func TestOFRejectionsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "br0,refused,OFPT_FLOW_MOD,OFPBAC_BAD_TYPE,2,0,NXAST_CT,1,040e0058"; !strings.Contains(csvOut, want) ||
-		!strings.HasPrefix(csvOut, "bridge,kind,message,error,type,code,reason,count,example\n") {
+	if want := "br0,refused,OFPT_FLOW_MOD,OFPBAC_BAD_TYPE,2,0,NXAST_CT,1,1,040e0058"; !strings.Contains(csvOut, want) ||
+		!strings.HasPrefix(csvOut, "bridge,kind,message,error,type,code,reason,count,distinct,example\n") {
 		t.Errorf("ofproto/rejections --csv lacks %q:\n%s", want, csvOut)
 	}
 	var buf bytes.Buffer

@@ -3,6 +3,7 @@ package ofconn
 import (
 	"cmp"
 	"errors"
+	"hash/fnv"
 	"slices"
 	"sync"
 
@@ -23,6 +24,9 @@ const maxRejectionKeys = 512
 // maxExample bounds the bytes of the example message a row keeps.
 const maxExample = 4096
 
+// maxDistinct bounds the different messages a row tells apart.
+const maxDistinct = 4096
+
 // OtherReason is the reason of the row that counts rejections beyond
 // the distinct rows kept.
 const OtherReason = "(other reasons)"
@@ -42,6 +46,10 @@ type Rejection struct {
 	// does not implement, else the error's detail.
 	Reason string
 	Count  uint64
+	// Distinct is how many different messages (transaction ids aside)
+	// the row counts, up to 4096: a controller that sends the same
+	// refused flow again on each reconnection counts it once here.
+	Distinct int
 	// Example is the first message counted in the row (at most 4 KiB
 	// of it), for ovs-ofctl ofp-print.
 	Example []byte
@@ -59,6 +67,7 @@ type accounting struct {
 	received map[string]uint64
 	rejected map[rejectionKey]uint64
 	examples map[rejectionKey][]byte
+	distinct map[rejectionKey]map[uint64]struct{} // hashes of the messages, xid zeroed
 }
 
 // countReceived counts the message b.
@@ -84,14 +93,31 @@ func (a *accounting) countRejected(b []byte, typ, code uint16, err error) {
 	if a.rejected == nil {
 		a.rejected = map[rejectionKey]uint64{}
 		a.examples = map[rejectionKey][]byte{}
+		a.distinct = map[rejectionKey]map[uint64]struct{}{}
 	}
 	if _, ok := a.rejected[k]; !ok && len(a.rejected) >= maxRejectionKeys {
 		k.reason = OtherReason
 	}
 	if a.rejected[k] == 0 {
 		a.examples[k] = append([]byte(nil), b[:min(len(b), maxExample)]...)
+		a.distinct[k] = map[uint64]struct{}{}
 	}
 	a.rejected[k]++
+	if d := a.distinct[k]; len(d) < maxDistinct {
+		d[messageHash(b)] = struct{}{}
+	}
+}
+
+// messageHash hashes the message b without its transaction id.
+func messageHash(b []byte) uint64 {
+	h := fnv.New64a()
+	if len(b) < openflow.HeaderLen {
+		h.Write(b)
+		return h.Sum64()
+	}
+	h.Write(b[:4])
+	h.Write(b[openflow.HeaderLen:])
+	return h.Sum64()
 }
 
 // Reason is what an error reply counts as the reason for err: the item
@@ -128,7 +154,8 @@ func (s *Server) Rejections() []Rejection {
 	s.acct.mu.Lock()
 	out := make([]Rejection, 0, len(s.acct.rejected))
 	for k, n := range s.acct.rejected {
-		out = append(out, Rejection{Message: k.msg, Error: ErrorName(k.typ, k.code), Type: k.typ, Code: k.code, Reason: k.reason, Count: n, Example: s.acct.examples[k]})
+		out = append(out, Rejection{Message: k.msg, Error: ErrorName(k.typ, k.code), Type: k.typ, Code: k.code, Reason: k.reason, Count: n,
+			Distinct: len(s.acct.distinct[k]), Example: s.acct.examples[k]})
 	}
 	s.acct.mu.Unlock()
 	slices.SortFunc(out, func(a, b Rejection) int {
