@@ -169,8 +169,9 @@ func TestBundleErrors(t *testing.T) {
 	cl13.expectError(xid, openflow.ErrTypeBadRequest, openflow.CodeBadRequestType)
 }
 
-// TestNoMeters checks what ovsxdp, which has no meters, answers to
-// meter messages, and that a zone flush is taken.
+// TestNoMeters checks what ovsxdp, which has no meters, conntrack or
+// tunnel metadata, answers to meter messages, a zone flush and a TLV table
+// request.
 func TestNoMeters(t *testing.T) {
 	s := newTestServer()
 	cl := dial(t, s, openflow.Version15)
@@ -193,6 +194,13 @@ func TestNoMeters(t *testing.T) {
 	cl.expectError(xid, errTypeMeterModFailed, codeMeterBadCommand)
 	xid = cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 2}})
 	cl.expectError(xid, openflow.ErrTypeBadRequest, openflow.CodeBadRequestLen)
+	// The TLV table has no room: ovsxdp has no tunnel metadata fields.
+	xid = cl.send(&openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: nxtTLVTableRequest})
+	h, m = cl.recv()
+	if e, ok := m.(*openflow.Experimenter); !ok || h.Xid != xid || e.ExpType != nxtTLVTableReply || len(e.Data) != tlvTableReplyLen ||
+		binary.BigEndian.Uint32(e.Data) != 0 || binary.BigEndian.Uint16(e.Data[4:]) != 0 {
+		t.Fatalf("TLV table request answered with %T %+v, want a reply with no room", m, m)
+	}
 	if got := s.Rejections(); len(got) != 3 {
 		t.Errorf("rejections %+v, want the meter add, the bad command and the short meter mod", got)
 	}

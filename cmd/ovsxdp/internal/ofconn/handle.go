@@ -241,6 +241,11 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 			// nothing to flush.
 			return nil
 		}
+		if m.Experimenter == openflow.NiciraExperimenter && m.ExpType == nxtTLVTableRequest {
+			// ovsxdp has no tunnel metadata fields (tun_metadata0-63):
+			// its TLV table has no room for a Geneve option mapping.
+			return reply(&openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: nxtTLVTableReply, Data: make([]byte, tlvTableReplyLen)})
+		}
 		code := openflow.CodeBadRequestExpType
 		if m.Experimenter != openflow.NiciraExperimenter {
 			code = openflow.CodeBadRequestExperimenter
@@ -332,6 +337,15 @@ const (
 	meterFeaturesLen        = 16
 	typeMeterMod     uint8  = 29
 	nxtCTFlushZone   uint32 = 29
+)
+
+// The Nicira TLV table messages (Geneve option mappings to tun_metadata
+// fields, which ovsxdp does not have), and the size of a reply's body
+// without mappings: max_option_space, max_fields, 10 reserved bytes.
+const (
+	nxtTLVTableRequest uint32 = 25
+	nxtTLVTableReply   uint32 = 26
+	tlvTableReplyLen          = 16
 )
 
 // OFPET_METER_MOD_FAILED and the codes meterMod answers with.
