@@ -23,7 +23,7 @@ build: ## build the binaries into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install the system packages the tests use (Debian: openvswitch-common, openvswitch-switch, tcpdump, iproute2, ethtool, iputils-ping, curl, clang-14, libclang-rt-14-dev)
+deps: ## install the system packages the tests and benchmarks use (Debian: openvswitch-common, openvswitch-switch, ovn-central, ovn-host, tcpdump, iproute2, ethtool, iputils-ping, curl, clang-14, libclang-rt-14-dev)
 	./.ci/deps
 
 .PHONY: lint
@@ -94,6 +94,13 @@ RULES_ARGS ?=
 .PHONY: bench-rules
 bench-rules: ## as root: add 100,000 OVN-like rules to ovsxdp and to Open vSwitch, time and resident memory: bench/results/rules.{md,csv}
 	$(GO) run ./bench/rules -out bench/results $(RULES_ARGS)
+
+# Extra flags for bench/ovn (see `go run ./bench/ovn -h`).
+OVN_ARGS ?=
+
+.PHONY: bench-ovn
+bench-ovn: ## as root: Debian's OVN 23.03 (ovn-northd, ovn-controller) on an ovsxdp br-int, two logical ports in namespaces: what ovsxdp refuses, and ping: bench/results/ovn.{md,csv}
+	$(GO) run ./bench/ovn -out bench/results $(OVN_ARGS)
 
 .PHONY: clean
 clean: ## remove build output

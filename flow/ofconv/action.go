@@ -510,8 +510,12 @@ func fieldBits(name string) int {
 	return 8 * n
 }
 
+// unsupportedAction refuses the action what (as Open vSwitch names it,
+// such as NXAST_CT) with OFPBAC_BAD_TYPE.
 func unsupportedAction(what string) error {
-	return actionError(openflow.CodeBadActionType, "action %s is not supported by ovsxdp", what)
+	e := actionError(openflow.CodeBadActionType, "action %s is not supported by ovsxdp", what)
+	e.Item = what
+	return e
 }
 
 func actionText(a openflow.Action) (string, error) {
@@ -560,12 +564,12 @@ func actionText(a openflow.Action) (string, error) {
 		if a.Type == openflow.ActTypePushVLAN {
 			return "push_vlan:0x" + strconv.FormatUint(uint64(a.EtherType), 16), nil
 		}
-		return "", unsupportedAction(fmt.Sprintf("type %d", a.Type))
+		return "", unsupportedAction(openflow.ActionTypeName(openflow.Version13, a.Type))
 	case *openflow.ActTTL:
 		if a.Type == openflow.ActTypeSetNWTTL {
 			return "mod_nw_ttl:" + strconv.Itoa(int(a.TTL)), nil
 		}
-		return "", unsupportedAction(fmt.Sprintf("type %d", a.Type))
+		return "", unsupportedAction(openflow.ActionTypeName(openflow.Version13, a.Type))
 	case *openflow.ActSimple:
 		switch a.Type {
 		case openflow.ActTypeDecNWTTL:
@@ -573,12 +577,12 @@ func actionText(a openflow.Action) (string, error) {
 		case openflow.ActTypePopVLAN:
 			return "pop_vlan", nil
 		}
-		return "", unsupportedAction(fmt.Sprintf("type %d", a.Type))
+		return "", unsupportedAction(openflow.ActionTypeName(openflow.Version13, a.Type))
 	case *openflow.ActSetField:
 		return setFieldText(&a.Field)
 	case *openflow.ActResubmit:
 		if a.CT {
-			return "", unsupportedAction("resubmit(...,ct)")
+			return "", unsupportedAction("NXAST_RESUBMIT_TABLE_CT")
 		}
 		port := ""
 		if a.InPort != flow.PortInPort {
@@ -616,7 +620,7 @@ func actionText(a openflow.Action) (string, error) {
 		if a.Type == openflow.ActTypeGroup {
 			return "group:" + strconv.FormatUint(uint64(a.Value), 10), nil
 		}
-		return "", unsupportedAction(fmt.Sprintf("type %d", a.Type))
+		return "", unsupportedAction(openflow.ActionTypeName(openflow.Version13, a.Type))
 	case *openflow.ActConjunction:
 		return fmt.Sprintf("conjunction(%d,%d/%d)", a.ID, int(a.Clause)+1, a.NClauses), nil
 	case *openflow.ActNote:
@@ -628,7 +632,7 @@ func actionText(a openflow.Action) (string, error) {
 		case openflow.NXActDecTTL:
 			return "dec_ttl", nil
 		}
-		return "", unsupportedAction(fmt.Sprintf("nicira %d", a.Subtype))
+		return "", unsupportedAction(openflow.NXActionName(a.Subtype))
 	case *openflow.ActClone:
 		body, err := actionsText(a.Actions)
 		if err != nil {
@@ -700,7 +704,7 @@ func setFieldText(f *openflow.Field) (string, error) {
 // rawText decodes the Nicira actions the codec keeps as bytes.
 func rawText(a *openflow.ActRaw) (string, error) {
 	if a.Type != typeExperimenter || a.Experimenter != openflow.NiciraExperimenter {
-		return "", unsupportedAction(fmt.Sprintf("type %d", a.Type))
+		return "", unsupportedAction(openflow.ActionTypeName(openflow.Version13, a.Type))
 	}
 	d := a.Data
 	switch a.Subtype {
@@ -748,7 +752,7 @@ func rawText(a *openflow.ActRaw) (string, error) {
 		}
 		return "dec_ttl(" + strings.Join(ids, ",") + ")", nil
 	}
-	return "", unsupportedAction(fmt.Sprintf("nicira %d", a.Subtype))
+	return "", unsupportedAction(openflow.NXActionName(a.Subtype))
 }
 
 // headerName finds the name of the field whose 32-bit header is hw.
@@ -792,7 +796,8 @@ func instructionsText(insts []openflow.Instruction) (string, error) {
 		case openflow.InstClearActions:
 			// ovsxdp has no action set: clearing it changes nothing.
 		default:
-			return "", &openflow.Error{Type: openflow.ErrTypeBadInstruction, Code: codeUnsupInst, Sentinel: openflow.ErrBadInstruction, Detail: fmt.Sprintf("instruction type %d is not supported by ovsxdp", in.Type)}
+			return "", &openflow.Error{Type: openflow.ErrTypeBadInstruction, Code: codeUnsupInst, Sentinel: openflow.ErrBadInstruction,
+				Detail: fmt.Sprintf("instruction type %d is not supported by ovsxdp", in.Type), Item: openflow.InstructionName(in.Type)}
 		}
 	}
 	var parts []string

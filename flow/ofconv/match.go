@@ -166,7 +166,9 @@ func matchText(fs []openflow.Field) (string, error) {
 	for i := range fs {
 		f := &fs[i]
 		if f.Name == "" || !supportedFields[f.Name] {
-			return "", matchError(openflow.CodeBadMatchField, "field %s is not supported by ovsxdp", fieldLabel(f))
+			e := matchError(openflow.CodeBadMatchField, "field %s is not supported by ovsxdp", fieldLabel(f))
+			e.Item = fieldLabel(f)
+			return "", e
 		}
 		if seen[f.Name] {
 			return "", matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)

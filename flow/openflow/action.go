@@ -378,7 +378,7 @@ func decodeAction(v uint8, t uint16, r *rd, depth int) (Action, error) {
 			return &ActRaw{Type: t, Data: r.rest()}, nil
 		}
 	}
-	return nil, badAction(CodeBadActionType, "unknown action type %d for version 0x%02x", t, v)
+	return nil, badAction(CodeBadActionType, "unknown action type %d for version 0x%02x", t, v).withItem(ActionTypeName(v, t))
 }
 
 // zeroPad consumes the rest of an action, which must be padding below 8 bytes.
@@ -449,13 +449,13 @@ func decodeAction10(t uint16, r *rd) (Action, error) {
 		a.QueueID = r.u32("")
 		return a, nil
 	}
-	return nil, badAction(CodeBadActionType, "unknown OpenFlow 1.0 action type %d", t)
+	return nil, badAction(CodeBadActionType, "unknown OpenFlow 1.0 action type %d", t).withItem(ActionTypeName(Version10, t))
 }
 
 func decodeExperimenterAction(v uint8, r *rd, depth int) (Action, error) {
 	exp := r.u32("experimenter action")
 	if exp != NiciraExperimenter {
-		return nil, badAction(CodeBadActionExperimenter, "experimenter 0x%08x", exp)
+		return nil, badAction(CodeBadActionExperimenter, "experimenter 0x%08x", exp).withItem(fmt.Sprintf("experimenter action 0x%08x", exp))
 	}
 	st := r.u16("nicira action")
 	if r.err != nil {
@@ -578,7 +578,7 @@ func decodeExperimenterAction(v uint8, r *rd, depth int) (Action, error) {
 	if _, ok := nxRawSubtypes[st]; ok {
 		return &ActRaw{Type: aExperimenter, Experimenter: exp, Subtype: st, Data: r.rest()}, nil
 	}
-	return nil, badAction(CodeBadActionExpType, "unknown nicira action subtype %d", st)
+	return nil, badAction(CodeBadActionExpType, "unknown nicira action subtype %d", st).withItem(NXActionName(st))
 }
 
 // Controller2 property types.

@@ -74,6 +74,11 @@ type Error struct {
 	Type, Code uint16
 	Sentinel   error
 	Detail     string
+	// Item names what was refused, where the error is about one action
+	// ("NXAST_CT", "OFPAT_SET_QUEUE"), match field ("ct_state") or
+	// instruction ("OFPIT_METER"), as Open vSwitch names it; empty when
+	// the error is about the message as a whole.
+	Item string
 }
 
 func (e *Error) Error() string {
@@ -102,6 +107,12 @@ func badMatch(code uint16, format string, args ...any) *Error {
 	return newErr(ErrBadMatch, ErrTypeBadMatch, code, format, args...)
 }
 
+// withItem sets the error's Item and returns it.
+func (e *Error) withItem(item string) *Error {
+	e.Item = item
+	return e
+}
+
 func badMessage(format string, args ...any) *Error {
 	return newErr(ErrBadMessage, ErrTypeBadRequest, CodeBadRequestLen, format, args...)
 }
@@ -111,7 +122,7 @@ func badMessage(format string, args ...any) *Error {
 func relabel(err error, sentinel error, typ, code uint16) error {
 	var e *Error
 	if errors.As(err, &e) && e.Sentinel == ErrBadLength {
-		return &Error{Type: typ, Code: code, Sentinel: sentinel, Detail: e.Detail}
+		return &Error{Type: typ, Code: code, Sentinel: sentinel, Detail: e.Detail, Item: e.Item}
 	}
 	return err
 }

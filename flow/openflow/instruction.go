@@ -76,11 +76,11 @@ func decodeInstructions(v uint8, r *rd) ([]Instruction, error) {
 			in.MeterID = ir.u32("")
 		case InstStatTrigger, InstExperimenter:
 			if t == InstStatTrigger && v != Version15 {
-				return nil, badInstruction(CodeBadInstructionUnknown, "instruction type %d", t)
+				return nil, badInstruction(CodeBadInstructionUnknown, "instruction type %d", t).withItem(InstructionName(t))
 			}
 			in.Raw = ir.rest()
 		default:
-			return nil, badInstruction(CodeBadInstructionUnknown, "instruction type %d", t)
+			return nil, badInstruction(CodeBadInstructionUnknown, "instruction type %d", t).withItem(InstructionName(t))
 		}
 		if !ok || ir.err != nil {
 			return nil, badInstruction(CodeBadInstructionLen, "instruction %d length %d", t, l)

@@ -2,10 +2,15 @@ package daemon
 
 import (
 	"context"
+	"encoding/csv"
+	"encoding/hex"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ofconn"
 	"github.com/ovsxdp/ovsxdp/datapath"
 )
 
@@ -20,6 +25,8 @@ func init() {
 			Flags: []FlagInfo{{Name: "generate", Bool: true, Usage: "have the packet's side effects: the flows its learn actions learn are installed"}}}, run: (*Daemon).trace},
 		&verb{VerbInfo: VerbInfo{Name: "watchdog/show", Usage: "[BR]", Short: "Print the soft lockups the watchdog detected", Max: 1}, run: (*Daemon).watchdogShow},
 		&verb{VerbInfo: VerbInfo{Name: "drop-reasons", Usage: "[BR]", Short: "Print every port's drops by reason", Max: 1}, run: (*Daemon).dropReasons},
+		&verb{VerbInfo: VerbInfo{Name: "ofproto/rejections", Usage: "[BR]", Short: "Print the OpenFlow messages each bridge received and the error replies it sent, by message, error and refused item", Max: 1,
+			Flags: []FlagInfo{{Name: "csv", Bool: true, Usage: "print CSV rows: bridge,kind,message,error,type,code,reason,count,distinct,example (kind: received or refused; distinct: different messages, xids aside; example: the first refused message, in hex)"}}}, run: (*Daemon).ofRejections},
 		&verb{VerbInfo: VerbInfo{Name: "version", Short: "Print the daemon's version", Max: 0}, run: (*Daemon).version},
 	)
 }
@@ -189,6 +196,98 @@ func (d *Daemon) dropReasons(c *call) (string, error) {
 		}
 	}
 	return s.String(), nil
+}
+
+// ofRejections prints, for each bridge's OpenFlow channel (management
+// socket and controllers), how many messages of each type it received and
+// every error reply it sent, by the message it refused, the error and the
+// refused action, match field, instruction or message.
+func (d *Daemon) ofRejections(c *call) (string, error) {
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	if v, ok := c.flag("csv"); ok && v == "true" {
+		var buf strings.Builder
+		w := csv.NewWriter(&buf)
+		w.Write([]string{"bridge", "kind", "message", "error", "type", "code", "reason", "count", "distinct", "example"})
+		for _, b := range bs {
+			srv := d.ofServer(b)
+			if srv == nil {
+				continue
+			}
+			recv := srv.Received()
+			names := make([]string, 0, len(recv))
+			for n := range recv {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				w.Write([]string{b.name, "received", n, "", "", "", "", strconv.FormatUint(recv[n], 10), "", ""})
+			}
+			for _, r := range srv.Rejections() {
+				w.Write([]string{b.name, "refused", r.Message, r.Error, strconv.Itoa(int(r.Type)), strconv.Itoa(int(r.Code)), r.Reason,
+					strconv.FormatUint(r.Count, 10), strconv.Itoa(r.Distinct), hex.EncodeToString(r.Example)})
+			}
+		}
+		w.Flush()
+		return buf.String(), w.Error()
+	}
+	var s strings.Builder
+	for _, b := range bs {
+		fmt.Fprintf(&s, "bridge %s:\n", b.name)
+		srv := d.ofServer(b)
+		if srv == nil {
+			s.WriteString("  no OpenFlow channel\n")
+			continue
+		}
+		s.WriteString(formatRejections(srv.Received(), srv.Rejections()))
+	}
+	return s.String(), nil
+}
+
+// ofServer returns the OpenFlow server of bridge b, or nil when it has
+// none (the bridge is being deleted).
+func (d *Daemon) ofServer(b *bridge) *ofconn.Server {
+	cs := &d.channels
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if ch := cs.byName[b.name]; ch != nil && ch.b == b {
+		return ch.srv
+	}
+	return nil
+}
+
+// formatRejections writes the received counts, then one line per
+// rejection row: message, error, reason, count.
+func formatRejections(recv map[string]uint64, rej []ofconn.Rejection) string {
+	var s strings.Builder
+	names := make([]string, 0, len(recv))
+	var total uint64
+	for n, v := range recv {
+		names = append(names, n)
+		total += v
+	}
+	sort.Strings(names)
+	refused := map[string]uint64{}
+	var totalRefused uint64
+	for _, r := range rej {
+		refused[r.Message] += r.Count
+		totalRefused += r.Count
+	}
+	fmt.Fprintf(&s, "  received: %d messages, refused: %d\n", total, totalRefused)
+	for _, n := range names {
+		fmt.Fprintf(&s, "    %-32s received %d, refused %d\n", n, recv[n], refused[n])
+	}
+	if len(rej) == 0 {
+		s.WriteString("  no error replies\n")
+		return s.String()
+	}
+	fmt.Fprintf(&s, "  error replies:\n    %8s %8s  %-28s %-26s %s\n", "count", "distinct", "message", "error", "reason")
+	for _, r := range rej {
+		fmt.Fprintf(&s, "    %8d %8d  %-28s %-26s %s\n", r.Count, r.Distinct, r.Message, r.Error, r.Reason)
+	}
+	return s.String()
 }
 
 func (d *Daemon) version(*call) (string, error) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -122,6 +123,8 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		spinLocks = newMetric("ovsxdp_lockups_spinning_total", "counter", "Soft lockups that caught a poll thread spinning in output's tx queue loop (the others are batches that took long for another reason, such as a descheduled thread).")
 		flows     = newMetric("ovsxdp_flows", "gauge", "Rules in the bridge's OpenFlow table.")
 		ports     = newMetric("ovsxdp_ports", "gauge", "Ports on the bridge.")
+		ofRecv    = newMetric("ovsxdp_openflow_received_total", "counter", "OpenFlow messages the bridge's channel received, by message type.")
+		ofErrors  = newMetric("ovsxdp_openflow_errors_total", "counter", "OpenFlow error replies the bridge's channel sent, by refused message type, error and refused item.")
 	)
 	for _, b := range *d.view.Load() {
 		br := b.name
@@ -168,9 +171,23 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		spinLocks.addUint(b.dp.SpinningLockups(), "bridge", br)
 		flows.addUint(uint64(b.dp.Table().Len()), "bridge", br)
 		ports.addUint(uint64(len(b.dp.Ports())), "bridge", br)
+		if srv := d.ofServer(b); srv != nil {
+			recv := srv.Received()
+			names := make([]string, 0, len(recv))
+			for n := range recv {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				ofRecv.addUint(recv[n], "bridge", br, "msg", n)
+			}
+			for _, r := range srv.Rejections() {
+				ofErrors.addUint(r.Count, "bridge", br, "msg", r.Message, "error", r.Error, "reason", r.Reason)
+			}
+		}
 	}
 	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, devDrops,
-		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, spinLocks, flows, ports} {
+		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, spinLocks, flows, ports, ofRecv, ofErrors} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 		for _, s := range m.samples {
 			w.WriteString(s + "\n")

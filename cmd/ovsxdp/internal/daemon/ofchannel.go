@@ -280,6 +280,37 @@ func (o *ofBridge) FlowMod(v uint8, fm *openflow.FlowMod, from ofconn.Origin) er
 	return nil
 }
 
+var _ ofconn.Checker = (*ofBridge)(nil)
+
+// CheckFlowMod tells whether FlowMod would take fm, without running it
+// (a bundled flow mod); the groups it names are checked at commit, as a
+// bundle may add them first.
+func (o *ofBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) error {
+	if err := o.lock(); err != nil {
+		return err
+	}
+	defer o.unlock()
+	_, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
+	return err
+}
+
+// CheckGroupMod tells whether GroupMod could take gm, without running it:
+// the group an add or modify describes is checked; the other commands
+// depend on the groups at commit.
+func (o *ofBridge) CheckGroupMod(v uint8, gm *openflow.GroupMod) error {
+	switch gm.Command {
+	case openflow.GroupAdd, openflow.GroupModify, ofconv.GroupAddOrModify:
+	default:
+		return nil
+	}
+	if err := o.lock(); err != nil {
+		return err
+	}
+	defer o.unlock()
+	_, err := ofconv.GroupFromMod(o.b.parser(), v, gm)
+	return err
+}
+
 // selectsAny reports whether a modify of f selects some rule.
 func selectsAny(t *flow.Table, f *flow.Flow, strict bool) bool {
 	sel := *f

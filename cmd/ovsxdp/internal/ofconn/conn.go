@@ -66,6 +66,14 @@ type Bridge interface {
 	GroupStats(v uint8, id uint32) ([]openflow.GroupStats, error)
 }
 
+// Checker is a Bridge that can tell whether it would take a flow mod or a
+// group mod without running it. Bundled messages are checked with it when
+// they are added (bundle.go); without it they are checked at commit only.
+type Checker interface {
+	CheckFlowMod(v uint8, fm *openflow.FlowMod) error
+	CheckGroupMod(v uint8, gm *openflow.GroupMod) error
+}
+
 // GroupAll is OFPG_ALL: every group, in a group request.
 const GroupAll uint32 = 0xfffffffc
 
@@ -115,6 +123,7 @@ type Server struct {
 
 	asyncSent, asyncDropped atomic.Uint64
 	mons                    monitoring // flow monitors (monitor.go)
+	acct                    accounting // messages received and refused (rejections.go)
 
 	mu     sync.Mutex // protects the fields below
 	ln     net.Listener
@@ -294,7 +303,8 @@ type conn struct {
 	pinFormat    uint32 // NXT_SET_PACKET_IN_FORMAT
 	controllerID uint16 // NXT_SET_CONTROLLER_ID
 	async        asyncState
-	mon          monitorState // flow monitors (monitor.go)
+	mon          monitorState            // flow monitors (monitor.go)
+	bundles      map[uint32]*bundleState // open bundles, by id (bundle.go)
 	up           func(uint8)
 	probe        time.Duration // ControllerOptions.Probe
 	// wmu serializes writes: replies from the connection's goroutine,
@@ -365,6 +375,7 @@ func (c *conn) readOne() error {
 		if errors.As(err, &oe) && len(b) >= openflow.HeaderLen {
 			// A bad length in the header: the stream cannot be
 			// resynchronised. Answer and close.
+			c.s.acct.countReceived(b)
 			h, _ := openflow.ParseHeader(b)
 			c.replyError(h, b, oe)
 			return errClose
@@ -372,6 +383,7 @@ func (c *conn) readOne() error {
 		return err
 	}
 	c.probeSentAt = time.Time{}
+	c.s.acct.countReceived(b)
 	h, m, err := openflow.Decode(b)
 	if c.version == 0 {
 		return c.hello(h, m, b, err)
@@ -392,6 +404,7 @@ func (c *conn) readOne() error {
 func (c *conn) hello(h openflow.Header, m openflow.Message, b []byte, err error) error {
 	hm, ok := m.(*openflow.Hello)
 	if err != nil || !ok {
+		c.s.acct.countRejected(b, openflow.ErrTypeHelloFailed, codeHelloEPerm, err)
 		c.sendError(openflow.Version10, h.Xid, &openflow.ErrorMsg{Type: openflow.ErrTypeHelloFailed, Code: codeHelloEPerm, Data: clip(b)})
 		return errClose
 	}
@@ -401,6 +414,7 @@ func (c *conn) hello(h openflow.Header, m openflow.Message, b []byte, err error)
 		errors.As(err, &oe)
 		em := &openflow.ErrorMsg{Type: openflow.ErrTypeHelloFailed, Code: openflow.CodeHelloIncompatible,
 			Data: []byte(fmt.Sprintf("We support versions 0x01, 0x04 to 0x06, you support %s", peerVersions(h.Version, hm)))}
+		c.s.acct.countRejected(b, em.Type, em.Code, err)
 		c.sendError(min(h.Version, openflow.Version15), h.Xid, em)
 		if oe == nil {
 			return err
@@ -466,6 +480,13 @@ func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 // replyError answers the message b (header h) with the error err stands
 // for.
 func (c *conn) replyError(h openflow.Header, b []byte, err error) {
+	c.replyErrorAs(h, b, b, err)
+}
+
+// replyErrorAs answers the message b (header h) with the error err stands
+// for, and counts it as a refusal of the message acct (b, or the message
+// inside a bundle add).
+func (c *conn) replyErrorAs(h openflow.Header, b, acct []byte, err error) {
 	typ, code := openflow.ErrTypeBadRequest, codeBadRequestEPerm
 	var oe *openflow.Error
 	if errors.As(err, &oe) {
@@ -475,6 +496,7 @@ func (c *conn) replyError(h openflow.Header, b []byte, err error) {
 	if v == 0 {
 		v = h.Version
 	}
-	c.log.Debug("openflow: error reply", "type", typ, "code", code, "err", err)
+	c.s.acct.countRejected(acct, typ, code, err)
+	c.log.Debug("openflow: error reply", "msg", MessageName(acct), "type", typ, "code", code, "err", err)
 	c.sendError(v, h.Xid, errorMsg(v, typ, code, clip(b)))
 }

@@ -2,6 +2,7 @@ package ofconn
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
@@ -25,6 +26,17 @@ const (
 
 func badRequest(code uint16, format string, args ...any) *openflow.Error {
 	return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: code, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf(format, args...)}
+}
+
+// ReasonUnsupported is the reason counted (rejections.go) for a message
+// ovsxdp does not implement at all.
+const ReasonUnsupported = "message not supported"
+
+// unsupported refuses a message ovsxdp does not implement.
+func unsupported(code uint16, format string, args ...any) *openflow.Error {
+	e := badRequest(code, format, args...)
+	e.Item = ReasonUnsupported
+	return e
 }
 
 // handle answers one decoded message.
@@ -210,6 +222,11 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		if m.Type == mpGroupFeatures && v != openflow.Version10 && !m.Reply {
 			return reply(&openflow.MultipartRaw{Reply: true, Type: mpGroupFeatures, Body: groupFeatures()})
 		}
+		if m.Type == mpMeterFeatures && v != openflow.Version10 && !m.Reply {
+			// ovsxdp has no meters: a zero max_meter says so, as Open
+			// vSwitch says it for a datapath without meters.
+			return reply(&openflow.MultipartRaw{Reply: true, Type: mpMeterFeatures, Body: make([]byte, meterFeaturesLen)})
+		}
 		code := openflow.CodeBadRequestMultipart
 		switch {
 		case m.Type == openflow.MPExperimenter && m.Experimenter != openflow.NiciraExperimenter:
@@ -217,19 +234,40 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		case m.Type == openflow.MPExperimenter:
 			code = openflow.CodeBadRequestExpType
 		}
-		return fail(badRequest(code, "multipart type %d is not supported by ovsxdp", m.Type))
+		return fail(unsupported(code, "multipart type %d is not supported by ovsxdp", m.Type))
 	case *openflow.Experimenter:
+		if m.Experimenter == openflow.NiciraExperimenter && m.ExpType == nxtCTFlushZone {
+			// ovsxdp keeps no connection tracking state: a zone has
+			// nothing to flush.
+			return nil
+		}
+		if m.Experimenter == openflow.NiciraExperimenter && m.ExpType == nxtTLVTableRequest {
+			// ovsxdp has no tunnel metadata fields (tun_metadata0-63):
+			// its TLV table has no room for a Geneve option mapping.
+			return reply(&openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: nxtTLVTableReply, Data: make([]byte, tlvTableReplyLen)})
+		}
 		code := openflow.CodeBadRequestExpType
 		if m.Experimenter != openflow.NiciraExperimenter {
 			code = openflow.CodeBadRequestExperimenter
 		}
-		return fail(badRequest(code, "experimenter 0x%08x type %d is not supported by ovsxdp", m.Experimenter, m.ExpType))
+		return fail(unsupported(code, "experimenter 0x%08x type %d is not supported by ovsxdp", m.Experimenter, m.ExpType))
 	case *openflow.Unknown:
-		return fail(badRequest(openflow.CodeBadRequestType, "message type %d", m.Type))
+		if v != openflow.Version10 && m.Type == typeMeterMod {
+			return fail(meterMod(m.Body))
+		}
+		if v >= openflow.Version14 && (m.Type == typeBundleControl || m.Type == typeBundleAdd) {
+			err := c.bundle(h, m, b)
+			var oe *openflow.Error
+			if err != nil && !errors.As(err, &oe) {
+				return err // the connection failed (a reply could not be written)
+			}
+			return fail(err)
+		}
+		return fail(unsupported(openflow.CodeBadRequestType, "message type %d", m.Type))
 	}
 	// Replies and asynchronous messages a switch does not take, and
 	// requests ovsxdp does not implement (group mod, flow monitors, ...).
-	return fail(badRequest(openflow.CodeBadRequestType, "message %T is not supported by ovsxdp", m))
+	return fail(unsupported(openflow.CodeBadRequestType, "message %T is not supported by ovsxdp", m))
 }
 
 // sendParts sends n entries as one multipart reply, or several when they
@@ -290,6 +328,53 @@ func setMore(m openflow.Message, more bool) {
 
 // mpGroupFeatures is OFPMP_GROUP_FEATURES (OpenFlow 1.2+).
 const mpGroupFeatures uint16 = 8
+
+// Meters, which ovsxdp does not have: OFPMP_METER_FEATURES, the size of
+// its reply's body (struct ofp13_meter_features), OFPT_METER_MOD and
+// NXT_CT_FLUSH_ZONE.
+const (
+	mpMeterFeatures  uint16 = 11
+	meterFeaturesLen        = 16
+	typeMeterMod     uint8  = 29
+	nxtCTFlushZone   uint32 = 29
+)
+
+// The Nicira TLV table messages (Geneve option mappings to tun_metadata
+// fields, which ovsxdp does not have), and the size of a reply's body
+// without mappings: max_option_space, max_fields, 10 reserved bytes.
+const (
+	nxtTLVTableRequest uint32 = 25
+	nxtTLVTableReply   uint32 = 26
+	tlvTableReplyLen          = 16
+)
+
+// OFPET_METER_MOD_FAILED and the codes meterMod answers with.
+const (
+	errTypeMeterModFailed uint16 = 12
+	codeMeterInvalid      uint16 = 2 // OFPMMFC_INVALID_METER
+	codeMeterBadCommand   uint16 = 4 // OFPMMFC_BAD_COMMAND
+	meterModDelete        uint16 = 2 // OFPMC13_DELETE
+)
+
+// meterMod answers a meter mod. ovsxdp has no meters (its meter features
+// say max_meter 0): deleting meters deletes nothing and succeeds; adding or
+// modifying one is refused with OFPMMFC_INVALID_METER, as Open vSwitch
+// refuses a meter id above its maximum.
+func meterMod(body []byte) error {
+	if len(body) < 8 {
+		return badRequest(openflow.CodeBadRequestLen, "meter mod of %d bytes", len(body)+openflow.HeaderLen)
+	}
+	cmd, id := binary.BigEndian.Uint16(body), binary.BigEndian.Uint32(body[4:])
+	switch {
+	case cmd == meterModDelete:
+		return nil
+	case cmd > meterModDelete:
+		return &openflow.Error{Type: errTypeMeterModFailed, Code: codeMeterBadCommand, Sentinel: openflow.ErrBadMessage,
+			Detail: fmt.Sprintf("meter mod command %d", cmd), Item: "meter command"}
+	}
+	return &openflow.Error{Type: errTypeMeterModFailed, Code: codeMeterInvalid, Sentinel: openflow.ErrBadMessage,
+		Detail: fmt.Sprintf("meter %d: ovsxdp has no meters", id), Item: "meter"}
+}
 
 // groupFeatures is the body of a group features reply: every group type,
 // select groups with weights and liveness, chaining, as many groups of

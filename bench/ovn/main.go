@@ -1,0 +1,100 @@
+// Command ovn points Debian's OVN (ovn-northd, ovn-controller) at an
+// ovsxdp daemon and reports what of OVN's OpenFlow ovsxdp refuses.
+//
+// It starts a sandboxed ovsdb-server with the Open_vSwitch database
+// (test/ovsref), an ovsxdp daemon that takes its configuration from it
+// (--ovsdb) and serves br-int's OpenFlow socket where ovn-controller looks
+// for it (--rundir, OVS_RUNDIR), OVN's northbound and southbound
+// ovsdb-servers and ovn-northd, and ovn-controller. It creates one logical
+// switch with two logical ports, binds each to a network namespace through
+// a veth whose host end is an AF_XDP port of br-int, waits for the ports to
+// be bound and up, pings from one namespace to the other, and reads from
+// the daemon (ofproto/rejections) every message ovn-controller sent and
+// every error reply ovsxdp answered with. Everything it starts is stopped
+// by PID and every namespace removed, also on failure. It writes
+// ovn.md and ovn.csv.
+//
+// Run as root: make bench-ovn (OVN_ARGS='-out DIR').
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+type options struct {
+	out       string
+	bindWait  time.Duration
+	pingCount int
+	keepLogs  string
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("ovn", flag.ExitOnError)
+	fs.StringVar(&o.out, "out", "bench/results", "directory for ovn.md and ovn.csv")
+	fs.DurationVar(&o.bindWait, "bind-wait", 90*time.Second, "how long to wait for the logical ports to be bound and up, and for ovn-controller to catch up")
+	fs.IntVar(&o.pingCount, "count", 5, "echo requests per ping")
+	fs.StringVar(&o.keepLogs, "logs", "", "copy the daemons' logs into this directory (default: none kept)")
+	fs.Parse(os.Args[1:])
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := runBench(context.Background(), o, log); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/ovn:", err)
+		os.Exit(1)
+	}
+}
+
+func runBench(ctx context.Context, o options, log *slog.Logger) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root: network namespaces, veths and AF_XDP ports")
+	}
+	for _, tool := range []struct{ name, pkg string }{
+		{"ovsdb-tool", "openvswitch-common"}, {"ovsdb-server", "openvswitch-common"}, {"ovs-vsctl", "openvswitch-common"},
+		{"ovn-northd", "ovn-central"}, {"ovn-nbctl", "ovn-common"}, {"ovn-sbctl", "ovn-common"}, {"ovn-controller", "ovn-host"},
+	} {
+		if _, err := exec.LookPath(tool.name); err != nil {
+			return fmt.Errorf("%s is missing (install the Debian package %s, or run `make deps`)", tool.name, tool.pkg)
+		}
+	}
+	for _, schema := range []string{nbSchema, sbSchema} {
+		if _, err := os.Stat(schema); err != nil {
+			return fmt.Errorf("OVN's schema: %w (install ovn-central, or run `make deps`)", err)
+		}
+	}
+	work, err := os.MkdirTemp("", "ovn-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin := filepath.Join(work, "ovsxdp")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ovsxdp").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/ovsxdp: %w\n%s", err, out)
+	}
+	r := newRunner(log)
+	var m *measurement
+	r.run(func(t *runner) { m = measure(ctx, t, o, bin) })
+	r.cleanup()
+	if m != nil && o.keepLogs != "" {
+		m.copyLogs(o.keepLogs)
+	}
+	errs := r.errors()
+	if m == nil || !m.complete {
+		return fmt.Errorf("the run did not complete: %s", strings.Join(errs, "; "))
+	}
+	m.problems = errs
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	if err := writeReport(o, m); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s and %s\n", filepath.Join(o.out, "ovn.md"), filepath.Join(o.out, "ovn.csv"))
+	return nil
+}

@@ -1,0 +1,238 @@
+package ofconn
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// Bundles (OpenFlow 1.4 and later): OFPT_BUNDLE_CONTROL opens, closes,
+// commits or discards a bundle, OFPT_BUNDLE_ADD_MESSAGE adds a flow mod,
+// group mod, port mod or meter mod to one. As in Open vSwitch, a message
+// is checked when it is added (an error reply to the add names what is
+// refused, and the message stays out of the bundle), an add to a bundle
+// that does not exist opens it, and a connection's bundles go with it.
+// A commit runs the messages in order. They were checked when added, so
+// only the table can refuse one at commit (a full table, an overlap):
+// the commit then stops there with OFPBFC_MSG_FAILED after the error of
+// that message, and the messages before it stay in effect, where Open
+// vSwitch would roll them back (ovsxdp's tables have no transactions).
+
+const (
+	typeBundleControl uint8 = 33
+	typeBundleAdd     uint8 = 34
+
+	errTypeBundleFailed uint16 = 17
+
+	// OFPBCT_*: bundle control types; a reply is the request's type + 1.
+	bctOpen    uint16 = 0
+	bctClose   uint16 = 2
+	bctCommit  uint16 = 4
+	bctDiscard uint16 = 6
+
+	// OFPBF_ATOMIC and OFPBF_ORDERED.
+	bundleFlags uint16 = 1 | 2
+
+	// OFPBFC_* codes.
+	codeBundleBadID     uint16 = 2
+	codeBundleExist     uint16 = 3
+	codeBundleClosed    uint16 = 4
+	codeOutOfBundles    uint16 = 5
+	codeBundleBadType   uint16 = 6
+	codeBundleBadFlags  uint16 = 7
+	codeBundleMsgBadLen uint16 = 8
+	codeBundleMsgBadXid uint16 = 9
+	codeBundleMsgUnsup  uint16 = 10
+	codeBundleTooMany   uint16 = 12
+	codeBundleMsgFailed uint16 = 13
+
+	// Bounds of a connection's bundles.
+	maxBundles      = 16
+	maxBundleMsgs   = 1 << 18
+	maxBundleBytes  = 256 << 20
+	bundleHeaderLen = 8 // bundle_id, type or padding, flags
+)
+
+// bundleState is an open bundle of a connection.
+type bundleState struct {
+	flags  uint16
+	closed bool
+	msgs   []bundled
+	bytes  int
+}
+
+// bundled is a message added to a bundle.
+type bundled struct {
+	h openflow.Header
+	m openflow.Message
+	b []byte
+}
+
+func bundleError(code uint16, format string, args ...any) *openflow.Error {
+	return &openflow.Error{Type: errTypeBundleFailed, Code: code, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf(format, args...)}
+}
+
+// bundle handles an OFPT_BUNDLE_CONTROL or OFPT_BUNDLE_ADD_MESSAGE (b,
+// with header h).
+func (c *conn) bundle(h openflow.Header, m *openflow.Unknown, b []byte) error {
+	if m.Type == typeBundleAdd {
+		return c.bundleAdd(h, m.Body, b)
+	}
+	if len(m.Body) < bundleHeaderLen {
+		return badRequest(openflow.CodeBadRequestLen, "bundle control of %d bytes", len(b))
+	}
+	id, typ, flags := binary.BigEndian.Uint32(m.Body), binary.BigEndian.Uint16(m.Body[4:]), binary.BigEndian.Uint16(m.Body[6:])
+	answer := func() error {
+		body := binary.BigEndian.AppendUint32(nil, id)
+		body = binary.BigEndian.AppendUint16(body, typ+1)
+		body = binary.BigEndian.AppendUint16(body, flags)
+		return c.send(c.version, h.Xid, &openflow.Unknown{Type: typeBundleControl, Body: body})
+	}
+	bd := c.bundles[id]
+	switch typ {
+	case bctOpen:
+		switch {
+		case bd != nil:
+			return bundleError(codeBundleExist, "bundle %d is open", id)
+		case flags&^bundleFlags != 0:
+			return bundleError(codeBundleBadFlags, "bundle flags 0x%x", flags)
+		case len(c.bundles) >= maxBundles:
+			return bundleError(codeOutOfBundles, "%d bundles are open", len(c.bundles))
+		}
+		c.openBundle(id, flags)
+		return answer()
+	case bctClose, bctCommit, bctDiscard:
+		switch {
+		case bd == nil:
+			return bundleError(codeBundleBadID, "no bundle %d", id)
+		case typ == bctClose && bd.closed:
+			return bundleError(codeBundleClosed, "bundle %d is closed", id)
+		case typ != bctDiscard && flags != bd.flags:
+			return bundleError(codeBundleBadFlags, "bundle %d has flags 0x%x, not 0x%x", id, bd.flags, flags)
+		}
+		switch typ {
+		case bctClose:
+			bd.closed = true
+		case bctDiscard:
+			delete(c.bundles, id)
+		case bctCommit:
+			delete(c.bundles, id)
+			for _, e := range bd.msgs {
+				if err := c.runMod(e.h, e.m); err != nil {
+					c.replyError(e.h, e.b, err)
+					return bundleError(codeBundleMsgFailed, "bundle %d: a message failed", id)
+				}
+			}
+		}
+		return answer()
+	}
+	return bundleError(codeBundleBadType, "bundle control type %d", typ)
+}
+
+func (c *conn) openBundle(id uint32, flags uint16) *bundleState {
+	if c.bundles == nil {
+		c.bundles = map[uint32]*bundleState{}
+	}
+	bd := &bundleState{flags: flags}
+	c.bundles[id] = bd
+	return bd
+}
+
+// bundleAdd checks the message inside an OFPT_BUNDLE_ADD_MESSAGE and adds
+// it to its bundle. A message that is refused is answered (to the add's
+// xid, with the add's bytes) and counted as a refusal of the message
+// inside.
+func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
+	if len(body) < bundleHeaderLen+openflow.HeaderLen {
+		return bundleError(codeBundleMsgBadLen, "bundle add of %d bytes", len(b))
+	}
+	id, flags := binary.BigEndian.Uint32(body), binary.BigEndian.Uint16(body[6:])
+	inner := body[bundleHeaderLen:]
+	n := int(binary.BigEndian.Uint16(inner[2:]))
+	if n < openflow.HeaderLen || n > len(inner) {
+		return bundleError(codeBundleMsgBadLen, "bundled message of length %d in %d bytes", n, len(inner))
+	}
+	inner = append([]byte(nil), inner[:n]...)
+	c.s.acct.countReceived(inner)
+	refuse := func(err error) error {
+		c.replyErrorAs(h, b, inner, err)
+		return nil
+	}
+	ih, im, err := openflow.Decode(inner)
+	switch {
+	case err != nil:
+		return refuse(err)
+	case ih.Version != c.version:
+		return refuse(badRequest(openflow.CodeBadRequestVersion, "bundled message of version 0x%02x on a 0x%02x connection", ih.Version, c.version))
+	case ih.Xid != h.Xid:
+		return refuse(bundleError(codeBundleMsgBadXid, "bundled message xid %d in an add of xid %d", ih.Xid, h.Xid))
+	}
+	if err := c.checkMod(im); err != nil {
+		return refuse(err)
+	}
+	bd := c.bundles[id]
+	switch {
+	case bd == nil && len(c.bundles) >= maxBundles:
+		return bundleError(codeOutOfBundles, "%d bundles are open", len(c.bundles))
+	case bd == nil && flags&^bundleFlags != 0:
+		return bundleError(codeBundleBadFlags, "bundle flags 0x%x", flags)
+	case bd == nil:
+		bd = c.openBundle(id, flags)
+	case bd.closed:
+		return bundleError(codeBundleClosed, "bundle %d is closed", id)
+	case bd.flags != flags:
+		return bundleError(codeBundleBadFlags, "bundle %d has flags 0x%x, not 0x%x", id, bd.flags, flags)
+	}
+	if len(bd.msgs) >= maxBundleMsgs || bd.bytes+len(inner) > maxBundleBytes {
+		return bundleError(codeBundleTooMany, "bundle %d holds %d messages (%d bytes)", id, len(bd.msgs), bd.bytes)
+	}
+	bd.msgs = append(bd.msgs, bundled{h: ih, m: im, b: inner})
+	bd.bytes += len(inner)
+	return nil
+}
+
+// checkMod tells whether runMod would take m, without running it.
+func (c *conn) checkMod(m openflow.Message) error {
+	if c.role == openflow.RoleSlave {
+		return badRequest(codeBadReqIsSlave, "bundled message from a slave")
+	}
+	ck, _ := c.s.br.(Checker)
+	switch m := m.(type) {
+	case *openflow.FlowMod:
+		if ck != nil {
+			return ck.CheckFlowMod(c.version, m)
+		}
+		return nil
+	case *openflow.GroupMod:
+		if ck != nil {
+			return ck.CheckGroupMod(c.version, m)
+		}
+		return nil
+	case *openflow.PortMod:
+		return nil
+	case *openflow.Unknown:
+		if m.Type == typeMeterMod {
+			return meterMod(m.Body) // it changes nothing
+		}
+	}
+	return bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
+}
+
+// runMod runs a bundled message.
+func (c *conn) runMod(h openflow.Header, m openflow.Message) error {
+	v := c.version
+	switch m := m.(type) {
+	case *openflow.FlowMod:
+		return c.s.br.FlowMod(v, m, Origin{c: c, xid: h.Xid})
+	case *openflow.GroupMod:
+		return c.s.br.GroupMod(v, m)
+	case *openflow.PortMod:
+		return c.s.br.PortMod(v, m)
+	case *openflow.Unknown:
+		if m.Type == typeMeterMod {
+			return meterMod(m.Body)
+		}
+	}
+	return bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
+}

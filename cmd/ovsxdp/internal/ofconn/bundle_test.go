@@ -1,0 +1,207 @@
+package ofconn
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"testing"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/flow/ofconv"
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// checkingBridge is a tableBridge that checks bundled flow and group mods
+// as the daemon's bridge does.
+type checkingBridge struct{ tableBridge }
+
+func (b *checkingBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) error {
+	_, err := ofconv.FlowFromMod(nil, v, fm)
+	return err
+}
+
+func (b *checkingBridge) CheckGroupMod(v uint8, gm *openflow.GroupMod) error {
+	if gm.Command != openflow.GroupAdd {
+		return nil
+	}
+	_, err := ofconv.GroupFromMod(nil, v, gm)
+	return err
+}
+
+var _ Checker = (*checkingBridge)(nil)
+
+// bundleCtl is an OFPT_BUNDLE_CONTROL body.
+func bundleCtl(id uint32, typ, flags uint16) *openflow.Unknown {
+	b := binary.BigEndian.AppendUint32(nil, id)
+	b = binary.BigEndian.AppendUint16(b, typ)
+	return &openflow.Unknown{Type: typeBundleControl, Body: binary.BigEndian.AppendUint16(b, flags)}
+}
+
+// bundleAddMsg sends m inside an OFPT_BUNDLE_ADD_MESSAGE to bundle id,
+// the message's xid innerXid (the add's own is the client's next), and
+// returns the add's xid.
+func (cl *client) bundleAddMsg(id uint32, flags uint16, m openflow.Message, innerXid func(xid uint32) uint32) uint32 {
+	cl.t.Helper()
+	cl.xd++
+	inner, err := openflow.Encode(cl.v, innerXid(cl.xd), m)
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	body := binary.BigEndian.AppendUint32(nil, id)
+	body = binary.BigEndian.AppendUint16(body, 0)
+	body = binary.BigEndian.AppendUint16(body, flags)
+	b, err := openflow.Encode(cl.v, cl.xd, &openflow.Unknown{Type: typeBundleAdd, Body: append(body, inner...)})
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	cl.sendRaw(b)
+	return cl.xd
+}
+
+func sameXid(xid uint32) uint32 { return xid }
+
+// expectBundleReply reads a bundle control reply of type typ for bundle id.
+func (cl *client) expectBundleReply(xid, id uint32, typ uint16) {
+	cl.t.Helper()
+	h, m := cl.recv()
+	u, ok := m.(*openflow.Unknown)
+	if !ok || u.Type != typeBundleControl || h.Xid != xid || len(u.Body) < 8 ||
+		binary.BigEndian.Uint32(u.Body) != id || binary.BigEndian.Uint16(u.Body[4:]) != typ {
+		cl.t.Fatalf("got %T %+v (xid %d), want bundle control reply type %d for bundle %d (xid %d)", m, m, h.Xid, typ, id, xid)
+	}
+}
+
+// expectError reads an error reply of type typ and code to xid.
+func (cl *client) expectError(xid uint32, typ, code uint16) {
+	cl.t.Helper()
+	h, m := cl.recv()
+	e, ok := m.(*openflow.ErrorMsg)
+	if !ok || h.Xid != xid || e.Type != typ || e.Code != code {
+		cl.t.Fatalf("got %T %+v (xid %d), want error %s to xid %d", m, m, h.Xid, ErrorName(typ, code), xid)
+	}
+}
+
+// TestBundleCommit opens a bundle, adds two flows and one that ovsxdp
+// refuses (ct), commits, and checks that the table holds the two, that
+// nothing was in it before the commit, and that the refusal is counted
+// as a refused OFPT_FLOW_MOD.
+func TestBundleCommit(t *testing.T) {
+	br := &checkingBridge{tableBridge{t: flow.NewTable()}}
+	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
+	cl := dial(t, s, openflow.Version15)
+	const flags = 1 | 2 // atomic, ordered
+	xid := cl.send(bundleCtl(7, bctOpen, flags))
+	cl.expectBundleReply(xid, 7, bctOpen+1)
+	out := func(port uint32, prio uint16) *openflow.FlowMod {
+		fm := flowModWith(nil, applyActions(&openflow.ActOutput{Port: port}))
+		fm.Priority = prio
+		return fm
+	}
+	cl.bundleAddMsg(7, flags, out(1, 10), sameXid)
+	cl.bundleAddMsg(7, flags, out(2, 20), sameXid)
+	bad := cl.bundleAddMsg(7, flags, flowModWith(nil, applyActions(nxRaw(35, 14))), sameXid)
+	cl.expectError(bad, openflow.ErrTypeBadAction, openflow.CodeBadActionType)
+	cl.barrier()
+	if n := br.t.Len(); n != 0 {
+		t.Fatalf("%d flows before the commit, want 0", n)
+	}
+	xid = cl.send(bundleCtl(7, bctCommit, flags))
+	cl.expectBundleReply(xid, 7, bctCommit+1)
+	if n := br.t.Len(); n != 2 {
+		t.Fatalf("%d flows after the commit, want 2", n)
+	}
+	rej := s.Rejections()
+	if len(rej) != 1 || rej[0].Message != "OFPT_FLOW_MOD" || rej[0].Reason != "NXAST_CT" || rej[0].Count != 1 {
+		t.Errorf("rejections %+v, want the ct flow mod", rej)
+	}
+	if recv := s.Received(); recv["OFPT_FLOW_MOD"] != 3 || recv["OFPT_BUNDLE_ADD_MESSAGE"] != 3 || recv["OFPT_BUNDLE_CONTROL"] != 2 {
+		t.Errorf("received %v, want the 3 bundled flow mods counted", recv)
+	}
+	// The bundle is gone after its commit.
+	xid = cl.send(bundleCtl(7, bctCommit, flags))
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadID)
+}
+
+func TestBundleErrors(t *testing.T) {
+	br := &checkingBridge{tableBridge{t: flow.NewTable()}}
+	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
+	cl := dial(t, s, openflow.Version14)
+	fm := flowModWith(nil, applyActions(&openflow.ActOutput{Port: 1}))
+
+	// An add opens its bundle; a second open of it is refused.
+	cl.bundleAddMsg(1, 0, fm, sameXid)
+	xid := cl.send(bundleCtl(1, bctOpen, 0))
+	cl.expectError(xid, errTypeBundleFailed, codeBundleExist)
+	// Flags must match the bundle's.
+	xid = cl.send(bundleCtl(1, bctCommit, 1))
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadFlags)
+	// A closed bundle takes no more messages.
+	xid = cl.send(bundleCtl(1, bctClose, 0))
+	cl.expectBundleReply(xid, 1, bctClose+1)
+	xid = cl.bundleAddMsg(1, 0, fm, sameXid)
+	cl.expectError(xid, errTypeBundleFailed, codeBundleClosed)
+	// A discarded bundle's messages never run.
+	xid = cl.send(bundleCtl(1, bctDiscard, 0))
+	cl.expectBundleReply(xid, 1, bctDiscard+1)
+	if n := br.t.Len(); n != 0 {
+		t.Fatalf("%d flows after the discard, want 0", n)
+	}
+	// The bundled message's xid must be the add's.
+	xid = cl.bundleAddMsg(2, 0, fm, func(x uint32) uint32 { return x + 100 })
+	cl.expectError(xid, errTypeBundleFailed, codeBundleMsgBadXid)
+	// Only modifications can be bundled.
+	xid = cl.bundleAddMsg(2, 0, &openflow.BarrierRequest{}, sameXid)
+	cl.expectError(xid, errTypeBundleFailed, codeBundleMsgUnsup)
+	// An unknown control type.
+	xid = cl.send(bundleCtl(2, 9, 0))
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadType)
+	// A connection holds a bounded number of bundles.
+	// (Bundle 2 is not open: its adds were refused before they opened it.)
+	for id := uint32(10); id < 10+maxBundles; id++ {
+		xid = cl.send(bundleCtl(id, bctOpen, 0))
+		cl.expectBundleReply(xid, id, bctOpen+1)
+	}
+	xid = cl.send(bundleCtl(99, bctOpen, 0))
+	cl.expectError(xid, errTypeBundleFailed, codeOutOfBundles)
+	// OpenFlow 1.3 has no OFPT_BUNDLE_CONTROL (Open vSwitch takes ONF's
+	// extension there): it is an unknown message type.
+	cl13 := dial(t, s, openflow.Version13)
+	xid = cl13.send(bundleCtl(1, bctOpen, 0))
+	cl13.expectError(xid, openflow.ErrTypeBadRequest, openflow.CodeBadRequestType)
+}
+
+// TestNoMeters checks what ovsxdp, which has no meters, conntrack or
+// tunnel metadata, answers to meter messages, a zone flush and a TLV table
+// request.
+func TestNoMeters(t *testing.T) {
+	s := newTestServer()
+	cl := dial(t, s, openflow.Version15)
+	xid := cl.send(&openflow.MultipartRaw{Type: mpMeterFeatures})
+	h, m := cl.recv()
+	r, ok := m.(*openflow.MultipartRaw)
+	if !ok || !r.Reply || r.Type != mpMeterFeatures || h.Xid != xid || len(r.Body) != meterFeaturesLen ||
+		binary.BigEndian.Uint32(r.Body) != 0 {
+		t.Fatalf("meter features answered with %T %+v, want a reply with max_meter 0", m, m)
+	}
+	// Deleting every meter deletes nothing and succeeds.
+	cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 2, 0, 0, 0xff, 0xff, 0xff, 0xff}})
+	// So does flushing a conntrack zone.
+	cl.send(&openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: nxtCTFlushZone, Data: make([]byte, 8)})
+	cl.barrier()
+	// Adding a meter is refused.
+	xid = cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 0, 0, 1, 0, 0, 0, 1}})
+	cl.expectError(xid, errTypeMeterModFailed, codeMeterInvalid)
+	xid = cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 9, 0, 0, 0, 0, 0, 1}})
+	cl.expectError(xid, errTypeMeterModFailed, codeMeterBadCommand)
+	xid = cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 2}})
+	cl.expectError(xid, openflow.ErrTypeBadRequest, openflow.CodeBadRequestLen)
+	// The TLV table has no room: ovsxdp has no tunnel metadata fields.
+	xid = cl.send(&openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: nxtTLVTableRequest})
+	h, m = cl.recv()
+	if e, ok := m.(*openflow.Experimenter); !ok || h.Xid != xid || e.ExpType != nxtTLVTableReply || len(e.Data) != tlvTableReplyLen ||
+		binary.BigEndian.Uint32(e.Data) != 0 || binary.BigEndian.Uint16(e.Data[4:]) != 0 {
+		t.Fatalf("TLV table request answered with %T %+v, want a reply with no room", m, m)
+	}
+	if got := s.Rejections(); len(got) != 3 {
+		t.Errorf("rejections %+v, want the meter add, the bad command and the short meter mod", got)
+	}
+}
