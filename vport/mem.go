@@ -32,8 +32,9 @@ type MemConfig struct {
 // tx queues are drained from the wire side by Drain (a sink), unless the
 // port is connected to a peer, which then receives what it transmits.
 //
-// Every queue is a bounded lock-free ring; nothing on the packet path
-// allocates or blocks.
+// Every queue is a bounded ring whose producers and consumers each take
+// their side once per batch (ring.go); nothing on the packet path
+// allocates or waits without a bound.
 type MemPort struct {
 	name          string
 	dev           *Device
