@@ -170,6 +170,9 @@ func (r *ring) push(frames [][]byte) (taken, dropped, bytes int) {
 // (at most len(bufs) of them), and the bytes it delivered. It finds the
 // ring empty when other consumers keep it busy.
 func (r *ring) pop(bufs [][]byte, sizes []int) (n, dropped, bytes int) {
+	if !r.ready() {
+		return 0, 0, 0 // an idle poll takes nothing, not even the side
+	}
 	h0, ok := take(&r.head)
 	if !ok {
 		return 0, 0, 0

@@ -281,3 +281,12 @@ func BenchmarkRingPushPop(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*MaxBatch)/b.Elapsed().Seconds(), "pkts/s")
 }
+
+func BenchmarkRingPopEmpty(b *testing.B) {
+	r := newTestRing(b, 256, 2048)
+	bufs, sizes := batchBufs(MaxBatch, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.pop(bufs, sizes)
+	}
+}
