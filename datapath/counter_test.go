@@ -70,3 +70,35 @@ func TestCounterWithoutOwner(t *testing.T) {
 		t.Errorf("drops %d, want 1", got)
 	}
 }
+
+// TestCountSentRuns counts a transmitted batch whose frames came from
+// ports in runs (a, a, b, a, c, c): the output port counts every frame and
+// its bytes, and each port of origin the frames that came from it.
+func TestCountSentRuns(t *testing.T) {
+	b, err := New(Config{Name: "runs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	_, a := addMemPort(t, b, vport.MemConfig{Name: "a"}, 1)
+	_, pb := addMemPort(t, b, vport.MemConfig{Name: "b"}, 2)
+	_, c := addMemPort(t, b, vport.MemConfig{Name: "c"}, 3)
+	_, out := addMemPort(t, b, vport.MemConfig{Name: "out"}, 4)
+	frames := [][]byte{make([]byte, 60), make([]byte, 61), make([]byte, 62), make([]byte, 63), make([]byte, 64), make([]byte, 65)}
+	origins := []*Port{a, a, pb, a, c, c}
+	p := b.pmds[0]
+	p.countSent(out, frames, origins)
+	p.countSent(out, nil, nil)
+	p.published.publish()
+	if s := out.Stats(); s.TxPackets != 6 || s.TxBytes != 375 {
+		t.Errorf("out: tx %d packets, %d bytes; want 6, 375", s.TxPackets, s.TxBytes)
+	}
+	for _, tt := range []struct {
+		port *Port
+		want uint64
+	}{{a, 3}, {pb, 1}, {c, 2}} {
+		if got := tt.port.Stats().Sent; got != tt.want {
+			t.Errorf("%s: sent %d, want %d", tt.port.Name, got, tt.want)
+		}
+	}
+}

@@ -60,13 +60,26 @@ func (p *pmd) transmit(port *Port, q int, frames [][]byte, origins []*Port) {
 	}
 }
 
-// countSent counts frames as sent on port and on the ports they came from.
+// countSent counts frames as sent on port and on the ports they came from,
+// once per batch on port and once per run of frames from one port on
+// those.
 func (p *pmd) countSent(port *Port, frames [][]byte, origins []*Port) {
+	if len(frames) == 0 {
+		return
+	}
+	bytes := 0
+	for _, f := range frames {
+		bytes += len(f)
+	}
 	dc := &port.counters[p.id]
-	for j, f := range frames {
-		dc.txPackets.Add(1)
-		dc.txBytes.Add(uint64(len(f)))
-		origins[j].counters[p.id].sent.Add(1)
+	dc.txPackets.Add(uint64(len(frames)))
+	dc.txBytes.Add(uint64(bytes))
+	for j := 0; j < len(frames); {
+		from, run := origins[j], 0
+		for ; j < len(frames) && origins[j] == from; j++ {
+			run++
+		}
+		from.counters[p.id].sent.Add(uint64(run))
 	}
 }
 

@@ -32,8 +32,9 @@ type MemConfig struct {
 // tx queues are drained from the wire side by Drain (a sink), unless the
 // port is connected to a peer, which then receives what it transmits.
 //
-// Every queue is a bounded lock-free ring; nothing on the packet path
-// allocates or blocks.
+// Every queue is a bounded ring whose producers and consumers each take
+// their side once per batch (ring.go); nothing on the packet path
+// allocates or waits without a bound.
 type MemPort struct {
 	name          string
 	dev           *Device
@@ -241,7 +242,9 @@ func (p *MemPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int
 
 // Transmit implements Port. On a connected port the frames go to the
 // peer's rx queue; while the peer is down they are dropped (and counted in
-// TxDropped), as a veth drops what it sends to a peer that is down.
+// TxDropped), as a veth drops what it sends to a peer that is down. Like a
+// full ring, a ring that other producers keep busy past a bounded wait
+// takes fewer frames than offered.
 func (p *MemPort) Transmit(q int, frames [][]byte) (int, error) {
 	if q < 0 || q >= len(p.txStats) {
 		return 0, ErrBadQueue
@@ -274,7 +277,8 @@ func (p *MemPort) txRing(q int) *ring {
 
 // Inject puts frames on rx queue q as if they had arrived from the wire and
 // returns how many it took from the front of frames. It stops when the ring
-// is full. Frames it took but dropped, because the device is down or a
+// is full, and takes none when other producers keep the ring busy past a
+// bounded wait (the caller may try again). Frames it took but dropped, because the device is down or a
 // frame is longer than FrameSize, are counted in RxDropped.
 func (p *MemPort) Inject(q int, frames [][]byte) int {
 	if q < 0 || q >= len(p.rx) || p.closed.Load() {

@@ -11,21 +11,36 @@ import (
 )
 
 // ring is a bounded queue of frames with a fixed number of fixed-size slots,
-// safe for any number of producers and consumers without locks. It is the
-// bounded MPMC queue with a sequence number per slot: a slot at position pos
-// is free for the producer that claims pos when its sequence is pos, and
-// holds a frame for the consumer that claims pos when its sequence is pos+1.
-// Producers and consumers claim positions with a compare-and-swap, and give
-// up after maxClaimTries lost races so that no call loops without a bound.
+// safe for any number of producers and consumers. Its core is a
+// single-producer, single-consumer ring: the producer copies frames into the
+// slots after tail and publishes them all with one store of tail; the
+// consumer copies frames out of the slots after head and frees them all with
+// one store of head. Each side is owned by one caller at a time: a caller
+// takes its side by setting the low bit of its index (tail for producers,
+// head for consumers) with a compare-and-swap, and the store that publishes
+// the side's work also clears the bit. A batch therefore costs each side one
+// compare-and-swap and one store, whatever its size, as a veth's ptr_ring
+// costs one lock per batch. A caller that finds its side taken retries a
+// bounded number of times (maxClaimTries, yielding the processor after the
+// first few) and then gives up as if the ring were full (producer) or empty
+// (consumer), so that no call waits without a bound.
 //
 // A consumer that wants to sleep arms the ring (arm) and polls its eventfd;
 // the next producer that publishes a frame writes to the eventfd.
 type ring struct {
-	_   [64]byte
-	enq atomic.Uint64 // next position to produce
-	_   [56]byte
-	deq atomic.Uint64 // next position to consume
-	_   [56]byte
+	_ [64]byte
+	// tail is the producers' side: the next position to produce, shifted
+	// left by one, with sideTaken set while a producer owns the side.
+	tail atomic.Uint64
+	// headSeen is the consumer's head as the producer that owns the side
+	// last read it; it spares the producer a look at the consumer's cache
+	// line while the ring has room.
+	headSeen uint64
+	_        [48]byte
+	// head is the consumer's side: the next position to consume, shifted
+	// left by one, with sideTaken set while a consumer owns the side.
+	head atomic.Uint64
+	_    [56]byte
 	// notify is the sleep handshake: notifyArmed while a consumer may sleep
 	// on efd, notifyClosed once close began, and in the bits above, the
 	// number of producers writing to efd right now (close waits for them
@@ -39,8 +54,10 @@ type ring struct {
 	efd       int
 }
 
+// slot is one frame's room. Its fields belong to the producer that owns
+// the ring's tail until the store of tail publishes them, then to the
+// consumer that owns its head until the store of head frees them.
 type slot struct {
-	seq atomic.Uint64
 	n   int
 	buf []byte
 }
@@ -50,7 +67,12 @@ const (
 	notifyClosed = 2
 	notifyWriter = 4
 
+	// sideTaken is the low bit of tail and head: a caller owns the side.
+	sideTaken = 1
+	// maxClaimTries bounds the tries to take a side that another caller
+	// owns; the first spinTries only look again, the others also yield.
 	maxClaimTries = 64
+	spinTries     = 8
 	maxRingSize   = 1 << 20
 )
 
@@ -75,7 +97,6 @@ func newRing(size, frameSize int) (*ring, error) {
 	r := &ring{mask: uint64(n - 1), frameSize: frameSize, slots: make([]slot, n), efd: efd}
 	arena := make([]byte, n*frameSize)
 	for i := range r.slots {
-		r.slots[i].seq.Store(uint64(i))
 		r.slots[i].buf = arena[i*frameSize : (i+1)*frameSize : (i+1)*frameSize]
 	}
 	return r, nil
@@ -86,34 +107,59 @@ func (r *ring) capacity() int { return len(r.slots) }
 
 // len is the number of frames queued, exact when the ring is quiet.
 func (r *ring) len() int {
-	d, e := r.deq.Load(), r.enq.Load()
-	if e < d {
-		return 0
+	h := r.head.Load() >> 1 // first: tail never falls behind a head read earlier
+	t := r.tail.Load() >> 1
+	return int(min(t-h, uint64(len(r.slots))))
+}
+
+// take makes the caller the owner of the side whose index is side and
+// returns the side's position, or false after maxClaimTries when another
+// caller keeps it.
+func take(side *atomic.Uint64) (uint64, bool) {
+	for i := range maxClaimTries {
+		if v := side.Load(); v&sideTaken == 0 && side.CompareAndSwap(v, v|sideTaken) {
+			return v >> 1, true
+		}
+		if i >= spinTries {
+			runtime.Gosched()
+		}
 	}
-	return int(e - d)
+	return 0, false
 }
 
 // push copies frames into the ring in order and returns how many it took
 // from the front of frames (taken), how many of those it dropped because
 // they were longer than a slot (dropped), and the bytes of the frames it
-// queued. It stops at the first frame that finds the ring full.
+// queued. It stops at the first frame that finds the ring full, or takes
+// none when other producers keep the ring busy.
 func (r *ring) push(frames [][]byte) (taken, dropped, bytes int) {
+	t0, ok := take(&r.tail)
+	if !ok {
+		return 0, 0, 0
+	}
+	t, size := t0, uint64(len(r.slots))
+	free := size - (t - r.headSeen)
 	for _, f := range frames {
 		if len(f) > r.frameSize {
 			taken++
 			dropped++
 			continue
 		}
-		s, pos, ok := r.claim(&r.enq, 0)
-		if !ok {
-			break
+		if free == 0 {
+			r.headSeen = r.head.Load() >> 1
+			if free = size - (t - r.headSeen); free == 0 {
+				break
+			}
 		}
+		s := &r.slots[t&r.mask]
 		s.n = copy(s.buf, f)
-		s.seq.Store(pos + 1)
+		t++
+		free--
 		taken++
 		bytes += len(f)
 	}
-	if taken > dropped {
+	r.tail.Store(t << 1) // publishes the frames and gives the side up
+	if t != t0 {
 		r.signal()
 	}
 	return taken, dropped, bytes
@@ -121,14 +167,20 @@ func (r *ring) push(frames [][]byte) (taken, dropped, bytes int) {
 
 // pop copies queued frames into bufs[i][:sizes[i]] and returns how many
 // (n), how many frames it dropped because they did not fit their buffer
-// (at most len(bufs) of them), and the bytes it delivered.
+// (at most len(bufs) of them), and the bytes it delivered. It finds the
+// ring empty when other consumers keep it busy.
 func (r *ring) pop(bufs [][]byte, sizes []int) (n, dropped, bytes int) {
+	if !r.ready() {
+		return 0, 0, 0 // an idle poll takes nothing, not even the side
+	}
+	h0, ok := take(&r.head)
+	if !ok {
+		return 0, 0, 0
+	}
+	h, t := h0, r.tail.Load()>>1
 	limit := min(len(bufs), len(sizes))
-	for n < limit && dropped < limit {
-		s, pos, ok := r.claim(&r.deq, 1)
-		if !ok {
-			break
-		}
+	for ; h != t && n < limit && dropped < limit; h++ {
+		s := &r.slots[h&r.mask]
 		if s.n <= len(bufs[n]) {
 			sizes[n] = copy(bufs[n], s.buf[:s.n])
 			bytes += s.n
@@ -136,35 +188,14 @@ func (r *ring) pop(bufs [][]byte, sizes []int) (n, dropped, bytes int) {
 		} else {
 			dropped++
 		}
-		s.seq.Store(pos + r.mask + 1)
 	}
+	r.head.Store(h << 1) // frees the slots and gives the side up
 	return n, dropped, bytes
-}
-
-// claim claims the next position of a producer (ahead 0, counter r.enq) or
-// a consumer (ahead 1, counter r.deq). It fails when the ring is full
-// (producer) or empty (consumer), or after maxClaimTries lost races.
-func (r *ring) claim(ctr *atomic.Uint64, ahead uint64) (*slot, uint64, bool) {
-	pos := ctr.Load()
-	for range maxClaimTries {
-		s := &r.slots[pos&r.mask]
-		switch d := int64(s.seq.Load() - (pos + ahead)); {
-		case d == 0:
-			if ctr.CompareAndSwap(pos, pos+1) {
-				return s, pos, true
-			}
-		case d < 0:
-			return nil, 0, false
-		}
-		pos = ctr.Load()
-	}
-	return nil, 0, false
 }
 
 // ready reports whether a frame is waiting at the head of the ring.
 func (r *ring) ready() bool {
-	pos := r.deq.Load()
-	return r.slots[pos&r.mask].seq.Load() == pos+1
+	return r.head.Load()>>1 != r.tail.Load()>>1
 }
 
 // signal wakes a consumer that armed the ring. It costs one atomic load

@@ -1,0 +1,292 @@
+package vport
+
+import (
+	"encoding/binary"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newTestRing(t testing.TB, size, frameSize int) *ring {
+	t.Helper()
+	r, err := newRing(size, frameSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.close() })
+	return r
+}
+
+// seqFrame returns a frame of size bytes that carries producer id and
+// sequence number seq, with a check byte at the end.
+func seqFrame(buf []byte, id byte, seq uint32) []byte {
+	buf[0] = id
+	binary.BigEndian.PutUint32(buf[1:5], seq)
+	buf[len(buf)-1] = id ^ byte(seq) ^ byte(seq>>8) ^ byte(seq>>16) ^ byte(seq>>24)
+	return buf
+}
+
+// readSeqFrame is the inverse of seqFrame; ok is false for a torn frame.
+func readSeqFrame(f []byte) (id byte, seq uint32, ok bool) {
+	if len(f) < 6 {
+		return 0, 0, false
+	}
+	id, seq = f[0], binary.BigEndian.Uint32(f[1:5])
+	return id, seq, f[len(f)-1] == id^byte(seq)^byte(seq>>8)^byte(seq>>16)^byte(seq>>24)
+}
+
+func TestRingFullEmpty(t *testing.T) {
+	r := newTestRing(t, 4, 64)
+	bufs, sizes := batchBufs(8, 64)
+	if n, d, b := r.pop(bufs, sizes); n != 0 || d != 0 || b != 0 {
+		t.Errorf("pop of an empty ring = %d, %d, %d", n, d, b)
+	}
+	if r.ready() || r.len() != 0 {
+		t.Errorf("empty ring: ready %v, len %d", r.ready(), r.len())
+	}
+	frames := testFrames(6, 60)
+	steps := []struct {
+		name      string
+		push      int // frames pushed from frames[next:]
+		pop       int // then popped, with a batch of this size
+		wantTaken int
+		wantLen   int // after the push
+		wantPop   int
+	}{
+		{name: "fill and overflow", push: 6, wantTaken: 4, wantLen: 4},
+		{name: "full ring takes none", push: 2, wantTaken: 0, wantLen: 4},
+		{name: "partial pop", pop: 3, wantLen: 4, wantPop: 3},
+		{name: "refill the freed room", push: 5, wantTaken: 3, wantLen: 4},
+		{name: "drain", pop: 8, wantLen: 4, wantPop: 4},
+		{name: "empty again", pop: 8, wantLen: 0, wantPop: 0},
+	}
+	sent, recv := 0, 0
+	var order [][]byte // frames in the order the ring took them
+	for _, st := range steps {
+		if st.push > 0 {
+			batch := make([][]byte, st.push)
+			for i := range batch {
+				batch[i] = frames[(sent+i)%len(frames)]
+			}
+			taken, dropped, bytes := r.push(batch)
+			if taken != st.wantTaken || dropped != 0 || bytes != 60*st.wantTaken {
+				t.Errorf("%s: push = %d, %d, %d, want %d taken", st.name, taken, dropped, bytes, st.wantTaken)
+			}
+			order = append(order, batch[:taken]...)
+			sent += taken
+		}
+		if st.push > 0 && r.len() != st.wantLen {
+			t.Errorf("%s: len %d, want %d", st.name, r.len(), st.wantLen)
+		}
+		if st.pop > 0 {
+			n, dropped, bytes := r.pop(bufs[:st.pop], sizes[:st.pop])
+			if n != st.wantPop || dropped != 0 || bytes != 60*n {
+				t.Errorf("%s: pop = %d, %d, %d, want %d", st.name, n, dropped, bytes, st.wantPop)
+			}
+			for i := range n {
+				if string(bufs[i][:sizes[i]]) != string(order[recv+i]) {
+					t.Errorf("%s: frame %d out of order", st.name, recv+i)
+				}
+			}
+			recv += n
+		}
+	}
+	if recv != sent {
+		t.Errorf("received %d of %d frames", recv, sent)
+	}
+}
+
+// TestRingWraparound moves frames in batches of every size through a small
+// ring many times round, and checks their order, bytes and the ring's
+// length on the way.
+func TestRingWraparound(t *testing.T) {
+	r := newTestRing(t, 8, 64)
+	bufs, sizes := batchBufs(MaxBatch, 64)
+	batch := make([][]byte, 0, MaxBatch)
+	var sent, recv uint32
+	for round := range 200 {
+		batch = batch[:0]
+		for i := range 1 + round%11 {
+			batch = append(batch, seqFrame(make([]byte, 8+(int(sent)+i)%56), 0, sent+uint32(i)))
+		}
+		before := r.len()
+		taken, _, _ := r.push(batch)
+		if want := min(len(batch), 8-before); taken != want {
+			t.Fatalf("round %d: took %d of %d with %d queued, want %d", round, taken, len(batch), before, want)
+		}
+		sent += uint32(taken)
+		if r.len() != int(sent-recv) {
+			t.Fatalf("round %d: len %d, want %d", round, r.len(), sent-recv)
+		}
+		lim := 1 + round%5
+		n, _, _ := r.pop(bufs[:lim], sizes[:lim])
+		for i := range n {
+			_, seq, ok := readSeqFrame(bufs[i][:sizes[i]])
+			if !ok || seq != recv || sizes[i] != 8+int(recv)%56 {
+				t.Fatalf("round %d: frame seq %d size %d ok %v, want seq %d", round, seq, sizes[i], ok, recv)
+			}
+			recv++
+		}
+	}
+	if sent < 5*8 {
+		t.Errorf("only %d frames went round a ring of 8", sent)
+	}
+}
+
+// TestRingSideTaken checks that a caller finding its side owned by another
+// gives up after a bounded number of tries, and that the other side is not
+// held up.
+func TestRingSideTaken(t *testing.T) {
+	r := newTestRing(t, 4, 64)
+	bufs, sizes := batchBufs(4, 64)
+	frames := testFrames(2, 60)
+	if taken, _, _ := r.push(frames); taken != 2 {
+		t.Fatalf("push took %d, want 2", taken)
+	}
+
+	r.tail.Or(sideTaken) // a producer owns the tail
+	if taken, _, _ := r.push(frames); taken != 0 {
+		t.Errorf("push with the tail owned took %d, want 0", taken)
+	}
+	if n, _, _ := r.pop(bufs[:1], sizes[:1]); n != 1 {
+		t.Errorf("pop with the tail owned = %d, want 1: consumers go on", n)
+	}
+	r.tail.And(^uint64(sideTaken))
+
+	r.head.Or(sideTaken) // a consumer owns the head
+	if n, _, _ := r.pop(bufs, sizes); n != 0 {
+		t.Errorf("pop with the head owned = %d, want 0", n)
+	}
+	if taken, _, _ := r.push(testFrames(4, 60)); taken != 3 {
+		t.Errorf("push with the head owned took %d, want 3: producers go on up to the free room", taken)
+	}
+	r.head.And(^uint64(sideTaken))
+	if n, _, _ := r.pop(bufs, sizes); n != 4 {
+		t.Errorf("pop = %d, want the 4 frames queued", n)
+	}
+}
+
+// TestRingConcurrent runs producers and consumers on one ring at once and
+// checks that every frame arrives exactly once, intact, and, for each
+// consumer, in the order its producer sent it. With one producer and one
+// consumer the order is total.
+func TestRingConcurrent(t *testing.T) {
+	tests := []struct {
+		name                 string
+		producers, consumers int
+	}{
+		{name: "spsc", producers: 1, consumers: 1},
+		{name: "mpsc", producers: 3, consumers: 1},
+		{name: "mpmc", producers: 2, consumers: 2},
+	}
+	const perProducer = 20000
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newTestRing(t, 64, 64)
+			deadline := time.Now().Add(60 * time.Second)
+			var wg sync.WaitGroup
+			for id := range tt.producers {
+				wg.Go(func() {
+					frames := make([][]byte, MaxBatch)
+					for i := range frames {
+						frames[i] = make([]byte, 64)
+					}
+					for seq := uint32(0); seq < perProducer && time.Now().Before(deadline); {
+						k := min(1+int(seq)%MaxBatch, perProducer-int(seq))
+						for i := range k {
+							seqFrame(frames[i], byte(id), seq+uint32(i))
+						}
+						taken, _, _ := r.push(frames[:k])
+						seq += uint32(taken)
+						if taken < k {
+							runtime.Gosched() // full or busy: let a consumer run
+						}
+					}
+				})
+			}
+			got := make([][]int, tt.consumers) // per consumer, per producer: frames seen
+			for c := range tt.consumers {
+				got[c] = make([]int, tt.producers)
+			}
+			var (
+				mu       sync.Mutex
+				received int
+				failed   string
+			)
+			for c := range tt.consumers {
+				wg.Go(func() {
+					bufs, sizes := batchBufs(MaxBatch, 64)
+					last := make([]int64, tt.producers)
+					for i := range last {
+						last[i] = -1
+					}
+					for time.Now().Before(deadline) {
+						mu.Lock()
+						done := received == tt.producers*perProducer || failed != ""
+						mu.Unlock()
+						if done {
+							return
+						}
+						n, _, _ := r.pop(bufs, sizes)
+						if n == 0 {
+							runtime.Gosched()
+							continue
+						}
+						for i := range n {
+							id, seq, ok := readSeqFrame(bufs[i][:sizes[i]])
+							if !ok || int(id) >= tt.producers || int64(seq) <= last[id] || (tt.consumers == 1 && int64(seq) != last[id]+1) {
+								mu.Lock()
+								failed = "torn, out of order or repeated frame"
+								mu.Unlock()
+								return
+							}
+							last[id] = int64(seq)
+							got[c][id]++
+						}
+						mu.Lock()
+						received += n
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if failed != "" {
+				t.Fatal(failed)
+			}
+			for id := range tt.producers {
+				total := 0
+				for c := range tt.consumers {
+					total += got[c][id]
+				}
+				if total != perProducer {
+					t.Errorf("producer %d: %d frames received, want %d", id, total, perProducer)
+				}
+			}
+			if r.len() != 0 {
+				t.Errorf("%d frames left in the ring", r.len())
+			}
+		})
+	}
+}
+
+func BenchmarkRingPushPop(b *testing.B) {
+	r := newTestRing(b, 256, 2048)
+	frames := testFrames(MaxBatch, 64)
+	bufs, sizes := batchBufs(MaxBatch, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.push(frames)
+		r.pop(bufs, sizes)
+	}
+	b.ReportMetric(float64(b.N*MaxBatch)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+func BenchmarkRingPopEmpty(b *testing.B) {
+	r := newTestRing(b, 256, 2048)
+	bufs, sizes := batchBufs(MaxBatch, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.pop(bufs, sizes)
+	}
+}
