@@ -232,8 +232,12 @@ func TestPcapReplay(t *testing.T) {
 func TestPcapReplayPaced(t *testing.T) {
 	frames := udpFrames(t, 6)
 	const rate = 100
-	p := newTestPcap(t, PcapConfig{ReadFile: writePcap(t, frames, layers.LinkTypeEthernet), Rate: rate})
+	file := writePcap(t, frames, layers.LinkTypeEthernet)
+	// The port's pacing clock starts when it is built: the test's clock
+	// starts before, so that time lost to a loaded machine in between
+	// cannot make a paced replay look too fast.
 	start := time.Now()
+	p := newTestPcap(t, PcapConfig{ReadFile: file, Rate: rate})
 	var got int
 	bufs, sizes := batchBufs(MaxBatch, 2048)
 	for got < len(frames) && time.Since(start) < 30*time.Second {
