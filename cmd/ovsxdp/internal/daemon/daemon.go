@@ -136,7 +136,8 @@ func New(cfg Config) (*Daemon, error) {
 	return d, nil
 }
 
-// Close stops the flow expiry and every bridge.
+// Close stops the flow expiry and every bridge. The internal ports'
+// devices stay (keepInternalLocked).
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
@@ -145,6 +146,7 @@ func (d *Daemon) Close() error {
 	d.saveIfDirty() // what the OpenFlow channels changed last
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.keepInternalLocked()
 	var errs []error
 	for _, b := range d.bridges {
 		if err := b.dp.Close(); err != nil {

@@ -37,7 +37,9 @@ type portConfig struct {
 // knows the port types and their options. Ports log to log. gone, if not
 // nil, is called (on a goroutine of the port's) when the kernel
 // unregisters the device of a port that owns its device (internal).
-func newVPort(pc *portConfig, log *slog.Logger, gone func()) (vport.Port, error) {
+// restoring takes up the device an internal port left when the daemon
+// stopped, wherever it was moved (see keepInternalLocked).
+func newVPort(pc *portConfig, log *slog.Logger, gone func(), restoring bool) (vport.Port, error) {
 	o := options{typ: pc.Type, m: pc.Options}
 	var (
 		p   vport.Port
@@ -112,7 +114,11 @@ func newVPort(pc *portConfig, log *slog.Logger, gone func()) (vport.Port, error)
 		if err := o.done(); err != nil {
 			return nil, err
 		}
-		p, err = vport.NewTapPort(vport.TapConfig{Name: pc.Name, OnGone: gone, Logger: log})
+		// Persistent, as an internal port of Open vSwitch's kernel
+		// datapath outlives ovs-vswitchd: a crash or a stop of the
+		// daemon leaves the device (and the addresses and namespace it
+		// has), and the restarted daemon takes it up again.
+		p, err = vport.NewTapPort(vport.TapConfig{Name: pc.Name, OnGone: gone, Logger: log, Persist: true, Reattach: restoring})
 	default:
 		return nil, fmt.Errorf("unknown port type %q (want %s, %s, %s or %s)", flow.Clipped(pc.Type), typeMem, typePcap, typeAFXDP, typeInternal)
 	}
@@ -258,6 +264,22 @@ func (d *Daemon) internalGone(bridge string, pc *portConfig) func() {
 		d.publishLocked()
 		if err := d.saveLocked(); err != nil {
 			d.log.Error("saving the state after an internal port was torn down", "err", err)
+		}
+	}
+}
+
+// keepInternalLocked makes the internal ports' devices outlive the
+// daemon: closing the bridges then leaves them where they are, as Open
+// vSwitch's kernel datapath keeps its internal ports when ovs-vswitchd
+// stops, and the daemon takes them up again at its next start. Only
+// del-port, del-br and a port's removal from the database delete them.
+// d.mu must be held.
+func (d *Daemon) keepInternalLocked() {
+	for _, b := range d.bridges {
+		for _, p := range b.dp.Ports() {
+			if tp, ok := p.VPort().(*vport.TapPort); ok {
+				tp.Keep()
+			}
 		}
 	}
 }

@@ -234,7 +234,7 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		ofport, err := b.dp.AddLinkPort(datapath.LinkPort{
 			Name:      pc.Name,
 			OFPort:    pc.OFPort,
-			Open:      func() (vport.Port, error) { return newVPort(&saved, d.log, nil) },
+			Open:      func() (vport.Port, error) { return newVPort(&saved, d.log, nil, false) },
 			MustExist: !restoring,
 		})
 		switch {
@@ -249,12 +249,15 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		if pc.Type == typeInternal {
 			gone = d.internalGone(b.name, &saved)
 		}
-		vp, err := newVPort(pc, d.log, gone)
+		vp, err := newVPort(pc, d.log, gone, restoring)
 		if err != nil {
 			return fmt.Errorf("port %s: %w", pc.Name, err)
 		}
 		p, err := b.dp.AddPort(vp, pc.OFPort)
 		if err != nil {
+			if tp, ok := vp.(*vport.TapPort); ok && restoring {
+				tp.Keep() // the device it took up stays as it was
+			}
 			vp.Close()
 			return err
 		}
