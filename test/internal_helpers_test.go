@@ -2,6 +2,9 @@ package test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,5 +65,35 @@ func checkAddr(t *testing.T, ns *netns.NS, dev, cidr string) {
 	out, err := ns.Run("ip", "-o", "addr", "show", "dev", dev)
 	if err != nil || !strings.Contains(out, " "+cidr+" ") {
 		t.Fatalf("%s in namespace %s has lost its address %s: %v\n%s", dev, ns.Name, cidr, err, out)
+	}
+}
+
+// checkStatePortsOf checks that the state file's bridge br lists the
+// ports want, in order.
+func checkStatePortsOf(t *testing.T, path, br string, want ...string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Bridges []struct {
+			Name  string
+			Ports []struct{ Name string }
+		}
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range st.Bridges {
+		if b.Name == br {
+			for _, p := range b.Ports {
+				got = append(got, p.Name)
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("state file's %s ports %v, want %v", br, got, want)
 	}
 }

@@ -51,8 +51,12 @@ type Config struct {
 	// OVSDB, if set, is the remote of an ovsdb-server ("unix:PATH" or
 	// "tcp:HOST:PORT") whose Open_vSwitch database configures the bridges
 	// and ports (ovsdb.go); StatePath must then be "".
-	OVSDB  string
-	Logger *slog.Logger
+	OVSDB string
+	// NoLocalPort makes add-br add bridges without their LOCAL port
+	// (addLocalPortLocked), for a daemon that must make no device in its
+	// network namespace.
+	NoLocalPort bool
+	Logger      *slog.Logger
 }
 
 // Daemon owns the bridges and runs commands on them.

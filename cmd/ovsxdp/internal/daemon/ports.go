@@ -31,6 +31,41 @@ type portConfig struct {
 	Type    string            `json:"type"`
 	OFPort  uint32            `json:"ofport"`
 	Options map[string]string `json:"options,omitempty"`
+	// err is why the port is configured but not on its bridge: an
+	// internal port whose device could not be made (keepFailedLocked),
+	// as Open vSwitch sets an Interface's error. Not saved: the next
+	// start tries again.
+	err string
+}
+
+// deviceError is the error of a port whose device could not be made or
+// taken up; an internal port stays configured with it when the daemon
+// makes the port itself (a bridge's LOCAL port, a restore).
+type deviceError struct{ err error }
+
+func (e *deviceError) Error() string { return e.err.Error() }
+func (e *deviceError) Unwrap() error { return e.err }
+
+// keepFailedLocked keeps pc configured on b, off the bridge, with err as
+// its error: show lists it with it, the state file keeps it, del-port
+// forgets it, and the next start tries again. d.mu must be held.
+func (d *Daemon) keepFailedLocked(b *bridge, pc *portConfig, err error) {
+	saved := *pc
+	saved.err = err.Error()
+	b.ports[pc.Name] = &saved
+	d.log.Error("port configured; its device could not be made", "bridge", b.name, "port", pc.Name, "type", pc.Type, "ofport", pc.OFPort, "err", err)
+}
+
+// addLocalPortLocked gives the new bridge b its LOCAL port, OpenFlow port
+// 65534, an internal port named as the bridge, as ovs-vsctl add-br does.
+// A device that cannot be made leaves the port configured with its error
+// (keepFailedLocked): the bridge is there all the same. d.mu must be
+// held.
+func (d *Daemon) addLocalPortLocked(b *bridge) {
+	pc := &portConfig{Name: b.name, Type: typeInternal, OFPort: flow.PortLocal}
+	if err := d.addPortLocked(b, pc, false); err != nil {
+		d.keepFailedLocked(b, pc, err)
+	}
 }
 
 // newVPort creates the port that pc describes. It is the one place that
