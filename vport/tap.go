@@ -436,10 +436,6 @@ func (p *TapPort) Stats() Stats {
 // nothing to a port that is not persistent.
 func (p *TapPort) Keep() { p.keep.Store(true) }
 
-// Persistent reports whether the port's device outlives its descriptor
-// (TapConfig.Persist).
-func (p *TapPort) Persistent() bool { return p.persist }
-
 // Close implements Port: it stops following the device and deletes it
 // (a persistent device after Keep is left as it is).
 func (p *TapPort) Close() error {
