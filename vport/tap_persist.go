@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
 // Persistent TAP devices. A persistent port's device (TapConfig.Persist)
@@ -26,7 +27,7 @@ import (
 // attaches to a marked persistent TAP device of its name (TUNSETIFF on an
 // existing device attaches to it). The name is looked up in the namespace
 // /dev/net/tun was opened in, so the descriptor is opened from a thread
-// that has entered that namespace.
+// that has entered that namespace (nsthread).
 
 // TapAlias is the alias (ip link set DEV alias) of the devices of
 // persistent TAP ports; a port takes up only a device that carries it.
@@ -121,12 +122,18 @@ func isLeftTap(lk netlink.Link) bool {
 // namespace that is not such a device is an os.ErrExist, as creating it
 // would be.
 func reattachTap(name string) (int, string, error) {
-	ns, where, err := findLeftTap(name)
+	path, where, err := findLeftTap(name)
 	if err != nil || where == "" {
 		return -1, "", err
 	}
-	defer ns.Close()
-	fd, err := openTunIn(ns, name)
+	// The descriptor is opened from inside the namespace (path "": the
+	// process's own).
+	fd := -1
+	err = nsthread.Do(path, func() error {
+		var err error
+		fd, err = openTun(name)
+		return err
+	})
 	if err != nil {
 		return -1, "", fmt.Errorf("tap %s: in netns %s: %w", name, where, err)
 	}
@@ -159,23 +166,22 @@ func reattachTap(name string) (int, string, error) {
 
 // findLeftTap looks for the persistent TAP device name that a port left:
 // in the process's namespace first, then in the others it can name. It
-// returns a handle on the namespace it is in (the caller closes it) and
-// a name for that namespace, or "" when there is none.
-func findLeftTap(name string) (netns.NsHandle, string, error) {
+// returns the path of the namespace it is in ("" for the process's own)
+// and a name for that namespace, or "" when there is none.
+func findLeftTap(name string) (string, string, error) {
+	switch lk, err := netlink.LinkByName(name); {
+	case err == nil && isLeftTap(lk):
+		return "", "(own)", nil
+	case err == nil:
+		return "", "", fmt.Errorf("tap %s: create: a device of that name exists: %w", name, os.ErrExist)
+	}
 	self, err := netns.Get()
 	if err != nil {
-		return netns.None(), "", fmt.Errorf("tap %s: own netns: %w", name, err)
+		return "", "", fmt.Errorf("tap %s: own netns: %w", name, err)
 	}
 	seen := map[[2]uint64]bool{}
 	if id, ok := nsID(int(self)); ok {
 		seen[id] = true
-	}
-	switch lk, err := netlink.LinkByName(name); {
-	case err == nil && isLeftTap(lk):
-		return self, "(own)", nil
-	case err == nil:
-		self.Close()
-		return netns.None(), "", fmt.Errorf("tap %s: create: a device of that name exists: %w", name, os.ErrExist)
 	}
 	self.Close()
 	for _, path := range netnsPaths() {
@@ -184,17 +190,14 @@ func findLeftTap(name string) (netns.NsHandle, string, error) {
 			continue // gone meanwhile, or not a namespace
 		}
 		id, ok := nsID(int(ns))
-		if !ok || seen[id] {
-			ns.Close()
-			continue
-		}
+		found := ok && !seen[id] && hasLeftTap(ns, name)
 		seen[id] = true
-		if hasLeftTap(ns, name) {
-			return ns, path.name, nil
-		}
 		ns.Close()
+		if found {
+			return path.path, path.name, nil
+		}
 	}
-	return netns.None(), "", nil
+	return "", "", nil
 }
 
 // hasLeftTap reports whether namespace ns holds the persistent TAP
@@ -240,49 +243,4 @@ func nsID(fd int) ([2]uint64, bool) {
 		return [2]uint64{}, false
 	}
 	return [2]uint64{st.Dev, st.Ino}, true
-}
-
-// openTunIn opens /dev/net/tun from inside namespace ns, on a thread of
-// its own that enters ns and comes back (a thread that cannot come back
-// is not reused: it ends with its goroutine).
-func openTunIn(ns netns.NsHandle, name string) (int, error) {
-	type result struct {
-		fd  int
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("own netns: %w", err)}
-			return
-		}
-		defer self.Close()
-		if self.Equal(ns) {
-			runtime.UnlockOSThread()
-			fd, err := openTun(name)
-			ch <- result{fd, err}
-			return
-		}
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("enter netns: %w", err)}
-			return
-		}
-		fd, oerr := openTun(name)
-		if err := netns.Set(self); err != nil {
-			// The thread stays locked, so it ends with the goroutine.
-			if oerr == nil {
-				unix.Close(fd)
-			}
-			ch <- result{-1, fmt.Errorf("return to own netns: %w", err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{fd, oerr}
-	}()
-	r := <-ch
-	return r.fd, r.err
 }
