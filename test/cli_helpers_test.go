@@ -46,11 +46,13 @@ type cliDaemon struct {
 
 // startCLIDaemon starts `ovsxdp daemon` on the socket sock with the state
 // file state and waits until it answers. The test's cleanup kills it by
-// PID.
+// PID. It runs in the test's (the host's) network namespace, so its
+// bridges get no LOCAL port (--local-port=false): it makes no device
+// there.
 func startCLIDaemon(t *testing.T, bin, sock, state string, extra ...string) *cliDaemon {
 	t.Helper()
 	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(topo.SyncBuffer)}
-	args := append([]string{"daemon", "--socket", sock, "--state", state}, extra...)
+	args := append([]string{"daemon", "--socket", sock, "--state", state, "--local-port=false"}, extra...)
 	if !slices.Contains(extra, "--rundir") {
 		// The bridges' OpenFlow sockets go beside the control socket,
 		// not into the host's /run/ovsxdp.

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 // action. Every packet the ports received is accounted for. del-port
 // deletes a port's device; deleting the other port's namespace tears the
 // port down (removed, its counters in the bridge's removed row) without
-// wedging the daemon; del-br leaves no device behind.
+// wedging the daemon; del-br leaves no device behind (its LOCAL port's
+// included).
 func TestInternalPortsAcrossNamespaces(t *testing.T) {
 	testenv.RequireTool(t, "ping", "iputils-ping")
 	bin := buildCLI(t)
@@ -112,12 +114,12 @@ func TestInternalPortsAcrossNamespaces(t *testing.T) {
 		t.Errorf("the removed ports' counters are not kept:\n%s", ports)
 	}
 	checkCLIBalanced(t, ports)
-	checkStatePorts(t, statePath)
+	checkStatePorts(t, statePath, "br0") // its LOCAL port stays
 
 	// The daemon goes on: a new internal port of the same name works.
 	d.run(t, "add-port", "br0", "i-b", "type=internal")
 	d.run(t, "del-br", "br0")
-	if out, err := sw.Run("ip", "-o", "link", "show"); err != nil || strings.Contains(out, "i-") {
+	if out, err := sw.Run("ip", "-o", "link", "show"); err != nil || strings.Contains(out, "i-") || len(tunDevices(t, sw)) > 0 {
 		t.Errorf("devices left in the switch namespace after del-br: %v\n%s", err, out)
 	}
 }
@@ -233,5 +235,167 @@ func TestOVSDBInternalPorts(t *testing.T) {
 		return err != nil
 	}) {
 		t.Errorf("int-a is still in namespace a after del-port")
+	}
+}
+
+// TestInternalPortsOutliveRestart moves two internal ports into namespaces
+// of their own, addresses them and pings between them through the bridge;
+// then it stops the daemon, with SIGTERM and then with SIGKILL, and starts
+// it again on its state file: each time the devices stay in their
+// namespaces with their addresses and MTU while the daemon is away (as an
+// Open vSwitch kernel datapath's internal ports outlive ovs-vswitchd),
+// the restarted daemon takes them up where they are (none is created in
+// the switch namespace) and the ping works again. del-port and del-br
+// then delete them: no TUN/TAP device is left anywhere.
+func TestInternalPortsOutliveRestart(t *testing.T) {
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	bin := buildCLI(t)
+	sw := netns.New(t, "sw")
+	a := netns.New(t, "a")
+	b := netns.New(t, "b")
+	dir := t.TempDir()
+	sock, statePath := filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json")
+	d, proc := startCLIDaemonIn(t, sw, bin, sock, statePath)
+
+	d.run(t, "add-br", "br0")
+	d.run(t, "add-port", "br0", "i-a", "type=internal")
+	d.run(t, "add-port", "br0", "i-b", "type=internal", "ofport=7")
+	d.run(t, "add-flow", "br0", "actions=normal")
+	moveInternal(t, sw, a, "i-a", "10.80.0.1/24")
+	a.IP(t, "link", "set", "i-a", "mtu", "1400")
+	moveInternal(t, sw, b, "i-b", "10.80.0.2/24")
+	if !pings(a, "10.80.0.2", 30*time.Second) {
+		t.Fatalf("a does not reach b through the bridge:\n%s\n%s", d.run(t, "show"), d.run(t, "dump-ports", "br0"))
+	}
+
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		stopDaemon(t, proc, sig)
+		checkAddr(t, a, "i-a", "10.80.0.1/24")
+		checkAddr(t, b, "i-b", "10.80.0.2/24")
+		d, proc = startCLIDaemonIn(t, sw, bin, sock, statePath)
+		for _, dev := range []string{"i-a", "i-b"} {
+			if out, err := sw.Run("ip", "link", "show", dev); err == nil {
+				t.Fatalf("after %v the restarted daemon made %s anew in the switch namespace:\n%s", sig, dev, out)
+			}
+		}
+		if !netns.Eventually(30*time.Second, func() bool {
+			return strings.Count(d.run(t, "show"), "link_state: up") == 2
+		}) {
+			t.Fatalf("after %v the ports do not show up:\n%s\n%s", sig, d.run(t, "show"), proc.Output())
+		}
+		if show := d.run(t, "show"); !strings.Contains(show, "ofport: 1\n") || !strings.Contains(show, "ofport: 7\n") {
+			t.Fatalf("after %v the ports lost their numbers:\n%s", sig, show)
+		}
+		if !pings(a, "10.80.0.2", 30*time.Second) {
+			t.Fatalf("after %v a does not reach b through the bridge:\n%s\n%s\n%s", sig, d.run(t, "show"), d.run(t, "dump-ports", "br0"), proc.Output())
+		}
+		if out, err := a.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "10.80.0.2"); err != nil || !strings.Contains(out, " 0% packet loss") {
+			t.Fatalf("after %v ping a -> b: %v\n%s", sig, err, out)
+		}
+		checkAddr(t, a, "i-a", "10.80.0.1/24")
+		if out := a.IP(t, "link", "show", "i-a"); !strings.Contains(out, "mtu 1400") {
+			t.Fatalf("after %v i-a lost its MTU:\n%s", sig, out)
+		}
+	}
+
+	d.run(t, "del-port", "br0", "i-a")
+	if out, err := a.Run("ip", "link", "show", "i-a"); err == nil {
+		t.Errorf("i-a is still in namespace a after del-port:\n%s", out)
+	}
+	d.run(t, "del-br", "br0")
+	if !netns.Eventually(10*time.Second, func() bool {
+		return len(tunDevices(t, sw))+len(tunDevices(t, a))+len(tunDevices(t, b)) == 0
+	}) {
+		t.Errorf("TUN/TAP devices left after del-port and del-br: switch %v, a %v, b %v", tunDevices(t, sw), tunDevices(t, a), tunDevices(t, b))
+	}
+}
+
+// TestOVSDBInternalPortsOutliveRestart is TestInternalPortsOutliveRestart
+// through the real ovsdb-server and ovs-vsctl: the daemon, stopped with
+// SIGTERM and then with SIGKILL and started again on the same database,
+// takes up the internal ports where they were moved (their ofports and
+// addresses unchanged); ovs-ofctl puts the flow back after each restart,
+// as a controller would (flows do not outlive ovs-vswitchd either).
+// Removing the ports from the database deletes their devices.
+func TestOVSDBInternalPortsOutliveRestart(t *testing.T) {
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
+	db := ovsref.StartDB(t)
+	bin := buildCLI(t)
+	sw := netns.New(t, "sw")
+	a := netns.New(t, "a")
+	b := netns.New(t, "b")
+	dir := t.TempDir()
+	x := startOVSDBDaemon(t, bin, sw, dir, db.Remote())
+	vsctl := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...)
+		if err != nil {
+			t.Fatalf("%v\novsxdp output:\n%s", err, x.proc.Output())
+		}
+		return strings.Trim(strings.TrimSpace(out), `"`)
+	}
+	addFlow := func(t *testing.T) {
+		t.Helper()
+		target := "unix:" + filepath.Join(x.runDir, "br0.mgmt")
+		if !netns.Eventually(30*time.Second, func() bool {
+			_, err := sw.Run(ofctl, "--timeout=30", "add-flow", target, "actions=normal")
+			return err == nil
+		}) {
+			t.Fatalf("ovs-ofctl add-flow %s fails\n%s", target, x.proc.Output())
+		}
+	}
+
+	vsctl(t, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
+	vsctl(t, "add-port", "br0", "int-a", "--", "set", "interface", "int-a", "type=internal", "ofport_request=5")
+	vsctl(t, "add-port", "br0", "int-b", "--", "set", "interface", "int-b", "type=internal")
+	ofB := vsctl(t, "get", "interface", "int-b", "ofport")
+	addFlow(t)
+	moveInternal(t, sw, a, "int-a", "10.81.0.1/24")
+	moveInternal(t, sw, b, "int-b", "10.81.0.2/24")
+	if !pings(a, "10.81.0.2", 30*time.Second) {
+		t.Fatalf("int-a does not reach int-b through br0\n%s\n%s", vsctl(t, "show"), x.cli.run(t, "dump-ports", "br0"))
+	}
+
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		stopDaemon(t, x.proc, sig)
+		checkAddr(t, a, "int-a", "10.81.0.1/24")
+		checkAddr(t, b, "int-b", "10.81.0.2/24")
+		x = startOVSDBDaemon(t, bin, sw, dir, db.Remote())
+		addFlow(t)
+		for _, dev := range []string{"int-a", "int-b"} {
+			if out, err := sw.Run("ip", "link", "show", dev); err == nil {
+				t.Fatalf("after %v the restarted daemon made %s anew in the switch namespace:\n%s", sig, dev, out)
+			}
+		}
+		if !netns.Eventually(30*time.Second, func() bool {
+			return vsctl(t, "get", "interface", "int-a", "link_state") == "up" && vsctl(t, "get", "interface", "int-b", "link_state") == "up"
+		}) {
+			t.Fatalf("after %v the ports do not come up: int-a error %s, int-b error %s\n%s", sig,
+				vsctl(t, "get", "interface", "int-a", "error"), vsctl(t, "get", "interface", "int-b", "error"), x.proc.Output())
+		}
+		if got := vsctl(t, "get", "interface", "int-a", "ofport"); got != "5" {
+			t.Errorf("after %v int-a ofport %s, want 5", sig, got)
+		}
+		if got := vsctl(t, "get", "interface", "int-b", "ofport"); got != ofB {
+			t.Errorf("after %v int-b ofport %s, want %s", sig, got, ofB)
+		}
+		if !pings(a, "10.81.0.2", 30*time.Second) {
+			t.Fatalf("after %v int-a does not reach int-b\n%s\n%s", sig, x.cli.run(t, "dump-ports", "br0"), x.proc.Output())
+		}
+	}
+
+	vsctl(t, "del-port", "br0", "int-a")
+	if !netns.Eventually(20*time.Second, func() bool {
+		_, err := a.Run("ip", "link", "show", "int-a")
+		return err != nil
+	}) {
+		t.Errorf("int-a is still in namespace a after del-port")
+	}
+	vsctl(t, "del-br", "br0")
+	if !netns.Eventually(20*time.Second, func() bool {
+		return len(tunDevices(t, sw))+len(tunDevices(t, a))+len(tunDevices(t, b)) == 0
+	}) {
+		t.Errorf("TUN/TAP devices left after del-port and del-br: switch %v, a %v, b %v", tunDevices(t, sw), tunDevices(t, a), tunDevices(t, b))
 	}
 }

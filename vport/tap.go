@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -20,7 +19,12 @@ import (
 // vSwitch's userspace datapath makes its internal ports: what the bridge
 // transmits to it the host's stack receives on the device, and what the
 // stack sends on the device the bridge receives. The device lives as long
-// as the port: Close deletes it.
+// as the port: Close deletes it. A persistent port's device (TapConfig.
+// Persist) outlives the process, as an Open vSwitch kernel datapath's
+// internal port outlives ovs-vswitchd: a crash, or Close after Keep,
+// leaves it where it is, with its addresses, MTU, link state and
+// namespace, and a later port with TapConfig.Reattach takes it up again
+// (tap_persist.go).
 //
 // The device may be moved into another network namespace (ip link set DEV
 // netns NS); its file descriptor stays valid, so the port keeps working.
@@ -49,6 +53,16 @@ type TapConfig struct {
 	OnGone func()
 	// Logger receives the port's warnings; slog.Default() when nil.
 	Logger *slog.Logger
+	// Persist makes the device persistent (TUNSETPERSIST), owned by the
+	// process's effective uid and marked with the alias TapAlias: it
+	// outlives the port's descriptor, so a crash of the process leaves
+	// it. Close deletes it all the same, unless Keep was called.
+	Persist bool
+	// Reattach takes up a persistent device of this name that a port
+	// left (marked TapAlias) instead of creating one: in this network
+	// namespace, or in the one it was moved into (tap_persist.go). When
+	// there is none, the device is created as without it.
+	Reattach bool
 }
 
 // tapResync is how often a TAP port reads its device's state even when no
@@ -63,6 +77,9 @@ type TapPort struct {
 	log  *slog.Logger
 
 	closed atomic.Bool
+	// persist is TapConfig.Persist; keep is set by Keep.
+	persist bool
+	keep    atomic.Bool
 	// closeMu makes Close exclusive; it protects fdClosed.
 	closeMu  sync.Mutex
 	fdClosed bool
@@ -85,53 +102,57 @@ type TapPort struct {
 
 var _ Port = (*TapPort)(nil)
 
-// NewTapPort creates the TAP device cfg.Name, down, and returns its port.
-// A missing /dev/net/tun or privilege is an ErrNotSupported.
+// NewTapPort creates the TAP device cfg.Name, down, and returns its port;
+// with cfg.Reattach it takes up the persistent device of that name that a
+// port left, if any, as it is. A missing /dev/net/tun or privilege is an
+// ErrNotSupported; a device of that name that is not such a device is an
+// os.ErrExist.
 func NewTapPort(cfg TapConfig) (*TapPort, error) {
 	if cfg.Name == "" || len(cfg.Name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("tap %q: a device name has 1 to %d characters", cfg.Name, unix.IFNAMSIZ-1)
 	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	switch {
-	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV):
-		return nil, fmt.Errorf("tap %s: open /dev/net/tun: %w (load the tun module: modprobe tun)", cfg.Name, ErrNotSupported)
-	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
-		return nil, fmt.Errorf("tap %s: open /dev/net/tun: %w (needs CAP_NET_ADMIN)", cfg.Name, ErrNotSupported)
-	case err != nil:
-		return nil, fmt.Errorf("tap %s: open /dev/net/tun: %w", cfg.Name, err)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
 	}
-	ifr, err := unix.NewIfreq(cfg.Name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("tap %s: %w", cfg.Name, err)
+	fd, created := -1, false
+	if cfg.Reattach {
+		var where string
+		var err error
+		fd, where, err = reattachTap(cfg.Name)
+		if err != nil {
+			return nil, err
+		}
+		if fd >= 0 {
+			log.Info("tap: took up the device left by an earlier port", "dev", cfg.Name, "netns", where)
+		}
 	}
-	// IFF_TUN_EXCL: a device of that name that exists already is an
-	// error, not a device to share.
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+	if fd < 0 {
+		var err error
+		if fd, err = createTap(cfg.Name, cfg.Persist); err != nil {
+			return nil, err
+		}
+		created = true
+	}
+	// On an error from here on, the device is left as it was found: a
+	// device this call created is deleted, one it took up is kept.
+	release := func() {
+		if created && cfg.Persist {
+			unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0) //nolint:errcheck // Close then deletes it
+		}
 		unix.Close(fd)
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("tap %s: create: %w (needs CAP_NET_ADMIN)", cfg.Name, ErrNotSupported)
-		}
-		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("tap %s: create: a device of that name exists: %w", cfg.Name, os.ErrExist)
-		}
-		return nil, fmt.Errorf("tap %s: create: %w", cfg.Name, err)
 	}
 	dev, err := NewMirrorDevice(cfg.Name, DummyLike, 1)
 	if err != nil {
-		unix.Close(fd)
+		release()
 		return nil, err
 	}
 	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		unix.Close(fd)
+		release()
 		return nil, fmt.Errorf("tap %s: eventfd: %w", cfg.Name, err)
 	}
-	p := &TapPort{name: cfg.Name, fd: fd, dev: dev, log: cfg.Logger, wake: wake, done: make(chan struct{}), onGone: cfg.OnGone}
-	if p.log == nil {
-		p.log = slog.Default()
-	}
+	p := &TapPort{name: cfg.Name, fd: fd, dev: dev, log: log, persist: cfg.Persist, wake: wake, done: make(chan struct{}), onGone: cfg.OnGone}
 	nl, err := tapListen()
 	if err != nil {
 		p.log.Warn("tap: no link events; following the device by polling", "dev", cfg.Name, "err", err)
@@ -409,7 +430,14 @@ func (p *TapPort) Stats() Stats {
 	}
 }
 
-// Close implements Port: it stops following the device and deletes it.
+// Keep makes Close leave a persistent port's device in place, in
+// whichever namespace it is, as a stopping daemon leaves its internal
+// ports (a later port with TapConfig.Reattach takes it up). It does
+// nothing to a port that is not persistent.
+func (p *TapPort) Keep() { p.keep.Store(true) }
+
+// Close implements Port: it stops following the device and deletes it
+// (a persistent device after Keep is left as it is).
 func (p *TapPort) Close() error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
@@ -421,8 +449,16 @@ func (p *TapPort) Close() error {
 	<-p.done
 	p.fdClosed = true
 	unix.Close(p.wake)
-	if err := unix.Close(p.fd); err != nil {
-		return fmt.Errorf("tap %s: close: %w", p.name, err)
+	var errs []error
+	if p.persist && !p.keep.Load() {
+		// Not persistent any more: the kernel deletes the device when
+		// its last descriptor closes. EBADFD: it is gone already.
+		if err := unix.IoctlSetInt(p.fd, unix.TUNSETPERSIST, 0); err != nil && !errors.Is(err, unix.EBADFD) {
+			errs = append(errs, fmt.Errorf("tap %s: delete: %w", p.name, err))
+		}
 	}
-	return nil
+	if err := unix.Close(p.fd); err != nil {
+		errs = append(errs, fmt.Errorf("tap %s: close: %w", p.name, err))
+	}
+	return errors.Join(errs...)
 }

@@ -156,8 +156,10 @@ func startOvsxdp(bin string) (_ *ovsxdpDaemon, err error) {
 			err = errors.Join(err, d.stop())
 		}
 	}()
+	// It runs in the host's namespace: its bridge gets no LOCAL port
+	// (a TAP device there).
 	c := exec.Command(bin, "daemon", "--socket", d.sock, "--state", filepath.Join(dir, "state.json"),
-		"--rundir", filepath.Join(dir, "run"), "--log-level", "warn")
+		"--rundir", filepath.Join(dir, "run"), "--log-level", "warn", "--local-port=false")
 	if d.p, err = startProc("ovsxdp daemon", c, filepath.Join(dir, "daemon.log")); err != nil {
 		return d, err
 	}

@@ -66,6 +66,7 @@ restarts (as in Open vSwitch).`,
 	cmd.Flags().StringVar(&o.ovsdb, "ovsdb", "", `take the configuration from this ovsdb-server, e.g. unix:/run/openvswitch/db.sock (the state file is then not used)`)
 	cmd.Flags().StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this loopback address, e.g. 127.0.0.1:9476")
 	cmd.Flags().StringVar(&o.pprof, "pprof", "", "serve the Go profiler (/debug/pprof/) on this loopback address")
+	cmd.Flags().BoolVar(&o.localPort, "local-port", true, "add-br gives each bridge its LOCAL port, an internal port (TAP device) named as the bridge, as ovs-vsctl add-br does; false adds bridges without it, for a daemon that must make no device in its namespace")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -81,6 +82,8 @@ type daemonOptions struct {
 	// metrics and pprof are the loopback addresses to serve metrics and
 	// the profiler on ("": not served).
 	metrics, pprof string
+	// localPort: add-br adds each bridge's LOCAL port.
+	localPort bool
 }
 
 // HTTP server limits: no client can hold a connection open for long.
@@ -133,7 +136,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, Logger: log})
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, NoLocalPort: !o.localPort, Logger: log})
 	if err != nil {
 		ln.Close()
 		return err

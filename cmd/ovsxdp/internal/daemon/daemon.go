@@ -51,8 +51,12 @@ type Config struct {
 	// OVSDB, if set, is the remote of an ovsdb-server ("unix:PATH" or
 	// "tcp:HOST:PORT") whose Open_vSwitch database configures the bridges
 	// and ports (ovsdb.go); StatePath must then be "".
-	OVSDB  string
-	Logger *slog.Logger
+	OVSDB string
+	// NoLocalPort makes add-br add bridges without their LOCAL port
+	// (addLocalPortLocked), for a daemon that must make no device in its
+	// network namespace.
+	NoLocalPort bool
+	Logger      *slog.Logger
 }
 
 // Daemon owns the bridges and runs commands on them.
@@ -136,7 +140,8 @@ func New(cfg Config) (*Daemon, error) {
 	return d, nil
 }
 
-// Close stops the flow expiry and every bridge.
+// Close stops the flow expiry and every bridge. The internal ports'
+// devices stay (keepInternalLocked).
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
@@ -145,6 +150,7 @@ func (d *Daemon) Close() error {
 	d.saveIfDirty() // what the OpenFlow channels changed last
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.keepInternalLocked()
 	var errs []error
 	for _, b := range d.bridges {
 		if err := b.dp.Close(); err != nil {

@@ -27,7 +27,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // when the test ends.
 func newTestDaemon(t *testing.T, statePath string) *Daemon {
 	t.Helper()
-	d, err := New(Config{StatePath: statePath, Version: "test", Logger: quietLogger()})
+	d, err := New(Config{NoLocalPort: true, StatePath: statePath, Version: "test", Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestFlowCommands(t *testing.T) {
 func TestStateRestore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lib", "state.json")
 	pcapOut := filepath.Join(t.TempDir(), "out.pcap")
-	d, err := New(Config{StatePath: path, Logger: quietLogger()})
+	d, err := New(Config{NoLocalPort: true, StatePath: path, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func TestStateCorrupt(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			d, err := New(Config{StatePath: path, Logger: quietLogger()})
+			d, err := New(Config{NoLocalPort: true, StatePath: path, Logger: quietLogger()})
 			if err == nil {
 				d.Close()
 				t.Fatal("New succeeded on a bad state file")

@@ -80,7 +80,7 @@ func (cl *ofClient) recv() openflow.Message {
 // bridge's socket goes away with it.
 func TestOpenFlowChannelConcurrent(t *testing.T) {
 	dir := t.TempDir()
-	d, err := New(Config{RunDir: filepath.Join(dir, "run"), Logger: slog.New(slog.DiscardHandler)})
+	d, err := New(Config{NoLocalPort: true, RunDir: filepath.Join(dir, "run"), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

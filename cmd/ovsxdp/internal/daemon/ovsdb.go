@@ -461,8 +461,11 @@ func (s *ovsdbSync) ofportFreeLocked(b *bridge, n uint32) bool {
 func (s *ovsdbSync) removePortLocked(b *bridge, name string) {
 	ctx, cancel := context.WithTimeout(s.ctx, removeTimeout)
 	defer cancel()
-	if _, err := b.dp.RemovePort(ctx, name); err != nil {
-		s.log.Error("ovsdb: removing the port", "bridge", b.name, "port", name, "err", err)
+	// A port kept with its error is not on the bridge (keepFailedLocked).
+	if pc := b.ports[name]; pc == nil || pc.err == "" {
+		if _, err := b.dp.RemovePort(ctx, name); err != nil {
+			s.log.Error("ovsdb: removing the port", "bridge", b.name, "port", name, "err", err)
+		}
 	}
 	s.d.forgetPortLocked(b, name)
 	delete(s.applied, name)

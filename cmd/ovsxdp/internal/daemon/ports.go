@@ -31,13 +31,50 @@ type portConfig struct {
 	Type    string            `json:"type"`
 	OFPort  uint32            `json:"ofport"`
 	Options map[string]string `json:"options,omitempty"`
+	// err is why the port is configured but not on its bridge: an
+	// internal port whose device could not be made (keepFailedLocked),
+	// as Open vSwitch sets an Interface's error. Not saved: the next
+	// start tries again.
+	err string
+}
+
+// deviceError is the error of a port whose device could not be made or
+// taken up; an internal port stays configured with it when the daemon
+// makes the port itself (a bridge's LOCAL port, a restore).
+type deviceError struct{ err error }
+
+func (e *deviceError) Error() string { return e.err.Error() }
+func (e *deviceError) Unwrap() error { return e.err }
+
+// keepFailedLocked keeps pc configured on b, off the bridge, with err as
+// its error: show lists it with it, the state file keeps it, del-port
+// forgets it, and the next start tries again. d.mu must be held.
+func (d *Daemon) keepFailedLocked(b *bridge, pc *portConfig, err error) {
+	saved := *pc
+	saved.err = err.Error()
+	b.ports[pc.Name] = &saved
+	d.log.Error("port configured; its device could not be made", "bridge", b.name, "port", pc.Name, "type", pc.Type, "ofport", pc.OFPort, "err", err)
+}
+
+// addLocalPortLocked gives the new bridge b its LOCAL port, OpenFlow port
+// 65534, an internal port named as the bridge, as ovs-vsctl add-br does.
+// A device that cannot be made leaves the port configured with its error
+// (keepFailedLocked): the bridge is there all the same. d.mu must be
+// held.
+func (d *Daemon) addLocalPortLocked(b *bridge) {
+	pc := &portConfig{Name: b.name, Type: typeInternal, OFPort: flow.PortLocal}
+	if err := d.addPortLocked(b, pc, false); err != nil {
+		d.keepFailedLocked(b, pc, err)
+	}
 }
 
 // newVPort creates the port that pc describes. It is the one place that
 // knows the port types and their options. Ports log to log. gone, if not
 // nil, is called (on a goroutine of the port's) when the kernel
 // unregisters the device of a port that owns its device (internal).
-func newVPort(pc *portConfig, log *slog.Logger, gone func()) (vport.Port, error) {
+// restoring takes up the device an internal port left when the daemon
+// stopped, wherever it was moved (see keepInternalLocked).
+func newVPort(pc *portConfig, log *slog.Logger, gone func(), restoring bool) (vport.Port, error) {
 	o := options{typ: pc.Type, m: pc.Options}
 	var (
 		p   vport.Port
@@ -112,7 +149,11 @@ func newVPort(pc *portConfig, log *slog.Logger, gone func()) (vport.Port, error)
 		if err := o.done(); err != nil {
 			return nil, err
 		}
-		p, err = vport.NewTapPort(vport.TapConfig{Name: pc.Name, OnGone: gone, Logger: log})
+		// Persistent, as an internal port of Open vSwitch's kernel
+		// datapath outlives ovs-vswitchd: a crash or a stop of the
+		// daemon leaves the device (and the addresses and namespace it
+		// has), and the restarted daemon takes it up again.
+		p, err = vport.NewTapPort(vport.TapConfig{Name: pc.Name, OnGone: gone, Logger: log, Persist: true, Reattach: restoring})
 	default:
 		return nil, fmt.Errorf("unknown port type %q (want %s, %s, %s or %s)", flow.Clipped(pc.Type), typeMem, typePcap, typeAFXDP, typeInternal)
 	}
@@ -258,6 +299,22 @@ func (d *Daemon) internalGone(bridge string, pc *portConfig) func() {
 		d.publishLocked()
 		if err := d.saveLocked(); err != nil {
 			d.log.Error("saving the state after an internal port was torn down", "err", err)
+		}
+	}
+}
+
+// keepInternalLocked makes the internal ports' devices outlive the
+// daemon: closing the bridges then leaves them where they are, as Open
+// vSwitch's kernel datapath keeps its internal ports when ovs-vswitchd
+// stops, and the daemon takes them up again at its next start. Only
+// del-port, del-br and a port's removal from the database delete them.
+// d.mu must be held.
+func (d *Daemon) keepInternalLocked() {
+	for _, b := range d.bridges {
+		for _, p := range b.dp.Ports() {
+			if tp, ok := p.VPort().(*vport.TapPort); ok {
+				tp.Keep()
+			}
 		}
 	}
 }

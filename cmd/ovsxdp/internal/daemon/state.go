@@ -377,7 +377,15 @@ func (d *Daemon) restore(st *state) error {
 			if pc == nil {
 				return fmt.Errorf("bridge %s: a port is null", bs.Name)
 			}
-			if err := d.addPortLocked(b, pc, true); err != nil {
+			err := d.addPortLocked(b, pc, true)
+			var de *deviceError
+			switch {
+			case err == nil:
+			case pc.Type == typeInternal && errors.As(err, &de):
+				// As Open vSwitch keeps an Interface whose device
+				// it cannot make, with its error.
+				d.keepFailedLocked(b, pc, err)
+			default:
 				return err
 			}
 		}

@@ -42,7 +42,7 @@ func savedFlowCount(t *testing.T, path string) int {
 // yet.
 func TestStateSaveCoalesced(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
-	d, err := New(Config{StatePath: path, Version: "test", Logger: quietLogger()})
+	d, err := New(Config{NoLocalPort: true, StatePath: path, Version: "test", Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

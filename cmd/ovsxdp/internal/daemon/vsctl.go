@@ -37,7 +37,7 @@ func checkName(what, name string) error {
 // The commands modelled on ovs-vsctl.
 func init() {
 	register(
-		&verb{VerbInfo: VerbInfo{Name: "add-br", Usage: "BR", Short: "Add a bridge", Min: 1, Max: 1, Flags: []FlagInfo{
+		&verb{VerbInfo: VerbInfo{Name: "add-br", Usage: "BR", Short: "Add a bridge and its LOCAL port (an internal port named as the bridge)", Min: 1, Max: 1, Flags: []FlagInfo{
 			{Name: "policy", Usage: "output policy: guarded (default), legacy, carrier or upstream"},
 			{Name: "pmds", Usage: "number of poll threads (default 1)"},
 			{Name: "idle", Usage: "what idle poll threads do: adaptive (default: nap under light load, sleep when idle), spin (busy-poll a CPU each) or sleep"},
@@ -97,8 +97,21 @@ func (d *Daemon) addBr(c *call) (string, error) {
 		}
 		spare = v
 	}
-	_, err := d.addBridgeLocked(datapath.Config{Name: name, Policy: pol, PMDs: pmds, Idle: idle, DisableGRO: !gro, SpareSpin: spare})
-	return "", err
+	// The bridge's LOCAL port is named as the bridge: as ovs-vsctl, no
+	// bridge takes the name of a port.
+	for _, other := range d.bridges {
+		if other.ports[name] != nil {
+			return "", fmt.Errorf("add-br %s: cannot create a bridge named %s because a port named %s already exists on bridge %s", name, name, name, other.name)
+		}
+	}
+	b, err := d.addBridgeLocked(datapath.Config{Name: name, Policy: pol, PMDs: pmds, Idle: idle, DisableGRO: !gro, SpareSpin: spare})
+	if err != nil {
+		return "", err
+	}
+	if !d.cfg.NoLocalPort {
+		d.addLocalPortLocked(b)
+	}
+	return "", nil
 }
 
 // maxSpareSpin bounds --spare-spin.
@@ -234,7 +247,7 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		ofport, err := b.dp.AddLinkPort(datapath.LinkPort{
 			Name:      pc.Name,
 			OFPort:    pc.OFPort,
-			Open:      func() (vport.Port, error) { return newVPort(&saved, d.log, nil) },
+			Open:      func() (vport.Port, error) { return newVPort(&saved, d.log, nil, false) },
 			MustExist: !restoring,
 		})
 		switch {
@@ -249,12 +262,15 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		if pc.Type == typeInternal {
 			gone = d.internalGone(b.name, &saved)
 		}
-		vp, err := newVPort(pc, d.log, gone)
+		vp, err := newVPort(pc, d.log, gone, restoring)
 		if err != nil {
-			return fmt.Errorf("port %s: %w", pc.Name, err)
+			return fmt.Errorf("port %s: %w", pc.Name, &deviceError{err})
 		}
 		p, err := b.dp.AddPort(vp, pc.OFPort)
 		if err != nil {
+			if tp, ok := vp.(*vport.TapPort); ok && restoring {
+				tp.Keep() // the device it took up stays as it was
+			}
 			vp.Close()
 			return err
 		}
@@ -279,13 +295,16 @@ func (d *Daemon) delPort(c *call) (string, error) {
 		return "", err
 	}
 	name := c.args[1]
-	if b.ports[name] == nil {
+	pc := b.ports[name]
+	if pc == nil {
 		return "", fmt.Errorf("bridge %s: no port named %s", b.name, name)
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, removeTimeout)
-	defer cancel()
-	if _, err := b.dp.RemovePort(ctx, name); err != nil {
-		return "", err
+	if pc.err == "" { // else it is not on the bridge (keepFailedLocked)
+		ctx, cancel := context.WithTimeout(c.ctx, removeTimeout)
+		defer cancel()
+		if _, err := b.dp.RemovePort(ctx, name); err != nil {
+			return "", err
+		}
 	}
 	d.forgetPortLocked(b, name)
 	d.log.Info("port deleted", "bridge", b.name, "port", name)
@@ -342,6 +361,8 @@ func (d *Daemon) show(*call) (string, error) {
 			// ovs-vsctl shows an Interface's error column.
 			if err, ok := detached[pc.Name]; ok {
 				fmt.Fprintf(&s, "                error: %s\n", strconv.Quote(err.Error()))
+			} else if pc.err != "" {
+				fmt.Fprintf(&s, "                error: %s\n", strconv.Quote(pc.err))
 			}
 			fmt.Fprintf(&s, "                ofport: %d\n", pc.OFPort)
 			state := "down"
