@@ -181,7 +181,10 @@ func (c *Client) reconnect() (*conn, error) {
 	return cn, nil
 }
 
-// current returns the live connection.
+// current returns the live connection. A connection that has closed but
+// that run has not yet let go of is no connection either: a call made
+// once Connected says false fails as not connected, whichever goroutine
+// gets there first.
 func (c *Client) current() (*conn, error) {
 	if c.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -191,13 +194,16 @@ func (c *Client) current() (*conn, error) {
 	if c.conn == nil {
 		return nil, ErrNotConnected
 	}
+	if err := c.conn.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
+	}
 	return c.conn, nil
 }
 
 // Connected reports whether the client has a live, resynced connection.
 func (c *Client) Connected() bool {
-	cn, err := c.current()
-	return err == nil && cn.Err() == nil
+	_, err := c.current()
+	return err == nil
 }
 
 // Stats returns the client's counters.
