@@ -125,6 +125,9 @@ type Megaflows struct {
 	byMask  map[Key]*mfSubtable
 	n       int
 	lookups uint32
+	// touched keeps what Lookup's touches read, so that the reads are not
+	// left out.
+	touched uint64
 }
 
 // rankInterval is how many lookups pass between re-rankings of the
@@ -149,8 +152,13 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 	if c.lookups%rankInterval == 0 {
 		c.Rank()
 	}
-	for _, st := range c.subs {
-		if mf := st.find(k, st.hashKey(k)); mf != nil {
+	for i, st := range c.subs {
+		h := st.hashKey(k)
+		if i == 0 {
+			// The busiest subtable is the likeliest to hold k.
+			c.touched ^= st.touch(h)
+		}
+		if mf := st.find(k, h); mf != nil {
 			st.hits++
 			return mf
 		}
@@ -252,10 +260,8 @@ func (c *Megaflows) dropSubtable(st *mfSubtable) {
 // insert or remove megaflows.
 func (c *Megaflows) Range(fn func(*Megaflow) bool) {
 	for _, st := range c.subs {
-		for _, mf := range st.mfs {
-			if mf != nil && !fn(mf) {
-				return
-			}
+		if !st.each(fn) {
+			return
 		}
 	}
 }

@@ -1,43 +1,48 @@
 package flow
 
-import "math/bits"
-
-// A subtable's hash table grows beyond 3/8 full while it has fewer than
-// denseSlots slots, and beyond 1/2 full from then on. Most probes are
-// misses (a packet is in one subtable and probes the ones ranked before
-// it), and a miss scans to an empty slot: a sparse table ends most scans at
-// the home slot, which counts while the table sits in the caches. A large
-// table is dominated by the cache miss on the home slot instead, so it
-// spends less memory.
-const denseSlots = 1 << 16
-
-// minSlotsLog2 is the log2 of a new subtable's number of slots.
-const minSlotsLog2 = 3
+import (
+	"math/bits"
+	"reflect"
+	"unsafe"
+)
 
 // mfSubtable holds the megaflows that share one mask, in an open-addressing
-// hash table (linear probing) kept as three parallel arrays indexed by slot:
+// hash table of groups of eight slots, probed a group at a time (linear
+// probing over groups). It keeps two arrays indexed by slot:
 //
-//   - tags holds 32 bits of each megaflow's hash, never 0; 0 marks an empty
-//     slot. A probe scans tags, 16 to a cache line, and rarely looks
-//     further when a tag differs.
-//   - keys holds each megaflow's masked key inline, nwords words a slot:
-//     only the words the mask covers. Comparing needs no pointer to be
-//     followed first.
-//   - mfs holds the megaflows themselves, for the caller.
+//   - ctrl holds one control byte per slot, eight to a word (one word a
+//     group): ctrlEmpty, ctrlDeleted, or for a megaflow ctrlFull and 7
+//     bits of its hash (its tag). A probe compares its tag with a whole
+//     group's at once (tagLanes) and learns from the same word whether the
+//     group has an empty slot, which ends a probe that found nothing. At a
+//     byte a slot, the control bytes of a million megaflows take two
+//     megabytes, which the CPU caches keep, and a probe for a key the
+//     subtable does not hold (most probes, with several subtables) touches
+//     nothing else: a tag differs with probability 127/128.
+//   - the records hold, per slot, the megaflow pointer and then the
+//     megaflow's masked key inline: only the nwords words the mask
+//     covers, so comparing follows no pointer. A hit reads one record,
+//     which shares a cache line with its neighbours but no other array:
+//     one cache miss (two when the record straddles a line boundary, into
+//     the adjacent line).
 //
-// A hit therefore loads one line of each array, and the three addresses
-// depend only on the hash, so the loads can overlap instead of waiting for
-// each other, where a table of pointers to megaflows has to load the slot
-// before it can load the megaflow's key. The slot comes from the hash's low
-// bits and the tag from its high ones, so that entries sharing a probe run
-// still have independent tags.
+// The records are an array of a struct type made for nwords (recType), so
+// that the collector sees the megaflow pointers, and are addressed with
+// unsafe arithmetic within that array.
+//
+// The group comes from the hash's low bits and the tag from its top ones.
+// Removal leaves ctrlDeleted in a slot of a group that has no empty slot,
+// as a probe may have passed that group while it was full, and ctrlEmpty
+// otherwise; insertions reuse deleted slots and rebuilding clears them.
 //
 // The fields a lookup reads come first, so that they share the subtable's
 // first cache lines.
 type mfSubtable struct {
-	tags []uint32
-	keys []uint64
-	mfs  []*Megaflow
+	ctrl []uint64
+	// recs points to the first slot's record; records are stride bytes
+	// apart.
+	recs   unsafe.Pointer
+	stride uintptr
 	// words lists the indexes of the mask's non-zero words and maskw their
 	// values, so that hashing and comparing skip the words the mask
 	// ignores.
@@ -46,9 +51,57 @@ type mfSubtable struct {
 	maskw  [KeyWords]uint64
 	hits   uint64
 
-	n      int
-	ranked bool // in subs
-	mask   Key
+	n       int // megaflows
+	deleted int // slots marked ctrlDeleted
+	ranked  bool
+	mask    Key
+}
+
+// Control bytes.
+const (
+	ctrlEmpty   = 0x00
+	ctrlDeleted = 0x01
+	ctrlFull    = 0x80 // or'ed with 7 bits of the hash
+)
+
+// groupSlots is the number of slots in a group, one control byte each in
+// a word.
+const groupSlots = 8
+
+// minGroupsLog2 is the log2 of a new subtable's number of groups.
+const minGroupsLog2 = 0
+
+const (
+	laneLow  = 0x0101010101010101 // 1 in every byte
+	laneHigh = 0x8080808080808080 // the top bit of every byte
+	laneRest = 0x7f7f7f7f7f7f7f7f // the other bits
+)
+
+// zeroLanes returns the top bit of each byte of w that is zero (exactly:
+// no carry crosses bytes).
+func zeroLanes(w uint64) uint64 {
+	return ^((w&laneRest + laneRest) | w | laneRest)
+}
+
+// tagLanes returns the top bit of each byte of the group's control word w
+// that holds tag.
+func tagLanes(w uint64, tag uint8) uint64 { return zeroLanes(w ^ laneLow*uint64(tag)) }
+
+// freeLanes returns the top bit of each byte of w that is empty or
+// deleted: free for an insertion.
+func freeLanes(w uint64) uint64 { return ^w & laneHigh }
+
+// lane returns the slot index within its group of the lowest lane set in
+// m.
+func lane(m uint64) uint64 { return uint64(bits.TrailingZeros64(m) >> 3) }
+
+// recType returns the type of a record with nwords key words: the
+// megaflow pointer, then the words.
+func recType(nwords int) reflect.Type {
+	return reflect.StructOf([]reflect.StructField{
+		{Name: "MF", Type: reflect.TypeFor[*Megaflow]()},
+		{Name: "Key", Type: reflect.ArrayOf(nwords, reflect.TypeFor[uint64]())},
+	})
 }
 
 func newMfSubtable(mask *Key) *mfSubtable {
@@ -60,17 +113,33 @@ func newMfSubtable(mask *Key) *mfSubtable {
 			st.nwords++
 		}
 	}
-	st.alloc(minSlotsLog2)
+	st.stride = recType(st.nwords).Size()
+	st.alloc(minGroupsLog2)
 	return st
 }
 
-// alloc gives st empty arrays of 1<<log2 slots.
+// alloc gives st empty arrays of 1<<log2 groups.
 func (st *mfSubtable) alloc(log2 uint) {
-	n := 1 << log2
-	st.tags = make([]uint32, n)
-	st.keys = make([]uint64, n*st.nwords)
-	st.mfs = make([]*Megaflow, n)
-	st.n = 0
+	st.ctrl = make([]uint64, 1<<log2)
+	n := groupSlots << log2
+	st.recs = reflect.MakeSlice(reflect.SliceOf(recType(st.nwords)), n, n).UnsafePointer()
+	st.n, st.deleted = 0, 0
+}
+
+// slots returns the number of slots.
+func (st *mfSubtable) slots() int { return len(st.ctrl) * groupSlots }
+
+// rec returns slot i's record; i must be below st.slots().
+func (st *mfSubtable) rec(i uint64) unsafe.Pointer {
+	return unsafe.Add(st.recs, uintptr(i)*st.stride)
+}
+
+// recMegaflow returns the megaflow of record r, nil for a free slot.
+func recMegaflow(r unsafe.Pointer) *Megaflow { return *(**Megaflow)(r) }
+
+// recKey returns the key words of record r.
+func (st *mfSubtable) recKey(r unsafe.Pointer) []uint64 {
+	return unsafe.Slice((*uint64)(unsafe.Add(r, unsafe.Sizeof((*Megaflow)(nil)))), st.nwords)
 }
 
 // wordSeeds make the same value hash differently in different key words.
@@ -98,120 +167,151 @@ func (st *mfSubtable) hashKey(k *Key) uint64 {
 	return h
 }
 
-// tagOf returns the tag stored for hash h: its high 32 bits, never 0.
-func tagOf(h uint64) uint32 { return uint32(h>>32) | 1 }
+// tagOf returns the control byte of a megaflow with hash h.
+func tagOf(h uint64) uint8 { return ctrlFull | uint8(h>>57) }
 
-// home returns the slot where the probe for hash h starts.
-func (st *mfSubtable) home(h uint64) uint64 { return h & uint64(len(st.tags)-1) }
+// home returns the group where the probe for hash h starts.
+func (st *mfSubtable) home(h uint64) uint64 { return h & uint64(len(st.ctrl)-1) }
+
+// homeLane returns the lane of its home group where a megaflow with hash h
+// goes when that lane is free.
+func homeLane(h uint64) uint64 { return h >> 32 & (groupSlots - 1) }
+
+// touch reads the start of the record in the home slot of hash h, where a
+// megaflow with that hash most likely is, and returns what it read. A
+// lookup that expects to hit st calls it before find, so that the record's
+// cache miss overlaps the one on the control word, which it would
+// otherwise follow.
+func (st *mfSubtable) touch(h uint64) uint64 {
+	return *(*uint64)(st.rec(st.home(h)*groupSlots + homeLane(h)))
+}
 
 // find returns the megaflow of st whose key equals k's masked key, or nil;
 // h is st.hashKey(k).
 func (st *mfSubtable) find(k *Key, h uint64) *Megaflow {
 	kw := k.Words()
 	tag := tagOf(h)
-	m := uint64(len(st.tags) - 1)
-	nw := uint64(st.nwords)
-	for i, probes := st.home(h), 0; probes < len(st.tags); i, probes = (i+1)&m, probes+1 {
-		t := st.tags[i]
-		if t == 0 {
-			return nil
-		}
-		if t != tag {
-			continue
-		}
-		sk := st.keys[i*nw : i*nw+nw]
-		j := 0
-		for ; j < len(sk); j++ {
-			if kw[st.words[j]]&st.maskw[j] != sk[j] {
-				break
+	gm := uint64(len(st.ctrl) - 1)
+	g := st.home(h)
+	for range len(st.ctrl) {
+		w := st.ctrl[g]
+		for m := tagLanes(w, tag); m != 0; m &= m - 1 {
+			r := st.rec(g*groupSlots + lane(m))
+			sk := st.recKey(r)
+			j := 0
+			for ; j < len(sk); j++ {
+				if kw[st.words[j]]&st.maskw[j] != sk[j] {
+					break
+				}
+			}
+			if j == len(sk) {
+				return recMegaflow(r)
 			}
 		}
-		if j == len(sk) {
-			return st.mfs[i]
+		if zeroLanes(w) != 0 {
+			return nil
 		}
+		g = (g + 1) & gm
 	}
 	return nil
 }
 
-// insert puts mf into the first free slot of its probe sequence. The table
-// must have a free slot.
+// insert puts mf into its home lane if free, or else into the first free
+// slot of its probe sequence. The table must have room (see full).
 func (st *mfSubtable) insert(mf *Megaflow) {
-	m := uint64(len(st.tags) - 1)
-	i := st.home(mf.hash)
-	for st.tags[i] != 0 {
-		i = (i + 1) & m
+	gm := uint64(len(st.ctrl) - 1)
+	g := st.home(mf.hash)
+	for freeLanes(st.ctrl[g]) == 0 {
+		g = (g + 1) & gm
 	}
-	st.put(i, mf)
-	st.n++
-}
-
-// put stores mf in slot i.
-func (st *mfSubtable) put(i uint64, mf *Megaflow) {
-	nw := uint64(st.nwords)
+	free := freeLanes(st.ctrl[g])
+	l := homeLane(mf.hash)
+	if g != st.home(mf.hash) || free&(0x80<<(l*8)) == 0 {
+		l = lane(free)
+	}
+	if uint8(st.ctrl[g]>>(l*8)) == ctrlDeleted {
+		st.deleted--
+	}
+	st.setCtrl(g, l, tagOf(mf.hash))
+	r := st.rec(g*groupSlots + l)
 	kw := mf.Key.Words()
-	sk := st.keys[i*nw : i*nw+nw]
+	sk := st.recKey(r)
 	for j := range sk {
 		sk[j] = kw[st.words[j]]
 	}
-	st.tags[i] = tagOf(mf.hash)
-	st.mfs[i] = mf
+	*(**Megaflow)(r) = mf
+	st.n++
 }
 
-// move moves slot j's megaflow into slot i and empties slot j.
-func (st *mfSubtable) move(i, j uint64) {
-	nw := uint64(st.nwords)
-	copy(st.keys[i*nw:i*nw+nw], st.keys[j*nw:j*nw+nw])
-	st.tags[i], st.mfs[i] = st.tags[j], st.mfs[j]
-	st.clearSlot(j)
-}
-
-func (st *mfSubtable) clearSlot(i uint64) {
-	nw := uint64(st.nwords)
-	clear(st.keys[i*nw : i*nw+nw])
-	st.tags[i], st.mfs[i] = 0, nil
+// setCtrl sets the control byte of lane l of group g to c.
+func (st *mfSubtable) setCtrl(g, l uint64, c uint8) {
+	st.ctrl[g] = st.ctrl[g]&^(0xff<<(l*8)) | uint64(c)<<(l*8)
 }
 
 // full reports whether one more megaflow would take st past its load
-// limit.
+// limit: 7/8 of the slots holding a megaflow or deleted, so that every
+// probe ends within a few groups.
 func (st *mfSubtable) full() bool {
-	if len(st.tags) >= denseSlots {
-		return (st.n+1)*2 > len(st.tags)
-	}
-	return (st.n+1)*8 > len(st.tags)*3
+	return (st.n+st.deleted+1)*8 > st.slots()*7
 }
 
+// grow rebuilds st's table: at twice the size, or at the same size when
+// deleted slots rather than megaflows filled it.
 func (st *mfSubtable) grow() {
-	old := st.mfs
-	st.alloc(uint(bits.Len(uint(len(old)))))
-	for _, mf := range old {
-		if mf != nil {
+	old := *st
+	log2 := uint(bits.TrailingZeros(uint(len(st.ctrl))))
+	if (st.n+1)*16 > st.slots()*7 {
+		log2++
+	}
+	st.alloc(log2)
+	for i := range uint64(old.slots()) {
+		if mf := recMegaflow(old.rec(i)); mf != nil {
 			st.insert(mf)
 		}
 	}
 }
 
+// each calls fn for each megaflow of st until fn returns false, and
+// reports whether fn always returned true.
+func (st *mfSubtable) each(fn func(*Megaflow) bool) bool {
+	for i := range uint64(st.slots()) {
+		if mf := recMegaflow(st.rec(i)); mf != nil && !fn(mf) {
+			return false
+		}
+	}
+	return true
+}
+
 // remove removes mf from st and reports whether it was there.
 func (st *mfSubtable) remove(mf *Megaflow) bool {
-	m := uint64(len(st.tags) - 1)
-	i := st.home(mf.hash)
-	for probes := 0; st.mfs[i] != mf; probes++ {
-		if st.tags[i] == 0 || probes == len(st.tags) {
-			return false // not in this table
+	tag := tagOf(mf.hash)
+	gm := uint64(len(st.ctrl) - 1)
+	g := st.home(mf.hash)
+	for range len(st.ctrl) {
+		w := st.ctrl[g]
+		for m := tagLanes(w, tag); m != 0; m &= m - 1 {
+			l := lane(m)
+			r := st.rec(g*groupSlots + l)
+			if recMegaflow(r) != mf {
+				continue
+			}
+			// A probe may have passed this group only if it never had an
+			// empty slot.
+			if zeroLanes(w) != 0 {
+				st.setCtrl(g, l, ctrlEmpty)
+			} else {
+				st.setCtrl(g, l, ctrlDeleted)
+				st.deleted++
+			}
+			*(**Megaflow)(r) = nil
+			clear(st.recKey(r))
+			st.n--
+			return true
 		}
-		i = (i + 1) & m
-	}
-	// Backward-shift deletion: move later members of the probe run into the
-	// hole so that lookups never stop early at it.
-	st.clearSlot(i)
-	for j := (i + 1) & m; st.tags[j] != 0; j = (j + 1) & m {
-		home := st.home(st.mfs[j].hash)
-		// The entry at j may fill the hole at i unless its home lies
-		// cyclically in (i, j].
-		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
-			st.move(i, j)
-			i = j
+		if zeroLanes(w) != 0 {
+			return false
 		}
+		g = (g + 1) & gm
 	}
-	st.n--
-	return true
+	return false
 }
