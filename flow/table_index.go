@@ -52,13 +52,11 @@ func equalUnderWords(k, key, mask *Key, words []uint8) bool {
 	return true
 }
 
-// hash returns rk's hash.
-func (rk *ruleKey) hash() uint64 { return ruleKeyHash(rk) }
-
-// ruleKeyHash hashes a ruleKey; a variable so that tests can make every
-// key collide.
-var ruleKeyHash = func(rk *ruleKey) uint64 {
-	return hashKeyWords(&rk.key, &onesKey, allWords, uint64(rk.priority))
+// ruleKeyHash hashes a rule's key k (under its group's mask, whose words
+// that are not zero are words; k is zero elsewhere) and priority; a
+// variable so that tests can make every key collide.
+var ruleKeyHash = func(k *Key, priority uint16, words []uint8) uint64 {
+	return hashKeyWords(k, &onesKey, words, uint64(priority))
 }
 
 // onesKey is a mask with every bit set.
@@ -72,34 +70,53 @@ var onesKey = func() Key {
 
 // ruleSet is a group's rules by key and priority (ruleKey): a map by the
 // hash of the two, with the rare rule whose hash another rule of the group
-// has in more, by its whole ruleKey. The zero value is empty.
+// has in more, by its whole ruleKey. The hash reads only the words of the
+// group's mask that are not zero (words): the other words of the group's
+// keys are zero. A zero ruleSet (words nil) is empty and correct, but
+// every key hashes alike.
 type ruleSet struct {
-	m    map[uint64]*Rule
-	more map[ruleKey]*Rule
+	words []uint8
+	m     map[uint64]*Rule
+	more  map[ruleKey]*Rule
 }
 
-func (r *Rule) hasKey(rk *ruleKey) bool {
-	return r.Priority == rk.priority && r.Match.Key == rk.key
+// newRuleSet returns an empty set for the rules under mask.
+func newRuleSet(mask *Key) ruleSet {
+	return ruleSet{words: maskWords(mask)}
 }
 
-// get returns the rule with key rk, or nil.
-func (s *ruleSet) get(rk ruleKey) *Rule {
-	if r := s.m[rk.hash()]; r != nil && r.hasKey(&rk) {
-		return r
+func (r *Rule) hasKey(k *Key, priority uint16) bool {
+	return r.Priority == priority && r.Match.Key == *k
+}
+
+// hash returns the hash of the rule key k, priority.
+func (s *ruleSet) hash(k *Key, priority uint16) uint64 {
+	return ruleKeyHash(k, priority, s.words)
+}
+
+// find returns the rule with key k and priority (nil if none) and the
+// hash of the two, for a set that follows.
+func (s *ruleSet) find(k *Key, priority uint16) (uint64, *Rule) {
+	h := s.hash(k, priority)
+	if r := s.m[h]; r != nil && r.hasKey(k, priority) {
+		return h, r
 	}
-	return s.more[rk]
+	if len(s.more) == 0 {
+		return h, nil
+	}
+	return h, s.more[ruleKey{key: *k, priority: priority}]
 }
 
-// put sets the rule with key rk, which must be r's key, to r.
-func (s *ruleSet) put(rk ruleKey, r *Rule) {
+// set sets the rule with key k and priority, whose hash is h, to r.
+func (s *ruleSet) set(h uint64, k *Key, priority uint16, r *Rule) {
 	if len(s.more) > 0 {
+		rk := ruleKey{key: *k, priority: priority}
 		if _, ok := s.more[rk]; ok {
 			s.more[rk] = r
 			return
 		}
 	}
-	h := rk.hash()
-	if old := s.m[h]; old == nil || old.hasKey(&rk) {
+	if old := s.m[h]; old == nil || old.hasKey(k, priority) {
 		if s.m == nil {
 			s.m = make(map[uint64]*Rule)
 		}
@@ -109,13 +126,24 @@ func (s *ruleSet) put(rk ruleKey, r *Rule) {
 	if s.more == nil {
 		s.more = make(map[ruleKey]*Rule)
 	}
-	s.more[rk] = r
+	s.more[ruleKey{key: *k, priority: priority}] = r
+}
+
+// get returns the rule with key rk, or nil.
+func (s *ruleSet) get(rk ruleKey) *Rule {
+	_, r := s.find(&rk.key, rk.priority)
+	return r
+}
+
+// put sets the rule with key rk, which must be r's key, to r.
+func (s *ruleSet) put(rk ruleKey, r *Rule) {
+	s.set(s.hash(&rk.key, rk.priority), &rk.key, rk.priority, r)
 }
 
 // del removes the rule with key rk, if there is one.
 func (s *ruleSet) del(rk ruleKey) {
-	h := rk.hash()
-	if r := s.m[h]; r != nil && r.hasKey(&rk) {
+	h := s.hash(&rk.key, rk.priority)
+	if r := s.m[h]; r != nil && r.hasKey(&rk.key, rk.priority) {
 		delete(s.m, h)
 		return
 	}

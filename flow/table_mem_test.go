@@ -88,7 +88,7 @@ func cpuTime(tb testing.TB) int64 {
 // and dumps.
 func TestTableCollidingRuleKeys(t *testing.T) {
 	saved := ruleKeyHash
-	ruleKeyHash = func(*ruleKey) uint64 { return 7 }
+	ruleKeyHash = func(*Key, uint16, []uint8) uint64 { return 7 }
 	t.Cleanup(func() { ruleKeyHash = saved })
 
 	tb := NewTable()
