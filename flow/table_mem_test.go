@@ -83,9 +83,9 @@ func cpuTime(tb testing.TB) int64 {
 }
 
 // TestTableCollidingRuleKeys runs add, replace, mod-flows and del-flows
-// with every rule key hashing alike, so that the group's rules beyond the
-// first live in ruleSet's collision map, and checks the table by lookups
-// and dumps.
+// with every rule key hashing alike, so that every probe of the group's
+// rule set meets rules of other keys and deleted markers, and checks the
+// table by lookups and dumps.
 func TestTableCollidingRuleKeys(t *testing.T) {
 	saved := ruleKeyHash
 	ruleKeyHash = func(*Key, uint16, []uint8) uint64 { return 7 }
