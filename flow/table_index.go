@@ -224,8 +224,9 @@ func (s *ruleSet) values() iter.Seq[*Rule] {
 
 // keyIndex finds, among a subtable's rules, the first (in lookup order)
 // whose key equals a packet's under one mask. It is an open-addressing
-// hash table of at most half-full slots; a slot holds the high half of the
-// key's hash and the rule's index in the subtable plus one (0: empty).
+// hash table (linear probing) of slots at most three quarters full; a
+// slot holds the high half of the key's hash and the rule's index in the
+// subtable plus one (0: empty).
 type keyIndex struct {
 	slots []uint64
 	n     int // keys held
@@ -251,7 +252,7 @@ func (x *keyIndex) add(rules []*Rule, i int) {
 		if s == 0 {
 			x.slots[j] = tag | uint64(i+1)
 			x.n++
-			if 2*x.n > len(x.slots) {
+			if 4*x.n > 3*len(x.slots) {
 				x.grow(rules)
 			}
 			return
@@ -262,7 +263,7 @@ func (x *keyIndex) add(rules []*Rule, i int) {
 	}
 }
 
-// grow doubles the slots, keeping them at most half full.
+// grow doubles the slots.
 func (x *keyIndex) grow(rules []*Rule) {
 	old := x.slots
 	x.slots = make([]uint64, 2*len(old))
