@@ -116,6 +116,8 @@ type Table struct {
 	// the last publication; publishLocked starts a new one, so that the
 	// published tries are never changed.
 	trieGen uint64
+	// finSeen is finReductions when Expire last looked at every rule.
+	finSeen uint64
 	// lastGroup is the group groupLocked returned last (nil after a
 	// publication, which may drop it from groups).
 	lastGroup *ruleGroup
@@ -155,6 +157,9 @@ type ruleGroup struct {
 	// pending are the rules added since the last publication that are in
 	// no level yet (only while levels is not nil).
 	pending []*Rule
+	// finReduced: a fin_timeout action reduced the timeouts of one of
+	// the group's rules (of a version of it), as Expire found.
+	finReduced bool
 }
 
 // ruleKey identifies a rule within its group: add-flow replaces the rule
@@ -301,8 +306,20 @@ func (t *Table) Expire(now time.Time) []*Rule {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var removed []*Rule
+	// A rule without timeouts expires only once a fin_timeout action gave
+	// it one. Groups with neither kind of rule are skipped, unless some
+	// rule's timeouts were reduced since the last call: then every rule is
+	// looked at, and the groups that hold a reduced one are noted.
+	reductions := finReductions.Load() // before the rules are read
+	all := reductions != t.finSeen
 	for _, g := range t.groups {
+		if !all && g.rules.timed == 0 && !g.finReduced {
+			continue
+		}
 		for r := range g.rules.values() {
+			if all && !g.finReduced {
+				g.finReduced = r.stats.finIdle.Load() != 0 || r.stats.finHard.Load() != 0
+			}
 			if !r.expired(now) {
 				continue
 			}
@@ -310,6 +327,7 @@ func (t *Table) Expire(now time.Time) []*Rule {
 			removed = append(removed, r)
 		}
 	}
+	t.finSeen = reductions
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	if len(removed) > 0 {
 		t.publishLocked()

@@ -86,6 +86,7 @@ type ruleSet struct {
 	shift uint8    // 64 - log2(len(rules)): a hash's first slot is h >> shift
 	n     int      // rules held
 	dead  int      // deleted markers
+	timed int      // rules held with an idle or a hard timeout
 }
 
 // deletedRule marks a ruleSet's slot whose rule was deleted.
@@ -135,7 +136,9 @@ func (s *ruleSet) find(k *Key, priority uint16) (uint64, *Rule) {
 
 // set sets the rule with key k and priority, whose hash is h, to r.
 func (s *ruleSet) set(h uint64, k *Key, priority uint16, r *Rule) {
+	s.timed += timed(r)
 	if j := s.slot(h, k, priority); j >= 0 {
+		s.timed -= timed(s.rules[j])
 		s.rules[j] = r
 		return
 	}
@@ -190,6 +193,7 @@ func (s *ruleSet) put(rk ruleKey, r *Rule) {
 // del removes the rule with key rk, if there is one.
 func (s *ruleSet) del(rk ruleKey) {
 	if j := s.slot(s.hash(&rk.key, rk.priority), &rk.key, rk.priority); j >= 0 {
+		s.timed -= timed(s.rules[j])
 		s.rules[j] = &deletedRule
 		s.n--
 		s.dead++
@@ -197,6 +201,14 @@ func (s *ruleSet) del(rk ruleKey) {
 }
 
 func (s *ruleSet) len() int { return s.n }
+
+// timed returns 1 if r has an idle or a hard timeout of its own, else 0.
+func timed(r *Rule) int {
+	if r.IdleTimeout != 0 || r.HardTimeout != 0 {
+		return 1
+	}
+	return 0
+}
 
 // all yields every rule with its key. The loop body may put or delete the
 // rule it is given.
