@@ -275,3 +275,71 @@ func TestTrieBatchesKeepPublishedTries(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleSetAgainstMap runs random puts, replacements and deletes, with
+// well-spread and with badly colliding hashes, on a ruleSet and on a Go
+// map, and checks that they agree on every key after each step and on
+// the rules a loop yields, also when the loop deletes some.
+func TestRuleSetAgainstMap(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		if collide {
+			saved := ruleKeyHash
+			ruleKeyHash = func(k *Key, priority uint16, words []uint8) uint64 {
+				return saved(k, priority, words) & 0xc000000000000003
+			}
+			t.Cleanup(func() { ruleKeyHash = saved })
+		}
+		mask := Key{InPort: ^uint32(0)}
+		s := newRuleSet(&mask)
+		ref := map[ruleKey]*Rule{}
+		rng := rand.New(rand.NewPCG(1, 2))
+		keyOf := func() ruleKey {
+			return ruleKey{key: Key{InPort: uint32(rng.IntN(64))}, priority: uint16(rng.IntN(3))}
+		}
+		check := func(step int) {
+			t.Helper()
+			if s.len() != len(ref) {
+				t.Fatalf("collide %v, step %d: %d rules, want %d", collide, step, s.len(), len(ref))
+			}
+			for p := range 64 {
+				for prio := range 3 {
+					rk := ruleKey{key: Key{InPort: uint32(p)}, priority: uint16(prio)}
+					if got := s.get(rk); got != ref[rk] {
+						t.Fatalf("collide %v, step %d: in_port=%d priority %d: %p, want %p", collide, step, p, prio, got, ref[rk])
+					}
+				}
+			}
+		}
+		for step := range 2000 {
+			rk := keyOf()
+			switch rng.IntN(3) {
+			case 0, 1:
+				r := &Rule{Flow: Flow{Match: Match{Key: rk.key, Mask: mask}, Priority: rk.priority}}
+				s.put(rk, r)
+				ref[rk] = r
+			default:
+				s.del(rk)
+				delete(ref, rk)
+			}
+			check(step)
+			if step%500 == 499 {
+				// A loop that deletes every other rule it is given.
+				n, seen := 0, map[*Rule]bool{}
+				for rk, r := range s.all() {
+					if seen[r] || ref[rk] != r {
+						t.Fatalf("collide %v: the loop yields %p twice or under a wrong key", collide, r)
+					}
+					seen[r] = true
+					if n++; n%2 == 0 {
+						s.del(rk)
+						delete(ref, rk)
+					}
+				}
+				if n != len(seen) || len(seen) < len(ref) {
+					t.Fatalf("collide %v: the loop yielded %d rules, %d left", collide, n, len(ref))
+				}
+				check(step)
+			}
+		}
+	}
+}
