@@ -15,12 +15,19 @@ import (
 // changed (rules are immutable once published); its capacity is its
 // length, so that an append copies it.
 //
+// The pool carves its copies out of chunks of a few actions (chunk)
+// rather than allocating each alone: an add-flows request's parsed
+// actions die once the rules are added, and copies allocated one by one
+// among them would keep the heap's pages half empty. A chunk is freed,
+// and its lists' entries dropped, once no rule holds any of its lists.
+//
 // It is not safe for concurrent use; the table's writers use it under the
 // table's mutex.
 type actionPool struct {
 	lists map[uint64][]pooledActions // by hashActions
 	n     int                        // entries in lists
 	prune int                        // n at which to drop dead entries next
+	chunk []Action                   // the rest of the chunk that copies come from
 }
 
 type pooledActions struct {
@@ -30,6 +37,10 @@ type pooledActions struct {
 
 // minPrune is the fewest entries at which the pool drops dead entries.
 const minPrune = 1024
+
+// poolChunk is the number of actions in a chunk (about a kilobyte), and
+// the most that a list a rule holds keeps from being freed.
+const poolChunk = 12
 
 // share returns a list equal to as (element by element) that the pool
 // holds: one it has, or a copy of as that it keeps from now on.
@@ -57,7 +68,11 @@ func (p *actionPool) share(as []Action) []Action {
 	}
 	clear(bucket[len(live):])
 	if found == nil {
-		found = make([]Action, len(as))
+		if len(p.chunk) < len(as) {
+			p.chunk = make([]Action, max(poolChunk, len(as)))
+		}
+		found = p.chunk[:len(as):len(as)]
+		p.chunk = p.chunk[len(as):]
 		copy(found, as)
 		live = append(live, pooledActions{first: weak.Make(&found[0]), len: len(found)})
 		p.n++

@@ -213,27 +213,44 @@ func (t *Table) checkConjLocked(fs []Flow) error {
 		}
 	}
 	seen := map[conjKey]origin{}
-	replaced := map[groupKey]map[ruleKey]bool{}
+	// replaced finds the flows of fs that replace an installed rule
+	// (same table, priority and match) among those that may: the flows
+	// of a table and priority that want names. It holds their indexes
+	// by matchHash, as the matches are big.
+	wantTP := map[[2]uint16]bool{}
+	for ck := range want {
+		wantTP[[2]uint16{uint16(ck.table), ck.priority}] = true
+	}
+	replaced := map[uint64][]int{}
 	for i := range fs {
 		f := &fs[i]
-		norm := normalizedMatch(&f.Match)
-		gk := groupKey{table: tableOf(f), mask: norm.Mask}
-		if replaced[gk] == nil {
-			replaced[gk] = map[ruleKey]bool{}
+		if !wantTP[[2]uint16{uint16(tableOf(f)), f.Priority}] {
+			continue
 		}
-		replaced[gk][ruleKey{key: norm.Key, priority: f.Priority}] = true
+		norm := normalizedMatch(&f.Match)
+		h := matchHash(tableOf(f), f.Priority, &norm)
+		replaced[h] = append(replaced[h], i)
+	}
+	isReplaced := func(r *Rule) bool {
+		for _, i := range replaced[matchHash(r.Table, r.Priority, &r.Match)] {
+			f := &fs[i]
+			if tableOf(f) == r.Table && f.Priority == r.Priority && normalizedMatch(&f.Match) == r.Match {
+				return true
+			}
+		}
+		return false
 	}
 scan:
-	for gk, g := range t.groups {
+	for _, g := range t.groups {
 		if !tables[g.table] {
 			continue
 		}
-		for rk, r := range g.clauseCandidates() {
+		for _, r := range g.clauseCandidates() {
 			for j := range r.Actions {
 				if a := &r.Actions[j]; a.Type == ActConjunction {
 					c := clauseOf(a)
-					// The cheap test first: the key of rk is big.
-					if ck := (conjKey{r.Table, r.Priority, c.id}); want[ck] && !replaced[gk][rk] {
+					// The cheap test first: the match is big.
+					if ck := (conjKey{r.Table, r.Priority, c.id}); want[ck] && !isReplaced(r) {
 						seen[ck] = origin{n: c.n, rule: r}
 					}
 				}
@@ -266,6 +283,12 @@ scan:
 		}
 	}
 	return nil
+}
+
+// matchHash hashes a normalized match with its table and priority.
+func matchHash(table uint8, priority uint16, m *Match) uint64 {
+	h := hashKeyWords(&m.Key, &onesKey, allWords, uint64(priority)|uint64(table)<<16)
+	return hashKeyWords(&m.Mask, &onesKey, allWords, h)
 }
 
 // tableOf is the table a flow is added to.

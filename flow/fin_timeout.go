@@ -29,7 +29,11 @@ func (r *Rule) reduceTimeouts(idle, hard uint16) {
 			if old != 0 {
 				cur = uint16(old)
 			}
-			if cur != 0 && cur <= max || v.CompareAndSwap(old, uint32(max)) {
+			if cur != 0 && cur <= max {
+				return
+			}
+			if v.CompareAndSwap(old, uint32(max)) {
+				finReductions.Add(1)
 				return
 			}
 		}
@@ -37,6 +41,11 @@ func (r *Rule) reduceTimeouts(idle, hard uint16) {
 	reduce(&r.stats.finIdle, idle, r.IdleTimeout)
 	reduce(&r.stats.finHard, hard, r.HardTimeout)
 }
+
+// finReductions counts the reductions of rules' timeouts by fin_timeout
+// actions, so that Table.Expire knows when to look at rules that had no
+// timeouts.
+var finReductions atomic.Uint64
 
 // Timeouts returns the rule's idle and hard timeouts in seconds (0: none):
 // those it was added with, unless a fin_timeout action reduced them.

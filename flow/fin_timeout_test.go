@@ -64,3 +64,83 @@ func TestFinTimeout(t *testing.T) {
 		t.Fatalf("expired 6s later: %d rules, want the tcp rule alone (idle timeout 5s, the others 7s and more)", len(got))
 	}
 }
+
+// TestFinTimeoutExpiresRuleWithoutTimeouts checks that a rule added
+// without timeouts expires once a fin_timeout action gave it one, both in
+// the first Expire after the reduction and in later ones: Expire passes
+// over the groups of rules without timeouts otherwise.
+func TestFinTimeoutExpiresRuleWithoutTimeouts(t *testing.T) {
+	tbl := pipeline(t,
+		"tcp,tp_dst=80,actions=fin_timeout(idle_timeout=5),output:2",
+		"priority=1,actions=output:3",
+	)
+	c, err := NewCache(tbl, DefaultEMCEntries, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if got := tbl.Expire(start.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("an hour on, before any FIN: %d rules expired, want none", len(got))
+	}
+	k := microflow(t, "in_port=1,tcp,tp_dst=80")
+	m, _ := c.Lookup(&k)
+	c.Account(m, 1, 64, start.UnixNano())
+	c.AccountTCPFlags(m, TCPFlagFIN)
+	c.CreditRules()
+	if got := tbl.Expire(start.Add(time.Second)); len(got) != 0 {
+		t.Fatalf("1s after the FIN: %d rules expired, want none", len(got))
+	}
+	got := tbl.Expire(start.Add(6 * time.Second))
+	if len(got) != 1 || FormatMatch(&got[0].Match, got[0].Priority) != "tcp,tp_dst=80" {
+		t.Fatalf("6s after the FIN: %d rules expired, want the tcp rule (idle timeout 5s from fin_timeout)", len(got))
+	}
+	if tbl.Len() != 1 {
+		t.Fatalf("%d rules left, want the priority=1 rule", tbl.Len())
+	}
+}
+
+// TestRuleSetCountsTimedRules checks the count of rules with timeouts
+// that lets Expire pass over a group, through add, replace, mod-flows
+// (which keeps timeouts) and delete.
+func TestRuleSetCountsTimedRules(t *testing.T) {
+	tbl := NewTable()
+	var p Parser
+	add := func(s string) {
+		t.Helper()
+		f, err := p.ParseFlow(s, CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tbl.Add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timed := func(want int) {
+		t.Helper()
+		n := 0
+		for _, g := range tbl.groups {
+			n += g.rules.timed
+		}
+		if n != want {
+			t.Fatalf("%d rules counted with timeouts, want %d", n, want)
+		}
+	}
+	add("in_port=1,idle_timeout=10,actions=drop")
+	add("in_port=2,actions=drop")
+	add("in_port=3,hard_timeout=10,actions=drop")
+	timed(2)
+	add("in_port=1,actions=drop") // replaces the idle_timeout=10 rule
+	timed(1)
+	add("in_port=2,idle_timeout=5,actions=drop")
+	timed(2)
+	mod := mkFlow(0, out(4), inPort(3))
+	mod.Table = TableAll
+	if n, _ := tbl.Modify(&mod, false); n != 1 {
+		t.Fatalf("mod-flows changed %d rules, want 1", n)
+	}
+	timed(2)
+	del := mkFlow(0, nil, inPort(2))
+	del.Table = TableAll
+	tbl.Delete(&del, false)
+	timed(1)
+}

@@ -116,6 +116,11 @@ type Table struct {
 	// the last publication; publishLocked starts a new one, so that the
 	// published tries are never changed.
 	trieGen uint64
+	// finSeen is finReductions when Expire last looked at every rule.
+	finSeen uint64
+	// lastGroup is the group groupLocked returned last (nil after a
+	// publication, which may drop it from groups).
+	lastGroup *ruleGroup
 	// actions shares the rules' equal action lists.
 	actions actionPool
 	// indexed counts the rules that publications put into subtables'
@@ -152,6 +157,9 @@ type ruleGroup struct {
 	// pending are the rules added since the last publication that are in
 	// no level yet (only while levels is not nil).
 	pending []*Rule
+	// finReduced: a fin_timeout action reduced the timeouts of one of
+	// the group's rules (of a version of it), as Expire found.
+	finReduced bool
 }
 
 // ruleKey identifies a rule within its group: add-flow replaces the rule
@@ -298,8 +306,20 @@ func (t *Table) Expire(now time.Time) []*Rule {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var removed []*Rule
+	// A rule without timeouts expires only once a fin_timeout action gave
+	// it one. Groups with neither kind of rule are skipped, unless some
+	// rule's timeouts were reduced since the last call: then every rule is
+	// looked at, and the groups that hold a reduced one are noted.
+	reductions := finReductions.Load() // before the rules are read
+	all := reductions != t.finSeen
 	for _, g := range t.groups {
+		if !all && g.rules.timed == 0 && !g.finReduced {
+			continue
+		}
 		for r := range g.rules.values() {
+			if all && !g.finReduced {
+				g.finReduced = r.stats.finIdle.Load() != 0 || r.stats.finHard.Load() != 0
+			}
 			if !r.expired(now) {
 				continue
 			}
@@ -307,6 +327,7 @@ func (t *Table) Expire(now time.Time) []*Rule {
 			removed = append(removed, r)
 		}
 	}
+	t.finSeen = reductions
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	if len(removed) > 0 {
 		t.publishLocked()
@@ -387,14 +408,8 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	t.seq++
 	r.seq = t.seq
 
-	gk := groupKey{table: r.Table, mask: r.Match.Mask}
-	g := t.groups[gk]
-	if g == nil {
-		g = &ruleGroup{table: r.Table, mask: r.Match.Mask}
-		t.groups[gk] = g
-	}
-	rk := ruleKey{key: r.Match.Key, priority: r.Priority}
-	replaced = g.rules.get(rk)
+	g := t.groupLocked(r.Table, &r.Match.Mask)
+	h, replaced := g.rules.find(&r.Match.Key, r.Priority)
 	if replaced == nil {
 		// A replaced rule had the same match: the tries hold it already.
 		rulePrefixes(r, func(j int, v uint32, plen uint8) {
@@ -406,8 +421,26 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	} else {
 		g.levels = nil
 	}
-	g.rules.put(rk, r)
+	g.rules.set(h, &r.Match.Key, r.Priority, r)
 	return replaced
+}
+
+// groupLocked returns the group of table's rules with mask, which it
+// creates if there is none. Adds come in runs of one group (add-flows
+// files list a table's rules together), so the last group found is
+// tried first.
+func (t *Table) groupLocked(table uint8, mask *Key) *ruleGroup {
+	if g := t.lastGroup; g != nil && g.table == table && g.mask == *mask {
+		return g
+	}
+	gk := groupKey{table: table, mask: *mask}
+	g := t.groups[gk]
+	if g == nil {
+		g = &ruleGroup{table: table, mask: *mask, rules: newRuleSet(mask)}
+		t.groups[gk] = g
+	}
+	t.lastGroup = g
+	return g
 }
 
 // removeLocked removes the rule rk from g and from the tries.
@@ -509,6 +542,7 @@ func sortRules(rs []*Rule) {
 // drops empty groups, and publishes a new snapshot under a new generation.
 func (t *Table) publishLocked() {
 	s := &TableSnapshot{}
+	t.lastGroup = nil
 	for gk, g := range t.groups {
 		if g.rules.len() == 0 {
 			delete(t.groups, gk)

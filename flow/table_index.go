@@ -52,13 +52,11 @@ func equalUnderWords(k, key, mask *Key, words []uint8) bool {
 	return true
 }
 
-// hash returns rk's hash.
-func (rk *ruleKey) hash() uint64 { return ruleKeyHash(rk) }
-
-// ruleKeyHash hashes a ruleKey; a variable so that tests can make every
-// key collide.
-var ruleKeyHash = func(rk *ruleKey) uint64 {
-	return hashKeyWords(&rk.key, &onesKey, allWords, uint64(rk.priority))
+// ruleKeyHash hashes a rule's key k (under its group's mask, whose words
+// that are not zero are words; k is zero elsewhere) and priority; a
+// variable so that tests can make every key collide.
+var ruleKeyHash = func(k *Key, priority uint16, words []uint8) uint64 {
+	return hashKeyWords(k, &onesKey, words, uint64(priority))
 }
 
 // onesKey is a mask with every bit set.
@@ -70,87 +68,166 @@ var onesKey = func() Key {
 	return k
 }()
 
-// ruleSet is a group's rules by key and priority (ruleKey): a map by the
-// hash of the two, with the rare rule whose hash another rule of the group
-// has in more, by its whole ruleKey. The zero value is empty.
+// ruleSet is a group's rules by key and priority (ruleKey): an
+// open-addressing hash table (linear probing, at most three quarters
+// full) of the rules, with the high half of each one's hash beside it so
+// that a probe reads a rule only when the halves agree. The hash reads
+// only the words of the group's mask that are not zero (words): the other
+// words of the group's keys are zero. A key's first slot is the top bits
+// of its hash, so that the table is rebuilt from the halves alone, without
+// reading the rules. A deleted rule leaves a marker (deletedRule) until
+// the next rebuild, so that a loop over the rules may delete the one it
+// is given. The zero value is empty; a set without words is correct, but
+// every key hashes alike.
 type ruleSet struct {
-	m    map[uint64]*Rule
-	more map[ruleKey]*Rule
+	words []uint8
+	rules []*Rule  // nil: empty; &deletedRule: deleted
+	tags  []uint32 // the high half of the hash of rules[i]'s key
+	shift uint8    // 64 - log2(len(rules)): a hash's first slot is h >> shift
+	n     int      // rules held
+	dead  int      // deleted markers
+	timed int      // rules held with an idle or a hard timeout
 }
 
-func (r *Rule) hasKey(rk *ruleKey) bool {
-	return r.Priority == rk.priority && r.Match.Key == rk.key
+// deletedRule marks a ruleSet's slot whose rule was deleted.
+var deletedRule Rule
+
+// newRuleSet returns an empty set for the rules under mask.
+func newRuleSet(mask *Key) ruleSet {
+	return ruleSet{words: maskWords(mask)}
+}
+
+func (r *Rule) hasKey(k *Key, priority uint16) bool {
+	return r.Priority == priority && r.Match.Key == *k
+}
+
+// hash returns the hash of the rule key k, priority.
+func (s *ruleSet) hash(k *Key, priority uint16) uint64 {
+	return ruleKeyHash(k, priority, s.words)
+}
+
+// slot returns the slot of the rule with key k and priority, whose hash
+// is h, or -1.
+func (s *ruleSet) slot(h uint64, k *Key, priority uint16) int {
+	if s.n == 0 {
+		return -1
+	}
+	tag, m := uint32(h>>32), len(s.rules)-1
+	for j := int(h >> s.shift); ; j = (j + 1) & m {
+		r := s.rules[j]
+		if r == nil {
+			return -1
+		}
+		if s.tags[j] == tag && r != &deletedRule && r.hasKey(k, priority) {
+			return j
+		}
+	}
+}
+
+// find returns the rule with key k and priority (nil if none) and the
+// hash of the two, for a set that follows.
+func (s *ruleSet) find(k *Key, priority uint16) (uint64, *Rule) {
+	h := s.hash(k, priority)
+	if j := s.slot(h, k, priority); j >= 0 {
+		return h, s.rules[j]
+	}
+	return h, nil
+}
+
+// set sets the rule with key k and priority, whose hash is h, to r.
+func (s *ruleSet) set(h uint64, k *Key, priority uint16, r *Rule) {
+	s.timed += timed(r)
+	if j := s.slot(h, k, priority); j >= 0 {
+		s.timed -= timed(s.rules[j])
+		s.rules[j] = r
+		return
+	}
+	if 4*(s.n+s.dead+1) > 3*len(s.rules) {
+		s.rebuild()
+	}
+	tag, m := uint32(h>>32), len(s.rules)-1
+	j := int(h >> s.shift)
+	for s.rules[j] != nil && s.rules[j] != &deletedRule {
+		j = (j + 1) & m
+	}
+	if s.rules[j] == &deletedRule {
+		s.dead--
+	}
+	s.rules[j], s.tags[j] = r, tag
+	s.n++
+}
+
+// rebuild makes room for one more rule: a table at most half full,
+// without deleted markers.
+func (s *ruleSet) rebuild() {
+	size, shift := 8, uint8(61)
+	for 2*(s.n+1) > size {
+		size, shift = 2*size, shift-1
+	}
+	rules, tags := s.rules, s.tags
+	s.rules, s.tags, s.shift, s.dead = make([]*Rule, size), make([]uint32, size), shift, 0
+	m := size - 1
+	for i, r := range rules {
+		if r == nil || r == &deletedRule {
+			continue
+		}
+		j := int(uint64(tags[i]) << 32 >> shift)
+		for s.rules[j] != nil {
+			j = (j + 1) & m
+		}
+		s.rules[j], s.tags[j] = r, tags[i]
+	}
 }
 
 // get returns the rule with key rk, or nil.
 func (s *ruleSet) get(rk ruleKey) *Rule {
-	if r := s.m[rk.hash()]; r != nil && r.hasKey(&rk) {
-		return r
-	}
-	return s.more[rk]
+	_, r := s.find(&rk.key, rk.priority)
+	return r
 }
 
 // put sets the rule with key rk, which must be r's key, to r.
 func (s *ruleSet) put(rk ruleKey, r *Rule) {
-	if len(s.more) > 0 {
-		if _, ok := s.more[rk]; ok {
-			s.more[rk] = r
-			return
-		}
-	}
-	h := rk.hash()
-	if old := s.m[h]; old == nil || old.hasKey(&rk) {
-		if s.m == nil {
-			s.m = make(map[uint64]*Rule)
-		}
-		s.m[h] = r
-		return
-	}
-	if s.more == nil {
-		s.more = make(map[ruleKey]*Rule)
-	}
-	s.more[rk] = r
+	s.set(s.hash(&rk.key, rk.priority), &rk.key, rk.priority, r)
 }
 
 // del removes the rule with key rk, if there is one.
 func (s *ruleSet) del(rk ruleKey) {
-	h := rk.hash()
-	if r := s.m[h]; r != nil && r.hasKey(&rk) {
-		delete(s.m, h)
-		return
+	if j := s.slot(s.hash(&rk.key, rk.priority), &rk.key, rk.priority); j >= 0 {
+		s.timed -= timed(s.rules[j])
+		s.rules[j] = &deletedRule
+		s.n--
+		s.dead++
 	}
-	delete(s.more, rk)
 }
 
-func (s *ruleSet) len() int { return len(s.m) + len(s.more) }
+func (s *ruleSet) len() int { return s.n }
+
+// timed returns 1 if r has an idle or a hard timeout of its own, else 0.
+func timed(r *Rule) int {
+	if r.IdleTimeout != 0 || r.HardTimeout != 0 {
+		return 1
+	}
+	return 0
+}
 
 // all yields every rule with its key. The loop body may put or delete the
 // rule it is given.
 func (s *ruleSet) all() iter.Seq2[ruleKey, *Rule] {
 	return func(yield func(ruleKey, *Rule) bool) {
-		for _, r := range s.m {
-			if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
-				return
-			}
-		}
-		for rk, r := range s.more {
-			if !yield(rk, r) {
+		for _, r := range s.rules {
+			if r != nil && r != &deletedRule && !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
 				return
 			}
 		}
 	}
 }
 
-// values yields every rule.
+// values yields every rule. The loop body may put or delete the rule it
+// is given.
 func (s *ruleSet) values() iter.Seq[*Rule] {
 	return func(yield func(*Rule) bool) {
-		for _, r := range s.m {
-			if !yield(r) {
-				return
-			}
-		}
-		for _, r := range s.more {
-			if !yield(r) {
+		for _, r := range s.rules {
+			if r != nil && r != &deletedRule && !yield(r) {
 				return
 			}
 		}
@@ -159,8 +236,9 @@ func (s *ruleSet) values() iter.Seq[*Rule] {
 
 // keyIndex finds, among a subtable's rules, the first (in lookup order)
 // whose key equals a packet's under one mask. It is an open-addressing
-// hash table of at most half-full slots; a slot holds the high half of the
-// key's hash and the rule's index in the subtable plus one (0: empty).
+// hash table (linear probing) of slots at most three quarters full; a
+// slot holds the high half of the key's hash and the rule's index in the
+// subtable plus one (0: empty).
 type keyIndex struct {
 	slots []uint64
 	n     int // keys held
@@ -186,7 +264,7 @@ func (x *keyIndex) add(rules []*Rule, i int) {
 		if s == 0 {
 			x.slots[j] = tag | uint64(i+1)
 			x.n++
-			if 2*x.n > len(x.slots) {
+			if 4*x.n > 3*len(x.slots) {
 				x.grow(rules)
 			}
 			return
@@ -197,7 +275,7 @@ func (x *keyIndex) add(rules []*Rule, i int) {
 	}
 }
 
-// grow doubles the slots, keeping them at most half full.
+// grow doubles the slots.
 func (x *keyIndex) grow(rules []*Rule) {
 	old := x.slots
 	x.slots = make([]uint64, 2*len(old))

@@ -5,7 +5,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/bench/rules/ovnrules"
 )
@@ -26,25 +28,31 @@ func parseOVNRules(tb testing.TB, n int) []Flow {
 }
 
 // BenchmarkTable100kRules adds 100,000 OVN-like rules to an empty table
-// (as add-flows does, in one call) and reports the heap the table keeps
-// per rule once the parsed flows are gone. Run with -memprofile to see
-// where it goes.
+// (as add-flows does, in one call) and reports the time per rule of the
+// add (wall and CPU time), and the heap the table keeps per rule once the parsed flows are
+// gone: B/rule is the growth of the heap's in-use spans (what the
+// process's resident memory follows), heap-B/rule that of its live
+// objects. Run with -memprofile to see where it goes.
 func BenchmarkTable100kRules(b *testing.B) {
 	const n = 100000
 	b.ReportAllocs()
-	var live float64
+	var inuse, live, took, cpu float64
 	for b.Loop() {
 		b.StopTimer()
 		var before runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		fs := parseOVNRules(b, n)
+		runtime.GC() // the parser's garbage is not the add's
+		start, cpu0 := time.Now(), cpuTime(b)
 		b.StartTimer()
 		t := NewTable()
 		if err := t.AddFlows(fs); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		took += float64(time.Since(start).Nanoseconds())
+		cpu += float64(cpuTime(b) - cpu0)
 		if t.Len() != n {
 			b.Fatalf("table holds %d rules, want %d", t.Len(), n)
 		}
@@ -52,20 +60,51 @@ func BenchmarkTable100kRules(b *testing.B) {
 		var after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&after)
+		inuse = float64(int64(after.HeapInuse) - int64(before.HeapInuse))
 		live = float64(int64(after.HeapAlloc) - int64(before.HeapAlloc))
 		runtime.KeepAlive(t)
 		b.StartTimer()
 	}
+	b.ReportMetric(took/float64(b.N)/n, "ns/rule")
+	b.ReportMetric(cpu/float64(b.N)/n, "cpu-ns/rule")
+	b.ReportMetric(inuse/n, "B/rule")
 	b.ReportMetric(live/n, "heap-B/rule")
 }
 
+// BenchmarkTableExpire100kRules measures an Expire (the daemon runs one a
+// second) over 100,000 OVN-like rules, none of which has a timeout.
+func BenchmarkTableExpire100kRules(b *testing.B) {
+	t := NewTable()
+	if err := t.AddFlows(parseOVNRules(b, 100000)); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := t.Expire(now); len(got) != 0 {
+			b.Fatalf("%d rules expired, want none", len(got))
+		}
+	}
+}
+
+// cpuTime returns the CPU time the process has used, user and system, in
+// nanoseconds: the add's cost including the garbage collector's, less
+// dependent than wall time on what else the machine runs.
+func cpuTime(tb testing.TB) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
 // TestTableCollidingRuleKeys runs add, replace, mod-flows and del-flows
-// with every rule key hashing alike, so that the group's rules beyond the
-// first live in ruleSet's collision map, and checks the table by lookups
-// and dumps.
+// with every rule key hashing alike, so that every probe of the group's
+// rule set meets rules of other keys and deleted markers, and checks the
+// table by lookups and dumps.
 func TestTableCollidingRuleKeys(t *testing.T) {
 	saved := ruleKeyHash
-	ruleKeyHash = func(*ruleKey) uint64 { return 7 }
+	ruleKeyHash = func(*Key, uint16, []uint8) uint64 { return 7 }
 	t.Cleanup(func() { ruleKeyHash = saved })
 
 	tb := NewTable()
@@ -232,6 +271,74 @@ func TestTrieBatchesKeepPublishedTries(t *testing.T) {
 					t.Fatalf("round %d: lookup %#08x in %v: maskbits %d plens %#x, want %d %#x",
 						round, v, ver.held, gotBits, gotPlens, wantBits, wantPlens)
 				}
+			}
+		}
+	}
+}
+
+// TestRuleSetAgainstMap runs random puts, replacements and deletes, with
+// well-spread and with badly colliding hashes, on a ruleSet and on a Go
+// map, and checks that they agree on every key after each step and on
+// the rules a loop yields, also when the loop deletes some.
+func TestRuleSetAgainstMap(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		if collide {
+			saved := ruleKeyHash
+			ruleKeyHash = func(k *Key, priority uint16, words []uint8) uint64 {
+				return saved(k, priority, words) & 0xc000000000000003
+			}
+			t.Cleanup(func() { ruleKeyHash = saved })
+		}
+		mask := Key{InPort: ^uint32(0)}
+		s := newRuleSet(&mask)
+		ref := map[ruleKey]*Rule{}
+		rng := rand.New(rand.NewPCG(1, 2))
+		keyOf := func() ruleKey {
+			return ruleKey{key: Key{InPort: uint32(rng.IntN(64))}, priority: uint16(rng.IntN(3))}
+		}
+		check := func(step int) {
+			t.Helper()
+			if s.len() != len(ref) {
+				t.Fatalf("collide %v, step %d: %d rules, want %d", collide, step, s.len(), len(ref))
+			}
+			for p := range 64 {
+				for prio := range 3 {
+					rk := ruleKey{key: Key{InPort: uint32(p)}, priority: uint16(prio)}
+					if got := s.get(rk); got != ref[rk] {
+						t.Fatalf("collide %v, step %d: in_port=%d priority %d: %p, want %p", collide, step, p, prio, got, ref[rk])
+					}
+				}
+			}
+		}
+		for step := range 2000 {
+			rk := keyOf()
+			switch rng.IntN(3) {
+			case 0, 1:
+				r := &Rule{Flow: Flow{Match: Match{Key: rk.key, Mask: mask}, Priority: rk.priority}}
+				s.put(rk, r)
+				ref[rk] = r
+			default:
+				s.del(rk)
+				delete(ref, rk)
+			}
+			check(step)
+			if step%500 == 499 {
+				// A loop that deletes every other rule it is given.
+				n, seen := 0, map[*Rule]bool{}
+				for rk, r := range s.all() {
+					if seen[r] || ref[rk] != r {
+						t.Fatalf("collide %v: the loop yields %p twice or under a wrong key", collide, r)
+					}
+					seen[r] = true
+					if n++; n%2 == 0 {
+						s.del(rk)
+						delete(ref, rk)
+					}
+				}
+				if n != len(seen) || len(seen) < len(ref) {
+					t.Fatalf("collide %v: the loop yielded %d rules, %d left", collide, n, len(ref))
+				}
+				check(step)
 			}
 		}
 	}
