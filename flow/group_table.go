@@ -121,8 +121,9 @@ func (t *Table) DeleteGroups(id uint32) (int, []*Rule) {
 	for _, rg := range t.groups {
 		for rk, r := range rg.rules.all() {
 			if usesGroups(r.Actions, gone) {
-				rg.rules.del(rk)
-				rg.levels = nil
+				// As any delete: out of the prefix tries too, or their
+				// stale prefixes would narrow later megaflows.
+				t.removeLocked(rg, rk)
 				removed = append(removed, r)
 			}
 		}
