@@ -97,9 +97,9 @@ func (t *Table) ModifyGroup(g *Group, mayCreate bool) error {
 
 // DeleteGroups deletes the group with id id (GroupAllID: every group), as
 // del-groups does, and with them every flow whose actions name one of
-// them (Open vSwitch does the same). It returns the number of groups
-// deleted and the flows deleted. Deleting a group that does not exist is
-// not an error.
+// them (Open vSwitch does the same), and what their delete_learned learn
+// actions learned. It returns the number of groups deleted and the flows
+// deleted. Deleting a group that does not exist is not an error.
 func (t *Table) DeleteGroups(id uint32) (int, []*Rule) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -121,12 +121,14 @@ func (t *Table) DeleteGroups(id uint32) (int, []*Rule) {
 	for _, rg := range t.groups {
 		for rk, r := range rg.rules.all() {
 			if usesGroups(r.Actions, gone) {
-				rg.rules.del(rk)
-				rg.levels = nil
+				// As any delete: out of the prefix tries too, or their
+				// stale prefixes would narrow later megaflows.
+				t.removeLocked(rg, rk)
 				removed = append(removed, r)
 			}
 		}
 	}
+	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	t.publishLocked()
 	sortRules(removed)
 	return len(gone), removed

@@ -503,3 +503,33 @@ func TestGroupMegaflowSoundness(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteGroupsDeletesLearned checks that a flow that del-groups
+// deletes takes along what its delete_learned learn action learned, as
+// del-flows does, and that the learned flows are among those returned.
+func TestDeleteGroupsDeletesLearned(t *testing.T) {
+	tb := groupTable(t, []string{"group_id=1,type=all,bucket=output:2"},
+		"priority=10,actions=learn(table=10,cookie=0x77,delete_learned,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[]),group:1",
+		"table=10,priority=5,cookie=0x78,dl_dst=00:00:00:00:00:09,actions=output:4")
+	c, err := NewCache(tb, 1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := mustMicroflow(t, "in_port=1,dl_src=00:00:00:00:00:01,dl_dst=ff:ff:ff:ff:ff:ff")
+	c.Lookup(&k)
+	if tb.Len() != 3 {
+		t.Fatalf("%d rules after learning, want 3", tb.Len())
+	}
+	n, removed := tb.DeleteGroups(1)
+	if n != 1 || len(removed) != 2 {
+		t.Errorf("DeleteGroups: %d groups, %d flows; want 1 and 2 (the learner and what it learned)", n, len(removed))
+	}
+	got := tb.Dump(nil)
+	if len(got) != 1 || got[0].Cookie != 0x78 {
+		var s []string
+		for _, r := range got {
+			s = append(s, FormatMatch(&r.Match, r.Priority))
+		}
+		t.Errorf("after del-groups: %d flows %q, want only the cookie 0x78 one", len(got), s)
+	}
+}

@@ -3,6 +3,7 @@ package flow
 import (
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -147,5 +148,62 @@ func TestTableTriesFollowRules(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDeleteGroupsRemovesPrefixes checks that del-groups takes the
+// prefixes of the flows it deletes out of the tries: a prefix left behind
+// makes megaflows narrower than the remaining flows call for. The tries
+// and the masks must be those of a table built from the remaining flows
+// alone, and a prefix that a remaining flow also has must stay.
+func TestDeleteGroupsRemovesPrefixes(t *testing.T) {
+	groups := []string{"group_id=1,type=all,bucket=output:2", "group_id=2,type=all,bucket=output:5"}
+	remaining := []string{
+		"priority=7,ip,nw_src=192.168.1.0/24,actions=output:4",
+		"priority=6,ip,nw_src=172.16.0.0/12,actions=group:2",
+		"priority=6,ip,nw_dst=10.1.2.0/24,actions=output:7",
+		"priority=5,ip,nw_dst=10.0.0.0/8,actions=output:3",
+	}
+	tb := groupTable(t, groups, append([]string{
+		"priority=10,ip,nw_dst=10.1.2.0/24,actions=group:1",
+		"priority=9,ip,nw_dst=10.1.128.0/17,actions=output:6,group:1",
+		"priority=9,ip,nw_dst=10.200.0.0/26,actions=group:1",
+		"priority=8,ip,nw_src=192.168.1.0/24,actions=group:1",
+	}, remaining...)...)
+	if n, removed := tb.DeleteGroups(1); n != 1 || len(removed) != 4 {
+		t.Fatalf("DeleteGroups: %d groups, %d flows; want 1 and 4", n, len(removed))
+	}
+	fresh := groupTable(t, groups, remaining...)
+	got, want := tb.Snapshot(), fresh.Snapshot()
+	for j := range numTries {
+		for _, v := range []uint32{0x0a010203, 0x0a010909, 0x0a018001, 0x0ac80001, 0xc0a80101, 0xc0a80201, 0xac100001, 0x0b000001} {
+			gb, gp := got.tries[0][j].lookup(v)
+			wb, wp := want.tries[0][j].lookup(v)
+			if gb != wb || gp != wp {
+				t.Errorf("trie %d lookup %#08x: %d %#x, want %d %#x (as the remaining flows give)", j, v, gb, gp, wb, wp)
+			}
+		}
+	}
+	for _, s := range []string{
+		"in_port=1,ip,nw_src=1.1.1.1,nw_dst=10.200.0.1",
+		"in_port=1,ip,nw_src=1.1.1.1,nw_dst=10.1.9.9",
+		"in_port=1,ip,nw_src=1.1.1.1,nw_dst=10.1.2.3",
+		"in_port=1,ip,nw_src=1.1.1.1,nw_dst=10.1.200.1",
+		"in_port=1,ip,nw_src=192.168.1.9,nw_dst=10.1.2.3",
+		"in_port=1,ip,nw_src=192.168.2.9,nw_dst=10.1.2.3",
+	} {
+		k := mustMicroflow(t, s)
+		g, w := got.Translate(&k, false), want.Translate(&k, false)
+		if !slices.Equal(g.Actions, w.Actions) || g.Mask != w.Mask {
+			gm, wm := Match{Key: k, Mask: g.Mask}, Match{Key: k, Mask: w.Mask}
+			t.Errorf("%s: %s, megaflow %s; want %s, megaflow %s", s,
+				FormatActions(g.Actions), FormatMatch(&gm, 0), FormatActions(w.Actions), FormatMatch(&wm, 0))
+		}
+	}
+	// The mask itself: 10.200.0.1 misses the /24 flow on its first 9
+	// bits, and the deleted /26 must not make it look at 24.
+	k := mustMicroflow(t, "in_port=1,ip,nw_src=1.1.1.1,nw_dst=10.200.0.1")
+	if m := got.Translate(&k, false).Mask.NwDst; m != 0xff800000 {
+		t.Errorf("10.200.0.1: nw_dst mask %#08x, want 0xff800000", m)
 	}
 }
