@@ -147,7 +147,7 @@ const (
 	setLoad                   // printed as load:V->NXM[]
 	setVLANVID                // ActSetVLANVID
 	setVLANPCP                // ActSetVLANPCP
-	setReg                    // pipeline state: ActLoad, printed as load:V->NXM[]
+	setReg                    // pipeline state (registers, metadata, pkt_mark, in_port): ActLoad, printed as load:V->NXM[]
 	setTCI                    // vlan_tci: load and move (ActLoad, ActMove) push, rewrite or pop the tag
 )
 
@@ -181,7 +181,9 @@ func pipelineFields() []field {
 
 // packetFields are the fields of the packet's headers and ingress port.
 var packetFields = []field{
-	{id: FieldInPort, name: "in_port", kind: kindPort, st: stInPort, of10: of10Exact},
+	// in_port is written as pipeline state: set_field, load, move and pop
+	// change the port translation takes the packet to have come in on.
+	{id: FieldInPort, name: "in_port", kind: kindPort, st: stInPort, of10: of10Exact, set: setReg},
 	{id: FieldDlSrc, name: "eth_src", aliases: []string{"dl_src"}, kind: kindMAC, st: stDlSrc, maskable: true, of10: of10Exact, set: setMod},
 	{id: FieldDlDst, name: "eth_dst", aliases: []string{"dl_dst"}, kind: kindMAC, st: stDlDst, maskable: true, of10: of10Exact, set: setMod},
 	{id: FieldDlType, name: "eth_type", aliases: []string{"dl_type"}, kind: kindNum, st: stDlType, max: 0xffff, bits: 0xffff, of10: of10Exact},

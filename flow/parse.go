@@ -1250,7 +1250,7 @@ func (ap *actionParser) output(t *token, text string) error {
 // writable, not supported, or lacks its prerequisite.
 func (ap *actionParser) setFieldOK(t *token, f *field, what string) error {
 	switch {
-	case f.set == setNone && (f.id == FieldInPort || f.id == FieldVLANTCI || f.id == FieldDlVLAN || f.id == FieldDlVLANPCP):
+	case f.set == setNone && (f.id == FieldVLANTCI || f.id == FieldDlVLAN || f.id == FieldDlVLANPCP):
 		return unsupportedAt(ap.s, t, "%s of %s is not supported", what, f.name)
 	case f.set == setNone:
 		return errAt(ap.s, t, "%s is read-only", f.name)

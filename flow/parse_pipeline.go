@@ -241,6 +241,9 @@ func (ap *actionParser) wroteTCI(loads []Action) {
 // fields. It adds the loads ovs-ofctl prints for it in OpenFlow 1.0: one
 // per run of set mask bits, at most 64 bits each.
 func (ap *actionParser) setFieldReg(t *token, f *field, val string) error {
+	if f.kind == kindPort {
+		return ap.setFieldPort(t, f, val)
+	}
 	valText, maskText, hasMask := strings.Cut(val, "/")
 	v, reason := parse128(valText, f.name)
 	if reason != "" {
@@ -276,6 +279,19 @@ func (ap *actionParser) setFieldReg(t *token, f *field, val string) error {
 		ap.add(Action{Type: ActLoad, Dst: sf, Value: v.shr(ofs).lo & ones(n).lo, Spelling: spell})
 		ofs += n
 	}
+	return nil
+}
+
+// setFieldPort parses set_field:PORT->in_port: a port number or name
+// (ANY and NONE are 0xffff), without a mask, as one load of the whole
+// field.
+func (ap *actionParser) setFieldPort(t *token, f *field, val string) error {
+	port, err := ap.p.parsePort(val)
+	if err != nil || strings.Contains(val, "/") {
+		return errAt(ap.s, t, "%s: invalid or unknown port for %s", Clipped(val), f.name)
+	}
+	sf := Subfield{Field: f.id, NBits: uint8(f.width())}
+	ap.add(Action{Type: ActLoad, Dst: sf, Value: uint64(port), Spelling: SpellSetField})
 	return nil
 }
 

@@ -94,7 +94,11 @@ func formatAction13(b *strings.Builder, m *Match, a *Action) {
 	case a.Type == ActResubmit && a.Spelling == SpellGotoTable:
 		b.WriteString("goto_table:" + strconv.Itoa(int(a.Table)))
 	case a.Type == ActLoad && a.Spelling == SpellSetField && a.Dst.Ofs == 0 && a.Dst.Bits() == a.Dst.field().width():
-		b.WriteString("set_field:" + loadValue(a.Value) + "->" + fieldName(a.Dst.Field))
+		v := loadValue(a.Value)
+		if a.Dst.Field == FieldInPort {
+			v = portText(uint32(a.Value))
+		}
+		b.WriteString("set_field:" + v + "->" + fieldName(a.Dst.Field))
 	case a.Type == ActSetField && a.Spelling != SpellLoad && !(a.Field == FieldNwTTL && a.Spelling == SpellMod):
 		formatSetField13(b, m, a)
 	case a.Type == ActSetVLANVID:

@@ -401,7 +401,17 @@ func (x *xlate) clone(body []Action) {
 }
 
 // output commits the flow's changes and outputs to port.
+//
+// As in Open vSwitch, the output to the ingress port that is skipped is
+// the one to the flow's in_port, which set_field, load, move or pop may
+// have changed; the in_port port is then the written one, and an output
+// to the port the packet came in on is no longer skipped: the datapath
+// sends it back there (its in_port port, as it knows the packet's own).
 func (x *xlate) output(port uint32) {
+	if x.flow.InPort != x.orig.InPort {
+		x.outputWritten(port)
+		return
+	}
 	if port == x.flow.InPort && x.inBucket > 0 {
 		// As in Open vSwitch, a bucket's output to the ingress port is
 		// skipped: no copy, and nothing committed for it.
@@ -412,6 +422,25 @@ func (x *xlate) output(port uint32) {
 		// The datapath drops it (and counts it as same-port); in_port
 		// is in every megaflow's mask.
 		x.report(TraceWarn, "skipping output to input port")
+	}
+	x.commit()
+	x.emit(Action{Type: ActOutput, Port: port})
+}
+
+// outputWritten is output for a flow whose in_port was written.
+func (x *xlate) outputWritten(port uint32) {
+	if port == PortInPort {
+		port = x.flow.InPort
+		if port == PortNone {
+			x.report(TraceError, "Nonexistent output port")
+			return
+		}
+	} else if port == x.flow.InPort {
+		x.report(TraceWarn, "skipping output to input port")
+		return
+	}
+	if port == x.orig.InPort {
+		port = PortInPort
 	}
 	x.commit()
 	x.emit(Action{Type: ActOutput, Port: port})

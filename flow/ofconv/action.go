@@ -667,7 +667,7 @@ func dotted(b []byte) string {
 // setFieldText writes a set_field action as the ovs-ofctl action the flow
 // language reads.
 func setFieldText(f *openflow.Field) (string, error) {
-	if f.Name == "" || !supportedFields[f.Name] || f.Name == "in_port" || f.Name == "ip_frag" || f.Name == "eth_type" {
+	if f.Name == "" || !supportedFields[f.Name] || f.Name == "ip_frag" || f.Name == "eth_type" {
 		return "", actionError(openflow.CodeBadActionArgument, "set_field on %s is not supported by ovsxdp", fieldLabel(f))
 	}
 	if f.Mask != nil && !allOnes(f.Mask) {
@@ -858,5 +858,7 @@ func maskedSet(name string, h openflow.FieldHeader, a *flow.Action) openflow.Act
 	if m.BitLen() <= 8*size {
 		m.FillBytes(mb)
 	}
-	return &openflow.ActSetField{Field: field(name, false, vb, mb)}
+	// in_port has no OXM field of its width (OXM_OF_IN_PORT is 32 bits):
+	// as Open vSwitch, a set_field on it carries NXM_OF_IN_PORT.
+	return &openflow.ActSetField{Field: field(name, name == "in_port", vb, mb)}
 }
