@@ -73,14 +73,7 @@ func (e *Env) CreateSlot(i int) error {
 	if err := ns.AddAddr(peerName(i), slotIP(i).String()+"/24"); err != nil {
 		return err
 	}
-	for j := range e.Slots {
-		if j != i {
-			if err := ns.SetNeigh(peerName(i), slotIP(j), slotMAC(j)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return e.setNeighbours(i)
 }
 
 // addVeth adds slot i's veth pair with maxQueues queues, initQueues of
@@ -129,14 +122,7 @@ func (e *Env) RecreateVeth(i int) error {
 	if err := ns.AddAddr(peerName(i), slotIP(i).String()+"/24"); err != nil {
 		return err
 	}
-	for j := range e.Slots {
-		if j != i {
-			if err := ns.SetNeigh(peerName(i), slotIP(j), slotMAC(j)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return e.setNeighbours(i)
 }
 
 // errHeld is returned when a deleted namespace's host end stays.
@@ -189,6 +175,27 @@ func (e *Env) StopTraffic(i int) {
 		p.Kill()
 		e.ping[i] = nil
 	}
+}
+
+// PeerUp brings slot i's peer up and sets its neighbour entries again:
+// taking a device down flushes them, permanent ones included, and the
+// datapaths forward by destination MAC only (no ARP).
+func (e *Env) PeerUp(i int) error {
+	if err := e.Peer(i, "link", "set", peerName(i), "up"); err != nil {
+		return err
+	}
+	return e.setNeighbours(i)
+}
+
+func (e *Env) setNeighbours(i int) error {
+	for j := range e.Slots {
+		if j != i {
+			if err := e.ns[i].SetNeigh(peerName(i), slotIP(j), slotMAC(j)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Host runs ip in the switch namespace.

@@ -236,6 +236,13 @@ func (r *Runner) recover(e *Env, st []slotState, bound time.Duration) (time.Dura
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
+	go func() {
+		select {
+		case <-r.Interrupted:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var mu sync.Mutex
 	var failed []string
 	var wg sync.WaitGroup
@@ -281,7 +288,7 @@ func (r *Runner) do(drv Driver, e *Env, st []slotState, s Step) error {
 	case OpPeerDown:
 		return e.Peer(i, "link", "set", peerName(i), "down")
 	case OpPeerUp:
-		return e.Peer(i, "link", "set", peerName(i), "up")
+		return e.PeerUp(i)
 	case OpTxQueues:
 		_, err := e.SW.Output(context.Background(), "ethtool", "-L", h, "tx", strconv.Itoa(s.N))
 		return err
