@@ -95,6 +95,18 @@ RULES_ARGS ?=
 bench-rules: ## as root: add 100,000 OVN-like rules to ovsxdp and to Open vSwitch, time and resident memory: bench/results/rules.{md,csv}
 	$(GO) run ./bench/rules -out bench/results $(RULES_ARGS)
 
+# Extra flags for bench/chaos (see `go run ./bench/chaos -h`).
+CHAOS_ARGS ?= -schedules 1000
+CHAOS_DRIVERS ?= ovsxdp-guarded,bridge,ovs,ovsxdp-legacy
+
+.PHONY: bench-chaos
+bench-chaos: ## as root: seeded schedules of link, queue, namespace, port and restart operations under traffic against ovsxdp (guarded, legacy), the Linux bridge and OVS AF_XDP, invariants after every step: bench/results/chaos.{md,csv}
+	$(GO) run ./bench/chaos -out bench/results -drivers $(CHAOS_DRIVERS) $(CHAOS_ARGS)
+
+.PHONY: test-chaos
+test-chaos: ## as root: 20 chaos schedules against ovsxdp (guarded) and every schedule of the regression corpus (about 5 minutes)
+	OVSXDP_CHAOS_SCHEDULES=$${OVSXDP_CHAOS_SCHEDULES:-20} $(GO) test -count=1 -timeout 40m -run 'TestChaos' -v ./test/
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)
