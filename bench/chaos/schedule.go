@@ -55,8 +55,10 @@ type Schedule struct {
 	Slots  int    `json:"slots"`
 	Driver string `json:"driver,omitempty"` // the driver it failed on, for the corpus
 	Steps  []Step `json:"steps"`
-	// Failure is what the shrunk schedule still violates (corpus only).
+	// Failure is what the shrunk schedule still violates, and Note what it
+	// found (corpus only).
 	Failure string `json:"failure,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 func (s *Schedule) String() string {
