@@ -164,3 +164,16 @@ func TestRegressionCorpusLoads(t *testing.T) {
 }
 
 func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o644) }
+
+func TestProcFootprintSelf(t *testing.T) {
+	f, err := procFootprint(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.FDs < 3 || f.XSK != 0 || f.Orphans != 0 || f.Goroutines != -1 {
+		t.Errorf("own footprint %s: want at least 3 fds, no AF_XDP socket, goroutines unknown", f)
+	}
+	if _, err := procFootprint(1 << 30); err == nil {
+		t.Error("footprint of a pid that does not exist: no error")
+	}
+}
