@@ -154,6 +154,19 @@ func (d *ovsxdpDriver) Stop() error {
 	return nil
 }
 
+// LogTail is the end of the daemon's log, with the state of its ports.
+func (d *ovsxdpDriver) LogTail() string {
+	show, err := d.cli("show")
+	if err != nil {
+		show = err.Error()
+	}
+	ports, err := d.cli("dump-ports", bridgeName)
+	if err != nil {
+		ports = err.Error()
+	}
+	return "daemon log:\n" + tail(d.proc.Output()) + "\nshow:\n" + show + "\ndump-ports:\n" + ports
+}
+
 var lockupsRE = regexp.MustCompile(`soft lockups detected: (\d+)`)
 
 // Check: no soft lockup (a poll thread stalled past the watchdog's

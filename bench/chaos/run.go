@@ -102,6 +102,9 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 		}
 		took, err := r.recover(e, st, bound)
 		if err != nil {
+			if l, ok := drv.(logger); ok {
+				err = fmt.Errorf("%w\n%s", err, l.LogTail())
+			}
 			violate(step, KindRecovery, "%v", err)
 		} else if took >= 0 {
 			res.Recovery = append(res.Recovery, took)
@@ -271,6 +274,9 @@ func (r *Runner) recover(e *Env, st []slotState, bound time.Duration) (time.Dura
 	}
 	return time.Since(start), nil
 }
+
+// logger is a driver whose datapath's log helps to understand a violation.
+type logger interface{ LogTail() string }
 
 // errMust marks the failure of an operation on the topology that must
 // work whatever the datapath does.
