@@ -104,7 +104,7 @@ bench-chaos: ## as root: seeded schedules of link, queue, namespace, port and re
 	$(GO) run ./bench/chaos -out bench/results -drivers $(CHAOS_DRIVERS) $(CHAOS_ARGS)
 
 .PHONY: test-chaos
-test-chaos: ## as root: 20 chaos schedules against ovsxdp (guarded) and every schedule of the regression corpus (about 5 minutes)
+test-chaos: ## as root: 20 chaos schedules against ovsxdp (guarded) and every schedule of the regression corpus (3 to 9 minutes)
 	OVSXDP_CHAOS_SCHEDULES=$${OVSXDP_CHAOS_SCHEDULES:-20} $(GO) test -count=1 -timeout 40m -run 'TestChaos' -v ./test/
 
 .PHONY: clean
