@@ -102,6 +102,18 @@ OVN_ARGS ?=
 bench-ovn: ## as root: Debian's OVN 23.03 (ovn-northd, ovn-controller) on an ovsxdp br-int, two logical ports in namespaces: what ovsxdp refuses, and ping: bench/results/ovn.{md,csv}
 	$(GO) run ./bench/ovn -out bench/results $(OVN_ARGS)
 
+# Extra flags for bench/chaos (see `go run ./bench/chaos -h`).
+CHAOS_ARGS ?= -schedules 1000
+CHAOS_DRIVERS ?= ovsxdp-guarded,bridge,ovs,ovsxdp-legacy
+
+.PHONY: bench-chaos
+bench-chaos: ## as root: seeded schedules of link, queue, namespace, port and restart operations under traffic against ovsxdp (guarded, legacy), the Linux bridge and OVS AF_XDP, invariants after every step: bench/results/chaos.{md,csv}
+	$(GO) run ./bench/chaos -out bench/results -drivers $(CHAOS_DRIVERS) $(CHAOS_ARGS)
+
+.PHONY: test-chaos
+test-chaos: ## as root: 20 chaos schedules against ovsxdp (guarded) and every schedule of the regression corpus (3 to 9 minutes)
+	OVSXDP_CHAOS_SCHEDULES=$${OVSXDP_CHAOS_SCHEDULES:-20} $(GO) test -count=1 -timeout 40m -run 'TestChaos' -v ./test/
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)

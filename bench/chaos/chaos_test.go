@@ -1,0 +1,179 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+)
+
+func TestGenerateReproducible(t *testing.T) {
+	for seed := uint64(0); seed < 200; seed++ {
+		a, b := Generate(seed, 12), Generate(seed, 12)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("seed %d: two schedules differ:\n%s\n%s", seed, a, b)
+		}
+		if a.Slots < 3 || a.Slots > 4 || len(a.Steps) != 12 {
+			t.Fatalf("seed %d: %d slots, %d steps", seed, a.Slots, len(a.Steps))
+		}
+		st := initialState(a.Slots)
+		for i, s := range a.Steps {
+			if !applicable(st, s) {
+				t.Fatalf("seed %d: step %d (%s) not applicable in the state before it", seed, i, s)
+			}
+			apply(st, s)
+		}
+	}
+	if reflect.DeepEqual(Generate(1, 12), Generate(2, 12)) {
+		t.Error("seeds 1 and 2 give the same schedule")
+	}
+}
+
+func TestGenerateCoversEveryOp(t *testing.T) {
+	seen := map[Op]bool{}
+	for seed := uint64(0); seed < 100; seed++ {
+		for _, s := range Generate(seed, 10).Steps {
+			seen[s.Op] = true
+		}
+	}
+	for _, w := range weights {
+		if !seen[w.op] {
+			t.Errorf("no schedule of 100 has %s", w.op)
+		}
+	}
+}
+
+func TestHealRestoresInitialState(t *testing.T) {
+	for seed := uint64(0); seed < 100; seed++ {
+		s := Generate(seed, 10)
+		st := initialState(s.Slots)
+		for _, step := range s.Steps {
+			apply(st, step)
+		}
+		for i := range st {
+			for _, h := range healSteps(st, i) {
+				if applicable(st, h) {
+					apply(st, h)
+				}
+			}
+		}
+		if !reflect.DeepEqual(st, initialState(s.Slots)) {
+			t.Fatalf("seed %d: after the heal %+v", seed, st)
+		}
+	}
+}
+
+func TestShrink(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []int // step slots, standing for steps
+		fails   func(slots []int) bool
+		want    []int
+		maxRuns int
+	}{
+		{"one culprit", []int{0, 1, 2, 3, 4, 5, 6, 7}, func(s []int) bool { return slices.Contains(s, 5) }, []int{5}, 100},
+		{"two culprits in order", []int{0, 1, 2, 3, 4, 5, 6, 7}, func(s []int) bool {
+			i, j := slices.Index(s, 2), slices.Index(s, 6)
+			return i >= 0 && j > i
+		}, []int{2, 6}, 100},
+		{"always", []int{0, 1, 2}, func([]int) bool { return true }, []int{}, 100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Schedule{Seed: 1, Slots: 8}
+			for _, v := range tc.in {
+				s.Steps = append(s.Steps, Step{Op: OpHostDown, Slot: v})
+			}
+			runs := 0
+			got := Shrink(s, tc.maxRuns, func(c *Schedule) bool {
+				runs++
+				var slots []int
+				for _, st := range c.Steps {
+					slots = append(slots, st.Slot)
+				}
+				return tc.fails(slots)
+			})
+			var slots []int
+			for _, st := range got.Steps {
+				slots = append(slots, st.Slot)
+			}
+			if !slices.Equal(slots, tc.want) && !(len(slots) == 0 && len(tc.want) == 0) {
+				t.Errorf("shrunk to %v, want %v (%d runs)", slots, tc.want, runs)
+			}
+			if len(s.Steps) != len(tc.in) {
+				t.Errorf("the original schedule changed")
+			}
+		})
+	}
+}
+
+func TestShrinkBudget(t *testing.T) {
+	s := Generate(7, 30)
+	runs := 0
+	Shrink(s, 5, func(*Schedule) bool { runs++; return false })
+	if runs > 5 {
+		t.Errorf("%d runs, budget 5", runs)
+	}
+}
+
+func TestScheduleSaveLoad(t *testing.T) {
+	s := Generate(42, 9)
+	s.Driver, s.Failure = "ovsxdp-guarded", KindRecovery
+	path := filepath.Join(t.TempDir(), "s.json")
+	if err := s.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadSchedule(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, s) {
+		t.Errorf("loaded %+v, saved %+v", got, s)
+	}
+}
+
+func TestLoadScheduleErrors(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"bad json":   `{"seed": `,
+		"no slots":   `{"seed":1,"slots":0,"steps":[]}`,
+		"unknown op": `{"seed":1,"slots":3,"steps":[{"op":"explode","slot":0}]}`,
+	} {
+		path := filepath.Join(dir, "s.json")
+		if err := writeFile(path, body); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadSchedule(path); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
+	}
+}
+
+// The regression corpus loads: every file is a valid schedule.
+func TestRegressionCorpusLoads(t *testing.T) {
+	files, err := filepath.Glob("testdata/regressions/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if _, err := LoadSchedule(f); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o644) }
+
+func TestProcFootprintSelf(t *testing.T) {
+	f, err := procFootprint(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.FDs < 3 || f.XSK != 0 || f.Orphans != 0 || f.Goroutines != -1 {
+		t.Errorf("own footprint %s: want at least 3 fds, no AF_XDP socket, goroutines unknown", f)
+	}
+	if _, err := procFootprint(1 << 30); err == nil {
+		t.Error("footprint of a pid that does not exist: no error")
+	}
+}

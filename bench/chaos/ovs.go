@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
+)
+
+// ovsDriver is Open vSwitch's userspace datapath (datapath_type=netdev)
+// with type=afxdp ports: ovsdb-server with a database of its own and
+// ovs-vswitchd inside the switch namespace, both with a private run
+// directory, stopped by PID.
+type ovsDriver struct {
+	dir     string
+	env     []string
+	e       *Env
+	db      *vtopo.Process
+	vswitch *vtopo.Process
+}
+
+const ovsSchema = "/usr/share/openvswitch/vswitch.ovsschema"
+
+func (d *ovsDriver) Name() string { return "ovs" }
+
+func (d *ovsDriver) Start(e *Env) error {
+	for _, tool := range []string{"ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ovs-appctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is missing (Debian: openvswitch-switch): %w", tool, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "chaos-ovs-")
+	if err != nil {
+		return err
+	}
+	d.dir, d.e = dir, e
+	d.env = []string{"OVS_RUNDIR=" + dir, "OVS_DBDIR=" + dir, "OVS_LOGDIR=" + dir, "OVS_SYSCONFDIR=" + dir}
+	for _, kv := range d.env {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v) // inherited by the processes started in the namespace
+	}
+	db := filepath.Join(dir, "conf.db")
+	if _, err := d.cmd("ovsdb-tool", "create", db, ovsSchema); err != nil {
+		return err
+	}
+	if d.db, err = e.SW.Start("ovsdb-server", db, "--remote=punix:"+filepath.Join(dir, "db.sock"), "--no-chdir",
+		"--pidfile="+filepath.Join(dir, "ovsdb-server.pid"), "--unixctl="+filepath.Join(dir, "ovsdb-server.ctl"),
+		"--log-file="+filepath.Join(dir, "ovsdb-server.log")); err != nil {
+		return err
+	}
+	if err := waitFor(10*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, "db.sock")); return err == nil }); err != nil {
+		return fmt.Errorf("ovsdb-server: %w: %s", err, tail(d.db.Output()))
+	}
+	if _, err := d.vsctl("--no-wait", "init"); err != nil {
+		return err
+	}
+	if err := d.startVswitchd(); err != nil {
+		return err
+	}
+	if _, err := d.vsctl("add-br", bridgeName, "--", "set", "bridge", bridgeName, "datapath_type=netdev"); err != nil {
+		return err
+	}
+	for i := range e.Slots {
+		if err := d.AddPort(e, i); err != nil {
+			return err
+		}
+	}
+	if _, err := d.cmd("ovs-ofctl", "del-flows", bridgeName); err != nil {
+		return err
+	}
+	for i := range e.Slots {
+		if _, err := d.cmd("ovs-ofctl", "add-flow", bridgeName, fmt.Sprintf("dl_dst=%s,actions=output:%d", slotMAC(i), OFPort(i))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *ovsDriver) startVswitchd() error {
+	var err error
+	d.vswitch, err = d.e.SW.Start("ovs-vswitchd", "unix:"+filepath.Join(d.dir, "db.sock"), "--no-chdir",
+		"--pidfile="+filepath.Join(d.dir, "ovs-vswitchd.pid"), "--unixctl="+d.ctl(),
+		"--log-file="+filepath.Join(d.dir, "ovs-vswitchd.log"))
+	if err != nil {
+		return err
+	}
+	return waitFor(30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return d.Answers(ctx) == nil
+	})
+}
+
+func (d *ovsDriver) ctl() string { return filepath.Join(d.dir, "ovs-vswitchd.ctl") }
+
+func (d *ovsDriver) cmd(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	return d.cmdCtx(ctx, name, args...)
+}
+
+func (d *ovsDriver) cmdCtx(ctx context.Context, name string, args ...string) (string, error) {
+	c := exec.CommandContext(ctx, name, args...)
+	c.Env = append(os.Environ(), d.env...)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+func (d *ovsDriver) vsctl(args ...string) (string, error) {
+	return d.cmd("ovs-vsctl", append([]string{"--db=unix:" + filepath.Join(d.dir, "db.sock"), "--timeout=20"}, args...)...)
+}
+
+func (d *ovsDriver) AddPort(e *Env, i int) error {
+	h := hostName(i)
+	_, err := d.vsctl("add-port", bridgeName, h, "--", "set", "interface", h, "type=afxdp",
+		"options:n_rxq="+strconv.Itoa(initQueues), "ofport_request="+strconv.Itoa(OFPort(i)))
+	return err
+}
+
+func (d *ovsDriver) DelPort(e *Env, i int) error {
+	_, err := d.vsctl("del-port", bridgeName, hostName(i))
+	return err
+}
+
+// Relink: ovs-vswitchd opens an interface again when its device appears.
+func (d *ovsDriver) Relink(*Env, int, slotState) error { return nil }
+
+func (d *ovsDriver) Restart(e *Env, sig syscall.Signal) error {
+	if sig == syscall.SIGKILL {
+		d.vswitch.Kill()
+	} else {
+		if err := d.vswitch.Cmd.Process.Signal(sig); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := d.vswitch.Wait(ctx)
+		cancel()
+		if err == context.DeadlineExceeded {
+			d.vswitch.Kill()
+			return fmt.Errorf("ovs-vswitchd ignored %v for 20s; killed", sig)
+		}
+	}
+	return d.startVswitchd()
+}
+
+func (d *ovsDriver) Answers(ctx context.Context) error {
+	_, err := d.cmdCtx(ctx, "ovs-appctl", "-t", d.ctl(), "version")
+	return err
+}
+
+func (d *ovsDriver) Stop() error {
+	if d.vswitch != nil {
+		d.vsctl("--if-exists", "del-br", bridgeName)
+		d.vswitch.Cmd.Process.Signal(syscall.SIGTERM)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if d.vswitch.Wait(ctx) != nil {
+			d.vswitch.Kill()
+		}
+		cancel()
+		d.vswitch = nil
+	}
+	if d.db != nil {
+		d.db.Kill()
+		d.db = nil
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+		d.dir = ""
+	}
+	return nil
+}
+
+// Check: ovs-vswitchd has not exited, no XDP program on a host end that is
+// not a port, no ring mapping of a closed AF_XDP socket, no more sockets
+// than the attached ports' queues. (Open vSwitch has no soft-lockup
+// watchdog and no per-reason drop ledger to read.)
+func (d *ovsDriver) Check(ctx context.Context, e *Env, st []slotState) (int, []Violation) {
+	var vs []Violation
+	add := func(kind, format string, args ...any) {
+		vs = append(vs, Violation{Kind: kind, Detail: fmt.Sprintf(format, args...)})
+	}
+	if d.vswitch.Exited() {
+		add(KindCrash, "ovs-vswitchd exited: %s", tail(d.vswitch.Output()))
+		return 1, vs
+	}
+	for i, s := range st {
+		if !s.NS || s.Port {
+			continue
+		}
+		if on, err := e.XDPAttached(i); err == nil && on {
+			add(KindXDPLeak, "%s carries an XDP program but is not a port", hostName(i))
+		}
+	}
+	f, _, err := d.Footprint(ctx)
+	if err != nil {
+		add(KindNoAnswer, "footprint: %v", err)
+		return 3, vs
+	}
+	devs := 0
+	for _, s := range st {
+		if s.NS && s.Port {
+			devs++
+		}
+	}
+	if f.Orphans > 0 {
+		add(KindXSKLeak, "%d ring mappings of closed sockets (%s)", f.Orphans, f)
+	}
+	if f.XSK > devs*maxQueues {
+		add(KindXSKLeak, "%d AF_XDP sockets for %d attached ports of at most %d queues (%s)", f.XSK, devs, maxQueues, f)
+	}
+	return 3, vs
+}
+
+func (d *ovsDriver) Footprint(context.Context) (Footprint, bool, error) {
+	f, err := procFootprint(d.vswitch.Cmd.Process.Pid)
+	return f, true, err
+}
+
+// waitFor polls cond until it holds, up to timeout.
+func waitFor(timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v", timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}

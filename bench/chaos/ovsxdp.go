@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
+)
+
+// ovsxdpDriver runs the ovsxdp daemon, built from this tree, as a process
+// in the switch namespace, driven through its CLI as a user would.
+type ovsxdpDriver struct {
+	bin    string // the ovsxdp binary
+	policy string
+
+	dir  string
+	proc *vtopo.Process
+	e    *Env
+	pid  int
+}
+
+const (
+	bridgeName = "br0"
+	pprofAddr  = "127.0.0.1:6060" // inside the switch namespace
+	cliTimeout = 20 * time.Second
+)
+
+func (d *ovsxdpDriver) Name() string { return "ovsxdp-" + d.policy }
+
+func (d *ovsxdpDriver) Start(e *Env) error {
+	dir, err := os.MkdirTemp("", "chaos-ovsxdp-")
+	if err != nil {
+		return err
+	}
+	d.dir, d.e = dir, e
+	if err := d.startDaemon(); err != nil {
+		return err
+	}
+	if _, err := d.cli("add-br", bridgeName, "--policy", d.policy, "--pmds", "1"); err != nil {
+		return err
+	}
+	for i := range e.Slots {
+		if err := d.AddPort(e, i); err != nil {
+			return err
+		}
+		if _, err := d.cli("add-flow", bridgeName, fmt.Sprintf("dl_dst=%s,actions=output:%d", slotMAC(i), OFPort(i))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *ovsxdpDriver) startDaemon() error {
+	p, err := d.e.SW.Start(d.bin, "daemon", "--socket", filepath.Join(d.dir, "ovsxdp.sock"),
+		"--state", filepath.Join(d.dir, "state.json"), "--rundir", filepath.Join(d.dir, "run"), "--pprof", pprofAddr)
+	if err != nil {
+		return err
+	}
+	d.proc, d.pid = p, p.Cmd.Process.Pid
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := d.Answers(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			return fmt.Errorf("the daemon does not answer: %w (exited: %v): %s", err, p.Exited(), tail(p.Output()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cli runs the ovsxdp CLI against the daemon.
+func (d *ovsxdpDriver) cli(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	return d.cliCtx(ctx, args...)
+}
+
+func (d *ovsxdpDriver) cliCtx(ctx context.Context, args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	c := exec.CommandContext(ctx, d.bin, append([]string{"--socket", filepath.Join(d.dir, "ovsxdp.sock")}, args...)...)
+	c.Stdout, c.Stderr = &out, &errOut
+	if err := c.Run(); err != nil {
+		return out.String(), fmt.Errorf("ovsxdp %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
+	}
+	return out.String(), nil
+}
+
+func (d *ovsxdpDriver) AddPort(e *Env, i int) error {
+	_, err := d.cli("add-port", bridgeName, hostName(i), "type=afxdp", "ofport="+strconv.Itoa(OFPort(i)))
+	return err
+}
+
+func (d *ovsxdpDriver) DelPort(e *Env, i int) error {
+	_, err := d.cli("del-port", bridgeName, hostName(i))
+	return err
+}
+
+// Relink: the daemon takes a device of a configured port's name back by
+// itself.
+func (d *ovsxdpDriver) Relink(*Env, int, slotState) error { return nil }
+
+func (d *ovsxdpDriver) Restart(e *Env, sig syscall.Signal) error {
+	if sig == syscall.SIGKILL {
+		d.proc.Kill()
+	} else {
+		if err := d.proc.Cmd.Process.Signal(sig); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := d.proc.Wait(ctx)
+		cancel()
+		if err == context.DeadlineExceeded {
+			d.proc.Kill()
+			return fmt.Errorf("the daemon ignored %v for 20s; killed", sig)
+		}
+	}
+	return d.startDaemon()
+}
+
+func (d *ovsxdpDriver) Answers(ctx context.Context) error {
+	_, err := d.cliCtx(ctx, "show")
+	return err
+}
+
+func (d *ovsxdpDriver) Stop() error {
+	if d.proc != nil {
+		d.proc.Cmd.Process.Signal(syscall.SIGTERM)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if d.proc.Wait(ctx) != nil {
+			d.proc.Kill()
+		}
+		cancel()
+		d.proc = nil
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+		d.dir = ""
+	}
+	return nil
+}
+
+// LogTail is the end of the daemon's log, with the state of its ports.
+func (d *ovsxdpDriver) LogTail() string {
+	show, err := d.cli("show")
+	if err != nil {
+		show = err.Error()
+	}
+	ports, err := d.cli("dump-ports", bridgeName)
+	if err != nil {
+		ports = err.Error()
+	}
+	return "daemon log:\n" + tail(d.proc.Output()) + "\nshow:\n" + show + "\ndump-ports:\n" + ports
+}
+
+var lockupsRE = regexp.MustCompile(`soft lockups detected: (\d+)`)
+
+// Check: no soft lockup (a poll thread stalled past the watchdog's
+// threshold), the bridge's ledger balances, no XDP program or socket
+// outlives its port, the process has not exited.
+func (d *ovsxdpDriver) Check(ctx context.Context, e *Env, st []slotState) (int, []Violation) {
+	var vs []Violation
+	n := 0
+	add := func(kind, format string, args ...any) {
+		vs = append(vs, Violation{Kind: kind, Detail: fmt.Sprintf(format, args...)})
+	}
+
+	n++
+	if d.proc.Exited() {
+		add(KindCrash, "the daemon exited: %s", tail(d.proc.Output()))
+		return n, vs
+	}
+	n++
+	if out, err := d.cliCtx(ctx, "watchdog/show", bridgeName); err != nil {
+		add(KindNoAnswer, "%v", err)
+	} else if m := lockupsRE.FindStringSubmatch(out); m == nil {
+		add(KindNoAnswer, "watchdog/show: unexpected output %q", out)
+	} else if m[1] != "0" {
+		add(KindLockup, "%s", strings.TrimSpace(out))
+	}
+	n++
+	if err := d.ledger(ctx); err != nil {
+		add(KindLedger, "%v", err)
+	}
+	n++
+	for i, s := range st {
+		if !s.NS || s.Port {
+			continue
+		}
+		if on, err := e.XDPAttached(i); err == nil && on {
+			add(KindXDPLeak, "%s carries an XDP program but is not a port", hostName(i))
+		}
+	}
+	n++
+	f, _, err := d.Footprint(ctx)
+	if err != nil {
+		add(KindNoAnswer, "footprint: %v", err)
+		return n, vs
+	}
+	devs := 0
+	for _, s := range st {
+		if s.NS && s.Port {
+			devs++
+		}
+	}
+	if f.Orphans > 0 {
+		add(KindXSKLeak, "%d ring mappings of closed sockets (%s)", f.Orphans, f)
+	}
+	if f.XSK > devs*maxQueues {
+		add(KindXSKLeak, "%d AF_XDP sockets for %d attached ports of at most %d queues (%s)", f.XSK, devs, maxQueues, f)
+	}
+	if f.Progs > devs || f.Links > devs {
+		add(KindBPFLeak, "%d XDP programs and %d BPF links for %d attached ports (%s)", f.Progs, f.Links, devs, f)
+	}
+	return n, vs
+}
+
+var (
+	rxRE     = regexp.MustCompile(`port\s+\S+: rx pkts=(\d+)`)
+	txRE     = regexp.MustCompile(`tx pkts=(\d+)`)
+	rxDropRE = regexp.MustCompile(`rx dropped by reason: (.*)`)
+)
+
+// ledger checks, from dump-ports, that what the bridge received (every
+// port, and the row of removed ports) equals what it sent plus what it
+// dropped by reason: with unicast rules every received packet is sent to
+// one port or dropped once (a copy dropped at its output port counts as a
+// drop of the packet it came from). Packets in flight make the counters
+// differ for a moment, so it reads them until they balance, up to 5 s.
+func (d *ovsxdpDriver) ledger(ctx context.Context) error {
+	deadline := time.Now().Add(5 * time.Second)
+	var last string
+	for {
+		out, err := d.cliCtx(ctx, "dump-ports", bridgeName)
+		if err != nil {
+			return err
+		}
+		var rx, tx, drops uint64
+		for _, m := range rxRE.FindAllStringSubmatch(out, -1) {
+			v, _ := strconv.ParseUint(m[1], 10, 64)
+			rx += v
+		}
+		for _, m := range txRE.FindAllStringSubmatch(out, -1) {
+			v, _ := strconv.ParseUint(m[1], 10, 64)
+			tx += v
+		}
+		for _, m := range rxDropRE.FindAllStringSubmatch(out, -1) {
+			if m[1] == "none" {
+				continue
+			}
+			for _, kv := range strings.Split(m[1], ", ") {
+				if _, v, ok := strings.Cut(kv, "="); ok {
+					n, _ := strconv.ParseUint(v, 10, 64)
+					drops += n
+				}
+			}
+		}
+		if rx == tx+drops {
+			return nil
+		}
+		last = fmt.Sprintf("received %d, sent %d + dropped %d = %d", rx, tx, drops, tx+drops)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the bridge's ledger does not balance after 5s: %s\n%s", last, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var goroutinesRE = regexp.MustCompile(`goroutine profile: total (\d+)`)
+
+func (d *ovsxdpDriver) Footprint(ctx context.Context) (Footprint, bool, error) {
+	f, err := procFootprint(d.pid)
+	if err != nil {
+		return f, true, err
+	}
+	var c net.Conn
+	err = d.e.SW.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", pprofAddr, 5*time.Second)
+		return err
+	})
+	if err != nil {
+		return f, true, fmt.Errorf("pprof: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET /debug/pprof/goroutine?debug=1 HTTP/1.0\r\nHost: localhost\r\n\r\n"); err != nil {
+		return f, true, fmt.Errorf("pprof: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(c, 4<<20))
+	if err != nil {
+		return f, true, fmt.Errorf("pprof: %w", err)
+	}
+	m := goroutinesRE.FindSubmatch(b)
+	if m == nil {
+		return f, true, fmt.Errorf("pprof: no goroutine total in %q", tail(string(b)))
+	}
+	f.Goroutines, _ = strconv.Atoi(string(m[1]))
+	// The connection just made is open in the daemon too.
+	return f, true, nil
+}
+
+// tail is the end of a process's output, for error messages.
+func tail(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 2000 {
+		s = "..." + s[len(s)-2000:]
+	}
+	return s
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Report gathers the results of every driver.
+type Report struct {
+	Command string
+	Started time.Time
+	Elapsed time.Duration
+	Steps   int
+	Drivers []*DriverStats
+}
+
+// DriverStats is one driver's totals.
+type DriverStats struct {
+	Name       string
+	Schedules  int
+	Failing    int
+	Steps      int
+	Done       int
+	Refused    int
+	Skipped    int
+	NA         int
+	Checks     int
+	Violations map[string]int
+	FirstSeeds map[string]uint64 // the first seed that showed each kind
+	SkippedOps map[Op]int
+	RefusedOps map[Op]int
+	Recovery   []time.Duration
+	Shrunk     []*Schedule
+}
+
+func (r *Report) driver(name string) *DriverStats {
+	d := &DriverStats{Name: name, Violations: map[string]int{}, FirstSeeds: map[string]uint64{}, SkippedOps: map[Op]int{}, RefusedOps: map[Op]int{}}
+	r.Drivers = append(r.Drivers, d)
+	return d
+}
+
+func (d *DriverStats) add(res *Result) {
+	d.Schedules++
+	d.Steps += res.Steps
+	d.Done += res.Done
+	d.Refused += res.Refused
+	d.Skipped += res.Skipped
+	d.NA += res.NA
+	d.Checks += res.Checks
+	d.Recovery = append(d.Recovery, res.Recovery...)
+	if res.Failed() {
+		d.Failing++
+	}
+	for _, v := range res.Violations {
+		if _, ok := d.FirstSeeds[v.Kind]; !ok {
+			d.FirstSeeds[v.Kind] = res.Seed
+		}
+		d.Violations[v.Kind]++
+	}
+	for op, n := range res.SkippedOps {
+		d.SkippedOps[op] += n
+	}
+	for op, n := range res.RefusedOps {
+		d.RefusedOps[op] += n
+	}
+}
+
+func (d *DriverStats) violations() int {
+	n := 0
+	for _, v := range d.Violations {
+		n += v
+	}
+	return n
+}
+
+// recovery returns the median and the maximum recovery time.
+func (d *DriverStats) recovery() (median, maximum time.Duration) {
+	if len(d.Recovery) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(d.Recovery)
+	slices.Sort(s)
+	return s[len(s)/2], s[len(s)-1]
+}
+
+func opCounts(m map[Op]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, op := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", op, m[op]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func kindCounts(d *DriverStats) string {
+	if len(d.Violations) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(d.Violations)) {
+		parts = append(parts, fmt.Sprintf("%s %d (first seed %d)", k, d.Violations[k], d.FirstSeeds[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64)
+}
+
+// Summary is a short text summary.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	for _, d := range r.Drivers {
+		med, mx := d.recovery()
+		fmt.Fprintf(&b, "%s: %d schedules (%d failing), %d steps (%d done, %d refused, %d skipped), %d invariants checked, violations: %s; recovery median %s ms, max %s ms\n",
+			d.Name, d.Schedules, d.Failing, d.Steps, d.Done, d.Refused, d.Skipped, d.Checks, kindCounts(d), ms(med), ms(mx))
+	}
+	return b.String()
+}
+
+var kinds = []string{KindSetup, KindNoAnswer, KindCrash, KindRecovery, KindLockup, KindLedger, KindFDLeak, KindXSKLeak, KindBPFLeak, KindXDPLeak, KindGoroutine, KindHeld, KindOp}
+
+// Write writes dir/name.md and dir/name.csv.
+func (r *Report) Write(dir, name string) error {
+	f, err := os.Create(filepath.Join(dir, name+".csv"))
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	head := []string{"driver", "schedules", "failing_schedules", "steps", "done", "refused", "skipped", "not_applicable", "invariants_checked", "violations"}
+	for _, k := range kinds {
+		head = append(head, "violations_"+strings.ReplaceAll(k, "-", "_"))
+	}
+	head = append(head, "recovery_median_ms", "recovery_max_ms", "recoveries")
+	w.Write(head)
+	for _, d := range r.Drivers {
+		med, mx := d.recovery()
+		row := []string{d.Name, strconv.Itoa(d.Schedules), strconv.Itoa(d.Failing), strconv.Itoa(d.Steps), strconv.Itoa(d.Done),
+			strconv.Itoa(d.Refused), strconv.Itoa(d.Skipped), strconv.Itoa(d.NA), strconv.Itoa(d.Checks), strconv.Itoa(d.violations())}
+		for _, k := range kinds {
+			row = append(row, strconv.Itoa(d.Violations[k]))
+		}
+		row = append(row, ms(med), ms(mx), strconv.Itoa(len(d.Recovery)))
+		w.Write(row)
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Chaos schedules over real netlink\n\n")
+	fmt.Fprintf(&b, "Command: `%s` (started %s, took %v; %d steps per schedule; seeds count up from the first, the same seeds for every driver).\n\n",
+		r.Command, r.Started.UTC().Format(time.RFC3339), r.Elapsed.Round(time.Second), r.Steps)
+	b.WriteString(methodText)
+	b.WriteString("\n| driver | schedules | failing | steps run | done | refused | skipped | invariants checked | violations | recovery median / max (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, d := range r.Drivers {
+		med, mx := d.recovery()
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %s / %s |\n", d.Name, d.Schedules, d.Failing, d.Steps, d.Done, d.Refused, d.Skipped, d.Checks, d.violations(), ms(med), ms(mx))
+	}
+	b.WriteString("\n")
+	for _, d := range r.Drivers {
+		fmt.Fprintf(&b, "## %s\n\n- violations by kind: %s\n- refused by the kernel or the datapath: %s\n- skipped (not supported by the driver): %s\n- steps not applicable in the state reached: %d\n",
+			d.Name, kindCounts(d), opCounts(d.RefusedOps), opCounts(d.SkippedOps), d.NA)
+		for _, s := range d.Shrunk {
+			fmt.Fprintf(&b, "- shrunk failing schedule (%s):\n\n```\n%s\n```\n", s.Failure, s)
+		}
+		b.WriteString("\n")
+	}
+	return os.WriteFile(filepath.Join(dir, name+".md"), []byte(b.String()), 0o644)
+}
+
+const methodText = `Each schedule builds a switch namespace and 3 or 4 slots (a namespace
+with a veth pair whose host end is a port of the datapath; 4 queues
+allocated, 2 in use), starts the datapath, pings every 50 ms from each
+slot to the next as background traffic, and runs its steps. After every
+step: the datapath answers its control interface within 10 s; every pair
+of slots that must reach each other (namespace present, port configured,
+both ends up) exchanges a ping within 10 s (the recovery time is the time
+until all pairs did); and the driver's own invariants: for ovsxdp, no soft
+lockup in watchdog/show, the bridge's ledger balances within 5 s
+(received = sent + dropped by reason, from dump-ports, the removed ports'
+row included), no XDP program on a host end that is not a port, no
+AF_XDP ring mapping whose socket is closed, no more AF_XDP sockets, XDP
+programs or BPF links than the attached ports can hold. After the last
+step every slot is healed to its initial state and the same checks run,
+with the process's AF_XDP sockets, ring mappings, XDP programs and BPF
+links equal to those after start, file descriptors within 4 and
+goroutines within 10 of them. "Refused" steps are ones the kernel or the
+datapath refused with an error (for example ethtool -L on a queue that an
+AF_XDP socket holds, ip link set xdp off on a program attached through a
+BPF link); "skipped" ones the driver cannot do (a restart of the Linux
+bridge).
+`

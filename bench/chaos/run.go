@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Bounds of the invariants. They are generous: the machine may be loaded.
+const (
+	answerBound   = 10 * time.Second // the datapath answers its control interface
+	recoveryBound = 10 * time.Second // traffic between surviving slots flows again
+	setupBound    = 30 * time.Second // traffic flows after the datapath started
+)
+
+// Result is what one run of a schedule against one driver found.
+type Result struct {
+	Driver     string
+	Seed       uint64
+	Steps      int // steps executed (applicable, and done or refused)
+	Done       int // steps the kernel and the datapath carried out
+	Refused    int // steps the kernel or the datapath refused (an error, not a violation)
+	Skipped    int // steps the driver does not support
+	NA         int // steps not applicable in the state reached (after shrinking)
+	Checks     int // invariants checked
+	Violations []Violation
+	Recovery   []time.Duration // per step with slots that must reach each other
+	SkippedOps map[Op]int
+	RefusedOps map[Op]int
+}
+
+// Failed reports whether the run broke an invariant.
+func (r *Result) Failed() bool { return len(r.Violations) > 0 }
+
+// Runner runs schedules against a driver.
+type Runner struct {
+	NewDriver func() Driver
+	Log       *slog.Logger
+	// Interrupted is closed to stop between steps.
+	Interrupted <-chan struct{}
+}
+
+// Run runs s: it builds the topology, starts the datapath, starts the
+// traffic, runs each step and checks the invariants after it, heals every
+// slot back to its initial state and checks again (with the process's
+// footprint against the one after start), and tears everything down.
+func (r *Runner) Run(s *Schedule) (res *Result) {
+	drv := r.NewDriver()
+	res = &Result{Driver: drv.Name(), Seed: s.Seed, SkippedOps: map[Op]int{}, RefusedOps: map[Op]int{}}
+	violate := func(step int, kind, format string, args ...any) {
+		v := Violation{Kind: kind, Step: step, Detail: fmt.Sprintf(format, args...)}
+		res.Violations = append(res.Violations, v)
+		r.Log.Warn("violation", "driver", res.Driver, "seed", s.Seed, "step", step, "kind", kind, "detail", v.Detail)
+	}
+	e, err := NewEnv(s.Slots)
+	if err != nil {
+		violate(-1, KindSetup, "topology: %v", err)
+		return res
+	}
+	defer e.Close()
+	defer drv.Stop()
+	if err := drv.Start(e); err != nil {
+		violate(-1, KindSetup, "%s: %v", drv.Name(), err)
+		return res
+	}
+	st := initialState(s.Slots)
+	if _, err := r.recover(e, st, setupBound); err != nil {
+		violate(-1, KindSetup, "no traffic after start: %v", err)
+		return res
+	}
+	for i := range s.Slots {
+		if err := e.StartTraffic(i); err != nil {
+			violate(-1, KindSetup, "traffic: %v", err)
+			return res
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	base, hasProc, err := drv.Footprint(context.Background())
+	if err != nil {
+		violate(-1, KindSetup, "footprint: %v", err)
+		return res
+	}
+
+	check := func(step int, final bool) {
+		res.Checks++
+		ctx, cancel := context.WithTimeout(context.Background(), answerBound)
+		err := drv.Answers(ctx)
+		cancel()
+		if err != nil {
+			violate(step, KindNoAnswer, "no answer within %v: %v", answerBound, err)
+			return
+		}
+		res.Checks++
+		bound := recoveryBound
+		if final {
+			bound = setupBound
+		}
+		took, err := r.recover(e, st, bound)
+		if err != nil {
+			if l, ok := drv.(logger); ok {
+				err = fmt.Errorf("%w\n%s", err, l.LogTail())
+			}
+			violate(step, KindRecovery, "%v", err)
+		} else if took >= 0 {
+			res.Recovery = append(res.Recovery, took)
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		n, vs := drv.Check(ctx, e, st)
+		cancel()
+		res.Checks += n
+		for _, v := range vs {
+			violate(step, v.Kind, "%s", v.Detail)
+		}
+		if final && hasProc {
+			res.Checks++
+			r.checkFootprint(drv, base, func(kind, format string, args ...any) { violate(step, kind, format, args...) })
+		}
+	}
+
+	for i, step := range s.Steps {
+		select {
+		case <-r.Interrupted:
+			return res
+		default:
+		}
+		if !applicable(st, step) {
+			res.NA++
+			continue
+		}
+		res.Steps++
+		err := r.do(drv, e, st, step)
+		switch {
+		case errors.Is(err, ErrUnsupported):
+			res.Skipped++
+			res.SkippedOps[step.Op]++
+			continue
+		case errors.Is(err, errHeld):
+			violate(i, KindHeld, "%v", err)
+			apply(st, step)
+		case errors.Is(err, errMust):
+			violate(i, KindOp, "%s: %v", step, err)
+		case err != nil:
+			res.Refused++
+			res.RefusedOps[step.Op]++
+			r.Log.Debug("refused", "driver", res.Driver, "seed", s.Seed, "step", i, "op", step.String(), "err", err)
+		default:
+			res.Done++
+			apply(st, step)
+		}
+		check(i, false)
+	}
+	// Heal: every slot back to its initial state.
+	for i := range st {
+		for _, step := range healSteps(st, i) {
+			if !applicable(st, step) {
+				continue
+			}
+			if err := r.do(drv, e, st, step); err != nil && !errors.Is(err, ErrUnsupported) {
+				if step.Op == OpTxQueues {
+					continue // may be refused under AF_XDP sockets: not part of the footprint
+				}
+				violate(len(s.Steps), KindOp, "heal %s: %v", step, err)
+				continue
+			}
+			apply(st, step)
+		}
+	}
+	check(len(s.Steps), true)
+	return res
+}
+
+// healSteps are the steps that bring slot i back to its initial state.
+func healSteps(st []slotState, i int) []Step {
+	init := initialState(1)[0]
+	return []Step{
+		{Op: OpNetnsCreate, Slot: i}, {Op: OpPortAdd, Slot: i},
+		{Op: OpHostUp, Slot: i}, {Op: OpPeerUp, Slot: i},
+		{Op: OpMTU, Slot: i, N: init.MTU}, {Op: OpTxQueues, Slot: i, N: init.TxQ},
+	}
+}
+
+// checkFootprint compares the process's footprint after the heal with the
+// one after start: the same ports, so the same sockets, mappings, XDP
+// programs and links; a few descriptors and goroutines of control
+// connections may come and go.
+func (r *Runner) checkFootprint(drv Driver, base Footprint, violate func(kind, format string, args ...any)) {
+	// Sockets of re-attached ports close after a grace period: let it pass.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f, _, err := drv.Footprint(context.Background())
+		var problems []func()
+		if err != nil {
+			problems = append(problems, func() { violate(KindNoAnswer, "footprint: %v", err) })
+		} else {
+			if f.XSK != base.XSK || f.Mappings != base.Mappings || f.Orphans != 0 {
+				problems = append(problems, func() { violate(KindXSKLeak, "after the heal %s; after start %s", f, base) })
+			}
+			if f.Progs != base.Progs || f.Links != base.Links {
+				problems = append(problems, func() { violate(KindBPFLeak, "after the heal %s; after start %s", f, base) })
+			}
+			if f.FDs > base.FDs+4 {
+				problems = append(problems, func() { violate(KindFDLeak, "after the heal %s; after start %s", f, base) })
+			}
+			if base.Goroutines >= 0 && f.Goroutines > base.Goroutines+10 {
+				problems = append(problems, func() { violate(KindGoroutine, "after the heal %s; after start %s", f, base) })
+			}
+		}
+		if len(problems) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, p := range problems {
+				p()
+			}
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// recover waits until every healthy slot reaches every other healthy slot,
+// up to bound, and returns how long that took (-1 if fewer than two slots
+// are healthy).
+func (r *Runner) recover(e *Env, st []slotState, bound time.Duration) (time.Duration, error) {
+	var healthy []int
+	for i, s := range st {
+		if s.healthy() {
+			healthy = append(healthy, i)
+		}
+	}
+	if len(healthy) < 2 {
+		return -1, nil
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.Interrupted:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var mu sync.Mutex
+	var failed []string
+	var wg sync.WaitGroup
+	for _, a := range healthy {
+		for _, b := range healthy {
+			if a == b {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					if e.Reach(ctx, a, b, 500*time.Millisecond) {
+						return
+					}
+				}
+				mu.Lock()
+				failed = append(failed, strconv.Itoa(a)+"->"+strconv.Itoa(b))
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		return 0, fmt.Errorf("slots %v do not reach each other within %v (healthy slots %v)", failed, bound, healthy)
+	}
+	return time.Since(start), nil
+}
+
+// logger is a driver whose datapath's log helps to understand a violation.
+type logger interface{ LogTail() string }
+
+// errMust marks the failure of an operation on the topology that must
+// work whatever the datapath does.
+var errMust = errors.New("operation failed")
+
+// do carries out step.
+func (r *Runner) do(drv Driver, e *Env, st []slotState, s Step) error {
+	i := s.Slot
+	h := hostName(i)
+	switch s.Op {
+	case OpHostDown:
+		return e.Host("link", "set", h, "down")
+	case OpHostUp:
+		return e.Host("link", "set", h, "up")
+	case OpPeerDown:
+		return e.Peer(i, "link", "set", peerName(i), "down")
+	case OpPeerUp:
+		return e.PeerUp(i)
+	case OpTxQueues:
+		_, err := e.SW.Output(context.Background(), "ethtool", "-L", h, "tx", strconv.Itoa(s.N))
+		return err
+	case OpMTU:
+		return e.Host("link", "set", h, "mtu", strconv.Itoa(s.N))
+	case OpNetnsDelete:
+		return e.DeleteSlot(i)
+	case OpNetnsCreate:
+		if err := e.CreateSlot(i); err != nil {
+			return fmt.Errorf("%w: %w", errMust, err)
+		}
+		if err := drv.Relink(e, i, st[i]); err != nil {
+			return err
+		}
+		return e.StartTraffic(i)
+	case OpVethRecreate:
+		if err := e.RecreateVeth(i); err != nil {
+			return fmt.Errorf("%w: %w", errMust, err)
+		}
+		return drv.Relink(e, i, st[i])
+	case OpPortDelete:
+		return drv.DelPort(e, i)
+	case OpPortAdd:
+		return drv.AddPort(e, i)
+	case OpRename:
+		if st[i].HostUp {
+			if err := e.Host("link", "set", h, "down"); err != nil {
+				return err
+			}
+		}
+		err := e.Host("link", "set", h, "name", h+"r")
+		if err == nil {
+			time.Sleep(200 * time.Millisecond)
+			err = e.Host("link", "set", h+"r", "name", h)
+		}
+		if st[i].HostUp {
+			err = errors.Join(err, e.Host("link", "set", h, "up"))
+		}
+		return err
+	case OpXDPOff:
+		return e.Host("link", "set", "dev", h, "xdp", "off")
+	case OpSigterm:
+		return drv.Restart(e, syscall.SIGTERM)
+	case OpSigkill:
+		return drv.Restart(e, syscall.SIGKILL)
+	}
+	return fmt.Errorf("unknown operation %q", s.Op)
+}
