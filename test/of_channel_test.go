@@ -469,13 +469,6 @@ func TestOpenFlowDumpCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, v := range ofVersions {
-				if len(p.Groups) > 0 && v == "OpenFlow10" {
-					// OpenFlow 1.0 names groups only in Nicira extensions
-					// (NXT_GROUP_MOD, the Nicira group action) that the
-					// codec does not carry.
-					t.Logf("%s: groups are not compared in %s", p.Name, v)
-					continue
-				}
 				if err := ref.DelFlows(); err != nil {
 					t.Fatal(err)
 				}

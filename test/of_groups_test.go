@@ -12,12 +12,22 @@ import (
 )
 
 // Groups through the OpenFlow channel: the real ovs-ofctl adds, modifies,
-// dumps and deletes groups of ovsxdp, in OpenFlow 1.3 and 1.5, and what it
-// dumps is what it dumps from a sandboxed Open vSwitch 3.1 fed the same.
+// dumps and deletes groups of ovsxdp, in OpenFlow 1.0 (Nicira's
+// NXT_GROUP_MOD and NXST_GROUP*), 1.3 and 1.5, and what it dumps is what it
+// dumps from a sandboxed Open vSwitch 3.1 fed the same.
 
 // ofGroups are the groups the test adds, per version: OpenFlow 1.3 has
-// neither bucket ids nor selection methods.
+// neither bucket ids nor selection methods; OpenFlow 1.0's Nicira group
+// messages have both, with 1.0 actions in the buckets.
 var ofGroups = map[string][]string{
+	"OpenFlow10": {
+		"group_id=1,type=all,bucket=bucket_id:0,actions=output:2,bucket=bucket_id:1,actions=output:3",
+		"group_id=2,type=indirect,bucket=actions=mod_dl_src:00:00:00:00:bb:01,output:3",
+		"group_id=3,type=fast_failover,bucket=watch_port:2,actions=output:2,bucket=watch_port:3,watch_group:1,actions=output:3",
+		"group_id=4,type=select,selection_method=hash,fields(ip_src,ip_dst),bucket=bucket_id:0,weight:1,actions=output:2,bucket=bucket_id:1,weight:2,actions=output:3",
+		"group_id=6,type=all,bucket=actions=group:2,bucket=actions=mod_nw_dst:10.9.9.9,output:3",
+		"group_id=7,type=select,bucket=weight:0,actions=output:1,bucket=bucket_id:5,actions=dec_ttl,output:2",
+	},
 	"OpenFlow13": {
 		"group_id=1,type=all,bucket=output:2,bucket=output:3",
 		"group_id=2,type=indirect,bucket=actions=mod_dl_src:00:00:00:00:bb:01,output:3",
@@ -40,7 +50,7 @@ func TestOpenFlowGroups(t *testing.T) {
 	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}, {Name: "p3", OFPort: 3}}
 	ref := ovsref.Start(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
-	for _, v := range []string{"OpenFlow13", "OpenFlow15"} {
+	for _, v := range []string{"OpenFlow10", "OpenFlow13", "OpenFlow15"} {
 		t.Run(v, func(t *testing.T) {
 			groups := ofGroups[v]
 			file := filepath.Join(t.TempDir(), "groups.txt")
@@ -119,8 +129,9 @@ func TestOpenFlowGroups(t *testing.T) {
 			s.run(t, v, "mod-group", "--may-create", create)
 			compare("after mod-group --may-create")
 
-			if v == "OpenFlow15" {
-				// OpenFlow 1.5's bucket commands.
+			if v != "OpenFlow13" {
+				// OpenFlow 1.5's bucket commands, also in 1.0's
+				// NXT_GROUP_MOD.
 				for _, c := range [][]string{
 					{"insert-buckets", "group_id=20,command_bucket_id=first,bucket=bucket_id:7,actions=output:3"},
 					{"insert-buckets", "group_id=20,command_bucket_id=last,bucket=bucket_id:8,actions=output:1"},

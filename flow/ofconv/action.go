@@ -298,9 +298,6 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		d = append(d, make([]byte, 6)...)
 		return one(&openflow.ActRaw{Type: typeExperimenter, Experimenter: openflow.NiciraExperimenter, Subtype: st, Data: d})
 	case flow.ActGroup:
-		if v10 {
-			return nil, fmt.Errorf("%w: group in OpenFlow 1.0", openflow.ErrUnencodable)
-		}
 		return one(&openflow.ActU32{Type: openflow.ActTypeGroup, Value: uint32(a.Value)})
 	case flow.ActConjunction:
 		return one(&openflow.ActConjunction{ID: uint32(a.Value), Clause: a.Table - 1, NClauses: uint8(a.Port)})

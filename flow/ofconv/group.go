@@ -130,7 +130,7 @@ func GroupFromMod(p *flow.Parser, v uint8, gm *openflow.GroupMod) (*flow.Group, 
 // bucketText writes bucket i of a group mod as ovs-ofctl group text.
 func bucketText(v uint8, typ uint8, i int, bk *openflow.Bucket) (string, error) {
 	id := uint32(i)
-	if v >= openflow.Version15 {
+	if openflow.GroupBodies15(v) {
 		id = bk.BucketID
 		if id > flow.BucketMax {
 			return "", GroupModError(CodeGroupBadBucket, "bucket id %#x", id)
@@ -238,7 +238,7 @@ func GroupDesc(v uint8, g *flow.Group) (openflow.GroupDesc, error) {
 			return d, err
 		}
 		ob := openflow.Bucket{Weight: bk.Weight, WatchPort: ofPort(bk.WatchPort), WatchGroup: bk.WatchGroup, Actions: acts}
-		if v >= openflow.Version15 {
+		if openflow.GroupBodies15(v) {
 			ob.BucketID = bk.ID
 			ob.HasWeight = g.Type == flow.GroupSelect
 			ob.HasWatchPort = bk.WatchPort != flow.PortNone
@@ -248,7 +248,7 @@ func GroupDesc(v uint8, g *flow.Group) (openflow.GroupDesc, error) {
 		}
 		d.Buckets = append(d.Buckets, ob)
 	}
-	if v >= openflow.Version15 && g.SelectionMethod != "" {
+	if openflow.GroupBodies15(v) && g.SelectionMethod != "" {
 		pr, err := selectionProp(g)
 		if err != nil {
 			return d, err

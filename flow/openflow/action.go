@@ -69,6 +69,7 @@ const (
 	nxRegLoad2      = 33
 	nxConjunction   = 34
 	nxController2   = 37
+	nxGroup         = 40 // NXAST_GROUP, OpenFlow 1.0's group action
 	nxClone         = 42
 	NXActCTClear    = 43
 	nxResubmitCT    = 44
@@ -141,7 +142,8 @@ type ActEthertype struct {
 // copy_ttl_in, dec_mpls_ttl, dec_ttl (OFPAT_DEC_NW_TTL), pop_pbb.
 type ActSimple struct{ Type uint16 }
 
-// ActU32 is a 1.1+ action with one 32-bit argument: set_queue, group.
+// ActU32 is a 1.1+ action with one 32-bit argument: set_queue, group. In
+// OpenFlow 1.0 a group action is NXAST_GROUP.
 type ActU32 struct {
 	Type  uint16 // ActTypeSetQueue or ActTypeGroup
 	Value uint32
@@ -564,6 +566,15 @@ func decodeExperimenterAction(v uint8, r *rd, depth int) (Action, error) {
 		return &ActConjunction{Clause: r.u8(""), NClauses: r.u8(""), ID: r.u32("")}, nil
 	case nxLearn:
 		return decodeLearn(r)
+	case nxGroup:
+		if v != Version10 {
+			break
+		}
+		if err := fx(6); err != nil {
+			return nil, err
+		}
+		r.skip(2, "")
+		return &ActU32{Type: ActTypeGroup, Value: r.u32("")}, nil
 	case nxClone:
 		r.skip(6, "clone")
 		if r.err != nil {
@@ -789,6 +800,12 @@ func (a *ActSimple) appendAction(v uint8, w *wr) error {
 }
 
 func (a *ActU32) appendAction(v uint8, w *wr) error {
+	if v == Version10 && a.Type == ActTypeGroup {
+		s := beginNX(w, nxGroup)
+		w.zeros(2)
+		w.u32(a.Value)
+		return end(w, s)
+	}
 	if err := only13(v, "set_queue/group"); err != nil {
 		return err
 	}

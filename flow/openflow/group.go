@@ -21,6 +21,13 @@ const (
 	bucketPropWatchGroup = 2
 )
 
+// GroupBodies15 reports whether groups of version v use OpenFlow 1.5's
+// group mod, bucket and group desc layout (bucket ids, bucket and group
+// properties): 1.5 and later, and OpenFlow 1.0's Nicira group messages
+// (NXT_GROUP_MOD, NXST_GROUP_DESC), whose bodies are 1.5's with 1.0
+// actions inside, as Open vSwitch sends them.
+func GroupBodies15(v uint8) bool { return v == Version10 || v >= Version15 }
+
 // Bucket is a group bucket. BucketID exists in 1.5 only; there Weight,
 // WatchPort and WatchGroup are properties, present when the matching Has*
 // flag is set (in 1.3/1.4 they are always present).
@@ -44,7 +51,7 @@ func decodeBuckets(v uint8, r *rd) ([]Bucket, error) {
 			l = int(r.b[0])<<8 | int(r.b[1])
 		}
 		minLen := 16
-		if v >= Version15 {
+		if GroupBodies15(v) {
 			minLen = 8
 		}
 		if l < minLen || l%8 != 0 || l > r.len() {
@@ -53,7 +60,7 @@ func decodeBuckets(v uint8, r *rd) ([]Bucket, error) {
 		br := r.sub(l, "bucket")
 		br.skip(2, "")
 		var b Bucket
-		if v < Version15 {
+		if !GroupBodies15(v) {
 			b.Weight, b.WatchPort, b.WatchGroup = br.u16(""), br.u32(""), br.u32("")
 			b.HasWeight, b.HasWatchPort, b.HasWatchGroup = true, true, true
 			br.skip(4, "")
@@ -101,7 +108,7 @@ func appendBuckets(v uint8, w *wr, bs []Bucket) error {
 		b := &bs[i]
 		start := w.pos()
 		w.u16(0)
-		if v < Version15 {
+		if !GroupBodies15(v) {
 			w.u16(b.Weight)
 			w.u32(b.WatchPort)
 			w.u32(b.WatchGroup)
@@ -143,8 +150,8 @@ func appendBuckets(v uint8, w *wr, bs []Bucket) error {
 	return nil
 }
 
-// GroupMod is OFPT_GROUP_MOD (1.1+). CommandBucketID and Props exist in
-// 1.5 only.
+// GroupMod is OFPT_GROUP_MOD (1.1+) or, in OpenFlow 1.0, NXT_GROUP_MOD.
+// CommandBucketID and Props exist in 1.5 and NXT_GROUP_MOD only.
 type GroupMod struct {
 	Command         uint16
 	Type            uint8
@@ -159,7 +166,7 @@ func decodeGroupMod(v uint8, r *rd) (*GroupMod, error) {
 	r.skip(1, "group mod")
 	m.GroupID = r.u32("group mod")
 	var err error
-	if v < Version15 {
+	if !GroupBodies15(v) {
 		m.Buckets, err = decodeBuckets(v, r)
 		return m, err
 	}
@@ -173,13 +180,22 @@ func decodeGroupMod(v uint8, r *rd) (*GroupMod, error) {
 	return m, err
 }
 
-func (m *GroupMod) msgType(v uint8) (uint8, error) { return typeOf(kGroupMod, v) }
+func (m *GroupMod) msgType(v uint8) (uint8, error) {
+	if v == Version10 {
+		return typeOf(kExperimenter, v)
+	}
+	return typeOf(kGroupMod, v)
+}
+
 func (m *GroupMod) appendBody(v uint8, w *wr) error {
+	if v == Version10 {
+		nxHeader(w, nxtGroupMod)
+	}
 	w.u16(m.Command)
 	w.u8(m.Type)
 	w.zeros(1)
 	w.u32(m.GroupID)
-	if v < Version15 {
+	if !GroupBodies15(v) {
 		return appendBuckets(v, w, m.Buckets)
 	}
 	at := w.pos()
@@ -219,4 +235,81 @@ type GroupStats struct {
 // BucketCounter is a bucket's counters in a group stats reply.
 type BucketCounter struct {
 	PacketCount, ByteCount uint64
+}
+
+// decodeGroupStats decodes a group stats request or reply body
+// (OFPMP_GROUP, or NXST_GROUP in OpenFlow 1.0: the same body).
+func decodeGroupStats(v uint8, r *rd, mp Multipart, reply bool) (Message, error) {
+	if !reply {
+		m := &GroupStatsRequest{Multipart: mp, GroupID: r.u32("group stats request")}
+		r.skip(4, "group stats request")
+		return m, r.err
+	}
+	m := &GroupStatsReply{Multipart: mp, Entries: []GroupStats{}}
+	for r.err == nil && r.len() > 0 {
+		l := int(r.u16("group stats"))
+		if l < 40 || (l-40)%16 != 0 {
+			return nil, badMessage("group stats length %d", l)
+		}
+		gr := r.sub(l-2, "group stats")
+		gr.skip(2, "")
+		g := GroupStats{GroupID: gr.u32(""), RefCount: gr.u32("")}
+		gr.skip(4, "")
+		g.PacketCount, g.ByteCount = gr.u64(""), gr.u64("")
+		g.DurationSec, g.DurationNsec = gr.u32(""), gr.u32("")
+		for gr.err == nil && gr.len() > 0 {
+			g.Buckets = append(g.Buckets, BucketCounter{gr.u64(""), gr.u64("")})
+		}
+		if gr.err != nil {
+			return nil, gr.err
+		}
+		m.Entries = append(m.Entries, g)
+	}
+	return m, r.err
+}
+
+// decodeGroupDesc decodes a group desc request or reply body
+// (OFPMP_GROUP_DESC, or NXST_GROUP_DESC in OpenFlow 1.0 with 1.5's body).
+func decodeGroupDesc(v uint8, r *rd, mp Multipart, reply bool) (Message, error) {
+	if !reply {
+		m := &GroupDescRequest{Multipart: mp}
+		if GroupBodies15(v) {
+			m.GroupID = r.u32("group desc request")
+			r.skip(4, "group desc request")
+		}
+		return m, r.err
+	}
+	m := &GroupDescReply{Multipart: mp, Entries: []GroupDesc{}}
+	for r.err == nil && r.len() > 0 {
+		l := int(r.u16("group desc"))
+		min := 8
+		if GroupBodies15(v) {
+			min = 16
+		}
+		if l < min {
+			return nil, badMessage("group desc length %d", l)
+		}
+		gr := r.sub(l-2, "group desc")
+		g := GroupDesc{Type: gr.u8("")}
+		gr.skip(1, "")
+		g.GroupID = gr.u32("")
+		var err error
+		if !GroupBodies15(v) {
+			g.Buckets, err = decodeBuckets(v, gr)
+		} else {
+			bl := int(gr.u16(""))
+			gr.skip(6, "")
+			if g.Buckets, err = decodeBuckets(v, gr.sub(bl, "group desc buckets")); err == nil {
+				g.Props, err = decodeProps(gr, "group property")
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if gr.err != nil {
+			return nil, gr.err
+		}
+		m.Entries = append(m.Entries, g)
+	}
+	return m, r.err
 }

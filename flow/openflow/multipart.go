@@ -22,6 +22,8 @@ const (
 	nxstFlow        = 0
 	nxstAggregate   = 1
 	nxstFlowMonitor = 2
+	nxstGroup       = 7
+	nxstGroupDesc   = 8
 )
 
 // MultipartMore is the flag saying more reply parts follow.
@@ -268,6 +270,10 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 			m := &AggregateReply{Multipart: mp, Nicira: true, PacketCount: r.u64("nx aggregate"), ByteCount: r.u64("nx aggregate"), FlowCount: r.u32("nx aggregate")}
 			r.skip(4, "nx aggregate")
 			return m, r.err
+		case v == Version10 && st == nxstGroup:
+			return decodeGroupStats(v, r, mp, reply)
+		case v == Version10 && st == nxstGroupDesc:
+			return decodeGroupDesc(v, r, mp, reply)
 		case st == nxstFlowMonitor && !reply:
 			return decodeFlowMonitorRequest(v, r, mp, MonitorNicira)
 		case st == nxstFlowMonitor:
@@ -398,77 +404,12 @@ func decodeMultipart(v uint8, r *rd, reply bool) (Message, error) {
 		if v == Version10 {
 			return raw()
 		}
-		if !reply {
-			m := &GroupStatsRequest{Multipart: mp, GroupID: r.u32("group stats request")}
-			r.skip(4, "group stats request")
-			return m, r.err
-		}
-		m := &GroupStatsReply{Multipart: mp, Entries: []GroupStats{}}
-		for r.err == nil && r.len() > 0 {
-			l := int(r.u16("group stats"))
-			if l < 40 || (l-40)%16 != 0 {
-				return nil, badMessage("group stats length %d", l)
-			}
-			gr := r.sub(l-2, "group stats")
-			gr.skip(2, "")
-			g := GroupStats{GroupID: gr.u32(""), RefCount: gr.u32("")}
-			gr.skip(4, "")
-			g.PacketCount, g.ByteCount = gr.u64(""), gr.u64("")
-			g.DurationSec, g.DurationNsec = gr.u32(""), gr.u32("")
-			for gr.err == nil && gr.len() > 0 {
-				g.Buckets = append(g.Buckets, BucketCounter{gr.u64(""), gr.u64("")})
-			}
-			if gr.err != nil {
-				return nil, gr.err
-			}
-			m.Entries = append(m.Entries, g)
-		}
-		return m, r.err
+		return decodeGroupStats(v, r, mp, reply)
 	case MPGroupDesc:
 		if v == Version10 {
 			return raw()
 		}
-		if !reply {
-			m := &GroupDescRequest{Multipart: mp}
-			if v == Version15 {
-				m.GroupID = r.u32("group desc request")
-				r.skip(4, "group desc request")
-			}
-			return m, r.err
-		}
-		m := &GroupDescReply{Multipart: mp, Entries: []GroupDesc{}}
-		for r.err == nil && r.len() > 0 {
-			l := int(r.u16("group desc"))
-			min := 8
-			if v == Version15 {
-				min = 16
-			}
-			if l < min {
-				return nil, badMessage("group desc length %d", l)
-			}
-			gr := r.sub(l-2, "group desc")
-			g := GroupDesc{Type: gr.u8("")}
-			gr.skip(1, "")
-			g.GroupID = gr.u32("")
-			var err error
-			if v < Version15 {
-				g.Buckets, err = decodeBuckets(v, gr)
-			} else {
-				bl := int(gr.u16(""))
-				gr.skip(6, "")
-				if g.Buckets, err = decodeBuckets(v, gr.sub(bl, "group desc buckets")); err == nil {
-					g.Props, err = decodeProps(gr, "group property")
-				}
-			}
-			if err != nil {
-				return nil, err
-			}
-			if gr.err != nil {
-				return nil, gr.err
-			}
-			m.Entries = append(m.Entries, g)
-		}
-		return m, r.err
+		return decodeGroupDesc(v, r, mp, reply)
 	}
 	return raw()
 }
@@ -1052,6 +993,16 @@ func (m *PortDescReply) appendBody(v uint8, w *wr) error {
 	return nil
 }
 
+// groupMPHeader writes the header of a group multipart message: the
+// Nicira stats header with subtype nx in OpenFlow 1.0, else type typ.
+func groupMPHeader(v uint8, w *wr, mp Multipart, typ uint16, nx uint32) {
+	if v == Version10 {
+		nxMPHeader(v, w, mp, nx)
+		return
+	}
+	mpHeader(v, w, mp, typ)
+}
+
 func no10(v uint8, what string) error {
 	if v == Version10 {
 		return fmt.Errorf("%w: %s in OpenFlow 1.0", ErrUnencodable, what)
@@ -1061,10 +1012,7 @@ func no10(v uint8, what string) error {
 
 func (m *GroupStatsRequest) msgType(v uint8) (uint8, error) { return mpType(false, v) }
 func (m *GroupStatsRequest) appendBody(v uint8, w *wr) error {
-	if err := no10(v, "group stats"); err != nil {
-		return err
-	}
-	mpHeader(v, w, m.Multipart, MPGroup)
+	groupMPHeader(v, w, m.Multipart, MPGroup, nxstGroup)
 	w.u32(m.GroupID)
 	w.zeros(4)
 	return nil
@@ -1072,10 +1020,7 @@ func (m *GroupStatsRequest) appendBody(v uint8, w *wr) error {
 
 func (m *GroupStatsReply) msgType(v uint8) (uint8, error) { return mpType(true, v) }
 func (m *GroupStatsReply) appendBody(v uint8, w *wr) error {
-	if err := no10(v, "group stats"); err != nil {
-		return err
-	}
-	mpHeader(v, w, m.Multipart, MPGroup)
+	groupMPHeader(v, w, m.Multipart, MPGroup, nxstGroup)
 	for _, g := range m.Entries {
 		l := 40 + 16*len(g.Buckets)
 		if l > 0xffff {
@@ -1100,11 +1045,8 @@ func (m *GroupStatsReply) appendBody(v uint8, w *wr) error {
 
 func (m *GroupDescRequest) msgType(v uint8) (uint8, error) { return mpType(false, v) }
 func (m *GroupDescRequest) appendBody(v uint8, w *wr) error {
-	if err := no10(v, "group desc"); err != nil {
-		return err
-	}
-	mpHeader(v, w, m.Multipart, MPGroupDesc)
-	if v == Version15 {
+	groupMPHeader(v, w, m.Multipart, MPGroupDesc, nxstGroupDesc)
+	if GroupBodies15(v) {
 		w.u32(m.GroupID)
 		w.zeros(4)
 	}
@@ -1113,10 +1055,7 @@ func (m *GroupDescRequest) appendBody(v uint8, w *wr) error {
 
 func (m *GroupDescReply) msgType(v uint8) (uint8, error) { return mpType(true, v) }
 func (m *GroupDescReply) appendBody(v uint8, w *wr) error {
-	if err := no10(v, "group desc"); err != nil {
-		return err
-	}
-	mpHeader(v, w, m.Multipart, MPGroupDesc)
+	groupMPHeader(v, w, m.Multipart, MPGroupDesc, nxstGroupDesc)
 	for i := range m.Entries {
 		g := &m.Entries[i]
 		start := w.pos()
@@ -1124,7 +1063,7 @@ func (m *GroupDescReply) appendBody(v uint8, w *wr) error {
 		w.u8(g.Type)
 		w.zeros(1)
 		w.u32(g.GroupID)
-		if v < Version15 {
+		if !GroupBodies15(v) {
 			if err := appendBuckets(v, w, g.Buckets); err != nil {
 				return err
 			}

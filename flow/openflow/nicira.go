@@ -14,6 +14,7 @@ const (
 	nxtFlowMonitorCancel  = 21
 	nxtFlowMonitorPaused  = 22
 	nxtFlowMonitorResumed = 23
+	nxtGroupMod           = 31
 )
 
 // Flow formats for NXT_SET_FLOW_FORMAT.
@@ -101,6 +102,11 @@ func decodeExperimenter(v uint8, r *rd) (Message, error) {
 	switch st {
 	case nxtFlowMod:
 		return decodeNXFlowMod(v, r)
+	case nxtGroupMod:
+		if v == Version10 {
+			return decodeGroupMod(v, r)
+		}
+		return &Experimenter{Experimenter: exp, ExpType: st, Data: r.rest()}, nil
 	case nxtSetFlowFormat:
 		m = &SetFlowFormat{Format: r.u32("set flow format")}
 	case nxtSetPacketInFormat:

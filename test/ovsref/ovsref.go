@@ -422,7 +422,7 @@ func protoArgs(proto string) []string {
 	return []string{"-O", proto}
 }
 
-var replyHeader = regexp.MustCompile(`^(NXST|OFPST)_FLOW reply|^OFPST_FLOW_DESC reply|^OFPST_FLOW reply|^OFPST_GROUP_DESC reply`)
+var replyHeader = regexp.MustCompile(`^(NXST|OFPST)_FLOW reply|^OFPST_FLOW_DESC reply|^OFPST_FLOW reply|^(NXST|OFPST)_GROUP_DESC reply`)
 
 // NormaliseDump turns dump-flows (or dump-groups) output into one flow (or
 // group) a line, without

@@ -526,8 +526,8 @@ func (o *ofBridge) GroupMod(v uint8, gm *openflow.GroupMod) error {
 		_, gone := t.DeleteGroups(gm.GroupID)
 		o.reportFlowsLocked(ofconn.Origin{}, reasonsFor(gone, ofconn.ReasonGroupDelete)) // ofmonitor.go
 	case ofconv.GroupInsertBucket, ofconv.GroupRemoveBucket:
-		if v < openflow.Version15 {
-			return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d needs OpenFlow 1.5", gm.Command)
+		if !openflow.GroupBodies15(v) {
+			return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d needs OpenFlow 1.5 or NXT_GROUP_MOD", gm.Command)
 		}
 		if err := o.bucketCommandLocked(v, gm); err != nil {
 			return err

@@ -68,8 +68,14 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 		if code == codeBadReqIsSlave {
 			em.Code = codeBadRequestEPerm // OFPBRC_EPERM is 1.0's "is slave"
 		}
+	case openflow.ErrTypeGroupModFailed:
+		// NXT_GROUP_MOD's errors: Open vSwitch sends them with their
+		// 1.1+ type and code.
+		return vendor(nx10{openflow.ErrTypeGroupModFailed, code})
 	case openflow.ErrTypeBadAction:
 		switch {
+		case code == 9: // OFPBAC_BAD_OUT_GROUP, of an NXAST_GROUP
+			return vendor(nx10{openflow.ErrTypeBadAction, code})
 		case code == 10: // OFPBAC_MATCH_INCONSISTENT
 			return vendor(nx10{1, 522})
 		case code > 8:

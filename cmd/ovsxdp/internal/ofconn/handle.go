@@ -208,8 +208,8 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		})
 	case *openflow.GroupDescRequest:
 		id := m.GroupID
-		if v < openflow.Version15 {
-			id = GroupAll // only OpenFlow 1.5 asks for one group
+		if !openflow.GroupBodies15(v) {
+			id = GroupAll // only OpenFlow 1.5 and NXST_GROUP_DESC ask for one group
 		}
 		gs, err := c.s.br.GroupDesc(v, id)
 		if err != nil {
@@ -220,7 +220,12 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		})
 	case *openflow.MultipartRaw:
 		if m.Type == mpGroupFeatures && v != openflow.Version10 && !m.Reply {
-			return reply(&openflow.MultipartRaw{Reply: true, Type: mpGroupFeatures, Body: groupFeatures()})
+			return reply(&openflow.MultipartRaw{Reply: true, Type: mpGroupFeatures, Body: groupFeatures(v)})
+		}
+		if v == openflow.Version10 && m.Type == openflow.MPExperimenter && m.Experimenter == openflow.NiciraExperimenter && m.ExpType == nxstGroupFeatures && !m.Reply {
+			// NXST_GROUP_FEATURES: OpenFlow 1.1's body, with OpenFlow
+			// 1.0's action bitmap.
+			return reply(&openflow.MultipartRaw{Reply: true, Type: openflow.MPExperimenter, Experimenter: openflow.NiciraExperimenter, ExpType: nxstGroupFeatures, Body: groupFeatures(v)})
 		}
 		if m.Type == mpMeterFeatures && v != openflow.Version10 && !m.Reply {
 			// ovsxdp has no meters: a zero max_meter says so, as Open
@@ -380,7 +385,7 @@ func meterMod(body []byte) error {
 // select groups with weights and liveness, chaining, as many groups of
 // each type as group ids, and the actions a bucket may have (output,
 // push/pop VLAN, group, dec TTL, set field, as the table features say).
-func groupFeatures() []byte {
+func groupFeatures(v uint8) []byte {
 	const (
 		allTypes = 1<<openflow.GroupAll | 1<<openflow.GroupSelect | 1<<openflow.GroupIndirect | 1<<openflow.GroupFF
 		// OFPGFC_SELECT_WEIGHT, OFPGFC_SELECT_LIVENESS, OFPGFC_CHAINING.
@@ -394,8 +399,16 @@ func groupFeatures() []byte {
 	for range 4 {
 		b = binary.BigEndian.AppendUint32(b, maxID)
 	}
+	acts := uint32(actions)
+	if v == openflow.Version10 {
+		acts = actions10
+	}
 	for range 4 {
-		b = binary.BigEndian.AppendUint32(b, actions)
+		b = binary.BigEndian.AppendUint32(b, acts)
 	}
 	return b
 }
+
+// nxstGroupFeatures is NXST_GROUP_FEATURES, OpenFlow 1.0's group features
+// request (Nicira stats subtype 9).
+const nxstGroupFeatures uint32 = 9
