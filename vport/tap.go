@@ -63,6 +63,10 @@ type TapConfig struct {
 	// namespace, or in the one it was moved into (tap_persist.go). When
 	// there is none, the device is created as without it.
 	Reattach bool
+	// Owner names who makes the port's persistent device (a daemon's
+	// configuration: its state file or database): Reattach takes up
+	// only a device that a port with the same Owner left.
+	Owner string
 }
 
 // tapResync is how often a TAP port reads its device's state even when no
@@ -119,7 +123,7 @@ func NewTapPort(cfg TapConfig) (*TapPort, error) {
 	if cfg.Reattach {
 		var where string
 		var err error
-		fd, where, err = reattachTap(cfg.Name)
+		fd, where, err = reattachTap(cfg.Name, cfg.Owner)
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +133,7 @@ func NewTapPort(cfg TapConfig) (*TapPort, error) {
 	}
 	if fd < 0 {
 		var err error
-		if fd, err = createTap(cfg.Name, cfg.Persist); err != nil {
+		if fd, err = createTap(cfg.Name, cfg.Owner, cfg.Persist); err != nil {
 			return nil, err
 		}
 		created = true

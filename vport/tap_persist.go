@@ -3,6 +3,7 @@ package vport
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,9 +30,21 @@ import (
 // /dev/net/tun was opened in, so the descriptor is opened from a thread
 // that has entered that namespace (nsthread).
 
-// TapAlias is the alias (ip link set DEV alias) of the devices of
+// TapAlias begins the alias (ip link set DEV alias) of the devices of
 // persistent TAP ports; a port takes up only a device that carries it.
 const TapAlias = "ovsxdp internal port"
+
+// tapAlias is the alias of the devices that ports of owner make: TapAlias
+// and a short hash of owner, so that a daemon takes up only the devices
+// that it (the same configuration) left, never another daemon's.
+func tapAlias(owner string) string {
+	if owner == "" {
+		return TapAlias
+	}
+	h := fnv.New32a()
+	h.Write([]byte(owner))
+	return fmt.Sprintf("%s %08x", TapAlias, h.Sum32())
+}
 
 // netnsRunDirs hold the namespaces that ip netns names (one is usually a
 // link to the other); procDir the running processes.
@@ -56,7 +69,7 @@ func openTun(name string) (int, error) {
 
 // createTap creates the TAP device name in the process's namespace and
 // returns its descriptor; persist makes it persistent, owned and marked.
-func createTap(name string, persist bool) (int, error) {
+func createTap(name, owner string, persist bool) (int, error) {
 	fd, err := openTun(name)
 	if err != nil {
 		return -1, err
@@ -83,7 +96,7 @@ func createTap(name string, persist bool) (int, error) {
 		return fd, nil
 	}
 	// Persistent last: until then, closing the descriptor deletes it.
-	if err := markTap(fd, name); err != nil {
+	if err := markTap(fd, name, owner); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
@@ -93,7 +106,7 @@ func createTap(name string, persist bool) (int, error) {
 // markTap makes the device of fd, just created in the process's
 // namespace, persistent, owned by the process's effective uid and
 // marked.
-func markTap(fd int, name string) error {
+func markTap(fd int, name, owner string) error {
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOWNER, os.Geteuid()); err != nil {
 		return fmt.Errorf("tap %s: set owner: %w", name, err)
 	}
@@ -101,7 +114,7 @@ func markTap(fd int, name string) error {
 	if err != nil {
 		return fmt.Errorf("tap %s: %w", name, err)
 	}
-	if err := netlink.LinkSetAlias(lk, TapAlias); err != nil {
+	if err := netlink.LinkSetAlias(lk, tapAlias(owner)); err != nil {
 		return fmt.Errorf("tap %s: set alias: %w", name, err)
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
@@ -110,10 +123,11 @@ func markTap(fd int, name string) error {
 	return nil
 }
 
-// isLeftTap reports whether lk is a device a persistent TAP port made.
-func isLeftTap(lk netlink.Link) bool {
+// isLeftTap reports whether lk is a device a persistent TAP port of
+// owner made.
+func isLeftTap(lk netlink.Link, owner string) bool {
 	tt, ok := lk.(*netlink.Tuntap)
-	return ok && tt.Mode == netlink.TUNTAP_MODE_TAP && !tt.NonPersist && lk.Attrs().Alias == TapAlias
+	return ok && tt.Mode == netlink.TUNTAP_MODE_TAP && !tt.NonPersist && lk.Attrs().Alias == tapAlias(owner)
 }
 
 // reattachTap attaches to the persistent TAP device name that a port
@@ -121,8 +135,8 @@ func isLeftTap(lk netlink.Link) bool {
 // is in; -1 when there is none. A device of that name in the process's
 // namespace that is not such a device is an os.ErrExist, as creating it
 // would be.
-func reattachTap(name string) (int, string, error) {
-	path, where, err := findLeftTap(name)
+func reattachTap(name, owner string) (int, string, error) {
+	path, where, err := findLeftTap(name, owner)
 	if err != nil || where == "" {
 		return -1, "", err
 	}
@@ -168,9 +182,9 @@ func reattachTap(name string) (int, string, error) {
 // in the process's namespace first, then in the others it can name. It
 // returns the path of the namespace it is in ("" for the process's own)
 // and a name for that namespace, or "" when there is none.
-func findLeftTap(name string) (string, string, error) {
+func findLeftTap(name, owner string) (string, string, error) {
 	switch lk, err := netlink.LinkByName(name); {
-	case err == nil && isLeftTap(lk):
+	case err == nil && isLeftTap(lk, owner):
 		return "", "(own)", nil
 	case err == nil:
 		return "", "", fmt.Errorf("tap %s: create: a device of that name exists: %w", name, os.ErrExist)
@@ -190,7 +204,7 @@ func findLeftTap(name string) (string, string, error) {
 			continue // gone meanwhile, or not a namespace
 		}
 		id, ok := nsID(int(ns))
-		found := ok && !seen[id] && hasLeftTap(ns, name)
+		found := ok && !seen[id] && hasLeftTap(ns, name, owner)
 		seen[id] = true
 		ns.Close()
 		if found {
@@ -202,14 +216,14 @@ func findLeftTap(name string) (string, string, error) {
 
 // hasLeftTap reports whether namespace ns holds the persistent TAP
 // device name that a port left.
-func hasLeftTap(ns netns.NsHandle, name string) bool {
+func hasLeftTap(ns netns.NsHandle, name, owner string) bool {
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return false
 	}
 	defer h.Close()
 	lk, err := h.LinkByName(name)
-	return err == nil && isLeftTap(lk)
+	return err == nil && isLeftTap(lk, owner)
 }
 
 type netnsPath struct{ path, name string }

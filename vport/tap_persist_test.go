@@ -76,6 +76,18 @@ func TestTapPersistentReattach(t *testing.T) {
 	if _, err := NewTapPort(TapConfig{Name: name, Persist: true, Reattach: true}); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("a second reattach to a held device: %v, want os.ErrExist", err)
 	}
+	// Another owner's port does not take up (nor fail on) the device in
+	// the other namespace: it makes its own here.
+	r, err := NewTapPort(TapConfig{Name: name, Persist: true, Reattach: true, Owner: "another daemon"})
+	if err != nil {
+		t.Fatalf("another owner's reattach: %v, want a device of its own", err)
+	}
+	if lk, err := netlink.LinkByName(name); err != nil || lk.Attrs().Alias != tapAlias("another daemon") {
+		t.Fatalf("another owner's reattach made no device of its own here: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}

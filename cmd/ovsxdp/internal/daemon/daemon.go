@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -57,6 +58,23 @@ type Config struct {
 	// network namespace.
 	NoLocalPort bool
 	Logger      *slog.Logger
+}
+
+// tapOwner names the configuration whose internal ports' devices this
+// daemon made and may take up again after a restart: its state file, or
+// its database and run directory. Two daemons of different
+// configurations never take up each other's devices.
+func (d *Daemon) tapOwner() string {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil && p != "" {
+			return a
+		}
+		return p
+	}
+	if d.cfg.StatePath != "" {
+		return "state " + abs(d.cfg.StatePath)
+	}
+	return "ovsdb " + d.cfg.OVSDB + " rundir " + abs(d.cfg.RunDir)
 }
 
 // Daemon owns the bridges and runs commands on them.

@@ -74,7 +74,9 @@ func (d *Daemon) addLocalPortLocked(b *bridge) {
 // unregisters the device of a port that owns its device (internal).
 // restoring takes up the device an internal port left when the daemon
 // stopped, wherever it was moved (see keepInternalLocked).
-func newVPort(pc *portConfig, log *slog.Logger, gone func(), restoring bool) (vport.Port, error) {
+// owner names the daemon's configuration, which made the persistent
+// devices it may take up (vport.TapConfig.Owner).
+func newVPort(pc *portConfig, log *slog.Logger, gone func(), restoring bool, owner string) (vport.Port, error) {
 	o := options{typ: pc.Type, m: pc.Options}
 	var (
 		p   vport.Port
@@ -153,7 +155,7 @@ func newVPort(pc *portConfig, log *slog.Logger, gone func(), restoring bool) (vp
 		// datapath outlives ovs-vswitchd: a crash or a stop of the
 		// daemon leaves the device (and the addresses and namespace it
 		// has), and the restarted daemon takes it up again.
-		p, err = vport.NewTapPort(vport.TapConfig{Name: pc.Name, OnGone: gone, Logger: log, Persist: true, Reattach: restoring})
+		p, err = vport.NewTapPort(vport.TapConfig{Name: pc.Name, OnGone: gone, Logger: log, Persist: true, Reattach: restoring, Owner: owner})
 	default:
 		return nil, fmt.Errorf("unknown port type %q (want %s, %s, %s or %s)", flow.Clipped(pc.Type), typeMem, typePcap, typeAFXDP, typeInternal)
 	}

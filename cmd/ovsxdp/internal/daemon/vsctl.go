@@ -247,7 +247,7 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		ofport, err := b.dp.AddLinkPort(datapath.LinkPort{
 			Name:      pc.Name,
 			OFPort:    pc.OFPort,
-			Open:      func() (vport.Port, error) { return newVPort(&saved, d.log, nil, false) },
+			Open:      func() (vport.Port, error) { return newVPort(&saved, d.log, nil, false, d.tapOwner()) },
 			MustExist: !restoring,
 		})
 		switch {
@@ -262,7 +262,7 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 		if pc.Type == typeInternal {
 			gone = d.internalGone(b.name, &saved)
 		}
-		vp, err := newVPort(pc, d.log, gone, restoring)
+		vp, err := newVPort(pc, d.log, gone, restoring, d.tapOwner())
 		if err != nil {
 			return fmt.Errorf("port %s: %w", pc.Name, &deviceError{err})
 		}
