@@ -167,7 +167,7 @@ func newStateSaver() stateSaver {
 // markDirtyLocked notes a change to be saved within saveInterval. d.mu
 // must be held.
 func (d *Daemon) markDirtyLocked() {
-	if d.cfg.StatePath == "" || d.saver.dirty {
+	if (d.cfg.StatePath == "" && d.cfg.FlowsPath == "") || d.saver.dirty {
 		return
 	}
 	d.saver.dirty = true
@@ -194,6 +194,9 @@ func (d *Daemon) saveIfDirty() {
 // temporary file in the same directory, synced, renamed over the old one,
 // and the directory synced. d.mu must be held.
 func (d *Daemon) saveLocked() error {
+	if d.cfg.FlowsPath != "" {
+		return d.saveFlowsLocked()
+	}
 	if d.cfg.StatePath == "" {
 		return nil
 	}
