@@ -127,7 +127,7 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
 	d.publishLocked()
 	if cfg.StatePath != "" {
-		lock, err := lockState(cfg.StatePath)
+		lock, err := lockState(cfg.StatePath, "state file", "--state")
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +144,7 @@ func New(cfg Config) (*Daemon, error) {
 		}
 	}
 	if cfg.FlowsPath != "" {
-		lock, err := lockState(cfg.FlowsPath)
+		lock, err := lockState(cfg.FlowsPath, "flows file", "--rundir")
 		if err != nil {
 			return nil, err
 		}
