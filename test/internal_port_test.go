@@ -314,8 +314,7 @@ func TestInternalPortsOutliveRestart(t *testing.T) {
 // through the real ovsdb-server and ovs-vsctl: the daemon, stopped with
 // SIGTERM and then with SIGKILL and started again on the same database,
 // takes up the internal ports where they were moved (their ofports and
-// addresses unchanged); ovs-ofctl puts the flow back after each restart,
-// as a controller would (flows do not outlive ovs-vswitchd either).
+// addresses unchanged) and keeps the flow ovs-ofctl added before.
 // Removing the ports from the database deletes their devices.
 func TestOVSDBInternalPortsOutliveRestart(t *testing.T) {
 	testenv.RequireTool(t, "ping", "iputils-ping")
@@ -362,7 +361,6 @@ func TestOVSDBInternalPortsOutliveRestart(t *testing.T) {
 		checkAddr(t, a, "int-a", "10.81.0.1/24")
 		checkAddr(t, b, "int-b", "10.81.0.2/24")
 		x = startOVSDBDaemon(t, bin, sw, dir, db.Remote())
-		addFlow(t)
 		for _, dev := range []string{"int-a", "int-b"} {
 			if out, err := sw.Run("ip", "link", "show", dev); err == nil {
 				t.Fatalf("after %v the restarted daemon made %s anew in the switch namespace:\n%s", sig, dev, out)
@@ -379,6 +377,9 @@ func TestOVSDBInternalPortsOutliveRestart(t *testing.T) {
 		}
 		if got := vsctl(t, "get", "interface", "int-b", "ofport"); got != ofB {
 			t.Errorf("after %v int-b ofport %s, want %s", sig, got, ofB)
+		}
+		if out, err := sw.Run(ofctl, "--timeout=30", "dump-flows", "unix:"+filepath.Join(x.runDir, "br0.mgmt")); err != nil || !strings.Contains(out, "actions=NORMAL") {
+			t.Fatalf("after %v the flow is not kept: %v\n%s", sig, err, out)
 		}
 		if !pings(a, "10.81.0.2", 30*time.Second) {
 			t.Fatalf("after %v int-a does not reach int-b\n%s\n%s", sig, x.cli.run(t, "dump-ports", "br0"), x.proc.Output())

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -43,8 +44,10 @@ With --ovsdb the daemon is a client of ovsdb-server's Open_vSwitch
 database instead, as ovs-vswitchd is: the bridges whose datapath_type is
 ovsxdp, and their ports, come from the database (ovs-vsctl manages them),
 the daemon writes back the Interface, Bridge and Open_vSwitch columns that
-ovs-vswitchd writes, no state file is used, and flows are not kept across
-restarts (as in Open vSwitch).`,
+ovs-vswitchd writes, and no state file is used. The bridges' OpenFlow
+flows and groups are kept across restarts in RUNDIR/flows.json (as Open
+vSwitch's restart keeps them with ovs-save) and restored when the database
+brings each bridge up again; a bridge deleted from the database drops them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -136,7 +139,11 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, NoLocalPort: !o.localPort, Logger: log})
+	flowsPath := ""
+	if o.ovsdb != "" && o.runDir != "" {
+		flowsPath = filepath.Join(o.runDir, "flows.json")
+	}
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, FlowsPath: flowsPath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, NoLocalPort: !o.localPort, Logger: log})
 	if err != nil {
 		ln.Close()
 		return err

@@ -53,6 +53,10 @@ type Config struct {
 	// "tcp:HOST:PORT") whose Open_vSwitch database configures the bridges
 	// and ports (ovsdb.go); StatePath must then be "".
 	OVSDB string
+	// FlowsPath, with OVSDB, is the flows file: each bridge's OpenFlow
+	// flows and groups, by bridge name, restored when the database
+	// brings the bridge up again (ovsdb_flows.go); "" keeps none.
+	FlowsPath string
 	// NoLocalPort makes add-br add bridges without their LOCAL port
 	// (addLocalPortLocked), for a daemon that must make no device in its
 	// network namespace.
@@ -99,6 +103,9 @@ type Daemon struct {
 
 	// ovsdb follows the database when Config.OVSDB is set (ovsdb.go).
 	ovsdb *ovsdbSync
+	// savedFlows are the flows file's bridges that the database has not
+	// brought up yet (ovsdb_flows.go). Guarded by mu.
+	savedFlows map[string]*savedBridge
 
 	// saver coalesces the state saves of OpenFlow changes (state.go).
 	saver stateSaver
@@ -129,13 +136,16 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.OVSDB != "" && cfg.StatePath != "" {
 		return nil, errors.New("a daemon configured from ovsdb-server keeps no state file")
 	}
+	if cfg.OVSDB == "" && cfg.FlowsPath != "" {
+		return nil, errors.New("a flows file is kept only by a daemon configured from ovsdb-server")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
 	d.publishLocked()
 	if cfg.StatePath != "" {
-		lock, err := lockState(cfg.StatePath)
+		lock, err := lockState(cfg.StatePath, "state file", "--state")
 		if err != nil {
 			return nil, err
 		}
@@ -149,6 +159,17 @@ func New(cfg Config) (*Daemon, error) {
 			close(d.done)
 			d.Close()
 			return nil, fmt.Errorf("state file %s: %w (the file is left unchanged)", cfg.StatePath, err)
+		}
+	}
+	if cfg.FlowsPath != "" {
+		lock, err := lockState(cfg.FlowsPath, "flows file", "--rundir")
+		if err != nil {
+			return nil, err
+		}
+		d.lock = lock
+		if d.savedFlows, err = loadFlows(cfg.FlowsPath); err != nil {
+			lock.Close()
+			return nil, err
 		}
 	}
 	go d.expireLoop()

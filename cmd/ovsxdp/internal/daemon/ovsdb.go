@@ -26,8 +26,8 @@ import (
 // mac_in_use and statistics, each Bridge's datapath_id, and the
 // Open_vSwitch row's cur_cfg (which ovs-vsctl waits for), datapath_types
 // and iface_types. The database is then the configuration: the bridge and
-// port commands of the control socket are refused, and nothing is kept in
-// a state file.
+// port commands of the control socket are refused, and nothing but the
+// bridges' flows and groups is kept, in the flows file (ovsdb_flows.go).
 
 // DatapathType is the Bridge datapath_type of the bridges ovsxdp runs.
 const DatapathType = "ovsxdp"
@@ -394,17 +394,28 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantP
 			delete(s.bridgeErr, name)
 		}
 	}
+	if len(d.savedFlows) > 0 {
+		wanted := make(map[string]bool, len(bridges))
+		for name := range bridges {
+			wanted[name] = true
+		}
+		d.dropSavedFlowsLocked(wanted)
+	}
 	for name := range bridges {
 		if d.bridges[name] != nil {
 			continue
 		}
-		if _, err := d.addBridgeLocked(datapath.Config{Name: name, PMDs: 1}); err != nil {
+		b, err := d.addBridgeLocked(datapath.Config{Name: name, PMDs: 1})
+		if err != nil {
 			if s.bridgeErr[name] != err.Error() {
 				s.bridgeErr[name] = err.Error()
 				s.log.Error("ovsdb: cannot create the bridge", "bridge", name, "err", err)
 			}
 			continue
 		}
+		// The flows and groups it had before a restart, before its
+		// ports are added below.
+		d.restoreFlowsLocked(b)
 		delete(s.bridgeErr, name)
 		changed = true
 	}
@@ -482,6 +493,7 @@ func (s *ovsdbSync) removeBridgeLocked(b *bridge) {
 		s.log.Error("ovsdb: closing the bridge", "bridge", b.name, "err", err)
 	}
 	s.log.Info("bridge deleted", "bridge", b.name)
+	s.d.markDirtyLocked() // its flows leave the flows file
 }
 
 // statusLocked reads each wanted port's state. d.mu must be held.

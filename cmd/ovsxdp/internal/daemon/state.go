@@ -66,15 +66,16 @@ var ErrStateLocked = errors.New("in use by another daemon")
 // PATH.lock, a file beside it (the state file itself is replaced by rename
 // at every save, so it cannot carry the lock), which holds the PID of the
 // daemon that has it. The lock lasts until the returned file is closed, or
-// the process ends.
-func lockState(path string) (*os.File, error) {
+// the process ends. what names the file in errors ("state file"), and
+// flag the option that gives each daemon its own.
+func lockState(path, what, flag string) (*os.File, error) {
 	lp := path + ".lock"
 	if err := os.MkdirAll(filepath.Dir(lp), 0o700); err != nil {
-		return nil, fmt.Errorf("state file %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("state file %s: lock: %w", path, err)
+		return nil, fmt.Errorf("%s %s: lock: %w", what, path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		defer f.Close()
@@ -85,9 +86,9 @@ func lockState(path string) (*os.File, error) {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n]))); err == nil && pid > 0 {
 				holder = fmt.Sprintf(" (pid %d)", pid)
 			}
-			return nil, fmt.Errorf("state file %s: %w%s; give each daemon its own --state", path, ErrStateLocked, holder)
+			return nil, fmt.Errorf("%s %s: %w%s; give each daemon its own %s", what, path, ErrStateLocked, holder, flag)
 		}
-		return nil, fmt.Errorf("state file %s: lock %s: %w", path, lp, err)
+		return nil, fmt.Errorf("%s %s: lock %s: %w", what, path, lp, err)
 	}
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
@@ -167,7 +168,7 @@ func newStateSaver() stateSaver {
 // markDirtyLocked notes a change to be saved within saveInterval. d.mu
 // must be held.
 func (d *Daemon) markDirtyLocked() {
-	if d.cfg.StatePath == "" || d.saver.dirty {
+	if (d.cfg.StatePath == "" && d.cfg.FlowsPath == "") || d.saver.dirty {
 		return
 	}
 	d.saver.dirty = true
@@ -194,6 +195,9 @@ func (d *Daemon) saveIfDirty() {
 // temporary file in the same directory, synced, renamed over the old one,
 // and the directory synced. d.mu must be held.
 func (d *Daemon) saveLocked() error {
+	if d.cfg.FlowsPath != "" {
+		return d.saveFlowsLocked()
+	}
 	if d.cfg.StatePath == "" {
 		return nil
 	}
