@@ -33,6 +33,15 @@ func pings(from *netns.NS, addr string, timeout time.Duration) bool {
 	})
 }
 
+// linkGone reports whether the device dev has left namespace ns within
+// timeout.
+func linkGone(ns *netns.NS, dev string, timeout time.Duration) bool {
+	return netns.Eventually(timeout, func() bool {
+		_, err := ns.Run("ip", "link", "show", dev)
+		return err != nil
+	})
+}
+
 // stopDaemon sends sig to a daemon process and waits until it has exited.
 func stopDaemon(t *testing.T, proc *netns.Process, sig syscall.Signal) {
 	t.Helper()

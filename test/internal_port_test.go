@@ -230,10 +230,7 @@ func TestOVSDBInternalPorts(t *testing.T) {
 	}
 	checkCLIBalanced(t, x.cli.run(t, "dump-ports", "br0"))
 	vsctl(t, "del-port", "br0", "int-a")
-	if !netns.Eventually(20*time.Second, func() bool {
-		_, err := a.Run("ip", "link", "show", "int-a")
-		return err != nil
-	}) {
+	if !linkGone(a, "int-a", 20*time.Second) {
 		t.Errorf("int-a is still in namespace a after del-port")
 	}
 }
@@ -387,10 +384,7 @@ func TestOVSDBInternalPortsOutliveRestart(t *testing.T) {
 	}
 
 	vsctl(t, "del-port", "br0", "int-a")
-	if !netns.Eventually(20*time.Second, func() bool {
-		_, err := a.Run("ip", "link", "show", "int-a")
-		return err != nil
-	}) {
+	if !linkGone(a, "int-a", 20*time.Second) {
 		t.Errorf("int-a is still in namespace a after del-port")
 	}
 	vsctl(t, "del-br", "br0")

@@ -108,17 +108,11 @@ func TestOVSDBLocalPort(t *testing.T) {
 	checkCLIBalanced(t, x.cli.run(t, "dump-ports", "br0"))
 
 	vsctl(t, "del-port", "br0", "int-a")
-	if !netns.Eventually(20*time.Second, func() bool {
-		_, err := a.Run("ip", "link", "show", "int-a")
-		return err != nil
-	}) {
+	if !linkGone(a, "int-a", 20*time.Second) {
 		t.Errorf("int-a is still in namespace a after del-port")
 	}
 	vsctl(t, "del-br", "br0")
-	if !netns.Eventually(20*time.Second, func() bool {
-		_, err := sw.Run("ip", "link", "show", "br0")
-		return err != nil
-	}) {
+	if !linkGone(sw, "br0", 20*time.Second) {
 		t.Errorf("br0's device is still in the switch namespace after del-br")
 	}
 }
