@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
 // ErrUnsupported is returned by a driver for an operation its datapath
@@ -144,4 +147,24 @@ func procFootprint(pid int) (Footprint, error) {
 		}
 	}
 	return f, nil
+}
+
+// stopProcess sends sig to p and waits up to 20 s for it to exit; SIGKILL
+// kills its process group at once. A process that outlives the wait is
+// killed, and the error says so, naming it name.
+func stopProcess(p *vtopo.Process, sig syscall.Signal, name string) error {
+	if sig == syscall.SIGKILL {
+		p.Kill()
+		return nil
+	}
+	if err := p.Cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if errors.Is(p.Wait(ctx), context.DeadlineExceeded) {
+		p.Kill()
+		return fmt.Errorf("%s ignored %v for 20s; killed", name, sig)
+	}
+	return nil
 }

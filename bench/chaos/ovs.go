@@ -136,19 +136,8 @@ func (d *ovsDriver) DelPort(e *Env, i int) error {
 func (d *ovsDriver) Relink(*Env, int, slotState) error { return nil }
 
 func (d *ovsDriver) Restart(e *Env, sig syscall.Signal) error {
-	if sig == syscall.SIGKILL {
-		d.vswitch.Kill()
-	} else {
-		if err := d.vswitch.Cmd.Process.Signal(sig); err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := d.vswitch.Wait(ctx)
-		cancel()
-		if err == context.DeadlineExceeded {
-			d.vswitch.Kill()
-			return fmt.Errorf("ovs-vswitchd ignored %v for 20s; killed", sig)
-		}
+	if err := stopProcess(d.vswitch, sig, "ovs-vswitchd"); err != nil {
+		return err
 	}
 	return d.startVswitchd()
 }
@@ -161,12 +150,9 @@ func (d *ovsDriver) Answers(ctx context.Context) error {
 func (d *ovsDriver) Stop() error {
 	if d.vswitch != nil {
 		d.vsctl("--if-exists", "del-br", bridgeName)
-		d.vswitch.Cmd.Process.Signal(syscall.SIGTERM)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		if d.vswitch.Wait(ctx) != nil {
+		if stopProcess(d.vswitch, syscall.SIGTERM, "ovs-vswitchd") != nil {
 			d.vswitch.Kill()
 		}
-		cancel()
 		d.vswitch = nil
 	}
 	if d.db != nil {

@@ -115,19 +115,8 @@ func (d *ovsxdpDriver) DelPort(e *Env, i int) error {
 func (d *ovsxdpDriver) Relink(*Env, int, slotState) error { return nil }
 
 func (d *ovsxdpDriver) Restart(e *Env, sig syscall.Signal) error {
-	if sig == syscall.SIGKILL {
-		d.proc.Kill()
-	} else {
-		if err := d.proc.Cmd.Process.Signal(sig); err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := d.proc.Wait(ctx)
-		cancel()
-		if err == context.DeadlineExceeded {
-			d.proc.Kill()
-			return fmt.Errorf("the daemon ignored %v for 20s; killed", sig)
-		}
+	if err := stopProcess(d.proc, sig, "the daemon"); err != nil {
+		return err
 	}
 	return d.startDaemon()
 }
@@ -139,12 +128,9 @@ func (d *ovsxdpDriver) Answers(ctx context.Context) error {
 
 func (d *ovsxdpDriver) Stop() error {
 	if d.proc != nil {
-		d.proc.Cmd.Process.Signal(syscall.SIGTERM)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		if d.proc.Wait(ctx) != nil {
+		if stopProcess(d.proc, syscall.SIGTERM, "the daemon") != nil {
 			d.proc.Kill()
 		}
-		cancel()
 		d.proc = nil
 	}
 	if d.dir != "" {
