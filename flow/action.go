@@ -47,6 +47,14 @@ const (
 	// the userdata bytes. Translation keeps it as a datapath action, with
 	// PacketIn set to what the packet in carries besides the packet.
 	ActController
+
+	// ActCT is ct(...) (see CT, in CT): connection tracking. Translation
+	// keeps it as a datapath action, followed by a recirculation when CT
+	// names a table.
+	ActCT
+	// ActCTClear is ct_clear: the packet's connection tracking state
+	// (ct_state, ct_zone, ct_mark, ct_label and the ct tuple) becomes zero.
+	ActCTClear
 )
 
 // Spelling is how a flow wrote an action that has several spellings. The
@@ -86,6 +94,7 @@ type Action struct {
 	Note     string    // ActNote: the bytes as written; ActDecTTL: controller ids, "" for none
 	Learn    *Learn    // ActLearn: immutable once parsed
 	PacketIn *PacketIn // ActController as a datapath action: immutable
+	CT       *CT       // ActCT: immutable once parsed
 }
 
 // Reserved OpenFlow port numbers (OpenFlow 1.0 values, as ovs-ofctl prints

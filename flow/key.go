@@ -10,7 +10,7 @@ import (
 )
 
 // KeyWords is the size of a Key in 64-bit words.
-const KeyWords = 24
+const KeyWords = 33
 
 // Key is the flow key of one packet: every header field a rule can match,
 // extracted from the frame bytes (see Extract). It is fixed-size and
@@ -68,7 +68,29 @@ type Key struct {
 	// for the lookup that follows a conjunctive match (see conj.go); it is
 	// never in a megaflow's mask.
 	ConjID uint32
-	_      uint32 // padding to a whole word; always zero
+
+	// RecircID is the datapath's recirculation id (OVS recirc_id): 0 when
+	// a packet arrives, and the id of the recirculation a ct(table=T)
+	// action started when the packet comes back for its second pass.
+	RecircID uint32
+
+	// Connection tracking state (see ct.go): zero until a ct action runs
+	// (ct_state has no CtStateTracked bit then), cleared by ct_clear.
+	// CtNwSrc/CtNwDst (IPv4) or CtIPv6Src/CtIPv6Dst (IPv6), CtNwProto and
+	// CtTpSrc/CtTpDst are the connection's original-direction tuple
+	// (ct_nw_src, ct_ipv6_src, ct_nw_proto, ct_tp_src, ...).
+	CtLabel   [16]byte // ct_label, a 128-bit number stored big-endian
+	CtIPv6Src [16]byte
+	CtIPv6Dst [16]byte
+	CtNwSrc   uint32
+	CtNwDst   uint32
+	CtMark    uint32
+	CtZone    uint16
+	CtTpSrc   uint16
+	CtTpDst   uint16
+	CtState   uint8 // CtState* bits
+	CtNwProto uint8
+	_         uint32 // padding to a whole word; always zero
 }
 
 // NumRegs is the number of 32-bit registers (reg0-reg15).

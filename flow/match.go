@@ -81,7 +81,18 @@ const (
 	FieldMetadata // metadata (64 bits)
 	FieldPktMark  // pkt_mark (32 bits)
 	FieldConjID   // conj_id (32 bits, read-only, exact match only)
-	FieldReg0     // reg0; reg N is FieldReg0+N
+	FieldCtState  // ct_state (8 bits of CtState* flags)
+	FieldCtZone   // ct_zone (16 bits)
+	FieldCtMark   // ct_mark (32 bits)
+	FieldCtLabel  // ct_label (128 bits)
+	FieldCtNwSrc  // ct_nw_src: original-direction IPv4 source
+	FieldCtNwDst  // ct_nw_dst
+	FieldCtIPv6Src
+	FieldCtIPv6Dst
+	FieldCtNwProto
+	FieldCtTpSrc
+	FieldCtTpDst
+	FieldReg0 // reg0; reg N is FieldReg0+N
 )
 
 // The register fields that follow FieldReg0.

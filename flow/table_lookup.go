@@ -111,6 +111,20 @@ func init() {
 		{stageMeta, unsafe.Offsetof(k.Metadata), unsafe.Sizeof(k.Metadata)},
 		{stageMeta, unsafe.Offsetof(k.PktMark), unsafe.Sizeof(k.PktMark)},
 		{stageMeta, unsafe.Offsetof(k.ConjID), unsafe.Sizeof(k.ConjID)},
+		// Open vSwitch's first stage holds the recirculation id and the
+		// connection tracking fields too.
+		{stageMeta, unsafe.Offsetof(k.RecircID), unsafe.Sizeof(k.RecircID)},
+		{stageMeta, unsafe.Offsetof(k.CtState), unsafe.Sizeof(k.CtState)},
+		{stageMeta, unsafe.Offsetof(k.CtZone), unsafe.Sizeof(k.CtZone)},
+		{stageMeta, unsafe.Offsetof(k.CtMark), unsafe.Sizeof(k.CtMark)},
+		{stageMeta, unsafe.Offsetof(k.CtLabel), unsafe.Sizeof(k.CtLabel)},
+		{stageMeta, unsafe.Offsetof(k.CtNwSrc), unsafe.Sizeof(k.CtNwSrc)},
+		{stageMeta, unsafe.Offsetof(k.CtNwDst), unsafe.Sizeof(k.CtNwDst)},
+		{stageMeta, unsafe.Offsetof(k.CtIPv6Src), unsafe.Sizeof(k.CtIPv6Src)},
+		{stageMeta, unsafe.Offsetof(k.CtIPv6Dst), unsafe.Sizeof(k.CtIPv6Dst)},
+		{stageMeta, unsafe.Offsetof(k.CtNwProto), unsafe.Sizeof(k.CtNwProto)},
+		{stageMeta, unsafe.Offsetof(k.CtTpSrc), unsafe.Sizeof(k.CtTpSrc)},
+		{stageMeta, unsafe.Offsetof(k.CtTpDst), unsafe.Sizeof(k.CtTpDst)},
 
 		{stageL2, unsafe.Offsetof(k.DlDst), unsafe.Sizeof(k.DlDst)},
 		{stageL2, unsafe.Offsetof(k.DlSrc), unsafe.Sizeof(k.DlSrc)},
