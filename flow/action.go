@@ -55,6 +55,10 @@ const (
 	// ActCTClear is ct_clear: the packet's connection tracking state
 	// (ct_state, ct_zone, ct_mark, ct_label and the ct tuple) becomes zero.
 	ActCTClear
+	// ActRecirc is the datapath action recirc(Value): the packet, with the
+	// key as the actions before left it and RecircID set to Value, goes
+	// through the datapath's lookup again. Only translation makes it.
+	ActRecirc
 )
 
 // Spelling is how a flow wrote an action that has several spellings. The

@@ -37,6 +37,30 @@ type CT struct {
 	// Exec is exec(...): set_field, load and move actions on ct_mark and
 	// ct_label, applied to the connection when it is committed.
 	Exec []Action
+
+	// As a datapath action (ActCT in Translation.Actions) a CT is
+	// resolved: Zone holds the zone (ZoneSrc is empty), Exec is nil, and
+	// the values its exec actions write are in SetMark (ct_mark bits under
+	// MarkMask become Mark) and SetLabel (likewise for the label, both
+	// stored big-endian like Key.CtLabel).
+	SetMark, SetLabel bool
+	Mark, MarkMask    uint32
+	Label, LabelMask  [16]byte
+}
+
+// Conntrack is a connection tracker: what Execute runs an ActCT datapath
+// action with. It is shared by every poll thread of a datapath.
+type Conntrack interface {
+	// Track runs ct on the packet that frame, k and off describe (as
+	// Extract found them): it finds the packet's connection in ct.Zone,
+	// commits it when ct.Commit says so and it is new, applies ct.NAT and
+	// the mark and label ct sets, and writes ct_state, ct_zone, ct_mark,
+	// ct_label and the connection's original-direction tuple into k. NAT
+	// rewrites the frame in place (checksums included) and keeps k and off
+	// describing it. now is the time in nanoseconds (a monotonic clock).
+	// The verdict is VerdictOK, or why the packet must be dropped
+	// (VerdictCTFull). Track does not allocate on a hit.
+	Track(frame []byte, k *Key, off *Offsets, ct *CT, now int64) Verdict
 }
 
 // NATKind is what a nat argument of ct translates.

@@ -22,6 +22,9 @@ const (
 	VerdictResubmitDepth // resubmits nested over MaxResubmitDepth deep
 	VerdictResubmitLimit // more than MaxResubmits resubmits for one packet
 	VerdictStackTooDeep  // push past MaxStack entries
+	// VerdictCTFull: a ct action could not commit a new connection
+	// because the tracker, or the zone's limit, is full.
+	VerdictCTFull
 	numVerdicts
 )
 
@@ -34,6 +37,7 @@ var verdictNames = [numVerdicts]string{
 	VerdictResubmitDepth: "resubmit-depth",
 	VerdictResubmitLimit: "resubmit-limit",
 	VerdictStackTooDeep:  "stack-too-deep",
+	VerdictCTFull:        "conntrack-full",
 }
 
 // Failed reports whether v is a translation failure: the pipeline could
