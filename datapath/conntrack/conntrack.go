@@ -96,13 +96,10 @@ type Tracker struct {
 	timeouts [numTimeouts]atomic.Int64 // nanoseconds
 	log      *slog.Logger
 
-	n        atomic.Int64  // connections alive
-	maxConns atomic.Uint32 // 0: none may be committed
-	// zoneLimit holds, per zone, 0 when the zone has no limit of its own
-	// (defaultLimit applies), else its limit + 1 (a limit of 0: none).
-	zoneLimit    [65536]atomic.Uint32
-	zoneCount    [65536]atomic.Int32
-	defaultLimit atomic.Uint32 // 0: no default limit
+	n            atomic.Int64                   // connections alive
+	maxConns     atomic.Uint32                  // 0: none may be committed
+	zones        [256]atomic.Pointer[zoneBlock] // allocated on first use
+	defaultLimit atomic.Uint32                  // 0: no default limit
 
 	// createMu serialises the creation of connections (OVS's ct_lock):
 	// the limit checks, the choice of a NAT tuple and the insertion are
@@ -231,7 +228,7 @@ func (tr *Tracker) deleteLocked(s *shard, slot int, c *conn) {
 	sh := s.id
 	c.alive.Store(false)
 	tr.n.Add(-1)
-	tr.zoneCount[c.key[0].zone].Add(-1)
+	tr.zone(c.key[0].zone).count.Add(-1)
 	h0 := c.key[0].hash(tr.seed)
 	s.removeLocked(uint32(h0>>32), makeRef(sh, slot, false))
 	h1 := c.key[1].hash(tr.seed)
@@ -459,7 +456,7 @@ func (tr *Tracker) create(frame []byte, k *flow.Key, p *packet, ct *flow.CT, now
 		writeMD(k, zone, state, nil, &p.t)
 		return flow.VerdictOK
 	}
-	if lim := tr.zoneLimitOf(zone); lim != 0 && tr.zoneCount[zone].Load() >= int32(min(lim, 1<<31-1)) {
+	if lim := tr.zoneLimitOf(zone); lim != 0 && tr.zone(zone).count.Load() >= int32(min(lim, 1<<31-1)) {
 		tr.zoneFull.Add(1)
 		writeMD(k, zone, state, nil, &p.t)
 		return flow.VerdictCTFull
@@ -516,7 +513,7 @@ func (tr *Tracker) create(frame []byte, k *flow.Key, p *packet, ct *flow.CT, now
 	s.insertLocked(h, makeRef(sh, slot, false))
 	c.alive.Store(true)
 	tr.n.Add(1)
-	tr.zoneCount[zone].Add(1)
+	tr.zone(zone).count.Add(1)
 	if nat != natNone {
 		state |= natPacket(frame, k, p, c, false)
 	}

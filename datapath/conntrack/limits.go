@@ -3,12 +3,34 @@ package conntrack
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 )
 
 // Limits: a maximum number of connections in the table
 // (dpctl/ct-set-maxconns) and per-zone limits (dpctl/ct-set-limits). A
 // commit beyond either is refused (flow.VerdictCTFull) and counted;
 // connections already in the table go on.
+
+// zoneState is a zone's limit and count.
+type zoneState struct {
+	// limit is 0 when the zone has no limit of its own (the default
+	// applies), else its limit + 1 (a limit of 0: none).
+	limit atomic.Uint32
+	count atomic.Int32
+}
+
+type zoneBlock [256]zoneState
+
+// zone returns the state of a zone.
+func (tr *Tracker) zone(z uint16) *zoneState {
+	p := &tr.zones[z>>8]
+	b := p.Load()
+	if b == nil {
+		p.CompareAndSwap(nil, new(zoneBlock))
+		b = p.Load()
+	}
+	return &b[z&0xff]
+}
 
 // SetMaxConns sets the maximum number of connections. Lowering it below
 // the current count removes nothing: new commits are refused until
@@ -31,16 +53,16 @@ func (tr *Tracker) SetZoneLimit(zone uint16, limit uint32) error {
 	if limit >= 1<<31 {
 		return fmt.Errorf("zone %d limit %d: %w", zone, limit, ErrBadConfig)
 	}
-	tr.zoneLimit[zone].Store(limit + 1)
+	tr.zone(zone).limit.Store(limit + 1)
 	return nil
 }
 
 // DeleteZoneLimit removes a zone's own limit: the default applies again.
-func (tr *Tracker) DeleteZoneLimit(zone uint16) { tr.zoneLimit[zone].Store(0) }
+func (tr *Tracker) DeleteZoneLimit(zone uint16) { tr.zone(zone).limit.Store(0) }
 
 // zoneLimitOf returns the limit that applies to a zone (0: none).
 func (tr *Tracker) zoneLimitOf(zone uint16) uint32 {
-	if v := tr.zoneLimit[zone].Load(); v != 0 {
+	if v := tr.zone(zone).limit.Load(); v != 0 {
 		return v - 1
 	}
 	return tr.defaultLimit.Load()
@@ -58,7 +80,7 @@ type ZoneLimit struct {
 func (tr *Tracker) ZoneLimits(zones ...uint16) []ZoneLimit {
 	var out []ZoneLimit
 	add := func(z uint16) {
-		out = append(out, ZoneLimit{Zone: z, Limit: tr.zoneLimitOf(z), Count: uint32(max(tr.zoneCount[z].Load(), 0))})
+		out = append(out, ZoneLimit{Zone: z, Limit: tr.zoneLimitOf(z), Count: uint32(max(tr.zone(z).count.Load(), 0))})
 	}
 	if len(zones) > 0 {
 		for _, z := range zones {
@@ -66,9 +88,15 @@ func (tr *Tracker) ZoneLimits(zones ...uint16) []ZoneLimit {
 		}
 		return out
 	}
-	for z := range tr.zoneLimit {
-		if tr.zoneLimit[z].Load() != 0 {
-			add(uint16(z))
+	for hi := range tr.zones {
+		b := tr.zones[hi].Load()
+		if b == nil {
+			continue
+		}
+		for lo := range b {
+			if b[lo].limit.Load() != 0 {
+				add(uint16(hi<<8 | lo))
+			}
 		}
 	}
 	return out

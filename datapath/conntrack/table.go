@@ -24,13 +24,14 @@ import (
 // in a connection belongs to its home shard's mutex.
 
 const (
-	chunkBits = 10
-	chunkSize = 1 << chunkBits // connections per slab chunk
-	maxChunks = 4096           // chunks per shard: 4M connections
-	slotBits  = 24             // bits of a slot number in a ref
-	shardBits = 7              // bits of a shard number in a ref (at most 128 shards)
-	refDirBit = 1 << 31        // set in a ref to a connection's reply direction
-	minIndex  = 64             // smallest index of a shard, in entries
+	chunkBits = 8
+	chunkSize = 1 << chunkBits     // connections per slab chunk
+	dirBits   = 7                  // chunks per directory block: 1<<dirBits
+	maxChunks = 1 << (2 * dirBits) // chunks per shard: 4M connections
+	slotBits  = 24                 // bits of a slot number in a ref
+	shardBits = 7                  // bits of a shard number in a ref (at most 128 shards)
+	refDirBit = 1 << 31            // set in a ref to a connection's reply direction
+	minIndex  = 64                 // smallest index of a shard, in entries
 )
 
 // entry is one slot of a shard's open-addressed index: the high half of
@@ -57,6 +58,8 @@ func refParts(r uint32) (shard, slot int, reply bool) {
 
 type chunk [chunkSize]conn
 
+type chunkDir [1 << dirBits]atomic.Pointer[chunk]
+
 // shard is one part of the table.
 type shard struct {
 	id int // its number in Tracker.shards
@@ -66,7 +69,10 @@ type shard struct {
 	index []entry // len is a power of two; linear probing, backward-shift deletion
 	used  int     // occupied entries
 
-	chunks  [maxChunks]atomic.Pointer[chunk]
+	// chunks is a two-level directory of slab chunks: a chunk, once
+	// there, never moves or goes, so a connection's address is stable
+	// and other shards may reach its tuples without this mutex.
+	chunks  [1 << dirBits]atomic.Pointer[chunkDir]
 	nchunks int
 	free    uint32 // first free slot + 1 (0: none); free slots link through conn.next
 	live    int    // connections in this shard, alive or not yet reaped
@@ -80,7 +86,8 @@ type shard struct {
 
 // connAt returns the connection in slot i. The chunk holding it exists.
 func (s *shard) connAt(i int) *conn {
-	return &s.chunks[i>>chunkBits].Load()[i&(chunkSize-1)]
+	ch := i >> chunkBits
+	return &s.chunks[ch>>dirBits].Load()[ch&(1<<dirBits-1)].Load()[i&(chunkSize-1)]
 }
 
 // allocLocked returns a free slot, growing the slab by a chunk when
@@ -104,7 +111,12 @@ func (s *shard) allocLocked() int {
 		ch[j].next = s.free
 		s.free = uint32(base + j + 1)
 	}
-	s.chunks[s.nchunks].Store(ch)
+	d := s.chunks[s.nchunks>>dirBits].Load()
+	if d == nil {
+		d = new(chunkDir)
+		s.chunks[s.nchunks>>dirBits].Store(d)
+	}
+	d[s.nchunks&(1<<dirBits-1)].Store(ch)
 	s.nchunks++
 	s.live++
 	return base
