@@ -472,8 +472,11 @@ func (tr *Tracker) create(frame []byte, k *flow.Key, p *packet, ct *flow.CT, now
 		var ok bool
 		rev, ok = tr.natTuple(&p.t, n, now)
 		if !ok {
-			tr.natExhausted.Add(1)
-			tr.log.Warn("conntrack: no free tuple to NAT a new connection to", "zone", zone)
+			// Logged at the 1st, 2nd, 4th, 8th... time, so that a
+			// flood cannot flood the log.
+			if n := tr.natExhausted.Add(1); n&(n-1) == 0 {
+				tr.log.Warn("conntrack: no free tuple to NAT a new connection to", "zone", zone, "times", n)
+			}
 			writeMD(k, zone, state, nil, &p.t)
 			return flow.VerdictOK
 		}

@@ -277,3 +277,71 @@ func TestNATPersistent(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentNAT commits NAT connections, answers them, sweeps and
+// flushes from several goroutines at once (run it with -race): replies
+// of NAT connections cross shards, and a connection's two index entries
+// live in different shards.
+func TestConcurrentNAT(t *testing.T) {
+	h := newHarness(t, Config{Shards: 8, MaxConns: 300})
+	const workers, conns = 3, 120
+	errs := make(chan string, workers+1)
+	for w := range workers {
+		go func() {
+			var k flow.Key
+			var off flow.Offsets
+			snatCT := natCT(uint16(w), flow.NATSrc, "192.0.2.1", "192.0.2.3", 0, 0)
+			back := restoreCT(uint16(w))
+			for round := range 3 {
+				for i := range uint16(conns) {
+					p := pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 1000 + i, dport: 53}
+					fr := p.build(t)
+					flow.Extract(&k, &off, fr, 1)
+					if v := h.tr.Track(fr, &k, &off, &snatCT, h.now); v != flow.VerdictOK && v != flow.VerdictCTFull {
+						errs <- "verdict " + v.String()
+						return
+					}
+					if k.CtState&snat == 0 {
+						continue // the table was full or the connection was flushed meanwhile
+					}
+					var a [4]byte
+					binary.BigEndian.PutUint32(a[:], k.NwSrc)
+					r := pkt{src: "10.0.0.2", dst: netip.AddrFrom4(a).String(), proto: flow.IPProtoUDP, sport: 53, dport: k.TpSrc}
+					rf := r.build(t)
+					flow.Extract(&k, &off, rf, 1)
+					h.tr.Track(rf, &k, &off, &back, h.now)
+					if k.CtState&inv != 0 {
+						errs <- "reply invalid in round " + strconv.Itoa(round)
+						return
+					}
+				}
+			}
+			errs <- ""
+		}()
+	}
+	go func() {
+		for i := range 30 {
+			h.tr.Sweep(h.now)
+			if i%10 == 9 {
+				h.tr.Flush(1)
+			}
+			for range h.tr.Dump(h.now, AllZones) {
+			}
+		}
+		errs <- ""
+	}()
+	for range workers + 1 {
+		if e := <-errs; e != "" {
+			t.Fatal(e)
+		}
+	}
+	if h.tr.Len() > 300 {
+		t.Fatalf("%d connections over the limit", h.tr.Len())
+	}
+	h.tr.Flush(AllZones)
+	for i := range h.tr.shards {
+		if s := &h.tr.shards[i]; s.live != 0 || s.used != 0 {
+			t.Fatalf("shard %d: %d slots, %d entries after a full flush", i, s.live, s.used)
+		}
+	}
+}
