@@ -706,3 +706,34 @@ func TestConcurrentDirections(t *testing.T) {
 		t.Fatalf("%d connections", h.tr.Len())
 	}
 }
+
+func TestRunSweeps(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.state(pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 1, dport: 2}, commit(0))
+	later := h.now + int64(2*time.Minute)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		h.tr.Run(stop, time.Millisecond, func() int64 { return later })
+		close(done)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for h.tr.Len() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	<-done
+	if h.tr.Len() != 0 {
+		t.Fatalf("%d connections left after the sweeper ran", h.tr.Len())
+	}
+}
+
+func TestUDPBadLength(t *testing.T) {
+	h := newHarness(t, Config{})
+	fr := pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 1, dport: 2, payload: []byte("abcd")}.build(t)
+	fr[14+20+4], fr[14+20+5] = 0, 200 // UDP length past the packet
+	fr[14+20+6], fr[14+20+7] = 0, 0   // no checksum, so only the length is wrong
+	if k, _ := h.run(fr, commit(0)); k.CtState != trk|inv {
+		t.Fatalf("UDP length past the packet: %s", stateString(k.CtState))
+	}
+}

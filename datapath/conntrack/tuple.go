@@ -262,6 +262,9 @@ func extractUDP(frame []byte, p *packet, outer bool) bool {
 		return false
 	}
 	if outer {
+		if ulen := int(binary.BigEndian.Uint16(b[4:6])); ulen < udpHeaderLen || ulen > len(b) {
+			return false
+		}
 		csum := binary.BigEndian.Uint16(b[6:8])
 		if !(csum == 0 && !p.t.v6) && flow.FoldSum(flow.OnesSum(pseudoSum(&p.t, flow.IPProtoUDP, len(b)), b)) != 0xffff {
 			return false
