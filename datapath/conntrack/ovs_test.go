@@ -1,0 +1,291 @@
+package conntrack
+
+import (
+	"context"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
+)
+
+// ovsFlows is a stateful firewall whose table 1 sorts packets by the
+// ct_state the first ct gave them (one rule per state class, told apart
+// by priority); port 1's new connections are committed.
+const ovsFlows = `table=0,priority=100,ip,actions=ct(table=1,zone=0)
+table=0,priority=100,ipv6,actions=ct(table=1,zone=0)
+table=0,priority=1,actions=drop
+table=1,priority=60,ct_state=+trk+inv,actions=drop
+table=1,priority=50,ct_state=+trk+rel+rpl,actions=drop
+table=1,priority=49,ct_state=+trk+rel-rpl,actions=drop
+table=1,priority=40,ct_state=+trk+est+rpl,actions=drop
+table=1,priority=39,ct_state=+trk+est-rpl,actions=drop
+table=1,priority=30,ip,ct_state=+trk+new,in_port=1,actions=ct(commit,zone=0)
+table=1,priority=30,ipv6,ct_state=+trk+new,in_port=1,actions=ct(commit,zone=0)
+table=1,priority=29,ct_state=+trk+new,actions=drop
+table=1,priority=1,actions=drop
+`
+
+var ovsClass = map[int]string{60: "inv", 50: "rel+rpl", 49: "rel", 40: "est+rpl", 39: "est", 30: "new", 29: "new", 1: "untracked"}
+
+// stateClass names the table-1 rule of ovsFlows a ct_state would match.
+func stateClass(s uint8) string {
+	switch {
+	case s&inv != 0:
+		return "inv"
+	case s&rel != 0 && s&rpl != 0:
+		return "rel+rpl"
+	case s&rel != 0:
+		return "rel"
+	case s&est != 0 && s&rpl != 0:
+		return "est+rpl"
+	case s&est != 0:
+		return "est"
+	case s&new_ != 0:
+		return "new"
+	}
+	return "untracked"
+}
+
+// ovsSwitch is an Open vSwitch with a userspace (dummy) datapath, its
+// own database and run directory, and two dummy ports.
+type ovsSwitch struct {
+	t   *testing.T
+	dir string
+	env []string
+}
+
+func (o *ovsSwitch) cmd(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, name, args...)
+	c.Env = o.env
+	out, err := c.CombinedOutput()
+	return string(out), err
+}
+
+func (o *ovsSwitch) must(name string, args ...string) string {
+	o.t.Helper()
+	out, err := o.cmd(name, args...)
+	if err != nil {
+		o.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (o *ovsSwitch) appctl(args ...string) string {
+	o.t.Helper()
+	return o.must("ovs-appctl", append([]string{"-t", filepath.Join(o.dir, "vswitchd.ctl")}, args...)...)
+}
+
+// daemon starts a program of the switch; the test's cleanup kills it.
+func (o *ovsSwitch) daemon(name string, args ...string) {
+	o.t.Helper()
+	c := exec.Command(name, args...)
+	c.Env = o.env
+	if err := c.Start(); err != nil {
+		o.t.Fatalf("start %s: %v", name, err)
+	}
+	o.t.Cleanup(func() {
+		_ = c.Process.Kill()
+		_ = c.Wait()
+	})
+}
+
+// waitFor runs a command until it succeeds, for up to 30 s.
+func (o *ovsSwitch) waitFor(name string, args ...string) {
+	o.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := o.cmd(name, args...)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			o.t.Fatalf("%s %s never succeeded: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func startOVS(t *testing.T) *ovsSwitch {
+	for _, tool := range []string{"ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ovs-appctl"} {
+		testenv.RequireTool(t, tool, "openvswitch-switch")
+	}
+	dir, err := os.MkdirTemp("", "ovsct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	o := &ovsSwitch{t: t, dir: dir}
+	o.env = append(os.Environ(), "OVS_RUNDIR="+dir, "OVS_LOGDIR="+dir, "OVS_DBDIR="+dir, "OVS_SYSCONFDIR="+dir)
+	db := filepath.Join(dir, "conf.db")
+	sock := "unix:" + filepath.Join(dir, "db.sock")
+	o.must("ovsdb-tool", "create", db, "/usr/share/openvswitch/vswitch.ovsschema")
+	o.daemon("ovsdb-server", "--remote=p"+sock, "--unixctl="+filepath.Join(dir, "ovsdb.ctl"), "--no-chdir",
+		"--log-file="+filepath.Join(dir, "ovsdb.log"), db)
+	o.waitFor("ovs-vsctl", "--db="+sock, "--no-wait", "init")
+	o.daemon("ovs-vswitchd", "--enable-dummy=override", sock, "--unixctl="+filepath.Join(dir, "vswitchd.ctl"), "--no-chdir",
+		"--log-file="+filepath.Join(dir, "vswitchd.log"))
+	o.waitFor("ovs-appctl", "-t", filepath.Join(dir, "vswitchd.ctl"), "version")
+	o.must("ovs-vsctl", "--db="+sock, "--timeout=30", "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=dummy",
+		"--", "add-port", "br0", "p1", "--", "set", "interface", "p1", "type=dummy", "ofport_request=1",
+		"--", "add-port", "br0", "p2", "--", "set", "interface", "p2", "type=dummy", "ofport_request=2")
+	flows := filepath.Join(dir, "flows.txt")
+	if err := os.WriteFile(flows, []byte(ovsFlows), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.must("ovs-ofctl", "add-flows", "br0", flows)
+	return o
+}
+
+// counters returns the packet count of each table-1 rule by priority.
+func (o *ovsSwitch) counters() map[int]int {
+	o.t.Helper()
+	m := map[int]int{}
+	for _, l := range strings.Split(o.must("ovs-ofctl", "dump-flows", "br0", "table=1"), "\n") {
+		np, pr := field(l, "n_packets="), field(l, "priority=")
+		if np != "" && pr != "" {
+			n, _ := strconv.Atoi(np)
+			p, _ := strconv.Atoi(pr)
+			m[p] += n
+		}
+	}
+	return m
+}
+
+func field(line, name string) string {
+	i := strings.Index(line, name)
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(name):]
+	if j := strings.IndexAny(v, ", "); j >= 0 {
+		v = v[:j]
+	}
+	return v
+}
+
+// send injects a frame into a port and returns the class of the table-1
+// rule it matched.
+func (o *ovsSwitch) send(port int, frame []byte) string {
+	o.t.Helper()
+	before := o.counters()
+	// Without datapath flows every packet is an upcall, which updates
+	// the rules' counters before the next dump.
+	o.appctl("dpctl/del-flows")
+	o.appctl("netdev-dummy/receive", "p"+strconv.Itoa(port), hex.EncodeToString(frame))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		after := o.counters()
+		for p, n := range after {
+			if n > before[p] {
+				return ovsClass[p]
+			}
+		}
+		if time.Now().After(deadline) {
+			o.t.Fatalf("the packet matched no table-1 rule")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMatchesOVSUserspaceConntrack runs the same packets through this
+// tracker and through Open vSwitch's userspace tracker (ovs-vswitchd with
+// a dummy datapath, the same stateful-firewall flows), and compares the
+// ct_state class of every packet, dpctl/dump-conntrack and
+// dpctl/ct-stats-show.
+func TestMatchesOVSUserspaceConntrack(t *testing.T) {
+	o := startOVS(t)
+	h := newHarness(t, Config{})
+	// This tracker's clock follows the real one, so that connections
+	// time out in both trackers alike however long the test takes.
+	base, t0 := h.now, time.Now()
+	tick := func() { h.now = base + int64(time.Since(t0)) }
+	step := func(what string, p pkt, port int) {
+		t.Helper()
+		tick()
+		fr := p.build(t)
+		k, _ := h.run(append([]byte(nil), fr...), lookup(0))
+		mine := stateClass(k.CtState)
+		if mine == "new" && port == 1 {
+			h.run(append([]byte(nil), fr...), commit(0))
+		}
+		if got := o.send(port, fr); got != mine {
+			t.Errorf("%s: Open vSwitch %s, this tracker %s", what, got, mine)
+		}
+	}
+	u := pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 5000, dport: 53, payload: []byte("q")}
+	ub := pkt{src: "10.0.0.2", dst: "10.0.0.1", proto: flow.IPProtoUDP, sport: 53, dport: 5000, payload: []byte("a")}
+	step("udp first", u, 1)
+	step("udp again", u, 1)
+	step("udp reply", ub, 2)
+	step("udp after reply", u, 1)
+	u2 := pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 5001, dport: 9999, payload: []byte("x")}
+	step("udp to a closed port", u2, 1)
+	step("port unreachable", pkt{src: "10.0.0.2", dst: "10.0.0.1", proto: flow.IPProtoICMP, icmpType: icmpDestUnreach, icmpCode: 3, quote: ipPacket(u2.build(t))}, 2)
+	step("udp from the other side", pkt{src: "10.0.0.2", dst: "10.0.0.1", proto: flow.IPProtoUDP, sport: 7000, dport: 7001}, 2)
+	step("echo reply first", pkt{src: "10.0.0.2", dst: "10.0.0.1", proto: flow.IPProtoICMP, icmpType: icmpEchoReply, icmpID: 9}, 2)
+	step("echo request", pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoICMP, icmpType: icmpEcho, icmpID: 9}, 1)
+	step("echo reply", pkt{src: "10.0.0.2", dst: "10.0.0.1", proto: flow.IPProtoICMP, icmpType: icmpEchoReply, icmpID: 9}, 2)
+	step("echo request again", pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoICMP, icmpType: icmpEcho, icmpID: 9}, 1)
+	step("echo6 request", pkt{src: "fd00::1", dst: "fd00::2", proto: flow.IPProtoICMPv6, icmpType: icmp6EchoRequest, icmpID: 5}, 1)
+	step("echo6 reply", pkt{src: "fd00::2", dst: "fd00::1", proto: flow.IPProtoICMPv6, icmpType: icmp6EchoReply, icmpID: 5}, 2)
+	step("udp6", pkt{src: "fd00::1", dst: "fd00::2", proto: flow.IPProtoUDP, sport: 1, dport: 2}, 1)
+	step("udp6 reply", pkt{src: "fd00::2", dst: "fd00::1", proto: flow.IPProtoUDP, sport: 2, dport: 1}, 2)
+	step("gre", pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: 47, payload: []byte{0, 0, 8, 0}}, 1)
+
+	c := newTCPConn(h)
+	step("syn", c.fromClient(tcpSYN, 0), 1)
+	syn := c.fromClient(tcpSYN, 0)
+	c.cseq--
+	step("syn retransmitted", syn, 1)
+	step("syn+ack", c.fromServer(tcpSYN|tcpACK, 0), 2)
+	step("ack", c.fromClient(tcpACK, 0), 1)
+	step("data", c.fromClient(tcpACK|tcpPSH, 100), 1)
+	bad := c.fromClient(tcpACK|tcpPSH, 10)
+	c.cseq -= 10
+	bad.seq += 1 << 30
+	step("out of window", bad, 1)
+	synfin := c.fromClient(tcpSYN|tcpFIN, 0)
+	c.cseq--
+	step("syn+fin", synfin, 1)
+	step("no flags", pkt{src: c.cli, dst: c.srv, proto: flow.IPProtoTCP, sport: c.cport, dport: c.sport, seq: c.cseq, win: 100}, 1)
+	step("server ack", c.fromServer(tcpACK, 0), 2)
+	c2 := newTCPConn(h)
+	c2.cport = 41001
+	step("second syn", c2.fromClient(tcpSYN, 0), 1)
+	step("reset", c2.fromServer(tcpRST|tcpACK, 0), 2)
+	step("ack after reset", c2.fromClient(tcpACK, 0), 1)
+	step("syn+ack with no connection", pkt{src: c.srv, dst: c.cli, proto: flow.IPProtoTCP, sport: 80, dport: 42000, flags: tcpSYN | tcpACK, seq: 1, ack: 1, win: 100}, 2)
+	step("fin", c.fromClient(tcpFIN|tcpACK, 0), 1)
+	step("fin back", c.fromServer(tcpFIN|tcpACK, 0), 2)
+	step("last ack", c.fromClient(tcpACK, 0), 1)
+
+	tick()
+	var mine []string
+	for e := range h.tr.Dump(h.now, AllZones) {
+		mine = append(mine, e.String())
+	}
+	var theirs []string
+	for _, l := range strings.Split(strings.TrimSpace(o.appctl("dpctl/dump-conntrack")), "\n") {
+		if l != "" {
+			theirs = append(theirs, l)
+		}
+	}
+	slices.Sort(mine)
+	slices.Sort(theirs)
+	if !slices.Equal(mine, theirs) {
+		t.Errorf("dump-conntrack differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
+	}
+	if got, want := h.tr.Stats(h.now, AllZones).Format(true), o.appctl("dpctl/ct-stats-show", "verbose"); got != want {
+		t.Errorf("ct-stats-show differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", want, got)
+	}
+}
