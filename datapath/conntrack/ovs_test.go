@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket/pcapgo"
+
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
@@ -287,5 +289,138 @@ func TestMatchesOVSUserspaceConntrack(t *testing.T) {
 	}
 	if got, want := h.tr.Stats(h.now, AllZones).Format(true), o.appctl("dpctl/ct-stats-show", "verbose"); got != want {
 		t.Errorf("ct-stats-show differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", want, got)
+	}
+}
+
+// natFlows translate port 1's connections: to 10.0.0.100 by DNAT to
+// 10.0.0.3:8080, others by SNAT to 192.0.2.10 (2001:db8::10); port 2's
+// packets get the connection's translation back.
+const natFlows = `table=0,priority=110,ip,in_port=1,nw_dst=10.0.0.100,actions=ct(commit,zone=1,nat(dst=10.0.0.3:8080)),output:2
+table=0,priority=100,ip,in_port=1,actions=ct(commit,zone=1,nat(src=192.0.2.10)),output:2
+table=0,priority=100,ipv6,in_port=1,actions=ct(commit,zone=1,nat(src=[2001:db8::10])),output:2
+table=0,priority=100,ip,in_port=2,actions=ct(zone=1,nat),output:1
+table=0,priority=100,ipv6,in_port=2,actions=ct(zone=1,nat),output:1
+table=0,priority=1,actions=drop
+`
+
+// readPcap returns the frames of a pcap file.
+func readPcap(t *testing.T, path string) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var out [][]byte
+	for {
+		b, _, err := r.ReadPacketData()
+		if err != nil {
+			return out
+		}
+		out = append(out, append([]byte(nil), b...))
+	}
+}
+
+// TestNATMatchesOVSUserspaceConntrack sends the same packets through this
+// tracker's NAT and through Open vSwitch's (SNAT and DNAT, IPv4 and IPv6,
+// TCP, UDP, ICMP echo and a related ICMP error) and compares the
+// translated frames byte for byte, and the connection tables.
+func TestNATMatchesOVSUserspaceConntrack(t *testing.T) {
+	o := startOVS(t)
+	o.must("ovs-ofctl", "del-flows", "br0")
+	flows := filepath.Join(o.dir, "nat.txt")
+	if err := os.WriteFile(flows, []byte(natFlows), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.must("ovs-ofctl", "add-flows", "br0", flows)
+	sock := "unix:" + filepath.Join(o.dir, "db.sock")
+	pcaps := [3]string{"", filepath.Join(o.dir, "p1.pcap"), filepath.Join(o.dir, "p2.pcap")}
+	o.must("ovs-vsctl", "--db="+sock, "--timeout=30", "set", "interface", "p1", "options:tx_pcap="+pcaps[1],
+		"--", "set", "interface", "p2", "options:tx_pcap="+pcaps[2])
+
+	h := newHarness(t, Config{})
+	base, t0 := h.now, time.Now()
+	var sent [3][][]byte // what this tracker sends out of each port
+	step := func(p pkt, in int) {
+		t.Helper()
+		h.now = base + int64(time.Since(t0))
+		fr := p.build(t)
+		var ct flow.CT
+		out := 1
+		if in == 1 {
+			out = 2
+			ct = natCT(1, flow.NATSrc, "192.0.2.10", "", 0, 0)
+			if p.dst == "10.0.0.100" {
+				ct = natCT(1, flow.NATDst, "10.0.0.3", "", 8080, 8080)
+			} else if strings.Contains(p.src, ":") {
+				ct = natCT(1, flow.NATSrc, "2001:db8::10", "", 0, 0)
+			}
+		} else {
+			ct = restoreCT(1)
+		}
+		mine := append([]byte(nil), fr...)
+		h.run(mine, ct)
+		sent[out] = append(sent[out], mine)
+		o.appctl("netdev-dummy/receive", "p"+strconv.Itoa(in), hex.EncodeToString(fr))
+	}
+	c := newTCPConn(h)
+	step(c.fromClient(tcpSYN, 0), 1)
+	step(pkt{src: "10.0.0.2", dst: "192.0.2.10", proto: flow.IPProtoTCP, sport: 80, dport: 41000, flags: tcpSYN | tcpACK, seq: 5000, ack: c.cseq, win: 65535}, 2)
+	c.sseq++
+	step(c.fromClient(tcpACK|tcpPSH, 20), 1)
+	u := pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 5001, dport: 9999, payload: []byte("x")}
+	step(u, 1)
+	translated := sent[2][len(sent[2])-1]
+	step(pkt{src: "10.0.0.2", dst: "192.0.2.10", proto: flow.IPProtoICMP, icmpType: icmpDestUnreach, icmpCode: 3, quote: ipPacket(translated)}, 2)
+	// Another client's port is taken on the NAT address: both trackers
+	// take the next free one.
+	step(pkt{src: "10.0.0.5", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 5001, dport: 9999, payload: []byte("y")}, 1)
+	step(pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoICMP, icmpType: icmpEcho, icmpID: 33}, 1)
+	step(pkt{src: "10.0.0.2", dst: "192.0.2.10", proto: flow.IPProtoICMP, icmpType: icmpEchoReply, icmpID: 33}, 2)
+	step(pkt{src: "10.0.0.1", dst: "10.0.0.100", proto: flow.IPProtoUDP, sport: 6000, dport: 80, payload: []byte("lb")}, 1)
+	step(pkt{src: "10.0.0.3", dst: "10.0.0.1", proto: flow.IPProtoUDP, sport: 8080, dport: 6000, payload: []byte("be")}, 2)
+	step(pkt{src: "fd00::1", dst: "fd00::2", proto: flow.IPProtoUDP, sport: 7000, dport: 53, payload: []byte("six")}, 1)
+	step(pkt{src: "fd00::2", dst: "2001:db8::10", proto: flow.IPProtoUDP, sport: 53, dport: 7000, payload: []byte("xis")}, 2)
+
+	for port := 1; port <= 2; port++ {
+		var got [][]byte
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			got = readPcap(t, pcaps[port])
+			if len(got) >= len(sent[port]) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(got) != len(sent[port]) {
+			t.Fatalf("port %d: Open vSwitch sent %d frames, this tracker %d", port, len(got), len(sent[port]))
+		}
+		t.Logf("port %d: %d frames compared", port, len(got))
+		for i := range got {
+			if !slices.Equal(got[i], sent[port][i]) {
+				t.Errorf("port %d frame %d differs:\nOpen vSwitch %x\nthis tracker %x", port, i, got[i], sent[port][i])
+			}
+		}
+	}
+	h.now = base + int64(time.Since(t0))
+	var mine []string
+	for e := range h.tr.Dump(h.now, AllZones) {
+		mine = append(mine, e.String())
+	}
+	var theirs []string
+	for _, l := range strings.Split(strings.TrimSpace(o.appctl("dpctl/dump-conntrack")), "\n") {
+		if l != "" {
+			theirs = append(theirs, l)
+		}
+	}
+	slices.Sort(mine)
+	slices.Sort(theirs)
+	t.Logf("connections:\n%s", strings.Join(theirs, "\n"))
+	if !slices.Equal(mine, theirs) {
+		t.Errorf("dump-conntrack differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
 	}
 }
