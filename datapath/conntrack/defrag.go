@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"encoding/binary"
+	"slices"
 	"sync"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -203,8 +204,9 @@ func (d *Defrag) parseFrag(frame []byte, k *flow.Key, off *flow.Offsets, zone ui
 // ct in zone. For a fragment it keeps a copy and reports FragHeld, or,
 // when the fragment completes its packet, FragComplete with the
 // reassembled frame (the first fragment's Ethernet header and the whole IP
-// packet) and the held fragments in the order they arrived (this one
-// included), which the caller tracks with Track and Finish. Fragments it
+// packet) and the held fragments (this one included) in the order of
+// their offsets, which the caller tracks with Track and Finish and then
+// sends on in that order. Fragments it
 // refuses (malformed, too small, overlapping, over the limit) are
 // FragInvalid and go through Track unchanged, as Open vSwitch lets them.
 func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, now int64) (FragStatus, []byte, [][]byte) {
@@ -247,6 +249,9 @@ func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, 
 		return FragHeld, nil, nil
 	}
 	delete(d.lists, fi.key)
+	// They go on in the order of their offsets, as Open vSwitch sends
+	// them.
+	slices.SortFunc(l.frags, func(a, b frag) int { return a.start - b.start })
 	d.nfrag -= len(l.frags)
 	d.count[v].CompletedSent += uint64(len(l.frags))
 	held := make([][]byte, len(l.frags))
