@@ -488,4 +488,11 @@ func TestDefragMatchesOVSUserspaceConntrack(t *testing.T) {
 			t.Errorf("fragment %d differs:\nOpen vSwitch %x\nthis tracker %x", i, got[i], sent[i])
 		}
 	}
+	// A fragment too small to be anything but an attack.
+	small := fragment4(pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 1, dport: 2, payload: make([]byte, 1000)}.build(t), 496, 7)[0]
+	o.appctl("netdev-dummy/receive", "p1", hex.EncodeToString(small))
+	addFrag(t, d, small, h.now)
+	if got, want := d.Status(), o.appctl("dpctl/ipf-get-status"); got != want {
+		t.Errorf("ipf-get-status differs:\nOpen vSwitch:\n%s\nthis reassembler:\n%s", want, got)
+	}
 }
