@@ -220,9 +220,11 @@ func TestMatchesOVSUserspaceConntrack(t *testing.T) {
 		if mine == "new" && port == 1 {
 			h.run(append([]byte(nil), fr...), commit(0))
 		}
-		if got := o.send(port, fr); got != mine {
+		got := o.send(port, fr)
+		if got != mine {
 			t.Errorf("%s: Open vSwitch %s, this tracker %s", what, got, mine)
 		}
+		t.Logf("%s: %s", what, got)
 	}
 	u := pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 5000, dport: 53, payload: []byte("q")}
 	ub := pkt{src: "10.0.0.2", dst: "10.0.0.1", proto: flow.IPProtoUDP, sport: 53, dport: 5000, payload: []byte("a")}
@@ -267,6 +269,36 @@ func TestMatchesOVSUserspaceConntrack(t *testing.T) {
 	step("reset", c2.fromServer(tcpRST|tcpACK, 0), 2)
 	step("ack after reset", c2.fromClient(tcpACK, 0), 1)
 	step("syn+ack with no connection", pkt{src: c.srv, dst: c.cli, proto: flow.IPProtoTCP, sport: 80, dport: 42000, flags: tcpSYN | tcpACK, seq: 1, ack: 1, win: 100}, 2)
+	// Window scaling: the server sends far more than an unscaled
+	// window; then an old retransmission, an ack of unsent data and a
+	// reset off the sequence.
+	c3 := newTCPConn(h)
+	c3.cport = 41002
+	syn3 := c3.fromClient(tcpSYN, 0)
+	syn3.wscale = 8
+	step("scaled syn", syn3, 1)
+	synack3 := c3.fromServer(tcpSYN|tcpACK, 0)
+	synack3.wscale = 8
+	step("scaled syn+ack", synack3, 2)
+	step("scaled ack", c3.fromClient(tcpACK, 0), 1)
+	for i := range 3 {
+		step("burst "+strconv.Itoa(i), c3.fromServer(tcpACK, 1400), 2)
+	}
+	c3.sseq += 1 << 28
+	step("far ahead of the scaled window", c3.fromServer(tcpACK, 1400), 2)
+	c3.sseq -= 1<<28 + 1400
+	old := c3.fromServer(tcpACK, 1400)
+	old.seq -= 2800
+	c3.sseq -= 1400
+	step("old retransmission", old, 2)
+	unsent := c3.fromClient(tcpACK, 0)
+	unsent.ack += 1 << 20
+	step("ack of unsent data", unsent, 1)
+	rst := c3.fromClient(tcpRST, 0)
+	rst.seq += 100000
+	step("reset off the sequence", rst, 1)
+	step("reset on the sequence", c3.fromClient(tcpRST, 0), 1)
+
 	step("fin", c.fromClient(tcpFIN|tcpACK, 0), 1)
 	step("fin back", c.fromServer(tcpFIN|tcpACK, 0), 2)
 	step("last ack", c.fromClient(tcpACK, 0), 1)
