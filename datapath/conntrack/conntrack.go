@@ -9,6 +9,17 @@
 // A Tracker is shared by every poll thread of a datapath. The hit path takes
 // one shard mutex (two, one after the other, for the reply direction of a
 // NAT connection) and does not allocate.
+//
+// What a datapath calls: New, then Track for every ct action (the Tracker
+// is a flow.Conntrack) and Run (or Sweep) to expire connections; Defrag
+// before Track when fragments are to be reassembled as Open vSwitch does.
+// The operator's verbs are library calls: Dump and Entry.String
+// (dpctl/dump-conntrack), Flush and FlushTuple (dpctl/flush-conntrack),
+// Stats (dpctl/ct-stats-show), SetMaxConns and MaxConns
+// (dpctl/ct-set-maxconns, ct-get-maxconns), SetZoneLimit,
+// SetDefaultZoneLimit, DeleteZoneLimit, ZoneLimits and FormatZoneLimits
+// (dpctl/ct-set-limits, ct-get-limits, ct-del-limits), StateCounts (gauges
+// of connections by state) and Counters.
 package conntrack
 
 import (
