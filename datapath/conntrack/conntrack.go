@@ -118,7 +118,17 @@ type Tracker struct {
 	createMu sync.Mutex
 
 	full, zoneFull, natExhausted, invalid, expired atomic.Uint64
+
+	noSeqCheck atomic.Bool // TCP sequence checks off (dpctl/ct-disable-tcp-seq-chk)
 }
+
+// SetTCPSeqCheck turns the TCP sequence and window checks on (the default)
+// or off, as dpctl/ct-enable-tcp-seq-chk and ct-disable-tcp-seq-chk do:
+// off, a segment of a known connection is never out of window (invalid
+// flag combinations still are). TCPSeqCheck reports the setting.
+func (tr *Tracker) SetTCPSeqCheck(on bool) { tr.noSeqCheck.Store(!on) }
+
+func (tr *Tracker) TCPSeqCheck() bool { return !tr.noSeqCheck.Load() }
 
 var _ flow.Conntrack = (*Tracker)(nil)
 
