@@ -278,6 +278,14 @@ func (d *Defrag) parseFrag(frame []byte, k *flow.Key, off *flow.Offsets, zone ui
 // refuses (malformed, too small, overlapping, over the limit) are
 // FragInvalid and go through Track unchanged, as Open vSwitch lets them.
 func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, now int64) (FragStatus, []byte, [][]byte) {
+	if k.NwFrag&flow.FragAny != 0 {
+		d.mu.Lock()
+		disabled := d.disabled[b2i(k.DlType == flow.EthTypeIPv6)]
+		d.mu.Unlock()
+		if disabled {
+			return FragInvalid, nil, nil
+		}
+	}
 	fi, st := d.parseFrag(frame, k, off, zone)
 	if st != FragHeld {
 		if fi.tooSmall {
@@ -291,9 +299,6 @@ func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.expireLocked(now)
-	if d.disabled[v] {
-		return FragInvalid, nil, nil
-	}
 	if d.nfrag >= d.maxFrags {
 		return FragInvalid, nil, nil
 	}
