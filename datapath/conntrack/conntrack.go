@@ -40,6 +40,10 @@ const DefaultMaxConns = 3000000
 // DefaultShards is the default number of table shards.
 const DefaultShards = 64
 
+// maxZombies is how many dead NAT connections a shard keeps before a
+// commit reaps them.
+const maxZombies = 64
+
 // ErrNotFound reports a connection that is not in the table.
 var ErrNotFound = errors.New("connection not found")
 
@@ -509,6 +513,13 @@ func (tr *Tracker) create(frame []byte, k *flow.Key, p *packet, ct *flow.CT, now
 	sh := tr.shardOf(h)
 	s := &tr.shards[sh]
 	s.mu.Lock()
+	if len(s.zombies) >= maxZombies {
+		// Dead NAT connections' slots wait for their remote index
+		// entries to go; without a sweep they would pile up.
+		s.mu.Unlock()
+		tr.reapZombies()
+		s.mu.Lock()
+	}
 	slot := s.allocLocked()
 	if slot < 0 {
 		s.mu.Unlock()
