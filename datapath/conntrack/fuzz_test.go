@@ -293,7 +293,7 @@ func FuzzDefrag(f *testing.F) {
 			t.Fatal(err)
 		}
 		now := int64(time.Hour)
-		for round := 0; len(in.b) > 0 && round < 8; round++ {
+		for round := 0; len(in.b) > 0 && round < 4; round++ {
 			v6 := in.u8()&1 != 0
 			size := 1500 + int(in.u8())*16
 			payload := make([]byte, size)
