@@ -84,6 +84,7 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 	if mk.ConjID != 0 {
 		w.item("conj_id=", strconv.FormatUint(uint64(k.ConjID), 10))
 	}
+	formatCtMatch(&w, k, mk)
 
 	skipType, skipProto := false, false
 	if mk.DlType != 0 {
@@ -506,6 +507,10 @@ func formatAction(b *strings.Builder, a *Action) {
 		formatFinTimeout(b, a)
 	case ActController:
 		formatController(b, a)
+	case ActCT:
+		formatCT(b, a.CT, formatActions)
+	case ActCTClear:
+		b.WriteString("ct_clear")
 	default:
 		b.WriteString("unknown_action")
 	}
