@@ -304,3 +304,29 @@ func TestCtSameAction(t *testing.T) {
 		}
 	}
 }
+
+// TestCtInGroupBucket checks a load balancer's group: buckets that commit
+// with destination NAT. A bucket has no match, so what ct needs of the
+// packet is left to translation; the group prints and parses back whole.
+func TestCtInGroupBucket(t *testing.T) {
+	const in = "group_id=1,type=select,bucket=weight:100,actions=ct(commit,table=15,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.2:80),exec(set_field:1->ct_mark)),bucket=weight:100,actions=ct(commit,nat(dst=[fd00::2]:80))"
+	const want = "group_id=1,type=select,bucket=bucket_id:0,weight:100,actions=ct(commit,table=15,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.2:80),exec(set_field:0x1->ct_mark)),bucket=bucket_id:1,weight:100,actions=ct(commit,nat(dst=[fd00::2]:80))"
+	g, err := ParseGroup(in, GroupCmdAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := FormatGroup(g, GroupOF15)
+	if text != want {
+		t.Errorf("FormatGroup:\n got %s\nwant %s", text, want)
+	}
+	again, err := ParseGroup(text, GroupCmdAdd)
+	if err != nil {
+		t.Fatalf("%q does not parse back: %v", text, err)
+	}
+	if !again.equal(g) {
+		t.Errorf("%q parses back as another group", text)
+	}
+	if _, err := ParseGroup("group_id=2,type=all,bucket=actions=ct(commit,exec(output:1))", GroupCmdAdd); err == nil {
+		t.Error("a bucket's ct(exec(output:1)) was accepted")
+	}
+}
