@@ -81,6 +81,9 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 	if mk.PktMark != 0 {
 		w.item("pkt_mark=", maskedHex(uint64(k.PktMark), uint64(mk.PktMark), 1<<32-1))
 	}
+	if mk.RecircID != 0 { // a packet's key after recirculation (FormatMicroflow)
+		w.item("recirc_id=", maskedHex(uint64(k.RecircID), uint64(mk.RecircID), 1<<32-1))
+	}
 	if mk.ConjID != 0 {
 		w.item("conj_id=", strconv.FormatUint(uint64(k.ConjID), 10))
 	}
