@@ -169,6 +169,11 @@ func (ap *actionParser) ct(t *token) error {
 				return err
 			}
 			ct.Exec = append(ct.Exec, acts...)
+			if len(ct.Exec) > MaxActions {
+				e := errAt(s, &at, "%d actions in exec, more than the %d a flow may have", len(ct.Exec), MaxActions)
+				e.Err = ErrTooManyActions
+				return e
+			}
 		default:
 			return errAt(s, &at, `invalid argument %q to "ct" action (commit, force, table, zone, alg, nat, exec)`, at.key)
 		}
