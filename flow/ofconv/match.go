@@ -7,8 +7,11 @@
 // and action is written as the ovs-ofctl text it stands for and the whole
 // flow is parsed by flow.Parser, so a flow that arrives over OpenFlow is
 // checked exactly as one typed on the command line (prerequisites, ranges,
-// what ovsxdp supports). Encoding reads flow.Match and flow.Action
-// directly. What ovsxdp cannot represent is an *openflow.Error carrying
+// what ovsxdp supports). Connection tracking (the NXM_NX_CT_* fields, ct
+// with its nat and exec(...) arguments, ct_clear) is the exception: it is
+// decoded into flow.Match and flow.Action directly, with Open vSwitch's
+// checks (ct.go), and only the subfields it reads go through the parser.
+// Encoding reads flow.Match and flow.Action directly. What ovsxdp cannot represent is an *openflow.Error carrying
 // the type and code Open vSwitch replies with.
 package ofconv
 
