@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
@@ -44,12 +45,12 @@ func applyCTFields(m *flow.Match, fs []openflow.Field) error {
 			mask = bytes.Repeat([]byte{0xff}, len(f.Value))
 		}
 		if len(mask) != len(f.Value) {
-			return matchError(openflow.CodeBadMatchLen, "%s mask of %d bytes", f.Name, len(mask))
+			return ctMatchError(f.Name, openflow.CodeBadMatchLen, "%s mask of %d bytes", f.Name, len(mask))
 		}
 		switch f.Name {
 		case "ct_zone", "ct_nw_proto":
 			if !allOnes(mask) {
-				return matchError(codeBadMatchMask, "%s cannot be masked", f.Name)
+				return ctMatchError(f.Name, codeBadMatchMask, "%s cannot be masked", f.Name)
 			}
 		}
 		num := func(b []byte) uint64 {
@@ -63,7 +64,7 @@ func applyCTFields(m *flow.Match, fs []openflow.Field) error {
 		switch f.Name {
 		case "ct_state":
 			if v&^0xff != 0 {
-				return matchError(codeBadMatchValue, "ct_state 0x%x has undefined bits", v)
+				return ctMatchError(f.Name, codeBadMatchValue, "ct_state 0x%x has undefined bits", v)
 			}
 			k.CtState, w.CtState = uint8(v), uint8(mk)
 		case "ct_zone":
@@ -97,11 +98,18 @@ func applyCTFields(m *flow.Match, fs []openflow.Field) error {
 		case "ct_state", "ct_zone", "ct_mark", "ct_label":
 		default:
 			if !ctValid(m) {
-				return matchError(codeBadMatchPrereq, "%s requires a ct_state that implies a connection (such as +est, +new or +trk-inv)", fs[i].Name)
+				return ctMatchError(fs[i].Name, codeBadMatchPrereq, "%s requires a ct_state that implies a connection (such as +est, +new or +trk-inv)", fs[i].Name)
 			}
 		}
 	}
 	return nil
+}
+
+// ctMatchError is an OFPET_BAD_MATCH error about the ct field name.
+func ctMatchError(name string, code uint16, format string, args ...any) error {
+	e := matchError(code, format, args...)
+	e.Item = name
+	return e
 }
 
 // ctValid reports whether m's ct_state implies a tracked, valid
@@ -208,6 +216,10 @@ func (cw *ctWire) splice(p *flow.Parser, mt string, m *flow.Match, acts []flow.A
 		case *openflow.ActCT:
 			fa, err := flowCT(p, mt, m, x)
 			if err != nil {
+				var oe *openflow.Error
+				if errors.As(err, &oe) && oe.Item == "" {
+					oe.Item = "NXAST_CT"
+				}
 				return nil, err
 			}
 			out = append(out, fa)
