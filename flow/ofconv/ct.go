@@ -304,7 +304,7 @@ func flowCT(p *flow.Parser, mt string, m *flow.Match, a *openflow.ActCT) (flow.A
 	// move's source.
 	var srcs []string
 	if a.ZoneFromField {
-		s, err := subfieldText(a.ZoneSrc, a.ZoneOfs, a.ZoneNBits)
+		s, err := srcText(a.ZoneSrc, a.ZoneOfs, a.ZoneNBits)
 		if err != nil {
 			return flow.Action{}, err
 		}
@@ -312,7 +312,7 @@ func flowCT(p *flow.Parser, mt string, m *flow.Match, a *openflow.ActCT) (flow.A
 	}
 	for _, x := range a.Actions {
 		if mv, ok := x.(*openflow.ActRegMove); ok {
-			s, err := subfieldText(mv.Src, mv.SrcOfs, mv.NBits)
+			s, err := srcText(mv.Src, mv.SrcOfs, mv.NBits)
 			if err != nil {
 				return flow.Action{}, err
 			}
@@ -386,6 +386,19 @@ func flowCT(p *flow.Parser, mt string, m *flow.Match, a *openflow.ActCT) (flow.A
 		}
 	}
 	return flow.Action{Type: flow.ActCT, CT: ct}, nil
+}
+
+// srcText writes a subfield a ct action reads as text, refusing an
+// unknown field (OFPBAC_BAD_SET_TYPE) and bits outside the field
+// (OFPBAC_BAD_SET_LEN) as Open vSwitch does.
+func srcText(h openflow.FieldHeader, ofs, nbits uint16) (string, error) {
+	if h.Name == "" || !supportedFields[h.Name] {
+		return "", actionError(openflow.CodeBadActionSetType, "ct reads field 0x%04x:%d, which ovsxdp does not support", h.Class, h.Field)
+	}
+	if w := fieldBits(h.Name); nbits == 0 || int(ofs)+int(nbits) > w {
+		return "", actionError(openflow.CodeBadActionSetLen, "%s[%d..%d] is outside the %d-bit field", h.Name, ofs, int(ofs)+int(nbits)-1, w)
+	}
+	return subfieldText(h, ofs, nbits)
 }
 
 // ctDst checks that a nested write goes to ct_mark or ct_label, within

@@ -331,6 +331,8 @@ func TestCTRefused(t *testing.T) {
 		{"exec-set-reg", ip, []openflow.Action{commit(&openflow.ActRegLoad{Dst: reg13, NBits: 8, Value: 1})}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"exec-set-ct-zone", ip, []openflow.Action{commit(&openflow.ActRegMove{Src: reg13, Dst: ctZone, NBits: 16})}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"exec-load-past-ct-label", ip, []openflow.Action{commit(&openflow.ActRegLoad{Dst: ctLabel, Ofs: 100, NBits: 64, Value: 1})}, openflow.ErrTypeBadAction, openflow.CodeBadActionSetLen},
+		{"zone-past-reg13", ip, []openflow.Action{&openflow.ActCT{ZoneFromField: true, ZoneSrc: reg13, ZoneOfs: 20, ZoneNBits: 16, RecircTable: openflow.CTRecircNone}}, openflow.ErrTypeBadAction, openflow.CodeBadActionSetLen},
+		{"zone-from-unknown-field", ip, []openflow.Action{&openflow.ActCT{ZoneFromField: true, ZoneSrc: openflow.FieldHeader{Class: 1, Field: 127, Len: 4}, ZoneNBits: 16, RecircTable: openflow.CTRecircNone}}, openflow.ErrTypeBadAction, openflow.CodeBadActionSetType},
 		{"two-nats", ip, []openflow.Action{commit(&openflow.ActNAT{}, &openflow.ActNAT{})}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"conjunction-and-ct", ip, []openflow.Action{&openflow.ActConjunction{ID: 1, NClauses: 2}, commit()}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"tuple-without-ct-state", append(ip, field("ct_nw_src", true, b32(1), nil)), nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
