@@ -146,7 +146,9 @@ func (x *xlate) thaw(id uint32) bool {
 	x.conntracked = st.conntracked
 	if x.trace != nil {
 		node := x.report(TraceAction, "thaw")
-		node.Subs = append(node.Subs, &TraceNode{Kind: TraceAction, Text: "Resuming from table " + strconv.Itoa(int(st.table))})
+		// Not a terminal step: as a table's, it is written at its
+		// parent's depth when it is the last (formatTrace).
+		node.Subs = append(node.Subs, &TraceNode{Kind: TraceTable, Text: "Resuming from table " + strconv.Itoa(int(st.table))})
 	}
 	x.lookupAndRun(st.table, false, x.flow.InPort)
 	return true
