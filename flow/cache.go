@@ -211,10 +211,8 @@ func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
 	} else {
 		mf.FinTimeouts = slices.Clone(tr.FinTimeouts)
 	}
-	if slices.Equal(recircs, tr.recircs) {
-		mf.recircs = recircs
-	} else {
-		mf.recircs = slices.Clone(tr.recircs)
+	if !slices.Equal(recircs, tr.recircs) {
+		mf.holdRecircs(slices.Clone(tr.recircs))
 	}
 	c.stats.Revalidated++
 	return true

@@ -285,36 +285,51 @@ func TestTranslateCTRecirculation(t *testing.T) {
 }
 
 // TestRecircsExpire checks that a frozen state lives while a megaflow
-// that recirculates to it takes packets, and goes once nothing used it
-// for RecircIdle; its id is not given to another state.
+// holds it, or something used it within RecircIdle, and goes after; its
+// id is not given to another state.
 func TestRecircsExpire(t *testing.T) {
 	now := time.Unix(1000, 0)
 	r := NewRecircs(func() time.Time { return now })
 	a := r.alloc(&frozenState{table: 1, regs: [NumRegs]uint32{1}})
 	b := r.alloc(&frozenState{table: 1, regs: [NumRegs]uint32{2}})
-	if a.id == b.id || r.Len() != 2 {
+	c := r.alloc(&frozenState{table: 1, regs: [NumRegs]uint32{3}})
+	if a.id == b.id || r.Len() != 3 {
 		t.Fatalf("ids %d %d, %d states", a.id, b.id, r.Len())
 	}
 	if again := r.alloc(&frozenState{table: 1, regs: [NumRegs]uint32{1}}); again != a {
 		t.Fatal("the same state got another node")
 	}
-	mf := &Megaflow{recircs: []*recircNode{a}}
-	now = now.Add(RecircIdle - time.Second)
-	mf.Account(1, 60, now.UnixNano())
-	mf.Credit()
-	now = now.Add(2 * time.Second)
+	// A megaflow in a classifier holds a.
+	mfs := NewMegaflows()
+	k := Key{InPort: 1}
+	mf := mfs.Insert(&k, &Translation{Mask: Key{InPort: ^uint32(0)}, recircs: []*recircNode{a}}, 1)
+	// c is used (a packet took a megaflow that recirculates to it) just
+	// before the sweep.
+	now = now.Add(RecircIdle + time.Second)
+	used := &Megaflow{recircs: []*recircNode{c}}
+	used.Account(1, 60, now.Add(-time.Second).UnixNano())
+	used.Credit()
 	if n := r.Expire(now); n != 1 {
-		t.Fatalf("expired %d, want 1 (the state no megaflow used)", n)
+		t.Fatalf("expired %d, want 1 (b, which nothing holds or used)", n)
 	}
-	if _, ok := r.Table(a.id); !ok {
-		t.Error("the state a megaflow used expired")
+	for _, tt := range []struct {
+		n    *recircNode
+		want bool
+	}{{a, true}, {b, false}, {c, true}} {
+		if _, ok := r.Table(tt.n.id); ok != tt.want {
+			t.Errorf("state %d kept %v, want %v", tt.n.id, ok, tt.want)
+		}
 	}
-	if _, ok := r.Table(b.id); ok {
-		t.Error("the idle state did not expire")
+	// Once its megaflow goes, a expires too.
+	mfs.Remove(mf)
+	now = now.Add(RecircIdle + time.Second)
+	r.Expire(now)
+	if _, ok := r.Table(a.id); ok {
+		t.Error("a state no megaflow holds any more did not expire")
 	}
-	c := r.alloc(&frozenState{table: 1, regs: [NumRegs]uint32{2}})
-	if c.id == b.id {
-		t.Errorf("id %d given again after it expired", c.id)
+	d := r.alloc(&frozenState{table: 1, regs: [NumRegs]uint32{2}})
+	if d.id == b.id || d.id == a.id {
+		t.Errorf("id %d given again after it expired", d.id)
 	}
 }
 

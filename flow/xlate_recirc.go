@@ -15,13 +15,14 @@ import (
 // second pass thaws the state and goes on at T.
 //
 // The same frozen state always gets the same id while it lives, so the
-// megaflows of every packet that freezes it agree. A state lives while
-// something uses it: a translation that freezes or thaws it, or a
-// megaflow whose actions recirculate to it, or that matches its id,
-// taking packets (Megaflow.Credit refreshes it). One that nothing used
-// for RecircIdle is forgotten. Ids are not reused until the 32-bit
-// counter wraps, so a megaflow left over from a forgotten state never
-// meets a packet of another.
+// megaflows of every packet that freezes it agree. A state lives while a
+// megaflow in a poll thread's cache recirculates to it or matches its id
+// (each holds a reference, as Open vSwitch's datapath flows hold their
+// recirc_id_node), and for RecircIdle after its last use (a translation
+// that froze or thawed it, a packet that took such a megaflow); then it
+// is forgotten. Ids are not reused until the 32-bit counter wraps, so a
+// megaflow left over from a forgotten state never meets a packet of
+// another.
 
 // RecircIdle is how long a frozen state that nothing uses is kept.
 const RecircIdle = 60 * time.Second
@@ -48,6 +49,7 @@ type recircNode struct {
 	key   string // the state's encoding (byState's key)
 	state frozenState
 	used  atomic.Int64 // unix nanoseconds of the last use
+	refs  atomic.Int64 // megaflows that hold the node
 }
 
 // frozenState is what a ct(table=T) freezes of the pipeline.
@@ -146,8 +148,8 @@ func (n *recircNode) touch(now int64) {
 	}
 }
 
-// Expire forgets the frozen states that nothing used for RecircIdle
-// before now, and returns how many it forgot. Allocations call it every
+// Expire forgets the frozen states that no megaflow holds and nothing
+// used for RecircIdle before now, and returns how many it forgot. Allocations call it every
 // recircSweep; the owner may call it too.
 func (r *Recircs) Expire(now time.Time) int {
 	r.mu.Lock()
@@ -159,7 +161,7 @@ func (r *Recircs) expireLocked(now time.Time) int {
 	idle := now.Add(-RecircIdle).UnixNano()
 	n := 0
 	for id, node := range r.byID {
-		if node.used.Load() < idle {
+		if node.refs.Load() == 0 && node.used.Load() < idle {
 			delete(r.byID, id)
 			delete(r.byState, node.key)
 			n++
