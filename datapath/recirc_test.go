@@ -271,3 +271,34 @@ func TestConntrackTrace(t *testing.T) {
 		}
 	}
 }
+
+// TestConntrackTraceThawedState traces a pipeline that loads a register
+// before ct(table=1) and clears the connection state after it: the
+// recirculated pass's flow carries the register, as the translation that
+// thaws it sees it, and its datapath actions clear the state.
+func TestConntrackTraceThawedState(t *testing.T) {
+	b := newTestBridge(t, Config{Idle: IdleSleep, Conntrack: newCTTracker(10)})
+	addMemPort(t, b, vport.MemConfig{Name: "p1"}, 1)
+	addMemPort(t, b, vport.MemConfig{Name: "p2"}, 2)
+	addCTFlow(t, b, "in_port=1,ip,actions=drop", 0, 0,
+		flow.Action{Type: flow.ActLoad, Dst: flow.Subfield{Field: flow.FieldReg0, NBits: 32}, Value: 5},
+		ctAction(flow.CT{Commit: true, Table: 1}))
+	addCTFlow(t, b, "table=1,reg0=5,actions=output:2", flow.CtStateTracked, flow.CtStateTracked,
+		flow.Action{Type: flow.ActCTClear})
+	k, err := flow.ParseMicroflow("in_port=1,udp,nw_src=10.0.0.1,nw_dst=10.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := b.Trace(k)
+	if len(tr.Recirculations) != 1 {
+		t.Fatalf("%d recirculated passes, want 1\n%s", len(tr.Recirculations), tr)
+	}
+	r := tr.Recirculations[0]
+	if got := r.DatapathActions(); got != "ct_clear,2" {
+		t.Errorf("second pass: datapath actions %q, want ct_clear,2", got)
+	}
+	text := tr.String()
+	if want := "Flow: recirc_id=" + hexZero(uint64(r.RecircID)) + ",ct_state=new|trk,udp,reg0=0x5,in_port=1,"; !strings.Contains(text, want) {
+		t.Errorf("trace has no %q:\n%s", want, text)
+	}
+}

@@ -152,6 +152,9 @@ func (tr *tracer) Recirculate(frame []byte, k *flow.Key, off *flow.Offsets) {
 		return
 	}
 	sub := &Trace{Bridge: tr.t.Bridge, Policy: tr.t.Policy, Flow: *k, Start: *k, RecircID: k.RecircID, CTState: k.CtState}
+	// The pass's flow, as Open vSwitch's trace shows it, is the packet
+	// with the pipeline state its translation thaws.
+	tr.b.table.Recircs().Thaw(&sub.Flow)
 	tr.root.Recirculations = append(tr.root.Recirculations, sub)
 	var t *flow.Translation
 	if tr.generate {
@@ -265,7 +268,11 @@ func (t *Trace) writePass(b *strings.Builder) {
 		b.WriteString("     >> actions stopped: " + t.Verdict.String() + "\n")
 	}
 	b.WriteString("\nFinal flow: ")
-	if t.Final == t.Start {
+	begin := t.Start
+	if t.RecircID != 0 {
+		begin = t.Flow // with the thawed pipeline state
+	}
+	if t.Final == begin {
 		b.WriteString("unchanged\n")
 	} else {
 		b.WriteString(traceFlowText(&t.Final) + "\n")
@@ -415,6 +422,9 @@ func (t *Trace) DatapathActions() string {
 			continue
 		}
 		acts = append(acts, flow.ODPSetActions(&last, &o.Key)...)
+		if last.CtState != 0 && o.Key.CtState == 0 {
+			acts = append(acts, "ct_clear") // only ct_clear untracks a packet
+		}
 		switch {
 		case o.ODP != "":
 			acts = append(acts, o.ODP)

@@ -188,3 +188,18 @@ func (r *Recircs) Table(id uint32) (uint8, bool) {
 	}
 	return n.state.table, true
 }
+
+// Thaw writes the pipeline state frozen under k.RecircID into k (in_port,
+// metadata and registers), as the translation of a recirculated packet
+// starts from it, and reports whether the id is known. ofproto/trace
+// shows a recirculated pass's flow this way.
+func (r *Recircs) Thaw(k *Key) bool {
+	r.mu.Lock()
+	n := r.byID[k.RecircID]
+	r.mu.Unlock()
+	if n == nil {
+		return false
+	}
+	k.InPort, k.Metadata, k.Regs = n.state.inPort, n.state.metadata, n.state.regs
+	return true
+}
