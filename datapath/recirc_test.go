@@ -2,6 +2,8 @@ package datapath
 
 import (
 	"context"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -90,15 +92,16 @@ func ctAction(c flow.CT) flow.Action {
 
 // statefulFirewall installs a stateful firewall between p1 and p2: p1 may
 // open connections to p2 (ct(commit,table=1), then +new is allowed), and
-// replies come back; p2's new connections are dropped.
+// replies come back; p2's new connections are dropped. (The same flows,
+// with ct(...) and ct_state written, gave testdata/ovs-trace-ct.txt.)
 func statefulFirewall(t testing.TB, b *Bridge) {
 	const zone = 5
 	addCTFlow(t, b, "in_port=1,ip,actions=drop", 0, 0, ctAction(flow.CT{Commit: true, Zone: zone, Table: 1}))
 	addCTFlow(t, b, "in_port=2,ip,actions=drop", 0, 0, ctAction(flow.CT{Zone: zone, Table: 1}))
-	addCTFlow(t, b, "table=1,in_port=1,actions=output:2", flow.CtStateTracked|flow.CtStateNew, flow.CtStateTracked|flow.CtStateNew)
-	addCTFlow(t, b, "table=1,in_port=1,actions=output:2", flow.CtStateTracked|flow.CtStateEst, flow.CtStateTracked|flow.CtStateEst)
-	addCTFlow(t, b, "table=1,in_port=2,actions=output:1", flow.CtStateTracked|flow.CtStateEst, flow.CtStateTracked|flow.CtStateEst)
-	addCTFlow(t, b, "table=1,in_port=2,actions=drop", flow.CtStateTracked|flow.CtStateNew, flow.CtStateTracked|flow.CtStateNew)
+	addCTFlow(t, b, "table=1,priority=10,in_port=1,actions=output:2", flow.CtStateTracked|flow.CtStateNew, flow.CtStateTracked|flow.CtStateNew)
+	addCTFlow(t, b, "table=1,priority=20,in_port=1,actions=output:2", flow.CtStateTracked|flow.CtStateEst, flow.CtStateTracked|flow.CtStateEst)
+	addCTFlow(t, b, "table=1,priority=20,in_port=2,actions=output:1", flow.CtStateTracked|flow.CtStateEst, flow.CtStateTracked|flow.CtStateEst)
+	addCTFlow(t, b, "table=1,priority=10,in_port=2,actions=drop", flow.CtStateTracked|flow.CtStateNew, flow.CtStateTracked|flow.CtStateNew)
 }
 
 // TestConntrackRecirculation sends both directions of a TCP connection
@@ -177,8 +180,8 @@ func TestConntrackRecirculation(t *testing.T) {
 	for _, want := range []string{
 		"recirc_id(0),in_port(1),eth_type(0x800),ipv4(frag=no), packets:2, bytes:",
 		"actions:ct(commit,zone=5),recirc(0x",
-		"ct_state(+new+trk),recirc_id(0x",
-		"ct_state(-new+est+trk),recirc_id(0x",
+		"ct_state(+new-est+trk),recirc_id(0x",
+		"ct_state(+est+trk),recirc_id(0x",
 		"actions:drop",
 	} {
 		if !strings.Contains(text, want) {
@@ -263,7 +266,7 @@ func TestConntrackTrace(t *testing.T) {
 		"\n" + strings.Repeat("=", 79) + "\nrecirc(" + hex + ") - resume conntrack with default ct_state=trk|new (use --ct-next to customize)\n" + strings.Repeat("=", 79) + "\n\n",
 		"Flow: recirc_id=" + hex + ",ct_state=new|trk,ct_zone=5,",
 		"    thaw\n        Resuming from table 1\n",
-		"Megaflow: recirc_id=" + hex + ",ct_state=+new+trk,eth,ip,in_port=1,nw_frag=no\n",
+		"Megaflow: recirc_id=" + hex + ",ct_state=+new-est+trk,eth,ip,in_port=1,nw_frag=no\n",
 		"Datapath actions: 2\n",
 	} {
 		if !strings.Contains(text, want) {
@@ -298,7 +301,98 @@ func TestConntrackTraceThawedState(t *testing.T) {
 		t.Errorf("second pass: datapath actions %q, want ct_clear,2", got)
 	}
 	text := tr.String()
-	if want := "Flow: recirc_id=" + hexZero(uint64(r.RecircID)) + ",ct_state=new|trk,udp,reg0=0x5,in_port=1,"; !strings.Contains(text, want) {
+	if want := "Flow: recirc_id=" + hexZero(uint64(r.RecircID)) + ",ct_state=new|trk,eth,udp,reg0=0x5,in_port=1,"; !strings.Contains(text, want) {
 		t.Errorf("trace has no %q:\n%s", want, text)
+	}
+}
+
+// TestConntrackTraceMatchesOpenVSwitch traces ct pipelines and compares
+// the text with what Open vSwitch 3.1's ofproto/trace printed for them
+// (testdata/ovs-trace-ct.txt): both passes, the thaw, the megaflows with
+// recirc_id and ct_state, and the datapath actions with ct and recirc.
+// Recirculation ids are compared as ID (each switch numbers its own);
+// lines the ct text syntax writes are marked there and skipped.
+func TestConntrackTraceMatchesOpenVSwitch(t *testing.T) {
+	data, err := os.ReadFile("testdata/ovs-trace-ct.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tcase struct {
+		name, trace string
+		want        []string
+	}
+	var cases []tcase
+	var cur *tcase
+	in := false
+	for _, l := range strings.Split(string(data), "\n") {
+		switch {
+		case in && l == "end":
+			in = false
+		case in:
+			cur.want = append(cur.want, l)
+		case strings.HasPrefix(l, "case: "):
+			cases = append(cases, tcase{name: l[len("case: "):]})
+			cur = &cases[len(cases)-1]
+		case strings.HasPrefix(l, "trace: "):
+			cur.trace = l[len("trace: "):]
+			in = true
+		}
+	}
+	if len(cases) != 3 {
+		t.Fatalf("%d cases in testdata/ovs-trace-ct.txt", len(cases))
+	}
+	ids := regexp.MustCompile(`recirc\(0x[0-9a-f]+\)|recirc_id=0x[0-9a-f]+`)
+	norm := func(s string) string {
+		return ids.ReplaceAllStringFunc(s, func(m string) string {
+			if strings.HasPrefix(m, "recirc(") {
+				return "recirc(ID)"
+			}
+			return "recirc_id=ID"
+		})
+	}
+	pipelines := []func(t testing.TB, b *Bridge){
+		statefulFirewall,
+		statefulFirewall,
+		func(t testing.TB, b *Bridge) {
+			reg0 := flow.Subfield{Field: flow.FieldReg0, NBits: 32}
+			addCTFlow(t, b, "in_port=1,ip,actions=output:2", 0, 0,
+				flow.Action{Type: flow.ActLoad, Dst: reg0, Value: 5},
+				ctAction(flow.CT{Commit: true, Table: 1, Exec: []flow.Action{
+					{Type: flow.ActLoad, Dst: flow.Subfield{Field: flow.FieldCtMark, NBits: 1}, Value: 1},
+					{Type: flow.ActMove, Src: reg0, Dst: flow.Subfield{Field: flow.FieldCtLabel, Ofs: 96, NBits: 32}},
+				}}))
+			addCTFlow(t, b, "table=1,reg0=5,actions=output:2", flow.CtStateTracked, flow.CtStateTracked,
+				flow.Action{Type: flow.ActCTClear})
+		},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newTestBridge(t, Config{Idle: IdleSleep, Conntrack: newCTTracker(10)})
+			addMemPort(t, b, vport.MemConfig{Name: "p1"}, 1)
+			addMemPort(t, b, vport.MemConfig{Name: "p2"}, 2)
+			pipelines[i](t, b)
+			k, err := flow.ParseMicroflow(c.trace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range strings.Split(strings.TrimRight(b.Trace(k).String(), "\n"), "\n") {
+				if strings.HasPrefix(l, "Drop reason: ") || strings.HasPrefix(l, "     >> output to port ") {
+					continue
+				}
+				got = append(got, l)
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("%d lines, Open vSwitch %d\novsxdp:\n%s\nOpen vSwitch:\n%s", len(got), len(c.want), strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+			for j, w := range c.want {
+				if strings.HasPrefix(w, "?") {
+					continue
+				}
+				if g := norm(got[j]); g != norm(w) {
+					t.Errorf("line %d:\n ovsxdp:       %q\n Open vSwitch: %q", j+1, got[j], w)
+				}
+			}
+		})
 	}
 }

@@ -324,6 +324,9 @@ func traceFlowText(k *flow.Key) string {
 	if ct := flow.FormatCTMatch(&c, &mask, true); ct != "" {
 		text += ct + ","
 	}
+	if c.RecircID != 0 {
+		text += "eth," // as Open vSwitch writes a flow with a recirc_id
+	}
 	c.RecircID = 0
 	clearCTKey(&c)
 	return text + flow.FormatMicroflow(&c)

@@ -30,7 +30,15 @@ func (x *xlate) ct(c *CT) {
 		r.Zone = uint16(c.ZoneSrc.read(&x.flow).lo)
 		c.ZoneSrc.consult(&x.wc)
 	}
+	// As Open vSwitch, the trace shows the exec actions as the ct's own
+	// (an empty list as drop).
+	if len(c.Exec) == 0 {
+		x.report(TraceAction, "drop")
+	}
 	for i := range c.Exec {
+		if x.trace != nil {
+			x.report(TraceAction, FormatActions(c.Exec[i:i+1]))
+		}
 		x.ctExec(r, &c.Exec[i])
 	}
 	x.emit(Action{Type: ActCT, CT: r})
@@ -73,8 +81,12 @@ func (x *xlate) ctExec(r *CT, a *Action) {
 		dst = a.Dst.Field
 		m = a.Dst.mask()
 		if a.Src.field() != nil {
-			v = a.Src.read(&x.flow).shl(uint(a.Dst.Ofs))
+			moved := a.Src.read(&x.flow)
+			v = moved.shl(uint(a.Dst.Ofs))
 			a.Src.consult(&x.wc)
+			if x.trace != nil {
+				x.report(TraceDetail, ctSubfieldText(a.Dst)+" is now "+u128Text(moved))
+			}
 		}
 	default:
 		return
@@ -96,6 +108,22 @@ func (x *xlate) ctExec(r *CT, a *Action) {
 		f := u128FromBytes(&x.flow.CtLabel)
 		u128ToBytes(f.andNot(m).or(v), &x.flow.CtLabel)
 	}
+}
+
+// ctSubfieldText writes a subfield of ct_mark or ct_label as Open
+// vSwitch's trace names it.
+func ctSubfieldText(sf Subfield) string {
+	name, width := "NXM_NX_CT_MARK", uint(32)
+	if sf.Field == FieldCtLabel {
+		name, width = "NXM_NX_CT_LABEL", 128
+	}
+	switch {
+	case sf.Ofs == 0 && sf.Bits() == width:
+		return name + "[]"
+	case sf.Bits() == 1:
+		return name + "[" + strconv.Itoa(int(sf.Ofs)) + "]"
+	}
+	return name + "[" + strconv.Itoa(int(sf.Ofs)) + ".." + strconv.Itoa(int(sf.Ofs)+int(sf.Bits())-1) + "]"
 }
 
 // freeze freezes the pipeline's state under a recirculation id and emits
