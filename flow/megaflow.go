@@ -189,10 +189,10 @@ func (c *Megaflows) Rank() {
 }
 
 // Insert installs a megaflow for the packets that agree with k on tr's
-// mask, taking tr's actions, computed at generation gen. The megaflow
-// keeps tr's slices (the caller copies the translator's buffers). If a megaflow with
-// the same masked key and mask exists, it is updated in place and
-// returned; otherwise a new one is.
+// mask, taking tr's actions, computed at generation gen. If a megaflow
+// with the same masked key and mask exists, it is updated in place and
+// returned; otherwise a new one is. The megaflow keeps tr's slices: the
+// caller copies the translator's buffers.
 func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	mask := &tr.Mask
 	st := c.byMask[*mask]

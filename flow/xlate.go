@@ -28,9 +28,11 @@ const (
 // Translation is what the pipeline does with one packet.
 type Translation struct {
 	// Actions are the datapath actions: set fields (ActSetField),
-	// VLAN pushes, pops and rewrites, and outputs (ActOutput, to bridge
+	// VLAN pushes, pops and rewrites, outputs (ActOutput, to bridge
 	// ports or to the reserved ports the datapath resolves: in_port,
-	// flood, all, normal, local). Empty: the packet is dropped.
+	// flood, all, normal, local), and connection tracking (ActCT with a
+	// resolved CT, ActCTClear, ActRecirc: see xlate_ct.go). Empty: the
+	// packet is dropped.
 	Actions []Action
 	// Mask is the megaflow mask: every packet whose key agrees with the
 	// translated one on Mask gets the same Actions. Registers and metadata
