@@ -226,6 +226,18 @@ func TestConntrackAccounting(t *testing.T) {
 				t.Errorf("drops %v, want 2 %s", s.Drops, tt.want)
 			}
 			checkAccounting(t, b)
+			if tt.tracker != nil && tt.want == DropConntrackFull {
+				return // a trace runs no tracker: it takes the connection as new
+			}
+			// The trace says the same.
+			k, err := flow.ParseMicroflow("in_port=1,udp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=1,tp_dst=2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := b.Trace(k)
+			if rs := tr.DropReasons(); len(rs) != 1 || rs[0] != tt.want {
+				t.Errorf("trace drop reasons %v, want %s\n%s", rs, tt.want, tr)
+			}
 		})
 	}
 }

@@ -126,8 +126,12 @@ func (b *Bridge) trace(k flow.Key, generate bool) *Trace {
 // vSwitch's ofproto/trace, it runs no tracker (a trace has no side
 // effects) and takes the connection as new: the packet comes out with
 // ct_state trk|new, the ct's zone, and the mark and label its exec
-// actions set.
+// actions set. On a bridge without a tracker the packet stops there, as
+// a poll thread drops it.
 func (tr *tracer) Conntrack(_ []byte, k *flow.Key, _ *flow.Offsets, ct *flow.CT) flow.Verdict {
+	if tr.b.cfg.Conntrack == nil {
+		return flow.VerdictNoConntrack
+	}
 	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Key: *k, ODP: flow.FormatODPCT(ct)})
 	k.CtState = flow.CtStateTracked | flow.CtStateNew
 	k.CtZone = ct.Zone
