@@ -443,3 +443,27 @@ func BenchmarkPipelineCT(b *testing.B) {
 		b.Fatalf("%d recirculations for %d packets", n, b.N)
 	}
 }
+
+// TestPacketOutCT runs a packet out whose actions are ct(commit,table=1):
+// its recirculated copy goes through table 1 (+trk+new) and out, and a
+// recirculated output to IN_PORT is the packet out's in_port, as for its
+// own outputs.
+func TestPacketOutCT(t *testing.T) {
+	b := newTestBridge(t, Config{Idle: IdleSleep, Conntrack: newCTTracker(10)})
+	m1, _ := addMemPort(t, b, vport.MemConfig{Name: "p1"}, 1)
+	m2, _ := addMemPort(t, b, vport.MemConfig{Name: "p2"}, 2)
+	addCTFlow(t, b, "table=1,udp,actions=output:2,IN_PORT", flow.CtStateTracked|flow.CtStateNew, flow.CtStateTracked|flow.CtStateNew)
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 7, dport: 9})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.PacketOut(ctx, frame, 1, []flow.Action{ctAction(flow.CT{Commit: true, Table: 1})}); err != nil {
+		t.Fatal(err)
+	}
+	quiesce(t, b, m1, m2)
+	if got := drainAll(m2); len(got) != 1 || string(got[0]) != string(frame) {
+		t.Errorf("p2 got %d frames, want the packet out's", len(got))
+	}
+	if got := drainAll(m1); len(got) != 1 {
+		t.Errorf("p1 (the packet out's in_port) got %d frames, want 1", len(got))
+	}
+}
