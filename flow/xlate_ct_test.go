@@ -409,3 +409,26 @@ func TestFormatODPCT(t *testing.T) {
 		t.Errorf("actions %q", got)
 	}
 }
+
+func TestFormatODPMatchCT(t *testing.T) {
+	var m Match
+	m.Key.RecircID, m.Mask.RecircID = 0x1f, ^uint32(0)
+	m.Key.InPort, m.Mask.InPort = 3, ^uint32(0)
+	m.Key.CtState, m.Mask.CtState = CtStateTracked|CtStateEst|CtStateRpl, CtStateTracked|CtStateEst|CtStateRpl|CtStateInv
+	m.Key.CtZone, m.Mask.CtZone = 5, 0xffff
+	m.Key.CtMark, m.Mask.CtMark = 0, 3
+	m.Key.CtLabel[15], m.Mask.CtLabel[15] = 1, 1
+	m.Key.CtNwSrc, m.Mask.CtNwSrc = 0x0a000001, ^uint32(0)
+	m.Key.CtNwProto, m.Mask.CtNwProto = IPProtoTCP, 0xff
+	m.Key.CtTpDst, m.Mask.CtTpDst = 80, 0xffff
+	want := "ct_state(+est+rpl-inv+trk),ct_zone(0x5),ct_mark(0/0x3),ct_label(0x1/0x1),ct_tuple4(src=10.0.0.1,proto=6,tp_dst=80),recirc_id(0x1f),in_port(3)"
+	if got := FormatODPMatch(&m); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got, want := FormatCTMatch(&m.Key, &m.Mask, false), "ct_state=+est+rpl-inv+trk,ct_zone=5,ct_mark=0/0x3,ct_label=0x1/0x1,ct_nw_src=10.0.0.1,ct_nw_proto=6,ct_tp_dst=80"; got != want {
+		t.Errorf("match: got %s, want %s", got, want)
+	}
+	if got, want := FormatCTMatch(&m.Key, &m.Mask, true), "ct_state=est|rpl|trk,ct_zone=5,ct_mark=0/0x3,ct_label=0x1/0x1,ct_nw_src=10.0.0.1,ct_nw_proto=6,ct_tp_dst=80"; got != want {
+		t.Errorf("flow: got %s, want %s", got, want)
+	}
+}
