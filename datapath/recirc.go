@@ -28,6 +28,16 @@ type recircPass struct {
 	off flow.Offsets
 }
 
+// newRecircPasses allocates a poll thread's nested passes, each with a
+// frame buffer as large as the thread's own.
+func newRecircPasses() *[MaxRecircDepth]recircPass {
+	var ps [MaxRecircDepth]recircPass
+	for i := range ps {
+		ps[i].buf = make([]byte, 0, bufSize)
+	}
+	return &ps
+}
+
 // monoBase is the origin of the monotonic clock the tracker runs on.
 var monoBase = time.Now()
 
@@ -59,10 +69,10 @@ func (p *pmd) recirculate(frame []byte, k *flow.Key, off *flow.Offsets, out flow
 		p.drop(k.InPort, DropRecircDepth)
 		return
 	}
-	r := &p.recirc[p.recircDepth]
-	if r.buf == nil {
-		r.buf = make([]byte, 0, bufSize)
+	if p.recirc == nil {
+		p.recirc = newRecircPasses() // only ct recirculates, and it needs a tracker
 	}
+	r := &p.recirc[p.recircDepth]
 	r.buf = append(r.buf[:0], frame...)
 	r.key, r.off = *k, *off
 	p.recircDepth++
