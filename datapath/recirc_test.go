@@ -467,3 +467,31 @@ func TestPacketOutCT(t *testing.T) {
 		t.Errorf("p1 (the packet out's in_port) got %d frames, want 1", len(got))
 	}
 }
+
+// TestConntrackFork checks the actions after ct(table=1): the packet goes
+// on with them untracked while its tracked copy recirculates, and both
+// copies are accounted on the port that received it.
+func TestConntrackFork(t *testing.T) {
+	b := newTestBridge(t, Config{Idle: IdleSleep, Conntrack: newCTTracker(10)})
+	m1, p1 := addMemPort(t, b, vport.MemConfig{Name: "p1"}, 1)
+	m2, _ := addMemPort(t, b, vport.MemConfig{Name: "p2"}, 2)
+	m3, _ := addMemPort(t, b, vport.MemConfig{Name: "p3"}, 3)
+	addCTFlow(t, b, "in_port=1,ip,actions=resubmit(,2)", 0, 0, ctAction(flow.CT{Commit: true, Table: 1}))
+	addCTFlow(t, b, "table=1,actions=output:2", flow.CtStateTracked|flow.CtStateNew, flow.CtStateTracked|flow.CtStateNew)
+	// After ct, the packet is untracked: table 2's -trk rule takes it.
+	addCTFlow(t, b, "table=2,priority=10,actions=output:3", 0, flow.CtStateTracked)
+	addCTFlow(t, b, "table=2,priority=5,actions=drop", 0, 0)
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 7, dport: 9})
+	if m1.Inject(0, [][]byte{frame}) != 1 {
+		t.Fatal("inject failed")
+	}
+	quiesce(t, b, m1, m2, m3)
+	if n2, n3 := len(drainAll(m2)), len(drainAll(m3)); n2 != 1 || n3 != 1 {
+		t.Errorf("p2 got %d frames, p3 %d; want 1 each", n2, n3)
+	}
+	s := p1.Stats()
+	if s.RxPackets != 1 || s.Copies != 1 || s.Sent != 2 || s.RxDropped() != 0 {
+		t.Errorf("p1: rx %d copies %d sent %d drops %v", s.RxPackets, s.Copies, s.Sent, s.Drops)
+	}
+	checkAccounting(t, b)
+}
