@@ -159,7 +159,7 @@ func TestConntrackRecirculation(t *testing.T) {
 	}
 	var recircs, lookups, packets uint64
 	for _, st := range b.PMDStats() {
-		recircs += st.Recirculations
+		recircs += st.Recircs
 		lookups += st.EMCHits + st.MegaflowHit + st.Upcalls
 		packets += st.Packets - st.Lost
 	}

@@ -154,13 +154,13 @@ type PMDStats struct {
 	MegaflowHit uint64
 	Upcalls     uint64
 	Lost        uint64
-	// Recirculations counts the packets' later passes through the
-	// caches (a ct(table=T) recirculation each), which the stage
-	// counters above also count: EMC hits, megaflow hits and upcalls add
-	// up to Packets - Lost + Recirculations.
-	Recirculations uint64
-	Batches        uint64
-	Busy, Idle     time.Duration
+	// Recircs counts the packets' later passes through the caches (a
+	// ct(table=T) recirculation each), which the stage counters above
+	// also count: EMCHits + MegaflowHit + Upcalls = Packets - Lost +
+	// Recircs.
+	Recircs    uint64
+	Batches    uint64
+	Busy, Idle time.Duration
 	// GSOPackets counts the GSO packets that coalesced TCP segments and
 	// UDP datagrams went out in, GSOSegments the packets they carried, and GSOFailed the
 	// GSO packets a port did not take (their segments were sent one by
@@ -197,20 +197,20 @@ func (s *PMDStats) NanosPerPacket() float64 {
 
 func (c *pmdCounters) load(id, rxqs int) PMDStats {
 	return PMDStats{
-		ID:             id,
-		RxQueues:       rxqs,
-		Packets:        c.packets.Load(),
-		EMCHits:        c.emcHits.Load(),
-		MegaflowHit:    c.mfHits.Load(),
-		Upcalls:        c.upcalls.Load(),
-		Lost:           c.lost.Load(),
-		Recirculations: c.recircs.Load(),
-		Batches:        c.batches.Load(),
-		Busy:           time.Duration(c.busyNanos.Load()),
-		Idle:           time.Duration(c.idleNanos.Load()),
-		GSOPackets:     c.gsoPackets.Load(),
-		GSOSegments:    c.gsoSegments.Load(),
-		GSOFailed:      c.gsoFailed.Load(),
-		SpinsGivenUp:   c.spinsGivenUp.Load(),
+		ID:           id,
+		RxQueues:     rxqs,
+		Packets:      c.packets.Load(),
+		EMCHits:      c.emcHits.Load(),
+		MegaflowHit:  c.mfHits.Load(),
+		Upcalls:      c.upcalls.Load(),
+		Lost:         c.lost.Load(),
+		Recircs:      c.recircs.Load(),
+		Batches:      c.batches.Load(),
+		Busy:         time.Duration(c.busyNanos.Load()),
+		Idle:         time.Duration(c.idleNanos.Load()),
+		GSOPackets:   c.gsoPackets.Load(),
+		GSOSegments:  c.gsoSegments.Load(),
+		GSOFailed:    c.gsoFailed.Load(),
+		SpinsGivenUp: c.spinsGivenUp.Load(),
 	}
 }
