@@ -432,3 +432,48 @@ func TestFormatODPMatchCT(t *testing.T) {
 		t.Errorf("flow: got %s, want %s", got, want)
 	}
 }
+
+// TestCacheRecircRevalidate changes the table under cached ct megaflows:
+// both passes revalidate, the recirculation id stays, and the frozen state
+// is held once per megaflow that recirculates to it or resumes from it.
+func TestCacheRecircRevalidate(t *testing.T) {
+	tbl := ctTable(t,
+		ctFlow(t, "ip,actions=drop", 0, 0, ctAct(CT{Commit: true, Table: 1})),
+		ctFlow(t, "table=1,priority=10,actions=output:2", CtStateTracked|CtStateNew, CtStateTracked|CtStateNew),
+	)
+	c, err := NewCache(tbl, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := microflow(t, "in_port=1,udp,nw_src=10.0.0.1")
+	mf0, _ := c.Lookup(&k)
+	id := recircOf(mf0.Actions)
+	k1 := k
+	k1.RecircID, k1.CtState = id, CtStateTracked|CtStateNew
+	c.Lookup(&k1)
+	n := mf0.recircs[0]
+	if got := n.refs.Load(); got != 2 {
+		t.Fatalf("state held %d times, want 2 (both passes' megaflows)", got)
+	}
+
+	// A new rule in table 1 for another port: both megaflows stay right.
+	if err := tbl.Add(ctFlow(t, "table=1,priority=20,in_port=9,actions=output:3", 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if mf, src := c.Lookup(&k); src != SourceMegaflow || recircOf(mf.Actions) != id {
+		t.Errorf("first pass after the change: %v, %s", src, FormatODPActions(mf.Actions))
+	}
+	if mf, src := c.Lookup(&k1); src != SourceMegaflow || FormatODPActions(mf.Actions) != "2" {
+		t.Errorf("second pass after the change: %v, %s", src, FormatODPActions(mf.Actions))
+	}
+	if got := n.refs.Load(); got != 2 {
+		t.Errorf("after revalidation the state is held %d times, want 2", got)
+	}
+	if st := c.Stats(); st.Revalidated != 2 {
+		t.Errorf("%d megaflows revalidated, want 2", st.Revalidated)
+	}
+	c.Flush()
+	if got := n.refs.Load(); got != 0 {
+		t.Errorf("after a flush the state is held %d times, want 0", got)
+	}
+}
