@@ -65,7 +65,12 @@ type pmd struct {
 	pick   txPick
 	copies int
 	now    int64
-	frame  []byte // the frame being output (Output)
+	mono   int64 // the poll's time on the tracker's monotonic clock (recirc.go)
+	// The nested passes of a recirculating packet (recirc.go), allocated
+	// with the thread when the bridge tracks connections.
+	recirc      *[MaxRecircDepth]recircPass
+	recircDepth int
+	frame       []byte // the frame being output (Output)
 }
 
 func newPMD(br *Bridge, id int) (*pmd, error) {
@@ -84,6 +89,9 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	p.sizes = make([]int, vport.MaxBatch)
 	p.info = make([]vport.RxInfo, vport.MaxBatch)
 	p.out.init()
+	if br.cfg.Conntrack != nil {
+		p.recirc = newRecircPasses()
+	}
 	p.pick.w = &p.stall
 	p.pick.warn = &br.zeroQueues
 	p.pick.key = &p.key

@@ -38,6 +38,10 @@ type Megaflow struct {
 	// Verdict is the translation's verdict: why a packet that is output
 	// nowhere is dropped.
 	Verdict Verdict
+	// recircs are the frozen states the megaflow recirculates to or
+	// resumes from (Translation.recircs): it holds a reference to each
+	// while it is in its classifier, and Credit records their use.
+	recircs []*recircNode
 
 	// Generation is the table generation that Rule and Mask were computed
 	// at.
@@ -96,6 +100,9 @@ func (mf *Megaflow) Credit() {
 	}
 	for _, r := range mf.Learned {
 		r.refresh(mf.pendUsed)
+	}
+	for _, n := range mf.recircs {
+		n.touch(mf.pendUsed)
 	}
 	if mf.pendTCPFlags&(TCPFlagFIN|TCPFlagRST) != 0 {
 		for _, f := range mf.FinTimeouts {
@@ -182,9 +189,10 @@ func (c *Megaflows) Rank() {
 }
 
 // Insert installs a megaflow for the packets that agree with k on tr's
-// mask, taking tr's actions, computed at generation gen. If a megaflow with
-// the same masked key and mask exists, it is updated in place and
-// returned; otherwise a new one is.
+// mask, taking tr's actions, computed at generation gen. If a megaflow
+// with the same masked key and mask exists, it is updated in place and
+// returned; otherwise a new one is. The megaflow keeps tr's slices: the
+// caller copies the translator's buffers.
 func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	mask := &tr.Mask
 	st := c.byMask[*mask]
@@ -199,17 +207,31 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	h := st.hashKey(k)
 	if mf := st.find(k, h); mf != nil {
 		mf.set(tr, gen)
+		mf.holdRecircs(tr.recircs)
 		return mf
 	}
 	mf := &Megaflow{Mask: &st.mask, sub: st, hash: h}
 	k.Masked(mask, &mf.Key)
 	mf.set(tr, gen)
+	mf.holdRecircs(tr.recircs)
 	if st.full() {
 		st.grow()
 	}
 	st.insert(mf)
 	c.n++
 	return mf
+}
+
+// holdRecircs makes ns the frozen states the megaflow holds, letting go
+// of the ones it held before. ns must not be the translator's buffer.
+func (mf *Megaflow) holdRecircs(ns []*recircNode) {
+	for _, n := range ns {
+		n.refs.Add(1)
+	}
+	for _, n := range mf.recircs {
+		n.refs.Add(-1)
+	}
+	mf.recircs = ns
 }
 
 func (mf *Megaflow) set(tr *Translation, gen uint64) {
@@ -239,6 +261,7 @@ func (c *Megaflows) Remove(mf *Megaflow) {
 	}
 	c.n--
 	mf.dead = true
+	mf.holdRecircs(nil)
 	if st.n == 0 {
 		c.dropSubtable(st)
 	}
@@ -286,6 +309,7 @@ func (c *Megaflows) RemoveIf(fn func(*Megaflow) bool) int {
 func (c *Megaflows) Flush() {
 	c.Range(func(mf *Megaflow) bool {
 		mf.dead = true
+		mf.holdRecircs(nil)
 		return true
 	})
 	c.subs = c.subs[:0]
