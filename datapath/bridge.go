@@ -61,6 +61,12 @@ type Config struct {
 	// Links sets what the bridge does when the link under one of its
 	// ports is deleted (link.go).
 	Links LinkConfig
+	// Conntrack is the connection tracker that ct actions run with,
+	// shared by the poll threads. Nil: the bridge has none, and a packet
+	// whose actions reach a ct action is dropped there, counted as
+	// no-conntrack (rather than taken as tracked, +trk+inv, which flows
+	// could still forward).
+	Conntrack flow.Conntrack
 	// Log receives the bridge's warnings, and the watchdog's reports when
 	// Watchdog.Log is nil; slog.Default() when nil.
 	Log *slog.Logger

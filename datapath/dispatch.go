@@ -28,12 +28,12 @@ type keyBatch struct {
 // pmdTally is what a poll thread counts in one poll, added to its
 // pmdCounters once at the end of the poll (publish).
 type pmdTally struct {
-	packets, emcHits, mfHits, upcalls, lost uint64
+	packets, emcHits, mfHits, upcalls, lost, recircs uint64
 }
 
 // publish adds the tally to c and zeroes it.
 func (t *pmdTally) publish(c *pmdCounters) {
-	if t.packets == 0 && t.lost == 0 {
+	if t.packets == 0 && t.lost == 0 && t.recircs == 0 {
 		return
 	}
 	c.packets.Add(t.packets)
@@ -41,6 +41,7 @@ func (t *pmdTally) publish(c *pmdCounters) {
 	addNonZero(&c.mfHits, t.mfHits)
 	addNonZero(&c.upcalls, t.upcalls)
 	addNonZero(&c.lost, t.lost)
+	addNonZero(&c.recircs, t.recircs)
 	*t = pmdTally{}
 }
 
@@ -162,6 +163,12 @@ func verdictDrop(v flow.Verdict) DropReason {
 		return DropResubmitLimit
 	case flow.VerdictStackTooDeep:
 		return DropStackTooDeep
+	case flow.VerdictCTFull:
+		return DropConntrackFull
+	case flow.VerdictNoConntrack:
+		return DropNoConntrack
+	case flow.VerdictNoRecircContext:
+		return DropNoRecircContext
 	}
 	return DropNoRule
 }

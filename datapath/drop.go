@@ -30,6 +30,10 @@ const (
 	DropStackTooDeep                        // translation: push past flow.MaxStack values
 	DropPacketInQueueFull                   // a packet in for the controllers found the bridge's packet-in queue full
 	DropNoController                        // a packet in while no controller takes packet ins
+	DropConntrackFull                       // ct could not commit a new connection: the tracker or the zone's limit is full
+	DropNoConntrack                         // a ct action on a bridge built without a connection tracker
+	DropNoRecircContext                     // a recirculated packet whose id names no frozen pipeline state
+	DropRecircDepth                         // a packet recirculated more than MaxRecircDepth times
 	NumDropReasons
 )
 
@@ -53,6 +57,10 @@ var dropNames = [NumDropReasons]string{
 	DropStackTooDeep:      "stack-too-deep",
 	DropPacketInQueueFull: "packet-in-queue-full",
 	DropNoController:      "no-controller",
+	DropConntrackFull:     "conntrack-full",
+	DropNoConntrack:       "no-conntrack",
+	DropNoRecircContext:   "no-recirc-context",
+	DropRecircDepth:       "recirc-depth",
 }
 
 func (r DropReason) String() string {

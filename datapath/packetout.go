@@ -1,6 +1,8 @@
 package datapath
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +53,8 @@ func (b *Bridge) PacketOut(ctx context.Context, frame []byte, inPort uint32, act
 		p.policy = b.Policy()
 		p.key, p.off = k, off
 		p.in = origin
+		now := time.Now()
+		p.now, p.mono = now.UnixNano(), int64(now.Sub(monoBase))
 		p.copies = 0
 		p.pick.hashed = false
 		p.pick.rxQueue = vport.RxQueue(0) // none recorded
@@ -101,6 +105,18 @@ func (s *packetOutSink) Output(port uint32, frame []byte) {
 	default:
 		resolveOutput(p.tbl, p.in, s.in, port, p)
 	}
+}
+
+// Conntrack and Recirculate make the sink a flow.Recirculator: ct runs
+// as for a received packet, and a recirculated copy's outputs come back
+// here.
+func (s *packetOutSink) Conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT) flow.Verdict {
+	return s.p.Conntrack(frame, k, off, ct)
+}
+
+// Recirculate implements flow.Recirculator.
+func (s *packetOutSink) Recirculate(frame []byte, k *flow.Key, off *flow.Offsets) {
+	s.p.recirculate(frame, k, off, s)
 }
 
 // onOnePMD runs fn once on the first poll thread (between batches) and

@@ -65,7 +65,11 @@ type pmd struct {
 	pick   txPick
 	copies int
 	now    int64
-	frame  []byte // the frame being output (Output)
+	mono   int64 // the poll's time on the tracker's monotonic clock (recirc.go)
+	// The nested passes of a recirculating packet (recirc.go).
+	recirc      [MaxRecircDepth]recircPass
+	recircDepth int
+	frame       []byte // the frame being output (Output)
 }
 
 func newPMD(br *Bridge, id int) (*pmd, error) {

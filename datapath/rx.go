@@ -16,6 +16,7 @@ func (p *pmd) poll(now time.Time) int {
 	p.tbl = p.br.ports.Load()
 	p.policy = p.br.Policy()
 	p.now = now.UnixNano()
+	p.mono = int64(now.Sub(monoBase))
 	total := 0
 	for _, rq := range *p.rxqs.Load() {
 		total += p.pollQueue(rq)

@@ -132,6 +132,7 @@ type pmdCounters struct {
 	mfHits    atomic.Uint64
 	upcalls   atomic.Uint64 // misses that went to the rule table
 	lost      atomic.Uint64 // frames not classified (malformed)
+	recircs   atomic.Uint64 // passes of recirculated packets (recirc.go)
 	batches   atomic.Uint64 // non-empty batches
 	busyNanos atomic.Uint64 // time in non-empty batches
 	idleNanos atomic.Uint64 // time polling empty queues or sleeping
@@ -153,8 +154,13 @@ type PMDStats struct {
 	MegaflowHit uint64
 	Upcalls     uint64
 	Lost        uint64
-	Batches     uint64
-	Busy, Idle  time.Duration
+	// Recirculations counts the packets' later passes through the
+	// caches (a ct(table=T) recirculation each), which the stage
+	// counters above also count: EMC hits, megaflow hits and upcalls add
+	// up to Packets - Lost + Recirculations.
+	Recirculations uint64
+	Batches        uint64
+	Busy, Idle     time.Duration
 	// GSOPackets counts the GSO packets that coalesced TCP segments and
 	// UDP datagrams went out in, GSOSegments the packets they carried, and GSOFailed the
 	// GSO packets a port did not take (their segments were sent one by
@@ -191,19 +197,20 @@ func (s *PMDStats) NanosPerPacket() float64 {
 
 func (c *pmdCounters) load(id, rxqs int) PMDStats {
 	return PMDStats{
-		ID:           id,
-		RxQueues:     rxqs,
-		Packets:      c.packets.Load(),
-		EMCHits:      c.emcHits.Load(),
-		MegaflowHit:  c.mfHits.Load(),
-		Upcalls:      c.upcalls.Load(),
-		Lost:         c.lost.Load(),
-		Batches:      c.batches.Load(),
-		Busy:         time.Duration(c.busyNanos.Load()),
-		Idle:         time.Duration(c.idleNanos.Load()),
-		GSOPackets:   c.gsoPackets.Load(),
-		GSOSegments:  c.gsoSegments.Load(),
-		GSOFailed:    c.gsoFailed.Load(),
-		SpinsGivenUp: c.spinsGivenUp.Load(),
+		ID:             id,
+		RxQueues:       rxqs,
+		Packets:        c.packets.Load(),
+		EMCHits:        c.emcHits.Load(),
+		MegaflowHit:    c.mfHits.Load(),
+		Upcalls:        c.upcalls.Load(),
+		Lost:           c.lost.Load(),
+		Recirculations: c.recircs.Load(),
+		Batches:        c.batches.Load(),
+		Busy:           time.Duration(c.busyNanos.Load()),
+		Idle:           time.Duration(c.idleNanos.Load()),
+		GSOPackets:     c.gsoPackets.Load(),
+		GSOSegments:    c.gsoSegments.Load(),
+		GSOFailed:      c.gsoFailed.Load(),
+		SpinsGivenUp:   c.spinsGivenUp.Load(),
 	}
 }

@@ -39,8 +39,20 @@ type Trace struct {
 	// Verdict is why the packet was dropped short of its outputs: the
 	// translation's verdict, or the datapath actions' if they stopped.
 	Verdict flow.Verdict
-	// Outputs are the copies the datapath actions sent, in order.
+	// Outputs are the copies the datapath actions sent, in order, and
+	// their ct and recirc actions (TraceOutput.ODP).
 	Outputs []TraceOutput
+	// Recirculations are the passes of the packet's recirculated copies
+	// (ct(table=T)), in the order they ran; each is traced as the packet's
+	// first pass is, from Flow, the key it came back with. A pass's own
+	// recirculations are in the first pass's list, after it.
+	Recirculations []*Trace
+	// RecircID is the id a recirculated pass came back with (0 for the
+	// first pass); CTState is the ct_state the trace gave it: as Open
+	// vSwitch's ofproto/trace, which runs no tracker, the connection is
+	// taken as new (trk|new).
+	RecircID uint32
+	CTState  uint8
 }
 
 // TraceOutput is one copy an output action sent.
@@ -58,6 +70,9 @@ type TraceOutput struct {
 	// PacketIn is set for a copy a controller action sends to the
 	// controllers (Port is flow.PortController).
 	PacketIn *flow.PacketIn
+	// ODP is set for a datapath action that is not an output: ct(...) or
+	// recirc(ID), as the datapath prints it (Key is the packet then).
+	ODP string
 }
 
 // Trace runs microflow k through the bridge as a packet received on
@@ -99,7 +114,7 @@ func (b *Bridge) trace(k flow.Key, generate bool) *Trace {
 	run := t.Start
 	ports := b.ports.Load()
 	in := ports.lookup(t.Start.InPort)
-	tc := tracer{b: b, t: t, ports: ports, in: in, key: &run, now: time.Now().UnixNano()}
+	tc := tracer{b: b, t: t, root: t, ports: ports, in: in, key: &run, now: time.Now().UnixNano(), generate: generate}
 	_, t.Verdict = flow.Execute(frame, &run, &off, tr.Actions, &tc)
 	if t.Verdict == flow.VerdictOK {
 		t.Verdict = tr.Verdict
@@ -107,16 +122,72 @@ func (b *Bridge) trace(k flow.Key, generate bool) *Trace {
 	return t
 }
 
+// Conntrack implements flow.Recirculator for a traced packet: as Open
+// vSwitch's ofproto/trace, it runs no tracker (a trace has no side
+// effects) and takes the connection as new: the packet comes out with
+// ct_state trk|new, the ct's zone, and the mark and label its exec
+// actions set.
+func (tr *tracer) Conntrack(_ []byte, k *flow.Key, _ *flow.Offsets, ct *flow.CT) flow.Verdict {
+	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Key: *k, ODP: flow.FormatODPCT(ct)})
+	k.CtState = flow.CtStateTracked | flow.CtStateNew
+	k.CtZone = ct.Zone
+	if ct.SetMark {
+		k.CtMark = k.CtMark&^ct.MarkMask | ct.Mark&ct.MarkMask
+	}
+	if ct.SetLabel {
+		for i := range k.CtLabel {
+			k.CtLabel[i] = k.CtLabel[i]&^ct.LabelMask[i] | ct.Label[i]&ct.LabelMask[i]
+		}
+	}
+	return flow.VerdictOK
+}
+
+// Recirculate implements flow.Recirculator for a traced packet: the copy
+// is traced as a pass of its own (Trace.Recirculations), translated from
+// the frozen state its id names, as a poll thread would.
+func (tr *tracer) Recirculate(frame []byte, k *flow.Key, off *flow.Offsets) {
+	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Key: *k, ODP: "recirc(0x" + strconv.FormatUint(uint64(k.RecircID), 16) + ")"})
+	if tr.depth >= MaxRecircDepth {
+		tr.drop(k.InPort, DropRecircDepth)
+		return
+	}
+	sub := &Trace{Bridge: tr.t.Bridge, Policy: tr.t.Policy, Flow: *k, Start: *k, RecircID: k.RecircID, CTState: k.CtState}
+	tr.root.Recirculations = append(tr.root.Recirculations, sub)
+	var t *flow.Translation
+	if tr.generate {
+		t = tr.b.table.Snapshot().TranslateLearning(&sub.Start, true)
+		tr.b.table.Learn(t.Learned)
+	} else {
+		t = tr.b.table.Snapshot().Translate(&sub.Start, true)
+	}
+	sub.Translation = t
+	sub.Start.Masked(&t.Mask, &sub.Megaflow.Key)
+	sub.Megaflow.Mask = t.Mask
+	sub.Final = t.Final
+	buf := make([]byte, len(frame), len(frame)+flow.FrameSpare)
+	copy(buf, frame)
+	run, o := *k, *off
+	tc := tracer{b: tr.b, t: sub, root: tr.root, ports: tr.ports, in: tr.in, key: &run, now: tr.now, depth: tr.depth + 1, generate: tr.generate}
+	_, sub.Verdict = flow.Execute(buf, &run, &o, t.Actions, &tc)
+	if sub.Verdict == flow.VerdictOK {
+		sub.Verdict = t.Verdict
+	}
+}
+
 // tracer records the outputs of a traced packet as resolveOutput, which
 // the poll threads also use, decides them.
 type tracer struct {
-	b      *Bridge
-	t      *Trace
-	ports  *portTable
-	in     *Port
-	key    *flow.Key // the packet's key as the actions change it
-	now    int64
-	action uint32 // the port of the output action being resolved
+	b     *Bridge
+	t     *Trace // the pass being traced
+	root  *Trace // the packet's first pass
+	depth int    // how many recirculations deep the pass is
+	// generate: learn actions install what they learn (TraceGenerate).
+	generate bool
+	ports    *portTable
+	in       *Port
+	key      *flow.Key // the packet's key as the actions change it
+	now      int64
+	action   uint32 // the port of the output action being resolved
 }
 
 // Output implements flow.Outputter.
@@ -156,17 +227,33 @@ func (tr *tracer) drop(port uint32, reason DropReason) {
 // with their drop reason.
 func (t *Trace) String() string {
 	var b strings.Builder
-	b.WriteString("Flow: " + flow.FormatMicroflow(&t.Flow) + "\n")
+	t.writePass(&b)
+	for _, r := range t.Recirculations {
+		rule := strings.Repeat("=", 79)
+		b.WriteString("\n" + rule + "\nrecirc(0x" + strconv.FormatUint(uint64(r.RecircID), 16) + ")")
+		if r.CTState == flow.CtStateTracked|flow.CtStateNew {
+			b.WriteString(" - resume conntrack with default ct_state=trk|new (use --ct-next to customize)")
+		}
+		b.WriteString("\n" + rule + "\n\n")
+		r.writePass(&b)
+	}
+	return b.String()
+}
+
+// writePass writes one pass of the trace: its flow, the bridge's tables,
+// the final flow, the megaflow and the datapath actions.
+func (t *Trace) writePass(b *strings.Builder) {
+	b.WriteString("Flow: " + traceFlowText(&t.Flow) + "\n")
 	switch {
 	case t.Mismatch && t.Malformed != flow.MalformedNone:
 		b.WriteString("(no packet has exactly this flow: a frame built from it parses as " + t.Malformed.String() + "; the actions ran on that frame)\n")
 	case t.Mismatch:
-		b.WriteString("(no packet has exactly this flow; the actions ran on: " + flow.FormatMicroflow(&t.Start) + ")\n")
+		b.WriteString("(no packet has exactly this flow; the actions ran on: " + traceFlowText(&t.Start) + ")\n")
 	}
 	title := "bridge(\"" + t.Bridge + "\")"
 	b.WriteString("\n" + title + "\n" + strings.Repeat("-", len(title)) + "\n")
 	if t.Translation != nil {
-		flow.FormatTrace(&b, t.Translation.Trace)
+		flow.FormatTrace(b, t.Translation.Trace)
 	}
 	for _, o := range t.Outputs {
 		if o.Dropped {
@@ -181,7 +268,7 @@ func (t *Trace) String() string {
 	if t.Final == t.Start {
 		b.WriteString("unchanged\n")
 	} else {
-		b.WriteString(flow.FormatMicroflow(&t.Final) + "\n")
+		b.WriteString(traceFlowText(&t.Final) + "\n")
 	}
 	// Open vSwitch writes pkt_mark before recirc_id.
 	mark := ""
@@ -192,11 +279,16 @@ func (t *Trace) String() string {
 	}
 	mfm := t.Megaflow
 	mfm.Key.PktMark, mfm.Mask.PktMark = 0, 0
+	ct := flow.FormatCTMatch(&mfm.Key, &mfm.Mask, false)
+	clearCTMatch(&mfm)
 	mf := flow.FormatMatch(&mfm, flow.DefaultPriority)
 	if mf != "" {
 		mf = "," + mf
 	}
-	b.WriteString("Megaflow: " + mark + "recirc_id=0,eth" + mf + "\n")
+	if ct != "" {
+		ct += ","
+	}
+	b.WriteString("Megaflow: " + mark + "recirc_id=" + hexZero(uint64(t.Megaflow.Key.RecircID)) + "," + ct + "eth" + mf + "\n")
 	b.WriteString("Datapath actions: " + t.DatapathActions() + "\n")
 	if failed {
 		b.WriteString("Translation failed (" + t.Verdict.Explain() + "), packet is dropped.\n")
@@ -208,7 +300,77 @@ func (t *Trace) String() string {
 		}
 		b.WriteString("Drop reason: " + strings.Join(names, ", ") + "\n")
 	}
-	return b.String()
+}
+
+// traceFlowText writes a packet's flow as ofproto/trace does: its
+// recirculation id and connection tracking fields when set, then the
+// microflow.
+func traceFlowText(k *flow.Key) string {
+	c := *k
+	var m flow.Match
+	m.Key, m.Mask.RecircID = c, c.RecircID
+	text := ""
+	if c.RecircID != 0 {
+		text = "recirc_id=" + hexZero(uint64(c.RecircID)) + ","
+	}
+	mask := ctMask(&c)
+	if ct := flow.FormatCTMatch(&c, &mask, true); ct != "" {
+		text += ct + ","
+	}
+	c.RecircID = 0
+	clearCTKey(&c)
+	return text + flow.FormatMicroflow(&c)
+}
+
+// ctMask is an exact mask of the connection tracking fields k has set.
+func ctMask(k *flow.Key) flow.Key {
+	var m flow.Key
+	if k.CtState != 0 {
+		m.CtState = 0xff
+	}
+	if k.CtZone != 0 {
+		m.CtZone = 0xffff
+	}
+	if k.CtMark != 0 {
+		m.CtMark = ^uint32(0)
+	}
+	if k.CtLabel != ([16]byte{}) {
+		for i := range m.CtLabel {
+			m.CtLabel[i] = 0xff
+		}
+	}
+	if k.CtNwProto != 0 {
+		m.CtNwProto = 0xff
+		m.CtNwSrc, m.CtNwDst = ^uint32(0), ^uint32(0)
+		m.CtTpSrc, m.CtTpDst = 0xffff, 0xffff
+		for i := range m.CtIPv6Src {
+			m.CtIPv6Src[i], m.CtIPv6Dst[i] = 0xff, 0xff
+		}
+	}
+	return m
+}
+
+// clearCTKey zeroes k's recirculation-related fields, which the trace
+// writes itself.
+func clearCTKey(k *flow.Key) {
+	k.CtState, k.CtZone, k.CtMark, k.CtLabel = 0, 0, 0, [16]byte{}
+	k.CtNwSrc, k.CtNwDst, k.CtIPv6Src, k.CtIPv6Dst = 0, 0, [16]byte{}, [16]byte{}
+	k.CtNwProto, k.CtTpSrc, k.CtTpDst = 0, 0, 0
+}
+
+// clearCTMatch takes the recirculation id and ct fields out of m.
+func clearCTMatch(m *flow.Match) {
+	clearCTKey(&m.Key)
+	clearCTKey(&m.Mask)
+	m.Key.RecircID, m.Mask.RecircID = 0, 0
+}
+
+// hexZero writes v as C's %#x: 0, or hexadecimal with 0x.
+func hexZero(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
+	return "0x" + strconv.FormatUint(v, 16)
 }
 
 // DropReasons returns why the datapath drops the traced packet, as its
@@ -219,16 +381,24 @@ func (t *Trace) String() string {
 // copies dropped beside it are in Outputs.
 func (t *Trace) DropReasons() []DropReason {
 	var rs []DropReason
-	for _, o := range t.Outputs {
-		if !o.Dropped {
-			return nil
+	passes := append([]*Trace{t}, t.Recirculations...)
+	for _, p := range passes {
+		for _, o := range p.Outputs {
+			if o.ODP == "" && !o.Dropped {
+				return nil
+			}
 		}
-		if !slices.Contains(rs, o.Reason) {
-			rs = append(rs, o.Reason)
+	}
+	for _, p := range passes {
+		for _, o := range p.Outputs {
+			if o.Dropped && !slices.Contains(rs, o.Reason) {
+				rs = append(rs, o.Reason)
+			}
 		}
 	}
 	if len(rs) == 0 {
-		rs = append(rs, verdictDrop(t.Verdict))
+		// The last pass's verdict says why nothing went out.
+		rs = append(rs, verdictDrop(passes[len(passes)-1].Verdict))
 	}
 	return rs
 }
@@ -245,9 +415,12 @@ func (t *Trace) DatapathActions() string {
 			continue
 		}
 		acts = append(acts, flow.ODPSetActions(&last, &o.Key)...)
-		if o.PacketIn != nil {
+		switch {
+		case o.ODP != "":
+			acts = append(acts, o.ODP)
+		case o.PacketIn != nil:
 			acts = append(acts, flow.FormatODPPacketIn(o.PacketIn, true))
-		} else {
+		default:
 			acts = append(acts, strconv.FormatUint(uint64(o.Port), 10))
 		}
 		last = o.Key

@@ -158,6 +158,7 @@ func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, h uint64) (*Megaflow, Sou
 	tr.Rules = slices.Clone(tr.Rules)
 	tr.Groups = slices.Clone(tr.Groups)
 	tr.FinTimeouts = slices.Clone(tr.FinTimeouts)
+	tr.recircs = slices.Clone(tr.recircs)
 	// What the packet learned goes into the table now (a new generation,
 	// so megaflows that consulted the table revalidate before their next
 	// use); the megaflow keeps the learned rules to refresh them.
@@ -185,7 +186,7 @@ func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
 	// Learn only now that the masked key is known to stand for every
 	// packet of the megaflow.
 	learned := c.table.Learn(tr.Learned)
-	acts, rules, groups, fins := mf.Actions, mf.Rules, mf.Groups, mf.FinTimeouts
+	acts, rules, groups, fins, recircs := mf.Actions, mf.Rules, mf.Groups, mf.FinTimeouts, mf.recircs
 	mf.set(tr, s.gen)
 	mf.Learned = learned
 	// Keep the megaflow's own slices when they still hold the answer (no
@@ -209,6 +210,11 @@ func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
 		mf.FinTimeouts = fins
 	} else {
 		mf.FinTimeouts = slices.Clone(tr.FinTimeouts)
+	}
+	if slices.Equal(recircs, tr.recircs) {
+		mf.recircs = recircs
+	} else {
+		mf.recircs = slices.Clone(tr.recircs)
 	}
 	c.stats.Revalidated++
 	return true

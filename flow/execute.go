@@ -25,25 +25,36 @@ const (
 	// VerdictCTFull: a ct action could not commit a new connection
 	// because the tracker, or the zone's limit, is full.
 	VerdictCTFull
+	// VerdictNoConntrack: a ct action ran where no connection tracker
+	// is (an Outputter that is not a Recirculator, or a datapath built
+	// without one): the packet is dropped rather than taken as tracked.
+	VerdictNoConntrack
+	// VerdictNoRecircContext: a packet came back with a recirculation
+	// id that names no frozen pipeline state (it expired, or never
+	// was), or a recirc action ran where nothing recirculates.
+	VerdictNoRecircContext
 	numVerdicts
 )
 
 var verdictNames = [numVerdicts]string{
-	VerdictOK:            "ok",
-	VerdictActionCap:     "action-cap",
-	VerdictTTLExceeded:   "ttl-exceeded",
-	VerdictNoRoom:        "no-room",
-	VerdictBadAction:     "bad-action",
-	VerdictResubmitDepth: "resubmit-depth",
-	VerdictResubmitLimit: "resubmit-limit",
-	VerdictStackTooDeep:  "stack-too-deep",
-	VerdictCTFull:        "conntrack-full",
+	VerdictOK:              "ok",
+	VerdictActionCap:       "action-cap",
+	VerdictTTLExceeded:     "ttl-exceeded",
+	VerdictNoRoom:          "no-room",
+	VerdictBadAction:       "bad-action",
+	VerdictResubmitDepth:   "resubmit-depth",
+	VerdictResubmitLimit:   "resubmit-limit",
+	VerdictStackTooDeep:    "stack-too-deep",
+	VerdictCTFull:          "conntrack-full",
+	VerdictNoConntrack:     "no-conntrack",
+	VerdictNoRecircContext: "no-recirc-context",
 }
 
 // Failed reports whether v is a translation failure: the pipeline could
 // not run to its end and the packet is dropped.
 func (v Verdict) Failed() bool {
-	return v == VerdictResubmitDepth || v == VerdictResubmitLimit || v == VerdictStackTooDeep || v == VerdictActionCap
+	return v == VerdictResubmitDepth || v == VerdictResubmitLimit || v == VerdictStackTooDeep || v == VerdictActionCap ||
+		v == VerdictNoRecircContext
 }
 
 // Explain says what a translation failure is, as Open vSwitch's trace
@@ -58,6 +69,8 @@ func (v Verdict) Explain() string {
 		return "Stack too deep"
 	case VerdictActionCap:
 		return "Too many datapath actions"
+	case VerdictNoRecircContext:
+		return "No recirculation context"
 	}
 	return v.String()
 }
@@ -76,6 +89,24 @@ type Outputter interface {
 	// it is at that point. The frame is only valid during the call: later
 	// actions rewrite it in place, so the callee copies what it keeps.
 	Output(port uint32, frame []byte)
+}
+
+// Recirculator is what an Outputter also implements when the datapath
+// runs connection tracking and recirculation: Execute hands it the ct and
+// recirc datapath actions. Execute looks for it only when it meets one of
+// them, so packets that never do pay nothing for it.
+type Recirculator interface {
+	// Conntrack runs ct (a resolved datapath CT: see CT) on the packet,
+	// as Conntrack.Track does, with the datapath's tracker and clock. It
+	// returns VerdictNoConntrack when the datapath has no tracker.
+	Conntrack(frame []byte, k *Key, off *Offsets, ct *CT) Verdict
+	// Recirculate sends a copy of the packet through the datapath's
+	// lookup again: k is its key as the actions so far left it, with
+	// RecircID set to the recirculation's id. frame, k and off are only
+	// valid during the call (later actions go on with them), so the
+	// callee copies them. What becomes of the copy (outputs, drops) is
+	// the callee's to count.
+	Recirculate(frame []byte, k *Key, off *Offsets)
 }
 
 // Execute runs acts on frame, in place, and returns the frame (resliced when
@@ -125,6 +156,25 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 			if sink, ok := out.(PacketInSink); ok && a.PacketIn != nil {
 				sink.PacketIn(a.PacketIn, p.b)
 			}
+		case ActCT:
+			v = VerdictNoConntrack
+			if rc, ok := out.(Recirculator); ok && a.CT != nil {
+				v = rc.Conntrack(p.b, p.k, p.off, a.CT)
+			}
+		case ActCTClear:
+			p.k.clearCT()
+		case ActRecirc:
+			rc, ok := out.(Recirculator)
+			if !ok {
+				v = VerdictNoRecircContext
+				break
+			}
+			// The copy that recirculates carries the id; this packet
+			// goes on with its own.
+			id := p.k.RecircID
+			p.k.RecircID = uint32(a.Value)
+			rc.Recirculate(p.b, p.k, p.off)
+			p.k.RecircID = id
 		default:
 			v = VerdictBadAction
 		}
@@ -183,9 +233,13 @@ func (p *packet) span(o uint16, n int) []byte {
 // tag pushed beyond the two the key holds, an ICMPv6 type change, a neighbour
 // discovery field), which are rare enough not to need an incremental path.
 func (p *packet) reextract() {
-	mark := p.k.PktMark // not in the frame: the datapath's metadata
+	// Not in the frame: the datapath's metadata.
+	mark, recirc := p.k.PktMark, p.k.RecircID
+	var ct ctFields
+	ct.save(p.k)
 	Extract(p.k, p.off, p.b, p.k.InPort)
-	p.k.PktMark = mark
+	p.k.PktMark, p.k.RecircID = mark, recirc
+	ct.restore(p.k)
 }
 
 // ipv4 returns the IPv4 header, options included, when extraction read the

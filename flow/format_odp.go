@@ -27,8 +27,18 @@ func FormatODPActions(acts []Action) string {
 			parts = append(parts, strconv.FormatUint(uint64(a.Port), 10))
 			continue
 		}
-		if a.Type == ActController {
+		switch a.Type {
+		case ActController:
 			parts = append(parts, formatODPController(a))
+			continue
+		case ActCT:
+			parts = append(parts, FormatODPCT(a.CT))
+			continue
+		case ActCTClear:
+			parts = append(parts, "ct_clear")
+			continue
+		case ActRecirc:
+			parts = append(parts, "recirc("+hexZero(a.Value)+")")
 			continue
 		}
 		parts = append(parts, FormatActions(acts[i:i+1]))
@@ -129,13 +139,16 @@ func fragODP(v, m uint8) string {
 	return hexODP(uint64(v), uint64(m), FragAny|FragLater)
 }
 
-// FormatODPMatch formats a megaflow's match in datapath syntax. recirc_id(0) is
-// always first (ovsxdp does not recirculate); fields outside the mask are
-// left out, and partly masked fields carry their mask.
+// FormatODPMatch formats a megaflow's match in datapath syntax, in Open
+// vSwitch's userspace datapath order: the connection tracking fields the
+// megaflow consulted, recirc_id (always: every megaflow matches it
+// exactly), in_port, then the packet's headers. Fields outside the mask
+// are left out, and partly masked fields carry their mask.
 func FormatODPMatch(m *Match) string {
 	k, mk := &m.Key, &m.Mask
 	var w odpWriter
-	w.raw("recirc_id(0)")
+	odpCT(&w, k, mk)
+	w.raw("recirc_id(" + hexZero(uint64(k.RecircID)) + ")")
 	if mk.InPort != 0 {
 		w.raw("in_port(" + numODP(uint64(k.InPort), uint64(mk.InPort), 0xffffffff) + ")")
 	}
@@ -383,4 +396,170 @@ func odpSetHeaders(from, to *Key) []string {
 		set("nd", f)
 	}
 	return acts
+}
+
+// hexZero writes v as C's %#x: 0, or hexadecimal with 0x.
+func hexZero(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
+	return "0x" + strconv.FormatUint(v, 16)
+}
+
+// maskedHexZero writes v as %#x, with "/mask" when the mask is partial.
+func maskedHexZero(v, m, ones uint64) string {
+	s := hexZero(v)
+	if m != ones {
+		s += "/" + hexZero(m)
+	}
+	return s
+}
+
+// ctStateNames are the ct_state bits' names, in bit order.
+var ctStateNames = [8]string{"new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"}
+
+// formatCtStateFlags writes the bits of mask as +name (set in v) or -name.
+func formatCtStateFlags(v, mask uint8) string {
+	var b strings.Builder
+	for i, name := range ctStateNames {
+		bit := uint8(1) << i
+		if mask&bit == 0 {
+			continue
+		}
+		if v&bit != 0 {
+			b.WriteByte('+')
+		} else {
+			b.WriteByte('-')
+		}
+		b.WriteString(name)
+	}
+	return b.String()
+}
+
+// u128Hex writes a 128-bit big-endian number as %#x would.
+func u128Hex(b *[16]byte) string {
+	v := u128FromBytes(b)
+	if v.hi == 0 {
+		return hexZero(v.lo)
+	}
+	lo := strconv.FormatUint(v.lo, 16)
+	return "0x" + strconv.FormatUint(v.hi, 16) + strings.Repeat("0", 16-len(lo)) + lo
+}
+
+// odpCT writes the connection tracking fields of a datapath match.
+func odpCT(w *odpWriter, k, mk *Key) {
+	if mk.CtState != 0 {
+		w.raw("ct_state(" + formatCtStateFlags(k.CtState, mk.CtState) + ")")
+	}
+	if mk.CtZone != 0 {
+		w.raw("ct_zone(" + maskedHexZero(uint64(k.CtZone), uint64(mk.CtZone), 0xffff) + ")")
+	}
+	if mk.CtMark != 0 {
+		w.raw("ct_mark(" + maskedHexZero(uint64(k.CtMark), uint64(mk.CtMark), 0xffffffff) + ")")
+	}
+	var none, all [16]byte
+	for i := range all {
+		all[i] = 0xff
+	}
+	if mk.CtLabel != none {
+		s := u128Hex(&k.CtLabel)
+		if mk.CtLabel != all {
+			s += "/" + u128Hex(&mk.CtLabel)
+		}
+		w.raw("ct_label(" + s + ")")
+	}
+	tuple := func(name string) {
+		w.field("proto", numODP(uint64(k.CtNwProto), uint64(mk.CtNwProto), 0xff), mk.CtNwProto != 0)
+		w.field("tp_src", numODP(uint64(k.CtTpSrc), uint64(mk.CtTpSrc), 0xffff), mk.CtTpSrc != 0)
+		w.field("tp_dst", numODP(uint64(k.CtTpDst), uint64(mk.CtTpDst), 0xffff), mk.CtTpDst != 0)
+		w.group(name)
+	}
+	if mk.CtNwSrc != 0 || mk.CtNwDst != 0 {
+		w.field("src", ipv4ODP(k.CtNwSrc, mk.CtNwSrc), mk.CtNwSrc != 0)
+		w.field("dst", ipv4ODP(k.CtNwDst, mk.CtNwDst), mk.CtNwDst != 0)
+		tuple("ct_tuple4")
+	} else if mk.CtIPv6Src != none || mk.CtIPv6Dst != none {
+		w.field("src", ipv6ODP(&k.CtIPv6Src, &mk.CtIPv6Src), mk.CtIPv6Src != none)
+		w.field("dst", ipv6ODP(&k.CtIPv6Dst, &mk.CtIPv6Dst), mk.CtIPv6Dst != none)
+		tuple("ct_tuple6")
+	} else if mk.CtNwProto != 0 || mk.CtTpSrc != 0 || mk.CtTpDst != 0 {
+		tuple("ct_tuple4")
+	}
+}
+
+// FormatODPCT writes a resolved ct datapath action as Open vSwitch's
+// datapath prints it: ct, or ct(commit,zone=N,mark=V/M,label=V/M,
+// helper=ftp,nat(...)) with the arguments it has.
+func FormatODPCT(c *CT) string {
+	if c == nil {
+		return "ct"
+	}
+	var args []string
+	switch {
+	case c.Commit && c.Force:
+		args = append(args, "force_commit")
+	case c.Commit:
+		args = append(args, "commit")
+	}
+	if c.Zone != 0 {
+		args = append(args, "zone="+strconv.Itoa(int(c.Zone)))
+	}
+	if c.SetMark {
+		args = append(args, "mark="+hexZero(uint64(c.Mark))+"/"+hexZero(uint64(c.MarkMask)))
+	}
+	if c.SetLabel {
+		args = append(args, "label="+u128Hex(&c.Label)+"/"+u128Hex(&c.LabelMask))
+	}
+	switch c.Alg {
+	case 21:
+		args = append(args, "helper=ftp")
+	case 69:
+		args = append(args, "helper=tftp")
+	}
+	if c.NAT != nil {
+		args = append(args, formatODPNAT(c.NAT))
+	}
+	if len(args) == 0 {
+		return "ct"
+	}
+	return "ct(" + strings.Join(args, ",") + ")"
+}
+
+// formatODPNAT writes a nat argument: nat, or nat(src=A[-B][:P[-Q]],...).
+func formatODPNAT(n *NAT) string {
+	if n.Kind == NATRestore {
+		return "nat"
+	}
+	s := "src"
+	if n.Kind == NATDst {
+		s = "dst"
+	}
+	addr := func(a netip.Addr) string {
+		if a.Is6() && !a.Is4In6() {
+			return "[" + a.String() + "]"
+		}
+		return a.String()
+	}
+	if n.AddrMin.IsValid() {
+		s += "=" + addr(n.AddrMin)
+		if n.AddrMax.IsValid() && n.AddrMax != n.AddrMin {
+			s += "-" + addr(n.AddrMax)
+		}
+		if n.PortMin != 0 {
+			s += ":" + strconv.Itoa(int(n.PortMin))
+			if n.PortMax != 0 && n.PortMax != n.PortMin {
+				s += "-" + strconv.Itoa(int(n.PortMax))
+			}
+		}
+	}
+	if n.Persistent {
+		s += ",persistent"
+	}
+	if n.Hash {
+		s += ",hash"
+	}
+	if n.Random {
+		s += ",random"
+	}
+	return "nat(" + s + ")"
 }

@@ -38,6 +38,9 @@ type Megaflow struct {
 	// Verdict is the translation's verdict: why a packet that is output
 	// nowhere is dropped.
 	Verdict Verdict
+	// recircs are the frozen states the megaflow recirculates to or
+	// resumes from (Translation.recircs): Credit keeps them alive.
+	recircs []*recircNode
 
 	// Generation is the table generation that Rule and Mask were computed
 	// at.
@@ -96,6 +99,9 @@ func (mf *Megaflow) Credit() {
 	}
 	for _, r := range mf.Learned {
 		r.refresh(mf.pendUsed)
+	}
+	for _, n := range mf.recircs {
+		n.touch(mf.pendUsed)
 	}
 	if mf.pendTCPFlags&(TCPFlagFIN|TCPFlagRST) != 0 {
 		for _, f := range mf.FinTimeouts {
@@ -221,6 +227,7 @@ func (mf *Megaflow) set(tr *Translation, gen uint64) {
 	mf.Rules = tr.Rules
 	mf.Groups = tr.Groups
 	mf.FinTimeouts = tr.FinTimeouts
+	mf.recircs = tr.recircs
 	mf.Learned = nil
 	mf.Actions = tr.Actions
 	mf.Verdict = tr.Verdict

@@ -127,6 +127,9 @@ type Table struct {
 	// indexes, for tests that check an add's cost does not grow with the
 	// rules already there.
 	indexed uint64
+	// recircs are the bridge's recirculation ids (xlate_recirc.go),
+	// which every snapshot shares.
+	recircs *Recircs
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -172,14 +175,18 @@ type ruleKey struct {
 // NewTable returns an empty table at generation 1.
 func NewTable() *Table {
 	t := &Table{
-		groups: make(map[groupKey]*ruleGroup),
-		now:    time.Now,
+		groups:  make(map[groupKey]*ruleGroup),
+		now:     time.Now,
+		recircs: NewRecircs(nil),
 	}
 	t.mu.Lock()
 	t.publishLocked()
 	t.mu.Unlock()
 	return t
 }
+
+// Recircs returns the table's recirculation ids.
+func (t *Table) Recircs() *Recircs { return t.recircs }
 
 // Snapshot returns the current immutable view of the table. Poll threads
 // load it once per batch.
@@ -541,7 +548,7 @@ func sortRules(rs []*Rule) {
 // publishLocked brings the groups' levels up to date (see ruleGroup),
 // drops empty groups, and publishes a new snapshot under a new generation.
 func (t *Table) publishLocked() {
-	s := &TableSnapshot{}
+	s := &TableSnapshot{recircs: t.recircs}
 	t.lastGroup = nil
 	for gk, g := range t.groups {
 		if g.rules.len() == 0 {

@@ -219,3 +219,75 @@ func appendL4(b []byte, k *Key) []byte {
 	}
 	return b
 }
+
+// FormatCTMatch writes the connection tracking fields of a match that
+// mask selects, as Open vSwitch writes them in a match (megaflows:
+// ct_state=+new+trk, with -name for a bit the match requires clear) or,
+// with flow set, in a flow (ct_state=new|trk): ct_state, ct_zone,
+// ct_mark, ct_label, then the original-direction tuple. It writes ""
+// when mask selects none of them.
+func FormatCTMatch(k, mask *Key, flow bool) string {
+	var parts []string
+	add := func(name, text string) { parts = append(parts, name+"="+text) }
+	if mask.CtState != 0 {
+		var b strings.Builder
+		for i, name := range ctStateNames {
+			bit := uint8(1) << i
+			switch {
+			case mask.CtState&bit == 0:
+			case flow && k.CtState&bit != 0:
+				if b.Len() > 0 {
+					b.WriteByte('|')
+				}
+				b.WriteString(name)
+			case flow:
+			case k.CtState&bit != 0:
+				b.WriteString("+" + name)
+			default:
+				b.WriteString("-" + name)
+			}
+		}
+		if b.Len() > 0 || !flow {
+			add("ct_state", b.String())
+		}
+	}
+	if mask.CtZone != 0 {
+		add("ct_zone", numODP(uint64(k.CtZone), uint64(mask.CtZone), 0xffff))
+	}
+	if mask.CtMark != 0 {
+		add("ct_mark", maskedHexZero(uint64(k.CtMark), uint64(mask.CtMark), 0xffffffff))
+	}
+	var none, all [16]byte
+	for i := range all {
+		all[i] = 0xff
+	}
+	if mask.CtLabel != none {
+		t := u128Hex(&k.CtLabel)
+		if mask.CtLabel != all {
+			t += "/" + u128Hex(&mask.CtLabel)
+		}
+		add("ct_label", t)
+	}
+	if mask.CtNwSrc != 0 && k.CtNwSrc != 0 {
+		add("ct_nw_src", ipv4ODP(k.CtNwSrc, mask.CtNwSrc))
+	}
+	if mask.CtNwDst != 0 && k.CtNwDst != 0 {
+		add("ct_nw_dst", ipv4ODP(k.CtNwDst, mask.CtNwDst))
+	}
+	if mask.CtIPv6Src != none && k.CtIPv6Src != none {
+		add("ct_ipv6_src", ipv6ODP(&k.CtIPv6Src, &mask.CtIPv6Src))
+	}
+	if mask.CtIPv6Dst != none && k.CtIPv6Dst != none {
+		add("ct_ipv6_dst", ipv6ODP(&k.CtIPv6Dst, &mask.CtIPv6Dst))
+	}
+	if mask.CtNwProto != 0 {
+		add("ct_nw_proto", numODP(uint64(k.CtNwProto), uint64(mask.CtNwProto), 0xff))
+	}
+	if mask.CtTpSrc != 0 && (k.CtTpSrc != 0 || !flow) {
+		add("ct_tp_src", numODP(uint64(k.CtTpSrc), uint64(mask.CtTpSrc), 0xffff))
+	}
+	if mask.CtTpDst != 0 && (k.CtTpDst != 0 || !flow) {
+		add("ct_tp_dst", numODP(uint64(k.CtTpDst), uint64(mask.CtTpDst), 0xffff))
+	}
+	return strings.Join(parts, ",")
+}

@@ -60,6 +60,10 @@ type Translation struct {
 	// packets of the megaflow that carry FIN or RST reduce the timeouts
 	// of these rules.
 	FinTimeouts []FinTimeout
+	// recircs are the frozen states the translation froze (its recirc
+	// actions) or thawed (the key's RecircID): the megaflow keeps them
+	// alive while packets take it.
+	recircs []*recircNode
 }
 
 // FinTimeout is what fin_timeout(idle_timeout=Idle,hard_timeout=Hard)
@@ -118,22 +122,27 @@ func (s *TableSnapshot) TranslateLearning(k *Key, trace bool) *Translation {
 // build the flows they learn into x.tr.Learned.
 func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	acts, rules, groups, stack, learned := x.acts[:0], x.tr.Rules[:0], x.tr.Groups[:0], x.stack[:0], x.tr.Learned[:0]
-	fins := x.tr.FinTimeouts[:0]
+	fins, recircs := x.tr.FinTimeouts[:0], x.tr.recircs[:0]
+	clear(x.tr.recircs[:cap(x.tr.recircs)])
 	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack, learn: learn}
 	x.tr.Rules, x.tr.Groups = rules, groups
 	x.tr.Learned = learned
 	x.tr.FinTimeouts = fins
+	x.tr.recircs = recircs
+	x.conntracked = k.CtState&CtStateTracked != 0
 	if trace {
 		x.trace = &x.tr.Trace
 	}
 	// Fields Open vSwitch always examines, so that its megaflows and
-	// ovsxdp's agree: in_port, the Ethertype and an IP packet's fragment
-	// type.
-	x.wc.InPort, x.wc.DlType = ^uint32(0), 0xffff
+	// ovsxdp's agree: the recirculation id, in_port, the Ethertype and an
+	// IP packet's fragment type.
+	x.wc.RecircID, x.wc.InPort, x.wc.DlType = ^uint32(0), ^uint32(0), 0xffff
 	if k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6 {
 		x.wc.NwFrag = FragAny | FragLater
 	}
-	if x.failOpen() {
+	if k.RecircID != 0 {
+		x.thaw(k.RecircID)
+	} else if x.failOpen() {
 		x.report(TraceDetail, "fail-open: the normal action")
 		x.output(PortNormal)
 	} else {
@@ -162,19 +171,23 @@ type xlate struct {
 	acts []Action
 	tr   Translation
 
-	table     uint8
-	depth     int
-	resubmits int
-	stack     []u128
-	exit      bool
-	inBucket  int     // how many group buckets are running
-	groups    int     // group actions run (bounded as resubmits are)
-	learn     bool    // learn actions build their flows (tr.Learned)
-	packetOut bool    // translating a packet out's actions
-	rule      *Rule   // the rule whose actions run (fin_timeout's)
-	err       Verdict // a failure: the packet is dropped
-	stop      Verdict // the first early stop that is not a failure
-	trace     *[]*TraceNode
+	table uint8
+	depth int
+	// conntracked: the packet is tracked in the datapath (it went
+	// through ct before it recirculated to this pass), so ct_clear
+	// emits a datapath ct_clear.
+	conntracked bool
+	resubmits   int
+	stack       []u128
+	exit        bool
+	inBucket    int     // how many group buckets are running
+	groups      int     // group actions run (bounded as resubmits are)
+	learn       bool    // learn actions build their flows (tr.Learned)
+	packetOut   bool    // translating a packet out's actions
+	rule        *Rule   // the rule whose actions run (fin_timeout's)
+	err         Verdict // a failure: the packet is dropped
+	stop        Verdict // the first early stop that is not a failure
+	trace       *[]*TraceNode
 }
 
 func (x *xlate) report(kind TraceKind, text string) *TraceNode {
@@ -342,6 +355,12 @@ func (x *xlate) action(a *Action) bool {
 		return x.group(uint32(a.Value))
 	case ActController:
 		x.controller(a, false)
+	case ActCT:
+		if a.CT != nil {
+			x.ct(a.CT)
+		}
+	case ActCTClear:
+		x.ctClear()
 	}
 	return true
 }

@@ -7,7 +7,8 @@ package flow
 func (s *TableSnapshot) TranslateActions(k *Key, acts []Action) *Translation {
 	var x xlate
 	x = xlate{s: s, flow: *k, base: *k, orig: k, packetOut: true}
-	x.wc.InPort, x.wc.DlType = ^uint32(0), 0xffff
+	x.wc.RecircID, x.wc.InPort, x.wc.DlType = ^uint32(0), ^uint32(0), 0xffff
+	x.conntracked = k.CtState&CtStateTracked != 0
 	x.run(acts)
 	x.commit()
 	tr := x.tr
