@@ -41,6 +41,11 @@ func newRecircPasses() *[MaxRecircDepth]recircPass {
 // monoBase is the origin of the monotonic clock the tracker runs on.
 var monoBase = time.Now()
 
+// ConntrackNow is the time on the monotonic clock the poll threads give
+// the connection tracker, in nanoseconds: what the tracker's owner passes
+// to its Dump, Stats and Run.
+func ConntrackNow() int64 { return int64(time.Since(monoBase)) }
+
 // Conntrack implements flow.Recirculator: it runs ct with the bridge's
 // tracker, at the poll's time.
 func (p *pmd) Conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT) flow.Verdict {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/control"
 	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/datapath/conntrack"
 	"github.com/ovsxdp/ovsxdp/flow"
 )
 
@@ -101,6 +102,10 @@ type Daemon struct {
 	// channels are the bridges' OpenFlow listeners (ofchannel.go).
 	channels channels
 
+	// ct is the connection tracker every bridge's ct actions run with, as
+	// Open vSwitch's netdev bridges share their datapath's (conntrack.go).
+	ct *conntrack.Tracker
+
 	// ovsdb follows the database when Config.OVSDB is set (ovsdb.go).
 	ovsdb *ovsdbSync
 	// savedFlows are the flows file's bridges that the database has not
@@ -142,7 +147,11 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
+	ct, err := conntrack.New(conntrack.Config{Logger: cfg.Logger.With("component", "conntrack")})
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
 	d.publishLocked()
 	if cfg.StatePath != "" {
 		lock, err := lockState(cfg.StatePath, "state file", "--state")
@@ -173,6 +182,7 @@ func New(cfg Config) (*Daemon, error) {
 		}
 	}
 	go d.expireLoop()
+	go d.ct.Run(d.stop, time.Second, datapath.ConntrackNow)
 	if cfg.OVSDB != "" {
 		d.startOVSDB(cfg.OVSDB)
 	}

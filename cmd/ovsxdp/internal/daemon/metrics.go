@@ -125,7 +125,22 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		ports     = newMetric("ovsxdp_ports", "gauge", "Ports on the bridge.")
 		ofRecv    = newMetric("ovsxdp_openflow_received_total", "counter", "OpenFlow messages the bridge's channel received, by message type.")
 		ofErrors  = newMetric("ovsxdp_openflow_errors_total", "counter", "OpenFlow error replies the bridge's channel sent, by refused message type, error and refused item.")
+		ctConns   = newMetric("ovsxdp_conntrack_connections", "gauge", "Tracked connections, by protocol and state (TCP: as dump-conntrack prints it; others: FIRST, MULTIPLE, BIDIR or REPLY).")
+		ctMax     = newMetric("ovsxdp_conntrack_max_connections", "gauge", "The most connections the tracker holds (dpctl/ct-get-maxconns).")
+		ctEvents  = newMetric("ovsxdp_conntrack_events_total", "counter", "Tracker events: commits refused because the table (full) or the zone (zone-full) was at its limit, commits whose NAT found no free tuple (nat-exhausted), packets found invalid (invalid) and connections that timed out (expired).")
 	)
+	if d.ct != nil {
+		for _, sc := range d.ct.StateCounts(datapath.ConntrackNow()) {
+			ctConns.addUint(uint64(sc.Count), "proto", sc.Proto, "state", sc.State)
+		}
+		ctMax.addUint(uint64(d.ct.MaxConns()))
+		cs := d.ct.Counters()
+		ctEvents.addUint(cs.Full, "event", "full")
+		ctEvents.addUint(cs.ZoneFull, "event", "zone-full")
+		ctEvents.addUint(cs.NATExhausted, "event", "nat-exhausted")
+		ctEvents.addUint(cs.Invalid, "event", "invalid")
+		ctEvents.addUint(cs.Expired, "event", "expired")
+	}
 	for _, b := range *d.view.Load() {
 		br := b.name
 		rows := make([]portRow, 0, len(b.dp.Ports())+1)
@@ -187,7 +202,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		}
 	}
 	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, devDrops,
-		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, spinLocks, flows, ports, ofRecv, ofErrors} {
+		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, spinLocks, flows, ports, ofRecv, ofErrors, ctConns, ctMax, ctEvents} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 		for _, s := range m.samples {
 			w.WriteString(s + "\n")

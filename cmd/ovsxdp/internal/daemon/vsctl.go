@@ -176,6 +176,9 @@ func (d *Daemon) addBridgeLocked(cfg datapath.Config) (*bridge, error) {
 		return nil, fmt.Errorf("bridge %s: %d pmds, want 1 to %d", name, pmds, maxPMDs)
 	}
 	cfg.Log = d.log.With("bridge", name)
+	if cfg.Conntrack == nil {
+		cfg.Conntrack = d.ct
+	}
 	dp, err := datapath.New(cfg)
 	if err != nil {
 		return nil, err
