@@ -19,7 +19,8 @@ const (
 	kindPort                      // OpenFlow port number or reserved name
 	kindFrag                      // no, yes, first, later, not_later
 	kindTCPFlags                  // +syn-ack, names joined by |, or a number
-	kindNum128                    // a number of up to 128 bits (xxreg)
+	kindNum128                    // a number of up to 128 bits (xxreg, ct_label)
+	kindCtState                   // +trk-new, names joined by |, or value/mask
 )
 
 // storage names the Key member a field lives in.
@@ -49,10 +50,21 @@ const (
 	stMetadata
 	stPktMark
 	stConjID
-	stReg0                         // reg N is stReg0+N
-	stXReg0  = stReg0 + NumRegs    // xreg N is stXReg0+N: reg 2N (high half) and reg 2N+1
-	stXXReg0 = stXReg0 + NumRegs/2 // xxreg N is stXXReg0+N: regs 4N (high) to 4N+3
-	stEnd    = stXXReg0 + NumRegs/4
+	stCtState
+	stCtZone
+	stCtMark
+	stCtNwSrc
+	stCtNwDst
+	stCtNwProto
+	stCtTpSrc
+	stCtTpDst
+	stCtLabel                         // 128 bits, big-endian bytes
+	stCtIPv6Src                       // 128 bits
+	stCtIPv6Dst                       // 128 bits
+	stReg0                            // reg N is stReg0+N
+	stXReg0     = stReg0 + NumRegs    // xreg N is stXReg0+N: reg 2N (high half) and reg 2N+1
+	stXXReg0    = stXReg0 + NumRegs/2 // xxreg N is stXXReg0+N: regs 4N (high) to 4N+3
+	stEnd       = stXXReg0 + NumRegs/4
 )
 
 // prereq is a field's prerequisite: what the rest of the match must say
@@ -78,6 +90,10 @@ const (
 	preNDSolicit        // icmp6 with icmp_type 135 and icmp_code 0
 	preNDAdvert         // icmp6 with icmp_type 136 and icmp_code 0
 	preVLAN             // a VLAN header (set_field on vlan_vid/vlan_pcp)
+	preCtIPv4           // ip and a ct_state that says the packet has a connection
+	preCtIPv6           // ipv6 and such a ct_state
+	preCtIP             // ip or ipv6 and such a ct_state
+	preCtProto          // as preCtIP, and a non-zero ct_nw_proto
 )
 
 // prereqText says in words what a prerequisite asks for; error messages
@@ -101,6 +117,10 @@ var prereqText = [...]string{
 	preNDSolicit: "icmp6 with icmp_type=135 and icmp_code=0",
 	preNDAdvert:  "icmp6 with icmp_type=136 and icmp_code=0",
 	preVLAN:      "a VLAN header (dl_vlan, vlan_vid or vlan_tci with the present bit)",
+	preCtIPv4:    "ip and a tracked connection (ct_state=+est, +new, +trk-inv...)",
+	preCtIPv6:    "ipv6 and a tracked connection (ct_state=+est, +new, +trk-inv...)",
+	preCtIP:      "ip or ipv6 and a tracked connection (ct_state=+est, +trk-inv...)",
+	preCtProto:   "ct_nw_proto and a tracked connection (ct_state=+est, +trk-inv..)",
 }
 
 // of10 says whether OpenFlow 1.0 can carry a match on the field. ovs-ofctl
@@ -149,11 +169,30 @@ const (
 	setVLANPCP                // ActSetVLANPCP
 	setReg                    // pipeline state (registers, metadata, pkt_mark, in_port): ActLoad, printed as load:V->NXM[]
 	setTCI                    // vlan_tci: load and move (ActLoad, ActMove) push, rewrite or pop the tag
+	setCT                     // ct_mark, ct_label: ActLoad and ActMove, only inside ct(exec(...))
 )
 
 // fields is the field table. The order is irrelevant; lookups go through
 // fieldByName and fieldByID.
-var fields = append(packetFields, pipelineFields()...)
+var fields = append(append(packetFields, pipelineFields()...), ctFields...)
+
+// ctFields are the connection tracking fields (ovs-fields(7) "Connection
+// Tracking Fields"): what the last ct action found, all NXM only. ct_mark
+// and ct_label are written only by the actions inside ct(exec(...)).
+var ctFields = []field{
+	// ct_state is 32 bits wide as NXM carries it; 8 of them are defined.
+	{id: FieldCtState, name: "ct_state", kind: kindCtState, st: stCtState, max: 1<<32 - 1, bits: 0xff, maskable: true, nxm: "NXM_NX_CT_STATE"},
+	{id: FieldCtZone, name: "ct_zone", kind: kindNum, st: stCtZone, max: 0xffff, bits: 0xffff, nxm: "NXM_NX_CT_ZONE"},
+	{id: FieldCtMark, name: "ct_mark", kind: kindNum, st: stCtMark, max: 1<<32 - 1, bits: 1<<32 - 1, maskable: true, set: setCT, nxm: "NXM_NX_CT_MARK"},
+	{id: FieldCtLabel, name: "ct_label", kind: kindNum128, st: stCtLabel, maskable: true, set: setCT, nxm: "NXM_NX_CT_LABEL"},
+	{id: FieldCtNwSrc, name: "ct_nw_src", kind: kindIPv4, st: stCtNwSrc, maskable: true, pre: preCtIPv4, nxm: "NXM_NX_CT_NW_SRC"},
+	{id: FieldCtNwDst, name: "ct_nw_dst", kind: kindIPv4, st: stCtNwDst, maskable: true, pre: preCtIPv4, nxm: "NXM_NX_CT_NW_DST"},
+	{id: FieldCtIPv6Src, name: "ct_ipv6_src", kind: kindIPv6, st: stCtIPv6Src, maskable: true, pre: preCtIPv6, nxm: "NXM_NX_CT_IPV6_SRC"},
+	{id: FieldCtIPv6Dst, name: "ct_ipv6_dst", kind: kindIPv6, st: stCtIPv6Dst, maskable: true, pre: preCtIPv6, nxm: "NXM_NX_CT_IPV6_DST"},
+	{id: FieldCtNwProto, name: "ct_nw_proto", kind: kindNum, st: stCtNwProto, max: 0xff, bits: 0xff, pre: preCtIP, nxm: "NXM_NX_CT_NW_PROTO"},
+	{id: FieldCtTpSrc, name: "ct_tp_src", kind: kindNum, st: stCtTpSrc, max: 0xffff, bits: 0xffff, maskable: true, pre: preCtProto, nxm: "NXM_NX_CT_TP_SRC"},
+	{id: FieldCtTpDst, name: "ct_tp_dst", kind: kindNum, st: stCtTpDst, max: 0xffff, bits: 0xffff, maskable: true, pre: preCtProto, nxm: "NXM_NX_CT_TP_DST"},
+}
 
 // pipelineFields are the fields of the OpenFlow pipeline's own state:
 // metadata, pkt_mark and the registers.
@@ -298,6 +337,22 @@ func getNum(k *Key, st storage) uint64 {
 		return uint64(k.PktMark)
 	case stConjID:
 		return uint64(k.ConjID)
+	case stCtState:
+		return uint64(k.CtState)
+	case stCtZone:
+		return uint64(k.CtZone)
+	case stCtMark:
+		return uint64(k.CtMark)
+	case stCtNwSrc:
+		return uint64(k.CtNwSrc)
+	case stCtNwDst:
+		return uint64(k.CtNwDst)
+	case stCtNwProto:
+		return uint64(k.CtNwProto)
+	case stCtTpSrc:
+		return uint64(k.CtTpSrc)
+	case stCtTpDst:
+		return uint64(k.CtTpDst)
 	}
 	switch {
 	case st >= stReg0 && st < stXReg0:
@@ -353,6 +408,22 @@ func setNum(k *Key, st storage, v uint64) {
 		k.PktMark = uint32(v)
 	case stConjID:
 		k.ConjID = uint32(v)
+	case stCtState:
+		k.CtState = uint8(v)
+	case stCtZone:
+		k.CtZone = uint16(v)
+	case stCtMark:
+		k.CtMark = uint32(v)
+	case stCtNwSrc:
+		k.CtNwSrc = uint32(v)
+	case stCtNwDst:
+		k.CtNwDst = uint32(v)
+	case stCtNwProto:
+		k.CtNwProto = uint8(v)
+	case stCtTpSrc:
+		k.CtTpSrc = uint16(v)
+	case stCtTpDst:
+		k.CtTpDst = uint16(v)
 	}
 	switch {
 	case st >= stReg0 && st < stXReg0:
@@ -372,6 +443,12 @@ func ip6Of(k *Key, st storage) *[16]byte {
 		return &k.IPv6Dst
 	case stNdTarget:
 		return &k.NdTarget
+	case stCtLabel:
+		return &k.CtLabel
+	case stCtIPv6Src:
+		return &k.CtIPv6Src
+	case stCtIPv6Dst:
+		return &k.CtIPv6Dst
 	}
 	return nil
 }
@@ -381,11 +458,11 @@ func storageBits(st storage) uint64 {
 	switch st {
 	case stDlSrc, stDlDst, stArpSha, stArpTha:
 		return 1<<48 - 1
-	case stInPort, stNwSrc, stNwDst:
+	case stInPort, stNwSrc, stNwDst, stCtMark, stCtNwSrc, stCtNwDst:
 		return 1<<32 - 1
 	case stIPv6Label:
 		return 0xfffff
-	case stNwProto, stNwTos, stNwTTL:
+	case stNwProto, stNwTos, stNwTTL, stCtState, stCtNwProto:
 		return 0xff
 	case stNwFrag:
 		return FragAny | FragLater
@@ -468,6 +545,25 @@ func prereqMet(m *Match, p prereq) bool {
 		return nd(136)
 	case preVLAN:
 		return k.VLANs[0].TCI&VLANPresent != 0
+	case preCtIPv4:
+		return ip4 && ctValid(m)
+	case preCtIPv6:
+		return ip6 && ctValid(m)
+	case preCtIP:
+		return (ip4 || ip6) && ctValid(m)
+	case preCtProto:
+		return (ip4 || ip6) && ctValid(m) && k.CtNwProto != 0 && m.Mask.CtNwProto == 0xff
 	}
 	return false
+}
+
+// ctValid reports whether m's ct_state says the packet has a connection,
+// as Open vSwitch requires for a match on the connection's original
+// tuple: one of new, est, rel, rpl, snat or dnat must be set, or trk set
+// and inv clear.
+func ctValid(m *Match) bool {
+	k, mk := &m.Key, &m.Mask
+	const conn = CtStateNew | CtStateEst | CtStateRel | CtStateRpl | CtStateSNAT | CtStateDNAT
+	return k.CtState&conn != 0 ||
+		k.CtState&CtStateTracked != 0 && mk.CtState&CtStateInv != 0 && k.CtState&CtStateInv == 0
 }

@@ -81,9 +81,13 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 	if mk.PktMark != 0 {
 		w.item("pkt_mark=", maskedHex(uint64(k.PktMark), uint64(mk.PktMark), 1<<32-1))
 	}
+	if mk.RecircID != 0 { // a packet's key after recirculation (FormatMicroflow)
+		w.item("recirc_id=", maskedHex(uint64(k.RecircID), uint64(mk.RecircID), 1<<32-1))
+	}
 	if mk.ConjID != 0 {
 		w.item("conj_id=", strconv.FormatUint(uint64(k.ConjID), 10))
 	}
+	formatCtMatch(&w, k, mk)
 
 	skipType, skipProto := false, false
 	if mk.DlType != 0 {
@@ -506,6 +510,10 @@ func formatAction(b *strings.Builder, a *Action) {
 		formatFinTimeout(b, a)
 	case ActController:
 		formatController(b, a)
+	case ActCT:
+		formatCT(b, a.CT, formatActions)
+	case ActCTClear:
+		b.WriteString("ct_clear")
 	default:
 		b.WriteString("unknown_action")
 	}

@@ -112,6 +112,8 @@ func formatActionsOXM(b *strings.Builder, acts []Action) {
 	writeActionList(b, acts, func(acts []Action, i int) int {
 		if s, ok := setFieldOXM(&acts[i]); ok {
 			b.WriteString(s)
+		} else if acts[i].Type == ActCT {
+			formatCT(b, acts[i].CT, formatActionsOXM)
 		} else {
 			formatAction(b, &acts[i])
 		}

@@ -22,6 +22,7 @@ func FormatMicroflow(k *Key) string {
 	if k.PktMark != 0 {
 		m.Mask.PktMark = ^uint32(0)
 	}
+	microflowCtMask(k, &m)
 	m.Normalize()
 	text := FormatMatch(&m, DefaultPriority)
 	if k.VLANs[0].TCI != 0 {
@@ -90,4 +91,40 @@ func microflowMask(k *Key) Key {
 		}
 	}
 	return m
+}
+
+// microflowCtMask adds to m's mask the recirculation id and connection
+// tracking fields of k that Open vSwitch prints in a flow: those that are
+// not zero, and the connection's original tuple, zeros included, when
+// ct_state says there is a connection and ct_nw_proto is not zero.
+func microflowCtMask(k *Key, m *Match) {
+	mk := &m.Mask
+	if k.RecircID != 0 {
+		mk.RecircID = ^uint32(0)
+	}
+	if k.CtState != 0 {
+		mk.CtState = 0xff
+	}
+	if k.CtZone != 0 {
+		mk.CtZone = 0xffff
+	}
+	if k.CtMark != 0 {
+		mk.CtMark = ^uint32(0)
+	}
+	if k.CtLabel != ([16]byte{}) {
+		mk.CtLabel = [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	}
+	if !ctValid(m) || k.CtNwProto == 0 {
+		return
+	}
+	switch k.DlType {
+	case EthTypeIPv4:
+		mk.CtNwSrc, mk.CtNwDst = ^uint32(0), ^uint32(0)
+	case EthTypeIPv6:
+		mk.CtIPv6Src = [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		mk.CtIPv6Dst = mk.CtIPv6Src
+	default:
+		return
+	}
+	mk.CtNwProto, mk.CtTpSrc, mk.CtTpDst = 0xff, 0xffff, 0xffff
 }

@@ -306,8 +306,7 @@ var protocols = map[string]struct {
 var unsupportedFields = map[string]bool{
 	"igmp": true, "mpls": true, "mplsm": true, "nsh": true,
 	"skb_priority": true, "tun_id": true,
-	"tunnel_id": true, "tun_src": true, "tun_dst": true, "ct_state": true,
-	"ct_zone": true, "ct_mark": true, "ct_label": true, "recirc_id": true,
+	"tunnel_id": true, "tun_src": true, "tun_dst": true, "recirc_id": true,
 	"dp_hash": true, "actset_output": true, "packet_type": true,
 	"mpls_label": true, "mpls_tc": true, "mpls_bos": true, "mpls_ttl": true,
 	"in_port_oxm":   true,
@@ -442,6 +441,11 @@ func (mp *matchParser) setScalar(f *field, t *token) error {
 		if v, m, err = parseTCPFlags(t.value); err != "" {
 			return errAt(s, t, "%s", err)
 		}
+	case kindCtState:
+		var err string
+		if v, m, err = parseCtState(t.value); err != "" {
+			return errAt(s, t, "%s", err)
+		}
 	default:
 		var err error
 		if v, err = parseNum(val, 64); err != nil {
@@ -487,6 +491,10 @@ func checkMatchValue(f *field, v uint64) string {
 			return fmt.Sprintf("nw_tos %d is not a valid TOS (0 to 252, a multiple of 4; the low bits are nw_ecn)", v)
 		}
 		return ""
+	case FieldCtNwProto:
+		if v == 0 {
+			return "ct_nw_proto=0 cannot be matched: Open vSwitch carries ct_nw_proto (and ct_tp_src, ct_tp_dst) only when it is not 0"
+		}
 	case FieldDlType:
 		if v < EthTypeMinTy || v > 0xffff {
 			return fmt.Sprintf("dl_type %#x is not an Ethertype (0x0600 to 0xffff)", v)
@@ -996,6 +1004,10 @@ type actionParser struct {
 	pending *pendingLoad
 
 	conjTok, otherTok *token // see noteConjToken
+
+	// inCT is the ct action whose exec(...) this parser reads, nil
+	// outside one.
+	inCT *CT
 }
 
 // pendingLoad is the low half of a 128-bit field written as two loads.
@@ -1008,14 +1020,13 @@ type pendingLoad struct {
 // unsupportedActions are actions Open vSwitch knows that ovsxdp does not
 // implement.
 var unsupportedActions = map[string]bool{
-	"enqueue": true,
-	"ct":      true, "ct_clear": true, "set_tunnel": true,
+	"enqueue": true, "set_tunnel": true,
 	"set_tunnel64": true, "set_queue": true, "pop_queue": true,
 	"multipath": true, "bundle": true, "bundle_load": true,
 	"clear_actions": true, "write_actions": true, "meter": true,
 	"sample": true, "push_mpls": true, "pop_mpls": true,
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
-	"dec_mpls_ttl": true, "check_pkt_larger": true, "nat": true,
+	"dec_mpls_ttl": true, "check_pkt_larger": true,
 	"encap": true, "decap": true, "dec_nsh_ttl": true,
 	"output_trunc": true, "set_vlan_vid": true,
 	"set_vlan_pcp": true, "mod_nw_proto": true, "delete_field": true, "debug_recirc": true,
@@ -1072,6 +1083,11 @@ func (ap *actionParser) action(t *token) error {
 		}
 		return nil
 	}
+	if ap.inCT != nil {
+		if done, err := ap.execAction(t, name); done {
+			return err
+		}
+	}
 	if ap.first == nil {
 		ap.first = t
 	}
@@ -1088,6 +1104,12 @@ func (ap *actionParser) action(t *token) error {
 		return ap.finTimeout(t)
 	case "controller":
 		return ap.controller(t)
+	case "ct":
+		return ap.ct(t)
+	case "ct_clear":
+		return ap.ctClear(t)
+	case "nat":
+		return errAt(s, t, `nat is allowed only inside ct(...): ct(nat) or ct(commit,nat(...))`)
 	}
 	if t.paren {
 		if unsupportedActions[name] || name == "output" || name == "dec_ttl" {
@@ -1279,6 +1301,12 @@ func (ap *actionParser) setField(t *token) error {
 	if f.set == setReg {
 		return ap.setFieldReg(t, f, val)
 	}
+	if f.set == setCT {
+		if ap.inCT == nil {
+			return errAt(s, t, "%s", ctFieldOutside)
+		}
+		return ap.setFieldReg(t, f, val)
+	}
 	if f.set == setTCI {
 		// As the loads of a register: one per run of mask bits.
 		n := len(ap.acts)
@@ -1358,7 +1386,7 @@ func (ap *actionParser) load(t *token) error {
 	if !ok {
 		return errAt(s, t, "load needs VALUE->FIELD[]")
 	}
-	if f := lookupSubfieldField(strings.SplitN(dst, "[", 2)[0]); f != nil && (f.set == setReg || f.set == setTCI) {
+	if f := lookupSubfieldField(strings.SplitN(dst, "[", 2)[0]); f != nil && (f.set == setReg || f.set == setTCI || f.set == setCT) {
 		return ap.loadReg(t, val, dst)
 	}
 	name, sub, ok := strings.Cut(dst, "[")

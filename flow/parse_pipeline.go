@@ -2,6 +2,7 @@ package flow
 
 import (
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -192,20 +193,44 @@ func (ap *actionParser) writable(sf Subfield) string {
 	f := sf.field()
 	switch f.set {
 	case setReg, setMod, setLoad, setTCI:
+	case setCT:
+		if ap.inCT == nil {
+			return ctFieldOutside
+		}
 	default:
 		return "destination field " + f.name + " is not writable"
 	}
-	if f.set != setReg && !prereqMet(ap.m, f.setPre) {
+	if f.set != setReg && f.set != setCT && !prereqMet(ap.m, f.setPre) {
 		return "destination field " + f.name + " lacks correct prerequisites (" + prereqText[f.setPre] + ")"
 	}
 	return ""
 }
 
-// loadReg parses load:VALUE->DST for the pipeline's fields.
+// loadReg parses load:VALUE->DST for the pipeline's fields and ct_mark
+// and ct_label. A load into more than 64 bits becomes one load per 64 bits,
+// lowest first, as ovs-ofctl prints it.
 func (ap *actionParser) loadReg(t *token, val, dst string) error {
 	sf, reason := parseSubfield(dst)
 	if reason != "" {
 		return errAt(ap.s, t, "%s", reason)
+	}
+	if sf.field().set == setCT && ap.inCT == nil {
+		return errAt(ap.s, t, "%s", ctFieldOutside)
+	}
+	if sf.Bits() > 64 {
+		v, reason := parse128(val, sf.field().name)
+		if reason == "" && !v.andNot(ones(sf.Bits())).isZero() {
+			reason = fmt.Sprintf("%s: value %s does not fit into %d bits", t.value, val, sf.Bits())
+		}
+		if reason != "" {
+			return errAt(ap.s, t, "%s", reason)
+		}
+		for ofs := uint(0); ofs < sf.Bits(); ofs += 64 {
+			n := min(64, sf.Bits()-ofs)
+			part := Subfield{Field: sf.Field, Ofs: sf.Ofs + uint8(ofs), NBits: uint8(n)}
+			ap.add(Action{Type: ActLoad, Dst: part, Value: v.shr(ofs).lo & ones(n).lo})
+		}
+		return nil
 	}
 	v, err := parseNum(val, 64)
 	if err != nil {

@@ -34,6 +34,10 @@ const (
 	goldenPath = "testdata/ofctl/golden.txt"
 )
 
+// corpusPaths are every flow corpus: flows.txt and the connection
+// tracking corpus (parse_ct_test.go), in the same format.
+var corpusPaths = []string{corpusPath, ctCorpusPath}
+
 // corpusKind says what a corpus line expects of ovsxdp.
 type corpusKind uint8
 
@@ -49,9 +53,20 @@ type corpusLine struct {
 	line int
 }
 
-func readCorpus(t testing.TB) []corpusLine {
+func readCorpus(t testing.TB) []corpusLine { return readCorpusFile(t, corpusPath) }
+
+// readAllCorpora returns the lines of every corpus.
+func readAllCorpora(t testing.TB) []corpusLine {
+	var out []corpusLine
+	for _, p := range corpusPaths {
+		out = append(out, readCorpusFile(t, p)...)
+	}
+	return out
+}
+
+func readCorpusFile(t testing.TB, path string) []corpusLine {
 	t.Helper()
-	data, err := os.ReadFile(corpusPath)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +84,7 @@ func readCorpus(t testing.TB) []corpusLine {
 			c.kind, c.flow = mustAccept, l[2:]
 		}
 		if prev, dup := seen[c.flow]; dup {
-			t.Fatalf("%s:%d repeats line %d", corpusPath, c.line, prev)
+			t.Fatalf("%s:%d repeats line %d", path, c.line, prev)
 		}
 		seen[c.flow] = c.line
 		out = append(out, c)
@@ -91,9 +106,10 @@ func (r ofctlResult) String() string {
 	return "REJECT: " + r.reason
 }
 
-// runOfctl runs `ovs-ofctl parse-flow FLOW` and classifies the result.
-func runOfctl(ctx context.Context, bin, flow string) ofctlResult {
-	cmd := exec.CommandContext(ctx, bin, "parse-flow", flow)
+// runOfctl runs `ovs-ofctl [OPTION...] parse-flow FLOW` and classifies the
+// result.
+func runOfctl(ctx context.Context, bin, flow string, opts ...string) ofctlResult {
+	cmd := exec.CommandContext(ctx, bin, append(opts, "parse-flow", flow)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -122,7 +138,7 @@ func runOfctl(ctx context.Context, bin, flow string) ofctlResult {
 }
 
 // runOfctlAll runs every flow through ovs-ofctl, a few at a time.
-func runOfctlAll(t *testing.T, bin string, flows []corpusLine) []ofctlResult {
+func runOfctlAll(t *testing.T, bin string, flows []corpusLine, opts ...string) []ofctlResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out := make([]ofctlResult, len(flows))
@@ -133,7 +149,7 @@ func runOfctlAll(t *testing.T, bin string, flows []corpusLine) []ofctlResult {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				out[i] = runOfctl(ctx, bin, flows[i].flow)
+				out[i] = runOfctl(ctx, bin, flows[i].flow, opts...)
 			}
 		}()
 	}
@@ -160,9 +176,11 @@ func ofctlBinary(t *testing.T) string {
 	return bin
 }
 
-func readGolden(t *testing.T) map[string]ofctlResult {
+func readGolden(t *testing.T) map[string]ofctlResult { return readGoldenFile(t, goldenPath) }
+
+func readGoldenFile(t *testing.T, path string) map[string]ofctlResult {
 	t.Helper()
-	f, err := os.Open(goldenPath)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatalf("%v (regenerate: go test ./flow -run TestOfctlGolden -update-golden)", err)
 	}
@@ -188,17 +206,23 @@ func readGolden(t *testing.T) map[string]ofctlResult {
 }
 
 func writeGolden(t *testing.T, bin string, corpus []corpusLine, res []ofctlResult) {
+	writeGoldenFile(t, bin, goldenPath, "ovs-ofctl parse-flow FLOW", "flows.txt", "TestOfctlGolden", corpus, res)
+}
+
+// writeGoldenFile writes what command printed for each line of the corpus
+// named from into path; test regenerates it.
+func writeGoldenFile(t *testing.T, bin, path, command, from, test string, corpus []corpusLine, res []ofctlResult) {
 	version, _ := exec.Command(bin, "--version").Output()
 	var b strings.Builder
-	b.WriteString("# What `ovs-ofctl parse-flow FLOW` printed for each line of flows.txt:\n")
+	fmt.Fprintf(&b, "# What `%s` printed for each line of %s:\n", command, from)
 	b.WriteString("# the text after \"ADD \", or REJECT and the reason (non-zero exit,\n")
 	b.WriteString("# \"normalization changed ofp_match\" or a decode error).\n")
 	fmt.Fprintf(&b, "# ovs-ofctl: %s\n", strings.SplitN(string(version), "\n", 2)[0])
-	b.WriteString("# Regenerate with:\n#   go test ./flow -run TestOfctlGolden -update-golden\n\n")
+	fmt.Fprintf(&b, "# Regenerate with:\n#   go test ./flow -run %s -update-golden\n\n", test)
 	for i, c := range corpus {
 		fmt.Fprintf(&b, "flow: %s\n=> %s\n", c.flow, res[i])
 	}
-	if err := os.WriteFile(goldenPath, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -296,7 +320,7 @@ func TestOfctlLive(t *testing.T) {
 // corpus line ovsxdp accepts.
 func TestRoundTrip(t *testing.T) {
 	n, n13 := 0, 0
-	for _, c := range readCorpus(t) {
+	for _, c := range readAllCorpora(t) {
 		f1, err := ParseFlow(c.flow, CmdAdd)
 		if err != nil {
 			continue
@@ -341,7 +365,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func FuzzParseFlow(f *testing.F) {
-	for _, c := range readCorpus(f) {
+	for _, c := range readAllCorpora(f) {
 		f.Add(c.flow)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -593,12 +617,22 @@ func BenchmarkFormatFlow(b *testing.B) {
 
 // forgetSpelling returns f without how its actions were written, which the
 // OpenFlow 1.0 spelling that FormatFlow prints does not keep (nor does
-// Open vSwitch's OpenFlow 1.0 dump).
+// Open vSwitch's OpenFlow 1.0 dump), also inside ct(exec(...)).
 func forgetSpelling(f *Flow) *Flow {
 	c := *f
-	c.Actions = slices.Clone(f.Actions)
-	for i := range c.Actions {
-		c.Actions[i].Spelling, c.Actions[i].Named = SpellDefault, FieldNone
-	}
+	c.Actions = forgetActionSpelling(f.Actions)
 	return &c
+}
+
+func forgetActionSpelling(acts []Action) []Action {
+	out := slices.Clone(acts)
+	for i := range out {
+		out[i].Spelling, out[i].Named = SpellDefault, FieldNone
+		if ct := out[i].CT; ct != nil && ct.Exec != nil {
+			c := *ct
+			c.Exec = forgetActionSpelling(ct.Exec)
+			out[i].CT = &c
+		}
+	}
+	return out
 }

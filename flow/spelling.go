@@ -93,6 +93,8 @@ func formatAction13(b *strings.Builder, m *Match, a *Action) {
 	switch {
 	case a.Type == ActResubmit && a.Spelling == SpellGotoTable:
 		b.WriteString("goto_table:" + strconv.Itoa(int(a.Table)))
+	case a.Type == ActCT:
+		formatCT(b, a.CT, func(b *strings.Builder, acts []Action) { formatActions13(b, m, acts) })
 	case a.Type == ActLoad && a.Spelling == SpellSetField && a.Dst.Ofs == 0 && a.Dst.Bits() == a.Dst.field().width():
 		v := loadValue(a.Value)
 		if a.Dst.Field == FieldInPort {
@@ -234,6 +236,8 @@ func formatActionsAsWritten(b *strings.Builder, acts []Action) {
 			}
 			b.WriteByte(')')
 			i += len(body)
+		case a.Type == ActCT:
+			formatCT(b, a.CT, formatActionsAsWritten)
 		case a.Type == ActResubmit && a.Spelling == SpellGotoTable,
 			a.Type == ActSetVLANVID && a.Spelling == SpellSetField,
 			a.Type == ActSetVLANPCP && a.Spelling == SpellSetField,
@@ -270,5 +274,10 @@ func setField128(acts []Action, i int) bool {
 func sameAction(a, b Action) bool {
 	a.Spelling, a.Named = SpellDefault, FieldNone
 	b.Spelling, b.Named = SpellDefault, FieldNone
+	if a.Type == ActCT && b.Type == ActCT {
+		same := a.CT.equal(b.CT)
+		a.CT, b.CT = nil, nil
+		return same && a == b
+	}
 	return a == b
 }
