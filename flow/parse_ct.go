@@ -97,9 +97,6 @@ const (
 // ct parses ct([ARG]...) (ovs-actions(7)).
 func (ap *actionParser) ct(t *token) error {
 	s := ap.s
-	if ap.inCT != nil {
-		return errAt(s, t, "ct action doesn't support nested action ct")
-	}
 	ct := &CT{Table: CTNoTable}
 	var commitTok *token
 	lx := lexer{s: s, i: t.valPos, end: t.valPos + len(t.value)}
@@ -172,6 +169,11 @@ func (ap *actionParser) ct(t *token) error {
 				return err
 			}
 			ct.Exec = append(ct.Exec, acts...)
+			if len(ct.Exec) > MaxActions {
+				e := errAt(s, &at, "%d actions in exec, more than the %d a flow may have", len(ct.Exec), MaxActions)
+				e.Err = ErrTooManyActions
+				return e
+			}
 		default:
 			return errAt(s, &at, `invalid argument %q to "ct" action (commit, force, table, zone, alg, nat, exec)`, at.key)
 		}
@@ -194,7 +196,9 @@ func (ap *actionParser) ctZone(ct *CT, at *token) error {
 		if err != nil {
 			return errAt(s, at, "ct zone: %v (zones are 0 to 65535)", err)
 		}
-		ct.Zone, ct.ZoneSrc = uint16(v), Subfield{}
+		if ct.ZoneSrc.Field == FieldNone { // as in Open vSwitch, a zone field given before wins
+			ct.Zone = uint16(v)
+		}
 		return nil
 	}
 	sf, reason := parseSubfield(at.value)

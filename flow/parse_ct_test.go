@@ -330,3 +330,15 @@ func TestCtInGroupBucket(t *testing.T) {
 		t.Error("a bucket's ct(exec(output:1)) was accepted")
 	}
 }
+
+// TestCtExecLimit checks that exec(...) is bounded as an action list is.
+func TestCtExecLimit(t *testing.T) {
+	loads := strings.Repeat("load:1->NXM_NX_CT_MARK[],", MaxActions)
+	if _, err := ParseFlow("ip,actions=ct(commit,exec("+loads[:len(loads)-1]+"))", CmdAdd); err != nil {
+		t.Errorf("%d loads in exec: %v", MaxActions, err)
+	}
+	_, err := ParseFlow("ip,actions=ct(commit,exec("+loads+"load:1->NXM_NX_CT_MARK[]))", CmdAdd)
+	if !errors.Is(err, ErrTooManyActions) {
+		t.Errorf("%d loads in exec: %v; want ErrTooManyActions", MaxActions+1, err)
+	}
+}

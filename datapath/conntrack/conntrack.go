@@ -9,6 +9,17 @@
 // A Tracker is shared by every poll thread of a datapath. The hit path takes
 // one shard mutex (two, one after the other, for the reply direction of a
 // NAT connection) and does not allocate.
+//
+// What a datapath calls: New, then Track for every ct action (the Tracker
+// is a flow.Conntrack) and Run (or Sweep) to expire connections; Defrag
+// before Track when fragments are to be reassembled as Open vSwitch does.
+// The operator's verbs are library calls: Dump and Entry.String
+// (dpctl/dump-conntrack), Flush and FlushTuple (dpctl/flush-conntrack),
+// Stats (dpctl/ct-stats-show), SetMaxConns and MaxConns
+// (dpctl/ct-set-maxconns, ct-get-maxconns), SetZoneLimit,
+// SetDefaultZoneLimit, DeleteZoneLimit, ZoneLimits and FormatZoneLimits
+// (dpctl/ct-set-limits, ct-get-limits, ct-del-limits), StateCounts (gauges
+// of connections by state) and Counters.
 package conntrack
 
 import (
@@ -28,6 +39,10 @@ const DefaultMaxConns = 3000000
 
 // DefaultShards is the default number of table shards.
 const DefaultShards = 64
+
+// maxZombies is how many dead NAT connections a shard keeps before a
+// commit reaps them.
+const maxZombies = 64
 
 // ErrNotFound reports a connection that is not in the table.
 var ErrNotFound = errors.New("connection not found")
@@ -107,7 +122,17 @@ type Tracker struct {
 	createMu sync.Mutex
 
 	full, zoneFull, natExhausted, invalid, expired atomic.Uint64
+
+	noSeqCheck atomic.Bool // TCP sequence checks off (dpctl/ct-disable-tcp-seq-chk)
 }
+
+// SetTCPSeqCheck turns the TCP sequence and window checks on (the default)
+// or off, as dpctl/ct-enable-tcp-seq-chk and ct-disable-tcp-seq-chk do:
+// off, a segment of a known connection is never out of window (invalid
+// flag combinations still are). TCPSeqCheck reports the setting.
+func (tr *Tracker) SetTCPSeqCheck(on bool) { tr.noSeqCheck.Store(!on) }
+
+func (tr *Tracker) TCPSeqCheck() bool { return !tr.noSeqCheck.Load() }
 
 var _ flow.Conntrack = (*Tracker)(nil)
 
@@ -488,6 +513,13 @@ func (tr *Tracker) create(frame []byte, k *flow.Key, p *packet, ct *flow.CT, now
 	sh := tr.shardOf(h)
 	s := &tr.shards[sh]
 	s.mu.Lock()
+	if len(s.zombies) >= maxZombies {
+		// Dead NAT connections' slots wait for their remote index
+		// entries to go; without a sweep they would pile up.
+		s.mu.Unlock()
+		tr.reapZombies()
+		s.mu.Lock()
+	}
 	slot := s.allocLocked()
 	if slot < 0 {
 		s.mu.Unlock()

@@ -737,3 +737,24 @@ func TestUDPBadLength(t *testing.T) {
 		t.Fatalf("UDP length past the packet: %s", stateString(k.CtState))
 	}
 }
+
+func TestTCPSeqCheckOff(t *testing.T) {
+	h := newHarness(t, Config{})
+	c := newTCPConn(h)
+	c.handshake(t)
+	far := c.fromClient(tcpACK|tcpPSH, 10)
+	far.seq += 1 << 30
+	if got := h.state(far, lookup(0)); got != trk|inv {
+		t.Fatalf("out of window with checks on: %s", stateString(got))
+	}
+	h.tr.SetTCPSeqCheck(false)
+	if h.tr.TCPSeqCheck() {
+		t.Fatal("still on")
+	}
+	if got := h.state(far, lookup(0)); got != trk|est {
+		t.Fatalf("out of window with checks off: %s", stateString(got))
+	}
+	if got := h.state(c.fromClient(tcpSYN|tcpFIN, 0), lookup(0)); got != trk|inv {
+		t.Fatalf("SYN+FIN with checks off: %s", stateString(got))
+	}
+}

@@ -2,6 +2,9 @@ package conntrack
 
 import (
 	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -52,7 +55,8 @@ type Defrag struct {
 	lists    map[fragKey]*fragList
 	nfrag    int
 	maxFrags int
-	minSize  [2]int // IPv4, IPv6
+	minSize  [2]int  // IPv4, IPv6
+	disabled [2]bool // IPv4, IPv6
 	count    [2]DefragCounters
 }
 
@@ -104,6 +108,71 @@ func (d *Defrag) Held() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.nfrag
+}
+
+// Limits of the settings, as Open vSwitch's.
+const (
+	minFragSizeLowest = 400
+	maxFragsHighest   = 5000
+)
+
+// SetEnabled turns reassembly of IPv4 (v6 false) or IPv6 fragments on or
+// off (dpctl/ipf-set-enabled, ipf-set-disabled). Fragments of a disabled
+// version go to the tracker as they are, which finds them invalid.
+func (d *Defrag) SetEnabled(v6, on bool) {
+	d.mu.Lock()
+	d.disabled[b2i(v6)] = !on
+	d.mu.Unlock()
+}
+
+// SetMinFragSize sets the smallest size (IP header included) of a
+// fragment that is not the last (dpctl/ipf-set-min-frag); at least 400.
+func (d *Defrag) SetMinFragSize(v6 bool, size int) error {
+	if size < minFragSizeLowest {
+		return fmt.Errorf("min fragment size %d below %d: %w", size, minFragSizeLowest, ErrBadConfig)
+	}
+	d.mu.Lock()
+	d.minSize[b2i(v6)] = size
+	d.mu.Unlock()
+	return nil
+}
+
+// SetMaxFrags sets how many fragments may be held at once
+// (dpctl/ipf-set-max-nfrags); at most 5000.
+func (d *Defrag) SetMaxFrags(n int) error {
+	if n < 0 || n > maxFragsHighest {
+		return fmt.Errorf("max fragments %d over %d: %w", n, maxFragsHighest, ErrBadConfig)
+	}
+	d.mu.Lock()
+	d.maxFrags = n
+	d.mu.Unlock()
+	return nil
+}
+
+// Status formats the reassembler's settings and counts as
+// dpctl/ipf-get-status prints them.
+func (d *Defrag) Status() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, "        "+format+"\n", args...) }
+	p("Fragmentation Module Status")
+	p("---------------------------")
+	p("v4 enabled: %d", b2i(!d.disabled[0]))
+	p("v6 enabled: %d", b2i(!d.disabled[1]))
+	p("max num frags (v4/v6): %d", d.maxFrags)
+	p("num frag: %d", d.nfrag)
+	for v, name := range []string{"v4", "v6"} {
+		c := d.count[v]
+		p("min %s frag size: %d", name, d.minSize[v])
+		p("%s frags accepted: %d", name, c.Accepted)
+		p("%s frags completed: %d", name, c.CompletedSent)
+		p("%s frags expired: %d", name, c.Expired)
+		p("%s frags too small: %d", name, c.TooSmall)
+		p("%s frags overlapped: %d", name, c.Overlap)
+		p("%s frags purged: 0", name)
+	}
+	return b.String()
 }
 
 func b2i(b bool) int {
@@ -203,11 +272,20 @@ func (d *Defrag) parseFrag(frame []byte, k *flow.Key, off *flow.Offsets, zone ui
 // ct in zone. For a fragment it keeps a copy and reports FragHeld, or,
 // when the fragment completes its packet, FragComplete with the
 // reassembled frame (the first fragment's Ethernet header and the whole IP
-// packet) and the held fragments in the order they arrived (this one
-// included), which the caller tracks with Track and Finish. Fragments it
+// packet) and the held fragments (this one included) in the order of
+// their offsets, which the caller tracks with Track and Finish and then
+// sends on in that order. Fragments it
 // refuses (malformed, too small, overlapping, over the limit) are
 // FragInvalid and go through Track unchanged, as Open vSwitch lets them.
 func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, now int64) (FragStatus, []byte, [][]byte) {
+	if k.NwFrag&flow.FragAny != 0 {
+		d.mu.Lock()
+		disabled := d.disabled[b2i(k.DlType == flow.EthTypeIPv6)]
+		d.mu.Unlock()
+		if disabled {
+			return FragInvalid, nil, nil
+		}
+	}
 	fi, st := d.parseFrag(frame, k, off, zone)
 	if st != FragHeld {
 		if fi.tooSmall {
@@ -247,6 +325,9 @@ func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, 
 		return FragHeld, nil, nil
 	}
 	delete(d.lists, fi.key)
+	// They go on in the order of their offsets, as Open vSwitch sends
+	// them.
+	slices.SortFunc(l.frags, func(a, b frag) int { return a.start - b.start })
 	d.nfrag -= len(l.frags)
 	d.count[v].CompletedSent += uint64(len(l.frags))
 	held := make([][]byte, len(l.frags))

@@ -3,6 +3,8 @@ package conntrack
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,5 +195,33 @@ func TestDefragLimit(t *testing.T) {
 	}
 	if st, _, _ := addFrag(t, d, fragment4(big, 1480, 5000)[0], now); st != FragInvalid || d.Held() != DefaultMaxFrags {
 		t.Fatalf("fragment over the limit: %d, %d held", st, d.Held())
+	}
+}
+
+func TestDefragSettings(t *testing.T) {
+	d := NewDefrag()
+	if err := d.SetMinFragSize(false, 399); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("min size 399: %v", err)
+	}
+	if err := d.SetMaxFrags(5001); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("max frags 5001: %v", err)
+	}
+	big := pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 1, dport: 2, payload: make([]byte, 1000)}.build(t)
+	frags := fragment4(big, 496, 1)
+	if st, _, _ := addFrag(t, d, frags[0], 0); st != FragInvalid {
+		t.Fatalf("516-byte fragment under the default minimum: %d", st)
+	}
+	if err := d.SetMinFragSize(false, 400); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := addFrag(t, d, frags[0], 0); st != FragHeld {
+		t.Fatalf("516-byte fragment over a minimum of 400: %d", st)
+	}
+	d.SetEnabled(false, false)
+	if st, _, _ := addFrag(t, d, frags[1], 0); st != FragInvalid {
+		t.Fatalf("fragment with IPv4 reassembly disabled: %d", st)
+	}
+	if s := d.Status(); !strings.Contains(s, "        v4 enabled: 0\n") || !strings.Contains(s, "        min v4 frag size: 400\n") {
+		t.Fatalf("status:\n%s", s)
 	}
 }

@@ -275,3 +275,164 @@ func fuzzFrame(in *fuzzInput, quote []byte) []byte {
 	}
 	return append(frame, l4...)
 }
+
+// FuzzDefrag cuts random packets into fragments, delivers them in a
+// random order with losses, duplicates and corruption to a Defrag, and
+// tracks what it reassembles: no panic, never more held than the limit,
+// a packet whose fragments all arrive untouched comes back whole and
+// equal to the original, and after the timeout nothing is held.
+func FuzzDefrag(f *testing.F) {
+	f.Add([]byte{0, 0x40, 0, 1, 2, 0})
+	f.Add([]byte{1, 0x20, 1, 0, 2, 1, 0x80, 3})
+	f.Add([]byte{0, 0xff, 2, 2, 1, 0, 5, 0x81, 0x10})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &fuzzInput{b: data}
+		d := NewDefrag()
+		tr, err := New(Config{Shards: 2, MaxConns: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := int64(time.Hour)
+		for round := 0; len(in.b) > 0 && round < 4; round++ {
+			v6 := in.u8()&1 != 0
+			size := 1500 + int(in.u8())*16
+			payload := make([]byte, size)
+			for i := range payload {
+				payload[i] = byte(i)
+			}
+			orig := fuzzUDP(v6, payload)
+			fragSize := 1240 + int(in.u8())*8 // the smallest fragments the defaults accept
+			frags := fuzzFragment(orig, fragSize, v6, uint32(round))
+			order := in.u8()
+			intact := true
+			var delivered int
+			var whole []byte
+			for i := range frags {
+				j := (i + int(order)) % len(frags)
+				op := in.u8()
+				fr := append([]byte(nil), frags[j]...)
+				switch op % 8 {
+				case 1:
+					intact = false
+					continue // lost
+				case 2:
+					if c := in.u8(); c != 0 {
+						intact = false
+						fr[int(in.u8())%len(fr)] ^= c
+					}
+				}
+				var k flow.Key
+				var off flow.Offsets
+				flow.Extract(&k, &off, fr, 1)
+				st, w, held := d.Add(fr, &k, &off, 0, now)
+				if d.Held() > DefaultMaxFrags {
+					t.Fatalf("%d fragments held", d.Held())
+				}
+				delivered++
+				if st == FragComplete {
+					whole = w
+					var wk flow.Key
+					var wo flow.Offsets
+					flow.Extract(&wk, &wo, w, 1)
+					if wk.NwFrag != 0 {
+						t.Fatalf("the reassembled packet is a fragment")
+					}
+					ct := flow.CT{Commit: true, Table: flow.CTNoTable, NAT: &flow.NAT{Kind: flow.NATSrc}}
+					tr.Track(w, &wk, &wo, &ct, now)
+					fk := make([]flow.Key, len(held))
+					Finish(w, &wk, held, fk)
+				}
+			}
+			if intact && delivered == len(frags) && len(frags) > 1 {
+				if whole == nil {
+					t.Fatalf("every fragment arrived, no packet reassembled")
+				}
+				hl := 14 + 20
+				if v6 {
+					hl = 14 + 40
+				}
+				if len(whole) != len(orig) || string(whole[hl:]) != string(orig[hl:]) {
+					t.Fatalf("reassembled %d bytes of %d, or other bytes", len(whole), len(orig))
+				}
+			}
+			now += int64(in.u8()) * int64(time.Second) / 4
+		}
+		d.Expire(now + 16e9)
+		if d.Held() != 0 {
+			t.Fatalf("%d fragments held after the timeout", d.Held())
+		}
+	})
+}
+
+// fuzzUDP builds a UDP frame with a right checksum.
+func fuzzUDP(v6 bool, payload []byte) []byte {
+	l4 := make([]byte, 8+len(payload))
+	binary.BigEndian.PutUint16(l4[0:], 4000)
+	binary.BigEndian.PutUint16(l4[2:], 9000)
+	binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
+	copy(l4[8:], payload)
+	frame := make([]byte, 14)
+	var pseudo uint64
+	if v6 {
+		binary.BigEndian.PutUint16(frame[12:], flow.EthTypeIPv6)
+		ip := make([]byte, 40)
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:], uint16(len(l4)))
+		ip[6], ip[7] = flow.IPProtoUDP, 64
+		ip[23], ip[39] = 1, 2
+		ip[8], ip[24] = 0xfd, 0xfd
+		pseudo = flow.OnesSum(0, ip[8:40]) + flow.IPProtoUDP + uint64(len(l4))
+		frame = append(frame, ip...)
+	} else {
+		binary.BigEndian.PutUint16(frame[12:], flow.EthTypeIPv4)
+		ip := []byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, flow.IPProtoUDP, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}
+		binary.BigEndian.PutUint16(ip[2:], uint16(20+len(l4)))
+		binary.BigEndian.PutUint16(ip[10:], ^flow.FoldSum(flow.OnesSum(0, ip)))
+		pseudo = flow.OnesSum(0, ip[12:20]) + flow.IPProtoUDP + uint64(len(l4))
+		frame = append(frame, ip...)
+	}
+	binary.BigEndian.PutUint16(l4[6:], ^flow.FoldSum(flow.OnesSum(pseudo, l4)))
+	return append(frame, l4...)
+}
+
+// fuzzFragment cuts a frame made by fuzzUDP into fragments of size data
+// bytes.
+func fuzzFragment(frame []byte, size int, v6 bool, id uint32) [][]byte {
+	hl := 20
+	if v6 {
+		hl = 40
+	}
+	data := frame[14+hl:]
+	var out [][]byte
+	for off := 0; off < len(data); off += size {
+		end := min(off+size, len(data))
+		f := append([]byte(nil), frame[:14+hl]...)
+		h := f[14:]
+		more := end < len(data)
+		if v6 {
+			h[6] = 44
+			binary.BigEndian.PutUint16(h[4:], uint16(8+end-off))
+			fh := make([]byte, 8)
+			fh[0] = flow.IPProtoUDP
+			offlg := uint16(off)
+			if more {
+				offlg |= 1
+			}
+			binary.BigEndian.PutUint16(fh[2:], offlg)
+			binary.BigEndian.PutUint32(fh[4:], id)
+			f = append(f, fh...)
+		} else {
+			binary.BigEndian.PutUint16(h[2:], uint16(20+end-off))
+			binary.BigEndian.PutUint16(h[4:], uint16(id))
+			fo := uint16(off / 8)
+			if more {
+				fo |= 0x2000
+			}
+			binary.BigEndian.PutUint16(h[6:], fo)
+			h[10], h[11] = 0, 0
+			binary.BigEndian.PutUint16(h[10:], ^flow.FoldSum(flow.OnesSum(0, h[:20])))
+		}
+		out = append(out, append(f, data[off:end]...))
+	}
+	return out
+}

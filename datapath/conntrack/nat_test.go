@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/flow"
 )
@@ -343,5 +344,26 @@ func TestConcurrentNAT(t *testing.T) {
 		if s := &h.tr.shards[i]; s.live != 0 || s.used != 0 {
 			t.Fatalf("shard %d: %d slots, %d entries after a full flush", i, s.live, s.used)
 		}
+	}
+}
+
+// TestNATZombiesReaped expires NAT connections on lookups only (no
+// sweep): their slots must still come back.
+func TestNATZombiesReaped(t *testing.T) {
+	h := newHarness(t, Config{Shards: 2})
+	ct := natCT(0, flow.NATSrc, "192.0.2.10", "192.0.2.20", 0, 0)
+	for range 20 {
+		for i := range uint16(100) {
+			p := pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 1000 + i, dport: 53}
+			h.run(p.build(t), ct)
+		}
+		h.advance(2 * time.Minute) // every connection expires; the next round's lookups remove them
+	}
+	live := 0
+	for i := range h.tr.shards {
+		live += h.tr.shards[i].live
+	}
+	if live > 100+2*maxZombies+2*chunkSize {
+		t.Fatalf("%d slots in use for 100 live connections", live)
 	}
 }

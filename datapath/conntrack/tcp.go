@@ -241,7 +241,7 @@ func (tr *Tracker) tcpUpdate(c *conn, p *packet, reply bool, now int64) int {
 		(flags&tcpRST == 0 || origSeq == src.seqlo || origSeq == src.seqlo+1 || origSeq+1 == src.seqlo) // a reset must hit the sequence
 
 	switch {
-	case inWindow:
+	case inWindow || tr.noSeqCheck.Load():
 		src.slide(dst, win, ack, end, sws)
 		if flags&tcpSYN != 0 && src.state < TCPSynSent {
 			src.state = TCPSynSent

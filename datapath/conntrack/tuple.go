@@ -153,9 +153,9 @@ func extract(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, p *packe
 	if off.L3 == flow.NoOffset || int(off.L3) >= len(frame) {
 		return false
 	}
-	// Fragments: Open vSwitch reassembles them first (ipf); this tracker
-	// does not reassemble, and a fragment is invalid to it, as it is to
-	// Open vSwitch's tracker when fragment reassembly is disabled.
+	// Fragments: Open vSwitch reassembles them before its tracker sees
+	// them (Defrag does it here); a fragment that reaches the tracker is
+	// invalid to it, as to Open vSwitch's.
 	if k.NwFrag&flow.FragAny != 0 {
 		return false
 	}

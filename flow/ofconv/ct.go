@@ -187,6 +187,9 @@ func (cw *ctWire) marker(i int) []byte {
 // for it.
 func (cw *ctWire) placeholder(a openflow.Action) (string, error) {
 	if cw == nil {
+		if x, ok := a.(*openflow.ActNX); ok {
+			return "", unsupportedAction(openflow.NXActionName(x.Subtype))
+		}
 		return "", unsupportedAction("NXAST_CT")
 	}
 	cw.acts = append(cw.acts, a)
@@ -360,9 +363,16 @@ func flowCT(p *flow.Parser, mt string, m *flow.Match, a *openflow.ActCT) (flow.A
 			ct.Exec = append(ct.Exec, flow.Action{Type: flow.ActMove, Src: read[0], Dst: dst})
 			read = read[1:]
 		default:
-			name, _ := actionText(x, nil)
-			if name == "" {
-				name = fmt.Sprintf("%T", x)
+			name := fmt.Sprintf("%T", x)
+			switch y := x.(type) {
+			case *openflow.ActCT:
+				name = "ct"
+			case *openflow.ActNX:
+				name = openflow.NXActionName(y.Subtype)
+			default:
+				if t, err := actionText(x, nil); err == nil && t != "" {
+					name = t
+				}
 			}
 			return badArg("ct action doesn't support nested action %s", name)
 		}
