@@ -235,7 +235,7 @@ func (p *packet) span(o uint16, n int) []byte {
 func (p *packet) reextract() {
 	// Not in the frame: the datapath's metadata.
 	mark, recirc := p.k.PktMark, p.k.RecircID
-	var ct ctFields
+	var ct ctSnapshot
 	ct.save(p.k)
 	Extract(p.k, p.off, p.b, p.k.InPort)
 	p.k.PktMark, p.k.RecircID = mark, recirc

@@ -153,9 +153,9 @@ func TestExecuteCT(t *testing.T) {
 
 	// ct_clear zeroes what ct set.
 	Execute(buf, &k, &off, []Action{{Type: ActCTClear}}, sink)
-	var ct ctFields
+	var ct ctSnapshot
 	ct.save(&k)
-	if ct != (ctFields{}) {
+	if ct != (ctSnapshot{}) {
 		t.Errorf("ct fields after ct_clear: %+v", ct)
 	}
 }

@@ -415,9 +415,6 @@ func maskedHexZero(v, m, ones uint64) string {
 	return s
 }
 
-// ctStateNames are the ct_state bits' names, in bit order.
-var ctStateNames = [8]string{"new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"}
-
 // formatCtStateFlags writes the bits of mask as +name (set in v) or -name.
 func formatCtStateFlags(v, mask uint8) string {
 	var b strings.Builder

@@ -165,23 +165,23 @@ func (x *xlate) ctClear() {
 
 // clearCT zeroes k's connection tracking fields.
 func (k *Key) clearCT() {
-	var c ctFields
+	var c ctSnapshot
 	c.restore(k)
 }
 
-// ctFields are a key's connection tracking fields.
-type ctFields struct {
+// ctSnapshot holds a key's connection tracking fields.
+type ctSnapshot struct {
 	label, ip6src, ip6dst [16]byte
 	nwsrc, nwdst, mark    uint32
 	zone, tpsrc, tpdst    uint16
 	state, proto          uint8
 }
 
-func (c *ctFields) save(k *Key) {
-	*c = ctFields{k.CtLabel, k.CtIPv6Src, k.CtIPv6Dst, k.CtNwSrc, k.CtNwDst, k.CtMark, k.CtZone, k.CtTpSrc, k.CtTpDst, k.CtState, k.CtNwProto}
+func (c *ctSnapshot) save(k *Key) {
+	*c = ctSnapshot{k.CtLabel, k.CtIPv6Src, k.CtIPv6Dst, k.CtNwSrc, k.CtNwDst, k.CtMark, k.CtZone, k.CtTpSrc, k.CtTpDst, k.CtState, k.CtNwProto}
 }
 
-func (c *ctFields) restore(k *Key) {
+func (c *ctSnapshot) restore(k *Key) {
 	k.CtLabel, k.CtIPv6Src, k.CtIPv6Dst = c.label, c.ip6src, c.ip6dst
 	k.CtNwSrc, k.CtNwDst, k.CtMark = c.nwsrc, c.nwdst, c.mark
 	k.CtZone, k.CtTpSrc, k.CtTpDst = c.zone, c.tpsrc, c.tpdst

@@ -161,7 +161,7 @@ func checkSoundCT(t *testing.T, s *TableSnapshot, k *Key, tr *Translation, rng *
 	for range n {
 		other := randomKey(rng)
 		other.RecircID = k.RecircID
-		var ct ctFields
+		var ct ctSnapshot
 		ct.save(k)
 		ct.restore(&other)
 		q, ok := agreeLike(k, &other, &tr.Mask)
