@@ -27,6 +27,11 @@ import (
 //	tcp-client ADDR BYTES     send BYTES pseudo-random bytes, check the echo
 //	udp-recv ADDR             print "got PAYLOAD" for every datagram
 //	udp-send ADDR PAYLOAD N   send PAYLOAD N times, 50ms apart
+//	tcp-connect ADDR          print "connected" or "failed" (3 s)
+//	udp-refused ADDR          send one datagram, print "refused" when an
+//	                          ICMP port unreachable answers it, else "timeout"
+//	tcp-raw SRC DST PORT FLAGS send one TCP segment with FLAGS (e.g. SF)
+//	                          from SRC:40000 to DST:PORT through a raw socket
 //
 // Servers print "listening" once they accept traffic.
 
@@ -61,7 +66,8 @@ func TestAFXDPHelperProcess(t *testing.T) {
 }
 
 func runHelper(role string, args []string) error {
-	need := map[string]int{"http-server": 1, "tcp-echo": 1, "tcp-client": 2, "udp-recv": 1, "udp-send": 3}
+	need := map[string]int{"http-server": 1, "tcp-echo": 1, "tcp-client": 2, "udp-recv": 1, "udp-send": 3,
+		"tcp-connect": 1, "udp-refused": 1, "tcp-raw": 4}
 	n, ok := need[role]
 	if !ok {
 		return fmt.Errorf("unknown role %q", role)
@@ -82,6 +88,12 @@ func runHelper(role string, args []string) error {
 		return tcpClient(args[0], size)
 	case "udp-recv":
 		return udpRecv(args[0])
+	case "tcp-connect":
+		return tcpConnect(args[0])
+	case "udp-refused":
+		return udpRefused(args[0])
+	case "tcp-raw":
+		return tcpRaw(args)
 	default:
 		count, err := strconv.Atoi(args[2])
 		if err != nil {

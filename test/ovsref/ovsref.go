@@ -511,3 +511,26 @@ func (s *Switch) loadPortMap() error {
 	}
 	return nil
 }
+
+// NS is the namespace ovs-vswitchd runs in: devices that AddAFXDPPort
+// opens must be there.
+func (s *Switch) NS() *netns.NS { return s.ns }
+
+// AddAFXDPPort adds device dev of the switch's namespace to the bridge as
+// an AF_XDP port (type=afxdp, one rx queue) with OpenFlow port number
+// ofport, and refreshes the port map.
+func (s *Switch) AddAFXDPPort(dev string, ofport int) error {
+	if _, err := s.vsctl("--timeout=30", "add-port", s.Bridge, dev, "--", "set", "interface", dev,
+		"type=afxdp", "options:n_rxq=1", fmt.Sprintf("ofport_request=%d", ofport)); err != nil {
+		return err
+	}
+	out, err := s.vsctl("get", "interface", dev, "ofport")
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(out); got != strconv.Itoa(ofport) {
+		return fmt.Errorf("port %s has ofport %s, want %d (see %s)", dev, got, ofport, s.log("ovs-vswitchd"))
+	}
+	s.Ports = append(s.Ports, Port{Name: dev, OFPort: ofport})
+	return s.loadPortMap()
+}
