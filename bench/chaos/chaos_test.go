@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -175,5 +177,44 @@ func TestProcFootprintSelf(t *testing.T) {
 	}
 	if _, err := procFootprint(1 << 30); err == nil {
 		t.Error("footprint of a pid that does not exist: no error")
+	}
+}
+
+// dumpPorts is dump-ports output of two ports and the removed ports' row,
+// with over as the tx-on-queue counts.
+func dumpPorts(over ...string) string {
+	rows := []string{" 1", " 2", "(removed)"}
+	var b strings.Builder
+	b.WriteString("OFPST_PORT reply (xid=0x2): 3 ports\n")
+	for i, n := range rows {
+		fmt.Fprintf(&b, "  port %s: rx pkts=10, bytes=980, drop=0, errs=0, frame=0, over=0, crc=0\n", n)
+		b.WriteString("           tx pkts=9, bytes=882, drop=0, errs=0, coll=0\n")
+		b.WriteString("           rx dropped by reason: no-carrier=1\n")
+		b.WriteString("           tx dropped by reason: none\n")
+		if i < len(over) {
+			fmt.Fprintf(&b, "           tx on queue >= count: %s\n", over[i])
+		}
+	}
+	return b.String()
+}
+
+func TestTxQueueOverInvariant(t *testing.T) {
+	if err := txQueueOver(dumpPorts("0", "0", "0")); err != nil {
+		t.Errorf("all 0: %v", err)
+	}
+	err := txQueueOver(dumpPorts("0", "3", "0"))
+	if err == nil || !strings.Contains(err.Error(), "port 2: 3") {
+		t.Errorf("port 2 sent 3 over the count: got %v", err)
+	}
+	if err := txQueueOver(dumpPorts("0", "0", "2")); err == nil || !strings.Contains(err.Error(), "port (removed): 2") {
+		t.Errorf("the removed row sent 2 over the count: got %v", err)
+	}
+	// A daemon that does not show the count fails the check instead of
+	// passing it.
+	if err := txQueueOver(dumpPorts("0")); err == nil {
+		t.Error("rows without the count passed")
+	}
+	if err := txQueueOver(""); err == nil {
+		t.Error("no rows passed")
 	}
 }

@@ -67,6 +67,7 @@ const (
 	KindRecovery  = "recovery"  // traffic between surviving slots did not come back in time
 	KindLockup    = "lockup"    // a poll thread stalled past the watchdog's threshold
 	KindLedger    = "ledger"    // received != sent + dropped by reason
+	KindTxQueue   = "tx-queue"  // a transmit on a tx queue at or above the device's tx queue count
 	KindFDLeak    = "fd-leak"
 	KindXSKLeak   = "xsk-leak" // AF_XDP sockets or their ring mappings outlived their port
 	KindBPFLeak   = "bpf-leak" // XDP programs or BPF links outlived their port

@@ -179,8 +179,15 @@ func (d *ovsxdpDriver) Check(ctx context.Context, e *Env, st []slotState) (int, 
 		add(KindLockup, "%s", strings.TrimSpace(out))
 	}
 	n++
-	if err := d.ledger(ctx); err != nil {
+	ports, err := d.ledger(ctx)
+	if err != nil {
 		add(KindLedger, "%v", err)
+	}
+	if ports != "" {
+		n++
+		if err := txQueueOver(ports); err != nil {
+			add(KindTxQueue, "%v", err)
+		}
 	}
 	n++
 	for i, s := range st {
@@ -216,10 +223,32 @@ func (d *ovsxdpDriver) Check(ctx context.Context, e *Env, st []slotState) (int, 
 }
 
 var (
+	overRE   = regexp.MustCompile(`(?m)^\s*port\s+(\S+): rx pkts=[^\n]*\n(?:[^\n]*\n){3}\s*tx on queue >= count: (\d+)$`)
 	rxRE     = regexp.MustCompile(`port\s+\S+: rx pkts=(\d+)`)
 	txRE     = regexp.MustCompile(`tx pkts=(\d+)`)
 	rxDropRE = regexp.MustCompile(`rx dropped by reason: (.*)`)
 )
+
+// txQueueOver checks, from dump-ports, that no port transmitted on a tx
+// queue at or above its device's tx queue count: every port's row has the
+// count, and it is 0.
+func txQueueOver(ports string) error {
+	rows := len(rxRE.FindAllStringIndex(ports, -1))
+	ms := overRE.FindAllStringSubmatch(ports, -1)
+	if len(ms) != rows || rows == 0 {
+		return fmt.Errorf("dump-ports shows %d ports but %d counts of transmits on a queue >= the tx queue count:\n%s", rows, len(ms), ports)
+	}
+	var bad []string
+	for _, m := range ms {
+		if m[2] != "0" {
+			bad = append(bad, fmt.Sprintf("port %s: %s", m[1], m[2]))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("transmits on a tx queue at or above the device's tx queue count: %s", strings.Join(bad, ", "))
+	}
+	return nil
+}
 
 // ledger checks, from dump-ports, that what the bridge received (every
 // port, and the row of removed ports) equals what it sent plus what it
@@ -227,13 +256,14 @@ var (
 // one port or dropped once (a copy dropped at its output port counts as a
 // drop of the packet it came from). Packets in flight make the counters
 // differ for a moment, so it reads them until they balance, up to 5 s.
-func (d *ovsxdpDriver) ledger(ctx context.Context) error {
+// It returns the dump-ports output it read last ("" if none).
+func (d *ovsxdpDriver) ledger(ctx context.Context) (string, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	var last string
 	for {
 		out, err := d.cliCtx(ctx, "dump-ports", bridgeName)
 		if err != nil {
-			return err
+			return "", err
 		}
 		var rx, tx, drops uint64
 		for _, m := range rxRE.FindAllStringSubmatch(out, -1) {
@@ -256,11 +286,11 @@ func (d *ovsxdpDriver) ledger(ctx context.Context) error {
 			}
 		}
 		if rx == tx+drops {
-			return nil
+			return out, nil
 		}
 		last = fmt.Sprintf("received %d, sent %d + dropped %d = %d", rx, tx, drops, tx+drops)
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the bridge's ledger does not balance after 5s: %s\n%s", last, out)
+			return out, fmt.Errorf("the bridge's ledger does not balance after 5s: %s\n%s", last, out)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

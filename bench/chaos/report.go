@@ -38,10 +38,12 @@ type DriverStats struct {
 	RefusedOps map[Op]int
 	Recovery   []time.Duration
 	Shrunk     []*Schedule
+	Elapsed    time.Duration            // the schedules' runs (shrinking excluded)
+	Phases     map[string]time.Duration // Elapsed by phase
 }
 
 func (r *Report) driver(name string) *DriverStats {
-	d := &DriverStats{Name: name, Violations: map[string]int{}, FirstSeeds: map[string]uint64{}, SkippedOps: map[Op]int{}, RefusedOps: map[Op]int{}}
+	d := &DriverStats{Name: name, Violations: map[string]int{}, FirstSeeds: map[string]uint64{}, SkippedOps: map[Op]int{}, RefusedOps: map[Op]int{}, Phases: map[string]time.Duration{}}
 	r.Drivers = append(r.Drivers, d)
 	return d
 }
@@ -55,6 +57,10 @@ func (d *DriverStats) add(res *Result) {
 	d.NA += res.NA
 	d.Checks += res.Checks
 	d.Recovery = append(d.Recovery, res.Recovery...)
+	d.Elapsed += res.Elapsed
+	for p, t := range res.Phases {
+		d.Phases[p] += t
+	}
 	if res.Failed() {
 		d.Failing++
 	}
@@ -116,18 +122,39 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64)
 }
 
+// phaseOrder lists the phases in the order a run goes through them.
+var phaseOrder = []string{PhaseEnv, PhaseStart, PhaseSetup, PhaseOps, PhaseAnswer, PhaseRecovery, PhaseCheck, PhaseFootprint, PhaseTeardown}
+
+// perSchedule is the mean time of a schedule's run, and where it went:
+// "9.8 s (env 1.2, start 0.9, ...)".
+func (d *DriverStats) perSchedule() string {
+	if d.Schedules == 0 {
+		return "-"
+	}
+	n := float64(d.Schedules)
+	sec := func(t time.Duration) string { return strconv.FormatFloat(t.Seconds()/n, 'f', 2, 64) }
+	var parts []string
+	rest := d.Elapsed
+	for _, p := range phaseOrder {
+		parts = append(parts, p+" "+sec(d.Phases[p]))
+		rest -= d.Phases[p]
+	}
+	parts = append(parts, "other "+sec(rest))
+	return sec(d.Elapsed) + " s (" + strings.Join(parts, ", ") + ")"
+}
+
 // Summary is a short text summary.
 func (r *Report) Summary() string {
 	var b strings.Builder
 	for _, d := range r.Drivers {
 		med, mx := d.recovery()
-		fmt.Fprintf(&b, "%s: %d schedules (%d failing), %d steps (%d done, %d refused, %d skipped), %d invariants checked, violations: %s; recovery median %s ms, max %s ms\n",
-			d.Name, d.Schedules, d.Failing, d.Steps, d.Done, d.Refused, d.Skipped, d.Checks, kindCounts(d), ms(med), ms(mx))
+		fmt.Fprintf(&b, "%s: %d schedules (%d failing), %d steps (%d done, %d refused, %d skipped), %d invariants checked, violations: %s; recovery median %s ms, max %s ms; per schedule %s\n",
+			d.Name, d.Schedules, d.Failing, d.Steps, d.Done, d.Refused, d.Skipped, d.Checks, kindCounts(d), ms(med), ms(mx), d.perSchedule())
 	}
 	return b.String()
 }
 
-var kinds = []string{KindSetup, KindNoAnswer, KindCrash, KindRecovery, KindLockup, KindLedger, KindFDLeak, KindXSKLeak, KindBPFLeak, KindXDPLeak, KindGoroutine, KindHeld, KindOp}
+var kinds = []string{KindSetup, KindNoAnswer, KindCrash, KindRecovery, KindLockup, KindLedger, KindTxQueue, KindFDLeak, KindXSKLeak, KindBPFLeak, KindXDPLeak, KindGoroutine, KindHeld, KindOp}
 
 // Write writes dir/name.md and dir/name.csv.
 func (r *Report) Write(dir, name string) error {
@@ -173,8 +200,8 @@ func (r *Report) Write(dir, name string) error {
 	}
 	b.WriteString("\n")
 	for _, d := range r.Drivers {
-		fmt.Fprintf(&b, "## %s\n\n- violations by kind: %s\n- refused by the kernel or the datapath: %s\n- skipped (not supported by the driver): %s\n- steps not applicable in the state reached: %d\n",
-			d.Name, kindCounts(d), opCounts(d.RefusedOps), opCounts(d.SkippedOps), d.NA)
+		fmt.Fprintf(&b, "## %s\n\n- violations by kind: %s\n- refused by the kernel or the datapath: %s\n- skipped (not supported by the driver): %s\n- steps not applicable in the state reached: %d\n- time per schedule: %s\n",
+			d.Name, kindCounts(d), opCounts(d.RefusedOps), opCounts(d.SkippedOps), d.NA, d.perSchedule())
 		for _, s := range d.Shrunk {
 			fmt.Fprintf(&b, "- shrunk failing schedule (%s):\n\n```\n%s\n```\n", s.Failure, s)
 		}
