@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -216,5 +217,86 @@ func TestTxQueueOverInvariant(t *testing.T) {
 	}
 	if err := txQueueOver(""); err == nil {
 		t.Error("no rows passed")
+	}
+}
+
+// daemonLog is what the link monitor logs for h0 (taken down, then deleted
+// with its namespace) and h1 (its peer down; lost events and a resync),
+// with lines of other ports and other messages between.
+const daemonLog = `time=t level=DEBUG msg="link monitor: resync" netns=/run/netns/sw watched=0
+time=t level=DEBUG msg="link monitor: watch" netns=/run/netns/sw name=h0 ifindex=5
+time=t level=DEBUG msg="link monitor: watch" netns=/run/netns/sw name=h1 ifindex=7
+time=t level=DEBUG msg="control: request" verb=show args=[] took=1ms err=<nil>
+time=t level=DEBUG msg="link monitor: event" netns=/run/netns/sw name=h1 ifindex=7 type=new up=true carrier=false txqueues=4 watched=true changes=carrier-
+time=t level=DEBUG msg="link monitor: event" netns=/run/netns/sw name=h9 ifindex=9 type=new up=true carrier=true txqueues=4 watched=false changes=none
+time=t level=DEBUG msg="link monitor: event" netns=/run/netns/sw name=h0 ifindex=5 type=new up=false carrier=false txqueues=4 watched=true changes=running-,carrier-
+time=t level=DEBUG msg="link monitor: event" netns=/run/netns/sw name=h0 ifindex=5 type=del up=false carrier=false txqueues=4 watched=true changes=deleted
+time=t level=DEBUG msg="link monitor: deleted" netns=/run/netns/sw name=h0 ifindex=5 via=dellink
+time=t level=DEBUG msg="link monitor: event" netns=/run/netns/sw name=h0 ifindex=5 type=new up=false carrier=false txqueues=4 watched=true changes=late
+time=t level=WARN msg="link monitor: netlink subscription failed, resyncing" netns=/run/netns/sw err="Receive failed: no buffer space available"
+time=t level=DEBUG msg="link monitor: resync" netns=/run/netns/sw watched=1
+time=t level=DEBUG msg="link monitor: event" netns=/run/netns/sw name=h1 ifindex=7 type=new up=false carrier=true txqueues=4 watched=true changes=running-,carrier+,txqueues=2
+`
+
+func TestLinkOrders(t *testing.T) {
+	rec := parseLinkRecord([]string{daemonLog}, []string{"h0", "h1"})
+	got := map[string][]string{}
+	for name, evs := range rec {
+		for _, l := range lifetimes(evs) {
+			got[name] = append(got[name], signature(l))
+		}
+	}
+	want := map[string][]string{
+		"h0": {"new(running-,carrier-) > del > deleted(dellink) > new(late) > lost > resync"},
+		"h1": {"new(carrier-) > lost > resync > new(running-,carrier+,txqueues=2)"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("orders\n got %q\nwant %q", got, want)
+	}
+	o := newOrderStats()
+	o.add(rec, map[string]int{"h0": 1, "h1": 2})
+	wantDiv := map[string]int{DivLate: 1, DivLost: 2, DivCoalesced: 1, DivCarrierDown: 1, DivTxQInvisible: 1}
+	if !reflect.DeepEqual(o.Divergences, wantDiv) {
+		t.Errorf("divergences %v, want %v", o.Divergences, wantDiv)
+	}
+	// A second process: the first one's lifetimes end with it.
+	rec = parseLinkRecord([]string{daemonLog, `time=t level=DEBUG msg="link monitor: resync" netns=/run/netns/sw watched=0`}, []string{"h0", "h1"})
+	if n := len(lifetimes(rec["h1"])); n != 1 {
+		t.Errorf("%d lifetimes of h1 over two processes, want 1", n)
+	}
+}
+
+func TestTeardownInput(t *testing.T) {
+	l := lifetimes(parseLinkRecord([]string{daemonLog}, []string{"h0", "h1"})["h0"])[0]
+	in := teardownInput(l)
+	if !bytes.HasPrefix(in, []byte{fzAllPolicies, fzVeth, fzFreeOrder}) || (len(in)-3)%2 != 0 {
+		t.Fatalf("input % x: want the header 04 00 01 and two bytes per operation", in)
+	}
+	ops := in[3:]
+	var kinds []byte
+	for i := 0; i < len(ops); i += 2 {
+		if ops[i] != fzPacket {
+			kinds = append(kinds, ops[i])
+		}
+	}
+	// running-, carrier-, then the deletion: down, no carrier,
+	// unregistering, no tx queues, notify, delete, a grace period.
+	want := []byte{fzLink, fzCarrier, fzLink, fzCarrier, fzStep, fzStep, fzStep, fzStep, fzGrace}
+	if !bytes.Equal(kinds, want) {
+		t.Errorf("operations % x, want % x", kinds, want)
+	}
+	dir := t.TempDir()
+	o := newOrderStats()
+	o.Inputs["x"] = in
+	if n, err := o.writeCorpus(dir); err != nil || n != 1 {
+		t.Fatalf("wrote %d seeds: %v", n, err)
+	}
+	if n, err := o.writeCorpus(dir); err != nil || n != 0 {
+		t.Errorf("wrote %d seeds again: %v", n, err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "chaos-*"))
+	b, _ := os.ReadFile(files[0])
+	if want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", string(in)); string(b) != want {
+		t.Errorf("seed file %q, want %q", b, want)
 	}
 }

@@ -58,6 +58,7 @@ func run() error {
 		strict    = flag.Bool("strict", false, "exit with status 1 on any violation (other than the kinds a driver is expected to show: lockups and transmits on a queue at or above the tx queue count under ovsxdp-legacy, -carrier and -upstream)")
 		verbose   = flag.Bool("v", false, "log every refused operation")
 		print     = flag.Bool("print", false, "print the schedules and exit")
+		modelDir  = flag.String("model-corpus", "", "write each netlink event order ovsxdp saw that the directory does not hold yet as a seed of the model's fuzz target (e.g. datapath/testdata/fuzz/FuzzTeardown)")
 	)
 	flag.Parse()
 	level := slog.LevelInfo
@@ -182,6 +183,19 @@ func run() error {
 		}
 	}
 	rep.Elapsed = time.Since(start)
+	if *modelDir != "" {
+		all := newOrderStats()
+		for _, d := range rep.Drivers {
+			if d.Orders != nil {
+				all.merge(d.Orders)
+			}
+		}
+		n, err := all.writeCorpus(*modelDir)
+		if err != nil {
+			return err
+		}
+		log.Info("model corpus", "dir", *modelDir, "orders", len(all.Inputs), "new", n)
+	}
 	if *out != "" {
 		if err := rep.Write(*out, *name); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,8 @@ type ovsxdpDriver struct {
 	proc *vtopo.Process
 	e    *Env
 	pid  int
+	// past is the output of the daemon's processes before the current one.
+	past []string
 }
 
 const (
@@ -63,7 +66,8 @@ func (d *ovsxdpDriver) Start(e *Env) error {
 
 func (d *ovsxdpDriver) startDaemon() error {
 	p, err := d.e.SW.Start(d.bin, "daemon", "--socket", filepath.Join(d.dir, "ovsxdp.sock"),
-		"--state", filepath.Join(d.dir, "state.json"), "--rundir", filepath.Join(d.dir, "run"), "--pprof", pprofAddr)
+		"--state", filepath.Join(d.dir, "state.json"), "--rundir", filepath.Join(d.dir, "run"), "--pprof", pprofAddr,
+		"--log-level", "debug") // the link monitor's record of link events is at debug level
 	if err != nil {
 		return err
 	}
@@ -77,7 +81,7 @@ func (d *ovsxdpDriver) startDaemon() error {
 			return nil
 		}
 		if p.Exited() || time.Now().After(deadline) {
-			return fmt.Errorf("the daemon does not answer: %w (exited: %v): %s", err, p.Exited(), tail(p.Output()))
+			return fmt.Errorf("the daemon does not answer: %w (exited: %v): %s", err, p.Exited(), tail(quiet(p.Output())))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -115,10 +119,35 @@ func (d *ovsxdpDriver) DelPort(e *Env, i int) error {
 func (d *ovsxdpDriver) Relink(*Env, int, slotState) error { return nil }
 
 func (d *ovsxdpDriver) Restart(e *Env, sig syscall.Signal) error {
-	if err := stopProcess(d.proc, sig, "the daemon"); err != nil {
+	err := stopProcess(d.proc, sig, "the daemon")
+	d.past = append(d.past, d.proc.Output())
+	if err != nil {
 		return err
 	}
 	return d.startDaemon()
+}
+
+// LinkRecord is the output of every daemon process since Start, where the
+// link monitor records the link events it saw.
+func (d *ovsxdpDriver) LinkRecord() []string {
+	out := slices.Clone(d.past)
+	if d.proc != nil {
+		out = append(out, d.proc.Output())
+	}
+	return out
+}
+
+// quiet drops the daemon's debug lines other than the link monitor's
+// from its output, for error messages.
+func quiet(out string) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "level=DEBUG") && !strings.Contains(line, `msg="link monitor: `) {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	return strings.Join(keep, "\n")
 }
 
 func (d *ovsxdpDriver) Answers(ctx context.Context) error {
@@ -150,7 +179,7 @@ func (d *ovsxdpDriver) LogTail() string {
 	if err != nil {
 		ports = err.Error()
 	}
-	return "daemon log:\n" + tail(d.proc.Output()) + "\nshow:\n" + show + "\ndump-ports:\n" + ports
+	return "daemon log:\n" + tail(quiet(d.proc.Output())) + "\nshow:\n" + show + "\ndump-ports:\n" + ports
 }
 
 var lockupsRE = regexp.MustCompile(`soft lockups detected: (\d+)`)
@@ -167,7 +196,7 @@ func (d *ovsxdpDriver) Check(ctx context.Context, e *Env, st []slotState) (int, 
 
 	n++
 	if d.proc.Exited() {
-		add(KindCrash, "the daemon exited: %s", tail(d.proc.Output()))
+		add(KindCrash, "the daemon exited: %s", tail(quiet(d.proc.Output())))
 		return n, vs
 	}
 	n++

@@ -40,6 +40,7 @@ type DriverStats struct {
 	Shrunk     []*Schedule
 	Elapsed    time.Duration            // the schedules' runs (shrinking excluded)
 	Phases     map[string]time.Duration // Elapsed by phase
+	Orders     *orderStats              // netlink event orders, for drivers that record them
 }
 
 func (r *Report) driver(name string) *DriverStats {
@@ -58,6 +59,12 @@ func (d *DriverStats) add(res *Result) {
 	d.Checks += res.Checks
 	d.Recovery = append(d.Recovery, res.Recovery...)
 	d.Elapsed += res.Elapsed
+	if res.Orders != nil {
+		if d.Orders == nil {
+			d.Orders = newOrderStats()
+		}
+		d.Orders.merge(res.Orders)
+	}
 	for p, t := range res.Phases {
 		d.Phases[p] += t
 	}
@@ -202,6 +209,9 @@ func (r *Report) Write(dir, name string) error {
 	for _, d := range r.Drivers {
 		fmt.Fprintf(&b, "## %s\n\n- violations by kind: %s\n- refused by the kernel or the datapath: %s\n- skipped (not supported by the driver): %s\n- steps not applicable in the state reached: %d\n- time per schedule: %s\n",
 			d.Name, kindCounts(d), opCounts(d.RefusedOps), opCounts(d.SkippedOps), d.NA, d.perSchedule())
+		if d.Orders != nil {
+			b.WriteString(d.Orders.text())
+		}
 		for _, s := range d.Shrunk {
 			fmt.Fprintf(&b, "- shrunk failing schedule (%s):\n\n```\n%s\n```\n", s.Failure, s)
 		}

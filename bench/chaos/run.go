@@ -36,6 +36,9 @@ type Result struct {
 	// constants), and Elapsed the whole run, teardown included.
 	Phases  map[string]time.Duration
 	Elapsed time.Duration
+	// Orders are the netlink event orders the datapath recorded, for a
+	// driver that records them (nil otherwise).
+	Orders *orderStats
 }
 
 // The phases of a run whose time is measured.
@@ -165,6 +168,7 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 		}
 	}
 
+	txqSteps := map[string]int{} // tx queue count changes done, by port
 	for i, step := range s.Steps {
 		select {
 		case <-r.Interrupted:
@@ -195,6 +199,9 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 			r.Log.Debug("refused", "driver", res.Driver, "seed", s.Seed, "step", i, "op", step.String(), "err", err)
 		default:
 			res.Done++
+			if step.Op == OpTxQueues {
+				txqSteps[hostName(step.Slot)]++
+			}
 			apply(st, step)
 		}
 		check(i, false)
@@ -218,6 +225,14 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 	}
 	res.timed(PhaseOps, t0)
 	check(len(s.Steps), true)
+	if rec, ok := drv.(linkRecorder); ok {
+		names := make([]string, s.Slots)
+		for i := range names {
+			names[i] = hostName(i)
+		}
+		res.Orders = newOrderStats()
+		res.Orders.add(parseLinkRecord(rec.LinkRecord(), names), txqSteps)
+	}
 	return res
 }
 
