@@ -145,9 +145,13 @@ func (m *LinkMonitor) Watch(dev *Device, ifindex int, onDelete func(*Device)) (c
 		m.mu.Unlock()
 		return nil, fmt.Errorf("link monitor: ifindex %d (%s) is already watched", ifindex, dev.Name())
 	}
+	// Logged before the watch is in place (under mu, which event records
+	// take), so that no event of the link is recorded before it; up and
+	// carrier are the device's state as its port read it.
+	st := dev.Snapshot()
+	m.log.Debug("link monitor: watch", "netns", m.cfg.Netns, "name", dev.Name(), "ifindex", ifindex, "up", st.Running(), "carrier", st.Carrier())
 	m.watches[ifindex] = w
 	m.mu.Unlock()
-	m.log.Debug("link monitor: watch", "netns", m.cfg.Netns, "name", dev.Name(), "ifindex", ifindex)
 
 	cancel = func() {
 		m.mu.Lock()
@@ -403,7 +407,7 @@ func (m *LinkMonitor) apply(u netlink.LinkUpdate) {
 // order a model assumes. The lines:
 //
 //	msg="link monitor: event" netns=NS name=NAME ifindex=N type=new|del up=B carrier=B txqueues=N watched=B changes=LIST
-//	msg="link monitor: watch" netns=NS name=NAME ifindex=N
+//	msg="link monitor: watch" netns=NS name=NAME ifindex=N up=B carrier=B
 //	msg="link monitor: resync" netns=NS watched=N
 //	msg="link monitor: deleted" netns=NS name=NAME ifindex=N via=dellink|resync|watch
 //

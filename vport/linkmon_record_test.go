@@ -51,7 +51,7 @@ func TestLinkMonitorRecords(t *testing.T) {
 	waitState(t, dev, "deleted", func(s DeviceState) bool { return s.Registration() == Unregistered })
 
 	want := []string{
-		`msg="link monitor: watch" netns=` + tp.sw.Path() + ` name=h0 ifindex=`,
+		`msg="link monitor: watch" netns=` + tp.sw.Path() + ` name=h0 ifindex=` + itoa(ifindex) + ` up=true carrier=true`,
 		`name=h0 ifindex=` + itoa(ifindex) + ` type=new up=true carrier=false txqueues=2 watched=true changes=carrier-`,
 		`name=h0 ifindex=` + itoa(ifindex) + ` type=new up=false carrier=false txqueues=2 watched=true changes=running-`,
 		`type=del up=false carrier=false txqueues=2 watched=true changes=deleted`,

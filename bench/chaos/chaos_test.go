@@ -224,8 +224,8 @@ func TestTxQueueOverInvariant(t *testing.T) {
 // with its namespace) and h1 (its peer down; lost events and a resync),
 // with lines of other ports and other messages between.
 const daemonLog = `time=t level=DEBUG msg="link monitor: resync" netns=/run/netns/sw watched=0
-time=t level=DEBUG msg="link monitor: watch" netns=/run/netns/sw name=h0 ifindex=5
-time=t level=DEBUG msg="link monitor: watch" netns=/run/netns/sw name=h1 ifindex=7
+time=t level=DEBUG msg="link monitor: watch" netns=/run/netns/sw name=h0 ifindex=5 up=true carrier=true
+time=t level=DEBUG msg="link monitor: watch" netns=/run/netns/sw name=h1 ifindex=7 up=true carrier=true
 time=t level=DEBUG msg="control: request" verb=show args=[] took=1ms err=<nil>
 time=t level=DEBUG msg="link monitor: event" netns=/run/netns/sw name=h1 ifindex=7 type=new up=true carrier=false txqueues=4 watched=true changes=carrier-
 time=t level=DEBUG msg="link monitor: event" netns=/run/netns/sw name=h9 ifindex=9 type=new up=true carrier=true txqueues=4 watched=false changes=none
@@ -298,5 +298,35 @@ func TestTeardownInput(t *testing.T) {
 	b, _ := os.ReadFile(files[0])
 	if want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", string(in)); string(b) != want {
 		t.Errorf("seed file %q, want %q", b, want)
+	}
+}
+
+// TestLinkOrderWatchedDown: a link watched while down and then deleted
+// went down before the deletion (no deleted-while-up), and its model input
+// starts with the port down; one watched up and deleted without a down
+// event diverges.
+func TestLinkOrderWatchedDown(t *testing.T) {
+	log := `time=t level=DEBUG msg="link monitor: watch" netns=/n name=h2 ifindex=9 up=false carrier=false
+time=t level=DEBUG msg="link monitor: event" netns=/n name=h2 ifindex=9 type=del up=false carrier=false txqueues=4 watched=true changes=deleted
+time=t level=DEBUG msg="link monitor: deleted" netns=/n name=h2 ifindex=9 via=dellink
+time=t level=DEBUG msg="link monitor: watch" netns=/n name=h2 ifindex=11 up=true carrier=true
+time=t level=DEBUG msg="link monitor: event" netns=/n name=h2 ifindex=11 type=del up=false carrier=false txqueues=4 watched=true changes=deleted
+time=t level=DEBUG msg="link monitor: deleted" netns=/n name=h2 ifindex=11 via=dellink
+`
+	ls := lifetimes(parseLinkRecord([]string{log}, []string{"h2"})["h2"])
+	if len(ls) != 2 {
+		t.Fatalf("%d lifetimes, want 2", len(ls))
+	}
+	if got, want := signature(ls[0]), "(watched down) > del > deleted(dellink)"; got != want {
+		t.Errorf("signature %q, want %q", got, want)
+	}
+	if d := divergences(ls[0]); len(d) != 0 {
+		t.Errorf("watched down, then deleted: divergences %v, want none", d)
+	}
+	if d := divergences(ls[1]); !slices.Equal(d, []string{DivDeleteUp}) {
+		t.Errorf("watched up, then deleted: divergences %v, want %v", d, []string{DivDeleteUp})
+	}
+	if in := teardownInput(ls[0]); !bytes.HasPrefix(in[3:], []byte{fzLink, 0, fzCarrier, 0, fzPacket}) {
+		t.Errorf("input % x does not start with the port down and without carrier", in)
 	}
 }

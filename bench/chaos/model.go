@@ -118,7 +118,7 @@ func parseProcessLog(log string, out map[string][]linkEvent, all func(linkEvent)
 		name := kv["name"]
 		switch kv["msg"] {
 		case "link monitor: watch":
-			out[name] = append(out[name], linkEvent{What: "watch"})
+			out[name] = append(out[name], linkEvent{What: "watch", Up: kv["up"] != "false", Carrier: kv["carrier"] != "false"})
 		case "link monitor: event":
 			if kv["watched"] != "true" {
 				continue
@@ -145,15 +145,16 @@ func parseProcessLog(log string, out map[string][]linkEvent, all func(linkEvent)
 }
 
 // lifetimes splits a port's records into the lifetimes of its links: each
-// starts at a watch and ends at the next one, or at its process's exit.
-// Records outside a lifetime are dropped.
+// starts at a watch (its first element, with the state the link was
+// watched in) and ends at the next one, or at its process's exit. Records
+// outside a lifetime are dropped.
 func lifetimes(evs []linkEvent) [][]linkEvent {
 	var out [][]linkEvent
 	in := false
 	for _, e := range evs {
 		switch {
 		case e.What == "watch":
-			out = append(out, nil)
+			out = append(out, []linkEvent{e})
 			in = true
 		case e.What == "exit":
 			in = false
@@ -187,7 +188,7 @@ func divergences(l []linkEvent) []string {
 			out = append(out, d)
 		}
 	}
-	up := true // a port is watched once its link is configured and up
+	up := true
 	for _, e := range l {
 		switch e.What {
 		case "new":
@@ -216,6 +217,8 @@ func divergences(l []linkEvent) []string {
 			}
 		case "lost":
 			add(DivLost)
+		case "watch":
+			up = e.Up
 		}
 	}
 	return out
@@ -275,6 +278,17 @@ func teardownInput(l []linkEvent) []byte {
 		}
 		return 0
 	}
+	for _, e := range l {
+		if e.What != "watch" {
+			continue
+		}
+		if !e.Up {
+			b = append(b, fzLink, p1)
+		}
+		if !e.Carrier {
+			b = append(b, fzCarrier, p1)
+		}
+	}
 	packets()
 	for _, e := range l {
 		switch e.What {
@@ -323,13 +337,26 @@ func changesState(l []linkEvent) bool {
 	return slices.ContainsFunc(l, func(e linkEvent) bool { return len(e.Changes) > 0 || e.What == "deleted" })
 }
 
+// signature names a lifetime's order: its events, after the state it
+// was watched in when that was not up with carrier.
 func signature(l []linkEvent) string {
-	parts := make([]string, len(l))
-	for i, e := range l {
-		parts[i] = e.String()
+	var parts []string
+	n := 0
+	for _, e := range l {
+		if e.What == "watch" {
+			switch {
+			case !e.Up:
+				parts = append(parts, "(watched down)")
+			case !e.Carrier:
+				parts = append(parts, "(watched without carrier)")
+			}
+			continue
+		}
+		parts = append(parts, e.String())
+		n++
 	}
-	if len(parts) == 0 {
-		return "(no event)"
+	if n == 0 {
+		parts = append(parts, "(no event)")
 	}
 	return strings.Join(parts, " > ")
 }
