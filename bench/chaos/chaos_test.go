@@ -330,3 +330,45 @@ time=t level=DEBUG msg="link monitor: deleted" netns=/n name=h2 ifindex=11 via=d
 		t.Errorf("input % x does not start with the port down and without carrier", in)
 	}
 }
+
+func TestLinkStateMismatches(t *testing.T) {
+	show := `    Bridge br0
+        datapath_type: ovsxdp
+        Port h0
+            Interface h0
+                type: afxdp
+                ofport: 1
+                link_state: up
+        Port h1
+            Interface h1
+                type: afxdp
+                ofport: 2
+                link_state: down
+        Port h2
+            Interface h2
+                type: afxdp
+                error: "could not open network device h2 (No such device)"
+                ofport: 3
+                link_state: down
+        Port br0
+            Interface br0
+                type: internal
+                ofport: 65534
+                link_state: down
+`
+	// h3 has no link in the kernel (gone meanwhile).
+	kernel := map[string]string{"lo": "up", "h0": "up", "h1": "up", "h2": "down"}
+	st := initialState(4)
+	got := linkStateMismatches(show, kernel, st)
+	if want := []string{"h1: kernel up, daemon down"}; !slices.Equal(got, want) {
+		t.Errorf("mismatches %q, want %q", got, want)
+	}
+	st[1].Port = false // not a port: not compared
+	if got := linkStateMismatches(show, kernel, st); len(got) != 0 {
+		t.Errorf("mismatches %q, want none", got)
+	}
+	kernel["h0"] = "down"
+	if got := linkStateMismatches(show, kernel, st); !slices.Equal(got, []string{"h0: kernel down, daemon up"}) {
+		t.Errorf("h0 without carrier: mismatches %q", got)
+	}
+}

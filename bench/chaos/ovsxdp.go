@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -276,6 +279,10 @@ func (d *ovsxdpDriver) Check(ctx context.Context, e *Env, st []slotState) (int, 
 		add(KindLockup, "%s", strings.TrimSpace(out))
 	}
 	n++
+	if err := d.linkStates(ctx, e, st); err != nil {
+		add(KindLinkState, "%v", err)
+	}
+	n++
 	ports, err := d.ledger(ctx)
 	if err != nil {
 		add(KindLedger, "%v", err)
@@ -337,6 +344,94 @@ var (
 	txRE     = regexp.MustCompile(`tx pkts=(\d+)`)
 	rxDropRE = regexp.MustCompile(`rx dropped by reason: (.*)`)
 )
+
+// linkStateBound is how long the datapath's view of a link may lag the
+// kernel's: the time a link event takes to arrive and be applied.
+const linkStateBound = 5 * time.Second
+
+// linkStates checks that the daemon's view of every attached port's link
+// (show's link_state: running with carrier) is the kernel's (UP and
+// LOWER_UP), within linkStateBound: a link event that was lost, or
+// applied before an older state, leaves the port's device model wrong
+// until the next event, and a veth whose ends are both up sends none.
+func (d *ovsxdpDriver) linkStates(ctx context.Context, e *Env, st []slotState) error {
+	deadline := time.Now().Add(linkStateBound)
+	for {
+		show, err := d.query(ctx, "show")
+		if err != nil {
+			return err
+		}
+		kernel, err := kernelLinkStates(e)
+		if err != nil {
+			return err
+		}
+		bad := linkStateMismatches(show, kernel, st)
+		if len(bad) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("after %v the daemon's link state differs from the kernel's: %s", linkStateBound, strings.Join(bad, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kernelLinkStates reads the links of the switch namespace: "up" for a
+// link that is UP and LOWER_UP, "down" otherwise, by name.
+func kernelLinkStates(e *Env) (map[string]string, error) {
+	var links []netlink.Link
+	err := e.SW.Do(func() (err error) {
+		links, err = netlink.LinkList()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("links of the switch namespace: %w", err)
+	}
+	out := map[string]string{}
+	for _, l := range links {
+		a := l.Attrs()
+		out[a.Name] = "down"
+		if a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0 {
+			out[a.Name] = "up"
+		}
+	}
+	return out, nil
+}
+
+// linkStateMismatches compares show's link_state of the slots' host ends
+// that are attached ports (in state st) with the kernel's (kernelLinkStates).
+func linkStateMismatches(show string, kernel map[string]string, st []slotState) []string {
+	daemon := map[string]string{}
+	var iface string
+	attached := map[string]bool{}
+	for _, line := range strings.Split(show, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "Interface "):
+			iface = strings.TrimPrefix(line, "Interface ")
+			attached[iface] = true
+		case strings.HasPrefix(line, "error: "):
+			attached[iface] = false // waiting for its device
+		case strings.HasPrefix(line, "link_state: "):
+			daemon[iface] = strings.TrimPrefix(line, "link_state: ")
+		}
+	}
+	var bad []string
+	for i, s := range st {
+		h := hostName(i)
+		if !s.NS || !s.Port || !attached[h] {
+			continue
+		}
+		k, ok := kernel[h]
+		if !ok {
+			continue // gone meanwhile
+		}
+		if daemon[h] != k {
+			bad = append(bad, fmt.Sprintf("%s: kernel %s, daemon %s", h, k, daemon[h]))
+		}
+	}
+	return bad
+}
 
 // txQueueOver checks, from dump-ports, that no port transmitted on a tx
 // queue at or above its device's tx queue count: every port's row has the

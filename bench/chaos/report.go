@@ -161,7 +161,7 @@ func (r *Report) Summary() string {
 	return b.String()
 }
 
-var kinds = []string{KindSetup, KindNoAnswer, KindCrash, KindRecovery, KindLockup, KindLedger, KindTxQueue, KindFDLeak, KindXSKLeak, KindBPFLeak, KindXDPLeak, KindGoroutine, KindHeld, KindOp}
+var kinds = []string{KindSetup, KindNoAnswer, KindCrash, KindRecovery, KindLockup, KindLedger, KindTxQueue, KindLinkState, KindFDLeak, KindXSKLeak, KindBPFLeak, KindXDPLeak, KindGoroutine, KindHeld, KindOp}
 
 // Write writes dir/name.md and dir/name.csv.
 func (r *Report) Write(dir, name string) error {
@@ -230,8 +230,11 @@ both ends up) exchanges a ping within 10 s (the recovery time is the time
 until all pairs did); and the driver's own invariants: for ovsxdp, no soft
 lockup in watchdog/show, the bridge's ledger balances within 5 s
 (received = sent + dropped by reason, from dump-ports, the removed ports'
-row included), no XDP program on a host end that is not a port, no
-AF_XDP ring mapping whose socket is closed, no more AF_XDP sockets, XDP
+row included), no transmit on a tx queue at or above the device's tx
+queue count (from dump-ports), the daemon's link state of every attached
+port (show's link_state) equal to the kernel's (UP and LOWER_UP) within
+5 s, no XDP program on a host end that is not a port, no
+AF_XDP ring mapping whose socket is closed (for 5 s), no more AF_XDP sockets, XDP
 programs or BPF links than the attached ports can hold. After the last
 step every slot is healed to its initial state and the same checks run,
 with the process's AF_XDP sockets, ring mappings, XDP programs and BPF
