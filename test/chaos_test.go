@@ -63,7 +63,7 @@ func runChaos(t *testing.T, chaos, ovsxdp string, timeout time.Duration, args ..
 // It takes a minute or more (20 schedules, builds included: 77 to 135 s on
 // a 2-CPU machine at a load average of 12 to 17, 154 s beside a CPU hog as
 // well), so it runs when OVSXDP_CHAOS_SCHEDULES says how many schedules to
-// run: `make test` (test-chaos-ci) and `make test-chaos` run 20.
+// run: `make test-chaos` and `make test-chaos-ci` run 20.
 func TestChaosSchedules(t *testing.T) {
 	s := os.Getenv("OVSXDP_CHAOS_SCHEDULES")
 	if s == "" {
