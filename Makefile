@@ -111,8 +111,12 @@ bench-chaos: ## as root: seeded schedules of link, queue, namespace, port and re
 	$(GO) run ./bench/chaos -out bench/results -drivers $(CHAOS_DRIVERS) $(CHAOS_ARGS)
 
 .PHONY: test-chaos
-test-chaos: ## as root: 20 chaos schedules against ovsxdp (guarded) and every schedule of the regression corpus (3 to 9 minutes)
+test-chaos: ## as root: 20 chaos schedules against ovsxdp (guarded) and every schedule of the regression corpus (1 to 3 minutes on a loaded 2-CPU machine)
 	OVSXDP_CHAOS_SCHEDULES=$${OVSXDP_CHAOS_SCHEDULES:-20} $(GO) test -count=1 -timeout 40m -run 'TestChaos' -v ./test/
+
+.PHONY: test-chaos-ci
+test-chaos-ci: ## as root: the 20 chaos schedules of make test-chaos against ovsxdp (guarded), without the regression corpus (which unit runs); for make test once the link monitor's lost-event race is fixed (bench/results/chaos.md)
+	OVSXDP_CHAOS_SCHEDULES=20 $(GO) test -count=1 -timeout 15m -run 'TestChaosSchedules' ./test/
 
 .PHONY: clean
 clean: ## remove build output

@@ -21,6 +21,9 @@ type portCounters struct {
 	drops  [NumDropReasons]counter
 	// The egress view: copies offered to this port and dropped by it.
 	txDrops [NumDropReasons]counter
+	// txQueueOver counts frames transmitted on a tx queue at or above the
+	// device's tx queue count as the datapath knew it then (tx.go).
+	txQueueOver counter
 
 	list   *publishList // the thread's list of counters to publish
 	listed bool         // in list
@@ -46,6 +49,11 @@ type PortStats struct {
 	Sent               uint64
 	Drops              [NumDropReasons]uint64 // of packets received here, by reason
 	TxDrops            [NumDropReasons]uint64 // of copies sent to this port, by reason
+	// TxQueueOver is how many frames went out on a tx queue at or above
+	// the device's tx queue count: always 0 under Guarded; the kernel-like
+	// policies send on queue 0 of a device without tx queues, as the
+	// kernel's reciprocal_scale(hash, 0) does.
+	TxQueueOver uint64
 }
 
 // RxDropped is the number of packets received on the port that were dropped.
@@ -74,6 +82,7 @@ func (s *PortStats) add(c *portCounters) {
 	s.TxBytes += c.txBytes.Load()
 	s.Copies += c.copies.Load()
 	s.Sent += c.sent.Load()
+	s.TxQueueOver += c.txQueueOver.Load()
 	for i := range c.drops {
 		s.Drops[i] += c.drops[i].Load()
 		s.TxDrops[i] += c.txDrops[i].Load()
@@ -88,6 +97,7 @@ func (s *PortStats) addStats(o *PortStats) {
 	s.TxBytes += o.TxBytes
 	s.Copies += o.Copies
 	s.Sent += o.Sent
+	s.TxQueueOver += o.TxQueueOver
 	for i := range o.Drops {
 		s.Drops[i] += o.Drops[i]
 		s.TxDrops[i] += o.TxDrops[i]

@@ -25,7 +25,7 @@ func (p *pmd) flush() {
 // coalesce.go); the frames keep their order.
 func (p *pmd) transmit(port *Port, q int, frames [][]byte, origins []*Port) {
 	g, ok := port.vp.(vport.GSOSender)
-	if !ok || p.br.cfg.DisableGRO || len(frames) < 2 {
+	if !ok || p.br.cfg.DisableGRO || len(frames) < 2 || queueOver(port, q) {
 		p.transmitFrames(port, q, frames, origins)
 		return
 	}
@@ -83,9 +83,26 @@ func (p *pmd) countSent(port *Port, frames [][]byte, origins []*Port) {
 	}
 }
 
+// queueOver reports whether q is at or above the tx queue count that port's
+// device has now. Output picked q below the count it read (or at 0 of 0,
+// under the kernel-like policies), but the batch waits until its end, and
+// the count may drop meanwhile.
+func queueOver(port *Port, q int) bool { return q >= port.dev.Snapshot().TxQueues() }
+
 // transmitFrames sends frames on port's tx queue q one by one (in one
-// Transmit call) and counts each as sent or dropped.
+// Transmit call) and counts each as sent or dropped. Frames sent on a
+// queue at or above the device's tx queue count are also counted as such
+// (PortStats.TxQueueOver); Guarded drops them as no-tx-queues instead.
 func (p *pmd) transmitFrames(port *Port, q int, frames [][]byte, origins []*Port) {
+	dc := &port.counters[p.id]
+	over := queueOver(port, q)
+	if over && p.policy == Guarded {
+		for j := range frames {
+			dc.txDrops[DropNoTxQueues].Add(1)
+			origins[j].counters[p.id].drops[DropNoTxQueues].Add(1)
+		}
+		return
+	}
 	n, err := port.vp.Transmit(q, frames)
 	if n < 0 || n > len(frames) {
 		n = 0
@@ -99,7 +116,9 @@ func (p *pmd) transmitFrames(port *Port, q int, frames [][]byte, origins []*Port
 		}
 	}
 	p.countSent(port, frames[:n], origins[:n])
-	dc := &port.counters[p.id]
+	if over && n > 0 {
+		dc.txQueueOver.Add(uint64(n))
+	}
 	for j := n; j < len(frames); j++ {
 		dc.txDrops[reason].Add(1)
 		origins[j].counters[p.id].drops[reason].Add(1)

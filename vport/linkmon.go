@@ -1,9 +1,12 @@
 package vport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,6 +145,11 @@ func (m *LinkMonitor) Watch(dev *Device, ifindex int, onDelete func(*Device)) (c
 		m.mu.Unlock()
 		return nil, fmt.Errorf("link monitor: ifindex %d (%s) is already watched", ifindex, dev.Name())
 	}
+	// Logged before the watch is in place (under mu, which event records
+	// take), so that no event of the link is recorded before it; up and
+	// carrier are the device's state as its port read it.
+	st := dev.Snapshot()
+	m.log.Debug("link monitor: watch", "netns", m.cfg.Netns, "name", dev.Name(), "ifindex", ifindex, "up", st.Running(), "carrier", st.Carrier())
 	m.watches[ifindex] = w
 	m.mu.Unlock()
 
@@ -156,7 +164,7 @@ func (m *LinkMonitor) Watch(dev *Device, ifindex int, onDelete func(*Device)) (c
 	var notFound netlink.LinkNotFoundError
 	switch {
 	case errors.As(err, &notFound) || errors.Is(err, unix.ENODEV):
-		m.markDeleted(w)
+		m.markDeleted(w, "watch")
 	case err != nil:
 		cancel()
 		return nil, fmt.Errorf("link monitor: link %d (%s): %w", ifindex, dev.Name(), err)
@@ -376,16 +384,94 @@ func (m *LinkMonitor) apply(u netlink.LinkUpdate) {
 	if nw != nil {
 		nw.fn()
 	}
+	if w == nil && nw == nil {
+		return
+	}
+	m.record(u, w)
 	if w == nil {
 		return
 	}
 	if u.Header.Type == unix.RTM_DELLINK {
-		m.markDeleted(w)
+		m.markDeleted(w, "dellink")
 		return
 	}
 	if u.Link != nil {
 		m.applyLink(w, u.Link.Attrs())
 	}
+}
+
+// The monitor records, at debug level, the link events of the links it
+// watches (by ifindex or by name) in the order it receives them, with what
+// each changes in the watched device, and its resyncs and deletions, so
+// that the order the kernel's events arrived in can be compared with the
+// order a model assumes. The lines:
+//
+//	msg="link monitor: event" netns=NS name=NAME ifindex=N type=new|del up=B carrier=B txqueues=N watched=B changes=LIST
+//	msg="link monitor: watch" netns=NS name=NAME ifindex=N up=B carrier=B
+//	msg="link monitor: resync" netns=NS watched=N
+//	msg="link monitor: deleted" netns=NS name=NAME ifindex=N via=dellink|resync|watch
+//
+// LIST names the device's state changes that the event carries, in the
+// order the monitor applies them ("running-,carrier-", "none"); an event
+// with two or more carries changes that the kernel made one by one.
+
+// record logs u, a link event of a watched link or name.
+func (m *LinkMonitor) record(u netlink.LinkUpdate, w *linkWatch) {
+	if !m.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	typ := "new"
+	if u.Header.Type == unix.RTM_DELLINK {
+		typ = "del"
+	}
+	var a netlink.LinkAttrs
+	if u.Link != nil {
+		a = *u.Link.Attrs()
+	}
+	up, carrier := a.RawFlags&unix.IFF_UP != 0, a.RawFlags&unix.IFF_LOWER_UP != 0
+	changes := "none"
+	if w != nil {
+		m.mu.Lock()
+		deleted := w.deleted
+		m.mu.Unlock()
+		switch {
+		case deleted:
+			changes = "late"
+		case typ == "del":
+			changes = "deleted"
+		default:
+			changes = linkChanges(w.dev, up, carrier, a.NumTxQueues)
+		}
+	}
+	m.log.Debug("link monitor: event", "netns", m.cfg.Netns, "name", a.Name, "ifindex", u.Index, "type", typ,
+		"up", up, "carrier", carrier, "txqueues", a.NumTxQueues, "watched", w != nil, "changes", changes)
+}
+
+// linkChanges lists what applyLink changes in dev for a link in state up,
+// carrier, txq, in its order: running-, carrier+/-, txqueues=N, running+.
+func linkChanges(dev *Device, up, carrier bool, txq int) string {
+	st := dev.Snapshot()
+	var ch []string
+	if !up && st.Running() {
+		ch = append(ch, "running-")
+	}
+	if carrier != st.Carrier() {
+		if carrier {
+			ch = append(ch, "carrier+")
+		} else {
+			ch = append(ch, "carrier-")
+		}
+	}
+	if txq > 0 && min(txq, dev.MaxTxQueues()) != st.TxQueues() {
+		ch = append(ch, "txqueues="+strconv.Itoa(min(txq, dev.MaxTxQueues())))
+	}
+	if up && !st.Running() {
+		ch = append(ch, "running+")
+	}
+	if len(ch) == 0 {
+		return "none"
+	}
+	return strings.Join(ch, ",")
 }
 
 // resync reads every link and applies it to the watched devices; a watched
@@ -402,6 +488,10 @@ func (m *LinkMonitor) resync() error {
 		return fmt.Errorf("link monitor: list links: %w", err)
 	}
 	m.resyncs.Add(1)
+	m.mu.Lock()
+	watched := len(m.watches)
+	m.mu.Unlock()
+	m.log.Debug("link monitor: resync", "netns", m.cfg.Netns, "watched", watched)
 	byIndex := make(map[int]*netlink.LinkAttrs, len(links))
 	for _, l := range links {
 		byIndex[l.Attrs().Index] = l.Attrs()
@@ -425,7 +515,7 @@ func (m *LinkMonitor) resync() error {
 		if a, ok := byIndex[w.ifindex]; ok {
 			m.applyLink(w, a)
 		} else {
-			m.markDeleted(w)
+			m.markDeleted(w, "resync")
 		}
 	}
 	return nil
@@ -458,8 +548,9 @@ func (m *LinkMonitor) applyLink(w *linkWatch, a *netlink.LinkAttrs) {
 }
 
 // markDeleted applies the deletion of w's link, once, and starts its
-// callback.
-func (m *LinkMonitor) markDeleted(w *linkWatch) {
+// callback. via says how the monitor learnt of it: a "dellink" event, a
+// "resync" that did not list the link, or a "watch" that found it gone.
+func (m *LinkMonitor) markDeleted(w *linkWatch, via string) {
 	m.mu.Lock()
 	if w.deleted {
 		m.mu.Unlock()
@@ -471,6 +562,7 @@ func (m *LinkMonitor) markDeleted(w *linkWatch) {
 		m.cbs.Add(1) // under mu and before stopped, so that Stop's Wait sees it
 	}
 	m.mu.Unlock()
+	m.log.Debug("link monitor: deleted", "netns", m.cfg.Netns, "name", w.dev.Name(), "ifindex", w.ifindex, "via", via)
 
 	d := w.dev
 	d.SetRunning(false)

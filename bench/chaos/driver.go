@@ -62,11 +62,13 @@ func (v Violation) String() string { return fmt.Sprintf("step %d: %s: %s", v.Ste
 
 // The kinds of violation.
 const (
-	KindSetup     = "setup"     // the topology or the datapath could not be set up
-	KindNoAnswer  = "no-answer" // the datapath did not answer its control interface in time
-	KindRecovery  = "recovery"  // traffic between surviving slots did not come back in time
-	KindLockup    = "lockup"    // a poll thread stalled past the watchdog's threshold
-	KindLedger    = "ledger"    // received != sent + dropped by reason
+	KindSetup     = "setup"      // the topology or the datapath could not be set up
+	KindNoAnswer  = "no-answer"  // the datapath did not answer its control interface in time
+	KindRecovery  = "recovery"   // traffic between surviving slots did not come back in time
+	KindLockup    = "lockup"     // a poll thread stalled past the watchdog's threshold
+	KindLedger    = "ledger"     // received != sent + dropped by reason
+	KindTxQueue   = "tx-queue"   // a transmit on a tx queue at or above the device's tx queue count
+	KindLinkState = "link-state" // the datapath's view of a link is not the kernel's
 	KindFDLeak    = "fd-leak"
 	KindXSKLeak   = "xsk-leak" // AF_XDP sockets or their ring mappings outlived their port
 	KindBPFLeak   = "bpf-leak" // XDP programs or BPF links outlived their port

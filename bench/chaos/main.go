@@ -55,9 +55,10 @@ func run() error {
 		name      = flag.String("name", "chaos", "base name of the report files")
 		limit     = flag.Duration("time", 0, "per driver: start no schedule after this long (0: no limit)")
 		bin       = flag.String("ovsxdp", "", "the ovsxdp binary (default: go build ./cmd/ovsxdp)")
-		strict    = flag.Bool("strict", false, "exit with status 1 on any violation (other than the kinds a driver is expected to show: lockups under ovsxdp-legacy, -carrier and -upstream)")
+		strict    = flag.Bool("strict", false, "exit with status 1 on any violation (other than the kinds a driver is expected to show: lockups and transmits on a queue at or above the tx queue count under ovsxdp-legacy, -carrier and -upstream)")
 		verbose   = flag.Bool("v", false, "log every refused operation")
 		print     = flag.Bool("print", false, "print the schedules and exit")
+		modelDir  = flag.String("model-corpus", "", "write each netlink event order ovsxdp saw that the directory does not hold yet as a seed of the model's fuzz target (e.g. datapath/testdata/fuzz/FuzzTeardown)")
 	)
 	flag.Parse()
 	level := slog.LevelInfo
@@ -144,7 +145,7 @@ func run() error {
 			}
 			agg.add(res)
 			log.Info("schedule", "driver", dn, "seed", s.Seed, "slots", s.Slots, "steps", res.Steps, "done", res.Done,
-				"refused", res.Refused, "skipped", res.Skipped, "checks", res.Checks, "violations", len(res.Violations))
+				"refused", res.Refused, "skipped", res.Skipped, "checks", res.Checks, "violations", len(res.Violations), "took", res.Elapsed.Round(time.Millisecond))
 			if !res.Failed() {
 				continue
 			}
@@ -182,6 +183,19 @@ func run() error {
 		}
 	}
 	rep.Elapsed = time.Since(start)
+	if *modelDir != "" {
+		all := newOrderStats()
+		for _, d := range rep.Drivers {
+			if d.Orders != nil {
+				all.merge(d.Orders)
+			}
+		}
+		n, err := all.writeCorpus(*modelDir)
+		if err != nil {
+			return err
+		}
+		log.Info("model corpus", "dir", *modelDir, "orders", len(all.Inputs), "new", n)
+	}
 	if *out != "" {
 		if err := rep.Write(*out, *name); err != nil {
 			return err
@@ -199,9 +213,10 @@ func run() error {
 
 // expected reports whether driver is expected to show violations of kind:
 // the kernel-like policies spin in the tx queue loop where the kernel's
-// order allows it, which the watchdog reports as lockups.
+// order allows it, which the watchdog reports as lockups, and send on
+// queue 0 of a device without tx queues, as the kernel does.
 func expected(driver, kind string) bool {
-	return kind == KindLockup && strings.HasPrefix(driver, "ovsxdp-") && driver != "ovsxdp-guarded"
+	return (kind == KindLockup || kind == KindTxQueue) && strings.HasPrefix(driver, "ovsxdp-") && driver != "ovsxdp-guarded"
 }
 
 func newDriver(name, bin string) func() Driver {

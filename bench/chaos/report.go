@@ -38,10 +38,13 @@ type DriverStats struct {
 	RefusedOps map[Op]int
 	Recovery   []time.Duration
 	Shrunk     []*Schedule
+	Elapsed    time.Duration            // the schedules' runs (shrinking excluded)
+	Phases     map[string]time.Duration // Elapsed by phase
+	Orders     *orderStats              // netlink event orders, for drivers that record them
 }
 
 func (r *Report) driver(name string) *DriverStats {
-	d := &DriverStats{Name: name, Violations: map[string]int{}, FirstSeeds: map[string]uint64{}, SkippedOps: map[Op]int{}, RefusedOps: map[Op]int{}}
+	d := &DriverStats{Name: name, Violations: map[string]int{}, FirstSeeds: map[string]uint64{}, SkippedOps: map[Op]int{}, RefusedOps: map[Op]int{}, Phases: map[string]time.Duration{}}
 	r.Drivers = append(r.Drivers, d)
 	return d
 }
@@ -55,6 +58,16 @@ func (d *DriverStats) add(res *Result) {
 	d.NA += res.NA
 	d.Checks += res.Checks
 	d.Recovery = append(d.Recovery, res.Recovery...)
+	d.Elapsed += res.Elapsed
+	if res.Orders != nil {
+		if d.Orders == nil {
+			d.Orders = newOrderStats()
+		}
+		d.Orders.merge(res.Orders)
+	}
+	for p, t := range res.Phases {
+		d.Phases[p] += t
+	}
 	if res.Failed() {
 		d.Failing++
 	}
@@ -116,18 +129,39 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64)
 }
 
+// phaseOrder lists the phases in the order a run goes through them.
+var phaseOrder = []string{PhaseEnv, PhaseStart, PhaseSetup, PhaseOps, PhaseAnswer, PhaseRecovery, PhaseCheck, PhaseFootprint, PhaseTeardown}
+
+// perSchedule is the mean time of a schedule's run, and where it went:
+// "9.8 s (env 1.2, start 0.9, ...)".
+func (d *DriverStats) perSchedule() string {
+	if d.Schedules == 0 {
+		return "-"
+	}
+	n := float64(d.Schedules)
+	sec := func(t time.Duration) string { return strconv.FormatFloat(t.Seconds()/n, 'f', 2, 64) }
+	var parts []string
+	rest := d.Elapsed
+	for _, p := range phaseOrder {
+		parts = append(parts, p+" "+sec(d.Phases[p]))
+		rest -= d.Phases[p]
+	}
+	parts = append(parts, "other "+sec(rest))
+	return sec(d.Elapsed) + " s (" + strings.Join(parts, ", ") + ")"
+}
+
 // Summary is a short text summary.
 func (r *Report) Summary() string {
 	var b strings.Builder
 	for _, d := range r.Drivers {
 		med, mx := d.recovery()
-		fmt.Fprintf(&b, "%s: %d schedules (%d failing), %d steps (%d done, %d refused, %d skipped), %d invariants checked, violations: %s; recovery median %s ms, max %s ms\n",
-			d.Name, d.Schedules, d.Failing, d.Steps, d.Done, d.Refused, d.Skipped, d.Checks, kindCounts(d), ms(med), ms(mx))
+		fmt.Fprintf(&b, "%s: %d schedules (%d failing), %d steps (%d done, %d refused, %d skipped), %d invariants checked, violations: %s; recovery median %s ms, max %s ms; per schedule %s\n",
+			d.Name, d.Schedules, d.Failing, d.Steps, d.Done, d.Refused, d.Skipped, d.Checks, kindCounts(d), ms(med), ms(mx), d.perSchedule())
 	}
 	return b.String()
 }
 
-var kinds = []string{KindSetup, KindNoAnswer, KindCrash, KindRecovery, KindLockup, KindLedger, KindFDLeak, KindXSKLeak, KindBPFLeak, KindXDPLeak, KindGoroutine, KindHeld, KindOp}
+var kinds = []string{KindSetup, KindNoAnswer, KindCrash, KindRecovery, KindLockup, KindLedger, KindTxQueue, KindLinkState, KindFDLeak, KindXSKLeak, KindBPFLeak, KindXDPLeak, KindGoroutine, KindHeld, KindOp}
 
 // Write writes dir/name.md and dir/name.csv.
 func (r *Report) Write(dir, name string) error {
@@ -173,8 +207,11 @@ func (r *Report) Write(dir, name string) error {
 	}
 	b.WriteString("\n")
 	for _, d := range r.Drivers {
-		fmt.Fprintf(&b, "## %s\n\n- violations by kind: %s\n- refused by the kernel or the datapath: %s\n- skipped (not supported by the driver): %s\n- steps not applicable in the state reached: %d\n",
-			d.Name, kindCounts(d), opCounts(d.RefusedOps), opCounts(d.SkippedOps), d.NA)
+		fmt.Fprintf(&b, "## %s\n\n- violations by kind: %s\n- refused by the kernel or the datapath: %s\n- skipped (not supported by the driver): %s\n- steps not applicable in the state reached: %d\n- time per schedule: %s\n",
+			d.Name, kindCounts(d), opCounts(d.RefusedOps), opCounts(d.SkippedOps), d.NA, d.perSchedule())
+		if d.Orders != nil {
+			b.WriteString(d.Orders.text())
+		}
 		for _, s := range d.Shrunk {
 			fmt.Fprintf(&b, "- shrunk failing schedule (%s):\n\n```\n%s\n```\n", s.Failure, s)
 		}
@@ -193,8 +230,11 @@ both ends up) exchanges a ping within 10 s (the recovery time is the time
 until all pairs did); and the driver's own invariants: for ovsxdp, no soft
 lockup in watchdog/show, the bridge's ledger balances within 5 s
 (received = sent + dropped by reason, from dump-ports, the removed ports'
-row included), no XDP program on a host end that is not a port, no
-AF_XDP ring mapping whose socket is closed, no more AF_XDP sockets, XDP
+row included), no transmit on a tx queue at or above the device's tx
+queue count (from dump-ports), the daemon's link state of every attached
+port (show's link_state) equal to the kernel's (UP and LOWER_UP) within
+5 s, no XDP program on a host end that is not a port, no
+AF_XDP ring mapping whose socket is closed (for 5 s), no more AF_XDP sockets, XDP
 programs or BPF links than the attached ports can hold. After the last
 step every slot is healed to its initial state and the same checks run,
 with the process's AF_XDP sockets, ring mappings, XDP programs and BPF

@@ -32,6 +32,31 @@ type Result struct {
 	Recovery   []time.Duration // per step with slots that must reach each other
 	SkippedOps map[Op]int
 	RefusedOps map[Op]int
+	// Phases is where the run's time went, by phase (see the phase
+	// constants), and Elapsed the whole run, teardown included.
+	Phases  map[string]time.Duration
+	Elapsed time.Duration
+	// Orders are the netlink event orders the datapath recorded, for a
+	// driver that records them (nil otherwise).
+	Orders *orderStats
+}
+
+// The phases of a run whose time is measured.
+const (
+	PhaseEnv       = "env"       // building the topology
+	PhaseStart     = "start"     // starting the datapath and its ports
+	PhaseSetup     = "setup"     // first traffic, background traffic, the footprint after start
+	PhaseOps       = "ops"       // the steps' operations, heal included
+	PhaseAnswer    = "answer"    // the datapath answers its control interface
+	PhaseRecovery  = "recovery"  // traffic between healthy slots
+	PhaseCheck     = "check"     // the driver's own invariants
+	PhaseFootprint = "footprint" // the final footprint comparison
+	PhaseTeardown  = "teardown"  // stopping the datapath and deleting the topology
+)
+
+// timed adds the time since start to phase.
+func (r *Result) timed(phase string, start time.Time) {
+	r.Phases[phase] += time.Since(start)
 }
 
 // Failed reports whether the run broke an invariant.
@@ -51,24 +76,36 @@ type Runner struct {
 // footprint against the one after start), and tears everything down.
 func (r *Runner) Run(s *Schedule) (res *Result) {
 	drv := r.NewDriver()
-	res = &Result{Driver: drv.Name(), Seed: s.Seed, SkippedOps: map[Op]int{}, RefusedOps: map[Op]int{}}
+	res = &Result{Driver: drv.Name(), Seed: s.Seed, SkippedOps: map[Op]int{}, RefusedOps: map[Op]int{}, Phases: map[string]time.Duration{}}
+	runStart := time.Now()
+	defer func() { res.Elapsed = time.Since(runStart) }()
 	violate := func(step int, kind, format string, args ...any) {
 		v := Violation{Kind: kind, Step: step, Detail: fmt.Sprintf(format, args...)}
 		res.Violations = append(res.Violations, v)
 		r.Log.Warn("violation", "driver", res.Driver, "seed", s.Seed, "step", step, "kind", kind, "detail", v.Detail)
 	}
+	t0 := time.Now()
 	e, err := NewEnv(s.Slots)
+	res.timed(PhaseEnv, t0)
 	if err != nil {
 		violate(-1, KindSetup, "topology: %v", err)
 		return res
 	}
-	defer e.Close()
-	defer drv.Stop()
-	if err := drv.Start(e); err != nil {
+	defer func() {
+		t0 := time.Now()
+		drv.Stop()
+		e.Close()
+		res.timed(PhaseTeardown, t0)
+	}()
+	t0 = time.Now()
+	err = drv.Start(e)
+	res.timed(PhaseStart, t0)
+	if err != nil {
 		violate(-1, KindSetup, "%s: %v", drv.Name(), err)
 		return res
 	}
 	st := initialState(s.Slots)
+	t0 = time.Now()
 	if _, err := r.recover(e, st, setupBound); err != nil {
 		violate(-1, KindSetup, "no traffic after start: %v", err)
 		return res
@@ -81,6 +118,7 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	base, hasProc, err := drv.Footprint(context.Background())
+	res.timed(PhaseSetup, t0)
 	if err != nil {
 		violate(-1, KindSetup, "footprint: %v", err)
 		return res
@@ -88,9 +126,11 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 
 	check := func(step int, final bool) {
 		res.Checks++
+		t0 := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), answerBound)
 		err := drv.Answers(ctx)
 		cancel()
+		res.timed(PhaseAnswer, t0)
 		if err != nil {
 			violate(step, KindNoAnswer, "no answer within %v: %v", answerBound, err)
 			return
@@ -100,7 +140,9 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 		if final {
 			bound = setupBound
 		}
+		t0 = time.Now()
 		took, err := r.recover(e, st, bound)
+		res.timed(PhaseRecovery, t0)
 		if err != nil {
 			if l, ok := drv.(logger); ok {
 				err = fmt.Errorf("%w\n%s", err, l.LogTail())
@@ -109,19 +151,24 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 		} else if took >= 0 {
 			res.Recovery = append(res.Recovery, took)
 		}
+		t0 = time.Now()
 		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 		n, vs := drv.Check(ctx, e, st)
 		cancel()
+		res.timed(PhaseCheck, t0)
 		res.Checks += n
 		for _, v := range vs {
 			violate(step, v.Kind, "%s", v.Detail)
 		}
 		if final && hasProc {
 			res.Checks++
+			t0 = time.Now()
 			r.checkFootprint(drv, base, func(kind, format string, args ...any) { violate(step, kind, format, args...) })
+			res.timed(PhaseFootprint, t0)
 		}
 	}
 
+	txqSteps := map[string]int{} // tx queue count changes done, by port
 	for i, step := range s.Steps {
 		select {
 		case <-r.Interrupted:
@@ -133,7 +180,9 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 			continue
 		}
 		res.Steps++
+		t0 := time.Now()
 		err := r.do(drv, e, st, step)
+		res.timed(PhaseOps, t0)
 		switch {
 		case errors.Is(err, ErrUnsupported):
 			res.Skipped++
@@ -150,11 +199,15 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 			r.Log.Debug("refused", "driver", res.Driver, "seed", s.Seed, "step", i, "op", step.String(), "err", err)
 		default:
 			res.Done++
+			if step.Op == OpTxQueues {
+				txqSteps[hostName(step.Slot)]++
+			}
 			apply(st, step)
 		}
 		check(i, false)
 	}
 	// Heal: every slot back to its initial state.
+	t0 = time.Now()
 	for i := range st {
 		for _, step := range healSteps(st, i) {
 			if !applicable(st, step) {
@@ -170,7 +223,16 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 			apply(st, step)
 		}
 	}
+	res.timed(PhaseOps, t0)
 	check(len(s.Steps), true)
+	if rec, ok := drv.(linkRecorder); ok {
+		names := make([]string, s.Slots)
+		for i := range names {
+			names[i] = hostName(i)
+		}
+		res.Orders = newOrderStats()
+		res.Orders.add(parseLinkRecord(rec.LinkRecord(), names), txqSteps)
+	}
 	return res
 }
 

@@ -86,7 +86,9 @@ func ageSeconds(now, then time.Time) int {
 //
 // rx drop counts the frames the port itself dropped on receive (ring full,
 // device down); tx drop counts the copies the datapath or the port dropped
-// on transmit.
+// on transmit. "tx on queue >= count" counts frames transmitted on a tx
+// queue at or above the device's tx queue count (0 under the guarded
+// policy).
 func formatPortStats(s datapath.PortStats, vs vport.Stats) string {
 	num := strconv.FormatUint(uint64(s.OFPort), 10)
 	switch {
@@ -111,6 +113,7 @@ func formatPortRow(num string, s datapath.PortStats, vs vport.Stats) string {
 	fmt.Fprintf(&b, "           tx pkts=%d, bytes=%d, drop=%d, errs=0, coll=0\n", s.TxPackets, s.TxBytes, s.TxDropped()+vs.TxDropped)
 	fmt.Fprintf(&b, "           rx dropped by reason: %s\n", reasons(&s.Drops))
 	fmt.Fprintf(&b, "           tx dropped by reason: %s\n", reasons(&s.TxDrops))
+	fmt.Fprintf(&b, "           tx on queue >= count: %d\n", s.TxQueueOver)
 	return b.String()
 }
 

@@ -102,11 +102,13 @@ func TestFormatPortStats(t *testing.T) {
 	s.Drops[datapath.DropNoRule] = 3
 	s.Drops[datapath.DropPortGone] = 1
 	s.TxDrops[datapath.DropNoCarrier] = 2
+	s.TxQueueOver = 1
 	got := formatPortStats(s, vport.Stats{RxDropped: 5, TxDropped: 1})
 	want := "  port  3: rx pkts=10, bytes=640, drop=5, errs=0, frame=0, over=0, crc=0\n" +
 		"           tx pkts=4, bytes=256, drop=3, errs=0, coll=0\n" +
 		"           rx dropped by reason: no-rule=3, port-gone=1\n" +
-		"           tx dropped by reason: no-carrier=2\n"
+		"           tx dropped by reason: no-carrier=2\n" +
+		"           tx on queue >= count: 1\n"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
