@@ -47,6 +47,9 @@ var fieldWire = func() map[flow.FieldID]string {
 		flow.FieldICMPv6Type: "icmpv6_type", flow.FieldICMPv6Code: "icmpv6_code",
 		flow.FieldMetadata: "metadata", flow.FieldPktMark: "pkt_mark",
 	}
+	for name, id := range ctFields {
+		m[id] = name
+	}
 	for i := range flow.NumRegs {
 		m[flow.FieldReg0+flow.FieldID(i)] = "reg" + strconv.Itoa(i)
 	}
@@ -119,7 +122,7 @@ func (e *encoder) list(acts []flow.Action) ([]openflow.Action, error) {
 			continue
 		}
 		if e.v != openflow.Version10 && i+1 < len(acts) {
-			if f, ok := wholeXXReg(a, &acts[i+1]); ok {
+			if f, ok := whole128(a, &acts[i+1]); ok {
 				out = append(out, &openflow.ActSetField{Field: f})
 				i++
 				continue
@@ -134,12 +137,13 @@ func (e *encoder) list(acts []flow.Action) ([]openflow.Action, error) {
 	return out, nil
 }
 
-// wholeXXReg recognises the two loads that set a whole 128-bit register
-// (set_field:V->xxregN in the flow language) and returns them as one
-// set_field.
-func wholeXXReg(a, b *flow.Action) (openflow.Field, bool) {
+// whole128 recognises the two loads that set a whole 128-bit register or
+// ct_label (set_field:V->xxregN in the flow language) and returns them as
+// one set_field.
+func whole128(a, b *flow.Action) (openflow.Field, bool) {
+	xxreg := a.Dst.Field >= flow.FieldXXReg0 && a.Dst.Field < flow.FieldXXReg0+flow.NumRegs/4
 	if a.Type != flow.ActLoad || b.Type != flow.ActLoad || a.Dst.Field != b.Dst.Field ||
-		a.Dst.Field < flow.FieldXXReg0 || a.Dst.Field >= flow.FieldXXReg0+flow.NumRegs/4 ||
+		!xxreg && (a.Dst.Field != flow.FieldCtLabel || a.Spelling != flow.SpellSetField) ||
 		a.Dst.Bits() != 64 || b.Dst.Bits() != 64 || a.Dst.Ofs == b.Dst.Ofs || a.Dst.Ofs%64 != 0 || b.Dst.Ofs%64 != 0 {
 		return openflow.Field{}, false
 	}
@@ -316,6 +320,14 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		return one(l)
 	case flow.ActFinTimeout:
 		return one(finTimeoutAction(a))
+	case flow.ActCT:
+		ct, err := e.ctToOF(a.CT)
+		if err != nil {
+			return nil, err
+		}
+		return one(ct)
+	case flow.ActCTClear:
+		return one(&openflow.ActNX{Subtype: openflow.NXActCTClear})
 	}
 	return nil, fmt.Errorf("%w: flow action type %d", openflow.ErrUnencodable, a.Type)
 }
@@ -460,10 +472,12 @@ func inClone(acts []flow.Action, i int) bool {
 }
 
 // actionsText writes wire actions as ovs-ofctl action text.
-func actionsText(acts []openflow.Action) (string, error) {
+// The ct and ct_clear actions among them are recorded in cw (refused when
+// cw is nil) and stand in the text as notes (see ctWire).
+func actionsText(acts []openflow.Action, cw *ctWire) (string, error) {
 	var items []string
 	for _, a := range acts {
-		s, err := actionText(a)
+		s, err := actionText(a, cw)
 		if err != nil {
 			return "", err
 		}
@@ -507,6 +521,12 @@ func fieldBits(name string) int {
 	return 8 * n
 }
 
+// ctOutside refuses a write to ct_mark or ct_label outside the exec(...)
+// of a ct action, as Open vSwitch does.
+func ctOutside(name string) error {
+	return actionError(openflow.CodeBadActionSetArgument, "cannot set %s outside of a ct action", name)
+}
+
 // unsupportedAction refuses the action what (as Open vSwitch names it,
 // such as NXAST_CT) with OFPBAC_BAD_TYPE.
 func unsupportedAction(what string) error {
@@ -515,7 +535,7 @@ func unsupportedAction(what string) error {
 	return e
 }
 
-func actionText(a openflow.Action) (string, error) {
+func actionText(a openflow.Action, cw *ctWire) (string, error) {
 	switch a := a.(type) {
 	case *openflow.ActOutput:
 		p := a.Port
@@ -576,6 +596,9 @@ func actionText(a openflow.Action) (string, error) {
 		}
 		return "", unsupportedAction(openflow.ActionTypeName(openflow.Version13, a.Type))
 	case *openflow.ActSetField:
+		if ctWritable[a.Field.Name] {
+			return "", ctOutside(a.Field.Name)
+		}
 		return setFieldText(&a.Field)
 	case *openflow.ActResubmit:
 		if a.CT {
@@ -593,12 +616,18 @@ func actionText(a openflow.Action) (string, error) {
 		}
 		return "resubmit(" + port + "," + strconv.Itoa(int(a.Table)) + ")", nil
 	case *openflow.ActRegLoad:
+		if ctWritable[a.Dst.Name] {
+			return "", ctOutside(a.Dst.Name)
+		}
 		sf, err := subfieldText(a.Dst, a.Ofs, a.NBits)
 		if err != nil {
 			return "", err
 		}
 		return "load:0x" + strconv.FormatUint(a.Value, 16) + "->" + sf, nil
 	case *openflow.ActRegMove:
+		if ctWritable[a.Dst.Name] {
+			return "", ctOutside(a.Dst.Name)
+		}
 		src, err := subfieldText(a.Src, a.SrcOfs, a.NBits)
 		if err != nil {
 			return "", err
@@ -628,10 +657,12 @@ func actionText(a openflow.Action) (string, error) {
 			return "exit", nil
 		case openflow.NXActDecTTL:
 			return "dec_ttl", nil
+		case openflow.NXActCTClear:
+			return cw.placeholder(a)
 		}
 		return "", unsupportedAction(openflow.NXActionName(a.Subtype))
 	case *openflow.ActClone:
-		body, err := actionsText(a.Actions)
+		body, err := actionsText(a.Actions, cw)
 		if err != nil {
 			return "", err
 		}
@@ -640,6 +671,12 @@ func actionText(a openflow.Action) (string, error) {
 		return learnText(a)
 	case *openflow.ActRaw:
 		return rawText(a)
+	case *openflow.ActCT:
+		return cw.placeholder(a)
+	case *openflow.ActNAT:
+		e := actionError(openflow.CodeBadActionSetArgument, "nat outside of a ct action")
+		e.Item = "NXAST_NAT"
+		return "", e
 	}
 	return "", unsupportedAction(fmt.Sprintf("%T", a))
 }
@@ -767,7 +804,7 @@ func headerName(hw uint32) (string, bool) {
 
 // instructionsText writes OpenFlow 1.1+ instructions as ovs-ofctl action
 // text: apply_actions, then write_metadata, then goto_table.
-func instructionsText(insts []openflow.Instruction) (string, error) {
+func instructionsText(insts []openflow.Instruction, cw *ctWire) (string, error) {
 	var apply, md, gt string
 	seen := map[uint16]bool{}
 	for i := range insts {
@@ -778,7 +815,7 @@ func instructionsText(insts []openflow.Instruction) (string, error) {
 		seen[in.Type] = true
 		switch in.Type {
 		case openflow.InstApplyActions:
-			s, err := actionsText(in.Actions)
+			s, err := actionsText(in.Actions, cw)
 			if err != nil {
 				return "", err
 			}

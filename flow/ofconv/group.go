@@ -103,8 +103,9 @@ func GroupFromMod(p *flow.Parser, v uint8, gm *openflow.GroupMod) (*flow.Group, 
 		}
 		b.WriteString(s)
 	}
+	cw := newCTWire()
 	for i := range gm.Buckets {
-		s, err := bucketText(v, gm.Type, i, &gm.Buckets[i])
+		s, err := bucketText(v, gm.Type, i, &gm.Buckets[i], cw)
 		if err != nil {
 			return nil, err
 		}
@@ -124,11 +125,16 @@ func GroupFromMod(p *flow.Parser, v uint8, gm *openflow.GroupMod) (*flow.Group, 
 		}
 		return nil, parseError(err, false)
 	}
+	for i := range g.Buckets {
+		if g.Buckets[i].Actions, err = cw.splice(p, "", nil, g.Buckets[i].Actions); err != nil {
+			return nil, err
+		}
+	}
 	return g, nil
 }
 
 // bucketText writes bucket i of a group mod as ovs-ofctl group text.
-func bucketText(v uint8, typ uint8, i int, bk *openflow.Bucket) (string, error) {
+func bucketText(v uint8, typ uint8, i int, bk *openflow.Bucket, cw *ctWire) (string, error) {
 	id := uint32(i)
 	if openflow.GroupBodies15(v) {
 		id = bk.BucketID
@@ -150,7 +156,7 @@ func bucketText(v uint8, typ uint8, i int, bk *openflow.Bucket) (string, error) 
 	if bk.HasWatchGroup && bk.WatchGroup != openflow.GroupAny {
 		s += ",watch_group:" + strconv.FormatUint(uint64(bk.WatchGroup), 10)
 	}
-	at, err := actionsText(bk.Actions)
+	at, err := actionsText(bk.Actions, cw)
 	if err != nil {
 		return "", err
 	}

@@ -7,8 +7,11 @@
 // and action is written as the ovs-ofctl text it stands for and the whole
 // flow is parsed by flow.Parser, so a flow that arrives over OpenFlow is
 // checked exactly as one typed on the command line (prerequisites, ranges,
-// what ovsxdp supports). Encoding reads flow.Match and flow.Action
-// directly. What ovsxdp cannot represent is an *openflow.Error carrying
+// what ovsxdp supports). Connection tracking (the NXM_NX_CT_* fields, ct
+// with its nat and exec(...) arguments, ct_clear) is the exception: it is
+// decoded into flow.Match and flow.Action directly, with Open vSwitch's
+// checks (ct.go), and only the subfields it reads go through the parser.
+// Encoding reads flow.Match and flow.Action directly. What ovsxdp cannot represent is an *openflow.Error carrying
 // the type and code Open vSwitch replies with.
 package ofconv
 
@@ -59,7 +62,8 @@ var supportedFields = func() map[string]bool {
 	for _, n := range strings.Fields(`in_port eth_src eth_dst eth_type vlan_tci vlan_vid vlan_pcp
 		ip_src ip_dst nw_proto nw_tos ip_dscp nw_ecn nw_ttl ip_frag arp_op arp_spa arp_tpa arp_sha arp_tha
 		ipv6_src ipv6_dst ipv6_label nd_target nd_sll nd_tll tcp_src tcp_dst udp_src udp_dst sctp_src sctp_dst
-		tcp_flags icmp_type icmp_code icmpv6_type icmpv6_code metadata pkt_mark conj_id`) {
+		tcp_flags icmp_type icmp_code icmpv6_type icmpv6_code metadata pkt_mark conj_id
+		ct_state ct_zone ct_mark ct_label ct_nw_src ct_nw_dst ct_ipv6_src ct_ipv6_dst ct_nw_proto ct_tp_src ct_tp_dst`) {
 		m[n] = true
 	}
 	for i := range flow.NumRegs {
@@ -159,19 +163,29 @@ func fragText(v, m byte) string {
 }
 
 // matchText writes wire fields as an ovs-ofctl match, checking that the
-// flow language knows each field and that none repeats.
-func matchText(fs []openflow.Field) (string, error) {
+// flow language knows each field and that none repeats. The connection
+// tracking fields are returned apart, for applyCTFields.
+func matchText(fs []openflow.Field) (string, []openflow.Field, error) {
 	var items []string
+	var cts []openflow.Field
 	seen := map[string]bool{}
 	for i := range fs {
 		f := &fs[i]
+		if _, ok := ctFields[f.Name]; ok {
+			if seen[f.Name] {
+				return "", nil, matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)
+			}
+			seen[f.Name] = true
+			cts = append(cts, *f)
+			continue
+		}
 		if f.Name == "" || !supportedFields[f.Name] {
 			e := matchError(openflow.CodeBadMatchField, "field %s is not supported by ovsxdp", fieldLabel(f))
 			e.Item = fieldLabel(f)
-			return "", e
+			return "", nil, e
 		}
 		if seen[f.Name] {
-			return "", matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)
+			return "", nil, matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)
 		}
 		seen[f.Name] = true
 		mask := f.Mask
@@ -184,7 +198,7 @@ func matchText(fs []openflow.Field) (string, error) {
 				m = mask[0]
 			}
 			if len(f.Value) != 1 {
-				return "", matchError(openflow.CodeBadMatchLen, "ip_frag length %d", len(f.Value))
+				return "", nil, matchError(openflow.CodeBadMatchLen, "ip_frag length %d", len(f.Value))
 			}
 			if m&3 != 0 {
 				items = append(items, "ip_frag="+fragText(f.Value[0]&3, m&3))
@@ -192,7 +206,7 @@ func matchText(fs []openflow.Field) (string, error) {
 			continue
 		}
 		if mask != nil && f.Name == "in_port" {
-			return "", matchError(codeBadMatchMask, "in_port cannot be masked")
+			return "", nil, matchError(codeBadMatchMask, "in_port cannot be masked")
 		}
 		s := f.Name + "=" + valueText(f.Name, f.Value)
 		if mask != nil {
@@ -200,7 +214,7 @@ func matchText(fs []openflow.Field) (string, error) {
 		}
 		items = append(items, s)
 	}
-	return strings.Join(items, ","), nil
+	return strings.Join(items, ","), cts, nil
 }
 
 func fieldLabel(f *openflow.Field) string {
@@ -215,7 +229,7 @@ func fieldLabel(f *openflow.Field) string {
 
 // MatchFromFields converts OXM/NXM match fields to a flow match.
 func MatchFromFields(p *flow.Parser, fs []openflow.Field) (*flow.Match, error) {
-	s, err := matchText(fs)
+	s, cts, err := matchText(fs)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +239,9 @@ func MatchFromFields(p *flow.Parser, fs []openflow.Field) (*flow.Match, error) {
 	m, err := p.ParseMatch(s)
 	if err != nil {
 		return nil, parseError(err, true)
+	}
+	if err := applyCTFields(m, cts); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -433,6 +450,7 @@ func FieldsFromMatch(m *flow.Match, nxm bool) []openflow.Field {
 			add("reg"+strconv.Itoa(i), b32(k.Regs[i]), b32(w.Regs[i]))
 		}
 	}
+	ctFieldsFromMatch(m, add)
 	return fs
 }
 

@@ -6,7 +6,7 @@ import (
 
 // Action is one decoded action. The implementations are the Act* types
 // below; actions that this package recognises but does not decode field by
-// field (conntrack, NAT, bundle, learn2, ...) are *ActRaw and re-encode to
+// field (bundle, learn2, ...) are *ActRaw and re-encode to
 // the same bytes. An action this package does not know is a decoding error
 // (an *Error of type OFPET_BAD_ACTION), never a panic.
 type Action interface {
@@ -81,7 +81,7 @@ var nxRawSubtypes = map[uint16]string{
 	19: "fin_timeout", 21: "dec_ttl_cnt_ids", 22: "write_metadata",
 	23: "push_mpls", 24: "pop_mpls", 25: "set_mpls_ttl", 26: "dec_mpls_ttl",
 	27: "stack_push", 28: "stack_pop", 29: "sample", 30: "set_mpls_label", 31: "set_mpls_tc",
-	35: "ct", 36: "nat", 38: "sample2", 39: "output_trunc", 41: "sample3",
+	38: "sample2", 39: "output_trunc", 41: "sample3",
 	45: "learn2", 46: "encap", 47: "decap", 48: "dec_nsh_ttl", 49: "check_pkt_larger",
 	50: "delete_field", 0xfe: "debug_slow", 0xff: "debug_recirc",
 }
@@ -566,6 +566,10 @@ func decodeExperimenterAction(v uint8, r *rd, depth int) (Action, error) {
 		return &ActConjunction{Clause: r.u8(""), NClauses: r.u8(""), ID: r.u32("")}, nil
 	case nxLearn:
 		return decodeLearn(r)
+	case nxCT:
+		return decodeCT(v, r, depth)
+	case nxNAT:
+		return decodeNAT(r)
 	case nxGroup:
 		if v != Version10 {
 			break

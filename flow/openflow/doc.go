@@ -20,8 +20,9 @@
 //   - OXM and NXM match TLVs (Field), named with Open vSwitch's field names;
 //   - actions of 1.0 and 1.1+ and the Nicira actions resubmit, reg_load,
 //     reg_move, reg_load2, output_reg(2), note, dec_ttl, exit, controller,
-//     controller2, conjunction, learn, clone, set_tunnel, ct_clear; other
-//     known Nicira actions (ct, nat, bundle, learn2, ...) are kept as ActRaw.
+//     controller2, conjunction, learn, clone, set_tunnel, ct (with its
+//     nested nat and exec actions), nat, ct_clear; other known Nicira
+//     actions (bundle, learn2, ...) are kept as ActRaw.
 //
 // Not covered: the connection and its state machine, semantic validation
 // (prerequisites, maskability, port ranges: the pipeline's job), OXM

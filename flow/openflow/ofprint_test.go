@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
@@ -109,6 +110,22 @@ var codecCases = []struct {
 	{"flow-mod-13-setfield-reg-masked", Version13, &FlowMod{Command: FlowAdd, BufferID: NoBuffer, OutPort: PortAny, OutGroup: GroupAny,
 		Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{&ActSetField{Nicira: true, Field: Field{Name: "reg4", Class: ClassNXM1, Field: 4, Value: be32(0x10), Mask: be32(0xf0)}}}}}},
 		[]string{"actions=set_field:0x10/0xf0->reg4"}},
+	{"flow-mod-13-ct", Version13, &FlowMod{Command: FlowAdd, BufferID: NoBuffer, OutPort: PortAny, OutGroup: GroupAny,
+		Match: []Field{oxm("eth_type", be16(0x86dd), nil), oxm("nw_proto", []byte{17}, nil), oxm("ct_state", be32(0x21), be32(0x31)), oxm("ct_zone", be16(9), nil)},
+		Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{
+			&ActCT{Flags: CTFlagCommit, ZoneFromField: true, ZoneSrc: hdr("reg6", true), ZoneOfs: 16, ZoneNBits: 16, RecircTable: 7, Alg: 69, Actions: []Action{
+				&ActNAT{Flags: NATFlagDst | NATFlagProtoHash, AddrMin: netip.MustParseAddr("fd00::10"), AddrMax: netip.MustParseAddr("fd00::20"), ProtoMin: 5000, ProtoMax: 5100},
+				&ActSetField{Field: oxm("ct_mark", be32(0x77), nil)},
+				&ActRegMove{NBits: 64, SrcOfs: 0, DstOfs: 64, Src: hdr("xreg1", false), Dst: hdr("ct_label", true)},
+			}},
+			&ActNX{Subtype: NXActCTClear},
+		}}}},
+		[]string{"ADD priority=0,ct_state=+new-inv+trk,ct_zone=9,udp6 actions=ct(commit,table=7,zone=NXM_NX_REG6[16..31],nat(dst=[fd00::10]-[fd00::20]:5000-5100,hash),exec(set_field:0x77->ct_mark,move:OXM_OF_PKT_REG1[]->NXM_NX_CT_LABEL[64..127]),alg=tftp),ct_clear"}},
+	{"nx-flow-mod-ct-nat-ipv4", Version10, &FlowMod{Nicira: true, Command: FlowAdd, BufferID: NoBuffer, OutPort: PortAny,
+		Match: []Field{named("eth_type", be16(0x0800), nil)},
+		Actions: []Action{&ActCT{RecircTable: CTRecircNone, Actions: []Action{&ActNAT{}}},
+			&ActCT{Flags: CTFlagCommit | CTFlagForce, RecircTable: 3, Actions: []Action{&ActNAT{Flags: NATFlagSrc | NATFlagPersistent | NATFlagProtoRandom, AddrMin: netip.MustParseAddr("192.0.2.1"), ProtoMin: 1024}}}}},
+		[]string{"NXT_FLOW_MOD", "actions=ct(nat),ct(commit,force,table=3,nat(src=192.0.2.1:1024,persistent,random))"}},
 	{"flow-mod-13-learn", Version13, &FlowMod{Command: FlowAdd, BufferID: NoBuffer, OutPort: PortAny, OutGroup: GroupAny,
 		Instructions: []Instruction{{Type: InstApplyActions, Actions: []Action{&ActLearn{TableID: 4, Priority: 3, HardTimeout: 30, Specs: []LearnSpec{
 			{NBits: 48, Src: hdr("eth_src", true), Dst: LearnDstMatch, DstField: hdr("eth_dst", true)},

@@ -23,17 +23,17 @@ func TestOFRejectionsReported(t *testing.T) {
 	defer d.Close()
 	run(t, d, "add-br", "br0")
 	cl := dialOF(t, filepath.Join(dir, "run", "br0.mgmt"))
-	ct := &openflow.ActRaw{Type: 0xffff, Experimenter: openflow.NiciraExperimenter, Subtype: 35, Data: make([]byte, 14)}
+	sample := &openflow.ActRaw{Type: 0xffff, Experimenter: openflow.NiciraExperimenter, Subtype: 29, Data: make([]byte, 14)}
 	cl.send(&openflow.FlowMod{Command: openflow.FlowAdd, BufferID: openflow.NoBuffer, OutPort: openflow.PortAny, OutGroup: 0xffffffff,
-		Instructions: []openflow.Instruction{{Type: openflow.InstApplyActions, Actions: []openflow.Action{ct}}}})
+		Instructions: []openflow.Instruction{{Type: openflow.InstApplyActions, Actions: []openflow.Action{sample}}}})
 	if m, ok := cl.recv().(*openflow.ErrorMsg); !ok || m.Type != openflow.ErrTypeBadAction {
-		t.Fatalf("flow mod with ct answered with %#v, want OFPET_BAD_ACTION", m)
+		t.Fatalf("flow mod with sample answered with %#v, want OFPET_BAD_ACTION", m)
 	}
 	out := run(t, d, "ofproto/rejections", "br0")
 	for _, want := range []string{
 		"received: 2 messages, refused: 1\n",
 		"OFPT_FLOW_MOD                    received 1, refused 1\n",
-		"       1        1  OFPT_FLOW_MOD                OFPBAC_BAD_TYPE            NXAST_CT\n",
+		"       1        1  OFPT_FLOW_MOD                OFPBAC_BAD_TYPE            NXAST_SAMPLE\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ofproto/rejections lacks %q:\n%s", want, out)
@@ -43,7 +43,7 @@ func TestOFRejectionsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "br0,refused,OFPT_FLOW_MOD,OFPBAC_BAD_TYPE,2,0,NXAST_CT,1,1,040e0058"; !strings.Contains(csvOut, want) ||
+	if want := "br0,refused,OFPT_FLOW_MOD,OFPBAC_BAD_TYPE,2,0,NXAST_SAMPLE,1,1,040e0058"; !strings.Contains(csvOut, want) ||
 		!strings.HasPrefix(csvOut, "bridge,kind,message,error,type,code,reason,count,distinct,example\n") {
 		t.Errorf("ofproto/rejections --csv lacks %q:\n%s", want, csvOut)
 	}
@@ -53,7 +53,7 @@ func TestOFRejectionsReported(t *testing.T) {
 	w.Flush()
 	for _, want := range []string{
 		`ovsxdp_openflow_received_total{bridge="br0",msg="OFPT_FLOW_MOD"} 1`,
-		`ovsxdp_openflow_errors_total{bridge="br0",msg="OFPT_FLOW_MOD",error="OFPBAC_BAD_TYPE",reason="NXAST_CT"} 1`,
+		`ovsxdp_openflow_errors_total{bridge="br0",msg="OFPT_FLOW_MOD",error="OFPBAC_BAD_TYPE",reason="NXAST_SAMPLE"} 1`,
 	} {
 		if !strings.Contains(buf.String(), want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -98,7 +98,7 @@ func TestBundleCommit(t *testing.T) {
 	}
 	cl.bundleAddMsg(7, flags, out(1, 10), sameXid)
 	cl.bundleAddMsg(7, flags, out(2, 20), sameXid)
-	bad := cl.bundleAddMsg(7, flags, flowModWith(nil, applyActions(nxRaw(35, 14))), sameXid)
+	bad := cl.bundleAddMsg(7, flags, flowModWith(nil, applyActions(nxRaw(29, 14))), sameXid)
 	cl.expectError(bad, openflow.ErrTypeBadAction, openflow.CodeBadActionType)
 	cl.barrier()
 	if n := br.t.Len(); n != 0 {
@@ -110,8 +110,8 @@ func TestBundleCommit(t *testing.T) {
 		t.Fatalf("%d flows after the commit, want 2", n)
 	}
 	rej := s.Rejections()
-	if len(rej) != 1 || rej[0].Message != "OFPT_FLOW_MOD" || rej[0].Reason != "NXAST_CT" || rej[0].Count != 1 {
-		t.Errorf("rejections %+v, want the ct flow mod", rej)
+	if len(rej) != 1 || rej[0].Message != "OFPT_FLOW_MOD" || rej[0].Reason != "NXAST_SAMPLE" || rej[0].Count != 1 {
+		t.Errorf("rejections %+v, want the sample flow mod", rej)
 	}
 	if recv := s.Received(); recv["OFPT_FLOW_MOD"] != 3 || recv["OFPT_BUNDLE_ADD_MESSAGE"] != 3 || recv["OFPT_BUNDLE_CONTROL"] != 2 {
 		t.Errorf("received %v, want the 3 bundled flow mods counted", recv)

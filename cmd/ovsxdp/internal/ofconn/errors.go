@@ -78,6 +78,8 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 			return vendor(nx10{openflow.ErrTypeBadAction, code})
 		case code == 10: // OFPBAC_MATCH_INCONSISTENT
 			return vendor(nx10{1, 522})
+		case code >= 13 && code <= 15: // OFPBAC_BAD_SET_TYPE, _LEN, _ARGUMENT (ct's exec, nat)
+			return vendor(nx10{1, 510 + code})
 		case code > 8:
 			em.Code = openflow.CodeBadActionArgument
 		}

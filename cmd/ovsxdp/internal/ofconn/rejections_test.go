@@ -24,7 +24,7 @@ func nxRaw(st uint16, argLen int) *openflow.ActRaw {
 }
 
 func TestRejectionsCounted(t *testing.T) {
-	ctState := openflow.Field{Name: "ct_state", Class: 0x0001, Field: 105, Value: []byte{0, 0, 0, 0x20}, Mask: []byte{0, 0, 0, 0x20}}
+	tunID := openflow.Field{Name: "tun_id", Class: 0x0001, Field: 16, Value: []byte{0, 0, 0, 0, 0, 0, 0, 5}}
 	ethType := openflow.Field{Name: "eth_type", Class: 0x8000, Field: 5, Value: []byte{0x08, 0x00}}
 	tests := []struct {
 		name       string
@@ -34,10 +34,10 @@ func TestRejectionsCounted(t *testing.T) {
 		wantError  string
 		wantReason string
 	}{
-		{"ct action", flowModWith(nil, applyActions(nxRaw(35, 14))), 2, "OFPT_FLOW_MOD", "OFPBAC_BAD_TYPE", "NXAST_CT"},
+		{"sample action", flowModWith(nil, applyActions(nxRaw(29, 14))), 2, "OFPT_FLOW_MOD", "OFPBAC_BAD_TYPE", "NXAST_SAMPLE"},
 		{"unknown nicira action", flowModWith(nil, applyActions(nxRaw(99, 6))), 1, "OFPT_FLOW_MOD", "OFPBAC_BAD_EXP_TYPE", "NXAST_99"},
-		{"ct_state match", flowModWith([]openflow.Field{ethType, ctState}, applyActions(&openflow.ActOutput{Port: 1})), 1,
-			"OFPT_FLOW_MOD", "OFPBMC_BAD_FIELD", "ct_state"},
+		{"tun_id match", flowModWith([]openflow.Field{ethType, tunID}, applyActions(&openflow.ActOutput{Port: 1})), 1,
+			"OFPT_FLOW_MOD", "OFPBMC_BAD_FIELD", "tun_id"},
 		{"meter instruction", flowModWith(nil, openflow.Instruction{Type: openflow.InstMeter, MeterID: 1}), 1,
 			"OFPT_FLOW_MOD", "OFPBIC_UNSUP_INST", "OFPIT_METER"},
 		{"tlv table mod", &openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: 24, Data: make([]byte, 8)}, 1,
@@ -76,9 +76,9 @@ func TestRejectionsCounted(t *testing.T) {
 	if total != uint64(wantRejected) || len(got) != len(tests) {
 		t.Fatalf("%d rows counting %d rejections, want %d rows counting %d: %+v", len(got), total, len(tests), wantRejected, got)
 	}
-	// The ct flow mod was sent twice with different xids: one message.
-	if got[0].Reason != "NXAST_CT" || got[0].Count != 2 || got[0].Distinct != 1 {
-		t.Errorf("most frequent row %+v, want NXAST_CT counted twice (one distinct message) first", got[0])
+	// The sample flow mod was sent twice with different xids: one message.
+	if got[0].Reason != "NXAST_SAMPLE" || got[0].Count != 2 || got[0].Distinct != 1 {
+		t.Errorf("most frequent row %+v, want NXAST_SAMPLE counted twice (one distinct message) first", got[0])
 	}
 	for _, tc := range tests {
 		found := false
