@@ -341,6 +341,8 @@ func TestCTRefused(t *testing.T) {
 		{"two-nats", ip, []openflow.Action{commit(&openflow.ActNAT{}, &openflow.ActNAT{})}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"conjunction-and-ct", ip, []openflow.Action{&openflow.ActConjunction{ID: 1, NClauses: 2}, commit()}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"tuple-without-ct-state", append(ip, field("ct_nw_src", true, b32(1), nil)), nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
+		{"tuple-without-ip", []openflow.Field{field("ct_state", true, b32(0x22), b32(0x22)), field("ct_nw_src", true, b32(1), nil)}, nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
+		{"ipv4-tuple-in-ipv6", []openflow.Field{field("eth_type", true, b16(flow.EthTypeIPv6), nil), field("ct_state", true, b32(0x22), b32(0x22)), field("ct_nw_src", true, b32(1), nil)}, nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
 		{"tuple-with-trk-only", append(ip, field("ct_state", true, b32(0x20), b32(0x20)), field("ct_nw_src", true, b32(1), nil)), nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
 		{"masked-ct-zone", append(ip, field("ct_zone", true, b16(1), b16(0xff))), nil, openflow.ErrTypeBadMatch, codeBadMatchMask},
 		{"ct-state-undefined-bits", append(ip, field("ct_state", true, b32(0x100), nil)), nil, openflow.ErrTypeBadMatch, codeBadMatchValue},
@@ -350,7 +352,7 @@ func TestCTRefused(t *testing.T) {
 	// (none for a write to a ct field outside ct, as before).
 	wantItem := map[string]string{
 		"set-ct-mark-outside-ct": "", "load-ct-label-outside-ct": "", "nat-outside-ct": "NXAST_NAT",
-		"tuple-without-ct-state": "ct_nw_src", "tuple-with-trk-only": "ct_nw_src", "masked-ct-zone": "ct_zone",
+		"tuple-without-ct-state": "ct_nw_src", "tuple-without-ip": "ct_nw_src", "ipv4-tuple-in-ipv6": "ct_nw_src", "tuple-with-trk-only": "ct_nw_src", "masked-ct-zone": "ct_zone",
 		"ct-state-undefined-bits": "ct_state", "ct-state-twice": "", "nat-address-without-kind": "NXAST_NAT",
 	}
 	for _, tc := range tests {
