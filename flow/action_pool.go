@@ -42,8 +42,9 @@ const minPrune = 1024
 // the most that a list a rule holds keeps from being freed.
 const poolChunk = 12
 
-// share returns a list equal to as (element by element) that the pool
-// holds: one it has, or a copy of as that it keeps from now on.
+// share returns a list equal to as (element by element, learn and ct
+// actions by what they say: see actionsEqual) that the pool holds: one it
+// has, or a copy of as that it keeps from now on.
 func (p *actionPool) share(as []Action) []Action {
 	if len(as) == 0 {
 		return slices.Clone(as)
@@ -62,7 +63,7 @@ func (p *actionPool) share(as []Action) []Action {
 			continue // collected
 		}
 		live = append(live, e)
-		if l := unsafe.Slice(first, e.len); found == nil && slices.Equal(l, as) {
+		if l := unsafe.Slice(first, e.len); found == nil && actionsEqual(l, as) {
 			found = l[:e.len:e.len]
 		}
 	}

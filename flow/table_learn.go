@@ -69,16 +69,27 @@ func sameLearned(r *Rule, f *Flow) bool {
 		actionsEqual(r.Actions, f.Actions)
 }
 
-// actionsEqual compares action lists, learn actions by what they say.
+// actionsEqual compares action lists, learn and ct actions by what they
+// say rather than by their pointers, and every action as it is spelled.
 func actionsEqual(a, b []Action) bool {
-	return slices.EqualFunc(a, b, func(x, y Action) bool {
-		if x.Type == ActLearn && y.Type == ActLearn {
-			same := x.Learn.equal(y.Learn)
-			x.Learn, y.Learn = nil, nil
-			return same && x == y
-		}
-		return x == y
-	})
+	return slices.EqualFunc(a, b, actionEqual)
+}
+
+// actionEqual compares two actions as actionsEqual does.
+func actionEqual(x, y Action) bool {
+	switch {
+	case x.Type == ActLearn && y.Type == ActLearn:
+		same := x.Learn.equal(y.Learn)
+		x.Learn, y.Learn = nil, nil
+		return same && x == y
+	case x.Type == ActCT && y.Type == ActCT:
+		// (*CT).equal takes exec(...)'s actions however they are spelled;
+		// a rule keeps the spelling it was given.
+		same := x.CT.equal(y.CT) && (x.CT == nil || y.CT == nil || actionsEqual(x.CT.Exec, y.CT.Exec))
+		x.CT, y.CT = nil, nil
+		return same && x == y
+	}
+	return x == y
 }
 
 // refresh restarts the rule's idle and hard timeouts at now (unix

@@ -472,12 +472,10 @@ func inClone(acts []flow.Action, i int) bool {
 }
 
 // actionsText writes wire actions as ovs-ofctl action text.
-// The ct and ct_clear actions among them are recorded in cw (refused when
-// cw is nil) and stand in the text as notes (see ctWire).
-func actionsText(acts []openflow.Action, cw *ctWire) (string, error) {
+func actionsText(acts []openflow.Action) (string, error) {
 	var items []string
 	for _, a := range acts {
-		s, err := actionText(a, cw)
+		s, err := actionText(a)
 		if err != nil {
 			return "", err
 		}
@@ -496,7 +494,7 @@ func subfieldText(h openflow.FieldHeader, ofs, nbits uint16) (string, error) {
 	if nbits == 0 {
 		return "", actionError(openflow.CodeBadActionArgument, "%s: zero bits", h.Name)
 	}
-	if ofs == 0 && int(nbits) >= fieldBits(h.Name) {
+	if ofs == 0 && int(nbits) == fieldBits(h.Name) {
 		return h.Name + "[]", nil
 	}
 	return fmt.Sprintf("%s[%d..%d]", h.Name, ofs, int(ofs)+int(nbits)-1), nil
@@ -521,12 +519,6 @@ func fieldBits(name string) int {
 	return 8 * n
 }
 
-// ctOutside refuses a write to ct_mark or ct_label outside the exec(...)
-// of a ct action, as Open vSwitch does.
-func ctOutside(name string) error {
-	return actionError(openflow.CodeBadActionSetArgument, "cannot set %s outside of a ct action", name)
-}
-
 // unsupportedAction refuses the action what (as Open vSwitch names it,
 // such as NXAST_CT) with OFPBAC_BAD_TYPE.
 func unsupportedAction(what string) error {
@@ -535,7 +527,7 @@ func unsupportedAction(what string) error {
 	return e
 }
 
-func actionText(a openflow.Action, cw *ctWire) (string, error) {
+func actionText(a openflow.Action) (string, error) {
 	switch a := a.(type) {
 	case *openflow.ActOutput:
 		p := a.Port
@@ -596,9 +588,6 @@ func actionText(a openflow.Action, cw *ctWire) (string, error) {
 		}
 		return "", unsupportedAction(openflow.ActionTypeName(openflow.Version13, a.Type))
 	case *openflow.ActSetField:
-		if ctWritable[a.Field.Name] {
-			return "", ctOutside(a.Field.Name)
-		}
 		return setFieldText(&a.Field)
 	case *openflow.ActResubmit:
 		if a.CT {
@@ -616,18 +605,12 @@ func actionText(a openflow.Action, cw *ctWire) (string, error) {
 		}
 		return "resubmit(" + port + "," + strconv.Itoa(int(a.Table)) + ")", nil
 	case *openflow.ActRegLoad:
-		if ctWritable[a.Dst.Name] {
-			return "", ctOutside(a.Dst.Name)
-		}
 		sf, err := subfieldText(a.Dst, a.Ofs, a.NBits)
 		if err != nil {
 			return "", err
 		}
 		return "load:0x" + strconv.FormatUint(a.Value, 16) + "->" + sf, nil
 	case *openflow.ActRegMove:
-		if ctWritable[a.Dst.Name] {
-			return "", ctOutside(a.Dst.Name)
-		}
 		src, err := subfieldText(a.Src, a.SrcOfs, a.NBits)
 		if err != nil {
 			return "", err
@@ -658,11 +641,11 @@ func actionText(a openflow.Action, cw *ctWire) (string, error) {
 		case openflow.NXActDecTTL:
 			return "dec_ttl", nil
 		case openflow.NXActCTClear:
-			return cw.placeholder(a)
+			return "ct_clear", nil
 		}
 		return "", unsupportedAction(openflow.NXActionName(a.Subtype))
 	case *openflow.ActClone:
-		body, err := actionsText(a.Actions, cw)
+		body, err := actionsText(a.Actions)
 		if err != nil {
 			return "", err
 		}
@@ -672,11 +655,9 @@ func actionText(a openflow.Action, cw *ctWire) (string, error) {
 	case *openflow.ActRaw:
 		return rawText(a)
 	case *openflow.ActCT:
-		return cw.placeholder(a)
+		return ctText(a)
 	case *openflow.ActNAT:
-		e := actionError(openflow.CodeBadActionSetArgument, "nat outside of a ct action")
-		e.Item = "NXAST_NAT"
-		return "", e
+		return "nat", nil // outside ct, which the parser refuses
 	}
 	return "", unsupportedAction(fmt.Sprintf("%T", a))
 }
@@ -804,7 +785,7 @@ func headerName(hw uint32) (string, bool) {
 
 // instructionsText writes OpenFlow 1.1+ instructions as ovs-ofctl action
 // text: apply_actions, then write_metadata, then goto_table.
-func instructionsText(insts []openflow.Instruction, cw *ctWire) (string, error) {
+func instructionsText(insts []openflow.Instruction) (string, error) {
 	var apply, md, gt string
 	seen := map[uint16]bool{}
 	for i := range insts {
@@ -815,7 +796,7 @@ func instructionsText(insts []openflow.Instruction, cw *ctWire) (string, error) 
 		seen[in.Type] = true
 		switch in.Type {
 		case openflow.InstApplyActions:
-			s, err := actionsText(in.Actions, cw)
+			s, err := actionsText(in.Actions)
 			if err != nil {
 				return "", err
 			}
@@ -845,7 +826,8 @@ func instructionsText(insts []openflow.Instruction, cw *ctWire) (string, error) 
 
 // maskedSetText writes a masked set_field (OpenFlow 1.5 writes
 // load:V->F[A..B] so) as loads to the bits the mask covers, one per run
-// of mask bits, as Open vSwitch sends it in OpenFlow 1.0 to 1.4.
+// of mask bits (at most 64 bits each, as the flow parser splits them), as
+// Open vSwitch sends it in OpenFlow 1.0 to 1.4.
 func maskedSetText(f *openflow.Field) (string, error) {
 	if len(f.Mask) != len(f.Value) {
 		return "", actionError(openflow.CodeBadActionLen, "set_field mask of %d bytes for %d", len(f.Mask), len(f.Value))
@@ -862,11 +844,8 @@ func maskedSetText(f *openflow.Field) (string, error) {
 			continue
 		}
 		n := uint(0)
-		for m.Bit(int(ofs+n)) == 1 {
+		for n < 64 && m.Bit(int(ofs+n)) == 1 {
 			n++
-		}
-		if n > 64 {
-			return "", unsupportedAction("set_field of more than 64 contiguous bits with a mask")
 		}
 		run := new(big.Int).Rsh(v, ofs)
 		run.And(run, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), n), big.NewInt(1)))

@@ -3,7 +3,9 @@ package ofconv
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,16 +15,33 @@ import (
 )
 
 // corpusFlows returns the flows of the ovs-ofctl syntax corpus that the
-// flow language accepts.
+// flow language accepts: flows.txt and the connection tracking flows of
+// ct_flows.txt.
 func corpusFlows(t *testing.T) []string {
 	t.Helper()
-	fh, err := os.Open("../testdata/ofctl/flows.txt")
+	var out []string
+	for _, name := range []string{"flows.txt", "ct_flows.txt"} {
+		flows := corpusFile(t, name)
+		if min := map[string]int{"flows.txt": 100, "ct_flows.txt": 50}[name]; len(flows) < min {
+			t.Fatalf("only %d flows in %s", len(flows), name)
+		}
+		out = append(out, flows...)
+	}
+	return out
+}
+
+// corpusFile returns the flows of one file of the corpus that the flow
+// language accepts.
+func corpusFile(t *testing.T, name string) []string {
+	t.Helper()
+	fh, err := os.Open(filepath.Join("..", "testdata", "ofctl", name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fh.Close()
 	var out []string
 	sc := bufio.NewScanner(fh)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		s := strings.TrimSpace(sc.Text())
 		s = strings.TrimPrefix(s, "+ ")
@@ -33,8 +52,8 @@ func corpusFlows(t *testing.T) []string {
 			out = append(out, s)
 		}
 	}
-	if len(out) < 100 {
-		t.Fatalf("only %d flows in the corpus", len(out))
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -44,7 +63,22 @@ func corpusFlows(t *testing.T) []string {
 func roundTrip(v uint8, f *flow.Flow) (*flow.Flow, error) {
 	nicira := v == openflow.Version10
 	tb := flow.NewTable()
-	tb.Add(f)
+	for _, a := range f.Actions {
+		if a.Type == flow.ActGroup {
+			// The group the flow sends to (a table refuses a flow to a
+			// missing group).
+			g, err := flow.ParseGroup(fmt.Sprintf("group_id=%d,type=all,bucket=actions=drop", a.Value), flow.GroupCmdAdd)
+			if err == nil {
+				err = tb.AddGroups([]*flow.Group{g})
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tb.Add(f); err != nil {
+		return nil, fmt.Errorf("add to a table: %w", err)
+	}
 	r := tb.Dump(nil)[0]
 	e, err := FlowStats(v, nicira, r, time.Now())
 	if err != nil {
@@ -276,5 +310,31 @@ func TestMaskedSetFieldRuns(t *testing.T) {
 	got, err := setFieldText(&f)
 	if want := "load:0x5->vlan_tci[0..3],load:0x10->vlan_tci[8..12]"; err != nil || got != want {
 		t.Errorf("got %q, %v, want %q", got, err, want)
+	}
+}
+
+// TestRoundTripCTCorpus: every connection tracking flow of the corpus
+// that the flow language accepts crosses OpenFlow 1.0 (NXM) and 1.3 (OXM)
+// as a flow stats entry and back as a flow mod, and reads the same.
+func TestRoundTripCTCorpus(t *testing.T) {
+	flows := corpusFile(t, "ct_flows.txt")
+	if len(flows) < 50 {
+		t.Fatalf("only %d flows in ct_flows.txt", len(flows))
+	}
+	for _, v := range []uint8{openflow.Version10, openflow.Version13} {
+		for _, s := range flows {
+			f, err := flow.ParseFlow(s, flow.CmdAdd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := roundTrip(v, f)
+			if err != nil {
+				t.Errorf("v0x%02x %q: %v", v, s, err)
+				continue
+			}
+			if g, w := flow.FormatFlow(got), flow.FormatFlow(f); g != w {
+				t.Errorf("v0x%02x %q:\n got %s\nwant %s", v, s, g, w)
+			}
+		}
 	}
 }

@@ -1,12 +1,9 @@
 package ofconv
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"math/big"
+	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -15,11 +12,12 @@ import (
 
 // This file converts connection tracking between the wire and the flow
 // language: the NXM_NX_CT_* match fields, and the actions ct (with its nat
-// and exec(...) arguments) and ct_clear. They are decoded directly into
-// flow.Match and flow.Action rather than through the flow language's text;
-// the subfields they read (zone=NXM_NX_REG13[0..15], move:SRC->ct_label)
-// are still resolved and checked by the flow parser, against the flow's
-// match.
+// and exec(...) arguments) and ct_clear. Decoding writes them as ovs-ofctl
+// text, as every other field and action, and the flow parser checks them
+// (flow/parse_ct.go): this file refuses only what the text cannot say
+// (unknown flags and fields, a nat address without src or dst), and
+// ctActionError gives the parser's refusals the OpenFlow errors Open
+// vSwitch replies with.
 
 // ctFields are the connection tracking match fields, by wire name.
 var ctFields = map[string]flow.FieldID{
@@ -27,97 +25,6 @@ var ctFields = map[string]flow.FieldID{
 	"ct_label": flow.FieldCtLabel, "ct_nw_src": flow.FieldCtNwSrc, "ct_nw_dst": flow.FieldCtNwDst,
 	"ct_ipv6_src": flow.FieldCtIPv6Src, "ct_ipv6_dst": flow.FieldCtIPv6Dst,
 	"ct_nw_proto": flow.FieldCtNwProto, "ct_tp_src": flow.FieldCtTpSrc, "ct_tp_dst": flow.FieldCtTpDst,
-}
-
-// ctWritable are the fields only the exec(...) of a ct action may write.
-var ctWritable = map[string]bool{"ct_mark": true, "ct_label": true}
-
-// applyCTFields adds connection tracking match fields to m, checking them
-// as Open vSwitch does: values within the field, masks only where the
-// field takes one, and the original-direction tuple only with a ct_state
-// that implies a connection.
-func applyCTFields(m *flow.Match, fs []openflow.Field) error {
-	k, w := &m.Key, &m.Mask
-	for i := range fs {
-		f := &fs[i]
-		mask := f.Mask
-		if mask == nil {
-			mask = bytes.Repeat([]byte{0xff}, len(f.Value))
-		}
-		if len(mask) != len(f.Value) {
-			return ctMatchError(f.Name, openflow.CodeBadMatchLen, "%s mask of %d bytes", f.Name, len(mask))
-		}
-		switch f.Name {
-		case "ct_zone", "ct_nw_proto":
-			if !allOnes(mask) {
-				return ctMatchError(f.Name, codeBadMatchMask, "%s cannot be masked", f.Name)
-			}
-		}
-		num := func(b []byte) uint64 {
-			var v uint64
-			for _, c := range b {
-				v = v<<8 | uint64(c)
-			}
-			return v
-		}
-		v, mk := num(f.Value), num(mask)
-		switch f.Name {
-		case "ct_state":
-			if v&^0xff != 0 {
-				return ctMatchError(f.Name, codeBadMatchValue, "ct_state 0x%x has undefined bits", v)
-			}
-			k.CtState, w.CtState = uint8(v), uint8(mk)
-		case "ct_zone":
-			k.CtZone, w.CtZone = uint16(v), 0xffff
-		case "ct_mark":
-			k.CtMark, w.CtMark = uint32(v), uint32(mk)
-		case "ct_label":
-			copy(k.CtLabel[:], f.Value)
-			copy(w.CtLabel[:], mask)
-		case "ct_nw_src":
-			k.CtNwSrc, w.CtNwSrc = uint32(v), uint32(mk)
-		case "ct_nw_dst":
-			k.CtNwDst, w.CtNwDst = uint32(v), uint32(mk)
-		case "ct_ipv6_src":
-			copy(k.CtIPv6Src[:], f.Value)
-			copy(w.CtIPv6Src[:], mask)
-		case "ct_ipv6_dst":
-			copy(k.CtIPv6Dst[:], f.Value)
-			copy(w.CtIPv6Dst[:], mask)
-		case "ct_nw_proto":
-			k.CtNwProto, w.CtNwProto = uint8(v), 0xff
-		case "ct_tp_src":
-			k.CtTpSrc, w.CtTpSrc = uint16(v), uint16(mk)
-		case "ct_tp_dst":
-			k.CtTpDst, w.CtTpDst = uint16(v), uint16(mk)
-		}
-	}
-	m.Normalize()
-	for i := range fs {
-		switch fs[i].Name {
-		case "ct_state", "ct_zone", "ct_mark", "ct_label":
-		default:
-			if !ctValid(m) {
-				return ctMatchError(fs[i].Name, codeBadMatchPrereq, "%s requires a ct_state that implies a connection (such as +est, +new or +trk-inv)", fs[i].Name)
-			}
-		}
-	}
-	return nil
-}
-
-// ctMatchError is an OFPET_BAD_MATCH error about the ct field name.
-func ctMatchError(name string, code uint16, format string, args ...any) error {
-	e := matchError(code, format, args...)
-	e.Item = name
-	return e
-}
-
-// ctValid reports whether m's ct_state implies a tracked, valid
-// connection: Open vSwitch's prerequisite for the original-direction tuple.
-func ctValid(m *flow.Match) bool {
-	const conn = flow.CtStateNew | flow.CtStateEst | flow.CtStateRel | flow.CtStateRpl | flow.CtStateSNAT | flow.CtStateDNAT
-	s := m.Key.CtState
-	return s&conn != 0 || s&flow.CtStateTracked != 0 && m.Mask.CtState&flow.CtStateInv != 0 && s&flow.CtStateInv == 0
 }
 
 // ctFieldsFromMatch returns m's connection tracking fields as wire fields,
@@ -160,345 +67,209 @@ func ctFieldsFromMatch(m *flow.Match, add func(name string, v, mask []byte)) {
 	}
 }
 
-// ctWire holds the ct and ct_clear actions met while a flow's actions are
-// written as text. Each stands in the text as a note whose bytes are a
-// random nonce, fresh for each flow, and the action's index; once the
-// flow is parsed, splice puts the decoded action in the note's place.
-type ctWire struct {
-	nonce [10]byte
-	acts  []openflow.Action
-}
-
-// newCTWire returns a ctWire with a fresh nonce.
-func newCTWire() *ctWire {
-	cw := &ctWire{}
-	if _, err := rand.Read(cw.nonce[:]); err != nil {
-		panic(fmt.Sprintf("ofconv: no randomness: %v", err))
+// ctText writes a ct action as ovs-ofctl text: ct(commit,force,zone=Z,
+// table=T,alg=A,nat(...),exec(...)). A nat goes first wherever the wire
+// puts it, as ovs-ofctl prints it; the other nested actions go in exec.
+func ctText(a *openflow.ActCT) (string, error) {
+	if a.Flags&^(openflow.CTFlagCommit|openflow.CTFlagForce) != 0 {
+		return "", ctArgError("NXAST_CT", "ct flags 0x%x", a.Flags)
 	}
-	return cw
-}
-
-// marker returns the note bytes that stand for action i.
-func (cw *ctWire) marker(i int) []byte {
-	return binary.BigEndian.AppendUint32(append([]byte(nil), cw.nonce[:]...), uint32(i))
-}
-
-// placeholder records a (ct or ct_clear) and returns the text that stands
-// for it.
-func (cw *ctWire) placeholder(a openflow.Action) (string, error) {
-	if cw == nil {
-		if x, ok := a.(*openflow.ActNX); ok {
-			return "", unsupportedAction(openflow.NXActionName(x.Subtype))
+	var args, exec []string
+	if a.Flags&openflow.CTFlagCommit != 0 {
+		args = append(args, "commit")
+	}
+	if a.Flags&openflow.CTFlagForce != 0 {
+		args = append(args, "force")
+	}
+	if a.ZoneFromField {
+		s, err := ctSrcText(a.ZoneSrc, a.ZoneOfs, a.ZoneNBits)
+		if err != nil {
+			return "", err
 		}
-		return "", unsupportedAction("NXAST_CT")
+		args = append(args, "zone="+s)
+	} else if a.ZoneImm != 0 {
+		args = append(args, "zone="+strconv.Itoa(int(a.ZoneImm)))
 	}
-	cw.acts = append(cw.acts, a)
-	return "note:" + dotted(cw.marker(len(cw.acts)-1)), nil
-}
-
-// splice replaces the placeholders in acts, the parsed actions of a flow
-// (or a group bucket) whose match is m (nil for a bucket) and whose match
-// text is mt, by the ct and ct_clear actions they stand for.
-func (cw *ctWire) splice(p *flow.Parser, mt string, m *flow.Match, acts []flow.Action) ([]flow.Action, error) {
-	if cw == nil || len(cw.acts) == 0 {
-		return acts, nil
+	if a.RecircTable != openflow.CTRecircNone {
+		args = append(args, "table="+strconv.Itoa(int(a.RecircTable)))
 	}
-	out := make([]flow.Action, 0, len(acts))
-	conj := false
-	found := 0
-	for i := range acts {
-		a := &acts[i]
-		conj = conj || a.Type == flow.ActConjunction
-		idx, ok := cw.index(a)
-		if !ok {
-			out = append(out, *a)
-			continue
-		}
-		found++
-		switch x := cw.acts[idx].(type) {
-		case *openflow.ActCT:
-			fa, err := flowCT(p, mt, m, x)
-			if err != nil {
-				var oe *openflow.Error
-				if errors.As(err, &oe) && oe.Item == "" {
-					oe.Item = "NXAST_CT"
-				}
-				return nil, err
+	switch a.Alg {
+	case 0:
+	case algFTP:
+		args = append(args, "alg=ftp")
+	case algTFTP:
+		args = append(args, "alg=tftp")
+	default:
+		args = append(args, "alg="+strconv.Itoa(int(a.Alg))) // the parser names what it takes
+	}
+	for _, x := range a.Actions {
+		var s string
+		var err error
+		switch x := x.(type) {
+		case *openflow.ActNAT:
+			if s, err = natText(x); err != nil {
+				return "", err
 			}
-			out = append(out, fa)
-		default:
-			out = append(out, flow.Action{Type: flow.ActCTClear})
+			args = append(args, s)
+			continue
+		case *openflow.ActRegMove:
+			// The source may be a field the parser cannot name.
+			if _, err := ctSrcText(x.Src, x.SrcOfs, x.NBits); err != nil {
+				return "", err
+			}
+		}
+		if s, err = actionText(x); err != nil {
+			// What the flow language cannot write is no action ct takes.
+			return "", ctArgError("NXAST_CT", "ct action doesn't support nested action %s", nestedName(x))
+		}
+		if s != "" {
+			exec = append(exec, s)
 		}
 	}
-	if found == 0 {
-		return acts, nil
+	if len(exec) > 0 {
+		args = append(args, "exec("+strings.Join(exec, ",")+")")
 	}
-	if conj {
-		return nil, actionError(openflow.CodeBadActionArgument, `"conjunction" actions may be used along with "note" but not any other kind of action (such as the "ct" action used here)`)
-	}
-	return out, nil
+	return "ct(" + strings.Join(args, ",") + ")", nil
 }
 
-// index returns the index of the ct action that a stands for.
-func (cw *ctWire) index(a *flow.Action) (int, bool) {
-	if a.Type != flow.ActNote || len(a.Note) != len(cw.nonce)+4 || a.Note[:len(cw.nonce)] != string(cw.nonce[:]) {
-		return 0, false
+// nestedName names a wire action as Open vSwitch does when it refuses it
+// inside ct.
+func nestedName(x openflow.Action) string {
+	switch y := x.(type) {
+	case *openflow.ActCT:
+		return "ct"
+	case *openflow.ActNX:
+		return openflow.NXActionName(y.Subtype)
+	case *openflow.ActRaw:
+		return openflow.NXActionName(y.Subtype)
 	}
-	i := int(binary.BigEndian.Uint32([]byte(a.Note[len(cw.nonce):])))
-	return i, i < len(cw.acts)
+	return fmt.Sprintf("%T", x)
 }
 
-// readSubfields resolves subfields written as text (NAME[A..B]) that an
-// action reads, checking with the flow parser that the flow with match
-// text mt may read them.
-func readSubfields(p *flow.Parser, mt string, srcs []string) ([]flow.Subfield, error) {
-	if len(srcs) == 0 {
-		return nil, nil
-	}
-	text := mt
-	if text != "" {
-		text += ","
-	}
-	text += "actions=push:" + strings.Join(srcs, ",push:")
-	f, err := p.ParseFlow(text, flow.CmdAdd)
-	if err != nil {
-		return nil, parseError(err, false)
-	}
-	if len(f.Actions) != len(srcs) {
-		return nil, actionError(openflow.CodeBadActionArgument, "subfields %q read as %d", srcs, len(f.Actions))
-	}
-	out := make([]flow.Subfield, len(srcs))
-	for i := range f.Actions {
-		out[i] = f.Actions[i].Src
-	}
-	return out, nil
+// ctArgError is an OFPBAC_BAD_ARGUMENT error about the wire action item.
+func ctArgError(item, format string, args ...any) error {
+	e := actionError(openflow.CodeBadActionArgument, format, args...)
+	e.Item = item
+	return e
 }
 
-// Connection tracking helpers (ALGs) ovsxdp knows, by port.
+// Connection tracking helpers (ALGs) by port, as NXAST_CT carries them.
 const (
 	algFTP  = 21
 	algTFTP = 69
 )
 
-// flowCT converts a wire ct action to a flow action, with the checks Open
-// vSwitch makes of it: only nat and writes to ct_mark and ct_label nested,
-// a known helper, and (for a flow) a match on IP with the helper's
-// protocol and no commit of an invalid connection.
-func flowCT(p *flow.Parser, mt string, m *flow.Match, a *openflow.ActCT) (flow.Action, error) {
-	badArg := func(format string, args ...any) (flow.Action, error) {
-		e := actionError(openflow.CodeBadActionArgument, format, args...)
-		e.Item = "NXAST_CT"
-		return flow.Action{}, e
-	}
-	if a.Flags&^(openflow.CTFlagCommit|openflow.CTFlagForce) != 0 {
-		return badArg("ct flags 0x%x", a.Flags)
-	}
-	if a.Alg != 0 && a.Alg != algFTP && a.Alg != algTFTP {
-		return badArg("ct alg %d is not supported by ovsxdp", a.Alg)
-	}
-	ct := &flow.CT{
-		Commit: a.Flags&openflow.CTFlagCommit != 0,
-		Force:  a.Flags&openflow.CTFlagForce != 0,
-		Zone:   a.ZoneImm,
-		Table:  a.RecircTable,
-		Alg:    a.Alg,
-	}
-	// The subfields the action reads: the zone's source, then each
-	// move's source.
-	var srcs []string
-	if a.ZoneFromField {
-		s, err := srcText(a.ZoneSrc, a.ZoneOfs, a.ZoneNBits)
-		if err != nil {
-			return flow.Action{}, err
-		}
-		srcs = append(srcs, s)
-	}
-	for _, x := range a.Actions {
-		if mv, ok := x.(*openflow.ActRegMove); ok {
-			s, err := srcText(mv.Src, mv.SrcOfs, mv.NBits)
-			if err != nil {
-				return flow.Action{}, err
-			}
-			srcs = append(srcs, s)
-		}
-	}
-	read, err := readSubfields(p, mt, srcs)
-	if err != nil {
-		return flow.Action{}, err
-	}
-	if a.ZoneFromField {
-		ct.ZoneSrc, read = read[0], read[1:]
-	}
-	for _, x := range a.Actions {
-		switch x := x.(type) {
-		case *openflow.ActNAT:
-			if ct.NAT != nil {
-				return badArg("ct with two nat actions")
-			}
-			n, err := flowNAT(x)
-			if err != nil {
-				return flow.Action{}, err
-			}
-			ct.NAT = n
-		case *openflow.ActRegLoad:
-			dst, err := ctDst(x.Dst.Name, x.Ofs, x.NBits)
-			if err != nil {
-				return flow.Action{}, err
-			}
-			if x.NBits < 64 && x.Value>>x.NBits != 0 {
-				return flow.Action{}, actionError(openflow.CodeBadActionSetArgument, "load of 0x%x into %d bits", x.Value, x.NBits)
-			}
-			ct.Exec = append(ct.Exec, flow.Action{Type: flow.ActLoad, Dst: dst, Value: x.Value})
-		case *openflow.ActSetField:
-			loads, err := ctSetField(&x.Field)
-			if err != nil {
-				return flow.Action{}, err
-			}
-			ct.Exec = append(ct.Exec, loads...)
-		case *openflow.ActRegMove:
-			dst, err := ctDst(x.Dst.Name, x.DstOfs, x.NBits)
-			if err != nil {
-				return flow.Action{}, err
-			}
-			ct.Exec = append(ct.Exec, flow.Action{Type: flow.ActMove, Src: read[0], Dst: dst})
-			read = read[1:]
-		default:
-			name := fmt.Sprintf("%T", x)
-			switch y := x.(type) {
-			case *openflow.ActCT:
-				name = "ct"
-			case *openflow.ActNX:
-				name = openflow.NXActionName(y.Subtype)
-			default:
-				if t, err := actionText(x, nil); err == nil && t != "" {
-					name = t
-				}
-			}
-			return badArg("ct action doesn't support nested action %s", name)
-		}
-	}
-	if m != nil {
-		k, w := &m.Key, &m.Mask
-		inconsistent := func(format string, args ...any) (flow.Action, error) {
-			e := actionError(codeMatchInconsistent, format, args...)
-			e.Item = "NXAST_CT"
-			return flow.Action{}, e
-		}
-		if w.DlType != 0xffff || k.DlType != flow.EthTypeIPv4 && k.DlType != flow.EthTypeIPv6 {
-			return inconsistent("ct requires a match on ip or ipv6")
-		}
-		if ct.Commit && k.CtState&flow.CtStateInv != 0 {
-			return inconsistent("ct(commit) of a connection matched +inv")
-		}
-		proto := map[uint16]uint8{algFTP: flow.IPProtoTCP, algTFTP: flow.IPProtoUDP}[ct.Alg]
-		if proto != 0 && (w.NwProto != 0xff || k.NwProto != proto) {
-			return inconsistent("ct alg=%d requires a match on IP protocol %d", ct.Alg, proto)
-		}
-	}
-	return flow.Action{Type: flow.ActCT, CT: ct}, nil
-}
-
-// srcText writes a subfield a ct action reads as text, refusing an
-// unknown field (OFPBAC_BAD_SET_TYPE) and bits outside the field
-// (OFPBAC_BAD_SET_LEN) as Open vSwitch does.
-func srcText(h openflow.FieldHeader, ofs, nbits uint16) (string, error) {
+// ctSrcText writes a subfield a ct action reads (its zone, a move's
+// source) as text, refusing an unknown field with OFPBAC_BAD_SET_TYPE as
+// Open vSwitch does; the parser checks the bits and the prerequisites.
+func ctSrcText(h openflow.FieldHeader, ofs, nbits uint16) (string, error) {
 	if h.Name == "" || !supportedFields[h.Name] {
-		return "", actionError(openflow.CodeBadActionSetType, "ct reads field 0x%04x:%d, which ovsxdp does not support", h.Class, h.Field)
-	}
-	if w := fieldBits(h.Name); nbits == 0 || int(ofs)+int(nbits) > w {
-		return "", actionError(openflow.CodeBadActionSetLen, "%s[%d..%d] is outside the %d-bit field", h.Name, ofs, int(ofs)+int(nbits)-1, w)
+		e := actionError(openflow.CodeBadActionSetType, "ct reads field 0x%04x:%d, which ovsxdp does not support", h.Class, h.Field)
+		e.Item = "NXAST_CT"
+		return "", e
 	}
 	return subfieldText(h, ofs, nbits)
 }
 
-// ctDst checks that a nested write goes to ct_mark or ct_label, within
-// the field, and returns its subfield.
-func ctDst(name string, ofs, nbits uint16) (flow.Subfield, error) {
-	id, ok := ctFields[name]
-	if !ok || !ctWritable[name] {
-		if name == "" {
-			name = "an unknown field"
+// natText writes a nat nested in ct as text: nat, or
+// nat(src|dst[=ADDR[-ADDR][:PORT[-PORT]]][,persistent][,hash][,random]).
+func natText(x *openflow.ActNAT) (string, error) {
+	var kind string
+	switch {
+	case x.Flags&openflow.NATFlagSrc != 0 && x.Flags&openflow.NATFlagDst != 0:
+		kind = "src,dst" // the parser refuses both
+	case x.Flags&openflow.NATFlagSrc != 0:
+		kind = "src"
+	case x.Flags&openflow.NATFlagDst != 0:
+		kind = "dst"
+	case x.AddrMin.IsValid():
+		return "", ctArgError("NXAST_NAT", "nat with an address but neither src nor dst")
+	}
+	var args []string
+	if kind != "" {
+		if x.AddrMin.IsValid() {
+			addr := func(a netip.Addr) string {
+				if a.Is6() {
+					return "[" + a.String() + "]"
+				}
+				return a.String()
+			}
+			r := addr(x.AddrMin)
+			if x.AddrMax.IsValid() && x.AddrMax != x.AddrMin {
+				r += "-" + addr(x.AddrMax)
+			}
+			if x.ProtoMin != 0 {
+				r += ":" + strconv.Itoa(int(x.ProtoMin))
+				if x.ProtoMax != 0 && x.ProtoMax != x.ProtoMin {
+					r += "-" + strconv.Itoa(int(x.ProtoMax))
+				}
+			}
+			kind += "=" + r
 		}
-		e := actionError(openflow.CodeBadActionArgument, "ct action doesn't support nested modification of %s", name)
-		e.Item = "NXAST_CT"
-		return flow.Subfield{}, e
+		args = append(args, kind)
 	}
-	w := fieldBits(name)
-	if nbits == 0 || int(ofs)+int(nbits) > w || nbits > 64 && !(ofs == 0 && int(nbits) == w) {
-		return flow.Subfield{}, actionError(openflow.CodeBadActionSetLen, "%s[%d..%d] is outside the %d-bit field", name, ofs, int(ofs)+int(nbits)-1, w)
+	for _, f := range []struct {
+		flag uint16
+		name string
+	}{{openflow.NATFlagPersistent, "persistent"}, {openflow.NATFlagProtoHash, "hash"}, {openflow.NATFlagProtoRandom, "random"}} {
+		if x.Flags&f.flag != 0 {
+			args = append(args, f.name)
+		}
 	}
-	return flow.Subfield{Field: id, Ofs: uint8(ofs), NBits: uint8(nbits)}, nil
+	if len(args) == 0 {
+		return "nat", nil
+	}
+	return "nat(" + strings.Join(args, ",") + ")", nil
 }
 
-// ctSetField converts a nested set_field (or reg_load2) on ct_mark or
-// ct_label to loads, as the flow parser writes set_field:V[/M]->F: one
-// load per run of mask bits (at most 64 bits each), spelled set_field
-// when the whole field is written.
-func ctSetField(f *openflow.Field) ([]flow.Action, error) {
-	dst, err := ctDst(f.Name, 0, uint16(8*len(f.Value)))
-	if err != nil {
-		return nil, err
+// ctItem returns the wire action whose text, in the flow text s that this
+// package wrote, holds the byte at pos: NXAST_CT for a ct action and what
+// it nests.
+func ctItem(s string, pos int) (string, bool) {
+	if pos < 0 || pos >= len(s) {
+		return "", false
 	}
-	w := fieldBits(f.Name)
-	if len(f.Value)*8 != w || f.Mask != nil && len(f.Mask) != len(f.Value) {
-		return nil, actionError(openflow.CodeBadActionSetLen, "set_field on %s of %d bytes", f.Name, len(f.Value))
-	}
-	v := new(big.Int).SetBytes(f.Value)
-	m := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), uint(w)), big.NewInt(1))
-	spell := flow.SpellSetField
-	if f.Mask != nil && !allOnes(f.Mask) {
-		m.SetBytes(f.Mask)
-		spell = flow.SpellDefault
-	}
-	if new(big.Int).AndNot(v, m).Sign() != 0 && f.Mask == nil {
-		return nil, actionError(openflow.CodeBadActionSetArgument, "set_field value too large for %s", f.Name)
-	}
-	v.And(v, m)
-	var loads []flow.Action
-	for ofs := 0; ofs < w; {
-		if m.Bit(ofs) == 0 {
-			ofs++
+	for i := 0; i+3 <= len(s) && i <= pos; i++ {
+		if !strings.HasPrefix(s[i:], "ct(") || i > 0 && !strings.ContainsRune(",=(", rune(s[i-1])) {
 			continue
 		}
-		n := 0
-		for ofs+n < w && n < 64 && m.Bit(ofs+n) == 1 {
-			n++
+		depth, end := 0, len(s)-1
+		for j := i + 2; j < len(s); j++ {
+			if s[j] == '(' {
+				depth++
+			} else if s[j] == ')' {
+				if depth--; depth == 0 {
+					end = j
+					break
+				}
+			}
 		}
-		run := new(big.Int).Rsh(v, uint(ofs))
-		run.And(run, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), uint(n)), big.NewInt(1)))
-		sf := flow.Subfield{Field: dst.Field, Ofs: uint8(ofs), NBits: uint8(n)}
-		loads = append(loads, flow.Action{Type: flow.ActLoad, Dst: sf, Value: run.Uint64(), Spelling: spell})
-		ofs += n
+		if pos <= end {
+			return "NXAST_CT", true
+		}
+		i = end
 	}
-	return loads, nil
+	return "", false
 }
 
-// flowNAT converts a wire nat action. A single address or port is a range
-// of one, as flow.NAT holds it.
-func flowNAT(x *openflow.ActNAT) (*flow.NAT, error) {
-	n := &flow.NAT{
-		AddrMin: x.AddrMin, AddrMax: x.AddrMax, PortMin: x.ProtoMin, PortMax: x.ProtoMax,
-		Persistent: x.Flags&openflow.NATFlagPersistent != 0,
-		Hash:       x.Flags&openflow.NATFlagProtoHash != 0,
-		Random:     x.Flags&openflow.NATFlagProtoRandom != 0,
-	}
+// ctActionError is the OpenFlow error Open vSwitch gives for what the
+// flow parser refused, for the reason given, in a ct action: bits outside
+// their field are OFPBAC_BAD_SET_LEN; a ct the match does not allow (no
+// ip, no tcp for alg=ftp, a commit of +inv, a source field's missing
+// prerequisite) is OFPBAC_MATCH_INCONSISTENT; anything else is
+// OFPBAC_BAD_ARGUMENT.
+func ctActionError(item, reason string) error {
+	code := openflow.CodeBadActionArgument
 	switch {
-	case x.Flags&openflow.NATFlagSrc != 0:
-		n.Kind = flow.NATSrc
-	case x.Flags&openflow.NATFlagDst != 0:
-		n.Kind = flow.NATDst
-	case x.Flags != 0 || x.AddrMin.IsValid():
-		e := actionError(openflow.CodeBadActionArgument, "nat with arguments but neither src nor dst")
-		e.Item = "NXAST_NAT"
-		return nil, e
+	case strings.Contains(reason, "is not valid because field is only"):
+		code = openflow.CodeBadActionSetLen
+	case strings.Contains(reason, "in the match"), strings.Contains(reason, "lacks correct prerequisites"),
+		strings.Contains(reason, "cannot commit"):
+		code = codeMatchInconsistent
 	}
-	if n.AddrMin.IsValid() && !n.AddrMax.IsValid() {
-		n.AddrMax = n.AddrMin
-	}
-	if n.PortMin != 0 && n.PortMax == 0 {
-		n.PortMax = n.PortMin
-	}
-	return n, nil
+	e := actionError(code, "%s", reason)
+	e.Item = item
+	return e
 }
 
 // ctToOF encodes a flow ct action as ovs-ofctl does: the nat first, then

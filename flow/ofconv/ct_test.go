@@ -333,13 +333,32 @@ func TestCTRefused(t *testing.T) {
 		{"exec-load-past-ct-label", ip, []openflow.Action{commit(&openflow.ActRegLoad{Dst: ctLabel, Ofs: 100, NBits: 64, Value: 1})}, openflow.ErrTypeBadAction, openflow.CodeBadActionSetLen},
 		{"zone-past-reg13", ip, []openflow.Action{&openflow.ActCT{ZoneFromField: true, ZoneSrc: reg13, ZoneOfs: 20, ZoneNBits: 16, RecircTable: openflow.CTRecircNone}}, openflow.ErrTypeBadAction, openflow.CodeBadActionSetLen},
 		{"zone-from-unknown-field", ip, []openflow.Action{&openflow.ActCT{ZoneFromField: true, ZoneSrc: openflow.FieldHeader{Class: 1, Field: 127, Len: 4}, ZoneNBits: 16, RecircTable: openflow.CTRecircNone}}, openflow.ErrTypeBadAction, openflow.CodeBadActionSetType},
+		{"exec-ct-clear", ip, []openflow.Action{commit(&openflow.ActNX{Subtype: openflow.NXActCTClear})}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
+		{"exec-move-from-unknown-field", ip, []openflow.Action{commit(&openflow.ActRegMove{Src: openflow.FieldHeader{Class: 1, Field: 127, Len: 4}, Dst: ctLabel, NBits: 8})}, openflow.ErrTypeBadAction, openflow.CodeBadActionSetType},
+		{"exec-move-past-source", ip, []openflow.Action{commit(&openflow.ActRegMove{Src: reg13, SrcOfs: 30, Dst: ctLabel, NBits: 8})}, openflow.ErrTypeBadAction, openflow.CodeBadActionSetLen},
+		{"unknown-ct-flag", ip, []openflow.Action{&openflow.ActCT{Flags: 4, RecircTable: openflow.CTRecircNone}}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
+		{"nat-address-without-kind", ip, []openflow.Action{commit(&openflow.ActNAT{AddrMin: netip.MustParseAddr("10.0.0.1")})}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"two-nats", ip, []openflow.Action{commit(&openflow.ActNAT{}, &openflow.ActNAT{})}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"conjunction-and-ct", ip, []openflow.Action{&openflow.ActConjunction{ID: 1, NClauses: 2}, commit()}, openflow.ErrTypeBadAction, openflow.CodeBadActionArgument},
 		{"tuple-without-ct-state", append(ip, field("ct_nw_src", true, b32(1), nil)), nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
+		{"tuple-without-ip", []openflow.Field{field("ct_state", true, b32(0x22), b32(0x22)), field("ct_nw_src", true, b32(1), nil)}, nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
+		{"ipv4-tuple-in-ipv6", []openflow.Field{field("eth_type", true, b16(flow.EthTypeIPv6), nil), field("ct_state", true, b32(0x22), b32(0x22)), field("ct_nw_src", true, b32(1), nil)}, nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
 		{"tuple-with-trk-only", append(ip, field("ct_state", true, b32(0x20), b32(0x20)), field("ct_nw_src", true, b32(1), nil)), nil, openflow.ErrTypeBadMatch, codeBadMatchPrereq},
 		{"masked-ct-zone", append(ip, field("ct_zone", true, b16(1), b16(0xff))), nil, openflow.ErrTypeBadMatch, codeBadMatchMask},
 		{"ct-state-undefined-bits", append(ip, field("ct_state", true, b32(0x100), nil)), nil, openflow.ErrTypeBadMatch, codeBadMatchValue},
 		{"ct-state-twice", append(ip, field("ct_state", true, b32(0x20), nil), field("ct_state", true, b32(0x20), nil)), nil, openflow.ErrTypeBadMatch, codeBadMatchDupFld},
+	}
+	// What the rejection counts name: the ct field, or the wire action
+	// (none for a write to a ct field outside ct, as before).
+	wantItem := map[string]string{
+		"set-ct-mark-outside-ct": "", "load-ct-label-outside-ct": "", "nat-outside-ct": "NXAST_NAT",
+		"tuple-without-ct-state": "ct_nw_src", "tuple-without-ip": "ct_nw_src", "ipv4-tuple-in-ipv6": "ct_nw_src", "tuple-with-trk-only": "ct_nw_src", "masked-ct-zone": "ct_zone",
+		"ct-state-undefined-bits": "ct_state", "ct-state-twice": "", "nat-address-without-kind": "NXAST_NAT",
+	}
+	for _, tc := range tests {
+		if _, ok := wantItem[tc.name]; !ok {
+			wantItem[tc.name] = "NXAST_CT"
+		}
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -352,6 +371,9 @@ func TestCTRefused(t *testing.T) {
 				}
 				t.Fatalf("got %v (%+v), want type %d code %d", err, oe, tc.wantType, tc.wantCode)
 			}
+			if w := wantItem[tc.name]; oe.Item != w {
+				t.Errorf("refusal names %q, want %q (%v)", oe.Item, w, err)
+			}
 		})
 	}
 	// The same flows are fine with what was missing.
@@ -359,6 +381,19 @@ func TestCTRefused(t *testing.T) {
 		Actions: []openflow.Action{commit(ctMark(1), &openflow.ActRegMove{Src: xxreg0, Dst: ctLabel, NBits: 128})}}
 	if _, err := FlowFromMod(nil, openflow.Version10, fm); err != nil {
 		t.Fatalf("exec with set_field and a 128-bit move: %v", err)
+	}
+	// A nat after exec's actions on the wire is ct's nat all the same, and
+	// a masked set_field on ct_label may cover more than 64 bits.
+	mask := bytes.Repeat([]byte{0xff}, 16)
+	mask[0] = 0
+	label := field("ct_label", true, make([]byte, 16), mask)
+	fm.Actions = []openflow.Action{commit(ctMark(1), &openflow.ActSetField{Field: label}, &openflow.ActNAT{Flags: openflow.NATFlagSrc})}
+	mod, err := FlowFromMod(nil, openflow.Version13, fm)
+	if err != nil {
+		t.Fatalf("nat after exec, wide masked set_field: %v", err)
+	}
+	if got, want := flow.FormatFlowAsWritten(mod.Flow), "priority=0,ip actions=ct(commit,nat(src),exec(set_field:0x1->ct_mark,load:0->NXM_NX_CT_LABEL[0..63],load:0->NXM_NX_CT_LABEL[64..119]))"; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
 

@@ -56,7 +56,7 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 		fields = fm.Match10.Fields()
 	}
 	fields, nxCookie, nxMask, hasCookie := splitCookie(fields)
-	mt, cts, err := matchText(fields)
+	mt, err := matchText(fields)
 	if err != nil {
 		return nil, err
 	}
@@ -68,13 +68,12 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 		parts = append(parts, mt)
 	}
 	text := strings.Join(parts, ",")
-	cw := newCTWire()
 	if mod.Cmd != flow.CmdDelete {
 		var at string
 		if v == openflow.Version10 || fm.Nicira {
-			at, err = actionsText(fm.Actions, cw)
+			at, err = actionsText(fm.Actions)
 		} else {
-			at, err = instructionsText(fm.Instructions, cw)
+			at, err = instructionsText(fm.Instructions)
 		}
 		if err != nil {
 			return nil, err
@@ -95,13 +94,7 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 		// Which part is wrong decides the error's type: the match alone
 		// parses when the actions are at fault.
 		_, merr := p.ParseMatch(mt)
-		return nil, parseError(err, merr != nil)
-	}
-	if err := applyCTFields(&f.Match, cts); err != nil {
-		return nil, err
-	}
-	if f.Actions, err = cw.splice(p, mt, &f.Match, f.Actions); err != nil {
-		return nil, err
+		return nil, parseError(err, merr != nil, text)
 	}
 	f.Priority = fm.Priority
 	f.Cookie = fm.Cookie

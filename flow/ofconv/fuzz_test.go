@@ -13,8 +13,8 @@ import (
 
 // FuzzFlowFromMod decodes flow mods and converts them to flows: whatever
 // the bytes, conversion never panics, and a flow it accepts encodes back
-// as a flow stats entry in every version that can carry it (the connection tracking
-// decoding, whose ct actions stand in the parsed text as notes, included).
+// as a flow stats entry in every version that can carry it (connection
+// tracking included).
 // The seeds are the flow mods ovs-ofctl sent in the codec's captures.
 func FuzzFlowFromMod(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("..", "openflow", "testdata", "captured", "*-add-flow-*.bin"))

@@ -103,9 +103,8 @@ func GroupFromMod(p *flow.Parser, v uint8, gm *openflow.GroupMod) (*flow.Group, 
 		}
 		b.WriteString(s)
 	}
-	cw := newCTWire()
 	for i := range gm.Buckets {
-		s, err := bucketText(v, gm.Type, i, &gm.Buckets[i], cw)
+		s, err := bucketText(v, gm.Type, i, &gm.Buckets[i])
 		if err != nil {
 			return nil, err
 		}
@@ -114,7 +113,8 @@ func GroupFromMod(p *flow.Parser, v uint8, gm *openflow.GroupMod) (*flow.Group, 
 	if p == nil {
 		p = &flow.Parser{}
 	}
-	g, err := p.ParseGroup(b.String(), flow.GroupCmdAdd)
+	text := b.String()
+	g, err := p.ParseGroup(text, flow.GroupCmdAdd)
 	if err != nil {
 		var oe *openflow.Error
 		if errors.As(err, &oe) {
@@ -123,18 +123,13 @@ func GroupFromMod(p *flow.Parser, v uint8, gm *openflow.GroupMod) (*flow.Group, 
 		if strings.Contains(err.Error(), "bucket") || strings.Contains(err.Error(), "watch_") || strings.Contains(err.Error(), "weight") {
 			return nil, GroupModError(CodeGroupBadBucket, "%v", err)
 		}
-		return nil, parseError(err, false)
-	}
-	for i := range g.Buckets {
-		if g.Buckets[i].Actions, err = cw.splice(p, "", nil, g.Buckets[i].Actions); err != nil {
-			return nil, err
-		}
+		return nil, parseError(err, false, text)
 	}
 	return g, nil
 }
 
 // bucketText writes bucket i of a group mod as ovs-ofctl group text.
-func bucketText(v uint8, typ uint8, i int, bk *openflow.Bucket, cw *ctWire) (string, error) {
+func bucketText(v uint8, typ uint8, i int, bk *openflow.Bucket) (string, error) {
 	id := uint32(i)
 	if openflow.GroupBodies15(v) {
 		id = bk.BucketID
@@ -156,7 +151,7 @@ func bucketText(v uint8, typ uint8, i int, bk *openflow.Bucket, cw *ctWire) (str
 	if bk.HasWatchGroup && bk.WatchGroup != openflow.GroupAny {
 		s += ",watch_group:" + strconv.FormatUint(uint64(bk.WatchGroup), 10)
 	}
-	at, err := actionsText(bk.Actions, cw)
+	at, err := actionsText(bk.Actions)
 	if err != nil {
 		return "", err
 	}

@@ -7,12 +7,10 @@
 // and action is written as the ovs-ofctl text it stands for and the whole
 // flow is parsed by flow.Parser, so a flow that arrives over OpenFlow is
 // checked exactly as one typed on the command line (prerequisites, ranges,
-// what ovsxdp supports). Connection tracking (the NXM_NX_CT_* fields, ct
-// with its nat and exec(...) arguments, ct_clear) is the exception: it is
-// decoded into flow.Match and flow.Action directly, with Open vSwitch's
-// checks (ct.go), and only the subfields it reads go through the parser.
-// Encoding reads flow.Match and flow.Action directly. What ovsxdp cannot represent is an *openflow.Error carrying
-// the type and code Open vSwitch replies with.
+// what ovsxdp supports), connection tracking (ct.go) included. Encoding
+// reads flow.Match and flow.Action directly. What ovsxdp cannot represent
+// is an *openflow.Error carrying the type and code Open vSwitch replies
+// with.
 package ofconv
 
 import (
@@ -52,8 +50,8 @@ func actionError(code uint16, format string, args ...any) *openflow.Error {
 // Field kinds for writing a wire value as ovs-ofctl text.
 var (
 	macFields  = map[string]bool{"eth_src": true, "eth_dst": true, "arp_sha": true, "arp_tha": true, "nd_sll": true, "nd_tll": true}
-	ipv4Fields = map[string]bool{"ip_src": true, "ip_dst": true, "arp_spa": true, "arp_tpa": true}
-	ipv6Fields = map[string]bool{"ipv6_src": true, "ipv6_dst": true, "nd_target": true}
+	ipv4Fields = map[string]bool{"ip_src": true, "ip_dst": true, "arp_spa": true, "arp_tpa": true, "ct_nw_src": true, "ct_nw_dst": true}
+	ipv6Fields = map[string]bool{"ipv6_src": true, "ipv6_dst": true, "nd_target": true, "ct_ipv6_src": true, "ct_ipv6_dst": true}
 )
 
 // supportedFields are the wire field names the flow language matches on.
@@ -163,29 +161,19 @@ func fragText(v, m byte) string {
 }
 
 // matchText writes wire fields as an ovs-ofctl match, checking that the
-// flow language knows each field and that none repeats. The connection
-// tracking fields are returned apart, for applyCTFields.
-func matchText(fs []openflow.Field) (string, []openflow.Field, error) {
+// flow language knows each field and that none repeats.
+func matchText(fs []openflow.Field) (string, error) {
 	var items []string
-	var cts []openflow.Field
 	seen := map[string]bool{}
 	for i := range fs {
 		f := &fs[i]
-		if _, ok := ctFields[f.Name]; ok {
-			if seen[f.Name] {
-				return "", nil, matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)
-			}
-			seen[f.Name] = true
-			cts = append(cts, *f)
-			continue
-		}
 		if f.Name == "" || !supportedFields[f.Name] {
 			e := matchError(openflow.CodeBadMatchField, "field %s is not supported by ovsxdp", fieldLabel(f))
 			e.Item = fieldLabel(f)
-			return "", nil, e
+			return "", e
 		}
 		if seen[f.Name] {
-			return "", nil, matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)
+			return "", matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)
 		}
 		seen[f.Name] = true
 		mask := f.Mask
@@ -198,7 +186,7 @@ func matchText(fs []openflow.Field) (string, []openflow.Field, error) {
 				m = mask[0]
 			}
 			if len(f.Value) != 1 {
-				return "", nil, matchError(openflow.CodeBadMatchLen, "ip_frag length %d", len(f.Value))
+				return "", matchError(openflow.CodeBadMatchLen, "ip_frag length %d", len(f.Value))
 			}
 			if m&3 != 0 {
 				items = append(items, "ip_frag="+fragText(f.Value[0]&3, m&3))
@@ -206,7 +194,7 @@ func matchText(fs []openflow.Field) (string, []openflow.Field, error) {
 			continue
 		}
 		if mask != nil && f.Name == "in_port" {
-			return "", nil, matchError(codeBadMatchMask, "in_port cannot be masked")
+			return "", matchError(codeBadMatchMask, "in_port cannot be masked")
 		}
 		s := f.Name + "=" + valueText(f.Name, f.Value)
 		if mask != nil {
@@ -214,7 +202,7 @@ func matchText(fs []openflow.Field) (string, []openflow.Field, error) {
 		}
 		items = append(items, s)
 	}
-	return strings.Join(items, ","), cts, nil
+	return strings.Join(items, ","), nil
 }
 
 func fieldLabel(f *openflow.Field) string {
@@ -229,7 +217,7 @@ func fieldLabel(f *openflow.Field) string {
 
 // MatchFromFields converts OXM/NXM match fields to a flow match.
 func MatchFromFields(p *flow.Parser, fs []openflow.Field) (*flow.Match, error) {
-	s, cts, err := matchText(fs)
+	s, err := matchText(fs)
 	if err != nil {
 		return nil, err
 	}
@@ -238,27 +226,51 @@ func MatchFromFields(p *flow.Parser, fs []openflow.Field) (*flow.Match, error) {
 	}
 	m, err := p.ParseMatch(s)
 	if err != nil {
-		return nil, parseError(err, true)
-	}
-	if err := applyCTFields(m, cts); err != nil {
-		return nil, err
+		return nil, parseError(err, true, s)
 	}
 	return m, nil
 }
 
-// parseError turns a flow language error about text this package wrote
-// into the OpenFlow error Open vSwitch would give.
-func parseError(err error, match bool) error {
+// parseError turns a flow language error about text, which this package
+// wrote, into the OpenFlow error Open vSwitch would give. A refused
+// connection tracking field or action names it (Error.Item), as the
+// codec's own refusals do.
+func parseError(err error, match bool, text string) error {
 	var oe *openflow.Error
 	if errors.As(err, &oe) {
 		return err
 	}
-	msg := err.Error()
+	msg, reason, pos, key := err.Error(), err.Error(), -1, ""
+	var se *flow.SyntaxError
+	if errors.As(err, &se) {
+		reason, pos = se.Reason, se.Pos
+		key, _, _ = strings.Cut(se.Token, "=")
+	}
 	if match {
-		if strings.Contains(msg, "requires") || strings.Contains(msg, "prerequisite") {
-			return matchError(codeBadMatchPrereq, "%s", msg)
+		var e *openflow.Error
+		switch {
+		case strings.Contains(msg, "requires") || strings.Contains(msg, "prerequisite"):
+			e = matchError(codeBadMatchPrereq, "%s", msg)
+		case strings.Contains(reason, "is not maskable"):
+			e = matchError(codeBadMatchMask, "%s", msg)
+		default:
+			e = matchError(codeBadMatchValue, "%s", msg)
 		}
-		return matchError(codeBadMatchValue, "%s", msg)
+		if _, ok := ctFields[key]; ok {
+			e.Item = key
+		}
+		return e
+	}
+	if item, ok := ctItem(text, pos); ok {
+		return ctActionError(item, reason)
+	}
+	switch {
+	case strings.HasPrefix(reason, "cannot set CT fields outside of ct action"):
+		return actionError(openflow.CodeBadActionSetArgument, "%s", msg)
+	case strings.HasPrefix(reason, "nat is allowed only inside ct"):
+		e := actionError(openflow.CodeBadActionSetArgument, "%s", msg)
+		e.Item = "NXAST_NAT"
+		return e
 	}
 	if errors.Is(err, flow.ErrUnsupportedSyntax) {
 		return actionError(openflow.CodeBadActionType, "%s", msg)
