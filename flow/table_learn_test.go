@@ -2,9 +2,9 @@ package flow
 
 import "testing"
 
-// ctFlow parses s, a flow with a ct action, afresh: each call gives a new
+// parsedFlow parses s, a flow with a ct action, afresh: each call gives a new
 // CT, so that only content can make two of them equal.
-func ctFlow(t *testing.T, s string) *Flow {
+func parsedFlow(t *testing.T, s string) *Flow {
 	t.Helper()
 	f, err := ParseFlow(s, CmdAdd)
 	if err != nil {
@@ -19,12 +19,12 @@ func ctFlow(t *testing.T, s string) *Flow {
 func TestLearnSameCT(t *testing.T) {
 	const s = "table=3,priority=5,ip,nw_src=10.0.0.1,actions=ct(commit,zone=NXM_NX_REG13[0..15],nat(src=10.1.0.1),exec(set_field:0x1/0x1->ct_mark,set_field:0x5->ct_label)),output:2"
 	tb := NewTable()
-	first := tb.Learn([]Flow{*ctFlow(t, s)})[0]
-	again := tb.Learn([]Flow{*ctFlow(t, s)})[0]
+	first := tb.Learn([]Flow{*parsedFlow(t, s)})[0]
+	again := tb.Learn([]Flow{*parsedFlow(t, s)})[0]
 	if again != first {
 		t.Errorf("learning the same ct flow again replaced the rule")
 	}
-	other := ctFlow(t, "table=3,priority=5,ip,nw_src=10.0.0.1,actions=ct(commit,zone=NXM_NX_REG13[0..15],nat(src=10.1.0.2),exec(set_field:0x1/0x1->ct_mark,set_field:0x5->ct_label)),output:2")
+	other := parsedFlow(t, "table=3,priority=5,ip,nw_src=10.0.0.1,actions=ct(commit,zone=NXM_NX_REG13[0..15],nat(src=10.1.0.2),exec(set_field:0x1/0x1->ct_mark,set_field:0x5->ct_label)),output:2")
 	if changed := tb.Learn([]Flow{*other})[0]; changed == first || changed.Actions[0].CT.NAT.AddrMin != other.Actions[0].CT.NAT.AddrMin {
 		t.Errorf("learning a flow with another ct action kept the rule's")
 	}
@@ -41,7 +41,7 @@ func TestActionPoolSharesCT(t *testing.T) {
 		"priority=1,ip,nw_src=10.0.0.3,actions=ct(commit,table=4,zone=7,exec(load:0x5->NXM_NX_CT_MARK[]))",
 		"priority=1,ip,nw_src=10.0.0.4,actions=ct(commit,table=4,zone=8,exec(set_field:0x5->ct_mark))",
 	} {
-		if err := tb.Add(ctFlow(t, s)); err != nil {
+		if err := tb.Add(parsedFlow(t, s)); err != nil {
 			t.Fatal(err)
 		}
 	}
