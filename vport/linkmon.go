@@ -62,6 +62,14 @@ type LinkMonitor struct {
 	life    sync.Mutex
 	started bool
 
+	// order makes a read of a link's state and its application one step
+	// that no event's application falls between: Watch and resync hold it
+	// from the read to the last application, apply while it applies. A
+	// read applied after a newer event would undo that event, and with
+	// no further event to come (a veth whose ends are both up stays
+	// quiet) the device would keep the stale state.
+	order sync.Mutex
+
 	// mu protects watches, names and stopped.
 	mu      sync.Mutex
 	watches map[int]*linkWatch
@@ -160,7 +168,12 @@ func (m *LinkMonitor) Watch(dev *Device, ifindex int, onDelete func(*Device)) (c
 			delete(m.watches, ifindex)
 		}
 	}
+	m.order.Lock()
+	defer m.order.Unlock()
 	lk, err := m.h.LinkByIndex(ifindex)
+	if watchReadHook != nil {
+		watchReadHook()
+	}
 	var notFound netlink.LinkNotFoundError
 	switch {
 	case errors.As(err, &notFound) || errors.Is(err, unix.ENODEV):
@@ -173,6 +186,10 @@ func (m *LinkMonitor) Watch(dev *Device, ifindex int, onDelete func(*Device)) (c
 	}
 	return cancel, nil
 }
+
+// watchReadHook, when set (by tests), runs between Watch's read of the
+// link and its application.
+var watchReadHook func()
 
 // WatchName calls fn whenever a link named name is reported new or
 // changed (RTM_NEWLINK) in the monitor's namespace, and after each resync
@@ -391,6 +408,8 @@ func (m *LinkMonitor) apply(u netlink.LinkUpdate) {
 	if w == nil {
 		return
 	}
+	m.order.Lock()
+	defer m.order.Unlock()
 	if u.Header.Type == unix.RTM_DELLINK {
 		m.markDeleted(w, "dellink")
 		return
@@ -477,6 +496,8 @@ func linkChanges(dev *Device, up, carrier bool, txq int) string {
 // resync reads every link and applies it to the watched devices; a watched
 // link that is not listed was deleted.
 func (m *LinkMonitor) resync() error {
+	m.order.Lock()
+	defer m.order.Unlock()
 	var links []netlink.Link
 	var err error
 	for range 5 {

@@ -299,3 +299,31 @@ func TestLinkMonitorWatchName(t *testing.T) {
 		cancel2()
 	}
 }
+
+// TestLinkMonitorWatchReadNotStale: an event that arrives while Watch has
+// read the link but not yet applied the read is applied after the read,
+// not undone by it. The peer comes up (carrier on) between Watch's read
+// (no carrier) and its application; a veth whose two ends are up sends no
+// further event, so a stale read applied last would leave the port
+// without carrier for good.
+func TestLinkMonitorWatchReadNotStale(t *testing.T) {
+	tp := newXSKTopo(t, 1)
+	m := startMonitor(t, LinkMonitorConfig{Netns: tp.sw.Path()})
+	tp.peer.IP(t, "link", "set", "p0", "down")
+	dev, ifindex := tp.watchedHost(t)
+	if dev.Snapshot().Carrier() {
+		t.Fatal("carrier with the peer down")
+	}
+	watchReadHook = func() {
+		tp.peer.IP(t, "link", "set", "p0", "up")
+		// Give the monitor the time to apply the event, which it may
+		// only do once Watch has applied its read.
+		netns.Eventually(2*time.Second, func() bool { return dev.Snapshot().Carrier() })
+	}
+	defer func() { watchReadHook = nil }()
+	if _, err := m.Watch(dev, ifindex, nil); err != nil {
+		t.Fatal(err)
+	}
+	watchReadHook = nil
+	waitState(t, dev, "peer up during the watch's read", func(s DeviceState) bool { return s.Running() && s.Carrier() })
+}
