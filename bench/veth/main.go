@@ -2,13 +2,18 @@
 // veths on one machine, side by side, on the same topology: ovsxdp with
 // AF_XDP ports (with 2 and with 1,000 rules), the Linux bridge, Open
 // vSwitch's userspace datapath with AF_XDP ports in three configurations,
-// and the limit, a kernel-only XDP redirect.
+// and the limit, a kernel-only XDP redirect; and a stateful firewall, the
+// same connection-tracking flows in the ovsxdp daemon (ovsxdp-ct) and in
+// Open vSwitch (ovs-ct), compared on TCP connections per second and TCP
+// throughput.
 //
 // It runs the configurations in alternating rounds (every configuration
 // once per round, so that a change in the machine's load touches all of
 // them alike) and measures, for each, TCP throughput and small-packet UDP
-// rate (iperf3), the rate of a many-flow UDP sender, ping RTT, and the CPU
-// seconds per million packets forwarded. It writes veth.csv (every sample),
+// rate (iperf3), TCP connections per second (a generator in this
+// program), the rate of a many-flow UDP sender, ping RTT, and the CPU
+// seconds per million packets forwarded (the stateful configurations skip
+// the UDP tests and the CPU count). It writes veth.csv (every sample),
 // veth.md (medians, ratios of ovsxdp to every other configuration, the
 // targets, the command and the machine) and veth.png to -out, and, unless
 // -gobench=false, summarizes the in-memory Go benchmarks in veth.md.
