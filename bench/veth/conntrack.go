@@ -342,6 +342,10 @@ func connGenerator(dst string, d time.Duration) error {
 		kinds[k]++
 		mu.Unlock()
 	}
+	// used marks the source ports of completed connections: as many
+	// distinct 4-tuples as the tracker must hold afterwards (a port the
+	// client reuses from TIME_WAIT replaces its earlier connection).
+	var used [1 << 16]atomic.Bool
 	start := time.Now()
 	end := start.Add(d)
 	var wg sync.WaitGroup
@@ -356,6 +360,7 @@ func connGenerator(dst string, d time.Duration) error {
 					fail(err)
 					continue
 				}
+				port := c.LocalAddr().(*net.TCPAddr).Port
 				c.SetDeadline(time.Now().Add(3 * time.Second)) //nolint:errcheck // the read fails instead
 				if _, err = c.Write(connPayload); err == nil {
 					_, err = io.ReadFull(c, buf)
@@ -371,12 +376,19 @@ func connGenerator(dst string, d time.Duration) error {
 					continue
 				}
 				done.Add(1)
+				used[port].Store(true)
 			}
 		}()
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	fmt.Printf("connections %d failures %d in %g\n", done.Load(), failed.Load(), secs)
+	ports := 0
+	for i := range used {
+		if used[i].Load() {
+			ports++
+		}
+	}
+	fmt.Printf("connections %d failures %d ports %d in %g\n", done.Load(), failed.Load(), ports, secs)
 	for _, k := range order {
 		fmt.Printf("%d× %s\n", kinds[k], k)
 	}
@@ -407,6 +419,9 @@ type connResult struct {
 	perSec   float64
 	done     int
 	failures int
+	// ports is how many distinct source ports the completed connections
+	// used.
+	ports int
 	// errors lists the failures by kind, "N× kind; ...".
 	errors string
 }
@@ -430,7 +445,7 @@ func measureConns(ctx context.Context, t *topo, d time.Duration) (connResult, er
 	}
 	first, rest, _ := strings.Cut(string(out), "\n")
 	var secs float64
-	if _, err := fmt.Sscanf(first, "connections %d failures %d in %g", &r.done, &r.failures, &secs); err != nil || secs <= 0 {
+	if _, err := fmt.Sscanf(first, "connections %d failures %d ports %d in %g", &r.done, &r.failures, &r.ports, &secs); err != nil || secs <= 0 {
 		return r, fmt.Errorf("connection generator output %q: %v", out, err)
 	}
 	r.perSec = float64(r.done) / secs
