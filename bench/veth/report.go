@@ -141,10 +141,10 @@ func writeCSV(path string, samples []sample) error {
 	for _, s := range samples {
 		row := []string{strconv.Itoa(s.round), s.config}
 		for _, m := range metrics {
-			row = append(row, strconv.FormatFloat(m.get(s), 'g', 6, 64))
+			row = append(row, csvNum(m.get(s)))
 		}
 		for _, v := range []float64{s.cpu.user, s.cpu.sys, s.cpu.softirq} {
-			row = append(row, strconv.FormatFloat(v, 'g', 6, 64))
+			row = append(row, csvNum(v))
 		}
 		if s.paced.measured {
 			row = append(row, strconv.FormatFloat(s.paced.offered, 'f', 0, 64), strconv.FormatFloat(s.paced.received, 'f', 0, 64),
@@ -166,6 +166,15 @@ func writeCSV(path string, samples []sample) error {
 		return err
 	}
 	return f.Close()
+}
+
+// csvNum formats a measurement for the CSV, empty if it was not
+// measured (NaN).
+func csvNum(v float64) string {
+	if math.IsNaN(v) {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
 // ok returns the samples of config that completed.
@@ -490,7 +499,8 @@ func stateful(o options, samples []sample) string {
 		fmtRatio(ratio(samples, "ovsxdp-ct", "ovs-ct", metricByKey("conns_per_s"))), fmtRatio(ratio(samples, "ovsxdp-ct", "ovs-ct", metricByKey("tcp_gbps"))),
 		fmtRatio(ratio(samples, "ovsxdp-ct", "ovs-ct", metricByKey("rtt_avg_us"))))
 	b.WriteString("The tracker must hold at least one connection per distinct source port the completed connections used (their 4-tuples; ct's TIME_WAIT lasts 45 s in both), " +
-		"plus iperf3's two and ping's.\n\n")
+		"plus iperf3's two and ping's. A port reused from TIME_WAIT " +
+		"replaces its connection: ovsxdp's tracker removes the old one at once, Open vSwitch's counts it until its sweeper removes it.\n\n")
 	b.WriteString("| round | configuration | connections completed | failed | failures by kind | distinct source ports | tracked connections after the run | dropped as +inv | dropped by the final rule |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range samples {
 		if !slices.Contains(names, s.config) {
