@@ -85,7 +85,7 @@ bench-race: ## teardown race under load: bench/results/race.csv, race.png, race.
 VETH_ARGS ?=
 
 .PHONY: bench-veth
-bench-veth: ## as root: ovsxdp vs Linux bridge, OVS AF_XDP and XDP redirect on veths: bench/results/veth.{csv,md,png}
+bench-veth: ## as root: ovsxdp vs Linux bridge, OVS AF_XDP and XDP redirect on veths, and a stateful (ct) firewall in ovsxdp and OVS: bench/results/veth.{csv,md,png}
 	$(GO) run ./bench/veth -out bench/results $(VETH_ARGS)
 
 # Extra flags for bench/rules (see `go run ./bench/rules -h`).

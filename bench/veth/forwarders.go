@@ -51,7 +51,7 @@ type kernelDropper interface {
 // config is one configuration of the comparison.
 type config struct {
 	name  string // short name, in the CSV and the tables
-	group string // ovsxdp, kernel, ovs or xdp
+	group string // ovsxdp, kernel, ovs, xdp, or ct (a stateful firewall)
 	desc  string
 	new   func() forwarder
 }
@@ -66,6 +66,8 @@ var configs = []config{
 	{"ovs-pmd", "ovs", "Open vSwitch userspace datapath (datapath_type=netdev), type=afxdp ports, default busy-polling PMD", func() forwarder { return &ovsFwd{portType: "afxdp"} }},
 	{"ovs-maxsleep", "ovs", "the same with other_config:pmd-maxsleep=50", func() forwarder { return &ovsFwd{portType: "afxdp", maxSleep: 50} }},
 	{"ovs-nonpmd", "ovs", "the same with type=afxdp-nonpmd ports (served by the main thread, no PMD)", func() forwarder { return &ovsFwd{portType: "afxdp-nonpmd"} }},
+	{"ovsxdp-ct", "ct", "stateful firewall (the conntrack flows below): the ovsxdp daemon (`ovsxdp daemon`, built from ./cmd/ovsxdp, in the switch namespace; add-br defaults: 1 adaptive poll thread, segment coalescing on) with two afxdp ports, its tracker, flows loaded with `ovs-ofctl add-flows` on the bridge's OpenFlow socket", func() forwarder { return &ovsxdpDaemonFwd{flows: ctFlows} }},
+	{"ovs-ct", "ct", "stateful firewall (the same flows): Open vSwitch as ovs-pmd (type=afxdp ports, busy-polling PMD), its userspace conntrack, flows loaded with `ovs-ofctl add-flows`", func() forwarder { return &ovsFwd{portType: "afxdp", flows: ctFlows} }},
 	{"xdp-redirect", "xdp", "kernel-only XDP: a program on h-a and h-b (cilium/ebpf asm, native mode, BPF links) redirects every frame to the other (bpf_redirect_map on a DEVMAP_HASH); native redirect into a veth needs an XDP program on its peer, so p-a and p-b get one that returns XDP_PASS", func() forwarder { return &xdpFwd{} }},
 }
 
@@ -237,7 +239,8 @@ func (f *bridgeFwd) stop() error {
 // both as child processes stopped by PID.
 type ovsFwd struct {
 	portType string
-	maxSleep int // other_config:pmd-maxsleep in µs; 0 to leave it unset
+	maxSleep int      // other_config:pmd-maxsleep in µs; 0 to leave it unset
+	flows    []string // nil: l2Rules
 
 	dir     string
 	env     []string
@@ -314,6 +317,15 @@ func (f *ovsFwd) start(t *topo) error {
 	}
 	if _, err := f.cmd("ovs-ofctl", "del-flows", "br-bench"); err != nil {
 		return err
+	}
+	if f.flows != nil {
+		c := exec.Command("ovs-ofctl", "--timeout=30", "add-flows", "br-bench", "-")
+		c.Env = f.env
+		c.Stdin = strings.NewReader(strings.Join(f.flows, "\n") + "\n")
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("ovs-ofctl add-flows br-bench -: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
 	}
 	for _, r := range l2Rules {
 		if _, err := f.cmd("ovs-ofctl", "add-flow", "br-bench", r); err != nil {

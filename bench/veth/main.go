@@ -2,13 +2,18 @@
 // veths on one machine, side by side, on the same topology: ovsxdp with
 // AF_XDP ports (with 2 and with 1,000 rules), the Linux bridge, Open
 // vSwitch's userspace datapath with AF_XDP ports in three configurations,
-// and the limit, a kernel-only XDP redirect.
+// and the limit, a kernel-only XDP redirect; and a stateful firewall, the
+// same connection-tracking flows in the ovsxdp daemon (ovsxdp-ct) and in
+// Open vSwitch (ovs-ct), compared on TCP connections per second and TCP
+// throughput.
 //
 // It runs the configurations in alternating rounds (every configuration
 // once per round, so that a change in the machine's load touches all of
 // them alike) and measures, for each, TCP throughput and small-packet UDP
-// rate (iperf3), the rate of a many-flow UDP sender, ping RTT, and the CPU
-// seconds per million packets forwarded. It writes veth.csv (every sample),
+// rate (iperf3), TCP connections per second (a generator in this
+// program), the rate of a many-flow UDP sender, ping RTT, and the CPU
+// seconds per million packets forwarded (the stateful configurations skip
+// the UDP tests and the CPU count). It writes veth.csv (every sample),
 // veth.md (medians, ratios of ovsxdp to every other configuration, the
 // targets, the command and the machine) and veth.png to -out, and, unless
 // -gobench=false, summarizes the in-memory Go benchmarks in veth.md.
@@ -26,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,6 +78,24 @@ func main() {
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "xsk flood:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == echoRole {
+		if err := echoServer(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "echo server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 4 && os.Args[1] == connRole {
+		d, err := time.ParseDuration(os.Args[3])
+		if err == nil {
+			err = connGenerator(os.Args[2], d)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "connection generator:", err)
 			os.Exit(1)
 		}
 		return
@@ -152,6 +176,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
+	defer removeOvsxdpBin()
 	m := describeMachine()
 	o.wake = measureWakeLatency()
 	start := time.Now()
@@ -174,7 +199,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			if s.err != "" {
 				slog.Error("run failed", "round", r, "config", c.name, "err", s.err)
 			} else {
-				slog.Info("result", "round", r, "config", c.name, "tcp_gbps", f2(s.tcpGbps), "udp_pps", f0(s.udpPps),
+				slog.Info("result", "round", r, "config", c.name, "tcp_gbps", f2(s.tcpGbps), "conns_per_s", f0(s.conns.perSec), "conn_failures", s.conns.failures, "udp_pps", f0(s.udpPps),
 					"flows_pps", f0(s.flowsPps), "xsk_pps", f0(s.xskPps), "rtt_avg_us", f1(s.rttAvg), "rtt_p99_us", f1(s.rttP99), "ping_cpu_pct", f1(s.pingCPU), "cpu_s_per_mpkt", f2(s.cpuPerMpkt))
 			}
 			samples = append(samples, s)
@@ -265,6 +290,24 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 	if s.tcpGbps, err = measureTCP(ctx, t, o.duration); err != nil {
 		return fail(err)
 	}
+	echo, err := startEchoServer(t)
+	if err != nil {
+		return fail(err)
+	}
+	stopEcho := func() {
+		if echo != nil {
+			stopProc(echo, "echo server") //nolint:errcheck // killed if it ignores SIGTERM
+			echo = nil
+		}
+	}
+	defer stopEcho()
+	if s.conns, err = measureConns(ctx, t, o.duration); err != nil {
+		return fail(err)
+	}
+	stopEcho()
+	if c.group == "ct" {
+		return runStateful(ctx, s, t, f, fail, stopServer, stopFwd)
+	}
 	if prof != "" {
 		pf, err := os.Create(prof)
 		if err != nil {
@@ -325,6 +368,39 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 	stopFwd()
 	if left := t.leftovers(); len(left) > 0 {
 		return fail(fmt.Errorf("left behind by %s: %s", c.name, strings.Join(left, "; ")))
+	}
+	return s
+}
+
+// runStateful ends a stateful configuration's run after the TCP and
+// connection-rate tests, which are what it is compared on (its UDP and
+// CPU columns stay empty): it measures ping RTT, then asks the switch
+// what its tracker and its drop rules saw, and fails the run if the
+// tracker held no connection (ct did not run).
+func runStateful(ctx context.Context, s sample, t *topo, f forwarder, fail func(error) sample, stopServer, stopFwd func()) sample {
+	nan := math.NaN()
+	s.udpPps, s.flowsPps, s.xskPps, s.cpuPerMpkt = nan, nan, nan, nan
+	s.cpu = cpuTimes{nan, nan, nan, nan}
+	var err error
+	if s.rttAvg, s.rttP99, s.pingCPU, err = measurePing(ctx, t); err != nil {
+		return fail(err)
+	}
+	stopServer()
+	k, isK := f.(ctChecker)
+	if !isK {
+		return fail(errors.New("a stateful configuration without a tracker to ask"))
+	}
+	r, err := k.conntrack()
+	if err != nil {
+		return fail(fmt.Errorf("conntrack check: %w", err))
+	}
+	s.ct = &r
+	if r.nconns == 0 {
+		return fail(errors.New("dpctl/ct-get-nconns is 0 after the run: the tracker held no connection"))
+	}
+	stopFwd()
+	if left := t.leftovers(); len(left) > 0 {
+		return fail(fmt.Errorf("left behind: %s", strings.Join(left, "; ")))
 	}
 	return s
 }

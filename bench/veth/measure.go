@@ -30,6 +30,12 @@ type sample struct {
 	config string
 	// tcpGbps is iperf3's TCP throughput, received, in Gbit/s.
 	tcpGbps float64
+	// conns is the connection generator's account: connections per
+	// second completed (connect, 16 bytes each way, close).
+	conns connResult
+	// ct is a stateful configuration's tracker and drop counts after the
+	// run; nil for the others.
+	ct *ctReport
 	// udpPps is iperf3's small-packet UDP rate (-l 18 -b 0), received.
 	udpPps float64
 	// flowsPps is the rate received from the harness's many-flow UDP

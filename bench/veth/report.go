@@ -35,7 +35,7 @@ func (m metric) format(v float64) string {
 	switch m.unit {
 	case "Gbit/s":
 		return fmt.Sprintf("%.2f %s", v, m.unit)
-	case "packets/s":
+	case "packets/s", "conn/s":
 		return fmt.Sprintf("%.0f %s", v, m.unit)
 	}
 	return fmt.Sprintf("%.1f %s", v, m.unit)
@@ -43,6 +43,7 @@ func (m metric) format(v float64) string {
 
 var metrics = []metric{
 	{"tcp_gbps", "TCP throughput", "Gbit/s", true, func(s sample) float64 { return s.tcpGbps }},
+	{"conns_per_s", "TCP connections (connect, 16 bytes each way, close)", "conn/s", true, func(s sample) float64 { return s.conns.perSec }},
 	{"udp_pps", "UDP 18-byte payloads, iperf3, received", "packets/s", true, func(s sample) float64 { return s.udpPps }},
 	{"flows_pps", "UDP 18-byte payloads, 1,000 flows, received", "packets/s", true, func(s sample) float64 { return s.flowsPps }},
 	{"xsk_pps", "UDP 18-byte payloads, 1,000 flows, AF_XDP sender, received", "packets/s", true, func(s sample) float64 { return s.xskPps }},
@@ -135,20 +136,27 @@ func writeCSV(path string, samples []sample) error {
 		head = append(head, m.key)
 	}
 	w.Write(append(head, "cpu_user_s_per_mpkt", "cpu_sys_s_per_mpkt", "cpu_softirq_s_per_mpkt",
-		"paced_offered_pps", "paced_received_pps", "paced_rx_ring_full", "paced_no_fill_frame", "error", "counters"))
+		"paced_offered_pps", "paced_received_pps", "paced_rx_ring_full", "paced_no_fill_frame",
+		"conns_done", "conn_failures", "conn_source_ports", "conn_errors", "ct_nconns", "ct_invalid_dropped", "ct_other_dropped", "error", "counters"))
 	for _, s := range samples {
 		row := []string{strconv.Itoa(s.round), s.config}
 		for _, m := range metrics {
-			row = append(row, strconv.FormatFloat(m.get(s), 'g', 6, 64))
+			row = append(row, csvNum(m.get(s)))
 		}
 		for _, v := range []float64{s.cpu.user, s.cpu.sys, s.cpu.softirq} {
-			row = append(row, strconv.FormatFloat(v, 'g', 6, 64))
+			row = append(row, csvNum(v))
 		}
 		if s.paced.measured {
 			row = append(row, strconv.FormatFloat(s.paced.offered, 'f', 0, 64), strconv.FormatFloat(s.paced.received, 'f', 0, 64),
 				strconv.FormatUint(s.paced.drops.ringFull, 10), strconv.FormatUint(s.paced.drops.noFrame, 10))
 		} else {
 			row = append(row, "", "", "", "")
+		}
+		row = append(row, strconv.Itoa(s.conns.done), strconv.Itoa(s.conns.failures), strconv.Itoa(s.conns.ports), s.conns.errors)
+		if s.ct != nil {
+			row = append(row, strconv.Itoa(s.ct.nconns), strconv.FormatUint(s.ct.invalid, 10), strconv.FormatUint(s.ct.dropped, 10))
+		} else {
+			row = append(row, "", "", "")
 		}
 		w.Write(append(row, s.err, s.counters))
 	}
@@ -158,6 +166,15 @@ func writeCSV(path string, samples []sample) error {
 		return err
 	}
 	return f.Close()
+}
+
+// csvNum formats a measurement for the CSV, empty if it was not
+// measured (NaN).
+func csvNum(v float64) string {
+	if math.IsNaN(v) {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
 // ok returns the samples of config that completed.
@@ -239,7 +256,7 @@ func fmtVal(v float64, m metric) string {
 	switch {
 	case math.IsNaN(v):
 		return "–"
-	case m.unit == "packets/s":
+	case m.unit == "packets/s" || m.unit == "conn/s":
 		return fmt.Sprintf("%.0f", v)
 	case m.unit == "µs":
 		return fmt.Sprintf("%.1f", v)
@@ -281,7 +298,7 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 		"18-byte payloads to 1,000 destination ports; the rate counted on `p-b`); the AF_XDP sender is a process of the harness in `a` that opens " +
 		"an ovsxdp AF_XDP port (`vport.OpenXSK`) on `p-a` and transmits prebuilt 60-byte frames to the same 1,000 ports in batches of 32 as fast as its tx ring drains, " +
 		"so that the sender is not limited by a socket's per-packet cost (the rate counted on `p-b`, which counts every datagram: consecutive datagrams of these two senders go to different ports, so ovsxdp merges none of them; in xdp-redirect, `p-a`'s XDP_PASS program is detached " +
-		"for this test and the sender's own program stands in for it); ping is 200 pings 10 ms apart. " +
+		"for this test and the sender's own program stands in for it); ping is 200 pings 10 ms apart; TCP connections per second is a generator built into the harness (described under the stateful firewall below, when those configurations ran: 16 at a time, each connect, 16 bytes each way, close). " +
 		"CPU per million packets is measured the same way for every configuration, during the iperf3 UDP test: the user and system time " +
 		"of the forwarding process (this process for ovsxdp, `ovs-vswitchd` for OVS, none for the bridge and XDP) plus the machine's " +
 		"softirq time (where the bridge and XDP forward, and where every configuration's veths and AF_XDP sockets do their kernel work), " +
@@ -340,6 +357,9 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 	b.WriteString("## CPU per million packets, by kind\n\nMedians over rounds, during the iperf3 UDP test, CPU seconds per million packets forwarded.\n\n" +
 		"| configuration | forwarding process, user | forwarding process, system | softirq (whole machine) | total |\n|---|---|---|---|---|\n")
 	for _, c := range o.only {
+		if c.group == "ct" {
+			continue // not measured
+		}
 		var u, sy, si, tot []float64
 		for _, s := range ok(samples, c.name) {
 			u, sy, si, tot = append(u, s.cpu.user), append(sy, s.cpu.sys), append(si, s.cpu.softirq), append(tot, s.cpu.total())
@@ -348,6 +368,7 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 	}
 	b.WriteString("\n")
 	b.WriteString(targets(o, samples))
+	b.WriteString(stateful(o, samples))
 	b.WriteString(paced(o, samples))
 	b.WriteString(analysis(o, samples, prof))
 	b.WriteString("\n![medians](veth.png)\n")
@@ -410,6 +431,11 @@ func targets(o options, samples []sample) string {
 		// comparison for ovsxdp's busy-polling mode.
 		rowOf("ovsxdp-spin", "ping RTT (average), both busy-polling: ovsxdp-spin ≤ lowest OVS", "rtt_avg_us", best("rtt_avg_us"), 1.0, false)
 	}
+	if slices.ContainsFunc(o.only, func(c config) bool { return c.name == "ovsxdp-ct" }) &&
+		slices.ContainsFunc(o.only, func(c config) bool { return c.name == "ovs-ct" }) {
+		rowOf("ovsxdp-ct", "Stateful firewall, TCP connections per second: ovsxdp-ct ≥ 1.2× ovs-ct", "conns_per_s", "ovs-ct", 1.2, true)
+		rowOf("ovsxdp-ct", "Stateful firewall, TCP throughput: ovsxdp-ct ≥ 1.2× ovs-ct", "tcp_gbps", "ovs-ct", 1.2, true)
+	}
 	var drops kernelDrops
 	var offered float64
 	runs := 0
@@ -435,6 +461,63 @@ func targets(o options, samples []sample) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d dropped (rx ring full %d, no fill frame %d) of about %.0f offered, %d run%s | %s |\n",
 			what, drops.total(), drops.ringFull, drops.noFrame, offered, runs, plural, verdict)
+	}
+	return b.String()
+}
+
+// stateful renders the stateful-firewall configurations' flows, their
+// medians and ratio, and, round by round, what their trackers and drop
+// rules saw.
+func stateful(o options, samples []sample) string {
+	var names []string
+	for _, c := range o.only {
+		if c.group == "ct" {
+			names = append(names, c.name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Stateful firewall (connection tracking)\n\n" +
+		"ovsxdp-ct and ovs-ct load the same flows, those of the conntrack differential test (`test/conntrack_diff_test.go`) with its TCP rule opened to iperf3's port and the echo server's; " +
+		"namespace `a` is OpenFlow port 1, `b` port 2:\n\n```\n" + strings.Join(ctFlows, "\n") + "\n```\n\n" +
+		fmt.Sprintf("Connections per second: a generator built into the harness runs in `a` for the test's duration with %d connections at a time, each one connect, "+
+			"16 bytes sent, the 16 echoed bytes read back, close (the client closes first; `a` gets the port range 1024–65535 and `net.ipv4.tcp_tw_reuse=1`, "+
+			"so that ports in TIME_WAIT are reused, each time as a new connection through the tracker); an echo server of the harness answers in `b` on port %d. "+
+			"A failure is a connect, write or read that fails or takes over 3 s. The same test runs in every configuration, stateless ones included, "+
+			"so that the table above shows what tracking costs. The stateful configurations are not given the UDP and AF_XDP-sender tests. ", connParallel, echoPort) +
+		"After each run, the harness asks the switch for `dpctl/ct-get-nconns` (`ovsxdp dpctl/ct-get-nconns` on the daemon's control socket, `ovs-appctl dpctl/ct-get-nconns` for OVS) " +
+		"and fails the run if it is 0 (the tracker held nothing, so ct did not run), and reads the packet counts of the `+inv` drop rule and of the final drop rule with `ovs-ofctl dump-flows`.\n\n")
+	b.WriteString("| configuration | TCP connections (conn/s) | TCP throughput (Gbit/s) | ping RTT, average (µs) | runs ok |\n|---|---|---|---|---|\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d/%d |\n", n, fmtVal(medianOf(samples, n, metricByKey("conns_per_s")), metricByKey("conns_per_s")),
+			fmtVal(medianOf(samples, n, metricByKey("tcp_gbps")), metricByKey("tcp_gbps")), fmtVal(medianOf(samples, n, metricByKey("rtt_avg_us")), metricByKey("rtt_avg_us")),
+			len(ok(samples, n)), o.rounds)
+	}
+	fmt.Fprintf(&b, "| ovsxdp-ct / ovs-ct (median of the rounds' ratios) | %s | %s | %s | |\n\n",
+		fmtRatio(ratio(samples, "ovsxdp-ct", "ovs-ct", metricByKey("conns_per_s"))), fmtRatio(ratio(samples, "ovsxdp-ct", "ovs-ct", metricByKey("tcp_gbps"))),
+		fmtRatio(ratio(samples, "ovsxdp-ct", "ovs-ct", metricByKey("rtt_avg_us"))))
+	b.WriteString("The tracker must hold at least one connection per distinct source port the completed connections used (their 4-tuples; ct's TIME_WAIT lasts 45 s in both), " +
+		"plus iperf3's two and ping's. A port reused from TIME_WAIT " +
+		"replaces its connection: ovsxdp's tracker removes the old one at once, Open vSwitch's counts it until its sweeper removes it.\n\n")
+	b.WriteString("| round | configuration | connections completed | failed | failures by kind | distinct source ports | tracked connections after the run | dropped as +inv | dropped by the final rule |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range samples {
+		if !slices.Contains(names, s.config) {
+			continue
+		}
+		nc, inv, drop := "–", "–", "–"
+		if s.ct != nil {
+			nc, inv, drop = strconv.Itoa(s.ct.nconns), strconv.FormatUint(s.ct.invalid, 10), strconv.FormatUint(s.ct.dropped, 10)
+		}
+		kinds := s.conns.errors
+		if kinds == "" {
+			kinds = "–"
+		}
+		if s.err != "" {
+			kinds += " (run failed: see below)"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %d | %d | %s | %d | %s | %s | %s |\n", s.round, s.config, s.conns.done, s.conns.failures, kinds, s.conns.ports, nc, inv, drop)
 	}
 	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -211,5 +212,36 @@ func TestDoubleCount(t *testing.T) {
 	}
 	if v := irqTimeAccounting(); v != "" && v != "yes" && v != "no" {
 		t.Errorf("irqTimeAccounting() = %q", v)
+	}
+}
+
+func TestCTFlows(t *testing.T) {
+	for i, r := range ctFlows {
+		if _, err := flow.ParseFlow(r, flow.CmdAdd); err != nil {
+			t.Errorf("flow %d %q: %v", i, r, err)
+		}
+	}
+}
+
+func TestRuleCount(t *testing.T) {
+	// ovs-ofctl dump-flows as Open vSwitch 3.1 prints it.
+	dump := ` cookie=0x0, duration=3.1s, table=0, n_packets=12, n_bytes=720, priority=100,arp,in_port=1 actions=output:2
+ cookie=0x0, duration=3.1s, table=0, n_packets=40211, n_bytes=9000000, priority=90,ct_state=-trk,ip actions=ct(table=1)
+ cookie=0x0, duration=3.1s, table=1, n_packets=7, n_bytes=420, priority=100,ct_state=+inv+trk actions=drop
+ cookie=0x0, duration=3.1s, table=1, n_packets=100, n_bytes=6000, priority=90,ct_state=+new+trk,tcp,in_port=1,tp_dst=7007 actions=ct(commit),output:2
+ cookie=0x0, duration=3.1s, table=1, n_packets=3, n_bytes=180, priority=0 actions=drop
+`
+	for _, tc := range []struct {
+		name string
+		rule *regexp.Regexp
+		want uint64
+	}{{"+inv", invRule, 7}, {"final drop", lastRule, 3}} {
+		got, err := ruleCount(dump, tc.rule)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %d, %v; want %d", tc.name, got, err, tc.want)
+		}
+	}
+	if _, err := ruleCount("table=0, n_packets=1, priority=0 actions=drop\n", lastRule); err == nil {
+		t.Error("a table 0 rule counted as table 1's final drop rule")
 	}
 }
