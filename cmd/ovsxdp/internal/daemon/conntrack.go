@@ -187,3 +187,10 @@ func (d *Daemon) ctDelLimits(c *call) (string, error) {
 	}
 	return "", nil
 }
+
+// FlushConntrackZone implements ofconn.ConntrackFlusher: NXT_CT_FLUSH_ZONE
+// (ovs-ofctl ct-flush-zone) flushes the zone in the daemon's tracker,
+// which the bridges share.
+func (o *ofBridge) FlushConntrackZone(zone uint16) {
+	o.d.ct.Flush(int(zone))
+}

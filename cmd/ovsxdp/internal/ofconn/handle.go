@@ -242,8 +242,14 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		return fail(unsupported(code, "multipart type %d is not supported by ovsxdp", m.Type))
 	case *openflow.Experimenter:
 		if m.Experimenter == openflow.NiciraExperimenter && m.ExpType == nxtCTFlushZone {
-			// ovsxdp keeps no connection tracking state: a zone has
-			// nothing to flush.
+			// struct nx_zone_id: 6 zero bytes and the zone.
+			if len(m.Data) != ctFlushZoneLen {
+				return fail(&openflow.Error{Type: openflow.ErrTypeBadRequest, Code: openflow.CodeBadRequestLen,
+					Detail: fmt.Sprintf("NXT_CT_FLUSH_ZONE of %d bytes, want %d", len(m.Data), ctFlushZoneLen)})
+			}
+			if f, ok := c.s.br.(ConntrackFlusher); ok {
+				f.FlushConntrackZone(binary.BigEndian.Uint16(m.Data[6:]))
+			}
 			return nil
 		}
 		if m.Experimenter == openflow.NiciraExperimenter && m.ExpType == nxtTLVTableRequest {
@@ -335,14 +341,21 @@ func setMore(m openflow.Message, more bool) {
 const mpGroupFeatures uint16 = 8
 
 // Meters, which ovsxdp does not have: OFPMP_METER_FEATURES, the size of
-// its reply's body (struct ofp13_meter_features), OFPT_METER_MOD and
-// NXT_CT_FLUSH_ZONE.
+// its reply's body (struct ofp13_meter_features) and OFPT_METER_MOD; and
+// NXT_CT_FLUSH_ZONE with the size of its body.
 const (
 	mpMeterFeatures  uint16 = 11
 	meterFeaturesLen        = 16
 	typeMeterMod     uint8  = 29
 	nxtCTFlushZone   uint32 = 29
+	ctFlushZoneLen          = 8
 )
+
+// ConntrackFlusher is a Bridge whose connection tracker NXT_CT_FLUSH_ZONE
+// flushes; with a bridge that is not one, the message does nothing.
+type ConntrackFlusher interface {
+	FlushConntrackZone(zone uint16)
+}
 
 // The Nicira TLV table messages (Geneve option mappings to tun_metadata
 // fields, which ovsxdp does not have), and the size of a reply's body
