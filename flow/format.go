@@ -336,12 +336,20 @@ func formatFrag(w *matchWriter, v, m uint8) {
 // tcpFlagsText prints TCP flags: names joined by | for an exact match, or
 // +flag-flag for a masked one, lowest bit first.
 func tcpFlagsText(v, m uint16) string {
+	return flagsText(tcpFlagNames[:], uint64(v), uint64(m), 0xfff)
+}
+
+// flagsText prints a field of flag bits named by names (lowest bit first)
+// as Open vSwitch does: with the whole mask (all), the names of the bits
+// set joined by | ("0" for none); else +name or -name for each bit the
+// mask covers.
+func flagsText(names []string, v, m, all uint64) string {
 	var b strings.Builder
-	if m == 0xfff {
+	if m == all {
 		if v == 0 {
 			return "0"
 		}
-		for i, n := range tcpFlagNames {
+		for i, n := range names {
 			if v&(1<<i) != 0 {
 				if b.Len() > 0 {
 					b.WriteByte('|')
@@ -351,7 +359,13 @@ func tcpFlagsText(v, m uint16) string {
 		}
 		return b.String()
 	}
-	for i, n := range tcpFlagNames {
+	return maskedFlagsText(names, v, m)
+}
+
+// maskedFlagsText prints +name (set in v) or -name for each bit of m.
+func maskedFlagsText(names []string, v, m uint64) string {
+	var b strings.Builder
+	for i, n := range names {
 		if m&(1<<i) != 0 {
 			if v&(1<<i) != 0 {
 				b.WriteByte('+')

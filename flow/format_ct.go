@@ -164,30 +164,5 @@ func natText(n *NAT) string {
 // by | for an exact match ("0" for none), else +flag-flag for the bits
 // the mask covers, lowest bit first.
 func ctStateText(v, m uint8) string {
-	var b strings.Builder
-	if m == 0xff {
-		if v == 0 {
-			return "0"
-		}
-		for i, n := range ctStateNames {
-			if v&(1<<i) != 0 {
-				if b.Len() > 0 {
-					b.WriteByte('|')
-				}
-				b.WriteString(n)
-			}
-		}
-		return b.String()
-	}
-	for i, n := range ctStateNames {
-		if m&(1<<i) != 0 {
-			if v&(1<<i) != 0 {
-				b.WriteByte('+')
-			} else {
-				b.WriteByte('-')
-			}
-			b.WriteString(n)
-		}
-	}
-	return b.String()
+	return flagsText(ctStateNames[:], uint64(v), uint64(m), 0xff)
 }

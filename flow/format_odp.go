@@ -415,24 +415,6 @@ func maskedHexZero(v, m, ones uint64) string {
 	return s
 }
 
-// formatCtStateFlags writes the bits of mask as +name (set in v) or -name.
-func formatCtStateFlags(v, mask uint8) string {
-	var b strings.Builder
-	for i, name := range ctStateNames {
-		bit := uint8(1) << i
-		if mask&bit == 0 {
-			continue
-		}
-		if v&bit != 0 {
-			b.WriteByte('+')
-		} else {
-			b.WriteByte('-')
-		}
-		b.WriteString(name)
-	}
-	return b.String()
-}
-
 // u128Hex writes a 128-bit big-endian number as %#x would.
 func u128Hex(b *[16]byte) string {
 	v := u128FromBytes(b)
@@ -446,7 +428,7 @@ func u128Hex(b *[16]byte) string {
 // odpCT writes the connection tracking fields of a datapath match.
 func odpCT(w *odpWriter, k, mk *Key) {
 	if mk.CtState != 0 {
-		w.raw("ct_state(" + formatCtStateFlags(k.CtState, mk.CtState) + ")")
+		w.raw("ct_state(" + maskedFlagsText(ctStateNames[:], uint64(k.CtState), uint64(mk.CtState)) + ")")
 	}
 	if mk.CtZone != 0 {
 		w.raw("ct_zone(" + maskedHexZero(uint64(k.CtZone), uint64(mk.CtZone), 0xffff) + ")")
