@@ -30,10 +30,10 @@ import (
 //	tcp-connect ADDR          print "connected" or "failed" (3 s)
 //	udp-refused ADDR          send one datagram, print "refused" when an
 //	                          ICMP port unreachable answers it, else "timeout"
-//	tcp-raw SRC DST PORT FLAGS [SPORT SEQ ACK]
+//	tcp-raw SRC DST PORT FLAGS [SPORT SEQ ACK DATA]
 //	                          send one TCP segment with FLAGS (e.g. SF)
-//	                          from SRC:40000 (or SRC:SPORT, with SEQ and ACK)
-//	                          to DST:PORT through a raw socket
+//	                          from SRC:40000 (or SRC:SPORT, with SEQ, ACK and
+//	                          payload DATA) to DST:PORT through a raw socket
 //	whoami-server ADDR ID     answer every line of a TCP connection with
 //	                          "ID PEER" (the peer address the server sees)
 //	whoami-clients ADDR SPORT CONNS N
@@ -85,8 +85,8 @@ func runHelper(role string, args []string) error {
 	if !ok {
 		return fmt.Errorf("unknown role %q", role)
 	}
-	if role == "tcp-raw" && len(args) == 7 {
-		n = 7
+	if role == "tcp-raw" && len(args) == 8 {
+		n = 8
 	}
 	if len(args) != n {
 		return fmt.Errorf("%s: %d arguments, want %d", role, len(args), n)

@@ -53,9 +53,9 @@ func udpRefused(addr string) error {
 }
 
 // tcpRaw sends one TCP segment with the given flags (letters of
-// FSRPAU) from src:40000 (or args[4], with sequence number args[5] and
-// acknowledgement number args[6]) to dst:port through a raw IPv4 socket;
-// the kernel adds the IP header.
+// FSRPAU) from src:40000 (or args[4], with sequence number args[5],
+// acknowledgement number args[6] and payload args[7]) to dst:port through
+// a raw IPv4 socket; the kernel adds the IP header.
 func tcpRaw(args []string) error {
 	src, err := netip.ParseAddr(args[0])
 	if err != nil {
@@ -78,7 +78,9 @@ func tcpRaw(args []string) error {
 		flags |= bit
 	}
 	sport, seq, ack := uint64(40000), uint64(0x01020304), uint64(0)
-	if len(args) == 7 {
+	var data []byte
+	if len(args) == 8 {
+		data = []byte(args[7])
 		if sport, err = strconv.ParseUint(args[4], 10, 16); err != nil {
 			return err
 		}
@@ -97,12 +99,16 @@ func tcpRaw(args []string) error {
 	seg[12] = 5 << 4
 	seg[13] = flags
 	binary.BigEndian.PutUint16(seg[14:], 8192)
+	seg = append(seg, data...)
 	// The checksum over the pseudo-header and the segment.
 	var sum uint32
 	s4, d4 := src.As4(), dst.As4()
-	for _, b := range [][]byte{s4[:], d4[:], {0, syscall.IPPROTO_TCP, 0, byte(len(seg))}, seg} {
+	for _, b := range [][]byte{s4[:], d4[:], {0, syscall.IPPROTO_TCP, byte(len(seg) >> 8), byte(len(seg))}, seg} {
 		for i := 0; i+1 < len(b); i += 2 {
 			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
 		}
 	}
 	for sum > 0xffff {
