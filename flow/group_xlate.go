@@ -87,8 +87,9 @@ func (x *xlate) bucket(b *Bucket) {
 // they run, as Open vSwitch orders them: the last pop_vlan, the last
 // push_vlan, the last dec_ttl, every set field, load and move in order, and
 // then the one final action (the last group, else the last output, else
-// the last resubmit). Without a final action nothing runs; actions that an
-// action set cannot hold are left out.
+// the last resubmit, else the last ct: a load balancer's buckets end in
+// ct(commit,nat(dst=...),table=T)). Without a final action nothing runs;
+// actions that an action set cannot hold are left out.
 func actionSet(dst []Action, acts []Action) []Action {
 	var pop, push, dec, final *Action
 	finalRank := 0
@@ -101,9 +102,11 @@ func actionSet(dst []Action, acts []Action) []Action {
 			push = a
 		case ActDecTTL:
 			dec = a
-		case ActResubmit, ActOutput, ActController, ActGroup:
-			rank := 1 // the later of these kinds wins: resubmit, output (to CONTROLLER too), group
+		case ActCT, ActResubmit, ActOutput, ActController, ActGroup:
+			rank := 1 // the later of these kinds wins: ct, resubmit, output (to CONTROLLER too), group
 			switch a.Type {
+			case ActCT:
+				rank = 0
 			case ActOutput, ActController:
 				rank = 2
 			case ActGroup:

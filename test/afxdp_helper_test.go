@@ -30,8 +30,21 @@ import (
 //	tcp-connect ADDR          print "connected" or "failed" (3 s)
 //	udp-refused ADDR          send one datagram, print "refused" when an
 //	                          ICMP port unreachable answers it, else "timeout"
-//	tcp-raw SRC DST PORT FLAGS send one TCP segment with FLAGS (e.g. SF)
-//	                          from SRC:40000 to DST:PORT through a raw socket
+//	tcp-raw SRC DST PORT FLAGS [SPORT SEQ ACK DATA]
+//	                          send one TCP segment with FLAGS (e.g. SF)
+//	                          from SRC:40000 (or SRC:SPORT, with SEQ, ACK and
+//	                          payload DATA) to DST:PORT through a raw socket
+//	whoami-server ADDR ID     answer every line of a TCP connection with
+//	                          "ID PEER" (the peer address the server sees)
+//	whoami-clients ADDR SPORT CONNS N
+//	                          open CONNS connections at once (from ports
+//	                          SPORT, SPORT+1, ... unless SPORT is 0), send N
+//	                          lines on each, print "ok ANSWER via REMOTE" per
+//	                          connection whose answers never changed, else
+//	                          "error ..."
+//	tcp-hold SRC:SPORT DST    connect, print "held SEQ ACK" (its next
+//	                          sequence number and the one it acknowledges),
+//	                          keep the connection open
 //
 // Servers print "listening" once they accept traffic.
 
@@ -67,10 +80,13 @@ func TestAFXDPHelperProcess(t *testing.T) {
 
 func runHelper(role string, args []string) error {
 	need := map[string]int{"http-server": 1, "tcp-echo": 1, "tcp-client": 2, "udp-recv": 1, "udp-send": 3,
-		"tcp-connect": 1, "udp-refused": 1, "tcp-raw": 4}
+		"tcp-connect": 1, "udp-refused": 1, "tcp-raw": 4, "whoami-server": 2, "whoami-clients": 4, "tcp-hold": 2}
 	n, ok := need[role]
 	if !ok {
 		return fmt.Errorf("unknown role %q", role)
+	}
+	if role == "tcp-raw" && len(args) == 8 {
+		n = 8
 	}
 	if len(args) != n {
 		return fmt.Errorf("%s: %d arguments, want %d", role, len(args), n)
@@ -94,6 +110,20 @@ func runHelper(role string, args []string) error {
 		return udpRefused(args[0])
 	case "tcp-raw":
 		return tcpRaw(args)
+	case "whoami-server":
+		return whoamiServer(args[0], args[1])
+	case "whoami-clients":
+		var v [3]int
+		for i := range v {
+			n, err := strconv.Atoi(args[1+i])
+			if err != nil {
+				return err
+			}
+			v[i] = n
+		}
+		return whoamiClients(args[0], v[0], v[1], v[2])
+	case "tcp-hold":
+		return tcpHold(args[0], args[1])
 	default:
 		count, err := strconv.Atoi(args[2])
 		if err != nil {
