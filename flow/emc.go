@@ -26,7 +26,7 @@ type EMC struct {
 }
 
 // emcEntry is one slot: the hash and the packet words of a key (see
-// emcFirstWord), and its megaflow. It fills two cache lines exactly.
+// emcFirstWord), and its megaflow.
 type emcEntry struct {
 	hash uint64
 	mf   *Megaflow
@@ -40,6 +40,11 @@ type emcEntry struct {
 const (
 	emcFirstWord = int(unsafe.Offsetof(Key{}.InPort) / 8)
 	emcWords     = KeyWords - emcFirstWord
+	// emcHashWords are the packet words EMCHash reads: up to the one that
+	// holds RecircID. The connection tracking words after it are zero in
+	// every packet that arrives; a recirculated packet's are compared, not
+	// hashed, so keys that differ only there share their two slots.
+	emcHashWords = int(unsafe.Offsetof(Key{}.RecircID)/8) + 1 - emcFirstWord
 )
 
 // The pipeline state (Metadata, Regs) must be exactly the words before
@@ -87,10 +92,11 @@ func NewEMC(entries int, insertInvProb uint32) (*EMC, error) {
 var emcSeed = maphash.MakeSeed()
 
 // EMCHash returns the hash the exact-match cache indexes k by: the
-// runtime's AES-based hash of the key's packet words (emcFirstWord on),
-// several times faster than Key.Hash on the whole key.
+// runtime's AES-based hash of the key's packet words (emcFirstWord on, up
+// to RecircID's: emcHashWords), several times faster than Key.Hash on the
+// whole key.
 func EMCHash(k *Key) uint64 {
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&k.Words()[emcFirstWord])), emcWords*8)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&k.Words()[emcFirstWord])), emcHashWords*8)
 	return maphash.Bytes(emcSeed, b)
 }
 

@@ -250,3 +250,38 @@ func expectSource(t *testing.T, c *Cache, k *Key, want Source) {
 		t.Fatalf("lookup answered by %s, want %s", src, want)
 	}
 }
+
+// TestEMCConntrackWords: keys that differ only in their connection
+// tracking fields hash alike (EMCHash leaves those words out) and are
+// told apart by the comparison, so each finds its own megaflow.
+func TestEMCConntrackWords(t *testing.T) {
+	e, err := NewEMC(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a Key
+	a.InPort, a.DlType, a.RecircID = 1, EthTypeIPv4, 7
+	a.CtState = CtStateTracked | CtStateNew
+	b := a
+	b.CtState = CtStateTracked | CtStateEst
+	c := a
+	c.CtLabel[15] = 1
+	if EMCHash(&a) != EMCHash(&b) || EMCHash(&a) != EMCHash(&c) {
+		t.Fatal("keys that differ only in ct fields hash apart; the test expects them alike")
+	}
+	mfA, mfB := &Megaflow{}, &Megaflow{}
+	e.Store(&a, EMCHash(&a), mfA)
+	if got := e.Lookup(&b, EMCHash(&b), 0); got != nil {
+		t.Errorf("ct_state=+est+trk found the megaflow of ct_state=+new+trk")
+	}
+	e.Store(&b, EMCHash(&b), mfB)
+	if got := e.Lookup(&a, EMCHash(&a), 0); got != mfA {
+		t.Errorf("ct_state=+new+trk: got %p, want %p", got, mfA)
+	}
+	if got := e.Lookup(&b, EMCHash(&b), 0); got != mfB {
+		t.Errorf("ct_state=+est+trk: got %p, want %p", got, mfB)
+	}
+	if got := e.Lookup(&c, EMCHash(&c), 0); got != nil {
+		t.Errorf("a key differing in ct_label found a megaflow")
+	}
+}
