@@ -16,7 +16,7 @@ import (
 // error and refused action.
 func TestOFRejectionsReported(t *testing.T) {
 	dir := t.TempDir()
-	d, err := New(Config{RunDir: filepath.Join(dir, "run"), Logger: slog.New(slog.DiscardHandler)})
+	d, err := New(Config{RunDir: filepath.Join(dir, "run"), NoLocalPort: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
