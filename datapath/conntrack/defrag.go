@@ -353,9 +353,15 @@ func reassemble(frags []frag) ([]byte, bool) {
 			last = f
 		}
 	}
-	// Overlaps were refused, so the sizes add up only without a gap.
+	// Overlaps were refused, so the sizes add up only without a gap, once
+	// no fragment lies past the last one (which a gap could make up for).
 	if first == nil || last == nil || size != last.end {
 		return nil, false
+	}
+	for i := range frags {
+		if frags[i].end > last.end {
+			return nil, false
+		}
 	}
 	hdr := first.data
 	if first.v6 {
@@ -373,6 +379,11 @@ func reassemble(frags []frag) ([]byte, bool) {
 			return nil, false
 		}
 		out[first.nextOff] = first.frame[first.fragHdr] // what followed the fragment header
+		if out[first.nextOff] == 44 { // IPv6 fragment header
+			// A fragment header inside the fragmentable part: the
+			// reassembled packet would be a fragment again.
+			return nil, false
+		}
 		binary.BigEndian.PutUint16(h[4:6], uint16(plen))
 		return out, true
 	}
