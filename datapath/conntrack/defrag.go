@@ -379,9 +379,9 @@ func reassemble(frags []frag) ([]byte, bool) {
 			return nil, false
 		}
 		out[first.nextOff] = first.frame[first.fragHdr] // what followed the fragment header
-		if out[first.nextOff] == 44 { // IPv6 fragment header
-			// A fragment header inside the fragmentable part: the
-			// reassembled packet would be a fragment again.
+		if out[first.nextOff] == 44 {
+			// An IPv6 fragment header inside the fragmentable part:
+			// the reassembled packet would be a fragment again.
 			return nil, false
 		}
 		binary.BigEndian.PutUint16(h[4:6], uint16(plen))
