@@ -921,13 +921,47 @@ func parseFrag(s string) (v, m uint64, ok bool) {
 // tcpFlagNames are the names of the TCP flag bits, lowest bit first.
 var tcpFlagNames = [...]string{"fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns", "[200]", "[400]", "[800]"}
 
-func tcpFlagBit(name string) (uint64, bool) {
-	for i, n := range tcpFlagNames {
+// flagBit returns the bit of the flag called name among names (lowest bit
+// first).
+func flagBit(names []string, name string) (uint64, bool) {
+	for i, n := range names {
 		if n == name {
 			return 1 << i, true
 		}
 	}
 	return 0, false
+}
+
+// parseSignedFlags parses +flag-flag... (s starts with + or -): the flags
+// named, of names, are the mask, those written with + the value. what
+// names a flag in errors ("TCP flag"), and valid follows an unknown one's
+// error.
+func parseSignedFlags(s string, names []string, what, valid string) (v, m uint64, reason string) {
+	for s != "" {
+		set := s[0] == '+'
+		if s[0] != '+' && s[0] != '-' {
+			return 0, 0, fmt.Sprintf("expected + or - before %q", Clipped(s))
+		}
+		s = s[1:]
+		n := strings.IndexAny(s, "+-")
+		if n < 0 {
+			n = len(s)
+		}
+		name := s[:n]
+		s = s[n:]
+		b, ok := flagBit(names, name)
+		if !ok {
+			return 0, 0, fmt.Sprintf("unknown %s %q%s", what, Clipped(name), valid)
+		}
+		if m&b != 0 {
+			return 0, 0, fmt.Sprintf("%s %s given twice", what, Clipped(name))
+		}
+		m |= b
+		if set {
+			v |= b
+		}
+	}
+	return v, m, ""
 }
 
 // parseTCPFlags parses +flag-flag..., flag|flag..., or value[/mask].
@@ -936,31 +970,7 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 		return 0, 0, "missing TCP flags"
 	}
 	if s[0] == '+' || s[0] == '-' {
-		for s != "" {
-			set := s[0] == '+'
-			if s[0] != '+' && s[0] != '-' {
-				return 0, 0, fmt.Sprintf("expected + or - before %q", Clipped(s))
-			}
-			s = s[1:]
-			n := strings.IndexAny(s, "+-")
-			if n < 0 {
-				n = len(s)
-			}
-			name := s[:n]
-			s = s[n:]
-			b, ok := tcpFlagBit(name)
-			if !ok {
-				return 0, 0, fmt.Sprintf("unknown TCP flag %q", Clipped(name))
-			}
-			if m&b != 0 {
-				return 0, 0, fmt.Sprintf("TCP flag %s given twice", Clipped(name))
-			}
-			m |= b
-			if set {
-				v |= b
-			}
-		}
-		return v, m, ""
+		return parseSignedFlags(s, tcpFlagNames[:], "TCP flag", "")
 	}
 	if s[0] >= '0' && s[0] <= '9' {
 		val, maskText, hasMask := strings.Cut(s, "/")
@@ -980,7 +990,7 @@ func parseTCPFlags(s string) (v, m uint64, reason string) {
 		return v & m, m, ""
 	}
 	for _, name := range strings.Split(s, "|") {
-		b, ok := tcpFlagBit(name)
+		b, ok := flagBit(tcpFlagNames[:], name)
 		if !ok {
 			return 0, 0, fmt.Sprintf("unknown TCP flag %q", Clipped(name))
 		}

@@ -14,14 +14,8 @@ import (
 // Open vSwitch parses and prints them.
 var ctStateNames = [...]string{"new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"}
 
-func ctStateBit(name string) (uint64, bool) {
-	for i, n := range ctStateNames {
-		if n == name {
-			return 1 << i, true
-		}
-	}
-	return 0, false
-}
+// ctStateValid follows an unknown ct_state flag in errors.
+const ctStateValid = " (valid flags are new, est, rel, rpl, inv, trk, snat, dnat)"
 
 // parseCtState parses a ct_state match: +flag-flag... (the flags named are
 // matched, the others wildcarded), flags or numbers joined by | (an exact
@@ -32,31 +26,7 @@ func parseCtState(s string) (v, m uint64, reason string) {
 	case s == "":
 		return 0, 0, "missing ct_state flags"
 	case s[0] == '+' || s[0] == '-':
-		for rest := s; rest != ""; {
-			set := rest[0] == '+'
-			if rest[0] != '+' && rest[0] != '-' {
-				return 0, 0, fmt.Sprintf("expected + or - before %q", Clipped(rest))
-			}
-			rest = rest[1:]
-			n := strings.IndexAny(rest, "+-")
-			if n < 0 {
-				n = len(rest)
-			}
-			name := rest[:n]
-			rest = rest[n:]
-			b, ok := ctStateBit(name)
-			if !ok {
-				return 0, 0, fmt.Sprintf("unknown ct_state flag %q (valid flags are new, est, rel, rpl, inv, trk, snat, dnat)", Clipped(name))
-			}
-			if m&b != 0 {
-				return 0, 0, fmt.Sprintf("ct_state flag %s given twice", name)
-			}
-			m |= b
-			if set {
-				v |= b
-			}
-		}
-		return v, m, ""
+		return parseSignedFlags(s, ctStateNames[:], "ct_state flag", ctStateValid)
 	case strings.Contains(s, "/"):
 		val, maskText, _ := strings.Cut(s, "/")
 		var err error
@@ -72,13 +42,13 @@ func parseCtState(s string) (v, m uint64, reason string) {
 		return v & m, m, ""
 	}
 	for _, part := range strings.Split(s, "|") {
-		if b, ok := ctStateBit(part); ok {
+		if b, ok := flagBit(ctStateNames[:], part); ok {
 			v |= b
 			continue
 		}
 		n, err := parseNum(part, 32)
 		if err != nil {
-			return 0, 0, fmt.Sprintf("unknown ct_state flag %q (valid flags are new, est, rel, rpl, inv, trk, snat, dnat)", Clipped(part))
+			return 0, 0, fmt.Sprintf("unknown ct_state flag %q%s", Clipped(part), ctStateValid)
 		}
 		if n&^all != 0 {
 			return 0, 0, fmt.Sprintf("%s: unknown ct_state flags (defined flags are 0xff)", Clipped(part))
