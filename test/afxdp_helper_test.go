@@ -147,6 +147,12 @@ func httpServer(addr string) error {
 }
 
 func tcpEcho(addr string) error {
+	return serveTCP(addr, func(c net.Conn) { io.Copy(c, c) })
+}
+
+// serveTCP listens on addr, prints "listening", and runs handle on each
+// connection in a goroutine of its own, closing the connection after.
+func serveTCP(addr string, handle func(net.Conn)) error {
 	ln, err := net.Listen("tcp4", addr)
 	if err != nil {
 		return err
@@ -159,7 +165,7 @@ func tcpEcho(addr string) error {
 		}
 		go func() {
 			defer c.Close()
-			io.Copy(c, c)
+			handle(c)
 		}()
 	}
 }

@@ -130,29 +130,17 @@ func tcpRaw(args []string) error {
 // whoamiServer answers every line a TCP connection sends with "ID PEER",
 // PEER being the connection's remote address as the server sees it.
 func whoamiServer(addr, id string) error {
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		return err
-	}
-	fmt.Println("listening")
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go func() {
-			defer c.Close()
-			r := bufio.NewReader(c)
-			for {
-				if _, err := r.ReadString('\n'); err != nil {
-					return
-				}
-				if _, err := fmt.Fprintf(c, "%s %s\n", id, c.RemoteAddr()); err != nil {
-					return
-				}
+	return serveTCP(addr, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		for {
+			if _, err := r.ReadString('\n'); err != nil {
+				return
 			}
-		}()
-	}
+			if _, err := fmt.Fprintf(c, "%s %s\n", id, c.RemoteAddr()); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // whoamiConn opens one connection to addr (from local port sport unless
