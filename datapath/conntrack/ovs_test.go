@@ -304,18 +304,7 @@ func TestMatchesOVSUserspaceConntrack(t *testing.T) {
 	step("last ack", c.fromClient(tcpACK, 0), 1)
 
 	tick()
-	var mine []string
-	for e := range h.tr.Dump(h.now, AllZones) {
-		mine = append(mine, e.String())
-	}
-	var theirs []string
-	for _, l := range strings.Split(strings.TrimSpace(o.appctl("dpctl/dump-conntrack")), "\n") {
-		if l != "" {
-			theirs = append(theirs, l)
-		}
-	}
-	slices.Sort(mine)
-	slices.Sort(theirs)
+	mine, theirs := dumps(h, o)
 	if !slices.Equal(mine, theirs) {
 		t.Errorf("dump-conntrack differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
 	}
@@ -334,6 +323,22 @@ table=0,priority=100,ip,in_port=2,actions=ct(zone=1,nat),output:1
 table=0,priority=100,ipv6,in_port=2,actions=ct(zone=1,nat),output:1
 table=0,priority=1,actions=drop
 `
+
+// dumps returns the connections of h's tracker and of Open vSwitch's, as
+// dump-conntrack lines, sorted.
+func dumps(h *harness, o *ovsSwitch) (mine, theirs []string) {
+	for e := range h.tr.Dump(h.now, AllZones) {
+		mine = append(mine, e.String())
+	}
+	for _, l := range strings.Split(strings.TrimSpace(o.appctl("dpctl/dump-conntrack")), "\n") {
+		if l != "" {
+			theirs = append(theirs, l)
+		}
+	}
+	slices.Sort(mine)
+	slices.Sort(theirs)
+	return mine, theirs
+}
 
 // readPcap returns the frames of a pcap file.
 func readPcap(t *testing.T, path string) [][]byte {
@@ -439,18 +444,7 @@ func TestNATMatchesOVSUserspaceConntrack(t *testing.T) {
 		}
 	}
 	h.now = base + int64(time.Since(t0))
-	var mine []string
-	for e := range h.tr.Dump(h.now, AllZones) {
-		mine = append(mine, e.String())
-	}
-	var theirs []string
-	for _, l := range strings.Split(strings.TrimSpace(o.appctl("dpctl/dump-conntrack")), "\n") {
-		if l != "" {
-			theirs = append(theirs, l)
-		}
-	}
-	slices.Sort(mine)
-	slices.Sort(theirs)
+	mine, theirs := dumps(h, o)
 	t.Logf("connections:\n%s", strings.Join(theirs, "\n"))
 	if !slices.Equal(mine, theirs) {
 		t.Errorf("dump-conntrack differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
