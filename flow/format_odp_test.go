@@ -92,16 +92,22 @@ func TestFormatODPActions(t *testing.T) {
 }
 
 func TestFormatMicroflow(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string // a microflow as ofproto/trace takes it
-		want string
-	}{
+	checkFormatMicroflow(t, []microflowCase{
 		{"udp", "in_port=1,udp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=5,tp_dst=53",
 			"udp,in_port=1,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,nw_src=10.0.0.1,nw_dst=10.0.0.2,nw_tos=0,nw_ecn=0,nw_ttl=0,nw_frag=no,tp_src=5,tp_dst=53"},
 		{"registers when set", "in_port=2,reg3=0x5,metadata=0x1,arp",
 			"arp,reg3=0x5,metadata=0x1,in_port=2,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,arp_spa=0.0.0.0,arp_tpa=0.0.0.0,arp_op=0,arp_sha=00:00:00:00:00:00,arp_tha=00:00:00:00:00:00"},
-	}
+	})
+}
+
+// microflowCase is a microflow as ofproto/trace takes it and how
+// FormatMicroflow prints it.
+type microflowCase struct{ name, in, want string }
+
+// checkFormatMicroflow parses each case's microflow and checks that
+// FormatMicroflow prints it as the case wants.
+func checkFormatMicroflow(t *testing.T, tests []microflowCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			k, err := ParseMicroflow(tt.in)
