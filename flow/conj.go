@@ -161,11 +161,31 @@ func ofpactName(t *token) string {
 			return "output_reg"
 		}
 		return "output"
+	case "controller":
+		if t.paren && !controllerIsOutput(t.value) {
+			return "controller"
+		}
+		return "output"
 	}
 	if _, known := knownActionNames[name]; known || unsupportedActions[name] {
 		return name
 	}
 	return "output" // a bare port
+}
+
+// controllerIsOutput reports whether controller(args) is what Open vSwitch
+// keeps as an output to the controller port: no options besides max_len and
+// reason=action.
+func controllerIsOutput(args string) bool {
+	for _, arg := range strings.Split(args, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(arg), "=")
+		switch {
+		case k == "", k == "max_len", k == "reason" && v == "action":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // knownActionNames are the action keywords ovsxdp parses besides the
@@ -175,7 +195,7 @@ var knownActionNames = map[string]struct{}{
 	"note": {}, "exit": {}, "clone": {}, "dec_ttl": {}, "mod_dl_src": {}, "mod_dl_dst": {},
 	"mod_nw_src": {}, "mod_nw_dst": {}, "mod_nw_tos": {}, "mod_nw_ecn": {}, "mod_nw_ttl": {},
 	"mod_tp_src": {}, "mod_tp_dst": {}, "strip_vlan": {}, "push_vlan": {}, "set_field": {},
-	"conjunction": {}, "group": {},
+	"conjunction": {}, "group": {}, "ct": {}, "ct_clear": {}, "learn": {}, "fin_timeout": {},
 }
 
 // conjKey identifies a conjunctive match: its id within a table and

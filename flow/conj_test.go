@@ -2,6 +2,8 @@ package flow
 
 import (
 	"errors"
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -219,6 +221,52 @@ func TestConjunctionInconsistentClauses(t *testing.T) {
 		}
 		if err := tbl.Add(f); err != nil {
 			t.Errorf("Add(%q): %v", s, err)
+		}
+	}
+}
+
+// conjMixNames are actions that may not follow a conjunction, with the kind
+// of action Open vSwitch names in its refusal.
+var conjMixNames = []struct{ action, kind string }{
+	{"ct", "ct"},
+	{"ct(commit)", "ct"},
+	{"ct_clear", "ct_clear"},
+	{"learn(table=1)", "learn"},
+	{"fin_timeout(idle_timeout=1)", "fin_timeout"},
+	{"controller", "output"},
+	{"controller(reason=no_match)", "controller"},
+	{"controller(reason=action,max_len=10)", "output"},
+	{"controller(userdata=01)", "controller"},
+	{"normal", "output"},
+	{"in_port", "output"},
+	{"output:NXM_NX_REG0[]", "output_reg"},
+	{"mod_vlan_vid:3", "set_vlan_vid"},
+	{"pop_vlan", "strip_vlan"},
+	{"load:1->NXM_NX_REG0[]", "set_field"},
+	{"resubmit(,2)", "resubmit"},
+	{"group:1", "group"},
+	{"clone(drop)", "clone"},
+	{"dec_ttl", "dec_ttl"},
+}
+
+// TestConjunctionMixNamesAction checks that a list mixing conjunction with
+// another action names that action's kind as ovs-ofctl does, and that
+// ovs-ofctl, when present, agrees with the table.
+func TestConjunctionMixNamesAction(t *testing.T) {
+	const prefix = "ip,actions=conjunction(1,1/2),"
+	for _, tc := range conjMixNames {
+		want := fmt.Sprintf("(such as the %q action used here)", tc.kind)
+		_, err := ParseFlow(prefix+tc.action, CmdAdd)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one with %s", tc.action, err, want)
+		}
+	}
+	bin := ofctlBinary(t)
+	for _, tc := range conjMixNames {
+		out, _ := exec.Command(bin, "parse-flow", prefix+tc.action).CombinedOutput()
+		want := fmt.Sprintf("(such as the %q action used here)", tc.kind)
+		if !strings.Contains(string(out), want) {
+			t.Errorf("ovs-ofctl parse-flow %s: %q, the table says %s", tc.action, out, want)
 		}
 	}
 }

@@ -1061,7 +1061,7 @@ func (ap *actionParser) parse(pos, end int) ([]Action, error) {
 		return nil, ap.halfLoad(&ap.pending.tok)
 	}
 	if ap.dropTok != nil && ap.first != nil {
-		return nil, errAt(ap.s, ap.dropTok, `"drop" must not be accompanied by any other action`)
+		return nil, errAt(ap.s, ap.dropTok, `"drop" must not be accompanied by any other action or instruction`)
 	}
 	if err := ap.checkConjunctions(); err != nil {
 		return nil, err
@@ -1119,7 +1119,7 @@ func (ap *actionParser) action(t *token) error {
 	case "ct_clear":
 		return ap.ctClear(t)
 	case "nat":
-		return errAt(s, t, `nat is allowed only inside ct(...): ct(nat) or ct(commit,nat(...))`)
+		return errAt(s, t, `Cannot have NAT action outside of "ct" action`)
 	}
 	if t.paren {
 		if unsupportedActions[name] || name == "output" || name == "dec_ttl" {

@@ -224,7 +224,7 @@ func TestCtParseErrors(t *testing.T) {
 		{"mark outside exec", "ip,actions=set_field:1->ct_mark", 11, "set_field:1->ct_mark", ctFieldOutside},
 		{"label load outside exec", "ip,actions=load:1->NXM_NX_CT_LABEL[0..7]", 11, "load:1->NXM_NX_CT_LABEL[0..7]", ctFieldOutside},
 		{"move outside exec", "ip,actions=move:reg0->NXM_NX_CT_MARK[]", 11, "move:reg0->NXM_NX_CT_MARK[]", ctFieldOutside},
-		{"nat outside ct", "ip,actions=nat", 11, "nat", "nat is allowed only inside ct(...): ct(nat) or ct(commit,nat(...))"},
+		{"nat outside ct", "ip,actions=nat", 11, "nat", `Cannot have NAT action outside of "ct" action`},
 		{"nat twice", "ip,actions=ct(nat,nat)", 18, "nat", "ct takes one nat argument"},
 		{"nat after exec", "ip,actions=ct(commit,exec(set_field:1->ct_mark),nat)", 48, "nat", "nat must come before exec(...) in ct"},
 		{"nat src and dst", "ip,actions=ct(commit,nat(src,dst))", 29, "dst", `nat takes only one of "src" or "dst"`},

@@ -314,7 +314,7 @@ func (p *Parser) parseBucket(s string, start, end int, typ GroupType) (*Bucket, 
 		return nil, ap.halfLoad(&ap.pending.tok)
 	}
 	if ap.dropTok != nil && ap.first != nil {
-		return nil, errAt(s, ap.dropTok, `"drop" must not be accompanied by any other action`)
+		return nil, errAt(s, ap.dropTok, `"drop" must not be accompanied by any other action or instruction`)
 	}
 	switch {
 	case !hasActions:

@@ -422,7 +422,7 @@ func TestParseErrors(t *testing.T) {
 		{"port out of range", "tcp,tp_src=65536,actions=1", CmdAdd, 4, "tp_src=65536", "value 65536 out of range for tp_src (at most 65535)", false},
 		{"mask on exact field", "ip,nw_ttl=1/1,actions=1", CmdAdd, 3, "nw_ttl=1/1", "field nw_ttl is not maskable", false},
 		{"unknown field", "foo=1,actions=1", CmdAdd, 0, "foo=1", "unknown field foo", false},
-		{"drop with output", "actions=drop,output:1", CmdAdd, 8, "drop", `"drop" must not be accompanied by any other action`, false},
+		{"drop with output", "actions=drop,output:1", CmdAdd, 8, "drop", `"drop" must not be accompanied by any other action or instruction`, false},
 		{"vid too big", "actions=mod_vlan_vid:4096", CmdAdd, 8, "mod_vlan_vid:4096", `"4096" is not a valid VLAN VID (0 to 4095)`, false},
 		{"tos low bits", "ip,actions=mod_nw_tos:3", CmdAdd, 11, "mod_nw_tos:3", `"3" is not a valid TOS (0 to 252, a multiple of 4)`, false},
 		{"missing prerequisite", "in_port=1,nw_src=10.0.0.1,actions=1", CmdAdd, 10, "nw_src=10.0.0.1", "nw_src requires ip, arp or rarp", false},

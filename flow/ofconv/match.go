@@ -267,7 +267,7 @@ func parseError(err error, match bool, text string) error {
 	switch {
 	case strings.HasPrefix(reason, "cannot set CT fields outside of ct action"):
 		return actionError(openflow.CodeBadActionSetArgument, "%s", msg)
-	case strings.HasPrefix(reason, "nat is allowed only inside ct"):
+	case strings.HasPrefix(reason, "Cannot have NAT action outside"):
 		e := actionError(openflow.CodeBadActionSetArgument, "%s", msg)
 		e.Item = "NXAST_NAT"
 		return e
