@@ -179,7 +179,7 @@ func TestConntrackRecirculation(t *testing.T) {
 	}
 	text := strings.Join(dump, "\n")
 	for _, want := range []string{
-		"recirc_id(0),in_port(1),eth_type(0x800),ipv4(frag=no), packets:2, bytes:",
+		"recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(frag=no), packets:2, bytes:",
 		"actions:ct(commit,zone=5),recirc(0x",
 		"ct_state(+new-est+trk),recirc_id(0x",
 		"ct_state(+est+trk),recirc_id(0x",

@@ -9,7 +9,7 @@ import (
 
 // This file writes datapath flows in Open vSwitch's datapath (ODP) syntax,
 // as dpctl/dump-flows and ofproto/trace's "Datapath actions" print them:
-// "recirc_id(0),in_port(1),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,frag=no)"
+// "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,frag=no)"
 // and "set(ipv4(src=10.0.0.1)),2".
 
 // FormatODPActions formats a megaflow's actions as dpctl/dump-flows prints
@@ -127,6 +127,16 @@ func hexODP(v, m, ones uint64) string {
 	return s
 }
 
+// ethTypeODP formats an Ethertype and its mask with four hex digits each,
+// as Open vSwitch does ("0x0800").
+func ethTypeODP(v, m uint16) string {
+	s := fmt.Sprintf("0x%04x", v)
+	if m != 0xffff {
+		s += fmt.Sprintf("/0x%04x", m)
+	}
+	return s
+}
+
 func fragODP(v, m uint8) string {
 	switch {
 	case m&FragAny != 0 && v == 0:
@@ -142,7 +152,8 @@ func fragODP(v, m uint8) string {
 // FormatODPMatch formats a megaflow's match in datapath syntax, in Open
 // vSwitch's userspace datapath order: the connection tracking fields the
 // megaflow consulted, recirc_id (always: every megaflow matches it
-// exactly), in_port, then the packet's headers. Fields outside the mask
+// exactly), in_port, packet_type (always Ethernet, and always exact in the
+// userspace datapath), then the packet's headers. Fields outside the mask
 // are left out, and partly masked fields carry their mask.
 func FormatODPMatch(m *Match) string {
 	k, mk := &m.Key, &m.Mask
@@ -152,6 +163,7 @@ func FormatODPMatch(m *Match) string {
 	if mk.InPort != 0 {
 		w.raw("in_port(" + numODP(uint64(k.InPort), uint64(mk.InPort), 0xffffffff) + ")")
 	}
+	w.raw("packet_type(ns=0,id=0)")
 	noMAC := [6]byte{}
 	w.field("src", macODP(k.DlSrc, mk.DlSrc), mk.DlSrc != noMAC)
 	w.field("dst", macODP(k.DlDst, mk.DlDst), mk.DlDst != noMAC)
@@ -169,7 +181,7 @@ func FormatODPMatch(m *Match) string {
 	if tpid == 0 {
 		tpid = EthTypeVLAN
 	}
-	w.raw("eth_type(0x" + strconv.FormatUint(uint64(tpid), 16) + ")")
+	w.raw("eth_type(" + ethTypeODP(tpid, 0xffff) + ")")
 	tci, tm := k.VLANs[0].TCI, mk.VLANs[0].TCI
 	w.field("vid", numODP(uint64(tci&VLANVIDMask), uint64(tm&VLANVIDMask), VLANVIDMask), tm&VLANVIDMask != 0)
 	w.field("pcp", numODP(uint64(tci>>13), uint64(tm>>13), 7), tm&VLANPCPMask != 0)
@@ -182,7 +194,7 @@ func FormatODPMatch(m *Match) string {
 // odpL3 writes eth_type and the L3 and L4 groups.
 func odpL3(w *odpWriter, k, mk *Key) {
 	if mk.DlType != 0 {
-		w.raw("eth_type(" + hexODP(uint64(k.DlType), uint64(mk.DlType), 0xffff) + ")")
+		w.raw("eth_type(" + ethTypeODP(k.DlType, mk.DlType) + ")")
 	}
 	switch k.DlType {
 	case EthTypeIPv4:

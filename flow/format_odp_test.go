@@ -11,16 +11,16 @@ func TestFormatODPMatch(t *testing.T) {
 		in   string // a match in ovs-ofctl syntax
 		want string
 	}{
-		{"catch-all", "", "recirc_id(0)"},
-		{"in_port", "in_port=3", "recirc_id(0),in_port(3)"},
-		{"ipv4 prefix", "ip,nw_dst=10.0.0.0/24,nw_frag=no", "recirc_id(0),eth_type(0x800),ipv4(dst=10.0.0.0/255.255.255.0,frag=no)"},
-		{"tcp port mask", "tcp,tp_dst=0x10/0xfff0", "recirc_id(0),eth_type(0x800),ipv4(proto=6),tcp(dst=16/0xfff0)"},
-		{"eth", "dl_src=00:00:00:00:00:01,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00", "recirc_id(0),eth(src=00:00:00:00:00:01,dst=01:00:00:00:00:00/01:00:00:00:00:00)"},
-		{"vlan", "dl_vlan=5,udp,tp_src=53", "recirc_id(0),eth_type(0x8100),vlan(vid=5),encap(eth_type(0x800),ipv4(proto=17),udp(src=53))"},
+		{"catch-all", "", "recirc_id(0),packet_type(ns=0,id=0)"},
+		{"in_port", "in_port=3", "recirc_id(0),in_port(3),packet_type(ns=0,id=0)"},
+		{"ipv4 prefix", "ip,nw_dst=10.0.0.0/24,nw_frag=no", "recirc_id(0),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,frag=no)"},
+		{"tcp port mask", "tcp,tp_dst=0x10/0xfff0", "recirc_id(0),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(proto=6),tcp(dst=16/0xfff0)"},
+		{"eth", "dl_src=00:00:00:00:00:01,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00", "recirc_id(0),packet_type(ns=0,id=0),eth(src=00:00:00:00:00:01,dst=01:00:00:00:00:00/01:00:00:00:00:00)"},
+		{"vlan", "dl_vlan=5,udp,tp_src=53", "recirc_id(0),packet_type(ns=0,id=0),eth_type(0x8100),vlan(vid=5),encap(eth_type(0x0800),ipv4(proto=17),udp(src=53))"},
 		{"ipv6 icmp nd", "icmp6,icmp_type=135,icmp_code=0,nd_target=fe80::1,ipv6_src=2001:db8::/32",
-			"recirc_id(0),eth_type(0x86dd),ipv6(src=2001:db8::/ffff:ffff::,proto=58),icmpv6(type=135,code=0),nd(target=fe80::1)"},
-		{"arp", "arp,arp_op=1,arp_tpa=10.0.0.1", "recirc_id(0),eth_type(0x806),arp(tip=10.0.0.1,op=1)"},
-		{"tos and ttl", "ip,nw_tos=8,nw_ttl=64", "recirc_id(0),eth_type(0x800),ipv4(tos=0x8/0xfc,ttl=64)"},
+			"recirc_id(0),packet_type(ns=0,id=0),eth_type(0x86dd),ipv6(src=2001:db8::/ffff:ffff::,proto=58),icmpv6(type=135,code=0),nd(target=fe80::1)"},
+		{"arp", "arp,arp_op=1,arp_tpa=10.0.0.1", "recirc_id(0),packet_type(ns=0,id=0),eth_type(0x0806),arp(tip=10.0.0.1,op=1)"},
+		{"tos and ttl", "ip,nw_tos=8,nw_ttl=64", "recirc_id(0),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(tos=0x8/0xfc,ttl=64)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
