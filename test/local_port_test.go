@@ -120,8 +120,9 @@ func TestOVSDBLocalPort(t *testing.T) {
 // TestCLILocalPort checks that the daemon's own add-br gives the bridge
 // its LOCAL port, as ovs-vsctl add-br does: an internal port named as the
 // bridge, OpenFlow port 65534, a TAP device in the daemon's namespace,
-// which cannot be added twice and whose name no other bridge may take. An
-// address on it reaches an internal port in another namespace. The state
+// which cannot be added twice or deleted on its own and whose name no
+// other bridge may take. An address on it reaches an internal port in
+// another namespace. The state
 // file keeps it: a restart takes its device up again, address and all,
 // and the ping goes on working. del-br deletes it.
 func TestCLILocalPort(t *testing.T) {
@@ -145,6 +146,9 @@ func TestCLILocalPort(t *testing.T) {
 	}
 	if _, errOut, err := d.try("add-port", "br0", "br0", "type=internal"); err == nil || !strings.Contains(errOut, "already on bridge br0") {
 		t.Errorf("add-port br0 br0 again: %v %q, want it refused", err, errOut)
+	}
+	if _, errOut, err := d.try("del-port", "br0", "br0"); err == nil || !strings.Contains(errOut, "cannot delete port br0 because it is the local port for bridge br0 (deleting this port requires deleting the entire bridge)") {
+		t.Errorf("del-port br0 br0: %v %q, want it refused as ovs-vsctl does", err, errOut)
 	}
 	d.run(t, "add-port", "br0", "m1", "type=mem")
 	if _, errOut, err := d.try("add-br", "m1"); err == nil || !strings.Contains(errOut, "a port named m1 already exists on bridge br0") {

@@ -302,6 +302,9 @@ func (d *Daemon) delPort(c *call) (string, error) {
 	if pc == nil {
 		return "", fmt.Errorf("bridge %s: no port named %s", b.name, name)
 	}
+	if pc.OFPort == flow.PortLocal {
+		return "", fmt.Errorf("cannot delete port %s because it is the local port for bridge %s (deleting this port requires deleting the entire bridge)", name, b.name)
+	}
 	if pc.err == "" { // else it is not on the bridge (keepFailedLocked)
 		ctx, cancel := context.WithTimeout(c.ctx, removeTimeout)
 		defer cancel()
