@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/datapath/conntrack"
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
@@ -67,6 +68,11 @@ type Config struct {
 	// no-conntrack (rather than taken as tracked, +trk+inv, which flows
 	// could still forward).
 	Conntrack flow.Conntrack
+	// Defrag reassembles the IPv4 and IPv6 fragments that meet a ct
+	// action before they are tracked, as Open vSwitch's ipf does
+	// (reassembly.go). Nil: fragments go to the tracker as they are,
+	// which finds them invalid.
+	Defrag *conntrack.Defrag
 	// Log receives the bridge's warnings, and the watchdog's reports when
 	// Watchdog.Log is nil; slog.Default() when nil.
 	Log *slog.Logger

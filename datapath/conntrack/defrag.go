@@ -3,6 +3,7 @@ package conntrack
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -44,6 +45,19 @@ const (
 	FragInvalid                    // a fragment reassembly refuses: track it as it is (it is +inv)
 )
 
+// FragRefusal is why Hold refused a fragment (FragInvalid).
+type FragRefusal uint8
+
+// The reasons a fragment is refused.
+const (
+	RefusedNone     FragRefusal = iota
+	RefusedInvalid              // malformed: a truncated header, a wrong IPv4 header checksum, a length past the frame, a packet over 65,535 bytes
+	RefusedTooSmall             // not the last fragment and smaller than the minimum (dpctl/ipf-set-min-frag)
+	RefusedOverlap              // overlaps a fragment held for the same packet, or a second last fragment
+	RefusedLimit                // as many fragments held as dpctl/ipf-set-max-nfrags allows
+	RefusedDisabled             // reassembly of its IP version is off (dpctl/ipf-set-enabled)
+)
+
 // DefragCounters are the counts dpctl/ipf-get-status shows, per IP version.
 type DefragCounters struct {
 	Accepted, CompletedSent, Expired, TooSmall, Overlap uint64
@@ -58,6 +72,9 @@ type Defrag struct {
 	minSize  [2]int  // IPv4, IPv6
 	disabled [2]bool // IPv4, IPv6
 	count    [2]DefragCounters
+	// expired holds the metadata of the fragments that expired, for
+	// TakeExpired, when Hold was given any.
+	expired []any
 }
 
 // fragKey identifies the fragments of one packet.
@@ -85,6 +102,7 @@ type frag struct {
 	fragHdr    int // IPv6: the fragment header
 	nextOff    int // IPv6: the byte that names the fragment header
 	last, v6   bool
+	meta       any // what the caller of Hold keeps with it
 }
 
 // NewDefrag returns a reassembler with Open vSwitch's defaults.
@@ -173,6 +191,42 @@ func (d *Defrag) Status() string {
 		p("%s frags purged: 0", name)
 	}
 	return b.String()
+}
+
+// Lists formats the packets whose fragments are held, one a line, as
+// dpctl/ipf-get-status -m prints them (sorted; Open vSwitch prints them
+// in hash order).
+func (d *Defrag) Lists() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, 0, len(d.lists))
+	for key, l := range d.lists {
+		var src, dst netip.Addr
+		dlType := flow.EthTypeIPv4
+		if key.v6 {
+			src, dst, dlType = netip.AddrFrom16(key.src), netip.AddrFrom16(key.dst), flow.EthTypeIPv6
+		} else {
+			src, dst = netip.AddrFrom4([4]byte(key.src[:4])), netip.AddrFrom4([4]byte(key.dst[:4]))
+		}
+		first, last := false, false
+		for _, f := range l.frags {
+			first = first || f.start == 0
+			last = last || f.last
+		}
+		state := "other frag"
+		switch {
+		case first && last:
+			state = "first/last frag"
+		case first:
+			state = "first frag"
+		case last:
+			state = "last frag"
+		}
+		out = append(out, fmt.Sprintf("(src=%s,dst=%s,recirc_id=%d,ip_id=%d,dl_type=0x%x,zone=%d,nw_proto=%d,num_fragments=%d,state=%s)",
+			src, dst, key.recirc, key.id, dlType, key.zone, key.proto, len(l.frags), state))
+	}
+	slices.Sort(out)
+	return out
 }
 
 func b2i(b bool) int {
@@ -278,29 +332,57 @@ func (d *Defrag) parseFrag(frame []byte, k *flow.Key, off *flow.Offsets, zone ui
 // refuses (malformed, too small, overlapping, over the limit) are
 // FragInvalid and go through Track unchanged, as Open vSwitch lets them.
 func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, now int64) (FragStatus, []byte, [][]byte) {
+	r := d.Hold(frame, k, off, zone, now, nil)
+	return r.Status, r.Whole, r.Frags
+}
+
+// Held is what Hold did with a frame.
+type Held struct {
+	Status  FragStatus
+	Refused FragRefusal // why, when Status is FragInvalid
+	// With FragComplete: the reassembled frame, and the held fragments
+	// (the one given included, as a copy) in the order of their offsets,
+	// with the metadata each was held with.
+	Whole []byte
+	Frags [][]byte
+	Metas []any
+}
+
+// Hold is Add with metadata that the caller keeps with the fragment:
+// Hold gives it back with the fragment when the packet completes, and
+// TakeExpired when the fragment expires. It says why it refused a
+// fragment.
+func (d *Defrag) Hold(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, now int64, meta any) Held {
 	if k.NwFrag&flow.FragAny != 0 {
 		d.mu.Lock()
 		disabled := d.disabled[b2i(k.DlType == flow.EthTypeIPv6)]
 		d.mu.Unlock()
 		if disabled {
-			return FragInvalid, nil, nil
+			return Held{Status: FragInvalid, Refused: RefusedDisabled}
 		}
 	}
 	fi, st := d.parseFrag(frame, k, off, zone)
 	if st != FragHeld {
+		if st != FragInvalid {
+			return Held{Status: st}
+		}
 		if fi.tooSmall {
 			d.mu.Lock()
 			d.count[b2i(k.DlType == flow.EthTypeIPv6)].TooSmall++
 			d.mu.Unlock()
+			return Held{Status: st, Refused: RefusedTooSmall}
 		}
-		return st, nil, nil
+		return Held{Status: st, Refused: RefusedInvalid}
 	}
 	v := b2i(fi.key.v6)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.expireLocked(now)
 	if d.nfrag >= d.maxFrags {
-		return FragInvalid, nil, nil
+		return Held{Status: FragInvalid, Refused: RefusedLimit}
+	}
+	if fi.f.end > 0xffff {
+		return Held{Status: FragInvalid, Refused: RefusedInvalid}
 	}
 	l := d.lists[fi.key]
 	if l == nil {
@@ -310,19 +392,17 @@ func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, 
 	for _, f := range l.frags {
 		if fi.f.start < f.end && f.start < fi.f.end || (fi.f.last && f.last) {
 			d.count[v].Overlap++
-			return FragInvalid, nil, nil
+			return Held{Status: FragInvalid, Refused: RefusedOverlap}
 		}
 	}
-	if fi.f.end > 0xffff {
-		return FragInvalid, nil, nil
-	}
 	fi.f.frame = append([]byte(nil), frame[:fi.ipEnd]...)
+	fi.f.meta = meta
 	l.frags = append(l.frags, fi.f)
 	d.nfrag++
 	d.count[v].Accepted++
 	whole, ok := reassemble(l.frags)
 	if !ok {
-		return FragHeld, nil, nil
+		return Held{Status: FragHeld}
 	}
 	delete(d.lists, fi.key)
 	// They go on in the order of their offsets, as Open vSwitch sends
@@ -330,11 +410,22 @@ func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, 
 	slices.SortFunc(l.frags, func(a, b frag) int { return a.start - b.start })
 	d.nfrag -= len(l.frags)
 	d.count[v].CompletedSent += uint64(len(l.frags))
-	held := make([][]byte, len(l.frags))
+	r := Held{Status: FragComplete, Whole: whole, Frags: make([][]byte, len(l.frags)), Metas: make([]any, len(l.frags))}
 	for i, f := range l.frags {
-		held[i] = f.frame
+		r.Frags[i], r.Metas[i] = f.frame, f.meta
 	}
-	return FragComplete, whole, held
+	return r
+}
+
+// TakeExpired appends to dst the metadata of the fragments (held by Hold
+// with metadata) that expired since the last call, and forgets them.
+func (d *Defrag) TakeExpired(dst []any) []any {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dst = append(dst, d.expired...)
+	clear(d.expired)
+	d.expired = d.expired[:0]
+	return dst
 }
 
 // reassemble builds the packet when the fragments cover it without a gap:
@@ -405,6 +496,11 @@ func (d *Defrag) expireLocked(now int64) {
 		if now > l.expires {
 			d.count[b2i(key.v6)].Expired += uint64(len(l.frags))
 			d.nfrag -= len(l.frags)
+			for _, f := range l.frags {
+				if f.meta != nil {
+					d.expired = append(d.expired, f.meta)
+				}
+			}
 			delete(d.lists, key)
 		}
 	}
