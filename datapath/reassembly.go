@@ -76,12 +76,14 @@ func (p *pmd) reassemble(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.
 
 	// The reassembled packet is tracked with the completing fragment's
 	// metadata (registers, recirculation id, earlier ct results) and its
-	// own headers.
+	// own transport: the protocol (an IPv6 fragment that is not the first
+	// has 44, its fragment header, there), ports and flags.
 	var whole flow.Key
 	var wo flow.Offsets
 	flow.Extract(&whole, &wo, r.Whole, k.InPort)
 	wk := *k
-	wk.NwFrag, wk.TpSrc, wk.TpDst, wk.TcpFlags = whole.NwFrag, whole.TpSrc, whole.TpDst, whole.TcpFlags
+	wk.NwProto, wk.NwFrag = whole.NwProto, whole.NwFrag
+	wk.TpSrc, wk.TpDst, wk.TcpFlags = whole.TpSrc, whole.TpDst, whole.TcpFlags
 	verdict := p.br.cfg.Conntrack.Track(r.Whole, &wk, &wo, ct, p.mono)
 
 	keys := make([]flow.Key, len(r.Frags))

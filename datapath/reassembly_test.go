@@ -3,9 +3,14 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 
 	"github.com/ovsxdp/ovsxdp/datapath/conntrack"
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -265,4 +270,92 @@ func TestConntrackNonFragmentHitAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocations per tracked packet", allocs)
 	}
+}
+
+// fragmentV6 cuts an IPv6 frame (no extension headers) into fragments
+// carrying size data bytes each (a multiple of 8), with identification id.
+func fragmentV6(frame []byte, size int, id uint32) [][]byte {
+	const l3 = 14
+	next := frame[l3+6]
+	data := frame[l3+40:]
+	var out [][]byte
+	for off := 0; off < len(data); off += size {
+		end := min(off+size, len(data))
+		f := append([]byte(nil), frame[:l3+40]...)
+		h := f[l3:]
+		h[6] = 44
+		binary.BigEndian.PutUint16(h[4:], uint16(8+end-off))
+		fh := make([]byte, 8)
+		fh[0] = next
+		offlg := uint16(off)
+		if end < len(data) {
+			offlg |= 1
+		}
+		binary.BigEndian.PutUint16(fh[2:], offlg)
+		binary.BigEndian.PutUint32(fh[4:], id)
+		out = append(out, append(append(f, fh...), data[off:end]...))
+	}
+	return out
+}
+
+// udp6Frame builds an IPv6 UDP frame with a payload of size bytes.
+func udp6Frame(t *testing.T, src, dst string, sport, dport uint16, size int) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestConntrackReassemblesIPv6Fragments sends the fragments of an IPv6
+// UDP datagram in order, so that a fragment that is not the first (whose
+// key has protocol 44, its fragment header) completes the packet, through
+// ct(table=1) and then ct(commit) in table 1, where they are reassembled
+// a second time: the connection is tracked as UDP with its ports, and the
+// fragments leave unchanged.
+func TestConntrackReassemblesIPv6Fragments(t *testing.T) {
+	tr, err := conntrack.New(conntrack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBridge(t, Config{Idle: IdleSleep, Conntrack: tr, Defrag: conntrack.NewDefrag()})
+	m1, _ := addMemPort(t, b, vport.MemConfig{Name: "p1"}, 1)
+	m2, _ := addMemPort(t, b, vport.MemConfig{Name: "p2"}, 2)
+	addCTFlow(t, b, "in_port=1,ipv6,actions=drop", 0, 0, ctAction(flow.CT{Zone: 3, Table: 1}))
+	addCTFlow(t, b, "table=1,in_port=1,ipv6,actions=output:2", flow.CtStateTracked|flow.CtStateNew, flow.CtStateTracked|flow.CtStateNew,
+		ctAction(flow.CT{Commit: true, Zone: 3, Table: flow.CTNoTable}))
+
+	frags := fragmentV6(udp6Frame(t, "fd00::1", "fd00::2", 4000, 9000, 3000), 1448, 0x1234)
+	if m1.Inject(0, frags) != len(frags) {
+		t.Fatal("inject failed")
+	}
+	quiesce(t, b, m1, m2)
+	got := drainAll(m2)
+	if len(got) != len(frags) {
+		t.Fatalf("p2 got %d frames, want the %d fragments", len(got), len(frags))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], frags[i]) {
+			t.Errorf("fragment %d changed on its way", i)
+		}
+	}
+	var conns []string
+	for e := range tr.Dump(ConntrackNow(), conntrack.AllZones) {
+		conns = append(conns, e.String())
+	}
+	if len(conns) != 1 || !strings.HasPrefix(conns[0], "udp,orig=(src=fd00::1,dst=fd00::2,sport=4000,dport=9000)") {
+		t.Errorf("connections: %q, want the UDP one", conns)
+	}
+	checkAccounting(t, b)
 }
