@@ -82,15 +82,18 @@ type Config struct {
 // table, a MAC learning table, and the poll threads that forward between
 // the ports.
 type Bridge struct {
-	cfg    Config
-	table  *flow.Table
-	macs   *flow.MACTable
-	rcu    *rcu
-	ports  atomic.Pointer[portTable]
-	policy atomic.Uint32
-	pmds   []*pmd
-	wd     *watchdog
-	log    *slog.Logger
+	cfg Config
+	// fragDomain tells the bridge's fragments from other bridges' in a
+	// shared Config.Defrag (reassembly.go).
+	fragDomain uint32
+	table      *flow.Table
+	macs       *flow.MACTable
+	rcu        *rcu
+	ports      atomic.Pointer[portTable]
+	policy     atomic.Uint32
+	pmds       []*pmd
+	wd         *watchdog
+	log        *slog.Logger
 	// removed holds the summed counters of the ports removed so far;
 	// written under mu, read without it.
 	removed atomic.Pointer[RemovedStats]
@@ -140,7 +143,7 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Watchdog.Log == nil {
 		cfg.Watchdog.Log = cfg.Log
 	}
-	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU(), log: cfg.Log}
+	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU(), log: cfg.Log, fragDomain: fragDomains.Add(1)}
 	b.zeroQueues.log = cfg.Log
 	b.pins.init()
 	if cfg.Links.Logger == nil {
@@ -255,6 +258,10 @@ func (b *Bridge) Close() error {
 			<-p.done
 		}
 		b.wd.close()
+	}
+	if b.cfg.Defrag != nil {
+		// Its held fragments would come back to no thread.
+		b.cfg.Defrag.Forget(b.fragDomain)
 	}
 	var errs []error
 	for _, p := range b.ports.Load().list {

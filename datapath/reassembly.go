@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath/conntrack"
@@ -25,6 +26,10 @@ import (
 // frag-expired; fragments that reassembly refuses are dropped under a
 // reason of their own (frag-invalid, frag-too-small, frag-overlap,
 // frag-limit, frag-disabled).
+
+// fragDomains numbers the bridges for the reassembler they may share:
+// a bridge reassembles only its own fragments.
+var fragDomains atomic.Uint32
 
 // fragExpireEvery is how often a poll thread looks for expired fragments
 // when no fragment makes it look.
@@ -58,7 +63,7 @@ func (p *pmd) conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.C
 // fragment after all, which is tracked as it is.
 func (p *pmd) reassemble(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT, rest []flow.Action, out flow.Outputter) flow.Verdict {
 	d := p.br.cfg.Defrag
-	r := d.Hold(frame, k, off, ct.Zone, p.mono, &heldFrag{in: p.in, key: *k, off: *off})
+	r := d.Hold(frame, k, off, ct.Zone, p.br.fragDomain, p.mono, &heldFrag{in: p.in, key: *k, off: *off})
 	p.dropExpiredFrags()
 	switch r.Status {
 	case conntrack.NotFragment:
@@ -167,7 +172,7 @@ func (p *pmd) releaseFrag(h *heldFrag, frame []byte, rest []flow.Action, out flo
 // dropExpiredFrags counts the fragments the reassembler dropped for
 // their timeout, each on the port it came in on.
 func (p *pmd) dropExpiredFrags() {
-	p.expired = p.br.cfg.Defrag.TakeExpired(p.expired[:0])
+	p.expired = p.br.cfg.Defrag.TakeExpired(p.br.fragDomain, p.expired[:0])
 	for i, m := range p.expired {
 		c := &m.(*heldFrag).in.counters[p.id]
 		c.held.Add(^uint64(0)) // -1

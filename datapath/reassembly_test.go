@@ -359,3 +359,61 @@ func TestConntrackReassemblesIPv6Fragments(t *testing.T) {
 	}
 	checkAccounting(t, b)
 }
+
+// TestConntrackFragmentsPerBridge: bridges that share a reassembler
+// reassemble only their own fragments (those of another bridge would come
+// back on its poll threads and ports), and a bridge that closes takes its
+// held fragments with it.
+func TestConntrackFragmentsPerBridge(t *testing.T) {
+	tr, err := conntrack.New(conntrack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := conntrack.NewDefrag()
+	type sw struct {
+		b      *Bridge
+		m1, m2 *vport.MemPort
+	}
+	var sws []sw
+	for _, name := range []string{"br0", "br1"} {
+		b, err := New(Config{Name: name, Idle: IdleSleep, PMDs: 1 + len(sws), Conntrack: tr, Defrag: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		m1, _ := addMemPort(t, b, vport.MemConfig{Name: name + "p1"}, 1)
+		m2, _ := addMemPort(t, b, vport.MemConfig{Name: name + "p2"}, 2)
+		addCTFlow(t, b, "in_port=1,ip,actions=output:2", 0, 0, ctAction(flow.CT{Commit: true, Table: flow.CTNoTable}))
+		sws = append(sws, sw{b, m1, m2})
+	}
+	dgram := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 4000, dport: 9000, payloadSz: 3000})
+	frags := fragmentV4(t, dgram, 1480, 30)
+	send := func(s sw, frames ...[]byte) {
+		t.Helper()
+		if s.m1.Inject(0, frames) != len(frames) {
+			t.Fatal("inject failed")
+		}
+		quiesce(t, s.b, s.m1, s.m2)
+	}
+	send(sws[0], frags[0])
+	send(sws[1], frags[1], frags[2])
+	if d.Held() != 3 || len(drainAll(sws[0].m2))+len(drainAll(sws[1].m2)) != 0 {
+		t.Fatalf("%d fragments held, want the 3 of two bridges apart", d.Held())
+	}
+	checkAccounting(t, sws[0].b)
+	checkAccounting(t, sws[1].b)
+	if err := sws[1].b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d.Held() != 1 || d.Counters(false).Purged != 2 {
+		t.Fatalf("after br1 closed: %d held, %d purged", d.Held(), d.Counters(false).Purged)
+	}
+	send(sws[0], frags[1], frags[2])
+	if got := drainAll(sws[0].m2); len(got) != 3 {
+		t.Fatalf("br0 sent %d frames, want the 3 fragments", len(got))
+	}
+	checkAccounting(t, sws[0].b)
+}

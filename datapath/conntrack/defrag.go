@@ -60,7 +60,7 @@ const (
 
 // DefragCounters are the counts dpctl/ipf-get-status shows, per IP version.
 type DefragCounters struct {
-	Accepted, CompletedSent, Expired, TooSmall, Overlap uint64
+	Accepted, CompletedSent, Expired, TooSmall, Overlap, Purged uint64
 }
 
 // Defrag reassembles fragments. It is shared by every poll thread.
@@ -74,7 +74,13 @@ type Defrag struct {
 	count    [2]DefragCounters
 	// expired holds the metadata of the fragments that expired, for
 	// TakeExpired, when Hold was given any.
-	expired []any
+	expired []expiredFrag
+}
+
+// expiredFrag is the metadata of an expired fragment, with its domain.
+type expiredFrag struct {
+	domain uint32
+	meta   any
 }
 
 // fragKey identifies the fragments of one packet.
@@ -85,6 +91,7 @@ type fragKey struct {
 	proto    uint8 // IPv4 only
 	v6       bool
 	recirc   uint32
+	domain   uint32 // the caller's (a bridge): fragments of different domains never meet
 }
 
 type fragList struct {
@@ -188,7 +195,7 @@ func (d *Defrag) Status() string {
 		p("%s frags expired: %d", name, c.Expired)
 		p("%s frags too small: %d", name, c.TooSmall)
 		p("%s frags overlapped: %d", name, c.Overlap)
-		p("%s frags purged: 0", name)
+		p("%s frags purged: %d", name, c.Purged)
 	}
 	return b.String()
 }
@@ -332,7 +339,7 @@ func (d *Defrag) parseFrag(frame []byte, k *flow.Key, off *flow.Offsets, zone ui
 // refuses (malformed, too small, overlapping, over the limit) are
 // FragInvalid and go through Track unchanged, as Open vSwitch lets them.
 func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, now int64) (FragStatus, []byte, [][]byte) {
-	r := d.Hold(frame, k, off, zone, now, nil)
+	r := d.Hold(frame, k, off, zone, 0, now, nil)
 	return r.Status, r.Whole, r.Frags
 }
 
@@ -350,9 +357,10 @@ type Held struct {
 
 // Hold is Add with metadata that the caller keeps with the fragment:
 // Hold gives it back with the fragment when the packet completes, and
-// TakeExpired when the fragment expires. It says why it refused a
-// fragment.
-func (d *Defrag) Hold(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, now int64, meta any) Held {
+// TakeExpired when the fragment expires. Fragments are reassembled only
+// with fragments of the same domain (a datapath's bridge: its fragments
+// come back on its own poll threads). It says why it refused a fragment.
+func (d *Defrag) Hold(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, domain uint32, now int64, meta any) Held {
 	if k.NwFrag&flow.FragAny != 0 {
 		d.mu.Lock()
 		disabled := d.disabled[b2i(k.DlType == flow.EthTypeIPv6)]
@@ -362,6 +370,7 @@ func (d *Defrag) Hold(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16,
 		}
 	}
 	fi, st := d.parseFrag(frame, k, off, zone)
+	fi.key.domain = domain
 	if st != FragHeld {
 		if st != FragInvalid {
 			return Held{Status: st}
@@ -417,15 +426,48 @@ func (d *Defrag) Hold(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16,
 	return r
 }
 
-// TakeExpired appends to dst the metadata of the fragments (held by Hold
-// with metadata) that expired since the last call, and forgets them.
-func (d *Defrag) TakeExpired(dst []any) []any {
+// TakeExpired appends to dst the metadata of the fragments of domain
+// (held by Hold with metadata) that expired since the last call, and
+// forgets them.
+func (d *Defrag) TakeExpired(domain uint32, dst []any) []any {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	dst = append(dst, d.expired...)
-	clear(d.expired)
-	d.expired = d.expired[:0]
+	if len(d.expired) == 0 {
+		return dst
+	}
+	kept := d.expired[:0]
+	for _, e := range d.expired {
+		if e.domain == domain {
+			dst = append(dst, e.meta)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	clear(d.expired[len(kept):])
+	d.expired = kept
 	return dst
+}
+
+// Forget drops every fragment of domain, held or expired, counting the
+// held ones as purged: its owner is going away.
+func (d *Defrag) Forget(domain uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for key, l := range d.lists {
+		if key.domain == domain {
+			d.count[b2i(key.v6)].Purged += uint64(len(l.frags))
+			d.nfrag -= len(l.frags)
+			delete(d.lists, key)
+		}
+	}
+	kept := d.expired[:0]
+	for _, e := range d.expired {
+		if e.domain != domain {
+			kept = append(kept, e)
+		}
+	}
+	clear(d.expired[len(kept):])
+	d.expired = kept
 }
 
 // reassemble builds the packet when the fragments cover it without a gap:
@@ -498,7 +540,7 @@ func (d *Defrag) expireLocked(now int64) {
 			d.nfrag -= len(l.frags)
 			for _, f := range l.frags {
 				if f.meta != nil {
-					d.expired = append(d.expired, f.meta)
+					d.expired = append(d.expired, expiredFrag{domain: key.domain, meta: f.meta})
 				}
 			}
 			delete(d.lists, key)

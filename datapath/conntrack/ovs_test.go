@@ -532,7 +532,7 @@ func TestDefragMatchesOVSUserspaceConntrack(t *testing.T) {
 		var k flow.Key
 		var off flow.Offsets
 		flow.Extract(&k, &off, fr, 1)
-		if r := d.Hold(fr, &k, &off, 1, h.now, nil); r.Status != FragHeld {
+		if r := d.Hold(fr, &k, &off, 1, 0, h.now, nil); r.Status != FragHeld {
 			t.Fatalf("a lone fragment: %v", r.Status)
 		}
 	}
