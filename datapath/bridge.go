@@ -82,18 +82,18 @@ type Config struct {
 // table, a MAC learning table, and the poll threads that forward between
 // the ports.
 type Bridge struct {
-	cfg Config
+	cfg    Config
+	table  *flow.Table
+	macs   *flow.MACTable
+	rcu    *rcu
+	ports  atomic.Pointer[portTable]
+	policy atomic.Uint32
+	pmds   []*pmd
+	wd     *watchdog
+	log    *slog.Logger
 	// fragDomain tells the bridge's fragments from other bridges' in a
 	// shared Config.Defrag (reassembly.go).
 	fragDomain uint32
-	table      *flow.Table
-	macs       *flow.MACTable
-	rcu        *rcu
-	ports      atomic.Pointer[portTable]
-	policy     atomic.Uint32
-	pmds       []*pmd
-	wd         *watchdog
-	log        *slog.Logger
 	// removed holds the summed counters of the ports removed so far;
 	// written under mu, read without it.
 	removed atomic.Pointer[RemovedStats]
