@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/datapath/conntrack"
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
@@ -67,6 +68,11 @@ type Config struct {
 	// no-conntrack (rather than taken as tracked, +trk+inv, which flows
 	// could still forward).
 	Conntrack flow.Conntrack
+	// Defrag reassembles the IPv4 and IPv6 fragments that meet a ct
+	// action before they are tracked, as Open vSwitch's ipf does
+	// (reassembly.go). Nil: fragments go to the tracker as they are,
+	// which finds them invalid.
+	Defrag *conntrack.Defrag
 	// Log receives the bridge's warnings, and the watchdog's reports when
 	// Watchdog.Log is nil; slog.Default() when nil.
 	Log *slog.Logger
@@ -85,6 +91,9 @@ type Bridge struct {
 	pmds   []*pmd
 	wd     *watchdog
 	log    *slog.Logger
+	// fragDomain tells the bridge's fragments from other bridges' in a
+	// shared Config.Defrag (reassembly.go).
+	fragDomain uint32
 	// removed holds the summed counters of the ports removed so far;
 	// written under mu, read without it.
 	removed atomic.Pointer[RemovedStats]
@@ -134,7 +143,7 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Watchdog.Log == nil {
 		cfg.Watchdog.Log = cfg.Log
 	}
-	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU(), log: cfg.Log}
+	b := &Bridge{cfg: cfg, table: flow.NewTable(), macs: flow.NewMACTable(cfg.MACTableSize, cfg.MACAging), rcu: newRCU(), log: cfg.Log, fragDomain: fragDomains.Add(1)}
 	b.zeroQueues.log = cfg.Log
 	b.pins.init()
 	if cfg.Links.Logger == nil {
@@ -249,6 +258,10 @@ func (b *Bridge) Close() error {
 			<-p.done
 		}
 		b.wd.close()
+	}
+	if b.cfg.Defrag != nil {
+		// Its held fragments would come back to no thread.
+		b.cfg.Defrag.Forget(b.fragDomain)
 	}
 	var errs []error
 	for _, p := range b.ports.Load().list {

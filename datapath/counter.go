@@ -107,7 +107,7 @@ func (c *portCounters) publish() {
 
 // numPortCounters is the number of counters in a portCounters, which are
 // its first fields.
-const numPortCounters = 7 + 2*int(NumDropReasons)
+const numPortCounters = 8 + 2*int(NumDropReasons)
 
 // The counters must be exactly the fields before list.
 var _ = [1]struct{}{}[unsafe.Offsetof(portCounters{}.list)-uintptr(numPortCounters)*unsafe.Sizeof(counter{})]

@@ -110,8 +110,8 @@ func (s *packetOutSink) Output(port uint32, frame []byte) {
 // Conntrack and Recirculate make the sink a flow.Recirculator: ct runs
 // as for a received packet, and a recirculated copy's outputs come back
 // here.
-func (s *packetOutSink) Conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT) flow.Verdict {
-	return s.p.Conntrack(frame, k, off, ct)
+func (s *packetOutSink) Conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT, rest []flow.Action) flow.Verdict {
+	return s.p.conntrack(frame, k, off, ct, rest, s)
 }
 
 // Recirculate implements flow.Recirculator.

@@ -70,7 +70,11 @@ type pmd struct {
 	// with the thread when the bridge tracks connections.
 	recirc      *[MaxRecircDepth]recircPass
 	recircDepth int
-	frame       []byte // the frame being output (Output)
+	// Fragment reassembly (reassembly.go): the expired fragments being
+	// counted, and when the thread next looks for them.
+	expired  []any
+	fragNext int64
+	frame    []byte // the frame being output (Output)
 }
 
 func newPMD(br *Bridge, id int) (*pmd, error) {

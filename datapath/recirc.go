@@ -47,13 +47,10 @@ var monoBase = time.Now()
 func ConntrackNow() int64 { return int64(time.Since(monoBase)) }
 
 // Conntrack implements flow.Recirculator: it runs ct with the bridge's
-// tracker, at the poll's time.
-func (p *pmd) Conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT) flow.Verdict {
-	t := p.br.cfg.Conntrack
-	if t == nil {
-		return flow.VerdictNoConntrack
-	}
-	return t.Track(frame, k, off, ct, p.mono)
+// tracker, at the poll's time, fragments going through the reassembler
+// first (reassembly.go).
+func (p *pmd) Conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT, rest []flow.Action) flow.Verdict {
+	return p.conntrack(frame, k, off, ct, rest, p)
 }
 
 // Recirculate implements flow.Recirculator: the copy of the packet goes

@@ -21,6 +21,9 @@ func (p *pmd) poll(now time.Time) int {
 	for _, rq := range *p.rxqs.Load() {
 		total += p.pollQueue(rq)
 	}
+	if p.br.cfg.Defrag != nil {
+		p.expireFrags()
+	}
 	p.flush()
 	p.cache.CreditRules()
 	p.tally.publish(&p.counters)

@@ -18,7 +18,12 @@ type portCounters struct {
 	// that rx + copies = sent + drops.
 	copies counter
 	sent   counter // copies of packets received here that a port transmitted
-	drops  [NumDropReasons]counter
+	// held is a gauge: fragments received here that reassembly holds
+	// (reassembly.go). The thread that holds one adds 1, the thread that
+	// releases or expires it adds -1 (wrapping), so the sum over the
+	// threads is the number held.
+	held  counter
+	drops [NumDropReasons]counter
 	// The egress view: copies offered to this port and dropped by it.
 	txDrops [NumDropReasons]counter
 	// txQueueOver counts frames transmitted on a tx queue at or above the
@@ -34,10 +39,11 @@ type portCounters struct {
 // Two identities hold whenever the bridge is quiescent (no batch in
 // flight): for packets received on the port,
 //
-//	RxPackets + Copies == Sent + sum(Drops)
+//	RxPackets + Copies == Sent + sum(Drops) + Held
 //
 // (every packet, or each copy when actions output it several times, is
-// either transmitted by some port or dropped for one reason); and for
+// either transmitted by some port, dropped for one reason, or a fragment
+// that connection tracking holds until its packet is whole); and for
 // copies offered to the port for output, TxPackets + sum(TxDrops) is their
 // number.
 type PortStats struct {
@@ -47,6 +53,7 @@ type PortStats struct {
 	TxPackets, TxBytes uint64
 	Copies             uint64
 	Sent               uint64
+	Held               uint64                 // fragments received here that reassembly holds now
 	Drops              [NumDropReasons]uint64 // of packets received here, by reason
 	TxDrops            [NumDropReasons]uint64 // of copies sent to this port, by reason
 	// TxQueueOver is how many frames went out on a tx queue at or above
@@ -64,7 +71,7 @@ func (s *PortStats) TxDropped() uint64 { return sum(s.TxDrops[:]) }
 
 // Balanced reports whether the ingress ledger balances.
 func (s *PortStats) Balanced() bool {
-	return s.RxPackets+s.Copies == s.Sent+s.RxDropped()
+	return s.RxPackets+s.Copies == s.Sent+s.RxDropped()+s.Held
 }
 
 func sum(v []uint64) uint64 {
@@ -82,6 +89,7 @@ func (s *PortStats) add(c *portCounters) {
 	s.TxBytes += c.txBytes.Load()
 	s.Copies += c.copies.Load()
 	s.Sent += c.sent.Load()
+	s.Held += c.held.Load()
 	s.TxQueueOver += c.txQueueOver.Load()
 	for i := range c.drops {
 		s.Drops[i] += c.drops[i].Load()
@@ -97,6 +105,7 @@ func (s *PortStats) addStats(o *PortStats) {
 	s.TxBytes += o.TxBytes
 	s.Copies += o.Copies
 	s.Sent += o.Sent
+	s.Held += o.Held
 	s.TxQueueOver += o.TxQueueOver
 	for i := range o.Drops {
 		s.Drops[i] += o.Drops[i]

@@ -128,7 +128,7 @@ func (b *Bridge) trace(k flow.Key, generate bool) *Trace {
 // ct_state trk|new, the ct's zone, and the mark and label its exec
 // actions set. On a bridge without a tracker the packet stops there, as
 // a poll thread drops it.
-func (tr *tracer) Conntrack(_ []byte, k *flow.Key, _ *flow.Offsets, ct *flow.CT) flow.Verdict {
+func (tr *tracer) Conntrack(_ []byte, k *flow.Key, _ *flow.Offsets, ct *flow.CT, _ []flow.Action) flow.Verdict {
 	if tr.b.cfg.Conntrack == nil {
 		return flow.VerdictNoConntrack
 	}

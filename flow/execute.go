@@ -33,6 +33,11 @@ const (
 	// id that names no frozen pipeline state (it expired, or never
 	// was), or a recirc action ran where nothing recirculates.
 	VerdictNoRecircContext
+	// VerdictTaken: the datapath took the packet over at a ct action
+	// (fragment reassembly held it, or refused it and counted its drop
+	// under a reason of its own): the remaining actions do not run on it
+	// here, and it is not a drop of the actions.
+	VerdictTaken
 	numVerdicts
 )
 
@@ -48,6 +53,7 @@ var verdictNames = [numVerdicts]string{
 	VerdictCTFull:          "conntrack-full",
 	VerdictNoConntrack:     "no-conntrack",
 	VerdictNoRecircContext: "no-recirc-context",
+	VerdictTaken:           "taken",
 }
 
 // Failed reports whether v is a translation failure: the pipeline could
@@ -98,8 +104,11 @@ type Outputter interface {
 type Recirculator interface {
 	// Conntrack runs ct (a resolved datapath CT: see CT) on the packet,
 	// as Conntrack.Track does, with the datapath's tracker and clock. It
-	// returns VerdictNoConntrack when the datapath has no tracker.
-	Conntrack(frame []byte, k *Key, off *Offsets, ct *CT) Verdict
+	// returns VerdictNoConntrack when the datapath has no tracker. rest
+	// is the list of actions after the ct action: a datapath that holds
+	// the packet (fragments until their packet is whole) returns
+	// VerdictTaken and runs rest itself on what it releases.
+	Conntrack(frame []byte, k *Key, off *Offsets, ct *CT, rest []Action) Verdict
 	// Recirculate sends a copy of the packet through the datapath's
 	// lookup again: k is its key as the actions so far left it, with
 	// RecircID set to the recirculation's id. frame, k and off are only
@@ -159,7 +168,7 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 		case ActCT:
 			v = VerdictNoConntrack
 			if rc, ok := out.(Recirculator); ok && a.CT != nil {
-				v = rc.Conntrack(p.b, p.k, p.off, a.CT)
+				v = rc.Conntrack(p.b, p.k, p.off, a.CT, acts[i+1:])
 			}
 		case ActCTClear:
 			p.k.clearCT()

@@ -90,7 +90,7 @@ type ctSink struct {
 
 func (s *ctSink) Output(port uint32, _ []byte) { s.outputs = append(s.outputs, port) }
 
-func (s *ctSink) Conntrack(frame []byte, k *Key, off *Offsets, ct *CT) Verdict {
+func (s *ctSink) Conntrack(frame []byte, k *Key, off *Offsets, ct *CT, _ []Action) Verdict {
 	if s.tracker == nil {
 		return VerdictNoConntrack
 	}

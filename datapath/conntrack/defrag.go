@@ -3,6 +3,7 @@ package conntrack
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -44,9 +45,22 @@ const (
 	FragInvalid                    // a fragment reassembly refuses: track it as it is (it is +inv)
 )
 
+// FragRefusal is why Hold refused a fragment (FragInvalid).
+type FragRefusal uint8
+
+// The reasons a fragment is refused.
+const (
+	RefusedNone     FragRefusal = iota
+	RefusedInvalid              // malformed: a truncated header, a wrong IPv4 header checksum, a length past the frame, a packet over 65,535 bytes
+	RefusedTooSmall             // not the last fragment and smaller than the minimum (dpctl/ipf-set-min-frag)
+	RefusedOverlap              // overlaps a fragment held for the same packet, or a second last fragment
+	RefusedLimit                // as many fragments held as dpctl/ipf-set-max-nfrags allows
+	RefusedDisabled             // reassembly of its IP version is off (dpctl/ipf-set-enabled)
+)
+
 // DefragCounters are the counts dpctl/ipf-get-status shows, per IP version.
 type DefragCounters struct {
-	Accepted, CompletedSent, Expired, TooSmall, Overlap uint64
+	Accepted, CompletedSent, Expired, TooSmall, Overlap, Purged uint64
 }
 
 // Defrag reassembles fragments. It is shared by every poll thread.
@@ -58,6 +72,15 @@ type Defrag struct {
 	minSize  [2]int  // IPv4, IPv6
 	disabled [2]bool // IPv4, IPv6
 	count    [2]DefragCounters
+	// expired holds the metadata of the fragments that expired, for
+	// TakeExpired, when Hold was given any.
+	expired []expiredFrag
+}
+
+// expiredFrag is the metadata of an expired fragment, with its domain.
+type expiredFrag struct {
+	domain uint32
+	meta   any
 }
 
 // fragKey identifies the fragments of one packet.
@@ -68,6 +91,7 @@ type fragKey struct {
 	proto    uint8 // IPv4 only
 	v6       bool
 	recirc   uint32
+	domain   uint32 // the caller's (a bridge): fragments of different domains never meet
 }
 
 type fragList struct {
@@ -85,6 +109,7 @@ type frag struct {
 	fragHdr    int // IPv6: the fragment header
 	nextOff    int // IPv6: the byte that names the fragment header
 	last, v6   bool
+	meta       any // what the caller of Hold keeps with it
 }
 
 // NewDefrag returns a reassembler with Open vSwitch's defaults.
@@ -170,9 +195,45 @@ func (d *Defrag) Status() string {
 		p("%s frags expired: %d", name, c.Expired)
 		p("%s frags too small: %d", name, c.TooSmall)
 		p("%s frags overlapped: %d", name, c.Overlap)
-		p("%s frags purged: 0", name)
+		p("%s frags purged: %d", name, c.Purged)
 	}
 	return b.String()
+}
+
+// Lists formats the packets whose fragments are held, one a line, as
+// dpctl/ipf-get-status -m prints them (sorted; Open vSwitch prints them
+// in hash order).
+func (d *Defrag) Lists() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, 0, len(d.lists))
+	for key, l := range d.lists {
+		var src, dst netip.Addr
+		dlType := flow.EthTypeIPv4
+		if key.v6 {
+			src, dst, dlType = netip.AddrFrom16(key.src), netip.AddrFrom16(key.dst), flow.EthTypeIPv6
+		} else {
+			src, dst = netip.AddrFrom4([4]byte(key.src[:4])), netip.AddrFrom4([4]byte(key.dst[:4]))
+		}
+		first, last := false, false
+		for _, f := range l.frags {
+			first = first || f.start == 0
+			last = last || f.last
+		}
+		state := "other frag"
+		switch {
+		case first && last:
+			state = "first/last frag"
+		case first:
+			state = "first frag"
+		case last:
+			state = "last frag"
+		}
+		out = append(out, fmt.Sprintf("(src=%s,dst=%s,recirc_id=%d,ip_id=%d,dl_type=0x%x,zone=%d,nw_proto=%d,num_fragments=%d,state=%s)",
+			src, dst, key.recirc, key.id, dlType, key.zone, key.proto, len(l.frags), state))
+	}
+	slices.Sort(out)
+	return out
 }
 
 func b2i(b bool) int {
@@ -278,29 +339,59 @@ func (d *Defrag) parseFrag(frame []byte, k *flow.Key, off *flow.Offsets, zone ui
 // refuses (malformed, too small, overlapping, over the limit) are
 // FragInvalid and go through Track unchanged, as Open vSwitch lets them.
 func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, now int64) (FragStatus, []byte, [][]byte) {
+	r := d.Hold(frame, k, off, zone, 0, now, nil)
+	return r.Status, r.Whole, r.Frags
+}
+
+// Held is what Hold did with a frame.
+type Held struct {
+	Status  FragStatus
+	Refused FragRefusal // why, when Status is FragInvalid
+	// With FragComplete: the reassembled frame, and the held fragments
+	// (the one given included, as a copy) in the order of their offsets,
+	// with the metadata each was held with.
+	Whole []byte
+	Frags [][]byte
+	Metas []any
+}
+
+// Hold is Add with metadata that the caller keeps with the fragment:
+// Hold gives it back with the fragment when the packet completes, and
+// TakeExpired when the fragment expires. Fragments are reassembled only
+// with fragments of the same domain (a datapath's bridge: its fragments
+// come back on its own poll threads). It says why it refused a fragment.
+func (d *Defrag) Hold(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, domain uint32, now int64, meta any) Held {
 	if k.NwFrag&flow.FragAny != 0 {
 		d.mu.Lock()
 		disabled := d.disabled[b2i(k.DlType == flow.EthTypeIPv6)]
 		d.mu.Unlock()
 		if disabled {
-			return FragInvalid, nil, nil
+			return Held{Status: FragInvalid, Refused: RefusedDisabled}
 		}
 	}
 	fi, st := d.parseFrag(frame, k, off, zone)
+	fi.key.domain = domain
 	if st != FragHeld {
+		if st != FragInvalid {
+			return Held{Status: st}
+		}
 		if fi.tooSmall {
 			d.mu.Lock()
 			d.count[b2i(k.DlType == flow.EthTypeIPv6)].TooSmall++
 			d.mu.Unlock()
+			return Held{Status: st, Refused: RefusedTooSmall}
 		}
-		return st, nil, nil
+		return Held{Status: st, Refused: RefusedInvalid}
 	}
 	v := b2i(fi.key.v6)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.expireLocked(now)
 	if d.nfrag >= d.maxFrags {
-		return FragInvalid, nil, nil
+		return Held{Status: FragInvalid, Refused: RefusedLimit}
+	}
+	if fi.f.end > 0xffff {
+		return Held{Status: FragInvalid, Refused: RefusedInvalid}
 	}
 	l := d.lists[fi.key]
 	if l == nil {
@@ -310,19 +401,17 @@ func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, 
 	for _, f := range l.frags {
 		if fi.f.start < f.end && f.start < fi.f.end || (fi.f.last && f.last) {
 			d.count[v].Overlap++
-			return FragInvalid, nil, nil
+			return Held{Status: FragInvalid, Refused: RefusedOverlap}
 		}
 	}
-	if fi.f.end > 0xffff {
-		return FragInvalid, nil, nil
-	}
 	fi.f.frame = append([]byte(nil), frame[:fi.ipEnd]...)
+	fi.f.meta = meta
 	l.frags = append(l.frags, fi.f)
 	d.nfrag++
 	d.count[v].Accepted++
 	whole, ok := reassemble(l.frags)
 	if !ok {
-		return FragHeld, nil, nil
+		return Held{Status: FragHeld}
 	}
 	delete(d.lists, fi.key)
 	// They go on in the order of their offsets, as Open vSwitch sends
@@ -330,11 +419,55 @@ func (d *Defrag) Add(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16, 
 	slices.SortFunc(l.frags, func(a, b frag) int { return a.start - b.start })
 	d.nfrag -= len(l.frags)
 	d.count[v].CompletedSent += uint64(len(l.frags))
-	held := make([][]byte, len(l.frags))
+	r := Held{Status: FragComplete, Whole: whole, Frags: make([][]byte, len(l.frags)), Metas: make([]any, len(l.frags))}
 	for i, f := range l.frags {
-		held[i] = f.frame
+		r.Frags[i], r.Metas[i] = f.frame, f.meta
 	}
-	return FragComplete, whole, held
+	return r
+}
+
+// TakeExpired appends to dst the metadata of the fragments of domain
+// (held by Hold with metadata) that expired since the last call, and
+// forgets them.
+func (d *Defrag) TakeExpired(domain uint32, dst []any) []any {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.expired) == 0 {
+		return dst
+	}
+	kept := d.expired[:0]
+	for _, e := range d.expired {
+		if e.domain == domain {
+			dst = append(dst, e.meta)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	clear(d.expired[len(kept):])
+	d.expired = kept
+	return dst
+}
+
+// Forget drops every fragment of domain, held or expired, counting the
+// held ones as purged: its owner is going away.
+func (d *Defrag) Forget(domain uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for key, l := range d.lists {
+		if key.domain == domain {
+			d.count[b2i(key.v6)].Purged += uint64(len(l.frags))
+			d.nfrag -= len(l.frags)
+			delete(d.lists, key)
+		}
+	}
+	kept := d.expired[:0]
+	for _, e := range d.expired {
+		if e.domain != domain {
+			kept = append(kept, e)
+		}
+	}
+	clear(d.expired[len(kept):])
+	d.expired = kept
 }
 
 // reassemble builds the packet when the fragments cover it without a gap:
@@ -405,6 +538,11 @@ func (d *Defrag) expireLocked(now int64) {
 		if now > l.expires {
 			d.count[b2i(key.v6)].Expired += uint64(len(l.frags))
 			d.nfrag -= len(l.frags)
+			for _, f := range l.frags {
+				if f.meta != nil {
+					d.expired = append(d.expired, expiredFrag{domain: key.domain, meta: f.meta})
+				}
+			}
 			delete(d.lists, key)
 		}
 	}

@@ -304,7 +304,12 @@ func FuzzDefrag(f *testing.F) {
 			fragSize := 1240 + int(in.u8())*8 // the smallest fragments the defaults accept
 			frags := fuzzFragment(orig, fragSize, v6, uint32(round))
 			order := in.u8()
-			intact := true
+			// A corrupted fragment of an earlier round may have taken
+			// this round's identification: held under the same key, it
+			// overlaps this packet's fragments or lies past its end, and
+			// the packet cannot be reassembled until it expires, as in
+			// Open vSwitch's ipf and Linux.
+			intact := !fuzzHeldUnder(d, frags[0], now)
 			var delivered int
 			var whole []byte
 			for i := range frags {
@@ -362,6 +367,22 @@ func FuzzDefrag(f *testing.F) {
 			t.Fatalf("%d fragments held after the timeout", d.Held())
 		}
 	})
+}
+
+// fuzzHeldUnder reports whether d holds fragments under the key of the
+// fragment fr once those past their timeout at now are gone.
+func fuzzHeldUnder(d *Defrag, fr []byte, now int64) bool {
+	d.Expire(now)
+	var k flow.Key
+	var off flow.Offsets
+	flow.Extract(&k, &off, fr, 1)
+	fi, st := d.parseFrag(fr, &k, &off, 0)
+	if st != FragHeld {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lists[fi.key] != nil
 }
 
 // fuzzUDP builds a UDP frame with a right checksum.

@@ -521,4 +521,33 @@ func TestDefragMatchesOVSUserspaceConntrack(t *testing.T) {
 	if got, want := d.Status(), o.appctl("dpctl/ipf-get-status"); got != want {
 		t.Errorf("ipf-get-status differs:\nOpen vSwitch:\n%s\nthis reassembler:\n%s", want, got)
 	}
+	// Packets that stay incomplete: the first fragment of one, the last
+	// of another, both held in zone 1 (the flows' ct zone).
+	lone := [][]byte{
+		fragment4(pkt{src: "10.0.0.1", dst: "10.0.0.2", proto: flow.IPProtoUDP, sport: 5, dport: 6, payload: make([]byte, 3000)}.build(t), 1480, 321)[0],
+		fragment6(pkt{src: "fd00::1", dst: "fd00::2", proto: flow.IPProtoUDP, sport: 5, dport: 6, payload: make([]byte, 3000)}.build(t), 1448, 654)[2],
+	}
+	for _, fr := range lone {
+		o.appctl("netdev-dummy/receive", "p1", hex.EncodeToString(fr))
+		var k flow.Key
+		var off flow.Offsets
+		flow.Extract(&k, &off, fr, 1)
+		if r := d.Hold(fr, &k, &off, 1, 0, h.now, nil); r.Status != FragHeld {
+			t.Fatalf("a lone fragment: %v", r.Status)
+		}
+	}
+	mine := d.Status() + "\n        Fragment Lists:\n\n" + strings.Join(d.Lists(), "\n") + "\n"
+	var want string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if want = o.appctl("dpctl/ipf-get-status", "-m"); strings.Count(want, "(src=") == 2 {
+			break
+		}
+	}
+	// Open vSwitch lists the packets in hash order.
+	head, lists, _ := strings.Cut(want, "Fragment Lists:\n\n")
+	ls := strings.Split(strings.TrimSuffix(lists, "\n"), "\n")
+	slices.Sort(ls)
+	if want = head + "Fragment Lists:\n\n" + strings.Join(ls, "\n") + "\n"; mine != want {
+		t.Errorf("ipf-get-status -m differs:\nOpen vSwitch:\n%s\nthis reassembler:\n%s", want, mine)
+	}
 }

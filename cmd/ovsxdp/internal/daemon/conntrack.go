@@ -25,6 +25,11 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-set-limits", Usage: "[default=N] [zone=N,limit=M]...", Short: "Set the default and per-zone connection limits (0: none)", Min: 1, Max: -1}, run: (*Daemon).ctSetLimits},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-get-limits", Usage: "[zone=N[,N]...]", Short: "Print the default and per-zone connection limits with the zones' counts", Max: 1}, run: (*Daemon).ctGetLimits},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-del-limits", Usage: "zone=N[,N]...", Short: "Delete per-zone connection limits", Min: 1, Max: 1}, run: (*Daemon).ctDelLimits},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-enabled", Usage: "v4|v6", Short: "Reassemble the fragments of IPv4 or IPv6 packets before ct tracks them", Min: 1, Max: 1}, run: (*Daemon).ipfSetEnabled},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-disabled", Usage: "v4|v6", Short: "Stop reassembling IPv4 or IPv6 fragments (ct drops them)", Min: 1, Max: 1}, run: (*Daemon).ipfSetDisabled},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-min-frag", Usage: "v4|v6 N", Short: "Set the smallest fragment, not the last, that reassembly takes (at least 400 bytes)", Min: 2, Max: 2}, run: (*Daemon).ipfSetMinFrag},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-max-nfrags", Usage: "N", Short: "Set how many fragments reassembly holds at most (0 to 5000)", Min: 1, Max: 1}, run: (*Daemon).ipfSetMaxNfrags},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-get-status", Usage: "[-m]", Short: "Print the fragment reassembly settings and counts (-m: and the packets whose fragments are held)", Max: 1}, run: (*Daemon).ipfGetStatus},
 	)
 }
 
@@ -186,6 +191,79 @@ func (d *Daemon) ctDelLimits(c *call) (string, error) {
 		d.ct.DeleteZoneLimit(z)
 	}
 	return "", nil
+}
+
+// ipfVersion reads the v4|v6 argument of the ipf commands.
+func ipfVersion(a string) (v6 bool, err error) {
+	switch a {
+	case "v4":
+		return false, nil
+	case "v6":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: parameter missing: 'v4' for IPv4 or 'v6' for IPv6, not %q", ErrUsage, a)
+}
+
+func (d *Daemon) ipfSetEnabled(c *call) (string, error) {
+	v6, err := ipfVersion(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	d.defrag.SetEnabled(v6, true)
+	return "enabling fragmentation reassembly successful\n", nil
+}
+
+func (d *Daemon) ipfSetDisabled(c *call) (string, error) {
+	v6, err := ipfVersion(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	d.defrag.SetEnabled(v6, false)
+	return "disabling fragmentation reassembly successful\n", nil
+}
+
+func (d *Daemon) ipfSetMinFrag(c *call) (string, error) {
+	v6, err := ipfVersion(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	n, err := strconv.ParseUint(c.args[1], 10, 32)
+	if err != nil {
+		return "", fmt.Errorf("%w: minimum fragment size %q is not a number", ErrUsage, c.args[1])
+	}
+	if err := d.defrag.SetMinFragSize(v6, int(n)); err != nil {
+		return "", fmt.Errorf("requested minimum fragment size too small: %w", err)
+	}
+	return "setting minimum fragment size successful\n", nil
+}
+
+func (d *Daemon) ipfSetMaxNfrags(c *call) (string, error) {
+	n, err := strconv.ParseUint(c.args[0], 10, 32)
+	if err != nil {
+		return "", fmt.Errorf("%w: maximum fragments %q is not a number", ErrUsage, c.args[0])
+	}
+	if err := d.defrag.SetMaxFrags(int(min(n, 1<<31))); err != nil {
+		return "", fmt.Errorf("setting maximum fragments failed: %w", err)
+	}
+	return "setting maximum fragments successful\n", nil
+}
+
+func (d *Daemon) ipfGetStatus(c *call) (string, error) {
+	more := false
+	if len(c.args) == 1 {
+		if c.args[0] != "-m" && c.args[0] != "--more" {
+			return "", fmt.Errorf("%w: %q is not -m", ErrUsage, c.args[0])
+		}
+		more = true
+	}
+	s := d.defrag.Status()
+	if more {
+		s += "\n        Fragment Lists:\n\n"
+		for _, l := range d.defrag.Lists() {
+			s += l + "\n"
+		}
+	}
+	return s, nil
 }
 
 // FlushConntrackZone implements ofconn.ConntrackFlusher: NXT_CT_FLUSH_ZONE

@@ -54,3 +54,70 @@ func TestConntrackVerbs(t *testing.T) {
 		t.Errorf("ct-get-limits after refused commands = %q, want %q", got, want)
 	}
 }
+
+// TestIPFVerbs checks the fragment reassembly commands against what Open
+// vSwitch 3.1 prints for the same commands (dpctl/ipf-*), and that bad
+// arguments are refused and change nothing.
+func TestIPFVerbs(t *testing.T) {
+	d := newTestDaemon(t, "")
+	const status = `        Fragmentation Module Status
+        ---------------------------
+        v4 enabled: 1
+        v6 enabled: 0
+        max num frags (v4/v6): 500
+        num frag: 0
+        min v4 frag size: 1000
+        v4 frags accepted: 0
+        v4 frags completed: 0
+        v4 frags expired: 0
+        v4 frags too small: 0
+        v4 frags overlapped: 0
+        v4 frags purged: 0
+        min v6 frag size: 1280
+        v6 frags accepted: 0
+        v6 frags completed: 0
+        v6 frags expired: 0
+        v6 frags too small: 0
+        v6 frags overlapped: 0
+        v6 frags purged: 0
+`
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dpctl/ipf-set-disabled", "v6"}, "disabling fragmentation reassembly successful\n"},
+		{[]string{"dpctl/ipf-set-disabled", "v4"}, "disabling fragmentation reassembly successful\n"},
+		{[]string{"dpctl/ipf-set-enabled", "v4"}, "enabling fragmentation reassembly successful\n"},
+		{[]string{"dpctl/ipf-set-min-frag", "v4", "1000"}, "setting minimum fragment size successful\n"},
+		{[]string{"dpctl/ipf-set-max-nfrags", "500"}, "setting maximum fragments successful\n"},
+		{[]string{"dpctl/ipf-get-status"}, status},
+		{[]string{"dpctl/ipf-get-status", "-m"}, status + "\n        Fragment Lists:\n\n"},
+	} {
+		if got := run(t, d, c.args[0], c.args[1:]...); got != c.want {
+			t.Errorf("%v = %q, want %q", c.args, got, c.want)
+		}
+	}
+	for _, bad := range [][]string{
+		{"dpctl/ipf-set-enabled", "v5"},
+		{"dpctl/ipf-set-disabled", "V4"},
+		{"dpctl/ipf-set-min-frag", "v7", "1000"},
+		{"dpctl/ipf-set-min-frag", "v4", "abc"},
+		{"dpctl/ipf-set-max-nfrags", "x"},
+		{"dpctl/ipf-get-status", "x"},
+	} {
+		if _, err := runFlags(d, bad[0], nil, bad[1:]...); !errors.Is(err, ErrUsage) {
+			t.Errorf("%v: error %v, want a usage error", bad, err)
+		}
+	}
+	for _, bad := range [][]string{
+		{"dpctl/ipf-set-min-frag", "v6", "399"},
+		{"dpctl/ipf-set-max-nfrags", "5001"},
+	} {
+		if _, err := runFlags(d, bad[0], nil, bad[1:]...); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if got := run(t, d, "dpctl/ipf-get-status"); got != status {
+		t.Errorf("ipf-get-status after refused commands:\n%s", got)
+	}
+}

@@ -105,6 +105,8 @@ type Daemon struct {
 	// ct is the connection tracker every bridge's ct actions run with, as
 	// Open vSwitch's netdev bridges share their datapath's (conntrack.go).
 	ct *conntrack.Tracker
+	// defrag reassembles fragments before ct tracks them, shared as ct is.
+	defrag *conntrack.Defrag
 
 	// ovsdb follows the database when Config.OVSDB is set (ovsdb.go).
 	ovsdb *ovsdbSync
@@ -151,7 +153,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
 	d.publishLocked()
 	if cfg.StatePath != "" {
 		lock, err := lockState(cfg.StatePath, "state file", "--state")

@@ -114,6 +114,11 @@ func formatPortRow(num string, s datapath.PortStats, vs vport.Stats) string {
 	fmt.Fprintf(&b, "           rx dropped by reason: %s\n", reasons(&s.Drops))
 	fmt.Fprintf(&b, "           tx dropped by reason: %s\n", reasons(&s.TxDrops))
 	fmt.Fprintf(&b, "           tx on queue >= count: %d\n", s.TxQueueOver)
+	if s.Held != 0 {
+		// Received fragments that ct's reassembly holds: the rest of
+		// the ledger (rx = sent + drops + held).
+		fmt.Fprintf(&b, "           held for reassembly: %d\n", s.Held)
+	}
 	return b.String()
 }
 

@@ -116,6 +116,10 @@ func TestFormatPortStats(t *testing.T) {
 	if got := formatPortStats(s, vport.Stats{}); !strings.HasPrefix(got, "  port 12: rx pkts=10") {
 		t.Errorf("two-digit port: %q", got)
 	}
+	s.Held = 2
+	if got := formatPortStats(s, vport.Stats{}); !strings.HasSuffix(got, "tx on queue >= count: 1\n           held for reassembly: 2\n") {
+		t.Errorf("with fragments held: %q", got)
+	}
 }
 
 func TestFormatPMDStats(t *testing.T) {

@@ -178,6 +178,7 @@ func (d *Daemon) addBridgeLocked(cfg datapath.Config) (*bridge, error) {
 	cfg.Log = d.log.With("bridge", name)
 	if cfg.Conntrack == nil {
 		cfg.Conntrack = d.ct
+		cfg.Defrag = d.defrag
 	}
 	dp, err := datapath.New(cfg)
 	if err != nil {

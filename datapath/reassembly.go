@@ -1,0 +1,210 @@
+package datapath
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/datapath/conntrack"
+	"github.com/ovsxdp/ovsxdp/flow"
+)
+
+// This file is fragment reassembly on a poll thread, as Open vSwitch's
+// userspace datapath does it around conntrack (lib/ipf.c): a ct action
+// that meets an IPv4 or IPv6 fragment hands it to the bridge's
+// reassembler (Config.Defrag), which holds a copy; the packet's actions
+// stop there. The fragment that completes its packet gets the reassembled
+// packet tracked; the connection's state, zone, mark and label, and the
+// addresses (every fragment) and ports (the first) that NAT rewrote, are
+// carried over to the held fragments, which then run, one by one in the
+// order of their offsets, the actions that followed the ct action. So
+// fragments leave as they came, each within the MTU it arrived under.
+//
+// The ledger: a held fragment is one fate of the packet received
+// (PortStats.Held, a gauge); its release turns it into outputs or a drop
+// on the port it came in on, whichever thread releases it. A packet that
+// does not complete within the reassembler's timeout is dropped as
+// frag-expired; fragments that reassembly refuses are dropped under a
+// reason of their own (frag-invalid, frag-too-small, frag-overlap,
+// frag-limit, frag-disabled).
+
+// fragDomains numbers the bridges for the reassembler they may share:
+// a bridge reassembles only its own fragments.
+var fragDomains atomic.Uint32
+
+// fragExpireEvery is how often a poll thread looks for expired fragments
+// when no fragment makes it look.
+const fragExpireEvery = int64(time.Second)
+
+// heldFrag is what a poll thread keeps with a fragment the reassembler
+// holds: the port it came in on, and its key and offsets as the actions
+// before the ct action left them.
+type heldFrag struct {
+	in  *Port
+	key flow.Key
+	off flow.Offsets
+}
+
+// conntrack runs a ct action for a packet whose outputs go to out. Only
+// fragments, with a reassembler, leave the tracker's own path.
+func (p *pmd) conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT, rest []flow.Action, out flow.Outputter) flow.Verdict {
+	t := p.br.cfg.Conntrack
+	if t == nil {
+		return flow.VerdictNoConntrack
+	}
+	if k.NwFrag&flow.FragAny != 0 && p.br.cfg.Defrag != nil {
+		return p.reassemble(frame, k, off, ct, rest, out)
+	}
+	return t.Track(frame, k, off, ct, p.mono)
+}
+
+// reassemble gives a fragment to the reassembler. It returns
+// VerdictTaken, the fragment's fate being counted here (held, or dropped
+// for the reason reassembly refused it), except for a frame that is not a
+// fragment after all, which is tracked as it is.
+func (p *pmd) reassemble(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT, rest []flow.Action, out flow.Outputter) flow.Verdict {
+	d := p.br.cfg.Defrag
+	r := d.Hold(frame, k, off, ct.Zone, p.br.fragDomain, p.mono, &heldFrag{in: p.in, key: *k, off: *off})
+	p.dropExpiredFrags()
+	switch r.Status {
+	case conntrack.NotFragment:
+		return p.br.cfg.Conntrack.Track(frame, k, off, ct, p.mono)
+	case conntrack.FragInvalid:
+		p.drop(k.InPort, refusalDrop(r.Refused))
+		return flow.VerdictTaken
+	case conntrack.FragHeld:
+		p.holdFrag()
+		return flow.VerdictTaken
+	}
+	// The fragment completed its packet: it is held with the others, and
+	// released with them in the order of their offsets.
+	p.holdFrag()
+
+	// The reassembled packet is tracked with the completing fragment's
+	// metadata (registers, recirculation id, earlier ct results) and its
+	// own transport: the protocol (an IPv6 fragment that is not the first
+	// has 44, its fragment header, there), ports and flags.
+	var whole flow.Key
+	var wo flow.Offsets
+	flow.Extract(&whole, &wo, r.Whole, k.InPort)
+	wk := *k
+	wk.NwProto, wk.NwFrag = whole.NwProto, whole.NwFrag
+	wk.TpSrc, wk.TpDst, wk.TcpFlags = whole.TpSrc, whole.TpDst, whole.TcpFlags
+	verdict := p.br.cfg.Conntrack.Track(r.Whole, &wk, &wo, ct, p.mono)
+
+	keys := make([]flow.Key, len(r.Frags))
+	for i, m := range r.Metas {
+		keys[i] = m.(*heldFrag).key
+	}
+	if verdict == flow.VerdictOK {
+		conntrack.Finish(r.Whole, &wk, r.Frags, keys)
+	}
+	for i, fr := range r.Frags {
+		h := r.Metas[i].(*heldFrag)
+		h.key = keys[i]
+		p.releaseFrag(h, fr, rest, out, verdict)
+	}
+	return flow.VerdictTaken
+}
+
+// holdFrag counts the packet being executed as held: a copy of it whose
+// fate is decided later.
+func (p *pmd) holdFrag() {
+	p.copies++
+	p.in.counters[p.id].held.Add(1)
+}
+
+// releaseFrag runs rest on a held fragment, frame as its packet's ct left
+// it, and counts what becomes of it on the port it came in on: outputs,
+// or a drop for the reason rest (or failed, the reassembled packet's ct
+// verdict when it is not VerdictOK) gave. The packet being executed keeps
+// its own output state meanwhile, as a recirculation does.
+func (p *pmd) releaseFrag(h *heldFrag, frame []byte, rest []flow.Action, out flow.Outputter, failed flow.Verdict) {
+	c := &h.in.counters[p.id]
+	c.held.Add(^uint64(0)) // -1
+	switch {
+	case failed != flow.VerdictOK:
+		c.drops[verdictDrop(failed)].Add(1)
+		return
+	case p.recircDepth >= MaxRecircDepth:
+		c.drops[DropRecircDepth].Add(1)
+		return
+	}
+	if p.recirc == nil {
+		p.recirc = newRecircPasses()
+	}
+	r := &p.recirc[p.recircDepth]
+	r.buf = append(r.buf[:0], frame...)
+	r.key, r.off = h.key, h.off
+	p.recircDepth++
+
+	o := &p.out
+	rx, lentIdx, finalOut, outSeen := o.rx, o.lentIdx, o.finalOut, o.outSeen
+	pick, in, copies := p.pick, p.in, p.copies
+	o.rx, o.lentIdx, o.finalOut, o.outSeen = nil, -1, 0, 0
+	p.in, p.copies = h.in, 0
+	key := &r.key
+	var saved flow.Key
+	needs := needsKey(rest)
+	if needs {
+		saved = p.key
+		p.key = r.key
+		key = &p.key
+	}
+	p.pick.key = key
+	p.pick.hashed = false
+
+	_, verdict := flow.Execute(r.buf, key, &r.off, rest, out)
+	switch {
+	case p.copies == 0:
+		c.drops[verdictDrop(verdict)].Add(1)
+	case p.copies > 1:
+		c.copies.Add(uint64(p.copies - 1))
+	}
+
+	if needs {
+		p.key = saved
+	}
+	p.pick, p.in, p.copies = pick, in, copies
+	o.rx, o.lentIdx, o.finalOut, o.outSeen = rx, lentIdx, finalOut, outSeen
+	p.recircDepth--
+}
+
+// dropExpiredFrags counts the fragments the reassembler dropped for
+// their timeout, each on the port it came in on.
+func (p *pmd) dropExpiredFrags() {
+	p.expired = p.br.cfg.Defrag.TakeExpired(p.br.fragDomain, p.expired[:0])
+	for i, m := range p.expired {
+		c := &m.(*heldFrag).in.counters[p.id]
+		c.held.Add(^uint64(0)) // -1
+		c.drops[DropFragExpired].Add(1)
+		p.expired[i] = nil
+	}
+}
+
+// expireFrags drops the fragments held past the reassembler's timeout,
+// at most once every fragExpireEvery: a poll thread calls it between
+// batches, so that a packet whose other fragments never come is dropped
+// even when no fragment follows.
+func (p *pmd) expireFrags() {
+	if p.mono < p.fragNext {
+		return
+	}
+	p.fragNext = p.mono + fragExpireEvery
+	p.br.cfg.Defrag.Expire(p.mono)
+	p.dropExpiredFrags()
+}
+
+// refusalDrop maps why reassembly refused a fragment to its drop reason.
+func refusalDrop(r conntrack.FragRefusal) DropReason {
+	switch r {
+	case conntrack.RefusedTooSmall:
+		return DropFragTooSmall
+	case conntrack.RefusedOverlap:
+		return DropFragOverlap
+	case conntrack.RefusedLimit:
+		return DropFragLimit
+	case conntrack.RefusedDisabled:
+		return DropFragDisabled
+	}
+	return DropFragInvalid
+}
