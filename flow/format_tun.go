@@ -38,13 +38,12 @@ func signedFlags(names []string, v, m uint64) string {
 }
 
 // formatSetTunnel writes a load that set_tunnel or set_tunnel64 wrote as
-// ovs-ofctl prints it back, and reports whether a was one: an id wider
-// than 32 bits needs set_tunnel64 whatever the flow wrote.
+// ovs-ofctl prints it back, and reports whether a was one.
 func formatSetTunnel(b *strings.Builder, a *Action) bool {
 	if a.Spelling != SpellSetTunnel && a.Spelling != SpellSetTunnel64 {
 		return false
 	}
-	if a.Spelling == SpellSetTunnel64 || a.Value > 1<<32-1 {
+	if a.Spelling == SpellSetTunnel64 {
 		b.WriteString("set_tunnel64:")
 	} else {
 		b.WriteString("set_tunnel:")

@@ -10,8 +10,10 @@ func (ap *actionParser) setTunnel(t *token, name string) error {
 	if !t.hasValue || err != nil {
 		return errAt(ap.s, t, "%s needs a tunnel id (a number of up to 64 bits)", name)
 	}
+	// An id wider than 32 bits needs set_tunnel64 whatever the flow
+	// wrote, as Open vSwitch encodes (and prints) it.
 	spell := SpellSetTunnel
-	if name == "set_tunnel64" {
+	if name == "set_tunnel64" || v > 1<<32-1 {
 		spell = SpellSetTunnel64
 	}
 	ap.add(Action{Type: ActLoad, Dst: Subfield{Field: FieldTunID, NBits: 64}, Value: v, Spelling: spell})
