@@ -87,6 +87,12 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("gopacket reads vxlan %+v (%v), Decode vni %d", vx, err, h.VNI)
 			}
 		case Geneve:
+			// gopacket v1.1.19 reads an option's length from 4 bits, not
+			// RFC 8926's 5, and counts the options' offset in a byte: it
+			// is a reference only for options shorter than 16 words.
+			if !shortOptions(h.Options) {
+				break
+			}
 			var gn layers.Geneve
 			if err := gn.DecodeFromBytes(tun, gopacket.NilDecodeFeedback); err != nil || gn.VNI != h.VNI || gn.OAMPacket != h.OAM ||
 				gn.CriticalOption != h.Critical || int(gn.OptionsLength) != len(h.Options) || !bytes.Equal(gn.Payload, inner) {
@@ -166,4 +172,20 @@ func TestDecodeCorpus(t *testing.T) {
 			t.Errorf("%s: %v", s.name, err)
 		}
 	}
+}
+
+// shortOptions reports whether every option of a valid options area has
+// fewer than 16 words of data, and the area fits gopacket's byte offset.
+func shortOptions(opts []byte) bool {
+	if len(opts) > 200 {
+		return false
+	}
+	for len(opts) > 0 {
+		n := int(opts[3] & 0x1f)
+		if n >= 16 {
+			return false
+		}
+		opts = opts[4+4*n:]
+	}
+	return true
 }

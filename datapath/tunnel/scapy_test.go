@@ -26,6 +26,17 @@ var scapyCases = []struct {
 		Options: append(append(option(0x0102, 0x80, 1, 2, 3, 4), option(0xffff, 0x05)...), option(0x0001, 0x7f, 9, 9, 9, 9, 8, 8, 8, 8)...)}, 40000, 9},
 	{"geneve6-oam", Config{Kind: Geneve, EthDst: macB, EthSrc: macA, Src: v6A, Dst: v6B, VNI: 77, TTL: 64, OAM: true}, 45000, 0},
 	{"geneve4-plain", Config{Kind: Geneve, EthDst: macB, EthSrc: macA, Src: v4A, Dst: v4B, VNI: 0, TOS: 0x10, TTL: 3}, 33333, 0xfffe},
+	{"geneve4-long-option", Config{Kind: Geneve, EthDst: macB, EthSrc: macA, Src: v4A, Dst: v4B, VNI: 3, TTL: 64, DF: true, Csum: true, Critical: true,
+		Options: option(0x0103, 0x82, countingBytes(124)...)}, 41000, 11},
+}
+
+// countingBytes returns 0, 1, ..., n-1.
+func countingBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
 }
 
 // TestEncapMatchesScapy decodes the packets scapy built and checks what

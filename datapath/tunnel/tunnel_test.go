@@ -85,6 +85,9 @@ func TestRoundTrip(t *testing.T) {
 					t.Errorf("gopacket vxlan layer %+v", vx)
 				}
 			case Geneve:
+				if !shortOptions(c.Options) {
+					break // beyond gopacket's reading of options (see FuzzDecode)
+				}
 				var gn layers.Geneve
 				check(t, gn.DecodeFromBytes(udp.Payload, gopacket.NilDecodeFeedback))
 				if gn.VNI != c.VNI || gn.OAMPacket != c.OAM || gn.CriticalOption != c.Critical ||

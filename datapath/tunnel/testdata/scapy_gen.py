@@ -51,5 +51,8 @@ pkts = [
     eth / v6(0, 64) / udp(45000, 6081, False) / GENEVE(vni=77, proto=0x6558, oam=1) / inner(0),
     # geneve4-plain: no options, no checksum, no DF
     eth / v4(0x10, 3, 0xfffe, False) / udp(33333, 6081, False) / GENEVE(vni=0, proto=0x6558) / inner(100),
+    # geneve4-long-option: one option of 31 words, the most one can hold
+    eth / v4(0, 64, 11, True) / udp(41000, 6081, True) /
+    GENEVE(vni=3, proto=0x6558, critical=1, options=[GeneveOptions(classid=0x0103, type=0x82, data=bytes(range(124)))]) / inner(10),
 ]
 wrpcap(sys.argv[1], pkts)
