@@ -73,6 +73,8 @@ const (
 	SpellLoad                 // ActSetField written load:V->NXM[]
 	SpellImpliedPush          // ActSetVLANVID/PCP written mod_vlan_* where no tag is known: OpenFlow 1.1+ pushes one first
 	SpellMod                  // ActSetField written mod_nw_ttl
+	SpellSetTunnel            // ActLoad of tun_id written set_tunnel:V
+	SpellSetTunnel64          // ActLoad of tun_id written set_tunnel64:V
 )
 
 // TableCurrent in a resubmit's Table means the table the resubmit runs in.

@@ -21,6 +21,7 @@ const (
 	kindTCPFlags                  // +syn-ack, names joined by |, or a number
 	kindNum128                    // a number of up to 128 bits (xxreg, ct_label)
 	kindCtState                   // +trk-new, names joined by |, or value/mask
+	kindTunFlags                  // +oam-oam, or value/mask (field_tun.go)
 )
 
 // storage names the Key member a field lives in.
@@ -58,13 +59,19 @@ const (
 	stCtNwProto
 	stCtTpSrc
 	stCtTpDst
-	stCtLabel                         // 128 bits, big-endian bytes
-	stCtIPv6Src                       // 128 bits
-	stCtIPv6Dst                       // 128 bits
-	stReg0                            // reg N is stReg0+N
-	stXReg0     = stReg0 + NumRegs    // xreg N is stXReg0+N: reg 2N (high half) and reg 2N+1
-	stXXReg0    = stXReg0 + NumRegs/2 // xxreg N is stXXReg0+N: regs 4N (high) to 4N+3
-	stEnd       = stXXReg0 + NumRegs/4
+	stCtLabel   // 128 bits, big-endian bytes
+	stCtIPv6Src // 128 bits
+	stCtIPv6Dst // 128 bits
+	stTunID
+	stTunSrc
+	stTunDst
+	stTunFlags
+	stTunIPv6Src                       // 128 bits
+	stTunIPv6Dst                       // 128 bits
+	stReg0                             // reg N is stReg0+N
+	stXReg0      = stReg0 + NumRegs    // xreg N is stXReg0+N: reg 2N (high half) and reg 2N+1
+	stXXReg0     = stXReg0 + NumRegs/2 // xxreg N is stXXReg0+N: regs 4N (high) to 4N+3
+	stEnd        = stXXReg0 + NumRegs/4
 )
 
 // prereq is a field's prerequisite: what the rest of the match must say
@@ -174,7 +181,7 @@ const (
 
 // fields is the field table. The order is irrelevant; lookups go through
 // fieldByName and fieldByID.
-var fields = append(append(packetFields, pipelineFields()...), ctFields...)
+var fields = append(append(append(packetFields, pipelineFields()...), ctFields...), tunFields...)
 
 // ctFields are the connection tracking fields (ovs-fields(7) "Connection
 // Tracking Fields"): what the last ct action found, all NXM only. ct_mark
@@ -353,6 +360,14 @@ func getNum(k *Key, st storage) uint64 {
 		return uint64(k.CtTpSrc)
 	case stCtTpDst:
 		return uint64(k.CtTpDst)
+	case stTunID:
+		return k.TunID
+	case stTunSrc:
+		return uint64(k.TunSrc)
+	case stTunDst:
+		return uint64(k.TunDst)
+	case stTunFlags:
+		return uint64(k.TunFlags)
 	}
 	switch {
 	case st >= stReg0 && st < stXReg0:
@@ -424,6 +439,14 @@ func setNum(k *Key, st storage, v uint64) {
 		k.CtTpSrc = uint16(v)
 	case stCtTpDst:
 		k.CtTpDst = uint16(v)
+	case stTunID:
+		k.TunID = v
+	case stTunSrc:
+		k.TunSrc = uint32(v)
+	case stTunDst:
+		k.TunDst = uint32(v)
+	case stTunFlags:
+		k.TunFlags = uint16(v)
 	}
 	switch {
 	case st >= stReg0 && st < stXReg0:
@@ -449,6 +472,10 @@ func ip6Of(k *Key, st storage) *[16]byte {
 		return &k.CtIPv6Src
 	case stCtIPv6Dst:
 		return &k.CtIPv6Dst
+	case stTunIPv6Src:
+		return &k.TunIPv6Src
+	case stTunIPv6Dst:
+		return &k.TunIPv6Dst
 	}
 	return nil
 }
@@ -458,7 +485,7 @@ func storageBits(st storage) uint64 {
 	switch st {
 	case stDlSrc, stDlDst, stArpSha, stArpTha:
 		return 1<<48 - 1
-	case stInPort, stNwSrc, stNwDst, stCtMark, stCtNwSrc, stCtNwDst:
+	case stInPort, stNwSrc, stNwDst, stCtMark, stCtNwSrc, stCtNwDst, stTunSrc, stTunDst:
 		return 1<<32 - 1
 	case stIPv6Label:
 		return 0xfffff
@@ -470,7 +497,7 @@ func storageBits(st storage) uint64 {
 		return 0xfff
 	case stPktMark, stConjID:
 		return 1<<32 - 1
-	case stMetadata:
+	case stMetadata, stTunID:
 		return 1<<64 - 1
 	}
 	switch {

@@ -142,6 +142,7 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 			w.item("reg", strconv.Itoa(i), "=", maskedHex(uint64(k.Regs[i]), uint64(mk.Regs[i]), 1<<32-1))
 		}
 	}
+	formatTunMatch(&w, k, mk)
 	if mk.Metadata != 0 {
 		w.item("metadata=", maskedHex(k.Metadata, mk.Metadata, 1<<64-1))
 	}
@@ -469,6 +470,9 @@ func formatAction(b *strings.Builder, a *Action) {
 			b.WriteString("(" + a.Note + ")")
 		}
 	case ActLoad:
+		if formatSetTunnel(b, a) {
+			return
+		}
 		if wholeTCISet(a) {
 			// OpenFlow 1.0 has no set_field: Open vSwitch sends one on
 			// vlan_tci as the actions that do the same.

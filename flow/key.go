@@ -10,7 +10,7 @@ import (
 )
 
 // KeyWords is the size of a Key in 64-bit words.
-const KeyWords = 33
+const KeyWords = 39
 
 // Key is the flow key of one packet: every header field a rule can match,
 // extracted from the frame bytes (see Extract). It is fixed-size and
@@ -37,6 +37,20 @@ type Key struct {
 	NwSrc     uint32 // IPv4 source, or ARP spa
 	NwDst     uint32 // IPv4 destination, or ARP tpa
 	IPv6Label uint32 // IPv6 flow label (low 20 bits)
+
+	// Tunnel metadata (OVS flow_tnl): zero unless the packet arrived
+	// through a tunnel port, which fills it from the outer headers it
+	// removed; set_tunnel and set_field change it for a tunnel output.
+	// TunSrc/TunDst (IPv4) or TunIPv6Src/TunIPv6Dst (IPv6) are the outer
+	// addresses; TunFlags holds TunFlag* bits.
+	TunID      uint64 // tun_id: the VNI in the low 24 bits for VXLAN and Geneve
+	TunSrc     uint32 // tun_src
+	TunDst     uint32 // tun_dst
+	TunIPv6Src [16]byte
+	TunIPv6Dst [16]byte
+	TunFlags   uint16 // tun_flags
+	TunTOS     uint8  // tun_tos: outer IPv4 TOS or IPv6 traffic class
+	TunTTL     uint8  // tun_ttl: outer IPv4 TTL or IPv6 hop limit
 
 	IPv6Src  [16]byte
 	IPv6Dst  [16]byte
@@ -90,7 +104,6 @@ type Key struct {
 	CtTpDst   uint16
 	CtState   uint8 // CtState* bits
 	CtNwProto uint8
-	_         uint32 // padding to a whole word; always zero
 }
 
 // NumRegs is the number of 32-bit registers (reg0-reg15).

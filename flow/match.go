@@ -92,7 +92,13 @@ const (
 	FieldCtNwProto
 	FieldCtTpSrc
 	FieldCtTpDst
-	FieldReg0 // reg0; reg N is FieldReg0+N
+	FieldTunID      // tun_id (64 bits)
+	FieldTunSrc     // tun_src: outer IPv4 source
+	FieldTunDst     // tun_dst
+	FieldTunIPv6Src // tun_ipv6_src: outer IPv6 source
+	FieldTunIPv6Dst // tun_ipv6_dst
+	FieldTunFlags   // tun_flags (the oam bit)
+	FieldReg0       // reg0; reg N is FieldReg0+N
 )
 
 // The register fields that follow FieldReg0.

@@ -446,6 +446,11 @@ func (mp *matchParser) setScalar(f *field, t *token) error {
 		if v, m, err = parseCtState(t.value); err != "" {
 			return errAt(s, t, "%s", err)
 		}
+	case kindTunFlags:
+		var err string
+		if v, m, err = parseTunFlags(t.value); err != "" {
+			return errAt(s, t, "%s", err)
+		}
 	default:
 		var err error
 		if v, err = parseNum(val, 64); err != nil {
@@ -1223,6 +1228,8 @@ func (ap *actionParser) action(t *token) error {
 		ap.add(Action{Type: ActPushVLAN, Value: v})
 	case "set_field":
 		return ap.setField(t)
+	case "set_tunnel", "set_tunnel64":
+		return ap.setTunnel(t, name)
 	case "load":
 		return ap.load(t)
 	case "group":

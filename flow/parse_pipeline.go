@@ -270,16 +270,23 @@ func (ap *actionParser) setFieldReg(t *token, f *field, val string) error {
 		return ap.setFieldPort(t, f, val)
 	}
 	valText, maskText, hasMask := strings.Cut(val, "/")
-	v, reason := parse128(valText, f.name)
+	w := f.width()
+	var v, m u128
+	var reason string
+	if f.id == FieldTunFlags {
+		return ap.setTunFlags(t, val)
+	}
+	if f.st >= stTunID && f.st <= stTunIPv6Dst {
+		v, m, reason = parseTunValue(f, val) // addresses in their own syntax
+	} else {
+		v, reason = parse128(valText, f.name)
+		m = ones(w)
+		if reason == "" && hasMask {
+			m, reason = parse128(maskText, f.name)
+		}
+	}
 	if reason != "" {
 		return errAt(ap.s, t, "%s", reason)
-	}
-	w := f.width()
-	m := ones(w)
-	if hasMask {
-		if m, reason = parse128(maskText, f.name); reason != "" {
-			return errAt(ap.s, t, "%s", reason)
-		}
 	}
 	if !v.andNot(ones(w)).isZero() || !m.andNot(ones(w)).isZero() {
 		return errAt(ap.s, t, "%s: value too large for %d-bit field %s", val, w, f.name)

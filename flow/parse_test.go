@@ -34,9 +34,10 @@ const (
 	goldenPath = "testdata/ofctl/golden.txt"
 )
 
-// corpusPaths are every flow corpus: flows.txt and the connection
+// corpusPaths are every flow corpus: flows.txt, the tunnel corpus
+// (parse_tun_test.go) and the connection
 // tracking corpus (parse_ct_test.go), in the same format.
-var corpusPaths = []string{corpusPath, ctCorpusPath}
+var corpusPaths = []string{corpusPath, ctCorpusPath, tunCorpusPath}
 
 // corpusKind says what a corpus line expects of ovsxdp.
 type corpusKind uint8

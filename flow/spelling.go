@@ -80,7 +80,7 @@ func formatActions13(b *strings.Builder, m *Match, acts []Action) {
 	writeActionList(b, acts, func(acts []Action, i int) int {
 		// The two halves of a 128-bit set_field print as one.
 		if setField128(acts, i) {
-			b.WriteString("set_field:" + u128Text(u128{hi: acts[i+1].Value, lo: acts[i].Value}) + "->" + fieldName(acts[i].Dst.Field))
+			b.WriteString("set_field:" + setField128Text(acts[i].Dst.Field, u128{hi: acts[i+1].Value, lo: acts[i].Value}) + "->" + fieldName(acts[i].Dst.Field))
 			return 1
 		}
 		formatAction13(b, m, &acts[i])
@@ -95,10 +95,17 @@ func formatAction13(b *strings.Builder, m *Match, a *Action) {
 		b.WriteString("goto_table:" + strconv.Itoa(int(a.Table)))
 	case a.Type == ActCT:
 		formatCT(b, a.CT, func(b *strings.Builder, acts []Action) { formatActions13(b, m, acts) })
+	case a.Type == ActLoad && (a.Spelling == SpellSetTunnel || a.Spelling == SpellSetTunnel64):
+		b.WriteString("set_field:" + loadValue(a.Value) + "->tun_id") // OpenFlow 1.3 sets tun_id with OXM
+	case a.Type == ActLoad && a.Spelling == SpellSetField && a.Dst.Field == FieldTunFlags:
+		b.WriteString("set_field:" + tunFlagsText(a.Value) + "->tun_flags")
 	case a.Type == ActLoad && a.Spelling == SpellSetField && a.Dst.Ofs == 0 && a.Dst.Bits() == a.Dst.field().width():
 		v := loadValue(a.Value)
-		if a.Dst.Field == FieldInPort {
+		switch a.Dst.Field {
+		case FieldInPort:
 			v = portText(uint32(a.Value))
+		case FieldTunSrc, FieldTunDst:
+			v = ipv4Text(uint32(a.Value))
 		}
 		b.WriteString("set_field:" + v + "->" + fieldName(a.Dst.Field))
 	case a.Type == ActSetField && a.Spelling != SpellLoad && !(a.Field == FieldNwTTL && a.Spelling == SpellMod):
@@ -244,7 +251,7 @@ func formatActionsAsWritten(b *strings.Builder, acts []Action) {
 			a.Type == ActSetField && a.Spelling == SpellSetField:
 			formatAction13(b, nil, a)
 		case setField128(acts, i):
-			b.WriteString("set_field:" + u128Text(u128{hi: acts[i+1].Value, lo: a.Value}) + "->" + fieldName(a.Dst.Field))
+			b.WriteString("set_field:" + setField128Text(a.Dst.Field, u128{hi: acts[i+1].Value, lo: a.Value}) + "->" + fieldName(a.Dst.Field))
 			i++
 		case a.Type == ActLoad && a.Spelling == SpellSetField:
 			formatAction13(b, nil, a)

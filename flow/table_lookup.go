@@ -126,6 +126,15 @@ func init() {
 		{stageMeta, unsafe.Offsetof(k.CtNwProto), unsafe.Sizeof(k.CtNwProto)},
 		{stageMeta, unsafe.Offsetof(k.CtTpSrc), unsafe.Sizeof(k.CtTpSrc)},
 		{stageMeta, unsafe.Offsetof(k.CtTpDst), unsafe.Sizeof(k.CtTpDst)},
+		// The tunnel metadata is in the first stage too, as in Open vSwitch.
+		{stageMeta, unsafe.Offsetof(k.TunID), unsafe.Sizeof(k.TunID)},
+		{stageMeta, unsafe.Offsetof(k.TunSrc), unsafe.Sizeof(k.TunSrc)},
+		{stageMeta, unsafe.Offsetof(k.TunDst), unsafe.Sizeof(k.TunDst)},
+		{stageMeta, unsafe.Offsetof(k.TunIPv6Src), unsafe.Sizeof(k.TunIPv6Src)},
+		{stageMeta, unsafe.Offsetof(k.TunIPv6Dst), unsafe.Sizeof(k.TunIPv6Dst)},
+		{stageMeta, unsafe.Offsetof(k.TunFlags), unsafe.Sizeof(k.TunFlags)},
+		{stageMeta, unsafe.Offsetof(k.TunTOS), unsafe.Sizeof(k.TunTOS)},
+		{stageMeta, unsafe.Offsetof(k.TunTTL), unsafe.Sizeof(k.TunTTL)},
 
 		{stageL2, unsafe.Offsetof(k.DlDst), unsafe.Sizeof(k.DlDst)},
 		{stageL2, unsafe.Offsetof(k.DlSrc), unsafe.Sizeof(k.DlSrc)},

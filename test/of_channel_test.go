@@ -367,11 +367,11 @@ func TestOpenFlowErrors(t *testing.T) {
 	for _, tc := range []struct {
 		version, flow, want string
 	}{
-		{"OpenFlow13", "tun_src=10.0.0.1,actions=output:1", "OFPBMC_BAD_FIELD"},
+		{"OpenFlow13", "tun_gbp_id=5,actions=output:1", "OFPBMC_BAD_FIELD"},
 		// OpenFlow 1.0 has no bad-match errors: Open vSwitch's Nicira
 		// vendor error, which ovs-ofctl names the same.
-		{"OpenFlow10", "tun_id=5,actions=output:1", "OFPBMC_BAD_FIELD"},
-		{"OpenFlow15", "tun_id=5,actions=output:1", "OFPBMC_BAD_FIELD"},
+		{"OpenFlow10", "tun_gbp_id=5,actions=output:1", "OFPBMC_BAD_FIELD"},
+		{"OpenFlow15", "tun_gbp_id=5,actions=output:1", "OFPBMC_BAD_FIELD"},
 		{"OpenFlow10", "actions=learn(table=1,limit=10,NXM_OF_VLAN_TCI[0..11])", "OFPBAC_BAD"},
 	} {
 		_, errOut, err := s.try(tc.version, nil, "add-flow", tc.flow)

@@ -50,6 +50,9 @@ var fieldWire = func() map[flow.FieldID]string {
 	for name, id := range ctFields {
 		m[id] = name
 	}
+	for id, name := range tunFields {
+		m[id] = name
+	}
 	for i := range flow.NumRegs {
 		m[flow.FieldReg0+flow.FieldID(i)] = "reg" + strconv.Itoa(i)
 	}
@@ -139,11 +142,12 @@ func (e *encoder) list(acts []flow.Action) ([]openflow.Action, error) {
 
 // whole128 recognises the two loads that set a whole 128-bit register or
 // ct_label (set_field:V->xxregN in the flow language) and returns them as
-// one set_field.
+// one set_field; so do those of set_field on tun_ipv6_src or tun_ipv6_dst.
 func whole128(a, b *flow.Action) (openflow.Field, bool) {
 	xxreg := a.Dst.Field >= flow.FieldXXReg0 && a.Dst.Field < flow.FieldXXReg0+flow.NumRegs/4
+	set128 := a.Dst.Field == flow.FieldCtLabel || a.Dst.Field == flow.FieldTunIPv6Src || a.Dst.Field == flow.FieldTunIPv6Dst
 	if a.Type != flow.ActLoad || b.Type != flow.ActLoad || a.Dst.Field != b.Dst.Field ||
-		!xxreg && (a.Dst.Field != flow.FieldCtLabel || a.Spelling != flow.SpellSetField) ||
+		!xxreg && (!set128 || a.Spelling != flow.SpellSetField) ||
 		a.Dst.Bits() != 64 || b.Dst.Bits() != 64 || a.Dst.Ofs == b.Dst.Ofs || a.Dst.Ofs%64 != 0 || b.Dst.Ofs%64 != 0 {
 		return openflow.Field{}, false
 	}
@@ -235,6 +239,9 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 	case flow.ActSetField:
 		return e.set(a)
 	case flow.ActLoad:
+		if s, ok := setTunnelToOF(e.v, a); ok {
+			return one(s)
+		}
 		if v10 && a.Spelling == flow.SpellSetField && a.Dst.Field == flow.FieldVLANTCI && a.Dst.Ofs == 0 && a.Dst.Bits() == 16 {
 			// OpenFlow 1.0 has no set_field: as Open vSwitch, the
 			// actions that do the same (mod_vlan_vid pushes a tag if
@@ -501,7 +508,7 @@ func subfieldText(h openflow.FieldHeader, ofs, nbits uint16) (string, error) {
 }
 
 // narrowFields are the fields narrower than their wire value, by bits.
-var narrowFields = map[string]int{"nw_ecn": 2, "ip_dscp": 6, "ipv6_label": 20, "tcp_flags": 12, "vlan_vid": 12, "vlan_pcp": 3}
+var narrowFields = map[string]int{"nw_ecn": 2, "ip_dscp": 6, "ipv6_label": 20, "tcp_flags": 12, "vlan_vid": 12, "vlan_pcp": 3, "tun_flags": 1}
 
 // fieldBits returns the width of the named field in bits.
 func fieldBits(name string) int {
@@ -529,6 +536,8 @@ func unsupportedAction(what string) error {
 
 func actionText(a openflow.Action) (string, error) {
 	switch a := a.(type) {
+	case *openflow.ActSetTunnel:
+		return setTunnelText(a), nil
 	case *openflow.ActOutput:
 		p := a.Port
 		if p == openflow.PortAny {

@@ -50,8 +50,8 @@ func actionError(code uint16, format string, args ...any) *openflow.Error {
 // Field kinds for writing a wire value as ovs-ofctl text.
 var (
 	macFields  = map[string]bool{"eth_src": true, "eth_dst": true, "arp_sha": true, "arp_tha": true, "nd_sll": true, "nd_tll": true}
-	ipv4Fields = map[string]bool{"ip_src": true, "ip_dst": true, "arp_spa": true, "arp_tpa": true, "ct_nw_src": true, "ct_nw_dst": true}
-	ipv6Fields = map[string]bool{"ipv6_src": true, "ipv6_dst": true, "nd_target": true, "ct_ipv6_src": true, "ct_ipv6_dst": true}
+	ipv4Fields = map[string]bool{"ip_src": true, "ip_dst": true, "arp_spa": true, "arp_tpa": true, "ct_nw_src": true, "ct_nw_dst": true, "tun_src": true, "tun_dst": true}
+	ipv6Fields = map[string]bool{"ipv6_src": true, "ipv6_dst": true, "nd_target": true, "ct_ipv6_src": true, "ct_ipv6_dst": true, "tun_ipv6_src": true, "tun_ipv6_dst": true}
 )
 
 // supportedFields are the wire field names the flow language matches on.
@@ -66,6 +66,9 @@ var supportedFields = func() map[string]bool {
 	}
 	for i := range flow.NumRegs {
 		m["reg"+strconv.Itoa(i)] = true
+	}
+	for _, name := range tunFields {
+		m[name] = true
 	}
 	for i := range flow.NumRegs / 2 {
 		m["xreg"+strconv.Itoa(i)] = true
@@ -462,6 +465,7 @@ func FieldsFromMatch(m *flow.Match, nxm bool) []openflow.Field {
 			add("reg"+strconv.Itoa(i), b32(k.Regs[i]), b32(w.Regs[i]))
 		}
 	}
+	tunFieldsFromMatch(m, add)
 	ctFieldsFromMatch(m, add)
 	return fs
 }

@@ -207,9 +207,9 @@ func TestErrors(t *testing.T) {
 			return b
 		}, openflow.ErrTypeGroupModFailed, 0}, // OFPGMFC_GROUP_EXISTS
 		{"unsupported field", func(v uint8) []byte {
-			f, _ := openflow.FieldByName("tun_id", false)
+			f, _ := openflow.FieldByName("tun_gbp_id", false)
 			fm := &openflow.FlowMod{Command: openflow.FlowAdd, BufferID: openflow.NoBuffer, OutPort: openflow.PortAny, OutGroup: 0xffffffff,
-				Match: []openflow.Field{{Name: "tun_id", Class: f.Class, Field: f.Field, Value: []byte{0, 0, 0, 0, 0, 0, 0, 1}}}}
+				Match: []openflow.Field{{Name: "tun_gbp_id", Class: f.Class, Field: f.Field, Value: []byte{0, 1}}}}
 			b, _ := openflow.Encode(v, 7, fm)
 			return b
 		}, openflow.ErrTypeBadMatch, openflow.CodeBadMatchField},

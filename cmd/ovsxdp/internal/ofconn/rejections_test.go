@@ -24,7 +24,7 @@ func nxRaw(st uint16, argLen int) *openflow.ActRaw {
 }
 
 func TestRejectionsCounted(t *testing.T) {
-	tunID := openflow.Field{Name: "tun_id", Class: 0x0001, Field: 16, Value: []byte{0, 0, 0, 0, 0, 0, 0, 5}}
+	gbpID := openflow.Field{Name: "tun_gbp_id", Class: 0x0001, Field: 38, Value: []byte{0, 5}}
 	ethType := openflow.Field{Name: "eth_type", Class: 0x8000, Field: 5, Value: []byte{0x08, 0x00}}
 	tests := []struct {
 		name       string
@@ -36,8 +36,8 @@ func TestRejectionsCounted(t *testing.T) {
 	}{
 		{"sample action", flowModWith(nil, applyActions(nxRaw(29, 14))), 2, "OFPT_FLOW_MOD", "OFPBAC_BAD_TYPE", "NXAST_SAMPLE"},
 		{"unknown nicira action", flowModWith(nil, applyActions(nxRaw(99, 6))), 1, "OFPT_FLOW_MOD", "OFPBAC_BAD_EXP_TYPE", "NXAST_99"},
-		{"tun_id match", flowModWith([]openflow.Field{ethType, tunID}, applyActions(&openflow.ActOutput{Port: 1})), 1,
-			"OFPT_FLOW_MOD", "OFPBMC_BAD_FIELD", "tun_id"},
+		{"tun_gbp_id match", flowModWith([]openflow.Field{ethType, gbpID}, applyActions(&openflow.ActOutput{Port: 1})), 1,
+			"OFPT_FLOW_MOD", "OFPBMC_BAD_FIELD", "tun_gbp_id"},
 		{"meter instruction", flowModWith(nil, openflow.Instruction{Type: openflow.InstMeter, MeterID: 1}), 1,
 			"OFPT_FLOW_MOD", "OFPBIC_UNSUP_INST", "OFPIT_METER"},
 		{"tlv table mod", &openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: 24, Data: make([]byte, 8)}, 1,
