@@ -104,7 +104,7 @@ func cpuTime(tb testing.TB) int64 {
 // table by lookups and dumps.
 func TestTableCollidingRuleKeys(t *testing.T) {
 	saved := ruleKeyHash
-	ruleKeyHash = func(*Key, uint16, []uint8) uint64 { return 7 }
+	ruleKeyHash = func([]uint64, uint16) uint64 { return 7 }
 	t.Cleanup(func() { ruleKeyHash = saved })
 
 	tb := NewTable()
@@ -125,7 +125,7 @@ func TestTableCollidingRuleKeys(t *testing.T) {
 		t.Fatalf("mod-flows --strict in_port=4 changed %d rules, want 1", n)
 	}
 	del := mkFlow(100, nil, inPort(5))
-	if got := tb.Delete(&del, true); len(got) != 1 || got[0].Match.Key.InPort != 5 {
+	if got := tb.Delete(&del, true); len(got) != 1 || got[0].Match().Key.InPort != 5 {
 		t.Fatalf("del-flows --strict in_port=5 removed %v, want the in_port=5 rule", got)
 	}
 	if tb.Len() != n-1 {
@@ -219,11 +219,11 @@ func TestTableSharesActions(t *testing.T) {
 	tb.Modify(&mod, true)
 	for _, r := range tb.Dump(nil) {
 		want := uint32(7)
-		if r.Match.Key.InPort == 2 {
+		if r.Match().Key.InPort == 2 {
 			want = 8
 		}
 		if r.Actions[0].Port != want {
-			t.Errorf("in_port=%d: output:%d, want output:%d", r.Match.Key.InPort, r.Actions[0].Port, want)
+			t.Errorf("in_port=%d: output:%d, want output:%d", r.Match().Key.InPort, r.Actions[0].Port, want)
 		}
 	}
 }
@@ -284,17 +284,26 @@ func TestRuleSetAgainstMap(t *testing.T) {
 	for _, collide := range []bool{false, true} {
 		if collide {
 			saved := ruleKeyHash
-			ruleKeyHash = func(k *Key, priority uint16, words []uint8) uint64 {
-				return saved(k, priority, words) & 0xc000000000000003
+			ruleKeyHash = func(vals []uint64, priority uint16) uint64 {
+				return saved(vals, priority) & 0xc000000000000003
 			}
 			t.Cleanup(func() { ruleKeyHash = saved })
 		}
 		mask := Key{InPort: ^uint32(0)}
-		s := newRuleSet(&mask)
+		rm := newRuleMask(&mask)
+		var s ruleSet
+		type ruleKey struct {
+			inPort   uint32
+			priority uint16
+		}
 		ref := map[ruleKey]*Rule{}
 		rng := rand.New(rand.NewPCG(1, 2))
 		keyOf := func() ruleKey {
-			return ruleKey{key: Key{InPort: uint32(rng.IntN(64))}, priority: uint16(rng.IntN(3))}
+			return ruleKey{inPort: uint32(rng.IntN(64)), priority: uint16(rng.IntN(3))}
+		}
+		valsOf := func(rk ruleKey) []uint64 {
+			k := Key{InPort: rk.inPort}
+			return ruleVals(&k, rm, nil)
 		}
 		check := func(step int) {
 			t.Helper()
@@ -303,8 +312,8 @@ func TestRuleSetAgainstMap(t *testing.T) {
 			}
 			for p := range 64 {
 				for prio := range 3 {
-					rk := ruleKey{key: Key{InPort: uint32(p)}, priority: uint16(prio)}
-					if got := s.get(rk); got != ref[rk] {
+					rk := ruleKey{inPort: uint32(p), priority: uint16(prio)}
+					if got := s.get(valsOf(rk), rk.priority); got != ref[rk] {
 						t.Fatalf("collide %v, step %d: in_port=%d priority %d: %p, want %p", collide, step, p, prio, got, ref[rk])
 					}
 				}
@@ -314,24 +323,25 @@ func TestRuleSetAgainstMap(t *testing.T) {
 			rk := keyOf()
 			switch rng.IntN(3) {
 			case 0, 1:
-				r := &Rule{Flow: Flow{Match: Match{Key: rk.key, Mask: mask}, Priority: rk.priority}}
-				s.put(rk, r)
+				r := &Rule{Priority: rk.priority, mask: rm, vals: valsOf(rk)}
+				s.put(r)
 				ref[rk] = r
 			default:
-				s.del(rk)
+				s.del(valsOf(rk), rk.priority)
 				delete(ref, rk)
 			}
 			check(step)
 			if step%500 == 499 {
 				// A loop that deletes every other rule it is given.
 				n, seen := 0, map[*Rule]bool{}
-				for rk, r := range s.all() {
+				for r := range s.values() {
+					rk := ruleKey{inPort: r.Match().Key.InPort, priority: r.Priority}
 					if seen[r] || ref[rk] != r {
 						t.Fatalf("collide %v: the loop yields %p twice or under a wrong key", collide, r)
 					}
 					seen[r] = true
 					if n++; n%2 == 0 {
-						s.del(rk)
+						s.del(r.vals, r.Priority)
 						delete(ref, rk)
 					}
 				}

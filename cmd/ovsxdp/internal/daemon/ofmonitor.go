@@ -40,7 +40,7 @@ type ruleID struct {
 	match    flow.Match
 }
 
-func idOf(r *flow.Rule) ruleID { return ruleID{table: r.Table, priority: r.Priority, match: r.Match} }
+func idOf(r *flow.Rule) ruleID { return ruleID{table: r.Table, priority: r.Priority, match: r.Match()} }
 
 var _ ofconn.FlowWatcher = (*ofBridge)(nil)
 

@@ -253,7 +253,8 @@ func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
 				w.WriteByte(',')
 			}
 			w.WriteString("\n        ")
-			s, err := json.Marshal(flow.FormatFlowAsWritten(&r.Flow))
+			f := r.Flow()
+			s, err := json.Marshal(flow.FormatFlowAsWritten(&f))
 			if err != nil {
 				return err
 			}

@@ -54,7 +54,8 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 			for i := range st.Bridges {
 				st.Bridges[i].Flows = []string{}
 				for _, r := range tc.rules[i] {
-					st.Bridges[i].Flows = append(st.Bridges[i].Flows, flow.FormatFlowAsWritten(&r.Flow))
+					f := r.Flow()
+					st.Bridges[i].Flows = append(st.Bridges[i].Flows, flow.FormatFlowAsWritten(&f))
 				}
 			}
 			want, err := json.MarshalIndent(&st, "", "  ")
