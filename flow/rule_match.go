@@ -170,6 +170,12 @@ func (b *FlowBatch) Grow(n int) {
 // Len returns the number of flows in the batch.
 func (b *FlowBatch) Len() int { return len(b.rules) }
 
+// Append moves the flows of o to the end of b; o must not be used again.
+func (b *FlowBatch) Append(o *FlowBatch) {
+	b.rules = append(b.rules, o.rules...)
+	*o = FlowBatch{}
+}
+
 // Add appends f to the batch. It keeps f.Actions (which the caller must
 // not change afterwards) and copies the rest.
 func (b *FlowBatch) Add(f *Flow) {

@@ -254,11 +254,9 @@ func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
 			}
 			w.WriteString("\n        ")
 			f := r.Flow()
-			s, err := json.Marshal(flow.FormatFlowAsWritten(&f))
-			if err != nil {
+			if err := writeJSONString(w, flow.FormatFlowAsWritten(&f)); err != nil {
 				return err
 			}
-			w.Write(s)
 		}
 		if len(rules[i]) > 0 {
 			w.WriteString("\n      ")
@@ -271,6 +269,47 @@ func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
 	}
 	w.WriteString("]\n}\n")
 	return nil
+}
+
+// writeJSONString writes s as json.Marshal does. Flow text is printable
+// ASCII, which it escapes itself (as json.Marshal, < > & too) without
+// the reflection and the copy of json.Marshal; anything else goes through
+// json.Marshal.
+func writeJSONString(w *bufio.Writer, s string) error {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			b, err := json.Marshal(s)
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(b)
+			return err
+		}
+	}
+	w.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		var esc string
+		switch s[i] {
+		case '"':
+			esc = `\"`
+		case '\\':
+			esc = `\\`
+		case '<':
+			esc = `\u003c`
+		case '>':
+			esc = `\u003e`
+		case '&':
+			esc = `\u0026`
+		default:
+			continue
+		}
+		w.WriteString(s[start:i])
+		w.WriteString(esc)
+		start = i + 1
+	}
+	w.WriteString(s[start:])
+	return w.WriteByte('"')
 }
 
 // releasedAt is the process's heap allocations (bytes) when

@@ -69,3 +69,28 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteJSONStringAsMarshal checks that the state file's string
+// writer writes what json.Marshal does, for flow text and for strings
+// with control characters, HTML characters and non-ASCII.
+func TestWriteJSONStringAsMarshal(t *testing.T) {
+	for _, s := range []string{
+		"",
+		"priority=10,in_port=1 actions=load:0x1->NXM_NX_REG0[1],resubmit(,4)",
+		`note:"quoted" and \ back`,
+		"<&>",
+		"tab\there, newline\n, nul\x00",
+		"é ü \u2028 \xff",
+	} {
+		var buf bytes.Buffer
+		w := bufio.NewWriter(&buf)
+		if err := writeJSONString(w, s); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		w.Flush()
+		want, _ := json.Marshal(s)
+		if buf.String() != string(want) {
+			t.Errorf("%q: wrote %s, want %s", s, buf.String(), want)
+		}
+	}
+}
