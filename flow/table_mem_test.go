@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ovsxdp/ovsxdp/bench/rules/ovnrules"
 )
@@ -69,6 +70,46 @@ func BenchmarkTable100kRules(b *testing.B) {
 	b.ReportMetric(cpu/float64(b.N)/n, "cpu-ns/rule")
 	b.ReportMetric(inuse/n, "B/rule")
 	b.ReportMetric(live/n, "heap-B/rule")
+}
+
+// maxBytesPerRule bounds the heap that the table keeps per OVN-like rule
+// (TestTableBytesPerRule). The rule, its counters, its key words, its
+// share of the action lists and of the indexes come to about 390 bytes;
+// a rule that held its match as two whole keys took 900 (742 when the key
+// was 24 words). The bound leaves room for the action lists and the
+// indexes to grow, and fails if a rule holds a whole key again.
+const maxBytesPerRule = 600
+
+// TestTableBytesPerRule adds 50,000 OVN-like rules to a table and checks
+// the heap that the table keeps for them, counted by the runtime's live
+// heap once the parsed flows are gone, against maxBytesPerRule. It counts
+// bytes, not time, so the machine's load does not change it.
+func TestTableBytesPerRule(t *testing.T) {
+	if unsafe.Sizeof(Rule{}) >= unsafe.Sizeof(Key{}) {
+		t.Errorf("a Rule is %d bytes, a Key %d: a rule holds its match compactly, not as a whole key",
+			unsafe.Sizeof(Rule{}), unsafe.Sizeof(Key{}))
+	}
+	const n = 50000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fs := parseOVNRules(t, n)
+	tb := NewTable()
+	if err := tb.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
+	fs = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if tb.Len() != n {
+		t.Fatalf("table holds %d rules, want %d", tb.Len(), n)
+	}
+	perRule := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d heap bytes per rule (bound %d)", perRule, maxBytesPerRule)
+	if perRule > maxBytesPerRule {
+		t.Errorf("the table keeps %d heap bytes per rule, more than %d", perRule, maxBytesPerRule)
+	}
+	runtime.KeepAlive(tb)
 }
 
 // BenchmarkTableExpire100kRules measures an Expire (the daemon runs one a
