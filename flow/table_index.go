@@ -238,9 +238,20 @@ func packetIs(k *Key, vals []uint64, sel []keyWord) bool {
 // slots when hashed (else only its words, for a scan). It grows as keys
 // are added: an early stage's mask often gives many rules one key.
 func newKeyIndex(mask *Key, rm *ruleMask, hashed bool) keyIndex {
+	return newKeyIndexFor(mask, rm, hashed, 0)
+}
+
+// newKeyIndexFor is newKeyIndex with room for n keys from the start: the
+// last stage's index, whose mask is the whole mask, holds about a key
+// per rule.
+func newKeyIndexFor(mask *Key, rm *ruleMask, hashed bool, n int) keyIndex {
 	x := keyIndex{sel: stageWords(mask, rm)}
 	if hashed {
-		x.slots = make([]uint64, 4)
+		size := 4
+		for 3*size < 4*n+4 {
+			size *= 2
+		}
+		x.slots = make([]uint64, size)
 	}
 	return x
 }

@@ -212,7 +212,7 @@ func buildSubtable(rm *ruleMask, rules []*Rule) *tableSubtable {
 	for i := range st.stages[:last] {
 		st.stages[i].keys = newKeyIndex(&st.stages[i].mask, rm, !st.small)
 	}
-	st.best = newKeyIndex(&st.mask, rm, !st.small)
+	st.best = newKeyIndexFor(&st.mask, rm, !st.small, len(st.rules))
 	for j := range numTries {
 		st.triePlen[j] = prefixLen32(trieValue(mask, j))
 	}
