@@ -1,6 +1,9 @@
 package flow
 
-import "slices"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // A rule's match is held compactly. A Match is two whole keys (528 bytes
 // with the connection tracking fields, and more as the key grows), but a
@@ -41,6 +44,20 @@ func (r *Rule) Flow() Flow {
 		IdleTimeout: r.IdleTimeout,
 		HardTimeout: r.HardTimeout,
 	}
+}
+
+// MatchKey returns a string that identifies the rule's match: two rules
+// have equal MatchKeys exactly when they have equal matches. It is a few
+// bytes per key word the rule holds, where a Match is two whole keys, for
+// maps of many rules keyed by their matches.
+func (r *Rule) MatchKey() string {
+	b := make([]byte, 0, 17*len(r.mask.words))
+	for i, w := range r.mask.words {
+		b = append(b, w)
+		b = binary.LittleEndian.AppendUint64(b, r.mask.mask.Words()[w])
+		b = binary.LittleEndian.AppendUint64(b, r.vals[i])
+	}
+	return string(b)
 }
 
 // Catchall reports whether the rule matches every packet.

@@ -394,3 +394,38 @@ func TestRuleSetAgainstMap(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleMatchKey checks that rules have equal MatchKeys exactly when
+// they have equal matches, over random matches on a few fields whose
+// masks and values often coincide.
+func TestRuleMatchKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	tb := NewTable()
+	var fs []Flow
+	for i := range 400 {
+		var m Match
+		if rng.IntN(2) == 0 {
+			m.Mask.InPort, m.Key.InPort = ^uint32(0), uint32(rng.IntN(3))
+		}
+		if rng.IntN(2) == 0 {
+			m.Mask.NwDst = ^uint32(0) << rng.IntN(3)
+			m.Key.NwDst = uint32(rng.IntN(4))
+			m.Mask.DlType, m.Key.DlType = 0xffff, EthTypeIPv4
+		}
+		if rng.IntN(3) == 0 {
+			m.Mask.Regs[rng.IntN(2)] = uint32(rng.IntN(3))
+		}
+		fs = append(fs, Flow{Match: m, Priority: uint16(i), Actions: out(1)})
+	}
+	if err := tb.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
+	rs := tb.Dump(nil)
+	for _, a := range rs {
+		for _, b := range rs {
+			if same, keys := a.Match() == b.Match(), a.MatchKey() == b.MatchKey(); same != keys {
+				t.Fatalf("%s and %s: same match %v, same MatchKey %v", ruleMatchText(a), ruleMatchText(b), same, keys)
+			}
+		}
+	}
+}
