@@ -94,12 +94,13 @@ func parseFlowLines(p *flow.Parser, t *flow.Table, input []string) (*flow.FlowBa
 		wg.Go(func() {
 			pt.batch.Grow(hi - lo)
 			pt.lines = make([]int32, 0, hi-lo)
+			f := new(flow.Flow) // the batch copies it (all but the actions)
 			for i := lo; i < hi; i++ {
 				s := strings.TrimSpace(input[i])
 				if s == "" || strings.HasPrefix(s, "#") {
 					continue
 				}
-				f, err := p.ParseFlow(s, flow.CmdAdd)
+				err := p.ParseFlowTo(f, s, flow.CmdAdd)
 				if err == nil {
 					err = t.CheckGroups(f)
 				}
