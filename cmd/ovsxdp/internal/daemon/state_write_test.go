@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -29,6 +30,19 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 		}
 	}
 	rules := table.Dump(nil)
+	// Enough flows for several of writeFlows' parts.
+	many := flow.NewTable()
+	var fs []flow.Flow
+	for i := range 2*flowsPart + 100 {
+		f, err := p.ParseFlow(fmt.Sprintf("priority=%d,ip,nw_dst=10.%d.%d.0/24,actions=load:0x%x->NXM_NX_REG1[],resubmit(,2)", i%5, i/256, i%256, i), flow.CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, *f)
+	}
+	if err := many.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		bridges []bridgeState
@@ -40,6 +54,10 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 			{Name: "br0", Policy: "guarded", PMDs: 2, Idle: "spin", GRO: "off", Ports: []*portConfig{}, Groups: []string{"group_id=1,type=all,bucket=actions=output:2"}},
 			{Name: "br1", Policy: "legacy", PMDs: 1, SpareSpin: "off", Ports: []*portConfig{}},
 		}, rules: [][]*flow.Rule{rules, rules[:1]}},
+		{name: "many flows", bridges: []bridgeState{
+			{Name: "br0", Policy: "guarded", PMDs: 1, Ports: []*portConfig{}},
+			{Name: "br1", Policy: "guarded", PMDs: 1, Ports: []*portConfig{}},
+		}, rules: [][]*flow.Rule{many.Dump(nil), rules}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := state{Version: stateVersion, Bridges: []bridgeState{}}
