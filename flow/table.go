@@ -142,6 +142,11 @@ type Table struct {
 	// recircs are the bridge's recirculation ids (xlate_recirc.go),
 	// which every snapshot shares.
 	recircs *Recircs
+	// pubTables and pubConj are the published snapshot's tables and
+	// conj: a publication makes new lists only for the tables that
+	// changed, and never changes a published one.
+	pubTables [MaxTable + 1][]*tableSubtable
+	pubConj   [MaxTable + 1]bool
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -572,29 +577,54 @@ func sortRules(rs []*Rule) {
 func (t *Table) publishLocked() {
 	s := &TableSnapshot{recircs: t.recircs}
 	t.lastGroup = nil
+	// Only the tables with a group that changed get new lists of
+	// subtables (sorted anew); the others keep the published ones, which
+	// nobody changes.
+	var dirty [MaxTable + 1]bool
+	changed := false
 	for gk, g := range t.groups {
 		if g.rules.len() == 0 {
 			delete(t.groups, gk)
+			dirty[g.table], changed = true, true
 			continue
 		}
-		t.levelLocked(g)
-		for _, st := range g.levels {
-			s.tables[g.table] = append(s.tables[g.table], st)
-			s.conj[g.table] = s.conj[g.table] || st.conj
+		if g.levels == nil || len(g.pending) > 0 {
+			t.levelLocked(g)
+			dirty[g.table], changed = true, true
 		}
 		s.n += g.rules.len()
 	}
-	for _, sts := range s.tables {
-		slices.SortFunc(sts, func(a, b *tableSubtable) int {
-			switch {
-			case a.rules[0].beats(b.rules[0]):
-				return -1
-			case b.rules[0].beats(a.rules[0]):
-				return 1
+	if changed {
+		for tb := range dirty {
+			if dirty[tb] {
+				t.pubTables[tb], t.pubConj[tb] = nil, false
 			}
-			return 0
-		})
+		}
+		for _, g := range t.groups {
+			if !dirty[g.table] {
+				continue
+			}
+			for _, st := range g.levels {
+				t.pubTables[g.table] = append(t.pubTables[g.table], st)
+				t.pubConj[g.table] = t.pubConj[g.table] || st.conj
+			}
+		}
+		for tb, sts := range t.pubTables {
+			if !dirty[tb] {
+				continue
+			}
+			slices.SortFunc(sts, func(a, b *tableSubtable) int {
+				switch {
+				case a.rules[0].beats(b.rules[0]):
+					return -1
+				case b.rules[0].beats(a.rules[0]):
+					return 1
+				}
+				return 0
+			})
+		}
 	}
+	s.tables, s.conj = t.pubTables, t.pubConj
 	s.ofGroups, s.live = t.ofGroups, t.live
 	s.tries = t.tries
 	t.trieGen = newTrieGen()
