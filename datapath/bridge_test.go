@@ -26,7 +26,7 @@ func predict(t *testing.T, b *Bridge, inPort uint32, frame []byte) map[uint32][]
 	}
 	var rule *flow.Rule
 	for _, r := range b.Table().Dump(nil) {
-		if r.Match.Matches(&key) {
+		if m := r.Match(); m.Matches(&key) {
 			rule = r
 			break
 		}

@@ -66,10 +66,14 @@ func TestTrace(t *testing.T) {
 			if tr.Rule != wantRule || tr.Megaflow.Mask != b.Table().Snapshot().Translate(&k, false).Mask {
 				t.Errorf("rule or megaflow mask differ from the translation's")
 			}
+			ruleMatch := func(r *flow.Rule) string {
+				m := r.Match()
+				return flow.FormatMatch(&m, r.Priority)
+			}
 			switch {
 			case tt.wantRule == "" && tr.Rule != nil:
-				t.Errorf("rule %s, want none", flow.FormatMatch(&tr.Rule.Match, tr.Rule.Priority))
-			case tt.wantRule != "" && (tr.Rule == nil || flow.FormatMatch(&tr.Rule.Match, tr.Rule.Priority) != tt.wantRule):
+				t.Errorf("rule %s, want none", ruleMatch(tr.Rule))
+			case tt.wantRule != "" && (tr.Rule == nil || ruleMatch(tr.Rule) != tt.wantRule):
 				t.Errorf("rule %v, want %s", tr.Rule, tt.wantRule)
 			}
 			gotFinal := ""

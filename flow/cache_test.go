@@ -210,7 +210,7 @@ func describeRule(r *Rule) string {
 	if r == nil {
 		return "none"
 	}
-	return fmt.Sprintf("{priority %d cookie %d actions %v match %+v}", r.Priority, r.Cookie, r.Actions, r.Match)
+	return fmt.Sprintf("{priority %d cookie %d actions %v match %+v}", r.Priority, r.Cookie, r.Actions, r.Match())
 }
 
 func describeRef(r *refRule) string {

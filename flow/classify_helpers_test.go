@@ -340,5 +340,17 @@ func sameRule(r *Rule, want *refRule) bool {
 	if r == nil || want == nil {
 		return r == nil && want == nil
 	}
-	return r.Match == want.match && r.Priority == want.priority && slices.Equal(r.Actions, want.actions) && r.Cookie == want.cookie
+	return r.Match() == want.match && r.Priority == want.priority && slices.Equal(r.Actions, want.actions) && r.Cookie == want.cookie
+}
+
+// ruleMatchText is FormatMatch of r's match and priority.
+func ruleMatchText(r *Rule) string {
+	m := r.Match()
+	return FormatMatch(&m, r.Priority)
+}
+
+// ruleText is FormatFlow of the flow that installs r.
+func ruleText(r *Rule) string {
+	f := r.Flow()
+	return FormatFlow(&f)
 }

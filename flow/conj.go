@@ -206,11 +206,11 @@ type conjKey struct {
 	id       uint32
 }
 
-// checkConjLocked checks that the flows of fs, added in order, give each
-// conjunctive match the same number of clauses as each other and as the
-// rules of the table that they do not replace.
-func (t *Table) checkConjLocked(fs []Flow) error {
-	if !slices.ContainsFunc(fs, func(f Flow) bool { return conjunctive(f.Actions) }) {
+// checkConjLocked checks that the rules of fs, to be added in order, give
+// each conjunctive match the same number of clauses as each other and as
+// the rules of the table that they do not replace.
+func (t *Table) checkConjLocked(fs []*Rule) error {
+	if !slices.ContainsFunc(fs, func(f *Rule) bool { return conjunctive(f.Actions) }) {
 		return nil
 	}
 	type origin struct {
@@ -223,12 +223,11 @@ func (t *Table) checkConjLocked(fs []Flow) error {
 	// one rule of each is found (the installed rules agree already).
 	want := map[conjKey]bool{}
 	tables := map[uint8]bool{}
-	for i := range fs {
-		f := &fs[i]
+	for _, f := range fs {
 		for j := range f.Actions {
 			if a := &f.Actions[j]; a.Type == ActConjunction {
-				want[conjKey{tableOf(f), f.Priority, clauseOf(a).id}] = true
-				tables[tableOf(f)] = true
+				want[conjKey{f.Table, f.Priority, clauseOf(a).id}] = true
+				tables[f.Table] = true
 			}
 		}
 	}
@@ -236,25 +235,22 @@ func (t *Table) checkConjLocked(fs []Flow) error {
 	// replaced finds the flows of fs that replace an installed rule
 	// (same table, priority and match) among those that may: the flows
 	// of a table and priority that want names. It holds their indexes
-	// by matchHash, as the matches are big.
+	// by matchHash.
 	wantTP := map[[2]uint16]bool{}
 	for ck := range want {
 		wantTP[[2]uint16{uint16(ck.table), ck.priority}] = true
 	}
 	replaced := map[uint64][]int{}
-	for i := range fs {
-		f := &fs[i]
-		if !wantTP[[2]uint16{uint16(tableOf(f)), f.Priority}] {
+	for i, f := range fs {
+		if !wantTP[[2]uint16{uint16(f.Table), f.Priority}] {
 			continue
 		}
-		norm := normalizedMatch(&f.Match)
-		h := matchHash(tableOf(f), f.Priority, &norm)
+		h := matchHash(f)
 		replaced[h] = append(replaced[h], i)
 	}
 	isReplaced := func(r *Rule) bool {
-		for _, i := range replaced[matchHash(r.Table, r.Priority, &r.Match)] {
-			f := &fs[i]
-			if tableOf(f) == r.Table && f.Priority == r.Priority && normalizedMatch(&f.Match) == r.Match {
+		for _, i := range replaced[matchHash(r)] {
+			if f := fs[i]; f.Table == r.Table && f.Priority == r.Priority && f.sameMatch(r) {
 				return true
 			}
 		}
@@ -265,7 +261,7 @@ scan:
 		if !tables[g.table] {
 			continue
 		}
-		for _, r := range g.clauseCandidates() {
+		for r := range g.clauseCandidates() {
 			for j := range r.Actions {
 				if a := &r.Actions[j]; a.Type == ActConjunction {
 					c := clauseOf(a)
@@ -280,8 +276,7 @@ scan:
 			}
 		}
 	}
-	for i := range fs {
-		f := &fs[i]
+	for i, f := range fs {
 		if !conjunctive(f.Actions) {
 			continue
 		}
@@ -291,10 +286,11 @@ scan:
 				continue
 			}
 			c := clauseOf(a)
-			ck := conjKey{tableOf(f), f.Priority, c.id}
+			ck := conjKey{f.Table, f.Priority, c.id}
 			if o, ok := seen[ck]; ok && o.n != c.n {
 				if o.rule != nil {
-					o.tag = "an installed flow (" + FormatMatch(&o.rule.Match, o.rule.Priority) + ")"
+					m := o.rule.Match()
+					o.tag = "an installed flow (" + FormatMatch(&m, o.rule.Priority) + ")"
 				}
 				return &AddError{Index: i, Err: fmt.Errorf("%s: conjunction %d of table %d, priority %d has %d clauses in %s: %w",
 					conjunctionText(a), c.id, ck.table, ck.priority, o.n, o.tag, ErrConjunctionClauses)}
@@ -305,18 +301,14 @@ scan:
 	return nil
 }
 
-// matchHash hashes a normalized match with its table and priority.
-func matchHash(table uint8, priority uint16, m *Match) uint64 {
-	h := hashKeyWords(&m.Key, &onesKey, allWords, uint64(priority)|uint64(table)<<16)
-	return hashKeyWords(&m.Mask, &onesKey, allWords, h)
-}
-
-// tableOf is the table a flow is added to.
-func tableOf(f *Flow) uint8 {
-	if f.Table == TableAll {
-		return 0
+// matchHash hashes a rule's match (its key words and the words its mask
+// covers) with its table and priority.
+func matchHash(r *Rule) uint64 {
+	h := hashVals(r.vals, uint64(r.Priority)|uint64(r.Table)<<16)
+	for _, w := range r.mask.words {
+		h = (h ^ uint64(w)) * 0x9e3779b97f4a7c15
 	}
-	return f.Table
+	return h
 }
 
 // softMatch is a clause flow that a lookup matched, and its subtable.
@@ -463,7 +455,7 @@ func (st *tableSubtable) nextIdentical(r *Rule) *Rule {
 		i++
 	}
 	for i++; i < len(st.rules); i++ {
-		if st.rules[i].Match.Key == r.Match.Key {
+		if slices.Equal(st.rules[i].vals, r.vals) {
 			return st.rules[i]
 		}
 	}

@@ -88,7 +88,7 @@ func TestConjunctionTranslate(t *testing.T) {
 			}
 			for _, r := range tr.Rules {
 				if conjunctive(r.Actions) {
-					t.Errorf("a clause flow was hit: %s", FormatFlow(&r.Flow))
+					t.Errorf("a clause flow was hit: %s", ruleText(r))
 				}
 			}
 		})

@@ -237,7 +237,7 @@ func (x *xlate) controller(a *Action, miss bool) {
 			reason = ReasonGroup
 		}
 	}
-	if reason == ReasonAction && x.rule != nil && x.rule.Priority == 0 && x.rule.Match.Catchall() {
+	if reason == ReasonAction && x.rule != nil && x.rule.Priority == 0 && x.rule.Catchall() {
 		reason = ReasonExplicitMiss
 	}
 	pi := &PacketIn{

@@ -23,7 +23,7 @@ func TestFinTimeout(t *testing.T) {
 	rule := func(table uint8, m string) *Rule {
 		t.Helper()
 		for _, r := range tbl.Dump(nil) {
-			if r.Table == table && FormatMatch(&r.Match, r.Priority) == m {
+			if r.Table == table && ruleMatchText(r) == m {
 				return r
 			}
 		}
@@ -42,7 +42,7 @@ func TestFinTimeout(t *testing.T) {
 	timeouts := func(r *Rule, idle, hard uint16) {
 		t.Helper()
 		if i, h := r.Timeouts(); i != idle || h != hard {
-			t.Fatalf("%s: timeouts idle %d, hard %d; want %d, %d", FormatMatch(&r.Match, r.Priority), i, h, idle, hard)
+			t.Fatalf("%s: timeouts idle %d, hard %d; want %d, %d", ruleMatchText(r), i, h, idle, hard)
 		}
 	}
 
@@ -91,7 +91,7 @@ func TestFinTimeoutExpiresRuleWithoutTimeouts(t *testing.T) {
 		t.Fatalf("1s after the FIN: %d rules expired, want none", len(got))
 	}
 	got := tbl.Expire(start.Add(6 * time.Second))
-	if len(got) != 1 || FormatMatch(&got[0].Match, got[0].Priority) != "tcp,tp_dst=80" {
+	if len(got) != 1 || ruleMatchText(got[0]) != "tcp,tp_dst=80" {
 		t.Fatalf("6s after the FIN: %d rules expired, want the tcp rule (idle timeout 5s from fin_timeout)", len(got))
 	}
 	if tbl.Len() != 1 {

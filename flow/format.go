@@ -11,10 +11,18 @@ import (
 // the default), then cookie, timeouts and the actions.
 func FormatFlow(f *Flow) string {
 	var b strings.Builder
+	formatFlowHead(&b, f)
+	formatActions(&b, f.Actions)
+	return b.String()
+}
+
+// formatFlowHead writes what FormatFlow writes before the actions, up to
+// "actions=".
+func formatFlowHead(b *strings.Builder, f *Flow) {
 	if f.Table != 0 && f.Table != TableAll {
 		b.WriteString("table:" + strconv.Itoa(int(f.Table)) + " ")
 	}
-	formatMatch(&b, &f.Match, f.Priority)
+	formatMatch(b, &f.Match, f.Priority)
 	if b.Len() > 0 && b.String()[b.Len()-1] == ' ' {
 		goto cookie
 	}
@@ -35,8 +43,6 @@ cookie:
 		b.WriteString("hard:" + strconv.Itoa(int(f.HardTimeout)) + " ")
 	}
 	b.WriteString("actions=")
-	formatActions(&b, f.Actions)
-	return b.String()
 }
 
 // FormatMatch returns m as ovs-ofctl prints a match, in Open vSwitch's field

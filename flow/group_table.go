@@ -119,11 +119,11 @@ func (t *Table) DeleteGroups(id uint32) (int, []*Rule) {
 	t.ofGroups = next
 	var removed []*Rule
 	for _, rg := range t.groups {
-		for rk, r := range rg.rules.all() {
+		for r := range rg.rules.values() {
 			if usesGroups(r.Actions, gone) {
 				// As any delete: out of the prefix tries too, or their
 				// stale prefixes would narrow later megaflows.
-				t.removeLocked(rg, rk)
+				t.removeLocked(rg, r)
 				removed = append(removed, r)
 			}
 		}

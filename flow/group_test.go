@@ -528,7 +528,7 @@ func TestDeleteGroupsDeletesLearned(t *testing.T) {
 	if len(got) != 1 || got[0].Cookie != 0x78 {
 		var s []string
 		for _, r := range got {
-			s = append(s, FormatMatch(&r.Match, r.Priority))
+			s = append(s, ruleMatchText(r))
 		}
 		t.Errorf("after del-groups: %d flows %q, want only the cookie 0x78 one", len(got), s)
 	}

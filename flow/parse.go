@@ -208,7 +208,18 @@ func unsupportedAt(s string, t *token, format string, args ...any) *SyntaxError 
 // the same text, except that ovsxdp rejects fields whose prerequisites are
 // missing where Open vSwitch silently drops them.
 func (p *Parser) ParseFlow(s string, cmd Command) (*Flow, error) {
-	f := &Flow{Priority: DefaultPriority, OutPort: PortNone}
+	f := new(Flow)
+	if err := p.ParseFlowTo(f, s, cmd); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// ParseFlowTo is ParseFlow into *f, which it overwrites whole, so that a
+// caller that parses many flows one after the other can reuse one Flow.
+// After an error *f is undefined.
+func (p *Parser) ParseFlowTo(f *Flow, s string, cmd Command) error {
+	*f = Flow{Priority: DefaultPriority, OutPort: PortNone}
 	if cmd != CmdAdd {
 		f.Table = TableAll
 	}
@@ -223,39 +234,39 @@ func (p *Parser) ParseFlow(s string, cmd Command) (*Flow, error) {
 		default:
 			l := lexer{s: s, i: i, end: len(s)}
 			t, _, _ := l.next()
-			return nil, errAt(s, &t, `expected "actions=" followed by the action list`)
+			return errAt(s, &t, `expected "actions=" followed by the action list`)
 		}
 		matchEnd = i
 	}
 	if cmd == CmdDelete && actPos >= 0 {
 		t := token{pos: matchEnd, end: len(s)}
-		return nil, errAt(s, &t, "del-flows takes no actions")
+		return errAt(s, &t, "del-flows takes no actions")
 	}
 	if cmd != CmdDelete && actPos < 0 {
 		t := token{pos: 0, end: len(s)}
-		return nil, errAt(s, &t, `must specify actions ("actions=...")`)
+		return errAt(s, &t, `must specify actions ("actions=...")`)
 	}
 
 	mp := matchParser{p: p, s: s}
 	if err := mp.parse(matchEnd, func(t *token) (bool, error) { return mp.flowKeyword(f, cmd, t) }); err != nil {
-		return nil, err
+		return err
 	}
 	f.Match = mp.m
 	if actPos >= 0 {
 		ap := actionParser{p: p, s: s, m: &f.Match, vlan: f.Match.Key.VLANs[0].TCI&VLANPresent != 0, table: f.Table}
 		acts, err := ap.parse(actPos, len(s))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(acts) > MaxActions {
 			t := token{pos: matchEnd, end: actPos - 1}
 			e := errAt(s, &t, "%d actions, more than the %d a flow may have (as in Open vSwitch)", len(acts), MaxActions)
 			e.Err = ErrTooManyActions
-			return nil, e
+			return e
 		}
 		f.Actions = acts
 	}
-	return f, nil
+	return nil
 }
 
 // ParseMatch parses a match: fields and protocol shorthands only.

@@ -216,10 +216,8 @@ func (ap *actionParser) impliedPush() Spelling {
 // mod_nw_ttl, mod_nw_ecn), so that ParseFlow reads back exactly the same
 // flow, spellings included. The daemon saves its flows so.
 func FormatFlowAsWritten(f *Flow) string {
-	text := FormatFlow(f)
-	i := strings.Index(text, "actions=") + len("actions=")
 	var b strings.Builder
-	b.WriteString(text[:i])
+	formatFlowHead(&b, f)
 	formatActionsAsWritten(&b, f.Actions)
 	return b.String()
 }

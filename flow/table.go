@@ -15,11 +15,19 @@ import (
 // the install time and the install order of the old one, so readers that
 // still hold the old pointer (megaflows, dumps in progress) keep working and
 // keep counting into the same counters.
+//
+// Its match is held compactly (see rule_match.go): the mask is shared by
+// every rule of the table with that mask, and the rule keeps only the key
+// words where the mask is not zero. Match and Flow rebuild the whole form.
 type Rule struct {
-	// Flow is what add-flow installed: Match (normalized), Priority,
-	// Actions, Cookie, IdleTimeout and HardTimeout. CookieMask and OutPort
-	// are always zero in a Rule.
-	Flow
+	// What add-flow installed: Priority, Table, Actions, Cookie,
+	// IdleTimeout and HardTimeout, as in Flow.
+	Priority    uint16
+	Table       uint8
+	IdleTimeout uint16
+	HardTimeout uint16
+	Cookie      uint64
+	Actions     []Action
 
 	// Installed is when add-flow installed the rule; mod-flows keeps it, so
 	// dump-flows' duration runs from here.
@@ -30,6 +38,10 @@ type Rule struct {
 
 	seq   uint64 // install order: among equal priorities the lower seq wins
 	stats *ruleStats
+	// mask is the match's mask and vals the key's words where it is not
+	// zero, in the order of mask.words (the key is zero elsewhere).
+	mask *ruleMask
+	vals []uint64
 }
 
 // ruleStats are a rule's counters, shared by its versions across mod-flows.
@@ -130,6 +142,11 @@ type Table struct {
 	// recircs are the bridge's recirculation ids (xlate_recirc.go),
 	// which every snapshot shares.
 	recircs *Recircs
+	// pubTables and pubConj are the published snapshot's tables and
+	// conj: a publication makes new lists only for the tables that
+	// changed, and never changes a published one.
+	pubTables [MaxTable + 1][]*tableSubtable
+	pubConj   [MaxTable + 1]bool
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -152,7 +169,7 @@ type groupKey struct {
 // an add rebuilds the group as one level.
 type ruleGroup struct {
 	table uint8
-	mask  Key
+	rm    *ruleMask // the group's mask, which its rules share
 	rules ruleSet
 	// levels are the published subtables; nil when the group must be
 	// rebuilt whole at the next publication.
@@ -163,13 +180,6 @@ type ruleGroup struct {
 	// finReduced: a fin_timeout action reduced the timeouts of one of
 	// the group's rules (of a version of it), as Expire found.
 	finReduced bool
-}
-
-// ruleKey identifies a rule within its group: add-flow replaces the rule
-// with the same match and priority.
-type ruleKey struct {
-	key      Key
-	priority uint16
 }
 
 // NewTable returns an empty table at generation 1.
@@ -205,7 +215,9 @@ func (t *Table) Generation() uint64 {
 // counters and a fresh install time, as OpenFlow specifies for an add that
 // collides with an identical entry. f.CookieMask and f.OutPort are ignored.
 func (t *Table) Add(f *Flow) error {
-	return t.AddFlows([]Flow{*f})
+	var b FlowBatch
+	b.Add(f)
+	return t.AddBatch(&b)
 }
 
 // AddFlows installs each flow as Add does, in order, and publishes the
@@ -214,23 +226,36 @@ func (t *Table) Add(f *Flow) error {
 // gives a conjunctive match a number of clauses that differs from another
 // flow's of the same table and priority (ErrConjunctionClauses).
 func (t *Table) AddFlows(fs []Flow) error {
-	if len(fs) == 0 {
+	var b FlowBatch
+	b.Grow(len(fs))
+	for i := range fs {
+		b.Add(&fs[i])
+	}
+	return t.AddBatch(&b)
+}
+
+// AddBatch is AddFlows with the flows of b, which it takes over: b must
+// not be used again.
+func (t *Table) AddBatch(b *FlowBatch) error {
+	rs := b.rules
+	*b = FlowBatch{}
+	if len(rs) == 0 {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := range fs {
-		if err := t.checkGroupsLocked(fs[i].Actions); err != nil {
+	for i, r := range rs {
+		if err := t.checkGroupsLocked(r.Actions); err != nil {
 			return &AddError{Index: i, Err: err}
 		}
 	}
-	if err := t.checkConjLocked(fs); err != nil {
+	if err := t.checkConjLocked(rs); err != nil {
 		return err
 	}
 	now := t.now()
 	var replaced []*Rule
-	for i := range fs {
-		if old := t.addLocked(&fs[i], now); old != nil {
+	for _, r := range rs {
+		if old := t.addLocked(r, now); old != nil {
 			replaced = append(replaced, old)
 		}
 	}
@@ -262,7 +287,7 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 	now := t.now()
 	norm := normalizedMatch(&f.Match)
 	var changed []*Rule
-	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, rk ruleKey, old *Rule) {
+	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, PortNone, func(g *ruleGroup, old *Rule) {
 		changed = append(changed, old)
 		r := *old
 		r.Actions = t.actions.share(f.Actions)
@@ -270,12 +295,12 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 			r.Cookie = f.Cookie
 		}
 		r.Modified = now
-		g.rules.put(rk, &r)
+		g.rules.put(&r)
 		g.levels = nil
 		n++
 	})
 	if n == 0 && f.CookieMask == 0 {
-		t.addLocked(f, now)
+		t.addLocked(t.newRuleLocked(f), now)
 		added = true
 	}
 	if len(t.deleteLearnedLocked(changed)) > 0 || n > 0 || added {
@@ -294,8 +319,8 @@ func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 	defer t.mu.Unlock()
 	var removed []*Rule
 	norm := normalizedMatch(&f.Match)
-	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, rk ruleKey, old *Rule) {
-		t.removeLocked(g, rk)
+	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, old *Rule) {
+		t.removeLocked(g, old)
 		removed = append(removed, old)
 	})
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
@@ -330,7 +355,7 @@ func (t *Table) Expire(now time.Time) []*Rule {
 			if !r.expired(now) {
 				continue
 			}
-			t.removeLocked(g, ruleKey{key: r.Match.Key, priority: r.Priority})
+			t.removeLocked(g, r)
 			removed = append(removed, r)
 		}
 	}
@@ -396,27 +421,28 @@ func normalizedMatch(m *Match) Match {
 	return n
 }
 
-// addLocked installs f, replacing any rule with the same match and
-// priority, which it returns (nil if none).
-func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
-	r := &Rule{
-		Flow:      *f,
-		Installed: now,
-		Modified:  now,
-		stats:     new(ruleStats),
+// newRuleLocked returns f as a rule of the table, allocated on its own,
+// with the mask its group shares.
+func (t *Table) newRuleLocked(f *Flow) *Rule {
+	table := f.Table
+	if table == TableAll {
+		table = 0
 	}
-	r.Match.Normalize()
-	r.Actions = t.actions.share(f.Actions)
-	r.CookieMask = 0
-	r.OutPort = 0
-	if r.Table == TableAll {
-		r.Table = 0
-	}
+	return newRule(f, t.groupLocked(table, &f.Match.Mask).rm)
+}
+
+// addLocked installs r, a rule that newRuleLocked or a FlowBatch made,
+// replacing any rule with the same match and priority, which it returns
+// (nil if none).
+func (t *Table) addLocked(r *Rule, now time.Time) (replaced *Rule) {
+	r.Installed, r.Modified = now, now
+	r.Actions = t.actions.share(r.Actions)
 	t.seq++
 	r.seq = t.seq
 
-	g := t.groupLocked(r.Table, &r.Match.Mask)
-	h, replaced := g.rules.find(&r.Match.Key, r.Priority)
+	g := t.groupLocked(r.Table, &r.mask.mask)
+	r.mask = g.rm // one copy of the mask per group
+	h, replaced := g.rules.find(r.vals, r.Priority)
 	if replaced == nil {
 		// A replaced rule had the same match: the tries hold it already.
 		rulePrefixes(r, func(j int, v uint32, plen uint8) {
@@ -428,7 +454,7 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 	} else {
 		g.levels = nil
 	}
-	g.rules.set(h, &r.Match.Key, r.Priority, r)
+	g.rules.set(h, r.vals, r.Priority, r)
 	return replaced
 }
 
@@ -437,35 +463,35 @@ func (t *Table) addLocked(f *Flow, now time.Time) (replaced *Rule) {
 // files list a table's rules together), so the last group found is
 // tried first.
 func (t *Table) groupLocked(table uint8, mask *Key) *ruleGroup {
-	if g := t.lastGroup; g != nil && g.table == table && g.mask == *mask {
+	if g := t.lastGroup; g != nil && g.table == table && g.rm.mask == *mask {
 		return g
 	}
 	gk := groupKey{table: table, mask: *mask}
 	g := t.groups[gk]
 	if g == nil {
-		g = &ruleGroup{table: table, mask: *mask, rules: newRuleSet(mask)}
+		g = &ruleGroup{table: table, rm: newRuleMask(mask)}
 		t.groups[gk] = g
 	}
 	t.lastGroup = g
 	return g
 }
 
-// removeLocked removes the rule rk from g and from the tries.
-func (t *Table) removeLocked(g *ruleGroup, rk ruleKey) {
-	r := g.rules.get(rk)
-	if r == nil {
+// removeLocked removes r from g and from the tries.
+func (t *Table) removeLocked(g *ruleGroup, r *Rule) {
+	if g.rules.get(r.vals, r.Priority) == nil {
 		return
 	}
 	rulePrefixes(r, func(j int, v uint32, plen uint8) {
 		t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
 	})
-	g.rules.del(rk)
+	g.rules.del(r.vals, r.Priority)
 	g.levels = nil
 }
 
 // selectLocked calls fn for each rule that the criteria select. fn may
-// replace or delete that rule in g.rules.
-func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool, cookie, cookieMask uint64, outPort uint32, fn func(g *ruleGroup, rk ruleKey, r *Rule)) {
+// replace (with a rule of the same match and priority) or delete that
+// rule in g.rules.
+func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool, cookie, cookieMask uint64, outPort uint32, fn func(g *ruleGroup, r *Rule)) {
 	if strict {
 		for tb := range MaxTable + 1 {
 			if table != TableAll && int(table) != tb {
@@ -475,9 +501,9 @@ func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool
 			if g == nil {
 				continue
 			}
-			rk := ruleKey{key: m.Key, priority: priority}
-			if r := g.rules.get(rk); r != nil && selects(m, cookie, cookieMask, outPort, r) {
-				fn(g, rk, r)
+			var buf [KeyWords]uint64
+			if r := g.rules.get(compactKey(buf[:], &m.Key, g.rm), priority); r != nil && selects(m, cookie, cookieMask, outPort, r) {
+				fn(g, r)
 			}
 		}
 		return
@@ -486,12 +512,12 @@ func (t *Table) selectLocked(table uint8, m *Match, priority uint16, strict bool
 		if table != TableAll && g.table != table {
 			continue
 		}
-		if !maskCovers(&g.mask, &m.Mask) {
+		if !maskCovers(&g.rm.mask, &m.Mask) {
 			continue // no rule of g implies m
 		}
-		for rk, r := range g.rules.all() {
+		for r := range g.rules.values() {
 			if selects(m, cookie, cookieMask, outPort, r) {
-				fn(g, rk, r)
+				fn(g, r)
 			}
 		}
 	}
@@ -506,12 +532,13 @@ func selects(m *Match, cookie, cookieMask uint64, outPort uint32, r *Rule) bool 
 	if outPort != 0 && outPort != PortNone && !r.outputsTo(outPort) {
 		return false
 	}
-	if !maskCovers(&r.Match.Mask, &m.Mask) {
+	if !maskCovers(&r.mask.mask, &m.Mask) {
 		return false
 	}
-	rk, mk, mm := r.Match.Key.Words(), m.Key.Words(), m.Mask.Words()
-	for i := range rk {
-		if rk[i]&mm[i] != mk[i] {
+	// m's mask is zero outside r's words, and so is m's key.
+	mk, mm := m.Key.Words(), m.Mask.Words()
+	for i, w := range r.mask.words {
+		if r.vals[i]&mm[w] != mk[w] {
 			return false
 		}
 	}
@@ -550,29 +577,54 @@ func sortRules(rs []*Rule) {
 func (t *Table) publishLocked() {
 	s := &TableSnapshot{recircs: t.recircs}
 	t.lastGroup = nil
+	// Only the tables with a group that changed get new lists of
+	// subtables (sorted anew); the others keep the published ones, which
+	// nobody changes.
+	var dirty [MaxTable + 1]bool
+	changed := false
 	for gk, g := range t.groups {
 		if g.rules.len() == 0 {
 			delete(t.groups, gk)
+			dirty[g.table], changed = true, true
 			continue
 		}
-		t.levelLocked(g)
-		for _, st := range g.levels {
-			s.tables[g.table] = append(s.tables[g.table], st)
-			s.conj[g.table] = s.conj[g.table] || st.conj
+		if g.levels == nil || len(g.pending) > 0 {
+			t.levelLocked(g)
+			dirty[g.table], changed = true, true
 		}
 		s.n += g.rules.len()
 	}
-	for _, sts := range s.tables {
-		slices.SortFunc(sts, func(a, b *tableSubtable) int {
-			switch {
-			case a.rules[0].beats(b.rules[0]):
-				return -1
-			case b.rules[0].beats(a.rules[0]):
-				return 1
+	if changed {
+		for tb := range dirty {
+			if dirty[tb] {
+				t.pubTables[tb], t.pubConj[tb] = nil, false
 			}
-			return 0
-		})
+		}
+		for _, g := range t.groups {
+			if !dirty[g.table] {
+				continue
+			}
+			for _, st := range g.levels {
+				t.pubTables[g.table] = append(t.pubTables[g.table], st)
+				t.pubConj[g.table] = t.pubConj[g.table] || st.conj
+			}
+		}
+		for tb, sts := range t.pubTables {
+			if !dirty[tb] {
+				continue
+			}
+			slices.SortFunc(sts, func(a, b *tableSubtable) int {
+				switch {
+				case a.rules[0].beats(b.rules[0]):
+					return -1
+				case b.rules[0].beats(a.rules[0]):
+					return 1
+				}
+				return 0
+			})
+		}
 	}
+	s.tables, s.conj = t.pubTables, t.pubConj
 	s.ofGroups, s.live = t.ofGroups, t.live
 	s.tries = t.tries
 	t.trieGen = newTrieGen()
@@ -591,7 +643,7 @@ func (t *Table) levelLocked(g *ruleGroup) {
 			rules = append(rules, r)
 		}
 		g.pending = nil
-		g.levels = []*tableSubtable{t.buildLocked(&g.mask, rules)}
+		g.levels = []*tableSubtable{t.buildLocked(g.rm, rules)}
 		return
 	}
 	if len(g.pending) == 0 {
@@ -604,33 +656,33 @@ func (t *Table) levelLocked(g *ruleGroup) {
 		g.levels[n-1] = nil
 		g.levels = g.levels[:n-1]
 	}
-	g.levels = append(g.levels, t.buildLocked(&g.mask, rules))
+	g.levels = append(g.levels, t.buildLocked(g.rm, rules))
 }
 
 // buildLocked builds a subtable of rules under mask and counts them.
-func (t *Table) buildLocked(mask *Key, rules []*Rule) *tableSubtable {
+func (t *Table) buildLocked(rm *ruleMask, rules []*Rule) *tableSubtable {
 	t.indexed += uint64(len(rules))
-	return buildSubtable(mask, rules)
+	return buildSubtable(rm, rules)
 }
 
 // clauseCandidates yields g's rules that may be clause flows: all of them
 // when g is to be rebuilt, else the clause flows of its levels and the
 // rules added since, so that a conjunctive add does not look at
 // every rule of the table.
-func (g *ruleGroup) clauseCandidates() iter.Seq2[ruleKey, *Rule] {
+func (g *ruleGroup) clauseCandidates() iter.Seq[*Rule] {
 	if g.levels == nil {
-		return g.rules.all()
+		return g.rules.values()
 	}
-	return func(yield func(ruleKey, *Rule) bool) {
+	return func(yield func(*Rule) bool) {
 		for _, st := range g.levels {
 			for _, r := range st.clauses {
-				if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
+				if !yield(r) {
 					return
 				}
 			}
 		}
 		for _, r := range g.pending {
-			if !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
+			if !yield(r) {
 				return
 			}
 		}

@@ -133,3 +133,37 @@ func TestConjunctionSingleAdds(t *testing.T) {
 		t.Logf("single adds made %d subtables, one add %d: the groups were not split", len(single.Snapshot().tables[0]), len(batch.Snapshot().tables[0]))
 	}
 }
+
+// TestTablePublishKeepsUnchangedTables checks that a change to one table
+// publishes the other tables' lists of subtables as they were, rather
+// than gathering and sorting every table's subtables again, and that the
+// changed table's new list leaves the one published before it as it was.
+func TestTablePublishKeepsUnchangedTables(t *testing.T) {
+	tbl := NewTable()
+	var fs []Flow
+	for i := range 40 {
+		f := mkFlow(uint16(100+i), out(1), inPort(uint32(i)), dlType(EthTypeIPv4), nwDst(0x0a000000, 8+i%20))
+		f.Table = uint8(i % 2)
+		fs = append(fs, f)
+	}
+	if err := tbl.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
+	before := tbl.Snapshot()
+	t0, t1 := before.tables[0], slices.Clone(before.tables[1])
+	f := mkFlow(7, out(2), inPort(99), dlType(EthTypeIPv4), nwDst(0x0b000000, 30))
+	f.Table = 1
+	if err := tbl.Add(&f); err != nil {
+		t.Fatal(err)
+	}
+	after := tbl.Snapshot()
+	if len(after.tables[0]) != len(t0) || &after.tables[0][0] != &t0[0] {
+		t.Errorf("table 0 did not change, but its list of subtables was made again")
+	}
+	if len(after.tables[1]) == len(t1) {
+		t.Errorf("table 1 has %d subtables after an add with a new mask, as before", len(after.tables[1]))
+	}
+	if !slices.Equal(before.tables[1], t1) {
+		t.Errorf("publishing table 1's change changed the list an older snapshot holds")
+	}
+}

@@ -1,33 +1,14 @@
 package flow
 
-import "iter"
+import (
+	"iter"
+	"slices"
+)
 
 // The rule table's indexes are keyed by hashes of keys rather than by the
-// keys themselves: a Key is 192 bytes, and a map keyed by it costs more
-// than 200 bytes per entry, which with 100,000 rules and an index per
-// lookup stage was most of the table's memory. Each index entry refers to
-// a rule, whose key is compared on a hash match.
-
-// hashKeyWords hashes the words of k under mask m that words lists (the
-// words where m is not zero), with seed.
-func hashKeyWords(k, m *Key, words []uint8, seed uint64) uint64 {
-	kw, mw := k.Words(), m.Words()
-	h := seed ^ 0x243f6a8885a308d3
-	for _, i := range words {
-		h = (h ^ kw[i]&mw[i]) * 0x9e3779b97f4a7c15
-		h ^= h >> 29
-	}
-	return h ^ h>>32
-}
-
-// allWords lists every word of a key.
-var allWords = func() []uint8 {
-	w := make([]uint8, KeyWords)
-	for i := range w {
-		w[i] = uint8(i)
-	}
-	return w
-}()
+// keys themselves: a Key is hundreds of bytes, and a map keyed by it costs
+// more than that per entry. Each index entry refers to a rule, whose key
+// words (rule_match.go) are compared on a hash match.
 
 // maskWords lists the words where m is not zero.
 func maskWords(m *Key) []uint8 {
@@ -40,47 +21,22 @@ func maskWords(m *Key) []uint8 {
 	return out
 }
 
-// equalUnderWords reports whether k and key agree under mask on the words
-// listed (every word where mask is not zero).
-func equalUnderWords(k, key, mask *Key, words []uint8) bool {
-	kw, rw, mw := k.Words(), key.Words(), mask.Words()
-	for _, i := range words {
-		if (kw[i]^rw[i])&mw[i] != 0 {
-			return false
-		}
-	}
-	return true
+// ruleKeyHash hashes a rule's key words and priority; a variable so that
+// tests can make every key collide.
+var ruleKeyHash = func(vals []uint64, priority uint16) uint64 {
+	return hashVals(vals, uint64(priority))
 }
 
-// ruleKeyHash hashes a rule's key k (under its group's mask, whose words
-// that are not zero are words; k is zero elsewhere) and priority; a
-// variable so that tests can make every key collide.
-var ruleKeyHash = func(k *Key, priority uint16, words []uint8) uint64 {
-	return hashKeyWords(k, &onesKey, words, uint64(priority))
-}
-
-// onesKey is a mask with every bit set.
-var onesKey = func() Key {
-	var k Key
-	for i := range k.Words() {
-		k.Words()[i] = ^uint64(0)
-	}
-	return k
-}()
-
-// ruleSet is a group's rules by key and priority (ruleKey): an
-// open-addressing hash table (linear probing, at most three quarters
-// full) of the rules, with the high half of each one's hash beside it so
-// that a probe reads a rule only when the halves agree. The hash reads
-// only the words of the group's mask that are not zero (words): the other
-// words of the group's keys are zero. A key's first slot is the top bits
+// ruleSet is a group's rules by key and priority: an open-addressing
+// hash table (linear probing, at most three quarters full) of the rules,
+// with the high half of each one's hash beside it so that a probe reads a
+// rule only when the halves agree. A key is given as its words under the
+// group's mask (as a rule keeps them). A key's first slot is the top bits
 // of its hash, so that the table is rebuilt from the halves alone, without
 // reading the rules. A deleted rule leaves a marker (deletedRule) until
 // the next rebuild, so that a loop over the rules may delete the one it
-// is given. The zero value is empty; a set without words is correct, but
-// every key hashes alike.
+// is given. The zero value is empty.
 type ruleSet struct {
-	words []uint8
 	rules []*Rule  // nil: empty; &deletedRule: deleted
 	tags  []uint32 // the high half of the hash of rules[i]'s key
 	shift uint8    // 64 - log2(len(rules)): a hash's first slot is h >> shift
@@ -92,23 +48,13 @@ type ruleSet struct {
 // deletedRule marks a ruleSet's slot whose rule was deleted.
 var deletedRule Rule
 
-// newRuleSet returns an empty set for the rules under mask.
-func newRuleSet(mask *Key) ruleSet {
-	return ruleSet{words: maskWords(mask)}
+func (r *Rule) hasKey(vals []uint64, priority uint16) bool {
+	return r.Priority == priority && slices.Equal(r.vals, vals)
 }
 
-func (r *Rule) hasKey(k *Key, priority uint16) bool {
-	return r.Priority == priority && r.Match.Key == *k
-}
-
-// hash returns the hash of the rule key k, priority.
-func (s *ruleSet) hash(k *Key, priority uint16) uint64 {
-	return ruleKeyHash(k, priority, s.words)
-}
-
-// slot returns the slot of the rule with key k and priority, whose hash
-// is h, or -1.
-func (s *ruleSet) slot(h uint64, k *Key, priority uint16) int {
+// slot returns the slot of the rule with key words vals and priority,
+// whose hash is h, or -1.
+func (s *ruleSet) slot(h uint64, vals []uint64, priority uint16) int {
 	if s.n == 0 {
 		return -1
 	}
@@ -118,26 +64,27 @@ func (s *ruleSet) slot(h uint64, k *Key, priority uint16) int {
 		if r == nil {
 			return -1
 		}
-		if s.tags[j] == tag && r != &deletedRule && r.hasKey(k, priority) {
+		if s.tags[j] == tag && r != &deletedRule && r.hasKey(vals, priority) {
 			return j
 		}
 	}
 }
 
-// find returns the rule with key k and priority (nil if none) and the
-// hash of the two, for a set that follows.
-func (s *ruleSet) find(k *Key, priority uint16) (uint64, *Rule) {
-	h := s.hash(k, priority)
-	if j := s.slot(h, k, priority); j >= 0 {
+// find returns the rule with key words vals and priority (nil if none)
+// and the hash of the two, for a set that follows.
+func (s *ruleSet) find(vals []uint64, priority uint16) (uint64, *Rule) {
+	h := ruleKeyHash(vals, priority)
+	if j := s.slot(h, vals, priority); j >= 0 {
 		return h, s.rules[j]
 	}
 	return h, nil
 }
 
-// set sets the rule with key k and priority, whose hash is h, to r.
-func (s *ruleSet) set(h uint64, k *Key, priority uint16, r *Rule) {
+// set sets the rule with key words vals and priority, whose hash is h,
+// to r.
+func (s *ruleSet) set(h uint64, vals []uint64, priority uint16, r *Rule) {
 	s.timed += timed(r)
-	if j := s.slot(h, k, priority); j >= 0 {
+	if j := s.slot(h, vals, priority); j >= 0 {
 		s.timed -= timed(s.rules[j])
 		s.rules[j] = r
 		return
@@ -179,20 +126,20 @@ func (s *ruleSet) rebuild() {
 	}
 }
 
-// get returns the rule with key rk, or nil.
-func (s *ruleSet) get(rk ruleKey) *Rule {
-	_, r := s.find(&rk.key, rk.priority)
+// get returns the rule with key words vals and priority, or nil.
+func (s *ruleSet) get(vals []uint64, priority uint16) *Rule {
+	_, r := s.find(vals, priority)
 	return r
 }
 
-// put sets the rule with key rk, which must be r's key, to r.
-func (s *ruleSet) put(rk ruleKey, r *Rule) {
-	s.set(s.hash(&rk.key, rk.priority), &rk.key, rk.priority, r)
+// put sets the rule with r's key and priority to r.
+func (s *ruleSet) put(r *Rule) {
+	s.set(ruleKeyHash(r.vals, r.Priority), r.vals, r.Priority, r)
 }
 
-// del removes the rule with key rk, if there is one.
-func (s *ruleSet) del(rk ruleKey) {
-	if j := s.slot(s.hash(&rk.key, rk.priority), &rk.key, rk.priority); j >= 0 {
+// del removes the rule with key words vals and priority, if there is one.
+func (s *ruleSet) del(vals []uint64, priority uint16) {
+	if j := s.slot(ruleKeyHash(vals, priority), vals, priority); j >= 0 {
 		s.timed -= timed(s.rules[j])
 		s.rules[j] = &deletedRule
 		s.n--
@@ -210,20 +157,8 @@ func timed(r *Rule) int {
 	return 0
 }
 
-// all yields every rule with its key. The loop body may put or delete the
-// rule it is given.
-func (s *ruleSet) all() iter.Seq2[ruleKey, *Rule] {
-	return func(yield func(ruleKey, *Rule) bool) {
-		for _, r := range s.rules {
-			if r != nil && r != &deletedRule && !yield(ruleKey{key: r.Match.Key, priority: r.Priority}, r) {
-				return
-			}
-		}
-	}
-}
-
-// values yields every rule. The loop body may put or delete the rule it
-// is given.
+// values yields every rule. The loop body may put (a rule of the same
+// key) or delete the rule it is given.
 func (s *ruleSet) values() iter.Seq[*Rule] {
 	return func(yield func(*Rule) bool) {
 		for _, r := range s.rules {
@@ -235,28 +170,97 @@ func (s *ruleSet) values() iter.Seq[*Rule] {
 }
 
 // keyIndex finds, among a subtable's rules, the first (in lookup order)
-// whose key equals a packet's under one mask. It is an open-addressing
-// hash table (linear probing) of slots at most three quarters full; a
-// slot holds the high half of the key's hash and the rule's index in the
-// subtable plus one (0: empty).
+// whose key equals a packet's under one mask (a stage's, which covers no
+// bit outside the subtable's). It is an open-addressing hash table
+// (linear probing) of slots at most three quarters full; a slot holds the
+// high half of the key's hash and the rule's index in the subtable plus
+// one (0: empty).
 type keyIndex struct {
 	slots []uint64
 	n     int // keys held
-	mask  *Key
-	words []uint8 // the words where mask is not zero
+	sel   []keyWord
 }
 
-// newKeyIndex returns an empty index under mask. It grows as keys are
-// added: an early stage's mask often gives many rules one key.
-func newKeyIndex(mask *Key) keyIndex {
-	return keyIndex{slots: make([]uint64, 4), mask: mask, words: maskWords(mask)}
+// keyWord is a word of a keyIndex's mask that is not zero: the word of
+// the key, its place among a rule's words, and the mask's bits there.
+type keyWord struct {
+	word, pos uint8
+	bits      uint64
+}
+
+// stageWords returns the words where mask, a part of rm's mask, is not
+// zero.
+func stageWords(mask *Key, rm *ruleMask) []keyWord {
+	var sel []keyWord
+	mw := mask.Words()
+	for pos, w := range rm.words {
+		if mw[w] != 0 {
+			sel = append(sel, keyWord{word: w, pos: uint8(pos), bits: mw[w]})
+		}
+	}
+	return sel
+}
+
+// hashPacket hashes packet key k under sel; hashRule hashes a rule's key
+// words under sel alike.
+func hashPacket(k *Key, sel []keyWord) uint64 {
+	kw := k.Words()
+	h := uint64(0x243f6a8885a308d3)
+	for _, s := range sel {
+		h = (h ^ kw[s.word]&s.bits) * 0x9e3779b97f4a7c15
+		h ^= h >> 29
+	}
+	return h ^ h>>32
+}
+
+func hashRule(vals []uint64, sel []keyWord) uint64 {
+	h := uint64(0x243f6a8885a308d3)
+	for _, s := range sel {
+		h = (h ^ vals[s.pos]&s.bits) * 0x9e3779b97f4a7c15
+		h ^= h >> 29
+	}
+	return h ^ h>>32
+}
+
+// packetIs reports whether packet key k equals the rule key words vals
+// under sel.
+func packetIs(k *Key, vals []uint64, sel []keyWord) bool {
+	kw := k.Words()
+	for _, s := range sel {
+		if (kw[s.word]^vals[s.pos])&s.bits != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// newKeyIndex returns an empty index under mask, a part of rm's, with
+// slots when hashed (else only its words, for a scan). It grows as keys
+// are added: an early stage's mask often gives many rules one key.
+func newKeyIndex(mask *Key, rm *ruleMask, hashed bool) keyIndex {
+	return newKeyIndexFor(mask, rm, hashed, 0)
+}
+
+// newKeyIndexFor is newKeyIndex with room for n keys from the start: the
+// last stage's index, whose mask is the whole mask, holds about a key
+// per rule.
+func newKeyIndexFor(mask *Key, rm *ruleMask, hashed bool, n int) keyIndex {
+	x := keyIndex{sel: stageWords(mask, rm)}
+	if hashed {
+		size := 4
+		for 3*size < 4*n+4 {
+			size *= 2
+		}
+		x.slots = make([]uint64, size)
+	}
+	return x
 }
 
 // add indexes rules[i] under its key unless a rule with the same key is
 // indexed already.
 func (x *keyIndex) add(rules []*Rule, i int) {
-	k := &rules[i].Match.Key
-	h := hashKeyWords(k, x.mask, x.words, 0)
+	vals := rules[i].vals
+	h := hashRule(vals, x.sel)
 	tag := h &^ 0xffffffff
 	m := uint64(len(x.slots) - 1)
 	for j := h & m; ; j = (j + 1) & m {
@@ -269,10 +273,20 @@ func (x *keyIndex) add(rules []*Rule, i int) {
 			}
 			return
 		}
-		if s&^0xffffffff == tag && equalUnderWords(k, &rules[uint32(s)-1].Match.Key, x.mask, x.words) {
+		if s&^0xffffffff == tag && sameUnder(vals, rules[uint32(s)-1].vals, x.sel) {
 			return
 		}
 	}
+}
+
+// sameUnder reports whether two rules' key words agree under sel.
+func sameUnder(a, b []uint64, sel []keyWord) bool {
+	for _, s := range sel {
+		if (a[s.pos]^b[s.pos])&s.bits != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // grow doubles the slots.
@@ -284,7 +298,7 @@ func (x *keyIndex) grow(rules []*Rule) {
 		if s == 0 {
 			continue
 		}
-		h := hashKeyWords(&rules[uint32(s)-1].Match.Key, x.mask, x.words, 0)
+		h := hashRule(rules[uint32(s)-1].vals, x.sel)
 		j := h & m
 		for x.slots[j] != 0 {
 			j = (j + 1) & m
@@ -296,7 +310,7 @@ func (x *keyIndex) grow(rules []*Rule) {
 // find returns the first rule of rules whose key equals k's under the
 // index's mask, or nil.
 func (x *keyIndex) find(rules []*Rule, k *Key) *Rule {
-	h := hashKeyWords(k, x.mask, x.words, 0)
+	h := hashPacket(k, x.sel)
 	tag := h &^ 0xffffffff
 	m := uint64(len(x.slots) - 1)
 	for j := h & m; ; j = (j + 1) & m {
@@ -305,7 +319,7 @@ func (x *keyIndex) find(rules []*Rule, k *Key) *Rule {
 			return nil
 		}
 		if s&^0xffffffff == tag {
-			if r := rules[uint32(s)-1]; equalUnderWords(k, &r.Match.Key, x.mask, x.words) {
+			if r := rules[uint32(s)-1]; packetIs(k, r.vals, x.sel) {
 				return r
 			}
 		}

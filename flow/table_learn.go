@@ -27,14 +27,14 @@ func (t *Table) Learn(fs []Flow) []*Rule {
 	now := t.now()
 	rules := make([]*Rule, len(fs))
 	changed := false
+	var buf [KeyWords]uint64
 	for i := range fs {
 		f := &fs[i]
 		m := normalizedMatch(&f.Match)
-		gk := groupKey{table: f.Table, mask: m.Mask}
-		rk := ruleKey{key: m.Key, priority: f.Priority}
+		g := t.groups[groupKey{table: f.Table, mask: m.Mask}]
 		var old *Rule
-		if g := t.groups[gk]; g != nil {
-			old = g.rules.get(rk)
+		if g != nil {
+			old = g.rules.get(compactKey(buf[:], &m.Key, g.rm), f.Priority)
 		}
 		switch {
 		case old != nil && sameLearned(old, f):
@@ -42,18 +42,17 @@ func (t *Table) Learn(fs []Flow) []*Rule {
 			rules[i] = old
 		case old != nil:
 			r := *old
-			r.Flow = *f
-			r.Match = m
 			r.Actions = t.actions.share(f.Actions)
+			r.Cookie, r.IdleTimeout, r.HardTimeout = f.Cookie, f.IdleTimeout, f.HardTimeout
 			r.Modified = now
-			g := t.groups[gk]
-			g.rules.put(rk, &r)
+			g.rules.put(&r)
 			g.levels = nil
 			rules[i] = &r
 			changed = true
 		default:
-			t.addLocked(f, now)
-			rules[i] = t.groups[gk].rules.get(rk)
+			r := t.newRuleLocked(f)
+			t.addLocked(r, now)
+			rules[i] = r
 			changed = true
 		}
 	}
@@ -152,9 +151,9 @@ func (t *Table) deleteLearnedLocked(gone []*Rule) []*Rule {
 				if g.table != lc.table {
 					continue
 				}
-				for rk, r := range g.rules.all() {
+				for r := range g.rules.values() {
 					if r.Cookie == lc.cookie {
-						t.removeLocked(g, rk)
+						t.removeLocked(g, r)
 						now = append(now, r)
 					}
 				}

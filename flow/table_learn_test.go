@@ -47,7 +47,7 @@ func TestActionPoolSharesCT(t *testing.T) {
 	}
 	lists := map[uint32]*Action{}
 	for _, r := range tb.Dump(nil) {
-		lists[r.Match.Key.NwSrc&0xff] = &r.Actions[0]
+		lists[r.Match().Key.NwSrc&0xff] = &r.Actions[0]
 	}
 	if lists[1] != lists[2] {
 		t.Errorf("two rules with the same ct action hold two action lists")

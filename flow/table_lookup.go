@@ -34,12 +34,13 @@ func (s *TableSnapshot) Len() int { return s.n }
 type tableSubtable struct {
 	mask  Key
 	rules []*Rule // lookup order: priority descending, then install order
+	rm    *ruleMask
 
 	// stages holds one entry per lookup stage that the mask touches, in
 	// stage order (one stage without fields for a catch-all mask); the
 	// last stage's mask is the whole mask and best holds, for each masked
-	// key, the rule that wins among the rules with that key (nil when
-	// small).
+	// key, the rule that wins among the rules with that key (no slots
+	// when small).
 	stages []tableStage
 	best   keyIndex
 
@@ -58,8 +59,8 @@ type tableSubtable struct {
 	conj    bool    // some rule is a clause flow (conj.go)
 	clauses []*Rule // the clause flows, for the table's writer
 	// small: the subtable has so few rules that scanning them beats
-	// hashing the key, and stages' keys and best are nil. The answers
-	// are the same.
+	// hashing the key, and stages' keys and best have no slots (only
+	// their words). The answers are the same.
 	small bool
 }
 
@@ -71,7 +72,7 @@ const smallSubtable = 8
 type tableStage struct {
 	id   int // stageMeta, stageL2, ...; -1 for a catch-all's only stage
 	mask Key
-	keys keyIndex // empty for the last stage, which uses best, and when small
+	keys keyIndex // empty for the last stage, which uses best; no slots when small
 }
 
 // The lookup stages, as in Open vSwitch's classifier: metadata, L2, L3 and
@@ -188,10 +189,11 @@ func init() {
 	}
 }
 
-// buildSubtable builds the lookup form of rules, which share mask; it
+// buildSubtable builds the lookup form of rules, which share mask rm; it
 // takes rules over.
-func buildSubtable(mask *Key, rules []*Rule) *tableSubtable {
-	st := &tableSubtable{mask: *mask, rules: rules}
+func buildSubtable(rm *ruleMask, rules []*Rule) *tableSubtable {
+	mask := &rm.mask
+	st := &tableSubtable{mask: *mask, rules: rules, rm: rm}
 	sortRules(st.rules)
 	for _, r := range st.rules {
 		if conjunctive(r.Actions) {
@@ -216,12 +218,10 @@ func buildSubtable(mask *Key, rules []*Rule) *tableSubtable {
 	}
 	last := len(st.stages) - 1
 	st.small = len(st.rules) <= smallSubtable
-	if !st.small {
-		for i := range st.stages[:last] {
-			st.stages[i].keys = newKeyIndex(&st.stages[i].mask)
-		}
-		st.best = newKeyIndex(&st.mask)
+	for i := range st.stages[:last] {
+		st.stages[i].keys = newKeyIndex(&st.stages[i].mask, rm, !st.small)
 	}
+	st.best = newKeyIndexFor(&st.mask, rm, !st.small, len(st.rules))
 	for j := range numTries {
 		st.triePlen[j] = prefixLen32(trieValue(mask, j))
 	}
@@ -236,7 +236,9 @@ func buildSubtable(mask *Key, rules []*Rule) *tableSubtable {
 	gen := newTrieGen() // nobody reads st.ports until st is built
 	for ri, r := range st.rules {
 		if st.portsLen > 0 {
-			st.ports = trieInsertIn(st.ports, portsOf(&r.Match.Key), st.portsLen, gen)
+			var k Key
+			r.keyInto(&k)
+			st.ports = trieInsertIn(st.ports, portsOf(&k), st.portsLen, gen)
 		}
 		if st.small {
 			continue
@@ -259,9 +261,15 @@ func portsOf(k *Key) uint32 {
 // prefix, with r's value and the prefix length: what the table's tries
 // hold for r.
 func rulePrefixes(r *Rule, fn func(j int, v uint32, plen uint8)) {
+	var k Key
+	have := false
 	for j := range numTries {
-		if plen := prefixLen32(trieValue(&r.Match.Mask, j)); plen > 0 {
-			fn(j, trieValue(&r.Match.Key, j), plen)
+		if plen := prefixLen32(trieValue(&r.mask.mask, j)); plen > 0 {
+			if !have {
+				r.keyInto(&k)
+				have = true
+			}
+			fn(j, trieValue(&k, j), plen)
 		}
 	}
 }
@@ -466,10 +474,10 @@ func (st *tableSubtable) lookup(k, wc *Key, ctx *lookupCtx) *Rule {
 // inStage reports whether some rule's key equals k's under the mask of
 // stage i.
 func (st *tableSubtable) inStage(i int, k *Key) bool {
-	m := &st.stages[i].mask
 	if st.small {
+		sel := st.stages[i].keys.sel
 		for _, r := range st.rules {
-			if equalUnder(k, &r.Match.Key, m) {
+			if packetIs(k, r.vals, sel) {
 				return true
 			}
 		}
@@ -483,24 +491,13 @@ func (st *tableSubtable) inStage(i int, k *Key) bool {
 func (st *tableSubtable) find(k *Key) *Rule {
 	if st.small {
 		for _, r := range st.rules {
-			if equalUnder(k, &r.Match.Key, &st.mask) {
+			if packetIs(k, r.vals, st.best.sel) {
 				return r
 			}
 		}
 		return nil
 	}
 	return st.best.find(st.rules, k)
-}
-
-// equalUnder reports whether k and key (a masked key) agree under mask.
-func equalUnder(k, key, mask *Key) bool {
-	kw, rw, mw := k.Words(), key.Words(), mask.Words()
-	for i := range kw {
-		if (kw[i]^rw[i])&mw[i] != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // orWords ORs src into dst.

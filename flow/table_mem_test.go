@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ovsxdp/ovsxdp/bench/rules/ovnrules"
 )
@@ -71,6 +72,46 @@ func BenchmarkTable100kRules(b *testing.B) {
 	b.ReportMetric(live/n, "heap-B/rule")
 }
 
+// maxBytesPerRule bounds the heap that the table keeps per OVN-like rule
+// (TestTableBytesPerRule). The rule, its counters, its key words, its
+// share of the action lists and of the indexes come to about 390 bytes;
+// a rule that held its match as two whole keys took 900 (742 when the key
+// was 24 words). The bound leaves room for the action lists and the
+// indexes to grow, and fails if a rule holds a whole key again.
+const maxBytesPerRule = 600
+
+// TestTableBytesPerRule adds 50,000 OVN-like rules to a table and checks
+// the heap that the table keeps for them, counted by the runtime's live
+// heap once the parsed flows are gone, against maxBytesPerRule. It counts
+// bytes, not time, so the machine's load does not change it.
+func TestTableBytesPerRule(t *testing.T) {
+	if unsafe.Sizeof(Rule{}) >= unsafe.Sizeof(Key{}) {
+		t.Errorf("a Rule is %d bytes, a Key %d: a rule holds its match compactly, not as a whole key",
+			unsafe.Sizeof(Rule{}), unsafe.Sizeof(Key{}))
+	}
+	const n = 50000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fs := parseOVNRules(t, n)
+	tb := NewTable()
+	if err := tb.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
+	fs = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if tb.Len() != n {
+		t.Fatalf("table holds %d rules, want %d", tb.Len(), n)
+	}
+	perRule := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d heap bytes per rule (bound %d)", perRule, maxBytesPerRule)
+	if perRule > maxBytesPerRule {
+		t.Errorf("the table keeps %d heap bytes per rule, more than %d", perRule, maxBytesPerRule)
+	}
+	runtime.KeepAlive(tb)
+}
+
 // BenchmarkTableExpire100kRules measures an Expire (the daemon runs one a
 // second) over 100,000 OVN-like rules, none of which has a timeout.
 func BenchmarkTableExpire100kRules(b *testing.B) {
@@ -104,7 +145,7 @@ func cpuTime(tb testing.TB) int64 {
 // table by lookups and dumps.
 func TestTableCollidingRuleKeys(t *testing.T) {
 	saved := ruleKeyHash
-	ruleKeyHash = func(*Key, uint16, []uint8) uint64 { return 7 }
+	ruleKeyHash = func([]uint64, uint16) uint64 { return 7 }
 	t.Cleanup(func() { ruleKeyHash = saved })
 
 	tb := NewTable()
@@ -125,7 +166,7 @@ func TestTableCollidingRuleKeys(t *testing.T) {
 		t.Fatalf("mod-flows --strict in_port=4 changed %d rules, want 1", n)
 	}
 	del := mkFlow(100, nil, inPort(5))
-	if got := tb.Delete(&del, true); len(got) != 1 || got[0].Match.Key.InPort != 5 {
+	if got := tb.Delete(&del, true); len(got) != 1 || got[0].Match().Key.InPort != 5 {
 		t.Fatalf("del-flows --strict in_port=5 removed %v, want the in_port=5 rule", got)
 	}
 	if tb.Len() != n-1 {
@@ -219,11 +260,11 @@ func TestTableSharesActions(t *testing.T) {
 	tb.Modify(&mod, true)
 	for _, r := range tb.Dump(nil) {
 		want := uint32(7)
-		if r.Match.Key.InPort == 2 {
+		if r.Match().Key.InPort == 2 {
 			want = 8
 		}
 		if r.Actions[0].Port != want {
-			t.Errorf("in_port=%d: output:%d, want output:%d", r.Match.Key.InPort, r.Actions[0].Port, want)
+			t.Errorf("in_port=%d: output:%d, want output:%d", r.Match().Key.InPort, r.Actions[0].Port, want)
 		}
 	}
 }
@@ -284,17 +325,26 @@ func TestRuleSetAgainstMap(t *testing.T) {
 	for _, collide := range []bool{false, true} {
 		if collide {
 			saved := ruleKeyHash
-			ruleKeyHash = func(k *Key, priority uint16, words []uint8) uint64 {
-				return saved(k, priority, words) & 0xc000000000000003
+			ruleKeyHash = func(vals []uint64, priority uint16) uint64 {
+				return saved(vals, priority) & 0xc000000000000003
 			}
 			t.Cleanup(func() { ruleKeyHash = saved })
 		}
 		mask := Key{InPort: ^uint32(0)}
-		s := newRuleSet(&mask)
+		rm := newRuleMask(&mask)
+		var s ruleSet
+		type ruleKey struct {
+			inPort   uint32
+			priority uint16
+		}
 		ref := map[ruleKey]*Rule{}
 		rng := rand.New(rand.NewPCG(1, 2))
 		keyOf := func() ruleKey {
-			return ruleKey{key: Key{InPort: uint32(rng.IntN(64))}, priority: uint16(rng.IntN(3))}
+			return ruleKey{inPort: uint32(rng.IntN(64)), priority: uint16(rng.IntN(3))}
+		}
+		valsOf := func(rk ruleKey) []uint64 {
+			k := Key{InPort: rk.inPort}
+			return ruleVals(&k, rm, nil)
 		}
 		check := func(step int) {
 			t.Helper()
@@ -303,8 +353,8 @@ func TestRuleSetAgainstMap(t *testing.T) {
 			}
 			for p := range 64 {
 				for prio := range 3 {
-					rk := ruleKey{key: Key{InPort: uint32(p)}, priority: uint16(prio)}
-					if got := s.get(rk); got != ref[rk] {
+					rk := ruleKey{inPort: uint32(p), priority: uint16(prio)}
+					if got := s.get(valsOf(rk), rk.priority); got != ref[rk] {
 						t.Fatalf("collide %v, step %d: in_port=%d priority %d: %p, want %p", collide, step, p, prio, got, ref[rk])
 					}
 				}
@@ -314,24 +364,25 @@ func TestRuleSetAgainstMap(t *testing.T) {
 			rk := keyOf()
 			switch rng.IntN(3) {
 			case 0, 1:
-				r := &Rule{Flow: Flow{Match: Match{Key: rk.key, Mask: mask}, Priority: rk.priority}}
-				s.put(rk, r)
+				r := &Rule{Priority: rk.priority, mask: rm, vals: valsOf(rk)}
+				s.put(r)
 				ref[rk] = r
 			default:
-				s.del(rk)
+				s.del(valsOf(rk), rk.priority)
 				delete(ref, rk)
 			}
 			check(step)
 			if step%500 == 499 {
 				// A loop that deletes every other rule it is given.
 				n, seen := 0, map[*Rule]bool{}
-				for rk, r := range s.all() {
+				for r := range s.values() {
+					rk := ruleKey{inPort: r.Match().Key.InPort, priority: r.Priority}
 					if seen[r] || ref[rk] != r {
 						t.Fatalf("collide %v: the loop yields %p twice or under a wrong key", collide, r)
 					}
 					seen[r] = true
 					if n++; n%2 == 0 {
-						s.del(rk)
+						s.del(r.vals, r.Priority)
 						delete(ref, rk)
 					}
 				}
@@ -339,6 +390,41 @@ func TestRuleSetAgainstMap(t *testing.T) {
 					t.Fatalf("collide %v: the loop yielded %d rules, %d left", collide, n, len(ref))
 				}
 				check(step)
+			}
+		}
+	}
+}
+
+// TestRuleMatchKey checks that rules have equal MatchKeys exactly when
+// they have equal matches, over random matches on a few fields whose
+// masks and values often coincide.
+func TestRuleMatchKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	tb := NewTable()
+	var fs []Flow
+	for i := range 400 {
+		var m Match
+		if rng.IntN(2) == 0 {
+			m.Mask.InPort, m.Key.InPort = ^uint32(0), uint32(rng.IntN(3))
+		}
+		if rng.IntN(2) == 0 {
+			m.Mask.NwDst = ^uint32(0) << rng.IntN(3)
+			m.Key.NwDst = uint32(rng.IntN(4))
+			m.Mask.DlType, m.Key.DlType = 0xffff, EthTypeIPv4
+		}
+		if rng.IntN(3) == 0 {
+			m.Mask.Regs[rng.IntN(2)] = uint32(rng.IntN(3))
+		}
+		fs = append(fs, Flow{Match: m, Priority: uint16(i), Actions: out(1)})
+	}
+	if err := tb.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
+	rs := tb.Dump(nil)
+	for _, a := range rs {
+		for _, b := range rs {
+			if same, keys := a.Match() == b.Match(), a.MatchKey() == b.MatchKey(); same != keys {
+				t.Fatalf("%s and %s: same match %v, same MatchKey %v", ruleMatchText(a), ruleMatchText(b), same, keys)
 			}
 		}
 	}

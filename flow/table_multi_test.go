@@ -22,7 +22,7 @@ func TestTablesAreSeparate(t *testing.T) {
 		t.Helper()
 		var out []string
 		for _, r := range tbl.Dump(parse(sel, CmdDelete)) {
-			out = append(out, FormatFlow(&r.Flow))
+			out = append(out, ruleText(r))
 		}
 		return strings.Join(out, "\n")
 	}

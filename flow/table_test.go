@@ -760,7 +760,7 @@ func linearScan(s *TableSnapshot, k *Key) *Rule {
 	var best *Rule
 	for _, st := range s.tables[0] {
 		for _, r := range st.rules {
-			if r.Match.Matches(k) && (best == nil || r.beats(best)) {
+			if m := r.Match(); m.Matches(k) && (best == nil || r.beats(best)) {
 				best = r
 			}
 		}

@@ -226,7 +226,8 @@ func (x *xlate) lookupAndRun(table uint8, deepens bool, inPort uint32) {
 		if r == nil {
 			text += "No match."
 		} else {
-			m := FormatMatch(&r.Match, DefaultPriority)
+			match := r.Match()
+			m := FormatMatch(&match, DefaultPriority)
 			text += m
 			if m != "" {
 				text += ", "

@@ -384,13 +384,13 @@ func TestMegaflowSoundness(t *testing.T) {
 				rs := tbl.Dump(nil)
 				if len(rs) > 0 {
 					r := rs[rng.IntN(len(rs))]
-					tbl.Delete(&Flow{Match: r.Match, Priority: r.Priority, Table: r.Table}, true)
+					tbl.Delete(&Flow{Match: r.Match(), Priority: r.Priority, Table: r.Table}, true)
 				}
 			case 2: // mod-flows --strict: another rule's actions
 				rs := tbl.Dump(nil)
 				if len(rs) > 1 {
 					r, o := rs[rng.IntN(len(rs))], rs[rng.IntN(len(rs))]
-					tbl.Modify(&Flow{Match: r.Match, Priority: r.Priority, Table: r.Table, Actions: o.Actions}, true)
+					tbl.Modify(&Flow{Match: r.Match(), Priority: r.Priority, Table: r.Table, Actions: o.Actions}, true)
 				}
 			}
 			s := tbl.Snapshot()
@@ -408,7 +408,7 @@ func TestMegaflowSoundness(t *testing.T) {
 					trieMasks++
 				}
 				for _, r := range fresh.Rules {
-					if r.Match.Mask.ConjID != 0 {
+					if r.Match().Mask.ConjID != 0 {
 						conjHits++
 					}
 				}
@@ -430,7 +430,7 @@ func trieShaped(tbl *Table, mask *Key) bool {
 	seen32 := map[uint32]bool{0: true, ^uint32(0): true}
 	seen16 := map[uint16]bool{0: true, 0xffff: true}
 	for _, r := range tbl.Dump(nil) {
-		m := &r.Match.Mask
+		m := r.Match().Mask
 		seen32[m.NwSrc], seen32[m.NwDst], seen16[m.TpSrc], seen16[m.TpDst] = true, true, true, true
 	}
 	return !seen32[mask.NwSrc] || !seen32[mask.NwDst] || !seen16[mask.TpSrc] || !seen16[mask.TpDst]
@@ -439,7 +439,7 @@ func trieShaped(tbl *Table, mask *Key) bool {
 func dumpPipeline(tbl *Table) string {
 	var b strings.Builder
 	for _, r := range tbl.Dump(nil) {
-		b.WriteString(FormatFlow(&r.Flow) + "\n")
+		b.WriteString(ruleText(r) + "\n")
 	}
 	return b.String()
 }

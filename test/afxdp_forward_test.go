@@ -91,7 +91,7 @@ func TestAFXDPForwarding(t *testing.T) {
 		// Every rewriting rule carried the traffic above.
 		for _, r := range d.br.Table().Dump(nil) {
 			if packets, _ := r.Stats(); r.Priority >= 40000 && packets == 0 {
-				t.Errorf("rule %+v matched no packet", r.Flow)
+				t.Errorf("rule %+v matched no packet", r.Flow())
 			}
 		}
 	})

@@ -314,7 +314,8 @@ func checkMegaflow(t *testing.T, table *flow.Table, microflow, text string) {
 	snap := table.Snapshot()
 	want := snap.Lookup(&k, nil)
 	if want != nil {
-		rm, mm := want.Match.Mask.Words(), mf.Mask.Words()
+		wm := want.Match()
+		rm, mm := wm.Mask.Words(), mf.Mask.Words()
 		for i := range rm {
 			if rm[i]&^mm[i] != 0 {
 				t.Fatalf("megaflow %q does not cover the rule's match", text)

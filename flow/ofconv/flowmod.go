@@ -191,15 +191,16 @@ func FlowStats(v uint8, nicira bool, r *flow.Rule, now time.Time) (openflow.Flow
 		e.HardAge = age(r.Modified)
 	}
 	var err error
+	m := r.Match()
 	if v == openflow.Version10 && !nicira {
-		e.Match10 = Match10FromMatch(&r.Match)
-		e.Actions, err = ActionsToOF(v, &r.Match, r.Actions)
+		e.Match10 = Match10FromMatch(&m)
+		e.Actions, err = ActionsToOF(v, &m, r.Actions)
 	} else if v == openflow.Version10 || nicira {
-		e.Match = FieldsFromMatch(&r.Match, true)
-		e.Actions, err = ActionsToOF(v, &r.Match, r.Actions)
+		e.Match = FieldsFromMatch(&m, true)
+		e.Actions, err = ActionsToOF(v, &m, r.Actions)
 	} else {
-		e.Match = FieldsFromMatch(&r.Match, false)
-		e.Instructions, err = InstructionsFromActions(v, &r.Match, r.Table, r.Actions)
+		e.Match = FieldsFromMatch(&m, false)
+		e.Instructions, err = InstructionsFromActions(v, &m, r.Table, r.Actions)
 	}
 	return e, err
 }

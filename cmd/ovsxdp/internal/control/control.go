@@ -372,25 +372,38 @@ var errTooLargeWhole = fmt.Errorf("%w", ErrTooLarge)
 // is ErrTooLarge, after reading max+1 bytes of it (errTooLargeWhole if
 // that reached the newline). At the end of the stream
 // it returns what it read and io.EOF.
+//
+// A long line (add-flows sends a whole file as one) is read in the
+// reader's buffers and copied once into a line of its exact size, rather
+// than appended to a line that grows and is copied again at each growth.
 func readLine(r *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
+	var full [][]byte // the buffers of a line longer than r's
+	n := 0
 	for {
 		chunk, err := r.ReadSlice('\n')
-		if len(line)+len(chunk) > max+1 { // +1: the newline
+		if n+len(chunk) > max+1 { // +1: the newline
 			if err == nil {
 				return nil, errTooLargeWhole
 			}
 			return nil, ErrTooLarge
 		}
-		line = append(line, chunk...)
-		switch {
-		case err == nil:
-			return bytes.TrimRight(line, "\r\n"), nil
-		case errors.Is(err, bufio.ErrBufferFull):
+		if errors.Is(err, bufio.ErrBufferFull) {
+			full = append(full, bytes.Clone(chunk))
+			n += len(chunk)
 			continue
-		default:
-			return line, err
 		}
+		var line []byte // a copy: chunk is r's buffer
+		if len(full) > 0 {
+			line = make([]byte, 0, n+len(chunk))
+			for _, b := range full {
+				line = append(line, b...)
+			}
+		}
+		line = append(line, chunk...)
+		if err == nil {
+			return bytes.TrimRight(line, "\r\n"), nil
+		}
+		return line, err
 	}
 }
 

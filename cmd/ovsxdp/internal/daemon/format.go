@@ -54,11 +54,12 @@ func formatRuleIn(d flow.Dialect, r *flow.Rule, now time.Time, stats bool) strin
 			b.WriteString("hard_age=" + strconv.Itoa(hard) + ", ")
 		}
 	}
-	b.WriteString(flow.FormatMatchIn(d, &r.Match, r.Priority))
+	m := r.Match()
+	b.WriteString(flow.FormatMatchIn(d, &m, r.Priority))
 	if s := b.String(); s[len(s)-1] != ' ' {
 		b.WriteByte(' ')
 	}
-	b.WriteString("actions=" + flow.FormatActionsIn(d, &r.Match, r.Actions))
+	b.WriteString("actions=" + flow.FormatActionsIn(d, &m, r.Actions))
 	return b.String()
 }
 

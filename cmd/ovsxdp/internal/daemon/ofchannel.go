@@ -316,7 +316,7 @@ func selectsAny(t *flow.Table, f *flow.Flow, strict bool) bool {
 	sel := *f
 	sel.OutPort = flow.PortNone
 	for _, r := range t.Dump(&sel) {
-		if !strict || r.Priority == f.Priority && r.Match == normalized(&f.Match) {
+		if !strict || r.Priority == f.Priority && r.Match() == normalized(&f.Match) {
 			return true
 		}
 	}

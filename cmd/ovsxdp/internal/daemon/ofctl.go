@@ -3,8 +3,10 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath"
@@ -51,25 +53,11 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p := b.parser()
-	fs := make([]flow.Flow, 0, len(c.input))
-	lines := make([]int, 0, len(c.input)) // the line of each flow of fs
-	for i, line := range c.input {
-		s := strings.TrimSpace(line)
-		if s == "" || strings.HasPrefix(s, "#") {
-			continue
-		}
-		f, err := p.ParseFlow(s, flow.CmdAdd)
-		if err == nil {
-			err = b.dp.Table().CheckGroups(f)
-		}
-		if err != nil {
-			return "", fmt.Errorf("line %d: %w", i+1, err)
-		}
-		fs = append(fs, *f)
-		lines = append(lines, i+1)
+	batch, lines, err := parseFlowLines(b.parser(), b.dp.Table(), c.input)
+	if err != nil {
+		return "", err
 	}
-	if err := b.dp.Table().AddFlows(fs); err != nil {
+	if err := b.dp.Table().AddBatch(batch); err != nil {
 		var ae *flow.AddError
 		if errors.As(err, &ae) {
 			return "", fmt.Errorf("line %d: %w", lines[ae.Index], err)
@@ -77,6 +65,66 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 		return "", err
 	}
 	return "", nil
+}
+
+// parseLinesPerWorker is the fewest lines of a file worth a goroutine of
+// their own.
+const parseLinesPerWorker = 4096
+
+// parseFlowLines parses the flows of input, one per line, skipping blank
+// lines and comments, into a batch for t, and returns the line of each
+// flow of the batch. The flows go straight into the form the table keeps
+// them in: 100,000 of them are never held as Flows, which carry two whole
+// keys each. A long file is parsed in parts, one per CPU, each into a
+// batch of its own, and the batches are joined in order. The error is the
+// first line's (by line number) that does not parse or names a group that
+// does not exist.
+func parseFlowLines(p *flow.Parser, t *flow.Table, input []string) (*flow.FlowBatch, []int32, error) {
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(input)/parseLinesPerWorker))
+	type part struct {
+		batch flow.FlowBatch
+		lines []int32
+		err   error
+	}
+	parts := make([]part, workers)
+	var wg sync.WaitGroup
+	for w := range parts {
+		lo, hi := w*len(input)/workers, (w+1)*len(input)/workers
+		pt := &parts[w]
+		wg.Go(func() {
+			pt.batch.Grow(hi - lo)
+			pt.lines = make([]int32, 0, hi-lo)
+			f := new(flow.Flow) // the batch copies it (all but the actions)
+			for i := lo; i < hi; i++ {
+				s := strings.TrimSpace(input[i])
+				if s == "" || strings.HasPrefix(s, "#") {
+					continue
+				}
+				err := p.ParseFlowTo(f, s, flow.CmdAdd)
+				if err == nil {
+					err = t.CheckGroups(f)
+				}
+				if err != nil {
+					pt.err = fmt.Errorf("line %d: %w", i+1, err)
+					return
+				}
+				pt.batch.Add(f)
+				pt.lines = append(pt.lines, int32(i+1))
+			}
+		})
+	}
+	wg.Wait()
+	for i := range parts {
+		if parts[i].err != nil {
+			return nil, nil, parts[i].err
+		}
+	}
+	batch, lines := &parts[0].batch, parts[0].lines
+	for i := range parts[1:] {
+		batch.Append(&parts[1+i].batch)
+		lines = append(lines, parts[1+i].lines...)
+	}
+	return batch, lines, nil
 }
 
 func (d *Daemon) modFlows(c *call) (string, error) {

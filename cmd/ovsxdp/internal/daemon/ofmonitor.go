@@ -33,14 +33,18 @@ type flowTracker struct {
 	rules map[ruleID]*flow.Rule
 }
 
-// ruleID identifies a rule across its versions.
+// ruleID identifies a rule across its versions. The match is the rule's
+// MatchKey: a Match is two whole keys, and ovn-controller monitors every
+// rule.
 type ruleID struct {
 	table    uint8
 	priority uint16
-	match    flow.Match
+	match    string
 }
 
-func idOf(r *flow.Rule) ruleID { return ruleID{table: r.Table, priority: r.Priority, match: r.Match} }
+func idOf(r *flow.Rule) ruleID {
+	return ruleID{table: r.Table, priority: r.Priority, match: r.MatchKey()}
+}
 
 var _ ofconn.FlowWatcher = (*ofBridge)(nil)
 

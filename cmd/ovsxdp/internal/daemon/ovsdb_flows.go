@@ -138,7 +138,8 @@ func (d *Daemon) saveFlowsLocked() error {
 			// Formatted one at a time as they are written: 100,000
 			// flows are never held whole as strings.
 			for _, r := range e.rules {
-				line(flow.FormatFlowAsWritten(&r.Flow))
+				f := r.Flow()
+				line(flow.FormatFlowAsWritten(&f))
 			}
 			for _, s := range e.flows {
 				line(s)

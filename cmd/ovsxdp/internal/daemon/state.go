@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
@@ -248,16 +249,8 @@ func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
 		}
 		w.Write(head)
 		w.WriteString(`"flows": [`)
-		for j, r := range rules[i] {
-			if j > 0 {
-				w.WriteByte(',')
-			}
-			w.WriteString("\n        ")
-			s, err := json.Marshal(flow.FormatFlowAsWritten(&r.Flow))
-			if err != nil {
-				return err
-			}
-			w.Write(s)
+		if err := writeFlows(w, rules[i]); err != nil {
+			return err
 		}
 		if len(rules[i]) > 0 {
 			w.WriteString("\n      ")
@@ -270,6 +263,96 @@ func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
 	}
 	w.WriteString("]\n}\n")
 	return nil
+}
+
+// flowsPart is the number of flows that writeFlows formats as one part.
+const flowsPart = 2048
+
+// writeFlows writes the flows of rs as writeState lists them (each on a
+// line of its own, after a comma but the first). The flows are formatted
+// in parts of flowsPart, on as many goroutines as there are CPUs, and
+// written in order; at most one part per CPU, and one more, is held at a
+// time.
+func writeFlows(w *bufio.Writer, rs []*flow.Rule) error {
+	n := (len(rs) + flowsPart - 1) / flowsPart
+	parts := make([]chan []byte, n)
+	for k := range parts {
+		parts[k] = make(chan []byte, 1)
+	}
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0)+1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for k := range n {
+			select {
+			case slots <- struct{}{}:
+			case <-stop:
+				return
+			}
+			go func() {
+				var b bytes.Buffer
+				bw := bufio.NewWriter(&b)
+				for j := k * flowsPart; j < min(len(rs), (k+1)*flowsPart); j++ {
+					if j > 0 {
+						bw.WriteByte(',')
+					}
+					bw.WriteString("\n        ")
+					f := rs[j].Flow()
+					writeJSONString(bw, flow.FormatFlowAsWritten(&f)) // errs only as bw does
+				}
+				bw.Flush()
+				parts[k] <- b.Bytes()
+			}()
+		}
+	}()
+	for k := range parts {
+		if _, err := w.Write(<-parts[k]); err != nil {
+			return err
+		}
+		<-slots
+	}
+	return nil
+}
+
+// writeJSONString writes s as json.Marshal does. Flow text is printable
+// ASCII, which it escapes itself (as json.Marshal, < > & too) without
+// the reflection and the copy of json.Marshal; anything else goes through
+// json.Marshal.
+func writeJSONString(w *bufio.Writer, s string) error {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			b, err := json.Marshal(s)
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(b)
+			return err
+		}
+	}
+	w.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		var esc string
+		switch s[i] {
+		case '"':
+			esc = `\"`
+		case '\\':
+			esc = `\\`
+		case '<':
+			esc = `\u003c`
+		case '>':
+			esc = `\u003e`
+		case '&':
+			esc = `\u0026`
+		default:
+			continue
+		}
+		w.WriteString(s[start:i])
+		w.WriteString(esc)
+		start = i + 1
+	}
+	w.WriteString(s[start:])
+	return w.WriteByte('"')
 }
 
 // releasedAt is the process's heap allocations (bytes) when

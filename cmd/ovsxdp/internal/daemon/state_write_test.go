@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -29,6 +30,19 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 		}
 	}
 	rules := table.Dump(nil)
+	// Enough flows for several of writeFlows' parts.
+	many := flow.NewTable()
+	var fs []flow.Flow
+	for i := range 2*flowsPart + 100 {
+		f, err := p.ParseFlow(fmt.Sprintf("priority=%d,ip,nw_dst=10.%d.%d.0/24,actions=load:0x%x->NXM_NX_REG1[],resubmit(,2)", i%5, i/256, i%256, i), flow.CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, *f)
+	}
+	if err := many.AddFlows(fs); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		bridges []bridgeState
@@ -40,6 +54,10 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 			{Name: "br0", Policy: "guarded", PMDs: 2, Idle: "spin", GRO: "off", Ports: []*portConfig{}, Groups: []string{"group_id=1,type=all,bucket=actions=output:2"}},
 			{Name: "br1", Policy: "legacy", PMDs: 1, SpareSpin: "off", Ports: []*portConfig{}},
 		}, rules: [][]*flow.Rule{rules, rules[:1]}},
+		{name: "many flows", bridges: []bridgeState{
+			{Name: "br0", Policy: "guarded", PMDs: 1, Ports: []*portConfig{}},
+			{Name: "br1", Policy: "guarded", PMDs: 1, Ports: []*portConfig{}},
+		}, rules: [][]*flow.Rule{many.Dump(nil), rules}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := state{Version: stateVersion, Bridges: []bridgeState{}}
@@ -54,7 +72,8 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 			for i := range st.Bridges {
 				st.Bridges[i].Flows = []string{}
 				for _, r := range tc.rules[i] {
-					st.Bridges[i].Flows = append(st.Bridges[i].Flows, flow.FormatFlowAsWritten(&r.Flow))
+					f := r.Flow()
+					st.Bridges[i].Flows = append(st.Bridges[i].Flows, flow.FormatFlowAsWritten(&f))
 				}
 			}
 			want, err := json.MarshalIndent(&st, "", "  ")
@@ -66,5 +85,30 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 				t.Errorf("writeState wrote\n%s\nwant (json.MarshalIndent)\n%s", buf.Bytes(), want)
 			}
 		})
+	}
+}
+
+// TestWriteJSONStringAsMarshal checks that the state file's string
+// writer writes what json.Marshal does, for flow text and for strings
+// with control characters, HTML characters and non-ASCII.
+func TestWriteJSONStringAsMarshal(t *testing.T) {
+	for _, s := range []string{
+		"",
+		"priority=10,in_port=1 actions=load:0x1->NXM_NX_REG0[1],resubmit(,4)",
+		`note:"quoted" and \ back`,
+		"<&>",
+		"tab\there, newline\n, nul\x00",
+		"é ü \u2028 \xff",
+	} {
+		var buf bytes.Buffer
+		w := bufio.NewWriter(&buf)
+		if err := writeJSONString(w, s); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		w.Flush()
+		want, _ := json.Marshal(s)
+		if buf.String() != string(want) {
+			t.Errorf("%q: wrote %s, want %s", s, buf.String(), want)
+		}
 	}
 }

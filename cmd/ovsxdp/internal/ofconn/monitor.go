@@ -284,8 +284,9 @@ func (m *monitor) selects(r *flow.Rule) bool {
 	if m.table != flow.TableAll && m.table != r.Table {
 		return false
 	}
-	rm, mm := r.Match.Mask.Words(), m.match.Mask.Words()
-	rk, mk := r.Match.Key.Words(), m.match.Key.Words()
+	match := r.Match()
+	rm, mm := match.Mask.Words(), m.match.Mask.Words()
+	rk, mk := match.Key.Words(), m.match.Key.Words()
 	for i := range mm {
 		if rm[i]&mm[i] != mm[i] || rk[i]&mm[i] != mk[i] {
 			return false
@@ -303,27 +304,28 @@ func (c *conn) flowUpdate(f openflow.MonitorFormat, flags uint16, ev FlowEvent, 
 		u.Reason = uint16(reason)
 	}
 	var err error
+	m := r.Match()
 	switch f {
 	case openflow.MonitorOpenFlow14:
 		u.Event = map[FlowEvent]uint16{FlowAdded: openflow.UpdateAdded, FlowDeleted: openflow.UpdateRemoved, FlowModified: openflow.UpdateModified}[ev]
 		if initial {
 			u.Event = openflow.UpdateInitial
 		}
-		u.Match = ofconv.FieldsFromMatch(&r.Match, false)
+		u.Match = ofconv.FieldsFromMatch(&m, false)
 		if flags&monActions != 0 {
-			u.Instructions, err = ofconv.InstructionsFromActions(v, &r.Match, r.Table, r.Actions)
+			u.Instructions, err = ofconv.InstructionsFromActions(v, &m, r.Table, r.Actions)
 		}
 	case openflow.MonitorONF:
 		u.Event = map[FlowEvent]uint16{FlowAdded: openflow.NXUpdateAdded, FlowDeleted: openflow.NXUpdateDeleted, FlowModified: openflow.NXUpdateModified}[ev]
-		u.Match = ofconv.FieldsFromMatch(&r.Match, false)
+		u.Match = ofconv.FieldsFromMatch(&m, false)
 		if flags&monActions != 0 {
-			u.Instructions, err = ofconv.InstructionsFromActions(v, &r.Match, r.Table, r.Actions)
+			u.Instructions, err = ofconv.InstructionsFromActions(v, &m, r.Table, r.Actions)
 		}
 	default:
 		u.Event = map[FlowEvent]uint16{FlowAdded: openflow.NXUpdateAdded, FlowDeleted: openflow.NXUpdateDeleted, FlowModified: openflow.NXUpdateModified}[ev]
-		u.Match = ofconv.FieldsFromMatch(&r.Match, true)
+		u.Match = ofconv.FieldsFromMatch(&m, true)
 		if flags&monActions != 0 {
-			u.Actions, err = ofconv.ActionsToOF(v, &r.Match, r.Actions)
+			u.Actions, err = ofconv.ActionsToOF(v, &m, r.Actions)
 		}
 	}
 	return u, err

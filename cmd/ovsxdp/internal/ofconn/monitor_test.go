@@ -28,7 +28,8 @@ func (b *watchBridge) WatchFlows(fn func(p *flow.Parser, rules []*flow.Rule) err
 }
 
 func ruleName(r *flow.Rule) string {
-	return fmt.Sprintf("%d/%d/%s", r.Table, r.Priority, flow.FormatMatch(&r.Match, r.Priority))
+	m := r.Match()
+	return fmt.Sprintf("%d/%d/%s", r.Table, r.Priority, flow.FormatMatch(&m, r.Priority))
 }
 
 func (b *watchBridge) FlowMod(v uint8, fm *openflow.FlowMod, from Origin) error {
