@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"fmt"
 	"testing"
 )
 
@@ -53,7 +52,7 @@ func TestCacheTunnelMetadata(t *testing.T) {
 		for i := range 3 {
 			mf, src := c.Lookup(&k)
 			if mf == nil || len(mf.Rule.Actions) != 1 || mf.Rule.Actions[0].Port != tc.want {
-				t.Errorf("%s, lookup %d (%s): %s, want output:%d", tc.name, i, src, ruleText(mf), tc.want)
+				t.Errorf("%s, lookup %d (%s): %s, want output:%d", tc.name, i, src, megaflowRuleText(mf), tc.want)
 			}
 		}
 	}
@@ -62,9 +61,10 @@ func TestCacheTunnelMetadata(t *testing.T) {
 	}
 }
 
-func ruleText(mf *Megaflow) string {
+// megaflowRuleText is the actions of mf's rule, or "no rule".
+func megaflowRuleText(mf *Megaflow) string {
 	if mf == nil || mf.Rule == nil {
 		return "no rule"
 	}
-	return fmt.Sprint(FormatActions(mf.Rule.Actions))
+	return FormatActions(mf.Rule.Actions)
 }
