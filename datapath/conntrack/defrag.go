@@ -539,8 +539,9 @@ func reassemble(frags []frag) ([]byte, bool) {
 	return out, true
 }
 
-// expireLocked drops the fragments of packets that stayed incomplete for
-// longer than the timeout.
+// expireLocked gives up on the packets that stayed incomplete for longer
+// than the timeout: their fragments, when Hold had metadata with them,
+// wait for TakeExpired.
 func (d *Defrag) expireLocked(now int64) {
 	for key, l := range d.lists {
 		if now > l.expires {
@@ -556,9 +557,9 @@ func (d *Defrag) expireLocked(now int64) {
 	}
 }
 
-// Expire drops the fragments held longer than the timeout (15 s) without
-// completing their packet, as Open vSwitch does, and returns how many it
-// dropped. Add expires too; a datapath calls Expire when idle.
+// Expire gives up on the fragments held longer than the timeout (15 s)
+// without completing their packet, as Open vSwitch does, and returns how
+// many. Add expires too; a datapath calls Expire when idle.
 func (d *Defrag) Expire(now int64) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -30,7 +30,7 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-get-limits", Usage: "[zone=N[,N]...]", Short: "Print the default and per-zone connection limits with the zones' counts", Max: 1}, run: (*Daemon).ctGetLimits},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-del-limits", Usage: "zone=N[,N]...", Short: "Delete per-zone connection limits", Min: 1, Max: 1}, run: (*Daemon).ctDelLimits},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-enabled", Usage: "v4|v6", Short: "Reassemble the fragments of IPv4 or IPv6 packets before ct tracks them", Min: 1, Max: 1}, run: (*Daemon).ipfSetEnabled},
-		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-disabled", Usage: "v4|v6", Short: "Stop reassembling IPv4 or IPv6 fragments (ct drops them)", Min: 1, Max: 1}, run: (*Daemon).ipfSetDisabled},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-disabled", Usage: "v4|v6", Short: "Stop reassembling IPv4 or IPv6 fragments (ct then tracks each as it is: +trk+inv)", Min: 1, Max: 1}, run: (*Daemon).ipfSetDisabled},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-min-frag", Usage: "v4|v6 N", Short: "Set the smallest fragment, not the last, that reassembly takes (at least 400 bytes)", Min: 2, Max: 2}, run: (*Daemon).ipfSetMinFrag},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-max-nfrags", Usage: "N", Short: "Set how many fragments reassembly holds at most (0 to 5000)", Min: 1, Max: 1}, run: (*Daemon).ipfSetMaxNfrags},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-get-status", Usage: "[-m]", Short: "Print the fragment reassembly settings and counts (-m: and the packets whose fragments are held)", Max: 1,
