@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -388,33 +389,88 @@ func (b *Bridge) removeLocked(ctx context.Context, p *Port) (PortStats, error) {
 		p.unwatch()
 		p.unwatch = nil
 	}
+	// The removed ports whose held fragments have all left by now are
+	// settled once the grace period below has passed: their releases,
+	// which a poll thread counts within one batch, are complete then.
+	settled := b.settledRemovedLocked()
 	if err := b.detachLocked(ctx, p); err != nil {
 		return PortStats{}, err
 	}
+	b.settleRemovedLocked(settled)
 	b.macs.FlushPort(p.OFPort)
 	// The port's own counters are read before Close: a closed AF_XDP
 	// socket no longer reports the kernel's drops.
 	st, dev := p.Stats(), p.vp.Stats()
 	err := p.vp.Close()
-	b.keepRemovedLocked(&st, dev)
+	b.keepRemovedLocked(p, &st, dev)
 	return st, err
 }
 
 // keepRemovedLocked adds a removed port's final counters to the bridge's
 // removed row. b.mu must be held.
-func (b *Bridge) keepRemovedLocked(st *PortStats, dev vport.Stats) {
-	r := b.RemovedStats()
-	r.add(st, dev)
+func (b *Bridge) keepRemovedLocked(p *Port, st *PortStats, dev vport.Stats) {
+	r := b.removedLocked()
+	r.add(p, st, dev)
+	b.removed.Store(&r)
+}
+
+// removedLocked returns a copy of the removed row as stored: without the
+// counters of the ports it reads live. b.mu must be held.
+func (b *Bridge) removedLocked() RemovedStats {
+	if r := b.removed.Load(); r != nil {
+		c := *r
+		c.holding = slices.Clone(r.holding)
+		return c
+	}
+	return RemovedStats{Stats: PortStats{Name: RemovedPortsName}}
+}
+
+// settledRemovedLocked returns the removed ports read live whose held
+// fragments have all been released. b.mu must be held.
+func (b *Bridge) settledRemovedLocked() []*Port {
+	var done []*Port
+	for _, p := range b.removedLocked().holding {
+		if p.Stats().Held == 0 {
+			done = append(done, p)
+		}
+	}
+	return done
+}
+
+// settleRemovedLocked folds the final counters of ports, which
+// settledRemovedLocked returned before a grace period, into the removed
+// row. b.mu must be held.
+func (b *Bridge) settleRemovedLocked(ports []*Port) {
+	if len(ports) == 0 {
+		return
+	}
+	r := b.removedLocked()
+	r.holding = slices.DeleteFunc(r.holding, func(p *Port) bool {
+		if !slices.Contains(ports, p) {
+			return false
+		}
+		st := p.Stats()
+		r.Stats.addStats(&st)
+		return true
+	})
 	b.removed.Store(&r)
 }
 
 // RemovedStats returns the summed counters of the ports removed from the
-// bridge (RemovePort, or the deletion of an unregistering device).
+// bridge (RemovePort, or the deletion of an unregistering device), with
+// the fates of their fragments released after they went.
 func (b *Bridge) RemovedStats() RemovedStats {
-	if r := b.removed.Load(); r != nil {
-		return *r
+	r := b.removed.Load()
+	if r == nil {
+		return RemovedStats{Stats: PortStats{Name: RemovedPortsName}}
 	}
-	return RemovedStats{Stats: PortStats{Name: RemovedPortsName}}
+	c := *r
+	for _, p := range r.holding {
+		st := p.Stats()
+		c.Stats.addStats(&st)
+	}
+	c.holding = nil
+	return c
 }
 
 // detachLocked publishes a port table without p and waits for a grace

@@ -34,12 +34,6 @@ const (
 	DropNoConntrack                         // a ct action on a bridge built without a connection tracker
 	DropNoRecircContext                     // a recirculated packet whose id names no frozen pipeline state
 	DropRecircDepth                         // a packet recirculated more than MaxRecircDepth times
-	DropFragExpired                         // a fragment held for reassembly whose packet did not complete in time (reassembly.go)
-	DropFragInvalid                         // a fragment that reassembly refused as malformed
-	DropFragTooSmall                        // a fragment, not the last, under the minimum size (dpctl/ipf-set-min-frag)
-	DropFragOverlap                         // a fragment overlapping one held for the same packet
-	DropFragLimit                           // a fragment met a full reassembler (dpctl/ipf-set-max-nfrags)
-	DropFragDisabled                        // a fragment met ct while reassembly of its IP version is off (dpctl/ipf-set-enabled)
 	NumDropReasons
 )
 
@@ -67,12 +61,6 @@ var dropNames = [NumDropReasons]string{
 	DropNoConntrack:       "no-conntrack",
 	DropNoRecircContext:   "no-recirc-context",
 	DropRecircDepth:       "recirc-depth",
-	DropFragExpired:       "frag-expired",
-	DropFragInvalid:       "frag-invalid",
-	DropFragTooSmall:      "frag-too-small",
-	DropFragOverlap:       "frag-overlap",
-	DropFragLimit:         "frag-limit",
-	DropFragDisabled:      "frag-disabled",
 }
 
 func (r DropReason) String() string {

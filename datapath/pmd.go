@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ovsxdp/ovsxdp/datapath/conntrack"
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
@@ -71,8 +72,8 @@ type pmd struct {
 	recirc      *[MaxRecircDepth]recircPass
 	recircDepth int
 	// Fragment reassembly (reassembly.go): the expired fragments being
-	// counted, and when the thread next looks for them.
-	expired  []any
+	// sent on, and when the thread next looks for them.
+	expired  []conntrack.Expired
 	fragNext int64
 	frame    []byte // the frame being output (Output)
 }

@@ -21,11 +21,15 @@ import (
 //
 // The ledger: a held fragment is one fate of the packet received
 // (PortStats.Held, a gauge); its release turns it into outputs or a drop
-// on the port it came in on, whichever thread releases it. A packet that
-// does not complete within the reassembler's timeout is dropped as
-// frag-expired; fragments that reassembly refuses are dropped under a
-// reason of their own (frag-invalid, frag-too-small, frag-overlap,
-// frag-limit, frag-disabled).
+// on the port it came in on, whichever thread releases it.
+//
+// As in Open vSwitch 3.1, a fragment that reassembly refuses (too small,
+// overlapping, malformed, over the limit of held fragments, or met while
+// reassembly is off) is tracked as it is, which makes it +trk+inv, and
+// the flows decide its fate; a packet that does not complete within the
+// reassembler's timeout has its fragments sent on through the actions
+// that followed the ct action, with ct_state +inv and without +trk, as
+// ipf marks the expired fragments it sends.
 
 // fragDomains numbers the bridges for the reassembler they may share:
 // a bridge reassembles only its own fragments.
@@ -39,9 +43,10 @@ const fragExpireEvery = int64(time.Second)
 // holds: the port it came in on, and its key and offsets as the actions
 // before the ct action left them.
 type heldFrag struct {
-	in  *Port
-	key flow.Key
-	off flow.Offsets
+	in   *Port
+	key  flow.Key
+	off  flow.Offsets
+	rest []flow.Action // the actions after the ct action
 }
 
 // conntrack runs a ct action for a packet whose outputs go to out. Only
@@ -58,19 +63,16 @@ func (p *pmd) conntrack(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.C
 }
 
 // reassemble gives a fragment to the reassembler. It returns
-// VerdictTaken, the fragment's fate being counted here (held, or dropped
-// for the reason reassembly refused it), except for a frame that is not a
-// fragment after all, which is tracked as it is.
+// VerdictTaken, the fragment's fate being counted here (held), except for
+// a fragment that reassembly refuses, or a frame that is not a fragment
+// after all, which is tracked as it is (a fragment then is +trk+inv).
 func (p *pmd) reassemble(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.CT, rest []flow.Action, out flow.Outputter) flow.Verdict {
 	d := p.br.cfg.Defrag
-	r := d.Hold(frame, k, off, ct.Zone, p.br.fragDomain, p.mono, &heldFrag{in: p.in, key: *k, off: *off})
-	p.dropExpiredFrags()
+	r := d.Hold(frame, k, off, ct.Zone, p.br.fragDomain, p.mono, &heldFrag{in: p.in, key: *k, off: *off, rest: rest})
+	p.sendExpiredFrags()
 	switch r.Status {
-	case conntrack.NotFragment:
+	case conntrack.NotFragment, conntrack.FragInvalid:
 		return p.br.cfg.Conntrack.Track(frame, k, off, ct, p.mono)
-	case conntrack.FragInvalid:
-		p.drop(k.InPort, refusalDrop(r.Refused))
-		return flow.VerdictTaken
 	case conntrack.FragHeld:
 		p.holdFrag()
 		return flow.VerdictTaken
@@ -169,42 +171,30 @@ func (p *pmd) releaseFrag(h *heldFrag, frame []byte, rest []flow.Action, out flo
 	p.recircDepth--
 }
 
-// dropExpiredFrags counts the fragments the reassembler dropped for
-// their timeout, each on the port it came in on.
-func (p *pmd) dropExpiredFrags() {
+// sendExpiredFrags sends on the fragments the reassembler gave up on
+// for their timeout, each through the actions that followed its ct
+// action and counted on the port it came in on, with ct_state +inv and
+// no other connection tracking state changed, as Open vSwitch's ipf
+// sends its expired fragments.
+func (p *pmd) sendExpiredFrags() {
 	p.expired = p.br.cfg.Defrag.TakeExpired(p.br.fragDomain, p.expired[:0])
-	for i, m := range p.expired {
-		c := &m.(*heldFrag).in.counters[p.id]
-		c.held.Add(^uint64(0)) // -1
-		c.drops[DropFragExpired].Add(1)
-		p.expired[i] = nil
+	for i, e := range p.expired {
+		h := e.Meta.(*heldFrag)
+		h.key.CtState = flow.CtStateInv
+		p.releaseFrag(h, e.Frame, h.rest, p, flow.VerdictOK)
+		p.expired[i] = conntrack.Expired{}
 	}
 }
 
-// expireFrags drops the fragments held past the reassembler's timeout,
-// at most once every fragExpireEvery: a poll thread calls it between
-// batches, so that a packet whose other fragments never come is dropped
-// even when no fragment follows.
+// expireFrags sends on the fragments held past the reassembler's
+// timeout, at most once every fragExpireEvery: a poll thread calls it
+// between batches, so that the fragments of a packet whose other
+// fragments never come leave even when no fragment follows.
 func (p *pmd) expireFrags() {
 	if p.mono < p.fragNext {
 		return
 	}
 	p.fragNext = p.mono + fragExpireEvery
 	p.br.cfg.Defrag.Expire(p.mono)
-	p.dropExpiredFrags()
-}
-
-// refusalDrop maps why reassembly refused a fragment to its drop reason.
-func refusalDrop(r conntrack.FragRefusal) DropReason {
-	switch r {
-	case conntrack.RefusedTooSmall:
-		return DropFragTooSmall
-	case conntrack.RefusedOverlap:
-		return DropFragOverlap
-	case conntrack.RefusedLimit:
-		return DropFragLimit
-	case conntrack.RefusedDisabled:
-		return DropFragDisabled
-	}
-	return DropFragInvalid
+	p.sendExpiredFrags()
 }

@@ -183,14 +183,21 @@ func TestConntrackFragmentsNAT(t *testing.T) {
 	checkAccounting(t, b)
 }
 
-// TestConntrackFragmentsDropped: fragments that reassembly refuses, or
-// that never complete, are dropped with a reason of their own, and the
-// ledger balances at every point; fragments that meet no ct action go on
+// TestConntrackFragmentsInvalid: fragments that reassembly refuses are
+// tracked as they are, +trk+inv, and fragments whose packet never
+// completes are sent on with +inv and no +trk once they expire, as Open
+// vSwitch 3.1's ipf does (TestIPFRefusedAndExpiredMatchOVS in
+// datapath/conntrack watched it); the flows decide, and the ledger
+// balances at every point. Fragments that meet no ct action go on
 // unchanged.
-func TestConntrackFragmentsDropped(t *testing.T) {
+func TestConntrackFragmentsInvalid(t *testing.T) {
 	b, _, d, m1, m2 := fragBridge(t)
 	m3, _ := addMemPort(t, b, vport.MemConfig{Name: "p3"}, 3)
+	m4, _ := addMemPort(t, b, vport.MemConfig{Name: "p4"}, 4)
+	m5, _ := addMemPort(t, b, vport.MemConfig{Name: "p5"}, 5)
 	addFlows(t, b, "in_port=3,actions=output:2")
+	addCTFlow(t, b, "table=1,priority=30,actions=output:4", flow.CtStateTracked|flow.CtStateInv, flow.CtStateTracked|flow.CtStateInv)
+	addCTFlow(t, b, "table=1,priority=30,actions=output:5", flow.CtStateInv, flow.CtStateTracked|flow.CtStateInv)
 	send := func(mp *vport.MemPort, frames ...[]byte) {
 		t.Helper()
 		if mp.Inject(0, frames) != len(frames) {
@@ -198,44 +205,63 @@ func TestConntrackFragmentsDropped(t *testing.T) {
 		}
 		quiesce(t, b, m1, m2, m3)
 	}
+	// expect waits for n frames on mp, the given ones when not nil.
+	expect := func(what string, mp *vport.MemPort, want ...[]byte) {
+		t.Helper()
+		var got [][]byte
+		for deadline := time.Now().Add(20 * time.Second); len(got) < len(want) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			got = append(got, drainAll(mp)...)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d frames out, want %d", what, len(got), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Errorf("%s: frame %d changed", what, i)
+			}
+		}
+		if s := fragPortStats(t, b, "p1"); !s.Balanced() {
+			t.Fatalf("%s: p1 does not balance: %+v", what, s)
+		}
+	}
 	dgram := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 4000, dport: 9000, payloadSz: 3000})
 
 	// Too small: fragments of 512 data bytes, under the 1,200 bytes of
 	// a fragment that is not the last.
 	small := fragmentV4(t, dgram, 512, 20)
 	send(m1, small[0])
-	// Overlap: the same first fragment twice.
+	expect("too small", m4, small[0])
+	// Overlap: the same first fragment twice; the first is held.
 	frags := fragmentV4(t, dgram, 1480, 21)
 	send(m1, frags[0], frags[0])
-	// Expired: frags[0] is held, and its packet never completes.
-	if s := fragPortStats(t, b, "p1"); s.Drops[DropFragTooSmall] != 1 || s.Drops[DropFragOverlap] != 1 || s.Held != 1 || !s.Balanced() {
+	expect("overlap", m4, frags[0])
+	if s := fragPortStats(t, b, "p1"); s.Held != 1 || s.RxDropped() != 0 {
 		t.Fatalf("p1: drops %v held %d", s.Drops, s.Held)
 	}
+	// Expired: frags[0]'s packet never completes.
 	d.Expire(ConntrackNow() + int64(time.Minute))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		s := fragPortStats(t, b, "p1")
-		if s.Drops[DropFragExpired] == 1 && s.Held == 0 && s.Balanced() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("p1 after the timeout: drops %v held %d", s.Drops, s.Held)
-		}
-		time.Sleep(10 * time.Millisecond)
+	expect("expired", m5, frags[0])
+	if s := fragPortStats(t, b, "p1"); s.Held != 0 || s.RxDropped() != 0 {
+		t.Fatalf("p1 after the timeout: drops %v held %d", s.Drops, s.Held)
 	}
-	// Disabled: the fragment is dropped at ct.
+	if c := d.Counters(false); c.Expired != 1 || c.TooSmall != 1 || c.Overlap != 1 {
+		t.Errorf("reassembler counters %+v", c)
+	}
+	// Disabled: the fragment is tracked as it is.
 	d.SetEnabled(false, false)
 	send(m1, frags[1])
-	if s := fragPortStats(t, b, "p1"); s.Drops[DropFragDisabled] != 1 {
-		t.Fatalf("p1 with reassembly off: drops %v", s.Drops)
-	}
+	expect("disabled", m4, frags[1])
 	d.SetEnabled(false, true)
+	// Limit: one fragment held at most.
+	if err := d.SetMaxFrags(1); err != nil {
+		t.Fatal(err)
+	}
+	other := fragmentV4(t, dgram, 1480, 22)
+	send(m1, frags[1], other[1])
+	expect("limit", m4, other[1])
 	// No ct on the way: fragments go out as they came.
 	send(m3, frags...)
-	got := drainAll(m2)
-	if len(got) != len(frags) || !bytes.Equal(got[0], frags[0]) || !bytes.Equal(got[1], frags[1]) {
-		t.Fatalf("p2 got %d frames of fragments that met no ct action, want them unchanged", len(got))
-	}
+	expect("no ct", m2, frags...)
 	checkAccounting(t, b)
 }
 
@@ -416,4 +442,46 @@ func TestConntrackFragmentsPerBridge(t *testing.T) {
 		t.Fatalf("br0 sent %d frames, want the 3 fragments", len(got))
 	}
 	checkAccounting(t, sws[0].b)
+}
+
+// TestRemovedPortHeldFragments: a port removed while fragments it
+// received are held keeps them in the removed row as held only until
+// they leave; their fate (here expired and sent on as +inv, which the
+// firewall does not allow) is counted there, and the row balances.
+func TestRemovedPortHeldFragments(t *testing.T) {
+	b, _, d, m1, m2 := fragBridge(t)
+	dgram := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 4000, dport: 9000, payloadSz: 3000})
+	frags := fragmentV4(t, dgram, 1480, 30)
+	if m1.Inject(0, frags[:1]) != 1 {
+		t.Fatal("inject failed")
+	}
+	quiesce(t, b, m1, m2)
+	for deadline := time.Now().Add(20 * time.Second); fragPortStats(t, b, "p1").Held != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("p1 never held its fragment: %+v", fragPortStats(t, b, "p1"))
+		}
+	}
+	if _, err := b.RemovePort(t.Context(), "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.RemovedStats(); r.Stats.Held != 1 || r.Stats.RxPackets != 1 {
+		t.Fatalf("removed row right after: %+v", r.Stats)
+	}
+	d.Expire(ConntrackNow() + int64(time.Minute))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := b.RemovedStats()
+		if r.Stats.Held == 0 && r.Stats.RxDropped() == 1 && r.Stats.Balanced() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("removed row after the timeout: %+v", r.Stats)
+		}
+	}
+	// Removing another port settles the first: its counters stay.
+	if _, err := b.RemovePort(t.Context(), "p2"); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.RemovedStats(); r.Ports != 2 || r.Stats.RxPackets != 1 || r.Stats.Held != 0 || r.Stats.RxDropped() != 1 || !r.Stats.Balanced() {
+		t.Fatalf("removed row after p2 went: %+v", r.Stats)
+	}
 }

@@ -125,12 +125,22 @@ type RemovedStats struct {
 	Ports  int // how many ports were removed
 	Stats  PortStats
 	Device vport.Stats // the ports' own counters (frames they dropped themselves)
+	// holding are the removed ports that still had fragments held for
+	// reassembly when removed: their counters, which those fragments'
+	// release goes on updating, are not in Stats but read live.
+	holding []*Port
 }
 
-// add counts one more removed port, with final counters st and dev.
-func (r *RemovedStats) add(st *PortStats, dev vport.Stats) {
+// add counts one more removed port, with final counters st and dev; p
+// itself is kept, and its counters read live, while st has fragments
+// held for reassembly.
+func (r *RemovedStats) add(p *Port, st *PortStats, dev vport.Stats) {
 	r.Ports++
-	r.Stats.addStats(st)
+	if st.Held != 0 {
+		r.holding = append(r.holding, p)
+	} else {
+		r.Stats.addStats(st)
+	}
 	d := &r.Device
 	d.RxPackets += dev.RxPackets
 	d.RxBytes += dev.RxBytes

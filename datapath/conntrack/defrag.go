@@ -72,15 +72,22 @@ type Defrag struct {
 	minSize  [2]int  // IPv4, IPv6
 	disabled [2]bool // IPv4, IPv6
 	count    [2]DefragCounters
-	// expired holds the metadata of the fragments that expired, for
-	// TakeExpired, when Hold was given any.
+	// expired holds the fragments that expired, for TakeExpired, when
+	// Hold was given metadata with them.
 	expired []expiredFrag
 }
 
-// expiredFrag is the metadata of an expired fragment, with its domain.
+// expiredFrag is an expired fragment, with its domain.
 type expiredFrag struct {
 	domain uint32
-	meta   any
+	Expired
+}
+
+// Expired is a fragment held past the timeout, as Hold kept it, and the
+// metadata Hold was given with it.
+type Expired struct {
+	Frame []byte
+	Meta  any
 }
 
 // fragKey identifies the fragments of one packet.
@@ -426,10 +433,11 @@ func (d *Defrag) Hold(frame []byte, k *flow.Key, off *flow.Offsets, zone uint16,
 	return r
 }
 
-// TakeExpired appends to dst the metadata of the fragments of domain
-// (held by Hold with metadata) that expired since the last call, and
-// forgets them.
-func (d *Defrag) TakeExpired(domain uint32, dst []any) []any {
+// TakeExpired appends to dst the fragments of domain (held by Hold with
+// metadata) that expired since the last call, and forgets them. Open
+// vSwitch's ipf sends such fragments on, marked invalid; so may the
+// caller.
+func (d *Defrag) TakeExpired(domain uint32, dst []Expired) []Expired {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.expired) == 0 {
@@ -438,7 +446,7 @@ func (d *Defrag) TakeExpired(domain uint32, dst []any) []any {
 	kept := d.expired[:0]
 	for _, e := range d.expired {
 		if e.domain == domain {
-			dst = append(dst, e.meta)
+			dst = append(dst, e.Expired)
 		} else {
 			kept = append(kept, e)
 		}
@@ -531,8 +539,9 @@ func reassemble(frags []frag) ([]byte, bool) {
 	return out, true
 }
 
-// expireLocked drops the fragments of packets that stayed incomplete for
-// longer than the timeout.
+// expireLocked gives up on the packets that stayed incomplete for longer
+// than the timeout: their fragments, when Hold had metadata with them,
+// wait for TakeExpired.
 func (d *Defrag) expireLocked(now int64) {
 	for key, l := range d.lists {
 		if now > l.expires {
@@ -540,7 +549,7 @@ func (d *Defrag) expireLocked(now int64) {
 			d.nfrag -= len(l.frags)
 			for _, f := range l.frags {
 				if f.meta != nil {
-					d.expired = append(d.expired, expiredFrag{domain: key.domain, meta: f.meta})
+					d.expired = append(d.expired, expiredFrag{domain: key.domain, Expired: Expired{Frame: f.frame, Meta: f.meta}})
 				}
 			}
 			delete(d.lists, key)
@@ -548,9 +557,9 @@ func (d *Defrag) expireLocked(now int64) {
 	}
 }
 
-// Expire drops the fragments held longer than the timeout (15 s) without
-// completing their packet, as Open vSwitch does, and returns how many it
-// dropped. Add expires too; a datapath calls Expire when idle.
+// Expire gives up on the fragments held longer than the timeout (15 s)
+// without completing their packet, as Open vSwitch does, and returns how
+// many. Add expires too; a datapath calls Expire when idle.
 func (d *Defrag) Expire(now int64) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()

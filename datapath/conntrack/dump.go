@@ -35,7 +35,10 @@ type Entry struct {
 	// TCPOrig and TCPReply are the states of the two sides of a TCP
 	// connection.
 	TCPOrig, TCPReply TCPState
-	Expires           int64 // when it times out without traffic (monotonic nanoseconds)
+	// TCPWscaleOrig and TCPWscaleReply are the window scale of each side
+	// with whether it sent the option or was picked up mid-connection.
+	TCPWscaleOrig, TCPWscaleReply uint8
+	Expires                       int64 // when it times out without traffic (monotonic nanoseconds)
 }
 
 // TCPState is the one state Open vSwitch prints for a TCP connection: the
@@ -82,6 +85,15 @@ func (t *Tuple) format(b *strings.Builder, proto uint8) {
 // String formats the entry as dpctl/dump-conntrack prints it, e.g.
 // tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=41000,dport=80),reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=41000),zone=5,mark=1,protoinfo=(state=ESTABLISHED)
 func (e Entry) String() string {
+	return e.Format(false, false, 0)
+}
+
+// Format formats the entry as dpctl/dump-conntrack prints it with -m
+// (verbose: the connection's id and status, which Open vSwitch's
+// userspace tracker leaves 0, and each TCP side's state, window scale and
+// flags) and -s (stats: the seconds left until it times out at now,
+// monotonic nanoseconds).
+func (e Entry) Format(verbose, stats bool, now int64) string {
 	var b strings.Builder
 	b.WriteString(ProtoName(e.Proto))
 	b.WriteString(",orig=(")
@@ -89,8 +101,17 @@ func (e Entry) String() string {
 	b.WriteString("),reply=(")
 	e.Reply.format(&b, e.Proto)
 	b.WriteString(")")
+	if verbose {
+		b.WriteString(",id=0")
+	}
 	if e.Zone != 0 {
 		fmt.Fprintf(&b, ",zone=%d", e.Zone)
+	}
+	if verbose {
+		b.WriteString(",status=0")
+	}
+	if stats {
+		fmt.Fprintf(&b, ",timeout=%d", max(e.Expires-now, 0)/1e9)
 	}
 	if e.Mark != 0 {
 		fmt.Fprintf(&b, ",mark=%d", e.Mark)
@@ -100,11 +121,37 @@ func (e Entry) String() string {
 		b.WriteString(FormatLabel(e.Labels))
 	}
 	if e.Proto == flow.IPProtoTCP {
-		b.WriteString(",protoinfo=(state=")
-		b.WriteString(e.TCPState().String())
-		b.WriteString(")")
+		if verbose {
+			fmt.Fprintf(&b, ",protoinfo=(state_orig=%s,state_reply=%s", e.TCPOrig, e.TCPReply)
+			wo, wr := e.TCPWscaleOrig&wscaleMask, e.TCPWscaleReply&wscaleMask
+			if wo != 0 || wr != 0 {
+				fmt.Fprintf(&b, ",wscale_orig=%d,wscale_reply=%d", wo, wr)
+			}
+			fmt.Fprintf(&b, ",flags_orig=%s,flags_reply=%s)", tcpPeerFlags(e.TCPWscaleOrig), tcpPeerFlags(e.TCPWscaleReply))
+		} else {
+			b.WriteString(",protoinfo=(state=")
+			b.WriteString(e.TCPState().String())
+			b.WriteString(")")
+		}
 	}
 	return b.String()
+}
+
+// tcpPeerFlags names the flags Open vSwitch prints for a TCP side:
+// WINDOW_SCALE when it sent the option, BE_LIBERAL when the connection
+// was picked up after its handshake, 0 for none.
+func tcpPeerFlags(wscale uint8) string {
+	var f []string
+	if wscale&wscaleKnown != 0 {
+		f = append(f, "WINDOW_SCALE")
+	}
+	if wscale&wscaleUnknown != 0 {
+		f = append(f, "BE_LIBERAL")
+	}
+	if len(f) == 0 {
+		return "0"
+	}
+	return strings.Join(f, "|")
 }
 
 // FormatLabel formats a 128-bit label as Open vSwitch does: 0x and the
@@ -155,6 +202,7 @@ func (c *conn) entryLocked() Entry {
 	}
 	if e.Proto == flow.IPProtoTCP {
 		e.TCPOrig, e.TCPReply = c.tcpStates()
+		e.TCPWscaleOrig, e.TCPWscaleReply = c.tcp[0].wscale, c.tcp[1].wscale
 	}
 	return e
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,8 @@ table=1,priority=30,ipv6,ct_state=+trk+new,in_port=1,actions=ct(commit,zone=0)
 table=1,priority=29,ct_state=+trk+new,actions=drop
 table=1,priority=1,actions=drop
 `
+
+var timeoutRE = regexp.MustCompile(`,timeout=(\d+)`)
 
 var ovsClass = map[int]string{60: "inv", 50: "rel+rpl", 49: "rel", 40: "est+rpl", 39: "est", 30: "new", 29: "new", 1: "untracked"}
 
@@ -304,9 +307,44 @@ func TestMatchesOVSUserspaceConntrack(t *testing.T) {
 	step("last ack", c.fromClient(tcpACK, 0), 1)
 
 	tick()
-	mine, theirs := dumps(h, o)
+	mine, theirs := dumps(h, o, false, false)
 	if !slices.Equal(mine, theirs) {
 		t.Errorf("dump-conntrack differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
+	}
+	// -m: each TCP side's state, window scale and flags.
+	if mine, theirs := dumps(h, o, true, false); !slices.Equal(mine, theirs) {
+		t.Errorf("dump-conntrack -m differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
+	}
+	// -m -s: and the seconds left, which the two clocks may round a
+	// second apart (a loaded machine: a few).
+	tick()
+	mine, theirs = dumps(h, o, true, true)
+	timeouts := func(lines []string) ([]string, []int) {
+		var rest []string
+		var secs []int
+		for _, l := range lines {
+			m := timeoutRE.FindStringSubmatch(l)
+			if m == nil {
+				rest = append(rest, l)
+				secs = append(secs, -1)
+				continue
+			}
+			n, _ := strconv.Atoi(m[1])
+			rest = append(rest, strings.Replace(l, m[0], ",timeout=N", 1))
+			secs = append(secs, n)
+		}
+		return rest, secs
+	}
+	ml, ms := timeouts(mine)
+	tl, ts := timeouts(theirs)
+	if !slices.Equal(ml, tl) {
+		t.Errorf("dump-conntrack -m -s differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
+	} else {
+		for i := range ms {
+			if ms[i] < 0 || ts[i] < 0 || ms[i]-ts[i] > 5 || ts[i]-ms[i] > 5 {
+				t.Errorf("timeouts differ: Open vSwitch %s, this tracker %s", theirs[i], mine[i])
+			}
+		}
 	}
 	if got, want := h.tr.Stats(h.now, AllZones).Format(true), o.appctl("dpctl/ct-stats-show", "verbose"); got != want {
 		t.Errorf("ct-stats-show differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", want, got)
@@ -325,12 +363,19 @@ table=0,priority=1,actions=drop
 `
 
 // dumps returns the connections of h's tracker and of Open vSwitch's, as
-// dump-conntrack lines, sorted.
-func dumps(h *harness, o *ovsSwitch) (mine, theirs []string) {
+// dump-conntrack lines (with -m when verbose, -s when stats), sorted.
+func dumps(h *harness, o *ovsSwitch, verbose, stats bool) (mine, theirs []string) {
 	for e := range h.tr.Dump(h.now, AllZones) {
-		mine = append(mine, e.String())
+		mine = append(mine, e.Format(verbose, stats, h.now))
 	}
-	for _, l := range strings.Split(strings.TrimSpace(o.appctl("dpctl/dump-conntrack")), "\n") {
+	args := []string{"dpctl/dump-conntrack"}
+	if verbose {
+		args = append(args, "-m")
+	}
+	if stats {
+		args = append(args, "-s")
+	}
+	for _, l := range strings.Split(strings.TrimSpace(o.appctl(args...)), "\n") {
 		if l != "" {
 			theirs = append(theirs, l)
 		}
@@ -444,10 +489,14 @@ func TestNATMatchesOVSUserspaceConntrack(t *testing.T) {
 		}
 	}
 	h.now = base + int64(time.Since(t0))
-	mine, theirs := dumps(h, o)
+	mine, theirs := dumps(h, o, false, false)
 	t.Logf("connections:\n%s", strings.Join(theirs, "\n"))
 	if !slices.Equal(mine, theirs) {
 		t.Errorf("dump-conntrack differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
+	}
+	// -m: translated connections have the same id and status.
+	if mine, theirs := dumps(h, o, true, false); !slices.Equal(mine, theirs) {
+		t.Errorf("dump-conntrack -m differs:\nOpen vSwitch:\n%s\nthis tracker:\n%s", strings.Join(theirs, "\n"), strings.Join(mine, "\n"))
 	}
 }
 

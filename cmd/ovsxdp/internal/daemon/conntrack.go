@@ -16,7 +16,11 @@ import (
 // datapath's; the datapath argument Open vSwitch takes first is not taken.
 func init() {
 	register(
-		&verb{VerbInfo: VerbInfo{Name: "dpctl/dump-conntrack", Usage: "[zone=N]", Short: "Print the tracked connections (of one zone)", Max: 1}, run: (*Daemon).dumpConntrack},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/dump-conntrack", Usage: "[-m] [-s] [zone=N]", Short: "Print the tracked connections (of one zone; -m: with each TCP side's state, -s: with the seconds left before they time out)", Max: 3,
+			Flags: []FlagInfo{
+				{Name: "more", Shorthand: "m", Bool: true, Usage: "print each TCP side's state, window scale and flags, and the id and status"},
+				{Name: "statistics", Shorthand: "s", Bool: true, Usage: "print the seconds left before each connection times out"},
+			}}, run: (*Daemon).dumpConntrack},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/flush-conntrack", Usage: "[zone=N]", Short: "Delete the tracked connections (of one zone)", Max: 1}, run: (*Daemon).flushConntrack},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-stats-show", Usage: "[zone=N] [verbose]", Short: "Print the tracked connections' counts by protocol (verbose: and TCP state)", Max: 2}, run: (*Daemon).ctStatsShow},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-set-maxconns", Usage: "N", Short: "Set the most connections the tracker holds", Min: 1, Max: 1}, run: (*Daemon).ctSetMaxconns},
@@ -26,10 +30,11 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-get-limits", Usage: "[zone=N[,N]...]", Short: "Print the default and per-zone connection limits with the zones' counts", Max: 1}, run: (*Daemon).ctGetLimits},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ct-del-limits", Usage: "zone=N[,N]...", Short: "Delete per-zone connection limits", Min: 1, Max: 1}, run: (*Daemon).ctDelLimits},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-enabled", Usage: "v4|v6", Short: "Reassemble the fragments of IPv4 or IPv6 packets before ct tracks them", Min: 1, Max: 1}, run: (*Daemon).ipfSetEnabled},
-		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-disabled", Usage: "v4|v6", Short: "Stop reassembling IPv4 or IPv6 fragments (ct drops them)", Min: 1, Max: 1}, run: (*Daemon).ipfSetDisabled},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-disabled", Usage: "v4|v6", Short: "Stop reassembling IPv4 or IPv6 fragments (ct then tracks each as it is: +trk+inv)", Min: 1, Max: 1}, run: (*Daemon).ipfSetDisabled},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-min-frag", Usage: "v4|v6 N", Short: "Set the smallest fragment, not the last, that reassembly takes (at least 400 bytes)", Min: 2, Max: 2}, run: (*Daemon).ipfSetMinFrag},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-set-max-nfrags", Usage: "N", Short: "Set how many fragments reassembly holds at most (0 to 5000)", Min: 1, Max: 1}, run: (*Daemon).ipfSetMaxNfrags},
-		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-get-status", Usage: "[-m]", Short: "Print the fragment reassembly settings and counts (-m: and the packets whose fragments are held)", Max: 1}, run: (*Daemon).ipfGetStatus},
+		&verb{VerbInfo: VerbInfo{Name: "dpctl/ipf-get-status", Usage: "[-m]", Short: "Print the fragment reassembly settings and counts (-m: and the packets whose fragments are held)", Max: 1,
+			Flags: []FlagInfo{{Name: "more", Shorthand: "m", Bool: true, Usage: "print the packets whose fragments are held"}}}, run: (*Daemon).ipfGetStatus},
 	)
 }
 
@@ -62,13 +67,30 @@ func parseZone(s string) (uint16, error) {
 }
 
 func (d *Daemon) dumpConntrack(c *call) (string, error) {
-	zone, _, err := ctArgs(c.args, false)
+	// The switches come as flags from the command line, as arguments
+	// from an ovs-appctl-style request.
+	v, _ := c.flag("more")
+	st, _ := c.flag("statistics")
+	verbose, stats := v == "true", st == "true"
+	var rest []string
+	for _, a := range c.args {
+		switch a {
+		case "-m", "--more":
+			verbose = true
+		case "-s", "--statistics":
+			stats = true
+		default:
+			rest = append(rest, a)
+		}
+	}
+	zone, _, err := ctArgs(rest, false)
 	if err != nil {
 		return "", err
 	}
 	var lines []string
-	for e := range d.ct.Dump(datapath.ConntrackNow(), zone) {
-		lines = append(lines, e.String())
+	now := datapath.ConntrackNow()
+	for e := range d.ct.Dump(now, zone) {
+		lines = append(lines, e.Format(verbose, stats, now))
 	}
 	// Open vSwitch prints in hash order; sorted is as good and stable.
 	slices.Sort(lines)
@@ -249,7 +271,8 @@ func (d *Daemon) ipfSetMaxNfrags(c *call) (string, error) {
 }
 
 func (d *Daemon) ipfGetStatus(c *call) (string, error) {
-	more := false
+	v, _ := c.flag("more")
+	more := v == "true"
 	if len(c.args) == 1 {
 		if c.args[0] != "-m" && c.args[0] != "--more" {
 			return "", fmt.Errorf("%w: %q is not -m", ErrUsage, c.args[0])

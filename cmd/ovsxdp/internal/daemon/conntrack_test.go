@@ -2,7 +2,15 @@ package daemon
 
 import (
 	"errors"
+	"net"
+	"regexp"
 	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
 )
 
 // TestConntrackVerbs checks the tracker's commands: their output in Open
@@ -32,6 +40,9 @@ func TestConntrackVerbs(t *testing.T) {
 	if got := run(t, d, "dpctl/dump-conntrack"); got != "" {
 		t.Errorf("dump-conntrack of an empty tracker = %q", got)
 	}
+	if got := run(t, d, "dpctl/dump-conntrack", "-m", "-s", "zone=3"); got != "" {
+		t.Errorf("dump-conntrack -m -s zone=3 of an empty tracker = %q", got)
+	}
 	if got := run(t, d, "dpctl/ct-get-nconns"); got != "0\n" {
 		t.Errorf("ct-get-nconns = %q", got)
 	}
@@ -41,6 +52,7 @@ func TestConntrackVerbs(t *testing.T) {
 		{"dpctl/ct-set-limits", "default=5", "zone=70000,limit=1"},
 		{"dpctl/ct-set-limits", "zone=1"},
 		{"dpctl/dump-conntrack", "zone=x"},
+		{"dpctl/dump-conntrack", "-m", "-x"},
 		{"dpctl/flush-conntrack", "nat"},
 		{"dpctl/ct-set-maxconns", "-1"},
 		{"dpctl/ct-stats-show", "zone=1", "zone=2"},
@@ -119,5 +131,38 @@ func TestIPFVerbs(t *testing.T) {
 	}
 	if got := run(t, d, "dpctl/ipf-get-status"); got != status {
 		t.Errorf("ipf-get-status after refused commands:\n%s", got)
+	}
+}
+
+// TestDumpConntrackMoreStats checks dump-conntrack's -m and -s, as flags
+// of the command line and as ovs-appctl-style arguments.
+func TestDumpConntrackMoreStats(t *testing.T) {
+	d := newTestDaemon(t, "")
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IPv4(10, 0, 0, 1), DstIP: net.IPv4(10, 0, 0, 2)}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, SYN: true, Seq: 1, Window: 1000}
+	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
+		t.Fatal(err)
+	}
+	frame := buf.Bytes()
+	var fk flow.Key
+	var off flow.Offsets
+	flow.Extract(&fk, &off, frame, 1)
+	if v := d.ct.Track(frame, &fk, &off, &flow.CT{Commit: true, Zone: 4, Table: flow.CTNoTable}, datapath.ConntrackNow()); v != flow.VerdictOK {
+		t.Fatalf("track: %v", v)
+	}
+	re := regexp.MustCompile(`^tcp,orig=\(src=10\.0\.0\.1,dst=10\.0\.0\.2,sport=40000,dport=80\),reply=\(src=10\.0\.0\.2,dst=10\.0\.0\.1,sport=80,dport=40000\),id=0,zone=4,status=0,timeout=(29|30),protoinfo=\(state_orig=SYN_SENT,state_reply=CLOSED,flags_orig=0,flags_reply=0\)\n$`)
+	if got, err := runFlags(d, "dpctl/dump-conntrack", map[string]string{"more": "true", "statistics": "true"}, "zone=4"); err != nil || !re.MatchString(got) {
+		t.Errorf("dump-conntrack -m -s zone=4 (flags) = %q, %v", got, err)
+	}
+	if got := run(t, d, "dpctl/dump-conntrack", "-m", "-s"); !re.MatchString(got) {
+		t.Errorf("dump-conntrack -m -s (arguments) = %q", got)
+	}
+	if got := run(t, d, "dpctl/dump-conntrack", "zone=5"); got != "" {
+		t.Errorf("dump-conntrack zone=5 = %q", got)
 	}
 }

@@ -106,6 +106,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		txBytes   = newMetric("ovsxdp_port_tx_bytes_total", "counter", "Bytes transmitted on the port.")
 		drops     = newMetric("ovsxdp_port_drops_total", "counter", "Packets received on the port that the datapath dropped (or copies of them), by reason.")
 		txDrops   = newMetric("ovsxdp_port_tx_drops_total", "counter", "Packet copies sent to the port that were dropped, by reason.")
+		held      = newMetric("ovsxdp_port_held_packets", "gauge", "Packets received on the port that are held for reassembly (fragments), their fate not yet decided.")
 		devDrops  = newMetric("ovsxdp_port_device_rx_drops_total", "counter", "Frames the port dropped on receive before the datapath saw them, by reason.")
 		pmdPkts   = newMetric("ovsxdp_pmd_packets_total", "counter", "Packets received by the poll thread.")
 		pmdEMC    = newMetric("ovsxdp_pmd_emc_hits_total", "counter", "Exact-match cache hits.")
@@ -128,7 +129,11 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 		ctConns   = newMetric("ovsxdp_conntrack_connections", "gauge", "Tracked connections, by protocol and state (TCP: as dump-conntrack prints it; others: FIRST, MULTIPLE, BIDIR or REPLY).")
 		ctMax     = newMetric("ovsxdp_conntrack_max_connections", "gauge", "The most connections the tracker holds (dpctl/ct-get-maxconns).")
 		ctEvents  = newMetric("ovsxdp_conntrack_events_total", "counter", "Tracker events: commits refused because the table (full) or the zone (zone-full) was at its limit, commits whose NAT found no free tuple (nat-exhausted), packets found invalid (invalid) and connections that timed out (expired).")
+		ctFrags   = newMetric("ovsxdp_conntrack_fragments_held", "gauge", "IPv4 and IPv6 fragments held for reassembly (dpctl/ipf-get-status's num frag).")
 	)
+	if d.defrag != nil {
+		ctFrags.addUint(uint64(d.defrag.Held()))
+	}
 	if d.ct != nil {
 		for _, sc := range d.ct.StateCounts(datapath.ConntrackNow()) {
 			ctConns.addUint(uint64(sc.Count), "proto", sc.Proto, "state", sc.State)
@@ -157,6 +162,7 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 			rxBytes.addUint(s.RxBytes, "bridge", br, "port", name)
 			txPackets.addUint(s.TxPackets, "bridge", br, "port", name)
 			txBytes.addUint(s.TxBytes, "bridge", br, "port", name)
+			held.addUint(s.Held, "bridge", br, "port", name)
 			for _, dd := range vs.RxDrops() {
 				devDrops.addUint(dd.Count, "bridge", br, "port", name, "reason", dd.Reason)
 			}
@@ -201,8 +207,8 @@ func (d *Daemon) writeMetrics(w *bufio.Writer) {
 			}
 		}
 	}
-	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, devDrops,
-		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, spinLocks, flows, ports, ofRecv, ofErrors, ctConns, ctMax, ctEvents} {
+	for _, m := range []*metric{rxPackets, rxBytes, txPackets, txBytes, drops, txDrops, held, devDrops,
+		pmdPkts, pmdEMC, pmdMF, pmdUpcall, pmdLost, pmdBatch, pmdBusy, pmdIdle, pmdGSO, pmdGSOSeg, pmdGSOErr, pmdSpins, lockups, spinLocks, flows, ports, ofRecv, ofErrors, ctConns, ctMax, ctEvents, ctFrags} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
 		for _, s := range m.samples {
 			w.WriteString(s + "\n")
