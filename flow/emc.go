@@ -207,13 +207,13 @@ func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
 	return nil
 }
 
-// touch reads the two slots that may hold a key with hash h, both cache
-// lines of each, so that a lookup that follows finds them in the CPU's
-// cache. It returns what it read, for the caller to keep.
+// touch reads the two slots that may hold a key with hash h (the first
+// cache line of each, which a miss reads alone), so that a lookup that
+// follows finds them in the CPU's cache. It returns what it read, for the
+// caller to keep.
 func (e *EMC) touch(h uint64) uint64 {
 	i, j := e.slots(h)
-	a, b := &e.entries[i], &e.entries[j]
-	return a.tag ^ a.key[emcCommonWords-1] ^ b.tag ^ b.key[emcCommonWords-1]
+	return e.entries[i].tag ^ e.entries[j].tag
 }
 
 // holds reports whether slot i holds the key whose words are w and whose
