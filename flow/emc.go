@@ -3,7 +3,8 @@ package flow
 import (
 	"errors"
 	"fmt"
-	"hash/maphash"
+	"math/bits"
+	"math/rand/v2"
 	"unsafe"
 )
 
@@ -16,7 +17,11 @@ import (
 // concurrent use.
 type EMC struct {
 	entries []emcEntry
-	mask    uint64
+	// extras holds, beside entries[i], the extra words of the key in
+	// entries[i] when that key has any (see emcEntry); it is read only for
+	// such keys.
+	extras []emcExtra
+	mask   uint64
 	// invProb is the inverse probability of insertion: Insert stores one
 	// key in invProb on average (1: always; 0: never).
 	invProb uint32
@@ -25,39 +30,89 @@ type EMC struct {
 	touched uint64
 }
 
-// emcEntry is one slot: the hash and the packet words of a key (see
-// emcFirstWord), and its megaflow.
-type emcEntry struct {
-	hash uint64
-	mf   *Megaflow
-	key  [emcWords]uint64
-}
-
 // The exact-match cache holds the keys of packets as they arrive, whose
 // pipeline state (Metadata and the registers, the key's first words) is
-// zero: it hashes, stores and compares only the words from emcFirstWord on,
-// and never caches a key whose pipeline state is not zero.
+// zero: it never caches a key whose pipeline state is not zero, and
+// otherwise keeps and compares every word from emcFirstWord on. It splits
+// those words in two:
+//
+//   - the common words, which any packet may have non-zero: in_port, the
+//     IPv4 addresses, the IPv6 flow label, and the words from TunFlags
+//     (which shares its word with the IPv6 source) up to PktMark;
+//   - the extra words, which are zero in a packet that arrived without
+//     tunnel metadata and was not recirculated: the tunnel words from TunID
+//     up to TunFlags, and the words from PktMark on (pkt_mark, conj_id,
+//     recirc_id and the connection tracking state).
+//
+// A slot (emcEntry, two cache lines) keeps the common words; a key with
+// extra words also keeps them in the parallel extras slot, and its entry
+// says so, so that a packet without any touches only its two slots' two
+// lines each.
 const (
-	emcFirstWord = int(unsafe.Offsetof(Key{}.InPort) / 8)
-	emcWords     = KeyWords - emcFirstWord
-	// emcHashWords are the packet words EMCHash reads: up to the one that
-	// holds RecircID. The connection tracking words after it are zero in
-	// every packet that arrives; a recirculated packet's are compared, not
-	// hashed, so keys that differ only there share their two slots.
-	emcHashWords = int(unsafe.Offsetof(Key{}.RecircID)/8) + 1 - emcFirstWord
+	emcFirstWord  = int(unsafe.Offsetof(Key{}.InPort) / 8)
+	emcTunWord    = int(unsafe.Offsetof(Key{}.TunID) / 8)
+	emcTunEndWord = int(unsafe.Offsetof(Key{}.TunFlags) / 8)
+	emcExtraWord  = int(unsafe.Offsetof(Key{}.PktMark) / 8)
+
+	emcTunWords    = emcTunEndWord - emcTunWord
+	emcCommonWords = emcTunWord - emcFirstWord + emcExtraWord - emcTunEndWord
+	emcExtraWords  = emcTunWords + KeyWords - emcExtraWord
 )
 
-// The pipeline state (Metadata, Regs) must be exactly the words before
-// emcFirstWord.
-var _ = [1]struct{}{}[unsafe.Offsetof(Key{}.InPort)-unsafe.Sizeof(Key{}.Metadata)-unsafe.Sizeof(Key{}.Regs)]
+// The layout the cache relies on, checked at compile time: the pipeline
+// state is exactly the words before emcFirstWord; the tunnel words and the
+// extra words from PktMark on start on word boundaries; a slot is two
+// 64-byte cache lines.
+var (
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.InPort)-unsafe.Sizeof(Key{}.Metadata)-unsafe.Sizeof(Key{}.Regs)]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.TunID)%8]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.TunFlags)%8]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.PktMark)%8]
+	_ = [1]struct{}{}[unsafe.Sizeof(emcEntry{})-128]
+)
 
-// arriving reports whether k's pipeline state is zero.
-func arriving(k *Key) bool {
-	var or uint64
-	for _, w := range k.Words()[:emcFirstWord] {
-		or |= w
+// emcEntry is one slot: the tag of its key (see emcTag; 0 in an empty
+// slot), its megaflow, and its key's common words.
+type emcEntry struct {
+	tag uint64
+	mf  *Megaflow
+	key [emcCommonWords]uint64
+}
+
+// emcExtra is the extra words of a slot's key, when its tag says it has
+// some: the tunnel words, then the words from PktMark on.
+type emcExtra [emcExtraWords]uint64
+
+// emcTag is what a slot keeps of a key with hash h: the hash, whose low bit
+// tells whether the key has extra words, so that a key without them never
+// matches a slot whose key has them however alike their common words.
+func emcTag(h uint64, extra bool) uint64 {
+	if extra {
+		return h | 1
 	}
-	return or == 0
+	return h &^ 1
+}
+
+// pipelineState returns the OR of w's pipeline state words: 0 when the
+// key's packet has just arrived.
+func pipelineState(w *[KeyWords]uint64) uint64 {
+	var or uint64
+	for _, x := range w[:emcFirstWord] {
+		or |= x
+	}
+	return or
+}
+
+// hasExtra reports whether any of w's extra words is not zero.
+func hasExtra(w *[KeyWords]uint64) bool {
+	var or uint64
+	for _, x := range w[emcTunWord:emcTunEndWord] {
+		or |= x
+	}
+	for _, x := range w[emcExtraWord:] {
+		or |= x
+	}
+	return or != 0
 }
 
 // DefaultEMCEntries is the exact-match cache's default size, as in Open
@@ -81,23 +136,50 @@ func NewEMC(entries int, insertInvProb uint32) (*EMC, error) {
 	}
 	return &EMC{
 		entries: make([]emcEntry, entries),
+		extras:  make([]emcExtra, entries),
 		mask:    uint64(entries - 1),
 		invProb: insertInvProb,
 		rng:     0x853c49e6748fea9b,
 	}, nil
 }
 
-// emcSeed makes the exact-match cache's hash differ from one process to
-// the next, so that no fixed set of packets collides in every switch.
-var emcSeed = maphash.MakeSeed()
+// emcSecret keys EMCHash: random per process, so that no fixed set of
+// packets collides in every switch.
+var emcSecret = func() (s [emcCommonWords + 10]uint64) {
+	for i := range s {
+		s[i] = rand.Uint64()
+	}
+	return s
+}()
 
-// EMCHash returns the hash the exact-match cache indexes k by: the
-// runtime's AES-based hash of the key's packet words (emcFirstWord on, up
-// to RecircID's: emcHashWords), several times faster than Key.Hash on the
-// whole key.
+// mum multiplies a and b into 128 bits and folds the halves.
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// EMCHash returns the hash the exact-match cache indexes k by. It reads
+// the key's common words and, when the key has any, its tunnel words,
+// pkt_mark, conj_id and recirc_id, and it multiplies them a pair at a
+// time, each pair with its own random words, so that the multiplications
+// do not wait for one another. The connection tracking words are compared,
+// not hashed: keys that differ only there share their two slots.
 func EMCHash(k *Key) uint64 {
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&k.Words()[emcFirstWord])), emcHashWords*8)
-	return maphash.Bytes(emcSeed, b)
+	w := k.Words()
+	s := &emcSecret
+	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1])
+	for i := 0; i < len(c); i += 2 {
+		h += mum(c[i]^s[2+i], c[i+1]^s[3+i])
+	}
+	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
+	x := w[emcExtraWord]
+	r := uint64(k.RecircID)
+	if t[0]|t[1]|t[2]|t[3]|t[4]|t[5]|x|r != 0 {
+		h += mum(t[0]^s[14], t[1]^s[15]) + mum(t[2]^s[16], t[3]^s[17]) +
+			mum(t[4]^s[18], t[5]^s[19]) + mum(x^s[20], r^s[21])
+	}
+	return mum(h^s[22], s[23])
 }
 
 // slots returns the indexes of the two slots that may hold a key with hash
@@ -109,38 +191,61 @@ func (e *EMC) slots(h uint64) (uint64, uint64) {
 // Lookup returns the megaflow cached for k (whose EMCHash is h), if it is
 // alive and of generation gen; otherwise nil.
 func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
-	if !arriving(k) {
+	w := k.Words()
+	if pipelineState(w) != 0 {
 		return nil
 	}
+	extra := hasExtra(w)
+	tag := emcTag(h, extra)
 	i, j := e.slots(h)
-	if mf := e.entries[i].get(k, h); mf != nil {
-		return liveAt(mf, gen)
+	if e.holds(i, w, tag, extra) {
+		return liveAt(e.entries[i].mf, gen)
 	}
-	if mf := e.entries[j].get(k, h); mf != nil {
-		return liveAt(mf, gen)
+	if e.holds(j, w, tag, extra) {
+		return liveAt(e.entries[j].mf, gen)
 	}
 	return nil
 }
 
-// touch reads the two slots that may hold a key with hash h, so that a
-// lookup that follows finds them in the CPU's cache. It returns what it
-// read, for the caller to keep.
+// touch reads the two slots that may hold a key with hash h (the first
+// cache line of each, which a miss reads alone), so that a lookup that
+// follows finds them in the CPU's cache. It returns what it read, for the
+// caller to keep.
 func (e *EMC) touch(h uint64) uint64 {
 	i, j := e.slots(h)
-	return e.entries[i].hash ^ e.entries[j].hash
+	return e.entries[i].tag ^ e.entries[j].tag
 }
 
-func (en *emcEntry) get(k *Key, h uint64) *Megaflow {
-	if en.hash != h || en.mf == nil {
-		return nil
+// holds reports whether slot i holds the key whose words are w and whose
+// tag is tag (with extra words if extra).
+func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool {
+	en := &e.entries[i]
+	if en.tag != tag || en.mf == nil {
+		return false
 	}
-	kw := (*[emcWords]uint64)(k.Words()[emcFirstWord:])
-	for i := range kw {
-		if kw[i] != en.key[i] {
-			return nil
-		}
+	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+	ek := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
+	d := en.key[0] ^ w[emcFirstWord] | en.key[1] ^ w[emcFirstWord+1]
+	for n := range c {
+		d |= ek[n] ^ c[n]
 	}
-	return en.mf
+	if d != 0 {
+		return false
+	}
+	if !extra {
+		return true
+	}
+	x := &e.extras[i]
+	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
+	for n := range t {
+		d |= x[n] ^ t[n]
+	}
+	r := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
+	xr := (*[KeyWords - emcExtraWord]uint64)(x[emcTunWords:])
+	for n := range r {
+		d |= xr[n] ^ r[n]
+	}
+	return d == 0
 }
 
 func liveAt(mf *Megaflow, gen uint64) *Megaflow {
@@ -168,29 +273,38 @@ func (e *EMC) Insert(k *Key, h uint64, mf *Megaflow) bool {
 // cached, else an empty slot or one whose megaflow is dead, else evicts one
 // of the two slots at random.
 func (e *EMC) Store(k *Key, h uint64, mf *Megaflow) {
-	if !arriving(k) {
+	w := k.Words()
+	if pipelineState(w) != 0 {
 		return
 	}
+	extra := hasExtra(w)
+	tag := emcTag(h, extra)
 	i, j := e.slots(h)
 	a, b := &e.entries[i], &e.entries[j]
-	var victim *emcEntry
+	var v uint64
 	switch {
-	case a.get(k, h) != nil:
-		victim = a
-	case b.get(k, h) != nil:
-		victim = b
+	case e.holds(i, w, tag, extra):
+		v = i
+	case e.holds(j, w, tag, extra):
+		v = j
 	case a.mf == nil || a.mf.dead:
-		victim = a
+		v = i
 	case b.mf == nil || b.mf.dead:
-		victim = b
+		v = j
 	case e.next()&1 == 0:
-		victim = a
+		v = i
 	default:
-		victim = b
+		v = j
 	}
-	victim.hash = h
-	victim.mf = mf
-	victim.key = *(*[emcWords]uint64)(k.Words()[emcFirstWord:])
+	en := &e.entries[v]
+	en.tag, en.mf = tag, mf
+	en.key[0], en.key[1] = w[emcFirstWord], w[emcFirstWord+1]
+	copy(en.key[emcTunWord-emcFirstWord:], w[emcTunEndWord:emcExtraWord])
+	if extra {
+		x := &e.extras[v]
+		copy(x[:], w[emcTunWord:emcTunEndWord])
+		copy(x[emcTunWords:], w[emcExtraWord:])
+	}
 }
 
 // next steps the cache's xorshift generator.
@@ -206,4 +320,5 @@ func (e *EMC) next() uint64 {
 // Flush empties the cache.
 func (e *EMC) Flush() {
 	clear(e.entries)
+	clear(e.extras)
 }

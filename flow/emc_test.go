@@ -2,7 +2,9 @@ package flow
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"unsafe"
 )
 
 func TestNewEMC(t *testing.T) {
@@ -203,9 +205,12 @@ func TestHitPathsDoNotAllocate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tk := k // a packet from a tunnel, kept with its extra words
+	tk.TunID, tk.TunDst = 5, 0xc0000201
 	emcCache.Lookup(&k)
+	emcCache.Lookup(&tk)
 	mfCache.Lookup(&k)
-	h := EMCHash(&k)
+	h, th := EMCHash(&k), EMCHash(&tk)
 	gen := tbl.Generation()
 	mf := mfCache.Megaflows().Lookup(&k)
 
@@ -221,6 +226,11 @@ func TestHitPathsDoNotAllocate(t *testing.T) {
 		}},
 		{name: "emc lookup", run: func() {
 			if emcCache.EMC().Lookup(&k, h, gen) == nil {
+				t.Fatal("emc missed")
+			}
+		}},
+		{name: "emc lookup, tunnel key", run: func() {
+			if emcCache.EMC().Lookup(&tk, th, gen) == nil {
 				t.Fatal("emc missed")
 			}
 		}},
@@ -288,5 +298,83 @@ func TestEMCConntrackWords(t *testing.T) {
 	}
 	if got := e.Lookup(&c, EMCHash(&c), 0); got != nil {
 		t.Errorf("a key differing in ct_label found a megaflow")
+	}
+}
+
+// emcTestKeys are keys of the three kinds the exact-match cache tells
+// apart: a packet as it arrives, one that came through a tunnel, and one
+// that connection tracking recirculated.
+func emcTestKeys() []struct {
+	name string
+	k    Key
+} {
+	plain := Key{InPort: 1, DlType: EthTypeIPv4, NwProto: IPProtoUDP, NwSrc: 0x0a000001, NwDst: 0x0a000002, TpSrc: 1024, TpDst: 80}
+	tun := plain
+	tun.TunID, tun.TunSrc, tun.TunDst, tun.TunFlags = 5, 0xc0000201, 0xc0000209, TunFlagKey
+	ct := plain
+	ct.RecircID, ct.CtState, ct.CtZone, ct.CtNwSrc, ct.CtNwDst = 3, CtStateTracked|CtStateEst, 9, plain.NwSrc, plain.NwDst
+	return []struct {
+		name string
+		k    Key
+	}{{"plain", plain}, {"tunnel", tun}, {"recirculated", ct}}
+}
+
+// TestEMCKeyWords: for each kind of key and each packet word, a key that
+// differs only in that word is a different key to the cache, even when
+// both have the same hash (the lookups below force it): each finds its own
+// megaflow, and neither finds the other's alone. Whether a word is one the
+// slot keeps or one of the extra words kept beside it, whether the change
+// makes a plain key an extended one or changes an extended key, it counts.
+func TestEMCKeyWords(t *testing.T) {
+	const h = uint64(3)<<32 | 5 // ways 5 and 3
+	for _, base := range emcTestKeys() {
+		for wi := emcFirstWord; wi < KeyWords; wi++ {
+			t.Run(fmt.Sprintf("%s/word %d", base.name, wi), func(t *testing.T) {
+				a := base.k
+				b := a
+				b.Words()[wi] ^= 0x0101010101010101
+				e, err := NewEMC(16, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mfA, mfB := &Megaflow{}, &Megaflow{}
+				e.Store(&b, h, mfB)
+				if got := e.Lookup(&a, h, 0); got != nil {
+					t.Errorf("a key found the megaflow of a key that differs from it in word %d", wi)
+				}
+				e.Store(&a, h, mfA)
+				if got := e.Lookup(&a, h, 0); got != mfA {
+					t.Errorf("a: got %p, want %p", got, mfA)
+				}
+				if got := e.Lookup(&b, h, 0); got != mfB {
+					t.Errorf("b (word %d changed): got %p, want %p", wi, got, mfB)
+				}
+				e.Flush()
+				e.Store(&a, h, mfA)
+				if got := e.Lookup(&b, h, 0); got != nil {
+					t.Errorf("a key that differs in word %d found the megaflow of the other", wi)
+				}
+			})
+		}
+	}
+}
+
+// TestEMCHashWords: EMCHash reads every packet word but the connection
+// tracking state: a key that differs in any other word hashes apart (the
+// hash is 64 random bits per key, so a collision here would be a bug, not
+// bad luck), one that differs only in ct fields hashes alike (they are
+// compared, not hashed). Tunnel words, pkt_mark and recirc_id count for a
+// key that has no other extra word too.
+func TestEMCHashWords(t *testing.T) {
+	ctFirst := int(unsafe.Offsetof(Key{}.CtLabel))
+	for _, base := range emcTestKeys() {
+		h := EMCHash(&base.k)
+		for off := int(unsafe.Offsetof(Key{}.InPort)); off < KeyWords*8; off++ {
+			k := base.k
+			(*[KeyWords * 8]byte)(unsafe.Pointer(&k))[off] ^= 0x80
+			if got := EMCHash(&k); (got == h) != (off >= ctFirst) {
+				t.Errorf("%s: flipping a bit of byte %d: hash %#x, base's %#x (alike: %v, want %v)", base.name, off, got, h, got == h, off >= ctFirst)
+			}
+		}
 	}
 }
