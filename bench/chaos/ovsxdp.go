@@ -2,14 +2,12 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -25,8 +23,8 @@ import (
 )
 
 // ovsxdpDriver runs the ovsxdp daemon, built from this tree, as a process
-// in the switch namespace, configured through its CLI as a user would, and
-// read through its control socket after every step.
+// in the switch namespace, configured and read through its control socket
+// with the requests the CLI sends.
 type ovsxdpDriver struct {
 	bin    string // the ovsxdp binary
 	policy string
@@ -56,21 +54,17 @@ func (d *ovsxdpDriver) Start(e *Env) error {
 	if err := d.startDaemon(); err != nil {
 		return err
 	}
-	if _, err := d.cli("add-br", bridgeName, "--policy", d.policy, "--pmds", "1"); err != nil {
+	if _, err := d.config(request{Verb: "add-br", Args: []string{bridgeName}, Flags: map[string]string{"policy": d.policy, "pmds": "1"}}); err != nil {
 		return err
 	}
-	var flows strings.Builder
+	var flows []string
 	for i := range e.Slots {
 		if err := d.AddPort(e, i); err != nil {
 			return err
 		}
-		fmt.Fprintf(&flows, "dl_dst=%s,actions=output:%d\n", slotMAC(i), OFPort(i))
+		flows = append(flows, fmt.Sprintf("dl_dst=%s,actions=output:%d", slotMAC(i), OFPort(i)))
 	}
-	path := filepath.Join(d.dir, "flows")
-	if err := os.WriteFile(path, []byte(flows.String()), 0o644); err != nil {
-		return err
-	}
-	_, err = d.cli("add-flows", bridgeName, path)
+	_, err = d.config(request{Verb: "add-flows", Args: []string{bridgeName}, Input: flows})
 	return err
 }
 
@@ -93,17 +87,40 @@ func (d *ovsxdpDriver) startDaemon() error {
 		if p.Exited() || time.Now().After(deadline) {
 			return fmt.Errorf("the daemon does not answer: %w (exited: %v): %s", err, p.Exited(), tail(quiet(p.Output())))
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// request is one request to the daemon's control socket, as the CLI
+// sends it: the verb, its arguments, its flags by name and the lines of
+// the file it reads (add-flows).
+type request struct {
+	Verb  string            `json:"verb"`
+	Args  []string          `json:"args,omitempty"`
+	Flags map[string]string `json:"flags,omitempty"`
+	Input []string          `json:"input,omitempty"`
 }
 
 // query sends one request to the daemon's control socket, as the CLI
 // does (one JSON request per line, one JSON response per line), and
-// returns its output. The invariants read the daemon's state this way
-// after every step: a CLI process costs 0.1 to 0.3 s of start-up on a
-// loaded machine, the request itself microseconds. Configuration goes
-// through the CLI (cli), as a user's does.
+// returns its output.
 func (d *ovsxdpDriver) query(ctx context.Context, verb string, args ...string) (string, error) {
+	return d.send(ctx, request{Verb: verb, Args: args})
+}
+
+// config sends a configuration request (add-br, add-port, ...) bounded
+// by cliTimeout. The driver speaks the control protocol itself rather
+// than running the CLI: a CLI process costs 0.1 to 0.3 s of start-up on
+// a loaded machine, the request itself microseconds, and the daemon
+// handles the same request either way.
+func (d *ovsxdpDriver) config(r request) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	return d.send(ctx, r)
+}
+
+func (d *ovsxdpDriver) send(ctx context.Context, r request) (string, error) {
+	verb, args := r.Verb, r.Args
 	var dl net.Dialer
 	c, err := dl.DialContext(ctx, "unix", filepath.Join(d.dir, "ovsxdp.sock"))
 	if err != nil {
@@ -113,10 +130,7 @@ func (d *ovsxdpDriver) query(ctx context.Context, verb string, args ...string) (
 	if end, ok := ctx.Deadline(); ok {
 		c.SetDeadline(end)
 	}
-	req, err := json.Marshal(struct {
-		Verb string   `json:"verb"`
-		Args []string `json:"args,omitempty"`
-	}{verb, args})
+	req, err := json.Marshal(r)
 	if err != nil {
 		return "", err
 	}
@@ -140,30 +154,13 @@ func (d *ovsxdpDriver) query(ctx context.Context, verb string, args ...string) (
 	return resp.Output, nil
 }
 
-// cli runs the ovsxdp CLI against the daemon.
-func (d *ovsxdpDriver) cli(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
-	defer cancel()
-	return d.cliCtx(ctx, args...)
-}
-
-func (d *ovsxdpDriver) cliCtx(ctx context.Context, args ...string) (string, error) {
-	var out, errOut bytes.Buffer
-	c := exec.CommandContext(ctx, d.bin, append([]string{"--socket", filepath.Join(d.dir, "ovsxdp.sock")}, args...)...)
-	c.Stdout, c.Stderr = &out, &errOut
-	if err := c.Run(); err != nil {
-		return out.String(), fmt.Errorf("ovsxdp %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
-	}
-	return out.String(), nil
-}
-
 func (d *ovsxdpDriver) AddPort(e *Env, i int) error {
-	_, err := d.cli("add-port", bridgeName, hostName(i), "type=afxdp", "ofport="+strconv.Itoa(OFPort(i)))
+	_, err := d.config(request{Verb: "add-port", Args: []string{bridgeName, hostName(i), "type=afxdp", "ofport=" + strconv.Itoa(OFPort(i))}})
 	return err
 }
 
 func (d *ovsxdpDriver) DelPort(e *Env, i int) error {
-	_, err := d.cli("del-port", bridgeName, hostName(i))
+	_, err := d.config(request{Verb: "del-port", Args: []string{bridgeName, hostName(i)}})
 	return err
 }
 
@@ -372,7 +369,7 @@ func (d *ovsxdpDriver) linkStates(ctx context.Context, e *Env, st []slotState) e
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("after %v the daemon's link state differs from the kernel's: %s", linkStateBound, strings.Join(bad, "; "))
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond)
 	}
 }
 
@@ -496,7 +493,7 @@ func (d *ovsxdpDriver) ledger(ctx context.Context) (string, error) {
 		if time.Now().After(deadline) {
 			return out, fmt.Errorf("the bridge's ledger does not balance after 5s: %s\n%s", last, out)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond)
 	}
 }
 
