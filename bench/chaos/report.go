@@ -174,7 +174,7 @@ func (r *Report) Write(dir, name string) error {
 	for _, k := range kinds {
 		head = append(head, "violations_"+strings.ReplaceAll(k, "-", "_"))
 	}
-	head = append(head, "recovery_median_ms", "recovery_max_ms", "recoveries")
+	head = append(head, "recovery_median_ms", "recovery_max_ms", "recoveries", "seconds_per_schedule", "command")
 	w.Write(head)
 	for _, d := range r.Drivers {
 		med, mx := d.recovery()
@@ -183,7 +183,11 @@ func (r *Report) Write(dir, name string) error {
 		for _, k := range kinds {
 			row = append(row, strconv.Itoa(d.Violations[k]))
 		}
-		row = append(row, ms(med), ms(mx), strconv.Itoa(len(d.Recovery)))
+		perSchedule := ""
+		if d.Schedules > 0 {
+			perSchedule = strconv.FormatFloat(d.Elapsed.Seconds()/float64(d.Schedules), 'f', 2, 64)
+		}
+		row = append(row, ms(med), ms(mx), strconv.Itoa(len(d.Recovery)), perSchedule, r.Command)
 		w.Write(row)
 	}
 	w.Flush()
