@@ -35,6 +35,12 @@ type ovsxdpDriver struct {
 	pid  int
 	// past is the output of the daemon's processes before the current one.
 	past []string
+	// lockups is the watchdog's count of soft lockups at the last check,
+	// for the current process (its count starts at 0).
+	lockups int
+	// txOver is the sum of the ports' transmits on a tx queue at or above
+	// the count at the last check, for the current process.
+	txOver uint64
 }
 
 const (
@@ -75,7 +81,7 @@ func (d *ovsxdpDriver) startDaemon() error {
 	if err != nil {
 		return err
 	}
-	d.proc, d.pid = p, p.Cmd.Process.Pid
+	d.proc, d.pid, d.lockups, d.txOver = p, p.Cmd.Process.Pid, 0, 0
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -248,6 +254,17 @@ func (d *ovsxdpDriver) LogTail() string {
 
 var lockupsRE = regexp.MustCompile(`soft lockups detected: (\d+)`)
 
+// lockupCount is the count of soft lockups in watchdog/show's output; ok
+// is false if the output has none.
+func lockupCount(out string) (n int, ok bool) {
+	m := lockupsRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(m[1])
+	return n, err == nil
+}
+
 // orphanBound is how long ring mappings of closed sockets may stay: the
 // time a port's close takes between the two.
 const orphanBound = 5 * time.Second
@@ -270,10 +287,13 @@ func (d *ovsxdpDriver) Check(ctx context.Context, e *Env, st []slotState) (int, 
 	n++
 	if out, err := d.query(ctx, "watchdog/show", bridgeName); err != nil {
 		add(KindNoAnswer, "%v", err)
-	} else if m := lockupsRE.FindStringSubmatch(out); m == nil {
+	} else if n, ok := lockupCount(out); !ok {
 		add(KindNoAnswer, "watchdog/show: unexpected output %q", out)
-	} else if m[1] != "0" {
-		add(KindLockup, "%s", strings.TrimSpace(out))
+	} else if n > d.lockups {
+		// The count is the process's total: a lockup is reported at the
+		// check after it happened, not again at every later one.
+		add(KindLockup, "%d new: %s", n-d.lockups, strings.TrimSpace(out))
+		d.lockups = n
 	}
 	n++
 	if err := d.linkStates(ctx, e, st); err != nil {
@@ -286,7 +306,8 @@ func (d *ovsxdpDriver) Check(ctx context.Context, e *Env, st []slotState) (int, 
 	}
 	if ports != "" {
 		n++
-		if err := txQueueOver(ports); err != nil {
+		var err error
+		if d.txOver, err = txQueueOver(ports, d.txOver); err != nil {
 			add(KindTxQueue, "%v", err)
 		}
 	}
@@ -431,24 +452,30 @@ func linkStateMismatches(show string, kernel map[string]string, st []slotState) 
 }
 
 // txQueueOver checks, from dump-ports, that no port transmitted on a tx
-// queue at or above its device's tx queue count: every port's row has the
-// count, and it is 0.
-func txQueueOver(ports string) error {
+// queue at or above its device's tx queue count since the last check,
+// where the rows' counts added up to since: every port's row has the
+// count, and they add up to since. It returns their sum. (The counts are
+// the process's totals: a transmit is reported at the check after it, not
+// again at every later one.)
+func txQueueOver(ports string, since uint64) (uint64, error) {
 	rows := len(rxRE.FindAllStringIndex(ports, -1))
 	ms := overRE.FindAllStringSubmatch(ports, -1)
 	if len(ms) != rows || rows == 0 {
-		return fmt.Errorf("dump-ports shows %d ports but %d counts of transmits on a queue >= the tx queue count:\n%s", rows, len(ms), ports)
+		return since, fmt.Errorf("dump-ports shows %d ports but %d counts of transmits on a queue >= the tx queue count:\n%s", rows, len(ms), ports)
 	}
 	var bad []string
+	var total uint64
 	for _, m := range ms {
-		if m[2] != "0" {
+		v, _ := strconv.ParseUint(m[2], 10, 64)
+		total += v
+		if v != 0 {
 			bad = append(bad, fmt.Sprintf("port %s: %s", m[1], m[2]))
 		}
 	}
-	if len(bad) > 0 {
-		return fmt.Errorf("transmits on a tx queue at or above the device's tx queue count: %s", strings.Join(bad, ", "))
+	if total > since {
+		return total, fmt.Errorf("%d transmits on a tx queue at or above the device's tx queue count since the last check: %s", total-since, strings.Join(bad, ", "))
 	}
-	return nil
+	return total, nil
 }
 
 // ledger checks, from dump-ports, that what the bridge received (every
