@@ -80,15 +80,21 @@ func (d *ovsDriver) Start(e *Env) error {
 	if _, err := d.vsctl(args[1:]...); err != nil {
 		return err
 	}
+	return d.replaceFlows()
+}
+
+// replaceFlows sets the bridge's flows: to each slot's MAC, output to its
+// port.
+func (d *ovsDriver) replaceFlows() error {
 	var flows strings.Builder
-	for i := range e.Slots {
+	for i := range d.e.Slots {
 		fmt.Fprintf(&flows, "dl_dst=%s,actions=output:%d\n", slotMAC(i), OFPort(i))
 	}
-	path := filepath.Join(dir, "flows")
+	path := filepath.Join(d.dir, "flows")
 	if err := os.WriteFile(path, []byte(flows.String()), 0o644); err != nil {
 		return err
 	}
-	_, err = d.cmd("ovs-ofctl", "replace-flows", bridgeName, path)
+	_, err := d.cmd("ovs-ofctl", "replace-flows", bridgeName, path)
 	return err
 }
 
@@ -154,7 +160,19 @@ func (d *ovsDriver) Restart(e *Env, sig syscall.Signal) error {
 	if err := stopProcess(d.vswitch, sig, "ovs-vswitchd"); err != nil {
 		return err
 	}
-	return d.startVswitchd()
+	if err := d.startVswitchd(); err != nil {
+		return err
+	}
+	// OpenFlow flows live in ovs-vswitchd, not in the database: a new
+	// process starts with the bridge's fail-mode default (NORMAL), and
+	// ovs-ctl's restart saves and restores them (ovs-save), as a
+	// controller would install them again. Do the same, once the new
+	// process has the bridge.
+	var err error
+	if waitFor(20*time.Second, func() bool { err = d.replaceFlows(); return err == nil }) != nil {
+		return err
+	}
+	return nil
 }
 
 func (d *ovsDriver) Answers(ctx context.Context) error {
