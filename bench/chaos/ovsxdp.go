@@ -265,9 +265,35 @@ func lockupCount(out string) (n int, ok bool) {
 	return n, err == nil
 }
 
-// orphanBound is how long ring mappings of closed sockets may stay: the
-// time a port's close takes between the two.
-const orphanBound = 5 * time.Second
+// leakBound is how long a process may hold more than its attached ports
+// do: ring mappings of closed sockets (a port's close closes its sockets'
+// descriptors before it unmaps their rings, vport's xskSocket.close), and
+// AF_XDP sockets, XDP programs or BPF links of a port being opened (a
+// detached port's open of a link that appeared, and went again, under
+// way) or closed. What goes within leakBound is that moment, not a leak.
+const leakBound = 5 * time.Second
+
+// overPorts reports whether f holds more than devs attached ports of
+// ovsxdp may: an XDP program and a BPF link each, a socket per queue.
+func overPorts(f Footprint, devs int) bool {
+	return f.Orphans > 0 || f.XSK > devs*maxQueues || f.Progs > devs || f.Links > devs
+}
+
+// settleFootprint reads pid's footprint again, every 50 ms up to
+// leakBound, while over holds (f is the first reading), and returns the
+// last reading.
+func settleFootprint(pid int, f Footprint, over func(Footprint) bool) Footprint {
+	for deadline := time.Now().Add(leakBound); over(f) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		g, err := procFootprint(pid)
+		if err != nil {
+			break
+		}
+		g.Goroutines = f.Goroutines
+		f = g
+	}
+	return f
+}
 
 // Check: no soft lockup (a poll thread stalled past the watchdog's
 // threshold), the bridge's ledger balances, no XDP program or socket
@@ -332,26 +358,15 @@ func (d *ovsxdpDriver) Check(ctx context.Context, e *Env, st []slotState) (int, 
 			devs++
 		}
 	}
-	// A port being closed closes its sockets' descriptors before it
-	// unmaps their rings (vport's xskSocket.close): orphans that go within
-	// orphanBound are that moment, not a leak.
-	for deadline := time.Now().Add(orphanBound); f.Orphans > 0 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		g, err := procFootprint(d.pid)
-		if err != nil {
-			break
-		}
-		g.Goroutines = f.Goroutines
-		f = g
-	}
+	f = settleFootprint(d.pid, f, func(f Footprint) bool { return overPorts(f, devs) })
 	if f.Orphans > 0 {
-		add(KindXSKLeak, "%d ring mappings of closed sockets after %v (%s)", f.Orphans, orphanBound, f)
+		add(KindXSKLeak, "%d ring mappings of closed sockets after %v (%s)", f.Orphans, leakBound, f)
 	}
 	if f.XSK > devs*maxQueues {
-		add(KindXSKLeak, "%d AF_XDP sockets for %d attached ports of at most %d queues (%s)", f.XSK, devs, maxQueues, f)
+		add(KindXSKLeak, "%d AF_XDP sockets for %d attached ports of at most %d queues after %v (%s)", f.XSK, devs, maxQueues, leakBound, f)
 	}
 	if f.Progs > devs || f.Links > devs {
-		add(KindBPFLeak, "%d XDP programs and %d BPF links for %d attached ports (%s)", f.Progs, f.Links, devs, f)
+		add(KindBPFLeak, "%d XDP programs and %d BPF links for %d attached ports after %v (%s)", f.Progs, f.Links, devs, leakBound, f)
 	}
 	return n, vs
 }

@@ -238,8 +238,9 @@ row included), no transmit on a tx queue at or above the device's tx
 queue count (from dump-ports), the daemon's link state of every attached
 port (show's link_state) equal to the kernel's (UP and LOWER_UP) within
 5 s, no XDP program on a host end that is not a port, no
-AF_XDP ring mapping whose socket is closed (for 5 s), no more AF_XDP sockets, XDP
-programs or BPF links than the attached ports can hold. After the last
+AF_XDP ring mapping whose socket is closed, no more AF_XDP sockets, XDP
+programs or BPF links than the attached ports can hold (each for 5 s: a
+port being opened or closed holds them for a moment). After the last
 step every slot is healed to its initial state and the same checks run,
 with the process's AF_XDP sockets, ring mappings, XDP programs and BPF
 links equal to those after start, file descriptors within 4 and
