@@ -270,8 +270,9 @@ func lockupCount(out string) (n int, ok bool) {
 // descriptors before it unmaps their rings, vport's xskSocket.close), and
 // AF_XDP sockets, XDP programs or BPF links of a port being opened (a
 // detached port's open of a link that appeared, and went again, under
-// way) or closed. What goes within leakBound is that moment, not a leak.
-const leakBound = 5 * time.Second
+// way, which retries a busy queue for up to vport's 5 s bind timeout) or
+// closed. What goes within leakBound is that moment, not a leak.
+const leakBound = 10 * time.Second
 
 // overPorts reports whether f holds more than devs attached ports of
 // ovsxdp may: an XDP program and a BPF link each, a socket per queue.

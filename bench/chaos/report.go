@@ -239,7 +239,7 @@ queue count (from dump-ports), the daemon's link state of every attached
 port (show's link_state) equal to the kernel's (UP and LOWER_UP) within
 5 s, no XDP program on a host end that is not a port, no
 AF_XDP ring mapping whose socket is closed, no more AF_XDP sockets, XDP
-programs or BPF links than the attached ports can hold (each for 5 s: a
+programs or BPF links than the attached ports can hold (each for 10 s: a
 port being opened or closed holds them for a moment). After the last
 step every slot is healed to its initial state and the same checks run,
 with the process's AF_XDP sockets, ring mappings, XDP programs and BPF
