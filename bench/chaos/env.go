@@ -109,34 +109,8 @@ func (e *Env) addVeth(i int) error {
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("add veth %s peer %s: %w", h, p, err)
 		}
-		et, err := ethtool.NewEthtool()
-		if err != nil {
-			return fmt.Errorf("ethtool socket: %w", err)
-		}
-		defer et.Close()
-		for _, dev := range []string{h, p} {
-			ch, err := et.GetChannels(dev)
-			if err != nil {
-				return fmt.Errorf("channels of %s: %w", dev, err)
-			}
-			ch.RxCount, ch.TxCount = initQueues, initQueues
-			if _, err := et.SetChannels(dev, ch); err != nil {
-				return fmt.Errorf("ethtool -L %s rx %d tx %d: %w", dev, initQueues, initQueues, err)
-			}
-		}
-		// ethtool -K P tx off: every tx-checksum-* feature.
-		names, err := et.FeatureNames(p)
-		if err != nil {
-			return fmt.Errorf("features of %s: %w", p, err)
-		}
-		off := map[string]bool{}
-		for name := range names {
-			if strings.HasPrefix(name, "tx-checksum-") {
-				off[name] = false
-			}
-		}
-		if err := et.Change(p, off); err != nil {
-			return fmt.Errorf("ethtool -K %s tx off: %w", p, err)
+		if err := ethtoolRetry(func(et *ethtool.Ethtool) error { return initChannelsAndOffload(et, h, p) }); err != nil {
+			return err
 		}
 		l, err := netlink.LinkByName(h)
 		if err != nil {
@@ -292,7 +266,7 @@ func (e *Env) SetTxQueues(dev string, n int) error {
 			return err
 		}
 		defer et.Close()
-		ch, err := et.GetChannels(dev)
+		ch, err := channels(et, dev)
 		if err != nil {
 			return err
 		}
@@ -323,4 +297,88 @@ func (e *Env) Close() error {
 		e.StopTraffic(i)
 	}
 	return e.tp.Close()
+}
+
+// The ethtool library hands the kernel the address of a Go value as an
+// integer, so a read can come back empty now and then (the value moved
+// with its goroutine's stack): the reads are checked, and the topology's
+// settings are read back and tried again.
+
+// channels reads dev's channels, checking that the read came back: a
+// veth has at least one rx and tx queue.
+func channels(et *ethtool.Ethtool, dev string) (ethtool.Channels, error) {
+	for range 3 {
+		ch, err := et.GetChannels(dev)
+		if err != nil {
+			return ch, fmt.Errorf("channels of %s: %w", dev, err)
+		}
+		if ch.MaxRx > 0 && ch.MaxTx > 0 {
+			return ch, nil
+		}
+	}
+	return ethtool.Channels{}, fmt.Errorf("channels of %s: the ethtool read came back empty 3 times", dev)
+}
+
+// ethtoolRetry runs fn with an ethtool handle of the calling thread's
+// namespace, up to 3 times while it fails.
+func ethtoolRetry(fn func(et *ethtool.Ethtool) error) error {
+	et, err := ethtool.NewEthtool()
+	if err != nil {
+		return fmt.Errorf("ethtool socket: %w", err)
+	}
+	defer et.Close()
+	for range 3 {
+		if err = fn(et); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// initChannelsAndOffload puts initQueues rx and tx queues in use on h and
+// p (ethtool -L DEV rx N tx N) and turns p's tx checksum offload off
+// (ethtool -K P tx off: every tx-checksum-* feature), and reads both back.
+func initChannelsAndOffload(et *ethtool.Ethtool, h, p string) error {
+	for _, dev := range []string{h, p} {
+		ch, err := channels(et, dev)
+		if err != nil {
+			return err
+		}
+		ch.RxCount, ch.TxCount = initQueues, initQueues
+		if _, err := et.SetChannels(dev, ch); err != nil {
+			return fmt.Errorf("ethtool -L %s rx %d tx %d: %w", dev, initQueues, initQueues, err)
+		}
+		if ch, err = channels(et, dev); err != nil {
+			return err
+		}
+		if ch.RxCount != initQueues || ch.TxCount != initQueues {
+			return fmt.Errorf("ethtool -L %s rx %d tx %d: rx %d tx %d in use", dev, initQueues, initQueues, ch.RxCount, ch.TxCount)
+		}
+	}
+	names, err := et.FeatureNames(p)
+	if err != nil {
+		return fmt.Errorf("features of %s: %w", p, err)
+	}
+	off := map[string]bool{}
+	for name := range names {
+		if strings.HasPrefix(name, "tx-checksum-") {
+			off[name] = false
+		}
+	}
+	if len(off) == 0 {
+		return fmt.Errorf("features of %s: no tx-checksum-* feature read", p)
+	}
+	if err := et.Change(p, off); err != nil {
+		return fmt.Errorf("ethtool -K %s tx off: %w", p, err)
+	}
+	feats, err := et.Features(p)
+	if err != nil {
+		return fmt.Errorf("features of %s: %w", p, err)
+	}
+	for name := range off {
+		if on, ok := feats[name]; !ok || on {
+			return fmt.Errorf("ethtool -K %s tx off: %s still on (or not read back)", p, name)
+		}
+	}
+	return nil
 }
