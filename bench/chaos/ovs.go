@@ -77,7 +77,9 @@ func (d *ovsDriver) Start(e *Env) error {
 		args = append(args, "--")
 		args = append(args, addPortArgs(i)...)
 	}
-	if _, err := d.vsctl(args[1:]...); err != nil {
+	// ovs-vswitchd sets AF_XDP ports up one after the other, 3 s each on
+	// a loaded machine, and more: each port gets the time of one.
+	if _, err := d.vsctlWithin(time.Duration(e.Slots)*cliTimeout, args[1:]...); err != nil {
 		return err
 	}
 	return d.replaceFlows()
@@ -132,7 +134,16 @@ func (d *ovsDriver) cmdCtx(ctx context.Context, name string, args ...string) (st
 }
 
 func (d *ovsDriver) vsctl(args ...string) (string, error) {
-	return d.cmd("ovs-vsctl", append([]string{"--db=unix:" + filepath.Join(d.dir, "db.sock"), "--timeout=20"}, args...)...)
+	return d.vsctlWithin(cliTimeout, args...)
+}
+
+// vsctlWithin runs ovs-vsctl, which waits for ovs-vswitchd to apply the
+// transaction, for up to timeout.
+func (d *ovsDriver) vsctlWithin(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	secs := strconv.Itoa(int(timeout / time.Second))
+	return d.cmdCtx(ctx, "ovs-vsctl", append([]string{"--db=unix:" + filepath.Join(d.dir, "db.sock"), "--timeout=" + secs}, args...)...)
 }
 
 func (d *ovsDriver) AddPort(e *Env, i int) error {
