@@ -382,20 +382,21 @@ func TestLinkStateMismatches(t *testing.T) {
 
 func TestLockupCount(t *testing.T) {
 	tests := []struct {
-		name   string
-		in     string
-		want   int
-		wantOK bool
+		name         string
+		in           string
+		want, wantSp int
+		wantOK       bool
 	}{
-		{"none", "bridge br0: policy guarded, soft lockups detected: 0\n", 0, true},
-		{"one", "bridge br0: policy legacy, soft lockups detected: 1, spinning in output: 1\n  BUG: soft lockup - pmd#0 stuck for 1s!", 1, true},
-		{"no count", "bridge br0: policy guarded\n", 0, false},
+		{"none", "bridge br0: policy guarded, soft lockups detected: 0, spinning in output: 0\n", 0, 0, true},
+		{"spinning", "bridge br0: policy legacy, soft lockups detected: 1, spinning in output: 1\n  BUG: soft lockup - pmd#0 stuck for 1s! policy=legacy port=h2 txqueues=0 hash=0", 1, 1, true},
+		{"stalls", "bridge br0: policy guarded, soft lockups detected: 2, spinning in output: 0\n  BUG: soft lockup - pmd#0 stuck for 2s! policy=guarded (not spinning)", 2, 0, true},
+		{"no count", "bridge br0: policy guarded\n", 0, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n, ok := lockupCount(tc.in)
-			if n != tc.want || ok != tc.wantOK {
-				t.Errorf("lockupCount(%q) = %d, %v; want %d, %v", tc.in, n, ok, tc.want, tc.wantOK)
+			n, sp, ok := lockupCount(tc.in)
+			if n != tc.want || sp != tc.wantSp || ok != tc.wantOK {
+				t.Errorf("lockupCount(%q) = %d, %d, %v; want %d, %d, %v", tc.in, n, sp, ok, tc.want, tc.wantSp, tc.wantOK)
 			}
 		})
 	}
