@@ -367,18 +367,28 @@ func (b *Bridge) pickOFPortLocked(name string, ofport uint32) (uint32, error) {
 // queue assignment without it, waits for a grace period (every poll thread
 // has finished the batch it was in), then closes the port. It returns the
 // port's final counters. A detached port (AddLinkPort) is forgotten, with
-// zero counters.
+// zero counters, once an open of it that was under way has closed what it
+// opened: the link is free of the port's XDP program and sockets when
+// RemovePort returns.
 func (b *Bridge) RemovePort(ctx context.Context, name string) (PortStats, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	p := b.ports.Load().byName(name)
 	if p == nil {
-		if dp := b.links.detached[name]; dp != nil {
-			b.forgetDetachedLocked(dp)
-			return PortStats{Name: name, OFPort: dp.ofport}, nil
+		dp := b.links.detached[name]
+		if dp == nil {
+			b.mu.Unlock()
+			return PortStats{}, fmt.Errorf("remove port %s from %s: %w", name, b.cfg.Name, ErrNoPort)
 		}
-		return PortStats{}, fmt.Errorf("remove port %s from %s: %w", name, b.cfg.Name, ErrNoPort)
+		b.forgetDetachedLocked(dp)
+		b.mu.Unlock()
+		select {
+		case <-dp.done: // its attach loop closes an open that lost the race
+		case <-ctx.Done():
+			return PortStats{}, fmt.Errorf("remove port %s from %s: waiting for its open to finish: %w", name, b.cfg.Name, ctx.Err())
+		}
+		return PortStats{Name: name, OFPort: dp.ofport}, nil
 	}
+	defer b.mu.Unlock()
 	return b.removeLocked(ctx, p)
 }
 

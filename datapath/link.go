@@ -153,6 +153,7 @@ type detachedPort struct {
 	err     error
 	kick    chan struct{} // a link of the port's name was seen
 	stop    chan struct{} // closed when the port is removed or attached
+	done    chan struct{} // closed when its attach loop has returned
 	unwatch func()        // stops watching the name
 }
 
@@ -311,7 +312,7 @@ func (b *Bridge) AddLinkPort(lp LinkPort) (ofport uint32, err error) {
 // keepDetachedLocked records lp as configured but detached, with error
 // why, and starts waiting for a link of its name. b.mu must be held.
 func (b *Bridge) keepDetachedLocked(lp LinkPort, ofport uint32, why error) {
-	dp := &detachedPort{lp: lp, ofport: ofport, err: why, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	dp := &detachedPort{lp: lp, ofport: ofport, err: why, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	m, err := b.monitorLocked(lp.Netns)
 	var present bool
 	if err == nil {
@@ -354,6 +355,7 @@ func (b *Bridge) forgetDetachedLocked(dp *detachedPort) {
 // until it is attached or removed.
 func (b *Bridge) attachLoop(dp *detachedPort) {
 	defer b.links.loops.Done()
+	defer close(dp.done)
 	for {
 		select {
 		case <-dp.stop:

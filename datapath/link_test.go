@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -266,4 +268,81 @@ func TestAddPortRemovedWithLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	check() // the bridge's monitor and its callbacks are gone
+}
+
+// closeTracked is a port that records its Close.
+type closeTracked struct {
+	vport.Port
+	closed *atomic.Bool
+}
+
+func (p closeTracked) Close() error {
+	p.closed.Store(true)
+	return p.Port.Close()
+}
+
+// TestRemoveDetachedPortWaitsForOpen checks that RemovePort of a detached
+// port whose link just appeared returns only after the open under way has
+// closed what it opened: the port's XDP program and sockets must not
+// outlive the del-port that removed it (found by bench/chaos, seed 350: a
+// veth re-created and its port deleted at once left an XDP program and a
+// socket open after del-port returned).
+func TestRemoveDetachedPortWaitsForOpen(t *testing.T) {
+	l := newLinkNS(t)
+	b := newTestBridge(t, Config{})
+	var closed atomic.Bool
+	opening, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	open := func() (vport.Port, error) {
+		p, err := l.open(t, "lk3")()
+		if err != nil {
+			return nil, err
+		}
+		once.Do(func() { close(opening) })
+		<-release
+		return closeTracked{Port: p, closed: &closed}, nil
+	}
+	if _, err := b.AddLinkPort(LinkPort{Name: "lk3", Netns: l.ns.Path(), Open: open}); !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("AddLinkPort of a missing link: %v, want ErrNoDevice", err)
+	}
+	l.add(t, "lk3")
+	select {
+	case <-opening:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the port was not opened within 10s of its link's creation")
+	}
+	type result struct {
+		err          error
+		closedBefore bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := b.RemovePort(ctx, "lk3")
+		done <- result{err, closed.Load()}
+	}()
+	// Let the open finish only once RemovePort has forgotten the port.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.Detached()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("RemovePort did not forget the detached port within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !r.closedBefore {
+			t.Error("RemovePort returned before the port opened meanwhile was closed")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("RemovePort did not return within 30s of the open's end")
+	}
+	if _, ok := b.Port("lk3"); ok {
+		t.Error("lk3 attached after RemovePort")
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"syscall"
+
+	"github.com/vishvananda/netlink"
 )
 
 // bridgeDriver is the Linux bridge: the host ends are its ports. It has no
@@ -26,7 +28,7 @@ func (d *bridgeDriver) Start(e *Env) error {
 			return err
 		}
 	}
-	return e.Host("link", "set", linuxBridge, "up")
+	return e.hostLink(linuxBridge, "up", netlink.LinkSetUp)
 }
 
 func (d *bridgeDriver) Stop() error {
@@ -39,11 +41,17 @@ func (d *bridgeDriver) Stop() error {
 }
 
 func (d *bridgeDriver) AddPort(e *Env, i int) error {
-	return e.Host("link", "set", hostName(i), "master", linuxBridge)
+	return e.hostLink(hostName(i), "master "+linuxBridge, func(l netlink.Link) error {
+		br, err := netlink.LinkByName(linuxBridge)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetMaster(l, br)
+	})
 }
 
 func (d *bridgeDriver) DelPort(e *Env, i int) error {
-	return e.Host("link", "set", hostName(i), "nomaster")
+	return e.hostLink(hostName(i), "nomaster", netlink.LinkSetNoMaster)
 }
 
 func (d *bridgeDriver) Relink(e *Env, i int, st slotState) error {
@@ -56,7 +64,8 @@ func (d *bridgeDriver) Relink(e *Env, i int, st slotState) error {
 func (d *bridgeDriver) Restart(*Env, syscall.Signal) error { return ErrUnsupported }
 
 func (d *bridgeDriver) Answers(ctx context.Context) error {
-	return d.e.Host("link", "show", linuxBridge)
+	_, err := d.e.SW.Ifindex(linuxBridge)
+	return err
 }
 
 // Check: no XDP program on any host end (the bridge attaches none).

@@ -200,22 +200,29 @@ func dumpPorts(over ...string) string {
 }
 
 func TestTxQueueOverInvariant(t *testing.T) {
-	if err := txQueueOver(dumpPorts("0", "0", "0")); err != nil {
+	if _, err := txQueueOver(dumpPorts("0", "0", "0"), 0); err != nil {
 		t.Errorf("all 0: %v", err)
 	}
-	err := txQueueOver(dumpPorts("0", "3", "0"))
-	if err == nil || !strings.Contains(err.Error(), "port 2: 3") {
-		t.Errorf("port 2 sent 3 over the count: got %v", err)
+	total, err := txQueueOver(dumpPorts("0", "3", "0"), 0)
+	if err == nil || !strings.Contains(err.Error(), "port 2: 3") || total != 3 {
+		t.Errorf("port 2 sent 3 over the count: got %d, %v", total, err)
 	}
-	if err := txQueueOver(dumpPorts("0", "0", "2")); err == nil || !strings.Contains(err.Error(), "port (removed): 2") {
+	// Reported once: the next check, with no more of them, passes.
+	if total, err := txQueueOver(dumpPorts("0", "3", "0"), 3); err != nil || total != 3 {
+		t.Errorf("the same 3 at the next check: got %d, %v", total, err)
+	}
+	if _, err := txQueueOver(dumpPorts("1", "3", "0"), 3); err == nil || !strings.Contains(err.Error(), "1 transmits") {
+		t.Errorf("one more since the last check: got %v", err)
+	}
+	if _, err := txQueueOver(dumpPorts("0", "0", "2"), 0); err == nil || !strings.Contains(err.Error(), "port (removed): 2") {
 		t.Errorf("the removed row sent 2 over the count: got %v", err)
 	}
 	// A daemon that does not show the count fails the check instead of
 	// passing it.
-	if err := txQueueOver(dumpPorts("0")); err == nil {
+	if _, err := txQueueOver(dumpPorts("0"), 0); err == nil {
 		t.Error("rows without the count passed")
 	}
-	if err := txQueueOver(""); err == nil {
+	if _, err := txQueueOver("", 0); err == nil {
 		t.Error("no rows passed")
 	}
 }
@@ -370,5 +377,27 @@ func TestLinkStateMismatches(t *testing.T) {
 	kernel["h0"] = "down"
 	if got := linkStateMismatches(show, kernel, st); !slices.Equal(got, []string{"h0: kernel down, daemon up"}) {
 		t.Errorf("h0 without carrier: mismatches %q", got)
+	}
+}
+
+func TestLockupCount(t *testing.T) {
+	tests := []struct {
+		name         string
+		in           string
+		want, wantSp int
+		wantOK       bool
+	}{
+		{"none", "bridge br0: policy guarded, soft lockups detected: 0, spinning in output: 0\n", 0, 0, true},
+		{"spinning", "bridge br0: policy legacy, soft lockups detected: 1, spinning in output: 1\n  BUG: soft lockup - pmd#0 stuck for 1s! policy=legacy port=h2 txqueues=0 hash=0", 1, 1, true},
+		{"stalls", "bridge br0: policy guarded, soft lockups detected: 2, spinning in output: 0\n  BUG: soft lockup - pmd#0 stuck for 2s! policy=guarded (not spinning)", 2, 0, true},
+		{"no count", "bridge br0: policy guarded\n", 0, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n, sp, ok := lockupCount(tc.in)
+			if n != tc.want || sp != tc.wantSp || ok != tc.wantOK {
+				t.Errorf("lockupCount(%q) = %d, %d, %v; want %d, %d, %v", tc.in, n, sp, ok, tc.want, tc.wantSp, tc.wantOK)
+			}
+		})
 	}
 }

@@ -77,6 +77,10 @@ const (
 	KindHeld      = "netns-held" // a deleted namespace's devices stayed
 	KindCrash     = "crash"      // the datapath process exited by itself
 	KindOp        = "op-failed"  // an operation that must work failed
+	// KindStall is not a violation: a poll thread that took longer than
+	// the watchdog's threshold over a batch without spinning in output
+	// (a busy machine descheduled it). Results count stalls apart.
+	KindStall = "stall"
 )
 
 // Footprint is what a datapath process holds.

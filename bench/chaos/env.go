@@ -7,7 +7,12 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/safchain/ethtool"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
 )
@@ -52,10 +57,15 @@ func NewEnv(slots int) (_ *Env, err error) {
 	if e.SW, err = e.tp.AddNamespace("sw"); err != nil {
 		return nil, err
 	}
+	// The slots are independent: build them side by side.
+	errs := make([]error, slots)
+	var wg sync.WaitGroup
 	for i := range slots {
-		if err := e.CreateSlot(i); err != nil {
-			return nil, err
-		}
+		wg.Go(func() { errs[i] = e.CreateSlot(i) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -80,36 +90,50 @@ func (e *Env) CreateSlot(i int) error {
 // them in use on each end, tx checksum offload off and the slot's MAC on
 // the peer. The pair is built inside the slot's namespace and the host end
 // then moved into the switch namespace, so that a datapath that takes a
-// device of a port's name as soon as it appears finds it configured.
+// device of a port's name as soon as it appears finds it configured. It
+// talks netlink and the ethtool ioctl itself, as ip and ethtool would (a
+// schedule builds up to 6 pairs; a process per command was most of the
+// topology's time on a loaded machine).
 func (e *Env) addVeth(i int) error {
 	ns, h, p := e.ns[i], hostName(i), peerName(i)
-	mq, q := strconv.Itoa(maxQueues), strconv.Itoa(initQueues)
-	ctx := context.Background()
-	steps := []func() error{
-		func() error {
-			_, err := ns.IP("link", "add", h, "numtxqueues", mq, "numrxqueues", mq, "type", "veth", "peer", "name", p, "numtxqueues", mq, "numrxqueues", mq)
-			return err
-		},
-		func() error { _, err := ns.Output(ctx, "ethtool", "-L", h, "rx", q, "tx", q); return err },
-		func() error { _, err := ns.Output(ctx, "ethtool", "-L", p, "rx", q, "tx", q); return err },
-		func() error { _, err := ns.Output(ctx, "ethtool", "-K", p, "tx", "off"); return err },
-		func() error { _, err := ns.IP("link", "set", p, "address", slotMAC(i).String()); return err },
-		func() error { _, err := ns.IP("link", "set", h, "netns", e.SW.Name); return err },
-		func() error { _, err := e.SW.IP("link", "set", h, "up"); return err },
-		func() error { _, err := ns.IP("link", "set", p, "up"); return err },
+	sw, err := netns.GetFromPath(e.SW.Path())
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", e.SW.Name, err)
 	}
-	for _, step := range steps {
-		if err := step(); err != nil {
+	defer sw.Close()
+	err = ns.Do(func() error {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.NumTxQueues, attrs.NumRxQueues = h, maxQueues, maxQueues
+		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: p, PeerHardwareAddr: slotMAC(i),
+			PeerNumTxQueues: maxQueues, PeerNumRxQueues: maxQueues}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("add veth %s peer %s: %w", h, p, err)
+		}
+		if err := ethtoolRetry(func(et *ethtool.Ethtool) error { return initChannelsAndOffload(et, h, p) }); err != nil {
 			return err
 		}
+		l, err := netlink.LinkByName(h)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetNsFd(l, int(sw)); err != nil {
+			return fmt.Errorf("move %s into %s: %w", h, e.SW.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("in %s: %w", ns.Name, err)
 	}
-	return nil
+	if err := e.SW.SetLinkUp(h); err != nil {
+		return err
+	}
+	return ns.SetLinkUp(p)
 }
 
 // RecreateVeth deletes slot i's veth pair and adds it again with the same
 // names, address and neighbours: the host end gets a new ifindex.
 func (e *Env) RecreateVeth(i int) error {
-	if _, err := e.SW.IP("link", "del", hostName(i)); err != nil {
+	if err := e.hostLink(hostName(i), "del", netlink.LinkDel); err != nil {
 		return err
 	}
 	if err := e.waitGone(i, 10*time.Second); err != nil {
@@ -181,7 +205,7 @@ func (e *Env) StopTraffic(i int) {
 // taking a device down flushes them, permanent ones included, and the
 // datapaths forward by destination MAC only (no ARP).
 func (e *Env) PeerUp(i int) error {
-	if err := e.Peer(i, "link", "set", peerName(i), "up"); err != nil {
+	if err := e.peerLink(i, "up", netlink.LinkSetUp); err != nil {
 		return err
 	}
 	return e.setNeighbours(i)
@@ -204,10 +228,56 @@ func (e *Env) Host(args ...string) error {
 	return err
 }
 
-// Peer runs ip in slot i's namespace.
-func (e *Env) Peer(i int, args ...string) error {
-	_, err := e.ns[i].IP(args...)
-	return err
+// The steps act on the devices through netlink (and the ethtool ioctl)
+// from inside the namespaces, with the messages ip link (and ethtool)
+// send: the kernel does the same, without a process per step.
+
+// hostLink runs fn on the switch namespace's device dev; what is the
+// operation as ip link would name it, for errors.
+func (e *Env) hostLink(dev, what string, fn func(netlink.Link) error) error {
+	return linkOp(e.SW, dev, what, fn)
+}
+
+// peerLink runs fn on slot i's peer, in the slot's namespace.
+func (e *Env) peerLink(i int, what string, fn func(netlink.Link) error) error {
+	return linkOp(e.ns[i], peerName(i), what, fn)
+}
+
+func linkOp(ns *vtopo.Namespace, dev, what string, fn func(netlink.Link) error) error {
+	err := ns.Do(func() error {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			return err
+		}
+		return fn(l)
+	})
+	if err != nil {
+		return fmt.Errorf("in %s: ip link %s %s: %w", ns.Name, dev, what, err)
+	}
+	return nil
+}
+
+// SetTxQueues sets the number of tx queues in use on the switch
+// namespace's device dev, as ethtool -L DEV tx N does.
+func (e *Env) SetTxQueues(dev string, n int) error {
+	err := e.SW.Do(func() error {
+		et, err := ethtool.NewEthtool()
+		if err != nil {
+			return err
+		}
+		defer et.Close()
+		ch, err := channels(et, dev)
+		if err != nil {
+			return err
+		}
+		ch.TxCount = uint32(n)
+		_, err = et.SetChannels(dev, ch)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("in %s: ethtool -L %s tx %d: %w", e.SW.Name, dev, n, err)
+	}
+	return nil
 }
 
 // Reach pings slot to from slot from once, waiting up to wait for the
@@ -227,4 +297,88 @@ func (e *Env) Close() error {
 		e.StopTraffic(i)
 	}
 	return e.tp.Close()
+}
+
+// The ethtool library hands the kernel the address of a Go value as an
+// integer, so a read can come back empty now and then (the value moved
+// with its goroutine's stack): the reads are checked, and the topology's
+// settings are read back and tried again.
+
+// channels reads dev's channels, checking that the read came back: a
+// veth has at least one rx and tx queue.
+func channels(et *ethtool.Ethtool, dev string) (ethtool.Channels, error) {
+	for range 3 {
+		ch, err := et.GetChannels(dev)
+		if err != nil {
+			return ch, fmt.Errorf("channels of %s: %w", dev, err)
+		}
+		if ch.MaxRx > 0 && ch.MaxTx > 0 {
+			return ch, nil
+		}
+	}
+	return ethtool.Channels{}, fmt.Errorf("channels of %s: the ethtool read came back empty 3 times", dev)
+}
+
+// ethtoolRetry runs fn with an ethtool handle of the calling thread's
+// namespace, up to 3 times while it fails.
+func ethtoolRetry(fn func(et *ethtool.Ethtool) error) error {
+	et, err := ethtool.NewEthtool()
+	if err != nil {
+		return fmt.Errorf("ethtool socket: %w", err)
+	}
+	defer et.Close()
+	for range 3 {
+		if err = fn(et); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// initChannelsAndOffload puts initQueues rx and tx queues in use on h and
+// p (ethtool -L DEV rx N tx N) and turns p's tx checksum offload off
+// (ethtool -K P tx off: every tx-checksum-* feature), and reads both back.
+func initChannelsAndOffload(et *ethtool.Ethtool, h, p string) error {
+	for _, dev := range []string{h, p} {
+		ch, err := channels(et, dev)
+		if err != nil {
+			return err
+		}
+		ch.RxCount, ch.TxCount = initQueues, initQueues
+		if _, err := et.SetChannels(dev, ch); err != nil {
+			return fmt.Errorf("ethtool -L %s rx %d tx %d: %w", dev, initQueues, initQueues, err)
+		}
+		if ch, err = channels(et, dev); err != nil {
+			return err
+		}
+		if ch.RxCount != initQueues || ch.TxCount != initQueues {
+			return fmt.Errorf("ethtool -L %s rx %d tx %d: rx %d tx %d in use", dev, initQueues, initQueues, ch.RxCount, ch.TxCount)
+		}
+	}
+	names, err := et.FeatureNames(p)
+	if err != nil {
+		return fmt.Errorf("features of %s: %w", p, err)
+	}
+	off := map[string]bool{}
+	for name := range names {
+		if strings.HasPrefix(name, "tx-checksum-") {
+			off[name] = false
+		}
+	}
+	if len(off) == 0 {
+		return fmt.Errorf("features of %s: no tx-checksum-* feature read", p)
+	}
+	if err := et.Change(p, off); err != nil {
+		return fmt.Errorf("ethtool -K %s tx off: %w", p, err)
+	}
+	feats, err := et.Features(p)
+	if err != nil {
+		return fmt.Errorf("features of %s: %w", p, err)
+	}
+	for name := range off {
+		if on, ok := feats[name]; !ok || on {
+			return fmt.Errorf("ethtool -K %s tx off: %s still on (or not read back)", p, name)
+		}
+	}
+	return nil
 }
