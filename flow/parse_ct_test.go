@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -51,19 +52,41 @@ func compareCt(t *testing.T, c corpusLine, want, want13 ofctlResult) {
 }
 
 func TestCtOfctlGolden(t *testing.T) {
-	corpus := readCorpusFile(t, ctCorpusPath)
+	checkDualGolden(t, dualCorpus{
+		corpus: ctCorpusPath, golden: ctGoldenPath, golden13: ctGolden13Path,
+		test: "TestCtOfctlGolden", name: "ct", minValid: 60, minInvalid: 50,
+	})
+}
+
+func TestCtOfctlLive(t *testing.T) { checkDualLive(t, ctCorpusPath) }
+
+// dualCorpus is a corpus of flows checked in OpenFlow 1.0 and 1.3 against
+// golden files of what ovs-ofctl prints, with the number of accepted and
+// refused lines it must at least hold.
+type dualCorpus struct {
+	corpus, golden, golden13 string
+	test, name               string // the test that regenerates the golden files; the corpus's name in messages
+	minValid, minInvalid     int
+}
+
+// checkDualGolden compares every line of d's corpus with its golden
+// entries (compareCt), regenerating them first with -update-golden.
+func checkDualGolden(t *testing.T, d dualCorpus) {
+	t.Helper()
+	corpus := readCorpusFile(t, d.corpus)
 	if *updateGolden {
 		bin := ofctlBinary(t)
-		writeGoldenFile(t, bin, ctGoldenPath, "ovs-ofctl parse-flow FLOW", "ct_flows.txt", "TestCtOfctlGolden", corpus, runOfctlAll(t, bin, corpus))
-		writeGoldenFile(t, bin, ctGolden13Path, "ovs-ofctl -O OpenFlow13 parse-flow FLOW", "ct_flows.txt", "TestCtOfctlGolden", corpus, runOfctlAll(t, bin, corpus, "-O", "OpenFlow13"))
+		base := filepath.Base(d.corpus)
+		writeGoldenFile(t, bin, d.golden, "ovs-ofctl parse-flow FLOW", base, d.test, corpus, runOfctlAll(t, bin, corpus))
+		writeGoldenFile(t, bin, d.golden13, "ovs-ofctl -O OpenFlow13 parse-flow FLOW", base, d.test, corpus, runOfctlAll(t, bin, corpus, "-O", "OpenFlow13"))
 	}
-	golden, golden13 := readGoldenFile(t, ctGoldenPath), readGoldenFile(t, ctGolden13Path)
+	golden, golden13 := readGoldenFile(t, d.golden), readGoldenFile(t, d.golden13)
 	var valid, invalid int
 	for _, c := range corpus {
 		want, ok := golden[c.flow]
 		want13, ok13 := golden13[c.flow]
 		if !ok || !ok13 {
-			t.Errorf("line %d %q has no golden entry (regenerate: go test ./flow -run TestCtOfctlGolden -update-golden)", c.line, c.flow)
+			t.Errorf("line %d %q has no golden entry (regenerate: go test ./flow -run %s -update-golden)", c.line, c.flow, d.test)
 			continue
 		}
 		if c.kind == agree && want.ok {
@@ -73,14 +96,16 @@ func TestCtOfctlGolden(t *testing.T) {
 		}
 		compareCt(t, c, want, want13)
 	}
-	if valid < 60 || invalid < 50 {
-		t.Errorf("ct corpus has %d valid and %d invalid lines; want at least 60 and 50", valid, invalid)
+	if valid < d.minValid || invalid < d.minInvalid {
+		t.Errorf("%s corpus has %d valid and %d invalid lines; want at least %d and %d", d.name, valid, invalid, d.minValid, d.minInvalid)
 	}
 }
 
-func TestCtOfctlLive(t *testing.T) {
+// checkDualLive compares every line of the corpus with what a live
+// ovs-ofctl prints in OpenFlow 1.0 and 1.3.
+func checkDualLive(t *testing.T, corpusPath string) {
 	bin := ofctlBinary(t)
-	corpus := readCorpusFile(t, ctCorpusPath)
+	corpus := readCorpusFile(t, corpusPath)
 	res, res13 := runOfctlAll(t, bin, corpus), runOfctlAll(t, bin, corpus, "-O", "OpenFlow13")
 	for i, c := range corpus {
 		compareCt(t, c, res[i], res13[i])
