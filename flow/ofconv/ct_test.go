@@ -194,32 +194,43 @@ func TestCTEncodeAsOfctl(t *testing.T) {
 			if g, w := fieldsKey(ctOnly(FieldsFromMatch(&f.Match, nxm))), fieldsKey(ctOnly(fm.Match)); g != w {
 				t.Errorf("%s: match\n got %s\nwant %s", name, g, w)
 			}
-			var got, want []openflow.Action
-			if nxm {
-				want = fm.Actions
-				got, err = ActionsToOF(v, &f.Match, f.Actions)
-			} else {
-				if len(fm.Instructions) > 0 {
-					want = fm.Instructions[0].Actions
-				}
-				var insts []openflow.Instruction
-				insts, err = InstructionsFromActions(v, &f.Match, f.Table, f.Actions)
-				if len(insts) > 0 {
-					got = insts[0].Actions
-				}
-			}
-			if err != nil {
-				t.Fatalf("%s: encode: %v", name, err)
-			}
-			gb, err := openflow.EncodeActions(v, got)
-			if err != nil {
-				t.Fatalf("%s: encode: %v", name, err)
-			}
-			wb, _ := openflow.EncodeActions(v, want)
-			if !bytes.Equal(gb, wb) {
-				t.Errorf("%s: actions\n got %x\nwant %x", name, gb, wb)
-			}
+			compareActionsAsOfctl(t, name, v, fm, f)
 		}
+	}
+}
+
+// compareActionsAsOfctl encodes f's actions in version v, as actions
+// (OpenFlow 1.0) or in the first instruction, and compares their bytes
+// with those of the flow mod fm that ovs-ofctl sent.
+func compareActionsAsOfctl(t *testing.T, name string, v uint8, fm *openflow.FlowMod, f *flow.Flow) {
+	t.Helper()
+	var (
+		got, want []openflow.Action
+		err       error
+	)
+	if v == openflow.Version10 {
+		want = fm.Actions
+		got, err = ActionsToOF(v, &f.Match, f.Actions)
+	} else {
+		if len(fm.Instructions) > 0 {
+			want = fm.Instructions[0].Actions
+		}
+		var insts []openflow.Instruction
+		insts, err = InstructionsFromActions(v, &f.Match, f.Table, f.Actions)
+		if len(insts) > 0 {
+			got = insts[0].Actions
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: encode: %v", name, err)
+	}
+	gb, err := openflow.EncodeActions(v, got)
+	if err != nil {
+		t.Fatalf("%s: encode: %v", name, err)
+	}
+	wb, _ := openflow.EncodeActions(v, want)
+	if !bytes.Equal(gb, wb) {
+		t.Errorf("%s: actions\n got %x\nwant %x", name, gb, wb)
 	}
 }
 

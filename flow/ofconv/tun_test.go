@@ -1,7 +1,6 @@
 package ofconv
 
 import (
-	"bytes"
 	"testing"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -60,31 +59,7 @@ func TestTunEncodeAsOfctl(t *testing.T) {
 		if g, w := fieldsKey(FieldsFromMatch(&f.Match, nxm)), fieldsKey(fm.Match); g != w {
 			t.Errorf("%s: match\n got %s\nwant %s", name, g, w)
 		}
-		var got, want []openflow.Action
-		if nxm {
-			want = fm.Actions
-			got, err = ActionsToOF(v, &f.Match, f.Actions)
-		} else {
-			if len(fm.Instructions) > 0 {
-				want = fm.Instructions[0].Actions
-			}
-			var insts []openflow.Instruction
-			insts, err = InstructionsFromActions(v, &f.Match, f.Table, f.Actions)
-			if len(insts) > 0 {
-				got = insts[0].Actions
-			}
-		}
-		if err != nil {
-			t.Fatalf("%s: encode: %v", name, err)
-		}
-		gb, err := openflow.EncodeActions(v, got)
-		if err != nil {
-			t.Fatalf("%s: encode: %v", name, err)
-		}
-		wb, _ := openflow.EncodeActions(v, want)
-		if !bytes.Equal(gb, wb) {
-			t.Errorf("%s: actions\n got %x\nwant %x", name, gb, wb)
-		}
+		compareActionsAsOfctl(t, name, v, fm, f)
 		t.Logf("%s: %s", name, flow.FormatFlow(f))
 	}
 }
