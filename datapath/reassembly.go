@@ -139,35 +139,18 @@ func (p *pmd) releaseFrag(h *heldFrag, frame []byte, rest []flow.Action, out flo
 	r.key, r.off = h.key, h.off
 	p.recircDepth++
 
-	o := &p.out
-	rx, lentIdx, finalOut, outSeen := o.rx, o.lentIdx, o.finalOut, o.outSeen
-	pick, in, copies := p.pick, p.in, p.copies
-	o.rx, o.lentIdx, o.finalOut, o.outSeen = nil, -1, 0, 0
+	// The fragment's copies count on the port it came in on, apart from
+	// those of the packet being executed.
+	in, copies := p.in, p.copies
 	p.in, p.copies = h.in, 0
-	key := &r.key
-	var saved flow.Key
-	needs := needsKey(rest)
-	if needs {
-		saved = p.key
-		p.key = r.key
-		key = &p.key
-	}
-	p.pick.key = key
-	p.pick.hashed = false
-
-	_, verdict := flow.Execute(r.buf, key, &r.off, rest, out)
+	verdict := p.executeCopy(r, rest, out)
 	switch {
 	case p.copies == 0:
 		c.drops[verdictDrop(verdict)].Add(1)
 	case p.copies > 1:
 		c.copies.Add(uint64(p.copies - 1))
 	}
-
-	if needs {
-		p.key = saved
-	}
-	p.pick, p.in, p.copies = pick, in, copies
-	o.rx, o.lentIdx, o.finalOut, o.outSeen = rx, lentIdx, finalOut, outSeen
+	p.in, p.copies = in, copies
 	p.recircDepth--
 }
 

@@ -92,14 +92,29 @@ func (p *pmd) recirculate(frame []byte, k *flow.Key, off *flow.Offsets, out flow
 	p.cache.Account(mf, 1, uint64(len(frame)), p.now)
 	p.cache.AccountTCPFlags(mf, r.key.TcpFlags)
 
-	// The received packet's own output state waits while the copy runs.
+	copies := p.copies
+	verdict := p.executeCopy(r, mf.Actions, out)
+	if verdict == flow.VerdictOK {
+		verdict = mf.Verdict
+	}
+	if p.copies == copies {
+		p.drop(k.InPort, verdictDrop(verdict))
+	}
+	p.recircDepth--
+}
+
+// executeCopy runs acts on the copy in r, its outputs going to out, while
+// the received packet's own output state (the output batches' marks, the
+// tx queue pick and the thread's key) waits; it returns the actions'
+// verdict.
+func (p *pmd) executeCopy(r *recircPass, acts []flow.Action, out flow.Outputter) flow.Verdict {
 	o := &p.out
 	rx, lentIdx, finalOut, outSeen := o.rx, o.lentIdx, o.finalOut, o.outSeen
 	pick := p.pick
 	o.rx, o.lentIdx, o.finalOut, o.outSeen = nil, -1, 0, 0
 	key := &r.key
 	var saved flow.Key
-	needs := needsKey(mf.Actions)
+	needs := needsKey(acts)
 	if needs {
 		saved = p.key
 		p.key = r.key
@@ -108,19 +123,12 @@ func (p *pmd) recirculate(frame []byte, k *flow.Key, off *flow.Offsets, out flow
 	p.pick.key = key
 	p.pick.hashed = false
 
-	copies := p.copies
-	_, verdict := flow.Execute(r.buf, key, &r.off, mf.Actions, out)
-	if verdict == flow.VerdictOK {
-		verdict = mf.Verdict
-	}
-	if p.copies == copies {
-		p.drop(k.InPort, verdictDrop(verdict))
-	}
+	_, verdict := flow.Execute(r.buf, key, &r.off, acts, out)
 
 	if needs {
 		p.key = saved
 	}
 	p.pick = pick
 	o.rx, o.lentIdx, o.finalOut, o.outSeen = rx, lentIdx, finalOut, outSeen
-	p.recircDepth--
+	return verdict
 }

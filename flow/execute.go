@@ -34,9 +34,9 @@ const (
 	// was), or a recirc action ran where nothing recirculates.
 	VerdictNoRecircContext
 	// VerdictTaken: the datapath took the packet over at a ct action
-	// (fragment reassembly held it, or refused it and counted its drop
-	// under a reason of its own): the remaining actions do not run on it
-	// here, and it is not a drop of the actions.
+	// (fragment reassembly held it, to run the remaining actions itself
+	// when it releases it): the remaining actions do not run on it here,
+	// and it is not a drop of the actions.
 	VerdictTaken
 	numVerdicts
 )
