@@ -364,20 +364,8 @@ func udpFrags(src, addr, sizeArg, orderArg string) error {
 	for i := range size {
 		udp[8+i] = byte(i)
 	}
+	binary.BigEndian.PutUint16(udp[6:], transportChecksum4(s4, dst.Addr(), syscall.IPPROTO_UDP, udp))
 	sa, da := s4.As4(), dst.Addr().As4()
-	var sum uint32
-	for _, b := range [][]byte{sa[:], da[:], {0, syscall.IPPROTO_UDP, byte(len(udp) >> 8), byte(len(udp))}, udp} {
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(binary.BigEndian.Uint16(b[i:]))
-		}
-		if len(b)%2 == 1 {
-			sum += uint32(b[len(b)-1]) << 8
-		}
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(udp[6:], ^uint16(sum))
 
 	const fragData = 1480
 	var frags [][]byte

@@ -100,31 +100,17 @@ func tcpRaw(args []string) error {
 	seg[13] = flags
 	binary.BigEndian.PutUint16(seg[14:], 8192)
 	seg = append(seg, data...)
-	// The checksum over the pseudo-header and the segment.
-	var sum uint32
-	s4, d4 := src.As4(), dst.As4()
-	for _, b := range [][]byte{s4[:], d4[:], {0, syscall.IPPROTO_TCP, byte(len(seg) >> 8), byte(len(seg))}, seg} {
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(binary.BigEndian.Uint16(b[i:]))
-		}
-		if len(b)%2 == 1 {
-			sum += uint32(b[len(b)-1]) << 8
-		}
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(seg[16:], ^uint16(sum))
+	binary.BigEndian.PutUint16(seg[16:], transportChecksum4(src, dst, syscall.IPPROTO_TCP, seg))
 
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_TCP)
 	if err != nil {
 		return err
 	}
 	defer syscall.Close(fd)
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: s4}); err != nil {
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: src.As4()}); err != nil {
 		return err
 	}
-	return syscall.Sendto(fd, seg, 0, &syscall.SockaddrInet4{Addr: d4})
+	return syscall.Sendto(fd, seg, 0, &syscall.SockaddrInet4{Addr: dst.As4()})
 }
 
 // whoamiServer answers every line a TCP connection sends with "ID PEER",
@@ -254,4 +240,24 @@ func tcpHold(src, dst string) error {
 		return err
 	}
 	return errors.New("no SYN+ACK seen on the raw socket")
+}
+
+// transportChecksum4 is the TCP or UDP checksum of segment seg (its
+// checksum field zero) from src to dst over IPv4: the one's complement of
+// the one's complement sum of the pseudo-header and the segment.
+func transportChecksum4(src, dst netip.Addr, proto byte, seg []byte) uint16 {
+	var sum uint32
+	s4, d4 := src.As4(), dst.As4()
+	for _, b := range [][]byte{s4[:], d4[:], {0, proto, byte(len(seg) >> 8), byte(len(seg))}, seg} {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
 }
