@@ -35,10 +35,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ovsxdp/ovsxdp/vport/ethtool"
 	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
@@ -326,16 +326,16 @@ func OpenXSK(cfg XSKConfig) (_ *XSKPort, err error) {
 func rxQueuesInUse(netns, dev string, allocated int) int {
 	n := 0
 	err := nsthread.Do(netns, func() error {
-		e, err := ethtool.NewEthtool()
+		e, err := ethtool.Open()
 		if err != nil {
 			return err
 		}
 		defer e.Close()
-		ch, err := e.GetChannels(dev)
+		ch, err := e.Channels(dev)
 		if err != nil {
 			return err
 		}
-		n = int(ch.CombinedCount + ch.RxCount)
+		n = int(ch.Combined + ch.Rx)
 		return nil
 	})
 	if err != nil || n < 1 || n > allocated {

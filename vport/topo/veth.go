@@ -6,9 +6,10 @@ import (
 	"net"
 	"strings"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ovsxdp/ovsxdp/vport/ethtool"
 )
 
 // Veth is a veth pair: Host in HostNS (the side a datapath opens), Peer in
@@ -111,10 +112,10 @@ func (n *Namespace) link(dev string) (l netlink.Link, err error) {
 
 // withEthtool runs fn with an ethtool handle (a socket for the SIOCETHTOOL
 // ioctl) in the namespace, closed when fn returns.
-func (n *Namespace) withEthtool(fn func(e *ethtool.Ethtool) error) error {
-	var e *ethtool.Ethtool
+func (n *Namespace) withEthtool(fn func(e *ethtool.Handle) error) error {
+	var e *ethtool.Handle
 	if err := n.Do(func() (err error) {
-		e, err = ethtool.NewEthtool()
+		e, err = ethtool.Open()
 		return err
 	}); err != nil {
 		return fmt.Errorf("ethtool socket in %s: %w", n.Name, err)
@@ -131,18 +132,18 @@ const txChecksumPrefix = "tx-checksum-"
 // disableTxChecksum turns dev's tx checksum offload off, as
 // "ethtool -K DEV tx off" does, and checks that it is off.
 func (n *Namespace) disableTxChecksum(dev string) error {
-	return n.withEthtool(func(e *ethtool.Ethtool) error {
-		names, err := e.FeatureNames(dev)
+	return n.withEthtool(func(e *ethtool.Handle) error {
+		features, err := e.Features(dev)
 		if err != nil {
 			return fmt.Errorf("features of %s in %s: %w", dev, n.Name, err)
 		}
 		change := map[string]bool{}
-		for name := range names {
+		for name := range features {
 			if strings.HasPrefix(name, txChecksumPrefix) {
 				change[name] = false
 			}
 		}
-		if err := e.Change(dev, change); err != nil {
+		if err := e.SetFeatures(dev, change); err != nil {
 			return fmt.Errorf("tx checksum offload of %s in %s: %w", dev, n.Name, err)
 		}
 		on, err := txChecksum(e, dev)
@@ -159,7 +160,7 @@ func (n *Namespace) disableTxChecksum(dev string) error {
 // TxChecksum reports whether tx checksum offload (any tx-checksum-*
 // feature) is on for dev.
 func (n *Namespace) TxChecksum(dev string) (on bool, err error) {
-	err = n.withEthtool(func(e *ethtool.Ethtool) error {
+	err = n.withEthtool(func(e *ethtool.Handle) error {
 		on, err = txChecksum(e, dev)
 		if err != nil {
 			return fmt.Errorf("features of %s in %s: %w", dev, n.Name, err)
@@ -169,7 +170,7 @@ func (n *Namespace) TxChecksum(dev string) (on bool, err error) {
 	return on, err
 }
 
-func txChecksum(e *ethtool.Ethtool, dev string) (bool, error) {
+func txChecksum(e *ethtool.Handle, dev string) (bool, error) {
 	features, err := e.Features(dev)
 	if err != nil {
 		return false, err
@@ -185,12 +186,12 @@ func txChecksum(e *ethtool.Ethtool, dev string) (bool, error) {
 // Channels returns the number of rx and tx queues dev has in use (ethtool
 // channels; a device can allocate more than it uses).
 func (n *Namespace) Channels(dev string) (rx, tx int, err error) {
-	err = n.withEthtool(func(e *ethtool.Ethtool) error {
-		ch, err := e.GetChannels(dev)
+	err = n.withEthtool(func(e *ethtool.Handle) error {
+		ch, err := e.Channels(dev)
 		if err != nil {
-			return fmt.Errorf("channels of %s in %s: %w", dev, n.Name, err)
+			return fmt.Errorf("in %s: %w", n.Name, err)
 		}
-		rx, tx = int(ch.RxCount), int(ch.TxCount)
+		rx, tx = int(ch.Rx), int(ch.Tx)
 		return nil
 	})
 	return rx, tx, err
@@ -199,18 +200,18 @@ func (n *Namespace) Channels(dev string) (rx, tx int, err error) {
 // useChannels makes dev use queues rx and tx queues, unless it does
 // already.
 func (n *Namespace) useChannels(dev string, queues int) error {
-	return n.withEthtool(func(e *ethtool.Ethtool) error {
-		ch, err := e.GetChannels(dev)
+	return n.withEthtool(func(e *ethtool.Handle) error {
+		ch, err := e.Channels(dev)
 		if err != nil {
-			return fmt.Errorf("channels of %s in %s: %w", dev, n.Name, err)
+			return fmt.Errorf("in %s: %w", n.Name, err)
 		}
 		q := uint32(queues)
-		if ch.RxCount == q && ch.TxCount == q {
+		if ch.Rx == q && ch.Tx == q {
 			return nil
 		}
-		ch.RxCount, ch.TxCount = q, q
-		if _, err := e.SetChannels(dev, ch); err != nil {
-			return fmt.Errorf("set channels of %s in %s to rx %d tx %d: %w", dev, n.Name, q, q, err)
+		ch.Rx, ch.Tx = q, q
+		if err := e.SetChannels(dev, ch); err != nil {
+			return fmt.Errorf("in %s: %w", n.Name, err)
 		}
 		return nil
 	})
