@@ -13,6 +13,7 @@
 package ofconn
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -312,13 +313,18 @@ type conn struct {
 	wmu sync.Mutex
 }
 
+// readBuffer is the size of a connection's read buffer.
+const readBuffer = 64 << 10
+
 // errClose ends a connection after its error reply was sent.
 var errClose = errors.New("connection closed by protocol error")
 
 func (s *Server) serve(nc net.Conn, kind Kind) { s.serveOpts(nc, kind, ControllerOptions{}) }
 
 func (s *Server) serveOpts(nc net.Conn, kind Kind, opts ControllerOptions) {
-	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(nc, openflow.MaxMessageLen),
+	// A buffered read takes what the peer sent in one system call: a
+	// flow mod and the barrier after it, or a controller's burst.
+	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(bufio.NewReaderSize(nc, readBuffer), openflow.MaxMessageLen),
 		role: openflow.RoleEqual, kind: kind, up: opts.Up, probe: opts.Probe}
 	if kind == Primary {
 		// As Open vSwitch: a controller's miss_send_len is 128, a
