@@ -17,6 +17,7 @@ func (d *Daemon) expireLoop() {
 	save := time.NewTimer(saveInterval)
 	save.Stop()
 	var saveAt time.Time // when the next save may start
+	var changes uint64   // d.saver.changes at the last tick
 	for {
 		select {
 		case <-d.stop:
@@ -24,7 +25,13 @@ func (d *Daemon) expireLoop() {
 			return
 		case now := <-t.C:
 			d.expire(now)
-			releaseMemory()
+			d.mu.Lock()
+			quiet := d.saver.changes == changes
+			changes = d.saver.changes
+			d.mu.Unlock()
+			if quiet {
+				releaseMemory()
+			}
 		case <-d.saver.kick:
 			save.Reset(time.Until(saveAt))
 		case <-save.C:

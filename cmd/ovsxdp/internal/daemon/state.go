@@ -158,8 +158,12 @@ const saveInterval = 150 * time.Millisecond
 // daemon's expiry goroutine saves it at most once per saveInterval, and
 // when the daemon closes.
 type stateSaver struct {
-	dirty bool          // a change is not saved yet; guarded by Daemon.mu
-	kick  chan struct{} // a change was marked (capacity one)
+	dirty bool // a change is not saved yet; guarded by Daemon.mu
+	// changes counts the changes marked, saved or not; guarded by
+	// Daemon.mu. The expiry loop releases memory only after a second
+	// without one (releaseMemory).
+	changes uint64
+	kick    chan struct{} // a change was marked (capacity one)
 }
 
 func newStateSaver() stateSaver {
@@ -169,6 +173,7 @@ func newStateSaver() stateSaver {
 // markDirtyLocked notes a change to be saved within saveInterval. d.mu
 // must be held.
 func (d *Daemon) markDirtyLocked() {
+	d.saver.changes++
 	if (d.cfg.StatePath == "" && d.cfg.FlowsPath == "") || d.saver.dirty {
 		return
 	}
@@ -367,7 +372,10 @@ var releasedAt atomic.Uint64
 // keep the garbage of building it resident for good. It costs one garbage
 // collection, tens of milliseconds per 100 MB of live heap. The expiry
 // loop calls it once a second, outside the command lock, so that the
-// command's own garbage (its request, the parsed flows) is free by then.
+// command's own garbage (its request, the parsed flows) is free by then,
+// and not while changes stream in (a controller's or ovs-ofctl's flow
+// mods, one at a time): each release would cost a collection of the
+// whole heap per second of the stream.
 func releaseMemory() {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
