@@ -213,6 +213,83 @@ func (t *Table) checkConjLocked(fs []*Rule) error {
 	if !slices.ContainsFunc(fs, func(f *Rule) bool { return conjunctive(f.Actions) }) {
 		return nil
 	}
+	if t.conjAgreesLocked(fs) {
+		return nil
+	}
+	return t.findConjConflictLocked(fs)
+}
+
+// conjRefs is what the table knows of one conjunctive match (conjKey)
+// from its installed rules: how many clauses they say it has, and how
+// many clause actions name it.
+type conjRefs struct {
+	n    uint8
+	refs int32
+}
+
+// indexConjLocked adds delta to the counts of the conjunctive matches that
+// r's conjunction actions name: +1 when r is installed, -1 when it is
+// removed or replaced.
+func (t *Table) indexConjLocked(r *Rule, delta int32) {
+	for j := range r.Actions {
+		a := &r.Actions[j]
+		if a.Type != ActConjunction {
+			continue
+		}
+		c := clauseOf(a)
+		ck := conjKey{r.Table, r.Priority, c.id}
+		cr := t.conjs[ck]
+		cr.refs += delta
+		if cr.refs <= 0 {
+			delete(t.conjs, ck)
+			continue
+		}
+		if delta > 0 {
+			cr.n = c.n
+		}
+		if t.conjs == nil {
+			t.conjs = map[conjKey]conjRefs{}
+		}
+		t.conjs[ck] = cr
+	}
+}
+
+// conjAgreesLocked is checkConjLocked's quick answer: true when the flows
+// of fs agree with each other and with the installed rules (the index)
+// on the number of clauses of every conjunctive match they name, so that
+// adding them needs no look at the installed rules. Otherwise
+// findConjConflictLocked decides (an installed rule that disagrees may be
+// one that fs replaces) and names the conflict.
+func (t *Table) conjAgreesLocked(fs []*Rule) bool {
+	var mine map[conjKey]uint8
+	for _, f := range fs {
+		for j := range f.Actions {
+			a := &f.Actions[j]
+			if a.Type != ActConjunction {
+				continue
+			}
+			c := clauseOf(a)
+			ck := conjKey{f.Table, f.Priority, c.id}
+			if cr, ok := t.conjs[ck]; ok && cr.n != c.n {
+				return false
+			}
+			if mine == nil {
+				mine = map[conjKey]uint8{}
+			}
+			if n, ok := mine[ck]; ok && n != c.n {
+				return false
+			}
+			mine[ck] = c.n
+		}
+	}
+	return true
+}
+
+// findConjConflictLocked is checkConjLocked's full answer, which looks at
+// the installed rules: the error of the first flow of fs whose number of
+// clauses disagrees with an installed rule that fs does not replace, or
+// with an earlier flow of fs.
+func (t *Table) findConjConflictLocked(fs []*Rule) error {
 	type origin struct {
 		n    uint8
 		rule *Rule  // the installed rule n comes from, or nil

@@ -3,6 +3,8 @@ package flow
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"os/exec"
 	"strings"
 	"testing"
@@ -267,6 +269,99 @@ func TestConjunctionMixNamesAction(t *testing.T) {
 		want := fmt.Sprintf("(such as the %q action used here)", tc.kind)
 		if !strings.Contains(string(out), want) {
 			t.Errorf("ovs-ofctl parse-flow %s: %q, the table says %s", tc.action, out, want)
+		}
+	}
+}
+
+// TestConjunctionIndexFollowsTable: after every add, modify and delete
+// of a random sequence, the index of conjunction actions equals a count
+// over the installed rules, and an add is refused exactly when an
+// installed rule that it does not replace gives its conjunctive match
+// another number of clauses.
+func TestConjunctionIndexFollowsTable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	matches := []string{"ip", "tcp", "udp", "icmp", "arp", "ip,nw_src=10.0.0.1", "tcp,tp_dst=80"}
+	tbl := NewTable()
+	recount := func() map[conjKey]conjRefs {
+		want := map[conjKey]conjRefs{}
+		for _, r := range tbl.Dump(nil) {
+			for j := range r.Actions {
+				if a := &r.Actions[j]; a.Type == ActConjunction {
+					c := clauseOf(a)
+					ck := conjKey{r.Table, r.Priority, c.id}
+					cr := want[ck]
+					cr.refs++
+					cr.n = c.n
+					want[ck] = cr
+				}
+			}
+		}
+		return want
+	}
+	for step := range 3000 {
+		m := matches[rng.IntN(len(matches))]
+		prio := 5 + rng.IntN(2)
+		id, n := 1+rng.IntN(2), 2+rng.IntN(2)
+		acts := fmt.Sprintf("conjunction(%d,%d/%d)", id, 1+rng.IntN(n), n)
+		if rng.IntN(4) == 0 {
+			acts = "output:1"
+		}
+		s := fmt.Sprintf("priority=%d,%s,actions=%s", prio, m, acts)
+		switch op := rng.IntN(10); {
+		case op < 6:
+			f, err := ParseFlow(s, CmdAdd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The reference: a scan of the installed rules.
+			refuse := false
+			if acts != "output:1" {
+				fm := f.Match
+				fm.Normalize()
+				for _, r := range tbl.Dump(nil) {
+					if r.Table != f.Table || int(r.Priority) != prio || r.Match() == fm {
+						continue
+					}
+					for j := range r.Actions {
+						if a := &r.Actions[j]; a.Type == ActConjunction {
+							if c := clauseOf(a); int(c.id) == id && int(c.n) != n {
+								refuse = true
+							}
+						}
+					}
+				}
+			}
+			err = tbl.Add(f)
+			if refuse != errors.Is(err, ErrConjunctionClauses) || (err != nil && !refuse) {
+				t.Fatalf("step %d: Add(%q): %v, want refused %v", step, s, err, refuse)
+			}
+		case op < 8:
+			strict := rng.IntN(2) == 0
+			f, err := ParseFlow(m, CmdDelete)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Priority = uint16(prio) // as del-flows --strict takes it
+			tbl.Delete(f, strict)
+		default:
+			// A modify keeps the clause counts consistent (it is not
+			// checked, as in Open vSwitch): it takes conjunction
+			// actions away, or gives ones of the count installed.
+			s = fmt.Sprintf("priority=%d,%s,actions=output:1", prio, m)
+			if cr, ok := recount()[conjKey{0, uint16(prio), uint32(id)}]; ok && rng.IntN(2) == 0 {
+				s = fmt.Sprintf("priority=%d,%s,actions=conjunction(%d,1/%d)", prio, m, id, cr.n)
+			}
+			f, err := ParseFlow(s, CmdModify)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tbl.Modify(f, true)
+		}
+		tbl.mu.Lock()
+		got := maps.Clone(tbl.conjs)
+		tbl.mu.Unlock()
+		if want := recount(); !maps.Equal(got, want) {
+			t.Fatalf("step %d (%s): index %v, installed rules %v", step, s, got, want)
 		}
 	}
 }

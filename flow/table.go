@@ -135,6 +135,15 @@ type Table struct {
 	lastGroup *ruleGroup
 	// actions shares the rules' equal action lists.
 	actions actionPool
+	// touched are the groups changed since the last publication
+	// (touchLocked): a publication looks at these only, and n is the
+	// number of rules it published.
+	touched []*ruleGroup
+	n       int
+	// conjs indexes the installed rules' conjunction actions
+	// (indexConjLocked), so that an add checks its clause counts
+	// without looking at every clause flow of its table.
+	conjs map[conjKey]conjRefs
 	// indexed counts the rules that publications put into subtables'
 	// indexes, for tests that check an add's cost does not grow with the
 	// rules already there.
@@ -180,6 +189,10 @@ type ruleGroup struct {
 	// finReduced: a fin_timeout action reduced the timeouts of one of
 	// the group's rules (of a version of it), as Expire found.
 	finReduced bool
+	// touched: the group is in Table.touched, changed since the last
+	// publication; published is its number of rules then.
+	touched   bool
+	published int
 }
 
 // NewTable returns an empty table at generation 1.
@@ -296,7 +309,10 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 		}
 		r.Modified = now
 		g.rules.put(&r)
+		t.indexConjLocked(old, -1)
+		t.indexConjLocked(&r, +1)
 		g.levels = nil
+		t.touchLocked(g)
 		n++
 	})
 	if n == 0 && f.CookieMask == 0 {
@@ -441,6 +457,7 @@ func (t *Table) addLocked(r *Rule, now time.Time) (replaced *Rule) {
 	r.seq = t.seq
 
 	g := t.groupLocked(r.Table, &r.mask.mask)
+	t.touchLocked(g)
 	r.mask = g.rm // one copy of the mask per group
 	h, replaced := g.rules.find(r.vals, r.Priority)
 	if replaced == nil {
@@ -455,6 +472,10 @@ func (t *Table) addLocked(r *Rule, now time.Time) (replaced *Rule) {
 		g.levels = nil
 	}
 	g.rules.set(h, r.vals, r.Priority, r)
+	if replaced != nil {
+		t.indexConjLocked(replaced, -1)
+	}
+	t.indexConjLocked(r, +1)
 	return replaced
 }
 
@@ -471,9 +492,18 @@ func (t *Table) groupLocked(table uint8, mask *Key) *ruleGroup {
 	if g == nil {
 		g = &ruleGroup{table: table, rm: newRuleMask(mask)}
 		t.groups[gk] = g
+		t.touchLocked(g)
 	}
 	t.lastGroup = g
 	return g
+}
+
+// touchLocked notes that g changed (or is new), for the next publication.
+func (t *Table) touchLocked(g *ruleGroup) {
+	if !g.touched {
+		g.touched = true
+		t.touched = append(t.touched, g)
+	}
 }
 
 // removeLocked removes r from g and from the tries.
@@ -485,7 +515,9 @@ func (t *Table) removeLocked(g *ruleGroup, r *Rule) {
 		t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
 	})
 	g.rules.del(r.vals, r.Priority)
+	t.indexConjLocked(r, -1)
 	g.levels = nil
+	t.touchLocked(g)
 }
 
 // selectLocked calls fn for each rule that the criteria select. fn may
@@ -572,58 +604,70 @@ func sortRules(rs []*Rule) {
 	})
 }
 
-// publishLocked brings the groups' levels up to date (see ruleGroup),
-// drops empty groups, and publishes a new snapshot under a new generation.
+// publishLocked brings the changed groups' levels up to date (see
+// ruleGroup), drops the groups left empty, and publishes a new snapshot
+// under a new generation. Its cost follows the changes, not the table:
+// only the tables of changed groups get new lists of subtables (the
+// published lists are never changed), made from the published list
+// without the changed groups' subtables, merged with their new ones.
 func (t *Table) publishLocked() {
 	s := &TableSnapshot{recircs: t.recircs}
 	t.lastGroup = nil
-	// Only the tables with a group that changed get new lists of
-	// subtables (sorted anew); the others keep the published ones, which
-	// nobody changes.
 	var dirty [MaxTable + 1]bool
-	changed := false
-	for gk, g := range t.groups {
+	changed := map[*ruleMask]bool{} // the touched groups, by their mask
+	for _, g := range t.touched {
+		g.touched = false
+		changed[g.rm] = true
+		dirty[g.table] = true
+		t.n += g.rules.len() - g.published
+		g.published = g.rules.len()
 		if g.rules.len() == 0 {
-			delete(t.groups, gk)
-			dirty[g.table], changed = true, true
+			if gk := (groupKey{table: g.table, mask: g.rm.mask}); t.groups[gk] == g {
+				delete(t.groups, gk)
+			}
+			g.levels, g.pending = nil, nil
 			continue
 		}
 		if g.levels == nil || len(g.pending) > 0 {
 			t.levelLocked(g)
-			dirty[g.table], changed = true, true
-		}
-		s.n += g.rules.len()
-	}
-	if changed {
-		for tb := range dirty {
-			if dirty[tb] {
-				t.pubTables[tb], t.pubConj[tb] = nil, false
-			}
-		}
-		for _, g := range t.groups {
-			if !dirty[g.table] {
-				continue
-			}
-			for _, st := range g.levels {
-				t.pubTables[g.table] = append(t.pubTables[g.table], st)
-				t.pubConj[g.table] = t.pubConj[g.table] || st.conj
-			}
-		}
-		for tb, sts := range t.pubTables {
-			if !dirty[tb] {
-				continue
-			}
-			slices.SortFunc(sts, func(a, b *tableSubtable) int {
-				switch {
-				case a.rules[0].beats(b.rules[0]):
-					return -1
-				case b.rules[0].beats(a.rules[0]):
-					return 1
-				}
-				return 0
-			})
 		}
 	}
+	var fresh [MaxTable + 1][]*tableSubtable
+	for _, g := range t.touched {
+		fresh[g.table] = append(fresh[g.table], g.levels...)
+	}
+	t.touched = t.touched[:0]
+	for tb := range dirty {
+		if !dirty[tb] {
+			continue
+		}
+		slices.SortFunc(fresh[tb], compareSubtables)
+		old := t.pubTables[tb]
+		sts := make([]*tableSubtable, 0, len(old)+len(fresh[tb]))
+		conj := false
+		add := func(st *tableSubtable) {
+			sts = append(sts, st)
+			conj = conj || st.conj
+		}
+		i := 0
+		for _, st := range old {
+			if changed[st.rm] {
+				continue
+			}
+			for ; i < len(fresh[tb]) && compareSubtables(fresh[tb][i], st) < 0; i++ {
+				add(fresh[tb][i])
+			}
+			add(st)
+		}
+		for ; i < len(fresh[tb]); i++ {
+			add(fresh[tb][i])
+		}
+		if len(sts) == 0 {
+			sts = nil
+		}
+		t.pubTables[tb], t.pubConj[tb] = sts, conj
+	}
+	s.n = t.n
 	s.tables, s.conj = t.pubTables, t.pubConj
 	s.ofGroups, s.live = t.ofGroups, t.live
 	s.tries = t.tries
@@ -631,6 +675,18 @@ func (t *Table) publishLocked() {
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)
+}
+
+// compareSubtables orders a table's subtables for lookup: the one whose
+// best rule beats the other's first.
+func compareSubtables(a, b *tableSubtable) int {
+	switch {
+	case a.rules[0].beats(b.rules[0]):
+		return -1
+	case b.rules[0].beats(a.rules[0]):
+		return 1
+	}
+	return 0
 }
 
 // levelLocked brings g's levels up to date: a group to be rebuilt becomes

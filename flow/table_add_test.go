@@ -2,6 +2,7 @@ package flow
 
 import (
 	"math/bits"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -165,5 +166,77 @@ func TestTablePublishKeepsUnchangedTables(t *testing.T) {
 	}
 	if !slices.Equal(before.tables[1], t1) {
 		t.Errorf("publishing table 1's change changed the list an older snapshot holds")
+	}
+}
+
+// TestPublishFollowsChanges: after each add, modify, delete and batch of a
+// random sequence, every table's published subtables are exactly the
+// levels of its groups, in lookup order, and the snapshot counts every
+// rule; a publication looks only at the groups that changed.
+func TestPublishFollowsChanges(t *testing.T) {
+	g := newFlowGen(3)
+	tbl := NewTable()
+	pool := make([]Flow, 300)
+	for i := range pool {
+		pool[i] = g.flow()
+		pool[i].Table = uint8(g.r.IntN(3))
+	}
+	wr := rand.New(rand.NewPCG(5, 9))
+	for op := range 2000 {
+		switch wr.IntN(5) {
+		case 0, 1:
+			f := pool[wr.IntN(len(pool))]
+			tbl.Add(&f)
+		case 2:
+			fs := make([]Flow, 1+wr.IntN(20))
+			for i := range fs {
+				fs[i] = pool[wr.IntN(len(pool))]
+			}
+			tbl.AddFlows(fs)
+		case 3:
+			f := pool[wr.IntN(len(pool))]
+			f.Actions = out(uint32(wr.IntN(9)))
+			tbl.Modify(&f, wr.IntN(2) == 0)
+		case 4:
+			f := pool[wr.IntN(len(pool))]
+			tbl.Delete(&f, wr.IntN(2) == 0)
+		}
+		tbl.mu.Lock()
+		s := tbl.Snapshot()
+		n := 0
+		var want [MaxTable + 1]map[*tableSubtable]bool
+		for _, grp := range tbl.groups {
+			n += grp.rules.len()
+			if grp.touched {
+				t.Fatalf("op %d: a group is still marked as changed after the publication", op)
+			}
+			if grp.rules.len() == 0 {
+				t.Fatalf("op %d: an empty group was kept", op)
+			}
+			for _, st := range grp.levels {
+				if want[grp.table] == nil {
+					want[grp.table] = map[*tableSubtable]bool{}
+				}
+				want[grp.table][st] = true
+			}
+		}
+		tbl.mu.Unlock()
+		if s.n != n {
+			t.Fatalf("op %d: snapshot counts %d rules, the groups hold %d", op, s.n, n)
+		}
+		for tb := range MaxTable + 1 {
+			got := s.tables[tb]
+			if len(got) != len(want[tb]) {
+				t.Fatalf("op %d: table %d publishes %d subtables, its groups have %d levels", op, tb, len(got), len(want[tb]))
+			}
+			for i, st := range got {
+				if !want[tb][st] {
+					t.Fatalf("op %d: table %d publishes a subtable that no group has", op, tb)
+				}
+				if i > 0 && compareSubtables(got[i-1], st) > 0 {
+					t.Fatalf("op %d: table %d's subtables %d and %d are out of lookup order", op, tb, i-1, i)
+				}
+			}
+		}
 	}
 }

@@ -46,7 +46,10 @@ func (t *Table) Learn(fs []Flow) []*Rule {
 			r.Cookie, r.IdleTimeout, r.HardTimeout = f.Cookie, f.IdleTimeout, f.HardTimeout
 			r.Modified = now
 			g.rules.put(&r)
+			t.indexConjLocked(old, -1)
+			t.indexConjLocked(&r, +1)
 			g.levels = nil
+			t.touchLocked(g)
 			rules[i] = &r
 			changed = true
 		default:
