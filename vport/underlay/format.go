@@ -3,6 +3,8 @@ package underlay
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -88,4 +90,36 @@ func FormatAddr(a netip.Addr) string {
 		return "::" + netip.AddrFrom4([4]byte(b[12:])).String()
 	}
 	return a.String()
+}
+
+// NormaliseRouteShow sorts the lines of each run of routes of one prefix
+// length (an IPv4 /n counted as /n+96) in ovs/route/show's output, for
+// comparing outputs: Open vSwitch prints the routes of one prefix length
+// in its hash table's order.
+func NormaliseRouteShow(s string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	bits := func(l string) int {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			return -1
+		}
+		addr, n, _ := strings.Cut(f[1], "/")
+		b, err := strconv.Atoi(n)
+		if err != nil {
+			return -1
+		}
+		if a, err := netip.ParseAddr(addr); err == nil && a.Is4() {
+			b += 96
+		}
+		return b
+	}
+	for i := 1; i < len(lines); {
+		j := i + 1
+		for j < len(lines) && bits(lines[j]) == bits(lines[i]) {
+			j++
+		}
+		slices.Sort(lines[i:j])
+		i = j
+	}
+	return strings.Join(lines, "\n") + "\n"
 }

@@ -124,8 +124,7 @@ func buildRoutes(krs []kernelRoute, user []Route, links map[int]*link) []Route {
 // sortRoutes puts routes in ovs/route/show's order. Open vSwitch prints
 // its classifier's subtables, one per prefix length, the subtable with
 // the highest priority first; within one it prints in hash order, for
-// which this prints the highest priority first, IPv4 before IPv6, then
-// by address.
+// which this prints IPv4 before IPv6, then by address.
 func sortRoutes(rs []Route) {
 	top := map[int]int{} // prefix length → its subtable's highest priority
 	for i := range rs {
@@ -140,9 +139,6 @@ func sortRoutes(rs []Route) {
 		if c := cmp.Compare(bb, ab); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(b.priority(), a.priority()); c != 0 {
-			return c
-		}
 		if a.Prefix.Addr().Is4() != b.Prefix.Addr().Is4() {
 			if a.Prefix.Addr().Is4() {
 				return -1
@@ -150,6 +146,9 @@ func sortRoutes(rs []Route) {
 			return 1
 		}
 		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.priority(), a.priority()); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Mark, b.Mark)
