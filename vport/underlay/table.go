@@ -19,7 +19,7 @@ import (
 // TableConfig configures a Table.
 type TableConfig struct {
 	// Namespace is the path of the network namespace to follow (such as
-	// /run/netns/NAME); "" follows the caller's own.
+	// /run/netns/NAME); "" follows the calling thread's.
 	Namespace string
 	// Logger receives the table's resynchronisations and netlink errors.
 	Logger *slog.Logger
@@ -49,7 +49,6 @@ type TableConfig struct {
 type Table struct {
 	log  *slog.Logger
 	ns   netns.NsHandle // the namespace followed; closed by Close
-	own  bool           // ns is the caller's namespace: subscriptions take no namespace
 	h    *netlink.Handle
 	rbuf int
 
@@ -113,15 +112,16 @@ func NewTable(cfg TableConfig) (*Table, error) {
 	t.neigh = NewNeighCache(cfg.Now, t.bump)
 	var err error
 	if cfg.Namespace == "" {
-		t.own = true
-		t.ns = netns.None()
-		t.h, err = netlink.NewHandle()
+		// The calling thread's namespace, held open: the table's
+		// goroutines may run on threads of other namespaces.
+		t.ns, err = netns.Get()
 	} else {
-		if t.ns, err = netns.GetFromPath(cfg.Namespace); err != nil {
-			return nil, fmt.Errorf("route table in %s: %w", cfg.Namespace, err)
-		}
-		t.h, err = netlink.NewHandleAt(t.ns)
+		t.ns, err = netns.GetFromPath(cfg.Namespace)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("route table in %q: %w", cfg.Namespace, err)
+	}
+	t.h, err = netlink.NewHandleAt(t.ns)
 	if err != nil {
 		t.closeNS()
 		return nil, fmt.Errorf("route table in %q: %w", cfg.Namespace, err)
@@ -144,7 +144,7 @@ func NewTable(cfg TableConfig) (*Table, error) {
 }
 
 func (t *Table) closeNS() {
-	if !t.own && t.ns.IsOpen() {
+	if t.ns.IsOpen() {
 		t.ns.Close()
 	}
 }
@@ -203,6 +203,26 @@ func (t *Table) Routes() []Route { return slices.Clone(t.snap.Load().routes) }
 func (t *Table) Lookup(remote netip.Addr) (Path, error) {
 	remote = remote.Unmap()
 	s := t.snap.Load()
+	r := s.route(remote)
+	if r == nil {
+		return Path{}, ErrNoRoute
+	}
+	return t.path(s, r, remote)
+}
+
+// LookupRoute returns the route Lookup takes to remote
+// (ovs/route/lookup), if there is one.
+func (t *Table) LookupRoute(remote netip.Addr) (Route, bool) {
+	r := t.snap.Load().route(remote.Unmap())
+	if r == nil {
+		return Route{}, false
+	}
+	return *r, true
+}
+
+// route returns the route to remote: the first bucket, in priority
+// order, that holds remote's prefix.
+func (s *snapshot) route(remote netip.Addr) *Route {
 	is4 := remote.Is4()
 	for i := range s.buckets {
 		b := &s.buckets[i]
@@ -213,13 +233,11 @@ func (t *Table) Lookup(remote netip.Addr) (Path, error) {
 		if err != nil {
 			continue
 		}
-		j, ok := b.routes[pfx]
-		if !ok {
-			continue
+		if j, ok := b.routes[pfx]; ok {
+			return &s.routes[j]
 		}
-		return t.path(s, &s.routes[j], remote)
 	}
-	return Path{}, ErrNoRoute
+	return nil
 }
 
 func (t *Table) path(s *snapshot, r *Route, remote netip.Addr) (Path, error) {
@@ -491,10 +509,7 @@ func (t *Table) subscribe() (*subscription, error) {
 			}
 		}
 	}
-	var ns *netns.NsHandle
-	if !t.own {
-		ns = &t.ns
-	}
+	ns := &t.ns
 	routes := make(chan netlink.RouteUpdate, events)
 	err := netlink.RouteSubscribeWithOptions(routes, s.done, netlink.RouteSubscribeOptions{Namespace: ns, ErrorCallback: cb("route"), ReceiveBufferSize: t.rbuf, ReceiveBufferForceSize: t.rbuf != 0})
 	if err != nil {
