@@ -92,34 +92,55 @@ func FormatAddr(a netip.Addr) string {
 	return a.String()
 }
 
-// NormaliseRouteShow sorts the lines of each run of routes of one prefix
-// length (an IPv4 /n counted as /n+96) in ovs/route/show's output, for
-// comparing outputs: Open vSwitch prints the routes of one prefix length
-// in its hash table's order.
+// NormaliseRouteShow puts the routes of ovs/route/show's output in one
+// canonical order, for comparing outputs: by their prefix length's
+// highest priority (a local route's prefix length plus 64, a user's plus
+// 32; an IPv4 /n counts as /n+96), then prefix length, then text. Open
+// vSwitch prints the routes of one prefix length in its hash table's
+// order, and prefix lengths of equal priority in no fixed order.
 func NormaliseRouteShow(s string) string {
 	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-	bits := func(l string) int {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			return -1
-		}
-		addr, n, _ := strings.Cut(f[1], "/")
-		b, err := strconv.Atoi(n)
-		if err != nil {
-			return -1
-		}
-		if a, err := netip.ParseAddr(addr); err == nil && a.Is4() {
-			b += 96
-		}
-		return b
+	if len(lines) < 2 {
+		return s
 	}
-	for i := 1; i < len(lines); {
-		j := i + 1
-		for j < len(lines) && bits(lines[j]) == bits(lines[i]) {
-			j++
-		}
-		slices.Sort(lines[i:j])
-		i = j
+	type entry struct {
+		text      string
+		bits, pri int
 	}
-	return strings.Join(lines, "\n") + "\n"
+	es := make([]entry, 0, len(lines)-1)
+	top := map[int]int{}
+	for _, l := range lines[1:] {
+		e := entry{text: l, bits: -1}
+		if f := strings.Fields(l); len(f) >= 2 {
+			addr, n, _ := strings.Cut(f[1], "/")
+			if b, err := strconv.Atoi(n); err == nil {
+				if a, err := netip.ParseAddr(addr); err == nil && a.Is4() {
+					b += 96
+				}
+				e.bits, e.pri = b, b
+				switch {
+				case strings.HasSuffix(l, " local"):
+					e.pri += 64
+				case f[0] == "User:":
+					e.pri += 32
+				}
+			}
+		}
+		top[e.bits] = max(top[e.bits], e.pri)
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b entry) int {
+		if c := top[b.bits] - top[a.bits]; c != 0 {
+			return c
+		}
+		if c := b.bits - a.bits; c != 0 {
+			return c
+		}
+		return strings.Compare(a.text, b.text)
+	})
+	out := lines[0] + "\n"
+	for _, e := range es {
+		out += e.text + "\n"
+	}
+	return out
 }
