@@ -42,10 +42,12 @@ type TableConfig struct {
 // The table follows the kernel as Open vSwitch does: any route, address
 // or device change makes it list the kernel's routes (every table's
 // unicast and local routes), devices, addresses and neighbours again and
-// publish a new snapshot, a burst of changes coalesced into one listing.
-// A notification socket that overflows (ENOBUFS) or fails is opened
-// again and everything listed again, so a lost notification is never a
-// stale route.
+// publish a new snapshot, a burst of changes coalesced into one listing;
+// neighbour notifications alone are applied as they come. A notification
+// socket that overflows (ENOBUFS) or fails is opened again and everything
+// listed again, so a lost notification is never a stale route. The
+// sockets are opened before the first listing, so no change falls
+// between (what ListExisting would give, but for all four at once).
 type Table struct {
 	log  *slog.Logger
 	ns   netns.NsHandle // the namespace followed; closed by Close
@@ -574,8 +576,10 @@ func (t *Table) run(s *subscription) {
 	defer tick.Stop()
 	retry := time.NewTimer(0)
 	<-retry.C
+	var b batch
 	for {
-		var ok, event bool
+		ok := false
+		b.full, b.neighs = false, b.neighs[:0]
 		if s == nil {
 			// Resubscribing failed: try again a little later.
 			select {
@@ -599,13 +603,18 @@ func (t *Table) run(s *subscription) {
 			s.end()
 			continue
 		case _, ok = <-s.routes:
-		case _, ok = <-s.neighs:
+			b.full = true
+		case u, k := <-s.neighs:
+			if ok = k; ok {
+				b.neighs = append(b.neighs, u)
+			}
 		case _, ok = <-s.links:
+			b.full = true
 		case _, ok = <-s.addrs:
+			b.full = true
 		}
 		if ok {
-			event = true
-			ok = s.pending()
+			ok = s.pending(&b)
 		}
 		if !ok {
 			// A socket failed: what it would have said is lost.
@@ -615,12 +624,53 @@ func (t *Table) run(s *subscription) {
 			s = t.resubscribe(retry)
 			continue
 		}
-		if event {
+		if b.full {
 			if err := t.resync(); err != nil {
 				t.log.Warn("route table listing", "err", err)
 			}
+		} else if len(b.neighs) > 0 {
+			t.applyNeighs(b.neighs)
 		}
 	}
+}
+
+// batch is a burst of notifications: whether any concerned routes,
+// devices or addresses, which make the table list everything again, and
+// the neighbour updates, applied as they are otherwise.
+type batch struct {
+	full   bool
+	neighs []netlink.NeighUpdate
+}
+
+// applyNeighs publishes the snapshot with the kernel's neighbour entries
+// updated, if that changes them.
+func (t *Table) applyNeighs(us []netlink.NeighUpdate) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.snap.Load()
+	m := maps.Clone(old.neighs)
+	for _, u := range us {
+		if u.Family != unix.AF_INET && u.Family != unix.AF_INET6 {
+			continue // bridge forwarding entries come this way too
+		}
+		ip, ok := netip.AddrFromSlice(u.IP)
+		if !ok {
+			continue
+		}
+		k := kernelNeigh{u.LinkIndex, ip.Unmap()}
+		if u.Type == unix.RTM_NEWNEIGH && len(u.HardwareAddr) == 6 && usable(u.State) {
+			m[k] = [6]byte(u.HardwareAddr)
+		} else {
+			delete(m, k)
+		}
+	}
+	if maps.Equal(m, old.neighs) {
+		return
+	}
+	s := *old
+	s.neighs = m
+	t.snap.Store(&s)
+	t.bump()
 }
 
 // resubscribe opens the sockets again and lists everything; on failure
@@ -638,27 +688,32 @@ func (t *Table) resubscribe(retry *time.Timer) *subscription {
 	return nil
 }
 
-// pending takes the notifications already waiting, so that a burst
-// makes one listing, and reports false if a socket failed meanwhile.
-func (s *subscription) pending() bool {
+// pending takes the notifications already waiting into b, so that a
+// burst makes one listing, and reports false if a socket failed
+// meanwhile.
+func (s *subscription) pending(b *batch) bool {
 	for range 4 * events {
 		select {
 		case _, ok := <-s.routes:
 			if !ok {
 				return false
 			}
-		case _, ok := <-s.neighs:
+			b.full = true
+		case u, ok := <-s.neighs:
 			if !ok {
 				return false
 			}
+			b.neighs = append(b.neighs, u)
 		case _, ok := <-s.links:
 			if !ok {
 				return false
 			}
+			b.full = true
 		case _, ok := <-s.addrs:
 			if !ok {
 				return false
 			}
+			b.full = true
 		default:
 			return true
 		}
