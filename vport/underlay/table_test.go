@@ -162,6 +162,23 @@ func TestTableResync(t *testing.T) {
 		return p.NextHop == a("192.0.2.254")
 	})
 
+	// Readers look up all along, as poll threads would (the race
+	// detector checks them against the publication of snapshots).
+	stop, readers := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readers)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				tb.Lookup(a("10.0.1.1"))
+				tb.Lookup(a("198.51.100.7"))
+			}
+		}
+	}()
+	defer func() { close(stop); <-readers }()
+
 	const n = 400
 	var batch strings.Builder
 	for i := range n {
