@@ -8,9 +8,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
 
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
@@ -246,6 +251,61 @@ func TestNeighAging(t *testing.T) {
 	for _, d := range []time.Duration{0, 3601 * time.Second, 1500 * time.Millisecond} {
 		if err := c.SetAging(d); !errors.Is(err, ErrBadAging) {
 			t.Errorf("SetAging(%v): %v, want ErrBadAging", d, err)
+		}
+	}
+}
+
+// TestSolicitTshark has tshark dissect the requests: an ARP request and a
+// neighbour solicitation with a correct checksum, and no expert warning
+// or error.
+func TestSolicitTshark(t *testing.T) {
+	bin := testenv.RequireTool(t, "tshark", "tshark")
+	a := netip.MustParseAddr
+	arp, err := AppendARPRequest(nil, testMAC, a("192.0.2.1"), a("192.0.2.254"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := AppendNeighSolicit(nil, testMAC, a("2001:db8:1::1"), a("2001:db8:1::fe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "solicit.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	for _, frame := range [][]byte{arp, ns} {
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1, 0), CaptureLength: len(frame), Length: len(frame)}
+		if err := w.WritePacket(ci, frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	out, err := exec.Command(bin, "-r", path, "-V", "-o", "icmpv6.checksum:TRUE").CombinedOutput()
+	if err != nil {
+		// Older tshark has no such preference: ICMPv6 checksums are checked anyway.
+		out, err = exec.Command(bin, "-r", path, "-V").CombinedOutput()
+	}
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{
+		"Opcode: request (1)", "Sender IP address: 192.0.2.1", "Target IP address: 192.0.2.254",
+		"Type: Neighbor Solicitation (135)", "Target Address: 2001:db8:1::fe", "Destination Address: ff02::1:ff00:fe",
+		"[Checksum Status: Good]", "Link-layer address: 02:00:00:00:00:01",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("tshark's dissection lacks %q:\n%s", want, text)
+		}
+	}
+	for _, bad := range []string{"Expert Info (Error", "Expert Info (Warning", "Malformed"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("tshark says %q:\n%s", bad, text)
 		}
 	}
 }
