@@ -56,6 +56,17 @@ func (p Path) String() string {
 	return fmt.Sprintf("dev %s src %s via %s lladdr %s", p.Dev, p.Src, p.NextHop, net.HardwareAddr(p.DstMAC[:]))
 }
 
+// PathFinder finds the path to a tunnel's remote endpoint. A Resolver
+// asks the kernel each time; a Table answers from its snapshot.
+type PathFinder interface {
+	Lookup(remote netip.Addr) (Path, error)
+}
+
+var (
+	_ PathFinder = (*Resolver)(nil)
+	_ PathFinder = (*Table)(nil)
+)
+
 // Resolver looks paths up in one network namespace's routing and
 // neighbour tables.
 type Resolver struct {
