@@ -23,7 +23,7 @@ build: ## build the binaries into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install the system packages the tests and benchmarks use (Debian: openvswitch-common, openvswitch-switch, ovn-central, ovn-host, tcpdump, tshark, iproute2, ethtool, iputils-ping, curl, clang-14, libclang-rt-14-dev)
+deps: ## install the system packages the tests and benchmarks use (Debian: openvswitch-common, openvswitch-switch, ovn-central, ovn-host, tcpdump, tshark, python3-scapy, iproute2, ethtool, iputils-ping, curl, clang-14, libclang-rt-14-dev)
 	./.ci/deps
 
 .PHONY: lint

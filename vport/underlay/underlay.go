@@ -5,8 +5,16 @@
 // A tunnel port builds its outer headers (datapath/tunnel.Config) from a
 // Path.
 //
-// Lookups are control-plane calls, made when a tunnel port is configured
-// or its path changes, never per packet.
+// Two ways to look paths up: a Resolver asks the kernel at each call
+// (RTM_GETROUTE, a neighbour dump), a control-plane call made when a
+// tunnel port is configured or its path changes, never per packet; a
+// Table (table.go) keeps the namespace's routes and neighbours current
+// from netlink notifications, as Open vSwitch's route table and tunnel
+// neighbour cache, and answers from an atomic snapshot without locking
+// or allocating. The Table also holds ovsxdp's own neighbour cache
+// (neigh.go, snoop.go), builds the ARP requests and neighbour
+// solicitations that resolve a next hop (solicit.go), and prints
+// ovs/route/show and tnl/neigh/show as Open vSwitch 3.1 does (format.go).
 package underlay
 
 import (
@@ -47,6 +55,17 @@ type Path struct {
 func (p Path) String() string {
 	return fmt.Sprintf("dev %s src %s via %s lladdr %s", p.Dev, p.Src, p.NextHop, net.HardwareAddr(p.DstMAC[:]))
 }
+
+// PathFinder finds the path to a tunnel's remote endpoint. A Resolver
+// asks the kernel each time; a Table answers from its snapshot.
+type PathFinder interface {
+	Lookup(remote netip.Addr) (Path, error)
+}
+
+var (
+	_ PathFinder = (*Resolver)(nil)
+	_ PathFinder = (*Table)(nil)
+)
 
 // Resolver looks paths up in one network namespace's routing and
 // neighbour tables.

@@ -116,6 +116,9 @@ type Daemon struct {
 
 	// saver coalesces the state saves of OpenFlow changes (state.go).
 	saver stateSaver
+	// underlay is the namespace's route table and tunnel neighbour
+	// cache (underlay.go).
+	underlay underlayState
 
 	// The flow expiry and state saving goroutine (expire.go); closeOnce
 	// stops it.
@@ -196,6 +199,7 @@ func New(cfg Config) (*Daemon, error) {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() { close(d.stop) })
 	<-d.done
+	d.underlay.close()
 	d.stopOVSDB()
 	d.closeChannels()
 	d.saveIfDirty() // what the OpenFlow channels changed last
