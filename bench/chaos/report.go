@@ -233,7 +233,11 @@ slot to the next as background traffic, and runs its steps. After every
 step: the datapath answers its control interface within 10 s; every pair
 of slots that must reach each other (namespace present, port configured,
 both ends up) exchanges a ping within 10 s (the recovery time is the time
-until all pairs did); and the driver's own invariants: for ovsxdp, no soft
+until all pairs did; a pair that did not is a violation once, and until
+a step acts on one of its two slots or restarts the datapath it is
+probed with one ping of 200 ms after each step, not waited for, and
+counts as recovered when that ping comes back); and the driver's own
+invariants: for ovsxdp, no soft
 lockup spinning in output in watchdog/show (one that is not spinning, a
 poll thread a busy machine descheduled, is counted as a stall, not a
 violation), the bridge's ledger balances within 5 s
@@ -245,7 +249,8 @@ port (show's link_state) equal to the kernel's (UP and LOWER_UP) within
 AF_XDP ring mapping whose socket is closed, no more AF_XDP sockets, XDP
 programs or BPF links than the attached ports can hold (each for 10 s: a
 port being opened or closed holds them for a moment). After the last
-step every slot is healed to its initial state and the same checks run,
+step every slot is healed to its initial state and the same checks run
+(every pair waited for, within 30 s),
 with the process's AF_XDP sockets, ring mappings, XDP programs and BPF
 links equal to those after start, file descriptors within 4 and
 goroutines within 10 of them. "Refused" steps are ones the kernel or the
