@@ -198,15 +198,16 @@ func (d *ovsDriver) LogTail() string {
 	if err != nil {
 		log = []byte(err.Error())
 	}
-	var ifaces strings.Builder
+	// One ovs-vsctl for every slot's row, not a process each.
+	args := []string{"--if-exists", "--columns=name,ofport,link_state,error", "list", "interface"}
 	for i := range d.e.Slots {
-		out, err := d.vsctl("--if-exists", "--columns=name,ofport,link_state,error", "list", "interface", hostName(i))
-		if err != nil {
-			out = err.Error()
-		}
-		ifaces.WriteString(strings.TrimSpace(out) + "\n")
+		args = append(args, hostName(i))
 	}
-	return "ovs-vswitchd log:\n" + tail(string(log)) + "\ninterfaces:\n" + ifaces.String()
+	ifaces, err := d.vsctl(args...)
+	if err != nil {
+		ifaces = err.Error()
+	}
+	return "ovs-vswitchd log:\n" + tail(string(log)) + "\ninterfaces:\n" + strings.TrimSpace(ifaces) + "\n"
 }
 
 func (d *ovsDriver) Stop() error {
