@@ -164,6 +164,13 @@ func run() error {
 			if interrupted() || (*limit > 0 && time.Since(driverStart) > *limit) {
 				break
 			}
+			if *childOut != "" {
+				// What ran so far, for the parent should this process
+				// not end well.
+				if err := writeChild(*childOut, &childReport{Drivers: rep.Drivers, Failed: failed, Elapsed: time.Since(start)}); err != nil {
+					return err
+				}
+			}
 			res := r.Run(s)
 			if interrupted() {
 				break

@@ -63,7 +63,11 @@ func writeChild(path string, c *childReport) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	// Whole or not at all: the parent may read it after a crash.
+	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
 }
 
 func readChild(path string) (*childReport, error) {
