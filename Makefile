@@ -105,10 +105,13 @@ bench-ovn: ## as root: Debian's OVN 23.03 (ovn-northd, ovn-controller) on an ovs
 # Extra flags for bench/chaos (see `go run ./bench/chaos -h`).
 CHAOS_ARGS ?= -schedules 1000
 CHAOS_DRIVERS ?= ovsxdp-guarded,bridge,ovs,ovsxdp-legacy
+# Child processes side by side: the drivers (and each driver's seeds) are
+# shared out between them, one report.
+CHAOS_PROCS ?= 4
 
 .PHONY: bench-chaos
 bench-chaos: ## as root: seeded schedules of link, queue, namespace, port and restart operations under traffic against ovsxdp (guarded, legacy), the Linux bridge and OVS AF_XDP, invariants after every step: bench/results/chaos.{md,csv}
-	$(GO) run ./bench/chaos -out bench/results -drivers $(CHAOS_DRIVERS) $(CHAOS_ARGS)
+	$(GO) run ./bench/chaos -out bench/results -procs $(CHAOS_PROCS) -drivers $(CHAOS_DRIVERS) $(CHAOS_ARGS)
 
 .PHONY: test-chaos
 test-chaos: ## as root: 20 chaos schedules against ovsxdp (guarded) and every schedule of the regression corpus (1 to 3 minutes on a loaded 2-CPU machine)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +48,9 @@ func OFPort(i int) int { return i + 1 }
 
 // NewEnv builds the topology of slots slots, without traffic.
 func NewEnv(slots int) (_ *Env, err error) {
-	e := &Env{Slots: slots, role: vtopo.Suffix(), ns: make([]*vtopo.Namespace, slots), ping: make([]*vtopo.Process, slots)}
+	// The process ID keeps the names of runs side by side (-procs) apart;
+	// the random suffix, those of one process's runs.
+	e := &Env{Slots: slots, role: strconv.Itoa(os.Getpid()) + "-" + vtopo.Suffix(), ns: make([]*vtopo.Namespace, slots), ping: make([]*vtopo.Process, slots)}
 	e.tp = vtopo.New(strings.TrimSuffix(nsPrefix, "-") + "-" + e.role)
 	defer func() {
 		if err != nil {

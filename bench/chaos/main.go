@@ -47,6 +47,9 @@ func run() error {
 		schedules = flag.Int("schedules", 20, "schedules per driver")
 		steps     = flag.Int("steps", 8, "steps per schedule")
 		seed      = flag.Uint64("seed", 1, "seed of the first schedule (the others follow)")
+		stride    = flag.Uint64("stride", 1, "seeds between two schedules: seed, seed+stride, ...")
+		procs     = flag.Int("procs", 1, "run the schedules in this many child processes side by side (drivers and seeds shared out between them, every driver in one at least) and merge their results into one report")
+		childOut  = flag.String("child-out", "", "(set by -procs) write the results as JSON into this file for the parent process")
 		replay    = flag.String("replay", "", "replay a saved schedule (a JSON file) or every *.json in a directory, instead of generating")
 		shrink    = flag.Bool("shrink", true, "shrink failing schedules")
 		budget    = flag.Int("shrink-budget", 30, "at most this many runs to shrink one failing schedule")
@@ -88,8 +91,14 @@ func run() error {
 		}
 	} else {
 		for i := range *schedules {
-			scheds = append(scheds, Generate(*seed+uint64(i), *steps))
+			scheds = append(scheds, Generate(*seed+uint64(i)*(*stride), *steps))
 		}
+	}
+	if *stride == 0 {
+		return errors.New("-stride must be at least 1")
+	}
+	if *procs > 1 && *replay != "" {
+		return errors.New("-procs does not combine with -replay")
 	}
 	if *print {
 		for _, s := range scheds {
@@ -128,9 +137,25 @@ func run() error {
 	}
 
 	start := time.Now()
-	rep := &Report{Command: commandLine(), Started: start, Steps: *steps}
+	rep := &Report{Command: commandLine(), Started: start, Steps: *steps, Procs: 1}
 	var failed []string
-	for _, dn := range names {
+	var childErr error
+	serial := names // the drivers this process runs itself
+	if *procs > 1 {
+		serial = nil
+		dir, err := os.MkdirTemp("", "chaos-procs-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		jobs := splitJobs(names, *procs, *seed, *stride, *schedules)
+		rep.Procs = min(*procs, len(jobs))
+		failed, err = runChildren(rep, jobs, options{steps: *steps, budget: *budget, shrink: *shrink, corpus: *corpus, bin: binPath,
+			limit: *limit, verbose: *verbose, stop: stop, procs: *procs, childOutputDir: dir,
+			logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }})
+		childErr = err // what the others ran is still reported
+	}
+	for _, dn := range serial {
 		agg := rep.driver(dn)
 		r := &Runner{NewDriver: newDriver(dn, binPath), Log: log, Interrupted: stop}
 		shrunkKinds := map[string]bool{}
@@ -139,11 +164,19 @@ func run() error {
 			if interrupted() || (*limit > 0 && time.Since(driverStart) > *limit) {
 				break
 			}
+			if *childOut != "" {
+				// What ran so far, for the parent should this process
+				// not end well.
+				if err := writeChild(*childOut, &childReport{Drivers: rep.Drivers, Failed: failed, Elapsed: time.Since(start)}); err != nil {
+					return err
+				}
+			}
 			res := r.Run(s)
 			if interrupted() {
 				break
 			}
 			agg.add(res)
+			agg.Wall = time.Since(driverStart)
 			log.Info("schedule", "driver", dn, "seed", s.Seed, "slots", s.Slots, "steps", res.Steps, "done", res.Done,
 				"refused", res.Refused, "skipped", res.Skipped, "checks", res.Checks, "violations", len(res.Violations), "took", res.Elapsed.Round(time.Millisecond))
 			if !res.Failed() {
@@ -183,6 +216,11 @@ func run() error {
 		}
 	}
 	rep.Elapsed = time.Since(start)
+	if *childOut != "" {
+		if err := writeChild(*childOut, &childReport{Drivers: rep.Drivers, Failed: failed, Elapsed: rep.Elapsed}); err != nil {
+			return err
+		}
+	}
 	if *modelDir != "" {
 		all := newOrderStats()
 		for _, d := range rep.Drivers {
@@ -202,6 +240,9 @@ func run() error {
 		}
 	}
 	fmt.Print(rep.Summary())
+	if childErr != nil {
+		return childErr
+	}
 	if interrupted() {
 		return errors.New("interrupted")
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -67,19 +69,17 @@ func (d *ovsDriver) Start(e *Env) error {
 	if err := d.startVswitchd(); err != nil {
 		return err
 	}
-	if _, err := d.vsctl("add-br", bridgeName, "--", "set", "bridge", bridgeName, "datapath_type=netdev"); err != nil {
-		return err
-	}
-	// Every port in one transaction: ovs-vsctl waits for ovs-vswitchd to
-	// apply a transaction, and it sets AF_XDP ports up in one pass.
-	var args []string
+	// The bridge and every port in one transaction: ovs-vsctl waits for
+	// ovs-vswitchd to apply a transaction, and it sets AF_XDP ports up in
+	// one pass.
+	args := []string{"add-br", bridgeName, "--", "set", "bridge", bridgeName, "datapath_type=netdev"}
 	for i := range e.Slots {
 		args = append(args, "--")
 		args = append(args, addPortArgs(i)...)
 	}
 	// ovs-vswitchd sets AF_XDP ports up one after the other, 3 s each on
 	// a loaded machine, and more: each port gets the time of one.
-	if _, err := d.vsctlWithin(time.Duration(e.Slots)*cliTimeout, args[1:]...); err != nil {
+	if _, err := d.vsctlWithin(time.Duration(e.Slots+1)*cliTimeout, args...); err != nil {
 		return err
 	}
 	return d.replaceFlows()
@@ -198,15 +198,16 @@ func (d *ovsDriver) LogTail() string {
 	if err != nil {
 		log = []byte(err.Error())
 	}
-	var ifaces strings.Builder
+	// One ovs-vsctl for every slot's row, not a process each.
+	args := []string{"--if-exists", "--columns=name,ofport,link_state,error", "list", "interface"}
 	for i := range d.e.Slots {
-		out, err := d.vsctl("--if-exists", "--columns=name,ofport,link_state,error", "list", "interface", hostName(i))
-		if err != nil {
-			out = err.Error()
-		}
-		ifaces.WriteString(strings.TrimSpace(out) + "\n")
+		args = append(args, hostName(i))
 	}
-	return "ovs-vswitchd log:\n" + tail(string(log)) + "\ninterfaces:\n" + ifaces.String()
+	ifaces, err := d.vsctl(args...)
+	if err != nil {
+		ifaces = err.Error()
+	}
+	return "ovs-vswitchd log:\n" + tail(string(log)) + "\ninterfaces:\n" + strings.TrimSpace(ifaces) + "\n"
 }
 
 func (d *ovsDriver) Stop() error {
@@ -220,6 +221,16 @@ func (d *ovsDriver) Stop() error {
 	if d.db != nil {
 		d.db.Kill()
 		d.db = nil
+	}
+	// The userspace datapath's tap devices (the datapath's own port and
+	// the bridge's) may be persistent: deleting the namespace would move
+	// them to the host's instead of deleting them.
+	if d.e != nil {
+		for _, tap := range []string{"ovs-netdev", bridgeName} {
+			if _, err := d.e.SW.Ifindex(tap); err == nil {
+				d.e.hostLink(tap, "del", netlink.LinkDel)
+			}
+		}
 	}
 	if d.dir != "" {
 		os.RemoveAll(d.dir)

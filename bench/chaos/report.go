@@ -19,6 +19,11 @@ type Report struct {
 	Elapsed time.Duration
 	Steps   int
 	Drivers []*DriverStats
+	// Procs is how many processes ran the schedules side by side (-procs),
+	// and Parts each one's stats, by driver (nil when one process ran
+	// them all).
+	Procs int
+	Parts map[string][]*DriverStats
 }
 
 // DriverStats is one driver's totals.
@@ -39,9 +44,12 @@ type DriverStats struct {
 	RefusedOps map[Op]int
 	Recovery   []time.Duration
 	Shrunk     []*Schedule
+	Seeds      []uint64                 // the seeds run
 	Elapsed    time.Duration            // the schedules' runs (shrinking excluded)
+	Wall       time.Duration            // from the driver's first schedule to the end of its last (shrinking included)
 	Phases     map[string]time.Duration // Elapsed by phase
 	Orders     *orderStats              // netlink event orders, for drivers that record them
+	Label      string                   `json:"-"` // a process's row in the tables: which seeds
 }
 
 func (r *Report) driver(name string) *DriverStats {
@@ -52,6 +60,7 @@ func (r *Report) driver(name string) *DriverStats {
 
 func (d *DriverStats) add(res *Result) {
 	d.Schedules++
+	d.Seeds = append(d.Seeds, res.Seed)
 	d.Steps += res.Steps
 	d.Done += res.Done
 	d.Refused += res.Refused
@@ -152,6 +161,35 @@ func (d *DriverStats) perSchedule() string {
 	return sec(d.Elapsed) + " s (" + strings.Join(parts, ", ") + ")"
 }
 
+// rows are the rows of the report's tables: each driver's totals, after
+// the rows of its processes when more than one ran it.
+func (r *Report) rows() []*DriverStats {
+	var rows []*DriverStats
+	for _, d := range r.Drivers {
+		if parts := r.Parts[d.Name]; len(parts) > 1 {
+			for _, p := range parts {
+				p.Label = "seeds " + seedsText(p.Seeds)
+				rows = append(rows, p)
+			}
+		}
+		rows = append(rows, d)
+	}
+	return rows
+}
+
+// rowName is the name of d's row in the table: the driver, with the
+// seeds of a process's row or "all n processes" for the totals over
+// them.
+func (d *DriverStats) rowName(procs int) string {
+	switch {
+	case d.Label != "":
+		return d.Name + " (" + d.Label + ")"
+	case procs > 1:
+		return fmt.Sprintf("%s, all %d processes", d.Name, procs)
+	}
+	return d.Name
+}
+
 // Summary is a short text summary.
 func (r *Report) Summary() string {
 	var b strings.Builder
@@ -176,9 +214,9 @@ func (r *Report) Write(dir, name string) error {
 	for _, k := range kinds {
 		head = append(head, "violations_"+strings.ReplaceAll(k, "-", "_"))
 	}
-	head = append(head, "recovery_median_ms", "recovery_max_ms", "recoveries", "stalls", "seconds_per_schedule", "command")
+	head = append(head, "recovery_median_ms", "recovery_max_ms", "recoveries", "stalls", "seconds_per_schedule", "processes", "seeds", "command")
 	w.Write(head)
-	for _, d := range r.Drivers {
+	for _, d := range r.rows() {
 		med, mx := d.recovery()
 		row := []string{d.Name, strconv.Itoa(d.Schedules), strconv.Itoa(d.Failing), strconv.Itoa(d.Steps), strconv.Itoa(d.Done),
 			strconv.Itoa(d.Refused), strconv.Itoa(d.Skipped), strconv.Itoa(d.NA), strconv.Itoa(d.Checks), strconv.Itoa(d.violations())}
@@ -189,7 +227,11 @@ func (r *Report) Write(dir, name string) error {
 		if d.Schedules > 0 {
 			perSchedule = strconv.FormatFloat(d.Elapsed.Seconds()/float64(d.Schedules), 'f', 2, 64)
 		}
-		row = append(row, ms(med), ms(mx), strconv.Itoa(len(d.Recovery)), strconv.Itoa(d.Stalls), perSchedule, r.Command)
+		procs := 1
+		if d.Label == "" {
+			procs = max(1, len(r.Parts[d.Name]))
+		}
+		row = append(row, ms(med), ms(mx), strconv.Itoa(len(d.Recovery)), strconv.Itoa(d.Stalls), perSchedule, strconv.Itoa(procs), seedsText(d.Seeds), r.Command)
 		w.Write(row)
 	}
 	w.Flush()
@@ -203,18 +245,27 @@ func (r *Report) Write(dir, name string) error {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Chaos schedules over real netlink\n\n")
-	fmt.Fprintf(&b, "Command: `%s` (started %s, took %v; %d steps per schedule; seeds count up from the first, the same seeds for every driver).\n\n",
+	fmt.Fprintf(&b, "Command: `%s` (started %s, took %v; %d steps per schedule; seeds count up from the first, the same seeds for every driver",
 		r.Command, r.Started.UTC().Format(time.RFC3339), r.Elapsed.Round(time.Second), r.Steps)
+	if r.Procs > 1 {
+		fmt.Fprintf(&b, "; %d child processes side by side, each driver's seeds shared out between its processes, every n-th seed to each", r.Procs)
+	}
+	b.WriteString(").\n\n")
 	b.WriteString(methodText)
 	b.WriteString("\n| driver | schedules | failing | steps run | done | refused | skipped | invariants checked | violations | recovery median / max (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, d := range r.Drivers {
+	for _, d := range r.rows() {
 		med, mx := d.recovery()
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %s / %s |\n", d.Name, d.Schedules, d.Failing, d.Steps, d.Done, d.Refused, d.Skipped, d.Checks, d.violations(), ms(med), ms(mx))
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %s / %s |\n", d.rowName(len(r.Parts[d.Name])), d.Schedules, d.Failing, d.Steps, d.Done, d.Refused, d.Skipped, d.Checks, d.violations(), ms(med), ms(mx))
 	}
 	b.WriteString("\n")
 	for _, d := range r.Drivers {
-		fmt.Fprintf(&b, "## %s\n\n- violations by kind: %s\n- poll-thread stalls (the watchdog's lockups not spinning in output; not violations): %d\n- refused by the kernel or the datapath: %s\n- skipped (not supported by the driver): %s\n- steps not applicable in the state reached: %d\n- time per schedule: %s\n",
-			d.Name, kindCounts(d), d.Stalls, opCounts(d.RefusedOps), opCounts(d.SkippedOps), d.NA, d.perSchedule())
+		fmt.Fprintf(&b, "## %s\n\n- violations by kind: %s\n- poll-thread stalls (the watchdog's lockups not spinning in output; not violations): %d\n- refused by the kernel or the datapath: %s\n- skipped (not supported by the driver): %s\n- steps not applicable in the state reached: %d\n- time per schedule: %s\n- seeds run: %s\n",
+			d.Name, kindCounts(d), d.Stalls, opCounts(d.RefusedOps), opCounts(d.SkippedOps), d.NA, d.perSchedule(), seedsText(d.Seeds))
+		if parts := r.Parts[d.Name]; len(parts) > 1 {
+			for i, p := range parts {
+				fmt.Fprintf(&b, "- process %d: seeds %s, %d schedules in %v; time per schedule %s\n", i+1, seedsText(p.Seeds), p.Schedules, p.Wall.Round(time.Second), p.perSchedule())
+			}
+		}
 		if d.Orders != nil {
 			b.WriteString(d.Orders.text())
 		}
@@ -233,7 +284,11 @@ slot to the next as background traffic, and runs its steps. After every
 step: the datapath answers its control interface within 10 s; every pair
 of slots that must reach each other (namespace present, port configured,
 both ends up) exchanges a ping within 10 s (the recovery time is the time
-until all pairs did); and the driver's own invariants: for ovsxdp, no soft
+until all pairs did; a pair that did not is a violation once, and until
+a step acts on one of its two slots or restarts the datapath it is
+probed with one ping of 200 ms after each step, not waited for, and
+counts as recovered when that ping comes back); and the driver's own
+invariants: for ovsxdp, no soft
 lockup spinning in output in watchdog/show (one that is not spinning, a
 poll thread a busy machine descheduled, is counted as a stall, not a
 violation), the bridge's ledger balances within 5 s
@@ -245,7 +300,8 @@ port (show's link_state) equal to the kernel's (UP and LOWER_UP) within
 AF_XDP ring mapping whose socket is closed, no more AF_XDP sockets, XDP
 programs or BPF links than the attached ports can hold (each for 10 s: a
 port being opened or closed holds them for a moment). After the last
-step every slot is healed to its initial state and the same checks run,
+step every slot is healed to its initial state and the same checks run
+(every pair waited for, within 30 s),
 with the process's AF_XDP sockets, ring mappings, XDP programs and BPF
 links equal to those after start, file descriptors within 4 and
 goroutines within 10 of them. "Refused" steps are ones the kernel or the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -112,8 +113,9 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 		return res
 	}
 	st := initialState(s.Slots)
+	broken := brokenPairs{}
 	t0 = time.Now()
-	if _, err := r.recover(e, st, setupBound); err != nil {
+	if _, err := r.recover(e, st, setupBound, broken); err != nil {
 		violate(-1, KindSetup, "no traffic after start: %v", err)
 		return res
 	}
@@ -148,7 +150,7 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 			bound = setupBound
 		}
 		t0 = time.Now()
-		took, err := r.recover(e, st, bound)
+		took, err := r.recover(e, st, bound, broken)
 		res.timed(PhaseRecovery, t0)
 		if err != nil {
 			if l, ok := drv.(logger); ok {
@@ -192,6 +194,7 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 			continue
 		}
 		res.Steps++
+		broken.forget(step)
 		t0 := time.Now()
 		err := r.do(drv, e, st, step)
 		res.timed(PhaseOps, t0)
@@ -219,7 +222,9 @@ func (r *Runner) Run(s *Schedule) (res *Result) {
 		}
 		check(i, false)
 	}
-	// Heal: every slot back to its initial state.
+	// Heal: every slot back to its initial state, and every pair waited
+	// for again.
+	clear(broken)
 	t0 = time.Now()
 	for i := range st {
 		for _, step := range healSteps(st, i) {
@@ -298,21 +303,52 @@ func (r *Runner) checkFootprint(drv Driver, base Footprint, violate func(kind, f
 	}
 }
 
+// pair is an ordered pair of slots that must reach each other: a to b.
+type pair struct{ a, b int }
+
+func (p pair) String() string { return strconv.Itoa(p.a) + "->" + strconv.Itoa(p.b) }
+
+// brokenPairs are the pairs of a schedule that failed recovery after a
+// step, until one of their two slots changes state (a step on either, a
+// restart of the datapath, the final heal). A pair's failure is reported
+// once: while it stays in the set, recover probes it once per check
+// without waiting for it, and it leaves the set when that probe reaches.
+// (A datapath that never takes a device back would otherwise make every
+// later step wait out the whole recovery bound again.)
+type brokenPairs map[pair]bool
+
+// forgetSlot removes the pairs with slot i: its state changes.
+func (k brokenPairs) forgetSlot(i int) {
+	for p := range k {
+		if p.a == i || p.b == i {
+			delete(k, p)
+		}
+	}
+}
+
+// forget removes the pairs that step changes a slot of: both of its
+// slots for a step on one of them, every pair for a restart.
+func (k brokenPairs) forget(step Step) {
+	switch step.Op {
+	case OpSigterm, OpSigkill:
+		clear(k)
+	default:
+		k.forgetSlot(step.Slot)
+	}
+}
+
 // recover waits until every healthy slot reaches every other healthy slot,
-// up to bound, and returns how long that took (-1 if fewer than two slots
-// are healthy).
-func (r *Runner) recover(e *Env, st []slotState, bound time.Duration) (time.Duration, error) {
+// up to bound, and returns how long that took (-1 if no pair must be
+// waited for). Pairs in broken are probed once each and not waited for;
+// see recoverPairs.
+func (r *Runner) recover(e *Env, st []slotState, bound time.Duration, broken brokenPairs) (time.Duration, error) {
 	var healthy []int
 	for i, s := range st {
 		if s.healthy() {
 			healthy = append(healthy, i)
 		}
 	}
-	if len(healthy) < 2 {
-		return -1, nil
-	}
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
@@ -321,33 +357,100 @@ func (r *Runner) recover(e *Env, st []slotState, bound time.Duration) (time.Dura
 		case <-ctx.Done():
 		}
 	}()
-	var mu sync.Mutex
-	var failed []string
+	took, failed, still := recoverPairs(ctx, healthy, broken, bound, func(ctx context.Context, a, b int) bool {
+		return e.Reach(ctx, a, b, reachWait)
+	})
+	if len(failed) > 0 {
+		err := fmt.Errorf("slots %v do not reach each other within %v (healthy slots %v)", failed, bound, healthy)
+		if len(still) > 0 {
+			err = fmt.Errorf("%w; still broken since an earlier step, not waited for: %v", err, still)
+		}
+		return 0, err
+	}
+	return took, nil
+}
+
+// recoverPairs probes every ordered pair of the healthy slots with reach
+// (one probe per call) until it reaches, up to bound. A pair of broken is
+// probed once, not waited for: it leaves broken if that probe reaches,
+// and stays there, not reported again, if it does not. It returns the
+// time until every pair outside broken reached (-1 if there is none),
+// the pairs outside broken that did not within bound (now added to
+// broken), and the pairs of broken that still did not reach.
+func recoverPairs(ctx context.Context, healthy []int, broken brokenPairs, bound time.Duration,
+	reach func(ctx context.Context, a, b int) bool) (took time.Duration, failed, still []pair) {
+	if len(healthy) < 2 {
+		return -1, nil, nil
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	var (
+		mu      sync.Mutex // guards the three below
+		last    time.Duration
+		waited  bool
+		reached []pair // pairs of broken that reached
+	)
 	var wg sync.WaitGroup
 	for _, a := range healthy {
 		for _, b := range healthy {
 			if a == b {
 				continue
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			p := pair{a, b}
+			if broken[p] {
+				wg.Go(func() {
+					ok := reach(ctx, a, b)
+					mu.Lock()
+					defer mu.Unlock()
+					if ok {
+						reached = append(reached, p)
+					} else {
+						still = append(still, p)
+					}
+				})
+				continue
+			}
+			mu.Lock()
+			waited = true
+			mu.Unlock()
+			wg.Go(func() {
 				for ctx.Err() == nil {
-					if e.Reach(ctx, a, b, reachWait) {
+					if reach(ctx, a, b) {
+						mu.Lock()
+						last = max(last, time.Since(start))
+						mu.Unlock()
 						return
 					}
 				}
 				mu.Lock()
-				failed = append(failed, strconv.Itoa(a)+"->"+strconv.Itoa(b))
+				failed = append(failed, p)
 				mu.Unlock()
-			}()
+			})
 		}
 	}
 	wg.Wait()
-	if len(failed) > 0 {
-		return 0, fmt.Errorf("slots %v do not reach each other within %v (healthy slots %v)", failed, bound, healthy)
+	for _, p := range reached {
+		delete(broken, p)
 	}
-	return time.Since(start), nil
+	for _, p := range failed {
+		broken[p] = true
+	}
+	sortPairs(failed)
+	sortPairs(still)
+	if !waited {
+		return -1, failed, still
+	}
+	return last, failed, still
+}
+
+func sortPairs(ps []pair) {
+	slices.SortFunc(ps, func(x, y pair) int {
+		if x.a != y.a {
+			return x.a - y.a
+		}
+		return x.b - y.b
+	})
 }
 
 // logger is a driver whose datapath's log helps to understand a violation.
