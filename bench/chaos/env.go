@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ovsxdp/ovsxdp/vport/ethtool"
 	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -112,7 +112,7 @@ func (e *Env) addVeth(i int) error {
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("add veth %s peer %s: %w", h, p, err)
 		}
-		if err := ethtoolRetry(func(et *ethtool.Ethtool) error { return initChannelsAndOffload(et, h, p) }); err != nil {
+		if err := withEthtool(func(et *ethtool.Handle) error { return initChannelsAndOffload(et, h, p) }); err != nil {
 			return err
 		}
 		l, err := netlink.LinkByName(h)
@@ -264,18 +264,17 @@ func linkOp(ns *vtopo.Namespace, dev, what string, fn func(netlink.Link) error) 
 // namespace's device dev, as ethtool -L DEV tx N does.
 func (e *Env) SetTxQueues(dev string, n int) error {
 	err := e.SW.Do(func() error {
-		et, err := ethtool.NewEthtool()
+		et, err := ethtool.Open()
 		if err != nil {
 			return err
 		}
 		defer et.Close()
-		ch, err := channels(et, dev)
+		ch, err := et.Channels(dev)
 		if err != nil {
 			return err
 		}
-		ch.TxCount = uint32(n)
-		_, err = et.SetChannels(dev, ch)
-		return err
+		ch.Tx = uint32(n)
+		return et.SetChannels(dev, ch)
 	})
 	if err != nil {
 		return fmt.Errorf("in %s: ethtool -L %s tx %d: %w", e.SW.Name, dev, n, err)
@@ -302,85 +301,59 @@ func (e *Env) Close() error {
 	return e.tp.Close()
 }
 
-// The ethtool library hands the kernel the address of a Go value as an
-// integer, so a read can come back empty now and then (the value moved
-// with its goroutine's stack): the reads are checked, and the topology's
-// settings are read back and tried again.
-
-// channels reads dev's channels, checking that the read came back: a
-// veth has at least one rx and tx queue.
-func channels(et *ethtool.Ethtool, dev string) (ethtool.Channels, error) {
-	for range 3 {
-		ch, err := et.GetChannels(dev)
-		if err != nil {
-			return ch, fmt.Errorf("channels of %s: %w", dev, err)
-		}
-		if ch.MaxRx > 0 && ch.MaxTx > 0 {
-			return ch, nil
-		}
-	}
-	return ethtool.Channels{}, fmt.Errorf("channels of %s: the ethtool read came back empty 3 times", dev)
-}
-
-// ethtoolRetry runs fn with an ethtool handle of the calling thread's
-// namespace, up to 3 times while it fails.
-func ethtoolRetry(fn func(et *ethtool.Ethtool) error) error {
-	et, err := ethtool.NewEthtool()
+// withEthtool runs fn with an ethtool handle of the calling thread's
+// namespace.
+func withEthtool(fn func(et *ethtool.Handle) error) error {
+	et, err := ethtool.Open()
 	if err != nil {
-		return fmt.Errorf("ethtool socket: %w", err)
+		return err
 	}
 	defer et.Close()
-	for range 3 {
-		if err = fn(et); err == nil {
-			return nil
-		}
-	}
-	return err
+	return fn(et)
 }
 
 // initChannelsAndOffload puts initQueues rx and tx queues in use on h and
 // p (ethtool -L DEV rx N tx N) and turns p's tx checksum offload off
 // (ethtool -K P tx off: every tx-checksum-* feature), and reads both back.
-func initChannelsAndOffload(et *ethtool.Ethtool, h, p string) error {
+func initChannelsAndOffload(et *ethtool.Handle, h, p string) error {
 	for _, dev := range []string{h, p} {
-		ch, err := channels(et, dev)
+		ch, err := et.Channels(dev)
 		if err != nil {
 			return err
 		}
-		ch.RxCount, ch.TxCount = initQueues, initQueues
-		if _, err := et.SetChannels(dev, ch); err != nil {
-			return fmt.Errorf("ethtool -L %s rx %d tx %d: %w", dev, initQueues, initQueues, err)
-		}
-		if ch, err = channels(et, dev); err != nil {
+		ch.Rx, ch.Tx = initQueues, initQueues
+		if err := et.SetChannels(dev, ch); err != nil {
 			return err
 		}
-		if ch.RxCount != initQueues || ch.TxCount != initQueues {
-			return fmt.Errorf("ethtool -L %s rx %d tx %d: rx %d tx %d in use", dev, initQueues, initQueues, ch.RxCount, ch.TxCount)
+		if ch, err = et.Channels(dev); err != nil {
+			return err
+		}
+		if ch.Rx != initQueues || ch.Tx != initQueues {
+			return fmt.Errorf("ethtool -L %s rx %d tx %d: rx %d tx %d in use", dev, initQueues, initQueues, ch.Rx, ch.Tx)
 		}
 	}
-	names, err := et.FeatureNames(p)
+	feats, err := et.Features(p)
 	if err != nil {
-		return fmt.Errorf("features of %s: %w", p, err)
+		return err
 	}
 	off := map[string]bool{}
-	for name := range names {
+	for name := range feats {
 		if strings.HasPrefix(name, "tx-checksum-") {
 			off[name] = false
 		}
 	}
 	if len(off) == 0 {
-		return fmt.Errorf("features of %s: no tx-checksum-* feature read", p)
+		return fmt.Errorf("features of %s: no tx-checksum-* feature", p)
 	}
-	if err := et.Change(p, off); err != nil {
-		return fmt.Errorf("ethtool -K %s tx off: %w", p, err)
+	if err := et.SetFeatures(p, off); err != nil {
+		return err
 	}
-	feats, err := et.Features(p)
-	if err != nil {
-		return fmt.Errorf("features of %s: %w", p, err)
+	if feats, err = et.Features(p); err != nil {
+		return err
 	}
 	for name := range off {
-		if on, ok := feats[name]; !ok || on {
-			return fmt.Errorf("ethtool -K %s tx off: %s still on (or not read back)", p, name)
+		if feats[name] {
+			return fmt.Errorf("ethtool -K %s tx off: %s still on", p, name)
 		}
 	}
 	return nil

@@ -203,8 +203,11 @@ func (r *Report) Summary() string {
 
 var kinds = []string{KindSetup, KindNoAnswer, KindCrash, KindRecovery, KindLockup, KindLedger, KindTxQueue, KindLinkState, KindFDLeak, KindXSKLeak, KindBPFLeak, KindXDPLeak, KindGoroutine, KindHeld, KindOp}
 
-// Write writes dir/name.md and dir/name.csv.
+// Write writes dir/name.md and dir/name.csv, creating dir if need be.
 func (r *Report) Write(dir, name string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	f, err := os.Create(filepath.Join(dir, name+".csv"))
 	if err != nil {
 		return err
