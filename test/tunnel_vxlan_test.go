@@ -17,11 +17,8 @@ import (
 // vxlanHosts is two "host" namespaces joined by an underlay veth (ua in
 // host A, ub in host B, 192.0.2.0/24), each with a workload namespace
 // behind it (10.9.0.1 behind A, 10.9.0.2 behind B, MTU 1450 to leave room
-// for the outer headers). Host A runs ovsxdp: br-int holds the workload's
-// veth (wa) and the vxlan port, br-phy the underlay (ua, afxdp) and an
-// internal port (phy0) with host A's underlay address, as Open vSwitch's
-// userspace datapath is set up for native tunnelling. The far end is the
-// caller's.
+// for the outer headers). Host A runs ovsxdp (tunnelHost); the far end is
+// the caller's.
 type vxlanHosts struct {
 	a, b, wa, wb *netns.NS
 	d            *cliDaemon
@@ -29,36 +26,47 @@ type vxlanHosts struct {
 
 const (
 	vxlanKey   = 4242
-	vxlanOFTun = 10 // the vxlan port's OpenFlow port number
+	vxlanOFTun = 10 // the tunnel port's OpenFlow port number
 )
 
 func newVXLANHostA(t *testing.T, tunnelOpts ...string) *vxlanHosts {
 	t.Helper()
 	testenv.RequireTool(t, "ip", "iproute2")
 	testenv.RequireTool(t, "ping", "iputils-ping")
-	bin := buildCLI(t)
 	h := &vxlanHosts{a: netns.New(t, "hosta"), b: netns.New(t, "hostb"), wa: netns.New(t, "wla"), wb: netns.New(t, "wlb")}
 	netns.AddVeth(t, h.a, "ua", h.b, "ub", 1)
-	netns.AddVeth(t, h.a, "wa", h.wa, "wa0", 1)
-	h.wa.AddAddr(t, "wa0", "10.9.0.1/24")
-	h.wa.IP(t, "link", "set", "wa0", "mtu", "1450")
+	h.d = tunnelHost(t, h.a, h.wa, "ua", "192.0.2.1/24", "10.9.0.1/24", "vxlan", tunnelOpts...)
+	return h
+}
 
+// tunnelHost runs ovsxdp in host namespace host as Open vSwitch's
+// userspace datapath is set up for native tunnelling: br-int (brint)
+// holds the workload's veth (wa, its peer wa0 in wl with address wlAddr)
+// and the tunnel port (vx0, of type kind, OpenFlow port vxlanOFTun);
+// br-phy (brphy) the underlay device (uplink, afxdp) and an internal port
+// (phy0) with the host's underlay address. Both bridges run the normal
+// action.
+func tunnelHost(t *testing.T, host, wl *netns.NS, uplink, underlayAddr, wlAddr, kind string, tunnelOpts ...string) *cliDaemon {
+	t.Helper()
+	bin := buildCLI(t)
+	netns.AddVeth(t, host, "wa", wl, "wa0", 1)
+	wl.AddAddr(t, "wa0", wlAddr)
+	wl.IP(t, "link", "set", "wa0", "mtu", "1450")
 	dir := t.TempDir()
-	h.d, _ = startCLIDaemonIn(t, h.a, bin, filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json"), "--local-port=false")
-	d := h.d
+	d, _ := startCLIDaemonIn(t, host, bin, filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json"), "--local-port=false")
 	d.run(t, "add-br", "brphy")
-	d.run(t, "add-port", "brphy", "ua", "type=afxdp")
+	d.run(t, "add-port", "brphy", uplink, "type=afxdp")
 	d.run(t, "add-port", "brphy", "phy0", "type=internal")
 	d.run(t, "add-flow", "brphy", "actions=normal")
-	h.a.AddAddr(t, "phy0", "192.0.2.1/24")
-	if err := h.a.SetLinkUp("phy0"); err != nil {
+	host.AddAddr(t, "phy0", underlayAddr)
+	if err := host.SetLinkUp("phy0"); err != nil {
 		t.Fatal(err)
 	}
 	d.run(t, "add-br", "brint")
 	d.run(t, "add-port", "brint", "wa", "type=afxdp")
-	d.run(t, append([]string{"add-port", "brint", "vx0", "type=vxlan", "ofport=" + strconv.Itoa(vxlanOFTun)}, tunnelOpts...)...)
+	d.run(t, append([]string{"add-port", "brint", "vx0", "type=" + kind, "ofport=" + strconv.Itoa(vxlanOFTun)}, tunnelOpts...)...)
 	d.run(t, "add-flow", "brint", "actions=normal")
-	return h
+	return d
 }
 
 // TestTunnelVXLANKernel is ovsxdp's vxlan port against the Linux
