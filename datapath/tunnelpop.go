@@ -7,7 +7,6 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/flow"
-	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // Decapsulation (Open vSwitch's tnl_pop): a packet that a bridge outputs
@@ -26,6 +25,9 @@ type tunnelRx struct {
 	entries []rxEntry
 	ports   []uint16     // the UDP ports of entries
 	addrs   []netip.Addr // the local tunnel endpoint addresses
+	// endpoints are the internal ports, whose output is decapsulated
+	// when it is for a tunnel.
+	endpoints []*Port
 }
 
 // rxEntry is a tunnel port that takes decapsulated packets.
@@ -71,6 +73,7 @@ func newTunnelRx(tps []tunnelPortRef, internals map[string]*internalRef) *tunnel
 	})
 	for _, in := range internals {
 		rx.addrs = append(rx.addrs, in.addrs...)
+		rx.endpoints = append(rx.endpoints, in.port)
 	}
 	return rx
 }
@@ -147,17 +150,15 @@ func (rx *tunnelRx) candidate(frame []byte) (uint16, bool) {
 // internal port and the frame is for a tunnel, encapsulated if dst is a
 // tunnel port, else through output. It is output's one hook for tunnels.
 func (p *pmd) tunnelOrOutput(dst *Port, frame []byte) {
-	switch vp := dst.vp.(type) {
-	case *TunnelPort:
-		p.tunnelPush(dst, vp, frame)
+	if tp, ok := dst.vp.(*TunnelPort); ok {
+		p.tunnelPush(dst, tp, frame)
 		return
-	case *vport.TapPort: // an internal port
-		if t := p.br.tunnels; t != nil {
-			if rx := t.rx.Load(); len(rx.entries) > 0 {
-				if port, ok := rx.candidate(frame); ok {
-					p.tunnelPop(rx, port, frame)
-					return
-				}
+	}
+	if t := p.br.tunnels; t != nil {
+		if rx := t.rx.Load(); len(rx.entries) > 0 && slices.Contains(rx.endpoints, dst) {
+			if port, ok := rx.candidate(frame); ok {
+				p.tunnelPop(rx, port, frame)
+				return
 			}
 		}
 	}
