@@ -37,7 +37,7 @@ type injectState struct {
 // injectSlot is one frame in an injection ring.
 type injectSlot struct {
 	seq  atomic.Uint64
-	buf  []byte // bufSize bytes of capacity
+	buf  []byte // bufSize bytes of capacity, allocated on the slot's first use
 	port *Port  // the port the frame is received on
 	// tun, when hasTun is set, is the outer header of a decapsulated
 	// frame: the tunnel metadata its key gets (its Options and Inner are
@@ -65,7 +65,6 @@ func newInjectRing() *injectRing {
 	r := &injectRing{slots: make([]injectSlot, injectSlots), mask: injectSlots - 1}
 	for i := range r.slots {
 		r.slots[i].seq.Store(uint64(i))
-		r.slots[i].buf = make([]byte, 0, bufSize)
 	}
 	return r
 }
@@ -80,6 +79,11 @@ func (r *injectRing) reserve() (*injectSlot, uint64) {
 		switch d := int64(seq - pos); {
 		case d == 0:
 			if r.enq.CompareAndSwap(pos, pos+1) {
+				if s.buf == nil {
+					// Once per slot: a bridge that no tunnel uses
+					// holds no frame buffers.
+					s.buf = make([]byte, 0, bufSize)
+				}
 				return s, pos
 			}
 			pos = r.enq.Load()

@@ -135,6 +135,25 @@ func TestTunnelVXLANKernel(t *testing.T) {
 	}
 	checkVXLANCapture(t, tshark, pcap, "192.0.2.1", "192.0.2.2")
 	checkTunnelLedger(t, d)
+
+	// The route withdrawn under traffic: drops as tunnel-routing-failed,
+	// no spin; the route and the neighbour back: traffic again.
+	flood := h.wa.Start(t, "ping", "-i", "0.02", "-W", "1", "10.9.0.2")
+	h.a.IP(t, "addr", "del", "192.0.2.1/24", "dev", "phy0")
+	wantDrop(t, d, "vx0", "tx", "tunnel-routing-failed", 10)
+	h.a.AddAddr(t, "phy0", "192.0.2.1/24")
+	h.a.IP(t, "neigh", "flush", "dev", "phy0")
+	if !netns.Eventually(30*time.Second, func() bool {
+		_, err := h.wa.Run("ping", "-c", "1", "-W", "1", "10.9.0.2")
+		return err == nil
+	}) {
+		t.Fatalf("no traffic once the route is back:\n%s\n%s", d.run(t, "tnl/ports/show"), d.run(t, "drop-reasons"))
+	}
+	flood.Kill()
+	if w := d.run(t, "watchdog/show"); regexp.MustCompile(`soft lockups detected: [1-9]`).MatchString(w) {
+		t.Errorf("a poll thread locked up:\n%s", w)
+	}
+	checkTunnelLedger(t, d)
 	t.Logf("drop reasons:\n%s", d.run(t, "drop-reasons"))
 }
 
