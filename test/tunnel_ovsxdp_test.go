@@ -25,8 +25,8 @@ func TestTunnelOvsxdpToOvsxdp(t *testing.T) {
 		t.Run(tc.kind, func(t *testing.T) {
 			h := &vxlanHosts{a: netns.New(t, "hosta"), b: netns.New(t, "hostb"), wa: netns.New(t, "wla"), wb: netns.New(t, "wlb")}
 			netns.AddVeth(t, h.a, "ua", h.b, "ub", 1)
-			dA := tunnelHost(t, h.a, h.wa, "ua", "192.0.2.1/24", "10.9.0.1/24", tc.kind, "remote_ip=flow", "key=flow")
-			dB := tunnelHost(t, h.b, h.wb, "ub", "192.0.2.2/24", "10.9.0.2/24", tc.kind, "remote_ip=192.0.2.1", "key="+strconv.Itoa(vxlanKey))
+			dA := tunnelHost(t, h.a, h.wa, "ua", "192.0.2.1/24", "10.9.0.1/24", true, tc.kind, "remote_ip=flow", "key=flow")
+			dB := tunnelHost(t, h.b, h.wb, "ub", "192.0.2.2/24", "10.9.0.2/24", true, tc.kind, "remote_ip=192.0.2.1", "key="+strconv.Itoa(vxlanKey))
 			tun := strconv.Itoa(vxlanOFTun)
 			key := strconv.Itoa(vxlanKey)
 			dA.run(t, "del-flows", "brint")

@@ -29,13 +29,38 @@ const (
 	vxlanOFTun = 10 // the tunnel port's OpenFlow port number
 )
 
-func newVXLANHostA(t *testing.T, tunnelOpts ...string) *vxlanHosts {
+// underlayNet is the underlay's addressing: host A's and host B's
+// addresses with their prefix length, and the workloads' MTU (the
+// underlay's 1500 less the outer headers).
+type underlayNet struct {
+	name         string
+	a, b, prefix string
+	v6           bool
+	mtu          string
+}
+
+var (
+	underlay4 = underlayNet{name: "ipv4", a: "192.0.2.1", b: "192.0.2.2", prefix: "/24", mtu: "1450"}
+	underlay6 = underlayNet{name: "ipv6", a: "2001:db8:1::1", b: "2001:db8:1::2", prefix: "/64", v6: true, mtu: "1430"}
+)
+
+func newVXLANHostA(t *testing.T, u underlayNet, tunnelOpts ...string) *vxlanHosts {
 	t.Helper()
 	testenv.RequireTool(t, "ip", "iproute2")
 	testenv.RequireTool(t, "ping", "iputils-ping")
 	h := &vxlanHosts{a: netns.New(t, "hosta"), b: netns.New(t, "hostb"), wa: netns.New(t, "wla"), wb: netns.New(t, "wlb")}
+	if u.v6 {
+		for _, ns := range []*netns.NS{h.a, h.b} {
+			for _, key := range []string{"all", "default"} {
+				ns.MustRun(t, "sysctl", "-qw", "net.ipv6.conf."+key+".disable_ipv6=0")
+			}
+		}
+	}
 	netns.AddVeth(t, h.a, "ua", h.b, "ub", 1)
-	h.d = tunnelHost(t, h.a, h.wa, "ua", "192.0.2.1/24", "10.9.0.1/24", "vxlan", tunnelOpts...)
+	// Without coalescing, every frame captured on the underlay is a
+	// packet as a wire would carry it.
+	h.d = tunnelHost(t, h.a, h.wa, "ua", u.a+u.prefix, "10.9.0.1/24", false, "vxlan", tunnelOpts...)
+	h.wa.IP(t, "link", "set", "wa0", "mtu", u.mtu)
 	return h
 }
 
@@ -45,8 +70,10 @@ func newVXLANHostA(t *testing.T, tunnelOpts ...string) *vxlanHosts {
 // and the tunnel port (vx0, of type kind, OpenFlow port vxlanOFTun);
 // br-phy (brphy) the underlay device (uplink, afxdp) and an internal port
 // (phy0) with the host's underlay address. Both bridges run the normal
-// action.
-func tunnelHost(t *testing.T, host, wl *netns.NS, uplink, underlayAddr, wlAddr, kind string, tunnelOpts ...string) *cliDaemon {
+// action. gro sets br-phy's segment coalescing: with it, runs of tunnel
+// packets go to the underlay veth as UDP GSO packets, which a capture on
+// the veth shows unsegmented, with the partial checksum of an offload.
+func tunnelHost(t *testing.T, host, wl *netns.NS, uplink, underlayAddr, wlAddr string, gro bool, kind string, tunnelOpts ...string) *cliDaemon {
 	t.Helper()
 	bin := buildCLI(t)
 	netns.AddVeth(t, host, "wa", wl, "wa0", 1)
@@ -54,11 +81,11 @@ func tunnelHost(t *testing.T, host, wl *netns.NS, uplink, underlayAddr, wlAddr, 
 	wl.IP(t, "link", "set", "wa0", "mtu", "1450")
 	dir := t.TempDir()
 	d, _ := startCLIDaemonIn(t, host, bin, filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json"), "--local-port=false")
-	d.run(t, "add-br", "brphy")
+	d.run(t, "add-br", "brphy", "--gro", map[bool]string{true: "on", false: "off"}[gro])
 	d.run(t, "add-port", "brphy", uplink, "type=afxdp")
 	d.run(t, "add-port", "brphy", "phy0", "type=internal")
 	d.run(t, "add-flow", "brphy", "actions=normal")
-	host.AddAddr(t, "phy0", underlayAddr)
+	host.IP(t, "addr", "add", underlayAddr, "dev", "phy0", "nodad")
 	if err := host.SetLinkUp("phy0"); err != nil {
 		t.Fatal(err)
 	}
@@ -74,17 +101,32 @@ func tunnelHost(t *testing.T, host, wl *netns.NS, uplink, underlayAddr, wlAddr, 
 // id 4242) and the workload's veth with a Linux bridge. Ping and TCP (2 MB
 // each way) run between the workloads; the underlay capture holds VXLAN
 // packets both ways that tshark decodes without a warning; every packet
-// host A's bridges received is accounted for.
+// host A's bridges received is accounted for. Then the route to host B
+// is withdrawn under traffic and comes back. Over an IPv4 and an IPv6
+// underlay.
 func TestTunnelVXLANKernel(t *testing.T) {
+	for _, u := range []underlayNet{underlay4, underlay6} {
+		t.Run(u.name, func(t *testing.T) { testTunnelVXLANKernel(t, u) })
+	}
+}
+
+func testTunnelVXLANKernel(t *testing.T, u underlayNet) {
 	tshark := testenv.RequireTool(t, "tshark", "tshark")
 	testenv.RequireTool(t, "tcpdump", "tcpdump")
-	h := newVXLANHostA(t, "remote_ip=192.0.2.2", "key="+strconv.Itoa(vxlanKey))
+	opts := []string{"remote_ip=" + u.b, "key=" + strconv.Itoa(vxlanKey)}
+	if u.v6 {
+		// The kernel's vxlan device refuses a zero UDP checksum over
+		// IPv6 (without udp6zerocsumrx), and Open vSwitch 3.1 sends one
+		// unless csum=true.
+		opts = append(opts, "csum=true")
+	}
+	h := newVXLANHostA(t, u, opts...)
 	d := h.d
 
 	// Host B: the kernel's vxlan device, bridged to the workload.
-	h.b.AddAddr(t, "ub", "192.0.2.2/24")
+	h.b.IP(t, "addr", "add", u.b+u.prefix, "dev", "ub", "nodad")
 	if out, err := h.b.Namespace.IP("link", "add", "vx0", "type", "vxlan", "id", strconv.Itoa(vxlanKey),
-		"remote", "192.0.2.1", "local", "192.0.2.2", "dev", "ub", "dstport", "4789"); err != nil {
+		"remote", u.a, "local", u.b, "dev", "ub", "dstport", "4789"); err != nil {
 		if strings.Contains(out, "Unknown device type") {
 			testenv.Missing(t, "the kernel has no vxlan device (CONFIG_VXLAN)")
 		}
@@ -92,7 +134,7 @@ func TestTunnelVXLANKernel(t *testing.T) {
 	}
 	netns.AddVeth(t, h.b, "wb", h.wb, "wb0", 1)
 	h.wb.AddAddr(t, "wb0", "10.9.0.2/24")
-	h.wb.IP(t, "link", "set", "wb0", "mtu", "1450")
+	h.wb.IP(t, "link", "set", "wb0", "mtu", u.mtu)
 	h.b.IP(t, "link", "add", "br0", "type", "bridge")
 	for _, dev := range []string{"vx0", "wb"} {
 		h.b.IP(t, "link", "set", dev, "master", "br0", "up")
@@ -133,15 +175,15 @@ func TestTunnelVXLANKernel(t *testing.T) {
 	if !netns.Eventually(10*time.Second, dump.Exited) {
 		t.Fatal("tcpdump does not exit")
 	}
-	checkVXLANCapture(t, tshark, pcap, "192.0.2.1", "192.0.2.2")
+	checkVXLANCapture(t, tshark, pcap, u)
 	checkTunnelLedger(t, d)
 
 	// The route withdrawn under traffic: drops as tunnel-routing-failed,
 	// no spin; the route and the neighbour back: traffic again.
 	flood := h.wa.Start(t, "ping", "-i", "0.02", "-W", "1", "10.9.0.2")
-	h.a.IP(t, "addr", "del", "192.0.2.1/24", "dev", "phy0")
+	h.a.IP(t, "addr", "del", u.a+u.prefix, "dev", "phy0")
 	wantDrop(t, d, "vx0", "tx", "tunnel-routing-failed", 10)
-	h.a.AddAddr(t, "phy0", "192.0.2.1/24")
+	h.a.IP(t, "addr", "add", u.a+u.prefix, "dev", "phy0", "nodad")
 	h.a.IP(t, "neigh", "flush", "dev", "phy0")
 	if !netns.Eventually(30*time.Second, func() bool {
 		_, err := h.wa.Run("ping", "-c", "1", "-W", "1", "10.9.0.2")
@@ -177,8 +219,12 @@ func tcpBothWays(t *testing.T, h *vxlanHosts, d *cliDaemon) {
 
 // checkVXLANCapture has tshark dissect the underlay capture: VXLAN with
 // the key both ways, and not a warning, error or malformed packet.
-func checkVXLANCapture(t *testing.T, tshark, pcap, a, b string) {
+func checkVXLANCapture(t *testing.T, tshark, pcap string, u underlayNet) {
 	t.Helper()
+	a, b, ipField := u.a, u.b, "ip"
+	if u.v6 {
+		ipField = "ipv6"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	opts := []string{"-d", "udp.port==4789,vxlan", "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
@@ -186,7 +232,7 @@ func checkVXLANCapture(t *testing.T, tshark, pcap, a, b string) {
 		// as whatever protocol has its port, it would look malformed.
 		"--disable-protocol", "tcp"}
 	out, err := runTool(ctx, tshark, append(append([]string{"-r", pcap}, opts...),
-		"-T", "fields", "-E", "occurrence=f", "-e", "ip.src", "-e", "ip.dst", "-e", "vxlan.vni")...)
+		"-T", "fields", "-E", "occurrence=f", "-e", ipField+".src", "-e", ipField+".dst", "-e", "vxlan.vni")...)
 	if err != nil {
 		t.Fatalf("tshark: %v\n%s", err, out)
 	}
@@ -213,7 +259,7 @@ func checkVXLANCapture(t *testing.T, tshark, pcap, a, b string) {
 	for _, bad := range []string{"Expert Info (Error", "Expert Info (Warning", "Malformed"} {
 		if strings.Contains(full, bad) {
 			i := strings.Index(full, bad)
-			t.Errorf("tshark reports %s: ...%s...", bad, full[max(0, i-2000):min(len(full), i+200)])
+			t.Errorf("tshark reports %s: ...%s...", bad, full[max(0, i-300):min(len(full), i+300)])
 		}
 	}
 	t.Logf("underlay capture: %d VXLAN packets, by direction %v", len(lines), dirs)
