@@ -207,7 +207,7 @@ func (t *Tunnels) unregister(b *Bridge) {
 	t.mu.Lock()
 	t.bridges = slices.DeleteFunc(t.bridges, func(x *Bridge) bool { return x == b })
 	t.mu.Unlock()
-	t.kickAsync()
+	t.underlayGone() // its ports may have been the paths' underlay
 }
 
 // Refresh looks every path up again and returns once done: the daemon
@@ -229,15 +229,6 @@ func (t *Tunnels) Refresh(ctx context.Context) error {
 	}
 }
 
-// kickAsync asks for a refresh without waiting for it.
-func (t *Tunnels) kickAsync() {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		t.Refresh(ctx) //nolint:errcheck // the periodic refresh comes anyway
-	}()
-}
-
 // wantPath asks, from the packet path, for the path of a remote endpoint
 // that tp has not resolved. It never blocks: a full queue loses the
 // request, which the next packet repeats.
@@ -248,8 +239,8 @@ func (t *Tunnels) wantPath(tp *TunnelPort, remote netip.Addr) {
 	}
 }
 
-// underlayGone asks, from the packet path, for a refresh: a path's
-// underlay port is no longer on its bridge.
+// underlayGone asks for a refresh without waiting for it: a path's
+// underlay port is no longer on its bridge. It never blocks.
 func (t *Tunnels) underlayGone() {
 	select {
 	case t.want <- tunnelWant{}:
@@ -378,8 +369,14 @@ func (t *Tunnels) refresh() time.Duration {
 	probed := map[netip.Addr]bool{}
 	for i, r := range tps {
 		m := make(map[netip.Addr]*tunnelPath, len(remotes[i]))
+		old := *r.tp.paths.Load()
 		for _, remote := range remotes[i] {
 			tpath := t.resolve(r.tp, remote, internals)
+			if prev := old[remote]; prev != nil && prev.same(tpath) {
+				// Kept as it was: the poll threads' cached
+				// encapsulations of it stay valid.
+				tpath = prev
+			}
 			if !tpath.ok && tpath.reason == DropTunnelNeighMiss {
 				if hop := tpath.path.NextHop; hop.IsValid() && !probed[hop] {
 					probed[hop] = true
@@ -429,6 +426,12 @@ func (t *Tunnels) resolve(tp *TunnelPort, remote netip.Addr, internals map[strin
 		tpath.mtu = 1500
 	}
 	return tpath
+}
+
+// same reports whether p and q say the same about a path.
+func (p *tunnelPath) same(q *tunnelPath) bool {
+	return p.ok == q.ok && p.reason == q.reason && p.bridge == q.bridge && p.port == q.port && p.src == q.src &&
+		p.srcMAC == q.srcMAC && p.dstMAC == q.dstMAC && p.mtu == q.mtu && p.path == q.path
 }
 
 // logPath logs a path when what it says changed.

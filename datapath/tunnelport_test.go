@@ -325,3 +325,24 @@ func TestTunnelNoAllocs(t *testing.T) {
 		t.Errorf("tunnel port rx %d tx %d: the trips did not go through it", s.RxPackets, s.TxPackets)
 	}
 }
+
+// TestTunnelPortFlowSteering: with remote_ip=flow and key=flow the
+// encapsulation takes the tun_dst and tun_id the flow's actions set.
+func TestTunnelPortFlowSteering(t *testing.T) {
+	r := newTunnelRig(t, map[string]string{"remote_ip": "flow", "key": "flow"})
+	addFlows(t, r.in, "priority=40000,in_port=1,actions=set_field:192.0.2.2->tun_dst,set_tunnel:77,output:10")
+	inner := buildFrame(t, frameSpec{src: "10.9.0.1", dst: "10.9.0.2", proto: "udp", sport: 1000, dport: 2000, payloadSz: 10})
+	r.run(t, r.w, inner)
+	out := drainAll(r.up)
+	if len(out) != 1 {
+		t.Fatalf("uplink sent %d frames, want 1 (drops %v)", len(out), r.wp.Stats().Drops)
+	}
+	var h tunnel.Header
+	if err := (tunnel.Decoder{Kind: tunnel.VXLAN}).Decode(out[0], &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Dst != rigRemote || h.VNI != 77 || h.Src != rigLocal {
+		t.Errorf("outer header to %s vni %d from %s, want to %s vni 77 from %s", h.Dst, h.VNI, h.Src, rigRemote, rigLocal)
+	}
+	checkAccounting(t, r.in)
+}
