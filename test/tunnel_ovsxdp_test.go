@@ -1,6 +1,7 @@
 package test
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,8 +19,9 @@ import (
 // reason: a key B has no port for (tunnel-no-port, on B's uplink), a
 // tun_dst without a route (tunnel-routing-failed, on A's tunnel port), and
 // a datagram to the tunnel's UDP port that is not a tunnel packet
-// (tunnel-pop-error, on A's uplink). Every packet either daemon received
-// is accounted for.
+// (tunnel-pop-error, on A's uplink). The underlay veth deleted under
+// traffic and made again: drops, no lockup, and traffic again. Every
+// packet either daemon received is accounted for.
 func TestTunnelOvsxdpToOvsxdp(t *testing.T) {
 	for _, tc := range []struct{ kind, port string }{{"vxlan", "4789"}, {"geneve", "6081"}} {
 		t.Run(tc.kind, func(t *testing.T) {
@@ -70,10 +72,44 @@ func TestTunnelOvsxdpToOvsxdp(t *testing.T) {
 				!strings.Contains(show, "remote 192.0.2.2: ok") {
 				t.Errorf("tnl/ports/show on A:\n%s", show)
 			}
+
+			// The underlay deleted under traffic: drops with reasons, no
+			// lockup; a new underlay veth of the same names: the uplinks
+			// are attached again and traffic comes back.
+			flood := h.wa.Start(t, "ping", "-i", "0.02", "-W", "1", "10.9.0.2")
+			before := phyDrops(t, dA)
+			h.a.IP(t, "link", "del", "ua")
+			if !netns.Eventually(20*time.Second, func() bool { return phyDrops(t, dA) > before }) {
+				t.Errorf("no drops on host A's underlay bridge once its uplink is gone:\n%s", dA.run(t, "drop-reasons", "brphy"))
+			}
+			netns.AddVeth(t, h.a, "ua", h.b, "ub", 1)
+			if !netns.Eventually(60*time.Second, func() bool {
+				_, err := h.wa.Run("ping", "-c", "1", "-W", "1", "10.9.0.2")
+				return err == nil
+			}) {
+				t.Fatalf("no traffic once the underlay is back:\nA:\n%s%s\nB:\n%s%s", dA.run(t, "show"), dA.run(t, "drop-reasons"), dB.run(t, "show"), dB.run(t, "drop-reasons"))
+			}
+			flood.Kill()
+			for _, d := range []*cliDaemon{dA, dB} {
+				if w := d.run(t, "watchdog/show"); regexp.MustCompile(`soft lockups detected: [1-9]`).MatchString(w) {
+					t.Errorf("a poll thread locked up:\n%s", w)
+				}
+			}
 			checkTunnelLedger(t, dA)
 			checkTunnelLedger(t, dB)
+			t.Logf("host A's drops:\n%s", dA.run(t, "drop-reasons"))
 		})
 	}
+}
+
+// phyDrops sums the drops of packets received on br-phy's ports.
+func phyDrops(t *testing.T, d *cliDaemon) uint64 {
+	t.Helper()
+	var n uint64
+	for _, r := range parseDumpPorts(t, d.run(t, "dump-ports", "brphy")) {
+		n += r.rxDrops
+	}
+	return n
 }
 
 // wantDrop waits until the drop-reasons of port show at least n drops
