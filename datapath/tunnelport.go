@@ -400,18 +400,21 @@ func (t *Tunnels) resolve(tp *TunnelPort, remote netip.Addr, internals map[strin
 	}
 	path, err := t.cfg.Resolver.Lookup(remote)
 	tpath := &tunnelPath{path: path, err: err}
-	switch {
-	case errors.Is(err, underlay.ErrNoNeighbour):
-		tpath.reason = DropTunnelNeighMiss
-		return tpath
-	case err != nil:
+	if err != nil && !errors.Is(err, underlay.ErrNoNeighbour) {
 		tpath.reason = DropTunnelRouting
 		return tpath
 	}
+	// The route must leave through one of the bridges' internal ports
+	// (the next hop is probed only there: never through a device that
+	// is not the daemon's).
 	in := internals[path.Dev]
 	if in == nil {
 		tpath.reason = DropTunnelRouting
 		tpath.err = fmt.Errorf("route to %s leaves through %s, which is not an internal port of a bridge", remote, path.Dev)
+		return tpath
+	}
+	if err != nil {
+		tpath.reason = DropTunnelNeighMiss
 		return tpath
 	}
 	tpath.ok = true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/vport"
+	"github.com/ovsxdp/ovsxdp/vport/underlay"
 )
 
 // tunnelRig is native tunnelling between two bridges that are not
@@ -345,4 +346,71 @@ func TestTunnelPortFlowSteering(t *testing.T) {
 		t.Errorf("outer header to %s vni %d from %s, want to %s vni 77 from %s", h.Dst, h.VNI, h.Src, rigRemote, rigLocal)
 	}
 	checkAccounting(t, r.in)
+}
+
+// fakeResolver answers Lookup from a table.
+type fakeResolver map[netip.Addr]struct {
+	path underlay.Path
+	err  error
+}
+
+func (f fakeResolver) Lookup(remote netip.Addr) (underlay.Path, error) {
+	r, ok := f[remote]
+	if !ok {
+		return underlay.Path{}, underlay.ErrNoRoute
+	}
+	return r.path, r.err
+}
+
+// TestTunnelResolve: how a looked-up path becomes a usable path or a
+// drop reason.
+func TestTunnelResolve(t *testing.T) {
+	br := &Bridge{cfg: Config{Name: "brphy"}}
+	phy := &Port{Name: "phy0", OFPort: 2}
+	internals := map[string]*internalRef{"phy0": {bridge: br, port: phy, mtu: 9000}}
+	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	onPhy := underlay.Path{Dev: "phy0", Src: a("192.0.2.1"), NextHop: a("192.0.2.2"), SrcMAC: rigSrcMAC, DstMAC: rigDstMAC}
+	onEth := underlay.Path{Dev: "eth0", Src: a("198.51.100.1"), NextHop: a("198.51.100.254")}
+	res := fakeResolver{
+		a("192.0.2.2"):    {path: onPhy},
+		a("192.0.2.3"):    {path: onPhy, err: underlay.ErrNoNeighbour},
+		a("198.51.100.9"): {path: onEth},
+		a("198.51.100.8"): {path: onEth, err: underlay.ErrNoNeighbour},
+	}
+	tn := &Tunnels{cfg: TunnelsConfig{Resolver: res}}
+	for _, tc := range []struct {
+		remote, local string
+		wantOK        bool
+		want          DropReason
+		wantSrc       string
+	}{
+		{remote: "192.0.2.2", wantOK: true, wantSrc: "192.0.2.1"},
+		{remote: "192.0.2.2", local: "192.0.2.10", wantOK: true, wantSrc: "192.0.2.10"},
+		{remote: "192.0.2.3", want: DropTunnelNeighMiss},
+		{remote: "192.0.2.99", want: DropTunnelRouting},   // no route
+		{remote: "198.51.100.9", want: DropTunnelRouting}, // not through an internal port
+		{remote: "198.51.100.8", want: DropTunnelRouting}, // nor its neighbour
+	} {
+		opts := map[string]string{"remote_ip": tc.remote}
+		if tc.local != "" {
+			opts["local_ip"] = tc.local
+		}
+		o, err := tunnel.ParseOptions(tunnel.VXLAN, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, err := NewTunnelPort("vx", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := tn.resolve(tp, a(tc.remote), internals)
+		switch {
+		case p.ok != tc.wantOK:
+			t.Errorf("%s: ok %v (%s), want %v", tc.remote, p.ok, p, tc.wantOK)
+		case !p.ok && p.reason != tc.want:
+			t.Errorf("%s: drop %s, want %s", tc.remote, p.reason, tc.want)
+		case p.ok && (p.src != a(tc.wantSrc) || p.bridge != br || p.port != phy || p.mtu != 9000 || p.dstMAC != rigDstMAC):
+			t.Errorf("%s: path %+v", tc.remote, p)
+		}
+	}
 }

@@ -1,9 +1,13 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath"
@@ -69,19 +73,48 @@ func (d *Daemon) tunnelsChangedLocked(typ string) {
 	}
 }
 
-// tnlPortsShow is tnl/ports/show: each tunnel port's path to each remote
-// endpoint it has resolved.
+// tnlPortsShow is tnl/ports/show: the UDP ports the tunnel ports listen
+// on, as Open vSwitch lists them ("vxlan_sys_4789 (4789) ref_cnt=1"),
+// then each tunnel port's path to each remote endpoint it resolved.
 func (d *Daemon) tnlPortsShow(*call) (string, error) {
-	if d.tunnels == nil {
-		return "", nil
+	type listen struct {
+		kind string
+		port uint16
 	}
-	var s string
-	for _, p := range d.tunnels.Paths() {
+	refs := map[listen]int{}
+	for _, b := range d.sortedLocked() {
+		for _, p := range b.dp.Ports() {
+			if tp, ok := p.VPort().(*datapath.TunnelPort); ok {
+				o := tp.Options()
+				refs[listen{o.Kind.String(), o.DstPort}]++
+			}
+		}
+	}
+	keys := slices.SortedFunc(maps.Keys(refs), func(a, b listen) int {
+		if c := cmp.Compare(a.kind, b.kind); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.port, b.port)
+	})
+	var s strings.Builder
+	s.WriteString("Listening ports:\n")
+	for _, k := range keys {
+		prefix := k.kind
+		if k.kind == "geneve" {
+			prefix = "genev" // as Open vSwitch names its geneve device
+		}
+		fmt.Fprintf(&s, "%s_sys_%d (%d) ref_cnt=%d\n", prefix, k.port, k.port, refs[k])
+	}
+	paths := d.tunnels.Paths()
+	if len(paths) > 0 {
+		s.WriteString("Paths:\n")
+	}
+	for _, p := range paths {
 		state := "ok"
 		if !p.OK {
 			state = "drop " + p.Drop.String()
 		}
-		s += fmt.Sprintf("%s %s remote %s: %s: %s\n", p.Bridge, p.Port, p.Remote, state, p.Detail)
+		fmt.Fprintf(&s, "%s %s remote %s: %s: %s\n", p.Bridge, p.Port, p.Remote, state, p.Detail)
 	}
-	return s, nil
+	return s.String(), nil
 }

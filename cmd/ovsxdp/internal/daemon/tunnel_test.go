@@ -39,6 +39,10 @@ func TestTunnelPorts(t *testing.T) {
 			t.Errorf("show lacks %q:\n%s", want, show)
 		}
 	}
+	if got := run(t, d, "tnl/ports/show"); !strings.Contains(got, "Listening ports:\ngenev_sys_6082 (6082) ref_cnt=1\nvxlan_sys_4789 (4789) ref_cnt=1\n") ||
+		!strings.Contains(got, "br-int vx0 remote 192.0.2.2: drop tunnel-routing-failed") {
+		t.Errorf("tnl/ports/show:\n%s", got)
+	}
 	if strings.Contains(show, "vxbad") {
 		t.Errorf("a refused port is configured:\n%s", show)
 	}
