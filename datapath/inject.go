@@ -56,9 +56,6 @@ type injectRing struct {
 	enq   atomic.Uint64
 	_     [56]byte
 	deq   uint64 // only the consumer touches it
-	// pending is a hint for an idle consumer: frames were put in since
-	// it last drained the ring.
-	pending atomic.Bool
 }
 
 func newInjectRing() *injectRing {
@@ -99,7 +96,6 @@ func (r *injectRing) reserve() (*injectSlot, uint64) {
 // commit hands a reserved slot to the consumer.
 func (r *injectRing) commit(s *injectSlot, pos uint64) {
 	s.seq.Store(pos + 1)
-	r.pending.Store(true)
 }
 
 // peek returns the next frame the consumer may take, or nil.
@@ -173,10 +169,9 @@ func (p *pmd) injectPending() bool {
 // it handled.
 func (p *pmd) pollInjected() int {
 	r := p.br.injRing
-	if r == nil || !r.pending.Load() {
+	if r == nil || r.peek() == nil {
 		return 0
 	}
-	r.pending.Store(false)
 	total := 0
 	for total < vport.MaxBatch {
 		s := r.peek()
@@ -203,10 +198,7 @@ func (p *pmd) pollInjected() int {
 		total += n
 		p.dispatchInjected(port, n)
 	}
-	if r.peek() != nil {
-		r.pending.Store(true) // more than a batch: the next poll goes on
-	}
-	return total
+	return total // more than a batch: the next poll goes on
 }
 
 // dispatchInjected counts n injected frames, in the thread's buffers, as
