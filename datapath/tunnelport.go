@@ -318,25 +318,20 @@ func (t *Tunnels) refresh() time.Duration {
 	t.mu.Unlock()
 
 	var tps []tunnelPortRef
+	for _, b := range bridges {
+		for _, p := range b.ports.Load().list {
+			if vp, ok := p.vp.(*TunnelPort); ok {
+				tps = append(tps, tunnelPortRef{b, p, vp})
+			}
+		}
+	}
+	// The internal ports' addresses and MTUs, read only when there are
+	// tunnels to serve.
 	internals := map[string]*internalRef{}
 	for _, b := range bridges {
 		for _, p := range b.ports.Load().list {
-			switch vp := p.vp.(type) {
-			case *TunnelPort:
-				tps = append(tps, tunnelPortRef{b, p, vp})
-			case *vport.TapPort:
-				ref := &internalRef{bridge: b, port: p}
-				if ifi, err := net.InterfaceByName(p.Name); err == nil {
-					ref.mtu = ifi.MTU
-					if as, err := ifi.Addrs(); err == nil {
-						for _, a := range as {
-							if pfx, err := netip.ParsePrefix(a.String()); err == nil {
-								ref.addrs = append(ref.addrs, pfx.Addr().Unmap())
-							}
-						}
-					}
-				}
-				internals[p.Name] = ref
+			if _, ok := p.vp.(*vport.TapPort); ok && len(tps) > 0 {
+				internals[p.Name] = readInternal(b, p)
 			}
 		}
 	}
@@ -391,6 +386,26 @@ func (t *Tunnels) refresh() time.Duration {
 	}
 	t.rx.Store(newTunnelRx(tps, internals))
 	return next
+}
+
+// readInternal reads an internal port's device: its MTU and addresses.
+func readInternal(b *Bridge, p *Port) *internalRef {
+	ref := &internalRef{bridge: b, port: p}
+	ifi, err := net.InterfaceByName(p.Name)
+	if err != nil {
+		return ref
+	}
+	ref.mtu = ifi.MTU
+	as, err := ifi.Addrs()
+	if err != nil {
+		return ref
+	}
+	for _, a := range as {
+		if pfx, err := netip.ParsePrefix(a.String()); err == nil {
+			ref.addrs = append(ref.addrs, pfx.Addr().Unmap())
+		}
+	}
+	return ref
 }
 
 // resolve finds the path of tp to remote.
