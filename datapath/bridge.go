@@ -74,6 +74,12 @@ type Config struct {
 	// (reassembly.go). Nil: fragments go to the tracker as they are,
 	// which finds them invalid.
 	Defrag *conntrack.Defrag
+	// Tunnels, when set, serves the bridge's tunnel ports (vxlan and
+	// geneve, TunnelPort) and those of the bridges that share it: their
+	// paths, and the decapsulation of what this bridge sends to its
+	// internal ports (tunnelport.go). Nil: the bridge takes no tunnel
+	// traffic.
+	Tunnels *Tunnels
 	// Log receives the bridge's warnings, and the watchdog's reports when
 	// Watchdog.Log is nil; slog.Default() when nil.
 	Log *slog.Logger
@@ -103,6 +109,10 @@ type Bridge struct {
 	zeroQueues onceWarning
 	// pins is the queue of packet ins for the controllers (packetin.go).
 	pins packetIns
+	// tunnels is Config.Tunnels; injRing the frames other bridges hand
+	// this one (inject.go), nil without tunnels.
+	tunnels *Tunnels
+	injRing *injectRing
 
 	// outputHook, when set, sees every copy that output is about to queue:
 	// the port table the poll thread holds, the destination, the device
@@ -163,6 +173,10 @@ func New(cfg Config) (*Bridge, error) {
 		b.pmds = append(b.pmds, p)
 	}
 	b.wd = newWatchdog(cfg.Watchdog, b.pmds, b.Policy)
+	if cfg.Tunnels != nil {
+		b.tunnels, b.injRing = cfg.Tunnels, newInjectRing()
+		cfg.Tunnels.register(b)
+	}
 	return b, nil
 }
 
@@ -244,6 +258,9 @@ func (b *Bridge) Close() error {
 		return nil
 	}
 	b.stopped = true
+	if b.tunnels != nil {
+		b.tunnels.unregister(b)
+	}
 	mons := b.takeLinksLocked()
 	b.mu.Unlock()
 	// Without b.mu: the monitors wait for their deletion callbacks, and

@@ -63,6 +63,9 @@ func (p *pmd) dispatch(in *Port, n int) {
 			c.drops[DropMalformed].Add(1)
 			continue
 		}
+		if p.inj.on {
+			p.injectedKey(&b.keys[m], i) // a decapsulated frame's tunnel metadata
+		}
 		b.pkt[m] = uint8(i)
 		m++
 	}

@@ -34,6 +34,13 @@ const (
 	DropNoConntrack                         // a ct action on a bridge built without a connection tracker
 	DropNoRecircContext                     // a recirculated packet whose id names no frozen pipeline state
 	DropRecircDepth                         // a packet recirculated more than MaxRecircDepth times
+	DropTunnelRouting                       // tunnel output: no route to the remote, or the route leaves through no bridge's internal port
+	DropTunnelNeighMiss                     // tunnel output: the next hop's link-layer address is not known (yet)
+	DropTunnelMetadata                      // tunnel output: remote_ip=flow and the flow set no tun_dst, or outer addresses of two families
+	DropTunnelMTU                           // tunnel output: the encapsulated packet exceeds the underlay's MTU
+	DropTunnelPush                          // tunnel output: the encapsulation could not be built (too big for a frame buffer)
+	DropTunnelPop                           // tunnel input: a packet to a tunnel's UDP port with a malformed outer or tunnel header
+	DropTunnelNoPort                        // tunnel input: no tunnel port takes the packet (unknown key, remote or local address)
 	NumDropReasons
 )
 
@@ -61,6 +68,13 @@ var dropNames = [NumDropReasons]string{
 	DropNoConntrack:       "no-conntrack",
 	DropNoRecircContext:   "no-recirc-context",
 	DropRecircDepth:       "recirc-depth",
+	DropTunnelRouting:     "tunnel-routing-failed",
+	DropTunnelNeighMiss:   "tunnel-neigh-cache-miss",
+	DropTunnelMetadata:    "invalid-tunnel-metadata",
+	DropTunnelMTU:         "tunnel-mtu-exceeded",
+	DropTunnelPush:        "tunnel-push-error",
+	DropTunnelPop:         "tunnel-pop-error",
+	DropTunnelNoPort:      "tunnel-no-port",
 }
 
 func (r DropReason) String() string {

@@ -276,7 +276,10 @@ func (p *pmd) sleep() {
 		p.polled = rqs
 	}
 	p.rd.sleeping.Store(true)
-	if _, err := p.poller.Wait(maxSleep); err != nil {
+	if p.injectPending() {
+		// Injected after the last poll, and its sender may have seen
+		// the thread awake: poll again rather than sleep.
+	} else if _, err := p.poller.Wait(maxSleep); err != nil {
 		// A queue cannot be slept on (its device is down): sleep briefly
 		// without it, rather than spin.
 		time.Sleep(maxSleep / 5)

@@ -238,7 +238,7 @@ func (p *pmd) Output(port uint32, frame []byte) {
 }
 
 // send, drop and normal make the poll thread resolveOutput's sink.
-func (p *pmd) send(dst *Port) { p.output(dst, p.frame) }
+func (p *pmd) send(dst *Port) { p.tunnelOrOutput(dst, p.frame) }
 
 func (p *pmd) drop(_ uint32, reason DropReason) {
 	p.copies++

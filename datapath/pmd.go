@@ -76,6 +76,10 @@ type pmd struct {
 	expired  []conntrack.Expired
 	fragNext int64
 	frame    []byte // the frame being output (Output)
+	// Tunnels: the injected batch being dispatched (inject.go) and the
+	// encapsulation scratch space (tunnelpush.go).
+	inj injectState
+	tnl tunnelState
 }
 
 func newPMD(br *Bridge, id int) (*pmd, error) {

@@ -18,6 +18,9 @@ func (p *pmd) poll(now time.Time) int {
 	p.now = now.UnixNano()
 	p.mono = int64(now.Sub(monoBase))
 	total := 0
+	if p.id == 0 && p.br.injRing != nil {
+		total += p.pollInjected() // inject.go: from tunnel ports and decapsulation
+	}
 	for _, rq := range *p.rxqs.Load() {
 		total += p.pollQueue(rq)
 	}

@@ -378,6 +378,16 @@ func (p *packet) setField(a *Action) Verdict {
 		k.InPort = uint32(v)
 	case FieldPktMark:
 		k.PktMark = uint32(v)
+	case FieldTunID: // tunnel metadata: the key only, for a tunnel port's output
+		k.TunID = v
+	case FieldTunSrc:
+		k.TunSrc = uint32(v)
+	case FieldTunDst:
+		k.TunDst = uint32(v)
+	case FieldTunIPv6Src:
+		k.TunIPv6Src = a.IPv6
+	case FieldTunIPv6Dst:
+		k.TunIPv6Dst = a.IPv6
 	case FieldDlDst:
 		p.setEthAddr(0, &k.DlDst, macFromValue(v))
 	case FieldDlSrc:

@@ -629,6 +629,9 @@ var commitFields = []FieldID{
 	FieldDlSrc, FieldDlDst, FieldNwSrc, FieldNwDst, FieldNwTos, FieldNwECN,
 	FieldNwTTL, FieldIPv6Src, FieldIPv6Dst, FieldIPv6Label, FieldArpOp,
 	FieldTpSrc, FieldTpDst, FieldArpSha, FieldArpTha, FieldNdTarget, FieldPktMark,
+	// The tunnel metadata a tunnel port's output encapsulates with
+	// (remote_ip=flow, key=flow), as Open vSwitch's set(tunnel(...)).
+	FieldTunID, FieldTunSrc, FieldTunDst, FieldTunIPv6Src, FieldTunIPv6Dst,
 }
 
 // commit writes datapath actions that bring the packet (base) to the flow,

@@ -27,6 +27,7 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "drop-reasons", Usage: "[BR]", Short: "Print every port's drops by reason", Max: 1}, run: (*Daemon).dropReasons},
 		&verb{VerbInfo: VerbInfo{Name: "ofproto/rejections", Usage: "[BR]", Short: "Print the OpenFlow messages each bridge received and the error replies it sent, by message, error and refused item", Max: 1,
 			Flags: []FlagInfo{{Name: "csv", Bool: true, Usage: "print CSV rows: bridge,kind,message,error,type,code,reason,count,distinct,example (kind: received or refused; distinct: different messages, xids aside; example: the first refused message, in hex)"}}}, run: (*Daemon).ofRejections},
+		&verb{VerbInfo: VerbInfo{Name: "tnl/ports/show", Short: "Print each tunnel port's path to each remote endpoint it resolved", Max: 0}, run: (*Daemon).tnlPortsShow},
 		&verb{VerbInfo: VerbInfo{Name: "version", Short: "Print the daemon's version", Max: 0}, run: (*Daemon).version},
 	)
 }

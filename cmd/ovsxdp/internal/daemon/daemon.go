@@ -107,6 +107,9 @@ type Daemon struct {
 	ct *conntrack.Tracker
 	// defrag reassembles fragments before ct tracks them, shared as ct is.
 	defrag *conntrack.Defrag
+	// tunnels resolves every bridge's tunnel ports' paths and tells the
+	// bridges what to decapsulate (tunnel.go).
+	tunnels *datapath.Tunnels
 
 	// ovsdb follows the database when Config.OVSDB is set (ovsdb.go).
 	ovsdb *ovsdbSync
@@ -157,16 +160,19 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
+	d.tunnels = newTunnels(cfg.Logger)
 	d.publishLocked()
 	if cfg.StatePath != "" {
 		lock, err := lockState(cfg.StatePath, "state file", "--state")
 		if err != nil {
+			d.tunnels.Close()
 			return nil, err
 		}
 		d.lock = lock
 		st, err := loadState(cfg.StatePath)
 		if err != nil {
 			lock.Close()
+			d.tunnels.Close()
 			return nil, err
 		}
 		if err := d.restore(st); err != nil {
@@ -178,11 +184,13 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.FlowsPath != "" {
 		lock, err := lockState(cfg.FlowsPath, "flows file", "--rundir")
 		if err != nil {
+			d.tunnels.Close()
 			return nil, err
 		}
 		d.lock = lock
 		if d.savedFlows, err = loadFlows(cfg.FlowsPath); err != nil {
 			lock.Close()
+			d.tunnels.Close()
 			return nil, err
 		}
 	}
@@ -214,6 +222,7 @@ func (d *Daemon) Close() error {
 	}
 	clear(d.bridges)
 	d.publishLocked()
+	d.tunnels.Close()
 	if d.lock != nil {
 		d.lock.Close() // releases the state file for another daemon
 		d.lock = nil

@@ -312,8 +312,13 @@ func wantIface(bridge string, iface ovsdb.Row) *wantPort {
 		if len(opts) > 0 {
 			w.pc.Options = opts // none known: each is the Interface's error
 		}
+	case typeVXLAN, typeGeneve:
+		w.pc.Type = typ
+		if len(opts) > 0 {
+			w.pc.Options = opts // tunnel.ParseOptions refuses a bad one, as the Interface's error
+		}
 	default:
-		w.refuse = fmt.Sprintf("ovsxdp does not support interface type %q (use type afxdp or internal)", typ)
+		w.refuse = fmt.Sprintf("ovsxdp does not support interface type %q (use type afxdp, internal, vxlan or geneve)", typ)
 	}
 	return w
 }
@@ -606,8 +611,8 @@ func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovs
 	if !setHas(root.Set("datapath_types"), DatapathType) {
 		up["datapath_types"] = ovsdb.Set{DatapathType}
 	}
-	if types := root.Set("iface_types"); !setHas(types, typeAFXDP) || !setHas(types, typeInternal) {
-		up["iface_types"] = ovsdb.Set{typeAFXDP, typeInternal}
+	if types := root.Set("iface_types"); !setHas(types, typeAFXDP) || !setHas(types, typeInternal) || !setHas(types, typeVXLAN) || !setHas(types, typeGeneve) {
+		up["iface_types"] = ovsdb.Set{typeAFXDP, typeInternal, typeVXLAN, typeGeneve}
 	}
 	update("Open_vSwitch", root.UUID(), up)
 	return ops

@@ -141,7 +141,7 @@ func TestOVSDBWriteBackRoot(t *testing.T) {
 		t.Fatalf("ops %+v", ops)
 	}
 	root = ovsdb.Row{"_uuid": ovsdb.UUID("root"), "next_cfg": int64(4), "cur_cfg": int64(4),
-		"datapath_types": ovsdb.Set{DatapathType}, "iface_types": ovsdb.Set{typeAFXDP, typeInternal}}
+		"datapath_types": ovsdb.Set{DatapathType}, "iface_types": ovsdb.Set{typeAFXDP, typeInternal, typeVXLAN, typeGeneve}}
 	if ops := s.writeBack(nil, root, nil, nil, nil); len(ops) != 0 {
 		t.Fatalf("in step, yet ops %+v", ops)
 	}

@@ -156,8 +156,10 @@ func newVPort(pc *portConfig, log *slog.Logger, gone func(), restoring bool, own
 		// daemon leaves the device (and the addresses and namespace it
 		// has), and the restarted daemon takes it up again.
 		p, err = vport.NewTapPort(vport.TapConfig{Name: pc.Name, OnGone: gone, Logger: log, Persist: true, Reattach: restoring, Owner: owner})
+	case typeVXLAN, typeGeneve:
+		p, err = newTunnelVPort(pc)
 	default:
-		return nil, fmt.Errorf("unknown port type %q (want %s, %s, %s or %s)", flow.Clipped(pc.Type), typeMem, typePcap, typeAFXDP, typeInternal)
+		return nil, fmt.Errorf("unknown port type %q (want %s, %s, %s, %s, %s or %s)", flow.Clipped(pc.Type), typeMem, typePcap, typeAFXDP, typeInternal, typeVXLAN, typeGeneve)
 	}
 	if err != nil {
 		return nil, err

@@ -180,6 +180,9 @@ func (d *Daemon) addBridgeLocked(cfg datapath.Config) (*bridge, error) {
 		cfg.Conntrack = d.ct
 		cfg.Defrag = d.defrag
 	}
+	if cfg.Tunnels == nil {
+		cfg.Tunnels = d.tunnels
+	}
 	dp, err := datapath.New(cfg)
 	if err != nil {
 		return nil, err
@@ -282,6 +285,7 @@ func (d *Daemon) addPortLocked(b *bridge, pc *portConfig, restoring bool) error 
 	}
 	b.ports[pc.Name] = &saved
 	d.log.Info("port added", "bridge", b.name, "port", pc.Name, "type", pc.Type, "ofport", saved.OFPort)
+	d.tunnelsChangedLocked(pc.Type)
 	return nil
 }
 
@@ -315,6 +319,7 @@ func (d *Daemon) delPort(c *call) (string, error) {
 	}
 	d.forgetPortLocked(b, name)
 	d.log.Info("port deleted", "bridge", b.name, "port", name)
+	d.tunnelsChangedLocked(pc.Type)
 	return "", nil
 }
 
