@@ -1,14 +1,18 @@
 package datapath
 
 import (
+	"context"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/vport/underlay"
 )
 
@@ -230,5 +234,106 @@ func TestTunnelSnoopNeigh(t *testing.T) {
 	}
 	if changes != 2 {
 		t.Errorf("%d changes announced after known replies, want 2", changes)
+	}
+}
+
+// followedResolver is a resolver that announces its changes and has a
+// neighbour cache, as underlay.Table: it knows no route.
+type followedResolver struct {
+	mu      sync.Mutex // guards lookups and ch
+	lookups int
+	ch      chan struct{}
+	neigh   *underlay.NeighCache
+}
+
+func (f *followedResolver) Lookup(netip.Addr) (underlay.Path, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	return underlay.Path{}, underlay.ErrNoRoute
+}
+
+func (f *followedResolver) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ch
+}
+
+func (f *followedResolver) Neighbours() *underlay.NeighCache { return f.neigh }
+
+func (f *followedResolver) change() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.ch)
+	f.ch = make(chan struct{})
+}
+
+func (f *followedResolver) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookups
+}
+
+// TestTunnelsFollowResolverChanges: the resolver is opened once there are
+// tunnel ports, its neighbour cache is what the decapsulation table
+// snoops into, and a change it announces looks the paths up again
+// without waiting for the periodic refresh (an hour here).
+func TestTunnelsFollowResolverChanges(t *testing.T) {
+	res := &followedResolver{ch: make(chan struct{}), neigh: underlay.NewNeighCache(nil, nil)}
+	var opened atomic.Int32
+	tn := NewTunnels(TunnelsConfig{Refresh: time.Hour, OpenResolver: func() (PathResolver, error) {
+		opened.Add(1)
+		return res, nil
+	}})
+	defer tn.Close()
+	b, err := New(Config{Name: "brint", Tunnels: tn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := tn.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := opened.Load(); n != 0 {
+		t.Fatalf("the resolver was opened %d times without a tunnel port", n)
+	}
+	o, err := tunnel.ParseOptions(tunnel.VXLAN, map[string]string{"remote_ip": "192.0.2.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vx, err := NewTunnelPort("vx", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AddPort(vx, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := opened.Load(); n != 1 {
+		t.Fatalf("the resolver was opened %d times, want 1", n)
+	}
+	if rx := tn.rx.Load(); rx.neigh != res.neigh {
+		t.Error("the decapsulation table does not snoop into the resolver's neighbour cache")
+	}
+	if p := vx.path(rigRemote); p == nil || p.ok || p.reason != DropTunnelRouting {
+		t.Fatalf("path %v, want a tunnel-routing-failed one", p)
+	}
+	for i := range 3 {
+		before := res.count()
+		res.change()
+		deadline := time.Now().Add(20 * time.Second)
+		for res.count() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("change %d: the paths were not looked up again", i)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("the resolver was opened %d times, want 1", n)
 	}
 }

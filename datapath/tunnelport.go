@@ -209,9 +209,6 @@ type tunnelWant struct {
 
 // NewTunnels starts the resolution of tunnel paths. Close stops it.
 func NewTunnels(cfg TunnelsConfig) *Tunnels {
-	if cfg.Refresh <= 0 {
-		cfg.Refresh = DefaultTunnelRefresh
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -421,8 +418,12 @@ func (t *Tunnels) refresh() time.Duration {
 		t.changed, followed = cn.Changed(), true
 	}
 	next := t.cfg.Refresh
-	if followed && next == DefaultTunnelRefresh {
+	switch {
+	case next > 0:
+	case followed:
 		next = FollowedTunnelRefresh
+	default:
+		next = DefaultTunnelRefresh
 	}
 	now := time.Now()
 	t.solicits.expire(now)
