@@ -46,7 +46,8 @@ import (
 // ports (snoopNeigh), which changes the resolver and so the path.
 
 // PathResolver finds the way to a tunnel's remote endpoint: the route
-// and the next hop's neighbour entry. underlay.Resolver implements it.
+// and the next hop's neighbour entry. underlay.Table (the daemon's) and
+// underlay.Resolver implement it.
 type PathResolver interface {
 	Lookup(remote netip.Addr) (underlay.Path, error)
 }
