@@ -7,6 +7,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport/underlay"
 )
 
 // Decapsulation (Open vSwitch's tnl_pop): a packet that a bridge outputs
@@ -16,7 +17,9 @@ import (
 // port's bridge as received on the tunnel port whose options take it
 // (tunnel.Options.Accepts), with the outer header in the key's tunnel
 // fields. A malformed outer or tunnel header drops as tunnel-pop-error; a
-// packet no tunnel port takes as tunnel-no-port.
+// packet no tunnel port takes as tunnel-no-port. An ARP or neighbour
+// advertisement frame output to an internal port also teaches the tunnel
+// neighbour cache (snoopNeigh), and goes on to the internal port.
 
 // tunnelRx is what the bridges decapsulate: an immutable table that the
 // Tunnels refresh publishes.
@@ -28,6 +31,9 @@ type tunnelRx struct {
 	// endpoints are the internal ports, whose output is decapsulated
 	// when it is for a tunnel.
 	endpoints []*Port
+	// neigh, if not nil, learns from the ARP replies and neighbour
+	// advertisements output to the endpoints.
+	neigh *underlay.NeighCache
 }
 
 // rxEntry is a tunnel port that takes decapsulated packets.
@@ -160,9 +166,42 @@ func (p *pmd) tunnelOrOutput(dst *Port, frame []byte) {
 				p.tunnelPop(rx, port, frame)
 				return
 			}
+			if rx.neigh != nil && neighFrame(frame) {
+				p.snoopNeigh(rx.neigh, dst, frame)
+			}
 		}
 	}
 	p.output(dst, frame)
+}
+
+// neighFrame reports, from its EtherType and at most two more bytes,
+// whether frame may be an ARP message or a neighbour advertisement: the
+// frames the tunnel neighbour cache learns from.
+func neighFrame(frame []byte) bool {
+	if len(frame) < tunnel.EthLen {
+		return false
+	}
+	switch binary.BigEndian.Uint16(frame[12:]) {
+	case flow.EthTypeARP:
+		return true
+	case flow.EthTypeIPv6:
+		const icmp = tunnel.EthLen + tunnel.IPv6Len
+		return len(frame) > icmp && frame[tunnel.EthLen+6] == flow.IPProtoICMPv6 && frame[icmp] == ndNeighAdvert
+	}
+	return false
+}
+
+// ndNeighAdvert is the ICMPv6 type of a neighbour advertisement.
+const ndNeighAdvert = 136
+
+// snoopNeigh teaches the tunnel neighbour cache what an ARP reply,
+// gratuitous ARP or neighbour advertisement output to the internal port
+// dst says (Open vSwitch's tnl-neigh snooping), under dst's device name,
+// the name routes give. A learnt or changed entry changes the resolver,
+// and the tunnel paths are looked up again. It does not allocate unless
+// the entry is new or changed; a malformed frame teaches nothing.
+func (p *pmd) snoopNeigh(c *underlay.NeighCache, dst *Port, frame []byte) {
+	c.Snoop(dst.Name, frame, &p.tnl.neigh) //nolint:errcheck // most frames teach nothing; the frame goes on regardless
 }
 
 // tunnelPop decapsulates frame, a packet for UDP port port, and hands its

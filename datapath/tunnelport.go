@@ -30,19 +30,36 @@ import (
 // on the tunnel port whose options take it.
 //
 // Tunnels keeps, per tunnel port and remote endpoint, the path the
-// kernel's routing and neighbour tables give (the output device, the
-// source address, the next hop's MAC), refreshed periodically, when a
-// packet asks for a remote it has not resolved, and when the underlay
-// port it names is gone; the packet path only reads it. A next hop
-// without a neighbour entry is probed: a datagram to its discard port
-// makes the kernel resolve it (ARP or neighbour solicitation out of the
-// internal port), and the path is looked up again shortly after.
+// resolver gives (the output device, the source address, the next hop's
+// MAC: the daemon's underlay.Table, which follows the kernel's routes
+// and neighbours over netlink and holds ovsxdp's own tunnel neighbour
+// cache), looked up again whenever the resolver announces a change, when
+// a packet asks for a remote it has not resolved, when the underlay port
+// it names is gone, and slowly on a timer as a safety net; the packet
+// path only reads it. A next hop whose link-layer address is unknown is
+// resolved by ovsxdp itself, as Open vSwitch's userspace tunnelling does:
+// an ARP request or neighbour solicitation from the internal port's MAC
+// and the route's source address goes into the underlay bridge as if
+// that internal port had sent it (at most one per next hop per
+// solicitInterval), and the answer is learnt from the ARP replies and
+// neighbour advertisements the underlay bridge outputs to its internal
+// ports (snoopNeigh), which changes the resolver and so the path.
 
 // PathResolver finds the way to a tunnel's remote endpoint: the route
-// and the next hop's neighbour entry. underlay.Resolver implements it.
+// and the next hop's neighbour entry. underlay.Table (the daemon's) and
+// underlay.Resolver implement it.
 type PathResolver interface {
 	Lookup(remote netip.Addr) (underlay.Path, error)
 }
+
+// A PathResolver may also announce its changes and learn neighbours, as
+// underlay.Table does: Tunnels then looks the paths up again when
+// Changed's channel closes, and feeds the ARP and neighbour
+// advertisement frames the underlay delivers to the cache.
+type (
+	changeNotifier interface{ Changed() <-chan struct{} }
+	neighLearner   interface{ Neighbours() *underlay.NeighCache }
+)
 
 // TunnelPort is a vxlan or geneve port: a vport without a device whose
 // output is encapsulated and whose input comes from decapsulation.
@@ -116,26 +133,44 @@ type tunnelPath struct {
 	dstMAC [6]byte
 	mtu    int
 	path   underlay.Path
+
+	// demand is set by a poll thread that dropped a packet because the
+	// next hop is unknown: the refresh then solicits it again (rate
+	// limited) and clears it.
+	demand atomic.Bool
 }
 
 // TunnelsConfig configures the tunnel ports' paths.
 type TunnelsConfig struct {
-	// Resolver looks paths up; nil: no path resolves, and tunnel
-	// output drops as tunnel-routing-failed.
-	Resolver PathResolver
-	// Refresh is how often every path is looked up again
-	// (DefaultTunnelRefresh when zero).
+	// Resolver looks paths up. When nil, OpenResolver opens one the
+	// first time there are tunnel ports to serve (and again at each
+	// refresh until it succeeds); without either, no path resolves,
+	// and tunnel output drops as tunnel-routing-failed.
+	Resolver     PathResolver
+	OpenResolver func() (PathResolver, error)
+	// Refresh is how often every path is looked up again when nothing
+	// announced a change: DefaultTunnelRefresh when zero, or
+	// FollowedTunnelRefresh when the resolver announces its changes.
 	Refresh time.Duration
 	// Log receives path changes; slog.Default() when nil.
 	Log *slog.Logger
 }
 
-// DefaultTunnelRefresh is how often the tunnel paths are looked up again.
+// DefaultTunnelRefresh is how often the tunnel paths are looked up again
+// through a resolver that does not announce its changes.
 const DefaultTunnelRefresh = time.Second
 
-// neighRetry is how soon a path whose next hop was probed is looked up
-// again.
+// FollowedTunnelRefresh is how often they are looked up again through one
+// that does (underlay.Table): a safety net, the changes refresh them.
+const FollowedTunnelRefresh = 5 * time.Second
+
+// neighRetry is how soon a path whose next hop was solicited is looked up
+// again through a resolver that does not announce its changes.
 const neighRetry = 200 * time.Millisecond
+
+// solicitInterval is the least time between two solicitations of one
+// next hop (Open vSwitch sends at most one ARP request per second too).
+const solicitInterval = time.Second
 
 // maxFlowRemotes bounds the remote endpoints a remote_ip=flow port keeps
 // paths for.
@@ -161,7 +196,11 @@ type Tunnels struct {
 	done chan struct{}
 
 	// Owned by the refresh goroutine.
-	last map[*TunnelPort]map[netip.Addr]string // the path last logged
+	last      map[*TunnelPort]map[netip.Addr]string // the path last logged
+	changed   <-chan struct{}                       // the resolver's, taken before the last lookups
+	openErr   string                                // OpenResolver's last error, logged once
+	solicits  solicitLimiter
+	solicitTo []byte // the solicitation being built
 }
 
 type tunnelWant struct {
@@ -171,15 +210,12 @@ type tunnelWant struct {
 
 // NewTunnels starts the resolution of tunnel paths. Close stops it.
 func NewTunnels(cfg TunnelsConfig) *Tunnels {
-	if cfg.Refresh <= 0 {
-		cfg.Refresh = DefaultTunnelRefresh
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	t := &Tunnels{cfg: cfg, log: cfg.Log, wants: map[*TunnelPort]map[netip.Addr]bool{},
 		want: make(chan tunnelWant, 64), kick: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
-		last: map[*TunnelPort]map[netip.Addr]string{}}
+		last: map[*TunnelPort]map[netip.Addr]string{}, solicits: solicitLimiter{every: solicitInterval}}
 	t.rx.Store(&tunnelRx{})
 	go t.run()
 	return t
@@ -240,11 +276,23 @@ func (t *Tunnels) wantPath(tp *TunnelPort, remote netip.Addr) {
 }
 
 // underlayGone asks for a refresh without waiting for it: a path's
-// underlay port is no longer on its bridge. It never blocks.
+// underlay port is no longer on its bridge, or a packet waits for a next
+// hop to be solicited. It never blocks.
 func (t *Tunnels) underlayGone() {
 	select {
 	case t.want <- tunnelWant{}:
 	default:
+	}
+}
+
+// neighWanted tells the refresh, from the packet path, that a packet
+// dropped because path's next hop is unknown: the next hop is solicited
+// again once its rate limit allows. Only the first packet since the last
+// solicitation asks.
+func (t *Tunnels) neighWanted(path *tunnelPath) {
+	if !path.demand.Load() {
+		path.demand.Store(true)
+		t.underlayGone()
 	}
 }
 
@@ -270,6 +318,7 @@ func (t *Tunnels) run() {
 				}
 			}
 		case done = <-t.kick:
+		case <-t.changed: // the resolver's routes or neighbours changed
 		}
 		next := t.refresh()
 		if done != nil {
@@ -360,32 +409,158 @@ func (t *Tunnels) refresh() time.Duration {
 		}
 	}
 
+	if len(tps) > 0 {
+		t.openResolver()
+	}
+	// The resolver's change channel, taken before the lookups: a change
+	// during them closes it, and the paths are looked up again.
+	followed := false
+	if cn, ok := t.cfg.Resolver.(changeNotifier); ok {
+		t.changed, followed = cn.Changed(), true
+	}
 	next := t.cfg.Refresh
-	probed := map[netip.Addr]bool{}
+	switch {
+	case next > 0:
+	case followed:
+		next = FollowedTunnelRefresh
+	default:
+		next = DefaultTunnelRefresh
+	}
+	now := time.Now()
+	t.solicits.expire(now)
 	for i, r := range tps {
 		m := make(map[netip.Addr]*tunnelPath, len(remotes[i]))
 		old := *r.tp.paths.Load()
 		for _, remote := range remotes[i] {
 			tpath := t.resolve(r.tp, remote, internals)
-			if prev := old[remote]; prev != nil && prev.same(tpath) {
+			prev := old[remote]
+			if prev != nil && prev.same(tpath) {
 				// Kept as it was: the poll threads' cached
 				// encapsulations of it stay valid.
 				tpath = prev
 			}
 			if !tpath.ok && tpath.reason == DropTunnelNeighMiss {
-				if hop := tpath.path.NextHop; hop.IsValid() && !probed[hop] {
-					probed[hop] = true
-					probeNeighbour(hop)
+				if wait := t.neighMiss(tpath, prev, internals[tpath.path.Dev], now); wait > 0 {
+					next = min(next, wait)
 				}
-				next = min(next, neighRetry)
+				if !followed {
+					next = min(next, neighRetry)
+				}
 			}
 			m[remote] = tpath
 			t.logPath(r, remote, tpath)
 		}
 		r.tp.paths.Store(&m)
 	}
-	t.rx.Store(newTunnelRx(tps, internals))
+	rx := newTunnelRx(tps, internals)
+	if nl, ok := t.cfg.Resolver.(neighLearner); ok {
+		rx.neigh = nl.Neighbours()
+	}
+	t.rx.Store(rx)
 	return next
+}
+
+// openResolver opens the resolver through OpenResolver, if there is none
+// yet; a failure is logged once and tried again at the next refresh.
+func (t *Tunnels) openResolver() {
+	if t.cfg.Resolver != nil || t.cfg.OpenResolver == nil {
+		return
+	}
+	res, err := t.cfg.OpenResolver()
+	if err != nil {
+		if s := err.Error(); s != t.openErr {
+			t.openErr = s
+			t.log.Warn("tunnel ports cannot resolve their paths", "err", err)
+		}
+		return
+	}
+	t.cfg.Resolver, t.openErr = res, ""
+}
+
+// neighMiss solicits the next hop of tpath, a path whose next hop is
+// unknown, when it newly is (prev, the path before, is another) or when
+// a packet asked since the last solicitation (demand), as the rate limit
+// allows; it returns how soon to look again when the limit held it back.
+func (t *Tunnels) neighMiss(tpath, prev *tunnelPath, in *internalRef, now time.Time) time.Duration {
+	if tpath == prev && !tpath.demand.Load() {
+		return 0
+	}
+	if wait := t.solicit(tpath, in, now); wait > 0 {
+		tpath.demand.Store(true) // solicited once the limit allows
+		return wait
+	}
+	tpath.demand.Store(false)
+	return 0
+}
+
+// solicit sends the ARP request or neighbour solicitation that resolves
+// tpath's next hop into the underlay bridge, as received on the internal
+// port in that the route leaves through, unless that next hop was
+// solicited less than solicitInterval ago: it then returns how long to
+// wait. It returns 0 when it sent one, or when none can be built or sent
+// (logged).
+func (t *Tunnels) solicit(tpath *tunnelPath, in *internalRef, now time.Time) time.Duration {
+	p := tpath.path
+	if in == nil || !p.NextHop.IsValid() {
+		return 0
+	}
+	if wait := t.solicits.allow(p.NextHop, now); wait > 0 {
+		return wait
+	}
+	if !p.Src.IsValid() || p.Src.Is4() != p.NextHop.Is4() {
+		// A resolver that gives no source: the internal port's first
+		// address of the next hop's family.
+		for _, a := range in.addrs {
+			if a.Is4() == p.NextHop.Is4() && !(a.Is6() && a.IsLinkLocalUnicast()) {
+				p.Src = a
+				break
+			}
+		}
+	}
+	b, err := underlay.AppendSolicit(t.solicitTo[:0], p)
+	if err != nil {
+		t.log.Warn("tunnel next hop not solicited", "next_hop", p.NextHop, "dev", p.Dev, "err", err)
+		return 0
+	}
+	t.solicitTo = b
+	if !in.bridge.inject(in.port, b, nil) {
+		t.log.Warn("tunnel next hop not solicited: the underlay bridge's injection ring is full", "next_hop", p.NextHop, "bridge", in.bridge.Name())
+		return 0
+	}
+	t.log.Debug("tunnel next hop solicited", "next_hop", p.NextHop, "dev", p.Dev, "src", p.Src)
+	return 0
+}
+
+// solicitLimiter allows one solicitation per next hop per interval.
+// Owned by the refresh goroutine; expire keeps it as small as the next
+// hops solicited within the last interval.
+type solicitLimiter struct {
+	every time.Duration
+	last  map[netip.Addr]time.Time
+}
+
+// allow reports 0 and records now if hop may be solicited at now, else
+// how long until it may.
+func (l *solicitLimiter) allow(hop netip.Addr, now time.Time) time.Duration {
+	if at, ok := l.last[hop]; ok {
+		if wait := at.Add(l.every).Sub(now); wait > 0 {
+			return wait
+		}
+	}
+	if l.last == nil {
+		l.last = map[netip.Addr]time.Time{}
+	}
+	l.last[hop] = now
+	return 0
+}
+
+// expire forgets the next hops that may be solicited again.
+func (l *solicitLimiter) expire(now time.Time) {
+	for hop, at := range l.last {
+		if !now.Before(at.Add(l.every)) {
+			delete(l.last, hop)
+		}
+	}
 }
 
 // readInternal reads an internal port's device: its MTU and addresses.
@@ -420,20 +595,20 @@ func (t *Tunnels) resolve(tp *TunnelPort, remote netip.Addr, internals map[strin
 		return tpath
 	}
 	// The route must leave through one of the bridges' internal ports
-	// (the next hop is probed only there: never through a device that
-	// is not the daemon's).
+	// (the next hop is solicited only there: never through a device
+	// that is not the daemon's).
 	in := internals[path.Dev]
 	if in == nil {
 		tpath.reason = DropTunnelRouting
 		tpath.err = fmt.Errorf("route to %s leaves through %s, which is not an internal port of a bridge", remote, path.Dev)
 		return tpath
 	}
+	tpath.bridge, tpath.port = in.bridge, in.port
 	if err != nil {
 		tpath.reason = DropTunnelNeighMiss
 		return tpath
 	}
 	tpath.ok = true
-	tpath.bridge, tpath.port = in.bridge, in.port
 	tpath.src = path.Src
 	if tp.opts.Local.IsValid() {
 		tpath.src = tp.opts.Local
@@ -477,18 +652,6 @@ func (tp *tunnelPath) String() string {
 		return fmt.Sprintf("%s (%v)", tp.reason, tp.err)
 	}
 	return fmt.Sprintf("%s bridge %s mtu %d", tp.path, tp.bridge.Name(), tp.mtu)
-}
-
-// probeNeighbour makes the kernel resolve hop's link-layer address: an
-// empty datagram to its discard port needs it, so the kernel sends an ARP
-// request or a neighbour solicitation out of the route's device.
-func probeNeighbour(hop netip.Addr) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(hop, 9)))
-	if err != nil {
-		return
-	}
-	c.Write(nil) //nolint:errcheck // a probe: the neighbour lookup tells
-	c.Close()
 }
 
 // TunnelPath describes one tunnel port's path to a remote endpoint, for

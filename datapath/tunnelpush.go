@@ -5,6 +5,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport/underlay"
 )
 
 // Encapsulation (Open vSwitch's tnl_push): a copy output to a tunnel port
@@ -25,6 +26,7 @@ type tunnelState struct {
 	hdr    tunnel.Header // the outer header being decapsulated
 	ipID   uint16        // the next outer IPv4 identification
 	encaps [encapCacheSize]encapEntry
+	neigh  underlay.NeighMessage // the ARP or neighbour advertisement being snooped
 }
 
 // encapKey is what an outer header is built from.
@@ -86,6 +88,11 @@ func (p *pmd) tunnelPush(dst *Port, tp *TunnelPort, frame []byte) {
 		return
 	}
 	if !path.ok {
+		if path.reason == DropTunnelNeighMiss {
+			if t := p.br.tunnels; t != nil {
+				t.neighWanted(path)
+			}
+		}
 		p.dropCopy(dst, path.reason)
 		return
 	}

@@ -71,6 +71,7 @@ type link struct {
 	MAC   [6]byte
 	Ether bool           // MAC is an Ethernet address
 	Addrs []netip.Prefix // its addresses with their prefix lengths, in the kernel's order
+	MTU   int            // its MTU, which a tunnel path takes: a change of it is a change
 }
 
 // routeKey identifies a route in the classifier: the same destination,

@@ -168,7 +168,8 @@ func (t *Table) Close() error {
 func (t *Table) Neighbours() *NeighCache { return t.neigh }
 
 // Generation counts the changes to what Lookup answers: routes,
-// devices, the kernel's neighbours and the tunnel neighbour cache.
+// devices (and their MTUs), the kernel's neighbours and the tunnel
+// neighbour cache.
 func (t *Table) Generation() uint64 { return t.gen.Load() }
 
 // Changed returns a channel that is closed at the next change.
@@ -362,7 +363,7 @@ func (t *Table) publishLocked(krs []kernelRoute, links map[int]*link, neighs map
 func sameSnapshot(a, b *snapshot) bool {
 	return slices.Equal(a.routes, b.routes) && maps.Equal(a.neighs, b.neighs) &&
 		maps.EqualFunc(a.links, b.links, func(x, y *link) bool {
-			return x.Name == y.Name && x.MAC == y.MAC && x.Ether == y.Ether && slices.Equal(x.Addrs, y.Addrs)
+			return x.Name == y.Name && x.MAC == y.MAC && x.Ether == y.Ether && x.MTU == y.MTU && slices.Equal(x.Addrs, y.Addrs)
 		})
 }
 
@@ -395,7 +396,7 @@ func (t *Table) listLinks() (map[int]*link, error) {
 	out := make(map[int]*link, len(ls))
 	for _, l := range ls {
 		a := l.Attrs()
-		x := &link{Name: a.Name}
+		x := &link{Name: a.Name, MTU: a.MTU}
 		if len(a.HardwareAddr) == 6 && a.EncapType != "loopback" {
 			x.MAC, x.Ether = [6]byte(a.HardwareAddr), true
 		}

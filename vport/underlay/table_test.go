@@ -255,3 +255,17 @@ func TestTableUserRoutes(t *testing.T) {
 		t.Errorf("kernel route not back: %+v", q)
 	}
 }
+
+// TestSnapshotMTU: a device's MTU, which a tunnel path takes, is part of
+// what the table compares, so a change of it moves the generation.
+func TestSnapshotMTU(t *testing.T) {
+	snap := func(mtu int) *snapshot {
+		return &snapshot{links: map[int]*link{2: {Name: "u0", MAC: [6]byte{2, 0, 0, 0, 0, 1}, Ether: true, MTU: mtu}}}
+	}
+	if !sameSnapshot(snap(1500), snap(1500)) {
+		t.Error("equal snapshots differ")
+	}
+	if sameSnapshot(snap(1500), snap(1400)) {
+		t.Error("snapshots that differ in a device's MTU are the same")
+	}
+}

@@ -160,7 +160,7 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
-	d.tunnels = newTunnels(cfg.Logger)
+	d.tunnels = d.newTunnels(cfg.Logger)
 	d.publishLocked()
 	if cfg.StatePath != "" {
 		lock, err := lockState(cfg.StatePath, "state file", "--state")

@@ -13,7 +13,6 @@ import (
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/vport"
-	"github.com/ovsxdp/ovsxdp/vport/underlay"
 )
 
 // Tunnel port types: Open vSwitch's native tunnels (datapath/tunnelport.go).
@@ -40,19 +39,24 @@ func newTunnelVPort(pc *portConfig) (vport.Port, error) {
 	return datapath.NewTunnelPort(pc.Name, opts)
 }
 
-// newTunnels starts the resolution of the tunnel ports' paths, through
-// the kernel's routing and neighbour tables of the daemon's network
-// namespace. Without netlink, tunnel output drops as
+// newTunnels starts the resolution of the tunnel ports' paths through the
+// daemon's route table (underlayTable: the kernel's routes and neighbours
+// of the daemon's network namespace, followed over netlink, and the
+// tunnel neighbour cache), the one ovs/route/show and tnl/neigh/show
+// print. The table is opened when the first tunnel port needs it;
+// until it opens (without netlink), tunnel output drops as
 // tunnel-routing-failed, and the daemon says why.
-func newTunnels(log *slog.Logger) *datapath.Tunnels {
-	cfg := datapath.TunnelsConfig{Log: log.With("component", "tunnels")}
-	res, err := underlay.NewResolver("")
-	if err != nil {
-		log.Warn("tunnel ports cannot resolve their paths", "err", err)
-	} else {
-		cfg.Resolver = res
-	}
-	return datapath.NewTunnels(cfg)
+func (d *Daemon) newTunnels(log *slog.Logger) *datapath.Tunnels {
+	return datapath.NewTunnels(datapath.TunnelsConfig{
+		Log: log.With("component", "tunnels"),
+		OpenResolver: func() (datapath.PathResolver, error) {
+			t, err := d.underlayTable()
+			if err != nil {
+				return nil, err
+			}
+			return t, nil
+		},
+	})
 }
 
 // tunnelRefreshTimeout bounds the wait for the tunnel paths after a port

@@ -47,9 +47,9 @@ type underlayState struct {
 var errUnderlayClosed = errors.New("the daemon is closing")
 
 // underlayTable returns the table of the daemon's namespace, opening it
-// the first time. Tunnel ports resolve their paths through it (its
-// Lookup is underlay.Resolver's) and feed what their underlay receives to
-// its Neighbours().Snoop.
+// the first time. Tunnel ports resolve their paths through it (newTunnels)
+// and feed the ARP replies and neighbour advertisements their underlay
+// bridges output to an internal port to its Neighbours().Snoop.
 func (d *Daemon) underlayTable() (*underlay.Table, error) {
 	u := &d.underlay
 	u.mu.Lock()
