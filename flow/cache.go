@@ -53,6 +53,7 @@ type Cache struct {
 	mfs   *Megaflows
 	stats CacheStats
 	xl    xlate // translation buffers, reused
+	rkey  Key   // the masked key that revalidate translates
 	// touched are the megaflows Account counted packets on since the
 	// last CreditRules (with room for maxTouched, allocated once).
 	touched []*Megaflow
@@ -178,7 +179,8 @@ func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, h uint64) (*Megaflow, Sou
 // on those bits (it equals it on the whole mask), so every such packet gets
 // the same actions: mf stays, with those actions, at s's generation.
 func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
-	c.xl.translate(s, &mf.Key, false, true)
+	c.rkey = mf.Key()
+	c.xl.translate(s, &c.rkey, false, true)
 	tr := &c.xl.tr
 	if !maskCovers(mf.Mask, &tr.Mask) {
 		return false

@@ -14,7 +14,29 @@ package flow
 // A Megaflow belongs to the goroutine that owns its Megaflows (see there);
 // only that goroutine may read or change its fields.
 type Megaflow struct {
-	Key  Key  // the masked key
+	// The fields a hit reads (Cache.LookupBatch, Account, the datapath's
+	// execution) come first, so that they share the megaflow's first cache
+	// line.
+
+	// Generation is the table generation that Rule and Mask were computed
+	// at.
+	Generation uint64
+	dead       bool // removed from its classifier
+	// Verdict is the translation's verdict: why a packet that is output
+	// nowhere is dropped.
+	Verdict      Verdict
+	pendTCPFlags uint16 // of the packets since the last Credit (Cache.AccountTCPFlags)
+	// Actions are the datapath actions (see Translation); nil: drop.
+	Actions []Action
+
+	// What Account counted since the rules were last credited (Credit).
+	pendPackets, pendBytes uint64
+	pendUsed               int64
+
+	Packets  uint64 // packets that took this megaflow (see Account)
+	Bytes    uint64
+	LastUsed int64 // unix nanoseconds of the last Account; 0 = never
+
 	Mask *Key // shared by the subtable's megaflows: do not modify
 
 	// Rule is the rule table 0 gave, nil if none; Rules are all the rules
@@ -33,37 +55,33 @@ type Megaflow struct {
 	// (Translation.FinTimeouts), applied when Credit finds that a packet
 	// carried FIN or RST.
 	FinTimeouts []FinTimeout
-	// Actions are the datapath actions (see Translation); nil: drop.
-	Actions []Action
-	// Verdict is the translation's verdict: why a packet that is output
-	// nowhere is dropped.
-	Verdict Verdict
 	// recircs are the frozen states the megaflow recirculates to or
 	// resumes from (Translation.recircs): it holds a reference to each
 	// while it is in its classifier, and Credit records their use.
 	recircs []*recircNode
 
-	// Generation is the table generation that Rule and Mask were computed
-	// at.
-	Generation uint64
-
-	Packets  uint64 // packets that took this megaflow (see Account)
-	Bytes    uint64
-	LastUsed int64 // unix nanoseconds of the last Account; 0 = never
-
-	// What Account counted since the rules were last credited (Credit).
-	pendPackets, pendBytes uint64
-	pendUsed               int64
-	pendTCPFlags           uint16 // of the packets since the last Credit (Cache.AccountTCPFlags)
-
 	sub  *mfSubtable
 	hash uint64
-	dead bool // removed from its classifier
+	// key is the masked key, as its subtable's records hold it: only the
+	// words the mask covers (mfSubtable.words), so that a megaflow does
+	// not carry the whole key's width (see Key).
+	key []uint64
+}
+
+// Key returns the megaflow's masked key: the key bits its mask covers,
+// zero elsewhere.
+func (mf *Megaflow) Key() Key {
+	var k Key
+	kw := k.Words()
+	for j, w := range mf.key {
+		kw[mf.sub.words[j]] = w
+	}
+	return k
 }
 
 // Match returns the megaflow's key and mask as a Match.
 func (mf *Megaflow) Match() Match {
-	return Match{Key: mf.Key, Mask: *mf.Mask}
+	return Match{Key: mf.Key(), Mask: *mf.Mask}
 }
 
 // Alive reports whether the megaflow is still in its classifier.
@@ -210,8 +228,7 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 		mf.holdRecircs(tr.recircs)
 		return mf
 	}
-	mf := &Megaflow{Mask: &st.mask, sub: st, hash: h}
-	k.Masked(mask, &mf.Key)
+	mf := st.newMegaflow(k, h)
 	mf.set(tr, gen)
 	mf.holdRecircs(tr.recircs)
 	if st.full() {

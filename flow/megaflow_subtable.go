@@ -216,6 +216,17 @@ func (st *mfSubtable) find(k *Key, h uint64) *Megaflow {
 	return nil
 }
 
+// newMegaflow returns a megaflow of st, not yet inserted, for the packets
+// that agree with k on st's mask; h is st.hashKey(k).
+func (st *mfSubtable) newMegaflow(k *Key, h uint64) *Megaflow {
+	mf := &Megaflow{Mask: &st.mask, sub: st, hash: h, key: make([]uint64, st.nwords)}
+	kw := k.Words()
+	for j := range mf.key {
+		mf.key[j] = kw[st.words[j]] & st.maskw[j]
+	}
+	return mf
+}
+
 // insert puts mf into its home lane if free, or else into the first free
 // slot of its probe sequence. The table must have room (see full).
 func (st *mfSubtable) insert(mf *Megaflow) {
@@ -234,11 +245,7 @@ func (st *mfSubtable) insert(mf *Megaflow) {
 	}
 	st.setCtrl(g, l, tagOf(mf.hash))
 	r := st.rec(g*groupSlots + l)
-	kw := mf.Key.Words()
-	sk := st.recKey(r)
-	for j := range sk {
-		sk[j] = kw[st.words[j]]
-	}
+	copy(st.recKey(r), mf.key)
 	*(**Megaflow)(r) = mf
 	st.n++
 }

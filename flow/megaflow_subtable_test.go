@@ -61,7 +61,7 @@ func collidingMegaflows(t *testing.T, n int, h uint64) (*mfSubtable, []Key, []*M
 	mfs := make([]*Megaflow, n)
 	for i := range keys {
 		keys[i] = Key{InPort: uint32(i), NwSrc: 0x0a000000 | uint32(i)}
-		mfs[i] = &Megaflow{Key: keys[i], Mask: &st.mask, sub: st, hash: h}
+		mfs[i] = st.newMegaflow(&keys[i], h)
 		if st.full() {
 			st.grow()
 		}
@@ -162,7 +162,7 @@ func TestSubtableChurn(t *testing.T) {
 		t.Fatalf("Len %d, want %d", c.Len(), len(alive))
 	}
 	for _, mf := range alive {
-		k := mf.Key
+		k := mf.Key()
 		if got := c.Lookup(&k); got != mf {
 			t.Fatalf("live megaflow %+v not found", mf.Match())
 		}
