@@ -150,6 +150,9 @@ type Megaflows struct {
 	byMask  map[Key]*mfSubtable
 	n       int
 	lookups uint32
+	// changes counts the insertions and removals of megaflows, so that a
+	// batch lookup can tell whether an answer it found ahead still holds.
+	changes uint64
 	// touched keeps what Lookup's touches read, so that the reads are not
 	// left out.
 	touched uint64
@@ -189,6 +192,65 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 		}
 	}
 	return nil
+}
+
+// maxLookupBatch is the most keys lookupBatch looks up at once.
+const maxLookupBatch = 32
+
+// lookupBatch sets found[x] to a megaflow that matches keys[idx[x]], or
+// nil, for each x below len(idx) (at most maxLookupBatch): the answers
+// Lookup would give, key after key. It probes the subtables in turn for
+// every key still unanswered, hashing them all and reading their control
+// words (and, in the busiest subtable, their home records) before it
+// compares any, so that the cache misses of the batch overlap instead of
+// following one another. It counts nothing: the caller counts the answers
+// it takes with countHit.
+func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
+	var pend [maxLookupBatch]uint8 // the x whose keys are unanswered
+	var hs [maxLookupBatch]uint64
+	np := len(idx)
+	for x := range np {
+		pend[x] = uint8(x)
+		found[x] = nil
+	}
+	var touched uint64
+	for i, st := range c.subs {
+		if np == 0 {
+			break
+		}
+		for y, x := range pend[:np] {
+			h := st.hashKey(&keys[idx[x]])
+			hs[y] = h
+			touched ^= st.ctrl[st.home(h)]
+			if i == 0 {
+				// The busiest subtable is the likeliest to hold the
+				// key.
+				touched ^= st.touch(h)
+			}
+		}
+		left := 0
+		for y, x := range pend[:np] {
+			if mf := st.find(&keys[idx[x]], hs[y]); mf != nil {
+				found[x] = mf
+				continue
+			}
+			pend[left] = x
+			left++
+		}
+		np = left
+	}
+	c.touched ^= touched
+}
+
+// rankDue reports whether the next Lookup re-ranks the subtables before
+// it probes them, so that an answer lookupBatch found may not be Lookup's.
+func (c *Megaflows) rankDue() bool { return (c.lookups+1)%rankInterval == 0 }
+
+// countHit counts a lookup that lookupBatch answered with mf, as Lookup
+// would have counted it; rankDue must be false.
+func (c *Megaflows) countHit(mf *Megaflow) {
+	c.lookups++
+	mf.sub.hits++
 }
 
 // Rank re-sorts the subtables by hits since the last ranking, most first,
@@ -236,6 +298,7 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	}
 	st.insert(mf)
 	c.n++
+	c.changes++
 	return mf
 }
 
@@ -277,6 +340,7 @@ func (c *Megaflows) Remove(mf *Megaflow) {
 		return
 	}
 	c.n--
+	c.changes++
 	mf.dead = true
 	mf.holdRecircs(nil)
 	if st.n == 0 {
@@ -332,4 +396,5 @@ func (c *Megaflows) Flush() {
 	c.subs = c.subs[:0]
 	clear(c.byMask)
 	c.n = 0
+	c.changes++
 }
