@@ -181,6 +181,9 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 		c.Rank()
 	}
 	for i, st := range c.subs {
+		if !st.stage.mayHold(k) {
+			continue
+		}
 		h := st.hashKey(k)
 		if i == 0 {
 			// The busiest subtable is the likeliest to hold k.
@@ -218,8 +221,15 @@ func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
 		if np == 0 {
 			break
 		}
+		// Keys the subtable's stage rules out skip it.
+		var skip uint32
 		for y, x := range pend[:np] {
-			h := st.hashKey(&keys[idx[x]])
+			k := &keys[idx[x]]
+			if !st.stage.mayHold(k) {
+				skip |= 1 << y
+				continue
+			}
+			h := st.hashKey(k)
 			hs[y] = h
 			touched ^= st.ctrl[st.home(h)]
 			if i == 0 {
@@ -230,9 +240,11 @@ func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
 		}
 		left := 0
 		for y, x := range pend[:np] {
-			if mf := st.find(&keys[idx[x]], hs[y]); mf != nil {
-				found[x] = mf
-				continue
+			if skip&(1<<y) == 0 {
+				if mf := st.find(&keys[idx[x]], hs[y]); mf != nil {
+					found[x] = mf
+					continue
+				}
 			}
 			pend[left] = x
 			left++
@@ -297,6 +309,7 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 		st.grow()
 	}
 	st.insert(mf)
+	st.stageAdd(mf)
 	c.n++
 	c.changes++
 	return mf
@@ -339,6 +352,7 @@ func (c *Megaflows) Remove(mf *Megaflow) {
 	if !st.remove(mf) {
 		return
 	}
+	st.stageRemove(mf)
 	c.n--
 	c.changes++
 	mf.dead = true
