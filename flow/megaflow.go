@@ -180,14 +180,17 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 	if c.lookups%rankInterval == 0 {
 		c.Rank()
 	}
-	for i, st := range c.subs {
+	first := true
+	for _, st := range c.subs {
 		if !st.stage.mayHold(k) {
 			continue
 		}
 		h := st.hashKey(k)
-		if i == 0 {
-			// The busiest subtable is the likeliest to hold k.
+		if first {
+			// The busiest subtable whose stage admits k is the likeliest
+			// to hold it.
 			c.touched ^= st.touch(h)
+			first = false
 		}
 		if mf := st.find(k, h); mf != nil {
 			st.hits++
@@ -204,8 +207,8 @@ const maxLookupBatch = 32
 // nil, for each x below len(idx) (at most maxLookupBatch): the answers
 // Lookup would give, key after key. It probes the subtables in turn for
 // every key still unanswered, hashing them all and reading their control
-// words (and, in the busiest subtable, their home records) before it
-// compares any, so that the cache misses of the batch overlap instead of
+// words (and, in the first subtable whose stage admits a key, its home
+// record) before it compares any, so that the cache misses of the batch overlap instead of
 // following one another. It counts nothing: the caller counts the answers
 // it takes with countHit.
 func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
@@ -217,7 +220,8 @@ func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
 		found[x] = nil
 	}
 	var touched uint64
-	for i, st := range c.subs {
+	var recTouched uint32 // the x whose home record a subtable touched
+	for _, st := range c.subs {
 		if np == 0 {
 			break
 		}
@@ -232,10 +236,11 @@ func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
 			h := st.hashKey(k)
 			hs[y] = h
 			touched ^= st.ctrl[st.home(h)]
-			if i == 0 {
-				// The busiest subtable is the likeliest to hold the
-				// key.
+			if recTouched&(1<<x) == 0 {
+				// The busiest subtable whose stage admits the key is
+				// the likeliest to hold it.
 				touched ^= st.touch(h)
+				recTouched |= 1 << x
 			}
 		}
 		left := 0
