@@ -53,6 +53,7 @@ type Cache struct {
 	mfs   *Megaflows
 	stats CacheStats
 	xl    xlate // translation buffers, reused
+	rkey  Key   // the masked key that revalidate translates
 	// touched are the megaflows Account counted packets on since the
 	// last CreditRules (with room for maxTouched, allocated once).
 	touched []*Megaflow
@@ -97,26 +98,97 @@ func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
 
 // LookupBatch looks up keys as Lookup does, storing the results in mfs and
 // srcs. It handles as many keys as all three slices have room for and
-// returns that number. It loads the table's snapshot once, and again after
-// a miss only (whose translation may have learned rules, which the next
-// keys must see, as they would one by one). It hashes a run of keys and
-// touches their exact-match slots before it probes any, so that the cache
-// misses of a run overlap instead of following one another.
+// returns that number. Its answers, counters and insertions are exactly
+// those of Lookup called on each key in turn.
+//
+// It works on runs of lookupRun keys, in three passes so that the cache
+// misses of a run overlap instead of following one another: it hashes the
+// run's keys and touches their exact-match slots; probes the exact-match
+// cache for each; and looks the keys it missed up in the megaflow
+// classifier together (Megaflows.lookupBatch), reading the megaflows it
+// found before it uses any. It then settles each key in order, as Lookup
+// would: an answer found ahead stands while nothing since could have
+// changed it. An insertion into the exact-match cache sends a key whose
+// exact-match answer it changed to Lookup's path; a miss, a stale
+// megaflow or a re-ranking of the subtables goes that path too, and so
+// does the rest of the run after it, since revalidation, removal and
+// installation change what the classifier answers. It loads the table's
+// snapshot once, and again after a miss only (whose translation may have
+// learned rules, which the next keys must see, as they would one by one).
 func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 	n := min(len(keys), len(mfs), len(srcs))
 	s := c.table.Snapshot()
-	var hashes [lookupRun]uint64
+	var (
+		hashes [lookupRun]uint64
+		early  [lookupRun]*Megaflow // the exact-match cache's answers
+		missed [lookupRun]uint8     // the keys it did not answer
+		found  [lookupRun]*Megaflow // the classifier's answers to those
+	)
 	for start := 0; start < n; start += lookupRun {
 		run := hashes[:min(lookupRun, n-start)]
+		rk := keys[start : start+len(run)]
 		var touched uint64
 		for i := range run {
-			run[i] = EMCHash(&keys[start+i])
+			run[i] = EMCHash(&rk[i])
 			touched ^= c.emc.touch(run[i])
 		}
 		c.emc.touched ^= touched
+		stores, gen := c.emc.stores, s.gen
+		nm := 0
+		for i, h := range run {
+			early[i] = c.emc.Lookup(&rk[i], h, gen)
+			if early[i] == nil {
+				missed[nm] = uint8(i)
+				nm++
+			}
+		}
+		changes := c.mfs.changes
+		if nm > 0 {
+			c.mfs.lookupBatch(rk, missed[:nm], found[:nm])
+			touched = 0
+			for _, mf := range found[:nm] {
+				if mf != nil {
+					touched ^= mf.Generation
+				}
+			}
+			c.mfs.touched ^= touched
+		}
+		// Once a key's lookup had to run on its own (a miss, a stale
+		// megaflow), what it did may change the answers found ahead of
+		// it: the rest of the run is looked up key by key too.
+		alone := false
+		m := 0 // the next of missed
 		for i, h := range run {
 			j := start + i
-			mfs[j], srcs[j] = c.lookupHashed(s, &keys[j], h)
+			mf := early[i]
+			var ahead *Megaflow // the classifier's answer, when it was asked
+			if mf == nil {
+				ahead = found[m]
+				m++
+			}
+			switch {
+			case alone || c.mfs.changes != changes || s.gen != gen:
+				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], h)
+				alone = true
+			case c.emc.stores != stores && c.emc.Lookup(&rk[i], h, gen) != mf:
+				// An insertion into the exact-match cache changed its
+				// answer.
+				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], h)
+				alone = true
+			case mf != nil:
+				c.stats.EMCHits++
+				mfs[j], srcs[j] = mf, SourceEMC
+			case ahead != nil && ahead.Generation == gen && !c.mfs.rankDue():
+				c.mfs.countHit(ahead)
+				c.stats.MegaflowHits++
+				c.emc.Insert(&rk[i], h, ahead)
+				mfs[j], srcs[j] = ahead, SourceMegaflow
+			default:
+				// A miss, a stale megaflow to revalidate, or a lookup
+				// that re-ranks the subtables: as Lookup.
+				mfs[j], srcs[j] = c.lookupMegaflow(s, &rk[i], h)
+				alone = true
+			}
 			if srcs[j] == SourceUpcall {
 				s = c.table.Snapshot()
 			}
@@ -126,7 +198,7 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 }
 
 // lookupRun is how many keys LookupBatch hashes ahead of its probes.
-const lookupRun = 32
+const lookupRun = maxLookupBatch
 
 func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
 	return c.lookupHashed(s, k, EMCHash(k))
@@ -138,6 +210,12 @@ func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, h uint64) (*Megaflow, Sou
 		c.stats.EMCHits++
 		return mf, SourceEMC
 	}
+	return c.lookupMegaflow(s, k, h)
+}
+
+// lookupMegaflow is lookupHashed for a key that the exact-match cache does
+// not answer.
+func (c *Cache) lookupMegaflow(s *TableSnapshot, k *Key, h uint64) (*Megaflow, Source) {
 	for range maxStaleProbes {
 		mf := c.mfs.Lookup(k)
 		if mf == nil {
@@ -178,7 +256,8 @@ func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, h uint64) (*Megaflow, Sou
 // on those bits (it equals it on the whole mask), so every such packet gets
 // the same actions: mf stays, with those actions, at s's generation.
 func (c *Cache) revalidate(s *TableSnapshot, mf *Megaflow) bool {
-	c.xl.translate(s, &mf.Key, false, true)
+	c.rkey = mf.Key()
+	c.xl.translate(s, &c.rkey, false, true)
 	tr := &c.xl.tr
 	if !maskCovers(mf.Mask, &tr.Mask) {
 		return false

@@ -28,6 +28,9 @@ type EMC struct {
 	rng     uint64
 	// touched keeps what touch read, so that the reads are not left out.
 	touched uint64
+	// stores counts Store and Flush calls, so that a batch lookup can tell
+	// whether an answer it found ahead still holds.
+	stores uint64
 }
 
 // The exact-match cache holds the keys of packets as they arrive, whose
@@ -296,6 +299,7 @@ func (e *EMC) Store(k *Key, h uint64, mf *Megaflow) {
 	default:
 		v = j
 	}
+	e.stores++
 	en := &e.entries[v]
 	en.tag, en.mf = tag, mf
 	en.key[0], en.key[1] = w[emcFirstWord], w[emcFirstWord+1]
@@ -319,6 +323,7 @@ func (e *EMC) next() uint64 {
 
 // Flush empties the cache.
 func (e *EMC) Flush() {
+	e.stores++
 	clear(e.entries)
 	clear(e.extras)
 }

@@ -14,7 +14,29 @@ package flow
 // A Megaflow belongs to the goroutine that owns its Megaflows (see there);
 // only that goroutine may read or change its fields.
 type Megaflow struct {
-	Key  Key  // the masked key
+	// The fields a hit reads (Cache.LookupBatch, Account, the datapath's
+	// execution) come first, so that they share the megaflow's first cache
+	// line.
+
+	// Generation is the table generation that Rule and Mask were computed
+	// at.
+	Generation uint64
+	dead       bool // removed from its classifier
+	// Verdict is the translation's verdict: why a packet that is output
+	// nowhere is dropped.
+	Verdict      Verdict
+	pendTCPFlags uint16 // of the packets since the last Credit (Cache.AccountTCPFlags)
+	// Actions are the datapath actions (see Translation); nil: drop.
+	Actions []Action
+
+	// What Account counted since the rules were last credited (Credit).
+	pendPackets, pendBytes uint64
+	pendUsed               int64
+
+	Packets  uint64 // packets that took this megaflow (see Account)
+	Bytes    uint64
+	LastUsed int64 // unix nanoseconds of the last Account; 0 = never
+
 	Mask *Key // shared by the subtable's megaflows: do not modify
 
 	// Rule is the rule table 0 gave, nil if none; Rules are all the rules
@@ -33,37 +55,33 @@ type Megaflow struct {
 	// (Translation.FinTimeouts), applied when Credit finds that a packet
 	// carried FIN or RST.
 	FinTimeouts []FinTimeout
-	// Actions are the datapath actions (see Translation); nil: drop.
-	Actions []Action
-	// Verdict is the translation's verdict: why a packet that is output
-	// nowhere is dropped.
-	Verdict Verdict
 	// recircs are the frozen states the megaflow recirculates to or
 	// resumes from (Translation.recircs): it holds a reference to each
 	// while it is in its classifier, and Credit records their use.
 	recircs []*recircNode
 
-	// Generation is the table generation that Rule and Mask were computed
-	// at.
-	Generation uint64
-
-	Packets  uint64 // packets that took this megaflow (see Account)
-	Bytes    uint64
-	LastUsed int64 // unix nanoseconds of the last Account; 0 = never
-
-	// What Account counted since the rules were last credited (Credit).
-	pendPackets, pendBytes uint64
-	pendUsed               int64
-	pendTCPFlags           uint16 // of the packets since the last Credit (Cache.AccountTCPFlags)
-
 	sub  *mfSubtable
 	hash uint64
-	dead bool // removed from its classifier
+	// key is the masked key, as its subtable's records hold it: only the
+	// words the mask covers (mfSubtable.words), so that a megaflow does
+	// not carry the whole key's width (see Key).
+	key []uint64
+}
+
+// Key returns the megaflow's masked key: the key bits its mask covers,
+// zero elsewhere.
+func (mf *Megaflow) Key() Key {
+	var k Key
+	kw := k.Words()
+	for j, w := range mf.key {
+		kw[mf.sub.words[j]] = w
+	}
+	return k
 }
 
 // Match returns the megaflow's key and mask as a Match.
 func (mf *Megaflow) Match() Match {
-	return Match{Key: mf.Key, Mask: *mf.Mask}
+	return Match{Key: mf.Key(), Mask: *mf.Mask}
 }
 
 // Alive reports whether the megaflow is still in its classifier.
@@ -132,6 +150,9 @@ type Megaflows struct {
 	byMask  map[Key]*mfSubtable
 	n       int
 	lookups uint32
+	// changes counts the insertions and removals of megaflows, so that a
+	// batch lookup can tell whether an answer it found ahead still holds.
+	changes uint64
 	// touched keeps what Lookup's touches read, so that the reads are not
 	// left out.
 	touched uint64
@@ -159,11 +180,17 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 	if c.lookups%rankInterval == 0 {
 		c.Rank()
 	}
-	for i, st := range c.subs {
+	first := true
+	for _, st := range c.subs {
+		if !st.stage.mayHold(k) {
+			continue
+		}
 		h := st.hashKey(k)
-		if i == 0 {
-			// The busiest subtable is the likeliest to hold k.
+		if first {
+			// The busiest subtable whose stage admits k is the likeliest
+			// to hold it.
 			c.touched ^= st.touch(h)
+			first = false
 		}
 		if mf := st.find(k, h); mf != nil {
 			st.hits++
@@ -171,6 +198,76 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 		}
 	}
 	return nil
+}
+
+// maxLookupBatch is the most keys lookupBatch looks up at once.
+const maxLookupBatch = 32
+
+// lookupBatch sets found[x] to a megaflow that matches keys[idx[x]], or
+// nil, for each x below len(idx) (at most maxLookupBatch): the answers
+// Lookup would give, key after key. It probes the subtables in turn for
+// every key still unanswered, hashing them all and reading their control
+// words (and, in the first subtable whose stage admits a key, its home
+// record) before it compares any, so that the cache misses of the batch overlap instead of
+// following one another. It counts nothing: the caller counts the answers
+// it takes with countHit.
+func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
+	var pend [maxLookupBatch]uint8 // the x whose keys are unanswered
+	var hs [maxLookupBatch]uint64
+	np := len(idx)
+	for x := range np {
+		pend[x] = uint8(x)
+		found[x] = nil
+	}
+	var touched uint64
+	var recTouched uint32 // the x whose home record a subtable touched
+	for _, st := range c.subs {
+		if np == 0 {
+			break
+		}
+		// Keys the subtable's stage rules out skip it.
+		var skip uint32
+		for y, x := range pend[:np] {
+			k := &keys[idx[x]]
+			if !st.stage.mayHold(k) {
+				skip |= 1 << y
+				continue
+			}
+			h := st.hashKey(k)
+			hs[y] = h
+			touched ^= st.ctrl[st.home(h)]
+			if recTouched&(1<<x) == 0 {
+				// The busiest subtable whose stage admits the key is
+				// the likeliest to hold it.
+				touched ^= st.touch(h)
+				recTouched |= 1 << x
+			}
+		}
+		left := 0
+		for y, x := range pend[:np] {
+			if skip&(1<<y) == 0 {
+				if mf := st.find(&keys[idx[x]], hs[y]); mf != nil {
+					found[x] = mf
+					continue
+				}
+			}
+			pend[left] = x
+			left++
+		}
+		np = left
+	}
+	c.touched ^= touched
+}
+
+// rankDue reports whether the next Lookup re-ranks the subtables before
+// it probes them, so that an answer lookupBatch found may not be Lookup's.
+func (c *Megaflows) rankDue() bool { return (c.lookups+1)%rankInterval == 0 }
+
+// countHit counts a lookup that lookupBatch answered with mf, as Lookup
+// would have counted it; rankDue must be false.
+func (c *Megaflows) countHit(mf *Megaflow) {
+	c.lookups++
+	mf.sub.hits++
 }
 
 // Rank re-sorts the subtables by hits since the last ranking, most first,
@@ -210,15 +307,16 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 		mf.holdRecircs(tr.recircs)
 		return mf
 	}
-	mf := &Megaflow{Mask: &st.mask, sub: st, hash: h}
-	k.Masked(mask, &mf.Key)
+	mf := st.newMegaflow(k, h)
 	mf.set(tr, gen)
 	mf.holdRecircs(tr.recircs)
 	if st.full() {
 		st.grow()
 	}
 	st.insert(mf)
+	st.stageAdd(mf)
 	c.n++
+	c.changes++
 	return mf
 }
 
@@ -259,7 +357,9 @@ func (c *Megaflows) Remove(mf *Megaflow) {
 	if !st.remove(mf) {
 		return
 	}
+	st.stageRemove(mf)
 	c.n--
+	c.changes++
 	mf.dead = true
 	mf.holdRecircs(nil)
 	if st.n == 0 {
@@ -315,4 +415,5 @@ func (c *Megaflows) Flush() {
 	c.subs = c.subs[:0]
 	clear(c.byMask)
 	c.n = 0
+	c.changes++
 }

@@ -43,6 +43,11 @@ type mfSubtable struct {
 	// apart.
 	recs   unsafe.Pointer
 	stride uintptr
+	// stage is the subtable's first stage (see stageOf): the in_port and
+	// recirc_id bits that its mask matches exactly, and which of 256
+	// values of theirs its megaflows have, so that a probe for a key none
+	// has skips the subtable.
+	stage stage
 	// words lists the indexes of the mask's non-zero words and maskw their
 	// values, so that hashing and comparing skip the words the mask
 	// ignores.
@@ -53,8 +58,10 @@ type mfSubtable struct {
 
 	n       int // megaflows
 	deleted int // slots marked ctrlDeleted
-	ranked  bool
-	mask    Key
+	// staged counts the megaflows of each stage value (stage.has).
+	staged [stageValues]uint32
+	ranked bool
+	mask   Key
 }
 
 // Control bytes.
@@ -104,8 +111,71 @@ func recType(nwords int) reflect.Type {
 	})
 }
 
+// stage is a subtable's first stage, as Open vSwitch's classifier has
+// (staged lookup): the fields that almost every megaflow matches exactly
+// and that split a datapath's traffic most, in_port and recirc_id, are
+// checked before the rest of the key is hashed. A subtable whose mask
+// matches one or both exactly keeps a bit for each value of theirs (as a
+// hash into stageValues bits) that one of its megaflows has; a key whose
+// bit is clear matches none of its megaflows, and the probe skips it
+// without touching its table: with megaflows for different ports or
+// recirculations in different subtables, a lookup probes only theirs.
+type stage struct {
+	inPort, recircID uint32 // the mask's in_port and recirc_id when all ones, else 0
+	has              [stageValues / 64]uint64
+}
+
+// stageValues is the number of a stage's bits.
+const stageValues = 256
+
+// on reports whether the stage says anything: its mask matches in_port or
+// recirc_id exactly.
+func (s *stage) on() bool { return s.inPort|s.recircID != 0 }
+
+// of returns the bit of k's values in the stage.
+func (s *stage) of(k *Key) uint32 {
+	return (k.InPort&s.inPort ^ k.RecircID&s.recircID*0x9e3779b9) * 0x85ebca6b >> 24
+}
+
+// mayHold reports whether a megaflow of the subtable may match k: the
+// stage is off, or its bit for k is set.
+func (s *stage) mayHold(k *Key) bool {
+	b := s.of(k)
+	return s.has[b/64]&(1<<(b%64)) != 0 || !s.on()
+}
+
+// stageAdd counts mf, a new megaflow of st, in st's stage.
+func (st *mfSubtable) stageAdd(mf *Megaflow) {
+	if !st.stage.on() {
+		return
+	}
+	k := mf.Key()
+	b := st.stage.of(&k)
+	st.staged[b]++
+	st.stage.has[b/64] |= 1 << (b % 64)
+}
+
+// stageRemove uncounts mf, a megaflow removed from st, from st's stage.
+func (st *mfSubtable) stageRemove(mf *Megaflow) {
+	if !st.stage.on() {
+		return
+	}
+	k := mf.Key()
+	b := st.stage.of(&k)
+	st.staged[b]--
+	if st.staged[b] == 0 {
+		st.stage.has[b/64] &^= 1 << (b % 64)
+	}
+}
+
 func newMfSubtable(mask *Key) *mfSubtable {
 	st := &mfSubtable{mask: *mask}
+	if mask.InPort == ^uint32(0) {
+		st.stage.inPort = ^uint32(0)
+	}
+	if mask.RecircID == ^uint32(0) {
+		st.stage.recircID = ^uint32(0)
+	}
 	for i, w := range mask.Words() {
 		if w != 0 {
 			st.words[st.nwords] = uint8(i)
@@ -216,6 +286,17 @@ func (st *mfSubtable) find(k *Key, h uint64) *Megaflow {
 	return nil
 }
 
+// newMegaflow returns a megaflow of st, not yet inserted, for the packets
+// that agree with k on st's mask; h is st.hashKey(k).
+func (st *mfSubtable) newMegaflow(k *Key, h uint64) *Megaflow {
+	mf := &Megaflow{Mask: &st.mask, sub: st, hash: h, key: make([]uint64, st.nwords)}
+	kw := k.Words()
+	for j := range mf.key {
+		mf.key[j] = kw[st.words[j]] & st.maskw[j]
+	}
+	return mf
+}
+
 // insert puts mf into its home lane if free, or else into the first free
 // slot of its probe sequence. The table must have room (see full).
 func (st *mfSubtable) insert(mf *Megaflow) {
@@ -234,11 +315,7 @@ func (st *mfSubtable) insert(mf *Megaflow) {
 	}
 	st.setCtrl(g, l, tagOf(mf.hash))
 	r := st.rec(g*groupSlots + l)
-	kw := mf.Key.Words()
-	sk := st.recKey(r)
-	for j := range sk {
-		sk[j] = kw[st.words[j]]
-	}
+	copy(st.recKey(r), mf.key)
 	*(**Megaflow)(r) = mf
 	st.n++
 }

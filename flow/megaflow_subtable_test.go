@@ -61,7 +61,7 @@ func collidingMegaflows(t *testing.T, n int, h uint64) (*mfSubtable, []Key, []*M
 	mfs := make([]*Megaflow, n)
 	for i := range keys {
 		keys[i] = Key{InPort: uint32(i), NwSrc: 0x0a000000 | uint32(i)}
-		mfs[i] = &Megaflow{Key: keys[i], Mask: &st.mask, sub: st, hash: h}
+		mfs[i] = st.newMegaflow(&keys[i], h)
 		if st.full() {
 			st.grow()
 		}
@@ -162,7 +162,7 @@ func TestSubtableChurn(t *testing.T) {
 		t.Fatalf("Len %d, want %d", c.Len(), len(alive))
 	}
 	for _, mf := range alive {
-		k := mf.Key
+		k := mf.Key()
 		if got := c.Lookup(&k); got != mf {
 			t.Fatalf("live megaflow %+v not found", mf.Match())
 		}
@@ -212,5 +212,56 @@ func TestSubtableCatchall(t *testing.T) {
 	c.Remove(mf)
 	if c.Lookup(&k) != nil || c.Subtables() != 0 {
 		t.Fatal("catch-all megaflow found after removal")
+	}
+}
+
+// TestSubtableStage checks the subtables' first stage (in_port and
+// recirc_id): a key whose ports no megaflow of a subtable has skips it,
+// removals clear a value only with its last megaflow (also when two
+// values share a bit), and a mask that matches neither field exactly
+// leaves the stage off, so that its subtable is always probed.
+func TestSubtableStage(t *testing.T) {
+	c := NewMegaflows()
+	mask := Key{InPort: ^uint32(0), RecircID: ^uint32(0), NwDst: ^uint32(0)}
+	// Two ports whose values share a bit of the stage.
+	a := uint32(1)
+	b := a + 1
+	probe := &stage{inPort: ^uint32(0), recircID: ^uint32(0)}
+	for probe.of(&Key{InPort: b, RecircID: 7}) != probe.of(&Key{InPort: a, RecircID: 7}) {
+		b++
+	}
+	var mfs []*Megaflow
+	for i, port := range []uint32{a, a, b, 9} {
+		k := Key{InPort: port, RecircID: 7, NwDst: uint32(i)}
+		mfs = append(mfs, testInsert(c, &k, &mask, nil, 1))
+	}
+	st := c.subs[0]
+	if !st.stage.on() {
+		t.Fatal("stage off for a mask with exact in_port and recirc_id")
+	}
+	if k := (Key{InPort: 9, RecircID: 8, NwDst: 3}); st.stage.mayHold(&k) || c.Lookup(&k) != nil {
+		t.Error("a recirc_id no megaflow has reaches the subtable")
+	}
+	c.Remove(mfs[0])
+	if k := (Key{InPort: a, RecircID: 7, NwDst: 1}); c.Lookup(&k) != mfs[1] {
+		t.Error("the second megaflow of a port is lost when the first goes")
+	}
+	c.Remove(mfs[1])
+	if k := (Key{InPort: b, RecircID: 7, NwDst: 2}); !st.stage.mayHold(&k) || c.Lookup(&k) != mfs[2] {
+		t.Error("a port's megaflow is lost when another port sharing its bit has none left")
+	}
+	c.Remove(mfs[2])
+	if k := (Key{InPort: b, RecircID: 7, NwDst: 2}); st.stage.mayHold(&k) {
+		t.Error("the bit of ports without megaflows is still set")
+	}
+	if k := (Key{InPort: 9, RecircID: 7, NwDst: 3}); c.Lookup(&k) != mfs[3] {
+		t.Error("megaflow of another port lost")
+	}
+	// A mask without an exact in_port or recirc_id: no stage.
+	wide := Key{InPort: 0xff, NwDst: ^uint32(0)}
+	k := Key{InPort: 0x105, NwDst: 5}
+	mf := testInsert(c, &k, &wide, nil, 1)
+	if other := (Key{InPort: 0x205, NwDst: 5}); c.Lookup(&other) != mf {
+		t.Error("a key agreeing with a megaflow on a partial in_port mask misses it")
 	}
 }

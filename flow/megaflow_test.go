@@ -11,6 +11,10 @@ var testMasks = []Key{
 	{InPort: ^uint32(0), DlType: 0xffff, NwDst: 0xffffff00},
 	{DlType: 0xffff, NwSrc: ^uint32(0), NwDst: ^uint32(0), NwProto: 0xff, TpDst: 0xffff},
 	{DlDst: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, VLANs: [2]VLAN{{TCI: 0x1fff}}},
+	// Masks over the tunnel words and the words after the packet's
+	// fields, which a megaflow keeps only when its mask covers them.
+	{InPort: ^uint32(0), TunID: 0xffffff, TunDst: ^uint32(0), TunFlags: TunFlagOAM},
+	{TunIPv6Dst: [16]byte{15: 0xff}, NwDst: 0xff, RecircID: ^uint32(0), CtState: 0xff},
 	{}, // catch-all
 }
 
@@ -31,6 +35,11 @@ func TestMegaflowsAgainstMap(t *testing.T) {
 		k.TpDst = uint16(r.IntN(4))
 		k.DlDst[5] = byte(r.IntN(30))
 		k.VLANs[0].TCI = uint16(r.IntN(3))
+		if r.IntN(2) == 0 {
+			k.TunID, k.TunDst, k.TunFlags = uint64(r.IntN(3)), uint32(r.IntN(3)), uint16(r.IntN(2))
+			k.TunIPv6Dst[15] = byte(r.IntN(3))
+		}
+		k.RecircID, k.CtState = uint32(r.IntN(2)), uint8(r.IntN(2))
 		return k
 	}
 	for step := range 40000 {
@@ -44,7 +53,7 @@ func TestMegaflowsAgainstMap(t *testing.T) {
 			if old := ref[id{mask, mk}]; old != nil && old != mf {
 				t.Fatalf("step %d: insert of an existing megaflow made a new one", step)
 			}
-			if mf.Key != mk || *mf.Mask != mask || mf.Generation != uint64(step) || !mf.Alive() {
+			if mf.Key() != mk || *mf.Mask != mask || mf.Generation != uint64(step) || !mf.Alive() {
 				t.Fatalf("step %d: inserted megaflow %+v is not what was asked", step, mf)
 			}
 			ref[id{mask, mk}] = mf
@@ -70,7 +79,7 @@ func TestMegaflowsAgainstMap(t *testing.T) {
 			switch {
 			case got == nil && anyMatch:
 				t.Fatalf("step %d: lookup missed an installed megaflow", step)
-			case got != nil && ref[id{*got.Mask, got.Key}] != got:
+			case got != nil && ref[id{*got.Mask, got.Key()}] != got:
 				t.Fatalf("step %d: lookup returned a megaflow that is not installed", step)
 			case got != nil:
 				m := got.Match()
@@ -85,7 +94,7 @@ func TestMegaflowsAgainstMap(t *testing.T) {
 	}
 	n := 0
 	c.Range(func(mf *Megaflow) bool {
-		if ref[id{*mf.Mask, mf.Key}] != mf {
+		if ref[id{*mf.Mask, mf.Key()}] != mf {
 			t.Fatalf("Range visits a megaflow that is not installed")
 		}
 		n++
@@ -96,7 +105,7 @@ func TestMegaflowsAgainstMap(t *testing.T) {
 	}
 	// Every installed megaflow is found by its own key.
 	for _, mf := range ref {
-		k := mf.Key
+		k := mf.Key()
 		if got := c.Lookup(&k); got == nil {
 			t.Fatalf("megaflow %+v not found by its key", mf.Match())
 		}
@@ -209,7 +218,7 @@ func TestMegaflowsLarge(t *testing.T) {
 		if mf == nil {
 			t.Fatalf("key %d: miss", i)
 		}
-		if m := mf.Match(); !m.Matches(&keys[i]) || mf.Key.InPort != keys[i].InPort {
+		if m := mf.Match(); !m.Matches(&keys[i]) || m.Key.InPort != keys[i].InPort {
 			t.Fatalf("key %d: found a megaflow that is not its own", i)
 		}
 		mfs[i] = mf

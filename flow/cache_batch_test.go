@@ -1,0 +1,115 @@
+package flow
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestCacheLookupBatchLikeSingle is a differential test of LookupBatch: two
+// caches in front of one table, one asked batch by batch and the other key
+// by key with Lookup, must give the same answers (megaflows of the same
+// match and actions, from the same stage) and keep the same counters,
+// exact-match cache and classifier, through batches that repeat keys, hit,
+// miss and install megaflows, flow mods that make megaflows stale
+// (revalidated or evicted), megaflow removals, and re-rankings of the
+// subtables in the middle of a batch.
+func TestCacheLookupBatchLikeSingle(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		seed       uint64
+		emcInvProb uint32
+		rules      int
+	}{
+		{"emc-always", 21, 1, 60},
+		{"emc-one-in-3", 22, 3, 200},
+		{"emc-off", 23, 0, 100},
+		{"few-rules", 24, 1, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newFlowGen(tt.seed)
+			tbl := NewTable()
+			ref := &refTable{}
+			fs := make([]Flow, tt.rules)
+			for i := range fs {
+				fs[i] = g.flow()
+				ref.add(&fs[i])
+			}
+			tbl.AddFlows(fs)
+			batched, err := NewCache(tbl, 256, tt.emcInvProb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			single, err := NewCache(tbl, 256, tt.emcInvProb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var recent []Key
+			keys := make([]Key, 80)
+			got := make([]*Megaflow, len(keys))
+			srcs := make([]Source, len(keys))
+			sources := map[Source]int{}
+			for round := range 300 {
+				switch {
+				case round%7 == 6:
+					randomFlowMod(t, g, tbl, ref)
+				case round%11 == 10:
+					// Remove the same megaflows from both.
+					doomed := func(mf *Megaflow) bool { m := mf.Match(); return m.Key.Hash()%3 == 0 }
+					if a, b := batched.Megaflows().RemoveIf(doomed), single.Megaflows().RemoveIf(doomed); a != b {
+						t.Fatalf("round %d: removed %d and %d megaflows", round, a, b)
+					}
+				case round%13 == 12:
+					// The next lookups cross a re-ranking.
+					lookups := rankInterval - 1 - uint32(g.r.IntN(20))
+					batched.mfs.lookups, single.mfs.lookups = lookups, lookups
+				}
+				n := 1 + g.r.IntN(len(keys))
+				for i := range n {
+					if i > 0 && g.coin(1, 4) {
+						keys[i] = keys[g.r.IntN(i)] // a packet of the same flow in the batch
+						continue
+					}
+					keys[i] = nextKey(g, ref, &recent)
+				}
+				if m := batched.LookupBatch(keys[:n], got, srcs); m != n {
+					t.Fatalf("LookupBatch handled %d of %d keys", m, n)
+				}
+				for i := range n {
+					want, wantSrc := single.Lookup(&keys[i])
+					sources[srcs[i]]++
+					if srcs[i] != wantSrc || got[i].Rule != want.Rule || got[i].Match() != want.Match() ||
+						!slices.Equal(got[i].Actions, want.Actions) || got[i].Generation != want.Generation {
+						t.Fatalf("round %d key %d of %d: batch gave %s %s actions %v gen %d, one by one %s %s actions %v gen %d",
+							round, i, n, srcs[i], FormatODPMatch(new(got[i].Match())), got[i].Actions, got[i].Generation,
+							wantSrc, FormatODPMatch(new(want.Match())), want.Actions, want.Generation)
+					}
+				}
+				if batched.Stats() != single.Stats() {
+					t.Fatalf("round %d: counters %+v batched, %+v one by one", round, batched.Stats(), single.Stats())
+				}
+				if batched.emc.rng != single.emc.rng || batched.mfs.Len() != single.mfs.Len() ||
+					batched.mfs.lookups != single.mfs.lookups {
+					t.Fatalf("round %d: caches diverged: emc rng %#x/%#x, %d/%d megaflows, %d/%d lookups", round,
+						batched.emc.rng, single.emc.rng, batched.mfs.Len(), single.mfs.Len(), batched.mfs.lookups, single.mfs.lookups)
+				}
+				for i, st := range batched.mfs.subs {
+					if o := single.mfs.subs[i]; st.mask != o.mask || st.hits != o.hits {
+						t.Fatalf("round %d: subtable %d differs (hits %d/%d)", round, i, st.hits, o.hits)
+					}
+				}
+			}
+			t.Logf("sources %v; stats %+v", sources, batched.Stats())
+			for _, src := range []Source{SourceEMC, SourceMegaflow, SourceUpcall} {
+				if tt.emcInvProb == 0 && src == SourceEMC {
+					continue
+				}
+				if sources[src] == 0 {
+					t.Errorf("no lookup was answered by %s: the test does not exercise it", src)
+				}
+			}
+			if st := batched.Stats(); st.Revalidated == 0 && st.Evicted == 0 {
+				t.Errorf("no megaflow was revalidated or evicted: %+v", st)
+			}
+		})
+	}
+}
