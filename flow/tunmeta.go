@@ -1,8 +1,10 @@
 package flow
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -329,7 +331,6 @@ func (t *Table) ModTLVMap(cmd uint16, mappings []TLVMapping) error {
 	var rules []*Rule
 	old := t.tlv.Load()
 	inUse := func(i int) bool {
-		_, off, _ := old.Lookup(i)
 		if rules == nil {
 			rules = t.Dump(nil)
 			if rules == nil {
@@ -337,7 +338,7 @@ func (t *Table) ModTLVMap(cmd uint16, mappings []TLVMapping) error {
 			}
 		}
 		for _, r := range rules {
-			if ruleUsesTunMeta(r, off) {
+			if ruleUsesTunMeta(r, i) {
 				return true
 			}
 		}
@@ -351,18 +352,181 @@ func (t *Table) ModTLVMap(cmd uint16, mappings []TLVMapping) error {
 	return nil
 }
 
-// ruleUsesTunMeta reports whether r matches on tun_metadata<i>, whose
-// value the map m places at off.
-func ruleUsesTunMeta(r *Rule, off int) bool {
+// ruleUsesTunMeta reports whether r matches on tun_metadata<i>.
+func ruleUsesTunMeta(r *Rule, i int) bool {
 	m := r.Match()
-	return m.Mask.TunMetaPresent&TunMetaBit(off) != 0
+	used := false
+	m.Key.TunMetaFields(&m.Mask, func(index int, _, _ []byte) { used = used || index == i })
+	return used
 }
-
-// TunMetaBit is the Key.TunMetaPresent bit of the field whose value starts
-// at byte off of Key.TunMeta.
-func TunMetaBit(off int) uint64 { return 1 << (off / 4) }
 
 // FormatTLVMapping writes mp as add-tlv-map takes it.
 func FormatTLVMapping(mp TLVMapping) string {
 	return fmt.Sprintf("{class=%#x,type=%#x,len=%d}->tun_metadata%d", mp.Class, mp.Type, mp.Len, mp.Index)
+}
+
+// Key.TunMetaPresent holds, for each 4-byte slot S of Key.TunMeta, a 16-bit
+// descriptor at bit 16*S of the field whose value starts there: the
+// present bit, the value's length in slots less one, and the field's
+// index. A key says itself which fields it carries and where, so that
+// matching, masking and formatting need no TLV map; a match on a field
+// matches its whole descriptor.
+const (
+	tunMetaDescPresent = 0x8000
+	tunMetaDescMask    = 0xffff
+)
+
+func tunMetaDesc(index, n int) uint64 {
+	return tunMetaDescPresent | uint64(n/4-1)<<8 | uint64(index)
+}
+
+func tunMetaShift(off int) uint { return uint(off/4) * 16 }
+
+// tunMetaSlot decodes the descriptor of slot s of d: the field's index and
+// length, and whether a field starts there.
+func tunMetaSlot(d uint64, s int) (index, n int, ok bool) {
+	x := d >> (16 * uint(s)) & tunMetaDescMask
+	if x&tunMetaDescPresent == 0 {
+		return 0, 0, false
+	}
+	return int(x & 0x3f), (int(x>>8&3) + 1) * 4, true
+}
+
+// SetTunMeta gives k tun_metadata<index>, whose value of n bytes lives at
+// off (as the TLV map places it): val, right-aligned in n bytes.
+func (k *Key) SetTunMeta(index, off, n int, val []byte) {
+	sh := tunMetaShift(off)
+	k.TunMetaPresent = k.TunMetaPresent&^(tunMetaDescMask<<sh) | tunMetaDesc(index, n)<<sh
+	dst := k.TunMeta[off : off+n]
+	clear(dst)
+	if len(val) > n {
+		val = val[len(val)-n:]
+	}
+	copy(dst[n-len(val):], val)
+}
+
+// TunMetaFields calls fn for each tun_metadata field k carries, in slot
+// order: its index, and its value and the matching bytes of mask (nil
+// for none).
+func (k *Key) TunMetaFields(mask *Key, fn func(index int, val, maskBytes []byte)) {
+	d := k.TunMetaPresent
+	if mask != nil {
+		d &= mask.TunMetaPresent
+	}
+	for s := range TunMetaSpace / 4 {
+		i, n, ok := tunMetaSlot(d, s)
+		if !ok {
+			continue
+		}
+		var m []byte
+		if mask != nil {
+			m = mask.TunMeta[4*s : 4*s+n]
+		}
+		fn(i, k.TunMeta[4*s:4*s+n], m)
+	}
+}
+
+// tunMetaIndex returns N of a field name tun_metadataN.
+func tunMetaIndex(name string) (int, bool) {
+	s, ok := strings.CutPrefix(name, "tun_metadata")
+	if !ok || s == "" || len(s) > 2 || s[0] == '0' && len(s) > 1 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n >= NumTunMeta {
+		return 0, false
+	}
+	return n, true
+}
+
+// setTunMeta applies a match on tun_metadataN: value[/mask] as a number of
+// up to the mapped length, which the parser's TLV map gives; a field the
+// map does not map is refused (ErrTLVUnmapped), as Open vSwitch refuses it.
+func (mp *matchParser) setTunMeta(index int, t *token) error {
+	s := mp.s
+	_, off, ok := mp.p.TLV.Lookup(index)
+	if !ok {
+		e := errAt(s, t, "tun_metadata%d: %v (map it first with add-tlv-map)", index, ErrTLVUnmapped)
+		e.Err = ErrTLVUnmapped
+		return e
+	}
+	mapping, _, _ := mp.p.TLV.Lookup(index)
+	n := int(mapping.Len)
+	value := t.value
+	if !t.hasValue {
+		// The bare name matches the field's presence, as in Open vSwitch.
+		value = "0/0"
+	}
+	val, maskText, hasMask := strings.Cut(value, "/")
+	v, reason := parse128(val, t.key)
+	if reason != "" {
+		return errAt(s, t, "%s", reason)
+	}
+	m := ones(uint(8 * n))
+	if hasMask {
+		if m, reason = parse128(maskText, t.key); reason != "" {
+			return errAt(s, t, "%s", reason)
+		}
+	}
+	if !v.andNot(ones(uint(8*n))).isZero() || !m.andNot(ones(uint(8*n))).isZero() {
+		return errAt(s, t, "%s: value too large for tun_metadata%d of %d bytes", value, index, n)
+	}
+	vb, mb := u128Bytes(v.and(m)), u128Bytes(m)
+	mp.m.Key.SetTunMeta(index, off, n, vb[:])
+	mp.m.Mask.SetTunMeta(index, off, n, mb[:])
+	sh := tunMetaShift(off)
+	mp.m.Mask.TunMetaPresent |= tunMetaDescMask << sh
+	return nil
+}
+
+// u128Bytes writes v as 16 big-endian bytes.
+func u128Bytes(v u128) [16]byte {
+	var b [16]byte
+	for i := range 8 {
+		b[7-i] = byte(v.hi >> (8 * i))
+		b[15-i] = byte(v.lo >> (8 * i))
+	}
+	return b
+}
+
+// formatTunMetaMatch writes the tun_metadata fields of a match as
+// ovs-ofctl does: the value in hexadecimal without leading zeros, the mask
+// after it unless it is all ones, and the bare name for a match on the
+// field's presence only.
+func formatTunMetaMatch(w *matchWriter, k, mk *Key) {
+	type item struct {
+		index  int
+		v, msk []byte
+	}
+	var items []item
+	k.TunMetaFields(mk, func(index int, v, msk []byte) {
+		items = append(items, item{index, v, msk})
+	})
+	sort.Slice(items, func(i, j int) bool { return items[i].index < items[j].index })
+	for _, it := range items {
+		name := "tun_metadata" + strconv.Itoa(it.index)
+		allZero, allOnes := true, true
+		for _, c := range it.msk {
+			allZero = allZero && c == 0
+			allOnes = allOnes && c == 0xff
+		}
+		switch {
+		case allZero:
+			w.item(name)
+		case allOnes:
+			w.item(name, "=", hexBytes(it.v))
+		default:
+			w.item(name, "=", hexBytes(it.v), "/", hexBytes(it.msk))
+		}
+	}
+}
+
+// hexBytes writes b as a 0x-prefixed hexadecimal number without leading
+// zeros ("0" for zero).
+func hexBytes(b []byte) string {
+	s := strings.TrimLeft(hex.EncodeToString(b), "0")
+	if s == "" {
+		return "0"
+	}
+	return "0x" + s
 }

@@ -54,6 +54,34 @@ func TestOFTLVMap(t *testing.T) {
 		t.Errorf("dump-tlv-map after the refusals:\n%s\nwant\n%s", got, want)
 	}
 
+	// Flows match the mapped field, over OpenFlow and the CLI, and dump as
+	// ovs-ofctl prints them; an unmapped field is refused as Open vSwitch
+	// refuses it, and so is deleting a mapping a flow uses.
+	s.run(t, "OpenFlow13", "add-flow", "priority=10,tun_metadata0=0x1234/0xff00,actions=output:2")
+	s.d.run(t, "add-flow", "br0", "priority=20,tun_id=5,tun_metadata0=0xabcdef01,actions=output:3")
+	s.d.run(t, "add-flow", "br0", "priority=30,tun_metadata0,actions=output:1")
+	for _, v := range []string{"OpenFlow10", "OpenFlow13", "OpenFlow15"} {
+		out := s.run(t, v, "dump-flows", "--no-stats")
+		for _, want := range []string{"priority=10,tun_metadata0=0x1200/0xff00 actions=output:2", "priority=20,tun_id=0x5,tun_metadata0=0xabcdef01 actions=output:3", "priority=30,tun_metadata0 actions=output:1"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("ovs-ofctl -O %s dump-flows lacks %q:\n%s", v, want, out)
+			}
+		}
+	}
+	if out := s.d.run(t, "dump-flows", "br0", "--no-stats"); !strings.Contains(out, "tun_metadata0=0x1200/0xff00") || !strings.Contains(out, "tun_id=0x5,tun_metadata0=0xabcdef01") {
+		t.Errorf("dump-flows:\n%s", out)
+	}
+	if _, errOut, err := s.try("OpenFlow13", nil, "add-flow", "tun_metadata1=1,actions=drop"); err == nil || !strings.Contains(errOut, "NXFMFC_INVALID_TLV_FIELD") {
+		t.Errorf("add-flow on an unmapped tun_metadata1: %v %q, want NXFMFC_INVALID_TLV_FIELD", err, errOut)
+	}
+	if stdout, stderr, err := s.d.try("add-flow", "br0", "tun_metadata1=1,actions=drop"); err == nil || !strings.Contains(stderr, "not mapped") {
+		t.Errorf("ovsxdp add-flow on an unmapped tun_metadata1: %v %q %q, want an error", err, stdout, stderr)
+	}
+	if _, errOut, err := s.try("OpenFlow13", nil, "del-tlv-map", "{class=0x102,type=0x80,len=4}->tun_metadata0"); err == nil || !strings.Contains(errOut, "NXTTMFC_INVALID_TLV_DEL") {
+		t.Errorf("del-tlv-map of a mapping in use: %v %q, want NXTTMFC_INVALID_TLV_DEL", err, errOut)
+	}
+	s.run(t, "OpenFlow13", "del-flows")
+
 	// Two more that fit (4+8+4 = 16 bytes), then a delete of one and a
 	// clear.
 	s.d.run(t, "add-tlv-map", "br0", "{class=0xffff,type=0,len=8}->tun_metadata7,{class=0xffff,type=1,len=4}->tun_metadata63")

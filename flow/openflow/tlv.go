@@ -171,3 +171,23 @@ func (m *TLVTableReply) appendBody(_ uint8, w *wr) error {
 	appendTLVMaps(w, m.Mappings)
 	return nil
 }
+
+// tunMetadataFields are NXM_NX_TUN_METADATA0-63 (class NXM1, fields 40 to
+// 103): variable-length fields, of the length the switch's TLV map gives
+// them (size 0 here; a value has 1 to 124 bytes).
+var tunMetadataFields = func() []fieldInfo {
+	fs := make([]fieldInfo, tlvNumFields)
+	for i := range fs {
+		fs[i] = fieldInfo{name: fmt.Sprintf("tun_metadata%d", i), class: ClassNXM1, field: uint8(40 + i), wire: fmt.Sprintf("NXM_NX_TUN_METADATA%d", i)}
+	}
+	return fs
+}()
+
+// tunMetadataField returns the field named tun_metadataN, or nil.
+func tunMetadataField(name string) *fieldInfo {
+	var n int
+	if _, err := fmt.Sscanf(name, "tun_metadata%d", &n); err != nil || n < 0 || n >= tlvNumFields || fmt.Sprintf("tun_metadata%d", n) != name {
+		return nil
+	}
+	return &tunMetadataFields[n]
+}
