@@ -395,9 +395,15 @@ func tunMetaSlot(d uint64, s int) (index, n int, ok bool) {
 // SetTunMeta gives k tun_metadata<index>, whose value of n bytes lives at
 // off (as the TLV map places it): val, right-aligned in n bytes.
 func (k *Key) SetTunMeta(index, off, n int, val []byte) {
+	SetTunMeta(&k.TunMeta, &k.TunMetaPresent, index, off, n, val)
+}
+
+// SetTunMeta is Key.SetTunMeta on a key's TunMeta and TunMetaPresent held
+// elsewhere (a decapsulated packet's, before it has a key).
+func SetTunMeta(meta *[TunMetaSpace]byte, present *uint64, index, off, n int, val []byte) {
 	sh := tunMetaShift(off)
-	k.TunMetaPresent = k.TunMetaPresent&^(tunMetaDescMask<<sh) | tunMetaDesc(index, n)<<sh
-	dst := k.TunMeta[off : off+n]
+	*present = *present&^(tunMetaDescMask<<sh) | tunMetaDesc(index, n)<<sh
+	dst := meta[off : off+n]
 	clear(dst)
 	if len(val) > n {
 		val = val[len(val)-n:]
@@ -424,6 +430,17 @@ func (k *Key) TunMetaFields(mask *Key, fn func(index int, val, maskBytes []byte)
 		}
 		fn(i, k.TunMeta[4*s:4*s+n], m)
 	}
+}
+
+// TunMetaValue returns the value of tun_metadata<index> in k, or nil when
+// k does not carry it. The slice aliases k.
+func (k *Key) TunMetaValue(index int) []byte {
+	for s := range TunMetaSpace / 4 {
+		if i, n, ok := tunMetaSlot(k.TunMetaPresent, s); ok && i == index {
+			return k.TunMeta[4*s : 4*s+n]
+		}
+	}
+	return nil
 }
 
 // tunMetaIndex returns N of a field name tun_metadataN.
