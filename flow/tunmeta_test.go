@@ -2,6 +2,8 @@ package flow
 
 import (
 	"errors"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -127,6 +129,48 @@ func TestParseTLVMappings(t *testing.T) {
 			if back, err := ParseTLVMappings(FormatTLVMapping(got[i])); err != nil || back[0] != got[i] {
 				t.Errorf("%s: round trip of %+v: %+v %v", tc.in, got[i], back, err)
 			}
+		}
+	}
+}
+
+// TestTunMetaMatchAgainstOfctl parses and prints matches on tun_metadata
+// fields mapped as OVN maps tun_metadata0 (4 bytes), and an 8-byte
+// tun_metadata5, and compares with what ovs-ofctl parse-flow prints. The
+// values are written at widths where ovs-ofctl's own assignment of lengths
+// (it has no map) agrees with the map.
+func TestTunMetaMatchAgainstOfctl(t *testing.T) {
+	bin := ofctlBinary(t)
+	m, err := (*TLVMap)(nil).Apply(TLVAdd, []TLVMapping{{0x102, 0x80, 4, 0}, {0xffff, 1, 8, 5}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Parser{TLV: m}
+	for _, in := range []string{
+		"tun_metadata0=0x1234,actions=drop",
+		"tun_metadata0=0x12345678/0xff00ff00,actions=drop",
+		"tun_metadata0=0x1/0x0,actions=drop",
+		"tun_metadata0,actions=drop",
+		"tun_metadata0=0,actions=drop",
+		"tun_metadata5=0x1122334455667788,actions=drop",
+		"in_port=1,tun_id=5,tun_metadata0=0x1,tun_flags=+oam,tun_src=1.1.1.1,tun_metadata5=0x2/0x3,ip,actions=output:2",
+		"priority=7,tun_metadata5=0x8000000000000000/0x8000000000000000,tun_metadata0=0xabcdef01,actions=drop",
+	} {
+		out, err := exec.Command(bin, "parse-flow", in).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ovs-ofctl parse-flow %s: %v\n%s", in, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		_, want, ok := strings.Cut(lines[len(lines)-1], " ADD ")
+		if !ok {
+			t.Fatalf("ovs-ofctl parse-flow %s printed\n%s", in, out)
+		}
+		f, err := p.ParseFlow(in, CmdAdd)
+		if err != nil {
+			t.Errorf("%s: %v (ovs-ofctl: %s)", in, err, want)
+			continue
+		}
+		if got := FormatFlow(f); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", in, got, want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -100,5 +101,29 @@ func TestOFTLVMap(t *testing.T) {
 	out = s.run(t, "OpenFlow13", "dump-tlv-map")
 	if !strings.HasSuffix(out, " allocated option space=0\n\n mapping table:\n  class  type  length  match field\n ------  ----  ------  --------------\n") {
 		t.Errorf("dump-tlv-map after a clear:\n%s", out)
+	}
+}
+
+// TestCLITLVMapRestart: the TLV map is kept in the state file and
+// restored before the flows that match its fields.
+func TestCLITLVMapRestart(t *testing.T) {
+	bin := buildCLI(t)
+	dir := t.TempDir()
+	sock, state := filepath.Join(dir, "ovsxdp.sock"), filepath.Join(dir, "state.json")
+	d := startCLIDaemon(t, bin, sock, state)
+	d.run(t, "add-br", "br0")
+	d.run(t, "add-tlv-map", "br0", "{class=0x102,type=0x80,len=4}->tun_metadata0,{class=0xffff,type=0x3,len=8}->tun_metadata12")
+	d.run(t, "add-flow", "br0", "tun_metadata0=0x10002/0xffff7fff,tun_metadata12=0x5,actions=drop")
+	tlv, flows := d.run(t, "dump-tlv-map", "br0"), d.run(t, "dump-flows", "br0", "--no-stats")
+	if !strings.Contains(flows, "tun_metadata0=0x10002/0xffff7fff,tun_metadata12=0x5") {
+		t.Fatalf("dump-flows:\n%s", flows)
+	}
+	d.cmd.Process.Kill()
+	d = startCLIDaemon(t, bin, sock, state)
+	if got := d.run(t, "dump-tlv-map", "br0"); got != tlv {
+		t.Errorf("TLV map after a restart:\n%s\nwant\n%s", got, tlv)
+	}
+	if got := d.run(t, "dump-flows", "br0", "--no-stats"); got != flows {
+		t.Errorf("flows after a restart:\n%s\nwant\n%s", got, flows)
 	}
 }
