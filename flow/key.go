@@ -107,9 +107,8 @@ type Key struct {
 
 	// Geneve options that the bridge's TLV map maps to tun_metadata0-63
 	// (tunmeta.go): TunMeta holds their values where the map places them,
-	// in 4-byte slots; TunMetaPresent has bit S set when the option whose
-	// value starts at slot S is present (the packet came with it, or
-	// set_field gave it a value).
+	// in 4-byte slots; TunMetaPresent holds a 16-bit descriptor for each
+	// slot where a present field starts (its index and length).
 	TunMeta        [TunMetaSpace]byte
 	TunMetaPresent uint64
 }

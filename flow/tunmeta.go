@@ -14,15 +14,15 @@ import (
 // (ovs-fields(7) "Tunnel Metadata Fields"; ovs-ofctl add-tlv-map).
 //
 // Storage. Open vSwitch keeps 256 bytes of option values in every flow;
-// ovsxdp keeps TunMetaSpace bytes (Key.TunMeta) and presence bits
-// (Key.TunMetaPresent, a word), so that a key grows by three words rather than
+// ovsxdp keeps TunMetaSpace bytes (Key.TunMeta) and a word of descriptors
+// (Key.TunMetaPresent), so that a key grows by three words rather than
 // thirty-three. Each mapping is given a contiguous run of 4-byte slots of
-// Key.TunMeta when it is added, and its presence bit is that of its first
-// slot. A map whose options do not fit is refused as Open vSwitch refuses
-// one that exceeds its space (NXTTMFC_TABLE_FULL); dump-tlv-map says
-// "max option space=16". A mapping keeps its place while it exists, and
-// one that a flow uses cannot be deleted (NXTTMFC_INVALID_TLV_DEL), so the
-// bits a flow matches always mean the field it named.
+// Key.TunMeta when it is added; a key that carries the field has, for the
+// run's first slot, a descriptor saying which field and how long (see
+// SetTunMeta). A map whose options do not fit is refused as Open vSwitch
+// refuses one that exceeds its space (NXTTMFC_TABLE_FULL); dump-tlv-map
+// says "max option space=16". A mapping keeps its place while it exists,
+// and one that a flow uses cannot be deleted (NXTTMFC_INVALID_TLV_DEL).
 
 // TunMetaSpace is the number of bytes of Geneve option values a key holds:
 // the most that the mapped options' lengths may add up to.
