@@ -220,6 +220,10 @@ func (p *pmd) tunnelPop(rx *tunnelRx, port uint16, frame []byte) {
 		c.drops[DropTunnelNoPort].Add(1)
 		return
 	}
+	if h.MapOptions(e.bridge.Table().TLVMap()) != nil {
+		c.drops[DropTunnelPop].Add(1) // an option Open vSwitch drops for
+		return
+	}
 	if !e.bridge.inject(e.port, h.Inner, h) {
 		c.drops[DropTxRingFull].Add(1)
 		return

@@ -18,6 +18,9 @@ func formatTunMatch(w *matchWriter, k, mk *Key) {
 	if m := mk.TunFlags & TunFlagsOpenFlow; m != 0 {
 		w.item("tun_flags=", signedFlags(tunFlagNames, uint64(k.TunFlags), uint64(m)))
 	}
+	if mk.TunMetaPresent != 0 {
+		formatTunMetaMatch(w, k, mk)
+	}
 }
 
 // signedFlags writes the flags of mask m as +name (set in v) or -name.

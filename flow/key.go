@@ -10,7 +10,7 @@ import (
 )
 
 // KeyWords is the size of a Key in 64-bit words.
-const KeyWords = 39
+const KeyWords = 42
 
 // Key is the flow key of one packet: every header field a rule can match,
 // extracted from the frame bytes (see Extract). It is fixed-size and
@@ -104,6 +104,13 @@ type Key struct {
 	CtTpDst   uint16
 	CtState   uint8 // CtState* bits
 	CtNwProto uint8
+
+	// Geneve options that the bridge's TLV map maps to tun_metadata0-63
+	// (tunmeta.go): TunMeta holds their values where the map places them,
+	// in 4-byte slots; TunMetaPresent holds a 16-bit descriptor for each
+	// slot where a present field starts (its index and length).
+	TunMeta        [TunMetaSpace]byte
+	TunMetaPresent uint64
 }
 
 // NumRegs is the number of 32-bit registers (reg0-reg15).

@@ -83,6 +83,10 @@ type Parser struct {
 	// OpenFlow port number. It is consulted after numbers and reserved
 	// names.
 	PortNames func(name string) (uint32, bool)
+	// TLV is the bridge's TLV map, which says where tun_metadata0-63 live
+	// and how long they are; a flow naming a field it does not map is
+	// refused (ErrTLVUnmapped). Nil maps nothing.
+	TLV *TLVMap
 }
 
 // ParseFlow parses one flow in ovs-ofctl syntax for cmd with the zero
@@ -372,6 +376,9 @@ func (mp *matchParser) item(t *token) error {
 			mp.record(fieldByName["nw_proto"], t, 0xff)
 		}
 		return nil
+	}
+	if i, ok := tunMetaIndex(t.key); ok {
+		return mp.setTunMeta(i, t)
 	}
 	f := fieldByName[t.key]
 	if f == nil {

@@ -107,6 +107,8 @@ func (r *Rule) outputsTo(port uint32) bool {
 // entry tagged with an older generation is known to be stale.
 type Table struct {
 	snap atomic.Pointer[TableSnapshot]
+	// tlv is the bridge's TLV map (tunmeta.go); nil maps nothing.
+	tlv atomic.Pointer[TLVMap]
 
 	mu sync.Mutex // serializes writers and guards the fields below
 	// groups holds the rules by mask: the same rules as the published

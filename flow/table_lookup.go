@@ -136,6 +136,8 @@ func init() {
 		{stageMeta, unsafe.Offsetof(k.TunFlags), unsafe.Sizeof(k.TunFlags)},
 		{stageMeta, unsafe.Offsetof(k.TunTOS), unsafe.Sizeof(k.TunTOS)},
 		{stageMeta, unsafe.Offsetof(k.TunTTL), unsafe.Sizeof(k.TunTTL)},
+		{stageMeta, unsafe.Offsetof(k.TunMeta), unsafe.Sizeof(k.TunMeta)},
+		{stageMeta, unsafe.Offsetof(k.TunMetaPresent), unsafe.Sizeof(k.TunMetaPresent)},
 
 		{stageL2, unsafe.Offsetof(k.DlDst), unsafe.Sizeof(k.DlDst)},
 		{stageL2, unsafe.Offsetof(k.DlSrc), unsafe.Sizeof(k.DlSrc)},

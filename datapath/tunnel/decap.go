@@ -29,6 +29,11 @@ type Header struct {
 	OAM, Critical bool
 	Options       []byte
 
+	// TunMeta and TunMetaPresent are the Options that the bridge's TLV
+	// map maps to tun_metadata fields, as a key holds them (MapOptions).
+	TunMeta        [flow.TunMetaSpace]byte
+	TunMetaPresent uint64
+
 	// Inner is the inner Ethernet frame, at offset InnerOff of the packet.
 	Inner    []byte
 	InnerOff int

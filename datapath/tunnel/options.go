@@ -203,6 +203,7 @@ func (h *Header) ToKey(k *flow.Key) {
 	if h.OAM {
 		k.TunFlags |= flow.TunFlagOAM
 	}
+	k.TunMeta, k.TunMetaPresent = h.TunMeta, h.TunMetaPresent
 }
 
 // Config returns the encapsulation of a packet with key k sent through

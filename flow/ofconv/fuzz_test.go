@@ -23,6 +23,14 @@ func FuzzFlowFromMod(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	// A flow mod that matches tun_metadata fields, which the fuzzed
+	// bridge maps.
+	p := tlvParser(f)
+	if m, err := p.ParseMatch("tun_metadata0=0x1200/0xff00,tun_metadata5=0x5"); err == nil {
+		if b, err := openflow.Encode(openflow.Version13, 1, &openflow.FlowMod{Command: openflow.FlowAdd, Match: FieldsFromMatch(m, false), Priority: 1}); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		h, m, err := openflow.Decode(raw)
 		if err != nil {
@@ -32,7 +40,7 @@ func FuzzFlowFromMod(f *testing.F) {
 		if !ok {
 			return
 		}
-		mod, err := FlowFromMod(nil, h.Version, fm)
+		mod, err := FlowFromMod(p, h.Version, fm)
 		if err != nil || mod.Cmd != flow.CmdAdd {
 			return
 		}

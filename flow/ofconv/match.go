@@ -70,6 +70,9 @@ var supportedFields = func() map[string]bool {
 	for _, name := range tunFields {
 		m[name] = true
 	}
+	for i := range flow.NumTunMeta {
+		m["tun_metadata"+strconv.Itoa(i)] = true
+	}
 	for i := range flow.NumRegs / 2 {
 		m["xreg"+strconv.Itoa(i)] = true
 	}
@@ -242,6 +245,9 @@ func parseError(err error, match bool, text string) error {
 	var oe *openflow.Error
 	if errors.As(err, &oe) {
 		return err
+	}
+	if errors.Is(err, flow.ErrTLVUnmapped) {
+		return TLVError(err)
 	}
 	msg, reason, pos, key := err.Error(), err.Error(), -1, ""
 	var se *flow.SyntaxError

@@ -40,6 +40,11 @@ func tunFieldsFromMatch(m *flow.Match, add func(name string, v, mask []byte)) {
 	if w.TunIPv6Dst != ([16]byte{}) {
 		add("tun_ipv6_dst", b16s(k.TunIPv6Dst), b16s(w.TunIPv6Dst))
 	}
+	// tun_metadata0-63, each as long as the TLV map made it; a match on
+	// a field's presence alone has an all-zero mask.
+	k.TunMetaFields(w, func(i int, v, msk []byte) {
+		add("tun_metadata"+strconv.Itoa(i), append([]byte(nil), v...), append([]byte(nil), msk...))
+	})
 }
 
 // setTunnelToOF encodes a load that set_tunnel or set_tunnel64 wrote. As

@@ -10,6 +10,20 @@ import (
 // the written form decodes to a message that encodes to the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte{1, 0, 0, 8, 0, 0, 0, 1})
+	for _, m := range []Message{
+		&TLVTableMod{Command: TLVTableAdd, Mappings: []TLVMap{{OptionClass: 0x102, OptionType: 0x80, OptionLen: 4}}},
+		&TLVTableMod{Command: TLVTableClear},
+		&TLVTableRequest{},
+		&TLVTableReply{MaxOptionSpace: 16, MaxFields: 64, Mappings: []TLVMap{{OptionClass: 0xffff, OptionLen: 124, Index: 63}}},
+	} {
+		for _, v := range []uint8{Version10, Version13} {
+			b, err := Encode(v, 9, m)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		h, m, err := Decode(raw)
 		if err != nil {

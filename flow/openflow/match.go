@@ -49,6 +49,10 @@ var fieldsByKey = func() map[fieldKey]*fieldInfo {
 		f := f
 		m[fieldKey{f.class, f.experimenter, f.field}] = &f
 	}
+	for i := range tunMetadataFields {
+		f := &tunMetadataFields[i]
+		m[fieldKey{f.class, f.experimenter, f.field}] = f
+	}
 	return m
 }()
 
@@ -107,6 +111,9 @@ func FieldByName(name string, nxm bool) (FieldHeader, bool) {
 		if f.name == name && (best == nil || rank(f) < rank(best)) {
 			best = f
 		}
+	}
+	if f := tunMetadataField(name); f != nil {
+		best = f
 	}
 	if best == nil {
 		return FieldHeader{}, false
@@ -173,7 +180,11 @@ func decodeField(r *rd) (Field, error) {
 		f.Name = "cookie"
 		return f, nil
 	}
-	if info := fieldsByKey[fieldKey{fh.Class, fh.Experimenter, fh.Field}]; info != nil && len(f.Value) != info.size {
+	if info := fieldsByKey[fieldKey{fh.Class, fh.Experimenter, fh.Field}]; info != nil && info.size == 0 && (len(f.Value) == 0 || len(f.Value) > tlvMaxOptLen) {
+		// A variable-length field (tun_metadata0-63): 1 to 124 bytes.
+		return Field{}, badMatch(CodeBadMatchLen, "field %s has %d bytes, want 1 to %d", info.name, len(f.Value), tlvMaxOptLen)
+	}
+	if info := fieldsByKey[fieldKey{fh.Class, fh.Experimenter, fh.Field}]; info != nil && info.size != 0 && len(f.Value) != info.size {
 		return Field{}, badMatch(CodeBadMatchLen, "field %s has %d bytes, want %d", info.name, len(f.Value), info.size)
 	}
 	return f, nil

@@ -129,6 +129,12 @@ func decodeExperimenter(v uint8, r *rd) (Message, error) {
 		m = &FlowMonitorPaused{}
 	case nxtFlowMonitorResumed:
 		m = &FlowMonitorResumed{}
+	case nxtTLVTableMod:
+		return decodeTLVTableMod(r)
+	case nxtTLVTableRequest:
+		m = &TLVTableRequest{}
+	case nxtTLVTableReply:
+		return decodeTLVTableReply(r)
 	default:
 		return &Experimenter{Experimenter: exp, ExpType: st, Data: r.rest()}, nil
 	}

@@ -53,6 +53,9 @@ type bridgeState struct {
 	// Groups are the bridge's OpenFlow groups in ovs-ofctl syntax, by
 	// group id; restored before the flows, which may name them.
 	Groups []string `json:"groups,omitempty"`
+	// TLVMap is the bridge's Geneve option mappings as add-tlv-map
+	// takes them; restored before the groups and flows.
+	TLVMap string `json:"tlv_map,omitempty"`
 	// Controllers and FailMode are the bridge's controller
 	// configuration (set-controller, set-fail-mode).
 	Controllers []ctlSpec `json:"controllers,omitempty"`
@@ -220,6 +223,7 @@ func (d *Daemon) saveLocked() error {
 		}
 		// Every configured port, attached or waiting for its device.
 		bs.Ports = append(bs.Ports, b.sortedPorts()...)
+		bs.TLVMap = formatTLVMap(b.dp.Table().TLVMap())
 		for _, g := range b.dp.Table().Groups() {
 			bs.Groups = append(bs.Groups, flow.FormatGroup(&g.Group, flow.GroupOF15))
 		}
@@ -483,6 +487,9 @@ func (d *Daemon) restore(st *state) error {
 			default:
 				return err
 			}
+		}
+		if err := restoreTLVMap(b, bs.TLVMap); err != nil {
+			return fmt.Errorf("bridge %s: tlv map: %w", bs.Name, err)
 		}
 		if err := restoreGroups(b, bs.Groups); err != nil {
 			return fmt.Errorf("bridge %s: %w", bs.Name, err)

@@ -427,5 +427,5 @@ func (b *bridge) parser() *flow.Parser {
 			return pc.OFPort, true
 		}
 		return 0, false
-	}}
+	}, TLV: b.dp.Table().TLVMap()}
 }

@@ -39,6 +39,18 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 	if typ == errTypeMonitorFailed && v < openflow.Version14 {
 		return monitorError(v, code, data)
 	}
+	if typ == openflow.ErrTypeExperimenter {
+		// Nicira's own errors (the TLV table's): OFPET_EXPERIMENTER from
+		// OpenFlow 1.2 on, a Nicira vendor error in OpenFlow 1.0.
+		if c10, ok := openflow.CodeTLV10(code); ok && v == openflow.Version10 {
+			d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
+			d = binary.BigEndian.AppendUint16(d, openflow.ErrTypeBadRequest)
+			d = binary.BigEndian.AppendUint16(d, c10)
+			return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+		}
+		em.Experimenter = openflow.NiciraExperimenter
+		return em
+	}
 	if v != openflow.Version10 {
 		return em
 	}

@@ -252,16 +252,27 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 			}
 			return nil
 		}
-		if m.Experimenter == openflow.NiciraExperimenter && m.ExpType == nxtTLVTableRequest {
-			// ovsxdp has no tunnel metadata fields (tun_metadata0-63):
-			// its TLV table has no room for a Geneve option mapping.
-			return reply(&openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: nxtTLVTableReply, Data: make([]byte, tlvTableReplyLen)})
-		}
 		code := openflow.CodeBadRequestExpType
 		if m.Experimenter != openflow.NiciraExperimenter {
 			code = openflow.CodeBadRequestExperimenter
 		}
 		return fail(unsupported(code, "experimenter 0x%08x type %d is not supported by ovsxdp", m.Experimenter, m.ExpType))
+	case *openflow.TLVTableRequest:
+		t, ok := c.s.br.(TLVTabler)
+		if !ok {
+			// A bridge without a TLV table has no room for a mapping.
+			return reply(&openflow.TLVTableReply{})
+		}
+		return reply(t.TLVTable())
+	case *openflow.TLVTableMod:
+		if c.role == openflow.RoleSlave {
+			return fail(badRequest(codeBadReqIsSlave, "tlv table mod from a slave"))
+		}
+		t, ok := c.s.br.(TLVTabler)
+		if !ok {
+			return fail(unsupported(openflow.CodeBadRequestExpType, "NXT_TLV_TABLE_MOD is not supported by this bridge"))
+		}
+		return fail(t.TLVTableMod(m))
 	case *openflow.Unknown:
 		if v != openflow.Version10 && m.Type == typeMeterMod {
 			return fail(meterMod(m.Body))
@@ -357,14 +368,17 @@ type ConntrackFlusher interface {
 	FlushConntrackZone(zone uint16)
 }
 
-// The Nicira TLV table messages (Geneve option mappings to tun_metadata
-// fields, which ovsxdp does not have), and the size of a reply's body
-// without mappings: max_option_space, max_fields, 10 reserved bytes.
-const (
-	nxtTLVTableRequest uint32 = 25
-	nxtTLVTableReply   uint32 = 26
-	tlvTableReplyLen          = 16
-)
+// TLVTabler is a Bridge with a TLV table, the mapping of Geneve options to
+// the tun_metadata fields (NXT_TLV_TABLE_MOD, NXT_TLV_TABLE_REQUEST).
+// With a bridge that is not one, a request is answered with an empty table
+// and a mod is refused.
+type TLVTabler interface {
+	// TLVTableMod changes the table, atomically; an error is the
+	// *openflow.Error Open vSwitch replies with (NXTTMFC_*).
+	TLVTableMod(m *openflow.TLVTableMod) error
+	// TLVTable describes the table.
+	TLVTable() *openflow.TLVTableReply
+}
 
 // OFPET_METER_MOD_FAILED and the codes meterMod answers with.
 const (

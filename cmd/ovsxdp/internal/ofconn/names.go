@@ -189,10 +189,21 @@ var errCodeNames = map[uint16][]string{
 		"OFPMOFC_BAD_COMMAND", "OFPMOFC_BAD_FLAGS", "OFPMOFC_BAD_TABLE_ID", "OFPMOFC_BAD_OUT"},
 }
 
+// nxErrorNames are the Nicira experimenter error codes ovsxdp sends.
+var nxErrorNames = map[uint16]string{
+	openflow.CodeTLVBadCommand: "NXTTMFC_BAD_COMMAND", openflow.CodeTLVBadOptLen: "NXTTMFC_BAD_OPT_LEN",
+	openflow.CodeTLVBadFieldIdx: "NXTTMFC_BAD_FIELD_IDX", openflow.CodeTLVTableFull: "NXTTMFC_TABLE_FULL",
+	openflow.CodeTLVAlreadyMapped: "NXTTMFC_ALREADY_MAPPED", openflow.CodeTLVDupEntry: "NXTTMFC_DUP_ENTRY",
+	openflow.CodeInvalidTLVField: "NXFMFC_INVALID_TLV_FIELD", openflow.CodeTLVInvalidDel: "NXTTMFC_INVALID_TLV_DEL",
+}
+
 // ErrorName names an OpenFlow error type and code (OpenFlow 1.3 and
 // later numbering, as the codec and this package use them):
 // "OFPBAC_BAD_EXP_TYPE", or "OFPET_x code N" for a code without a name.
 func ErrorName(typ, code uint16) string {
+	if n, ok := nxErrorNames[code]; ok && typ == openflow.ErrTypeExperimenter {
+		return n
+	}
 	if cs, ok := errCodeNames[typ]; ok && int(code) < len(cs) {
 		return cs[code]
 	}
