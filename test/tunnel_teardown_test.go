@@ -23,10 +23,23 @@ import (
 // reasons of a tunnel or a port, and every packet A received is accounted
 // for. Then host B is made again (namespace, underlay veth of the same
 // names, addresses, vxlan device, workload veth): A's uplink is attached
-// again and traffic through the tunnel comes back.
+// again and traffic through the tunnel comes back. Meanwhile host A's
+// kernel forgets B's link-layer address (as it would in a longer outage),
+// so the tunnel port's own drop reason shows too. Over an IPv4 and an
+// IPv6 underlay.
 func TestTunnelRemoteHostDeleted(t *testing.T) {
-	u := underlay4
-	h := newVXLANHostA(t, u, "remote_ip="+u.b, "key="+strconv.Itoa(vxlanKey))
+	for _, u := range []underlayNet{underlay4, underlay6} {
+		t.Run(u.name, func(t *testing.T) { testTunnelRemoteHostDeleted(t, u) })
+	}
+}
+
+func testTunnelRemoteHostDeleted(t *testing.T, u underlayNet) {
+	opts := []string{"remote_ip=" + u.b, "key=" + strconv.Itoa(vxlanKey)}
+	if u.v6 {
+		// The kernel's vxlan device takes no zero UDP checksum over IPv6.
+		opts = append(opts, "csum=true")
+	}
+	h := newVXLANHostA(t, u, opts...)
 	d := h.d
 	kernelVXLANHost(t, h.b, h.wb, u)
 	reach := func(timeout time.Duration) bool {
@@ -106,6 +119,11 @@ func TestTunnelRemoteHostDeleted(t *testing.T) {
 	// names (A's afxdp port attaches again to the new ua), its address,
 	// the vxlan device and the workload's veth.
 	h.b = netns.New(t, "hostb")
+	if u.v6 {
+		for _, key := range []string{"all", "default"} {
+			h.b.MustRun(t, "sysctl", "-qw", "net.ipv6.conf."+key+".disable_ipv6=0")
+		}
+	}
 	netns.AddVeth(t, h.a, "ua", h.b, "ub", 1)
 	kernelVXLANHost(t, h.b, h.wb, u)
 	h.wb.IP(t, "link", "set", "wb0", "address", wbMAC)
