@@ -489,6 +489,10 @@ func formatAction(b *strings.Builder, a *Action) {
 			}
 			return
 		}
+		if isTunMetaField(a.Dst.Field) {
+			formatTunMetaLoad(b, a)
+			return
+		}
 		b.WriteString("load:" + loadValue(a.Value) + "->" + a.Dst.String())
 	case ActMove:
 		b.WriteString("move:" + a.Src.String() + "->" + a.Dst.String())
