@@ -571,6 +571,10 @@ func formatSetField(b *strings.Builder, a *Action) {
 		b.WriteString("mod_tp_dst:" + strconv.FormatUint(a.Value, 10))
 		return
 	}
+	if a.Field == FieldTunMeta0 {
+		formatTunMetaCommit(b, a) // the datapath's write of the whole metadata
+		return
+	}
 	f := fieldByID[a.Field]
 	if f == nil || f.nxm == "" {
 		b.WriteString("unknown_set_field")

@@ -756,3 +756,25 @@ func (x *xlate) commitTunMeta() {
 	}
 	x.emit(Action{Type: ActSetField, Field: FieldTunMeta0, Value: x.flow.TunMetaPresent, IPv6: x.flow.TunMeta})
 }
+
+// formatTunMetaCommit writes the datapath action that gives a packet its
+// tunnel metadata (commitTunMeta): set(tun_metadata(FIELD=VALUE,...)),
+// the fields in index order, or set(tun_metadata()) for none.
+func formatTunMetaCommit(b *strings.Builder, a *Action) {
+	k := Key{TunMeta: a.IPv6, TunMetaPresent: a.Value}
+	type item struct {
+		index int
+		v     []byte
+	}
+	var items []item
+	k.TunMetaFields(nil, func(index int, v, _ []byte) { items = append(items, item{index, v}) })
+	sort.Slice(items, func(i, j int) bool { return items[i].index < items[j].index })
+	b.WriteString("set(tun_metadata(")
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("tun_metadata" + strconv.Itoa(it.index) + "=" + hexBytes(it.v))
+	}
+	b.WriteString("))")
+}

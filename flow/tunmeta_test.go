@@ -273,6 +273,9 @@ func TestTunMetaActionsTranslate(t *testing.T) {
 	if len(tr.Actions) != 2 || tr.Actions[0].Type != ActSetField || tr.Actions[0].Field != FieldTunMeta0 || tr.Actions[1].Type != ActOutput || tr.Actions[1].Port != 2 {
 		t.Fatalf("actions %s (%+v), want the tunnel metadata set then output:2", FormatActions(tr.Actions), tr.Actions)
 	}
+	if got, want := FormatActions(tr.Actions), "set(tun_metadata(tun_metadata0=0x1abcd,tun_metadata5=0x77)),output:2"; got != want {
+		t.Errorf("datapath actions %s, want %s", got, want)
+	}
 	if tr.Final.Regs[3] != 0x7700 {
 		t.Errorf("reg3 = %#x, want 0x7700 (moved from tun_metadata5)", tr.Final.Regs[3])
 	}
