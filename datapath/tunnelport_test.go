@@ -35,6 +35,12 @@ var (
 
 func newTunnelRig(t *testing.T, opts map[string]string) *tunnelRig {
 	t.Helper()
+	return newTunnelRigKind(t, tunnel.VXLAN, opts)
+}
+
+// newTunnelRigKind is newTunnelRig with a tunnel port of kind.
+func newTunnelRigKind(t *testing.T, kind tunnel.Kind, opts map[string]string) *tunnelRig {
+	t.Helper()
 	tn := &Tunnels{log: slog.Default(), want: make(chan tunnelWant, 64), wants: map[*TunnelPort]map[netip.Addr]bool{}}
 	tn.rx.Store(&tunnelRx{})
 	r := &tunnelRig{tn: tn}
@@ -51,7 +57,7 @@ func newTunnelRig(t *testing.T, opts map[string]string) *tunnelRig {
 		}
 	}
 	r.w, r.wp = addMemPort(t, r.in, vport.MemConfig{Name: "w"}, 1)
-	o, err := tunnel.ParseOptions(tunnel.VXLAN, opts)
+	o, err := tunnel.ParseOptions(kind, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

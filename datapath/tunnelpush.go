@@ -26,7 +26,8 @@ type tunnelState struct {
 	hdr    tunnel.Header // the outer header being decapsulated
 	ipID   uint16        // the next outer IPv4 identification
 	encaps [encapCacheSize]encapEntry
-	neigh  underlay.NeighMessage // the ARP or neighbour advertisement being snooped
+	neigh  underlay.NeighMessage       // the ARP or neighbour advertisement being snooped
+	opts   [2 * flow.TunMetaSpace]byte // the Geneve options being encapsulated
 }
 
 // encapKey is what an outer header is built from.
@@ -36,6 +37,11 @@ type encapKey struct {
 	src, dst netip.Addr
 	vni      uint32
 	tos, ttl uint8
+	// The Geneve options of the key's tun_metadata (at most one 4-byte
+	// header per 4-byte slot of metadata).
+	opts     [2 * flow.TunMetaSpace]byte
+	nopts    uint8
+	critical bool
 }
 
 type encapEntry struct {
@@ -46,9 +52,13 @@ type encapEntry struct {
 // encap returns the outer header for c on path, from the thread's cache
 // or built (once per key and path).
 func (s *tunnelState) encap(tp *TunnelPort, path *tunnelPath, c *tunnel.Config) *tunnel.Encap {
-	k := encapKey{tp: tp, path: path, src: c.Src, dst: c.Dst, vni: c.VNI, tos: c.TOS, ttl: c.TTL}
+	k := encapKey{tp: tp, path: path, src: c.Src, dst: c.Dst, vni: c.VNI, tos: c.TOS, ttl: c.TTL, critical: c.Critical}
+	if len(c.Options) > len(k.opts) {
+		return nil
+	}
+	k.nopts = uint8(copy(k.opts[:], c.Options))
 	d := c.Dst.As16()
-	i := (c.VNI ^ uint32(d[15]) ^ uint32(d[14])<<2 ^ uint32(c.TOS)>>2) % encapCacheSize
+	i := (c.VNI ^ uint32(d[15]) ^ uint32(d[14])<<2 ^ uint32(c.TOS)>>2 ^ uint32(k.nopts)) % encapCacheSize
 	if e := &s.encaps[i]; e.e != nil && e.key == k {
 		return e.e
 	}
@@ -106,6 +116,17 @@ func (p *pmd) tunnelPush(dst *Port, tp *TunnelPort, frame []byte) {
 	}
 	if !c.Src.IsValid() {
 		c.Src = path.src
+	}
+	if c.Kind == tunnel.Geneve && k.TunMetaPresent != 0 {
+		// The tun_metadata the packet came with or a flow set, as the
+		// bridge's TLV map maps them.
+		o, crit := tunnel.AppendMetaOptions(p.tnl.opts[:0], p.br.Table().TLVMap(), k)
+		if len(c.Options) == 0 {
+			c.Options = o
+		} else {
+			c.Options = append(c.Options[:len(c.Options):len(c.Options)], o...)
+		}
+		c.Critical = c.Critical || crit
 	}
 	if !c.Src.IsValid() || c.Src.Is4() != c.Dst.Is4() {
 		p.dropCopy(dst, DropTunnelMetadata)

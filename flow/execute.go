@@ -380,6 +380,8 @@ func (p *packet) setField(a *Action) Verdict {
 		k.PktMark = uint32(v)
 	case FieldTunID: // tunnel metadata: the key only, for a tunnel port's output
 		k.TunID = v
+	case FieldTunMeta0: // the whole tunnel metadata (commitTunMeta)
+		k.TunMeta, k.TunMetaPresent = a.IPv6, v
 	case FieldTunSrc:
 		k.TunSrc = uint32(v)
 	case FieldTunDst:

@@ -72,6 +72,8 @@ const (
 	stXReg0      = stReg0 + NumRegs    // xreg N is stXReg0+N: reg 2N (high half) and reg 2N+1
 	stXXReg0     = stXReg0 + NumRegs/2 // xxreg N is stXXReg0+N: regs 4N (high) to 4N+3
 	stEnd        = stXXReg0 + NumRegs/4
+	stTunMeta0   = stEnd // tun_metadataN is stTunMeta0+N (placed by the key's descriptors)
+	stTunMetaEnd = stTunMeta0 + NumTunMeta
 )
 
 // prereq is a field's prerequisite: what the rest of the match must say
@@ -181,7 +183,7 @@ const (
 
 // fields is the field table. The order is irrelevant; lookups go through
 // fieldByName and fieldByID.
-var fields = append(append(append(packetFields, pipelineFields()...), ctFields...), tunFields...)
+var fields = append(append(append(append(packetFields, pipelineFields()...), ctFields...), tunFields...), tunMetaFields()...)
 
 // ctFields are the connection tracking fields (ovs-fields(7) "Connection
 // Tracking Fields"): what the last ct action found, all NXM only. ct_mark

@@ -489,6 +489,10 @@ func formatAction(b *strings.Builder, a *Action) {
 			}
 			return
 		}
+		if isTunMetaField(a.Dst.Field) {
+			formatTunMetaLoad(b, a)
+			return
+		}
 		b.WriteString("load:" + loadValue(a.Value) + "->" + a.Dst.String())
 	case ActMove:
 		b.WriteString("move:" + a.Src.String() + "->" + a.Dst.String())
@@ -565,6 +569,10 @@ func formatSetField(b *strings.Builder, a *Action) {
 		return
 	case FieldTpDst:
 		b.WriteString("mod_tp_dst:" + strconv.FormatUint(a.Value, 10))
+		return
+	}
+	if a.Field == FieldTunMeta0 {
+		formatTunMetaCommit(b, a) // the datapath's write of the whole metadata
 		return
 	}
 	f := fieldByID[a.Field]

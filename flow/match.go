@@ -105,5 +105,7 @@ const (
 const (
 	FieldXReg0  = FieldReg0 + NumRegs // xreg0; xreg N is FieldXReg0+N
 	FieldXXReg0 = FieldXReg0 + NumRegs/2
-	numFields   = FieldXXReg0 + NumRegs/4
+	// FieldTunMeta0 is tun_metadata0; tun_metadataN is FieldTunMeta0+N.
+	FieldTunMeta0 = FieldXXReg0 + NumRegs/4
+	numFields     = FieldTunMeta0 + NumTunMeta
 )

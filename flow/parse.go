@@ -1333,6 +1333,12 @@ func (ap *actionParser) setField(t *token) error {
 	if f == nil {
 		return errAt(s, t, "unknown field %q", name)
 	}
+	if isTunMetaField(f.id) {
+		if err := ap.checkTunMetaMapped(t, f.id); err != nil {
+			return err
+		}
+		return ap.setTunMetaField(t, f, val)
+	}
 	if f.set == setReg {
 		return ap.setFieldReg(t, f, val)
 	}

@@ -73,6 +73,12 @@ func (ap *actionParser) pipelineAction(t *token, name string) (bool, error) {
 		if ss.Bits() != ds.Bits() {
 			return true, errAt(s, t, "%s: source field is %d bits wide but destination is %d bits wide", t.value, ss.Bits(), ds.Bits())
 		}
+		if err := ap.checkTunMetaMapped(t, ss.Field); err != nil {
+			return true, err
+		}
+		if err := ap.checkTunMetaMapped(t, ds.Field); err != nil {
+			return true, err
+		}
 		ap.add(Action{Type: ActMove, Src: ss, Dst: ds})
 	case "push", "stack_push":
 		ss, reason := parseSubfield(t.value)
@@ -216,6 +222,14 @@ func (ap *actionParser) loadReg(t *token, val, dst string) error {
 	}
 	if sf.field().set == setCT && ap.inCT == nil {
 		return errAt(ap.s, t, "%s", ctFieldOutside)
+	}
+	if isTunMetaField(sf.Field) {
+		if err := ap.checkTunMetaMapped(t, sf.Field); err != nil {
+			return err
+		}
+		if sf.Ofs == 0 && sf.Bits() == sf.field().width() {
+			return ap.setTunMetaField(t, sf.field(), val) // ovs-ofctl prints it as set_field
+		}
 	}
 	if sf.Bits() > 64 {
 		v, reason := parse128(val, sf.field().name)

@@ -86,6 +86,9 @@ func get128(k *Key, st storage) u128 {
 		r := k.Regs[4*(st-stXXReg0):]
 		return u128{uint64(r[0])<<32 | uint64(r[1]), uint64(r[2])<<32 | uint64(r[3])}
 	}
+	if st >= stTunMeta0 && st < stTunMetaEnd {
+		return tunMetaGet(k, int(st-stTunMeta0))
+	}
 	return u128{}
 }
 
@@ -101,6 +104,10 @@ func set128(k *Key, st storage, v u128) {
 	if st >= stXXReg0 && st < stEnd {
 		r := k.Regs[4*(st-stXXReg0):]
 		r[0], r[1], r[2], r[3] = uint32(v.hi>>32), uint32(v.hi), uint32(v.lo>>32), uint32(v.lo)
+		return
+	}
+	if st >= stTunMeta0 && st < stTunMetaEnd {
+		tunMetaPut(k, int(st-stTunMeta0), v)
 	}
 }
 

@@ -613,7 +613,7 @@ func sortRules(rs []*Rule) {
 // published lists are never changed), made from the published list
 // without the changed groups' subtables, merged with their new ones.
 func (t *Table) publishLocked() {
-	s := &TableSnapshot{recircs: t.recircs}
+	s := &TableSnapshot{recircs: t.recircs, tlv: t.tlv.Load()}
 	t.lastGroup = nil
 	var dirty [MaxTable + 1]bool
 	changed := map[*ruleMask]bool{} // the touched groups, by their mask

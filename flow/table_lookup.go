@@ -22,6 +22,7 @@ type TableSnapshot struct {
 	ofGroups map[uint32]*InstalledGroup // the OpenFlow groups (read-only)
 	live     PortLiveness               // nil: no port is live
 	recircs  *Recircs                   // the bridge's recirculation ids (shared by every snapshot)
+	tlv      *TLVMap                    // the TLV map when published: where writes to tun_metadata go
 }
 
 // Generation returns the generation the snapshot was published under.

@@ -352,11 +352,23 @@ func (t *Table) ModTLVMap(cmd uint16, mappings []TLVMapping) error {
 	return nil
 }
 
-// ruleUsesTunMeta reports whether r matches on tun_metadata<i>.
+// ruleUsesTunMeta reports whether r matches on tun_metadata<i> or its
+// actions read or write it.
 func ruleUsesTunMeta(r *Rule, i int) bool {
 	m := r.Match()
 	used := false
 	m.Key.TunMetaFields(&m.Mask, func(index int, _, _ []byte) { used = used || index == i })
+	id := FieldTunMeta0 + FieldID(i)
+	for _, a := range r.Actions {
+		switch a.Type {
+		case ActLoad, ActPop:
+			used = used || a.Dst.Field == id
+		case ActMove:
+			used = used || a.Dst.Field == id || a.Src.Field == id
+		case ActPush, ActOutputReg:
+			used = used || a.Src.Field == id
+		}
+	}
 	return used
 }
 
@@ -546,4 +558,223 @@ func hexBytes(b []byte) string {
 		return "0"
 	}
 	return "0x" + s
+}
+
+// tunMetaFields are the field-table entries of tun_metadata0-63: numbers
+// of up to 128 bits (the whole metadata space) that set_field, load and
+// move write and read. Where a field lives is the TLV map's business, so
+// the storage names only the field; matches go through setTunMeta.
+func tunMetaFields() []field {
+	fs := make([]field, NumTunMeta)
+	for i := range fs {
+		n := strconv.Itoa(i)
+		fs[i] = field{id: FieldTunMeta0 + FieldID(i), name: "tun_metadata" + n, kind: kindNum128, st: stTunMeta0 + storage(i), maskable: true, set: setReg, nxm: "NXM_NX_TUN_METADATA" + n}
+	}
+	return fs
+}
+
+// isTunMetaField reports whether id is one of tun_metadata0-63.
+func isTunMetaField(id FieldID) bool { return id >= FieldTunMeta0 && id < FieldTunMeta0+NumTunMeta }
+
+// tunMetaGet returns the value of tun_metadata<index> in k as a number;
+// zero when k does not carry it, as Open vSwitch reads an absent option.
+func tunMetaGet(k *Key, index int) u128 {
+	var v u128
+	for _, c := range k.TunMetaValue(index) {
+		v = v.shl(8).or(u128{lo: uint64(c)})
+	}
+	return v
+}
+
+// tunMetaPut stores the low bytes of v into tun_metadata<index> of k, which
+// must carry it (tunMetaPrepare gives it the field first); a key without
+// the field is left alone.
+func tunMetaPut(k *Key, index int, v u128) {
+	dst := k.TunMetaValue(index)
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = byte(v.lo)
+		v = v.shr(8)
+	}
+}
+
+// tunMetaPrepare makes k carry tun_metadata<index> before a write to it:
+// a field the key lacks is added, zero, where m places it. It reports
+// false when m does not map the field (the write then does nothing, as in
+// Open vSwitch).
+func tunMetaPrepare(k *Key, m *TLVMap, index int) bool {
+	if k.TunMetaValue(index) != nil {
+		return true
+	}
+	mp, off, ok := m.Lookup(index)
+	if !ok {
+		return false
+	}
+	k.SetTunMeta(index, off, int(mp.Len), nil)
+	return true
+}
+
+// tunMetaWildcard unwildcards in wc the whole of tun_metadata<index> as
+// flow carries it: its descriptor and its bytes.
+func tunMetaWildcard(wc, flow *Key, index int) {
+	for s := range TunMetaSpace / 4 {
+		if i, n, ok := tunMetaSlot(flow.TunMetaPresent, s); ok && i == index {
+			wc.TunMetaPresent |= tunMetaDescMask << (16 * uint(s))
+			for j := 4 * s; j < 4*s+n; j++ {
+				wc.TunMeta[j] = 0xff
+			}
+			return
+		}
+	}
+}
+
+// checkTunMetaMapped refuses an action on tun_metadataN that the parser's
+// TLV map does not map, as a match on it is refused.
+func (ap *actionParser) checkTunMetaMapped(t *token, id FieldID) error {
+	if !isTunMetaField(id) {
+		return nil
+	}
+	index := int(id - FieldTunMeta0)
+	if _, _, ok := ap.p.TLV.Lookup(index); !ok {
+		e := errAt(ap.s, t, "tun_metadata%d: %v (map it first with add-tlv-map)", index, ErrTLVUnmapped)
+		e.Err = ErrTLVUnmapped
+		return e
+	}
+	return nil
+}
+
+// formatTunMetaLoad writes a load into tun_metadataN as ovs-ofctl prints
+// it: set_field with the value, and with a mask unless the load writes
+// the whole field from bit 0.
+func formatTunMetaLoad(b *strings.Builder, a *Action) {
+	name := "tun_metadata" + strconv.Itoa(int(a.Dst.Field-FieldTunMeta0))
+	v := u128{lo: a.Value}.and(ones(a.Dst.Bits())).shl(uint(a.Dst.Ofs))
+	if a.Spelling == SpellSetField && a.Dst.Ofs == 0 {
+		b.WriteString("set_field:" + tunMetaHex(v) + "->" + name)
+		return
+	}
+	b.WriteString("set_field:" + tunMetaHex(v) + "/" + tunMetaHex(a.Dst.mask()) + "->" + name)
+}
+
+// tunMetaHex writes v in hexadecimal with 0x, or 0.
+func tunMetaHex(v u128) string {
+	b := u128Bytes(v)
+	return hexBytes(b[:])
+}
+
+// setTunMetaField parses set_field:VALUE[/MASK]->tun_metadataN (the field
+// mapped): VALUE fits in the mapped length. It adds one load per run of
+// mask bits, at most 64 bits each; an unmasked one writes the whole field
+// and prints back as set_field:VALUE->tun_metadataN.
+func (ap *actionParser) setTunMetaField(t *token, f *field, val string) error {
+	mapping, _, _ := ap.p.TLV.Lookup(int(f.id - FieldTunMeta0))
+	w := 8 * uint(mapping.Len)
+	valText, maskText, hasMask := strings.Cut(val, "/")
+	v, reason := parse128(valText, f.name)
+	m := ones(w)
+	if reason == "" && hasMask {
+		m, reason = parse128(maskText, f.name)
+	}
+	if reason != "" {
+		return errAt(ap.s, t, "%s", reason)
+	}
+	if !v.andNot(ones(w)).isZero() || !m.andNot(ones(w)).isZero() {
+		return errAt(ap.s, t, "%s: value too large for %s of %d bytes", val, f.name, mapping.Len)
+	}
+	v = v.and(m)
+	spell := SpellDefault
+	if m == ones(w) {
+		spell = SpellSetField
+		if w > 64 {
+			// Two loads; each prints with its mask.
+			spell = SpellDefault
+		}
+	}
+	for ofs := uint(0); ofs < w; {
+		if m.shr(ofs).lo&1 == 0 {
+			ofs++
+			continue
+		}
+		n := uint(0)
+		for ofs+n < w && n < 64 && m.shr(ofs+n).lo&1 == 1 {
+			n++
+		}
+		sf := Subfield{Field: f.id, Ofs: uint8(ofs), NBits: uint8(n)}
+		ap.add(Action{Type: ActLoad, Dst: sf, Value: v.shr(ofs).lo & ones(n).lo, Spelling: spell})
+		ofs += n
+	}
+	return nil
+}
+
+// tunMetaSrc unwildcards a tun_metadata field that an action reads: its
+// presence and value decide what is read.
+func (x *xlate) tunMetaSrc(sf Subfield) {
+	if isTunMetaField(sf.Field) {
+		index := int(sf.Field - FieldTunMeta0)
+		tunMetaWildcard(&x.wc, &x.flow, index)
+		if x.flow.TunMetaValue(index) == nil {
+			// Absent: the flow must keep it absent wherever the map would
+			// put it.
+			if x.s == nil {
+				return
+			}
+			if _, off, ok := x.s.tlv.Lookup(index); ok {
+				x.wc.TunMetaPresent |= tunMetaDescMask << tunMetaShift(off)
+			}
+		}
+	}
+}
+
+// tunMetaDst readies the flow for a write to sf: a tun_metadata field the
+// flow lacks is added where the TLV map puts it. It reports false for a
+// field the map does not map (the write does nothing).
+func (x *xlate) tunMetaDst(sf Subfield) bool {
+	if !isTunMetaField(sf.Field) {
+		return true
+	}
+	index := int(sf.Field - FieldTunMeta0)
+	var m *TLVMap
+	if x.s != nil {
+		m = x.s.tlv
+	}
+	if !tunMetaPrepare(&x.flow, m, index) {
+		x.report(TraceDetail, "tun_metadata"+strconv.Itoa(index)+" is not mapped: the write does nothing")
+		return false
+	}
+	return true
+}
+
+// commitTunMeta writes a datapath action that gives the packet the flow's
+// tunnel metadata when the actions changed it, for a tunnel port's output
+// to encapsulate as Geneve options.
+func (x *xlate) commitTunMeta() {
+	if x.flow.TunMeta == x.base.TunMeta && x.flow.TunMetaPresent == x.base.TunMetaPresent {
+		return
+	}
+	x.wc.TunMetaPresent = ^uint64(0)
+	for i := range x.wc.TunMeta {
+		x.wc.TunMeta[i] = 0xff
+	}
+	x.emit(Action{Type: ActSetField, Field: FieldTunMeta0, Value: x.flow.TunMetaPresent, IPv6: x.flow.TunMeta})
+}
+
+// formatTunMetaCommit writes the datapath action that gives a packet its
+// tunnel metadata (commitTunMeta): set(tun_metadata(FIELD=VALUE,...)),
+// the fields in index order, or set(tun_metadata()) for none.
+func formatTunMetaCommit(b *strings.Builder, a *Action) {
+	k := Key{TunMeta: a.IPv6, TunMetaPresent: a.Value}
+	type item struct {
+		index int
+		v     []byte
+	}
+	var items []item
+	k.TunMetaFields(nil, func(index int, v, _ []byte) { items = append(items, item{index, v}) })
+	sort.Slice(items, func(i, j int) bool { return items[i].index < items[j].index })
+	b.WriteString("set(tun_metadata(")
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("tun_metadata" + strconv.Itoa(it.index) + "=" + hexBytes(it.v))
+	}
+	b.WriteString("))")
 }

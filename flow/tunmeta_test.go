@@ -174,3 +174,152 @@ func TestTunMetaMatchAgainstOfctl(t *testing.T) {
 		}
 	}
 }
+
+// tunMetaTestMap maps tun_metadata0 (4 bytes) and tun_metadata5 (8 bytes).
+func tunMetaTestMap(t *testing.T) *TLVMap {
+	t.Helper()
+	m, err := (*TLVMap)(nil).Apply(TLVAdd, []TLVMapping{{0x102, 0x80, 4, 0}, {0xffff, 1, 8, 5}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestTunMetaActionsAgainstOfctl: set_field, load and move on
+// tun_metadataN parse and print back as ovs-ofctl parse-flow prints them.
+func TestTunMetaActionsAgainstOfctl(t *testing.T) {
+	bin := ofctlBinary(t)
+	p := Parser{TLV: tunMetaTestMap(t)}
+	for _, in := range []string{
+		"actions=set_field:0x1234->tun_metadata0",
+		"actions=set_field:0x1/0xff->tun_metadata0",
+		"actions=set_field:0x1122334455667788->tun_metadata5,output:1",
+		"actions=load:0x5->tun_metadata0[0..15]",
+		"actions=load:0x5->tun_metadata0[16..31]",
+		"actions=load:0x5->NXM_NX_TUN_METADATA0[]",
+		"actions=move:NXM_NX_REG0[0..14]->NXM_NX_TUN_METADATA0[16..30]",
+		"actions=move:tun_metadata0[0..15]->reg1[0..15]",
+		"actions=move:NXM_NX_TUN_METADATA0[0..31]->NXM_NX_TUN_METADATA5[32..63]",
+	} {
+		out, err := exec.Command(bin, "parse-flow", in).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ovs-ofctl parse-flow %s: %v\n%s", in, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		_, want, ok := strings.Cut(lines[len(lines)-1], " ADD ")
+		if !ok {
+			t.Fatalf("ovs-ofctl parse-flow %s printed\n%s", in, out)
+		}
+		f, err := p.ParseFlow(in, CmdAdd)
+		if err != nil {
+			t.Errorf("%s: %v (ovs-ofctl: %s)", in, err, want)
+			continue
+		}
+		if got := FormatFlow(f); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", in, got, want)
+		}
+	}
+}
+
+// TestTunMetaActionsUnmapped: writing or reading a field the TLV map does
+// not map is refused with ErrTLVUnmapped, as a match on it is; a value
+// longer than the mapped length is refused.
+func TestTunMetaActionsUnmapped(t *testing.T) {
+	p := Parser{TLV: tunMetaTestMap(t)}
+	for _, in := range []string{
+		"actions=set_field:0x1->tun_metadata1",
+		"actions=load:0x1->tun_metadata2[0..7]",
+		"actions=move:reg0[0..7]->tun_metadata3[0..7]",
+		"actions=move:tun_metadata3[0..7]->reg0[0..7]",
+	} {
+		_, err := p.ParseFlow(in, CmdAdd)
+		if !errors.Is(err, ErrTLVUnmapped) {
+			t.Errorf("%s: err %v, want ErrTLVUnmapped", in, err)
+		}
+		if _, err := ParseFlow(in, CmdAdd); !errors.Is(err, ErrTLVUnmapped) {
+			t.Errorf("%s without a map: err %v, want ErrTLVUnmapped", in, err)
+		}
+	}
+	if _, err := p.ParseFlow("actions=set_field:0x123456789->tun_metadata0", CmdAdd); err == nil {
+		t.Error("a 5-byte value into a 4-byte tun_metadata0 was accepted")
+	}
+}
+
+// TestTunMetaActionsTranslate: set_field, load and move on tun_metadata
+// write the flow's field where the map places it, marked present; a later
+// table matches on it; the datapath actions carry the metadata to the
+// packet's key.
+func TestTunMetaActionsTranslate(t *testing.T) {
+	m := tunMetaTestMap(t)
+	p := Parser{TLV: m}
+	tbl := NewTable()
+	if err := tbl.ModTLVMap(TLVAdd, m.Mappings()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		"in_port=1,actions=load:0xabcd->tun_metadata0[0..15],move:NXM_OF_IN_PORT[]->NXM_NX_TUN_METADATA0[16..31],set_field:0x77->tun_metadata5,resubmit(,1)",
+		"table=1,tun_metadata0=0x1abcd,actions=move:tun_metadata5[0..7]->reg3[8..15],output:2",
+	} {
+		f, err := p.ParseFlow(s, CmdAdd)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if err := tbl.Add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := microflow(t, "in_port=1")
+	tr := tbl.Snapshot().Translate(&k, false)
+	if len(tr.Actions) != 2 || tr.Actions[0].Type != ActSetField || tr.Actions[0].Field != FieldTunMeta0 || tr.Actions[1].Type != ActOutput || tr.Actions[1].Port != 2 {
+		t.Fatalf("actions %s (%+v), want the tunnel metadata set then output:2", FormatActions(tr.Actions), tr.Actions)
+	}
+	if got, want := FormatActions(tr.Actions), "set(tun_metadata(tun_metadata0=0x1abcd,tun_metadata5=0x77)),output:2"; got != want {
+		t.Errorf("datapath actions %s, want %s", got, want)
+	}
+	if tr.Final.Regs[3] != 0x7700 {
+		t.Errorf("reg3 = %#x, want 0x7700 (moved from tun_metadata5)", tr.Final.Regs[3])
+	}
+	var pk Key
+	pk.TunMeta, pk.TunMetaPresent = tr.Actions[0].IPv6, tr.Actions[0].Value
+	if v := pk.TunMetaValue(0); string(v) != "\x00\x01\xab\xcd" {
+		t.Errorf("tun_metadata0 = %x, want 0001abcd", v)
+	}
+	if v := pk.TunMetaValue(5); string(v) != "\x00\x00\x00\x00\x00\x00\x00\x77" {
+		t.Errorf("tun_metadata5 = %x, want 0000000000000077", v)
+	}
+	// Executing the datapath actions gives the packet's key the fields.
+	frame := make([]byte, 60)
+	var ek Key
+	if _, v := Execute(frame, &ek, &Offsets{}, tr.Actions[:1], nil); v != VerdictOK {
+		t.Fatalf("execute: verdict %v", v)
+	}
+	if ek.TunMetaPresent != pk.TunMetaPresent || ek.TunMeta != pk.TunMeta {
+		t.Errorf("executed key carries %x/%x, want %x/%x", ek.TunMeta, ek.TunMetaPresent, pk.TunMeta, pk.TunMetaPresent)
+	}
+}
+
+// TestTunMetaActionsKeepMapping: a mapping that a flow's actions write is
+// in use; deleting it is refused (ErrTLVInUse).
+func TestTunMetaActionsKeepMapping(t *testing.T) {
+	m := tunMetaTestMap(t)
+	tbl := NewTable()
+	if err := tbl.ModTLVMap(TLVAdd, m.Mappings()); err != nil {
+		t.Fatal(err)
+	}
+	p := Parser{TLV: tbl.TLVMap()}
+	f, err := p.ParseFlow("actions=load:0x1->tun_metadata5[0..7]", CmdAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Add(f); err != nil {
+		t.Fatal(err)
+	}
+	mp, _, _ := m.Lookup(5)
+	if err := tbl.ModTLVMap(TLVDelete, []TLVMapping{mp}); !errors.Is(err, ErrTLVInUse) {
+		t.Errorf("deleting the mapping of a written tun_metadata5: err %v, want ErrTLVInUse", err)
+	}
+	mp0, _, _ := m.Lookup(0)
+	if err := tbl.ModTLVMap(TLVDelete, []TLVMapping{mp0}); err != nil {
+		t.Errorf("deleting the unused tun_metadata0 mapping: %v", err)
+	}
+}

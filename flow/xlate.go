@@ -308,12 +308,19 @@ func (x *xlate) action(a *Action) bool {
 	case ActSetVLANVID, ActSetVLANPCP, ActPushVLAN, ActPopVLAN:
 		x.vlan(a)
 	case ActLoad:
+		if !x.tunMetaDst(a.Dst) {
+			break
+		}
 		a.Dst.write(&x.flow, u128{lo: a.Value})
 		a.Dst.consult(&x.wc)
 		x.wroteField(a.Dst)
 	case ActMove:
 		v := a.Src.read(&x.flow)
 		a.Src.consult(&x.wc)
+		x.tunMetaSrc(a.Src)
+		if !x.tunMetaDst(a.Dst) {
+			break
+		}
 		a.Dst.consult(&x.wc)
 		a.Dst.write(&x.flow, v)
 		x.wroteField(a.Dst)
@@ -328,6 +335,7 @@ func (x *xlate) action(a *Action) bool {
 			return false
 		}
 		a.Src.consult(&x.wc)
+		x.tunMetaSrc(a.Src)
 		x.stack = append(x.stack, a.Src.read(&x.flow))
 	case ActPop:
 		if len(x.stack) == 0 {
@@ -336,6 +344,9 @@ func (x *xlate) action(a *Action) bool {
 		}
 		v := x.stack[len(x.stack)-1]
 		x.stack = x.stack[:len(x.stack)-1]
+		if !x.tunMetaDst(a.Dst) {
+			break
+		}
 		a.Dst.consult(&x.wc)
 		a.Dst.write(&x.flow, v)
 	case ActLearn:
@@ -676,6 +687,7 @@ func (x *xlate) commit() {
 		}
 		x.emit(a)
 	}
+	x.commitTunMeta()
 	x.base = x.flow
 	if noL3 {
 		for _, id := range commitFields {

@@ -62,8 +62,32 @@ var fieldWire = func() map[flow.FieldID]string {
 	for i := range flow.NumRegs / 4 {
 		m[flow.FieldXXReg0+flow.FieldID(i)] = "xxreg" + strconv.Itoa(i)
 	}
+	for i := range flow.NumTunMeta {
+		m[flow.FieldTunMeta0+flow.FieldID(i)] = "tun_metadata" + strconv.Itoa(i)
+	}
 	return m
 }()
+
+// tunMetaSet writes a load into tun_metadataN as Open vSwitch sends it: a
+// set_field (NXAST_REG_LOAD2 in OpenFlow 1.0) of the whole metadata space,
+// masked unless the load writes the whole field. The variable-length field
+// takes no NXAST_REG_LOAD.
+func tunMetaSet(a *flow.Action, v10 bool) openflow.Action {
+	const size = flow.TunMetaSpace
+	ofs, n := uint(a.Dst.Ofs), a.Dst.Bits()
+	v := new(big.Int).Lsh(new(big.Int).SetUint64(a.Value), ofs)
+	m := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), n), big.NewInt(1))
+	m.Lsh(m, ofs)
+	v.And(v, m)
+	vb, mb := make([]byte, size), make([]byte, size)
+	v.FillBytes(vb)
+	m.FillBytes(mb)
+	name := fieldWire[a.Dst.Field]
+	if a.Spelling == flow.SpellSetField && ofs == 0 {
+		mb = nil
+	}
+	return &openflow.ActSetField{Field: field(name, true, vb, mb), Nicira: v10}
+}
 
 // header returns the NXM (or, lacking one, OXM) header of a flow field.
 func header(id flow.FieldID) (openflow.FieldHeader, error) {
@@ -253,6 +277,9 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 				&openflow.ActSetVLANVID{VID: uint16(a.Value) & flow.VLANVIDMask},
 				&openflow.ActSetVLANPCP{PCP: uint8(a.Value >> 13 & 7)},
 			}, nil
+		}
+		if a.Dst.Field >= flow.FieldTunMeta0 && a.Dst.Field < flow.FieldTunMeta0+flow.NumTunMeta {
+			return one(tunMetaSet(a, v10))
 		}
 		h, err := header(a.Dst.Field)
 		if err != nil {

@@ -61,3 +61,63 @@ func TestTunMetadataFieldsRoundTrip(t *testing.T) {
 		t.Fatalf("unmapped tun_metadata1: %v, want NXFMFC_INVALID_TLV_FIELD", err)
 	}
 }
+
+// TestTunMetadataActionsRoundTrip: set_field, load and move on mapped
+// tun_metadata fields encode, decode and convert back to the same
+// actions, in every version.
+func TestTunMetadataActionsRoundTrip(t *testing.T) {
+	p := tlvParser(t)
+	for _, in := range []string{
+		"actions=set_field:0x1234->tun_metadata0",
+		"actions=load:0x5->tun_metadata0[16..31],output:1",
+		"actions=set_field:0x12/0xff->tun_metadata5",
+		"actions=move:NXM_NX_REG0[0..14]->NXM_NX_TUN_METADATA0[16..30]",
+		"actions=move:tun_metadata5[0..15]->reg1[0..15]",
+	} {
+		f, err := p.ParseFlow(in, flow.CmdAdd)
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		want := flow.FormatActions(f.Actions)
+		for _, v := range []uint8{openflow.Version10, openflow.Version13, openflow.Version15} {
+			fm := &openflow.FlowMod{Nicira: v == openflow.Version10, Command: openflow.FlowAdd, Priority: 1}
+			if v == openflow.Version10 {
+				fm.Actions, err = ActionsToOF(v, &f.Match, f.Actions)
+			} else {
+				fm.Instructions, err = InstructionsFromActions(v, &f.Match, 0, f.Actions)
+			}
+			if err != nil {
+				t.Errorf("%s: 0x%02x: encode: %v", in, v, err)
+				continue
+			}
+			b, err := openflow.Encode(v, 1, fm)
+			if err != nil {
+				t.Errorf("%s: 0x%02x: wire encode: %v", in, v, err)
+				continue
+			}
+			_, dm, err := openflow.Decode(b)
+			if err != nil {
+				t.Errorf("%s: 0x%02x: decode: %v", in, v, err)
+				continue
+			}
+			var text string
+			if d := dm.(*openflow.FlowMod); v == openflow.Version10 {
+				text, err = actionsText(d.Actions)
+			} else {
+				text, err = instructionsText(d.Instructions)
+			}
+			if err != nil {
+				t.Errorf("%s: 0x%02x: %v", in, v, err)
+				continue
+			}
+			back, err := p.ParseFlow("actions="+text, flow.CmdAdd)
+			if err != nil {
+				t.Errorf("%s: 0x%02x: %s does not parse: %v", in, v, text, err)
+				continue
+			}
+			if got := flow.FormatActions(back.Actions); got != want {
+				t.Errorf("%s: 0x%02x: came back as %s (%s), want %s", in, v, got, text, want)
+			}
+		}
+	}
+}
