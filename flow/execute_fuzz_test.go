@@ -75,7 +75,13 @@ func FuzzExecute(f *testing.F) {
 			t.Fatalf("frame length %d from %d (cap %d)", len(got), len(in), cap(buf))
 		}
 		wantKey, wantOff := extracted(got, k.InPort) // set_field may change in_port
-		wantKey.PktMark = k.PktMark                  // metadata, not in the frame
+		// Metadata, not in the frame: the packet mark and the tunnel
+		// fields, which set_field and set_tunnel write.
+		wantKey.PktMark = k.PktMark
+		wantKey.TunID, wantKey.TunSrc, wantKey.TunDst = k.TunID, k.TunSrc, k.TunDst
+		wantKey.TunIPv6Src, wantKey.TunIPv6Dst, wantKey.TunFlags = k.TunIPv6Src, k.TunIPv6Dst, k.TunFlags
+		wantKey.TunTOS, wantKey.TunTTL = k.TunTOS, k.TunTTL
+		wantKey.TunMeta, wantKey.TunMetaPresent = k.TunMeta, k.TunMetaPresent
 		if k != wantKey || off != wantOff {
 			t.Fatalf("actions %+v\nin  %x\nout %x\nkey  %+v %+v\nwant %+v %+v", acts, in, got, k, off, wantKey, wantOff)
 		}
