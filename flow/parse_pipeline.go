@@ -276,6 +276,25 @@ func (ap *actionParser) wroteTCI(loads []Action) {
 	ap.vlan = tci&VLANPresent != 0
 }
 
+// addMaskedLoads adds the loads of v into the w-bit field id under mask
+// m: one per run of set mask bits, at most 64 bits each, as ovs-ofctl
+// prints a masked set_field in OpenFlow 1.0.
+func (ap *actionParser) addMaskedLoads(id FieldID, w uint, v, m u128, spell Spelling) {
+	for ofs := uint(0); ofs < w; {
+		if m.shr(ofs).lo&1 == 0 {
+			ofs++
+			continue
+		}
+		n := uint(0)
+		for ofs+n < w && n < 64 && m.shr(ofs+n).lo&1 == 1 {
+			n++
+		}
+		sf := Subfield{Field: id, Ofs: uint8(ofs), NBits: uint8(n)}
+		ap.add(Action{Type: ActLoad, Dst: sf, Value: v.shr(ofs).lo & ones(n).lo, Spelling: spell})
+		ofs += n
+	}
+}
+
 // setFieldReg parses set_field:VALUE[/MASK]->FIELD for the pipeline's
 // fields. It adds the loads ovs-ofctl prints for it in OpenFlow 1.0: one
 // per run of set mask bits, at most 64 bits each.
@@ -312,19 +331,7 @@ func (ap *actionParser) setFieldReg(t *token, f *field, val string) error {
 	if m == ones(w) {
 		spell = SpellSetField
 	}
-	for ofs := uint(0); ofs < w; {
-		if m.shr(ofs).lo&1 == 0 {
-			ofs++
-			continue
-		}
-		n := uint(0)
-		for ofs+n < w && n < 64 && m.shr(ofs+n).lo&1 == 1 {
-			n++
-		}
-		sf := Subfield{Field: f.id, Ofs: uint8(ofs), NBits: uint8(n)}
-		ap.add(Action{Type: ActLoad, Dst: sf, Value: v.shr(ofs).lo & ones(n).lo, Spelling: spell})
-		ofs += n
-	}
+	ap.addMaskedLoads(f.id, w, v, m, spell)
 	return nil
 }
 

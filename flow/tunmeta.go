@@ -689,19 +689,7 @@ func (ap *actionParser) setTunMetaField(t *token, f *field, val string) error {
 			spell = SpellDefault
 		}
 	}
-	for ofs := uint(0); ofs < w; {
-		if m.shr(ofs).lo&1 == 0 {
-			ofs++
-			continue
-		}
-		n := uint(0)
-		for ofs+n < w && n < 64 && m.shr(ofs+n).lo&1 == 1 {
-			n++
-		}
-		sf := Subfield{Field: f.id, Ofs: uint8(ofs), NBits: uint8(n)}
-		ap.add(Action{Type: ActLoad, Dst: sf, Value: v.shr(ofs).lo & ones(n).lo, Spelling: spell})
-		ofs += n
-	}
+	ap.addMaskedLoads(f.id, w, v, m, spell)
 	return nil
 }
 
