@@ -124,22 +124,7 @@ func testTunnelVXLANKernel(t *testing.T, u underlayNet) {
 	d := h.d
 
 	// Host B: the kernel's vxlan device, bridged to the workload.
-	h.b.IP(t, "addr", "add", u.b+u.prefix, "dev", "ub", "nodad")
-	if out, err := h.b.Namespace.IP("link", "add", "vx0", "type", "vxlan", "id", strconv.Itoa(vxlanKey),
-		"remote", u.a, "local", u.b, "dev", "ub", "dstport", "4789"); err != nil {
-		if strings.Contains(out, "Unknown device type") {
-			testenv.Missing(t, "the kernel has no vxlan device (CONFIG_VXLAN)")
-		}
-		t.Fatalf("ip link add vx0 type vxlan: %v\n%s", err, out)
-	}
-	netns.AddVeth(t, h.b, "wb", h.wb, "wb0", 1)
-	h.wb.AddAddr(t, "wb0", "10.9.0.2/24")
-	h.wb.IP(t, "link", "set", "wb0", "mtu", u.mtu)
-	h.b.IP(t, "link", "add", "br0", "type", "bridge")
-	for _, dev := range []string{"vx0", "wb"} {
-		h.b.IP(t, "link", "set", dev, "master", "br0", "up")
-	}
-	h.b.IP(t, "link", "set", "br0", "up")
+	kernelVXLANHost(t, h.b, h.wb, u)
 
 	show := d.run(t, "show")
 	for _, want := range []string{"Port vx0", "type: vxlan", "remote_ip=", "ofport: 10"} {
