@@ -12,8 +12,12 @@ import (
 
 func TestMegaflowsDump(t *testing.T) {
 	b := newTestBridge(t, Config{PMDs: 2, Idle: IdleSleep})
-	in, _ := addMemPort(t, b, vport.MemConfig{Name: "p1", RxQueues: 2}, 1)
-	out, _ := addMemPort(t, b, vport.MemConfig{Name: "p2"}, 2)
+	// Each poll thread reads one rx queue and, the queue being recorded,
+	// sends on the tx queue of the same number: no two threads share a
+	// ring, whose bounded wait drops frames when a thread holding it is
+	// descheduled on a loaded machine.
+	in, _ := addMemPort(t, b, vport.MemConfig{Name: "p1", RxQueues: 2, RecordRxQueue: true}, 1)
+	out, _ := addMemPort(t, b, vport.MemConfig{Name: "p2", TxQueues: 2}, 2)
 	addFlows(t, b,
 		"priority=100,udp,in_port=1,nw_dst=10.0.0.0/24,actions=output:2",
 		"priority=10,actions=drop",
