@@ -67,14 +67,14 @@ func main() {
 		}
 		return
 	}
-	if len(os.Args) == 7 && os.Args[1] == xskFloodRole {
-		d, err := time.ParseDuration(os.Args[5])
+	if len(os.Args) == 9 && os.Args[1] == xskFloodRole {
+		d, err := time.ParseDuration(os.Args[7])
 		var rate float64
 		if err == nil {
-			rate, err = strconv.ParseFloat(os.Args[6], 64)
+			rate, err = strconv.ParseFloat(os.Args[8], 64)
 		}
 		if err == nil {
-			err = xskFlood(os.Args[2], os.Args[3], os.Args[4], d, rate)
+			err = xskFlood(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6], d, rate)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "xsk flood:", err)
@@ -271,7 +271,7 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 	if err := f.start(t); err != nil {
 		return fail(fmt.Errorf("start %s: %w", c.name, err))
 	}
-	server := exec.Command("ip", "netns", "exec", t.b, "iperf3", "-s", "-B", ipB)
+	server := exec.Command("ip", "netns", "exec", t.b, "iperf3", "-s", "-B", t.ipB)
 	server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := server.Start(); err != nil {
 		return fail(fmt.Errorf("iperf3 server: %w", err))
