@@ -174,3 +174,24 @@ func TestParseFlagsSuite(t *testing.T) {
 		}
 	}
 }
+
+func TestAllocsTarget(t *testing.T) {
+	const head = "| package | benchmark | ns/op | packets/s | allocs/op | other metrics |\n|---|---|---|---|---|---|\n"
+	tests := []struct {
+		name, in, want string
+	}{
+		{"none allocate", head + "| ./datapath/tunnel | Encap/vxlan4/64 | 10.2 | 9.8e+07 | 0 | 6301 MB/s |\n| ./datapath/tunnel | Decap/vxlan4/64 | 26.8 | 3.7e+07 | 0 | 2387 MB/s |\n",
+			"| 0 allocs/op in all 2 benchmarks | yes |"},
+		{"one allocates", head + "| ./datapath/tunnel | Encap/vxlan4/64 | 10.2 | - | 0 | |\n| ./datapath/tunnel | Decap/geneve4-opts-csum/1400 | 288.0 | - | 2 | |\n",
+			"| 1 of 2 benchmarks allocate: Decap/geneve4-opts-csum/1400 2 | no |"},
+		{"other benchmarks only", head + "| ./flow | Extract/tcp64 | 20 | - | 0 | |\n", "| not measured"},
+		{"gobench failed", "not run: go run ./bench/gobench: exit status 1", "| not measured"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := allocsTarget(tc.in); !strings.Contains(got, tc.want) {
+				t.Errorf("allocsTarget: %q, want it to contain %q", got, tc.want)
+			}
+		})
+	}
+}

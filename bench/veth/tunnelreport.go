@@ -198,6 +198,9 @@ func tunnelMarkdown(args []string, o options, m machine, commit, geneve string, 
 	}
 	b.WriteString("\n\n")
 	b.WriteString(tunnelTargets(o, samples))
+	if gobench != "" {
+		b.WriteString(allocsTarget(gobench))
+	}
 	fmt.Fprintf(&b, "\nGeneve: does this machine's kernel have a geneve device? %s. ", geneve)
 	if geneve == "yes" {
 		b.WriteString("This suite measures VXLAN only; Geneve configurations could be added beside these.\n")
@@ -253,4 +256,36 @@ func tunnelTargets(o options, samples []sample) string {
 		fmt.Fprintf(&b, "| %s | %s | – |\n", t.what, fmtRatio(r))
 	}
 	return b.String()
+}
+
+// allocsTarget renders the targets row of the in-memory benchmarks: every
+// encapsulation and decapsulation benchmark in the gobench summary's
+// medians table (rows "| ./datapath/tunnel | NAME | ns/op | packets/s |
+// allocs/op | ...") allocates nothing.
+func allocsTarget(gobench string) string {
+	const what = "Encapsulation and decapsulation in memory (BenchmarkEncap, BenchmarkDecap): 0 allocations per packet"
+	n := 0
+	var allocating []string
+	for _, l := range strings.Split(gobench, "\n") {
+		f := strings.Split(l, "|")
+		// "", package, name, ns/op, packets/s, allocs/op, other, ""
+		if len(f) < 7 || strings.TrimSpace(f[1]) != "./datapath/tunnel" {
+			continue
+		}
+		name := strings.TrimSpace(f[2])
+		if !strings.HasPrefix(name, "Encap/") && !strings.HasPrefix(name, "Decap/") {
+			continue
+		}
+		n++
+		if a := strings.TrimSpace(f[5]); a != "0" {
+			allocating = append(allocating, name+" "+a)
+		}
+	}
+	switch {
+	case n == 0:
+		return fmt.Sprintf("| %s | not measured (no result in the Go benchmarks' summary) | – |\n", what)
+	case len(allocating) > 0:
+		return fmt.Sprintf("| %s | %d of %d benchmarks allocate: %s | no |\n", what, len(allocating), n, strings.Join(allocating, ", "))
+	}
+	return fmt.Sprintf("| %s | 0 allocs/op in all %d benchmarks | yes |\n", what, n)
 }
