@@ -18,6 +18,14 @@
 // targets, the command and the machine) and veth.png to -out, and, unless
 // -gobench=false, summarizes the in-memory Go benchmarks in veth.md.
 //
+// With -suite tunnel it runs the tunnel suite instead (tunnel.go): the
+// same measurements but the connection rate and the 1,000-flow socket
+// sender, between two workloads that a VXLAN tunnel joins across two host
+// namespaces, with the ovsxdp daemon, Open vSwitch's userspace datapath
+// and the kernel's vxlan device at both ends; it checks both ovsxdp
+// daemons' packet ledgers after each run and writes tunnel.csv,
+// tunnel.md (with the 1.2× Open vSwitch targets) and tunnel.png.
+//
 // It needs root, iproute2, ethtool and ping; it installs iperf3 and
 // openvswitch-switch with apt-get when they are missing. Everything it
 // creates (namespaces, veths, programs, processes) is removed after each
