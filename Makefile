@@ -88,6 +88,13 @@ VETH_ARGS ?=
 bench-veth: ## as root: ovsxdp vs Linux bridge, OVS AF_XDP and XDP redirect on veths, and a stateful (ct) firewall in ovsxdp and OVS: bench/results/veth.{csv,md,png}
 	$(GO) run ./bench/veth -out bench/results $(VETH_ARGS)
 
+# Extra flags for the tunnel suite of bench/veth (see `go run ./bench/veth -h`).
+TUNNEL_ARGS ?=
+
+.PHONY: bench-tunnel
+bench-tunnel: ## as root: TCP and small packets through a VXLAN tunnel between two host namespaces, ovsxdp vs OVS userspace (AF_XDP) and the kernel's vxlan + Linux bridge, target 1.2x OVS: bench/results/tunnel.{csv,md,png}
+	$(GO) run ./bench/veth -suite tunnel -out bench/results $(TUNNEL_ARGS)
+
 # Extra flags for bench/rules (see `go run ./bench/rules -h`).
 RULES_ARGS ?=
 

@@ -122,6 +122,8 @@ type ovsxdpDaemonFwd struct {
 	bin    string
 	daemon *exec.Cmd
 	log    *os.File
+	// bridges are the bridges stop deletes.
+	bridges []string
 }
 
 // ovsxdpBin is the CLI, built once per run of the harness.
@@ -162,6 +164,26 @@ func (f *ovsxdpDaemonFwd) start(t *topo) error {
 	if err := ensureOVS(); err != nil { // for ovs-ofctl
 		return err
 	}
+	if err := f.launch(t.sw); err != nil {
+		return err
+	}
+	f.bridges = []string{"br-bench"}
+	if _, err := f.cli("add-br", "br-bench"); err != nil {
+		return err
+	}
+	for i, dev := range []string{t.hostA, t.hostB} {
+		if _, err := f.cli("add-port", "br-bench", dev, "type=afxdp", fmt.Sprintf("ofport=%d", i+1)); err != nil {
+			return err
+		}
+	}
+	_, err := f.ofctl(strings.Join(f.flows, "\n")+"\n", "add-flows", "-")
+	return err
+}
+
+// launch builds the CLI (once per run) and starts its daemon in
+// namespace ns, with its socket and run directory in a private
+// directory, and waits until it answers.
+func (f *ovsxdpDaemonFwd) launch(ns string) error {
 	bin, err := buildOvsxdp()
 	if err != nil {
 		return err
@@ -175,7 +197,7 @@ func (f *ovsxdpDaemonFwd) start(t *topo) error {
 	}
 	// ip netns exec execs the daemon in place: the child's PID is the
 	// daemon's.
-	f.daemon = exec.Command("ip", "netns", "exec", t.sw, bin, "daemon", "--socket", f.sock(), "--state", "",
+	f.daemon = exec.Command("ip", "netns", "exec", ns, bin, "daemon", "--socket", f.sock(), "--state", "",
 		"--rundir", filepath.Join(f.dir, "run"), "--local-port=false", "--log-level", "warn")
 	f.daemon.Stdout, f.daemon.Stderr = f.log, f.log
 	f.daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -203,16 +225,7 @@ func (f *ovsxdpDaemonFwd) start(t *topo) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, err := f.cli("add-br", "br-bench"); err != nil {
-		return err
-	}
-	for i, dev := range []string{t.hostA, t.hostB} {
-		if _, err := f.cli("add-port", "br-bench", dev, "type=afxdp", fmt.Sprintf("ofport=%d", i+1)); err != nil {
-			return err
-		}
-	}
-	_, err = f.ofctl(strings.Join(f.flows, "\n")+"\n", "add-flows", "-")
-	return err
+	return nil
 }
 
 func (f *ovsxdpDaemonFwd) sock() string { return filepath.Join(f.dir, "ovsxdp.sock") }
@@ -255,13 +268,15 @@ func (f *ovsxdpDaemonFwd) conntrack() (ctReport, error) {
 	return ctReportOf(f.cli, func() (string, error) { return f.ofctl("", "dump-flows") })
 }
 
-// stop deletes the bridge (its ports detach their XDP programs), then
+// stop deletes the bridges (their ports detach their XDP programs), then
 // stops the daemon by PID.
 func (f *ovsxdpDaemonFwd) stop() error {
 	var errs []error
 	if f.daemon != nil && f.daemon.Process != nil {
-		if _, err := f.cli("del-br", "br-bench"); err != nil && !strings.Contains(err.Error(), "no bridge") {
-			errs = append(errs, err)
+		for _, br := range f.bridges {
+			if _, err := f.cli("del-br", br); err != nil && !strings.Contains(err.Error(), "no bridge") {
+				errs = append(errs, err)
+			}
 		}
 		errs = append(errs, stopProc(f.daemon, "ovsxdp daemon"))
 		f.daemon = nil
@@ -439,7 +454,7 @@ func measureConns(ctx context.Context, t *topo, d time.Duration) (connResult, er
 	if err != nil {
 		return r, err
 	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, exe, connRole, net.JoinHostPort(ipB, strconv.Itoa(echoPort)), d.String()).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, exe, connRole, net.JoinHostPort(t.ipB, strconv.Itoa(echoPort)), d.String()).CombinedOutput()
 	if err != nil {
 		return r, fmt.Errorf("connection generator: %w: %.300s", err, out)
 	}
@@ -463,7 +478,7 @@ func startEchoServer(t *topo) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := exec.Command("ip", "netns", "exec", t.b, exe, echoRole, net.JoinHostPort(ipB, strconv.Itoa(echoPort)))
+	c := exec.Command("ip", "netns", "exec", t.b, exe, echoRole, net.JoinHostPort(t.ipB, strconv.Itoa(echoPort)))
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := c.StdoutPipe()
 	if err != nil {

@@ -246,6 +246,8 @@ type ovsFwd struct {
 	env     []string
 	db      *exec.Cmd
 	vswitch *exec.Cmd
+	// bridges are the bridges stop deletes.
+	bridges []string
 }
 
 const ovsSchema = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -259,6 +261,51 @@ func ensureOVS() error {
 }
 
 func (f *ovsFwd) start(t *topo) error {
+	if err := f.launch(t.sw); err != nil {
+		return err
+	}
+	f.bridges = []string{"br-bench"}
+	args := []string{"--timeout=30", "add-br", "br-bench", "--", "set", "bridge", "br-bench", "datapath_type=netdev"}
+	for i, dev := range []string{t.hostA, t.hostB} {
+		args = append(args, "--", "add-port", "br-bench", dev, "--", "set", "interface", dev, "type="+f.portType,
+			fmt.Sprintf("ofport_request=%d", i+1))
+	}
+	if err := f.vsctl(args...); err != nil {
+		return err
+	}
+	for _, dev := range []string{t.hostA, t.hostB} {
+		out, err := f.vsctlOut("get", "interface", dev, "error")
+		if err != nil {
+			return err
+		}
+		if s := strings.TrimSpace(out); s != "" && s != "[]" {
+			return fmt.Errorf("ovs port %s (type=%s): %s (log: %s)", dev, f.portType, s, filepath.Join(f.dir, "ovs-vswitchd.log"))
+		}
+	}
+	if _, err := f.cmd("ovs-ofctl", "del-flows", "br-bench"); err != nil {
+		return err
+	}
+	if f.flows != nil {
+		c := exec.Command("ovs-ofctl", "--timeout=30", "add-flows", "br-bench", "-")
+		c.Env = f.env
+		c.Stdin = strings.NewReader(strings.Join(f.flows, "\n") + "\n")
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("ovs-ofctl add-flows br-bench -: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	for _, r := range l2Rules {
+		if _, err := f.cmd("ovs-ofctl", "add-flow", "br-bench", r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// launch starts ovsdb-server with a fresh database in a private
+// directory, and ovs-vswitchd in namespace ns, both as children of this
+// process; it installs openvswitch-switch if it is missing.
+func (f *ovsFwd) launch(ns string) error {
 	if err := ensureOVS(); err != nil {
 		return err
 	}
@@ -292,45 +339,11 @@ func (f *ovsFwd) start(t *topo) error {
 	}
 	// ip netns exec execs ovs-vswitchd in place: the child's PID is
 	// ovs-vswitchd's.
-	f.vswitch = exec.Command("ip", "netns", "exec", t.sw, "ovs-vswitchd", sock, "--no-chdir",
+	f.vswitch = exec.Command("ip", "netns", "exec", ns, "ovs-vswitchd", sock, "--no-chdir",
 		"--pidfile="+filepath.Join(dir, "ovs-vswitchd.pid"), "--unixctl="+filepath.Join(dir, "ovs-vswitchd.ctl"),
 		"--log-file="+filepath.Join(dir, "ovs-vswitchd.log"), "--mlockall")
 	if err := f.startProc(f.vswitch); err != nil {
 		return fmt.Errorf("ovs-vswitchd: %w", err)
-	}
-	args := []string{"--timeout=30", "add-br", "br-bench", "--", "set", "bridge", "br-bench", "datapath_type=netdev"}
-	for i, dev := range []string{t.hostA, t.hostB} {
-		args = append(args, "--", "add-port", "br-bench", dev, "--", "set", "interface", dev, "type="+f.portType,
-			fmt.Sprintf("ofport_request=%d", i+1))
-	}
-	if err := f.vsctl(args...); err != nil {
-		return err
-	}
-	for _, dev := range []string{t.hostA, t.hostB} {
-		out, err := f.vsctlOut("get", "interface", dev, "error")
-		if err != nil {
-			return err
-		}
-		if s := strings.TrimSpace(out); s != "" && s != "[]" {
-			return fmt.Errorf("ovs port %s (type=%s): %s (log: %s)", dev, f.portType, s, filepath.Join(dir, "ovs-vswitchd.log"))
-		}
-	}
-	if _, err := f.cmd("ovs-ofctl", "del-flows", "br-bench"); err != nil {
-		return err
-	}
-	if f.flows != nil {
-		c := exec.Command("ovs-ofctl", "--timeout=30", "add-flows", "br-bench", "-")
-		c.Env = f.env
-		c.Stdin = strings.NewReader(strings.Join(f.flows, "\n") + "\n")
-		if out, err := c.CombinedOutput(); err != nil {
-			return fmt.Errorf("ovs-ofctl add-flows br-bench -: %w: %s", err, strings.TrimSpace(string(out)))
-		}
-		return nil
-	}
-	for _, r := range l2Rules {
-		if _, err := f.cmd("ovs-ofctl", "add-flow", "br-bench", r); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -369,13 +382,15 @@ func (f *ovsFwd) pid() int {
 	return f.vswitch.Process.Pid
 }
 
-// stop deletes the bridge (ovs-vswitchd detaches its XDP programs), then
+// stop deletes the bridges (ovs-vswitchd detaches its XDP programs), then
 // stops ovs-vswitchd and ovsdb-server by PID.
 func (f *ovsFwd) stop() error {
 	var errs []error
 	if f.vswitch != nil && f.vswitch.Process != nil {
-		if err := f.vsctl("--timeout=20", "--if-exists", "del-br", "br-bench"); err != nil {
-			errs = append(errs, err)
+		for _, br := range f.bridges {
+			if err := f.vsctl("--timeout=20", "--if-exists", "del-br", br); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		errs = append(errs, stopProc(f.vswitch, "ovs-vswitchd"))
 	}

@@ -18,6 +18,14 @@
 // targets, the command and the machine) and veth.png to -out, and, unless
 // -gobench=false, summarizes the in-memory Go benchmarks in veth.md.
 //
+// With -suite tunnel it runs the tunnel suite instead (tunnel.go): the
+// same measurements but the connection rate and the 1,000-flow socket
+// sender, between two workloads that a VXLAN tunnel joins across two host
+// namespaces, with the ovsxdp daemon, Open vSwitch's userspace datapath
+// and the kernel's vxlan device at both ends; it checks both ovsxdp
+// daemons' packet ledgers after each run and writes tunnel.csv,
+// tunnel.md (with the 1.2× Open vSwitch targets) and tunnel.png.
+//
 // It needs root, iproute2, ethtool and ping; it installs iperf3 and
 // openvswitch-switch with apt-get when they are missing. Everything it
 // creates (namespaces, veths, programs, processes) is removed after each
@@ -45,6 +53,9 @@ import (
 
 // options are the command's flags.
 type options struct {
+	// suite is "veth" (the configurations on two veths) or "tunnel"
+	// (the VXLAN configurations across two host namespaces).
+	suite    string
 	rounds   int
 	duration time.Duration
 	only     []config
@@ -67,14 +78,14 @@ func main() {
 		}
 		return
 	}
-	if len(os.Args) == 7 && os.Args[1] == xskFloodRole {
-		d, err := time.ParseDuration(os.Args[5])
+	if len(os.Args) == 9 && os.Args[1] == xskFloodRole {
+		d, err := time.ParseDuration(os.Args[7])
 		var rate float64
 		if err == nil {
-			rate, err = strconv.ParseFloat(os.Args[6], 64)
+			rate, err = strconv.ParseFloat(os.Args[8], 64)
 		}
 		if err == nil {
-			err = xskFlood(os.Args[2], os.Args[3], os.Args[4], d, rate)
+			err = xskFlood(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6], d, rate)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "xsk flood:", err)
@@ -114,16 +125,27 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds; every configuration runs once per round")
 	fs.DurationVar(&o.duration, "time", 4*time.Second, "duration of each throughput test (whole seconds)")
-	names := make([]string, len(configs))
-	for i, c := range configs {
-		names[i] = c.name
-	}
-	only := fs.String("configs", strings.Join(names, ","), "configurations, comma-separated")
-	fs.StringVar(&o.out, "out", "bench/results", "directory for veth.csv, veth.md and veth.png")
-	fs.BoolVar(&o.gobench, "gobench", true, "also run the in-memory Go benchmarks once (bench/gobench) and summarize them")
-	fs.BoolVar(&o.profile, "pprof", true, "CPU-profile the first ovsxdp run's UDP and many-flow tests (veth.pprof) and summarize the profile")
+	fs.StringVar(&o.suite, "suite", "veth", "veth: the configurations on two veths (veth.{csv,md,png}); tunnel: a VXLAN tunnel between two host namespaces with ovsxdp, Open vSwitch and the kernel at both ends (tunnel.{csv,md,png})")
+	only := fs.String("configs", "", "configurations, comma-separated (default: all of the suite's; veth: "+
+		strings.Join(configNames(configs), ",")+"; tunnel: "+strings.Join(configNames(tunnelConfigs), ",")+")")
+	fs.StringVar(&o.out, "out", "bench/results", "directory for the suite's .csv, .md and .png")
+	fs.BoolVar(&o.gobench, "gobench", true, "also run the in-memory Go benchmarks once (bench/gobench; the tunnel suite: datapath/tunnel's encapsulation and decapsulation) and summarize them")
+	fs.BoolVar(&o.profile, "pprof", true, "CPU-profile the first ovsxdp run's UDP and many-flow tests (veth.pprof) and summarize the profile (veth suite only)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	suite := configs
+	switch o.suite {
+	case "veth":
+	case "tunnel":
+		suite = tunnelConfigs
+		o.profile = false
+	default:
+		return o, fmt.Errorf("-suite %q: want veth or tunnel", o.suite)
+	}
+	names := configNames(suite)
+	if *only == "" {
+		*only = strings.Join(names, ",")
 	}
 	if o.rounds < 1 {
 		return o, fmt.Errorf("-rounds %d: want at least 1", o.rounds)
@@ -134,17 +156,26 @@ func parseFlags(args []string) (options, error) {
 	for _, n := range strings.Split(*only, ",") {
 		n = strings.TrimSpace(n)
 		i := -1
-		for j, c := range configs {
+		for j, c := range suite {
 			if c.name == n {
 				i = j
 			}
 		}
 		if i < 0 {
-			return o, fmt.Errorf("-configs: unknown configuration %q (want some of %s)", n, strings.Join(names, ","))
+			return o, fmt.Errorf("-configs: unknown configuration %q of the %s suite (want some of %s)", n, o.suite, strings.Join(names, ","))
 		}
-		o.only = append(o.only, configs[i])
+		o.only = append(o.only, suite[i])
 	}
 	return o, nil
+}
+
+// configNames returns the names of cs.
+func configNames(cs []config) []string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.name
+	}
+	return names
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -188,11 +219,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 				return fmt.Errorf("interrupted: %w", ctx.Err())
 			}
 			slog.Info("run", "round", r, "config", c.name)
-			prof := ""
-			if !profiled && c.name == "ovsxdp" {
-				prof, profiled = filepath.Join(o.out, "veth.pprof"), true
+			var s sample
+			if o.suite == "tunnel" {
+				s = runTunnel(ctx, o, c, r)
+			} else {
+				prof := ""
+				if !profiled && c.name == "ovsxdp" {
+					prof, profiled = filepath.Join(o.out, "veth.pprof"), true
+				}
+				s = runOne(ctx, o, c, r, prof)
 			}
-			s := runOne(ctx, o, c, r, prof)
 			if ctx.Err() != nil {
 				return fmt.Errorf("interrupted: %w", ctx.Err())
 			}
@@ -208,8 +244,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	m.loadEnd = loadAverage()
 	elapsed := time.Since(start)
 	var gb string
-	if o.gobench {
+	if o.gobench && o.suite == "tunnel" {
+		gb = goBenchSummary(ctx, tunnelGoBench...)
+	} else if o.gobench {
 		gb = goBenchSummary(ctx)
+	}
+	if o.suite == "tunnel" {
+		return writeTunnelReport(args, o, m, samples, elapsed, gb, stdout)
 	}
 	var profSummary string
 	if o.profile && profiled {
@@ -218,7 +259,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := writeCSV(filepath.Join(o.out, "veth.csv"), samples); err != nil {
 		return err
 	}
-	if err := writePlot(filepath.Join(o.out, "veth.png"), o, samples); err != nil {
+	if err := writePlot(filepath.Join(o.out, "veth.png"), o, samples, metrics); err != nil {
 		return err
 	}
 	md := markdown(args, o, m, samples, elapsed, gb, profSummary)
@@ -271,7 +312,7 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 	if err := f.start(t); err != nil {
 		return fail(fmt.Errorf("start %s: %w", c.name, err))
 	}
-	server := exec.Command("ip", "netns", "exec", t.b, "iperf3", "-s", "-B", ipB)
+	server := exec.Command("ip", "netns", "exec", t.b, "iperf3", "-s", "-B", t.ipB)
 	server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := server.Start(); err != nil {
 		return fail(fmt.Errorf("iperf3 server: %w", err))

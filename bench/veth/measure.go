@@ -156,18 +156,29 @@ type cpuTimes struct{ user, sys, softirq, machine float64 }
 
 func (c cpuTimes) total() float64 { return c.user + c.sys + c.softirq }
 
-func readCPU(pid int) (c cpuTimes, err error) {
-	if c.softirq, c.machine, err = machineCPU(); err != nil || pid == 0 {
+// readCPU reads the machine's times and the sum of the user and system
+// times of the forwarding processes pids (0 stands for none).
+func readCPU(pids ...int) (c cpuTimes, err error) {
+	if c.softirq, c.machine, err = machineCPU(); err != nil {
 		return c, err
 	}
-	c.user, c.sys, err = procCPU(pid)
-	return c, err
+	for _, pid := range pids {
+		if pid == 0 {
+			continue
+		}
+		u, s, err := procCPU(pid)
+		if err != nil {
+			return c, err
+		}
+		c.user, c.sys = c.user+u, c.sys+s
+	}
+	return c, nil
 }
 
 // iperf3 runs the iperf3 client in namespace a against the server on b
 // and returns its JSON report.
 func iperf3(ctx context.Context, t *topo, d time.Duration, extra ...string) (map[string]any, error) {
-	args := append([]string{"netns", "exec", t.a, "iperf3", "-c", ipB, "-J", "-t", strconv.Itoa(int(d.Seconds()))}, extra...)
+	args := append([]string{"netns", "exec", t.a, "iperf3", "-c", t.ipB, "-J", "-t", strconv.Itoa(int(d.Seconds()))}, extra...)
 	c := exec.CommandContext(ctx, "ip", args...)
 	out, err := c.Output()
 	var rep map[string]any
@@ -212,8 +223,9 @@ func measureTCP(ctx context.Context, t *topo, d time.Duration) (float64, error) 
 
 // measureUDP runs iperf3 with 18-byte UDP payloads at full speed and
 // returns the rate b received (iperf3's receiver count over its
-// duration) and the CPU seconds per million packets forwarded.
-func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps float64, cpu cpuTimes, err error) {
+// duration) and the CPU seconds per million packets forwarded, charging
+// the forwarding processes pids.
+func measureUDP(ctx context.Context, t *topo, d time.Duration, pids ...int) (pps float64, cpu cpuTimes, err error) {
 	rxA0, err := t.rxPacketsA()
 	if err != nil {
 		return 0, cpu, err
@@ -222,7 +234,7 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 	if err != nil {
 		return 0, cpu, err
 	}
-	cpu0, err := readCPU(pid)
+	cpu0, err := readCPU(pids...)
 	if err != nil {
 		return 0, cpu, err
 	}
@@ -230,7 +242,7 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 	if err != nil {
 		return 0, cpu, err
 	}
-	cpu1, err := readCPU(pid)
+	cpu1, err := readCPU(pids...)
 	if err != nil {
 		return 0, cpu, err
 	}
@@ -267,7 +279,7 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pid int) (pps flo
 // measureFlows runs the many-flow sender in a for d and returns the rate
 // b received.
 func measureFlows(ctx context.Context, t *topo, d time.Duration) (float64, error) {
-	return runSender(ctx, t, "flood sender", floodRole, ipB, d.String())
+	return runSender(ctx, t, "flood sender", floodRole, t.ipB, d.String())
 }
 
 // runSender runs this program in namespace a in the given role (a sender
@@ -311,7 +323,7 @@ func measurePing(ctx context.Context, t *topo) (avg, p99, cpuPct float64, err er
 		return 0, 0, 0, err
 	}
 	start := time.Now()
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, "ping", "-n", "-c", "200", "-i", "0.01", "-W", "1", ipB).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t.a, "ping", "-n", "-c", "200", "-i", "0.01", "-W", "1", t.ipB).CombinedOutput()
 	wall := time.Since(start)
 	ms := pingTime.FindAllStringSubmatch(string(out), -1)
 	if len(ms) < 150 {

@@ -392,27 +392,35 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 	return b.String()
 }
 
+// targetRow renders one row of a targets table: the ratio of ours to
+// against for the metric key (the median of the rounds' ratios), and
+// whether it is at least (atLeast) or at most want. An empty against
+// means no OVS run completed.
+func targetRow(b *strings.Builder, samples []sample, ours, what, key, against string, want float64, atLeast bool) {
+	mt := metricByKey(key)
+	if against == "" {
+		fmt.Fprintf(b, "| %s | no OVS run completed | – |\n", what)
+		return
+	}
+	r := ratio(samples, ours, against, mt)
+	if math.IsNaN(r) {
+		fmt.Fprintf(b, "| %s | not measured (%s or %s failed) | – |\n", what, ours, against)
+		return
+	}
+	met := (atLeast && r >= want) || (!atLeast && r <= want)
+	verdict := "yes"
+	if !met {
+		verdict = fmt.Sprintf("no, missed by %.0f%%", 100*math.Abs(r-want)/want)
+	}
+	fmt.Fprintf(b, "| %s | %s (against %s) | %s |\n", what, fmtRatio(r), against, verdict)
+}
+
 // targets renders the project's targets with whether the run met them.
 func targets(o options, samples []sample) string {
 	var b strings.Builder
 	b.WriteString("## Targets\n\n| target | measured | met |\n|---|---|---|\n")
 	rowOf := func(ours, what, key, against string, want float64, atLeast bool) {
-		mt := metricByKey(key)
-		if against == "" {
-			fmt.Fprintf(&b, "| %s | no OVS run completed | – |\n", what)
-			return
-		}
-		r := ratio(samples, ours, against, mt)
-		if math.IsNaN(r) {
-			fmt.Fprintf(&b, "| %s | not measured (%s or %s failed) | – |\n", what, ours, against)
-			return
-		}
-		met := (atLeast && r >= want) || (!atLeast && r <= want)
-		verdict := "yes"
-		if !met {
-			verdict = fmt.Sprintf("no, missed by %.0f%%", 100*math.Abs(r-want)/want)
-		}
-		fmt.Fprintf(&b, "| %s | %s (against %s) | %s |\n", what, fmtRatio(r), against, verdict)
+		targetRow(&b, samples, ours, what, key, against, want, atLeast)
 	}
 	row := func(what, key, against string, want float64, atLeast bool) {
 		rowOf("ovsxdp", what, key, against, want, atLeast)
@@ -562,9 +570,9 @@ func paced(o options, samples []sample) string {
 	return b.String()
 }
 
-// writePlot draws one bar chart per metric, the configurations side by
-// side.
-func writePlot(path string, o options, samples []sample) error {
+// writePlot draws one bar chart per metric of metrics, the
+// configurations side by side.
+func writePlot(path string, o options, samples []sample, metrics []metric) error {
 	const cols = 4
 	rows := (len(metrics) + cols - 1) / cols
 	plots := make([][]*plot.Plot, rows)
@@ -645,18 +653,19 @@ func groupColor(g string) color.Color {
 	return color.RGBA{0x7f, 0x7f, 0x7f, 0xff}
 }
 
-// goBenchSummary runs bench/gobench once into a temporary directory and
-// returns its report without its title, or a line saying why it could
+// goBenchSummary runs bench/gobench once (with extra flags, which must
+// leave -name alone) into a temporary directory and returns its report without its title, or a line saying why it could
 // not.
-func goBenchSummary(ctx context.Context) string {
+func goBenchSummary(ctx context.Context, extra ...string) string {
 	dir, err := os.MkdirTemp("", "vethbench-gobench-")
 	if err != nil {
 		return "not run: " + err.Error()
 	}
 	defer os.RemoveAll(dir)
-	out, err := exec.CommandContext(ctx, "go", "run", "./bench/gobench", "-rounds", "1", "-benchtime", "200ms", "-out", dir).CombinedOutput()
+	args := append([]string{"run", "./bench/gobench", "-rounds", "1", "-benchtime", "200ms", "-out", dir}, extra...)
+	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Sprintf("not run: go run ./bench/gobench: %v: %.500s", err, out)
+		return fmt.Sprintf("not run: go %s: %v: %.500s", strings.Join(args, " "), err, out)
 	}
 	md, err := os.ReadFile(dir + "/gobench.md")
 	if err != nil {

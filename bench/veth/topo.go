@@ -36,6 +36,8 @@ type topo struct {
 	hostB    string
 	peerA    string
 	peerB    string
+	// ipA and ipB are the addresses of peerA and peerB.
+	ipA, ipB string
 
 	tp  *vtopo.Topology
 	nss map[string]*vtopo.Namespace // by name
@@ -64,7 +66,7 @@ func (t *topo) inNS(ns string, args ...string) (string, error) {
 // newTopo builds the topology. On error it removes what it built.
 func newTopo() (_ *topo, err error) {
 	s := vtopo.Suffix()
-	t := &topo{hostA: "h-a", hostB: "h-b", peerA: "p-a", peerB: "p-b",
+	t := &topo{hostA: "h-a", hostB: "h-b", peerA: "p-a", peerB: "p-b", ipA: ipA, ipB: ipB,
 		tp: vtopo.New(strings.TrimSuffix(nsPrefix, "-")), nss: map[string]*vtopo.Namespace{}}
 	defer func() {
 		if err != nil {
@@ -116,12 +118,12 @@ func (t *topo) delete() error { return t.tp.Close() }
 func (t *topo) reach(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		_, err := t.inNS(t.a, "ping", "-n", "-c", "1", "-W", "1", ipB)
+		_, err := t.inNS(t.a, "ping", "-n", "-c", "1", "-W", "1", t.ipB)
 		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not reach %s after %v: %w", t.a, ipB, timeout, err)
+			return fmt.Errorf("%s does not reach %s after %v: %w", t.a, t.ipB, timeout, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -34,7 +34,7 @@ func TestManyRules(t *testing.T) {
 func TestXSKFrames(t *testing.T) {
 	src, _ := net.ParseMAC("02:00:00:00:00:01")
 	dst, _ := net.ParseMAC("02:00:00:00:00:02")
-	frames, err := xskFrames(src, dst)
+	frames, err := xskFrames(src, dst, ipA, ipB)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,14 +17,19 @@ import (
 // sender.
 const xskFloodRole = "-vethbench-xskflood"
 
-// xskFrames builds 60-byte UDP frames (18-byte payloads) from srcMAC/ipA
-// to dstMAC/ipB, one per destination port of the many-flow range.
-func xskFrames(srcMAC, dstMAC net.HardwareAddr) ([][]byte, error) {
+// xskFrames builds 60-byte UDP frames (18-byte payloads) from
+// srcMAC/srcIP to dstMAC/dstIP, one per destination port of the many-flow
+// range.
+func xskFrames(srcMAC, dstMAC net.HardwareAddr, srcIP, dstIP string) ([][]byte, error) {
+	src, dst := net.ParseIP(srcIP).To4(), net.ParseIP(dstIP).To4()
+	if src == nil || dst == nil {
+		return nil, fmt.Errorf("frames from %q to %q: want IPv4 addresses", srcIP, dstIP)
+	}
 	frames := make([][]byte, flowPorts)
 	payload := make([]byte, 18)
 	for i := range frames {
 		eth := &layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4}
-		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(ipA).To4(), DstIP: net.ParseIP(ipB).To4()}
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src, DstIP: dst}
 		udp := &layers.UDP{SrcPort: 9, DstPort: layers.UDPPort(flowPortBase + i)}
 		if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
 			return nil, err
@@ -46,7 +51,7 @@ func xskFrames(srcMAC, dstMAC net.HardwareAddr) ([][]byte, error) {
 // keeps to rate frames per second, sending what is due (at most a batch)
 // and napping when nothing is; frames that fell due while it was off the
 // CPU are given up, never sent in a burst. It runs inside namespace a.
-func xskFlood(dev, srcMAC, dstMAC string, d time.Duration, rate float64) error {
+func xskFlood(dev, srcMAC, dstMAC, srcIP, dstIP string, d time.Duration, rate float64) error {
 	src, err := net.ParseMAC(srcMAC)
 	if err != nil {
 		return err
@@ -55,7 +60,7 @@ func xskFlood(dev, srcMAC, dstMAC string, d time.Duration, rate float64) error {
 	if err != nil {
 		return err
 	}
-	frames, err := xskFrames(src, dst)
+	frames, err := xskFrames(src, dst, srcIP, dstIP)
 	if err != nil {
 		return err
 	}
@@ -114,5 +119,5 @@ func measureXSK(ctx context.Context, t *topo, d time.Duration, rate float64) (fl
 	if err != nil {
 		return 0, err
 	}
-	return runSender(ctx, t, "AF_XDP sender", xskFloodRole, t.peerA, macA, macB, d.String(), strconv.FormatFloat(rate, 'f', 0, 64))
+	return runSender(ctx, t, "AF_XDP sender", xskFloodRole, t.peerA, macA, macB, t.ipA, t.ipB, d.String(), strconv.FormatFloat(rate, 'f', 0, 64))
 }

@@ -27,7 +27,7 @@ func BenchmarkEncap(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 			})
 		}
 	}
@@ -53,7 +53,7 @@ func BenchmarkDecap(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 			})
 		}
 	}
