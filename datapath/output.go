@@ -220,15 +220,41 @@ func (o *onceWarning) warn(msg string) {
 // packet's final output takes the received frame instead of a copy of it
 // (batch.go): its copies are held one at a time until the port is resolved.
 func (p *pmd) Output(port uint32, frame []byte) {
+	p.outputFrom(p.in, p.in.OFPort, port, frame)
+}
+
+// OutputAs implements flow.InPortOutputter: flood, all and normal after
+// the flow wrote in_port resolve against the written port (in and
+// inPort), normal learning and forwarding as if the packet had come in
+// there. The copies are still the ingress port's in its ledger.
+func (p *pmd) OutputAs(port, inPort uint32, frame []byte) {
+	in := p.tbl.lookup(inPort)
+	if port != flow.PortNormal {
+		p.outputFrom(in, inPort, port, frame)
+		return
+	}
+	// The normal action reads the key's in_port. The tx queue pick's flow
+	// hash is the packet's own, taken before the key changes.
+	p.pick.flowHash()
+	saved := p.key.InPort
+	p.key.InPort = inPort
+	p.noLearn = in == nil
+	p.outputFrom(in, inPort, port, frame)
+	p.key.InPort, p.noLearn = saved, false
+}
+
+// outputFrom is Output with in (nil if none) and inPort the port the
+// output resolves against.
+func (p *pmd) outputFrom(in *Port, inPort, port uint32, frame []byte) {
 	p.frame = frame
 	if !p.out.nextOutput() {
-		resolveOutput(p.tbl, p.in, p.in.OFPort, port, p)
+		resolveOutput(p.tbl, in, inPort, port, p)
 		p.frame = nil
 		return
 	}
 	p.out.held.ok = false
 	p.out.holding = true
-	resolveOutput(p.tbl, p.in, p.in.OFPort, port, p)
+	resolveOutput(p.tbl, in, inPort, port, p)
 	p.out.holding = false
 	if h := p.out.held; h.ok {
 		p.out.held = heldCopy{}
@@ -245,7 +271,14 @@ func (p *pmd) drop(_ uint32, reason DropReason) {
 	p.in.counters[p.id].drops[reason].Add(1)
 }
 
-func (p *pmd) normal() uint32 { return p.br.macs.Normal(&p.key, p.now) }
+func (p *pmd) normal() uint32 {
+	if p.noLearn {
+		// in_port was written to no port of the bridge: nothing to learn
+		// it on.
+		return p.br.macs.Forward(&p.key, p.now)
+	}
+	return p.br.macs.Normal(&p.key, p.now)
+}
 
 // output is the single output function every packet copy goes through: it
 // reads dst's device state once, applies the policy, picks the tx queue and

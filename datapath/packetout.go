@@ -107,6 +107,17 @@ func (s *packetOutSink) Output(port uint32, frame []byte) {
 	}
 }
 
+// OutputAs implements flow.InPortOutputter: after the packet out's
+// actions wrote in_port, flood and all leave the written port out, and
+// normal runs as the poll threads' (pmd.OutputAs) does.
+func (s *packetOutSink) OutputAs(port, inPort uint32, frame []byte) {
+	if port == flow.PortNormal {
+		s.p.OutputAs(port, inPort, frame)
+		return
+	}
+	(&packetOutSink{p: s.p, in: inPort}).Output(port, frame)
+}
+
 // Conntrack and Recirculate make the sink a flow.Recirculator: ct runs
 // as for a received packet, and a recirculated copy's outputs come back
 // here.

@@ -52,6 +52,9 @@ type pmd struct {
 	info   []vport.RxInfo
 	batch  keyBatch
 	key    flow.Key     // the packet being executed, when its actions read it from here (needsKey)
+	// noLearn: the normal action being resolved runs after the flow wrote
+	// in_port to no port of the bridge; it forwards without learning.
+	noLearn bool
 	off    flow.Offsets // the packet out's offsets (packetout.go)
 	out    outBatches
 	gsoBuf []byte // merged TCP segments (coalesce.go), allocated on first use

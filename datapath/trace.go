@@ -203,6 +203,15 @@ func (tr *tracer) Output(port uint32, _ []byte) {
 	resolveOutput(tr.ports, tr.in, tr.t.Start.InPort, port, tr)
 }
 
+// OutputAs implements flow.InPortOutputter, as pmd.OutputAs.
+func (tr *tracer) OutputAs(port, inPort uint32, _ []byte) {
+	tr.action = port
+	saved := tr.key.InPort
+	tr.key.InPort = inPort
+	resolveOutput(tr.ports, tr.ports.lookup(inPort), inPort, port, tr)
+	tr.key.InPort = saved
+}
+
 // normal is the normal action's decision, without learning.
 func (tr *tracer) normal() uint32 { return tr.b.macs.Forward(tr.key, tr.now) }
 

@@ -91,7 +91,7 @@ type Action struct {
 	Spelling Spelling
 	Named    FieldID  // SpellSetField on a packet field: the field as written (tcp_dst, ip_dscp, ...)
 	Port     uint32   // ActOutput: an OpenFlow port or a reserved Port* value
-	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype; ActGroup's group id
+	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype; ActGroup's group id; ActOutput: see AsInPort
 	IPv6     [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
 
 	Src, Dst Subfield  // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop (Dst)
@@ -101,6 +101,22 @@ type Action struct {
 	Learn    *Learn    // ActLearn: immutable once parsed
 	PacketIn *PacketIn // ActController as a datapath action: immutable
 	CT       *CT       // ActCT: immutable once parsed
+}
+
+// outputAsInPort marks the Value of a datapath ActOutput to PortFlood,
+// PortAll or PortNormal whose flow wrote in_port: the low 32 bits are the
+// written in_port.
+const outputAsInPort = 1 << 32
+
+// AsInPort returns the in_port that an output to flood, all or normal
+// resolves against when the flow wrote in_port before it (translation
+// records it), and false when the flow did not, and the output resolves
+// against the port the packet came in on.
+func (a *Action) AsInPort() (uint32, bool) {
+	if a.Type != ActOutput || a.Value&outputAsInPort == 0 {
+		return 0, false
+	}
+	return uint32(a.Value), true
 }
 
 // Reserved OpenFlow port numbers (OpenFlow 1.0 values, as ovs-ofctl prints

@@ -97,6 +97,16 @@ type Outputter interface {
 	Output(port uint32, frame []byte)
 }
 
+// InPortOutputter is what an Outputter also implements to resolve an
+// output to flood, all or normal against an in_port the flow wrote
+// (Action.AsInPort), as Open vSwitch does: flood and all then leave out
+// the written port, not the one the packet came in on, and normal
+// forwards as if the packet had come in on the written port. Without it,
+// Execute calls Output.
+type InPortOutputter interface {
+	OutputAs(port, inPort uint32, frame []byte)
+}
+
 // Recirculator is what an Outputter also implements when the datapath
 // runs connection tracking and recirculation: Execute hands it the ct and
 // recirc datapath actions. Execute looks for it only when it meets one of
@@ -146,9 +156,16 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 		v := VerdictOK
 		switch a.Type {
 		case ActOutput:
-			if out != nil {
-				out.Output(a.Port, p.b)
+			if out == nil {
+				break
 			}
+			if in, ok := a.AsInPort(); ok {
+				if o, ok := out.(InPortOutputter); ok {
+					o.OutputAs(a.Port, in, p.b)
+					break
+				}
+			}
+			out.Output(a.Port, p.b)
 		case ActSetField:
 			v = p.setField(a)
 		case ActDecTTL:

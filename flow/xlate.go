@@ -476,7 +476,12 @@ func (x *xlate) outputWritten(port uint32) {
 		port = PortInPort
 	}
 	x.commit()
-	x.emit(Action{Type: ActOutput, Port: port})
+	out := Action{Type: ActOutput, Port: port}
+	if port == PortFlood || port == PortAll || port == PortNormal {
+		// The datapath resolves these against the written in_port.
+		out.Value = outputAsInPort | uint64(x.flow.InPort)
+	}
+	x.emit(out)
 }
 
 func (x *xlate) emit(a Action) {

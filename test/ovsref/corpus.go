@@ -18,6 +18,9 @@ import (
 //	proto: OpenFlow15         the version ovs-ofctl speaks (optional)
 //	ports: p1=1 p2=2 p3=3     the ports and their OpenFlow numbers
 //	                          (optional; p1=1 p2=2 p3=3 p4=4)
+//	megaflow-ignore: dl_src   fields taken out of Open vSwitch's megaflow
+//	                          before it is compared with ovsxdp's
+//	                          (optional; the file says why)
 //	groups:                   the lines that follow are groups
 //	flows:                    the lines that follow are flows
 //	packets:                  the lines that follow are microflows sent
@@ -30,14 +33,17 @@ import (
 // for every combination (the cross product of its brace groups), in
 // order.
 type Pipeline struct {
-	Name    string // the file name without its extension
-	Path    string
-	Proto   string
-	Ports   []Port
-	Groups  []string
-	Flows   []string
-	Packets []string
-	Traces  []string
+	Name  string // the file name without its extension
+	Path  string
+	Proto string
+	Ports []Port
+	// MegaflowIgnore are fields that Open vSwitch's megaflows match on
+	// and ovsxdp's need not (megaflow-ignore:).
+	MegaflowIgnore []string
+	Groups         []string
+	Flows          []string
+	Packets        []string
+	Traces         []string
 }
 
 // Tables returns how many different tables the pipeline's flows use.
@@ -104,6 +110,8 @@ func ParsePipeline(path string) (*Pipeline, error) {
 			section = &p.Packets
 		case strings.HasPrefix(line, "proto:") && section == nil:
 			p.Proto = strings.TrimSpace(strings.TrimPrefix(line, "proto:"))
+		case strings.HasPrefix(line, "megaflow-ignore:") && section == nil:
+			p.MegaflowIgnore = strings.Fields(strings.TrimPrefix(line, "megaflow-ignore:"))
 		case strings.HasPrefix(line, "ports:") && section == nil:
 			p.Ports = nil
 			for _, f := range strings.Fields(strings.TrimPrefix(line, "ports:")) {
