@@ -148,7 +148,7 @@ func NewEMC(entries int, insertInvProb uint32) (*EMC, error) {
 
 // emcSecret keys EMCHash: random per process, so that no fixed set of
 // packets collides in every switch.
-var emcSecret = func() (s [emcCommonWords + 10]uint64) {
+var emcSecret = func() (s [emcCommonWords + 14]uint64) {
 	for i := range s {
 		s[i] = rand.Uint64()
 	}
@@ -163,10 +163,15 @@ func mum(a, b uint64) uint64 {
 
 // EMCHash returns the hash the exact-match cache indexes k by. It reads
 // the key's common words and, when the key has any, its tunnel words,
-// pkt_mark, conj_id and recirc_id, and it multiplies them a pair at a
-// time, each pair with its own random words, so that the multiplications
-// do not wait for one another. The connection tracking words are compared,
-// not hashed: keys that differ only there share their two slots.
+// tun_metadata, pkt_mark, conj_id and recirc_id, and it multiplies them a
+// pair at a time, each pair with its own random words, so that the
+// multiplications do not wait for one another. The connection tracking
+// words are compared, not hashed: keys that differ only there share their
+// two slots. The tun_metadata words are hashed because, unlike the
+// connection tracking state (a few values per flow), they are the only
+// difference between the packets of many flows: tunnels that carry a
+// logical port in an option do, and keys that differ in it alone would all
+// fight over two slots.
 func EMCHash(k *Key) uint64 {
 	w := k.Words()
 	s := &emcSecret
@@ -178,12 +183,27 @@ func EMCHash(k *Key) uint64 {
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
 	x := w[emcExtraWord]
 	r := uint64(k.RecircID)
-	if t[0]|t[1]|t[2]|t[3]|t[4]|t[5]|x|r != 0 {
+	m := (*[emcTunMetaWords]uint64)(w[emcTunMetaWord:])
+	if t[0]|t[1]|t[2]|t[3]|t[4]|t[5]|x|r|m[0]|m[1]|m[2] != 0 {
 		h += mum(t[0]^s[14], t[1]^s[15]) + mum(t[2]^s[16], t[3]^s[17]) +
-			mum(t[4]^s[18], t[5]^s[19]) + mum(x^s[20], r^s[21])
+			mum(t[4]^s[18], t[5]^s[19]) + mum(x^s[20], r^s[21]) +
+			mum(m[0]^s[24], m[1]^s[25]) + mum(m[2]^s[26], s[27])
 	}
 	return mum(h^s[22], s[23])
 }
+
+// The tun_metadata words, TunMeta and TunMetaPresent, are the key's last
+// (checked at compile time).
+const (
+	emcTunMetaWord  = int(unsafe.Offsetof(Key{}.TunMeta) / 8)
+	emcTunMetaWords = KeyWords - emcTunMetaWord
+)
+
+var (
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.TunMeta)%8]
+	_ = [1]struct{}{}[emcTunMetaWords-3]
+	_ = [1]struct{}{}[unsafe.Sizeof(Key{})-unsafe.Offsetof(Key{}.TunMetaPresent)-8]
+)
 
 // slots returns the indexes of the two slots that may hold a key with hash
 // h: one from its low bits, one from its high bits.
