@@ -156,6 +156,10 @@ type Megaflows struct {
 	// touched keeps what Lookup's touches read, so that the reads are not
 	// left out.
 	touched uint64
+	// bytes is what the subtables' tables take (mfSubtable.bytes), and
+	// batchBytes the size from which LookupBatch looks keys up together
+	// (see batched).
+	bytes, batchBytes int
 }
 
 // rankInterval is how many lookups pass between re-rankings of the
@@ -164,8 +168,22 @@ const rankInterval = 1 << 16
 
 // NewMegaflows returns an empty classifier.
 func NewMegaflows() *Megaflows {
-	return &Megaflows{byMask: make(map[Key]*mfSubtable)}
+	return &Megaflows{byMask: make(map[Key]*mfSubtable), batchBytes: batchMinBytes}
 }
+
+// batchMinBytes is the size of the subtables' tables from which a batch's
+// keys are looked up together (lookupBatch) rather than one by one. Looking
+// keys up together pays when their probes miss the CPU caches, whose
+// misses it overlaps; a classifier smaller than a core's L2 cache is
+// answered from it, and the batch's extra passes then cost more than they
+// hide: with one megaflow (the Pipeline/megaflow benchmark in datapath) the
+// whole packet path took 13% longer batched than key by key.
+const batchMinBytes = 256 << 10
+
+// batched reports whether LookupBatch should look the keys the exact-match
+// cache missed up together: the classifier is too large to stay in a
+// core's caches.
+func (c *Megaflows) batched() bool { return c.bytes >= c.batchBytes }
 
 // Len returns the number of megaflows.
 func (c *Megaflows) Len() int { return c.n }
@@ -296,6 +314,7 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	if st == nil {
 		st = newMfSubtable(mask)
 		c.byMask[*mask] = st
+		c.bytes += st.bytes()
 	}
 	if !st.ranked {
 		st.ranked = true
@@ -311,7 +330,9 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	mf.set(tr, gen)
 	mf.holdRecircs(tr.recircs)
 	if st.full() {
+		c.bytes -= st.bytes()
 		st.grow()
+		c.bytes += st.bytes()
 	}
 	st.insert(mf)
 	st.stageAdd(mf)
@@ -370,6 +391,7 @@ func (c *Megaflows) Remove(mf *Megaflow) {
 // dropSubtable removes an empty subtable from the probe order.
 func (c *Megaflows) dropSubtable(st *mfSubtable) {
 	delete(c.byMask, st.mask)
+	c.bytes -= st.bytes()
 	for i, s := range c.subs {
 		if s == st {
 			c.subs = append(c.subs[:i], c.subs[i+1:]...)
@@ -414,6 +436,7 @@ func (c *Megaflows) Flush() {
 	})
 	c.subs = c.subs[:0]
 	clear(c.byMask)
+	c.bytes = 0
 	c.n = 0
 	c.changes++
 }
