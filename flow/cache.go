@@ -106,7 +106,9 @@ func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
 // run's keys and touches their exact-match slots; probes the exact-match
 // cache for each; and looks the keys it missed up in the megaflow
 // classifier together (Megaflows.lookupBatch), reading the megaflows it
-// found before it uses any. It then settles each key in order, as Lookup
+// found before it uses any. A classifier small enough to stay in the CPU's
+// caches (Megaflows.batched) has no misses to overlap: after the first
+// pass, each key of the run then goes Lookup's way. It then settles each key in order, as Lookup
 // would: an answer found ahead stands while nothing since could have
 // changed it. An insertion into the exact-match cache sends a key whose
 // exact-match answer it changed to Lookup's path; a miss, a stale
@@ -127,12 +129,29 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 	for start := 0; start < n; start += lookupRun {
 		run := hashes[:min(lookupRun, n-start)]
 		rk := keys[start : start+len(run)]
-		var touched uint64
 		for i := range run {
 			run[i] = EMCHash(&rk[i])
-			touched ^= c.emc.touch(run[i])
+		}
+		// The touches in a loop of their own, a few instructions each, so
+		// that the CPU has all of the run's in flight at once: interleaved
+		// with the hashing, it held those of a few keys only.
+		var touched uint64
+		for _, h := range run {
+			touched ^= c.emc.touch(h)
 		}
 		c.emc.touched ^= touched
+		if !c.mfs.batched() {
+			// The classifier answers from the CPU's caches: nothing to
+			// overlap, so the keys go one by one.
+			for i, h := range run {
+				j := start + i
+				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], h)
+				if srcs[j] == SourceUpcall {
+					s = c.table.Snapshot()
+				}
+			}
+			continue
+		}
 		stores, gen := c.emc.stores, s.gen
 		nm := 0
 		for i, h := range run {

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -19,11 +20,16 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 		seed       uint64
 		emcInvProb uint32
 		rules      int
+		// batchBytes is the classifier size from which the batch looks
+		// keys up together: 0, always, as with a large classifier; the
+		// most an int holds, never (key by key, as a small classifier).
+		batchBytes int
 	}{
-		{"emc-always", 21, 1, 60},
-		{"emc-one-in-3", 22, 3, 200},
-		{"emc-off", 23, 0, 100},
-		{"few-rules", 24, 1, 4},
+		{"emc-always", 21, 1, 60, 0},
+		{"emc-one-in-3", 22, 3, 200, 0},
+		{"emc-off", 23, 0, 100, 0},
+		{"few-rules", 24, 1, 4, 0},
+		{"small-classifier", 25, 3, 100, math.MaxInt},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newFlowGen(tt.seed)
@@ -43,6 +49,7 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			batched.mfs.batchBytes = tt.batchBytes
 			var recent []Key
 			keys := make([]Key, 80)
 			got := make([]*Megaflow, len(keys))
@@ -92,13 +99,23 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 					t.Fatalf("round %d: caches diverged: emc rng %#x/%#x, %d/%d megaflows, %d/%d lookups", round,
 						batched.emc.rng, single.emc.rng, batched.mfs.Len(), single.mfs.Len(), batched.mfs.lookups, single.mfs.lookups)
 				}
+				bytes := 0
+				for _, st := range batched.mfs.subs {
+					bytes += st.bytes()
+				}
+				if bytes != batched.mfs.bytes {
+					t.Fatalf("round %d: subtables take %d bytes, classifier counts %d", round, bytes, batched.mfs.bytes)
+				}
 				for i, st := range batched.mfs.subs {
 					if o := single.mfs.subs[i]; st.mask != o.mask || st.hits != o.hits {
 						t.Fatalf("round %d: subtable %d differs (hits %d/%d)", round, i, st.hits, o.hits)
 					}
 				}
 			}
-			t.Logf("sources %v; stats %+v", sources, batched.Stats())
+			t.Logf("sources %v; stats %+v; classifier %d bytes", sources, batched.Stats(), batched.mfs.bytes)
+			if batched.mfs.batched() != (tt.batchBytes == 0) {
+				t.Errorf("classifier of %d bytes looked up batched %v, want %v", batched.mfs.bytes, batched.mfs.batched(), tt.batchBytes == 0)
+			}
 			for _, src := range []Source{SourceEMC, SourceMegaflow, SourceUpcall} {
 				if tt.emcInvProb == 0 && src == SourceEMC {
 					continue

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
+	"time"
 )
 
 func reportClassifyPPS(b *testing.B) {
@@ -440,4 +442,75 @@ func BenchmarkCacheLookup1M(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/pkt")
 		})
 	}
+}
+
+// BenchmarkCacheLookupSmall measures Cache.LookupBatch where the megaflow
+// classifier is small (one megaflow per in_port) and the flows outnumber what the
+// exact-match cache holds, as in the datapath's Pipeline/megaflow: most
+// keys miss the exact-match cache and hit a megaflow. Two caches in
+// front of one table, one as LookupBatch runs on such a classifier (key by
+// key, Megaflows.batched) and one forced to look its misses up together,
+// take turns, a batch of 32 each, in one loop, so that the machine's load
+// touches both alike. It reports each one's ns per packet (medians over
+// the rounds) and the median of the rounds' ratios, together/one.
+func BenchmarkCacheLookupSmall(b *testing.B) {
+	const nflows, batch = 65536, 32
+	tbl := newTestTable(mkFlow(0, out(1), dlType(EthTypeIPv4)))
+	var caches [2]*Cache // key by key, together
+	for i := range caches {
+		c, err := NewCache(tbl, DefaultEMCEntries, DefaultEMCInsertInvProb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		caches[i] = c
+	}
+	caches[1].mfs.batchBytes = 0
+	keys := benchKeys(nflows)
+	got := make([]*Megaflow, batch)
+	srcs := make([]Source, batch)
+	for _, c := range caches {
+		for i := 0; i < nflows; i += batch {
+			c.LookupBatch(keys[i:i+batch], got, srcs)
+		}
+		if c.mfs.Subtables() != 1 || c.mfs.Len() > 4 {
+			b.Fatalf("%d megaflows in %d subtables, want one per in_port in one", c.mfs.Len(), c.mfs.Subtables())
+		}
+	}
+	if caches[0].mfs.batched() || !caches[1].mfs.batched() {
+		b.Fatal("the caches do not take the paths the benchmark compares")
+	}
+	nRounds := b.N/(2*batch) + 1
+	perRound := [2][]time.Duration{make([]time.Duration, 0, nRounds), make([]time.Duration, 0, nRounds)}
+	ratios := make([]float64, 0, nRounds)
+	next := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done, round := 0, 0; done < b.N; round++ {
+		run := keys[next : next+batch]
+		next = (next + batch) % nflows
+		var spent [2]time.Duration
+		for k := range caches {
+			x := (k + round) % 2 // rotate which goes first
+			start := time.Now()
+			caches[x].LookupBatch(run, got, srcs)
+			spent[x] = time.Since(start)
+		}
+		perRound[0], perRound[1] = append(perRound[0], spent[0]), append(perRound[1], spent[1])
+		ratios = append(ratios, float64(spent[1])/float64(spent[0]))
+		done += 2 * batch
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+	b.ReportMetric(float64(medianOf(perRound[0]))/batch, "ns/pkt-one")
+	b.ReportMetric(float64(medianOf(perRound[1]))/batch, "ns/pkt-together")
+	b.ReportMetric(medianOf(ratios), "together/one")
+}
+
+// medianOf returns the median of v, which it sorts.
+func medianOf[T time.Duration | float64](v []T) T {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }

@@ -99,24 +99,31 @@ func emcTag(h uint64, extra bool) uint64 {
 // pipelineState returns the OR of w's pipeline state words: 0 when the
 // key's packet has just arrived.
 func pipelineState(w *[KeyWords]uint64) uint64 {
-	var or uint64
-	for _, x := range w[:emcFirstWord] {
-		or |= x
-	}
-	return or
+	return or8((*[8]uint64)(w[:8])) | w[8]
 }
 
 // hasExtra reports whether any of w's extra words is not zero.
 func hasExtra(w *[KeyWords]uint64) bool {
-	var or uint64
-	for _, x := range w[emcTunWord:emcTunEndWord] {
-		or |= x
-	}
-	for _, x := range w[emcExtraWord:] {
-		or |= x
-	}
-	return or != 0
+	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
+	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
+	return (t[0]|t[1])|(t[2]|t[3])|(t[4]|t[5])|
+		or8((*[8]uint64)(x[:8]))|(x[8]|x[9])|(x[10]|x[11])|x[12] != 0
 }
+
+// or8 returns the OR of p's words, as a tree rather than a chain, so that
+// the ORs do not wait for one another: every lookup and store of the
+// exact-match cache ORs 28 of a key's words (pipelineState, hasExtra).
+func or8(p *[8]uint64) uint64 {
+	return (p[0] | p[1]) | (p[2] | p[3]) | ((p[4] | p[5]) | (p[6] | p[7]))
+}
+
+// The word counts pipelineState and hasExtra are written for (checked at
+// compile time).
+var (
+	_ = [1]struct{}{}[emcFirstWord-9]
+	_ = [1]struct{}{}[emcTunWords-6]
+	_ = [1]struct{}{}[KeyWords-emcExtraWord-13]
+)
 
 // DefaultEMCEntries is the exact-match cache's default size, as in Open
 // vSwitch.
@@ -148,7 +155,7 @@ func NewEMC(entries int, insertInvProb uint32) (*EMC, error) {
 
 // emcSecret keys EMCHash: random per process, so that no fixed set of
 // packets collides in every switch.
-var emcSecret = func() (s [emcCommonWords + 10]uint64) {
+var emcSecret = func() (s [emcCommonWords + 14]uint64) {
 	for i := range s {
 		s[i] = rand.Uint64()
 	}
@@ -163,10 +170,15 @@ func mum(a, b uint64) uint64 {
 
 // EMCHash returns the hash the exact-match cache indexes k by. It reads
 // the key's common words and, when the key has any, its tunnel words,
-// pkt_mark, conj_id and recirc_id, and it multiplies them a pair at a
-// time, each pair with its own random words, so that the multiplications
-// do not wait for one another. The connection tracking words are compared,
-// not hashed: keys that differ only there share their two slots.
+// tun_metadata, pkt_mark, conj_id and recirc_id, and it multiplies them a
+// pair at a time, each pair with its own random words, so that the
+// multiplications do not wait for one another. The connection tracking
+// words are compared, not hashed: keys that differ only there share their
+// two slots. The tun_metadata words are hashed because, unlike the
+// connection tracking state (a few values per flow), they are the only
+// difference between the packets of many flows: tunnels that carry a
+// logical port in an option do, and keys that differ in it alone would all
+// fight over two slots.
 func EMCHash(k *Key) uint64 {
 	w := k.Words()
 	s := &emcSecret
@@ -178,12 +190,27 @@ func EMCHash(k *Key) uint64 {
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
 	x := w[emcExtraWord]
 	r := uint64(k.RecircID)
-	if t[0]|t[1]|t[2]|t[3]|t[4]|t[5]|x|r != 0 {
+	m := (*[emcTunMetaWords]uint64)(w[emcTunMetaWord:])
+	if t[0]|t[1]|t[2]|t[3]|t[4]|t[5]|x|r|m[0]|m[1]|m[2] != 0 {
 		h += mum(t[0]^s[14], t[1]^s[15]) + mum(t[2]^s[16], t[3]^s[17]) +
-			mum(t[4]^s[18], t[5]^s[19]) + mum(x^s[20], r^s[21])
+			mum(t[4]^s[18], t[5]^s[19]) + mum(x^s[20], r^s[21]) +
+			mum(m[0]^s[24], m[1]^s[25]) + mum(m[2]^s[26], s[27])
 	}
 	return mum(h^s[22], s[23])
 }
+
+// The tun_metadata words, TunMeta and TunMetaPresent, are the key's last
+// (checked at compile time).
+const (
+	emcTunMetaWord  = int(unsafe.Offsetof(Key{}.TunMeta) / 8)
+	emcTunMetaWords = KeyWords - emcTunMetaWord
+)
+
+var (
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.TunMeta)%8]
+	_ = [1]struct{}{}[emcTunMetaWords-3]
+	_ = [1]struct{}{}[unsafe.Sizeof(Key{})-unsafe.Offsetof(Key{}.TunMetaPresent)-8]
+)
 
 // slots returns the indexes of the two slots that may hold a key with hash
 // h: one from its low bits, one from its high bits.

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -363,18 +364,49 @@ func TestEMCKeyWords(t *testing.T) {
 // tracking state: a key that differs in any other word hashes apart (the
 // hash is 64 random bits per key, so a collision here would be a bug, not
 // bad luck), one that differs only in ct fields hashes alike (they are
-// compared, not hashed). Tunnel words, pkt_mark and recirc_id count for a
-// key that has no other extra word too.
+// compared, not hashed). Tunnel words, tun_metadata, pkt_mark and
+// recirc_id count for a key that has no other extra word too.
 func TestEMCHashWords(t *testing.T) {
-	ctFirst := int(unsafe.Offsetof(Key{}.CtLabel))
+	ctFirst, ctEnd := int(unsafe.Offsetof(Key{}.CtLabel)), int(unsafe.Offsetof(Key{}.TunMeta))
 	for _, base := range emcTestKeys() {
 		h := EMCHash(&base.k)
 		for off := int(unsafe.Offsetof(Key{}.InPort)); off < KeyWords*8; off++ {
 			k := base.k
 			(*[KeyWords * 8]byte)(unsafe.Pointer(&k))[off] ^= 0x80
-			if got := EMCHash(&k); (got == h) != (off >= ctFirst) {
-				t.Errorf("%s: flipping a bit of byte %d: hash %#x, base's %#x (alike: %v, want %v)", base.name, off, got, h, got == h, off >= ctFirst)
+			ct := off >= ctFirst && off < ctEnd
+			if got := EMCHash(&k); (got == h) != ct {
+				t.Errorf("%s: flipping a bit of byte %d: hash %#x, base's %#x (alike: %v, want %v)", base.name, off, got, h, got == h, ct)
 			}
 		}
+	}
+}
+
+// TestEMCTunMetadataSpread: packets of a Geneve tunnel that differ only in
+// a tun_metadata option (as a logical port carried in one would make them)
+// spread over the cache as other keys do, rather than all sharing two
+// slots: 512 such keys in a cache of 1024 slots keep most of themselves.
+func TestEMCTunMetadataSpread(t *testing.T) {
+	e, err := NewEMC(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := emcTestKeys()[1].k // the tunnel key
+	base.TunMetaPresent = 1
+	keys := make([]Key, 512)
+	for i := range keys {
+		keys[i] = base
+		binary.BigEndian.PutUint32(keys[i].TunMeta[:4], uint32(i))
+		e.Store(&keys[i], EMCHash(&keys[i]), &Megaflow{})
+	}
+	held := 0
+	for i := range keys {
+		if e.Lookup(&keys[i], EMCHash(&keys[i]), 0) != nil {
+			held++
+		}
+	}
+	// Random hashes keep about 460 of 512 in a two-way cache of 1024
+	// slots; keys that all hashed alike would keep 2.
+	if held < len(keys)*3/4 {
+		t.Errorf("the cache holds %d of %d keys that differ in tun_metadata only, want at least %d", held, len(keys), len(keys)*3/4)
 	}
 }

@@ -156,6 +156,10 @@ type Megaflows struct {
 	// touched keeps what Lookup's touches read, so that the reads are not
 	// left out.
 	touched uint64
+	// bytes is what the subtables' tables take (mfSubtable.bytes), and
+	// batchBytes the size from which LookupBatch looks keys up together
+	// (see batched).
+	bytes, batchBytes int
 }
 
 // rankInterval is how many lookups pass between re-rankings of the
@@ -164,8 +168,22 @@ const rankInterval = 1 << 16
 
 // NewMegaflows returns an empty classifier.
 func NewMegaflows() *Megaflows {
-	return &Megaflows{byMask: make(map[Key]*mfSubtable)}
+	return &Megaflows{byMask: make(map[Key]*mfSubtable), batchBytes: batchMinBytes}
 }
+
+// batchMinBytes is the size of the subtables' tables from which a batch's
+// keys are looked up together (lookupBatch) rather than one by one. Looking
+// keys up together pays when their probes miss the CPU caches, whose
+// misses it overlaps; a classifier smaller than a core's L2 cache is
+// answered from it, and the batch's extra passes then cost more than they
+// hide: with one megaflow (the Pipeline/megaflow benchmark in datapath) the
+// whole packet path took 13% longer batched than key by key.
+const batchMinBytes = 256 << 10
+
+// batched reports whether LookupBatch should look the keys the exact-match
+// cache missed up together: the classifier is too large to stay in a
+// core's caches.
+func (c *Megaflows) batched() bool { return c.bytes >= c.batchBytes }
 
 // Len returns the number of megaflows.
 func (c *Megaflows) Len() int { return c.n }
@@ -205,42 +223,67 @@ const maxLookupBatch = 32
 
 // lookupBatch sets found[x] to a megaflow that matches keys[idx[x]], or
 // nil, for each x below len(idx) (at most maxLookupBatch): the answers
-// Lookup would give, key after key. It probes the subtables in turn for
-// every key still unanswered, hashing them all and reading their control
-// words (and, in the first subtable whose stage admits a key, its home
-// record) before it compares any, so that the cache misses of the batch overlap instead of
-// following one another. It counts nothing: the caller counts the answers
-// it takes with countHit.
+// Lookup would give, key after key. It finds, for every key, the first
+// subtable whose stage admits it, the likeliest to hold it (with in_port
+// staged, usually the only one), hashes the key there and reads its
+// control word and home record, for all the keys before it compares any,
+// so that the cache misses of the batch overlap instead of following one
+// another. It then probes the subtables in turn for every key still
+// unanswered, reading the control words of a subtable's keys before it
+// compares them. It counts nothing: the caller counts the answers it takes
+// with countHit.
 func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
-	var pend [maxLookupBatch]uint8 // the x whose keys are unanswered
-	var hs [maxLookupBatch]uint64
+	subs := c.subs
+	var (
+		pend  [maxLookupBatch]uint8 // the x whose keys are unanswered
+		hs    [maxLookupBatch]uint64
+		first [maxLookupBatch]int // the index in subs of key x's first subtable, len(subs) if none
+		fh    [maxLookupBatch]uint64
+	)
 	np := len(idx)
 	for x := range np {
 		pend[x] = uint8(x)
 		found[x] = nil
+		k := &keys[idx[x]]
+		si := 0
+		for si < len(subs) && !subs[si].stage.mayHold(k) {
+			si++
+		}
+		first[x] = si
+		if si < len(subs) {
+			fh[x] = subs[si].hashKey(k)
+		}
 	}
+	// The reads in a loop of their own, a few instructions a key, so
+	// that the CPU has the misses of every key in flight at once: after
+	// each key's hashing, its reorder window held those of a few keys
+	// only, and a subtable at a time, those of its own keys only.
 	var touched uint64
-	var recTouched uint32 // the x whose home record a subtable touched
-	for _, st := range c.subs {
+	for x := range np {
+		if si := first[x]; si < len(subs) {
+			st, h := subs[si], fh[x]
+			touched ^= st.ctrl[st.home(h)] ^ st.touch(h)
+		}
+	}
+	for si, st := range subs {
 		if np == 0 {
 			break
 		}
-		// Keys the subtable's stage rules out skip it.
+		// Keys the subtable's stage rules out skip it; those it is the
+		// first for were hashed and read above.
 		var skip uint32
 		for y, x := range pend[:np] {
-			k := &keys[idx[x]]
-			if !st.stage.mayHold(k) {
+			switch {
+			case si < first[x]:
 				skip |= 1 << y
-				continue
-			}
-			h := st.hashKey(k)
-			hs[y] = h
-			touched ^= st.ctrl[st.home(h)]
-			if recTouched&(1<<x) == 0 {
-				// The busiest subtable whose stage admits the key is
-				// the likeliest to hold it.
-				touched ^= st.touch(h)
-				recTouched |= 1 << x
+			case si == first[x]:
+				hs[y] = fh[x]
+			case !st.stage.mayHold(&keys[idx[x]]):
+				skip |= 1 << y
+			default:
+				h := st.hashKey(&keys[idx[x]])
+				hs[y] = h
+				touched ^= st.ctrl[st.home(h)]
 			}
 		}
 		left := 0
@@ -296,6 +339,7 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	if st == nil {
 		st = newMfSubtable(mask)
 		c.byMask[*mask] = st
+		c.bytes += st.bytes()
 	}
 	if !st.ranked {
 		st.ranked = true
@@ -311,7 +355,9 @@ func (c *Megaflows) Insert(k *Key, tr *Translation, gen uint64) *Megaflow {
 	mf.set(tr, gen)
 	mf.holdRecircs(tr.recircs)
 	if st.full() {
+		c.bytes -= st.bytes()
 		st.grow()
+		c.bytes += st.bytes()
 	}
 	st.insert(mf)
 	st.stageAdd(mf)
@@ -370,6 +416,7 @@ func (c *Megaflows) Remove(mf *Megaflow) {
 // dropSubtable removes an empty subtable from the probe order.
 func (c *Megaflows) dropSubtable(st *mfSubtable) {
 	delete(c.byMask, st.mask)
+	c.bytes -= st.bytes()
 	for i, s := range c.subs {
 		if s == st {
 			c.subs = append(c.subs[:i], c.subs[i+1:]...)
@@ -414,6 +461,7 @@ func (c *Megaflows) Flush() {
 	})
 	c.subs = c.subs[:0]
 	clear(c.byMask)
+	c.bytes = 0
 	c.n = 0
 	c.changes++
 }

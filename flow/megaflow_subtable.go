@@ -196,6 +196,9 @@ func (st *mfSubtable) alloc(log2 uint) {
 	st.n, st.deleted = 0, 0
 }
 
+// bytes returns the size of st's control words and records.
+func (st *mfSubtable) bytes() int { return len(st.ctrl)*8 + st.slots()*int(st.stride) }
+
 // slots returns the number of slots.
 func (st *mfSubtable) slots() int { return len(st.ctrl) * groupSlots }
 

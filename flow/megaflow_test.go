@@ -244,3 +244,43 @@ func TestMegaflowsLarge(t *testing.T) {
 		t.Fatal("a key that no megaflow matches hit")
 	}
 }
+
+// TestLookupBatchLikeLookup: lookupBatch gives, for every key of a batch,
+// the megaflow Lookup gives, over subtables whose stages admit one key
+// each (in_port matched exactly), several, or all (masks without in_port),
+// with keys that hit, miss, or match in several subtables, in batches of
+// every size and in any order of idx.
+func TestLookupBatchLikeLookup(t *testing.T) {
+	keys, c := spreadMegaflows(t, 4000, 40)
+	// Megaflows whose masks leave in_port out, so that every key's stage
+	// admits their subtables, some holding keys the staged ones hold too.
+	for i := 0; i < len(keys); i += 3 {
+		m := Key{DlType: 0xffff, NwSrc: ^uint32(0), TpDst: uint16(0xff << (i % 2 * 8))}
+		testInsert(c, &keys[i], &m, nil, 1)
+	}
+	r := rand.New(rand.NewPCG(19, 5))
+	batch := make([]Key, maxLookupBatch)
+	idx := make([]uint8, maxLookupBatch)
+	found := make([]*Megaflow, maxLookupBatch)
+	for round := range 3000 {
+		n := 1 + r.IntN(maxLookupBatch)
+		for i := range batch {
+			batch[i] = keys[r.IntN(len(keys))]
+			switch r.IntN(4) {
+			case 0:
+				batch[i].InPort = uint32(r.IntN(64)) // another port's subtable, or none
+			case 1:
+				batch[i].NwSrc ^= 1 << 31 // matches nothing
+			}
+		}
+		for x, i := range r.Perm(maxLookupBatch)[:n] {
+			idx[x] = uint8(i)
+		}
+		c.lookupBatch(batch, idx[:n], found[:n])
+		for x := range n {
+			if want := c.Lookup(&batch[idx[x]]); found[x] != want {
+				t.Fatalf("round %d, key %d of %d: lookupBatch found %p, Lookup %p", round, x, n, found[x], want)
+			}
+		}
+	}
+}
