@@ -306,53 +306,8 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 		doubleCount(m.irqTime) + "The machine CPU column counts no work twice: the machine's busy time (user, nice, system, irq, softirq) " +
 		"over the same test per million packets forwarded, the endpoints' work (alike everywhere) and any other load on the machine included.\n\n")
 
-	b.WriteString("## Medians\n\n| configuration |")
-	for _, mt := range metrics {
-		fmt.Fprintf(&b, " %s (%s) |", mt.title, mt.unit)
-	}
-	b.WriteString(" runs ok |\n|---|")
-	for range metrics {
-		b.WriteString("---|")
-	}
-	b.WriteString("---|\n")
-	for _, c := range o.only {
-		fmt.Fprintf(&b, "| %s |", c.name)
-		for _, mt := range metrics {
-			fmt.Fprintf(&b, " %s |", fmtVal(medianOf(samples, c.name, mt), mt))
-		}
-		fmt.Fprintf(&b, " %d/%d |\n", len(ok(samples, c.name)), o.rounds)
-	}
-
-	b.WriteString("\n## Ratios: ovsxdp divided by each configuration\n\nThe median over rounds of the ratio within a round. " +
-		"Above 1 is better for ovsxdp in the rate columns (`tcp_gbps` to `xsk_pps`), below 1 in the others (times and CPU).\n\n| ovsxdp / |")
-	for _, mt := range metrics {
-		fmt.Fprintf(&b, " %s |", mt.key)
-	}
-	b.WriteString("\n|---|")
-	for range metrics {
-		b.WriteString("---|")
-	}
-	b.WriteString("\n")
-	for _, c := range o.only {
-		if c.name == "ovsxdp" {
-			continue
-		}
-		fmt.Fprintf(&b, "| %s |", c.name)
-		for _, mt := range metrics {
-			fmt.Fprintf(&b, " %s |", fmtRatio(ratio(samples, "ovsxdp", c.name, mt)))
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString("| best OVS for the metric |")
-	for _, mt := range metrics {
-		best := bestOVS(o, samples, mt)
-		if best == "" {
-			b.WriteString(" – |")
-			continue
-		}
-		fmt.Fprintf(&b, " %s (%s) |", fmtRatio(ratio(samples, "ovsxdp", best, mt)), best)
-	}
-	b.WriteString("\n\n")
+	writeMedians(&b, o, samples, metrics)
+	writeRatios(&b, o, samples, metrics, "ovsxdp")
 
 	b.WriteString("## CPU per million packets, by kind\n\nMedians over rounds, during the iperf3 UDP test, CPU seconds per million packets forwarded.\n\n" +
 		"| configuration | forwarding process, user | forwarding process, system | softirq (whole machine) | total |\n|---|---|---|---|---|\n")
@@ -870,4 +825,59 @@ func analysis(o options, samples []sample, prof string) string {
 	b.WriteString("\n- The 2 CPUs are shared by the sender, the receiver, the forwarder and whatever else runs on the machine (see the load average), " +
 		"so a forwarder that costs less leaves more CPU to iperf3 and the rates measure the whole system, not the forwarder alone.\n")
 	return b.String()
+}
+
+// writeMedians writes the table of each configuration's medians of ms.
+func writeMedians(b *strings.Builder, o options, samples []sample, ms []metric) {
+	b.WriteString("## Medians\n\n| configuration |")
+	for _, mt := range ms {
+		fmt.Fprintf(b, " %s (%s) |", mt.title, mt.unit)
+	}
+	b.WriteString(" runs ok |\n|---|")
+	for range ms {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|\n")
+	for _, c := range o.only {
+		fmt.Fprintf(b, "| %s |", c.name)
+		for _, mt := range ms {
+			fmt.Fprintf(b, " %s |", fmtVal(medianOf(samples, c.name, mt), mt))
+		}
+		fmt.Fprintf(b, " %d/%d |\n", len(ok(samples, c.name)), o.rounds)
+	}
+}
+
+// writeRatios writes the table of ours's ratios to every other
+// configuration for ms, and to the best Open vSwitch configuration.
+func writeRatios(b *strings.Builder, o options, samples []sample, ms []metric, ours string) {
+	b.WriteString("\n## Ratios: " + ours + " divided by each configuration\n\nThe median over rounds of the ratio within a round. " +
+		"Above 1 is better for ovsxdp in the rate columns (`tcp_gbps` to `xsk_pps`), below 1 in the others (times and CPU).\n\n| " + ours + " / |")
+	for _, mt := range ms {
+		fmt.Fprintf(b, " %s |", mt.key)
+	}
+	b.WriteString("\n|---|")
+	for range ms {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, c := range o.only {
+		if c.name == ours {
+			continue
+		}
+		fmt.Fprintf(b, "| %s |", c.name)
+		for _, mt := range ms {
+			fmt.Fprintf(b, " %s |", fmtRatio(ratio(samples, ours, c.name, mt)))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("| best OVS for the metric |")
+	for _, mt := range ms {
+		best := bestOVS(o, samples, mt)
+		if best == "" {
+			b.WriteString(" – |")
+			continue
+		}
+		fmt.Fprintf(b, " %s (%s) |", fmtRatio(ratio(samples, ours, best, mt)), best)
+	}
+	b.WriteString("\n\n")
 }

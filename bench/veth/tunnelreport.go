@@ -150,53 +150,8 @@ func tunnelMarkdown(args []string, o options, m machine, commit, geneve string, 
 		"br-int and br-phy received equal those their ports transmitted, those dropped with a reason and those the vxlan port decapsulated; a run whose ledger does not "+
 		"balance within 20 s fails. Its drops by reason are listed below.\n\n")
 
-	b.WriteString("## Medians\n\n| configuration |")
-	for _, mt := range tunnelMetrics {
-		fmt.Fprintf(&b, " %s (%s) |", mt.title, mt.unit)
-	}
-	b.WriteString(" runs ok |\n|---|")
-	for range tunnelMetrics {
-		b.WriteString("---|")
-	}
-	b.WriteString("---|\n")
-	for _, c := range o.only {
-		fmt.Fprintf(&b, "| %s |", c.name)
-		for _, mt := range tunnelMetrics {
-			fmt.Fprintf(&b, " %s |", fmtVal(medianOf(samples, c.name, mt), mt))
-		}
-		fmt.Fprintf(&b, " %d/%d |\n", len(ok(samples, c.name)), o.rounds)
-	}
-
-	b.WriteString("\n## Ratios: ovsxdp-vxlan divided by each configuration\n\nThe median over rounds of the ratio within a round. " +
-		"Above 1 is better for ovsxdp in the rate columns (`tcp_gbps` to `xsk_pps`), below 1 in the others (times and CPU).\n\n| " + tunnelOurs + " / |")
-	for _, mt := range tunnelMetrics {
-		fmt.Fprintf(&b, " %s |", mt.key)
-	}
-	b.WriteString("\n|---|")
-	for range tunnelMetrics {
-		b.WriteString("---|")
-	}
-	b.WriteString("\n")
-	for _, c := range o.only {
-		if c.name == tunnelOurs {
-			continue
-		}
-		fmt.Fprintf(&b, "| %s |", c.name)
-		for _, mt := range tunnelMetrics {
-			fmt.Fprintf(&b, " %s |", fmtRatio(ratio(samples, tunnelOurs, c.name, mt)))
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString("| best OVS for the metric |")
-	for _, mt := range tunnelMetrics {
-		best := bestOVS(o, samples, mt)
-		if best == "" {
-			b.WriteString(" – |")
-			continue
-		}
-		fmt.Fprintf(&b, " %s (%s) |", fmtRatio(ratio(samples, tunnelOurs, best, mt)), best)
-	}
-	b.WriteString("\n\n")
+	writeMedians(&b, o, samples, tunnelMetrics)
+	writeRatios(&b, o, samples, tunnelMetrics, tunnelOurs)
 	b.WriteString(tunnelTargets(o, samples))
 	if gobench != "" {
 		b.WriteString(allocsTarget(gobench))
