@@ -312,16 +312,9 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 	if err := f.start(t); err != nil {
 		return fail(fmt.Errorf("start %s: %w", c.name, err))
 	}
-	server := exec.Command("ip", "netns", "exec", t.b, "iperf3", "-s", "-B", t.ipB)
-	server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := server.Start(); err != nil {
-		return fail(fmt.Errorf("iperf3 server: %w", err))
-	}
-	stopServer := func() {
-		if server != nil {
-			stopProc(server, "iperf3 server") //nolint:errcheck // killed if it ignores SIGTERM
-			server = nil
-		}
+	stopServer, err := startIperfServer(t.b, t.ipB)
+	if err != nil {
+		return fail(err)
 	}
 	defer stopServer()
 	if err := t.reach(20 * time.Second); err != nil {
@@ -449,3 +442,19 @@ func runStateful(ctx context.Context, s sample, t *topo, f forwarder, fail func(
 func f0(v float64) string { return fmt.Sprintf("%.0f", v) }
 func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
 func f2(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+// startIperfServer starts an iperf3 server in namespace ns, bound to ip,
+// and returns the function that stops it (once; later calls do nothing).
+func startIperfServer(ns, ip string) (func(), error) {
+	server := exec.Command("ip", "netns", "exec", ns, "iperf3", "-s", "-B", ip)
+	server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := server.Start(); err != nil {
+		return nil, fmt.Errorf("iperf3 server: %w", err)
+	}
+	return func() {
+		if server != nil {
+			stopProc(server, "iperf3 server") //nolint:errcheck // killed if it ignores SIGTERM
+			server = nil
+		}
+	}, nil
+}

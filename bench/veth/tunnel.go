@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
@@ -449,16 +447,9 @@ func runTunnel(ctx context.Context, o options, c config, round int) (s sample) {
 	if err := f.start(t); err != nil {
 		return fail(fmt.Errorf("start %s: %w", c.name, err))
 	}
-	server := exec.Command("ip", "netns", "exec", t.b, "iperf3", "-s", "-B", t.ipB)
-	server.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := server.Start(); err != nil {
-		return fail(fmt.Errorf("iperf3 server: %w", err))
-	}
-	stopServer := func() {
-		if server != nil {
-			stopProc(server, "iperf3 server") //nolint:errcheck // killed if it ignores SIGTERM
-			server = nil
-		}
+	stopServer, err := startIperfServer(t.b, t.ipB)
+	if err != nil {
+		return fail(err)
 	}
 	defer stopServer()
 	// The first packets wait for the tunnel endpoints to resolve each
