@@ -235,6 +235,12 @@ func encodePacketIn(a *asyncCfg, pi *flow.PacketIn, data []byte, totalLen int) (
 		}
 		return openflow.Encode(a.version, 0, m)
 	}
+	if a.format == openflow.PacketInFormatNXT {
+		// NXT_PACKET_IN's match is NXM in every version, as OpenFlow
+		// 1.0's flow format.
+		return openflow.Encode(a.version, 0, &openflow.NXPacketIn{BufferID: openflow.NoBuffer, TotalLen: uint16(min(totalLen, 0xffff)),
+			Reason: reason, TableID: pi.Table, Cookie: pi.Cookie, Match: pipelineFields(openflow.Version10, pi), Data: data})
+	}
 	m := &openflow.PacketIn{BufferID: openflow.NoBuffer, TotalLen: uint16(min(totalLen, 0xffff)), Reason: reason,
 		TableID: pi.Table, Cookie: pi.Cookie, Data: data, InPort: ofPort32(pi.InPort)}
 	if a.version != openflow.Version10 {
@@ -264,8 +270,8 @@ func wireReason(r flow.PacketInReason, v uint8) uint8 {
 }
 
 // pipelineFields are the packet in's match: in_port, and the pipeline
-// fields that are not zero (metadata, registers, pkt_mark), as Open
-// vSwitch reports them.
+// fields that are not zero (registers, pkt_mark, metadata), in the order
+// Open vSwitch encodes them.
 func pipelineFields(v uint8, pi *flow.PacketIn) []openflow.Field {
 	nxm := v == openflow.Version10
 	var fs []openflow.Field
@@ -274,9 +280,6 @@ func pipelineFields(v uint8, pi *flow.PacketIn) []openflow.Field {
 	} else {
 		fs = append(fs, wireField("in_port", false, binary.BigEndian.AppendUint32(nil, ofPort32(pi.InPort))))
 	}
-	if pi.Metadata != 0 {
-		fs = append(fs, wireField("metadata", nxm, binary.BigEndian.AppendUint64(nil, pi.Metadata)))
-	}
 	for i, r := range pi.Regs {
 		if r != 0 {
 			fs = append(fs, wireField(fmt.Sprintf("reg%d", i), nxm, binary.BigEndian.AppendUint32(nil, r)))
@@ -284,6 +287,10 @@ func pipelineFields(v uint8, pi *flow.PacketIn) []openflow.Field {
 	}
 	if pi.PktMark != 0 {
 		fs = append(fs, wireField("pkt_mark", nxm, binary.BigEndian.AppendUint32(nil, pi.PktMark)))
+	}
+	// Open vSwitch puts the metadata after the registers and pkt_mark.
+	if pi.Metadata != 0 {
+		fs = append(fs, wireField("metadata", nxm, binary.BigEndian.AppendUint64(nil, pi.Metadata)))
 	}
 	return fs
 }
