@@ -21,10 +21,13 @@ import (
 // packet out whose pipeline reaches a controller action gives the same
 // NXT_PACKET_IN, metadata and frame included, in the same bytes.
 
-// pinFlows send a packet from in_port 1 through two tables to the
-// controller, with a register, the metadata and the cookie set on the way.
+// pinFlows send a packet from in_port 1 through three tables to the
+// controller, with registers, the metadata and the cookie set on the way.
 var pinFlows = []string{
-	"cookie=0x3,table=0,priority=5,in_port=1,actions=load:0x5->NXM_NX_REG1[],set_field:0x77->metadata,resubmit(,2)",
+	"cookie=0x3,table=0,priority=5,in_port=1,actions=load:0x5->NXM_NX_REG1[],set_field:0x77->metadata,resubmit(,1)",
+	// Registers in each pairing of an OpenFlow 1.5 xreg: both halves,
+	// the high one only, the low one only.
+	"cookie=0x4,table=1,actions=load:0x7->NXM_NX_REG0[],load:0x9->NXM_NX_REG2[],load:0x3->NXM_NX_REG5[],resubmit(,2)",
 	"cookie=0x9,table=2,priority=1,actions=controller",
 }
 
@@ -54,20 +57,24 @@ func TestNXPacketInMatchesOVS(t *testing.T) {
 			}
 		})
 	}
-	t.Run("bytes", func(t *testing.T) {
-		installPinFlows(func(args ...string) {
-			if out, err := ref.Ofctl(args...); err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
-		}, refTarget)
-		installPinFlows(func(args ...string) { s.run(t, "OpenFlow13", args[0], args[2:]...) }, s.target)
-		want := rawPacketIn(t, filepath.Join(ref.Dir, "br0.mgmt"))
-		got := rawPacketIn(t, filepath.Join(s.runDir, "br0.mgmt"))
-		t.Logf("Open vSwitch sent %x", want)
-		if !bytes.Equal(got, want) {
-			t.Errorf("NXT_PACKET_IN\novsxdp:       %x\nOpen vSwitch: %x", got, want)
+	// The bytes of the packet in in each version and format: the
+	// metadata's order and headers are Open vSwitch's (OXM in_port in an
+	// OpenFlow 1.0 NXT_PACKET_IN2, xregs in 1.5, NXM in NXT_PACKET_IN).
+	installPinFlows(func(args ...string) {
+		if out, err := ref.Ofctl(args...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
 		}
-	})
+	}, refTarget)
+	installPinFlows(func(args ...string) { s.run(t, "OpenFlow13", args[0], args[2:]...) }, s.target)
+	for _, v := range []uint8{openflow.Version10, openflow.Version13, openflow.Version15} {
+		for _, format := range []uint32{openflow.PacketInFormatStandard, openflow.PacketInFormatNXT, openflow.PacketInFormatNXT2} {
+			want := rawPacketIn(t, filepath.Join(ref.Dir, "br0.mgmt"), v, format)
+			got := rawPacketIn(t, filepath.Join(s.runDir, "br0.mgmt"), v, format)
+			if !bytes.Equal(got, want) {
+				t.Errorf("version 0x%02x, packet-in format %d\novsxdp:       %x\nOpen vSwitch: %x", v, format, got, want)
+			}
+		}
+	}
 }
 
 // installPinFlows replaces the bridge's flows with pinFlows.
@@ -78,10 +85,10 @@ func installPinFlows(ofctl func(args ...string), target string) {
 	}
 }
 
-// rawPacketIn connects to a bridge's management socket in OpenFlow 1.0,
-// asks for nxt_packet_in, sends pinFrame through pinFlows and returns
-// the first packet in it gets, as sent.
-func rawPacketIn(t *testing.T, sock string) []byte {
+// rawPacketIn connects to a bridge's management socket in version v,
+// asks for the packet-in format, sends pinFrame through pinFlows and
+// returns the first packet in it gets, as sent.
+func rawPacketIn(t *testing.T, sock string, v uint8, format uint32) []byte {
 	t.Helper()
 	c, err := net.Dial("unix", sock)
 	if err != nil {
@@ -93,14 +100,18 @@ func rawPacketIn(t *testing.T, sock string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []openflow.Message{
-		&openflow.Hello{},
-		&openflow.SetPacketInFormat{Format: openflow.PacketInFormatNXT},
+	hello, _ := openflow.NewHello(v)
+	out := &openflow.PacketOut{BufferID: openflow.NoBuffer, InPort: 1, Data: frame,
+		Actions: []openflow.Action{&openflow.ActResubmit{InPort: 0xfff8, Table: 0, WithTable: true}}}
+	if v >= openflow.Version15 {
+		out.Match = []openflow.Field{pinField("in_port", []byte{0, 0, 0, 1})}
+	}
+	for _, m := range []openflow.Message{hello,
+		&openflow.SetPacketInFormat{Format: format},
 		&openflow.SetConfig{SwitchConfig: openflow.SwitchConfig{MissSendLen: 0xffff}},
-		&openflow.PacketOut{BufferID: openflow.NoBuffer, InPort: 1, Data: frame,
-			Actions: []openflow.Action{&openflow.ActResubmit{InPort: 0xfff8, Table: 0, WithTable: true}}},
+		out,
 	} {
-		b, err := openflow.Encode(openflow.Version10, 1, m)
+		b, err := openflow.Encode(v, 1, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +130,7 @@ func rawPacketIn(t *testing.T, sock string) []byte {
 			t.Fatalf("%x: %v", b, err)
 		}
 		switch m := m.(type) {
-		case *openflow.NXPacketIn:
+		case *openflow.PacketIn, *openflow.NXPacketIn, *openflow.PacketIn2:
 			return bytes.Clone(b)
 		case *openflow.ErrorMsg:
 			t.Fatalf("%s answered with an error: %+v", sock, m)
@@ -156,4 +167,9 @@ func runPacketIn(t *testing.T, v, rundir, target string, ofctl func(args ...stri
 		return len(lines) == 3
 	}, "the line of the packet in's frame")
 	return lines[0] + "\n" + lines[1]
+}
+
+func pinField(name string, value []byte) openflow.Field {
+	fh, _ := openflow.FieldByName(name, false)
+	return openflow.Field{Name: name, Class: fh.Class, Field: fh.Field, Value: value}
 }
