@@ -43,8 +43,14 @@ func (m *ofMonitor) messages() int { return strings.Count(m.text(), "_FLOW_MONIT
 // ends.
 func startMonitor(t *testing.T, rundir, version, target, watch string) *ofMonitor {
 	t.Helper()
+	return startMonitorArgs(t, rundir, "-O", version, "--timeout=60", "monitor", target, watch)
+}
+
+// startMonitorArgs starts ovs-ofctl with args, as startMonitor does.
+func startMonitorArgs(t *testing.T, rundir string, args ...string) *ofMonitor {
+	t.Helper()
 	m := &ofMonitor{}
-	m.cmd = exec.Command("ovs-ofctl", "-O", version, "--timeout=60", "monitor", target, watch)
+	m.cmd = exec.Command("ovs-ofctl", args...)
 	m.cmd.Env = append(os.Environ(), "OVS_RUNDIR="+rundir)
 	m.cmd.Stdout, m.cmd.Stderr = m, m
 	if err := m.cmd.Start(); err != nil {

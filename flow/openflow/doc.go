@@ -16,7 +16,7 @@
 //     the Nicira and 1.4+ formats); Nicira NXST_FLOW and NXST_AGGREGATE;
 //   - Nicira messages NXT_FLOW_MOD, NXT_SET_FLOW_FORMAT, NXT_FLOW_MOD_TABLE_ID,
 //     NXT_SET_PACKET_IN_FORMAT, NXT_SET_CONTROLLER_ID, NXT_ROLE_REQUEST/REPLY,
-//     NXT_PACKET_IN2, flow monitor cancel/paused/resumed;
+//     NXT_PACKET_IN, NXT_PACKET_IN2, flow monitor cancel/paused/resumed;
 //   - OXM and NXM match TLVs (Field), named with Open vSwitch's field names;
 //   - actions of 1.0 and 1.1+ and the Nicira actions resubmit, reg_load,
 //     reg_move, reg_load2, output_reg(2), note, dec_ttl, exit, controller,

@@ -121,6 +121,8 @@ func decodeExperimenter(v uint8, r *rd) (Message, error) {
 		m = &NXRoleRequest{Role: r.u32("role request")}
 	case nxtRoleReply:
 		m = &NXRoleReply{Role: r.u32("role reply")}
+	case nxtPacketIn:
+		return decodeNXPacketIn(r)
 	case nxtPacketIn2:
 		return decodePacketIn2(r)
 	case nxtFlowMonitorCancel:

@@ -229,16 +229,20 @@ func encodePacketIn(a *asyncCfg, pi *flow.PacketIn, data []byte, totalLen int) (
 	reason := wireReason(pi.Reason, a.version)
 	if a.format == openflow.PacketInFormatNXT2 {
 		m := &openflow.PacketIn2{Packet: data, FullLen: uint32(totalLen), HasFullLen: len(data) < totalLen,
-			TableID: pi.Table, Cookie: pi.Cookie, Reason: reason, Metadata: pipelineFields(a.version, pi)}
+			TableID: pi.Table, Cookie: pi.Cookie, Reason: reason, Metadata: pipelineFields(a.version, false, pi)}
 		if len(pi.Userdata) > 0 {
 			m.UserData, m.HasUserData = pi.Userdata, true
 		}
 		return openflow.Encode(a.version, 0, m)
 	}
+	if a.format == openflow.PacketInFormatNXT {
+		return openflow.Encode(a.version, 0, &openflow.NXPacketIn{BufferID: openflow.NoBuffer, TotalLen: uint16(min(totalLen, 0xffff)),
+			Reason: reason, TableID: pi.Table, Cookie: pi.Cookie, Match: pipelineFields(a.version, true, pi), Data: data})
+	}
 	m := &openflow.PacketIn{BufferID: openflow.NoBuffer, TotalLen: uint16(min(totalLen, 0xffff)), Reason: reason,
 		TableID: pi.Table, Cookie: pi.Cookie, Data: data, InPort: ofPort32(pi.InPort)}
 	if a.version != openflow.Version10 {
-		m.Match = pipelineFields(a.version, pi)
+		m.Match = pipelineFields(a.version, false, pi)
 	}
 	return openflow.Encode(a.version, 0, m)
 }
@@ -264,26 +268,55 @@ func wireReason(r flow.PacketInReason, v uint8) uint8 {
 }
 
 // pipelineFields are the packet in's match: in_port, and the pipeline
-// fields that are not zero (metadata, registers, pkt_mark), as Open
-// vSwitch reports them.
-func pipelineFields(v uint8, pi *flow.PacketIn) []openflow.Field {
-	nxm := v == openflow.Version10
+// fields that are not zero (registers, pkt_mark, metadata), in the order
+// and with the headers Open vSwitch encodes them for version v: NXM
+// (NXT_PACKET_IN, in every version) when nxm, OXM otherwise (also in an
+// OpenFlow 1.0 NXT_PACKET_IN2).
+func pipelineFields(v uint8, nxm bool, pi *flow.PacketIn) []openflow.Field {
 	var fs []openflow.Field
 	if nxm {
 		fs = append(fs, wireField("in_port", true, binary.BigEndian.AppendUint16(nil, uint16(pi.InPort))))
 	} else {
 		fs = append(fs, wireField("in_port", false, binary.BigEndian.AppendUint32(nil, ofPort32(pi.InPort))))
 	}
-	if pi.Metadata != 0 {
-		fs = append(fs, wireField("metadata", nxm, binary.BigEndian.AppendUint64(nil, pi.Metadata)))
-	}
-	for i, r := range pi.Regs {
-		if r != 0 {
-			fs = append(fs, wireField(fmt.Sprintf("reg%d", i), nxm, binary.BigEndian.AppendUint32(nil, r)))
+	if !nxm && v >= openflow.Version15 {
+		fs = append(fs, xregFields(pi)...)
+	} else {
+		for i, r := range pi.Regs {
+			if r != 0 {
+				fs = append(fs, wireField(fmt.Sprintf("reg%d", i), nxm, binary.BigEndian.AppendUint32(nil, r)))
+			}
 		}
 	}
 	if pi.PktMark != 0 {
 		fs = append(fs, wireField("pkt_mark", nxm, binary.BigEndian.AppendUint32(nil, pi.PktMark)))
+	}
+	// Open vSwitch puts the metadata after the registers and pkt_mark.
+	if pi.Metadata != 0 {
+		fs = append(fs, wireField("metadata", nxm, binary.BigEndian.AppendUint64(nil, pi.Metadata)))
+	}
+	return fs
+}
+
+// xregFields are the registers as OpenFlow 1.5 carries them, as Open
+// vSwitch sends them: pairs in OXM_OF_PKT_REGs (xregN is reg2N, the high
+// half, and reg2N+1), masked to the half that is not zero when only one
+// is.
+func xregFields(pi *flow.PacketIn) []openflow.Field {
+	var fs []openflow.Field
+	for i := 0; i+1 < len(pi.Regs); i += 2 {
+		hi, lo := pi.Regs[i], pi.Regs[i+1]
+		if hi == 0 && lo == 0 {
+			continue
+		}
+		f := wireField(fmt.Sprintf("xreg%d", i/2), false, binary.BigEndian.AppendUint64(nil, uint64(hi)<<32|uint64(lo)))
+		switch {
+		case hi == 0:
+			f.Mask = binary.BigEndian.AppendUint64(nil, 0xffffffff)
+		case lo == 0:
+			f.Mask = binary.BigEndian.AppendUint64(nil, 0xffffffff<<32)
+		}
+		fs = append(fs, f)
 	}
 	return fs
 }

@@ -3,6 +3,7 @@ package ofconn
 import (
 	"bytes"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,4 +184,39 @@ func TestAsyncSlowController(t *testing.T) {
 		t.Errorf("the reading controller got %d packet ins", n)
 	}
 	waitUntil(t, "the slow controller to be dropped", func() bool { return s.Connected() == 1 })
+}
+
+// TestNXPacketInFormat checks that nxt_packet_in (format 1) gives
+// NXT_PACKET_IN with an NXM match in every version, cut to miss_send_len
+// for a miss, and that a format Open vSwitch does not know is refused
+// with OFPBRC_EPERM as it refuses it.
+func TestNXPacketInFormat(t *testing.T) {
+	for _, v := range Versions {
+		s := newTestServer()
+		cl := dialController(t, s, v)
+		cl.send(&openflow.SetPacketInFormat{Format: 3})
+		if e := expect[*openflow.ErrorMsg](cl); e.Type != openflow.ErrTypeBadRequest || e.Code != codeBadRequestEPerm {
+			t.Errorf("v%d: format 3 answered with %+v, want OFPBRC_EPERM", v, e)
+		}
+		cl.send(&openflow.SetPacketInFormat{Format: openflow.PacketInFormatNXT})
+		cl.send(&openflow.SetConfig{SwitchConfig: openflow.SwitchConfig{MissSendLen: 10}})
+		cl.send(&openflow.BarrierRequest{})
+		expect[*openflow.BarrierReply](cl)
+		pi, data := testPacketIn()
+		s.PacketIn(pi, data, 64)
+		m := expect[*openflow.NXPacketIn](cl)
+		var names []string
+		for _, f := range m.Match {
+			names = append(names, f.Name)
+		}
+		if m.TableID != 3 || m.Cookie != 0x42 || m.TotalLen != 64 || len(m.Data) != 64 || m.BufferID != openflow.NoBuffer ||
+			strings.Join(names, ",") != "in_port,reg1,metadata" || m.Match[0].Class != openflow.ClassNXM0 || len(m.Match[0].Value) != 2 {
+			t.Errorf("v%d: nx packet in %+v, match %v", v, m, names)
+		}
+		miss := &flow.PacketIn{Reason: flow.ReasonNoMatch, MaxLen: flow.MaxLenAll, InPort: 1, Cookie: flow.CookieNone}
+		s.PacketIn(miss, data, 64)
+		if m := expect[*openflow.NXPacketIn](cl); len(m.Data) != 10 || m.TotalLen != 64 || m.Reason != openflow.PacketInNoMatch {
+			t.Errorf("v%d: miss: %d bytes, total %d, reason %d", v, len(m.Data), m.TotalLen, m.Reason)
+		}
+	}
 }

@@ -100,8 +100,8 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		c.tableID = m.Set != 0
 		return nil
 	case *openflow.SetPacketInFormat:
-		if m.Format != openflow.PacketInFormatStandard && m.Format != openflow.PacketInFormatNXT2 {
-			// NXT_PACKET_IN (format 1) is not implemented.
+		if m.Format > openflow.PacketInFormatNXT2 {
+			// Open vSwitch refuses the formats it does not know with EPERM.
 			return fail(&openflow.Error{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm, Sentinel: openflow.ErrBadMessage,
 				Detail: fmt.Sprintf("packet in format %d", m.Format)})
 		}
