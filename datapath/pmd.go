@@ -46,21 +46,21 @@ type pmd struct {
 	ctl       controlQueue // control requests, run between batches (control.go)
 
 	// Per-batch state, allocated once.
-	cache  *flow.Cache
-	bufs   [][]byte
-	sizes  []int
-	info   []vport.RxInfo
-	batch  keyBatch
-	key    flow.Key     // the packet being executed, when its actions read it from here (needsKey)
+	cache *flow.Cache
+	bufs  [][]byte
+	sizes []int
+	info  []vport.RxInfo
+	batch keyBatch
+	key   flow.Key // the packet being executed, when its actions read it from here (needsKey)
 	// noLearn: the normal action being resolved runs after the flow wrote
 	// in_port to no port of the bridge; it forwards without learning.
 	noLearn bool
-	off    flow.Offsets // the packet out's offsets (packetout.go)
-	out    outBatches
-	gsoBuf []byte // merged TCP segments (coalesce.go), allocated on first use
-	poller *vport.Poller
-	polled *[]rxq // the rxq list poller was built for
-	spare  spareCPU
+	off     flow.Offsets // the packet out's offsets (packetout.go)
+	out     outBatches
+	gsoBuf  []byte // merged TCP segments (coalesce.go), allocated on first use
+	poller  *vport.Poller
+	polled  *[]rxq // the rxq list poller was built for
+	spare   spareCPU
 
 	// The packet being executed, for Output.
 	tbl    *portTable
