@@ -192,6 +192,20 @@ func TestOVSDBConfig(t *testing.T) {
 
 	t.Run("options", func(t *testing.T) {
 		added := x.portsAdded()
+		// With one rx queue the port reads h-b's queue 0 only. What p-b
+		// sends arrives on the h-b queue of p-b's tx queue, which a
+		// 2-queue veth picks by the flow's hash, whose seed is random at
+		// boot: p-b sends on one queue, so that the replies reach the port
+		// on every boot.
+		ethtool := testenv.RequireTool(t, "ethtool", "ethtool")
+		if out, err := b.Run(ethtool, "-L", "p-b", "tx", "1"); err != nil {
+			t.Fatalf("ethtool -L p-b tx 1: %v\n%s", err, out)
+		}
+		defer func() {
+			if out, err := b.Run(ethtool, "-L", "p-b", "tx", "2"); err != nil {
+				t.Errorf("ethtool -L p-b tx 2: %v\n%s", err, out)
+			}
+		}()
 		vsctl(t, "set", "interface", "h-b", "options:n_rxq=1")
 		if show := x.cli.run(t, "show"); !strings.Contains(portBlock(show, "h-b"), `options: {rxq="1"}`) {
 			t.Fatalf("options:n_rxq=1 did not re-create h-b with rxq=1:\n%s", show)
