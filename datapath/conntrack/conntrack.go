@@ -354,7 +354,10 @@ func (tr *Tracker) Track(frame []byte, k *flow.Key, off *flow.Offsets, ct *flow.
 			}
 		}
 		if !create {
-			if ct.NAT != nil && c.nat != natNone && state&(flow.CtStateSNAT|flow.CtStateDNAT) == 0 {
+			// An invalid packet is not translated, as in the kernel,
+			// where it has no connection to take a translation from:
+			// its state stays inv (and trk) alone.
+			if ct.NAT != nil && c.nat != natNone && state&(flow.CtStateSNAT|flow.CtStateDNAT|flow.CtStateInv) == 0 {
 				state |= natPacket(frame, k, &p, c, reply)
 			}
 			tr.finishLocked(k, zone, state, c, ct)
