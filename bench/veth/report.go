@@ -126,26 +126,10 @@ func loadAverage() string {
 }
 
 func writeCSV(path string, samples []sample) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
-	head := []string{"round", "config"}
-	for _, m := range metrics {
-		head = append(head, m.key)
-	}
-	w.Write(append(head, "cpu_user_s_per_mpkt", "cpu_sys_s_per_mpkt", "cpu_softirq_s_per_mpkt",
-		"paced_offered_pps", "paced_received_pps", "paced_rx_ring_full", "paced_no_fill_frame",
-		"conns_done", "conn_failures", "conn_source_ports", "conn_errors", "ct_nconns", "ct_invalid_dropped", "ct_other_dropped", "error", "counters"))
-	for _, s := range samples {
-		row := []string{strconv.Itoa(s.round), s.config}
-		for _, m := range metrics {
-			row = append(row, csvNum(m.get(s)))
-		}
-		for _, v := range []float64{s.cpu.user, s.cpu.sys, s.cpu.softirq} {
-			row = append(row, csvNum(v))
-		}
+	head := []string{"paced_offered_pps", "paced_received_pps", "paced_rx_ring_full", "paced_no_fill_frame",
+		"conns_done", "conn_failures", "conn_source_ports", "conn_errors", "ct_nconns", "ct_invalid_dropped", "ct_other_dropped", "error", "counters"}
+	return writeSampleCSV(path, samples, metrics, head, func(s sample) []string {
+		var row []string
 		if s.paced.measured {
 			row = append(row, strconv.FormatFloat(s.paced.offered, 'f', 0, 64), strconv.FormatFloat(s.paced.received, 'f', 0, 64),
 				strconv.FormatUint(s.paced.drops.ringFull, 10), strconv.FormatUint(s.paced.drops.noFrame, 10))
@@ -158,7 +142,33 @@ func writeCSV(path string, samples []sample) error {
 		} else {
 			row = append(row, "", "", "")
 		}
-		w.Write(append(row, s.err, s.counters))
+		return append(row, s.err, s.counters)
+	})
+}
+
+// writeSampleCSV writes one row per sample: the round, the configuration,
+// ms, the CPU split, then the columns extraHead names, from extra.
+func writeSampleCSV(path string, samples []sample, ms []metric, extraHead []string, extra func(sample) []string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	head := []string{"round", "config"}
+	for _, m := range ms {
+		head = append(head, m.key)
+	}
+	head = append(head, "cpu_user_s_per_mpkt", "cpu_sys_s_per_mpkt", "cpu_softirq_s_per_mpkt")
+	w.Write(append(head, extraHead...))
+	for _, s := range samples {
+		row := []string{strconv.Itoa(s.round), s.config}
+		for _, m := range ms {
+			row = append(row, csvNum(m.get(s)))
+		}
+		for _, v := range []float64{s.cpu.user, s.cpu.sys, s.cpu.softirq} {
+			row = append(row, csvNum(v))
+		}
+		w.Write(append(row, extra(s)...))
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/csv"
 	"fmt"
 	"io"
 	"math"
@@ -55,32 +54,9 @@ func writeTunnelReport(args []string, o options, m machine, samples []sample, el
 // writeTunnelCSV writes every sample: the tunnel metrics, the CPU split,
 // the error and the ovsxdp ledger.
 func writeTunnelCSV(path string, samples []sample) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
-	head := []string{"round", "config"}
-	for _, m := range tunnelMetrics {
-		head = append(head, m.key)
-	}
-	w.Write(append(head, "cpu_user_s_per_mpkt", "cpu_sys_s_per_mpkt", "cpu_softirq_s_per_mpkt", "error", "ledger"))
-	for _, s := range samples {
-		row := []string{strconv.Itoa(s.round), s.config}
-		for _, m := range tunnelMetrics {
-			row = append(row, csvNum(m.get(s)))
-		}
-		for _, v := range []float64{s.cpu.user, s.cpu.sys, s.cpu.softirq} {
-			row = append(row, csvNum(v))
-		}
-		w.Write(append(row, s.err, s.counters))
-	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeSampleCSV(path, samples, tunnelMetrics, []string{"error", "ledger"}, func(s sample) []string {
+		return []string{s.err, s.counters}
+	})
 }
 
 // gitCommit is the commit the run was built from, with "(modified)" when
