@@ -420,3 +420,59 @@ func TestTunnelResolve(t *testing.T) {
 		}
 	}
 }
+
+// TestTunnelHelp: a poll thread that encapsulated frames into the
+// underlay bridge's ring runs that bridge's injected batch itself when
+// the underlay's thread is not in a batch, and leaves the frames to that
+// thread when it is; either way every frame goes out once and the
+// ledgers balance.
+func TestTunnelHelp(t *testing.T) {
+	r := newTunnelRig(t, map[string]string{"remote_ip": "192.0.2.2", "key": "5"})
+	inner := buildFrame(t, frameSpec{src: "10.9.0.1", dst: "10.9.0.2", proto: "udp", sport: 1000, dport: 2000, payloadSz: 100})
+	q := r.phy.pmds[0]
+	q.live = true // as if its thread ran, between two batches
+	t.Cleanup(func() { q.live = false })
+
+	if r.w.Inject(0, [][]byte{inner, inner, inner}) != 3 {
+		t.Fatal("inject refused")
+	}
+	if _, err := r.in.PollOnce(0); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(drainAll(r.up)); got != 3 {
+		t.Fatalf("uplink sent %d frames after the tunnel bridge's batch alone, want 3 (helped)", got)
+	}
+	if h := r.phy.PMDStats()[0].Helped; h != 3 {
+		t.Errorf("underlay thread helped with %d frames, want 3", h)
+	}
+
+	// The underlay's thread in a batch: the frames wait in its ring for
+	// it, and go out with its next batch.
+	q.owner.Lock()
+	if r.w.Inject(0, [][]byte{inner, inner}) != 2 {
+		q.owner.Unlock()
+		t.Fatal("inject refused")
+	}
+	_, err := r.in.PollOnce(0)
+	q.owner.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(drainAll(r.up)); got != 0 {
+		t.Fatalf("uplink sent %d frames while the underlay's thread held its batch, want 0", got)
+	}
+	if _, err := r.phy.PollOnce(0); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(drainAll(r.up)); got != 2 {
+		t.Fatalf("uplink sent %d frames after the underlay's own batch, want 2", got)
+	}
+	if h := r.phy.PMDStats()[0].Helped; h != 3 {
+		t.Errorf("underlay thread helped with %d frames, want still 3", h)
+	}
+	if s := r.upp.Stats(); s.TxPackets != 5 {
+		t.Errorf("uplink tx %d, want 5", s.TxPackets)
+	}
+	checkAccounting(t, r.in)
+	checkAccounting(t, r.phy)
+}
