@@ -67,7 +67,10 @@ type injectRing struct {
 	_     [56]byte
 	enq   atomic.Uint64
 	_     [56]byte
-	deq   uint64 // only the consumer touches it
+	// deq is written only by the consumer, the holder of the owning
+	// thread's batch; the thread reads it outside its batch too, to see
+	// whether frames wait before it sleeps (injectPending).
+	deq atomic.Uint64
 }
 
 func newInjectRing() *injectRing {
@@ -112,8 +115,9 @@ func (r *injectRing) commit(s *injectSlot, pos uint64) {
 
 // peek returns the next frame the consumer may take, or nil.
 func (r *injectRing) peek() *injectSlot {
-	s := &r.slots[r.deq&r.mask]
-	if s.seq.Load() != r.deq+1 {
+	deq := r.deq.Load()
+	s := &r.slots[deq&r.mask]
+	if s.seq.Load() != deq+1 {
 		return nil
 	}
 	return s
@@ -123,8 +127,9 @@ func (r *injectRing) peek() *injectSlot {
 func (r *injectRing) release(s *injectSlot) {
 	s.port = nil
 	s.hasTun = false
-	s.seq.Store(r.deq + r.mask + 1)
-	r.deq++
+	deq := r.deq.Load()
+	s.seq.Store(deq + r.mask + 1)
+	r.deq.Store(deq + 1)
 }
 
 // inject puts a copy of frame into b's ring, received on port (with the
