@@ -530,9 +530,15 @@ func (b *Bridge) PollOnce(i int) (int, error) {
 		return 0, fmt.Errorf("bridge %s: no poll thread %d", b.cfg.Name, i)
 	}
 	p := b.pmds[i]
+	p.owner.Lock()
+	now := time.Now()
 	p.rd.enter()
-	n := p.poll(time.Now())
+	n := p.poll(now)
 	p.rd.leave()
+	to := p.injTo
+	p.injTo = injectTargets{}
+	p.owner.Unlock()
+	p.helpInjected(&to, now) // as the thread would (inject.go)
 	return n, nil
 }
 

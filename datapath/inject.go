@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -18,6 +19,17 @@ import (
 // through the same dispatch as a frame from a device. A full ring refuses
 // the frame, and the sender counts the drop: nothing waits and nothing is
 // lost uncounted.
+//
+// A poll thread that injected frames does not wake the receiving thread
+// for them: at the end of its batch it runs the receiving thread's
+// injected batch itself, on its own CPU, when that thread is not in a
+// batch (help). Open vSwitch's userspace datapath likewise runs a
+// tunnelled packet through both bridges on one thread. On a machine with
+// few CPUs this saves a wake-up and a thread hand-off per batch, and a
+// busy sender drains what it sends, so the ring does not fill while the
+// receiving thread waits for a CPU. Only when the receiving thread is in
+// a batch (it then takes the frames after it) does the sender leave them
+// and wake it if it sleeps.
 
 // injectSlots is the number of frames an injection ring holds.
 const injectSlots = 512
@@ -55,7 +67,10 @@ type injectRing struct {
 	_     [56]byte
 	enq   atomic.Uint64
 	_     [56]byte
-	deq   uint64 // only the consumer touches it
+	// deq is written only by the consumer, the holder of the owning
+	// thread's batch; the thread reads it outside its batch too, to see
+	// whether frames wait before it sleeps (injectPending).
+	deq atomic.Uint64
 }
 
 func newInjectRing() *injectRing {
@@ -100,8 +115,9 @@ func (r *injectRing) commit(s *injectSlot, pos uint64) {
 
 // peek returns the next frame the consumer may take, or nil.
 func (r *injectRing) peek() *injectSlot {
-	s := &r.slots[r.deq&r.mask]
-	if s.seq.Load() != r.deq+1 {
+	deq := r.deq.Load()
+	s := &r.slots[deq&r.mask]
+	if s.seq.Load() != deq+1 {
 		return nil
 	}
 	return s
@@ -111,14 +127,15 @@ func (r *injectRing) peek() *injectSlot {
 func (r *injectRing) release(s *injectSlot) {
 	s.port = nil
 	s.hasTun = false
-	s.seq.Store(r.deq + r.mask + 1)
-	r.deq++
+	deq := r.deq.Load()
+	s.seq.Store(deq + r.mask + 1)
+	r.deq.Store(deq + 1)
 }
 
 // inject puts a copy of frame into b's ring, received on port (with the
-// tunnel metadata tun when it is not nil), and wakes b's first poll
-// thread if it sleeps. It reports false when the ring is full or b takes
-// no injected frames.
+// tunnel metadata tun when it is not nil). It reports false when the ring
+// is full or b takes no injected frames. The caller sees that b's first
+// poll thread takes the frame (pmd.inject, Bridge.injectWake).
 func (b *Bridge) inject(port *Port, frame []byte, tun *tunnel.Header) bool {
 	r := b.injRing
 	if r == nil || len(frame) > maxFrame {
@@ -136,6 +153,25 @@ func (b *Bridge) inject(port *Port, frame []byte, tun *tunnel.Header) bool {
 		s.hasTun = true
 	}
 	r.commit(s, pos)
+	return true
+}
+
+// inject is Bridge.inject from a poll thread: the frame's bridge is
+// helped, or woken, at the end of the thread's batch.
+func (p *pmd) inject(b *Bridge, port *Port, frame []byte, tun *tunnel.Header) bool {
+	if !b.inject(port, frame, tun) {
+		return false
+	}
+	p.injected(b)
+	return true
+}
+
+// injectWake is Bridge.inject from outside a poll thread: it wakes b's
+// first poll thread if it sleeps.
+func (b *Bridge) injectWake(port *Port, frame []byte, tun *tunnel.Header) bool {
+	if !b.inject(port, frame, tun) {
+		return false
+	}
 	b.pmds[0].rd.wakeIfSleeping()
 	return true
 }
@@ -150,11 +186,105 @@ func (b *Bridge) injectReserve() (*injectSlot, uint64) {
 	return b.injRing.reserve()
 }
 
-// injectCommit hands a slot injectReserve returned to b's first poll
-// thread and wakes it if it sleeps.
-func (b *Bridge) injectCommit(s *injectSlot, pos uint64) {
+// injectCommit hands a slot that b.injectReserve returned to b's first
+// poll thread, which is helped or woken at the end of p's batch.
+func (p *pmd) injectCommit(b *Bridge, s *injectSlot, pos uint64) {
 	b.injRing.commit(s, pos)
-	b.pmds[0].rd.wakeIfSleeping()
+	p.injected(b)
+}
+
+// maxInjectTargets bounds the bridges one batch remembers injecting into:
+// a tunnel bridge has one underlay, an underlay a few tunnel bridges.
+// Past it, a bridge is woken at once rather than helped.
+const maxInjectTargets = 4
+
+// injectTargets are the bridges a poll thread injected frames into during
+// its batch.
+type injectTargets struct {
+	n  int
+	br [maxInjectTargets]*Bridge
+}
+
+// injected records that p's batch injected a frame into b.
+func (p *pmd) injected(b *Bridge) {
+	t := &p.injTo
+	for i := range t.n {
+		if t.br[i] == b {
+			return
+		}
+	}
+	if t.n == len(t.br) {
+		b.pmds[0].rd.wakeIfSleeping()
+		return
+	}
+	t.br[t.n] = b
+	t.n++
+}
+
+// helpRounds bounds the injected batches a thread runs for another in
+// one go: a sender that gets ahead of it leaves the rest to that thread.
+const helpRounds = 4
+
+// helpInjected ends p's batch: for each bridge t, the batch's targets,
+// lists as one it injected frames into,
+// it runs that bridge's injected batches itself if the bridge's first
+// poll thread is not in a batch, and otherwise wakes that thread if it
+// sleeps (it then takes them itself). A thread never helps while it is
+// helped, nor does a helped batch help further: it only wakes.
+func (p *pmd) helpInjected(t *injectTargets, now time.Time) {
+	for _, b := range t.br[:t.n] {
+		q := b.pmds[0]
+		if q == p || !p.helps(q, now) {
+			q.rd.wakeIfSleeping()
+		}
+	}
+}
+
+// wakeInjected ends a helped batch: the bridges it injected into are
+// woken, not helped.
+func (p *pmd) wakeInjected() {
+	t := &p.injTo
+	for i := range t.n {
+		t.br[i].pmds[0].rd.wakeIfSleeping()
+		t.br[i] = nil
+	}
+	t.n = 0
+}
+
+// helps runs q's injected batches on p's thread, and reports whether q's
+// ring is empty after them (false: q must take the rest). q's thread holds
+// q.owner around each of its batches, so that q's state has one owner at a
+// time; a helper only tries it, so that nothing ever waits for it.
+func (p *pmd) helps(q *pmd, now time.Time) bool {
+	if !q.owner.TryLock() {
+		return false
+	}
+	defer q.owner.Unlock()
+	if !q.live {
+		return true // not started, or stopped: nothing takes the frames
+	}
+	// The helper's own read-side record: q's thread may be inside its
+	// own, asleep.
+	q.helper.goid.Store(p.stall.goid.Load())
+	for range helpRounds {
+		q.helper.rd.enter()
+		n := q.pollHelped(now)
+		q.helper.rd.leave()
+		q.counters.helped.Add(uint64(n))
+		if q.br.injRing.peek() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// pollHelped is q's poll of its injected frames only, run by a helper.
+func (p *pmd) pollHelped(now time.Time) int {
+	p.begin(now)
+	n := p.pollInjected()
+	p.end()
+	p.wakeInjected()
+	return n
 }
 
 // injectPending reports whether the thread's bridge has injected frames
@@ -185,9 +315,11 @@ func (p *pmd) pollInjected() int {
 		port := s.port
 		n := 0
 		for s != nil && s.port == port && n < vport.MaxBatch-total {
-			buf := p.bufs[n][:len(s.buf)]
-			copy(buf, s.buf)
-			p.sizes[n] = len(s.buf)
+			// The slot's buffer and the thread's trade places, rather
+			// than the frame being copied: both have bufSize bytes.
+			size := len(s.buf)
+			p.bufs[n], s.buf = s.buf[:maxFrame], p.bufs[n][:0]
+			p.sizes[n] = size
 			p.info[n] = vport.RxInfo{}
 			p.inj.tun[n] = s.tun
 			p.inj.hasTun[n] = s.hasTun

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,20 @@ type pmd struct {
 	published *publishList
 	idle      idleCounters // adaptive naps (idle.go)
 	ctl       controlQueue // control requests, run between batches (control.go)
+
+	// owner is held around each batch: by the thread itself, or by
+	// another bridge's poll thread that runs this one's injected frames
+	// in its place (inject.go). What follows is owned by its holder; live
+	// (under owner) says that the thread runs, helper is the read-side
+	// record and goroutine of a helper, and injTo the bridges the batch
+	// injected frames into.
+	owner  sync.Mutex
+	live   bool
+	helper struct {
+		rd   reader
+		goid atomic.Int64
+	}
+	injTo injectTargets
 
 	// Per-batch state, allocated once.
 	cache *flow.Cache
@@ -120,7 +135,19 @@ func (p *pmd) run() {
 	defer close(p.done)
 	p.stall.goid.Store(goroutineID())
 	p.br.rcu.register(&p.rd)
-	defer p.br.rcu.unregister(&p.rd)
+	p.br.rcu.register(&p.helper.rd)
+	p.owner.Lock()
+	p.live = true
+	p.owner.Unlock()
+	defer func() {
+		// After this, helpers find the thread stopped and leave its
+		// ports alone (the bridge closes them once the thread is done).
+		p.owner.Lock()
+		p.live = false
+		p.owner.Unlock()
+		p.br.rcu.unregister(&p.helper.rd)
+		p.br.rcu.unregister(&p.rd)
+	}()
 
 	if p.br.cfg.Idle == IdleAdaptive {
 		// Naps need the thread's own timer slack, so the goroutine keeps
@@ -136,11 +163,18 @@ func (p *pmd) run() {
 	lastYield := lastBusy
 	var nap time.Duration
 	for !p.stop.Load() {
+		p.owner.Lock()
 		p.ctl.serve(p)
 		start := time.Now()
 		p.rd.enter()
 		n := p.poll(start)
 		p.rd.leave()
+		to := p.injTo
+		p.injTo = injectTargets{}
+		p.owner.Unlock()
+		// Outside owner, so that a thread this one helps may
+		// help this one at the same time (inject.go).
+		p.helpInjected(&to, start)
 		end := time.Now()
 		prevBusy := lastBusy
 		if n > 0 {

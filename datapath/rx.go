@@ -12,11 +12,7 @@ import "time"
 
 // poll polls each rx queue once and returns the number of packets handled.
 func (p *pmd) poll(now time.Time) int {
-	p.stall.clear()
-	p.tbl = p.br.ports.Load()
-	p.policy = p.br.Policy()
-	p.now = now.UnixNano()
-	p.mono = int64(now.Sub(monoBase))
+	p.begin(now)
 	total := 0
 	if p.id == 0 && p.br.injRing != nil {
 		total += p.pollInjected() // inject.go: from tunnel ports and decapsulation
@@ -27,6 +23,21 @@ func (p *pmd) poll(now time.Time) int {
 	if p.br.cfg.Defrag != nil {
 		p.expireFrags()
 	}
+	p.end()
+	return total
+}
+
+// begin readies the thread for a batch that starts at now.
+func (p *pmd) begin(now time.Time) {
+	p.stall.clear()
+	p.tbl = p.br.ports.Load()
+	p.policy = p.br.Policy()
+	p.now = now.UnixNano()
+	p.mono = int64(now.Sub(monoBase))
+}
+
+// end transmits the batch's output and publishes its counters.
+func (p *pmd) end() {
 	p.flush()
 	p.cache.CreditRules()
 	p.tally.publish(&p.counters)
@@ -35,7 +46,6 @@ func (p *pmd) poll(now time.Time) int {
 	// Cleared at the end too, so that a thread held between its next
 	// enter and poll is not taken for still spinning.
 	p.stall.clear()
-	return total
 }
 
 func (p *pmd) pollQueue(rq rxq) int {

@@ -172,6 +172,9 @@ type pmdCounters struct {
 	// Adaptive idle spells cut short because other threads took the CPU
 	// (spareCPU).
 	spinsGivenUp atomic.Uint64
+	// Injected frames that another bridge's poll thread, which injected
+	// them, ran in this thread's place (inject.go).
+	helped atomic.Uint64
 }
 
 // PMDStats are one poll thread's statistics.
@@ -199,6 +202,10 @@ type PMDStats struct {
 	// its last packet, went to sleep early because other threads took
 	// its CPU (Config.SpareSpin).
 	SpinsGivenUp uint64
+	// Helped counts the injected frames (from tunnel ports) that the
+	// poll thread of the bridge that injected them ran in this thread's
+	// place, while this one was not in a batch. Packets counts them too.
+	Helped uint64
 	// Naps counts an adaptive thread's naps and NapTime the time they
 	// took, wake-up included; NapsHeld the naps it did not take because
 	// frames waited on a rx queue when the nap was due (HeldFrames of
@@ -241,5 +248,6 @@ func (c *pmdCounters) load(id, rxqs int) PMDStats {
 		GSOSegments:  c.gsoSegments.Load(),
 		GSOFailed:    c.gsoFailed.Load(),
 		SpinsGivenUp: c.spinsGivenUp.Load(),
+		Helped:       c.helped.Load(),
 	}
 }

@@ -224,7 +224,7 @@ func (p *pmd) tunnelPop(rx *tunnelRx, port uint16, frame []byte) {
 		c.drops[DropTunnelPop].Add(1) // an option Open vSwitch drops for
 		return
 	}
-	if !e.bridge.inject(e.port, h.Inner, h) {
+	if !p.inject(e.bridge, e.port, h.Inner, h) {
 		c.drops[DropTxRingFull].Add(1)
 		return
 	}

@@ -523,7 +523,7 @@ func (t *Tunnels) solicit(tpath *tunnelPath, in *internalRef, now time.Time) tim
 		return 0
 	}
 	t.solicitTo = b
-	if !in.bridge.inject(in.port, b, nil) {
+	if !in.bridge.injectWake(in.port, b, nil) {
 		t.log.Warn("tunnel next hop not solicited: the underlay bridge's injection ring is full", "next_hop", p.NextHop, "bridge", in.bridge.Name())
 		return 0
 	}

@@ -157,12 +157,12 @@ func (p *pmd) tunnelPush(dst *Port, tp *TunnelPort, frame []byte) {
 	p.tnl.ipID++
 	if err := enc.Put(s.buf, tunnel.SourcePort(p.pick.flowHash()), p.tnl.ipID); err != nil {
 		s.port = nil // the consumer skips it
-		ub.injectCommit(s, pos)
+		p.injectCommit(ub, s, pos)
 		p.dropCopy(dst, DropTunnelPush)
 		return
 	}
 	s.port = up
-	ub.injectCommit(s, pos)
+	p.injectCommit(ub, s, pos)
 	dc := &dst.counters[p.id]
 	dc.txPackets.Add(1)
 	dc.txBytes.Add(uint64(len(frame)))

@@ -196,14 +196,21 @@ func (w *watchdog) run() {
 		stallDone    bool
 		spinReported bool
 	}
-	last := make([]seen, len(w.pmds))
+	// Each thread's batches run under two read-side records: its own,
+	// and a helper's, another bridge's thread that runs the batch in its
+	// place (inject.go). Both are watched.
+	last := make([]seen, 2*len(w.pmds))
 	for {
 		select {
 		case <-w.stop:
 			return
 		case now := <-tick.C:
-			for i, p := range w.pmds {
-				seq := p.rd.seq.Load()
+			for i := range last {
+				p, rd, goid := w.pmds[i/2], &w.pmds[i/2].rd, &w.pmds[i/2].stall.goid
+				if i%2 == 1 {
+					rd, goid = &p.helper.rd, &p.helper.goid
+				}
+				seq := rd.seq.Load()
 				if seq != last[i].seq || seq&1 == 0 {
 					last[i] = seen{seq: seq, since: now}
 					continue
@@ -216,7 +223,7 @@ func (w *watchdog) run() {
 				if spinning && !last[i].spinReported || !spinning && !last[i].stallDone && !last[i].spinReported {
 					// The thread may start spinning meanwhile: the
 					// report says which it recorded.
-					if w.report(p, stuck, now) {
+					if w.report(p, stuck, now, goid.Load()) {
 						last[i].spinReported = true
 					} else {
 						last[i].stallDone = true
@@ -227,10 +234,11 @@ func (w *watchdog) run() {
 	}
 }
 
-// report records a lockup of p and releases it if it spins (or panics, if
-// configured), and reports whether it was spinning.
-func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time) bool {
-	return w.lockup(p, stuck, now, goroutineStack(p.stall.goid.Load()))
+// report records a lockup of p, whose batch goroutine goid runs, and
+// releases it if it spins (or panics, if configured), and reports whether
+// it was spinning.
+func (w *watchdog) report(p *pmd, stuck time.Duration, now time.Time, goid int64) bool {
+	return w.lockup(p, stuck, now, goroutineStack(goid))
 }
 
 // overrun is report for a poll thread that has spun through its spin

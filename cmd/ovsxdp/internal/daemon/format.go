@@ -161,6 +161,7 @@ func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
 	s.GSOSegments = sub(cur.GSOSegments, base.GSOSegments)
 	s.GSOFailed = sub(cur.GSOFailed, base.GSOFailed)
 	s.SpinsGivenUp = sub(cur.SpinsGivenUp, base.SpinsGivenUp)
+	s.Helped = sub(cur.Helped, base.Helped)
 	s.Naps = sub(cur.Naps, base.Naps)
 	s.NapTime = time.Duration(sub(uint64(cur.NapTime), uint64(base.NapTime)))
 	s.NapsHeld = sub(cur.NapsHeld, base.NapsHeld)
@@ -192,6 +193,7 @@ func formatPMDStats(s datapath.PMDStats) string {
 	fmt.Fprintf(&b, "  avg. packets per rx batch: %.02f\n", s.PacketsPerBatch())
 	fmt.Fprintf(&b, "  segments sent coalesced (tcp, udp): %d (in %d gso packets, %d more refused)\n", s.GSOSegments, s.GSOPackets, s.GSOFailed)
 	fmt.Fprintf(&b, "  idle spins given up to other threads: %d\n", s.SpinsGivenUp)
+	fmt.Fprintf(&b, "  tunnelled packets run by the sending bridge's thread: %d\n", s.Helped)
 	fmt.Fprintf(&b, "  naps: %d (%v), not taken with frames waiting: %d (%d frames), not taken for ring room: %d\n",
 		s.Naps, s.NapTime.Round(time.Microsecond), s.NapsHeld, s.HeldFrames, s.NapsShort)
 	total := s.Busy + s.Idle

@@ -123,9 +123,9 @@ func TestFormatPortStats(t *testing.T) {
 }
 
 func TestFormatPMDStats(t *testing.T) {
-	base := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 100, EMCHits: 50, MegaflowHit: 40, Upcalls: 10, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond, GSOPackets: 2, GSOSegments: 10, SpinsGivenUp: 4,
+	base := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 100, EMCHits: 50, MegaflowHit: 40, Upcalls: 10, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond, GSOPackets: 2, GSOSegments: 10, SpinsGivenUp: 4, Helped: 6,
 		Naps: 10, NapTime: 100 * time.Microsecond, NapsHeld: 1, HeldFrames: 3}
-	cur := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 300, EMCHits: 150, MegaflowHit: 120, Upcalls: 28, Lost: 2, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond, GSOPackets: 5, GSOSegments: 25, GSOFailed: 1, SpinsGivenUp: 7,
+	cur := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 300, EMCHits: 150, MegaflowHit: 120, Upcalls: 28, Lost: 2, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond, GSOPackets: 5, GSOSegments: 25, GSOFailed: 1, SpinsGivenUp: 7, Helped: 16,
 		Naps: 15, NapTime: 160 * time.Microsecond, NapsHeld: 3, HeldFrames: 10, NapsShort: 1}
 	got := formatPMDStats(subPMD(cur, base))
 	want := `pmd thread numa_id 0 core_id 1:
@@ -140,6 +140,7 @@ func TestFormatPMDStats(t *testing.T) {
   avg. packets per rx batch: 20.00
   segments sent coalesced (tcp, udp): 15 (in 3 gso packets, 1 more refused)
   idle spins given up to other threads: 3
+  tunnelled packets run by the sending bridge's thread: 10
   naps: 5 (60µs), not taken with frames waiting: 2 (7 frames), not taken for ring room: 1
   idle ns: 4000 (50.00%)
   processing ns: 4000 (50.00%)
