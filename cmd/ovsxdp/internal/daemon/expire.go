@@ -37,9 +37,10 @@ func (d *Daemon) expireLoop() {
 		case <-save.C:
 			start := time.Now()
 			d.saveIfDirty()
-			// A save holds the daemon's lock: with many flows, it
-			// waits for four times as long as the last one took, so
-			// that saving takes at most a fifth of the time.
+			// A save formats every flow (without the daemon's
+			// lock): with many flows, it waits for four times as
+			// long as the last one took, so that saving takes at
+			// most a fifth of the time.
 			saveAt = time.Now().Add(max(saveInterval, 4*time.Since(start)))
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -160,6 +161,12 @@ const saveInterval = 150 * time.Millisecond
 // stateSaver coalesces state saves: changes mark the state dirty, and the
 // daemon's expiry goroutine saves it at most once per saveInterval, and
 // when the daemon closes.
+//
+// A save is in two steps: what is to be written is taken under Daemon.mu
+// (pointers to the immutable rules, the rest formatted), and written, with
+// the flows formatted, under wmu only, so that a save of 100,000 flows in
+// the background does not hold back the flow mods that keep arriving. A
+// write never replaces a newer state on disk with an older one.
 type stateSaver struct {
 	dirty bool // a change is not saved yet; guarded by Daemon.mu
 	// changes counts the changes marked, saved or not; guarded by
@@ -167,10 +174,44 @@ type stateSaver struct {
 	// without one (releaseMemory).
 	changes uint64
 	kick    chan struct{} // a change was marked (capacity one)
+	// taken numbers the states taken to be saved; guarded by Daemon.mu.
+	taken uint64
+
+	wmu     sync.Mutex // serializes writes of the file; guards written
+	written uint64     // the number of the state last written
+}
+
+// pendingSave is a state taken to be saved: write writes it.
+type pendingSave struct {
+	n     uint64
+	write func() error
 }
 
 func newStateSaver() stateSaver {
 	return stateSaver{kick: make(chan struct{}, 1)}
+}
+
+// takeLocked numbers a state taken to be saved. Daemon.mu must be held.
+func (s *stateSaver) takeLocked(write func() error) pendingSave {
+	s.dirty = false
+	s.taken++
+	return pendingSave{n: s.taken, write: write}
+}
+
+// write writes p unless a state taken after it is on disk already. It
+// may be called with Daemon.mu held or not (the lock order is Daemon.mu,
+// then wmu).
+func (s *stateSaver) write(p pendingSave) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if p.write == nil || p.n <= s.written {
+		return nil
+	}
+	if err := p.write(); err != nil {
+		return err
+	}
+	s.written = p.n
+	return nil
 }
 
 // markDirtyLocked notes a change to be saved within saveInterval. d.mu
@@ -187,15 +228,21 @@ func (d *Daemon) markDirtyLocked() {
 	}
 }
 
-// saveIfDirty saves the state if a change is not saved yet.
+// saveIfDirty saves the state if a change is not saved yet. The state is
+// taken under d.mu and written without it.
 func (d *Daemon) saveIfDirty() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if !d.saver.dirty {
+		d.mu.Unlock()
 		return
 	}
-	if err := d.saveLocked(); err != nil {
-		d.saver.dirty = false // the next change tries again
+	p, err := d.takeSaveLocked()
+	d.mu.Unlock()
+	if err == nil {
+		err = d.saver.write(p)
+	}
+	if err != nil {
+		// The next change tries again.
 		d.log.Error("saving the state", "err", err)
 	}
 }
@@ -204,13 +251,22 @@ func (d *Daemon) saveIfDirty() {
 // temporary file in the same directory, synced, renamed over the old one,
 // and the directory synced. d.mu must be held.
 func (d *Daemon) saveLocked() error {
+	p, err := d.takeSaveLocked()
+	if err != nil {
+		return err
+	}
+	return d.saver.write(p)
+}
+
+// takeSaveLocked takes the state to be saved, to the flows file with
+// --ovsdb, else to the state file. d.mu must be held.
+func (d *Daemon) takeSaveLocked() (pendingSave, error) {
 	if d.cfg.FlowsPath != "" {
-		return d.saveFlowsLocked()
+		return d.takeFlowsLocked(), nil
 	}
 	if d.cfg.StatePath == "" {
-		return nil
+		return pendingSave{}, nil
 	}
-	d.saver.dirty = false
 	st := state{Version: stateVersion, Bridges: []bridgeState{}}
 	var rules [][]*flow.Rule // each bridge's, formatted as they are written
 	for _, b := range d.sortedLocked() {
@@ -232,31 +288,54 @@ func (d *Daemon) saveLocked() error {
 		st.Bridges = append(st.Bridges, bs)
 		rules = append(rules, b.dp.Table().Dump(nil))
 	}
-	return writeFileAtomic(d.cfg.StatePath, func(w *bufio.Writer) error { return writeState(w, &st, rules) })
+	// The bridges' JSON is made now: ports and controllers may change
+	// once d.mu is released; rules never change (a change makes a new one).
+	heads, err := bridgeHeads(&st)
+	if err != nil {
+		return pendingSave{}, err
+	}
+	path := d.cfg.StatePath
+	return d.saver.takeLocked(func() error {
+		return writeFileAtomic(path, func(w *bufio.Writer) error { return writeState(w, st.Version, heads, rules) })
+	}), nil
 }
 
-// writeState writes st as json.MarshalIndent(st, "", "  ") would, with
-// bridge i's flows formatted from rules[i] one at a time as they are
-// written: a state of 100,000 flows is never held whole in memory, as
-// strings or as JSON.
-func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
-	fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"bridges\": [", st.Version)
+// bridgeHead is a bridge's JSON as writeState writes it, cut where its
+// flows go.
+type bridgeHead struct{ head, tail []byte }
+
+// bridgeHeads formats st's bridges without their flows.
+func bridgeHeads(st *state) ([]bridgeHead, error) {
+	var hs []bridgeHead
 	for i := range st.Bridges {
-		if i > 0 {
-			w.WriteByte(',')
-		}
-		w.WriteString("\n    ")
 		bs := st.Bridges[i]
 		bs.Flows = nil
 		b, err := json.MarshalIndent(&bs, "    ", "  ")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		head, tail, ok := bytes.Cut(b, []byte(`"flows": null`))
 		if !ok {
-			return fmt.Errorf("bridge %s: no flows in its JSON", bs.Name)
+			return nil, fmt.Errorf("bridge %s: no flows in its JSON", bs.Name)
 		}
-		w.Write(head)
+		hs = append(hs, bridgeHead{head: head, tail: tail})
+	}
+	return hs, nil
+}
+
+// writeState writes a state of version v, whose bridges' JSON without
+// their flows are heads, as json.MarshalIndent(st, "", "  ") would, with
+// bridge i's flows formatted from rules[i] one at a time as they are
+// written: a state of 100,000 flows is never held whole in memory, as
+// strings or as JSON.
+func writeState(w *bufio.Writer, v int, heads []bridgeHead, rules [][]*flow.Rule) error {
+	fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"bridges\": [", v)
+	for i, h := range heads {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString("\n    ")
+		w.Write(h.head)
 		w.WriteString(`"flows": [`)
 		if err := writeFlows(w, rules[i]); err != nil {
 			return err
@@ -265,9 +344,9 @@ func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
 			w.WriteString("\n      ")
 		}
 		w.WriteByte(']')
-		w.Write(tail)
+		w.Write(h.tail)
 	}
-	if len(st.Bridges) > 0 {
+	if len(heads) > 0 {
 		w.WriteString("\n  ")
 	}
 	w.WriteString("]\n}\n")

@@ -64,7 +64,11 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 			st.Bridges = append(st.Bridges, tc.bridges...)
 			var buf bytes.Buffer
 			w := bufio.NewWriter(&buf)
-			if err := writeState(w, &st, tc.rules); err != nil {
+			heads, err := bridgeHeads(&st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := writeState(w, st.Version, heads, tc.rules); err != nil {
 				t.Fatal(err)
 			}
 			w.Flush()
