@@ -153,11 +153,10 @@ type Table struct {
 	// recircs are the bridge's recirculation ids (xlate_recirc.go),
 	// which every snapshot shares.
 	recircs *Recircs
-	// pubTables and pubConj are the published snapshot's tables and
-	// conj: a publication makes new lists only for the tables that
-	// changed, and never changes a published one.
-	pubTables [MaxTable + 1][]*tableSubtable
-	pubConj   [MaxTable + 1]bool
+	// pub are the published snapshot's tables: a publication makes new
+	// views only for the tables that changed, and never changes a
+	// published one.
+	pub [MaxTable + 1]*tableView
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -416,7 +415,7 @@ func (t *Table) Dump(f *Flow) []*Rule {
 		if f != nil && f.Table != TableAll && int(f.Table) != t {
 			continue
 		}
-		for _, st := range s.tables[t] {
+		for _, st := range s.subtables(t) {
 			for _, r := range st.rules {
 				if f == nil || selects(&norm, f.Cookie, f.CookieMask, f.OutPort, r) {
 					out = append(out, r)
@@ -644,7 +643,10 @@ func (t *Table) publishLocked() {
 			continue
 		}
 		slices.SortFunc(fresh[tb], compareSubtables)
-		old := t.pubTables[tb]
+		var old []*tableSubtable
+		if v := t.pub[tb]; v != nil {
+			old = v.subtables
+		}
 		sts := make([]*tableSubtable, 0, len(old)+len(fresh[tb]))
 		conj := false
 		add := func(st *tableSubtable) {
@@ -664,15 +666,14 @@ func (t *Table) publishLocked() {
 		for ; i < len(fresh[tb]); i++ {
 			add(fresh[tb][i])
 		}
-		if len(sts) == 0 {
-			sts = nil
+		t.pub[tb] = nil
+		if len(sts) > 0 {
+			t.pub[tb] = &tableView{subtables: sts, conj: conj, tries: t.tries[tb]}
 		}
-		t.pubTables[tb], t.pubConj[tb] = sts, conj
 	}
 	s.n = t.n
-	s.tables, s.conj = t.pubTables, t.pubConj
+	s.tables = t.pub
 	s.ofGroups, s.live = t.ofGroups, t.live
-	s.tries = t.tries
 	t.trieGen = newTrieGen()
 	t.gen++
 	s.gen = t.gen
