@@ -258,6 +258,16 @@ func (t *Table) AddBatch(b *FlowBatch) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.addRulesLocked(rs); err != nil {
+		return err
+	}
+	t.publishLocked()
+	return nil
+}
+
+// addRulesLocked installs rs, a FlowBatch's rules, as AddBatch does,
+// without publishing them.
+func (t *Table) addRulesLocked(rs []*Rule) error {
 	for i, r := range rs {
 		if err := t.checkGroupsLocked(r.Actions); err != nil {
 			return &AddError{Index: i, Err: err}
@@ -274,7 +284,6 @@ func (t *Table) AddBatch(b *FlowBatch) error {
 		}
 	}
 	t.deleteLearnedLocked(replaced)
-	t.publishLocked()
 	return nil
 }
 
@@ -298,6 +307,17 @@ func (t *Table) AddBatch(b *FlowBatch) error {
 func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	n, added = t.modifyLocked(f, strict, true)
+	if n > 0 || added {
+		t.publishLocked()
+	}
+	return n, added
+}
+
+// modifyLocked is Modify without the publication; it adds f when no rule
+// is selected only if add is set. A learned flow that a changed rule no
+// longer learns is deleted.
+func (t *Table) modifyLocked(f *Flow, strict, add bool) (n int, added bool) {
 	now := t.now()
 	norm := normalizedMatch(&f.Match)
 	var changed []*Rule
@@ -316,13 +336,11 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 		t.touchLocked(g)
 		n++
 	})
-	if n == 0 && f.CookieMask == 0 {
+	if n == 0 && f.CookieMask == 0 && add {
 		t.addLocked(t.newRuleLocked(f), now)
 		added = true
 	}
-	if len(t.deleteLearnedLocked(changed)) > 0 || n > 0 || added {
-		t.publishLocked()
-	}
+	t.deleteLearnedLocked(changed)
 	return n, added
 }
 
@@ -334,6 +352,15 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	removed := t.deleteLocked(f, strict)
+	if len(removed) > 0 {
+		t.publishLocked()
+	}
+	return removed
+}
+
+// deleteLocked is Delete without the publication.
+func (t *Table) deleteLocked(f *Flow, strict bool) []*Rule {
 	var removed []*Rule
 	norm := normalizedMatch(&f.Match)
 	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, old *Rule) {
@@ -341,9 +368,6 @@ func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 		removed = append(removed, old)
 	})
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
-	if len(removed) > 0 {
-		t.publishLocked()
-	}
 	sortRules(removed)
 	return removed
 }
