@@ -78,10 +78,16 @@ func (p *ofctlPeer) encode(xid uint32, m openflow.Message) []byte {
 }
 
 func (p *ofctlPeer) send(b []byte) {
-	p.c.SetWriteDeadline(time.Now().Add(time.Minute))
-	if _, err := p.c.Write(b); err != nil {
+	if err := p.write(b); err != nil {
 		p.tb.Fatal(err)
 	}
+}
+
+// write is send for another goroutine than the test's.
+func (p *ofctlPeer) write(b []byte) error {
+	p.c.SetWriteDeadline(time.Now().Add(time.Minute))
+	_, err := p.c.Write(b)
+	return err
 }
 
 // recv returns the next message's xid and type.
@@ -155,11 +161,14 @@ func BenchmarkOfctlAddFlows(b *testing.B) {
 						errs = append(errs, p.waitBarrier(bx)...)
 					}
 				} else {
+					barrier := p.encode(1<<30, &openflow.BarrierRequest{})
 					go func() {
-						for _, m := range mods {
-							p.send(m)
+						for _, m := range append(mods, barrier) {
+							if err := p.write(m); err != nil {
+								b.Error(err)
+								return
+							}
 						}
-						p.send(p.encode(1<<30, &openflow.BarrierRequest{}))
 					}()
 					errs = p.waitBarrier(1 << 30)
 				}
