@@ -89,7 +89,7 @@ type flowsEntry struct {
 // atomically, with those of the saved bridges that the database has not
 // brought up yet. d.mu must be held.
 func (d *Daemon) saveFlowsLocked() error {
-	return d.saver.write(d.takeFlowsLocked())
+	return d.saver.write(d.takeFlowsLocked(), 1)
 }
 
 // takeFlowsLocked takes what saveFlowsLocked writes, to be written with
@@ -111,7 +111,7 @@ func (d *Daemon) takeFlowsLocked() pendingSave {
 		es = append(es, flowsEntry{name: name, groups: sb.Groups, flows: sb.Flows})
 	}
 	path := d.cfg.FlowsPath
-	return d.saver.takeLocked(func() error { return writeFlowsFile(path, es) })
+	return d.saver.takeLocked(func(int) error { return writeFlowsFile(path, es) })
 }
 
 // writeFlowsFile writes the flows file at path with the bridges es.

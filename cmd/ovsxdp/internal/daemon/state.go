@@ -181,10 +181,11 @@ type stateSaver struct {
 	written uint64     // the number of the state last written
 }
 
-// pendingSave is a state taken to be saved: write writes it.
+// pendingSave is a state taken to be saved: write writes it, formatting
+// the flows on as many goroutines as workers.
 type pendingSave struct {
 	n     uint64
-	write func() error
+	write func(workers int) error
 }
 
 func newStateSaver() stateSaver {
@@ -192,22 +193,22 @@ func newStateSaver() stateSaver {
 }
 
 // takeLocked numbers a state taken to be saved. Daemon.mu must be held.
-func (s *stateSaver) takeLocked(write func() error) pendingSave {
+func (s *stateSaver) takeLocked(write func(workers int) error) pendingSave {
 	s.dirty = false
 	s.taken++
 	return pendingSave{n: s.taken, write: write}
 }
 
-// write writes p unless a state taken after it is on disk already. It
-// may be called with Daemon.mu held or not (the lock order is Daemon.mu,
-// then wmu).
-func (s *stateSaver) write(p pendingSave) error {
+// write writes p, formatting its flows on as many goroutines as workers,
+// unless a state taken after it is on disk already. It may be called
+// with Daemon.mu held or not (the lock order is Daemon.mu, then wmu).
+func (s *stateSaver) write(p pendingSave, workers int) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if p.write == nil || p.n <= s.written {
 		return nil
 	}
-	if err := p.write(); err != nil {
+	if err := p.write(workers); err != nil {
 		return err
 	}
 	s.written = p.n
@@ -228,9 +229,10 @@ func (d *Daemon) markDirtyLocked() {
 	}
 }
 
-// saveIfDirty saves the state if a change is not saved yet. The state is
-// taken under d.mu and written without it.
-func (d *Daemon) saveIfDirty() {
+// saveIfDirty saves the state if a change is not saved yet, formatting
+// its flows on as many goroutines as workers. The state is taken under
+// d.mu and written without it.
+func (d *Daemon) saveIfDirty(workers int) {
 	d.mu.Lock()
 	if !d.saver.dirty {
 		d.mu.Unlock()
@@ -239,7 +241,7 @@ func (d *Daemon) saveIfDirty() {
 	p, err := d.takeSaveLocked()
 	d.mu.Unlock()
 	if err == nil {
-		err = d.saver.write(p)
+		err = d.saver.write(p, workers)
 	}
 	if err != nil {
 		// The next change tries again.
@@ -255,7 +257,8 @@ func (d *Daemon) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return d.saver.write(p)
+	// The caller waits for the save with d.mu held: every CPU formats.
+	return d.saver.write(p, runtime.GOMAXPROCS(0))
 }
 
 // takeSaveLocked takes the state to be saved, to the flows file with
@@ -295,8 +298,8 @@ func (d *Daemon) takeSaveLocked() (pendingSave, error) {
 		return pendingSave{}, err
 	}
 	path := d.cfg.StatePath
-	return d.saver.takeLocked(func() error {
-		return writeFileAtomic(path, func(w *bufio.Writer) error { return writeState(w, st.Version, heads, rules) })
+	return d.saver.takeLocked(func(workers int) error {
+		return writeFileAtomic(path, func(w *bufio.Writer) error { return writeState(w, st.Version, heads, rules, workers) })
 	}), nil
 }
 
@@ -328,7 +331,7 @@ func bridgeHeads(st *state) ([]bridgeHead, error) {
 // bridge i's flows formatted from rules[i] one at a time as they are
 // written: a state of 100,000 flows is never held whole in memory, as
 // strings or as JSON.
-func writeState(w *bufio.Writer, v int, heads []bridgeHead, rules [][]*flow.Rule) error {
+func writeState(w *bufio.Writer, v int, heads []bridgeHead, rules [][]*flow.Rule, workers int) error {
 	fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"bridges\": [", v)
 	for i, h := range heads {
 		if i > 0 {
@@ -337,7 +340,7 @@ func writeState(w *bufio.Writer, v int, heads []bridgeHead, rules [][]*flow.Rule
 		w.WriteString("\n    ")
 		w.Write(h.head)
 		w.WriteString(`"flows": [`)
-		if err := writeFlows(w, rules[i]); err != nil {
+		if err := writeFlows(w, rules[i], workers); err != nil {
 			return err
 		}
 		if len(rules[i]) > 0 {
@@ -356,18 +359,22 @@ func writeState(w *bufio.Writer, v int, heads []bridgeHead, rules [][]*flow.Rule
 // flowsPart is the number of flows that writeFlows formats as one part.
 const flowsPart = 2048
 
+// flowTextSize is about what a flow takes in the state file (OVN's flows
+// average 120 bytes), for the size of a part's buffer.
+const flowTextSize = 128
+
 // writeFlows writes the flows of rs as writeState lists them (each on a
 // line of its own, after a comma but the first). The flows are formatted
-// in parts of flowsPart, on as many goroutines as there are CPUs, and
-// written in order; at most one part per CPU, and one more, is held at a
+// in parts of flowsPart, on as many goroutines as workers, and written
+// in order; at most one part per worker, and one more, is held at a
 // time.
-func writeFlows(w *bufio.Writer, rs []*flow.Rule) error {
+func writeFlows(w *bufio.Writer, rs []*flow.Rule, workers int) error {
 	n := (len(rs) + flowsPart - 1) / flowsPart
 	parts := make([]chan []byte, n)
 	for k := range parts {
 		parts[k] = make(chan []byte, 1)
 	}
-	slots := make(chan struct{}, runtime.GOMAXPROCS(0)+1)
+	slots := make(chan struct{}, max(1, workers)+1)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -379,6 +386,7 @@ func writeFlows(w *bufio.Writer, rs []*flow.Rule) error {
 			}
 			go func() {
 				var b bytes.Buffer
+				b.Grow(flowsPart * flowTextSize)
 				bw := bufio.NewWriter(&b)
 				for j := k * flowsPart; j < min(len(rs), (k+1)*flowsPart); j++ {
 					if j > 0 {

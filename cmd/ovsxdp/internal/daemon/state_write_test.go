@@ -68,7 +68,7 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := writeState(w, st.Version, heads, tc.rules); err != nil {
+			if err := writeState(w, st.Version, heads, tc.rules, 2); err != nil {
 				t.Fatal(err)
 			}
 			w.Flush()
