@@ -151,9 +151,10 @@ func writeFlowsFile(path string, es []flowsEntry) error {
 			}
 			// Formatted one at a time as they are written: 100,000
 			// flows are never held whole as strings.
+			f := new(flow.Flow) // one for every flow: it is 700 bytes
 			for _, r := range e.rules {
-				f := r.Flow()
-				line(flow.FormatFlowAsWritten(&f))
+				*f = r.Flow()
+				line(flow.FormatFlowAsWritten(f))
 			}
 			for _, s := range e.flows {
 				line(s)

@@ -388,13 +388,16 @@ func writeFlows(w *bufio.Writer, rs []*flow.Rule, workers int) error {
 				var b bytes.Buffer
 				b.Grow(flowsPart * flowTextSize)
 				bw := bufio.NewWriter(&b)
+				// One Flow (two whole keys, 700 bytes) for the
+				// part, not one on the heap per flow formatted.
+				f := new(flow.Flow)
 				for j := k * flowsPart; j < min(len(rs), (k+1)*flowsPart); j++ {
 					if j > 0 {
 						bw.WriteByte(',')
 					}
 					bw.WriteString("\n        ")
-					f := rs[j].Flow()
-					writeJSONString(bw, flow.FormatFlowAsWritten(&f)) // errs only as bw does
+					*f = rs[j].Flow()
+					writeJSONString(bw, flow.FormatFlowAsWritten(f)) // errs only as bw does
 				}
 				bw.Flush()
 				parts[k] <- b.Bytes()
