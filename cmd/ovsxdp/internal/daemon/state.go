@@ -370,11 +370,16 @@ const flowTextSize = 128
 // time.
 func writeFlows(w *bufio.Writer, rs []*flow.Rule, workers int) error {
 	n := (len(rs) + flowsPart - 1) / flowsPart
-	parts := make([]chan []byte, n)
+	parts := make([]chan *bytes.Buffer, n)
 	for k := range parts {
-		parts[k] = make(chan []byte, 1)
+		parts[k] = make(chan *bytes.Buffer, 1)
 	}
-	slots := make(chan struct{}, max(1, workers)+1)
+	held := max(1, workers) + 1
+	slots := make(chan struct{}, held)
+	// free are the parts' buffers once written, for the next parts: a
+	// save of 100,000 flows reuses a few buffers of a part's size
+	// instead of asking the heap for fifty.
+	free := make(chan *bytes.Buffer, held)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -385,9 +390,15 @@ func writeFlows(w *bufio.Writer, rs []*flow.Rule, workers int) error {
 				return
 			}
 			go func() {
-				var b bytes.Buffer
-				b.Grow(flowsPart * flowTextSize)
-				bw := bufio.NewWriter(&b)
+				var b *bytes.Buffer
+				select {
+				case b = <-free:
+					b.Reset()
+				default:
+					b = new(bytes.Buffer)
+					b.Grow(flowsPart * flowTextSize)
+				}
+				bw := bufio.NewWriter(b)
 				// One Flow (two whole keys, 700 bytes) for the
 				// part, not one on the heap per flow formatted.
 				f := new(flow.Flow)
@@ -400,13 +411,18 @@ func writeFlows(w *bufio.Writer, rs []*flow.Rule, workers int) error {
 					writeJSONString(bw, flow.FormatFlowAsWritten(f)) // errs only as bw does
 				}
 				bw.Flush()
-				parts[k] <- b.Bytes()
+				parts[k] <- b
 			}()
 		}
 	}()
 	for k := range parts {
-		if _, err := w.Write(<-parts[k]); err != nil {
+		b := <-parts[k]
+		if _, err := w.Write(b.Bytes()); err != nil {
 			return err
+		}
+		select {
+		case free <- b:
+		default:
 		}
 		<-slots
 	}
