@@ -172,8 +172,11 @@ func (s *TableSnapshot) Group(id uint32) *InstalledGroup { return s.ofGroups[id]
 func (s *TableSnapshot) GroupRefs(id uint32) int {
 	n := 0
 	ids := map[uint32]bool{id: true}
-	for _, sts := range s.tables {
-		for _, st := range sts {
+	for _, v := range s.tables {
+		if v == nil {
+			continue
+		}
+		for _, st := range v.subtables {
 			for _, r := range st.rules {
 				if usesGroups(r.Actions, ids) {
 					n++

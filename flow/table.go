@@ -153,11 +153,10 @@ type Table struct {
 	// recircs are the bridge's recirculation ids (xlate_recirc.go),
 	// which every snapshot shares.
 	recircs *Recircs
-	// pubTables and pubConj are the published snapshot's tables and
-	// conj: a publication makes new lists only for the tables that
-	// changed, and never changes a published one.
-	pubTables [MaxTable + 1][]*tableSubtable
-	pubConj   [MaxTable + 1]bool
+	// pub are the published snapshot's tables: a publication makes new
+	// views only for the tables that changed, and never changes a
+	// published one.
+	pub [MaxTable + 1]*tableView
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -259,6 +258,16 @@ func (t *Table) AddBatch(b *FlowBatch) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.addRulesLocked(rs); err != nil {
+		return err
+	}
+	t.publishLocked()
+	return nil
+}
+
+// addRulesLocked installs rs, a FlowBatch's rules, as AddBatch does,
+// without publishing them.
+func (t *Table) addRulesLocked(rs []*Rule) error {
 	for i, r := range rs {
 		if err := t.checkGroupsLocked(r.Actions); err != nil {
 			return &AddError{Index: i, Err: err}
@@ -275,7 +284,6 @@ func (t *Table) AddBatch(b *FlowBatch) error {
 		}
 	}
 	t.deleteLearnedLocked(replaced)
-	t.publishLocked()
 	return nil
 }
 
@@ -299,6 +307,17 @@ func (t *Table) AddBatch(b *FlowBatch) error {
 func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	n, added = t.modifyLocked(f, strict, true)
+	if n > 0 || added {
+		t.publishLocked()
+	}
+	return n, added
+}
+
+// modifyLocked is Modify without the publication; it adds f when no rule
+// is selected only if add is set. A learned flow that a changed rule no
+// longer learns is deleted.
+func (t *Table) modifyLocked(f *Flow, strict, add bool) (n int, added bool) {
 	now := t.now()
 	norm := normalizedMatch(&f.Match)
 	var changed []*Rule
@@ -317,13 +336,11 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 		t.touchLocked(g)
 		n++
 	})
-	if n == 0 && f.CookieMask == 0 {
+	if n == 0 && f.CookieMask == 0 && add {
 		t.addLocked(t.newRuleLocked(f), now)
 		added = true
 	}
-	if len(t.deleteLearnedLocked(changed)) > 0 || n > 0 || added {
-		t.publishLocked()
-	}
+	t.deleteLearnedLocked(changed)
 	return n, added
 }
 
@@ -335,6 +352,15 @@ func (t *Table) Modify(f *Flow, strict bool) (n int, added bool) {
 func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	removed := t.deleteLocked(f, strict)
+	if len(removed) > 0 {
+		t.publishLocked()
+	}
+	return removed
+}
+
+// deleteLocked is Delete without the publication.
+func (t *Table) deleteLocked(f *Flow, strict bool) []*Rule {
 	var removed []*Rule
 	norm := normalizedMatch(&f.Match)
 	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, old *Rule) {
@@ -342,9 +368,6 @@ func (t *Table) Delete(f *Flow, strict bool) []*Rule {
 		removed = append(removed, old)
 	})
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
-	if len(removed) > 0 {
-		t.publishLocked()
-	}
 	sortRules(removed)
 	return removed
 }
@@ -416,7 +439,7 @@ func (t *Table) Dump(f *Flow) []*Rule {
 		if f != nil && f.Table != TableAll && int(f.Table) != t {
 			continue
 		}
-		for _, st := range s.tables[t] {
+		for _, st := range s.subtables(t) {
 			for _, r := range st.rules {
 				if f == nil || selects(&norm, f.Cookie, f.CookieMask, f.OutPort, r) {
 					out = append(out, r)
@@ -644,7 +667,10 @@ func (t *Table) publishLocked() {
 			continue
 		}
 		slices.SortFunc(fresh[tb], compareSubtables)
-		old := t.pubTables[tb]
+		var old []*tableSubtable
+		if v := t.pub[tb]; v != nil {
+			old = v.subtables
+		}
 		sts := make([]*tableSubtable, 0, len(old)+len(fresh[tb]))
 		conj := false
 		add := func(st *tableSubtable) {
@@ -664,15 +690,14 @@ func (t *Table) publishLocked() {
 		for ; i < len(fresh[tb]); i++ {
 			add(fresh[tb][i])
 		}
-		if len(sts) == 0 {
-			sts = nil
+		t.pub[tb] = nil
+		if len(sts) > 0 {
+			t.pub[tb] = &tableView{subtables: sts, conj: conj, tries: t.tries[tb]}
 		}
-		t.pubTables[tb], t.pubConj[tb] = sts, conj
 	}
 	s.n = t.n
-	s.tables, s.conj = t.pubTables, t.pubConj
+	s.tables = t.pub
 	s.ofGroups, s.live = t.ofGroups, t.live
-	s.tries = t.tries
 	t.trieGen = newTrieGen()
 	t.gen++
 	s.gen = t.gen

@@ -27,7 +27,7 @@ func TestTableAddIndexesEachRuleFewTimes(t *testing.T) {
 	if tbl.indexed > limit {
 		t.Fatalf("%d single adds indexed %d rules, want at most %d (log2 n + 1 per rule)", n, tbl.indexed, limit)
 	}
-	levels := len(tbl.Snapshot().tables[0])
+	levels := len(tbl.Snapshot().subtables(0))
 	if levels > bits.Len(n) {
 		t.Fatalf("the group is %d subtables, want at most %d", levels, bits.Len(n))
 	}
@@ -38,7 +38,7 @@ func TestTableAddIndexesEachRuleFewTimes(t *testing.T) {
 	if got := len(tbl.Delete(&f, true)); got != 1 {
 		t.Fatalf("delete removed %d rules, want 1", got)
 	}
-	if got := len(tbl.Snapshot().tables[0]); got != 1 {
+	if got := len(tbl.Snapshot().subtables(0)); got != 1 {
 		t.Fatalf("after a delete the group is %d subtables, want 1", got)
 	}
 }
@@ -130,8 +130,8 @@ func TestConjunctionSingleAdds(t *testing.T) {
 			}
 		}
 	}
-	if len(single.Snapshot().tables[0]) <= len(batch.Snapshot().tables[0]) {
-		t.Logf("single adds made %d subtables, one add %d: the groups were not split", len(single.Snapshot().tables[0]), len(batch.Snapshot().tables[0]))
+	if len(single.Snapshot().subtables(0)) <= len(batch.Snapshot().subtables(0)) {
+		t.Logf("single adds made %d subtables, one add %d: the groups were not split", len(single.Snapshot().subtables(0)), len(batch.Snapshot().subtables(0)))
 	}
 }
 
@@ -151,20 +151,20 @@ func TestTablePublishKeepsUnchangedTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := tbl.Snapshot()
-	t0, t1 := before.tables[0], slices.Clone(before.tables[1])
+	t0, t1 := before.subtables(0), slices.Clone(before.subtables(1))
 	f := mkFlow(7, out(2), inPort(99), dlType(EthTypeIPv4), nwDst(0x0b000000, 30))
 	f.Table = 1
 	if err := tbl.Add(&f); err != nil {
 		t.Fatal(err)
 	}
 	after := tbl.Snapshot()
-	if len(after.tables[0]) != len(t0) || &after.tables[0][0] != &t0[0] {
+	if len(after.subtables(0)) != len(t0) || &after.subtables(0)[0] != &t0[0] {
 		t.Errorf("table 0 did not change, but its list of subtables was made again")
 	}
-	if len(after.tables[1]) == len(t1) {
-		t.Errorf("table 1 has %d subtables after an add with a new mask, as before", len(after.tables[1]))
+	if len(after.subtables(1)) == len(t1) {
+		t.Errorf("table 1 has %d subtables after an add with a new mask, as before", len(after.subtables(1)))
 	}
-	if !slices.Equal(before.tables[1], t1) {
+	if !slices.Equal(before.subtables(1), t1) {
 		t.Errorf("publishing table 1's change changed the list an older snapshot holds")
 	}
 }
@@ -225,7 +225,7 @@ func TestPublishFollowsChanges(t *testing.T) {
 			t.Fatalf("op %d: snapshot counts %d rules, the groups hold %d", op, s.n, n)
 		}
 		for tb := range MaxTable + 1 {
-			got := s.tables[tb]
+			got := s.subtables(tb)
 			if len(got) != len(want[tb]) {
 				t.Fatalf("op %d: table %d publishes %d subtables, its groups have %d levels", op, tb, len(got), len(want[tb]))
 			}

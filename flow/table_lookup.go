@@ -13,16 +13,33 @@ import (
 // order), so that a lookup can stop at the first subtable whose best rule
 // cannot beat the match it already has.
 type TableSnapshot struct {
-	gen    uint64
-	n      int
-	tables [MaxTable + 1][]*tableSubtable    // each table's subtables, in lookup order
-	conj   [MaxTable + 1]bool                // the table has clause flows (conj.go)
-	tries  [MaxTable + 1][numTries]*trieNode // each table's prefix tries (trie.go)
+	gen uint64
+	n   int
+	// tables are the OpenFlow tables, nil for a table without rules. A
+	// publication makes a new view only for the tables that changed, so
+	// that a flow mod costs a copy of these pointers, not of every
+	// table's lists.
+	tables [MaxTable + 1]*tableView
 
 	ofGroups map[uint32]*InstalledGroup // the OpenFlow groups (read-only)
 	live     PortLiveness               // nil: no port is live
 	recircs  *Recircs                   // the bridge's recirculation ids (shared by every snapshot)
 	tlv      *TLVMap                    // the TLV map when published: where writes to tun_metadata go
+}
+
+// tableView is one OpenFlow table in a snapshot: immutable.
+type tableView struct {
+	subtables []*tableSubtable    // in lookup order; never empty
+	conj      bool                // the table has clause flows (conj.go)
+	tries     [numTries]*trieNode // the prefix tries (trie.go)
+}
+
+// subtables returns table tb's subtables, in lookup order.
+func (s *TableSnapshot) subtables(tb int) []*tableSubtable {
+	if v := s.tables[tb]; v != nil {
+		return v.subtables
+	}
+	return nil
 }
 
 // Generation returns the generation the snapshot was published under.
@@ -344,15 +361,16 @@ func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 	if wc == nil {
 		wc = &scratch
 	}
-	if int(table) >= len(s.tables) {
+	if int(table) >= len(s.tables) || s.tables[table] == nil {
 		return nil
 	}
-	if s.conj[table] {
+	v := s.tables[table]
+	if v.conj {
 		return s.lookupConj(table, k, wc, true)
 	}
-	ctx := lookupCtx{roots: &s.tries[table]}
+	ctx := lookupCtx{roots: &v.tries}
 	var best *Rule
-	for _, st := range s.tables[table] {
+	for _, st := range v.subtables {
 		if best != nil && !st.rules[0].beats(best) {
 			// The subtables are sorted by their best rules: if this one's
 			// cannot win, no later one's can.

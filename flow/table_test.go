@@ -758,7 +758,7 @@ func TestTableConcurrent(t *testing.T) {
 // linearScan is the reference lookup over one snapshot's rules.
 func linearScan(s *TableSnapshot, k *Key) *Rule {
 	var best *Rule
-	for _, st := range s.tables[0] {
+	for _, st := range s.subtables(0) {
 		for _, r := range st.rules {
 			if m := r.Match(); m.Matches(k) && (best == nil || r.beats(best)) {
 				best = r

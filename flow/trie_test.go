@@ -140,7 +140,7 @@ func TestTableTriesFollowRules(t *testing.T) {
 					if j == trieNwSrc {
 						v = 0xc0a80000 | rng.Uint32()&0xff
 					}
-					gb, gp := s.tries[table][j].lookup(v)
+					gb, gp := s.trie(table, j).lookup(v)
 					wb, wp := want[table][j].lookup(v)
 					if gb != wb || gp != wp {
 						t.Fatalf("step %d: table %d trie %d lookup %#08x: %d %#x, want %d %#x", step, table, j, v, gb, gp, wb, wp)
@@ -177,8 +177,8 @@ func TestDeleteGroupsRemovesPrefixes(t *testing.T) {
 	got, want := tb.Snapshot(), fresh.Snapshot()
 	for j := range numTries {
 		for _, v := range []uint32{0x0a010203, 0x0a010909, 0x0a018001, 0x0ac80001, 0xc0a80101, 0xc0a80201, 0xac100001, 0x0b000001} {
-			gb, gp := got.tries[0][j].lookup(v)
-			wb, wp := want.tries[0][j].lookup(v)
+			gb, gp := got.trie(0, j).lookup(v)
+			wb, wp := want.trie(0, j).lookup(v)
 			if gb != wb || gp != wp {
 				t.Errorf("trie %d lookup %#08x: %d %#x, want %d %#x (as the remaining flows give)", j, v, gb, gp, wb, wp)
 			}
@@ -206,4 +206,13 @@ func TestDeleteGroupsRemovesPrefixes(t *testing.T) {
 	if m := got.Translate(&k, false).Mask.NwDst; m != 0xff800000 {
 		t.Errorf("10.200.0.1: nw_dst mask %#08x, want 0xff800000", m)
 	}
+}
+
+// trie returns table tb's prefix trie j in s (nil when the table has no
+// rules).
+func (s *TableSnapshot) trie(tb, j int) *trieNode {
+	if v := s.tables[tb]; v != nil {
+		return v.tries[j]
+	}
+	return nil
 }

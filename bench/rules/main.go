@@ -61,7 +61,8 @@ type options struct {
 	out        string
 	addTimeout time.Duration
 	// ofctlTimeout bounds ovsxdp-ofctl's add, which takes a flow mod at a
-	// time: each is saved to the state file before the next is read.
+	// time: ovs-ofctl add-flows sends each with a barrier and waits for
+	// the barrier's reply before it sends the next.
 	ofctlTimeout time.Duration
 	settle       time.Duration
 }

@@ -1,6 +1,9 @@
 package openflow
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // The Nicira TLV table messages: the mapping of Geneve options to the
 // tunnel metadata fields NXM_NX_TUN_METADATA0-63 (struct nx_tlv_table_mod,
@@ -185,6 +188,10 @@ var tunMetadataFields = func() []fieldInfo {
 
 // tunMetadataField returns the field named tun_metadataN, or nil.
 func tunMetadataField(name string) *fieldInfo {
+	if !strings.HasPrefix(name, "tun_metadata") {
+		// Every field name is looked up here: most are not these.
+		return nil
+	}
 	var n int
 	if _, err := fmt.Sscanf(name, "tun_metadata%d", &n); err != nil || n < 0 || n >= tlvNumFields || fmt.Sprintf("tun_metadata%d", n) != name {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -210,7 +211,7 @@ func (d *Daemon) Close() error {
 	d.underlay.close()
 	d.stopOVSDB()
 	d.closeChannels()
-	d.saveIfDirty() // what the OpenFlow channels changed last
+	d.saveIfDirty(runtime.GOMAXPROCS(0)) // what the OpenFlow channels changed last
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.keepInternalLocked()

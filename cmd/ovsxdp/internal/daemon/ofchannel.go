@@ -248,35 +248,86 @@ func (o *ofBridge) FlowMod(v uint8, fm *openflow.FlowMod, from ofconn.Origin) er
 	// Changes made elsewhere are reported before this one, whose
 	// monitors' updates name its connection.
 	o.reportFlowsLocked(ofconn.Origin{}, nil)
+	var err error
+	o.b.dp.Table().Update(func(tx *flow.TableTxn) { err = o.flowModLocked(tx, v, fm) })
+	if err != nil {
+		return err
+	}
+	o.reportFlowsLocked(from, nil)
+	o.changedLocked("flow mod")
+	return nil
+}
+
+var _ ofconn.FlowModBatcher = (*ofBridge)(nil)
+
+// FlowMods runs consecutive flow mods of one connection, in order, as
+// FlowMod runs each, and publishes the table once for all of them: the
+// cost of a publication, and of the caches' invalidation that follows,
+// is paid once per batch instead of once per flow mod. While flow
+// monitors watch the bridge, each flow mod is published and reported on
+// its own, so that every update names the flow mod that made it.
+func (o *ofBridge) FlowMods(v uint8, fms []*openflow.FlowMod, from []ofconn.Origin) []error {
+	errs := make([]error, len(fms))
+	if err := o.lock(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	defer o.unlock()
+	o.reportFlowsLocked(ofconn.Origin{}, nil)
+	t := o.b.dp.Table()
+	changed := false
+	if o.srv != nil && o.srv.Monitoring() {
+		for i, fm := range fms {
+			t.Update(func(tx *flow.TableTxn) { errs[i] = o.flowModLocked(tx, v, fm) })
+			if errs[i] == nil {
+				o.reportFlowsLocked(from[i], nil)
+				changed = true
+			}
+		}
+	} else {
+		t.Update(func(tx *flow.TableTxn) {
+			for i, fm := range fms {
+				errs[i] = o.flowModLocked(tx, v, fm)
+				changed = changed || errs[i] == nil
+			}
+		})
+		if changed {
+			o.reportFlowsLocked(from[len(from)-1], nil)
+		}
+	}
+	if changed {
+		o.changedLocked("flow mods")
+	}
+	return errs
+}
+
+// flowModLocked runs one flow mod in tx. d.mu must be held.
+func (o *ofBridge) flowModLocked(tx *flow.TableTxn, v uint8, fm *openflow.FlowMod) error {
 	mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
 	if err != nil {
 		return err
 	}
-	t := o.b.dp.Table()
 	f := mod.Flow
 	if mod.Cmd != flow.CmdDelete {
 		// A flow that names a missing group is refused, as add-flow
 		// refuses it (OFPBAC_BAD_OUT_GROUP).
-		if err := t.CheckGroups(f); err != nil {
+		if err := tx.CheckGroups(f); err != nil {
 			return ofconv.TableError(err)
 		}
 	}
 	switch mod.Cmd {
 	case flow.CmdAdd:
-		if err := t.Add(f); err != nil {
+		if err := tx.Add(f); err != nil {
 			return ofconv.TableError(err)
 		}
 	case flow.CmdModify:
 		// OpenFlow 1.1 and later never add from a modify; 1.0 does.
-		if v != openflow.Version10 && f.CookieMask == 0 && !selectsAny(t, f, mod.Strict) {
-			return nil
-		}
-		t.Modify(f, mod.Strict)
+		tx.Modify(f, mod.Strict, v == openflow.Version10)
 	case flow.CmdDelete:
-		t.Delete(f, mod.Strict)
+		tx.Delete(f, mod.Strict)
 	}
-	o.reportFlowsLocked(from, nil)
-	o.changedLocked("flow mod")
 	return nil
 }
 
@@ -309,24 +360,6 @@ func (o *ofBridge) CheckGroupMod(v uint8, gm *openflow.GroupMod) error {
 	defer o.unlock()
 	_, err := ofconv.GroupFromMod(o.b.parser(), v, gm)
 	return err
-}
-
-// selectsAny reports whether a modify of f selects some rule.
-func selectsAny(t *flow.Table, f *flow.Flow, strict bool) bool {
-	sel := *f
-	sel.OutPort = flow.PortNone
-	for _, r := range t.Dump(&sel) {
-		if !strict || r.Priority == f.Priority && r.Match() == normalized(&f.Match) {
-			return true
-		}
-	}
-	return false
-}
-
-func normalized(m *flow.Match) flow.Match {
-	n := *m
-	n.Normalize()
-	return n
 }
 
 // Flows answers a flow stats request as dump-flows does.

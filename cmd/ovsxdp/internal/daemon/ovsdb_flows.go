@@ -76,20 +76,28 @@ func loadFlows(path string) (map[string]*savedBridge, error) {
 	return out, nil
 }
 
+// flowsEntry is a bridge of the flows file: a running bridge's rules
+// (immutable, formatted as they are written) or a saved bridge's flows.
+type flowsEntry struct {
+	name   string
+	groups []string
+	rules  []*flow.Rule // a running bridge's
+	flows  []string     // a saved bridge's
+}
+
 // saveFlowsLocked writes each bridge's flows and groups to the flows file
 // atomically, with those of the saved bridges that the database has not
 // brought up yet. d.mu must be held.
 func (d *Daemon) saveFlowsLocked() error {
-	d.saver.dirty = false
-	type entry struct {
-		name   string
-		groups []string
-		rules  []*flow.Rule // a running bridge's
-		flows  []string     // a saved bridge's
-	}
-	var es []entry
+	return d.saver.write(d.takeFlowsLocked(), 1)
+}
+
+// takeFlowsLocked takes what saveFlowsLocked writes, to be written with
+// d.mu held or not (stateSaver). d.mu must be held.
+func (d *Daemon) takeFlowsLocked() pendingSave {
+	var es []flowsEntry
 	for _, b := range d.sortedLocked() {
-		e := entry{name: b.name, rules: b.dp.Table().Dump(nil)}
+		e := flowsEntry{name: b.name, rules: b.dp.Table().Dump(nil)}
 		for _, g := range b.dp.Table().Groups() {
 			e.groups = append(e.groups, flow.FormatGroup(&g.Group, flow.GroupOF15))
 		}
@@ -100,9 +108,15 @@ func (d *Daemon) saveFlowsLocked() error {
 			continue
 		}
 		sb := d.savedFlows[name]
-		es = append(es, entry{name: name, groups: sb.Groups, flows: sb.Flows})
+		es = append(es, flowsEntry{name: name, groups: sb.Groups, flows: sb.Flows})
 	}
-	return writeFileAtomic(d.cfg.FlowsPath, func(w *bufio.Writer) error {
+	path := d.cfg.FlowsPath
+	return d.saver.takeLocked(func(int) error { return writeFlowsFile(path, es) })
+}
+
+// writeFlowsFile writes the flows file at path with the bridges es.
+func writeFlowsFile(path string, es []flowsEntry) error {
+	return writeFileAtomic(path, func(w *bufio.Writer) error {
 		fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"bridges\": [", flowsVersion)
 		str := func(s string) {
 			b, _ := json.Marshal(s)
@@ -137,9 +151,10 @@ func (d *Daemon) saveFlowsLocked() error {
 			}
 			// Formatted one at a time as they are written: 100,000
 			// flows are never held whole as strings.
+			f := new(flow.Flow) // one for every flow: it is 700 bytes
 			for _, r := range e.rules {
-				f := r.Flow()
-				line(flow.FormatFlowAsWritten(&f))
+				*f = r.Flow()
+				line(flow.FormatFlowAsWritten(f))
 			}
 			for _, s := range e.flows {
 				line(s)

@@ -15,6 +15,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -160,6 +161,12 @@ const saveInterval = 150 * time.Millisecond
 // stateSaver coalesces state saves: changes mark the state dirty, and the
 // daemon's expiry goroutine saves it at most once per saveInterval, and
 // when the daemon closes.
+//
+// A save is in two steps: what is to be written is taken under Daemon.mu
+// (pointers to the immutable rules, the rest formatted), and written, with
+// the flows formatted, under wmu only, so that a save of 100,000 flows in
+// the background does not hold back the flow mods that keep arriving. A
+// write never replaces a newer state on disk with an older one.
 type stateSaver struct {
 	dirty bool // a change is not saved yet; guarded by Daemon.mu
 	// changes counts the changes marked, saved or not; guarded by
@@ -167,10 +174,45 @@ type stateSaver struct {
 	// without one (releaseMemory).
 	changes uint64
 	kick    chan struct{} // a change was marked (capacity one)
+	// taken numbers the states taken to be saved; guarded by Daemon.mu.
+	taken uint64
+
+	wmu     sync.Mutex // serializes writes of the file; guards written
+	written uint64     // the number of the state last written
+}
+
+// pendingSave is a state taken to be saved: write writes it, formatting
+// the flows on as many goroutines as workers.
+type pendingSave struct {
+	n     uint64
+	write func(workers int) error
 }
 
 func newStateSaver() stateSaver {
 	return stateSaver{kick: make(chan struct{}, 1)}
+}
+
+// takeLocked numbers a state taken to be saved. Daemon.mu must be held.
+func (s *stateSaver) takeLocked(write func(workers int) error) pendingSave {
+	s.dirty = false
+	s.taken++
+	return pendingSave{n: s.taken, write: write}
+}
+
+// write writes p, formatting its flows on as many goroutines as workers,
+// unless a state taken after it is on disk already. It may be called
+// with Daemon.mu held or not (the lock order is Daemon.mu, then wmu).
+func (s *stateSaver) write(p pendingSave, workers int) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if p.write == nil || p.n <= s.written {
+		return nil
+	}
+	if err := p.write(workers); err != nil {
+		return err
+	}
+	s.written = p.n
+	return nil
 }
 
 // markDirtyLocked notes a change to be saved within saveInterval. d.mu
@@ -187,15 +229,22 @@ func (d *Daemon) markDirtyLocked() {
 	}
 }
 
-// saveIfDirty saves the state if a change is not saved yet.
-func (d *Daemon) saveIfDirty() {
+// saveIfDirty saves the state if a change is not saved yet, formatting
+// its flows on as many goroutines as workers. The state is taken under
+// d.mu and written without it.
+func (d *Daemon) saveIfDirty(workers int) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if !d.saver.dirty {
+		d.mu.Unlock()
 		return
 	}
-	if err := d.saveLocked(); err != nil {
-		d.saver.dirty = false // the next change tries again
+	p, err := d.takeSaveLocked()
+	d.mu.Unlock()
+	if err == nil {
+		err = d.saver.write(p, workers)
+	}
+	if err != nil {
+		// The next change tries again.
 		d.log.Error("saving the state", "err", err)
 	}
 }
@@ -204,13 +253,23 @@ func (d *Daemon) saveIfDirty() {
 // temporary file in the same directory, synced, renamed over the old one,
 // and the directory synced. d.mu must be held.
 func (d *Daemon) saveLocked() error {
+	p, err := d.takeSaveLocked()
+	if err != nil {
+		return err
+	}
+	// The caller waits for the save with d.mu held: every CPU formats.
+	return d.saver.write(p, runtime.GOMAXPROCS(0))
+}
+
+// takeSaveLocked takes the state to be saved, to the flows file with
+// --ovsdb, else to the state file. d.mu must be held.
+func (d *Daemon) takeSaveLocked() (pendingSave, error) {
 	if d.cfg.FlowsPath != "" {
-		return d.saveFlowsLocked()
+		return d.takeFlowsLocked(), nil
 	}
 	if d.cfg.StatePath == "" {
-		return nil
+		return pendingSave{}, nil
 	}
-	d.saver.dirty = false
 	st := state{Version: stateVersion, Bridges: []bridgeState{}}
 	var rules [][]*flow.Rule // each bridge's, formatted as they are written
 	for _, b := range d.sortedLocked() {
@@ -232,42 +291,65 @@ func (d *Daemon) saveLocked() error {
 		st.Bridges = append(st.Bridges, bs)
 		rules = append(rules, b.dp.Table().Dump(nil))
 	}
-	return writeFileAtomic(d.cfg.StatePath, func(w *bufio.Writer) error { return writeState(w, &st, rules) })
+	// The bridges' JSON is made now: ports and controllers may change
+	// once d.mu is released; rules never change (a change makes a new one).
+	heads, err := bridgeHeads(&st)
+	if err != nil {
+		return pendingSave{}, err
+	}
+	path := d.cfg.StatePath
+	return d.saver.takeLocked(func(workers int) error {
+		return writeFileAtomic(path, func(w *bufio.Writer) error { return writeState(w, st.Version, heads, rules, workers) })
+	}), nil
 }
 
-// writeState writes st as json.MarshalIndent(st, "", "  ") would, with
-// bridge i's flows formatted from rules[i] one at a time as they are
-// written: a state of 100,000 flows is never held whole in memory, as
-// strings or as JSON.
-func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
-	fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"bridges\": [", st.Version)
+// bridgeHead is a bridge's JSON as writeState writes it, cut where its
+// flows go.
+type bridgeHead struct{ head, tail []byte }
+
+// bridgeHeads formats st's bridges without their flows.
+func bridgeHeads(st *state) ([]bridgeHead, error) {
+	var hs []bridgeHead
 	for i := range st.Bridges {
-		if i > 0 {
-			w.WriteByte(',')
-		}
-		w.WriteString("\n    ")
 		bs := st.Bridges[i]
 		bs.Flows = nil
 		b, err := json.MarshalIndent(&bs, "    ", "  ")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		head, tail, ok := bytes.Cut(b, []byte(`"flows": null`))
 		if !ok {
-			return fmt.Errorf("bridge %s: no flows in its JSON", bs.Name)
+			return nil, fmt.Errorf("bridge %s: no flows in its JSON", bs.Name)
 		}
-		w.Write(head)
+		hs = append(hs, bridgeHead{head: head, tail: tail})
+	}
+	return hs, nil
+}
+
+// writeState writes a state of version v, whose bridges' JSON without
+// their flows are heads, as json.MarshalIndent(st, "", "  ") would, with
+// bridge i's flows formatted from rules[i] one at a time as they are
+// written: a state of 100,000 flows is never held whole in memory, as
+// strings or as JSON.
+func writeState(w *bufio.Writer, v int, heads []bridgeHead, rules [][]*flow.Rule, workers int) error {
+	fmt.Fprintf(w, "{\n  \"version\": %d,\n  \"bridges\": [", v)
+	for i, h := range heads {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString("\n    ")
+		w.Write(h.head)
 		w.WriteString(`"flows": [`)
-		if err := writeFlows(w, rules[i]); err != nil {
+		if err := writeFlows(w, rules[i], workers); err != nil {
 			return err
 		}
 		if len(rules[i]) > 0 {
 			w.WriteString("\n      ")
 		}
 		w.WriteByte(']')
-		w.Write(tail)
+		w.Write(h.tail)
 	}
-	if len(st.Bridges) > 0 {
+	if len(heads) > 0 {
 		w.WriteString("\n  ")
 	}
 	w.WriteString("]\n}\n")
@@ -277,18 +359,27 @@ func writeState(w *bufio.Writer, st *state, rules [][]*flow.Rule) error {
 // flowsPart is the number of flows that writeFlows formats as one part.
 const flowsPart = 2048
 
+// flowTextSize is about what a flow takes in the state file (OVN's flows
+// average 120 bytes), for the size of a part's buffer.
+const flowTextSize = 128
+
 // writeFlows writes the flows of rs as writeState lists them (each on a
 // line of its own, after a comma but the first). The flows are formatted
-// in parts of flowsPart, on as many goroutines as there are CPUs, and
-// written in order; at most one part per CPU, and one more, is held at a
+// in parts of flowsPart, on as many goroutines as workers, and written
+// in order; at most one part per worker, and one more, is held at a
 // time.
-func writeFlows(w *bufio.Writer, rs []*flow.Rule) error {
+func writeFlows(w *bufio.Writer, rs []*flow.Rule, workers int) error {
 	n := (len(rs) + flowsPart - 1) / flowsPart
-	parts := make([]chan []byte, n)
+	parts := make([]chan *bytes.Buffer, n)
 	for k := range parts {
-		parts[k] = make(chan []byte, 1)
+		parts[k] = make(chan *bytes.Buffer, 1)
 	}
-	slots := make(chan struct{}, runtime.GOMAXPROCS(0)+1)
+	held := max(1, workers) + 1
+	slots := make(chan struct{}, held)
+	// free are the parts' buffers once written, for the next parts: a
+	// save of 100,000 flows reuses a few buffers of a part's size
+	// instead of asking the heap for fifty.
+	free := make(chan *bytes.Buffer, held)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -299,24 +390,39 @@ func writeFlows(w *bufio.Writer, rs []*flow.Rule) error {
 				return
 			}
 			go func() {
-				var b bytes.Buffer
-				bw := bufio.NewWriter(&b)
+				var b *bytes.Buffer
+				select {
+				case b = <-free:
+					b.Reset()
+				default:
+					b = new(bytes.Buffer)
+					b.Grow(flowsPart * flowTextSize)
+				}
+				bw := bufio.NewWriter(b)
+				// One Flow (two whole keys, 700 bytes) for the
+				// part, not one on the heap per flow formatted.
+				f := new(flow.Flow)
 				for j := k * flowsPart; j < min(len(rs), (k+1)*flowsPart); j++ {
 					if j > 0 {
 						bw.WriteByte(',')
 					}
 					bw.WriteString("\n        ")
-					f := rs[j].Flow()
-					writeJSONString(bw, flow.FormatFlowAsWritten(&f)) // errs only as bw does
+					*f = rs[j].Flow()
+					writeJSONString(bw, flow.FormatFlowAsWritten(f)) // errs only as bw does
 				}
 				bw.Flush()
-				parts[k] <- b.Bytes()
+				parts[k] <- b
 			}()
 		}
 	}()
 	for k := range parts {
-		if _, err := w.Write(<-parts[k]); err != nil {
+		b := <-parts[k]
+		if _, err := w.Write(b.Bytes()); err != nil {
 			return err
+		}
+		select {
+		case free <- b:
+		default:
 		}
 		<-slots
 	}

@@ -62,12 +62,24 @@ func TestWriteStateAsMarshalIndent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st := state{Version: stateVersion, Bridges: []bridgeState{}}
 			st.Bridges = append(st.Bridges, tc.bridges...)
-			var buf bytes.Buffer
-			w := bufio.NewWriter(&buf)
-			if err := writeState(w, &st, tc.rules); err != nil {
+			heads, err := bridgeHeads(&st)
+			if err != nil {
 				t.Fatal(err)
 			}
-			w.Flush()
+			// One worker and several: with one, the later parts
+			// reuse the buffers of the earlier ones.
+			var outs [2]bytes.Buffer
+			for i, workers := range []int{1, 3} {
+				w := bufio.NewWriter(&outs[i])
+				if err := writeState(w, st.Version, heads, tc.rules, workers); err != nil {
+					t.Fatal(err)
+				}
+				w.Flush()
+			}
+			buf := &outs[0]
+			if !bytes.Equal(outs[0].Bytes(), outs[1].Bytes()) {
+				t.Errorf("one worker wrote\n%s\nthree wrote\n%s", outs[0].Bytes(), outs[1].Bytes())
+			}
 
 			for i := range st.Bridges {
 				st.Bridges[i].Flows = []string{}

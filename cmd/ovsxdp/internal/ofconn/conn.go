@@ -14,6 +14,7 @@ package ofconn
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +74,17 @@ type Bridge interface {
 type Checker interface {
 	CheckFlowMod(v uint8, fm *openflow.FlowMod) error
 	CheckGroupMod(v uint8, gm *openflow.GroupMod) error
+}
+
+// FlowModBatcher is a Bridge that can run consecutive flow mods of one
+// connection as one change of its tables (flowmods.go).
+type FlowModBatcher interface {
+	// FlowMods runs fms in order, each as FlowMod would run it, with
+	// the effects of the earlier ones, and returns each one's error
+	// (errs[i] is fms[i]'s; one failing does not stop the others). The
+	// connection reads no other message until it returns, and every
+	// flow mod is in effect then.
+	FlowMods(v uint8, fms []*openflow.FlowMod, from []Origin) (errs []error)
 }
 
 // GroupAll is OFPG_ALL: every group, in a group request.
@@ -306,6 +318,8 @@ type conn struct {
 	async        asyncState
 	mon          monitorState            // flow monitors (monitor.go)
 	bundles      map[uint32]*bundleState // open bundles, by id (bundle.go)
+	br           *bufio.Reader           // what r reads from: what is buffered
+	flowMods     flowModBatch            // flow mods read, not yet run (flowmods.go)
 	up           func(uint8)
 	probe        time.Duration // ControllerOptions.Probe
 	// wmu serializes writes: replies from the connection's goroutine,
@@ -324,7 +338,8 @@ func (s *Server) serve(nc net.Conn, kind Kind) { s.serveOpts(nc, kind, Controlle
 func (s *Server) serveOpts(nc net.Conn, kind Kind, opts ControllerOptions) {
 	// A buffered read takes what the peer sent in one system call: a
 	// flow mod and the barrier after it, or a controller's burst.
-	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(bufio.NewReaderSize(nc, readBuffer), openflow.MaxMessageLen),
+	br := bufio.NewReaderSize(nc, readBuffer)
+	c := &conn{s: s, nc: nc, log: s.log, r: openflow.NewReader(br, openflow.MaxMessageLen), br: br,
 		role: openflow.RoleEqual, kind: kind, up: opts.Up, probe: opts.Probe}
 	if kind == Primary {
 		// As Open vSwitch: a controller's miss_send_len is 128, a
@@ -352,8 +367,15 @@ func (s *Server) serveOpts(nc net.Conn, kind Kind, opts ControllerOptions) {
 	}
 }
 
-// readOne reads and handles one message.
+// readOne reads and handles one message. A flow mod may be held in the
+// connection's batch until the next message that is not one, or until
+// no whole message is left buffered (flowmods.go).
 func (c *conn) readOne() error {
+	if !c.nextBuffered() {
+		// Nothing more to read without waiting: what was read is run
+		// before the wait, as if it had been run message by message.
+		c.runFlowMods()
+	}
 	timeout := c.s.probeInterval
 	if c.probe != 0 {
 		timeout = c.probe
@@ -368,6 +390,7 @@ func (c *conn) readOne() error {
 	}
 	b, err := c.r.ReadMessage()
 	if err != nil {
+		c.runFlowMods()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && c.version != 0 && c.probeSentAt.IsZero() {
 			// Silent for a probe interval: ask whether the peer is there.
@@ -390,10 +413,22 @@ func (c *conn) readOne() error {
 	}
 	c.probeSentAt = time.Time{}
 	c.s.acct.countReceived(b)
+	batching := c.batching()
+	if batching {
+		// b is the reader's buffer, which the next message overwrites;
+		// a flow mod held in the batch keeps its own copy (the decoded
+		// message may point into it).
+		b = bytes.Clone(b)
+	}
 	h, m, err := openflow.Decode(b)
 	if c.version == 0 {
 		return c.hello(h, m, b, err)
 	}
+	if fm, ok := m.(*openflow.FlowMod); ok && err == nil && batching && h.Version == c.version {
+		return c.holdFlowMod(h, fm, b)
+	}
+	// Any other message comes after every flow mod before it.
+	c.runFlowMods()
 	if h.Version != c.version && !(h.Type == 0 && err == nil) {
 		c.replyError(h, b, &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: openflow.CodeBadRequestVersion, Sentinel: openflow.ErrBadVersion,
 			Detail: fmt.Sprintf("version 0x%02x on a 0x%02x connection", h.Version, c.version)})

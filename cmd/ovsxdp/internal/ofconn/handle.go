@@ -113,14 +113,8 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		c.publishAsync()
 		return nil
 	case *openflow.FlowMod:
-		if c.role == openflow.RoleSlave {
-			return fail(badRequest(codeBadReqIsSlave, "flow mod from a slave"))
-		}
-		if v == openflow.Version10 && !c.tableID {
-			m.TableID = 0xff
-			if m.Command == openflow.FlowAdd {
-				m.TableID = 0
-			}
+		if err := c.checkFlowMod(m); err != nil {
+			return fail(err)
 		}
 		return fail(c.s.br.FlowMod(v, m, Origin{c: c, xid: h.Xid}))
 	case *openflow.FlowMonitorRequest:
