@@ -31,13 +31,8 @@ import (
 // a batch (it then takes the frames after it) does the sender leave them
 // and wake it if it sleeps.
 
-// injectSlots is the number of frames an injection ring holds: about 20
-// ms of a poll thread's small-packet rate, so that the frames a sender
-// leaves while the receiving thread holds its batch and has lost its CPU
-// (a time slice, on a machine with fewer CPUs than busy threads) wait for
-// it rather than fill the ring. A slot's buffer is allocated on its first
-// use: a ring that traffic never fills holds no more.
-const injectSlots = 4096
+// injectSlots is the number of frames an injection ring holds.
+const injectSlots = 512
 
 // injectRetries bounds a sender's attempts to claim a slot that another
 // sender claimed first; past it the ring counts as full.
