@@ -271,7 +271,7 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		if v != openflow.Version10 && m.Type == typeMeterMod {
 			return fail(meterMod(m.Body))
 		}
-		if v >= openflow.Version14 && (m.Type == typeBundleControl || m.Type == typeBundleAdd) {
+		if _, ok := c.s.br.(BundleCommitter); ok && v >= openflow.Version14 && (m.Type == typeBundleControl || m.Type == typeBundleAdd) {
 			err := c.bundle(h, m, b)
 			var oe *openflow.Error
 			if err != nil && !errors.As(err, &oe) {
