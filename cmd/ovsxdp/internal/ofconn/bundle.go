@@ -8,7 +8,8 @@ import (
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
-// Bundles (OpenFlow 1.4 and later): OFPT_BUNDLE_CONTROL opens, closes,
+// Bundles (OpenFlow 1.4 and later, and ONF's extension in OpenFlow 1.3,
+// as Open vSwitch takes it): OFPT_BUNDLE_CONTROL opens, closes,
 // commits or discards a bundle, OFPT_BUNDLE_ADD_MESSAGE adds a flow mod,
 // group mod or port mod to one. As in Open vSwitch, a message is checked
 // when it is added (an error reply to the add names what is refused, and
@@ -31,6 +32,13 @@ import (
 const (
 	typeBundleControl uint8 = 33
 	typeBundleAdd     uint8 = 34
+
+	// OpenFlow 1.3's bundles, as Open vSwitch takes them: ONF's
+	// extension, the same bodies in experimenter messages; its errors
+	// are ONF experimenter errors numbered 2300 + the OFPBFC code.
+	onfBundleControl uint32 = 2300
+	onfBundleAdd     uint32 = 2301
+	onfBundleErrBase uint16 = 2300
 
 	errTypeBundleFailed uint16 = 17
 
@@ -88,21 +96,24 @@ func bundleError(code uint16, format string, args ...any) *openflow.Error {
 	return &openflow.Error{Type: errTypeBundleFailed, Code: code, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf(format, args...)}
 }
 
-// bundle handles an OFPT_BUNDLE_CONTROL or OFPT_BUNDLE_ADD_MESSAGE (b,
-// with header h).
-func (c *conn) bundle(h openflow.Header, m *openflow.Unknown, b []byte) error {
-	if m.Type == typeBundleAdd {
-		return c.bundleAdd(h, m.Body, b)
+// bundle handles an OFPT_BUNDLE_CONTROL or OFPT_BUNDLE_ADD_MESSAGE
+// (msgType), or ONF's, whose body is body (b, with header h).
+func (c *conn) bundle(h openflow.Header, msgType uint8, body, b []byte) error {
+	if msgType == typeBundleAdd {
+		return c.bundleAdd(h, body, b)
 	}
-	if len(m.Body) < bundleHeaderLen {
+	if len(body) < bundleHeaderLen {
 		return badRequest(openflow.CodeBadRequestLen, "bundle control of %d bytes", len(b))
 	}
-	id, typ, flags := binary.BigEndian.Uint32(m.Body), binary.BigEndian.Uint16(m.Body[4:]), binary.BigEndian.Uint16(m.Body[6:])
+	id, typ, flags := binary.BigEndian.Uint32(body), binary.BigEndian.Uint16(body[4:]), binary.BigEndian.Uint16(body[6:])
 	answer := func() error {
-		body := binary.BigEndian.AppendUint32(nil, id)
-		body = binary.BigEndian.AppendUint16(body, typ+1)
-		body = binary.BigEndian.AppendUint16(body, flags)
-		return c.send(c.version, h.Xid, &openflow.Unknown{Type: typeBundleControl, Body: body})
+		r := binary.BigEndian.AppendUint32(nil, id)
+		r = binary.BigEndian.AppendUint16(r, typ+1)
+		r = binary.BigEndian.AppendUint16(r, flags)
+		if c.version == openflow.Version13 {
+			return c.send(c.version, h.Xid, &openflow.Experimenter{Experimenter: onfExperimenter, ExpType: onfBundleControl, Data: r})
+		}
+		return c.send(c.version, h.Xid, &openflow.Unknown{Type: typeBundleControl, Body: r})
 	}
 	bd := c.bundles[id]
 	switch typ {
@@ -171,8 +182,9 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 		return bundleError(codeBundleMsgBadLen, "bundled message of length %d in %d bytes", n, len(inner))
 	}
 	// b is the reader's buffer, which the next message overwrites.
-	add := append([]byte(nil), b[:openflow.HeaderLen+bundleHeaderLen+n]...)
-	inner = add[openflow.HeaderLen+bundleHeaderLen:]
+	at := len(b) - len(body) + bundleHeaderLen // where the message starts
+	add := append([]byte(nil), b[:at+n]...)
+	inner = add[at:]
 	c.s.acct.countReceived(inner)
 	refuse := func(err error) error {
 		c.replyErrorAs(h, b, inner, err)

@@ -256,6 +256,79 @@ func TestBundlePortMod(t *testing.T) {
 	cl.expectError(xid, errTypeBundleFailed, codeBundleMsgUnsup)
 }
 
+// TestBundleONF commits OpenFlow 1.3 bundles, ONF's extension as Open
+// vSwitch takes it: the replies are ONF experimenter messages, the
+// errors ONF experimenter errors (2300 + the OFPBFC code), and a commit
+// is all or nothing as in OpenFlow 1.4.
+func TestBundleONF(t *testing.T) {
+	br := &checkingBridge{tableBridge{t: flow.NewTable()}}
+	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
+	cl := dial(t, s, openflow.Version13)
+	const flags = bundleAtomic | bundleOrdered
+	ctl := func(id uint32, typ uint16) *openflow.Experimenter {
+		u := bundleCtl(id, typ, flags)
+		return &openflow.Experimenter{Experimenter: onfExperimenter, ExpType: onfBundleControl, Data: u.Body}
+	}
+	add := func(id uint32, m openflow.Message) uint32 {
+		cl.xd++
+		inner, err := openflow.Encode(cl.v, cl.xd, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := binary.BigEndian.AppendUint32(nil, id)
+		body = binary.BigEndian.AppendUint16(body, 0)
+		body = binary.BigEndian.AppendUint16(body, flags)
+		b, err := openflow.Encode(cl.v, cl.xd, &openflow.Experimenter{Experimenter: onfExperimenter, ExpType: onfBundleAdd, Data: append(body, inner...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.sendRaw(b)
+		return cl.xd
+	}
+	expectONFError := func(xid uint32, code uint16) {
+		t.Helper()
+		h, m := cl.recv()
+		e, ok := m.(*openflow.ErrorMsg)
+		if !ok || h.Xid != xid || e.Type != openflow.ErrTypeExperimenter || e.Experimenter != onfExperimenter || e.Code != onfBundleErrBase+code {
+			t.Fatalf("got %T %+v (xid %d), want ONF bundle error %d to xid %d", m, m, h.Xid, onfBundleErrBase+code, xid)
+		}
+	}
+	good := flowModWith(nil, applyActions(&openflow.ActOutput{Port: 1}))
+	bad := flowModWith(nil, applyActions(&openflow.ActU32{Type: openflow.ActTypeGroup, Value: 9}))
+	bad.Priority = 9
+
+	xid := cl.send(ctl(1, bctOpen))
+	h, m := cl.recv()
+	if r, ok := m.(*openflow.Experimenter); !ok || h.Xid != xid || r.Experimenter != onfExperimenter || r.ExpType != onfBundleControl ||
+		binary.BigEndian.Uint16(r.Data[4:]) != bctOpen+1 {
+		t.Fatalf("bundle open answered with %T %+v, want ONFT_BUNDLE_CONTROL OPEN_REPLY", m, m)
+	}
+	add(1, good)
+	badXid := add(1, bad)
+	xid = cl.send(ctl(1, bctCommit))
+	cl.expectError(badXid, openflow.ErrTypeBadAction, 9) // OFPBAC_BAD_OUT_GROUP
+	expectONFError(xid, codeBundleMsgFailed)
+	if n := br.t.Len(); n != 0 {
+		t.Fatalf("%d flows after a failed commit, want none", n)
+	}
+	xid = cl.send(ctl(1, bctCommit))
+	expectONFError(xid, codeBundleBadID)
+
+	add(2, good)
+	xid = cl.send(ctl(2, bctCommit))
+	if h, m := cl.recv(); h.Xid != xid {
+		t.Fatalf("commit answered with %T %+v", m, m)
+	} else if r, ok := m.(*openflow.Experimenter); !ok || binary.BigEndian.Uint16(r.Data[4:]) != bctCommit+1 {
+		t.Fatalf("commit answered with %T %+v, want ONFT_BUNDLE_CONTROL COMMIT_REPLY", m, m)
+	}
+	if n := br.t.Len(); n != 1 {
+		t.Fatalf("%d flows after the commit, want 1", n)
+	}
+	if recv := s.Received(); recv["ONFT_BUNDLE_ADD_MESSAGE"] != 3 || recv["ONFT_BUNDLE_CONTROL"] != 4 {
+		t.Errorf("received %v, want the ONF bundle messages named", recv)
+	}
+}
+
 // dumpFlows is the table's flows as dump-flows lists them, without
 // counters.
 func dumpFlows(t *flow.Table) []string {
