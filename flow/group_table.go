@@ -55,6 +55,15 @@ func newInstalled(g *Group, t *Table) *InstalledGroup {
 func (t *Table) AddGroups(gs []*Group) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.addGroupsLocked(gs); err != nil {
+		return err
+	}
+	t.publishLocked()
+	return nil
+}
+
+// addGroupsLocked is AddGroups without the publication.
+func (t *Table) addGroupsLocked(gs []*Group) error {
 	next := maps.Clone(t.ofGroups)
 	if next == nil {
 		next = map[uint32]*InstalledGroup{}
@@ -66,7 +75,6 @@ func (t *Table) AddGroups(gs []*Group) error {
 		next[g.ID] = newInstalled(g, t)
 	}
 	t.ofGroups = next
-	t.publishLocked()
 	return nil
 }
 
@@ -77,6 +85,15 @@ func (t *Table) AddGroups(gs []*Group) error {
 func (t *Table) ModifyGroup(g *Group, mayCreate bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.modifyGroupLocked(g, mayCreate); err != nil {
+		return err
+	}
+	t.publishLocked()
+	return nil
+}
+
+// modifyGroupLocked is ModifyGroup without the publication.
+func (t *Table) modifyGroupLocked(g *Group, mayCreate bool) error {
 	old := t.ofGroups[g.ID]
 	if old == nil && !mayCreate {
 		return fmt.Errorf("group_id=%d: %w", g.ID, ErrUnknownGroup)
@@ -91,7 +108,6 @@ func (t *Table) ModifyGroup(g *Group, mayCreate bool) error {
 	}
 	next[g.ID] = ig
 	t.ofGroups = next
-	t.publishLocked()
 	return nil
 }
 
@@ -103,6 +119,15 @@ func (t *Table) ModifyGroup(g *Group, mayCreate bool) error {
 func (t *Table) DeleteGroups(id uint32) (int, []*Rule) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	n, removed := t.deleteGroupsLocked(id)
+	if n > 0 {
+		t.publishLocked()
+	}
+	return n, removed
+}
+
+// deleteGroupsLocked is DeleteGroups without the publication.
+func (t *Table) deleteGroupsLocked(id uint32) (int, []*Rule) {
 	gone := map[uint32]bool{}
 	for gid := range t.ofGroups {
 		if id == GroupAllID || gid == id {
@@ -129,7 +154,6 @@ func (t *Table) DeleteGroups(id uint32) (int, []*Rule) {
 		}
 	}
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
-	t.publishLocked()
 	sortRules(removed)
 	return len(gone), removed
 }

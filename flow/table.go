@@ -157,6 +157,10 @@ type Table struct {
 	// views only for the tables that changed, and never changes a
 	// published one.
 	pub [MaxTable + 1]*tableView
+	// txn is the atomic TableTxn in progress (UpdateAtomic), which
+	// logs every change to a rule so that it can undo them; nil when
+	// none is.
+	txn *TableTxn
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -330,6 +334,7 @@ func (t *Table) modifyLocked(f *Flow, strict, add bool) (n int, added bool) {
 		}
 		r.Modified = now
 		g.rules.put(&r)
+		t.logLocked(g, old, &r)
 		t.indexConjLocked(old, -1)
 		t.indexConjLocked(&r, +1)
 		g.levels = nil
@@ -497,6 +502,7 @@ func (t *Table) addLocked(r *Rule, now time.Time) (replaced *Rule) {
 		g.levels = nil
 	}
 	g.rules.set(h, r.vals, r.Priority, r)
+	t.logLocked(g, replaced, r)
 	if replaced != nil {
 		t.indexConjLocked(replaced, -1)
 	}
@@ -540,6 +546,7 @@ func (t *Table) removeLocked(g *ruleGroup, r *Rule) {
 		t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
 	})
 	g.rules.del(r.vals, r.Priority)
+	t.logLocked(g, r, nil)
 	t.indexConjLocked(r, -1)
 	g.levels = nil
 	t.touchLocked(g)

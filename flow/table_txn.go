@@ -4,10 +4,27 @@ package flow
 // change sees the ones before it, as separate calls would, and lookups
 // see none of them until Update returns, then all of them. It exists for
 // the flow mods an OpenFlow connection has already received: publishing
-// a snapshot per flow mod costs more than the change itself.
+// a snapshot per flow mod costs more than the change itself; and, with
+// UpdateAtomic, for an OpenFlow bundle, whose changes all take effect or
+// none does.
 type TableTxn struct {
 	t       *Table
 	changed bool
+	// atomic: the changes may be undone (UpdateAtomic). undo logs each
+	// change to a rule in the order it was made, and groups is the
+	// group table before the first change (group tables are replaced,
+	// never changed in place, so keeping it keeps its contents).
+	atomic bool
+	undo   []ruleChange
+	groups map[uint32]*InstalledGroup
+}
+
+// ruleChange is one change to the rules of group g: old replaced by new
+// (same match and priority), new added (old nil) or old removed (new
+// nil).
+type ruleChange struct {
+	g        *ruleGroup
+	old, new *Rule
 }
 
 // Update runs fn with the table's writer lock held and publishes what
@@ -25,6 +42,77 @@ func (t *Table) Update(fn func(tx *TableTxn)) {
 		}
 	}()
 	fn(tx)
+}
+
+// UpdateAtomic runs fn as Update does, all or nothing: when fn returns an
+// error (or panics), every change tx made is undone and nothing is
+// published, so that no lookup ever sees any of them; otherwise they are
+// published once, as by Update. It returns fn's error.
+func (t *Table) UpdateAtomic(fn func(tx *TableTxn) error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tx := &TableTxn{t: t, atomic: true, groups: t.ofGroups}
+	t.txn = tx
+	done := false
+	defer func() {
+		t.txn = nil
+		if !done {
+			tx.revertLocked()
+		}
+	}()
+	err := fn(tx)
+	if err != nil {
+		return err
+	}
+	done = true
+	if tx.changed {
+		t.publishLocked()
+	}
+	return nil
+}
+
+// logLocked records a change to g's rules for the atomic TableTxn in
+// progress, if any.
+func (t *Table) logLocked(g *ruleGroup, old, new *Rule) {
+	if tx := t.txn; tx != nil {
+		tx.undo = append(tx.undo, ruleChange{g: g, old: old, new: new})
+	}
+}
+
+// revertLocked undoes tx's changes, the last first, and leaves the
+// writer's state as the published snapshot has it: nothing is
+// published, since nothing a lookup can see changed. The groups the
+// changes touched are rebuilt at the next publication.
+func (tx *TableTxn) revertLocked() {
+	t := tx.t
+	for i := len(tx.undo) - 1; i >= 0; i-- {
+		c := tx.undo[i]
+		g := c.g
+		if c.new != nil {
+			g.rules.del(c.new.vals, c.new.Priority)
+			t.indexConjLocked(c.new, -1)
+			if c.old == nil {
+				rulePrefixes(c.new, func(j int, v uint32, plen uint8) {
+					t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
+				})
+			}
+		}
+		if c.old != nil {
+			h, _ := g.rules.find(c.old.vals, c.old.Priority)
+			g.rules.set(h, c.old.vals, c.old.Priority, c.old)
+			t.indexConjLocked(c.old, +1)
+			if c.new == nil {
+				rulePrefixes(c.old, func(j int, v uint32, plen uint8) {
+					t.tries[g.table][j] = trieInsertIn(t.tries[g.table][j], v, plen, t.trieGen)
+				})
+			}
+		}
+		g.levels, g.pending = nil, nil
+		t.touchLocked(g)
+	}
+	tx.undo = nil
+	t.ofGroups = tx.groups
+	tx.changed = false
 }
 
 // Add installs f as Table.Add does.
@@ -61,4 +149,37 @@ func (tx *TableTxn) Delete(f *Flow, strict bool) []*Rule {
 // CheckGroups is Table.CheckGroups.
 func (tx *TableTxn) CheckGroups(f *Flow) error {
 	return tx.t.checkGroupsLocked(f.Actions)
+}
+
+// AddGroups is Table.AddGroups.
+func (tx *TableTxn) AddGroups(gs []*Group) error {
+	if err := tx.t.addGroupsLocked(gs); err != nil {
+		return err
+	}
+	tx.changed = true
+	return nil
+}
+
+// ModifyGroup is Table.ModifyGroup.
+func (tx *TableTxn) ModifyGroup(g *Group, mayCreate bool) error {
+	if err := tx.t.modifyGroupLocked(g, mayCreate); err != nil {
+		return err
+	}
+	tx.changed = true
+	return nil
+}
+
+// DeleteGroups is Table.DeleteGroups.
+func (tx *TableTxn) DeleteGroups(id uint32) (int, []*Rule) {
+	n, removed := tx.t.deleteGroupsLocked(id)
+	if n > 0 {
+		tx.changed = true
+	}
+	return n, removed
+}
+
+// Group returns the group with id id as the changes so far left it, or
+// nil.
+func (tx *TableTxn) Group(id uint32) *InstalledGroup {
+	return tx.t.ofGroups[id]
 }

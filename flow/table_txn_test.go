@@ -96,3 +96,130 @@ func TestTableTxn(t *testing.T) {
 		t.Errorf("an Update without a change published a new generation")
 	}
 }
+
+// TestTableUpdateAtomic runs adds (to a new mask, to an existing one, one
+// replacing a rule), a modify, deletes and group changes (a group delete
+// takes a flow with it) as one UpdateAtomic that then fails: nothing is
+// published, the table holds the same rules as before (the same Rules,
+// whose counters go on), the groups are as before, and lookups and their
+// megaflow masks (which the prefix tries narrow) agree with a table that
+// never saw the change, before and after a later publication. The same
+// change, kept, is published once and leaves the table as Update does.
+func TestTableUpdateAtomic(t *testing.T) {
+	build := func() *Table {
+		tb := NewTable()
+		for i := range 20 {
+			f := mkFlow(uint16(100+i), out(2), inPort(uint32(i)), dlType(EthTypeIPv4))
+			if err := tb.Add(&f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tb.AddGroups([]*Group{{ID: 7, Type: GroupAll, Buckets: []Bucket{{Actions: out(4)}}}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []Flow{
+			mkFlow(50, out(3), dlType(EthTypeIPv4), nwDst(0x0a000000, 8)),
+			mkFlow(60, []Action{{Type: ActGroup, Value: 7}}, inPort(77)),
+		} {
+			if err := tb.Add(&f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return tb
+	}
+	change := func(tx *TableTxn) {
+		for _, f := range []Flow{
+			mkFlow(70, out(5), dlType(EthTypeIPv4), nwDst(0x0a010200, 24)), // a new mask
+			mkFlow(105, out(6), inPort(5), dlType(EthTypeIPv4)),            // replaces a rule
+			mkFlow(130, out(7), inPort(30), dlType(EthTypeIPv4)),
+		} {
+			if err := tx.Add(&f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mod := mkFlow(110, out(8), inPort(10), dlType(EthTypeIPv4))
+		tx.Modify(&mod, true, false)
+		del := mkFlow(112, nil, inPort(12), dlType(EthTypeIPv4))
+		tx.Delete(&del, true)
+		all8 := mkFlow(0, nil, dlType(EthTypeIPv4), nwDst(0x0a000000, 8))
+		all8.Table = TableAll
+		tx.Delete(&all8, false)
+		if n, gone := tx.DeleteGroups(7); n != 1 || len(gone) != 1 {
+			t.Errorf("DeleteGroups: %d groups, %d flows; want 1 and 1", n, len(gone))
+		}
+		if err := tx.AddGroups([]*Group{{ID: 8, Type: GroupAll, Buckets: []Bucket{{Actions: out(1)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := []Key{
+		{InPort: 5, DlType: EthTypeIPv4, NwDst: 0x0a010203},
+		{InPort: 10, DlType: EthTypeIPv4},
+		{InPort: 12, DlType: EthTypeIPv4, NwDst: 0x0a7f0001},
+		{InPort: 30, DlType: EthTypeIPv4, NwDst: 0x0b000001},
+		{InPort: 77, DlType: EthTypeIPv6},
+		{InPort: 99, DlType: EthTypeIPv4, NwDst: 0x0a010299},
+	}
+	agree := func(when string, a, b *Table) {
+		t.Helper()
+		if got, want := dumpText(a), dumpText(b); !slices.Equal(got, want) {
+			t.Errorf("%s: the table holds\n%q\nwant\n%q", when, got, want)
+		}
+		for _, k := range keys {
+			var wa, wb Key
+			ra, rb := a.Snapshot().Lookup(&k, &wa), b.Snapshot().Lookup(&k, &wb)
+			if describeRule(ra) != describeRule(rb) || wa != wb {
+				t.Errorf("%s: lookup of %+v: %s with mask %+v, want %s with mask %+v", when, k, describeRule(ra), wa, describeRule(rb), wb)
+			}
+		}
+		if (a.Snapshot().Group(7) == nil) != (b.Snapshot().Group(7) == nil) || (a.Snapshot().Group(8) == nil) != (b.Snapshot().Group(8) == nil) {
+			t.Errorf("%s: groups %v, want %v", when, a.Groups(), b.Groups())
+		}
+	}
+
+	one, ref := build(), build()
+	before, gen := one.Dump(nil), one.Generation()
+	stop := errors.New("stop")
+	err := one.UpdateAtomic(func(tx *TableTxn) error {
+		change(tx)
+		return stop
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("UpdateAtomic returned %v, want its function's error", err)
+	}
+	if g := one.Generation(); g != gen {
+		t.Errorf("a discarded UpdateAtomic published %d times", g-gen)
+	}
+	if after := one.Dump(nil); !slices.Equal(after, before) {
+		t.Errorf("after a discarded UpdateAtomic the rules are\n%v\nwant the same as before\n%v", after, before)
+	}
+	agree("after a discarded change", one, ref)
+	// The writer's state was reverted too: a later change publishes
+	// what a table that never saw the discarded one publishes.
+	for _, tb := range []*Table{one, ref} {
+		f := mkFlow(1, out(9), inPort(999))
+		if err := tb.Add(&f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agree("after a later add", one, ref)
+
+	// A panic discards the change too.
+	func() {
+		defer func() { recover() }()
+		one.UpdateAtomic(func(tx *TableTxn) error {
+			change(tx)
+			panic("half-way")
+		})
+	}()
+	agree("after a change that panicked", one, ref)
+
+	gen = one.Generation()
+	if err := one.UpdateAtomic(func(tx *TableTxn) error { change(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ref.Update(change)
+	if g := one.Generation(); g != gen+1 {
+		t.Errorf("a kept UpdateAtomic published %d times, want once", g-gen)
+	}
+	agree("after a kept change", one, ref)
+}

@@ -284,6 +284,12 @@ func (s *Switch) Ofctl(args ...string) (string, error) {
 	return s.run(nil, "ovs-ofctl", args...)
 }
 
+// OfctlStderr runs ovs-ofctl with args and returns its standard output
+// and standard error, for a command that is expected to fail.
+func (s *Switch) OfctlStderr(args ...string) (stdout, stderr string, err error) {
+	return s.runStderr(nil, "ovs-ofctl", args...)
+}
+
 // Appctl runs ovs-appctl against ovs-vswitchd.
 //
 // It speaks ovs-appctl's protocol itself (JSON-RPC 1.0 on ovs-vswitchd's

@@ -303,6 +303,64 @@ func (o *ofBridge) FlowMods(v uint8, fms []*openflow.FlowMod, from []ofconn.Orig
 	return errs
 }
 
+var _ ofconn.BundleCommitter = (*ofBridge)(nil)
+
+// CommitBundle runs an OpenFlow bundle's flow mods and group mods in one
+// atomic table change: they are published together, or, when one fails,
+// the change is undone and nothing is published, so that no packet and
+// no dump ever sees a part of the bundle. Port mods are checked in their
+// turn and applied after the table change, as Open vSwitch applies them
+// once the rest of the bundle has taken effect.
+func (o *ofBridge) CommitBundle(v uint8, mods []ofconn.BundledMod) (int, error) {
+	if err := o.lock(); err != nil {
+		return -1, err
+	}
+	defer o.unlock()
+	o.reportFlowsLocked(ofconn.Origin{}, nil)
+	failed := -1
+	var ports []func()
+	var gone []*flow.Rule // the flows deleted with their groups
+	err := o.b.dp.Table().UpdateAtomic(func(tx *flow.TableTxn) error {
+		for i, m := range mods {
+			err := m.Refuse
+			if err == nil {
+				switch msg := m.Msg.(type) {
+				case *openflow.FlowMod:
+					err = o.flowModLocked(tx, v, msg)
+				case *openflow.GroupMod:
+					var rs []*flow.Rule
+					rs, err = o.groupModLocked(tx, v, msg)
+					gone = append(gone, rs...)
+				case *openflow.PortMod:
+					var apply func()
+					apply, err = o.portModLocked(msg)
+					if apply != nil {
+						ports = append(ports, apply)
+					}
+				default:
+					err = fmt.Errorf("%T cannot be bundled", msg)
+				}
+			}
+			if err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return failed, err
+	}
+	for _, apply := range ports {
+		apply()
+	}
+	if len(mods) > 0 {
+		o.reportFlowsLocked(mods[len(mods)-1].From, reasonsFor(gone, ofconn.ReasonGroupDelete))
+		o.changedLocked("bundle")
+	}
+	return -1, nil
+}
+
 // flowModLocked runs one flow mod in tx. d.mu must be held.
 func (o *ofBridge) flowModLocked(tx *flow.TableTxn, v uint8, fm *openflow.FlowMod) error {
 	mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
@@ -455,17 +513,31 @@ func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod) error {
 		return err
 	}
 	defer o.unlock()
+	apply, err := o.portModLocked(pm)
+	if err != nil {
+		return err
+	}
+	if apply != nil {
+		apply()
+	}
+	return nil
+}
+
+// portModLocked checks a port mod and returns what applies it (nil when
+// it changes nothing). d.mu must be held.
+func (o *ofBridge) portModLocked(pm *openflow.PortMod) (apply func(), err error) {
 	p, ok := o.b.dp.PortByOF(bridgePort(pm.PortNo))
 	if !ok {
-		return &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: codePortModBadPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("no port %d", pm.PortNo)}
+		return nil, &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: codePortModBadPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("no port %d", pm.PortNo)}
 	}
 	if pm.Mask&^openflow.PortConfigDown != 0 {
-		return &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: 2, Sentinel: openflow.ErrBadMessage, Detail: "only the port-down bit can be changed"} // OFPPMFC_BAD_CONFIG
+		return nil, &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: 2, Sentinel: openflow.ErrBadMessage, Detail: "only the port-down bit can be changed"} // OFPPMFC_BAD_CONFIG
 	}
 	if pm.Mask&openflow.PortConfigDown == 0 {
-		return nil
+		return nil, nil
 	}
-	return datapath.SetPortAdminUp(p, pm.Config&openflow.PortConfigDown == 0)
+	up := pm.Config&openflow.PortConfigDown == 0
+	return func() { datapath.SetPortAdminUp(p, up) }, nil
 }
 
 // packetOutTimeout bounds the wait for a poll thread to send a packet out.
@@ -539,45 +611,61 @@ func (o *ofBridge) GroupMod(v uint8, gm *openflow.GroupMod) error {
 		return err
 	}
 	defer o.unlock()
-	t := o.b.dp.Table()
-	switch gm.Command {
-	case openflow.GroupAdd, openflow.GroupModify, ofconv.GroupAddOrModify:
-		g, err := ofconv.GroupFromMod(o.b.parser(), v, gm)
-		if err != nil {
-			return err
-		}
-		if gm.Command == openflow.GroupAdd {
-			err = t.AddGroups([]*flow.Group{g})
-		} else {
-			err = t.ModifyGroup(g, gm.Command == ofconv.GroupAddOrModify)
-		}
-		if err != nil {
-			return ofconv.TableError(err)
-		}
-	case openflow.GroupDelete:
+	if gm.Command == openflow.GroupDelete {
 		o.reportFlowsLocked(ofconn.Origin{}, nil)
-		_, gone := t.DeleteGroups(gm.GroupID)
+	}
+	var gone []*flow.Rule
+	err := o.b.dp.Table().UpdateAtomic(func(tx *flow.TableTxn) error {
+		var err error
+		gone, err = o.groupModLocked(tx, v, gm)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if gm.Command == openflow.GroupDelete {
 		o.reportFlowsLocked(ofconn.Origin{}, reasonsFor(gone, ofconn.ReasonGroupDelete)) // ofmonitor.go
-	case ofconv.GroupInsertBucket, ofconv.GroupRemoveBucket:
-		if !openflow.GroupBodies15(v) {
-			return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d needs OpenFlow 1.5 or NXT_GROUP_MOD", gm.Command)
-		}
-		if err := o.bucketCommandLocked(v, gm); err != nil {
-			return err
-		}
-	default:
-		return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d", gm.Command)
 	}
 	o.changedLocked("group mod")
 	return nil
 }
 
+// groupModLocked runs one group mod in tx and returns the flows that
+// went with deleted groups. d.mu must be held.
+func (o *ofBridge) groupModLocked(tx *flow.TableTxn, v uint8, gm *openflow.GroupMod) ([]*flow.Rule, error) {
+	switch gm.Command {
+	case openflow.GroupAdd, openflow.GroupModify, ofconv.GroupAddOrModify:
+		g, err := ofconv.GroupFromMod(o.b.parser(), v, gm)
+		if err != nil {
+			return nil, err
+		}
+		if gm.Command == openflow.GroupAdd {
+			err = tx.AddGroups([]*flow.Group{g})
+		} else {
+			err = tx.ModifyGroup(g, gm.Command == ofconv.GroupAddOrModify)
+		}
+		if err != nil {
+			return nil, ofconv.TableError(err)
+		}
+	case openflow.GroupDelete:
+		_, gone := tx.DeleteGroups(gm.GroupID)
+		return gone, nil
+	case ofconv.GroupInsertBucket, ofconv.GroupRemoveBucket:
+		if !openflow.GroupBodies15(v) {
+			return nil, ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d needs OpenFlow 1.5 or NXT_GROUP_MOD", gm.Command)
+		}
+		return nil, o.bucketCommandLocked(tx, v, gm)
+	default:
+		return nil, ofconv.GroupModError(ofconv.CodeGroupBadCommand, "group mod command %d", gm.Command)
+	}
+	return nil, nil
+}
+
 // bucketCommandLocked runs OpenFlow 1.5's insert-buckets or
-// remove-buckets: the group keeps its type and selection method and
-// takes the changed bucket list, as a mod-group would give it.
-func (o *ofBridge) bucketCommandLocked(v uint8, gm *openflow.GroupMod) error {
-	t := o.b.dp.Table()
-	old := t.Snapshot().Group(gm.GroupID)
+// remove-buckets in tx: the group keeps its type and selection method
+// and takes the changed bucket list, as a mod-group would give it.
+func (o *ofBridge) bucketCommandLocked(tx *flow.TableTxn, v uint8, gm *openflow.GroupMod) error {
+	old := tx.Group(gm.GroupID)
 	if old == nil {
 		return ofconv.GroupModError(ofconv.CodeUnknownGroup, "group %d does not exist", gm.GroupID)
 	}
@@ -634,7 +722,7 @@ func (o *ofBridge) bucketCommandLocked(v uint8, gm *openflow.GroupMod) error {
 		buckets = append(append(append(buckets, g.Buckets[:at+1]...), ng.Buckets...), g.Buckets[at+1:]...)
 	}
 	g.Buckets = buckets
-	return ofconv.TableError(t.ModifyGroup(&g, false))
+	return ofconv.TableError(tx.ModifyGroup(&g, false))
 }
 
 // GroupDesc describes the bridge's groups (id GroupAll: every one).

@@ -2,26 +2,43 @@ package ofconn
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
-// Bundles (OpenFlow 1.4 and later): OFPT_BUNDLE_CONTROL opens, closes,
+// Bundles (OpenFlow 1.4 and later, and ONF's extension in OpenFlow 1.3,
+// as Open vSwitch takes it): OFPT_BUNDLE_CONTROL opens, closes,
 // commits or discards a bundle, OFPT_BUNDLE_ADD_MESSAGE adds a flow mod,
-// group mod, port mod or meter mod to one. As in Open vSwitch, a message
-// is checked when it is added (an error reply to the add names what is
-// refused, and the message stays out of the bundle), an add to a bundle
-// that does not exist opens it, and a connection's bundles go with it.
-// A commit runs the messages in order. They were checked when added, so
-// only the table can refuse one at commit (a full table, an overlap):
-// the commit then stops there with OFPBFC_MSG_FAILED after the error of
-// that message, and the messages before it stay in effect, where Open
-// vSwitch would roll them back (ovsxdp's tables have no transactions).
+// group mod or port mod to one. As in Open vSwitch, a message is checked
+// when it is added (an error reply to the add names what is refused, and
+// the message stays out of the bundle), an add to a bundle that does not
+// exist opens it, and a connection's bundles go with it.
+//
+// A commit is all or nothing, as in Open vSwitch: the bridge
+// (BundleCommitter) runs the messages in order, each seeing the ones
+// before it, and publishes them together, so that no packet sees a part
+// of the bundle. When one fails (the table refuses it: a group it names
+// is missing, a delete_learned conflict, ...) none takes effect: that
+// message is answered with its error (to its xid, with the bytes of the
+// OFPT_BUNDLE_ADD_MESSAGE that carried it, as Open vSwitch 3.1 answers),
+// then the commit with OFPBFC_MSG_FAILED. Open vSwitch's port mods are not
+// atomic: in an OFPBF_ATOMIC bundle a port mod fails the commit with
+// OFPBFC_MSG_FAILED; in another it is checked in its turn and applied
+// once everything else has taken effect. Meter mods and packet outs are
+// not bundled (OFPBFC_MSG_UNSUP when added).
 
 const (
 	typeBundleControl uint8 = 33
 	typeBundleAdd     uint8 = 34
+
+	// OpenFlow 1.3's bundles, as Open vSwitch takes them: ONF's
+	// extension, the same bodies in experimenter messages; its errors
+	// are ONF experimenter errors numbered 2300 + the OFPBFC code.
+	onfBundleControl uint32 = 2300
+	onfBundleAdd     uint32 = 2301
+	onfBundleErrBase uint16 = 2300
 
 	errTypeBundleFailed uint16 = 17
 
@@ -32,7 +49,9 @@ const (
 	bctDiscard uint16 = 6
 
 	// OFPBF_ATOMIC and OFPBF_ORDERED.
-	bundleFlags uint16 = 1 | 2
+	bundleAtomic  uint16 = 1
+	bundleOrdered uint16 = 2
+	bundleFlags          = bundleAtomic | bundleOrdered
 
 	// OFPBFC_* codes.
 	codeBundleBadID     uint16 = 2
@@ -66,28 +85,35 @@ type bundleState struct {
 type bundled struct {
 	h openflow.Header
 	m openflow.Message
-	b []byte
+	b []byte // the message
+	// add is the OFPT_BUNDLE_ADD_MESSAGE that carried it (b is a part
+	// of it): Open vSwitch's error for a message that fails at commit
+	// echoes its add.
+	add []byte
 }
 
 func bundleError(code uint16, format string, args ...any) *openflow.Error {
 	return &openflow.Error{Type: errTypeBundleFailed, Code: code, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf(format, args...)}
 }
 
-// bundle handles an OFPT_BUNDLE_CONTROL or OFPT_BUNDLE_ADD_MESSAGE (b,
-// with header h).
-func (c *conn) bundle(h openflow.Header, m *openflow.Unknown, b []byte) error {
-	if m.Type == typeBundleAdd {
-		return c.bundleAdd(h, m.Body, b)
+// bundle handles an OFPT_BUNDLE_CONTROL or OFPT_BUNDLE_ADD_MESSAGE
+// (msgType), or ONF's, whose body is body (b, with header h).
+func (c *conn) bundle(h openflow.Header, msgType uint8, body, b []byte) error {
+	if msgType == typeBundleAdd {
+		return c.bundleAdd(h, body, b)
 	}
-	if len(m.Body) < bundleHeaderLen {
+	if len(body) < bundleHeaderLen {
 		return badRequest(openflow.CodeBadRequestLen, "bundle control of %d bytes", len(b))
 	}
-	id, typ, flags := binary.BigEndian.Uint32(m.Body), binary.BigEndian.Uint16(m.Body[4:]), binary.BigEndian.Uint16(m.Body[6:])
+	id, typ, flags := binary.BigEndian.Uint32(body), binary.BigEndian.Uint16(body[4:]), binary.BigEndian.Uint16(body[6:])
 	answer := func() error {
-		body := binary.BigEndian.AppendUint32(nil, id)
-		body = binary.BigEndian.AppendUint16(body, typ+1)
-		body = binary.BigEndian.AppendUint16(body, flags)
-		return c.send(c.version, h.Xid, &openflow.Unknown{Type: typeBundleControl, Body: body})
+		r := binary.BigEndian.AppendUint32(nil, id)
+		r = binary.BigEndian.AppendUint16(r, typ+1)
+		r = binary.BigEndian.AppendUint16(r, flags)
+		if c.version == openflow.Version13 {
+			return c.send(c.version, h.Xid, &openflow.Experimenter{Experimenter: onfExperimenter, ExpType: onfBundleControl, Data: r})
+		}
+		return c.send(c.version, h.Xid, &openflow.Unknown{Type: typeBundleControl, Body: r})
 	}
 	bd := c.bundles[id]
 	switch typ {
@@ -109,6 +135,11 @@ func (c *conn) bundle(h openflow.Header, m *openflow.Unknown, b []byte) error {
 		case typ == bctClose && bd.closed:
 			return bundleError(codeBundleClosed, "bundle %d is closed", id)
 		case typ != bctDiscard && flags != bd.flags:
+			if typ == bctCommit {
+				// Open vSwitch discards a bundle whatever its
+				// commit's outcome.
+				delete(c.bundles, id)
+			}
 			return bundleError(codeBundleBadFlags, "bundle %d has flags 0x%x, not 0x%x", id, bd.flags, flags)
 		}
 		switch typ {
@@ -118,11 +149,8 @@ func (c *conn) bundle(h openflow.Header, m *openflow.Unknown, b []byte) error {
 			delete(c.bundles, id)
 		case bctCommit:
 			delete(c.bundles, id)
-			for _, e := range bd.msgs {
-				if err := c.runMod(e.h, e.m); err != nil {
-					c.replyError(e.h, e.b, err)
-					return bundleError(codeBundleMsgFailed, "bundle %d: a message failed", id)
-				}
+			if err := c.commit(id, bd); err != nil {
+				return err
 			}
 		}
 		return answer()
@@ -153,7 +181,10 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	if n < openflow.HeaderLen || n > len(inner) {
 		return bundleError(codeBundleMsgBadLen, "bundled message of length %d in %d bytes", n, len(inner))
 	}
-	inner = append([]byte(nil), inner[:n]...)
+	// b is the reader's buffer, which the next message overwrites.
+	at := len(b) - len(body) + bundleHeaderLen // where the message starts
+	add := append([]byte(nil), b[:at+n]...)
+	inner = add[at:]
 	c.s.acct.countReceived(inner)
 	refuse := func(err error) error {
 		c.replyErrorAs(h, b, inner, err)
@@ -184,15 +215,16 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	case bd.flags != flags:
 		return bundleError(codeBundleBadFlags, "bundle %d has flags 0x%x, not 0x%x", id, bd.flags, flags)
 	}
-	if len(bd.msgs) >= maxBundleMsgs || bd.bytes+len(inner) > maxBundleBytes {
+	if len(bd.msgs) >= maxBundleMsgs || bd.bytes+len(add) > maxBundleBytes {
 		return bundleError(codeBundleTooMany, "bundle %d holds %d messages (%d bytes)", id, len(bd.msgs), bd.bytes)
 	}
-	bd.msgs = append(bd.msgs, bundled{h: ih, m: im, b: inner})
-	bd.bytes += len(inner)
+	bd.msgs = append(bd.msgs, bundled{h: ih, m: im, b: inner, add: add})
+	bd.bytes += len(add)
 	return nil
 }
 
-// checkMod tells whether runMod would take m, without running it.
+// checkMod tells whether m may be bundled and whether the bridge would
+// take it, without running it.
 func (c *conn) checkMod(m openflow.Message) error {
 	if c.role == openflow.RoleSlave {
 		return badRequest(codeBadReqIsSlave, "bundled message from a slave")
@@ -211,28 +243,45 @@ func (c *conn) checkMod(m openflow.Message) error {
 		return nil
 	case *openflow.PortMod:
 		return nil
-	case *openflow.Unknown:
-		if m.Type == typeMeterMod {
-			return meterMod(m.Body) // it changes nothing
-		}
 	}
+	// As Open vSwitch, which bundles flow mods, group mods, port mods
+	// and packet outs only (ovsxdp runs packet outs at once).
 	return bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
 }
 
-// runMod runs a bundled message.
-func (c *conn) runMod(h openflow.Header, m openflow.Message) error {
-	v := c.version
-	switch m := m.(type) {
-	case *openflow.FlowMod:
-		return c.s.br.FlowMod(v, m, Origin{c: c, xid: h.Xid})
-	case *openflow.GroupMod:
-		return c.s.br.GroupMod(v, m)
-	case *openflow.PortMod:
-		return c.s.br.PortMod(v, m)
-	case *openflow.Unknown:
-		if m.Type == typeMeterMod {
-			return meterMod(m.Body)
+// commit runs the messages of bundle id (bd, already removed from the
+// connection) as one change of the bridge, or none of them. A message
+// that fails is answered with its error here; the error returned is the
+// commit's.
+func (c *conn) commit(id uint32, bd *bundleState) error {
+	bc := c.s.br.(BundleCommitter) // bundles are taken only then
+	mods := make([]BundledMod, len(bd.msgs))
+	for i, e := range bd.msgs {
+		mods[i] = BundledMod{Msg: e.m, From: Origin{c: c, xid: e.h.Xid}}
+		if _, ok := e.m.(*openflow.PortMod); ok && bd.flags&bundleAtomic != 0 {
+			// Open vSwitch's port mods are not atomic: it fails an
+			// atomic bundle that holds one when its turn comes.
+			mods[i].Refuse = bundleError(codeBundleMsgFailed, "a port mod cannot be part of an atomic bundle")
 		}
 	}
-	return bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
+	i, err := bc.CommitBundle(c.version, mods)
+	switch {
+	case err == nil:
+		return nil
+	case i < 0 || i >= len(bd.msgs):
+		// Not a message's failure: the bridge could not be changed
+		// at all (it was deleted). The commit is answered with the
+		// error, and the connection goes on.
+		var oe *openflow.Error
+		if errors.As(err, &oe) {
+			return err
+		}
+		return badRequest(codeBadRequestEPerm, "bundle %d: %v", id, err)
+	}
+	// As Open vSwitch 3.1: the error goes to the message's xid (its
+	// add's too) with its add's bytes, and counts as a refusal of the
+	// message.
+	e := bd.msgs[i]
+	c.replyErrorAs(e.h, e.add, e.b, err)
+	return bundleError(codeBundleMsgFailed, "bundle %d: message %d of %d failed, none took effect", id, i+1, len(bd.msgs))
 }

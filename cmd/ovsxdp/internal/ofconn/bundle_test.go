@@ -1,8 +1,11 @@
 package ofconn
 
 import (
+	"bytes"
 	"encoding/binary"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -42,19 +45,26 @@ func bundleCtl(id uint32, typ, flags uint16) *openflow.Unknown {
 func (cl *client) bundleAddMsg(id uint32, flags uint16, m openflow.Message, innerXid func(xid uint32) uint32) uint32 {
 	cl.t.Helper()
 	cl.xd++
-	inner, err := openflow.Encode(cl.v, innerXid(cl.xd), m)
+	cl.sendRaw(cl.bundleAddBytes(cl.xd, innerXid(cl.xd), id, flags, m))
+	return cl.xd
+}
+
+// bundleAddBytes is the OFPT_BUNDLE_ADD_MESSAGE (xid xid) that adds m
+// (xid innerXid) to bundle id.
+func (cl *client) bundleAddBytes(xid, innerXid, id uint32, flags uint16, m openflow.Message) []byte {
+	cl.t.Helper()
+	inner, err := openflow.Encode(cl.v, innerXid, m)
 	if err != nil {
 		cl.t.Fatal(err)
 	}
 	body := binary.BigEndian.AppendUint32(nil, id)
 	body = binary.BigEndian.AppendUint16(body, 0)
 	body = binary.BigEndian.AppendUint16(body, flags)
-	b, err := openflow.Encode(cl.v, cl.xd, &openflow.Unknown{Type: typeBundleAdd, Body: append(body, inner...)})
+	b, err := openflow.Encode(cl.v, xid, &openflow.Unknown{Type: typeBundleAdd, Body: append(body, inner...)})
 	if err != nil {
 		cl.t.Fatal(err)
 	}
-	cl.sendRaw(b)
-	return cl.xd
+	return b
 }
 
 func sameXid(xid uint32) uint32 { return xid }
@@ -121,6 +131,215 @@ func TestBundleCommit(t *testing.T) {
 	cl.expectError(xid, errTypeBundleFailed, codeBundleBadID)
 }
 
+// expectErrorData reads an error reply of type typ and code to xid, and
+// checks that its data is (the start of) msg.
+func (cl *client) expectErrorData(xid uint32, typ, code uint16, msg []byte) {
+	cl.t.Helper()
+	h, m := cl.recv()
+	e, ok := m.(*openflow.ErrorMsg)
+	if !ok || h.Xid != xid || e.Type != typ || e.Code != code {
+		cl.t.Fatalf("got %T %+v (xid %d), want error %s to xid %d", m, m, h.Xid, ErrorName(typ, code), xid)
+	}
+	if want := msg[:min(len(msg), maxErrorData)]; !bytes.Equal(e.Data, want) {
+		cl.t.Fatalf("error %s to xid %d carries % x, want % x", ErrorName(typ, code), xid, e.Data, want)
+	}
+}
+
+// TestBundleCommitAtomic commits a bundle whose fourth message the table
+// refuses at commit (a flow that names a group that does not exist):
+// that message is answered with its error and the bytes of its add (as
+// Open vSwitch 3.1 answers), the commit with
+// OFPBFC_MSG_FAILED, and none of the bundle's changes (an add, a delete,
+// a modify) took effect or was published. A bundle that adds the group
+// first then commits, published once.
+func TestBundleCommitAtomic(t *testing.T) {
+	br := &checkingBridge{tableBridge{t: flow.NewTable()}}
+	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
+	cl := dial(t, s, openflow.Version14)
+	const flags = bundleAtomic | bundleOrdered
+	out := func(port uint32, prio uint16) *openflow.FlowMod {
+		fm := flowModWith(nil, applyActions(&openflow.ActOutput{Port: port}))
+		fm.Priority = prio
+		return fm
+	}
+	toGroup := flowModWith(nil, applyActions(&openflow.ActU32{Type: openflow.ActTypeGroup, Value: 9}))
+	toGroup.Priority = 30
+	// Two flows before the bundle.
+	cl.send(out(3, 5))
+	cl.send(out(4, 6))
+	cl.barrier()
+	before := dumpFlows(br.t)
+	gen := br.t.Generation()
+
+	del := out(0, 5)
+	del.Command, del.Instructions = openflow.FlowDeleteStrict, nil
+	mod := out(7, 6)
+	mod.Command = openflow.FlowModifyStrict
+	msgs := []*openflow.FlowMod{out(1, 10), del, mod, toGroup, out(2, 20)}
+	var xids []uint32
+	for _, m := range msgs {
+		xids = append(xids, cl.bundleAddMsg(1, flags, m, sameXid))
+	}
+	xid := cl.send(bundleCtl(1, bctCommit, flags))
+	bad := cl.bundleAddBytes(xids[3], xids[3], 1, flags, toGroup)
+	cl.expectErrorData(xids[3], openflow.ErrTypeBadAction, 9, bad) // OFPBAC_BAD_OUT_GROUP
+	cl.expectError(xid, errTypeBundleFailed, codeBundleMsgFailed)
+	if got := dumpFlows(br.t); !slices.Equal(got, before) {
+		t.Errorf("after the failed commit the table holds\n%s\nwant, as before it,\n%s", strings.Join(got, "\n"), strings.Join(before, "\n"))
+	}
+	if g := br.t.Generation(); g != gen {
+		t.Errorf("the failed commit published %d times", g-gen)
+	}
+	// The bundle is gone, failed or not.
+	xid = cl.send(bundleCtl(1, bctCommit, flags))
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadID)
+	// Nothing of it is left behind to be published with a later change.
+	cl.send(out(9, 99))
+	cl.barrier()
+	if got, want := dumpFlows(br.t), append([]string{"priority=99 actions=output:9"}, before...); !slices.Equal(got, want) {
+		t.Errorf("after a later flow mod the table holds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	gen = br.t.Generation()
+
+	// The same bundle, with the group added first, commits whole.
+	bucket := openflow.Bucket{Actions: []openflow.Action{&openflow.ActOutput{Port: 1}}}
+	cl.bundleAddMsg(2, flags, &openflow.GroupMod{Command: openflow.GroupAdd, Type: openflow.GroupAll, GroupID: 9, Buckets: []openflow.Bucket{bucket}}, sameXid)
+	for _, m := range msgs {
+		cl.bundleAddMsg(2, flags, m, sameXid)
+	}
+	xid = cl.send(bundleCtl(2, bctCommit, flags))
+	cl.expectBundleReply(xid, 2, bctCommit+1)
+	want := []string{
+		"priority=99 actions=output:9",
+		"priority=30 actions=group:9",
+		"priority=20 actions=output:2",
+		"priority=10 actions=output:1",
+		"priority=6 actions=output:7",
+	}
+	if got := dumpFlows(br.t); !slices.Equal(got, want) {
+		t.Errorf("after the commit the table holds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if g := br.t.Generation(); g != gen+1 {
+		t.Errorf("the commit published %d times, want once", g-gen)
+	}
+}
+
+// TestBundlePortMod checks Open vSwitch's rule for port mods, which are
+// not atomic: an atomic bundle that holds one fails at commit, the port
+// mod answered with OFPBFC_MSG_FAILED, and nothing of it takes effect;
+// a bundle that is not atomic takes it. A meter mod cannot be bundled.
+func TestBundlePortMod(t *testing.T) {
+	br := &checkingBridge{tableBridge{t: flow.NewTable()}}
+	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
+	cl := dial(t, s, openflow.Version15)
+	add := flowModWith(nil, applyActions(&openflow.ActOutput{Port: 1}))
+	pm := &openflow.PortMod{PortNo: 1, Config: openflow.PortConfigDown, Mask: openflow.PortConfigDown}
+	for _, flags := range []uint16{bundleAtomic | bundleOrdered, bundleOrdered} {
+		id := uint32(flags)
+		cl.bundleAddMsg(id, flags, add, sameXid)
+		pmXid := cl.bundleAddMsg(id, flags, pm, sameXid)
+		xid := cl.send(bundleCtl(id, bctCommit, flags))
+		if flags&bundleAtomic == 0 {
+			cl.expectBundleReply(xid, id, bctCommit+1)
+			if n := br.t.Len(); n != 1 {
+				t.Errorf("a bundle that is not atomic added %d flows, want 1", n)
+			}
+			continue
+		}
+		cl.expectErrorData(pmXid, errTypeBundleFailed, codeBundleMsgFailed, cl.bundleAddBytes(pmXid, pmXid, id, flags, pm))
+		cl.expectError(xid, errTypeBundleFailed, codeBundleMsgFailed)
+		if n := br.t.Len(); n != 0 {
+			t.Errorf("an atomic bundle with a port mod added %d flows, want none", n)
+		}
+	}
+	xid := cl.bundleAddMsg(9, 0, &openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 2, 0, 0, 0xff, 0xff, 0xff, 0xff}}, sameXid)
+	cl.expectError(xid, errTypeBundleFailed, codeBundleMsgUnsup)
+}
+
+// TestBundleONF commits OpenFlow 1.3 bundles, ONF's extension as Open
+// vSwitch takes it: the replies are ONF experimenter messages, the
+// errors ONF experimenter errors (2300 + the OFPBFC code), and a commit
+// is all or nothing as in OpenFlow 1.4.
+func TestBundleONF(t *testing.T) {
+	br := &checkingBridge{tableBridge{t: flow.NewTable()}}
+	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
+	cl := dial(t, s, openflow.Version13)
+	const flags = bundleAtomic | bundleOrdered
+	ctl := func(id uint32, typ uint16) *openflow.Experimenter {
+		u := bundleCtl(id, typ, flags)
+		return &openflow.Experimenter{Experimenter: onfExperimenter, ExpType: onfBundleControl, Data: u.Body}
+	}
+	add := func(id uint32, m openflow.Message) uint32 {
+		cl.xd++
+		inner, err := openflow.Encode(cl.v, cl.xd, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := binary.BigEndian.AppendUint32(nil, id)
+		body = binary.BigEndian.AppendUint16(body, 0)
+		body = binary.BigEndian.AppendUint16(body, flags)
+		b, err := openflow.Encode(cl.v, cl.xd, &openflow.Experimenter{Experimenter: onfExperimenter, ExpType: onfBundleAdd, Data: append(body, inner...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.sendRaw(b)
+		return cl.xd
+	}
+	expectONFError := func(xid uint32, code uint16) {
+		t.Helper()
+		h, m := cl.recv()
+		e, ok := m.(*openflow.ErrorMsg)
+		if !ok || h.Xid != xid || e.Type != openflow.ErrTypeExperimenter || e.Experimenter != onfExperimenter || e.Code != onfBundleErrBase+code {
+			t.Fatalf("got %T %+v (xid %d), want ONF bundle error %d to xid %d", m, m, h.Xid, onfBundleErrBase+code, xid)
+		}
+	}
+	good := flowModWith(nil, applyActions(&openflow.ActOutput{Port: 1}))
+	bad := flowModWith(nil, applyActions(&openflow.ActU32{Type: openflow.ActTypeGroup, Value: 9}))
+	bad.Priority = 9
+
+	xid := cl.send(ctl(1, bctOpen))
+	h, m := cl.recv()
+	if r, ok := m.(*openflow.Experimenter); !ok || h.Xid != xid || r.Experimenter != onfExperimenter || r.ExpType != onfBundleControl ||
+		binary.BigEndian.Uint16(r.Data[4:]) != bctOpen+1 {
+		t.Fatalf("bundle open answered with %T %+v, want ONFT_BUNDLE_CONTROL OPEN_REPLY", m, m)
+	}
+	add(1, good)
+	badXid := add(1, bad)
+	xid = cl.send(ctl(1, bctCommit))
+	cl.expectError(badXid, openflow.ErrTypeBadAction, 9) // OFPBAC_BAD_OUT_GROUP
+	expectONFError(xid, codeBundleMsgFailed)
+	if n := br.t.Len(); n != 0 {
+		t.Fatalf("%d flows after a failed commit, want none", n)
+	}
+	xid = cl.send(ctl(1, bctCommit))
+	expectONFError(xid, codeBundleBadID)
+
+	add(2, good)
+	xid = cl.send(ctl(2, bctCommit))
+	if h, m := cl.recv(); h.Xid != xid {
+		t.Fatalf("commit answered with %T %+v", m, m)
+	} else if r, ok := m.(*openflow.Experimenter); !ok || binary.BigEndian.Uint16(r.Data[4:]) != bctCommit+1 {
+		t.Fatalf("commit answered with %T %+v, want ONFT_BUNDLE_CONTROL COMMIT_REPLY", m, m)
+	}
+	if n := br.t.Len(); n != 1 {
+		t.Fatalf("%d flows after the commit, want 1", n)
+	}
+	if recv := s.Received(); recv["ONFT_BUNDLE_ADD_MESSAGE"] != 3 || recv["ONFT_BUNDLE_CONTROL"] != 4 {
+		t.Errorf("received %v, want the ONF bundle messages named", recv)
+	}
+}
+
+// dumpFlows is the table's flows as dump-flows lists them, without
+// counters.
+func dumpFlows(t *flow.Table) []string {
+	var out []string
+	for _, r := range t.Dump(nil) {
+		f := r.Flow()
+		out = append(out, flow.FormatFlow(&f))
+	}
+	return out
+}
+
 func TestBundleErrors(t *testing.T) {
 	br := &checkingBridge{tableBridge{t: flow.NewTable()}}
 	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
@@ -131,9 +350,17 @@ func TestBundleErrors(t *testing.T) {
 	cl.bundleAddMsg(1, 0, fm, sameXid)
 	xid := cl.send(bundleCtl(1, bctOpen, 0))
 	cl.expectError(xid, errTypeBundleFailed, codeBundleExist)
-	// Flags must match the bundle's.
+	// Flags must match the bundle's. A commit discards the bundle
+	// whatever its outcome, as Open vSwitch does, and its messages
+	// never run.
 	xid = cl.send(bundleCtl(1, bctCommit, 1))
 	cl.expectError(xid, errTypeBundleFailed, codeBundleBadFlags)
+	xid = cl.send(bundleCtl(1, bctCommit, 0))
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadID)
+	if n := br.t.Len(); n != 0 {
+		t.Fatalf("%d flows after a commit with the wrong flags, want 0", n)
+	}
+	cl.bundleAddMsg(1, 0, fm, sameXid)
 	// A closed bundle takes no more messages.
 	xid = cl.send(bundleCtl(1, bctClose, 0))
 	cl.expectBundleReply(xid, 1, bctClose+1)

@@ -87,6 +87,31 @@ type FlowModBatcher interface {
 	FlowMods(v uint8, fms []*openflow.FlowMod, from []Origin) (errs []error)
 }
 
+// BundleCommitter is a Bridge that can commit an OpenFlow bundle
+// (bundle.go): a bridge that is not one takes no bundles.
+type BundleCommitter interface {
+	// CommitBundle runs mods in order, each as FlowMod, GroupMod or
+	// PortMod would run it, with the effects of the earlier ones, as
+	// one change: lookups see all of them or none. When one fails (or
+	// is a Refuse), none takes effect, and it returns that one's index
+	// and error; an error that is no message's (the bridge is gone)
+	// comes with index -1. A port mod is checked in its turn and
+	// applied once the rest has taken effect.
+	CommitBundle(v uint8, mods []BundledMod) (failed int, err error)
+}
+
+// BundledMod is one message of a bundle being committed.
+type BundledMod struct {
+	// Msg is an *openflow.FlowMod, *openflow.GroupMod or
+	// *openflow.PortMod.
+	Msg openflow.Message
+	// From is the message, for the flow monitors.
+	From Origin
+	// Refuse, if set, is the error the message fails with when its
+	// turn comes, whatever it is.
+	Refuse error
+}
+
 // GroupAll is OFPG_ALL: every group, in a group request.
 const GroupAll uint32 = 0xfffffffc
 

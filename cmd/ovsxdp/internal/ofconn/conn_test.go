@@ -3,6 +3,7 @@ package ofconn
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -35,6 +36,65 @@ func (b *tableBridge) FlowMod(v uint8, fm *openflow.FlowMod, _ Origin) error {
 	}
 	return nil
 }
+
+// CommitBundle commits a bundle as the daemon's bridge does: one atomic
+// change of the table.
+func (b *tableBridge) CommitBundle(v uint8, mods []BundledMod) (int, error) {
+	failed := -1
+	err := b.t.UpdateAtomic(func(tx *flow.TableTxn) error {
+		for i, m := range mods {
+			err := m.Refuse
+			if err == nil {
+				err = txMod(tx, v, m.Msg)
+			}
+			if err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	return failed, err
+}
+
+// txMod runs a bundled message in tx as tableBridge runs it alone.
+func txMod(tx *flow.TableTxn, v uint8, m openflow.Message) error {
+	switch m := m.(type) {
+	case *openflow.FlowMod:
+		mod, err := ofconv.FlowFromMod(nil, v, m)
+		if err != nil {
+			return err
+		}
+		switch mod.Cmd {
+		case flow.CmdAdd:
+			return ofconv.TableError(tx.Add(mod.Flow))
+		case flow.CmdModify:
+			tx.Modify(mod.Flow, mod.Strict, false)
+		default:
+			tx.Delete(mod.Flow, mod.Strict)
+		}
+		return nil
+	case *openflow.GroupMod:
+		switch m.Command {
+		case openflow.GroupAdd:
+			g, err := ofconv.GroupFromMod(nil, v, m)
+			if err != nil {
+				return err
+			}
+			return ofconv.TableError(tx.AddGroups([]*flow.Group{g}))
+		case openflow.GroupDelete:
+			tx.DeleteGroups(m.GroupID)
+			return nil
+		}
+		return ofconv.GroupModError(ofconv.CodeGroupBadCommand, "command %d", m.Command)
+	case *openflow.PortMod:
+		return nil
+	}
+	return fmt.Errorf("%T cannot be bundled", m)
+}
+
+var _ BundleCommitter = (*tableBridge)(nil)
+
 func (b *tableBridge) Flows(v uint8, req *openflow.FlowStatsRequest) ([]openflow.FlowStats, error) {
 	sel, err := ofconv.SelectionFromStats(nil, v, req)
 	if err != nil {

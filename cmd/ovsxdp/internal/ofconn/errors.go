@@ -39,6 +39,10 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 	if typ == errTypeMonitorFailed && v < openflow.Version14 {
 		return monitorError(v, code, data)
 	}
+	if typ == errTypeBundleFailed && v == openflow.Version13 {
+		// ONF's bundle errors (bundle.go).
+		return &openflow.ErrorMsg{Type: openflow.ErrTypeExperimenter, Code: onfBundleErrBase + code, Experimenter: onfExperimenter, Data: data}
+	}
 	if typ == openflow.ErrTypeExperimenter {
 		// Nicira's own errors (the TLV table's): OFPET_EXPERIMENTER from
 		// OpenFlow 1.2 on, a Nicira vendor error in OpenFlow 1.0.

@@ -235,6 +235,14 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		}
 		return fail(unsupported(code, "multipart type %d is not supported by ovsxdp", m.Type))
 	case *openflow.Experimenter:
+		if _, ok := c.s.br.(BundleCommitter); ok && v == openflow.Version13 && m.Experimenter == onfExperimenter &&
+			(m.ExpType == onfBundleControl || m.ExpType == onfBundleAdd) {
+			typ := typeBundleControl
+			if m.ExpType == onfBundleAdd {
+				typ = typeBundleAdd
+			}
+			return c.runBundle(h, typ, m.Data, b)
+		}
 		if m.Experimenter == openflow.NiciraExperimenter && m.ExpType == nxtCTFlushZone {
 			// struct nx_zone_id: 6 zero bytes and the zone.
 			if len(m.Data) != ctFlushZoneLen {
@@ -271,19 +279,27 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		if v != openflow.Version10 && m.Type == typeMeterMod {
 			return fail(meterMod(m.Body))
 		}
-		if v >= openflow.Version14 && (m.Type == typeBundleControl || m.Type == typeBundleAdd) {
-			err := c.bundle(h, m, b)
-			var oe *openflow.Error
-			if err != nil && !errors.As(err, &oe) {
-				return err // the connection failed (a reply could not be written)
-			}
-			return fail(err)
+		if _, ok := c.s.br.(BundleCommitter); ok && v >= openflow.Version14 && (m.Type == typeBundleControl || m.Type == typeBundleAdd) {
+			return c.runBundle(h, m.Type, m.Body, b)
 		}
 		return fail(unsupported(openflow.CodeBadRequestType, "message type %d", m.Type))
 	}
 	// Replies and asynchronous messages a switch does not take, and
 	// requests ovsxdp does not implement (group mod, flow monitors, ...).
 	return fail(unsupported(openflow.CodeBadRequestType, "message %T is not supported by ovsxdp", m))
+}
+
+// runBundle handles a bundle message (bundle.go) and answers its error.
+func (c *conn) runBundle(h openflow.Header, typ uint8, body, b []byte) error {
+	err := c.bundle(h, typ, body, b)
+	var oe *openflow.Error
+	if err != nil && !errors.As(err, &oe) {
+		return err // the connection failed (a reply could not be written)
+	}
+	if err != nil {
+		c.replyError(h, b, err)
+	}
+	return nil
 }
 
 // sendParts sends n entries as one multipart reply, or several when they

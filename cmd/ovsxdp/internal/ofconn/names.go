@@ -96,6 +96,12 @@ func MessageName(b []byte) string {
 			}
 			return fmt.Sprintf("NXT_%d", st)
 		case onfExperimenter:
+			switch st {
+			case onfBundleControl:
+				return "ONFT_BUNDLE_CONTROL"
+			case onfBundleAdd:
+				return "ONFT_BUNDLE_ADD_MESSAGE"
+			}
 			return fmt.Sprintf("ONFT_%d", st)
 		}
 		return fmt.Sprintf("%s 0x%08x:%d", name, exp, st)
