@@ -529,16 +529,7 @@ func (b *Bridge) PollOnce(i int) (int, error) {
 	if i < 0 || i >= len(b.pmds) {
 		return 0, fmt.Errorf("bridge %s: no poll thread %d", b.cfg.Name, i)
 	}
-	p := b.pmds[i]
-	p.owner.Lock()
-	now := time.Now()
-	p.rd.enter()
-	n := p.poll(now)
-	p.rd.leave()
-	to := p.injTo
-	p.injTo = injectTargets{}
-	p.owner.Unlock()
-	p.helpInjected(&to, now) // as the thread would (inject.go)
+	n, _ := b.pmds[i].runBatch() // as the thread would
 	return n, nil
 }
 

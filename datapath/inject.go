@@ -225,11 +225,10 @@ func (p *pmd) injected(b *Bridge) {
 // one go: a sender that gets ahead of it leaves the rest to that thread.
 const helpRounds = 4
 
-// helpInjected ends p's batch: for each bridge t, the batch's targets,
-// lists as one it injected frames into,
-// it runs that bridge's injected batches itself if the bridge's first
-// poll thread is not in a batch, and otherwise wakes that thread if it
-// sleeps (it then takes them itself). A thread never helps while it is
+// helpInjected ends p's batch: for each bridge in t, those the batch
+// injected frames into, it runs that bridge's injected batches itself if
+// the bridge's first poll thread is not in a batch, and otherwise wakes
+// that thread if it sleeps (it then takes them itself). A thread never helps while it is
 // helped, nor does a helped batch help further: it only wakes.
 func (p *pmd) helpInjected(t *injectTargets, now time.Time) {
 	for _, b := range t.br[:t.n] {

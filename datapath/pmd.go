@@ -130,6 +130,25 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	return p, nil
 }
 
+// runBatch runs one batch as the thread's owner: the control requests
+// queued for it, then a poll of its queues. Then, outside owner, so that
+// a thread this one helps may help this one at the same time, it runs or
+// wakes the bridges the batch injected frames into (inject.go). It
+// returns the packets the poll handled and when the poll started.
+func (p *pmd) runBatch() (int, time.Time) {
+	p.owner.Lock()
+	p.ctl.serve(p)
+	start := time.Now()
+	p.rd.enter()
+	n := p.poll(start)
+	p.rd.leave()
+	to := p.injTo
+	p.injTo = injectTargets{}
+	p.owner.Unlock()
+	p.helpInjected(&to, start)
+	return n, start
+}
+
 // run is the poll loop.
 func (p *pmd) run() {
 	defer close(p.done)
@@ -163,18 +182,7 @@ func (p *pmd) run() {
 	lastYield := lastBusy
 	var nap time.Duration
 	for !p.stop.Load() {
-		p.owner.Lock()
-		p.ctl.serve(p)
-		start := time.Now()
-		p.rd.enter()
-		n := p.poll(start)
-		p.rd.leave()
-		to := p.injTo
-		p.injTo = injectTargets{}
-		p.owner.Unlock()
-		// Outside owner, so that a thread this one helps may
-		// help this one at the same time (inject.go).
-		p.helpInjected(&to, start)
+		n, start := p.runBatch()
 		end := time.Now()
 		prevBusy := lastBusy
 		if n > 0 {
