@@ -9,7 +9,8 @@
 //
 // It runs the configurations in alternating rounds (every configuration
 // once per round, so that a change in the machine's load touches all of
-// them alike) and measures, for each, TCP throughput and small-packet UDP
+// them alike; each round starts one configuration later than the one
+// before, so that none always runs first) and measures, for each, TCP throughput and small-packet UDP
 // rate (iperf3), TCP connections per second (a generator in this
 // program), the rate of a many-flow UDP sender, ping RTT, and the CPU
 // seconds per million packets forwarded (the stateful configurations skip
@@ -45,6 +46,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -214,7 +216,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var samples []sample
 	profiled := !o.profile
 	for r := 1; r <= o.rounds; r++ {
-		for _, c := range o.only {
+		for _, c := range roundOrder(o.only, r) {
 			if ctx.Err() != nil {
 				return fmt.Errorf("interrupted: %w", ctx.Err())
 			}
@@ -274,6 +276,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // removes everything, checking that the configuration left nothing
 // behind. With prof set, it CPU-profiles this process during the UDP and
 // many-flow tests.
+// roundOrder is the order of the configurations in round r (from 1): the
+// suite's order, rotated to start r-1 configurations later. Whatever the
+// run before a configuration leaves behind (the kernel's deferred cleanup
+// of a namespace, of an Open vSwitch daemon's sockets), and whatever the
+// start of a round costs, falls on a different configuration each round.
+func roundOrder(cs []config, r int) []config {
+	if len(cs) == 0 {
+		return nil
+	}
+	k := (r - 1) % len(cs)
+	return append(slices.Clone(cs[k:]), cs[:k]...)
+}
+
 func runOne(ctx context.Context, o options, c config, round int, prof string) (s sample) {
 	s = sample{round: round, config: c.name}
 	fail := func(err error) sample {

@@ -99,7 +99,7 @@ func tunnelMarkdown(args []string, o options, m machine, commit, geneve string, 
 	}
 	fmt.Fprintf(&b, "# ovsxdp through a VXLAN tunnel, side by side with Open vSwitch and the kernel\n\nProduced by `make bench-tunnel`, which ran (as root):\n\n```\n%s\n```\n\n", cmd)
 	fmt.Fprintf(&b, "Commit %s. Machine: %s, %d CPUs, %s, %s. Load average (1, 5, 15 min) %s at the start, %s at the end; "+
-		"other work may have run on the machine at the same time. %s. %d rounds, the configurations taking turns in each round; "+
+		"other work may have run on the machine at the same time. %s. %d rounds, the configurations taking turns in each round, each round starting one configuration later than the one before; "+
 		"every throughput test lasts %v. The run took %s.\n\n",
 		commit, m.cpu, m.cores, m.kernel, runtime.Version(), m.loadStart, m.loadEnd, time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		o.rounds, o.duration, elapsed.Round(time.Second))

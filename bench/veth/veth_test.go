@@ -245,3 +245,35 @@ func TestRuleCount(t *testing.T) {
 		t.Error("a table 0 rule counted as table 1's final drop rule")
 	}
 }
+
+// TestRoundOrder: every round runs every configuration once, and over as
+// many rounds as there are configurations each runs first once.
+func TestRoundOrder(t *testing.T) {
+	cs := []config{{name: "a"}, {name: "b"}, {name: "c"}}
+	first := map[string]int{}
+	for r := 1; r <= 2*len(cs); r++ {
+		got := roundOrder(cs, r)
+		if len(got) != len(cs) {
+			t.Fatalf("round %d: %d configurations, want %d", r, len(got), len(cs))
+		}
+		seen := map[string]bool{}
+		for _, c := range got {
+			seen[c.name] = true
+		}
+		if len(seen) != len(cs) {
+			t.Fatalf("round %d: %v is not every configuration once", r, got)
+		}
+		first[got[0].name]++
+	}
+	for _, c := range cs {
+		if first[c.name] != 2 {
+			t.Errorf("%s ran first in %d of %d rounds, want 2", c.name, first[c.name], 2*len(cs))
+		}
+	}
+	if cs[0].name != "a" || cs[1].name != "b" {
+		t.Errorf("roundOrder changed its argument: %v", cs)
+	}
+	if roundOrder(nil, 1) != nil {
+		t.Error("no configurations: want none")
+	}
+}
