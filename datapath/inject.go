@@ -30,6 +30,11 @@ import (
 // receiving thread waits for a CPU. Only when the receiving thread is in
 // a batch (it then takes the frames after it) does the sender leave them
 // and wake it if it sleeps.
+//
+// When the bridges share their threads (Config.Threads, thread.go), both
+// first poll threads run on one thread: at the end of the sender's batch
+// the receiver is never in a batch, so the sender always runs the frames
+// itself, and they never wait in the ring.
 
 // injectSlots is the number of frames an injection ring holds.
 const injectSlots = 512
