@@ -31,10 +31,10 @@ import (
 // a batch (it then takes the frames after it) does the sender leave them
 // and wake it if it sleeps.
 //
-// When the bridges share their threads (Config.Threads, thread.go), both
-// first poll threads run on one thread: at the end of the sender's batch
-// the receiver is never in a batch, so the sender always runs the frames
-// itself, and they never wait in the ring.
+// When the bridges share their threads (Config.Threads, thread.go), their
+// first poll threads run on one thread: what one of them injects into the
+// other's bridge it always runs itself at the end of its batch (the other
+// cannot be in a batch then), and nothing waits in the ring.
 
 // injectSlots is the number of frames an injection ring holds.
 const injectSlots = 512
