@@ -110,8 +110,10 @@ func (t *thread) join(p *pmd) {
 		return
 	}
 	// A sleeping thread would see the new member's queues only after
-	// its sleep.
-	old[0].rd.waker.Wake()
+	// its sleep. (A member that is leaving has its waker closed.)
+	for _, m := range old {
+		m.rd.waker.Wake()
+	}
 }
 
 // leave asks the thread to let p go, after p.stop is set; p.done is closed
