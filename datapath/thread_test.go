@@ -299,20 +299,36 @@ func TestSharedThreadBridgeClosed(t *testing.T) {
 }
 
 // TestSharedThreadWatchdog: a member of a shared thread spins in the
-// kernel's queue loop (legacy policy, a port without tx queues). Its
-// bridge's watchdog reports the lockup on its pmd and port and releases
-// it; the other bridge on the thread has no spinning lockup, and forwards
-// again once the spin is released.
+// kernel's queue loop (legacy policy, a port without tx queues). The
+// spinning bridge has two pmds, both on the pool's one thread with the
+// other bridge's. Its watchdog reports the lockup on the pmd that polls
+// the port and on the port it spins on, and releases it; the other bridge
+// on the thread has no spinning lockup, and forwards again once the spin
+// is released.
 func TestSharedThreadWatchdog(t *testing.T) {
 	pool := NewThreads(1)
-	spin := startShared(t, pool, Config{Name: "spin", Policy: Legacy, Idle: IdleSleep,
+	spin := startShared(t, pool, Config{Name: "spin", Policy: Legacy, Idle: IdleSleep, PMDs: 2,
 		Watchdog: WatchdogConfig{Threshold: 50 * time.Millisecond, Log: discardLog}})
 	defer spin.Close()
 	calm := startShared(t, pool, Config{Name: "calm", Idle: IdleSleep, Watchdog: WatchdogConfig{Log: discardLog}})
 	defer calm.Close()
-	src, _ := addMemPort(t, spin, vport.MemConfig{Name: "src", RecordRxQueue: true}, 1)
-	dst, _ := addMemPort(t, spin, vport.MemConfig{Name: "dst", TxQueues: 2}, 2)
-	addFlows(t, spin, "in_port=1,actions=output:2")
+	if n := len(*pool.thread(0).members.Load()); n != 3 {
+		t.Fatalf("the thread has %d members, want 3 (2 pmds of one bridge, 1 of the other)", n)
+	}
+	dst, _ := addMemPort(t, spin, vport.MemConfig{Name: "dst", TxQueues: 2}, 1)
+	src, srcPort := addMemPort(t, spin, vport.MemConfig{Name: "src", RecordRxQueue: true}, 2)
+	addFlows(t, spin, "in_port=2,actions=output:1")
+	wantPMD := -1
+	for _, p := range spin.pmds {
+		for _, rq := range *p.rxqs.Load() {
+			if rq.port == srcPort {
+				wantPMD = p.id
+			}
+		}
+	}
+	if wantPMD < 0 {
+		t.Fatal("no pmd polls port src")
+	}
 	in, _ := addMemPort(t, calm, vport.MemConfig{Name: "in"}, 1)
 	out, _ := addMemPort(t, calm, vport.MemConfig{Name: "out"}, 2)
 	addFlows(t, calm, "in_port=1,actions=output:2")
@@ -325,8 +341,8 @@ func TestSharedThreadWatchdog(t *testing.T) {
 		t.Fatalf("no spinning lockup reported: %d", spin.SpinningLockups())
 	}
 	ls := spinningLockups(spin)
-	if l := ls[0]; l.PMD != 0 || l.Port != "dst" || l.TxQueues != 0 || !strings.Contains(l.Stack, "kernelQueueLoop") {
-		t.Errorf("lockup %s\n%s", l, l.Stack)
+	if l := ls[0]; l.PMD != wantPMD || l.Port != "dst" || l.TxQueues != 0 || !strings.Contains(l.Stack, "kernelQueueLoop") {
+		t.Errorf("lockup %s, want on pmd#%d\n%s", l, wantPMD, l.Stack)
 	}
 	if n := calm.SpinningLockups(); n != 0 {
 		t.Errorf("the other bridge reported %d spinning lockups", n)
