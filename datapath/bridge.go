@@ -36,6 +36,11 @@ type Config struct {
 	Policy Policy
 	// PMDs is the number of poll threads; 1 when zero.
 	PMDs int
+	// Threads, when set, is the pool of threads that runs the poll
+	// threads: poll thread i runs on the pool's thread i (modulo its
+	// size), in turn with the other bridges' that share it (thread.go).
+	// Nil: each poll thread has a goroutine of its own.
+	Threads *Threads
 	// Idle is what idle poll threads do.
 	Idle IdleStrategy
 	// SpareSpin is how long an adaptive poll thread (IdleAdaptive) keeps
@@ -243,7 +248,7 @@ func (b *Bridge) Start() error {
 	}
 	b.started = true
 	for _, p := range b.pmds {
-		go p.run()
+		p.thread.join(p)
 	}
 	b.wd.start()
 	return nil
@@ -269,8 +274,10 @@ func (b *Bridge) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.started {
+		// A thread that other bridges share goes on without these.
 		for _, p := range b.pmds {
 			p.stop.Store(true)
+			p.thread.leave(p)
 		}
 		for _, p := range b.pmds {
 			<-p.done

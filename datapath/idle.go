@@ -103,22 +103,25 @@ const (
 	maxSleep = 5 * time.Millisecond
 )
 
-// adapt is the adaptive idle strategy (IdleAdaptive) after a poll that
-// ran from start to end and handled n packets, after a nap of nap (0 for
-// none); prevBusy is when the last poll with packets before it ended. It
-// naps, sleeps or returns at once, and returns the length of the next
-// nap.
-func (p *pmd) adapt(n int, nap time.Duration, start, end, prevBusy time.Time) time.Duration {
+// adapt is the adaptive idle strategy (IdleAdaptive) after a round of
+// the thread's batches that ran from start to end and handled n packets,
+// after a nap of nap (0 for none); prevBusy is when the last round with
+// packets before it ended. It naps, sleeps or returns at once, and
+// returns the length of the next nap. A nap or sleep is counted in each
+// member's counters: each waited for its traffic.
+func (t *thread) adapt(n int, nap time.Duration, start, end, prevBusy time.Time) time.Duration {
 	act, next := adaptive(n, nap, start.Sub(prevBusy), end.Sub(prevBusy))
 	switch {
 	case n > 0:
-		p.spare.busy()
+		t.spare.busy()
 	case act == idleSleep:
-		switch p.spare.spin(end, end.Sub(prevBusy)) {
+		switch t.spare.spin(end, end.Sub(prevBusy)) {
 		case spinOn:
 			act = idlePoll
 		case spinPreempted:
-			p.counters.spinsGivenUp.Add(1)
+			for _, m := range t.ms {
+				m.counters.spinsGivenUp.Add(1)
+			}
 		}
 	}
 	switch act {
@@ -128,29 +131,35 @@ func (p *pmd) adapt(n int, nap time.Duration, start, end, prevBusy time.Time) ti
 		// lasts ten times that once the thread has given up its CPU,
 		// while the kernel drops what the rx ring cannot hold. The thread
 		// polls again at once instead, and its naps start short again.
-		w, room := p.rxBacklog()
+		w, room := t.rxBacklog()
 		if w >= vport.MaxBatch {
-			p.idle.held.Add(1)
-			p.idle.heldFrames.Add(uint64(w))
+			for _, m := range t.ms {
+				m.idle.held.Add(1)
+				m.idle.heldFrames.Add(uint64(w))
+			}
 			return 0
 		}
 		// Nor may the nap outlast the rx ring's room at the rate the
 		// packets came in.
 		if next = capNap(next, n, end.Sub(prevBusy), room); next == 0 {
-			p.idle.short.Add(1)
+			for _, m := range t.ms {
+				m.idle.short.Add(1)
+			}
 			return 0
 		}
 		// A nap reads no port, so it is outside any read-side section:
 		// grace periods need not wait for it.
 		ts := unix.NsecToTimespec(int64(next))
 		unix.Nanosleep(&ts, nil) //nolint:errcheck // EINTR: a shorter nap
-		took := time.Since(end)
-		p.counters.idleNanos.Add(uint64(took))
-		p.idle.naps.Add(1)
-		p.idle.napNanos.Add(uint64(took))
+		took := uint64(time.Since(end))
+		for _, m := range t.ms {
+			m.counters.idleNanos.Add(took)
+			m.idle.naps.Add(1)
+			m.idle.napNanos.Add(took)
+		}
 		return next
 	case idleSleep:
-		p.sleep()
+		t.sleep()
 	}
 	return 0
 }
@@ -163,9 +172,23 @@ type (
 	rxRoomer interface{ RxRoom(q int) int }
 )
 
-// rxBacklog returns how many frames wait on the thread's rx queues, as far
-// as their ports tell (a port that cannot tell counts as empty), and the
-// least room left on one of their rx rings (-1 when no port tells).
+// rxBacklog returns how many frames wait on the rx queues of the thread's
+// members, as far as their ports tell (a port that cannot tell counts as
+// empty), and the least room left on one of their rx rings (-1 when no
+// port tells).
+func (t *thread) rxBacklog() (waiting, room int) {
+	room = -1
+	for _, m := range t.ms {
+		w, r := m.rxBacklog()
+		waiting += w
+		if r >= 0 && (room < 0 || r < room) {
+			room = r
+		}
+	}
+	return waiting, room
+}
+
+// rxBacklog is thread.rxBacklog over p's rx queues.
 func (p *pmd) rxBacklog() (waiting, room int) {
 	// Reading a port's rings is a read-side section: the port stays open.
 	p.rd.enter()
@@ -254,39 +277,58 @@ func adaptive(n int, nap, gap, sinceBusy time.Duration) (idleAction, time.Durati
 	return idlePoll, 0
 }
 
-// sleep sleeps until a queue has traffic, maxSleep passes or a grace
-// period wakes the thread.
-func (p *pmd) sleep() {
+// sleep sleeps until a queue of a member has traffic, maxSleep passes or
+// a grace period of a member's bridge wakes the thread.
+func (t *thread) sleep() {
 	// Sleeping on a queue reads the port (its socket, its rings), so the
-	// sleep is a read-side section like a batch: a port is closed only
-	// after every thread has left it. A grace period wakes the thread
-	// (reader.waker) rather than wait out the sleep, which lasts at most
-	// maxSleep.
+	// sleep is a read-side section of every member, like a batch: a port
+	// is closed only after every thread has left it. A grace period wakes
+	// the thread (each member's reader.waker is in the poller) rather
+	// than wait out the sleep, which lasts at most maxSleep.
 	start := time.Now()
-	p.rd.enter()
-	rqs := p.rxqs.Load()
-	if p.polled != rqs {
-		p.poller = new(vport.Poller)
-		p.poller.SetWaker(p.rd.waker)
-		for _, rq := range *rqs {
-			if err := p.poller.Add(rq.port.vp, rq.q); err != nil {
-				p.br.log.Warn("pmd: cannot sleep on queue", "pmd", p.id, "port", rq.port.Name, "queue", rq.q, "err", err)
-			}
-		}
-		p.polled = rqs
+	for _, m := range t.ms {
+		m.rd.enter()
 	}
-	p.rd.sleeping.Store(true)
-	if p.injectPending() {
+	rebuild := t.polledFor != t.seen
+	for _, m := range t.ms {
+		if m.polled != m.rxqs.Load() {
+			rebuild = true
+		}
+	}
+	if rebuild {
+		t.poller = new(vport.Poller)
+		for _, m := range t.ms {
+			t.poller.AddWaker(m.rd.waker)
+			rqs := m.rxqs.Load()
+			for _, rq := range *rqs {
+				if err := t.poller.Add(rq.port.vp, rq.q); err != nil {
+					m.br.log.Warn("pmd: cannot sleep on queue", "pmd", m.id, "port", rq.port.Name, "queue", rq.q, "err", err)
+				}
+			}
+			m.polled = rqs
+		}
+		t.polledFor = t.seen
+	}
+	pending := false
+	for _, m := range t.ms {
+		m.rd.sleeping.Store(true)
 		// Injected after the last poll, and its sender may have seen
 		// the thread awake: poll again rather than sleep.
-	} else if _, err := p.poller.Wait(maxSleep); err != nil {
-		// A queue cannot be slept on (its device is down): sleep briefly
-		// without it, rather than spin.
-		time.Sleep(maxSleep / 5)
+		pending = pending || m.injectPending()
 	}
-	p.rd.sleeping.Store(false)
-	p.rd.leave()
-	p.counters.idleNanos.Add(uint64(time.Since(start)))
+	if !pending {
+		if _, err := t.poller.Wait(maxSleep); err != nil {
+			// A queue cannot be slept on (its device is down): sleep
+			// briefly without it, rather than spin.
+			time.Sleep(maxSleep / 5)
+		}
+	}
+	took := uint64(time.Since(start))
+	for _, m := range t.ms {
+		m.rd.sleeping.Store(false)
+		m.rd.leave()
+		m.counters.idleNanos.Add(took)
+	}
 }
 
 // spareCPU decides whether an adaptive poll thread, its queues empty, may

@@ -219,6 +219,7 @@ func TestAdaptiveHoldsNapWhileFramesWait(t *testing.T) {
 	p := &pmd{}
 	rqs := []rxq{{port: &Port{Name: "empty", vp: empty}}, {port: &Port{Name: "busy", vp: busy}}}
 	p.rxqs.Store(&rqs)
+	th := &thread{ms: []*pmd{p}} // its only member
 
 	// Two packets, 5 µs after the last ones: light load, a nap is due.
 	end := time.Now()
@@ -240,7 +241,7 @@ func TestAdaptiveHoldsNapWhileFramesWait(t *testing.T) {
 		}
 	}
 	inject(3)
-	if next := p.adapt(2, 0, start, end, prevBusy); next != napStep {
+	if next := th.adapt(2, 0, start, end, prevBusy); next != napStep {
 		t.Errorf("with 3 frames waiting: next nap %v, want %v (the batch gathers)", next, napStep)
 	}
 	if naps, held := p.idle.naps.Load(), p.idle.held.Load(); naps != 1 || held != 0 {
@@ -248,7 +249,7 @@ func TestAdaptiveHoldsNapWhileFramesWait(t *testing.T) {
 	}
 
 	inject(vport.MaxBatch - 3)
-	if next := p.adapt(2, 0, start, end, prevBusy); next != 0 {
+	if next := th.adapt(2, 0, start, end, prevBusy); next != 0 {
 		t.Errorf("with a batch waiting: next nap %v, want 0 (naps start over)", next)
 	}
 	if naps, held, frames := p.idle.naps.Load(), p.idle.held.Load(), p.idle.heldFrames.Load(); naps != 1 || held != 1 || frames != vport.MaxBatch {
@@ -262,7 +263,7 @@ func TestAdaptiveHoldsNapWhileFramesWait(t *testing.T) {
 	if n, err := busy.Receive(0, bufs, make([]int, vport.MaxBatch), nil); n != vport.MaxBatch || err != nil {
 		t.Fatalf("receive: %d, %v", n, err)
 	}
-	if next := p.adapt(2, 0, start, end, prevBusy); next != napStep {
+	if next := th.adapt(2, 0, start, end, prevBusy); next != napStep {
 		t.Errorf("with the queues empty: next nap %v, want %v", next, napStep)
 	}
 	if naps, held := p.idle.naps.Load(), p.idle.held.Load(); naps != 2 || held != 1 {
@@ -319,17 +320,18 @@ func TestAdaptiveNapFitsRing(t *testing.T) {
 	p := &pmd{}
 	rqs := []rxq{{port: &Port{Name: "small", vp: rp}}}
 	p.rxqs.Store(&rqs)
+	th := &thread{ms: []*pmd{p}} // its only member
 	end := time.Now()
 	start := end.Add(-time.Microsecond)
 	prevBusy := start.Add(-10 * time.Microsecond) // 15 packets in 11 µs
-	if next := p.adapt(15, 0, start, end, prevBusy); next != 0 {
+	if next := th.adapt(15, 0, start, end, prevBusy); next != 0 {
 		t.Errorf("room for 16 frames: next nap %v, want 0", next)
 	}
 	if naps, short := p.idle.naps.Load(), p.idle.short.Load(); naps != 0 || short != 1 {
 		t.Errorf("room for 16 frames: %d naps, %d cut short; want 0 and 1", naps, short)
 	}
 	rp.room = 2048
-	if next := p.adapt(15, 0, start, end, prevBusy); next != napStep {
+	if next := th.adapt(15, 0, start, end, prevBusy); next != napStep {
 		t.Errorf("room for 2048 frames: next nap %v, want %v", next, napStep)
 	}
 	if naps, short := p.idle.naps.Load(), p.idle.short.Load(); naps != 1 || short != 1 {

@@ -64,10 +64,11 @@ func TestAdaptiveHoldsNapOnXSK(t *testing.T) {
 	p := &pmd{}
 	rqs := []rxq{{port: &Port{Name: v.Host, vp: rx}}}
 	p.rxqs.Store(&rqs)
+	th := &thread{ms: []*pmd{p}} // its only member
 	end := time.Now()
 	start := end.Add(-time.Microsecond)
 	prevBusy := start.Add(-5 * time.Microsecond) // light load: a nap is due
-	if next := p.adapt(2, 0, start, end, prevBusy); next != 0 {
+	if next := th.adapt(2, 0, start, end, prevBusy); next != 0 {
 		t.Errorf("with frames on the rx ring: next nap %v, want 0", next)
 	}
 	if naps, held := p.idle.naps.Load(), p.idle.held.Load(); naps != 0 || held != 1 {
@@ -84,7 +85,7 @@ func TestAdaptiveHoldsNapOnXSK(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if next := p.adapt(2, 0, start, end, prevBusy); next != napStep {
+	if next := th.adapt(2, 0, start, end, prevBusy); next != napStep {
 		t.Errorf("with the rx ring empty: next nap %v, want %v", next, napStep)
 	}
 	if naps, held := p.idle.naps.Load(), p.idle.held.Load(); naps != 1 || held != 1 {

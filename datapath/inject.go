@@ -30,6 +30,11 @@ import (
 // receiving thread waits for a CPU. Only when the receiving thread is in
 // a batch (it then takes the frames after it) does the sender leave them
 // and wake it if it sleeps.
+//
+// When the bridges share their threads (Config.Threads, thread.go), their
+// first poll threads run on one thread: what one of them injects into the
+// other's bridge it always runs itself at the end of its batch (the other
+// cannot be in a batch then), and nothing waits in the ring.
 
 // injectSlots is the number of frames an injection ring holds.
 const injectSlots = 512

@@ -1,12 +1,9 @@
 package datapath
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ovsxdp/ovsxdp/datapath/conntrack"
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -27,8 +24,10 @@ type rxq struct {
 	q    int
 }
 
-// pmd is one poll thread. Everything in it is owned by its goroutine,
-// except what is atomic (read by the control path and the watchdog).
+// pmd is a bridge's poll thread: its share of the goroutine that runs it
+// (thread.go), which it has to itself unless the bridge shares a pool of
+// threads with others. Everything in it is owned by that goroutine, except
+// what is atomic (read by the control path and the watchdog).
 type pmd struct {
 	id   int
 	br   *Bridge
@@ -73,9 +72,10 @@ type pmd struct {
 	off     flow.Offsets // the packet out's offsets (packetout.go)
 	out     outBatches
 	gsoBuf  []byte // merged TCP segments (coalesce.go), allocated on first use
-	poller  *vport.Poller
-	polled  *[]rxq // the rxq list poller was built for
-	spare   spareCPU
+	// thread runs the pmd's batches (thread.go); polled is the rxq list
+	// its poller was built for.
+	thread *thread
+	polled *[]rxq
 
 	// The packet being executed, for Output.
 	tbl    *portTable
@@ -122,7 +122,11 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	p.pick.w = &p.stall
 	p.pick.warn = &br.zeroQueues
 	p.pick.key = &p.key
-	p.spare = spareCPU{window: br.SpareSpin(), cpuTime: threadCPUTime} // 0 when off: never polls on
+	if br.cfg.Threads != nil {
+		p.thread = br.cfg.Threads.thread(id)
+	} else {
+		p.thread = newThread()
+	}
 	p.stall.budget = br.cfg.Watchdog.SpinBudget
 	p.stall.overrun = func() { br.wd.overrun(p) }
 	empty := []rxq{}
@@ -147,72 +151,4 @@ func (p *pmd) runBatch() (int, time.Time) {
 	p.owner.Unlock()
 	p.helpInjected(&to, start)
 	return n, start
-}
-
-// run is the poll loop.
-func (p *pmd) run() {
-	defer close(p.done)
-	p.stall.goid.Store(goroutineID())
-	p.br.rcu.register(&p.rd)
-	p.br.rcu.register(&p.helper.rd)
-	p.owner.Lock()
-	p.live = true
-	p.owner.Unlock()
-	defer func() {
-		// After this, helpers find the thread stopped and leave its
-		// ports alone (the bridge closes them once the thread is done).
-		p.owner.Lock()
-		p.live = false
-		p.owner.Unlock()
-		p.br.rcu.unregister(&p.helper.rd)
-		p.br.rcu.unregister(&p.rd)
-	}()
-
-	if p.br.cfg.Idle == IdleAdaptive {
-		// Naps need the thread's own timer slack, so the goroutine keeps
-		// its thread, which ends with it (it never unlocks). A spinning
-		// thread must not be locked: each Gosched would then hand the
-		// thread's P over and back.
-		runtime.LockOSThread()
-		unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(NapTimerSlack), 0, 0, 0) //nolint:errcheck // naps are only longer without it
-	}
-
-	yield := p.br.cfg.PMDs >= runtime.GOMAXPROCS(0) // read once: it takes a lock
-	lastBusy := time.Now()
-	lastYield := lastBusy
-	var nap time.Duration
-	for !p.stop.Load() {
-		n, start := p.runBatch()
-		end := time.Now()
-		prevBusy := lastBusy
-		if n > 0 {
-			p.counters.batches.Add(1)
-			p.counters.busyNanos.Add(uint64(end.Sub(start)))
-			lastBusy = end
-		} else {
-			p.counters.idleNanos.Add(uint64(end.Sub(start)))
-		}
-		switch p.br.cfg.Idle {
-		case IdleAdaptive:
-			nap = p.adapt(n, nap, start, end, prevBusy)
-		case IdleSpin:
-			// Yielding costs a trip through the scheduler per empty
-			// poll (a quarter more CPU per packet and 10 µs more RTT
-			// here); spinning threads yield only when they would
-			// otherwise hold every P, and starve the control path.
-			// They also yield every spinYield, so that the runtime
-			// never has to preempt them: it does that with a signal
-			// after 10 ms, which interrupts the thread in the middle
-			// of a packet (15 µs more ping RTT here, pings being 10 ms
-			// apart too).
-			if (n == 0 && yield) || end.Sub(lastYield) >= spinYield {
-				runtime.Gosched()
-				lastYield = end
-			}
-		case IdleSleep:
-			if n == 0 {
-				p.sleep()
-			}
-		}
-	}
 }

@@ -42,11 +42,18 @@ func newTunnelRig(t *testing.T, opts map[string]string) *tunnelRig {
 // newTunnelRigKind is newTunnelRig with a tunnel port of kind.
 func newTunnelRigKind(t *testing.T, kind tunnel.Kind, opts map[string]string) *tunnelRig {
 	t.Helper()
+	return newTunnelRigOn(t, kind, opts, nil)
+}
+
+// newTunnelRigOn is newTunnelRigKind with both bridges' poll threads run by
+// threads (nil: each its own).
+func newTunnelRigOn(t *testing.T, kind tunnel.Kind, opts map[string]string, threads *Threads) *tunnelRig {
+	t.Helper()
 	tn := &Tunnels{log: slog.Default(), want: make(chan tunnelWant, 64), wants: map[*TunnelPort]map[netip.Addr]bool{}}
 	tn.rx.Store(&tunnelRx{})
 	r := &tunnelRig{tn: tn}
 	for _, name := range []string{"brint", "brphy"} {
-		b, err := New(Config{Name: name, Tunnels: tn})
+		b, err := New(Config{Name: name, Tunnels: tn, Threads: threads})
 		if err != nil {
 			t.Fatal(err)
 		}

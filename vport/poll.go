@@ -18,7 +18,9 @@ import (
 type Poller struct {
 	queues []pollQueue
 	fds    []unix.PollFd
-	waker  *Waker
+	// wakers are watched after the queues, each by its descriptor at the
+	// end of fds.
+	wakers []*Waker
 }
 
 type pollQueue struct {
@@ -36,8 +38,10 @@ func (p *Poller) Add(port Port, q int) error {
 	return nil
 }
 
-// SetWaker makes Wait return early when w is woken.
-func (p *Poller) SetWaker(w *Waker) { p.waker = w }
+// AddWaker makes Wait return early when w is woken. A thread that sleeps
+// for several owners (the bridges whose poll threads share it) watches
+// each one's waker.
+func (p *Poller) AddWaker(w *Waker) { p.wakers = append(p.wakers, w) }
 
 // Len is the number of queues watched.
 func (p *Poller) Len() int { return len(p.queues) }
@@ -58,14 +62,16 @@ func (p *Poller) Wait(timeout time.Duration) (bool, error) {
 		}
 		p.fds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	}
-	fds := p.fds
-	if p.waker != nil {
-		fds = append(fds[:len(p.queues)], unix.PollFd{Fd: int32(p.waker.efd), Events: unix.POLLIN})
-		p.fds = fds
+	fds := p.fds[:len(p.queues)]
+	for _, w := range p.wakers {
+		fds = append(fds, unix.PollFd{Fd: int32(w.efd), Events: unix.POLLIN})
 	}
+	p.fds = fds
 	ready, err := pollFds(fds, timeout)
-	if p.waker != nil && fds[len(fds)-1].Revents != 0 {
-		p.waker.drain()
+	for i, w := range p.wakers {
+		if fds[len(p.queues)+i].Revents != 0 {
+			w.drain()
+		}
 	}
 	return ready, err
 }

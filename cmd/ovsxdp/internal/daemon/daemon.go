@@ -108,6 +108,13 @@ type Daemon struct {
 	ct *conntrack.Tracker
 	// defrag reassembles fragments before ct tracks them, shared as ct is.
 	defrag *conntrack.Defrag
+	// threads are the poll threads every bridge's pmds run on: pmd i of
+	// each bridge on thread i, as Open vSwitch's netdev datapath has one
+	// set of PMD threads (one per core of other_config:pmd-cpu-mask)
+	// that polls the rx queues of all its bridges' ports. A tunnelled
+	// packet then crosses both of its bridges on one thread. As many
+	// threads run as the largest bridge's --pmds.
+	threads *datapath.Threads
 	// tunnels resolves every bridge's tunnel ports' paths and tells the
 	// bridges what to decapsulate (tunnel.go).
 	tunnels *datapath.Tunnels
@@ -160,7 +167,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), threads: datapath.NewThreads(maxPMDs), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
 	d.tunnels = d.newTunnels(cfg.Logger)
 	d.publishLocked()
 	if cfg.StatePath != "" {

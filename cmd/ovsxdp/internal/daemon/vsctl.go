@@ -183,6 +183,7 @@ func (d *Daemon) addBridgeLocked(cfg datapath.Config) (*bridge, error) {
 	if cfg.Tunnels == nil {
 		cfg.Tunnels = d.tunnels
 	}
+	cfg.Threads = d.threads
 	dp, err := datapath.New(cfg)
 	if err != nil {
 		return nil, err

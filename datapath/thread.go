@@ -1,0 +1,284 @@
+package datapath
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/vport"
+)
+
+// A bridge's pmd is the per-bridge half of a poll thread: its rx queues,
+// cache, counters and read-side records. The thread is the goroutine that
+// runs its batches and is idle between them. Without a pool each pmd has
+// a thread of its own. With one (Config.Threads), a pool thread runs the
+// batches of every bridge's pmd i in turn, as Open vSwitch's userspace
+// datapath has one set of PMD threads, shared by all its bridges: a
+// tunnelled packet then crosses both bridges on one thread, and never
+// waits in an injection ring for the other bridge's thread to get a CPU
+// (inject.go).
+
+// Threads is a pool of poll threads that bridges share: pmd i of each
+// bridge configured with it joins thread i, modulo the pool's size. A
+// thread runs while it has members, so a pool costs nothing until a
+// bridge starts, and only as many threads run as the bridges' largest
+// pmd count. Its zero value is not usable; NewThreads makes one.
+type Threads struct {
+	threads []*thread
+}
+
+// NewThreads returns a pool of n poll threads (1 when n < 1).
+func NewThreads(n int) *Threads {
+	n = max(n, 1)
+	t := &Threads{threads: make([]*thread, n)}
+	for i := range t.threads {
+		t.threads[i] = newThread()
+	}
+	return t
+}
+
+// Size is the number of threads in the pool.
+func (t *Threads) Size() int { return len(t.threads) }
+
+// Running is the number of the pool's threads that have members.
+func (t *Threads) Running() int {
+	n := 0
+	for _, th := range t.threads {
+		if len(*th.members.Load()) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// thread returns the thread that pmd i of a bridge joins.
+func (t *Threads) thread(i int) *thread { return t.threads[i%len(t.threads)] }
+
+// thread is one poll thread: a goroutine that runs its members' batches
+// in turn and applies the idle strategy to all of them at once (it naps or
+// sleeps only when none had packets). It runs while it has members.
+type thread struct {
+	// mu serializes joins and leaves; it protects running, and members
+	// is stored under it (and read without it).
+	mu      sync.Mutex
+	members atomic.Pointer[[]*pmd]
+	running bool
+
+	// What follows is owned by the thread's goroutine.
+	goid   int64
+	seen   *[]*pmd // the member list ms was taken from
+	ms     []*pmd
+	idle   IdleStrategy // the strongest of the members' (strategy)
+	yield  bool         // spinning: yield when the empty poll would hold every P
+	locked bool         // locked to its OS thread, with a short timer slack
+	spare  spareCPU
+	// poller sleeps on every member's rx queues and wakers; polledFor
+	// is the member list it was built for (each member's polled, its rx
+	// queue list).
+	poller    *vport.Poller
+	polledFor *[]*pmd
+}
+
+func newThread() *thread {
+	t := &thread{spare: spareCPU{cpuTime: threadCPUTime}}
+	t.members.Store(&[]*pmd{})
+	return t
+}
+
+// join makes p a member of the thread, and starts the thread if it had
+// none. From here p's batches run on the thread, with p's bridge's grace
+// periods waiting for them.
+func (t *thread) join(p *pmd) {
+	p.br.rcu.register(&p.rd)
+	p.br.rcu.register(&p.helper.rd)
+	p.owner.Lock()
+	p.live = true
+	p.owner.Unlock()
+	t.mu.Lock()
+	old := *t.members.Load()
+	ms := append(slices.Clip(old), p)
+	t.members.Store(&ms)
+	start := !t.running
+	t.running = true
+	t.mu.Unlock()
+	if start {
+		go t.run()
+		return
+	}
+	// A sleeping thread would see the new member's queues only after
+	// its sleep. (A member that is leaving has its waker closed.)
+	for _, m := range old {
+		m.rd.waker.Wake()
+	}
+}
+
+// leave asks the thread to let p go, after p.stop is set; p.done is closed
+// once it has. Its other members go on.
+func (t *thread) leave(p *pmd) {
+	p.rd.waker.Wake() // a sleeping thread sees the stop now, not after maxSleep
+}
+
+// refresh takes up the thread's joins and leaves before a round of
+// batches: a stopping member leaves (its batch is over, and it is never
+// run again), a new one is run from now on. It reports false when no
+// member is left: the thread ends.
+func (t *thread) refresh() bool {
+	cur := t.members.Load()
+	stopping := false
+	for _, m := range *cur {
+		if m.stop.Load() {
+			stopping = true
+		}
+	}
+	if cur == t.seen && !stopping {
+		return true
+	}
+	if stopping {
+		var gone []*pmd
+		t.mu.Lock()
+		keep := []*pmd{}
+		for _, m := range *t.members.Load() {
+			if m.stop.Load() {
+				gone = append(gone, m)
+			} else {
+				keep = append(keep, m)
+			}
+		}
+		cur = &keep
+		t.members.Store(cur)
+		if len(keep) == 0 {
+			t.exitLocked()
+		}
+		t.mu.Unlock()
+		for _, m := range gone {
+			m.left()
+		}
+		if len(keep) == 0 {
+			// A join may have started the next goroutine already:
+			// nothing of t is touched from here.
+			return false
+		}
+	}
+	t.seen, t.ms = cur, *cur
+	t.strategy()
+	for _, m := range t.ms {
+		m.stall.goid.Store(t.goid)
+	}
+	return true
+}
+
+// exitLocked readies the thread for its next goroutine, which a join
+// starts: the goroutine-owned state starts afresh (the OS thread this
+// goroutine is locked to ends with it). t.mu must be held.
+func (t *thread) exitLocked() {
+	t.running = false
+	t.seen, t.ms = nil, nil
+	t.locked = false
+	t.poller, t.polledFor = nil, nil
+	t.spare = spareCPU{cpuTime: threadCPUTime}
+}
+
+// left ends p's membership, on its thread: helpers find it stopped and
+// leave its ports alone (the bridge closes them once done is closed).
+func (p *pmd) left() {
+	p.owner.Lock()
+	p.live = false
+	p.owner.Unlock()
+	p.br.rcu.unregister(&p.helper.rd)
+	p.br.rcu.unregister(&p.rd)
+	close(p.done)
+}
+
+// strategy sets the thread's idle strategy from its members': it spins if
+// one of them spins, is adaptive if one is, and sleeps otherwise, so that
+// no member waits longer than its bridge asks; an adaptive thread keeps
+// polling after its last packet for the longest of the members' spare
+// spins.
+func (t *thread) strategy() {
+	t.idle = IdleSleep
+	t.spare.window = 0
+	pmds := 0
+	for _, m := range t.ms {
+		switch m.br.cfg.Idle {
+		case IdleSpin:
+			t.idle = IdleSpin
+		case IdleAdaptive:
+			if t.idle != IdleSpin {
+				t.idle = IdleAdaptive
+			}
+			t.spare.window = max(t.spare.window, m.br.SpareSpin())
+		}
+		pmds = max(pmds, m.br.cfg.PMDs)
+	}
+	// As many threads run as the largest bridge has pmds.
+	t.yield = pmds >= runtime.GOMAXPROCS(0) // read once per change: it takes a lock
+	if t.idle == IdleAdaptive && !t.locked {
+		// Naps need the thread's own timer slack, so the goroutine keeps
+		// its thread, which ends with it (it never unlocks). A spinning
+		// thread must not be locked: each Gosched would then hand the
+		// thread's P over and back.
+		runtime.LockOSThread()
+		unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(NapTimerSlack), 0, 0, 0) //nolint:errcheck // naps are only longer without it
+		t.locked = true
+	}
+}
+
+// run is the poll loop.
+func (t *thread) run() {
+	t.goid = goroutineID()
+	lastBusy := time.Now()
+	lastYield := lastBusy
+	var nap time.Duration
+	for t.refresh() {
+		n := 0
+		start := time.Now()
+		for _, m := range t.ms {
+			n += m.runOne()
+		}
+		end := time.Now()
+		prevBusy := lastBusy
+		if n > 0 {
+			lastBusy = end
+		}
+		switch t.idle {
+		case IdleAdaptive:
+			nap = t.adapt(n, nap, start, end, prevBusy)
+		case IdleSpin:
+			// Yielding costs a trip through the scheduler per empty
+			// poll (a quarter more CPU per packet and 10 µs more RTT
+			// here); spinning threads yield only when they would
+			// otherwise hold every P, and starve the control path.
+			// They also yield every spinYield, so that the runtime
+			// never has to preempt them: it does that with a signal
+			// after 10 ms, which interrupts the thread in the middle
+			// of a packet (15 µs more ping RTT here, pings being 10 ms
+			// apart too).
+			if (n == 0 && t.yield) || end.Sub(lastYield) >= spinYield {
+				runtime.Gosched()
+				lastYield = end
+			}
+		case IdleSleep:
+			if n == 0 {
+				t.sleep()
+			}
+		}
+	}
+}
+
+// runOne runs one of p's batches on its thread and counts its time; it
+// returns the packets the batch handled.
+func (p *pmd) runOne() int {
+	n, start := p.runBatch()
+	took := uint64(time.Since(start))
+	if n > 0 {
+		p.counters.batches.Add(1)
+		p.counters.busyNanos.Add(took)
+	} else {
+		p.counters.idleNanos.Add(took)
+	}
+	return n
+}
