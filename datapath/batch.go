@@ -1,9 +1,6 @@
 package datapath
 
-import (
-	"github.com/ovsxdp/ovsxdp/flow"
-	"github.com/ovsxdp/ovsxdp/vport"
-)
+import "github.com/ovsxdp/ovsxdp/vport"
 
 const (
 	// outBuffers is how many output frames a thread holds before it must
@@ -25,6 +22,9 @@ type outBatches struct {
 	bufs    [outBuffers][]byte
 	used    int
 	pending []outBatch
+	// last is the entry of pending that queue filled last: the packets
+	// of a batch mostly go where the one before went.
+	last int
 
 	// The rx batch, when its port lent it: lender, its rx queue lentQ,
 	// the frames lent (nlent of them) and which an output took.
@@ -88,19 +88,12 @@ func (o *outBatches) init() {
 
 func (o *outBatches) full() bool { return o.used == len(o.bufs) }
 
-// startPacket readies the batches for a packet whose datapath actions are
-// acts: if its last action is an output, that output may take the frame.
-func (o *outBatches) startPacket(acts []flow.Action) {
+// startPacket readies the batches for a packet whose datapath actions
+// have finalOut outputs, the last of them their last action (0 when that
+// is not an output; flow.FinalOutputs): that output may take the frame.
+func (o *outBatches) startPacket(finalOut int) {
 	o.outSeen = 0
-	o.finalOut = 0
-	if len(acts) == 0 || acts[len(acts)-1].Type != flow.ActOutput {
-		return
-	}
-	for i := range acts {
-		if acts[i].Type == flow.ActOutput {
-			o.finalOut++
-		}
-	}
+	o.finalOut = finalOut
 }
 
 // nextOutput counts an output of the packet and reports whether it may take
@@ -156,14 +149,23 @@ func sameBuffer(buf, frame []byte) bool {
 }
 
 func (o *outBatches) queue(port, origin *Port, q int, buf []byte) {
-	for i := range o.pending {
-		b := &o.pending[i]
-		if b.port == port && b.q == q {
+	if o.last < len(o.pending) {
+		if b := &o.pending[o.last]; b.port == port && b.q == q {
 			b.frames = append(b.frames, buf)
 			b.origins = append(b.origins, origin)
 			return
 		}
 	}
+	for i := range o.pending {
+		b := &o.pending[i]
+		if b.port == port && b.q == q {
+			o.last = i
+			b.frames = append(b.frames, buf)
+			b.origins = append(b.origins, origin)
+			return
+		}
+	}
+	o.last = len(o.pending)
 	if len(o.pending) < cap(o.pending) {
 		// Reuse the slices of an earlier batch's entry.
 		o.pending = o.pending[:len(o.pending)+1]
