@@ -317,3 +317,48 @@ func TestPacketOutCopies(t *testing.T) {
 		t.Errorf("port 2 got %x, want %x", got, f)
 	}
 }
+
+// TestQueueBatches queues copies for ports and tx queues in turn: each
+// (port, queue) keeps one batch, its frames in the order they came,
+// whichever batch the copy before went to, and a reset empties them.
+func TestQueueBatches(t *testing.T) {
+	a, b := &Port{OFPort: 1}, &Port{OFPort: 2}
+	type dest struct {
+		port *Port
+		q    int
+	}
+	in := []dest{{a, 0}, {a, 0}, {b, 0}, {a, 0}, {a, 1}, {b, 0}, {a, 1}, {a, 0}}
+	want := []struct {
+		dest
+		frames []byte // the first byte of each frame
+	}{
+		{dest{a, 0}, []byte{0, 1, 3, 7}},
+		{dest{b, 0}, []byte{2, 5}},
+		{dest{a, 1}, []byte{4, 6}},
+	}
+	var o outBatches
+	o.init()
+	for round := range 2 {
+		for i, d := range in {
+			o.queue(d.port, a, d.q, []byte{byte(i)})
+		}
+		if len(o.pending) != len(want) {
+			t.Fatalf("round %d: %d batches, want %d", round, len(o.pending), len(want))
+		}
+		for i, w := range want {
+			got := o.pending[i]
+			var firsts []byte
+			for _, f := range got.frames {
+				firsts = append(firsts, f[0])
+			}
+			if got.port != w.port || got.q != w.q || !bytes.Equal(firsts, w.frames) || len(got.origins) != len(got.frames) {
+				t.Errorf("round %d: batch %d is port %d queue %d frames %v, want port %d queue %d frames %v",
+					round, i, got.port.OFPort, got.q, firsts, w.port.OFPort, w.q, w.frames)
+			}
+		}
+		o.reset()
+		if len(o.pending) != 0 {
+			t.Fatalf("round %d: %d batches after reset", round, len(o.pending))
+		}
+	}
+}
