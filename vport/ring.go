@@ -65,9 +65,10 @@ type ring struct {
 	stride int
 	// The frames out on loan, owned with the consumer side: the slots
 	// from lentFrom up to lentEnd, and in lentOut a bit for each
-	// (slot lentFrom+i is bit i) that is not back yet.
-	lentFrom, lentEnd uint64
-	lentOut           uint64
+	// (slot lentFrom+i is bit i) that is not back yet. lentNext is the
+	// slot after the last one given back, where the next usually is.
+	lentFrom, lentEnd, lentNext uint64
+	lentOut                     uint64
 }
 
 // slot is one frame's room. Its fields belong to the producer that owns
@@ -244,7 +245,7 @@ func (r *ring) lend(frames [][]byte) (n, bytes int) {
 		r.head.Store(h0 << 1)
 		return 0, 0
 	}
-	r.lentFrom, r.lentEnd = h0, h
+	r.lentFrom, r.lentEnd, r.lentNext = h0, h, h0
 	r.lentOut = uint64(1)<<n - 1 // all ones for 64: the shift gives 0
 	return n, bytes
 }
@@ -259,22 +260,27 @@ func (r *ring) giveBack(frames [][]byte) int {
 		return 0
 	}
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(r.arena)))
-	size := uint64(len(r.slots))
+	stride := uintptr(r.stride)
 	back := 0
 	for _, f := range frames {
 		if cap(f) == 0 {
 			continue
 		}
 		end := uintptr(unsafe.Pointer(&f[:cap(f)][cap(f)-1])) - base + 1
-		if end > uintptr(len(r.arena)) || end%uintptr(r.stride) != 0 {
-			continue
+		var i uint64 // the slot's offset from lentFrom's, in ring order
+		if n := r.lentNext; n != r.lentEnd && end == uintptr(n&r.mask+1)*stride {
+			i = n - r.lentFrom // in order: no division
+		} else {
+			if end > uintptr(len(r.arena)) || end%stride != 0 {
+				continue
+			}
+			i = (uint64(end/stride) - 1 - r.lentFrom) & r.mask
 		}
-		// The slot's offset from lentFrom's, in ring order.
-		i := (uint64(end/uintptr(r.stride)) - 1 - r.lentFrom&r.mask) & (size - 1)
 		if i >= r.lentEnd-r.lentFrom || r.lentOut&(1<<i) == 0 {
 			continue
 		}
 		r.lentOut &^= 1 << i
+		r.lentNext = r.lentFrom + i + 1
 		back++
 	}
 	if back > 0 && r.lentOut == 0 {
