@@ -134,7 +134,7 @@ func (o *outBatches) take(port, origin *Port, q int, frame []byte) bool {
 		}
 		o.taken |= 1 << i
 		o.lentIdx = -1 // taken: the rest of the packet copies
-		o.lentOut = append(o.lentOut, o.lent[i]) // in the run receive started
+		o.lentOut = append(o.lentOut, o.lent[i])
 		o.queue(port, origin, q, frame)
 		return true
 	}
