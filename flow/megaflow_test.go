@@ -290,7 +290,6 @@ func TestLookupBatchLikeLookup(t *testing.T) {
 // it, and that it follows the actions when an insertion replaces them.
 func TestMegaflowActionsShape(t *testing.T) {
 	setField := Action{Type: ActSetField}
-	output := func(port uint32) Action { return Action{Type: ActOutput, Port: port} }
 	tests := []struct {
 		name       string
 		inActs     []Action
