@@ -93,7 +93,12 @@ func (p *pmd) dispatch(in *Port, n int) {
 		p.pick.rxQueue = p.info[i].RxQueue
 		frame := p.rxFrame(int(i)) // batch.go: lent or in the thread's buffer
 		p.out.startPacket(mf.FinalOutputs())
-		_, verdict := flow.Execute(frame, k, &b.offs[j], mf.Actions, p)
+		verdict := flow.VerdictOK
+		if port, ok := flow.OnlyOutput(mf.Actions); ok {
+			p.Output(port, frame) // Execute's one call for these actions
+		} else {
+			_, verdict = flow.Execute(frame, k, &b.offs[j], mf.Actions, p)
+		}
 		if verdict == flow.VerdictOK {
 			verdict = mf.Verdict // why translation dropped the packet, if it did
 		}
