@@ -51,12 +51,14 @@ type outBatches struct {
 	// frame (0 for none) and outSeen the outputs it has made so far. An
 	// output that may take the frame holds its last copy in held until
 	// its port is resolved (holding), since only the last copy takes the
-	// frame.
+	// frame; one that makes a copy at most lets it take the frame at once
+	// (takeOne).
 	rx       *[]byte
 	finalOut int
 	outSeen  int
 	holding  bool
 	held     heldCopy
+	takeOne  bool
 }
 
 // heldCopy is a copy that waits to learn whether it is its output's last.

@@ -252,6 +252,15 @@ func (p *pmd) outputFrom(in *Port, inPort, port uint32, frame []byte) {
 		p.frame = nil
 		return
 	}
+	if port != flow.PortFlood && port != flow.PortAll && port != flow.PortNormal {
+		// One copy at most: it is the last, and may take the frame
+		// without being held.
+		p.out.takeOne = true
+		resolveOutput(p.tbl, in, inPort, port, p)
+		p.out.takeOne = false
+		p.frame = nil
+		return
+	}
 	p.out.held.ok = false
 	p.out.holding = true
 	resolveOutput(p.tbl, in, inPort, port, p)
@@ -307,7 +316,7 @@ func (p *pmd) output(dst *Port, frame []byte) {
 		p.out.held = heldCopy{port: dst, origin: p.in, q: q, ok: true}
 		return
 	}
-	p.enqueue(dst, p.in, q, frame, false)
+	p.enqueue(dst, p.in, q, frame, p.out.takeOne)
 }
 
 // enqueue puts frame in the output batch of dst's tx queue q, flushing the
