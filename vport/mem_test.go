@@ -524,3 +524,44 @@ func TestMemLendNoAlloc(t *testing.T) {
 		t.Errorf("%v allocations per batch, want 0", allocs)
 	}
 }
+
+// TestMemLendPair lends frames that a peer transmitted: while they are
+// out, the peer's Transmit finds only the free slots, as a full ring; once
+// they are back, the rest follow in order.
+func TestMemLendPair(t *testing.T) {
+	a, b, err := NewMemPair(MemConfig{Name: "a"}, MemConfig{Name: "b", RingSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	frames := testFrames(12, 70)
+	if n, err := a.Transmit(0, frames[:6]); n != 6 || err != nil {
+		t.Fatalf("Transmit = %d, %v, want 6", n, err)
+	}
+	lent := make([][]byte, MaxBatch)
+	n, err := b.ReceiveLent(0, lent, nil)
+	if err != nil || n != 6 {
+		t.Fatalf("ReceiveLent = %d, %v, want 6", n, err)
+	}
+	if n, err := a.Transmit(0, frames[6:]); n != 2 || err != nil {
+		t.Errorf("Transmit with 6 of 8 slots lent = %d, %v, want 2", n, err)
+	}
+	b.Release(0, lent[:n])
+	if n, err := a.Transmit(0, frames[8:]); n != 4 || err != nil {
+		t.Errorf("Transmit after Release = %d, %v, want 4", n, err)
+	}
+	bufs, sizes := batchBufs(MaxBatch, 2048)
+	m, err := b.Receive(0, bufs, sizes, nil)
+	if err != nil || m != 6 {
+		t.Fatalf("Receive = %d, %v, want 6", m, err)
+	}
+	for i := range m {
+		if !bytes.Equal(bufs[i][:sizes[i]], frames[6+i]) {
+			t.Errorf("frame %d is not frame %d", i, 6+i)
+		}
+	}
+	if st := a.Stats(); st.TxPackets != 12 || st.TxDropped != 0 {
+		t.Errorf("a stats %+v, want 12 sent", st)
+	}
+}
