@@ -1,9 +1,6 @@
 package datapath
 
-import (
-	"github.com/ovsxdp/ovsxdp/flow"
-	"github.com/ovsxdp/ovsxdp/vport"
-)
+import "github.com/ovsxdp/ovsxdp/vport"
 
 const (
 	// outBuffers is how many output frames a thread holds before it must
@@ -25,21 +22,28 @@ type outBatches struct {
 	bufs    [outBuffers][]byte
 	used    int
 	pending []outBatch
+	// last is the entry of pending that queue filled last: the packets
+	// of a batch mostly go where the one before went.
+	last int
 
 	// The rx batch, when its port lent it: lender, its rx queue lentQ,
-	// the frames lent (nlent of them) and which an output took.
+	// the frames lent (nlent of them) and which an output took (a bit
+	// each: frame i is bit i).
 	lender vport.Lender
 	lentQ  int
 	lent   [vport.MaxBatch][]byte
-	taken  [vport.MaxBatch]bool
+	taken  lentMask
 	nlent  int
 	// lentIdx is the lent frame of the packet being executed, -1 for
 	// none.
 	lentIdx int
 	// lentOut are the lent frames that output batches hold, to give back
-	// once sent, in runs of one port and queue; release collects a run.
-	lentOut []lentFrame
-	release [][]byte
+	// once sent: lentRuns say which port and rx queue lent them, a run
+	// of lentOut per batch received; release collects the frames an rx
+	// batch's outputs did not take.
+	lentOut  [][]byte
+	lentRuns []lentRun
+	release  [][]byte
 
 	// The packet being executed. rx is the slot of the thread's rx
 	// buffers that holds it (nil when it is not a received frame, as a
@@ -47,12 +51,14 @@ type outBatches struct {
 	// frame (0 for none) and outSeen the outputs it has made so far. An
 	// output that may take the frame holds its last copy in held until
 	// its port is resolved (holding), since only the last copy takes the
-	// frame.
+	// frame; one that makes a copy at most lets it take the frame at once
+	// (takeOne).
 	rx       *[]byte
 	finalOut int
 	outSeen  int
 	holding  bool
 	held     heldCopy
+	takeOne  bool
 }
 
 // heldCopy is a copy that waits to learn whether it is its output's last.
@@ -62,11 +68,18 @@ type heldCopy struct {
 	ok           bool
 }
 
-// lentFrame is a lent frame an output batch holds.
-type lentFrame struct {
+// lentMask has a bit for each frame of a lent rx batch.
+type lentMask uint64
+
+// A lentMask has room for a batch (checked at compile time).
+var _ = [1]struct{}{}[vport.MaxBatch/65]
+
+// lentRun is where the lent frames of lentOut from start on (up to the
+// next run's start) come from: port's rx queue q.
+type lentRun struct {
 	port  vport.Lender
 	q     int
-	frame []byte
+	start int
 }
 
 type outBatch struct {
@@ -81,26 +94,20 @@ func (o *outBatches) init() {
 		o.bufs[i] = make([]byte, 0, bufSize)
 	}
 	o.pending = make([]outBatch, 0, 16)
-	o.lentOut = make([]lentFrame, 0, 4*vport.MaxBatch)
+	o.lentOut = make([][]byte, 0, 4*vport.MaxBatch)
+	o.lentRuns = make([]lentRun, 0, maxLentRuns)
 	o.release = make([][]byte, 0, 4*vport.MaxBatch)
 	o.lentIdx = -1
 }
 
 func (o *outBatches) full() bool { return o.used == len(o.bufs) }
 
-// startPacket readies the batches for a packet whose datapath actions are
-// acts: if its last action is an output, that output may take the frame.
-func (o *outBatches) startPacket(acts []flow.Action) {
+// startPacket readies the batches for a packet whose datapath actions
+// have finalOut outputs, the last of them their last action (0 when that
+// is not an output; flow.FinalOutputs): that output may take the frame.
+func (o *outBatches) startPacket(finalOut int) {
 	o.outSeen = 0
-	o.finalOut = 0
-	if len(acts) == 0 || acts[len(acts)-1].Type != flow.ActOutput {
-		return
-	}
-	for i := range acts {
-		if acts[i].Type == flow.ActOutput {
-			o.finalOut++
-		}
-	}
+	o.finalOut = finalOut
 }
 
 // nextOutput counts an output of the packet and reports whether it may take
@@ -127,9 +134,9 @@ func (o *outBatches) take(port, origin *Port, q int, frame []byte) bool {
 		if !sameBuffer(o.lent[i], frame) {
 			return false
 		}
-		o.taken[i] = true
+		o.taken |= 1 << i
 		o.lentIdx = -1 // taken: the rest of the packet copies
-		o.lentOut = append(o.lentOut, lentFrame{port: o.lender, q: o.lentQ, frame: o.lent[i]})
+		o.lentOut = append(o.lentOut, o.lent[i])
 		o.queue(port, origin, q, frame)
 		return true
 	}
@@ -156,14 +163,23 @@ func sameBuffer(buf, frame []byte) bool {
 }
 
 func (o *outBatches) queue(port, origin *Port, q int, buf []byte) {
-	for i := range o.pending {
-		b := &o.pending[i]
-		if b.port == port && b.q == q {
+	if o.last < len(o.pending) {
+		if b := &o.pending[o.last]; b.port == port && b.q == q {
 			b.frames = append(b.frames, buf)
 			b.origins = append(b.origins, origin)
 			return
 		}
 	}
+	for i := range o.pending {
+		b := &o.pending[i]
+		if b.port == port && b.q == q {
+			o.last = i
+			b.frames = append(b.frames, buf)
+			b.origins = append(b.origins, origin)
+			return
+		}
+	}
+	o.last = len(o.pending)
 	if len(o.pending) < cap(o.pending) {
 		// Reuse the slices of an earlier batch's entry.
 		o.pending = o.pending[:len(o.pending)+1]
@@ -186,19 +202,30 @@ func (o *outBatches) reset() {
 	o.used = 0
 	// The lent frames the batches held are sent: give them back, a run
 	// of one port and queue per call.
-	for i := 0; i < len(o.lentOut); {
-		h := o.lentOut[i]
-		o.release = o.release[:0]
-		for ; i < len(o.lentOut) && o.lentOut[i].port == h.port && o.lentOut[i].q == h.q; i++ {
-			o.release = append(o.release, o.lentOut[i].frame)
+	for i, r := range o.lentRuns {
+		end := len(o.lentOut)
+		if i+1 < len(o.lentRuns) {
+			end = o.lentRuns[i+1].start
 		}
-		h.port.Release(h.q, o.release)
+		if r.start < end {
+			r.port.Release(r.q, o.lentOut[r.start:end])
+		}
 	}
 	clear(o.lentOut)
 	o.lentOut = o.lentOut[:0]
-	clear(o.release)
-	o.release = o.release[:0]
+	clear(o.lentRuns)
+	o.lentRuns = o.lentRuns[:0]
+	if o.nlent > 0 {
+		// A flush in the middle of an rx batch: the frames its outputs
+		// take from now on still come from its port.
+		o.lentRuns = append(o.lentRuns, lentRun{port: o.lender, q: o.lentQ})
+	}
 }
+
+// maxLentRuns is how many rx batches' runs of lent frames the output
+// batches have room for before a flush, without growing: more than a
+// poll thread usually receives between two flushes.
+const maxLentRuns = 64
 
 // receive receives a batch from rq: lent by a port that lends (into
 // p.out.lent), else copied into the thread's rx buffers (p.bufs). sizes and
@@ -215,6 +242,9 @@ func (p *pmd) receive(rq rxq) (int, error) {
 			p.sizes[i] = len(o.lent[i])
 		}
 		o.lender, o.lentQ, o.nlent = l, rq.q, n
+		// The frames its outputs take are a new run of lentOut. Past
+		// maxLentRuns the runs grow, once.
+		o.lentRuns = append(o.lentRuns, lentRun{port: l, q: rq.q, start: len(o.lentOut)})
 		return n, nil
 	}
 	return rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info)
@@ -241,18 +271,18 @@ func (p *pmd) rxDone() {
 	if o.nlent == 0 {
 		return
 	}
-	o.release = o.release[:0]
-	for i := range o.nlent {
-		if !o.taken[i] {
-			o.release = append(o.release, o.lent[i])
+	if all := lentMask(1)<<o.nlent - 1; o.taken != all {
+		o.release = o.release[:0]
+		for i := range o.nlent {
+			if o.taken&(1<<i) == 0 {
+				o.release = append(o.release, o.lent[i])
+			}
 		}
-		o.taken[i] = false
-	}
-	if len(o.release) > 0 {
 		o.lender.Release(o.lentQ, o.release)
+		clear(o.release)
+		o.release = o.release[:0]
 	}
-	clear(o.release)
-	o.release = o.release[:0]
+	o.taken = 0
 	clear(o.lent[:o.nlent])
 	o.lender, o.nlent = nil, 0
 }

@@ -19,9 +19,20 @@ type syncBridge struct {
 	taps  []*tapPort       // every port, as the bridge sees it
 }
 
-// newSyncBridge builds a bridge of nsrc source ports, which lend their
-// frames if lend, and ndst other ports.
-func newSyncBridge(t *testing.T, nsrc, ndst int, lend bool, flows ...string) *syncBridge {
+// rxMode is how a syncBridge's source ports hand their frames over.
+type rxMode int
+
+const (
+	rxCopied  rxMode = iota // copied into the poll thread's buffers
+	rxLent                  // lent out of buffers of a lendPort's own
+	rxMemLent               // lent out of the MemPort's rx ring, checked by a lendPort
+)
+
+func (m rxMode) String() string { return [...]string{"copied", "lent", "mem lent"}[m] }
+
+// newSyncBridge builds a bridge of nsrc source ports, which hand their
+// frames over as mode says, and ndst other ports.
+func newSyncBridge(t *testing.T, nsrc, ndst int, mode rxMode, flows ...string) *syncBridge {
 	t.Helper()
 	b, err := New(Config{Name: "sync"})
 	if err != nil {
@@ -35,8 +46,9 @@ func newSyncBridge(t *testing.T, nsrc, ndst int, lend bool, flows ...string) *sy
 			t.Fatal(err)
 		}
 		var vp vport.Port = mp
+		lend := mode != rxCopied
 		if i < nsrc && lend {
-			lp := newLendPort(mp)
+			lp := newLendPort(mp, mode == rxMemLent)
 			sb.lends = append(sb.lends, lp)
 			vp = lp
 		}
@@ -66,11 +78,13 @@ func newSyncBridge(t *testing.T, nsrc, ndst int, lend bool, flows ...string) *sy
 }
 
 // lendPort is an in-memory port that lends frames out of buffers of its
-// own, as an AF_XDP port lends UMEM frames, and checks that every frame
-// comes back once: a frame given back is overwritten at once, so a frame
-// given back before it was sent goes out corrupted.
+// own, as an AF_XDP port lends UMEM frames (or, with mem, out of its
+// MemPort's rx ring), and checks that every frame comes back once: a frame
+// given back is overwritten at once, so a frame given back before it was
+// sent goes out corrupted.
 type lendPort struct {
 	*vport.MemPort
+	mem   bool
 	bufs  [][]byte
 	free  []int
 	out   map[*byte]int // lent frames by the last byte of their buffer
@@ -78,8 +92,8 @@ type lendPort struct {
 	lends int
 }
 
-func newLendPort(mp *vport.MemPort) *lendPort {
-	lp := &lendPort{MemPort: mp, out: map[*byte]int{}}
+func newLendPort(mp *vport.MemPort, mem bool) *lendPort {
+	lp := &lendPort{MemPort: mp, mem: mem, out: map[*byte]int{}}
 	for i := range 2 * vport.MaxBatch {
 		lp.bufs = append(lp.bufs, make([]byte, 2048, 2048+64))
 		lp.free = append(lp.free, i)
@@ -90,6 +104,14 @@ func newLendPort(mp *vport.MemPort) *lendPort {
 func lastByte(b []byte) *byte { return &b[:cap(b)][cap(b)-1] }
 
 func (lp *lendPort) ReceiveLent(q int, frames [][]byte, info []vport.RxInfo) (int, error) {
+	if lp.mem {
+		n, err := lp.MemPort.ReceiveLent(q, frames, info)
+		for _, f := range frames[:n] {
+			lp.out[lastByte(f)] = -1
+			lp.lends++
+		}
+		return n, err
+	}
 	k := min(len(frames), len(lp.free))
 	bufs := make([][]byte, k)
 	sizes := make([]int, k)
@@ -115,6 +137,14 @@ func (lp *lendPort) Release(q int, frames [][]byte) {
 			continue
 		}
 		delete(lp.out, lastByte(f))
+		if lp.mem {
+			b := f[:cap(f)]
+			for i := range b {
+				b[i] = 0xee
+			}
+			lp.MemPort.Release(q, [][]byte{f})
+			continue
+		}
 		b := lp.bufs[idx][:cap(lp.bufs[idx])]
 		for i := range b {
 			b[i] = 0xee
@@ -187,19 +217,15 @@ func expected(t *testing.T, frame []byte, inPort uint32, acts string) map[uint32
 // (the next Receive fills another buffer), and a poll that fills the
 // output buffers flushes midway.
 func TestOutputTakesReceivedFrame(t *testing.T) {
-	for _, lend := range []bool{false, true} {
-		name := "copied"
-		if lend {
-			name = "lent"
-		}
-		t.Run(name, func(t *testing.T) { testOutputTakes(t, lend) })
+	for _, mode := range []rxMode{rxCopied, rxLent, rxMemLent} {
+		t.Run(mode.String(), func(t *testing.T) { testOutputTakes(t, mode) })
 	}
 }
 
 // testOutputTakes is TestOutputTakesReceivedFrame with source ports that
 // lend their frames or not. Lent frames must all be given back by the end
 // of the poll, each once, and none before it was sent.
-func testOutputTakes(t *testing.T, lend bool) {
+func testOutputTakes(t *testing.T, mode rxMode) {
 	tests := []struct {
 		name     string
 		nsrc     int
@@ -222,7 +248,7 @@ func testOutputTakes(t *testing.T, lend bool) {
 			for i := range tt.nsrc {
 				flows = append(flows, fmt.Sprintf("in_port=%d,udp,actions=%s", i+1, tt.acts))
 			}
-			sb := newSyncBridge(t, tt.nsrc, 4-tt.nsrc, lend, flows...)
+			sb := newSyncBridge(t, tt.nsrc, 4-tt.nsrc, mode, flows...)
 			p := sb.b.pmds[0]
 			rx0 := &p.bufs[0][:cap(p.bufs[0])][cap(p.bufs[0])-1]
 
@@ -255,7 +281,7 @@ func testOutputTakes(t *testing.T, lend bool) {
 			for _, b := range p.out.bufs {
 				taken = taken || &b[:cap(b)][cap(b)-1] == rx0
 			}
-			if lend {
+			if mode != rxCopied {
 				aliased := 0
 				for _, tap := range sb.taps {
 					aliased += tap.aliased
@@ -264,6 +290,9 @@ func testOutputTakes(t *testing.T, lend bool) {
 				for _, lp := range sb.lends {
 					if lp.lends != tt.perSrc || len(lp.out) != 0 || len(lp.errs) != 0 {
 						t.Errorf("port %s: lent %d frames, want %d; %d not given back; %v", lp.Name(), lp.lends, tt.perSrc, len(lp.out), lp.errs)
+					}
+					if pending := lp.RxPending(0); pending != 0 {
+						t.Errorf("port %s: %d frames left in its rx ring", lp.Name(), pending)
 					}
 				}
 			}
@@ -302,7 +331,7 @@ func testOutputTakes(t *testing.T, lend bool) {
 // TestPacketOutCopies checks that a packet out, whose frame is not in an
 // rx buffer, never hands a thread buffer to its output.
 func TestPacketOutCopies(t *testing.T) {
-	sb := newSyncBridge(t, 1, 1, false)
+	sb := newSyncBridge(t, 1, 1, rxCopied)
 	p := sb.b.pmds[0]
 	rx0 := &p.bufs[0][:cap(p.bufs[0])][cap(p.bufs[0])-1]
 	f := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2})
@@ -315,5 +344,50 @@ func TestPacketOutCopies(t *testing.T) {
 	got := drainAll(sb.dsts[0])
 	if len(got) != 1 || !bytes.Equal(got[0], f) {
 		t.Errorf("port 2 got %x, want %x", got, f)
+	}
+}
+
+// TestQueueBatches queues copies for ports and tx queues in turn: each
+// (port, queue) keeps one batch, its frames in the order they came,
+// whichever batch the copy before went to, and a reset empties them.
+func TestQueueBatches(t *testing.T) {
+	a, b := &Port{OFPort: 1}, &Port{OFPort: 2}
+	type dest struct {
+		port *Port
+		q    int
+	}
+	in := []dest{{a, 0}, {a, 0}, {b, 0}, {a, 0}, {a, 1}, {b, 0}, {a, 1}, {a, 0}}
+	want := []struct {
+		dest
+		frames []byte // the first byte of each frame
+	}{
+		{dest{a, 0}, []byte{0, 1, 3, 7}},
+		{dest{b, 0}, []byte{2, 5}},
+		{dest{a, 1}, []byte{4, 6}},
+	}
+	var o outBatches
+	o.init()
+	for round := range 2 {
+		for i, d := range in {
+			o.queue(d.port, a, d.q, []byte{byte(i)})
+		}
+		if len(o.pending) != len(want) {
+			t.Fatalf("round %d: %d batches, want %d", round, len(o.pending), len(want))
+		}
+		for i, w := range want {
+			got := o.pending[i]
+			var firsts []byte
+			for _, f := range got.frames {
+				firsts = append(firsts, f[0])
+			}
+			if got.port != w.port || got.q != w.q || !bytes.Equal(firsts, w.frames) || len(got.origins) != len(got.frames) {
+				t.Errorf("round %d: batch %d is port %d queue %d frames %v, want port %d queue %d frames %v",
+					round, i, got.port.OFPort, got.q, firsts, w.port.OFPort, w.q, w.frames)
+			}
+		}
+		o.reset()
+		if len(o.pending) != 0 {
+			t.Fatalf("round %d: %d batches after reset", round, len(o.pending))
+		}
 	}
 }

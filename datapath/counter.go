@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"math/bits"
 	"sync/atomic"
 	"unsafe"
 )
@@ -32,6 +33,8 @@ func (c *counter) Add(n uint64) {
 		return
 	}
 	c.run += n
+	i := (uintptr(unsafe.Pointer(c)) - uintptr(unsafe.Pointer(o))) / unsafe.Sizeof(counter{})
+	o.changed[i/64] |= 1 << (i % 64)
 	if !o.listed {
 		o.listed = true
 		o.list.add(o)
@@ -98,10 +101,16 @@ func (c *portCounters) init(l *publishList) {
 	}
 }
 
-// publish publishes each of c's counters.
+// publish publishes each of c's counters that changed since it last did:
+// a port's counters are many (a pair per drop reason) and a batch changes
+// few of them.
 func (c *portCounters) publish() {
-	for i := range c.all() {
-		c.all()[i].publish()
+	all := c.all()
+	for w := range c.changed {
+		for m := c.changed[w]; m != 0; m &= m - 1 {
+			all[w*64+bits.TrailingZeros64(m)].publish()
+		}
+		c.changed[w] = 0
 	}
 }
 
@@ -109,8 +118,12 @@ func (c *portCounters) publish() {
 // its first fields.
 const numPortCounters = 8 + 2*int(NumDropReasons)
 
-// The counters must be exactly the fields before list.
-var _ = [1]struct{}{}[unsafe.Offsetof(portCounters{}.list)-uintptr(numPortCounters)*unsafe.Sizeof(counter{})]
+// The counters must be exactly the fields before list, and changed must
+// have a bit for each.
+var (
+	_ = [1]struct{}{}[unsafe.Offsetof(portCounters{}.list)-uintptr(numPortCounters)*unsafe.Sizeof(counter{})]
+	_ = [1]struct{}{}[numPortCounters/(64*len(portCounters{}.changed)+1)]
+)
 
 // all returns c's counters as an array.
 func (c *portCounters) all() *[numPortCounters]counter {

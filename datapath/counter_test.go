@@ -3,6 +3,7 @@ package datapath
 import (
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/ovsxdp/ovsxdp/vport"
 )
@@ -55,6 +56,43 @@ func TestCountersPublishedPerBatch(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	checkAccounting(t, pb.b)
+}
+
+// TestCountersPublishChanged adds to counters across a port's counters,
+// the first, the last and ones in between, publishing between rounds:
+// each publish makes every total added so far visible, whichever of them
+// changed since the last, and nothing before it.
+func TestCountersPublishChanged(t *testing.T) {
+	l := newPublishList()
+	var c portCounters
+	c.init(l)
+	all := c.all()
+	rounds := [][]int{
+		{0, numPortCounters - 1},
+		{63, 64, 65},
+		{0, 5, 5, 5, numPortCounters - 1},
+		{},
+		{int(unsafe.Offsetof(c.txQueueOver) / unsafe.Sizeof(counter{}))},
+	}
+	var want [numPortCounters]uint64
+	for r, adds := range rounds {
+		for j, i := range adds {
+			all[i].Add(uint64(j + 1))
+			want[i] += uint64(j + 1)
+			if got := all[i].Load(); got == want[i] {
+				t.Errorf("round %d: counter %d shows %d before the publish", r, i, got)
+			}
+		}
+		l.publish()
+		for i := range all {
+			if got := all[i].Load(); got != want[i] {
+				t.Errorf("round %d: counter %d is %d, want %d", r, i, got, want[i])
+			}
+		}
+	}
+	if got := c.txQueueOver.Load(); got != want[numPortCounters-1] || got == 0 {
+		t.Errorf("txQueueOver %d, want %d: the last counter", got, want[numPortCounters-1])
+	}
 }
 
 // TestCounterWithoutOwner checks that a counter made without

@@ -81,7 +81,7 @@ func (p *pmd) dispatch(in *Port, n int) {
 		i := b.pkt[j]
 		mf := b.mfs[j]
 		k := &b.keys[j]
-		if needsKey(mf.Actions) {
+		if mf.OutputsNormal() {
 			// The normal action reads the key from the thread (MAC
 			// learning); the rest reads it where it was extracted.
 			p.key = *k
@@ -92,8 +92,13 @@ func (p *pmd) dispatch(in *Port, n int) {
 		p.pick.hashed = false
 		p.pick.rxQueue = p.info[i].RxQueue
 		frame := p.rxFrame(int(i)) // batch.go: lent or in the thread's buffer
-		p.out.startPacket(mf.Actions)
-		_, verdict := flow.Execute(frame, k, &b.offs[j], mf.Actions, p)
+		p.out.startPacket(mf.FinalOutputs())
+		verdict := flow.VerdictOK
+		if port, ok := flow.OnlyOutput(mf.Actions); ok {
+			p.Output(port, frame) // Execute's one call for these actions
+		} else {
+			_, verdict = flow.Execute(frame, k, &b.offs[j], mf.Actions, p)
+		}
 		if verdict == flow.VerdictOK {
 			verdict = mf.Verdict // why translation dropped the packet, if it did
 		}
@@ -137,17 +142,6 @@ func (p *pmd) account(m int) {
 		p.cache.Account(mf, packets, bytes, p.now) // its rules' counters at the end of the poll
 		p.cache.AccountTCPFlags(mf, flags)         // for fin_timeout
 	}
-}
-
-// needsKey reports whether acts include an output to NORMAL, which reads
-// the packet's key from the thread (pmd.normal).
-func needsKey(acts []flow.Action) bool {
-	for i := range acts {
-		if acts[i].Type == flow.ActOutput && acts[i].Port == flow.PortNormal {
-			return true
-		}
-	}
-	return false
 }
 
 // verdictDrop maps the verdict of a packet that was output nowhere to its

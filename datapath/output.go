@@ -71,12 +71,6 @@ type portSink interface {
 // number.
 func resolveOutput(tbl *portTable, in *Port, inPort, port uint32, sink portSink) {
 	switch port {
-	case flow.PortInPort:
-		if in == nil {
-			sink.drop(inPort, DropPortGone)
-			return
-		}
-		sink.send(in)
 	case flow.PortFlood, flow.PortAll:
 		for _, dst := range tbl.list {
 			if dst != in {
@@ -93,16 +87,38 @@ func resolveOutput(tbl *portTable, in *Port, inPort, port uint32, sink portSink)
 			resolveOutput(tbl, in, inPort, to, sink)
 		}
 	default:
-		dst := tbl.lookup(port)
-		switch {
-		case dst == nil:
-			sink.drop(port, DropPortGone)
-		case dst == in:
-			sink.drop(port, DropSamePort)
-		default:
+		if dst, dropPort, reason := resolveOne(tbl, in, inPort, port); dst != nil {
 			sink.send(dst)
+		} else {
+			sink.drop(dropPort, reason)
 		}
 	}
+}
+
+// singleOutput reports whether an output to port makes one copy at most:
+// it is not to flood, all or normal.
+func singleOutput(port uint32) bool {
+	return port != flow.PortFlood && port != flow.PortAll && port != flow.PortNormal
+}
+
+// resolveOne is resolveOutput for a port that makes one copy at most
+// (singleOutput): the port to send it to, or nil and the port and reason
+// to drop it for.
+func resolveOne(tbl *portTable, in *Port, inPort, port uint32) (dst *Port, dropPort uint32, reason DropReason) {
+	if port == flow.PortInPort {
+		if in == nil {
+			return nil, inPort, DropPortGone
+		}
+		return in, 0, 0
+	}
+	dst = tbl.lookup(port)
+	switch {
+	case dst == nil:
+		return nil, port, DropPortGone
+	case dst == in:
+		return nil, port, DropSamePort
+	}
+	return dst, 0, 0
 }
 
 // queueSpins tells whether pickTxQueue spins (and the packet ends as a
@@ -252,6 +268,20 @@ func (p *pmd) outputFrom(in *Port, inPort, port uint32, frame []byte) {
 		p.frame = nil
 		return
 	}
+	if singleOutput(port) {
+		// One copy at most: it is the last, and may take the frame
+		// without being held. resolveOutput's answer, without the sink's
+		// interface.
+		p.out.takeOne = true
+		if dst, dropPort, reason := resolveOne(p.tbl, in, inPort, port); dst != nil {
+			p.send(dst)
+		} else {
+			p.drop(dropPort, reason)
+		}
+		p.out.takeOne = false
+		p.frame = nil
+		return
+	}
 	p.out.held.ok = false
 	p.out.holding = true
 	resolveOutput(p.tbl, in, inPort, port, p)
@@ -307,7 +337,7 @@ func (p *pmd) output(dst *Port, frame []byte) {
 		p.out.held = heldCopy{port: dst, origin: p.in, q: q, ok: true}
 		return
 	}
-	p.enqueue(dst, p.in, q, frame, false)
+	p.enqueue(dst, p.in, q, frame, p.out.takeOne)
 }
 
 // enqueue puts frame in the output batch of dst's tx queue q, flushing the

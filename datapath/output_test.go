@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -162,4 +163,69 @@ func TestGuardedNeverSpins(t *testing.T) {
 		t.Errorf("drops: %v", s.Drops)
 	}
 	checkAccounting(t, b)
+}
+
+// sinkRecord is a portSink that writes down what resolveOutput decides.
+type sinkRecord struct {
+	sent    []*Port
+	dropped []uint32
+	reasons []DropReason
+	to      uint32 // what normal answers
+}
+
+func (s *sinkRecord) send(dst *Port) { s.sent = append(s.sent, dst) }
+func (s *sinkRecord) drop(port uint32, reason DropReason) {
+	s.dropped = append(s.dropped, port)
+	s.reasons = append(s.reasons, reason)
+}
+func (s *sinkRecord) normal() uint32 { return s.to }
+
+// TestResolveOne checks that the ports singleOutput admits make one copy
+// at most, and that resolveOne sends or drops it as resolveOutput does.
+func TestResolveOne(t *testing.T) {
+	p1, p2, local := &Port{OFPort: 1}, &Port{OFPort: 2}, &Port{OFPort: flow.PortLocal}
+	tbl := &portTable{byOF: []*Port{nil, p1, p2}, local: local, list: []*Port{p1, p2, local}}
+	tests := []struct {
+		name       string
+		in         *Port
+		inPort     uint32
+		port       uint32
+		wantSingle bool
+		wantDst    *Port
+		wantDrop   uint32
+		wantReason DropReason
+	}{
+		{name: "another port", in: p1, inPort: 1, port: 2, wantSingle: true, wantDst: p2},
+		{name: "its own port", in: p1, inPort: 1, port: 1, wantSingle: true, wantDrop: 1, wantReason: DropSamePort},
+		{name: "no such port", in: p1, inPort: 1, port: 7, wantSingle: true, wantDrop: 7, wantReason: DropPortGone},
+		{name: "past the table", in: p1, inPort: 1, port: 0xfeff, wantSingle: true, wantDrop: 0xfeff, wantReason: DropPortGone},
+		{name: "local", in: p1, inPort: 1, port: flow.PortLocal, wantSingle: true, wantDst: local},
+		{name: "in_port", in: p1, inPort: 1, port: flow.PortInPort, wantSingle: true, wantDst: p1},
+		{name: "in_port gone", in: nil, inPort: 5, port: flow.PortInPort, wantSingle: true, wantDrop: 5, wantReason: DropPortGone},
+		{name: "flood", in: p1, inPort: 1, port: flow.PortFlood},
+		{name: "all", in: p1, inPort: 1, port: flow.PortAll},
+		{name: "normal", in: p1, inPort: 1, port: flow.PortNormal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := singleOutput(tt.port); got != tt.wantSingle {
+				t.Fatalf("singleOutput = %v, want %v", got, tt.wantSingle)
+			}
+			if !tt.wantSingle {
+				return
+			}
+			dst, drop, reason := resolveOne(tbl, tt.in, tt.inPort, tt.port)
+			if dst != tt.wantDst || (dst == nil && (drop != tt.wantDrop || reason != tt.wantReason)) {
+				t.Errorf("resolveOne = %v, %d, %v; want %v, %d, %v", dst, drop, reason, tt.wantDst, tt.wantDrop, tt.wantReason)
+			}
+			var s sinkRecord
+			resolveOutput(tbl, tt.in, tt.inPort, tt.port, &s)
+			if len(s.sent)+len(s.dropped) != 1 {
+				t.Fatalf("resolveOutput made %d copies, want 1", len(s.sent)+len(s.dropped))
+			}
+			if dst != nil && s.sent[0] != dst || dst == nil && (s.dropped[0] != drop || s.reasons[0] != reason) {
+				t.Errorf("resolveOutput sent %v, dropped %v %v; resolveOne %v, %d, %v", s.sent, s.dropped, s.reasons, dst, drop, reason)
+			}
+		})
+	}
 }

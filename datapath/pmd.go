@@ -65,7 +65,7 @@ type pmd struct {
 	sizes []int
 	info  []vport.RxInfo
 	batch keyBatch
-	key   flow.Key // the packet being executed, when its actions read it from here (needsKey)
+	key   flow.Key // the packet being executed, when its actions read it from here (flow.OutputsNormal)
 	// noLearn: the normal action being resolved runs after the flow wrote
 	// in_port to no port of the bridge; it forwards without learning.
 	noLearn bool

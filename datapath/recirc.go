@@ -114,7 +114,7 @@ func (p *pmd) executeCopy(r *recircPass, acts []flow.Action, out flow.Outputter)
 	o.rx, o.lentIdx, o.finalOut, o.outSeen = nil, -1, 0, 0
 	key := &r.key
 	var saved flow.Key
-	needs := needsKey(acts)
+	needs := flow.OutputsNormal(acts) // the normal action reads the key from the thread
 	if needs {
 		saved = p.key
 		p.key = r.key

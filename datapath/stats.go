@@ -32,6 +32,9 @@ type portCounters struct {
 
 	list   *publishList // the thread's list of counters to publish
 	listed bool         // in list
+	// changed has a bit for each counter (all's index) added to since
+	// the last publish.
+	changed [2]uint64
 }
 
 // PortStats are a port's counters, summed over the poll threads.

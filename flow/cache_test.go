@@ -59,6 +59,9 @@ func TestCacheMatchesLinearScan(t *testing.T) {
 					if fresh := tbl.Snapshot().Translate(&k, false); !slices.Equal(mf.Actions, fresh.Actions) {
 						t.Fatalf("iteration %d: megaflow actions %v, a fresh translation gives %v", iter, mf.Actions, fresh.Actions)
 					}
+					if mf.FinalOutputs() != FinalOutputs(mf.Actions) || mf.OutputsNormal() != OutputsNormal(mf.Actions) {
+						t.Fatalf("iteration %d: megaflow of %v says %d final outputs, normal %v", iter, mf.Actions, mf.FinalOutputs(), mf.OutputsNormal())
+					}
 					checkMegaflowProperty(t, g, ref, &k, mf.Mask, want)
 				}
 			}

@@ -211,6 +211,18 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 	return p.b, VerdictOK
 }
 
+// OnlyOutput reports whether acts are a single output to a port, not
+// resolved against a written in_port, and returns the port: Execute runs
+// such a list as one call of the Outputter's Output with the frame as it
+// is, and VerdictOK, so a caller that is the Outputter may make that call
+// itself (the datapath does, for most packets).
+func OnlyOutput(acts []Action) (port uint32, ok bool) {
+	if len(acts) != 1 || acts[0].Type != ActOutput || acts[0].Value&outputAsInPort != 0 {
+		return 0, false
+	}
+	return acts[0].Port, true
+}
+
 // packet is a frame being rewritten, with its key and offsets.
 type packet struct {
 	b   []byte

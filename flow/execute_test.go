@@ -452,3 +452,43 @@ func BenchmarkExecute(b *testing.B) {
 		})
 	}
 }
+
+// TestOnlyOutput checks the action lists OnlyOutput picks out, and that
+// Execute runs each of them as one Output of the unchanged frame to the
+// port OnlyOutput returns, with VerdictOK.
+func TestOnlyOutput(t *testing.T) {
+	asInPort := output(PortFlood)
+	asInPort.Value = outputAsInPort | 7
+	tests := []struct {
+		name     string
+		inActs   []Action
+		wantPort uint32
+		wantOK   bool
+	}{
+		{name: "output", inActs: []Action{output(3)}, wantPort: 3, wantOK: true},
+		{name: "normal", inActs: []Action{output(PortNormal)}, wantPort: PortNormal, wantOK: true},
+		{name: "in_port", inActs: []Action{output(PortInPort)}, wantPort: PortInPort, wantOK: true},
+		{name: "flood as a written in_port", inActs: []Action{asInPort}},
+		{name: "two outputs", inActs: []Action{output(3), output(4)}},
+		{name: "rewrite then output", inActs: []Action{set(FieldDlSrc, macValue("0a:00:00:00:00:01")), output(3)}},
+		{name: "no action", inActs: nil},
+	}
+	in := ipv4TCP().build(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port, ok := OnlyOutput(tt.inActs)
+			if port != tt.wantPort || ok != tt.wantOK {
+				t.Fatalf("OnlyOutput = %d, %v, want %d, %v", port, ok, tt.wantPort, tt.wantOK)
+			}
+			if !ok {
+				return
+			}
+			k, off := extracted(in, execInPort)
+			var r recorder
+			got, v := Execute(withSpare(in, 4), &k, &off, tt.inActs, &r)
+			if v != VerdictOK || len(r.ports) != 1 || r.ports[0] != port || !bytes.Equal(r.frames[0], in) || !bytes.Equal(got, in) {
+				t.Errorf("Execute: verdict %v, outputs to %v; want VerdictOK and one output of the frame to %d", v, r.ports, port)
+			}
+		})
+	}
+}

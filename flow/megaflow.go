@@ -26,6 +26,11 @@ type Megaflow struct {
 	// nowhere is dropped.
 	Verdict      Verdict
 	pendTCPFlags uint16 // of the packets since the last Credit (Cache.AccountTCPFlags)
+	// finalOutputs and toNormal are FinalOutputs and OutputsNormal of
+	// Actions, taken once when the actions are set (set) rather than
+	// for every packet that runs them.
+	finalOutputs uint16
+	toNormal     bool
 	// Actions are the datapath actions (see Translation); nil: drop.
 	Actions []Action
 
@@ -389,8 +394,46 @@ func (mf *Megaflow) set(tr *Translation, gen uint64) {
 	mf.FinTimeouts = tr.FinTimeouts
 	mf.Learned = nil
 	mf.Actions = tr.Actions
+	mf.finalOutputs = uint16(FinalOutputs(tr.Actions))
+	mf.toNormal = OutputsNormal(tr.Actions)
 	mf.Verdict = tr.Verdict
 	mf.Generation = gen
+}
+
+// FinalOutputs returns FinalOutputs(mf.Actions), as it was when the
+// actions were set.
+func (mf *Megaflow) FinalOutputs() int { return int(mf.finalOutputs) }
+
+// OutputsNormal returns OutputsNormal(mf.Actions), as it was when the
+// actions were set.
+func (mf *Megaflow) OutputsNormal() bool { return mf.toNormal }
+
+// FinalOutputs returns the number of output actions in acts when the last
+// action is one, and 0 when it is not: the datapath lets that last output
+// take the received frame instead of a copy, and must know which of the
+// packet's outputs it is.
+func FinalOutputs(acts []Action) int {
+	if len(acts) == 0 || acts[len(acts)-1].Type != ActOutput {
+		return 0
+	}
+	n := 0
+	for i := range acts {
+		if acts[i].Type == ActOutput {
+			n++
+		}
+	}
+	return n
+}
+
+// OutputsNormal reports whether acts include an output to NORMAL, whose
+// MAC learning reads the packet's key where the datapath keeps it.
+func OutputsNormal(acts []Action) bool {
+	for i := range acts {
+		if acts[i].Type == ActOutput && acts[i].Port == PortNormal {
+			return true
+		}
+	}
+	return false
 }
 
 // Remove removes mf from the classifier, if it is still there, and marks it

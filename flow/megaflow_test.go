@@ -284,3 +284,43 @@ func TestLookupBatchLikeLookup(t *testing.T) {
 		}
 	}
 }
+
+// TestMegaflowActionsShape checks what a megaflow tells the datapath of
+// its actions before it runs them, as FinalOutputs and OutputsNormal find
+// it, and that it follows the actions when an insertion replaces them.
+func TestMegaflowActionsShape(t *testing.T) {
+	setField := Action{Type: ActSetField}
+	tests := []struct {
+		name       string
+		inActs     []Action
+		wantFinal  int
+		wantNormal bool
+	}{
+		{name: "drop", inActs: nil},
+		{name: "one output", inActs: []Action{output(2)}, wantFinal: 1},
+		{name: "outputs then a rewrite", inActs: []Action{output(2), setField}, wantFinal: 0},
+		{name: "rewrite then outputs", inActs: []Action{setField, output(2), setField, output(3)}, wantFinal: 2},
+		{name: "normal", inActs: []Action{output(PortNormal)}, wantFinal: 1, wantNormal: true},
+		{name: "normal not last", inActs: []Action{output(PortNormal), setField}, wantNormal: true},
+	}
+	c := NewMegaflows()
+	var k, mask Key
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := FinalOutputs(tt.inActs); got != tt.wantFinal {
+				t.Errorf("FinalOutputs = %d, want %d", got, tt.wantFinal)
+			}
+			if got := OutputsNormal(tt.inActs); got != tt.wantNormal {
+				t.Errorf("OutputsNormal = %v, want %v", got, tt.wantNormal)
+			}
+			// The same key each time: the insertion replaces the actions.
+			mf := c.Insert(&k, &Translation{Mask: mask, Actions: tt.inActs}, 1)
+			if mf.FinalOutputs() != tt.wantFinal || mf.OutputsNormal() != tt.wantNormal {
+				t.Errorf("megaflow: %d final outputs, normal %v; want %d, %v", mf.FinalOutputs(), mf.OutputsNormal(), tt.wantFinal, tt.wantNormal)
+			}
+		})
+	}
+	if c.Len() != 1 {
+		t.Errorf("%d megaflows, want the one replaced", c.Len())
+	}
+}

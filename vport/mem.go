@@ -35,6 +35,14 @@ type MemConfig struct {
 // Every queue is a bounded ring whose producers and consumers each take
 // their side once per batch (ring.go); nothing on the packet path
 // allocates or waits without a bound.
+//
+// Like an AF_XDP port, it lends received frames (Lender) out of its rx
+// rings' slots, so that a poll thread handles them in place as it does
+// an AF_XDP port's: a lent frame may grow by up to 64 bytes after
+// FrameSize. While frames of an rx queue are out on loan, that queue
+// receives nothing more (ReceiveLent and Receive find it empty) and its
+// slots stay taken: the borrower gives them back (Release) before it
+// receives again.
 type MemPort struct {
 	name          string
 	dev           *Device
@@ -52,7 +60,10 @@ type MemPort struct {
 	closed atomic.Bool
 }
 
-var _ Port = (*MemPort)(nil)
+var (
+	_ Port   = (*MemPort)(nil)
+	_ Lender = (*MemPort)(nil)
+)
 
 type queueStats struct {
 	packets, bytes, dropped atomic.Uint64
@@ -238,6 +249,45 @@ func (p *MemPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int
 	}
 	p.rxStats[q].add(n, bytes, dropped)
 	return n, nil
+}
+
+// ReceiveLent implements Lender: the frames are in the slots of rx queue
+// q's ring, with the rest of their slot as capacity, until Release gives
+// them back.
+func (p *MemPort) ReceiveLent(q int, frames [][]byte, info []RxInfo) (int, error) {
+	if q < 0 || q >= len(p.rx) {
+		return 0, ErrBadQueue
+	}
+	if err := p.usable(); err != nil {
+		return 0, err
+	}
+	limit := min(p.batch, len(frames))
+	if info != nil {
+		limit = min(limit, len(info))
+	}
+	n, bytes := p.rx[q].lend(frames[:limit])
+	if info != nil {
+		rxq := RxQueue(0)
+		if p.recordRxQueue {
+			rxq = RecordRxQueue(q)
+		}
+		for i := range info[:n] {
+			info[i] = RxInfo{RxQueue: rxq}
+		}
+	}
+	p.rxStats[q].add(n, bytes, 0)
+	return n, nil
+}
+
+// Release implements Lender: once every frame lent on rx queue q is back,
+// their slots take frames again. Frames that are not out on loan from q
+// are ignored. It works on a closed port too, whose rings keep their
+// memory, so that frames out on loan across Close come back harmlessly.
+func (p *MemPort) Release(q int, frames [][]byte) {
+	if q < 0 || q >= len(p.rx) {
+		return
+	}
+	p.rx[q].giveBack(frames)
 }
 
 // Transmit implements Port. On a connected port the frames go to the

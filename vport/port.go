@@ -78,10 +78,11 @@ type Port interface {
 }
 
 // A Lender is a port that can lend received frames out of its own memory
-// (an AF_XDP socket's UMEM) instead of copying them into the caller's
-// buffers. A lent frame stays the port's: the caller may read it, rewrite
-// it and grow it into its capacity (the room the port has after it) until
-// it gives it back with Release, and not after. The port cannot receive
+// (an AF_XDP socket's UMEM, an in-memory port's rx ring) instead of
+// copying them into the caller's buffers. A lent frame stays the port's:
+// the caller may read it, rewrite it and grow it into its capacity (the
+// room the port has after it) until it gives it back with Release, and
+// not after. The port cannot receive
 // into a frame that is out on loan, so the caller gives frames back as
 // soon as it is done with them; it must have given back every frame before
 // the port is closed.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,11 @@ import (
 //
 // A consumer that wants to sleep arms the ring (arm) and polls its eventfd;
 // the next producer that publishes a frame writes to the eventfd.
+//
+// A consumer may also borrow frames in their slots instead of copying
+// them out (lend): it keeps the consumer side until every frame it
+// borrowed is given back (giveBack), and the store of head that frees
+// their slots is the last give-back's.
 type ring struct {
 	_ [64]byte
 	// tail is the producers' side: the next position to produce, shifted
@@ -52,6 +58,17 @@ type ring struct {
 	frameSize int
 	slots     []slot
 	efd       int
+
+	// arena holds the slots' bytes, stride bytes each: frameSize and
+	// lendRoom after it.
+	arena  []byte
+	stride int
+	// The frames out on loan, owned with the consumer side: the slots
+	// from lentFrom up to lentEnd, and in lentOut a bit for each
+	// (slot lentFrom+i is bit i) that is not back yet. lentNext is the
+	// slot after the last one given back, where the next usually is.
+	lentFrom, lentEnd, lentNext uint64
+	lentOut                     uint64
 }
 
 // slot is one frame's room. Its fields belong to the producer that owns
@@ -74,6 +91,13 @@ const (
 	maxClaimTries = 64
 	spinTries     = 8
 	maxRingSize   = 1 << 20
+
+	// lendRoom is the capacity a slot has after its longest frame, so
+	// that a borrower can push tags on a lent frame as on a frame of its
+	// own (see Lender).
+	lendRoom = 64
+	// maxLend is the most frames one lend lends: one bit of lentOut each.
+	maxLend = 64
 )
 
 // eventfdOne is the 8-byte counter increment written to an eventfd.
@@ -94,10 +118,11 @@ func newRing(size, frameSize int) (*ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	r := &ring{mask: uint64(n - 1), frameSize: frameSize, slots: make([]slot, n), efd: efd}
-	arena := make([]byte, n*frameSize)
+	stride := frameSize + lendRoom
+	r := &ring{mask: uint64(n - 1), frameSize: frameSize, slots: make([]slot, n), efd: efd, stride: stride}
+	r.arena = make([]byte, n*stride)
 	for i := range r.slots {
-		r.slots[i].buf = arena[i*frameSize : (i+1)*frameSize : (i+1)*frameSize]
+		r.slots[i].buf = r.arena[i*stride : i*stride+frameSize : (i+1)*stride]
 	}
 	return r, nil
 }
@@ -191,6 +216,77 @@ func (r *ring) pop(bufs [][]byte, sizes []int) (n, dropped, bytes int) {
 	}
 	r.head.Store(h << 1) // frees the slots and gives the side up
 	return n, dropped, bytes
+}
+
+// lend is pop without the copy: frames[i] is set to the i-th queued frame
+// in its slot, with the rest of the slot as capacity, and it returns how
+// many (n) and their bytes. The frames stay in their slots, and the caller
+// keeps the consumer side, until giveBack has had each of them. A ring
+// whose frames are still out, or whose side another consumer holds, lends
+// nothing and does not wait.
+func (r *ring) lend(frames [][]byte) (n, bytes int) {
+	if !r.ready() {
+		return 0, 0
+	}
+	v := r.head.Load()
+	if v&sideTaken != 0 || !r.head.CompareAndSwap(v, v|sideTaken) {
+		return 0, 0
+	}
+	h0 := v >> 1
+	h, t := h0, r.tail.Load()>>1
+	limit := min(len(frames), maxLend)
+	for ; h != t && n < limit; h++ {
+		s := &r.slots[h&r.mask]
+		frames[n] = s.buf[:s.n]
+		bytes += s.n
+		n++
+	}
+	if n == 0 {
+		r.head.Store(h0 << 1)
+		return 0, 0
+	}
+	r.lentFrom, r.lentEnd, r.lentNext = h0, h, h0
+	r.lentOut = uint64(1)<<n - 1 // all ones for 64: the shift gives 0
+	return n, bytes
+}
+
+// giveBack takes back frames that lend lent, each once, in any order and
+// over any number of calls; when the last is back it frees their slots and
+// gives up the consumer side. A frame is known by the last byte of its
+// capacity, the last of its slot; slices that end elsewhere, or in a slot
+// that is not out on loan, are ignored. It reports how many it took back.
+func (r *ring) giveBack(frames [][]byte) int {
+	if r.lentOut == 0 || len(r.arena) == 0 {
+		return 0
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(r.arena)))
+	stride := uintptr(r.stride)
+	back := 0
+	for _, f := range frames {
+		if cap(f) == 0 {
+			continue
+		}
+		end := uintptr(unsafe.Pointer(&f[:cap(f)][cap(f)-1])) - base + 1
+		var i uint64 // the slot's offset from lentFrom's, in ring order
+		if n := r.lentNext; n != r.lentEnd && end == uintptr(n&r.mask+1)*stride {
+			i = n - r.lentFrom // in order: no division
+		} else {
+			if end > uintptr(len(r.arena)) || end%stride != 0 {
+				continue
+			}
+			i = (uint64(end/stride) - 1 - r.lentFrom) & r.mask
+		}
+		if i >= r.lentEnd-r.lentFrom || r.lentOut&(1<<i) == 0 {
+			continue
+		}
+		r.lentOut &^= 1 << i
+		r.lentNext = r.lentFrom + i + 1
+		back++
+	}
+	if back > 0 && r.lentOut == 0 {
+		r.head.Store(r.lentEnd << 1) // frees the slots and gives the side up
+	}
+	return back
 }
 
 // ready reports whether a frame is waiting at the head of the ring.

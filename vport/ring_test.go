@@ -290,3 +290,144 @@ func BenchmarkRingPopEmpty(b *testing.B) {
 		r.pop(bufs, sizes)
 	}
 }
+
+// TestRingLend lends frames out of a ring and gives them back piecemeal:
+// their slots stay taken until the last is back, nothing else is lent or
+// popped meanwhile, and what is not out on loan is not taken back.
+func TestRingLend(t *testing.T) {
+	r := newTestRing(t, 8, 64)
+	out := make([][]byte, MaxBatch)
+	bufs, sizes := batchBufs(MaxBatch, 64)
+	frames := make([][]byte, 8)
+	for i := range frames {
+		frames[i] = seqFrame(make([]byte, 60), 1, uint32(i))
+	}
+	// Start past the wrap point, so that the loan wraps around.
+	if taken, _, _ := r.push(frames[:6]); taken != 6 {
+		t.Fatalf("push took %d, want 6", taken)
+	}
+	if n, _, _ := r.pop(bufs, sizes); n != 6 {
+		t.Fatalf("pop = %d, want 6", n)
+	}
+	if taken, _, _ := r.push(frames[:5]); taken != 5 {
+		t.Fatalf("push took %d, want 5", taken)
+	}
+	n, nbytes := r.lend(out[:4])
+	if n != 4 || nbytes != 4*60 {
+		t.Fatalf("lend = %d frames, %d bytes; want 4, 240", n, nbytes)
+	}
+	for i, f := range out[:n] {
+		if _, seq, ok := readSeqFrame(f); !ok || seq != uint32(i) || len(f) != 60 || cap(f) != 64+lendRoom {
+			t.Errorf("lent frame %d: seq %d ok %v len %d cap %d, want seq %d, len 60, cap %d", i, seq, ok, len(f), cap(f), i, 64+lendRoom)
+		}
+	}
+	lent := append([][]byte(nil), out[:n]...)
+
+	// While they are out: their slots are taken, nothing is lent or popped.
+	if taken, _, _ := r.push(frames); taken != 3 {
+		t.Errorf("push while 4 of 8 slots are lent and 1 queued took %d, want 3", taken)
+	}
+	if m, _ := r.lend(out); m != 0 {
+		t.Errorf("second lend = %d, want 0", m)
+	}
+	if m, _, _ := r.pop(bufs, sizes); m != 0 {
+		t.Errorf("pop while frames are lent = %d, want 0", m)
+	}
+
+	// Frames that are not out on loan are not taken back.
+	foreign := make([]byte, 60, 64+lendRoom)
+	if back := r.giveBack([][]byte{foreign, nil, r.slots[(r.lentEnd)&r.mask].buf}); back != 0 {
+		t.Errorf("giveBack of frames not lent took %d back", back)
+	}
+	// Resliced frames come back, each once, in any order.
+	if back := r.giveBack([][]byte{lent[2][4:], lent[0][:10], lent[2]}); back != 2 {
+		t.Errorf("giveBack took %d back, want 2", back)
+	}
+	if r.len() != 8 {
+		t.Errorf("%d frames in the ring with 2 lent frames out, want 8", r.len())
+	}
+	if back := r.giveBack([][]byte{lent[3], lent[1]}); back != 2 {
+		t.Errorf("giveBack took %d back, want 2", back)
+	}
+	if back := r.giveBack([][]byte{lent[3]}); back != 0 {
+		t.Errorf("giveBack after the last took %d back", back)
+	}
+	// The slots are free, and the frames behind the loan come next.
+	if r.len() != 4 {
+		t.Errorf("%d frames in the ring, want 4", r.len())
+	}
+	m, _, _ := r.pop(bufs, sizes)
+	want := []uint32{4, 0, 1, 2}
+	if m != len(want) {
+		t.Fatalf("pop = %d, want %d", m, len(want))
+	}
+	for i := range m {
+		if _, seq, ok := readSeqFrame(bufs[i][:sizes[i]]); !ok || seq != want[i] {
+			t.Errorf("frame %d: seq %d ok %v, want %d", i, seq, ok, want[i])
+		}
+	}
+	if m, _ := r.lend(out); m != 0 {
+		t.Errorf("lend from an empty ring = %d", m)
+	}
+}
+
+// TestRingLendConcurrent has producers push while a consumer borrows
+// frames and gives them back in pieces and out of order: every frame
+// arrives once, intact and in order per producer.
+func TestRingLendConcurrent(t *testing.T) {
+	const producers, perProducer = 2, 20000
+	r := newTestRing(t, 64, 64)
+	deadline := time.Now().Add(60 * time.Second)
+	var wg sync.WaitGroup
+	for id := range producers {
+		wg.Go(func() {
+			frames := make([][]byte, MaxBatch)
+			for i := range frames {
+				frames[i] = make([]byte, 64)
+			}
+			for seq := uint32(0); seq < perProducer && time.Now().Before(deadline); {
+				k := min(1+int(seq)%MaxBatch, perProducer-int(seq))
+				for i := range k {
+					seqFrame(frames[i], byte(id), seq+uint32(i))
+				}
+				taken, _, _ := r.push(frames[:k])
+				seq += uint32(taken)
+				if taken < k {
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	next := make([]uint32, producers)
+	out := make([][]byte, MaxBatch)
+	received := 0
+	for received < producers*perProducer && time.Now().Before(deadline) {
+		n, _ := r.lend(out)
+		if n == 0 {
+			runtime.Gosched()
+			continue
+		}
+		for _, f := range out[:n] {
+			id, seq, ok := readSeqFrame(f)
+			if !ok || int(id) >= producers || seq != next[id] {
+				t.Fatalf("frame from %d seq %d ok %v (want seq %d): torn or out of order", id, seq, ok, next[id])
+			}
+			next[id]++
+			f[0] = 0xff // the borrower may write into the frame
+		}
+		// Back in two pieces, the second first.
+		h := n / 2
+		back := r.giveBack(out[h:n]) + r.giveBack(out[:h])
+		if back != n {
+			t.Fatalf("gave back %d of %d", back, n)
+		}
+		received += n
+	}
+	wg.Wait()
+	if received != producers*perProducer {
+		t.Errorf("received %d, want %d", received, producers*perProducer)
+	}
+	if r.len() != 0 {
+		t.Errorf("%d frames left in the ring", r.len())
+	}
+}
