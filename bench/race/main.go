@@ -552,7 +552,7 @@ func writeMarkdown(path string, args []string, o options, cells []cell, costs []
 		cmd += " " + strings.Join(args, " ")
 	}
 	fmt.Fprintf(&sb, "# Teardown race benchmark\n\n")
-	fmt.Fprintf(&sb, "Produced by `make bench-race`, which ran:\n\n```\n%s\n```\n\n", cmd)
+	fmt.Fprintf(&sb, "Produced by this command (`make bench-race` runs it, with the flags of RACE_ARGS):\n\n```\n%s\n```\n\n", cmd)
 	fmt.Fprintf(&sb, "%s, %s/%s, %d CPUs (GOMAXPROCS %d), %s, run took %v.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), elapsed.Round(time.Second))
 	fmt.Fprintf(&sb, "Setup: one bridge, one poll thread (adaptive idle) and the soft-lockup watchdog running concurrently, "+

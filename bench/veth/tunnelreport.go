@@ -97,7 +97,7 @@ func tunnelMarkdown(args []string, o options, m machine, commit, geneve string, 
 	if len(args) > 0 {
 		cmd += " " + strings.Join(args, " ")
 	}
-	fmt.Fprintf(&b, "# ovsxdp through a VXLAN tunnel, side by side with Open vSwitch and the kernel\n\nProduced by `make bench-tunnel`, which ran (as root):\n\n```\n%s\n```\n\n", cmd)
+	fmt.Fprintf(&b, "# ovsxdp through a VXLAN tunnel, side by side with Open vSwitch and the kernel\n\nProduced by this command, run as root (`make bench-tunnel` runs it, with the flags of TUNNEL_ARGS):\n\n```\n%s\n```\n\n", cmd)
 	fmt.Fprintf(&b, "Commit %s. Machine: %s, %d CPUs, %s, %s. Load average (1, 5, 15 min) %s at the start, %s at the end; "+
 		"other work may have run on the machine at the same time. %s. %d rounds, the configurations taking turns in each round, each round starting one configuration later than the one before; "+
 		"every throughput test lasts %v. The run took %s.\n\n",
