@@ -59,8 +59,9 @@ const MaxLenAll = 0xffff
 const CookieNone = ^uint64(0)
 
 // TableNone is the table of a packet in that no table sent (a packet
-// out's own actions).
-const TableNone = 0xff
+// out's own actions): 0, as Open vSwitch reports it (its translation of
+// a packet out's actions starts in table 0), not OFPTT_ALL.
+const TableNone = 0
 
 // ControllerAction returns the action controller(reason=reason,max_len=maxLen).
 func ControllerAction(reason PacketInReason, maxLen uint16) Action {
