@@ -76,6 +76,13 @@ type Checker interface {
 	CheckGroupMod(v uint8, gm *openflow.GroupMod) error
 }
 
+// PacketOutChecker is a Bridge that can tell whether it would take a
+// packet out without running it: a bundled packet out is checked with it
+// when it is added; without it, at commit only.
+type PacketOutChecker interface {
+	CheckPacketOut(v uint8, po *openflow.PacketOut) error
+}
+
 // FlowModBatcher is a Bridge that can run consecutive flow mods of one
 // connection as one change of its tables (flowmods.go).
 type FlowModBatcher interface {
@@ -96,14 +103,17 @@ type BundleCommitter interface {
 	// is a Refuse), none takes effect, and it returns that one's index
 	// and error; an error that is no message's (the bridge is gone)
 	// comes with index -1. A port mod is checked in its turn and
-	// applied once the rest has taken effect.
+	// applied once the rest has taken effect. A packet out is
+	// translated in its turn, with the effects of the earlier ones,
+	// and sent, in order, once all have taken effect; none is sent
+	// when the bundle fails.
 	CommitBundle(v uint8, mods []BundledMod) (failed int, err error)
 }
 
 // BundledMod is one message of a bundle being committed.
 type BundledMod struct {
-	// Msg is an *openflow.FlowMod, *openflow.GroupMod or
-	// *openflow.PortMod.
+	// Msg is an *openflow.FlowMod, *openflow.GroupMod,
+	// *openflow.PortMod or *openflow.PacketOut.
 	Msg openflow.Message
 	// From is the message, for the flow monitors.
 	From Origin
