@@ -593,6 +593,11 @@ func (o *ofBridge) PacketOut(v uint8, po *openflow.PacketOut) error {
 		return err
 	}
 	acts, err := o.packetOutActionsLocked(v, po.Data, inPort, po.Actions)
+	if err == nil {
+		// As Open vSwitch: a packet out naming a missing group is
+		// refused (OFPBAC_BAD_OUT_GROUP), not sent.
+		err = ofconv.TableError(o.b.dp.Table().CheckGroups(&flow.Flow{Actions: acts}))
+	}
 	o.unlock()
 	if err != nil {
 		return err
