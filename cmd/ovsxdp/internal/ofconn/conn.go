@@ -157,7 +157,9 @@ const (
 	codeBadReqIsSlave   uint16 = 10 // OFPBRC_IS_SLAVE
 )
 
-// maxErrorData is how much of an offending message an error reply echoes.
+// maxErrorData is how much of a first message that is not a hello the
+// hello failure echoes. Every other error reply echoes the whole request,
+// as Open vSwitch 3.1 does (sendError).
 const maxErrorData = 64
 
 // Server serves OpenFlow connections for a Bridge.
@@ -538,11 +540,14 @@ func (c *conn) send(v uint8, xid uint32, m openflow.Message) error {
 	return nil
 }
 
+// sendError sends an error. Its data is cut, if need be, for the error
+// to fit the longest message (a request of 65,535 bytes does not fit
+// after an error's header), as Open vSwitch cuts it.
 func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 	if !openflow.SupportedVersion(v) {
 		v = openflow.Version10
 	}
-	b, err := openflow.Encode(v, xid, em)
+	b, err := encodeError(v, xid, em)
 	if err != nil {
 		return err
 	}
@@ -551,6 +556,22 @@ func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	_, err = c.nc.Write(b)
 	return err
+}
+
+// encodeError encodes em, its data cut to fit the longest message.
+func encodeError(v uint8, xid uint32, em *openflow.ErrorMsg) ([]byte, error) {
+	head := *em
+	head.Data = nil
+	h, err := openflow.Encode(v, xid, &head)
+	if err != nil {
+		return nil, err
+	}
+	if room := openflow.MaxMessageLen - len(h); len(em.Data) > room {
+		cut := *em
+		cut.Data = em.Data[:max(room, 0)]
+		em = &cut
+	}
+	return openflow.Encode(v, xid, em)
 }
 
 // replyError answers the message b (header h) with the error err stands
@@ -574,5 +595,5 @@ func (c *conn) replyErrorAs(h openflow.Header, b, acct []byte, err error) {
 	}
 	c.s.acct.countRejected(acct, typ, code, err)
 	c.log.Debug("openflow: error reply", "msg", MessageName(acct), "type", typ, "code", code, "err", err)
-	c.sendError(v, h.Xid, errorMsg(v, typ, code, clip(b)))
+	c.sendError(v, h.Xid, errorMsg(v, typ, code, b))
 }
