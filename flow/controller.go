@@ -2,6 +2,7 @@ package flow
 
 import (
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -94,6 +95,9 @@ type PacketIn struct {
 	TunIPv6Src [16]byte
 	TunIPv6Dst [16]byte
 	TunFlags   uint16
+	// TunMetadata are the tun_metadata fields the packet carries, by
+	// index.
+	TunMetadata []PacketInTunMeta
 	// Connection tracking fields of a packet tracked in this pass (it
 	// came back from ct(...,table=T)), zero otherwise; the tuple only
 	// when the tracker found the packet valid. DlType goes with them:
@@ -111,6 +115,13 @@ type PacketIn struct {
 	CtNwProto uint8
 	CtTpSrc   uint16
 	CtTpDst   uint16
+}
+
+// PacketInTunMeta is one tun_metadata field of a packet in: its index
+// (tun_metadata<Index>) and its value, as long as the TLV map made it.
+type PacketInTunMeta struct {
+	Index int
+	Value []byte
 }
 
 // PacketInSink receives the packets that controller actions send. An
@@ -302,14 +313,22 @@ func (x *xlate) packetInTunnel(pi *PacketIn) {
 	pi.TunID, pi.TunSrc, pi.TunDst = f.TunID, f.TunSrc, f.TunDst
 	pi.TunIPv6Src, pi.TunIPv6Dst = f.TunIPv6Src, f.TunIPv6Dst
 	pi.TunFlags = f.TunFlags & TunFlagsOpenFlow
+	f.TunMetaFields(nil, func(index int, val, _ []byte) {
+		pi.TunMetadata = append(pi.TunMetadata, PacketInTunMeta{Index: index, Value: slices.Clone(val)})
+	})
+	slices.SortFunc(pi.TunMetadata, func(a, b PacketInTunMeta) int { return a.Index - b.Index })
 	o := x.orig
-	if o.TunID == 0 && o.TunSrc == 0 && o.TunDst == 0 && o.TunIPv6Src == ([16]byte{}) && o.TunIPv6Dst == ([16]byte{}) {
+	if o.TunID == 0 && o.TunSrc == 0 && o.TunDst == 0 && o.TunIPv6Src == ([16]byte{}) && o.TunIPv6Dst == ([16]byte{}) && o.TunMetaPresent == 0 {
 		return
 	}
 	w := &x.wc
 	w.TunID, w.TunSrc, w.TunDst = ^uint64(0), ^uint32(0), ^uint32(0)
 	w.TunIPv6Src, w.TunIPv6Dst = allOnes16, allOnes16
 	w.TunFlags |= TunFlagsOpenFlow
+	w.TunMetaPresent = ^uint64(0)
+	for i := range w.TunMeta {
+		w.TunMeta[i] = 0xff
+	}
 }
 
 // packetInCT gives pi the connection tracking fields of a packet tracked

@@ -98,6 +98,10 @@ func TestControllerPacketInMetadata(t *testing.T) {
 			wantMask: func(m *Key) {
 				m.TunID, m.TunSrc, m.TunDst, m.TunFlags = ^uint64(0), ^uint32(0), ^uint32(0), TunFlagsOpenFlow
 				m.TunIPv6Src, m.TunIPv6Dst = allOnes16, allOnes16
+				m.TunMetaPresent = ^uint64(0)
+				for i := range m.TunMeta {
+					m.TunMeta[i] = 0xff
+				}
 			}},
 		{name: "a tunnel set by the actions: only the set fields are matched, as set_field's own",
 			flows:    []string{"actions=set_field:0x9->tun_id,set_field:3.3.3.3->tun_dst,controller"},
@@ -152,7 +156,7 @@ func TestControllerPacketInMetadata(t *testing.T) {
 			}
 			want := *pi
 			want.TunID, want.TunSrc, want.TunDst, want.TunFlags = 0, 0, 0, 0
-			want.TunIPv6Src, want.TunIPv6Dst = [16]byte{}, [16]byte{}
+			want.TunIPv6Src, want.TunIPv6Dst, want.TunMetadata = [16]byte{}, [16]byte{}, nil
 			want.DlType, want.CtState, want.CtZone, want.CtMark, want.CtLabel = 0, 0, 0, 0, [16]byte{}
 			want.CtNwSrc, want.CtNwDst, want.CtIPv6Src, want.CtIPv6Dst = 0, 0, [16]byte{}, [16]byte{}
 			want.CtNwProto, want.CtTpSrc, want.CtTpDst = 0, 0, 0
@@ -165,6 +169,7 @@ func TestControllerPacketInMetadata(t *testing.T) {
 			var got, wantMask Key
 			got.TunID, got.TunSrc, got.TunDst, got.TunFlags = tr.Mask.TunID, tr.Mask.TunSrc, tr.Mask.TunDst, tr.Mask.TunFlags
 			got.TunIPv6Src, got.TunIPv6Dst = tr.Mask.TunIPv6Src, tr.Mask.TunIPv6Dst
+			got.TunMetaPresent, got.TunMeta = tr.Mask.TunMetaPresent, tr.Mask.TunMeta
 			var ct ctSnapshot
 			ct.save(&tr.Mask)
 			ct.restore(&got)

@@ -20,37 +20,44 @@ import (
 // headers in every version and packet-in format.
 
 // pinMetaCases are flows that send pinFrame (a UDP packet from in_port 1)
-// to the controller with tunnel or conntrack fields set.
+// to the controller with tunnel or conntrack fields set, after the TLV
+// map tlv (none if empty) replaced the bridge's.
 var pinMetaCases = []struct {
 	name  string
 	frame string // pinFrame unless set
 	flows []string
+	tlv   string // a TLV map to add first
 }{
 	{"ct", pinFrameSum, []string{
 		"table=0,priority=5,in_port=1,ip,actions=ct(commit,zone=5,exec(set_field:0x3->ct_mark,set_field:0x11->ct_label),table=1)",
 		"table=1,priority=1,actions=load:0x9->NXM_NX_REG3[],controller",
-	}},
+	}, ""},
 	{"ct-invalid", "", []string{
 		// pinFrame's IPv4 checksum is zero: the tracker finds it invalid.
 		"table=0,priority=5,in_port=1,ip,actions=ct(commit,zone=5,table=1)",
 		"table=1,priority=1,actions=controller",
-	}},
+	}, ""},
 	{"ct-untracked", pinFrameSum, []string{
 		// The actions after ct(...) see the packet untracked.
 		"table=0,priority=5,in_port=1,ip,actions=ct(commit,zone=7),controller",
-	}},
+	}, ""},
 	{"tunnel-ct", pinFrameSum, []string{
 		// The tunnel set before ct(...,table=1) is still there after it.
 		"table=0,priority=5,in_port=1,ip,actions=set_field:0x5->tun_id,set_field:10.0.0.2->tun_dst,set_field:0x7->metadata,ct(table=1,zone=3)",
 		"table=1,priority=1,actions=controller",
-	}},
+	}, ""},
 	{"tunnel", "", []string{
 		"table=0,priority=5,in_port=1,actions=set_field:0x5->tun_id,set_field:10.0.0.1->tun_src,set_field:10.0.0.2->tun_dst,resubmit(,1)",
 		"table=1,priority=1,actions=set_field:0x44->pkt_mark,controller",
-	}},
+	}, ""},
+	// tun_metadata fields, set out of their index order, in a TLV map
+	// of two lengths.
+	{"tun-metadata", "", []string{
+		"table=0,priority=5,in_port=1,actions=set_field:0x5->tun_id,set_field:10.0.0.2->tun_dst,set_field:0x1234->tun_metadata3,set_field:0xab->tun_metadata0,controller",
+	}, "{class=0xffff,type=0,len=4}->tun_metadata0,{class=0xffff,type=3,len=8}->tun_metadata3"},
 	{"tunnel-oam", "", []string{
 		"table=0,priority=5,in_port=1,actions=set_field:0xabc->tun_id,load:1->NXM_NX_TUN_FLAGS[],set_field:fd00::1->tun_ipv6_src,set_field:fd00::2->tun_ipv6_dst,controller",
-	}},
+	}, ""},
 }
 
 // pinFrameSum is pinFrame with its IPv4 checksum right, so that the
@@ -79,6 +86,10 @@ func TestPacketInMetadataMatchesOVS(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			install := func(ofctl func(...string), target string) {
 				ofctl("del-flows", target)
+				ofctl("del-tlv-map", target)
+				if c.tlv != "" {
+					ofctl("add-tlv-map", target, c.tlv)
+				}
 				for _, f := range c.flows {
 					ofctl("add-flow", target, f)
 				}

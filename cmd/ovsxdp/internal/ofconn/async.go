@@ -306,8 +306,8 @@ func pipelineFields(v uint8, nxm bool, pi *flow.PacketIn) []openflow.Field {
 	return fs
 }
 
-// tunnelFields appends the packet in's tunnel fields that are not zero.
-// tun_flags goes masked to the bits OpenFlow sees, as Open vSwitch sends
+// tunnelFields appends the packet in's tunnel fields that are not zero,
+// then its tun_metadata fields by index. tun_flags goes masked to the bits OpenFlow sees, as Open vSwitch sends
 // it.
 func tunnelFields(fs []openflow.Field, v uint8, nxm bool, pi *flow.PacketIn) []openflow.Field {
 	if pi.TunID != 0 {
@@ -329,6 +329,9 @@ func tunnelFields(fs []openflow.Field, v uint8, nxm bool, pi *flow.PacketIn) []o
 	}
 	if pi.TunIPv6Dst != ([16]byte{}) {
 		fs = append(fs, wireField("tun_ipv6_dst", nxm, bytes.Clone(pi.TunIPv6Dst[:])))
+	}
+	for _, m := range pi.TunMetadata {
+		fs = append(fs, wireField(fmt.Sprintf("tun_metadata%d", m.Index), nxm, m.Value))
 	}
 	return fs
 }
