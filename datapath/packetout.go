@@ -32,18 +32,46 @@ const maxPacketOut = maxFrame
 // origin of its own, not to the port named in_port: no port received it.
 // IN_PORT, FLOOD and ALL treat inPort as the ingress port.
 func (b *Bridge) PacketOut(ctx context.Context, frame []byte, inPort uint32, acts []flow.Action) error {
+	po, err := PreparePacketOut(b.table.Snapshot(), frame, inPort, acts)
+	if err != nil {
+		return err
+	}
+	return b.SendPacketOut(ctx, po)
+}
+
+// PreparedPacketOut is a packet out translated and not yet sent.
+type PreparedPacketOut struct {
+	frame  []byte
+	inPort uint32
+	k      flow.Key
+	off    flow.Offsets
+	tr     *flow.Translation
+}
+
+// PreparePacketOut checks frame and translates acts on it through the
+// tables of s, as PacketOut does, for SendPacketOut to send later: a
+// packet out in an OpenFlow bundle is translated in its turn, through
+// the tables as the bundle's changes before it leave them
+// (flow.TableTxn.Snapshot), and sent once the whole bundle has taken
+// effect, as Open vSwitch does. frame must not change until it is sent.
+func PreparePacketOut(s *flow.TableSnapshot, frame []byte, inPort uint32, acts []flow.Action) (*PreparedPacketOut, error) {
 	if len(frame) > maxPacketOut {
-		return fmt.Errorf("packet out of %d bytes, more than %d: %w", len(frame), maxPacketOut, ErrMalformedPacket)
+		return nil, fmt.Errorf("packet out of %d bytes, more than %d: %w", len(frame), maxPacketOut, ErrMalformedPacket)
 	}
 	if len(frame) < 14 {
-		return fmt.Errorf("packet out of %d bytes: %w", len(frame), ErrMalformedPacket)
+		return nil, fmt.Errorf("packet out of %d bytes: %w", len(frame), ErrMalformedPacket)
 	}
-	var k flow.Key
-	var off flow.Offsets
-	if m := flow.Extract(&k, &off, frame, inPort); m != flow.MalformedNone {
-		return fmt.Errorf("packet out: %v: %w", m, ErrMalformedPacket)
+	po := &PreparedPacketOut{frame: frame, inPort: inPort}
+	if m := flow.Extract(&po.k, &po.off, frame, inPort); m != flow.MalformedNone {
+		return nil, fmt.Errorf("packet out: %v: %w", m, ErrMalformedPacket)
 	}
-	tr := b.table.Snapshot().TranslateActions(&k, acts)
+	po.tr = s.TranslateActions(&po.k, acts)
+	return po, nil
+}
+
+// SendPacketOut sends a prepared packet out from one poll thread.
+func (b *Bridge) SendPacketOut(ctx context.Context, po *PreparedPacketOut) error {
+	frame, inPort, k, off, tr := po.frame, po.inPort, po.k, po.off, po.tr
 	origin := &Port{Name: "packet-out", OFPort: inPort, counters: make([]portCounters, len(b.pmds))}
 	return b.onOnePMD(ctx, func(p *pmd) {
 		buf := p.bufs[0][:len(frame)]

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -59,8 +60,9 @@ const MaxLenAll = 0xffff
 const CookieNone = ^uint64(0)
 
 // TableNone is the table of a packet in that no table sent (a packet
-// out's own actions).
-const TableNone = 0xff
+// out's own actions): 0, as Open vSwitch reports it (its translation of
+// a packet out's actions starts in table 0), not OFPTT_ALL.
+const TableNone = 0
 
 // ControllerAction returns the action controller(reason=reason,max_len=maxLen).
 func ControllerAction(reason PacketInReason, maxLen uint16) Action {
@@ -84,6 +86,42 @@ type PacketIn struct {
 	Metadata uint64
 	Regs     [NumRegs]uint32
 	PktMark  uint32
+	// Tunnel fields: a decapsulated packet's, as the actions left them
+	// (set_field may also give them to any packet). TunFlags holds only
+	// the bits OpenFlow sees (TunFlagsOpenFlow).
+	TunID      uint64
+	TunSrc     uint32
+	TunDst     uint32
+	TunIPv6Src [16]byte
+	TunIPv6Dst [16]byte
+	TunFlags   uint16
+	// TunMetadata are the tun_metadata fields the packet carries, by
+	// index.
+	TunMetadata []PacketInTunMeta
+	// Connection tracking fields of a packet tracked in this pass (it
+	// came back from ct(...,table=T)), zero otherwise; the tuple only
+	// when the tracker found the packet valid. DlType goes with them:
+	// Open vSwitch reports it whenever ct_state is set, as the key to
+	// the tuple's family.
+	DlType    uint16
+	CtState   uint8
+	CtZone    uint16
+	CtMark    uint32
+	CtLabel   [16]byte
+	CtNwSrc   uint32
+	CtNwDst   uint32
+	CtIPv6Src [16]byte
+	CtIPv6Dst [16]byte
+	CtNwProto uint8
+	CtTpSrc   uint16
+	CtTpDst   uint16
+}
+
+// PacketInTunMeta is one tun_metadata field of a packet in: its index
+// (tun_metadata<Index>) and its value, as long as the TLV map made it.
+type PacketInTunMeta struct {
+	Index int
+	Value []byte
 }
 
 // PacketInSink receives the packets that controller actions send. An
@@ -252,6 +290,8 @@ func (x *xlate) controller(a *Action, miss bool) {
 		Regs:         x.flow.Regs,
 		PktMark:      x.flow.PktMark,
 	}
+	x.packetInTunnel(pi)
+	x.packetInCT(pi)
 	if x.rule != nil || miss {
 		pi.Table = x.table
 	}
@@ -262,6 +302,69 @@ func (x *xlate) controller(a *Action, miss bool) {
 	d.PacketIn = pi
 	x.emit(d)
 }
+
+// packetInTunnel gives pi the tunnel fields the packet has now. Those of
+// a decapsulated packet come from its key: the megaflow then matches
+// them, as every packet it holds reports the same. A packet that came in
+// without a tunnel has none in its key (its in_port is not a tunnel's),
+// and any it reports were set by the actions.
+func (x *xlate) packetInTunnel(pi *PacketIn) {
+	f := &x.flow
+	pi.TunID, pi.TunSrc, pi.TunDst = f.TunID, f.TunSrc, f.TunDst
+	pi.TunIPv6Src, pi.TunIPv6Dst = f.TunIPv6Src, f.TunIPv6Dst
+	pi.TunFlags = f.TunFlags & TunFlagsOpenFlow
+	f.TunMetaFields(nil, func(index int, val, _ []byte) {
+		pi.TunMetadata = append(pi.TunMetadata, PacketInTunMeta{Index: index, Value: slices.Clone(val)})
+	})
+	slices.SortFunc(pi.TunMetadata, func(a, b PacketInTunMeta) int { return a.Index - b.Index })
+	o := x.orig
+	if o.TunID == 0 && o.TunSrc == 0 && o.TunDst == 0 && o.TunIPv6Src == ([16]byte{}) && o.TunIPv6Dst == ([16]byte{}) && o.TunMetaPresent == 0 {
+		return
+	}
+	w := &x.wc
+	w.TunID, w.TunSrc, w.TunDst = ^uint64(0), ^uint32(0), ^uint32(0)
+	w.TunIPv6Src, w.TunIPv6Dst = allOnes16, allOnes16
+	w.TunFlags |= TunFlagsOpenFlow
+	w.TunMetaPresent = ^uint64(0)
+	for i := range w.TunMeta {
+		w.TunMeta[i] = 0xff
+	}
+}
+
+// packetInCT gives pi the connection tracking fields of a packet tracked
+// in this pass, as Open vSwitch reports them: the state, and the zone,
+// mark and label when they are not zero; the original direction's tuple
+// when the packet is valid and the tuple has a protocol. They come from
+// the tracker, through the key: the megaflow matches them.
+func (x *xlate) packetInCT(pi *PacketIn) {
+	f := &x.flow
+	if !x.conntracked || f.CtState == 0 {
+		return
+	}
+	w := &x.wc
+	pi.DlType, pi.CtState = f.DlType, f.CtState
+	w.CtState = 0xff
+	pi.CtZone, pi.CtMark, pi.CtLabel = f.CtZone, f.CtMark, f.CtLabel
+	w.CtZone, w.CtMark, w.CtLabel = ^uint16(0), ^uint32(0), allOnes16
+	if f.CtState&CtStateInv != 0 || f.CtState&CtStateTracked == 0 || f.CtNwProto == 0 {
+		return
+	}
+	switch f.DlType {
+	case EthTypeIPv4:
+		pi.CtNwSrc, pi.CtNwDst = f.CtNwSrc, f.CtNwDst
+		w.CtNwSrc, w.CtNwDst = ^uint32(0), ^uint32(0)
+	case EthTypeIPv6:
+		pi.CtIPv6Src, pi.CtIPv6Dst = f.CtIPv6Src, f.CtIPv6Dst
+		w.CtIPv6Src, w.CtIPv6Dst = allOnes16, allOnes16
+	default:
+		return
+	}
+	pi.CtNwProto, pi.CtTpSrc, pi.CtTpDst = f.CtNwProto, f.CtTpSrc, f.CtTpDst
+	w.CtNwProto, w.CtTpSrc, w.CtTpDst = 0xff, ^uint16(0), ^uint16(0)
+}
+
+// allOnes16 is the mask of a whole 128-bit field.
+var allOnes16 = [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // missToController reports whether a table miss goes to the controller.
 func (x *xlate) missToController() bool {

@@ -3,6 +3,7 @@ package flow
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -70,6 +71,113 @@ func TestControllerTranslate(t *testing.T) {
 				!bytes.Equal(pi.Userdata, tt.want.Userdata) || pi.Table != tt.want.Table || pi.Cookie != tt.want.Cookie ||
 				pi.InPort != tt.want.InPort || pi.Metadata != tt.want.Metadata || pi.Regs != tt.want.Regs {
 				t.Errorf("packet in\n got %+v\nwant %+v", *pi, tt.want)
+			}
+		})
+	}
+}
+
+// TestControllerPacketInMetadata checks the tunnel and connection
+// tracking fields a packet in reports, and that the megaflow matches
+// those that come from the packet, so that every packet it holds reports
+// the same.
+func TestControllerPacketInMetadata(t *testing.T) {
+	const tracked = "in_port=1,udp,ct_state=+new+trk,ct_zone=5,ct_mark=3,ct_label=0x11,ct_nw_src=1.1.1.1,ct_nw_dst=2.2.2.2,ct_nw_proto=17,ct_tp_src=53,ct_tp_dst=54"
+	tests := []struct {
+		name     string
+		flows    []string
+		in       string
+		want     func(pi *PacketIn)
+		wantMask func(m *Key)
+	}{
+		{name: "a decapsulated packet's tunnel, matched by the megaflow",
+			flows: []string{"actions=controller"},
+			in:    "in_port=5,tun_id=0x7,tun_src=1.1.1.1,tun_dst=2.2.2.2,tun_flags=+oam,udp",
+			want: func(pi *PacketIn) {
+				pi.TunID, pi.TunSrc, pi.TunDst, pi.TunFlags = 7, 0x01010101, 0x02020202, TunFlagOAM
+			},
+			wantMask: func(m *Key) {
+				m.TunID, m.TunSrc, m.TunDst, m.TunFlags = ^uint64(0), ^uint32(0), ^uint32(0), TunFlagsOpenFlow
+				m.TunIPv6Src, m.TunIPv6Dst = allOnes16, allOnes16
+				m.TunMetaPresent = ^uint64(0)
+				for i := range m.TunMeta {
+					m.TunMeta[i] = 0xff
+				}
+			}},
+		{name: "a tunnel set by the actions: only the set fields are matched, as set_field's own",
+			flows:    []string{"actions=set_field:0x9->tun_id,set_field:3.3.3.3->tun_dst,controller"},
+			in:       "in_port=1,udp",
+			want:     func(pi *PacketIn) { pi.TunID, pi.TunDst = 9, 0x03030303 },
+			wantMask: func(m *Key) { m.TunID, m.TunDst = ^uint64(0), ^uint32(0) }},
+		{name: "a tracked packet's ct fields and tuple, matched by the megaflow",
+			flows: []string{"actions=controller"},
+			in:    tracked,
+			want: func(pi *PacketIn) {
+				pi.DlType, pi.CtState, pi.CtZone, pi.CtMark, pi.CtLabel[15] = EthTypeIPv4, CtStateNew|CtStateTracked, 5, 3, 0x11
+				pi.CtNwSrc, pi.CtNwDst, pi.CtNwProto, pi.CtTpSrc, pi.CtTpDst = 0x01010101, 0x02020202, 17, 53, 54
+			},
+			wantMask: func(m *Key) {
+				m.CtState, m.CtZone, m.CtMark, m.CtLabel = 0xff, ^uint16(0), ^uint32(0), allOnes16
+				m.CtNwSrc, m.CtNwDst, m.CtNwProto, m.CtTpSrc, m.CtTpDst = ^uint32(0), ^uint32(0), 0xff, ^uint16(0), ^uint16(0)
+			}},
+		{name: "an invalid packet reports no tuple",
+			flows: []string{"actions=controller"},
+			in:    "in_port=1,udp,ct_state=+inv+trk,ct_zone=5",
+			want:  func(pi *PacketIn) { pi.DlType, pi.CtState, pi.CtZone = EthTypeIPv4, CtStateInv|CtStateTracked, 5 },
+			wantMask: func(m *Key) {
+				m.CtState, m.CtZone, m.CtMark, m.CtLabel = 0xff, ^uint16(0), ^uint32(0), allOnes16
+			}},
+		{name: "after ct(...) without a table the packet is untracked",
+			flows: []string{"ip,actions=ct(zone=9),controller"},
+			in:    tracked,
+			want:  func(*PacketIn) {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tbl := NewTable()
+			for _, s := range tt.flows {
+				f, err := ParseFlow(s, CmdAdd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tbl.Add(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k := microflow(t, tt.in)
+			tr := tbl.Snapshot().Translate(&k, false)
+			var pi *PacketIn
+			for i := range tr.Actions {
+				if tr.Actions[i].Type == ActController {
+					pi = tr.Actions[i].PacketIn
+				}
+			}
+			if pi == nil {
+				t.Fatalf("no controller datapath action in %s", FormatODPActions(tr.Actions))
+			}
+			want := *pi
+			want.TunID, want.TunSrc, want.TunDst, want.TunFlags = 0, 0, 0, 0
+			want.TunIPv6Src, want.TunIPv6Dst, want.TunMetadata = [16]byte{}, [16]byte{}, nil
+			want.DlType, want.CtState, want.CtZone, want.CtMark, want.CtLabel = 0, 0, 0, 0, [16]byte{}
+			want.CtNwSrc, want.CtNwDst, want.CtIPv6Src, want.CtIPv6Dst = 0, 0, [16]byte{}, [16]byte{}
+			want.CtNwProto, want.CtTpSrc, want.CtTpDst = 0, 0, 0
+			tt.want(&want)
+			if !reflect.DeepEqual(*pi, want) {
+				t.Errorf("packet in\n got %+v\nwant %+v", *pi, want)
+			}
+			// The mask's tunnel and ct fields are those the packet in
+			// consulted (nothing else in these pipelines reads them).
+			var got, wantMask Key
+			got.TunID, got.TunSrc, got.TunDst, got.TunFlags = tr.Mask.TunID, tr.Mask.TunSrc, tr.Mask.TunDst, tr.Mask.TunFlags
+			got.TunIPv6Src, got.TunIPv6Dst = tr.Mask.TunIPv6Src, tr.Mask.TunIPv6Dst
+			got.TunMetaPresent, got.TunMeta = tr.Mask.TunMetaPresent, tr.Mask.TunMeta
+			var ct ctSnapshot
+			ct.save(&tr.Mask)
+			ct.restore(&got)
+			if tt.wantMask != nil {
+				tt.wantMask(&wantMask)
+			}
+			if got != wantMask {
+				t.Errorf("megaflow mask of the tunnel and ct fields\n got %+v\nwant %+v", got, wantMask)
 			}
 		})
 	}

@@ -673,34 +673,7 @@ func (t *Table) publishLocked() {
 		if !dirty[tb] {
 			continue
 		}
-		slices.SortFunc(fresh[tb], compareSubtables)
-		var old []*tableSubtable
-		if v := t.pub[tb]; v != nil {
-			old = v.subtables
-		}
-		sts := make([]*tableSubtable, 0, len(old)+len(fresh[tb]))
-		conj := false
-		add := func(st *tableSubtable) {
-			sts = append(sts, st)
-			conj = conj || st.conj
-		}
-		i := 0
-		for _, st := range old {
-			if changed[st.rm] {
-				continue
-			}
-			for ; i < len(fresh[tb]) && compareSubtables(fresh[tb][i], st) < 0; i++ {
-				add(fresh[tb][i])
-			}
-			add(st)
-		}
-		for ; i < len(fresh[tb]); i++ {
-			add(fresh[tb][i])
-		}
-		t.pub[tb] = nil
-		if len(sts) > 0 {
-			t.pub[tb] = &tableView{subtables: sts, conj: conj, tries: t.tries[tb]}
-		}
+		t.pub[tb] = mergeView(t.pub[tb], fresh[tb], changed, t.tries[tb])
 	}
 	s.n = t.n
 	s.tables = t.pub
@@ -709,6 +682,40 @@ func (t *Table) publishLocked() {
 	t.gen++
 	s.gen = t.gen
 	t.snap.Store(s)
+}
+
+// mergeView makes a table's new view: the subtables of old but those of
+// the changed groups, merged with fresh (those groups' new subtables), in
+// lookup order; nil when none is left.
+func mergeView(old *tableView, fresh []*tableSubtable, changed map[*ruleMask]bool, tries [numTries]*trieNode) *tableView {
+	slices.SortFunc(fresh, compareSubtables)
+	var olds []*tableSubtable
+	if old != nil {
+		olds = old.subtables
+	}
+	sts := make([]*tableSubtable, 0, len(olds)+len(fresh))
+	conj := false
+	add := func(st *tableSubtable) {
+		sts = append(sts, st)
+		conj = conj || st.conj
+	}
+	i := 0
+	for _, st := range olds {
+		if changed[st.rm] {
+			continue
+		}
+		for ; i < len(fresh) && compareSubtables(fresh[i], st) < 0; i++ {
+			add(fresh[i])
+		}
+		add(st)
+	}
+	for ; i < len(fresh); i++ {
+		add(fresh[i])
+	}
+	if len(sts) == 0 {
+		return nil
+	}
+	return &tableView{subtables: sts, conj: conj, tries: tries}
 }
 
 // compareSubtables orders a table's subtables for lookup: the one whose

@@ -115,6 +115,42 @@ func (tx *TableTxn) revertLocked() {
 	tx.changed = false
 }
 
+// Snapshot returns a snapshot of the table as tx's changes so far leave
+// it, for a lookup in the middle of the run: a bundled packet out sees
+// the bundle's changes before it, as in Open vSwitch. Nothing is
+// published and the writer's state is not changed: the changed groups
+// get subtables of their own in the snapshot only. It costs the rules of
+// the groups changed since the last publication. The snapshot is for
+// lookups before tx's next change, which may change its prefix tries in
+// place, and is never published.
+func (tx *TableTxn) Snapshot() *TableSnapshot {
+	t := tx.t
+	pub := t.snap.Load()
+	s := &TableSnapshot{gen: pub.gen, n: t.n, tables: pub.tables, ofGroups: t.ofGroups, live: t.live, recircs: t.recircs, tlv: t.tlv.Load()}
+	var fresh [MaxTable + 1][]*tableSubtable
+	var dirty [MaxTable + 1]bool
+	changed := map[*ruleMask]bool{}
+	for _, g := range t.touched {
+		changed[g.rm] = true
+		dirty[g.table] = true
+		s.n += g.rules.len() - g.published
+		if g.rules.len() == 0 {
+			continue
+		}
+		rules := make([]*Rule, 0, g.rules.len())
+		for r := range g.rules.values() {
+			rules = append(rules, r)
+		}
+		fresh[g.table] = append(fresh[g.table], buildSubtable(g.rm, rules))
+	}
+	for tb := range dirty {
+		if dirty[tb] {
+			s.tables[tb] = mergeView(pub.tables[tb], fresh[tb], changed, t.tries[tb])
+		}
+	}
+	return s
+}
+
 // Add installs f as Table.Add does.
 func (tx *TableTxn) Add(f *Flow) error {
 	var b FlowBatch

@@ -223,3 +223,85 @@ func TestTableUpdateAtomic(t *testing.T) {
 	}
 	agree("after a kept change", one, ref)
 }
+
+// TestTableTxnSnapshot looks up through tx.Snapshot in the middle of an
+// atomic run: it sees the changes so far (an add, a modify, a delete,
+// in a group changed twice), not those after, and neither the published
+// snapshot nor the run's outcome changes, whether it commits or fails.
+func TestTableTxnSnapshot(t *testing.T) {
+	tbl := NewTable()
+	for _, p := range []uint32{1, 2} {
+		f := mkFlow(100, out(p+10), inPort(p), dlType(EthTypeIPv4))
+		if err := tbl.Add(&f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outOf := func(s *TableSnapshot, port uint32) uint32 {
+		k := Key{InPort: port, DlType: EthTypeIPv4}
+		r := s.Lookup(&k, nil)
+		if r == nil {
+			return 0
+		}
+		return r.Actions[0].Port
+	}
+	for _, fail := range []bool{false, true} {
+		base := tbl.Generation()
+		err := tbl.UpdateAtomic(func(tx *TableTxn) error {
+			add := mkFlow(100, out(13), inPort(3), dlType(EthTypeIPv4))
+			if err := tx.Add(&add); err != nil {
+				return err
+			}
+			mod := mkFlow(100, out(21), inPort(1), dlType(EthTypeIPv4))
+			tx.Modify(&mod, true, false)
+			mid := tx.Snapshot()
+			for _, c := range []struct{ port, want uint32 }{{1, 21}, {2, 12}, {3, 13}, {4, 0}} {
+				if got := outOf(mid, c.port); got != c.want {
+					t.Errorf("mid-run snapshot: in_port=%d goes to %d, want %d", c.port, got, c.want)
+				}
+			}
+			if got := outOf(tbl.Snapshot(), 3); got != 0 {
+				t.Errorf("the published snapshot sees the run's add (output %d)", got)
+			}
+			del := mkFlow(100, nil, inPort(2), dlType(EthTypeIPv4))
+			tx.Delete(&del, true)
+			later := tx.Snapshot()
+			if got := outOf(later, 2); got != 0 {
+				t.Errorf("a later snapshot still finds in_port=2 (output %d)", got)
+			}
+			if got := outOf(later, 1); got != 21 {
+				t.Errorf("a later snapshot: in_port=1 goes to %d, want 21", got)
+			}
+			if fail {
+				return errors.New("refused")
+			}
+			return nil
+		})
+		if fail != (err != nil) {
+			t.Fatalf("fail %v: UpdateAtomic returned %v", fail, err)
+		}
+		want := map[uint32]uint32{1: 21, 2: 0, 3: 13}
+		if fail {
+			want = map[uint32]uint32{1: 11, 2: 12, 3: 0}
+			if g := tbl.Generation(); g != base {
+				t.Errorf("a failed run published (generation %d, was %d)", g, base)
+			}
+		}
+		for p, w := range want {
+			if got := outOf(tbl.Snapshot(), p); got != w {
+				t.Errorf("fail %v: after the run in_port=%d goes to %d, want %d", fail, p, got, w)
+			}
+		}
+		if fail {
+			continue
+		}
+		// Back to the first state for the failing run.
+		tbl.Update(func(tx *TableTxn) {
+			del := mkFlow(100, nil, inPort(3), dlType(EthTypeIPv4))
+			tx.Delete(&del, true)
+			for _, p := range []uint32{1, 2} {
+				f := mkFlow(100, out(p+10), inPort(p), dlType(EthTypeIPv4))
+				tx.Add(&f)
+			}
+		})
+	}
+}

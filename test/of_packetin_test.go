@@ -90,13 +90,19 @@ func installPinFlows(ofctl func(args ...string), target string) {
 // returns the first packet in it gets, as sent.
 func rawPacketIn(t *testing.T, sock string, v uint8, format uint32) []byte {
 	t.Helper()
+	return rawPacketInFrame(t, sock, v, format, pinFrame)
+}
+
+// rawPacketInFrame is rawPacketIn for a frame given in hex.
+func rawPacketInFrame(t *testing.T, sock string, v uint8, format uint32, hexFrame string) []byte {
+	t.Helper()
 	c, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	frame, err := hex.DecodeString(pinFrame)
+	frame, err := hex.DecodeString(hexFrame)
 	if err != nil {
 		t.Fatal(err)
 	}

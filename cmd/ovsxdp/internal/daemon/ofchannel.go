@@ -310,18 +310,48 @@ var _ ofconn.BundleCommitter = (*ofBridge)(nil)
 // the change is undone and nothing is published, so that no packet and
 // no dump ever sees a part of the bundle. Port mods are checked in their
 // turn and applied after the table change, as Open vSwitch applies them
-// once the rest of the bundle has taken effect.
+// once the rest of the bundle has taken effect. Packet outs are
+// translated in their turn, through the tables as the changes before
+// them leave them, and sent, in order, once the whole bundle has taken
+// effect, as Open vSwitch does; a failed bundle sends none.
 func (o *ofBridge) CommitBundle(v uint8, mods []ofconn.BundledMod) (int, error) {
+	outs, failed, err := o.commitBundle(v, mods)
+	if err != nil {
+		return failed, err
+	}
+	// Sent without the daemon's lock, as a packet out outside a bundle.
+	ctx, cancel := context.WithTimeout(context.Background(), packetOutTimeout)
+	defer cancel()
+	for _, po := range outs {
+		if err := o.b.dp.SendPacketOut(ctx, po); err != nil {
+			// The bundle has taken effect: as Open vSwitch, a packet
+			// out that cannot be sent then fails on its own.
+			o.d.log.Warn("openflow: a bundled packet out was not sent", "bridge", o.b.name, "err", err)
+		}
+	}
+	return -1, nil
+}
+
+// commitBundle runs CommitBundle's table change and returns the packet
+// outs to send.
+func (o *ofBridge) commitBundle(v uint8, mods []ofconn.BundledMod) ([]*datapath.PreparedPacketOut, int, error) {
 	if err := o.lock(); err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	defer o.unlock()
 	o.reportFlowsLocked(ofconn.Origin{}, nil)
 	failed := -1
 	var ports []func()
+	var outs []*datapath.PreparedPacketOut
 	var gone []*flow.Rule // the flows deleted with their groups
+	// snap is the tables as the messages so far leave them, for the
+	// packet outs; packet outs in a row share it.
+	var snap *flow.TableSnapshot
 	err := o.b.dp.Table().UpdateAtomic(func(tx *flow.TableTxn) error {
 		for i, m := range mods {
+			if _, ok := m.Msg.(*openflow.PacketOut); !ok {
+				snap = nil
+			}
 			err := m.Refuse
 			if err == nil {
 				switch msg := m.Msg.(type) {
@@ -337,6 +367,15 @@ func (o *ofBridge) CommitBundle(v uint8, mods []ofconn.BundledMod) (int, error) 
 					if apply != nil {
 						ports = append(ports, apply)
 					}
+				case *openflow.PacketOut:
+					if snap == nil {
+						snap = tx.Snapshot()
+					}
+					var po *datapath.PreparedPacketOut
+					po, err = o.bundledPacketOutLocked(tx, snap, v, msg)
+					if po != nil {
+						outs = append(outs, po)
+					}
 				default:
 					err = fmt.Errorf("%T cannot be bundled", msg)
 				}
@@ -349,7 +388,7 @@ func (o *ofBridge) CommitBundle(v uint8, mods []ofconn.BundledMod) (int, error) 
 		return nil
 	})
 	if err != nil {
-		return failed, err
+		return nil, failed, err
 	}
 	for _, apply := range ports {
 		apply()
@@ -358,7 +397,7 @@ func (o *ofBridge) CommitBundle(v uint8, mods []ofconn.BundledMod) (int, error) 
 		o.reportFlowsLocked(mods[len(mods)-1].From, reasonsFor(gone, ofconn.ReasonGroupDelete))
 		o.changedLocked("bundle")
 	}
-	return -1, nil
+	return outs, -1, nil
 }
 
 // flowModLocked runs one flow mod in tx. d.mu must be held.
@@ -546,43 +585,98 @@ const packetOutTimeout = 5 * time.Second
 // PacketOut runs the actions on the packet through the pipeline's
 // translation and sends it from a poll thread.
 func (o *ofBridge) PacketOut(v uint8, po *openflow.PacketOut) error {
-	if po.BufferID != openflow.NoBuffer {
-		return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 8, Sentinel: openflow.ErrBadMessage, Detail: "ovsxdp buffers no packets"} // OFPBRC_BUFFER_UNKNOWN
+	inPort, err := packetOutInPort(po)
+	if err != nil {
+		return err
 	}
-	inPort := po.InPort
-	if len(po.Match) > 0 {
-		for _, f := range po.Match {
-			if f.Name == "in_port" && len(f.Value) == 4 {
-				inPort = uint32(f.Value[0])<<24 | uint32(f.Value[1])<<16 | uint32(f.Value[2])<<8 | uint32(f.Value[3])
-			}
-		}
+	if err := o.lock(); err != nil {
+		return err
 	}
-	if inPort >= openflow.PortMax {
-		inPort -= 0xffff0000
+	acts, err := o.packetOutActionsLocked(v, po.Data, inPort, po.Actions)
+	if err == nil {
+		// As Open vSwitch: a packet out naming a missing group is
+		// refused (OFPBAC_BAD_OUT_GROUP), not sent.
+		err = ofconv.TableError(o.b.dp.Table().CheckGroups(&flow.Flow{Actions: acts}))
 	}
-	acts, err := o.packetOutActions(v, po.Data, inPort, po.Actions)
+	o.unlock()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), packetOutTimeout)
 	defer cancel()
-	if err := o.b.dp.PacketOut(ctx, po.Data, inPort, acts); err != nil {
-		if errors.Is(err, datapath.ErrMalformedPacket) {
-			return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 6, Sentinel: openflow.ErrBadMessage, Detail: err.Error()}
-		}
-		return err
-	}
-	return nil
+	return packetOutError(o.b.dp.PacketOut(ctx, po.Data, inPort, acts))
 }
 
-// packetOutActions converts the packet out's actions through the flow
-// language, checked as a flow's would be against a match on the packet's
-// protocols (an action that needs IP is refused for an ARP packet).
-func (o *ofBridge) packetOutActions(v uint8, frame []byte, inPort uint32, acts []openflow.Action) ([]flow.Action, error) {
+// packetOutInPort checks what a packet out carries besides its actions
+// and returns its in_port.
+func packetOutInPort(po *openflow.PacketOut) (uint32, error) {
+	if po.BufferID != openflow.NoBuffer {
+		return 0, &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 8, Sentinel: openflow.ErrBadMessage, Detail: "ovsxdp buffers no packets"} // OFPBRC_BUFFER_UNKNOWN
+	}
+	inPort := po.InPort
+	for _, f := range po.Match {
+		if f.Name == "in_port" && len(f.Value) == 4 {
+			inPort = uint32(f.Value[0])<<24 | uint32(f.Value[1])<<16 | uint32(f.Value[2])<<8 | uint32(f.Value[3])
+		}
+	}
+	if inPort >= openflow.PortMax {
+		inPort -= 0xffff0000
+	}
+	return inPort, nil
+}
+
+// packetOutError is the OpenFlow error of a packet out the datapath
+// refused.
+func packetOutError(err error) error {
+	if errors.Is(err, datapath.ErrMalformedPacket) {
+		return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 6, Sentinel: openflow.ErrBadMessage, Detail: err.Error()}
+	}
+	return err
+}
+
+var _ ofconn.PacketOutChecker = (*ofBridge)(nil)
+
+// CheckPacketOut tells whether PacketOut would take po, without running
+// it (a bundled packet out); the groups it names are checked at commit,
+// as a bundle may add them first.
+func (o *ofBridge) CheckPacketOut(v uint8, po *openflow.PacketOut) error {
+	inPort, err := packetOutInPort(po)
+	if err != nil {
+		return err
+	}
 	if err := o.lock(); err != nil {
-		return nil, err
+		return err
 	}
 	defer o.unlock()
+	_, err = o.packetOutActionsLocked(v, po.Data, inPort, po.Actions)
+	return err
+}
+
+// bundledPacketOutLocked translates a bundled packet out in its turn,
+// through snap, the tables as the bundle's changes before it leave them
+// (tx.Snapshot), for CommitBundle to send once the bundle has taken
+// effect. d.mu must be held.
+func (o *ofBridge) bundledPacketOutLocked(tx *flow.TableTxn, snap *flow.TableSnapshot, v uint8, po *openflow.PacketOut) (*datapath.PreparedPacketOut, error) {
+	inPort, err := packetOutInPort(po)
+	if err != nil {
+		return nil, err
+	}
+	acts, err := o.packetOutActionsLocked(v, po.Data, inPort, po.Actions)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.CheckGroups(&flow.Flow{Actions: acts}); err != nil {
+		return nil, ofconv.TableError(err)
+	}
+	p, err := datapath.PreparePacketOut(snap, po.Data, inPort, acts)
+	return p, packetOutError(err)
+}
+
+// packetOutActionsLocked converts the packet out's actions through the
+// flow language, checked as a flow's would be against a match on the
+// packet's protocols (an action that needs IP is refused for an ARP
+// packet). d.mu must be held.
+func (o *ofBridge) packetOutActionsLocked(v uint8, frame []byte, inPort uint32, acts []openflow.Action) ([]flow.Action, error) {
 	var k flow.Key
 	var off flow.Offsets
 	var m flow.Match

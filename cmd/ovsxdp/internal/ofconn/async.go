@@ -1,6 +1,7 @@
 package ofconn
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
@@ -267,11 +268,14 @@ func wireReason(r flow.PacketInReason, v uint8) uint8 {
 	return uint8(r)
 }
 
-// pipelineFields are the packet in's match: in_port, and the pipeline
-// fields that are not zero (registers, pkt_mark, metadata), in the order
-// and with the headers Open vSwitch encodes them for version v: NXM
-// (NXT_PACKET_IN, in every version) when nxm, OXM otherwise (also in an
-// OpenFlow 1.0 NXT_PACKET_IN2).
+// pipelineFields are the packet in's match: in_port, and the metadata
+// fields that are not zero, in the order and with the headers Open
+// vSwitch encodes them for version v: NXM (NXT_PACKET_IN, in every
+// version) when nxm, OXM otherwise (also in an OpenFlow 1.0
+// NXT_PACKET_IN2, where a field whose OXM header is newer than v keeps
+// its NXM one). The order is that of Open vSwitch's matches: in_port,
+// eth_type, the tunnel, the registers, pkt_mark, the connection tracking
+// fields, then the metadata.
 func pipelineFields(v uint8, nxm bool, pi *flow.PacketIn) []openflow.Field {
 	var fs []openflow.Field
 	if nxm {
@@ -279,6 +283,10 @@ func pipelineFields(v uint8, nxm bool, pi *flow.PacketIn) []openflow.Field {
 	} else {
 		fs = append(fs, wireField("in_port", false, binary.BigEndian.AppendUint32(nil, ofPort32(pi.InPort))))
 	}
+	if pi.CtState != 0 {
+		fs = append(fs, wireField("eth_type", nxm || v < openflow.Version13, binary.BigEndian.AppendUint16(nil, pi.DlType)))
+	}
+	fs = tunnelFields(fs, v, nxm, pi)
 	if !nxm && v >= openflow.Version15 {
 		fs = append(fs, xregFields(pi)...)
 	} else {
@@ -291,11 +299,76 @@ func pipelineFields(v uint8, nxm bool, pi *flow.PacketIn) []openflow.Field {
 	if pi.PktMark != 0 {
 		fs = append(fs, wireField("pkt_mark", nxm, binary.BigEndian.AppendUint32(nil, pi.PktMark)))
 	}
-	// Open vSwitch puts the metadata after the registers and pkt_mark.
+	fs = ctFields(fs, nxm, pi)
 	if pi.Metadata != 0 {
 		fs = append(fs, wireField("metadata", nxm, binary.BigEndian.AppendUint64(nil, pi.Metadata)))
 	}
 	return fs
+}
+
+// tunnelFields appends the packet in's tunnel fields that are not zero,
+// then its tun_metadata fields by index. tun_flags goes masked to the bits OpenFlow sees, as Open vSwitch sends
+// it.
+func tunnelFields(fs []openflow.Field, v uint8, nxm bool, pi *flow.PacketIn) []openflow.Field {
+	if pi.TunID != 0 {
+		fs = append(fs, wireField("tun_id", nxm || v < openflow.Version13, binary.BigEndian.AppendUint64(nil, pi.TunID)))
+	}
+	if pi.TunFlags != 0 {
+		f := wireField("tun_flags", nxm, binary.BigEndian.AppendUint16(nil, pi.TunFlags))
+		f.Mask = binary.BigEndian.AppendUint16(nil, flow.TunFlagsOpenFlow)
+		fs = append(fs, f)
+	}
+	if pi.TunSrc != 0 {
+		fs = append(fs, wireField("tun_src", nxm, binary.BigEndian.AppendUint32(nil, pi.TunSrc)))
+	}
+	if pi.TunDst != 0 {
+		fs = append(fs, wireField("tun_dst", nxm, binary.BigEndian.AppendUint32(nil, pi.TunDst)))
+	}
+	if pi.TunIPv6Src != ([16]byte{}) {
+		fs = append(fs, wireField("tun_ipv6_src", nxm, bytes.Clone(pi.TunIPv6Src[:])))
+	}
+	if pi.TunIPv6Dst != ([16]byte{}) {
+		fs = append(fs, wireField("tun_ipv6_dst", nxm, bytes.Clone(pi.TunIPv6Dst[:])))
+	}
+	for _, m := range pi.TunMetadata {
+		fs = append(fs, wireField(fmt.Sprintf("tun_metadata%d", m.Index), nxm, m.Value))
+	}
+	return fs
+}
+
+// ctFields appends the packet in's connection tracking fields: ct_state
+// masked to its 8 bits, as Open vSwitch sends it; the zone, mark and label
+// when not zero; the tuple (source and destination, each address family's
+// own, then the protocol and ports, zero or not) when it has a protocol.
+func ctFields(fs []openflow.Field, nxm bool, pi *flow.PacketIn) []openflow.Field {
+	if pi.CtState == 0 {
+		return fs
+	}
+	f := wireField("ct_state", nxm, binary.BigEndian.AppendUint32(nil, uint32(pi.CtState)))
+	f.Mask = binary.BigEndian.AppendUint32(nil, 0xff)
+	fs = append(fs, f)
+	if pi.CtZone != 0 {
+		fs = append(fs, wireField("ct_zone", nxm, binary.BigEndian.AppendUint16(nil, pi.CtZone)))
+	}
+	if pi.CtMark != 0 {
+		fs = append(fs, wireField("ct_mark", nxm, binary.BigEndian.AppendUint32(nil, pi.CtMark)))
+	}
+	if pi.CtLabel != ([16]byte{}) {
+		fs = append(fs, wireField("ct_label", nxm, bytes.Clone(pi.CtLabel[:])))
+	}
+	if pi.CtNwProto == 0 {
+		return fs
+	}
+	if pi.DlType == flow.EthTypeIPv6 {
+		fs = append(fs, wireField("ct_ipv6_src", nxm, bytes.Clone(pi.CtIPv6Src[:])),
+			wireField("ct_ipv6_dst", nxm, bytes.Clone(pi.CtIPv6Dst[:])))
+	} else {
+		fs = append(fs, wireField("ct_nw_src", nxm, binary.BigEndian.AppendUint32(nil, pi.CtNwSrc)),
+			wireField("ct_nw_dst", nxm, binary.BigEndian.AppendUint32(nil, pi.CtNwDst)))
+	}
+	return append(fs, wireField("ct_nw_proto", nxm, []byte{pi.CtNwProto}),
+		wireField("ct_tp_src", nxm, binary.BigEndian.AppendUint16(nil, pi.CtTpSrc)),
+		wireField("ct_tp_dst", nxm, binary.BigEndian.AppendUint16(nil, pi.CtTpDst)))
 }
 
 // xregFields are the registers as OpenFlow 1.5 carries them, as Open

@@ -11,7 +11,7 @@ import (
 // Bundles (OpenFlow 1.4 and later, and ONF's extension in OpenFlow 1.3,
 // as Open vSwitch takes it): OFPT_BUNDLE_CONTROL opens, closes,
 // commits or discards a bundle, OFPT_BUNDLE_ADD_MESSAGE adds a flow mod,
-// group mod or port mod to one. As in Open vSwitch, a message is checked
+// group mod, port mod or packet out to one. As in Open vSwitch, a message is checked
 // when it is added (an error reply to the add names what is refused, and
 // the message stays out of the bundle), an add to a bundle that does not
 // exist opens it, and a connection's bundles go with it.
@@ -26,8 +26,11 @@ import (
 // then the commit with OFPBFC_MSG_FAILED. Open vSwitch's port mods are not
 // atomic: in an OFPBF_ATOMIC bundle a port mod fails the commit with
 // OFPBFC_MSG_FAILED; in another it is checked in its turn and applied
-// once everything else has taken effect. Meter mods and packet outs are
-// not bundled (OFPBFC_MSG_UNSUP when added).
+// once everything else has taken effect. A packet out is translated in
+// its turn, through the tables as the messages before it leave them, and
+// sent once the whole bundle has taken effect (none when it fails), as
+// Open vSwitch does. Meter mods are not bundled (OFPBFC_MSG_UNSUP when
+// added).
 
 const (
 	typeBundleControl uint8 = 33
@@ -243,9 +246,14 @@ func (c *conn) checkMod(m openflow.Message) error {
 		return nil
 	case *openflow.PortMod:
 		return nil
+	case *openflow.PacketOut:
+		if ck, ok := c.s.br.(PacketOutChecker); ok {
+			return ck.CheckPacketOut(c.version, m)
+		}
+		return nil
 	}
 	// As Open vSwitch, which bundles flow mods, group mods, port mods
-	// and packet outs only (ovsxdp runs packet outs at once).
+	// and packet outs only.
 	return bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
 }
 

@@ -132,7 +132,7 @@ func TestBundleCommit(t *testing.T) {
 }
 
 // expectErrorData reads an error reply of type typ and code to xid, and
-// checks that its data is (the start of) msg.
+// checks that its data is msg, whole, as Open vSwitch echoes it.
 func (cl *client) expectErrorData(xid uint32, typ, code uint16, msg []byte) {
 	cl.t.Helper()
 	h, m := cl.recv()
@@ -140,7 +140,7 @@ func (cl *client) expectErrorData(xid uint32, typ, code uint16, msg []byte) {
 	if !ok || h.Xid != xid || e.Type != typ || e.Code != code {
 		cl.t.Fatalf("got %T %+v (xid %d), want error %s to xid %d", m, m, h.Xid, ErrorName(typ, code), xid)
 	}
-	if want := msg[:min(len(msg), maxErrorData)]; !bytes.Equal(e.Data, want) {
+	if want := msg; !bytes.Equal(e.Data, want) {
 		cl.t.Fatalf("error %s to xid %d carries % x, want % x", ErrorName(typ, code), xid, e.Data, want)
 	}
 }

@@ -76,6 +76,13 @@ type Checker interface {
 	CheckGroupMod(v uint8, gm *openflow.GroupMod) error
 }
 
+// PacketOutChecker is a Bridge that can tell whether it would take a
+// packet out without running it: a bundled packet out is checked with it
+// when it is added; without it, at commit only.
+type PacketOutChecker interface {
+	CheckPacketOut(v uint8, po *openflow.PacketOut) error
+}
+
 // FlowModBatcher is a Bridge that can run consecutive flow mods of one
 // connection as one change of its tables (flowmods.go).
 type FlowModBatcher interface {
@@ -96,14 +103,17 @@ type BundleCommitter interface {
 	// is a Refuse), none takes effect, and it returns that one's index
 	// and error; an error that is no message's (the bridge is gone)
 	// comes with index -1. A port mod is checked in its turn and
-	// applied once the rest has taken effect.
+	// applied once the rest has taken effect. A packet out is
+	// translated in its turn, with the effects of the earlier ones,
+	// and sent, in order, once all have taken effect; none is sent
+	// when the bundle fails.
 	CommitBundle(v uint8, mods []BundledMod) (failed int, err error)
 }
 
 // BundledMod is one message of a bundle being committed.
 type BundledMod struct {
-	// Msg is an *openflow.FlowMod, *openflow.GroupMod or
-	// *openflow.PortMod.
+	// Msg is an *openflow.FlowMod, *openflow.GroupMod,
+	// *openflow.PortMod or *openflow.PacketOut.
 	Msg openflow.Message
 	// From is the message, for the flow monitors.
 	From Origin
@@ -147,7 +157,9 @@ const (
 	codeBadReqIsSlave   uint16 = 10 // OFPBRC_IS_SLAVE
 )
 
-// maxErrorData is how much of an offending message an error reply echoes.
+// maxErrorData is how much of a first message that is not a hello the
+// hello failure echoes. Every other error reply echoes the whole request,
+// as Open vSwitch 3.1 does (sendError).
 const maxErrorData = 64
 
 // Server serves OpenFlow connections for a Bridge.
@@ -528,11 +540,14 @@ func (c *conn) send(v uint8, xid uint32, m openflow.Message) error {
 	return nil
 }
 
+// sendError sends an error. Its data is cut, if need be, for the error
+// to fit the longest message (a request of 65,535 bytes does not fit
+// after an error's header), as Open vSwitch cuts it.
 func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 	if !openflow.SupportedVersion(v) {
 		v = openflow.Version10
 	}
-	b, err := openflow.Encode(v, xid, em)
+	b, err := encodeError(v, xid, em)
 	if err != nil {
 		return err
 	}
@@ -541,6 +556,22 @@ func (c *conn) sendError(v uint8, xid uint32, em *openflow.ErrorMsg) error {
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	_, err = c.nc.Write(b)
 	return err
+}
+
+// encodeError encodes em, its data cut to fit the longest message.
+func encodeError(v uint8, xid uint32, em *openflow.ErrorMsg) ([]byte, error) {
+	head := *em
+	head.Data = nil
+	h, err := openflow.Encode(v, xid, &head)
+	if err != nil {
+		return nil, err
+	}
+	if room := openflow.MaxMessageLen - len(h); len(em.Data) > room {
+		cut := *em
+		cut.Data = em.Data[:max(room, 0)]
+		em = &cut
+	}
+	return openflow.Encode(v, xid, em)
 }
 
 // replyError answers the message b (header h) with the error err stands
@@ -564,5 +595,5 @@ func (c *conn) replyErrorAs(h openflow.Header, b, acct []byte, err error) {
 	}
 	c.s.acct.countRejected(acct, typ, code, err)
 	c.log.Debug("openflow: error reply", "msg", MessageName(acct), "type", typ, "code", code, "err", err)
-	c.sendError(v, h.Xid, errorMsg(v, typ, code, clip(b)))
+	c.sendError(v, h.Xid, errorMsg(v, typ, code, b))
 }

@@ -25,3 +25,49 @@ func TestBadSetErrors10(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorDataFits checks that an error echoes the whole request, and
+// that the echo of the longest request is cut for the error to fit the
+// longest message, as Open vSwitch cuts it: 65,523 bytes after a plain
+// error's header, and after an OpenFlow 1.0 vendor error's 8 more.
+func TestErrorDataFits(t *testing.T) {
+	tests := []struct {
+		name     string
+		v        uint8
+		typ      uint16
+		code     uint16
+		reqLen   int
+		wantData int
+	}{
+		{"short request, whole", openflow.Version13, openflow.ErrTypeBadRequest, 1, 200, 200},
+		{"longest request, cut", openflow.Version13, openflow.ErrTypeBadRequest, 1, openflow.MaxMessageLen, openflow.MaxMessageLen - 12},
+		{"longest request, 1.0 vendor error", openflow.Version10, 2, 9, openflow.MaxMessageLen, openflow.MaxMessageLen - 12},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := make([]byte, tt.reqLen)
+			for i := range req {
+				req[i] = byte(i)
+			}
+			b, err := encodeError(tt.v, 1, errorMsg(tt.v, tt.typ, tt.code, req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, m, err := openflow.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := m.(*openflow.ErrorMsg)
+			if len(b) > openflow.MaxMessageLen || len(e.Data) != tt.wantData {
+				t.Fatalf("error of %d bytes with %d bytes of data, want %d", len(b), len(e.Data), tt.wantData)
+			}
+			echo := e.Data[len(e.Data)-min(len(e.Data), len(req)):]
+			if tt.v == openflow.Version10 {
+				echo = e.Data[8:] // after the vendor, type and code
+			}
+			if !bytes.Equal(echo, req[:len(echo)]) {
+				t.Errorf("the data is not the start of the request")
+			}
+		})
+	}
+}
