@@ -121,31 +121,31 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 	n := min(len(keys), len(mfs), len(srcs))
 	s := c.table.Snapshot()
 	var (
-		hashes [lookupRun]uint64
+		probes [lookupRun]emcProbe
 		early  [lookupRun]*Megaflow // the exact-match cache's answers
 		missed [lookupRun]uint8     // the keys it did not answer
 		found  [lookupRun]*Megaflow // the classifier's answers to those
 	)
 	for start := 0; start < n; start += lookupRun {
-		run := hashes[:min(lookupRun, n-start)]
+		run := probes[:min(lookupRun, n-start)]
 		rk := keys[start : start+len(run)]
 		for i := range run {
-			run[i] = EMCHash(&rk[i])
+			run[i] = emcProbeOf(&rk[i])
 		}
 		// The touches in a loop of their own, a few instructions each, so
 		// that the CPU has all of the run's in flight at once: interleaved
 		// with the hashing, it held those of a few keys only.
 		var touched uint64
-		for _, h := range run {
-			touched ^= c.emc.touch(h)
+		for i := range run {
+			touched ^= c.emc.touch(run[i].h)
 		}
 		c.emc.touched ^= touched
 		if !c.mfs.batched() {
 			// The classifier answers from the CPU's caches: nothing to
 			// overlap, so the keys go one by one.
-			for i, h := range run {
+			for i := range run {
 				j := start + i
-				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], h)
+				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], run[i])
 				if srcs[j] == SourceUpcall {
 					s = c.table.Snapshot()
 				}
@@ -154,8 +154,8 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 		}
 		stores, gen := c.emc.stores, s.gen
 		nm := 0
-		for i, h := range run {
-			early[i] = c.emc.Lookup(&rk[i], h, gen)
+		for i := range run {
+			early[i] = c.emc.lookup(&rk[i], run[i], gen)
 			if early[i] == nil {
 				missed[nm] = uint8(i)
 				nm++
@@ -177,8 +177,8 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 		// it: the rest of the run is looked up key by key too.
 		alone := false
 		m := 0 // the next of missed
-		for i, h := range run {
-			j := start + i
+		for i := range run {
+			j, p := start+i, run[i]
 			mf := early[i]
 			var ahead *Megaflow // the classifier's answer, when it was asked
 			if mf == nil {
@@ -187,12 +187,12 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 			}
 			switch {
 			case alone || c.mfs.changes != changes || s.gen != gen:
-				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], h)
+				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], p)
 				alone = true
-			case c.emc.stores != stores && c.emc.Lookup(&rk[i], h, gen) != mf:
+			case c.emc.stores != stores && c.emc.lookup(&rk[i], p, gen) != mf:
 				// An insertion into the exact-match cache changed its
 				// answer.
-				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], h)
+				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], p)
 				alone = true
 			case mf != nil:
 				c.stats.EMCHits++
@@ -200,12 +200,12 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 			case ahead != nil && ahead.Generation == gen && !c.mfs.rankDue():
 				c.mfs.countHit(ahead)
 				c.stats.MegaflowHits++
-				c.emc.Insert(&rk[i], h, ahead)
+				c.emc.insert(&rk[i], p, ahead)
 				mfs[j], srcs[j] = ahead, SourceMegaflow
 			default:
 				// A miss, a stale megaflow to revalidate, or a lookup
 				// that re-ranks the subtables: as Lookup.
-				mfs[j], srcs[j] = c.lookupMegaflow(s, &rk[i], h)
+				mfs[j], srcs[j] = c.lookupMegaflow(s, &rk[i], p)
 				alone = true
 			}
 			if srcs[j] == SourceUpcall {
@@ -220,21 +220,21 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 const lookupRun = maxLookupBatch
 
 func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
-	return c.lookupHashed(s, k, EMCHash(k))
+	return c.lookupHashed(s, k, emcProbeOf(k))
 }
 
-// lookupHashed is lookup for a key whose EMCHash is h.
-func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, h uint64) (*Megaflow, Source) {
-	if mf := c.emc.Lookup(k, h, s.gen); mf != nil {
+// lookupHashed is lookup for a key whose exact-match probe is p.
+func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, p emcProbe) (*Megaflow, Source) {
+	if mf := c.emc.lookup(k, p, s.gen); mf != nil {
 		c.stats.EMCHits++
 		return mf, SourceEMC
 	}
-	return c.lookupMegaflow(s, k, h)
+	return c.lookupMegaflow(s, k, p)
 }
 
 // lookupMegaflow is lookupHashed for a key that the exact-match cache does
 // not answer.
-func (c *Cache) lookupMegaflow(s *TableSnapshot, k *Key, h uint64) (*Megaflow, Source) {
+func (c *Cache) lookupMegaflow(s *TableSnapshot, k *Key, p emcProbe) (*Megaflow, Source) {
 	for range maxStaleProbes {
 		mf := c.mfs.Lookup(k)
 		if mf == nil {
@@ -246,7 +246,7 @@ func (c *Cache) lookupMegaflow(s *TableSnapshot, k *Key, h uint64) (*Megaflow, S
 			continue
 		}
 		c.stats.MegaflowHits++
-		c.emc.Insert(k, h, mf)
+		c.emc.insert(k, p, mf)
 		return mf, SourceMegaflow
 	}
 	c.xl.translate(s, k, false, true)
@@ -263,7 +263,7 @@ func (c *Cache) lookupMegaflow(s *TableSnapshot, k *Key, h uint64) (*Megaflow, S
 	mf := c.mfs.Insert(k, &tr, s.gen)
 	mf.Learned = learned
 	c.stats.Upcalls++
-	c.emc.Insert(k, h, mf)
+	c.emc.insert(k, p, mf)
 	return mf, SourceUpcall
 }
 

@@ -168,18 +168,36 @@ func mum(a, b uint64) uint64 {
 	return hi ^ lo
 }
 
-// EMCHash returns the hash the exact-match cache indexes k by. It reads
-// the key's common words and, when the key has any, its tunnel words,
-// tun_metadata, pkt_mark, conj_id and recirc_id, and it multiplies them a
-// pair at a time, each pair with its own random words, so that the
+// EMCHash returns the hash the exact-match cache indexes k by (see
+// emcProbeOf).
+func EMCHash(k *Key) uint64 { return emcProbeOf(k).h }
+
+// emcProbe is what the exact-match cache works out of a key before it
+// looks the key up or stores it: its hash (EMCHash), whether it has extra
+// words, its tag (emcTag), and whether the cache may hold it at all (its
+// pipeline state is zero). A batch lookup works it out once per key, in
+// the pass that hashes the run, instead of in each probe and insertion.
+type emcProbe struct {
+	h, tag uint64
+	extra  bool
+	ok     bool
+}
+
+// emcProbeOf returns k's probe, reading each of k's words once. The hash
+// reads the key's common words and, when the key has any, its tunnel
+// words, tun_metadata, pkt_mark, conj_id and recirc_id, and it multiplies
+// them a pair at a time, each pair with its own random words, so that the
 // multiplications do not wait for one another. The connection tracking
 // words are compared, not hashed: keys that differ only there share their
 // two slots. The tun_metadata words are hashed because, unlike the
 // connection tracking state (a few values per flow), they are the only
 // difference between the packets of many flows: tunnels that carry a
 // logical port in an option do, and keys that differ in it alone would all
-// fight over two slots.
-func EMCHash(k *Key) uint64 {
+// fight over two slots. The extra words that the hash leaves out (the
+// rest of recirc_id's word and the connection tracking words) are ORed
+// beside the ones it tests, so that the probe's extra costs a few ORs
+// more than the hash, and hasExtra's second reading of the key is gone.
+func emcProbeOf(k *Key) emcProbe {
 	w := k.Words()
 	s := &emcSecret
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
@@ -188,15 +206,26 @@ func EMCHash(k *Key) uint64 {
 		h += mum(c[i]^s[2+i], c[i+1]^s[3+i])
 	}
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
-	x := w[emcExtraWord]
+	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
 	r := uint64(k.RecircID)
 	m := (*[emcTunMetaWords]uint64)(w[emcTunMetaWord:])
-	if t[0]|t[1]|t[2]|t[3]|t[4]|t[5]|x|r|m[0]|m[1]|m[2] != 0 {
+	hashed := (t[0] | t[1]) | (t[2] | t[3]) | (t[4] | t[5]) | (x[0] | r) | (m[0] | m[1] | m[2])
+	if hashed != 0 {
 		h += mum(t[0]^s[14], t[1]^s[15]) + mum(t[2]^s[16], t[3]^s[17]) +
-			mum(t[4]^s[18], t[5]^s[19]) + mum(x^s[20], r^s[21]) +
+			mum(t[4]^s[18], t[5]^s[19]) + mum(x[0]^s[20], r^s[21]) +
 			mum(m[0]^s[24], m[1]^s[25]) + mum(m[2]^s[26], s[27])
 	}
-	return mum(h^s[22], s[23])
+	h = mum(h^s[22], s[23])
+	extra := hashed|x[1]|or8((*[8]uint64)(x[2:10])) != 0
+	return emcProbe{h: h, tag: emcTag(h, extra), extra: extra, ok: pipelineState(w) == 0}
+}
+
+// probeWith returns the probe of k taken with hash h, whatever k's own
+// hash is: what the exported methods, which take a hash, work with.
+func probeWith(k *Key, h uint64) emcProbe {
+	w := k.Words()
+	extra := hasExtra(w)
+	return emcProbe{h: h, tag: emcTag(h, extra), extra: extra, ok: pipelineState(w) == 0}
 }
 
 // The tun_metadata words, TunMeta and TunMetaPresent, are the key's last
@@ -209,6 +238,8 @@ const (
 var (
 	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.TunMeta)%8]
 	_ = [1]struct{}{}[emcTunMetaWords-3]
+	_ = [1]struct{}{}[emcTunMetaWord-emcExtraWord-10]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.RecircID)-unsafe.Offsetof(Key{}.PktMark)-8]
 	_ = [1]struct{}{}[unsafe.Sizeof(Key{})-unsafe.Offsetof(Key{}.TunMetaPresent)-8]
 )
 
@@ -221,17 +252,20 @@ func (e *EMC) slots(h uint64) (uint64, uint64) {
 // Lookup returns the megaflow cached for k (whose EMCHash is h), if it is
 // alive and of generation gen; otherwise nil.
 func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
-	w := k.Words()
-	if pipelineState(w) != 0 {
+	return e.lookup(k, probeWith(k, h), gen)
+}
+
+// lookup is Lookup for the key whose probe is p.
+func (e *EMC) lookup(k *Key, p emcProbe, gen uint64) *Megaflow {
+	if !p.ok {
 		return nil
 	}
-	extra := hasExtra(w)
-	tag := emcTag(h, extra)
-	i, j := e.slots(h)
-	if e.holds(i, w, tag, extra) {
+	w := k.Words()
+	i, j := e.slots(p.h)
+	if e.holds(i, w, p.tag, p.extra) {
 		return liveAt(e.entries[i].mf, gen)
 	}
-	if e.holds(j, w, tag, extra) {
+	if e.holds(j, w, p.tag, p.extra) {
 		return liveAt(e.entries[j].mf, gen)
 	}
 	return nil
@@ -288,13 +322,18 @@ func liveAt(mf *Megaflow, gen uint64) *Megaflow {
 // Insert caches mf for k (whose EMCHash is h) with the cache's insertion
 // probability. It reports whether it stored the entry.
 func (e *EMC) Insert(k *Key, h uint64, mf *Megaflow) bool {
+	return e.insert(k, probeWith(k, h), mf)
+}
+
+// insert is Insert for the key whose probe is p.
+func (e *EMC) insert(k *Key, p emcProbe, mf *Megaflow) bool {
 	if e.invProb == 0 {
 		return false
 	}
 	if e.invProb > 1 && e.next()%uint64(e.invProb) != 0 {
 		return false
 	}
-	e.Store(k, h, mf)
+	e.store(k, p, mf)
 	return true
 }
 
@@ -303,13 +342,17 @@ func (e *EMC) Insert(k *Key, h uint64, mf *Megaflow) bool {
 // cached, else an empty slot or one whose megaflow is dead, else evicts one
 // of the two slots at random.
 func (e *EMC) Store(k *Key, h uint64, mf *Megaflow) {
-	w := k.Words()
-	if pipelineState(w) != 0 {
+	e.store(k, probeWith(k, h), mf)
+}
+
+// store is Store for the key whose probe is p.
+func (e *EMC) store(k *Key, p emcProbe, mf *Megaflow) {
+	if !p.ok {
 		return
 	}
-	extra := hasExtra(w)
-	tag := emcTag(h, extra)
-	i, j := e.slots(h)
+	w := k.Words()
+	extra, tag := p.extra, p.tag
+	i, j := e.slots(p.h)
 	a, b := &e.entries[i], &e.entries[j]
 	var v uint64
 	switch {

@@ -381,6 +381,32 @@ func TestEMCHashWords(t *testing.T) {
 	}
 }
 
+// TestEMCProbe: the probe a batch lookup works out of a key in one pass
+// says what the cache's exported methods work out of it word by word: for
+// each kind of key and each byte of it flipped, the key may be cached
+// exactly when the byte is not pipeline state, has extra words exactly
+// when it had some or the byte is a tunnel or later word, and its tag is
+// its hash marked so.
+func TestEMCProbe(t *testing.T) {
+	tunFirst, tunEnd := int(unsafe.Offsetof(Key{}.TunID)), int(unsafe.Offsetof(Key{}.TunFlags))
+	extraFirst := int(unsafe.Offsetof(Key{}.PktMark))
+	for _, base := range emcTestKeys() {
+		for off := range KeyWords * 8 {
+			k := base.k
+			(*[KeyWords * 8]byte)(unsafe.Pointer(&k))[off] ^= 0x80
+			wantOK := off >= int(unsafe.Offsetof(Key{}.InPort))
+			wantExtra := base.name != "plain" || off >= tunFirst && off < tunEnd || off >= extraFirst
+			got := emcProbeOf(&k)
+			if got.ok != wantOK || got.extra != wantExtra || got.tag != emcTag(got.h, wantExtra) || got.h != EMCHash(&k) {
+				t.Errorf("%s: flipping a bit of byte %d: probe %+v, want ok %v, extra %v, tag %#x", base.name, off, got, wantOK, wantExtra, emcTag(got.h, wantExtra))
+			}
+			if want := probeWith(&k, got.h); got != want {
+				t.Errorf("%s: flipping a bit of byte %d: probe %+v, the exported methods' %+v", base.name, off, got, want)
+			}
+		}
+	}
+}
+
 // TestEMCTunMetadataSpread: packets of a Geneve tunnel that differ only in
 // a tun_metadata option (as a logical port carried in one would make them)
 // spread over the cache as other keys do, rather than all sharing two
