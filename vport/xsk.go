@@ -43,10 +43,11 @@ import (
 )
 
 // Defaults of XSKConfig. Of DefaultXSKFrames, half receive: an rx ring of
-// 4,096 frames holds 9 ms of traffic at 450,000 packets/s, enough to ride
-// out a poll thread that the kernel (or, on a virtual machine, the host)
-// did not run for a few milliseconds, where 2,048 frames dropped packets
-// at 80% of the rate the thread sustains.
+// 4,096 frames holds 9 ms of traffic at 450,000 packets/s, twice what
+// 2,048 held, for a poll thread that the kernel (or, on a virtual machine,
+// the host) did not run for a few milliseconds. Some pauses last longer
+// still: bench/results/veth.md counts what the kernel dropped at 80% of
+// the rate the thread sustains.
 const (
 	DefaultXSKFrames      = 8192
 	DefaultXSKFrameSize   = 2048

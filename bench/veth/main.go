@@ -9,10 +9,10 @@
 //
 // It runs the configurations in alternating rounds (every configuration
 // once per round, so that a change in the machine's load touches all of
-// them alike; each round starts one configuration later than the one
-// before, so that none always runs first) and measures, for each, TCP throughput and small-packet UDP
-// rate (iperf3), TCP connections per second (a generator in this
-// program), the rate of a many-flow UDP sender, ping RTT, and the CPU
+// them alike; the rounds vary the order, so that no configuration always
+// runs first or after the same one: roundOrder) and measures, for each,
+// TCP throughput and small-packet UDP rate (iperf3), TCP connections per
+// second (a generator in this program), the rate of a many-flow UDP sender, ping RTT, and the CPU
 // seconds per million packets forwarded (the stateful configurations skip
 // the UDP tests and the CPU count). It writes veth.csv (every sample),
 // veth.md (medians, ratios of ovsxdp to every other configuration, the
@@ -46,7 +46,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -276,17 +275,42 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // removes everything, checking that the configuration left nothing
 // behind. With prof set, it CPU-profiles this process during the UDP and
 // many-flow tests.
-// roundOrder is the order of the configurations in round r (from 1): the
-// suite's order, rotated to start r-1 configurations later. Whatever the
-// run before a configuration leaves behind (the kernel's deferred cleanup
-// of a namespace, of an Open vSwitch daemon's sockets), and whatever the
-// start of a round costs, falls on a different configuration each round.
+// roundOrder is the order of the configurations in round r (from 1): round
+// 1 runs them in the suite's order; each later round starts one
+// configuration later and steps through the suite by another stride
+// coprime with its length (1, 5, 7, 11 for 12), so that a configuration
+// follows a different one from round to round. Whatever a run leaves
+// behind (the kernel's deferred cleanup of a namespace, of an Open vSwitch
+// daemon's sockets, of XDP programs), and whatever the start of a round
+// costs, then falls on a different configuration each round, not on the
+// same neighbour every time.
 func roundOrder(cs []config, r int) []config {
-	if len(cs) == 0 {
+	n := len(cs)
+	if n == 0 {
 		return nil
 	}
-	k := (r - 1) % len(cs)
-	return append(slices.Clone(cs[k:]), cs[:k]...)
+	var strides []int
+	for s := 1; s < n; s++ {
+		if gcd(s, n) == 1 {
+			strides = append(strides, s)
+		}
+	}
+	if len(strides) == 0 {
+		strides = []int{1}
+	}
+	start, stride := (r-1)%n, strides[(r-1)%len(strides)]
+	out := make([]config, n)
+	for j := range out {
+		out[j] = cs[(start+j*stride)%n]
+	}
+	return out
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func runOne(ctx context.Context, o options, c config, round int, prof string) (s sample) {

@@ -289,7 +289,7 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 	}
 	fmt.Fprintf(&b, "# ovsxdp side by side on veths\n\nProduced by this command, run as root (`make bench-veth` runs it, with the flags of VETH_ARGS):\n\n```\n%s\n```\n\n", cmd)
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Load average (1, 5, 15 min) %s at the start, %s at the end; "+
-		"other work may have run on the machine at the same time. %s. %d rounds, the configurations taking turns in each round, each round starting one configuration later than the one before; "+
+		"other work may have run on the machine at the same time. %s. %d rounds, the configurations taking turns in each round, in an order that changes from round to round (bench/veth roundOrder); "+
 		"every throughput test lasts %v. The run took %s.\n\n",
 		m.cpu, m.cores, m.kernel, runtime.Version(), m.loadStart, m.loadEnd, time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		o.rounds, o.duration, elapsed.Round(time.Second))

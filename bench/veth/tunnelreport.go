@@ -99,7 +99,7 @@ func tunnelMarkdown(args []string, o options, m machine, commit, geneve string, 
 	}
 	fmt.Fprintf(&b, "# ovsxdp through a VXLAN tunnel, side by side with Open vSwitch and the kernel\n\nProduced by this command, run as root (`make bench-tunnel` runs it, with the flags of TUNNEL_ARGS):\n\n```\n%s\n```\n\n", cmd)
 	fmt.Fprintf(&b, "Commit %s. Machine: %s, %d CPUs, %s, %s. Load average (1, 5, 15 min) %s at the start, %s at the end; "+
-		"other work may have run on the machine at the same time. %s. %d rounds, the configurations taking turns in each round, each round starting one configuration later than the one before; "+
+		"other work may have run on the machine at the same time. %s. %d rounds, the configurations taking turns in each round, in an order that changes from round to round (bench/veth roundOrder); "+
 		"every throughput test lasts %v. The run took %s.\n\n",
 		commit, m.cpu, m.cores, m.kernel, runtime.Version(), m.loadStart, m.loadEnd, time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		o.rounds, o.duration, elapsed.Round(time.Second))

@@ -246,32 +246,54 @@ func TestRuleCount(t *testing.T) {
 	}
 }
 
-// TestRoundOrder: every round runs every configuration once, and over as
-// many rounds as there are configurations each runs first once.
+// TestRoundOrder: every round runs every configuration once, the rounds
+// start with different configurations, and over the strides of twelve
+// configurations each follows four different ones.
 func TestRoundOrder(t *testing.T) {
-	cs := []config{{name: "a"}, {name: "b"}, {name: "c"}}
-	first := map[string]int{}
-	for r := 1; r <= 2*len(cs); r++ {
+	var cs []config
+	for i := range 12 {
+		cs = append(cs, config{name: string(rune('a' + i))})
+	}
+	first := map[string]bool{}
+	after := map[string]map[string]bool{}
+	for r := 1; r <= 4; r++ {
 		got := roundOrder(cs, r)
 		if len(got) != len(cs) {
 			t.Fatalf("round %d: %d configurations, want %d", r, len(got), len(cs))
 		}
 		seen := map[string]bool{}
-		for _, c := range got {
+		for j, c := range got {
 			seen[c.name] = true
+			if j > 0 {
+				if after[c.name] == nil {
+					after[c.name] = map[string]bool{}
+				}
+				after[c.name][got[j-1].name] = true
+			}
 		}
 		if len(seen) != len(cs) {
 			t.Fatalf("round %d: %v is not every configuration once", r, got)
 		}
-		first[got[0].name]++
+		first[got[0].name] = true
+	}
+	if len(first) != 4 {
+		t.Errorf("4 rounds started with %d different configurations, want 4", len(first))
 	}
 	for _, c := range cs {
-		if first[c.name] != 2 {
-			t.Errorf("%s ran first in %d of %d rounds, want 2", c.name, first[c.name], 2*len(cs))
+		if n := len(after[c.name]); n < 3 {
+			t.Errorf("%s followed %d different configurations in 4 rounds, want at least 3", c.name, n)
 		}
+	}
+	if got := roundOrder(cs, 1); got[0].name != "a" || got[11].name != "l" {
+		t.Errorf("round 1: %v, want the suite's order", got)
 	}
 	if cs[0].name != "a" || cs[1].name != "b" {
 		t.Errorf("roundOrder changed its argument: %v", cs)
+	}
+	for n := 1; n <= 3; n++ {
+		if got := roundOrder(cs[:n], 2); len(got) != n {
+			t.Errorf("%d configurations: round 2 has %d", n, len(got))
+		}
 	}
 	if roundOrder(nil, 1) != nil {
 		t.Error("no configurations: want none")
