@@ -238,17 +238,24 @@ func (p *MemPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int
 		limit = min(limit, len(info))
 	}
 	n, dropped, bytes := p.rx[q].pop(bufs[:limit], sizes[:limit])
-	if info != nil {
-		rxq := RxQueue(0)
-		if p.recordRxQueue {
-			rxq = RecordRxQueue(q)
-		}
-		for i := range info[:n] {
-			info[i] = RxInfo{RxQueue: rxq}
-		}
-	}
+	p.rxInfo(q, info, n)
 	p.rxStats[q].add(n, bytes, dropped)
 	return n, nil
+}
+
+// rxInfo describes the first n frames received on rx queue q in info (nil
+// for none), for Receive and ReceiveLent alike.
+func (p *MemPort) rxInfo(q int, info []RxInfo, n int) {
+	if info == nil {
+		return
+	}
+	rxq := RxQueue(0)
+	if p.recordRxQueue {
+		rxq = RecordRxQueue(q)
+	}
+	for i := range info[:n] {
+		info[i] = RxInfo{RxQueue: rxq}
+	}
 }
 
 // ReceiveLent implements Lender: the frames are in the slots of rx queue
@@ -266,15 +273,7 @@ func (p *MemPort) ReceiveLent(q int, frames [][]byte, info []RxInfo) (int, error
 		limit = min(limit, len(info))
 	}
 	n, bytes := p.rx[q].lend(frames[:limit])
-	if info != nil {
-		rxq := RxQueue(0)
-		if p.recordRxQueue {
-			rxq = RecordRxQueue(q)
-		}
-		for i := range info[:n] {
-			info[i] = RxInfo{RxQueue: rxq}
-		}
-	}
+	p.rxInfo(q, info, n)
 	p.rxStats[q].add(n, bytes, 0)
 	return n, nil
 }
