@@ -107,13 +107,20 @@ type FlowInfo struct {
 // copies a flow's frame and stamps it with the next sequence number. Flows
 // take turns, round robin. One goroutine, started by Start and stopped by
 // Stop, does the work.
+//
+// Every stamped frame of a flow is counted once: Sent (the port took it),
+// Dropped (the rx ring was full) or Unsent (the generator stopped, or the
+// port closed, before the frame was handed over: a batch waiting for room
+// in Lossless mode, or the batches of the other queues behind it). An
+// unsent frame used its sequence number, so a sink sees it as missing.
 type Generator struct {
 	port  *MemPort
 	cfg   GenConfig
 	flows []genFlow
 
-	sent, dropped []atomic.Uint64 // per flow
-	total         atomic.Uint64   // packets handed to the port, over all runs
+	sent, dropped, unsent []atomic.Uint64 // per flow
+	total                 atomic.Uint64   // packets sent or dropped, over all runs
+	unsentTotal           atomic.Uint64
 
 	// mu serializes Start and Stop and protects stop and done.
 	mu   sync.Mutex
@@ -143,6 +150,7 @@ func NewGenerator(port *MemPort, cfg GenConfig) (*Generator, error) {
 	}
 	g.sent = make([]atomic.Uint64, cfg.Flows)
 	g.dropped = make([]atomic.Uint64, cfg.Flows)
+	g.unsent = make([]atomic.Uint64, cfg.Flows)
 	g.seqs = make([]uint32, cfg.Flows)
 	done := make(chan struct{})
 	close(done)
@@ -242,8 +250,21 @@ func (g *Generator) Dropped(i int) uint64 {
 	return g.dropped[i].Load()
 }
 
-// Total is the number of packets generated, sent or dropped.
+// Unsent is the number of packets of flow i stamped but never handed to
+// the port, because the generator stopped (or the port closed) first.
+func (g *Generator) Unsent(i int) uint64 {
+	if i < 0 || i >= len(g.unsent) {
+		return 0
+	}
+	return g.unsent[i].Load()
+}
+
+// Total is the number of packets handed to the port: sent or dropped, over
+// all flows. Packets left unsent are not in it (UnsentTotal).
 func (g *Generator) Total() uint64 { return g.total.Load() }
+
+// UnsentTotal is the number of packets left unsent over all flows.
+func (g *Generator) UnsentTotal() uint64 { return g.unsentTotal.Load() }
 
 // Start starts generating. It fails if the generator is running.
 func (g *Generator) Start() error {
@@ -335,9 +356,11 @@ func (g *Generator) run(stop <-chan struct{}, done chan<- struct{}) {
 		}
 		runIssued += budget
 		g.issued += budget
-		g.total.Add(budget)
 		for q := range batches {
 			if !g.flush(q, &batches[q], stop) {
+				for r := q + 1; r < len(batches); r++ {
+					g.leave(&batches[r], 0)
+				}
 				return
 			}
 		}
@@ -362,7 +385,8 @@ func (g *Generator) fill(batches []genBatch) {
 }
 
 // flush injects a batch, waiting for room in Lossless mode. It returns
-// false if the generator was stopped (or the port closed) meanwhile.
+// false if the generator was stopped (or the port closed) meanwhile, with
+// the frames it did not hand over counted as unsent.
 func (g *Generator) flush(q int, b *genBatch, stop <-chan struct{}) bool {
 	defer func() { b.n = 0 }()
 	off := 0
@@ -371,6 +395,7 @@ func (g *Generator) flush(q int, b *genBatch, stop <-chan struct{}) bool {
 		for _, id := range b.flows[off : off+k] {
 			g.sent[id].Add(1)
 		}
+		g.total.Add(uint64(k))
 		off += k
 		if off == b.n {
 			break
@@ -379,13 +404,16 @@ func (g *Generator) flush(q int, b *genBatch, stop <-chan struct{}) bool {
 			for _, id := range b.flows[off:b.n] {
 				g.dropped[id].Add(1)
 			}
+			g.total.Add(uint64(b.n - off))
 			break
 		}
 		if g.port.closed.Load() {
+			g.leave(b, off)
 			return false
 		}
 		select {
 		case <-stop:
+			g.leave(b, off)
 			return false
 		default:
 		}
@@ -396,6 +424,15 @@ func (g *Generator) flush(q int, b *genBatch, stop <-chan struct{}) bool {
 		}
 	}
 	return true
+}
+
+// leave counts the frames of b from off on as unsent.
+func (g *Generator) leave(b *genBatch, off int) {
+	for _, id := range b.flows[off:b.n] {
+		g.unsent[id].Add(1)
+	}
+	g.unsentTotal.Add(uint64(b.n - off))
+	b.n = 0
 }
 
 // buildFlows assigns protocols, tags and sizes to the flows (exactly in the
