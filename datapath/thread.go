@@ -67,15 +67,20 @@ type thread struct {
 	mu      sync.Mutex
 	members atomic.Pointer[[]*pmd]
 	running bool
+	// gen counts the changes of membership: joins, and leaves (each
+	// after the member's stop is set). A round of batches reads it
+	// alone, and looks at the members only when it moved.
+	gen atomic.Uint64
 
 	// What follows is owned by the thread's goroutine.
-	goid   int64
-	seen   *[]*pmd // the member list ms was taken from
-	ms     []*pmd
-	idle   IdleStrategy // the strongest of the members' (strategy)
-	yield  bool         // spinning: yield when the empty poll would hold every P
-	locked bool         // locked to its OS thread, with a short timer slack
-	spare  spareCPU
+	goid    int64
+	seen    *[]*pmd // the member list ms was taken from
+	seenGen uint64  // gen when seen was taken up (0: never; a join made gen 1 or more)
+	ms      []*pmd
+	idle    IdleStrategy // the strongest of the members' (strategy)
+	yield   bool         // spinning: yield when the empty poll would hold every P
+	locked  bool         // locked to its OS thread, with a short timer slack
+	spare   spareCPU
 	// poller sleeps on every member's rx queues and wakers; polledFor
 	// is the member list it was built for (each member's polled, its rx
 	// queue list).
@@ -102,6 +107,7 @@ func (t *thread) join(p *pmd) {
 	old := *t.members.Load()
 	ms := append(slices.Clip(old), p)
 	t.members.Store(&ms)
+	t.gen.Add(1)
 	start := !t.running
 	t.running = true
 	t.mu.Unlock()
@@ -119,14 +125,23 @@ func (t *thread) join(p *pmd) {
 // leave asks the thread to let p go, after p.stop is set; p.done is closed
 // once it has. Its other members go on.
 func (t *thread) leave(p *pmd) {
+	t.gen.Add(1)      // after p.stop: the round that sees it looks at p
 	p.rd.waker.Wake() // a sleeping thread sees the stop now, not after maxSleep
 }
 
 // refresh takes up the thread's joins and leaves before a round of
 // batches: a stopping member leaves (its batch is over, and it is never
 // run again), a new one is run from now on. It reports false when no
-// member is left: the thread ends.
+// member is left: the thread ends. While gen stays where it was, nothing
+// joined or left, and it costs one atomic load.
 func (t *thread) refresh() bool {
+	g := t.gen.Load()
+	if g == t.seenGen {
+		return true
+	}
+	// A join or leave after the load above moves gen again, and the next
+	// round looks once more.
+	t.seenGen = g
 	cur := t.members.Load()
 	stopping := false
 	for _, m := range *cur {
@@ -176,7 +191,7 @@ func (t *thread) refresh() bool {
 // goroutine is locked to ends with it). t.mu must be held.
 func (t *thread) exitLocked() {
 	t.running = false
-	t.seen, t.ms = nil, nil
+	t.seen, t.ms, t.seenGen = nil, nil, 0
 	t.locked = false
 	t.poller, t.polledFor = nil, nil
 	t.spare = spareCPU{cpuTime: threadCPUTime}

@@ -357,6 +357,38 @@ func TestSharedThreadWatchdog(t *testing.T) {
 	checkAccounting(t, calm)
 }
 
+// TestThreadRefreshOnlyOnChange checks that a round of batches looks at
+// the thread's members only when one joined or left (gen moved): a member
+// list stored behind its back is not taken up until gen moves, and then
+// it is.
+func TestThreadRefreshOnlyOnChange(t *testing.T) {
+	var pmds []*pmd
+	for _, name := range []string{"r0", "r1"} {
+		b, err := New(Config{Name: name, Idle: IdleSleep}) // strategy would lock the test's goroutine to its thread for naps
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		pmds = append(pmds, b.pmds[0])
+	}
+	th := newThread()
+	th.members.Store(&[]*pmd{pmds[0]})
+	th.gen.Add(1) // as a join does
+	if !th.refresh() || len(th.ms) != 1 || th.ms[0] != pmds[0] {
+		t.Fatalf("after a join the thread runs %v, want [r0]", th.ms)
+	}
+	th.members.Store(&[]*pmd{pmds[0], pmds[1]})
+	for range 3 {
+		if !th.refresh() || len(th.ms) != 1 {
+			t.Fatalf("gen did not move, yet the thread took up %d members", len(th.ms))
+		}
+	}
+	th.gen.Add(1)
+	if !th.refresh() || len(th.ms) != 2 || th.ms[1] != pmds[1] {
+		t.Fatalf("gen moved; the thread runs %d members, want 2", len(th.ms))
+	}
+}
+
 // eventually polls cond until it holds or timeout passes.
 func eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)

@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/ovsxdp/ovsxdp/flow"
 )
 
 // FCSLen is the length of the Ethernet frame check sequence. Frame sizes in
@@ -107,13 +105,20 @@ type FlowInfo struct {
 // copies a flow's frame and stamps it with the next sequence number. Flows
 // take turns, round robin. One goroutine, started by Start and stopped by
 // Stop, does the work.
+//
+// Every stamped frame of a flow is counted once: Sent (the port took it),
+// Dropped (the rx ring was full) or Unsent (the generator stopped, or the
+// port closed, before the frame was handed over: a batch waiting for room
+// in Lossless mode, or the batches of the other queues behind it). An
+// unsent frame used its sequence number, so a sink sees it as missing.
 type Generator struct {
 	port  *MemPort
 	cfg   GenConfig
 	flows []genFlow
 
-	sent, dropped []atomic.Uint64 // per flow
-	total         atomic.Uint64   // packets handed to the port, over all runs
+	sent, dropped, unsent []atomic.Uint64 // per flow
+	total                 atomic.Uint64   // packets sent or dropped, over all runs
+	unsentTotal           atomic.Uint64
 
 	// mu serializes Start and Stop and protects stop and done.
 	mu   sync.Mutex
@@ -143,6 +148,7 @@ func NewGenerator(port *MemPort, cfg GenConfig) (*Generator, error) {
 	}
 	g.sent = make([]atomic.Uint64, cfg.Flows)
 	g.dropped = make([]atomic.Uint64, cfg.Flows)
+	g.unsent = make([]atomic.Uint64, cfg.Flows)
 	g.seqs = make([]uint32, cfg.Flows)
 	done := make(chan struct{})
 	close(done)
@@ -242,8 +248,21 @@ func (g *Generator) Dropped(i int) uint64 {
 	return g.dropped[i].Load()
 }
 
-// Total is the number of packets generated, sent or dropped.
+// Unsent is the number of packets of flow i stamped but never handed to
+// the port, because the generator stopped (or the port closed) first.
+func (g *Generator) Unsent(i int) uint64 {
+	if i < 0 || i >= len(g.unsent) {
+		return 0
+	}
+	return g.unsent[i].Load()
+}
+
+// Total is the number of packets handed to the port: sent or dropped, over
+// all flows. Packets left unsent are not in it (UnsentTotal).
 func (g *Generator) Total() uint64 { return g.total.Load() }
+
+// UnsentTotal is the number of packets left unsent over all flows.
+func (g *Generator) UnsentTotal() uint64 { return g.unsentTotal.Load() }
 
 // Start starts generating. It fails if the generator is running.
 func (g *Generator) Start() error {
@@ -335,9 +354,11 @@ func (g *Generator) run(stop <-chan struct{}, done chan<- struct{}) {
 		}
 		runIssued += budget
 		g.issued += budget
-		g.total.Add(budget)
 		for q := range batches {
 			if !g.flush(q, &batches[q], stop) {
+				for r := q + 1; r < len(batches); r++ {
+					g.leave(&batches[r], 0)
+				}
 				return
 			}
 		}
@@ -362,7 +383,8 @@ func (g *Generator) fill(batches []genBatch) {
 }
 
 // flush injects a batch, waiting for room in Lossless mode. It returns
-// false if the generator was stopped (or the port closed) meanwhile.
+// false if the generator was stopped (or the port closed) meanwhile, with
+// the frames it did not hand over counted as unsent.
 func (g *Generator) flush(q int, b *genBatch, stop <-chan struct{}) bool {
 	defer func() { b.n = 0 }()
 	off := 0
@@ -371,6 +393,7 @@ func (g *Generator) flush(q int, b *genBatch, stop <-chan struct{}) bool {
 		for _, id := range b.flows[off : off+k] {
 			g.sent[id].Add(1)
 		}
+		g.total.Add(uint64(k))
 		off += k
 		if off == b.n {
 			break
@@ -379,13 +402,16 @@ func (g *Generator) flush(q int, b *genBatch, stop <-chan struct{}) bool {
 			for _, id := range b.flows[off:b.n] {
 				g.dropped[id].Add(1)
 			}
+			g.total.Add(uint64(b.n - off))
 			break
 		}
 		if g.port.closed.Load() {
+			g.leave(b, off)
 			return false
 		}
 		select {
 		case <-stop:
+			g.leave(b, off)
 			return false
 		default:
 		}
@@ -396,6 +422,15 @@ func (g *Generator) flush(q int, b *genBatch, stop <-chan struct{}) bool {
 		}
 	}
 	return true
+}
+
+// leave counts the frames of b from off on as unsent.
+func (g *Generator) leave(b *genBatch, off int) {
+	for _, id := range b.flows[off:b.n] {
+		g.unsent[id].Add(1)
+	}
+	g.unsentTotal.Add(uint64(b.n - off))
+	b.n = 0
 }
 
 // buildFlows assigns protocols, tags and sizes to the flows (exactly in the
@@ -433,9 +468,7 @@ func (g *Generator) buildFlows() error {
 		}
 		f := &g.flows[i]
 		f.FlowInfo = FlowInfo{ID: i, Proto: protos[i], VLAN: tagged[i]}
-		if err := f.build(size-FCSLen, cfg.VLANID, rng, g.port.RxQueues()); err != nil {
-			return fmt.Errorf("generator: flow %d (%s, %d bytes): %w", i, f.Proto, size, err)
-		}
+		f.build(size-FCSLen, cfg.VLANID, rng, g.port.RxQueues())
 		if len(f.frame) > g.port.FrameSize() {
 			return fmt.Errorf("generator: flow %d (%s): %d-byte frame exceeds port %s frame size %d",
 				i, f.Proto, len(f.frame), g.port.Name(), g.port.FrameSize())
@@ -502,129 +535,136 @@ func (p Proto) headerLen() int {
 
 // build makes the flow's frame of (at least) length frameLen: addresses
 // and ports from the flow id and rng, a payload of seeded bytes, and the
-// stamp in its last StampLen bytes.
-func (f *genFlow) build(frameLen int, vid uint16, rng *rand.Rand, rxQueues int) error {
+// stamp in its last StampLen bytes. Its checksums are right: those of the
+// IPv4 header and of ICMP, and the TCP and UDP ones over their
+// pseudo-header.
+func (f *genFlow) build(frameLen int, vid uint16, rng *rand.Rand, rxQueues int) {
 	hdr := ethLen + f.Proto.headerLen()
 	if f.VLAN {
 		hdr += vlanLen
 	}
 	frameLen = max(frameLen, hdr+StampLen)
 	f.Len = frameLen
+	frame := make([]byte, frameLen)
+	be := binary.BigEndian
 
 	id := uint32(f.ID) + 1
-	eth := &layers.Ethernet{
-		SrcMAC: net.HardwareAddr{0x02, 0x00, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)},
-		DstMAC: net.HardwareAddr{0x02, 0x01, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())},
-	}
-	var stack []gopacket.SerializableLayer
-	stack = append(stack, eth)
-	etherType := layers.EthernetTypeIPv4
+	src := [6]byte{0x02, 0x00, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
+	dst := [6]byte{0x02, 0x01, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())}
+	etherType := uint16(0x0800)
 	switch f.Proto {
 	case ProtoUDP6, ProtoTCP6:
-		etherType = layers.EthernetTypeIPv6
+		etherType = 0x86dd
 	case ProtoARP:
-		etherType = layers.EthernetTypeARP
+		etherType = 0x0806
+		dst = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	}
+	copy(frame[0:6], dst[:])
+	copy(frame[6:12], src[:])
+	l3 := ethLen
 	if f.VLAN {
-		eth.EthernetType = layers.EthernetTypeDot1Q
-		stack = append(stack, &layers.Dot1Q{VLANIdentifier: vid, Type: etherType})
-	} else {
-		eth.EthernetType = etherType
+		be.PutUint16(frame[12:], 0x8100)
+		be.PutUint16(frame[14:], vid) // priority 0
+		l3 += vlanLen
 	}
+	be.PutUint16(frame[l3-2:], etherType)
 
-	srcPort, dstPort := layers.UDPPort(1024+rng.IntN(64512)), layers.UDPPort(1+rng.IntN(65535))
+	srcPort, dstPort := uint16(1024+rng.IntN(64512)), uint16(1+rng.IntN(65535))
 	tuple := make([]byte, 0, 40)
-	var nl gopacket.NetworkLayer
+	var l4 int
+	var proto byte
+	var pseudo uint64 // the pseudo-header's sum, for TCP and UDP
 	switch f.Proto {
 	case ProtoUDP, ProtoTCP, ProtoICMP:
-		ip := &layers.IPv4{
-			Version: 4, IHL: 5, TTL: 64, Id: uint16(rng.Uint32()),
-			SrcIP: net.IP{10, byte(id >> 16), byte(id >> 8), byte(id)},
-			DstIP: net.IP{172, 16 + byte(rng.IntN(16)), byte(rng.Uint32()), byte(1 + rng.IntN(254))},
-		}
+		proto = 17
 		switch f.Proto {
-		case ProtoUDP:
-			ip.Protocol = layers.IPProtocolUDP
 		case ProtoTCP:
-			ip.Protocol = layers.IPProtocolTCP
-		default:
-			ip.Protocol = layers.IPProtocolICMPv4
+			proto = 6
+		case ProtoICMP:
+			proto = 1
 		}
-		stack = append(stack, ip)
-		nl = ip
-		tuple = append(append(tuple, ip.SrcIP...), ip.DstIP...)
+		ip := frame[l3 : l3+ipv4Len]
+		l4 = l3 + ipv4Len
+		ip[0] = 0x45
+		be.PutUint16(ip[2:], uint16(frameLen-l3))
+		be.PutUint16(ip[4:], uint16(rng.Uint32()))
+		ip[8], ip[9] = 64, proto
+		copy(ip[12:16], []byte{10, byte(id >> 16), byte(id >> 8), byte(id)})
+		copy(ip[16:20], []byte{172, 16 + byte(rng.IntN(16)), byte(rng.Uint32()), byte(1 + rng.IntN(254))})
+		be.PutUint16(ip[10:], ^flow.FoldSum(flow.OnesSum(0, ip)))
+		tuple = append(tuple, ip[12:20]...)
+		pseudo = flow.OnesSum(0, ip[12:20]) + uint64(proto) + uint64(frameLen-l4)
 	case ProtoUDP6, ProtoTCP6:
-		ip := &layers.IPv6{Version: 6, HopLimit: 64, SrcIP: make(net.IP, 16), DstIP: make(net.IP, 16)}
-		ip.SrcIP[0], ip.DstIP[0], ip.DstIP[1] = 0xfd, 0xfd, 0x01
-		binary.BigEndian.PutUint32(ip.SrcIP[12:], id)
-		binary.BigEndian.PutUint64(ip.DstIP[8:], rng.Uint64())
-		ip.NextHeader = layers.IPProtocolUDP
+		proto = 17
 		if f.Proto == ProtoTCP6 {
-			ip.NextHeader = layers.IPProtocolTCP
+			proto = 6
 		}
-		stack = append(stack, ip)
-		nl = ip
-		tuple = append(append(tuple, ip.SrcIP...), ip.DstIP...)
+		ip := frame[l3 : l3+ipv6Len]
+		l4 = l3 + ipv6Len
+		ip[0] = 0x60
+		be.PutUint16(ip[4:], uint16(frameLen-l4))
+		ip[6], ip[7] = proto, 64
+		ip[8], ip[24], ip[25] = 0xfd, 0xfd, 0x01
+		be.PutUint32(ip[20:24], id)
+		be.PutUint64(ip[32:40], rng.Uint64())
+		tuple = append(tuple, ip[8:40]...)
+		pseudo = flow.OnesSum(0, ip[8:40]) + uint64(proto) + uint64(frameLen-l4)
 	case ProtoARP:
-		spa := []byte{10, byte(id >> 16), byte(id >> 8), byte(id)}
-		tpa := []byte{10, 255, byte(rng.Uint32()), byte(1 + rng.IntN(254))}
-		stack = append(stack, &layers.ARP{
-			AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
-			HwAddressSize: 6, ProtAddressSize: 4, Operation: layers.ARPRequest,
-			SourceHwAddress: eth.SrcMAC, SourceProtAddress: spa,
-			DstHwAddress: make([]byte, 6), DstProtAddress: tpa,
-		})
-		eth.DstMAC = layers.EthernetBroadcast
-		tuple = append(append(tuple, spa...), tpa...)
+		a := frame[l3 : l3+arpLen]
+		l4 = l3 + arpLen
+		copy(a, []byte{0, 1, 0x08, 0x00, 6, 4, 0, 1}) // Ethernet, IPv4, request
+		copy(a[8:14], src[:])
+		copy(a[14:18], []byte{10, byte(id >> 16), byte(id >> 8), byte(id)})
+		copy(a[24:28], []byte{10, 255, byte(rng.Uint32()), byte(1 + rng.IntN(254))})
+		tuple = append(append(tuple, a[14:18]...), a[24:28]...)
 	}
 	tuple = append(tuple, byte(f.Proto))
 
+	csum := -1 // where the transport checksum goes, if any
 	switch f.Proto {
 	case ProtoUDP, ProtoUDP6:
-		l4 := &layers.UDP{SrcPort: srcPort, DstPort: dstPort}
-		if err := l4.SetNetworkLayerForChecksum(nl); err != nil {
-			return err
-		}
-		stack = append(stack, l4)
-		tuple = binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(tuple, uint16(srcPort)), uint16(dstPort))
+		u := frame[l4:]
+		be.PutUint16(u[0:], srcPort)
+		be.PutUint16(u[2:], dstPort)
+		be.PutUint16(u[4:], uint16(frameLen-l4))
+		csum = l4 + 6
+		tuple = be.AppendUint16(be.AppendUint16(tuple, srcPort), dstPort)
 	case ProtoTCP, ProtoTCP6:
-		l4 := &layers.TCP{
-			SrcPort: layers.TCPPort(srcPort), DstPort: layers.TCPPort(dstPort),
-			Seq: rng.Uint32(), Ack: rng.Uint32(), ACK: true, PSH: true, Window: 65535,
-		}
-		if err := l4.SetNetworkLayerForChecksum(nl); err != nil {
-			return err
-		}
-		stack = append(stack, l4)
-		tuple = binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(tuple, uint16(srcPort)), uint16(dstPort))
+		tc := frame[l4:]
+		be.PutUint16(tc[0:], srcPort)
+		be.PutUint16(tc[2:], dstPort)
+		be.PutUint32(tc[4:], rng.Uint32()) // sequence number
+		be.PutUint32(tc[8:], rng.Uint32()) // acknowledgement number
+		tc[12], tc[13] = 5<<4, 0x18        // no options; ACK and PSH
+		be.PutUint16(tc[14:], 65535)
+		csum = l4 + 16
+		tuple = be.AppendUint16(be.AppendUint16(tuple, srcPort), dstPort)
 	case ProtoICMP:
-		stack = append(stack, &layers.ICMPv4{
-			TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0),
-			Id:       uint16(id), Seq: 1,
-		})
-		tuple = binary.BigEndian.AppendUint16(tuple, uint16(id))
+		ic := frame[l4:]
+		ic[0] = 8 // echo request, code 0
+		be.PutUint16(ic[4:], uint16(id))
+		be.PutUint16(ic[6:], 1)
+		csum = l4 + 2
+		pseudo = 0
+		tuple = be.AppendUint16(tuple, uint16(id))
 	}
 
-	payload := make([]byte, frameLen-hdr)
+	payload := frame[hdr:]
 	for i := range payload {
 		payload[i] = byte(rng.Uint32())
 	}
 	initStamp(payload, uint32(f.ID))
-	stack = append(stack, gopacket.Payload(payload))
-
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, stack...); err != nil {
-		return fmt.Errorf("serialize: %w", err)
+	if csum >= 0 {
+		c := ^flow.FoldSum(flow.OnesSum(pseudo, frame[l4:]))
+		if c == 0 && f.Proto != ProtoICMP && f.Proto != ProtoTCP && f.Proto != ProtoTCP6 {
+			c = 0xffff // a UDP checksum of 0 means none (RFC 768)
+		}
+		be.PutUint16(frame[csum:], c)
 	}
-	f.frame = buf.Bytes()
-	if len(f.frame) != frameLen {
-		return fmt.Errorf("serialized %d bytes, want %d", len(f.frame), frameLen)
-	}
+	f.frame = frame
 	f.base = stampBase(f.frame)
 
 	h := fnv.New32a()
 	h.Write(tuple)
 	f.Queue = int(h.Sum32() % uint32(rxQueues))
-	return nil
 }

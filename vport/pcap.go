@@ -2,6 +2,7 @@ package vport
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -12,9 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 )
 
@@ -79,7 +77,7 @@ type PcapPort struct {
 	rxStop   chan struct{} // closed by Close: readStream returns
 	rxDone   chan struct{} // closed when readStream has returned
 	rxBuf    *bufio.Reader
-	rxReader *pcapgo.Reader
+	rxReader *pcapReader
 	loops    int    // passes left after this one; negative: forever
 	next     []byte // the next frame to deliver (valid until the next read), nil at the end
 	passSeen bool   // the current pass has delivered a frame
@@ -91,7 +89,7 @@ type PcapPort struct {
 	txMu     sync.Mutex // protects the fields down to txWriter
 	txFile   *os.File
 	txBuf    *bufio.Writer
-	txWriter *pcapgo.Writer
+	txWriter *pcapWriter
 
 	rxPackets, rxBytes, rxDropped atomic.Uint64
 	txPackets, txBytes, txDropped atomic.Uint64
@@ -199,12 +197,12 @@ func (p *PcapPort) rewindLocked(seek bool) error {
 		}
 		p.rxBuf.Reset(p.rxFile)
 	}
-	r, err := pcapgo.NewReader(p.rxBuf)
+	r, err := newPcapReader(p.rxBuf)
 	if err != nil {
 		return err
 	}
-	if lt := r.LinkType(); lt != layers.LinkTypeEthernet {
-		return fmt.Errorf("link type %s, want Ethernet", lt)
+	if err := r.checkEthernet(); err != nil {
+		return err
 	}
 	p.rxReader = r
 	p.passSeen = false
@@ -231,15 +229,15 @@ func (p *PcapPort) readStreamFrames(f *os.File) error {
 	if err != nil {
 		return err
 	}
-	r, err := pcapgo.NewReader(bufio.NewReaderSize(&fifoReader{rc: rc}, 1<<16))
+	r, err := newPcapReader(bufio.NewReaderSize(&fifoReader{rc: rc}, 1<<16))
 	if err != nil {
 		return err
 	}
-	if lt := r.LinkType(); lt != layers.LinkTypeEthernet {
-		return fmt.Errorf("link type %s, want Ethernet", lt)
+	if err := r.checkEthernet(); err != nil {
+		return err
 	}
 	for {
-		data, _, err := r.ReadPacketData()
+		data, err := r.next()
 		if err == io.EOF {
 			return nil
 		}
@@ -247,7 +245,7 @@ func (p *PcapPort) readStreamFrames(f *os.File) error {
 			return err
 		}
 		select {
-		case p.rxCh <- data:
+		case p.rxCh <- bytes.Clone(data): // next reuses data
 		case <-p.rxStop:
 			return nil
 		}
@@ -319,7 +317,7 @@ func (p *PcapPort) advanceLocked() {
 		return
 	}
 	for range 2 {
-		data, _, err := p.rxReader.ZeroCopyReadPacketData()
+		data, err := p.rxReader.next()
 		if err == nil {
 			p.next = data
 			p.passSeen = true
@@ -381,8 +379,7 @@ func (p *PcapPort) openTx(path string, overwrite bool) error {
 	}
 	p.txFile = f
 	p.txBuf = bufio.NewWriterSize(f, 1<<16)
-	p.txWriter = pcapgo.NewWriter(p.txBuf)
-	if err := p.txWriter.WriteFileHeader(PcapSnaplen, layers.LinkTypeEthernet); err != nil {
+	if p.txWriter, err = newPcapWriter(p.txBuf, PcapSnaplen); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -530,8 +527,7 @@ func (p *PcapPort) Transmit(q int, frames [][]byte) (int, error) {
 	now := time.Now()
 	for i, f := range frames {
 		data := f[:min(len(f), PcapSnaplen)]
-		ci := gopacket.CaptureInfo{Timestamp: now, CaptureLength: len(data), Length: len(f)}
-		if err := p.txWriter.WritePacket(ci, data); err != nil {
+		if err := p.txWriter.write(now, data, len(f)); err != nil {
 			return i, fmt.Errorf("pcap port %s: write %s: %w", p.name, p.txFile.Name(), err)
 		}
 		p.txPackets.Add(1)

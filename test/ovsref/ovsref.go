@@ -279,6 +279,11 @@ func (s *Switch) runStderr(stdin []byte, name string, args ...string) (string, s
 	return stdout.String(), stderr.String(), nil
 }
 
+// Vsctl runs ovs-vsctl against the switch's database, bounded by
+// CommandTimeout, and returns its standard output; the error includes its
+// standard error.
+func (s *Switch) Vsctl(args ...string) (string, error) { return s.vsctl(args...) }
+
 // Ofctl runs ovs-ofctl with args and returns its standard output.
 func (s *Switch) Ofctl(args ...string) (string, error) {
 	return s.run(nil, "ovs-ofctl", args...)

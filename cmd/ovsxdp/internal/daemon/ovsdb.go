@@ -16,6 +16,7 @@ import (
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ovsdb"
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // Configuration from ovsdb-server: with Config.OVSDB the daemon is a
@@ -363,6 +364,11 @@ type portStatus struct {
 	link     string
 	admin    string
 	stats    datapath.PortStats
+	// ifindex is the device an AF_XDP port opened, in the daemon's
+	// namespace (0: none, or another namespace); tunnel is set for a
+	// tunnel port, which has no device.
+	ifindex int
+	tunnel  bool
 }
 
 // apply makes the bridges and ports those wanted and returns each wanted
@@ -541,8 +547,40 @@ func (s *ovsdbSync) statusLocked(ports map[string]*wantPort) map[string]*portSta
 			}
 		}
 		st.stats = p.Stats()
+		if lk, ok := p.VPort().(vport.Linked); ok && lk.Netns() == "" {
+			st.ifindex = lk.Ifindex()
+		}
+		st.tunnel = b.ports[name].Type == typeVXLAN || b.ports[name].Type == typeGeneve
 	}
 	return out
+}
+
+// deviceColumns reads the Interface columns that ovs-vswitchd reads from
+// a port's netdev: mtu, mac_in_use and ifindex. An AF_XDP port's device
+// is the one it opened, found by index, so that a rename does not lose it
+// (ovs-vswitchd keeps the netdev it opened too); any other's is found by
+// name in the daemon's namespace. A tunnel port has no device: its MAC is
+// the one its OpenFlow port description gives, and it has no MTU, as
+// Open vSwitch's tunnel netdevs. A device the daemon cannot see (moved
+// into another namespace) gives neither, and ifindex 0: ovs-vswitchd
+// writes 0 for a netdev without an ifindex rather than leave the column
+// empty.
+func (st *portStatus) deviceColumns(name string) (mtu int64, mac string, ifindex int64) {
+	if st.tunnel {
+		m := portMAC(name)
+		return 0, net.HardwareAddr(m[:]).String(), 0
+	}
+	var ifc *net.Interface
+	var err error
+	if st.ifindex > 0 {
+		ifc, err = net.InterfaceByIndex(st.ifindex)
+	} else {
+		ifc, err = net.InterfaceByName(name)
+	}
+	if err != nil {
+		return 0, "", 0
+	}
+	return int64(ifc.MTU), ifc.HardwareAddr.String(), int64(ifc.Index)
 }
 
 // writeBack returns the updates that make the database tell the truth.
@@ -572,12 +610,10 @@ func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovs
 		var mtu, ifindex int64
 		var mac string
 		if st.attached {
-			if ifc, err := net.InterfaceByName(name); err == nil {
-				mtu, mac, ifindex = int64(ifc.MTU), ifc.HardwareAddr.String(), int64(ifc.Index)
-			}
+			mtu, mac, ifindex = st.deviceColumns(name)
 		}
 		setOptInt(up, row, "mtu", mtu, mtu > 0)
-		setOptInt(up, row, "ifindex", ifindex, ifindex > 0)
+		setOptInt(up, row, "ifindex", ifindex, st.attached)
 		setOptString(up, row, "mac_in_use", mac)
 		// A port's first statistics are written at once; later ones
 		// every ovsdbStatsInterval.
