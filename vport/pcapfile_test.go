@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -217,4 +219,63 @@ func FuzzPcapReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPcapReaderCorpus reads every pcap file of the shared tcpdump corpus
+// (many of them malformed) with pcapReader and with gopacket's pcapgo, the
+// reference: each frame both read must be the same bytes, and a file the
+// reference reads to its end cleanly must give pcapReader the same frames.
+// pcapReader may refuse a record the reference passes only for a named
+// format error (a capture longer than its wire length or snapshot length).
+func TestPcapReaderCorpus(t *testing.T) {
+	dir := "../../shared/corpus/tcpdump-pcap"
+	if d := os.Getenv("OVSXDP_PCAP_CORPUS"); d != "" {
+		dir = d
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*.pcap"))
+	if len(names) == 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no capture corpus in %s (CI=true requires it)", dir)
+		}
+		t.Skipf("no capture corpus in %s (set OVSXDP_PCAP_CORPUS to its directory)", dir)
+	}
+	var files, frames, refused int
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, refErr := pcapgo.NewReader(bytes.NewReader(data))
+		got, gotErr := newPcapReader(bytes.NewReader(data))
+		if refErr != nil || gotErr != nil {
+			if (refErr == nil) != (gotErr == nil) && refErr == nil {
+				t.Errorf("%s: the reference reads the header, pcapReader: %v", filepath.Base(name), gotErr)
+			}
+			continue
+		}
+		files++
+		for i := 0; ; i++ {
+			want, _, refErr := ref.ReadPacketData()
+			fr, gotErr := got.next()
+			if refErr != nil {
+				break // whatever pcapReader makes of a record the reference refuses
+			}
+			if gotErr != nil {
+				if !errors.Is(gotErr, errPcapFormat) {
+					t.Errorf("%s: frame %d: the reference reads %d bytes, pcapReader: %v", filepath.Base(name), i, len(want), gotErr)
+				}
+				refused++
+				break
+			}
+			if !bytes.Equal(fr, want) {
+				t.Errorf("%s: frame %d differs from the reference's", filepath.Base(name), i)
+				break
+			}
+			frames++
+		}
+	}
+	t.Logf("%d files, %d frames read alike, %d records refused as format errors that the reference passed", files, frames, refused)
+	if frames == 0 {
+		t.Fatal("no frame read")
+	}
 }
