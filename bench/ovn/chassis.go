@@ -93,18 +93,13 @@ func (c *chassis) start(t *runner, m *measurement, bin, sbDB string) {
 		// Native tunnelling as Open vSwitch's userspace datapath does it:
 		// br-phy holds the underlay veth, and its LOCAL port (a TAP
 		// device) the host's underlay address, so that the tunnel's route
-		// leads out through br-phy.
+		// leads out through br-phy. Made in standalone mode without a
+		// controller, it forwards with the flow priority=0,actions=NORMAL
+		// it gets, as from ovs-vswitchd.
 		c.vsctl(t, "add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=ovsxdp",
 			"--", "add-port", "br-phy", c.uplink, "--", "set", "interface", c.uplink, "type=afxdp")
 		if err := waitFor(c.daemon, cmdTimeout, func() error { _, err := c.ns.Run("ip", "link", "show", "br-phy"); return err }); err != nil {
 			t.Fatalf("br-phy's LOCAL port on %s: %v", c.name, err)
-		}
-		// Open vSwitch gives a bridge in standalone fail mode without a
-		// controller the flow priority=0,actions=NORMAL when it creates
-		// it; ovsxdp's --ovsdb mode leaves the table empty, so the flow
-		// is added here.
-		if _, err := c.cli("add-flow", "br-phy", "priority=0,actions=NORMAL"); err != nil {
-			t.Fatalf("br-phy's normal flow on %s: %v", c.name, err)
 		}
 		c.ns.IP(t, "addr", "add", c.encapIP+"/24", "dev", "br-phy", "nodad")
 		if err := c.ns.SetLinkUp("br-phy"); err != nil {
