@@ -34,6 +34,7 @@ type chassis struct {
 	rows           []row
 	flowsInstalled int
 	tunnels        []tunnelPort
+	tunnelFlows    []string // br-int's megaflows of packets to or from a tunnel
 	diagnostics    []diagnostic
 }
 

@@ -411,6 +411,25 @@ func (c *chassis) collect(t *runner) {
 	if err := c.readTunnels(); err != nil {
 		t.Errorf("tunnel ports on %s: %v", c.name, err)
 	}
+	if c.uplink != "" {
+		c.tunnelFlows = nil
+		out, err := c.cli("dpctl/dump-flows")
+		if err != nil {
+			t.Errorf("dpctl/dump-flows on %s: %v", c.name, err)
+		}
+		// The megaflows br-int holds for what it decapsulated (a tunnel
+		// match) or encapsulates (tun_metadata set); br-phy's are left out.
+		inInt := false
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "flow-dump from") {
+				inInt = strings.HasSuffix(l, "bridge br-int:")
+				continue
+			}
+			if inInt && (strings.Contains(l, "tunnel(") || strings.Contains(l, "tun_metadata")) {
+				c.tunnelFlows = append(c.tunnelFlows, strings.TrimSpace(l))
+			}
+		}
+	}
 }
 
 // parseRows reads ofproto/rejections --csv output.

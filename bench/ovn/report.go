@@ -288,6 +288,14 @@ func writeTunnels(p func(string, ...any), m *measurement) {
 			p("| %s | %s | %s | %s | %s | %s |\n", c.name, tp.name, tp.typ, cell(tp.options), tp.ofport, cell(tp.err))
 		}
 	}
+	p("\nThe megaflows each daemon's br-int held at the end for the packets it decapsulated or encapsulated (`ovsxdp dpctl/dump-flows`, br-int's):\n")
+	for _, c := range m.chassis {
+		if len(c.tunnelFlows) == 0 {
+			p("\n%s: none.\n", c.name)
+			continue
+		}
+		p("\n%s:\n\n```\n%s\n```\n", c.name, clipLines(strings.Join(c.tunnelFlows, "\n"), 20))
+	}
 	g := m.geneve
 	if g == nil {
 		p("\nNo capture of the wire.\n")
