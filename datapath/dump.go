@@ -25,6 +25,9 @@ type MegaflowEntry struct {
 	// Stale reports that the megaflow was computed at an older generation
 	// of the rule table; the next packet that hits it revalidates it.
 	Stale bool
+	// TLV is the bridge's TLV map when the megaflow was copied, which
+	// names the Geneve options of its tun_metadata fields.
+	TLV *flow.TLVMap
 }
 
 // Megaflows returns every poll thread's megaflows, by thread. Each thread
@@ -34,7 +37,7 @@ type MegaflowEntry struct {
 func (b *Bridge) Megaflows(ctx context.Context) ([]MegaflowEntry, error) {
 	per := make([][]MegaflowEntry, len(b.pmds))
 	err := b.onEachPMD(ctx, func(p *pmd) {
-		gen := b.table.Generation()
+		gen, tlv := b.table.Generation(), b.table.TLVMap()
 		var out []MegaflowEntry
 		p.cache.Megaflows().Range(func(mf *flow.Megaflow) bool {
 			e := MegaflowEntry{
@@ -45,6 +48,7 @@ func (b *Bridge) Megaflows(ctx context.Context) ([]MegaflowEntry, error) {
 				Packets: mf.Packets,
 				Bytes:   mf.Bytes,
 				Stale:   mf.Generation != gen,
+				TLV:     tlv,
 			}
 			if mf.LastUsed != 0 {
 				e.LastUsed = time.Unix(0, mf.LastUsed)
@@ -73,8 +77,8 @@ func (b *Bridge) FlushMegaflows(ctx context.Context) error {
 
 // String formats the megaflow as one line of dpctl/dump-flows at now:
 // match, packets, bytes, time since last use ("never" if unused) and
-// actions, in Open vSwitch's datapath syntax (flow.FormatODPMatch,
-// flow.FormatODPActions).
+// actions, in Open vSwitch's datapath syntax (flow.FormatODPMatch, with
+// the bridge's TLV map, and flow.FormatODPActions).
 func (e *MegaflowEntry) String(now time.Time) string {
 	used := "never"
 	if !e.LastUsed.IsZero() {
@@ -82,5 +86,5 @@ func (e *MegaflowEntry) String(now time.Time) string {
 		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
 	}
 	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
-		flow.FormatODPMatch(&e.Match), e.Packets, e.Bytes, used, flow.FormatODPActions(e.Actions))
+		flow.FormatODPMatch(&e.Match, e.TLV), e.Packets, e.Bytes, used, flow.FormatODPActions(e.Actions))
 }

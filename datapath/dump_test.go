@@ -48,7 +48,7 @@ func TestMegaflowsDump(t *testing.T) {
 	var packets, bytes uint64
 	for _, e := range mfs {
 		if e.Match.Mask != wc || e.Rule != rule {
-			t.Errorf("pmd %d megaflow %s: want the translation's mask and rule", e.PMD, flow.FormatODPMatch(&e.Match))
+			t.Errorf("pmd %d megaflow %s: want the translation's mask and rule", e.PMD, flow.FormatODPMatch(&e.Match, nil))
 		}
 		if e.Stale || e.LastUsed.IsZero() {
 			t.Errorf("megaflow stale=%v lastUsed=%v", e.Stale, e.LastUsed)

@@ -87,8 +87,8 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 					if srcs[i] != wantSrc || got[i].Rule != want.Rule || got[i].Match() != want.Match() ||
 						!slices.Equal(got[i].Actions, want.Actions) || got[i].Generation != want.Generation {
 						t.Fatalf("round %d key %d of %d: batch gave %s %s actions %v gen %d, one by one %s %s actions %v gen %d",
-							round, i, n, srcs[i], FormatODPMatch(new(got[i].Match())), got[i].Actions, got[i].Generation,
-							wantSrc, FormatODPMatch(new(want.Match())), want.Actions, want.Generation)
+							round, i, n, srcs[i], FormatODPMatch(new(got[i].Match()), nil), got[i].Actions, got[i].Generation,
+							wantSrc, FormatODPMatch(new(want.Match()), nil), want.Actions, want.Generation)
 					}
 				}
 				if batched.Stats() != single.Stats() {

@@ -150,14 +150,17 @@ func fragODP(v, m uint8) string {
 }
 
 // FormatODPMatch formats a megaflow's match in datapath syntax, in Open
-// vSwitch's userspace datapath order: the connection tracking fields the
-// megaflow consulted, recirc_id (always: every megaflow matches it
-// exactly), in_port, packet_type (always Ethernet, and always exact in the
+// vSwitch's userspace datapath order: the tunnel fields of a decapsulated
+// packet the megaflow consulted (its Geneve options named by class and
+// type through tlv, the bridge's TLV map), the connection tracking fields
+// it consulted, recirc_id (always: every megaflow matches it exactly),
+// in_port, packet_type (always Ethernet, and always exact in the
 // userspace datapath), then the packet's headers. Fields outside the mask
 // are left out, and partly masked fields carry their mask.
-func FormatODPMatch(m *Match) string {
+func FormatODPMatch(m *Match, tlv *TLVMap) string {
 	k, mk := &m.Key, &m.Mask
 	var w odpWriter
+	odpTunnel(&w, k, mk, tlv)
 	odpCT(&w, k, mk)
 	w.raw("recirc_id(" + hexZero(uint64(k.RecircID)) + ")")
 	if mk.InPort != 0 {
@@ -553,4 +556,97 @@ func formatODPNAT(n *NAT) string {
 		s += ",random"
 	}
 	return "nat(" + s + ")"
+}
+
+// odpTunnelFlags are Open vSwitch's datapath tunnel flags in the order it
+// prints them (FLOW_TNL_F_DONT_FRAGMENT, _CSUM, _KEY, _OAM), each with
+// ovsxdp's bit.
+var odpTunnelFlags = []struct {
+	name string
+	bit  uint16
+}{{"df", TunFlagDF}, {"csum", TunFlagCsum}, {"key", TunFlagKey}, {"oam", TunFlagOAM}}
+
+// odpTunnel writes the tunnel group of a decapsulated packet's megaflow as
+// Open vSwitch does: "tunnel(tun_id=0x1,src=192.0.2.1,dst=192.0.2.2,
+// geneve({class=0x102,type=0x80,len=4,0x10003/0x7fffffff}),flags(+csum))",
+// with only the fields the megaflow consulted. Open vSwitch prints the
+// group only for a packet that came out of a tunnel, whose tunnel
+// destination is set; a megaflow's key is masked, so here the group is
+// left out when every field it consulted is zero, as all are for a packet
+// that did not come out of a tunnel (a pipeline that writes tun_id
+// consults it). A decapsulated packet whose consulted fields are all zero
+// (a match on VNI 0 alone) is not told apart and shows none either.
+func odpTunnel(w *odpWriter, k, mk *Key, tlv *TLVMap) {
+	if k.TunID == 0 && k.TunSrc == 0 && k.TunDst == 0 && k.TunIPv6Src == ([16]byte{}) && k.TunIPv6Dst == ([16]byte{}) &&
+		k.TunTOS == 0 && k.TunTTL == 0 && k.TunFlags&mk.TunFlags == 0 && k.TunMetaPresent&mk.TunMetaPresent == 0 {
+		return
+	}
+	var f []string
+	if mk.TunID != 0 {
+		f = append(f, "tun_id="+hexODP(k.TunID, mk.TunID, 1<<64-1))
+	}
+	if mk.TunSrc != 0 {
+		f = append(f, "src="+ipv4ODP(k.TunSrc, mk.TunSrc))
+	}
+	if mk.TunDst != 0 {
+		f = append(f, "dst="+ipv4ODP(k.TunDst, mk.TunDst))
+	}
+	if mk.TunIPv6Src != ([16]byte{}) {
+		f = append(f, "ipv6_src="+ipv6ODP(&k.TunIPv6Src, &mk.TunIPv6Src))
+	}
+	if mk.TunIPv6Dst != ([16]byte{}) {
+		f = append(f, "ipv6_dst="+ipv6ODP(&k.TunIPv6Dst, &mk.TunIPv6Dst))
+	}
+	if mk.TunTOS != 0 {
+		// Open vSwitch prints it with %#x, which writes zero as 0.
+		tos := "tos=" + hexZero(uint64(k.TunTOS))
+		if mk.TunTOS != 0xff {
+			tos += "/" + hexZero(uint64(mk.TunTOS))
+		}
+		f = append(f, tos)
+	}
+	if mk.TunTTL != 0 {
+		f = append(f, "ttl="+numODP(uint64(k.TunTTL), uint64(mk.TunTTL), 0xff))
+	}
+	var opts strings.Builder
+	k.TunMetaFields(mk, func(index int, v, msk []byte) {
+		opts.WriteByte('{')
+		if mp, _, ok := tlv.Lookup(index); ok {
+			opts.WriteString("class=" + hexZero(uint64(mp.Class)) + ",type=" + hexZero(uint64(mp.Type)) + ",")
+		}
+		fmt.Fprintf(&opts, "len=%d", len(v))
+		allZero, allOnes := true, true
+		for _, c := range msk {
+			allZero = allZero && c == 0
+			allOnes = allOnes && c == 0xff
+		}
+		if !allZero {
+			opts.WriteString("," + hexBytes(v))
+			if !allOnes {
+				opts.WriteString("/" + hexBytes(msk))
+			}
+		}
+		opts.WriteByte('}')
+	})
+	if opts.Len() > 0 {
+		f = append(f, "geneve("+opts.String()+")")
+	}
+	var flags strings.Builder
+	for _, fl := range odpTunnelFlags {
+		if mk.TunFlags&fl.bit == 0 {
+			continue
+		}
+		if k.TunFlags&fl.bit != 0 {
+			flags.WriteByte('+')
+		} else {
+			flags.WriteByte('-')
+		}
+		flags.WriteString(fl.name)
+	}
+	if flags.Len() > 0 {
+		f = append(f, "flags("+flags.String()+")")
+	}
+	if len(f) > 0 {
+		w.raw("tunnel(" + strings.Join(f, ",") + ")")
+	}
 }

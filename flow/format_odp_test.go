@@ -28,7 +28,7 @@ func TestFormatODPMatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := FormatODPMatch(m); got != tt.want {
+			if got := FormatODPMatch(m, nil); got != tt.want {
 				t.Errorf("FormatODPMatch(%q)\n got %s\nwant %s", tt.in, got, tt.want)
 			}
 		})
@@ -116,6 +116,54 @@ func checkFormatMicroflow(t *testing.T, tests []microflowCase) {
 			}
 			if got := FormatMicroflow(&k); got != tt.want {
 				t.Errorf("FormatMicroflow(%q)\n got %s\nwant %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestFormatODPTunnel checks the tunnel group of a decapsulated packet's
+// megaflow against the syntax of Open vSwitch's dpctl/dump-flows.
+func TestFormatODPTunnel(t *testing.T) {
+	tlv, err := (*TLVMap)(nil).Apply(TLVAdd, []TLVMapping{{Class: 0x102, Type: 0x80, Len: 4, Index: 0},
+		{Class: 0, Type: 0, Len: 4, Index: 1}, {Class: 0xffff, Type: 1, Len: 8, Index: 2}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		in    string // a match in ovs-ofctl syntax
+		flags func(k, mk *Key)
+		want  string
+	}{
+		{name: "not from a tunnel", in: "in_port=1", want: "recirc_id(0),in_port(1),packet_type(ns=0,id=0)"},
+		{name: "tun_id consulted, not from a tunnel", in: "tun_id=0,in_port=1", want: "recirc_id(0),in_port(1),packet_type(ns=0,id=0)"},
+		{name: "OVN's receive", in: "tun_id=0x1,tun_src=192.0.2.1,tun_dst=192.0.2.2,tun_metadata0=0x10003/0x7fffffff,in_port=1",
+			want: "tunnel(tun_id=0x1,src=192.0.2.1,dst=192.0.2.2,geneve({class=0x102,type=0x80,len=4,0x10003/0x7fffffff})),recirc_id(0),in_port(1),packet_type(ns=0,id=0)"},
+		{name: "presence only, two options", in: "tun_dst=192.0.2.2,tun_metadata0,tun_metadata2=0x5",
+			want: "tunnel(dst=192.0.2.2,geneve({class=0x102,type=0x80,len=4}{class=0xffff,type=0x1,len=8,0x5})),recirc_id(0),packet_type(ns=0,id=0)"},
+		{name: "masked source, flags", in: "tun_src=10.0.0.0/8,tun_dst=192.0.2.2",
+			flags: func(k, mk *Key) {
+				k.TunFlags, mk.TunFlags = TunFlagCsum|TunFlagKey, TunFlagDF|TunFlagCsum|TunFlagKey
+			},
+			want: "tunnel(src=10.0.0.0/255.0.0.0,dst=192.0.2.2,flags(-df+csum+key)),recirc_id(0),packet_type(ns=0,id=0)"},
+		{name: "class zero, tos zero", in: "tun_dst=192.0.2.2,tun_metadata1=0",
+			flags: func(k, mk *Key) { k.TunTOS, mk.TunTOS = 0, 0xfc },
+			want:  "tunnel(dst=192.0.2.2,tos=0/0xfc,geneve({class=0,type=0,len=4,0})),recirc_id(0),packet_type(ns=0,id=0)"},
+		{name: "ipv6, tos and ttl", in: "tun_ipv6_dst=2001:db8::2",
+			flags: func(k, mk *Key) { k.TunTOS, mk.TunTOS, k.TunTTL, mk.TunTTL = 0x20, 0xfc, 64, 0xff },
+			want:  "tunnel(ipv6_dst=2001:db8::2,tos=0x20/0xfc,ttl=64),recirc_id(0),packet_type(ns=0,id=0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := (&Parser{TLV: tlv}).ParseMatch(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.flags != nil {
+				tt.flags(&m.Key, &m.Mask)
+			}
+			if got := FormatODPMatch(m, tlv); got != tt.want {
+				t.Errorf("FormatODPMatch(%q)\n got %s\nwant %s", tt.in, got, tt.want)
 			}
 		})
 	}

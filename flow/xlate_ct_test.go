@@ -362,10 +362,10 @@ func TestCacheRecirculatedKeys(t *testing.T) {
 	if got := FormatODPActions(mf1.Actions); got != "2" {
 		t.Errorf("second pass %q, want 2", got)
 	}
-	if got, want := FormatODPMatch(new(mf1.Match())), "ct_state(+new+trk),recirc_id("+hexZero(uint64(id))+"),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(frag=no)"; got != want {
+	if got, want := FormatODPMatch(new(mf1.Match()), nil), "ct_state(+new+trk),recirc_id("+hexZero(uint64(id))+"),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(frag=no)"; got != want {
 		t.Errorf("dump-flows match %q, want %q", got, want)
 	}
-	if got := FormatODPMatch(new(mf0.Match())); got != "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(frag=no)" {
+	if got := FormatODPMatch(new(mf0.Match()), nil); got != "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(frag=no)" {
 		t.Errorf("first pass match %q", got)
 	}
 	// Both come from the exact-match cache now, each its own.
@@ -422,7 +422,7 @@ func TestFormatODPMatchCT(t *testing.T) {
 	m.Key.CtNwProto, m.Mask.CtNwProto = IPProtoTCP, 0xff
 	m.Key.CtTpDst, m.Mask.CtTpDst = 80, 0xffff
 	want := "ct_state(+est+rpl-inv+trk),ct_zone(0x5),ct_mark(0/0x3),ct_label(0x1/0x1),ct_tuple4(src=10.0.0.1,proto=6,tp_dst=80),recirc_id(0x1f),in_port(3),packet_type(ns=0,id=0)"
-	if got := FormatODPMatch(&m); got != want {
+	if got := FormatODPMatch(&m, nil); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	if got, want := FormatCTMatch(&m.Key, &m.Mask, false), "ct_state=+est+rpl-inv+trk,ct_zone=5,ct_mark=0/0x3,ct_label=0x1/0x1,ct_nw_src=10.0.0.1,ct_nw_proto=6,ct_tp_dst=80"; got != want {

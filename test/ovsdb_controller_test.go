@@ -2,7 +2,9 @@ package test
 
 import (
 	"net"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 	"github.com/ovsxdp/ovsxdp/test/netns"
 	"github.com/ovsxdp/ovsxdp/test/ovsref"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
 // TestOVSDBController configures a bridge's controller and fail mode with
@@ -110,5 +113,93 @@ func TestOVSDBController(t *testing.T) {
 		return strings.TrimSpace(x.cli.run(t, "controller-status", "br0")) == ""
 	}) {
 		t.Errorf("the daemon keeps the deleted controller: %s", x.cli.run(t, "controller-status", "br0"))
+	}
+}
+
+// TestOVSDBFlushMatchesOVS runs one sequence of ovs-vsctl and ovs-ofctl
+// commands against Open vSwitch 3.1 and against the daemon under --ovsdb
+// and compares the flows and groups after each: a bridge made in
+// standalone mode without a controller has priority=0,actions=NORMAL;
+// getting its first controller, losing its last, or a change of fail mode
+// without one deletes every flow and group (and adds that flow again in
+// standalone mode without a controller); another controller for one that
+// has one changes nothing; a bridge made in secure mode, or with a
+// controller, has no flow.
+func TestOVSDBFlushMatchesOVS(t *testing.T) {
+	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
+	ovs := ovsref.Start(t, "br0", nil)
+	db := ovsref.StartDB(t)
+	bin := buildCLI(t)
+	sw := netns.New(t, "sw")
+	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
+
+	type side struct {
+		name, dbSock, runDir, dpType string
+	}
+	sides := []side{
+		{"Open vSwitch", filepath.Join(ovs.Dir, "db.sock"), ovs.Dir, "netdev"},
+		{"ovsxdp", strings.TrimPrefix(db.Remote(), "unix:"), x.runDir, "ovsxdp"},
+	}
+	run := func(t *testing.T, s side, name string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %s %s: %v\n%s\novsxdp output:\n%s", s.name, name, strings.Join(args, " "), err, out, x.proc.Output())
+		}
+		return string(out)
+	}
+	vsctl := func(t *testing.T, s side, args ...string) {
+		t.Helper()
+		for i, a := range args {
+			args[i] = strings.ReplaceAll(a, "DPTYPE", s.dpType)
+		}
+		run(t, s, "ovs-vsctl", append([]string{"--db=unix:" + s.dbSock, "--timeout=60"}, args...)...)
+	}
+	of := func(t *testing.T, s side, cmd, br string, args ...string) string {
+		t.Helper()
+		return run(t, s, ofctl, append([]string{"--timeout=30", "-O", "OpenFlow13", cmd, "unix:" + filepath.Join(s.runDir, br+".mgmt")}, args...)...)
+	}
+	state := func(t *testing.T, s side, br string) string {
+		t.Helper()
+		return ovsref.NormaliseDump(of(t, s, "dump-flows", br, "--no-stats") + of(t, s, "dump-groups", br))
+	}
+	addSome := func(t *testing.T, s side, br string) {
+		t.Helper()
+		of(t, s, "del-groups", br, "group_id=1") // kept when nothing flushed it
+		of(t, s, "add-group", br, "group_id=1,type=all,bucket=output:LOCAL")
+		of(t, s, "add-flow", br, "priority=5,ip,actions=group:1")
+	}
+
+	for _, step := range []struct {
+		name   string
+		br     string
+		before bool // add a group and a flow first
+		vsctl  []string
+	}{
+		{"add-br standalone", "brf", false, []string{"add-br", "brf", "--", "set", "bridge", "brf", "datapath_type=DPTYPE"}},
+		{"set-fail-mode secure", "brf", true, []string{"set-fail-mode", "brf", "secure"}},
+		{"set-fail-mode standalone", "brf", true, []string{"set-fail-mode", "brf", "standalone"}},
+		{"del-fail-mode", "brf", true, []string{"del-fail-mode", "brf"}},
+		{"set-controller", "brf", true, []string{"set-controller", "brf", "tcp:127.0.0.1:1"}},
+		{"another controller", "brf", true, []string{"set-controller", "brf", "tcp:127.0.0.1:2"}},
+		{"fail mode with a controller", "brf", true, []string{"set-fail-mode", "brf", "secure"}},
+		{"del-controller in secure mode", "brf", true, []string{"del-controller", "brf"}},
+		{"del-fail-mode again", "brf", true, []string{"del-fail-mode", "brf"}},
+		{"add-br secure", "bry", false, []string{"add-br", "bry", "--", "set", "bridge", "bry", "datapath_type=DPTYPE", "fail_mode=secure"}},
+		{"add-br with a controller", "brz", false, []string{"add-br", "brz", "--", "set", "bridge", "brz", "datapath_type=DPTYPE",
+			"--", "set-controller", "brz", "tcp:127.0.0.1:3"}},
+	} {
+		var got [2]string
+		for i, s := range sides {
+			if step.before {
+				addSome(t, s, step.br)
+			}
+			vsctl(t, s, slices.Clone(step.vsctl)...)
+			got[i] = state(t, s, step.br)
+		}
+		if got[0] != got[1] {
+			t.Errorf("%s: Open vSwitch has\n%s\novsxdp has\n%s", step.name, got[0], got[1])
+		}
+		t.Logf("%s: %q", step.name, got[1])
 	}
 }

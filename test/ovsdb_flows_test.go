@@ -19,7 +19,8 @@ import (
 // across its restarts (SIGTERM, and SIGKILL once they are saved), as Open
 // vSwitch's restart does with ovs-save: dump-flows and dump-groups show
 // the same after the restart, and traffic passes without adding them
-// again. A bridge deleted from the database and added again has none.
+// again. A bridge deleted from the database and added again has only
+// the normal flow a new bridge gets.
 func TestOVSDBFlowsOutliveRestart(t *testing.T) {
 	testenv.RequireTool(t, "ping", "iputils-ping")
 	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
@@ -76,7 +77,13 @@ func TestOVSDBFlowsOutliveRestart(t *testing.T) {
 	vsctl(t, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
 	vsctl(t, "add-port", "br0", "h-a", "--", "set", "interface", "h-a", "type=afxdp", "ofport_request=7")
 	vsctl(t, "add-port", "br0", "h-b", "--", "set", "interface", "h-b", "type=afxdp", "ofport_request=9")
-	// Without these flows nothing passes: the table is empty.
+	// As Open vSwitch's, a bridge made in standalone mode without a
+	// controller has the normal flow; without it, and without the flows
+	// below, nothing passes.
+	if got := dump(t); got != "priority=0 actions=NORMAL" {
+		t.Fatalf("br0 made by add-br has\n%s\nwant the normal flow alone", got)
+	}
+	ofctl1(t, "del-flows")
 	if pings(a, "10.82.0.2", 3*time.Second) {
 		t.Fatalf("p-a reaches p-b through br0 before any flow is added")
 	}
@@ -124,15 +131,16 @@ func TestOVSDBFlowsOutliveRestart(t *testing.T) {
 	}
 
 	// A bridge deleted from the database drops its flows: added again,
-	// it has none, also after another restart.
+	// it has only the normal flow of a new bridge, also after another
+	// restart.
 	vsctl(t, "del-br", "br0")
 	vsctl(t, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
-	if got := dump(t); got != "" {
-		t.Fatalf("br0 deleted and added again has\n%s\nwant no flows or groups", got)
+	if got := dump(t); got != "priority=0 actions=NORMAL" {
+		t.Fatalf("br0 deleted and added again has\n%s\nwant the normal flow alone", got)
 	}
 	stopDaemon(t, x.proc, syscall.SIGTERM)
 	x = startOVSDBDaemon(t, bin, sw, dir, db.Remote())
-	if got := dump(t); got != "" {
-		t.Fatalf("after del-br, add-br and a restart br0 has\n%s\nwant no flows or groups", got)
+	if got := dump(t); got != "priority=0 actions=NORMAL" {
+		t.Fatalf("after del-br, add-br and a restart br0 has\n%s\nwant the normal flow alone", got)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/test/netns"
-	"github.com/ovsxdp/ovsxdp/test/ovsref"
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -32,7 +31,9 @@ type lport struct {
 	name, ip string
 	mac      net.HardwareAddr
 	ns       *netns.NS
+	chassis  *chassis
 	host     string // the veth end on br-int
+	key      int    // the southbound Port_Binding's tunnel_key
 	bound    bool   // the southbound Port_Binding has a chassis
 	up       bool   // the northbound port is up
 }
@@ -47,27 +48,29 @@ type row struct {
 	printed                        string // the example, as ovs-ofctl ofp-print prints it
 }
 
-// pingResult is one ping from the first namespace to the second.
+// pingResult is one ping from one logical port to another.
 type pingResult struct {
-	what  string
-	stats topo.PingStats
-	err   error
+	from, to *lport
+	what     string
+	stats    topo.PingStats
+	err      error
 }
 
 // measurement is what a run found.
 type measurement struct {
-	complete       bool
-	versions       map[string]string
-	ports          []*lport
-	hvSynced       bool // ovn-nbctl --wait=hv sync returned
-	hvSyncErr      string
-	pings          []pingResult
-	rows           []row
-	flowsInstalled int
-	problems       []string
-	logs           map[string]string // name → path, while the run lasts
-	logText        map[string]string // name → text, read when the daemons have stopped
-	bindTime       string
+	complete  bool
+	versions  map[string]string
+	chassis   []*chassis
+	ports     []*lport
+	dpKey     int  // sw0's tunnel_key, the Geneve VNI
+	hvSynced  bool // ovn-nbctl --wait=hv sync returned
+	hvSyncErr string
+	pings     []pingResult
+	geneve    *capture // the underlay's Geneve packets, with two chassis
+	problems  []string
+	logs      map[string]string // name → path, while the run lasts
+	logText   map[string]string // name → text, read when the daemons have stopped
+	bindTime  string
 }
 
 // proc is a daemon started in a namespace.
@@ -162,18 +165,59 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 		m.versions["ovsxdp"] = strings.TrimSpace(out)
 	}
 
-	// The Open_vSwitch database, as ovs-vswitchd would have it.
-	db := ovsref.StartDB(t)
-	vsctl := func(args ...string) string {
-		out, err := db.Vsctl(append([]string{"--timeout=30"}, args...)...)
-		return must(t, out, err)
+	// Each chassis's namespace holds its ovsxdp daemon (and br-int's
+	// LOCAL port, a TAP device), its ovn-controller and the veths' host
+	// ends; the first also OVN's central daemons. With two, each host's
+	// underlay veth leads to a namespace of its own, the wire, where a
+	// Linux bridge joins them and tcpdump sees the Geneve packets (a
+	// capture on an AF_XDP port's device sees neither what XDP redirects
+	// nor what AF_XDP sends).
+	for i := range o.chassis {
+		c := &chassis{name: fmt.Sprintf("chassis-%d", i+1), ns: netns.New(t, fmt.Sprintf("ovn-ch%d", i+1)), encapIP: "127.0.0.1"}
+		if o.chassis > 1 {
+			c.encapIP, c.uplink = fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("ovn-u%d", i+1)
+		}
+		m.chassis = append(m.chassis, c)
+	}
+	var wire *netns.NS
+	if o.chassis > 1 {
+		wire = netns.New(t, "ovn-wire")
+		wire.IP(t, "link", "add", "wire0", "type", "bridge")
+		for i, c := range m.chassis {
+			end := fmt.Sprintf("w%d", i+1)
+			netns.AddVeth(t, c.ns, c.uplink, wire, end, 1)
+			wire.IP(t, "link", "set", end, "master", "wire0")
+		}
+		if err := wire.SetLinkUp("wire0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 
-	// The switch namespace holds the ovsxdp daemon (and br-int's LOCAL
-	// port, a TAP device), the OVN daemons and the veths' host ends.
-	sw := netns.New(t, "ovn-sw")
-	dir := t.TempDir() // short: unix socket paths are bounded
-	// Runs once every daemon has stopped, before dir is removed.
+	// OVN's databases and ovn-northd, beside the first chassis.
+	central := t.TempDir()
+	cns := m.chassis[0].ns
+	ovnEnv := []string{"OVN_RUNDIR=" + central, "OVN_LOGDIR=" + central, "OVN_DBDIR=" + central}
+	for _, d := range []struct{ name, schema string }{{"nb", nbSchema}, {"sb", sbSchema}} {
+		dbFile := filepath.Join(central, d.name+".db")
+		if _, err := sh(nil, "ovsdb-tool", "create", dbFile, d.schema); err != nil {
+			t.Fatal(err)
+		}
+		logFile := filepath.Join(central, d.name+".log")
+		m.logs["ovsdb-server-"+d.name+".log"] = logFile
+		p := startProc(t, cns, "ovsdb-server ("+d.name+")", "ovsdb-server", dbFile, "--remote=punix:"+filepath.Join(central, d.name+".sock"),
+			"--no-chdir", "--unixctl="+filepath.Join(central, d.name+".ctl"), "--log-file="+logFile)
+		ctl := "ovn-nbctl"
+		if d.name == "sb" {
+			ctl = "ovn-sbctl"
+		}
+		if err := waitFor(p, cmdTimeout, func() error {
+			_, err := sh(nil, ctl, "--db=unix:"+filepath.Join(central, d.name+".sock"), "--timeout=5", "show")
+			return err
+		}); err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+	}
+	// Runs once every daemon has stopped, before central is removed.
 	t.Cleanup(func() {
 		for name, path := range m.logs {
 			if b, err := os.ReadFile(path); err == nil {
@@ -181,86 +225,51 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 			}
 		}
 	})
-	runDir := filepath.Join(dir, "run")
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "ovsxdp.sock")
-	cli := func(args ...string) (string, error) {
-		return sh(nil, bin, append([]string{"--socket", sock}, args...)...)
-	}
-	daemon := startProc(t, sw, "ovsxdp daemon", bin, "daemon", "--socket", sock, "--rundir", runDir,
-		"--ovsdb", db.Remote(), "--log-level", "info")
-	t.Cleanup(func() { m.logText["ovsxdp.log"] = daemon.p.Output() })
-	if err := waitFor(daemon, cmdTimeout, func() error { _, err := cli("show"); return err }); err != nil {
-		t.Fatalf("ovsxdp daemon: %v", err)
-	}
-
-	// OVN's databases and ovn-northd.
-	ovnEnv := []string{"OVN_RUNDIR=" + dir, "OVN_LOGDIR=" + dir, "OVN_DBDIR=" + dir}
-	for _, d := range []struct{ name, schema string }{{"nb", nbSchema}, {"sb", sbSchema}} {
-		dbFile := filepath.Join(dir, d.name+".db")
-		if _, err := sh(nil, "ovsdb-tool", "create", dbFile, d.schema); err != nil {
-			t.Fatal(err)
-		}
-		logFile := filepath.Join(dir, d.name+".log")
-		m.logs["ovsdb-server-"+d.name+".log"] = logFile
-		p := startProc(t, sw, "ovsdb-server ("+d.name+")", "ovsdb-server", dbFile, "--remote=punix:"+filepath.Join(dir, d.name+".sock"),
-			"--no-chdir", "--unixctl="+filepath.Join(dir, d.name+".ctl"), "--log-file="+logFile)
-		ctl := "ovn-nbctl"
-		if d.name == "sb" {
-			ctl = "ovn-sbctl"
-		}
-		if err := waitFor(p, cmdTimeout, func() error {
-			_, err := sh(nil, ctl, "--db=unix:"+filepath.Join(dir, d.name+".sock"), "--timeout=5", "show")
-			return err
-		}); err != nil {
-			t.Fatalf("%s: %v", p.name, err)
-		}
-	}
-	nbDB, sbDB := "unix:"+filepath.Join(dir, "nb.sock"), "unix:"+filepath.Join(dir, "sb.sock")
+	nbDB, sbDB := "unix:"+filepath.Join(central, "nb.sock"), "unix:"+filepath.Join(central, "sb.sock")
 	nbctl := func(args ...string) (string, error) {
 		return sh(nil, "ovn-nbctl", append([]string{"--db=" + nbDB, "--timeout=30"}, args...)...)
 	}
 	sbctl := func(args ...string) (string, error) {
 		return sh(nil, "ovn-sbctl", append([]string{"--db=" + sbDB, "--timeout=30"}, args...)...)
 	}
-	m.logs["ovn-northd.log"] = filepath.Join(dir, "ovn-northd.log")
-	startProc(t, sw, "ovn-northd", "env", ovnEnv[0], ovnEnv[1], ovnEnv[2], "ovn-northd", "--ovnnb-db="+nbDB, "--ovnsb-db="+sbDB,
-		"--no-chdir", "--unixctl="+filepath.Join(dir, "ovn-northd.ctl"), "--log-file="+m.logs["ovn-northd.log"])
+	m.logs["ovn-northd.log"] = filepath.Join(central, "ovn-northd.log")
+	startProc(t, cns, "ovn-northd", "env", ovnEnv[0], ovnEnv[1], ovnEnv[2], "ovn-northd", "--ovnnb-db="+nbDB, "--ovnsb-db="+sbDB,
+		"--no-chdir", "--unixctl="+filepath.Join(central, "ovn-northd.ctl"), "--log-file="+m.logs["ovn-northd.log"])
 
-	// The chassis: ovn-controller on the Open_vSwitch database, br-int an
-	// ovsxdp bridge whose OpenFlow socket is in the daemon's run directory.
-	vsctl("set", "open_vswitch", ".", "external_ids:system-id=ovsxdp-chassis", "external_ids:ovn-remote="+sbDB,
-		"external_ids:ovn-encap-type=geneve", "external_ids:ovn-encap-ip=127.0.0.1", "external_ids:ovn-bridge-datapath-type=ovsxdp")
-	ctlLog := filepath.Join(dir, "ovn-controller.log")
-	m.logs["ovn-controller.log"] = ctlLog
-	controller := startProc(t, sw, "ovn-controller", "env", "OVS_RUNDIR="+runDir, ovnEnv[0], ovnEnv[1], ovnEnv[2],
-		"ovn-controller", db.Remote(), "--no-chdir", "--log-file="+ctlLog)
-	mgmt := filepath.Join(runDir, "br-int.mgmt")
-	if err := waitFor(controller, 2*cmdTimeout, func() error { _, err := os.Stat(mgmt); return err }); err != nil {
-		t.Fatalf("br-int's OpenFlow socket (ovn-controller creates br-int with datapath_type ovsxdp): %v", err)
+	for _, c := range m.chassis {
+		c.start(t, m, bin, sbDB)
 	}
 
-	// One logical switch, two ports, each bound to a namespace.
+	// One logical switch; two ports on the first chassis, and one on the
+	// second when there is one, each bound to a namespace of its own.
 	if _, err := nbctl("ls-add", "sw0"); err != nil {
 		t.Fatal(err)
 	}
-	for i, name := range []string{"lsp1", "lsp2"} {
+	on := []*chassis{m.chassis[0], m.chassis[0]}
+	if len(m.chassis) > 1 {
+		on = append(on, m.chassis[1])
+	}
+	for i, c := range on {
+		name := fmt.Sprintf("lsp%d", i+1)
 		ns := netns.New(t, fmt.Sprintf("ovn-%c", 'a'+i))
 		host := fmt.Sprintf("ovn-h%d", i+1)
-		netns.AddVeth(t, sw, host, ns, "eth0", 1)
-		lp := &lport{name: name, ip: fmt.Sprintf("10.0.0.%d", i+1), ns: ns, host: host, mac: ns.MAC(t, "eth0")}
+		netns.AddVeth(t, c.ns, host, ns, "eth0", 1)
+		lp := &lport{name: name, ip: fmt.Sprintf("10.0.0.%d", i+1), ns: ns, chassis: c, host: host, mac: ns.MAC(t, "eth0")}
 		ns.AddAddr(t, "eth0", lp.ip+"/24")
+		if len(m.chassis) > 1 {
+			// Room for the Geneve headers and OVN's option on the
+			// underlay's 1,500 bytes, as OVN's own MTU advice.
+			ns.IP(t, "link", "set", "eth0", "mtu", "1400")
+		}
 		if _, err := nbctl("lsp-add", "sw0", name, "--", "lsp-set-addresses", name, lp.mac.String()+" "+lp.ip); err != nil {
 			t.Fatal(err)
 		}
-		vsctl("add-port", "br-int", host, "--", "set", "interface", host, "type=afxdp", "external_ids:iface-id="+name)
+		c.vsctl(t, "add-port", "br-int", host, "--", "set", "interface", host, "type=afxdp", "external_ids:iface-id="+name)
 		m.ports = append(m.ports, lp)
 	}
 	start := time.Now()
 	for _, lp := range m.ports {
-		err := waitFor(controller, o.bindWait, func() error {
+		err := waitFor(lp.chassis.controller, o.bindWait, func() error {
 			out, err := sbctl("--bare", "--columns=chassis", "find", "port_binding", "logical_port="+lp.name)
 			if err != nil {
 				return err
@@ -282,8 +291,14 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 		if err != nil {
 			t.Logf("logical port %s: %v", lp.name, err)
 		}
+		if out, err := sbctl("--bare", "--columns=tunnel_key", "find", "port_binding", "logical_port="+lp.name); err == nil {
+			lp.key, _ = strconv.Atoi(strings.TrimSpace(out))
+		}
 	}
 	m.bindTime = time.Since(start).Round(100 * time.Millisecond).String()
+	if out, err := sbctl("--bare", "--columns=tunnel_key", "find", "datapath_binding", "external_ids:name=sw0"); err == nil {
+		m.dpKey, _ = strconv.Atoi(strings.TrimSpace(out))
+	}
 	// ovn-controller reports the northbound configuration it has put in
 	// place (hv_cfg) once its flows are installed.
 	if _, err := shFor(o.bindWait+10*time.Second, nil, "ovn-nbctl", "--db="+nbDB, "--timeout="+strconv.Itoa(int(o.bindWait.Seconds())),
@@ -293,29 +308,84 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 		m.hvSynced = true
 	}
 
+	// With two chassis, the wire is captured while the pings run.
+	var pcap string
+	var dump *proc
+	if wire != nil {
+		// Immediate mode, and stopped by SIGTERM, so that the last
+		// packets are in the file.
+		pcap = filepath.Join(t.TempDir(), "underlay.pcap")
+		dump = startProc(t, wire, "tcpdump", "tcpdump", "-i", "wire0", "-n", "--immediate-mode", "-U", "-w", pcap, "udp", "port", "6081")
+		if err := dump.p.WaitOutput("listening on", cmdTimeout); err != nil {
+			t.Fatalf("tcpdump on the wire: %v: %s", err, dump.p.Output())
+		}
+	}
+
 	// Ping, first as it comes (ARP through OVN's pipeline), then with
 	// permanent neighbour entries (ICMP alone) if the first lost all.
-	a, b := m.ports[0], m.ports[1]
-	ping := func(what string) {
+	ping := func(a, b *lport, what string) pingResult {
 		pctx, cancel := context.WithTimeout(ctx, time.Duration(o.pingCount)*time.Second+10*time.Second)
 		defer cancel()
 		st, err := a.ns.Ping(pctx, net.ParseIP(b.ip), o.pingCount, 200*time.Millisecond, 2*time.Second)
-		m.pings = append(m.pings, pingResult{what: what, stats: st, err: err})
+		r := pingResult{from: a, to: b, what: what, stats: st, err: err}
+		m.pings = append(m.pings, r)
+		return r
 	}
-	ping("with ARP")
-	if last := m.pings[len(m.pings)-1]; last.stats.Received == 0 {
+	pairs := [][2]*lport{{m.ports[0], m.ports[1]}}
+	if len(m.ports) > 2 {
+		pairs = append(pairs, [2]*lport{m.ports[0], m.ports[2]}, [2]*lport{m.ports[2], m.ports[1]})
+	}
+	var failed [][2]*lport
+	for _, p := range pairs {
+		a, b := p[0], p[1]
+		if ping(a, b, "with ARP").stats.Received > 0 {
+			continue
+		}
 		a.ns.SetNeigh(t, "eth0", b.ip, b.mac)
 		b.ns.SetNeigh(t, "eth0", a.ip, a.mac)
-		ping("with permanent neighbour entries")
+		if ping(a, b, "with permanent neighbour entries").stats.Received == 0 {
+			failed = append(failed, p)
+		}
+	}
+	if dump != nil {
+		dump.stop(t)
+		var err error
+		if m.geneve, err = readCapture(pcap); err != nil {
+			t.Errorf("the wire's capture: %v", err)
+		}
 	}
 
-	out, err := cli("ofproto/rejections", "--csv", "br-int")
+	for _, c := range m.chassis {
+		c.collect(t)
+		var traces []string
+		for _, p := range failed {
+			if p[0].chassis == c {
+				traces = append(traces, fmt.Sprintf("in_port=%s,icmp,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=%s,icmp_type=8",
+					p[0].host, p[0].mac, p[1].mac, p[0].ip, p[1].ip))
+			}
+		}
+		if len(failed) > 0 {
+			c.diagnose(traces...)
+		}
+	}
+	// Stop ovn-controller before reading its log, so that it is whole.
+	for _, c := range m.chassis {
+		c.controller.stop(t)
+	}
+	m.complete = true
+	return m
+}
+
+// collect reads what the daemon refused and installed, and the tunnel
+// ports ovn-controller made.
+func (c *chassis) collect(t *runner) {
+	out, err := c.cli("ofproto/rejections", "--csv", "br-int")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rows, err := parseRows(out)
 	if err != nil {
-		t.Fatalf("ofproto/rejections --csv: %v\n%s", err, out)
+		t.Fatalf("ofproto/rejections --csv on %s: %v\n%s", c.name, err, out)
 	}
 	for i := range rows {
 		if rows[i].example == "" {
@@ -327,21 +397,39 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 		}
 		rows[i].printed = strings.TrimSpace(out)
 	}
-	m.rows = rows
-	if text, err := cli("ofproto/rejections", "br-int"); err == nil {
-		t.Logf("ofproto/rejections br-int:\n%s", text)
+	c.rows = rows
+	if text, err := c.cli("ofproto/rejections", "br-int"); err == nil {
+		t.Logf("ofproto/rejections br-int on %s:\n%s", c.name, text)
 	}
-	if flows, err := cli("dump-flows", "br-int", "--no-stats"); err == nil {
+	if flows, err := c.cli("dump-flows", "br-int", "--no-stats"); err == nil {
 		for _, l := range strings.Split(flows, "\n") {
 			if strings.Contains(l, "actions=") {
-				m.flowsInstalled++
+				c.flowsInstalled++
 			}
 		}
 	}
-	// Stop ovn-controller before reading its log, so that it is whole.
-	controller.stop(t)
-	m.complete = true
-	return m
+	if err := c.readTunnels(); err != nil {
+		t.Errorf("tunnel ports on %s: %v", c.name, err)
+	}
+	if c.uplink != "" {
+		c.tunnelFlows = nil
+		out, err := c.cli("dpctl/dump-flows")
+		if err != nil {
+			t.Errorf("dpctl/dump-flows on %s: %v", c.name, err)
+		}
+		// The megaflows br-int holds for what it decapsulated (a tunnel
+		// match) or encapsulates (tun_metadata set); br-phy's are left out.
+		inInt := false
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "flow-dump from") {
+				inInt = strings.HasSuffix(l, "bridge br-int:")
+				continue
+			}
+			if inInt && (strings.Contains(l, "tunnel(") || strings.Contains(l, "tun_metadata")) {
+				c.tunnelFlows = append(c.tunnelFlows, strings.TrimSpace(l))
+			}
+		}
+	}
 }
 
 // parseRows reads ofproto/rejections --csv output.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -71,5 +72,84 @@ func TestRunner(t *testing.T) {
 	r2.run(func(*runner) { panic("boom") })
 	if !r2.Failed() {
 		t.Fatal("a panic was not reported")
+	}
+}
+
+func TestParseCapture(t *testing.T) {
+	in := "192.0.2.1,10.0.0.1|192.0.2.2,10.0.0.3|1|0x000001|0x0102|0x80|8,8|00010003||8\n" +
+		"192.0.2.1,10.0.0.1|192.0.2.2,10.0.0.3|1|0x000001|0x0102|0x80|8,8|00010003||8\n" +
+		"192.0.2.2|192.0.2.1|0|0x000001|0x0102|0x80|8,8|00030001|2|\n"
+	got, err := parseCapture(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &capture{packets: 3, groups: []geneveGroup{
+		{src: "192.0.2.1", dst: "192.0.2.2", csum: "good", vni: "0x000001", class: "0x0102", typ: "0x80", length: "8", data: "00010003", inner: "ICMP echo request", n: 2},
+		{src: "192.0.2.2", dst: "192.0.2.1", csum: "bad", vni: "0x000001", class: "0x0102", typ: "0x80", length: "8", data: "00030001", inner: "ARP reply", n: 1},
+	}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("parseCapture:\n%+v\nwant\n%+v", got, want)
+	}
+	if _, err := parseCapture("192.0.2.1|192.0.2.2|1\n"); err == nil {
+		t.Error("a short line was taken")
+	}
+}
+
+func TestOVNPorts(t *testing.T) {
+	for _, tc := range []struct {
+		name, in        string
+		wantIn, wantOut int
+		wantOK          bool
+	}{
+		{name: "plain hex", in: "00010003", wantIn: 1, wantOut: 3, wantOK: true},
+		{name: "colons", in: "00:03:80:00", wantIn: 3, wantOut: 0x8000, wantOK: true},
+		{name: "bit 31 is not the ingress port's", in: "80020001", wantIn: 2, wantOut: 1, wantOK: true},
+		{name: "two options", in: "00010003,00010003"},
+		{name: "short", in: "0001"},
+		{name: "not hex", in: "0001000x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, out, ok := ovnPorts(tc.in)
+			if ok != tc.wantOK || (ok && (in != tc.wantIn || out != tc.wantOut)) {
+				t.Errorf("ovnPorts(%q) = %d, %d, %v; want %d, %d, %v", tc.in, in, out, ok, tc.wantIn, tc.wantOut, tc.wantOK)
+			}
+		})
+	}
+}
+
+// TestGeneveVerdict checks that the verdict on the wire's packets names
+// what is not as OVN sends it.
+func TestGeneveVerdict(t *testing.T) {
+	c1 := &chassis{name: "chassis-1", encapIP: "192.0.2.1"}
+	c2 := &chassis{name: "chassis-2", encapIP: "192.0.2.2"}
+	lsp1 := &lport{name: "lsp1", chassis: c1, key: 1}
+	lsp3 := &lport{name: "lsp3", chassis: c2, key: 3}
+	good := func() []geneveGroup {
+		return []geneveGroup{
+			{src: "192.0.2.1", dst: "192.0.2.2", csum: "good", vni: "0x000001", class: "0x0102", typ: "0x80", length: "8", data: "00010003", inner: "ICMP echo request", n: 5},
+			{src: "192.0.2.2", dst: "192.0.2.1", csum: "good", vni: "0x000001", class: "0x0102", typ: "0x80", length: "8", data: "00030001", inner: "ICMP echo reply", n: 5},
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(g []geneveGroup)
+		want   string
+	}{
+		{name: "as OVN sends them", change: func([]geneveGroup) {}, want: "**Every packet as OVN sends it:**"},
+		{name: "another VNI", change: func(g []geneveGroup) { g[0].vni = "0x000002" }, want: "5 packets of VNI 0x000002"},
+		{name: "no checksum", change: func(g []geneveGroup) { g[1].csum = "none" }, want: "5 packets with outer UDP checksum none"},
+		{name: "another class", change: func(g []geneveGroup) { g[0].class = "0x0101" }, want: `option class "0x0101"`},
+		{name: "ports swapped", change: func(g []geneveGroup) { g[0].data = "00030001" }, want: "name ports 3 → 1, want lsp1 → lsp3"},
+		{name: "no option", change: func(g []geneveGroup) { g[1].data = "" }, want: "is not 4 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := good()
+			tc.change(g)
+			m := &measurement{chassis: []*chassis{c1, c2}, ports: []*lport{lsp1, lsp3}, dpKey: 1,
+				pings: []pingResult{{from: lsp1, to: lsp3}}, geneve: &capture{packets: 10, groups: g}}
+			if got := geneveVerdict(m); !strings.Contains(got, tc.want) {
+				t.Errorf("verdict %q, want it to hold %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -213,9 +213,9 @@ func (s *ovsdbSync) sync() {
 		return // not initialised yet (ovs-vsctl init)
 	}
 	bridges, ports := s.wanted(snap, root)
-	statuses := s.apply(bridges, ports)
 	ctlCfgs, ctlRows := wantedControllers(snap, bridges)
-	s.applyControllers(ctlCfgs)
+	statuses, created := s.apply(bridges, ports, ctlCfgs)
+	s.applyControllers(ctlCfgs, created)
 	ops := s.writeBack(snap, root, bridges, ports, statuses)
 	ops = append(ops, s.controllerWriteBack(ctlRows)...)
 	if len(ops) == 0 || s.ctx.Err() != nil {
@@ -372,8 +372,10 @@ type portStatus struct {
 }
 
 // apply makes the bridges and ports those wanted and returns each wanted
-// port's status.
-func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantPort) map[string]*portStatus {
+// port's status, and the bridges it created. A new bridge gets the flows
+// saved for it, or else, in standalone mode without controllers (ctl),
+// the normal flow that Open vSwitch gives such a bridge.
+func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantPort, ctl map[string]ctlConfig) (map[string]*portStatus, map[string]bool) {
 	d := s.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -412,6 +414,7 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantP
 		}
 		d.dropSavedFlowsLocked(wanted)
 	}
+	created := map[string]bool{}
 	for name := range bridges {
 		if d.bridges[name] != nil {
 			continue
@@ -426,7 +429,10 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantP
 		}
 		// The flows and groups it had before a restart, before its
 		// ports are added below.
-		d.restoreFlowsLocked(b)
+		created[name] = true
+		if !d.restoreFlowsLocked(b) {
+			s.initialFlowLocked(b, ctl[name])
+		}
 		delete(s.bridgeErr, name)
 		changed = true
 	}
@@ -453,7 +459,7 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantP
 	if changed {
 		d.publishLocked()
 	}
-	return s.statusLocked(ports)
+	return s.statusLocked(ports), created
 }
 
 // addPortLocked adds w's port to b, with the number it asks for, else

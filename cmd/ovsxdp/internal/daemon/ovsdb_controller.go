@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ovsdb"
+	"github.com/ovsxdp/ovsxdp/flow"
 )
 
 // Controllers from ovsdb-server: each ovsxdp bridge's controller column
@@ -68,15 +70,72 @@ func wantedControllers(snap map[string]map[ovsdb.UUID]ovsdb.Row, bridges map[str
 	return cfgs, rows
 }
 
-// applyControllers gives the bridges the controllers the database names.
-func (s *ovsdbSync) applyControllers(cfgs map[string]ctlConfig) {
+// applyControllers gives the bridges the controllers the database names,
+// and flushes a bridge's tables where Open vSwitch's would: when it goes
+// from no controllers to some or back, or when its fail mode changes
+// while it has none. The bridges apply has just created (created) got
+// their first flows there.
+func (s *ovsdbSync) applyControllers(cfgs map[string]ctlConfig, created map[string]bool) {
 	s.d.mu.Lock()
 	defer s.d.mu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(cfgs)) {
-		if s.d.bridges[name] != nil {
-			s.d.setControllersLocked(name, cfgs[name])
+		b := s.d.bridges[name]
+		if b == nil {
+			continue
+		}
+		cfg := cfgs[name]
+		old := s.d.controllersLocked(name)
+		s.d.setControllersLocked(name, cfg)
+		if !created[name] && flushes(old, cfg) {
+			s.flushLocked(b, cfg)
 		}
 	}
+}
+
+// flushes reports whether Open vSwitch flushes a bridge's tables when its
+// controller configuration goes from old to cfg (connmgr_set_controllers
+// and connmgr_set_fail_mode): when it gets its first controller or loses
+// its last, or when its fail mode changes while it has none.
+func flushes(old, cfg ctlConfig) bool {
+	had, has := len(old.Specs) > 0, len(cfg.Specs) > 0
+	return had != has || (!has && (old.FailMode == failSecure) != (cfg.FailMode == failSecure))
+}
+
+// flushLocked deletes every flow and group of b, and then gives it the
+// flow initialFlowLocked does, as Open vSwitch's ofproto_flush_flows and
+// connmgr_flushed do. d.mu must be held.
+func (s *ovsdbSync) flushLocked(b *bridge, cfg ctlConfig) {
+	t := b.dp.Table()
+	all, err := b.parser().ParseFlow("", flow.CmdDelete)
+	if err != nil {
+		s.log.Error("ovsdb: cannot flush the bridge's flows", "bridge", b.name, "err", err)
+		return
+	}
+	t.Delete(all, false)
+	t.DeleteGroups(flow.GroupAllID)
+	s.log.Info("ovsdb: flows and groups flushed", "bridge", b.name, "controllers", len(cfg.Specs), "fail_mode", cmp.Or(cfg.FailMode, failStandalone))
+	s.initialFlowLocked(b, cfg)
+	s.d.markDirtyLocked() // the flows file follows
+}
+
+// initialFlowLocked gives b, when it has no controller and is in
+// standalone mode, the flow priority=0,actions=NORMAL, as Open vSwitch
+// does when it creates such a bridge (ovs-vsctl add-br) or flushes its
+// tables; a bridge in secure mode (as ovn-controller makes br-int) or with
+// a controller gets none. d.mu must be held.
+func (s *ovsdbSync) initialFlowLocked(b *bridge, cfg ctlConfig) {
+	if len(cfg.Specs) > 0 || cfg.FailMode == failSecure {
+		return
+	}
+	f, err := b.parser().ParseFlow("priority=0,actions=NORMAL", flow.CmdAdd)
+	if err == nil {
+		err = b.dp.Table().Add(f)
+	}
+	if err != nil {
+		s.log.Error("ovsdb: cannot add the normal flow", "bridge", b.name, "err", err)
+		return
+	}
+	s.d.markDirtyLocked() // the flows file follows
 }
 
 // controllerWriteBack returns the updates of the Controller rows'

@@ -173,13 +173,13 @@ func writeFlowsFile(path string, es []flowsEntry) error {
 }
 
 // restoreFlowsLocked gives b, just brought up from the database, the
-// groups and flows saved for it, if any. A saved bridge that cannot be
-// restored is logged and its saved flows are written aside, to
-// FLOWSPATH.BRIDGE.unrestored. d.mu must be held.
-func (d *Daemon) restoreFlowsLocked(b *bridge) {
+// groups and flows saved for it, if any, and reports whether it did. A
+// saved bridge that cannot be restored is logged and its saved flows are
+// written aside, to FLOWSPATH.BRIDGE.unrestored. d.mu must be held.
+func (d *Daemon) restoreFlowsLocked(b *bridge) bool {
 	sb := d.savedFlows[b.name]
 	if sb == nil {
-		return
+		return false
 	}
 	delete(d.savedFlows, b.name)
 	err := restoreGroups(b, sb.Groups)
@@ -206,9 +206,10 @@ func (d *Daemon) restoreFlowsLocked(b *bridge) {
 			kept = "(not kept: " + werr.Error() + ")"
 		}
 		d.log.Error("ovsdb: cannot restore the bridge's saved flows", "bridge", b.name, "file", d.cfg.FlowsPath, "err", err, "kept_in", kept)
-		return
+		return false
 	}
 	d.log.Info("ovsdb: saved flows restored", "bridge", b.name, "groups", len(sb.Groups), "flows", len(sb.Flows))
+	return true
 }
 
 // dropSavedFlowsLocked forgets the saved flows of the bridges that the

@@ -196,3 +196,31 @@ func TestOVSDBServerAbsent(t *testing.T) {
 		t.Error("a state file and --ovsdb together were accepted")
 	}
 }
+
+// TestFlushes checks when a bridge's tables are flushed, as Open
+// vSwitch's connmgr_set_controllers and connmgr_set_fail_mode decide.
+func TestFlushes(t *testing.T) {
+	ctl := []ctlSpec{{Target: "tcp:127.0.0.1:6653"}}
+	other := []ctlSpec{{Target: "tcp:127.0.0.1:6654"}}
+	for _, tc := range []struct {
+		name     string
+		old, cfg ctlConfig
+		want     bool
+	}{
+		{name: "nothing changes", want: false},
+		{name: "standalone named", cfg: ctlConfig{FailMode: failStandalone}, want: false},
+		{name: "secure without controllers", cfg: ctlConfig{FailMode: failSecure}, want: true},
+		{name: "back to standalone", old: ctlConfig{FailMode: failSecure}, want: true},
+		{name: "first controller", cfg: ctlConfig{Specs: ctl}, want: true},
+		{name: "last controller gone", old: ctlConfig{Specs: ctl}, want: true},
+		{name: "another controller", old: ctlConfig{Specs: ctl}, cfg: ctlConfig{Specs: other}, want: false},
+		{name: "fail mode with a controller", old: ctlConfig{Specs: ctl}, cfg: ctlConfig{Specs: ctl, FailMode: failSecure}, want: false},
+		{name: "last controller gone in secure mode", old: ctlConfig{Specs: ctl, FailMode: failSecure}, cfg: ctlConfig{FailMode: failSecure}, want: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := flushes(tc.old, tc.cfg); got != tc.want {
+				t.Errorf("flushes(%+v, %+v) = %v, want %v", tc.old, tc.cfg, got, tc.want)
+			}
+		})
+	}
+}
