@@ -95,7 +95,14 @@ func (p *pmd) dispatch(in *Port, n int) {
 		p.out.startPacket(mf.FinalOutputs())
 		verdict := flow.VerdictOK
 		if port, ok := flow.OnlyOutput(mf.Actions); ok {
-			p.Output(port, frame) // Execute's one call for these actions
+			// Execute's one call for these actions, which need not wait
+			// to learn whether a copy is the last when there is one copy
+			// at most (output.go).
+			if singleOutput(port) {
+				p.outputOnly(port, frame)
+			} else {
+				p.Output(port, frame)
+			}
 		} else {
 			_, verdict = flow.Execute(frame, k, &b.offs[j], mf.Actions, p)
 		}

@@ -293,6 +293,23 @@ func (p *pmd) outputFrom(in *Port, inPort, port uint32, frame []byte) {
 	p.frame = nil
 }
 
+// outputOnly is Output for a packet whose actions are one output, to a
+// port that makes one copy at most (singleOutput): that copy is the
+// packet's last and may take the frame. It is outputFrom's path for such
+// an output, without the count of outputs and the frame kept for the sink,
+// which only a packet with several outputs needs.
+func (p *pmd) outputOnly(port uint32, frame []byte) {
+	in := p.in
+	dst, dropPort, reason := resolveOne(p.tbl, in, in.OFPort, port)
+	if dst == nil {
+		p.drop(dropPort, reason)
+		return
+	}
+	p.out.takeOne = true
+	p.tunnelOrOutput(dst, frame)
+	p.out.takeOne = false
+}
+
 // send, drop and normal make the poll thread resolveOutput's sink.
 func (p *pmd) send(dst *Port) { p.tunnelOrOutput(dst, p.frame) }
 
