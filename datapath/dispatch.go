@@ -77,9 +77,24 @@ func (p *pmd) dispatch(in *Port, n int) {
 
 	p.in = in
 	var copies uint64
-	for j := range m {
-		i := b.pkt[j]
+	for j := 0; j < m; {
 		mf := b.mfs[j]
+		if dst := p.plainOutput(mf); dst != nil {
+			// A run of packets that took mf: each goes straight to
+			// output, its one copy taking the frame, with the port
+			// resolved once for the run.
+			p.out.takeOne = true
+			for ; j < m && b.mfs[j] == mf; j++ {
+				i := b.pkt[j]
+				p.pick.key = &b.keys[j]
+				p.pick.hashed = false
+				p.pick.rxQueue = p.info[i].RxQueue
+				p.output(dst, p.rxFrame(int(i)))
+			}
+			p.out.takeOne = false
+			continue
+		}
+		i := b.pkt[j]
 		k := &b.keys[j]
 		if mf.OutputsNormal() {
 			// The normal action reads the key from the thread (MAC
@@ -95,7 +110,14 @@ func (p *pmd) dispatch(in *Port, n int) {
 		p.out.startPacket(mf.FinalOutputs())
 		verdict := flow.VerdictOK
 		if port, ok := flow.OnlyOutput(mf.Actions); ok {
-			p.Output(port, frame) // Execute's one call for these actions
+			// Execute's one call for these actions, which need not wait
+			// to learn whether a copy is the last when there is one copy
+			// at most (output.go).
+			if singleOutput(port) {
+				p.outputOnly(port, frame)
+			} else {
+				p.Output(port, frame)
+			}
 		} else {
 			_, verdict = flow.Execute(frame, k, &b.offs[j], mf.Actions, p)
 		}
@@ -108,11 +130,33 @@ func (p *pmd) dispatch(in *Port, n int) {
 		case p.copies == 0:
 			c.drops[verdictDrop(verdict)].Add(1)
 		}
+		j++
 	}
 	p.pick.key = &p.key
 	if copies != 0 {
 		c.copies.Add(copies)
 	}
+}
+
+// plainOutput returns the port where the packets that took mf go, when
+// mf's actions are one output to a port that makes one copy at most
+// (singleOutput), which resolves to a port of the bridge that output
+// takes as it is: not a tunnel port, on a bridge without tunnels. It
+// returns nil for any other megaflow, whose packets go outputOnly's or
+// Execute's way, one by one.
+func (p *pmd) plainOutput(mf *flow.Megaflow) *Port {
+	port, ok := flow.OnlyOutput(mf.Actions)
+	if !ok || !singleOutput(port) || p.br.tunnels != nil {
+		return nil
+	}
+	dst, _, _ := resolveOne(p.tbl, p.in, p.in.OFPort, port)
+	if dst == nil {
+		return nil
+	}
+	if _, tunnel := dst.vp.(*TunnelPort); tunnel {
+		return nil
+	}
+	return dst
 }
 
 // account counts the classified packets of the batch on the stage that

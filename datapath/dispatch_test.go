@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -80,5 +81,76 @@ func TestHitPathDoesNotAllocate(t *testing.T) {
 			}
 			checkAccounting(t, pb.b)
 		})
+	}
+}
+
+// TestDispatchRuns sends one batch whose packets take three megaflows in
+// runs of different lengths, interleaved: two output to a port each, one to
+// a port that does not exist. Each port must receive exactly its packets,
+// in the order they came, and the ingress port's ledger must count the
+// rest as dropped for the missing port.
+func TestDispatchRuns(t *testing.T) {
+	pb := newPipelineBench(t, Guarded, 0, nil,
+		"in_port=1,udp,actions=output:2",
+		"in_port=1,tcp,actions=output:3",
+		"in_port=1,icmp,actions=output:9")
+	dst3, _ := addMemPort(t, pb.b, vport.MemConfig{Name: "dst3", RingSize: 256}, 3)
+	p := pb.b.pmds[0]
+	rqs := []rxq{{port: pb.b.ports.Load().list[0], q: 0}}
+	p.rxqs.Store(&rqs)
+
+	protos := "uutuuittuiiuttttuuuuituuttiuutuu" // a batch: udp, tcp, icmp
+	var batch [][]byte
+	wantFrames := map[byte][][]byte{}
+	for i, c := range []byte(protos) {
+		proto := map[byte]string{'u': "udp", 't': "tcp", 'i': "icmp"}[c]
+		f := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: proto, sport: uint16(1000 + i), dport: 80})
+		batch = append(batch, f)
+		wantFrames[c] = append(wantFrames[c], f)
+	}
+	// Twice: the first batch translates, the second hits the caches.
+	for round := range 2 {
+		if n := pb.src.Inject(0, batch); n != len(batch) {
+			t.Fatalf("injected %d of %d", n, len(batch))
+		}
+		p.rd.enter()
+		p.poll(timeNow())
+		p.rd.leave()
+		drain := func(mp *vport.MemPort) [][]byte {
+			var got [][]byte
+			for q := range mp.TxQueues() {
+				for n := mp.Drain(q, pb.drain, pb.sizes); n > 0; n = mp.Drain(q, pb.drain, pb.sizes) {
+					for i := range n {
+						got = append(got, append([]byte(nil), pb.drain[i][:pb.sizes[i]]...))
+					}
+				}
+			}
+			return got
+		}
+		for _, tt := range []struct {
+			name string
+			port *vport.MemPort
+			want [][]byte
+		}{{"udp to port 2", pb.dst, wantFrames['u']}, {"tcp to port 3", dst3, wantFrames['t']}} {
+			got := drain(tt.port)
+			if len(got) != len(tt.want) {
+				t.Fatalf("round %d, %s: %d frames, want %d", round, tt.name, len(got), len(tt.want))
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], tt.want[i]) {
+					t.Errorf("round %d, %s: frame %d is not the %dth of its kind sent", round, tt.name, i, i)
+				}
+			}
+		}
+	}
+	st := pb.b.ports.Load().lookup(1).Stats()
+	if got, want := st.Drops[DropPortGone], uint64(2*len(wantFrames['i'])); got != want {
+		t.Errorf("%d dropped for a missing port, want %d", got, want)
+	}
+	if got, want := st.Sent, uint64(2*(len(wantFrames['u'])+len(wantFrames['t']))); got != want {
+		t.Errorf("%d sent, want %d", got, want)
+	}
+	if !st.Balanced() {
+		t.Errorf("ingress ledger does not balance: %+v", st)
 	}
 }

@@ -37,7 +37,8 @@ func checkOutput(pol Policy, st vport.DeviceState) (DropReason, bool) {
 		}
 		return 0, true
 	}
-	// Guarded: everything the transmit depends on, from one snapshot.
+	// Guarded: everything the transmit depends on, from one snapshot
+	// (transmittable).
 	switch {
 	case st.Registration() != vport.Registered:
 		return DropNotRegistered, false
@@ -49,6 +50,13 @@ func checkOutput(pol Policy, st vport.DeviceState) (DropReason, bool) {
 		return DropNoTxQueues, false
 	}
 	return 0, true
+}
+
+// transmittable reports whether Guarded lets a copy through to a device
+// in state st (checkOutput): what output tests first, inlined, so that the
+// usual copy makes no call to checkOutput.
+func transmittable(st vport.DeviceState) bool {
+	return st.Registration() == vport.Registered && st.Running() && st.Carrier() && st.TxQueues() != 0
 }
 
 // portSink receives what resolveOutput decides for one output action.
@@ -160,7 +168,7 @@ func pickTxQueue(pol Policy, txq int, p *txPick) (q int, ok bool) {
 	qcount := uint32(txq)
 	if pol == Guarded {
 		if p.rxQueue.Recorded() {
-			return int(uint32(p.rxQueue.Queue()) % qcount), true
+			return recordedQueue(p.rxQueue, txq), true
 		}
 		return int(reciprocalScale(p.flowHash(), qcount)), true
 	}
@@ -173,6 +181,18 @@ func pickTxQueue(pol Policy, txq int, p *txPick) (q int, ok bool) {
 	}
 	hash := uint32(p.rxQueue.Queue())
 	return kernelQueueLoop(hash, qcount, p.w)
+}
+
+// recordedQueue is Guarded's tx queue for a packet whose rx queue rq is
+// recorded, on a device with txq > 0 tx queues: rq modulo txq, without
+// the division when rq is below txq already. It is small enough to be
+// inlined into output.
+func recordedQueue(rq vport.RxQueue, txq int) int {
+	q, n := uint32(rq.Queue()), uint32(txq)
+	if q < n {
+		return int(q)
+	}
+	return int(q % n)
 }
 
 // kernelQueueLoop is skb_tx_hash's reduction of a recorded rx queue:
@@ -293,6 +313,23 @@ func (p *pmd) outputFrom(in *Port, inPort, port uint32, frame []byte) {
 	p.frame = nil
 }
 
+// outputOnly is Output for a packet whose actions are one output, to a
+// port that makes one copy at most (singleOutput): that copy is the
+// packet's last and may take the frame. It is outputFrom's path for such
+// an output, without the count of outputs and the frame kept for the sink,
+// which only a packet with several outputs needs.
+func (p *pmd) outputOnly(port uint32, frame []byte) {
+	in := p.in
+	dst, dropPort, reason := resolveOne(p.tbl, in, in.OFPort, port)
+	if dst == nil {
+		p.drop(dropPort, reason)
+		return
+	}
+	p.out.takeOne = true
+	p.tunnelOrOutput(dst, frame)
+	p.out.takeOne = false
+}
+
 // send, drop and normal make the poll thread resolveOutput's sink.
 func (p *pmd) send(dst *Port) { p.tunnelOrOutput(dst, p.frame) }
 
@@ -316,15 +353,22 @@ func (p *pmd) normal() uint32 {
 func (p *pmd) output(dst *Port, frame []byte) {
 	p.copies++
 	st := dst.dev.Snapshot()
-	if reason, ok := checkOutput(p.policy, st); !ok {
-		p.dropCopy(dst, reason)
-		return
-	}
-	p.stall.cur = dst
-	q, ok := pickTxQueue(p.policy, st.TxQueues(), &p.pick)
-	if !ok {
-		p.dropCopy(dst, DropLockup)
-		return
+	var q int
+	if rq := p.pick.rxQueue; p.policy == Guarded && transmittable(st) && rq.Recorded() {
+		// The usual copy: checkOutput's and pickTxQueue's answers for
+		// it, without their calls.
+		q = recordedQueue(rq, st.TxQueues())
+	} else {
+		if reason, ok := checkOutput(p.policy, st); !ok {
+			p.dropCopy(dst, reason)
+			return
+		}
+		p.stall.cur = dst
+		var ok bool
+		if q, ok = pickTxQueue(p.policy, st.TxQueues(), &p.pick); !ok {
+			p.dropCopy(dst, DropLockup)
+			return
+		}
 	}
 	if h := p.br.outputHook; h != nil {
 		h(p.tbl, dst, st, q)

@@ -60,6 +60,23 @@ func TestCheckOutput(t *testing.T) {
 	}
 }
 
+// TestTransmittable checks that output's inlined test lets through exactly
+// the states that checkOutput lets through under Guarded.
+func TestTransmittable(t *testing.T) {
+	for reg := vport.Uninitialized; reg <= vport.Unregistered; reg++ {
+		for _, running := range []bool{false, true} {
+			for _, carrier := range []bool{false, true} {
+				for _, txq := range []int{0, 1, 4} {
+					st := vport.DeviceFields{Registration: reg, Running: running, Carrier: carrier, TxQueues: txq}.State()
+					if _, want := checkOutput(Guarded, st); transmittable(st) != want {
+						t.Errorf("transmittable(%s) = %v, checkOutput(guarded) says %v", st, !want, want)
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestPickTxQueue(t *testing.T) {
 	var w stall
 	tests := []struct {
@@ -71,6 +88,8 @@ func TestPickTxQueue(t *testing.T) {
 		want   int
 	}{
 		{"guarded recorded", Guarded, 4, vport.RecordRxQueue(9), 0, 1},
+		{"guarded recorded below", Guarded, 4, vport.RecordRxQueue(3), 0, 3},
+		{"guarded recorded at", Guarded, 4, vport.RecordRxQueue(4), 0, 0},
 		{"guarded unrecorded", Guarded, 4, 0, 0x80000000, 2},
 		{"legacy recorded", Legacy, 4, vport.RecordRxQueue(9), 0, 1},
 		{"legacy recorded below", Legacy, 32, vport.RecordRxQueue(3), 0, 3},

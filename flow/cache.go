@@ -143,9 +143,16 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 		if !c.mfs.batched() {
 			// The classifier answers from the CPU's caches: nothing to
 			// overlap, so the keys go one by one.
+			// lookupHashed, with its exact-match hit, the usual
+			// answer, in the loop rather than a call away.
 			for i := range run {
 				j := start + i
-				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], run[i])
+				if mf := c.emc.lookup(&rk[i], run[i], s.gen); mf != nil {
+					c.stats.EMCHits++
+					mfs[j], srcs[j] = mf, SourceEMC
+					continue
+				}
+				mfs[j], srcs[j] = c.lookupMegaflow(s, &rk[i], run[i])
 				if srcs[j] == SourceUpcall {
 					s = c.table.Snapshot()
 				}
