@@ -142,9 +142,9 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 		c.emc.touched ^= touched
 		if !c.mfs.batched() {
 			// The classifier answers from the CPU's caches: nothing to
-			// overlap, so the keys go one by one.
-			// lookupHashed, with its exact-match hit, the usual
-			// answer, in the loop rather than a call away.
+			// overlap, so the keys go one by one, through lookupHashed's
+			// steps with its exact-match hit, the usual answer, in the
+			// loop rather than a call away.
 			for i := range run {
 				j := start + i
 				if mf := c.emc.lookup(&rk[i], run[i], s.gen); mf != nil {
