@@ -673,27 +673,17 @@ func (o *ofBridge) bundledPacketOutLocked(tx *flow.TableTxn, snap *flow.TableSna
 }
 
 // packetOutActionsLocked converts the packet out's actions through the
-// flow language, checked as a flow's would be against a match on the
-// packet's protocols (an action that needs IP is refused for an ARP
-// packet). d.mu must be held.
+// flow language, checked as Open vSwitch checks them against the packet
+// (ofconv.PacketOutActions). d.mu must be held.
 func (o *ofBridge) packetOutActionsLocked(v uint8, frame []byte, inPort uint32, acts []openflow.Action) ([]flow.Action, error) {
 	var k flow.Key
 	var off flow.Offsets
-	var m flow.Match
-	if flow.Extract(&k, &off, frame, inPort) == flow.MalformedNone {
-		m.Key.DlType, m.Mask.DlType = k.DlType, 0xffff
-		if k.DlType == flow.EthTypeIPv4 || k.DlType == flow.EthTypeIPv6 {
-			m.Key.NwProto, m.Mask.NwProto = k.NwProto, 0xff
-		}
+	if flow.Extract(&k, &off, frame, inPort) != flow.MalformedNone {
+		// Refused as malformed when sent; its actions are checked
+		// against nothing meanwhile.
+		k = flow.Key{}
 	}
-	// A Nicira flow mod carries a plain action list in every version.
-	fm := &openflow.FlowMod{Nicira: true, Command: openflow.FlowAdd, Actions: acts, OutPort: openflow.PortAny,
-		Match: ofconv.FieldsFromMatch(&m, true)}
-	mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
-	if err != nil {
-		return nil, err
-	}
-	return mod.Flow.Actions, nil
+	return ofconv.PacketOutActions(o.b.parser(), v, &k, acts)
 }
 
 // GroupMod runs a group mod through the table's group changes, as
