@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -616,7 +617,7 @@ func packetOutInPort(po *openflow.PacketOut) (uint32, error) {
 	inPort := po.InPort
 	for _, f := range po.Match {
 		if f.Name == "in_port" && len(f.Value) == 4 {
-			inPort = uint32(f.Value[0])<<24 | uint32(f.Value[1])<<16 | uint32(f.Value[2])<<8 | uint32(f.Value[3])
+			inPort = binary.BigEndian.Uint32(f.Value)
 		}
 	}
 	if inPort >= openflow.PortMax {
