@@ -9,6 +9,7 @@ package test
 // beside ones that meet them.
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os/exec"
@@ -308,5 +309,39 @@ func TestActionChecksMatchOVS(t *testing.T) {
 	}
 	if refused == 0 || taken == 0 {
 		t.Errorf("Open vSwitch refused %d packet outs and took %d: both should be some", refused, taken)
+	}
+}
+
+// TestPacketOutInPortMatchesOVS sends packet outs from every reserved
+// port, from numbers in the reserved range that name none, and from a
+// 32-bit number past the 16-bit ports (OpenFlow 1.1+), as the packet
+// out's in_port or, in OpenFlow 1.5, its match, and compares the answers.
+func TestPacketOutInPortMatchesOVS(t *testing.T) {
+	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
+	ref := ovsref.Start(t, "br0", ports)
+	s := startOFSwitchPorts(t, ports)
+	refSock, sock := filepath.Join(ref.Dir, "br0.mgmt"), filepath.Join(s.runDir, "br0.mgmt")
+	inPorts := []uint32{1, 3, 0xfeff, 0xff14, 0xffffff00, 0xffffff14, openflow.PortInPort, openflow.PortTable,
+		openflow.PortNormal, openflow.PortFlood, openflow.PortAll, openflow.PortController, openflow.PortLocal, openflow.PortAny}
+	for _, v := range []uint8{openflow.Version10, openflow.Version13, openflow.Version15} {
+		for _, in := range inPorts {
+			if v == openflow.Version10 && in == 0xff14 {
+				continue // not a 16-bit port number
+			}
+			t.Run(fmt.Sprintf("0x%02x/%#x", v, in), func(t *testing.T) {
+				c := errorCase{v: v, msgs: func(t *testing.T) []openflow.Message {
+					po := &openflow.PacketOut{BufferID: openflow.NoBuffer, InPort: in, Data: errorFrame(t),
+						Actions: []openflow.Action{&openflow.ActOutput{Port: 2}}}
+					if v >= openflow.Version15 {
+						po.Match = []openflow.Field{pinField("in_port", binary.BigEndian.AppendUint32(nil, in))}
+					}
+					return []openflow.Message{po}
+				}}
+				want := errorReplies(t, refSock, c)
+				if got := errorReplies(t, sock, c); got != want {
+					t.Errorf("ovsxdp answered:\n%s\nOpen vSwitch:\n%s", got, want)
+				}
+			})
+		}
 	}
 }

@@ -608,17 +608,36 @@ func (o *ofBridge) PacketOut(v uint8, po *openflow.PacketOut) error {
 	return packetOutError(o.b.dp.PacketOut(ctx, po.Data, inPort, acts))
 }
 
+// OpenFlow error codes of a packet out's in_port.
+const (
+	codeBadRequestBadPort uint16 = 11 // OFPBRC_BAD_PORT
+	codeBadActionOutPort  uint16 = 4  // OFPBAC_BAD_OUT_PORT
+	codeBadMatchValue     uint16 = 7  // OFPBMC_BAD_VALUE
+)
+
 // packetOutInPort checks what a packet out carries besides its actions
-// and returns its in_port.
+// and returns its in_port, refused as Open vSwitch 3.1 refuses it: a
+// 32-bit number between the 16-bit ports and the reserved ones cannot be
+// converted (OFPBAC_BAD_OUT_PORT in the packet out's in_port, a bad value
+// in OpenFlow 1.5's match), and of the reserved ports only LOCAL,
+// CONTROLLER and NONE (ANY) may have sent the packet (OFPBRC_BAD_PORT).
 func packetOutInPort(po *openflow.PacketOut) (uint32, error) {
 	if po.BufferID != openflow.NoBuffer {
 		return 0, &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 8, Sentinel: openflow.ErrBadMessage, Detail: "ovsxdp buffers no packets"} // OFPBRC_BUFFER_UNKNOWN
 	}
-	inPort := po.InPort
+	inPort, inMatch := po.InPort, false
 	for _, f := range po.Match {
 		if f.Name == "in_port" && len(f.Value) == 4 {
-			inPort = binary.BigEndian.Uint32(f.Value)
+			inPort, inMatch = binary.BigEndian.Uint32(f.Value), true
 		}
+	}
+	switch {
+	case inPort > 0xfeff && inPort < openflow.PortMax && inMatch:
+		return 0, &openflow.Error{Type: openflow.ErrTypeBadMatch, Code: codeBadMatchValue, Sentinel: openflow.ErrBadMatch, Detail: fmt.Sprintf("in_port %#x is outside the port range", inPort)}
+	case inPort > 0xfeff && inPort < openflow.PortMax:
+		return 0, &openflow.Error{Type: openflow.ErrTypeBadAction, Code: codeBadActionOutPort, Sentinel: openflow.ErrBadAction, Detail: fmt.Sprintf("in_port %#x is outside the port range", inPort)}
+	case inPort >= openflow.PortMax && inPort != openflow.PortLocal && inPort != openflow.PortController && inPort != openflow.PortAny:
+		return 0, &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestBadPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("packet out from port %#x", inPort)}
 	}
 	if inPort >= openflow.PortMax {
 		inPort -= 0xffff0000

@@ -155,6 +155,7 @@ const (
 	codeBadRequestEPerm uint16 = 5  // OFPBRC_EPERM
 	codeHelloEPerm      uint16 = 1  // OFPHFC_EPERM
 	codeBadReqIsSlave   uint16 = 10 // OFPBRC_IS_SLAVE
+	codeBadReqBadPort   uint16 = 11 // OFPBRC_BAD_PORT
 )
 
 // Server serves OpenFlow connections for a Bridge.
