@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/flow/ofconv"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 	"github.com/ovsxdp/ovsxdp/test/ovsref"
 )
@@ -303,6 +304,23 @@ func TestActionChecksMatchOVS(t *testing.T) {
 				want = rawReplies(t, refSock, ver.v, [][]byte{b})
 				if got := rawReplies(t, sock, ver.v, [][]byte{b}); got != want {
 					t.Errorf("flow mod: ovsxdp answered:\n%s\nOpen vSwitch:\n%s", got, want)
+				}
+				if ver.v != openflow.Version10 {
+					return
+				}
+				// And OpenFlow 1.0's own flow mod, its match as ovsxdp
+				// writes it (both switches get the same bytes).
+				m10, err := ofconv.MatchFromFields(nil, fm.Match)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fm.Nicira, fm.Match, fm.Match10 = false, nil, ofconv.Match10FromMatch(m10)
+				if b, err = openflow.Encode(ver.v, 1, fm); err != nil {
+					t.Fatal(err)
+				}
+				want = rawReplies(t, refSock, ver.v, [][]byte{b})
+				if got := rawReplies(t, sock, ver.v, [][]byte{b}); got != want {
+					t.Errorf("OpenFlow 1.0 flow mod: ovsxdp answered:\n%s\nOpen vSwitch:\n%s", got, want)
 				}
 			})
 		}
