@@ -596,3 +596,23 @@ func ctValid(m *Match) bool {
 	return k.CtState&conn != 0 ||
 		k.CtState&CtStateTracked != 0 && mk.CtState&CtStateInv != 0 && k.CtState&CtStateInv == 0
 }
+
+// WirePrereqMet reports whether match m meets the prerequisites of the
+// field named name (as the OpenFlow codec names wire fields) for an
+// action that reads or writes it, as Open vSwitch checks a set_field,
+// move, stack push or pop, output to a field or learn against a flow's
+// match: a field that actions may write has them in setPre, which names
+// the protocol precisely (ip_src needs IPv4, where its match also takes
+// ARP), the others in pre. vlan_vid and vlan_tci have none (an action
+// that needs a tag checks for one itself). Unknown names have none.
+func WirePrereqMet(m *Match, name string) bool {
+	f := fieldByName[name]
+	if f == nil || f.id == FieldVLANVID || f.id == FieldVLANTCI {
+		return true
+	}
+	p := f.pre
+	if f.set != setNone {
+		p = f.setPre
+	}
+	return prereqMet(m, p)
+}

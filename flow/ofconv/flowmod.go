@@ -35,6 +35,15 @@ type Mod struct {
 // NXT_FLOW_MOD) fm.TableID must already say the table: TableAll unless the
 // connection enabled NXT_FLOW_MOD_TABLE_ID (0 for an add then).
 func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
+	return flowFromMod(p, v, fm, true)
+}
+
+// flowFromMod is FlowFromMod; check says whether to check the actions
+// against the match (a packet out checks them against its packet).
+func flowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod, check bool) (*Mod, error) {
+	if p == nil {
+		p = &flow.Parser{}
+	}
 	mod := &Mod{}
 	switch fm.Command {
 	case openflow.FlowAdd:
@@ -59,6 +68,14 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 	mt, err := matchText(fields)
 	if err != nil {
 		return nil, err
+	}
+	if check && mod.Cmd != flow.CmdDelete {
+		// A match that does not parse is refused below, as before.
+		if m, err := MatchFromFields(p, fields); err == nil {
+			if err := checkModActions(v, fm, m); err != nil {
+				return nil, err
+			}
+		}
 	}
 	var parts []string
 	if table <= flow.MaxTable {
@@ -86,9 +103,6 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 		}
 		text += "actions=" + at
 	}
-	if p == nil {
-		p = &flow.Parser{}
-	}
 	f, err := p.ParseFlow(text, mod.Cmd)
 	if err != nil {
 		// Which part is wrong decides the error's type: the match alone
@@ -115,6 +129,40 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 	}
 	mod.Flow = f
 	return mod, nil
+}
+
+// checkModActions checks a flow mod's actions against its match m, as
+// Open vSwitch does before it takes the flow mod.
+func checkModActions(v uint8, fm *openflow.FlowMod, m *flow.Match) error {
+	if v == openflow.Version10 || fm.Nicira {
+		return CheckActions(v, m, fm.Actions)
+	}
+	return CheckInstructions(v, m, fm.Instructions)
+}
+
+// PacketOutActions converts a packet out's actions of version v through
+// the flow language, checked as Open vSwitch checks them: against every
+// field of the packet, whose key is k (PacketMatch). A Nicira flow mod
+// carries the plain action list in every version.
+func PacketOutActions(p *flow.Parser, v uint8, k *flow.Key, acts []openflow.Action) ([]flow.Action, error) {
+	pm := PacketMatch(k)
+	if err := CheckActions(v, &pm, acts); err != nil {
+		return nil, err
+	}
+	// The flow language's own checks see the packet's protocols, so that
+	// an action it cannot run on them is refused (as for a flow).
+	var m flow.Match
+	if k.DlType != 0 { // 0: a packet that did not parse
+		m.Key.DlType, m.Mask.DlType = pm.Key.DlType, pm.Mask.DlType
+		m.Key.NwProto, m.Mask.NwProto = pm.Key.NwProto, pm.Mask.NwProto
+	}
+	fm := &openflow.FlowMod{Nicira: true, Command: openflow.FlowAdd, Actions: acts, OutPort: openflow.PortAny,
+		Match: FieldsFromMatch(&m, true)}
+	mod, err := flowFromMod(p, v, fm, false)
+	if err != nil {
+		return nil, err
+	}
+	return mod.Flow.Actions, nil
 }
 
 // flowPort converts the codec's 32-bit port numbering to the flow

@@ -125,7 +125,7 @@ func TestLearnBadSpecs(t *testing.T) {
 		return h
 	}
 	good := openflow.LearnSpec{NBits: 48, Src: reg("eth_src"), DstField: reg("eth_dst"), Dst: openflow.LearnDstMatch}
-	unknown := openflow.FieldHeader{Class: 0x0001, Field: 120, Len: 4}
+	unknown := openflow.FieldHeader{Class: 0x0001, Field: 127, Len: 4}
 	masked := reg("reg1")
 	masked.HasMask, masked.Len = true, 8
 	for _, tt := range []struct {

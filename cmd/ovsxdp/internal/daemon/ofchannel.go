@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -607,17 +608,36 @@ func (o *ofBridge) PacketOut(v uint8, po *openflow.PacketOut) error {
 	return packetOutError(o.b.dp.PacketOut(ctx, po.Data, inPort, acts))
 }
 
+// OpenFlow error codes of a packet out's in_port.
+const (
+	codeBadRequestBadPort uint16 = 11 // OFPBRC_BAD_PORT
+	codeBadActionOutPort  uint16 = 4  // OFPBAC_BAD_OUT_PORT
+	codeBadMatchValue     uint16 = 7  // OFPBMC_BAD_VALUE
+)
+
 // packetOutInPort checks what a packet out carries besides its actions
-// and returns its in_port.
+// and returns its in_port, refused as Open vSwitch 3.1 refuses it: a
+// 32-bit number between the 16-bit ports and the reserved ones cannot be
+// converted (OFPBAC_BAD_OUT_PORT in the packet out's in_port, a bad value
+// in OpenFlow 1.5's match), and of the reserved ports only LOCAL,
+// CONTROLLER and NONE (ANY) may have sent the packet (OFPBRC_BAD_PORT).
 func packetOutInPort(po *openflow.PacketOut) (uint32, error) {
 	if po.BufferID != openflow.NoBuffer {
 		return 0, &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: 8, Sentinel: openflow.ErrBadMessage, Detail: "ovsxdp buffers no packets"} // OFPBRC_BUFFER_UNKNOWN
 	}
-	inPort := po.InPort
+	inPort, inMatch := po.InPort, false
 	for _, f := range po.Match {
 		if f.Name == "in_port" && len(f.Value) == 4 {
-			inPort = uint32(f.Value[0])<<24 | uint32(f.Value[1])<<16 | uint32(f.Value[2])<<8 | uint32(f.Value[3])
+			inPort, inMatch = binary.BigEndian.Uint32(f.Value), true
 		}
+	}
+	switch {
+	case inPort > 0xfeff && inPort < openflow.PortMax && inMatch:
+		return 0, &openflow.Error{Type: openflow.ErrTypeBadMatch, Code: codeBadMatchValue, Sentinel: openflow.ErrBadMatch, Detail: fmt.Sprintf("in_port %#x is outside the port range", inPort)}
+	case inPort > 0xfeff && inPort < openflow.PortMax:
+		return 0, &openflow.Error{Type: openflow.ErrTypeBadAction, Code: codeBadActionOutPort, Sentinel: openflow.ErrBadAction, Detail: fmt.Sprintf("in_port %#x is outside the port range", inPort)}
+	case inPort >= openflow.PortMax && inPort != openflow.PortLocal && inPort != openflow.PortController && inPort != openflow.PortAny:
+		return 0, &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestBadPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("packet out from port %#x", inPort)}
 	}
 	if inPort >= openflow.PortMax {
 		inPort -= 0xffff0000
@@ -673,27 +693,17 @@ func (o *ofBridge) bundledPacketOutLocked(tx *flow.TableTxn, snap *flow.TableSna
 }
 
 // packetOutActionsLocked converts the packet out's actions through the
-// flow language, checked as a flow's would be against a match on the
-// packet's protocols (an action that needs IP is refused for an ARP
-// packet). d.mu must be held.
+// flow language, checked as Open vSwitch checks them against the packet
+// (ofconv.PacketOutActions). d.mu must be held.
 func (o *ofBridge) packetOutActionsLocked(v uint8, frame []byte, inPort uint32, acts []openflow.Action) ([]flow.Action, error) {
 	var k flow.Key
 	var off flow.Offsets
-	var m flow.Match
-	if flow.Extract(&k, &off, frame, inPort) == flow.MalformedNone {
-		m.Key.DlType, m.Mask.DlType = k.DlType, 0xffff
-		if k.DlType == flow.EthTypeIPv4 || k.DlType == flow.EthTypeIPv6 {
-			m.Key.NwProto, m.Mask.NwProto = k.NwProto, 0xff
-		}
+	if flow.Extract(&k, &off, frame, inPort) != flow.MalformedNone {
+		// Refused as malformed when sent; its actions are checked
+		// against nothing meanwhile.
+		k = flow.Key{}
 	}
-	// A Nicira flow mod carries a plain action list in every version.
-	fm := &openflow.FlowMod{Nicira: true, Command: openflow.FlowAdd, Actions: acts, OutPort: openflow.PortAny,
-		Match: ofconv.FieldsFromMatch(&m, true)}
-	mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
-	if err != nil {
-		return nil, err
-	}
-	return mod.Flow.Actions, nil
+	return ofconv.PacketOutActions(o.b.parser(), v, &k, acts)
 }
 
 // GroupMod runs a group mod through the table's group changes, as

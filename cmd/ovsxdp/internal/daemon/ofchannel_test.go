@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -145,5 +146,43 @@ func TestOpenFlowChannelConcurrent(t *testing.T) {
 	cl.send(&openflow.EchoRequest{})
 	if _, ok := cl.recv().(*openflow.EchoReply); !ok {
 		t.Fatal("no echo reply from the new bridge")
+	}
+}
+
+// TestPacketOutInPort checks a packet out's in_port as Open vSwitch 3.1
+// does (test/TestPacketOutInPortMatchesOVS compares on the wire).
+func TestPacketOutInPort(t *testing.T) {
+	inMatch := func(p uint32) []openflow.Field {
+		h, _ := openflow.FieldByName("in_port", false)
+		return []openflow.Field{{Name: "in_port", Class: h.Class, Field: h.Field, Value: []byte{byte(p >> 24), byte(p >> 16), byte(p >> 8), byte(p)}}}
+	}
+	for _, tt := range []struct {
+		name     string
+		inPort   uint32
+		inMatch  []openflow.Field
+		want     uint32
+		wantType uint16 // 0: no error
+		wantCode uint16
+	}{
+		{name: "port", inPort: 5, want: 5},
+		{name: "match", inPort: 5, inMatch: inMatch(7), want: 7},
+		{name: "local", inPort: openflow.PortLocal, want: flow.PortLocal},
+		{name: "controller", inPort: openflow.PortController, want: flow.PortController},
+		{name: "none", inPort: openflow.PortAny, want: flow.PortNone},
+		{name: "flood", inPort: openflow.PortFlood, wantType: openflow.ErrTypeBadRequest, wantCode: codeBadRequestBadPort},
+		{name: "reserved range", inPort: 0xffffff14, wantType: openflow.ErrTypeBadRequest, wantCode: codeBadRequestBadPort},
+		{name: "past 16 bits", inPort: 0xff14, wantType: openflow.ErrTypeBadAction, wantCode: codeBadActionOutPort},
+		{name: "past 16 bits in the match", inMatch: inMatch(0xff14), wantType: openflow.ErrTypeBadMatch, wantCode: codeBadMatchValue},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := packetOutInPort(&openflow.PacketOut{BufferID: openflow.NoBuffer, InPort: tt.inPort, Match: tt.inMatch})
+			var oe *openflow.Error
+			switch {
+			case tt.wantType == 0 && (err != nil || got != tt.want):
+				t.Errorf("got %#x, %v; want %#x", got, err, tt.want)
+			case tt.wantType != 0 && (!errors.As(err, &oe) || oe.Type != tt.wantType || oe.Code != tt.wantCode):
+				t.Errorf("got %v, want error type %d code %d", err, tt.wantType, tt.wantCode)
+			}
+		})
 	}
 }

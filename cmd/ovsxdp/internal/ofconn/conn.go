@@ -155,12 +155,8 @@ const (
 	codeBadRequestEPerm uint16 = 5  // OFPBRC_EPERM
 	codeHelloEPerm      uint16 = 1  // OFPHFC_EPERM
 	codeBadReqIsSlave   uint16 = 10 // OFPBRC_IS_SLAVE
+	codeBadReqBadPort   uint16 = 11 // OFPBRC_BAD_PORT
 )
-
-// maxErrorData is how much of a first message that is not a hello the
-// hello failure echoes. Every other error reply echoes the whole request,
-// as Open vSwitch 3.1 does (sendError).
-const maxErrorData = 64
 
 // Server serves OpenFlow connections for a Bridge.
 type Server struct {
@@ -482,8 +478,11 @@ func (c *conn) readOne() error {
 func (c *conn) hello(h openflow.Header, m openflow.Message, b []byte, err error) error {
 	hm, ok := m.(*openflow.Hello)
 	if err != nil || !ok {
+		// As Open vSwitch 3.1: no error reply, the connection is dropped
+		// (its log says "received message while expecting hello"). The
+		// rejection is still counted, under the hello failure.
 		c.s.acct.countRejected(b, openflow.ErrTypeHelloFailed, codeHelloEPerm, err)
-		c.sendError(openflow.Version10, h.Xid, &openflow.ErrorMsg{Type: openflow.ErrTypeHelloFailed, Code: codeHelloEPerm, Data: clip(b)})
+		c.log.Warn("openflow: received message while expecting hello", "message", MessageName(b))
 		return errClose
 	}
 	v, err := openflow.Negotiate(Versions, h.Version, hm)
@@ -513,10 +512,6 @@ func peerVersions(v uint8, hm *openflow.Hello) string {
 		return fmt.Sprint(vs)
 	}
 	return fmt.Sprintf("0x%02x", v)
-}
-
-func clip(b []byte) []byte {
-	return append([]byte(nil), b[:min(len(b), maxErrorData)]...)
 }
 
 func (c *conn) nextXid() uint32 {

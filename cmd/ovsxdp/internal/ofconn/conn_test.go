@@ -326,6 +326,30 @@ func TestIncompatibleHello(t *testing.T) {
 	}
 }
 
+// TestFirstMessageNotHello checks that a connection whose first message
+// is not a hello is dropped without an error reply, as Open vSwitch 3.1
+// drops it, and that the rejection is counted.
+func TestFirstMessageNotHello(t *testing.T) {
+	s := newTestServer()
+	a, b := net.Pipe()
+	go s.ServeConn(b)
+	defer a.Close()
+	r := openflow.NewReader(a, 0)
+	a.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := r.ReadMessage(); err != nil { // the server's hello
+		t.Fatal(err)
+	}
+	raw, _ := openflow.Encode(openflow.Version13, 1, &openflow.EchoRequest{Data: make([]byte, 100)})
+	go a.Write(raw)
+	if msg, err := r.ReadMessage(); !errors.Is(err, io.EOF) {
+		t.Fatalf("got %x, %v; want the connection closed", msg, err)
+	}
+	got := s.Rejections()
+	if len(got) != 1 || got[0].Message != "OFPT_ECHO_REQUEST" || got[0].Error != "OFPHFC_EPERM" || got[0].Count != 1 {
+		t.Fatalf("rejections %+v", got)
+	}
+}
+
 // TestMultipartSplit checks that a flow dump too large for one message
 // arrives in several, all but the last flagged "more".
 func TestMultipartSplit(t *testing.T) {

@@ -81,8 +81,11 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 			em.Type = type10PortModErr
 		}
 	case openflow.ErrTypeBadRequest:
-		if code == codeBadReqIsSlave {
+		switch code {
+		case codeBadReqIsSlave:
 			em.Code = codeBadRequestEPerm // OFPBRC_EPERM is 1.0's "is slave"
+		case codeBadReqBadPort:
+			return vendor(nx10{1, 514})
 		}
 	case openflow.ErrTypeGroupModFailed:
 		// NXT_GROUP_MOD's errors: Open vSwitch sends them with their

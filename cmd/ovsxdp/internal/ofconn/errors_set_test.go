@@ -26,6 +26,20 @@ func TestBadSetErrors10(t *testing.T) {
 	}
 }
 
+// TestBadPortError10: OFPBRC_BAD_PORT (a packet out from a reserved port
+// that cannot have sent it) goes to OpenFlow 1.0 peers as Open vSwitch's
+// Nicira error (1,514).
+func TestBadPortError10(t *testing.T) {
+	want := []byte{0, 0, 0x23, 0x20, 0, 1, 0x02, 0x02, 9}
+	em := errorMsg(openflow.Version10, openflow.ErrTypeBadRequest, codeBadReqBadPort, []byte{9})
+	if em.Type != nxetVendor || em.Code != nxvcVendorError || !bytes.Equal(em.Data, want) {
+		t.Errorf("%+v, want vendor error with %x", em, want)
+	}
+	if em := errorMsg(openflow.Version13, openflow.ErrTypeBadRequest, codeBadReqBadPort, nil); em.Type != openflow.ErrTypeBadRequest || em.Code != codeBadReqBadPort {
+		t.Errorf("OpenFlow 1.3: %+v", em)
+	}
+}
+
 // TestErrorDataFits checks that an error echoes the whole request, and
 // that the echo of the longest request is cut for the error to fit the
 // longest message, as Open vSwitch cuts it: 65,523 bytes after a plain
