@@ -404,14 +404,21 @@ func (ch *channel) portChanges(known map[uint32]openflow.Port) map[uint32]openfl
 	for _, p := range ch.ob.Ports() {
 		now[p.PortNo] = p
 		old, ok := known[p.PortNo]
+		// A port mod's change is in the bridge's model at once: it is
+		// seen on this round or not at all.
+		modded := ch.ob.takeModded(p.PortNo)
 		switch {
 		case !ok:
 			ch.srv.PortStatus(openflow.PortReasonAdd, p)
 		case old.Name != p.Name:
 			ch.srv.PortStatus(openflow.PortReasonDelete, old)
 			ch.srv.PortStatus(openflow.PortReasonAdd, p)
-		case old.Config != p.Config || old.State != p.State || old.HWAddr != p.HWAddr:
-			ch.srv.PortStatus(openflow.PortReasonModify, p)
+		case portDescChanged(old, p):
+			if mid, ok := portDescBetween(old, p, modded); ok {
+				ch.srv.PortModified(old, mid)
+				old = mid
+			}
+			ch.srv.PortModified(old, p)
 		}
 	}
 	for n, p := range known {

@@ -1,0 +1,240 @@
+package daemon
+
+import (
+	"hash/fnv"
+	"net"
+
+	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+	"github.com/ovsxdp/ovsxdp/vport"
+	"github.com/ovsxdp/ovsxdp/vport/ethtool"
+)
+
+// Ports describes the bridge's ports as OpenFlow port descriptions.
+func (o *ofBridge) Ports() []openflow.Port {
+	var out []openflow.Port
+	var eth *ethtool.Handle // opened for the first internal port
+	defer func() {
+		if eth != nil {
+			eth.Close()
+		}
+	}()
+	for _, p := range o.b.dp.Ports() {
+		if _, ok := p.VPort().(*vport.TapPort); ok && eth == nil {
+			eth, _ = ethtool.Open() // without it, no features: as a device that has none
+		}
+		out = append(out, ofPortDesc(p, eth))
+	}
+	return out
+}
+
+// ofPortDesc describes one port as ovs-vswitchd does: the address is the
+// device's own (for a tunnel port, which has none, one derived from its
+// name, as its Interface's mac_in_use); the port is down when the device
+// is not running (administratively, as port mod sets it), its link down
+// without carrier and live otherwise. An internal port (and LOCAL) has
+// the features its device gives ethtool; an AF_XDP port has none, as Open
+// vSwitch 3.1's afxdp netdev reports none (a veth that ethtool says runs
+// at 10 Gb/s shows no rate in ovs-ofctl show), and neither has a tunnel.
+// eth may be nil.
+func ofPortDesc(p *datapath.Port, eth *ethtool.Handle) openflow.Port {
+	st := p.VPort().Device().Snapshot()
+	op := openflow.Port{PortNo: wirePort(p.OFPort), Name: p.Name, HWAddr: portMAC(p.Name)}
+	ifc := portDevice(p.VPort())
+	if ifc != nil && len(ifc.HardwareAddr) == 6 {
+		copy(op.HWAddr[:], ifc.HardwareAddr)
+	}
+	if !st.Running() {
+		op.Config |= openflow.PortConfigDown
+	}
+	if !st.Carrier() || !st.Running() {
+		op.State |= openflow.PortStateDown
+	} else {
+		op.State |= openflow.PortStateLive
+	}
+	if _, ok := p.VPort().(*vport.TapPort); ok && ifc != nil && eth != nil {
+		if s, err := eth.Settings(ifc.Name); err == nil {
+			op.Curr, op.Advertised, op.Supported = portFeatures(s)
+			op.CurrSpeed, op.MaxSpeed = featuresKbps(op.Curr), featuresKbps(op.Supported)
+		}
+	}
+	return op
+}
+
+// portDescChanged tells whether a port's description changed in a field
+// whose change Open vSwitch reports with a port status (its address,
+// config, state, features or speeds); a rename is a delete and an add.
+func portDescChanged(a, b openflow.Port) bool {
+	return a.HWAddr != b.HWAddr || a.Config != b.Config || a.State != b.State ||
+		a.Curr != b.Curr || a.Advertised != b.Advertised || a.Supported != b.Supported || a.Peer != b.Peer ||
+		a.CurrSpeed != b.CurrSpeed || a.MaxSpeed != b.MaxSpeed
+}
+
+// portModded notes that a port mod set bridge port of's config.
+func (o *ofBridge) portModded(of uint32) {
+	o.moddedMu.Lock()
+	defer o.moddedMu.Unlock()
+	if o.modded == nil {
+		o.modded = map[uint32]bool{}
+	}
+	o.modded[wirePort(of)] = true
+}
+
+// takeModded tells whether a port mod set OpenFlow port no's config
+// since the last call, and forgets it.
+func (o *ofBridge) takeModded(no uint32) bool {
+	o.moddedMu.Lock()
+	defer o.moddedMu.Unlock()
+	m := o.modded[no]
+	delete(o.modded, no)
+	return m
+}
+
+// portDescBetween is the port status ovs-vswitchd sends before the one
+// that reports a port's change from old to now, if any. It learns a
+// port's liveness, and the config a port mod sets, before it reads the
+// device again: a port that stops being live is first reported with its
+// live bit cleared and no link-down bit, and with its config as a port
+// mod (byPortMod) set it or as it was; a port mod that brings a port up
+// is first reported with the port's old state. A port that becomes live
+// on its own is reported once.
+func portDescBetween(old, now openflow.Port, byPortMod bool) (openflow.Port, bool) {
+	mid := old
+	if byPortMod {
+		mid.Config = now.Config
+	}
+	if old.State&openflow.PortStateLive != 0 && now.State&openflow.PortStateLive == 0 {
+		mid.State &^= openflow.PortStateLive
+	}
+	if !portDescChanged(mid, old) || !portDescChanged(mid, now) {
+		return openflow.Port{}, false
+	}
+	return mid, true
+}
+
+// portDevice is the device of a port on a real link, as the daemon's
+// namespace sees it, or nil: an AF_XDP port's is the one it opened, found
+// by index (a rename does not lose it), an internal port's is found by
+// name; a device moved into another namespace is out of sight.
+func portDevice(vp vport.Port) *net.Interface {
+	var ifc *net.Interface
+	var err error
+	switch p := vp.(type) {
+	case vport.Linked:
+		if p.Netns() != "" {
+			return nil
+		}
+		ifc, err = net.InterfaceByIndex(p.Ifindex())
+	case *vport.TapPort:
+		ifc, err = net.InterfaceByName(p.Name())
+	default:
+		return nil
+	}
+	if err != nil {
+		return nil
+	}
+	return ifc
+}
+
+// portMAC is a locally administered address derived from the port's
+// name, stable across restarts: a tunnel port's (Open vSwitch gives its
+// tunnel netdevs a random one) and that of a port whose device is out of
+// sight.
+func portMAC(name string) [6]byte {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	s := h.Sum64()
+	m := [6]byte{byte(s>>40)&^1 | 2, byte(s >> 32), byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
+	return m
+}
+
+// Link mode bits of struct ethtool_cmd's supported and advertising words
+// (SUPPORTED_* and ADVERTISED_* of linux/ethtool.h share them), and the
+// OpenFlow feature each stands for.
+var linkModeFeatures = []struct {
+	mode    uint32
+	feature uint32
+}{
+	{1 << 0, openflow.PortFeature10MBHD},
+	{1 << 1, openflow.PortFeature10MBFD},
+	{1 << 2, openflow.PortFeature100MBHD},
+	{1 << 3, openflow.PortFeature100MBFD},
+	{1 << 4, openflow.PortFeature1GBHD},
+	{1 << 5, openflow.PortFeature1GBFD},
+	{1 << 6, openflow.PortFeatureAutoneg},
+	{1 << 7, openflow.PortFeatureCopper},  // TP
+	{1 << 10, openflow.PortFeatureFiber},  // FIBRE
+	{1 << 12, openflow.PortFeature10GBFD}, // 10000baseT_Full
+	{1 << 13, openflow.PortFeaturePause},
+	{1 << 14, openflow.PortFeaturePauseAsym},
+}
+
+// portFeatures turns a device's link settings into OpenFlow's current,
+// advertised and supported features as ovs-vswitchd does: the current
+// rate from the speed and duplex (none for a speed OpenFlow has no bit
+// for), the medium from the port, autonegotiation if it is on.
+func portFeatures(s ethtool.Settings) (curr, advertised, supported uint32) {
+	for _, m := range linkModeFeatures {
+		if s.Supported&m.mode != 0 {
+			supported |= m.feature
+		}
+		if s.Advertising&m.mode != 0 {
+			advertised |= m.feature
+		}
+	}
+	full := s.Duplex == ethtool.DuplexFull
+	switch {
+	case s.Speed == 10 && full:
+		curr = openflow.PortFeature10MBFD
+	case s.Speed == 10:
+		curr = openflow.PortFeature10MBHD
+	case s.Speed == 100 && full:
+		curr = openflow.PortFeature100MBFD
+	case s.Speed == 100:
+		curr = openflow.PortFeature100MBHD
+	case s.Speed == 1000 && full:
+		curr = openflow.PortFeature1GBFD
+	case s.Speed == 1000:
+		curr = openflow.PortFeature1GBHD
+	case s.Speed == 10000:
+		curr = openflow.PortFeature10GBFD
+	case s.Speed == 40000:
+		curr = openflow.PortFeature40GBFD
+	case s.Speed == 100000:
+		curr = openflow.PortFeature100GBFD
+	case s.Speed == 1000000:
+		curr = openflow.PortFeature1TBFD
+	}
+	switch s.Port {
+	case ethtool.PortTP:
+		curr |= openflow.PortFeatureCopper
+	case ethtool.PortFibre:
+		curr |= openflow.PortFeatureFiber
+	}
+	if s.Autoneg {
+		curr |= openflow.PortFeatureAutoneg
+	}
+	return curr, advertised, supported
+}
+
+// featuresKbps is the highest rate among features f in kb/s, the speed
+// OpenFlow 1.3+ reports beside them (0 for none).
+func featuresKbps(f uint32) uint32 {
+	for _, r := range []struct {
+		feature uint32
+		kbps    uint32
+	}{
+		{openflow.PortFeature1TBFD, 1000000000},
+		{openflow.PortFeature100GBFD, 100000000},
+		{openflow.PortFeature40GBFD, 40000000},
+		{openflow.PortFeature10GBFD, 10000000},
+		{openflow.PortFeature1GBFD | openflow.PortFeature1GBHD, 1000000},
+		{openflow.PortFeature100MBFD | openflow.PortFeature100MBHD, 100000},
+		{openflow.PortFeature10MBFD | openflow.PortFeature10MBHD, 10000},
+	} {
+		if f&r.feature != 0 {
+			return r.kbps
+		}
+	}
+	return 0
+}
