@@ -13,6 +13,7 @@ import (
 // Ports describes the bridge's ports as OpenFlow port descriptions.
 func (o *ofBridge) Ports() []openflow.Port {
 	var out []openflow.Port
+	var devs *devices       // read for the first port with a device
 	var eth *ethtool.Handle // opened for the first internal port
 	defer func() {
 		if eth != nil {
@@ -20,12 +21,38 @@ func (o *ofBridge) Ports() []openflow.Port {
 		}
 	}()
 	for _, p := range o.b.dp.Ports() {
-		if _, ok := p.VPort().(*vport.TapPort); ok && eth == nil {
+		_, tap := p.VPort().(*vport.TapPort)
+		_, linked := p.VPort().(vport.Linked)
+		if tap && eth == nil {
 			eth, _ = ethtool.Open() // without it, no features: as a device that has none
 		}
-		out = append(out, ofPortDesc(p, eth))
+		if (tap || linked) && devs == nil {
+			devs = readDevices()
+		}
+		out = append(out, ofPortDesc(p, devs, eth))
 	}
 	return out
+}
+
+// devices are the daemon's namespace's network devices, read once for a
+// description of all the ports (one netlink dump instead of one a port).
+type devices struct {
+	byIndex map[int]*net.Interface
+	byName  map[string]*net.Interface
+}
+
+// readDevices reads the devices; on an error there are none.
+func readDevices() *devices {
+	d := &devices{byIndex: map[int]*net.Interface{}, byName: map[string]*net.Interface{}}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return d
+	}
+	for i := range ifs {
+		d.byIndex[ifs[i].Index] = &ifs[i]
+		d.byName[ifs[i].Name] = &ifs[i]
+	}
+	return d
 }
 
 // ofPortDesc describes one port as ovs-vswitchd does: the address is the
@@ -36,11 +63,11 @@ func (o *ofBridge) Ports() []openflow.Port {
 // the features its device gives ethtool; an AF_XDP port has none, as Open
 // vSwitch 3.1's afxdp netdev reports none (a veth that ethtool says runs
 // at 10 Gb/s shows no rate in ovs-ofctl show), and neither has a tunnel.
-// eth may be nil.
-func ofPortDesc(p *datapath.Port, eth *ethtool.Handle) openflow.Port {
+// devs and eth may be nil.
+func ofPortDesc(p *datapath.Port, devs *devices, eth *ethtool.Handle) openflow.Port {
 	st := p.VPort().Device().Snapshot()
 	op := openflow.Port{PortNo: wirePort(p.OFPort), Name: p.Name, HWAddr: portMAC(p.Name)}
-	ifc := portDevice(p.VPort())
+	ifc := devs.of(p.VPort())
 	if ifc != nil && len(ifc.HardwareAddr) == 6 {
 		copy(op.HWAddr[:], ifc.HardwareAddr)
 	}
@@ -112,28 +139,24 @@ func portDescBetween(old, now openflow.Port, byPortMod bool) (openflow.Port, boo
 	return mid, true
 }
 
-// portDevice is the device of a port on a real link, as the daemon's
-// namespace sees it, or nil: an AF_XDP port's is the one it opened, found
-// by index (a rename does not lose it), an internal port's is found by
-// name; a device moved into another namespace is out of sight.
-func portDevice(vp vport.Port) *net.Interface {
-	var ifc *net.Interface
-	var err error
+// of is the device of a port on a real link, or nil: an AF_XDP port's is
+// the one it opened, found by index (a rename does not lose it), an
+// internal port's is found by name; a device moved into another
+// namespace is out of sight.
+func (d *devices) of(vp vport.Port) *net.Interface {
+	if d == nil {
+		return nil
+	}
 	switch p := vp.(type) {
 	case vport.Linked:
 		if p.Netns() != "" {
 			return nil
 		}
-		ifc, err = net.InterfaceByIndex(p.Ifindex())
+		return d.byIndex[p.Ifindex()]
 	case *vport.TapPort:
-		ifc, err = net.InterfaceByName(p.Name())
-	default:
-		return nil
+		return d.byName[p.Name()]
 	}
-	if err != nil {
-		return nil
-	}
-	return ifc
+	return nil
 }
 
 // portMAC is a locally administered address derived from the port's
