@@ -404,9 +404,7 @@ func (ch *channel) portChanges(known map[uint32]openflow.Port) map[uint32]openfl
 	for _, p := range ch.ob.Ports() {
 		now[p.PortNo] = p
 		old, ok := known[p.PortNo]
-		// A port mod's change is in the bridge's model at once: it is
-		// seen on this round or not at all.
-		modded := ch.ob.takeModded(p.PortNo)
+		modded := ch.ob.byPortMod(p.PortNo, p.Config)
 		switch {
 		case !ok:
 			ch.srv.PortStatus(openflow.PortReasonAdd, p)

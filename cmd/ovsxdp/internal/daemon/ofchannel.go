@@ -158,7 +158,7 @@ type ofBridge struct {
 	// moddedMu protects modded: the bridge ports whose config a port mod
 	// set since the port watcher last looked (portdesc.go).
 	moddedMu sync.Mutex
-	modded   map[uint32]bool
+	modded   map[uint32]uint32
 }
 
 var _ ofconn.Bridge = (*ofBridge)(nil)
@@ -554,10 +554,10 @@ func (o *ofBridge) portModLocked(pm *openflow.PortMod) (apply func(), err error)
 	}
 	up := pm.Config&openflow.PortConfigDown == 0
 	return func() {
+		o.portModded(p.OFPort, pm.Config&openflow.PortConfigDown)
 		if err := datapath.SetPortAdminUp(p, up); err != nil {
 			o.d.log.Warn("port mod: the device keeps its state", "bridge", o.b.name, "port", p.Name, "err", err)
 		}
-		o.portModded(p.OFPort)
 	}, nil
 }
 

@@ -97,24 +97,31 @@ func portDescChanged(a, b openflow.Port) bool {
 		a.CurrSpeed != b.CurrSpeed || a.MaxSpeed != b.MaxSpeed
 }
 
-// portModded notes that a port mod set bridge port of's config.
-func (o *ofBridge) portModded(of uint32) {
+// portModded notes that a port mod sets bridge port of's config to
+// config. It is called before the change, so that the port watcher,
+// which reads the ports without d.mu, never sees the change without it.
+func (o *ofBridge) portModded(of, config uint32) {
 	o.moddedMu.Lock()
 	defer o.moddedMu.Unlock()
 	if o.modded == nil {
-		o.modded = map[uint32]bool{}
+		o.modded = map[uint32]uint32{}
 	}
-	o.modded[wirePort(of)] = true
+	o.modded[wirePort(of)] = config
 }
 
-// takeModded tells whether a port mod set OpenFlow port no's config
-// since the last call, and forgets it.
-func (o *ofBridge) takeModded(no uint32) bool {
+// byPortMod tells whether OpenFlow port no's config, now config, is the
+// one a port mod set, and then forgets the port mod: a look before the
+// port mod's change leaves it for the look that sees the change (a port
+// mod that changes nothing is forgotten at the next look).
+func (o *ofBridge) byPortMod(no, config uint32) bool {
 	o.moddedMu.Lock()
 	defer o.moddedMu.Unlock()
-	m := o.modded[no]
+	c, ok := o.modded[no]
+	if !ok || c != config {
+		return false
+	}
 	delete(o.modded, no)
-	return m
+	return true
 }
 
 // portDescBetween is the port status ovs-vswitchd sends before the one
