@@ -75,13 +75,18 @@ func portDescSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl func(
 	netns.AddVeth(t, sw, "h-d", peer, "p-d", 1)
 
 	// names maps every address seen on a device (or as a tunnel's
-	// mac_in_use) to what has it.
+	// mac_in_use) to what has it; a device's second address is #2.
 	names := map[string]string{}
+	seen := map[string]int{}
 	learn := func() {
 		for _, dev := range []string{"h-d", "i-d", "br0"} {
 			if mac, err := sw.Namespace.MAC(dev); err == nil {
 				if _, ok := names[mac.String()]; !ok {
+					seen[dev]++
 					names[mac.String()] = "dev(" + dev + ")"
+					if seen[dev] > 1 {
+						names[mac.String()] += fmt.Sprintf("#%d", seen[dev])
+					}
 				}
 			}
 		}
@@ -231,14 +236,23 @@ func portDescSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl func(
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "== port status, %s\n", versions[i])
+		// A message that repeats the one before it word for word tells
+		// nothing new; Open vSwitch at times sends one for an address
+		// change.
+		var last string
 		for _, msg := range strings.Split(mon.Output(), "\nOFPT_") {
 			msg = strings.TrimPrefix(msg, "OFPT_")
 			if !strings.HasPrefix(msg, "PORT_STATUS") {
 				continue
 			}
+			var m strings.Builder
 			for _, l := range strings.Split(strings.TrimRight(msg, "\n"), "\n") {
-				b.WriteString(norm(monPortRE.ReplaceAllString(l, ": (")) + "\n")
+				m.WriteString(norm(monPortRE.ReplaceAllString(l, ": (")) + "\n")
 			}
+			if m.String() != last {
+				b.WriteString(m.String())
+			}
+			last = m.String()
 		}
 		steps = append(steps, b.String())
 	}
