@@ -193,9 +193,15 @@ func (b *Bridge) onOnePMD(ctx context.Context, fn func(p *pmd)) error {
 
 // SetPortAdminUp brings p's device administratively up or down, as an
 // OpenFlow port mod does: output to a port that is down is dropped by the
-// output policy (device not running). For a port on a real link the
-// link monitor applies what the kernel reports on its next event.
+// output policy (device not running). A port on a real device
+// (vport.AdminSetter) has the device itself brought up or down, as
+// ovs-vswitchd does, so that what the kernel reports next agrees; the
+// model changes at once all the same, and an error leaves it changed.
 func SetPortAdminUp(p *Port, up bool) error {
+	var err error
+	if as, ok := p.vp.(vport.AdminSetter); ok {
+		err = as.SetAdminUp(up)
+	}
 	p.dev.SetRunning(up)
-	return nil
+	return err
 }

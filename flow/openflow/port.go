@@ -94,7 +94,46 @@ type Port struct {
 const (
 	PortConfigDown uint32 = 1 << 0
 	PortStateDown  uint32 = 1 << 0 // OFPPS_LINK_DOWN
+	// PortStateLive is OFPPS_LIVE of OpenFlow 1.1+; OpenFlow 1.0 has no
+	// such bit, and it is left out there.
+	PortStateLive uint32 = 1 << 2
 )
+
+// Port feature bits (OFPPF_*) in OpenFlow 1.1+'s numbering, which this
+// package presents in every version, as it does port numbers: OpenFlow
+// 1.0 has no 40 Gb/s, 100 Gb/s, 1 Tb/s or other-rate bit and numbers the
+// medium, autonegotiation and pause bits 7 to 11 instead of 11 to 15.
+const (
+	PortFeature10MBHD     uint32 = 1 << 0
+	PortFeature10MBFD     uint32 = 1 << 1
+	PortFeature100MBHD    uint32 = 1 << 2
+	PortFeature100MBFD    uint32 = 1 << 3
+	PortFeature1GBHD      uint32 = 1 << 4
+	PortFeature1GBFD      uint32 = 1 << 5
+	PortFeature10GBFD     uint32 = 1 << 6
+	PortFeature40GBFD     uint32 = 1 << 7
+	PortFeature100GBFD    uint32 = 1 << 8
+	PortFeature1TBFD      uint32 = 1 << 9
+	PortFeatureOther      uint32 = 1 << 10
+	PortFeatureCopper     uint32 = 1 << 11
+	PortFeatureFiber      uint32 = 1 << 12
+	PortFeatureAutoneg    uint32 = 1 << 13
+	PortFeaturePause      uint32 = 1 << 14
+	PortFeaturePauseAsym  uint32 = 1 << 15
+	features10Rates       uint32 = 1<<7 - 1
+	features10MediumShift        = 11 - 7
+)
+
+// features10 is the OpenFlow 1.0 encoding of features f: the rates 1.0
+// lacks are dropped.
+func features10(f uint32) uint32 {
+	return f&features10Rates | f>>features10MediumShift&(0x1f<<7)
+}
+
+// features11 is features f of OpenFlow 1.0 in 1.1+'s numbering.
+func features11(f uint32) uint32 {
+	return f&features10Rates | (f&(0x1f<<7))<<features10MediumShift
+}
 
 func decodePort(v uint8, r *rd) (Port, error) {
 	var p Port
@@ -104,7 +143,7 @@ func decodePort(v uint8, r *rd) (Port, error) {
 		copy(p.HWAddr[:], r.bytes(6, "port"))
 		p.Name = r.str(16, "port")
 		p.Config, p.State = r.u32("port"), r.u32("port")
-		p.Curr, p.Advertised, p.Supported, p.Peer = r.u32("port"), r.u32("port"), r.u32("port"), r.u32("port")
+		p.Curr, p.Advertised, p.Supported, p.Peer = features11(r.u32("port")), features11(r.u32("port")), features11(r.u32("port")), features11(r.u32("port"))
 	case v == Version13:
 		p.PortNo = r.u32("port")
 		r.skip(4, "port")
@@ -155,7 +194,7 @@ func (p *Port) append(v uint8, w *wr) error {
 		w.u16(n)
 		w.bytes(p.HWAddr[:])
 		w.str(p.Name, 16)
-		for _, x := range []uint32{p.Config, p.State, p.Curr, p.Advertised, p.Supported, p.Peer} {
+		for _, x := range []uint32{p.Config, p.State &^ PortStateLive, features10(p.Curr), features10(p.Advertised), features10(p.Supported), features10(p.Peer)} {
 			w.u32(x)
 		}
 	case v == Version13:
@@ -242,7 +281,7 @@ func decodePortMod(v uint8, r *rd) (*PortMod, error) {
 	case v == Version10:
 		m.PortNo = port10(r.u16("port mod"))
 		copy(m.HWAddr[:], r.bytes(6, "port mod"))
-		m.Config, m.Mask, m.Advertise = r.u32("port mod"), r.u32("port mod"), r.u32("port mod")
+		m.Config, m.Mask, m.Advertise = r.u32("port mod"), r.u32("port mod"), features11(r.u32("port mod"))
 		r.skip(4, "port mod")
 		m.HasAdvertise = true
 	default:
@@ -284,7 +323,7 @@ func (m *PortMod) appendBody(v uint8, w *wr) error {
 		w.bytes(m.HWAddr[:])
 		w.u32(m.Config)
 		w.u32(m.Mask)
-		w.u32(m.Advertise)
+		w.u32(features10(m.Advertise))
 		w.zeros(4)
 		return nil
 	}

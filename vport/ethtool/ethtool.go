@@ -219,3 +219,50 @@ func (h *Handle) SetFeatures(dev string, want map[string]bool) error {
 	}
 	return nil
 }
+
+// cmdGSet is ETHTOOL_GSET, the link settings of struct ethtool_cmd (11
+// words), which Open vSwitch reads for a port's features.
+const (
+	cmdGSet   = 0x01
+	gsetWords = 11
+)
+
+// Settings are a device's link settings, as ethtool shows them: the link
+// modes (SUPPORTED_* and ADVERTISED_* bits of linux/ethtool.h) it
+// supports, advertises and its partner advertises, its speed in Mb/s
+// (SpeedUnknown when the driver does not know it), duplex, port and
+// whether it negotiates.
+type Settings struct {
+	Supported, Advertising, PartnerAdvertising uint32
+	Speed                                      uint32
+	Duplex                                     uint8
+	Port                                       uint8
+	Autoneg                                    bool
+}
+
+// Values of Settings' fields (linux/ethtool.h).
+const (
+	SpeedUnknown uint32 = 0xffffffff
+	DuplexHalf   uint8  = 0
+	DuplexFull   uint8  = 1
+	PortTP       uint8  = 0
+	PortFibre    uint8  = 3
+)
+
+// Settings returns dev's link settings, as ethtool DEV shows them.
+func (h *Handle) Settings(dev string) (Settings, error) {
+	b := words(cmdGSet, gsetWords)
+	if err := h.ioctl(dev, b); err != nil {
+		return Settings{}, fmt.Errorf("link settings of %s: %w", dev, err)
+	}
+	s := Settings{
+		Supported:          word(b, 1),
+		Advertising:        word(b, 2),
+		Speed:              uint32(binary.NativeEndian.Uint16(b[28:]))<<16 | uint32(binary.NativeEndian.Uint16(b[12:])),
+		Duplex:             b[14],
+		Port:               b[15],
+		Autoneg:            b[18] != 0,
+		PartnerAdvertising: word(b, 8),
+	}
+	return s, nil
+}

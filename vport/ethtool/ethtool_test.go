@@ -176,3 +176,44 @@ func TestReadsSurviveStackGrowth(t *testing.T) {
 	default:
 	}
 }
+
+// TestSettingsMatchEthtool reads a veth's link settings and compares its
+// speed, duplex, port and autonegotiation with what ethtool DEV prints.
+func TestSettingsMatchEthtool(t *testing.T) {
+	testenv.RequireTool(t, "ethtool", "ethtool")
+	ns, h := veth(t)
+	s, err := h.Settings("e0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ns.MustRun(t, "ethtool", "e0")
+	field := func(key string) string {
+		m := regexp.MustCompile(`(?m)^\s*` + key + `:\s+(.*)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("ethtool e0: no %s in\n%s", key, out)
+		}
+		return strings.TrimSpace(m[1])
+	}
+	ports := map[uint8]string{ethtool.PortTP: "Twisted Pair", ethtool.PortFibre: "FIBRE"}
+	duplex := map[uint8]string{ethtool.DuplexHalf: "Half", ethtool.DuplexFull: "Full"}
+	autoneg := map[bool]string{false: "off", true: "on"}
+	if got, want := strconv.FormatUint(uint64(s.Speed), 10)+"Mb/s", field("Speed"); got != want {
+		t.Errorf("speed %s, ethtool says %s", got, want)
+	}
+	if got, want := duplex[s.Duplex], field("Duplex"); got != want {
+		t.Errorf("duplex %d (%s), ethtool says %s", s.Duplex, got, want)
+	}
+	if got, want := ports[s.Port], field("Port"); got != want {
+		t.Errorf("port %d (%s), ethtool says %s", s.Port, got, want)
+	}
+	if got, want := autoneg[s.Autoneg], field("Auto-negotiation"); got != want {
+		t.Errorf("autonegotiation %s, ethtool says %s", got, want)
+	}
+	// A veth reports no link modes: ethtool prints "Not reported".
+	if field("Supported link modes") == "Not reported" && s.Supported != 0 {
+		t.Errorf("supported link modes %#x, ethtool reports none", s.Supported)
+	}
+	if field("Advertised link modes") == "Not reported" && s.Advertising != 0 {
+		t.Errorf("advertised link modes %#x, ethtool reports none", s.Advertising)
+	}
+}

@@ -404,14 +404,19 @@ func (ch *channel) portChanges(known map[uint32]openflow.Port) map[uint32]openfl
 	for _, p := range ch.ob.Ports() {
 		now[p.PortNo] = p
 		old, ok := known[p.PortNo]
+		modded := ch.ob.byPortMod(p.PortNo, p.Config)
 		switch {
 		case !ok:
 			ch.srv.PortStatus(openflow.PortReasonAdd, p)
 		case old.Name != p.Name:
 			ch.srv.PortStatus(openflow.PortReasonDelete, old)
 			ch.srv.PortStatus(openflow.PortReasonAdd, p)
-		case old.Config != p.Config || old.State != p.State || old.HWAddr != p.HWAddr:
-			ch.srv.PortStatus(openflow.PortReasonModify, p)
+		case portDescChanged(old, p):
+			if mid, ok := portDescBetween(old, p, modded); ok {
+				ch.srv.PortModified(old, mid)
+				old = mid
+			}
+			ch.srv.PortModified(old, p)
 		}
 	}
 	for n, p := range known {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -156,6 +155,11 @@ type ofBridge struct {
 	b   *bridge
 	srv *ofconn.Server
 	mon flowTracker // flow monitors (ofmonitor.go)
+
+	// moddedMu protects modded: the bridge ports whose config a port mod
+	// set since the port watcher last looked (portdesc.go).
+	moddedMu sync.Mutex
+	modded   map[uint32]uint32
 }
 
 var _ ofconn.Bridge = (*ofBridge)(nil)
@@ -186,29 +190,6 @@ func (o *ofBridge) changedLocked(string) {
 // across restarts.
 func (o *ofBridge) DatapathID() uint64 { return datapathID(o.b.name) }
 
-// Ports describes the bridge's ports as OpenFlow port descriptions.
-func (o *ofBridge) Ports() []openflow.Port {
-	var out []openflow.Port
-	for _, p := range o.b.dp.Ports() {
-		out = append(out, ofPortDesc(p))
-	}
-	return out
-}
-
-// ofPortDesc describes one port: down when the device is not running
-// (administratively, as port mod sets it), link down without carrier.
-func ofPortDesc(p *datapath.Port) openflow.Port {
-	st := p.VPort().Device().Snapshot()
-	op := openflow.Port{PortNo: wirePort(p.OFPort), Name: p.Name, HWAddr: portMAC(p.Name)}
-	if !st.Running() {
-		op.Config |= openflow.PortConfigDown
-	}
-	if !st.Carrier() || !st.Running() {
-		op.State |= openflow.PortStateDown
-	}
-	return op
-}
-
 // wirePort is the 32-bit OpenFlow number of bridge port of: the LOCAL
 // port (flow.PortLocal) is OFPP_LOCAL. The openflow package writes it
 // back as 16 bits for OpenFlow 1.0.
@@ -227,17 +208,6 @@ func bridgePort(p uint32) uint32 {
 		return flow.PortLocal
 	}
 	return p
-}
-
-// portMAC is a locally administered address derived from the port's
-// name, stable across restarts (the ports' own addresses belong to the
-// devices, not to the switch).
-func portMAC(name string) [6]byte {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	s := h.Sum64()
-	m := [6]byte{byte(s>>40)&^1 | 2, byte(s >> 32), byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
-	return m
 }
 
 // FlowMod runs a flow mod as add-flow, mod-flows or del-flows do.
@@ -576,8 +546,20 @@ func (o *ofBridge) portModLocked(pm *openflow.PortMod) (apply func(), err error)
 	if pm.Mask&openflow.PortConfigDown == 0 {
 		return nil, nil
 	}
+	if _, ok := p.VPort().(*datapath.TunnelPort); ok {
+		// A tunnel port has no device to take down: ovs-vswitchd's
+		// attempt fails ("Operation not supported", logged), the port
+		// mod is not refused and the port stays up.
+		o.d.log.Warn("port mod: a tunnel port cannot be taken down or up", "bridge", o.b.name, "port", p.Name)
+		return nil, nil
+	}
 	up := pm.Config&openflow.PortConfigDown == 0
-	return func() { datapath.SetPortAdminUp(p, up) }, nil
+	return func() {
+		o.portModded(p.OFPort, pm.Config&openflow.PortConfigDown)
+		if err := datapath.SetPortAdminUp(p, up); err != nil {
+			o.d.log.Warn("port mod: the device keeps its state", "bridge", o.b.name, "port", p.Name, "err", err)
+		}
+	}, nil
 }
 
 // packetOutTimeout bounds the wait for a poll thread to send a packet out.

@@ -410,6 +410,17 @@ func ofPort32(p uint32) uint32 {
 // PortStatus sends a port status message to every connection that takes
 // asynchronous messages.
 func (s *Server) PortStatus(reason uint8, p openflow.Port) {
+	s.portStatus(reason, nil, p)
+}
+
+// PortModified reports the change of a port from old to p, as Open
+// vSwitch does, only to the connections whose OpenFlow version tells the
+// two apart (OpenFlow 1.0 has no live bit, for one).
+func (s *Server) PortModified(old, p openflow.Port) {
+	s.portStatus(openflow.PortReasonModify, &old, p)
+}
+
+func (s *Server) portStatus(reason uint8, old *openflow.Port, p openflow.Port) {
 	for _, c := range s.liveConns() {
 		a := c.async.cfg.Load()
 		if ok, _ := a.receives(); !ok {
@@ -419,6 +430,11 @@ func (s *Server) PortStatus(reason uint8, p openflow.Port) {
 		if err != nil {
 			c.log.Error("openflow: cannot encode a port status", "err", err)
 			continue
+		}
+		if old != nil {
+			if ob, err := openflow.Encode(a.version, 0, &openflow.PortStatus{Reason: reason, Port: *old}); err == nil && bytes.Equal(ob, b) {
+				continue
+			}
 		}
 		s.enqueue(c, b)
 	}

@@ -1,0 +1,66 @@
+package vport
+
+import (
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+)
+
+// AdminSetter is a port whose device can be brought administratively up
+// or down, as ip link set DEV up|down does: Open vSwitch turns a port's
+// device down for an OpenFlow port mod, and the port's Device then
+// follows what the kernel reports.
+type AdminSetter interface {
+	Port
+	SetAdminUp(up bool) error
+}
+
+var (
+	_ AdminSetter = (*XSKPort)(nil)
+	_ AdminSetter = (*TapPort)(nil)
+)
+
+// SetAdminUp brings the link the socket is bound to up or down, found by
+// index in its namespace.
+func (p *XSKPort) SetAdminUp(up bool) error {
+	h, err := netlinkHandle(p.netns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lk, err := h.LinkByIndex(p.ifindex)
+	if err != nil {
+		return fmt.Errorf("link %d of port %s: %w", p.ifindex, p.name, err)
+	}
+	return setLinkUp(h, lk, up)
+}
+
+// SetAdminUp brings the TAP device up or down, in the caller's namespace
+// (a device moved into another is out of reach, an error).
+func (p *TapPort) SetAdminUp(up bool) error {
+	h, err := netlinkHandle("")
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lk, err := h.LinkByName(p.name)
+	if err != nil {
+		return fmt.Errorf("device of port %s: %w", p.name, err)
+	}
+	err = setLinkUp(h, lk, up)
+	p.kick() // read the device's state at once
+	return err
+}
+
+func setLinkUp(h *netlink.Handle, lk netlink.Link, up bool) error {
+	var err error
+	if up {
+		err = h.LinkSetUp(lk)
+	} else {
+		err = h.LinkSetDown(lk)
+	}
+	if err != nil {
+		return fmt.Errorf("set %s %s: %w", lk.Attrs().Name, map[bool]string{true: "up", false: "down"}[up], err)
+	}
+	return nil
+}
