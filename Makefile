@@ -106,7 +106,7 @@ bench-rules: ## as root: add 100,000 OVN-like rules to ovsxdp and to Open vSwitc
 OVN_ARGS ?=
 
 .PHONY: bench-ovn
-bench-ovn: ## as root: Debian's OVN 23.03 (ovn-northd, ovn-controller) on two chassis, each an ovsxdp daemon with br-int and br-phy, Geneve between them; three logical ports in namespaces: what ovsxdp refuses, ping on a chassis and across, the Geneve packets on the wire (OVN_ARGS='-chassis 1' for one chassis): bench/results/ovn.{md,csv}
+bench-ovn: ## as root: Debian's OVN 23.03 (ovn-northd, ovn-controller) on two chassis, each an ovsxdp daemon with br-int and br-phy, Geneve between them; three logical ports in namespaces on sw0, two on sw1, a logical router between, stateful ACLs and a load balancer: what ovsxdp refuses, ping on a chassis and across and through the router, TCP allowed, denied and to the VIP, the Geneve packets on the wire (OVN_ARGS='-chassis 1' for one chassis): bench/results/ovn.{md,csv}
 	$(GO) run ./bench/ovn -out bench/results $(OVN_ARGS)
 
 # Extra flags for bench/chaos (see `go run ./bench/chaos -h`).

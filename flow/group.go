@@ -85,8 +85,9 @@ type HashField struct {
 type Group struct {
 	ID   uint32
 	Type GroupType
-	// SelectionMethod is "" (Open vSwitch's default hash of the flow) or
-	// "hash" (a hash of Fields).
+	// SelectionMethod is "" (Open vSwitch's default hash of the flow),
+	// "hash" (a hash of Fields) or "dp_hash" (the datapath's hash of the
+	// packet's 5-tuple, as OVN's load balancers ask for).
 	SelectionMethod string
 	SelectionParam  uint64 // selection_method_param: the hash basis
 	Fields          []HashField
@@ -314,6 +315,42 @@ func symmetricL4Hash(k *Key) uint32 {
 		l4()
 	}
 	return jhashBytes(b[:], 0)
+}
+
+// The hash algorithms of selection_method=dp_hash, in the upper 32 bits
+// of selection_method_param, as Open vSwitch numbers them
+// (OVS_HASH_ALG_*); any other falls back to dpHashL4, as in Open vSwitch.
+const (
+	dpHashL4    = 0 // the 5-tuple
+	dpHashSymL4 = 1 // the symmetric L4 hash, the same both ways
+)
+
+// l4Hash is the hash of a packet's 5-tuple with basis, in the manner of
+// Open vSwitch's flow_hash_5tuple: addresses (IPv4 or IPv6; ARP's too),
+// the protocol and, for TCP, UDP and SCTP, the ports; a packet of no IP
+// hashes to the basis alone.
+func l4Hash(k *Key, basis uint32) uint32 {
+	h := basis
+	switch k.DlType {
+	case EthTypeIPv6:
+		for i := 0; i < 16; i += 4 {
+			h = mhashAdd(h, le32(k.IPv6Src[i:i+4]))
+		}
+		for i := 0; i < 16; i += 4 {
+			h = mhashAdd(h, le32(k.IPv6Dst[i:i+4]))
+		}
+	case EthTypeIPv4, EthTypeARP:
+		h = mhashAdd(h, k.NwSrc)
+		h = mhashAdd(h, k.NwDst)
+	default:
+		return hashFinish(h, 42)
+	}
+	h = mhashAdd(h, uint32(k.NwProto))
+	switch k.NwProto {
+	case IPProtoTCP, IPProtoUDP, IPProtoSCTP:
+		h = mhashAdd(h, uint32(k.TpSrc)<<16|uint32(k.TpDst))
+	}
+	return hashFinish(h, 42)
 }
 
 // hashable describes a field that selection_method=hash may name: its

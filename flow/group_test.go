@@ -31,6 +31,10 @@ func TestParseGroupRoundTrip(t *testing.T) {
 		{"register load and set field without a match", "group_id=8,type=all,bucket=actions=load:0x5->NXM_NX_REG3[],set_field:10.1.1.1->ip_dst,resubmit(,3)",
 			"group_id=8,type=all,bucket=bucket_id:0,actions=set_field:0x5->reg3,set_field:10.1.1.1->ip_dst,resubmit(,3)"},
 		{"no buckets", "group_id=9,type=select", "group_id=9,type=select"},
+		{"dp_hash, as OVN's load balancers", "group_id=10,type=select,selection_method=dp_hash,bucket=bucket_id:0,weight:100,actions=ct(commit,table=15,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.2:8080)),bucket=bucket_id:1,weight:100,actions=ct(commit,table=15,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.3:8080))",
+			"group_id=10,type=select,selection_method=dp_hash,bucket=bucket_id:0,weight:100,actions=ct(commit,table=15,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.2:8080)),bucket=bucket_id:1,weight:100,actions=ct(commit,table=15,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.3:8080))"},
+		{"dp_hash with an algorithm and basis", "group_id=11,type=select,selection_method=dp_hash,selection_method_param=4294967303,bucket=output:1",
+			"group_id=11,type=select,selection_method=dp_hash,selection_method_param=4294967303,bucket=bucket_id:0,actions=output:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,7 +83,7 @@ func TestParseGroupErrors(t *testing.T) {
 		{"unknown hash field", "group_id=1,type=select,selection_method=hash,fields(ip_colour),bucket=output:1", GroupCmdAdd, 52, "unknown field ip_colour", nil},
 		{"zero mask", "group_id=1,type=select,selection_method=hash,fields(ip_src=0.0.0.0),bucket=output:1", GroupCmdAdd, 52, "must not be all-zeros", nil},
 		{"duplicate bucket id", "group_id=1,type=all,bucket=bucket_id:1,output:1,bucket=bucket_id:1,output:2", GroupCmdAdd, 48, "duplicate bucket_id 1", nil},
-		{"dp_hash", "group_id=1,type=select,selection_method=dp_hash", GroupCmdAdd, 23, "dp_hash", ErrUnsupportedSyntax},
+		{"dp_hash with fields", "group_id=1,type=select,selection_method=dp_hash,fields(ip_src),bucket=output:1", GroupCmdAdd, 48, `fields may only be specified with "selection_method=hash"`, nil},
 		{"method on an all group", "group_id=1,type=all,selection_method=hash", GroupCmdAdd, 20, "only allowed for select groups", nil},
 		{"delete with buckets", "group_id=1,bucket=output:1", GroupCmdDelete, 11, "bucket is not needed", nil},
 		{"bad group action", "group_id=1,type=all,bucket=actions=group:x", GroupCmdAdd, 35, "group needs a group id", nil},
@@ -258,6 +262,55 @@ func TestSelectGroupHash(t *testing.T) {
 	}
 	if ta.Mask.NwSrc != 0xffffffff || ta.Mask.DlSrc != [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} || ta.Mask.TpSrc != 0 {
 		t.Errorf("default hash mask %+v: want nw_src and dl_src, not the UDP ports", ta.Mask)
+	}
+}
+
+// TestSelectGroupDPHash checks selection_method=dp_hash: a hash of the
+// 5-tuple, so that a connection's packets take one bucket and different
+// connections spread by weight, with the megaflow matching on the 5-tuple
+// alone; the symmetric algorithm (selection_method_param's upper 32 bits
+// 1) picks the same bucket both ways.
+func TestSelectGroupDPHash(t *testing.T) {
+	tb := groupTable(t, []string{
+		"group_id=1,type=select,selection_method=dp_hash,bucket=weight:0,actions=output:1,bucket=weight:100,output:2,bucket=weight:300,output:3",
+		"group_id=2,type=select,selection_method=dp_hash,selection_method_param=4294967296,bucket=output:2,bucket=output:3",
+	},
+		"priority=10,tcp,actions=group:1",
+		"priority=10,udp,actions=group:2",
+	)
+	seen := map[string]int{}
+	for i := range 512 {
+		in := "in_port=4,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_dst=80,tp_src=" + itoa(1024+i)
+		k := mustMicroflow(t, in)
+		tr := tb.Snapshot().Translate(&k, false)
+		got := FormatActions(tr.Actions)
+		seen[got]++
+		if tr.Mask.NwSrc != 0xffffffff || tr.Mask.NwDst != 0xffffffff || tr.Mask.NwProto != 0xff || tr.Mask.TpSrc != 0xffff || tr.Mask.TpDst != 0xffff {
+			t.Fatalf("mask %+v: want the 5-tuple", tr.Mask)
+		}
+		if tr.Mask.DlSrc != [6]byte{} {
+			t.Fatalf("the megaflow consults eth_src, which the 5-tuple hash does not read")
+		}
+		again := mustMicroflow(t, in+",dl_src=00:00:00:00:00:09")
+		if a := FormatActions(tb.Snapshot().Translate(&again, false).Actions); a != got {
+			t.Fatalf("%s: %s, and %s with another eth_src: one connection, two buckets", in, got, a)
+		}
+	}
+	if seen["output:1"] != 0 || seen["output:2"] == 0 || seen["output:3"] <= seen["output:2"] {
+		t.Errorf("buckets chosen %v: want never the weight-0 bucket, and the weight-300 one more often than the weight-100 one", seen)
+	}
+	sym := map[string]int{}
+	for i := range 64 {
+		a := mustMicroflow(t, "in_port=4,udp,nw_src=10.0."+itoa(i)+".1,nw_dst=10.0.0.2,tp_src=1024,tp_dst=53")
+		b := mustMicroflow(t, "in_port=4,udp,nw_src=10.0.0.2,nw_dst=10.0."+itoa(i)+".1,tp_src=53,tp_dst=1024")
+		fa, fb := FormatActions(tb.Snapshot().Translate(&a, false).Actions), FormatActions(tb.Snapshot().Translate(&b, false).Actions)
+		if fa != fb {
+			t.Fatalf("symmetric dp_hash: %s one way, %s the other", fa, fb)
+		}
+		sym[fa]++
+	}
+	if len(sym) != 2 {
+		t.Errorf("symmetric dp_hash over 64 connections chose %v: want both buckets", sym)
 	}
 }
 
@@ -455,6 +508,7 @@ func TestGroupMegaflowSoundness(t *testing.T) {
 			"group_id=3,type=ff,bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3,bucket=watch_group:1,actions=group:1",
 			"group_id=4,type=all,bucket=actions=set_field:10.9.9.9->ip_dst,group:3,bucket=actions=output:" + itoa(1+rng.IntN(3)),
 			"group_id=5,type=indirect,bucket=actions=resubmit(,1)",
+			"group_id=6,type=select,selection_method=dp_hash,bucket=weight:" + w() + ",output:1,bucket=weight:" + w() + ",output:2",
 		}
 	}
 	tb := groupTable(t, groups(),
@@ -462,6 +516,7 @@ func TestGroupMegaflowSoundness(t *testing.T) {
 		"priority=10,ip,nw_dst=10.0.0.2,actions=group:2",
 		"priority=10,ip,nw_dst=10.0.0.3,actions=group:3",
 		"priority=10,ip,nw_dst=10.0.0.4,actions=group:4,output:1",
+		"priority=10,ip,nw_dst=10.0.0.6,actions=group:6",
 		"priority=5,ip,actions=group:5",
 		"table=1,priority=10,tcp,tp_src=1,actions=group:1",
 		"table=1,priority=5,actions=group:2",

@@ -191,9 +191,12 @@ func (x *xlate) reportNotLive(b *Bucket) {
 // if none is live, and consults the fields the hash read.
 func (x *xlate) pickSelect(g *InstalledGroup) int {
 	var basis uint32
-	if g.SelectionMethod == "hash" && len(g.Fields) > 0 {
+	switch {
+	case g.SelectionMethod == "hash" && len(g.Fields) > 0:
 		basis = x.hashFields(g)
-	} else {
+	case g.SelectionMethod == "dp_hash":
+		basis = x.dpHash(g)
+	default:
 		x.consultSymmetricL4()
 		basis = symmetricL4Hash(&x.flow)
 	}
@@ -213,6 +216,44 @@ func (x *xlate) pickSelect(g *InstalledGroup) int {
 		}
 	}
 	return best
+}
+
+// dpHash is selection_method=dp_hash's hash of the packet: the algorithm
+// selection_method_param's upper 32 bits name, with its lower 32 bits as
+// the basis. Open vSwitch has the datapath compute it (hash, then a
+// recirculation that picks the bucket); ovsxdp computes it here, so the
+// megaflow matches on what it hashed instead, and a connection's packets
+// all take the same bucket as they do there. Which bucket a given
+// connection takes may differ from Open vSwitch's: the datapath's hash is
+// the datapath's own, as ovs-ofctl(8) says of dp_hash.
+func (x *xlate) dpHash(g *InstalledGroup) uint32 {
+	basis := uint32(g.SelectionParam)
+	if g.SelectionParam>>32 == dpHashSymL4 {
+		x.consultSymmetricL4()
+		return hashInt(symmetricL4Hash(&x.flow), basis)
+	}
+	x.consultL4()
+	return l4Hash(&x.flow, basis)
+}
+
+// consultL4 consults what l4Hash reads.
+func (x *xlate) consultL4() {
+	k, wc := &x.flow, &x.wc
+	switch k.DlType {
+	case EthTypeIPv4, EthTypeARP:
+		wc.NwSrc, wc.NwDst = ^uint32(0), ^uint32(0)
+	case EthTypeIPv6:
+		for i := range 16 {
+			wc.IPv6Src[i], wc.IPv6Dst[i] = 0xff, 0xff
+		}
+	default:
+		return
+	}
+	wc.NwProto = 0xff
+	switch k.NwProto {
+	case IPProtoTCP, IPProtoUDP, IPProtoSCTP:
+		wc.TpSrc, wc.TpDst = 0xffff, 0xffff
+	}
 }
 
 // hashFields hashes the fields of selection_method=hash in Open vSwitch's

@@ -6,6 +6,7 @@ import (
 
 // This file parses groups in ovs-ofctl's syntax (ovs-ofctl(8), "Group
 // Syntax"): group_id=ID,type=TYPE[,selection_method=hash,fields(...)]
+// or [,selection_method=dp_hash]
 // followed by the buckets, each "bucket=" then its bucket_id:, weight:,
 // watch_port:, watch_group: and actions=. Errors are SyntaxErrors with the
 // position of the offending item, as for flows.
@@ -115,9 +116,7 @@ func (p *Parser) ParseGroup(s string, cmd GroupCommand) (*Group, error) {
 				return nil, err
 			}
 			switch t.value {
-			case "hash":
-			case "dp_hash":
-				return nil, unsupportedAt(s, &t, "selection_method=dp_hash is not supported (hash is)")
+			case "hash", "dp_hash":
 			default:
 				return nil, errAt(s, &t, "unknown selection method %s (hash or dp_hash)", t.value)
 			}

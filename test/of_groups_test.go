@@ -27,6 +27,7 @@ var ofGroups = map[string][]string{
 		"group_id=4,type=select,selection_method=hash,fields(ip_src,ip_dst),bucket=bucket_id:0,weight:1,actions=output:2,bucket=bucket_id:1,weight:2,actions=output:3",
 		"group_id=6,type=all,bucket=actions=group:2,bucket=actions=mod_nw_dst:10.9.9.9,output:3",
 		"group_id=7,type=select,bucket=weight:0,actions=output:1,bucket=bucket_id:5,actions=dec_ttl,output:2",
+		"group_id=9,type=select,selection_method=dp_hash,bucket=bucket_id:0,weight:100,actions=output:2,bucket=bucket_id:1,weight:100,actions=output:3",
 	},
 	"OpenFlow13": {
 		"group_id=1,type=all,bucket=output:2,bucket=output:3",
@@ -43,6 +44,9 @@ var ofGroups = map[string][]string{
 		"group_id=4,type=select,selection_method=hash,fields(ip_src,ip_dst),bucket=bucket_id:0,weight:1,actions=output:2,bucket=bucket_id:1,weight:2,actions=output:3",
 		"group_id=6,type=all,bucket=actions=group:2,bucket=actions=set_field:10.9.9.9->ip_dst,output:3",
 		"group_id=8,type=select,selection_method=hash,selection_method_param=7,fields(ip_dst=255.255.255.0,nw_proto),bucket=weight:0,actions=output:1,bucket=bucket_id:5,actions=output:2",
+		// OVN's load balancers: dp_hash, buckets that commit with NAT.
+		"group_id=9,type=select,selection_method=dp_hash,bucket=bucket_id:0,weight:100,actions=ct(commit,table=15,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.2:8080)),bucket=bucket_id:1,weight:100,actions=ct(commit,table=15,zone=NXM_NX_REG13[0..15],nat(dst=10.0.0.3:8080))",
+		"group_id=10,type=select,selection_method=dp_hash,selection_method_param=4294967303,bucket=bucket_id:0,actions=output:2",
 	},
 }
 

@@ -33,9 +33,15 @@ type chassis struct {
 	// What the run found on this chassis.
 	rows           []row
 	flowsInstalled int
-	tunnels        []tunnelPort
-	tunnelFlows    []string // br-int's megaflows of packets to or from a tunnel
-	diagnostics    []diagnostic
+	// Of those, the flows that match on ct_state, ct_mark or ct_label, and
+	// those whose actions run ct(): the stateful ACLs' and load
+	// balancer's pipelines.
+	ctMatches, ctActions int
+	tunnels              []tunnelPort
+	tunnelFlows          []string // br-int's megaflows of packets to or from a tunnel
+	groups               string   // br-int's groups (dump-groups): the load balancer's
+	natFlows             []string // br-int's megaflows that commit with NAT: the load balancer's choices
+	diagnostics          []diagnostic
 }
 
 // tunnelPort is an Interface row ovn-controller made on br-int.

@@ -15,11 +15,18 @@
 // host's address (ovn-encap-ip) on its LOCAL port, and ovn-controller
 // makes the Geneve tunnel ports; the underlay veths meet in a namespace
 // of their own, where a Linux bridge joins them and tcpdump captures the
-// Geneve packets for tshark. The harness waits for the ports to be bound
-// and up, pings within the first chassis and across, and reads from each
-// daemon (ofproto/rejections) every message ovn-controller sent and every
-// error reply ovsxdp answered with; a failed ping has each daemon's
-// trace, flows, tunnels and drops recorded. Everything it starts is
+// Geneve packets for tshark. A second switch, sw1, has a port on each
+// chassis, and a logical router joins it to sw0; sw0 has stateful ACLs
+// (allow-related, and a drop through a port group and an address set),
+// and a load balancer on both switches sends a VIP to backends on sw0.
+// The harness waits for the ports to be bound and up, pings within the
+// first chassis and across, on sw0 and across the router (where tcpdump
+// in the destination's namespace checks the TTL and MACs the router
+// rewrote), connects over TCP where the ACLs allow and deny and to the
+// VIP until every backend has answered, and reads from each daemon
+// (ofproto/rejections) every message ovn-controller sent and every error
+// reply ovsxdp answered with; a failed ping has each daemon's trace,
+// flows, tunnels and drops recorded. Everything it starts is
 // stopped by PID and every namespace removed, also on failure. It writes
 // ovn.md and ovn.csv.
 //

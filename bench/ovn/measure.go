@@ -32,6 +32,7 @@ type lport struct {
 	mac      net.HardwareAddr
 	ns       *netns.NS
 	chassis  *chassis
+	sw       string // the logical switch
 	host     string // the veth end on br-int
 	key      int    // the southbound Port_Binding's tunnel_key
 	bound    bool   // the southbound Port_Binding has a chassis
@@ -58,19 +59,23 @@ type pingResult struct {
 
 // measurement is what a run found.
 type measurement struct {
-	complete  bool
-	versions  map[string]string
-	chassis   []*chassis
-	ports     []*lport
-	dpKey     int  // sw0's tunnel_key, the Geneve VNI
-	hvSynced  bool // ovn-nbctl --wait=hv sync returned
-	hvSyncErr string
-	pings     []pingResult
-	geneve    *capture // the underlay's Geneve packets, with two chassis
-	problems  []string
-	logs      map[string]string // name → path, while the run lasts
-	logText   map[string]string // name → text, read when the daemons have stopped
-	bindTime  string
+	complete   bool
+	versions   map[string]string
+	chassis    []*chassis
+	ports      []*lport
+	dpKey      int  // sw0's tunnel_key, the Geneve VNI
+	hvSynced   bool // ovn-nbctl --wait=hv sync returned
+	hvSyncErr  string
+	pings      []pingResult
+	routed     []*lport      // sw1's ports, across lr0 from sw0's
+	hops       []routedPing  // pings across lr0
+	conns      []connResult  // TCP connections under the ACLs and to the load balancer's VIP
+	lbBackends []backendSeen // whether each backend answered a connection to the VIP
+	geneve     *capture      // the underlay's Geneve packets, with two chassis
+	problems   []string
+	logs       map[string]string // name → path, while the run lasts
+	logText    map[string]string // name → text, read when the daemons have stopped
+	bindTime   string
 }
 
 // proc is a daemon started in a namespace.
@@ -250,25 +255,13 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 		on = append(on, m.chassis[1])
 	}
 	for i, c := range on {
-		name := fmt.Sprintf("lsp%d", i+1)
-		ns := netns.New(t, fmt.Sprintf("ovn-%c", 'a'+i))
-		host := fmt.Sprintf("ovn-h%d", i+1)
-		netns.AddVeth(t, c.ns, host, ns, "eth0", 1)
-		lp := &lport{name: name, ip: fmt.Sprintf("10.0.0.%d", i+1), ns: ns, chassis: c, host: host, mac: ns.MAC(t, "eth0")}
-		ns.AddAddr(t, "eth0", lp.ip+"/24")
-		if len(m.chassis) > 1 {
-			// Room for the Geneve headers and OVN's option on the
-			// underlay's 1,500 bytes, as OVN's own MTU advice.
-			ns.IP(t, "link", "set", "eth0", "mtu", "1400")
-		}
-		if _, err := nbctl("lsp-add", "sw0", name, "--", "lsp-set-addresses", name, lp.mac.String()+" "+lp.ip); err != nil {
-			t.Fatal(err)
-		}
-		c.vsctl(t, "add-port", "br-int", host, "--", "set", "interface", host, "type=afxdp", "external_ids:iface-id="+name)
-		m.ports = append(m.ports, lp)
+		m.ports = append(m.ports, addPort(t, nbctl, c, "sw0", fmt.Sprintf("lsp%d", i+1), fmt.Sprintf("10.0.0.%d", i+1), i, len(m.chassis) > 1))
 	}
+	// A second switch joined to sw0 by a router, stateful ACLs and a load
+	// balancer: what OVN deployments use every day.
+	m.addRouter(t, nbctl, len(m.chassis) > 1)
 	start := time.Now()
-	for _, lp := range m.ports {
+	for _, lp := range append(append([]*lport(nil), m.ports...), m.routed...) {
 		err := waitFor(lp.chassis.controller, o.bindWait, func() error {
 			out, err := sbctl("--bare", "--columns=chassis", "find", "port_binding", "logical_port="+lp.name)
 			if err != nil {
@@ -355,13 +348,17 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 		}
 	}
 
+	// Across the router, and the ACLs and load balancer, after the wire's
+	// capture: its verdict is about sw0's packets alone.
+	failed = append(failed, m.routedChecks(ctx, t, o)...)
+
 	for _, c := range m.chassis {
 		c.collect(t)
 		var traces []string
 		for _, p := range failed {
 			if p[0].chassis == c {
 				traces = append(traces, fmt.Sprintf("in_port=%s,icmp,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=%s,icmp_type=8",
-					p[0].host, p[0].mac, p[1].mac, p[0].ip, p[1].ip))
+					p[0].host, p[0].mac, dlDst(p[0], p[1]), p[0].ip, p[1].ip))
 			}
 		}
 		if len(failed) > 0 {
@@ -374,6 +371,15 @@ func measure(ctx context.Context, t *runner, o options, bin string) *measurement
 	}
 	m.complete = true
 	return m
+}
+
+// dlDst is the Ethernet destination of a's packets to b: b's MAC on the
+// same switch, else the gateway's.
+func dlDst(a, b *lport) string {
+	if a.sw == b.sw {
+		return b.mac.String()
+	}
+	return gateways[a.sw].mac
 }
 
 // collect reads what the daemon refused and installed, and the tunnel
@@ -403,8 +409,28 @@ func (c *chassis) collect(t *runner) {
 	}
 	if flows, err := c.cli("dump-flows", "br-int", "--no-stats"); err == nil {
 		for _, l := range strings.Split(flows, "\n") {
-			if strings.Contains(l, "actions=") {
-				c.flowsInstalled++
+			match, actions, ok := strings.Cut(l, "actions=")
+			if !ok {
+				continue
+			}
+			c.flowsInstalled++
+			if strings.Contains(match, "ct_state") || strings.Contains(match, "ct_mark") || strings.Contains(match, "ct_label") {
+				c.ctMatches++
+			}
+			if strings.Contains(actions, "ct(") {
+				c.ctActions++
+			}
+		}
+	}
+	if out, err := c.cli("dump-groups", "br-int"); err == nil {
+		c.groups = strings.TrimSpace(out)
+	} else {
+		t.Errorf("dump-groups br-int on %s: %v", c.name, err)
+	}
+	if out, err := c.cli("dpctl/dump-flows"); err == nil {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "nat(dst=") {
+				c.natFlows = append(c.natFlows, strings.TrimSpace(l))
 			}
 		}
 	}

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
 func TestParseRows(t *testing.T) {
@@ -149,6 +153,86 @@ func TestGeneveVerdict(t *testing.T) {
 				pings: []pingResult{{from: lsp1, to: lsp3}}, geneve: &capture{packets: 10, groups: g}}
 			if got := geneveVerdict(m); !strings.Contains(got, tc.want) {
 				t.Errorf("verdict %q, want it to hold %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRequests(t *testing.T) {
+	out := "tcpdump: listening on eth0, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n" +
+		"08:50:20.123456 00:00:00:00:ff:02 > 96:1e:43:c2:94:1f, ethertype IPv4 (0x0800), length 98: (tos 0x0, ttl 63, id 4711, offset 0, flags [DF], proto ICMP (1), length 84)\n" +
+		"    10.0.0.1 > 10.0.1.4: ICMP echo request, id 1, seq 0, length 64\n" +
+		"08:50:20.323456 00:00:00:00:ff:02 > 96:1e:43:c2:94:1f, ethertype IPv4 (0x0800), length 98: (tos 0x0, ttl 62, id 4712, offset 0, flags [DF], proto ICMP (1), length 84)\n" +
+		"    10.0.0.1 > 10.0.1.4: ICMP echo request, id 1, seq 1, length 64\n" +
+		"2 packets captured\n"
+	n, ttl, src, dst := parseRequests(out)
+	if n != 2 || ttl != 63 || src != "00:00:00:00:ff:02" || dst != "96:1e:43:c2:94:1f" {
+		t.Errorf("parseRequests: %d requests, the first TTL %d from %s to %s; want 2, 63, 00:00:00:00:ff:02, 96:1e:43:c2:94:1f", n, ttl, src, dst)
+	}
+	if n, _, _, _ := parseRequests("tcpdump: listening on eth0\n0 packets captured\n"); n != 0 {
+		t.Errorf("parseRequests of no packet: %d", n)
+	}
+}
+
+func TestRoutedPingOK(t *testing.T) {
+	to := &lport{name: "lsp4", sw: "sw1", mac: net.HardwareAddr{0x96, 0x1e, 0x43, 0xc2, 0x94, 0x1f}}
+	good := routedPing{pingResult: pingResult{to: to, stats: topo.PingStats{Sent: 5, Received: 5}}, seen: 5, ttl: 63,
+		ethSrc: "00:00:00:00:ff:02", ethDst: "96:1e:43:c2:94:1f"}
+	tests := []struct {
+		name   string
+		change func(r *routedPing)
+		want   bool
+	}{
+		{"routed", func(*routedPing) {}, true},
+		{"no reply", func(r *routedPing) { r.stats.Received = 0 }, false},
+		{"not captured", func(r *routedPing) { r.seen = 0 }, false},
+		{"TTL not decremented", func(r *routedPing) { r.ttl = 64 }, false},
+		{"source MAC not rewritten", func(r *routedPing) { r.ethSrc = "0e:00:00:00:00:01" }, false},
+		{"source MAC of the other router port", func(r *routedPing) { r.ethSrc = "00:00:00:00:ff:01" }, false},
+		{"destination MAC not rewritten", func(r *routedPing) { r.ethDst = "00:00:00:00:ff:01" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := good
+			tt.change(&r)
+			if got := r.ok(); got != tt.want {
+				t.Errorf("ok() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// timeoutErr is a dial's timeout, as net reports it.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestConnResultOK(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Err: errors.New("connect: connection refused")}
+	timeout := &net.OpError{Op: "dial", Err: timeoutErr{}}
+	tests := []struct {
+		name        string
+		inWantOK    bool
+		inErr       error
+		want        bool
+		wantVerdict string
+	}{
+		{"allowed, answered", true, nil, true, "answered"},
+		{"allowed, dropped", true, timeout, false, "dropped (no answer in 4s)"},
+		{"denied, dropped", false, timeout, true, "dropped (no answer in 4s)"},
+		{"denied, but reset: the ACL did not drop", false, refused, false, "refused"},
+		{"denied, but answered", false, nil, false, "answered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := connResult{wantOK: tt.inWantOK, err: tt.inErr}
+			if got := c.ok(); got != tt.want {
+				t.Errorf("ok() = %v, want %v", got, tt.want)
+			}
+			if got := connVerdict(tt.inErr); got != tt.wantVerdict {
+				t.Errorf("connVerdict = %q, want %q", got, tt.wantVerdict)
 			}
 		})
 	}

@@ -139,6 +139,7 @@ func writeReport(o options, m *measurement) error {
 	}
 	p("- ovn-controller sends its flow, group and meter mods in bundles (OFPT_BUNDLE_ADD_MESSAGE); the messages inside them are counted under their own names (OFPT_FLOW_MOD, ...) in the counts above and below. It asks for the Geneve option table once per flow connection, and drops the connection at the first error reply it reads and starts over (clear everything, install everything), so each refused flow is sent again on every connection; the \"per connection\" column below divides by the number of connections. The messages it sent before it read the error still arrive, so a count per connection is how many were sent before it noticed, not how many distinct flows ovsxdp refuses\n")
 
+	writeRouted(p, m)
 	if len(m.chassis) > 1 {
 		writeTunnels(p, m)
 	}
@@ -255,8 +256,103 @@ func writeReport(o options, m *measurement) error {
 		w.Write([]string{pr.from.chassis.name, "ping", pr.from.name + " → " + pr.to.name + " " + pr.what, "", "", "", "sent/received",
 			fmt.Sprintf("%d/%d", pr.stats.Sent, pr.stats.Received), "", ""})
 	}
+	for _, r := range m.hops {
+		w.Write([]string{r.from.chassis.name, "ping", r.from.name + " → " + r.to.name + " " + r.what, "", "", "", "sent/received",
+			fmt.Sprintf("%d/%d", r.stats.Sent, r.stats.Received), "", ""})
+	}
+	for _, c := range m.conns {
+		w.Write([]string{c.from.chassis.name, "tcp", c.from.name + " → " + c.to + " " + c.what, "", "", "", "result", connVerdict(c.err), "", ""})
+	}
 	w.Flush()
 	return cmp.Or(w.Error(), f.Close())
+}
+
+// writeRouted reports the pings across lr0 and the TCP connections under
+// sw0's ACLs and to the load balancer.
+func writeRouted(p func(string, ...any), m *measurement) {
+	p("\n## Across a logical router, stateful ACLs, a load balancer\n\n")
+	p("A second logical switch `sw1` (10.0.1.0/24) with a port on each chassis (ports numbered after sw0's), and a logical router `lr0` joining it to sw0 (10.0.0.0/24): a router port on each switch (%s %s on sw0, %s %s on sw1), a switch port of type `router` facing each, and each namespace's default route through its switch's router port. sw0 has stateful ACLs: `to-lport 1002 'ip4 && icmp' allow-related` and `to-lport 1002 'ip4 && tcp && tcp.dst == %d' allow-related`, and the port group `pg_servers` (lsp2) has `to-lport 1001 'outport == @pg_servers && ip4.src == $clients && tcp.dst == %d' drop`, `$clients` an address set of every client's address. The load balancer `lb0`, on both switches, sends %s to port %d of %s. Each backend listens on port %d, and lsp2 also on port %d, and answers each connection with its logical port's name.\n\n",
+		gateways["sw0"].mac, gateways["sw0"].ip, gateways["sw1"].mac, gateways["sw1"].ip, backendPort, deniedPort, vip, backendPort, backendNames(m), backendPort, deniedPort)
+	for _, lp := range m.routed {
+		p("- logical port %s (%s %s, tunnel key %d) of sw1 on %s: bound to the chassis: %s; up: %s\n", lp.name, lp.mac, lp.ip, lp.key, lp.chassis.name, yesNo(lp.bound), yesNo(lp.up))
+	}
+	for _, r := range m.hops {
+		verdict := "**passed**"
+		if !r.ok() {
+			verdict = "**failed**"
+		}
+		where := "on " + r.from.chassis.name
+		if r.from.chassis != r.to.chassis {
+			where = r.from.chassis.name + " → " + r.to.chassis.name + ", through Geneve"
+		}
+		p("- ping %s %s → %s %s (%s) across lr0: %s, %d sent, %d received, %d lost; the echo requests seen in %s's namespace (tcpdump): %d, the first from %s to %s with TTL %d (sent with 64; want the router port's MAC %s as source, %s's MAC as destination, TTL 63)",
+			r.from.name, r.from.ip, r.to.name, r.to.ip, where, verdict, r.stats.Sent, r.stats.Received, r.stats.Lost(), r.to.name, r.seen,
+			orNone(r.ethSrc), orNone(r.ethDst), r.ttl, gateways[r.to.sw].mac, r.to.name)
+		if r.err != nil {
+			p(" (%s)", oneLine(r.err.Error()))
+		}
+		if r.captureErr != "" {
+			p(" (capture: %s)", oneLine(r.captureErr))
+		}
+		p("\n")
+	}
+	for _, c := range m.conns {
+		verdict := "**passed**"
+		if !c.ok() {
+			verdict = "**failed**"
+		}
+		want := "an answer"
+		if !c.wantOK {
+			want = "no answer: the SYN dropped"
+		}
+		got := connVerdict(c.err)
+		if c.answered != "" {
+			got += " by " + c.answered
+		}
+		p("- TCP %s %s → %s, %s: %s; want %s, got: %s\n", c.from.name, c.from.ip, c.to, c.what, verdict, want, oneLine(got))
+	}
+	if len(m.lbBackends) > 0 {
+		var seen, missed []string
+		for _, b := range m.lbBackends {
+			if b.seen {
+				seen = append(seen, b.lp.name)
+			} else {
+				missed = append(missed, b.lp.name)
+			}
+		}
+		if len(missed) == 0 {
+			p("- the load balancer's backends that answered a connection to %s from %s: %s: **passed**, every backend\n", vip, m.ports[0].name, strings.Join(seen, ", "))
+		} else {
+			p("- the load balancer's backends that answered no connection to %s from %s in %d: %s: **failed**\n", vip, m.ports[0].name, maxVIPConns, strings.Join(missed, ", "))
+		}
+	}
+	for _, c := range m.chassis {
+		p("- %s: of br-int's %d flows at the end, %d match on ct_state, ct_mark or ct_label and %d run ct()\n", c.name, c.flowsInstalled, c.ctMatches, c.ctActions)
+	}
+	p("\nThe load balancer's group, as each daemon's br-int holds it (`ovsxdp dump-groups br-int`), and the megaflows at the end that DNAT to a backend (`ovsxdp dpctl/dump-flows`, those with `nat(dst=`): a select group with `selection_method=dp_hash` picks a bucket by a hash of the connection's 5-tuple, so the megaflow matches on it.\n")
+	for _, c := range m.chassis {
+		p("\n%s:\n\n```\n%s\n", c.name, clipLines(orNone(c.groups), 10))
+		if len(c.natFlows) > 0 {
+			p("\n%s\n", clipLines(strings.Join(c.natFlows, "\n"), 12))
+		}
+		p("```\n")
+	}
+}
+
+// backendNames names the load balancer's backends.
+func backendNames(m *measurement) string {
+	var names []string
+	for _, b := range m.lbBackends {
+		names = append(names, b.lp.name)
+	}
+	return orNone(strings.Join(names, " and "))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // tally sums a chassis's rows by message.
