@@ -78,7 +78,9 @@ func (b *Bridge) FlushMegaflows(ctx context.Context) error {
 // String formats the megaflow as one line of dpctl/dump-flows at now:
 // match, packets, bytes, time since last use ("never" if unused) and
 // actions, in Open vSwitch's datapath syntax (flow.FormatODPMatch, with
-// the bridge's TLV map, and flow.FormatODPActions).
+// the bridge's TLV map, and flow.FormatDatapathActions from the masked
+// key). A bridge is its own datapath here: its ports' datapath numbers
+// are their OpenFlow numbers, in in_port(N) and in the outputs alike.
 func (e *MegaflowEntry) String(now time.Time) string {
 	used := "never"
 	if !e.LastUsed.IsZero() {
@@ -86,5 +88,5 @@ func (e *MegaflowEntry) String(now time.Time) string {
 		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
 	}
 	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
-		flow.FormatODPMatch(&e.Match, e.TLV), e.Packets, e.Bytes, used, flow.FormatODPActions(e.Actions))
+		flow.FormatODPMatch(&e.Match, e.TLV), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Match.Key, nil))
 }
