@@ -1,0 +1,240 @@
+package test
+
+import (
+	"encoding/hex"
+	"net"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/ovsxdp/ovsxdp/test/netns"
+	"github.com/ovsxdp/ovsxdp/test/ovsref"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
+)
+
+// The datapath actions differential test loads one flow at a time into
+// Open vSwitch 3.1 (userspace datapath, AF_XDP ports on veths) and into
+// ovsxdp (the same topology), sends one UDP datagram from namespace a
+// through each, and compares the actions of the megaflow each installed
+// for it, as dpctl/dump-flows prints them, once the port numbers are
+// mapped to port names: Open vSwitch numbers a port in its datapath
+// (shared by every bridge, 0 being the datapath's own port), ovsxdp by
+// its OpenFlow number, each bridge being its own datapath.
+var dpActionCases = []struct {
+	name string
+	vlan bool   // the datagram has a VLAN 7 tag
+	acts string // the actions of the flow for a's UDP
+}{
+	{name: "output", acts: "output:2"},
+	{name: "drop", acts: "drop"},
+	{name: "mod_dl_src", acts: "mod_dl_src:00:00:5e:00:53:aa,output:2"},
+	{name: "mod_nw_dst", acts: "mod_nw_dst:10.77.0.9,output:2"},
+	{name: "eth and ipv4 between outputs", acts: "mod_dl_dst:00:00:5e:00:53:bb,output:2,mod_nw_src:10.77.0.8,mod_nw_ttl:9,output:2"},
+	{name: "push vlan", acts: "mod_vlan_vid:5,mod_vlan_pcp:3,output:2"},
+	{name: "pop vlan", vlan: true, acts: "strip_vlan,output:2"},
+	{name: "new vid on a tag", vlan: true, acts: "mod_vlan_vid:9,output:2"},
+	{name: "ct commit", acts: "ct(commit),output:2"},
+	{name: "ct commit in a zone", acts: "ct(commit,zone=5),output:2"},
+}
+
+// dpSwitch is a switch of the datapath actions test.
+type dpSwitch struct {
+	name string
+	a    *netns.NS
+	// ofctl runs ovs-ofctl COMMAND BRIDGE ARGS against the switch.
+	ofctl func(t *testing.T, stdin []byte, cmd string, args ...string) string
+	// appctl runs a dpctl verb.
+	appctl func(t *testing.T, args ...string) string
+	// dp is the datapath dpctl verbs name.
+	dp string
+	// purge is the command that forgets every megaflow: Open vSwitch's
+	// revalidator/purge, because after dpctl/del-flows its revalidators
+	// keep the flows' keys, and the next upcall for the same packet
+	// fails to install its megaflow until they let go of them.
+	purge []string
+	// portName names a port by the number the datapath actions give it.
+	portName func(int) (string, bool)
+}
+
+// dpActionsTopo makes ctTopo's namespaces and returns a, whose veth
+// end pa sends the test's frames.
+func dpActionsTopo(t *testing.T, sw *netns.NS) *netns.NS {
+	t.Helper()
+	a, _ := ctTopo(t, sw)
+	return a
+}
+
+// dpActionsFrame is the datagram the test sends from a to b, with a VLAN 7
+// tag (priority 2) when vlan is set.
+func dpActionsFrame(t *testing.T, vlan bool) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{0x02, 0, 0x5e, 0, 0x53, 0x01}, DstMAC: net.HardwareAddr{0x02, 0, 0x5e, 0, 0x53, 0x02},
+		EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(ctAddrA).To4(), DstIP: net.ParseIP(ctAddrB).To4()}
+	udp := &layers.UDP{SrcPort: 40000, DstPort: 9}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	ls := []gopacket.SerializableLayer{eth, ip, udp, gopacket.Payload("dpactions")}
+	if vlan {
+		eth.EthernetType = layers.EthernetTypeDot1Q
+		ls = append([]gopacket.SerializableLayer{eth, &layers.Dot1Q{Priority: 2, VLANIdentifier: 7, Type: layers.EthernetTypeIPv4}}, ls[1:]...)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// frameSend sends frame (in hex) on dev through a packet socket.
+func frameSend(dev, frame string) error {
+	b, err := hex.DecodeString(frame)
+	if err != nil {
+		return err
+	}
+	ifi, err := net.InterfaceByName(dev)
+	if err != nil {
+		return err
+	}
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	return syscall.Sendto(fd, b, 0, &syscall.SockaddrLinklayer{Ifindex: ifi.Index})
+}
+
+func startOVSDPActions(t *testing.T) *dpSwitch {
+	t.Helper()
+	s := ovsref.Start(t, "br0", nil)
+	a := dpActionsTopo(t, s.NS())
+	for i, dev := range []string{"ha", "hb"} {
+		if err := s.AddAFXDPPort(dev, i+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &dpSwitch{
+		name: "ovs", a: a,
+		ofctl: func(t *testing.T, stdin []byte, cmd string, args ...string) string {
+			t.Helper()
+			out, err := runOfctl(stdin, append([]string{cmd, "br0"}, args...), "OVS_RUNDIR="+s.Dir)
+			if err != nil {
+				t.Fatalf("ovs: %v", err)
+			}
+			return out
+		},
+		appctl: func(t *testing.T, args ...string) string {
+			t.Helper()
+			out, err := s.Appctl(args...)
+			if err != nil {
+				t.Fatalf("ovs: %v", err)
+			}
+			return out
+		},
+		portName: s.PortName,
+		dp:       "netdev@ovs-netdev",
+		purge:    []string{"revalidator/purge"},
+	}
+}
+
+func startOvsxdpDPActions(t *testing.T) *dpSwitch {
+	t.Helper()
+	testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
+	sw := netns.New(t, "dpsw")
+	a := dpActionsTopo(t, sw)
+	bin := buildCLI(t)
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	d, _ := startCLIDaemonIn(t, sw, bin, filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "state.json"), "--rundir", runDir)
+	d.run(t, "add-br", "br0")
+	d.run(t, "add-port", "br0", "ha", "type=afxdp", "ofport=1")
+	d.run(t, "add-port", "br0", "hb", "type=afxdp", "ofport=2")
+	target := "unix:" + filepath.Join(runDir, "br0.mgmt")
+	names := map[int]string{1: "ha", 2: "hb"}
+	return &dpSwitch{
+		name: "ovsxdp", a: a,
+		ofctl: func(t *testing.T, stdin []byte, cmd string, args ...string) string {
+			t.Helper()
+			out, err := runOfctl(stdin, append([]string{cmd, target}, args...))
+			if err != nil {
+				t.Fatalf("ovsxdp: %v", err)
+			}
+			return out
+		},
+		appctl: func(t *testing.T, args ...string) string {
+			t.Helper()
+			return d.run(t, args...)
+		},
+		portName: func(n int) (string, bool) {
+			name, ok := names[n]
+			return name, ok
+		},
+		dp:    "br0",
+		purge: []string{"dpctl/del-flows", "br0"},
+	}
+}
+
+// dumpLineActions matches a dpctl/dump-flows line and captures its
+// actions.
+var dumpLineActions = regexp.MustCompile(`, actions:(.*)$`)
+
+// udpMegaflowActions sends one datagram from a (tagged with VLAN 7 when
+// vlan is set) through s and returns the actions of the megaflows that match
+// UDP, with ports by name, sorted; it waits a generous while for the
+// megaflow to show.
+func udpMegaflowActions(t *testing.T, s *dpSwitch, vlan bool) []string {
+	t.Helper()
+	frame := hex.EncodeToString(dpActionsFrame(t, vlan))
+	var acts []string
+	found := netns.Eventually(20*time.Second, func() bool {
+		if out, err := s.a.Run(helperArgs(t, "frame-send", "pa", frame)...); err != nil {
+			t.Fatalf("%s: frame-send: %v\n%s", s.name, err, out)
+		}
+		acts = acts[:0]
+		for _, l := range strings.Split(s.appctl(t, "dpctl/dump-flows", s.dp), "\n") {
+			m := dumpLineActions.FindStringSubmatch(l)
+			if m == nil || !strings.Contains(l, "proto=17") {
+				continue
+			}
+			acts = append(acts, ovsref.MapActions(m[1], s.portName))
+		}
+		return len(acts) > 0
+	})
+	if !found {
+		t.Fatalf("%s: no UDP megaflow after 20 s:\n%s", s.name, s.appctl(t, "dpctl/dump-flows", s.dp))
+	}
+	slices.Sort(acts)
+	return slices.Compact(acts)
+}
+
+// TestDatapathActionsMatchOVS checks that dpctl/dump-flows writes each
+// case's megaflow actions as Open vSwitch 3.1 does.
+func TestDatapathActionsMatchOVS(t *testing.T) {
+	netns.Require(t)
+	switches := []*dpSwitch{startOVSDPActions(t), startOvsxdpDPActions(t)}
+	for _, tt := range dpActionCases {
+		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {
+			got := map[string][]string{}
+			for _, s := range switches {
+				s.ofctl(t, nil, "del-flows")
+				flows := "priority=100,udp,in_port=1,actions=" + tt.acts + "\npriority=0,actions=drop\n"
+				s.ofctl(t, []byte(flows), "add-flows", "-")
+				s.appctl(t, s.purge...)
+				got[s.name] = udpMegaflowActions(t, s, tt.vlan)
+			}
+			t.Logf("flow actions=%s: megaflow actions %s", tt.acts, strings.Join(got["ovs"], " | "))
+			if !slices.Equal(got["ovs"], got["ovsxdp"]) {
+				t.Errorf("flow actions=%s: megaflow actions differ\n  ovs:    %s\n  ovsxdp: %s", tt.acts,
+					strings.Join(got["ovs"], " | "), strings.Join(got["ovsxdp"], " | "))
+			}
+		})
+	}
+}
