@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/flow"
 )
 
@@ -28,6 +29,9 @@ type MegaflowEntry struct {
 	// TLV is the bridge's TLV map when the megaflow was copied, which
 	// names the Geneve options of its tun_metadata fields.
 	TLV *flow.TLVMap
+	// Output writes an output action of the megaflow as the datapath
+	// action it is (Bridge.ODPOutput).
+	Output func(port uint32, k *flow.Key) string
 }
 
 // Megaflows returns every poll thread's megaflows, by thread. Each thread
@@ -49,6 +53,7 @@ func (b *Bridge) Megaflows(ctx context.Context) ([]MegaflowEntry, error) {
 				Bytes:   mf.Bytes,
 				Stale:   mf.Generation != gen,
 				TLV:     tlv,
+				Output:  b.ODPOutput,
 			}
 			if mf.LastUsed != 0 {
 				e.LastUsed = time.Unix(0, mf.LastUsed)
@@ -88,5 +93,44 @@ func (e *MegaflowEntry) String(now time.Time) string {
 		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
 	}
 	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
-		flow.FormatODPMatch(&e.Match, e.TLV), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Match.Key, nil))
+		flow.FormatODPMatch(&e.Match, e.TLV), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Match.Key, e.Output))
+}
+
+// ODPOutput writes an output to the bridge's port number port, of a
+// packet with key k, as Open vSwitch writes the datapath action: the
+// port's number, or for a tunnel port whose path to the remote endpoint
+// is resolved, the encapsulation it does,
+// "tnl_push(tnl_port(N),header(...),out_port(M))", with M the internal
+// port of the underlay bridge the encapsulated packet enters as received
+// on (a number of that bridge, the datapath it enters: Open vSwitch
+// goes on with that bridge's actions in the same megaflow, which ovsxdp
+// keeps in the underlay bridge's own megaflow).
+func (b *Bridge) ODPOutput(port uint32, k *flow.Key) string {
+	num := strconv.FormatUint(uint64(port), 10)
+	p := b.ports.Load().lookup(port)
+	if p == nil {
+		return num
+	}
+	tp, ok := p.vp.(*TunnelPort)
+	if !ok {
+		return num
+	}
+	var tos, ttl uint8
+	if k.DlType == flow.EthTypeIPv4 || k.DlType == flow.EthTypeIPv6 {
+		tos, ttl = k.NwTos, k.NwTTL
+	}
+	c, err := tp.opts.Config(k, tos, ttl)
+	if err != nil {
+		return num
+	}
+	path := tp.path(c.Dst)
+	if path == nil || !path.ok || !completeConfig(&c, path, k, b.table.TLVMap(), nil) {
+		return num // the copy is dropped, for the reason drop-reasons counts
+	}
+	c.EthDst, c.EthSrc = path.dstMAC, path.srcMAC
+	enc, err := tunnel.NewEncap(c)
+	if err != nil {
+		return num
+	}
+	return "tnl_push(tnl_port(" + num + ")," + enc.ODPHeader() + ",out_port(" + strconv.FormatUint(uint64(path.port.OFPort), 10) + "))"
 }
