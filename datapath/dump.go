@@ -102,9 +102,10 @@ func (e *MegaflowEntry) String(now time.Time) string {
 // is resolved, the encapsulation it does,
 // "tnl_push(tnl_port(N),header(...),out_port(M))", with M the internal
 // port of the underlay bridge the encapsulated packet enters as received
-// on (a number of that bridge, the datapath it enters: Open vSwitch
-// goes on with that bridge's actions in the same megaflow, which ovsxdp
-// keeps in the underlay bridge's own megaflow).
+// on, followed, as Open vSwitch follows it in the same megaflow, by the
+// actions the underlay bridge's rules give the encapsulated packet (ports
+// and M by the underlay bridge's numbers: it is a datapath of its own,
+// whose poll threads run those actions from a megaflow of their own).
 func (b *Bridge) ODPOutput(port uint32, k *flow.Key) string {
 	num := strconv.FormatUint(uint64(port), 10)
 	p := b.ports.Load().lookup(port)
@@ -132,5 +133,31 @@ func (b *Bridge) ODPOutput(port uint32, k *flow.Key) string {
 	if err != nil {
 		return num
 	}
-	return "tnl_push(tnl_port(" + num + ")," + enc.ODPHeader() + ",out_port(" + strconv.FormatUint(uint64(path.port.OFPort), 10) + "))"
+	push := "tnl_push(tnl_port(" + num + ")," + enc.ODPHeader() + ",out_port(" + strconv.FormatUint(uint64(path.port.OFPort), 10) + "))"
+	if after := underlayActions(path, enc, k); after != "" {
+		push += "," + after
+	}
+	return push
+}
+
+// underlayActions translates a packet with key k, encapsulated with enc,
+// through the rules of path's underlay bridge as received on its internal
+// port, and writes the datapath actions it gets ("" for none). Outputs
+// are by number: the underlay bridge's own tunnel ports are not followed.
+func underlayActions(path *tunnelPath, enc *tunnel.Encap, k *flow.Key) string {
+	inner := flow.BuildFrame(k)
+	frame := make([]byte, enc.HeaderLen()+len(inner))
+	copy(frame[enc.HeaderLen():], inner)
+	if err := enc.Put(frame, 0, 0); err != nil {
+		return ""
+	}
+	var outer, start flow.Key
+	var off flow.Offsets
+	flow.Extract(&outer, &off, frame, path.port.OFPort)
+	tr := path.bridge.table.Snapshot().Translate(&outer, false)
+	if len(tr.Actions) == 0 {
+		return ""
+	}
+	outer.Masked(&tr.Mask, &start)
+	return flow.FormatDatapathActions(tr.Actions, &start, nil)
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -236,5 +237,187 @@ func TestDatapathActionsMatchOVS(t *testing.T) {
 					strings.Join(got["ovs"], " | "), strings.Join(got["ovsxdp"], " | "))
 			}
 		})
+	}
+}
+
+// tunnelPushSide is one switch of TestTunnelPushActionsMatchOVS: br-int
+// with the workload's AF_XDP port wa (1) and vxlan port vx0 (10, key 5,
+// remote 192.0.2.2), br-phy with the uplink ua (1) and its LOCAL port
+// holding 192.0.2.1; the peer namespace holds 192.0.2.2.
+type tunnelPushSide struct {
+	name       string
+	host, wl   *netns.NS
+	peer       *netns.NS
+	ofctl      func(t *testing.T, br string, args ...string)
+	dumpFlows  func(t *testing.T) string
+	normalise  func(acts string) string
+	underlayBr string
+}
+
+// tunnelPushTopo makes the host's veths: wa to the workload (wa0) and ua
+// to the peer (ub, 192.0.2.2).
+func tunnelPushTopo(t *testing.T, host *netns.NS) (wl, peer *netns.NS) {
+	t.Helper()
+	wl, peer = netns.New(t, "tpwl"), netns.New(t, "tppeer")
+	netns.AddVeth(t, host, "wa", wl, "wa0", 1)
+	netns.AddVeth(t, host, "ua", peer, "ub", 1)
+	peer.AddAddr(t, "ub", "192.0.2.2/24")
+	return wl, peer
+}
+
+// tunnelPorts rewrites the port numbers inside tnl_push (tnl_port(N) of
+// the overlay datapath, out_port(N) of the underlay one) with names.
+func tunnelPorts(acts string, overlay, underlay func(int) (string, bool)) string {
+	re := regexp.MustCompile(`(tnl_port|out_port)\((\d+)\)`)
+	return re.ReplaceAllStringFunc(acts, func(m string) string {
+		sm := re.FindStringSubmatch(m)
+		n, _ := strconv.Atoi(sm[2])
+		look := overlay
+		if sm[1] == "out_port" {
+			look = underlay
+		}
+		if name, ok := look(n); ok {
+			return sm[1] + "(" + name + ")"
+		}
+		return m
+	})
+}
+
+// macNames replaces the host's br-phy MAC and the peer's in acts with
+// their roles: each switch's devices have random addresses.
+func macNames(t *testing.T, acts string, host, peer *netns.NS) string {
+	t.Helper()
+	acts = strings.ReplaceAll(acts, host.MAC(t, "br-phy").String(), "BR-PHY-MAC")
+	return strings.ReplaceAll(acts, peer.MAC(t, "ub").String(), "PEER-MAC")
+}
+
+func startOVSTunnelPush(t *testing.T) *tunnelPushSide {
+	t.Helper()
+	s := ovsref.Start(t, "br-int", nil)
+	host := s.NS()
+	wl, peer := tunnelPushTopo(t, host)
+	for _, args := range [][]string{
+		{"--timeout=30", "add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev", "fail-mode=secure"},
+		{"--timeout=30", "add-port", "br-phy", "ua", "--", "set", "interface", "ua", "type=afxdp", "options:n_rxq=1", "ofport_request=1"},
+		{"--timeout=30", "add-port", "br-int", "vx0", "--", "set", "interface", "vx0", "type=vxlan", "options:remote_ip=192.0.2.2", "options:key=5", "ofport_request=10"},
+	} {
+		if out, err := s.Vsctl(args...); err != nil {
+			t.Fatalf("ovs-vsctl %v: %v\n%s", args, err, out)
+		}
+	}
+	if err := s.AddAFXDPPort("wa", 1); err != nil {
+		t.Fatal(err)
+	}
+	return &tunnelPushSide{
+		name: "ovs", host: host, wl: wl, peer: peer,
+		ofctl: func(t *testing.T, br string, args ...string) {
+			t.Helper()
+			if out, err := s.Ofctl(append([]string{args[0], br}, args[1:]...)...); err != nil {
+				t.Fatalf("ovs: ovs-ofctl %v: %v\n%s", args, err, out)
+			}
+		},
+		dumpFlows: func(t *testing.T) string {
+			t.Helper()
+			out, err := s.Appctl("dpctl/dump-flows", "netdev@ovs-netdev")
+			if err != nil {
+				t.Fatalf("ovs: %v", err)
+			}
+			return out
+		},
+		normalise: func(acts string) string {
+			return ovsref.MapActions(tunnelPorts(acts, s.PortName, s.PortName), s.PortName)
+		},
+	}
+}
+
+func startOvsxdpTunnelPush(t *testing.T) *tunnelPushSide {
+	t.Helper()
+	host := netns.New(t, "tphost")
+	wl, peer := tunnelPushTopo(t, host)
+	bin := buildCLI(t)
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	d, _ := startCLIDaemonIn(t, host, bin, filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "state.json"), "--rundir", runDir)
+	d.run(t, "add-br", "br-phy")
+	d.run(t, "add-port", "br-phy", "ua", "type=afxdp", "ofport=1")
+	d.run(t, "add-br", "br-int")
+	d.run(t, "add-port", "br-int", "wa", "type=afxdp", "ofport=1")
+	d.run(t, "add-port", "br-int", "vx0", "type=vxlan", "ofport=10", "remote_ip=192.0.2.2", "key=5")
+	overlay := map[int]string{1: "wa", 10: "vx0"}
+	underlay := map[int]string{1: "ua", 65534: "br-phy"}
+	look := func(m map[int]string) func(int) (string, bool) {
+		return func(n int) (string, bool) { name, ok := m[n]; return name, ok }
+	}
+	return &tunnelPushSide{
+		name: "ovsxdp", host: host, wl: wl, peer: peer,
+		ofctl: func(t *testing.T, br string, args ...string) {
+			t.Helper()
+			target := "unix:" + filepath.Join(runDir, br+".mgmt")
+			if _, err := runOfctl(nil, append([]string{args[0], target}, args[1:]...)); err != nil {
+				t.Fatalf("ovsxdp: %v", err)
+			}
+		},
+		dumpFlows: func(t *testing.T) string {
+			t.Helper()
+			return d.run(t, "dpctl/dump-flows", "br-int")
+		},
+		normalise: func(acts string) string {
+			// The outputs after tnl_push are the underlay bridge's.
+			return ovsref.MapActions(tunnelPorts(acts, look(overlay), look(underlay)), look(underlay))
+		},
+	}
+}
+
+// TestTunnelPushActionsMatchOVS sends a datagram from the workload to a
+// flow that outputs it to a vxlan port, on Open vSwitch 3.1 and on
+// ovsxdp set up alike for native tunnelling, and compares the actions of
+// the megaflow each installed for it: tnl_push with the outer headers,
+// then br-phy's output to the uplink.
+func TestTunnelPushActionsMatchOVS(t *testing.T) {
+	netns.Require(t)
+	frame := hex.EncodeToString(dpActionsFrame(t, false))
+	got := map[string][]string{}
+	for _, s := range []*tunnelPushSide{startOVSTunnelPush(t), startOvsxdpTunnelPush(t)} {
+		s.host.IP(t, "addr", "add", "192.0.2.1/24", "dev", "br-phy")
+		if err := s.host.SetLinkUp("br-phy"); err != nil {
+			t.Fatal(err)
+		}
+		s.ofctl(t, "br-phy", "del-flows")
+		s.ofctl(t, "br-phy", "add-flow", "in_port=LOCAL,actions=output:1")
+		s.ofctl(t, "br-phy", "add-flow", "in_port=1,actions=LOCAL")
+		s.ofctl(t, "br-int", "del-flows")
+		s.ofctl(t, "br-int", "add-flow", "priority=100,udp,in_port=1,actions=output:10")
+		s.ofctl(t, "br-int", "add-flow", "priority=0,actions=drop")
+		// The host learns the peer's MAC, and the switch its path to it.
+		if !netns.Eventually(30*time.Second, func() bool {
+			_, err := s.host.Run("ping", "-c", "1", "-W", "1", "192.0.2.2")
+			return err == nil
+		}) {
+			t.Fatalf("%s: the host does not reach the peer through br-phy", s.name)
+		}
+		var acts []string
+		found := netns.Eventually(30*time.Second, func() bool {
+			if out, err := s.wl.Run(helperArgs(t, "frame-send", "wa0", frame)...); err != nil {
+				t.Fatalf("%s: frame-send: %v\n%s", s.name, err, out)
+			}
+			acts = acts[:0]
+			for _, l := range strings.Split(s.dumpFlows(t), "\n") {
+				m := dumpLineActions.FindStringSubmatch(l)
+				if m == nil || !strings.Contains(l, "proto=17") || !strings.Contains(m[1], "tnl_push(") {
+					continue
+				}
+				acts = append(acts, macNames(t, s.normalise(m[1]), s.host, s.peer))
+			}
+			return len(acts) > 0
+		})
+		if !found {
+			t.Fatalf("%s: no tnl_push megaflow after 30 s:\n%s", s.name, s.dumpFlows(t))
+		}
+		slices.Sort(acts)
+		got[s.name] = slices.Compact(acts)
+		t.Logf("%s: %s", s.name, strings.Join(got[s.name], " | "))
+	}
+	if !slices.Equal(got["ovs"], got["ovsxdp"]) {
+		t.Errorf("megaflow actions differ\n  ovs:    %s\n  ovsxdp: %s", strings.Join(got["ovs"], " | "), strings.Join(got["ovsxdp"], " | "))
 	}
 }
