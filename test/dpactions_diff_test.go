@@ -241,8 +241,8 @@ func TestDatapathActionsMatchOVS(t *testing.T) {
 }
 
 // tunnelPushSide is one switch of TestTunnelPushActionsMatchOVS: br-int
-// with the workload's AF_XDP port wa (1) and vxlan port vx0 (10, key 5,
-// remote 192.0.2.2), br-phy with the uplink ua (1) and its LOCAL port
+// with the workload's AF_XDP port wa (1) and a tunnel port vx0 (10, of
+// the case's kind, key 5, remote 192.0.2.2), br-phy with the uplink ua (1) and its LOCAL port
 // holding 192.0.2.1; the peer namespace holds 192.0.2.2.
 type tunnelPushSide struct {
 	name       string
@@ -291,7 +291,7 @@ func macNames(t *testing.T, acts string, host, peer *netns.NS) string {
 	return strings.ReplaceAll(acts, peer.MAC(t, "ub").String(), "PEER-MAC")
 }
 
-func startOVSTunnelPush(t *testing.T) *tunnelPushSide {
+func startOVSTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 	t.Helper()
 	s := ovsref.Start(t, "br-int", nil)
 	host := s.NS()
@@ -299,7 +299,7 @@ func startOVSTunnelPush(t *testing.T) *tunnelPushSide {
 	for _, args := range [][]string{
 		{"--timeout=30", "add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev", "fail-mode=secure"},
 		{"--timeout=30", "add-port", "br-phy", "ua", "--", "set", "interface", "ua", "type=afxdp", "options:n_rxq=1", "ofport_request=1"},
-		{"--timeout=30", "add-port", "br-int", "vx0", "--", "set", "interface", "vx0", "type=vxlan", "options:remote_ip=192.0.2.2", "options:key=5", "ofport_request=10"},
+		{"--timeout=30", "add-port", "br-int", "vx0", "--", "set", "interface", "vx0", "type=" + kind, "options:remote_ip=192.0.2.2", "options:key=5", "ofport_request=10"},
 	} {
 		if out, err := s.Vsctl(args...); err != nil {
 			t.Fatalf("ovs-vsctl %v: %v\n%s", args, err, out)
@@ -330,7 +330,7 @@ func startOVSTunnelPush(t *testing.T) *tunnelPushSide {
 	}
 }
 
-func startOvsxdpTunnelPush(t *testing.T) *tunnelPushSide {
+func startOvsxdpTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 	t.Helper()
 	host := netns.New(t, "tphost")
 	wl, peer := tunnelPushTopo(t, host)
@@ -342,7 +342,7 @@ func startOvsxdpTunnelPush(t *testing.T) *tunnelPushSide {
 	d.run(t, "add-port", "br-phy", "ua", "type=afxdp", "ofport=1")
 	d.run(t, "add-br", "br-int")
 	d.run(t, "add-port", "br-int", "wa", "type=afxdp", "ofport=1")
-	d.run(t, "add-port", "br-int", "vx0", "type=vxlan", "ofport=10", "remote_ip=192.0.2.2", "key=5")
+	d.run(t, "add-port", "br-int", "vx0", "type="+kind, "ofport=10", "remote_ip=192.0.2.2", "key=5")
 	overlay := map[int]string{1: "wa", 10: "vx0"}
 	underlay := map[int]string{1: "ua", 65534: "br-phy"}
 	look := func(m map[int]string) func(int) (string, bool) {
@@ -369,55 +369,80 @@ func startOvsxdpTunnelPush(t *testing.T) *tunnelPushSide {
 }
 
 // TestTunnelPushActionsMatchOVS sends a datagram from the workload to a
-// flow that outputs it to a vxlan port, on Open vSwitch 3.1 and on
+// flow that outputs it to a tunnel port, on Open vSwitch 3.1 and on
 // ovsxdp set up alike for native tunnelling, and compares the actions of
 // the megaflow each installed for it: tnl_push with the outer headers,
-// then br-phy's output to the uplink.
+// then br-phy's output to the uplink. The Geneve case carries an option
+// from tun_metadata0, as OVN's packets do.
 func TestTunnelPushActionsMatchOVS(t *testing.T) {
-	netns.Require(t)
-	frame := hex.EncodeToString(dpActionsFrame(t, false))
-	got := map[string][]string{}
-	for _, s := range []*tunnelPushSide{startOVSTunnelPush(t), startOvsxdpTunnelPush(t)} {
-		s.host.IP(t, "addr", "add", "192.0.2.1/24", "dev", "br-phy")
-		if err := s.host.SetLinkUp("br-phy"); err != nil {
-			t.Fatal(err)
-		}
-		s.ofctl(t, "br-phy", "del-flows")
-		s.ofctl(t, "br-phy", "add-flow", "in_port=LOCAL,actions=output:1")
-		s.ofctl(t, "br-phy", "add-flow", "in_port=1,actions=LOCAL")
-		s.ofctl(t, "br-int", "del-flows")
-		s.ofctl(t, "br-int", "add-flow", "priority=100,udp,in_port=1,actions=output:10")
-		s.ofctl(t, "br-int", "add-flow", "priority=0,actions=drop")
-		// The host learns the peer's MAC, and the switch its path to it.
-		if !netns.Eventually(30*time.Second, func() bool {
-			_, err := s.host.Run("ping", "-c", "1", "-W", "1", "192.0.2.2")
-			return err == nil
-		}) {
-			t.Fatalf("%s: the host does not reach the peer through br-phy", s.name)
-		}
-		var acts []string
-		found := netns.Eventually(30*time.Second, func() bool {
-			if out, err := s.wl.Run(helperArgs(t, "frame-send", "wa0", frame)...); err != nil {
-				t.Fatalf("%s: frame-send: %v\n%s", s.name, err, out)
-			}
-			acts = acts[:0]
-			for _, l := range strings.Split(s.dumpFlows(t), "\n") {
-				m := dumpLineActions.FindStringSubmatch(l)
-				if m == nil || !strings.Contains(l, "proto=17") || !strings.Contains(m[1], "tnl_push(") {
-					continue
+	for _, tc := range []struct {
+		kind string
+		tlv  string // the TLV map, when the actions write tun_metadata
+		acts string
+	}{
+		{kind: "vxlan", acts: "output:10"},
+		{kind: "geneve", tlv: "{class=0x102,type=0x80,len=4}->tun_metadata0", acts: "set_field:0xa->tun_metadata0,output:10"},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			netns.Require(t)
+			sides := []*tunnelPushSide{startOVSTunnelPush(t, tc.kind), startOvsxdpTunnelPush(t, tc.kind)}
+			got := map[string][]string{}
+			for _, s := range sides {
+				if tc.tlv != "" {
+					s.ofctl(t, "br-int", "add-tlv-map", tc.tlv)
 				}
-				acts = append(acts, macNames(t, s.normalise(m[1]), s.host, s.peer))
+				got[s.name] = tunnelPushActions(t, s, tc.acts)
+				t.Logf("%s: %s", s.name, strings.Join(got[s.name], " | "))
 			}
-			return len(acts) > 0
+			if !slices.Equal(got["ovs"], got["ovsxdp"]) {
+				t.Errorf("megaflow actions differ\n  ovs:    %s\n  ovsxdp: %s", strings.Join(got["ovs"], " | "), strings.Join(got["ovsxdp"], " | "))
+			}
 		})
-		if !found {
-			t.Fatalf("%s: no tnl_push megaflow after 30 s:\n%s", s.name, s.dumpFlows(t))
+	}
+}
+
+// tunnelPushActions sets s's flows (br-int's UDP from the workload gets
+// acts; br-phy joins its LOCAL port and the uplink), sends a datagram from
+// the workload and returns the actions of the megaflows that
+// encapsulate it, normalised.
+func tunnelPushActions(t *testing.T, s *tunnelPushSide, acts string) []string {
+	t.Helper()
+	frame := hex.EncodeToString(dpActionsFrame(t, false))
+	s.host.IP(t, "addr", "add", "192.0.2.1/24", "dev", "br-phy")
+	if err := s.host.SetLinkUp("br-phy"); err != nil {
+		t.Fatal(err)
+	}
+	s.ofctl(t, "br-phy", "del-flows")
+	s.ofctl(t, "br-phy", "add-flow", "in_port=LOCAL,actions=output:1")
+	s.ofctl(t, "br-phy", "add-flow", "in_port=1,actions=LOCAL")
+	s.ofctl(t, "br-int", "del-flows")
+	s.ofctl(t, "br-int", "add-flow", "priority=100,udp,in_port=1,actions="+acts)
+	s.ofctl(t, "br-int", "add-flow", "priority=0,actions=drop")
+	// The host learns the peer's MAC, and the switch its path to it.
+	if !netns.Eventually(30*time.Second, func() bool {
+		_, err := s.host.Run("ping", "-c", "1", "-W", "1", "192.0.2.2")
+		return err == nil
+	}) {
+		t.Fatalf("%s: the host does not reach the peer through br-phy", s.name)
+	}
+	var got []string
+	found := netns.Eventually(30*time.Second, func() bool {
+		if out, err := s.wl.Run(helperArgs(t, "frame-send", "wa0", frame)...); err != nil {
+			t.Fatalf("%s: frame-send: %v\n%s", s.name, err, out)
 		}
-		slices.Sort(acts)
-		got[s.name] = slices.Compact(acts)
-		t.Logf("%s: %s", s.name, strings.Join(got[s.name], " | "))
+		got = got[:0]
+		for _, l := range strings.Split(s.dumpFlows(t), "\n") {
+			m := dumpLineActions.FindStringSubmatch(l)
+			if m == nil || !strings.Contains(l, "proto=17") || !strings.Contains(m[1], "tnl_push(") {
+				continue
+			}
+			got = append(got, macNames(t, s.normalise(m[1]), s.host, s.peer))
+		}
+		return len(got) > 0
+	})
+	if !found {
+		t.Fatalf("%s: no tnl_push megaflow after 30 s:\n%s", s.name, s.dumpFlows(t))
 	}
-	if !slices.Equal(got["ovs"], got["ovsxdp"]) {
-		t.Errorf("megaflow actions differ\n  ovs:    %s\n  ovsxdp: %s", strings.Join(got["ovs"], " | "), strings.Join(got["ovsxdp"], " | "))
-	}
+	slices.Sort(got)
+	return slices.Compact(got)
 }
