@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/flow"
 )
 
@@ -28,6 +29,9 @@ type MegaflowEntry struct {
 	// TLV is the bridge's TLV map when the megaflow was copied, which
 	// names the Geneve options of its tun_metadata fields.
 	TLV *flow.TLVMap
+	// Output writes an output action of the megaflow as the datapath
+	// action it is (Bridge.ODPOutput).
+	Output func(port uint32, k *flow.Key) string
 }
 
 // Megaflows returns every poll thread's megaflows, by thread. Each thread
@@ -49,6 +53,7 @@ func (b *Bridge) Megaflows(ctx context.Context) ([]MegaflowEntry, error) {
 				Bytes:   mf.Bytes,
 				Stale:   mf.Generation != gen,
 				TLV:     tlv,
+				Output:  b.ODPOutput,
 			}
 			if mf.LastUsed != 0 {
 				e.LastUsed = time.Unix(0, mf.LastUsed)
@@ -78,7 +83,9 @@ func (b *Bridge) FlushMegaflows(ctx context.Context) error {
 // String formats the megaflow as one line of dpctl/dump-flows at now:
 // match, packets, bytes, time since last use ("never" if unused) and
 // actions, in Open vSwitch's datapath syntax (flow.FormatODPMatch, with
-// the bridge's TLV map, and flow.FormatODPActions).
+// the bridge's TLV map, and flow.FormatDatapathActions from the masked
+// key). A bridge is its own datapath here: its ports' datapath numbers
+// are their OpenFlow numbers, in in_port(N) and in the outputs alike.
 func (e *MegaflowEntry) String(now time.Time) string {
 	used := "never"
 	if !e.LastUsed.IsZero() {
@@ -86,5 +93,71 @@ func (e *MegaflowEntry) String(now time.Time) string {
 		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
 	}
 	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
-		flow.FormatODPMatch(&e.Match, e.TLV), e.Packets, e.Bytes, used, flow.FormatODPActions(e.Actions))
+		flow.FormatODPMatch(&e.Match, e.TLV), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Match.Key, e.Output))
+}
+
+// ODPOutput writes an output to the bridge's port number port, of a
+// packet with key k, as Open vSwitch writes the datapath action: the
+// port's number, or for a tunnel port whose path to the remote endpoint
+// is resolved, the encapsulation it does,
+// "tnl_push(tnl_port(N),header(...),out_port(M))", with M the internal
+// port of the underlay bridge the encapsulated packet enters as received
+// on, followed, as Open vSwitch follows it in the same megaflow, by the
+// actions the underlay bridge's rules give the encapsulated packet (ports
+// and M by the underlay bridge's numbers: it is a datapath of its own,
+// whose poll threads run those actions from a megaflow of their own).
+func (b *Bridge) ODPOutput(port uint32, k *flow.Key) string {
+	num := strconv.FormatUint(uint64(port), 10)
+	p := b.ports.Load().lookup(port)
+	if p == nil {
+		return num
+	}
+	tp, ok := p.vp.(*TunnelPort)
+	if !ok {
+		return num
+	}
+	var tos, ttl uint8
+	if k.DlType == flow.EthTypeIPv4 || k.DlType == flow.EthTypeIPv6 {
+		tos, ttl = k.NwTos, k.NwTTL
+	}
+	c, err := tp.opts.Config(k, tos, ttl)
+	if err != nil {
+		return num
+	}
+	path := tp.path(c.Dst)
+	if path == nil || !path.ok || !completeConfig(&c, path, k, b.table.TLVMap(), nil) {
+		return num // the copy is dropped, for the reason drop-reasons counts
+	}
+	c.EthDst, c.EthSrc = path.dstMAC, path.srcMAC
+	enc, err := tunnel.NewEncap(c)
+	if err != nil {
+		return num
+	}
+	push := "tnl_push(tnl_port(" + num + ")," + enc.ODPHeader() + ",out_port(" + strconv.FormatUint(uint64(path.port.OFPort), 10) + "))"
+	if after := underlayActions(path, enc, k); after != "" {
+		push += "," + after
+	}
+	return push
+}
+
+// underlayActions translates a packet with key k, encapsulated with enc,
+// through the rules of path's underlay bridge as received on its internal
+// port, and writes the datapath actions it gets ("" for none). Outputs
+// are by number: the underlay bridge's own tunnel ports are not followed.
+func underlayActions(path *tunnelPath, enc *tunnel.Encap, k *flow.Key) string {
+	inner := flow.BuildFrame(k)
+	frame := make([]byte, enc.HeaderLen()+len(inner))
+	copy(frame[enc.HeaderLen():], inner)
+	if err := enc.Put(frame, 0, 0); err != nil {
+		return ""
+	}
+	var outer, start flow.Key
+	var off flow.Offsets
+	flow.Extract(&outer, &off, frame, path.port.OFPort)
+	tr := path.bridge.table.Snapshot().Translate(&outer, false)
+	if len(tr.Actions) == 0 {
+		return ""
+	}
+	outer.Masked(&tr.Mask, &start)
+	return flow.FormatDatapathActions(tr.Actions, &start, nil)
 }

@@ -114,21 +114,7 @@ func (p *pmd) tunnelPush(dst *Port, tp *TunnelPort, frame []byte) {
 		p.dropCopy(dst, DropPortGone)
 		return
 	}
-	if !c.Src.IsValid() {
-		c.Src = path.src
-	}
-	if c.Kind == tunnel.Geneve && k.TunMetaPresent != 0 {
-		// The tun_metadata the packet came with or a flow set, as the
-		// bridge's TLV map maps them.
-		o, crit := tunnel.AppendMetaOptions(p.tnl.opts[:0], p.br.Table().TLVMap(), k)
-		if len(c.Options) == 0 {
-			c.Options = o
-		} else {
-			c.Options = append(c.Options[:len(c.Options):len(c.Options)], o...)
-		}
-		c.Critical = c.Critical || crit
-	}
-	if !c.Src.IsValid() || c.Src.Is4() != c.Dst.Is4() {
+	if !completeConfig(&c, path, k, p.br.Table().TLVMap(), p.tnl.opts[:0]) {
 		p.dropCopy(dst, DropTunnelMetadata)
 		return
 	}
@@ -167,4 +153,27 @@ func (p *pmd) tunnelPush(dst *Port, tp *TunnelPort, frame []byte) {
 	dc.txPackets.Add(1)
 	dc.txBytes.Add(uint64(len(frame)))
 	p.in.counters[p.id].sent.Add(1)
+}
+
+// completeConfig completes the configuration of an encapsulation to a
+// resolved path: the outer source address from the route when the port
+// names none, and a Geneve port's options from the key's tun_metadata (as
+// the bridge's TLV map, tlv, maps them), appended to buf. It reports
+// false when the outer addresses are not of one family.
+func completeConfig(c *tunnel.Config, path *tunnelPath, k *flow.Key, tlv *flow.TLVMap, buf []byte) bool {
+	if !c.Src.IsValid() {
+		c.Src = path.src
+	}
+	if c.Kind == tunnel.Geneve && k.TunMetaPresent != 0 {
+		// The tun_metadata the packet came with or a flow set, as the
+		// bridge's TLV map maps them.
+		o, crit := tunnel.AppendMetaOptions(buf, tlv, k)
+		if len(c.Options) == 0 {
+			c.Options = o
+		} else {
+			c.Options = append(c.Options[:len(c.Options):len(c.Options)], o...)
+		}
+		c.Critical = c.Critical || crit
+	}
+	return c.Src.IsValid() && c.Src.Is4() == c.Dst.Is4()
 }

@@ -24,7 +24,7 @@ func TestControllerTranslate(t *testing.T) {
 		{name: "arguments and a set field committed before it",
 			flows:   []string{"ip,actions=mod_dl_src:00:00:00:00:00:09,controller(reason=no_match,max_len=128,id=7,userdata=01.02),output:2"},
 			in:      "in_port=4,ip",
-			wantODP: "mod_dl_src:00:00:00:00:00:09,userspace(pid=0,controller(reason=0,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0,controller_id=7,max_len=128)),2",
+			wantODP: "set(eth(src=00:00:00:00:00:09)),userspace(pid=0,controller(reason=0,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0,controller_id=7,max_len=128)),2",
 			want:    PacketIn{Reason: ReasonNoMatch, MaxLen: 128, ControllerID: 7, Userdata: []byte{1, 2}, Table: 0, Cookie: 0, InPort: 4}},
 		{name: "a table-miss flow's controller action is an explicit miss",
 			flows:   []string{"priority=0,actions=CONTROLLER:128"},
@@ -55,7 +55,7 @@ func TestControllerTranslate(t *testing.T) {
 			snap := tbl.Snapshot()
 			k := microflow(t, tt.in)
 			tr := snap.Translate(&k, false)
-			if got := FormatODPActions(tr.Actions); tt.wantODP != "-" && got != tt.wantODP {
+			if got := FormatDatapathActions(tr.Actions, &k, nil); tt.wantODP != "-" && got != tt.wantODP {
 				t.Errorf("datapath actions\n got %s\nwant %s", got, tt.wantODP)
 			}
 			var pi *PacketIn

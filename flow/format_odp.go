@@ -12,38 +12,117 @@ import (
 // "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,frag=no)"
 // and "set(ipv4(src=10.0.0.1)),2".
 
-// FormatODPActions formats a megaflow's actions as dpctl/dump-flows prints
-// them: outputs by OpenFlow port number (reserved ports, which the datapath
-// resolves per packet, by name), the other actions in ovs-ofctl syntax,
-// because that is what ovsxdp's datapath runs; "drop" when there are none.
+// FormatODPActions formats datapath actions as FormatDatapathActions
+// does for a megaflow whose masked key is zero, with outputs by port
+// number.
 func FormatODPActions(acts []Action) string {
-	if len(acts) == 0 {
-		return "drop"
+	return FormatDatapathActions(acts, &Key{}, nil)
+}
+
+// FormatDatapathActions formats a megaflow's actions as Open vSwitch's
+// dpctl/dump-flows prints a datapath flow's: the packet's header changes
+// before each output, ct, recirc or controller action as the set,
+// push_vlan and pop_vlan actions ODPSetActions writes (translation keeps
+// one action per changed field, where the datapath's syntax groups them
+// by header), then the action itself; "drop" when nothing is sent. start
+// is the megaflow's masked key: translation consulted every field it
+// changes, so the key holds each one's value before the change. output
+// writes an output to a bridge port from its OpenFlow number and the
+// packet as it leaves (a tunnel port's output is its encapsulation); nil
+// writes the number. Outputs to reserved ports, which the datapath
+// resolves per packet, are written by name.
+func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k *Key) string) string {
+	var parts []string
+	last, cur := *start, *start
+	commit := func() {
+		parts = append(parts, ODPSetActions(&last, &cur)...)
+		last = cur
 	}
-	parts := make([]string, 0, len(acts))
 	for i := range acts {
 		a := &acts[i]
-		if a.Type == ActOutput && a.Port < PortMax {
-			parts = append(parts, strconv.FormatUint(uint64(a.Port), 10))
-			continue
-		}
 		switch a.Type {
+		case ActSetField, ActDecTTL, ActPushVLAN, ActPopVLAN, ActSetVLANVID, ActSetVLANPCP:
+			applyDatapathAction(&cur, a)
+		case ActOutput:
+			commit()
+			switch {
+			case a.Port >= PortMax:
+				parts = append(parts, FormatActions(acts[i:i+1]))
+			case output != nil:
+				parts = append(parts, output(a.Port, &cur))
+			default:
+				parts = append(parts, strconv.FormatUint(uint64(a.Port), 10))
+			}
 		case ActController:
+			commit()
 			parts = append(parts, formatODPController(a))
-			continue
 		case ActCT:
+			commit()
 			parts = append(parts, FormatODPCT(a.CT))
-			continue
 		case ActCTClear:
+			commit()
 			parts = append(parts, "ct_clear")
-			continue
 		case ActRecirc:
+			commit()
 			parts = append(parts, "recirc("+hexZero(a.Value)+")")
-			continue
+		default:
+			// Translation keeps no other action; written as a flow
+			// would write it, it still shows.
+			parts = append(parts, FormatActions(acts[i:i+1]))
 		}
-		parts = append(parts, FormatActions(acts[i:i+1]))
+	}
+	if len(parts) == 0 {
+		return "drop"
 	}
 	return strings.Join(parts, ",")
+}
+
+// applyDatapathAction changes k as datapath action a changes the packet.
+func applyDatapathAction(k *Key, a *Action) {
+	switch a.Type {
+	case ActSetField:
+		if a.Field == FieldTunMeta0 { // commitTunMeta's whole metadata
+			k.TunMeta, k.TunMetaPresent = a.IPv6, a.Value
+			return
+		}
+		f := fieldByID[a.Field]
+		if f == nil {
+			return
+		}
+		var v, m u128
+		switch f.kind {
+		case kindIPv6:
+			for i := 0; i < 8; i++ {
+				v.hi = v.hi<<8 | uint64(a.IPv6[i])
+				v.lo = v.lo<<8 | uint64(a.IPv6[8+i])
+			}
+			m = ones(128)
+		case kindMAC, kindIPv4:
+			v, m = u128{lo: a.Value}, ones(f.width())
+		default:
+			v, m = u128{lo: a.Value}, u128{lo: f.bits >> f.shift}
+		}
+		setFieldBits(k, f, v, m)
+	case ActDecTTL:
+		if k.NwTTL > 0 {
+			k.NwTTL--
+		}
+	case ActPushVLAN:
+		// VID 0 and priority 0, as the datapath pushes it.
+		k.VLANs[1], k.VLANs[0] = k.VLANs[0], VLAN{TPID: uint16(a.Value), TCI: VLANPresent}
+	case ActPopVLAN:
+		k.VLANs[0], k.VLANs[1] = k.VLANs[1], VLAN{}
+	case ActSetVLANVID:
+		k.VLANs[0].TCI = k.VLANs[0].TCI&^VLANVIDMask | VLANPresent | uint16(a.Value)&VLANVIDMask
+		if k.VLANs[0].TPID == 0 {
+			k.VLANs[0].TPID = EthTypeVLAN
+		}
+	case ActSetVLANPCP:
+		k.VLANs[0].TCI = k.VLANs[0].TCI&^VLANPCPMask | VLANPresent | uint16(a.Value&7)<<13
+		if k.VLANs[0].TPID == 0 {
+			k.VLANs[0].TPID = EthTypeVLAN
+		}
+	}
 }
 
 // odpWriter writes "name(field=value,...)" groups, leaving out fields whose

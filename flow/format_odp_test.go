@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -67,25 +68,67 @@ func TestODPSetActions(t *testing.T) {
 	}
 }
 
-func TestFormatODPActions(t *testing.T) {
+// TestFormatDatapathActions translates a packet through one flow and
+// checks its megaflow's actions against what Open vSwitch's
+// dpctl/dump-flows prints for the same flow and packet.
+func TestFormatDatapathActions(t *testing.T) {
+	tunnelOut := func(port uint32, k *Key) string {
+		if port == 4 {
+			return "tnl(" + ipv4Text(k.TunDst) + ")"
+		}
+		return strconv.FormatUint(uint64(port), 10)
+	}
 	tests := []struct {
-		name string
-		in   string // a flow whose actions are formatted
-		want string
+		name   string
+		flow   string // a flow of table 0
+		in     string // the packet, as a microflow
+		output func(uint32, *Key) string
+		want   string
 	}{
-		{"none", "actions=drop", "drop"},
-		{"ports by number", "actions=output:2,output:7", "2,7"},
-		{"reserved port by name", "actions=NORMAL", "NORMAL"},
-		{"set then output", "ip,actions=mod_nw_ttl:9,output:3", "load:0x9->NXM_NX_IP_TTL[],3"},
+		{name: "drop", flow: "actions=drop", in: "udp,in_port=1", want: "drop"},
+		{name: "ports by number", flow: "actions=output:2,output:7", in: "udp,in_port=1", want: "2,7"},
+		{name: "reserved port by name", flow: "actions=NORMAL", in: "udp,in_port=1", want: "NORMAL"},
+		{name: "mod_dl_src", flow: "actions=mod_dl_src:00:00:00:00:00:aa,output:2", in: "udp,in_port=1,dl_src=00:00:00:00:00:01",
+			want: "set(eth(src=00:00:00:00:00:aa)),2"},
+		{name: "both addresses in one set", flow: "actions=mod_dl_dst:00:00:00:00:00:bb,mod_dl_src:00:00:00:00:00:aa,output:2", in: "udp,in_port=1",
+			want: "set(eth(src=00:00:00:00:00:aa,dst=00:00:00:00:00:bb)),2"},
+		{name: "mod_nw_dst", flow: "actions=mod_nw_dst:10.0.0.9,output:2", in: "udp,in_port=1,nw_dst=10.0.0.2",
+			want: "set(ipv4(dst=10.0.0.9)),2"},
+		{name: "ipv4 fields in header order", flow: "ip,actions=mod_nw_ttl:9,mod_nw_dst:10.0.0.9,mod_nw_src:10.0.0.8,output:2", in: "udp,in_port=1,nw_ttl=64",
+			want: "set(ipv4(src=10.0.0.8,dst=10.0.0.9,ttl=9)),2"},
+		{name: "dscp only, masked", flow: "ip,actions=mod_nw_tos:8,output:2", in: "udp,in_port=1,nw_ecn=1",
+			want: "set(ipv4(tos=0x8/0xfc)),2"},
+		{name: "l3 then l4", flow: "actions=mod_tp_dst:8080,mod_nw_src:10.0.0.8,output:2", in: "tcp,in_port=1,tp_dst=80",
+			want: "set(ipv4(src=10.0.0.8)),set(tcp(dst=8080)),2"},
+		{name: "push vlan", flow: "actions=mod_vlan_vid:5,output:2", in: "udp,in_port=1", want: "push_vlan(vid=5,pcp=0),2"},
+		{name: "push vlan with pcp", flow: "actions=mod_vlan_vid:5,mod_vlan_pcp:3,output:2", in: "udp,in_port=1", want: "push_vlan(vid=5,pcp=3),2"},
+		{name: "pop vlan", flow: "actions=strip_vlan,output:2", in: "udp,in_port=1,dl_vlan=7", want: "pop_vlan,2"},
+		{name: "new vid on a tag", flow: "actions=mod_vlan_vid:9,output:2", in: "udp,in_port=1,dl_vlan=7,dl_vlan_pcp=2",
+			want: "pop_vlan,push_vlan(vid=9,pcp=2),2"},
+		{name: "changes between outputs", flow: "actions=mod_dl_src:00:00:00:00:00:aa,output:2,mod_nw_dst:10.0.0.9,output:3", in: "udp,in_port=1",
+			want: "set(eth(src=00:00:00:00:00:aa)),2,set(ipv4(dst=10.0.0.9)),3"},
+		{name: "a change after the last output is not sent", flow: "actions=output:2,mod_dl_src:00:00:00:00:00:aa", in: "udp,in_port=1", want: "2"},
+		{name: "ct commit", flow: "ip,actions=ct(commit),output:2", in: "udp,in_port=1", want: "ct(commit),2"},
+		{name: "ct zone and recirc", flow: "ip,actions=ct(commit,zone=7,table=1)", in: "udp,in_port=1", want: "ct(commit,zone=7),recirc(ID)"},
+		{name: "output writer", flow: "actions=set_field:192.0.2.2->tun_dst,output:4", in: "udp,in_port=1", output: tunnelOut,
+			want: "tnl(192.0.2.2)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := ParseFlow(tt.in, CmdAdd)
+			f, err := ParseFlow(tt.flow, CmdAdd)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := FormatODPActions(f.Actions); got != tt.want {
-				t.Errorf("FormatODPActions(%q) = %q, want %q", tt.in, got, tt.want)
+			k := microflow(t, tt.in)
+			tr := ctTable(t, f).Snapshot().Translate(&k, false)
+			var start Key
+			k.Masked(&tr.Mask, &start)
+			want := tt.want
+			if id := recircOf(tr.Actions); id != 0 {
+				want = replaceID(want, id)
+			}
+			if got := FormatDatapathActions(tr.Actions, &start, tt.output); got != want {
+				t.Errorf("FormatDatapathActions(%q on %q)\n got %s\nwant %s", tt.flow, tt.in, got, want)
 			}
 		})
 	}

@@ -91,7 +91,7 @@ func TestTranslateCT(t *testing.T) {
 			flows: []*Flow{ctFlow(t, "ip,actions=output:2", 0, 0,
 				Action{Type: ActSetField, Field: FieldNwDst, Value: 0x0a000009},
 				ctAct(CT{Commit: true}))},
-			in: "in_port=1,tcp,nw_dst=10.0.0.1", want: "mod_nw_dst:10.0.0.9,ct(commit),2"},
+			in: "in_port=1,tcp,nw_dst=10.0.0.1", want: "set(ipv4(dst=10.0.0.9)),ct(commit),2"},
 		{name: "ct with a table recirculates, and the actions after it go on untracked",
 			flows: []*Flow{
 				ctFlow(t, "ip,actions=resubmit(,2)", 0, 0, ctAct(CT{Commit: true, Table: 1})),
@@ -133,7 +133,7 @@ func TestTranslateCT(t *testing.T) {
 			if id := recircOf(tr.Actions); id != 0 {
 				want = replaceID(want, id)
 			}
-			if got := FormatODPActions(tr.Actions); got != want {
+			if got := FormatDatapathActions(tr.Actions, &k, nil); got != want {
 				t.Errorf("actions %q, want %q", got, want)
 			}
 			if tr.Mask.RecircID != ^uint32(0) {

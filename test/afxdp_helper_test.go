@@ -42,6 +42,8 @@ import (
 //	                          lines on each, print "ok ANSWER via REMOTE" per
 //	                          connection whose answers never changed, else
 //	                          "error ..."
+//	frame-send DEV HEX        send the Ethernet frame HEX on DEV through a
+//	                          packet socket
 //	tcp-hold SRC:SPORT DST    connect, print "held SEQ ACK" (its next
 //	                          sequence number and the one it acknowledges),
 //	                          keep the connection open
@@ -80,7 +82,7 @@ func TestAFXDPHelperProcess(t *testing.T) {
 
 func runHelper(role string, args []string) error {
 	need := map[string]int{"http-server": 1, "tcp-echo": 1, "tcp-client": 2, "udp-recv": 1, "udp-send": 3,
-		"tcp-connect": 1, "udp-refused": 1, "tcp-raw": 4, "whoami-server": 2, "whoami-clients": 4, "tcp-hold": 2}
+		"tcp-connect": 1, "udp-refused": 1, "tcp-raw": 4, "whoami-server": 2, "whoami-clients": 4, "tcp-hold": 2, "frame-send": 2}
 	n, ok := need[role]
 	if !ok {
 		return fmt.Errorf("unknown role %q", role)
@@ -124,6 +126,8 @@ func runHelper(role string, args []string) error {
 		return whoamiClients(args[0], v[0], v[1], v[2])
 	case "tcp-hold":
 		return tcpHold(args[0], args[1])
+	case "frame-send":
+		return frameSend(args[0], args[1])
 	default:
 		count, err := strconv.Atoi(args[2])
 		if err != nil {
