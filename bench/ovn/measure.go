@@ -444,14 +444,15 @@ func (c *chassis) collect(t *runner) {
 			t.Errorf("dpctl/dump-flows on %s: %v", c.name, err)
 		}
 		// The megaflows br-int holds for what it decapsulated (a tunnel
-		// match) or encapsulates (tun_metadata set); br-phy's are left out.
+		// match) or encapsulates (a tnl_push, or tun_metadata set where
+		// the tunnel's path is not resolved); br-phy's are left out.
 		inInt := false
 		for _, l := range strings.Split(out, "\n") {
 			if strings.HasPrefix(l, "flow-dump from") {
 				inInt = strings.HasSuffix(l, "bridge br-int:")
 				continue
 			}
-			if inInt && (strings.Contains(l, "tunnel(") || strings.Contains(l, "tun_metadata")) {
+			if inInt && (strings.Contains(l, "tunnel(") || strings.Contains(l, "tnl_push(") || strings.Contains(l, "tun_metadata")) {
 				c.tunnelFlows = append(c.tunnelFlows, strings.TrimSpace(l))
 			}
 		}
