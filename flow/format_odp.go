@@ -40,6 +40,13 @@ func FormatODPActions(acts []Action) string {
 		case ActRecirc:
 			parts = append(parts, "recirc("+hexZero(a.Value)+")")
 			continue
+		case ActHash:
+			alg := "l4("
+			if dpHashAlg(a.Value) == dpHashSymL4 {
+				alg = "sym_l4("
+			}
+			parts = append(parts, "hash("+alg+strconv.FormatUint(a.Value&(1<<32-1), 10)+"))")
+			continue
 		}
 		parts = append(parts, FormatActions(acts[i:i+1]))
 	}
@@ -163,6 +170,9 @@ func FormatODPMatch(m *Match, tlv *TLVMap) string {
 	odpTunnel(&w, k, mk, tlv)
 	odpCT(&w, k, mk)
 	w.raw("recirc_id(" + hexZero(uint64(k.RecircID)) + ")")
+	if mk.DpHash != 0 {
+		w.raw("dp_hash(" + maskedHexZero(uint64(k.DpHash), uint64(mk.DpHash), 1<<32-1) + ")")
+	}
 	if mk.InPort != 0 {
 		w.raw("in_port(" + numODP(uint64(k.InPort), uint64(mk.InPort), 0xffffffff) + ")")
 	}
