@@ -280,6 +280,31 @@ func TestDpHashGroupFallbacks(t *testing.T) {
 	}
 }
 
+// TestDpHashPacketOut checks that a packet out's group action hashes and
+// recirculates as a rule's does, and that its recirculated pass runs the
+// packet out's actions after the group.
+func TestDpHashPacketOut(t *testing.T) {
+	tb := dpHashTable(t, "")
+	s := newHashSink(t, tb)
+	k := mustMicroflow(t, "in_port=4,tcp,nw_src=10.0.0.1,nw_dst=172.16.0.10,tp_src=999,tp_dst=80")
+	f, err := ParseFlow("actions=group:1,output:7", CmdAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tb.Snapshot().TranslateActions(&k, f.Actions)
+	if got := FormatODPActions(tr.Actions); got != "hash(l4(0)),recirc(0x1)" {
+		t.Fatalf("packet out's actions %s", got)
+	}
+	var off Offsets
+	if _, v := Execute(nil, &k, &off, tr.Actions, s); v != VerdictOK {
+		t.Fatalf("verdict %v", v)
+	}
+	want := uint32(1 + tb.Snapshot().ofGroups[1].hashMap[DpHashOf(&k, 0)&0xf])
+	if !slices.Equal(s.outs, []uint32{want, 7}) {
+		t.Errorf("outputs %v, want [%d 7]", s.outs, want)
+	}
+}
+
 // TestDpHashFormat checks the datapath syntax dpctl/dump-flows and
 // ofproto/trace print, as Open vSwitch 3.1 does.
 func TestDpHashFormat(t *testing.T) {
