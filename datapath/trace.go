@@ -146,11 +146,30 @@ func (tr *tracer) Conntrack(_ []byte, k *flow.Key, _ *flow.Offsets, ct *flow.CT,
 	return flow.VerdictOK
 }
 
+// hashBefore returns the datapath hash action that computed the dp_hash
+// of recirc(id) in acts (a dp_hash group's), as dpctl/dump-flows prints
+// it, or "" when none did: Execute runs it on the key, which the trace
+// sees only at the recirculation.
+func hashBefore(acts []flow.Action, id uint32) string {
+	for i := 1; i < len(acts); i++ {
+		if acts[i].Type == flow.ActRecirc && uint32(acts[i].Value) == id && acts[i-1].Type == flow.ActHash {
+			return flow.FormatODPActions(acts[i-1 : i])
+		}
+	}
+	return ""
+}
+
 // Recirculate implements flow.Recirculator for a traced packet: the copy
 // is traced as a pass of its own (Trace.Recirculations), translated from
 // the frozen state its id names, as a poll thread would.
 func (tr *tracer) Recirculate(frame []byte, k *flow.Key, off *flow.Offsets) {
-	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Key: *k, ODP: "recirc(0x" + strconv.FormatUint(uint64(k.RecircID), 16) + ")"})
+	odp := "recirc(0x" + strconv.FormatUint(uint64(k.RecircID), 16) + ")"
+	if tr.t.Translation != nil {
+		if h := hashBefore(tr.t.Translation.Actions, k.RecircID); h != "" {
+			odp = h + "," + odp
+		}
+	}
+	tr.t.Outputs = append(tr.t.Outputs, TraceOutput{Key: *k, ODP: odp})
 	if tr.depth >= MaxRecircDepth {
 		tr.drop(k.InPort, DropRecircDepth)
 		return
@@ -299,6 +318,14 @@ func (t *Trace) writePass(b *strings.Builder) {
 	}
 	mfm := t.Megaflow
 	mfm.Key.PktMark, mfm.Mask.PktMark = 0, 0
+	// Open vSwitch writes dp_hash after recirc_id, before the ct fields.
+	dp := ""
+	if mfm.Mask.DpHash != 0 {
+		var dm flow.Match
+		dm.Key.DpHash, dm.Mask.DpHash = mfm.Key.DpHash, mfm.Mask.DpHash
+		dp = flow.FormatMatch(&dm, flow.DefaultPriority) + ","
+		mfm.Key.DpHash, mfm.Mask.DpHash = 0, 0
+	}
 	ct := flow.FormatCTMatch(&mfm.Key, &mfm.Mask, false)
 	clearCTMatch(&mfm)
 	mf := flow.FormatMatch(&mfm, flow.DefaultPriority)
@@ -308,7 +335,7 @@ func (t *Trace) writePass(b *strings.Builder) {
 	if ct != "" {
 		ct += ","
 	}
-	b.WriteString("Megaflow: " + mark + "recirc_id=" + hexZero(uint64(t.Megaflow.Key.RecircID)) + "," + ct + "eth" + mf + "\n")
+	b.WriteString("Megaflow: " + mark + "recirc_id=" + hexZero(uint64(t.Megaflow.Key.RecircID)) + "," + dp + ct + "eth" + mf + "\n")
 	b.WriteString("Datapath actions: " + t.DatapathActions() + "\n")
 	if failed {
 		b.WriteString("Translation failed (" + t.Verdict.Explain() + "), packet is dropped.\n")
@@ -333,6 +360,9 @@ func traceFlowText(k *flow.Key) string {
 	if c.RecircID != 0 {
 		text = "recirc_id=" + hexZero(uint64(c.RecircID)) + ","
 	}
+	if c.DpHash != 0 {
+		text += "dp_hash=" + hexZero(uint64(c.DpHash)) + ","
+	}
 	mask := ctMask(&c)
 	if ct := flow.FormatCTMatch(&c, &mask, true); ct != "" {
 		text += ct + ","
@@ -340,7 +370,7 @@ func traceFlowText(k *flow.Key) string {
 	if c.RecircID != 0 {
 		text += "eth," // as Open vSwitch writes a flow with a recirc_id
 	}
-	c.RecircID = 0
+	c.RecircID, c.DpHash = 0, 0
 	clearCTKey(&c)
 	return text + flow.FormatMicroflow(&c)
 }

@@ -59,6 +59,13 @@ const (
 	// key as the actions before left it and RecircID set to Value, goes
 	// through the datapath's lookup again. Only translation makes it.
 	ActRecirc
+	// ActHash is the datapath action hash(l4(B)) or hash(sym_l4(B)):
+	// the datapath hashes the packet as it is and writes the hash into
+	// its key's DpHash, for the recirculation after it. Value is a
+	// dp_hash group's selection_method_param: the algorithm in the upper
+	// 32 bits (dpHashL4, dpHashSymL4), the basis B in the lower. Only
+	// translation makes it.
+	ActHash
 )
 
 // Spelling is how a flow wrote an action that has several spellings. The

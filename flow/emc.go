@@ -45,7 +45,7 @@ type EMC struct {
 //   - the extra words, which are zero in a packet that arrived without
 //     tunnel metadata and was not recirculated: the tunnel words from TunID
 //     up to TunFlags, and the words from PktMark on (pkt_mark, conj_id,
-//     recirc_id and the connection tracking state).
+//     recirc_id, the connection tracking state and dp_hash).
 //
 // A slot (emcEntry, two cache lines) keeps the common words; a key with
 // extra words also keeps them in the parallel extras slot, and its entry
@@ -107,7 +107,7 @@ func hasExtra(w *[KeyWords]uint64) bool {
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
 	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
 	return (t[0]|t[1])|(t[2]|t[3])|(t[4]|t[5])|
-		or8((*[8]uint64)(x[:8]))|(x[8]|x[9])|(x[10]|x[11])|x[12] != 0
+		or8((*[8]uint64)(x[:8]))|(x[8]|x[9])|(x[10]|x[11])|(x[12]|x[13]) != 0
 }
 
 // or8 returns the OR of p's words, as a tree rather than a chain, so that
@@ -122,7 +122,7 @@ func or8(p *[8]uint64) uint64 {
 var (
 	_ = [1]struct{}{}[emcFirstWord-9]
 	_ = [1]struct{}{}[emcTunWords-6]
-	_ = [1]struct{}{}[KeyWords-emcExtraWord-13]
+	_ = [1]struct{}{}[KeyWords-emcExtraWord-14]
 )
 
 // DefaultEMCEntries is the exact-match cache's default size, as in Open
@@ -194,7 +194,7 @@ type emcProbe struct {
 // difference between the packets of many flows: tunnels that carry a
 // logical port in an option do, and keys that differ in it alone would all
 // fight over two slots. The extra words that the hash leaves out (the
-// rest of recirc_id's word and the connection tracking words) are ORed
+// rest of recirc_id's word, the connection tracking words and dp_hash's) are ORed
 // beside the ones it tests, so that the probe's extra costs a few ORs
 // more than the hash, and hasExtra's second reading of the key is gone.
 func emcProbeOf(k *Key) emcProbe {
@@ -216,7 +216,7 @@ func emcProbeOf(k *Key) emcProbe {
 			mum(m[0]^s[24], m[1]^s[25]) + mum(m[2]^s[26], s[27])
 	}
 	h = mum(h^s[22], s[23])
-	extra := hashed|x[1]|or8((*[8]uint64)(x[2:10])) != 0
+	extra := hashed|x[1]|or8((*[8]uint64)(x[2:10]))|x[10] != 0
 	return emcProbe{h: h, tag: emcTag(h, extra), extra: extra, ok: pipelineState(w) == 0}
 }
 
@@ -238,7 +238,7 @@ const (
 var (
 	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.TunMeta)%8]
 	_ = [1]struct{}{}[emcTunMetaWords-3]
-	_ = [1]struct{}{}[emcTunMetaWord-emcExtraWord-10]
+	_ = [1]struct{}{}[emcTunMetaWord-emcExtraWord-11]
 	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.RecircID)-unsafe.Offsetof(Key{}.PktMark)-8]
 	_ = [1]struct{}{}[unsafe.Sizeof(Key{})-unsafe.Offsetof(Key{}.TunMetaPresent)-8]
 )

@@ -189,6 +189,8 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 			}
 		case ActCTClear:
 			p.k.clearCT()
+		case ActHash:
+			p.k.DpHash = DpHashOf(p.k, a.Value)
 		case ActRecirc:
 			rc, ok := out.(Recirculator)
 			if !ok {

@@ -90,6 +90,9 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 	if mk.RecircID != 0 { // a packet's key after recirculation (FormatMicroflow)
 		w.item("recirc_id=", maskedHex(uint64(k.RecircID), uint64(mk.RecircID), 1<<32-1))
 	}
+	if mk.DpHash != 0 {
+		w.item("dp_hash=", maskedHex(uint64(k.DpHash), uint64(mk.DpHash), 1<<32-1))
+	}
 	if mk.ConjID != 0 {
 		w.item("conj_id=", strconv.FormatUint(uint64(k.ConjID), 10))
 	}

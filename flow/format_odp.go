@@ -65,6 +65,13 @@ func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k
 		case ActRecirc:
 			commit()
 			parts = append(parts, "recirc("+hexZero(a.Value)+")")
+		case ActHash:
+			commit()
+			alg := "l4("
+			if dpHashAlg(a.Value) == dpHashSymL4 {
+				alg = "sym_l4("
+			}
+			parts = append(parts, "hash("+alg+strconv.FormatUint(a.Value&(1<<32-1), 10)+"))")
 		default:
 			// Translation keeps no other action; written as a flow
 			// would write it, it still shows.
@@ -242,6 +249,9 @@ func FormatODPMatch(m *Match, tlv *TLVMap) string {
 	odpTunnel(&w, k, mk, tlv)
 	odpCT(&w, k, mk)
 	w.raw("recirc_id(" + hexZero(uint64(k.RecircID)) + ")")
+	if mk.DpHash != 0 {
+		w.raw("dp_hash(" + maskedHexZero(uint64(k.DpHash), uint64(mk.DpHash), 1<<32-1) + ")")
+	}
 	if mk.InPort != 0 {
 		w.raw("in_port(" + numODP(uint64(k.InPort), uint64(mk.InPort), 0xffffffff) + ")")
 	}

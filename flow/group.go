@@ -116,6 +116,10 @@ type InstalledGroup struct {
 	// Installed is when add-group (or the last mod-group) installed it.
 	Installed time.Time
 	stats     *groupStats
+	// hashMap is a dp_hash select group's bucket for each value of the
+	// low bits of dp_hash (dpHashMap); nil for every other group, and
+	// for a dp_hash group that selects as one without a method.
+	hashMap []uint16
 }
 
 // groupStats are a group's counters and its buckets'.
@@ -324,6 +328,91 @@ const (
 	dpHashL4    = 0 // the 5-tuple
 	dpHashSymL4 = 1 // the symmetric L4 hash, the same both ways
 )
+
+// dpHashAlg returns the hash algorithm a dp_hash group's
+// selection_method_param names, as Open vSwitch reads it: an unknown one
+// is dpHashL4.
+func dpHashAlg(param uint64) uint32 {
+	if alg := uint32(param >> 32); alg == dpHashSymL4 {
+		return alg
+	}
+	return dpHashL4
+}
+
+// DpHashOf is what the datapath action hash (ActHash, with its Value
+// param) writes into a packet's dp_hash: the 5-tuple hash (or the
+// symmetric L4 hash) of the packet with key k and the basis in param's
+// lower 32 bits. It is never 0: 0 is a packet whose hash was not
+// computed yet, which a dp_hash group's translation hashes and
+// recirculates, so a hash of 0 would recirculate again.
+func DpHashOf(k *Key, param uint64) uint32 {
+	basis := uint32(param)
+	var h uint32
+	if dpHashAlg(param) == dpHashSymL4 {
+		h = hashInt(symmetricL4Hash(k), basis)
+	} else {
+		h = l4Hash(k, basis)
+	}
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+// maxDpHashValues is the most hash values a dp_hash group may map to its
+// buckets (Open vSwitch's MAX_SELECT_GROUP_HASH_VALUES): a group whose
+// weights need more selects as a group without a selection method does.
+const maxDpHashValues = 256
+
+// dpHashMap returns the bucket (its index) of each of a dp_hash group's
+// hash values, as Open vSwitch's group_setup_dp_hash_table lays them out:
+// as many values as a power of two at least 16 and at least the total
+// weight over the smallest non-zero weight, dealt one by one by
+// Webster's method (each to the bucket with the largest weight /
+// divisor, the first such on a tie, whose divisor then grows by 2), so
+// that each bucket holds a share of the values near its share of the
+// weight and the shares interleave. It returns nil when the group has no
+// bucket, no weight, or needs more than maxDpHashValues values.
+func dpHashMap(buckets []Bucket) []uint16 {
+	var total uint64
+	minWeight := uint64(1<<16 - 1)
+	for i := range buckets {
+		w := uint64(buckets[i].Weight)
+		if w > 0 && w < minWeight {
+			minWeight = w
+		}
+		total += w
+	}
+	if len(buckets) == 0 || len(buckets) > 1<<16 || total == 0 {
+		return nil
+	}
+	slots := (total + minWeight - 1) / minWeight
+	n := uint64(16)
+	for n < slots {
+		n <<= 1
+	}
+	if n > maxDpHashValues {
+		return nil
+	}
+	divisor := make([]float64, len(buckets))
+	value := make([]float64, len(buckets))
+	for i := range buckets {
+		divisor[i], value[i] = 1, float64(buckets[i].Weight)
+	}
+	m := make([]uint16, n)
+	for h := range m {
+		win := 0
+		for i := 1; i < len(buckets); i++ {
+			if value[i] > value[win] {
+				win = i
+			}
+		}
+		divisor[win] += 2
+		value[win] = float64(buckets[win].Weight) / divisor[win]
+		m[h] = uint16(win)
+	}
+	return m
+}
 
 // l4Hash is the hash of a packet's 5-tuple with basis, in the manner of
 // Open vSwitch's flow_hash_5tuple: addresses (IPv4 or IPv6; ARP's too),

@@ -46,6 +46,9 @@ func newInstalled(g *Group, t *Table) *InstalledGroup {
 	for i := range ig.Buckets {
 		ig.Buckets[i].Actions = slices.Clone(ig.Buckets[i].Actions)
 	}
+	if ig.Type == GroupSelect && ig.SelectionMethod == "dp_hash" {
+		ig.hashMap = dpHashMap(ig.Buckets)
+	}
 	return ig
 }
 

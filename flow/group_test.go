@@ -265,55 +265,6 @@ func TestSelectGroupHash(t *testing.T) {
 	}
 }
 
-// TestSelectGroupDPHash checks selection_method=dp_hash: a hash of the
-// 5-tuple, so that a connection's packets take one bucket and different
-// connections spread by weight, with the megaflow matching on the 5-tuple
-// alone; the symmetric algorithm (selection_method_param's upper 32 bits
-// 1) picks the same bucket both ways.
-func TestSelectGroupDPHash(t *testing.T) {
-	tb := groupTable(t, []string{
-		"group_id=1,type=select,selection_method=dp_hash,bucket=weight:0,actions=output:1,bucket=weight:100,output:2,bucket=weight:300,output:3",
-		"group_id=2,type=select,selection_method=dp_hash,selection_method_param=4294967296,bucket=output:2,bucket=output:3",
-	},
-		"priority=10,tcp,actions=group:1",
-		"priority=10,udp,actions=group:2",
-	)
-	seen := map[string]int{}
-	for i := range 512 {
-		in := "in_port=4,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_dst=80,tp_src=" + itoa(1024+i)
-		k := mustMicroflow(t, in)
-		tr := tb.Snapshot().Translate(&k, false)
-		got := FormatActions(tr.Actions)
-		seen[got]++
-		if tr.Mask.NwSrc != 0xffffffff || tr.Mask.NwDst != 0xffffffff || tr.Mask.NwProto != 0xff || tr.Mask.TpSrc != 0xffff || tr.Mask.TpDst != 0xffff {
-			t.Fatalf("mask %+v: want the 5-tuple", tr.Mask)
-		}
-		if tr.Mask.DlSrc != [6]byte{} {
-			t.Fatalf("the megaflow consults eth_src, which the 5-tuple hash does not read")
-		}
-		again := mustMicroflow(t, in+",dl_src=00:00:00:00:00:09")
-		if a := FormatActions(tb.Snapshot().Translate(&again, false).Actions); a != got {
-			t.Fatalf("%s: %s, and %s with another eth_src: one connection, two buckets", in, got, a)
-		}
-	}
-	if seen["output:1"] != 0 || seen["output:2"] == 0 || seen["output:3"] <= seen["output:2"] {
-		t.Errorf("buckets chosen %v: want never the weight-0 bucket, and the weight-300 one more often than the weight-100 one", seen)
-	}
-	sym := map[string]int{}
-	for i := range 64 {
-		a := mustMicroflow(t, "in_port=4,udp,nw_src=10.0."+itoa(i)+".1,nw_dst=10.0.0.2,tp_src=1024,tp_dst=53")
-		b := mustMicroflow(t, "in_port=4,udp,nw_src=10.0.0.2,nw_dst=10.0."+itoa(i)+".1,tp_src=53,tp_dst=1024")
-		fa, fb := FormatActions(tb.Snapshot().Translate(&a, false).Actions), FormatActions(tb.Snapshot().Translate(&b, false).Actions)
-		if fa != fb {
-			t.Fatalf("symmetric dp_hash: %s one way, %s the other", fa, fb)
-		}
-		sym[fa]++
-	}
-	if len(sym) != 2 {
-		t.Errorf("symmetric dp_hash over 64 connections chose %v: want both buckets", sym)
-	}
-}
-
 func itoa(i int) string {
 	const digits = "0123456789"
 	if i < 10 {

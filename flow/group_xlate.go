@@ -42,6 +42,10 @@ func (x *xlate) group(id uint32) bool {
 		x.tr.Groups = append(x.tr.Groups, GroupHit{Group: g, Bucket: -1})
 		return true
 	case GroupSelect:
+		if g.hashMap != nil {
+			x.dpHashSelect(g)
+			break
+		}
 		x.runChosen(g, x.pickSelect(g))
 	case GroupFastFailover:
 		x.runChosen(g, x.firstLive(g, 0))
@@ -194,8 +198,6 @@ func (x *xlate) pickSelect(g *InstalledGroup) int {
 	switch {
 	case g.SelectionMethod == "hash" && len(g.Fields) > 0:
 		basis = x.hashFields(g)
-	case g.SelectionMethod == "dp_hash":
-		basis = x.dpHash(g)
 	default:
 		x.consultSymmetricL4()
 		basis = symmetricL4Hash(&x.flow)
@@ -218,22 +220,105 @@ func (x *xlate) pickSelect(g *InstalledGroup) int {
 	return best
 }
 
-// dpHash is selection_method=dp_hash's hash of the packet: the algorithm
-// selection_method_param's upper 32 bits name, with its lower 32 bits as
-// the basis. Open vSwitch has the datapath compute it (hash, then a
-// recirculation that picks the bucket); ovsxdp computes it here, so the
-// megaflow matches on what it hashed instead, and a connection's packets
-// all take the same bucket as they do there. Which bucket a given
-// connection takes may differ from Open vSwitch's: the datapath's hash is
-// the datapath's own, as ovs-ofctl(8) says of dp_hash.
-func (x *xlate) dpHash(g *InstalledGroup) uint32 {
-	basis := uint32(g.SelectionParam)
-	if g.SelectionParam>>32 == dpHashSymL4 {
-		x.consultSymmetricL4()
-		return hashInt(symmetricL4Hash(&x.flow), basis)
+// dpHashSelect runs a dp_hash select group as Open vSwitch does. A packet
+// whose dp_hash is 0 has not been hashed yet: the translation commits the
+// flow's changes, emits the datapath action hash (ActHash: the datapath
+// hashes each packet's 5-tuple into its dp_hash) and freezes the pipeline
+// with this group action and the actions after it still to run
+// (triggerFreeze), to recirculate. The packet comes back with its
+// dp_hash set, and its translation picks the bucket that the group's hash
+// map gives the low bits of dp_hash, the first live one from there on:
+// the megaflow of the first pass matches no L4 port, and that of the
+// second dp_hash under the map's mask, so that a handful of megaflows
+// serve any number of connections.
+//
+// Where the pipeline cannot be frozen (in a group's bucket, in a clone,
+// or a bridge without recirculation ids) the translation hashes the
+// packet itself, as the datapath would (dpHash), and the megaflow
+// matches what it hashed.
+func (x *xlate) dpHashSelect(g *InstalledGroup) {
+	if x.flow.DpHash == 0 && (x.inBucket > 0 || x.inClone > 0 || x.s.recircs == nil) {
+		x.runChosen(g, x.pickDpHash(g, x.dpHash(g)))
+		return
 	}
-	x.consultL4()
-	return l4Hash(&x.flow, basis)
+	if x.flow.DpHash == 0 {
+		// Open vSwitch's trace says so of the pass that hashes.
+		x.report(TraceDetail, "no live bucket")
+		x.commit()
+		x.emit(Action{Type: ActHash, Value: uint64(dpHashAlg(g.SelectionParam))<<32 | g.SelectionParam&(1<<32-1)})
+		x.triggerFreeze()
+		return
+	}
+	// As Open vSwitch, the mask is the map's, not whether dp_hash is 0:
+	// a hashed packet's is never 0.
+	x.wc.DpHash |= uint32(len(g.hashMap) - 1)
+	x.runChosen(g, x.pickDpHash(g, x.flow.DpHash))
+}
+
+// triggerFreeze starts freezing the pipeline at the group action that
+// runs: the action lists that run stop, leaving their rest (run's
+// unroll), and the translation ends with finishFreeze.
+func (x *xlate) triggerFreeze() {
+	x.freezing, x.freezeHere = true, true
+	x.frozenTable = x.table
+}
+
+// unroll leaves what of acts is still to run when the pipeline freezes
+// at acts[i]: from the group action itself in the list that ran it, from
+// the action after acts[i] (the resubmit that led there) in the lists
+// around it. The lists are rules' (or a packet out's) and never change,
+// so the frozen state holds them rather than copies.
+func (x *xlate) unroll(acts []Action, i int) {
+	if !x.freezeHere {
+		i++
+	}
+	x.freezeHere = false
+	if i < len(acts) {
+		x.frozen = append(x.frozen, acts[i:])
+	}
+}
+
+// finishFreeze freezes the pipeline's state with the actions still to
+// run under a recirculation id and emits recirc(id), after the hash
+// action the group emitted.
+func (x *xlate) finishFreeze() {
+	st := frozenState{
+		table:       x.frozenTable,
+		inPort:      x.flow.InPort,
+		metadata:    x.flow.Metadata,
+		regs:        x.flow.Regs,
+		stack:       x.stack,
+		conntracked: x.conntracked,
+		acts:        x.frozen,
+	}
+	x.emitRecirc(&st)
+}
+
+// pickDpHash returns the bucket of g's hash map for hash, the first live
+// one from there on in the map's order, or -1 if none is live: the
+// buckets keep their shares of the values that reach a live bucket when
+// some are not.
+func (x *xlate) pickDpHash(g *InstalledGroup, hash uint32) int {
+	mask := uint32(len(g.hashMap) - 1)
+	for i := range uint32(len(g.hashMap)) {
+		b := int(g.hashMap[(hash+i)&mask])
+		if x.bucketLive(g, &g.Buckets[b], 0) {
+			return b
+		}
+	}
+	return -1
+}
+
+// dpHash is the hash the datapath's hash action computes for the flow
+// (DpHashOf), computed in the translation where it cannot recirculate;
+// it consults what the hash reads.
+func (x *xlate) dpHash(g *InstalledGroup) uint32 {
+	if dpHashAlg(g.SelectionParam) == dpHashSymL4 {
+		x.consultSymmetricL4()
+	} else {
+		x.consultL4()
+	}
+	return DpHashOf(&x.flow, g.SelectionParam)
 }
 
 // consultL4 consults what l4Hash reads.

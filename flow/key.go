@@ -10,7 +10,7 @@ import (
 )
 
 // KeyWords is the size of a Key in 64-bit words.
-const KeyWords = 42
+const KeyWords = 43
 
 // Key is the flow key of one packet: every header field a rule can match,
 // extracted from the frame bytes (see Extract). It is fixed-size and
@@ -104,6 +104,13 @@ type Key struct {
 	CtTpDst   uint16
 	CtState   uint8 // CtState* bits
 	CtNwProto uint8
+
+	// DpHash is the datapath's hash of the packet (OVS dp_hash): 0 when a
+	// packet arrives, and what a hash action computed (never 0: see
+	// DpHashOf) in the passes after it. A dp_hash select group's
+	// recirculated pass picks its bucket from its low bits.
+	DpHash uint32
+	_      uint32 // keeps TunMeta on a word boundary
 
 	// Geneve options that the bridge's TLV map maps to tun_metadata0-63
 	// (tunmeta.go): TunMeta holds their values where the map places them,

@@ -145,6 +145,8 @@ func init() {
 		{stageMeta, unsafe.Offsetof(k.CtNwProto), unsafe.Sizeof(k.CtNwProto)},
 		{stageMeta, unsafe.Offsetof(k.CtTpSrc), unsafe.Sizeof(k.CtTpSrc)},
 		{stageMeta, unsafe.Offsetof(k.CtTpDst), unsafe.Sizeof(k.CtTpDst)},
+		// dp_hash too, with the padding after it, which is always 0.
+		{stageMeta, unsafe.Offsetof(k.DpHash), 8},
 		// The tunnel metadata is in the first stage too, as in Open vSwitch.
 		{stageMeta, unsafe.Offsetof(k.TunID), unsafe.Sizeof(k.TunID)},
 		{stageMeta, unsafe.Offsetof(k.TunSrc), unsafe.Sizeof(k.TunSrc)},

@@ -124,9 +124,10 @@ func (s *TableSnapshot) TranslateLearning(k *Key, trace bool) *Translation {
 // build the flows they learn into x.tr.Learned.
 func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	acts, rules, groups, stack, learned := x.acts[:0], x.tr.Rules[:0], x.tr.Groups[:0], x.stack[:0], x.tr.Learned[:0]
-	fins, recircs := x.tr.FinTimeouts[:0], x.tr.recircs[:0]
+	fins, recircs, frozen := x.tr.FinTimeouts[:0], x.tr.recircs[:0], x.frozen[:0]
 	clear(x.tr.recircs[:cap(x.tr.recircs)])
-	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack, learn: learn}
+	clear(x.frozen[:cap(x.frozen)])
+	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack, learn: learn, frozen: frozen}
 	x.tr.Rules, x.tr.Groups = rules, groups
 	x.tr.Learned = learned
 	x.tr.FinTimeouts = fins
@@ -149,6 +150,9 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 		x.output(PortNormal)
 	} else {
 		x.lookupAndRun(0, false, k.InPort)
+	}
+	if x.freezing {
+		x.finishFreeze()
 	}
 	x.commit()
 	tr := &x.tr
@@ -182,14 +186,22 @@ type xlate struct {
 	resubmits   int
 	stack       []u128
 	exit        bool
-	inBucket    int     // how many group buckets are running
-	groups      int     // group actions run (bounded as resubmits are)
-	learn       bool    // learn actions build their flows (tr.Learned)
-	packetOut   bool    // translating a packet out's actions
-	rule        *Rule   // the rule whose actions run (fin_timeout's)
-	err         Verdict // a failure: the packet is dropped
-	stop        Verdict // the first early stop that is not a failure
-	trace       *[]*TraceNode
+	inBucket    int // how many group buckets are running
+	inClone     int // how many clones are running
+	// freezing: a dp_hash group froze the pipeline (triggerFreeze);
+	// every action list that runs stops and leaves the rest of its
+	// actions in frozen, innermost first, for the recirculated pass.
+	// freezeHere: the list that ran the group has yet to leave it.
+	freezing, freezeHere bool
+	frozen               [][]Action
+	frozenTable          uint8
+	groups               int     // group actions run (bounded as resubmits are)
+	learn                bool    // learn actions build their flows (tr.Learned)
+	packetOut            bool    // translating a packet out's actions
+	rule                 *Rule   // the rule whose actions run (fin_timeout's)
+	err                  Verdict // a failure: the packet is dropped
+	stop                 Verdict // the first early stop that is not a failure
+	trace                *[]*TraceNode
 }
 
 func (x *xlate) report(kind TraceKind, text string) *TraceNode {
@@ -286,6 +298,10 @@ func (x *xlate) run(acts []Action) {
 			x.report(TraceAction, FormatActions(acts[i:i+1]))
 		}
 		if !x.action(a) {
+			return
+		}
+		if x.freezing {
+			x.unroll(acts, i)
 			return
 		}
 	}
@@ -426,7 +442,9 @@ func (x *xlate) resubmit(port uint32, table uint8) {
 func (x *xlate) clone(body []Action) {
 	saved, exit := x.flow, x.exit
 	stack := len(x.stack)
+	x.inClone++
 	x.run(body)
+	x.inClone--
 	x.flow, x.exit = saved, exit
 	if len(x.stack) > stack {
 		x.stack = x.stack[:stack]

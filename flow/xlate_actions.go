@@ -10,6 +10,9 @@ func (s *TableSnapshot) TranslateActions(k *Key, acts []Action) *Translation {
 	x.wc.RecircID, x.wc.InPort, x.wc.DlType = ^uint32(0), ^uint32(0), 0xffff
 	x.conntracked = k.CtState&CtStateTracked != 0
 	x.run(acts)
+	if x.freezing { // a dp_hash group: its actions recirculate, as a rule's do
+		x.finishFreeze()
+	}
 	x.commit()
 	tr := x.tr
 	tr.Actions = x.acts

@@ -139,17 +139,25 @@ func (x *xlate) freeze(table uint8) {
 		stack:       x.stack,
 		conntracked: true,
 	}
+	if x.emitRecirc(&st) {
+		x.report(TraceDetail, "A clone of the packet is forked to recirculate. The forked pipeline will be resumed at table "+strconv.Itoa(int(table))+".")
+	}
+}
+
+// emitRecirc allocates the recirculation id of st and emits recirc(id),
+// and reports whether it could (else the translation fails).
+func (x *xlate) emitRecirc(st *frozenState) bool {
 	var n *recircNode
 	if x.s.recircs != nil {
-		n = x.s.recircs.alloc(&st)
+		n = x.s.recircs.alloc(st)
 	}
 	if n == nil {
 		x.fail(VerdictNoRecircContext, "Failed to allocate recirculation id")
-		return
+		return false
 	}
 	x.tr.recircs = append(x.tr.recircs, n)
 	x.emit(Action{Type: ActRecirc, Value: uint64(n.id)})
-	x.report(TraceDetail, "A clone of the packet is forked to recirculate. The forked pipeline will be resumed at table "+strconv.Itoa(int(table))+".")
+	return true
 }
 
 // thaw starts the translation of a packet that came back from a
@@ -177,8 +185,28 @@ func (x *xlate) thaw(id uint32) bool {
 		// Not a terminal step: as a table's, it is written at its
 		// parent's depth when it is the last (formatTrace).
 		node.Subs = append(node.Subs, &TraceNode{Kind: TraceTable, Text: "Resuming from table " + strconv.Itoa(int(st.table))})
+		if len(st.acts) > 0 {
+			var all []Action
+			for _, a := range st.acts {
+				all = append(all, a...)
+			}
+			node.Subs = append(node.Subs, &TraceNode{Kind: TraceTable, Text: "Restoring actions: " + FormatActions(all)})
+		}
 	}
-	x.lookupAndRun(st.table, false, x.flow.InPort)
+	if len(st.acts) == 0 {
+		x.lookupAndRun(st.table, false, x.flow.InPort)
+		return true
+	}
+	// A dp_hash group froze the pipeline: its action and those after it
+	// run again, in the table they ran in, with the packet's dp_hash now
+	// set.
+	x.table = st.table
+	for _, acts := range st.acts {
+		if x.exit || x.err != VerdictOK {
+			break
+		}
+		x.run(acts)
+	}
 	return true
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // This file holds the recirculation ids of a bridge, as Open vSwitch's
@@ -62,6 +63,10 @@ type frozenState struct {
 	// conntracked: the packet went through the tracker before it
 	// recirculated, so ct_clear in the next pass has something to clear.
 	conntracked bool
+	// acts are the actions still to run when a dp_hash group froze the
+	// pipeline (the group's own first), in the lists they belong to,
+	// innermost first; none for ct(table=T), which resumes at T.
+	acts [][]Action
 }
 
 // NewRecircs returns an empty set of recirculation ids; now is the
@@ -90,6 +95,14 @@ func (st *frozenState) encode() string {
 	for _, v := range st.stack {
 		b = binary.LittleEndian.AppendUint64(b, v.hi)
 		b = binary.LittleEndian.AppendUint64(b, v.lo)
+	}
+	// The action lists by identity: they are rules' lists, which never
+	// change, and the node holds them, so an address names one list for
+	// as long as the node lives.
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(st.acts)))
+	for _, acts := range st.acts {
+		b = binary.LittleEndian.AppendUint64(b, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(acts)))))
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(acts)))
 	}
 	return string(b)
 }
@@ -124,6 +137,7 @@ func (r *Recircs) alloc(st *frozenState) *recircNode {
 	r.next = id + 1
 	n := &recircNode{id: id, key: key, state: *st}
 	n.state.stack = append([]u128(nil), st.stack...)
+	n.state.acts = append([][]Action(nil), st.acts...)
 	n.touch(now.UnixNano())
 	r.byState[key] = n
 	r.byID[id] = n
