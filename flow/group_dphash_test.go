@@ -161,7 +161,7 @@ func TestDpHashGroupMegaflows(t *testing.T) {
 		if m0.Mask.TpSrc != 0 || m0.Mask.TpDst != 0 || m0.Mask.NwSrc != 0 || m0.Mask.DpHash != 0 {
 			t.Fatalf("first pass matches %s", FormatODPMatch(&m0, nil))
 		}
-		if got := FormatODPActions(mfs[0].Actions); mfs[0].Actions[0].Type != ActSetField || !strings.HasSuffix(got, ",hash(l4(0)),recirc(0x1)") {
+		if got := FormatODPActions(mfs[0].Actions); mfs[0].Actions[0].Type != ActSetField || !strings.HasSuffix(got, "hash(l4(0)),recirc(0x1)") {
 			t.Fatalf("first pass actions %s", got)
 		}
 		if m1.Mask.DpHash != 0xf || m1.Mask.TpSrc != 0 || m1.Mask.NwSrc != 0 {
