@@ -217,6 +217,12 @@ var actionCheckCases = []actionCheckCase{
 	// Actions that read or write a field through a subfield.
 	{"udp", "load:80->NXM_OF_TCP_SRC[]", 0},
 	{"udp", "load:1->NXM_OF_TCP_SRC[0..3]", 0},
+	{"tcp", "load:80->NXM_OF_TCP_SRC[]", 0},
+	{"tcp", "load:80->NXM_OF_TCP_DST[]", 0},
+	{"udp", "load:80->NXM_OF_UDP_SRC[]", 0},
+	{"udp", "load:80->NXM_OF_UDP_DST[]", 0},
+	{"tcp", "load:80->NXM_OF_UDP_DST[]", 0},
+	{"udp", "load:80->OXM_OF_SCTP_SRC[]", 0},
 	{"udp", "move:NXM_OF_TCP_SRC[]->NXM_NX_REG0[0..15]", 0},
 	{"udp", "move:NXM_NX_REG0[0..15]->NXM_OF_TCP_DST[]", 0},
 	{"udp", "move:NXM_OF_UDP_SRC[]->NXM_NX_REG0[0..15]", 0},
