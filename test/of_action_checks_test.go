@@ -175,6 +175,11 @@ var actionCheckCases = []actionCheckCase{
 	{"udp", "set_field:1->tun_id", openflow.Version13},
 	{"raw", "mod_dl_src:00:00:00:00:00:09,set_field:1->reg0", 0},
 	{"arp", "mod_nw_src:10.0.0.9", 0},
+	// mod_tp_src without a protocol in the match, which ovs-ofctl
+	// writes in OpenFlow 1.1+ as OFPAT11_SET_TP_SRC/DST (type 9, 10).
+	{"tcp", "mod_tp_src:80", 0},
+	{"udp", "mod_tp_dst:80", 0},
+	{"arp", "mod_tp_src:80", 0},
 	{"ip6", "mod_nw_src:10.0.0.9", 0},
 	{"arp", "mod_nw_tos:8", 0},
 	{"arp", "mod_nw_ecn:1", 0},
