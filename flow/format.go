@@ -579,6 +579,10 @@ func formatSetField(b *strings.Builder, a *Action) {
 		return
 	}
 	f := fieldByID[a.Field]
+	if f != nil && f.nxm == "" && isL4Port(f.id) {
+		b.WriteString("load:" + loadValue(a.Value) + "->" + printNames[f.id] + "[]")
+		return
+	}
 	if f == nil || f.nxm == "" {
 		b.WriteString("unknown_set_field")
 		return

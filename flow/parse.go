@@ -1419,6 +1419,17 @@ func (ap *actionParser) addSet(f *field, a Action) {
 	ap.add(a)
 }
 
+// isL4Port tells whether id is a TCP or UDP port, which Open vSwitch
+// loads through NXM (NXM_OF_TCP_SRC[] and the like) as it sets it with
+// mod_tp_src: the load is kept apart so that it prints as written.
+func isL4Port(id FieldID) bool {
+	switch id {
+	case FieldTCPSrc, FieldTCPDst, FieldUDPSrc, FieldUDPDst:
+		return true
+	}
+	return false
+}
+
 // load parses load:VALUE->DST[] (and the two halves of a 128-bit field),
 // for the fields whose set_field ovs-ofctl prints as load.
 func (ap *actionParser) load(t *token) error {
@@ -1439,10 +1450,13 @@ func (ap *actionParser) load(t *token) error {
 	if f == nil {
 		f = fieldByName[name]
 	}
+	if id, ok := nxmNames[name]; f == nil && ok && isL4Port(id) {
+		f = fieldByID[id]
+	}
 	if f == nil {
 		return unsupportedAt(s, t, "load to %s is not supported", name)
 	}
-	if f.set != setLoad {
+	if f.set != setLoad && !isL4Port(f.id) {
 		return unsupportedAt(s, t, "load to %s is not supported (use set_field)", name)
 	}
 	if err := ap.setFieldOK(t, f, "load"); err != nil {

@@ -175,6 +175,11 @@ var actionCheckCases = []actionCheckCase{
 	{"udp", "set_field:1->tun_id", openflow.Version13},
 	{"raw", "mod_dl_src:00:00:00:00:00:09,set_field:1->reg0", 0},
 	{"arp", "mod_nw_src:10.0.0.9", 0},
+	// mod_tp_src without a protocol in the match, which ovs-ofctl
+	// writes in OpenFlow 1.1+ as OFPAT11_SET_TP_SRC/DST (type 9, 10).
+	{"tcp", "mod_tp_src:80", 0},
+	{"udp", "mod_tp_dst:80", 0},
+	{"arp", "mod_tp_src:80", 0},
 	{"ip6", "mod_nw_src:10.0.0.9", 0},
 	{"arp", "mod_nw_tos:8", 0},
 	{"arp", "mod_nw_ecn:1", 0},
@@ -217,6 +222,12 @@ var actionCheckCases = []actionCheckCase{
 	// Actions that read or write a field through a subfield.
 	{"udp", "load:80->NXM_OF_TCP_SRC[]", 0},
 	{"udp", "load:1->NXM_OF_TCP_SRC[0..3]", 0},
+	{"tcp", "load:80->NXM_OF_TCP_SRC[]", 0},
+	{"tcp", "load:80->NXM_OF_TCP_DST[]", 0},
+	{"udp", "load:80->NXM_OF_UDP_SRC[]", 0},
+	{"udp", "load:80->NXM_OF_UDP_DST[]", 0},
+	{"tcp", "load:80->NXM_OF_UDP_DST[]", 0},
+	{"udp", "load:80->OXM_OF_SCTP_SRC[]", 0},
 	{"udp", "move:NXM_OF_TCP_SRC[]->NXM_NX_REG0[0..15]", 0},
 	{"udp", "move:NXM_NX_REG0[0..15]->NXM_OF_TCP_DST[]", 0},
 	{"udp", "move:NXM_OF_UDP_SRC[]->NXM_NX_REG0[0..15]", 0},

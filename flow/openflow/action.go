@@ -126,7 +126,8 @@ type ActSetNWAddr struct {
 // ActSetNWTOS is OpenFlow 1.0's mod_nw_tos.
 type ActSetNWTOS struct{ TOS uint8 }
 
-// ActSetTPPort is OpenFlow 1.0's mod_tp_src / mod_tp_dst.
+// ActSetTPPort is mod_tp_src / mod_tp_dst as OpenFlow 1.0 and 1.1 write
+// them (OFPAT_SET_TP_SRC/DST, types 9 and 10 in both).
 type ActSetTPPort struct {
 	Dst  bool
 	Port uint16
@@ -364,6 +365,18 @@ func decodeAction(v uint8, t uint16, r *rd, depth int) (Action, error) {
 			return nil, err
 		}
 		return &ActSetField{Field: f}, nil
+	case a10SetTPSrc, a10SetTPDst:
+		// OpenFlow 1.1's OFPAT_SET_TP_SRC/DST keep OpenFlow 1.0's
+		// numbers and layout. Open vSwitch takes them in every later
+		// version too: ovs-ofctl writes mod_tp_src so in OpenFlow 1.2+
+		// when the match names no L4 protocol (a packet out), since no
+		// OXM field then fits.
+		if err := fixed(r, t, 4); err != nil {
+			return nil, err
+		}
+		a := &ActSetTPPort{Dst: t == a10SetTPDst, Port: r.u16("")}
+		r.skip(2, "")
+		return a, nil
 	case a15CopyField:
 		if v == Version15 {
 			a := &ActRegMove{CopyField: true, NBits: r.u16(""), SrcOfs: r.u16(""), DstOfs: r.u16("")}
@@ -775,9 +788,6 @@ func (a *ActSetNWTOS) appendAction(v uint8, w *wr) error {
 }
 
 func (a *ActSetTPPort) appendAction(v uint8, w *wr) error {
-	if err := only10(v, "mod_tp_src/dst"); err != nil {
-		return err
-	}
 	t := uint16(a10SetTPSrc)
 	if a.Dst {
 		t = a10SetTPDst
