@@ -329,7 +329,7 @@ func writeRouted(p func(string, ...any), m *measurement) {
 	for _, c := range m.chassis {
 		p("- %s: of br-int's %d flows at the end, %d match on ct_state, ct_mark or ct_label and %d run ct()\n", c.name, c.flowsInstalled, c.ctMatches, c.ctActions)
 	}
-	p("\nThe load balancer's group, as each daemon's br-int holds it (`ovsxdp dump-groups br-int`), and the megaflows at the end that DNAT to a backend (`ovsxdp dpctl/dump-flows`, those with `nat(dst=`): a select group with `selection_method=dp_hash` picks a bucket by a hash of the connection's 5-tuple, so the megaflow matches on it.\n")
+	p("\nThe load balancer's group, as each daemon's br-int holds it (`ovsxdp dump-groups br-int`), and the megaflows at the end that DNAT to a backend (`ovsxdp dpctl/dump-flows`, those with `nat(dst=`): a select group with `selection_method=dp_hash` has the datapath hash the connection's 5-tuple (`hash(l4(0))`) and recirculate, as Open vSwitch's does; the megaflows after the recirculation pick the bucket by `dp_hash` under the group's mask, not by the 5-tuple.\n")
 	for _, c := range m.chassis {
 		p("\n%s:\n\n```\n%s\n", c.name, clipLines(orNone(c.groups), 10))
 		if len(c.natFlows) > 0 {
