@@ -96,19 +96,7 @@ func applyDatapathAction(k *Key, a *Action) {
 		if f == nil {
 			return
 		}
-		var v, m u128
-		switch f.kind {
-		case kindIPv6:
-			for i := 0; i < 8; i++ {
-				v.hi = v.hi<<8 | uint64(a.IPv6[i])
-				v.lo = v.lo<<8 | uint64(a.IPv6[8+i])
-			}
-			m = ones(128)
-		case kindMAC, kindIPv4:
-			v, m = u128{lo: a.Value}, ones(f.width())
-		default:
-			v, m = u128{lo: a.Value}, u128{lo: f.bits >> f.shift}
-		}
+		v, m := setFieldOperand(f, a)
 		setFieldBits(k, f, v, m)
 	case ActDecTTL:
 		if k.NwTTL > 0 {

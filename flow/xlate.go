@@ -537,6 +537,23 @@ func (x *xlate) prereqKey(p prereq) bool {
 	return prereqMet(&full, p)
 }
 
+// setFieldOperand returns the value set_field action a writes into field
+// f and the mask of the bits it writes, in the field's own units.
+func setFieldOperand(f *field, a *Action) (v, m u128) {
+	switch f.kind {
+	case kindIPv6:
+		for i := 0; i < 8; i++ {
+			v.hi = v.hi<<8 | uint64(a.IPv6[i])
+			v.lo = v.lo<<8 | uint64(a.IPv6[8+i])
+		}
+		return v, ones(128)
+	case kindMAC, kindIPv4:
+		return u128{lo: a.Value}, ones(f.width())
+	default:
+		return u128{lo: a.Value}, u128{lo: f.bits >> f.shift}
+	}
+}
+
 // setField runs a set_field (or mod_*) on the flow when the packet has the
 // header, as Open vSwitch does.
 func (x *xlate) setField(a *Action) {
@@ -554,20 +571,7 @@ func (x *xlate) setField(a *Action) {
 	if !x.prereqKey(pre) {
 		return
 	}
-	var v, m u128
-	switch f.kind {
-	case kindIPv6:
-		v = u128{}
-		for i := 0; i < 8; i++ {
-			v.hi = v.hi<<8 | uint64(a.IPv6[i])
-			v.lo = v.lo<<8 | uint64(a.IPv6[8+i])
-		}
-		m = ones(128)
-	case kindMAC, kindIPv4:
-		v, m = u128{lo: a.Value}, ones(f.width())
-	default:
-		v, m = u128{lo: a.Value}, u128{lo: f.bits >> f.shift}
-	}
+	v, m := setFieldOperand(f, a)
 	setFieldBits(&x.flow, f, v, m)
 	setFieldBits(&x.wc, f, getField(&x.wc, f).or(m), ones(f.width()))
 	if isL3Field(a.Field) {
