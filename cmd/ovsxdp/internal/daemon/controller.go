@@ -404,7 +404,7 @@ func (ch *channel) portChanges(known map[uint32]openflow.Port) map[uint32]openfl
 	for _, p := range ch.ob.Ports() {
 		now[p.PortNo] = p
 		old, ok := known[p.PortNo]
-		from, modded := ch.ob.byPortMod(p.PortNo, p.Config)
+		modded := ch.ob.byPortMod(p.PortNo, p.Config)
 		switch {
 		case !ok:
 			ch.srv.PortStatus(openflow.PortReasonAdd, p)
@@ -412,20 +412,11 @@ func (ch *channel) portChanges(known map[uint32]openflow.Port) map[uint32]openfl
 			ch.srv.PortStatus(openflow.PortReasonDelete, old)
 			ch.srv.PortStatus(openflow.PortReasonAdd, p)
 		case portDescChanged(old, p):
-			// The status that shows a port mod's config is the port
-			// mod's own (PortModifiedBy); a later one, the device's.
 			if mid, ok := portDescBetween(old, p, modded); ok {
-				if modded {
-					ch.srv.PortModifiedBy(old, mid, from)
-				} else {
-					ch.srv.PortModified(old, mid)
-				}
-				ch.srv.PortModified(mid, p)
-			} else if modded {
-				ch.srv.PortModifiedBy(old, p, from)
-			} else {
-				ch.srv.PortModified(old, p)
+				ch.srv.PortModified(old, mid)
+				old = mid
 			}
+			ch.srv.PortModified(old, p)
 		}
 	}
 	for n, p := range known {

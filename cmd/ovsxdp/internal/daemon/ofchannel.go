@@ -157,10 +157,9 @@ type ofBridge struct {
 	mon flowTracker // flow monitors (ofmonitor.go)
 
 	// moddedMu protects modded: the bridge ports whose config a port mod
-	// set since the port watcher last looked, and which request set it
-	// (portdesc.go).
+	// set since the port watcher last looked (portdesc.go).
 	moddedMu sync.Mutex
-	modded   map[uint32]portMod
+	modded   map[uint32]uint32
 }
 
 var _ ofconn.Bridge = (*ofBridge)(nil)
@@ -335,7 +334,7 @@ func (o *ofBridge) commitBundle(v uint8, mods []ofconn.BundledMod) ([]*datapath.
 					gone = append(gone, rs...)
 				case *openflow.PortMod:
 					var apply func()
-					apply, err = o.portModLocked(msg, m.From)
+					apply, err = o.portModLocked(msg)
 					if apply != nil {
 						ports = append(ports, apply)
 					}
@@ -519,12 +518,12 @@ const codePortModBadPort uint16 = 0
 
 // PortMod brings a port administratively up or down (OFPPC_PORT_DOWN), as
 // ovs-ofctl mod-port PORT up|down does; other bits are refused.
-func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod, from ofconn.Origin) error {
+func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod) error {
 	if err := o.lock(); err != nil {
 		return err
 	}
 	defer o.unlock()
-	apply, err := o.portModLocked(pm, from)
+	apply, err := o.portModLocked(pm)
 	if err != nil {
 		return err
 	}
@@ -536,7 +535,7 @@ func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod, from ofconn.Origin) er
 
 // portModLocked checks a port mod and returns what applies it (nil when
 // it changes nothing). d.mu must be held.
-func (o *ofBridge) portModLocked(pm *openflow.PortMod, from ofconn.Origin) (apply func(), err error) {
+func (o *ofBridge) portModLocked(pm *openflow.PortMod) (apply func(), err error) {
 	p, ok := o.b.dp.PortByOF(bridgePort(pm.PortNo))
 	if !ok {
 		return nil, &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: codePortModBadPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("no port %d", pm.PortNo)}
@@ -556,7 +555,7 @@ func (o *ofBridge) portModLocked(pm *openflow.PortMod, from ofconn.Origin) (appl
 	}
 	up := pm.Config&openflow.PortConfigDown == 0
 	return func() {
-		o.portModded(p.OFPort, pm.Config&openflow.PortConfigDown, from)
+		o.portModded(p.OFPort, pm.Config&openflow.PortConfigDown)
 		if err := datapath.SetPortAdminUp(p, up); err != nil {
 			o.d.log.Warn("port mod: the device keeps its state", "bridge", o.b.name, "port", p.Name, "err", err)
 		}

@@ -4,7 +4,6 @@ import (
 	"hash/fnv"
 	"net"
 
-	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ofconn"
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 	"github.com/ovsxdp/ovsxdp/vport"
@@ -98,39 +97,31 @@ func portDescChanged(a, b openflow.Port) bool {
 		a.CurrSpeed != b.CurrSpeed || a.MaxSpeed != b.MaxSpeed
 }
 
-// portMod is a port mod the port watcher has not seen the effect of yet:
-// the config it sets and the request that sent it.
-type portMod struct {
-	config uint32
-	from   ofconn.Origin
-}
-
-// portModded notes that a port mod from sets bridge port of's config to
+// portModded notes that a port mod sets bridge port of's config to
 // config. It is called before the change, so that the port watcher,
 // which reads the ports without d.mu, never sees the change without it.
-func (o *ofBridge) portModded(of, config uint32, from ofconn.Origin) {
+func (o *ofBridge) portModded(of, config uint32) {
 	o.moddedMu.Lock()
 	defer o.moddedMu.Unlock()
 	if o.modded == nil {
-		o.modded = map[uint32]portMod{}
+		o.modded = map[uint32]uint32{}
 	}
-	o.modded[wirePort(of)] = portMod{config: config, from: from}
+	o.modded[wirePort(of)] = config
 }
 
 // byPortMod tells whether OpenFlow port no's config, now config, is the
-// one a port mod set, and which request sent it, and then forgets the
-// port mod: a look before the port mod's change leaves it for the look
-// that sees the change (a port mod that changes nothing is forgotten at
-// the next look).
-func (o *ofBridge) byPortMod(no, config uint32) (ofconn.Origin, bool) {
+// one a port mod set, and then forgets the port mod: a look before the
+// port mod's change leaves it for the look that sees the change (a port
+// mod that changes nothing is forgotten at the next look).
+func (o *ofBridge) byPortMod(no, config uint32) bool {
 	o.moddedMu.Lock()
 	defer o.moddedMu.Unlock()
-	m, ok := o.modded[no]
-	if !ok || m.config != config {
-		return ofconn.Origin{}, false
+	c, ok := o.modded[no]
+	if !ok || c != config {
+		return false
 	}
 	delete(o.modded, no)
-	return m.from, true
+	return true
 }
 
 // portDescBetween is the port status ovs-vswitchd sends before the one
