@@ -79,7 +79,9 @@ func (p *pmd) dispatch(in *Port, n int) {
 	var copies uint64
 	for j := 0; j < m; {
 		mf := b.mfs[j]
-		if dst := p.plainOutput(mf); dst != nil {
+		port, only := flow.OnlyOutput(mf.Actions)
+		single := only && singleOutput(port)
+		if dst := p.plainOutput(port, single); dst != nil {
 			// A run of packets that took mf: each goes straight to
 			// output, its one copy taking the frame, with the port
 			// resolved once for the run.
@@ -109,11 +111,11 @@ func (p *pmd) dispatch(in *Port, n int) {
 		frame := p.rxFrame(int(i)) // batch.go: lent or in the thread's buffer
 		p.out.startPacket(mf.FinalOutputs())
 		verdict := flow.VerdictOK
-		if port, ok := flow.OnlyOutput(mf.Actions); ok {
+		if only {
 			// Execute's one call for these actions, which need not wait
 			// to learn whether a copy is the last when there is one copy
 			// at most (output.go).
-			if singleOutput(port) {
+			if single {
 				p.outputOnly(port, frame)
 			} else {
 				p.Output(port, frame)
@@ -138,15 +140,15 @@ func (p *pmd) dispatch(in *Port, n int) {
 	}
 }
 
-// plainOutput returns the port where the packets that took mf go, when
-// mf's actions are one output to a port that makes one copy at most
-// (singleOutput), which resolves to a port of the bridge that output
-// takes as it is: not a tunnel port, on a bridge without tunnels. It
-// returns nil for any other megaflow, whose packets go outputOnly's or
+// plainOutput returns the port where the packets of a megaflow go, when
+// its actions are one output to port and that port makes one copy at
+// most (single: flow.OnlyOutput and singleOutput, which dispatch works
+// out once per megaflow), and it resolves to a port of the bridge that
+// output takes as it is: not a tunnel port, on a bridge without tunnels.
+// It returns nil for any other megaflow, whose packets go outputOnly's or
 // Execute's way, one by one.
-func (p *pmd) plainOutput(mf *flow.Megaflow) *Port {
-	port, ok := flow.OnlyOutput(mf.Actions)
-	if !ok || !singleOutput(port) || p.br.tunnels != nil {
+func (p *pmd) plainOutput(port uint32, single bool) *Port {
+	if !single || p.br.tunnels != nil {
 		return nil
 	}
 	dst, _, _ := resolveOne(p.tbl, p.in, p.in.OFPort, port)
