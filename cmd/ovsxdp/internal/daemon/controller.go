@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ofconn"
-	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
 // Controllers: each bridge may have OpenFlow controllers, as the Bridge
@@ -369,20 +368,16 @@ func (cs *controllers) failOpen(now time.Time) bool {
 }
 
 // portWatchInterval is how often a bridge's ports are compared with what
-// the controllers were told.
+// the connections were told (ofBridge.Ports, portdesc.go).
 const portWatchInterval = 200 * time.Millisecond
 
 // watch runs until stop: it hands the bridge's packet ins to the server,
-// tells the controllers of port changes (a port torn down is a delete),
+// tells the connections of port changes (a port torn down is a delete),
 // and turns fail-open on and off.
 func (ch *channel) watch(stop <-chan struct{}) {
 	dp := ch.b.dp
 	tick := time.NewTicker(portWatchInterval)
 	defer tick.Stop()
-	known := map[uint32]openflow.Port{}
-	for _, p := range ch.ob.Ports() {
-		known[p.PortNo] = p
-	}
 	for {
 		select {
 		case <-stop:
@@ -391,40 +386,10 @@ func (ch *channel) watch(stop <-chan struct{}) {
 			ch.srv.PacketIn(pi.PacketIn, pi.Data, pi.TotalLen)
 			dp.ReleasePacketIn(pi)
 		case now := <-tick.C:
-			known = ch.portChanges(known)
+			ch.ob.Ports()
 			dp.SetFailOpen(ch.ctl.failOpen(now))
 		}
 	}
-}
-
-// portChanges sends port status for the differences between known and
-// the bridge's ports now, and returns the ports now.
-func (ch *channel) portChanges(known map[uint32]openflow.Port) map[uint32]openflow.Port {
-	now := map[uint32]openflow.Port{}
-	for _, p := range ch.ob.Ports() {
-		now[p.PortNo] = p
-		old, ok := known[p.PortNo]
-		modded := ch.ob.byPortMod(p.PortNo, p.Config)
-		switch {
-		case !ok:
-			ch.srv.PortStatus(openflow.PortReasonAdd, p)
-		case old.Name != p.Name:
-			ch.srv.PortStatus(openflow.PortReasonDelete, old)
-			ch.srv.PortStatus(openflow.PortReasonAdd, p)
-		case portDescChanged(old, p):
-			if mid, ok := portDescBetween(old, p, modded); ok {
-				ch.srv.PortModified(old, mid)
-				old = mid
-			}
-			ch.srv.PortModified(old, p)
-		}
-	}
-	for n, p := range known {
-		if _, ok := now[n]; !ok {
-			ch.srv.PortStatus(openflow.PortReasonDelete, p)
-		}
-	}
-	return now
 }
 
 // asyncChanged follows the connections: the bridge queues packet ins

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -207,5 +209,45 @@ func TestFailOpen(t *testing.T) {
 	cs.mu.Unlock()
 	if cs.failOpen(now.Add(time.Hour)) {
 		t.Error("secure: fail-open")
+	}
+}
+
+// TestPortsTellBeforeDescribing checks that a port description never
+// shows a change its connections were not told of: by the time Ports
+// returns a port just added, its port status is queued for the connected
+// controller, whatever the port watcher's tick did meanwhile.
+func TestPortsTellBeforeDescribing(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	path, conns := fakeController(t)
+	run(t, d, "set-controller", "br0", "unix:"+path)
+	var c net.Conn
+	select {
+	case c = <-conns:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the bridge did not connect to its controller")
+	}
+	defer c.Close()
+	go io.Copy(io.Discard, c)
+	waitCond(t, "is_connected", func() bool {
+		return strings.Contains(run(t, d, "controller-status", "br0"), "is_connected=true state=ACTIVE")
+	})
+	d.mu.Lock()
+	ob := d.channels.byName["br0"].ob
+	d.mu.Unlock()
+	for i := range 20 {
+		name := fmt.Sprintf("p%d", i)
+		sent := ob.srv.AsyncStats().Sent
+		run(t, d, "add-port", "br0", name)
+		var listed bool
+		for _, p := range ob.Ports() {
+			listed = listed || p.Name == name
+		}
+		if !listed {
+			t.Fatalf("%s added but not described", name)
+		}
+		if got := ob.srv.AsyncStats().Sent; got == sent {
+			t.Fatalf("%s described before its port status was sent", name)
+		}
 	}
 }

@@ -99,6 +99,7 @@ func (d *Daemon) syncChannelsLocked() {
 			MfrDesc: "ovsxdp", HWDesc: "ovsxdp userspace datapath", SWDesc: d.cfg.Version, SerialNum: "None", DPDesc: name,
 		}, OnChange: func() { ch.asyncChanged() }})
 		ob.srv = ch.srv
+		ob.Ports() // what the first connections need not be told
 		ch.ctl = &controllers{ch: ch}
 		cs.byName[name] = ch
 		go func() {
@@ -160,6 +161,11 @@ type ofBridge struct {
 	// set since the port watcher last looked (portdesc.go).
 	moddedMu sync.Mutex
 	modded   map[uint32]uint32
+
+	// portsMu serialises the looks at the ports (Ports) and protects
+	// told, the ports as the connections were last told of them.
+	portsMu sync.Mutex
+	told    map[uint32]openflow.Port
 }
 
 var _ ofconn.Bridge = (*ofBridge)(nil)

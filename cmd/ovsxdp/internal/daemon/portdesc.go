@@ -10,8 +10,56 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport/ethtool"
 )
 
-// Ports describes the bridge's ports as OpenFlow port descriptions.
+// Ports describes the bridge's ports as OpenFlow port descriptions, once
+// the connections are told, by port status, of every change since the
+// last look: as in Open vSwitch, whose port descriptions are the ones its
+// port status reported, a controller never reads a change it was not
+// told of, and sees changes in the order they were read. The first look
+// only learns the ports.
 func (o *ofBridge) Ports() []openflow.Port {
+	o.portsMu.Lock()
+	defer o.portsMu.Unlock()
+	now := o.describePorts()
+	if o.told != nil {
+		o.tell(now)
+	}
+	o.told = make(map[uint32]openflow.Port, len(now))
+	for _, p := range now {
+		o.told[p.PortNo] = p
+	}
+	return now
+}
+
+// tell sends port status for the differences between what the
+// connections were told and the ports now. o.portsMu must be held.
+func (o *ofBridge) tell(now []openflow.Port) {
+	seen := make(map[uint32]bool, len(now))
+	for _, p := range now {
+		seen[p.PortNo] = true
+		old, ok := o.told[p.PortNo]
+		switch {
+		case !ok:
+			o.srv.PortStatus(openflow.PortReasonAdd, p)
+		case old.Name != p.Name:
+			o.srv.PortStatus(openflow.PortReasonDelete, old)
+			o.srv.PortStatus(openflow.PortReasonAdd, p)
+		case portDescChanged(old, p):
+			if mid, ok := portDescBetween(old, p, o.byPortMod(p.PortNo, p.Config)); ok {
+				o.srv.PortModified(old, mid)
+				old = mid
+			}
+			o.srv.PortModified(old, p)
+		}
+	}
+	for n, p := range o.told {
+		if !seen[n] {
+			o.srv.PortStatus(openflow.PortReasonDelete, p)
+		}
+	}
+}
+
+// describePorts describes the bridge's ports as they are now.
+func (o *ofBridge) describePorts() []openflow.Port {
 	var out []openflow.Port
 	var devs *devices       // read for the first port with a device
 	var eth *ethtool.Handle // opened for the first internal port
