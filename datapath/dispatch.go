@@ -23,6 +23,12 @@ type keyBatch struct {
 	mfs  [vport.MaxBatch]*flow.Megaflow
 	srcs [vport.MaxBatch]flow.Source
 	pkt  [vport.MaxBatch]uint8 // the index in the thread's buffers of each key's packet
+	// plain has bit m set while keys[m] is a plain key (flow.IsPlain)
+	// that nothing changed since its extraction reported it so: the next
+	// extraction into keys[m] then zeroes only the words a plain key may
+	// have non-zero, and the exact-match probe reads only those. Whatever
+	// may write to a key (tunnel metadata, actions) clears its bit.
+	plain uint64
 }
 
 // pmdTally is what a poll thread counts in one poll, added to its
@@ -58,13 +64,19 @@ func (p *pmd) dispatch(in *Port, n int) {
 	c := &in.counters[p.id]
 	m := 0
 	for i := range n {
-		if flow.Extract(&b.keys[m], &b.offs[m], p.rxFrame(i), in.OFPort) != flow.MalformedNone {
+		why, plain := flow.ExtractReusing(&b.keys[m], &b.offs[m], p.rxFrame(i), in.OFPort, b.plain>>m&1 != 0)
+		b.plain &^= 1 << m
+		if why != flow.MalformedNone {
 			p.tally.lost++
 			c.drops[DropMalformed].Add(1)
 			continue
 		}
 		if p.inj.on {
 			p.injectedKey(&b.keys[m], i) // a decapsulated frame's tunnel metadata
+			plain = false
+		}
+		if plain {
+			b.plain |= 1 << m
 		}
 		b.pkt[m] = uint8(i)
 		m++
@@ -72,7 +84,7 @@ func (p *pmd) dispatch(in *Port, n int) {
 	if m == 0 {
 		return
 	}
-	p.cache.LookupBatch(b.keys[:m], b.mfs[:m], b.srcs[:m])
+	p.cache.LookupBatchPlain(b.keys[:m], b.plain, b.mfs[:m], b.srcs[:m])
 	p.account(m)
 
 	p.in = in
@@ -98,6 +110,7 @@ func (p *pmd) dispatch(in *Port, n int) {
 		}
 		i := b.pkt[j]
 		k := &b.keys[j]
+		b.plain &^= 1 << j // the actions below may write to the key
 		if mf.OutputsNormal() {
 			// The normal action reads the key from the thread (MAC
 			// learning); the rest reads it where it was extracted.

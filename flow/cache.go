@@ -118,6 +118,15 @@ func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
 // snapshot once, and again after a miss only (whose translation may have
 // learned rules, which the next keys must see, as they would one by one).
 func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
+	return c.LookupBatchPlain(keys, 0, mfs, srcs)
+}
+
+// LookupBatchPlain is LookupBatch for keys of which those whose bit is set
+// in plain (bit i for keys[i], i < 64) are plain keys (IsPlain), as
+// ExtractReusing reports them: their exact-match probe reads their common
+// words only. The caller must not set the bit of a key that is not plain:
+// the exact-match cache could then answer it with another key's megaflow.
+func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs []Source) int {
 	n := min(len(keys), len(mfs), len(srcs))
 	s := c.table.Snapshot()
 	var (
@@ -130,7 +139,11 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 		run := probes[:min(lookupRun, n-start)]
 		rk := keys[start : start+len(run)]
 		for i := range run {
-			run[i] = emcProbeOf(&rk[i])
+			if plain>>(start+i)&1 != 0 {
+				run[i] = emcPlainProbe(&rk[i])
+			} else {
+				run[i] = emcProbeOf(&rk[i])
+			}
 		}
 		// The touches in a loop of their own, a few instructions each, so
 		// that the CPU has all of the run's in flight at once: interleaved

@@ -55,6 +55,7 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 			got := make([]*Megaflow, len(keys))
 			srcs := make([]Source, len(keys))
 			sources := map[Source]int{}
+			plainKeys := 0
 			for round := range 300 {
 				switch {
 				case round%7 == 6:
@@ -78,7 +79,15 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 					}
 					keys[i] = nextKey(g, ref, &recent)
 				}
-				if m := batched.LookupBatch(keys[:n], got, srcs); m != n {
+				// The plain keys said so, as the datapath says them.
+				var plain uint64
+				for i := range min(n, 64) {
+					if IsPlain(&keys[i]) {
+						plain |= 1 << i
+						plainKeys++
+					}
+				}
+				if m := batched.LookupBatchPlain(keys[:n], plain, got, srcs); m != n {
 					t.Fatalf("LookupBatch handled %d of %d keys", m, n)
 				}
 				for i := range n {
@@ -112,7 +121,7 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("sources %v; stats %+v; classifier %d bytes", sources, batched.Stats(), batched.mfs.bytes)
+			t.Logf("sources %v; stats %+v; classifier %d bytes; %d plain keys", sources, batched.Stats(), batched.mfs.bytes, plainKeys)
 			if batched.mfs.batched() != (tt.batchBytes == 0) {
 				t.Errorf("classifier of %d bytes looked up batched %v, want %v", batched.mfs.bytes, batched.mfs.batched(), tt.batchBytes == 0)
 			}

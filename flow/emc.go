@@ -200,11 +200,7 @@ type emcProbe struct {
 func emcProbeOf(k *Key) emcProbe {
 	w := k.Words()
 	s := &emcSecret
-	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1])
-	for i := 0; i < len(c); i += 2 {
-		h += mum(c[i]^s[2+i], c[i+1]^s[3+i])
-	}
+	h := emcCommonSum(w)
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
 	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
 	r := uint64(k.RecircID)
@@ -218,6 +214,29 @@ func emcProbeOf(k *Key) emcProbe {
 	h = mum(h^s[22], s[23])
 	extra := hashed|x[1]|or8((*[8]uint64)(x[2:10]))|x[10] != 0
 	return emcProbe{h: h, tag: emcTag(h, extra), extra: extra, ok: pipelineState(w) == 0}
+}
+
+// emcCommonSum returns the part of emcProbeOf's hash that w's common
+// words make: all of it, before the final mix, for a key without hashed
+// extra words.
+func emcCommonSum(w *[KeyWords]uint64) uint64 {
+	s := &emcSecret
+	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1])
+	for i := 0; i < len(c); i += 2 {
+		h += mum(c[i]^s[2+i], c[i+1]^s[3+i])
+	}
+	return h
+}
+
+// emcPlainProbe is emcProbeOf for a plain key (IsPlain), which it does
+// not check: such a key has no pipeline state and no extra words, so its
+// probe reads its 14 common words only, not all 43. Given a key that is
+// not plain, it would let the key match a slot whose key differs from it
+// in the words it skips.
+func emcPlainProbe(k *Key) emcProbe {
+	h := mum(emcCommonSum(k.Words())^emcSecret[22], emcSecret[23])
+	return emcProbe{h: h, tag: emcTag(h, false), ok: true}
 }
 
 // probeWith returns the probe of k taken with hash h, whatever k's own

@@ -403,6 +403,13 @@ func TestEMCProbe(t *testing.T) {
 			if want := probeWith(&k, got.h); got != want {
 				t.Errorf("%s: flipping a bit of byte %d: probe %+v, the exported methods' %+v", base.name, off, got, want)
 			}
+			// A plain key is one the cache may hold without extra words,
+			// and its plain probe is its probe.
+			if plain := IsPlain(&k); plain != (got.ok && !got.extra) {
+				t.Errorf("%s: flipping a bit of byte %d: IsPlain %v, probe %+v", base.name, off, plain, got)
+			} else if plain && emcPlainProbe(&k) != got {
+				t.Errorf("%s: flipping a bit of byte %d: plain probe %+v, probe %+v", base.name, off, emcPlainProbe(&k), got)
+			}
 		}
 	}
 }
@@ -435,4 +442,48 @@ func TestEMCTunMetadataSpread(t *testing.T) {
 	if held < len(keys)*3/4 {
 		t.Errorf("the cache holds %d of %d keys that differ in tun_metadata only, want at least %d", held, len(keys), len(keys)*3/4)
 	}
+}
+
+// FuzzEMCPlain: the exact-match cache answers a key with the megaflow
+// stored for another only when the two keys are equal, whether each was
+// probed as plain (as ExtractReusing reported it, into a buffer reused as
+// the datapath reuses it) or in full, and whatever word of the second key
+// was then changed (as tunnel metadata or an action changes a key that is
+// then no longer said plain).
+func FuzzEMCPlain(f *testing.F) {
+	for _, tc := range extractCases(f) {
+		f.Add(tc.inFrame, tc.inFrame, uint8(0), uint64(0))
+		f.Add(tc.inFrame, tc.inFrame, uint8(30), uint64(5))
+	}
+	f.Fuzz(func(t *testing.T, frameA, frameB []byte, word uint8, v uint64) {
+		var buf Key // one buffer, reused as dispatch reuses its keys
+		var off Offsets
+		_, plainA := ExtractReusing(&buf, &off, frameA, testInPort, false)
+		a := buf
+		_, plainB := ExtractReusing(&buf, &off, frameB, testInPort, plainA)
+		b := buf
+		probe := func(k *Key, plain bool) emcProbe {
+			if plain {
+				return emcPlainProbe(k)
+			}
+			return emcProbeOf(k)
+		}
+		check := func(b *Key, plainB bool) {
+			t.Helper()
+			e, err := NewEMC(16, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mf := &Megaflow{}
+			e.store(&a, probe(&a, plainA), mf)
+			if got := e.lookup(b, probe(b, plainB), 0); (got == mf) != (a == *b) {
+				t.Errorf("keys equal %v, but the lookup found %p (stored %p): a %+v, b %+v", a == *b, got, mf, a, *b)
+			}
+		}
+		check(&b, plainB)
+		if v != 0 {
+			b.Words()[int(word)%KeyWords] ^= v // no longer plain, said so
+			check(&b, false)
+		}
+	})
 }

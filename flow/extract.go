@@ -125,6 +125,49 @@ func Extract(k *Key, off *Offsets, frame []byte, inPort uint32) Malformed {
 	return extractGeneral(k, off, frame)
 }
 
+// ExtractReusing is Extract into a key buffer that is reused from batch to
+// batch, for the frames most traffic is made of. When plain is true, the
+// caller vouches that k is a plain key (see IsPlain), as an extraction
+// that reported plain left it and nothing changed since: then ExtractReusing
+// zeroes only the 14 words a plain key may have non-zero, not all 43,
+// because the others already are. It returns Extract's reason, and whether
+// k is now a plain key (extractCommon took the frame), which the caller may
+// pass back for its next extraction into k and use for the exact-match
+// probe (Cache.LookupBatchPlain), as long as it leaves k unchanged.
+func ExtractReusing(k *Key, off *Offsets, frame []byte, inPort uint32, plain bool) (Malformed, bool) {
+	if plain {
+		w := k.Words()
+		*(*[emcTunWord - emcFirstWord]uint64)(w[emcFirstWord:emcTunWord]) = [emcTunWord - emcFirstWord]uint64{}
+		*(*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord]) = [emcExtraWord - emcTunEndWord]uint64{}
+		k.InPort = inPort
+	} else {
+		*k = Key{InPort: inPort}
+	}
+	if extractCommon(k, off, frame) {
+		return MalformedNone, true
+	}
+	// Whatever plain was, k is Key{InPort: inPort} here: extractCommon
+	// wrote nothing.
+	return extractGeneral(k, off, frame), false
+}
+
+// IsPlain reports whether k is a plain key: one whose words are zero but
+// for in_port, the IPv4 addresses, the IPv6 flow label and the words from
+// TunFlags up to PktMark (the exact-match cache's common words), as every
+// key the common extraction path gives is. Such a key has no pipeline
+// state, no tunnel metadata, no connection tracking state, and is not
+// recirculated.
+func IsPlain(k *Key) bool {
+	w := k.Words()
+	var d uint64
+	for i := range w {
+		if i < emcFirstWord || i >= emcTunWord && i < emcTunEndWord || i >= emcExtraWord {
+			d |= w[i]
+		}
+	}
+	return d == 0
+}
+
 // extractGeneral is Extract for any frame; k holds only InPort.
 func extractGeneral(k *Key, off *Offsets, frame []byte) Malformed {
 	*off = Offsets{L3: NoOffset, L4: NoOffset}

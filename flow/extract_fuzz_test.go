@@ -33,6 +33,8 @@ func compareWithReference(t *testing.T, frame []byte) (valid, agreed bool, exclu
 		t.Errorf("extracting again into a used key differs: %v %+v, key diff %s", againWhy, againOff, keyDiff(&again, &k))
 	}
 
+	checkExtractReusing(t, frame, &k, &off, why)
+
 	// The one-pass path for common frames and the general path agree.
 	general := Key{InPort: testInPort}
 	var generalOff Offsets
@@ -60,4 +62,49 @@ func compareWithReference(t *testing.T, frame []byte) (valid, agreed bool, exclu
 		agreed = false
 	}
 	return true, agreed, ""
+}
+
+// checkExtractReusing checks that ExtractReusing gives Extract's reason,
+// key and offsets (want) into a key buffer reused in each way the datapath
+// reuses one: a plain key that a plain extraction left, and a key that is
+// not plain (said so); and that a key it reports plain is plain, with the
+// exact-match probe of any key.
+func checkExtractReusing(t *testing.T, frame []byte, want *Key, wantOff *Offsets, wantWhy Malformed) {
+	t.Helper()
+	// A plain key, with every word a plain key may have set not zero.
+	var plainKey Key
+	pw := plainKey.Words()
+	for i := emcFirstWord; i < emcTunWord; i++ {
+		pw[i] = ^uint64(0)
+	}
+	for i := emcTunEndWord; i < emcExtraWord; i++ {
+		pw[i] = ^uint64(0)
+	}
+	if !IsPlain(&plainKey) {
+		t.Fatal("a key with the common words set is not plain")
+	}
+	// A key that is not plain: every word set.
+	var dirty Key
+	for i := range dirty.Words() {
+		dirty.Words()[i] = ^uint64(0)
+	}
+	for _, in := range []struct {
+		name  string
+		key   Key
+		plain bool
+	}{{"plain", plainKey, true}, {"not plain", dirty, false}, {"plain, said not", plainKey, false}} {
+		k, off := in.key, Offsets{L3: 4, L4: 5}
+		why, plain := ExtractReusing(&k, &off, frame, testInPort, in.plain)
+		if why != wantWhy || k != *want || off != *wantOff {
+			t.Errorf("ExtractReusing into a %s key differs from Extract: %v %+v, key diff %s (frame %x)", in.name, why, off, keyDiff(&k, want), frame)
+		}
+		if plain && !IsPlain(&k) {
+			t.Errorf("ExtractReusing into a %s key reported a key that is not plain: %+v (frame %x)", in.name, k, frame)
+		}
+	}
+	if IsPlain(want) {
+		if got, w := emcPlainProbe(want), emcProbeOf(want); got != w {
+			t.Errorf("plain probe %+v, probe %+v (frame %x)", got, w, frame)
+		}
+	}
 }
