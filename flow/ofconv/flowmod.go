@@ -3,6 +3,7 @@ package ofconv
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -283,8 +284,13 @@ const (
 
 // splitCookie takes the NXM cookie match out of fs.
 func splitCookie(fs []openflow.Field) (rest []openflow.Field, cookie, mask uint64, ok bool) {
+	if !slices.ContainsFunc(fs, isNXMCookie) {
+		// The usual flow mod: its fields as they are, not a copy of
+		// them per flow mod.
+		return fs, 0, 0, false
+	}
 	for _, f := range fs {
-		if f.Class != nxmCookieClass || f.Field != nxmCookieField || len(f.Value) != 8 {
+		if !isNXMCookie(f) {
 			rest = append(rest, f)
 			continue
 		}
@@ -294,4 +300,9 @@ func splitCookie(fs []openflow.Field) (rest []openflow.Field, cookie, mask uint6
 		}
 	}
 	return rest, cookie, mask, ok
+}
+
+// isNXMCookie reports whether f is NXM's cookie match.
+func isNXMCookie(f openflow.Field) bool {
+	return f.Class == nxmCookieClass && f.Field == nxmCookieField && len(f.Value) == 8
 }
