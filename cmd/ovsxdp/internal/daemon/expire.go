@@ -21,6 +21,10 @@ func (d *Daemon) expireLoop() {
 	save.Stop()
 	var saveAt time.Time // when the next save may start
 	var changes uint64   // d.saver.changes at the last tick
+	// releaseDue: the changes stopped while their save was pending. The
+	// memory is released once that save is done: a save formats every
+	// flow, and its garbage, released before it, would stay resident.
+	releaseDue := false
 	for {
 		select {
 		case <-d.stop:
@@ -31,8 +35,15 @@ func (d *Daemon) expireLoop() {
 			d.mu.Lock()
 			quiet := d.saver.changes == changes
 			changes = d.saver.changes
+			dirty := d.saver.dirty
 			d.mu.Unlock()
-			if quiet {
+			switch {
+			case !quiet:
+				releaseDue = false
+			case dirty:
+				releaseDue = true
+			default:
+				releaseDue = false
 				releaseMemory()
 			}
 		case <-d.saver.kick:
@@ -48,6 +59,10 @@ func (d *Daemon) expireLoop() {
 			// the changes that keep coming need.
 			d.saveIfDirty(1)
 			saveAt = time.Now().Add(max(saveInterval, 4*time.Since(start)))
+			if releaseDue {
+				releaseDue = false
+				releaseMemory()
+			}
 		}
 	}
 }
