@@ -6,11 +6,12 @@ import (
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
-// Flow mods in batches: a controller, or ovs-ofctl with a file, sends
-// flow mods back to back. When a flow mod is followed by a whole message
-// already buffered, the connection holds it and runs it with the flow
-// mods after it in one call to FlowModBatcher.FlowMods, which changes the
-// tables once. The batch is run before any other message is handled,
+// Flow mods in batches: a controller sends flow mods back to back. When a
+// flow mod is followed by another, whole in the read buffer, the
+// connection holds it and runs it with the flow mods after it in one call
+// to FlowModBatcher.FlowMods, which changes the tables once. (ovs-ofctl
+// add-flows sends each flow mod with a barrier and waits for the barrier's
+// reply: its flow mods run one at a time.) The batch is run before any other message is handled,
 // before the connection waits for more input, and when it is full, so
 // that every message and every barrier sees each earlier flow mod in
 // effect, as when they are run one at a time; each failing flow mod still
