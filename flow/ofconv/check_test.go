@@ -12,7 +12,17 @@ import (
 // does (test/TestActionChecksMatchOVS compares with it on the wire): a
 // field's missing prerequisites refuse in every version, an action that
 // only makes no sense for the flow refuses from OpenFlow 1.1 on.
-func TestCheckActions(t *testing.T) {
+// checkActionCase is an action list checked against a match, and the
+// OFPET_BAD_ACTION code Open vSwitch refuses it with (0: none).
+type checkActionCase struct {
+	name    string
+	inMatch *flow.Match
+	inActs  []openflow.Action
+	want10  uint16 // the OFPET_BAD_ACTION code in OpenFlow 1.0, 0 for none
+	want13  uint16 // and in 1.3
+}
+
+func checkActionCases() []checkActionCase {
 	var udp, arp, tagged flow.Match
 	udp.Key.DlType, udp.Mask.DlType = flow.EthTypeIPv4, 0xffff
 	udp.Key.NwProto, udp.Mask.NwProto = flow.IPProtoUDP, 0xff
@@ -32,13 +42,7 @@ func TestCheckActions(t *testing.T) {
 	pushVLAN := &openflow.ActEthertype{Type: openflow.ActTypePushVLAN, EtherType: flow.EthTypeVLAN}
 	popVLAN := &openflow.ActSimple{Type: openflow.ActTypePopVLAN}
 	const none, inconsistent, badOutPort, badTag, badSetArg = 0, codeMatchInconsistent, codeBadOutPort, codeBadTag, openflow.CodeBadActionSetArgument
-	for _, tt := range []struct {
-		name    string
-		inMatch *flow.Match
-		inActs  []openflow.Action
-		want10  uint16 // the OFPET_BAD_ACTION code in OpenFlow 1.0, 0 for none
-		want13  uint16 // and in 1.3
-	}{
+	return []checkActionCase{
 		{name: "tcp_src on udp", inMatch: &udp, inActs: []openflow.Action{set("tcp_src", 0, 80)}, want10: inconsistent, want13: inconsistent},
 		{name: "udp_src on udp", inMatch: &udp, inActs: []openflow.Action{set("udp_src", 0, 80)}},
 		{name: "ip_src on arp", inMatch: &arp, inActs: []openflow.Action{set("ip_src", 10, 0, 0, 1)}, want10: inconsistent, want13: inconsistent},
@@ -68,7 +72,12 @@ func TestCheckActions(t *testing.T) {
 			{NBits: 16, SrcImmediate: true, Value: []byte{8, 0}, DstField: reg("eth_type"), Dst: openflow.LearnDstMatch},
 			{NBits: 8, SrcImmediate: true, Value: []byte{0, 17}, DstField: reg("nw_proto"), Dst: openflow.LearnDstMatch},
 			{NBits: 16, Src: reg("udp_src"), DstField: reg("udp_src"), Dst: openflow.LearnDstMatch}}}}},
-	} {
+	}
+}
+
+func TestCheckActions(t *testing.T) {
+	const none = 0
+	for _, tt := range checkActionCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, c := range []struct {
 				v    uint8
@@ -81,6 +90,40 @@ func TestCheckActions(t *testing.T) {
 					t.Errorf("version 0x%02x: %v, want no error", c.v, err)
 				case c.want != none && (!errors.As(err, &oe) || oe.Type != openflow.ErrTypeBadAction || oe.Code != c.want):
 					t.Errorf("version 0x%02x: %v, want OFPET_BAD_ACTION code %d", c.v, err, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestFlowFromModChecksFirst converts flow mods with TestCheckActions's
+// matches and actions: whatever else is wrong with a flow mod, the check
+// of its actions against its match answers first, as Open vSwitch checks
+// them before it takes the flow mod; without a check error, the flow mod
+// converts as it does unchecked.
+func TestFlowFromModChecksFirst(t *testing.T) {
+	for _, tt := range checkActionCases() {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, v := range []uint8{openflow.Version10, openflow.Version13} {
+				fm := &openflow.FlowMod{Command: openflow.FlowAdd, Priority: 10, BufferID: openflow.NoBuffer,
+					OutPort: openflow.PortAny, OutGroup: openflow.GroupAny}
+				if v == openflow.Version10 {
+					fm.Nicira, fm.Actions = true, tt.inActs
+				} else {
+					fm.Instructions = []openflow.Instruction{{Type: openflow.InstApplyActions, Actions: tt.inActs}}
+				}
+				fm.Match = FieldsFromMatch(tt.inMatch, v == openflow.Version10)
+				want := checkModActions(v, fm, tt.inMatch)
+				if want == nil {
+					_, want = flowFromMod(nil, v, fm, false)
+				}
+				_, err := FlowFromMod(nil, v, fm)
+				var oe, woe *openflow.Error
+				switch {
+				case (err == nil) != (want == nil):
+					t.Errorf("version 0x%02x: %v, want %v", v, err, want)
+				case err != nil && errors.As(want, &woe) && (!errors.As(err, &oe) || oe.Type != woe.Type || oe.Code != woe.Code):
+					t.Errorf("version 0x%02x: %v, want %v (type %d code %d)", v, err, want, woe.Type, woe.Code)
 				}
 			}
 		})

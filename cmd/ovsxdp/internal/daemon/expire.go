@@ -21,6 +21,7 @@ func (d *Daemon) expireLoop() {
 	save.Stop()
 	var saveAt time.Time // when the next save may start
 	var changes uint64   // d.saver.changes at the last tick
+	var release releasePacer
 	for {
 		select {
 		case <-d.stop:
@@ -31,8 +32,9 @@ func (d *Daemon) expireLoop() {
 			d.mu.Lock()
 			quiet := d.saver.changes == changes
 			changes = d.saver.changes
+			dirty := d.saver.dirty
 			d.mu.Unlock()
-			if quiet {
+			if release.tick(quiet, dirty) {
 				releaseMemory()
 			}
 		case <-d.saver.kick:
@@ -48,8 +50,35 @@ func (d *Daemon) expireLoop() {
 			// the changes that keep coming need.
 			d.saveIfDirty(1)
 			saveAt = time.Now().Add(max(saveInterval, 4*time.Since(start)))
+			if release.saved() {
+				releaseMemory()
+			}
 		}
 	}
+}
+
+// releasePacer decides when the expiry loop releases memory
+// (releaseMemory): at a tick that follows a second without changes, or,
+// when the changes stopped with their save still pending, once that save
+// is done. A save formats every flow: its garbage, made after a release,
+// would stay resident.
+type releasePacer struct {
+	due bool // the changes stopped; their save is pending
+}
+
+// tick is a tick of the loop: quiet says that no change came since the
+// last one, dirty that a save is pending. It reports whether to release
+// now.
+func (p *releasePacer) tick(quiet, dirty bool) bool {
+	p.due = quiet && dirty
+	return quiet && !dirty
+}
+
+// saved is the end of a save. It reports whether to release now.
+func (p *releasePacer) saved() bool {
+	due := p.due
+	p.due = false
+	return due
 }
 
 // expire removes the flows expired at now.

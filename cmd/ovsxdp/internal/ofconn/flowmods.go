@@ -6,11 +6,12 @@ import (
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
-// Flow mods in batches: a controller, or ovs-ofctl with a file, sends
-// flow mods back to back. When a flow mod is followed by a whole message
-// already buffered, the connection holds it and runs it with the flow
-// mods after it in one call to FlowModBatcher.FlowMods, which changes the
-// tables once. The batch is run before any other message is handled,
+// Flow mods in batches: a controller sends flow mods back to back. When a
+// flow mod is followed by another, whole in the read buffer, the
+// connection holds it and runs it with the flow mods after it in one call
+// to FlowModBatcher.FlowMods, which changes the tables once. (ovs-ofctl
+// add-flows sends each flow mod with a barrier and waits for the barrier's
+// reply: its flow mods run one at a time.) The batch is run before any other message is handled,
 // before the connection waits for more input, and when it is full, so
 // that every message and every barrier sees each earlier flow mod in
 // effect, as when they are run one at a time; each failing flow mod still
@@ -30,8 +31,10 @@ type flowModBatch struct {
 }
 
 // batching reports whether the message just read may be held in the
-// batch: the bridge runs batches, and a batch is being held or another
-// whole message is buffered after this one.
+// batch: the bridge runs batches, and a batch is being held or the next
+// message, whole in the buffer, is a flow mod too. A flow mod followed by
+// anything else runs alone, without the batch's copy of its message: as
+// ovs-ofctl add-flows sends them, each with a barrier behind it.
 func (c *conn) batching() bool {
 	if c.version == 0 {
 		return false
@@ -39,21 +42,58 @@ func (c *conn) batching() bool {
 	if _, ok := c.s.br.(FlowModBatcher); !ok {
 		return false
 	}
-	return len(c.flowMods.mods) > 0 || c.nextBuffered()
+	return len(c.flowMods.mods) > 0 || c.nextIsFlowMod()
+}
+
+// Message types that batching looks for in the read buffer: OFPT_FLOW_MOD,
+// and NXT_FLOW_MOD in a vendor (experimenter) message; both have the same
+// numbers in every version.
+const (
+	typeFlowMod   uint8  = 14
+	typeVendor    uint8  = 4
+	nxtFlowModSub uint32 = 13
+	vendorHeadLen        = openflow.HeaderLen + 8 // vendor id, subtype
+)
+
+// nextIsFlowMod reports whether the next message is whole in the buffer
+// and is a flow mod.
+func (c *conn) nextIsFlowMod() bool {
+	n, ok := c.nextLen()
+	if !ok {
+		return false
+	}
+	h, _ := c.br.Peek(openflow.HeaderLen)
+	switch {
+	case h[1] == typeFlowMod:
+		return true
+	case h[1] == typeVendor && n >= vendorHeadLen:
+		b, err := c.br.Peek(vendorHeadLen)
+		return err == nil && binary.BigEndian.Uint32(b[8:]) == openflow.NiciraExperimenter &&
+			binary.BigEndian.Uint32(b[12:]) == nxtFlowModSub
+	}
+	return false
 }
 
 // nextBuffered reports whether a whole message is buffered, so that the
 // next read will not wait for the peer.
 func (c *conn) nextBuffered() bool {
+	_, ok := c.nextLen()
+	return ok
+}
+
+// nextLen returns the length of the next message when it is whole in the
+// buffer.
+func (c *conn) nextLen() (int, bool) {
 	n := c.br.Buffered()
 	if n < openflow.HeaderLen {
-		return false
+		return 0, false
 	}
 	h, err := c.br.Peek(openflow.HeaderLen)
 	if err != nil {
-		return false
+		return 0, false
 	}
-	return int(binary.BigEndian.Uint16(h[2:4])) <= n
+	l := int(binary.BigEndian.Uint16(h[2:4]))
+	return l, l <= n
 }
 
 // checkFlowMod refuses a flow mod the connection may not send, and

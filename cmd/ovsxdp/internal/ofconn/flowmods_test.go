@@ -217,3 +217,60 @@ func TestFlowModBatchBounded(t *testing.T) {
 		t.Errorf("a batch held %d flow mods, more than %d", got, maxBatchedFlowMods)
 	}
 }
+
+// TestFlowModBarrierPairs sends flow mods each followed by a barrier, as
+// ovs-ofctl add-flows sends them, all in one write, one of the flow mods
+// refused: the refused one alone gets an error reply, with its xid, just
+// before its own barrier's reply; no barrier is answered before the flow
+// mods ahead of it are in the table; and a flow mod followed by a
+// barrier runs on its own, not held for a batch.
+func TestFlowModBarrierPairs(t *testing.T) {
+	for _, v := range []uint8{openflow.Version10, openflow.Version13} {
+		t.Run(fmt.Sprintf("0x%02x", v), func(t *testing.T) {
+			const n, bad = 30, 11
+			br := &batchBridge{tableBridge: tableBridge{t: flow.NewTable()}}
+			cl := dial(t, NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)}), v)
+			if v == openflow.Version10 {
+				cl.send(&openflow.SetFlowFormat{Format: openflow.FlowFormatNXM})
+			}
+			var ms []openflow.Message
+			for i := range n {
+				fm := addFlow(v, uint16(100+i), 1)
+				if i == bad {
+					fm = missingGroupFlow(v, uint16(100+i))
+				}
+				ms = append(ms, fm, &openflow.BarrierRequest{})
+			}
+			b, xids := cl.encodeAll(ms...)
+			cl.sendRaw(b)
+			for i := range n {
+				modXid, barrierXid := xids[2*i], xids[2*i+1]
+				h, m := cl.recv()
+				if i == bad {
+					if _, ok := m.(*openflow.ErrorMsg); !ok || h.Xid != modXid {
+						t.Fatalf("pair %d: got %T xid %d, want the refused flow mod's error (xid %d)", i, m, h.Xid, modXid)
+					}
+					h, m = cl.recv()
+				}
+				if _, ok := m.(*openflow.BarrierReply); !ok || h.Xid != barrierXid {
+					t.Fatalf("pair %d: got %T xid %d, want the barrier reply (xid %d)", i, m, h.Xid, barrierXid)
+				}
+				want := i + 1
+				if i >= bad {
+					want--
+				}
+				// The flow mods after this barrier may be in already,
+				// never fewer than those before it.
+				if got := br.t.Len(); got < want {
+					t.Fatalf("barrier %d answered with %d flows in the table, want at least %d", i, got, want)
+				}
+			}
+			if got := br.t.Len(); got != n-1 {
+				t.Errorf("the table holds %d flows, want %d", got, n-1)
+			}
+			if got := br.largest(); got != 0 {
+				t.Errorf("a batch held %d flow mods: a flow mod followed by a barrier was held", got)
+			}
+		})
+	}
+}
