@@ -333,7 +333,12 @@ func (o *ofBridge) commitBundle(v uint8, mods []ofconn.BundledMod) ([]*datapath.
 			if err == nil {
 				switch msg := m.Msg.(type) {
 				case *openflow.FlowMod:
-					err = o.flowModLocked(tx, v, msg)
+					if m.Flow != nil {
+						// Converted when it was added.
+						err = o.modLocked(tx, v, m.Flow)
+					} else {
+						err = o.flowModLocked(tx, v, msg)
+					}
 				case *openflow.GroupMod:
 					var rs []*flow.Rule
 					rs, err = o.groupModLocked(tx, v, msg)
@@ -383,6 +388,12 @@ func (o *ofBridge) flowModLocked(tx *flow.TableTxn, v uint8, fm *openflow.FlowMo
 	if err != nil {
 		return err
 	}
+	return o.modLocked(tx, v, mod)
+}
+
+// modLocked runs converted flow mod mod (of version v) in tx. d.mu must
+// be held.
+func (o *ofBridge) modLocked(tx *flow.TableTxn, v uint8, mod *ofconv.Mod) error {
 	f := mod.Flow
 	if mod.Cmd != flow.CmdDelete {
 		// A flow that names a missing group is refused, as add-flow
@@ -408,15 +419,14 @@ func (o *ofBridge) flowModLocked(tx *flow.TableTxn, v uint8, fm *openflow.FlowMo
 var _ ofconn.Checker = (*ofBridge)(nil)
 
 // CheckFlowMod tells whether FlowMod would take fm, without running it
-// (a bundled flow mod); the groups it names are checked at commit, as a
-// bundle may add them first.
-func (o *ofBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) error {
+// (a bundled flow mod), and returns its conversion for the commit; the
+// groups it names are checked at commit, as a bundle may add them first.
+func (o *ofBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, error) {
 	if err := o.lock(); err != nil {
-		return err
+		return nil, err
 	}
 	defer o.unlock()
-	_, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
-	return err
+	return ofconv.FlowFromMod(o.b.parser(), v, fm)
 }
 
 // CheckGroupMod tells whether GroupMod could take gm, without running it:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ovsxdp/ovsxdp/flow/ofconv"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
@@ -88,7 +89,10 @@ type bundleState struct {
 type bundled struct {
 	h openflow.Header
 	m openflow.Message
-	b []byte // the message
+	// flow is m's conversion when m is a flow mod that the bridge
+	// checked (Checker): the commit runs it as it is.
+	flow *ofconv.Mod
+	b    []byte // the message
 	// add is the OFPT_BUNDLE_ADD_MESSAGE that carried it (b is a part
 	// of it): Open vSwitch's error for a message that fails at commit
 	// echoes its add.
@@ -202,7 +206,8 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	case ih.Xid != h.Xid:
 		return refuse(bundleError(codeBundleMsgBadXid, "bundled message xid %d in an add of xid %d", ih.Xid, h.Xid))
 	}
-	if err := c.checkMod(im); err != nil {
+	conv, err := c.checkMod(im)
+	if err != nil {
 		return refuse(err)
 	}
 	bd := c.bundles[id]
@@ -221,16 +226,17 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	if len(bd.msgs) >= maxBundleMsgs || bd.bytes+len(add) > maxBundleBytes {
 		return bundleError(codeBundleTooMany, "bundle %d holds %d messages (%d bytes)", id, len(bd.msgs), bd.bytes)
 	}
-	bd.msgs = append(bd.msgs, bundled{h: ih, m: im, b: inner, add: add})
+	bd.msgs = append(bd.msgs, bundled{h: ih, m: im, flow: conv, b: inner, add: add})
 	bd.bytes += len(add)
 	return nil
 }
 
 // checkMod tells whether m may be bundled and whether the bridge would
-// take it, without running it.
-func (c *conn) checkMod(m openflow.Message) error {
+// take it, without running it; a flow mod's conversion, when the bridge
+// made one, is kept for the commit.
+func (c *conn) checkMod(m openflow.Message) (*ofconv.Mod, error) {
 	if c.role == openflow.RoleSlave {
-		return badRequest(codeBadReqIsSlave, "bundled message from a slave")
+		return nil, badRequest(codeBadReqIsSlave, "bundled message from a slave")
 	}
 	ck, _ := c.s.br.(Checker)
 	switch m := m.(type) {
@@ -238,23 +244,23 @@ func (c *conn) checkMod(m openflow.Message) error {
 		if ck != nil {
 			return ck.CheckFlowMod(c.version, m)
 		}
-		return nil
+		return nil, nil
 	case *openflow.GroupMod:
 		if ck != nil {
-			return ck.CheckGroupMod(c.version, m)
+			return nil, ck.CheckGroupMod(c.version, m)
 		}
-		return nil
+		return nil, nil
 	case *openflow.PortMod:
-		return nil
+		return nil, nil
 	case *openflow.PacketOut:
 		if ck, ok := c.s.br.(PacketOutChecker); ok {
-			return ck.CheckPacketOut(c.version, m)
+			return nil, ck.CheckPacketOut(c.version, m)
 		}
-		return nil
+		return nil, nil
 	}
 	// As Open vSwitch, which bundles flow mods, group mods, port mods
 	// and packet outs only.
-	return bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
+	return nil, bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
 }
 
 // commit runs the messages of bundle id (bd, already removed from the
@@ -265,7 +271,7 @@ func (c *conn) commit(id uint32, bd *bundleState) error {
 	bc := c.s.br.(BundleCommitter) // bundles are taken only then
 	mods := make([]BundledMod, len(bd.msgs))
 	for i, e := range bd.msgs {
-		mods[i] = BundledMod{Msg: e.m, From: Origin{c: c, xid: e.h.Xid}}
+		mods[i] = BundledMod{Msg: e.m, From: Origin{c: c, xid: e.h.Xid}, Flow: e.flow}
 		if _, ok := e.m.(*openflow.PortMod); ok && bd.flags&bundleAtomic != 0 {
 			// Open vSwitch's port mods are not atomic: it fails an
 			// atomic bundle that holds one when its turn comes.

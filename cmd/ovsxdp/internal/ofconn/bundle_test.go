@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -17,9 +18,8 @@ import (
 // as the daemon's bridge does.
 type checkingBridge struct{ tableBridge }
 
-func (b *checkingBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) error {
-	_, err := ofconv.FlowFromMod(nil, v, fm)
-	return err
+func (b *checkingBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, error) {
+	return ofconv.FlowFromMod(nil, v, fm)
 }
 
 func (b *checkingBridge) CheckGroupMod(v uint8, gm *openflow.GroupMod) error {
@@ -129,6 +129,68 @@ func TestBundleCommit(t *testing.T) {
 	// The bundle is gone after its commit.
 	xid = cl.send(bundleCtl(7, bctCommit, flags))
 	cl.expectError(xid, errTypeBundleFailed, codeBundleBadID)
+}
+
+// onceBridge is a checkingBridge that records the conversions its
+// CheckFlowMod returns and the messages it is asked to commit.
+type onceBridge struct {
+	checkingBridge
+	mu        sync.Mutex // protects converted and committed
+	converted []*ofconv.Mod
+	committed []BundledMod
+}
+
+func (b *onceBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, error) {
+	mod, err := b.checkingBridge.CheckFlowMod(v, fm)
+	if err == nil {
+		b.mu.Lock()
+		b.converted = append(b.converted, mod)
+		b.mu.Unlock()
+	}
+	return mod, err
+}
+
+func (b *onceBridge) CommitBundle(v uint8, mods []BundledMod) (int, error) {
+	b.mu.Lock()
+	b.committed = append(b.committed, mods...)
+	b.mu.Unlock()
+	return b.checkingBridge.CommitBundle(v, mods)
+}
+
+// TestBundleConvertedOnce checks that each bundled flow mod reaches the
+// commit with the conversion its check made when it was added, in order,
+// so that the bridge need not convert it again, and that a flow mod the
+// check refused is not part of the commit.
+func TestBundleConvertedOnce(t *testing.T) {
+	br := &onceBridge{checkingBridge: checkingBridge{tableBridge{t: flow.NewTable()}}}
+	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
+	cl := dial(t, s, openflow.Version14)
+	const flags = bundleAtomic | bundleOrdered
+	for i := range 3 {
+		fm := flowModWith(nil, applyActions(&openflow.ActOutput{Port: uint32(i + 1)}))
+		fm.Priority = uint16(10 * (i + 1))
+		cl.bundleAddMsg(3, flags, fm, sameXid)
+	}
+	bad := cl.bundleAddMsg(3, flags, flowModWith(nil, applyActions(nxRaw(29, 14))), sameXid)
+	cl.expectError(bad, openflow.ErrTypeBadAction, openflow.CodeBadActionType)
+	xid := cl.send(bundleCtl(3, bctCommit, flags))
+	cl.expectBundleReply(xid, 3, bctCommit+1)
+	if n := br.t.Len(); n != 3 {
+		t.Fatalf("%d flows after the commit, want 3", n)
+	}
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if len(br.converted) != 3 || len(br.committed) != 3 {
+		t.Fatalf("%d conversions, %d messages committed; want 3 each", len(br.converted), len(br.committed))
+	}
+	for i, m := range br.committed {
+		if m.Flow == nil || m.Flow != br.converted[i] {
+			t.Errorf("message %d committed with conversion %p, want %p, its check's", i+1, m.Flow, br.converted[i])
+		}
+		if fm, ok := m.Msg.(*openflow.FlowMod); !ok || fm.Priority != uint16(10*(i+1)) {
+			t.Errorf("message %d is %T %+v, want the flow mod of priority %d", i+1, m.Msg, m.Msg, 10*(i+1))
+		}
+	}
 }
 
 // expectErrorData reads an error reply of type typ and code to xid, and

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/flow/ofconv"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
@@ -72,7 +73,11 @@ type Bridge interface {
 // group mod without running it. Bundled messages are checked with it when
 // they are added (bundle.go); without it they are checked at commit only.
 type Checker interface {
-	CheckFlowMod(v uint8, fm *openflow.FlowMod) error
+	// CheckFlowMod converts fm as FlowMod would: the conversion comes
+	// back to CommitBundle (BundledMod.Flow), so that a bundled flow mod
+	// is converted once, when it is added, as Open vSwitch decodes it
+	// once then.
+	CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, error)
 	CheckGroupMod(v uint8, gm *openflow.GroupMod) error
 }
 
@@ -120,6 +125,9 @@ type BundledMod struct {
 	// Refuse, if set, is the error the message fails with when its
 	// turn comes, whatever it is.
 	Refuse error
+	// Flow, if set, is a flow mod's conversion by CheckFlowMod when it
+	// was added: it is run as it is, not converted again.
+	Flow *ofconv.Mod
 }
 
 // GroupAll is OFPG_ALL: every group, in a group request.
