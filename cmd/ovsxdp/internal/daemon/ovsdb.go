@@ -58,7 +58,7 @@ const (
 // ovsdbTables are the monitored tables and columns.
 var ovsdbTables = map[string][]string{
 	"Open_vSwitch": {"bridges", "next_cfg", "cur_cfg", "datapath_types", "iface_types", "other_config"},
-	"Bridge":       {"name", "datapath_type", "ports", "datapath_id"},
+	"Bridge":       {"name", "datapath_type", "ports", "datapath_id", "other_config"},
 	"Port":         {"name", "interfaces"},
 	"Interface": {"name", "type", "options", "ofport_request", "ofport", "error", "link_state",
 		"admin_state", "mtu", "mac_in_use", "ifindex", "statistics"},
@@ -216,6 +216,7 @@ func (s *ovsdbSync) sync() {
 	ctlCfgs, ctlRows := wantedControllers(snap, bridges)
 	statuses, created := s.apply(bridges, ports, ctlCfgs)
 	s.applyControllers(ctlCfgs, created)
+	s.setLocalMACs(snap, bridges)
 	ops := s.writeBack(snap, root, bridges, ports, statuses)
 	ops = append(ops, s.controllerWriteBack(ctlRows)...)
 	if len(ops) == 0 || s.ctx.Err() != nil {
