@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"encoding/binary"
+	"log/slog"
 	"net"
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ovsdb"
@@ -10,54 +11,106 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
-// localMAC is a bridge's LOCAL device and the address it is to have.
+// localMAC is a bridge's LOCAL device, the address it has and the one it
+// is to have.
 type localMAC struct {
 	bridge string
 	tap    *vport.TapPort
-	mac    net.HardwareAddr
+	have   net.HardwareAddr
+	want   net.HardwareAddr
 }
 
-// setLocalMACs gives each bridge's LOCAL device the address ovs-vswitchd
-// chooses for a bridge (bridgeMAC), at every sync, so that it follows the
-// database and the ports as they come and go.
-func (s *ovsdbSync) setLocalMACs(snap map[string]map[ovsdb.UUID]ovsdb.Row, bridges map[string]ovsdb.UUID) {
-	var todo []localMAC
+// localMACLocked works out the address b's LOCAL device is to have
+// (bridgeMAC) from the bridge's row and its ports' devices, read once
+// into *devs. ok is false when b has no LOCAL device. d.mu must be held.
+func localMACLocked(b *bridge, row ovsdb.Row, uuid ovsdb.UUID, devs **devices) (l localMAC, ok bool) {
+	if *devs == nil {
+		*devs = readDevices()
+	}
+	var cands []net.HardwareAddr
+	for _, p := range b.dp.Ports() {
+		switch vp := p.VPort().(type) {
+		case *vport.TapPort:
+			if p.OFPort == flow.PortLocal {
+				l.tap = vp
+				if ifc := (*devs).of(vp); ifc != nil {
+					l.have = ifc.HardwareAddr
+				}
+			}
+		case vport.Linked:
+			// Internal ports and tunnels take no part: Open vSwitch
+			// skips the one, and the other's address is a random
+			// local one.
+			if ifc := (*devs).of(vp); ifc != nil {
+				cands = append(cands, ifc.HardwareAddr)
+			}
+		}
+	}
+	if l.tap == nil {
+		return localMAC{}, false
+	}
+	l.bridge, l.want = b.name, bridgeMAC(row, uuid, cands)
+	return l, true
+}
+
+// set gives the LOCAL device its address.
+func (l localMAC) set(log *slog.Logger) {
+	if err := l.tap.SetHardwareAddr(l.want); err != nil {
+		log.Warn("ovsdb: cannot set the bridge's address on its LOCAL device", "bridge", l.bridge, "mac", l.want.String(), "err", err)
+	}
+}
+
+// setCreatedLocalMACsLocked gives the LOCAL device of each bridge just
+// created its address before the bridge's OpenFlow channel exists, as
+// ovs-vswitchd chooses it in the same reconfiguration that creates the
+// bridge: no connection ever sees the device's first address. d.mu must
+// be held.
+func (s *ovsdbSync) setCreatedLocalMACsLocked(created map[string]bool, bridges map[string]ovsdb.UUID, rows map[ovsdb.UUID]ovsdb.Row) {
+	var devs *devices
+	for name := range created {
+		b, row := s.d.bridges[name], rows[bridges[name]]
+		if b == nil || row == nil {
+			continue
+		}
+		if l, ok := localMACLocked(b, row, bridges[name], &devs); ok && !bytes.Equal(l.have, l.want) {
+			l.set(s.log)
+		}
+	}
+}
+
+// setLocalMACs follows, after the bridges are created, what changes the
+// address Open vSwitch gives a bridge: its ports coming and going and
+// other_config:hwaddr. As ovs-vswitchd, which sets the address after
+// adding and deleting the ports and then reports the LOCAL port's new
+// address by port status, the connections are told of the ports' changes
+// first, then of the address.
+func (s *ovsdbSync) setLocalMACs(rows map[ovsdb.UUID]ovsdb.Row, bridges map[string]ovsdb.UUID, created map[string]bool) {
+	type change struct {
+		l  localMAC
+		ob *ofBridge
+	}
+	var todo []change
 	s.d.mu.Lock()
 	var devs *devices
 	for name, uuid := range bridges {
-		b := s.d.bridges[name]
-		row, ok := snap["Bridge"][uuid]
-		if b == nil || !ok {
+		b, row := s.d.bridges[name], rows[uuid]
+		if b == nil || row == nil || created[name] {
 			continue
 		}
-		var tap *vport.TapPort
-		var cands []net.HardwareAddr
-		for _, p := range b.dp.Ports() {
-			switch vp := p.VPort().(type) {
-			case *vport.TapPort:
-				if p.OFPort == flow.PortLocal {
-					tap = vp
-				}
-			case vport.Linked:
-				// Internal ports and tunnels take no part: Open
-				// vSwitch skips the one, and the other's address is
-				// a random local one.
-				if devs == nil {
-					devs = readDevices()
-				}
-				if ifc := devs.of(vp); ifc != nil {
-					cands = append(cands, ifc.HardwareAddr)
-				}
-			}
+		l, ok := localMACLocked(b, row, uuid, &devs)
+		if !ok || bytes.Equal(l.have, l.want) {
+			continue
 		}
-		if tap != nil {
-			todo = append(todo, localMAC{bridge: name, tap: tap, mac: bridgeMAC(row, uuid, cands)})
-		}
+		todo = append(todo, change{l: l, ob: s.d.channels.ofBridge(b)})
 	}
 	s.d.mu.Unlock()
-	for _, l := range todo {
-		if err := l.tap.SetHardwareAddr(l.mac); err != nil {
-			s.log.Warn("ovsdb: cannot set the bridge's address on its LOCAL device", "bridge", l.bridge, "mac", l.mac.String(), "err", err)
+	for _, c := range todo {
+		if c.ob != nil {
+			c.ob.Ports()
+		}
+		c.l.set(s.log)
+		if c.ob != nil {
+			c.ob.Ports()
 		}
 	}
 }

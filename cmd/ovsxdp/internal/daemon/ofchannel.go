@@ -46,6 +46,16 @@ type channel struct {
 	done chan struct{}
 }
 
+// ofBridge is the OpenFlow side of bridge b, nil while it has no channel.
+func (cs *channels) ofBridge(b *bridge) *ofBridge {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if ch := cs.byName[b.name]; ch != nil && ch.b == b {
+		return ch.ob
+	}
+	return nil
+}
+
 // close stops the channel without waiting for its connections (they may
 // wait for the daemon's lock), and returns a function that waits.
 func (ch *channel) close() (wait func()) {

@@ -214,9 +214,9 @@ func (s *ovsdbSync) sync() {
 	}
 	bridges, ports := s.wanted(snap, root)
 	ctlCfgs, ctlRows := wantedControllers(snap, bridges)
-	statuses, created := s.apply(bridges, ports, ctlCfgs)
+	statuses, created := s.apply(bridges, snap["Bridge"], ports, ctlCfgs)
 	s.applyControllers(ctlCfgs, created)
-	s.setLocalMACs(snap, bridges)
+	s.setLocalMACs(snap["Bridge"], bridges, created)
 	ops := s.writeBack(snap, root, bridges, ports, statuses)
 	ops = append(ops, s.controllerWriteBack(ctlRows)...)
 	if len(ops) == 0 || s.ctx.Err() != nil {
@@ -376,7 +376,7 @@ type portStatus struct {
 // port's status, and the bridges it created. A new bridge gets the flows
 // saved for it, or else, in standalone mode without controllers (ctl),
 // the normal flow that Open vSwitch gives such a bridge.
-func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantPort, ctl map[string]ctlConfig) (map[string]*portStatus, map[string]bool) {
+func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, rows map[ovsdb.UUID]ovsdb.Row, ports map[string]*wantPort, ctl map[string]ctlConfig) (map[string]*portStatus, map[string]bool) {
 	d := s.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -457,6 +457,8 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantP
 		}
 		changed = true
 	}
+	// Before publishLocked starts the new bridges' OpenFlow channels.
+	s.setCreatedLocalMACsLocked(created, bridges, rows)
 	if changed {
 		d.publishLocked()
 	}
