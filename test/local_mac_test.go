@@ -23,7 +23,11 @@ import (
 // not internal; else one derived from the Bridge row's UUID. The same
 // ovs-vsctl steps and device changes run against a sandboxed Open
 // vSwitch (netdev datapath) and against ovsxdp configured from its own
-// ovsdb-server, and each address is named after what it came from.
+// ovsdb-server, and each address is named after what it came from. The
+// OFPT_PORT_STATUS messages that monitors connected since the bridge was
+// created print must tell the same too: LOCAL's new address after the
+// port's add or delete that changed it, and never an address the bridge
+// had before it was configured.
 func TestLocalMACMatchesOVS(t *testing.T) {
 	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
 	ovs := ovsref.Start(t, "brx", nil)
@@ -90,7 +94,27 @@ func localMACSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl func(
 	sw.IP(t, "link", "set", "h-m", "address", mMAC)
 	sw.IP(t, "link", "set", "h-n", "address", nMAC)
 
-	vs("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type="+dpType)
+	// Open vSwitch's datapath id follows the bridge's address unless it is
+	// set, and a datapath id that changes drops every connection;
+	// ovsxdp's never changes, so it is set here, and the monitors stay.
+	vs("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type="+dpType, "other_config:datapath-id=0000000000000abc")
+	versions := []string{"OpenFlow10", "OpenFlow13"}
+	var mons []*netns.Process
+	monDir := t.TempDir()
+	for _, v := range versions {
+		ctl := filepath.Join(monDir, v+".ctl")
+		var mon *netns.Process
+		// A barrier answered: the monitor is connected and listening.
+		if !netns.Eventually(60*time.Second, func() bool {
+			if mon == nil || mon.Exited() {
+				mon = sw.Start(t, ofctl, "--unixctl="+ctl, "-O", v, "monitor", target, "65535")
+			}
+			return exec.Command("ovs-appctl", "-t", ctl, "ofctl/barrier").Run() == nil
+		}) {
+			t.Fatalf("%s: the %s monitor does not answer: %s", dpType, v, mon.Output())
+		}
+		mons = append(mons, mon)
+	}
 	names := map[string]string{
 		uuidMAC(vs("get", "bridge", "br0", "_uuid")): "uuid",
 		mMAC: "h-m", nMAC: "h-n", hwaddr: "hwaddr",
@@ -140,5 +164,59 @@ func localMACSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl func(
 	step("h-n deleted")
 	vs("del-port", "br0", "h-m")
 	step("h-m deleted")
+
+	// A last change every monitor must see: all that came before it is in
+	// their output by then, since a connection's messages keep their order.
+	vs("add-port", "br0", "i-z", "--", "set", "interface", "i-z", "type=internal")
+	portRE := regexp.MustCompile(` \d+\(`)
+	addrRE := regexp.MustCompile(`addr:([0-9a-f]{2}(:[0-9a-f]{2}){5})`)
+	for i, mon := range mons {
+		if err := mon.WaitOutput("(i-z)", 60*time.Second); err != nil {
+			t.Errorf("%s: the %s monitor: %v", dpType, versions[i], err)
+		}
+		steps = append(steps, localPortStatus(versions[i], mon.Output(), func(l string) string {
+			l = portRE.ReplaceAllString(l, " (")
+			return addrRE.ReplaceAllStringFunc(l, func(m string) string { return "addr:" + name(m[len("addr:"):]) })
+		}))
+	}
 	return steps
+}
+
+// localPortStatus is what a monitor printed of the port status messages:
+// LOCAL's in full, and for the other ports only the adds and deletes,
+// which tell where LOCAL's changes fall; their own changes are the port
+// description test's. A message that repeats the one before it word for
+// word tells nothing new. norm normalises a line.
+func localPortStatus(version, out string, norm func(string) string) string {
+	xidRE := regexp.MustCompile(` ?\(xid=0x[0-9a-f]+\)`)
+	var b strings.Builder
+	fmt.Fprintf(&b, "port status, %s\n", version)
+	var last string
+	for _, msg := range strings.Split(out, "\nOFPT_") {
+		msg = strings.TrimPrefix(msg, "OFPT_")
+		if !strings.HasPrefix(msg, "PORT_STATUS") {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(msg, "\n"), "\n")
+		first := xidRE.ReplaceAllString(lines[0], "")
+		var m string
+		switch {
+		case strings.Contains(first, "LOCAL(br0)"):
+			for _, l := range lines {
+				m += norm(xidRE.ReplaceAllString(l, "")) + "\n"
+			}
+		case strings.Contains(first, ": ADD: "), strings.Contains(first, ": DEL: "):
+			if i := strings.Index(first, "): addr:"); i >= 0 {
+				first = first[:i+1] // the address of an internal port is random
+			}
+			m = norm(first) + "\n"
+		default:
+			continue
+		}
+		if m != last {
+			b.WriteString(m)
+		}
+		last = m
+	}
+	return b.String()
 }
