@@ -373,9 +373,10 @@ type portStatus struct {
 }
 
 // apply makes the bridges and ports those wanted and returns each wanted
-// port's status, and the bridges it created. A new bridge gets the flows
-// saved for it, or else, in standalone mode without controllers (ctl),
-// the normal flow that Open vSwitch gives such a bridge.
+// port's status, and the bridges it created (rows are the Bridge rows,
+// for a new bridge's address). A new bridge gets the flows saved for it,
+// or else, in standalone mode without controllers (ctl), the normal flow
+// that Open vSwitch gives such a bridge.
 func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, rows map[ovsdb.UUID]ovsdb.Row, ports map[string]*wantPort, ctl map[string]ctlConfig) (map[string]*portStatus, map[string]bool) {
 	d := s.d
 	d.mu.Lock()
