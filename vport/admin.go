@@ -1,7 +1,9 @@
 package vport
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 
 	"github.com/vishvananda/netlink"
 )
@@ -62,5 +64,28 @@ func setLinkUp(h *netlink.Handle, lk netlink.Link, up bool) error {
 	if err != nil {
 		return fmt.Errorf("set %s %s: %w", lk.Attrs().Name, map[bool]string{true: "up", false: "down"}[up], err)
 	}
+	return nil
+}
+
+// SetHardwareAddr gives the TAP device the Ethernet address mac, as
+// ovs-vswitchd sets the address it chooses for a bridge on the bridge's
+// LOCAL device.
+func (p *TapPort) SetHardwareAddr(mac net.HardwareAddr) error {
+	h, err := netlinkHandle("")
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lk, err := h.LinkByName(p.name)
+	if err != nil {
+		return fmt.Errorf("device of port %s: %w", p.name, err)
+	}
+	if bytes.Equal(lk.Attrs().HardwareAddr, mac) {
+		return nil
+	}
+	if err := h.LinkSetHardwareAddr(lk, mac); err != nil {
+		return fmt.Errorf("set %s address %s: %w", p.name, mac, err)
+	}
+	p.kick() // read the device's state at once
 	return nil
 }

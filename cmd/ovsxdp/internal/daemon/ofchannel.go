@@ -46,6 +46,16 @@ type channel struct {
 	done chan struct{}
 }
 
+// ofBridge is the OpenFlow side of bridge b, nil while it has no channel.
+func (cs *channels) ofBridge(b *bridge) *ofBridge {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if ch := cs.byName[b.name]; ch != nil && ch.b == b {
+		return ch.ob
+	}
+	return nil
+}
+
 // close stops the channel without waiting for its connections (they may
 // wait for the daemon's lock), and returns a function that waits.
 func (ch *channel) close() (wait func()) {
@@ -158,9 +168,10 @@ type ofBridge struct {
 	mon flowTracker // flow monitors (ofmonitor.go)
 
 	// moddedMu protects modded: the bridge ports whose config a port mod
-	// set since the port watcher last looked (portdesc.go).
+	// set since the port watcher last looked, and which request set it
+	// (portdesc.go).
 	moddedMu sync.Mutex
-	modded   map[uint32]uint32
+	modded   map[uint32]portMod
 
 	// portsMu serialises the looks at the ports (Ports) and protects
 	// told, the ports as the connections were last told of them.
@@ -345,7 +356,7 @@ func (o *ofBridge) commitBundle(v uint8, mods []ofconn.BundledMod) ([]*datapath.
 					gone = append(gone, rs...)
 				case *openflow.PortMod:
 					var apply func()
-					apply, err = o.portModLocked(msg)
+					apply, err = o.portModLocked(msg, m.From)
 					if apply != nil {
 						ports = append(ports, apply)
 					}
@@ -534,12 +545,12 @@ const codePortModBadPort uint16 = 0
 
 // PortMod brings a port administratively up or down (OFPPC_PORT_DOWN), as
 // ovs-ofctl mod-port PORT up|down does; other bits are refused.
-func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod) error {
+func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod, from ofconn.Origin) error {
 	if err := o.lock(); err != nil {
 		return err
 	}
 	defer o.unlock()
-	apply, err := o.portModLocked(pm)
+	apply, err := o.portModLocked(pm, from)
 	if err != nil {
 		return err
 	}
@@ -551,7 +562,7 @@ func (o *ofBridge) PortMod(v uint8, pm *openflow.PortMod) error {
 
 // portModLocked checks a port mod and returns what applies it (nil when
 // it changes nothing). d.mu must be held.
-func (o *ofBridge) portModLocked(pm *openflow.PortMod) (apply func(), err error) {
+func (o *ofBridge) portModLocked(pm *openflow.PortMod, from ofconn.Origin) (apply func(), err error) {
 	p, ok := o.b.dp.PortByOF(bridgePort(pm.PortNo))
 	if !ok {
 		return nil, &openflow.Error{Type: openflow.ErrTypePortModFailed, Code: codePortModBadPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("no port %d", pm.PortNo)}
@@ -571,7 +582,7 @@ func (o *ofBridge) portModLocked(pm *openflow.PortMod) (apply func(), err error)
 	}
 	up := pm.Config&openflow.PortConfigDown == 0
 	return func() {
-		o.portModded(p.OFPort, pm.Config&openflow.PortConfigDown)
+		o.portModded(p.OFPort, pm.Config&openflow.PortConfigDown, from)
 		if err := datapath.SetPortAdminUp(p, up); err != nil {
 			o.d.log.Warn("port mod: the device keeps its state", "bridge", o.b.name, "port", p.Name, "err", err)
 		}

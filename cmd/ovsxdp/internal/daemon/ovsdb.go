@@ -58,7 +58,7 @@ const (
 // ovsdbTables are the monitored tables and columns.
 var ovsdbTables = map[string][]string{
 	"Open_vSwitch": {"bridges", "next_cfg", "cur_cfg", "datapath_types", "iface_types", "other_config"},
-	"Bridge":       {"name", "datapath_type", "ports", "datapath_id"},
+	"Bridge":       {"name", "datapath_type", "ports", "datapath_id", "other_config"},
 	"Port":         {"name", "interfaces"},
 	"Interface": {"name", "type", "options", "ofport_request", "ofport", "error", "link_state",
 		"admin_state", "mtu", "mac_in_use", "ifindex", "statistics"},
@@ -214,8 +214,9 @@ func (s *ovsdbSync) sync() {
 	}
 	bridges, ports := s.wanted(snap, root)
 	ctlCfgs, ctlRows := wantedControllers(snap, bridges)
-	statuses, created := s.apply(bridges, ports, ctlCfgs)
+	statuses, created := s.apply(bridges, snap["Bridge"], ports, ctlCfgs)
 	s.applyControllers(ctlCfgs, created)
+	s.setLocalMACs(snap["Bridge"], bridges, created)
 	ops := s.writeBack(snap, root, bridges, ports, statuses)
 	ops = append(ops, s.controllerWriteBack(ctlRows)...)
 	if len(ops) == 0 || s.ctx.Err() != nil {
@@ -372,10 +373,11 @@ type portStatus struct {
 }
 
 // apply makes the bridges and ports those wanted and returns each wanted
-// port's status, and the bridges it created. A new bridge gets the flows
-// saved for it, or else, in standalone mode without controllers (ctl),
-// the normal flow that Open vSwitch gives such a bridge.
-func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantPort, ctl map[string]ctlConfig) (map[string]*portStatus, map[string]bool) {
+// port's status, and the bridges it created (rows are the Bridge rows,
+// for a new bridge's address). A new bridge gets the flows saved for it,
+// or else, in standalone mode without controllers (ctl), the normal flow
+// that Open vSwitch gives such a bridge.
+func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, rows map[ovsdb.UUID]ovsdb.Row, ports map[string]*wantPort, ctl map[string]ctlConfig) (map[string]*portStatus, map[string]bool) {
 	d := s.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -456,6 +458,8 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, ports map[string]*wantP
 		}
 		changed = true
 	}
+	// Before publishLocked starts the new bridges' OpenFlow channels.
+	s.setCreatedLocalMACsLocked(created, bridges, rows)
 	if changed {
 		d.publishLocked()
 	}

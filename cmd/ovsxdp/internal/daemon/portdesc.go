@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"net"
 
+	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ofconn"
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 	"github.com/ovsxdp/ovsxdp/vport"
@@ -37,6 +38,7 @@ func (o *ofBridge) tell(now []openflow.Port) {
 	for _, p := range now {
 		seen[p.PortNo] = true
 		old, ok := o.told[p.PortNo]
+		from, modded := o.byPortMod(p.PortNo, p.Config)
 		switch {
 		case !ok:
 			o.srv.PortStatus(openflow.PortReasonAdd, p)
@@ -44,11 +46,20 @@ func (o *ofBridge) tell(now []openflow.Port) {
 			o.srv.PortStatus(openflow.PortReasonDelete, old)
 			o.srv.PortStatus(openflow.PortReasonAdd, p)
 		case portDescChanged(old, p):
-			if mid, ok := portDescBetween(old, p, o.byPortMod(p.PortNo, p.Config)); ok {
-				o.srv.PortModified(old, mid)
-				old = mid
+			// The status that shows a port mod's config is the port
+			// mod's own (PortModifiedBy); a later one, the device's.
+			if mid, ok := portDescBetween(old, p, modded); ok {
+				if modded {
+					o.srv.PortModifiedBy(old, mid, from)
+				} else {
+					o.srv.PortModified(old, mid)
+				}
+				o.srv.PortModified(mid, p)
+			} else if modded {
+				o.srv.PortModifiedBy(old, p, from)
+			} else {
+				o.srv.PortModified(old, p)
 			}
-			o.srv.PortModified(old, p)
 		}
 	}
 	for n, p := range o.told {
@@ -145,31 +156,39 @@ func portDescChanged(a, b openflow.Port) bool {
 		a.CurrSpeed != b.CurrSpeed || a.MaxSpeed != b.MaxSpeed
 }
 
-// portModded notes that a port mod sets bridge port of's config to
+// portMod is a port mod the port watcher has not seen the effect of yet:
+// the config it sets and the request that sent it.
+type portMod struct {
+	config uint32
+	from   ofconn.Origin
+}
+
+// portModded notes that a port mod from sets bridge port of's config to
 // config. It is called before the change, so that the port watcher,
 // which reads the ports without d.mu, never sees the change without it.
-func (o *ofBridge) portModded(of, config uint32) {
+func (o *ofBridge) portModded(of, config uint32, from ofconn.Origin) {
 	o.moddedMu.Lock()
 	defer o.moddedMu.Unlock()
 	if o.modded == nil {
-		o.modded = map[uint32]uint32{}
+		o.modded = map[uint32]portMod{}
 	}
-	o.modded[wirePort(of)] = config
+	o.modded[wirePort(of)] = portMod{config: config, from: from}
 }
 
 // byPortMod tells whether OpenFlow port no's config, now config, is the
-// one a port mod set, and then forgets the port mod: a look before the
-// port mod's change leaves it for the look that sees the change (a port
-// mod that changes nothing is forgotten at the next look).
-func (o *ofBridge) byPortMod(no, config uint32) bool {
+// one a port mod set, and which request sent it, and then forgets the
+// port mod: a look before the port mod's change leaves it for the look
+// that sees the change (a port mod that changes nothing is forgotten at
+// the next look).
+func (o *ofBridge) byPortMod(no, config uint32) (ofconn.Origin, bool) {
 	o.moddedMu.Lock()
 	defer o.moddedMu.Unlock()
-	c, ok := o.modded[no]
-	if !ok || c != config {
-		return false
+	m, ok := o.modded[no]
+	if !ok || m.config != config {
+		return ofconn.Origin{}, false
 	}
 	delete(o.modded, no)
-	return true
+	return m.from, true
 }
 
 // portDescBetween is the port status ovs-vswitchd sends before the one

@@ -410,20 +410,33 @@ func ofPort32(p uint32) uint32 {
 // PortStatus sends a port status message to every connection that takes
 // asynchronous messages.
 func (s *Server) PortStatus(reason uint8, p openflow.Port) {
-	s.portStatus(reason, nil, p)
+	s.portStatus(reason, nil, p, nil)
 }
 
 // PortModified reports the change of a port from old to p, as Open
 // vSwitch does, only to the connections whose OpenFlow version tells the
 // two apart (OpenFlow 1.0 has no live bit, for one).
 func (s *Server) PortModified(old, p openflow.Port) {
-	s.portStatus(openflow.PortReasonModify, &old, p)
+	s.portStatus(openflow.PortReasonModify, &old, p, nil)
 }
 
-func (s *Server) portStatus(reason uint8, old *openflow.Port, p openflow.Port) {
+// PortModifiedBy reports the change a port mod from made, as
+// PortModified, except to the connection that sent it when it speaks
+// OpenFlow 1.4 or earlier: as Open vSwitch, which keeps the rule of
+// OpenFlow 1.0-1.4 that a port mod brings its sender no port status, and
+// sends one to every connection only in 1.5. What the device does after
+// (its link going down) is reported to every connection all the same.
+func (s *Server) PortModifiedBy(old, p openflow.Port, from Origin) {
+	s.portStatus(openflow.PortReasonModify, &old, p, from.c)
+}
+
+func (s *Server) portStatus(reason uint8, old *openflow.Port, p openflow.Port, sender *conn) {
 	for _, c := range s.liveConns() {
 		a := c.async.cfg.Load()
 		if ok, _ := a.receives(); !ok {
+			continue
+		}
+		if c == sender && a.version < openflow.Version15 {
 			continue
 		}
 		b, err := openflow.Encode(a.version, 0, &openflow.PortStatus{Reason: reason, Port: p})

@@ -55,8 +55,10 @@ type Bridge interface {
 	Tables(v uint8) []openflow.TableStats
 	// PortStats answers a port stats request (openflow.PortAny: all).
 	PortStats(v uint8, port uint32) ([]openflow.PortStats, error)
-	// PortMod changes a port's configuration.
-	PortMod(v uint8, pm *openflow.PortMod) error
+	// PortMod changes a port's configuration. from is the request: the
+	// port status of the change is not sent back to it before OpenFlow
+	// 1.5 (PortModifiedBy).
+	PortMod(v uint8, pm *openflow.PortMod, from Origin) error
 	// PacketOut sends a packet through actions.
 	PacketOut(v uint8, po *openflow.PacketOut) error
 	// GroupMod runs a group mod of version v.

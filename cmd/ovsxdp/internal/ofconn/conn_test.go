@@ -118,8 +118,8 @@ func (b *tableBridge) Tables(uint8) []openflow.TableStats { return []openflow.Ta
 func (b *tableBridge) PortStats(uint8, uint32) ([]openflow.PortStats, error) {
 	return []openflow.PortStats{{PortNo: 1}}, nil
 }
-func (b *tableBridge) PortMod(uint8, *openflow.PortMod) error     { return nil }
-func (b *tableBridge) PacketOut(uint8, *openflow.PacketOut) error { return nil }
+func (b *tableBridge) PortMod(uint8, *openflow.PortMod, Origin) error { return nil }
+func (b *tableBridge) PacketOut(uint8, *openflow.PacketOut) error     { return nil }
 func (b *tableBridge) GroupMod(v uint8, gm *openflow.GroupMod) error {
 	switch gm.Command {
 	case openflow.GroupAdd:

@@ -125,7 +125,7 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		if c.role == openflow.RoleSlave {
 			return fail(badRequest(codeBadReqIsSlave, "port mod from a slave"))
 		}
-		return fail(c.s.br.PortMod(v, m))
+		return fail(c.s.br.PortMod(v, m, Origin{c: c, xid: h.Xid}))
 	case *openflow.PacketOut:
 		if c.role == openflow.RoleSlave {
 			return fail(badRequest(codeBadReqIsSlave, "packet out from a slave"))
