@@ -29,9 +29,10 @@ import (
 // (shared by every bridge, 0 being the datapath's own port), ovsxdp by
 // its OpenFlow number, each bridge being its own datapath.
 var dpActionCases = []struct {
-	name string
-	vlan bool   // the datagram has a VLAN 7 tag
-	acts string // the actions of the flow for a's UDP
+	name  string
+	vlan  bool   // the datagram has a VLAN 7 tag
+	acts  string // the actions of the flow for a's UDP
+	group string // a group that acts name, added before the flow
 }{
 	{name: "output", acts: "output:2"},
 	{name: "drop", acts: "drop"},
@@ -43,6 +44,15 @@ var dpActionCases = []struct {
 	{name: "new vid on a tag", vlan: true, acts: "mod_vlan_vid:9,output:2"},
 	{name: "ct commit", acts: "ct(commit),output:2"},
 	{name: "ct commit in a zone", acts: "ct(commit,zone=5),output:2"},
+	// Without a selection method, Open vSwitch hashes in the datapath
+	// where the weights fit: hash(sym_l4(0)),recirc(id), then a megaflow
+	// of dp_hash under the map's mask (16 values for 1 and 2, 128 for 1
+	// and 100). The buckets do the same, because the two switches' hashes
+	// of the datagram differ.
+	{name: "default select group", acts: "group:1", group: "group_id=1,type=select,bucket=weight:1,actions=output:2,bucket=weight:2,actions=output:2"},
+	{name: "default select group of 128 values", acts: "group:1", group: "group_id=1,type=select,bucket=weight:1,actions=output:2,bucket=weight:100,actions=output:2"},
+	// Weights that need 512 values: the translation picks.
+	{name: "default select group too wide", acts: "group:1", group: "group_id=1,type=select,bucket=weight:1,actions=output:2,bucket=weight:300,actions=output:2"},
 }
 
 // dpSwitch is a switch of the datapath actions test.
@@ -183,14 +193,21 @@ func startOvsxdpDPActions(t *testing.T) *dpSwitch {
 	}
 }
 
-// dumpLineActions matches a dpctl/dump-flows line and captures its
-// actions.
-var dumpLineActions = regexp.MustCompile(`, actions:(.*)$`)
+var (
+	// dumpLineActions matches a dpctl/dump-flows line and captures its
+	// actions.
+	dumpLineActions = regexp.MustCompile(`, actions:(.*)$`)
+	// dumpDpHashMask captures the mask of a megaflow's dp_hash match.
+	dumpDpHashMask = regexp.MustCompile(`dp_hash\(0x[0-9a-f]+(/0x[0-9a-f]+)?\)`)
+	dumpRecircID   = regexp.MustCompile(`recirc\(0x[0-9a-f]+\)`)
+)
 
 // udpMegaflowActions sends one datagram from a (tagged with VLAN 7 when
-// vlan is set) through s and returns the actions of the megaflows that match
-// UDP, with ports by name, sorted; it waits a generous while for the
-// megaflow to show.
+// vlan is set) through s and returns the actions of the megaflows that
+// match UDP, and those of the megaflows that match dp_hash after a
+// recirculation, preceded by the dp_hash mask, with ports by name and
+// recirculation ids as ID, sorted; it waits a generous while for the
+// megaflows to show (both passes, when the first recirculates).
 func udpMegaflowActions(t *testing.T, s *dpSwitch, vlan bool) []string {
 	t.Helper()
 	frame := hex.EncodeToString(dpActionsFrame(t, vlan))
@@ -200,14 +217,22 @@ func udpMegaflowActions(t *testing.T, s *dpSwitch, vlan bool) []string {
 			t.Fatalf("%s: frame-send: %v\n%s", s.name, err, out)
 		}
 		acts = acts[:0]
+		recirculates, recirculated := false, false
 		for _, l := range strings.Split(s.appctl(t, "dpctl/dump-flows", s.dp), "\n") {
 			m := dumpLineActions.FindStringSubmatch(l)
-			if m == nil || !strings.Contains(l, "proto=17") {
+			h := dumpDpHashMask.FindStringSubmatch(l)
+			if m == nil || (h == nil && !strings.Contains(l, "proto=17")) {
 				continue
 			}
-			acts = append(acts, ovsref.MapActions(m[1], s.portName))
+			a := dumpRecircID.ReplaceAllString(ovsref.MapActions(m[1], s.portName), "recirc(ID)")
+			recirculates = recirculates || strings.Contains(a, "recirc(")
+			if h != nil {
+				recirculated = true
+				a = "dp_hash(" + h[1] + ") " + a
+			}
+			acts = append(acts, a)
 		}
-		return len(acts) > 0
+		return len(acts) > 0 && recirculates == recirculated
 	})
 	if !found {
 		t.Fatalf("%s: no UDP megaflow after 20 s:\n%s", s.name, s.appctl(t, "dpctl/dump-flows", s.dp))
@@ -226,6 +251,10 @@ func TestDatapathActionsMatchOVS(t *testing.T) {
 			got := map[string][]string{}
 			for _, s := range switches {
 				s.ofctl(t, nil, "del-flows")
+				s.ofctl(t, nil, "del-groups")
+				if tt.group != "" {
+					s.ofctl(t, nil, "add-group", tt.group)
+				}
 				flows := "priority=100,udp,in_port=1,actions=" + tt.acts + "\npriority=0,actions=drop\n"
 				s.ofctl(t, []byte(flows), "add-flows", "-")
 				s.appctl(t, s.purge...)
