@@ -274,13 +274,16 @@ func TestDatapathActionsMatchOVS(t *testing.T) {
 // the case's kind, key 5, remote 192.0.2.2), br-phy with the uplink ua (1) and its LOCAL port
 // holding 192.0.2.1; the peer namespace holds 192.0.2.2.
 type tunnelPushSide struct {
-	name       string
-	host, wl   *netns.NS
-	peer       *netns.NS
-	ofctl      func(t *testing.T, br string, args ...string)
-	dumpFlows  func(t *testing.T) string
-	normalise  func(acts string) string
-	underlayBr string
+	name      string
+	host, wl  *netns.NS
+	peer      *netns.NS
+	ofctl     func(t *testing.T, br string, args ...string)
+	dumpFlows func(t *testing.T) string
+	normalise func(acts string) string
+	// normaliseIn names the ports of a decapsulated packet's megaflow
+	// actions, which are the overlay bridge's.
+	normaliseIn func(acts string) string
+	underlayBr  string
 }
 
 // tunnelPushTopo makes the host's veths: wa to the workload (wa0) and ua
@@ -356,6 +359,7 @@ func startOVSTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 		normalise: func(acts string) string {
 			return ovsref.MapActions(tunnelPorts(acts, s.PortName, s.PortName), s.PortName)
 		},
+		normaliseIn: func(acts string) string { return ovsref.MapActions(acts, s.PortName) },
 	}
 }
 
@@ -394,6 +398,7 @@ func startOvsxdpTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 			// The outputs after tnl_push are the underlay bridge's.
 			return ovsref.MapActions(tunnelPorts(acts, look(overlay), look(underlay)), look(underlay))
 		},
+		normaliseIn: func(acts string) string { return ovsref.MapActions(acts, look(overlay)) },
 	}
 }
 
@@ -437,23 +442,7 @@ func TestTunnelPushActionsMatchOVS(t *testing.T) {
 func tunnelPushActions(t *testing.T, s *tunnelPushSide, acts string) []string {
 	t.Helper()
 	frame := hex.EncodeToString(dpActionsFrame(t, false))
-	s.host.IP(t, "addr", "add", "192.0.2.1/24", "dev", "br-phy")
-	if err := s.host.SetLinkUp("br-phy"); err != nil {
-		t.Fatal(err)
-	}
-	s.ofctl(t, "br-phy", "del-flows")
-	s.ofctl(t, "br-phy", "add-flow", "in_port=LOCAL,actions=output:1")
-	s.ofctl(t, "br-phy", "add-flow", "in_port=1,actions=LOCAL")
-	s.ofctl(t, "br-int", "del-flows")
-	s.ofctl(t, "br-int", "add-flow", "priority=100,udp,in_port=1,actions="+acts)
-	s.ofctl(t, "br-int", "add-flow", "priority=0,actions=drop")
-	// The host learns the peer's MAC, and the switch its path to it.
-	if !netns.Eventually(30*time.Second, func() bool {
-		_, err := s.host.Run("ping", "-c", "1", "-W", "1", "192.0.2.2")
-		return err == nil
-	}) {
-		t.Fatalf("%s: the host does not reach the peer through br-phy", s.name)
-	}
+	tunnelUnderlay(t, s, "priority=100,udp,in_port=1,actions="+acts)
 	var got []string
 	found := netns.Eventually(30*time.Second, func() bool {
 		if out, err := s.wl.Run(helperArgs(t, "frame-send", "wa0", frame)...); err != nil {
@@ -474,4 +463,28 @@ func tunnelPushActions(t *testing.T, s *tunnelPushSide, acts string) []string {
 	}
 	slices.Sort(got)
 	return slices.Compact(got)
+}
+
+// tunnelUnderlay gives br-phy's LOCAL port the host's address 192.0.2.1
+// and joins it to the uplink, sets br-int's flows (flow, then a drop of
+// everything else) and waits until the host reaches the peer through
+// br-phy: the host has learnt the peer's MAC, and the switch its path.
+func tunnelUnderlay(t *testing.T, s *tunnelPushSide, flow string) {
+	t.Helper()
+	s.host.IP(t, "addr", "add", "192.0.2.1/24", "dev", "br-phy")
+	if err := s.host.SetLinkUp("br-phy"); err != nil {
+		t.Fatal(err)
+	}
+	s.ofctl(t, "br-phy", "del-flows")
+	s.ofctl(t, "br-phy", "add-flow", "in_port=LOCAL,actions=output:1")
+	s.ofctl(t, "br-phy", "add-flow", "in_port=1,actions=LOCAL")
+	s.ofctl(t, "br-int", "del-flows")
+	s.ofctl(t, "br-int", "add-flow", flow)
+	s.ofctl(t, "br-int", "add-flow", "priority=0,actions=drop")
+	if !netns.Eventually(30*time.Second, func() bool {
+		_, err := s.host.Run("ping", "-c", "1", "-W", "1", "192.0.2.2")
+		return err == nil
+	}) {
+		t.Fatalf("%s: the host does not reach the peer through br-phy", s.name)
+	}
 }
