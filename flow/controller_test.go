@@ -96,7 +96,10 @@ func TestControllerPacketInMetadata(t *testing.T) {
 				pi.TunID, pi.TunSrc, pi.TunDst, pi.TunFlags = 7, 0x01010101, 0x02020202, TunFlagOAM
 			},
 			wantMask: func(m *Key) {
-				m.TunID, m.TunSrc, m.TunDst, m.TunFlags = ^uint64(0), ^uint32(0), ^uint32(0), TunFlagsOpenFlow
+				// The controller action's, and what every megaflow of a
+				// decapsulated packet matches (tunnelReceived).
+				m.TunID, m.TunSrc, m.TunDst = ^uint64(0), ^uint32(0), ^uint32(0)
+				m.TunFlags = TunFlagsOpenFlow | TunFlagDF | TunFlagCsum | TunFlagKey | TunFlagOpts | TunFlagGeneve
 				m.TunIPv6Src, m.TunIPv6Dst = allOnes16, allOnes16
 				m.TunMetaPresent = ^uint64(0)
 				for i := range m.TunMeta {

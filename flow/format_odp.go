@@ -341,7 +341,7 @@ func odpL3(w *odpWriter, k, mk *Key) {
 // odpIPCommon adds the fields IPv4 and IPv6 share, under their names.
 func odpIPCommon(w *odpWriter, k, mk *Key, tos, ttl string) {
 	w.field("proto", numODP(uint64(k.NwProto), uint64(mk.NwProto), 0xff), mk.NwProto != 0)
-	w.field(tos, hexODP(uint64(k.NwTos), uint64(mk.NwTos), 0xff), mk.NwTos != 0)
+	w.field(tos, maskedHexZero(uint64(k.NwTos), uint64(mk.NwTos), 0xff), mk.NwTos != 0) // %#x, as Open vSwitch: 0 for zero
 	w.field(ttl, numODP(uint64(k.NwTTL), uint64(mk.NwTTL), 0xff), mk.NwTTL != 0)
 	w.field("frag", fragODP(k.NwFrag, mk.NwFrag), mk.NwFrag != 0)
 }
@@ -674,8 +674,9 @@ func odpTunnel(w *odpWriter, k, mk *Key, tlv *TLVMap) {
 	if mk.TunIPv6Dst != ([16]byte{}) {
 		f = append(f, "ipv6_dst="+ipv6ODP(&k.TunIPv6Dst, &mk.TunIPv6Dst))
 	}
-	if mk.TunTOS != 0 {
-		// Open vSwitch prints it with %#x, which writes zero as 0.
+	if mk.TunTOS != 0 && k.TunTOS != 0 {
+		// Open vSwitch's key leaves out a TOS of 0, so its dump shows
+		// none; it prints one with %#x, which writes zero as 0.
 		tos := "tos=" + hexZero(uint64(k.TunTOS))
 		if mk.TunTOS != 0xff {
 			tos += "/" + hexZero(uint64(mk.TunTOS))
@@ -705,7 +706,12 @@ func odpTunnel(w *odpWriter, k, mk *Key, tlv *TLVMap) {
 		}
 		opts.WriteByte('}')
 	})
-	if opts.Len() > 0 {
+	if opts.Len() > 0 || k.TunFlags&mk.TunFlags&TunFlagGeneve != 0 {
+		// Options that came but that the megaflow does not match show
+		// as Open vSwitch shows them, geneve({}); no option, geneve().
+		if opts.Len() == 0 && k.TunFlags&mk.TunFlags&TunFlagOpts != 0 {
+			opts.WriteString("{}")
+		}
 		f = append(f, "geneve("+opts.String()+")")
 	}
 	var flags strings.Builder

@@ -116,10 +116,18 @@ type InstalledGroup struct {
 	// Installed is when add-group (or the last mod-group) installed it.
 	Installed time.Time
 	stats     *groupStats
-	// hashMap is a dp_hash select group's bucket for each value of the
-	// low bits of dp_hash (dpHashMap); nil for every other group, and
-	// for a dp_hash group that selects as one without a method.
+	// hashMap is the bucket for each value of the low bits of dp_hash
+	// (dpHashMap) of a select group that the datapath hashes: one of
+	// selection_method=dp_hash, or one without a selection method, which
+	// Open vSwitch also hashes in the datapath when its weights fit. It
+	// is nil for every other group, and for one of these whose weights
+	// need too many values: that group selects in the translation.
 	hashMap []uint16
+	// hashParam is the hash action's algorithm (upper 32 bits) and basis
+	// (lower) for a group with a hashMap: selection_method_param for
+	// dp_hash, the symmetric L4 hash with basis 0 for a group without a
+	// method.
+	hashParam uint64
 }
 
 // groupStats are a group's counters and its buckets'.

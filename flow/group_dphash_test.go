@@ -213,6 +213,61 @@ func TestDpHashGroupSymmetric(t *testing.T) {
 	}
 }
 
+// TestDefaultSelectGroupDpHash checks that a select group without a
+// selection method whose weights fit a map of 256 values hashes in the
+// datapath as Open vSwitch 3.1 does: hash(sym_l4(0)), recirculation, a
+// second pass matching dp_hash under the map's mask (16 values for 1, 2
+// and 5; 128 for 1 and 100) and no L4 port in either pass, one bucket for
+// both directions of a connection; and that weights needing 512 values
+// select in the translation.
+func TestDefaultSelectGroupDpHash(t *testing.T) {
+	tb := groupTable(t, []string{
+		"group_id=1,type=select,bucket=weight:1,actions=output:1,bucket=weight:2,actions=output:2,bucket=weight:5,actions=output:3",
+		"group_id=2,type=select,bucket=weight:1,actions=output:1,bucket=weight:100,actions=output:2",
+		"group_id=3,type=select,bucket=weight:1,actions=output:1,bucket=weight:300,actions=output:2",
+	},
+		"priority=10,tcp,actions=group:1",
+		"priority=10,udp,actions=group:2",
+		"priority=10,sctp,actions=group:3",
+	)
+	s := newHashSink(t, tb)
+	rng := rand.New(rand.NewPCG(11, 12))
+	for range 200 {
+		for _, tt := range []struct {
+			proto    uint8
+			wantMask uint32
+		}{{IPProtoTCP, 0xf}, {IPProtoUDP, 0x7f}} {
+			k := connKey(t, rng)
+			k.NwProto = tt.proto
+			r := k
+			r.NwSrc, r.NwDst, r.TpSrc, r.TpDst = k.NwDst, k.NwSrc, k.TpDst, k.TpSrc
+			a, mfs := s.run(t, k)
+			if len(mfs) != 2 {
+				t.Fatalf("%d passes", len(mfs))
+			}
+			if got := FormatODPActions(mfs[0].Actions); !strings.HasPrefix(got, "hash(sym_l4(0)),recirc(") {
+				t.Fatalf("first pass actions %s", got)
+			}
+			m0, m1 := mfs[0].Match(), mfs[1].Match()
+			if m0.Mask.TpSrc|m0.Mask.TpDst|m1.Mask.TpSrc|m1.Mask.TpDst != 0 || m0.Mask.NwSrc != 0 {
+				t.Fatalf("passes match %s and %s", FormatODPMatch(&m0, nil), FormatODPMatch(&m1, nil))
+			}
+			if m1.Mask.DpHash != tt.wantMask {
+				t.Fatalf("second pass matches dp_hash under %#x, want %#x", m1.Mask.DpHash, tt.wantMask)
+			}
+			if b, _ := s.run(t, r); !slices.Equal(a, b) {
+				t.Fatalf("one connection: %v one way, %v the other", a, b)
+			}
+		}
+		k := connKey(t, rng)
+		k.NwProto = IPProtoSCTP
+		tr := tb.Snapshot().Translate(&k, false)
+		if slices.ContainsFunc(tr.Actions, func(a Action) bool { return a.Type == ActHash || a.Type == ActRecirc }) || tr.Mask.TpSrc != 0xffff {
+			t.Fatalf("a group of 301 slots: %s, want the default selection", FormatODPActions(tr.Actions))
+		}
+	}
+}
+
 // TestDpHashGroupLiveness checks that a bucket that is not live gives its
 // hash values to the next live bucket in the map, and that no live bucket
 // at all outputs nothing from the group.

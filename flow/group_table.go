@@ -46,8 +46,17 @@ func newInstalled(g *Group, t *Table) *InstalledGroup {
 	for i := range ig.Buckets {
 		ig.Buckets[i].Actions = slices.Clone(ig.Buckets[i].Actions)
 	}
-	if ig.Type == GroupSelect && ig.SelectionMethod == "dp_hash" {
-		ig.hashMap = dpHashMap(ig.Buckets)
+	if ig.Type == GroupSelect {
+		switch ig.SelectionMethod {
+		case "dp_hash":
+			ig.hashMap, ig.hashParam = dpHashMap(ig.Buckets), ig.SelectionParam
+		case "":
+			// As Open vSwitch's group_set_selection_method: without a
+			// method, the datapath hashes symmetrically where the
+			// weights fit the map (at most maxDpHashValues values, as
+			// for dp_hash).
+			ig.hashMap, ig.hashParam = dpHashMap(ig.Buckets), dpHashSymL4<<32
+		}
 	}
 	return ig
 }

@@ -221,7 +221,9 @@ func TestTranslateGroups(t *testing.T) {
 func TestSelectGroupHash(t *testing.T) {
 	tb := groupTable(t, []string{
 		"group_id=1,type=select,selection_method=hash,fields(ip_src,ip_dst=255.255.255.0),bucket=weight:0,actions=output:1,bucket=output:2,bucket=weight:3,output:3",
-		"group_id=2,type=select,bucket=output:2,bucket=output:3",
+		// Weights that need 512 hash values: without a selection
+		// method, the translation picks.
+		"group_id=2,type=select,bucket=weight:1,output:2,bucket=weight:300,output:3",
 	},
 		"priority=10,tcp,actions=group:1",
 		"priority=10,udp,actions=group:2",

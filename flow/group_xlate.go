@@ -220,10 +220,13 @@ func (x *xlate) pickSelect(g *InstalledGroup) int {
 	return best
 }
 
-// dpHashSelect runs a dp_hash select group as Open vSwitch does. A packet
+// dpHashSelect runs a select group with a hash map (a dp_hash group, or
+// one without a selection method whose weights fit) as Open vSwitch
+// does. A packet
 // whose dp_hash is 0 has not been hashed yet: the translation commits the
 // flow's changes, emits the datapath action hash (ActHash: the datapath
-// hashes each packet's 5-tuple into its dp_hash) and freezes the pipeline
+// hashes each packet's 5-tuple, or its symmetric L4 hash, into its
+// dp_hash) and freezes the pipeline
 // with this group action and the actions after it still to run
 // (triggerFreeze), to recirculate. The packet comes back with its
 // dp_hash set, and its translation picks the bucket that the group's hash
@@ -245,7 +248,7 @@ func (x *xlate) dpHashSelect(g *InstalledGroup) {
 		// Open vSwitch's trace says so of the pass that hashes.
 		x.report(TraceDetail, "no live bucket")
 		x.commit()
-		x.emit(Action{Type: ActHash, Value: uint64(dpHashAlg(g.SelectionParam))<<32 | g.SelectionParam&(1<<32-1)})
+		x.emit(Action{Type: ActHash, Value: uint64(dpHashAlg(g.hashParam))<<32 | g.hashParam&(1<<32-1)})
 		x.triggerFreeze()
 		return
 	}
@@ -313,12 +316,12 @@ func (x *xlate) pickDpHash(g *InstalledGroup, hash uint32) int {
 // (DpHashOf), computed in the translation where it cannot recirculate;
 // it consults what the hash reads.
 func (x *xlate) dpHash(g *InstalledGroup) uint32 {
-	if dpHashAlg(g.SelectionParam) == dpHashSymL4 {
+	if dpHashAlg(g.hashParam) == dpHashSymL4 {
 		x.consultSymmetricL4()
 	} else {
 		x.consultL4()
 	}
-	return DpHashOf(&x.flow, g.SelectionParam)
+	return DpHashOf(&x.flow, g.hashParam)
 }
 
 // consultL4 consults what l4Hash reads.

@@ -8,9 +8,58 @@ const (
 	TunFlagDF   = 1 << 1 // the outer IPv4 header had don't-fragment set
 	TunFlagCsum = 1 << 2 // the outer UDP checksum was present (and right)
 	TunFlagKey  = 1 << 3 // the tunnel header carried a key (VNI)
+	// TunFlagOpts: the Geneve header carried options, mapped or not.
+	// Open vSwitch's key holds the options themselves, and its datapath
+	// flows print geneve({}) for them when none is matched; ovsxdp keeps
+	// only the mapped ones, and this bit.
+	TunFlagOpts = 1 << 4
+	// TunFlagGeneve: the packet came out of a Geneve tunnel. Open
+	// vSwitch's datapath flows print a geneve(...) group for every one,
+	// geneve() when no option came.
+	TunFlagGeneve = 1 << 5
 
 	// TunFlagsOpenFlow are the flags tun_flags matches and sets.
 	TunFlagsOpenFlow = TunFlagOAM
+)
+
+// tunnelReceived consults what Open vSwitch's tnl_wc_init makes every
+// megaflow of a packet that came out of a tunnel match, whatever the
+// pipeline reads: the whole tun_id (64 bits), the outer addresses, the
+// outer TOS, the df, csum and key flags (and whether Geneve options came,
+// which Open vSwitch's key holds as the options), and, for an inner IP
+// packet whose outer ECN says congestion experienced, the inner ECN bits
+// (a decapsulation copies CE inward). A packet whose tunnel destination
+// is not set did not come out of a tunnel: nothing.
+func (wc *Key) tunnelReceived(k *Key) {
+	if !k.HasTunnel() {
+		return
+	}
+	wc.TunID = 1<<64 - 1
+	if k.TunDst != 0 {
+		wc.TunSrc, wc.TunDst = ^uint32(0), ^uint32(0)
+	} else {
+		for i := range 16 {
+			wc.TunIPv6Src[i], wc.TunIPv6Dst[i] = 0xff, 0xff
+		}
+	}
+	wc.TunFlags |= TunFlagDF | TunFlagCsum | TunFlagKey | TunFlagOpts | TunFlagGeneve
+	wc.TunTOS = 0xff
+	if (k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6) && k.TunTOS&ecnMask == ecnCE {
+		wc.NwTos |= ecnMask
+	}
+}
+
+// ceNotECT reports whether k is a decapsulated IP packet whose outer
+// header says congestion experienced while the inner one is not ECN
+// capable: RFC 6040 drops it, and so does Open vSwitch.
+func (k *Key) ceNotECT() bool {
+	return k.HasTunnel() && k.TunTOS&ecnMask == ecnCE && (k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6) && k.NwTos&ecnMask == 0
+}
+
+// The ECN bits of a TOS byte, and their congestion experienced value.
+const (
+	ecnMask = 0x03
+	ecnCE   = 0x03
 )
 
 // HasTunnel reports whether k carries tunnel metadata: the packet came

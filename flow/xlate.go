@@ -143,7 +143,14 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	if k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6 {
 		x.wc.NwFrag = FragAny | FragLater
 	}
-	if k.RecircID != 0 {
+	x.wc.tunnelReceived(k)
+	if k.RecircID == 0 && k.ceNotECT() {
+		// As Open vSwitch's tnl_process_ecn: the pipeline does not run,
+		// but Open vSwitch has looked table 0 up already, and its
+		// megaflow matches what that lookup read.
+		x.s.LookupIn(0, &x.flow, &x.wc)
+		x.report(TraceWarn, "dropping tunnel packet marked ECN CE but is not ECN capable")
+	} else if k.RecircID != 0 {
 		x.thaw(k.RecircID)
 	} else if x.failOpen() {
 		x.report(TraceDetail, "fail-open: the normal action")

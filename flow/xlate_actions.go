@@ -8,6 +8,7 @@ func (s *TableSnapshot) TranslateActions(k *Key, acts []Action) *Translation {
 	var x xlate
 	x = xlate{s: s, flow: *k, base: *k, orig: k, packetOut: true}
 	x.wc.RecircID, x.wc.InPort, x.wc.DlType = ^uint32(0), ^uint32(0), 0xffff
+	x.wc.tunnelReceived(k)
 	x.conntracked = k.CtState&CtStateTracked != 0
 	x.run(acts)
 	if x.freezing { // a dp_hash group: its actions recirculate, as a rule's do

@@ -29,9 +29,10 @@ import (
 // (shared by every bridge, 0 being the datapath's own port), ovsxdp by
 // its OpenFlow number, each bridge being its own datapath.
 var dpActionCases = []struct {
-	name string
-	vlan bool   // the datagram has a VLAN 7 tag
-	acts string // the actions of the flow for a's UDP
+	name  string
+	vlan  bool   // the datagram has a VLAN 7 tag
+	acts  string // the actions of the flow for a's UDP
+	group string // a group that acts name, added before the flow
 }{
 	{name: "output", acts: "output:2"},
 	{name: "drop", acts: "drop"},
@@ -43,6 +44,15 @@ var dpActionCases = []struct {
 	{name: "new vid on a tag", vlan: true, acts: "mod_vlan_vid:9,output:2"},
 	{name: "ct commit", acts: "ct(commit),output:2"},
 	{name: "ct commit in a zone", acts: "ct(commit,zone=5),output:2"},
+	// Without a selection method, Open vSwitch hashes in the datapath
+	// where the weights fit: hash(sym_l4(0)),recirc(id), then a megaflow
+	// of dp_hash under the map's mask (16 values for 1 and 2, 128 for 1
+	// and 100). The buckets do the same, because the two switches' hashes
+	// of the datagram differ.
+	{name: "default select group", acts: "group:1", group: "group_id=1,type=select,bucket=weight:1,actions=output:2,bucket=weight:2,actions=output:2"},
+	{name: "default select group of 128 values", acts: "group:1", group: "group_id=1,type=select,bucket=weight:1,actions=output:2,bucket=weight:100,actions=output:2"},
+	// Weights that need 512 values: the translation picks.
+	{name: "default select group too wide", acts: "group:1", group: "group_id=1,type=select,bucket=weight:1,actions=output:2,bucket=weight:300,actions=output:2"},
 }
 
 // dpSwitch is a switch of the datapath actions test.
@@ -183,14 +193,21 @@ func startOvsxdpDPActions(t *testing.T) *dpSwitch {
 	}
 }
 
-// dumpLineActions matches a dpctl/dump-flows line and captures its
-// actions.
-var dumpLineActions = regexp.MustCompile(`, actions:(.*)$`)
+var (
+	// dumpLineActions matches a dpctl/dump-flows line and captures its
+	// actions.
+	dumpLineActions = regexp.MustCompile(`, actions:(.*)$`)
+	// dumpDpHashMask captures the mask of a megaflow's dp_hash match.
+	dumpDpHashMask = regexp.MustCompile(`dp_hash\(0x[0-9a-f]+(/0x[0-9a-f]+)?\)`)
+	dumpRecircID   = regexp.MustCompile(`recirc\(0x[0-9a-f]+\)`)
+)
 
 // udpMegaflowActions sends one datagram from a (tagged with VLAN 7 when
-// vlan is set) through s and returns the actions of the megaflows that match
-// UDP, with ports by name, sorted; it waits a generous while for the
-// megaflow to show.
+// vlan is set) through s and returns the actions of the megaflows that
+// match UDP, and those of the megaflows that match dp_hash after a
+// recirculation, preceded by the dp_hash mask, with ports by name and
+// recirculation ids as ID, sorted; it waits a generous while for the
+// megaflows to show (both passes, when the first recirculates).
 func udpMegaflowActions(t *testing.T, s *dpSwitch, vlan bool) []string {
 	t.Helper()
 	frame := hex.EncodeToString(dpActionsFrame(t, vlan))
@@ -200,14 +217,22 @@ func udpMegaflowActions(t *testing.T, s *dpSwitch, vlan bool) []string {
 			t.Fatalf("%s: frame-send: %v\n%s", s.name, err, out)
 		}
 		acts = acts[:0]
+		recirculates, recirculated := false, false
 		for _, l := range strings.Split(s.appctl(t, "dpctl/dump-flows", s.dp), "\n") {
 			m := dumpLineActions.FindStringSubmatch(l)
-			if m == nil || !strings.Contains(l, "proto=17") {
+			h := dumpDpHashMask.FindStringSubmatch(l)
+			if m == nil || (h == nil && !strings.Contains(l, "proto=17")) {
 				continue
 			}
-			acts = append(acts, ovsref.MapActions(m[1], s.portName))
+			a := dumpRecircID.ReplaceAllString(ovsref.MapActions(m[1], s.portName), "recirc(ID)")
+			recirculates = recirculates || strings.Contains(a, "recirc(")
+			if h != nil {
+				recirculated = true
+				a = "dp_hash(" + h[1] + ") " + a
+			}
+			acts = append(acts, a)
 		}
-		return len(acts) > 0
+		return len(acts) > 0 && recirculates == recirculated
 	})
 	if !found {
 		t.Fatalf("%s: no UDP megaflow after 20 s:\n%s", s.name, s.appctl(t, "dpctl/dump-flows", s.dp))
@@ -226,6 +251,10 @@ func TestDatapathActionsMatchOVS(t *testing.T) {
 			got := map[string][]string{}
 			for _, s := range switches {
 				s.ofctl(t, nil, "del-flows")
+				s.ofctl(t, nil, "del-groups")
+				if tt.group != "" {
+					s.ofctl(t, nil, "add-group", tt.group)
+				}
 				flows := "priority=100,udp,in_port=1,actions=" + tt.acts + "\npriority=0,actions=drop\n"
 				s.ofctl(t, []byte(flows), "add-flows", "-")
 				s.appctl(t, s.purge...)
@@ -245,13 +274,16 @@ func TestDatapathActionsMatchOVS(t *testing.T) {
 // the case's kind, key 5, remote 192.0.2.2), br-phy with the uplink ua (1) and its LOCAL port
 // holding 192.0.2.1; the peer namespace holds 192.0.2.2.
 type tunnelPushSide struct {
-	name       string
-	host, wl   *netns.NS
-	peer       *netns.NS
-	ofctl      func(t *testing.T, br string, args ...string)
-	dumpFlows  func(t *testing.T) string
-	normalise  func(acts string) string
-	underlayBr string
+	name      string
+	host, wl  *netns.NS
+	peer      *netns.NS
+	ofctl     func(t *testing.T, br string, args ...string)
+	dumpFlows func(t *testing.T) string
+	normalise func(acts string) string
+	// normaliseIn names the ports of a decapsulated packet's megaflow
+	// actions, which are the overlay bridge's.
+	normaliseIn func(acts string) string
+	underlayBr  string
 }
 
 // tunnelPushTopo makes the host's veths: wa to the workload (wa0) and ua
@@ -327,6 +359,7 @@ func startOVSTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 		normalise: func(acts string) string {
 			return ovsref.MapActions(tunnelPorts(acts, s.PortName, s.PortName), s.PortName)
 		},
+		normaliseIn: func(acts string) string { return ovsref.MapActions(acts, s.PortName) },
 	}
 }
 
@@ -365,6 +398,7 @@ func startOvsxdpTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 			// The outputs after tnl_push are the underlay bridge's.
 			return ovsref.MapActions(tunnelPorts(acts, look(overlay), look(underlay)), look(underlay))
 		},
+		normaliseIn: func(acts string) string { return ovsref.MapActions(acts, look(overlay)) },
 	}
 }
 
@@ -408,23 +442,7 @@ func TestTunnelPushActionsMatchOVS(t *testing.T) {
 func tunnelPushActions(t *testing.T, s *tunnelPushSide, acts string) []string {
 	t.Helper()
 	frame := hex.EncodeToString(dpActionsFrame(t, false))
-	s.host.IP(t, "addr", "add", "192.0.2.1/24", "dev", "br-phy")
-	if err := s.host.SetLinkUp("br-phy"); err != nil {
-		t.Fatal(err)
-	}
-	s.ofctl(t, "br-phy", "del-flows")
-	s.ofctl(t, "br-phy", "add-flow", "in_port=LOCAL,actions=output:1")
-	s.ofctl(t, "br-phy", "add-flow", "in_port=1,actions=LOCAL")
-	s.ofctl(t, "br-int", "del-flows")
-	s.ofctl(t, "br-int", "add-flow", "priority=100,udp,in_port=1,actions="+acts)
-	s.ofctl(t, "br-int", "add-flow", "priority=0,actions=drop")
-	// The host learns the peer's MAC, and the switch its path to it.
-	if !netns.Eventually(30*time.Second, func() bool {
-		_, err := s.host.Run("ping", "-c", "1", "-W", "1", "192.0.2.2")
-		return err == nil
-	}) {
-		t.Fatalf("%s: the host does not reach the peer through br-phy", s.name)
-	}
+	tunnelUnderlay(t, s, "priority=100,udp,in_port=1,actions="+acts)
 	var got []string
 	found := netns.Eventually(30*time.Second, func() bool {
 		if out, err := s.wl.Run(helperArgs(t, "frame-send", "wa0", frame)...); err != nil {
@@ -445,4 +463,28 @@ func tunnelPushActions(t *testing.T, s *tunnelPushSide, acts string) []string {
 	}
 	slices.Sort(got)
 	return slices.Compact(got)
+}
+
+// tunnelUnderlay gives br-phy's LOCAL port the host's address 192.0.2.1
+// and joins it to the uplink, sets br-int's flows (flow, then a drop of
+// everything else) and waits until the host reaches the peer through
+// br-phy: the host has learnt the peer's MAC, and the switch its path.
+func tunnelUnderlay(t *testing.T, s *tunnelPushSide, flow string) {
+	t.Helper()
+	s.host.IP(t, "addr", "add", "192.0.2.1/24", "dev", "br-phy")
+	if err := s.host.SetLinkUp("br-phy"); err != nil {
+		t.Fatal(err)
+	}
+	s.ofctl(t, "br-phy", "del-flows")
+	s.ofctl(t, "br-phy", "add-flow", "in_port=LOCAL,actions=output:1")
+	s.ofctl(t, "br-phy", "add-flow", "in_port=1,actions=LOCAL")
+	s.ofctl(t, "br-int", "del-flows")
+	s.ofctl(t, "br-int", "add-flow", flow)
+	s.ofctl(t, "br-int", "add-flow", "priority=0,actions=drop")
+	if !netns.Eventually(30*time.Second, func() bool {
+		_, err := s.host.Run("ping", "-c", "1", "-W", "1", "192.0.2.2")
+		return err == nil
+	}) {
+		t.Fatalf("%s: the host does not reach the peer through br-phy", s.name)
+	}
 }

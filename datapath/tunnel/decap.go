@@ -25,9 +25,12 @@ type Header struct {
 	VNI uint32 // 24-bit virtual network identifier (tun_id)
 
 	// OAM and Critical are the Geneve O and C flags; Options the Geneve
-	// option TLVs (validated: whole options that fill the area).
+	// option TLVs (validated: whole options that fill the area), and
+	// HasOptions whether there were any, which stays when Options, which
+	// aliases the packet, is dropped.
 	OAM, Critical bool
 	Options       []byte
+	HasOptions    bool
 
 	// TunMeta and TunMetaPresent are the Options that the bridge's TLV
 	// map maps to tun_metadata fields, as a key holds them (MapOptions).
@@ -183,7 +186,7 @@ func (d Decoder) Decode(pkt []byte, h *Header) error {
 		if !validOptions(opts) {
 			return ErrGeneveOptLen
 		}
-		h.Options = opts
+		h.Options, h.HasOptions = opts, len(opts) > 0
 		tun = tun[GeneveLen+optLen:]
 		off += GeneveLen + optLen
 	default:

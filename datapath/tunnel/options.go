@@ -193,9 +193,15 @@ func (h *Header) ToKey(k *flow.Key) {
 		k.TunIPv6Src, k.TunIPv6Dst = h.Src.As16(), h.Dst.As16()
 	}
 	k.TunTOS, k.TunTTL = h.TOS, h.TTL
+	// Not df: Open vSwitch's userspace datapath leaves it unset on
+	// receive, whatever the outer header says, and its megaflows match
+	// -df.
 	k.TunFlags = flow.TunFlagKey
-	if h.DF {
-		k.TunFlags |= flow.TunFlagDF
+	if h.Kind == Geneve {
+		k.TunFlags |= flow.TunFlagGeneve
+	}
+	if h.HasOptions {
+		k.TunFlags |= flow.TunFlagOpts
 	}
 	if h.Csum {
 		k.TunFlags |= flow.TunFlagCsum

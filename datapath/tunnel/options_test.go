@@ -96,7 +96,7 @@ func TestKeyRoundTrip(t *testing.T) {
 		h.ToKey(&k)
 		if k.TunID != uint64(c.VNI) || k.TunTOS != h.TOS || k.TunTTL != h.TTL || k.TunFlags&flow.TunFlagKey == 0 ||
 			(k.TunFlags&flow.TunFlagCsum != 0) != c.Csum || (k.TunFlags&flow.TunFlagOAM != 0) != c.OAM ||
-			(k.TunFlags&flow.TunFlagDF != 0) != (c.DF && c.Dst.Is4()) || !k.HasTunnel() {
+			k.TunFlags&flow.TunFlagDF != 0 || (k.TunFlags&flow.TunFlagOpts != 0) != (len(h.Options) > 0) || !k.HasTunnel() {
 			t.Errorf("%s: key %+v from header %+v", name, k, h)
 		}
 		o, err := ParseOptions(c.Kind, map[string]string{"remote_ip": "flow", "local_ip": "flow", "key": "flow", "csum": "true"})
