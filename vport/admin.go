@@ -40,6 +40,16 @@ func (p *XSKPort) SetAdminUp(up bool) error {
 // SetAdminUp brings the TAP device up or down, in the caller's namespace
 // (a device moved into another is out of reach, an error).
 func (p *TapPort) SetAdminUp(up bool) error {
+	return p.withLink(func(h *netlink.Handle, lk netlink.Link) error {
+		err := setLinkUp(h, lk, up)
+		p.kick() // read the device's state at once
+		return err
+	})
+}
+
+// withLink runs f on the TAP device's link, found by name in the
+// caller's namespace.
+func (p *TapPort) withLink(f func(*netlink.Handle, netlink.Link) error) error {
 	h, err := netlinkHandle("")
 	if err != nil {
 		return err
@@ -49,9 +59,7 @@ func (p *TapPort) SetAdminUp(up bool) error {
 	if err != nil {
 		return fmt.Errorf("device of port %s: %w", p.name, err)
 	}
-	err = setLinkUp(h, lk, up)
-	p.kick() // read the device's state at once
-	return err
+	return f(h, lk)
 }
 
 func setLinkUp(h *netlink.Handle, lk netlink.Link, up bool) error {
@@ -71,21 +79,14 @@ func setLinkUp(h *netlink.Handle, lk netlink.Link, up bool) error {
 // ovs-vswitchd sets the address it chooses for a bridge on the bridge's
 // LOCAL device.
 func (p *TapPort) SetHardwareAddr(mac net.HardwareAddr) error {
-	h, err := netlinkHandle("")
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	lk, err := h.LinkByName(p.name)
-	if err != nil {
-		return fmt.Errorf("device of port %s: %w", p.name, err)
-	}
-	if bytes.Equal(lk.Attrs().HardwareAddr, mac) {
+	return p.withLink(func(h *netlink.Handle, lk netlink.Link) error {
+		if bytes.Equal(lk.Attrs().HardwareAddr, mac) {
+			return nil
+		}
+		if err := h.LinkSetHardwareAddr(lk, mac); err != nil {
+			return fmt.Errorf("set %s address %s: %w", p.name, mac, err)
+		}
+		p.kick() // read the device's state at once
 		return nil
-	}
-	if err := h.LinkSetHardwareAddr(lk, mac); err != nil {
-		return fmt.Errorf("set %s address %s: %w", p.name, mac, err)
-	}
-	p.kick() // read the device's state at once
-	return nil
+	})
 }
