@@ -94,9 +94,9 @@ func localMACSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl func(
 	sw.IP(t, "link", "set", "h-m", "address", mMAC)
 	sw.IP(t, "link", "set", "h-n", "address", nMAC)
 
-	// Open vSwitch's datapath id follows the bridge's address unless it is
-	// set, and a datapath id that changes drops every connection;
-	// ovsxdp's never changes, so it is set here, and the monitors stay.
+	// The datapath id follows the bridge's address unless it is set, and
+	// a datapath id that changes drops every connection (the datapath ID
+	// test's); it is set here, so that the monitors stay.
 	vs("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type="+dpType, "other_config:datapath-id=0000000000000abc")
 	versions := []string{"OpenFlow10", "OpenFlow13"}
 	var mons []*netns.Process

@@ -148,6 +148,11 @@ type bridge struct {
 	// baseline are the poll threads' counters at the last pmd-stats-clear.
 	// Guarded by Daemon.mu.
 	baseline []datapath.PMDStats
+	// dpid is the datapath ID Open vSwitch would give the bridge
+	// (localmac.go), set under --ovsdb; 0 elsewhere, where the ID is
+	// derived from the name. Written under Daemon.mu; connections read
+	// it without.
+	dpid atomic.Uint64
 }
 
 // New restores the bridges, ports and flows of cfg.StatePath (if it exists)

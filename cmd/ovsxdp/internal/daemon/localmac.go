@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ovsdb"
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -46,11 +48,37 @@ func localMACLocked(b *bridge, row ovsdb.Row, uuid ovsdb.UUID, devs **devices) (
 			}
 		}
 	}
-	if l.tap == nil {
-		return localMAC{}, false
-	}
 	l.bridge, l.want = b.name, bridgeMAC(row, uuid, cands)
-	return l, true
+	return l, l.tap != nil
+}
+
+// setDatapathIDLocked gives b the datapath ID Open vSwitch picks, from
+// its row and address mac, and reports whether it changed. d.mu must be
+// held.
+func setDatapathIDLocked(b *bridge, row ovsdb.Row, mac net.HardwareAddr) bool {
+	id := datapathIDOf(row, mac)
+	return b.dpid.Swap(id) != id
+}
+
+// datapathIDOf is the datapath ID Open vSwitch gives a bridge:
+// other_config:datapath-id when it is 16 hex digits, with or without
+// 0x, and not zero; else the bridge's address, mac, as a number.
+func datapathIDOf(row ovsdb.Row, mac net.HardwareAddr) uint64 {
+	if v, ok := row.Map("other_config")["datapath-id"].(string); ok {
+		if len(v) == 18 && (v[:2] == "0x" || v[:2] == "0X") {
+			v = v[2:]
+		}
+		if len(v) == 16 && strings.Trim(v, "0123456789abcdefABCDEF") == "" {
+			if id, err := strconv.ParseUint(v, 16, 64); err == nil && id != 0 {
+				return id
+			}
+		}
+	}
+	var id uint64
+	for _, c := range mac {
+		id = id<<8 | uint64(c)
+	}
+	return id
 }
 
 // set gives the LOCAL device its address.
@@ -72,7 +100,9 @@ func (s *ovsdbSync) setCreatedLocalMACsLocked(created map[string]bool, bridges m
 		if b == nil || row == nil {
 			continue
 		}
-		if l, ok := localMACLocked(b, row, bridges[name], &devs); ok && !bytes.Equal(l.have, l.want) {
+		l, ok := localMACLocked(b, row, bridges[name], &devs)
+		setDatapathIDLocked(b, row, l.want)
+		if ok && !bytes.Equal(l.have, l.want) {
 			l.set(s.log)
 		}
 	}
@@ -90,6 +120,7 @@ func (s *ovsdbSync) setLocalMACs(rows map[ovsdb.UUID]ovsdb.Row, bridges map[stri
 		ob *ofBridge
 	}
 	var todo []change
+	var redial []*ofBridge
 	s.d.mu.Lock()
 	var devs *devices
 	for name, uuid := range bridges {
@@ -98,12 +129,23 @@ func (s *ovsdbSync) setLocalMACs(rows map[ovsdb.UUID]ovsdb.Row, bridges map[stri
 			continue
 		}
 		l, ok := localMACLocked(b, row, uuid, &devs)
+		if setDatapathIDLocked(b, row, l.want) {
+			if ob := s.d.channels.ofBridge(b); ob != nil {
+				redial = append(redial, ob)
+			}
+		}
 		if !ok || bytes.Equal(l.have, l.want) {
 			continue
 		}
 		todo = append(todo, change{l: l, ob: s.d.channels.ofBridge(b)})
 	}
 	s.d.mu.Unlock()
+	// As ofproto_set_datapath_id: no message tells a controller of a new
+	// datapath ID, so every connection is dropped, and the controllers
+	// dial again and see it.
+	for _, ob := range redial {
+		ob.srv.Disconnect()
+	}
 	for _, c := range todo {
 		if c.ob != nil {
 			c.ob.Ports()

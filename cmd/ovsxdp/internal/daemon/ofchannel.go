@@ -203,9 +203,10 @@ func (o *ofBridge) changedLocked(string) {
 	o.d.markDirtyLocked()
 }
 
-// DatapathID is derived from the bridge's name, so that it is stable
-// across restarts.
-func (o *ofBridge) DatapathID() uint64 { return datapathID(o.b.name) }
+// DatapathID is the one Open vSwitch would give the bridge under --ovsdb
+// (localmac.go), else derived from the bridge's name, so that it is
+// stable across restarts.
+func (o *ofBridge) DatapathID() uint64 { return o.b.datapathID() }
 
 // wirePort is the 32-bit OpenFlow number of bridge port of: the LOCAL
 // port (flow.PortLocal) is OFPP_LOCAL. The openflow package writes it

@@ -641,10 +641,11 @@ func (s *ovsdbSync) writeBack(snap map[string]map[ovsdb.UUID]ovsdb.Row, root ovs
 	}
 	for name, uuid := range bridges {
 		row := snap["Bridge"][uuid]
-		if row == nil || s.bridgeMissing(name) {
+		dpid, ok := s.datapathID(name)
+		if row == nil || !ok {
 			continue
 		}
-		if id := fmt.Sprintf("%016x", datapathID(name)); row.String("datapath_id") != id {
+		if id := fmt.Sprintf("%016x", dpid); row.String("datapath_id") != id {
 			update("Bridge", uuid, ovsdb.Row{"datapath_id": id})
 		}
 	}
@@ -679,14 +680,28 @@ func statsInterval(root ovsdb.Row) time.Duration {
 	return max(time.Duration(ms)*time.Millisecond, ovsdbStatsInterval)
 }
 
-func (s *ovsdbSync) bridgeMissing(name string) bool {
+// datapathID is bridge name's datapath ID; ok is false when there is no
+// such bridge.
+func (s *ovsdbSync) datapathID(name string) (id uint64, ok bool) {
 	s.d.mu.Lock()
 	defer s.d.mu.Unlock()
-	return s.d.bridges[name] == nil
+	b := s.d.bridges[name]
+	if b == nil {
+		return 0, false
+	}
+	return b.datapathID(), true
 }
 
-// datapathID is a bridge's datapath id: derived from its name, so that it
-// is stable across restarts.
+// datapathID is the bridge's datapath ID: the one set under --ovsdb, else
+// one derived from its name, so that it is stable across restarts.
+func (b *bridge) datapathID() uint64 {
+	if id := b.dpid.Load(); id != 0 {
+		return id
+	}
+	return datapathID(b.name)
+}
+
+// datapathID is a datapath ID derived from a bridge's name.
 func datapathID(name string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(name))

@@ -282,6 +282,16 @@ func (s *Server) Stop() error {
 	return err
 }
 
+// Disconnect closes every connection and keeps listening: a controller
+// dials again, as after Open vSwitch's ofproto_reconnect_controllers.
+func (s *Server) Disconnect() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
 // Wait waits until every connection's goroutine has ended (after Stop).
 func (s *Server) Wait() { s.wg.Wait() }
 
