@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/test/netns"
-	"github.com/ovsxdp/ovsxdp/test/ovsref"
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
@@ -23,23 +22,16 @@ import (
 // datapath) and ovsxdp configured from its own ovsdb-server.
 func TestDatapathIDMatchesOVS(t *testing.T) {
 	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
-	ovs := ovsref.Start(t, "brx", nil)
-	want := datapathIDSteps(t, ofctl, "netdev", ovs.NS(), ovs.Vsctl, "unix:"+filepath.Join(ovs.Dir, "br0.mgmt"), nil)
-	for i, w := range want {
-		t.Logf("Open vSwitch, step %d: %s", i, w)
-	}
-
-	db := ovsref.StartDB(t)
-	bin := buildCLI(t)
-	sw := netns.New(t, "sw")
-	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
-	got := datapathIDSteps(t, ofctl, "ovsxdp", sw, db.Vsctl, "unix:"+filepath.Join(x.runDir, "br0.mgmt"), want)
-
-	for i := 0; i < len(want) || i < len(got); i++ {
-		if w, g := ifaceStepAt(want, i), ifaceStepAt(got, i); w != g {
-			t.Errorf("Open vSwitch:\n%s\novsxdp:\n%s", w, g)
+	want, got := stepsOnBoth(t, func(s ovsdbSwitch, want []string) []string {
+		steps := datapathIDSteps(t, ofctl, s.dpType, s.ns, s.vsctl, s.target, want)
+		if want == nil {
+			for i, w := range steps {
+				t.Logf("Open vSwitch, step %d: %s", i, w)
+			}
 		}
-	}
+		return steps
+	})
+	compareSteps(t, want, got)
 }
 
 // datapathIDSteps runs the steps against one switch and returns, per

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/test/netns"
-	"github.com/ovsxdp/ovsxdp/test/ovsref"
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
@@ -30,21 +29,10 @@ import (
 // (or the tunnel Interface's mac_in_use) that has it.
 func TestPortDescMatchesOVS(t *testing.T) {
 	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
-	ovs := ovsref.Start(t, "brx", nil)
-	want := portDescSteps(t, ofctl, "netdev", ovs.NS(), ovs.Vsctl, "unix:"+filepath.Join(ovs.Dir, "br0.mgmt"))
-
-	db := ovsref.StartDB(t)
-	bin := buildCLI(t)
-	sw := netns.New(t, "sw")
-	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
-	got := portDescSteps(t, ofctl, "ovsxdp", sw, db.Vsctl, "unix:"+filepath.Join(x.runDir, "br0.mgmt"))
-
-	for i := 0; i < len(want) || i < len(got); i++ {
-		w, g := ifaceStepAt(want, i), ifaceStepAt(got, i)
-		if w != g {
-			t.Errorf("Open vSwitch:\n%s\novsxdp:\n%s", w, g)
-		}
-	}
+	want, got := stepsOnBoth(t, func(s ovsdbSwitch, _ []string) []string {
+		return portDescSteps(t, ofctl, s.dpType, s.ns, s.vsctl, s.target)
+	})
+	compareSteps(t, want, got)
 }
 
 // portDescSteps runs the steps against one switch, whose ovs-vswitchd (or

@@ -14,7 +14,6 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 	"github.com/ovsxdp/ovsxdp/test/netns"
-	"github.com/ovsxdp/ovsxdp/test/ovsref"
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
@@ -28,14 +27,9 @@ import (
 // every connection.
 func TestPortModStatusMatchesOVS(t *testing.T) {
 	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
-	ovs := ovsref.Start(t, "brx", nil)
-	want := portModStatusSteps(t, ofctl, "netdev", ovs.NS(), ovs.Vsctl, "unix:"+filepath.Join(ovs.Dir, "br0.mgmt"))
-
-	db := ovsref.StartDB(t)
-	bin := buildCLI(t)
-	sw := netns.New(t, "sw")
-	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
-	got := portModStatusSteps(t, ofctl, "ovsxdp", sw, db.Vsctl, "unix:"+filepath.Join(x.runDir, "br0.mgmt"))
+	want, got := stepsOnBoth(t, func(s ovsdbSwitch, _ []string) []string {
+		return portModStatusSteps(t, ofctl, s.dpType, s.ns, s.vsctl, s.target)
+	})
 
 	// Every connection sees the device go down: a harness that lost the
 	// messages would compare alike.
@@ -45,11 +39,7 @@ func TestPortModStatusMatchesOVS(t *testing.T) {
 		}
 	}
 	t.Logf("Open vSwitch:\n%s", strings.Join(want, ""))
-	for i := 0; i < len(want) || i < len(got); i++ {
-		if w, g := ifaceStepAt(want, i), ifaceStepAt(got, i); w != g {
-			t.Errorf("Open vSwitch:\n%s\novsxdp:\n%s", w, g)
-		}
-	}
+	compareSteps(t, want, got)
 }
 
 // portModStatusSteps runs the port mods against one switch, whose
