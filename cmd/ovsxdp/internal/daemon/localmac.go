@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"log/slog"
 	"net"
 	"strconv"
@@ -192,35 +193,13 @@ func isZeroMAC(mac net.HardwareAddr) bool {
 // uuidMAC derives a bridge's default address from its UUID as Open
 // vSwitch does (bridgeMAC).
 func uuidMAC(uuid ovsdb.UUID) net.HardwareAddr {
-	var hexDigits []byte
-	for _, c := range []byte(uuid) {
-		if c != '-' {
-			hexDigits = append(hexDigits, c)
-		}
-	}
 	var raw [16]byte
-	for i := range raw {
-		if 2*i+1 >= len(hexDigits) {
-			break
-		}
-		raw[i] = unhex(hexDigits[2*i])<<4 | unhex(hexDigits[2*i+1])
-	}
+	b, _ := hex.DecodeString(strings.ReplaceAll(string(uuid), "-", "")) // a UUID the database gave is well formed
+	copy(raw[:], b)
 	var mem [8]byte
 	binary.LittleEndian.PutUint32(mem[0:], binary.BigEndian.Uint32(raw[0:]))
 	binary.LittleEndian.PutUint32(mem[4:], binary.BigEndian.Uint32(raw[4:]))
 	mac := net.HardwareAddr(mem[:6:6])
 	mac[0] = mac[0]&^1 | 2
 	return mac
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10
-	}
-	return 0
 }
