@@ -195,6 +195,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}
 	}
+	unlock, err := lockRun(runLock)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	stale, err := staleNamespaces()
 	if err != nil {
 		return err

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -239,7 +241,31 @@ func (t *topo) leftovers() []string {
 	return found
 }
 
-// staleNamespaces lists namespaces of an earlier run of the harness.
+// runLock is the file every run of the harness holds locked while it runs.
+const runLock = "/run/ovsxdp-bench-veth.lock"
+
+// lockRun, given runLock, makes this run the only one on the machine, or says which run
+// holds the lock: a second run would take the first one's namespaces for
+// leftovers and delete them, and the two would measure each other's load.
+// The kernel releases the lock when the process exits, however it exits.
+func lockRun(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("another run of the harness holds %s (pid %s): runs must not overlap", path, strings.TrimSpace(string(holder)))
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { f.Close() }, nil
+}
+
+// staleNamespaces lists namespaces of an earlier run of the harness; only
+// a run holding the run lock may call it.
 func staleNamespaces() ([]string, error) {
 	names, err := vtopo.List()
 	if err != nil {
