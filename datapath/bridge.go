@@ -128,6 +128,7 @@ type Bridge struct {
 	// mu serializes changes to the port table, the rx queue assignment
 	// and the running state; it protects started, stopped and links.
 	mu      sync.Mutex
+	ofports ofportAlloc // OpenFlow port numbers handed out; under mu
 	started bool
 	stopped bool
 	links   links
@@ -301,7 +302,7 @@ func (b *Bridge) Close() error {
 }
 
 // AddPort adds vp to the bridge with OpenFlow port number ofport, or the
-// lowest free number when ofport is 0 (as OVS's ofport_request). Its rx
+// next number Open vSwitch would give when ofport is 0 (ofport.go). Its rx
 // queues are spread over the poll threads. Traffic on other ports goes on.
 // A port on a real link (vport.Linked) has its device state follow the
 // link, and is removed when the kernel deletes the link (link.go).
@@ -346,47 +347,6 @@ func (b *Bridge) addLocked(vp vport.Port, ofport uint32, link *LinkPort) (*Port,
 // see it.
 const addGrace = 10 * time.Second
 
-// pickOFPortLocked checks that no port, attached or detached, has name
-// and returns the OpenFlow port number the port gets: ofport (1 to
-// MaxOFPort, or flow.PortLocal for the bridge's LOCAL port), or the
-// lowest free one when ofport is 0. b.mu must be held.
-func (b *Bridge) pickOFPortLocked(name string, ofport uint32) (uint32, error) {
-	t := b.ports.Load()
-	if t.byName(name) != nil || b.links.detached[name] != nil {
-		return 0, fmt.Errorf("add port %s to %s: %w", name, b.cfg.Name, ErrPortExists)
-	}
-	used := func(of uint32) bool {
-		if t.lookup(of) != nil {
-			return true
-		}
-		for _, dp := range b.links.detached {
-			if dp.ofport == of {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case ofport == flow.PortLocal:
-		if used(ofport) {
-			return 0, fmt.Errorf("add port %s to %s: LOCAL: %w", name, b.cfg.Name, ErrOFPortUsed)
-		}
-	case ofport > MaxOFPort:
-		return 0, fmt.Errorf("add port %s to %s: OpenFlow port %d out of range 1-%d", name, b.cfg.Name, ofport, MaxOFPort)
-	case ofport == 0:
-		ofport = 1
-		for used(ofport) {
-			ofport++
-		}
-		if ofport > MaxOFPort {
-			return 0, fmt.Errorf("add port %s to %s: every OpenFlow port number is taken", name, b.cfg.Name)
-		}
-	case used(ofport):
-		return 0, fmt.Errorf("add port %s to %s: %d: %w", name, b.cfg.Name, ofport, ErrOFPortUsed)
-	}
-	return ofport, nil
-}
-
 // RemovePort removes the port named name: it publishes a port table and rx
 // queue assignment without it, waits for a grace period (every poll thread
 // has finished the batch it was in), then closes the port. It returns the
@@ -404,6 +364,7 @@ func (b *Bridge) RemovePort(ctx context.Context, name string) (PortStats, error)
 			return PortStats{}, fmt.Errorf("remove port %s from %s: %w", name, b.cfg.Name, ErrNoPort)
 		}
 		b.forgetDetachedLocked(dp)
+		b.releaseOFPortLocked(dp.ofport)
 		b.mu.Unlock()
 		select {
 		case <-dp.done: // its attach loop closes an open that lost the race
@@ -431,6 +392,7 @@ func (b *Bridge) removeLocked(ctx context.Context, p *Port) (PortStats, error) {
 		return PortStats{}, err
 	}
 	b.settleRemovedLocked(settled)
+	b.releaseOFPortLocked(p.OFPort)
 	b.macs.FlushPort(p.OFPort)
 	// The port's own counters are read before Close: a closed AF_XDP
 	// socket no longer reports the kernel's drops.

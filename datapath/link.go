@@ -96,7 +96,8 @@ type LinkPort struct {
 	// Netns is the path of the link's network namespace, empty for the
 	// bridge's caller's.
 	Netns string
-	// OFPort is the OpenFlow port number asked for; 0 for the lowest free.
+	// OFPort is the OpenFlow port number asked for; 0 for the next one
+	// as Open vSwitch hands them out.
 	OFPort uint32
 	// Open opens the port on the link named Name; the port must be a
 	// vport.Linked.
@@ -255,7 +256,7 @@ func (b *Bridge) AddLinkPort(lp LinkPort) (ofport uint32, err error) {
 	b.mu.Lock()
 	stopped := b.stopped
 	if !stopped {
-		_, err = b.pickOFPortLocked(lp.Name, lp.OFPort)
+		err = b.checkNewPortLocked(lp.Name, lp.OFPort)
 	}
 	b.mu.Unlock()
 	switch {
