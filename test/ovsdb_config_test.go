@@ -260,6 +260,9 @@ func TestOVSDBConfig(t *testing.T) {
 
 	top := t // the restarted daemon lives as long as the whole test
 	t.Run("ovsxdp-restart", func(t *testing.T) {
+		// h-b's number now: a port refused for a bad option and added
+		// again takes a new one, as in Open vSwitch.
+		hbOF := get(t, "interface", "h-b", "ofport")
 		x.proc.Kill()
 		x = startOVSDBDaemon(top, bin, sw, top.TempDir(), db.Remote())
 		if !netns.Eventually(30*time.Second, func() bool {

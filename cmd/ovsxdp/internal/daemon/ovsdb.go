@@ -393,7 +393,10 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, rows map[ovsdb.UUID]ovs
 			w := ports[pname]
 			ap := s.applied[pname]
 			if w != nil && w.refuse == "" && w.bridge == name && ap != nil && ap.key == w.key && ap.bridge == name {
-				continue
+				if !renumber(b, pname, w, ports) {
+					continue
+				}
+				delete(s.applied, pname) // added again below, with its new number
 			}
 			s.removePortLocked(b, pname)
 			changed = true
@@ -451,7 +454,7 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, rows map[ovsdb.UUID]ovs
 			s.log.Warn("ovsdb: interface not added", "bridge", w.bridge, "port", name, "err", w.refuse)
 			continue
 		}
-		if err := s.addPortLocked(b, w); err != nil {
+		if err := s.addPortLocked(b, w, ports); err != nil {
 			ap.err = err.Error()
 			s.log.Warn("ovsdb: interface not added", "bridge", w.bridge, "port", name, "err", err)
 			continue
@@ -466,16 +469,58 @@ func (s *ovsdbSync) apply(bridges map[string]ovsdb.UUID, rows map[ovsdb.UUID]ovs
 	return s.statusLocked(ports), created
 }
 
-// addPortLocked adds w's port to b, with the number it asks for, else
-// the one the database last had for it when that is free. A missing
-// device leaves the port configured, waiting for it. d.mu must be held.
-func (s *ovsdbSync) addPortLocked(b *bridge, w *wantPort) error {
+// addPortLocked adds w's port to b, with the number it asks for when that
+// is free, else the one the database last had for it when that is free
+// and no port of the bridge asks for it, else the next one the bridge
+// hands out: as Open vSwitch, a port whose ofport_request another port
+// holds takes a number of its own until it can have the one it asks for
+// (renumber). A missing device leaves the port configured, waiting for
+// it. d.mu must be held.
+func (s *ovsdbSync) addPortLocked(b *bridge, w *wantPort, ports map[string]*wantPort) error {
 	pc := w.pc
 	pc.Options = maps.Clone(w.pc.Options)
-	if pc.OFPort == 0 && w.hint != 0 && s.ofportFreeLocked(b, w.hint) {
+	if pc.OFPort != 0 && pc.OFPort != flow.PortLocal && !s.ofportFreeLocked(b, pc.OFPort) {
+		pc.OFPort = 0
+	}
+	if pc.OFPort == 0 && w.hint != 0 && s.ofportFreeLocked(b, w.hint) && requester(b.name, w.hint, w, ports) == nil {
 		pc.OFPort = w.hint
 	}
 	return s.d.addPortLocked(b, &pc, true)
+}
+
+// renumber reports whether port name of b, which w wants as it is, must
+// be added again to change its number, as Open vSwitch does: when it asks
+// for a number other than its own and no port holding that number asks
+// for it too, or when another port asks for the number it holds and it
+// does not.
+func renumber(b *bridge, name string, w *wantPort, ports map[string]*wantPort) bool {
+	pc := b.ports[name]
+	if pc == nil || pc.err != "" || pc.OFPort == 0 || pc.OFPort == flow.PortLocal {
+		return false
+	}
+	if want := w.pc.OFPort; want != 0 && want != pc.OFPort {
+		holder := ""
+		for other, opc := range b.ports {
+			if other != name && opc.OFPort == want {
+				holder = other
+			}
+		}
+		if holder == "" || ports[holder] == nil || ports[holder].pc.OFPort != want {
+			return true
+		}
+	}
+	return w.pc.OFPort != pc.OFPort && requester(b.name, pc.OFPort, w, ports) != nil
+}
+
+// requester returns a port other than w that the database puts on bridge
+// and that asks for number n, or nil.
+func requester(bridge string, n uint32, w *wantPort, ports map[string]*wantPort) *wantPort {
+	for _, o := range ports {
+		if o != w && o.refuse == "" && o.bridge == bridge && o.pc.OFPort == n {
+			return o
+		}
+	}
+	return nil
 }
 
 func (s *ovsdbSync) ofportFreeLocked(b *bridge, n uint32) bool {
