@@ -440,6 +440,7 @@ func (o *ofBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, err
 		return nil, err
 	}
 	defer o.unlock()
+	o.d.busyLocked()
 	return ofconv.FlowFromMod(o.b.parser(), v, fm)
 }
 
@@ -456,6 +457,7 @@ func (o *ofBridge) CheckGroupMod(v uint8, gm *openflow.GroupMod) error {
 		return err
 	}
 	defer o.unlock()
+	o.d.busyLocked()
 	_, err := ofconv.GroupFromMod(o.b.parser(), v, gm)
 	return err
 }
@@ -680,6 +682,7 @@ func (o *ofBridge) CheckPacketOut(v uint8, po *openflow.PacketOut) error {
 		return err
 	}
 	defer o.unlock()
+	o.d.busyLocked()
 	_, err = o.packetOutActionsLocked(v, po.Data, inPort, po.Actions)
 	return err
 }

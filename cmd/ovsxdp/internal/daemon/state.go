@@ -169,9 +169,10 @@ const saveInterval = 150 * time.Millisecond
 // write never replaces a newer state on disk with an older one.
 type stateSaver struct {
 	dirty bool // a change is not saved yet; guarded by Daemon.mu
-	// changes counts the changes marked, saved or not; guarded by
-	// Daemon.mu. The expiry loop releases memory only after a second
-	// without one (releaseMemory).
+	// changes counts the changes marked, saved or not, and the
+	// messages added to bundles (busyLocked); guarded by Daemon.mu. The
+	// expiry loop releases memory only after a second without one
+	// (releaseMemory).
 	changes uint64
 	kick    chan struct{} // a change was marked (capacity one)
 	// taken numbers the states taken to be saved; guarded by Daemon.mu.
@@ -227,6 +228,18 @@ func (d *Daemon) markDirtyLocked() {
 	case d.saver.kick <- struct{}{}:
 	default:
 	}
+}
+
+// busyLocked notes work that changes nothing yet but holds memory that
+// its end makes garbage: a message added to an OpenFlow bundle, which the
+// bundle keeps until it is committed or discarded. The expiry loop then
+// does not release memory while a bundle is being built: each release
+// would collect the whole heap, bundle included, once a second, and the
+// last one, just before the commit, would leave the bundle's memory, free
+// after the commit, resident (releaseMemory releases only after as many
+// allocations as the live heap). d.mu must be held.
+func (d *Daemon) busyLocked() {
+	d.saver.changes++
 }
 
 // saveIfDirty saves the state if a change is not saved yet, formatting
