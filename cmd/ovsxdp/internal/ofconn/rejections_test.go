@@ -172,8 +172,8 @@ func TestMessageName(t *testing.T) {
 // counted.
 func TestMessageNameAllocs(t *testing.T) {
 	for _, in := range [][]byte{
-		{openflow.Version13, 14, 0, 8, 0, 0, 0, 1},                                  // OFPT_FLOW_MOD
-		{openflow.Version10, 18, 0, 8, 0, 0, 0, 1},                                  // OFPT_BARRIER_REQUEST
+		{openflow.Version13, 14, 0, 8, 0, 0, 0, 1},                                // OFPT_FLOW_MOD
+		{openflow.Version10, 18, 0, 8, 0, 0, 0, 1},                                // OFPT_BARRIER_REQUEST
 		{openflow.Version10, 4, 0, 16, 0, 0, 0, 1, 0, 0, 0x23, 0x20, 0, 0, 0, 13}, // NXT_FLOW_MOD
 	} {
 		if n := testing.AllocsPerRun(100, func() { MessageName(in) }); n != 0 {
