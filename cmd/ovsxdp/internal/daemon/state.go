@@ -376,6 +376,24 @@ const flowsPart = 2048
 // average 120 bytes), for the size of a part's buffer.
 const flowTextSize = 128
 
+// partBuffers are writeFlows' buffers of parts, kept from one save to the
+// next: a part is a few hundred kilobytes, which a new buffer takes from
+// the heap, zeroed, and grows once it is full, at every save, and saves
+// come every few hundred milliseconds while a controller's flow mods
+// stream in. releaseMemory drops them.
+var partBuffers = make(chan *bytes.Buffer, 4)
+
+// dropPartBuffers lets the garbage collector have partBuffers.
+func dropPartBuffers() {
+	for {
+		select {
+		case <-partBuffers:
+		default:
+			return
+		}
+	}
+}
+
 // writeFlows writes the flows of rs as writeState lists them (each on a
 // line of its own, after a comma but the first). The flows are formatted
 // in parts of flowsPart, on as many goroutines as workers, and written
@@ -389,10 +407,10 @@ func writeFlows(w *bufio.Writer, rs []*flow.Rule, workers int) error {
 	}
 	held := max(1, workers) + 1
 	slots := make(chan struct{}, held)
-	// free are the parts' buffers once written, for the next parts: a
-	// save of 100,000 flows reuses a few buffers of a part's size
-	// instead of asking the heap for fifty.
-	free := make(chan *bytes.Buffer, held)
+	// The parts' buffers once written are for the next parts and the
+	// next save (partBuffers): a save of 100,000 flows reuses a few
+	// buffers of a part's size instead of asking the heap for fifty.
+	free := partBuffers
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -509,6 +527,7 @@ func releaseMemory() {
 	if allocs-releasedAt.Load() < max(64<<20, live) {
 		return
 	}
+	dropPartBuffers()
 	debug.FreeOSMemory()
 	releasedAt.Store(allocs)
 }
