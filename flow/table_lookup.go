@@ -224,14 +224,23 @@ func buildSubtable(rm *ruleMask, rules []*Rule) *tableSubtable {
 	}
 	st.conj = len(st.clauses) > 0
 
+	// The stages are counted first: a stage holds a whole Key, and a
+	// publication after a single flow mod builds a subtable.
+	var deltas [numStages]Key
+	used := 0
+	for stage := range numStages {
+		mask.Masked(&stageBits[stage], &deltas[stage])
+		if deltas[stage] != (Key{}) {
+			used++
+		}
+	}
+	st.stages = make([]tableStage, 0, max(used, 1))
 	var cum Key
 	for stage := range numStages {
-		var delta Key
-		mask.Masked(&stageBits[stage], &delta)
-		if delta == (Key{}) {
+		if deltas[stage] == (Key{}) {
 			continue
 		}
-		orWords(&cum, &delta)
+		orWords(&cum, &deltas[stage])
 		st.stages = append(st.stages, tableStage{id: stage, mask: cum})
 	}
 	if len(st.stages) == 0 {
