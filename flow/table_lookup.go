@@ -224,35 +224,17 @@ func buildSubtable(rm *ruleMask, rules []*Rule) *tableSubtable {
 	}
 	st.conj = len(st.clauses) > 0
 
-	// The stages are counted first: a stage holds a whole Key, and a
-	// publication after a single flow mod builds a subtable.
-	var deltas [numStages]Key
-	used := 0
-	for stage := range numStages {
-		mask.Masked(&stageBits[stage], &deltas[stage])
-		if deltas[stage] != (Key{}) {
-			used++
+	st.small = len(st.rules) <= smallSubtable
+	if ss := rm.small.Load(); st.small && ss != nil {
+		st.stages, st.best = ss.stages, ss.best
+	} else {
+		st.stages = newStages(rm, st.small)
+		st.best = newKeyIndexFor(&st.mask, rm, !st.small, len(st.rules))
+		if st.small {
+			rm.small.Store(&smallStages{stages: st.stages, best: st.best})
 		}
-	}
-	st.stages = make([]tableStage, 0, max(used, 1))
-	var cum Key
-	for stage := range numStages {
-		if deltas[stage] == (Key{}) {
-			continue
-		}
-		orWords(&cum, &deltas[stage])
-		st.stages = append(st.stages, tableStage{id: stage, mask: cum})
-	}
-	if len(st.stages) == 0 {
-		// A catch-all mask: every rule matches every packet.
-		st.stages = append(st.stages, tableStage{id: -1})
 	}
 	last := len(st.stages) - 1
-	st.small = len(st.rules) <= smallSubtable
-	for i := range st.stages[:last] {
-		st.stages[i].keys = newKeyIndex(&st.stages[i].mask, rm, !st.small)
-	}
-	st.best = newKeyIndexFor(&st.mask, rm, !st.small, len(st.rules))
 	for j := range numTries {
 		st.triePlen[j] = prefixLen32(trieValue(mask, j))
 	}
@@ -280,6 +262,47 @@ func buildSubtable(rm *ruleMask, rules []*Rule) *tableSubtable {
 		st.best.add(st.rules, ri) // rules are in lookup order: the first wins
 	}
 	return st
+}
+
+// smallStages are the stages and best index of a small subtable under a
+// mask: they depend on the mask alone and hold no rule (a small
+// subtable's indexes have no slots), so that the small subtables of one
+// mask share them. A publication after a single flow mod builds a small
+// subtable, and a stage holds a whole Key.
+type smallStages struct {
+	stages []tableStage
+	best   keyIndex
+}
+
+// newStages makes the stages of a subtable under rm, with the keys of
+// every stage but the last, which uses best, hashed unless small.
+func newStages(rm *ruleMask, small bool) []tableStage {
+	mask := &rm.mask
+	var deltas [numStages]Key
+	used := 0
+	for stage := range numStages {
+		mask.Masked(&stageBits[stage], &deltas[stage])
+		if deltas[stage] != (Key{}) {
+			used++
+		}
+	}
+	stages := make([]tableStage, 0, max(used, 1))
+	var cum Key
+	for stage := range numStages {
+		if deltas[stage] == (Key{}) {
+			continue
+		}
+		orWords(&cum, &deltas[stage])
+		stages = append(stages, tableStage{id: stage, mask: cum})
+	}
+	if len(stages) == 0 {
+		// A catch-all mask: every rule matches every packet.
+		stages = append(stages, tableStage{id: -1})
+	}
+	for i := range stages[:len(stages)-1] {
+		stages[i].keys = newKeyIndex(&stages[i].mask, rm, !small)
+	}
+	return stages
 }
 
 // portsOf returns k's tp_src:tp_dst, tp_src in the high half, as Open
