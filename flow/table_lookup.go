@@ -17,9 +17,9 @@ type TableSnapshot struct {
 	n   int
 	// tables are the OpenFlow tables, nil for a table without rules. A
 	// publication makes a new view only for the tables that changed, so
-	// that a flow mod costs a copy of these pointers, not of every
-	// table's lists.
-	tables [MaxTable + 1]*tableView
+	// that a flow mod costs a copy of the chunks of pointers they are
+	// in, not of every table's lists.
+	tables tableViews
 
 	ofGroups map[uint32]*InstalledGroup // the OpenFlow groups (read-only)
 	live     PortLiveness               // nil: no port is live
@@ -34,9 +34,39 @@ type tableView struct {
 	tries     [numTries]*trieNode // the prefix tries (trie.go)
 }
 
+// tableChunk is tableChunkLen consecutive tables' views.
+type tableChunk [tableChunkLen]*tableView
+
+const tableChunkLen = 16
+
+// tableViews are the views of the tables 0 to MaxTable, in chunks that
+// snapshots share until a publication changes a table of theirs: a
+// publication after a single flow mod copies one chunk, not a pointer
+// per table.
+type tableViews [(MaxTable + tableChunkLen) / tableChunkLen]*tableChunk
+
+// at returns table tb's view, nil when it has no rules.
+func (v *tableViews) at(tb int) *tableView {
+	if c := v[tb/tableChunkLen]; c != nil {
+		return c[tb%tableChunkLen]
+	}
+	return nil
+}
+
+// set makes tv table tb's view in a copy of its chunk, which another
+// snapshot may share.
+func (v *tableViews) set(tb int, tv *tableView) {
+	c := new(tableChunk)
+	if old := v[tb/tableChunkLen]; old != nil {
+		*c = *old
+	}
+	c[tb%tableChunkLen] = tv
+	v[tb/tableChunkLen] = c
+}
+
 // subtables returns table tb's subtables, in lookup order.
 func (s *TableSnapshot) subtables(tb int) []*tableSubtable {
-	if v := s.tables[tb]; v != nil {
+	if v := s.tables.at(tb); v != nil {
 		return v.subtables
 	}
 	return nil
@@ -395,10 +425,10 @@ func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 	if wc == nil {
 		wc = &scratch
 	}
-	if int(table) >= len(s.tables) || s.tables[table] == nil {
+	v := s.tables.at(int(table))
+	if table > MaxTable || v == nil {
 		return nil
 	}
-	v := s.tables[table]
 	if v.conj {
 		return s.lookupConj(table, k, wc, true)
 	}
