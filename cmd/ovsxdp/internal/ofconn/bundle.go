@@ -76,9 +76,10 @@ const (
 	maxBundleBytes  = 256 << 20
 	bundleHeaderLen = 8 // bundle_id, type or padding, flags
 
-	// bundleChunk is the size of the chunks a bundle copies its adds
-	// into: a bundle of 100,000 flow mods is a few hundred allocations
-	// for the garbage collector to track, not 100,000.
+	// bundleChunk is the size of the chunks a connection copies the
+	// adds of its bundles into (hold): a bundle of 100,000 flow mods is
+	// a few hundred allocations for the garbage collector to track, not
+	// 100,000.
 	bundleChunk = 64 << 10
 )
 
