@@ -413,7 +413,7 @@ func (s *TableSnapshot) lookupConj(table uint8, k, wc *Key, allowConj bool) *Rul
 	var hard *Rule
 	var softStub [8]softMatch
 	soft := softStub[:0]
-	v := s.tables[table] // not nil: LookupIn looked
+	v := s.tables.at(int(table)) // not nil: LookupIn looked
 	ctx := lookupCtx{roots: &v.tries}
 	for _, st := range v.subtables {
 		if hard != nil && !st.rules[0].beats(hard) {

@@ -208,7 +208,8 @@ func (s *TableSnapshot) Group(id uint32) *InstalledGroup { return s.ofGroups[id]
 func (s *TableSnapshot) GroupRefs(id uint32) int {
 	n := 0
 	ids := map[uint32]bool{id: true}
-	for _, v := range s.tables {
+	for tb := range MaxTable + 1 {
+		v := s.tables.at(tb)
 		if v == nil {
 			continue
 		}

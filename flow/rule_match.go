@@ -3,6 +3,7 @@ package flow
 import (
 	"encoding/binary"
 	"slices"
+	"sync/atomic"
 )
 
 // A rule's match is held compactly. A Match is two whole keys (528 bytes
@@ -17,6 +18,9 @@ import (
 type ruleMask struct {
 	mask  Key
 	words []uint8 // the words where mask is not zero, ascending
+	// small is what every small subtable under the mask shares, made
+	// by the first (buildSubtable).
+	small atomic.Pointer[smallStages]
 }
 
 func newRuleMask(m *Key) *ruleMask {

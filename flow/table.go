@@ -156,7 +156,7 @@ type Table struct {
 	// pub are the published snapshot's tables: a publication makes new
 	// views only for the tables that changed, and never changes a
 	// published one.
-	pub [MaxTable + 1]*tableView
+	pub tableViews
 	// txn is the atomic TableTxn in progress (UpdateAtomic), which
 	// logs every change to a rule so that it can undo them; nil when
 	// none is.
@@ -440,7 +440,7 @@ func (t *Table) Dump(f *Flow) []*Rule {
 	if f != nil {
 		norm = normalizedMatch(&f.Match)
 	}
-	for t := range s.tables {
+	for t := range MaxTable + 1 {
 		if f != nil && f.Table != TableAll && int(f.Table) != t {
 			continue
 		}
@@ -673,7 +673,7 @@ func (t *Table) publishLocked() {
 		if !dirty[tb] {
 			continue
 		}
-		t.pub[tb] = mergeView(t.pub[tb], fresh[tb], changed, t.tries[tb])
+		t.pub.set(tb, mergeView(t.pub.at(tb), fresh[tb], changed, t.tries[tb]))
 	}
 	s.n = t.n
 	s.tables = t.pub

@@ -17,9 +17,9 @@ type TableSnapshot struct {
 	n   int
 	// tables are the OpenFlow tables, nil for a table without rules. A
 	// publication makes a new view only for the tables that changed, so
-	// that a flow mod costs a copy of these pointers, not of every
-	// table's lists.
-	tables [MaxTable + 1]*tableView
+	// that a flow mod costs a copy of the chunks of pointers they are
+	// in, not of every table's lists.
+	tables tableViews
 
 	ofGroups map[uint32]*InstalledGroup // the OpenFlow groups (read-only)
 	live     PortLiveness               // nil: no port is live
@@ -34,9 +34,39 @@ type tableView struct {
 	tries     [numTries]*trieNode // the prefix tries (trie.go)
 }
 
+// tableChunk is tableChunkLen consecutive tables' views.
+type tableChunk [tableChunkLen]*tableView
+
+const tableChunkLen = 16
+
+// tableViews are the views of the tables 0 to MaxTable, in chunks that
+// snapshots share until a publication changes a table of theirs: a
+// publication after a single flow mod copies one chunk, not a pointer
+// per table.
+type tableViews [(MaxTable + tableChunkLen) / tableChunkLen]*tableChunk
+
+// at returns table tb's view, nil when it has no rules.
+func (v *tableViews) at(tb int) *tableView {
+	if c := v[tb/tableChunkLen]; c != nil {
+		return c[tb%tableChunkLen]
+	}
+	return nil
+}
+
+// set makes tv table tb's view in a copy of its chunk, which another
+// snapshot may share.
+func (v *tableViews) set(tb int, tv *tableView) {
+	c := new(tableChunk)
+	if old := v[tb/tableChunkLen]; old != nil {
+		*c = *old
+	}
+	c[tb%tableChunkLen] = tv
+	v[tb/tableChunkLen] = c
+}
+
 // subtables returns table tb's subtables, in lookup order.
 func (s *TableSnapshot) subtables(tb int) []*tableSubtable {
-	if v := s.tables[tb]; v != nil {
+	if v := s.tables.at(tb); v != nil {
 		return v.subtables
 	}
 	return nil
@@ -224,26 +254,17 @@ func buildSubtable(rm *ruleMask, rules []*Rule) *tableSubtable {
 	}
 	st.conj = len(st.clauses) > 0
 
-	var cum Key
-	for stage := range numStages {
-		var delta Key
-		mask.Masked(&stageBits[stage], &delta)
-		if delta == (Key{}) {
-			continue
+	st.small = len(st.rules) <= smallSubtable
+	if ss := rm.small.Load(); st.small && ss != nil {
+		st.stages, st.best = ss.stages, ss.best
+	} else {
+		st.stages = newStages(rm, st.small)
+		st.best = newKeyIndexFor(&st.mask, rm, !st.small, len(st.rules))
+		if st.small {
+			rm.small.Store(&smallStages{stages: st.stages, best: st.best})
 		}
-		orWords(&cum, &delta)
-		st.stages = append(st.stages, tableStage{id: stage, mask: cum})
-	}
-	if len(st.stages) == 0 {
-		// A catch-all mask: every rule matches every packet.
-		st.stages = append(st.stages, tableStage{id: -1})
 	}
 	last := len(st.stages) - 1
-	st.small = len(st.rules) <= smallSubtable
-	for i := range st.stages[:last] {
-		st.stages[i].keys = newKeyIndex(&st.stages[i].mask, rm, !st.small)
-	}
-	st.best = newKeyIndexFor(&st.mask, rm, !st.small, len(st.rules))
 	for j := range numTries {
 		st.triePlen[j] = prefixLen32(trieValue(mask, j))
 	}
@@ -271,6 +292,47 @@ func buildSubtable(rm *ruleMask, rules []*Rule) *tableSubtable {
 		st.best.add(st.rules, ri) // rules are in lookup order: the first wins
 	}
 	return st
+}
+
+// smallStages are the stages and best index of a small subtable under a
+// mask: they depend on the mask alone and hold no rule (a small
+// subtable's indexes have no slots), so that the small subtables of one
+// mask share them. A publication after a single flow mod builds a small
+// subtable, and a stage holds a whole Key.
+type smallStages struct {
+	stages []tableStage
+	best   keyIndex
+}
+
+// newStages makes the stages of a subtable under rm, with the keys of
+// every stage but the last, which uses best, hashed unless small.
+func newStages(rm *ruleMask, small bool) []tableStage {
+	mask := &rm.mask
+	var deltas [numStages]Key
+	used := 0
+	for stage := range numStages {
+		mask.Masked(&stageBits[stage], &deltas[stage])
+		if deltas[stage] != (Key{}) {
+			used++
+		}
+	}
+	stages := make([]tableStage, 0, max(used, 1))
+	var cum Key
+	for stage := range numStages {
+		if deltas[stage] == (Key{}) {
+			continue
+		}
+		orWords(&cum, &deltas[stage])
+		stages = append(stages, tableStage{id: stage, mask: cum})
+	}
+	if len(stages) == 0 {
+		// A catch-all mask: every rule matches every packet.
+		stages = append(stages, tableStage{id: -1})
+	}
+	for i := range stages[:len(stages)-1] {
+		stages[i].keys = newKeyIndex(&stages[i].mask, rm, !small)
+	}
+	return stages
 }
 
 // portsOf returns k's tp_src:tp_dst, tp_src in the high half, as Open
@@ -363,10 +425,10 @@ func (s *TableSnapshot) LookupIn(table uint8, k *Key, wc *Key) *Rule {
 	if wc == nil {
 		wc = &scratch
 	}
-	if int(table) >= len(s.tables) || s.tables[table] == nil {
+	v := s.tables.at(int(table))
+	if table > MaxTable || v == nil {
 		return nil
 	}
-	v := s.tables[table]
 	if v.conj {
 		return s.lookupConj(table, k, wc, true)
 	}

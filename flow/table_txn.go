@@ -145,7 +145,7 @@ func (tx *TableTxn) Snapshot() *TableSnapshot {
 	}
 	for tb := range dirty {
 		if dirty[tb] {
-			s.tables[tb] = mergeView(pub.tables[tb], fresh[tb], changed, t.tries[tb])
+			s.tables.set(tb, mergeView(pub.tables.at(tb), fresh[tb], changed, t.tries[tb]))
 		}
 	}
 	return s

@@ -211,7 +211,7 @@ func TestDeleteGroupsRemovesPrefixes(t *testing.T) {
 // trie returns table tb's prefix trie j in s (nil when the table has no
 // rules).
 func (s *TableSnapshot) trie(tb, j int) *trieNode {
-	if v := s.tables[tb]; v != nil {
+	if v := s.tables.at(tb); v != nil {
 		return v.tries[j]
 	}
 	return nil

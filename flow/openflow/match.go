@@ -152,8 +152,21 @@ func (fh FieldHeader) append(w *wr) {
 	}
 }
 
-// decodeField reads one TLV.
-func decodeField(r *rd) (Field, error) {
+// decodeField reads one TLV, its value and mask copied.
+func decodeField(r *rd) (Field, error) { return decodeFieldIn(r, false) }
+
+// decodeFieldIn reads one TLV. Its value and mask are parts of r's bytes
+// when owned (the caller made them a copy of its own), else copies.
+func decodeFieldIn(r *rd, owned bool) (Field, error) {
+	take := r.copyN
+	if owned {
+		take = func(n int, what string) []byte {
+			if v := r.bytes(n, what); len(v) > 0 {
+				return v
+			}
+			return nil
+		}
+	}
 	fh, n := decodeFieldHeader(r)
 	if r.err != nil {
 		return Field{}, r.err
@@ -163,13 +176,13 @@ func decodeField(r *rd) (Field, error) {
 	}
 	f := Field{Name: fh.Name, Class: fh.Class, Field: fh.Field, Experimenter: fh.Experimenter}
 	if fh.HasMask {
-		f.Value = r.copyN(n/2, "field value")
-		f.Mask = r.copyN(n/2, "field mask")
+		f.Value = take(n/2, "field value")
+		f.Mask = take(n/2, "field mask")
 		if f.Mask == nil {
 			f.Mask = []byte{}
 		}
 	} else {
-		f.Value = r.copyN(n, "field value")
+		f.Value = take(n, "field value")
 	}
 	if r.err != nil {
 		return Field{}, relabel(r.err, ErrBadMatch, ErrTypeBadMatch, CodeBadMatchLen)
@@ -180,11 +193,12 @@ func decodeField(r *rd) (Field, error) {
 		f.Name = "cookie"
 		return f, nil
 	}
-	if info := fieldsByKey[fieldKey{fh.Class, fh.Experimenter, fh.Field}]; info != nil && info.size == 0 && (len(f.Value) == 0 || len(f.Value) > tlvMaxOptLen) {
+	info := fieldsByKey[fieldKey{fh.Class, fh.Experimenter, fh.Field}]
+	if info != nil && info.size == 0 && (len(f.Value) == 0 || len(f.Value) > tlvMaxOptLen) {
 		// A variable-length field (tun_metadata0-63): 1 to 124 bytes.
 		return Field{}, badMatch(CodeBadMatchLen, "field %s has %d bytes, want 1 to %d", info.name, len(f.Value), tlvMaxOptLen)
 	}
-	if info := fieldsByKey[fieldKey{fh.Class, fh.Experimenter, fh.Field}]; info != nil && info.size != 0 && len(f.Value) != info.size {
+	if info != nil && info.size != 0 && len(f.Value) != info.size {
 		return Field{}, badMatch(CodeBadMatchLen, "field %s has %d bytes, want %d", info.name, len(f.Value), info.size)
 	}
 	return f, nil
@@ -227,15 +241,34 @@ func (f *Field) append(w *wr) error {
 
 // decodeFields reads TLVs until r is empty.
 func decodeFields(r *rd) ([]Field, error) {
-	var fs []Field
-	for r.err == nil && r.len() > 0 {
-		f, err := decodeField(r)
+	if r.err != nil || r.len() == 0 {
+		return nil, r.err
+	}
+	// Every flow mod's match is decoded: its values are parts of one
+	// copy of the list, and the fields are counted first, so that a
+	// match is two allocations, not two per field and the list's
+	// growth.
+	own := &rd{b: r.rest()}
+	fs := make([]Field, 0, countFields(own.b))
+	for own.err == nil && own.len() > 0 {
+		f, err := decodeFieldIn(own, true)
 		if err != nil {
 			return nil, err
 		}
 		fs = append(fs, f)
 	}
-	return fs, r.err
+	return fs, own.err
+}
+
+// countFields counts the TLVs of b by their headers alone (a malformed
+// list is counted roughly: decodeFields refuses it).
+func countFields(b []byte) int {
+	n := 0
+	for len(b) >= 4 {
+		n++
+		b = b[min(len(b), 4+int(b[3])):]
+	}
+	return n
 }
 
 func appendFields(w *wr, fs []Field) error {

@@ -161,3 +161,44 @@ func TestFieldByName(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeFieldsAllocs checks that a match is decoded in two
+// allocations whatever its number of fields (one copy of its bytes, one
+// list), and that its fields are still its own: a change to the buffer
+// it was decoded from changes none of them.
+func TestDecodeFieldsAllocs(t *testing.T) {
+	var fs []Field
+	for i, name := range []string{"reg0", "reg1", "metadata", "eth_src", "eth_dst", "ip_src", "ip_dst", "tcp_dst"} {
+		fh, ok := FieldByName(name, true)
+		if !ok {
+			t.Fatalf("no field %s", name)
+		}
+		f := Field{Name: name, Class: fh.Class, Field: fh.Field, Value: make([]byte, fh.Len)}
+		f.Value[0] = byte(i + 1)
+		if i%2 == 0 {
+			f.Mask = make([]byte, fh.Len)
+			f.Mask[0] = 0xff
+		}
+		fs = append(fs, f)
+	}
+	w := &wr{}
+	if err := appendFields(w, fs); err != nil {
+		t.Fatal(err)
+	}
+	in := w.b
+	want := fieldsText(fs)
+	var got []Field
+	n := testing.AllocsPerRun(100, func() {
+		var err error
+		if got, err = decodeFields(&rd{b: in}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 2 {
+		t.Errorf("decoding %d fields allocates %v times, want 2", len(fs), n)
+	}
+	clear(in)
+	if s := fieldsText(got); s != want {
+		t.Errorf("decoded %s, want %s", s, want)
+	}
+}

@@ -3,6 +3,8 @@ package daemon
 import (
 	"slices"
 	"testing"
+
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
 // TestReleasePacer runs the expiry loop's ticks and saves through its
@@ -45,5 +47,36 @@ func TestReleasePacer(t *testing.T) {
 				t.Errorf("released after events %v, want %v", got, tt.wantRelease)
 			}
 		})
+	}
+}
+
+// TestBundleAddIsActivity checks that a message added to a bundle counts
+// as activity for the expiry loop's release (busyLocked), as a change
+// does: a second without changes while a bundle is being built must not
+// release memory, or the release just before its commit leaves the
+// bundle's memory resident after it.
+func TestBundleAddIsActivity(t *testing.T) {
+	d, _ := benchDaemon(t)
+	d.channels.mu.Lock()
+	ob := d.channels.byName["br0"].ob
+	d.channels.mu.Unlock()
+	_, m, err := openflow.Decode(ofctlFlowMods(t, 1, 1)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := func() uint64 {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.saver.changes
+	}
+	before := changes()
+	if _, err := ob.CheckFlowMod(openflow.Version10, m.(*openflow.FlowMod)); err != nil {
+		t.Fatal(err)
+	}
+	if got := changes(); got == before {
+		t.Errorf("a bundled flow mod's check left the activity count at %d", got)
+	}
+	if n := ob.b.dp.Table().Len(); n != 0 {
+		t.Errorf("the check added %d flows", n)
 	}
 }

@@ -337,20 +337,22 @@ func (o *ofBridge) commitBundle(v uint8, mods []ofconn.BundledMod) ([]*datapath.
 	// packet outs; packet outs in a row share it.
 	var snap *flow.TableSnapshot
 	err := o.b.dp.Table().UpdateAtomic(func(tx *flow.TableTxn) error {
-		for i, m := range mods {
+		for i := range mods {
+			m := &mods[i]
 			if _, ok := m.Msg.(*openflow.PacketOut); !ok {
 				snap = nil
 			}
 			err := m.Refuse
-			if err == nil {
+			if err == nil && m.Flow != nil {
+				// Converted when it was added. The table keeps
+				// what it needs of it: the rest is free as the
+				// commit goes on, not only once it ends.
+				err = o.modLocked(tx, v, m.Flow)
+				m.Flow = nil
+			} else if err == nil {
 				switch msg := m.Msg.(type) {
 				case *openflow.FlowMod:
-					if m.Flow != nil {
-						// Converted when it was added.
-						err = o.modLocked(tx, v, m.Flow)
-					} else {
-						err = o.flowModLocked(tx, v, msg)
-					}
+					err = o.flowModLocked(tx, v, msg)
 				case *openflow.GroupMod:
 					var rs []*flow.Rule
 					rs, err = o.groupModLocked(tx, v, msg)
@@ -438,6 +440,7 @@ func (o *ofBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, err
 		return nil, err
 	}
 	defer o.unlock()
+	o.d.busyLocked()
 	return ofconv.FlowFromMod(o.b.parser(), v, fm)
 }
 
@@ -454,6 +457,7 @@ func (o *ofBridge) CheckGroupMod(v uint8, gm *openflow.GroupMod) error {
 		return err
 	}
 	defer o.unlock()
+	o.d.busyLocked()
 	_, err := ofconv.GroupFromMod(o.b.parser(), v, gm)
 	return err
 }
@@ -678,6 +682,7 @@ func (o *ofBridge) CheckPacketOut(v uint8, po *openflow.PacketOut) error {
 		return err
 	}
 	defer o.unlock()
+	o.d.busyLocked()
 	_, err = o.packetOutActionsLocked(v, po.Data, inPort, po.Actions)
 	return err
 }

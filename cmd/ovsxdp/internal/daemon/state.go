@@ -169,9 +169,10 @@ const saveInterval = 150 * time.Millisecond
 // write never replaces a newer state on disk with an older one.
 type stateSaver struct {
 	dirty bool // a change is not saved yet; guarded by Daemon.mu
-	// changes counts the changes marked, saved or not; guarded by
-	// Daemon.mu. The expiry loop releases memory only after a second
-	// without one (releaseMemory).
+	// changes counts the changes marked, saved or not, and the
+	// messages added to bundles (busyLocked); guarded by Daemon.mu. The
+	// expiry loop releases memory only after a second without one
+	// (releaseMemory).
 	changes uint64
 	kick    chan struct{} // a change was marked (capacity one)
 	// taken numbers the states taken to be saved; guarded by Daemon.mu.
@@ -227,6 +228,18 @@ func (d *Daemon) markDirtyLocked() {
 	case d.saver.kick <- struct{}{}:
 	default:
 	}
+}
+
+// busyLocked notes work that changes nothing yet but holds memory that
+// its end makes garbage: a message added to an OpenFlow bundle, which the
+// bundle keeps until it is committed or discarded. The expiry loop then
+// does not release memory while a bundle is being built: each release
+// would collect the whole heap, bundle included, once a second, and the
+// last one, just before the commit, would leave the bundle's memory, free
+// after the commit, resident (releaseMemory releases only after as many
+// allocations as the live heap). d.mu must be held.
+func (d *Daemon) busyLocked() {
+	d.saver.changes++
 }
 
 // saveIfDirty saves the state if a change is not saved yet, formatting
@@ -363,6 +376,24 @@ const flowsPart = 2048
 // average 120 bytes), for the size of a part's buffer.
 const flowTextSize = 128
 
+// partBuffers are writeFlows' buffers of parts, kept from one save to the
+// next: a part is a few hundred kilobytes, which a new buffer takes from
+// the heap, zeroed, and grows once it is full, at every save, and saves
+// come every few hundred milliseconds while a controller's flow mods
+// stream in. releaseMemory drops them.
+var partBuffers = make(chan *bytes.Buffer, 4)
+
+// dropPartBuffers lets the garbage collector have partBuffers.
+func dropPartBuffers() {
+	for {
+		select {
+		case <-partBuffers:
+		default:
+			return
+		}
+	}
+}
+
 // writeFlows writes the flows of rs as writeState lists them (each on a
 // line of its own, after a comma but the first). The flows are formatted
 // in parts of flowsPart, on as many goroutines as workers, and written
@@ -376,10 +407,10 @@ func writeFlows(w *bufio.Writer, rs []*flow.Rule, workers int) error {
 	}
 	held := max(1, workers) + 1
 	slots := make(chan struct{}, held)
-	// free are the parts' buffers once written, for the next parts: a
-	// save of 100,000 flows reuses a few buffers of a part's size
-	// instead of asking the heap for fifty.
-	free := make(chan *bytes.Buffer, held)
+	// The parts' buffers once written are for the next parts and the
+	// next save (partBuffers): a save of 100,000 flows reuses a few
+	// buffers of a part's size instead of asking the heap for fifty.
+	free := partBuffers
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -496,6 +527,7 @@ func releaseMemory() {
 	if allocs-releasedAt.Load() < max(64<<20, live) {
 		return
 	}
+	dropPartBuffers()
 	debug.FreeOSMemory()
 	releasedAt.Store(allocs)
 }

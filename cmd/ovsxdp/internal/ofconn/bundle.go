@@ -75,6 +75,12 @@ const (
 	maxBundleMsgs   = 1 << 18
 	maxBundleBytes  = 256 << 20
 	bundleHeaderLen = 8 // bundle_id, type or padding, flags
+
+	// bundleChunk is the size of the chunks a connection copies the
+	// adds of its bundles into (hold): a bundle of 100,000 flow mods is
+	// a few hundred allocations for the garbage collector to track, not
+	// 100,000.
+	bundleChunk = 64 << 10
 )
 
 // bundleState is an open bundle of a connection.
@@ -85,18 +91,31 @@ type bundleState struct {
 	bytes  int
 }
 
-// bundled is a message added to a bundle.
+// bundled is a message added to a bundle: what its commit needs, and no
+// more, since a bundle may hold hundreds of thousands of them.
 type bundled struct {
 	h openflow.Header
-	m openflow.Message
-	// flow is m's conversion when m is a flow mod that the bridge
-	// checked (Checker): the commit runs it as it is.
+	// m is the decoded message; nil for a flow mod that the bridge
+	// converted when it was added (Checker): flow, its conversion, is
+	// what the commit runs.
+	m    openflow.Message
 	flow *ofconv.Mod
-	b    []byte // the message
-	// add is the OFPT_BUNDLE_ADD_MESSAGE that carried it (b is a part
-	// of it): Open vSwitch's error for a message that fails at commit
-	// echoes its add.
+	// add is the OFPT_BUNDLE_ADD_MESSAGE that carried the message, which
+	// is add[at:]: Open vSwitch's error for a message that fails at
+	// commit echoes its add.
 	add []byte
+	at  int
+}
+
+// hold copies the add b into the connection's chunk of adds and returns
+// the copy. A chunk lives as long as an add in it does.
+func (c *conn) hold(b []byte) []byte {
+	if len(b) > cap(c.adds)-len(c.adds) {
+		c.adds = make([]byte, 0, max(bundleChunk, len(b)))
+	}
+	at := len(c.adds)
+	c.adds = append(c.adds, b...)
+	return c.adds[at:len(c.adds):len(c.adds)]
 }
 
 func bundleError(code uint16, format string, args ...any) *openflow.Error {
@@ -188,9 +207,11 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	if n < openflow.HeaderLen || n > len(inner) {
 		return bundleError(codeBundleMsgBadLen, "bundled message of length %d in %d bytes", n, len(inner))
 	}
-	// b is the reader's buffer, which the next message overwrites.
 	at := len(b) - len(body) + bundleHeaderLen // where the message starts
-	add := append([]byte(nil), b[:at+n]...)
+	// b is the reader's buffer, which the next message overwrites: the
+	// message is decoded from a copy, which the decoded message and its
+	// conversion may point into.
+	add := c.hold(b[:at+n])
 	inner = add[at:]
 	c.s.acct.countReceived(inner)
 	refuse := func(err error) error {
@@ -223,11 +244,16 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	case bd.flags != flags:
 		return bundleError(codeBundleBadFlags, "bundle %d has flags 0x%x, not 0x%x", id, bd.flags, flags)
 	}
-	if len(bd.msgs) >= maxBundleMsgs || bd.bytes+len(add) > maxBundleBytes {
+	if len(bd.msgs) >= maxBundleMsgs || bd.bytes+at+n > maxBundleBytes {
 		return bundleError(codeBundleTooMany, "bundle %d holds %d messages (%d bytes)", id, len(bd.msgs), bd.bytes)
 	}
-	bd.msgs = append(bd.msgs, bundled{h: ih, m: im, flow: conv, b: inner, add: add})
-	bd.bytes += len(add)
+	if conv != nil {
+		// The conversion is what the commit runs: the decoded flow
+		// mod, several times its size, is not kept.
+		im = nil
+	}
+	bd.msgs = append(bd.msgs, bundled{h: ih, m: im, flow: conv, add: add, at: at})
+	bd.bytes += at + n
 	return nil
 }
 
@@ -270,8 +296,12 @@ func (c *conn) checkMod(m openflow.Message) (*ofconv.Mod, error) {
 func (c *conn) commit(id uint32, bd *bundleState) error {
 	bc := c.s.br.(BundleCommitter) // bundles are taken only then
 	mods := make([]BundledMod, len(bd.msgs))
-	for i, e := range bd.msgs {
+	for i := range bd.msgs {
+		e := &bd.msgs[i]
 		mods[i] = BundledMod{Msg: e.m, From: Origin{c: c, xid: e.h.Xid}, Flow: e.flow}
+		// mods holds the conversion alone, for the bridge to drop
+		// once it has run it.
+		e.flow = nil
 		if _, ok := e.m.(*openflow.PortMod); ok && bd.flags&bundleAtomic != 0 {
 			// Open vSwitch's port mods are not atomic: it fails an
 			// atomic bundle that holds one when its turn comes.
@@ -296,6 +326,6 @@ func (c *conn) commit(id uint32, bd *bundleState) error {
 	// add's too) with its add's bytes, and counts as a refusal of the
 	// message.
 	e := bd.msgs[i]
-	c.replyErrorAs(e.h, e.add, e.b, err)
+	c.replyErrorAs(e.h, e.add, e.add[e.at:], err)
 	return bundleError(codeBundleMsgFailed, "bundle %d: message %d of %d failed, none took effect", id, i+1, len(bd.msgs))
 }

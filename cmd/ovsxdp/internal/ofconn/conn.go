@@ -120,7 +120,9 @@ type BundleCommitter interface {
 // BundledMod is one message of a bundle being committed.
 type BundledMod struct {
 	// Msg is an *openflow.FlowMod, *openflow.GroupMod,
-	// *openflow.PortMod or *openflow.PacketOut.
+	// *openflow.PortMod or *openflow.PacketOut; nil for a flow mod
+	// that Flow holds converted, whose decoded form the bundle did not
+	// keep.
 	Msg openflow.Message
 	// From is the message, for the flow monitors.
 	From Origin
@@ -128,7 +130,10 @@ type BundledMod struct {
 	// turn comes, whatever it is.
 	Refuse error
 	// Flow, if set, is a flow mod's conversion by CheckFlowMod when it
-	// was added: it is run as it is, not converted again.
+	// was added: it is run as it is, not converted again. The bridge
+	// may drop it (set it to nil) once it has run it, so that the
+	// memory of a large bundle's conversions is free as the commit
+	// goes.
 	Flow *ofconv.Mod
 }
 
@@ -371,6 +376,7 @@ type conn struct {
 	async        asyncState
 	mon          monitorState            // flow monitors (monitor.go)
 	bundles      map[uint32]*bundleState // open bundles, by id (bundle.go)
+	adds         []byte                  // the chunk bundled adds are copied into (bundle.go)
 	br           *bufio.Reader           // what r reads from: what is buffered
 	flowMods     flowModBatch            // flow mods read, not yet run (flowmods.go)
 	up           func(uint8)

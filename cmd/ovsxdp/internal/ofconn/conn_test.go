@@ -44,7 +44,9 @@ func (b *tableBridge) CommitBundle(v uint8, mods []BundledMod) (int, error) {
 	err := b.t.UpdateAtomic(func(tx *flow.TableTxn) error {
 		for i, m := range mods {
 			err := m.Refuse
-			if err == nil {
+			if err == nil && m.Flow != nil {
+				err = txFlowMod(tx, m.Flow)
+			} else if err == nil {
 				err = txMod(tx, v, m.Msg)
 			}
 			if err != nil {
@@ -65,15 +67,7 @@ func txMod(tx *flow.TableTxn, v uint8, m openflow.Message) error {
 		if err != nil {
 			return err
 		}
-		switch mod.Cmd {
-		case flow.CmdAdd:
-			return ofconv.TableError(tx.Add(mod.Flow))
-		case flow.CmdModify:
-			tx.Modify(mod.Flow, mod.Strict, false)
-		default:
-			tx.Delete(mod.Flow, mod.Strict)
-		}
-		return nil
+		return txFlowMod(tx, mod)
 	case *openflow.GroupMod:
 		switch m.Command {
 		case openflow.GroupAdd:
@@ -91,6 +85,19 @@ func txMod(tx *flow.TableTxn, v uint8, m openflow.Message) error {
 		return nil
 	}
 	return fmt.Errorf("%T cannot be bundled", m)
+}
+
+// txFlowMod runs a converted flow mod in tx.
+func txFlowMod(tx *flow.TableTxn, mod *ofconv.Mod) error {
+	switch mod.Cmd {
+	case flow.CmdAdd:
+		return ofconv.TableError(tx.Add(mod.Flow))
+	case flow.CmdModify:
+		tx.Modify(mod.Flow, mod.Strict, false)
+	default:
+		tx.Delete(mod.Flow, mod.Strict)
+	}
+	return nil
 }
 
 var _ BundleCommitter = (*tableBridge)(nil)

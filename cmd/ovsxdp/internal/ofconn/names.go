@@ -78,9 +78,13 @@ func MessageName(b []byte) string {
 		names = msgNames10[:]
 		mpReq, mpRep = 16, 17
 	}
-	name := fmt.Sprintf("OFPT_%d", t)
+	// Every message read is named (rejections.go): a known type's name
+	// is not formatted.
+	var name string
 	if t < len(names) {
 		name = names[t]
+	} else {
+		name = fmt.Sprintf("OFPT_%d", t)
 	}
 	switch {
 	case t == 4: // experimenter (vendor) message

@@ -167,6 +167,21 @@ func TestMessageName(t *testing.T) {
 	}
 }
 
+// TestMessageNameAllocs checks that naming the messages a flow mod stream
+// is made of allocates nothing: every message read is named, to be
+// counted.
+func TestMessageNameAllocs(t *testing.T) {
+	for _, in := range [][]byte{
+		{openflow.Version13, 14, 0, 8, 0, 0, 0, 1},                                // OFPT_FLOW_MOD
+		{openflow.Version10, 18, 0, 8, 0, 0, 0, 1},                                // OFPT_BARRIER_REQUEST
+		{openflow.Version10, 4, 0, 16, 0, 0, 0, 1, 0, 0, 0x23, 0x20, 0, 0, 0, 13}, // NXT_FLOW_MOD
+	} {
+		if n := testing.AllocsPerRun(100, func() { MessageName(in) }); n != 0 {
+			t.Errorf("MessageName(%s) allocates %v times", MessageName(in), n)
+		}
+	}
+}
+
 func TestErrorName(t *testing.T) {
 	for _, tc := range []struct {
 		typ, code uint16
