@@ -3,6 +3,8 @@ package ofconv
 import (
 	"bufio"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -247,6 +249,44 @@ func TestFlowModDirectRefusals(t *testing.T) {
 	}
 }
 
+// TestBuiltFlowModsAgree converts flow mods built from pseudo-random
+// recipes (a fixed seed) both ways, as FuzzFlowModDirect does, so that
+// every run covers a spread of values, masks and refusals; it fails if
+// the direct conversion takes too few of them to prove anything.
+func TestBuiltFlowModsAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	n, took, refused := 20000, 0, 0
+	for range n {
+		raw := make([]byte, 64)
+		for i := range raw {
+			raw[i] = byte(rng.Uint32())
+		}
+		v, fm := buildFlowMod(&recipe{b: raw})
+		b, err := openflow.Encode(v, 1, fm)
+		if err != nil {
+			continue
+		}
+		h, m, err := openflow.Decode(b)
+		if err != nil {
+			continue
+		}
+		dm, ok := m.(*openflow.FlowMod)
+		if !ok {
+			continue
+		}
+		if directAgrees(t, fmt.Sprintf("built flow mod %x", b), h.Version, dm, true) {
+			took++
+			if _, _, err := flowFromModDirect(h.Version, dm, true); err != nil {
+				refused++
+			}
+		}
+	}
+	t.Logf("%d recipes: %d converted directly, %d of them refused by the action check", n, took, refused)
+	if took < n/20 {
+		t.Errorf("only %d of %d flow mods converted directly", took, n)
+	}
+}
+
 // FuzzFlowModDirect decodes flow mods and converts each both ways: where
 // the direct conversion takes one, it must give the text path's flow or
 // error, with and without the check of the actions against the match.
@@ -268,18 +308,199 @@ func FuzzFlowModDirect(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		h, m, err := openflow.Decode(raw)
+		if h, m, err := openflow.Decode(raw); err == nil {
+			if fm, ok := m.(*openflow.FlowMod); ok {
+				for _, check := range []bool{true, false} {
+					directAgrees(t, "flow mod", h.Version, fm, check)
+				}
+			}
+		}
+		// The same bytes as a recipe: a flow mod built of the fields and
+		// actions the direct conversion takes, with values, masks and
+		// combinations that mutation of encoded flow mods seldom reaches.
+		v, fm := buildFlowMod(&recipe{b: raw})
+		b, err := openflow.Encode(v, 1, fm)
 		if err != nil {
 			return
 		}
-		fm, ok := m.(*openflow.FlowMod)
-		if !ok {
+		h, m, err := openflow.Decode(b)
+		if err != nil {
 			return
 		}
-		for _, check := range []bool{true, false} {
-			directAgrees(t, "flow mod", h.Version, fm, check)
+		if dm, ok := m.(*openflow.FlowMod); ok {
+			directAgrees(t, fmt.Sprintf("built flow mod %x", b), h.Version, dm, true)
 		}
 	})
+}
+
+// recipe reads the choices of buildFlowMod from fuzz bytes (zeros once
+// they run out).
+type recipe struct{ b []byte }
+
+func (r *recipe) byte() byte {
+	if len(r.b) == 0 {
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *recipe) bytes(n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = r.byte()
+	}
+	return out
+}
+
+// pick returns one of choices, or random bytes of width n when the
+// recipe says so.
+func (r *recipe) value(n int, choices ...uint64) []byte {
+	c := int(r.byte())
+	if c < len(choices)*32 {
+		v := choices[c/32]
+		out := make([]byte, n)
+		for i := range out {
+			out[n-1-i] = byte(v >> (8 * i))
+		}
+		return out
+	}
+	return r.bytes(n)
+}
+
+// recipeFields are the match fields buildFlowMod picks from, with
+// values that make others valid.
+var recipeFields = []struct {
+	name    string
+	choices []uint64
+}{
+	{"in_port", []uint64{1, 0xfff8, 0xfffe, 0xffffff00, 0xfffffffe}}, {"eth_src", nil}, {"eth_dst", nil},
+	{"eth_type", []uint64{0x800, 0x86dd, 0x806, 0x8035, 0x5ff}}, {"vlan_tci", []uint64{0x1005, 0, 0x1000}},
+	{"vlan_vid", []uint64{0x1005, 0, 0x1000}}, {"vlan_pcp", []uint64{3, 9}}, {"ip_src", nil}, {"ip_dst", nil},
+	{"nw_proto", []uint64{6, 17, 1, 58, 132}}, {"nw_tos", []uint64{4, 3}}, {"ip_dscp", []uint64{4, 0x40}},
+	{"nw_ecn", []uint64{1, 4}}, {"nw_ttl", nil}, {"arp_op", []uint64{1, 2}}, {"arp_spa", nil}, {"arp_tpa", nil},
+	{"arp_sha", nil}, {"arp_tha", nil}, {"ipv6_src", nil}, {"ipv6_dst", nil}, {"ipv6_label", []uint64{5, 0x100000}},
+	{"nd_target", nil}, {"nd_sll", nil}, {"nd_tll", nil}, {"tcp_src", nil}, {"tcp_dst", nil}, {"udp_src", nil},
+	{"udp_dst", nil}, {"sctp_src", nil}, {"icmp_type", []uint64{8, 0x100}}, {"icmpv6_type", []uint64{135, 136}},
+	{"icmpv6_code", []uint64{0}}, {"metadata", nil}, {"pkt_mark", nil}, {"conj_id", nil}, {"reg0", nil},
+	{"reg13", nil}, {"xreg2", nil}, {"tun_id", nil}, {"tun_src", nil}, {"ct_zone", nil}, {"ct_state", nil},
+	{"ip_frag", nil}, {"tcp_flags", nil}, {"xxreg1", nil},
+}
+
+// wireField makes a wire field of name in the encoding nxm picks, of the
+// field's width, the value and mask the recipe says.
+func (r *recipe) wireField(name string, nxm bool, choices []uint64) (openflow.Field, openflow.FieldHeader) {
+	h, _ := openflow.FieldByName(name, nxm)
+	n := int(h.Len)
+	if h.Class == openflow.ClassExperimenter {
+		n -= 4
+	}
+	f := openflow.Field{Name: name, Class: h.Class, Field: h.Field, Experimenter: h.Experimenter, Value: r.value(n, choices...)}
+	switch c := r.byte(); {
+	case c < 64:
+		f.Mask = r.bytes(n)
+	case c < 96:
+		f.Mask = make([]byte, n)
+		for i := range f.Mask {
+			f.Mask[i] = 0xff
+		}
+		f.Mask[n-1] = 0xf0
+	}
+	return f, h
+}
+
+// buildFlowMod builds a flow mod of NXM, OpenFlow 1.3 or 1.5 from r.
+func buildFlowMod(r *recipe) (uint8, *openflow.FlowMod) {
+	v := []uint8{openflow.Version10, openflow.Version13, openflow.Version15}[r.byte()%3]
+	nxm := v == openflow.Version10
+	fm := &openflow.FlowMod{Nicira: nxm, Command: []uint8{openflow.FlowAdd, openflow.FlowModify, openflow.FlowModifyStrict, openflow.FlowDelete}[r.byte()%4],
+		TableID: r.byte() % 8, Priority: 1, BufferID: 0xffffffff, OutPort: openflow.PortAny, OutGroup: 0xffffffff}
+	if c := r.byte(); c >= 0xf0 {
+		fm.TableID = c
+	}
+	for range r.byte() % 7 {
+		rf := recipeFields[int(r.byte())%len(recipeFields)]
+		f, _ := r.wireField(rf.name, nxm, rf.choices)
+		if r.byte() < 200 {
+			f.Mask = nil
+		}
+		fm.Match = append(fm.Match, f)
+	}
+	header := func() openflow.FieldHeader {
+		rf := recipeFields[int(r.byte())%len(recipeFields)]
+		h, _ := openflow.FieldByName(rf.name, true)
+		return h
+	}
+	var acts []openflow.Action
+	for range r.byte() % 6 {
+		var a openflow.Action
+		switch r.byte() % 20 {
+		case 0:
+			p := []uint32{1, 2, 0xfeff, 0xff05, 0x10000, 0xfffffff8, 0xfffffff9, 0xfffffffa, 0xfffffffd, 0xfffffffe, 0xffffffff}[r.byte()%11]
+			a = &openflow.ActOutput{Port: p, MaxLen: uint16(r.byte())}
+		case 1:
+			a = &openflow.ActResubmit{InPort: []uint16{0xfff8, 1, 0xfffe, 0xffff}[r.byte()%4], Table: r.byte(), WithTable: r.byte()&1 == 0}
+		case 2:
+			a = &openflow.ActRegLoad{Dst: header(), Ofs: uint16(r.byte() % 70), NBits: uint16(r.byte() % 70), Value: uint64(r.byte())}
+		case 3:
+			a = &openflow.ActRegMove{NBits: uint16(r.byte() % 70), SrcOfs: uint16(r.byte() % 40), DstOfs: uint16(r.byte() % 40), Src: header(), Dst: header()}
+		case 4:
+			rf := recipeFields[int(r.byte())%len(recipeFields)]
+			f, _ := r.wireField(rf.name, false, rf.choices)
+			a = &openflow.ActSetField{Field: f, Nicira: nxm}
+		case 5:
+			a = &openflow.ActSetVLANVID{VID: uint16(r.byte()) << 4}
+		case 6:
+			a = &openflow.ActPopVLAN{}
+		case 7:
+			a = &openflow.ActEthertype{Type: openflow.ActTypePushVLAN, EtherType: []uint16{0x8100, 0x88a8, 0x800}[r.byte()%3]}
+		case 8:
+			a = &openflow.ActSetDLAddr{Dst: r.byte()&1 == 0, Addr: [6]byte(r.bytes(6))}
+		case 9:
+			a = &openflow.ActSetNWAddr{Dst: r.byte()&1 == 0, Addr: 0x0a000001}
+		case 10:
+			a = &openflow.ActSetTPPort{Dst: r.byte()&1 == 0, Port: 80}
+		case 11:
+			a = &openflow.ActSetNWTOS{TOS: r.byte()}
+		case 12:
+			a = &openflow.ActTTL{Type: openflow.ActTypeSetNWTTL, TTL: r.byte()}
+		case 13:
+			a = &openflow.ActNX{Subtype: []uint16{openflow.NXActDecTTL, openflow.NXActExit, openflow.NXActCTClear}[r.byte()%3]}
+		case 14:
+			a = &openflow.ActConjunction{ID: uint32(r.byte() % 3), Clause: r.byte() % 4, NClauses: r.byte() % 5}
+		case 15:
+			a = &openflow.ActNote{Data: r.bytes(int(r.byte() % 9))}
+		case 16:
+			a = &openflow.ActU32{Type: openflow.ActTypeGroup, Value: uint32(r.byte())}
+		case 17:
+			a = &openflow.ActSimple{Type: []uint16{openflow.ActTypeDecNWTTL, openflow.ActTypePopVLAN}[r.byte()%2]}
+		case 18:
+			a = &openflow.ActSetVLANPCP{PCP: r.byte() % 9}
+		default:
+			d := append(make([]byte, 6), r.bytes(16)...)
+			a = &openflow.ActRaw{Type: typeExperimenter, Experimenter: openflow.NiciraExperimenter, Subtype: nxWriteMetadata, Data: d}
+		}
+		acts = append(acts, a)
+	}
+	if nxm {
+		fm.Actions = acts
+		return v, fm
+	}
+	if len(acts) > 0 || r.byte()&1 == 0 {
+		fm.Instructions = append(fm.Instructions, openflow.Instruction{Type: openflow.InstApplyActions, Actions: acts})
+	}
+	c := r.byte()
+	if c&1 != 0 {
+		fm.Instructions = append(fm.Instructions, openflow.Instruction{Type: openflow.InstWriteMetadata, Metadata: uint64(r.byte()), MetadataMask: uint64(r.byte())})
+	}
+	if c&2 != 0 {
+		fm.Instructions = append(fm.Instructions, openflow.Instruction{Type: openflow.InstGotoTable, TableID: r.byte() % 10})
+	}
+	if c&4 != 0 {
+		fm.Instructions = append(fm.Instructions, openflow.Instruction{Type: openflow.InstClearActions})
+	}
+	return v, fm
 }
 
 // BenchmarkFlowFromMod converts an OVN-shaped ACL flow mod (registers,
