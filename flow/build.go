@@ -39,10 +39,10 @@ func beNum(b []byte) (uint64, bool) {
 
 // Add matches the field called name (the parser's name for it) on the
 // big-endian value, under mask unless mask is nil or all ones. It takes
-// the numeric, Ethernet, IPv4 and IPv6 fields and in_port unmasked; it
-// answers false for the others (ip_frag, tcp_flags, ct_state, tun_flags,
-// 128-bit numbers, tun_metadata), for a value of the wrong width, and for
-// whatever the parser refuses.
+// the numeric fields (128-bit ones included), Ethernet, IPv4 and IPv6
+// addresses, ct_state, tcp_flags, and in_port unmasked; it answers false
+// for the others (ip_frag, which AddFrag takes, tun_flags, tun_metadata),
+// for a value of the wrong width, and for whatever the parser refuses.
 func (w *WireMatch) Add(name string, value, mask []byte) bool {
 	mp := &w.mp
 	f := fieldByName[name]
@@ -53,7 +53,7 @@ func (w *WireMatch) Add(name string, value, mask []byte) bool {
 		mask = nil
 	}
 	hasMask := mask != nil
-	if hasMask && !f.maskable && f.kind != kindIPv6 {
+	if hasMask && !f.maskable && f.kind != kindIPv6 && f.kind != kindNum128 {
 		return false
 	}
 	full := storageBits(f.st)
@@ -123,6 +123,40 @@ func (w *WireMatch) Add(name string, value, mask []byte) bool {
 			mp.used = append(mp.used, usedField{f: f})
 		}
 		return true
+	case kindNum128:
+		v, ok := be128(value)
+		m := ones(128)
+		if hasMask {
+			var mok bool
+			m, mok = be128(mask)
+			ok = ok && mok
+		}
+		if !ok {
+			return false
+		}
+		set128(&mp.m.Key, f.st, v.and(m))
+		set128(&mp.m.Mask, f.st, m)
+		if !m.isZero() {
+			mp.nxm = true
+		}
+		return true
+	case kindCtState, kindTCPFlags:
+		// The text is 0xV[/0xM], which both parse as numbers of at most
+		// 8 (ct_state) or 12 (tcp_flags) bits.
+		var ok bool
+		if v, ok = beNum(value); !ok {
+			return false
+		}
+		m = f.bits
+		if hasMask {
+			if m, ok = beNum(mask); !ok {
+				return false
+			}
+		}
+		if v&^f.bits != 0 || m&^f.bits != 0 {
+			return false
+		}
+		v &= m
 	case kindNum:
 		var ok bool
 		if v, ok = beNum(value); !ok {
@@ -152,6 +186,36 @@ func (w *WireMatch) Add(name string, value, mask []byte) bool {
 		mp.nxm = true
 	}
 	return true
+}
+
+// AddFrag matches ip_frag as the word the text writes (no, yes, first,
+// later, not_later); false for another word.
+func (w *WireMatch) AddFrag(word string) bool {
+	v, m, ok := parseFrag(word)
+	if !ok {
+		return false
+	}
+	f := fieldByName["ip_frag"]
+	w.mp.nxm = true
+	w.mp.applyRaw(f.st, v&m, m, storageBits(f.st))
+	w.mp.record(f, &token{}, m)
+	return true
+}
+
+// be128 reads big-endian bytes as a 128-bit number; false when it has
+// more significant bits.
+func be128(b []byte) (u128, bool) {
+	var v u128
+	for i, c := range b {
+		if i < len(b)-16 {
+			if c != 0 {
+				return u128{}, false
+			}
+			continue
+		}
+		v = v.shl(8).or(u128{lo: uint64(c)})
+	}
+	return v, true
 }
 
 // Finish checks the prerequisites of the fields added and stores the

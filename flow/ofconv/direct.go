@@ -62,13 +62,28 @@ func directFlow(v uint8, fm *openflow.FlowMod, fields []openflow.Field, cmd flow
 	d.wm.Reset()
 	for i := range fields {
 		f := &fields[i]
-		if f.Name == "" || !supportedFields[f.Name] || f.Name == "ip_frag" {
+		if f.Name == "" || !supportedFields[f.Name] {
 			return nil, false
 		}
 		for j := range i {
 			if fields[j].Name == f.Name {
 				return nil, false
 			}
+		}
+		if f.Name == "ip_frag" {
+			// As matchText writes it: the two flags by name, nothing
+			// when the mask covers neither.
+			if len(f.Value) != 1 {
+				return nil, false
+			}
+			m := byte(0xff)
+			if f.Mask != nil && !allOnes(f.Mask) && len(f.Mask) == 1 {
+				m = f.Mask[0]
+			}
+			if m&3 != 0 && !d.wm.AddFrag(fragText(f.Value[0]&3, m&3)) {
+				return nil, false
+			}
+			continue
 		}
 		if !d.wm.Add(f.Name, f.Value, f.Mask) {
 			return nil, false

@@ -384,8 +384,8 @@ var recipeFields = []struct {
 	{"nd_target", nil}, {"nd_sll", nil}, {"nd_tll", nil}, {"tcp_src", nil}, {"tcp_dst", nil}, {"udp_src", nil},
 	{"udp_dst", nil}, {"sctp_src", nil}, {"icmp_type", []uint64{8, 0x100}}, {"icmpv6_type", []uint64{135, 136}},
 	{"icmpv6_code", []uint64{0}}, {"metadata", nil}, {"pkt_mark", nil}, {"conj_id", nil}, {"reg0", nil},
-	{"reg13", nil}, {"xreg2", nil}, {"tun_id", nil}, {"tun_src", nil}, {"ct_zone", nil}, {"ct_state", nil},
-	{"ip_frag", nil}, {"tcp_flags", nil}, {"xxreg1", nil},
+	{"reg13", nil}, {"xreg2", nil}, {"tun_id", nil}, {"tun_src", nil}, {"ct_zone", nil}, {"ct_state", []uint64{0x21, 0x20, 0x100}},
+	{"ip_frag", []uint64{0, 1, 2, 3}}, {"tcp_flags", []uint64{0x12, 0x1000}}, {"xxreg1", nil}, {"ct_label", nil},
 }
 
 // wireField makes a wire field of name in the encoding nxm picks, of the
