@@ -10,12 +10,13 @@ import (
 )
 
 // This file converts the common flow mods straight into a flow.Flow: the
-// match fields into flow.Match through flow.WireMatch, and the actions and
-// instructions that OVN and ovs-ofctl send most (output, resubmit,
-// goto_table, load and set_field, move, VLAN, mod_*, dec_ttl, conjunction,
-// note, write_metadata, group, exit) into []flow.Action. Writing a flow mod
-// as ovs-ofctl text and parsing it back (flowFromModText) cost about a
-// tenth of the daemon's time per flow mod, and more in garbage.
+// match fields into flow.Match through flow.WireMatch, and the actions
+// and instructions that OVN and ovs-ofctl send most (output, resubmit,
+// goto_table, load and set_field, move, VLAN, mod_*, dec_ttl,
+// conjunction, note, write_metadata, group, exit, clone, ct_clear) into
+// []flow.Action. Writing a flow mod as ovs-ofctl text and parsing it back
+// (flowFromModText) cost about a tenth of the daemon's time per flow mod,
+// and more in garbage.
 //
 // The text path stays the reference: each conversion here gives exactly
 // the flow the parser makes of the text flowFromModText writes, and for
@@ -33,6 +34,7 @@ type direct struct {
 	table       uint8
 	vlan        bool // a VLAN tag is known at this point of the actions
 	conj, other bool // a conjunction, an action that may not go with one
+	base        int  // the first action of the list being read (a clone's body)
 }
 
 var directPool = sync.Pool{New: func() any { return new(direct) }}
@@ -101,7 +103,7 @@ func directFlow(v uint8, fm *openflow.FlowMod, fields []openflow.Field, cmd flow
 	d.acts = d.acts[:0]
 	d.m, d.table = &fl.Match, table
 	d.vlan = fl.Match.Key.VLANs[0].TCI&flow.VLANPresent != 0
-	d.conj, d.other = false, false
+	d.conj, d.other, d.base = false, false, 0
 	ok := false
 	if v == openflow.Version10 || fm.Nicira {
 		ok = d.list(fm.Actions)
@@ -305,9 +307,13 @@ func (d *direct) action(a openflow.Action) bool {
 			d.add(flow.Action{Type: flow.ActExit})
 		case openflow.NXActDecTTL:
 			d.add(flow.Action{Type: flow.ActDecTTL})
+		case openflow.NXActCTClear:
+			d.add(flow.Action{Type: flow.ActCTClear})
 		default:
 			return false
 		}
+	case *openflow.ActClone:
+		return d.clone(a)
 	case *openflow.ActU32:
 		if a.Type != openflow.ActTypeGroup {
 			return false
@@ -322,6 +328,24 @@ func (d *direct) action(a openflow.Action) bool {
 	default:
 		return false
 	}
+	return true
+}
+
+// clone converts clone(actions): the clone, holding the number of
+// actions of its body, then the body, which the parser reads as a list
+// of its own (a conjunction in it goes only with notes in it) from the
+// VLAN tag known where the clone stands, and which leaves that as it
+// was.
+func (d *direct) clone(a *openflow.ActClone) bool {
+	vlan, conj, base := d.vlan, d.conj, d.base
+	start := len(d.acts)
+	d.add(flow.Action{Type: flow.ActClone})
+	d.conj, d.other, d.base = false, false, len(d.acts)
+	if !d.list(a.Actions) || d.conj && d.other {
+		return false
+	}
+	d.acts[start].Value = uint64(len(d.acts) - start - 1)
+	d.vlan, d.conj, d.other, d.base = vlan, conj, true, base
 	return true
 }
 
@@ -350,7 +374,7 @@ func (d *direct) conjunction(a *openflow.ActConjunction) bool {
 	if k > 0xff || n < 2 || n > 64 || k > n {
 		return false
 	}
-	for i := range d.acts {
+	for i := d.base; i < len(d.acts); i++ {
 		if c := &d.acts[i]; c.Type == flow.ActConjunction && c.Value == uint64(a.ID) && c.Port != uint32(n) {
 			return false
 		}

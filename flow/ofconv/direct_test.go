@@ -224,6 +224,9 @@ func TestFlowModDirectRefusals(t *testing.T) {
 		{name: "conjunction clause past n", acts: []openflow.Action{&openflow.ActConjunction{ID: 1, Clause: 3, NClauses: 2}}},
 		{name: "conjunction clauses differ", acts: []openflow.Action{&openflow.ActConjunction{ID: 1, Clause: 0, NClauses: 2}, &openflow.ActConjunction{ID: 1, Clause: 0, NClauses: 3}}},
 		{name: "conjunction and note", acts: []openflow.Action{&openflow.ActNote{Data: []byte{1, 2}}, &openflow.ActConjunction{ID: 1, Clause: 1, NClauses: 2}}},
+		{name: "conjunction and output in a clone", acts: []openflow.Action{&openflow.ActClone{Actions: []openflow.Action{&openflow.ActConjunction{ID: 1, NClauses: 2}, &openflow.ActOutput{Port: 1}}}}},
+		{name: "conjunction in a clone", acts: []openflow.Action{&openflow.ActConjunction{ID: 1, NClauses: 3}, &openflow.ActClone{Actions: []openflow.Action{&openflow.ActConjunction{ID: 1, NClauses: 2}}}}},
+		{name: "clone keeps the tag state", acts: []openflow.Action{&openflow.ActClone{Actions: []openflow.Action{&openflow.ActSetVLANVID{VID: 5}}}, &openflow.ActSetVLANPCP{PCP: 1}}},
 		{name: "push_vlan 0x800", acts: []openflow.Action{&openflow.ActEthertype{Type: openflow.ActTypePushVLAN, EtherType: 0x800}}},
 		{name: "set_field tcp_src on ip", fields: []openflow.Field{ip}, acts: []openflow.Action{&openflow.ActSetField{Field: nxm("tcp_src", []byte{0, 1}, nil)}}},
 		{name: "set_field vlan_vid untagged", acts: []openflow.Action{&openflow.ActSetField{Field: nxm("vlan_vid", []byte{0x10, 1}, nil)}}},
@@ -434,54 +437,7 @@ func buildFlowMod(r *recipe) (uint8, *openflow.FlowMod) {
 	}
 	var acts []openflow.Action
 	for range r.byte() % 6 {
-		var a openflow.Action
-		switch r.byte() % 20 {
-		case 0:
-			p := []uint32{1, 2, 0xfeff, 0xff05, 0x10000, 0xfffffff8, 0xfffffff9, 0xfffffffa, 0xfffffffd, 0xfffffffe, 0xffffffff}[r.byte()%11]
-			a = &openflow.ActOutput{Port: p, MaxLen: uint16(r.byte())}
-		case 1:
-			a = &openflow.ActResubmit{InPort: []uint16{0xfff8, 1, 0xfffe, 0xffff}[r.byte()%4], Table: r.byte(), WithTable: r.byte()&1 == 0}
-		case 2:
-			a = &openflow.ActRegLoad{Dst: header(), Ofs: uint16(r.byte() % 70), NBits: uint16(r.byte() % 70), Value: uint64(r.byte())}
-		case 3:
-			a = &openflow.ActRegMove{NBits: uint16(r.byte() % 70), SrcOfs: uint16(r.byte() % 40), DstOfs: uint16(r.byte() % 40), Src: header(), Dst: header()}
-		case 4:
-			rf := recipeFields[int(r.byte())%len(recipeFields)]
-			f, _ := r.wireField(rf.name, false, rf.choices)
-			a = &openflow.ActSetField{Field: f, Nicira: nxm}
-		case 5:
-			a = &openflow.ActSetVLANVID{VID: uint16(r.byte()) << 4}
-		case 6:
-			a = &openflow.ActPopVLAN{}
-		case 7:
-			a = &openflow.ActEthertype{Type: openflow.ActTypePushVLAN, EtherType: []uint16{0x8100, 0x88a8, 0x800}[r.byte()%3]}
-		case 8:
-			a = &openflow.ActSetDLAddr{Dst: r.byte()&1 == 0, Addr: [6]byte(r.bytes(6))}
-		case 9:
-			a = &openflow.ActSetNWAddr{Dst: r.byte()&1 == 0, Addr: 0x0a000001}
-		case 10:
-			a = &openflow.ActSetTPPort{Dst: r.byte()&1 == 0, Port: 80}
-		case 11:
-			a = &openflow.ActSetNWTOS{TOS: r.byte()}
-		case 12:
-			a = &openflow.ActTTL{Type: openflow.ActTypeSetNWTTL, TTL: r.byte()}
-		case 13:
-			a = &openflow.ActNX{Subtype: []uint16{openflow.NXActDecTTL, openflow.NXActExit, openflow.NXActCTClear}[r.byte()%3]}
-		case 14:
-			a = &openflow.ActConjunction{ID: uint32(r.byte() % 3), Clause: r.byte() % 4, NClauses: r.byte() % 5}
-		case 15:
-			a = &openflow.ActNote{Data: r.bytes(int(r.byte() % 9))}
-		case 16:
-			a = &openflow.ActU32{Type: openflow.ActTypeGroup, Value: uint32(r.byte())}
-		case 17:
-			a = &openflow.ActSimple{Type: []uint16{openflow.ActTypeDecNWTTL, openflow.ActTypePopVLAN}[r.byte()%2]}
-		case 18:
-			a = &openflow.ActSetVLANPCP{PCP: r.byte() % 9}
-		default:
-			d := append(make([]byte, 6), r.bytes(16)...)
-			a = &openflow.ActRaw{Type: typeExperimenter, Experimenter: openflow.NiciraExperimenter, Subtype: nxWriteMetadata, Data: d}
-		}
-		acts = append(acts, a)
+		acts = append(acts, r.action(nxm, header, 0))
 	}
 	if nxm {
 		fm.Actions = acts
@@ -540,4 +496,65 @@ func BenchmarkFlowFromMod(b *testing.B) {
 			}
 		})
 	}
+}
+
+// action builds one action of the recipe; depth bounds nested clones.
+func (r *recipe) action(nxm bool, header func() openflow.FieldHeader, depth int) openflow.Action {
+	var a openflow.Action
+	switch r.byte() % 21 {
+	case 0:
+		p := []uint32{1, 2, 0xfeff, 0xff05, 0x10000, 0xfffffff8, 0xfffffff9, 0xfffffffa, 0xfffffffd, 0xfffffffe, 0xffffffff}[r.byte()%11]
+		a = &openflow.ActOutput{Port: p, MaxLen: uint16(r.byte())}
+	case 1:
+		a = &openflow.ActResubmit{InPort: []uint16{0xfff8, 1, 0xfffe, 0xffff}[r.byte()%4], Table: r.byte(), WithTable: r.byte()&1 == 0}
+	case 2:
+		a = &openflow.ActRegLoad{Dst: header(), Ofs: uint16(r.byte() % 70), NBits: uint16(r.byte() % 70), Value: uint64(r.byte())}
+	case 3:
+		a = &openflow.ActRegMove{NBits: uint16(r.byte() % 70), SrcOfs: uint16(r.byte() % 40), DstOfs: uint16(r.byte() % 40), Src: header(), Dst: header()}
+	case 4:
+		rf := recipeFields[int(r.byte())%len(recipeFields)]
+		f, _ := r.wireField(rf.name, false, rf.choices)
+		a = &openflow.ActSetField{Field: f, Nicira: nxm}
+	case 5:
+		a = &openflow.ActSetVLANVID{VID: uint16(r.byte()) << 4}
+	case 6:
+		a = &openflow.ActPopVLAN{}
+	case 7:
+		a = &openflow.ActEthertype{Type: openflow.ActTypePushVLAN, EtherType: []uint16{0x8100, 0x88a8, 0x800}[r.byte()%3]}
+	case 8:
+		a = &openflow.ActSetDLAddr{Dst: r.byte()&1 == 0, Addr: [6]byte(r.bytes(6))}
+	case 9:
+		a = &openflow.ActSetNWAddr{Dst: r.byte()&1 == 0, Addr: 0x0a000001}
+	case 10:
+		a = &openflow.ActSetTPPort{Dst: r.byte()&1 == 0, Port: 80}
+	case 11:
+		a = &openflow.ActSetNWTOS{TOS: r.byte()}
+	case 12:
+		a = &openflow.ActTTL{Type: openflow.ActTypeSetNWTTL, TTL: r.byte()}
+	case 13:
+		a = &openflow.ActNX{Subtype: []uint16{openflow.NXActDecTTL, openflow.NXActExit, openflow.NXActCTClear}[r.byte()%3]}
+	case 14:
+		a = &openflow.ActConjunction{ID: uint32(r.byte() % 3), Clause: r.byte() % 4, NClauses: r.byte() % 5}
+	case 15:
+		a = &openflow.ActNote{Data: r.bytes(int(r.byte() % 9))}
+	case 16:
+		a = &openflow.ActU32{Type: openflow.ActTypeGroup, Value: uint32(r.byte())}
+	case 17:
+		a = &openflow.ActSimple{Type: []uint16{openflow.ActTypeDecNWTTL, openflow.ActTypePopVLAN}[r.byte()%2]}
+	case 18:
+		a = &openflow.ActSetVLANPCP{PCP: r.byte() % 9}
+	case 19:
+		if depth > 1 {
+			return &openflow.ActPopVLAN{}
+		}
+		c := &openflow.ActClone{}
+		for range r.byte() % 3 {
+			c.Actions = append(c.Actions, r.action(nxm, header, depth+1))
+		}
+		a = c
+	default:
+		d := append(make([]byte, 6), r.bytes(16)...)
+		a = &openflow.ActRaw{Type: typeExperimenter, Experimenter: openflow.NiciraExperimenter, Subtype: nxWriteMetadata, Data: d}
+	}
+	return a
 }
