@@ -40,26 +40,77 @@ func FlowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod) (*Mod, error) {
 }
 
 // flowFromMod is FlowFromMod; check says whether to check the actions
-// against the match (a packet out checks them against its packet).
+// against the match (a packet out checks them against its packet). It
+// converts the flow mod directly (direct.go) when it can, through the
+// text otherwise.
 func flowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod, check bool) (*Mod, error) {
+	if mod, ok, err := flowFromModDirect(v, fm, check); ok {
+		return mod, err
+	}
+	return flowFromModText(p, v, fm, check)
+}
+
+// flowFromModDirect is flowFromMod without the text round trip; false
+// when the flow mod needs the text path, which alone then answers (an
+// error of the flow mod's command included).
+func flowFromModDirect(v uint8, fm *openflow.FlowMod, check bool) (*Mod, bool, error) {
+	cmd, strict, table, err := modCommand(v, fm)
+	if err != nil {
+		return nil, false, nil
+	}
+	fields := fm.Match
+	if v == openflow.Version10 && !fm.Nicira {
+		fields = fm.Match10.Fields()
+	}
+	fields, nxCookie, nxMask, hasCookie := splitCookie(fields)
+	mf, ok := directFlow(v, fm, fields, cmd, table)
+	if !ok {
+		return nil, false, nil
+	}
+	if check && cmd != flow.CmdDelete {
+		if err := checkModActions(v, fm, &mf.f.Match); err != nil {
+			return nil, true, err
+		}
+	}
+	mod := &mf.mod
+	mod.Cmd, mod.Strict = cmd, strict
+	finishMod(v, fm, mod, &mf.f, nxCookie, nxMask, hasCookie)
+	return mod, true, nil
+}
+
+// modCommand reads a flow mod's command and the table it goes to.
+func modCommand(v uint8, fm *openflow.FlowMod) (cmd flow.Command, strict bool, table uint8, err error) {
+	switch fm.Command {
+	case openflow.FlowAdd:
+		cmd = flow.CmdAdd
+	case openflow.FlowModify, openflow.FlowModifyStrict:
+		cmd, strict = flow.CmdModify, fm.Command == openflow.FlowModifyStrict
+	case openflow.FlowDelete, openflow.FlowDeleteStrict:
+		cmd, strict = flow.CmdDelete, fm.Command == openflow.FlowDeleteStrict
+	default:
+		return 0, false, 0, flowModError(v, "bad_command", fmt.Sprintf("flow mod command %d", fm.Command))
+	}
+	table = fm.TableID
+	if table == flow.TableAll && cmd == flow.CmdAdd {
+		// An add to "all tables" goes to table 0, as in Open vSwitch.
+		table = 0
+	}
+	return cmd, strict, table, nil
+}
+
+// flowFromModText is flowFromMod through the flow language's text: the
+// flow mod is written as ovs-ofctl would write it and parsed. It is the
+// reference the direct conversion is held equal to, and converts what
+// that one does not.
+func flowFromModText(p *flow.Parser, v uint8, fm *openflow.FlowMod, check bool) (*Mod, error) {
 	if p == nil {
 		p = &flow.Parser{}
 	}
 	mod := &Mod{}
-	switch fm.Command {
-	case openflow.FlowAdd:
-		mod.Cmd = flow.CmdAdd
-	case openflow.FlowModify, openflow.FlowModifyStrict:
-		mod.Cmd, mod.Strict = flow.CmdModify, fm.Command == openflow.FlowModifyStrict
-	case openflow.FlowDelete, openflow.FlowDeleteStrict:
-		mod.Cmd, mod.Strict = flow.CmdDelete, fm.Command == openflow.FlowDeleteStrict
-	default:
-		return nil, flowModError(v, "bad_command", fmt.Sprintf("flow mod command %d", fm.Command))
-	}
-	table := fm.TableID
-	if table == flow.TableAll && mod.Cmd == flow.CmdAdd {
-		// An add to "all tables" goes to table 0, as in Open vSwitch.
-		table = 0
+	var table uint8
+	var err error
+	if mod.Cmd, mod.Strict, table, err = modCommand(v, fm); err != nil {
+		return nil, err
 	}
 	fields := fm.Match
 	if v == openflow.Version10 && !fm.Nicira {
@@ -132,6 +183,13 @@ func flowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod, check bool) (*Mo
 			return nil, err
 		}
 	}
+	finishMod(v, fm, mod, f, nxCookie, nxMask, hasCookie)
+	return mod, nil
+}
+
+// finishMod sets what the flow mod says besides its match and actions
+// (priority, cookie, timeouts, out_port) in f, and makes it mod's flow.
+func finishMod(v uint8, fm *openflow.FlowMod, mod *Mod, f *flow.Flow, nxCookie, nxMask uint64, hasCookie bool) {
 	f.Priority = fm.Priority
 	f.Cookie = fm.Cookie
 	f.CookieMask = 0
@@ -150,7 +208,6 @@ func flowFromMod(p *flow.Parser, v uint8, fm *openflow.FlowMod, check bool) (*Mo
 		f.OutPort = flowPort(fm.OutPort)
 	}
 	mod.Flow = f
-	return mod, nil
 }
 
 // checkModActions checks a flow mod's actions against its match m, as

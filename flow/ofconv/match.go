@@ -7,7 +7,9 @@
 // and action is written as the ovs-ofctl text it stands for and the whole
 // flow is parsed by flow.Parser, so a flow that arrives over OpenFlow is
 // checked exactly as one typed on the command line (prerequisites, ranges,
-// what ovsxdp supports), connection tracking (ct.go) included. Encoding
+// what ovsxdp supports), connection tracking (ct.go) included. The common
+// flow mods skip the text (direct.go) with the same checks and results,
+// and fall back to it for anything else. Encoding
 // reads flow.Match and flow.Action directly. What ovsxdp cannot represent
 // is an *openflow.Error carrying the type and code Open vSwitch replies
 // with.
