@@ -261,6 +261,12 @@ func (t *thread) run() {
 		}
 		switch t.idle {
 		case IdleAdaptive:
+			// Before a nap or sleep: the next round ends at most
+			// maxSleep later.
+			if end.Sub(lastYield) >= adaptiveYield {
+				runtime.Gosched()
+				lastYield = end
+			}
 			nap = t.adapt(n, nap, start, end, prevBusy)
 		case IdleSpin:
 			// Yielding costs a trip through the scheduler per empty
