@@ -107,7 +107,7 @@ func runCensus(ctx context.Context, o options, c config) (cs census, err error) 
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return cs, err
 	}
-	perThread, perr := perfCount(ctx, pid, o.duration)
+	perThread, perr := perfCount(ctx, pid, o.duration, o.censusEvents)
 	cpu1, err1 := readCPU(pid)
 	rxA1, err2 := t.rxPacketsA()
 	udpB1, err3 := t.udpInB()
@@ -165,11 +165,14 @@ func mapKeys(m map[string]uint64) func(func(string) bool) {
 // perf's comm-tid). It counts the threads the process has when it
 // starts, without inheritance: the programs the harness runs meanwhile
 // (iperf3) are not counted.
-func perfCount(ctx context.Context, pid int, d time.Duration) (map[string]map[string]uint64, error) {
+func perfCount(ctx context.Context, pid int, d time.Duration, extra []string) (map[string]map[string]uint64, error) {
 	args := []string{"stat", "--no-inherit", "--per-thread", "-x", ";", "-p", strconv.Itoa(pid),
 		"-e", "raw_syscalls:sys_enter", "-e", "context-switches"}
 	for _, c := range censusCalls {
 		args = append(args, "-e", "syscalls:sys_enter_"+c)
+	}
+	for _, e := range extra {
+		args = append(args, "-e", e)
 	}
 	args = append(args, "--", "sleep", strconv.FormatFloat(d.Seconds(), 'f', -1, 64))
 	cmd := exec.CommandContext(ctx, "perf", args...)
@@ -198,7 +201,7 @@ func parsePerfStat(out string) (map[string]map[string]uint64, error) {
 		case strings.HasPrefix(ev, "syscalls:sys_enter_"):
 			kind = strings.TrimPrefix(ev, "syscalls:sys_enter_")
 		default:
-			continue
+			kind = ev
 		}
 		if f[1] == "<not counted>" || f[1] == "<not supported>" {
 			continue
@@ -222,8 +225,8 @@ func parsePerfStat(out string) (map[string]map[string]uint64, error) {
 // by kind, all threads and the poll thread's share.
 func writeCensus(w io.Writer, o options, runs []census) {
 	fmt.Fprintf(w, "## System calls per packet forwarded, iperf3 UDP (18-byte payloads), %v counted per run\n\n", o.duration)
-	fmt.Fprintln(w, "| configuration | run | packets | all calls (poll thread) | "+strings.Join(censusCalls, " | ")+" | other | context switches | threads calling | user, system, softirq per Mpkt (CPU s) | forwarder's account per packet |")
-	fmt.Fprintln(w, "|"+strings.Repeat("---|", len(censusCalls)+9))
+	fmt.Fprintln(w, "| configuration | run | packets | all calls (poll thread) | "+strings.Join(append(slices.Clone(censusCalls), o.censusEvents...), " | ")+" | other | context switches | threads calling | user, system, softirq per Mpkt (CPU s) | forwarder's account per packet |")
+	fmt.Fprintln(w, "|"+strings.Repeat("---|", len(censusCalls)+len(o.censusEvents)+9))
 	for i, r := range runs {
 		per := func(n uint64) string { return fmt.Sprintf("%.3f", float64(n)/float64(r.packets)) }
 		cells := []string{r.config, strconv.Itoa(i + 1), strconv.FormatUint(r.packets, 10), per(r.calls[""]) + " (" + per(r.pollCalls[""]) + ")"}
@@ -235,6 +238,9 @@ func writeCensus(w io.Writer, o options, runs []census) {
 				cell += " (" + per(r.pollCalls[c]) + ")"
 			}
 			cells = append(cells, cell)
+		}
+		for _, e := range o.censusEvents {
+			cells = append(cells, per(r.calls[e]))
 		}
 		cells = append(cells, per(other), per(r.switches), strconv.Itoa(r.threads),
 			fmt.Sprintf("%.2f, %.2f, %.2f", r.cpu.user, r.cpu.sys, r.cpu.softirq), r.extra)
