@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -143,21 +144,11 @@ func runCensus(ctx context.Context, o options, c config) (cs census, err error) 
 	cs.switches = cs.calls["cs"]
 	delete(cs.calls, "cs")
 	var parts []string
-	for _, k := range slices.Sorted(mapKeys(acct1)) {
+	for _, k := range slices.Sorted(maps.Keys(acct1)) {
 		parts = append(parts, fmt.Sprintf("%s %.3f", k, float64(acct1[k]-acct0[k])/float64(cs.packets)))
 	}
 	cs.extra = strings.Join(parts, ", ")
 	return cs, nil
-}
-
-func mapKeys(m map[string]uint64) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // perfCount counts the system calls of process pid's threads for d, by
