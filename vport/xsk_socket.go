@@ -91,6 +91,10 @@ type xskSocket struct {
 	// dead latches the kernel's report that it unbound the socket (its
 	// device was unregistered): SO_ERROR ENETDOWN, or ENXIO from sendto.
 	dead atomic.Bool
+	// waitProd is the rx ring's producer index when a thread last
+	// prepared to sleep on the socket, with bit 32 set (0: never); see
+	// checkErrorIdle.
+	waitProd atomic.Uint64
 
 	_      [64]byte
 	txBusy atomic.Bool
@@ -714,6 +718,24 @@ func (s *xskSocket) checkError() bool {
 	}
 	s.dead.Store(true)
 	return true
+}
+
+// checkErrorIdle is checkError for a thread about to sleep on the socket,
+// which it does after every lull in its traffic: it reads SO_ERROR (a
+// system call) only if the kernel delivered no frame to the rx ring since
+// a thread last prepared to sleep on it. A socket that received frames
+// meanwhile was bound then; if the kernel unbound it since, the sleep on
+// it ends at the poller's timeout, as on any silent socket, and the next
+// one reads SO_ERROR.
+func (s *xskSocket) checkErrorIdle() bool {
+	if s.dead.Load() {
+		return true
+	}
+	prod := uint64(atomic.LoadUint32(s.rx.prod)) | 1<<32
+	if old := s.waitProd.Swap(prod); old != 0 && old != prod {
+		return false
+	}
+	return s.checkError()
 }
 
 // kernelStats returns the kernel's counters of the socket.

@@ -185,6 +185,27 @@ func (f *ovsxdpFwd) counters() string {
 	return strings.Join(parts, "; ")
 }
 
+// callCounters are the counters behind the poll thread's system calls:
+// the ports' kernel wakeups (tx kicks, fill wakeups), the batches, the
+// GSO packets (a writev each) and the naps (a nanosleep each).
+func (f *ovsxdpFwd) callCounters() map[string]uint64 {
+	c := map[string]uint64{}
+	if f.br == nil {
+		return c
+	}
+	for _, p := range f.ports {
+		fill, tx := p.Wakeups()
+		c["tx kicks"] += tx
+		c["fill wakeups"] += fill
+	}
+	for _, s := range f.br.PMDStats() {
+		c["batches"] += s.Batches
+		c["GSO packets"] += s.GSOPackets
+		c["naps"] += s.Naps
+	}
+	return c
+}
+
 func (f *ovsxdpFwd) kernelDrops() kernelDrops {
 	var k kernelDrops
 	for _, p := range f.ports {

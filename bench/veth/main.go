@@ -63,6 +63,12 @@ type options struct {
 	out      string
 	gobench  bool
 	profile  bool
+	// census counts system calls instead of running the suite
+	// (syscalls.go).
+	census bool
+	// censusEvents are more perf events the census counts (such as
+	// uprobes on the forwarder's functions).
+	censusEvents []string
 	// wake is the machine's measured wake-up latency (filled by run).
 	wake wakeLatency
 }
@@ -131,9 +137,14 @@ func parseFlags(args []string) (options, error) {
 		strings.Join(configNames(configs), ",")+"; tunnel: "+strings.Join(configNames(tunnelConfigs), ",")+")")
 	fs.StringVar(&o.out, "out", "bench/results", "directory for the suite's .csv, .md and .png")
 	fs.BoolVar(&o.gobench, "gobench", true, "also run the in-memory Go benchmarks once (bench/gobench; the tunnel suite: datapath/tunnel's encapsulation and decapsulation) and summarize them")
+	fs.BoolVar(&o.census, "syscalls", false, "instead of the suite, count the forwarding process's system calls by kind during the iperf3 UDP test, per packet forwarded (perf stat on the syscall tracepoints), -rounds times per configuration; prints a table")
+	censusEvents := fs.String("syscalls-events", "", "with -syscalls, more perf events to count per packet, comma-separated (such as a uprobe made with perf probe -x BINARY FUNCTION)")
 	fs.BoolVar(&o.profile, "pprof", true, "CPU-profile the first ovsxdp run's UDP and many-flow tests (veth.pprof) and summarize the profile (veth suite only)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if *censusEvents != "" {
+		o.censusEvents = strings.Split(*censusEvents, ",")
 	}
 	suite := configs
 	switch o.suite {
@@ -209,6 +220,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if _, err := sh("ip", "netns", "del", ns); err != nil {
 			return err
 		}
+	}
+	if o.census {
+		defer removeOvsxdpBin()
+		return runCensuses(ctx, o, stdout)
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err

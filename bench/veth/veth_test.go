@@ -299,3 +299,43 @@ func TestRoundOrder(t *testing.T) {
 		t.Error("no configurations: want none")
 	}
 }
+
+func TestParsePerfStat(t *testing.T) {
+	out := strings.Join([]string{
+		"veth-101;1200;;raw_syscalls:sys_enter;4000;100.00;;",
+		"veth-101;30;;context-switches;4000;100.00;;",
+		"veth-101;700;;syscalls:sys_enter_writev;4000;100.00;;",
+		"veth-102;<not counted>;;syscalls:sys_enter_writev;0;100.00;;",
+		"veth-102;9;;raw_syscalls:sys_enter;4000;100.00;;",
+		"veth-102;5;;probe_veth:now;4000;100.00;;",
+		"",
+		"not a count line",
+	}, "\n")
+	got, err := parsePerfStat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]uint64{
+		"veth-101": {"": 1200, "cs": 30, "writev": 700},
+		"veth-102": {"": 9, "probe_veth:now": 5},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("threads %v, want %v", got, want)
+	}
+	for tid, w := range want {
+		for k, v := range w {
+			if got[tid][k] != v {
+				t.Errorf("%s %q: %d, want %d", tid, k, got[tid][k], v)
+			}
+		}
+		if len(got[tid]) != len(w) {
+			t.Errorf("%s: %v, want %v", tid, got[tid], w)
+		}
+	}
+	if _, err := parsePerfStat("perf: no permission\n"); err == nil {
+		t.Error("no counts: no error")
+	}
+	if _, err := parsePerfStat("veth-1;12x;;raw_syscalls:sys_enter;1;100.00;;"); err == nil {
+		t.Error("a bad count: no error")
+	}
+}
