@@ -130,15 +130,8 @@ func (o *outBatches) add(port, origin *Port, q int, frame []byte) {
 // output buffer and a free output buffer takes its place for the next
 // Receive. It reports whether it did; if not, the caller adds a copy.
 func (o *outBatches) take(port, origin *Port, q int, frame []byte) bool {
-	if i := o.lentIdx; i >= 0 {
-		if !sameBuffer(o.lent[i], frame) {
-			return false
-		}
-		o.taken |= 1 << i
-		o.lentIdx = -1 // taken: the rest of the packet copies
-		o.lentOut = append(o.lentOut, o.lent[i])
-		o.queue(port, origin, q, frame)
-		return true
+	if o.lentIdx >= 0 {
+		return o.takeLent(port, origin, q, frame)
 	}
 	if o.rx == nil || !sameBuffer(*o.rx, frame) {
 		return false
@@ -148,6 +141,19 @@ func (o *outBatches) take(port, origin *Port, q int, frame []byte) bool {
 	*o.rx = free[:maxFrame]
 	o.rx = nil // taken: the rest of the packet copies
 	o.used++
+	o.queue(port, origin, q, frame)
+	return true
+}
+
+// takeLent is take for a packet whose frame was lent (lentIdx >= 0).
+func (o *outBatches) takeLent(port, origin *Port, q int, frame []byte) bool {
+	i := o.lentIdx
+	if !sameBuffer(o.lent[i], frame) {
+		return false
+	}
+	o.taken |= 1 << i
+	o.lentIdx = -1 // taken: the rest of the packet copies
+	o.lentOut = append(o.lentOut, o.lent[i])
 	o.queue(port, origin, q, frame)
 	return true
 }

@@ -373,15 +373,21 @@ func (p *pmd) output(dst *Port, frame []byte) {
 	if h := p.br.outputHook; h != nil {
 		h(p.tbl, dst, st, q)
 	}
-	if p.out.holding {
+	o := &p.out
+	if o.holding {
 		// The copy held before this one was not the last: it is copied.
-		if h := p.out.held; h.ok {
+		if h := o.held; h.ok {
 			p.enqueue(h.port, h.origin, h.q, frame, false)
 		}
-		p.out.held = heldCopy{port: dst, origin: p.in, q: q, ok: true}
+		o.held = heldCopy{port: dst, origin: p.in, q: q, ok: true}
 		return
 	}
-	p.enqueue(dst, p.in, q, frame, p.out.takeOne)
+	if o.takeOne && o.lentIdx >= 0 && !o.full() && o.takeLent(dst, p.in, q, frame) {
+		// The usual copy, a lent frame's only one: enqueue's answer
+		// without its call.
+		return
+	}
+	p.enqueue(dst, p.in, q, frame, o.takeOne)
 }
 
 // enqueue puts frame in the output batch of dst's tx queue q, flushing the

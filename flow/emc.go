@@ -308,7 +308,9 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	}
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
 	ek := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-	d := en.key[0] ^ w[emcFirstWord] | en.key[1] ^ w[emcFirstWord+1]
+	// ^ and | bind alike in Go: without the parentheses, ones in the
+	// second word would hide differences in the first.
+	d := (en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])
 	for n := range c {
 		d |= ek[n] ^ c[n]
 	}

@@ -57,6 +57,17 @@ func TestEMC(t *testing.T) {
 			},
 		},
 		{
+			// in_port shares its word with nw_src, the next word holds
+			// nw_dst: a compare that let one word's ones hide the other's
+			// differences would take this key for ka's neighbour.
+			name: "same hash, key that differs only where the next word has ones, misses",
+			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
+				stored, other := Key{InPort: 1, NwDst: 0xffffffff}, Key{InPort: 3, NwDst: 0xffffffff}
+				e.Store(&stored, 5, live())
+				return other, 5, nil
+			},
+		},
+		{
 			name: "other hash misses",
 			run: func(t *testing.T, e *EMC) (Key, uint64, *Megaflow) {
 				e.Store(&ka, 5, live())
