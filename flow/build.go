@@ -21,9 +21,10 @@ func (w *WireMatch) Reset() {
 	w.mp.used = w.mp.used[:0]
 }
 
-// beNum reads big-endian bytes as a number; false when it has more than
-// 64 significant bits (the text's number would not parse).
-func beNum(b []byte) (uint64, bool) {
+// WireNumber reads big-endian bytes (a field's value or mask as OpenFlow
+// carries it) as a number; false when it has more than 64 significant
+// bits (the text's number would not parse).
+func WireNumber(b []byte) (uint64, bool) {
 	var v uint64
 	for i, c := range b {
 		if i < len(b)-8 {
@@ -84,10 +85,10 @@ func (w *WireMatch) Add(name string, value, mask []byte) bool {
 		if len(value) != 6 || hasMask && len(mask) != 6 {
 			return false
 		}
-		v, _ = beNum(value)
+		v, _ = WireNumber(value)
 		m = full
 		if hasMask {
-			m, _ = beNum(mask)
+			m, _ = WireNumber(mask)
 		}
 		if m != full && m != 0 {
 			mp.nxm = true
@@ -96,10 +97,10 @@ func (w *WireMatch) Add(name string, value, mask []byte) bool {
 		if len(value) != 4 || hasMask && len(mask) != 4 {
 			return false
 		}
-		v, _ = beNum(value)
+		v, _ = WireNumber(value)
 		m = full
 		if hasMask {
-			m, _ = beNum(mask)
+			m, _ = WireNumber(mask)
 		}
 		if !isCIDR32(uint32(m)) || f.of10 == of10No && m != 0 {
 			mp.nxm = true
@@ -144,12 +145,12 @@ func (w *WireMatch) Add(name string, value, mask []byte) bool {
 		// The text is 0xV[/0xM], which both parse as numbers of at most
 		// 8 (ct_state) or 12 (tcp_flags) bits.
 		var ok bool
-		if v, ok = beNum(value); !ok {
+		if v, ok = WireNumber(value); !ok {
 			return false
 		}
 		m = f.bits
 		if hasMask {
-			if m, ok = beNum(mask); !ok {
+			if m, ok = WireNumber(mask); !ok {
 				return false
 			}
 		}
@@ -159,12 +160,12 @@ func (w *WireMatch) Add(name string, value, mask []byte) bool {
 		v &= m
 	case kindNum:
 		var ok bool
-		if v, ok = beNum(value); !ok {
+		if v, ok = WireNumber(value); !ok {
 			return false
 		}
 		m = f.bits >> f.shift
 		if hasMask {
-			if m, ok = beNum(mask); !ok || m > f.max {
+			if m, ok = WireNumber(mask); !ok || m > f.max {
 				return false
 			}
 		}

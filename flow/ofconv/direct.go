@@ -450,7 +450,7 @@ func (d *direct) setField(f *openflow.Field) bool {
 		d.vlan = true
 		return true
 	}
-	v, ok := beValue(f.Value)
+	v, ok := flow.WireNumber(f.Value)
 	if !ok {
 		return false
 	}
@@ -468,8 +468,8 @@ func (d *direct) maskedSet(f *openflow.Field) bool {
 	if len(f.Mask) != len(f.Value) {
 		return false
 	}
-	v, ok := beValue(f.Value)
-	m, ok2 := beValue(f.Mask)
+	v, ok := flow.WireNumber(f.Value)
+	m, ok2 := flow.WireNumber(f.Mask)
 	if !ok || !ok2 || m == 0 {
 		return false
 	}
@@ -496,22 +496,6 @@ func (d *direct) maskedSet(f *openflow.Field) bool {
 		ofs += n
 	}
 	return true
-}
-
-// beValue reads big-endian bytes as a number; false when it has more
-// than 64 significant bits.
-func beValue(b []byte) (uint64, bool) {
-	var v uint64
-	for i, c := range b {
-		if i < len(b)-8 {
-			if c != 0 {
-				return 0, false
-			}
-			continue
-		}
-		v = v<<8 | uint64(c)
-	}
-	return v, true
 }
 
 // macValue reads an Ethernet address as the flow language's number.
