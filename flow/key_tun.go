@@ -75,6 +75,16 @@ const (
 	ecnCE   = 0x03
 )
 
+// SetTunnel gives k the tunnel metadata of from, as a tunnel port gives
+// a packet it decapsulated the outer header's (ofproto/trace gives a
+// traced packet the microflow's).
+func (k *Key) SetTunnel(from *Key) {
+	k.TunID, k.TunSrc, k.TunDst = from.TunID, from.TunSrc, from.TunDst
+	k.TunIPv6Src, k.TunIPv6Dst = from.TunIPv6Src, from.TunIPv6Dst
+	k.TunFlags, k.TunTOS, k.TunTTL = from.TunFlags, from.TunTOS, from.TunTTL
+	k.TunMeta, k.TunMetaPresent = from.TunMeta, from.TunMetaPresent
+}
+
 // HasTunnel reports whether k carries tunnel metadata: the packet came
 // through a tunnel port, or set_tunnel or set_field gave it a destination.
 func (k *Key) HasTunnel() bool {
