@@ -359,11 +359,11 @@ func tosODP(from, to uint8, ceIn bool) string {
 		}
 		return "0x" + strconv.FormatUint(uint64(v), 16)
 	}
-	var m uint8
-	if d := from ^ to; d&0xfc != 0 {
+	d, m := from^to, uint8(0)
+	if d&0xfc != 0 {
 		m |= 0xfc
 	}
-	if (from^to)&ecnMask != 0 || ceIn {
+	if d&ecnMask != 0 || ceIn {
 		m |= ecnMask
 	}
 	if m == 0xff {
