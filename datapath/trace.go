@@ -94,6 +94,10 @@ func (b *Bridge) trace(k flow.Key, generate bool) *Trace {
 	frame := flow.BuildFrame(&k)
 	var off flow.Offsets
 	t.Malformed = flow.Extract(&t.Start, &off, frame, k.InPort)
+	// A frame carries no tunnel metadata: the packet has the
+	// microflow's, as one a tunnel port decapsulated has its outer
+	// header's.
+	t.Start.SetTunnel(&k)
 	t.Mismatch = t.Malformed != flow.MalformedNone || t.Start != k
 
 	var tr *flow.Translation

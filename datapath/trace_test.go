@@ -322,3 +322,53 @@ func checkSentAsTraced(t *testing.T, tr *Trace, mps []*vport.MemPort, k *flow.Ke
 		}
 	}
 }
+
+// TestTraceTunnelMegaflow traces packets that came out of a tunnel, their
+// tunnel metadata given in the microflow: the packet keeps it (no
+// mismatch), and the megaflow and datapath actions are what Open
+// vSwitch 3.1's ofproto/trace printed for the same flows and microflows.
+func TestTraceTunnelMegaflow(t *testing.T) {
+	const tun = "in_port=1,tun_id=5,tun_src=192.0.2.2,tun_dst=192.0.2.1,"
+	for _, tt := range []struct {
+		name, flow, in      string
+		megaflow, datapathA string
+	}{
+		{name: "tunnel fields", flow: "in_port=1,tun_id=5,udp,actions=output:2", in: tun + "udp",
+			megaflow:  "recirc_id=0,eth,udp,tun_id=0x5,tun_src=192.0.2.2,tun_dst=192.0.2.1,tun_tos=0,tun_flags=-df-csum-key,in_port=1,nw_frag=no",
+			datapathA: "2"},
+		{name: "ce over ect0", flow: "in_port=1,actions=output:2", in: tun + "tun_tos=3,udp,nw_ecn=2",
+			megaflow:  "recirc_id=0,eth,ip,tun_id=0x5,tun_src=192.0.2.2,tun_dst=192.0.2.1,tun_tos=3,tun_flags=-df-csum-key,in_port=1,nw_ecn=2,nw_frag=no",
+			datapathA: "set(ipv4(tos=0x3/0x3)),2"},
+		{name: "outer tos in hexadecimal", flow: "in_port=1,actions=output:2", in: tun + "tun_tos=0x2e,udp",
+			megaflow:  "recirc_id=0,eth,ip,tun_id=0x5,tun_src=192.0.2.2,tun_dst=192.0.2.1,tun_tos=2e,tun_flags=-df-csum-key,in_port=1,nw_frag=no",
+			datapathA: "2"},
+		{name: "every flag", flow: "in_port=1,tun_flags=+oam,actions=output:2", in: tun + "tun_flags=oam,udp",
+			megaflow:  "recirc_id=0,eth,ip,tun_id=0x5,tun_src=192.0.2.2,tun_dst=192.0.2.1,tun_tos=0,tun_flags=oam,in_port=1,nw_frag=no",
+			datapathA: "2"},
+		{name: "ipv6 underlay", flow: "in_port=1,actions=output:2", in: "in_port=1,tun_id=5,tun_ipv6_src=2001:db8::2,tun_ipv6_dst=2001:db8::1,tun_tos=0xbb,udp,nw_ecn=2",
+			megaflow:  "recirc_id=0,eth,ip,tun_id=0x5,tun_ipv6_src=2001:db8::2,tun_ipv6_dst=2001:db8::1,tun_tos=bb,tun_flags=-df-csum-key,in_port=1,nw_ecn=2,nw_frag=no",
+			datapathA: "set(ipv4(tos=0x3/0x3)),2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newTestBridge(t, Config{Idle: IdleSleep})
+			for i, name := range []string{"p1", "p2"} {
+				addMemPort(t, b, vport.MemConfig{Name: name}, uint32(i+1))
+			}
+			addFlows(t, b, tt.flow)
+			k, err := flow.ParseMicroflow(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := b.Trace(k)
+			if tr.Mismatch {
+				t.Errorf("the traced packet lost its tunnel metadata:\n%s", tr)
+			}
+			s := tr.String()
+			for _, want := range []string{"\nMegaflow: " + tt.megaflow + "\n", "\nDatapath actions: " + tt.datapathA + "\n"} {
+				if !strings.Contains(s, want) {
+					t.Errorf("trace lacks %q:\n%s", strings.TrimSpace(want), s)
+				}
+			}
+		})
+	}
+}

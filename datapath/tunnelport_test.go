@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
 	"github.com/ovsxdp/ovsxdp/vport"
@@ -538,4 +542,82 @@ func TestTunnelHelpRunning(t *testing.T) {
 		r.in.PMDStats()[0].Helped, r.phy.PMDStats()[0].Helped)
 	checkAccounting(t, r.in)
 	checkAccounting(t, r.phy)
+}
+
+// ecnFrame is a UDP datagram from 10.9.0.1 to 10.9.0.2 (fd00::1 to
+// fd00::2 over IPv6) with the TOS or traffic class tos.
+func ecnFrame(t *testing.T, v6 bool, tos uint8) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{0x02, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{0x02, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	udp := &layers.UDP{SrcPort: 1000, DstPort: 2000}
+	var ip gopacket.SerializableLayer
+	if v6 {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip6 := &layers.IPv6{Version: 6, HopLimit: 64, TrafficClass: tos, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
+		if err := udp.SetNetworkLayerForChecksum(ip6); err != nil {
+			t.Fatal(err)
+		}
+		ip = ip6
+	} else {
+		ip4 := &layers.IPv4{Version: 4, TTL: 64, TOS: tos, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP("10.9.0.1").To4(), DstIP: net.ParseIP("10.9.0.2").To4()}
+		if err := udp.SetNetworkLayerForChecksum(ip4); err != nil {
+			t.Fatal(err)
+		}
+		ip = ip4
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload("ecn")); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestTunnelDecapECN decapsulates packets whose outer header says
+// congestion experienced (CE): as RFC 6040 and Open vSwitch's
+// translation, an ECN-capable inner packet leaves marked CE (DSCP kept,
+// IPv4 checksum updated), one already CE leaves as it came, and one that
+// is not ECN-capable is dropped. An outer header that is not CE changes
+// nothing.
+func TestTunnelDecapECN(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		v6         bool
+		outer, in  uint8
+		want       uint8 // the inner TOS delivered
+		notDropped bool
+	}{
+		{name: "ipv4 ect0", outer: 0x03, in: 0x02, want: 0x03, notDropped: true},
+		{name: "ipv4 ect1 with dscp", outer: 0x03, in: 0xb9, want: 0xbb, notDropped: true},
+		{name: "ipv4 ce", outer: 0x03, in: 0x03, want: 0x03, notDropped: true},
+		{name: "ipv4 not-ect", outer: 0x03, in: 0x00},
+		{name: "ipv4 outer ect0", outer: 0x02, in: 0x01, want: 0x01, notDropped: true},
+		{name: "ipv6 ect0", v6: true, outer: 0x03, in: 0x02, want: 0x03, notDropped: true},
+		{name: "ipv6 ect1 with dscp", v6: true, outer: 0xbb, in: 0x29, want: 0x2b, notDropped: true},
+		{name: "ipv6 not-ect", v6: true, outer: 0x03, in: 0xb8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTunnelRig(t, map[string]string{"remote_ip": "192.0.2.2", "key": "5"})
+			e, err := tunnel.NewEncap(tunnel.Config{Kind: tunnel.VXLAN, EthDst: rigSrcMAC, EthSrc: rigDstMAC, Src: rigRemote, Dst: rigLocal, VNI: 5, TOS: tc.outer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pkt, err := e.Append(nil, ecnFrame(t, tc.v6, tc.in), 40000, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Twice: the first packet's upcall, then its megaflow.
+			for range 2 {
+				r.run(t, r.up, pkt)
+				got := drainAll(r.w)
+				switch {
+				case !tc.notDropped && len(got) != 0:
+					t.Fatalf("workload received %d frames, want none (CE over a packet that is not ECN-capable)", len(got))
+				case tc.notDropped && (len(got) != 1 || !bytes.Equal(got[0], ecnFrame(t, tc.v6, tc.want))):
+					t.Fatalf("workload received %x, want the inner frame with TOS %#x", got, tc.want)
+				}
+			}
+			checkAccounting(t, r.in)
+			checkAccounting(t, r.phy)
+		})
+	}
 }

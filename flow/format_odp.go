@@ -347,22 +347,29 @@ func odpIPCommon(w *odpWriter, k, mk *Key, tos, ttl string) {
 }
 
 // tosODP writes a changed TOS byte as a masked set writes it: with the
-// mask of the DSCP or ECN bits when only those changed.
-// Values are written as C's %#x writes them: 0 without 0x.
-func tosODP(from, to uint8) string {
+// mask of the DSCP or ECN bits when only those changed. The ECN bits of a
+// packet decapsulated with congestion experienced (ceIn) are in the mask
+// whatever changed: every megaflow of such a packet matches them
+// (tunnelReceived). A set whose mask covers the whole byte is written
+// without it. Values are written as C's %#x writes them: 0 without 0x.
+func tosODP(from, to uint8, ceIn bool) string {
 	hex := func(v uint8) string {
 		if v == 0 {
 			return "0"
 		}
 		return "0x" + strconv.FormatUint(uint64(v), 16)
 	}
-	switch d := from ^ to; {
-	case d&0x03 == 0:
-		return hex(to&0xfc) + "/0xfc"
-	case d&0xfc == 0:
-		return hex(to&0x03) + "/0x3"
+	d, m := from^to, uint8(0)
+	if d&0xfc != 0 {
+		m |= 0xfc
 	}
-	return hex(to)
+	if d&ecnMask != 0 || ceIn {
+		m |= ecnMask
+	}
+	if m == 0xff {
+		return hex(to)
+	}
+	return hex(to&m) + "/" + hex(m)
 }
 
 // ODPSetActions returns the datapath actions that turn a packet with key
@@ -440,14 +447,14 @@ func odpSetHeaders(from, to *Key) []string {
 	case EthTypeIPv4:
 		add(from.NwSrc != to.NwSrc, "src", ipv4Text(to.NwSrc))
 		add(from.NwDst != to.NwDst, "dst", ipv4Text(to.NwDst))
-		add(from.NwTos != to.NwTos, "tos", tosODP(from.NwTos, to.NwTos))
+		add(from.NwTos != to.NwTos, "tos", tosODP(from.NwTos, to.NwTos, from.ceIn()))
 		add(from.NwTTL != to.NwTTL, "ttl", strconv.Itoa(int(to.NwTTL)))
 		set("ipv4", f)
 	case EthTypeIPv6:
 		add(from.IPv6Src != to.IPv6Src, "src", netip.AddrFrom16(to.IPv6Src).String())
 		add(from.IPv6Dst != to.IPv6Dst, "dst", netip.AddrFrom16(to.IPv6Dst).String())
 		add(from.IPv6Label != to.IPv6Label, "label", "0x"+strconv.FormatUint(uint64(to.IPv6Label), 16))
-		add(from.NwTos != to.NwTos, "tclass", "0x"+strconv.FormatUint(uint64(to.NwTos), 16))
+		add(from.NwTos != to.NwTos, "tclass", tosODP(from.NwTos, to.NwTos, from.ceIn()))
 		add(from.NwTTL != to.NwTTL, "hlimit", strconv.Itoa(int(to.NwTTL)))
 		set("ipv6", f)
 	case EthTypeARP, EthTypeRARP:

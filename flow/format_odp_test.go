@@ -110,6 +110,21 @@ func TestFormatDatapathActions(t *testing.T) {
 		{name: "a change after the last output is not sent", flow: "actions=output:2,mod_dl_src:00:00:00:00:00:aa", in: "udp,in_port=1", want: "2"},
 		{name: "ct commit", flow: "ip,actions=ct(commit),output:2", in: "udp,in_port=1", want: "ct(commit),2"},
 		{name: "ct zone and recirc", flow: "ip,actions=ct(commit,zone=7,table=1)", in: "udp,in_port=1", want: "ct(commit,zone=7),recirc(ID)"},
+		// A decapsulated packet whose outer header said CE: an
+		// ECN-capable inner packet is marked CE, and the ECN bits are in
+		// the mask of every set of its TOS.
+		{name: "ce over ect0", flow: "actions=output:2", in: "udp,in_port=1,tun_dst=192.0.2.1,tun_tos=3,nw_ecn=2",
+			want: "set(ipv4(tos=0x3/0x3)),2"},
+		{name: "ce over ect1 in ipv6", flow: "actions=output:2", in: "udp6,in_port=1,tun_dst=192.0.2.1,tun_tos=0xbb,nw_tos=0xb8,nw_ecn=1",
+			want: "set(ipv6(tclass=0x3/0x3)),2"},
+		{name: "ce over not-ect", flow: "actions=output:2", in: "udp,in_port=1,tun_dst=192.0.2.1,tun_tos=3", want: "drop"},
+		{name: "ce over ce", flow: "actions=output:2", in: "udp,in_port=1,tun_dst=192.0.2.1,tun_tos=3,nw_ecn=3", want: "2"},
+		{name: "ce and a dscp written", flow: "ip,actions=mod_nw_tos:0x20,output:2", in: "udp,in_port=1,tun_dst=192.0.2.1,tun_tos=3,nw_ecn=2",
+			want: "set(ipv4(tos=0x23)),2"},
+		{name: "ce, then a dscp written", flow: "ip,actions=output:2,mod_nw_tos:0x20,output:3", in: "udp,in_port=1,tun_dst=192.0.2.1,tun_tos=3,nw_ecn=2",
+			want: "set(ipv4(tos=0x3/0x3)),2,set(ipv4(tos=0x23)),3"},
+		{name: "ipv6 dscp only, masked", flow: "ipv6,actions=mod_nw_tos:0x20,output:2", in: "udp6,in_port=1,nw_tos=0xb8,nw_ecn=1",
+			want: "set(ipv6(tclass=0x20/0xfc)),2"},
 		{name: "output writer", flow: "actions=set_field:192.0.2.2->tun_dst,output:4", in: "udp,in_port=1", output: tunnelOut,
 			want: "tnl(192.0.2.2)"},
 	}

@@ -15,30 +15,29 @@ func formatTunMatch(w *matchWriter, k, mk *Key) {
 	formatIPv4(w, "tun_dst", k.TunDst, mk.TunDst)
 	formatIPv6(w, "tun_ipv6_src", &k.TunIPv6Src, &mk.TunIPv6Src)
 	formatIPv6(w, "tun_ipv6_dst", &k.TunIPv6Dst, &mk.TunIPv6Dst)
-	if m := mk.TunFlags & TunFlagsOpenFlow; m != 0 {
-		w.item("tun_flags=", signedFlags(tunFlagNames, uint64(k.TunFlags), uint64(m)))
+	// Only a megaflow consults the outer TOS and TTL and the flags
+	// OpenFlow does not see (a decapsulated packet's, tunnelReceived):
+	// Open vSwitch writes them as a megaflow's match in ofproto/trace.
+	if mk.TunTOS != 0 {
+		w.item("tun_tos=", strconv.FormatUint(uint64(k.TunTOS), 16)) // %x, unmasked
+	}
+	if mk.TunTTL != 0 {
+		w.item("tun_ttl=", strconv.Itoa(int(k.TunTTL)))
+	}
+	if m := mk.TunFlags & tunFlagsMatch; m != 0 {
+		w.item("tun_flags=", flagsText(tunFlagMatchNames, uint64(k.TunFlags&m), uint64(m), tunFlagsMatch))
 	}
 	if mk.TunMetaPresent != 0 {
 		formatTunMetaMatch(w, k, mk)
 	}
 }
 
-// signedFlags writes the flags of mask m as +name (set in v) or -name.
-func signedFlags(names []string, v, m uint64) string {
-	var b strings.Builder
-	for i, n := range names {
-		if m&(1<<i) == 0 {
-			continue
-		}
-		if v&(1<<i) != 0 {
-			b.WriteByte('+')
-		} else {
-			b.WriteByte('-')
-		}
-		b.WriteString(n)
-	}
-	return b.String()
-}
+// tunFlagsMatch are the tunnel flags a match may write: OpenFlow's and
+// those of a decapsulated packet's outer header, named by bit in
+// tunFlagMatchNames, as Open vSwitch names its FLOW_TNL_F_* flags.
+const tunFlagsMatch = TunFlagOAM | TunFlagDF | TunFlagCsum | TunFlagKey
+
+var tunFlagMatchNames = []string{"oam", "df", "csum", "key"}
 
 // formatSetTunnel writes a load that set_tunnel or set_tunnel64 wrote as
 // ovs-ofctl prints it back, and reports whether a was one.

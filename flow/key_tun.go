@@ -44,16 +44,29 @@ func (wc *Key) tunnelReceived(k *Key) {
 	}
 	wc.TunFlags |= TunFlagDF | TunFlagCsum | TunFlagKey | TunFlagOpts | TunFlagGeneve
 	wc.TunTOS = 0xff
-	if (k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6) && k.TunTOS&ecnMask == ecnCE {
+	if k.ceIn() {
 		wc.NwTos |= ecnMask
 	}
+}
+
+// ceIn reports whether k is a decapsulated IP packet whose outer header
+// says congestion experienced.
+func (k *Key) ceIn() bool {
+	return k.HasTunnel() && k.TunTOS&ecnMask == ecnCE && (k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6)
 }
 
 // ceNotECT reports whether k is a decapsulated IP packet whose outer
 // header says congestion experienced while the inner one is not ECN
 // capable: RFC 6040 drops it, and so does Open vSwitch.
 func (k *Key) ceNotECT() bool {
-	return k.HasTunnel() && k.TunTOS&ecnMask == ecnCE && (k.DlType == EthTypeIPv4 || k.DlType == EthTypeIPv6) && k.NwTos&ecnMask == 0
+	return k.ceIn() && k.NwTos&ecnMask == 0
+}
+
+// ceOverECT reports whether k is a decapsulated IP packet whose outer
+// header says congestion experienced while the inner one is ECN capable
+// (ECT(0) or ECT(1)): the inner header is then marked CE too.
+func (k *Key) ceOverECT() bool {
+	return k.ceIn() && k.NwTos&ecnMask != 0 && k.NwTos&ecnMask != ecnCE
 }
 
 // The ECN bits of a TOS byte, and their congestion experienced value.
@@ -61,6 +74,16 @@ const (
 	ecnMask = 0x03
 	ecnCE   = 0x03
 )
+
+// SetTunnel gives k the tunnel metadata of from, as a tunnel port gives
+// a packet it decapsulated the outer header's (ofproto/trace gives a
+// traced packet the microflow's).
+func (k *Key) SetTunnel(from *Key) {
+	k.TunID, k.TunSrc, k.TunDst = from.TunID, from.TunSrc, from.TunDst
+	k.TunIPv6Src, k.TunIPv6Dst = from.TunIPv6Src, from.TunIPv6Dst
+	k.TunFlags, k.TunTOS, k.TunTTL = from.TunFlags, from.TunTOS, from.TunTTL
+	k.TunMeta, k.TunMetaPresent = from.TunMeta, from.TunMetaPresent
+}
 
 // HasTunnel reports whether k carries tunnel metadata: the packet came
 // through a tunnel port, or set_tunnel or set_field gave it a destination.

@@ -39,3 +39,20 @@ func (ap *actionParser) setTunFlags(t *token, val string) error {
 	ap.add(Action{Type: ActLoad, Dst: Subfield{Field: FieldTunFlags, NBits: 1}, Value: v & 1, Spelling: spell})
 	return nil
 }
+
+// setOuterTunnel sets the tun_tos or tun_ttl that token t of microflow s
+// gives: the outer TOS or TTL a decapsulated packet came with. Open
+// vSwitch's ofproto/trace takes them in a microflow, though no OpenFlow
+// match can name them (a datapath flow matches them).
+func setOuterTunnel(s string, t *token, k *Key) error {
+	v, err := parseNum(t.value, 8)
+	if !t.hasValue || err != nil {
+		return errAt(s, t, "%s needs a number of up to 8 bits", t.key)
+	}
+	if t.key == "tun_tos" {
+		k.TunTOS = uint8(v)
+	} else {
+		k.TunTTL = uint8(v)
+	}
+	return nil
+}

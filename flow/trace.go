@@ -19,12 +19,15 @@ func ParseMicroflow(s string) (Key, error) {
 
 // ParseMicroflow parses a microflow: one packet's header fields in
 // ovs-ofctl match syntax ("in_port=1,tcp,nw_src=10.1.1.1,tp_dst=80"), as
-// ofproto/trace takes it. Fields that are not given are zero, as in Open
-// vSwitch. Every field must be exact: a value/mask, a prefix, or a partial
-// tcp_flags or nw_frag match is an error naming the token, as are the errors
-// of ParseMatch (unknown field, missing prerequisite, ...).
+// ofproto/trace takes it, with the outer TOS and TTL of a decapsulated
+// packet (tun_tos, tun_ttl), which no match takes. Fields that are not
+// given are zero, as in Open vSwitch. Every field must be exact: a
+// value/mask, a prefix, or a partial tcp_flags or nw_frag match is an
+// error naming the token, as are the errors of ParseMatch (unknown field,
+// missing prerequisite, ...).
 func (p *Parser) ParseMicroflow(s string) (Key, error) {
 	l := lexer{s: s, end: len(s)}
+	var outer []token // tun_tos and tun_ttl (see setOuterTunnel)
 	for {
 		t, ok, err := l.next()
 		if err != nil {
@@ -37,6 +40,8 @@ func (p *Parser) ParseMicroflow(s string) (Key, error) {
 			return Key{}, errAt(s, &t, "prefix/mask not allowed in a microflow")
 		}
 		switch t.key {
+		case "tun_tos", "tun_ttl":
+			outer = append(outer, t)
 		case "tcp_flags":
 			if strings.ContainsAny(t.value, "+-") {
 				return Key{}, errAt(s, &t, "a microflow gives every TCP flag: write them joined by |, or a number")
@@ -47,9 +52,20 @@ func (p *Parser) ParseMicroflow(s string) (Key, error) {
 			}
 		}
 	}
-	m, err := p.ParseMatch(s)
+	// The match parser takes every other field; the blanks keep the
+	// positions its errors name.
+	rest := s
+	for _, t := range outer {
+		rest = rest[:t.pos] + strings.Repeat(" ", t.end-t.pos) + rest[t.end:]
+	}
+	m, err := p.ParseMatch(rest)
 	if err != nil {
 		return Key{}, err
+	}
+	for _, t := range outer {
+		if err := setOuterTunnel(s, &t, &m.Key); err != nil {
+			return Key{}, err
+		}
 	}
 	// A tagged packet's tag has a TPID; matches leave it out.
 	for i := range m.Key.VLANs {

@@ -30,6 +30,12 @@ func TestParseMicroflow(t *testing.T) {
 		{name: "partial frag", in: "ip,nw_frag=yes", wantErr: "fragment type is exact"},
 		{name: "unknown field", in: "ip,nw_bogus=1", wantErr: "unknown field nw_bogus"},
 		{name: "prerequisite", in: "tp_dst=80", wantErr: "requires"},
+		{name: "outer tos and ttl", in: "tun_tos=0x2e,in_port=10,tun_dst=192.0.2.1,tun_ttl=9,udp", check: func(k *Key) bool {
+			return k.TunTOS == 0x2e && k.TunTTL == 9 && k.TunDst == 0xc0000201 && k.InPort == 10 && k.NwProto == IPProtoUDP
+		}},
+		{name: "outer tos too wide", in: "tun_tos=256,udp", wantErr: `"tun_tos=256": tun_tos needs a number of up to 8 bits`},
+		{name: "outer ttl without a value", in: "udp,tun_ttl", wantErr: "tun_ttl needs a number"},
+		{name: "error after an outer tos", in: "tun_tos=3,ip,nw_bogus=1", wantErr: "unknown field nw_bogus"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -144,6 +144,13 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 		x.wc.NwFrag = FragAny | FragLater
 	}
 	x.wc.tunnelReceived(k)
+	if k.RecircID == 0 && k.ceOverECT() {
+		// RFC 6040, as Open vSwitch's tnl_process_ecn: congestion the
+		// outer header saw is copied to the inner one. The flow carries
+		// it from the start and the base does not, so the first commit
+		// writes it into the packet.
+		x.flow.NwTos |= ecnCE
+	}
 	if k.RecircID == 0 && k.ceNotECT() {
 		// As Open vSwitch's tnl_process_ecn: the pipeline does not run,
 		// but Open vSwitch has looked table 0 up already, and its
@@ -702,8 +709,15 @@ func (x *xlate) commit() {
 			continue
 		}
 		if ip && isL3Field(id) {
-			proto := fieldByID[FieldNwProto]
-			setFieldBits(&x.wc, proto, ones(proto.width()), ones(proto.width()))
+			// Open vSwitch writes the CE mark a decapsulation copies
+			// inward without consulting the protocol (an OpenFlow
+			// action's change consults it); where it would write none
+			// (noL3), the protocol stays consulted, or the megaflow
+			// would also skip the mark of packets that need it.
+			if id != FieldNwECN || !x.ceMarkOnly() || noL3 {
+				proto := fieldByID[FieldNwProto]
+				setFieldBits(&x.wc, proto, ones(proto.width()), ones(proto.width()))
+			}
 			if noL3 {
 				continue
 			}
@@ -731,6 +745,12 @@ func (x *xlate) commit() {
 			}
 		}
 	}
+}
+
+// ceMarkOnly reports whether the packet's ECN bits differ from the
+// datapath's only by the CE mark its decapsulation copies inward.
+func (x *xlate) ceMarkOnly() bool {
+	return x.orig.ceOverECT() && x.flow.NwTos&ecnMask == ecnCE && x.base.NwTos&ecnMask == x.orig.NwTos&ecnMask
 }
 
 // datapathField names a changed field as the datapath's set action for

@@ -280,7 +280,8 @@ func TestDatapathActionsMatchOVS(t *testing.T) {
 
 // tunnelPushSide is one switch of TestTunnelPushActionsMatchOVS: br-int
 // with the workload's AF_XDP port wa (1) and a tunnel port vx0 (10, of
-// the case's kind, key 5, remote 192.0.2.2), br-phy with the uplink ua (1) and its LOCAL port
+// the case's kind, key 5, remote 192.0.2.2 unless the test gives other
+// port options), br-phy with the uplink ua (1) and its LOCAL port
 // holding 192.0.2.1; the peer namespace holds 192.0.2.2.
 type tunnelPushSide struct {
 	name      string
@@ -288,6 +289,8 @@ type tunnelPushSide struct {
 	peer      *netns.NS
 	ofctl     func(t *testing.T, br string, args ...string)
 	dumpFlows func(t *testing.T) string
+	// trace runs ofproto/trace of a microflow through br-int.
+	trace     func(t *testing.T, microflow string) string
 	normalise func(acts string) string
 	// normaliseIn names the ports of a decapsulated packet's megaflow
 	// actions, which are the overlay bridge's.
@@ -332,15 +335,30 @@ func macNames(t *testing.T, acts string, host, peer *netns.NS) string {
 	return strings.ReplaceAll(acts, peer.MAC(t, "ub").String(), "PEER-MAC")
 }
 
-func startOVSTunnelPush(t *testing.T, kind string) *tunnelPushSide {
+// tunnelPortOptions are vx0's options, NAME=VALUE: portOpts, or a
+// remote of 192.0.2.2 when there are none; and key 5.
+func tunnelPortOptions(portOpts []string) []string {
+	if len(portOpts) == 0 {
+		portOpts = []string{"remote_ip=192.0.2.2"}
+	}
+	return append(slices.Clip(portOpts), "key=5")
+}
+
+// startOVSTunnelPush starts Open vSwitch's side, vx0 of type kind with
+// portOpts (see tunnelPortOptions).
+func startOVSTunnelPush(t *testing.T, kind string, portOpts ...string) *tunnelPushSide {
 	t.Helper()
 	s := ovsref.Start(t, "br-int", nil)
 	host := s.NS()
 	wl, peer := tunnelPushTopo(t, host)
+	vx := []string{"--timeout=30", "add-port", "br-int", "vx0", "--", "set", "interface", "vx0", "type=" + kind, "ofport_request=10"}
+	for _, o := range tunnelPortOptions(portOpts) {
+		vx = append(vx, "options:"+o)
+	}
 	for _, args := range [][]string{
 		{"--timeout=30", "add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev", "fail-mode=secure"},
 		{"--timeout=30", "add-port", "br-phy", "ua", "--", "set", "interface", "ua", "type=afxdp", "options:n_rxq=1", "ofport_request=1"},
-		{"--timeout=30", "add-port", "br-int", "vx0", "--", "set", "interface", "vx0", "type=" + kind, "options:remote_ip=192.0.2.2", "options:key=5", "ofport_request=10"},
+		vx,
 	} {
 		if out, err := s.Vsctl(args...); err != nil {
 			t.Fatalf("ovs-vsctl %v: %v\n%s", args, err, out)
@@ -365,6 +383,14 @@ func startOVSTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 			}
 			return out
 		},
+		trace: func(t *testing.T, microflow string) string {
+			t.Helper()
+			out, err := s.Appctl("ofproto/trace", "br-int", microflow)
+			if err != nil {
+				t.Fatalf("ovs: ofproto/trace %s: %v", microflow, err)
+			}
+			return out
+		},
 		normalise: func(acts string) string {
 			return ovsref.MapActions(tunnelPorts(acts, s.PortName, s.PortName), s.PortName)
 		},
@@ -372,7 +398,9 @@ func startOVSTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 	}
 }
 
-func startOvsxdpTunnelPush(t *testing.T, kind string) *tunnelPushSide {
+// startOvsxdpTunnelPush starts ovsxdp's side, vx0 of type kind with
+// portOpts (see tunnelPortOptions).
+func startOvsxdpTunnelPush(t *testing.T, kind string, portOpts ...string) *tunnelPushSide {
 	t.Helper()
 	host := netns.New(t, "tphost")
 	wl, peer := tunnelPushTopo(t, host)
@@ -384,7 +412,7 @@ func startOvsxdpTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 	d.run(t, "add-port", "br-phy", "ua", "type=afxdp", "ofport=1")
 	d.run(t, "add-br", "br-int")
 	d.run(t, "add-port", "br-int", "wa", "type=afxdp", "ofport=1")
-	d.run(t, "add-port", "br-int", "vx0", "type="+kind, "ofport=10", "remote_ip=192.0.2.2", "key=5")
+	d.run(t, append([]string{"add-port", "br-int", "vx0", "type=" + kind, "ofport=10"}, tunnelPortOptions(portOpts)...)...)
 	overlay := map[int]string{1: "wa", 10: "vx0"}
 	underlay := map[int]string{1: "ua", 65534: "br-phy"}
 	look := func(m map[int]string) func(int) (string, bool) {
@@ -402,6 +430,10 @@ func startOvsxdpTunnelPush(t *testing.T, kind string) *tunnelPushSide {
 		dumpFlows: func(t *testing.T) string {
 			t.Helper()
 			return d.run(t, "dpctl/dump-flows", "br-int")
+		},
+		trace: func(t *testing.T, microflow string) string {
+			t.Helper()
+			return d.run(t, "ofproto/trace", "br-int", microflow)
 		},
 		normalise: func(acts string) string {
 			// The outputs after tnl_push are the underlay bridge's.

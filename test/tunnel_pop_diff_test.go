@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"math/big"
 	"net"
 	"regexp"
 	"slices"
@@ -23,7 +24,23 @@ import (
 // checksum when csum is set.
 func tunnelFrame(t *testing.T, s *tunnelPushSide, kind string, tos uint8, opt []byte, csum bool) []byte {
 	t.Helper()
-	inner := dpActionsFrame(t, false)
+	return encapFrame(t, s, kind, underlayPeer4, underlayHost4, tos, dpActionsFrame(t, false), opt, csum)
+}
+
+// The underlay addresses of the peer and the host that encapFrame's
+// datagrams go between.
+var (
+	underlayPeer4 = net.IPv4(192, 0, 2, 2).To4()
+	underlayHost4 = net.IPv4(192, 0, 2, 1).To4()
+	underlayPeer6 = net.ParseIP("2001:db8:ee::2")
+	underlayHost6 = net.ParseIP("2001:db8:ee::1")
+)
+
+// encapFrame is tunnelFrame from src to dst, IPv4 (with DF set) or IPv6
+// addresses of the peer and the host, with the outer TOS or traffic
+// class tos, carrying the Ethernet frame inner.
+func encapFrame(t *testing.T, s *tunnelPushSide, kind string, src, dst net.IP, tos uint8, inner, opt []byte, csum bool) []byte {
+	t.Helper()
 	var hdr []byte
 	dport := layers.UDPPort(4789)
 	switch kind {
@@ -35,11 +52,23 @@ func tunnelFrame(t *testing.T, s *tunnelPushSide, kind string, tos uint8, opt []
 		hdr = append(hdr, opt...)
 	}
 	eth := &layers.Ethernet{SrcMAC: s.peer.MAC(t, "ub"), DstMAC: s.host.MAC(t, "br-phy"), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, TOS: tos, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolUDP,
-		SrcIP: net.IPv4(192, 0, 2, 2).To4(), DstIP: net.IPv4(192, 0, 2, 1).To4()}
 	udp := &layers.UDP{SrcPort: 49152, DstPort: dport}
-	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
+	var ip gopacket.SerializableLayer
+	ipLen := 20
+	if src.To4() != nil {
+		ip4 := &layers.IPv4{Version: 4, TTL: 64, TOS: tos, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolUDP,
+			SrcIP: src.To4(), DstIP: dst.To4()}
+		if err := udp.SetNetworkLayerForChecksum(ip4); err != nil {
+			t.Fatal(err)
+		}
+		ip = ip4
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip6 := &layers.IPv6{Version: 6, HopLimit: 64, TrafficClass: tos, NextHeader: layers.IPProtocolUDP, SrcIP: src, DstIP: dst}
+		if err := udp.SetNetworkLayerForChecksum(ip6); err != nil {
+			t.Fatal(err)
+		}
+		ip, ipLen = ip6, 40
 	}
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
@@ -48,7 +77,7 @@ func tunnelFrame(t *testing.T, s *tunnelPushSide, kind string, tos uint8, opt []
 	}
 	b := buf.Bytes()
 	if !csum {
-		binary.BigEndian.PutUint16(b[14+20+6:], 0)
+		binary.BigEndian.PutUint16(b[14+ipLen+6:], 0)
 	}
 	return b
 }
@@ -56,13 +85,33 @@ func tunnelFrame(t *testing.T, s *tunnelPushSide, kind string, tos uint8, opt []
 var (
 	dumpTunnelMatch = regexp.MustCompile(`^(?:ufid:\S+ )?(tunnel\(.*), packets:.*, actions:(.*)$`)
 	dumpInPort      = regexp.MustCompile(`in_port\(\d+\)`)
+	dumpMaskedHex   = regexp.MustCompile(`([=,])0x([0-9a-f]+)/0x([0-9a-f]+)\b`)
 )
+
+// maskedValues writes every hexadecimal value/mask of match as the value
+// under its mask. Open vSwitch's userspace datapath prints the key of the
+// packet that made a megaflow, bits outside the mask included
+// (tos=0xb9/0x3, a Geneve option's 0x10002/0xffff); ovsxdp keeps only the
+// masked key (tos=0x1/0x3, 0x2/0xffff): the same megaflow.
+func maskedValues(match string) string {
+	return dumpMaskedHex.ReplaceAllStringFunc(match, func(m string) string {
+		sm := dumpMaskedHex.FindStringSubmatch(m)
+		v, _ := new(big.Int).SetString(sm[2], 16)
+		mask, _ := new(big.Int).SetString(sm[3], 16)
+		v.And(v, mask)
+		if sm[1] == "=" && v.Sign() == 0 {
+			return "=0/0x" + sm[3] // %#x, as a key field of 0 is printed
+		}
+		return sm[1] + "0x" + v.Text(16) + "/0x" + sm[3]
+	})
+}
 
 // tunnelPopMegaflows sends frame from the peer to s's host and returns the
 // megaflows of br-int that match a decapsulated packet (those with a
 // tunnel(...) group), their match and actions as dpctl/dump-flows prints
-// them, with the tunnel port's number as TUN, MACs by role and output
-// ports by name, sorted; it waits a generous while for one to show.
+// them, with the tunnel port's number as TUN, MACs by role, output
+// ports by name and masked values under their masks (maskedValues),
+// sorted; it waits a generous while for one to show.
 func tunnelPopMegaflows(t *testing.T, s *tunnelPushSide, frame []byte) []string {
 	t.Helper()
 	h := hex.EncodeToString(frame)
@@ -77,7 +126,7 @@ func tunnelPopMegaflows(t *testing.T, s *tunnelPushSide, frame []byte) []string 
 			if m == nil {
 				continue
 			}
-			match := dumpInPort.ReplaceAllString(m[1], "in_port(TUN)")
+			match := maskedValues(dumpInPort.ReplaceAllString(m[1], "in_port(TUN)"))
 			got = append(got, macNames(t, match+" actions:"+s.normaliseIn(m[2]), s.host, s.peer))
 		}
 		return len(got) > 0
