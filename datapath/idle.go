@@ -91,17 +91,6 @@ const (
 	// 10 ms after which the runtime preempts a goroutine that never
 	// does.
 	spinYield = time.Millisecond
-	// adaptiveYield is how often an adaptive thread passes through Go's
-	// scheduler. The runtime's monitor thread (sysmon) takes a goroutine
-	// that has not been through it for 10 ms for one that hogs its P: it
-	// preempts it with a signal, and takes its P away in every system
-	// call it finds it in (a transmit, a nap, a sleep), waking itself
-	// every 20 µs to do so; the thread must then find a P again, waking
-	// sysmon. A yield costs the thread, locked to its OS thread, a
-	// hand-over of its P and back, once per adaptiveYield. The thread
-	// looks before each nap or sleep, so that the rounds between two
-	// yields last at most adaptiveYield+maxSleep: below the 10 ms.
-	adaptiveYield = 4 * time.Millisecond
 	// spareCheck is how often a thread that polls on after its last
 	// packet (spareCPU) checks that it still gets its CPU; spareLoss is
 	// the share of the time it may lose to other threads; spareBackoff is

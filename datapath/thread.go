@@ -261,14 +261,6 @@ func (t *thread) run() {
 		}
 		switch t.idle {
 		case IdleAdaptive:
-			// Before a nap or sleep: the next round ends at most
-			// maxSleep later. A thread that forwarded nothing since its
-			// last yield does not yield: idle, it sleeps, and the
-			// runtime may take its P meanwhile.
-			if end.Sub(lastYield) >= adaptiveYield && lastBusy.After(lastYield) {
-				runtime.Gosched()
-				lastYield = end
-			}
 			nap = t.adapt(n, nap, start, end, prevBusy)
 		case IdleSpin:
 			// Yielding costs a trip through the scheduler per empty
