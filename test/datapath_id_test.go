@@ -115,16 +115,12 @@ func datapathIDSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl fun
 		}
 		return "ovs-ofctl show " + show + ", datapath_id " + col + ", connection " + conn
 	}
-	var steps []string
+	rec := &stepRecords{want: want, record: record}
 	step := func(what string, change func()) {
 		t.Helper()
 		connect()
 		change()
-		if want != nil && len(steps) < len(want) {
-			w := want[len(steps)]
-			netns.Eventually(30*time.Second, func() bool { return what+": "+record() == w })
-		}
-		steps = append(steps, what+": "+record())
+		rec.add(what)
 	}
 	set := func(kv string) func() { return func() { vs("set", "bridge", "br0", "other_config:"+kv) } }
 	unset := func(k string) func() { return func() { vs("remove", "bridge", "br0", "other_config", k) } }
@@ -150,7 +146,7 @@ func datapathIDSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl fun
 	step("h-n deleted", func() { vs("del-port", "br0", "h-n") })
 	step("h-m deleted", func() { vs("del-port", "br0", "h-m") })
 	mon.Kill()
-	return steps
+	return rec.steps
 }
 
 // macDPID is the datapath ID Open vSwitch derives from address mac: its

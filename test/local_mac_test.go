@@ -131,15 +131,8 @@ func localMACSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl func(
 		}
 		return "device " + dev + ", ovs-ofctl show " + show
 	}
-	var steps []string
-	step := func(what string) {
-		t.Helper()
-		if want != nil && len(steps) < len(want) {
-			w := want[len(steps)]
-			netns.Eventually(30*time.Second, func() bool { return what+": "+record() == w })
-		}
-		steps = append(steps, what+": "+record())
-	}
+	rec := &stepRecords{want: want, record: record}
+	step := rec.add
 
 	step("bridge alone")
 	vs("add-port", "br0", "i-m", "--", "set", "interface", "i-m", "type=internal")
@@ -166,12 +159,12 @@ func localMACSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl func(
 		if err := mon.WaitOutput("(i-z)", 60*time.Second); err != nil {
 			t.Errorf("%s: the %s monitor: %v", dpType, versions[i], err)
 		}
-		steps = append(steps, localPortStatus(versions[i], mon.Output(), func(l string) string {
+		rec.steps = append(rec.steps, localPortStatus(versions[i], mon.Output(), func(l string) string {
 			l = portRE.ReplaceAllString(l, " (")
 			return addrRE.ReplaceAllStringFunc(l, func(m string) string { return "addr:" + name(m[len("addr:"):]) })
 		}))
 	}
-	return steps
+	return rec.steps
 }
 
 // localPortStatus is what a monitor printed of the port status messages:

@@ -4,9 +4,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/ovsxdp/ovsxdp/test/netns"
 )
 
 // TestOFPortAllocationMatchesOVS checks that ports get the OpenFlow port
@@ -38,15 +35,10 @@ func TestOFPortAllocationMatchesOVS(t *testing.T) {
 			slices.Sort(ports)
 			return strings.Join(ports, " ")
 		}
-		var steps []string
+		rec := &stepRecords{want: want, record: record}
 		step := func(what string, change func()) {
-			t.Helper()
 			change()
-			if want != nil && len(steps) < len(want) {
-				w := want[len(steps)]
-				netns.Eventually(30*time.Second, func() bool { return what+": "+record() == w })
-			}
-			steps = append(steps, what+": "+record())
+			rec.add(what)
 		}
 		internal := func(name string, cols ...string) func() {
 			return func() {
@@ -71,7 +63,7 @@ func TestOFPortAllocationMatchesOVS(t *testing.T) {
 		step("i5 asks for 3", func() { vs("set", "interface", "i5", "ofport_request=3") })
 		step("i3 deleted", del("i3"))
 		step("i6 asks for the number i3 had", internal("i6", "ofport_request=3"))
-		return steps
+		return rec.steps
 	})
 	compareSteps(t, want, got)
 }

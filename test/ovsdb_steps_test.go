@@ -3,6 +3,7 @@ package test
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/test/netns"
 	"github.com/ovsxdp/ovsxdp/test/ovsref"
@@ -43,4 +44,23 @@ func compareSteps(t *testing.T, want, got []string) {
 			t.Errorf("Open vSwitch:\n%s\novsxdp:\n%s", w, g)
 		}
 	}
+}
+
+// stepRecords collects one record per step of a switch. Given Open
+// vSwitch's records (want), each step first waits (bounded) for its
+// record to read as Open vSwitch's did: a switch may apply the database
+// some time after ovs-vsctl returns.
+type stepRecords struct {
+	want   []string      // Open vSwitch's records, or nil
+	record func() string // the switch's state now
+	steps  []string
+}
+
+// add records step what.
+func (r *stepRecords) add(what string) {
+	if r.want != nil && len(r.steps) < len(r.want) {
+		w := r.want[len(r.steps)]
+		netns.Eventually(30*time.Second, func() bool { return what+": "+r.record() == w })
+	}
+	r.steps = append(r.steps, what+": "+r.record())
 }
