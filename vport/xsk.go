@@ -643,15 +643,64 @@ func (p *XSKPort) RxPending(q int) int {
 	return p.socks[q].rxPending()
 }
 
-// RxRoom returns how many more frames the rx ring of queue q can take
-// before the kernel drops what arrives (as RxPending, no system call); 0
-// for a queue that does not exist and after Close.
+// RxRoom returns how many more frames queue q can take before the kernel
+// drops what arrives (as RxPending, no system call): the room on its rx
+// ring, or the frames on its fill ring if fewer (lent frames, or frames
+// the kernel took but has not published yet, are on neither); 0 for a
+// queue that does not exist and after Close.
 func (p *XSKPort) RxRoom(q int) int {
 	if q < 0 || q >= len(p.socks) || p.closed.Load() {
 		return 0
 	}
 	s := p.socks[q]
-	return max(len(s.rx.descs)-s.rxPending(), 0)
+	return max(min(len(s.rx.descs)-s.rxPending(), s.fillPosted()), 0)
+}
+
+// RxLow reports whether fewer than half of queue q's rx frames are on its
+// fill ring, posted to the kernel (as RxPending, no system call): the
+// others wait on the rx ring, are lent, or are the kernel's. False for a
+// queue that does not exist and after Close.
+func (p *XSKPort) RxLow(q int) bool {
+	if q < 0 || q >= len(p.socks) || p.closed.Load() {
+		return false
+	}
+	s := p.socks[q]
+	return s.fillPosted() < len(s.fill.descs)/2
+}
+
+// FillStats are the levels of an XSKPort's fill rings: the free frames
+// posted to the kernel, which drops a frame that arrives when it has none
+// ("no fill frame", Stats.RxNoFrame).
+type FillStats struct {
+	// Size is how many frames the fill rings hold when full (every rx
+	// frame of the sockets), Posted how many they hold now.
+	Size, Posted int
+	// Low is the fewest frames one socket's fill ring held when a poll
+	// found received frames waiting, since the port opened: how close the
+	// kernel came to dropping. FoundEmpty counts the polls that found a
+	// fill ring empty: the kernel dropped what arrived until then.
+	Low        int
+	FoundEmpty uint64
+}
+
+// FillStats returns the levels of the port's fill rings (no system call);
+// zero after Close.
+func (p *XSKPort) FillStats() FillStats {
+	p.mu.Lock() // the rings stay mapped meanwhile
+	defer p.mu.Unlock()
+	var f FillStats
+	if p.closed.Load() {
+		return f
+	}
+	for i, s := range p.socks {
+		f.Size += len(s.fill.descs)
+		f.Posted += s.fillPosted()
+		if low := int(s.fillLow.Load()); i == 0 || low < f.Low {
+			f.Low = low
+		}
+		f.FoundEmpty += s.fillEmpty.Load()
+	}
+	return f
 }
 
 // Stats implements Port. RxDropped includes the frames the kernel dropped
