@@ -42,14 +42,18 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
-// Defaults of XSKConfig. Of DefaultXSKFrames, half receive: an rx ring of
-// 4,096 frames holds 9 ms of traffic at 450,000 packets/s, twice what
-// 2,048 held, for a poll thread that the kernel (or, on a virtual machine,
-// the host) did not run for a few milliseconds. Some pauses last longer
-// still: bench/results/veth.md counts what the kernel dropped at 80% of
-// the rate the thread sustains.
+// Defaults of XSKConfig. Of DefaultXSKFrames, half receive: the fill ring
+// holds all 8,192 of them, and the kernel drops a frame only once the poll
+// thread has left that many unread on the rx ring. That lasts 11.5 ms at
+// 713,000 packets/s and 19 ms at 425,000 (80% of the highest and lowest
+// rates ovsxdp forwarded from bench/veth's AF_XDP sender): a poll thread
+// that the kernel (or, on a virtual machine, the host) did not run for
+// that long, on 2 CPUs shared with the sender and the receiver. The 4,096
+// before held 9.6 ms at 425,000 packets/s and lost 1,075 frames at that
+// rate; what is dropped shows in bench/results/veth.md. A socket pins
+// 32 MiB, half the UMEM Open vSwitch gives each AF_XDP queue.
 const (
-	DefaultXSKFrames      = 8192
+	DefaultXSKFrames      = 16384
 	DefaultXSKFrameSize   = 2048
 	DefaultXSKBindTimeout = 5 * time.Second
 )
