@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -394,5 +395,34 @@ func TestAdaptiveNoNapWhileFillLow(t *testing.T) {
 				t.Errorf("%d naps, %d cut short; want %d and %d", naps, short, c.wantNaps, c.wantCut)
 			}
 		})
+	}
+}
+
+// TestMaxPollGap: a thread counts the time between the starts of two
+// polls only after a poll that found packets, so that an idle bridge
+// reports none, and one that forwarded a frame reports the gap that
+// followed it, no longer than the test has run.
+func TestMaxPollGap(t *testing.T) {
+	begin := time.Now()
+	b := newTestBridge(t, Config{PMDs: 1})
+	mp, _ := addMemPort(t, b, vport.MemConfig{Name: "p1", RingSize: 64}, 1)
+	addFlows(t, b, "actions=drop")
+	quiesce(t, b, mp)
+	if g := b.PMDStats()[0].MaxPollGap; g != 0 {
+		t.Fatalf("before any packet: longest poll gap %v, want 0", g)
+	}
+	frame := flow.BuildFrame(&flow.Key{DlType: flow.EthTypeIPv4, NwTTL: 64, NwProto: flow.IPProtoUDP})
+	if mp.Inject(0, [][]byte{frame}) != 1 {
+		t.Fatal("inject failed")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.PMDStats()[0].MaxPollGap == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no poll gap counted 10s after a packet (%d packets)", b.PMDStats()[0].Packets)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if g := b.PMDStats()[0].MaxPollGap; g > time.Since(begin) {
+		t.Errorf("longest poll gap %v, longer than the test (%v)", g, time.Since(begin))
 	}
 }
