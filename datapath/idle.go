@@ -131,11 +131,20 @@ func (t *thread) adapt(n int, nap time.Duration, start, end, prevBusy time.Time)
 		// lasts ten times that once the thread has given up its CPU,
 		// while the kernel drops what the rx ring cannot hold. The thread
 		// polls again at once instead, and its naps start short again.
-		w, room := t.rxBacklog()
+		w, room, low := t.rxBacklog()
 		if w >= vport.MaxBatch {
 			for _, m := range t.ms {
 				m.idle.held.Add(1)
 				m.idle.heldFrames.Add(uint64(w))
+			}
+			return 0
+		}
+		// Nor while frames wait and a fill ring is low: the kernel drops
+		// what arrives once it is empty, and a nap may last much longer
+		// than asked.
+		if low && w > 0 {
+			for _, m := range t.ms {
+				m.idle.short.Add(1)
 			}
 			return 0
 		}
@@ -165,31 +174,36 @@ func (t *thread) adapt(n int, nap time.Duration, start, end, prevBusy time.Time)
 }
 
 // rxPender is a port that tells how many frames wait on an rx queue
-// without a system call (vport.XSKPort reads its rx ring's indexes), and
-// rxRoomer one that also tells how many more its ring can take.
+// without a system call (vport.XSKPort reads its rx ring's indexes),
+// rxRoomer one that also tells how many more its ring can take, and
+// rxLower one that tells whether fewer than half of a queue's rx frames
+// are posted to the kernel (vport.XSKPort's fill ring).
 type (
 	rxPender interface{ RxPending(q int) int }
 	rxRoomer interface{ RxRoom(q int) int }
+	rxLower  interface{ RxLow(q int) bool }
 )
 
 // rxBacklog returns how many frames wait on the rx queues of the thread's
 // members, as far as their ports tell (a port that cannot tell counts as
-// empty), and the least room left on one of their rx rings (-1 when no
-// port tells).
-func (t *thread) rxBacklog() (waiting, room int) {
+// empty), the least room left on one of their rx rings (-1 when no port
+// tells), and whether the kernel has fewer than half of one queue's rx
+// frames.
+func (t *thread) rxBacklog() (waiting, room int, low bool) {
 	room = -1
 	for _, m := range t.ms {
-		w, r := m.rxBacklog()
+		w, r, l := m.rxBacklog()
 		waiting += w
+		low = low || l
 		if r >= 0 && (room < 0 || r < room) {
 			room = r
 		}
 	}
-	return waiting, room
+	return waiting, room, low
 }
 
 // rxBacklog is thread.rxBacklog over p's rx queues.
-func (p *pmd) rxBacklog() (waiting, room int) {
+func (p *pmd) rxBacklog() (waiting, room int, low bool) {
 	// Reading a port's rings is a read-side section: the port stays open.
 	p.rd.enter()
 	defer p.rd.leave()
@@ -203,8 +217,11 @@ func (p *pmd) rxBacklog() (waiting, room int) {
 				room = r
 			}
 		}
+		if pl, ok := rq.port.vp.(rxLower); ok && pl.RxLow(rq.q) {
+			low = true
+		}
 	}
-	return waiting, room
+	return waiting, room, low
 }
 
 // napWake is what a nap costs beyond its length: the wake-up, 15 to 25 µs
@@ -238,14 +255,30 @@ type idleCounters struct {
 	held, heldFrames atomic.Uint64
 	// short counts the naps not taken because, at the rate packets came
 	// in, a rx ring would have been more than half full before the
-	// thread was back (capNap).
+	// thread was back (capNap), or because frames waited while a fill
+	// ring was low (rxLower).
 	short atomic.Uint64
+	// maxGap is the longest time, in nanoseconds, from the start of a
+	// round of polls that found packets to the start of the next: the
+	// batch, any nap, and any time the thread was off its CPU. Frames
+	// that arrive meanwhile wait on the rx rings, and the kernel drops
+	// those that find no fill frame.
+	maxGap atomic.Int64
+}
+
+// noteGap records the time from the start of a round that found packets
+// to the start of the next.
+func (c *idleCounters) noteGap(d time.Duration) {
+	if int64(d) > c.maxGap.Load() {
+		c.maxGap.Store(int64(d))
+	}
 }
 
 // load copies the counters into s.
 func (c *idleCounters) load(s *PMDStats) {
 	s.Naps, s.NapTime = c.naps.Load(), time.Duration(c.napNanos.Load())
 	s.NapsHeld, s.HeldFrames, s.NapsShort = c.held.Load(), c.heldFrames.Load(), c.short.Load()
+	s.MaxPollGap = time.Duration(c.maxGap.Load())
 }
 
 // idleAction is what an adaptive thread does after a poll.

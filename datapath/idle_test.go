@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -336,5 +337,92 @@ func TestAdaptiveNapFitsRing(t *testing.T) {
 	}
 	if naps, short := p.idle.naps.Load(), p.idle.short.Load(); naps != 1 || short != 1 {
 		t.Errorf("room for 2048 frames: %d naps, %d cut short; want 1 and 1", naps, short)
+	}
+}
+
+// lowPort is an in-memory port that tells whether the kernel has fewer
+// than half of its rx frames, as an AF_XDP port's fill ring does.
+type lowPort struct {
+	*vport.MemPort
+	low bool
+}
+
+func (p *lowPort) RxLow(int) bool { return p.low }
+
+// TestAdaptiveNoNapWhileFillLow: a thread due a nap polls again instead
+// while a frame waits and the port's fill ring is low, however much room
+// its rx ring has; with the fill ring topped up, or nothing waiting, it
+// naps.
+func TestAdaptiveNoNapWhileFillLow(t *testing.T) {
+	mp, err := vport.NewMemPort(vport.MemConfig{Name: "low", RingSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mp.Close()
+	lp := &lowPort{MemPort: mp, low: true}
+	p := &pmd{}
+	rqs := []rxq{{port: &Port{Name: "low", vp: lp}}}
+	p.rxqs.Store(&rqs)
+	th := &thread{ms: []*pmd{p}} // its only member
+	end := time.Now()
+	start := end.Add(-time.Microsecond)
+	prevBusy := start.Add(-5 * time.Microsecond) // light load: a nap is due
+	for _, c := range []struct {
+		name              string
+		inLow             bool
+		inWaiting         int
+		wantNap           bool
+		wantNaps, wantCut uint64
+	}{
+		{"low, nothing waiting", true, 0, true, 1, 0},
+		{"low, a frame waiting", true, 1, false, 1, 1},
+		{"topped up, a frame waiting", false, 1, true, 2, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			lp.low = c.inLow
+			frames := make([][]byte, c.inWaiting-mp.RxPending(0))
+			for i := range frames {
+				frames[i] = make([]byte, 60)
+			}
+			if n := mp.Inject(0, frames); mp.RxPending(0) != c.inWaiting {
+				t.Fatalf("injected %d: %d frames waiting, want %d", n, mp.RxPending(0), c.inWaiting)
+			}
+			next := th.adapt(2, 0, start, end, prevBusy)
+			if (next != 0) != c.wantNap {
+				t.Errorf("next nap %v, want a nap: %v", next, c.wantNap)
+			}
+			if naps, short := p.idle.naps.Load(), p.idle.short.Load(); naps != c.wantNaps || short != c.wantCut {
+				t.Errorf("%d naps, %d cut short; want %d and %d", naps, short, c.wantNaps, c.wantCut)
+			}
+		})
+	}
+}
+
+// TestMaxPollGap: a thread counts the time between the starts of two
+// polls only after a poll that found packets, so that an idle bridge
+// reports none, and one that forwarded a frame reports the gap that
+// followed it, no longer than the test has run.
+func TestMaxPollGap(t *testing.T) {
+	begin := time.Now()
+	b := newTestBridge(t, Config{PMDs: 1})
+	mp, _ := addMemPort(t, b, vport.MemConfig{Name: "p1", RingSize: 64}, 1)
+	addFlows(t, b, "actions=drop")
+	quiesce(t, b, mp)
+	if g := b.PMDStats()[0].MaxPollGap; g != 0 {
+		t.Fatalf("before any packet: longest poll gap %v, want 0", g)
+	}
+	frame := flow.BuildFrame(&flow.Key{DlType: flow.EthTypeIPv4, NwTTL: 64, NwProto: flow.IPProtoUDP})
+	if mp.Inject(0, [][]byte{frame}) != 1 {
+		t.Fatal("inject failed")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.PMDStats()[0].MaxPollGap == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no poll gap counted 10s after a packet (%d packets)", b.PMDStats()[0].Packets)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if g := b.PMDStats()[0].MaxPollGap; g > time.Since(begin) {
+		t.Errorf("longest poll gap %v, longer than the test (%v)", g, time.Since(begin))
 	}
 }

@@ -213,9 +213,16 @@ type PMDStats struct {
 	// took, wake-up included; NapsHeld the naps it did not take because
 	// frames waited on a rx queue when the nap was due (HeldFrames of
 	// them in all), NapsShort those it did not take because a rx ring
-	// would have filled past half before it was back.
+	// would have filled past half before it was back, or because frames
+	// waited while the kernel had fewer than half of a queue's rx frames
+	// (an AF_XDP fill ring below half).
 	Naps, NapsHeld, HeldFrames, NapsShort uint64
 	NapTime                               time.Duration
+	// MaxPollGap is the longest time from the start of a round of polls
+	// that found packets to the start of the next one (the batch, a nap,
+	// and any time the kernel ran other threads in the thread's place):
+	// at the rate packets came in then, what an rx queue had to hold.
+	MaxPollGap time.Duration
 }
 
 // PacketsPerBatch is the average batch size.

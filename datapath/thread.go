@@ -248,16 +248,24 @@ func (t *thread) run() {
 	lastBusy := time.Now()
 	lastYield := lastBusy
 	var nap time.Duration
+	var prevStart time.Time // of the last round, if it found packets
 	for t.refresh() {
 		n := 0
 		start := time.Now()
+		if !prevStart.IsZero() {
+			for _, m := range t.ms {
+				m.idle.noteGap(start.Sub(prevStart))
+			}
+		}
 		for _, m := range t.ms {
 			n += m.runOne()
 		}
 		end := time.Now()
 		prevBusy := lastBusy
+		prevStart = time.Time{}
 		if n > 0 {
 			lastBusy = end
+			prevStart = start
 		}
 		switch t.idle {
 		case IdleAdaptive:

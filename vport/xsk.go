@@ -42,14 +42,18 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
 )
 
-// Defaults of XSKConfig. Of DefaultXSKFrames, half receive: an rx ring of
-// 4,096 frames holds 9 ms of traffic at 450,000 packets/s, twice what
-// 2,048 held, for a poll thread that the kernel (or, on a virtual machine,
-// the host) did not run for a few milliseconds. Some pauses last longer
-// still: bench/results/veth.md counts what the kernel dropped at 80% of
-// the rate the thread sustains.
+// Defaults of XSKConfig. Of DefaultXSKFrames, half receive: the fill ring
+// holds all 8,192 of them, and the kernel drops a frame only once the poll
+// thread has left that many unread on the rx ring. That lasts 11.5 ms at
+// 713,000 packets/s and 19 ms at 425,000 (80% of the highest and lowest
+// rates ovsxdp forwarded from bench/veth's AF_XDP sender): a poll thread
+// that the kernel (or, on a virtual machine, the host) did not run for
+// that long, on 2 CPUs shared with the sender and the receiver. The 4,096
+// before held 9.6 ms at 425,000 packets/s and lost 1,075 frames at that
+// rate; what is dropped shows in bench/results/veth.md. A socket pins
+// 32 MiB, half the UMEM Open vSwitch gives each AF_XDP queue.
 const (
-	DefaultXSKFrames      = 8192
+	DefaultXSKFrames      = 16384
 	DefaultXSKFrameSize   = 2048
 	DefaultXSKBindTimeout = 5 * time.Second
 )
@@ -643,15 +647,64 @@ func (p *XSKPort) RxPending(q int) int {
 	return p.socks[q].rxPending()
 }
 
-// RxRoom returns how many more frames the rx ring of queue q can take
-// before the kernel drops what arrives (as RxPending, no system call); 0
-// for a queue that does not exist and after Close.
+// RxRoom returns how many more frames queue q can take before the kernel
+// drops what arrives (as RxPending, no system call): the room on its rx
+// ring, or the frames on its fill ring if fewer (lent frames, or frames
+// the kernel took but has not published yet, are on neither); 0 for a
+// queue that does not exist and after Close.
 func (p *XSKPort) RxRoom(q int) int {
 	if q < 0 || q >= len(p.socks) || p.closed.Load() {
 		return 0
 	}
 	s := p.socks[q]
-	return max(len(s.rx.descs)-s.rxPending(), 0)
+	return max(min(len(s.rx.descs)-s.rxPending(), s.fillPosted()), 0)
+}
+
+// RxLow reports whether fewer than half of queue q's rx frames are on its
+// fill ring, posted to the kernel (as RxPending, no system call): the
+// others wait on the rx ring, are lent, or are the kernel's. False for a
+// queue that does not exist and after Close.
+func (p *XSKPort) RxLow(q int) bool {
+	if q < 0 || q >= len(p.socks) || p.closed.Load() {
+		return false
+	}
+	s := p.socks[q]
+	return s.fillPosted() < len(s.fill.descs)/2
+}
+
+// FillStats are the levels of an XSKPort's fill rings: the free frames
+// posted to the kernel, which drops a frame that arrives when it has none
+// ("no fill frame", Stats.RxNoFrame).
+type FillStats struct {
+	// Size is how many frames the fill rings hold when full (every rx
+	// frame of the sockets), Posted how many they hold now.
+	Size, Posted int
+	// Low is the fewest frames one socket's fill ring held when a poll
+	// found received frames waiting, since the port opened: how close the
+	// kernel came to dropping. FoundEmpty counts the polls that found a
+	// fill ring empty: the kernel dropped what arrived until then.
+	Low        int
+	FoundEmpty uint64
+}
+
+// FillStats returns the levels of the port's fill rings (no system call);
+// zero after Close.
+func (p *XSKPort) FillStats() FillStats {
+	p.mu.Lock() // the rings stay mapped meanwhile
+	defer p.mu.Unlock()
+	var f FillStats
+	if p.closed.Load() {
+		return f
+	}
+	for i, s := range p.socks {
+		f.Size += len(s.fill.descs)
+		f.Posted += s.fillPosted()
+		if low := int(s.fillLow.Load()); i == 0 || low < f.Low {
+			f.Low = low
+		}
+		f.FoundEmpty += s.fillEmpty.Load()
+	}
+	return f
 }
 
 // Stats implements Port. RxDropped includes the frames the kernel dropped

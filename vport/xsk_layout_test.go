@@ -156,7 +156,7 @@ func TestXSKConfigDefaults(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", in: XSKConfig{Device: "d"},
-			want: XSKConfig{Device: "d", Frames: 8192, FrameSize: 2048, RingSize: 4096, BatchSize: MaxBatch, BindTimeout: DefaultXSKBindTimeout}},
+			want: XSKConfig{Device: "d", Frames: 16384, FrameSize: 2048, RingSize: 8192, BatchSize: MaxBatch, BindTimeout: DefaultXSKBindTimeout}},
 		{name: "no device", in: XSKConfig{}, wantErr: "empty device"},
 		{name: "frames not a power of two", in: XSKConfig{Device: "d", Frames: 1000}, wantErr: "1000 frames"},
 		{name: "frame size", in: XSKConfig{Device: "d", FrameSize: 3000}, wantErr: "frame size 3000"},

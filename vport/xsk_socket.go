@@ -104,8 +104,15 @@ type xskSocket struct {
 	rxPackets, rxBytes, rxDropped atomic.Uint64
 	// fillWakeups counts the system calls that woke the kernel for the
 	// fill ring.
-	fillWakeups                   atomic.Uint64
-	_                             [32]byte
+	fillWakeups atomic.Uint64
+	// fillLow is the fewest frames the fill ring held (posted to the
+	// kernel, which drops what arrives when none is) when a poll found
+	// frames on the rx ring, and fillEmpty counts the polls that found
+	// it empty: the kernel may have dropped frames before them. Only the
+	// rx side writes them.
+	fillLow                       atomic.Uint32
+	fillEmpty                     atomic.Uint64
+	_                             [16]byte // the tx counters on a cache line of their own
 	txPackets, txBytes, txDropped atomic.Uint64
 	// txKicks counts the system calls that woke the kernel for the tx
 	// ring.
@@ -295,6 +302,7 @@ func newXSKSocket(sock *xdp.Socket, queue int, sz xskSizes, flags uint16) (*xskS
 		s.fill.descs[i] = uint64(i * sz.frameSize)
 	}
 	atomic.StoreUint32(s.fill.prod, atomic.LoadUint32(s.fill.prod)+uint32(sz.ringSize))
+	s.fillLow.Store(uint32(sz.ringSize))
 	s.free = make([]uint64, 0, sz.frames-sz.ringSize)
 	for i := sz.frames - 1; i >= sz.ringSize; i-- {
 		s.free = append(s.free, uint64(i*sz.frameSize))
@@ -373,6 +381,7 @@ func (s *xskSocket) receive(bufs [][]byte, sizes []int) (n, dropped int) {
 	fillProd := atomic.LoadUint32(s.fill.prod)
 	size := uint32(len(s.fill.descs))
 	room := size - (fillProd - atomic.LoadUint32(s.fill.cons))
+	s.noteFill(size - room)
 	avail = min(avail, room, size)
 	bytes := 0
 	limit := min(len(bufs), len(sizes))
@@ -417,6 +426,7 @@ func (s *xskSocket) lend(frames [][]byte) (n, dropped int) {
 	fillProd := atomic.LoadUint32(s.fill.prod)
 	size := uint32(len(s.fill.descs))
 	room := size - (fillProd - atomic.LoadUint32(s.fill.cons))
+	s.noteFill(size - room)
 	avail = min(avail, room, size)
 	bytes := 0
 	for i := uint32(0); i < avail && n+dropped < len(frames); i++ {
@@ -480,6 +490,24 @@ func (s *xskSocket) release(frames [][]byte) {
 	}
 	atomic.StoreUint32(s.fill.prod, fillProd)
 	s.wakeFill()
+}
+
+// noteFill records that a poll that found frames on the rx ring found
+// posted frames on the fill ring. It is the rx side.
+func (s *xskSocket) noteFill(posted uint32) {
+	if posted == 0 {
+		s.fillEmpty.Add(1)
+	}
+	if posted < s.fillLow.Load() {
+		s.fillLow.Store(posted)
+	}
+}
+
+// fillPosted is the number of frames on the fill ring: posted to the
+// kernel and not taken yet, as far as the kernel has published what it
+// took.
+func (s *xskSocket) fillPosted() int {
+	return int(atomic.LoadUint32(s.fill.prod) - atomic.LoadUint32(s.fill.cons))
 }
 
 // rxReady reports whether received frames wait on the rx ring.

@@ -159,9 +159,9 @@ func (f *ovsxdpFwd) counters() string {
 	}
 	var parts []string
 	for _, s := range f.br.PMDStats() {
-		parts = append(parts, fmt.Sprintf("pmd%d: %d packets, EMC hits %d, megaflow hits %d, upcalls %d, lost %d, %.1f packets/batch, busy %.0f ns/packet, busy %v idle %v, segments coalesced %d into %d GSO packets (%d refused), idle spins given up %d, naps %d (%v), naps not taken with frames waiting %d",
+		parts = append(parts, fmt.Sprintf("pmd%d: %d packets, EMC hits %d, megaflow hits %d, upcalls %d, lost %d, %.1f packets/batch, busy %.0f ns/packet, busy %v idle %v, segments coalesced %d into %d GSO packets (%d refused), idle spins given up %d, naps %d (%v), naps not taken with frames waiting %d, longest poll gap under traffic %v",
 			s.ID, s.Packets, s.EMCHits, s.MegaflowHit, s.Upcalls, s.Lost, s.PacketsPerBatch(), s.NanosPerPacket(), s.Busy.Round(time.Millisecond), s.Idle.Round(time.Millisecond),
-			s.GSOSegments, s.GSOPackets, s.GSOFailed, s.SpinsGivenUp, s.Naps, s.NapTime.Round(time.Millisecond), s.NapsHeld))
+			s.GSOSegments, s.GSOPackets, s.GSOFailed, s.SpinsGivenUp, s.Naps, s.NapTime.Round(time.Millisecond), s.NapsHeld, s.MaxPollGap.Round(time.Microsecond)))
 	}
 	for _, p := range f.br.Ports() {
 		st := p.Stats()
@@ -180,7 +180,9 @@ func (f *ovsxdpFwd) counters() string {
 	}
 	for _, p := range f.ports {
 		st := p.Stats()
-		parts = append(parts, fmt.Sprintf("%s socket: rx dropped by the kernel: rx ring full %d, no fill frame %d; tx dropped %d; GSO packets sent %d", p.Name(), st.RxRingFull, st.RxNoFrame, st.TxDropped, st.TxGSO))
+		fs := p.FillStats()
+		parts = append(parts, fmt.Sprintf("%s socket: rx dropped by the kernel: rx ring full %d, no fill frame %d; fill ring: %d of %d frames posted, fewest %d, found empty by %d polls; tx dropped %d; GSO packets sent %d",
+			p.Name(), st.RxRingFull, st.RxNoFrame, fs.Posted, fs.Size, fs.Low, fs.FoundEmpty, st.TxDropped, st.TxGSO))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ofconn"
 	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // The commands modelled on ovs-appctl's.
@@ -188,6 +189,14 @@ func (d *Daemon) dropReasons(c *call) (string, error) {
 			for _, dd := range p.VPort().Stats().RxDrops() {
 				if dd.Count != 0 {
 					fmt.Fprintf(&s, "    device %-16s %d\n", dd.Reason+":", dd.Count)
+					n++
+				}
+			}
+			// Where the kernel ran out of fill frames, how close it came
+			// and how often.
+			if x, ok := p.VPort().(*vport.XSKPort); ok {
+				if f := x.FillStats(); f.FoundEmpty != 0 {
+					fmt.Fprintf(&s, "    device fill ring: %d of %d frames posted, fewest %d, found empty by %d polls\n", f.Posted, f.Size, f.Low, f.FoundEmpty)
 					n++
 				}
 			}
