@@ -23,9 +23,13 @@ type EMC struct {
 	extras []emcExtra
 	mask   uint64
 	// invProb is the inverse probability of insertion: Insert stores one
-	// key in invProb on average (1: always; 0: never).
-	invProb uint32
-	rng     uint64
+	// key in invProb on average (1: always; 0: never). insertBelow is
+	// the bound the generator's next value must stay under for a key to
+	// be stored, 2^64/invProb, so that the draw costs a compare where a
+	// 64-bit modulo would take a division for every megaflow hit.
+	invProb     uint32
+	insertBelow uint64
+	rng         uint64
 	// touched keeps what touch read, so that the reads are not left out.
 	touched uint64
 	// stores counts Store and Flush calls, so that a batch lookup can tell
@@ -145,12 +149,23 @@ func NewEMC(entries int, insertInvProb uint32) (*EMC, error) {
 		return nil, fmt.Errorf("new emc with %d entries: %w", entries, ErrEMCSize)
 	}
 	return &EMC{
-		entries: make([]emcEntry, entries),
-		extras:  make([]emcExtra, entries),
-		mask:    uint64(entries - 1),
-		invProb: insertInvProb,
-		rng:     0x853c49e6748fea9b,
+		entries:     make([]emcEntry, entries),
+		extras:      make([]emcExtra, entries),
+		mask:        uint64(entries - 1),
+		invProb:     insertInvProb,
+		insertBelow: insertBelow(insertInvProb),
+		rng:         0x853c49e6748fea9b,
 	}, nil
+}
+
+// insertBelow returns the bound below which one value of the cache's
+// generator in invProb falls (see EMC.insertBelow): all of them for 0 and
+// 1, which insert never draws for.
+func insertBelow(invProb uint32) uint64 {
+	if invProb <= 1 {
+		return ^uint64(0)
+	}
+	return ^uint64(0) / uint64(invProb)
 }
 
 // emcSecret keys EMCHash: random per process, so that no fixed set of
@@ -351,7 +366,7 @@ func (e *EMC) insert(k *Key, p emcProbe, mf *Megaflow) bool {
 	if e.invProb == 0 {
 		return false
 	}
-	if e.invProb > 1 && e.next()%uint64(e.invProb) != 0 {
+	if e.invProb > 1 && e.next() >= e.insertBelow {
 		return false
 	}
 	e.store(k, p, mf)
