@@ -38,7 +38,7 @@ unit: ## go test on every package
 
 .PHONY: race
 race: ## go test -race on the packet-path packages
-	$(GO) test -race -count=1 $(RACE_PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy and FuzzTranslate: 20000x)
