@@ -175,7 +175,12 @@ func TestFlowMonitorPause(t *testing.T) {
 	for _, v := range []uint8{openflow.Version10, openflow.Version13, openflow.Version15} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			s, br := newWatchServer()
-			s.writeTimeout = time.Minute
+			// a stays silent and unread for as long as b's changes
+			// take, which under -race on a loaded machine has passed a
+			// minute: neither the write timeout nor a probe (an echo
+			// request a would read in place of an update) may end it
+			// first.
+			s.writeTimeout, s.probeInterval = time.Hour, -1
 			a, b := dial(t, s, v), dial(t, s, v)
 			a.send(monitorRequest(v, true))
 			if _, us := a.updates(); len(us) != 0 {

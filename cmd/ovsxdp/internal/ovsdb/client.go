@@ -17,9 +17,9 @@ type Options struct {
 	// MaxMessageSize bounds one received message (default 64 MiB).
 	MaxMessageSize int
 	// InactivityProbe: after this long without a message from the server
-	// the client sends an echo, and after twice this long it drops the
-	// connection and reconnects (default 5 s, as ovs-vswitchd's; negative
-	// disables the probe).
+	// the client sends an echo, and when nothing comes for as long again
+	// after the echo it drops the connection and reconnects (default 5 s,
+	// as ovs-vswitchd's; negative disables the probe).
 	InactivityProbe time.Duration
 	// WriteTimeout bounds one write (default 10 s).
 	WriteTimeout time.Duration

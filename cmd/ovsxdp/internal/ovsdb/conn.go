@@ -304,12 +304,20 @@ func (c *conn) call(ctx context.Context, method string, params any) (json.RawMes
 }
 
 // probeLoop sends an echo once the peer has been silent for interval and
-// closes the connection if it stays silent for another interval.
+// closes the connection if nothing comes for another interval after the
+// echo, as Open vSwitch's reconnect state machine leaves its idle state a
+// probe interval after it entered it. The second interval runs from the
+// echo, not from the last message: a prober that runs late (a loaded
+// machine, a stopped process) finds the peer silent for twice the interval
+// or more, and must still ask before it drops a peer that was never asked.
 func (c *conn) probeLoop(interval time.Duration) {
 	tick := max(interval/4, 10*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var probedAt int64 // lastRecv when we last probed
+	var (
+		probedAt   time.Time // when the unanswered echo went out; zero if none
+		probedLast int64     // lastRecv when it went out
+	)
 	for {
 		select {
 		case <-c.closed:
@@ -317,18 +325,21 @@ func (c *conn) probeLoop(interval time.Duration) {
 		case <-t.C:
 		}
 		last := c.lastRecv.Load()
+		if last != probedLast {
+			probedAt = time.Time{} // the peer spoke since the echo
+		}
 		idle := time.Since(time.Unix(0, last))
 		switch {
-		case idle >= 2*interval:
-			c.cnt.inactivity.Add(1)
-			c.close(fmt.Errorf("%w: nothing received for %v", ErrInactivity, idle.Round(time.Millisecond)))
-			return
-		case idle >= interval && probedAt != last:
-			probedAt = last
+		case probedAt.IsZero() && idle >= interval:
 			c.cnt.echoesSent.Add(1)
 			if _, err := c.start("echo", []any{}, nil); err != nil {
 				return
 			}
+			probedAt, probedLast = time.Now(), last
+		case !probedAt.IsZero() && time.Since(probedAt) >= interval:
+			c.cnt.inactivity.Add(1)
+			c.close(fmt.Errorf("%w: nothing received for %v", ErrInactivity, idle.Round(time.Millisecond)))
+			return
 		}
 	}
 }

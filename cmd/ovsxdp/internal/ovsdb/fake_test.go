@@ -221,41 +221,69 @@ func TestFakeSplitAndBatchedMessages(t *testing.T) {
 	}
 }
 
+// silentServer reads what the client sends and never answers. The first
+// request it reads, or nil when the connection ends before one, goes to
+// first (buffered 1: the test's client makes one connection).
+func silentServer(first chan<- *Message) func(nc net.Conn) {
+	return func(nc net.Conn) {
+		br := bufio.NewReader(nc)
+		m, err := readRequest(br)
+		first <- m
+		for err == nil {
+			_, err = readRequest(br)
+		}
+	}
+}
+
+// waitEchoProbe waits for the first request a silentServer read and checks
+// that it is an echo.
+func waitEchoProbe(t *testing.T, first <-chan *Message) {
+	t.Helper()
+	select {
+	case m := <-first:
+		if m == nil {
+			t.Fatal("the connection was dropped before the client sent an echo probe")
+		}
+		if m.Kind != KindRequest || m.Method != "echo" {
+			t.Fatalf("first request %+v is not an echo probe", m)
+		}
+	case <-testCtx(t).Done():
+		t.Fatal("no echo probe")
+	}
+}
+
 // TestFakeInactivityProbe: a server that never speaks gets an echo after
 // the probe interval, and the connection is dropped after another.
 func TestFakeInactivityProbe(t *testing.T) {
-	gotEcho := make(chan *Message, 1)
-	f := newFakeServer(t, func(nc net.Conn) {
-		br := bufio.NewReader(nc)
-		for {
-			m, err := readRequest(br)
-			if err != nil {
-				return
-			}
-			if m.Method == "echo" {
-				select {
-				case gotEcho <- m:
-				default:
-				}
-			}
-		}
-	})
+	first := make(chan *Message, 1)
+	f := newFakeServer(t, silentServer(first))
 	o := fakeOptions()
 	o.InactivityProbe = 50 * time.Millisecond
 	c := dialFake(t, f, o)
-	ctx := testCtx(t)
-	select {
-	case m := <-gotEcho:
-		if m.Kind != KindRequest {
-			t.Fatalf("probe %+v is not a request", m)
-		}
-	case <-ctx.Done():
-		t.Fatal("no echo probe")
-	}
+	waitEchoProbe(t, first)
 	waitFor(t, "the silent connection to be dropped", func() bool { return c.Stats().Inactivity == 1 && !c.Connected() })
-	if _, err := c.ListDbs(ctx); !errors.Is(err, ErrNotConnected) {
+	if _, err := c.ListDbs(testCtx(t)); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("list_dbs after the drop: %v, want ErrNotConnected", err)
 	}
+}
+
+// TestFakeLateProbe: a prober that finds the server silent for far more
+// than twice the probe interval (it was not scheduled for that long, on a
+// loaded machine) still sends an echo before it drops the connection, as
+// Open vSwitch's reconnect state machine does.
+func TestFakeLateProbe(t *testing.T) {
+	first := make(chan *Message, 1)
+	f := newFakeServer(t, silentServer(first))
+	o := fakeOptions()
+	o.InactivityProbe = 500 * time.Millisecond
+	c := dialFake(t, f, o)
+	// The last message an hour old is what a prober that ran an hour
+	// late sees. Stored before the first probe (an interval away).
+	c.mu.Lock()
+	c.conn.lastRecv.Store(time.Now().Add(-time.Hour).UnixNano())
+	c.mu.Unlock()
+	waitEchoProbe(t, first)
+	waitFor(t, "the silent connection to be dropped", func() bool { return c.Stats().Inactivity == 1 && !c.Connected() })
 }
 
 // TestFakeEchoKeepsAlive: a server that answers probes keeps the
