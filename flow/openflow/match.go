@@ -271,6 +271,19 @@ func countFields(b []byte) int {
 	return n
 }
 
+// countTLVs counts the actions or instructions of b (a type and a
+// 16-bit length, which includes them, of at least 8 bytes) by their
+// headers alone; a malformed list is counted roughly, and refused by its
+// decoder.
+func countTLVs(b []byte) int {
+	n := 0
+	for len(b) >= 4 {
+		n++
+		b = b[min(len(b), max(8, int(b[2])<<8|int(b[3]))):]
+	}
+	return n
+}
+
 func appendFields(w *wr, fs []Field) error {
 	for i := range fs {
 		if err := fs[i].append(w); err != nil {
