@@ -263,7 +263,9 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 		c.replyErrorAs(h, b, inner, err)
 		return nil
 	}
-	ih, im, err := openflow.Decode(inner)
+	// A flow mod is decoded into the connection's reused one: only its
+	// conversion is kept, unless the bridge makes none (below).
+	ih, im, err := c.dec.Decode(inner)
 	switch {
 	case err != nil:
 		return refuse(err)
@@ -303,10 +305,16 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	if bd.full(at + n) {
 		return bundleError(codeBundleTooMany, "bundle %d holds %d messages (%d bytes)", id, bd.msgs.n, bd.bytes)
 	}
-	if conv != nil || added {
+	switch {
+	case conv != nil || added:
 		// The conversion is what the commit runs: the decoded flow
 		// mod, several times its size, is not kept.
 		im = nil
+	case c.dec.Reused(im):
+		// Kept decoded for the commit: a flow mod of its own.
+		if _, im, err = openflow.Decode(inner); err != nil {
+			return refuse(err)
+		}
 	}
 	bd.msgs.push(bundled{h: ih, m: im, flow: conv, added: added, add: add, at: at})
 	bd.bytes += at + n

@@ -385,6 +385,7 @@ type conn struct {
 	mon          monitorState            // flow monitors (monitor.go)
 	bundles      map[uint32]*bundleState // open bundles, by id (bundle.go)
 	adds         []byte                  // the chunk bundled adds are copied into (bundle.go)
+	dec          openflow.FlowModDecoder // decodes bundled flow mods (bundle.go)
 	br           *bufio.Reader           // what r reads from: what is buffered
 	flowMods     flowModBatch            // flow mods read, not yet run (flowmods.go)
 	up           func(uint8)
