@@ -81,7 +81,9 @@ type Checker interface {
 	// it once then. An add may be put in adds (when not nil), in the
 	// form the bridge's table keeps it, and reported added: it comes
 	// back to CommitBundle as BundledMod.Adds. Otherwise the conversion
-	// comes back as BundledMod.Flow.
+	// comes back as BundledMod.Flow. fm is the connection's, reused
+	// once the call returns (openflow.FlowModDecoder): the bridge must
+	// not keep it.
 	CheckFlowMod(v uint8, fm *openflow.FlowMod, adds *flow.FlowBatch) (mod *ofconv.Mod, added bool, err error)
 	CheckGroupMod(v uint8, gm *openflow.GroupMod) error
 }
