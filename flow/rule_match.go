@@ -215,6 +215,14 @@ func (b *FlowBatch) Add(f *Flow) {
 		}
 		b.last = rm
 	}
+	if b.slab.left <= 0 && len(b.rules) > 0 {
+		// A batch of flows that come one at a time, as a bundle's
+		// adds do, with no Grow: its chunks grow with it, each as
+		// big as the batch so far (up to ruleChunk), so that a
+		// batch of a few flows takes little more than they need and
+		// one of 100,000 takes a few hundred chunks.
+		b.slab.left = len(b.rules) + 1
+	}
 	// Flows one at a time take their words on their own, batches from a
 	// shared chunk.
 	var vals *valSlab

@@ -217,10 +217,16 @@ func (ap *actionParser) impliedPush() Spelling {
 // flow, spellings included. The daemon saves its flows so.
 func FormatFlowAsWritten(f *Flow) string {
 	var b strings.Builder
+	// Room for most flows' text at once (OVN's are 100 to 200 bytes),
+	// rather than its growth from 8 bytes: a state save formats every
+	// flow.
+	b.Grow(flowTextRoom)
 	formatFlowHead(&b, f)
 	formatActionsAsWritten(&b, f.Actions)
 	return b.String()
 }
+
+const flowTextRoom = 192
 
 func formatActionsAsWritten(b *strings.Builder, acts []Action) {
 	if len(acts) == 0 {

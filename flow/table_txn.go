@@ -1,5 +1,10 @@
 package flow
 
+import (
+	"errors"
+	"slices"
+)
+
 // TableTxn is a run of changes to a Table that is published once: each
 // change sees the ones before it, as separate calls would, and lookups
 // see none of them until Update returns, then all of them. It exists for
@@ -159,6 +164,35 @@ func (tx *TableTxn) Add(f *Flow) error {
 		return err
 	}
 	tx.changed = true
+	return nil
+}
+
+// AddBatch installs the first n flows of b, in order, as n calls of Add
+// would, and drops them from b: each sees the ones before it, and the
+// error is the one the first failing Add would give, as an *AddError
+// whose Index is its place among the n. The flows are built when they
+// are put in b (FlowBatch.Add), for a bundle of flow mods as they are
+// added to it; installing them costs only the table's own work.
+func (tx *TableTxn) AddBatch(b *FlowBatch, n int) error {
+	rs := b.rules[:n]
+	b.rules = b.rules[n:]
+	if tx.atomic {
+		tx.undo = slices.Grow(tx.undo, n)
+	}
+	for i := range rs {
+		// One at a time, as separate Adds: a rule that replaces a
+		// learning one deletes the flows it learned before the next
+		// is added.
+		if err := tx.t.addRulesLocked(rs[i : i+1]); err != nil {
+			var ae *AddError
+			if errors.As(err, &ae) {
+				ae.Index = i
+				return ae
+			}
+			return &AddError{Index: i, Err: err}
+		}
+		tx.changed = true
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -301,6 +302,92 @@ func TestTableTxnSnapshot(t *testing.T) {
 			for _, p := range []uint32{1, 2} {
 				f := mkFlow(100, out(p+10), inPort(p), dlType(EthTypeIPv4))
 				tx.Add(&f)
+			}
+		})
+	}
+}
+
+// TestTableTxnAddBatch installs flows built into a FlowBatch one at a
+// time (as a bundle's adds are, with no Grow), in runs, against the same
+// flows added one by one: the tables end the same, the runs take the
+// batch's flows in order, and a refused flow (a missing group, a
+// conjunction's clauses given another count by an earlier flow of the
+// run) is named by its place in its run, with the error Add gives it.
+func TestTableTxnAddBatch(t *testing.T) {
+	lines := []string{
+		"priority=5,ip,actions=conjunction(1,1/2)",
+		"table=1,priority=7,in_port=3,actions=output:2",
+		"priority=9,tcp,tp_dst=80,actions=resubmit(,1)",
+		"table=1,priority=7,in_port=3,actions=output:4", // replaces the second
+		"priority=5,udp,actions=conjunction(1,2/2)",
+	}
+	for n := range 70 {
+		lines = append(lines, fmt.Sprintf("table=2,priority=%d,ip,nw_src=10.0.%d.0/24,actions=drop", 100+n, n))
+	}
+	flows := make([]Flow, len(lines))
+	for i, l := range lines {
+		f, err := ParseFlow(l, CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flows[i] = *f
+	}
+	one, sep := NewTable(), NewTable()
+	var b FlowBatch
+	for i := range flows {
+		f := flows[i]
+		b.Add(&f)
+	}
+	err := one.UpdateAtomic(func(tx *TableTxn) error {
+		for _, run := range []int{2, 1, 50, len(flows) - 53} {
+			if err := tx.AddBatch(&b, run); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range flows {
+		if err := sep.Add(&flows[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := dumpText(one), dumpText(sep); !slices.Equal(got, want) {
+		t.Errorf("flows added from a batch:\n%q\nwant, added one by one:\n%q", got, want)
+	}
+	if b.Len() != 0 {
+		t.Errorf("%d flows left in the batch after all were installed", b.Len())
+	}
+
+	for _, tc := range []struct {
+		name      string
+		in        []string
+		wantIndex int
+		wantErr   error
+	}{
+		{"missing group", []string{"priority=1,actions=output:1", "priority=2,actions=group:9", "priority=3,actions=output:2"}, 1, ErrBadOutGroup},
+		{"conjunction clauses", []string{"priority=1,actions=output:1", "priority=5,tcp,actions=conjunction(2,1/2)", "priority=5,udp,actions=conjunction(2,2/3)", "priority=2,actions=group:9"}, 2, ErrConjunctionClauses},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl := NewTable()
+			gen := tbl.Generation()
+			var b FlowBatch
+			for _, l := range tc.in {
+				f, err := ParseFlow(l, CmdAdd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.Add(f)
+			}
+			err := tbl.UpdateAtomic(func(tx *TableTxn) error { return tx.AddBatch(&b, len(tc.in)) })
+			var ae *AddError
+			if !errors.Is(err, tc.wantErr) || !errors.As(err, &ae) || ae.Index != tc.wantIndex {
+				t.Fatalf("AddBatch: %v, want an AddError for flow %d wrapping %v", err, tc.wantIndex, tc.wantErr)
+			}
+			if tbl.Generation() != gen || tbl.Len() != 0 {
+				t.Errorf("a refused run changed the table: generation %d (was %d), %d flows", tbl.Generation(), gen, tbl.Len())
 			}
 		})
 	}

@@ -55,50 +55,51 @@ var wireBits = func() map[string]int {
 	return m
 }()
 
-// directFlow converts a flow mod of command cmd into table, whose match
-// is fields, without the text round trip; false when the flow mod has
-// something it does not convert, or something the parser would refuse.
-func directFlow(v uint8, fm *openflow.FlowMod, fields []openflow.Field, cmd flow.Command, table uint8) (*modFlow, bool) {
+// directFlowInto converts a flow mod of command cmd into table, whose
+// match is fields, into mf, which it overwrites, without the text round
+// trip; false when the flow mod has something it does not convert, or
+// something the parser would refuse.
+func directFlowInto(mf *modFlow, v uint8, fm *openflow.FlowMod, fields []openflow.Field, cmd flow.Command, table uint8) bool {
 	d := directPool.Get().(*direct)
 	defer directPool.Put(d)
 	d.wm.Reset()
 	for i := range fields {
 		f := &fields[i]
 		if f.Name == "" || !supportedFields[f.Name] {
-			return nil, false
+			return false
 		}
 		for j := range i {
 			if fields[j].Name == f.Name {
-				return nil, false
+				return false
 			}
 		}
 		if f.Name == "ip_frag" {
 			// As matchText writes it: the two flags by name, nothing
 			// when the mask covers neither.
 			if len(f.Value) != 1 {
-				return nil, false
+				return false
 			}
 			m := byte(0xff)
 			if f.Mask != nil && !allOnes(f.Mask) && len(f.Mask) == 1 {
 				m = f.Mask[0]
 			}
 			if m&3 != 0 && !d.wm.AddFrag(fragText(f.Value[0]&3, m&3)) {
-				return nil, false
+				return false
 			}
 			continue
 		}
 		if !d.wm.Add(f.Name, f.Value, f.Mask) {
-			return nil, false
+			return false
 		}
 	}
-	mf := &modFlow{}
+	*mf = modFlow{}
 	fl := &mf.f
 	if !d.wm.Finish(&fl.Match) {
-		return nil, false
+		return false
 	}
 	fl.Table = table
 	if cmd == flow.CmdDelete {
-		return mf, true
+		return true
 	}
 	d.acts = d.acts[:0]
 	d.m, d.table = &fl.Match, table
@@ -112,12 +113,12 @@ func directFlow(v uint8, fm *openflow.FlowMod, fields []openflow.Field, cmd flow
 	}
 	d.m = nil
 	if !ok || d.conj && d.other || len(d.acts) > flow.MaxActions {
-		return nil, false
+		return false
 	}
 	if len(d.acts) > 0 {
 		fl.Actions = append([]flow.Action(nil), d.acts...)
 	}
-	return mf, true
+	return true
 }
 
 // instructions converts OpenFlow 1.1+ instructions in the order the text

@@ -281,7 +281,8 @@ func decodeActions(v uint8, r *rd, depth int) ([]Action, error) {
 	if depth > maxActionDepth {
 		return nil, badAction(CodeBadActionArgument, "actions nested deeper than %d", maxActionDepth)
 	}
-	acts := []Action{}
+	// Counted first, so that the list is one allocation, not its growth.
+	acts := make([]Action, 0, countTLVs(r.b))
 	for r.err == nil && r.len() > 0 {
 		if r.len() < 8 {
 			return nil, badAction(CodeBadActionLen, "%d bytes left over after actions", r.len())

@@ -86,11 +86,10 @@ func (r *rd) copyN(n int, what string) []byte {
 
 // sub splits off the next n bytes as their own reader.
 func (r *rd) sub(n int, what string) *rd {
+	// Small enough to be inlined, so that a reader used only where it
+	// is cut stays on the stack.
 	v := r.bytes(n, what)
-	if r.err != nil {
-		return &rd{err: r.err}
-	}
-	return &rd{b: v}
+	return &rd{b: v, err: r.err}
 }
 
 // str reads a NUL-padded fixed-size string.

@@ -120,6 +120,10 @@ func badMessage(format string, args ...any) *Error {
 // relabel turns a generic length error found inside an action, instruction or
 // match into the error class of that container.
 func relabel(err error, sentinel error, typ, code uint16) error {
+	if err == nil {
+		// Every decoded match comes here; errors.As would allocate.
+		return nil
+	}
 	var e *Error
 	if errors.As(err, &e) && e.Sentinel == ErrBadLength {
 		return &Error{Type: typ, Code: code, Sentinel: sentinel, Detail: e.Detail, Item: e.Item}

@@ -41,6 +41,42 @@ type FlowMod struct {
 
 func decodeFlowMod(v uint8, r *rd) (*FlowMod, error) {
 	m := &FlowMod{}
+	return m, decodeFlowModTo(v, r, m, nil)
+}
+
+// A FlowModDecoder decodes messages as Decode does, but a flow mod of
+// OpenFlow 1.1 or later (OFPT_FLOW_MOD) into a FlowMod of its own, whose
+// match list it reuses and whose match values alias the message: that
+// flow mod is good until the decoder's next call, and while the
+// message's bytes are unchanged. It is for a caller that keeps nothing of
+// a decoded flow mod but its conversion, as a bundle keeps its adds. It
+// is not safe for concurrent use.
+type FlowModDecoder struct {
+	m      FlowMod
+	fields []Field
+}
+
+// Decode is Decode, with a flow mod decoded into d's.
+func (d *FlowModDecoder) Decode(b []byte) (Header, Message, error) {
+	return decode(b, d)
+}
+
+// Reused reports whether m is d's own flow mod, which its next call
+// overwrites.
+func (d *FlowModDecoder) Reused(m Message) bool {
+	fm, ok := m.(*FlowMod)
+	return ok && fm == &d.m
+}
+
+func (d *FlowModDecoder) flowMod(v uint8, r *rd) (*FlowMod, error) {
+	d.m = FlowMod{}
+	err := decodeFlowModTo(v, r, &d.m, &d.fields)
+	return &d.m, err
+}
+
+// decodeFlowModTo decodes a flow mod into m, with its match list reused
+// as decodeFieldsTo does.
+func decodeFlowModTo(v uint8, r *rd, m *FlowMod, reuse *[]Field) error {
 	if v == Version10 {
 		m.Match10 = decodeMatch10(r)
 		m.Cookie = r.u64("flow mod")
@@ -51,11 +87,11 @@ func decodeFlowMod(v uint8, r *rd) (*FlowMod, error) {
 		m.OutPort = port10(r.u16("flow mod"))
 		m.Flags = r.u16("flow mod")
 		if r.err != nil {
-			return nil, r.err
+			return r.err
 		}
 		acts, err := decodeActions(v, r, 0)
 		m.Actions = acts
-		return m, err
+		return err
 	}
 	m.Cookie, m.CookieMask = r.u64("flow mod"), r.u64("flow mod")
 	m.TableID, m.Command = r.u8("flow mod"), r.u8("flow mod")
@@ -68,15 +104,15 @@ func decodeFlowMod(v uint8, r *rd) (*FlowMod, error) {
 		r.skip(2, "flow mod")
 	}
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
-	fs, err := decodeOXMMatch(r)
+	fs, err := decodeOXMMatchTo(r, reuse)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m.Match = fs
 	m.Instructions, err = decodeInstructions(v, r)
-	return m, err
+	return err
 }
 
 // decodeNXFlowMod decodes the body of NXT_FLOW_MOD after the subtype.

@@ -35,7 +35,7 @@ func DecodeInstructions(v uint8, b []byte) ([]Instruction, error) {
 }
 
 func decodeInstructions(v uint8, r *rd) ([]Instruction, error) {
-	insts := []Instruction{}
+	insts := make([]Instruction, 0, countTLVs(r.b))
 	for r.err == nil && r.len() > 0 {
 		if r.len() < 4 {
 			return nil, badInstruction(CodeBadInstructionLen, "%d bytes left over after instructions", r.len())

@@ -241,6 +241,13 @@ func (f *Field) append(w *wr) error {
 
 // decodeFields reads TLVs until r is empty.
 func decodeFields(r *rd) ([]Field, error) {
+	return decodeFieldsTo(r, nil)
+}
+
+// decodeFieldsTo is decodeFields; with reuse, the list is *reuse's
+// (kept there for the next call) and the values alias r's bytes
+// (FlowModDecoder).
+func decodeFieldsTo(r *rd, reuse *[]Field) ([]Field, error) {
 	if r.err != nil || r.len() == 0 {
 		return nil, r.err
 	}
@@ -248,14 +255,25 @@ func decodeFields(r *rd) ([]Field, error) {
 	// copy of the list, and the fields are counted first, so that a
 	// match is two allocations, not two per field and the list's
 	// growth.
-	own := &rd{b: r.rest()}
-	fs := make([]Field, 0, countFields(own.b))
+	var own *rd
+	var fs []Field
+	if reuse != nil {
+		own = &rd{b: r.b}
+		r.b = nil
+		fs = (*reuse)[:0]
+	} else {
+		own = &rd{b: r.rest()}
+		fs = make([]Field, 0, countFields(own.b))
+	}
 	for own.err == nil && own.len() > 0 {
 		f, err := decodeFieldIn(own, true)
 		if err != nil {
 			return nil, err
 		}
 		fs = append(fs, f)
+	}
+	if reuse != nil {
+		*reuse = fs
 	}
 	return fs, own.err
 }
@@ -267,6 +285,19 @@ func countFields(b []byte) int {
 	for len(b) >= 4 {
 		n++
 		b = b[min(len(b), 4+int(b[3])):]
+	}
+	return n
+}
+
+// countTLVs counts the actions or instructions of b (a type and a
+// 16-bit length, which includes them, of at least 8 bytes) by their
+// headers alone; a malformed list is counted roughly, and refused by its
+// decoder.
+func countTLVs(b []byte) int {
+	n := 0
+	for len(b) >= 4 {
+		n++
+		b = b[min(len(b), max(8, int(b[2])<<8|int(b[3]))):]
 	}
 	return n
 }
@@ -283,6 +314,12 @@ func appendFields(w *wr, fs []Field) error {
 // decodeOXMMatch reads struct ofp_match of OpenFlow 1.2+ (type OFPMT_OXM,
 // length, TLVs, padding to 8 bytes).
 func decodeOXMMatch(r *rd) ([]Field, error) {
+	return decodeOXMMatchTo(r, nil)
+}
+
+// decodeOXMMatchTo is decodeOXMMatch, reusing *reuse as decodeFieldsTo
+// does.
+func decodeOXMMatchTo(r *rd, reuse *[]Field) ([]Field, error) {
 	t := r.u16("match")
 	l := int(r.u16("match"))
 	if r.err != nil {
@@ -294,7 +331,7 @@ func decodeOXMMatch(r *rd) ([]Field, error) {
 	if l < 4 {
 		return nil, badMatch(CodeBadMatchLen, "match length %d", l)
 	}
-	fs, err := decodeFields(r.sub(l-4, "match"))
+	fs, err := decodeFieldsTo(r.sub(l-4, "match"), reuse)
 	if err != nil {
 		return nil, relabel(err, ErrBadMatch, ErrTypeBadMatch, CodeBadMatchLen)
 	}

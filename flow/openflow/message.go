@@ -121,6 +121,12 @@ func (m *Unknown) appendBody(_ uint8, w *wr) error {
 // error wrapping one of the sentinels; errors.As with *Error gives the
 // OpenFlow error type and code for the reply.
 func Decode(b []byte) (Header, Message, error) {
+	return decode(b, nil)
+}
+
+// decode is Decode; with d, a flow mod is decoded into d's
+// (FlowModDecoder).
+func decode(b []byte, d *FlowModDecoder) (Header, Message, error) {
 	h, err := ParseHeader(b)
 	if err != nil {
 		return h, nil, err
@@ -141,7 +147,12 @@ func Decode(b []byte) (Header, Message, error) {
 	if !ok {
 		return h, &Unknown{Type: h.Type, Body: r.rest()}, nil
 	}
-	m, err := decodeBody(h.Version, k, r)
+	var m Message
+	if d != nil && k == kFlowMod && h.Version != Version10 {
+		m, err = d.flowMod(h.Version, r)
+	} else {
+		m, err = decodeBody(h.Version, k, r)
+	}
 	if err != nil {
 		return h, nil, err
 	}

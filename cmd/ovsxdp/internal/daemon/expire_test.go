@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
@@ -70,7 +71,8 @@ func TestBundleAddIsActivity(t *testing.T) {
 		return d.saver.changes
 	}
 	before := changes()
-	if _, err := ob.CheckFlowMod(openflow.Version10, m.(*openflow.FlowMod)); err != nil {
+	var adds flow.FlowBatch
+	if _, _, err := ob.CheckFlowMod(openflow.Version10, m.(*openflow.FlowMod), &adds); err != nil {
 		t.Fatal(err)
 	}
 	if got := changes(); got == before {

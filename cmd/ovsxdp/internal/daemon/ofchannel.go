@@ -166,6 +166,8 @@ type ofBridge struct {
 	b   *bridge
 	srv *ofconn.Server
 	mon flowTracker // flow monitors (ofmonitor.go)
+	// conv converts bundled flow adds (CheckFlowMod); guarded by d.mu.
+	conv ofconv.Converter
 
 	// moddedMu protects modded: the bridge ports whose config a port mod
 	// set since the port watcher last looked, and which request set it
@@ -337,12 +339,31 @@ func (o *ofBridge) commitBundle(v uint8, mods []ofconn.BundledMod) ([]*datapath.
 	// packet outs; packet outs in a row share it.
 	var snap *flow.TableSnapshot
 	err := o.b.dp.Table().UpdateAtomic(func(tx *flow.TableTxn) error {
-		for i := range mods {
+		for i := 0; i < len(mods); i++ {
 			m := &mods[i]
 			if _, ok := m.Msg.(*openflow.PacketOut); !ok {
 				snap = nil
 			}
 			err := m.Refuse
+			if err == nil && m.Adds != nil {
+				// A run of adds is installed from the bundle's
+				// batch in one call, as the adds one by one.
+				j := i + 1
+				for j < len(mods) && mods[j].Adds == m.Adds && mods[j].Refuse == nil {
+					j++
+				}
+				if err = tx.AddBatch(m.Adds, j-i); err != nil {
+					var ae *flow.AddError
+					if errors.As(err, &ae) {
+						failed = i + ae.Index
+					} else {
+						failed = i
+					}
+					return ofconv.TableError(err)
+				}
+				i = j - 1
+				continue
+			}
 			if err == nil && m.Flow != nil {
 				// Converted when it was added. The table keeps
 				// what it needs of it: the rest is free as the
@@ -435,13 +456,25 @@ var _ ofconn.Checker = (*ofBridge)(nil)
 // CheckFlowMod tells whether FlowMod would take fm, without running it
 // (a bundled flow mod), and returns its conversion for the commit; the
 // groups it names are checked at commit, as a bundle may add them first.
-func (o *ofBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, error) {
+func (o *ofBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod, adds *flow.FlowBatch) (*ofconv.Mod, bool, error) {
 	if err := o.lock(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer o.unlock()
 	o.d.busyLocked()
-	return ofconv.FlowFromMod(o.b.parser(), v, fm)
+	if adds == nil || fm.Command != openflow.FlowAdd {
+		mod, err := ofconv.FlowFromMod(o.b.parser(), v, fm)
+		return mod, false, err
+	}
+	// An add is kept as the table keeps it (a rule that holds only the
+	// words of its key under its mask, cut from the batch's chunks),
+	// not as a flow of two whole keys: the conversion's flow is reused.
+	mod, err := o.conv.FlowFromMod(o.b.parser(), v, fm)
+	if err != nil {
+		return nil, false, err
+	}
+	adds.Add(mod.Flow)
+	return nil, true, nil
 }
 
 // CheckGroupMod tells whether GroupMod could take gm, without running it:

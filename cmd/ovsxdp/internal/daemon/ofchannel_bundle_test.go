@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/control"
@@ -114,5 +116,111 @@ func TestOpenFlowBundleAtomic(t *testing.T) {
 	}
 	if n := table.Len(); n != 4 || table.Snapshot().Group(9) != nil || portUp() {
 		t.Fatalf("after the commit: %d flows, group 9 %v, port up %v; want 4 flows, no group, the port down", n, table.Snapshot().Group(9), portUp())
+	}
+}
+
+// TestOpenFlowBundleHeldAdds commits bundles whose flow adds CheckFlowMod
+// kept as the table keeps them (BundledMod.Adds), in runs between other
+// messages: a run installs its adds in order, a failing add is reported
+// at its own place in the bundle (the first of a run, or one in the
+// middle), with OFPBAC_BAD_OUT_GROUP, and nothing of a failed bundle
+// takes effect; a good one ends as the same messages one by one.
+func TestOpenFlowBundleHeldAdds(t *testing.T) {
+	d, _ := benchDaemon(t)
+	d.channels.mu.Lock()
+	ob := d.channels.byName["br0"].ob
+	d.channels.mu.Unlock()
+	table := ob.b.dp.Table()
+	const v = openflow.Version14
+	// held returns the bundle of flow adds (flows) and group adds (at
+	// "group:N" entries), with each flow add checked into one batch.
+	held := func(entries ...string) []ofconn.BundledMod {
+		t.Helper()
+		var adds flow.FlowBatch
+		var mods []ofconn.BundledMod
+		for _, e := range entries {
+			var id uint32
+			if _, err := fmt.Sscanf(e, "group:%d", &id); err == nil {
+				mods = append(mods, ofconn.BundledMod{Msg: &openflow.GroupMod{Command: openflow.GroupAdd, Type: openflow.GroupAll, GroupID: id,
+					Buckets: []openflow.Bucket{{Actions: []openflow.Action{&openflow.ActOutput{Port: 1}}}}}})
+				continue
+			}
+			f, err := flow.ParseFlow(e, flow.CmdAdd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acts, err := ofconv.ActionsToOF(v, &f.Match, f.Actions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fm := &openflow.FlowMod{TableID: f.Table, Command: openflow.FlowAdd, Priority: f.Priority,
+				BufferID: openflow.NoBuffer, OutPort: openflow.PortAny, OutGroup: openflow.GroupAny,
+				Match: ofconv.FieldsFromMatch(&f.Match, true), Instructions: []openflow.Instruction{{Type: openflow.InstApplyActions, Actions: acts}}}
+			mod, added, err := ob.CheckFlowMod(v, fm, &adds)
+			if err != nil || !added || mod != nil {
+				t.Fatalf("CheckFlowMod(%s): conversion %v, added %v, %v; want it added to the batch", e, mod, added, err)
+			}
+			mods = append(mods, ofconn.BundledMod{Adds: &adds})
+		}
+		return mods
+	}
+	badOutGroup := func(err error) bool {
+		var oe *openflow.Error
+		return errors.As(err, &oe) && oe.Type == openflow.ErrTypeBadAction && oe.Code == 9 // OFPBAC_BAD_OUT_GROUP
+	}
+	for _, tc := range []struct {
+		name    string
+		in      []string
+		wantBad int
+	}{
+		{"first of a run", []string{"priority=1,actions=drop", "group:1", "priority=2,actions=group:9", "priority=3,actions=drop"}, 2},
+		{"middle of a run", []string{"group:1", "priority=1,actions=group:1", "priority=2,actions=drop", "priority=3,actions=group:9", "priority=4,actions=drop"}, 3},
+	} {
+		gen := table.Generation()
+		i, err := ob.CommitBundle(v, held(tc.in...))
+		if i != tc.wantBad || !badOutGroup(err) {
+			t.Errorf("%s: message %d failed with %v, want message %d with OFPBAC_BAD_OUT_GROUP", tc.name, i, err, tc.wantBad)
+		}
+		if n := table.Len(); n != 0 || table.Generation() != gen || table.Snapshot().Group(1) != nil {
+			t.Errorf("%s: after the failed commit: %d flows, generation %d (was %d), group 1 %v; want nothing changed",
+				tc.name, n, table.Generation(), gen, table.Snapshot().Group(1))
+		}
+	}
+
+	good := []string{"priority=1,actions=drop", "priority=2,in_port=1,actions=output:2", "group:9", "priority=3,actions=group:9",
+		"priority=2,in_port=1,actions=output:3", "table=1,priority=5,ip,nw_src=10.0.0.0/8,actions=resubmit(,2)"}
+	if i, err := ob.CommitBundle(v, held(good...)); err != nil {
+		t.Fatalf("commit: message %d failed: %v", i, err)
+	}
+	want := flow.NewTable()
+	g, err := flow.ParseGroup("group_id=9,type=all,bucket=output:1", flow.GroupCmdAdd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := want.AddGroups([]*flow.Group{g}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range good {
+		if e == "group:9" {
+			continue
+		}
+		f, err := flow.ParseFlow(e, flow.CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := want.Add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(tb *flow.Table) []string {
+		var out []string
+		for _, r := range tb.Dump(nil) {
+			f := r.Flow()
+			out = append(out, flow.FormatFlow(&f))
+		}
+		return out
+	}
+	if got, want := text(table), text(want); !slices.Equal(got, want) {
+		t.Errorf("after the commit:\n%q\nwant, as the adds one by one:\n%q", got, want)
 	}
 }

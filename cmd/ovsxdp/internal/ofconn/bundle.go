@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/flow/ofconv"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
@@ -87,8 +88,17 @@ const (
 type bundleState struct {
 	flags  uint16
 	closed bool
-	msgs   []bundled
+	msgs   bundleList
 	bytes  int
+	// adds are the bundle's flow adds that the bridge converted when
+	// they were added (Checker), as its table keeps them: the commit
+	// installs them as they are.
+	adds flow.FlowBatch
+}
+
+// full reports whether the bundle has no room for a message of n bytes.
+func (bd *bundleState) full(n int) bool {
+	return bd.msgs.n >= maxBundleMsgs || bd.bytes+n > maxBundleBytes
 }
 
 // bundled is a message added to a bundle: what its commit needs, and no
@@ -97,14 +107,47 @@ type bundled struct {
 	h openflow.Header
 	// m is the decoded message; nil for a flow mod that the bridge
 	// converted when it was added (Checker): flow, its conversion, is
-	// what the commit runs.
-	m    openflow.Message
-	flow *ofconv.Mod
+	// what the commit runs, or, for an add (added), the bundle's next
+	// flow in adds.
+	m     openflow.Message
+	flow  *ofconv.Mod
+	added bool
 	// add is the OFPT_BUNDLE_ADD_MESSAGE that carried the message, which
 	// is add[at:]: Open vSwitch's error for a message that fails at
 	// commit echoes its add.
 	add []byte
 	at  int
+}
+
+// bundleList is a bundle's messages in order, in chunks that double up
+// to bundleListChunk: a bundle of 100,000 messages grows without copying
+// those it holds, and one of a few takes little room.
+type bundleList struct {
+	chunks [][]bundled
+	n      int
+}
+
+const bundleListChunk = 1024
+
+func (l *bundleList) push(e bundled) {
+	last := len(l.chunks) - 1
+	if last < 0 || len(l.chunks[last]) == cap(l.chunks[last]) {
+		l.chunks = append(l.chunks, make([]bundled, 0, min(bundleListChunk, max(8, l.n))))
+		last++
+	}
+	l.chunks[last] = append(l.chunks[last], e)
+	l.n++
+}
+
+// at returns message i.
+func (l *bundleList) at(i int) *bundled {
+	for _, c := range l.chunks {
+		if i < len(c) {
+			return &c[i]
+		}
+		i -= len(c)
+	}
+	panic("bundleList: index out of range")
 }
 
 // hold copies the add b into the connection's chunk of adds and returns
@@ -184,13 +227,15 @@ func (c *conn) bundle(h openflow.Header, msgType uint8, body, b []byte) error {
 	return bundleError(codeBundleBadType, "bundle control type %d", typ)
 }
 
-func (c *conn) openBundle(id uint32, flags uint16) *bundleState {
+func (c *conn) openBundle(id uint32, flags uint16) {
+	c.addBundle(id, &bundleState{flags: flags})
+}
+
+func (c *conn) addBundle(id uint32, bd *bundleState) {
 	if c.bundles == nil {
 		c.bundles = map[uint32]*bundleState{}
 	}
-	bd := &bundleState{flags: flags}
 	c.bundles[id] = bd
-	return bd
 }
 
 // bundleAdd checks the message inside an OFPT_BUNDLE_ADD_MESSAGE and adds
@@ -218,7 +263,9 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 		c.replyErrorAs(h, b, inner, err)
 		return nil
 	}
-	ih, im, err := openflow.Decode(inner)
+	// A flow mod is decoded into the connection's reused one: only its
+	// conversion is kept, unless the bridge makes none (below).
+	ih, im, err := c.dec.Decode(inner)
 	switch {
 	case err != nil:
 		return refuse(err)
@@ -227,32 +274,49 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	case ih.Xid != h.Xid:
 		return refuse(bundleError(codeBundleMsgBadXid, "bundled message xid %d in an add of xid %d", ih.Xid, h.Xid))
 	}
-	conv, err := c.checkMod(im)
+	// A flow add that the bridge converts goes straight into the
+	// bundle's adds, when the bundle can take it; the bundle is made
+	// here when the add opens it, and kept only if the add is taken.
+	bd := c.bundles[id]
+	var adds *flow.FlowBatch
+	switch {
+	case bd == nil:
+		bd = &bundleState{flags: flags}
+		adds = &bd.adds
+	case !bd.closed && bd.flags == flags && !bd.full(at+n):
+		adds = &bd.adds
+	}
+	conv, added, err := c.checkMod(im, adds)
 	if err != nil {
 		return refuse(err)
 	}
-	bd := c.bundles[id]
 	switch {
-	case bd == nil && len(c.bundles) >= maxBundles:
+	case c.bundles[id] == nil && len(c.bundles) >= maxBundles:
 		return bundleError(codeOutOfBundles, "%d bundles are open", len(c.bundles))
-	case bd == nil && flags&^bundleFlags != 0:
+	case c.bundles[id] == nil && flags&^bundleFlags != 0:
 		return bundleError(codeBundleBadFlags, "bundle flags 0x%x", flags)
-	case bd == nil:
-		bd = c.openBundle(id, flags)
+	case c.bundles[id] == nil:
+		c.addBundle(id, bd)
 	case bd.closed:
 		return bundleError(codeBundleClosed, "bundle %d is closed", id)
 	case bd.flags != flags:
 		return bundleError(codeBundleBadFlags, "bundle %d has flags 0x%x, not 0x%x", id, bd.flags, flags)
 	}
-	if len(bd.msgs) >= maxBundleMsgs || bd.bytes+at+n > maxBundleBytes {
-		return bundleError(codeBundleTooMany, "bundle %d holds %d messages (%d bytes)", id, len(bd.msgs), bd.bytes)
+	if bd.full(at + n) {
+		return bundleError(codeBundleTooMany, "bundle %d holds %d messages (%d bytes)", id, bd.msgs.n, bd.bytes)
 	}
-	if conv != nil {
+	switch {
+	case conv != nil || added:
 		// The conversion is what the commit runs: the decoded flow
 		// mod, several times its size, is not kept.
 		im = nil
+	case c.dec.Reused(im):
+		// Kept decoded for the commit: a flow mod of its own.
+		if _, im, err = openflow.Decode(inner); err != nil {
+			return refuse(err)
+		}
 	}
-	bd.msgs = append(bd.msgs, bundled{h: ih, m: im, flow: conv, add: add, at: at})
+	bd.msgs.push(bundled{h: ih, m: im, flow: conv, added: added, add: add, at: at})
 	bd.bytes += at + n
 	return nil
 }
@@ -260,33 +324,33 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 // checkMod tells whether m may be bundled and whether the bridge would
 // take it, without running it; a flow mod's conversion, when the bridge
 // made one, is kept for the commit.
-func (c *conn) checkMod(m openflow.Message) (*ofconv.Mod, error) {
+func (c *conn) checkMod(m openflow.Message, adds *flow.FlowBatch) (conv *ofconv.Mod, added bool, err error) {
 	if c.role == openflow.RoleSlave {
-		return nil, badRequest(codeBadReqIsSlave, "bundled message from a slave")
+		return nil, false, badRequest(codeBadReqIsSlave, "bundled message from a slave")
 	}
 	ck, _ := c.s.br.(Checker)
 	switch m := m.(type) {
 	case *openflow.FlowMod:
 		if ck != nil {
-			return ck.CheckFlowMod(c.version, m)
+			return ck.CheckFlowMod(c.version, m, adds)
 		}
-		return nil, nil
+		return nil, false, nil
 	case *openflow.GroupMod:
 		if ck != nil {
-			return nil, ck.CheckGroupMod(c.version, m)
+			return nil, false, ck.CheckGroupMod(c.version, m)
 		}
-		return nil, nil
+		return nil, false, nil
 	case *openflow.PortMod:
-		return nil, nil
+		return nil, false, nil
 	case *openflow.PacketOut:
 		if ck, ok := c.s.br.(PacketOutChecker); ok {
-			return nil, ck.CheckPacketOut(c.version, m)
+			return nil, false, ck.CheckPacketOut(c.version, m)
 		}
-		return nil, nil
+		return nil, false, nil
 	}
 	// As Open vSwitch, which bundles flow mods, group mods, port mods
 	// and packet outs only.
-	return nil, bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
+	return nil, false, bundleError(codeBundleMsgUnsup, "%T cannot be bundled", m)
 }
 
 // commit runs the messages of bundle id (bd, already removed from the
@@ -295,24 +359,31 @@ func (c *conn) checkMod(m openflow.Message) (*ofconv.Mod, error) {
 // commit's.
 func (c *conn) commit(id uint32, bd *bundleState) error {
 	bc := c.s.br.(BundleCommitter) // bundles are taken only then
-	mods := make([]BundledMod, len(bd.msgs))
-	for i := range bd.msgs {
-		e := &bd.msgs[i]
-		mods[i] = BundledMod{Msg: e.m, From: Origin{c: c, xid: e.h.Xid}, Flow: e.flow}
-		// mods holds the conversion alone, for the bridge to drop
-		// once it has run it.
-		e.flow = nil
-		if _, ok := e.m.(*openflow.PortMod); ok && bd.flags&bundleAtomic != 0 {
-			// Open vSwitch's port mods are not atomic: it fails an
-			// atomic bundle that holds one when its turn comes.
-			mods[i].Refuse = bundleError(codeBundleMsgFailed, "a port mod cannot be part of an atomic bundle")
+	mods := make([]BundledMod, 0, bd.msgs.n)
+	for _, chunk := range bd.msgs.chunks {
+		for j := range chunk {
+			e := &chunk[j]
+			m := BundledMod{Msg: e.m, From: Origin{c: c, xid: e.h.Xid}, Flow: e.flow}
+			if e.added {
+				m.Adds = &bd.adds
+			}
+			// mods holds the conversion alone, for the bridge to
+			// drop once it has run it.
+			e.flow = nil
+			if _, ok := e.m.(*openflow.PortMod); ok && bd.flags&bundleAtomic != 0 {
+				// Open vSwitch's port mods are not atomic: it
+				// fails an atomic bundle that holds one when its
+				// turn comes.
+				m.Refuse = bundleError(codeBundleMsgFailed, "a port mod cannot be part of an atomic bundle")
+			}
+			mods = append(mods, m)
 		}
 	}
 	i, err := bc.CommitBundle(c.version, mods)
 	switch {
 	case err == nil:
 		return nil
-	case i < 0 || i >= len(bd.msgs):
+	case i < 0 || i >= bd.msgs.n:
 		// Not a message's failure: the bridge could not be changed
 		// at all (it was deleted). The commit is answered with the
 		// error, and the connection goes on.
@@ -325,7 +396,7 @@ func (c *conn) commit(id uint32, bd *bundleState) error {
 	// As Open vSwitch 3.1: the error goes to the message's xid (its
 	// add's too) with its add's bytes, and counts as a refusal of the
 	// message.
-	e := bd.msgs[i]
+	e := bd.msgs.at(i)
 	c.replyErrorAs(e.h, e.add, e.add[e.at:], err)
-	return bundleError(codeBundleMsgFailed, "bundle %d: message %d of %d failed, none took effect", id, i+1, len(bd.msgs))
+	return bundleError(codeBundleMsgFailed, "bundle %d: message %d of %d failed, none took effect", id, i+1, bd.msgs.n)
 }

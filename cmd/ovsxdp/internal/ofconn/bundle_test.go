@@ -18,8 +18,13 @@ import (
 // as the daemon's bridge does.
 type checkingBridge struct{ tableBridge }
 
-func (b *checkingBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, error) {
-	return ofconv.FlowFromMod(nil, v, fm)
+func (b *checkingBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod, adds *flow.FlowBatch) (*ofconv.Mod, bool, error) {
+	mod, err := ofconv.FlowFromMod(nil, v, fm)
+	if err != nil || adds == nil || mod.Cmd != flow.CmdAdd {
+		return mod, false, err
+	}
+	adds.Add(mod.Flow)
+	return nil, true, nil
 }
 
 func (b *checkingBridge) CheckGroupMod(v uint8, gm *openflow.GroupMod) error {
@@ -140,14 +145,15 @@ type onceBridge struct {
 	committed []BundledMod
 }
 
-func (b *onceBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, error) {
-	mod, err := b.checkingBridge.CheckFlowMod(v, fm)
+// CheckFlowMod keeps every conversion, adds too, as BundledMod.Flow.
+func (b *onceBridge) CheckFlowMod(v uint8, fm *openflow.FlowMod, _ *flow.FlowBatch) (*ofconv.Mod, bool, error) {
+	mod, _, err := b.checkingBridge.CheckFlowMod(v, fm, nil)
 	if err == nil {
 		b.mu.Lock()
 		b.converted = append(b.converted, mod)
 		b.mu.Unlock()
 	}
-	return mod, err
+	return mod, false, err
 }
 
 func (b *onceBridge) CommitBundle(v uint8, mods []BundledMod) (int, error) {

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/flow/ofconv"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
@@ -75,11 +76,15 @@ type Bridge interface {
 // group mod without running it. Bundled messages are checked with it when
 // they are added (bundle.go); without it they are checked at commit only.
 type Checker interface {
-	// CheckFlowMod converts fm as FlowMod would: the conversion comes
-	// back to CommitBundle (BundledMod.Flow), so that a bundled flow mod
-	// is converted once, when it is added, as Open vSwitch decodes it
-	// once then.
-	CheckFlowMod(v uint8, fm *openflow.FlowMod) (*ofconv.Mod, error)
+	// CheckFlowMod converts fm as FlowMod would, so that a bundled flow
+	// mod is converted once, when it is added, as Open vSwitch decodes
+	// it once then. An add may be put in adds (when not nil), in the
+	// form the bridge's table keeps it, and reported added: it comes
+	// back to CommitBundle as BundledMod.Adds. Otherwise the conversion
+	// comes back as BundledMod.Flow. fm is the connection's, reused
+	// once the call returns (openflow.FlowModDecoder): the bridge must
+	// not keep it.
+	CheckFlowMod(v uint8, fm *openflow.FlowMod, adds *flow.FlowBatch) (mod *ofconv.Mod, added bool, err error)
 	CheckGroupMod(v uint8, gm *openflow.GroupMod) error
 }
 
@@ -135,6 +140,11 @@ type BundledMod struct {
 	// memory of a large bundle's conversions is free as the commit
 	// goes.
 	Flow *ofconv.Mod
+	// Adds, if set, holds the flow add this message is, as CheckFlowMod
+	// put it there: it is the first flow of Adds that the commit has not
+	// installed yet (flow.TableTxn.AddBatch). The adds of a bundle share
+	// one batch, in their order.
+	Adds *flow.FlowBatch
 }
 
 // GroupAll is OFPG_ALL: every group, in a group request.
@@ -377,6 +387,7 @@ type conn struct {
 	mon          monitorState            // flow monitors (monitor.go)
 	bundles      map[uint32]*bundleState // open bundles, by id (bundle.go)
 	adds         []byte                  // the chunk bundled adds are copied into (bundle.go)
+	dec          openflow.FlowModDecoder // decodes bundled flow mods (bundle.go)
 	br           *bufio.Reader           // what r reads from: what is buffered
 	flowMods     flowModBatch            // flow mods read, not yet run (flowmods.go)
 	up           func(uint8)
@@ -479,6 +490,14 @@ func (c *conn) readOne() error {
 		// message may point into it).
 		b = bytes.Clone(b)
 	}
+	if c.isBundleAdd(b) {
+		// An add goes to its bundle without the whole message being
+		// decoded (copied) first: bundleAdd copies what it keeps of
+		// it, once.
+		c.runFlowMods()
+		h, _ := openflow.ParseHeader(b)
+		return c.runBundle(h, typeBundleAdd, b[openflow.HeaderLen:], b)
+	}
 	h, m, err := openflow.Decode(b)
 	if c.version == 0 {
 		return c.hello(h, m, b, err)
@@ -498,6 +517,18 @@ func (c *conn) readOne() error {
 		return nil
 	}
 	return c.handle(h, m, b)
+}
+
+// isBundleAdd reports whether b is an OFPT_BUNDLE_ADD_MESSAGE that handle
+// would pass to its bundle: a message of the connection's version, 1.4 or
+// later (openflow.Decode leaves its type undecoded), to a bridge that
+// takes bundles.
+func (c *conn) isBundleAdd(b []byte) bool {
+	if c.version < openflow.Version14 || len(b) < openflow.HeaderLen || b[0] != c.version || b[1] != typeBundleAdd {
+		return false
+	}
+	_, ok := c.s.br.(BundleCommitter)
+	return ok
 }
 
 // hello negotiates the version from the peer's first message.

@@ -44,6 +44,13 @@ func (b *tableBridge) CommitBundle(v uint8, mods []BundledMod) (int, error) {
 	err := b.t.UpdateAtomic(func(tx *flow.TableTxn) error {
 		for i, m := range mods {
 			err := m.Refuse
+			if err == nil && m.Adds != nil {
+				if err = tx.AddBatch(m.Adds, 1); err != nil {
+					failed = i
+					return ofconv.TableError(err)
+				}
+				continue
+			}
 			if err == nil && m.Flow != nil {
 				err = txFlowMod(tx, m.Flow)
 			} else if err == nil {
