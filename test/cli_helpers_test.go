@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -22,18 +21,11 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
-// buildCLI builds cmd/ovsxdp into a temp dir and returns the binary's path.
+// buildCLI returns the path of cmd/ovsxdp, built once per package run
+// (buildOnce).
 func buildCLI(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	bin := filepath.Join(t.TempDir(), "ovsxdp")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/ovsxdp")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/ovsxdp: %v\n%s", err, out)
-	}
-	return bin
+	return buildOnce(t, "./cmd/ovsxdp")
 }
 
 // cliDaemon is an ovsxdp daemon running as a subprocess.
