@@ -114,7 +114,7 @@ func TestDefaultSelectTraceMatchesOVS(t *testing.T) {
 func startDpHashPair(t *testing.T, groups, flows []string) (*ovsref.Switch, *cliDaemon, map[int]string) {
 	t.Helper()
 	ports := ovsref.DefaultPorts
-	ovs := ovsref.Start(t, "br0", ports)
+	ovs := ovsref.StartShared(t, "br0", ports)
 	if err := ovs.AddGroups("", strings.Join(groups, "\n")+"\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -218,7 +218,7 @@ func readMegaflowRatchet(t *testing.T) float64 {
 func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dumpDiffers bool) (megaflowTally, string) {
 	const br = "br0"
 	var tally megaflowTally
-	ovs := ovsref.Start(t, br, p.Ports)
+	ovs := ovsref.StartShared(t, br, p.Ports)
 	if len(p.Groups) > 0 {
 		if err := ovs.AddGroups(p.Proto, strings.Join(p.Groups, "\n")+"\n"); err != nil {
 			t.Fatalf("Open vSwitch refuses the groups of %s: %v", p.Path, err)
