@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -141,6 +142,48 @@ func (d *cliDaemon) run(t *testing.T, args ...string) string {
 		t.Fatalf("ovsxdp %s: %v\n%s", strings.Join(args, " "), err, errOut)
 	}
 	return out
+}
+
+// call sends one request to the daemon's control socket as the CLI does
+// (a JSON line: verb, positional arguments, flags; a JSON line back:
+// output or error) without starting the CLI, and fails the test on an
+// error. For the loops that run a command hundreds of times (the
+// differential traces); the CLI itself is what d.run tests.
+func (d *cliDaemon) call(t *testing.T, verb string, flags map[string]string, args ...string) string {
+	t.Helper()
+	fail := func(err error) string {
+		t.Helper()
+		t.Fatalf("ovsxdp %s %s (over the control socket): %v", verb, strings.Join(args, " "), err)
+		return ""
+	}
+	req, err := json.Marshal(struct {
+		Verb  string            `json:"verb"`
+		Args  []string          `json:"args,omitempty"`
+		Flags map[string]string `json:"flags,omitempty"`
+	}{verb, args, flags})
+	if err != nil {
+		return fail(err)
+	}
+	c, err := net.DialTimeout("unix", d.sock, 30*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := c.Write(append(req, '\n')); err != nil {
+		return fail(err)
+	}
+	var resp struct {
+		Output string `json:"output"`
+		Error  string `json:"error"`
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return fail(err)
+	}
+	if resp.Error != "" {
+		return fail(errors.New(resp.Error))
+	}
+	return resp.Output
 }
 
 // checkOneLineError checks that a failed command printed one line,
