@@ -6,7 +6,9 @@
 // internal ports with chosen OpenFlow port numbers. Both daemons are child
 // processes of the test, stopped by PID when it ends, whether it passed or
 // failed; the namespace, and the tap devices of the internal ports with
-// it, goes too.
+// it, goes too. StartShared lends one such switch to one test at a time
+// instead, for the tests that need only their bridge; the package's
+// TestMain stops it with StopShared.
 //
 // Without root or without Open vSwitch the test is skipped with the
 // reason, or failed under CI=true (test/testenv).
