@@ -3,6 +3,8 @@ package ovsref
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +51,14 @@ func StartShared(t testing.TB, bridge string, ports []Port) *Switch {
 		t.Fatal(err)
 	}
 	s := &Switch{Dir: d.Dir, env: d.env, ns: d.ns}
+	// Tests put files of their own in Dir (the unixctl sockets of their
+	// ovs-ofctl monitors): a file left there would be found by the next
+	// test that waits for its own of the same name.
+	before, err := dirNames(d.Dir)
+	if err != nil {
+		releaseShared(false)
+		t.Fatal(err)
+	}
 	logStart := map[string]int{}
 	for _, name := range []string{"ovs-vswitchd", "ovsdb-server"} {
 		logStart[name] = len(d.readLog(name))
@@ -63,6 +73,9 @@ func StartShared(t testing.TB, bridge string, ports []Port) *Switch {
 			}
 		}
 		err := d.clear()
+		if err == nil {
+			err = removeNew(d.Dir, before)
+		}
 		if err != nil {
 			t.Errorf("shared Open vSwitch: %v (it is restarted for the next test)", err)
 		}
@@ -133,6 +146,34 @@ func (s *Switch) clear() error {
 	}
 	_, err = s.vsctl(args...)
 	return err
+}
+
+// dirNames returns the names in dir.
+func dirNames(dir string) (map[string]bool, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, e := range ents {
+		names[e.Name()] = true
+	}
+	return names, nil
+}
+
+// removeNew removes what is in dir but not in before.
+func removeNew(dir string, before map[string]bool) error {
+	now, err := dirNames(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for n := range now {
+		if !before[n] {
+			errs = append(errs, os.RemoveAll(filepath.Join(dir, n)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // StopShared stops the shared switch's daemons by PID, removes its

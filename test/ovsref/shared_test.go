@@ -3,6 +3,7 @@ package ovsref
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) {
 
 // TestShared leases the shared switch twice, in subtests one after the
 // other: the second lease has the same daemons and meets what a fresh
-// switch has: no flow, datapath port numbers as the first's, and no
+// switch has: no file a test left in Dir, no flow, datapath port numbers as the first's, and no
 // datapath once the lease ends. A lease asked for while one is held gets a private switch.
 func TestShared(t *testing.T) {
 	ports := []Port{{"p1", 1}, {"p2", 2}, {"p3", 3}}
@@ -31,6 +32,14 @@ func TestShared(t *testing.T) {
 	for i := range 2 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			s := StartShared(t, "br0", ports)
+			// A file the test leaves in Dir goes with its lease.
+			left := filepath.Join(s.Dir, "left-by-the-test.ctl")
+			if _, err := os.Stat(left); err == nil {
+				t.Errorf("%s, left by the lease before, is still there", left)
+			}
+			if err := os.WriteFile(left, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			dump, err := s.DumpFlows("")
 			if err != nil {
 				t.Fatal(err)
