@@ -132,7 +132,13 @@ func portDescSteps(t *testing.T, ofctl, dpType string, sw *netns.NS, vsctl func(
 	step := func(what string, settled func(map[string]string) bool) {
 		t.Helper()
 		netns.Eventually(30*time.Second, func() bool {
-			return settled(ports(ofc("-O", "OpenFlow13", "dump-ports-desc", target)))
+			// A failed poll is polled again: a loaded ovs-vswitchd can
+			// stall for seconds and refuse a connection meanwhile. The
+			// record below fails the test on an error.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, ofctl, "--timeout=30", "-O", "OpenFlow13", "dump-ports-desc", target).Output()
+			return err == nil && settled(ports(string(out)))
 		})
 		learn()
 		var b strings.Builder
