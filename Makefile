@@ -59,8 +59,16 @@ STRESS_RUNS ?= 30
 stress: ## run the timing-sensitive test packages STRESS_RUNS times (default 30) under -race beside CPU hogs
 	./.ci/stress $(STRESS_RUNS)
 
+# The stages of `make test`, in order; .ci/run runs them one by one and
+# prints how long each took.
+TEST_STAGES := deps lint unit race fuzz fuzz-libfuzzer test-chaos-ci
+
 .PHONY: test
-test: deps lint unit race fuzz fuzz-libfuzzer test-chaos-ci ## everything CI runs: lint, unit and integration tests, race detector, short fuzzing (go test and libFuzzer builds), 20 chaos schedules
+test: $(TEST_STAGES) ## everything CI runs: lint, unit and integration tests, race detector, short fuzzing (go test and libFuzzer builds), 20 chaos schedules
+
+.PHONY: test-stages
+test-stages: ## print the stages of make test, in order
+	@echo $(TEST_STAGES)
 
 .PHONY: bench
 bench: ## run the Go benchmarks of flow and datapath (BENCHCOUNT runs each)

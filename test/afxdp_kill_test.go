@@ -1,8 +1,6 @@
 package test
 
 import (
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,13 +14,9 @@ import (
 // links, which die with the process) and that the veths carry traffic
 // again through the kernel's own path (a Linux bridge).
 func TestAFXDPKill9(t *testing.T) {
-	goTool := testenv.RequireTool(t, "go", "golang")
 	testenv.RequireTool(t, "ping", "iputils-ping")
 	netns.Require(t)
-	bin := filepath.Join(t.TempDir(), "xdpfwd")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/ovsxdp/ovsxdp/test/cmd/xdpfwd").CombinedOutput(); err != nil {
-		t.Fatalf("go build xdpfwd: %v\n%s", err, out)
-	}
+	bin := buildOnce(t, "./test/cmd/xdpfwd")
 
 	sw := netns.New(t, "sw")
 	a, b := netns.New(t, "a"), netns.New(t, "b")

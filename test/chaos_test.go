@@ -15,26 +15,15 @@ import (
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
-// buildChaos builds bench/chaos and cmd/ovsxdp into a temp dir.
+// buildChaos returns the paths of bench/chaos and cmd/ovsxdp, built once
+// per package run (buildOnce).
 func buildChaos(t *testing.T) (chaos, ovsxdp string) {
 	t.Helper()
-	goTool := testenv.RequireTool(t, "go", "golang")
 	for _, tool := range [][2]string{{"ip", "iproute2"}, {"ethtool", "ethtool"}, {"ping", "iputils-ping"}} {
 		testenv.RequireTool(t, tool[0], tool[1])
 	}
 	netns.Require(t)
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	dir := t.TempDir()
-	chaos, ovsxdp = filepath.Join(dir, "chaos"), filepath.Join(dir, "ovsxdp")
-	for _, b := range [][2]string{{chaos, "./bench/chaos"}, {ovsxdp, "./cmd/ovsxdp"}} {
-		cmd := exec.Command(goTool, "build", "-o", b[0], b[1])
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", b[1], err, out)
-		}
-	}
-	return chaos, ovsxdp
+	return buildOnce(t, "./bench/chaos"), buildOnce(t, "./cmd/ovsxdp")
 }
 
 // runChaos runs the chaos fuzzer with args and -strict, and fails the

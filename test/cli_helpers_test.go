@@ -2,13 +2,13 @@ package test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -22,18 +22,11 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
-// buildCLI builds cmd/ovsxdp into a temp dir and returns the binary's path.
+// buildCLI returns the path of cmd/ovsxdp, built once per package run
+// (buildOnce).
 func buildCLI(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	bin := filepath.Join(t.TempDir(), "ovsxdp")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/ovsxdp")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/ovsxdp: %v\n%s", err, out)
-	}
-	return bin
+	return buildOnce(t, "./cmd/ovsxdp")
 }
 
 // cliDaemon is an ovsxdp daemon running as a subprocess.
@@ -149,6 +142,48 @@ func (d *cliDaemon) run(t *testing.T, args ...string) string {
 		t.Fatalf("ovsxdp %s: %v\n%s", strings.Join(args, " "), err, errOut)
 	}
 	return out
+}
+
+// call sends one request to the daemon's control socket as the CLI does
+// (a JSON line: verb, positional arguments, flags; a JSON line back:
+// output or error) without starting the CLI, and fails the test on an
+// error. For the loops that run a command hundreds of times (the
+// differential traces); the CLI itself is what d.run tests.
+func (d *cliDaemon) call(t *testing.T, verb string, flags map[string]string, args ...string) string {
+	t.Helper()
+	fail := func(err error) string {
+		t.Helper()
+		t.Fatalf("ovsxdp %s %s (over the control socket): %v", verb, strings.Join(args, " "), err)
+		return ""
+	}
+	req, err := json.Marshal(struct {
+		Verb  string            `json:"verb"`
+		Args  []string          `json:"args,omitempty"`
+		Flags map[string]string `json:"flags,omitempty"`
+	}{verb, args, flags})
+	if err != nil {
+		return fail(err)
+	}
+	c, err := net.DialTimeout("unix", d.sock, 30*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := c.Write(append(req, '\n')); err != nil {
+		return fail(err)
+	}
+	var resp struct {
+		Output string `json:"output"`
+		Error  string `json:"error"`
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return fail(err)
+	}
+	if resp.Error != "" {
+		return fail(errors.New(resp.Error))
+	}
+	return resp.Output
 }
 
 // checkOneLineError checks that a failed command printed one line,

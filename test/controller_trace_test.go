@@ -28,7 +28,7 @@ func TestControllerTraceMatchesOVS(t *testing.T) {
 	}
 	traces := []string{"in_port=1,ip", "in_port=2,tcp", "in_port=3", "in_port=4,ip", "in_port=4,arp"}
 	ports := ovsref.DefaultPorts
-	ovs := ovsref.Start(t, "br0", ports)
+	ovs := ovsref.StartShared(t, "br0", ports)
 	if err := ovs.AddFlows("OpenFlow13", strings.Join(flows, "\n")+"\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func TestDefaultSelectTraceMatchesOVS(t *testing.T) {
 func startDpHashPair(t *testing.T, groups, flows []string) (*ovsref.Switch, *cliDaemon, map[int]string) {
 	t.Helper()
 	ports := ovsref.DefaultPorts
-	ovs := ovsref.Start(t, "br0", ports)
+	ovs := ovsref.StartShared(t, "br0", ports)
 	if err := ovs.AddGroups("", strings.Join(groups, "\n")+"\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func compareDpHashTraces(t *testing.T, ovs *ovsref.Switch, d *cliDaemon, names m
 	t.Helper()
 	norm := func(s string) string { return traceRecircIDs.ReplaceAllString(s, "recirc${1}ID") }
 	xdpPort := func(n int) (string, bool) { s, ok := names[n]; return s, ok }
-	out := d.run(t, "ofproto/trace", "br0", mf)
+	out := d.call(t, "ofproto/trace", nil, "br0", mf) // no CLI process per microflow
 	first, second, ok := strings.Cut(out, traceSeparator)
 	if !recirculates {
 		ot, err := ovs.Trace(mf)

@@ -259,7 +259,7 @@ var actionCheckCases = []actionCheckCase{
 // out and as a flow mod, in each version, and compares their answers.
 func TestActionChecksMatchOVS(t *testing.T) {
 	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
-	ref := ovsref.Start(t, "br0", ports)
+	ref := ovsref.StartShared(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
 	refSock, sock := filepath.Join(ref.Dir, "br0.mgmt"), filepath.Join(s.runDir, "br0.mgmt")
 	versions := []struct {
@@ -347,7 +347,7 @@ func TestActionChecksMatchOVS(t *testing.T) {
 // out's in_port or, in OpenFlow 1.5, its match, and compares the answers.
 func TestPacketOutInPortMatchesOVS(t *testing.T) {
 	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
-	ref := ovsref.Start(t, "br0", ports)
+	ref := ovsref.StartShared(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
 	refSock, sock := filepath.Join(ref.Dir, "br0.mgmt"), filepath.Join(s.runDir, "br0.mgmt")
 	inPorts := []uint32{1, 3, 0xfeff, 0xff14, 0xffffff00, 0xffffff14, openflow.PortInPort, openflow.PortTable,

@@ -32,7 +32,7 @@ var pinLine = regexp.MustCompile(`(?m)^(NXT_PACKET_IN2?|OFPT_PACKET_IN).*\n.*$`)
 // printed, and the flows left.
 func TestBundlePacketOutMatchesOVS(t *testing.T) {
 	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
-	ref := ovsref.Start(t, "br0", ports)
+	ref := ovsref.StartShared(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
 	refTarget := "unix:" + filepath.Join(ref.Dir, "br0.mgmt")
 	dir := t.TempDir()

@@ -32,7 +32,7 @@ func bundleStderr(s string) string {
 // same errors for both. Once the group exists the same bundle installs
 // every flow in both, and --bundle replace-flows replaces them in both.
 func TestOpenFlowBundleMatchesOVS(t *testing.T) {
-	ref := ovsref.Start(t, "br0", []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}, {Name: "p3", OFPort: 3}})
+	ref := ovsref.StartShared(t, "br0", []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}, {Name: "p3", OFPort: 3}})
 	s := startOFSwitch(t)
 	dir := t.TempDir()
 	write := func(name string, lines ...string) string {

@@ -403,7 +403,7 @@ func sleepBriefly() { time.Sleep(20 * time.Millisecond) }
 // ovsxdp and in a sandboxed Open vSwitch 3.1, and compares what ovs-ofctl
 // dumps from each, in each version.
 func TestOpenFlowDumpMatchesOVS(t *testing.T) {
-	ref := ovsref.Start(t, "br0", []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}, {Name: "p3", OFPort: 3}})
+	ref := ovsref.StartShared(t, "br0", []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}, {Name: "p3", OFPort: 3}})
 	s := startOFSwitch(t)
 	text := strings.Join(ofFlows, "\n") + "\n"
 	file := filepath.Join(t.TempDir(), "flows.txt")
@@ -457,7 +457,7 @@ func TestOpenFlowDumpCorpus(t *testing.T) {
 					t.Skipf("ovsxdp does not support a flow of the pipeline: %v", err)
 				}
 			}
-			ref := ovsref.Start(t, "br0", p.Ports)
+			ref := ovsref.StartShared(t, "br0", p.Ports)
 			s := startOFSwitchPorts(t, p.Ports)
 			text := strings.Join(p.Flows, "\n") + "\n"
 			file := filepath.Join(t.TempDir(), "flows.txt")

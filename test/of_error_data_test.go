@@ -110,7 +110,7 @@ var errorCases = []errorCase{
 // the errors they answer with, data included.
 func TestErrorDataMatchesOVS(t *testing.T) {
 	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
-	ref := ovsref.Start(t, "br0", ports)
+	ref := ovsref.StartShared(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
 	for _, c := range errorCases {
 		t.Run(c.name, func(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 // what each switch answers before it closes the connection.
 func TestFirstMessageNotHelloMatchesOVS(t *testing.T) {
 	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
-	ref := ovsref.Start(t, "br0", ports)
+	ref := ovsref.StartShared(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
 	for _, c := range []struct {
 		name string

@@ -101,7 +101,7 @@ var monitorWatches = []struct {
 // monitor prints.
 func TestFlowMonitorMatchesOVS(t *testing.T) {
 	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}, {Name: "p3", OFPort: 3}}
-	ref := ovsref.Start(t, "br0", ports)
+	ref := ovsref.StartShared(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
 	for _, v := range ofVersions {
 		t.Run(v, func(t *testing.T) {

@@ -40,7 +40,7 @@ var pinHeader = regexp.MustCompile(`(?m)^NXT_PACKET_IN.*$`)
 // version, then the bytes of the NXT_PACKET_IN itself.
 func TestNXPacketInMatchesOVS(t *testing.T) {
 	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
-	ref := ovsref.Start(t, "br0", ports)
+	ref := ovsref.StartShared(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
 	refTarget := "unix:" + filepath.Join(ref.Dir, "br0.mgmt")
 	for _, v := range ofVersions {

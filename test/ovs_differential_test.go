@@ -218,7 +218,7 @@ func readMegaflowRatchet(t *testing.T) float64 {
 func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dumpDiffers bool) (megaflowTally, string) {
 	const br = "br0"
 	var tally megaflowTally
-	ovs := ovsref.Start(t, br, p.Ports)
+	ovs := ovsref.StartShared(t, br, p.Ports)
 	if len(p.Groups) > 0 {
 		if err := ovs.AddGroups(p.Proto, strings.Join(p.Groups, "\n")+"\n"); err != nil {
 			t.Fatalf("Open vSwitch refuses the groups of %s: %v", p.Path, err)
@@ -298,9 +298,9 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 	// compare traces mf through both switches; as a packet (with its side
 	// effects, such as learning) when generate is set.
 	compare := func(mf string, generate bool) {
-		ovsTrace, xdpArgs := ovs.Trace, []string{"ofproto/trace", br, mf}
+		ovsTrace, xdpFlags := ovs.Trace, map[string]string(nil)
 		if generate {
-			ovsTrace, xdpArgs = ovs.TraceGenerate, append(xdpArgs, "--generate")
+			ovsTrace, xdpFlags = ovs.TraceGenerate, map[string]string{"generate": "true"}
 		}
 		ot, err := ovsTrace(mf)
 		if err != nil {
@@ -311,7 +311,10 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 		if rejected != "" {
 			return
 		}
-		out := d.run(t, xdpArgs...)
+		// Over the control socket, as Open vSwitch's traces go over
+		// its unixctl socket: a CLI process per microflow would cost
+		// more than the traces.
+		out := d.call(t, "ofproto/trace", xdpFlags, br, mf)
 		xt, err := ovsref.ParseTrace(out)
 		if err != nil {
 			t.Fatalf("ovsxdp ofproto/trace %s: %v\n%s", mf, err, out)

@@ -61,8 +61,13 @@ func (db *DB) start(t testing.TB) {
 	s.db = exec.Command("ovsdb-server", filepath.Join(s.Dir, "conf.db"), "--remote=punix:"+s.dbSock(), "--no-chdir",
 		"--pidfile="+filepath.Join(s.Dir, "ovsdb-server.pid"), "--unixctl="+s.ctl("ovsdb-server"),
 		"--log-file="+filepath.Join(s.Dir, "ovsdb-server.log"))
-	s.dbExit = s.startProc(t, s.db, "ovsdb-server")
-	s.waitCtl(t, "ovsdb-server", s.dbExit)
+	var err error
+	if s.dbExit, err = s.startProc(s.db, "ovsdb-server"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitCtl("ovsdb-server", s.dbExit); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Remote is the server's remote, "unix:DIR/db.sock".

@@ -6,7 +6,9 @@
 // internal ports with chosen OpenFlow port numbers. Both daemons are child
 // processes of the test, stopped by PID when it ends, whether it passed or
 // failed; the namespace, and the tap devices of the internal ports with
-// it, goes too.
+// it, goes too. StartShared lends one such switch to one test at a time
+// instead, for the tests that need only their bridge; the package's
+// TestMain stops it with StopShared.
 //
 // Without root or without Open vSwitch the test is skipped with the
 // reason, or failed under CI=true (test/testenv).
@@ -81,41 +83,74 @@ func Require(t testing.TB) {
 
 // Start starts ovsdb-server and ovs-vswitchd for the test and creates the
 // bridge with its ports, all up. The daemons are stopped, and their logs
-// printed if the test failed, when the test ends.
+// printed if the test failed, when the test ends. A test that needs
+// nothing of the daemons but its bridge takes StartShared.
 func Start(t testing.TB, bridge string, ports []Port) *Switch {
 	t.Helper()
 	Require(t)
-	ns := netns.New(t, "ovs")
-	// A short directory: unix socket paths are at most 108 bytes.
-	dir, err := os.MkdirTemp("", "ovsref-")
+	s, err := newSwitch("ovsref-", netns.New(t, "ovs"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Switch{Bridge: bridge, Dir: dir, Ports: ports, ns: ns}
-	s.env = append(os.Environ(), "OVS_RUNDIR="+dir, "OVS_DBDIR="+dir, "OVS_LOGDIR="+dir, "OVS_SYSCONFDIR="+dir)
 	t.Cleanup(func() { s.stop(t) })
-
-	db := filepath.Join(dir, "conf.db")
-	if _, err := s.run(nil, "ovsdb-tool", "create", db, Schema); err != nil {
+	if err := s.startDaemons(); err != nil {
 		t.Fatal(err)
 	}
-	s.db = exec.Command("ovsdb-server", db, "--remote=punix:"+s.dbSock(), "--no-chdir",
-		"--pidfile="+filepath.Join(dir, "ovsdb-server.pid"), "--unixctl="+s.ctl("ovsdb-server"),
-		"--log-file="+filepath.Join(dir, "ovsdb-server.log"))
-	s.dbExit = s.startProc(t, s.db, "ovsdb-server")
-	s.waitCtl(t, "ovsdb-server", s.dbExit)
-	if _, err := s.vsctl("--no-wait", "init"); err != nil {
+	if err := s.addBridge(bridge, ports); err != nil {
 		t.Fatal(err)
+	}
+	return s
+}
+
+// newSwitch makes the sandbox directory of a switch whose ovs-vswitchd
+// will run in ns.
+func newSwitch(prefix string, ns *netns.NS) (*Switch, error) {
+	// A short directory: unix socket paths are at most 108 bytes.
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	s := &Switch{Dir: dir, ns: ns}
+	s.env = append(os.Environ(), "OVS_RUNDIR="+dir, "OVS_DBDIR="+dir, "OVS_LOGDIR="+dir, "OVS_SYSCONFDIR="+dir)
+	return s, nil
+}
+
+// startDaemons creates the database and starts ovsdb-server and
+// ovs-vswitchd on it; stop stops whatever of them started.
+func (s *Switch) startDaemons() error {
+	db := filepath.Join(s.Dir, "conf.db")
+	if _, err := s.run(nil, "ovsdb-tool", "create", db, Schema); err != nil {
+		return err
+	}
+	s.db = exec.Command("ovsdb-server", db, "--remote=punix:"+s.dbSock(), "--no-chdir",
+		"--pidfile="+filepath.Join(s.Dir, "ovsdb-server.pid"), "--unixctl="+s.ctl("ovsdb-server"),
+		"--log-file="+filepath.Join(s.Dir, "ovsdb-server.log"))
+	var err error
+	if s.dbExit, err = s.startProc(s.db, "ovsdb-server"); err != nil {
+		return err
+	}
+	if err := s.waitCtl("ovsdb-server", s.dbExit); err != nil {
+		return err
+	}
+	if _, err := s.vsctl("--no-wait", "init"); err != nil {
+		return err
 	}
 
 	// ovs-vswitchd runs in the namespace, where it creates the tap devices
 	// of the internal ports; its pid is the process the test started.
-	s.vs = ns.Namespace.Command(context.Background(), "ovs-vswitchd", "unix:"+s.dbSock(), "--no-chdir",
-		"--pidfile="+filepath.Join(dir, "ovs-vswitchd.pid"), "--unixctl="+s.ctl("ovs-vswitchd"),
-		"--log-file="+filepath.Join(dir, "ovs-vswitchd.log"))
-	s.vsExit = s.startProc(t, s.vs, "ovs-vswitchd")
-	s.waitCtl(t, "ovs-vswitchd", s.vsExit)
+	s.vs = s.ns.Namespace.Command(context.Background(), "ovs-vswitchd", "unix:"+s.dbSock(), "--no-chdir",
+		"--pidfile="+filepath.Join(s.Dir, "ovs-vswitchd.pid"), "--unixctl="+s.ctl("ovs-vswitchd"),
+		"--log-file="+filepath.Join(s.Dir, "ovs-vswitchd.log"))
+	if s.vsExit, err = s.startProc(s.vs, "ovs-vswitchd"); err != nil {
+		return err
+	}
+	return s.waitCtl("ovs-vswitchd", s.vsExit)
+}
 
+// addBridge creates the bridge with its internal ports, all up, and makes
+// it the switch's.
+func (s *Switch) addBridge(bridge string, ports []Port) error {
+	s.Bridge, s.Ports = bridge, ports
 	args := []string{"--timeout=30", "add-br", bridge, "--", "set", "bridge", bridge,
 		"datapath_type=netdev", "fail-mode=secure"}
 	for _, p := range ports {
@@ -123,30 +158,27 @@ func Start(t testing.TB, bridge string, ports []Port) *Switch {
 			"type=internal", fmt.Sprintf("ofport_request=%d", p.OFPort))
 	}
 	if _, err := s.vsctl(args...); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for _, p := range ports {
 		out, err := s.vsctl("get", "interface", p.Name, "ofport")
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if got := strings.TrimSpace(out); got != strconv.Itoa(p.OFPort) {
-			t.Fatalf("port %s has ofport %s, want %d (log: %s)", p.Name, got, p.OFPort, s.log("ovs-vswitchd"))
+			return fmt.Errorf("port %s has ofport %s, want %d (log: %s)", p.Name, got, p.OFPort, s.log("ovs-vswitchd"))
 		}
 		// Up, so that group liveness (fast_failover) sees them alive.
-		if err := ns.Namespace.SetLinkUp(p.Name); err != nil {
-			t.Fatal(err)
+		if err := s.ns.Namespace.SetLinkUp(p.Name); err != nil {
+			return err
 		}
 	}
 	// The bridge's own (LOCAL) port has no counterpart in ovsxdp: keep it
 	// out of flooding.
 	if _, err := s.Ofctl("mod-port", bridge, bridge, "no-flood"); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := s.loadPortMap(); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return s.loadPortMap()
 }
 
 func (s *Switch) dbSock() string           { return filepath.Join(s.Dir, "db.sock") }
@@ -158,37 +190,35 @@ func (s *Switch) vsctl(args ...string) (string, error) {
 
 // startProc starts a daemon in a process group of its own and returns a
 // channel that receives its exit.
-func (s *Switch) startProc(t testing.TB, c *exec.Cmd, name string) chan error {
-	t.Helper()
+func (s *Switch) startProc(c *exec.Cmd, name string) (chan error, error) {
 	c.Env = s.env
 	var out bytes.Buffer // the daemons log to their files too
 	c.Stdout, c.Stderr = &out, &out
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- c.Wait() }()
-	return exited
+	return exited, nil
 }
 
 // waitCtl polls the daemon's control socket until it answers, the daemon
 // exits or StartTimeout passes.
-func (s *Switch) waitCtl(t testing.TB, name string, exited chan error) {
-	t.Helper()
+func (s *Switch) waitCtl(name string, exited chan error) error {
 	deadline := time.Now().Add(StartTimeout)
 	for {
 		if _, err := s.run(nil, "ovs-appctl", "-t", s.ctl(name), "version"); err == nil {
-			return
+			return nil
 		}
 		select {
 		case err := <-exited:
 			exited <- err
-			t.Fatalf("%s exited at start: %v\n%s", name, err, s.readLog(name))
+			return fmt.Errorf("%s exited at start: %v\n%s", name, err, s.readLog(name))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not answer on %s after %v\n%s", name, s.ctl(name), StartTimeout, s.readLog(name))
+			return fmt.Errorf("%s does not answer on %s after %v\n%s", name, s.ctl(name), StartTimeout, s.readLog(name))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -226,6 +256,14 @@ func (s *Switch) stop(t testing.TB) {
 			}
 		}
 	}
+	if err := s.stopDaemons(); err != nil {
+		t.Error(err)
+	}
+}
+
+// stopDaemons stops the daemons as stop does, without a test.
+func (s *Switch) stopDaemons() error {
+	var errs []error
 	for _, d := range []struct {
 		name   string
 		cmd    *exec.Cmd
@@ -242,13 +280,14 @@ func (s *Switch) stop(t testing.TB) {
 			select {
 			case <-d.exited:
 			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) does not exit after SIGKILL", d.name, d.cmd.Process.Pid)
+				errs = append(errs, fmt.Errorf("%s (pid %d) does not exit after SIGKILL", d.name, d.cmd.Process.Pid))
 			}
 		}
 	}
 	if err := os.RemoveAll(s.Dir); err != nil {
-		t.Errorf("cleanup: %v", err)
+		errs = append(errs, fmt.Errorf("cleanup: %w", err))
 	}
+	return errors.Join(errs...)
 }
 
 // run runs a tool with the sandbox's environment, bounded by
