@@ -187,48 +187,79 @@ func (w *watchdog) run() {
 	}
 	tick := time.NewTicker(period)
 	defer tick.Stop()
-	// A batch is reported at most twice: once when it has been stuck for
-	// the threshold without spinning (a stall), and once when it is
-	// found spinning, which releases it.
-	type seen struct {
-		seq          uint64
-		since        time.Time
-		stallDone    bool
-		spinReported bool
-	}
-	// Each thread's batches run under two read-side records: its own,
-	// and a helper's, another bridge's thread that runs the batch in its
-	// place (inject.go). Both are watched.
-	last := make([]seen, 2*len(w.pmds))
+	o := w.observer(period, time.Now())
 	for {
 		select {
 		case <-w.stop:
 			return
 		case now := <-tick.C:
-			for i := range last {
-				p, rd, goid := w.pmds[i/2], &w.pmds[i/2].rd, &w.pmds[i/2].stall.goid
-				if i%2 == 1 {
-					rd, goid = &p.helper.rd, &p.helper.goid
-				}
-				seq := rd.seq.Load()
-				if seq != last[i].seq || seq&1 == 0 {
-					last[i] = seen{seq: seq, since: now}
-					continue
-				}
-				stuck := now.Sub(last[i].since)
-				if stuck < w.cfg.Threshold {
-					continue
-				}
-				spinning := p.stall.spinning.Load()
-				if spinning && !last[i].spinReported || !spinning && !last[i].stallDone && !last[i].spinReported {
-					// The thread may start spinning meanwhile: the
-					// report says which it recorded.
-					if w.report(p, stuck, now, goid.Load()) {
-						last[i].spinReported = true
-					} else {
-						last[i].stallDone = true
-					}
-				}
+			o.tick(now)
+		}
+	}
+}
+
+// observer is the watchdog's view of its poll threads between ticks.
+//
+// A batch is reported at most twice: once when it has been stuck for the
+// threshold without spinning (a stall), and once when it is found
+// spinning, which releases it.
+//
+// A batch's stuck time is what the watchdog itself saw of it: each tick
+// adds the time since the previous one, but at most two periods. A tick
+// that comes much later than its period means the watchdog was off the CPU
+// too, and on a loaded machine that is the whole process waiting for a CPU
+// (every bridge's thread is then found in the same batch at once); that
+// wait is the machine's, not a batch's that holds its thread, and counting
+// it made a busy machine report lockups of threads that never ran
+// meanwhile.
+type observer struct {
+	w         *watchdog
+	maxCredit time.Duration
+	prev      time.Time
+	// Each thread's batches run under two read-side records: its own,
+	// and a helper's, another bridge's thread that runs the batch in its
+	// place (inject.go). Both are watched: last[2*i] and last[2*i+1].
+	last []seen
+}
+
+type seen struct {
+	seq          uint64
+	stuck        time.Duration
+	stallDone    bool
+	spinReported bool
+}
+
+func (w *watchdog) observer(period time.Duration, now time.Time) *observer {
+	return &observer{w: w, maxCredit: 2 * period, prev: now, last: make([]seen, 2*len(w.pmds))}
+}
+
+// tick looks at every thread's batch at now.
+func (o *observer) tick(now time.Time) {
+	credit := min(now.Sub(o.prev), o.maxCredit)
+	o.prev = now
+	for i := range o.last {
+		last := &o.last[i]
+		p, rd, goid := o.w.pmds[i/2], &o.w.pmds[i/2].rd, &o.w.pmds[i/2].stall.goid
+		if i%2 == 1 {
+			rd, goid = &p.helper.rd, &p.helper.goid
+		}
+		seq := rd.seq.Load()
+		if seq != last.seq || seq&1 == 0 {
+			*last = seen{seq: seq}
+			continue
+		}
+		last.stuck += credit
+		if last.stuck < o.w.cfg.Threshold {
+			continue
+		}
+		spinning := p.stall.spinning.Load()
+		if spinning && !last.spinReported || !spinning && !last.stallDone && !last.spinReported {
+			// The thread may start spinning meanwhile: the report
+			// says which it recorded.
+			if o.w.report(p, last.stuck, now, goid.Load()) {
+				last.spinReported = true
+			} else {
+				last.stallDone = true
 			}
 		}
 	}

@@ -80,6 +80,67 @@ func TestWatchdogTellsStallsFromSpins(t *testing.T) {
 	p.stall.clear()
 }
 
+// TestWatchdogCountsOnlyTimeItSaw drives the watchdog's ticks by hand. A
+// tick that comes long after the previous one (the watchdog, and with it
+// the process, waited for a CPU) adds at most two periods to a batch's
+// stuck time, so one late tick never turns an open batch into a lockup;
+// ticks on time still reach the threshold, in the number of periods it
+// takes, and a batch that ends starts the count again.
+func TestWatchdogCountsOnlyTimeItSaw(t *testing.T) {
+	b, err := New(Config{Policy: Guarded, Watchdog: WatchdogConfig{Disabled: true, Log: discardLog}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const threshold, period = 800 * time.Millisecond, 100 * time.Millisecond
+	w := newWatchdog(WatchdogConfig{Threshold: threshold, Log: discardLog}, b.pmds, b.Policy)
+	p := b.pmds[0]
+	now := time.Unix(1000, 0)
+	o := w.observer(period, now)
+	step := func(d time.Duration) uint64 {
+		now = now.Add(d)
+		o.tick(now)
+		_, n := w.Lockups()
+		return n
+	}
+
+	p.rd.enter()
+	step(period) // the batch is seen open
+	if n := step(10 * time.Second); n != 0 {
+		t.Fatalf("one tick 10s late: %d lockups, want 0", n)
+	}
+	// 2 periods so far; 6 more on time reach the threshold, not 5.
+	for i := 0; i < 5; i++ {
+		if n := step(period); n != 0 {
+			t.Fatalf("after %d periods on time: %d lockups, want 0", 3+i, n)
+		}
+	}
+	if n := step(period); n != 1 {
+		t.Fatalf("at the threshold: %d lockups, want 1", n)
+	}
+	if ls, _ := w.Lockups(); ls[0].Stuck != threshold || ls[0].Spinning {
+		t.Errorf("reported %s, stuck %v; want a stall of %v", ls[0], ls[0].Stuck, threshold)
+	}
+	if n := step(period); n != 1 {
+		t.Errorf("the same stall reported again: %d lockups", n)
+	}
+
+	// A new batch starts from nothing.
+	p.rd.leave()
+	step(period)
+	p.rd.enter()
+	step(period)
+	for i := 0; i < 7; i++ {
+		if n := step(period); n != 1 {
+			t.Fatalf("new batch after %d periods: %d lockups, want 1", i+1, n)
+		}
+	}
+	if n := step(period); n != 2 {
+		t.Errorf("new batch at the threshold: %d lockups, want 2", n)
+	}
+	p.rd.leave()
+}
+
 // TestUnwatchedSpinRefused checks that a policy that can spin is refused,
 // at creation and on a policy change, when nothing could end a spin (the
 // watchdog disabled and no spin budget), and that a bridge whose spin the
