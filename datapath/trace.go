@@ -467,11 +467,21 @@ func (t *Trace) DropReasons() []DropReason {
 func (t *Trace) DatapathActions() string {
 	var acts []string
 	last := t.Start
+	// The TOS sets' masks are the bits the megaflow matched at each
+	// commit, which only the translation's actions record.
+	var tosMasks []uint8
+	if t.Translation != nil {
+		tosMasks = flow.TOSCommitMasks(t.Translation.Actions)
+	}
 	for _, o := range t.Outputs {
 		if o.Dropped {
 			continue
 		}
-		acts = append(acts, flow.ODPSetActions(&last, &o.Key)...)
+		var tosMatched uint8
+		if last.NwTos != o.Key.NwTos && len(tosMasks) > 0 {
+			tosMatched, tosMasks = tosMasks[0], tosMasks[1:]
+		}
+		acts = append(acts, flow.ODPMaskedSetActions(&last, &o.Key, tosMatched)...)
 		if last.CtState != 0 && o.Key.CtState == 0 {
 			acts = append(acts, "ct_clear") // only ct_clear untracks a packet
 		}

@@ -188,6 +188,9 @@ func TestTunnelTraceMatchesOVS(t *testing.T) {
 		{name: "ce over not-ect", flow: "priority=100,in_port=10,actions=output:1", microflow: tun4 + "tun_tos=3," + udp},
 		{name: "ce over ipv6 ect0", flow: "priority=100,in_port=10,actions=output:1",
 			microflow: tun4 + "tun_tos=3,udp6,ipv6_src=fd00:77::1,ipv6_dst=fd00:77::2,nw_ecn=2,udp_src=40000,udp_dst=9"},
+		// A rule that reads the DSCP makes the megaflow match the whole
+		// TOS byte, and Open vSwitch's set then writes all of it.
+		{name: "ce over ect1 with the dscp read", flow: "priority=100,in_port=10,ip,nw_tos=0xb8,actions=output:1", microflow: tun4 + "tun_tos=3," + udp + ",nw_tos=0xb8,nw_ecn=1"},
 		{name: "ce over ect0 with a dscp written", flow: "priority=100,in_port=10,actions=mod_nw_tos:0x20,output:1", microflow: tun4 + "tun_tos=3," + udp + ",nw_ecn=2"},
 		{name: "ce over ect0 between writes", flow: "priority=100,in_port=10,actions=mod_dl_src:00:00:5e:00:53:aa,output:1,mod_nw_tos:0x20,output:1",
 			microflow: tun4 + "tun_tos=3," + udp + ",nw_ecn=2"},
