@@ -15,6 +15,10 @@ import (
 type MegaflowEntry struct {
 	PMD   int
 	Match flow.Match // the masked key and the mask
+	// Packet is the key of the packet that installed the megaflow
+	// (flow.Megaflow.PacketKey), which dpctl/dump-flows prints under
+	// the mask.
+	Packet flow.Key
 	// Rule is the rule the megaflow caches, nil for a drop megaflow. Its
 	// Actions are the actions the datapath runs.
 	Rule    *flow.Rule
@@ -47,6 +51,7 @@ func (b *Bridge) Megaflows(ctx context.Context) ([]MegaflowEntry, error) {
 			e := MegaflowEntry{
 				PMD:     p.id,
 				Match:   mf.Match(),
+				Packet:  mf.PacketKey(),
 				Rule:    mf.Rule,
 				Actions: mf.Actions,
 				Packets: mf.Packets,
@@ -83,17 +88,21 @@ func (b *Bridge) FlushMegaflows(ctx context.Context) error {
 // String formats the megaflow as one line of dpctl/dump-flows at now:
 // match, packets, bytes, time since last use ("never" if unused) and
 // actions, in Open vSwitch's datapath syntax (flow.FormatODPMatch, with
-// the bridge's TLV map, and flow.FormatDatapathActions from the masked
-// key). A bridge is its own datapath here: its ports' datapath numbers
-// are their OpenFlow numbers, in in_port(N) and in the outputs alike.
+// the bridge's TLV map, and flow.FormatDatapathActions). As Open
+// vSwitch's userspace datapath, it writes the key of the packet that
+// installed the megaflow under the mask: a partly masked field shows
+// that packet's bits outside the mask too (tos=0xb9/0x3). A bridge is
+// its own datapath here: its ports' datapath numbers are their OpenFlow
+// numbers, in in_port(N) and in the outputs alike.
 func (e *MegaflowEntry) String(now time.Time) string {
 	used := "never"
 	if !e.LastUsed.IsZero() {
 		d := max(now.Sub(e.LastUsed), 0)
 		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
 	}
+	m := flow.Match{Key: e.Packet, Mask: e.Match.Mask}
 	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
-		flow.FormatODPMatch(&e.Match, e.TLV), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Match.Key, e.Output))
+		flow.FormatODPMatch(&m, e.TLV), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Packet, e.Output))
 }
 
 // ODPOutput writes an output to the bridge's port number port, of a

@@ -63,7 +63,9 @@ func TestMegaflowsDump(t *testing.T) {
 		t.Errorf("rule counted %d packets, want %d", p, n)
 	}
 	line := mfs[0].String(mfs[0].LastUsed.Add(1500 * time.Millisecond))
-	want := "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,proto=17,frag=no), packets:"
+	// As Open vSwitch's userspace datapath, the packet's address under
+	// the mask, its host part included.
+	want := "recirc_id(0),in_port(1),packet_type(ns=0,id=0),eth_type(0x0800),ipv4(dst=10.0.0.7/255.255.255.0,proto=17,frag=no), packets:"
 	if !strings.HasPrefix(line, want) || !strings.HasSuffix(line, ", used:1.500s, actions:2") {
 		t.Errorf("dump line\n %s\nwant %s... used:1.500s, actions:2", line, want)
 	}

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -376,7 +377,72 @@ func traceFlowText(k *flow.Key) string {
 	}
 	c.RecircID, c.DpHash = 0, 0
 	clearCTKey(&c)
-	return text + flow.FormatMicroflow(&c)
+	micro := flow.FormatMicroflow(&c)
+	tun := traceTunnelText(k)
+	if tun == "" {
+		return text + micro
+	}
+	// Open vSwitch writes the tunnel after the protocol and registers,
+	// before metadata and in_port.
+	parts := strings.Split(micro, ",")
+	at := len(parts)
+	for i, p := range parts {
+		if strings.HasPrefix(p, "metadata=") || strings.HasPrefix(p, "in_port=") {
+			at = i
+			break
+		}
+	}
+	parts = slices.Insert(parts, at, tun)
+	return text + strings.Join(parts, ",")
+}
+
+// traceTunnelText writes the tunnel metadata of a packet's flow as
+// ofproto/trace's Flow and Final flow lines do ("" for none): for a
+// packet that came out of a tunnel (its tunnel destination is set), every
+// field Open vSwitch keeps for one, the tun_id only when the tunnel
+// header carried a key; otherwise the tun_id alone when it is set.
+// Fields ovsxdp has no tunnel for (Group Based Policy, ERSPAN, GTP-U)
+// are written as Open vSwitch writes them unset.
+func traceTunnelText(k *flow.Key) string {
+	if !k.HasTunnel() {
+		if k.TunID != 0 {
+			return "tun_id=0x" + strconv.FormatUint(k.TunID, 16)
+		}
+		return ""
+	}
+	var f []string
+	if k.TunFlags&flow.TunFlagKey != 0 {
+		f = append(f, "tun_id="+hexZero(k.TunID))
+	}
+	v4 := func(a uint32) string {
+		return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}).String()
+	}
+	f = append(f, "tun_src="+v4(k.TunSrc), "tun_dst="+v4(k.TunDst),
+		"tun_ipv6_src="+netip.AddrFrom16(k.TunIPv6Src).String(), "tun_ipv6_dst="+netip.AddrFrom16(k.TunIPv6Dst).String(),
+		"tun_gbp_id=0", "tun_gbp_flags=0",
+		// %x and %u, as Open vSwitch writes them here.
+		"tun_tos="+strconv.FormatUint(uint64(k.TunTOS), 16), "tun_ttl="+strconv.Itoa(int(k.TunTTL)),
+		"tun_erspan_ver=0", "gtpu_flags=0", "gtpu_msgtype=0",
+		"tun_flags="+tunFlagsText(k.TunFlags))
+	return strings.Join(f, ",")
+}
+
+// tunFlagsText writes tunnel flags as Open vSwitch writes a flow's
+// (every bit known): their names joined by |, lowest bit first, or 0.
+func tunFlagsText(flags uint16) string {
+	var names []string
+	for _, n := range []struct {
+		bit  uint16
+		name string
+	}{{flow.TunFlagOAM, "oam"}, {flow.TunFlagDF, "df"}, {flow.TunFlagCsum, "csum"}, {flow.TunFlagKey, "key"}} {
+		if flags&n.bit != 0 {
+			names = append(names, n.name)
+		}
+	}
+	if len(names) == 0 {
+		return "0"
+	}
+	return strings.Join(names, "|")
 }
 
 // ctMask is an exact mask of the connection tracking fields k has set.
@@ -467,11 +533,21 @@ func (t *Trace) DropReasons() []DropReason {
 func (t *Trace) DatapathActions() string {
 	var acts []string
 	last := t.Start
+	// The TOS sets' masks are the bits the megaflow matched at each
+	// commit, which only the translation's actions record.
+	var tosMasks []uint8
+	if t.Translation != nil {
+		tosMasks = flow.TOSCommitMasks(t.Translation.Actions)
+	}
 	for _, o := range t.Outputs {
 		if o.Dropped {
 			continue
 		}
-		acts = append(acts, flow.ODPSetActions(&last, &o.Key)...)
+		var tosMatched uint8
+		if last.NwTos != o.Key.NwTos && len(tosMasks) > 0 {
+			tosMatched, tosMasks = tosMasks[0], tosMasks[1:]
+		}
+		acts = append(acts, flow.ODPMaskedSetActions(&last, &o.Key, tosMatched)...)
 		if last.CtState != 0 && o.Key.CtState == 0 {
 			acts = append(acts, "ct_clear") // only ct_clear untracks a packet
 		}

@@ -34,14 +34,18 @@ func FormatODPActions(acts []Action) string {
 func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k *Key) string) string {
 	var parts []string
 	last, cur := *start, *start
+	var tosMatched uint8 // of the TOS sets since the last commit (isTOSSet)
 	commit := func() {
-		parts = append(parts, ODPSetActions(&last, &cur)...)
-		last = cur
+		parts = append(parts, ODPMaskedSetActions(&last, &cur, tosMatched)...)
+		last, tosMatched = cur, 0
 	}
 	for i := range acts {
 		a := &acts[i]
 		switch a.Type {
 		case ActSetField, ActDecTTL, ActPushVLAN, ActPopVLAN, ActSetVLANVID, ActSetVLANPCP:
+			if isTOSSet(a) {
+				tosMatched |= uint8(a.Mask)
+			}
 			applyDatapathAction(&cur, a)
 		case ActOutput:
 			commit()
@@ -82,6 +86,34 @@ func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k
 		return "drop"
 	}
 	return strings.Join(parts, ",")
+}
+
+// isTOSSet reports whether datapath action a sets the DSCP or ECN bits;
+// its Mask holds the TOS bits the megaflow matched at its commit.
+func isTOSSet(a *Action) bool {
+	return a.Type == ActSetField && (a.Field == FieldNwTos || a.Field == FieldNwECN)
+}
+
+// TOSCommitMasks returns, for each commit of datapath actions acts that
+// changes the TOS byte, in order, the TOS bits the megaflow matched by
+// then (see ODPMaskedSetActions): a commit's sets are adjacent actions.
+func TOSCommitMasks(acts []Action) []uint8 {
+	var masks []uint8
+	inSets := false // in a run of set actions that has a TOS set
+	for i := range acts {
+		a := &acts[i]
+		switch {
+		case isTOSSet(a):
+			if !inSets {
+				masks = append(masks, 0)
+				inSets = true
+			}
+			masks[len(masks)-1] |= uint8(a.Mask)
+		case a.Type != ActSetField:
+			inSets = false
+		}
+	}
+	return masks
 }
 
 // applyDatapathAction changes k as datapath action a changes the packet.
@@ -347,19 +379,22 @@ func odpIPCommon(w *odpWriter, k, mk *Key, tos, ttl string) {
 }
 
 // tosODP writes a changed TOS byte as a masked set writes it: with the
-// mask of the DSCP or ECN bits when only those changed. The ECN bits of a
-// packet decapsulated with congestion experienced (ceIn) are in the mask
-// whatever changed: every megaflow of such a packet matches them
-// (tunnelReceived). A set whose mask covers the whole byte is written
-// without it. Values are written as C's %#x writes them: 0 without 0x.
-func tosODP(from, to uint8, ceIn bool) string {
+// mask of the DSCP or ECN bits when only those changed, and the bits the
+// megaflow matches (matched), which Open vSwitch's commit of a set puts
+// in its mask too. The ECN bits of a packet decapsulated with congestion
+// experienced (ceIn) are in the mask whatever changed: every megaflow of
+// such a packet matches them (tunnelReceived). A set whose mask covers
+// the whole byte is written without it: a rule that reads the DSCP of
+// such a packet gets tos=0xbb, not tos=0x3/0x3. Values are written as
+// C's %#x writes them: 0 without 0x.
+func tosODP(from, to, matched uint8, ceIn bool) string {
 	hex := func(v uint8) string {
 		if v == 0 {
 			return "0"
 		}
 		return "0x" + strconv.FormatUint(uint64(v), 16)
 	}
-	d, m := from^to, uint8(0)
+	d, m := from^to, matched
 	if d&0xfc != 0 {
 		m |= 0xfc
 	}
@@ -377,7 +412,14 @@ func tosODP(from, to uint8, ceIn bool) string {
 // addresses, VLAN tags (pop_vlan/push_vlan when they differ), then L3 and
 // L4. A set is set(group(field=value,...)) with the changed fields only.
 func ODPSetActions(from, to *Key) []string {
-	acts := odpSetHeaders(from, to)
+	return ODPMaskedSetActions(from, to, 0)
+}
+
+// ODPMaskedSetActions is ODPSetActions where the megaflow matches the
+// TOS bits tosMatched when the sets are committed: a TOS or traffic
+// class set's mask also covers them (see tosODP and TOSCommitMasks).
+func ODPMaskedSetActions(from, to *Key, tosMatched uint8) []string {
+	acts := odpSetHeaders(from, to, tosMatched)
 	if from.PktMark != to.PktMark {
 		acts = append(acts, "set(skb_mark(0x"+strconv.FormatUint(uint64(to.PktMark), 16)+"))")
 	}
@@ -405,8 +447,9 @@ func sameTag(a, b VLAN) bool {
 	return a.TCI == b.TCI && tpid(a) == tpid(b)
 }
 
-// odpSetHeaders is ODPSetActions for the packet's headers.
-func odpSetHeaders(from, to *Key) []string {
+// odpSetHeaders is ODPSetActions for the packet's headers; matchedTos
+// are the TOS bits the megaflow matches.
+func odpSetHeaders(from, to *Key, matchedTos uint8) []string {
 	var acts []string
 	set := func(group string, fields []string) {
 		if len(fields) > 0 {
@@ -447,14 +490,14 @@ func odpSetHeaders(from, to *Key) []string {
 	case EthTypeIPv4:
 		add(from.NwSrc != to.NwSrc, "src", ipv4Text(to.NwSrc))
 		add(from.NwDst != to.NwDst, "dst", ipv4Text(to.NwDst))
-		add(from.NwTos != to.NwTos, "tos", tosODP(from.NwTos, to.NwTos, from.ceIn()))
+		add(from.NwTos != to.NwTos, "tos", tosODP(from.NwTos, to.NwTos, matchedTos, from.ceIn()))
 		add(from.NwTTL != to.NwTTL, "ttl", strconv.Itoa(int(to.NwTTL)))
 		set("ipv4", f)
 	case EthTypeIPv6:
 		add(from.IPv6Src != to.IPv6Src, "src", netip.AddrFrom16(to.IPv6Src).String())
 		add(from.IPv6Dst != to.IPv6Dst, "dst", netip.AddrFrom16(to.IPv6Dst).String())
 		add(from.IPv6Label != to.IPv6Label, "label", "0x"+strconv.FormatUint(uint64(to.IPv6Label), 16))
-		add(from.NwTos != to.NwTos, "tclass", tosODP(from.NwTos, to.NwTos, from.ceIn()))
+		add(from.NwTos != to.NwTos, "tclass", tosODP(from.NwTos, to.NwTos, matchedTos, from.ceIn()))
 		add(from.NwTTL != to.NwTTL, "hlimit", strconv.Itoa(int(to.NwTTL)))
 		set("ipv6", f)
 	case EthTypeARP, EthTypeRARP:

@@ -68,6 +68,38 @@ func TestODPSetActions(t *testing.T) {
 	}
 }
 
+// TestODPMaskedSetActions checks that a TOS set's mask covers the bits
+// the megaflow matches, as Open vSwitch 3.1 writes it: CE marked on a
+// decapsulated ECT(1) packet is tos=0x3/0x3 when only the ECN bits are
+// matched, the whole byte once a rule reads the DSCP too.
+func TestODPMaskedSetActions(t *testing.T) {
+	from, err := ParseMicroflow("in_port=10,tun_id=5,tun_src=192.0.2.2,tun_dst=192.0.2.1,tun_tos=3,udp,nw_tos=0xb8,nw_ecn=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := from
+	to.NwTos |= 0x03
+	tests := []struct {
+		name    string
+		matched uint8 // the megaflow's mask of the TOS byte
+		want    string
+	}{
+		{name: "ecn matched", matched: 0x03, want: "set(ipv4(tos=0x3/0x3))"},
+		{name: "dscp matched too", matched: 0xff, want: "set(ipv4(tos=0xbb))"},
+		{name: "dscp only", matched: 0xfc, want: "set(ipv4(tos=0xbb))"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := strings.Join(ODPMaskedSetActions(&from, &to, tt.matched), " "); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := strings.Join(ODPSetActions(&from, &to), " "); got != "set(ipv4(tos=0x3/0x3))" {
+		t.Errorf("without a mask: got %q, want the ECN bits' mask", got)
+	}
+}
+
 // TestFormatDatapathActions translates a packet through one flow and
 // checks its megaflow's actions against what Open vSwitch's
 // dpctl/dump-flows prints for the same flow and packet.

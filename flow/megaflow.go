@@ -71,6 +71,9 @@ type Megaflow struct {
 	// words the mask covers (mfSubtable.words), so that a megaflow does
 	// not carry the whole key's width (see Key).
 	key []uint64
+	// packet is the same words of the key of the packet that installed
+	// the megaflow, unmasked (see PacketKey); it shares key's allocation.
+	packet []uint64
 }
 
 // Key returns the megaflow's masked key: the key bits its mask covers,
@@ -79,6 +82,21 @@ func (mf *Megaflow) Key() Key {
 	var k Key
 	kw := k.Words()
 	for j, w := range mf.key {
+		kw[mf.sub.words[j]] = w
+	}
+	return k
+}
+
+// PacketKey returns the key of the packet that installed the megaflow,
+// on the words its mask covers: the bits outside the mask of a partly
+// masked field are the packet's, as Open vSwitch's userspace datapath
+// keeps the flow that made a megaflow and dpctl/dump-flows prints it
+// (ipv4(src=10.0.0.5/255.255.255.0)). Words the mask does not cover at
+// all are zero.
+func (mf *Megaflow) PacketKey() Key {
+	var k Key
+	kw := k.Words()
+	for j, w := range mf.packet {
 		kw[mf.sub.words[j]] = w
 	}
 	return k

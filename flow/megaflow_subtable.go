@@ -292,10 +292,13 @@ func (st *mfSubtable) find(k *Key, h uint64) *Megaflow {
 // newMegaflow returns a megaflow of st, not yet inserted, for the packets
 // that agree with k on st's mask; h is st.hashKey(k).
 func (st *mfSubtable) newMegaflow(k *Key, h uint64) *Megaflow {
-	mf := &Megaflow{Mask: &st.mask, sub: st, hash: h, key: make([]uint64, st.nwords)}
+	n := st.nwords
+	words := make([]uint64, 2*n) // one allocation for key and packet
+	mf := &Megaflow{Mask: &st.mask, sub: st, hash: h, key: words[:n:n], packet: words[n:]}
 	kw := k.Words()
 	for j := range mf.key {
-		mf.key[j] = kw[st.words[j]] & st.maskw[j]
+		mf.packet[j] = kw[st.words[j]]
+		mf.key[j] = mf.packet[j] & st.maskw[j]
 	}
 	return mf
 }

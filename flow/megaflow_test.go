@@ -195,6 +195,34 @@ func TestMegaflowAccount(t *testing.T) {
 	}
 }
 
+// TestMegaflowPacketKey checks that a megaflow keeps the key of the
+// packet that installed it, which dpctl/dump-flows prints under the mask,
+// beside its masked key; a later packet of the same megaflow changes
+// neither.
+func TestMegaflowPacketKey(t *testing.T) {
+	c := NewMegaflows()
+	mask := Key{InPort: ^uint32(0), DlType: 0xffff, NwSrc: 0xffffff00, NwTos: 0x03}
+	first := Key{InPort: 1, DlType: EthTypeIPv4, NwSrc: 0x0a000005, NwTos: 0xb9, NwTTL: 64}
+	mf := testInsert(c, &first, &mask, nil, 1)
+	second := first
+	second.NwSrc, second.NwTos = 0x0a000009, 0x05
+	if again := testInsert(c, &second, &mask, nil, 1); again != mf {
+		t.Fatal("a packet under the same mask and masked key made a second megaflow")
+	}
+	pk, k := mf.PacketKey(), mf.Key()
+	if pk.NwSrc != 0x0a000005 || pk.NwTos != 0xb9 || pk.InPort != 1 || pk.DlType != EthTypeIPv4 {
+		t.Errorf("packet key nw_src %#x nw_tos %#x in_port %d dl_type %#x; want the first packet's", pk.NwSrc, pk.NwTos, pk.InPort, pk.DlType)
+	}
+	if k.NwSrc != 0x0a000000 || k.NwTos != 0x01 {
+		t.Errorf("masked key nw_src %#x nw_tos %#x, want 0xa000000 and 0x1", k.NwSrc, k.NwTos)
+	}
+	var masked Key
+	pk.Masked(&mask, &masked)
+	if masked != k {
+		t.Error("the packet key under the mask is not the masked key")
+	}
+}
+
 // testInsert inserts a megaflow with mask that takes rule's actions (nil:
 // drop), as a translation that consulted mask and hit rule would.
 func testInsert(c *Megaflows, k, mask *Key, rule *Rule, gen uint64) *Megaflow {

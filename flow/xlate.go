@@ -733,6 +733,13 @@ func (x *xlate) commit() {
 		if id == FieldNwTos {
 			a.Value = v.lo & 0xfc
 		}
+		if id == FieldNwTos || id == FieldNwECN {
+			// Open vSwitch's set of the TOS byte has in its mask every
+			// bit the megaflow matches by this commit, not only those
+			// that change (tos=0xbb rather than tos=0x3/0x3 once a rule
+			// read the DSCP): FormatDatapathActions writes it so.
+			a.Mask = uint64(x.wc.NwTos)
+		}
 		x.emit(a)
 	}
 	x.commitTunMeta()

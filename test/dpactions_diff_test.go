@@ -290,7 +290,11 @@ type tunnelPushSide struct {
 	ofctl     func(t *testing.T, br string, args ...string)
 	dumpFlows func(t *testing.T) string
 	// trace runs ofproto/trace of a microflow through br-int.
-	trace     func(t *testing.T, microflow string) string
+	trace func(t *testing.T, microflow string) string
+	// traceODP runs ofproto/trace of a datapath flow received on vx0,
+	// written with in_port(TUN): the switch's datapath number of vx0
+	// replaces TUN.
+	traceODP  func(t *testing.T, odpFlow string) string
 	normalise func(acts string) string
 	// normaliseIn names the ports of a decapsulated packet's megaflow
 	// actions, which are the overlay bridge's.
@@ -391,6 +395,26 @@ func startOVSTunnelPush(t *testing.T, kind string, portOpts ...string) *tunnelPu
 			}
 			return out
 		},
+		traceODP: func(t *testing.T, odpFlow string) string {
+			t.Helper()
+			tun := -1
+			for n := range 1 << 10 {
+				if name, ok := s.PortName(n); ok && name == "vx0" {
+					tun = n
+					break
+				}
+			}
+			if tun < 0 {
+				t.Fatal("ovs: vx0 has no datapath port number")
+			}
+			odpFlow = strings.ReplaceAll(odpFlow, "in_port(TUN)", "in_port("+strconv.Itoa(tun)+")")
+			// One datapath (netdev@ovs-netdev) holds every bridge.
+			out, err := s.Appctl("ofproto/trace", odpFlow)
+			if err != nil {
+				t.Fatalf("ovs: ofproto/trace %s: %v", odpFlow, err)
+			}
+			return out
+		},
 		normalise: func(acts string) string {
 			return ovsref.MapActions(tunnelPorts(acts, s.PortName, s.PortName), s.PortName)
 		},
@@ -434,6 +458,11 @@ func startOvsxdpTunnelPush(t *testing.T, kind string, portOpts ...string) *tunne
 		trace: func(t *testing.T, microflow string) string {
 			t.Helper()
 			return d.run(t, "ofproto/trace", "br-int", microflow)
+		},
+		traceODP: func(t *testing.T, odpFlow string) string {
+			t.Helper()
+			// br-int is vx0's datapath, numbered as in OpenFlow.
+			return d.run(t, "ofproto/trace", "br-int", strings.ReplaceAll(odpFlow, "in_port(TUN)", "in_port(10)"))
 		},
 		normalise: func(acts string) string {
 			// The outputs after tnl_push are the underlay bridge's.

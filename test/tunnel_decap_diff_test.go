@@ -58,12 +58,16 @@ func TestTunnelDecapECNMatchesOVS(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		v6    bool
-		inner uint8 // the inner TOS or traffic class
+		inner uint8  // the inner TOS or traffic class
+		flow  string // br-int's rule for the decapsulated packet
 	}{
 		// Each case starts both switches: the other combinations are
 		// datapath's TestTunnelDecapECN.
 		{name: "ipv4 ect0", inner: 0x02},
 		{name: "ipv6 ect1 with dscp", v6: true, inner: 0xb9},
+		// A rule that reads the DSCP: the megaflow matches the whole
+		// TOS byte, and the set that marks CE writes all of it.
+		{name: "ipv4 ect1 with the dscp read", inner: 0xb9, flow: "priority=100,in_port=10,ip,nw_tos=0xb8,actions=output:1"},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			netns.Require(t)
@@ -72,7 +76,7 @@ func TestTunnelDecapECNMatchesOVS(t *testing.T) {
 			sides := []*tunnelPushSide{startOVSTunnelPush(t, "vxlan"), startOvsxdpTunnelPush(t, "vxlan")}
 			flows, frames := map[string][]string{}, map[string][]byte{}
 			for _, s := range sides {
-				tunnelUnderlay(t, s, "priority=100,in_port=10,actions=output:1")
+				tunnelUnderlay(t, s, cmp.Or(tc.flow, "priority=100,in_port=10,actions=output:1"))
 				received := openCapture(t, s.wl, "wa0")
 				flows[s.name] = tunnelPopMegaflows(t, s, encapFrame(t, s, "vxlan", underlayPeer4, underlayHost4, 0x03, inner, nil, false))
 				t.Logf("%s: %s", s.name, strings.Join(flows[s.name], " | "))
@@ -161,15 +165,19 @@ func TestTunnelPopIPv6MegaflowsMatchOVS(t *testing.T) {
 
 // TestTunnelTraceMatchesOVS traces packets that a VXLAN port received
 // (their tunnel metadata in the microflow) through br-int of Open vSwitch
-// 3.1 and of ovsxdp, set up alike, and compares the "Megaflow:" and
-// "Datapath actions:" lines: the megaflow matches the tunnel fields Open
-// vSwitch matches for every decapsulated packet, and an outer CE marks
-// an ECN-capable inner packet with a set action.
+// 3.1 and of ovsxdp, set up alike, and compares the "Flow:", "Final
+// flow:", "Megaflow:" and "Datapath actions:" lines: the flows carry the
+// tunnel fields Open vSwitch keeps for a decapsulated packet, the
+// megaflow matches the tunnel fields Open vSwitch matches for every
+// decapsulated packet, and an outer CE marks an ECN-capable inner packet
+// with a set action.
 func TestTunnelTraceMatchesOVS(t *testing.T) {
 	netns.Require(t)
 	sides := []*tunnelPushSide{startOVSTunnelPush(t, "vxlan"), startOvsxdpTunnelPush(t, "vxlan")}
 	const udp = "udp,dl_src=02:00:5e:00:53:01,dl_dst=02:00:5e:00:53:02,nw_src=10.77.0.1,nw_dst=10.77.0.2,nw_ttl=64,udp_src=40000,udp_dst=9"
 	const tun4 = "in_port=10,tun_id=5,tun_src=192.0.2.2,tun_dst=192.0.2.1,"
+	const odpTun = "tunnel(tun_id=0x5,src=192.0.2.2,dst=192.0.2.1,tos=0x2e,ttl=9,tp_src=49152,tp_dst=4789,flags(+df+csum+key)),"
+	const odpUDP = "in_port(TUN),eth(src=02:00:5e:00:53:01,dst=02:00:5e:00:53:02),eth_type(0x0800),ipv4(src=10.77.0.1,dst=10.77.0.2,proto=17,tos=0xb9,ttl=64,frag=no),udp(src=40000,dst=9)"
 	for _, tc := range []struct {
 		name, flow, microflow string
 	}{
@@ -188,10 +196,19 @@ func TestTunnelTraceMatchesOVS(t *testing.T) {
 		{name: "ce over not-ect", flow: "priority=100,in_port=10,actions=output:1", microflow: tun4 + "tun_tos=3," + udp},
 		{name: "ce over ipv6 ect0", flow: "priority=100,in_port=10,actions=output:1",
 			microflow: tun4 + "tun_tos=3,udp6,ipv6_src=fd00:77::1,ipv6_dst=fd00:77::2,nw_ecn=2,udp_src=40000,udp_dst=9"},
+		// A rule that reads the DSCP makes the megaflow match the whole
+		// TOS byte, and Open vSwitch's set then writes all of it.
+		{name: "ce over ect1 with the dscp read", flow: "priority=100,in_port=10,ip,nw_tos=0xb8,actions=output:1", microflow: tun4 + "tun_tos=3," + udp + ",nw_tos=0xb8,nw_ecn=1"},
 		{name: "ce over ect0 with a dscp written", flow: "priority=100,in_port=10,actions=mod_nw_tos:0x20,output:1", microflow: tun4 + "tun_tos=3," + udp + ",nw_ecn=2"},
 		{name: "ce over ect0 between writes", flow: "priority=100,in_port=10,actions=mod_dl_src:00:00:5e:00:53:aa,output:1,mod_nw_tos:0x20,output:1",
 			microflow: tun4 + "tun_tos=3," + udp + ",nw_ecn=2"},
 		{name: "ect0 outer", flow: "priority=100,in_port=10,actions=output:1", microflow: tun4 + "tun_tos=2," + udp + ",nw_ecn=1"},
+		// A datapath flow, as dpctl/dump-flows writes one (the tunnel's
+		// flags included), traced as Open vSwitch traces it.
+		{name: "datapath flow", flow: "priority=100,in_port=10,tun_id=5,udp,actions=output:1", microflow: odpTun + odpUDP},
+		{name: "datapath flow with ce", flow: "priority=100,in_port=10,actions=output:1",
+			microflow: "tunnel(tun_id=0x5,src=192.0.2.2,dst=192.0.2.1,tos=0x3,ttl=64,tp_src=49152,tp_dst=4789,flags(+key))," + odpUDP},
+		{name: "datapath flow setting the tunnel", flow: "priority=100,in_port=10,actions=set_tunnel:7,set_field:192.0.2.9->tun_dst,output:1", microflow: odpTun + odpUDP},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			got := map[string]*ovsref.Trace{}
@@ -199,7 +216,12 @@ func TestTunnelTraceMatchesOVS(t *testing.T) {
 				s.ofctl(t, "br-int", "del-flows")
 				s.ofctl(t, "br-int", "add-flow", tc.flow)
 				s.ofctl(t, "br-int", "add-flow", "priority=0,actions=drop")
-				out := s.trace(t, tc.microflow)
+				var out string
+				if strings.HasPrefix(tc.microflow, "tunnel(") {
+					out = s.traceODP(t, tc.microflow)
+				} else {
+					out = s.trace(t, tc.microflow)
+				}
 				tr, err := ovsref.ParseTrace(out)
 				if err != nil {
 					t.Fatalf("%s: %v\n%s", s.name, err, out)
@@ -208,6 +230,12 @@ func TestTunnelTraceMatchesOVS(t *testing.T) {
 				got[s.name] = tr
 			}
 			o, x := got["ovs"], got["ovsxdp"]
+			if o.Flow != x.Flow {
+				t.Errorf("Flow lines differ\n  ovs:    %s\n  ovsxdp: %s", o.Flow, x.Flow)
+			}
+			if o.FinalFlow != x.FinalFlow {
+				t.Errorf("Final flow lines differ\n  ovs:    %s\n  ovsxdp: %s", o.FinalFlow, x.FinalFlow)
+			}
 			if !sameMegaflow(o.Megaflow, x.Megaflow) {
 				t.Errorf("megaflows differ\n  ovs:    %s\n  ovsxdp: %s", o.Megaflow, x.Megaflow)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/cmd/ovsxdp/internal/ofconn"
 	"github.com/ovsxdp/ovsxdp/datapath"
+	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -22,7 +23,7 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-clear", Usage: "[BR]", Short: "Zero what pmd-stats-show prints", Max: 1}, run: (*Daemon).pmdStatsClear},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/dump-flows", Usage: "[BR]", Short: "Print the poll threads' megaflows", Max: 1}, run: (*Daemon).dpctlDumpFlows},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/del-flows", Usage: "[BR]", Short: "Flush the poll threads' megaflows and exact-match caches", Max: 1}, run: (*Daemon).dpctlDelFlows},
-		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "BR MICROFLOW", Short: "Trace a packet through a bridge's flows", Min: 2, Max: 2,
+		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "[BR] FLOW", Short: "Trace a packet through a bridge's flows: an OpenFlow microflow, or a datapath flow (the bridge is its datapath; it may be left out when there is one)", Min: 1, Max: 2,
 			Flags: []FlagInfo{{Name: "generate", Bool: true, Usage: "have the packet's side effects: the flows its learn actions learn are installed"}}}, run: (*Daemon).trace},
 		&verb{VerbInfo: VerbInfo{Name: "watchdog/show", Usage: "[BR]", Short: "Print the soft lockups the watchdog detected", Max: 1}, run: (*Daemon).watchdogShow},
 		&verb{VerbInfo: VerbInfo{Name: "drop-reasons", Usage: "[BR]", Short: "Print every port's drops by reason", Max: 1}, run: (*Daemon).dropReasons},
@@ -126,12 +127,37 @@ func (d *Daemon) dpctlDelFlows(c *call) (string, error) {
 	return "", nil
 }
 
+// trace runs ofproto/trace. As Open vSwitch's, it takes the packet as an
+// OpenFlow microflow through a bridge, or as a datapath flow
+// ("tunnel(...),in_port(N),eth(...),..."), whose datapath may be left
+// out when there is only one: each bridge is its own datapath, and its
+// ports' datapath numbers are their OpenFlow numbers.
 func (d *Daemon) trace(c *call) (string, error) {
-	b, err := d.bridgeLocked(c.args[0])
-	if err != nil {
-		return "", err
+	text := c.args[len(c.args)-1]
+	odp := flow.IsODPFlow(text)
+	var b *bridge
+	if len(c.args) == 2 {
+		var err error
+		if b, err = d.bridgeLocked(c.args[0]); err != nil {
+			return "", err
+		}
+	} else {
+		if !odp {
+			return "", fmt.Errorf("ofproto/trace: a microflow needs its bridge: ofproto/trace BR MICROFLOW")
+		}
+		bs := d.sortedLocked()
+		if len(bs) != 1 {
+			return "", fmt.Errorf("ofproto/trace: %d datapaths: name the bridge whose datapath the flow is in", len(bs))
+		}
+		b = bs[0]
 	}
-	k, err := b.parser().ParseMicroflow(c.args[1])
+	var k flow.Key
+	var err error
+	if odp {
+		k, err = flow.ParseODPFlow(text)
+	} else {
+		k, err = b.parser().ParseMicroflow(text)
+	}
 	if err != nil {
 		return "", err
 	}

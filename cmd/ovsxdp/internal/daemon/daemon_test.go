@@ -97,6 +97,8 @@ func TestHandleErrors(t *testing.T) {
 		{"taken ofport", control.Request{Verb: "add-port", Args: []string{"br0", "p2", "ofport=1"}}, "ofport 1 is taken on bridge br0", nil},
 		{"not key=value", control.Request{Verb: "add-port", Args: []string{"br0", "p2", "rxq"}}, `"rxq" is not KEY=VALUE`, nil},
 		{"bad microflow", control.Request{Verb: "ofproto/trace", Args: []string{"br0", "tcp,tp_dst=80/0xff"}}, "prefix/mask not allowed", nil},
+		{"microflow without its bridge", control.Request{Verb: "ofproto/trace", Args: []string{"tcp"}}, "a microflow needs its bridge", nil},
+		{"masked datapath flow", control.Request{Verb: "ofproto/trace", Args: []string{"br0", "in_port(1),eth_type(0x0800),ipv4(src=10.0.0.1/255.0.0.0)"}}, "without a mask", flow.ErrODPFlow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -461,6 +463,11 @@ func TestAddFlowActionLimit(t *testing.T) {
 	}
 	if tr := run(t, d, "ofproto/trace", "br0", "in_port=3,ip"); !strings.Contains(tr, "\nDatapath actions: drop\nDrop reason: no-rule\n") {
 		t.Errorf("trace of an unmatched packet:\n%s", tr)
+	}
+	// The same packet as a datapath flow, the only datapath left out.
+	if tr := run(t, d, "ofproto/trace", "in_port(3),eth_type(0x0800),ipv4(frag=no)"); !strings.HasPrefix(tr, "Flow: ip,in_port=3,") ||
+		!strings.Contains(tr, "\nDatapath actions: drop\nDrop reason: no-rule\n") {
+		t.Errorf("trace of an unmatched datapath flow:\n%s", tr)
 	}
 }
 
