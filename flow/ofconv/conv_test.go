@@ -349,3 +349,39 @@ func TestRoundTripCTCorpus(t *testing.T) {
 		}
 	}
 }
+
+// TestPacketTypeMatch: packet_type=(0,0), which ovs-ofctl sends of its own
+// accord after normalising a match, is taken as no constraint (every frame
+// ovsxdp carries is Ethernet); another type, a mask, a bad length or a
+// second packet_type is refused with Open vSwitch's bad match codes.
+func TestPacketTypeMatch(t *testing.T) {
+	inPort := field("in_port", true, b32(11), nil)
+	m, err := MatchFromFields(nil, []openflow.Field{field("packet_type", false, b32(0), nil), inPort})
+	if err != nil {
+		t.Fatalf("packet_type=(0,0): %v", err)
+	}
+	if got := flow.FormatMatch(m, flow.DefaultPriority); got != "in_port=11" {
+		t.Errorf("packet_type=(0,0),in_port=11 became %q", got)
+	}
+	pt := func(v, m []byte) openflow.Field {
+		f := field("packet_type", false, v, nil)
+		f.Mask = m
+		return f
+	}
+	for _, c := range []struct {
+		name   string
+		fields []openflow.Field
+		code   uint16
+	}{
+		{"IPv4, no Ethernet header", []openflow.Field{pt(b32(1<<16|0x800), nil), inPort}, codeBadMatchValue},
+		{"masked", []openflow.Field{pt(b32(0), b32(0xffff0000)), inPort}, codeBadMatchMask},
+		{"short", []openflow.Field{pt(b16(0), nil), inPort}, openflow.CodeBadMatchLen},
+		{"twice", []openflow.Field{pt(b32(0), nil), pt(b32(0), nil)}, codeBadMatchDupFld},
+	} {
+		_, err := MatchFromFields(nil, c.fields)
+		var oe *openflow.Error
+		if !errors.As(err, &oe) || oe.Type != openflow.ErrTypeBadMatch || oe.Code != c.code {
+			t.Errorf("%s: %v, want bad match code %d", c.name, err, c.code)
+		}
+	}
+}

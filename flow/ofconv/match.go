@@ -175,6 +175,21 @@ func matchText(fs []openflow.Field) (string, error) {
 	seen := map[string]bool{}
 	for i := range fs {
 		f := &fs[i]
+		if f.Name == "packet_type" {
+			// ovs-ofctl sends packet_type=(0,0) of its own accord
+			// when it has normalised a match (a field dropped for a
+			// missing prerequisite). Ethernet is the type of every
+			// frame ovsxdp carries, so that match is no constraint,
+			// and Open vSwitch prints none for it either.
+			if seen[f.Name] {
+				return "", matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)
+			}
+			seen[f.Name] = true
+			if err := ethernetPacketType(f); err != nil {
+				return "", err
+			}
+			continue
+		}
 		if f.Name == "" || !supportedFields[f.Name] {
 			e := matchError(openflow.CodeBadMatchField, "field %s is not supported by ovsxdp", fieldLabel(f))
 			e.Item = fieldLabel(f)
@@ -211,6 +226,25 @@ func matchText(fs []openflow.Field) (string, error) {
 		items = append(items, s)
 	}
 	return strings.Join(items, ","), nil
+}
+
+// ethernetPacketType checks that a packet_type match is (0,0), Ethernet.
+// Any other type (an L3 packet with no Ethernet header) is one ovsxdp's
+// ports never carry, and a rule for it is refused rather than kept to
+// match nothing.
+func ethernetPacketType(f *openflow.Field) error {
+	if len(f.Value) != 4 {
+		return matchError(openflow.CodeBadMatchLen, "packet_type length %d", len(f.Value))
+	}
+	if f.Mask != nil && !allOnes(f.Mask) {
+		return matchError(codeBadMatchMask, "packet_type cannot be masked")
+	}
+	if ns, id := binary.BigEndian.Uint16(f.Value), binary.BigEndian.Uint16(f.Value[2:]); ns != 0 || id != 0 {
+		e := matchError(codeBadMatchValue, "packet_type=(%d,0x%x): ovsxdp carries only Ethernet frames, packet_type=(0,0)", ns, id)
+		e.Item = "packet_type"
+		return e
+	}
+	return nil
 }
 
 func fieldLabel(f *openflow.Field) string {
