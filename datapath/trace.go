@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -378,7 +377,7 @@ func traceFlowText(k *flow.Key) string {
 	c.RecircID, c.DpHash = 0, 0
 	clearCTKey(&c)
 	micro := flow.FormatMicroflow(&c)
-	tun := traceTunnelText(k)
+	tun := flow.TraceTunnelText(k)
 	if tun == "" {
 		return text + micro
 	}
@@ -394,55 +393,6 @@ func traceFlowText(k *flow.Key) string {
 	}
 	parts = slices.Insert(parts, at, tun)
 	return text + strings.Join(parts, ",")
-}
-
-// traceTunnelText writes the tunnel metadata of a packet's flow as
-// ofproto/trace's Flow and Final flow lines do ("" for none): for a
-// packet that came out of a tunnel (its tunnel destination is set), every
-// field Open vSwitch keeps for one, the tun_id only when the tunnel
-// header carried a key; otherwise the tun_id alone when it is set.
-// Fields ovsxdp has no tunnel for (Group Based Policy, ERSPAN, GTP-U)
-// are written as Open vSwitch writes them unset.
-func traceTunnelText(k *flow.Key) string {
-	if !k.HasTunnel() {
-		if k.TunID != 0 {
-			return "tun_id=0x" + strconv.FormatUint(k.TunID, 16)
-		}
-		return ""
-	}
-	var f []string
-	if k.TunFlags&flow.TunFlagKey != 0 {
-		f = append(f, "tun_id="+hexZero(k.TunID))
-	}
-	v4 := func(a uint32) string {
-		return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}).String()
-	}
-	f = append(f, "tun_src="+v4(k.TunSrc), "tun_dst="+v4(k.TunDst),
-		"tun_ipv6_src="+netip.AddrFrom16(k.TunIPv6Src).String(), "tun_ipv6_dst="+netip.AddrFrom16(k.TunIPv6Dst).String(),
-		"tun_gbp_id=0", "tun_gbp_flags=0",
-		// %x and %u, as Open vSwitch writes them here.
-		"tun_tos="+strconv.FormatUint(uint64(k.TunTOS), 16), "tun_ttl="+strconv.Itoa(int(k.TunTTL)),
-		"tun_erspan_ver=0", "gtpu_flags=0", "gtpu_msgtype=0",
-		"tun_flags="+tunFlagsText(k.TunFlags))
-	return strings.Join(f, ",")
-}
-
-// tunFlagsText writes tunnel flags as Open vSwitch writes a flow's
-// (every bit known): their names joined by |, lowest bit first, or 0.
-func tunFlagsText(flags uint16) string {
-	var names []string
-	for _, n := range []struct {
-		bit  uint16
-		name string
-	}{{flow.TunFlagOAM, "oam"}, {flow.TunFlagDF, "df"}, {flow.TunFlagCsum, "csum"}, {flow.TunFlagKey, "key"}} {
-		if flags&n.bit != 0 {
-			names = append(names, n.name)
-		}
-	}
-	if len(names) == 0 {
-		return "0"
-	}
-	return strings.Join(names, "|")
 }
 
 // ctMask is an exact mask of the connection tracking fields k has set.

@@ -73,16 +73,46 @@ func setField128Text(f FieldID, v u128) string {
 	return u128Text(v)
 }
 
-// tunFlagsText writes tun_flags bits as flag names joined by |, or 0.
-func tunFlagsText(v uint64) string {
-	var names []string
-	for i, n := range tunFlagNames {
+// tunFlagsText writes tunnel flag bits as their names (names, by bit)
+// joined by |, lowest bit first, or 0.
+func tunFlagsText(names []string, v uint64) string {
+	var out []string
+	for i, n := range names {
 		if v&(1<<i) != 0 {
-			names = append(names, n)
+			out = append(out, n)
 		}
 	}
-	if len(names) == 0 {
+	if len(out) == 0 {
 		return "0"
 	}
-	return strings.Join(names, "|")
+	return strings.Join(out, "|")
+}
+
+// TraceTunnelText writes the tunnel metadata of a packet's flow as
+// ofproto/trace's Flow and Final flow lines do ("" for none): for a
+// packet that came out of a tunnel (its tunnel destination is set), every
+// field Open vSwitch keeps for one, the tun_id only when the tunnel
+// header carried a key; otherwise the tun_id alone when it is set.
+// Fields ovsxdp has no tunnel for (Group Based Policy, ERSPAN, GTP-U)
+// are written as Open vSwitch writes them unset.
+func TraceTunnelText(k *Key) string {
+	if !k.HasTunnel() {
+		if k.TunID != 0 {
+			return "tun_id=0x" + strconv.FormatUint(k.TunID, 16)
+		}
+		return ""
+	}
+	var f []string
+	if k.TunFlags&TunFlagKey != 0 {
+		f = append(f, "tun_id="+hexZero(k.TunID))
+	}
+	f = append(f, "tun_src="+ipv4Text(k.TunSrc), "tun_dst="+ipv4Text(k.TunDst),
+		"tun_ipv6_src="+ipv6Text(&k.TunIPv6Src), "tun_ipv6_dst="+ipv6Text(&k.TunIPv6Dst),
+		"tun_gbp_id=0", "tun_gbp_flags=0",
+		// %x and %u, as Open vSwitch writes them here.
+		"tun_tos="+strconv.FormatUint(uint64(k.TunTOS), 16), "tun_ttl="+strconv.Itoa(int(k.TunTTL)),
+		"tun_erspan_ver=0", "gtpu_flags=0", "gtpu_msgtype=0",
+		// Every flag known, as Open vSwitch writes a flow's.
+		"tun_flags="+tunFlagsText(tunFlagMatchNames, uint64(k.TunFlags&tunFlagsMatch)))
+	return strings.Join(f, ",")
 }

@@ -370,8 +370,16 @@ func parseODPAttr(k *Key, name, args string, inner bool) error {
 	return err
 }
 
-// odpTunFlags are the tunnel flags' names in a datapath flow.
-var odpTunFlags = map[string]uint16{"oam": TunFlagOAM, "df": TunFlagDF, "csum": TunFlagCsum, "key": TunFlagKey}
+// odpTunnelFlag returns the bit of the tunnel flag a datapath flow names
+// name (odpTunnelFlags, as dumps write them).
+func odpTunnelFlag(name string) (uint16, bool) {
+	for _, f := range odpTunnelFlags {
+		if f.name == name {
+			return f.bit, true
+		}
+	}
+	return 0, false
+}
 
 // parseODPTunnel parses tunnel(...)'s fields into k.
 func parseODPTunnel(k *Key, args string) error {
@@ -403,7 +411,7 @@ func parseODPTunnel(k *Key, args string) error {
 				for _, part := range strings.SplitAfter(tok, "-") {
 					name := strings.TrimSuffix(part, "-")
 					if name != "" {
-						bit, ok := odpTunFlags[name]
+						bit, ok := odpTunnelFlag(name)
 						if !ok {
 							return fmt.Errorf("flags: unknown tunnel flag %q", Clipped(name))
 						}

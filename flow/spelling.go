@@ -98,7 +98,7 @@ func formatAction13(b *strings.Builder, m *Match, a *Action) {
 	case a.Type == ActLoad && (a.Spelling == SpellSetTunnel || a.Spelling == SpellSetTunnel64):
 		b.WriteString("set_field:" + loadValue(a.Value) + "->tun_id") // OpenFlow 1.3 sets tun_id with OXM
 	case a.Type == ActLoad && a.Spelling == SpellSetField && a.Dst.Field == FieldTunFlags:
-		b.WriteString("set_field:" + tunFlagsText(a.Value) + "->tun_flags")
+		b.WriteString("set_field:" + tunFlagsText(tunFlagNames, a.Value) + "->tun_flags")
 	case a.Type == ActLoad && a.Spelling == SpellSetField && a.Dst.Ofs == 0 && a.Dst.Bits() == a.Dst.field().width():
 		v := loadValue(a.Value)
 		switch a.Dst.Field {
