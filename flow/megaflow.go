@@ -78,14 +78,7 @@ type Megaflow struct {
 
 // Key returns the megaflow's masked key: the key bits its mask covers,
 // zero elsewhere.
-func (mf *Megaflow) Key() Key {
-	var k Key
-	kw := k.Words()
-	for j, w := range mf.key {
-		kw[mf.sub.words[j]] = w
-	}
-	return k
-}
+func (mf *Megaflow) Key() Key { return mf.expand(mf.key) }
 
 // PacketKey returns the key of the packet that installed the megaflow,
 // on the words its mask covers: the bits outside the mask of a partly
@@ -93,10 +86,14 @@ func (mf *Megaflow) Key() Key {
 // keeps the flow that made a megaflow and dpctl/dump-flows prints it
 // (ipv4(src=10.0.0.5/255.255.255.0)). Words the mask does not cover at
 // all are zero.
-func (mf *Megaflow) PacketKey() Key {
+func (mf *Megaflow) PacketKey() Key { return mf.expand(mf.packet) }
+
+// expand returns a key whose words the mask covers are words (mf.key or
+// mf.packet), zero elsewhere.
+func (mf *Megaflow) expand(words []uint64) Key {
 	var k Key
 	kw := k.Words()
-	for j, w := range mf.packet {
+	for j, w := range words {
 		kw[mf.sub.words[j]] = w
 	}
 	return k
