@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	tnetns "github.com/ovsxdp/ovsxdp/test/netns"
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -55,6 +56,11 @@ func (s *Switch) markTaps() error {
 		return errors.Join(errs...)
 	})
 }
+
+// DeleteTaps deletes every tap device of the namespace n: for a test that
+// runs an ovs-vswitchd of its own there, in a cleanup that runs once the
+// daemon is stopped and before the namespace is deleted.
+func DeleteTaps(n *tnetns.NS) error { return deleteTaps(n.Namespace) }
 
 // deleteTaps deletes every tap device of the namespace, which the switch
 // owns whole, its daemons stopped.
