@@ -376,23 +376,7 @@ func traceFlowText(k *flow.Key) string {
 	}
 	c.RecircID, c.DpHash = 0, 0
 	clearCTKey(&c)
-	micro := flow.FormatMicroflow(&c)
-	tun := flow.TraceTunnelText(k)
-	if tun == "" {
-		return text + micro
-	}
-	// Open vSwitch writes the tunnel after the protocol and registers,
-	// before metadata and in_port.
-	parts := strings.Split(micro, ",")
-	at := len(parts)
-	for i, p := range parts {
-		if strings.HasPrefix(p, "metadata=") || strings.HasPrefix(p, "in_port=") {
-			at = i
-			break
-		}
-	}
-	parts = slices.Insert(parts, at, tun)
-	return text + strings.Join(parts, ",")
+	return text + flow.FormatMicroflowTunnel(&c, flow.TraceTunnelText(k))
 }
 
 // ctMask is an exact mask of the connection tracking fields k has set.

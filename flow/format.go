@@ -79,6 +79,13 @@ func (w *matchWriter) item(s ...string) {
 }
 
 func formatMatch(b *strings.Builder, m *Match, priority uint16) {
+	formatMatchTunnel(b, m, priority, "")
+}
+
+// formatMatchTunnel is formatMatch with tun, when it is not "", written
+// as the tunnel's fields, in their place among the others, instead of
+// those m matches.
+func formatMatchTunnel(b *strings.Builder, m *Match, priority uint16, tun string) {
 	w := matchWriter{b: b}
 	k, mk := &m.Key, &m.Mask
 	if priority != DefaultPriority {
@@ -151,7 +158,11 @@ func formatMatch(b *strings.Builder, m *Match, priority uint16) {
 			w.item("reg", strconv.Itoa(i), "=", maskedHex(uint64(k.Regs[i]), uint64(mk.Regs[i]), 1<<32-1))
 		}
 	}
-	formatTunMatch(&w, k, mk)
+	if tun != "" {
+		w.item(tun)
+	} else {
+		formatTunMatch(&w, k, mk)
+	}
 	if mk.Metadata != 0 {
 		w.item("metadata=", maskedHex(k.Metadata, mk.Metadata, 1<<64-1))
 	}

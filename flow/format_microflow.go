@@ -8,6 +8,14 @@ import (
 // FormatMicroflow formats k as ofproto/trace prints a flow: every field the
 // packet has, given its Ethertype and protocol, including zero ones.
 func FormatMicroflow(k *Key) string {
+	return FormatMicroflowTunnel(k, "")
+}
+
+// FormatMicroflowTunnel formats k as FormatMicroflow does, with tun (the
+// packet's tunnel metadata as TraceTunnelText writes it) where Open
+// vSwitch writes a flow's tunnel fields: after the protocol and the
+// registers, before metadata and in_port.
+func FormatMicroflowTunnel(k *Key, tun string) string {
 	m := Match{Key: *k, Mask: microflowMask(k)}
 	// The pipeline's state shows when it is not zero, as Open vSwitch
 	// prints a flow.
@@ -24,7 +32,9 @@ func FormatMicroflow(k *Key) string {
 	}
 	microflowCtMask(k, &m)
 	m.Normalize()
-	text := FormatMatch(&m, DefaultPriority)
+	var b strings.Builder
+	formatMatchTunnel(&b, &m, DefaultPriority, tun)
+	text := b.String()
 	if k.VLANs[0].TCI != 0 {
 		// Open vSwitch shows the inner tag of a tagged packet, also
 		// when there is none, and so of a packet whose TCI a write

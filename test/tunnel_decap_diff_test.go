@@ -188,6 +188,9 @@ func TestTunnelTraceMatchesOVS(t *testing.T) {
 		{name: "set_tunnel", flow: "priority=100,in_port=10,actions=set_tunnel:7,output:1", microflow: tun4 + udp},
 		{name: "ipv6 underlay", flow: "priority=100,in_port=10,udp,actions=output:1",
 			microflow: "in_port=10,tun_id=5,tun_ipv6_src=2001:db8:ee::2,tun_ipv6_dst=2001:db8:ee::1," + udp},
+		// Registers and metadata that the pipeline writes: the tunnel
+		// fields go between them in the Final flow line.
+		{name: "registers and metadata", flow: "priority=100,in_port=10,actions=load:0x5->NXM_NX_REG3[],load:0x7->OXM_OF_METADATA[],output:1", microflow: tun4 + udp},
 		{name: "not from a tunnel", flow: "priority=100,in_port=10,udp,actions=output:1", microflow: "in_port=10,tun_id=5," + udp},
 		{name: "outer tos", flow: "priority=100,in_port=10,actions=output:1", microflow: tun4 + "tun_tos=0x2e,tun_ttl=9," + udp},
 		{name: "ce over ect0", flow: "priority=100,in_port=10,actions=output:1", microflow: tun4 + "tun_tos=3," + udp + ",nw_ecn=2"},

@@ -30,6 +30,13 @@ func TestTunnelOvsxdpToOpenVSwitch(t *testing.T) {
 			dA := tunnelHost(t, h.a, h.wa, "ua", "192.0.2.1/24", "10.9.0.1/24", true, kind, "remote_ip=192.0.2.2", "key="+key)
 
 			dir := db.Dir()
+			// After ovs-vswitchd is killed (the cleanups run last
+			// first): the taps of its bridges are persistent.
+			t.Cleanup(func() {
+				if err := ovsref.DeleteTaps(h.b); err != nil {
+					t.Error(err)
+				}
+			})
 			vs := h.b.Start(t, "env", "OVS_RUNDIR="+dir, "OVS_LOGDIR="+dir, "OVS_DBDIR="+dir, "OVS_SYSCONFDIR="+dir,
 				"ovs-vswitchd", db.Remote(), "--no-chdir", "--pidfile="+filepath.Join(dir, "vswitchd.pid"),
 				"--unixctl="+filepath.Join(dir, "vswitchd.ctl"), "--log-file="+filepath.Join(dir, "vswitchd.log"))

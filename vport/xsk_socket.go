@@ -76,6 +76,15 @@ type xskSocket struct {
 
 	fill, comp umemRing
 	rx, tx     descRing
+	// deferred are lent frames that release found no room for on the
+	// fill ring (their addresses): the kernel publishes the fill ring's
+	// consumer index after the rx ring's producer index, so frames it
+	// took may still count as posted when the port gives back frames it
+	// received meanwhile. They are posted first at the next release.
+	// At most ringSize frames circulate on the rx side, and so at most
+	// that many wait here (its capacity, which only a frame given back
+	// twice would reach). The rx side owns it.
+	deferred []uint64
 
 	// zeroCopy tells whether the kernel bound the socket in zero-copy
 	// mode; needWakeup whether it uses need_wakeup, in which case the
@@ -303,6 +312,7 @@ func newXSKSocket(sock *xdp.Socket, queue int, sz xskSizes, flags uint16) (*xskS
 	}
 	atomic.StoreUint32(s.fill.prod, atomic.LoadUint32(s.fill.prod)+uint32(sz.ringSize))
 	s.fillLow.Store(uint32(sz.ringSize))
+	s.deferred = make([]uint64, 0, sz.ringSize)
 	s.free = make([]uint64, 0, sz.frames-sz.ringSize)
 	for i := sz.frames - 1; i >= sz.ringSize; i-- {
 		s.free = append(s.free, uint64(i*sz.frameSize))
@@ -468,23 +478,39 @@ func (s *xskSocket) lentFrame(addr uint64, n uint32) ([]byte, bool) {
 // release puts lent frames back on the fill ring. A frame is known by the
 // last byte of its capacity, which is the last byte of its UMEM frame;
 // slices that end elsewhere are not the socket's and are ignored, as they
-// would corrupt the ring.
+// would corrupt the ring. Frames that find no room, as far as the kernel
+// has published what it took, wait in deferred and go first next time, so
+// that none is lost to rx.
 func (s *xskSocket) release(frames [][]byte) {
-	if len(frames) == 0 || len(s.umem) == 0 {
+	if (len(frames) == 0 && len(s.deferred) == 0) || len(s.umem) == 0 {
 		return
 	}
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(s.umem)))
 	fillProd := atomic.LoadUint32(s.fill.prod)
 	room := uint32(len(s.fill.descs)) - (fillProd - atomic.LoadUint32(s.fill.cons))
+	posted := min(uint32(len(s.deferred)), room)
+	for _, addr := range s.deferred[:posted] {
+		s.fill.descs[fillProd&s.fill.mask] = addr
+		fillProd++
+	}
+	room -= posted
+	s.deferred = append(s.deferred[:0], s.deferred[posted:]...)
 	for _, f := range frames {
-		if cap(f) == 0 || room == 0 {
+		if cap(f) == 0 {
 			continue
 		}
 		last := uintptr(unsafe.Pointer(&f[:cap(f)][cap(f)-1])) - base
 		if last >= uintptr(len(s.umem)) || uint64(last)&s.frameMask != s.frameMask {
 			continue
 		}
-		s.fill.descs[fillProd&s.fill.mask] = uint64(last) &^ s.frameMask
+		addr := uint64(last) &^ s.frameMask
+		if room == 0 {
+			if len(s.deferred) < cap(s.deferred) {
+				s.deferred = append(s.deferred, addr)
+			}
+			continue
+		}
+		s.fill.descs[fillProd&s.fill.mask] = addr
 		fillProd++
 		room--
 	}

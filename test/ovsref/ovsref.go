@@ -5,8 +5,8 @@
 // bridge with the userspace (netdev) datapath, fail-mode secure and
 // internal ports with chosen OpenFlow port numbers. Both daemons are child
 // processes of the test, stopped by PID when it ends, whether it passed or
-// failed; the namespace, and the tap devices of the internal ports with
-// it, goes too. StartShared lends one such switch to one test at a time
+// failed; the tap devices of the bridge and its internal ports are
+// deleted, then the namespace (see taps.go). StartShared lends one such switch to one test at a time
 // instead, for the tests that need only their bridge; the package's
 // TestMain stops it with StopShared.
 //
@@ -88,6 +88,9 @@ func Require(t testing.TB) {
 func Start(t testing.TB, bridge string, ports []Port) *Switch {
 	t.Helper()
 	Require(t)
+	if err := sweepStaleTaps(); err != nil {
+		t.Fatal(err)
+	}
 	s, err := newSwitch("ovsref-", netns.New(t, "ovs"))
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +175,9 @@ func (s *Switch) addBridge(bridge string, ports []Port) error {
 		if err := s.ns.Namespace.SetLinkUp(p.Name); err != nil {
 			return err
 		}
+	}
+	if err := s.markTaps(); err != nil {
+		return err
 	}
 	// The bridge's own (LOCAL) port has no counterpart in ovsxdp: keep it
 	// out of flooding.
@@ -261,7 +267,8 @@ func (s *Switch) stop(t testing.TB) {
 	}
 }
 
-// stopDaemons stops the daemons as stop does, without a test.
+// stopDaemons stops the daemons as stop does, without a test, and
+// deletes the taps ovs-vswitchd left in its namespace.
 func (s *Switch) stopDaemons() error {
 	var errs []error
 	for _, d := range []struct {
@@ -283,6 +290,11 @@ func (s *Switch) stopDaemons() error {
 				errs = append(errs, fmt.Errorf("%s (pid %d) does not exit after SIGKILL", d.name, d.cmd.Process.Pid))
 			}
 		}
+	}
+	if s.vs != nil && len(errs) == 0 {
+		// Exited without deleting its bridges, or killed: their taps
+		// are still there, persistent.
+		errs = append(errs, deleteTaps(s.ns.Namespace))
 	}
 	if err := os.RemoveAll(s.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("cleanup: %w", err))

@@ -37,6 +37,9 @@ var shared struct {
 func StartShared(t testing.TB, bridge string, ports []Port) *Switch {
 	t.Helper()
 	Require(t)
+	if err := sweepStaleTaps(); err != nil {
+		t.Fatal(err)
+	}
 	shared.mu.Lock()
 	if shared.busy {
 		shared.mu.Unlock()

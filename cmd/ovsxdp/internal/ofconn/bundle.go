@@ -278,9 +278,10 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 	// bundle's adds, when the bundle can take it; the bundle is made
 	// here when the add opens it, and kept only if the add is taken.
 	bd := c.bundles[id]
+	opens := bd == nil
 	var adds *flow.FlowBatch
 	switch {
-	case bd == nil:
+	case opens:
 		bd = &bundleState{flags: flags}
 		adds = &bd.adds
 	case !bd.closed && bd.flags == flags && !bd.full(at+n):
@@ -291,11 +292,11 @@ func (c *conn) bundleAdd(h openflow.Header, body, b []byte) error {
 		return refuse(err)
 	}
 	switch {
-	case c.bundles[id] == nil && len(c.bundles) >= maxBundles:
+	case opens && len(c.bundles) >= maxBundles:
 		return bundleError(codeOutOfBundles, "%d bundles are open", len(c.bundles))
-	case c.bundles[id] == nil && flags&^bundleFlags != 0:
+	case opens && flags&^bundleFlags != 0:
 		return bundleError(codeBundleBadFlags, "bundle flags 0x%x", flags)
-	case c.bundles[id] == nil:
+	case opens:
 		c.addBundle(id, bd)
 	case bd.closed:
 		return bundleError(codeBundleClosed, "bundle %d is closed", id)

@@ -503,3 +503,50 @@ func TestNoMeters(t *testing.T) {
 		t.Errorf("rejections %+v, want the meter add, the bad command and the short meter mod", got)
 	}
 }
+
+// TestBundleAddOpens checks the cases in which an add decides whether it
+// opens its bundle: an add to a bundle that does not exist opens it only
+// when it is taken, with valid flags and room for one more bundle, and an
+// add to an open bundle keeps to its flags.
+func TestBundleAddOpens(t *testing.T) {
+	br := &checkingBridge{tableBridge{t: flow.NewTable()}}
+	s := NewServer(br, Config{Logger: slog.New(slog.DiscardHandler)})
+	cl := dial(t, s, openflow.Version14)
+	fm := flowModWith(nil, applyActions(&openflow.ActOutput{Port: 1}))
+
+	// Unknown flags: refused, and the bundle stays unopened, so that
+	// an open of it is taken.
+	xid := cl.bundleAddMsg(1, 0x80, fm, sameXid)
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadFlags)
+	xid = cl.send(bundleCtl(1, bctOpen, bundleAtomic))
+	cl.expectBundleReply(xid, 1, bctOpen+1)
+	// An add with other flags than the open bundle's is refused and
+	// leaves the bundle as it was.
+	xid = cl.bundleAddMsg(1, bundleOrdered, fm, sameXid)
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadFlags)
+	// An add that opens a bundle takes its flags.
+	cl.bundleAddMsg(2, bundleOrdered, fm, sameXid)
+	xid = cl.bundleAddMsg(2, 0, fm, sameXid)
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadFlags)
+	for id := uint32(3); id <= maxBundles; id++ {
+		cl.bundleAddMsg(id, 0, fm, sameXid)
+	}
+	// The connection holds as many bundles as it may: an add to another
+	// is refused and does not open it.
+	xid = cl.bundleAddMsg(99, 0, fm, sameXid)
+	cl.expectError(xid, errTypeBundleFailed, codeOutOfBundles)
+	xid = cl.send(bundleCtl(99, bctCommit, 0))
+	cl.expectError(xid, errTypeBundleFailed, codeBundleBadID)
+	// Bundle 1 holds nothing (its add was refused), bundle 2 the flow
+	// of the add that opened it.
+	xid = cl.send(bundleCtl(1, bctCommit, bundleAtomic))
+	cl.expectBundleReply(xid, 1, bctCommit+1)
+	if n := br.t.Len(); n != 0 {
+		t.Fatalf("%d flows after bundle 1's commit, want 0", n)
+	}
+	xid = cl.send(bundleCtl(2, bctCommit, bundleOrdered))
+	cl.expectBundleReply(xid, 2, bctCommit+1)
+	if n := br.t.Len(); n != 1 {
+		t.Fatalf("%d flows after bundle 2's commit, want 1", n)
+	}
+}
