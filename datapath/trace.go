@@ -358,8 +358,6 @@ func (t *Trace) writePass(b *strings.Builder) {
 // microflow.
 func traceFlowText(k *flow.Key) string {
 	c := *k
-	var m flow.Match
-	m.Key, m.Mask.RecircID = c, c.RecircID
 	text := ""
 	if c.RecircID != 0 {
 		text = "recirc_id=" + hexZero(uint64(c.RecircID)) + ","
