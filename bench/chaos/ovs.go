@@ -223,8 +223,9 @@ func (d *ovsDriver) Stop() error {
 		d.db = nil
 	}
 	// The userspace datapath's tap devices (the datapath's own port and
-	// the bridge's) may be persistent: deleting the namespace would move
-	// them to the host's instead of deleting them.
+	// the bridge's) are persistent: they outlive ovs-vswitchd, and live on
+	// for as long as anything still holds the namespace open. Delete them
+	// here rather than leave that to the namespace's end.
 	if d.e != nil {
 		for _, tap := range []string{"ovs-netdev", bridgeName} {
 			if _, err := d.e.SW.Ifindex(tap); err == nil {
