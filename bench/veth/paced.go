@@ -18,6 +18,11 @@ import (
 // configuration is offered the paced run.
 const paceShare = 0.8
 
+// pacedSentShare is the share of its target below which a paced run's
+// sender is taken to have lacked a CPU: its run does not show whether
+// the forwarder keeps up at the target.
+const pacedSentShare = 0.95
+
 // pacedRun is the AF_XDP sender held to a rate below what the
 // forwarder sustained.
 type pacedRun struct {
