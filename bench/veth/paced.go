@@ -398,3 +398,50 @@ func only80One(ctx context.Context, o options, c config, round int, stdout io.Wr
 	}
 	return nil
 }
+
+// pacedLimits explains the ovsxdp configurations' paced runs that
+// dropped, from what the phase's gauges saw: whether the longest poll
+// gap outlasted the rx frames at the rate sent (a stall), and how long
+// the poll thread waited for a CPU, against the runs without drops.
+func pacedLimits(o options, samples []sample) string {
+	var dropped, clean []sample
+	for _, s := range samples {
+		if !s.paced.measured || s.err != "" || s.paced.gauges == nil || s.paced.sched == nil {
+			continue
+		}
+		if s.paced.drops.total() > 0 {
+			dropped = append(dropped, s)
+		} else {
+			clean = append(clean, s)
+		}
+	}
+	if len(dropped) == 0 {
+		return ""
+	}
+	waits := func(ss []sample) []float64 {
+		var v []float64
+		for _, s := range ss {
+			v = append(v, float64(s.paced.sched.pollWait.Milliseconds()))
+		}
+		return v
+	}
+	stalls, gc := 0, 0
+	for _, s := range dropped {
+		// At the rate sent, the fill ring's frames last this long.
+		if ride := time.Duration(float64(s.paced.gauges.fillSize) / s.paced.sent * float64(time.Second)); s.paced.sent > 0 && s.paced.gauges.maxPollGap >= ride {
+			stalls++
+		}
+		if s.paced.sched.gcCycles > 0 {
+			gc++
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n- At %.0f%% of the rate sustained, %d of %d ovsxdp runs dropped frames. In %d of them the poll thread's longest gap outlasted its rx frames at the rate sent (a stall); "+
+		"%d of them saw a GC cycle. In the runs that dropped, the poll thread waited for a CPU a median %.0f ms of the %v phase",
+		100*paceShare, len(dropped), len(dropped)+len(clean), stalls, gc, median(waits(dropped)), o.duration)
+	if len(clean) > 0 {
+		fmt.Fprintf(&b, ", in those that did not, %.0f ms", median(waits(clean)))
+	}
+	b.WriteString(": a poll thread that other threads keep from its CPU falls behind the sender, on a machine whose 2 CPUs the sender, the receiver and the kernel's packet work share with it.")
+	return b.String()
+}

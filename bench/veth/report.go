@@ -842,6 +842,7 @@ func analysis(o options, samples []sample, prof string) string {
 		b.WriteString(" In the profile (below): " + profileShares(prof))
 	}
 	b.WriteString(limits(o, samples))
+	b.WriteString(pacedLimits(o, samples))
 	if off := medianOf(samples, "ovsxdp-nogro", metricByKey("tcp_gbps")); !math.IsNaN(off) {
 		cpu := metricByKey("cpu_s_per_mpkt")
 		fmt.Fprintf(&b, "\n- Segment coalescing: ovsxdp sends each run of one TCP connection's segments (or one UDP flow's datagrams) in an output batch as one GSO packet, "+

@@ -204,6 +204,22 @@ func TestTargetsPaced(t *testing.T) {
 		t.Errorf("targets without drops:\n%s", got)
 	}
 	in[1].paced.sent = 700
+	if got := pacedLimits(o, in); got != "" {
+		t.Errorf("paced limits without a run that dropped: %q", got)
+	}
+	in[1].paced.drops = kernelDrops{noFrame: 28}
+	want := "1 of 1 ovsxdp runs dropped frames. In 0 of them the poll thread's longest gap outlasted its rx frames at the rate sent (a stall); 0 of them saw a GC cycle. " +
+		"In the runs that dropped, the poll thread waited for a CPU a median 900 ms of the 4s phase:"
+	if got := pacedLimits(o, in); !strings.Contains(got, want) {
+		t.Errorf("paced limits:\n%s\nwant it to contain\n%s", got, want)
+	}
+	// 8 frames last 11.4 ms at 700 packets/s: the 12.5 ms gap emptied them.
+	in[1].paced.gauges.fillSize = 8
+	if got, want := pacedLimits(o, in), "In 1 of them the poll thread's longest gap outlasted"; !strings.Contains(got, want) {
+		t.Errorf("paced limits:\n%s\nwant it to contain\n%s", got, want)
+	}
+	in[1].paced.gauges.fillSize = 8192
+	in[1].paced.drops = kernelDrops{}
 	got = paced(o, in)
 	for _, want := range []string{"| 1 | ovsxdp | 800 | 800 | 800 | 0 | 0 | – | – | – | – | – | – |", "| 2 | ovsxdp | 800 | 700 | 690 | 0 | 0 | 12.50 | 8192 | 0 | 2 | 2100 | 900 |"} {
 		if !strings.Contains(got, want) {
