@@ -79,6 +79,9 @@ type options struct {
 	// only80 runs, instead of the suite, the AF_XDP sender's paced
 	// phase this many times per configuration and round (paced.go).
 	only80 int
+	// only80Probe has -only80 sample the counters during each phase
+	// (pacedProbe), at a cost to the process's CPU.
+	only80Probe bool
 	// wake is the machine's measured wake-up latency (filled by run).
 	wake wakeLatency
 }
@@ -151,6 +154,7 @@ func parseFlags(args []string) (options, error) {
 	censusEvents := fs.String("syscalls-events", "", "with -syscalls, more perf events to count per packet, comma-separated (such as a uprobe made with perf probe -x BINARY FUNCTION)")
 	fs.BoolVar(&o.profile, "pprof", true, "CPU-profile the first ovsxdp run's UDP and many-flow tests (veth.pprof) and summarize the profile (veth suite only)")
 	fs.IntVar(&o.only80, "only80", 0, fmt.Sprintf("instead of the suite, run the AF_XDP sender's full-rate test once and then its %.0f%% phase this many times per configuration (those that count their sockets' kernel drops) and round, and print per phase what the kernel dropped and when, the poll thread's longest gap and when, the fewest fill frames, GC cycles and pauses, and the poll thread's scheduling delay", 100*paceShare))
+	fs.BoolVar(&o.only80Probe, "only80-probe", true, "with -only80, sample the kernel's drop counters and the poll thread's longest gap every millisecond during each phase, to tell when they came (its own CPU time shows among the process's other threads)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

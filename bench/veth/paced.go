@@ -51,9 +51,12 @@ type forwarderInProcess interface{ inProcess() }
 // longest GC pause.
 type phaseSched struct {
 	pollCPU, pollWait time.Duration
-	preempted         uint64
-	minFaults         uint64
-	gcCycles          uint64
+	// otherCPU is the CPU time of the process's other threads (the
+	// harness, the Go runtime, the datapath's other goroutines).
+	otherCPU  time.Duration
+	preempted uint64
+	minFaults uint64
+	gcCycles  uint64
 	// gcPauseMax and schedLatMax are upper bounds of the highest
 	// buckets the phase added to the runtime's histograms of GC pauses
 	// and of goroutines' waits to run, in seconds.
@@ -88,12 +91,16 @@ func (m schedMark) since(m0 schedMark) phaseSched {
 	p.gcCycles = m.rt[0].Value.Uint64() - m0.rt[0].Value.Uint64()
 	p.gcPauseMax, _ = histMax(m0.rt[1], m.rt[1])
 	p.schedLatMax, _ = histMax(m0.rt[2], m.rt[2])
+	var all time.Duration
 	for tid, a := range m.thr {
 		b := m0.thr[tid]
-		if c := a.cpu - b.cpu; c > p.pollCPU {
+		c := a.cpu - b.cpu
+		all += c
+		if c > p.pollCPU {
 			p.pollCPU, p.pollWait, p.preempted = c, a.delay-b.delay, a.preempted-b.preempted
 		}
 	}
+	p.otherCPU = all - p.pollCPU
 	return p
 }
 
@@ -314,7 +321,7 @@ func (p *pacedProbe) stop() {
 // then its paced phase o.only80 times in a row at paceShare of that rate,
 // each watched by a probe; it prints one line per phase.
 func runOnly80(ctx context.Context, o options, stdout io.Writer) error {
-	fmt.Fprintf(stdout, "round config run target_pps sent_pps received_pps ring_full no_frame by_port first_drop_ms last_drop_ms drop_samples max_gap_ms gap_at_ms fill_low found_empty gc_cycles gc_pause_max_us sched_lat_max_us poll_thread_cpu_ms run_delay_ms preempted min_faults per_batch busy_ns_per_packet\n")
+	fmt.Fprintf(stdout, "round config run target_pps sent_pps received_pps ring_full no_frame by_port first_drop_ms last_drop_ms drop_samples max_gap_ms gap_at_ms fill_low found_empty gc_cycles gc_pause_max_us sched_lat_max_us poll_thread_cpu_ms run_delay_ms preempted other_threads_cpu_ms min_faults per_batch busy_ns_per_packet\n")
 	for r := 1; r <= o.rounds; r++ {
 		for _, c := range o.only {
 			if ctx.Err() != nil {
@@ -368,7 +375,11 @@ func only80One(ctx context.Context, o options, c config, round int, stdout io.Wr
 	}
 	for i := 1; i <= o.only80; i++ {
 		var p pacedProbe
-		pr, err := runPaced(ctx, t, o.duration, paceShare*full, k, &p)
+		probe := &p
+		if !o.only80Probe {
+			probe = nil
+		}
+		pr, err := runPaced(ctx, t, o.duration, paceShare*full, k, probe)
 		if err != nil {
 			return err
 		}
@@ -391,10 +402,10 @@ func only80One(ctx context.Context, o options, c config, round int, stdout io.Wr
 			}
 			byPort = strings.Join(ps, ",")
 		}
-		fmt.Fprintf(stdout, "%d %s %d %.0f %.0f %.0f %d %d %s %s %s %d %s %s %d %d %d %.0f %.0f %s %s %d %d %.1f %.0f\n",
+		fmt.Fprintf(stdout, "%d %s %d %.0f %.0f %.0f %d %d %s %s %s %d %s %s %d %d %d %.0f %.0f %s %s %d %s %d %.1f %.0f\n",
 			round, c.name, i, pr.offered, pr.sent, pr.received, pr.drops.ringFull, pr.drops.noFrame, byPort,
 			ms(p.firstDrop), ms(p.lastDrop), p.dropSamples, ms(g.maxPollGap), ms(p.gapAt), g.fillLow, g.foundEmpty,
-			ps.gcCycles, ps.gcPauseMax*1e6, ps.schedLatMax*1e6, ms(ps.pollCPU), ms(ps.pollWait), ps.preempted, ps.minFaults, g.perBatch(), g.nsPerPacket())
+			ps.gcCycles, ps.gcPauseMax*1e6, ps.schedLatMax*1e6, ms(ps.pollCPU), ms(ps.pollWait), ps.preempted, ms(ps.otherCPU), ps.minFaults, g.perBatch(), g.nsPerPacket())
 	}
 	return nil
 }
