@@ -116,7 +116,8 @@ type phaseGauger interface {
 // phase.
 type phaseGauges struct {
 	// maxPollGap is the longest time between the starts of two of the
-	// poll thread's rounds under traffic (datapath.PMDStats.MaxPollGap).
+	// poll thread's rounds either of which found packets
+	// (datapath.PMDStats.MaxPollGap).
 	maxPollGap time.Duration
 	// fillLow is the fewest frames a socket's fill ring held when a poll
 	// found frames waiting (vport.FillStats.Low); foundEmpty counts the
