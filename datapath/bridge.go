@@ -554,6 +554,15 @@ func (b *Bridge) PMDStats() []PMDStats {
 	return out
 }
 
+// ResetMaxPollGap starts every poll thread's PMDStats.MaxPollGap afresh,
+// so that it covers only what follows (a phase of a benchmark). A gap the
+// thread records at the same moment may outlive the reset.
+func (b *Bridge) ResetMaxPollGap() {
+	for _, p := range b.pmds {
+		p.idle.maxGap.Store(0)
+	}
+}
+
 // Lockups returns the soft lockups the watchdog recorded (the most recent
 // ones) and how many it detected in all.
 func (b *Bridge) Lockups() ([]Lockup, uint64) { return b.wd.Lockups() }

@@ -258,16 +258,16 @@ type idleCounters struct {
 	// thread was back (capNap), or because frames waited while a fill
 	// ring was low (rxLower).
 	short atomic.Uint64
-	// maxGap is the longest time, in nanoseconds, from the start of a
-	// round of polls that found packets to the start of the next: the
-	// batch, any nap, and any time the thread was off its CPU. Frames
-	// that arrive meanwhile wait on the rx rings, and the kernel drops
-	// those that find no fill frame.
+	// maxGap is the longest time, in nanoseconds, between the starts of
+	// two rounds of polls either of which found packets (pollGaps): the
+	// batch, any nap or sleep, and any time the thread was off its CPU.
+	// Frames that arrive meanwhile wait on the rx rings, and the kernel
+	// drops those that find no fill frame.
 	maxGap atomic.Int64
 }
 
-// noteGap records the time from the start of a round that found packets
-// to the start of the next.
+// noteGap records the time between the starts of two rounds of polls
+// either of which found packets.
 func (c *idleCounters) noteGap(d time.Duration) {
 	if int64(d) > c.maxGap.Load() {
 		c.maxGap.Store(int64(d))

@@ -399,9 +399,9 @@ func TestAdaptiveNoNapWhileFillLow(t *testing.T) {
 }
 
 // TestMaxPollGap: a thread counts the time between the starts of two
-// polls only after a poll that found packets, so that an idle bridge
-// reports none, and one that forwarded a frame reports the gap that
-// followed it, no longer than the test has run.
+// polls only when one of them found packets, so that an idle bridge
+// reports none, and one that forwarded a frame reports a gap next to it,
+// no longer than the test has run.
 func TestMaxPollGap(t *testing.T) {
 	begin := time.Now()
 	b := newTestBridge(t, Config{PMDs: 1})
@@ -424,5 +424,46 @@ func TestMaxPollGap(t *testing.T) {
 	}
 	if g := b.PMDStats()[0].MaxPollGap; g > time.Since(begin) {
 		t.Errorf("longest poll gap %v, longer than the test (%v)", g, time.Since(begin))
+	}
+}
+
+// TestPollGaps: the gaps that count towards MaxPollGap are those on
+// either side of a round that found packets; a stall after a round that
+// found none (under traffic, the frames that arrive meanwhile wait for the
+// next round) counts as much as one after a round that found some.
+func TestPollGaps(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	type round struct {
+		at    int // ms
+		found bool
+	}
+	for _, c := range []struct {
+		name    string
+		in      []round
+		wantMax time.Duration
+		wantAny bool
+	}{
+		{"first round", []round{{0, true}}, 0, false},
+		{"idle", []round{{0, false}, {5, false}, {10, false}}, 0, false},
+		{"after packets", []round{{0, true}, {3, false}}, 3 * time.Millisecond, true},
+		{"stall after an empty round under traffic", []round{{0, true}, {1, false}, {21, true}, {22, true}}, 20 * time.Millisecond, true},
+		{"traffic after an idle sleep", []round{{0, false}, {5, false}, {9, true}}, 4 * time.Millisecond, true},
+		{"empty rounds apart from traffic", []round{{0, true}, {1, false}, {50, false}, {51, true}}, 1 * time.Millisecond, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var g pollGaps
+			var got time.Duration
+			counted := false
+			for _, r := range c.in {
+				if d, ok := g.round(ms(r.at), r.found); ok {
+					counted = true
+					got = max(got, d)
+				}
+			}
+			if counted != c.wantAny || got != c.wantMax {
+				t.Errorf("longest gap %v (any counted: %v), want %v (%v)", got, counted, c.wantMax, c.wantAny)
+			}
+		})
 	}
 }

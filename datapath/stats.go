@@ -218,10 +218,11 @@ type PMDStats struct {
 	// (an AF_XDP fill ring below half).
 	Naps, NapsHeld, HeldFrames, NapsShort uint64
 	NapTime                               time.Duration
-	// MaxPollGap is the longest time from the start of a round of polls
-	// that found packets to the start of the next one (the batch, a nap,
-	// and any time the kernel ran other threads in the thread's place):
-	// at the rate packets came in then, what an rx queue had to hold.
+	// MaxPollGap is the longest time between the starts of two rounds of
+	// polls either of which found packets (the batch, a nap or sleep, and
+	// any time the kernel ran other threads in the thread's place): at the
+	// rate packets came in then, what an rx queue had to hold.
+	// Bridge.ResetMaxPollGap starts it afresh.
 	MaxPollGap time.Duration
 }
 

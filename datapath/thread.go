@@ -248,24 +248,22 @@ func (t *thread) run() {
 	lastBusy := time.Now()
 	lastYield := lastBusy
 	var nap time.Duration
-	var prevStart time.Time // of the last round, if it found packets
+	var gaps pollGaps
 	for t.refresh() {
 		n := 0
 		start := time.Now()
-		if !prevStart.IsZero() {
-			for _, m := range t.ms {
-				m.idle.noteGap(start.Sub(prevStart))
-			}
-		}
 		for _, m := range t.ms {
 			n += m.runOne()
 		}
+		if gap, ok := gaps.round(start, n > 0); ok {
+			for _, m := range t.ms {
+				m.idle.noteGap(gap)
+			}
+		}
 		end := time.Now()
 		prevBusy := lastBusy
-		prevStart = time.Time{}
 		if n > 0 {
 			lastBusy = end
-			prevStart = start
 		}
 		switch t.idle {
 		case IdleAdaptive:
@@ -290,6 +288,32 @@ func (t *thread) run() {
 			}
 		}
 	}
+}
+
+// pollGaps tells which gaps between a thread's rounds count towards
+// PMDStats.MaxPollGap: the time from the start of one round to the start
+// of the next, when either found packets. A round that found packets
+// starts the time its successor's frames wait; a round that found none
+// under traffic (the sender paused, or the round came right after the
+// last) leaves the frames that arrive after it waiting until the next
+// one, however long the thread then naps, sleeps or waits for a CPU, and
+// it is those waits that outlast the rx rings. A thread that sleeps idle
+// until a frame wakes it counts the sleep, at most maxSleep and the
+// wake-up; an idle thread counts nothing.
+type pollGaps struct {
+	prev  time.Time // the start of the last round (zero: none yet)
+	found bool      // whether it found packets
+}
+
+// round records a round that started at start and found packets or not,
+// and returns the gap since the last round's start, if it counts.
+func (g *pollGaps) round(start time.Time, found bool) (time.Duration, bool) {
+	prev, prevFound := g.prev, g.found
+	g.prev, g.found = start, found
+	if prev.IsZero() || !(found || prevFound) {
+		return 0, false
+	}
+	return start.Sub(prev), true
 }
 
 // runOne runs one of p's batches on its thread and counts its time; it

@@ -707,6 +707,21 @@ func (p *XSKPort) FillStats() FillStats {
 	return f
 }
 
+// ResetFillLow starts FillStats.Low afresh, at the fill rings' size, so
+// that it covers only what follows (a phase of a benchmark). A poll that
+// records its level at the same moment may leave that level, which is
+// still one the ring held.
+func (p *XSKPort) ResetFillLow() {
+	p.mu.Lock() // the sockets stay as they are meanwhile
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return
+	}
+	for _, s := range p.socks {
+		s.fillLow.Store(uint32(len(s.fill.descs)))
+	}
+}
+
 // Stats implements Port. RxDropped includes the frames the kernel dropped
 // on the sockets (full rx ring, no fill frame), which RxRingFull and
 // RxNoFrame count apart.

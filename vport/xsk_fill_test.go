@@ -91,6 +91,12 @@ func TestXSKNoFillFrameIsFullRxRing(t *testing.T) {
 	if fs := p.FillStats(); fs.Posted != ring || fs.Low != 0 || fs.FoundEmpty != 1 || p.RxLow(0) {
 		t.Errorf("after the Receive: %+v, low %v; want all %d posted, fewest 0, found empty by 1 poll, not low", fs, p.RxLow(0), ring)
 	}
+	// A benchmark phase starts the fewest afresh; the polls that follow
+	// set it again.
+	p.ResetFillLow()
+	if fs := p.FillStats(); fs.Low != ring || fs.FoundEmpty != 1 {
+		t.Errorf("after ResetFillLow: %+v; want fewest %d, found empty still 1", fs, ring)
+	}
 
 	send("after", ring)
 	got := 0
@@ -103,6 +109,9 @@ func TestXSKNoFillFrameIsFullRxRing(t *testing.T) {
 	})
 	if got != ring {
 		t.Errorf("received %d of the %d datagrams sent after the refill", got, ring)
+	}
+	if fs := p.FillStats(); fs.Low >= ring {
+		t.Errorf("after the polls that followed ResetFillLow: %+v; want fewest below %d", fs, ring)
 	}
 	if ks2, err := s.kernelStats(); err != nil || ks2.Rx_dropped != ks.Rx_dropped || ks2.Rx_ring_full != 0 {
 		t.Errorf("kernel stats after the refill %+v, %v: want no new drop", ks2, err)

@@ -134,6 +134,8 @@ func (f *ovsxdpFwd) start(t *topo) error {
 
 func (f *ovsxdpFwd) pid() int { return os.Getpid() }
 
+func (f *ovsxdpFwd) inProcess() {}
+
 func (f *ovsxdpFwd) batching() (float64, float64) {
 	if f.br == nil {
 		return 0, 0
@@ -216,6 +218,37 @@ func (f *ovsxdpFwd) kernelDrops() kernelDrops {
 		k.noFrame += st.RxNoFrame
 	}
 	return k
+}
+
+func (f *ovsxdpFwd) resetGauges() {
+	if f.br == nil {
+		return
+	}
+	f.br.ResetMaxPollGap()
+	for _, p := range f.ports {
+		p.ResetFillLow()
+	}
+}
+
+func (f *ovsxdpFwd) gauges() phaseGauges {
+	var g phaseGauges
+	if f.br == nil {
+		return g
+	}
+	for _, s := range f.br.PMDStats() {
+		g.maxPollGap = max(g.maxPollGap, s.MaxPollGap)
+		g.packets += s.Packets
+		g.batches += s.Batches
+		g.busy += s.Busy
+	}
+	for i, p := range f.ports {
+		fs := p.FillStats()
+		if i == 0 || fs.Low < g.fillLow {
+			g.fillLow, g.fillSize = fs.Low, fs.Size
+		}
+		g.foundEmpty += fs.FoundEmpty
+	}
+	return g
 }
 
 func (f *ovsxdpFwd) stop() error {

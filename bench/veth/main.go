@@ -27,6 +27,13 @@
 // daemons' packet ledgers after each run and writes tunnel.csv,
 // tunnel.md (with the 1.2× Open vSwitch targets) and tunnel.png.
 //
+// With -only80 N it runs only the AF_XDP sender, once at full rate and
+// then N times at 80% of the rate forwarded (paced.go), for the
+// configurations that count their sockets' kernel drops, and prints per
+// phase what was sent, received and dropped, when in the phase the drops
+// and the poll thread's longest gap came, the fewest fill frames, GC
+// cycles and pauses, and the poll thread's CPU time and wait for a CPU.
+//
 // It needs root, iproute2, ethtool and ping; it installs iperf3 and
 // openvswitch-switch with apt-get when they are missing. Everything it
 // creates (namespaces, veths, programs, processes) is removed after each
@@ -69,6 +76,12 @@ type options struct {
 	// censusEvents are more perf events the census counts (such as
 	// uprobes on the forwarder's functions).
 	censusEvents []string
+	// only80 runs, instead of the suite, the AF_XDP sender's paced
+	// phase this many times per configuration and round (paced.go).
+	only80 int
+	// only80Probe has -only80 sample the counters during each phase
+	// (pacedProbe), at a cost to the process's CPU.
+	only80Probe bool
 	// wake is the machine's measured wake-up latency (filled by run).
 	wake wakeLatency
 }
@@ -140,6 +153,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.census, "syscalls", false, "instead of the suite, count the forwarding process's system calls by kind during the iperf3 UDP test, per packet forwarded (perf stat on the syscall tracepoints), -rounds times per configuration; prints a table")
 	censusEvents := fs.String("syscalls-events", "", "with -syscalls, more perf events to count per packet, comma-separated (such as a uprobe made with perf probe -x BINARY FUNCTION)")
 	fs.BoolVar(&o.profile, "pprof", true, "CPU-profile the first ovsxdp run's UDP and many-flow tests (veth.pprof) and summarize the profile (veth suite only)")
+	fs.IntVar(&o.only80, "only80", 0, fmt.Sprintf("instead of the suite, run the AF_XDP sender's full-rate test once and then its %.0f%% phase this many times per configuration (those that count their sockets' kernel drops) and round, and print per phase what the kernel dropped and when, the poll thread's longest gap and when, the fewest fill frames, GC cycles and pauses, and the poll thread's scheduling delay", 100*paceShare))
+	fs.BoolVar(&o.only80Probe, "only80-probe", true, "with -only80, sample the kernel's drop counters and the poll thread's longest gap every millisecond during each phase, to tell when they came (its own CPU time shows among the process's other threads)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -224,6 +239,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if o.census {
 		defer removeOvsxdpBin()
 		return runCensuses(ctx, o, stdout)
+	}
+	if o.only80 > 0 {
+		return runOnly80(ctx, o, stdout)
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
@@ -434,13 +452,9 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 		// The same sender at 80% of the rate this configuration just
 		// sustained: a forwarder that keeps up leaves the kernel nothing
 		// to drop.
-		before := k.kernelDrops()
-		s.paced.offered = paceShare * s.xskPps
-		if s.paced.received, err = measureXSK(ctx, t, o.duration, s.paced.offered); err != nil {
+		if s.paced, err = runPaced(ctx, t, o.duration, paceShare*s.xskPps, k, nil); err != nil {
 			return fail(err)
 		}
-		s.paced.drops = k.kernelDrops().minus(before)
-		s.paced.measured = true
 	}
 	if y, isY := f.(peerYielder); isY {
 		if err := y.reclaimPeerA(t); err != nil {

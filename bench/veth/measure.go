@@ -67,20 +67,6 @@ type sample struct {
 	err              string
 }
 
-// paceShare is the share of its own AF_XDP-sender rate at which a
-// configuration is offered the paced run.
-const paceShare = 0.8
-
-// pacedRun is the AF_XDP sender held to a rate below what the
-// forwarder sustained.
-type pacedRun struct {
-	measured bool
-	// offered and received are the sender's rate and the rate b got,
-	// packets/s.
-	offered, received float64
-	drops             kernelDrops
-}
-
 // kernelDrops are the frames the kernel side of a forwarder's AF_XDP
 // sockets dropped before the forwarder saw them.
 type kernelDrops struct{ ringFull, noFrame uint64 }
@@ -279,37 +265,38 @@ func measureUDP(ctx context.Context, t *topo, d time.Duration, pids ...int) (pps
 // measureFlows runs the many-flow sender in a for d and returns the rate
 // b received.
 func measureFlows(ctx context.Context, t *topo, d time.Duration) (float64, error) {
-	return runSender(ctx, t, "flood sender", floodRole, t.ipB, d.String())
+	received, _, err := runSender(ctx, t, "flood sender", floodRole, t.ipB, d.String())
+	return received, err
 }
 
 // runSender runs this program in namespace a in the given role (a sender
-// that prints "sent N in SECONDS"), and returns the rate at which b's peer
-// received packets over the sender's run.
-func runSender(ctx context.Context, t *topo, what, role string, args ...string) (float64, error) {
+// that prints "sent N in SECONDS"), and returns the rates at which b's
+// peer received packets and the sender sent them over the sender's run.
+func runSender(ctx context.Context, t *topo, what, role string, args ...string) (received, sent float64, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	rx0, err := t.rxPacketsB()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", t.a, exe, role}, args...)...).CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w: %s", what, err, out)
+		return 0, 0, fmt.Errorf("%s: %w: %s", what, err, out)
 	}
 	// Frames still in flight arrive within a few milliseconds.
 	time.Sleep(50 * time.Millisecond)
 	rx1, err := t.rxPacketsB()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var sent int
+	var n int
 	var secs float64
-	if _, err := fmt.Sscanf(string(out), "sent %d in %g", &sent, &secs); err != nil || secs <= 0 {
-		return 0, fmt.Errorf("%s output %q: %v", what, out, err)
+	if _, err := fmt.Sscanf(string(out), "sent %d in %g", &n, &secs); err != nil || secs <= 0 {
+		return 0, 0, fmt.Errorf("%s output %q: %v", what, out, err)
 	}
-	return float64(rx1-rx0) / secs, nil
+	return float64(rx1-rx0) / secs, float64(n) / secs, nil
 }
 
 var pingTime = regexp.MustCompile(`time=([\d.]+) ms`)

@@ -21,6 +21,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/ovsxdp/ovsxdp/vport"
 )
 
 // metric is one measured quantity.
@@ -126,15 +128,27 @@ func loadAverage() string {
 }
 
 func writeCSV(path string, samples []sample) error {
-	head := []string{"paced_offered_pps", "paced_received_pps", "paced_rx_ring_full", "paced_no_fill_frame",
+	head := []string{"paced_target_pps", "paced_sent_pps", "paced_received_pps", "paced_rx_ring_full", "paced_no_fill_frame",
+		"paced_max_poll_gap_us", "paced_fill_low", "paced_fill_found_empty", "paced_poll_thread_cpu_ms", "paced_poll_thread_wait_ms", "paced_gc_cycles",
 		"conns_done", "conn_failures", "conn_source_ports", "conn_errors", "ct_nconns", "ct_invalid_dropped", "ct_other_dropped", "error", "counters"}
 	return writeSampleCSV(path, samples, metrics, head, func(s sample) []string {
 		var row []string
 		if s.paced.measured {
-			row = append(row, strconv.FormatFloat(s.paced.offered, 'f', 0, 64), strconv.FormatFloat(s.paced.received, 'f', 0, 64),
+			row = append(row, strconv.FormatFloat(s.paced.offered, 'f', 0, 64), strconv.FormatFloat(s.paced.sent, 'f', 0, 64),
+				strconv.FormatFloat(s.paced.received, 'f', 0, 64),
 				strconv.FormatUint(s.paced.drops.ringFull, 10), strconv.FormatUint(s.paced.drops.noFrame, 10))
 		} else {
-			row = append(row, "", "", "", "")
+			row = append(row, "", "", "", "", "")
+		}
+		if g := s.paced.gauges; g != nil {
+			row = append(row, strconv.FormatInt(g.maxPollGap.Microseconds(), 10), strconv.Itoa(g.fillLow), strconv.FormatUint(g.foundEmpty, 10))
+		} else {
+			row = append(row, "", "", "")
+		}
+		if p := s.paced.sched; p != nil {
+			row = append(row, strconv.FormatInt(p.pollCPU.Milliseconds(), 10), strconv.FormatInt(p.pollWait.Milliseconds(), 10), strconv.FormatUint(p.gcCycles, 10))
+		} else {
+			row = append(row, "", "", "")
 		}
 		row = append(row, strconv.Itoa(s.conns.done), strconv.Itoa(s.conns.failures), strconv.Itoa(s.conns.ports), s.conns.errors)
 		if s.ct != nil {
@@ -410,14 +424,17 @@ func targets(o options, samples []sample) string {
 		rowOf("ovsxdp-ct", "Stateful firewall, TCP throughput: ovsxdp-ct ≥ 1.2× ovs-ct", "tcp_gbps", "ovs-ct", 1.2, true)
 	}
 	var drops kernelDrops
-	var offered float64
-	runs := 0
+	var sent float64
+	runs, short := 0, 0
 	for _, s := range ok(samples, "ovsxdp") {
 		if s.paced.measured {
 			runs++
 			drops.ringFull += s.paced.drops.ringFull
 			drops.noFrame += s.paced.drops.noFrame
-			offered += s.paced.offered * o.duration.Seconds()
+			sent += s.paced.sent * o.duration.Seconds()
+			if s.paced.sent < pacedSentShare*s.paced.offered {
+				short++
+			}
 		}
 	}
 	what := fmt.Sprintf("At %.0f%% of the rate ovsxdp sustained (AF_XDP sender), the kernel drops nothing on its sockets (rx ring full, no fill frame)", 100*paceShare)
@@ -425,15 +442,23 @@ func targets(o options, samples []sample) string {
 		fmt.Fprintf(&b, "| %s | not measured | – |\n", what)
 	} else {
 		verdict := "yes"
+		if short > 0 {
+			// A sender that lacked a CPU offered less than the target:
+			// no drop then says nothing about the target's rate.
+			verdict = fmt.Sprintf("not shown: no drop, but in %d of the runs the sender sent under %.0f%% of its target", short, 100*pacedSentShare)
+		}
 		if drops.total() > 0 {
-			verdict = fmt.Sprintf("no, %.2f%% of the offered frames dropped", 100*float64(drops.total())/offered)
+			verdict = "no"
+			if sent > 0 {
+				verdict = fmt.Sprintf("no, %.2f%% of the frames sent dropped", 100*float64(drops.total())/sent)
+			}
 		}
 		plural := "s"
 		if runs == 1 {
 			plural = ""
 		}
-		fmt.Fprintf(&b, "| %s | %d dropped (rx ring full %d, no fill frame %d) of about %.0f offered, %d run%s | %s |\n",
-			what, drops.total(), drops.ringFull, drops.noFrame, offered, runs, plural, verdict)
+		fmt.Fprintf(&b, "| %s | %d dropped (rx ring full %d, no fill frame %d) of about %.0f sent, %d run%s | %s |\n",
+			what, drops.total(), drops.ringFull, drops.noFrame, sent, runs, plural, verdict)
 	}
 	return b.String()
 }
@@ -516,7 +541,8 @@ func bestKernel(samples []sample, m metric) string {
 }
 
 // paced renders the paced runs of the configurations that count their
-// sockets' kernel drops, round by round.
+// sockets' kernel drops, round by round, with the gauges of the phase
+// alone where the configuration has them.
 func paced(o options, samples []sample) string {
 	var b strings.Builder
 	for _, s := range samples {
@@ -525,12 +551,30 @@ func paced(o options, samples []sample) string {
 		}
 		if b.Len() == 0 {
 			fmt.Fprintf(&b, "\n## The AF_XDP sender at %.0f%% of the rate each configuration sustained\n\n"+
-				"After the AF_XDP sender's test, the same sender again, held to %.0f%% of the rate the configuration forwarded in it, for %v; "+
-				"what the kernel side of the configuration's AF_XDP sockets dropped meanwhile (a forwarder that keeps up leaves it nothing to drop).\n\n"+
-				"| round | configuration | offered (packets/s) | received (packets/s) | rx ring full | no fill frame |\n|---|---|---|---|---|---|\n",
-				100*paceShare, 100*paceShare, o.duration)
+				"After the AF_XDP sender's test, the same sender again, asked to keep %.0f%% of the rate the configuration forwarded in it (target), for %v; "+
+				"what it sent (it gives up the frames that fall due while it is off its CPU, so a loaded machine sends less than the target), "+
+				"what b received, and what the kernel side of the configuration's AF_XDP sockets dropped meanwhile (a forwarder that keeps up leaves it nothing to drop). "+
+				"For ovsxdp, the gauges of this phase alone (started afresh at its start): the poll thread's longest gap between two polls either of which found packets "+
+				"(the sockets hold as many frames as a fill ring: at the rate sent, a gap longer than that lasts empties it), "+
+				"the fewest frames a socket's fill ring held when a poll found frames waiting, and the polls that found one empty "+
+				"(the frames of the batch being forwarded are on neither ring, so a ring can run dry and be topped up again between two polls: "+
+				"a fewest at or below a batch, %d frames, means it may have); "+
+				"and the poll thread's CPU time in the phase and the time it spent runnable but waiting for a CPU (/proc's schedstat of the thread that ran most): "+
+				"a thread that waits for a CPU while frames come in falls behind however it polls.\n\n"+
+				"| round | configuration | target (packets/s) | sent (packets/s) | received (packets/s) | rx ring full | no fill frame | longest poll gap (ms) | rx frames per port | fewest fill frames | polls that found it empty | poll thread ran (ms) | waited for a CPU (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+				100*paceShare, 100*paceShare, o.duration, vport.MaxBatch)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %.0f | %.0f | %d | %d |\n", s.round, s.config, s.paced.offered, s.paced.received, s.paced.drops.ringFull, s.paced.drops.noFrame)
+		fmt.Fprintf(&b, "| %d | %s | %.0f | %.0f | %.0f | %d | %d |", s.round, s.config, s.paced.offered, s.paced.sent, s.paced.received, s.paced.drops.ringFull, s.paced.drops.noFrame)
+		if g := s.paced.gauges; g != nil {
+			fmt.Fprintf(&b, " %.2f | %d | %d | %d |", float64(g.maxPollGap)/1e6, g.fillSize, g.fillLow, g.foundEmpty)
+		} else {
+			b.WriteString(" – | – | – | – |")
+		}
+		if p := s.paced.sched; p != nil {
+			fmt.Fprintf(&b, " %d | %d |\n", p.pollCPU.Milliseconds(), p.pollWait.Milliseconds())
+		} else {
+			b.WriteString(" – | – |\n")
+		}
 	}
 	return b.String()
 }
@@ -798,6 +842,7 @@ func analysis(o options, samples []sample, prof string) string {
 		b.WriteString(" In the profile (below): " + profileShares(prof))
 	}
 	b.WriteString(limits(o, samples))
+	b.WriteString(pacedLimits(o, samples))
 	if off := medianOf(samples, "ovsxdp-nogro", metricByKey("tcp_gbps")); !math.IsNaN(off) {
 		cpu := metricByKey("cpu_s_per_mpkt")
 		fmt.Fprintf(&b, "\n- Segment coalescing: ovsxdp sends each run of one TCP connection's segments (or one UDP flow's datagrams) in an output batch as one GSO packet, "+

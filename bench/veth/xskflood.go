@@ -111,13 +111,20 @@ func xskFlood(dev, srcMAC, dstMAC, srcIP, dstIP string, d time.Duration, rate fl
 // measureXSK runs the AF_XDP sender in a for d, as fast as it can or at
 // rate frames per second (rate > 0), and returns the rate b received.
 func measureXSK(ctx context.Context, t *topo, d time.Duration, rate float64) (float64, error) {
+	received, _, err := measureXSKSent(ctx, t, d, rate)
+	return received, err
+}
+
+// measureXSKSent is measureXSK that also returns the rate the sender
+// sent, which at a rate may be below it.
+func measureXSKSent(ctx context.Context, t *topo, d time.Duration, rate float64) (received, sent float64, err error) {
 	macA, err := t.mac(t.a, t.peerA)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	macB, err := t.mac(t.b, t.peerB)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	return runSender(ctx, t, "AF_XDP sender", xskFloodRole, t.peerA, macA, macB, t.ipA, t.ipB, d.String(), strconv.FormatFloat(rate, 'f', 0, 64))
 }
