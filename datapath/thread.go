@@ -257,10 +257,14 @@ func (t *thread) run() {
 				m.idle.noteGap(start.Sub(prevStart))
 			}
 		}
+		// Each member's batch starts when the one before ended: one
+		// clock read per batch.
+		end := start
 		for _, m := range t.ms {
-			n += m.runOne()
+			var k int
+			k, end = m.runOne(end)
+			n += k
 		}
-		end := time.Now()
 		prevBusy := lastBusy
 		prevStart = time.Time{}
 		if n > 0 {
@@ -292,16 +296,18 @@ func (t *thread) run() {
 	}
 }
 
-// runOne runs one of p's batches on its thread and counts its time; it
-// returns the packets the batch handled.
-func (p *pmd) runOne() int {
-	n, start := p.runBatch()
-	took := uint64(time.Since(start))
+// runOne runs one of p's batches on its thread, from start (the time
+// read last), and counts its time; it returns the packets the batch
+// handled and when it ended.
+func (p *pmd) runOne(start time.Time) (int, time.Time) {
+	n := p.runBatch(start)
+	end := time.Now()
+	took := uint64(end.Sub(start))
 	if n > 0 {
 		p.counters.batches.Add(1)
 		p.counters.busyNanos.Add(took)
 	} else {
 		p.counters.idleNanos.Add(took)
 	}
-	return n
+	return n, end
 }
