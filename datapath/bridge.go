@@ -498,7 +498,7 @@ func (b *Bridge) PollOnce(i int) (int, error) {
 	if i < 0 || i >= len(b.pmds) {
 		return 0, fmt.Errorf("bridge %s: no poll thread %d", b.cfg.Name, i)
 	}
-	n, _ := b.pmds[i].runBatch() // as the thread would
+	n := b.pmds[i].runBatch(time.Now()) // as the thread would
 	return n, nil
 }
 

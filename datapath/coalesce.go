@@ -167,6 +167,29 @@ func pseudoSum(f []byte, v6 bool, proto byte, l4Len int) uint64 {
 	return flow.OnesSum(uint64(l4Len)+uint64(proto), f[ethHdrLen+12:ethHdrLen+ipv4HdrLen])
 }
 
+// sameFlow is follows' comparison of the headers, on the raw frames a and
+// b before either is parsed: a cheap test that b may follow a (it must
+// pass follows too). a's Ethernet type tells where the ranges are; b's
+// matches it when they are equal.
+func sameFlow(a, b []byte) bool {
+	if len(a) < ethHdrLen {
+		return false
+	}
+	l4, same := ethHdrLen+ipv4HdrLen, [3][2]int{{0, 16}, {20, 24}, {26, 34}}
+	if binary.BigEndian.Uint16(a[12:]) == 0x86dd {
+		l4, same = ethHdrLen+ipv6HdrLen, [3][2]int{{0, 18}, {20, 54}, {54, 54}}
+	}
+	if len(a) < l4+4 || len(b) < l4+4 {
+		return false
+	}
+	for _, r := range same {
+		if string(a[r[0]:r[1]]) != string(b[r[0]:r[1]]) {
+			return false
+		}
+	}
+	return string(a[l4:l4+4]) == string(b[l4:l4+4]) // ports
+}
+
 // follows reports whether segment n (frame nf) may join a run whose first
 // segment is s (frame sf) and whose last is p, given the run's IP length
 // so far.
@@ -207,6 +230,13 @@ func follows(sf []byte, s seg, p seg, nf []byte, n seg, ipLen int) bool {
 // returns its end j (the run is frames[i:j]; j == i+1 when frames[i]
 // merges with nothing) and the first segment's description.
 func gsoRun(frames [][]byte, i int) (j int, s seg) {
+	// A frame whose next one is of another flow merges with nothing:
+	// parseSeg's checksums are not worth it (nor parsing the next one
+	// twice, here and as the start of the next run), and in traffic of
+	// many flows that is most frames.
+	if i+1 >= len(frames) || !sameFlow(frames[i], frames[i+1]) {
+		return i + 1, s
+	}
 	s, ok := parseSeg(frames[i])
 	if !ok {
 		return i + 1, s
@@ -214,6 +244,9 @@ func gsoRun(frames [][]byte, i int) (j int, s seg) {
 	p := s
 	ipLen := len(frames[i]) - ethHdrLen
 	for j = i + 1; j < len(frames); j++ {
+		if !sameFlow(frames[i], frames[j]) {
+			break
+		}
 		n, ok := parseSeg(frames[j])
 		if !ok || !follows(frames[i], s, p, frames[j], n, ipLen) {
 			break

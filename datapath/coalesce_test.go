@@ -492,3 +492,27 @@ func TestTransmitCoalesced(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkGSORun finds the runs of a batch of 32 UDP datagrams with
+// 18-byte payloads as transmit does: of one flow (one run of 32), and of
+// 32 flows (no run, as in the many-flow tests).
+func BenchmarkGSORun(b *testing.B) {
+	for _, flows := range []int{1, 32} {
+		b.Run(fmt.Sprintf("flows=%d", flows), func(b *testing.B) {
+			frames := udpFlow(b, false, 32, 18, 18)
+			if flows > 1 {
+				frames = frames[:0]
+				for i := range 32 {
+					frames = append(frames, buildFrame(b, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: uint16(1000 + i), payloadSz: 18}))
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := 0; i < len(frames); {
+					i, _ = gsoRun(frames, i)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(frames)), "ns/frame")
+		})
+	}
+}

@@ -317,8 +317,8 @@ func (t *thread) sleep() {
 	// sleep is a read-side section of every member, like a batch: a port
 	// is closed only after every thread has left it. A grace period wakes
 	// the thread (each member's reader.waker is in the poller) rather
-	// than wait out the sleep, which lasts at most maxSleep.
-	start := time.Now()
+	// than wait out the sleep, which lasts at most maxSleep. The sleep
+	// follows an empty round, whose time run counts, the sleep's with it.
 	for _, m := range t.ms {
 		m.rd.enter()
 	}
@@ -356,11 +356,9 @@ func (t *thread) sleep() {
 			time.Sleep(maxSleep / 5)
 		}
 	}
-	took := uint64(time.Since(start))
 	for _, m := range t.ms {
 		m.rd.sleeping.Store(false)
 		m.rd.leave()
-		m.counters.idleNanos.Add(took)
 	}
 }
 

@@ -611,10 +611,10 @@ func (p *XSKPort) TransmitGSO(frame []byte, g GSO) error {
 
 // PrepareWait implements Port: the descriptor is the queue's socket. It
 // also sends what waits on the socket's tx ring, and checks that the
-// kernel has not unbound the socket (poll(2) would never report that): at
-// once if the socket received nothing since the last PrepareWait on it,
-// else at the next one, after the sleep (a bounded poll) this one
-// prepares.
+// kernel has not unbound the socket (poll(2) would never report that):
+// when the socket received nothing since the last PrepareWait on it, at
+// most every 10 ms (the first time at once), so that a thread learns it
+// within a few bounded sleeps.
 func (p *XSKPort) PrepareWait(q int) (int, bool, error) {
 	if q < 0 || q >= len(p.socks) {
 		return -1, false, ErrBadQueue

@@ -101,9 +101,11 @@ type xskSocket struct {
 	// device was unregistered): SO_ERROR ENETDOWN, or ENXIO from sendto.
 	dead atomic.Bool
 	// waitProd is the rx ring's producer index when a thread last
-	// prepared to sleep on the socket, with bit 32 set (0: never); see
+	// prepared to sleep on the socket, with bit 32 set (0: never), and
+	// errChecked when one last read SO_ERROR there (on xskClock); see
 	// checkErrorIdle.
-	waitProd atomic.Uint64
+	waitProd   atomic.Uint64
+	errChecked atomic.Int64
 
 	_      [64]byte
 	txBusy atomic.Bool
@@ -774,21 +776,41 @@ func (s *xskSocket) checkError() bool {
 	return true
 }
 
+// errorCheckEvery is how often, at most, a thread about to sleep reads
+// SO_ERROR on a socket that received nothing since the last time.
+const errorCheckEvery = 10 * time.Millisecond
+
+// xskClock is the time base of errChecked: monotonic, from the package's
+// start.
+var xskClock = time.Now()
+
 // checkErrorIdle is checkError for a thread about to sleep on the socket,
 // which it does after every lull in its traffic: it reads SO_ERROR (a
 // system call) only if the kernel delivered no frame to the rx ring since
-// a thread last prepared to sleep on it. A socket that received frames
-// meanwhile was bound then; if the kernel unbound it since, the sleep on
-// it ends at the poller's timeout, as on any silent socket, and the next
-// one reads SO_ERROR.
+// a thread last prepared to sleep on it, and then at most every
+// errorCheckEvery. A socket that received frames meanwhile was bound
+// then; if the kernel unbound it since, the sleep on it ends at the
+// poller's timeout, as on any silent socket, and a later one reads
+// SO_ERROR. The bound is for the silent port beside a busy one (the
+// return path of one-way traffic): a poll thread sleeps on both after
+// every lull of the busy one, up to a few thousand times a second (0.014
+// reads per packet forwarded under iperf3 UDP, one per sleep), and a
+// system call costs a few microseconds on a virtual machine, a clock read
+// 0.2.
 func (s *xskSocket) checkErrorIdle() bool {
 	if s.dead.Load() {
 		return true
 	}
 	prod := uint64(atomic.LoadUint32(s.rx.prod)) | 1<<32
-	if old := s.waitProd.Swap(prod); old != 0 && old != prod {
+	old := s.waitProd.Swap(prod)
+	if old != 0 && old != prod {
 		return false
 	}
+	now := int64(time.Since(xskClock))
+	if old != 0 && now-s.errChecked.Load() < int64(errorCheckEvery) {
+		return false
+	}
+	s.errChecked.Store(now)
 	return s.checkError()
 }
 
