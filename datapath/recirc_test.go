@@ -495,3 +495,48 @@ func TestConntrackFork(t *testing.T) {
 	}
 	checkAccounting(t, b)
 }
+
+// TestRecircsOfABatch sends a full batch whose packets recirculate twice
+// each (ct(table=1) and ct(table=2)), more copies than a batch holds back
+// for its end: every copy runs, in the order the copies were made, and is
+// accounted on the port that received its packet.
+func TestRecircsOfABatch(t *testing.T) {
+	b, err := New(Config{Name: "recircs", Conntrack: newCTTracker(1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	m1, p1 := addMemPort(t, b, vport.MemConfig{Name: "p1", RingSize: 64}, 1)
+	m2, _ := addMemPort(t, b, vport.MemConfig{Name: "p2", RingSize: 64}, 2)
+	addCTFlow(t, b, "in_port=1,ip,actions=drop", 0, 0, ctAction(flow.CT{Commit: true, Table: 1}), ctAction(flow.CT{Table: 2}))
+	addCTFlow(t, b, "table=1,actions=output:2", flow.CtStateTracked, flow.CtStateTracked)
+	addCTFlow(t, b, "table=2,actions=drop", flow.CtStateTracked, flow.CtStateTracked)
+	var batch [][]byte
+	for i := range vport.MaxBatch {
+		batch = append(batch, buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: uint16(1000 + i), dport: 9}))
+	}
+	if n := m1.Inject(0, batch); n != len(batch) {
+		t.Fatalf("injected %d of %d frames", n, len(batch))
+	}
+	p := b.pmds[0]
+	p.rd.enter()
+	p.poll(timeNow())
+	p.rd.leave()
+	got := drainAll(m2)
+	if len(got) != len(batch) {
+		t.Fatalf("p2 got %d frames, want %d", len(got), len(batch))
+	}
+	for i, f := range got {
+		if string(f) != string(batch[i]) {
+			t.Fatalf("p2's frame %d is not the batch's frame %d: the copies ran out of order", i, i)
+		}
+	}
+	s := p1.Stats()
+	if s.RxPackets != uint64(len(batch)) || s.Copies != uint64(len(batch)) || s.Sent != uint64(len(batch)) || s.RxDropped() != uint64(len(batch)) {
+		t.Errorf("p1: rx %d copies %d sent %d drops %v", s.RxPackets, s.Copies, s.Sent, s.Drops)
+	}
+	if n := p.counters.recircs.Load(); n != 2*uint64(len(batch)) {
+		t.Errorf("%d recirculations, want %d", n, 2*len(batch))
+	}
+	checkAccounting(t, b)
+}
