@@ -444,6 +444,38 @@ func BenchmarkPipelineCT(b *testing.B) {
 	}
 }
 
+// BenchmarkPipelineCTManyConns is BenchmarkPipelineCT with 16,384
+// connections, each packet of a batch another's, as a stateful firewall
+// between many clients sees them: the recirculated passes miss the
+// exact-match cache and take the megaflow their ct_state selects.
+func BenchmarkPipelineCTManyConns(b *testing.B) {
+	const conns = 16384
+	br, err := New(Config{Name: "bench", Conntrack: newCTTracker(2 * conns)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { br.Close() })
+	src, _ := addMemPort(b, br, vport.MemConfig{Name: "src", RecordRxQueue: true, RingSize: 64}, 1)
+	dst, _ := addMemPort(b, br, vport.MemConfig{Name: "dst", TxQueues: 4, RingSize: 256}, 2)
+	statefulFirewall(b, br)
+	pb := &pipelineBench{b: br, src: src, dst: dst}
+	for i := range conns {
+		pb.frames = append(pb.frames, buildFrame(b, frameSpec{src: "10.0." + strconv.Itoa(i>>8) + "." + strconv.Itoa(i&0xff), dst: "192.168.0.1", proto: "udp", sport: uint16(1024 + i%7), dport: 80}))
+	}
+	pb.drain = make([][]byte, vport.MaxBatch)
+	for i := range pb.drain {
+		pb.drain[i] = make([]byte, dst.FrameSize())
+	}
+	pb.sizes = make([]int, vport.MaxBatch)
+	for i := 0; i < conns; i += vport.MaxBatch {
+		pb.pollOnce(pb.frames[i : i+vport.MaxBatch])
+	}
+	pb.run(b)
+	if n := br.pmds[0].counters.recircs.Load(); n < uint64(b.N) {
+		b.Fatalf("%d recirculations for %d packets", n, b.N)
+	}
+}
+
 // TestPacketOutCT runs a packet out whose actions are ct(commit,table=1):
 // its recirculated copy goes through table 1 (+trk+new) and out, and a
 // recirculated output to IN_PORT is the packet out's in_port, as for its
