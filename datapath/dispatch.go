@@ -88,6 +88,7 @@ func (p *pmd) dispatch(in *Port, n int) {
 	p.account(m)
 
 	p.in = in
+	p.holdRecircs()
 	var copies uint64
 	for j := 0; j < m; {
 		mf := b.mfs[j]
@@ -151,6 +152,7 @@ func (p *pmd) dispatch(in *Port, n int) {
 	if copies != 0 {
 		c.copies.Add(copies)
 	}
+	p.runRecircs()
 }
 
 // plainOutput returns the port where the packets of a megaflow go, when

@@ -89,6 +89,7 @@ type pmd struct {
 	// with the thread when the bridge tracks connections.
 	recirc      *[MaxRecircDepth]recircPass
 	recircDepth int
+	held        *heldRecircs // a batch's recirculations, waiting (recirc.go)
 	// Fragment reassembly (reassembly.go): the expired fragments being
 	// sent on, and when the thread next looks for them.
 	expired  []conntrack.Expired
@@ -118,6 +119,7 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 	p.out.init()
 	if br.cfg.Conntrack != nil {
 		p.recirc = newRecircPasses()
+		p.held = newHeldRecircs()
 	}
 	p.pick.w = &p.stall
 	p.pick.warn = &br.zeroQueues

@@ -143,7 +143,7 @@ func (p *pmd) releaseFrag(h *heldFrag, frame []byte, rest []flow.Action, out flo
 	// those of the packet being executed.
 	in, copies := p.in, p.copies
 	p.in, p.copies = h.in, 0
-	verdict := p.executeCopy(r, rest, out)
+	verdict := p.executeCopy(r.buf, &r.key, &r.off, rest, out)
 	switch {
 	case p.copies == 0:
 		c.drops[verdictDrop(verdict)].Add(1)

@@ -444,6 +444,38 @@ func BenchmarkPipelineCT(b *testing.B) {
 	}
 }
 
+// BenchmarkPipelineCTManyConns is BenchmarkPipelineCT with 16,384
+// connections, each packet of a batch another's, as a stateful firewall
+// between many clients sees them: the recirculated passes miss the
+// exact-match cache and take the megaflow their ct_state selects.
+func BenchmarkPipelineCTManyConns(b *testing.B) {
+	const conns = 16384
+	br, err := New(Config{Name: "bench", Conntrack: newCTTracker(2 * conns)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { br.Close() })
+	src, _ := addMemPort(b, br, vport.MemConfig{Name: "src", RecordRxQueue: true, RingSize: 64}, 1)
+	dst, _ := addMemPort(b, br, vport.MemConfig{Name: "dst", TxQueues: 4, RingSize: 256}, 2)
+	statefulFirewall(b, br)
+	pb := &pipelineBench{b: br, src: src, dst: dst}
+	for i := range conns {
+		pb.frames = append(pb.frames, buildFrame(b, frameSpec{src: "10.0." + strconv.Itoa(i>>8) + "." + strconv.Itoa(i&0xff), dst: "192.168.0.1", proto: "udp", sport: uint16(1024 + i%7), dport: 80}))
+	}
+	pb.drain = make([][]byte, vport.MaxBatch)
+	for i := range pb.drain {
+		pb.drain[i] = make([]byte, dst.FrameSize())
+	}
+	pb.sizes = make([]int, vport.MaxBatch)
+	for i := 0; i < conns; i += vport.MaxBatch {
+		pb.pollOnce(pb.frames[i : i+vport.MaxBatch])
+	}
+	pb.run(b)
+	if n := br.pmds[0].counters.recircs.Load(); n < uint64(b.N) {
+		b.Fatalf("%d recirculations for %d packets", n, b.N)
+	}
+}
+
 // TestPacketOutCT runs a packet out whose actions are ct(commit,table=1):
 // its recirculated copy goes through table 1 (+trk+new) and out, and a
 // recirculated output to IN_PORT is the packet out's in_port, as for its
@@ -492,6 +524,51 @@ func TestConntrackFork(t *testing.T) {
 	s := p1.Stats()
 	if s.RxPackets != 1 || s.Copies != 1 || s.Sent != 2 || s.RxDropped() != 0 {
 		t.Errorf("p1: rx %d copies %d sent %d drops %v", s.RxPackets, s.Copies, s.Sent, s.Drops)
+	}
+	checkAccounting(t, b)
+}
+
+// TestRecircsOfABatch sends a full batch whose packets recirculate twice
+// each (ct(table=1) and ct(table=2)), more copies than a batch holds back
+// for its end: every copy runs, in the order the copies were made, and is
+// accounted on the port that received its packet.
+func TestRecircsOfABatch(t *testing.T) {
+	b, err := New(Config{Name: "recircs", Conntrack: newCTTracker(1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	m1, p1 := addMemPort(t, b, vport.MemConfig{Name: "p1", RingSize: 64}, 1)
+	m2, _ := addMemPort(t, b, vport.MemConfig{Name: "p2", RingSize: 64}, 2)
+	addCTFlow(t, b, "in_port=1,ip,actions=drop", 0, 0, ctAction(flow.CT{Commit: true, Table: 1}), ctAction(flow.CT{Table: 2}))
+	addCTFlow(t, b, "table=1,actions=output:2", flow.CtStateTracked, flow.CtStateTracked)
+	addCTFlow(t, b, "table=2,actions=drop", flow.CtStateTracked, flow.CtStateTracked)
+	var batch [][]byte
+	for i := range vport.MaxBatch {
+		batch = append(batch, buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: uint16(1000 + i), dport: 9}))
+	}
+	if n := m1.Inject(0, batch); n != len(batch) {
+		t.Fatalf("injected %d of %d frames", n, len(batch))
+	}
+	p := b.pmds[0]
+	p.rd.enter()
+	p.poll(timeNow())
+	p.rd.leave()
+	got := drainAll(m2)
+	if len(got) != len(batch) {
+		t.Fatalf("p2 got %d frames, want %d", len(got), len(batch))
+	}
+	for i, f := range got {
+		if string(f) != string(batch[i]) {
+			t.Fatalf("p2's frame %d is not the batch's frame %d: the copies ran out of order", i, i)
+		}
+	}
+	s := p1.Stats()
+	if s.RxPackets != uint64(len(batch)) || s.Copies != uint64(len(batch)) || s.Sent != uint64(len(batch)) || s.RxDropped() != uint64(len(batch)) {
+		t.Errorf("p1: rx %d copies %d sent %d drops %v", s.RxPackets, s.Copies, s.Sent, s.Drops)
+	}
+	if n := p.counters.recircs.Load(); n != 2*uint64(len(batch)) {
+		t.Errorf("%d recirculations, want %d", n, 2*len(batch))
 	}
 	checkAccounting(t, b)
 }

@@ -60,17 +60,20 @@ type Config struct {
 }
 
 // conn is one connection, stored in a shard's slab.
+//
+// A lookup reads a direction's tuple, alive and expires: they come first,
+// side by side, so that a lookup touches as few cache lines as it can.
 type conn struct {
 	key     [2]tuple // original and reply direction, as the packets carry them
-	expires int64    // monotonic nanoseconds
+	alive   atomic.Bool
+	expires int64 // monotonic nanoseconds
 	mark    uint32
 	label   [16]byte
 	tcp     [2]tcpPeer // original sender, replier
 	next    uint32     // free list link (slot + 1) while the slot is free
-	alive   atomic.Bool
-	state   uint8 // otherFirst.. or icmpFirst..: the state of a connection that is not TCP
-	tm      uint8 // the timeout class it expires by
-	nat     uint8 // natNone, natSrc, natDst: what the original direction translates
+	state   uint8      // otherFirst.. or icmpFirst..: the state of a connection that is not TCP
+	tm      uint8      // the timeout class it expires by
+	nat     uint8      // natNone, natSrc, natDst: what the original direction translates
 }
 
 // The update results of a packet of a known connection (OVS ct_update_res).

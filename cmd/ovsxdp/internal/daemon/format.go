@@ -154,6 +154,7 @@ func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
 	s.MegaflowHit = sub(cur.MegaflowHit, base.MegaflowHit)
 	s.Upcalls = sub(cur.Upcalls, base.Upcalls)
 	s.Lost = sub(cur.Lost, base.Lost)
+	s.Recircs = sub(cur.Recircs, base.Recircs)
 	s.Batches = sub(cur.Batches, base.Batches)
 	s.Busy = time.Duration(sub(uint64(cur.Busy), uint64(base.Busy)))
 	s.Idle = time.Duration(sub(uint64(cur.Idle), uint64(base.Idle)))
@@ -181,10 +182,13 @@ func formatPMDStats(s datapath.PMDStats) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pmd thread numa_id 0 core_id %d:\n", s.ID)
 	fmt.Fprintf(&b, "  packets received: %d\n", s.Packets)
-	fmt.Fprintf(&b, "  packet recirculations: 0\n")
+	fmt.Fprintf(&b, "  packet recirculations: %d\n", s.Recircs)
+	// A packet's passes: its own and those of its recirculations (ct with
+	// table=T), which the stage counters below count too, as Open
+	// vSwitch's do.
 	passes := 0.0
 	if s.Packets > 0 {
-		passes = 1
+		passes = float64(s.Packets+s.Recircs) / float64(s.Packets)
 	}
 	fmt.Fprintf(&b, "  avg. datapath passes per packet: %.02f\n", passes)
 	fmt.Fprintf(&b, "  emc hits: %d\n", s.EMCHits)

@@ -123,17 +123,17 @@ func TestFormatPortStats(t *testing.T) {
 }
 
 func TestFormatPMDStats(t *testing.T) {
-	base := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 100, EMCHits: 50, MegaflowHit: 40, Upcalls: 10, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond, GSOPackets: 2, GSOSegments: 10, SpinsGivenUp: 4, Helped: 6,
+	base := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 100, EMCHits: 60, MegaflowHit: 50, Upcalls: 10, Recircs: 20, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond, GSOPackets: 2, GSOSegments: 10, SpinsGivenUp: 4, Helped: 6,
 		Naps: 10, NapTime: 100 * time.Microsecond, NapsHeld: 1, HeldFrames: 3}
-	cur := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 300, EMCHits: 150, MegaflowHit: 120, Upcalls: 28, Lost: 2, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond, GSOPackets: 5, GSOSegments: 25, GSOFailed: 1, SpinsGivenUp: 7, Helped: 16,
+	cur := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 300, EMCHits: 200, MegaflowHit: 170, Upcalls: 28, Lost: 2, Recircs: 100, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond, GSOPackets: 5, GSOSegments: 25, GSOFailed: 1, SpinsGivenUp: 7, Helped: 16,
 		Naps: 15, NapTime: 160 * time.Microsecond, NapsHeld: 3, HeldFrames: 10, NapsShort: 1}
 	got := formatPMDStats(subPMD(cur, base))
 	want := `pmd thread numa_id 0 core_id 1:
   packets received: 200
-  packet recirculations: 0
-  avg. datapath passes per packet: 1.00
-  emc hits: 100
-  megaflow hits: 80
+  packet recirculations: 80
+  avg. datapath passes per packet: 1.40
+  emc hits: 140
+  megaflow hits: 120
   miss with success upcall: 18
   miss with failed upcall: 0
   malformed (not classified): 2
