@@ -199,7 +199,7 @@ type emcProbe struct {
 }
 
 // emcProbeOf returns k's probe, reading each of k's words once. The hash
-// reads the key's common words and, when the key has any, its tunnel
+// reads the common words that emcCommonSum reads and, when the key has any, its tunnel
 // words, tun_metadata, pkt_mark, conj_id and recirc_id, and it multiplies
 // them a pair at a time, each pair with its own random words, so that the
 // multiplications do not wait for one another. The connection tracking
@@ -233,20 +233,52 @@ func emcProbeOf(k *Key) emcProbe {
 
 // emcCommonSum returns the part of emcProbeOf's hash that w's common
 // words make: all of it, before the final mix, for a key without hashed
-// extra words.
+// extra words. It hashes the words that tell a switch's flows apart, as
+// Open vSwitch's exact-match cache takes a 5-tuple hash when the NIC gives
+// none: in_port with the IPv4 addresses (and the IPv6 flow label), the
+// Ethernet addresses, the VLAN IDs, the transport ports with the IP
+// protocol, TOS, TTL and TCP flags, and the IPv6 addresses and ND target,
+// those only when one of them is not zero, so that an IPv4 packet costs
+// three multiplications, not seven. The rest of the common words (the ARP
+// hardware addresses, dl_type and the outer VLAN's TPID), which packets
+// that agree on all of the hashed words seldom differ in, are compared,
+// not hashed: keys that differ only there share their two slots.
 func emcCommonSum(w *[KeyWords]uint64) uint64 {
 	s := &emcSecret
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1])
-	for i := 0; i < len(c); i += 2 {
-		h += mum(c[i]^s[2+i], c[i+1]^s[3+i])
+	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1]) +
+		mum(c[emcDlWord]^s[2], c[emcDlWord+1]^s[3]) +
+		mum(c[emcTpWord]^s[4], c[emcTpWord+1]^s[5])
+	if v6 := (c[0] | c[1]) | (c[2] | c[3]) | (c[4] | c[5]); v6 != 0 {
+		h += mum(c[0]^s[6], c[1]^s[7]) + mum(c[2]^s[8], c[3]^s[9]) +
+			mum(c[4]^s[10], c[5]^s[11])
 	}
 	return h
 }
 
+// The common words from TunFlags's on that emcCommonSum hashes, counted
+// from TunFlags's: the six that hold the IPv6 addresses and most of the ND
+// target (the first also holds the tunnel flags, TOS and TTL, zero in a
+// key with no extra words), the two that hold the Ethernet addresses
+// (emcDlWord) with the ND target's last bytes, and the last two, which
+// hold the outer VLAN's TCI, the inner VLAN tag, the transport ports, TCP
+// flags and the IP protocol, TOS, TTL and fragment bits (emcTpWord).
+const (
+	emcDlWord = int(unsafe.Offsetof(Key{}.DlDst)/8) - emcTunEndWord
+	emcTpWord = emcExtraWord - emcTunEndWord - 2
+)
+
+var (
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.IPv6Src)/8)-emcTunEndWord]
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.NdTarget)+16-1)/8-emcTunEndWord-emcDlWord]
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.DlSrc)+6-1)/8-emcTunEndWord-emcDlWord-1]
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.VLANs)+2)/8-emcTunEndWord-emcTpWord]
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.TpSrc))/8-emcTunEndWord-emcTpWord]
+)
+
 // emcPlainProbe is emcProbeOf for a plain key (IsPlain), which it does
 // not check: such a key has no pipeline state and no extra words, so its
-// probe reads its 14 common words only, not all 43. Given a key that is
+// probe reads the common words its hash reads only, not all 43. Given a key that is
 // not plain, it would let the key match a slot whose key differs from it
 // in the words it skips.
 func emcPlainProbe(k *Key) emcProbe {
