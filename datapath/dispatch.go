@@ -97,15 +97,12 @@ func (p *pmd) dispatch(in *Port, n int) {
 			// A run of packets that took mf: each goes straight to
 			// output, its one copy taking the frame, with the port
 			// resolved once for the run.
-			p.out.takeOne = true
-			for ; j < m && b.mfs[j] == mf; j++ {
-				i := b.pkt[j]
-				p.pick.key = &b.keys[j]
-				p.pick.hashed = false
-				p.pick.rxQueue = p.info[i].RxQueue
-				p.output(dst, p.rxFrame(int(i)))
+			end := j + 1
+			for end < m && b.mfs[end] == mf {
+				end++
 			}
-			p.out.takeOne = false
+			p.outputRun(dst, j, end)
+			j = end
 			continue
 		}
 		i := b.pkt[j]

@@ -390,6 +390,46 @@ func (p *pmd) output(dst *Port, frame []byte) {
 	p.enqueue(dst, p.in, q, frame, o.takeOne)
 }
 
+// outputRun is output for the packets of a run that dispatch sends to
+// dst, b.pkt[j:end], each the only copy of its packet, which takes its
+// frame. The usual copy, under Guarded, of a lent frame whose rx queue is
+// recorded, to a device that takes it, goes into dst's output batch in
+// this loop: the device state read for it as output reads it, the tx
+// queue output would pick, and what takeLent and queue would do, with
+// dst's batch found once for the copies that pick the same queue. Any
+// other copy goes through output.
+func (p *pmd) outputRun(dst *Port, j, end int) {
+	b, o := &p.batch, &p.out
+	fast := p.policy == Guarded && o.nlent > 0 && p.br.outputHook == nil
+	var ob *outBatch // dst's batch for tx queue q, while it holds
+	q := 0
+	for ; j < end; j++ {
+		i := b.pkt[j]
+		rq := p.info[i].RxQueue
+		if fast && !o.full() {
+			if st := dst.dev.Snapshot(); transmittable(st) && rq.Recorded() {
+				if qq := recordedQueue(rq, st.TxQueues()); ob == nil || qq != q {
+					q, ob = qq, o.batchFor(dst, qq)
+				}
+				f := o.lent[i]
+				o.taken |= 1 << i
+				o.lentOut = append(o.lentOut, f)
+				ob.frames = append(ob.frames, f)
+				ob.origins = append(ob.origins, p.in)
+				continue
+			}
+		}
+		p.pick.key = &b.keys[j]
+		p.pick.hashed = false
+		p.pick.rxQueue = rq
+		o.takeOne = true
+		p.output(dst, p.rxFrame(int(i)))
+		o.takeOne = false
+		ob = nil // output may have added a batch or sent them all
+	}
+	o.lentIdx = -1
+}
+
 // enqueue puts frame in the output batch of dst's tx queue q, flushing the
 // batches first if they are full: a copy of it, or with take the frame
 // itself when it may (see outBatches.take).
