@@ -353,14 +353,16 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	if en.tag != tag || en.mf == nil {
 		return false
 	}
+	// The common words' differences ORed as a tree, not in a loop, so
+	// that the loads and compares of a hit do not wait for one another,
+	// nor for a loop's count. ^ and | bind alike in Go: without the
+	// parentheses, ones in one word would hide differences in another.
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	ek := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-	// ^ and | bind alike in Go: without the parentheses, ones in the
-	// second word would hide differences in the first.
-	d := (en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])
-	for n := range c {
-		d |= ek[n] ^ c[n]
-	}
+	k := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
+	d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
+		(((k[0] ^ c[0]) | (k[1] ^ c[1])) | ((k[2] ^ c[2]) | (k[3] ^ c[3]))) |
+		(((k[4] ^ c[4]) | (k[5] ^ c[5])) | ((k[6] ^ c[6]) | (k[7] ^ c[7]))) |
+		(((k[8] ^ c[8]) | (k[9] ^ c[9])) | ((k[10] ^ c[10]) | (k[11] ^ c[11])))
 	if d != 0 {
 		return false
 	}
@@ -379,6 +381,9 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	}
 	return d == 0
 }
+
+// The common words holds is written for (checked at compile time).
+var _ = [1]struct{}{}[emcExtraWord-emcTunEndWord-12]
 
 func liveAt(mf *Megaflow, gen uint64) *Megaflow {
 	if mf.dead || mf.Generation != gen {
