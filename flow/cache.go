@@ -154,22 +154,7 @@ func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs
 		}
 		c.emc.touched ^= touched
 		if !c.mfs.batched() {
-			// The classifier answers from the CPU's caches: nothing to
-			// overlap, so the keys go one by one, through lookupHashed's
-			// steps with its exact-match hit, the usual answer, in the
-			// loop rather than a call away.
-			for i := range run {
-				j := start + i
-				if mf := c.emc.lookup(&rk[i], run[i], s.gen); mf != nil {
-					c.stats.EMCHits++
-					mfs[j], srcs[j] = mf, SourceEMC
-					continue
-				}
-				mfs[j], srcs[j] = c.lookupMegaflow(s, &rk[i], run[i])
-				if srcs[j] == SourceUpcall {
-					s = c.table.Snapshot()
-				}
-			}
+			s = c.lookupEach(s, rk, run, mfs[start:start+len(run)], srcs[start:start+len(run)])
 			continue
 		}
 		stores, gen := c.emc.stores, s.gen
@@ -234,6 +219,31 @@ func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs
 		}
 	}
 	return n
+}
+
+// lookupEach is LookupBatchPlain's path for a run of keys, rk, whose
+// probes are run, when the classifier answers from the CPU's caches
+// (Megaflows.batched is false): nothing to overlap, so the keys go one by
+// one, through lookupHashed's steps with its exact-match hit, the usual
+// answer, in the loop rather than a call away. It stores the answers in
+// mfs and srcs, which have room for the run, and returns the table's
+// snapshot, loaded again after a miss.
+func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Megaflow, srcs []Source) *TableSnapshot {
+	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
+	hits := uint64(0)
+	for i := range run {
+		if mf := c.emc.lookup(&rk[i], run[i], s.gen); mf != nil {
+			hits++
+			mfs[i], srcs[i] = mf, SourceEMC
+			continue
+		}
+		mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], run[i])
+		if srcs[i] == SourceUpcall {
+			s = c.table.Snapshot()
+		}
+	}
+	c.stats.EMCHits += hits
+	return s
 }
 
 // lookupRun is how many keys LookupBatch hashes ahead of its probes.

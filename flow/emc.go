@@ -328,10 +328,12 @@ func (e *EMC) lookup(k *Key, p emcProbe, gen uint64) *Megaflow {
 	}
 	w := k.Words()
 	i, j := e.slots(p.h)
-	if e.holds(i, w, p.tag, p.extra) {
+	// The tags first, here: a miss, the usual answer when the flows
+	// outnumber the slots, then costs no call.
+	if e.entries[i].tag == p.tag && e.holds(i, w, p.tag, p.extra) {
 		return liveAt(e.entries[i].mf, gen)
 	}
-	if e.holds(j, w, p.tag, p.extra) {
+	if e.entries[j].tag == p.tag && e.holds(j, w, p.tag, p.extra) {
 		return liveAt(e.entries[j].mf, gen)
 	}
 	return nil
