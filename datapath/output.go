@@ -396,37 +396,62 @@ func (p *pmd) output(dst *Port, frame []byte) {
 // recorded, to a device that takes it, goes into dst's output batch in
 // this loop: the device state read for it as output reads it, the tx
 // queue output would pick, and what takeLent and queue would do, with
-// dst's batch found once for the copies that pick the same queue. Any
-// other copy goes through output.
+// dst's batch found once for the copies that pick the same queue, and the
+// slices it appends to kept in locals meanwhile. Any other copy goes
+// through output.
 func (p *pmd) outputRun(dst *Port, j, end int) {
 	b, o := &p.batch, &p.out
-	fast := p.policy == Guarded && o.nlent > 0 && p.br.outputHook == nil
-	var ob *outBatch // dst's batch for tx queue q, while it holds
-	q := 0
-	for ; j < end; j++ {
-		i := b.pkt[j]
-		rq := p.info[i].RxQueue
-		if fast && !o.full() {
+	fast := p.policy == Guarded && o.nlent > 0 && p.br.outputHook == nil && !o.full()
+	info, in := p.info, p.in
+	var (
+		ob              *outBatch // dst's batch for tx queue q, while it holds
+		q               int
+		frames, lentOut [][]byte // ob's frames and o.lentOut, appended to here
+		origins         []*Port  // ob's origins
+	)
+	lentOut = o.lentOut
+	taken := o.taken
+	for _, i := range b.pkt[j:end] {
+		rq := info[i].RxQueue
+		if fast {
 			if st := dst.dev.Snapshot(); transmittable(st) && rq.Recorded() {
 				if qq := recordedQueue(rq, st.TxQueues()); ob == nil || qq != q {
+					if ob != nil {
+						ob.frames, ob.origins = frames, origins
+					}
 					q, ob = qq, o.batchFor(dst, qq)
+					frames, origins = ob.frames, ob.origins
 				}
 				f := o.lent[i]
-				o.taken |= 1 << i
-				o.lentOut = append(o.lentOut, f)
-				ob.frames = append(ob.frames, f)
-				ob.origins = append(ob.origins, p.in)
+				taken |= 1 << i
+				lentOut = append(lentOut, f)
+				frames = append(frames, f)
+				origins = append(origins, in)
+				j++
 				continue
 			}
 		}
+		// output's way: with what this loop queued put back first, since
+		// output may queue to the same batch, add a batch or send them all.
+		if ob != nil {
+			ob.frames, ob.origins = frames, origins
+			ob = nil
+		}
+		o.lentOut, o.taken = lentOut, taken
 		p.pick.key = &b.keys[j]
 		p.pick.hashed = false
 		p.pick.rxQueue = rq
 		o.takeOne = true
 		p.output(dst, p.rxFrame(int(i)))
 		o.takeOne = false
-		ob = nil // output may have added a batch or sent them all
+		lentOut, taken = o.lentOut, o.taken
+		fast = fast && !o.full()
+		j++
 	}
+	if ob != nil {
+		ob.frames, ob.origins = frames, origins
+	}
+	o.lentOut, o.taken = lentOut, taken
 	o.lentIdx = -1
 }
 
