@@ -199,7 +199,7 @@ type emcProbe struct {
 }
 
 // emcProbeOf returns k's probe, reading each of k's words once. The hash
-// reads the common words that emcCommonSum reads and, when the key has any, its tunnel
+// reads the common words that emcCommonHash reads and, when the key has any, its tunnel
 // words, tun_metadata, pkt_mark, conj_id and recirc_id, and it multiplies
 // them a pair at a time, each pair with its own random words, so that the
 // multiplications do not wait for one another. The connection tracking
@@ -215,35 +215,34 @@ type emcProbe struct {
 func emcProbeOf(k *Key) emcProbe {
 	w := k.Words()
 	s := &emcSecret
-	h := emcCommonSum(w)
+	h := emcCommonHash(w)
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
 	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
 	r := uint64(k.RecircID)
 	m := (*[emcTunMetaWords]uint64)(w[emcTunMetaWord:])
 	hashed := (t[0] | t[1]) | (t[2] | t[3]) | (t[4] | t[5]) | (x[0] | r) | (m[0] | m[1] | m[2])
 	if hashed != 0 {
-		h += mum(t[0]^s[14], t[1]^s[15]) + mum(t[2]^s[16], t[3]^s[17]) +
-			mum(t[4]^s[18], t[5]^s[19]) + mum(x[0]^s[20], r^s[21]) +
-			mum(m[0]^s[24], m[1]^s[25]) + mum(m[2]^s[26], s[27])
+		// The common words' hash, mixed once more with these.
+		h = mum((h+mum(t[0]^s[14], t[1]^s[15])+mum(t[2]^s[16], t[3]^s[17])+
+			mum(t[4]^s[18], t[5]^s[19])+mum(x[0]^s[20], r^s[21])+
+			mum(m[0]^s[24], m[1]^s[25])+mum(m[2]^s[26], s[27]))^s[12], s[13])
 	}
-	h = mum(h^s[22], s[23])
 	extra := hashed|x[1]|or8((*[8]uint64)(x[2:10]))|x[10] != 0
 	return emcProbe{h: h, tag: emcTag(h, extra), extra: extra, ok: pipelineState(w) == 0}
 }
 
-// emcCommonSum returns the part of emcProbeOf's hash that w's common
-// words make: all of it, before the final mix, for a key without hashed
-// extra words. It hashes the words that tell a switch's flows apart, as
+// emcCommonHash returns the hash of w's common words: emcProbeOf's hash
+// of a key without hashed extra words. It hashes the words that tell a switch's flows apart, as
 // Open vSwitch's exact-match cache takes a 5-tuple hash when the NIC gives
 // none: in_port with the IPv4 addresses (and the IPv6 flow label), the
 // Ethernet addresses, the VLAN IDs, the transport ports with the IP
 // protocol, TOS, TTL and TCP flags, and the IPv6 addresses and ND target,
 // those only when one of them is not zero, so that an IPv4 packet costs
-// three multiplications, not seven. The rest of the common words (the ARP
+// four multiplications, not eight. The rest of the common words (the ARP
 // hardware addresses, dl_type and the outer VLAN's TPID), which packets
 // that agree on all of the hashed words seldom differ in, are compared,
 // not hashed: keys that differ only there share their two slots.
-func emcCommonSum(w *[KeyWords]uint64) uint64 {
+func emcCommonHash(w *[KeyWords]uint64) uint64 {
 	s := &emcSecret
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
 	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1]) +
@@ -253,10 +252,10 @@ func emcCommonSum(w *[KeyWords]uint64) uint64 {
 		h += mum(c[0]^s[6], c[1]^s[7]) + mum(c[2]^s[8], c[3]^s[9]) +
 			mum(c[4]^s[10], c[5]^s[11])
 	}
-	return h
+	return mum(h^s[22], s[23])
 }
 
-// The common words from TunFlags's on that emcCommonSum hashes, counted
+// The common words from TunFlags's on that emcCommonHash hashes, counted
 // from TunFlags's: the six that hold the IPv6 addresses and most of the ND
 // target (the first also holds the tunnel flags, TOS and TTL, zero in a
 // key with no extra words), the two that hold the Ethernet addresses
@@ -282,8 +281,8 @@ var (
 // not plain, it would let the key match a slot whose key differs from it
 // in the words it skips.
 func emcPlainProbe(k *Key) emcProbe {
-	h := mum(emcCommonSum(k.Words())^emcSecret[22], emcSecret[23])
-	return emcProbe{h: h, tag: emcTag(h, false), ok: true}
+	h := emcCommonHash(k.Words())
+	return emcProbe{h: h, tag: h &^ 1, ok: true} // emcTag(h, false)
 }
 
 // probeWith returns the probe of k taken with hash h, whatever k's own
