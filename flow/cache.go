@@ -227,7 +227,8 @@ func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs
 // one, through lookupHashed's steps with its exact-match hit, the usual
 // answer, in the loop rather than a call away. It stores the answers in
 // mfs and srcs, which have room for the run, and returns the table's
-// snapshot, loaded again after a miss.
+// snapshot, loaded again after an upcall (whose translation may have
+// learned rules, which the next keys must see).
 func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Megaflow, srcs []Source) *TableSnapshot {
 	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
 	hits := uint64(0)
