@@ -169,33 +169,37 @@ func sameBuffer(buf, frame []byte) bool {
 }
 
 func (o *outBatches) queue(port, origin *Port, q int, buf []byte) {
+	b := o.batchFor(port, q)
+	b.frames = append(b.frames, buf)
+	b.origins = append(b.origins, origin)
+}
+
+// batchFor returns the pending batch of port's tx queue q, adding an
+// empty one if there is none. The pointer holds until the next batch is
+// added or the batches are sent.
+func (o *outBatches) batchFor(port *Port, q int) *outBatch {
 	if o.last < len(o.pending) {
 		if b := &o.pending[o.last]; b.port == port && b.q == q {
-			b.frames = append(b.frames, buf)
-			b.origins = append(b.origins, origin)
-			return
+			return b
 		}
 	}
 	for i := range o.pending {
-		b := &o.pending[i]
-		if b.port == port && b.q == q {
+		if b := &o.pending[i]; b.port == port && b.q == q {
 			o.last = i
-			b.frames = append(b.frames, buf)
-			b.origins = append(b.origins, origin)
-			return
+			return b
 		}
 	}
 	o.last = len(o.pending)
 	if len(o.pending) < cap(o.pending) {
 		// Reuse the slices of an earlier batch's entry.
 		o.pending = o.pending[:len(o.pending)+1]
-		b := &o.pending[len(o.pending)-1]
+		b := &o.pending[o.last]
 		b.port, b.q = port, q
-		b.frames = append(b.frames[:0], buf)
-		b.origins = append(b.origins[:0], origin)
-		return
+		b.frames, b.origins = b.frames[:0], b.origins[:0]
+		return b
 	}
-	o.pending = append(o.pending, outBatch{port: port, q: q, frames: [][]byte{buf}, origins: []*Port{origin}})
+	o.pending = append(o.pending, outBatch{port: port, q: q})
+	return &o.pending[o.last]
 }
 
 func (o *outBatches) reset() {

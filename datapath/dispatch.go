@@ -84,8 +84,9 @@ func (p *pmd) dispatch(in *Port, n int) {
 	if m == 0 {
 		return
 	}
+	before := p.cache.Stats()
 	p.cache.LookupBatchPlain(b.keys[:m], b.plain, b.mfs[:m], b.srcs[:m])
-	p.account(m)
+	p.account(m, before)
 
 	p.in = in
 	p.holdRecircs()
@@ -98,15 +99,12 @@ func (p *pmd) dispatch(in *Port, n int) {
 			// A run of packets that took mf: each goes straight to
 			// output, its one copy taking the frame, with the port
 			// resolved once for the run.
-			p.out.takeOne = true
-			for ; j < m && b.mfs[j] == mf; j++ {
-				i := b.pkt[j]
-				p.pick.key = &b.keys[j]
-				p.pick.hashed = false
-				p.pick.rxQueue = p.info[i].RxQueue
-				p.output(dst, p.rxFrame(int(i)))
+			end := j + 1
+			for end < m && b.mfs[end] == mf {
+				end++
 			}
-			p.out.takeOne = false
+			p.outputRun(dst, j, end)
+			j = end
 			continue
 		}
 		i := b.pkt[j]
@@ -177,20 +175,15 @@ func (p *pmd) plainOutput(port uint32, single bool) *Port {
 }
 
 // account counts the classified packets of the batch on the stage that
-// answered them and on their megaflows, once per run of packets that took
-// the same megaflow.
-func (p *pmd) account(m int) {
+// answered them, from what the cache counted since before (its stats
+// before the batch's lookup), and on their megaflows, once per run of
+// packets that took the same megaflow.
+func (p *pmd) account(m int, before flow.CacheStats) {
 	b := &p.batch
-	for _, s := range b.srcs[:m] {
-		switch s {
-		case flow.SourceEMC:
-			p.tally.emcHits++
-		case flow.SourceMegaflow:
-			p.tally.mfHits++
-		default:
-			p.tally.upcalls++
-		}
-	}
+	after := p.cache.Stats()
+	p.tally.emcHits += after.EMCHits - before.EMCHits
+	p.tally.mfHits += after.MegaflowHits - before.MegaflowHits
+	p.tally.upcalls += after.Upcalls - before.Upcalls
 	for j := 0; j < m; {
 		mf := b.mfs[j]
 		var packets, bytes uint64

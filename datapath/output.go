@@ -390,6 +390,77 @@ func (p *pmd) output(dst *Port, frame []byte) {
 	p.enqueue(dst, p.in, q, frame, o.takeOne)
 }
 
+// outputRun is output for the packets of a run that dispatch sends to
+// dst, b.pkt[j:end], each the only copy of its packet, which takes its
+// frame. The usual copies, under Guarded, of lent frames whose rx queue is
+// recorded, to a device that takes them, go into dst's output batch in
+// takeRun's loop; any other copy goes through output.
+func (p *pmd) outputRun(dst *Port, j, end int) {
+	b, o := &p.batch, &p.out
+	fast := p.policy == Guarded && o.nlent > 0 && p.br.outputHook == nil
+	for j < end {
+		if fast && !o.full() {
+			if j += o.takeRun(dst, p.in, b.pkt[j:end], p.info); j == end {
+				break
+			}
+		}
+		i := b.pkt[j]
+		p.pick.key = &b.keys[j]
+		p.pick.hashed = false
+		p.pick.rxQueue = p.info[i].RxQueue
+		o.takeOne = true
+		p.output(dst, p.rxFrame(int(i)))
+		o.takeOne = false
+		j++
+	}
+	o.lentIdx = -1
+}
+
+// takeRun queues the lent frames of the packets pkt (indexes in the rx
+// batch, whose info it has) for dst, as output and takeLent would for
+// each packet's only copy, from the first up to one that output must
+// see: a copy that Guarded drops, or whose rx queue is not recorded. It
+// returns how many it queued. It reads dst's device state for each copy
+// as output does, finds dst's batch once for the copies that pick the
+// same tx queue, and keeps the slices it appends to in locals meanwhile:
+// a loop of its own, without output's call, so that they stay in
+// registers.
+func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo) int {
+	var (
+		ob              *outBatch // dst's batch for tx queue q, once found
+		q               int
+		frames, lentOut [][]byte // ob's frames and o.lentOut, appended to here
+		origins         []*Port  // ob's origins
+	)
+	lentOut, taken := o.lentOut, o.taken
+	n := 0
+	for ; n < len(pkt); n++ {
+		i := pkt[n]
+		rq := info[i].RxQueue
+		st := dst.dev.Snapshot()
+		if !transmittable(st) || !rq.Recorded() {
+			break
+		}
+		if qq := recordedQueue(rq, st.TxQueues()); ob == nil || qq != q {
+			if ob != nil {
+				ob.frames, ob.origins = frames, origins
+			}
+			q, ob = qq, o.batchFor(dst, qq)
+			frames, origins = ob.frames, ob.origins
+		}
+		f := o.lent[i]
+		taken |= 1 << i
+		lentOut = append(lentOut, f)
+		frames = append(frames, f)
+		origins = append(origins, origin)
+	}
+	if ob != nil {
+		ob.frames, ob.origins = frames, origins
+	}
+	o.lentOut, o.taken = lentOut, taken
+	return n
+}
+
 // enqueue puts frame in the output batch of dst's tx queue q, flushing the
 // batches first if they are full: a copy of it, or with take the frame
 // itself when it may (see outBatches.take).

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,4 +248,89 @@ func TestResolveOne(t *testing.T) {
 			}
 		})
 	}
+}
+
+// queueLender is an in-memory port that lends its frames with the rx
+// queues of queues recorded for them (frame i gets queues[i]), as a port
+// whose frames came in on several queues would.
+type queueLender struct {
+	*vport.MemPort
+	queues []vport.RxQueue
+}
+
+func (ql *queueLender) ReceiveLent(q int, frames [][]byte, info []vport.RxInfo) (int, error) {
+	n, err := ql.MemPort.ReceiveLent(q, frames, info)
+	for i := range info[:n] {
+		info[i].RxQueue = ql.queues[i%len(ql.queues)]
+	}
+	return n, err
+}
+
+// TestOutputRunQueues: a run of packets that dispatch sends to one port
+// in one loop (outputRun) puts each on the tx queue output would pick
+// for it, in order, whether its rx queue is recorded (its queue modulo
+// the device's, each queue's batch found as the run goes from one to
+// another) or not (its flow hash, through output): the copies the loop
+// queues and the ones output queues between them interleave as they
+// would one by one, every lent frame goes back, and every packet is
+// counted.
+func TestOutputRunQueues(t *testing.T) {
+	b, err := New(Config{Name: "runq", Policy: Guarded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	mp, err := vport.NewMemPort(vport.MemConfig{Name: "src", RecordRxQueue: true, RingSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queues := []vport.RxQueue{0, vport.RecordRxQueue(1), vport.RecordRxQueue(6), vport.RecordRxQueue(1), vport.RecordRxQueue(3), 0}
+	src := &queueLender{MemPort: mp, queues: queues}
+	if _, err := b.AddPort(src, 1); err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := addMemPort(t, b, vport.MemConfig{Name: "dst", TxQueues: 4, RingSize: 256}, 2)
+	addFlows(t, b, "in_port=1,udp,actions=output:2")
+	p := b.pmds[0]
+	rqs := []rxq{{port: b.ports.Load().lookup(1), q: 0}}
+	p.rxqs.Store(&rqs)
+
+	for round := range 2 { // the second finds every slot given back
+		frames := make([][]byte, vport.MaxBatch)
+		want := make([][]uint16, dst.TxQueues()) // the source ports each tx queue gets, in order
+		for i := range frames {
+			sport := uint16(1000 + 100*round + i)
+			frames[i] = buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: sport, dport: 80})
+			q := 0
+			if rq := queues[i%len(queues)]; rq.Recorded() {
+				q = rq.Queue() % dst.TxQueues()
+			} else {
+				var k flow.Key
+				var off flow.Offsets
+				flow.Extract(&k, &off, frames[i], 1)
+				q = int(reciprocalScale(uint32(k.Hash()), uint32(dst.TxQueues())))
+			}
+			want[q] = append(want[q], sport)
+		}
+		if n := src.Inject(0, frames); n != len(frames) {
+			t.Fatalf("round %d: injected %d of %d frames", round, n, len(frames))
+		}
+		p.rd.enter()
+		p.poll(timeNow())
+		p.rd.leave()
+		bufs, sizes := [][]byte{make([]byte, dst.FrameSize())}, []int{0}
+		for q := range dst.TxQueues() {
+			var got []uint16
+			for dst.Drain(q, bufs, sizes) == 1 {
+				var k flow.Key
+				var off flow.Offsets
+				flow.Extract(&k, &off, bufs[0][:sizes[0]], 2)
+				got = append(got, k.TpSrc)
+			}
+			if !slices.Equal(got, want[q]) {
+				t.Errorf("round %d: tx queue %d got source ports %v, want %v", round, q, got, want[q])
+			}
+		}
+	}
+	checkAccounting(t, b)
 }

@@ -129,12 +129,7 @@ func (c *Cache) LookupBatch(keys []Key, mfs []*Megaflow, srcs []Source) int {
 func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs []Source) int {
 	n := min(len(keys), len(mfs), len(srcs))
 	s := c.table.Snapshot()
-	var (
-		probes [lookupRun]emcProbe
-		early  [lookupRun]*Megaflow // the exact-match cache's answers
-		missed [lookupRun]uint8     // the keys it did not answer
-		found  [lookupRun]*Megaflow // the classifier's answers to those
-	)
+	var probes [lookupRun]emcProbe
 	for start := 0; start < n; start += lookupRun {
 		run := probes[:min(lookupRun, n-start)]
 		rk := keys[start : start+len(run)]
@@ -153,87 +148,117 @@ func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs
 			touched ^= c.emc.touch(run[i].h)
 		}
 		c.emc.touched ^= touched
-		if !c.mfs.batched() {
-			// The classifier answers from the CPU's caches: nothing to
-			// overlap, so the keys go one by one, through lookupHashed's
-			// steps with its exact-match hit, the usual answer, in the
-			// loop rather than a call away.
-			for i := range run {
-				j := start + i
-				if mf := c.emc.lookup(&rk[i], run[i], s.gen); mf != nil {
-					c.stats.EMCHits++
-					mfs[j], srcs[j] = mf, SourceEMC
-					continue
-				}
-				mfs[j], srcs[j] = c.lookupMegaflow(s, &rk[i], run[i])
-				if srcs[j] == SourceUpcall {
-					s = c.table.Snapshot()
-				}
-			}
-			continue
-		}
-		stores, gen := c.emc.stores, s.gen
-		nm := 0
-		for i := range run {
-			early[i] = c.emc.lookup(&rk[i], run[i], gen)
-			if early[i] == nil {
-				missed[nm] = uint8(i)
-				nm++
-			}
-		}
-		changes := c.mfs.changes
-		if nm > 0 {
-			c.mfs.lookupBatch(rk, missed[:nm], found[:nm])
-			touched = 0
-			for _, mf := range found[:nm] {
-				if mf != nil {
-					touched ^= mf.Generation
-				}
-			}
-			c.mfs.touched ^= touched
-		}
-		// Once a key's lookup had to run on its own (a miss, a stale
-		// megaflow), what it did may change the answers found ahead of
-		// it: the rest of the run is looked up key by key too.
-		alone := false
-		m := 0 // the next of missed
-		for i := range run {
-			j, p := start+i, run[i]
-			mf := early[i]
-			var ahead *Megaflow // the classifier's answer, when it was asked
-			if mf == nil {
-				ahead = found[m]
-				m++
-			}
-			switch {
-			case alone || c.mfs.changes != changes || s.gen != gen:
-				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], p)
-				alone = true
-			case c.emc.stores != stores && c.emc.lookup(&rk[i], p, gen) != mf:
-				// An insertion into the exact-match cache changed its
-				// answer.
-				mfs[j], srcs[j] = c.lookupHashed(s, &rk[i], p)
-				alone = true
-			case mf != nil:
-				c.stats.EMCHits++
-				mfs[j], srcs[j] = mf, SourceEMC
-			case ahead != nil && ahead.Generation == gen && !c.mfs.rankDue():
-				c.mfs.countHit(ahead)
-				c.stats.MegaflowHits++
-				c.emc.insert(&rk[i], p, ahead)
-				mfs[j], srcs[j] = ahead, SourceMegaflow
-			default:
-				// A miss, a stale megaflow to revalidate, or a lookup
-				// that re-ranks the subtables: as Lookup.
-				mfs[j], srcs[j] = c.lookupMegaflow(s, &rk[i], p)
-				alone = true
-			}
-			if srcs[j] == SourceUpcall {
-				s = c.table.Snapshot()
-			}
+		out, outSrcs := mfs[start:start+len(run)], srcs[start:start+len(run)]
+		if c.mfs.batched() {
+			s = c.lookupTogether(s, rk, run, out, outSrcs)
+		} else {
+			s = c.lookupEach(s, rk, run, out, outSrcs)
 		}
 	}
 	return n
+}
+
+// lookupTogether is LookupBatchPlain's path for a run of keys, rk, whose
+// probes are run, when the classifier is too large for the CPU's caches
+// (Megaflows.batched): it probes the exact-match cache for each key, looks
+// the keys it missed up in the classifier together (Megaflows.lookupBatch),
+// reading the megaflows it found before it uses any, and then settles each
+// key in order, as LookupBatch says. It stores the answers in mfs and
+// srcs, which have room for the run, and returns the table's snapshot,
+// loaded again after an upcall.
+func (c *Cache) lookupTogether(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Megaflow, srcs []Source) *TableSnapshot {
+	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
+	var (
+		early  [lookupRun]*Megaflow // the exact-match cache's answers
+		missed [lookupRun]uint8     // the keys it did not answer
+		found  [lookupRun]*Megaflow // the classifier's answers to those
+	)
+	stores, gen := c.emc.stores, s.gen
+	nm := 0
+	for i := range run {
+		early[i] = c.emc.lookup(&rk[i], run[i], gen)
+		if early[i] == nil {
+			missed[nm] = uint8(i)
+			nm++
+		}
+	}
+	changes := c.mfs.changes
+	if nm > 0 {
+		c.mfs.lookupBatch(rk, missed[:nm], found[:nm])
+		var touched uint64
+		for _, mf := range found[:nm] {
+			if mf != nil {
+				touched ^= mf.Generation
+			}
+		}
+		c.mfs.touched ^= touched
+	}
+	// Once a key's lookup had to run on its own (a miss, a stale
+	// megaflow), what it did may change the answers found ahead of it:
+	// the rest of the run is looked up key by key too.
+	alone := false
+	m := 0 // the next of missed
+	for i := range run {
+		p := run[i]
+		mf := early[i]
+		var ahead *Megaflow // the classifier's answer, when it was asked
+		if mf == nil {
+			ahead = found[m]
+			m++
+		}
+		switch {
+		case alone || c.mfs.changes != changes || s.gen != gen:
+			mfs[i], srcs[i] = c.lookupHashed(s, &rk[i], p)
+			alone = true
+		case c.emc.stores != stores && c.emc.lookup(&rk[i], p, gen) != mf:
+			// An insertion into the exact-match cache changed its answer.
+			mfs[i], srcs[i] = c.lookupHashed(s, &rk[i], p)
+			alone = true
+		case mf != nil:
+			c.stats.EMCHits++
+			mfs[i], srcs[i] = mf, SourceEMC
+		case ahead != nil && ahead.Generation == gen && !c.mfs.rankDue():
+			c.mfs.countHit(ahead)
+			c.stats.MegaflowHits++
+			c.emc.insert(&rk[i], p, ahead)
+			mfs[i], srcs[i] = ahead, SourceMegaflow
+		default:
+			// A miss, a stale megaflow to revalidate, or a lookup that
+			// re-ranks the subtables: as Lookup.
+			mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], p)
+			alone = true
+		}
+		if srcs[i] == SourceUpcall {
+			s = c.table.Snapshot()
+		}
+	}
+	return s
+}
+
+// lookupEach is LookupBatchPlain's path for a run of keys, rk, whose
+// probes are run, when the classifier answers from the CPU's caches
+// (Megaflows.batched is false): nothing to overlap, so the keys go one by
+// one, through lookupHashed's steps with its exact-match hit, the usual
+// answer, in the loop rather than a call away. It stores the answers in
+// mfs and srcs, which have room for the run, and returns the table's
+// snapshot, loaded again after an upcall (whose translation may have
+// learned rules, which the next keys must see).
+func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Megaflow, srcs []Source) *TableSnapshot {
+	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
+	hits := uint64(0)
+	for i := range run {
+		if mf := c.emc.lookup(&rk[i], run[i], s.gen); mf != nil {
+			hits++
+			mfs[i], srcs[i] = mf, SourceEMC
+			continue
+		}
+		mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], run[i])
+		if srcs[i] == SourceUpcall {
+			s = c.table.Snapshot()
+		}
+	}
+	c.stats.EMCHits += hits
+	return s
 }
 
 // lookupRun is how many keys LookupBatch hashes ahead of its probes.

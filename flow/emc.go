@@ -199,7 +199,7 @@ type emcProbe struct {
 }
 
 // emcProbeOf returns k's probe, reading each of k's words once. The hash
-// reads the key's common words and, when the key has any, its tunnel
+// reads the common words that emcCommonHash reads and, when the key has any, its tunnel
 // words, tun_metadata, pkt_mark, conj_id and recirc_id, and it multiplies
 // them a pair at a time, each pair with its own random words, so that the
 // multiplications do not wait for one another. The connection tracking
@@ -215,43 +215,74 @@ type emcProbe struct {
 func emcProbeOf(k *Key) emcProbe {
 	w := k.Words()
 	s := &emcSecret
-	h := emcCommonSum(w)
+	h := emcCommonHash(w)
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
 	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
 	r := uint64(k.RecircID)
 	m := (*[emcTunMetaWords]uint64)(w[emcTunMetaWord:])
 	hashed := (t[0] | t[1]) | (t[2] | t[3]) | (t[4] | t[5]) | (x[0] | r) | (m[0] | m[1] | m[2])
 	if hashed != 0 {
-		h += mum(t[0]^s[14], t[1]^s[15]) + mum(t[2]^s[16], t[3]^s[17]) +
-			mum(t[4]^s[18], t[5]^s[19]) + mum(x[0]^s[20], r^s[21]) +
-			mum(m[0]^s[24], m[1]^s[25]) + mum(m[2]^s[26], s[27])
+		// The common words' hash, mixed once more with these.
+		h = mum((h+mum(t[0]^s[14], t[1]^s[15])+mum(t[2]^s[16], t[3]^s[17])+
+			mum(t[4]^s[18], t[5]^s[19])+mum(x[0]^s[20], r^s[21])+
+			mum(m[0]^s[24], m[1]^s[25])+mum(m[2]^s[26], s[27]))^s[12], s[13])
 	}
-	h = mum(h^s[22], s[23])
 	extra := hashed|x[1]|or8((*[8]uint64)(x[2:10]))|x[10] != 0
 	return emcProbe{h: h, tag: emcTag(h, extra), extra: extra, ok: pipelineState(w) == 0}
 }
 
-// emcCommonSum returns the part of emcProbeOf's hash that w's common
-// words make: all of it, before the final mix, for a key without hashed
-// extra words.
-func emcCommonSum(w *[KeyWords]uint64) uint64 {
+// emcCommonHash returns the hash of w's common words: emcProbeOf's hash
+// of a key without hashed extra words. It hashes the words that tell a switch's flows apart, as
+// Open vSwitch's exact-match cache takes a 5-tuple hash when the NIC gives
+// none: in_port with the IPv4 addresses (and the IPv6 flow label), the
+// Ethernet addresses, the VLAN IDs, the transport ports with the IP
+// protocol, TOS, TTL and TCP flags, and the IPv6 addresses and ND target,
+// those only when one of them is not zero, so that an IPv4 packet costs
+// four multiplications, not eight. The rest of the common words (the ARP
+// hardware addresses, dl_type and the outer VLAN's TPID), which packets
+// that agree on all of the hashed words seldom differ in, are compared,
+// not hashed: keys that differ only there share their two slots.
+func emcCommonHash(w *[KeyWords]uint64) uint64 {
 	s := &emcSecret
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1])
-	for i := 0; i < len(c); i += 2 {
-		h += mum(c[i]^s[2+i], c[i+1]^s[3+i])
+	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1]) +
+		mum(c[emcDlWord]^s[2], c[emcDlWord+1]^s[3]) +
+		mum(c[emcTpWord]^s[4], c[emcTpWord+1]^s[5])
+	if v6 := (c[0] | c[1]) | (c[2] | c[3]) | (c[4] | c[5]); v6 != 0 {
+		h += mum(c[0]^s[6], c[1]^s[7]) + mum(c[2]^s[8], c[3]^s[9]) +
+			mum(c[4]^s[10], c[5]^s[11])
 	}
-	return h
+	return mum(h^s[22], s[23])
 }
+
+// The common words from TunFlags's on that emcCommonHash hashes, counted
+// from TunFlags's: the six that hold the IPv6 addresses and most of the ND
+// target (the first also holds the tunnel flags, TOS and TTL, zero in a
+// key with no extra words), the two that hold the Ethernet addresses
+// (emcDlWord) with the ND target's last bytes, and the last two, which
+// hold the outer VLAN's TCI, the inner VLAN tag, the transport ports, TCP
+// flags and the IP protocol, TOS, TTL and fragment bits (emcTpWord).
+const (
+	emcDlWord = int(unsafe.Offsetof(Key{}.DlDst)/8) - emcTunEndWord
+	emcTpWord = emcExtraWord - emcTunEndWord - 2
+)
+
+var (
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.IPv6Src)/8)-emcTunEndWord]
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.NdTarget)+16-1)/8-emcTunEndWord-emcDlWord]
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.DlSrc)+6-1)/8-emcTunEndWord-emcDlWord-1]
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.VLANs)+2)/8-emcTunEndWord-emcTpWord]
+	_ = [1]struct{}{}[int(unsafe.Offsetof(Key{}.TpSrc))/8-emcTunEndWord-emcTpWord]
+)
 
 // emcPlainProbe is emcProbeOf for a plain key (IsPlain), which it does
 // not check: such a key has no pipeline state and no extra words, so its
-// probe reads its 14 common words only, not all 43. Given a key that is
+// probe reads the common words its hash reads only, not all 43. Given a key that is
 // not plain, it would let the key match a slot whose key differs from it
 // in the words it skips.
 func emcPlainProbe(k *Key) emcProbe {
-	h := mum(emcCommonSum(k.Words())^emcSecret[22], emcSecret[23])
-	return emcProbe{h: h, tag: emcTag(h, false), ok: true}
+	h := emcCommonHash(k.Words())
+	return emcProbe{h: h, tag: h &^ 1, ok: true} // emcTag(h, false)
 }
 
 // probeWith returns the probe of k taken with hash h, whatever k's own
@@ -296,10 +327,12 @@ func (e *EMC) lookup(k *Key, p emcProbe, gen uint64) *Megaflow {
 	}
 	w := k.Words()
 	i, j := e.slots(p.h)
-	if e.holds(i, w, p.tag, p.extra) {
+	// The tags first, here: a miss, the usual answer when the flows
+	// outnumber the slots, then costs no call.
+	if e.entries[i].tag == p.tag && e.holds(i, w, p.tag, p.extra) {
 		return liveAt(e.entries[i].mf, gen)
 	}
-	if e.holds(j, w, p.tag, p.extra) {
+	if e.entries[j].tag == p.tag && e.holds(j, w, p.tag, p.extra) {
 		return liveAt(e.entries[j].mf, gen)
 	}
 	return nil
@@ -321,14 +354,16 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	if en.tag != tag || en.mf == nil {
 		return false
 	}
+	// The common words' differences ORed as a tree, not in a loop, so
+	// that the loads and compares of a hit do not wait for one another,
+	// nor for a loop's count. ^ and | bind alike in Go: without the
+	// parentheses, ones in one word would hide differences in another.
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	ek := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-	// ^ and | bind alike in Go: without the parentheses, ones in the
-	// second word would hide differences in the first.
-	d := (en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])
-	for n := range c {
-		d |= ek[n] ^ c[n]
-	}
+	k := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
+	d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
+		(((k[0] ^ c[0]) | (k[1] ^ c[1])) | ((k[2] ^ c[2]) | (k[3] ^ c[3]))) |
+		(((k[4] ^ c[4]) | (k[5] ^ c[5])) | ((k[6] ^ c[6]) | (k[7] ^ c[7]))) |
+		(((k[8] ^ c[8]) | (k[9] ^ c[9])) | ((k[10] ^ c[10]) | (k[11] ^ c[11])))
 	if d != 0 {
 		return false
 	}
@@ -347,6 +382,9 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	}
 	return d == 0
 }
+
+// The common words holds is written for (checked at compile time).
+var _ = [1]struct{}{}[emcExtraWord-emcTunEndWord-12]
 
 func liveAt(mf *Megaflow, gen uint64) *Megaflow {
 	if mf.dead || mf.Generation != gen {

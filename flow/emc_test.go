@@ -372,21 +372,32 @@ func TestEMCKeyWords(t *testing.T) {
 }
 
 // TestEMCHashWords: EMCHash reads every packet word but the connection
-// tracking state: a key that differs in any other word hashes apart (the
-// hash is 64 random bits per key, so a collision here would be a bug, not
-// bad luck), one that differs only in ct fields hashes alike (they are
+// tracking state and the common words that emcCommonHash leaves to the
+// comparison (the ARP hardware addresses, dl_type and the outer VLAN's
+// TPID): a key that differs in any other word hashes apart (the hash is
+// 64 random bits per key, so a collision here would be a bug, not bad
+// luck), one that differs only in those words hashes alike (they are
 // compared, not hashed). Tunnel words, tun_metadata, pkt_mark and
-// recirc_id count for a key that has no other extra word too.
+// recirc_id count for a key that has no other extra word too, and the
+// IPv6 words for an IPv4 key, whose IPv6 words are zero, as for an IPv6
+// one.
 func TestEMCHashWords(t *testing.T) {
 	ctFirst, ctEnd := int(unsafe.Offsetof(Key{}.CtLabel)), int(unsafe.Offsetof(Key{}.TunMeta))
-	for _, base := range emcTestKeys() {
+	unhashedFirst, unhashedEnd := int(unsafe.Offsetof(Key{}.ArpSha)), int(unsafe.Offsetof(Key{}.VLANs)+2)
+	v6 := Key{InPort: 1, DlType: EthTypeIPv6, NwProto: IPProtoTCP, TpSrc: 1024, TpDst: 80, TcpFlags: 0x10}
+	v6.IPv6Src[0], v6.IPv6Src[15], v6.IPv6Dst[0], v6.IPv6Dst[15] = 0xfe, 1, 0xfe, 2
+	keys := append(emcTestKeys(), struct {
+		name string
+		k    Key
+	}{"ipv6", v6})
+	for _, base := range keys {
 		h := EMCHash(&base.k)
 		for off := int(unsafe.Offsetof(Key{}.InPort)); off < KeyWords*8; off++ {
 			k := base.k
 			(*[KeyWords * 8]byte)(unsafe.Pointer(&k))[off] ^= 0x80
-			ct := off >= ctFirst && off < ctEnd
-			if got := EMCHash(&k); (got == h) != ct {
-				t.Errorf("%s: flipping a bit of byte %d: hash %#x, base's %#x (alike: %v, want %v)", base.name, off, got, h, got == h, ct)
+			alike := off >= ctFirst && off < ctEnd || off >= unhashedFirst && off < unhashedEnd
+			if got := EMCHash(&k); (got == h) != alike {
+				t.Errorf("%s: flipping a bit of byte %d: hash %#x, base's %#x (alike: %v, want %v)", base.name, off, got, h, got == h, alike)
 			}
 		}
 	}
