@@ -102,15 +102,7 @@ func (p *pmd) runHeld() {
 	p.recircDepth = 1 // the copies' own recirculations nest, at once
 	for i := range n {
 		mf := h.mfs[i]
-		p.tally.recircs++
-		switch h.srcs[i] {
-		case flow.SourceEMC:
-			p.tally.emcHits++
-		case flow.SourceMegaflow:
-			p.tally.mfHits++
-		default:
-			p.tally.upcalls++
-		}
+		p.tallyRecirc(h.srcs[i])
 		p.cache.Account(mf, 1, uint64(len(h.bufs[i])), p.now)
 		p.cache.AccountTCPFlags(mf, h.keys[i].TcpFlags)
 		p.in, p.pick.rxQueue = h.ins[i], h.rxqs[i]
@@ -189,16 +181,8 @@ func (p *pmd) recirculate(frame []byte, k *flow.Key, off *flow.Offsets, out flow
 	r.key, r.off = *k, *off
 	p.recircDepth++
 
-	p.tally.recircs++
 	mf, src := p.cache.Lookup(&r.key)
-	switch src {
-	case flow.SourceEMC:
-		p.tally.emcHits++
-	case flow.SourceMegaflow:
-		p.tally.mfHits++
-	default:
-		p.tally.upcalls++
-	}
+	p.tallyRecirc(src)
 	p.cache.Account(mf, 1, uint64(len(frame)), p.now)
 	p.cache.AccountTCPFlags(mf, r.key.TcpFlags)
 
@@ -241,4 +225,18 @@ func (p *pmd) executeCopy(buf []byte, k *flow.Key, off *flow.Offsets, acts []flo
 	p.pick = pick
 	o.rx, o.lentIdx, o.finalOut, o.outSeen = rx, lentIdx, finalOut, outSeen
 	return verdict
+}
+
+// tallyRecirc counts a recirculated pass, and the cache stage that
+// answered its lookup (src), in the thread's tally.
+func (p *pmd) tallyRecirc(src flow.Source) {
+	p.tally.recircs++
+	switch src {
+	case flow.SourceEMC:
+		p.tally.emcHits++
+	case flow.SourceMegaflow:
+		p.tally.mfHits++
+	default:
+		p.tally.upcalls++
+	}
 }

@@ -410,13 +410,11 @@ func TestConntrackTraceMatchesOpenVSwitch(t *testing.T) {
 	}
 }
 
-// BenchmarkPipelineCT is the whole packet path of the stateful firewall's
-// established connections on one poll thread: each packet runs ct (the
-// test tracker, a map behind a mutex), recirculates, and is looked up
-// again, both passes exact-match hits. Compare with BenchmarkPipeline/emc,
-// the same path without ct.
-func BenchmarkPipelineCT(b *testing.B) {
-	br, err := New(Config{Name: "bench", Conntrack: newCTTracker(1 << 20)})
+// newCTPipelineBench is a pipelineBench, without frames yet, of a bridge
+// with a tracker of conns connections that runs the stateful firewall's
+// flows (statefulFirewall) from port 1 to port 2.
+func newCTPipelineBench(b *testing.B, conns int) *pipelineBench {
+	br, err := New(Config{Name: "bench", Conntrack: newCTTracker(conns)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -424,22 +422,30 @@ func BenchmarkPipelineCT(b *testing.B) {
 	src, _ := addMemPort(b, br, vport.MemConfig{Name: "src", RecordRxQueue: true, RingSize: 64}, 1)
 	dst, _ := addMemPort(b, br, vport.MemConfig{Name: "dst", TxQueues: 4, RingSize: 256}, 2)
 	statefulFirewall(b, br)
-	pb := &pipelineBench{b: br, src: src, dst: dst}
-	for i := range 64 {
-		pb.frames = append(pb.frames, buildFrame(b, frameSpec{src: "10.0.0." + strconv.Itoa(i+1), dst: "192.168.0.1", proto: "udp", sport: 1024, dport: 80}))
-	}
-	pb.drain = make([][]byte, vport.MaxBatch)
+	pb := &pipelineBench{b: br, src: src, dst: dst, drain: make([][]byte, vport.MaxBatch), sizes: make([]int, vport.MaxBatch)}
 	for i := range pb.drain {
 		pb.drain[i] = make([]byte, dst.FrameSize())
 	}
-	pb.sizes = make([]int, vport.MaxBatch)
+	return pb
+}
+
+// BenchmarkPipelineCT is the whole packet path of the stateful firewall's
+// established connections on one poll thread: each packet runs ct (the
+// test tracker, a map behind a mutex), recirculates, and is looked up
+// again, both passes exact-match hits. Compare with BenchmarkPipeline/emc,
+// the same path without ct.
+func BenchmarkPipelineCT(b *testing.B) {
+	pb := newCTPipelineBench(b, 1<<20)
+	for i := range 64 {
+		pb.frames = append(pb.frames, buildFrame(b, frameSpec{src: "10.0.0." + strconv.Itoa(i+1), dst: "192.168.0.1", proto: "udp", sport: 1024, dport: 80}))
+	}
 	// Commit the connections and fill the caches before the clock runs.
 	for range 4 {
 		pb.pollOnce(pb.frames[:32])
 		pb.pollOnce(pb.frames[32:])
 	}
 	pb.run(b)
-	if n := br.pmds[0].counters.recircs.Load(); n < uint64(b.N) {
+	if n := pb.b.pmds[0].counters.recircs.Load(); n < uint64(b.N) {
 		b.Fatalf("%d recirculations for %d packets", n, b.N)
 	}
 }
@@ -450,28 +456,15 @@ func BenchmarkPipelineCT(b *testing.B) {
 // exact-match cache and take the megaflow their ct_state selects.
 func BenchmarkPipelineCTManyConns(b *testing.B) {
 	const conns = 16384
-	br, err := New(Config{Name: "bench", Conntrack: newCTTracker(2 * conns)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { br.Close() })
-	src, _ := addMemPort(b, br, vport.MemConfig{Name: "src", RecordRxQueue: true, RingSize: 64}, 1)
-	dst, _ := addMemPort(b, br, vport.MemConfig{Name: "dst", TxQueues: 4, RingSize: 256}, 2)
-	statefulFirewall(b, br)
-	pb := &pipelineBench{b: br, src: src, dst: dst}
+	pb := newCTPipelineBench(b, 2*conns)
 	for i := range conns {
 		pb.frames = append(pb.frames, buildFrame(b, frameSpec{src: "10.0." + strconv.Itoa(i>>8) + "." + strconv.Itoa(i&0xff), dst: "192.168.0.1", proto: "udp", sport: uint16(1024 + i%7), dport: 80}))
 	}
-	pb.drain = make([][]byte, vport.MaxBatch)
-	for i := range pb.drain {
-		pb.drain[i] = make([]byte, dst.FrameSize())
-	}
-	pb.sizes = make([]int, vport.MaxBatch)
 	for i := 0; i < conns; i += vport.MaxBatch {
 		pb.pollOnce(pb.frames[i : i+vport.MaxBatch])
 	}
 	pb.run(b)
-	if n := br.pmds[0].counters.recircs.Load(); n < uint64(b.N) {
+	if n := pb.b.pmds[0].counters.recircs.Load(); n < uint64(b.N) {
 		b.Fatalf("%d recirculations for %d packets", n, b.N)
 	}
 }
