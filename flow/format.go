@@ -79,13 +79,14 @@ func (w *matchWriter) item(s ...string) {
 }
 
 func formatMatch(b *strings.Builder, m *Match, priority uint16) {
-	formatMatchTunnel(b, m, priority, "")
+	formatMatchTunnel(b, m, priority, "", false)
 }
 
 // formatMatchTunnel is formatMatch with tun, when it is not "", written
 // as the tunnel's fields, in their place among the others, instead of
-// those m matches.
-func formatMatchTunnel(b *strings.Builder, m *Match, priority uint16, tun string) {
+// those m matches, and, if inner is set, the inner VLAN tag (vlans[1])
+// after the outer one, as Open vSwitch writes a packet's flow.
+func formatMatchTunnel(b *strings.Builder, m *Match, priority uint16, tun string, inner bool) {
 	w := matchWriter{b: b}
 	k, mk := &m.Key, &m.Mask
 	if priority != DefaultPriority {
@@ -169,7 +170,10 @@ func formatMatchTunnel(b *strings.Builder, m *Match, priority uint16, tun string
 	if mk.InPort != 0 {
 		w.item("in_port=", portText(k.InPort))
 	}
-	formatVLAN(&w, k.VLANs[0].TCI, mk.VLANs[0].TCI)
+	formatVLAN(&w, "", k.VLANs[0].TCI, mk.VLANs[0].TCI)
+	if inner {
+		formatVLAN(&w, "1", k.VLANs[1].TCI, mk.VLANs[1].TCI)
+	}
 	formatMAC(&w, "dl_src", k.DlSrc, mk.DlSrc)
 	formatMAC(&w, "dl_dst", k.DlDst, mk.DlDst)
 	if !skipType && mk.DlType != 0 {
@@ -234,9 +238,10 @@ func formatMatchTunnel(b *strings.Builder, m *Match, priority uint16, tun string
 	}
 }
 
-// formatVLAN prints the outer TCI as dl_vlan/dl_vlan_pcp when it says
-// "this VID and/or PCP, tagged", and as vlan_tci otherwise.
-func formatVLAN(w *matchWriter, tci, mask uint16) {
+// formatVLAN prints a tag's TCI as dl_vlan/dl_vlan_pcp when it says "this
+// VID and/or PCP, tagged", and as vlan_tci otherwise, each name followed
+// by level: "" for the outer tag, "1" for the inner.
+func formatVLAN(w *matchWriter, level string, tci, mask uint16) {
 	if mask == 0 {
 		return
 	}
@@ -244,18 +249,18 @@ func formatVLAN(w *matchWriter, tci, mask uint16) {
 	if mask&VLANPresent != 0 && tci&VLANPresent != 0 &&
 		(vid == 0 || vid == VLANVIDMask) && (pcp == 0 || pcp == VLANPCPMask) && (vid != 0 || pcp != 0) {
 		if vid != 0 {
-			w.item("dl_vlan=", strconv.Itoa(int(tci&VLANVIDMask)))
+			w.item("dl_vlan", level, "=", strconv.Itoa(int(tci&VLANVIDMask)))
 		}
 		if pcp != 0 {
-			w.item("dl_vlan_pcp=", strconv.Itoa(int(tci>>13)))
+			w.item("dl_vlan_pcp", level, "=", strconv.Itoa(int(tci>>13)))
 		}
 		return
 	}
 	if mask == 0xffff {
-		w.item("vlan_tci=0x", hexPad(uint64(tci), 4))
+		w.item("vlan_tci", level, "=0x", hexPad(uint64(tci), 4))
 		return
 	}
-	w.item("vlan_tci=0x", hexPad(uint64(tci), 4), "/0x", hexPad(uint64(mask), 4))
+	w.item("vlan_tci", level, "=0x", hexPad(uint64(tci), 4), "/0x", hexPad(uint64(mask), 4))
 }
 
 func formatMAC(w *matchWriter, name string, v, m [6]byte) {

@@ -1,9 +1,6 @@
 package flow
 
-import (
-	"strconv"
-	"strings"
-)
+import "strings"
 
 // FormatMicroflow formats k as ofproto/trace prints a flow: every field the
 // packet has, given its Ethertype and protocol, including zero ones.
@@ -31,26 +28,17 @@ func FormatMicroflowTunnel(k *Key, tun string) string {
 		m.Mask.PktMark = ^uint32(0)
 	}
 	microflowCtMask(k, &m)
+	// Open vSwitch shows the inner tag of a tagged packet, also when
+	// there is none, and so of a packet whose TCI a write left without
+	// the present bit but not zero (its tag is gone).
+	inner := k.VLANs[0].TCI != 0
+	if inner {
+		m.Mask.VLANs[1].TCI = 0xffff
+	}
 	m.Normalize()
 	var b strings.Builder
-	formatMatchTunnel(&b, &m, DefaultPriority, tun)
-	text := b.String()
-	if k.VLANs[0].TCI != 0 {
-		// Open vSwitch shows the inner tag of a tagged packet, also
-		// when there is none, and so of a packet whose TCI a write
-		// left without the present bit but not zero (its tag is gone).
-		text = strings.Replace(text, ",dl_src=", ","+innerVLANText(k.VLANs[1].TCI)+",dl_src=", 1)
-	}
-	return text
-}
-
-// innerVLANText writes a packet's inner VLAN tag as Open vSwitch writes
-// vlans[1] of a flow.
-func innerVLANText(tci uint16) string {
-	if tci&VLANPresent == 0 {
-		return "vlan_tci1=0x" + hexPad(uint64(tci), 4)
-	}
-	return "dl_vlan1=" + strconv.Itoa(int(tci&VLANVIDMask)) + ",dl_vlan_pcp1=" + strconv.Itoa(int(tci>>13))
+	formatMatchTunnel(&b, &m, DefaultPriority, tun, inner)
+	return b.String()
 }
 
 // microflowMask returns the mask of the fields a packet with key k has.
