@@ -127,13 +127,17 @@ func TestInternalPortsAcrossNamespaces(t *testing.T) {
 var (
 	dumpRx      = regexp.MustCompile(`rx pkts=(\d+),`)
 	dumpTx      = regexp.MustCompile(`tx pkts=(\d+),`)
-	dumpReasons = regexp.MustCompile(`(?:rx|tx) dropped by reason: (.*)`)
+	dumpRxDrops = regexp.MustCompile(`rx dropped by reason: (.*)`)
+	dumpTxDrops = regexp.MustCompile(`tx dropped by reason: (.*)`)
 	dumpReason  = regexp.MustCompile(`[a-z-]+=(\d+)`)
 )
 
 // checkCLIBalanced checks dump-ports of a bridge whose packets each go out
 // one port at most (two ports, or fewer): every packet received on the
 // bridge's rows, removed row included, was sent or dropped with a reason.
+// A packet's drop counts on the row it came in on ("rx dropped by
+// reason"), also when its port of output dropped it, which that port's row
+// counts too ("tx dropped by reason"): the sum takes the ingress rows'.
 // A LOCAL port that received nothing may be a third port: the copies
 // flooded to it are left out (its row, and its dropped copies, which the
 // ingress rows count too).
@@ -146,33 +150,28 @@ func checkCLIBalanced(t *testing.T, dump string) {
 			local, rest = local[:j+1], local[j+1:]
 		}
 		dump = dump[:i] + rest
-		for _, m := range dumpReasons.FindAllStringSubmatch(local, -1) {
-			for _, r := range dumpReason.FindAllStringSubmatch(m[1], -1) {
-				v, _ := strconv.ParseUint(r[1], 10, 64)
-				localDrops += v
-			}
-		}
+		localDrops = sumMatches(dumpTxDrops, local, dumpReason)
 	}
-	sum := func(re *regexp.Regexp) uint64 {
-		var n uint64
-		for _, m := range re.FindAllStringSubmatch(dump, -1) {
-			v, _ := strconv.ParseUint(m[1], 10, 64)
-			n += v
-		}
-		return n
-	}
-	rx, tx := sum(dumpRx), sum(dumpTx)
-	var drops uint64
-	for _, m := range dumpReasons.FindAllStringSubmatch(dump, -1) {
-		for _, r := range dumpReason.FindAllStringSubmatch(m[1], -1) {
-			v, _ := strconv.ParseUint(r[1], 10, 64)
-			drops += v
-		}
-	}
-	drops -= localDrops // the ingress rows count them too
+	rx, tx := sumMatches(dumpRx, dump, nil), sumMatches(dumpTx, dump, nil)
+	drops := sumMatches(dumpRxDrops, dump, dumpReason) - localDrops
 	if rx == 0 || rx != tx+drops {
 		t.Errorf("packets not accounted: rx %d != tx %d + drops %d\n%s", rx, tx, drops, dump)
 	}
+}
+
+// sumMatches adds up the numbers that re's first group captures in text,
+// or, with each not nil, the numbers that each captures within the group.
+func sumMatches(re *regexp.Regexp, text string, each *regexp.Regexp) uint64 {
+	var n uint64
+	for _, m := range re.FindAllStringSubmatch(text, -1) {
+		if each == nil {
+			v, _ := strconv.ParseUint(m[1], 10, 64)
+			n += v
+			continue
+		}
+		n += sumMatches(each, m[1], nil)
+	}
+	return n
 }
 
 // TestOVSDBInternalPorts drives internal ports through the real

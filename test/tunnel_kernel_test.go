@@ -99,6 +99,10 @@ func newKernelTunnelTopo(t *testing.T, kt kernelTunnel) *kernelTunnelTopo {
 		}
 		t.Fatal(err)
 	}
+	// The tunnel device carries only the test's IPv4 packets: with IPv6
+	// on, it would send its own multicast listener reports and router
+	// solicitations when it comes up, through the tunnel, among them.
+	a.MustRun(t, "sysctl", "-qw", "net.ipv6.conf.tun0.disable_ipv6=1")
 	a.IP(t, "link", "set", "tun0", "address", "02:00:00:00:09:01", "up")
 	a.AddAddr(t, "tun0", "10.9.0.1/24")
 	a.SetNeigh(t, "tun0", "10.9.0.2", net.HardwareAddr{2, 0, 0, 0, 9, 2})
