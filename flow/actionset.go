@@ -92,11 +92,12 @@ func (ap *actionParser) writeActions(t *token) error {
 		return err
 	}
 	for i := range body {
-		switch a := &body[i]; a.Type {
-		case ActOutput, ActGroup, ActSetField, ActLoad, ActMove, ActPushVLAN, ActPopVLAN,
-			ActSetVLANVID, ActSetVLANPCP, ActDecTTL, ActResubmit:
-		case ActCT, ActCTClear, ActController:
+		switch a := &body[i]; {
+		case InActionSet(a):
+		case a.Type == ActCT || a.Type == ActCTClear || a.Type == ActController:
 			return unsupportedAt(ap.s, t, "%s in an action set is not supported", actionName(a))
+		case a.Type == ActResubmit && a.Spelling == SpellGotoTable:
+			return errAt(ap.s, t, "instruction goto_table may not be used in an action set")
 		default:
 			return errAt(ap.s, t, "disallowed action in action set: %s", actionName(a))
 		}
@@ -106,6 +107,20 @@ func (ap *actionParser) writeActions(t *token) error {
 		ap.acts = append(ap.acts, body...)
 	}
 	return nil
+}
+
+// InActionSet reports whether a write_actions may hold a: what Open
+// vSwitch's action set runs, less connection tracking and packet-ins,
+// which ovsxdp does not run from a set.
+func InActionSet(a *Action) bool {
+	switch a.Type {
+	case ActOutput, ActGroup, ActSetField, ActLoad, ActMove, ActPushVLAN, ActPopVLAN,
+		ActSetVLANVID, ActSetVLANPCP, ActDecTTL:
+		return true
+	case ActResubmit:
+		return a.Spelling != SpellGotoTable
+	}
+	return false
 }
 
 // actionName is the keyword of a's action, for error messages.

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -433,8 +434,15 @@ func portText(p uint32) string {
 }
 
 func formatActions(b *strings.Builder, acts []Action) {
+	// A list with an action set is OpenFlow 1.1+'s, where a goto_table
+	// after the set's instructions may not be written as a resubmit.
+	set := slices.ContainsFunc(acts, func(a Action) bool { return isActionSetInstr(a.Type) })
 	writeActionList(b, acts, func(acts []Action, i int) int {
-		formatAction(b, &acts[i])
+		if a := &acts[i]; set && a.Type == ActResubmit && a.Spelling == SpellGotoTable {
+			b.WriteString("goto_table:" + strconv.Itoa(int(a.Table)))
+		} else {
+			formatAction(b, a)
+		}
 		return 0
 	})
 }
