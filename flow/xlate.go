@@ -835,6 +835,13 @@ func (x *xlate) commitVLAN() {
 		x.emit(Action{Type: ActPopVLAN})
 		b[0], b[1] = b[1], VLAN{}
 	}
+	if n := depth(f); n > 0 && n == depth(b) && f[0].TPID != b[0].TPID {
+		// The outer tag's TPID changed (strip_vlan, then push_vlan of
+		// another TPID): as Open vSwitch, the tag is popped and pushed
+		// again.
+		x.emit(Action{Type: ActPopVLAN})
+		b[0], b[1] = b[1], VLAN{}
+	}
 	for d := depth(b); d < depth(f); d++ {
 		tpid := f[depth(f)-1-d].TPID
 		x.emit(Action{Type: ActPushVLAN, Value: uint64(tpid)})
