@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -218,5 +219,33 @@ func TestTraceActionSet(t *testing.T) {
 `
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestActionSetRecirc: a ct(table=T) that recirculates forks the
+// pipeline with the action set written so far: the pass that goes on
+// runs it at its end, and so does the resumed pass after table T.
+// (Open vSwitch 3.1's ovs-vswitchd dies tracing this pipeline, so the
+// expectation is the semantics of its frozen state, which keeps the
+// action set.)
+func TestActionSetRecirc(t *testing.T) {
+	tbl := pipeline(t, "udp,actions=write_actions(output:2),goto_table:2",
+		"table=2,udp,actions=ct(table=1)",
+		"table=1,udp,actions=output:3,write_actions(mod_nw_ttl:9)")
+	c, err := NewCache(tbl, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := microflow(t, "in_port=1,udp,nw_ttl=64")
+	mf0, _ := c.Lookup(&k)
+	id := recircOf(mf0.Actions)
+	if got, want := FormatODPActions(mf0.Actions), "ct,recirc(0x"+strconv.FormatUint(uint64(id), 16)+"),2"; id == 0 || got != want {
+		t.Fatalf("first pass: %s, want %s", got, want)
+	}
+	k1 := k
+	k1.RecircID, k1.CtState = id, CtStateTracked|CtStateNew
+	mf1, _ := c.Lookup(&k1)
+	if got, want := FormatActions(mf1.Actions), "output:3,load:0x9->NXM_NX_IP_TTL[],output:2"; got != want {
+		t.Errorf("resumed pass: %s, want %s", got, want)
 	}
 }
