@@ -66,6 +66,17 @@ const (
 	// 32 bits (dpHashL4, dpHashSymL4), the basis B in the lower. Only
 	// translation makes it.
 	ActHash
+
+	// ActWriteActions is the OpenFlow 1.1+ instruction write_actions(...):
+	// the next Value actions are its body, which translation adds to the
+	// packet's action set (actionset.go); the set runs when the pipeline
+	// ends. A flow writes it after its other actions (the apply_actions
+	// instruction) and clear_actions, before write_metadata and
+	// goto_table.
+	ActWriteActions
+	// ActClearActions is the instruction clear_actions: the packet's
+	// action set becomes empty.
+	ActClearActions
 )
 
 // Spelling is how a flow wrote an action that has several spellings. The
@@ -98,7 +109,7 @@ type Action struct {
 	Spelling Spelling
 	Named    FieldID  // SpellSetField on a packet field: the field as written (tcp_dst, ip_dscp, ...)
 	Port     uint32   // ActOutput: an OpenFlow port or a reserved Port* value
-	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype; ActGroup's group id; ActOutput: see AsInPort
+	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype; ActGroup's group id; ActOutput: see AsInPort; ActClone, ActWriteActions: the body's length
 	IPv6     [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
 
 	Src, Dst Subfield  // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop (Dst)

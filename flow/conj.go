@@ -196,6 +196,7 @@ var knownActionNames = map[string]struct{}{
 	"mod_nw_src": {}, "mod_nw_dst": {}, "mod_nw_tos": {}, "mod_nw_ecn": {}, "mod_nw_ttl": {},
 	"mod_tp_src": {}, "mod_tp_dst": {}, "strip_vlan": {}, "push_vlan": {}, "set_field": {},
 	"conjunction": {}, "group": {}, "ct": {}, "ct_clear": {}, "learn": {}, "fin_timeout": {},
+	"write_actions": {}, "clear_actions": {},
 }
 
 // conjKey identifies a conjunctive match: its id within a table and

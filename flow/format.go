@@ -2,6 +2,7 @@ package flow
 
 import (
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -438,8 +439,15 @@ func portText(p uint32) string {
 }
 
 func formatActions(b *strings.Builder, acts []Action) {
+	// A list with an action set is OpenFlow 1.1+'s, where a goto_table
+	// after the set's instructions may not be written as a resubmit.
+	set := slices.ContainsFunc(acts, func(a Action) bool { return isActionSetInstr(a.Type) })
 	writeActionList(b, acts, func(acts []Action, i int) int {
-		formatAction(b, &acts[i])
+		if a := &acts[i]; set && a.Type == ActResubmit && a.Spelling == SpellGotoTable {
+			b.WriteString("goto_table:" + strconv.Itoa(int(a.Table)))
+		} else {
+			formatAction(b, a)
+		}
 		return 0
 	})
 }
@@ -457,9 +465,9 @@ func writeActionList(b *strings.Builder, acts []Action, one func(acts []Action, 
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		if acts[i].Type == ActClone {
-			body := cloneBody(acts, i)
-			b.WriteString("clone(")
+		if name := nestedName(acts[i].Type); name != "" {
+			body := nestedBody(acts, i)
+			b.WriteString(name + "(")
 			if len(body) > 0 {
 				writeActionList(b, body, one)
 			}
@@ -471,9 +479,21 @@ func writeActionList(b *strings.Builder, acts []Action, one func(acts []Action, 
 	}
 }
 
-// cloneBody returns the body of the clone action at acts[i], clipped to
-// the list.
-func cloneBody(acts []Action, i int) []Action {
+// nestedName is the keyword of an action with a body (clone,
+// write_actions), "" for every other.
+func nestedName(t ActionType) string {
+	switch t {
+	case ActClone:
+		return "clone"
+	case ActWriteActions:
+		return "write_actions"
+	}
+	return ""
+}
+
+// nestedBody returns the body of the clone or write_actions at acts[i],
+// clipped to the list.
+func nestedBody(acts []Action, i int) []Action {
 	n := acts[i].Value
 	rest := uint64(len(acts) - i - 1)
 	return acts[i+1 : i+1+int(min(n, rest))]
@@ -561,6 +581,8 @@ func formatAction(b *strings.Builder, a *Action) {
 		formatCT(b, a.CT, formatActions)
 	case ActCTClear:
 		b.WriteString("ct_clear")
+	case ActClearActions:
+		b.WriteString("clear_actions")
 	default:
 		b.WriteString("unknown_action")
 	}

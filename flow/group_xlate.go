@@ -293,6 +293,7 @@ func (x *xlate) finishFreeze() {
 		stack:       x.stack,
 		conntracked: x.conntracked,
 		acts:        x.frozen,
+		actset:      x.actset,
 	}
 	x.emitRecirc(&st)
 }

@@ -257,7 +257,7 @@ func (p *Parser) ParseFlowTo(f *Flow, s string, cmd Command) error {
 	}
 	f.Match = mp.m
 	if actPos >= 0 {
-		ap := actionParser{p: p, s: s, m: &f.Match, vlan: f.Match.Key.VLANs[0].TCI&VLANPresent != 0, table: f.Table}
+		ap := actionParser{p: p, s: s, m: &f.Match, vlan: f.Match.Key.VLANs[0].TCI&VLANPresent != 0, table: f.Table, top: true}
 		acts, err := ap.parse(actPos, len(s))
 		if err != nil {
 			return err
@@ -1041,6 +1041,14 @@ type actionParser struct {
 	// inCT is the ct action whose exec(...) this parser reads, nil
 	// outside one.
 	inCT *CT
+
+	// top: this parser reads a flow's own actions, where the OpenFlow
+	// 1.1+ instructions (clear_actions, write_actions) may stand;
+	// instr is the latest instruction written, and wroteSet whether
+	// clear_actions or write_actions was (see instruction).
+	top      bool
+	instr    instrStage
+	wroteSet bool
 }
 
 // pendingLoad is the low half of a 128-bit field written as two loads.
@@ -1056,7 +1064,7 @@ var unsupportedActions = map[string]bool{
 	"enqueue": true, "set_tunnel": true,
 	"set_tunnel64": true, "set_queue": true, "pop_queue": true,
 	"multipath": true, "bundle": true, "bundle_load": true,
-	"clear_actions": true, "write_actions": true, "meter": true,
+	"meter":  true,
 	"sample": true, "push_mpls": true, "pop_mpls": true,
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
 	"dec_mpls_ttl": true, "check_pkt_larger": true,
@@ -1125,6 +1133,9 @@ func (ap *actionParser) action(t *token) error {
 		ap.first = t
 	}
 	ap.noteConjToken(t, name)
+	if done, err := ap.instruction(t, name); done {
+		return err
+	}
 	if done, err := ap.pipelineAction(t, name); done {
 		return err
 	}

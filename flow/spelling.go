@@ -26,14 +26,15 @@ const (
 )
 
 // DumpDialect is the dialect a dump of rules is printed in: OpenFlow 1.3
-// when a rule was written with the OpenFlow 1.1+ instruction goto_table
+// when a rule was written with the OpenFlow 1.1+ instruction goto_table,
+// clear_actions or write_actions
 // (whoever writes instructions reads the table in OpenFlow 1.1+, and
 // Open vSwitch 3.1 refuses an OpenFlow 1.0 dump of a table where
 // write_metadata precedes goto_table), OpenFlow 1.0 otherwise.
 func DumpDialect(rules []*Rule) Dialect {
 	for _, r := range rules {
 		for i := range r.Actions {
-			if a := &r.Actions[i]; a.Type == ActResubmit && a.Spelling == SpellGotoTable {
+			if a := &r.Actions[i]; a.Type == ActResubmit && a.Spelling == SpellGotoTable || isActionSetInstr(a.Type) {
 				return OpenFlow13
 			}
 		}
@@ -69,7 +70,7 @@ func oxmTCI(tci, mask uint16) (uint16, uint16) {
 // ovs-ofctl prints it in dialect d (FormatActions is OpenFlow10).
 func FormatActionsIn(d Dialect, m *Match, acts []Action) string {
 	if d == OpenFlow10 {
-		return FormatActions(acts)
+		return FormatActions(WithoutActionSet(acts))
 	}
 	var b strings.Builder
 	formatActions13(&b, m, acts)
@@ -239,9 +240,9 @@ func formatActionsAsWritten(b *strings.Builder, acts []Action) {
 		}
 		a := &acts[i]
 		switch {
-		case a.Type == ActClone:
-			body := cloneBody(acts, i)
-			b.WriteString("clone(")
+		case nestedName(a.Type) != "":
+			body := nestedBody(acts, i)
+			b.WriteString(nestedName(a.Type) + "(")
 			if len(body) > 0 {
 				formatActionsAsWritten(b, body)
 			}

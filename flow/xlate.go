@@ -95,6 +95,11 @@ const (
 	TraceWarn
 	TraceError
 	TraceDetail
+	// TraceEnd is a step after the pipeline, the action set's
+	// execution: a top-level step written as a table lookup is, at the
+	// left margin, and the steps before it are written as if it were not
+	// there.
+	TraceEnd
 )
 
 // Translate runs a packet with key k through the pipeline of s from table
@@ -124,10 +129,10 @@ func (s *TableSnapshot) TranslateLearning(k *Key, trace bool) *Translation {
 // build the flows they learn into x.tr.Learned.
 func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	acts, rules, groups, stack, learned := x.acts[:0], x.tr.Rules[:0], x.tr.Groups[:0], x.stack[:0], x.tr.Learned[:0]
-	fins, recircs, frozen := x.tr.FinTimeouts[:0], x.tr.recircs[:0], x.frozen[:0]
+	fins, recircs, frozen, actset := x.tr.FinTimeouts[:0], x.tr.recircs[:0], x.frozen[:0], x.actset[:0]
 	clear(x.tr.recircs[:cap(x.tr.recircs)])
 	clear(x.frozen[:cap(x.frozen)])
-	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack, learn: learn, frozen: frozen}
+	*x = xlate{s: s, flow: *k, base: *k, orig: k, acts: acts, stack: stack, learn: learn, frozen: frozen, actset: actset}
 	x.tr.Rules, x.tr.Groups = rules, groups
 	x.tr.Learned = learned
 	x.tr.FinTimeouts = fins
@@ -165,6 +170,11 @@ func (x *xlate) translate(s *TableSnapshot, k *Key, trace, learn bool) {
 	} else {
 		x.lookupAndRun(0, false, k.InPort)
 	}
+	if !x.freezing && x.err == VerdictOK {
+		// The pipeline has ended: its action set runs (a frozen
+		// pipeline keeps it for the pass that resumes it).
+		x.runActionSet()
+	}
 	if x.freezing {
 		x.finishFreeze()
 	}
@@ -200,8 +210,11 @@ type xlate struct {
 	resubmits   int
 	stack       []u128
 	exit        bool
-	inBucket    int // how many group buckets are running
-	inClone     int // how many clones are running
+	// actset is the action set: the bodies of the write_actions run so
+	// far (actionset.go).
+	actset   []Action
+	inBucket int // how many group buckets are running
+	inClone  int // how many clones are running
 	// freezing: a dp_hash group froze the pipeline (triggerFreeze);
 	// every action list that runs stops and leaves the rest of its
 	// actions in frozen, innermost first, for the recirculated pass.
@@ -299,13 +312,17 @@ func (x *xlate) lookupAndRun(table uint8, deepens bool, inPort uint32) {
 func (x *xlate) run(acts []Action) {
 	for i := 0; i < len(acts) && !x.exit && x.err == VerdictOK; i++ {
 		a := &acts[i]
-		if a.Type == ActClone {
-			body := cloneBody(acts, i)
+		if a.Type == ActClone || a.Type == ActWriteActions {
+			body := nestedBody(acts, i)
 			i += len(body)
 			if x.trace != nil {
 				x.report(TraceAction, FormatActions(acts[i-len(body):i+1]))
 			}
-			x.clone(body)
+			if a.Type == ActClone {
+				x.clone(body)
+			} else {
+				x.writeActions(body)
+			}
 			continue
 		}
 		if x.trace != nil {
@@ -405,6 +422,8 @@ func (x *xlate) action(a *Action) bool {
 		}
 	case ActCTClear:
 		x.ctClear()
+	case ActClearActions:
+		x.clearActions()
 	}
 	return true
 }
@@ -816,6 +835,13 @@ func (x *xlate) commitVLAN() {
 		x.emit(Action{Type: ActPopVLAN})
 		b[0], b[1] = b[1], VLAN{}
 	}
+	if n := depth(f); n > 0 && n == depth(b) && f[0].TPID != b[0].TPID {
+		// The outer tag's TPID changed (strip_vlan, then push_vlan of
+		// another TPID): as Open vSwitch, the tag is popped and pushed
+		// again.
+		x.emit(Action{Type: ActPopVLAN})
+		b[0], b[1] = b[1], VLAN{}
+	}
 	for d := depth(b); d < depth(f); d++ {
 		tpid := f[depth(f)-1-d].TPID
 		x.emit(Action{Type: ActPushVLAN, Value: uint64(tpid)})
@@ -851,9 +877,13 @@ func FormatTrace(b *strings.Builder, nodes []*TraceNode) {
 }
 
 func formatTrace(b *strings.Builder, nodes []*TraceNode, level int) {
+	last := len(nodes) - 1
+	for last > 0 && nodes[last].Kind == TraceEnd {
+		last--
+	}
 	for i, n := range nodes {
 		more := 0
-		if i < len(nodes)-1 || n.Kind != TraceTable {
+		if i < last || n.Kind != TraceTable && n.Kind != TraceEnd {
 			more = 1
 		}
 		b.WriteString(strings.Repeat(" ", (level+more)*4))

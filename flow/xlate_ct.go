@@ -138,6 +138,7 @@ func (x *xlate) freeze(table uint8) {
 		regs:        x.flow.Regs,
 		stack:       x.stack,
 		conntracked: true,
+		actset:      x.actset,
 	}
 	if x.emitRecirc(&st) {
 		x.report(TraceDetail, "A clone of the packet is forked to recirculate. The forked pipeline will be resumed at table "+strconv.Itoa(int(table))+".")
@@ -179,6 +180,7 @@ func (x *xlate) thaw(id uint32) bool {
 	x.flow.Metadata = st.metadata
 	x.flow.Regs = st.regs
 	x.stack = append(x.stack[:0], st.stack...)
+	x.actset = append(x.actset[:0], st.actset...)
 	x.conntracked = st.conntracked
 	if x.trace != nil {
 		node := x.report(TraceAction, "thaw")

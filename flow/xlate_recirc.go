@@ -2,6 +2,7 @@ package flow
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,9 @@ type frozenState struct {
 	// pipeline (the group's own first), in the lists they belong to,
 	// innermost first; none for ct(table=T), which resumes at T.
 	acts [][]Action
+	// actset is the action set (actionset.go), which runs when the
+	// resumed pipeline ends.
+	actset []Action
 }
 
 // NewRecircs returns an empty set of recirculation ids; now is the
@@ -104,6 +108,9 @@ func (st *frozenState) encode() string {
 		b = binary.LittleEndian.AppendUint64(b, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(acts)))))
 		b = binary.LittleEndian.AppendUint64(b, uint64(len(acts)))
 	}
+	// The action set by value: its actions are copies, and none of the
+	// kinds it holds points anywhere.
+	b = fmt.Appendf(b, "%v", st.actset)
 	return string(b)
 }
 
@@ -138,6 +145,7 @@ func (r *Recircs) alloc(st *frozenState) *recircNode {
 	n := &recircNode{id: id, key: key, state: *st}
 	n.state.stack = append([]u128(nil), st.stack...)
 	n.state.acts = append([][]Action(nil), st.acts...)
+	n.state.actset = append([]Action(nil), st.actset...)
 	n.touch(now.UnixNano())
 	r.byState[key] = n
 	r.byID[id] = n

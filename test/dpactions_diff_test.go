@@ -33,6 +33,7 @@ var dpActionCases = []struct {
 	vlan  bool   // the datagram has a VLAN 7 tag
 	acts  string // the actions of the flow for a's UDP
 	group string // a group that acts name, added before the flow
+	proto string // the OpenFlow version the flows are added in ("": ovs-ofctl's default)
 }{
 	{name: "output", acts: "output:2"},
 	{name: "drop", acts: "drop"},
@@ -53,6 +54,11 @@ var dpActionCases = []struct {
 	{name: "default select group of 128 values", acts: "group:1", group: "group_id=1,type=select,bucket=weight:1,actions=output:2,bucket=weight:100,actions=output:2"},
 	// Weights that need 512 values: the translation picks.
 	{name: "default select group too wide", acts: "group:1", group: "group_id=1,type=select,bucket=weight:1,actions=output:2,bucket=weight:300,actions=output:2"},
+	// The action set (OpenFlow 1.1+): it runs after the applied
+	// actions, in its own order, with the last output written.
+	{name: "action set", proto: "OpenFlow13", acts: "mod_dl_src:00:00:5e:00:53:aa,clear_actions,write_actions(output:1,mod_nw_dst:10.77.0.9,dec_ttl,output:2)"},
+	{name: "action set group over output", proto: "OpenFlow13", acts: "write_actions(group:1,output:1)", group: "group_id=1,type=all,bucket=actions=mod_nw_ttl:7,output:2"},
+	{name: "action set vlan", proto: "OpenFlow13", vlan: true, acts: "write_actions(push_vlan:0x88a8,set_field:4105->vlan_vid,strip_vlan,output:2)"},
 }
 
 // dpSwitch is a switch of the datapath actions test.
@@ -265,7 +271,11 @@ func TestDatapathActionsMatchOVS(t *testing.T) {
 					s.ofctl(t, nil, "add-group", tt.group)
 				}
 				flows := "priority=100,udp,in_port=1,actions=" + tt.acts + "\npriority=0,actions=drop\n"
-				s.ofctl(t, []byte(flows), "add-flows", "-")
+				if tt.proto != "" {
+					s.ofctl(t, []byte(flows), "add-flows", "-", "-O", tt.proto)
+				} else {
+					s.ofctl(t, []byte(flows), "add-flows", "-")
+				}
 				s.appctl(t, s.purge...)
 				got[s.name] = udpMegaflowActions(t, s, tt.vlan)
 			}

@@ -138,6 +138,16 @@ func (e *encoder) list(acts []flow.Action) ([]openflow.Action, error) {
 	out := []openflow.Action{}
 	for i := 0; i < len(acts); i++ {
 		a := &acts[i]
+		switch a.Type {
+		case flow.ActClearActions:
+			// OpenFlow 1.0 (and a Nicira flow's plain action list) has
+			// no instructions: as Open vSwitch encodes a flow for it,
+			// clear_actions and write_actions are left out.
+			continue
+		case flow.ActWriteActions:
+			i += min(int(a.Value), len(acts)-i-1)
+			continue
+		}
 		if a.Type == flow.ActClone {
 			n := min(int(a.Value), len(acts)-i-1)
 			body, err := e.list(acts[i+1 : i+1+n])
@@ -457,10 +467,11 @@ func (e *encoder) set(a *flow.Action) ([]openflow.Action, error) {
 }
 
 // InstructionsFromActions converts a flow's actions to the instructions of
-// an OpenFlow 1.1+ flow: apply_actions, then write_metadata when the list
-// ends with it, then goto_table:T when the list ends with a resubmit(,T)
-// to a later table that the flow wrote goto_table:T, or that follows
-// write_metadata (which only goto_table may follow).
+// an OpenFlow 1.1+ flow: apply_actions, clear_actions, write_actions,
+// then write_metadata when the list ends with it, then goto_table:T when
+// the list ends with a resubmit(,T) to a later table that the flow wrote
+// goto_table:T, or that follows write_metadata (which only goto_table may
+// follow).
 func InstructionsFromActions(v uint8, m *flow.Match, table uint8, acts []flow.Action) ([]openflow.Instruction, error) {
 	var gotoTable *uint8
 	var md *flow.Action
@@ -468,15 +479,39 @@ func InstructionsFromActions(v uint8, m *flow.Match, table uint8, acts []flow.Ac
 		last := &acts[n-1]
 		afterMetadata := n > 1 && acts[n-2].Type == flow.ActWriteMetadata
 		if last.Type == flow.ActResubmit && last.Port == flow.PortInPort && last.Table != flow.TableCurrent && last.Table > table &&
-			(afterMetadata || last.Spelling == flow.SpellGotoTable) && !inClone(acts, n-1) {
+			(afterMetadata || last.Spelling == flow.SpellGotoTable) && !inNested(acts, n-1) {
 			t := last.Table
 			gotoTable = &t
 			acts = acts[:n-1]
 		}
 	}
-	if n := len(acts); n > 0 && acts[n-1].Type == flow.ActWriteMetadata && !inClone(acts, n-1) {
+	if n := len(acts); n > 0 && acts[n-1].Type == flow.ActWriteMetadata && !inNested(acts, n-1) {
 		md = &acts[n-1]
 		acts = acts[:n-1]
+	}
+	// clear_actions and write_actions(...) close the list that is left:
+	// the body of a write_actions runs to its end.
+	var clearSet bool
+	var write []flow.Action
+	for i := 0; i < len(acts); i++ {
+		switch acts[i].Type {
+		case flow.ActClone:
+			i += int(acts[i].Value)
+			continue
+		case flow.ActClearActions, flow.ActWriteActions:
+		default:
+			continue
+		}
+		rest := acts[i:]
+		acts = acts[:i]
+		if rest[0].Type == flow.ActClearActions {
+			clearSet = true
+			rest = rest[1:]
+		}
+		if len(rest) > 0 && rest[0].Type == flow.ActWriteActions {
+			write = rest[1:]
+		}
+		break
 	}
 	insts := []openflow.Instruction{}
 	if len(acts) > 0 {
@@ -485,6 +520,16 @@ func InstructionsFromActions(v uint8, m *flow.Match, table uint8, acts []flow.Ac
 			return nil, err
 		}
 		insts = append(insts, openflow.Instruction{Type: openflow.InstApplyActions, Actions: oa})
+	}
+	if clearSet {
+		insts = append(insts, openflow.Instruction{Type: openflow.InstClearActions})
+	}
+	if len(write) > 0 {
+		oa, err := ActionsToOF(v, m, write)
+		if err != nil {
+			return nil, err
+		}
+		insts = append(insts, openflow.Instruction{Type: openflow.InstWriteActions, Actions: oa})
 	}
 	if md != nil {
 		insts = append(insts, openflow.Instruction{Type: openflow.InstWriteMetadata, Metadata: md.Value, MetadataMask: md.Mask})
@@ -495,10 +540,11 @@ func InstructionsFromActions(v uint8, m *flow.Match, table uint8, acts []flow.Ac
 	return insts, nil
 }
 
-// inClone reports whether acts[i] is inside some clone's body.
-func inClone(acts []flow.Action, i int) bool {
+// inNested reports whether acts[i] is inside some clone's or
+// write_actions' body.
+func inNested(acts []flow.Action, i int) bool {
 	for j := 0; j < i; j++ {
-		if acts[j].Type == flow.ActClone && j+int(acts[j].Value) >= i {
+		if (acts[j].Type == flow.ActClone || acts[j].Type == flow.ActWriteActions) && j+int(acts[j].Value) >= i {
 			return true
 		}
 	}
@@ -820,9 +866,10 @@ func headerName(hw uint32) (string, bool) {
 }
 
 // instructionsText writes OpenFlow 1.1+ instructions as ovs-ofctl action
-// text: apply_actions, then write_metadata, then goto_table.
+// text: apply_actions, clear_actions, write_actions, write_metadata,
+// goto_table.
 func instructionsText(insts []openflow.Instruction) (string, error) {
-	var apply, md, gt string
+	var apply, clearSet, write, md, gt string
 	seen := map[uint16]bool{}
 	for i := range insts {
 		in := &insts[i]
@@ -845,14 +892,22 @@ func instructionsText(insts []openflow.Instruction) (string, error) {
 			}
 			gt = "goto_table:" + strconv.Itoa(int(in.TableID))
 		case openflow.InstClearActions:
-			// ovsxdp has no action set: clearing it changes nothing.
+			clearSet = "clear_actions"
+		case openflow.InstWriteActions:
+			s, err := actionsText(in.Actions)
+			if err != nil {
+				return "", err
+			}
+			if s != "" {
+				write = "write_actions(" + s + ")"
+			}
 		default:
 			return "", &openflow.Error{Type: openflow.ErrTypeBadInstruction, Code: codeUnsupInst, Sentinel: openflow.ErrBadInstruction,
 				Detail: fmt.Sprintf("instruction type %d is not supported by ovsxdp", in.Type), Item: openflow.InstructionName(in.Type)}
 		}
 	}
 	var parts []string
-	for _, s := range []string{apply, md, gt} {
+	for _, s := range []string{apply, clearSet, write, md, gt} {
 		if s != "" {
 			parts = append(parts, s)
 		}

@@ -222,6 +222,10 @@ func TestSpelledActionsRoundTrip(t *testing.T) {
 		{"conj_id=7,ip,actions=output:2", true, true},
 		{"priority=5,actions=set_field:0x1005->vlan_tci,output:2,set_field:0->vlan_tci,output:3", false, true}, // 1.0: mod_vlan_vid, strip_vlan
 		{"priority=5,actions=set_field:0x1005/0x1f0f->vlan_tci,output:2", true, true},
+		// The action set (OpenFlow 1.1+ instructions; 1.0 has none).
+		{"priority=5,ip,actions=output:1,clear_actions,write_actions(output:2,mod_nw_dst:10.0.0.1,dec_ttl,group:17),write_metadata:0x1/0x1,goto_table:3", false, true},
+		{"priority=5,actions=write_actions(resubmit(,3),set_field:0x7->reg1,strip_vlan,push_vlan:0x8100)", false, true},
+		{"priority=5,actions=clear_actions", false, true},
 	} {
 		f, err := flow.ParseFlow(tt.flow, flow.CmdAdd)
 		if err != nil {

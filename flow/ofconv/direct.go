@@ -3,6 +3,7 @@ package ofconv
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"sync"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -122,9 +123,10 @@ func directFlowInto(mf *modFlow, v uint8, fm *openflow.FlowMod, fields []openflo
 }
 
 // instructions converts OpenFlow 1.1+ instructions in the order the text
-// writes them: apply_actions, write_metadata, goto_table.
+// writes them: apply_actions, clear_actions, write_actions,
+// write_metadata, goto_table.
 func (d *direct) instructions(insts []openflow.Instruction) bool {
-	var apply, md, gt *openflow.Instruction
+	var apply, clearSet, write, md, gt *openflow.Instruction
 	for i := range insts {
 		in := &insts[i]
 		for j := range i {
@@ -143,13 +145,39 @@ func (d *direct) instructions(insts []openflow.Instruction) bool {
 			}
 			gt = in
 		case openflow.InstClearActions:
-			// ovsxdp has no action set: clearing it changes nothing.
+			clearSet = in
+		case openflow.InstWriteActions:
+			write = in
 		default:
 			return false
 		}
 	}
 	if apply != nil && !d.list(apply.Actions) {
 		return false
+	}
+	if (clearSet != nil || write != nil) && slices.ContainsFunc(d.acts, func(a flow.Action) bool {
+		return a.Type == flow.ActWriteMetadata || a.Type == flow.ActResubmit && a.Spelling == flow.SpellGotoTable
+	}) {
+		return false // an instruction among the applied actions, before the set: the text refuses the order
+	}
+	if clearSet != nil {
+		d.other = true
+		d.add(flow.Action{Type: flow.ActClearActions})
+	}
+	if write != nil && len(write.Actions) > 0 {
+		d.other = true
+		at := len(d.acts)
+		d.add(flow.Action{Type: flow.ActWriteActions})
+		if !d.list(write.Actions) {
+			return false
+		}
+		body := d.acts[at+1:]
+		for i := range body {
+			if !flow.InActionSet(&body[i]) {
+				return false // the flow language says why (Convert)
+			}
+		}
+		d.acts[at].Value = uint64(len(body))
 	}
 	if md != nil {
 		d.other = true

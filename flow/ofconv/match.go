@@ -312,6 +312,8 @@ func parseError(err error, match bool, text string) error {
 	switch {
 	case strings.HasPrefix(reason, "cannot set CT fields outside of ct action"):
 		return actionError(openflow.CodeBadActionSetArgument, "%s", msg)
+	case strings.HasPrefix(reason, "disallowed action in action set"):
+		return actionError(openflow.CodeBadActionType, "%s", msg)
 	case strings.HasPrefix(reason, "Cannot have NAT action outside"):
 		e := actionError(openflow.CodeBadActionSetArgument, "%s", msg)
 		e.Item = "NXAST_NAT"

@@ -51,8 +51,10 @@ func tableFeatures() []openflow.TableFeatures {
 		}
 		return b
 	}
-	insts := headers(openflow.InstGotoTable, openflow.InstWriteMetadata, openflow.InstApplyActions, openflow.InstClearActions)
+	insts := headers(openflow.InstGotoTable, openflow.InstWriteMetadata, openflow.InstWriteActions, openflow.InstApplyActions, openflow.InstClearActions)
 	acts := headers(openflow.ActTypeOutput, openflow.ActTypePushVLAN, openflow.ActTypePopVLAN, openflow.ActTypeDecNWTTL, openflow.ActTypeSetField)
+	// What an action set may hold (flow.InActionSet).
+	setActs := headers(openflow.ActTypeOutput, openflow.ActTypeGroup, openflow.ActTypePushVLAN, openflow.ActTypePopVLAN, openflow.ActTypeDecNWTTL, openflow.ActTypeSetField)
 	ts := make([]openflow.TableFeatures, nTables)
 	for i := range ts {
 		var next []byte
@@ -61,18 +63,18 @@ func tableFeatures() []openflow.TableFeatures {
 		}
 		ti := insts
 		if i == nTables-1 {
-			ti = headers(openflow.InstWriteMetadata, openflow.InstApplyActions, openflow.InstClearActions)
+			ti = headers(openflow.InstWriteMetadata, openflow.InstWriteActions, openflow.InstApplyActions, openflow.InstClearActions)
 		}
 		ts[i] = openflow.TableFeatures{TableID: uint8(i), Name: fmt.Sprintf("table%d", i),
 			MetadataMatch: ^uint64(0), MetadataWrite: ^uint64(0), MaxEntries: 1000000,
 			Props: []openflow.Property{
 				{Type: tfpInstructions, Data: ti},
 				{Type: tfpNextTables, Data: next},
-				{Type: tfpWriteActions, Data: []byte{}},
+				{Type: tfpWriteActions, Data: setActs},
 				{Type: tfpApplyActions, Data: acts},
 				{Type: tfpMatch, Data: oxm},
 				{Type: tfpWildcards, Data: oxm},
-				{Type: tfpWriteSetField, Data: []byte{}},
+				{Type: tfpWriteSetField, Data: oxm},
 				{Type: tfpApplySetField, Data: oxm},
 			}}
 	}
