@@ -272,6 +272,15 @@ func (p *pmd) rxFrame(i int) []byte {
 	return p.bufs[i][:p.sizes[i]]
 }
 
+// rxBytes returns frame i of the batch receive received, as rxFrame does,
+// without making it the frame an output may take: for reading it only.
+func (p *pmd) rxBytes(i int) []byte {
+	if p.out.nlent > 0 {
+		return p.out.lent[i]
+	}
+	return p.bufs[i][:p.sizes[i]]
+}
+
 // rxDone ends the batch receive received: the lent frames that no output
 // took go back to their port at once.
 func (p *pmd) rxDone() {
