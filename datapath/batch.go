@@ -239,25 +239,34 @@ const maxLentRuns = 64
 
 // receive receives a batch from rq: lent by a port that lends (into
 // p.out.lent), else copied into the thread's rx buffers (p.bufs). sizes and
-// info describe the frames either way.
-func (p *pmd) receive(rq rxq) (int, error) {
+// info describe the frames either way. It returns how many frames it
+// received and their bytes.
+func (p *pmd) receive(rq rxq) (n, bytes int, err error) {
 	o := &p.out
 	if l, ok := rq.port.vp.(vport.Lender); ok {
 		n, err := l.ReceiveLent(rq.q, o.lent[:], p.info)
 		if err != nil || n <= 0 {
-			return 0, err
+			return 0, 0, err
 		}
 		n = min(n, len(o.lent), len(p.sizes))
-		for i := range n {
-			p.sizes[i] = len(o.lent[i])
+		sizes := p.sizes[:n]
+		for i, f := range o.lent[:n] {
+			sizes[i] = len(f)
+			bytes += len(f)
 		}
 		o.lender, o.lentQ, o.nlent = l, rq.q, n
 		// The frames its outputs take are a new run of lentOut. Past
 		// maxLentRuns the runs grow, once.
 		o.lentRuns = append(o.lentRuns, lentRun{port: l, q: rq.q, start: len(o.lentOut)})
-		return n, nil
+		return n, bytes, nil
 	}
-	return rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info)
+	if n, err = rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info); err != nil || n <= 0 {
+		return 0, 0, err
+	}
+	for _, size := range p.sizes[:n] {
+		bytes += size
+	}
+	return n, bytes, nil
 }
 
 // rxFrame returns frame i of the batch receive received, and makes it the
