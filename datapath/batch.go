@@ -239,25 +239,34 @@ const maxLentRuns = 64
 
 // receive receives a batch from rq: lent by a port that lends (into
 // p.out.lent), else copied into the thread's rx buffers (p.bufs). sizes and
-// info describe the frames either way.
-func (p *pmd) receive(rq rxq) (int, error) {
+// info describe the frames either way. It returns how many frames it
+// received and their bytes.
+func (p *pmd) receive(rq rxq) (n, bytes int, err error) {
 	o := &p.out
 	if l, ok := rq.port.vp.(vport.Lender); ok {
 		n, err := l.ReceiveLent(rq.q, o.lent[:], p.info)
 		if err != nil || n <= 0 {
-			return 0, err
+			return 0, 0, err
 		}
 		n = min(n, len(o.lent), len(p.sizes))
-		for i := range n {
-			p.sizes[i] = len(o.lent[i])
+		sizes := p.sizes[:n]
+		for i, f := range o.lent[:n] {
+			sizes[i] = len(f)
+			bytes += len(f)
 		}
 		o.lender, o.lentQ, o.nlent = l, rq.q, n
 		// The frames its outputs take are a new run of lentOut. Past
 		// maxLentRuns the runs grow, once.
 		o.lentRuns = append(o.lentRuns, lentRun{port: l, q: rq.q, start: len(o.lentOut)})
-		return n, nil
+		return n, bytes, nil
 	}
-	return rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info)
+	if n, err = rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info); err != nil || n <= 0 {
+		return 0, 0, err
+	}
+	for _, size := range p.sizes[:n] {
+		bytes += size
+	}
+	return n, bytes, nil
 }
 
 // rxFrame returns frame i of the batch receive received, and makes it the
@@ -269,6 +278,15 @@ func (p *pmd) rxFrame(i int) []byte {
 		return o.lent[i]
 	}
 	o.rx = &p.bufs[i]
+	return p.bufs[i][:p.sizes[i]]
+}
+
+// rxBytes returns frame i of the batch receive received, as rxFrame does,
+// without making it the frame an output may take: for reading it only.
+func (p *pmd) rxBytes(i int) []byte {
+	if p.out.nlent > 0 {
+		return p.out.lent[i]
+	}
 	return p.bufs[i][:p.sizes[i]]
 }
 

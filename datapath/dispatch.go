@@ -62,25 +62,28 @@ func addNonZero(c *atomic.Uint64, n uint64) {
 func (p *pmd) dispatch(in *Port, n int) {
 	b := &p.batch
 	c := &in.counters[p.id]
-	m := 0
+	// The loop's state in locals, stored once after it: the calls in it
+	// would otherwise have it reloaded and stored for every packet.
+	m, plainKeys, inPort, injected := 0, b.plain, in.OFPort, p.inj.on
 	for i := range n {
-		why, plain := flow.ExtractReusing(&b.keys[m], &b.offs[m], p.rxFrame(i), in.OFPort, b.plain>>m&1 != 0)
-		b.plain &^= 1 << m
+		why, plain := flow.ExtractReusing(&b.keys[m], &b.offs[m], p.rxBytes(i), inPort, plainKeys>>m&1 != 0)
+		plainKeys &^= 1 << m
 		if why != flow.MalformedNone {
 			p.tally.lost++
 			c.drops[DropMalformed].Add(1)
 			continue
 		}
-		if p.inj.on {
+		if injected {
 			p.injectedKey(&b.keys[m], i) // a decapsulated frame's tunnel metadata
 			plain = false
 		}
 		if plain {
-			b.plain |= 1 << m
+			plainKeys |= 1 << m
 		}
 		b.pkt[m] = uint8(i)
 		m++
 	}
+	b.plain = plainKeys
 	if m == 0 {
 		return
 	}

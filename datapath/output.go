@@ -420,33 +420,43 @@ func (p *pmd) outputRun(dst *Port, j, end int) {
 // batch, whose info it has) for dst, as output and takeLent would for
 // each packet's only copy, from the first up to one that output must
 // see: a copy that Guarded drops, or whose rx queue is not recorded. It
-// returns how many it queued. It reads dst's device state for each copy
-// as output does, finds dst's batch once for the copies that pick the
-// same tx queue, and keeps the slices it appends to in locals meanwhile:
-// a loop of its own, without output's call, so that they stay in
-// registers.
+// returns how many it queued. It reads dst's device state once for the
+// copies it queues, which go to the device together at the end of the
+// batch as one output's would (and flush reads the state again before
+// it transmits them, queueOver); it picks the tx queue again only when a
+// packet's rx queue is not the one before's, finds dst's batch once for
+// the copies that pick the same tx queue, and keeps the slices it
+// appends to in locals meanwhile: a loop of its own, without output's
+// call, so that they stay in registers.
 func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo) int {
+	st := dst.dev.Snapshot()
+	if !transmittable(st) {
+		return 0
+	}
 	var (
-		ob              *outBatch // dst's batch for tx queue q, once found
-		q               int
-		frames, lentOut [][]byte // ob's frames and o.lentOut, appended to here
-		origins         []*Port  // ob's origins
+		ob              *outBatch     // dst's batch for tx queue q, once found
+		q               int           // the tx queue of rq
+		rq              vport.RxQueue // the rx queue of the copies queued last, once ob is found
+		frames, lentOut [][]byte      // ob's frames and o.lentOut, appended to here
+		origins         []*Port       // ob's origins
+		txq             = st.TxQueues()
 	)
 	lentOut, taken := o.lentOut, o.taken
 	n := 0
 	for ; n < len(pkt); n++ {
 		i := pkt[n]
-		rq := info[i].RxQueue
-		st := dst.dev.Snapshot()
-		if !transmittable(st) || !rq.Recorded() {
-			break
-		}
-		if qq := recordedQueue(rq, st.TxQueues()); ob == nil || qq != q {
-			if ob != nil {
-				ob.frames, ob.origins = frames, origins
+		if r := info[i].RxQueue; r != rq || ob == nil {
+			if !r.Recorded() {
+				break
 			}
-			q, ob = qq, o.batchFor(dst, qq)
-			frames, origins = ob.frames, ob.origins
+			rq = r
+			if qq := recordedQueue(rq, txq); ob == nil || qq != q {
+				if ob != nil {
+					ob.frames, ob.origins = frames, origins
+				}
+				q, ob = qq, o.batchFor(dst, qq)
+				frames, origins = ob.frames, ob.origins
+			}
 		}
 		f := o.lent[i]
 		taken |= 1 << i

@@ -338,6 +338,19 @@ func (e *EMC) lookup(k *Key, p emcProbe, gen uint64) *Megaflow {
 	return nil
 }
 
+// probeSlot returns the one of the two slots that may hold the key whose
+// probe is p that has p's tag, the first if both have, or nil if neither
+// has (the cache does not hold the key).
+func (e *EMC) probeSlot(p *emcProbe) *emcEntry {
+	if en := &e.entries[p.h&e.mask]; en.tag == p.tag {
+		return en
+	}
+	if en := &e.entries[(p.h>>32)&e.mask]; en.tag == p.tag {
+		return en
+	}
+	return nil
+}
+
 // touch reads the two slots that may hold a key with hash h (the first
 // cache line of each, which a miss reads alone), so that a lookup that
 // follows finds them in the CPU's cache. It returns what it read, for the
@@ -354,22 +367,13 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	if en.tag != tag || en.mf == nil {
 		return false
 	}
-	// The common words' differences ORed as a tree, not in a loop, so
-	// that the loads and compares of a hit do not wait for one another,
-	// nor for a loop's count. ^ and | bind alike in Go: without the
-	// parentheses, ones in one word would hide differences in another.
-	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	k := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-	d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
-		(((k[0] ^ c[0]) | (k[1] ^ c[1])) | ((k[2] ^ c[2]) | (k[3] ^ c[3]))) |
-		(((k[4] ^ c[4]) | (k[5] ^ c[5])) | ((k[6] ^ c[6]) | (k[7] ^ c[7]))) |
-		(((k[8] ^ c[8]) | (k[9] ^ c[9])) | ((k[10] ^ c[10]) | (k[11] ^ c[11])))
-	if d != 0 {
+	if !en.holdsCommon(w) {
 		return false
 	}
 	if !extra {
 		return true
 	}
+	var d uint64
 	x := &e.extras[i]
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
 	for n := range t {
@@ -383,7 +387,19 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	return d == 0
 }
 
-// The common words holds is written for (checked at compile time).
+// holdsCommon reports whether the slot's common words are w's. It is
+// small enough to be inlined into the lookups.
+func (en *emcEntry) holdsCommon(w *[KeyWords]uint64) bool {
+	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+	k := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
+	d := (en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])
+	for n := range k {
+		d |= k[n] ^ c[n]
+	}
+	return d == 0
+}
+
+// The common words holdsCommon is written for (checked at compile time).
 var _ = [1]struct{}{}[emcExtraWord-emcTunEndWord-12]
 
 func liveAt(mf *Megaflow, gen uint64) *Megaflow {

@@ -265,6 +265,7 @@ func report(o options, args []string, order []string, samples map[string][]sampl
 		b.WriteString("## Ratios against a reference measured in the same run\n\n| measure | ratio | target | met |\n|---|---|---|---|\n")
 		b.WriteString(rows.String())
 	}
+	b.WriteString(hostComparison(samples))
 	b.WriteString("\n## Medians\n\nPackets per second are the benchmarks' own pkts/s metric (some move a batch per op), where they report one; other metrics are the benchmarks' own too.\n\n| package | benchmark | ns/op | packets/s | allocs/op | other metrics |\n|---|---|---|---|---|---|\n")
 	for _, name := range order {
 		ss := samples[name]
@@ -272,6 +273,59 @@ func report(o options, args []string, order []string, samples map[string][]sampl
 	}
 	fmt.Fprintf(&b, "\nThe run took %s.\n", took.Round(time.Second))
 	return b.String()
+}
+
+// hostReference is the benchmark whose time per frame the whole-pipeline
+// figures are set beside, so that runs on different hosts can be compared:
+// gopacket's parser of a 64-byte UDP frame, code that ovsxdp does not
+// change.
+const hostReference = "GopacketDecodingLayerParser/udp64"
+
+// hostComparison is the report's section that sets the whole-pipeline
+// figures beside the reference's (hostReference), in ns and in reference
+// frames (the per-round ratio's median); empty when the reference or
+// both pipelines did not run. It changes no target.
+func hostComparison(samples map[string][]sample) string {
+	ref := perPacketSamples(samples[hostReference])
+	if len(ref) == 0 {
+		return ""
+	}
+	var rows strings.Builder
+	for _, name := range []string{"Pipeline/emc", "Pipeline/megaflow"} {
+		pipe := perPacketSamples(samples[name])
+		if r, ok := pairRatio(pipe, ref); ok {
+			fmt.Fprintf(&rows, "| %s, ns per packet | %.1f ns | %.2f |\n", name, median(pipe), r)
+		}
+	}
+	if rows.Len() == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Comparing hosts\n\nAbsolute ns depend on the host (its CPU, its clock source, what else runs on it): the same code has taken 1.5 to 2 times as long on one machine as on another. To compare runs from different hosts, read the pipeline's time per packet in frames of a reference measured in the same run, gopacket's DecodingLayerParser on a 64-byte UDP frame, whose code ovsxdp does not change; the targets above stay in ns.\n\n")
+	b.WriteString("| measure | ns | in reference frames |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| reference: %s, ns per frame | %.1f ns | 1 |\n", hostReference, median(ref))
+	b.WriteString(rows.String())
+	return b.String()
+}
+
+// perPacketSamples returns ss with each sample's ns the time per packet
+// (perPacket), for ratios between benchmarks that move different numbers
+// of packets per op.
+func perPacketSamples(ss []sample) []sample {
+	out := make([]sample, len(ss))
+	for i, s := range ss {
+		out[i] = sample{round: s.round, ns: perPacket(s)}
+	}
+	return out
+}
+
+// perPacket is a sample's time per packet: from its packet rate if it
+// reports one, else its time per op.
+func perPacket(s sample) float64 {
+	if s.pps > 0 {
+		return 1e9 / s.pps
+	}
+	return s.ns
 }
 
 // medianMetric is the median over the rounds of the metric unit.
@@ -307,22 +361,10 @@ func otherMetrics(ss []sample) string {
 	return strings.Join(parts, ", ")
 }
 
-// medianPPS is the median of the reported packet rates, in millions.
-// perPacketNs is the median time per packet: from the benchmark's packet
-// rate if it reports one, else its time per op.
-func perPacketNs(ss []sample) float64 {
-	var per []sample
-	for _, s := range ss {
-		if s.pps > 0 {
-			per = append(per, sample{ns: 1e9 / s.pps})
-		}
-	}
-	if len(per) == 0 {
-		return median(ss)
-	}
-	return median(per)
-}
+// perPacketNs is the median time per packet (perPacket).
+func perPacketNs(ss []sample) float64 { return median(perPacketSamples(ss)) }
 
+// medianPPS is the median of the reported packet rates, in millions.
 func medianPPS(ss []sample) string {
 	var rates []sample
 	for _, s := range ss {
