@@ -51,7 +51,7 @@ race: ## go test -race on the packet-path packages
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy and FuzzTranslate: 20000x)
+fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy, FuzzTranslate and FuzzDpHashGroup: 20000x)
 	FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_EXECS_TEARDOWN=$(FUZZ_EXECS_TEARDOWN) FUZZ_EXECS_SLOW=$(FUZZ_EXECS_SLOW) ./.ci/fuzz
 
 # How many inputs each libFuzzer binary runs in `make fuzz-libfuzzer`.
