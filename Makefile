@@ -32,16 +32,26 @@ lint: ## gofmt check and go vet
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+# The integration tests (./test) take longer than all the other packages
+# together, one test after another, mostly waiting on the daemons they
+# start. unit names them first, so that go test builds and starts them
+# first (it runs packages in the order named; in ./... order they came
+# last and started some four minutes in on a loaded 2-CPU machine), and
+# runs one package more than there are CPUs, so that the other packages
+# still have one per CPU beside them.
+UNIT_PKGS  ?= $(if $(filter ./...,$(PKGS)),./test/ )$(PKGS)
+UNIT_PROCS ?= $(shell echo $$(( $$(nproc) + 1 )))
+
 .PHONY: unit
-unit: ## go test on every package
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+unit: ## go test on every package (the integration tests first, one package more than CPUs at once)
+	$(GO) test -count=1 -p $(UNIT_PROCS) -timeout 20m $(UNIT_PKGS)
 
 .PHONY: race
 race: ## go test -race on the packet-path packages
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy and FuzzTranslate: 20000x)
+fuzz: ## run every fuzz target for a fixed budget (FUZZ_EXECS, default 200000x; FuzzTeardown per policy, FuzzTranslate and FuzzDpHashGroup: 20000x)
 	FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_EXECS_TEARDOWN=$(FUZZ_EXECS_TEARDOWN) FUZZ_EXECS_SLOW=$(FUZZ_EXECS_SLOW) ./.ci/fuzz
 
 # How many inputs each libFuzzer binary runs in `make fuzz-libfuzzer`.

@@ -326,8 +326,11 @@ func parseCorpusFile(data []byte) ([]byte, error) {
 }
 
 // The search of TestFuzzerFindsKnownLockups runs at most searchBudget
-// schedules, and at least searchMin (searchMinShort with -short) so that
-// the lockups it must not find had their chance.
+// schedules, and at least searchMin so that the lockups it must not find
+// had their chance: searchMinShort with -short, and under the race
+// detector, which makes each schedule about ten times slower; the search
+// is seeded, so the run without the detector goes through the same first
+// schedules and then on to searchMin.
 const (
 	searchBudget   = 20000
 	searchMin      = 3000
@@ -395,7 +398,7 @@ func TestFuzzerFindsKnownLockups(t *testing.T) {
 		return true
 	}
 	least := searchMin
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		least = searchMinShort
 	}
 	execs := 0

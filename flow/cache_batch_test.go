@@ -56,7 +56,7 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 			srcs := make([]Source, len(keys))
 			sources := map[Source]int{}
 			plainKeys := 0
-			for round := range 300 {
+			for round := range raceRounds(300) {
 				switch {
 				case round%7 == 6:
 					randomFlowMod(t, g, tbl, ref)

@@ -44,7 +44,7 @@ func TestCacheMatchesLinearScan(t *testing.T) {
 			}
 			var recent []Key
 			sources := map[Source]int{}
-			for iter := range tt.iterations {
+			for iter := range raceRounds(tt.iterations) {
 				op := randomFlowMod(t, g, tbl, ref)
 				checkDump(t, tbl, ref)
 				for range 40 {

@@ -12,6 +12,17 @@ type flowGen struct {
 	r *rand.Rand
 }
 
+// raceRounds returns n, or a fifth of it under the race detector. The
+// property tests that take it run on one goroutine, where the detector
+// has nothing to find and makes each round about ten times slower; the
+// run without it does all n rounds.
+func raceRounds(n int) int {
+	if raceEnabled {
+		return max(n/5, 1)
+	}
+	return n
+}
+
 func newFlowGen(seed uint64) *flowGen {
 	return &flowGen{r: rand.New(rand.NewPCG(seed, seed^0x5bd1e995))}
 }

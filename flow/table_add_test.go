@@ -64,7 +64,7 @@ func TestLookupMegaflowPropertySingleAdds(t *testing.T) {
 			orWords(&all, &fs[i].Match.Mask)
 		}
 		s := tbl.Snapshot()
-		for range 3000 {
+		for range raceRounds(3000) {
 			var k Key
 			if g.coin(1, 2) {
 				k = g.keyFor(&ref.rules[g.r.IntN(len(ref.rules))].match)
