@@ -85,6 +85,25 @@ func (o *ovsSwitch) must(name string, args ...string) string {
 	return out
 }
 
+// query runs a command that only reads the switch's state, as must does,
+// trying again when the connection to the switch failed as it opened: on
+// a loaded machine ovs-vswitchd now and then drops a new management
+// connection ("failed to open socket (Broken pipe)") among the many that
+// a test polling its counters opens.
+func (o *ovsSwitch) query(name string, args ...string) string {
+	o.t.Helper()
+	for try := 1; ; try++ {
+		out, err := o.cmd(name, args...)
+		if err == nil {
+			return out
+		}
+		if try == 5 || !strings.Contains(out, "failed to open socket") {
+			o.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (o *ovsSwitch) appctl(args ...string) string {
 	o.t.Helper()
 	return o.must("ovs-appctl", append([]string{"-t", filepath.Join(o.dir, "vswitchd.ctl")}, args...)...)
@@ -155,7 +174,7 @@ func startOVS(t *testing.T) *ovsSwitch {
 func (o *ovsSwitch) counters() map[int]int {
 	o.t.Helper()
 	m := map[int]int{}
-	for _, l := range strings.Split(o.must("ovs-ofctl", "dump-flows", "br0", "table=1"), "\n") {
+	for _, l := range strings.Split(o.query("ovs-ofctl", "dump-flows", "br0", "table=1"), "\n") {
 		np, pr := field(l, "n_packets="), field(l, "priority=")
 		if np != "" && pr != "" {
 			n, _ := strconv.Atoi(np)
