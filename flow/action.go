@@ -66,6 +66,12 @@ const (
 	// 32 bits (dpHashL4, dpHashSymL4), the basis B in the lower. Only
 	// translation makes it.
 	ActHash
+	// ActMeter is meter:Value: the packet goes through the OpenFlow meter
+	// Value (meter.go); one that exceeds it is dropped. Translation makes
+	// it the datapath action meter(N), with Value the datapath meter id N
+	// and Meter the meter it runs; a meter that does not exist translates
+	// to nothing, as in Open vSwitch.
+	ActMeter
 )
 
 // Spelling is how a flow wrote an action that has several spellings. The
@@ -108,6 +114,7 @@ type Action struct {
 	Learn    *Learn    // ActLearn: immutable once parsed
 	PacketIn *PacketIn // ActController as a datapath action: immutable
 	CT       *CT       // ActCT: immutable once parsed
+	Meter    *Meter    // ActMeter as a datapath action
 }
 
 // outputAsInPort marks the Value of a datapath ActOutput to PortFlood,

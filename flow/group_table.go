@@ -225,8 +225,11 @@ func (s *TableSnapshot) GroupRefs(id uint32) int {
 }
 
 // checkGroupsLocked refuses an action list that names a group the table
-// does not have (ErrBadOutGroup). i is the flow's index, for the message.
+// does not have (ErrBadOutGroup), or a meter (ErrInvalidMeter).
 func (t *Table) checkGroupsLocked(acts []Action) error {
+	if err := t.checkMetersLocked(acts); err != nil {
+		return err
+	}
 	for i := range acts {
 		if acts[i].Type == ActGroup && t.ofGroups[uint32(acts[i].Value)] == nil {
 			return fmt.Errorf("action %d (group:%d): %w", i+1, acts[i].Value, ErrBadOutGroup)
@@ -236,7 +239,8 @@ func (t *Table) checkGroupsLocked(acts []Action) error {
 }
 
 // CheckGroups returns ErrBadOutGroup (wrapped, naming the action) if f's
-// actions name a group that does not exist.
+// actions name a group that does not exist, ErrInvalidMeter if they name a
+// meter that does not exist.
 func (t *Table) CheckGroups(f *Flow) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
