@@ -47,7 +47,7 @@ const (
 	ActTypePushPBB    = 26
 	ActTypePopPBB     = 27
 	a15CopyField      = 28
-	a15Meter          = 29
+	ActTypeMeter      = 29 // OpenFlow 1.5+
 
 	aExperimenter = 0xffff
 )
@@ -143,10 +143,10 @@ type ActEthertype struct {
 // copy_ttl_in, dec_mpls_ttl, dec_ttl (OFPAT_DEC_NW_TTL), pop_pbb.
 type ActSimple struct{ Type uint16 }
 
-// ActU32 is a 1.1+ action with one 32-bit argument: set_queue, group. In
-// OpenFlow 1.0 a group action is NXAST_GROUP.
+// ActU32 is a 1.1+ action with one 32-bit argument: set_queue, group,
+// and OpenFlow 1.5's meter. In OpenFlow 1.0 a group action is NXAST_GROUP.
 type ActU32 struct {
-	Type  uint16 // ActTypeSetQueue or ActTypeGroup
+	Type  uint16 // ActTypeSetQueue, ActTypeGroup or ActTypeMeter
 	Value uint32
 }
 
@@ -389,9 +389,12 @@ func decodeAction(v uint8, t uint16, r *rd, depth int) (Action, error) {
 			}
 			return a, zeroPad(r)
 		}
-	case a15Meter:
+	case ActTypeMeter:
 		if v == Version15 {
-			return &ActRaw{Type: t, Data: r.rest()}, nil
+			if err := fixed(r, t, 4); err != nil {
+				return nil, err
+			}
+			return &ActU32{Type: t, Value: r.u32("")}, nil
 		}
 	}
 	return nil, badAction(CodeBadActionType, "unknown action type %d for version 0x%02x", t, v).withItem(ActionTypeName(v, t))
@@ -823,6 +826,9 @@ func (a *ActU32) appendAction(v uint8, w *wr) error {
 	}
 	if err := only13(v, "set_queue/group"); err != nil {
 		return err
+	}
+	if a.Type == ActTypeMeter && v < Version15 {
+		return fmt.Errorf("%w: the meter action before OpenFlow 1.5 (it is an instruction)", ErrUnencodable)
 	}
 	s := begin(w, a.Type)
 	w.u32(a.Value)
