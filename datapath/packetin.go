@@ -144,7 +144,7 @@ var (
 func (p *pmd) PacketIn(pi *flow.PacketIn, frame []byte) {
 	p.copies++
 	c := &p.in.counters[p.id]
-	if pi.Meter != nil && !p.Meter(pi.Meter, len(frame)) {
+	if pi.Meter != nil && !p.Meter(pi.MeterDpID, pi.Meter, len(frame)) {
 		c.drops[DropMeter].Add(1)
 		return
 	}

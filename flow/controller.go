@@ -394,19 +394,25 @@ func formatODPController(a *Action) string {
 	if pi == nil {
 		pi = &PacketIn{Reason: PacketInReason(a.Table), MaxLen: uint16(a.Value), ControllerID: uint16(a.Mask)}
 	}
-	if pi.Meter != nil {
-		// As Open vSwitch: a clone of the packet (a sample of 100%)
-		// goes through the meter to the userspace action.
-		return "sample(sample=100.0%,actions(meter(" + strconv.FormatUint(uint64(pi.MeterDpID), 10) + ")," + FormatODPPacketIn(pi, false) + "))"
-	}
 	return FormatODPPacketIn(pi, false)
 }
 
 // FormatODPPacketIn writes the userspace action that sends pi to the
-// controllers as Open vSwitch prints it; dontSend is set in traces, which
+// controllers as Open vSwitch prints it (in a sample through the meter of
+// a controller action's meter_id); dontSend is set in traces, which
 // send nothing. ovsxdp keeps no frozen state for it (no continuations),
 // so its recirc_id is always 0.
 func FormatODPPacketIn(pi *PacketIn, dontSend bool) string {
+	if pi.Meter != nil {
+		// As Open vSwitch: a clone of the packet (a sample of 100%)
+		// goes through the meter to the userspace action.
+		return "sample(sample=100.0%,actions(meter(" + strconv.FormatUint(uint64(pi.MeterDpID), 10) + ")," + formatODPUserspace(pi, dontSend) + "))"
+	}
+	return formatODPUserspace(pi, dontSend)
+}
+
+// formatODPUserspace is FormatODPPacketIn's userspace action.
+func formatODPUserspace(pi *PacketIn, dontSend bool) string {
 	c := "0"
 	if pi.Cookie != 0 && pi.Cookie != CookieNone {
 		c = "0x" + strconv.FormatUint(pi.Cookie, 16)

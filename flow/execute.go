@@ -194,7 +194,7 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 		case ActCTClear:
 			p.k.clearCT()
 		case ActMeter:
-			if m, ok := out.(Meterer); ok && a.Meter != nil && !m.Meter(a.Meter, len(p.b)) {
+			if m, ok := out.(Meterer); ok && a.Meter != nil && !m.Meter(uint32(a.Value), a.Meter, len(p.b)) {
 				v = VerdictMeterDrop
 			}
 		case ActHash:

@@ -247,9 +247,9 @@ func (m *Meter) Stats() MeterStats {
 }
 
 // Meterer is an Outputter that runs meters: Execute asks it whether a
-// packet of size bytes passes the meter m (the datapath action meter(N)),
+// packet of size bytes passes the meter m (the datapath action meter(id)),
 // and stops the packet's actions with VerdictMeterDrop when it does not.
 // Without one, every packet passes.
 type Meterer interface {
-	Meter(m *Meter, size int) bool
+	Meter(id uint32, m *Meter, size int) bool
 }

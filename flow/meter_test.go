@@ -260,8 +260,8 @@ func TestMeterExecute(t *testing.T) {
 
 type meterRecorder struct{ outputs int }
 
-func (r *meterRecorder) Output(uint32, []byte)         { r.outputs++ }
-func (r *meterRecorder) Meter(m *Meter, size int) bool { return m.Admit(0, size) }
+func (r *meterRecorder) Output(uint32, []byte)                   { r.outputs++ }
+func (r *meterRecorder) Meter(_ uint32, m *Meter, size int) bool { return m.Admit(0, size) }
 
 func TestMeterActionText(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
@@ -281,5 +281,49 @@ func TestMeterActionText(t *testing.T) {
 	}
 	if _, err := ParseFlow("actions=meter", CmdAdd); err == nil {
 		t.Errorf("meter without an id was taken")
+	}
+}
+
+func TestParseMeter(t *testing.T) {
+	tests := []struct {
+		in      string
+		inCmd   MeterCommand
+		want    string // FormatMeter with " "; or the error
+		wantErr bool
+	}{
+		{"meter=1,pktps,band=type=drop,rate=10", MeterCmdAdd, "meter=1 pktps bands= type=drop rate=10", false},
+		{"meter=2 kbps burst stats bands=type=drop rate=1000 burst_size=50 type=drop rate=2000 burst_size=60", MeterCmdAdd,
+			"meter=2 kbps burst stats bands= type=drop rate=1000 burst_size=50 type=drop rate=2000 burst_size=60", false},
+		{"meter=3,pktps,band=type=dscp_remark,rate=5,prec_level=1", MeterCmdModify, "meter=3 pktps bands= type=dscp_remark rate=5 prec_level=1", false},
+		{"meter=1", MeterCmdDelete, "meter=1 bands=", false},
+		{"", MeterCmdDelete, "meter=all bands=", false},
+		{"meter=1,pktps", MeterCmdAdd, "must specify bands", true},
+		{"pktps,band=type=drop,rate=10", MeterCmdAdd, "must specify 'meter'", true},
+		{"meter=1,band=type=drop,rate=10", MeterCmdAdd, "meter must specify either 'kbps' or 'pktps'", true},
+		{"meter=1,pktps,band=rate=10", MeterCmdAdd, "band must start with the 'type' keyword", true},
+		{"meter=1,pktps,band=type=drop", MeterCmdAdd, "band must have 'rate'", true},
+		{"meter=1,pktps,burst,band=type=drop,rate=1", MeterCmdAdd, "band must have 'burst_size' when 'burst' flag is set", true},
+		{"meter=1,pktps,band=type=drop,rate=1,burst_size=3", MeterCmdAdd, "band may have 'burst_size' only when 'burst' flag is set", true},
+		{"meter=0,pktps,band=type=drop,rate=1", MeterCmdAdd, "invalid value for meter", true},
+		{"meter=1,pktps,band=type=foo,rate=1", MeterCmdAdd, "field type unknown value foo", true},
+	}
+	for _, tt := range tests {
+		c, err := ParseMeter(tt.in, tt.inCmd)
+		switch {
+		case tt.wantErr && (err == nil || err.Error() != tt.want):
+			t.Errorf("%q: error %v, want %q", tt.in, err, tt.want)
+		case !tt.wantErr && err != nil:
+			t.Errorf("%q: %v", tt.in, err)
+		case !tt.wantErr:
+			if got := FormatMeter(c, " "); got != tt.want {
+				t.Errorf("%q: formatted %q, want %q", tt.in, got, tt.want)
+			}
+			if tt.inCmd != MeterCmdDelete {
+				again, err := ParseMeter(FormatMeter(c, "\n"), tt.inCmd)
+				if err != nil || FormatMeter(again, " ") != tt.want {
+					t.Errorf("%q: the dump does not parse back: %v", tt.in, err)
+				}
+			}
+		}
 	}
 }

@@ -22,6 +22,8 @@ const (
 	MeterAdd    uint16 = 0
 	MeterModify uint16 = 1
 	MeterDelete uint16 = 2
+
+	MeterAllID uint32 = 0xffffffff // OFPM13_ALL: every meter
 )
 
 // OFPET_METER_MOD_FAILED and its codes (OFPMMFC_*).
