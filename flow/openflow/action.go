@@ -651,7 +651,9 @@ func decodeController2(r *rd) (Action, error) {
 		if pr.err != nil {
 			return nil, badAction(CodeBadActionLen, "controller2 property %d length %d", p.Type, len(p.Data)+4)
 		}
-		if pr.len() != 0 {
+		if pr.len() != 0 && p.Type != nxac2MaxLen && p.Type != nxac2ID && p.Type != nxac2Reason {
+			// As Open vSwitch, a 16- or 8-bit value may come with
+			// padding: it sends them in properties of 8 bytes.
 			return nil, badAction(CodeBadActionLen, "controller2 property %d length %d", p.Type, len(p.Data)+4)
 		}
 	}
@@ -983,11 +985,12 @@ func (a *ActController2) appendAction(_ uint8, w *wr) error {
 	s := beginNX(w, nxController2)
 	w.zeros(6)
 	var ps []Property
+	// 16-bit values in properties of 8 bytes, as Open vSwitch sends them.
 	if a.HasMaxLen {
-		ps = append(ps, Property{nxac2MaxLen, be16(a.MaxLen)})
+		ps = append(ps, Property{nxac2MaxLen, append(be16(a.MaxLen), 0, 0)})
 	}
 	if a.HasID {
-		ps = append(ps, Property{nxac2ID, be16(a.ControllerID)})
+		ps = append(ps, Property{nxac2ID, append(be16(a.ControllerID), 0, 0)})
 	}
 	if a.HasReason {
 		ps = append(ps, Property{nxac2Reason, []byte{a.Reason}})

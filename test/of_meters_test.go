@@ -1,0 +1,96 @@
+package test
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ovsxdp/ovsxdp/test/ovsref"
+)
+
+// Meters through the OpenFlow channel: the real ovs-ofctl adds, modifies,
+// dumps and deletes meters of ovsxdp in OpenFlow 1.3 and 1.5, and what it
+// prints (dump-meters, meter-stats, meter-features, dump-flows, errors) is
+// what it prints from a sandboxed Open vSwitch 3.1 with the userspace
+// datapath fed the same.
+
+// ofMeterSteps are the ovs-ofctl commands of the differential test, run
+// in order on both switches; each prints something or fails.
+var ofMeterSteps = [][]string{
+	{"meter-features"},
+	{"add-meter", "meter=1,pktps,burst,stats,band=type=drop,rate=10,burst_size=20"},
+	{"add-meter", "meter=2,kbps,band=type=drop,rate=1000"},
+	{"add-meter", "meter=3,kbps,stats,bands=type=drop,rate=100,type=drop,rate=200"},
+	{"dump-meters"},
+	{"dump-meters", "meter=2"},
+	{"add-meter", "meter=1,pktps,band=type=drop,rate=5"},                     // OFPMMFC_METER_EXISTS
+	{"mod-meter", "meter=9,pktps,band=type=drop,rate=5"},                     // OFPMMFC_UNKNOWN_METER
+	{"add-meter", "meter=4,pktps,band=type=dscp_remark,rate=5,prec_level=1"}, // the userspace datapath has drop bands only
+	{"add-flow", "in_port=1,actions=meter:7,output:2"},                       // OFPMMFC_INVALID_METER
+	{"add-flow", "in_port=1,actions=meter:1,output:2"},
+	{"add-flow", "in_port=2,actions=meter:3,output:1"},
+	{"add-flow", "in_port=3,actions=controller(max_len=128,meter_id=2),output:1"},
+	{"add-flow", "in_port=4,actions=controller(meter_id=8)"}, // an unknown meter_id is taken
+	{"dump-flows"},
+	{"meter-stats"},
+	{"meter-stats", "meter=5"}, // OFPMMFC_UNKNOWN_METER
+	{"mod-meter", "meter=1,kbps,band=type=drop,rate=5"},
+	{"dump-meters", "meter=1"},
+	{"meter-stats", "meter=1"},
+	{"del-meters", "meter=1"},
+	{"dump-flows"},
+	{"dump-meters"},
+	{"del-meters"},
+	{"dump-meters"},
+	{"dump-flows"},
+}
+
+var (
+	meterXid      = regexp.MustCompile(`\(xid=0x[0-9a-f]+\)`)
+	meterDuration = regexp.MustCompile(`duration:[0-9.]+s`)
+	meterError    = regexp.MustCompile(`OFP[A-Z]+_[A-Z_]+`)
+)
+
+// normaliseMeterOutput drops what differs between any two runs: xids,
+// durations, flow dumps' order and counters.
+func normaliseMeterOutput(cmd, out string) string {
+	if cmd == "dump-flows" {
+		return ovsref.NormaliseDump(out)
+	}
+	out = meterXid.ReplaceAllString(out, "(xid)")
+	return meterDuration.ReplaceAllString(out, "duration:?")
+}
+
+func TestOpenFlowMetersMatchOVS(t *testing.T) {
+	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}, {Name: "p3", OFPort: 3}, {Name: "p4", OFPort: 4}}
+	ref := ovsref.Start(t, "br0", ports)
+	s := startOFSwitchPorts(t, ports)
+	for _, v := range []string{"OpenFlow13", "OpenFlow15"} {
+		t.Run(v, func(t *testing.T) {
+			for i, step := range ofMeterSteps {
+				cmd, args := step[0], step[1:]
+				extra := []string{}
+				if cmd == "dump-flows" {
+					extra = []string{"--no-stats"}
+				}
+				refOut, refErr, rerr := ref.OfctlStderr(append(append([]string{"-O", v}, extra...), append([]string{cmd, "br0"}, args...)...)...)
+				got, gotErr, gerr := s.try(v, extra, cmd, args...)
+				if (rerr == nil) != (gerr == nil) {
+					t.Errorf("step %d %s %s: Open vSwitch: %v %s; ovsxdp: %v %s", i, cmd, strings.Join(args, " "), rerr, refErr, gerr, gotErr)
+					continue
+				}
+				if rerr != nil {
+					if r, g := meterError.FindString(refErr), meterError.FindString(gotErr); r != g {
+						t.Errorf("step %d %s %s: Open vSwitch fails with %s (%q), ovsxdp with %s (%q)", i, cmd, strings.Join(args, " "), r, refErr, g, gotErr)
+					}
+					continue
+				}
+				if r, g := normaliseMeterOutput(cmd, refOut), normaliseMeterOutput(cmd, got); r != g {
+					t.Errorf("step %d %s %s:\novsxdp:\n%s\nOpen vSwitch:\n%s", i, cmd, strings.Join(args, " "), g, r)
+				}
+			}
+			ref.DelFlows()
+			s.run(t, v, "del-flows")
+		})
+	}
+}
