@@ -86,3 +86,40 @@ func TestMeterDeleteUnderTraffic(t *testing.T) {
 	quiesce(t, b, in)
 	checkAccounting(t, b)
 }
+
+// A controller action's meter_id polices the packet ins only: the packets
+// that exceed the meter are not sent to the controller (counted as
+// meter-drop copies), and the rest of the actions run for every packet.
+func TestMeterControllerPacketIns(t *testing.T) {
+	b := newTestBridge(t, Config{})
+	in, _ := addMemPort(t, b, vport.MemConfig{Name: "p1"}, 1)
+	out, _ := addMemPort(t, b, vport.MemConfig{Name: "p2"}, 2)
+	const burst, sent = 5, 50
+	if err := b.Table().AddMeter(&flow.MeterConfig{ID: 3, Flags: flow.MeterFlagPktps | flow.MeterFlagBurst,
+		Bands: []flow.MeterBand{{Type: flow.MeterBandDrop, Rate: 1, Burst: burst}}}); err != nil {
+		t.Fatal(err)
+	}
+	addFlows(t, b, "in_port=1,actions=controller(meter_id=3),output:2")
+	b.SetPacketInsWanted(true)
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 20})
+	start := time.Now()
+	for i := 0; i < sent; {
+		i += in.Inject(0, [][]byte{frame})
+	}
+	quiesce(t, b, in)
+	limit := burst + int(time.Since(start).Seconds()) + 1
+	if n := len(drainAll(out)); n != sent {
+		t.Errorf("port 2 sent %d frames, want all %d", n, sent)
+	}
+	pins := len(b.PacketIns())
+	for range pins {
+		b.ReleasePacketIn(<-b.PacketIns())
+	}
+	if pins < burst || pins > limit {
+		t.Errorf("%d packet ins, want %d to %d", pins, burst, limit)
+	}
+	if s := portStats(t, b, "p1"); s.Drops[DropMeter] != uint64(sent-pins) {
+		t.Errorf("meter drops %d, want %d (%v)", s.Drops[DropMeter], sent-pins, s.Drops)
+	}
+	checkAccounting(t, b)
+}
