@@ -338,9 +338,14 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 	case flow.ActGroup:
 		return one(&openflow.ActU32{Type: openflow.ActTypeGroup, Value: uint32(a.Value)})
 	case flow.ActMeter:
-		if e.v < openflow.Version15 {
+		switch {
+		case v10:
+			// OpenFlow 1.0 has no meters: Open vSwitch leaves the
+			// meter out of the flow it describes.
+			return nil, nil
+		case e.v < openflow.Version15:
 			// OpenFlow 1.3 and 1.4 have the meter instruction only
-			// (InstructionsFromActions), OpenFlow 1.0 none.
+			// (InstructionsFromActions).
 			return nil, fmt.Errorf("%w: meter:%d as an action in OpenFlow 0x%02x", openflow.ErrUnencodable, a.Value, e.v)
 		}
 		return one(&openflow.ActU32{Type: openflow.ActTypeMeter, Value: uint32(a.Value)})
