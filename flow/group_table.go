@@ -154,10 +154,17 @@ func (t *Table) deleteGroupsLocked(id uint32) (int, []*Rule) {
 		delete(next, gid)
 	}
 	t.ofGroups = next
+	return len(gone), t.removeRulesLocked(func(acts []Action) bool { return usesGroups(acts, gone) })
+}
+
+// removeRulesLocked removes the rules whose actions uses reports true for
+// (the users of a deleted group or meter), and what their delete_learned
+// learn actions learned, and returns them, sorted.
+func (t *Table) removeRulesLocked(uses func(acts []Action) bool) []*Rule {
 	var removed []*Rule
 	for _, rg := range t.groups {
 		for r := range rg.rules.values() {
-			if usesGroups(r.Actions, gone) {
+			if uses(r.Actions) {
 				// As any delete: out of the prefix tries too, or their
 				// stale prefixes would narrow later megaflows.
 				t.removeLocked(rg, r)
@@ -167,7 +174,7 @@ func (t *Table) deleteGroupsLocked(id uint32) (int, []*Rule) {
 	}
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	sortRules(removed)
-	return len(gone), removed
+	return removed
 }
 
 // usesGroups reports whether an action list names one of the groups.
@@ -206,8 +213,14 @@ func (s *TableSnapshot) Group(id uint32) *InstalledGroup { return s.ofGroups[id]
 // GroupRefs returns how many flows name the group with id id in their
 // actions (dump-group-stats' ref_count).
 func (s *TableSnapshot) GroupRefs(id uint32) int {
-	n := 0
 	ids := map[uint32]bool{id: true}
+	return s.countRules(func(acts []Action) bool { return usesGroups(acts, ids) })
+}
+
+// countRules returns how many rules of the snapshot have actions that
+// uses reports true for.
+func (s *TableSnapshot) countRules(uses func(acts []Action) bool) int {
+	n := 0
 	for tb := range MaxTable + 1 {
 		v := s.tables.at(tb)
 		if v == nil {
@@ -215,7 +228,7 @@ func (s *TableSnapshot) GroupRefs(id uint32) int {
 		}
 		for _, st := range v.subtables {
 			for _, r := range st.rules {
-				if usesGroups(r.Actions, ids) {
+				if uses(r.Actions) {
 					n++
 				}
 			}

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -117,17 +118,7 @@ func (t *Table) DeleteMeters(id uint32) (int, []*Rule) {
 		delete(next.byID, mid)
 	}
 	t.meters = next
-	var removed []*Rule
-	for _, rg := range t.groups {
-		for r := range rg.rules.values() {
-			if usesMeters(r.Actions, gone) {
-				t.removeLocked(rg, r)
-				removed = append(removed, r)
-			}
-		}
-	}
-	removed = append(removed, t.deleteLearnedLocked(removed)...)
-	sortRules(removed)
+	removed := t.removeRulesLocked(func(acts []Action) bool { return usesMeters(acts, gone) })
 	t.publishLocked()
 	return len(gone), removed
 }
@@ -186,15 +177,7 @@ func (mt *meterTable) freeDpID() (uint32, bool) {
 // Meters returns the snapshot's meters, by meter id.
 func (s *TableSnapshot) Meters() []*InstalledMeter {
 	out := slices.Collect(maps.Values(s.meters.all()))
-	slices.SortFunc(out, func(a, b *InstalledMeter) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b *InstalledMeter) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
@@ -204,22 +187,8 @@ func (s *TableSnapshot) Meter(id uint32) *InstalledMeter { return s.meters.get(i
 // MeterRefs returns how many flows name the meter with id id in their
 // actions (meter stats' flow_count).
 func (s *TableSnapshot) MeterRefs(id uint32) int {
-	n := 0
 	ids := map[uint32]bool{id: true}
-	for tb := range MaxTable + 1 {
-		v := s.tables.at(tb)
-		if v == nil {
-			continue
-		}
-		for _, st := range v.subtables {
-			for _, r := range st.rules {
-				if usesMeters(r.Actions, ids) {
-					n++
-				}
-			}
-		}
-	}
-	return n
+	return s.countRules(func(acts []Action) bool { return usesMeters(acts, ids) })
 }
 
 // meter translates meter:id: the datapath action meter(N) of the meter's
