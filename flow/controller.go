@@ -310,7 +310,14 @@ func (x *xlate) controller(a *Action, miss bool) {
 	if x.rule != nil && !miss {
 		pi.Cookie = x.rule.Cookie
 	}
-	if m := x.s.meters.get(a.Port); a.Port != 0 && m != nil {
+	// As Open vSwitch: without a meter_id, or with one that names no
+	// meter, the packet ins of a controller action go through the
+	// "controller" meter, if there is one.
+	m := x.s.meters.get(a.Port)
+	if m == nil {
+		m = x.s.meters.get(MeterController)
+	}
+	if m != nil {
 		pi.Meter, pi.MeterDpID = m.Run, m.DpID
 	}
 	d := *a

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -219,7 +220,7 @@ func TestMeterTranslate(t *testing.T) {
 	if err := tbl.AddMeter(&MeterConfig{ID: 3, Flags: MeterFlagPktps, Bands: []MeterBand{{Type: MeterBandDrop, Rate: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"in_port=1,actions=controller(meter_id=3),output:2", "in_port=2,actions=controller(max_len=64,meter_id=4)"} {
+	for _, s := range []string{"in_port=1,actions=controller(meter_id=3),output:2", "in_port=2,actions=controller(max_len=64,meter_id=4)", "in_port=3,actions=controller:32"} {
 		f, err := ParseFlow(s, CmdAdd)
 		if err != nil {
 			t.Fatal(err)
@@ -233,12 +234,45 @@ func TestMeterTranslate(t *testing.T) {
 	}{
 		{"in_port=1", "sample(sample=100.0%,actions(meter(0),userspace(pid=0,controller(reason=1,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0,controller_id=0,max_len=65535)))),2"},
 		{"in_port=2", "userspace(pid=0,controller(reason=1,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0,controller_id=0,max_len=64))"},
+		{"in_port=3", "userspace(pid=0,controller(reason=1,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0,controller_id=0,max_len=32))"},
 	}
 	for _, tt := range tests {
 		k := microflow(t, tt.in)
 		tr := tbl.Snapshot().Translate(&k, false)
 		if got := FormatDatapathActions(tr.Actions, &k, nil); got != tt.wantODP {
 			t.Errorf("%s:\n got %s\nwant %s", tt.in, got, tt.wantODP)
+		}
+	}
+}
+
+// The "controller" meter polices the packet ins of controller actions
+// without a meter_id, as in Open vSwitch; one with a meter_id keeps its
+// own.
+func TestMeterControllerMeter(t *testing.T) {
+	tbl := NewTable()
+	drop := []MeterBand{{Type: MeterBandDrop, Rate: 1}}
+	for _, id := range []uint32{MeterController, 3} {
+		if err := tbl.AddMeter(&MeterConfig{ID: id, Flags: MeterFlagPktps, Bands: drop}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []string{"in_port=1,actions=controller:32", "in_port=2,actions=controller(meter_id=3)"} {
+		f, err := ParseFlow(s, CmdAdd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tbl.Add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		in     string
+		wantDp string
+	}{{"in_port=1", "meter(0)"}, {"in_port=2", "meter(1)"}} {
+		k := microflow(t, tt.in)
+		tr := tbl.Snapshot().Translate(&k, false)
+		if got := FormatDatapathActions(tr.Actions, &k, nil); !strings.Contains(got, "actions("+tt.wantDp+",userspace(") {
+			t.Errorf("%s: %s, want the packet in through %s", tt.in, got, tt.wantDp)
 		}
 	}
 }
