@@ -223,6 +223,8 @@ func verdictDrop(v flow.Verdict) DropReason {
 		return DropNoConntrack
 	case flow.VerdictNoRecircContext:
 		return DropNoRecircContext
+	case flow.VerdictMeterDrop:
+		return DropMeter
 	}
 	return DropNoRule
 }

@@ -41,6 +41,7 @@ const (
 	DropTunnelPush                          // tunnel output: the encapsulation could not be built (too big for a frame buffer)
 	DropTunnelPop                           // tunnel input: a packet to a tunnel's UDP port with a malformed outer or tunnel header
 	DropTunnelNoPort                        // tunnel input: no tunnel port takes the packet (unknown key, remote or local address)
+	DropMeter                               // the packet (or its packet in) exceeded a meter's drop band
 	NumDropReasons
 )
 
@@ -75,6 +76,7 @@ var dropNames = [NumDropReasons]string{
 	DropTunnelPush:        "tunnel-push-error",
 	DropTunnelPop:         "tunnel-pop-error",
 	DropTunnelNoPort:      "tunnel-no-port",
+	DropMeter:             "meter-drop",
 }
 
 func (r DropReason) String() string {

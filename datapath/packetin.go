@@ -144,6 +144,10 @@ var (
 func (p *pmd) PacketIn(pi *flow.PacketIn, frame []byte) {
 	p.copies++
 	c := &p.in.counters[p.id]
+	if pi.Meter != nil && !p.Meter(pi.MeterDpID, pi.Meter, len(frame)) {
+		c.drops[DropMeter].Add(1)
+		return
+	}
 	if reason, ok := p.br.pins.offer(pi, frame); !ok {
 		c.drops[reason].Add(1)
 		return

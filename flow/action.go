@@ -77,6 +77,12 @@ const (
 	// ActClearActions is the instruction clear_actions: the packet's
 	// action set becomes empty.
 	ActClearActions
+	// ActMeter is meter:Value: the packet goes through the OpenFlow meter
+	// Value (meter.go); one that exceeds it is dropped. Translation makes
+	// it the datapath action meter(N), with Value the datapath meter id N
+	// and Meter the meter it runs; a meter that does not exist translates
+	// to nothing, as in Open vSwitch.
+	ActMeter
 )
 
 // Spelling is how a flow wrote an action that has several spellings. The
@@ -119,6 +125,7 @@ type Action struct {
 	Learn    *Learn    // ActLearn: immutable once parsed
 	PacketIn *PacketIn // ActController as a datapath action: immutable
 	CT       *CT       // ActCT: immutable once parsed
+	Meter    *Meter    // ActMeter as a datapath action
 }
 
 // outputAsInPort marks the Value of a datapath ActOutput to PortFlood,

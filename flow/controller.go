@@ -81,6 +81,11 @@ type PacketIn struct {
 	Userdata     []byte
 	Table        uint8  // the table of the rule that ran the action, or TableNone
 	Cookie       uint64 // that rule's cookie, or CookieNone
+	// Meter, when not nil, is the meter the action's meter_id names
+	// (datapath meter MeterDpID): the packet in is sent only if the
+	// packet passes it.
+	Meter     *Meter
+	MeterDpID uint32
 	// Pipeline fields as the packet in's match reports them.
 	InPort   uint32
 	Metadata uint64
@@ -159,7 +164,7 @@ func (x *xlate) failOpen() bool {
 // formatController writes a controller action as ovs-ofctl does.
 func formatController(b *strings.Builder, a *Action) {
 	reason := PacketInReason(a.Table)
-	if reason == ReasonAction && a.Mask == 0 && a.Note == "" {
+	if reason == ReasonAction && a.Mask == 0 && a.Note == "" && a.Port == 0 {
 		b.WriteString("CONTROLLER:" + strconv.FormatUint(a.Value, 10))
 		return
 	}
@@ -175,6 +180,9 @@ func formatController(b *strings.Builder, a *Action) {
 	}
 	if a.Note != "" {
 		parts = append(parts, "userdata="+noteText(a.Note))
+	}
+	if a.Port != 0 {
+		parts = append(parts, "meter_id="+strconv.FormatUint(uint64(a.Port), 10))
 	}
 	b.WriteString("controller(" + strings.Join(parts, ",") + ")")
 }
@@ -248,7 +256,11 @@ func controllerArg(s string, at *token, a *Action) error {
 	case "pause":
 		return unsupportedAt(s, at, "controller(pause) is not supported: ovsxdp has no continuations")
 	case "meter_id":
-		return unsupportedAt(s, at, "controller(meter_id=...) is not supported: ovsxdp has no meters")
+		v, err := parseNum(at.value, 32)
+		if err != nil {
+			return errAt(s, at, "invalid meter_id %q", at.value)
+		}
+		a.Port = uint32(v)
 	default:
 		return errAt(s, at, "unknown key %q parsing controller action", at.key)
 	}
@@ -265,7 +277,7 @@ const MaxUserdata = 0xffff - 64
 func (x *xlate) controller(a *Action, miss bool) {
 	x.commit()
 	reason := PacketInReason(a.Table)
-	if reason == ReasonAction && a.Mask == 0 && a.Note == "" {
+	if reason == ReasonAction && a.Mask == 0 && a.Note == "" && a.Port == 0 {
 		// Written as an output to CONTROLLER: as Open vSwitch, the
 		// reason tells a packet out's actions and a group's buckets.
 		switch {
@@ -297,6 +309,16 @@ func (x *xlate) controller(a *Action, miss bool) {
 	}
 	if x.rule != nil && !miss {
 		pi.Cookie = x.rule.Cookie
+	}
+	// As Open vSwitch: without a meter_id, or with one that names no
+	// meter, the packet ins of a controller action go through the
+	// "controller" meter, if there is one.
+	m := x.s.meters.get(a.Port)
+	if m == nil {
+		m = x.s.meters.get(MeterController)
+	}
+	if m != nil {
+		pi.Meter, pi.MeterDpID = m.Run, m.DpID
 	}
 	d := *a
 	d.PacketIn = pi
@@ -383,10 +405,21 @@ func formatODPController(a *Action) string {
 }
 
 // FormatODPPacketIn writes the userspace action that sends pi to the
-// controllers as Open vSwitch prints it; dontSend is set in traces, which
+// controllers as Open vSwitch prints it (in a sample through the meter of
+// a controller action's meter_id); dontSend is set in traces, which
 // send nothing. ovsxdp keeps no frozen state for it (no continuations),
 // so its recirc_id is always 0.
 func FormatODPPacketIn(pi *PacketIn, dontSend bool) string {
+	if pi.Meter != nil {
+		// As Open vSwitch: a clone of the packet (a sample of 100%)
+		// goes through the meter to the userspace action.
+		return "sample(sample=100.0%,actions(meter(" + strconv.FormatUint(uint64(pi.MeterDpID), 10) + ")," + formatODPUserspace(pi, dontSend) + "))"
+	}
+	return formatODPUserspace(pi, dontSend)
+}
+
+// formatODPUserspace is FormatODPPacketIn's userspace action.
+func formatODPUserspace(pi *PacketIn, dontSend bool) string {
 	c := "0"
 	if pi.Cookie != 0 && pi.Cookie != CookieNone {
 		c = "0x" + strconv.FormatUint(pi.Cookie, 16)

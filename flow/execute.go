@@ -38,6 +38,9 @@ const (
 	// when it releases it): the remaining actions do not run on it here,
 	// and it is not a drop of the actions.
 	VerdictTaken
+	// VerdictMeterDrop: the packet exceeded a meter's band (a meter
+	// action); the remaining actions did not run.
+	VerdictMeterDrop
 	numVerdicts
 )
 
@@ -54,6 +57,7 @@ var verdictNames = [numVerdicts]string{
 	VerdictNoConntrack:     "no-conntrack",
 	VerdictNoRecircContext: "no-recirc-context",
 	VerdictTaken:           "taken",
+	VerdictMeterDrop:       "meter-drop",
 }
 
 // Failed reports whether v is a translation failure: the pipeline could
@@ -189,6 +193,10 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 			}
 		case ActCTClear:
 			p.k.clearCT()
+		case ActMeter:
+			if m, ok := out.(Meterer); ok && a.Meter != nil && !m.Meter(uint32(a.Value), a.Meter, len(p.b)) {
+				v = VerdictMeterDrop
+			}
 		case ActHash:
 			p.k.DpHash = DpHashOf(p.k, a.Value)
 		case ActRecirc:

@@ -559,6 +559,8 @@ func formatAction(b *strings.Builder, a *Action) {
 		b.WriteString("exit")
 	case ActGroup:
 		b.WriteString("group:" + strconv.FormatUint(a.Value, 10))
+	case ActMeter:
+		b.WriteString("meter:" + strconv.FormatUint(a.Value, 10))
 	case ActSetVLANVID:
 		b.WriteString("mod_vlan_vid:" + strconv.FormatUint(a.Value, 10))
 	case ActSetVLANPCP:

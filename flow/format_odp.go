@@ -66,6 +66,9 @@ func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k
 		case ActCTClear:
 			commit()
 			parts = append(parts, "ct_clear")
+		case ActMeter:
+			commit()
+			parts = append(parts, "meter("+strconv.FormatUint(a.Value, 10)+")")
 		case ActRecirc:
 			commit()
 			parts = append(parts, "recirc("+hexZero(a.Value)+")")

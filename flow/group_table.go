@@ -154,10 +154,17 @@ func (t *Table) deleteGroupsLocked(id uint32) (int, []*Rule) {
 		delete(next, gid)
 	}
 	t.ofGroups = next
+	return len(gone), t.removeRulesLocked(func(acts []Action) bool { return usesGroups(acts, gone) })
+}
+
+// removeRulesLocked removes the rules whose actions uses reports true for
+// (the users of a deleted group or meter), and what their delete_learned
+// learn actions learned, and returns them, sorted.
+func (t *Table) removeRulesLocked(uses func(acts []Action) bool) []*Rule {
 	var removed []*Rule
 	for _, rg := range t.groups {
 		for r := range rg.rules.values() {
-			if usesGroups(r.Actions, gone) {
+			if uses(r.Actions) {
 				// As any delete: out of the prefix tries too, or their
 				// stale prefixes would narrow later megaflows.
 				t.removeLocked(rg, r)
@@ -167,7 +174,7 @@ func (t *Table) deleteGroupsLocked(id uint32) (int, []*Rule) {
 	}
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
 	sortRules(removed)
-	return len(gone), removed
+	return removed
 }
 
 // usesGroups reports whether an action list names one of the groups.
@@ -206,8 +213,14 @@ func (s *TableSnapshot) Group(id uint32) *InstalledGroup { return s.ofGroups[id]
 // GroupRefs returns how many flows name the group with id id in their
 // actions (dump-group-stats' ref_count).
 func (s *TableSnapshot) GroupRefs(id uint32) int {
-	n := 0
 	ids := map[uint32]bool{id: true}
+	return s.countRules(func(acts []Action) bool { return usesGroups(acts, ids) })
+}
+
+// countRules returns how many rules of the snapshot have actions that
+// uses reports true for.
+func (s *TableSnapshot) countRules(uses func(acts []Action) bool) int {
+	n := 0
 	for tb := range MaxTable + 1 {
 		v := s.tables.at(tb)
 		if v == nil {
@@ -215,7 +228,7 @@ func (s *TableSnapshot) GroupRefs(id uint32) int {
 		}
 		for _, st := range v.subtables {
 			for _, r := range st.rules {
-				if usesGroups(r.Actions, ids) {
+				if uses(r.Actions) {
 					n++
 				}
 			}
@@ -225,8 +238,11 @@ func (s *TableSnapshot) GroupRefs(id uint32) int {
 }
 
 // checkGroupsLocked refuses an action list that names a group the table
-// does not have (ErrBadOutGroup). i is the flow's index, for the message.
+// does not have (ErrBadOutGroup), or a meter (ErrInvalidMeter).
 func (t *Table) checkGroupsLocked(acts []Action) error {
+	if err := t.checkMetersLocked(acts); err != nil {
+		return err
+	}
 	for i := range acts {
 		if acts[i].Type == ActGroup && t.ofGroups[uint32(acts[i].Value)] == nil {
 			return fmt.Errorf("action %d (group:%d): %w", i+1, acts[i].Value, ErrBadOutGroup)
@@ -236,7 +252,8 @@ func (t *Table) checkGroupsLocked(acts []Action) error {
 }
 
 // CheckGroups returns ErrBadOutGroup (wrapped, naming the action) if f's
-// actions name a group that does not exist.
+// actions name a group that does not exist, ErrInvalidMeter if they name a
+// meter that does not exist.
 func (t *Table) CheckGroups(f *Flow) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

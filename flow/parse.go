@@ -1064,7 +1064,6 @@ var unsupportedActions = map[string]bool{
 	"enqueue": true, "set_tunnel": true,
 	"set_tunnel64": true, "set_queue": true, "pop_queue": true,
 	"multipath": true, "bundle": true, "bundle_load": true,
-	"meter":  true,
 	"sample": true, "push_mpls": true, "pop_mpls": true,
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
 	"dec_mpls_ttl": true, "check_pkt_larger": true,
@@ -1261,6 +1260,12 @@ func (ap *actionParser) action(t *token) error {
 		return ap.setTunnel(t, name)
 	case "load":
 		return ap.load(t)
+	case "meter":
+		v, err := parseNum(t.value, 32)
+		if !t.hasValue || err != nil {
+			return errAt(s, t, "meter needs a meter id (a 32-bit number)")
+		}
+		ap.add(Action{Type: ActMeter, Value: v})
 	case "group":
 		v, err := parseNum(t.value, 32)
 		if !t.hasValue || err != nil {

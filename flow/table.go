@@ -123,6 +123,9 @@ type Table struct {
 	// liveness for translation.
 	ofGroups map[uint32]*InstalledGroup
 	live     PortLiveness
+	// meters are the OpenFlow meters (meter_table.go): replaced, never
+	// changed in place, as ofGroups.
+	meters *meterTable
 	// tries are each table's prefix tries (see trie.go) over the rules
 	// in groups; publishLocked hands them to the snapshot.
 	tries [MaxTable + 1][numTries]*trieNode
@@ -677,7 +680,7 @@ func (t *Table) publishLocked() {
 	}
 	s.n = t.n
 	s.tables = t.pub
-	s.ofGroups, s.live = t.ofGroups, t.live
+	s.ofGroups, s.live, s.meters = t.ofGroups, t.live, t.meters
 	t.trieGen = newTrieGen()
 	t.gen++
 	s.gen = t.gen

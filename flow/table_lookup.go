@@ -23,6 +23,7 @@ type TableSnapshot struct {
 
 	ofGroups map[uint32]*InstalledGroup // the OpenFlow groups (read-only)
 	live     PortLiveness               // nil: no port is live
+	meters   *meterTable                // the OpenFlow meters (read-only); nil: none
 	recircs  *Recircs                   // the bridge's recirculation ids (shared by every snapshot)
 	tlv      *TLVMap                    // the TLV map when published: where writes to tun_metadata go
 }

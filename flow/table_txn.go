@@ -131,7 +131,7 @@ func (tx *TableTxn) revertLocked() {
 func (tx *TableTxn) Snapshot() *TableSnapshot {
 	t := tx.t
 	pub := t.snap.Load()
-	s := &TableSnapshot{gen: pub.gen, n: t.n, tables: pub.tables, ofGroups: t.ofGroups, live: t.live, recircs: t.recircs, tlv: t.tlv.Load()}
+	s := &TableSnapshot{gen: pub.gen, n: t.n, tables: pub.tables, ofGroups: t.ofGroups, live: t.live, meters: t.meters, recircs: t.recircs, tlv: t.tlv.Load()}
 	var fresh [MaxTable + 1][]*tableSubtable
 	var dirty [MaxTable + 1]bool
 	changed := map[*ruleMask]bool{}

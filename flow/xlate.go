@@ -416,6 +416,8 @@ func (x *xlate) action(a *Action) bool {
 		return x.group(uint32(a.Value))
 	case ActController:
 		x.controller(a, false)
+	case ActMeter:
+		x.meter(uint32(a.Value))
 	case ActCT:
 		if a.CT != nil {
 			x.ct(a.CT)

@@ -82,7 +82,7 @@ func TestAFXDPHelperProcess(t *testing.T) {
 
 func runHelper(role string, args []string) error {
 	need := map[string]int{"http-server": 1, "tcp-echo": 1, "tcp-client": 2, "udp-recv": 1, "udp-send": 3,
-		"tcp-connect": 1, "udp-refused": 1, "tcp-raw": 4, "whoami-server": 2, "whoami-clients": 4, "tcp-hold": 2, "frame-send": 2}
+		"tcp-connect": 1, "udp-refused": 1, "tcp-raw": 4, "whoami-server": 2, "whoami-clients": 4, "tcp-hold": 2, "frame-send": 2, "frame-burst": 3}
 	n, ok := need[role]
 	if !ok {
 		return fmt.Errorf("unknown role %q", role)
@@ -128,6 +128,12 @@ func runHelper(role string, args []string) error {
 		return tcpHold(args[0], args[1])
 	case "frame-send":
 		return frameSend(args[0], args[1])
+	case "frame-burst":
+		count, err := strconv.Atoi(args[2])
+		if err != nil {
+			return err
+		}
+		return frameBurst(args[0], args[1], count)
 	default:
 		count, err := strconv.Atoi(args[2])
 		if err != nil {

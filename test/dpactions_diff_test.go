@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,22 +111,7 @@ func dpActionsFrame(t *testing.T, vlan bool) []byte {
 }
 
 // frameSend sends frame (in hex) on dev through a packet socket.
-func frameSend(dev, frame string) error {
-	b, err := hex.DecodeString(frame)
-	if err != nil {
-		return err
-	}
-	ifi, err := net.InterfaceByName(dev)
-	if err != nil {
-		return err
-	}
-	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, 0)
-	if err != nil {
-		return err
-	}
-	defer syscall.Close(fd)
-	return syscall.Sendto(fd, b, 0, &syscall.SockaddrLinklayer{Ifindex: ifi.Index})
-}
+func frameSend(dev, frame string) error { return frameBurst(dev, frame, 1) }
 
 func startOVSDPActions(t *testing.T) *dpSwitch {
 	t.Helper()

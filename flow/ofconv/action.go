@@ -347,6 +347,18 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		return one(&openflow.ActRaw{Type: typeExperimenter, Experimenter: openflow.NiciraExperimenter, Subtype: st, Data: d})
 	case flow.ActGroup:
 		return one(&openflow.ActU32{Type: openflow.ActTypeGroup, Value: uint32(a.Value)})
+	case flow.ActMeter:
+		switch {
+		case v10:
+			// OpenFlow 1.0 has no meters: Open vSwitch leaves the
+			// meter out of the flow it describes.
+			return nil, nil
+		case e.v < openflow.Version15:
+			// OpenFlow 1.3 and 1.4 have the meter instruction only
+			// (InstructionsFromActions).
+			return nil, fmt.Errorf("%w: meter:%d as an action in OpenFlow 0x%02x", openflow.ErrUnencodable, a.Value, e.v)
+		}
+		return one(&openflow.ActU32{Type: openflow.ActTypeMeter, Value: uint32(a.Value)})
 	case flow.ActConjunction:
 		return one(&openflow.ActConjunction{ID: uint32(a.Value), Clause: a.Table - 1, NClauses: uint8(a.Port)})
 	case flow.ActNote:
@@ -467,14 +479,19 @@ func (e *encoder) set(a *flow.Action) ([]openflow.Action, error) {
 }
 
 // InstructionsFromActions converts a flow's actions to the instructions of
-// an OpenFlow 1.1+ flow: apply_actions, clear_actions, write_actions,
-// then write_metadata when the list ends with it, then goto_table:T when
-// the list ends with a resubmit(,T) to a later table that the flow wrote
-// goto_table:T, or that follows write_metadata (which only goto_table may
-// follow).
+// an OpenFlow 1.1+ flow: meter when the list starts with one (before
+// OpenFlow 1.5, where it is an action), apply_actions, clear_actions,
+// write_actions, then write_metadata when the list ends with it, then
+// goto_table:T when the list ends with a resubmit(,T) to a later table
+// that the flow wrote goto_table:T, or that follows write_metadata (which
+// only goto_table may follow).
 func InstructionsFromActions(v uint8, m *flow.Match, table uint8, acts []flow.Action) ([]openflow.Instruction, error) {
 	var gotoTable *uint8
-	var md *flow.Action
+	var md, meter *flow.Action
+	if len(acts) > 0 && acts[0].Type == flow.ActMeter && v < openflow.Version15 {
+		// The meter instruction, which runs first.
+		meter, acts = &acts[0], acts[1:]
+	}
 	if n := len(acts); n > 0 {
 		last := &acts[n-1]
 		afterMetadata := n > 1 && acts[n-2].Type == flow.ActWriteMetadata
@@ -514,6 +531,9 @@ func InstructionsFromActions(v uint8, m *flow.Match, table uint8, acts []flow.Ac
 		break
 	}
 	insts := []openflow.Instruction{}
+	if meter != nil {
+		insts = append(insts, openflow.Instruction{Type: openflow.InstMeter, MeterID: uint32(meter.Value)})
+	}
 	if len(acts) > 0 {
 		oa, err := ActionsToOF(v, m, acts)
 		if err != nil {
@@ -711,6 +731,9 @@ func actionText(a openflow.Action) (string, error) {
 		if a.Type == openflow.ActTypeGroup {
 			return "group:" + strconv.FormatUint(uint64(a.Value), 10), nil
 		}
+		if a.Type == openflow.ActTypeMeter {
+			return "meter:" + strconv.FormatUint(uint64(a.Value), 10), nil
+		}
 		return "", unsupportedAction(openflow.ActionTypeName(openflow.Version13, a.Type))
 	case *openflow.ActConjunction:
 		return fmt.Sprintf("conjunction(%d,%d/%d)", a.ID, int(a.Clause)+1, a.NClauses), nil
@@ -866,10 +889,10 @@ func headerName(hw uint32) (string, bool) {
 }
 
 // instructionsText writes OpenFlow 1.1+ instructions as ovs-ofctl action
-// text: apply_actions, clear_actions, write_actions, write_metadata,
-// goto_table.
+// text: meter, apply_actions, clear_actions, write_actions,
+// write_metadata, goto_table.
 func instructionsText(insts []openflow.Instruction) (string, error) {
-	var apply, clearSet, write, md, gt string
+	var meter, apply, clearSet, write, md, gt string
 	seen := map[uint16]bool{}
 	for i := range insts {
 		in := &insts[i]
@@ -891,6 +914,8 @@ func instructionsText(insts []openflow.Instruction) (string, error) {
 				return "", &openflow.Error{Type: openflow.ErrTypeBadInstruction, Code: codeBadTableID, Sentinel: openflow.ErrBadInstruction, Detail: fmt.Sprintf("goto_table:%d", in.TableID)}
 			}
 			gt = "goto_table:" + strconv.Itoa(int(in.TableID))
+		case openflow.InstMeter:
+			meter = "meter:" + strconv.FormatUint(uint64(in.MeterID), 10)
 		case openflow.InstClearActions:
 			clearSet = "clear_actions"
 		case openflow.InstWriteActions:
@@ -907,7 +932,7 @@ func instructionsText(insts []openflow.Instruction) (string, error) {
 		}
 	}
 	var parts []string
-	for _, s := range []string{apply, clearSet, write, md, gt} {
+	for _, s := range []string{meter, apply, clearSet, write, md, gt} {
 		if s != "" {
 			parts = append(parts, s)
 		}

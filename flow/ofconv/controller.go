@@ -9,20 +9,24 @@ import (
 )
 
 // controllerAction encodes a controller action as Open vSwitch does: one
-// with the reason action, no controller id and no userdata is an output
-// to the CONTROLLER port with its max_len; one with userdata is
+// with the reason action, no controller id, no userdata and no meter is an
+// output to the CONTROLLER port with its max_len; one with userdata or a
+// meter_id is
 // NXAST_CONTROLLER2, with the properties that differ from the defaults;
 // any other is NXAST_CONTROLLER.
 func controllerAction(a *flow.Action) openflow.Action {
 	reason := uint8(a.Table)
 	switch {
-	case a.Note != "":
+	case a.Note != "" || a.Port != 0:
 		c := &openflow.ActController2{UserData: []byte(a.Note), HasUserData: true}
 		if a.Value != flow.MaxLenAll {
 			c.MaxLen, c.HasMaxLen = uint16(a.Value), true
 		}
 		if a.Mask != 0 {
 			c.ControllerID, c.HasID = uint16(a.Mask), true
+		}
+		if a.Port != 0 {
+			c.MeterID, c.HasMeterID = a.Port, true
 		}
 		if reason != uint8(flow.ReasonAction) {
 			c.Reason, c.HasReason = reason, true
@@ -35,11 +39,11 @@ func controllerAction(a *flow.Action) openflow.Action {
 }
 
 // controllerText writes NXAST_CONTROLLER or NXAST_CONTROLLER2 in
-// ovs-ofctl syntax; pause and meter_id, which ovsxdp does not implement,
-// are refused.
+// ovs-ofctl syntax; pause, which ovsxdp does not implement, is refused.
 func controllerText(a openflow.Action) (string, error) {
 	maxLen, id, reason := uint16(flow.MaxLenAll), uint16(0), uint8(flow.ReasonAction)
 	var userdata []byte
+	var meterID uint32
 	switch a := a.(type) {
 	case *openflow.ActController:
 		maxLen, id, reason = a.MaxLen, a.ControllerID, a.Reason
@@ -48,7 +52,7 @@ func controllerText(a openflow.Action) (string, error) {
 			return "", unsupportedAction("controller(pause)")
 		}
 		if a.HasMeterID {
-			return "", unsupportedAction("controller(meter_id=...)")
+			meterID = a.MeterID
 		}
 		if a.HasMaxLen {
 			maxLen = a.MaxLen
@@ -67,6 +71,9 @@ func controllerText(a openflow.Action) (string, error) {
 	parts := []string{"reason=" + flow.PacketInReason(reason).String(), "max_len=" + strconv.Itoa(int(maxLen)), "id=" + strconv.Itoa(int(id))}
 	if len(userdata) > 0 {
 		parts = append(parts, "userdata="+dotted(userdata))
+	}
+	if meterID != 0 {
+		parts = append(parts, "meter_id="+strconv.FormatUint(uint64(meterID), 10))
 	}
 	return "controller(" + strings.Join(parts, ",") + ")", nil
 }

@@ -123,10 +123,10 @@ func directFlowInto(mf *modFlow, v uint8, fm *openflow.FlowMod, fields []openflo
 }
 
 // instructions converts OpenFlow 1.1+ instructions in the order the text
-// writes them: apply_actions, clear_actions, write_actions,
+// writes them: meter, apply_actions, clear_actions, write_actions,
 // write_metadata, goto_table.
 func (d *direct) instructions(insts []openflow.Instruction) bool {
-	var apply, clearSet, write, md, gt *openflow.Instruction
+	var meter, apply, clearSet, write, md, gt *openflow.Instruction
 	for i := range insts {
 		in := &insts[i]
 		for j := range i {
@@ -144,6 +144,8 @@ func (d *direct) instructions(insts []openflow.Instruction) bool {
 				return false
 			}
 			gt = in
+		case openflow.InstMeter:
+			meter = in
 		case openflow.InstClearActions:
 			clearSet = in
 		case openflow.InstWriteActions:
@@ -151,6 +153,9 @@ func (d *direct) instructions(insts []openflow.Instruction) bool {
 		default:
 			return false
 		}
+	}
+	if meter != nil {
+		d.add(flow.Action{Type: flow.ActMeter, Value: uint64(meter.MeterID)})
 	}
 	if apply != nil && !d.list(apply.Actions) {
 		return false
@@ -344,10 +349,14 @@ func (d *direct) action(a openflow.Action) bool {
 	case *openflow.ActClone:
 		return d.clone(a)
 	case *openflow.ActU32:
-		if a.Type != openflow.ActTypeGroup {
+		switch a.Type {
+		case openflow.ActTypeGroup:
+			d.add(flow.Action{Type: flow.ActGroup, Value: uint64(a.Value)})
+		case openflow.ActTypeMeter:
+			d.add(flow.Action{Type: flow.ActMeter, Value: uint64(a.Value)})
+		default:
 			return false
 		}
-		d.add(flow.Action{Type: flow.ActGroup, Value: uint64(a.Value)})
 	case *openflow.ActRaw:
 		if a.Type != typeExperimenter || a.Experimenter != openflow.NiciraExperimenter || a.Subtype != nxWriteMetadata || len(a.Data) != 22 {
 			return false

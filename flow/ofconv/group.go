@@ -69,6 +69,9 @@ func TableError(err error) error {
 	case errors.Is(err, flow.ErrBadOutGroup):
 		return actionError(codeBadOutGroup, "%v", err)
 	}
+	if code, ok := meterCode(err); ok {
+		return &openflow.Error{Type: openflow.ErrTypeMeterModFailed, Code: code, Sentinel: openflow.ErrBadMessage, Detail: err.Error(), Item: "meter"}
+	}
 	return err
 }
 

@@ -47,7 +47,7 @@ const (
 	ActTypePushPBB    = 26
 	ActTypePopPBB     = 27
 	a15CopyField      = 28
-	a15Meter          = 29
+	ActTypeMeter      = 29 // OpenFlow 1.5+
 
 	aExperimenter = 0xffff
 )
@@ -143,10 +143,10 @@ type ActEthertype struct {
 // copy_ttl_in, dec_mpls_ttl, dec_ttl (OFPAT_DEC_NW_TTL), pop_pbb.
 type ActSimple struct{ Type uint16 }
 
-// ActU32 is a 1.1+ action with one 32-bit argument: set_queue, group. In
-// OpenFlow 1.0 a group action is NXAST_GROUP.
+// ActU32 is a 1.1+ action with one 32-bit argument: set_queue, group,
+// and OpenFlow 1.5's meter. In OpenFlow 1.0 a group action is NXAST_GROUP.
 type ActU32 struct {
-	Type  uint16 // ActTypeSetQueue or ActTypeGroup
+	Type  uint16 // ActTypeSetQueue, ActTypeGroup or ActTypeMeter
 	Value uint32
 }
 
@@ -389,9 +389,12 @@ func decodeAction(v uint8, t uint16, r *rd, depth int) (Action, error) {
 			}
 			return a, zeroPad(r)
 		}
-	case a15Meter:
+	case ActTypeMeter:
 		if v == Version15 {
-			return &ActRaw{Type: t, Data: r.rest()}, nil
+			if err := fixed(r, t, 4); err != nil {
+				return nil, err
+			}
+			return &ActU32{Type: t, Value: r.u32("")}, nil
 		}
 	}
 	return nil, badAction(CodeBadActionType, "unknown action type %d for version 0x%02x", t, v).withItem(ActionTypeName(v, t))
@@ -648,7 +651,9 @@ func decodeController2(r *rd) (Action, error) {
 		if pr.err != nil {
 			return nil, badAction(CodeBadActionLen, "controller2 property %d length %d", p.Type, len(p.Data)+4)
 		}
-		if pr.len() != 0 {
+		if pr.len() != 0 && p.Type != nxac2MaxLen && p.Type != nxac2ID && p.Type != nxac2Reason {
+			// As Open vSwitch, a 16- or 8-bit value may come with
+			// padding: it sends them in properties of 8 bytes.
 			return nil, badAction(CodeBadActionLen, "controller2 property %d length %d", p.Type, len(p.Data)+4)
 		}
 	}
@@ -824,6 +829,9 @@ func (a *ActU32) appendAction(v uint8, w *wr) error {
 	if err := only13(v, "set_queue/group"); err != nil {
 		return err
 	}
+	if a.Type == ActTypeMeter && v < Version15 {
+		return fmt.Errorf("%w: the meter action before OpenFlow 1.5 (it is an instruction)", ErrUnencodable)
+	}
 	s := begin(w, a.Type)
 	w.u32(a.Value)
 	return end(w, s)
@@ -977,11 +985,12 @@ func (a *ActController2) appendAction(_ uint8, w *wr) error {
 	s := beginNX(w, nxController2)
 	w.zeros(6)
 	var ps []Property
+	// 16-bit values in properties of 8 bytes, as Open vSwitch sends them.
 	if a.HasMaxLen {
-		ps = append(ps, Property{nxac2MaxLen, be16(a.MaxLen)})
+		ps = append(ps, Property{nxac2MaxLen, append(be16(a.MaxLen), 0, 0)})
 	}
 	if a.HasID {
-		ps = append(ps, Property{nxac2ID, be16(a.ControllerID)})
+		ps = append(ps, Property{nxac2ID, append(be16(a.ControllerID), 0, 0)})
 	}
 	if a.HasReason {
 		ps = append(ps, Property{nxac2Reason, []byte{a.Reason}})

@@ -54,6 +54,9 @@ type bridgeState struct {
 	// Groups are the bridge's OpenFlow groups in ovs-ofctl syntax, by
 	// group id; restored before the flows, which may name them.
 	Groups []string `json:"groups,omitempty"`
+	// Meters are the bridge's meters in ovs-ofctl syntax, by meter id;
+	// restored before the flows, which may name them.
+	Meters []string `json:"meters,omitempty"`
 	// TLVMap is the bridge's Geneve option mappings as add-tlv-map
 	// takes them; restored before the groups and flows.
 	TLVMap string `json:"tlv_map,omitempty"`
@@ -298,6 +301,9 @@ func (d *Daemon) takeSaveLocked() (pendingSave, error) {
 		bs.TLVMap = formatTLVMap(b.dp.Table().TLVMap())
 		for _, g := range b.dp.Table().Groups() {
 			bs.Groups = append(bs.Groups, flow.FormatGroup(&g.Group, flow.GroupOF15))
+		}
+		for _, m := range b.dp.Table().Snapshot().Meters() {
+			bs.Meters = append(bs.Meters, flow.FormatMeter(&m.MeterConfig, " "))
 		}
 		cc := d.controllersLocked(b.name)
 		bs.Controllers, bs.FailMode = cc.Specs, cc.FailMode
@@ -630,6 +636,9 @@ func (d *Daemon) restore(st *state) error {
 			return fmt.Errorf("bridge %s: tlv map: %w", bs.Name, err)
 		}
 		if err := restoreGroups(b, bs.Groups); err != nil {
+			return fmt.Errorf("bridge %s: %w", bs.Name, err)
+		}
+		if err := restoreMeters(b, bs.Meters); err != nil {
 			return fmt.Errorf("bridge %s: %w", bs.Name, err)
 		}
 		fs := make([]flow.Flow, 0, len(bs.Flows))

@@ -324,7 +324,7 @@ func TestBundlePortMod(t *testing.T) {
 			t.Errorf("an atomic bundle with a port mod added %d flows, want none", n)
 		}
 	}
-	xid := cl.bundleAddMsg(9, 0, &openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 2, 0, 0, 0xff, 0xff, 0xff, 0xff}}, sameXid)
+	xid := cl.bundleAddMsg(9, 0, &openflow.Unknown{Type: openflow.TypeMeterMod, Body: []byte{0, 2, 0, 0, 0xff, 0xff, 0xff, 0xff}}, sameXid)
 	cl.expectError(xid, errTypeBundleFailed, codeBundleMsgUnsup)
 }
 
@@ -474,24 +474,24 @@ func TestBundleErrors(t *testing.T) {
 func TestNoMeters(t *testing.T) {
 	s := newTestServer()
 	cl := dial(t, s, openflow.Version15)
-	xid := cl.send(&openflow.MultipartRaw{Type: mpMeterFeatures})
+	xid := cl.send(&openflow.MultipartRaw{Type: openflow.MPMeterFeatures})
 	h, m := cl.recv()
 	r, ok := m.(*openflow.MultipartRaw)
-	if !ok || !r.Reply || r.Type != mpMeterFeatures || h.Xid != xid || len(r.Body) != meterFeaturesLen ||
+	if !ok || !r.Reply || r.Type != openflow.MPMeterFeatures || h.Xid != xid || len(r.Body) != openflow.MeterFeaturesLen ||
 		binary.BigEndian.Uint32(r.Body) != 0 {
 		t.Fatalf("meter features answered with %T %+v, want a reply with max_meter 0", m, m)
 	}
 	// Deleting every meter deletes nothing and succeeds.
-	cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 2, 0, 0, 0xff, 0xff, 0xff, 0xff}})
+	cl.send(&openflow.Unknown{Type: openflow.TypeMeterMod, Body: []byte{0, 2, 0, 0, 0xff, 0xff, 0xff, 0xff}})
 	// So does flushing a conntrack zone.
 	cl.send(&openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: nxtCTFlushZone, Data: make([]byte, 8)})
 	cl.barrier()
 	// Adding a meter is refused.
-	xid = cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 0, 0, 1, 0, 0, 0, 1}})
+	xid = cl.send(&openflow.Unknown{Type: openflow.TypeMeterMod, Body: []byte{0, 0, 0, 1, 0, 0, 0, 1}})
 	cl.expectError(xid, errTypeMeterModFailed, codeMeterInvalid)
-	xid = cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 9, 0, 0, 0, 0, 0, 1}})
+	xid = cl.send(&openflow.Unknown{Type: openflow.TypeMeterMod, Body: []byte{0, 9, 0, 0, 0, 0, 0, 1}})
 	cl.expectError(xid, errTypeMeterModFailed, codeMeterBadCommand)
-	xid = cl.send(&openflow.Unknown{Type: typeMeterMod, Body: []byte{0, 2}})
+	xid = cl.send(&openflow.Unknown{Type: openflow.TypeMeterMod, Body: []byte{0, 2}})
 	cl.expectError(xid, openflow.ErrTypeBadRequest, openflow.CodeBadRequestLen)
 	// A bridge without a TLV table answers with one that has no room.
 	xid = cl.send(&openflow.TLVTableRequest{})

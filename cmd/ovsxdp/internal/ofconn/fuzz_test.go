@@ -30,11 +30,12 @@ func (h *panicLog) WithGroup(string) slog.Handler      { return h }
 // stream: the handler must never panic and must end once the peer has
 // sent everything and gone. The seeds (testdata/fuzz/FuzzConn) are
 // messages ovs-ofctl sends: hellos of each version, features, flow mods,
-// flow and port stats requests, packet outs.
+// flow and port stats requests, packet outs, meter mods and meter
+// multiparts (the bridge has meters).
 func FuzzConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		log := &panicLog{}
-		s := NewServer(&tableBridge{t: flow.NewTable()}, Config{Logger: slog.New(log)})
+		s := NewServer(&meterTableBridge{tableBridge{t: flow.NewTable()}}, Config{Logger: slog.New(log)})
 		a, b := net.Pipe()
 		done := make(chan struct{})
 		go func() { s.ServeConn(b); close(done) }()

@@ -221,10 +221,8 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 			// 1.0's action bitmap.
 			return reply(&openflow.MultipartRaw{Reply: true, Type: openflow.MPExperimenter, Experimenter: openflow.NiciraExperimenter, ExpType: nxstGroupFeatures, Body: groupFeatures(v)})
 		}
-		if m.Type == mpMeterFeatures && v != openflow.Version10 && !m.Reply {
-			// ovsxdp has no meters: a zero max_meter says so, as Open
-			// vSwitch says it for a datapath without meters.
-			return reply(&openflow.MultipartRaw{Reply: true, Type: mpMeterFeatures, Body: make([]byte, meterFeaturesLen)})
+		if ok, err := c.meterMultipart(h.Xid, m, fail); ok {
+			return err
 		}
 		code := openflow.CodeBadRequestMultipart
 		switch {
@@ -276,8 +274,8 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		}
 		return fail(t.TLVTableMod(m))
 	case *openflow.Unknown:
-		if v != openflow.Version10 && m.Type == typeMeterMod {
-			return fail(meterMod(m.Body))
+		if v != openflow.Version10 && m.Type == openflow.TypeMeterMod {
+			return fail(c.meterMod(m.Body))
 		}
 		if _, ok := c.s.br.(BundleCommitter); ok && v >= openflow.Version14 && (m.Type == typeBundleControl || m.Type == typeBundleAdd) {
 			return c.runBundle(h, m.Type, m.Body, b)
@@ -355,21 +353,18 @@ func setMore(m openflow.Message, more bool) {
 		m.Flags = f
 	case *openflow.GroupDescReply:
 		m.Flags = f
+	case *openflow.MultipartRaw:
+		m.Flags = f
 	}
 }
 
 // mpGroupFeatures is OFPMP_GROUP_FEATURES (OpenFlow 1.2+).
 const mpGroupFeatures uint16 = 8
 
-// Meters, which ovsxdp does not have: OFPMP_METER_FEATURES, the size of
-// its reply's body (struct ofp13_meter_features) and OFPT_METER_MOD; and
 // NXT_CT_FLUSH_ZONE with the size of its body.
 const (
-	mpMeterFeatures  uint16 = 11
-	meterFeaturesLen        = 16
-	typeMeterMod     uint8  = 29
-	nxtCTFlushZone   uint32 = 29
-	ctFlushZoneLen          = 8
+	nxtCTFlushZone uint32 = 29
+	ctFlushZoneLen        = 8
 )
 
 // ConntrackFlusher is a Bridge whose connection tracker NXT_CT_FLUSH_ZONE
@@ -390,19 +385,19 @@ type TLVTabler interface {
 	TLVTable() *openflow.TLVTableReply
 }
 
-// OFPET_METER_MOD_FAILED and the codes meterMod answers with.
+// OFPET_METER_MOD_FAILED and the codes meterModNoMeters answers with.
 const (
-	errTypeMeterModFailed uint16 = 12
-	codeMeterInvalid      uint16 = 2 // OFPMMFC_INVALID_METER
-	codeMeterBadCommand   uint16 = 4 // OFPMMFC_BAD_COMMAND
-	meterModDelete        uint16 = 2 // OFPMC13_DELETE
+	errTypeMeterModFailed = openflow.ErrTypeMeterModFailed
+	codeMeterInvalid      = openflow.CodeMeterInvalid
+	codeMeterBadCommand   = openflow.CodeMeterBadCommand
+	meterModDelete        = openflow.MeterDelete
 )
 
-// meterMod answers a meter mod. ovsxdp has no meters (its meter features
-// say max_meter 0): deleting meters deletes nothing and succeeds; adding or
-// modifying one is refused with OFPMMFC_INVALID_METER, as Open vSwitch
-// refuses a meter id above its maximum.
-func meterMod(body []byte) error {
+// meterModNoMeters answers a meter mod to a bridge without meters (its
+// meter features say max_meter 0): deleting meters deletes nothing and
+// succeeds; adding or modifying one is refused with OFPMMFC_INVALID_METER,
+// as Open vSwitch refuses it when its datapath has no meters.
+func meterModNoMeters(body []byte) error {
 	if len(body) < 8 {
 		return badRequest(openflow.CodeBadRequestLen, "meter mod of %d bytes", len(body)+openflow.HeaderLen)
 	}

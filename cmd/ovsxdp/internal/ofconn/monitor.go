@@ -55,6 +55,7 @@ const (
 	ReasonHardTimeout uint8 = 1
 	ReasonDelete      uint8 = 2
 	ReasonGroupDelete uint8 = 3
+	ReasonMeterDelete uint8 = 4
 )
 
 // FlowChange is one change to a bridge's flows. Rule is the flow as it

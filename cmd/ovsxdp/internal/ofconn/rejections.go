@@ -41,7 +41,7 @@ type Rejection struct {
 	// Error names Type and Code (OFPBAC_BAD_EXP_TYPE).
 	Error      string
 	Type, Code uint16
-	// Reason is the refused item (NXAST_CT, ct_state, OFPIT_METER)
+	// Reason is the refused item (NXAST_CT, ct_state, OFPIT_WRITE_ACTIONS)
 	// where the error names one, ReasonUnsupported for a message ovsxdp
 	// does not implement, else the error's detail.
 	Reason string

@@ -51,7 +51,7 @@ func tableFeatures() []openflow.TableFeatures {
 		}
 		return b
 	}
-	insts := headers(openflow.InstGotoTable, openflow.InstWriteMetadata, openflow.InstWriteActions, openflow.InstApplyActions, openflow.InstClearActions)
+	insts := headers(openflow.InstGotoTable, openflow.InstWriteMetadata, openflow.InstWriteActions, openflow.InstApplyActions, openflow.InstClearActions, openflow.InstMeter)
 	acts := headers(openflow.ActTypeOutput, openflow.ActTypePushVLAN, openflow.ActTypePopVLAN, openflow.ActTypeDecNWTTL, openflow.ActTypeSetField)
 	// What an action set may hold (flow.InActionSet).
 	setActs := headers(openflow.ActTypeOutput, openflow.ActTypeGroup, openflow.ActTypePushVLAN, openflow.ActTypePopVLAN, openflow.ActTypeDecNWTTL, openflow.ActTypeSetField)
@@ -63,7 +63,7 @@ func tableFeatures() []openflow.TableFeatures {
 		}
 		ti := insts
 		if i == nTables-1 {
-			ti = headers(openflow.InstWriteMetadata, openflow.InstWriteActions, openflow.InstApplyActions, openflow.InstClearActions)
+			ti = headers(openflow.InstWriteMetadata, openflow.InstWriteActions, openflow.InstApplyActions, openflow.InstClearActions, openflow.InstMeter)
 		}
 		ts[i] = openflow.TableFeatures{TableID: uint8(i), Name: fmt.Sprintf("table%d", i),
 			MetadataMatch: ^uint64(0), MetadataWrite: ^uint64(0), MaxEntries: 1000000,
