@@ -7,7 +7,7 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/ovsxdp/ovsxdp/internal/hugepage"
+	"github.com/ovsxdp/ovsxdp/flow/internal/hugepage"
 )
 
 // hugePageChildEnv marks the process that TestSubtableHugePages starts.

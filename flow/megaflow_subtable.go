@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"unsafe"
 
-	"github.com/ovsxdp/ovsxdp/internal/hugepage"
+	"github.com/ovsxdp/ovsxdp/flow/internal/hugepage"
 )
 
 // mfSubtable holds the megaflows that share one mask, in an open-addressing
