@@ -53,7 +53,7 @@ func TestCLIGroups(t *testing.T) {
 	}
 
 	groups, flows := d.run(t, "dump-groups", "br0"), d.run(t, "dump-flows", "br0", "--no-stats")
-	d.cmd.Process.Kill()
+	d.crash(t)
 	d = startCLIDaemon(t, bin, sock, state)
 	if got := d.run(t, "dump-groups", "br0"); got != groups {
 		t.Errorf("groups after a restart:\n%s\nwant\n%s", got, groups)

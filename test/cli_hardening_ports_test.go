@@ -189,10 +189,7 @@ func TestCLIPcapWriteExisting(t *testing.T) {
 	}
 
 	// A restart restores both ports: their captures are their own.
-	d.cmd.Process.Kill()
-	if !waitExit(d, cliBound) {
-		t.Fatal("the daemon survived SIGKILL")
-	}
+	d.crash(t)
 	d2 := startCLIDaemon(t, bin, d.sock, d.state)
 	if out := runBounded(t, d2, "list-ports", "br0"); out != "cap\ncap2\n" {
 		t.Errorf("ports after a restart: %q, want cap and cap2", out)
@@ -276,10 +273,7 @@ func TestCLIAFXDPRefusesHostDevices(t *testing.T) {
 	runBounded(t, d, "add-port", "br0", "v4a", "type=afxdp", "force=true")
 
 	// The state keeps force=true: a restart restores the port.
-	d.cmd.Process.Kill()
-	if !waitExit(d, cliBound) {
-		t.Fatal("the daemon survived SIGKILL")
-	}
+	d.crash(t)
 	d2 := startNSDaemon(t, bin, ns, d.sock, d.state)
 	if out := runBounded(t, d2, "list-ports", "br0"); out != "v4a\n" {
 		t.Errorf("ports after a restart: %q, want v4a\n%s", out, d2.log)

@@ -105,6 +105,17 @@ func startCLIDaemonIn(t *testing.T, ns *netns.NS, bin, sock, state string, extra
 	return d, proc
 }
 
+// crash kills the daemon by PID (SIGKILL) and waits until its process is
+// gone, so that a daemon started next on its socket does not find it
+// still listening there.
+func (d *cliDaemon) crash(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Kill()
+	if !waitExit(d, cliBound) {
+		t.Fatalf("daemon pid %d survived SIGKILL", d.cmd.Process.Pid)
+	}
+}
+
 // kill kills the daemon by PID (SIGKILL, as a crash would) and waits for
 // it.
 func (d *cliDaemon) kill(t *testing.T, exited chan error) {

@@ -4,9 +4,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/ovsxdp/ovsxdp/test/netns"
 )
 
 // TestCLIMeters runs the meter commands through the CLI and a daemon: a
@@ -59,12 +56,7 @@ func TestCLIMeters(t *testing.T) {
 	}
 
 	flows := d.run(t, "dump-flows", "br0", "--no-stats")
-	d.cmd.Process.Kill()
-	// The killed daemon's socket refuses connections once it is gone;
-	// before that the new one would find it listening.
-	if !netns.Eventually(10*time.Second, func() bool { _, _, err := d.try("version"); return err != nil }) {
-		t.Fatal("the killed daemon still answers after 10s")
-	}
+	d.crash(t)
 	d = startCLIDaemon(t, bin, sock, state)
 	if got := d.run(t, "dump-meters", "br0"); got != wantDump {
 		t.Errorf("meters after a restart:\n%s\nwant\n%s", got, wantDump)

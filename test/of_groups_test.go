@@ -222,7 +222,7 @@ func TestOpenFlowGroupsState(t *testing.T) {
 		b, err := os.ReadFile(state)
 		return err == nil && strings.Count(string(b), "group_id=") >= 2 && strings.Contains(string(b), "group:1")
 	}, "the groups and the flow in the state file")
-	d.cmd.Process.Kill()
+	d.crash(t)
 	s.d = startCLIDaemon(t, bin, sock, state, "--rundir", runDir)
 	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(runDir, "br0.mgmt")); return err == nil }, "the restarted daemon's socket")
 	if got := s.run(t, "OpenFlow15", "dump-groups"); got != groups {

@@ -118,7 +118,7 @@ func TestCLITLVMapRestart(t *testing.T) {
 	if !strings.Contains(flows, "tun_metadata0=0x10002/0xffff7fff,tun_metadata12=0x5") {
 		t.Fatalf("dump-flows:\n%s", flows)
 	}
-	d.cmd.Process.Kill()
+	d.crash(t)
 	d = startCLIDaemon(t, bin, sock, state)
 	if got := d.run(t, "dump-tlv-map", "br0"); got != tlv {
 		t.Errorf("TLV map after a restart:\n%s\nwant\n%s", got, tlv)
