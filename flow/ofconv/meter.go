@@ -9,10 +9,7 @@ import (
 )
 
 // meterCodes are the OFPMMFC_* codes of flow's meter errors.
-var meterCodes = []struct {
-	err  error
-	code uint16
-}{
+var meterCodes = []errorCode{
 	{flow.ErrMeterExists, openflow.CodeMeterExists},
 	{flow.ErrInvalidMeter, openflow.CodeMeterInvalid},
 	{flow.ErrUnknownMeter, openflow.CodeMeterUnknownMeter},
@@ -23,8 +20,18 @@ var meterCodes = []struct {
 	{flow.ErrOutOfMeters, openflow.CodeMeterOutOfMeters},
 }
 
-func meterCode(err error) (uint16, bool) {
-	for _, c := range meterCodes {
+func meterCode(err error) (uint16, bool) { return codeOf(err, meterCodes) }
+
+// errorCode pairs an error of flow with the code of the OpenFlow error
+// that answers it.
+type errorCode struct {
+	err  error
+	code uint16
+}
+
+// codeOf returns the code of the first of codes whose error err is.
+func codeOf(err error, codes []errorCode) (uint16, bool) {
+	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			return c.code, true
 		}

@@ -1,8 +1,6 @@
 package ofconv
 
 import (
-	"errors"
-
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
@@ -29,23 +27,20 @@ func TLVTableReply(m *flow.TLVMap) *openflow.TLVTableReply {
 // Nicira error Open vSwitch replies with; other errors are returned as
 // they are.
 func TLVError(err error) error {
-	codes := []struct {
-		err  error
-		code uint16
-	}{
-		{flow.ErrTLVBadCommand, openflow.CodeTLVBadCommand},
-		{flow.ErrTLVBadLen, openflow.CodeTLVBadOptLen},
-		{flow.ErrTLVBadIndex, openflow.CodeTLVBadFieldIdx},
-		{flow.ErrTLVTableFull, openflow.CodeTLVTableFull},
-		{flow.ErrTLVAlreadyMapped, openflow.CodeTLVAlreadyMapped},
-		{flow.ErrTLVDupEntry, openflow.CodeTLVDupEntry},
-		{flow.ErrTLVInUse, openflow.CodeTLVInvalidDel},
-		{flow.ErrTLVUnmapped, openflow.CodeInvalidTLVField},
-	}
-	for _, c := range codes {
-		if errors.Is(err, c.err) {
-			return &openflow.Error{Type: openflow.ErrTypeExperimenter, Code: c.code, Sentinel: openflow.ErrBadMessage, Detail: err.Error()}
-		}
+	if code, ok := codeOf(err, tlvCodes); ok {
+		return &openflow.Error{Type: openflow.ErrTypeExperimenter, Code: code, Sentinel: openflow.ErrBadMessage, Detail: err.Error()}
 	}
 	return err
+}
+
+// tlvCodes are the Nicira codes of flow's TLV table errors.
+var tlvCodes = []errorCode{
+	{flow.ErrTLVBadCommand, openflow.CodeTLVBadCommand},
+	{flow.ErrTLVBadLen, openflow.CodeTLVBadOptLen},
+	{flow.ErrTLVBadIndex, openflow.CodeTLVBadFieldIdx},
+	{flow.ErrTLVTableFull, openflow.CodeTLVTableFull},
+	{flow.ErrTLVAlreadyMapped, openflow.CodeTLVAlreadyMapped},
+	{flow.ErrTLVDupEntry, openflow.CodeTLVDupEntry},
+	{flow.ErrTLVInUse, openflow.CodeTLVInvalidDel},
+	{flow.ErrTLVUnmapped, openflow.CodeInvalidTLVField},
 }
