@@ -247,27 +247,24 @@ func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Me
 	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
 	hits := uint64(0)
 	for i := range run {
+		// lookupHashed's exact-match probe, with its two usual answers
+		// given here, without its calls: no slot with the key's tag (a
+		// miss), or a plain key held with a live megaflow (a hit).
 		p := &run[i]
+		var en *emcEntry
 		if p.ok {
-			// lookupHashed's exact-match probe, with its two usual
-			// answers given here, without its calls: no slot with the
-			// key's tag (a miss), or a plain key held with a live
-			// megaflow (a hit).
-			en := c.emc.probeSlot(p)
-			if en == nil {
-				mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], *p)
-				if srcs[i] == SourceUpcall {
-					s = c.table.Snapshot()
-				}
-				continue
-			}
-			if mf := en.mf; !p.extra && mf != nil && !mf.dead && mf.Generation == s.gen && en.holdsCommon(rk[i].Words()) {
-				hits++
-				mfs[i], srcs[i] = mf, SourceEMC
-				continue
-			}
+			en = c.emc.probeSlot(p)
 		}
-		mfs[i], srcs[i] = c.lookupHashed(s, &rk[i], *p)
+		switch {
+		case p.ok && en == nil:
+			mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], *p)
+		case en != nil && !p.extra && en.mf != nil && liveAt(en.mf, s.gen) != nil && en.holdsCommon(rk[i].Words()):
+			hits++
+			mfs[i], srcs[i] = en.mf, SourceEMC
+			continue
+		default:
+			mfs[i], srcs[i] = c.lookupHashed(s, &rk[i], *p)
+		}
 		if srcs[i] == SourceUpcall {
 			s = c.table.Snapshot()
 		}
