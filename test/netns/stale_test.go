@@ -1,0 +1,108 @@
+package netns
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/test/testenv"
+	"github.com/ovsxdp/ovsxdp/vport/topo"
+)
+
+// TestSweepStale makes namespaces as a killed test process leaves them,
+// with owner records that name a PID no process can have, beside ones
+// that must stay: the sweep deletes only the stale namespace that no
+// process runs in, with its record.
+func TestSweepStale(t *testing.T) {
+	Require(t)
+	testenv.RequireTool(t, "ip", "iproute2")
+	dead, err := testenv.ImpossiblePID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerDir := t.TempDir()
+	tp := topo.New("loos")
+	t.Cleanup(func() {
+		if err := tp.Close(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	// The stale namespace is deleted by the sweep, not by tp.
+	tpStale := topo.New("loos")
+	add := func(tp *topo.Topology, role string, owner *testenv.Owner) *topo.Namespace {
+		t.Helper()
+		n, err := addOwned(ownerDir, tp, role+"-"+topo.Suffix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if owner != nil {
+			if err := testenv.WriteOwnerOf(filepath.Join(ownerDir, n.Name), *owner); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return n
+	}
+	gone := &testenv.Owner{PID: dead, Start: 1}
+	stale := add(tpStale, "stale", gone)
+	t.Cleanup(func() {
+		if _, err := os.Lstat(stale.Path()); err == nil {
+			tpStale.Close()
+		}
+	})
+	live := add(tp, "live", nil)
+	busy := add(tp, "busy", gone)
+	sleeper, err := busy.Start("sleep", "600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The process enters the namespace after it starts.
+	pid := strconv.Itoa(sleeper.Cmd.Process.Pid)
+	if !Eventually(30*time.Second, func() bool {
+		out, _ := exec.Command("ip", "netns", "pids", busy.Name).Output()
+		return slices.Contains(strings.Fields(string(out)), pid)
+	}) {
+		t.Fatalf("process %s not in namespace %s after 30s", pid, busy.Name)
+	}
+	unrecorded, err := tp.AddNamespace("norec-" + topo.Suffix())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := sweepStale(ownerDir); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name             string
+		inNS             *topo.Namespace
+		wantNS, wantRecd bool
+	}{
+		{name: "owner gone, empty", inNS: stale},
+		{name: "owner alive", inNS: live, wantNS: true, wantRecd: true},
+		{name: "owner gone, a process runs in it", inNS: busy, wantNS: true, wantRecd: true},
+		{name: "no owner record", inNS: unrecorded, wantNS: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := os.Lstat(tt.inNS.Path())
+			if got := err == nil; got != tt.wantNS {
+				t.Errorf("namespace %s there: %v, want %v", tt.inNS.Name, got, tt.wantNS)
+			}
+			_, err = os.Lstat(filepath.Join(ownerDir, tt.inNS.Name))
+			if got := err == nil; got != tt.wantRecd {
+				t.Errorf("owner record of %s there: %v, want %v", tt.inNS.Name, got, tt.wantRecd)
+			}
+		})
+	}
+	// A second sweep (another test process) finds nothing more to do.
+	if err := sweepStale(ownerDir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(live.Path()); err != nil {
+		t.Errorf("live namespace after a second sweep: %v", err)
+	}
+}
