@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 	"github.com/ovsxdp/ovsxdp/vport/topo"
@@ -108,22 +109,31 @@ func sweepOne(ownerDir, name string) error {
 		return nil
 	}
 	ns := &topo.Namespace{Name: name}
-	if _, err := os.Lstat(ns.Path()); err == nil {
+	if mounted(ns.Path()) {
 		out, err := exec.Command("ip", "netns", "pids", name).CombinedOutput()
-		if err != nil {
-			if _, serr := os.Lstat(ns.Path()); errors.Is(serr, fs.ErrNotExist) {
-				return disown(ownerDir, name) // deleted meanwhile
-			}
+		if err != nil && mounted(ns.Path()) {
 			return fmt.Errorf("ip netns pids %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 		}
-		if strings.TrimSpace(string(out)) != "" {
+		if err == nil && strings.TrimSpace(string(out)) != "" {
 			return nil // a process runs in it
 		}
-		if err := ns.Delete(); err != nil {
-			if _, serr := os.Lstat(ns.Path()); serr == nil {
-				return err
-			}
+		if err := ns.Delete(); err != nil && mounted(ns.Path()) {
+			return err
 		}
 	}
+	// Not a namespace (any more): its name, if another sweep is
+	// deleting it or its owner was killed before the mount.
+	if err := os.Remove(ns.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("namespace %s: %w", name, err)
+	}
 	return disown(ownerDir, name)
+}
+
+// nsfsMagic is the file system type of a namespace file (NSFS_MAGIC).
+const nsfsMagic = 0x6e736673
+
+// mounted reports whether a namespace is mounted on path.
+func mounted(path string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(path, &st) == nil && st.Type == nsfsMagic
 }

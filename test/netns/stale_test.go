@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // TestSweepStale makes namespaces as a killed test process leaves them,
 // with owner records that name a PID no process can have, beside ones
 // that must stay: the sweep deletes only the stale namespace that no
-// process runs in, with its record.
+// process runs in, and a stale name with no namespace mounted on it, with
+// their records.
 func TestSweepStale(t *testing.T) {
 	Require(t)
 	testenv.RequireTool(t, "ip", "iproute2")
@@ -72,6 +74,16 @@ func TestSweepStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An owner killed between making the name and mounting the
+	// namespace on it leaves a plain file.
+	half := &topo.Namespace{Name: "loos-half-" + topo.Suffix()}
+	if err := os.WriteFile(half.Path(), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(half.Path()) })
+	if err := testenv.WriteOwnerOf(filepath.Join(ownerDir, half.Name), *gone); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := sweepStale(ownerDir); err != nil {
 		t.Fatal(err)
@@ -82,6 +94,7 @@ func TestSweepStale(t *testing.T) {
 		wantNS, wantRecd bool
 	}{
 		{name: "owner gone, empty", inNS: stale},
+		{name: "owner gone, name not mounted", inNS: half},
 		{name: "owner alive", inNS: live, wantNS: true, wantRecd: true},
 		{name: "owner gone, a process runs in it", inNS: busy, wantNS: true, wantRecd: true},
 		{name: "no owner record", inNS: unrecorded, wantNS: true},
@@ -104,5 +117,61 @@ func TestSweepStale(t *testing.T) {
 	}
 	if _, err := os.Lstat(live.Path()); err != nil {
 		t.Errorf("live namespace after a second sweep: %v", err)
+	}
+}
+
+// TestSweepStaleConcurrently sweeps the same stale namespaces from several
+// goroutines at once, as the test processes of several packages do when
+// they start together: each finishes without an error, and every stale
+// namespace is gone.
+func TestSweepStaleConcurrently(t *testing.T) {
+	Require(t)
+	testenv.RequireTool(t, "ip", "iproute2")
+	dead, err := testenv.ImpossiblePID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerDir := t.TempDir()
+	tp := topo.New("loos")
+	var names []*topo.Namespace
+	for range 8 {
+		n, err := addOwned(ownerDir, tp, "stale-"+topo.Suffix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testenv.WriteOwnerOf(filepath.Join(ownerDir, n.Name), testenv.Owner{PID: dead, Start: 1}); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	t.Cleanup(func() {
+		for _, n := range names {
+			if _, err := os.Lstat(n.Path()); err == nil {
+				n.Delete()
+			}
+		}
+	})
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = sweepStale(ownerDir)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("sweep %d: %v", i, err)
+		}
+	}
+	for _, n := range names {
+		if _, err := os.Lstat(n.Path()); err == nil {
+			t.Errorf("namespace %s is still there", n.Name)
+		}
+	}
+	if ents, _ := os.ReadDir(ownerDir); len(ents) != 0 {
+		t.Errorf("%d owner records left", len(ents))
 	}
 }
