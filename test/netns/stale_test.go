@@ -15,19 +15,26 @@ import (
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
-// TestSweepStale makes namespaces as a killed test process leaves them,
-// with owner records that name a PID no process can have, beside ones
-// that must stay: the sweep deletes only the stale namespace that no
-// process runs in, and a stale name with no namespace mounted on it, with
-// their records.
-func TestSweepStale(t *testing.T) {
+// sweepSetup checks what a sweep needs and returns a PID no process can
+// have and a directory for owner records.
+func sweepSetup(t *testing.T) (dead int, ownerDir string) {
+	t.Helper()
 	Require(t)
 	testenv.RequireTool(t, "ip", "iproute2")
 	dead, err := testenv.ImpossiblePID()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ownerDir := t.TempDir()
+	return dead, t.TempDir()
+}
+
+// TestSweepStale makes namespaces as a killed test process leaves them,
+// with owner records that name a PID no process can have, beside ones
+// that must stay: the sweep deletes only the stale namespace that no
+// process runs in, and a stale name with no namespace mounted on it, with
+// their records.
+func TestSweepStale(t *testing.T) {
+	dead, ownerDir := sweepSetup(t)
 	tp := topo.New("loos")
 	t.Cleanup(func() {
 		if err := tp.Close(); err != nil {
@@ -125,13 +132,7 @@ func TestSweepStale(t *testing.T) {
 // they start together: each finishes without an error, and every stale
 // namespace is gone.
 func TestSweepStaleConcurrently(t *testing.T) {
-	Require(t)
-	testenv.RequireTool(t, "ip", "iproute2")
-	dead, err := testenv.ImpossiblePID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ownerDir := t.TempDir()
+	dead, ownerDir := sweepSetup(t)
 	tp := topo.New("loos")
 	var names []*topo.Namespace
 	for range 8 {
