@@ -1,5 +1,7 @@
 package flow
 
+import "slices"
+
 // Megaflow is one entry of the megaflow classifier: every packet whose key,
 // masked with Mask, equals Key takes Actions.
 //
@@ -475,11 +477,8 @@ func (c *Megaflows) Remove(mf *Megaflow) {
 func (c *Megaflows) dropSubtable(st *mfSubtable) {
 	delete(c.byMask, st.mask)
 	c.bytes -= st.bytes()
-	for i, s := range c.subs {
-		if s == st {
-			c.subs = append(c.subs[:i], c.subs[i+1:]...)
-			break
-		}
+	if i := slices.Index(c.subs, st); i >= 0 {
+		c.subs = slices.Delete(c.subs, i, i+1) // clears the tail: the array lets go of st
 	}
 	st.ranked = false
 }
@@ -517,6 +516,7 @@ func (c *Megaflows) Flush() {
 		mf.holdRecircs(nil)
 		return true
 	})
+	clear(c.subs) // the array lets go of the subtables and their megaflows
 	c.subs = c.subs[:0]
 	clear(c.byMask)
 	c.bytes = 0

@@ -134,11 +134,10 @@ type meterBand struct {
 	bytes   atomic.Uint64
 }
 
-// Ticks per second, and the most CAS attempts a bucket takes per packet.
+// Ticks per second.
 const (
 	meterTicksPerSec = 16e9
 	meterTickShift   = 4
-	meterMaxCAS      = 16
 )
 
 // NewMeter builds the datapath meter of c, with full buckets. A band
@@ -208,11 +207,16 @@ func (m *Meter) Admit(now int64, size int) bool {
 	return false
 }
 
-// take takes cost ticks from the bucket at time t, if it holds them. A
-// bucket that another thread keeps changing is given up on after
-// meterMaxCAS attempts, and the packet counts as exceeding it.
+// take takes cost ticks from the bucket at time t, if it holds them, and
+// reports whether it did. The answer is exact whatever other threads do:
+// a packet is refused only when the bucket, as last read, lacks its
+// tokens, never because another thread changed the bucket meanwhile. A
+// failed compare-and-swap means another thread's succeeded (it took
+// tokens), so the retries are lock-free: the threads together make
+// progress on every attempt, and a thread retries at most once per packet
+// another thread admits.
 func (b *meterBand) take(t, cost int64) bool {
-	for range meterMaxCAS {
+	for {
 		tat := b.tat.Load()
 		next := max(tat, t) + cost
 		if next-t > int64(b.burst) {
@@ -222,7 +226,6 @@ func (b *meterBand) take(t, cost int64) bool {
 			return true
 		}
 	}
-	return false
 }
 
 // MeterStats are a meter's counters: the packets and bytes that reached

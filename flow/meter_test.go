@@ -2,8 +2,10 @@ package flow
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -95,26 +97,92 @@ func TestMeterBandsCountHighestRate(t *testing.T) {
 // passes, however the threads interleave.
 func TestMeterConcurrentNeverOverAdmits(t *testing.T) {
 	m := NewMeter(&MeterConfig{ID: 1, Flags: MeterFlagPktps | MeterFlagBurst, Bands: []MeterBand{{Type: MeterBandDrop, Rate: 1, Burst: 100}}})
-	var wg sync.WaitGroup
-	passed := make([]int, 4)
-	for g := range passed {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			passed[g] = admitN(m, 7*ms, 1000, 64)
-		}()
-	}
-	wg.Wait()
-	total := 0
-	for _, p := range passed {
-		total += p
-	}
-	if total > 100 {
+	total := admitConcurrently(m, 7*ms, 4, 1000)
+	if total != 100 {
 		t.Errorf("%d packets passed a burst of 100", total)
 	}
 	if st := m.Stats(); st.Packets != 4000 || st.Bands[0].Packets != uint64(4000-total) {
 		t.Errorf("stats %+v after 4000 packets, %d passed", st, total)
 	}
+}
+
+// Threads that contend for one bucket never lose a packet that had tokens
+// to the contention: when exactly the bucket's tokens are offered, at one
+// instant and again after a refill, every packet passes, and one more
+// packet does not. A goroutine that keeps moving the bucket by one tick
+// and back makes compare-and-swaps fail as often as another poll thread
+// would; the tick is within the bucket's slack (a rate of 3 packets per
+// second does not divide the ticks of a second), so it changes no
+// decision.
+func TestMeterContendedIsExact(t *testing.T) {
+	const threads, each = 4, 25000
+	const burst = threads * each
+	m := NewMeter(&MeterConfig{ID: 1, Flags: MeterFlagPktps | MeterFlagBurst, Bands: []MeterBand{{Type: MeterBandDrop, Rate: 3, Burst: burst}}})
+	b := &m.bands[0]
+	if slack := b.burst - burst*b.cost; slack < 2 {
+		t.Fatalf("bucket of %d ticks, %d packets of %d: no slack for the interfering tick", b.burst, burst, b.cost)
+	}
+	var stop, running atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			b.tat.Add(1)
+			b.tat.Add(-1)
+			running.Store(true)
+		}
+	}()
+	defer func() { stop.Store(true); <-done }()
+	for !running.Load() {
+		runtime.Gosched()
+	}
+	// A full bucket at 7 ms; then, 2 s later, the 6 packets 3 per second
+	// refill.
+	steps := []struct {
+		at        int64
+		n, inWant int
+	}{
+		{at: 7 * ms, n: burst, inWant: burst},
+		{at: 7 * ms, n: 1, inWant: 0},
+		{at: 2007 * ms, n: 6, inWant: 6},
+		{at: 2007 * ms, n: 1, inWant: 0},
+	}
+	offered, passed := 0, 0
+	for i, s := range steps {
+		per := max(s.n/threads, 1)
+		got := admitConcurrently(m, s.at, s.n/per, per)
+		if got != s.inWant {
+			t.Errorf("step %d: %d of %d packets at %v passed, want %d", i, got, s.n, time.Duration(s.at), s.inWant)
+		}
+		offered += s.n
+		passed += got
+	}
+	if st := m.Stats(); st.Packets != uint64(offered) || st.Bands[0].Packets != uint64(offered-passed) {
+		t.Errorf("stats %d in, %d over; want %d, %d", st.Packets, st.Bands[0].Packets, offered, offered-passed)
+	}
+}
+
+// admitConcurrently offers each packets of 64 bytes at now from each of
+// threads goroutines, started together, and returns how many passed.
+func admitConcurrently(m *Meter, now int64, threads, each int) int {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	passed := make([]int, threads)
+	for g := range passed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			passed[g] = admitN(m, now, each, 64)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	total := 0
+	for _, p := range passed {
+		total += p
+	}
+	return total
 }
 
 func TestMeterTable(t *testing.T) {

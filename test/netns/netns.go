@@ -3,12 +3,14 @@
 // neighbours, commands and background processes run inside a namespace.
 // Where vport/topo returns an error, these helpers fail the test, and
 // everything they create is removed when the test ends, whether it passed
-// or failed. They need root (vport/topo runs no ip or ethtool; only IP
+// or failed; namespaces that a killed test process left are removed by a
+// later one (stale.go). They need root (vport/topo runs no ip or ethtool; only IP
 // needs iproute2); without it the test is skipped (failed under CI=true).
 package netns
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"testing"
@@ -35,17 +37,25 @@ type NS struct {
 // New creates the namespace "ovsxdp-ROLE-SUFFIX" with its loopback up and
 // IPv6 off (no router solicitations or DAD traffic in the tests). When the
 // test ends it kills the processes started in the namespace and deletes
-// it.
+// it. The first call in a process deletes the namespaces that killed test
+// processes left (see SweepStale).
 func New(t testing.TB, role string) *NS {
 	t.Helper()
 	Require(t)
+	staleSweep.once.Do(func() { staleSweep.err = SweepStale() })
+	check(t, staleSweep.err)
 	tp := topo.New("ovsxdp")
+	var n *topo.Namespace
 	t.Cleanup(func() {
-		if err := tp.Close(); err != nil {
+		err := tp.Close()
+		if n != nil {
+			err = errors.Join(err, Disown(n))
+		}
+		if err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	n, err := tp.AddNamespace(role + "-" + topo.Suffix())
+	n, err := AddOwned(tp, role+"-"+topo.Suffix())
 	check(t, err)
 	return &NS{n}
 }

@@ -37,7 +37,10 @@ func RequireDB(t testing.TB) {
 func StartDB(t testing.TB) *DB {
 	t.Helper()
 	RequireDB(t)
-	dir, err := os.MkdirTemp("", "ovsdb-") // short: unix socket paths are bounded
+	if err := sweepStale(); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := makeRunDir("ovsdb-")
 	if err != nil {
 		t.Fatal(err)
 	}

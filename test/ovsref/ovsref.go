@@ -5,7 +5,7 @@
 // bridge with the userspace (netdev) datapath, fail-mode secure and
 // internal ports with chosen OpenFlow port numbers. Both daemons are child
 // processes of the test, stopped by PID when it ends, whether it passed or
-// failed; the tap devices of the bridge and its internal ports are
+// failed, or by a later test process if it was killed (stale.go); the tap devices of the bridge and its internal ports are
 // deleted, then the namespace (see taps.go). StartShared lends one such switch to one test at a time
 // instead, for the tests that need only their bridge; the package's
 // TestMain stops it with StopShared.
@@ -88,7 +88,7 @@ func Require(t testing.TB) {
 func Start(t testing.TB, bridge string, ports []Port) *Switch {
 	t.Helper()
 	Require(t)
-	if err := sweepStaleTaps(); err != nil {
+	if err := sweepStale(); err != nil {
 		t.Fatal(err)
 	}
 	s, err := newSwitch("ovsref-", netns.New(t, "ovs"))
@@ -108,8 +108,7 @@ func Start(t testing.TB, bridge string, ports []Port) *Switch {
 // newSwitch makes the sandbox directory of a switch whose ovs-vswitchd
 // will run in ns.
 func newSwitch(prefix string, ns *netns.NS) (*Switch, error) {
-	// A short directory: unix socket paths are at most 108 bytes.
-	dir, err := os.MkdirTemp("", prefix)
+	dir, err := makeRunDir(prefix)
 	if err != nil {
 		return nil, err
 	}

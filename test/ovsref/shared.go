@@ -37,7 +37,7 @@ var shared struct {
 func StartShared(t testing.TB, bridge string, ports []Port) *Switch {
 	t.Helper()
 	Require(t)
-	if err := sweepStaleTaps(); err != nil {
+	if err := sweepStale(); err != nil {
 		t.Fatal(err)
 	}
 	shared.mu.Lock()
@@ -97,16 +97,16 @@ func sharedDaemons() (*Switch, error) {
 		return shared.sw, nil
 	}
 	tp := topo.New("ovsxdp")
-	n, err := tp.AddNamespace("ovs-shared-" + topo.Suffix())
+	n, err := netns.AddOwned(tp, "ovs-shared-"+topo.Suffix())
 	if err != nil {
 		return nil, errors.Join(err, tp.Close())
 	}
 	s, err := newSwitch("ovsref-", &netns.NS{Namespace: n})
 	if err != nil {
-		return nil, errors.Join(err, tp.Close())
+		return nil, errors.Join(err, tp.Close(), netns.Disown(n))
 	}
 	if err := s.startDaemons(); err != nil {
-		return nil, errors.Join(err, s.stopDaemons(), tp.Close())
+		return nil, errors.Join(err, s.stopDaemons(), tp.Close(), netns.Disown(n))
 	}
 	shared.sw, shared.topo = s, tp
 	return s, nil
@@ -191,7 +191,7 @@ func stopSharedLocked() error {
 	if shared.sw == nil {
 		return nil
 	}
-	err := errors.Join(shared.sw.stopDaemons(), shared.topo.Close())
+	err := errors.Join(shared.sw.stopDaemons(), shared.topo.Close(), netns.Disown(shared.sw.ns.Namespace))
 	shared.sw, shared.topo = nil, nil
 	return err
 }

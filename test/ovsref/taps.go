@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -21,8 +20,8 @@ import (
 // goes, so that nothing that holds the namespace keeps them, and none can
 // be moved out of it. Each is marked with tapMark as its alias when the
 // bridge is made, and the first switch of a test process deletes the
-// marked taps it finds in its own namespace: those of an earlier run that
-// was killed before its cleanup. A tap without the mark is never touched
+// marked taps it finds in its own namespace (sweepStale): those of an
+// earlier run that was killed before its cleanup. A tap without the mark is never touched
 // there, whatever its name.
 
 // tapMark is the alias of the taps of the switches this package makes.
@@ -87,22 +86,6 @@ func deleteTaps(n *topo.Namespace) error {
 		return fmt.Errorf("namespace %s: %w", n.Name, err)
 	}
 	return nil
-}
-
-// staleSweep deletes the marked taps of earlier runs once per process.
-var staleSweep struct {
-	once sync.Once
-	err  error
-}
-
-// sweepStaleTaps deletes, the first time it is called in the process,
-// the taps marked with tapMark in the test process's namespace: a live
-// switch's taps are in its own namespace, so those are left over.
-func sweepStaleTaps() error {
-	staleSweep.once.Do(func() {
-		staleSweep.err = deleteMarkedTaps()
-	})
-	return staleSweep.err
 }
 
 // deleteMarkedTaps deletes the taps marked with tapMark in the test
