@@ -66,6 +66,11 @@ func readMemUsage(t *testing.T) memUsage {
 // classifier itself holding the subtables it had let go of. It runs in a
 // process of its own, whose memory no other test has used.
 func TestMegaflowFlushReleasesMemory(t *testing.T) {
+	if raceEnabled {
+		// Measured: 1,682 MiB kept after a flush, the detector's shadow
+		// of the freed heap; the test runs without it in the unit stage.
+		t.Skip("the race detector keeps a shadow of freed memory, which this test would count")
+	}
 	if os.Getenv(memChildEnv) == "" {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestMegaflowFlushReleasesMemory$", "-test.v", "-test.count=1")
 		cmd.Env = append(os.Environ(), memChildEnv+"=1")
