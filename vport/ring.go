@@ -177,7 +177,7 @@ func (r *ring) push(frames [][]byte) (taken, dropped, bytes int) {
 			}
 		}
 		s := &r.slots[t&r.mask]
-		s.n = copy(s.buf, f)
+		s.n = copyFrame(s.buf, f)
 		t++
 		free--
 		taken++
@@ -188,6 +188,25 @@ func (r *ring) push(frames [][]byte) (taken, dropped, bytes int) {
 		r.signal()
 	}
 	return taken, dropped, bytes
+}
+
+// copyFrame is copy(dst, src) for a frame and a buffer that do not
+// overlap. A frame of 17 to 64 bytes, as the small packets of a
+// benchmark, is copied in line as two to four 16-byte moves (the middle
+// ones overlapping as needed): copy would call memmove, and the ring's
+// loops would keep their state in memory around each call.
+func copyFrame(dst, src []byte) int {
+	n := len(src)
+	if n > 64 || n <= 16 || len(dst) < n {
+		return copy(dst, src)
+	}
+	if n > 32 {
+		*(*[16]byte)(dst[16:]) = *(*[16]byte)(src[16:])
+		*(*[16]byte)(dst[n-32:]) = *(*[16]byte)(src[n-32:])
+	}
+	*(*[16]byte)(dst) = *(*[16]byte)(src)
+	*(*[16]byte)(dst[n-16:]) = *(*[16]byte)(src[n-16:])
+	return n
 }
 
 // pop copies queued frames into bufs[i][:sizes[i]] and returns how many
@@ -207,7 +226,7 @@ func (r *ring) pop(bufs [][]byte, sizes []int) (n, dropped, bytes int) {
 	for ; h != t && n < limit && dropped < limit; h++ {
 		s := &r.slots[h&r.mask]
 		if s.n <= len(bufs[n]) {
-			sizes[n] = copy(bufs[n], s.buf[:s.n])
+			sizes[n] = copyFrame(bufs[n], s.buf[:s.n])
 			bytes += s.n
 			n++
 		} else {

@@ -431,3 +431,23 @@ func TestRingLendConcurrent(t *testing.T) {
 		t.Errorf("%d frames left in the ring", r.len())
 	}
 }
+
+// TestCopyFrame: copyFrame copies what copy copies, for every length
+// around its in-line moves' (16, 32, 64 bytes) and into a buffer shorter
+// than the frame, and writes nothing past what it copied.
+func TestCopyFrame(t *testing.T) {
+	src := make([]byte, 130)
+	for i := range src {
+		src[i] = byte(i + 1)
+	}
+	for n := 0; n <= len(src); n++ {
+		for _, room := range []int{n, n + 7, max(n-5, 0)} {
+			got, want := make([]byte, room+8), make([]byte, room+8)
+			gn := copyFrame(got[:room], src[:n])
+			wn := copy(want[:room], src[:n])
+			if gn != wn || string(got) != string(want) {
+				t.Fatalf("%d bytes into %d: copied %d, %x; want %d, %x", n, room, gn, got, wn, want)
+			}
+		}
+	}
+}
