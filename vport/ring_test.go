@@ -291,24 +291,33 @@ func BenchmarkRingPopEmpty(b *testing.B) {
 	}
 }
 
-// TestRingLend lends frames out of a ring and gives them back piecemeal:
-// their slots stay taken until the last is back, nothing else is lent or
-// popped meanwhile, and what is not out on loan is not taken back.
-func TestRingLend(t *testing.T) {
+// wrappingRing returns an empty ring of 8 slots of 64 bytes whose head
+// and tail are at slot 6, past the wrap point, so that a loan of more than
+// two frames wraps around, and 8 frames to push into it (seqFrame 0 to 7).
+func wrappingRing(t *testing.T) (*ring, [][]byte) {
+	t.Helper()
 	r := newTestRing(t, 8, 64)
-	out := make([][]byte, MaxBatch)
 	bufs, sizes := batchBufs(MaxBatch, 64)
 	frames := make([][]byte, 8)
 	for i := range frames {
 		frames[i] = seqFrame(make([]byte, 60), 1, uint32(i))
 	}
-	// Start past the wrap point, so that the loan wraps around.
 	if taken, _, _ := r.push(frames[:6]); taken != 6 {
 		t.Fatalf("push took %d, want 6", taken)
 	}
 	if n, _, _ := r.pop(bufs, sizes); n != 6 {
 		t.Fatalf("pop = %d, want 6", n)
 	}
+	return r, frames
+}
+
+// TestRingLend lends frames out of a ring and gives them back piecemeal:
+// their slots stay taken until the last is back, nothing else is lent or
+// popped meanwhile, and what is not out on loan is not taken back.
+func TestRingLend(t *testing.T) {
+	r, frames := wrappingRing(t)
+	out := make([][]byte, MaxBatch)
+	bufs, sizes := batchBufs(MaxBatch, 64)
 	if taken, _, _ := r.push(frames[:5]); taken != 5 {
 		t.Fatalf("push took %d, want 5", taken)
 	}
@@ -458,19 +467,8 @@ func TestCopyFrame(t *testing.T) {
 // next slot's is checked frame by frame, and takes back only the ones
 // that are out.
 func TestRingGiveBackWhole(t *testing.T) {
-	r := newTestRing(t, 8, 64)
+	r, frames := wrappingRing(t)
 	out := make([][]byte, MaxBatch)
-	bufs, sizes := batchBufs(MaxBatch, 64)
-	frames := make([][]byte, 8)
-	for i := range frames {
-		frames[i] = seqFrame(make([]byte, 60), 1, uint32(i))
-	}
-	if taken, _, _ := r.push(frames[:6]); taken != 6 {
-		t.Fatalf("push took %d, want 6", taken)
-	}
-	if n, _, _ := r.pop(bufs, sizes); n != 6 {
-		t.Fatalf("pop = %d, want 6", n)
-	}
 	for round := range 3 {
 		if taken, _, _ := r.push(frames[:5]); taken != 5 {
 			t.Fatalf("round %d: push took %d, want 5", round, taken)
