@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"log/slog"
+	"slices"
 	"sync/atomic"
 
 	"github.com/ovsxdp/ovsxdp/flow"
@@ -423,52 +424,48 @@ func (p *pmd) outputRun(dst *Port, j, end int) {
 // returns how many it queued. It reads dst's device state once for the
 // copies it queues, which go to the device together at the end of the
 // batch as one output's would (and flush reads the state again before
-// it transmits them, queueOver); it picks the tx queue again only when a
-// packet's rx queue is not the one before's, finds dst's batch once for
-// the copies that pick the same tx queue, and keeps the slices it
-// appends to in locals meanwhile: a loop of its own, without output's
-// call, so that they stay in registers.
+// it transmits them, queueOver); it picks the tx queue and finds dst's
+// batch once per run of packets from one rx queue, and queues the run
+// in queueLent's loop.
 func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo) int {
 	st := dst.dev.Snapshot()
 	if !transmittable(st) {
 		return 0
 	}
-	var (
-		ob              *outBatch     // dst's batch for tx queue q, once found
-		q               int           // the tx queue of rq
-		rq              vport.RxQueue // the rx queue of the copies queued last, once ob is found
-		frames, lentOut [][]byte      // ob's frames and o.lentOut, appended to here
-		origins         []*Port       // ob's origins
-		txq             = st.TxQueues()
-	)
-	lentOut, taken := o.lentOut, o.taken
+	txq := st.TxQueues()
 	n := 0
-	for ; n < len(pkt); n++ {
-		i := pkt[n]
-		if r := info[i].RxQueue; r != rq || ob == nil {
-			if !r.Recorded() {
-				break
-			}
-			rq = r
-			if qq := recordedQueue(rq, txq); ob == nil || qq != q {
-				if ob != nil {
-					ob.frames, ob.origins = frames, origins
-				}
-				q, ob = qq, o.batchFor(dst, qq)
-				frames, origins = ob.frames, ob.origins
-			}
+	for n < len(pkt) {
+		rq := info[pkt[n]].RxQueue
+		if !rq.Recorded() {
+			break
 		}
+		end := n + 1
+		for end < len(pkt) && info[pkt[end]].RxQueue == rq {
+			end++
+		}
+		o.queueLent(o.batchFor(dst, recordedQueue(rq, txq)), origin, pkt[n:end])
+		n = end
+	}
+	return n
+}
+
+// queueLent appends the lent frames of the packets pkt to b, from origin,
+// and to lentOut, and marks them taken. It makes room for them first, so
+// that its loop stores without append's checks and calls, which kept the
+// loop's slices in memory.
+func (o *outBatches) queueLent(b *outBatch, origin *Port, pkt []uint8) {
+	nf, no, nl := len(b.frames), len(b.origins), len(o.lentOut)
+	b.frames = slices.Grow(b.frames, len(pkt))[:nf+len(pkt)]
+	b.origins = slices.Grow(b.origins, len(pkt))[:no+len(pkt)]
+	o.lentOut = slices.Grow(o.lentOut, len(pkt))[:nl+len(pkt)]
+	frames, origins, lentOut := b.frames[nf:][:len(pkt)], b.origins[no:][:len(pkt)], o.lentOut[nl:][:len(pkt)]
+	taken := o.taken
+	for x, i := range pkt {
 		f := o.lent[i]
 		taken |= 1 << i
-		lentOut = append(lentOut, f)
-		frames = append(frames, f)
-		origins = append(origins, origin)
+		frames[x], origins[x], lentOut[x] = f, origin, f
 	}
-	if ob != nil {
-		ob.frames, ob.origins = frames, origins
-	}
-	o.lentOut, o.taken = lentOut, taken
-	return n
+	o.taken = taken
 }
 
 // enqueue puts frame in the output batch of dst's tx queue q, flushing the

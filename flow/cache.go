@@ -133,13 +133,7 @@ func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs
 	for start := 0; start < n; start += lookupRun {
 		run := probes[:min(lookupRun, n-start)]
 		rk := keys[start : start+len(run)]
-		for i := range run {
-			if plain>>(start+i)&1 != 0 {
-				run[i] = emcPlainProbe(&rk[i])
-			} else {
-				run[i] = emcProbeOf(&rk[i])
-			}
-		}
+		probeRun(run, rk, plain>>start)
 		// The touches in a loop of their own, a few instructions each, so
 		// that the CPU has all of the run's in flight at once: interleaved
 		// with the hashing, it held those of a few keys only.
@@ -156,6 +150,22 @@ func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs
 		}
 	}
 	return n
+}
+
+// probeRun works out the exact-match probes of the keys rk into run, which
+// it fills, for the plain keys (bit i of plain for rk[i]) reading only
+// their common words (emcPlainProbe). It is a function of its own so that
+// around its calls to the hash it keeps its few locals, not all of
+// LookupBatchPlain's, in memory.
+func probeRun(run []emcProbe, rk []Key, plain uint64) {
+	rk = rk[:len(run)]
+	for i := range run {
+		if plain>>i&1 != 0 {
+			run[i] = emcPlainProbe(&rk[i])
+		} else {
+			run[i] = emcProbeOf(&rk[i])
+		}
+	}
 }
 
 // lookupTogether is LookupBatchPlain's path for a run of keys, rk, whose

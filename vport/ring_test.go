@@ -291,24 +291,33 @@ func BenchmarkRingPopEmpty(b *testing.B) {
 	}
 }
 
-// TestRingLend lends frames out of a ring and gives them back piecemeal:
-// their slots stay taken until the last is back, nothing else is lent or
-// popped meanwhile, and what is not out on loan is not taken back.
-func TestRingLend(t *testing.T) {
+// wrappingRing returns an empty ring of 8 slots of 64 bytes whose head
+// and tail are at slot 6, past the wrap point, so that a loan of more than
+// two frames wraps around, and 8 frames to push into it (seqFrame 0 to 7).
+func wrappingRing(t *testing.T) (*ring, [][]byte) {
+	t.Helper()
 	r := newTestRing(t, 8, 64)
-	out := make([][]byte, MaxBatch)
 	bufs, sizes := batchBufs(MaxBatch, 64)
 	frames := make([][]byte, 8)
 	for i := range frames {
 		frames[i] = seqFrame(make([]byte, 60), 1, uint32(i))
 	}
-	// Start past the wrap point, so that the loan wraps around.
 	if taken, _, _ := r.push(frames[:6]); taken != 6 {
 		t.Fatalf("push took %d, want 6", taken)
 	}
 	if n, _, _ := r.pop(bufs, sizes); n != 6 {
 		t.Fatalf("pop = %d, want 6", n)
 	}
+	return r, frames
+}
+
+// TestRingLend lends frames out of a ring and gives them back piecemeal:
+// their slots stay taken until the last is back, nothing else is lent or
+// popped meanwhile, and what is not out on loan is not taken back.
+func TestRingLend(t *testing.T) {
+	r, frames := wrappingRing(t)
+	out := make([][]byte, MaxBatch)
+	bufs, sizes := batchBufs(MaxBatch, 64)
 	if taken, _, _ := r.push(frames[:5]); taken != 5 {
 		t.Fatalf("push took %d, want 5", taken)
 	}
@@ -429,5 +438,60 @@ func TestRingLendConcurrent(t *testing.T) {
 	}
 	if r.len() != 0 {
 		t.Errorf("%d frames left in the ring", r.len())
+	}
+}
+
+// TestCopyFrame: copyFrame copies what copy copies, for every length
+// around its in-line moves' (16, 32, 64 bytes) and into a buffer shorter
+// than the frame, and writes nothing past what it copied.
+func TestCopyFrame(t *testing.T) {
+	src := make([]byte, 130)
+	for i := range src {
+		src[i] = byte(i + 1)
+	}
+	for n := 0; n <= len(src); n++ {
+		for _, room := range []int{n, n + 7, max(n-5, 0)} {
+			got, want := make([]byte, room+8), make([]byte, room+8)
+			gn := copyFrame(got[:room], src[:n])
+			wn := copy(want[:room], src[:n])
+			if gn != wn || string(got) != string(want) {
+				t.Fatalf("%d bytes into %d: copied %d, %x; want %d, %x", n, room, gn, got, wn, want)
+			}
+		}
+	}
+}
+
+// TestRingGiveBackWhole: a loan given back whole and in ring order (the
+// frames a batch's outputs all took), across the ring's wrap, frees its
+// slots at once; the same number of frames with one that is not the
+// next slot's is checked frame by frame, and takes back only the ones
+// that are out.
+func TestRingGiveBackWhole(t *testing.T) {
+	r, frames := wrappingRing(t)
+	out := make([][]byte, MaxBatch)
+	for round := range 3 {
+		if taken, _, _ := r.push(frames[:5]); taken != 5 {
+			t.Fatalf("round %d: push took %d, want 5", round, taken)
+		}
+		n, _ := r.lend(out)
+		if n != 5 {
+			t.Fatalf("round %d: lend = %d, want 5", round, n)
+		}
+		lent := append([][]byte(nil), out[:n]...)
+		if round == 1 {
+			// Five frames, but the last is the first again: not the loan
+			// in order, so each counts once.
+			mixed := append(append([][]byte(nil), lent[:4]...), lent[0])
+			if back := r.giveBack(mixed); back != 4 {
+				t.Fatalf("round %d: giveBack of 4 lent frames and a repeat took %d back, want 4", round, back)
+			}
+			lent = lent[4:]
+		}
+		if back := r.giveBack(lent); back != len(lent) {
+			t.Fatalf("round %d: giveBack took %d back, want %d", round, back, len(lent))
+		}
+		if r.len() != 0 || r.lentOut != 0 {
+			t.Fatalf("round %d: %d frames queued, lent bits %b after the loan came back", round, r.len(), r.lentOut)
+		}
 	}
 }
