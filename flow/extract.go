@@ -3,6 +3,7 @@ package flow
 import (
 	"encoding/binary"
 	"strconv"
+	"unsafe"
 )
 
 // Malformed says why Extract stopped before the end of the headers it
@@ -118,37 +119,22 @@ const (
 // when a whole TCP, UDP, SCTP, ICMP or ICMPv6 header follows the IP header
 // (so never for a later fragment), which lets actions rewrite it in place.
 func Extract(k *Key, off *Offsets, frame []byte, inPort uint32) Malformed {
-	*k = Key{InPort: inPort}
-	if extractCommon(k, off, frame) {
-		return MalformedNone
-	}
-	return extractGeneral(k, off, frame)
+	why, _ := extract(k, off, frame, inPort, false)
+	return why
 }
 
 // ExtractReusing is Extract into a key buffer that is reused from batch to
 // batch, for the frames most traffic is made of. When plain is true, the
 // caller vouches that k is a plain key (see IsPlain), as an extraction
 // that reported plain left it and nothing changed since: then ExtractReusing
-// zeroes only the 14 words a plain key may have non-zero, not all 43,
-// because the others already are. It returns Extract's reason, and whether
-// k is now a plain key (extractCommon took the frame), which the caller may
-// pass back for its next extraction into k and use for the exact-match
-// probe (Cache.LookupBatchPlain), as long as it leaves k unchanged.
+// writes only the 14 words a plain key may have non-zero, not all 43,
+// because the others already are zero. It returns Extract's reason, and
+// whether k is now a plain key (extract's common path took the frame),
+// which the caller may pass back for its next extraction into k and use for
+// the exact-match probe (Cache.LookupBatchPlain), as long as it leaves k
+// unchanged.
 func ExtractReusing(k *Key, off *Offsets, frame []byte, inPort uint32, plain bool) (Malformed, bool) {
-	if plain {
-		w := k.Words()
-		*(*[emcTunWord - emcFirstWord]uint64)(w[emcFirstWord:emcTunWord]) = [emcTunWord - emcFirstWord]uint64{}
-		*(*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord]) = [emcExtraWord - emcTunEndWord]uint64{}
-		k.InPort = inPort
-	} else {
-		*k = Key{InPort: inPort}
-	}
-	if extractCommon(k, off, frame) {
-		return MalformedNone, true
-	}
-	// Whatever plain was, k is Key{InPort: inPort} here: extractCommon
-	// wrote nothing.
-	return extractGeneral(k, off, frame), false
+	return extract(k, off, frame, inPort, plain)
 }
 
 // IsPlain reports whether k is a plain key: one whose words are zero but
@@ -198,88 +184,210 @@ func extractGeneral(k *Key, off *Offsets, frame []byte) Malformed {
 	return why
 }
 
-// extractCommon fills k and off in one pass, with no calls, for the frames
-// that make up most traffic: Ethernet with at most one 802.1Q tag, then IPv4
-// without options or fragmentation, or IPv6 without extension headers, then
-// a whole TCP or UDP header. It reports false, having written nothing to k
-// but what Extract set, for every other frame, which extractGeneral then
-// parses; on the frames it takes, both give the same key and offsets
-// (TestExtractCommonAgrees and FuzzExtract check it).
-func extractCommon(k *Key, off *Offsets, b []byte) bool {
-	if len(b) < ethHeaderLen {
-		return false
-	}
-	l3 := ethHeaderLen
-	typ := binary.BigEndian.Uint16(b[12:14])
-	var tci uint16
-	if typ == EthTypeVLAN {
-		if len(b) < ethHeaderLen+vlanTagLen {
-			return false
+// extract is Extract and ExtractReusing (plain says whether k is a plain
+// key). It takes the frames that make up most traffic in one pass, with no
+// calls: Ethernet with at most one 802.1Q tag, then IPv4 without options or
+// fragmentation, or IPv6 without extension headers, then a whole TCP or UDP
+// header. For those it stores k's common words (the 14 that a plain key may
+// have non-zero) whole, each once, with in_port and the frame's fields in
+// them, and zeroes the others unless k is plain. Every other frame jumps to
+// general, having written nothing to off and nothing to k but common words,
+// which general resets, and extractGeneral parses it; on the frames the
+// common path takes, both give the same key and offsets
+// (TestExtractCommonAgrees and FuzzExtract check it). The jump, rather than
+// a call of the common path that reports failure, leaves the arguments in
+// registers for the common path, with nothing to save for after a call.
+func extract(k *Key, off *Offsets, b []byte, inPort uint32, plain bool) (Malformed, bool) {
+	{
+		// The shortest frame taken: Ethernet, IPv4 and UDP.
+		if len(b) < ethHeaderLen+ipv4MinLen+udpHeaderLen {
+			goto general
 		}
-		tci = binary.BigEndian.Uint16(b[14:16]) | VLANPresent
-		typ = binary.BigEndian.Uint16(b[16:18])
-		l3 += vlanTagLen
-	}
-	h := b[l3:]
-	var l4 int // offset of the transport header in h
-	switch typ {
-	case EthTypeIPv4:
-		if len(h) < ipv4MinLen || h[0] != 0x45 {
-			return false
+		w := k.Words()
+		e := (*[ethHeaderLen + vlanTagLen]byte)(b)
+		// The Ethernet addresses are bytes in the key as in the frame:
+		// the words they fill are the frame's bytes as they are.
+		w[23] = keyBits(binary.NativeEndian.Uint32(e[0:4]), offDlDst)
+		w[24] = binary.NativeEndian.Uint64(e[4:12]) // DlDst[4:6], DlSrc
+		w[25] = 0
+		typ := binary.BigEndian.Uint16(e[12:14])
+		h := b[ethHeaderLen:]
+		var tag uint64 // the outer VLAN's TCI, in w[27]
+		if typ == EthTypeVLAN {
+			tag = keyBits(binary.BigEndian.Uint16(e[14:16])|VLANPresent, offVLANs+2)
+			typ = binary.BigEndian.Uint16(e[16:18])
+			w[26] = keyBits(typ, offDlType) | keyBits(uint16(EthTypeVLAN), offVLANs)
+			h = h[vlanTagLen:]
+		} else {
+			w[26] = keyBits(typ, offDlType)
 		}
-		total := int(binary.BigEndian.Uint16(h[2:4]))
-		if total < ipv4MinLen || total > len(h) || binary.BigEndian.Uint16(h[6:8])&(ipv4MoreFrags|ipv4FragOffset) != 0 {
-			return false
+		l3 := uint16(len(b) - len(h))
+		switch typ {
+		case EthTypeIPv4:
+			if len(h) < ipv4MinLen+udpHeaderLen {
+				goto general
+			}
+			ip := (*[ipv4MinLen + udpHeaderLen]byte)(h)
+			total := int(binary.BigEndian.Uint16(ip[2:4]))
+			if ip[0] != 0x45 || total > len(h) || binary.BigEndian.Uint16(ip[6:8])&(ipv4MoreFrags|ipv4FragOffset) != 0 {
+				goto general
+			}
+			proto := ip[9]
+			var flags uint16
+			// In line here and for IPv6: a helper that reported
+			// whether it took the transport header cost 4 more
+			// instructions a frame.
+			switch {
+			case proto == IPProtoTCP && total >= ipv4MinLen+tcpMinLen:
+				flags = binary.BigEndian.Uint16(h[ipv4MinLen+12:ipv4MinLen+14]) & 0x0fff
+			case proto == IPProtoUDP && total >= ipv4MinLen+udpHeaderLen:
+			default:
+				goto general
+			}
+			w[9] = keyBits(inPort, offInPort) | keyBits(binary.BigEndian.Uint32(ip[12:16]), offNwSrc)
+			w[10] = keyBits(binary.BigEndian.Uint32(ip[16:20]), offNwDst)
+			*(*[6]uint64)(w[17:23]) = [6]uint64{}
+			w[27] = tag | keyBits(binary.BigEndian.Uint16(ip[20:22]), offTpSrc)
+			w[28] = keyBits(binary.BigEndian.Uint16(ip[22:24]), offTpDst) | keyBits(flags, offTcpFlags) |
+				keyBits(proto, offNwProto) | keyBits(ip[1], offNwTos) | keyBits(ip[8], offNwTTL)
+			*off = Offsets{L3: l3, L4: l3 + ipv4MinLen}
+		case EthTypeIPv6:
+			if len(h) < ipv6HeaderLen+udpHeaderLen {
+				goto general
+			}
+			ip := (*[ipv6HeaderLen + udpHeaderLen]byte)(h)
+			end := ipv6HeaderLen + int(binary.BigEndian.Uint16(ip[4:6]))
+			if end > len(h) {
+				goto general
+			}
+			proto := ip[6]
+			var flags uint16
+			switch {
+			case proto == IPProtoTCP && end >= ipv6HeaderLen+tcpMinLen:
+				flags = binary.BigEndian.Uint16(h[ipv6HeaderLen+12:ipv6HeaderLen+14]) & 0x0fff
+			case proto == IPProtoUDP && end >= ipv6HeaderLen+udpHeaderLen:
+			default:
+				goto general
+			}
+			vtf := binary.BigEndian.Uint32(ip[0:4])
+			w[9] = keyBits(inPort, offInPort)
+			w[10] = keyBits(vtf&0x000fffff, offIPv6Label)
+			// The addresses, as the Ethernet addresses above.
+			w[17] = keyBits(binary.NativeEndian.Uint32(ip[8:12]), offIPv6Src)
+			w[18] = binary.NativeEndian.Uint64(ip[12:20])
+			w[19] = binary.NativeEndian.Uint64(ip[20:28])
+			w[20] = binary.NativeEndian.Uint64(ip[28:36])
+			w[21] = keyBits(binary.NativeEndian.Uint32(ip[36:40]), offIPv6Dst+12)
+			w[22] = 0
+			w[27] = tag | keyBits(binary.BigEndian.Uint16(ip[40:42]), offTpSrc)
+			w[28] = keyBits(binary.BigEndian.Uint16(ip[42:44]), offTpDst) | keyBits(flags, offTcpFlags) |
+				keyBits(proto, offNwProto) | keyBits(uint8(vtf>>20), offNwTos) | keyBits(ip[7], offNwTTL)
+			*off = Offsets{L3: l3, L4: l3 + ipv6HeaderLen}
+		default:
+			goto general
 		}
-		h, l4 = h[:total], ipv4MinLen
-	case EthTypeIPv6:
-		if len(h) < ipv6HeaderLen {
-			return false
+		if !plain {
+			zeroUncommon(w)
 		}
-		end := ipv6HeaderLen + int(binary.BigEndian.Uint16(h[4:6]))
-		if end > len(h) {
-			return false
-		}
-		h, l4 = h[:end], ipv6HeaderLen
-	default:
-		return false
+		return MalformedNone, true
 	}
-	proto := h[9]
-	if typ == EthTypeIPv6 {
-		proto = h[6]
-	}
-	t := h[l4:]
-	switch {
-	case proto == IPProtoTCP && len(t) >= tcpMinLen:
-		k.TcpFlags = binary.BigEndian.Uint16(t[12:14]) & 0x0fff
-	case proto == IPProtoUDP && len(t) >= udpHeaderLen:
-	default:
-		return false
-	}
-	k.DlDst = [6]byte(b[0:6])
-	k.DlSrc = [6]byte(b[6:12])
-	k.DlType = typ
-	if tci != 0 {
-		k.VLANs[0] = VLAN{TPID: EthTypeVLAN, TCI: tci}
-	}
-	if typ == EthTypeIPv4 {
-		k.NwTos = h[1]
-		k.NwTTL = h[8]
-		k.NwSrc = binary.BigEndian.Uint32(h[12:16])
-		k.NwDst = binary.BigEndian.Uint32(h[16:20])
+
+general:
+	if plain {
+		zeroCommon(k.Words())
+		k.InPort = inPort
 	} else {
-		vtf := binary.BigEndian.Uint32(h[0:4])
-		k.IPv6Label = vtf & 0x000fffff
-		k.NwTos = uint8(vtf >> 20)
-		k.NwTTL = h[7]
-		k.IPv6Src = [16]byte(h[8:24])
-		k.IPv6Dst = [16]byte(h[24:40])
+		*k = Key{InPort: inPort}
 	}
-	k.NwProto = proto
-	k.TpSrc = binary.BigEndian.Uint16(t[0:2])
-	k.TpDst = binary.BigEndian.Uint16(t[2:4])
-	*off = Offsets{L3: uint16(l3), L4: uint16(l3 + l4)}
-	return true
+	return extractGeneral(k, off, b), false
+}
+
+// zeroCommon zeroes the common words, which a plain key may have non-zero
+// (see IsPlain).
+func zeroCommon(w *[KeyWords]uint64) {
+	*(*[emcTunWord - emcFirstWord]uint64)(w[emcFirstWord:emcTunWord]) = [emcTunWord - emcFirstWord]uint64{}
+	*(*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord]) = [emcExtraWord - emcTunEndWord]uint64{}
+}
+
+// zeroUncommon zeroes the other words, which a plain key has zero.
+func zeroUncommon(w *[KeyWords]uint64) {
+	*(*[emcFirstWord]uint64)(w[:emcFirstWord]) = [emcFirstWord]uint64{}
+	*(*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord]) = [emcTunWords]uint64{}
+	*(*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:]) = [KeyWords - emcExtraWord]uint64{}
+}
+
+// The byte offsets in Key of the fields that extract stores as parts of
+// words, and the layout of the common words it stores (Key.Words), checked
+// at compile time below: each word's fields, by byte offset in the key.
+//
+//	w[9]   72 InPort, 76 NwSrc
+//	w[10]  80 NwDst, 84 IPv6Label
+//	w[17] 136 TunFlags, TunTOS, TunTTL, 140 IPv6Src[0:4]
+//	w[18] 144 IPv6Src[4:12]
+//	w[19] 152 IPv6Src[12:16], 156 IPv6Dst[0:4]
+//	w[20] 160 IPv6Dst[4:12]
+//	w[21] 168 IPv6Dst[12:16], 172 NdTarget[0:4]
+//	w[22] 176 NdTarget[4:12]
+//	w[23] 184 NdTarget[12:16], 188 DlDst[0:4]
+//	w[24] 192 DlDst[4:6], 194 DlSrc
+//	w[25] 200 ArpSha, 206 ArpTha[0:2]
+//	w[26] 208 ArpTha[2:6], 212 DlType, 214 VLANs[0].TPID
+//	w[27] 216 VLANs[0].TCI, 218 VLANs[1], 222 TpSrc
+//	w[28] 224 TpDst, 226 TcpFlags, 228 NwProto, 229 NwTos, 230 NwTTL, 231 NwFrag
+const (
+	offInPort    = unsafe.Offsetof(Key{}.InPort)
+	offNwSrc     = unsafe.Offsetof(Key{}.NwSrc)
+	offNwDst     = unsafe.Offsetof(Key{}.NwDst)
+	offIPv6Label = unsafe.Offsetof(Key{}.IPv6Label)
+	offIPv6Src   = unsafe.Offsetof(Key{}.IPv6Src)
+	offIPv6Dst   = unsafe.Offsetof(Key{}.IPv6Dst)
+	offDlDst     = unsafe.Offsetof(Key{}.DlDst)
+	offDlType    = unsafe.Offsetof(Key{}.DlType)
+	offVLANs     = unsafe.Offsetof(Key{}.VLANs)
+	offTpSrc     = unsafe.Offsetof(Key{}.TpSrc)
+	offTpDst     = unsafe.Offsetof(Key{}.TpDst)
+	offTcpFlags  = unsafe.Offsetof(Key{}.TcpFlags)
+	offNwProto   = unsafe.Offsetof(Key{}.NwProto)
+	offNwTos     = unsafe.Offsetof(Key{}.NwTos)
+	offNwTTL     = unsafe.Offsetof(Key{}.NwTTL)
+)
+
+var (
+	_ = [1]struct{}{}[offInPort-9*8]
+	_ = [1]struct{}{}[offNwSrc-9*8-4]
+	_ = [1]struct{}{}[offNwDst-10*8]
+	_ = [1]struct{}{}[offIPv6Label-10*8-4]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.TunFlags)-17*8]
+	_ = [1]struct{}{}[offIPv6Src-17*8-4]
+	_ = [1]struct{}{}[offIPv6Dst-19*8-4]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.NdTarget)-21*8-4]
+	_ = [1]struct{}{}[offDlDst-23*8-4]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.DlSrc)-24*8-2]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.ArpSha)-25*8]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.ArpTha)-25*8-6]
+	_ = [1]struct{}{}[offDlType-26*8-4]
+	_ = [1]struct{}{}[offVLANs-26*8-6]
+	_ = [1]struct{}{}[offTpSrc-27*8-6]
+	_ = [1]struct{}{}[offTpDst-28*8]
+	_ = [1]struct{}{}[offTcpFlags-28*8-2]
+	_ = [1]struct{}{}[offNwProto-28*8-4]
+	_ = [1]struct{}{}[offNwTos-28*8-5]
+	_ = [1]struct{}{}[offNwTTL-28*8-6]
+	_ = [1]struct{}{}[unsafe.Offsetof(Key{}.NwFrag)-28*8-7]
+	_ = [1]struct{}{}[emcFirstWord-9]
+	_ = [1]struct{}{}[emcTunEndWord-17]
+	_ = [1]struct{}{}[emcExtraWord-29]
+)
+
+// keyBits returns v, the value of the key field at byte offset off, at the
+// bits of the field's word that hold it, so that storing the word stores
+// the field.
+func keyBits[T uint8 | uint16 | uint32](v T, off uintptr) uint64 {
+	shift := off % 8 * 8
+	if !hostLittleEndian {
+		shift = 64 - shift - 8*unsafe.Sizeof(v)
+	}
+	return uint64(v) << shift
 }
 
 // cursor is a bounds-checked reader over the frame: b is the frame, cut at

@@ -920,7 +920,7 @@ func TestExtractCommonAgrees(t *testing.T) {
 			}
 			var scratch Key
 			var scratchOff Offsets
-			if extractCommon(&scratch, &scratchOff, frame) {
+			if _, plain := extract(&scratch, &scratchOff, frame, testInPort, false); plain {
 				took++
 			}
 		}
