@@ -204,7 +204,8 @@ const batchMinBytes = 256 << 10
 
 // batched reports whether LookupBatch should look the keys the exact-match
 // cache missed up together: the classifier is too large to stay in a
-// core's caches.
+// core's caches. Lookup then touches the record its first probe most
+// likely reads, which it skips otherwise, as the read would not miss.
 func (c *Megaflows) batched() bool { return c.bytes >= c.batchBytes }
 
 // Len returns the number of megaflows.
