@@ -300,10 +300,29 @@ func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, p emcProbe) (*Megaflow, S
 }
 
 // lookupMegaflow is lookupHashed for a key that the exact-match cache does
-// not answer.
+// not answer. Its usual answer, a megaflow of the current generation, is
+// given here; a stale megaflow or a miss goes lookupSlow's way.
 func (c *Cache) lookupMegaflow(s *TableSnapshot, k *Key, p emcProbe) (*Megaflow, Source) {
-	for range maxStaleProbes {
-		mf := c.mfs.Lookup(k)
+	mf := c.mfs.Lookup(k)
+	if mf == nil || mf.Generation != s.gen {
+		return c.lookupSlow(s, k, p, mf)
+	}
+	c.stats.MegaflowHits++
+	if c.emc.admits() {
+		c.emc.store(k, p, mf)
+	}
+	return mf, SourceMegaflow
+}
+
+// lookupSlow is lookupMegaflow for a key whose megaflow lookup gave mf,
+// nil or stale: it revalidates or removes stale megaflows, up to
+// maxStaleProbes of them, looking the key up again after each removal,
+// and translates the packet when none is left to answer it.
+func (c *Cache) lookupSlow(s *TableSnapshot, k *Key, p emcProbe, mf *Megaflow) (*Megaflow, Source) {
+	for probe := range maxStaleProbes {
+		if probe > 0 {
+			mf = c.mfs.Lookup(k)
+		}
 		if mf == nil {
 			break
 		}
@@ -327,7 +346,7 @@ func (c *Cache) lookupMegaflow(s *TableSnapshot, k *Key, p emcProbe) (*Megaflow,
 	// so megaflows that consulted the table revalidate before their next
 	// use); the megaflow keeps the learned rules to refresh them.
 	learned := c.table.Learn(tr.Learned)
-	mf := c.mfs.Insert(k, &tr, s.gen)
+	mf = c.mfs.Insert(k, &tr, s.gen)
 	mf.Learned = learned
 	c.stats.Upcalls++
 	c.emc.insert(k, p, mf)

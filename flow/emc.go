@@ -419,14 +419,19 @@ func (e *EMC) Insert(k *Key, h uint64, mf *Megaflow) bool {
 
 // insert is Insert for the key whose probe is p.
 func (e *EMC) insert(k *Key, p emcProbe, mf *Megaflow) bool {
-	if e.invProb == 0 {
-		return false
-	}
-	if e.invProb > 1 && e.next() >= e.insertBelow {
+	if !e.admits() {
 		return false
 	}
 	e.store(k, p, mf)
 	return true
+}
+
+// admits draws whether an insertion happens, with the cache's insertion
+// probability: insert is admits and then store. It is small enough to be
+// inlined where a megaflow hit inserts, so that the insertions it refuses,
+// most of them, cost no call.
+func (e *EMC) admits() bool {
+	return e.invProb == 1 || e.invProb > 1 && e.next() < e.insertBelow
 }
 
 // Store caches mf for k (whose EMCHash is h) unconditionally, unless k's

@@ -204,7 +204,8 @@ const batchMinBytes = 256 << 10
 
 // batched reports whether LookupBatch should look the keys the exact-match
 // cache missed up together: the classifier is too large to stay in a
-// core's caches.
+// core's caches. Lookup then touches the record its first probe most
+// likely reads, which it skips otherwise, as the read would not miss.
 func (c *Megaflows) batched() bool { return c.bytes >= c.batchBytes }
 
 // Len returns the number of megaflows.
@@ -220,19 +221,21 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 	if c.lookups%rankInterval == 0 {
 		c.Rank()
 	}
-	first := true
+	// The busiest subtable whose stage admits k is the likeliest to hold
+	// it: its home record is read first (touch), when the classifier is
+	// too large to stay in the CPU's caches.
+	var touched *uint64
+	if c.batched() {
+		touched = &c.touched
+	}
+	sk := stageKey(k)
 	for _, st := range c.subs {
-		if !st.stage.mayHold(k) {
+		if !st.stage.mayHold(sk) {
 			continue
 		}
-		h := st.hashKey(k)
-		if first {
-			// The busiest subtable whose stage admits k is the likeliest
-			// to hold it.
-			c.touched ^= st.touch(h)
-			first = false
-		}
-		if mf := st.find(k, h); mf != nil {
+		mf := st.lookup(k, touched)
+		touched = nil
+		if mf != nil {
 			st.hits++
 			return mf
 		}
@@ -268,7 +271,8 @@ func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
 		found[x] = nil
 		k := &keys[idx[x]]
 		si := 0
-		for si < len(subs) && !subs[si].stage.mayHold(k) {
+		sk := stageKey(k)
+		for si < len(subs) && !subs[si].stage.mayHold(sk) {
 			si++
 		}
 		first[x] = si
@@ -300,7 +304,7 @@ func (c *Megaflows) lookupBatch(keys []Key, idx []uint8, found []*Megaflow) {
 				skip |= 1 << y
 			case si == first[x]:
 				hs[y] = fh[x]
-			case !st.stage.mayHold(&keys[idx[x]]):
+			case !st.stage.mayHold(stageKey(&keys[idx[x]])):
 				skip |= 1 << y
 			default:
 				h := st.hashKey(&keys[idx[x]])

@@ -50,12 +50,13 @@ type mfSubtable struct {
 	// values of theirs its megaflows have, so that a probe for a key none
 	// has skips the subtable.
 	stage stage
-	// words lists the indexes of the mask's non-zero words and maskw their
-	// values, so that hashing and comparing skip the words the mask
-	// ignores.
+	// words lists the indexes of the mask's non-zero words, maskw their
+	// values and seeds the words' wordSeeds, so that hashing and comparing
+	// skip the words the mask ignores.
 	nwords int
 	words  [KeyWords]uint8
 	maskw  [KeyWords]uint64
+	seeds  [KeyWords]uint64
 	hits   uint64
 
 	n       int // megaflows
@@ -122,28 +123,53 @@ func recType(nwords int) reflect.Type {
 // bit is clear matches none of its megaflows, and the probe skips it
 // without touching its table: with megaflows for different ports or
 // recirculations in different subtables, a lookup probes only theirs.
+//
+// A lookup reads the two fields of its key once (stageKey); each
+// subtable's check is then a mask, a multiply and a bit test. A stage
+// that says nothing has every bit set.
 type stage struct {
-	inPort, recircID uint32 // the mask's in_port and recirc_id when all ones, else 0
-	has              [stageValues / 64]uint64
+	// mask has all ones over the fields of stageKey that the subtable's
+	// mask matches exactly, and zeros elsewhere.
+	mask uint64
+	has  [stageValues / 64]uint64
 }
 
 // stageValues is the number of a stage's bits.
 const stageValues = 256
 
-// on reports whether the stage says anything: its mask matches in_port or
-// recirc_id exactly.
-func (s *stage) on() bool { return s.inPort|s.recircID != 0 }
+// stageKey returns the fields of k that stages check: in_port in the low
+// 32 bits, recirc_id in the high ones.
+func stageKey(k *Key) uint64 { return uint64(k.RecircID)<<32 | uint64(k.InPort) }
 
-// of returns the bit of k's values in the stage.
-func (s *stage) of(k *Key) uint32 {
-	return (k.InPort&s.inPort ^ k.RecircID&s.recircID*0x9e3779b9) * 0x85ebca6b >> 24
+// newStage returns the stage of a subtable with the given mask.
+func newStage(mask *Key) stage {
+	var s stage
+	if mask.InPort == ^uint32(0) {
+		s.mask |= 0xffffffff
+	}
+	if mask.RecircID == ^uint32(0) {
+		s.mask |= 0xffffffff << 32
+	}
+	if !s.on() {
+		for i := range s.has {
+			s.has[i] = ^uint64(0)
+		}
+	}
+	return s
 }
 
-// mayHold reports whether a megaflow of the subtable may match k: the
-// stage is off, or its bit for k is set.
-func (s *stage) mayHold(k *Key) bool {
-	b := s.of(k)
-	return s.has[b/64]&(1<<(b%64)) != 0 || !s.on()
+// on reports whether the stage says anything: its mask matches in_port or
+// recirc_id exactly.
+func (s *stage) on() bool { return s.mask != 0 }
+
+// of returns the bit of sk's values in the stage (sk is a stageKey).
+func (s *stage) of(sk uint64) uint64 { return (sk & s.mask) * 0x9e3779b97f4a7c15 >> 56 }
+
+// mayHold reports whether a megaflow of the subtable may match the key
+// whose stageKey is sk: the stage is off, or its bit for sk is set.
+func (s *stage) mayHold(sk uint64) bool {
+	b := s.of(sk)
+	return s.has[b/64]>>(b%64)&1 != 0
 }
 
 // stageAdd counts mf, a new megaflow of st, in st's stage.
@@ -152,7 +178,7 @@ func (st *mfSubtable) stageAdd(mf *Megaflow) {
 		return
 	}
 	k := mf.Key()
-	b := st.stage.of(&k)
+	b := st.stage.of(stageKey(&k))
 	st.staged[b]++
 	st.stage.has[b/64] |= 1 << (b % 64)
 }
@@ -163,7 +189,7 @@ func (st *mfSubtable) stageRemove(mf *Megaflow) {
 		return
 	}
 	k := mf.Key()
-	b := st.stage.of(&k)
+	b := st.stage.of(stageKey(&k))
 	st.staged[b]--
 	if st.staged[b] == 0 {
 		st.stage.has[b/64] &^= 1 << (b % 64)
@@ -171,17 +197,12 @@ func (st *mfSubtable) stageRemove(mf *Megaflow) {
 }
 
 func newMfSubtable(mask *Key) *mfSubtable {
-	st := &mfSubtable{mask: *mask}
-	if mask.InPort == ^uint32(0) {
-		st.stage.inPort = ^uint32(0)
-	}
-	if mask.RecircID == ^uint32(0) {
-		st.stage.recircID = ^uint32(0)
-	}
+	st := &mfSubtable{mask: *mask, stage: newStage(mask)}
 	for i, w := range mask.Words() {
 		if w != 0 {
 			st.words[st.nwords] = uint8(i)
 			st.maskw[st.nwords] = w
+			st.seeds[st.nwords] = wordSeeds[i]
 			st.nwords++
 		}
 	}
@@ -237,17 +258,33 @@ var wordSeeds = [KeyWords]uint64{
 	0x9c30d5392af26013, 0xc5d1b023286085f0, 0xca417918b8db38ef, 0x8e79dcb0603a180e,
 }
 
+// wordOf returns word w of k (k.Words()[w]); w must be below KeyWords, as
+// a subtable's words are, which spares the bounds check.
+func wordOf(k *Key, w uint8) uint64 {
+	return *(*uint64)(unsafe.Add(unsafe.Pointer(k), uintptr(w)*8))
+}
+
+// recWord returns key word j of record r (st.recKey(r)[j]); j must be
+// below its subtable's nwords.
+func recWord(r unsafe.Pointer, j uintptr) uint64 {
+	return *(*uint64)(unsafe.Add(r, unsafe.Sizeof((*Megaflow)(nil))+j*8))
+}
+
+// mixMasked is a masked key word's share of a hash (see hashKey): a
+// 64×64→128-bit multiply folded to 64 bits.
+func mixMasked(x uint64) uint64 {
+	hi, lo := bits.Mul64(x, 0x9e3779b97f4a7c15)
+	return hi ^ lo
+}
+
 // hashKey hashes k's bits under the subtable's mask, over the mask's
-// non-zero words only. Each word is mixed on its own (a 64×64→128-bit
-// multiply folded to 64 bits) and the results are summed, so the
-// multiplies do not wait for each other as a chained hash's would.
+// non-zero words only. Each word is mixed on its own, with its seed, and
+// the results are summed, so the multiplies do not wait for each other as
+// a chained hash's would.
 func (st *mfSubtable) hashKey(k *Key) uint64 {
-	kw := k.Words()
 	var h uint64
 	for i := range st.nwords {
-		w := st.words[i]
-		hi, lo := bits.Mul64(kw[w]&st.maskw[i]^wordSeeds[w], 0x9e3779b97f4a7c15)
-		h += hi ^ lo
+		h += mixMasked(wordOf(k, st.words[i])&st.maskw[i] ^ st.seeds[i])
 	}
 	return h
 }
@@ -271,10 +308,87 @@ func (st *mfSubtable) touch(h uint64) uint64 {
 	return *(*uint64)(st.rec(st.home(h)*groupSlots + homeLane(h)))
 }
 
+// fastWords is the most words a mask may cover for its subtable's
+// lookups to go lookup's unrolled way: masks of a few words are the common
+// ones (in_port, dl_type, nw_proto and recirc_id are four), and for them
+// loops over the words cost more than the words.
+const fastWords = 4
+
+// lookup returns the megaflow of st that matches k, or nil: find(k,
+// hashKey(k)). When touched is not nil it first reads the record in the
+// home slot of k's hash (see touch) and folds what it read into *touched.
+//
+// For a mask of at most fastWords words it reads, masks and hashes each of
+// k's words once, keeps them, and compares a slot whose tag matches with
+// them whole, without a branch per word (a tag matches a key the slot
+// does not hold once in 128 probes). The cases of its switches fall
+// through from the widest, with no loop.
+func (st *mfSubtable) lookup(k *Key, touched *uint64) *Megaflow {
+	if st.nwords > fastWords {
+		h := st.hashKey(k)
+		if touched != nil {
+			*touched ^= st.touch(h)
+		}
+		return st.find(k, h)
+	}
+	var h, x0, x1, x2, x3 uint64
+	switch st.nwords {
+	case 4:
+		x3 = wordOf(k, st.words[3]) & st.maskw[3]
+		h = mixMasked(x3 ^ st.seeds[3])
+		fallthrough
+	case 3:
+		x2 = wordOf(k, st.words[2]) & st.maskw[2]
+		h += mixMasked(x2 ^ st.seeds[2])
+		fallthrough
+	case 2:
+		x1 = wordOf(k, st.words[1]) & st.maskw[1]
+		h += mixMasked(x1 ^ st.seeds[1])
+		fallthrough
+	case 1:
+		x0 = wordOf(k, st.words[0]) & st.maskw[0]
+		h += mixMasked(x0 ^ st.seeds[0])
+	}
+	if touched != nil {
+		*touched ^= st.touch(h)
+	}
+	tag := tagOf(h)
+	gm := uint64(len(st.ctrl) - 1)
+	g := h & gm
+	for range len(st.ctrl) {
+		w := st.ctrl[g]
+		for m := tagLanes(w, tag); m != 0; m &= m - 1 {
+			r := st.rec(g*groupSlots + lane(m))
+			var d uint64
+			switch st.nwords {
+			case 4:
+				d = recWord(r, 3) ^ x3
+				fallthrough
+			case 3:
+				d |= recWord(r, 2) ^ x2
+				fallthrough
+			case 2:
+				d |= recWord(r, 1) ^ x1
+				fallthrough
+			case 1:
+				d |= recWord(r, 0) ^ x0
+			}
+			if d == 0 {
+				return recMegaflow(r)
+			}
+		}
+		if zeroLanes(w) != 0 {
+			return nil
+		}
+		g = (g + 1) & gm
+	}
+	return nil
+}
+
 // find returns the megaflow of st whose key equals k's masked key, or nil;
-// h is st.hashKey(k).
+// h is st.hashKey(k). A slot whose tag matches is compared whole, without
+// a branch per word.
 func (st *mfSubtable) find(k *Key, h uint64) *Megaflow {
-	kw := k.Words()
 	tag := tagOf(h)
 	gm := uint64(len(st.ctrl) - 1)
 	g := st.home(h)
@@ -282,14 +396,11 @@ func (st *mfSubtable) find(k *Key, h uint64) *Megaflow {
 		w := st.ctrl[g]
 		for m := tagLanes(w, tag); m != 0; m &= m - 1 {
 			r := st.rec(g*groupSlots + lane(m))
-			sk := st.recKey(r)
-			j := 0
-			for ; j < len(sk); j++ {
-				if kw[st.words[j]]&st.maskw[j] != sk[j] {
-					break
-				}
+			var d uint64
+			for j := range uintptr(st.nwords) {
+				d |= wordOf(k, st.words[j])&st.maskw[j] ^ recWord(r, j)
 			}
-			if j == len(sk) {
+			if d == 0 {
 				return recMegaflow(r)
 			}
 		}

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 )
@@ -226,8 +227,8 @@ func TestSubtableStage(t *testing.T) {
 	// Two ports whose values share a bit of the stage.
 	a := uint32(1)
 	b := a + 1
-	probe := &stage{inPort: ^uint32(0), recircID: ^uint32(0)}
-	for probe.of(&Key{InPort: b, RecircID: 7}) != probe.of(&Key{InPort: a, RecircID: 7}) {
+	probe := newStage(&mask)
+	for probe.of(stageKey(&Key{InPort: b, RecircID: 7})) != probe.of(stageKey(&Key{InPort: a, RecircID: 7})) {
 		b++
 	}
 	var mfs []*Megaflow
@@ -239,7 +240,7 @@ func TestSubtableStage(t *testing.T) {
 	if !st.stage.on() {
 		t.Fatal("stage off for a mask with exact in_port and recirc_id")
 	}
-	if k := (Key{InPort: 9, RecircID: 8, NwDst: 3}); st.stage.mayHold(&k) || c.Lookup(&k) != nil {
+	if k := (Key{InPort: 9, RecircID: 8, NwDst: 3}); st.stage.mayHold(stageKey(&k)) || c.Lookup(&k) != nil {
 		t.Error("a recirc_id no megaflow has reaches the subtable")
 	}
 	c.Remove(mfs[0])
@@ -247,11 +248,11 @@ func TestSubtableStage(t *testing.T) {
 		t.Error("the second megaflow of a port is lost when the first goes")
 	}
 	c.Remove(mfs[1])
-	if k := (Key{InPort: b, RecircID: 7, NwDst: 2}); !st.stage.mayHold(&k) || c.Lookup(&k) != mfs[2] {
+	if k := (Key{InPort: b, RecircID: 7, NwDst: 2}); !st.stage.mayHold(stageKey(&k)) || c.Lookup(&k) != mfs[2] {
 		t.Error("a port's megaflow is lost when another port sharing its bit has none left")
 	}
 	c.Remove(mfs[2])
-	if k := (Key{InPort: b, RecircID: 7, NwDst: 2}); st.stage.mayHold(&k) {
+	if k := (Key{InPort: b, RecircID: 7, NwDst: 2}); st.stage.mayHold(stageKey(&k)) {
 		t.Error("the bit of ports without megaflows is still set")
 	}
 	if k := (Key{InPort: 9, RecircID: 7, NwDst: 3}); c.Lookup(&k) != mfs[3] {
@@ -263,5 +264,107 @@ func TestSubtableStage(t *testing.T) {
 	mf := testInsert(c, &k, &wide, nil, 1)
 	if other := (Key{InPort: 0x205, NwDst: 5}); c.Lookup(&other) != mf {
 		t.Error("a key agreeing with a megaflow on a partial in_port mask misses it")
+	}
+}
+
+// TestSubtableLookupLikeFind is a differential test of lookup, which
+// hashes and compares masks of up to fastWords words unrolled, against
+// find(k, hashKey(k)), which loops over the words, for masks of every
+// width from none to past fastWords. Half of each subtable's megaflows
+// have keys chosen so that their hashes share the tag and the low bits of
+// the first, as a full table's probe run: lookup must pass them by key.
+// Probes for keys that differ from a megaflow's in one masked word, or
+// only outside the mask, must miss and hit as find does.
+func TestSubtableLookupLikeFind(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 11))
+	// The words after Metadata and Regs, which are never in a megaflow's
+	// mask.
+	const first = 9
+	randomKey := func() Key {
+		var k Key
+		for i := first; i < KeyWords; i++ {
+			k.Words()[i] = r.Uint64()
+		}
+		return k
+	}
+	maskedBy := func(k, mask *Key) Key {
+		var m Key
+		k.Masked(mask, &m)
+		return m
+	}
+	for width := range fastWords + 3 {
+		var mask Key
+		for _, i := range r.Perm(KeyWords - first)[:width] {
+			mask.Words()[first+i] = r.Uint64() | 1
+		}
+		st := newMfSubtable(&mask)
+		if st.nwords != width {
+			t.Fatalf("mask of %d words has nwords %d", width, st.nwords)
+		}
+		var keys []Key
+		var mfs []*Megaflow
+		add := func(k Key) {
+			h := st.hashKey(&k)
+			if st.find(&k, h) != nil {
+				return // same masked key as one already in
+			}
+			mf := st.newMegaflow(&k, h)
+			if st.full() {
+				st.grow()
+			}
+			st.insert(mf)
+			keys, mfs = append(keys, k), append(mfs, mf)
+		}
+		for range 40 {
+			add(randomKey())
+		}
+		// Keys whose hashes agree with the first's on the tag and on the
+		// low 4 bits, its home group while the table has up to 16
+		// groups (a mask of no words has one key only).
+		if width > 0 {
+			const low = 1<<4 - 1
+			h0 := st.hashKey(&keys[0])
+			for found := 0; found < 40; {
+				k := randomKey()
+				if h := st.hashKey(&k); tagOf(h) == tagOf(h0) && h&low == h0&low {
+					add(k)
+					found++
+				}
+			}
+		}
+		check := func(k *Key, want *Megaflow, what string) {
+			t.Helper()
+			if got := st.find(k, st.hashKey(k)); got != want {
+				t.Fatalf("%d words, %s: find gave %p, want %p", width, what, got, want)
+			}
+			var touched uint64
+			for _, tp := range []*uint64{nil, &touched} {
+				if got := st.lookup(k, tp); got != want {
+					t.Fatalf("%d words, %s: lookup gave %p, want %p", width, what, got, want)
+				}
+			}
+		}
+		for i := range keys {
+			k := keys[i]
+			check(&k, mfs[i], "its own key")
+			// Outside the mask: the same megaflow.
+			for j := first; j < KeyWords; j++ {
+				k.Words()[j] ^= ^mask.Words()[j] & r.Uint64()
+			}
+			check(&k, mfs[i], "bits outside the mask changed")
+			if width == 0 {
+				continue
+			}
+			// One masked bit flipped: no megaflow, or another's.
+			j := st.words[r.IntN(width)]
+			k.Words()[j] ^= uint64(1) << bits.TrailingZeros64(mask.Words()[j])
+			var want *Megaflow
+			for x := range keys {
+				if maskedBy(&keys[x], &mask) == maskedBy(&k, &mask) {
+					want = mfs[x]
+				}
+			}
+			check(&k, want, "a masked bit flipped")
+		}
 	}
 }
