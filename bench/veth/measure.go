@@ -388,6 +388,17 @@ type wakeLatency struct {
 	crossAvg, crossMedian float64
 }
 
+// lockNapThread locks the calling goroutine to its OS thread and gives
+// the thread the timer slack of ovsxdp's napping poll thread, so that its
+// nanosleeps overrun as little as the poll thread's naps.
+func lockNapThread() error {
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(datapath.NapTimerSlack), 0, 0, 0); err != nil {
+		return fmt.Errorf("timer slack: %w", err)
+	}
+	return nil
+}
+
 // measureWakeLatency times short sleeps with the timer slack of ovsxdp's
 // napping poll thread: on a virtual machine a wake-up costs tens of
 // microseconds, which every sleeping forwarder pays and a busy-polling one
@@ -397,8 +408,7 @@ func measureWakeLatency() wakeLatency {
 	done := make(chan wakeLatency)
 	go func() {
 		// The thread's timer slack changes: it ends with the goroutine.
-		runtime.LockOSThread()
-		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(datapath.NapTimerSlack), 0, 0, 0); err != nil {
+		if err := lockNapThread(); err != nil {
 			done <- wakeLatency{}
 			return
 		}

@@ -12,7 +12,6 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
-	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -86,10 +85,9 @@ func xskFlood(dev, srcMAC, dstMAC, srcIP, dstIP string, d time.Duration, rate fl
 	nap := unix.NsecToTimespec(int64(pacedNap))
 	if rate > 0 {
 		// The thread's timer slack is its own: the nap must run on it.
-		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(datapath.NapTimerSlack), 0, 0, 0); err != nil {
-			return fmt.Errorf("timer slack: %w", err)
+		if err := lockNapThread(); err != nil {
+			return err
 		}
 	}
 	start := time.Now()
