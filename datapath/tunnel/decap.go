@@ -57,7 +57,8 @@ type Decoder struct {
 // The checks are Open vSwitch's: IPv4 header checksum, no outer fragments,
 // a non-zero UDP checksum verified, lengths consistent, VXLAN's I flag set
 // and its reserved bits clear, Geneve version 0 with an Ethernet payload
-// and option lengths that add up.
+// and option lengths that add up. Like Linux, it also refuses an outer IPv6
+// header with an IPv4-mapped address.
 func (d Decoder) Decode(pkt []byte, h *Header) error {
 	*h = Header{Kind: d.Kind}
 	if len(pkt) < EthLen {
@@ -122,6 +123,13 @@ func (d Decoder) Decode(pkt []byte, h *Header) error {
 		h.TTL = ip[7]
 		h.Src = netip.AddrFrom16([16]byte(ip[8:24]))
 		h.Dst = netip.AddrFrom16([16]byte(ip[24:40]))
+		if h.Src.Is4In6() || h.Dst.Is4In6() {
+			// An IPv4-mapped address never travels in an IPv6
+			// header (Linux drops such packets on receipt), and as
+			// tun_ipv6_src or tun_ipv6_dst it would read as an
+			// IPv4 tunnel endpoint.
+			return ErrBadIPHeader
+		}
 		psum = flow.OnesSum(0, ip[8:40]) + flow.IPProtoUDP
 		l4, l4off = ip[IPv6Len:IPv6Len+payload], EthLen+IPv6Len
 	default:

@@ -87,6 +87,14 @@ func TestDecodeRefuses(t *testing.T) {
 			binary.BigEndian.PutUint16(p[EthLen+4:], uint16(len(p)))
 			return p
 		}, ErrBadIPHeader},
+		{"ipv6 ipv4-mapped source", VXLAN, 0, "vxlan6", func(p []byte) []byte {
+			copy(p[EthLen+8:], []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1})
+			return p
+		}, ErrBadIPHeader},
+		{"ipv6 ipv4-mapped destination", VXLAN, 0, "vxlan6", func(p []byte) []byte {
+			copy(p[EthLen+24:], []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 2})
+			return p
+		}, ErrBadIPHeader},
 		{"ipv6 extension header", VXLAN, 0, "vxlan6", func(p []byte) []byte { p[EthLen+6] = 0; return p }, ErrNotTunnel},
 		{"ipv6 header truncated", VXLAN, 0, "vxlan6", func(p []byte) []byte { return p[:EthLen+39] }, ErrTruncated},
 		{"geneve version", Geneve, 0, "geneve4", func(p []byte) []byte { p[tun4] |= 0x40; return p }, ErrGeneveVersion},
