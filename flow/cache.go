@@ -255,24 +255,36 @@ func (c *Cache) lookupTogether(s *TableSnapshot, rk []Key, run []emcProbe, mfs [
 // learned rules, which the next keys must see).
 func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Megaflow, srcs []Source) *TableSnapshot {
 	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
-	hits := uint64(0)
+	hits, gen := uint64(0), s.gen
 	for i := range run {
 		// lookupHashed's exact-match probe, with its two usual answers
 		// given here, without its calls: no slot with the key's tag (a
-		// miss), or a plain key held with a live megaflow (a hit).
+		// miss), or a key without extra words held with a live megaflow
+		// (a hit), whose common words it compares itself (holdsCommon's
+		// answer), their differences ORed as a tree, written out (a
+		// loop chains its ORs one after another).
 		p := &run[i]
 		var en *emcEntry
 		if p.ok {
 			en = c.emc.probeSlot(p)
 		}
-		switch {
-		case p.ok && en == nil:
+		if en != nil && !p.extra && en.mf != nil && liveAt(en.mf, gen) != nil {
+			w := rk[i].Words()
+			x := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+			y := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
+			d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
+				(((y[0] ^ x[0]) | (y[1] ^ x[1])) | ((y[2] ^ x[2]) | (y[3] ^ x[3]))) |
+				(((y[4] ^ x[4]) | (y[5] ^ x[5])) | ((y[6] ^ x[6]) | (y[7] ^ x[7]))) |
+				(((y[8] ^ x[8]) | (y[9] ^ x[9])) | ((y[10] ^ x[10]) | (y[11] ^ x[11])))
+			if d == 0 {
+				hits++
+				mfs[i], srcs[i] = en.mf, SourceEMC
+				continue
+			}
+		}
+		if p.ok && en == nil {
 			mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], *p)
-		case en != nil && !p.extra && en.mf != nil && liveAt(en.mf, s.gen) != nil && en.holdsCommon(rk[i].Words()):
-			hits++
-			mfs[i], srcs[i] = en.mf, SourceEMC
-			continue
-		default:
+		} else {
 			mfs[i], srcs[i] = c.lookupHashed(s, &rk[i], *p)
 		}
 		if srcs[i] == SourceUpcall {

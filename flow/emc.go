@@ -387,21 +387,20 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	return d == 0
 }
 
-// holdsCommon reports whether the slot's common words are w's. The
-// fourteen differences are ORed as a tree, written out: a loop kept its
-// index and bounds in memory and chained its ORs one after another, and
-// comparing the words as arrays calls memequal.
+// holdsCommon reports whether the slot's common words are w's. It is the
+// general path's (holds); a batch's exact-match hits compare the words in
+// Cache.lookupEach's loop, with the differences ORed as a tree.
 func (en *emcEntry) holdsCommon(w *[KeyWords]uint64) bool {
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	k := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-	d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
-		(((k[0] ^ c[0]) | (k[1] ^ c[1])) | ((k[2] ^ c[2]) | (k[3] ^ c[3]))) |
-		(((k[4] ^ c[4]) | (k[5] ^ c[5])) | ((k[6] ^ c[6]) | (k[7] ^ c[7]))) |
-		(((k[8] ^ c[8]) | (k[9] ^ c[9])) | ((k[10] ^ c[10]) | (k[11] ^ c[11])))
+	d := (en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])
+	for n, k := range en.key[emcTunWord-emcFirstWord:] {
+		d |= k ^ c[n]
+	}
 	return d == 0
 }
 
-// The common words holdsCommon is written for (checked at compile time).
+// The common words Cache.lookupEach's comparison is written for (checked
+// at compile time).
 var _ = [1]struct{}{}[emcExtraWord-emcTunEndWord-12]
 
 func liveAt(mf *Megaflow, gen uint64) *Megaflow {
