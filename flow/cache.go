@@ -1,6 +1,9 @@
 package flow
 
-import "slices"
+import (
+	"math/bits"
+	"slices"
+)
 
 // Source tells which stage of the Cache answered a lookup.
 type Source uint8
@@ -153,18 +156,16 @@ func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs
 }
 
 // probeRun works out the exact-match probes of the keys rk into run, which
-// it fills, for the plain keys (bit i of plain for rk[i]) reading only
-// their common words (emcPlainProbe). It is a function of its own so that
-// around its calls to the hash it keeps its few locals, not all of
-// LookupBatchPlain's, in memory.
+// it fills: the probes of plain keys (bit i of plain for rk[i]), which
+// read only their common words, for all in emcCommonHashes's loop, and
+// then, for the keys that are not plain, their whole probes from their
+// common words' hash (emcProbeFrom).
 func probeRun(run []emcProbe, rk []Key, plain uint64) {
 	rk = rk[:len(run)]
-	for i := range run {
-		if plain>>i&1 != 0 {
-			run[i] = emcPlainProbe(&rk[i])
-		} else {
-			run[i] = emcProbeOf(&rk[i])
-		}
+	emcCommonHashes(rk, run)
+	for other := ^plain & (1<<len(run) - 1); other != 0; other &= other - 1 {
+		i := bits.TrailingZeros64(other)
+		run[i] = emcProbeFrom(&rk[i], run[i].h)
 	}
 }
 
