@@ -226,10 +226,11 @@ func pushSmall(slots []slot, mask, t uint64, frames [][]byte) (n, bytes int) {
 func small(n, room int) bool { return n > 16 && n <= 64 && room >= n }
 
 // moveSmall copies src into dst, which does not overlap it, for a src
-// that small says is copied in line into dst: as two to four 16-byte
-// moves, one or two from the start and as many up to the end, which
-// overlap them as needed. It addresses them from the slices' starts
-// without reslicing them, and the ones up to the end from one address.
+// that small says is copied in line into dst: as one to three 16-byte
+// moves at offsets 0, 16 and 32, as many as the bytes before the frame's
+// last 16 need, and a move of those last 16 bytes, which overlaps the
+// others as needed. It addresses them from the slices' starts without
+// reslicing them, all but the last at fixed offsets.
 // copy would call memmove, and the ring's loops would keep their state
 // in memory around each call.
 func moveSmall(dst, src []byte) {
@@ -238,10 +239,9 @@ func moveSmall(dst, src []byte) {
 	*(*[16]byte)(d) = *(*[16]byte)(s)
 	if n > 32 {
 		*(*[16]byte)(unsafe.Add(d, 16)) = *(*[16]byte)(unsafe.Add(s, 16))
-		d, s = unsafe.Add(d, n-32), unsafe.Add(s, n-32)
-		*(*[16]byte)(d) = *(*[16]byte)(s)
-		*(*[16]byte)(unsafe.Add(d, 16)) = *(*[16]byte)(unsafe.Add(s, 16))
-		return
+		if n > 48 {
+			*(*[16]byte)(unsafe.Add(d, 32)) = *(*[16]byte)(unsafe.Add(s, 32))
+		}
 	}
 	*(*[16]byte)(unsafe.Add(d, n-16)) = *(*[16]byte)(unsafe.Add(s, n-16))
 }
