@@ -256,36 +256,28 @@ func (c *Cache) lookupTogether(s *TableSnapshot, rk []Key, run []emcProbe, mfs [
 // learned rules, which the next keys must see).
 func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Megaflow, srcs []Source) *TableSnapshot {
 	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
-	hits, gen := uint64(0), s.gen
-	for i := range run {
+	// The usual answer, an exact-match hit, for as many keys from the
+	// first as have it, in hitRun's loop; the rest of the run one by one.
+	gen := s.gen
+	hits := uint64(c.emc.hitRun(rk, run, gen, mfs, srcs))
+	for i := int(hits); i < len(run); i++ {
 		// lookupHashed's exact-match probe, with its two usual answers
 		// given here, without its calls: no slot with the key's tag (a
 		// miss), or a key without extra words held with a live megaflow
-		// (a hit), whose common words it compares itself (holdsCommon's
-		// answer), their differences ORed as a tree, written out (a
-		// loop chains its ORs one after another).
+		// (a hit).
 		p := &run[i]
 		var en *emcEntry
 		if p.ok {
 			en = c.emc.probeSlot(p)
 		}
-		if en != nil && !p.extra && en.mf != nil && liveAt(en.mf, gen) != nil {
-			w := rk[i].Words()
-			x := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-			y := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-			d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
-				(((y[0] ^ x[0]) | (y[1] ^ x[1])) | ((y[2] ^ x[2]) | (y[3] ^ x[3]))) |
-				(((y[4] ^ x[4]) | (y[5] ^ x[5])) | ((y[6] ^ x[6]) | (y[7] ^ x[7]))) |
-				(((y[8] ^ x[8]) | (y[9] ^ x[9])) | ((y[10] ^ x[10]) | (y[11] ^ x[11])))
-			if d == 0 {
-				hits++
-				mfs[i], srcs[i] = en.mf, SourceEMC
-				continue
-			}
-		}
-		if p.ok && en == nil {
+		switch {
+		case p.ok && en == nil:
 			mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], *p)
-		} else {
+		case en != nil && !p.extra && en.mf != nil && liveAt(en.mf, gen) != nil && en.holdsCommon(rk[i].Words()):
+			hits++
+			mfs[i], srcs[i] = en.mf, SourceEMC
+			continue
+		default:
 			mfs[i], srcs[i] = c.lookupHashed(s, &rk[i], *p)
 		}
 		if srcs[i] == SourceUpcall {

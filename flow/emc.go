@@ -402,20 +402,65 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	return d == 0
 }
 
-// holdsCommon reports whether the slot's common words are w's. It is the
-// general path's (holds); a batch's exact-match hits compare the words in
-// Cache.lookupEach's loop, with the differences ORed as a tree.
-func (en *emcEntry) holdsCommon(w *[KeyWords]uint64) bool {
-	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	d := (en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])
-	for n, k := range en.key[emcTunWord-emcFirstWord:] {
-		d |= k ^ c[n]
+// hitRun answers the keys rk, whose probes are run, from the first on
+// while each is an exact-match hit of the kind a batch lookup answers at
+// once (Cache.lookupEach): a key without extra words whose probe finds,
+// in the first of its two slots with its tag, its common words and a
+// megaflow live at gen. It stores their megaflows in mfs and their source
+// in srcs, and returns how many it answered. Its loop makes no call, so
+// that its state stays in registers: it compares the fourteen common
+// words itself (holdsCommon's answer), their differences ORed as a tree,
+// written out (a loop chains its ORs one after another).
+func (e *EMC) hitRun(rk []Key, run []emcProbe, gen uint64, mfs []*Megaflow, srcs []Source) int {
+	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
+	entries, mask := e.entries, e.mask
+	for i := range run {
+		p := &run[i]
+		if !p.ok || p.extra {
+			return i
+		}
+		en := &entries[p.h&mask]
+		if en.tag != p.tag {
+			if en = &entries[(p.h>>32)&mask]; en.tag != p.tag {
+				return i
+			}
+		}
+		mf := en.mf
+		if mf == nil || mf.dead || mf.Generation != gen {
+			return i
+		}
+		w := rk[i].Words()
+		x := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+		y := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
+		d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
+			(((y[0] ^ x[0]) | (y[1] ^ x[1])) | ((y[2] ^ x[2]) | (y[3] ^ x[3]))) |
+			(((y[4] ^ x[4]) | (y[5] ^ x[5])) | ((y[6] ^ x[6]) | (y[7] ^ x[7]))) |
+			(((y[8] ^ x[8]) | (y[9] ^ x[9])) | ((y[10] ^ x[10]) | (y[11] ^ x[11])))
+		if d != 0 {
+			return i
+		}
+		mfs[i], srcs[i] = mf, SourceEMC
 	}
-	return d == 0
+	return len(run)
 }
 
-// The common words Cache.lookupEach's comparison is written for (checked
-// at compile time).
+// holdsCommon reports whether the slot's common words are w's. It is the
+// general path's; a batch's exact-match hits from the first of a run
+// compare the words in hitRun's loop, with the differences ORed as a tree.
+func (en *emcEntry) holdsCommon(w *[KeyWords]uint64) bool {
+	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+	k := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
+	d, e := en.key[0]^w[emcFirstWord], en.key[1]^w[emcFirstWord+1]
+	for n := 0; n < len(c); n += 2 {
+		// Two chains of ORs, which do not wait for each other.
+		d |= k[n] ^ c[n]
+		e |= k[n+1] ^ c[n+1]
+	}
+	return d|e == 0
+}
+
+// The common words hitRun's comparison is written for (checked at
+// compile time).
 var _ = [1]struct{}{}[emcExtraWord-emcTunEndWord-12]
 
 func liveAt(mf *Megaflow, gen uint64) *Megaflow {
