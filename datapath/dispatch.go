@@ -187,17 +187,21 @@ func (p *pmd) account(m int, before flow.CacheStats) {
 	p.tally.emcHits += after.EMCHits - before.EMCHits
 	p.tally.mfHits += after.MegaflowHits - before.MegaflowHits
 	p.tally.upcalls += after.Upcalls - before.Upcalls
+	// The batch's slices in locals: the calls below would otherwise have
+	// them loaded again for every packet.
+	mfs, pkt, keys, sizes := b.mfs[:m], b.pkt[:m], b.keys[:m], p.sizes
 	for j := 0; j < m; {
-		mf := b.mfs[j]
-		var packets, bytes uint64
+		mf := mfs[j]
+		var bytes uint64
 		var flags uint16
-		for ; j < m && b.mfs[j] == mf; j++ {
-			packets++
-			bytes += uint64(p.sizes[b.pkt[j]])
-			flags |= b.keys[j].TcpFlags
+		end := j
+		for ; end < len(mfs) && mfs[end] == mf; end++ {
+			bytes += uint64(sizes[pkt[end]])
+			flags |= keys[end].TcpFlags
 		}
-		p.cache.Account(mf, packets, bytes, p.now) // its rules' counters at the end of the poll
-		p.cache.AccountTCPFlags(mf, flags)         // for fin_timeout
+		p.cache.Account(mf, uint64(end-j), bytes, p.now) // its rules' counters at the end of the poll
+		p.cache.AccountTCPFlags(mf, flags)               // for fin_timeout
+		j = end
 	}
 }
 

@@ -67,20 +67,20 @@ func (p *pmd) countSent(port *Port, frames [][]byte, origins []*Port) {
 	if len(frames) == 0 {
 		return
 	}
+	// The bytes summed in the loop over the runs, a pass over the
+	// frames instead of two.
+	origins = origins[:len(frames)]
 	bytes := 0
-	for _, f := range frames {
-		bytes += len(f)
+	for j := 0; j < len(frames); {
+		from, start := origins[j], j
+		for ; j < len(frames) && origins[j] == from; j++ {
+			bytes += len(frames[j])
+		}
+		from.counters[p.id].sent.Add(uint64(j - start))
 	}
 	dc := &port.counters[p.id]
 	dc.txPackets.Add(uint64(len(frames)))
 	dc.txBytes.Add(uint64(bytes))
-	for j := 0; j < len(frames); {
-		from, run := origins[j], 0
-		for ; j < len(frames) && origins[j] == from; j++ {
-			run++
-		}
-		from.counters[p.id].sent.Add(uint64(run))
-	}
 }
 
 // queueOver reports whether q is at or above the tx queue count that port's

@@ -1,6 +1,9 @@
 package flow
 
-import "slices"
+import (
+	"math/bits"
+	"slices"
+)
 
 // Source tells which stage of the Cache answered a lookup.
 type Source uint8
@@ -153,18 +156,16 @@ func (c *Cache) LookupBatchPlain(keys []Key, plain uint64, mfs []*Megaflow, srcs
 }
 
 // probeRun works out the exact-match probes of the keys rk into run, which
-// it fills, for the plain keys (bit i of plain for rk[i]) reading only
-// their common words (emcPlainProbe). It is a function of its own so that
-// around its calls to the hash it keeps its few locals, not all of
-// LookupBatchPlain's, in memory.
+// it fills: the probes of plain keys (bit i of plain for rk[i]), which
+// read only their common words, for all in emcCommonHashes's loop, and
+// then, for the keys that are not plain, their whole probes from their
+// common words' hash (emcProbeFrom).
 func probeRun(run []emcProbe, rk []Key, plain uint64) {
 	rk = rk[:len(run)]
-	for i := range run {
-		if plain>>i&1 != 0 {
-			run[i] = emcPlainProbe(&rk[i])
-		} else {
-			run[i] = emcProbeOf(&rk[i])
-		}
+	emcCommonHashes(rk, run)
+	for other := ^plain & (1<<len(run) - 1); other != 0; other &= other - 1 {
+		i := bits.TrailingZeros64(other)
+		run[i] = emcProbeFrom(&rk[i], run[i].h)
 	}
 }
 
@@ -255,11 +256,15 @@ func (c *Cache) lookupTogether(s *TableSnapshot, rk []Key, run []emcProbe, mfs [
 // learned rules, which the next keys must see).
 func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Megaflow, srcs []Source) *TableSnapshot {
 	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
-	hits := uint64(0)
-	for i := range run {
+	// The usual answer, an exact-match hit, for as many keys from the
+	// first as have it, in hitRun's loop; the rest of the run one by one.
+	gen := s.gen
+	hits := uint64(c.emc.hitRun(rk, run, gen, mfs, srcs))
+	for i := int(hits); i < len(run); i++ {
 		// lookupHashed's exact-match probe, with its two usual answers
 		// given here, without its calls: no slot with the key's tag (a
-		// miss), or a plain key held with a live megaflow (a hit).
+		// miss), or a key without extra words held with a live megaflow
+		// (a hit).
 		p := &run[i]
 		var en *emcEntry
 		if p.ok {
@@ -268,7 +273,7 @@ func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Me
 		switch {
 		case p.ok && en == nil:
 			mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], *p)
-		case en != nil && !p.extra && en.mf != nil && liveAt(en.mf, s.gen) != nil && en.holdsCommon(rk[i].Words()):
+		case en != nil && !p.extra && en.mf != nil && liveAt(en.mf, gen) != nil && en.holdsCommon(rk[i].Words()):
 			hits++
 			mfs[i], srcs[i] = en.mf, SourceEMC
 			continue

@@ -199,7 +199,7 @@ type emcProbe struct {
 }
 
 // emcProbeOf returns k's probe, reading each of k's words once. The hash
-// reads the common words that emcCommonHash reads and, when the key has any, its tunnel
+// reads the common words that emcCommonHashes reads and, when the key has any, its tunnel
 // words, tun_metadata, pkt_mark, conj_id and recirc_id, and it multiplies
 // them a pair at a time, each pair with its own random words, so that the
 // multiplications do not wait for one another. The connection tracking
@@ -213,9 +213,14 @@ type emcProbe struct {
 // beside the ones it tests, so that the probe's extra costs a few ORs
 // more than the hash, and hasExtra's second reading of the key is gone.
 func emcProbeOf(k *Key) emcProbe {
+	return emcProbeFrom(k, emcPlainProbe(k).h)
+}
+
+// emcProbeFrom is emcProbeOf for a key whose common words' hash
+// (emcCommonHashes) is h.
+func emcProbeFrom(k *Key, h uint64) emcProbe {
 	w := k.Words()
 	s := &emcSecret
-	h := emcCommonHash(w)
 	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
 	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
 	r := uint64(k.RecircID)
@@ -231,8 +236,10 @@ func emcProbeOf(k *Key) emcProbe {
 	return emcProbe{h: h, tag: emcTag(h, extra), extra: extra, ok: pipelineState(w) == 0}
 }
 
-// emcCommonHash returns the hash of w's common words: emcProbeOf's hash
-// of a key without hashed extra words. It hashes the words that tell a switch's flows apart, as
+// emcCommonHashes sets run[i] to the probe of rk[i] as a plain key
+// (emcPlainProbe) for each i, whose hash is that of the key's common words:
+// emcProbeOf's hash of a key without hashed extra words. It hashes the
+// words that tell a switch's flows apart, as
 // Open vSwitch's exact-match cache takes a 5-tuple hash when the NIC gives
 // none: in_port with the IPv4 addresses (and the IPv6 flow label), the
 // Ethernet addresses, the VLAN IDs, the transport ports with the IP
@@ -241,21 +248,28 @@ func emcProbeOf(k *Key) emcProbe {
 // four multiplications, not eight. The rest of the common words (the ARP
 // hardware addresses, dl_type and the outer VLAN's TPID), which packets
 // that agree on all of the hashed words seldom differ in, are compared,
-// not hashed: keys that differ only there share their two slots.
-func emcCommonHash(w *[KeyWords]uint64) uint64 {
+// not hashed: keys that differ only there share their two slots. Its loop
+// makes no call, so that a batch's keys are hashed with its state in
+// registers.
+func emcCommonHashes(rk []Key, run []emcProbe) {
 	s := &emcSecret
-	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-	h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1]) +
-		mum(c[emcDlWord]^s[2], c[emcDlWord+1]^s[3]) +
-		mum(c[emcTpWord]^s[4], c[emcTpWord+1]^s[5])
-	if v6 := (c[0] | c[1]) | (c[2] | c[3]) | (c[4] | c[5]); v6 != 0 {
-		h += mum(c[0]^s[6], c[1]^s[7]) + mum(c[2]^s[8], c[3]^s[9]) +
-			mum(c[4]^s[10], c[5]^s[11])
+	rk = rk[:len(run)]
+	for i := range run {
+		w := rk[i].Words()
+		c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+		h := mum(w[emcFirstWord]^s[0], w[emcFirstWord+1]^s[1]) +
+			mum(c[emcDlWord]^s[2], c[emcDlWord+1]^s[3]) +
+			mum(c[emcTpWord]^s[4], c[emcTpWord+1]^s[5])
+		if v6 := (c[0] | c[1]) | (c[2] | c[3]) | (c[4] | c[5]); v6 != 0 {
+			h += mum(c[0]^s[6], c[1]^s[7]) + mum(c[2]^s[8], c[3]^s[9]) +
+				mum(c[4]^s[10], c[5]^s[11])
+		}
+		h = mum(h^s[22], s[23])
+		run[i] = emcProbe{h: h, tag: h &^ 1, ok: true} // emcTag(h, false)
 	}
-	return mum(h^s[22], s[23])
 }
 
-// The common words from TunFlags's on that emcCommonHash hashes, counted
+// The common words from TunFlags's on that emcCommonHashes hashes, counted
 // from TunFlags's: the six that hold the IPv6 addresses and most of the ND
 // target (the first also holds the tunnel flags, TOS and TTL, zero in a
 // key with no extra words), the two that hold the Ethernet addresses
@@ -281,8 +295,9 @@ var (
 // not plain, it would let the key match a slot whose key differs from it
 // in the words it skips.
 func emcPlainProbe(k *Key) emcProbe {
-	h := emcCommonHash(k.Words())
-	return emcProbe{h: h, tag: h &^ 1, ok: true} // emcTag(h, false)
+	var p [1]emcProbe
+	emcCommonHashes(unsafe.Slice(k, 1), p[:])
+	return p[0]
 }
 
 // probeWith returns the probe of k taken with hash h, whatever k's own
@@ -387,21 +402,65 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 	return d == 0
 }
 
-// holdsCommon reports whether the slot's common words are w's. The
-// fourteen differences are ORed as a tree, written out: a loop kept its
-// index and bounds in memory and chained its ORs one after another, and
-// comparing the words as arrays calls memequal.
+// hitRun answers the keys rk, whose probes are run, from the first on
+// while each is an exact-match hit of the kind a batch lookup answers at
+// once (Cache.lookupEach): a key without extra words whose probe finds,
+// in the first of its two slots with its tag, its common words and a
+// megaflow live at gen. It stores their megaflows in mfs and their source
+// in srcs, and returns how many it answered. Its loop makes no call, so
+// that its state stays in registers: it compares the fourteen common
+// words itself (holdsCommon's answer), their differences ORed as a tree,
+// written out (a loop chains its ORs one after another).
+func (e *EMC) hitRun(rk []Key, run []emcProbe, gen uint64, mfs []*Megaflow, srcs []Source) int {
+	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
+	entries, mask := e.entries, e.mask
+	for i := range run {
+		p := &run[i]
+		if !p.ok || p.extra {
+			return i
+		}
+		en := &entries[p.h&mask]
+		if en.tag != p.tag {
+			if en = &entries[(p.h>>32)&mask]; en.tag != p.tag {
+				return i
+			}
+		}
+		mf := en.mf
+		if mf == nil || mf.dead || mf.Generation != gen {
+			return i
+		}
+		w := rk[i].Words()
+		x := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
+		y := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
+		d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
+			(((y[0] ^ x[0]) | (y[1] ^ x[1])) | ((y[2] ^ x[2]) | (y[3] ^ x[3]))) |
+			(((y[4] ^ x[4]) | (y[5] ^ x[5])) | ((y[6] ^ x[6]) | (y[7] ^ x[7]))) |
+			(((y[8] ^ x[8]) | (y[9] ^ x[9])) | ((y[10] ^ x[10]) | (y[11] ^ x[11])))
+		if d != 0 {
+			return i
+		}
+		mfs[i], srcs[i] = mf, SourceEMC
+	}
+	return len(run)
+}
+
+// holdsCommon reports whether the slot's common words are w's. It is the
+// general path's; a batch's exact-match hits from the first of a run
+// compare the words in hitRun's loop, with the differences ORed as a tree.
 func (en *emcEntry) holdsCommon(w *[KeyWords]uint64) bool {
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
 	k := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-	d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
-		(((k[0] ^ c[0]) | (k[1] ^ c[1])) | ((k[2] ^ c[2]) | (k[3] ^ c[3]))) |
-		(((k[4] ^ c[4]) | (k[5] ^ c[5])) | ((k[6] ^ c[6]) | (k[7] ^ c[7]))) |
-		(((k[8] ^ c[8]) | (k[9] ^ c[9])) | ((k[10] ^ c[10]) | (k[11] ^ c[11])))
-	return d == 0
+	d, e := en.key[0]^w[emcFirstWord], en.key[1]^w[emcFirstWord+1]
+	for n := 0; n < len(c); n += 2 {
+		// Two chains of ORs, which do not wait for each other.
+		d |= k[n] ^ c[n]
+		e |= k[n+1] ^ c[n+1]
+	}
+	return d|e == 0
 }
 
-// The common words holdsCommon is written for (checked at compile time).
+// The common words hitRun's comparison is written for (checked at
+// compile time).
 var _ = [1]struct{}{}[emcExtraWord-emcTunEndWord-12]
 
 func liveAt(mf *Megaflow, gen uint64) *Megaflow {

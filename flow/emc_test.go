@@ -372,7 +372,7 @@ func TestEMCKeyWords(t *testing.T) {
 }
 
 // TestEMCHashWords: EMCHash reads every packet word but the connection
-// tracking state and the common words that emcCommonHash leaves to the
+// tracking state and the common words that emcCommonHashes leaves to the
 // comparison (the ARP hardware addresses, dl_type and the outer VLAN's
 // TPID): a key that differs in any other word hashes apart (the hash is
 // 64 random bits per key, so a collision here would be a bug, not bad

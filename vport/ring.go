@@ -164,7 +164,15 @@ func (r *ring) push(frames [][]byte) (taken, dropped, bytes int) {
 	}
 	t, size := t0, uint64(len(r.slots))
 	free := size - (t - r.headSeen)
-	for _, f := range frames {
+	for taken < len(frames) {
+		// The usual frames go through pushSmall's loop; the one it
+		// stops at, here.
+		k, b := pushSmall(r.slots, r.mask, t, frames[taken:taken+int(min(free, uint64(len(frames)-taken)))])
+		t, free, taken, bytes = t+uint64(k), free-uint64(k), taken+k, bytes+b
+		if taken == len(frames) {
+			break
+		}
+		f := frames[taken]
 		if len(f) > r.frameSize {
 			taken++
 			dropped++
@@ -175,9 +183,10 @@ func (r *ring) push(frames [][]byte) (taken, dropped, bytes int) {
 			if free = size - (t - r.headSeen); free == 0 {
 				break
 			}
+			continue
 		}
 		s := &r.slots[t&r.mask]
-		s.n = copyFrame(s.buf, f)
+		s.n = copy(s.buf, f)
 		t++
 		free--
 		taken++
@@ -190,25 +199,51 @@ func (r *ring) push(frames [][]byte) (taken, dropped, bytes int) {
 	return taken, dropped, bytes
 }
 
-// copyFrame is copy(dst, src) for a frame and a buffer that do not
-// overlap. A frame of 17 to 64 bytes, as the small packets of a
-// benchmark, is copied in line as two to four 16-byte moves (the middle
-// ones overlapping as needed), addressed from the slices' starts without
-// reslicing them: copy would call memmove, and the ring's loops would
-// keep their state in memory around each call.
-func copyFrame(dst, src []byte) int {
-	n := len(src)
-	if n > 64 || n <= 16 || len(dst) < n {
-		return copy(dst, src)
+// pushSmall copies frames into slots from position t on (slot t&mask),
+// as push does, up to the first that it does not copy in line (small:
+// too long for its slot, or not 17 to 64 bytes long), and returns how
+// many it copied and their bytes. Its loop makes no call, so that its
+// state stays in registers: around push's call to copy for the rare frame,
+// the loop kept it in memory, and stored and loaded it for every frame.
+func pushSmall(slots []slot, mask, t uint64, frames [][]byte) (n, bytes int) {
+	for _, f := range frames {
+		s := &slots[t&mask]
+		if !small(len(f), len(s.buf)) {
+			break
+		}
+		moveSmall(s.buf, f)
+		s.n = len(f)
+		bytes += len(f)
+		t++
+		n++
 	}
+	return n, bytes
+}
+
+// small reports whether a frame of n bytes is copied into a buffer of
+// room bytes in line (moveSmall): it is 17 to 64 bytes long, as the small
+// packets of a benchmark, and fits.
+func small(n, room int) bool { return n > 16 && n <= 64 && room >= n }
+
+// moveSmall copies src into dst, which does not overlap it, for a src
+// that small says is copied in line into dst: as one to three 16-byte
+// moves at offsets 0, 16 and 32, as many as the bytes before the frame's
+// last 16 need, and a move of those last 16 bytes, which overlaps the
+// others as needed. It addresses them from the slices' starts without
+// reslicing them, all but the last at fixed offsets.
+// copy would call memmove, and the ring's loops would keep their state
+// in memory around each call.
+func moveSmall(dst, src []byte) {
+	n := len(src)
 	d, s := unsafe.Pointer(unsafe.SliceData(dst)), unsafe.Pointer(unsafe.SliceData(src))
+	*(*[16]byte)(d) = *(*[16]byte)(s)
 	if n > 32 {
 		*(*[16]byte)(unsafe.Add(d, 16)) = *(*[16]byte)(unsafe.Add(s, 16))
-		*(*[16]byte)(unsafe.Add(d, n-32)) = *(*[16]byte)(unsafe.Add(s, n-32))
+		if n > 48 {
+			*(*[16]byte)(unsafe.Add(d, 32)) = *(*[16]byte)(unsafe.Add(s, 32))
+		}
 	}
-	*(*[16]byte)(d) = *(*[16]byte)(s)
 	*(*[16]byte)(unsafe.Add(d, n-16)) = *(*[16]byte)(unsafe.Add(s, n-16))
-	return n
 }
 
 // pop copies queued frames into bufs[i][:sizes[i]] and returns how many
@@ -225,18 +260,46 @@ func (r *ring) pop(bufs [][]byte, sizes []int) (n, dropped, bytes int) {
 	}
 	h, t := h0, r.tail.Load()>>1
 	limit := min(len(bufs), len(sizes))
-	for ; h != t && n < limit && dropped < limit; h++ {
+	for h != t && n < limit && dropped < limit {
+		// The usual frames go through popSmall's loop; the one it
+		// stops at, here.
+		k, b := popSmall(r.slots, r.mask, h, bufs[n:n+int(min(t-h, uint64(limit-n)))], sizes[n:limit])
+		h, n, bytes = h+uint64(k), n+k, bytes+b
+		if h == t || n == limit {
+			break
+		}
 		s := &r.slots[h&r.mask]
 		if s.n <= len(bufs[n]) {
-			sizes[n] = copyFrame(bufs[n], s.buf[:s.n])
+			sizes[n] = copy(bufs[n], s.buf[:s.n])
 			bytes += s.n
 			n++
 		} else {
 			dropped++
 		}
+		h++
 	}
 	r.head.Store(h << 1) // frees the slots and gives the side up
 	return n, dropped, bytes
+}
+
+// popSmall copies the frames of slots from position h on into bufs, and
+// their sizes into sizes, which has room for as many, as pop does, up to
+// the first that it does not copy in line (small), and returns how many it
+// copied and their bytes. Its loop makes no call (see pushSmall).
+func popSmall(slots []slot, mask, h uint64, bufs [][]byte, sizes []int) (n, bytes int) {
+	sizes = sizes[:len(bufs)]
+	for i, b := range bufs {
+		s := &slots[h&mask]
+		if !small(s.n, len(b)) {
+			break
+		}
+		moveSmall(b, s.buf[:s.n])
+		sizes[i] = s.n
+		bytes += s.n
+		h++
+		n++
+	}
+	return n, bytes
 }
 
 // lend is pop without the copy: frames[i] is set to the i-th queued frame
@@ -253,15 +316,10 @@ func (r *ring) lend(frames [][]byte) (n, bytes int) {
 	if v&sideTaken != 0 || !r.head.CompareAndSwap(v, v|sideTaken) {
 		return 0, 0
 	}
-	h0 := v >> 1
-	h, t := h0, r.tail.Load()>>1
-	limit := min(len(frames), maxLend)
-	for ; h != t && n < limit; h++ {
-		s := &r.slots[h&r.mask]
-		frames[n] = s.buf[:s.n]
-		bytes += s.n
-		n++
-	}
+	h0, t := v>>1, r.tail.Load()>>1
+	n = min(len(frames), maxLend, int(t-h0))
+	bytes = lendSlots(r.slots, r.mask, h0, frames[:n])
+	h := h0 + uint64(n)
 	if n == 0 {
 		r.head.Store(h0 << 1)
 		return 0, 0
@@ -269,6 +327,23 @@ func (r *ring) lend(frames [][]byte) (n, bytes int) {
 	r.lentFrom, r.lentEnd, r.lentNext = h0, h, h0
 	r.lentOut = uint64(1)<<n - 1 // all ones for 64: the shift gives 0
 	return n, bytes
+}
+
+// lendSlots sets frames[i] to the frame in slot h+i (of slots, as lend
+// does: with the rest of the slot as capacity) for each i, and returns
+// their bytes. It is a function of its own, not inlined, so that its
+// loop has its few values in registers: in lend's, the values lend keeps
+// for after it were loaded again for every frame.
+//
+//go:noinline
+func lendSlots(slots []slot, mask, h uint64, frames [][]byte) (bytes int) {
+	for i := range frames {
+		s := &slots[h&mask]
+		frames[i] = s.buf[:s.n]
+		bytes += s.n
+		h++
+	}
+	return bytes
 }
 
 // giveBack takes back frames that lend lent, each once, in any order and

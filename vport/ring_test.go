@@ -134,6 +134,85 @@ func TestRingWraparound(t *testing.T) {
 	}
 }
 
+// TestRingMixedLengths moves batches of frames of every length around
+// the in-line copies' (moveSmall: 17 to 64 bytes), and longer than a
+// slot, through a small ring into buffers of every size around them, and
+// checks each push's and pop's answers and the frames against a model of
+// the ring: push drops what is longer than a slot, even on a full ring,
+// and stops at the first frame the full ring cannot take; pop drops what
+// does not fit its buffer and tries the next frame in the same buffer.
+func TestRingMixedLengths(t *testing.T) {
+	const frameSize = 70
+	r := newTestRing(t, 8, frameSize)
+	lengths := []int{0, 1, 16, 17, 31, 32, 33, 48, 63, 64, 65, 69, 70, 71, 100}
+	rooms := []int{70, 16, 17, 32, 33, 64, 65, 0, 100}
+	var queue [][]byte // the model: frames in the ring, in order
+	seq := 0
+	for round := range 300 {
+		batch := make([][]byte, 1+round%13)
+		for i := range batch {
+			f := make([]byte, lengths[(seq+i*7)%len(lengths)])
+			for j := range f {
+				f[j] = byte(seq + i + j*3)
+			}
+			batch[i] = f
+		}
+		seq += len(batch)
+		var wantTaken, wantDropped, wantBytes int
+		for _, f := range batch {
+			if len(f) > frameSize {
+				wantTaken++
+				wantDropped++
+				continue
+			}
+			if len(queue) == 8 {
+				break
+			}
+			queue = append(queue, f)
+			wantTaken++
+			wantBytes += len(f)
+		}
+		taken, dropped, bytes := r.push(batch)
+		if taken != wantTaken || dropped != wantDropped || bytes != wantBytes {
+			t.Fatalf("round %d: push = %d, %d, %d, want %d, %d, %d", round, taken, dropped, bytes, wantTaken, wantDropped, wantBytes)
+		}
+		nb := 1 + round%6
+		bufs, sizes := make([][]byte, nb), make([]int, nb)
+		for i := range bufs {
+			bufs[i] = make([]byte, rooms[(round+i)%len(rooms)], 128)
+			for j := range bufs[i][:cap(bufs[i])] {
+				bufs[i][:cap(bufs[i])][j] = 0xee
+			}
+		}
+		var want [][]byte
+		wantDropped, wantBytes = 0, 0
+		for len(queue) > 0 && len(want) < nb && wantDropped < nb {
+			if f := queue[0]; len(f) <= len(bufs[len(want)]) {
+				want = append(want, f)
+				wantBytes += len(f)
+			} else {
+				wantDropped++
+			}
+			queue = queue[1:]
+		}
+		n, dropped, bytes := r.pop(bufs, sizes)
+		if n != len(want) || dropped != wantDropped || bytes != wantBytes {
+			t.Fatalf("round %d: pop = %d, %d, %d, want %d, %d, %d", round, n, dropped, bytes, len(want), wantDropped, wantBytes)
+		}
+		for i, f := range want {
+			got := bufs[i][:cap(bufs[i])]
+			if sizes[i] != len(f) || string(got[:len(f)]) != string(f) {
+				t.Fatalf("round %d: frame %d is %x, want %x", round, i, got[:sizes[i]], f)
+			}
+			for j := len(f); j < len(got); j++ {
+				if got[j] != 0xee {
+					t.Fatalf("round %d: frame %d of %d bytes wrote byte %d", round, i, len(f), j)
+				}
+			}
+		}
+	}
+}
+
 // TestRingSideTaken checks that a caller finding its side owned by another
 // gives up after a bounded number of tries, and that the other side is not
 // held up.
@@ -441,21 +520,29 @@ func TestRingLendConcurrent(t *testing.T) {
 	}
 }
 
-// TestCopyFrame: copyFrame copies what copy copies, for every length
-// around its in-line moves' (16, 32, 64 bytes) and into a buffer shorter
-// than the frame, and writes nothing past what it copied.
-func TestCopyFrame(t *testing.T) {
+// TestMoveSmall: small takes frames of 17 to 64 bytes that fit their
+// buffer, and moveSmall copies what copy copies for them, for every
+// length around its moves' (16, 32, 64 bytes) and into buffers with room
+// to spare, and writes nothing past what it copied.
+func TestMoveSmall(t *testing.T) {
 	src := make([]byte, 130)
 	for i := range src {
 		src[i] = byte(i + 1)
 	}
 	for n := 0; n <= len(src); n++ {
 		for _, room := range []int{n, n + 7, max(n-5, 0)} {
+			ok := small(n, room)
+			if want := n > 16 && n <= 64 && room >= n; ok != want {
+				t.Fatalf("small(%d, %d) = %v, want %v", n, room, ok, want)
+			}
+			if !ok {
+				continue
+			}
 			got, want := make([]byte, room+8), make([]byte, room+8)
-			gn := copyFrame(got[:room], src[:n])
-			wn := copy(want[:room], src[:n])
-			if gn != wn || string(got) != string(want) {
-				t.Fatalf("%d bytes into %d: copied %d, %x; want %d, %x", n, room, gn, got, wn, want)
+			moveSmall(got[:room], src[:n])
+			copy(want[:room], src[:n])
+			if string(got) != string(want) {
+				t.Fatalf("%d bytes into %d: %x, want %x", n, room, got, want)
 			}
 		}
 	}
