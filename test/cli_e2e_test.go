@@ -269,9 +269,10 @@ func TestCLIEndToEnd(t *testing.T) {
 	}
 
 	t.Run("restart", func(t *testing.T) {
-		if err := d.cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
+		// SIGKILL, and wait until the process is gone: until then it
+		// still holds the control socket, and the new daemon would find
+		// another listening there.
+		d.crash(t)
 		d2 := startCLIDaemon(t, bin, sock, state)
 		for args, want := range before {
 			if got := d2.run(t, strings.Fields(args)...); got != want {
