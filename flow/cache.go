@@ -271,6 +271,29 @@ func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Me
 			en = c.emc.probeSlot(p)
 		}
 		switch {
+		case p.ok && en == nil && c.mfs.sole(&rk[i]):
+			// Megaflows.Lookup and lookupMegaflow for a classifier of
+			// one subtable, which admits the key: one call, not three.
+			st := c.mfs.subs[0]
+			var touched *uint64
+			if c.mfs.batched() {
+				touched = &c.mfs.touched
+			}
+			c.mfs.lookups++
+			mf := st.lookup(&rk[i], touched)
+			if mf != nil {
+				st.hits++
+			}
+			if mf == nil || mf.Generation != s.gen {
+				mfs[i], srcs[i] = c.lookupSlow(s, &rk[i], *p, mf)
+				break
+			}
+			c.stats.MegaflowHits++
+			if c.emc.admits() {
+				c.emc.store(&rk[i], *p, mf)
+			}
+			mfs[i], srcs[i] = mf, SourceMegaflow
+			continue
 		case p.ok && en == nil:
 			mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], *p)
 		case en != nil && !p.extra && en.mf != nil && liveAt(en.mf, gen) != nil && en.holdsCommon(rk[i].Words()):

@@ -19,7 +19,7 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 		name       string
 		seed       uint64
 		emcInvProb uint32
-		rules      int
+		rules      int // -1: one rule (udp) alone, and keys it matches
 		// batchBytes is the classifier size from which the batch looks
 		// keys up together: 0, always, as with a large classifier; the
 		// most an int holds, never (key by key, as a small classifier).
@@ -30,17 +30,29 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 		{"emc-off", 23, 0, 100, 0},
 		{"few-rules", 24, 1, 4, 0},
 		{"small-classifier", 25, 3, 100, math.MaxInt},
+		// One rule and keys it matches: a classifier of one subtable
+		// (lookupEach's path for it), whose megaflows flow mods make stale.
+		{"one-subtable", 26, 3, -1, math.MaxInt},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newFlowGen(tt.seed)
 			tbl := NewTable()
 			ref := &refTable{}
-			fs := make([]Flow, tt.rules)
+			fs := make([]Flow, max(tt.rules, 0))
 			for i := range fs {
 				fs[i] = g.flow()
 				ref.add(&fs[i])
 			}
 			tbl.AddFlows(fs)
+			var udp *Flow // the one rule, when rules is -1
+			if tt.rules < 0 {
+				var err error
+				if udp, err = ParseFlow("in_port=1,udp,actions=output:2", CmdAdd); err != nil {
+					t.Fatal(err)
+				}
+				tbl.Add(udp)
+			}
+			soleRounds := 0
 			batched, err := NewCache(tbl, 256, tt.emcInvProb)
 			if err != nil {
 				t.Fatal(err)
@@ -56,8 +68,16 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 			srcs := make([]Source, len(keys))
 			sources := map[Source]int{}
 			plainKeys := 0
-			for round := range raceRounds(300) {
+			rounds := raceRounds(300)
+			for round := range rounds {
+				if len(batched.mfs.subs) == 1 {
+					soleRounds++
+				}
 				switch {
+				case round%7 == 6 && udp != nil:
+					// New actions: a new generation, whose megaflows revalidate.
+					udp.Actions = g.actions()
+					tbl.Modify(udp, true)
 				case round%7 == 6:
 					randomFlowMod(t, g, tbl, ref)
 				case round%11 == 10:
@@ -75,6 +95,10 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 				for i := range n {
 					if i > 0 && g.coin(1, 4) {
 						keys[i] = keys[g.r.IntN(i)] // a packet of the same flow in the batch
+						continue
+					}
+					if udp != nil {
+						keys[i] = g.keyFor(&udp.Match)
 						continue
 					}
 					keys[i] = nextKey(g, ref, &recent)
@@ -120,6 +144,9 @@ func TestCacheLookupBatchLikeSingle(t *testing.T) {
 						t.Fatalf("round %d: subtable %d differs (hits %d/%d)", round, i, st.hits, o.hits)
 					}
 				}
+			}
+			if udp != nil && soleRounds < rounds/2 {
+				t.Errorf("the classifier had one subtable in %d of %d rounds only", soleRounds, rounds)
 			}
 			t.Logf("sources %v; stats %+v; classifier %d bytes; %d plain keys", sources, batched.Stats(), batched.mfs.bytes, plainKeys)
 			if batched.mfs.batched() != (tt.batchBytes == 0) {

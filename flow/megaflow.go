@@ -243,6 +243,13 @@ func (c *Megaflows) Lookup(k *Key) *Megaflow {
 	return nil
 }
 
+// sole reports whether Lookup(k) would probe one subtable only, the
+// first: the classifier has one, its stage admits k and the lookup does not
+// re-rank the subtables.
+func (c *Megaflows) sole(k *Key) bool {
+	return len(c.subs) == 1 && !c.rankDue() && c.subs[0].stage.mayHold(stageKey(k))
+}
+
 // maxLookupBatch is the most keys lookupBatch looks up at once.
 const maxLookupBatch = 32
 
