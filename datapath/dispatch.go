@@ -199,8 +199,10 @@ func (p *pmd) account(m int, before flow.CacheStats) {
 			bytes += uint64(sizes[pkt[end]])
 			flags |= keys[end].TcpFlags
 		}
-		p.cache.Account(mf, uint64(end-j), bytes, p.now) // its rules' counters at the end of the poll
+		// The flags first: flags then need not outlive Account's call,
+		// which kept them on the stack, stored for every packet.
 		p.cache.AccountTCPFlags(mf, flags)               // for fin_timeout
+		p.cache.Account(mf, uint64(end-j), bytes, p.now) // its rules' counters at the end of the poll
 		j = end
 	}
 }

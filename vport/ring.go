@@ -395,15 +395,19 @@ func (r *ring) giveBack(frames [][]byte) int {
 // wholeLoan reports whether frames are the frames out on loan, none given
 // back yet, in ring order: frames[i] ends where slot lentFrom+i does.
 // That costs a compare a frame, where giveBack's loop finds each frame's
-// slot and bit.
+// slot and bit. The end it compares with steps a slot a frame, back to
+// the arena's first slot past its last, without the slot's multiply.
 func (r *ring) wholeLoan(frames [][]byte) bool {
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(r.arena)))
-	stride, slot, mask := uintptr(r.stride), r.lentFrom, r.mask
+	stride, last := uintptr(r.stride), base+uintptr(len(r.arena))
+	end := base + uintptr(r.lentFrom&r.mask+1)*stride
 	for _, f := range frames {
-		if cap(f) == 0 || uintptr(unsafe.Pointer(unsafe.SliceData(f)))+uintptr(cap(f))-base != uintptr(slot&mask+1)*stride {
+		if cap(f) == 0 || uintptr(unsafe.Pointer(unsafe.SliceData(f)))+uintptr(cap(f)) != end {
 			return false
 		}
-		slot++
+		if end += stride; end > last {
+			end = base + stride
+		}
 	}
 	return true
 }
