@@ -83,10 +83,48 @@ type lentRun struct {
 }
 
 type outBatch struct {
-	port    *Port
-	q       int
-	frames  [][]byte
-	origins []*Port
+	port   *Port
+	q      int
+	frames [][]byte
+	// origins are the ports that frames came in on, in order: a run
+	// of consecutive frames from one port each, so that a batch of
+	// frames from one port costs one entry and is counted as one.
+	origins []originRun
+}
+
+// originRun is a run of n consecutive frames of an output batch that
+// came in on port from.
+type originRun struct {
+	from *Port
+	n    int
+}
+
+// addOrigins records that the next n frames of b came in on from.
+func (b *outBatch) addOrigins(from *Port, n int) {
+	if k := len(b.origins); k > 0 && b.origins[k-1].from == from {
+		b.origins[k-1].n += n
+		return
+	}
+	b.origins = append(b.origins, originRun{from: from, n: n})
+}
+
+// originCursor walks the origins of an output batch's frames in their
+// order, as transmit counts the frames it sent and dropped: each frame's
+// origin once.
+type originCursor struct {
+	runs []originRun
+	used int // the frames of runs[0] walked already
+}
+
+// next walks up to n frames (n > 0, no more than are left) from one port
+// and returns that port and how many it walked.
+func (c *originCursor) next(n int) (*Port, int) {
+	r := c.runs[0]
+	k := min(n, r.n-c.used)
+	if c.used += k; c.used == r.n {
+		c.runs, c.used = c.runs[1:], 0
+	}
+	return r.from, k
 }
 
 func (o *outBatches) init() {
@@ -171,7 +209,7 @@ func sameBuffer(buf, frame []byte) bool {
 func (o *outBatches) queue(port, origin *Port, q int, buf []byte) {
 	b := o.batchFor(port, q)
 	b.frames = append(b.frames, buf)
-	b.origins = append(b.origins, origin)
+	b.addOrigins(origin, 1)
 }
 
 // batchFor returns the pending batch of port's tx queue q, adding an

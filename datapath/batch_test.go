@@ -380,7 +380,7 @@ func TestQueueBatches(t *testing.T) {
 			for _, f := range got.frames {
 				firsts = append(firsts, f[0])
 			}
-			if got.port != w.port || got.q != w.q || !bytes.Equal(firsts, w.frames) || len(got.origins) != len(got.frames) {
+			if got.port != w.port || got.q != w.q || !bytes.Equal(firsts, w.frames) || len(got.origins) != 1 || got.origins[0].n != len(got.frames) {
 				t.Errorf("round %d: batch %d is port %d queue %d frames %v, want port %d queue %d frames %v",
 					round, i, got.port.OFPort, got.q, firsts, w.port.OFPort, w.q, w.frames)
 			}

@@ -458,18 +458,15 @@ func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo
 // frames of such a run of minCopyRun or more are copied and marked taken
 // at once.
 func (o *outBatches) queueLent(b *outBatch, origin *Port, pkt []uint8) {
-	nf, no, nl := len(b.frames), len(b.origins), len(o.lentOut)
+	b.addOrigins(origin, len(pkt))
+	nf, nl := len(b.frames), len(o.lentOut)
 	b.frames = slices.Grow(b.frames, len(pkt))[:nf+len(pkt)]
-	b.origins = slices.Grow(b.origins, len(pkt))[:no+len(pkt)]
 	o.lentOut = slices.Grow(o.lentOut, len(pkt))[:nl+len(pkt)]
-	frames, origins, lentOut := b.frames[nf:][:len(pkt)], b.origins[no:][:len(pkt)], o.lentOut[nl:][:len(pkt)]
+	frames, lentOut := b.frames[nf:][:len(pkt)], o.lentOut[nl:][:len(pkt)]
 	if first, k := int(pkt[0]), len(pkt); k >= minCopyRun && int(pkt[k-1])-first == k-1 {
 		lent := o.lent[first : first+k]
 		copy(frames, lent)
 		copy(lentOut, lent)
-		for x := range origins {
-			origins[x] = origin
-		}
 		o.taken |= (lentMask(1)<<k - 1) << first
 		return
 	}
@@ -477,7 +474,7 @@ func (o *outBatches) queueLent(b *outBatch, origin *Port, pkt []uint8) {
 	for x, i := range pkt {
 		f := o.lent[i]
 		taken |= 1 << i
-		frames[x], origins[x], lentOut[x] = f, origin, f
+		frames[x], lentOut[x] = f, f
 	}
 	o.taken = taken
 }
