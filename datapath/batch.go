@@ -30,19 +30,26 @@ type outBatches struct {
 	// the frames lent (nlent of them) and which an output took (a bit
 	// each: frame i is bit i).
 	lender vport.Lender
-	lentQ  int
-	lent   [vport.MaxBatch][]byte
-	taken  lentMask
-	nlent  int
+	// runLender is lender when it gives a run of its loan back by place
+	// (vport.RunLender), else nil.
+	runLender vport.RunLender
+	lentQ     int
+	lent      [vport.MaxBatch][]byte
+	taken     lentMask
+	nlent     int
 	// lentIdx is the lent frame of the packet being executed, -1 for
 	// none.
 	lentIdx int
 	// lentOut are the lent frames that output batches hold, to give back
 	// once sent: lentRuns say which port and rx queue lent them, a run
 	// of lentOut per batch received; release collects the frames an rx
-	// batch's outputs did not take.
+	// batch's outputs did not take. The frames of a runLender are not
+	// in lentOut: loanRuns hold them, a run of consecutive frames of a
+	// loan each, whichever output batches they are in.
 	lentOut  [][]byte
 	lentRuns []lentRun
+	loanRuns []loanRun
+	loanFrom int // the first of loanRuns that the rx batch's loan holds
 	release  [][]byte
 
 	// The packet being executed. rx is the slot of the thread's rx
@@ -80,6 +87,15 @@ type lentRun struct {
 	port  vport.Lender
 	q     int
 	start int
+}
+
+// loanRun is a run of n lent frames that output batches hold, frames
+// first to first+n-1 of the loan out on port's rx queue q, to give back
+// at once (vport.RunLender).
+type loanRun struct {
+	port     vport.RunLender
+	q        int
+	first, n int
 }
 
 type outBatch struct {
@@ -134,6 +150,7 @@ func (o *outBatches) init() {
 	o.pending = make([]outBatch, 0, 16)
 	o.lentOut = make([][]byte, 0, 4*vport.MaxBatch)
 	o.lentRuns = make([]lentRun, 0, maxLentRuns)
+	o.loanRuns = make([]loanRun, 0, maxLentRuns)
 	o.release = make([][]byte, 0, 4*vport.MaxBatch)
 	o.lentIdx = -1
 }
@@ -191,9 +208,31 @@ func (o *outBatches) takeLent(port, origin *Port, q int, frame []byte) bool {
 	}
 	o.taken |= 1 << i
 	o.lentIdx = -1 // taken: the rest of the packet copies
-	o.lentOut = append(o.lentOut, o.lent[i])
+	o.holdLent(i, 1)
 	o.queue(port, origin, q, frame)
 	return true
+}
+
+// holdLent records that output batches hold the n lent frames from
+// first on, to give back once sent: as a run of the loan, which extends
+// the run before it when it follows it, or in lentOut.
+func (o *outBatches) holdLent(first, n int) {
+	if k := len(o.loanRuns); k > o.loanFrom {
+		if r := &o.loanRuns[k-1]; r.first+r.n == first {
+			r.n += n
+			return
+		}
+	}
+	o.holdLentRun(first, n)
+}
+
+// holdLentRun is holdLent for frames that start a run of their own.
+func (o *outBatches) holdLentRun(first, n int) {
+	if o.runLender == nil {
+		o.lentOut = append(o.lentOut, o.lent[first:first+n]...)
+		return
+	}
+	o.loanRuns = append(o.loanRuns, loanRun{port: o.runLender, q: o.lentQ, first: first, n: n})
 }
 
 // sameBuffer reports whether frame is a part of buf's backing array that
@@ -261,6 +300,11 @@ func (o *outBatches) reset() {
 	}
 	clear(o.lentOut)
 	o.lentOut = o.lentOut[:0]
+	for _, r := range o.loanRuns {
+		r.port.ReleaseRun(r.q, r.first, r.n)
+	}
+	clear(o.loanRuns)
+	o.loanRuns, o.loanFrom = o.loanRuns[:0], 0
 	clear(o.lentRuns)
 	o.lentRuns = o.lentRuns[:0]
 	if o.nlent > 0 {
@@ -293,6 +337,8 @@ func (p *pmd) receive(rq rxq) (n, bytes int, err error) {
 			bytes += len(f)
 		}
 		o.lender, o.lentQ, o.nlent = l, rq.q, n
+		o.runLender, _ = l.(vport.RunLender)
+		o.loanFrom = len(o.loanRuns)
 		// The frames its outputs take are a new run of lentOut. Past
 		// maxLentRuns the runs grow, once.
 		o.lentRuns = append(o.lentRuns, lentRun{port: l, q: rq.q, start: len(o.lentOut)})
@@ -350,5 +396,5 @@ func (p *pmd) rxDone() {
 	}
 	o.taken = 0
 	clear(o.lent[:o.nlent])
-	o.lender, o.nlent = nil, 0
+	o.lender, o.runLender, o.nlent = nil, nil, 0
 }

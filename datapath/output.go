@@ -450,33 +450,45 @@ func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo
 }
 
 // queueLent appends the lent frames of the packets pkt to b, from origin,
-// and to lentOut, and marks them taken. It makes room for them first, so
-// that its loop stores without append's checks and calls, which kept the
-// loop's slices in memory. pkt increase, as dispatch numbers the packets
-// of a batch: when the last is as far from the first as their count
-// says, they are consecutive (the usual run, of a whole batch), and the
-// frames of such a run of minCopyRun or more are copied and marked taken
-// at once.
+// holds them (holdLent) and marks them taken. It makes room for them
+// first, so that its loop stores without append's checks and calls,
+// which kept the loop's slices in memory. pkt increase, as dispatch
+// numbers the packets of a batch: when the last is as far from the first
+// as their count says, they are consecutive (the usual run, of a whole
+// batch), held as one run, and marked taken at once; the frames of such a
+// run of minCopyRun or more are copied at once.
 func (o *outBatches) queueLent(b *outBatch, origin *Port, pkt []uint8) {
 	b.addOrigins(origin, len(pkt))
-	nf, nl := len(b.frames), len(o.lentOut)
+	nf := len(b.frames)
 	b.frames = slices.Grow(b.frames, len(pkt))[:nf+len(pkt)]
-	o.lentOut = slices.Grow(o.lentOut, len(pkt))[:nl+len(pkt)]
-	frames, lentOut := b.frames[nf:][:len(pkt)], o.lentOut[nl:][:len(pkt)]
-	if first, k := int(pkt[0]), len(pkt); k >= minCopyRun && int(pkt[k-1])-first == k-1 {
-		lent := o.lent[first : first+k]
-		copy(frames, lent)
-		copy(lentOut, lent)
+	frames := b.frames[nf:][:len(pkt)]
+	if first, k := int(pkt[0]), len(pkt); int(pkt[k-1])-first == k-1 {
+		if lent := o.lent[first : first+k]; k >= minCopyRun {
+			copy(frames, lent)
+		} else {
+			for x, f := range lent {
+				frames[x] = f
+			}
+		}
+		o.holdLent(first, k)
 		o.taken |= (lentMask(1)<<k - 1) << first
 		return
 	}
 	taken := o.taken
 	for x, i := range pkt {
-		f := o.lent[i]
+		frames[x] = o.lent[i]
 		taken |= 1 << i
-		frames[x], lentOut[x] = f, f
 	}
 	o.taken = taken
+	// The runs of consecutive packets, held a run at a time.
+	for x := 0; x < len(pkt); {
+		end := x + 1
+		for end < len(pkt) && pkt[end] == pkt[end-1]+1 {
+			end++
+		}
+		o.holdLent(int(pkt[x]), end-x)
+		x = end
+	}
 }
 
 // minCopyRun is the shortest run of consecutive packets whose lent frames

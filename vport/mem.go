@@ -61,8 +61,9 @@ type MemPort struct {
 }
 
 var (
-	_ Port   = (*MemPort)(nil)
-	_ Lender = (*MemPort)(nil)
+	_ Port      = (*MemPort)(nil)
+	_ Lender    = (*MemPort)(nil)
+	_ RunLender = (*MemPort)(nil)
 )
 
 type queueStats struct {
@@ -287,6 +288,15 @@ func (p *MemPort) Release(q int, frames [][]byte) {
 		return
 	}
 	p.rx[q].giveBack(frames)
+}
+
+// ReleaseRun implements RunLender: a ring lends nothing while frames of
+// its loan are out.
+func (p *MemPort) ReleaseRun(q, first, n int) {
+	if q < 0 || q >= len(p.rx) {
+		return
+	}
+	p.rx[q].giveBackRun(first, n)
 }
 
 // Transmit implements Port. On a connected port the frames go to the
