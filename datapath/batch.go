@@ -321,12 +321,19 @@ const maxLentRuns = 64
 
 // receive receives a batch from rq: lent by a port that lends (into
 // p.out.lent), else copied into the thread's rx buffers (p.bufs). sizes and
-// info describe the frames either way. It returns how many frames it
-// received and their bytes.
+// info (or rxInfo, for a port whose frames all have the same: sameInfo)
+// describe the frames either way. It returns how many frames it received
+// and their bytes.
 func (p *pmd) receive(rq rxq) (n, bytes int, err error) {
 	o := &p.out
+	info := p.info
+	u, same := rq.port.vp.(vport.UniformRx)
+	if same {
+		info, p.rxInfo = nil, u.RxQueueInfo(rq.q)
+	}
+	p.sameInfo = same
 	if l, ok := rq.port.vp.(vport.Lender); ok {
-		n, err := l.ReceiveLent(rq.q, o.lent[:], p.info)
+		n, err := l.ReceiveLent(rq.q, o.lent[:], info)
 		if err != nil || n <= 0 {
 			return 0, 0, err
 		}
@@ -344,13 +351,22 @@ func (p *pmd) receive(rq rxq) (n, bytes int, err error) {
 		o.lentRuns = append(o.lentRuns, lentRun{port: l, q: rq.q, start: len(o.lentOut)})
 		return n, bytes, nil
 	}
-	if n, err = rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info); err != nil || n <= 0 {
+	if n, err = rq.port.vp.Receive(rq.q, p.bufs, p.sizes, info); err != nil || n <= 0 {
 		return 0, 0, err
 	}
 	for _, size := range p.sizes[:n] {
 		bytes += size
 	}
 	return n, bytes, nil
+}
+
+// rxQueueOf returns the rx queue recorded for frame i of the batch
+// receive received.
+func (p *pmd) rxQueueOf(i int) vport.RxQueue {
+	if p.sameInfo {
+		return p.rxInfo.RxQueue
+	}
+	return p.info[i].RxQueue
 }
 
 // rxFrame returns frame i of the batch receive received, and makes it the

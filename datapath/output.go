@@ -395,20 +395,26 @@ func (p *pmd) output(dst *Port, frame []byte) {
 // dst, b.pkt[j:end], each the only copy of its packet, which takes its
 // frame. The usual copies, under Guarded, of lent frames whose rx queue is
 // recorded, to a device that takes them, go into dst's output batch in
-// takeRun's loop; any other copy goes through output.
+// takeRun's loop (or at once, takeAll, when the port recorded one rx queue
+// for the whole batch: sameInfo); any other copy goes through output.
 func (p *pmd) outputRun(dst *Port, j, end int) {
 	b, o := &p.batch, &p.out
 	fast := p.policy == Guarded && o.nlent > 0 && p.br.outputHook == nil
 	for j < end {
 		if fast && !o.full() {
-			if j += o.takeRun(dst, p.in, b.pkt[j:end], p.info); j == end {
+			if p.sameInfo {
+				j += o.takeAll(dst, p.in, b.pkt[j:end], p.rxInfo.RxQueue)
+			} else {
+				j += o.takeRun(dst, p.in, b.pkt[j:end], p.info)
+			}
+			if j == end {
 				break
 			}
 		}
 		i := b.pkt[j]
 		p.pick.key = &b.keys[j]
 		p.pick.hashed = false
-		p.pick.rxQueue = p.info[i].RxQueue
+		p.pick.rxQueue = p.rxQueueOf(int(i))
 		o.takeOne = true
 		p.output(dst, p.rxFrame(int(i)))
 		o.takeOne = false
@@ -428,11 +434,10 @@ func (p *pmd) outputRun(dst *Port, j, end int) {
 // batch once per run of packets from one rx queue, and queues the run
 // in queueLent's loop.
 func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo) int {
-	st := dst.dev.Snapshot()
-	if !transmittable(st) {
+	txq := takesCopies(dst)
+	if txq == 0 {
 		return 0
 	}
-	txq := st.TxQueues()
 	n := 0
 	for n < len(pkt) {
 		rq := info[pkt[n]].RxQueue
@@ -447,6 +452,27 @@ func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo
 		n = end
 	}
 	return n
+}
+
+// takeAll is takeRun for packets that all have rx queue rq: they are
+// one run, queued at once, or none.
+func (o *outBatches) takeAll(dst, origin *Port, pkt []uint8, rq vport.RxQueue) int {
+	txq := takesCopies(dst)
+	if txq == 0 || !rq.Recorded() {
+		return 0
+	}
+	o.queueLent(o.batchFor(dst, recordedQueue(rq, txq)), origin, pkt)
+	return len(pkt)
+}
+
+// takesCopies returns the tx queues that dst's device has when Guarded
+// lets copies through to it (transmittable), else 0.
+func takesCopies(dst *Port) int {
+	st := dst.dev.Snapshot()
+	if !transmittable(st) {
+		return 0
+	}
+	return st.TxQueues()
 }
 
 // queueLent appends the lent frames of the packets pkt to b, from origin,

@@ -110,6 +110,15 @@ type RunLender interface {
 	ReleaseRun(q, first, n int)
 }
 
+// A UniformRx is a port that records the same RxInfo for every frame it
+// receives on an rx queue: a caller may pass a nil info to Receive (and
+// ReceiveLent) and take RxQueueInfo's once for the batch.
+type UniformRx interface {
+	Port
+	// RxQueueInfo is the RxInfo of every frame received on rx queue q.
+	RxQueueInfo(q int) RxInfo
+}
+
 // RxQueue is the rx queue a frame was received on, as the kernel records it
 // in an skb (skb_record_rx_queue stores queue+1, so that zero means none).
 // Only frames that carry a recorded rx queue make the kernel's skb_tx_hash
