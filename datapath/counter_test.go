@@ -181,3 +181,17 @@ func TestTransmitPartialRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameBytes sums batches of 0 to 9 frames, past and short of its
+// steps of four.
+func TestFrameBytes(t *testing.T) {
+	var frames [][]byte
+	want := 0
+	for n := range 10 {
+		if got := frameBytes(frames); got != want {
+			t.Errorf("%d frames: %d bytes, want %d", n, got, want)
+		}
+		frames = append(frames, make([]byte, 60+n))
+		want += 60 + n
+	}
+}

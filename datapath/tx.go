@@ -68,10 +68,7 @@ func (p *pmd) countSent(port *Port, frames [][]byte, origins *originCursor) {
 	if len(frames) == 0 {
 		return
 	}
-	bytes := 0
-	for _, f := range frames {
-		bytes += len(f)
-	}
+	bytes := frameBytes(frames)
 	for left := len(frames); left > 0; {
 		from, k := origins.next(left)
 		from.counters[p.id].sent.Add(uint64(k))
@@ -80,6 +77,19 @@ func (p *pmd) countSent(port *Port, frames [][]byte, origins *originCursor) {
 	dc := &port.counters[p.id]
 	dc.txPackets.Add(uint64(len(frames)))
 	dc.txBytes.Add(uint64(bytes))
+}
+
+// frameBytes returns the bytes of frames, summed four frames a step: a
+// frame a step spent as much on the loop as on the sum.
+func frameBytes(frames [][]byte) int {
+	bytes := 0
+	for ; len(frames) >= 4; frames = frames[4:] {
+		bytes += len(frames[0]) + len(frames[1]) + len(frames[2]) + len(frames[3])
+	}
+	for _, f := range frames {
+		bytes += len(f)
+	}
+	return bytes
 }
 
 // countDropped counts n frames as dropped for reason on port and on the
