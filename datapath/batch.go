@@ -30,19 +30,26 @@ type outBatches struct {
 	// the frames lent (nlent of them) and which an output took (a bit
 	// each: frame i is bit i).
 	lender vport.Lender
-	lentQ  int
-	lent   [vport.MaxBatch][]byte
-	taken  lentMask
-	nlent  int
+	// runLender is lender when it gives a run of its loan back by place
+	// (vport.RunLender), else nil.
+	runLender vport.RunLender
+	lentQ     int
+	lent      [vport.MaxBatch][]byte
+	taken     lentMask
+	nlent     int
 	// lentIdx is the lent frame of the packet being executed, -1 for
 	// none.
 	lentIdx int
 	// lentOut are the lent frames that output batches hold, to give back
 	// once sent: lentRuns say which port and rx queue lent them, a run
 	// of lentOut per batch received; release collects the frames an rx
-	// batch's outputs did not take.
+	// batch's outputs did not take. The frames of a runLender are not
+	// in lentOut: loanRuns hold them, a run of consecutive frames of a
+	// loan each, whichever output batches they are in.
 	lentOut  [][]byte
 	lentRuns []lentRun
+	loanRuns []loanRun
+	loanFrom int // the first of loanRuns that the rx batch's loan holds
 	release  [][]byte
 
 	// The packet being executed. rx is the slot of the thread's rx
@@ -82,11 +89,58 @@ type lentRun struct {
 	start int
 }
 
+// loanRun is a run of n lent frames that output batches hold, frames
+// first to first+n-1 of the loan out on port's rx queue q, to give back
+// at once (vport.RunLender).
+type loanRun struct {
+	port     vport.RunLender
+	q        int
+	first, n int
+}
+
 type outBatch struct {
-	port    *Port
-	q       int
-	frames  [][]byte
-	origins []*Port
+	port   *Port
+	q      int
+	frames [][]byte
+	// origins are the ports that frames came in on, in order: a run
+	// of consecutive frames from one port each, so that a batch of
+	// frames from one port costs one entry and is counted as one.
+	origins []originRun
+}
+
+// originRun is a run of n consecutive frames of an output batch that
+// came in on port from.
+type originRun struct {
+	from *Port
+	n    int
+}
+
+// addOrigins records that the next n frames of b came in on from.
+func (b *outBatch) addOrigins(from *Port, n int) {
+	if k := len(b.origins); k > 0 && b.origins[k-1].from == from {
+		b.origins[k-1].n += n
+		return
+	}
+	b.origins = append(b.origins, originRun{from: from, n: n})
+}
+
+// originCursor walks the origins of an output batch's frames in their
+// order, as transmit counts the frames it sent and dropped: each frame's
+// origin once.
+type originCursor struct {
+	runs []originRun
+	used int // the frames of runs[0] walked already
+}
+
+// next walks up to n frames (n > 0, no more than are left) from one port
+// and returns that port and how many it walked.
+func (c *originCursor) next(n int) (*Port, int) {
+	r := c.runs[0]
+	k := min(n, r.n-c.used)
+	if c.used += k; c.used == r.n {
+		c.runs, c.used = c.runs[1:], 0
+	}
+	return r.from, k
 }
 
 func (o *outBatches) init() {
@@ -96,6 +150,7 @@ func (o *outBatches) init() {
 	o.pending = make([]outBatch, 0, 16)
 	o.lentOut = make([][]byte, 0, 4*vport.MaxBatch)
 	o.lentRuns = make([]lentRun, 0, maxLentRuns)
+	o.loanRuns = make([]loanRun, 0, maxLentRuns)
 	o.release = make([][]byte, 0, 4*vport.MaxBatch)
 	o.lentIdx = -1
 }
@@ -153,9 +208,31 @@ func (o *outBatches) takeLent(port, origin *Port, q int, frame []byte) bool {
 	}
 	o.taken |= 1 << i
 	o.lentIdx = -1 // taken: the rest of the packet copies
-	o.lentOut = append(o.lentOut, o.lent[i])
+	o.holdLent(i, 1)
 	o.queue(port, origin, q, frame)
 	return true
+}
+
+// holdLent records that output batches hold the n lent frames from
+// first on, to give back once sent: as a run of the loan, which extends
+// the run before it when it follows it, or in lentOut.
+func (o *outBatches) holdLent(first, n int) {
+	if k := len(o.loanRuns); k > o.loanFrom {
+		if r := &o.loanRuns[k-1]; r.first+r.n == first {
+			r.n += n
+			return
+		}
+	}
+	o.holdLentRun(first, n)
+}
+
+// holdLentRun is holdLent for frames that start a run of their own.
+func (o *outBatches) holdLentRun(first, n int) {
+	if o.runLender == nil {
+		o.lentOut = append(o.lentOut, o.lent[first:first+n]...)
+		return
+	}
+	o.loanRuns = append(o.loanRuns, loanRun{port: o.runLender, q: o.lentQ, first: first, n: n})
 }
 
 // sameBuffer reports whether frame is a part of buf's backing array that
@@ -171,7 +248,7 @@ func sameBuffer(buf, frame []byte) bool {
 func (o *outBatches) queue(port, origin *Port, q int, buf []byte) {
 	b := o.batchFor(port, q)
 	b.frames = append(b.frames, buf)
-	b.origins = append(b.origins, origin)
+	b.addOrigins(origin, 1)
 }
 
 // batchFor returns the pending batch of port's tx queue q, adding an
@@ -223,6 +300,11 @@ func (o *outBatches) reset() {
 	}
 	clear(o.lentOut)
 	o.lentOut = o.lentOut[:0]
+	for _, r := range o.loanRuns {
+		r.port.ReleaseRun(r.q, r.first, r.n)
+	}
+	clear(o.loanRuns)
+	o.loanRuns, o.loanFrom = o.loanRuns[:0], 0
 	clear(o.lentRuns)
 	o.lentRuns = o.lentRuns[:0]
 	if o.nlent > 0 {
@@ -239,12 +321,19 @@ const maxLentRuns = 64
 
 // receive receives a batch from rq: lent by a port that lends (into
 // p.out.lent), else copied into the thread's rx buffers (p.bufs). sizes and
-// info describe the frames either way. It returns how many frames it
-// received and their bytes.
+// info (or rxInfo, for a port whose frames all have the same: sameInfo)
+// describe the frames either way. It returns how many frames it received
+// and their bytes.
 func (p *pmd) receive(rq rxq) (n, bytes int, err error) {
 	o := &p.out
+	info := p.info
+	u, same := rq.port.vp.(vport.UniformRx)
+	if same {
+		info, p.rxInfo = nil, u.RxQueueInfo(rq.q)
+	}
+	p.sameInfo = same
 	if l, ok := rq.port.vp.(vport.Lender); ok {
-		n, err := l.ReceiveLent(rq.q, o.lent[:], p.info)
+		n, err := l.ReceiveLent(rq.q, o.lent[:], info)
 		if err != nil || n <= 0 {
 			return 0, 0, err
 		}
@@ -255,18 +344,29 @@ func (p *pmd) receive(rq rxq) (n, bytes int, err error) {
 			bytes += len(f)
 		}
 		o.lender, o.lentQ, o.nlent = l, rq.q, n
+		o.runLender, _ = l.(vport.RunLender)
+		o.loanFrom = len(o.loanRuns)
 		// The frames its outputs take are a new run of lentOut. Past
 		// maxLentRuns the runs grow, once.
 		o.lentRuns = append(o.lentRuns, lentRun{port: l, q: rq.q, start: len(o.lentOut)})
 		return n, bytes, nil
 	}
-	if n, err = rq.port.vp.Receive(rq.q, p.bufs, p.sizes, p.info); err != nil || n <= 0 {
+	if n, err = rq.port.vp.Receive(rq.q, p.bufs, p.sizes, info); err != nil || n <= 0 {
 		return 0, 0, err
 	}
 	for _, size := range p.sizes[:n] {
 		bytes += size
 	}
 	return n, bytes, nil
+}
+
+// rxQueueOf returns the rx queue recorded for frame i of the batch
+// receive received.
+func (p *pmd) rxQueueOf(i int) vport.RxQueue {
+	if p.sameInfo {
+		return p.rxInfo.RxQueue
+	}
+	return p.info[i].RxQueue
 }
 
 // rxFrame returns frame i of the batch receive received, and makes it the
@@ -312,5 +412,5 @@ func (p *pmd) rxDone() {
 	}
 	o.taken = 0
 	clear(o.lent[:o.nlent])
-	o.lender, o.nlent = nil, 0
+	o.lender, o.runLender, o.nlent = nil, nil, 0
 }

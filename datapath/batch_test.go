@@ -26,9 +26,10 @@ const (
 	rxCopied  rxMode = iota // copied into the poll thread's buffers
 	rxLent                  // lent out of buffers of a lendPort's own
 	rxMemLent               // lent out of the MemPort's rx ring, checked by a lendPort
+	rxMemRun                // as rxMemLent, given back in runs too (vport.RunLender)
 )
 
-func (m rxMode) String() string { return [...]string{"copied", "lent", "mem lent"}[m] }
+func (m rxMode) String() string { return [...]string{"copied", "lent", "mem lent", "mem runs"}[m] }
 
 // newSyncBridge builds a bridge of nsrc source ports, which hand their
 // frames over as mode says, and ndst other ports.
@@ -48,15 +49,18 @@ func newSyncBridge(t *testing.T, nsrc, ndst int, mode rxMode, flows ...string) *
 		var vp vport.Port = mp
 		lend := mode != rxCopied
 		if i < nsrc && lend {
-			lp := newLendPort(mp, mode == rxMemLent)
+			lp := newLendPort(mp, mode == rxMemLent || mode == rxMemRun)
 			sb.lends = append(sb.lends, lp)
 			vp = lp
 		}
 		tap := &tapPort{Port: vp, sb: sb}
 		sb.taps = append(sb.taps, tap)
-		if i < nsrc && lend {
+		switch {
+		case i < nsrc && mode == rxMemRun:
+			vp = &runLendTap{&lendTap{tapPort: tap, lp: sb.lends[len(sb.lends)-1]}}
+		case i < nsrc && lend:
 			vp = &lendTap{tapPort: tap, lp: sb.lends[len(sb.lends)-1]}
-		} else {
+		default:
 			vp = tap
 		}
 		if _, err := b.AddPort(vp, uint32(i+1)); err != nil {
@@ -88,6 +92,7 @@ type lendPort struct {
 	bufs  [][]byte
 	free  []int
 	out   map[*byte]int // lent frames by the last byte of their buffer
+	loan  [][]byte      // the frames of the last loan, with mem
 	errs  []string
 	lends int
 }
@@ -106,6 +111,9 @@ func lastByte(b []byte) *byte { return &b[:cap(b)][cap(b)-1] }
 func (lp *lendPort) ReceiveLent(q int, frames [][]byte, info []vport.RxInfo) (int, error) {
 	if lp.mem {
 		n, err := lp.MemPort.ReceiveLent(q, frames, info)
+		if n > 0 {
+			lp.loan = append(lp.loan[:0], frames[:n]...)
+		}
 		for _, f := range frames[:n] {
 			lp.out[lastByte(f)] = -1
 			lp.lends++
@@ -130,6 +138,23 @@ func (lp *lendPort) ReceiveLent(q int, frames [][]byte, info []vport.RxInfo) (in
 }
 
 func (lp *lendPort) Release(q int, frames [][]byte) {
+	lp.release(q, frames, true)
+}
+
+// ReleaseRun gives back a run of the last loan by place, with the checks
+// of Release, and then to the MemPort by place (mem only).
+func (lp *lendPort) ReleaseRun(q, first, n int) {
+	if first < 0 || n <= 0 || first+n > len(lp.loan) {
+		lp.errs = append(lp.errs, fmt.Sprintf("a run %d+%d given back outside the loan of %d", first, n, len(lp.loan)))
+		return
+	}
+	lp.release(q, lp.loan[first:first+n], false)
+	lp.MemPort.ReleaseRun(q, first, n)
+}
+
+// release checks frames given back and overwrites them; with mem and
+// toMem, it gives them back to the MemPort too.
+func (lp *lendPort) release(q int, frames [][]byte, toMem bool) {
 	for _, f := range frames {
 		idx, ok := lp.out[lastByte(f)]
 		if !ok {
@@ -142,7 +167,9 @@ func (lp *lendPort) Release(q int, frames [][]byte) {
 			for i := range b {
 				b[i] = 0xee
 			}
-			lp.MemPort.Release(q, [][]byte{f})
+			if toMem {
+				lp.MemPort.Release(q, [][]byte{f})
+			}
 			continue
 		}
 		b := lp.bufs[idx][:cap(lp.bufs[idx])]
@@ -184,6 +211,13 @@ func (lt *lendTap) ReceiveLent(q int, frames [][]byte, info []vport.RxInfo) (int
 
 func (lt *lendTap) Release(q int, frames [][]byte) { lt.lp.Release(q, frames) }
 
+// runLendTap is a lendTap that gives back runs by place too.
+type runLendTap struct{ *lendTap }
+
+var _ vport.RunLender = (*runLendTap)(nil)
+
+func (rt *runLendTap) ReleaseRun(q, first, n int) { rt.lp.ReleaseRun(q, first, n) }
+
 func (sb *syncBridge) poll() {
 	p := sb.b.pmds[0]
 	p.rd.enter()
@@ -217,7 +251,7 @@ func expected(t *testing.T, frame []byte, inPort uint32, acts string) map[uint32
 // (the next Receive fills another buffer), and a poll that fills the
 // output buffers flushes midway.
 func TestOutputTakesReceivedFrame(t *testing.T) {
-	for _, mode := range []rxMode{rxCopied, rxLent, rxMemLent} {
+	for _, mode := range []rxMode{rxCopied, rxLent, rxMemLent, rxMemRun} {
 		t.Run(mode.String(), func(t *testing.T) { testOutputTakes(t, mode) })
 	}
 }
@@ -380,7 +414,7 @@ func TestQueueBatches(t *testing.T) {
 			for _, f := range got.frames {
 				firsts = append(firsts, f[0])
 			}
-			if got.port != w.port || got.q != w.q || !bytes.Equal(firsts, w.frames) || len(got.origins) != len(got.frames) {
+			if got.port != w.port || got.q != w.q || !bytes.Equal(firsts, w.frames) || len(got.origins) != 1 || got.origins[0].n != len(got.frames) {
 				t.Errorf("round %d: batch %d is port %d queue %d frames %v, want port %d queue %d frames %v",
 					round, i, got.port.OFPort, got.q, firsts, w.port.OFPort, w.q, w.frames)
 			}

@@ -123,10 +123,18 @@ func TestCountSentRuns(t *testing.T) {
 	_, c := addMemPort(t, b, vport.MemConfig{Name: "c"}, 3)
 	_, out := addMemPort(t, b, vport.MemConfig{Name: "out"}, 4)
 	frames := [][]byte{make([]byte, 60), make([]byte, 61), make([]byte, 62), make([]byte, 63), make([]byte, 64), make([]byte, 65)}
-	origins := []*Port{a, a, pb, a, c, c}
+	var batch outBatch
+	for _, from := range []*Port{a, a, pb, a, c, c} {
+		batch.addOrigins(from, 1)
+	}
+	if len(batch.origins) != 4 {
+		t.Fatalf("origins %v, want 4 runs", batch.origins)
+	}
+	origins := originCursor{runs: batch.origins}
 	p := b.pmds[0]
-	p.countSent(out, frames, origins)
-	p.countSent(out, nil, nil)
+	p.countSent(out, frames[:1], &origins) // a run cut by the end of a send
+	p.countSent(out, frames[1:], &origins)
+	p.countSent(out, nil, &origins)
 	p.published.publish()
 	if s := out.Stats(); s.TxPackets != 6 || s.TxBytes != 375 {
 		t.Errorf("out: tx %d packets, %d bytes; want 6, 375", s.TxPackets, s.TxBytes)
@@ -138,5 +146,52 @@ func TestCountSentRuns(t *testing.T) {
 		if got := tt.port.Stats().Sent; got != tt.want {
 			t.Errorf("%s: sent %d, want %d", tt.port.Name, got, tt.want)
 		}
+	}
+}
+
+// TestTransmitPartialRuns sends a batch whose frames came from two ports
+// in runs (a, a, a, b, b, b) to a port whose tx ring has room for four:
+// the send stops inside b's run, which is counted as sent up to there and
+// dropped as tx-ring-full after, on the output port and on b.
+func TestTransmitPartialRuns(t *testing.T) {
+	b, err := New(Config{Name: "partial"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	_, a := addMemPort(t, b, vport.MemConfig{Name: "a"}, 1)
+	_, pb := addMemPort(t, b, vport.MemConfig{Name: "b"}, 2)
+	_, out := addMemPort(t, b, vport.MemConfig{Name: "out", RingSize: 4}, 3)
+	p := b.pmds[0]
+	for i, from := range []*Port{a, a, a, pb, pb, pb} {
+		p.out.queue(out, from, 0, make([]byte, 60+i))
+	}
+	p.flush()
+	p.published.publish()
+	o := out.Stats()
+	if o.TxPackets != 4 || o.TxBytes != 60+61+62+63 || o.TxDrops[DropTxRingFull] != 2 {
+		t.Errorf("out: tx %d packets, %d bytes, %d tx-ring-full drops; want 4, 246, 2", o.TxPackets, o.TxBytes, o.TxDrops[DropTxRingFull])
+	}
+	for _, tt := range []struct {
+		port        *Port
+		sent, drops uint64
+	}{{a, 3, 0}, {pb, 1, 2}} {
+		if s := tt.port.Stats(); s.Sent != tt.sent || s.Drops[DropTxRingFull] != tt.drops {
+			t.Errorf("%s: sent %d, tx-ring-full drops %d; want %d, %d", tt.port.Name, s.Sent, s.Drops[DropTxRingFull], tt.sent, tt.drops)
+		}
+	}
+}
+
+// TestFrameBytes sums batches of 0 to 9 frames, past and short of its
+// steps of four.
+func TestFrameBytes(t *testing.T) {
+	var frames [][]byte
+	want := 0
+	for n := range 10 {
+		if got := frameBytes(frames); got != want {
+			t.Errorf("%d frames: %d bytes, want %d", n, got, want)
+		}
+		frames = append(frames, make([]byte, 60+n))
+		want += 60 + n
 	}
 }

@@ -122,7 +122,7 @@ func (p *pmd) dispatch(in *Port, n int) {
 		p.copies = 0
 		p.pick.key = k
 		p.pick.hashed = false
-		p.pick.rxQueue = p.info[i].RxQueue
+		p.pick.rxQueue = p.rxQueueOf(int(i))
 		frame := p.rxFrame(int(i)) // batch.go: lent or in the thread's buffer
 		p.out.startPacket(mf.FinalOutputs())
 		verdict := flow.VerdictOK

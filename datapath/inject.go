@@ -328,7 +328,6 @@ func (p *pmd) pollInjected() int {
 			size := len(s.buf)
 			p.bufs[n], s.buf = s.buf[:maxFrame], p.bufs[n][:0]
 			p.sizes[n] = size
-			p.info[n] = vport.RxInfo{}
 			p.inj.tun[n] = s.tun
 			p.inj.hasTun[n] = s.hasTun
 			n++
@@ -357,6 +356,7 @@ func (p *pmd) dispatchInjected(port *Port, n int) {
 		c.drops[DropPortGone].Add(uint64(n))
 		return
 	}
+	p.sameInfo, p.rxInfo = true, vport.RxInfo{} // no rx queue recorded
 	p.inj.on = true
 	p.dispatch(port, n)
 	p.inj.on = false

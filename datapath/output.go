@@ -395,20 +395,26 @@ func (p *pmd) output(dst *Port, frame []byte) {
 // dst, b.pkt[j:end], each the only copy of its packet, which takes its
 // frame. The usual copies, under Guarded, of lent frames whose rx queue is
 // recorded, to a device that takes them, go into dst's output batch in
-// takeRun's loop; any other copy goes through output.
+// takeRun's loop (or at once, takeAll, when the port recorded one rx queue
+// for the whole batch: sameInfo); any other copy goes through output.
 func (p *pmd) outputRun(dst *Port, j, end int) {
 	b, o := &p.batch, &p.out
 	fast := p.policy == Guarded && o.nlent > 0 && p.br.outputHook == nil
 	for j < end {
 		if fast && !o.full() {
-			if j += o.takeRun(dst, p.in, b.pkt[j:end], p.info); j == end {
+			if p.sameInfo {
+				j += o.takeAll(dst, p.in, b.pkt[j:end], p.rxInfo.RxQueue)
+			} else {
+				j += o.takeRun(dst, p.in, b.pkt[j:end], p.info)
+			}
+			if j == end {
 				break
 			}
 		}
 		i := b.pkt[j]
 		p.pick.key = &b.keys[j]
 		p.pick.hashed = false
-		p.pick.rxQueue = p.info[i].RxQueue
+		p.pick.rxQueue = p.rxQueueOf(int(i))
 		o.takeOne = true
 		p.output(dst, p.rxFrame(int(i)))
 		o.takeOne = false
@@ -428,11 +434,10 @@ func (p *pmd) outputRun(dst *Port, j, end int) {
 // batch once per run of packets from one rx queue, and queues the run
 // in queueLent's loop.
 func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo) int {
-	st := dst.dev.Snapshot()
-	if !transmittable(st) {
+	txq := takesCopies(dst)
+	if txq == 0 {
 		return 0
 	}
-	txq := st.TxQueues()
 	n := 0
 	for n < len(pkt) {
 		rq := info[pkt[n]].RxQueue
@@ -449,37 +454,67 @@ func (o *outBatches) takeRun(dst, origin *Port, pkt []uint8, info []vport.RxInfo
 	return n
 }
 
+// takeAll is takeRun for packets that all have rx queue rq: they are
+// one run, queued at once, or none.
+func (o *outBatches) takeAll(dst, origin *Port, pkt []uint8, rq vport.RxQueue) int {
+	txq := takesCopies(dst)
+	if txq == 0 || !rq.Recorded() {
+		return 0
+	}
+	o.queueLent(o.batchFor(dst, recordedQueue(rq, txq)), origin, pkt)
+	return len(pkt)
+}
+
+// takesCopies returns the tx queues that dst's device has when Guarded
+// lets copies through to it (transmittable), else 0.
+func takesCopies(dst *Port) int {
+	st := dst.dev.Snapshot()
+	if !transmittable(st) {
+		return 0
+	}
+	return st.TxQueues()
+}
+
 // queueLent appends the lent frames of the packets pkt to b, from origin,
-// and to lentOut, and marks them taken. It makes room for them first, so
-// that its loop stores without append's checks and calls, which kept the
-// loop's slices in memory. pkt increase, as dispatch numbers the packets
-// of a batch: when the last is as far from the first as their count
-// says, they are consecutive (the usual run, of a whole batch), and the
-// frames of such a run of minCopyRun or more are copied and marked taken
-// at once.
+// holds them (holdLent) and marks them taken. It makes room for them
+// first, so that its loop stores without append's checks and calls,
+// which kept the loop's slices in memory. pkt increase, as dispatch
+// numbers the packets of a batch: when the last is as far from the first
+// as their count says, they are consecutive (the usual run, of a whole
+// batch), held as one run, and marked taken at once; the frames of such a
+// run of minCopyRun or more are copied at once.
 func (o *outBatches) queueLent(b *outBatch, origin *Port, pkt []uint8) {
-	nf, no, nl := len(b.frames), len(b.origins), len(o.lentOut)
+	b.addOrigins(origin, len(pkt))
+	nf := len(b.frames)
 	b.frames = slices.Grow(b.frames, len(pkt))[:nf+len(pkt)]
-	b.origins = slices.Grow(b.origins, len(pkt))[:no+len(pkt)]
-	o.lentOut = slices.Grow(o.lentOut, len(pkt))[:nl+len(pkt)]
-	frames, origins, lentOut := b.frames[nf:][:len(pkt)], b.origins[no:][:len(pkt)], o.lentOut[nl:][:len(pkt)]
-	if first, k := int(pkt[0]), len(pkt); k >= minCopyRun && int(pkt[k-1])-first == k-1 {
-		lent := o.lent[first : first+k]
-		copy(frames, lent)
-		copy(lentOut, lent)
-		for x := range origins {
-			origins[x] = origin
+	frames := b.frames[nf:][:len(pkt)]
+	if first, k := int(pkt[0]), len(pkt); int(pkt[k-1])-first == k-1 {
+		if lent := o.lent[first : first+k]; k >= minCopyRun {
+			copy(frames, lent)
+		} else {
+			for x, f := range lent {
+				frames[x] = f
+			}
 		}
+		o.holdLent(first, k)
 		o.taken |= (lentMask(1)<<k - 1) << first
 		return
 	}
 	taken := o.taken
 	for x, i := range pkt {
-		f := o.lent[i]
+		frames[x] = o.lent[i]
 		taken |= 1 << i
-		frames[x], origins[x], lentOut[x] = f, origin, f
 	}
 	o.taken = taken
+	// The runs of consecutive packets, held a run at a time.
+	for x := 0; x < len(pkt); {
+		end := x + 1
+		for end < len(pkt) && pkt[end] == pkt[end-1]+1 {
+			end++
+		}
+		o.holdLent(int(pkt[x]), end-x)
+		x = end
+	}
 }
 
 // minCopyRun is the shortest run of consecutive packets whose lent frames

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -252,14 +253,15 @@ func TestResolveOne(t *testing.T) {
 
 // queueLender is an in-memory port that lends its frames with the rx
 // queues of queues recorded for them (frame i gets queues[i]), as a port
-// whose frames came in on several queues would.
+// whose frames came in on several queues would. It is a Lender only, not
+// a vport.UniformRx.
 type queueLender struct {
-	*vport.MemPort
+	vport.Lender
 	queues []vport.RxQueue
 }
 
 func (ql *queueLender) ReceiveLent(q int, frames [][]byte, info []vport.RxInfo) (int, error) {
-	n, err := ql.MemPort.ReceiveLent(q, frames, info)
+	n, err := ql.Lender.ReceiveLent(q, frames, info)
 	for i := range info[:n] {
 		info[i].RxQueue = ql.queues[i%len(ql.queues)]
 	}
@@ -285,7 +287,7 @@ func TestOutputRunQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 	queues := []vport.RxQueue{0, vport.RecordRxQueue(1), vport.RecordRxQueue(6), vport.RecordRxQueue(1), vport.RecordRxQueue(3), 0}
-	src := &queueLender{MemPort: mp, queues: queues}
+	src := &queueLender{Lender: mp, queues: queues}
 	if _, err := b.AddPort(src, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +314,7 @@ func TestOutputRunQueues(t *testing.T) {
 			}
 			want[q] = append(want[q], sport)
 		}
-		pollBatch(t, p, src, frames, round)
+		pollBatch(t, p, mp, frames, round)
 		for q := range dst.TxQueues() {
 			if got := drainSourcePorts(dst, q); !slices.Equal(got, want[q]) {
 				t.Errorf("round %d: tx queue %d got source ports %v, want %v", round, q, got, want[q])
@@ -361,6 +363,115 @@ func TestOutputRunNotConsecutive(t *testing.T) {
 		t.Errorf("malformed drops %d, want 4", s.Drops[DropMalformed])
 	}
 	checkAccounting(t, b)
+}
+
+// TestOutputRunsLentAcrossOutputs: the lent frames of a batch whose
+// packets go to two ports in turn, in runs of one to four, and some
+// nowhere (malformed), are held as runs of the loan that cross the output
+// batches; each port gets its frames in order, every packet is counted,
+// and every lent frame goes back: the second round finds every slot free.
+func TestOutputRunsLentAcrossOutputs(t *testing.T) {
+	b, err := New(Config{Name: "runx", Policy: Guarded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src", RecordRxQueue: true, RingSize: 64}, 1)
+	dsts := []*vport.MemPort{}
+	for i := range 2 {
+		d, _ := addMemPort(t, b, vport.MemConfig{Name: fmt.Sprintf("dst%d", i), RingSize: 256}, uint32(2+i))
+		dsts = append(dsts, d)
+	}
+	addFlows(t, b, "in_port=1,udp,tp_dst=53,actions=output:2", "in_port=1,udp,tp_dst=80,actions=output:3")
+	p := b.pmds[0]
+	rqs := []rxq{{port: b.ports.Load().lookup(1), q: 0}}
+	p.rxqs.Store(&rqs)
+
+	runs := []int{1, 2, 3, 4, 1, 1, 2, 4, 3}
+	for round := range 2 {
+		frames := make([][]byte, 0, vport.MaxBatch)
+		want := make([][]uint16, 2)
+		for r := 0; len(frames) < vport.MaxBatch; r++ {
+			to := r % 2
+			for range runs[r%len(runs)] {
+				i := len(frames)
+				if i == vport.MaxBatch {
+					break
+				}
+				if i == 7 {
+					frames = append(frames, []byte{1, 2, 3}) // malformed
+					continue
+				}
+				sport := uint16(1000 + 100*round + i)
+				frames = append(frames, buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: sport, dport: []uint16{53, 80}[to]}))
+				want[to] = append(want[to], sport)
+			}
+		}
+		pollBatch(t, p, src, frames, round)
+		for i, d := range dsts {
+			if got := drainSourcePorts(d, 0); !slices.Equal(got, want[i]) {
+				t.Errorf("round %d: port %s got source ports %v, want %v", round, d.Name(), got, want[i])
+			}
+		}
+	}
+	if s := b.ports.Load().lookup(1).Stats(); s.Drops[DropMalformed] != 2 || s.Sent != 2*(vport.MaxBatch-1) {
+		t.Errorf("malformed drops %d, sent %d; want 2, %d", s.Drops[DropMalformed], s.Sent, 2*(vport.MaxBatch-1))
+	}
+	checkAccounting(t, b)
+}
+
+// TestOutputRunUniformRx: a port that records one rx queue for a whole
+// batch (vport.UniformRx, whose info the thread takes once) puts a run of
+// packets on the tx queue of that rx queue, or, when it records none, each
+// on the tx queue of its flow hash; the port is marked as recording or
+// not, and every packet is counted.
+func TestOutputRunUniformRx(t *testing.T) {
+	for _, record := range []bool{true, false} {
+		t.Run(fmt.Sprintf("record=%v", record), func(t *testing.T) {
+			b, err := New(Config{Name: "uni", Policy: Guarded})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			src, in := addMemPort(t, b, vport.MemConfig{Name: "src", RecordRxQueue: record, RxQueues: 3, RingSize: 64}, 1)
+			dst, _ := addMemPort(t, b, vport.MemConfig{Name: "dst", TxQueues: 4, RingSize: 256}, 2)
+			addFlows(t, b, "in_port=1,udp,actions=output:2")
+			p := b.pmds[0]
+			rqs := []rxq{{port: in, q: 2}}
+			p.rxqs.Store(&rqs)
+			for round := range 2 {
+				frames := make([][]byte, vport.MaxBatch)
+				want := make([][]uint16, dst.TxQueues())
+				for i := range frames {
+					sport := uint16(1000 + 100*round + i)
+					frames[i] = buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: sport, dport: 80})
+					q := 2 // rx queue 2 of 4 tx queues
+					if !record {
+						var k flow.Key
+						var off flow.Offsets
+						flow.Extract(&k, &off, frames[i], 1)
+						q = int(reciprocalScale(uint32(k.Hash()), uint32(dst.TxQueues())))
+					}
+					want[q] = append(want[q], sport)
+				}
+				if n := src.Inject(2, frames); n != len(frames) {
+					t.Fatalf("round %d: injected %d of %d frames", round, n, len(frames))
+				}
+				p.rd.enter()
+				p.poll(timeNow())
+				p.rd.leave()
+				for q := range dst.TxQueues() {
+					if got := drainSourcePorts(dst, q); !slices.Equal(got, want[q]) {
+						t.Errorf("round %d: tx queue %d got source ports %v, want %v", round, q, got, want[q])
+					}
+				}
+			}
+			if in.rxRecorded.Load() != record {
+				t.Errorf("port marked as recording its rx queue: %v, want %v", in.rxRecorded.Load(), record)
+			}
+			checkAccounting(t, b)
+		})
+	}
 }
 
 // pollBatch injects frames into src's rx queue 0 and has p poll them.

@@ -64,8 +64,12 @@ type pmd struct {
 	bufs  [][]byte
 	sizes []int
 	info  []vport.RxInfo
-	batch keyBatch
-	key   flow.Key // the packet being executed, when its actions read it from here (flow.OutputsNormal)
+	// sameInfo is set when every frame of the rx batch has rxInfo
+	// (vport.UniformRx), and info is not written: rxQueueOf.
+	sameInfo bool
+	rxInfo   vport.RxInfo
+	batch    keyBatch
+	key      flow.Key // the packet being executed, when its actions read it from here (flow.OutputsNormal)
 	// noLearn: the normal action being resolved runs after the flow wrote
 	// in_port to no port of the bridge; it forwards without learning.
 	noLearn bool

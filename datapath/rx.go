@@ -57,7 +57,7 @@ func (p *pmd) pollQueue(rq rxq) int {
 	c := &rq.port.counters[p.id]
 	c.rxPackets.Add(uint64(n))
 	c.rxBytes.Add(uint64(bytes))
-	if rec := p.info[0].RxQueue.Recorded(); rec != rq.port.rxRecorded.Load() {
+	if rec := p.rxQueueOf(0).Recorded(); rec != rq.port.rxRecorded.Load() {
 		rq.port.rxRecorded.Store(rec)
 	}
 	p.dispatch(rq.port, n)

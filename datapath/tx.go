@@ -11,19 +11,20 @@ func (p *pmd) flush() {
 	for i := range p.out.pending {
 		b := &p.out.pending[i]
 		step := b.port.vp.BatchSize()
+		origins := originCursor{runs: b.origins}
 		for start := 0; start < len(b.frames); start += step {
 			end := min(start+step, len(b.frames))
-			p.transmit(b.port, b.q, b.frames[start:end], b.origins[start:end])
+			p.transmit(b.port, b.q, b.frames[start:end], &origins)
 		}
 	}
 	p.out.reset()
 }
 
 // transmit sends one batch on port's tx queue q and counts each frame as
-// sent or dropped, on port and on the port it came from. Runs of TCP
-// segments go out as GSO packets where the port can send them (see
-// coalesce.go); the frames keep their order.
-func (p *pmd) transmit(port *Port, q int, frames [][]byte, origins []*Port) {
+// sent or dropped, on port and on the port it came from (origins walks
+// past them). Runs of TCP segments go out as GSO packets where the port
+// can send them (see coalesce.go); the frames keep their order.
+func (p *pmd) transmit(port *Port, q int, frames [][]byte, origins *originCursor) {
 	g, ok := port.vp.(vport.GSOSender)
 	if !ok || p.br.cfg.DisableGRO || len(frames) < 2 || queueOver(port, q) {
 		p.transmitFrames(port, q, frames, origins)
@@ -40,47 +41,70 @@ func (p *pmd) transmit(port *Port, q int, frames [][]byte, origins []*Port) {
 			continue
 		}
 		if plain < i {
-			p.transmitFrames(port, q, frames[plain:i], origins[plain:i])
+			p.transmitFrames(port, q, frames[plain:i], origins)
 		}
 		pkt, desc := mergeRun(p.gsoBuf, frames[i:j], s)
 		if err := g.TransmitGSO(pkt, desc); err != nil {
 			// Not taken: the segments go the ordinary way, which
 			// counts them as sent or dropped.
 			p.counters.gsoFailed.Add(1)
-			p.transmitFrames(port, q, frames[i:j], origins[i:j])
+			p.transmitFrames(port, q, frames[i:j], origins)
 		} else {
 			p.counters.gsoPackets.Add(1)
 			p.counters.gsoSegments.Add(uint64(j - i))
-			p.countSent(port, frames[i:j], origins[i:j])
+			p.countSent(port, frames[i:j], origins)
 		}
 		plain, i = j, j
 	}
 	if plain < len(frames) {
-		p.transmitFrames(port, q, frames[plain:], origins[plain:])
+		p.transmitFrames(port, q, frames[plain:], origins)
 	}
 }
 
-// countSent counts frames as sent on port and on the ports they came from,
-// once per batch on port and once per run of frames from one port on
-// those.
-func (p *pmd) countSent(port *Port, frames [][]byte, origins []*Port) {
+// countSent counts frames as sent on port and on the ports they came from
+// (origins walks past them), once per batch on port and once per run of
+// frames from one port on those.
+func (p *pmd) countSent(port *Port, frames [][]byte, origins *originCursor) {
 	if len(frames) == 0 {
 		return
 	}
-	// The bytes summed in the loop over the runs, a pass over the
-	// frames instead of two.
-	origins = origins[:len(frames)]
-	bytes := 0
-	for j := 0; j < len(frames); {
-		from, start := origins[j], j
-		for ; j < len(frames) && origins[j] == from; j++ {
-			bytes += len(frames[j])
-		}
-		from.counters[p.id].sent.Add(uint64(j - start))
+	bytes := frameBytes(frames)
+	for left := len(frames); left > 0; {
+		from, k := origins.next(left)
+		from.counters[p.id].sent.Add(uint64(k))
+		left -= k
 	}
 	dc := &port.counters[p.id]
 	dc.txPackets.Add(uint64(len(frames)))
 	dc.txBytes.Add(uint64(bytes))
+}
+
+// frameBytes returns the bytes of frames, summed four frames a step: a
+// frame a step spent as much on the loop as on the sum.
+func frameBytes(frames [][]byte) int {
+	bytes := 0
+	for ; len(frames) >= 4; frames = frames[4:] {
+		bytes += len(frames[0]) + len(frames[1]) + len(frames[2]) + len(frames[3])
+	}
+	for _, f := range frames {
+		bytes += len(f)
+	}
+	return bytes
+}
+
+// countDropped counts n frames as dropped for reason on port and on the
+// ports they came from (origins walks past them), once per run of frames
+// from one port on those.
+func (p *pmd) countDropped(port *Port, n int, reason DropReason, origins *originCursor) {
+	if n == 0 {
+		return
+	}
+	port.counters[p.id].txDrops[reason].Add(uint64(n))
+	for left := n; left > 0; {
+		from, k := origins.next(left)
+		from.counters[p.id].drops[reason].Add(uint64(k))
+		left -= k
+	}
 }
 
 // queueOver reports whether q is at or above the tx queue count that port's
@@ -93,14 +117,10 @@ func queueOver(port *Port, q int) bool { return q >= port.dev.Snapshot().TxQueue
 // Transmit call) and counts each as sent or dropped. Frames sent on a
 // queue at or above the device's tx queue count are also counted as such
 // (PortStats.TxQueueOver); Guarded drops them as no-tx-queues instead.
-func (p *pmd) transmitFrames(port *Port, q int, frames [][]byte, origins []*Port) {
-	dc := &port.counters[p.id]
+func (p *pmd) transmitFrames(port *Port, q int, frames [][]byte, origins *originCursor) {
 	over := queueOver(port, q)
 	if over && p.policy == Guarded {
-		for j := range frames {
-			dc.txDrops[DropNoTxQueues].Add(1)
-			origins[j].counters[p.id].drops[DropNoTxQueues].Add(1)
-		}
+		p.countDropped(port, len(frames), DropNoTxQueues, origins)
 		return
 	}
 	n, err := port.vp.Transmit(q, frames)
@@ -115,12 +135,9 @@ func (p *pmd) transmitFrames(port *Port, q int, frames [][]byte, origins []*Port
 			reason = DropNotRunning
 		}
 	}
-	p.countSent(port, frames[:n], origins[:n])
+	p.countSent(port, frames[:n], origins)
 	if over && n > 0 {
-		dc.txQueueOver.Add(uint64(n))
+		port.counters[p.id].txQueueOver.Add(uint64(n))
 	}
-	for j := n; j < len(frames); j++ {
-		dc.txDrops[reason].Add(1)
-		origins[j].counters[p.id].drops[reason].Add(1)
-	}
+	p.countDropped(port, len(frames)-n, reason, origins)
 }

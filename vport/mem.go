@@ -61,8 +61,10 @@ type MemPort struct {
 }
 
 var (
-	_ Port   = (*MemPort)(nil)
-	_ Lender = (*MemPort)(nil)
+	_ Port      = (*MemPort)(nil)
+	_ Lender    = (*MemPort)(nil)
+	_ RunLender = (*MemPort)(nil)
+	_ UniformRx = (*MemPort)(nil)
 )
 
 type queueStats struct {
@@ -249,13 +251,19 @@ func (p *MemPort) rxInfo(q int, info []RxInfo, n int) {
 	if info == nil {
 		return
 	}
-	rxq := RxQueue(0)
-	if p.recordRxQueue {
-		rxq = RecordRxQueue(q)
-	}
+	x := p.RxQueueInfo(q)
 	for i := range info[:n] {
-		info[i] = RxInfo{RxQueue: rxq}
+		info[i] = x
 	}
+}
+
+// RxQueueInfo implements UniformRx: the rx queue is recorded when the
+// port's MemConfig says so.
+func (p *MemPort) RxQueueInfo(q int) RxInfo {
+	if p.recordRxQueue {
+		return RxInfo{RxQueue: RecordRxQueue(q)}
+	}
+	return RxInfo{}
 }
 
 // ReceiveLent implements Lender: the frames are in the slots of rx queue
@@ -287,6 +295,15 @@ func (p *MemPort) Release(q int, frames [][]byte) {
 		return
 	}
 	p.rx[q].giveBack(frames)
+}
+
+// ReleaseRun implements RunLender: a ring lends nothing while frames of
+// its loan are out.
+func (p *MemPort) ReleaseRun(q, first, n int) {
+	if q < 0 || q >= len(p.rx) {
+		return
+	}
+	p.rx[q].giveBackRun(first, n)
 }
 
 // Transmit implements Port. On a connected port the frames go to the

@@ -565,3 +565,36 @@ func TestMemLendPair(t *testing.T) {
 		t.Errorf("a stats %+v, want 12 sent", st)
 	}
 }
+
+// TestMemRxQueueInfo: RxQueueInfo is the info that Receive and
+// ReceiveLent write for every frame of a queue, recorded or not.
+func TestMemRxQueueInfo(t *testing.T) {
+	for _, record := range []bool{false, true} {
+		p := newTestMem(t, MemConfig{RecordRxQueue: record, RxQueues: 2})
+		frames := [][]byte{make([]byte, 60), make([]byte, 61)}
+		for q := range 2 {
+			want := p.RxQueueInfo(q)
+			if want.RxQueue.Recorded() != record || record && want.RxQueue.Queue() != q {
+				t.Errorf("record %v: RxQueueInfo(%d) = %+v", record, q, want)
+			}
+			p.Inject(q, frames)
+			bufs := [][]byte{make([]byte, 128), make([]byte, 128)}
+			info := make([]RxInfo, 2)
+			if n, err := p.Receive(q, bufs, make([]int, 2), info); n != 2 || err != nil {
+				t.Fatalf("Receive = %d, %v", n, err)
+			}
+			p.Inject(q, frames)
+			lentInfo := make([]RxInfo, 2)
+			n, err := p.ReceiveLent(q, bufs, lentInfo)
+			if n != 2 || err != nil {
+				t.Fatalf("ReceiveLent = %d, %v", n, err)
+			}
+			p.ReleaseRun(q, 0, n)
+			for i := range 2 {
+				if info[i] != want || lentInfo[i] != want {
+					t.Errorf("record %v, queue %d, frame %d: Receive's info %+v, ReceiveLent's %+v, want %+v", record, q, i, info[i], lentInfo[i], want)
+				}
+			}
+		}
+	}
+}

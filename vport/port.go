@@ -97,6 +97,28 @@ type Lender interface {
 	Release(q int, frames [][]byte)
 }
 
+// A RunLender is a Lender that has one loan out at a time on an rx
+// queue: ReceiveLent lends nothing more on the queue until every frame of
+// its last loan is back. A frame of the loan is then known by its place
+// in it, and a run of them goes back at once, at the cost of one frame.
+type RunLender interface {
+	Lender
+	// ReleaseRun gives back frames first to first+n-1 of the loan out
+	// on rx queue q (frames[first:first+n] of the ReceiveLent that lent
+	// it), as Release would give them back; those that are not out are
+	// ignored. It does not allocate or block.
+	ReleaseRun(q, first, n int)
+}
+
+// A UniformRx is a port that records the same RxInfo for every frame it
+// receives on an rx queue: a caller may pass a nil info to Receive (and
+// ReceiveLent) and take RxQueueInfo's once for the batch.
+type UniformRx interface {
+	Port
+	// RxQueueInfo is the RxInfo of every frame received on rx queue q.
+	RxQueueInfo(q int) RxInfo
+}
+
 // RxQueue is the rx queue a frame was received on, as the kernel records it
 // in an skb (skb_record_rx_queue stores queue+1, so that zero means none).
 // Only frames that carry a recorded rx queue make the kernel's skb_tx_hash

@@ -582,3 +582,68 @@ func TestRingGiveBackWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestRingGiveBackRun gives lent frames back by their place in the loan,
+// in runs, mixed with giveBack's frames: each comes back once, a run
+// past the loan's end is cut at it, and the slots are free when the last
+// is back. A whole loan of 64 frames comes back in one run.
+func TestRingGiveBackRun(t *testing.T) {
+	r, frames := wrappingRing(t)
+	out := make([][]byte, MaxBatch)
+	bufs, sizes := batchBufs(MaxBatch, 64)
+	if taken, _, _ := r.push(frames); taken != 8 {
+		t.Fatalf("push took %d, want 8", taken)
+	}
+	n, _ := r.lend(out[:6])
+	if n != 6 {
+		t.Fatalf("lend = %d, want 6", n)
+	}
+	for _, step := range []struct {
+		name        string
+		first, n    int
+		frame       int // given back with giveBack first, -1 for none
+		want, queue int
+	}{
+		{name: "run", first: 1, n: 2, frame: -1, want: 2, queue: 8},
+		{name: "again", first: 1, n: 2, frame: -1, want: 0, queue: 8},
+		{name: "outside", first: 6, n: 1, frame: -1, want: 0, queue: 8},
+		{name: "frame then run over it", first: 0, n: 1, frame: 0, want: 0, queue: 8},
+		{name: "past the end", first: 3, n: 10, frame: -1, want: 3, queue: 2},
+		{name: "after the last", first: 0, n: 6, frame: -1, want: 0, queue: 2},
+	} {
+		if step.frame >= 0 {
+			if back := r.giveBack(out[step.frame : step.frame+1]); back != 1 {
+				t.Fatalf("%s: giveBack took %d back, want 1", step.name, back)
+			}
+		}
+		if back := r.giveBackRun(step.first, step.n); back != step.want {
+			t.Errorf("%s: giveBackRun(%d, %d) took %d back, want %d", step.name, step.first, step.n, back, step.want)
+		}
+		if r.len() != step.queue {
+			t.Errorf("%s: %d frames in the ring, want %d", step.name, r.len(), step.queue)
+		}
+	}
+	if m, _, _ := r.pop(bufs, sizes); m != 2 {
+		t.Fatalf("pop after the loan = %d, want 2", m)
+	}
+	for i := range 2 {
+		if _, seq, ok := readSeqFrame(bufs[i][:sizes[i]]); !ok || seq != uint32(6+i) {
+			t.Errorf("frame %d: seq %d ok %v, want %d", i, seq, ok, 6+i)
+		}
+	}
+
+	big := newTestRing(t, 64, 64)
+	many := make([][]byte, 64)
+	for i := range many {
+		many[i] = seqFrame(make([]byte, 60), 1, uint32(i))
+	}
+	if taken, _, _ := big.push(many); taken != 64 {
+		t.Fatalf("push took %d, want 64", taken)
+	}
+	if n, _ := big.lend(many); n != 64 {
+		t.Fatalf("lend = %d, want 64", n)
+	}
+	if back := big.giveBackRun(0, 64); back != 64 || big.len() != 0 {
+		t.Errorf("giveBackRun of a loan of 64 took %d back, %d left in the ring; want 64, 0", back, big.len())
+	}
+}

@@ -203,6 +203,7 @@ var (
 	_ Port      = (*XSKPort)(nil)
 	_ GSOSender = (*XSKPort)(nil)
 	_ Lender    = (*XSKPort)(nil)
+	_ UniformRx = (*XSKPort)(nil)
 )
 
 // OpenXSK opens an AF_XDP port on cfg.Device: it loads the redirect
@@ -510,6 +511,10 @@ func (p *XSKPort) usable(s *xskSocket) error {
 	}
 	return nil
 }
+
+// RxQueueInfo implements UniformRx: Receive and ReceiveLent record rx
+// queue q for every frame.
+func (p *XSKPort) RxQueueInfo(q int) RxInfo { return RxInfo{RxQueue: RecordRxQueue(q)} }
 
 // Receive implements Port. Frames carry rx queue q as their recorded rx
 // queue: they come from a device queue.
