@@ -296,7 +296,7 @@ func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Me
 			continue
 		case p.ok && en == nil:
 			mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], *p)
-		case en != nil && !p.extra && en.mf != nil && liveAt(en.mf, gen) != nil && en.holdsCommon(rk[i].Words()):
+		case en != nil && !p.extra && liveAt(en.mf, gen) != nil && en.holdsCommon(rk[i].Words()):
 			hits++
 			mfs[i], srcs[i] = en.mf, SourceEMC
 			continue
@@ -320,7 +320,7 @@ func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
 
 // lookupHashed is lookup for a key whose exact-match probe is p.
 func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, p emcProbe) (*Megaflow, Source) {
-	if mf := c.emc.lookup(k, p, s.gen); mf != nil {
+	if _, mf := c.emc.find(k, p); liveAt(mf, s.gen) != nil {
 		c.stats.EMCHits++
 		return mf, SourceEMC
 	}
