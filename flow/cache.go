@@ -96,7 +96,7 @@ func (c *Cache) Stats() CacheStats { return c.stats }
 // installs a megaflow with its datapath actions whose mask is exactly the
 // bits translation consulted, and returns it; it never returns nil. Hits do not allocate.
 func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
-	return c.lookup(c.table.Snapshot(), k)
+	return c.lookupHashed(c.table.Snapshot(), k, emcProbeOf(k))
 }
 
 // LookupBatch looks up keys as Lookup does, storing the results in mfs and
@@ -314,11 +314,8 @@ func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Me
 // lookupRun is how many keys LookupBatch hashes ahead of its probes.
 const lookupRun = maxLookupBatch
 
-func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
-	return c.lookupHashed(s, k, emcProbeOf(k))
-}
-
-// lookupHashed is lookup for a key whose exact-match probe is p.
+// lookupHashed is Lookup in snapshot s for a key whose exact-match probe
+// is p.
 func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, p emcProbe) (*Megaflow, Source) {
 	if _, mf := c.emc.find(k, p); liveAt(mf, s.gen) != nil {
 		c.stats.EMCHits++
