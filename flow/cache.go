@@ -96,7 +96,7 @@ func (c *Cache) Stats() CacheStats { return c.stats }
 // installs a megaflow with its datapath actions whose mask is exactly the
 // bits translation consulted, and returns it; it never returns nil. Hits do not allocate.
 func (c *Cache) Lookup(k *Key) (*Megaflow, Source) {
-	return c.lookup(c.table.Snapshot(), k)
+	return c.lookupHashed(c.table.Snapshot(), k, emcProbeOf(k))
 }
 
 // LookupBatch looks up keys as Lookup does, storing the results in mfs and
@@ -296,7 +296,7 @@ func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Me
 			continue
 		case p.ok && en == nil:
 			mfs[i], srcs[i] = c.lookupMegaflow(s, &rk[i], *p)
-		case en != nil && !p.extra && en.mf != nil && liveAt(en.mf, gen) != nil && en.holdsCommon(rk[i].Words()):
+		case en != nil && !p.extra && liveAt(en.mf, gen) != nil && en.holdsCommon(rk[i].Words()):
 			hits++
 			mfs[i], srcs[i] = en.mf, SourceEMC
 			continue
@@ -314,13 +314,10 @@ func (c *Cache) lookupEach(s *TableSnapshot, rk []Key, run []emcProbe, mfs []*Me
 // lookupRun is how many keys LookupBatch hashes ahead of its probes.
 const lookupRun = maxLookupBatch
 
-func (c *Cache) lookup(s *TableSnapshot, k *Key) (*Megaflow, Source) {
-	return c.lookupHashed(s, k, emcProbeOf(k))
-}
-
-// lookupHashed is lookup for a key whose exact-match probe is p.
+// lookupHashed is Lookup in snapshot s for a key whose exact-match probe
+// is p.
 func (c *Cache) lookupHashed(s *TableSnapshot, k *Key, p emcProbe) (*Megaflow, Source) {
-	if mf := c.emc.lookup(k, p, s.gen); mf != nil {
+	if _, mf := c.emc.find(k, p); liveAt(mf, s.gen) != nil {
 		c.stats.EMCHits++
 		return mf, SourceEMC
 	}

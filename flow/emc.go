@@ -106,22 +106,14 @@ func pipelineState(w *[KeyWords]uint64) uint64 {
 	return or8((*[8]uint64)(w[:8])) | w[8]
 }
 
-// hasExtra reports whether any of w's extra words is not zero.
-func hasExtra(w *[KeyWords]uint64) bool {
-	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
-	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
-	return (t[0]|t[1])|(t[2]|t[3])|(t[4]|t[5])|
-		or8((*[8]uint64)(x[:8]))|(x[8]|x[9])|(x[10]|x[11])|(x[12]|x[13]) != 0
-}
-
 // or8 returns the OR of p's words, as a tree rather than a chain, so that
 // the ORs do not wait for one another: every lookup and store of the
-// exact-match cache ORs 28 of a key's words (pipelineState, hasExtra).
+// exact-match cache ORs 29 of a key's words (pipelineState, probeWith).
 func or8(p *[8]uint64) uint64 {
 	return (p[0] | p[1]) | (p[2] | p[3]) | ((p[4] | p[5]) | (p[6] | p[7]))
 }
 
-// The word counts pipelineState and hasExtra are written for (checked at
+// The word counts pipelineState and probeWith are written for (checked at
 // compile time).
 var (
 	_ = [1]struct{}{}[emcFirstWord-9]
@@ -211,7 +203,7 @@ type emcProbe struct {
 // fight over two slots. The extra words that the hash leaves out (the
 // rest of recirc_id's word, the connection tracking words and dp_hash's) are ORed
 // beside the ones it tests, so that the probe's extra costs a few ORs
-// more than the hash, and hasExtra's second reading of the key is gone.
+// more than the hash, and a second reading of the key is gone.
 func emcProbeOf(k *Key) emcProbe {
 	return emcProbeFrom(k, emcPlainProbe(k).h)
 }
@@ -301,10 +293,14 @@ func emcPlainProbe(k *Key) emcProbe {
 }
 
 // probeWith returns the probe of k taken with hash h, whatever k's own
-// hash is: what the exported methods, which take a hash, work with.
+// hash is: what the exported methods, which take a hash, work with. It
+// ORs k's extra words as a tree, as or8 does.
 func probeWith(k *Key, h uint64) emcProbe {
 	w := k.Words()
-	extra := hasExtra(w)
+	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
+	x := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
+	extra := (t[0]|t[1])|(t[2]|t[3])|(t[4]|t[5])|
+		or8((*[8]uint64)(x[:8]))|(x[8]|x[9])|(x[10]|x[11])|(x[12]|x[13]) != 0
 	return emcProbe{h: h, tag: emcTag(h, extra), extra: extra, ok: pipelineState(w) == 0}
 }
 
@@ -332,25 +328,37 @@ func (e *EMC) slots(h uint64) (uint64, uint64) {
 // Lookup returns the megaflow cached for k (whose EMCHash is h), if it is
 // alive and of generation gen; otherwise nil.
 func (e *EMC) Lookup(k *Key, h, gen uint64) *Megaflow {
-	return e.lookup(k, probeWith(k, h), gen)
+	_, mf := e.find(k, probeWith(k, h))
+	return liveAt(mf, gen)
 }
 
 // lookup is Lookup for the key whose probe is p.
 func (e *EMC) lookup(k *Key, p emcProbe, gen uint64) *Megaflow {
+	_, mf := e.find(k, p)
+	return liveAt(mf, gen)
+}
+
+// find returns the index and the megaflow of the slot that holds k, whose
+// probe is p, or a nil megaflow if neither does. It checks each slot's
+// tag first: a miss, the usual answer when the flows outnumber the slots,
+// reads one line of each slot. Its comparisons are inlined, so that it
+// makes no call; the slot it compares is a pointer (en) rather than an
+// index, so that each compare reads the slot's word from memory itself
+// (see holdsCommon).
+func (e *EMC) find(k *Key, p emcProbe) (uint64, *Megaflow) {
 	if !p.ok {
-		return nil
+		return 0, nil // never cached
 	}
 	w := k.Words()
 	i, j := e.slots(p.h)
-	// The tags first, here: a miss, the usual answer when the flows
-	// outnumber the slots, then costs no call.
-	if e.entries[i].tag == p.tag && e.holds(i, w, p.tag, p.extra) {
-		return liveAt(e.entries[i].mf, gen)
+	for en, v := &e.entries[i], i; ; en, v = &e.entries[j], j {
+		if en.tag == p.tag && en.mf != nil && en.holdsCommon(w) && (!p.extra || e.holdsExtra(v, w)) {
+			return v, en.mf
+		}
+		if v == j {
+			return 0, nil
+		}
 	}
-	if e.entries[j].tag == p.tag && e.holds(j, w, p.tag, p.extra) {
-		return liveAt(e.entries[j].mf, gen)
-	}
-	return nil
 }
 
 // probeSlot returns the one of the two slots that may hold the key whose
@@ -375,29 +383,17 @@ func (e *EMC) touch(h uint64) uint64 {
 	return e.entries[i].tag ^ e.entries[j].tag
 }
 
-// holds reports whether slot i holds the key whose words are w and whose
-// tag is tag (with extra words if extra).
-func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool {
-	en := &e.entries[i]
-	if en.tag != tag || en.mf == nil {
-		return false
-	}
-	if !en.holdsCommon(w) {
-		return false
-	}
-	if !extra {
-		return true
-	}
-	var d uint64
+// holdsExtra reports whether the extra words of slot i are w's. It is
+// small enough to be inlined, so that find makes no call: a call in its
+// loop had Go keep the loop's state in memory.
+func (e *EMC) holdsExtra(i uint64, w *[KeyWords]uint64) bool {
 	x := &e.extras[i]
-	t := (*[emcTunWords]uint64)(w[emcTunWord:emcTunEndWord])
-	for n := range t {
-		d |= x[n] ^ t[n]
+	var d uint64
+	for n, v := range w[emcTunWord:emcTunEndWord] {
+		d |= x[n] ^ v
 	}
-	r := (*[KeyWords - emcExtraWord]uint64)(w[emcExtraWord:])
-	xr := (*[KeyWords - emcExtraWord]uint64)(x[emcTunWords:])
-	for n := range r {
-		d |= xr[n] ^ r[n]
+	for n, v := range w[emcExtraWord:] {
+		d |= x[emcTunWords+n] ^ v
 	}
 	return d == 0
 }
@@ -408,9 +404,8 @@ func (e *EMC) holds(i uint64, w *[KeyWords]uint64, tag uint64, extra bool) bool 
 // in the first of its two slots with its tag, its common words and a
 // megaflow live at gen. It stores their megaflows in mfs and their source
 // in srcs, and returns how many it answered. Its loop makes no call, so
-// that its state stays in registers: it compares the fourteen common
-// words itself (holdsCommon's answer), their differences ORed as a tree,
-// written out (a loop chains its ORs one after another).
+// that its state stays in registers: holdsCommon, which compares the
+// fourteen common words, is inlined in it.
 func (e *EMC) hitRun(rk []Key, run []emcProbe, gen uint64, mfs []*Megaflow, srcs []Source) int {
 	rk, mfs, srcs = rk[:len(run)], mfs[:len(run)], srcs[:len(run)]
 	entries, mask := e.entries, e.mask
@@ -429,14 +424,7 @@ func (e *EMC) hitRun(rk []Key, run []emcProbe, gen uint64, mfs []*Megaflow, srcs
 		if mf == nil || mf.dead || mf.Generation != gen {
 			return i
 		}
-		w := rk[i].Words()
-		x := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
-		y := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-		d := ((en.key[0] ^ w[emcFirstWord]) | (en.key[1] ^ w[emcFirstWord+1])) |
-			(((y[0] ^ x[0]) | (y[1] ^ x[1])) | ((y[2] ^ x[2]) | (y[3] ^ x[3]))) |
-			(((y[4] ^ x[4]) | (y[5] ^ x[5])) | ((y[6] ^ x[6]) | (y[7] ^ x[7]))) |
-			(((y[8] ^ x[8]) | (y[9] ^ x[9])) | ((y[10] ^ x[10]) | (y[11] ^ x[11])))
-		if d != 0 {
+		if !en.holdsCommon(rk[i].Words()) {
 			return i
 		}
 		mfs[i], srcs[i] = mf, SourceEMC
@@ -444,27 +432,35 @@ func (e *EMC) hitRun(rk []Key, run []emcProbe, gen uint64, mfs []*Megaflow, srcs
 	return len(run)
 }
 
-// holdsCommon reports whether the slot's common words are w's. It is the
-// general path's; a batch's exact-match hits from the first of a run
-// compare the words in hitRun's loop, with the differences ORed as a tree.
+// holdsCommon reports whether the slot's common words are w's. It
+// compares the twelve from TunFlags's on as arrays of four words, which
+// the compiler compares inline, a word at a time with one register: a
+// load of w's word and a compare with the slot's in memory (the compare
+// takes its second operand from memory when it is at a fixed offset from
+// a pointer, as the slot's words are in hitRun and find). The first two
+// it XORs and ORs, one branch where an array would take two: every
+// branch may cost the assembler's padding. It is small enough to be
+// inlined (just: cost 79 of 80), so that hitRun's loop and find compare
+// the words without a call.
 func (en *emcEntry) holdsCommon(w *[KeyWords]uint64) bool {
 	c := (*[emcExtraWord - emcTunEndWord]uint64)(w[emcTunEndWord:emcExtraWord])
 	k := (*[emcExtraWord - emcTunEndWord]uint64)(en.key[emcTunWord-emcFirstWord:])
-	d, e := en.key[0]^w[emcFirstWord], en.key[1]^w[emcFirstWord+1]
-	for n := 0; n < len(c); n += 2 {
-		// Two chains of ORs, which do not wait for each other.
-		d |= k[n] ^ c[n]
-		e |= k[n+1] ^ c[n+1]
-	}
-	return d|e == 0
+	return (w[emcFirstWord]^en.key[0])|(w[emcFirstWord+1]^en.key[1]) == 0 &&
+		*(*[4]uint64)(c[8:]) == *(*[4]uint64)(k[8:]) &&
+		*(*[4]uint64)(c[4:8]) == *(*[4]uint64)(k[4:8]) &&
+		*(*[4]uint64)(c[:4]) == *(*[4]uint64)(k[:4])
 }
 
-// The common words hitRun's comparison is written for (checked at
-// compile time).
-var _ = [1]struct{}{}[emcExtraWord-emcTunEndWord-12]
+// The common words holdsCommon is written for (checked at compile time).
+var (
+	_ = [1]struct{}{}[emcTunWord-emcFirstWord-2]
+	_ = [1]struct{}{}[emcExtraWord-emcTunEndWord-12]
+)
 
+// liveAt returns mf if it is a megaflow (not nil), alive and of
+// generation gen; otherwise nil.
 func liveAt(mf *Megaflow, gen uint64) *Megaflow {
-	if mf.dead || mf.Generation != gen {
+	if mf == nil || mf.dead || mf.Generation != gen {
 		return nil
 	}
 	return mf
@@ -510,12 +506,9 @@ func (e *EMC) store(k *Key, p emcProbe, mf *Megaflow) {
 	extra, tag := p.extra, p.tag
 	i, j := e.slots(p.h)
 	a, b := &e.entries[i], &e.entries[j]
-	var v uint64
+	v, held := e.find(k, p)
 	switch {
-	case e.holds(i, w, tag, extra):
-		v = i
-	case e.holds(j, w, tag, extra):
-		v = j
+	case held != nil:
 	case a.mf == nil || a.mf.dead:
 		v = i
 	case b.mf == nil || b.mf.dead:
