@@ -374,6 +374,9 @@ func TestCoalesce(t *testing.T) {
 		}(), []int{3}},
 		{"udp length shorter than the datagram", mutate(udpFlow(t, false, 3, 18, 18), 1, func(f []byte) { f[39]-- }), []int{1, 1, 1}},
 		{"udp then tcp", slices.Concat(udpFlow(t, false, 2, 18, 18), train(t, false, 2, 18, 18, 0)), []int{2, 2}},
+		// The IPv6 and UDP headers (48 bytes) and 7 payloads of 8961
+		// bytes fit in an IP packet of 65,535 bytes; an 8th does not.
+		{"the IP length caps a run of jumbo udp datagrams", udpFlow(t, true, 11, 8961, 8961), []int{7, 4}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -388,24 +391,36 @@ func TestCoalesce(t *testing.T) {
 // recomputes the checksums so that the change is judged by the merging
 // rules rather than by the checksum) and puts an arbitrary frame into it:
 // whatever is merged must cut back into the original frames byte for
-// byte.
+// byte. With every set, the byte changes in every frame alike, so that a
+// changed header field all the frames share (another protocol, a
+// different header length) is judged by the rules for a single frame
+// rather than by the comparison with its neighbours. Payloads go up to
+// jumbo size (9000 bytes), so that long runs reach the 65,535-byte limit
+// of the IP packet.
 func FuzzCoalesce(f *testing.F) {
-	f.Add([]byte{}, false, uint8(5), uint16(1448), uint16(1448), uint8(0), uint16(0), uint8(0), false, false)
-	f.Add([]byte{}, true, uint8(4), uint16(1000), uint16(7), uint8(2), uint16(60), uint8(1), true, false)
-	f.Add([]byte("not a frame"), false, uint8(8), uint16(536), uint16(100), uint8(3), uint16(38), uint8(0x80), true, false)
-	f.Add([]byte{}, false, uint8(8), uint16(18), uint16(18), uint8(1), uint16(40), uint8(0xff), false, true)
-	f.Add([]byte{}, true, uint8(3), uint16(1200), uint16(1), uint8(1), uint16(58), uint8(1), true, true)
-	f.Fuzz(func(t *testing.T, extra []byte, v6 bool, n uint8, mss, last uint16, at uint8, off uint16, xor uint8, fix, udp bool) {
+	f.Add([]byte{}, false, uint8(5), uint16(1448), uint16(1448), uint8(0), uint16(0), uint8(0), false, false, false)
+	f.Add([]byte{}, true, uint8(4), uint16(1000), uint16(7), uint8(2), uint16(60), uint8(1), true, false, false)
+	f.Add([]byte("not a frame"), false, uint8(8), uint16(536), uint16(100), uint8(3), uint16(38), uint8(0x80), true, false, false)
+	f.Add([]byte{}, false, uint8(8), uint16(18), uint16(18), uint8(1), uint16(40), uint8(0xff), false, true, false)
+	f.Add([]byte{}, true, uint8(3), uint16(1200), uint16(1), uint8(1), uint16(58), uint8(1), true, true, false)
+	f.Add([]byte{}, false, uint8(9), uint16(8960), uint16(8960), uint8(0), uint16(0), uint8(0), false, false, false)
+	f.Add([]byte{}, true, uint8(9), uint16(8960), uint16(8960), uint8(0), uint16(0), uint8(0), false, true, false)
+	f.Add([]byte{}, false, uint8(3), uint16(100), uint16(100), uint8(0), uint16(23), uint8(0x01), true, false, true)
+	f.Fuzz(func(t *testing.T, extra []byte, v6 bool, n uint8, mss, last uint16, at uint8, off uint16, xor uint8, fix, udp, every bool) {
 		count := 2 + int(n%10)
-		size := 1 + int(mss%1460)
+		size := 1 + int(mss)%9000
 		frames := train(t, v6, count, size, 1+int(last)%size, 0)
 		if udp {
 			frames = udpFlow(t, v6, count, size, 1+int(last)%size)
 		}
-		fr := frames[int(at)%count]
-		fr[int(off)%len(fr)] ^= xor
-		if fix {
-			fixChecksums(fr)
+		for i, fr := range frames {
+			if !every && i != int(at)%count {
+				continue
+			}
+			fr[int(off)%len(fr)] ^= xor
+			if fix {
+				fixChecksums(fr)
+			}
 		}
 		pos := int(at) % (count + 1)
 		frames = slices.Insert(frames, pos, extra)
