@@ -240,21 +240,9 @@ func (p *MemPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int
 		limit = min(limit, len(info))
 	}
 	n, dropped, bytes := p.rx[q].pop(bufs[:limit], sizes[:limit])
-	p.rxInfo(q, info, n)
+	fillRxInfo(info, n, p.RxQueueInfo(q))
 	p.rxStats[q].add(n, bytes, dropped)
 	return n, nil
-}
-
-// rxInfo describes the first n frames received on rx queue q in info (nil
-// for none), for Receive and ReceiveLent alike.
-func (p *MemPort) rxInfo(q int, info []RxInfo, n int) {
-	if info == nil {
-		return
-	}
-	x := p.RxQueueInfo(q)
-	for i := range info[:n] {
-		info[i] = x
-	}
 }
 
 // RxQueueInfo implements UniformRx: the rx queue is recorded when the
@@ -281,7 +269,7 @@ func (p *MemPort) ReceiveLent(q int, frames [][]byte, info []RxInfo) (int, error
 		limit = min(limit, len(info))
 	}
 	n, bytes := p.rx[q].lend(frames[:limit])
-	p.rxInfo(q, info, n)
+	fillRxInfo(info, n, p.RxQueueInfo(q))
 	p.rxStats[q].add(n, bytes, 0)
 	return n, nil
 }

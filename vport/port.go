@@ -119,6 +119,18 @@ type UniformRx interface {
 	RxQueueInfo(q int) RxInfo
 }
 
+// fillRxInfo gives the first n frames of a batch the info x in info (nil
+// for none): what a UniformRx's Receive and ReceiveLent write, x being
+// its RxQueueInfo for the queue.
+func fillRxInfo(info []RxInfo, n int, x RxInfo) {
+	if info == nil {
+		return
+	}
+	for i := range info[:n] {
+		info[i] = x
+	}
+}
+
 // RxQueue is the rx queue a frame was received on, as the kernel records it
 // in an skb (skb_record_rx_queue stores queue+1, so that zero means none).
 // Only frames that carry a recorded rx queue make the kernel's skb_tx_hash

@@ -531,12 +531,7 @@ func (p *XSKPort) Receive(q int, bufs [][]byte, sizes []int, info []RxInfo) (int
 		limit = min(limit, len(info))
 	}
 	n, _ := s.receive(bufs[:limit], sizes[:limit])
-	if info != nil {
-		rxq := RecordRxQueue(q)
-		for i := range info[:n] {
-			info[i] = RxInfo{RxQueue: rxq}
-		}
-	}
+	fillRxInfo(info, n, p.RxQueueInfo(q))
 	return n, nil
 }
 
@@ -556,12 +551,7 @@ func (p *XSKPort) ReceiveLent(q int, frames [][]byte, info []RxInfo) (int, error
 		limit = min(limit, len(info))
 	}
 	n, _ := s.lend(frames[:limit])
-	if info != nil {
-		rxq := RecordRxQueue(q)
-		for i := range info[:n] {
-			info[i] = RxInfo{RxQueue: rxq}
-		}
-	}
+	fillRxInfo(info, n, p.RxQueueInfo(q))
 	return n, nil
 }
 
