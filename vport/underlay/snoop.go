@@ -52,17 +52,9 @@ type NeighMessage struct {
 // allocate.
 func ParseNeigh(frame []byte, m *NeighMessage) error {
 	*m = NeighMessage{}
-	if len(frame) < 14 {
+	et, p, ok := etherPayload(frame)
+	if !ok {
 		return ErrNotNeigh
-	}
-	et := binary.BigEndian.Uint16(frame[12:])
-	p := frame[14:]
-	for tags := 0; tags < 2 && (et == etherTypeVLAN || et == etherTypeQinQ); tags++ {
-		if len(p) < 4 {
-			return ErrNotNeigh
-		}
-		et = binary.BigEndian.Uint16(p[2:])
-		p = p[4:]
 	}
 	switch et {
 	case etherTypeARP:
@@ -71,6 +63,23 @@ func ParseNeigh(frame []byte, m *NeighMessage) error {
 		return parseND(p, m)
 	}
 	return ErrNotNeigh
+}
+
+// etherPayload returns the Ethernet type of frame and what follows its
+// header, past up to two VLAN tags; ok is false when the frame is too
+// short for its header or a tag.
+func etherPayload(frame []byte) (et uint16, p []byte, ok bool) {
+	if len(frame) < 14 {
+		return 0, nil, false
+	}
+	et, p = binary.BigEndian.Uint16(frame[12:]), frame[14:]
+	for tags := 0; tags < 2 && (et == etherTypeVLAN || et == etherTypeQinQ); tags++ {
+		if len(p) < 4 {
+			return 0, nil, false
+		}
+		et, p = binary.BigEndian.Uint16(p[2:]), p[4:]
+	}
+	return et, p, true
 }
 
 func parseARP(p []byte, m *NeighMessage) error {

@@ -81,14 +81,8 @@ func FuzzSnoop(f *testing.F) {
 // frame (found as ParseNeigh finds it, after up to two VLAN tags), if it
 // has one with room for the checksum.
 func setICMPv6Checksum(frame []byte) {
-	if len(frame) < 14 {
-		return
-	}
-	et, p := binary.BigEndian.Uint16(frame[12:]), frame[14:]
-	for tags := 0; tags < 2 && (et == etherTypeVLAN || et == etherTypeQinQ) && len(p) >= 4; tags++ {
-		et, p = binary.BigEndian.Uint16(p[2:]), p[4:]
-	}
-	if et != etherTypeIPv6 || len(p) < 40 || p[6] != protoICMPv6 {
+	et, p, ok := etherPayload(frame)
+	if !ok || et != etherTypeIPv6 || len(p) < 40 || p[6] != protoICMPv6 {
 		return
 	}
 	n := int(binary.BigEndian.Uint16(p[4:]))
