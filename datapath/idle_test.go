@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"testing"
@@ -199,6 +200,28 @@ func TestThreadCPUTimeShared(t *testing.T) {
 	}
 	if l := lost(200 * time.Millisecond); l <= spareLoss {
 		t.Errorf("sharing CPU 0 with a busy thread for 200ms, the thread lost %.0f%% of the time; want more than %.0f%%", 100*l, 100*spareLoss)
+	}
+}
+
+// TestSpareCPUMoved moves an idle spell from one OS thread's CPU clock to
+// another's (thread.reschedule), after other threads took most of the CPU
+// on the first: the loss carries over, and the thread sleeps.
+func TestSpareCPUMoved(t *testing.T) {
+	const ms = time.Millisecond
+	cpu := 100 * ms // the first thread's CPU time
+	s := spareCPU{window: 20 * ms, cpuTime: func() (time.Duration, error) { return cpu, nil }}
+	t0 := time.Unix(1000, 0)
+	if v := s.spin(t0, 50*time.Microsecond); v != spinOn {
+		t.Fatalf("first idle poll: %d, want spinOn", v)
+	}
+	// 3 ms later it had run 0.5 ms; it leaves the thread there.
+	cpu += ms / 2
+	before := cpu
+	cpu = 7 * time.Second // the next thread's CPU time
+	s.moved(before)
+	cpu += ms / 2
+	if v := s.spin(t0.Add(4*ms), 4*ms); v != spinPreempted {
+		t.Fatalf("1 ms of CPU in 4 ms over two threads: %d, want spinPreempted", v)
 	}
 }
 
@@ -465,5 +488,53 @@ func TestPollGaps(t *testing.T) {
 				t.Errorf("longest gap %v (any counted: %v), want %v (%v)", got, counted, c.wantMax, c.wantAny)
 			}
 		})
+	}
+}
+
+// TestAdaptiveThreadReschedules runs an adaptive thread under a
+// generator's full load, under which it neither naps nor sleeps, and
+// checks that it passes through the Go scheduler all the same
+// (thread.reschedule: otherwise the runtime takes it for a hog), and that
+// the OS thread it runs on afterwards has the short timer slack its naps
+// need.
+func TestAdaptiveThreadReschedules(t *testing.T) {
+	b := newTestBridge(t, Config{Idle: IdleAdaptive, PMDs: 1})
+	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src"}, 1)
+	addFlows(t, b, "actions=drop")
+	gen, err := vport.NewGenerator(src, vport.GenConfig{Seed: 1, Flows: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gen.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Stop()
+
+	const want = 20
+	deadline := time.Now().Add(20 * time.Second)
+	var st PMDStats
+	for {
+		st = b.PMDStats()[0]
+		if st.Reschedules >= want && st.Packets > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s under load: %d reschedules, %d packets; want at least %d reschedules", st.Reschedules, st.Packets, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	slack, serr := -1, error(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.onEachPMD(ctx, func(*pmd) {
+		slack, serr = unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	if slack != int(NapTimerSlack) {
+		t.Errorf("after %d reschedules the poll thread's timer slack is %d ns, want %d", st.Reschedules, slack, NapTimerSlack)
 	}
 }
