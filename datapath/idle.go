@@ -42,8 +42,8 @@ const (
 	// sparse traffic such as pings finds the thread awake, as a busy
 	// polling one would. Then it sleeps in poll(2) until a queue has
 	// traffic. When it has polled back to back (no nap, no sleep) for
-	// spinYield, it passes through the Go scheduler, as IdleSpin does
-	// (thread.reschedule). The default.
+	// spinYield under full load, it passes through the Go scheduler, as
+	// IdleSpin does (thread.reschedule). The default.
 	IdleAdaptive IdleStrategy = iota
 	// IdleSpin never sleeps (busy polling, as OVS's PMDs by default).
 	IdleSpin
@@ -381,8 +381,8 @@ func (t *thread) sleep() {
 // poll on after its packets again for spareBackoff: on a busy machine it
 // then takes from the others hardly more than a thread that sleeps at once.
 // It belongs to the poll thread, which is locked to its OS thread
-// between reschedules; a reschedule carries the idle spell over to the
-// next OS thread (moved), since thread CPU time is per OS thread.
+// between reschedules; a reschedule comes only under full load, between
+// idle spells, so a spell is measured on one OS thread's clock.
 type spareCPU struct {
 	window time.Duration
 	// cpuTime reads the calling thread's CPU time.
@@ -406,18 +406,6 @@ const (
 // busy records that the thread handled packets: its next idle spell is
 // measured afresh.
 func (s *spareCPU) busy() { s.idle = false }
-
-// moved carries the idle spell over to the calling OS thread, when the
-// thread that measured it so far read before as its CPU time on leaving
-// it; an unreadable clock starts the spell afresh.
-func (s *spareCPU) moved(before time.Duration) {
-	after, err := s.cpuTime()
-	if err != nil {
-		s.idle = false
-		return
-	}
-	s.cpu0 += after - before
-}
 
 // spin is the verdict at now, sinceBusy after the last packet.
 func (s *spareCPU) spin(now time.Time, sinceBusy time.Duration) spinVerdict {

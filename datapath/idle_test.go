@@ -203,28 +203,6 @@ func TestThreadCPUTimeShared(t *testing.T) {
 	}
 }
 
-// TestSpareCPUMoved moves an idle spell from one OS thread's CPU clock to
-// another's (thread.reschedule), after other threads took most of the CPU
-// on the first: the loss carries over, and the thread sleeps.
-func TestSpareCPUMoved(t *testing.T) {
-	const ms = time.Millisecond
-	cpu := 100 * ms // the first thread's CPU time
-	s := spareCPU{window: 20 * ms, cpuTime: func() (time.Duration, error) { return cpu, nil }}
-	t0 := time.Unix(1000, 0)
-	if v := s.spin(t0, 50*time.Microsecond); v != spinOn {
-		t.Fatalf("first idle poll: %d, want spinOn", v)
-	}
-	// 3 ms later it had run 0.5 ms; it leaves the thread there.
-	cpu += ms / 2
-	before := cpu
-	cpu = 7 * time.Second // the next thread's CPU time
-	s.moved(before)
-	cpu += ms / 2
-	if v := s.spin(t0.Add(4*ms), 4*ms); v != spinPreempted {
-		t.Fatalf("1 ms of CPU in 4 ms over two threads: %d, want spinPreempted", v)
-	}
-}
-
 // TestAdaptiveHoldsNapWhileFramesWait drives a thread's decision after a
 // light poll (a nap is due) with a few frames waiting on one of its
 // queues, with a whole batch waiting, and with none: a nap lets a batch
@@ -536,5 +514,35 @@ func TestAdaptiveThreadReschedules(t *testing.T) {
 	}
 	if slack != int(NapTimerSlack) {
 		t.Errorf("after %d reschedules the poll thread's timer slack is %d ns, want %d", st.Reschedules, slack, NapTimerSlack)
+	}
+}
+
+// TestAdaptiveSpareSpinNoReschedule: an adaptive thread polling on after a
+// lone packet (spareCPU) does not pass through the Go scheduler, which is
+// for full load only (thread.reschedule): off its CPU there, it would
+// count the time as lost to other threads and give its polling up, and
+// the next ping would find it asleep.
+func TestAdaptiveSpareSpinNoReschedule(t *testing.T) {
+	b := newTestBridge(t, Config{Idle: IdleAdaptive, PMDs: 1})
+	mp, _ := addMemPort(t, b, vport.MemConfig{Name: "p1", RingSize: 64}, 1)
+	addFlows(t, b, "actions=drop")
+	quiesce(t, b, mp)
+	frame := flow.BuildFrame(&flow.Key{DlType: flow.EthTypeIPv4, NwTTL: 64, NwProto: flow.IPProtoUDP})
+	if mp.Inject(0, [][]byte{frame}) != 1 {
+		t.Fatal("inject failed")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.PMDStats()[0].Packets == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the packet was not handled within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The thread polls on for up to DefaultSpareSpin after the packet;
+	// watch it for three times that.
+	for end := time.Now().Add(3 * DefaultSpareSpin); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if st := b.PMDStats()[0]; st.Reschedules != 0 {
+			t.Fatalf("polling on after one packet: %d reschedules, want 0", st.Reschedules)
+		}
 	}
 }

@@ -219,8 +219,8 @@ type PMDStats struct {
 	Naps, NapsHeld, HeldFrames, NapsShort uint64
 	NapTime                               time.Duration
 	// Reschedules counts an adaptive thread's passes through the Go
-	// scheduler: one per spinYield of polling back to back (under full
-	// load, or polling on after its last packet).
+	// scheduler: one per spinYield of polling back to back under full
+	// load (batches of at least half vport.MaxBatch).
 	Reschedules uint64
 	// MaxPollGap is the longest time between the starts of two rounds of
 	// polls either of which found packets (the batch, a nap or sleep, and

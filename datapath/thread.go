@@ -248,37 +248,24 @@ func (t *thread) lockForNaps() {
 	t.locked = true
 }
 
-// reschedule passes an adaptive thread that has polled back to back for
-// spinYield (under full load, or polling on after its last packet)
-// through the Go scheduler, as a spinning one does. Its system calls
-// never do: a goroutine that has not been scheduled for 10 ms is taken
-// for a hog, so that the runtime's monitor, polling at its shortest
-// period, takes the P away during every system call that spans one of
-// its rounds and preempts the goroutine with a signal whenever it finds
-// it running. Under full load that cost the thread a seventh of its
-// packets: 3,800 wake-ups of the monitor a second on its CPU, each a
-// context switch. The goroutine leaves its OS thread first (a locked
-// goroutine's Gosched would hand the P to another thread and back), and
-// may come back on another: it locks that one and gives it the short
-// timer slack (the threads it leaves keep theirs), and the CPU time of
-// its idle spell so far carries over to the new thread's clock, since
-// thread CPU time is per OS thread: a spell that restarted at each
-// reschedule would forget that other threads took the CPU just before.
+// reschedule passes an adaptive thread that has polled back to back
+// under full load for spinYield through the Go scheduler, as a spinning
+// one does. Its system calls never do: a goroutine that has not been
+// scheduled for 10 ms is taken for a hog, so that the runtime's monitor,
+// polling at its shortest period, takes the P away during every system
+// call that spans one of its rounds and preempts the goroutine with a
+// signal whenever it finds it running. Under full load that cost the
+// thread a seventh of its packets: 3,800 wake-ups of the monitor a
+// second on its CPU, each a context switch. The goroutine leaves its OS
+// thread first (a locked goroutine's Gosched would hand the P to another
+// thread and back), and may come back on another: it locks that one and
+// gives it the short timer slack (the threads it leaves keep theirs).
+// It comes only after a round with packets, outside any idle spell
+// (spareCPU), whose CPU time is read from one OS thread's clock.
 func (t *thread) reschedule() {
-	var before time.Duration
-	spell := t.spare.idle
-	if spell {
-		var err error
-		if before, err = t.spare.cpuTime(); err != nil {
-			spell = false
-		}
-	}
 	runtime.UnlockOSThread()
 	runtime.Gosched()
 	t.lockForNaps()
-	if spell {
-		t.spare.moved(before)
-	}
 	for _, m := range t.ms {
 		m.idle.reschedules.Add(1)
 	}
@@ -335,7 +322,13 @@ func (t *thread) run() {
 				// as it did (reschedule).
 				t.rested = false
 				lastYield = end
-			case end.Sub(lastYield) >= spinYield:
+			case n >= napThreshold && end.Sub(lastYield) >= spinYield:
+				// Full load: only a round with a heavy batch passes
+				// through the scheduler. Polling on after the last
+				// packet (spareCPU) does not: off its CPU in the
+				// scheduler, the thread would count the time as lost
+				// to other threads and give up its spare polling,
+				// and the pings it polls for would find it asleep.
 				t.reschedule()
 				lastYield = end
 			}
