@@ -41,9 +41,7 @@ const (
 	// as other threads leave it its CPU (spareCPU): with a CPU to spare,
 	// sparse traffic such as pings finds the thread awake, as a busy
 	// polling one would. Then it sleeps in poll(2) until a queue has
-	// traffic. When it has polled back to back (no nap, no sleep) for
-	// spinYield under full load, it passes through the Go scheduler, as
-	// IdleSpin does (thread.reschedule). The default.
+	// traffic. The default.
 	IdleAdaptive IdleStrategy = iota
 	// IdleSpin never sleeps (busy polling, as OVS's PMDs by default).
 	IdleSpin
@@ -89,9 +87,9 @@ const (
 	// loadGap apart (above about 50,000 packets/s); a lone packet is
 	// followed by polls at once, so that its reply is not delayed.
 	loadGap = 20 * time.Microsecond
-	// spinYield is how often a spinning or adaptive thread yields, well
-	// within the 10 ms after which the runtime preempts a goroutine that
-	// never does (and takes its P away in its system calls).
+	// spinYield is how often a spinning thread yields, well within the
+	// 10 ms after which the runtime preempts a goroutine that never
+	// does.
 	spinYield = time.Millisecond
 	// spareCheck is how often a thread that polls on after its last
 	// packet (spareCPU) checks that it still gets its CPU; spareLoss is
@@ -162,7 +160,6 @@ func (t *thread) adapt(n int, nap time.Duration, start, end, prevBusy time.Time)
 		// grace periods need not wait for it.
 		ts := unix.NsecToTimespec(int64(next))
 		unix.Nanosleep(&ts, nil) //nolint:errcheck // EINTR: a shorter nap
-		t.rested = true
 		took := uint64(time.Since(end))
 		for _, m := range t.ms {
 			m.counters.idleNanos.Add(took)
@@ -172,7 +169,6 @@ func (t *thread) adapt(n int, nap time.Duration, start, end, prevBusy time.Time)
 		return next
 	case idleSleep:
 		t.sleep()
-		t.rested = true
 	}
 	return 0
 }
@@ -262,9 +258,6 @@ type idleCounters struct {
 	// thread was back (capNap), or because frames waited while a fill
 	// ring was low (rxLower).
 	short atomic.Uint64
-	// reschedules counts the thread's passes through the Go scheduler
-	// after polling back to back for spinYield (thread.reschedule).
-	reschedules atomic.Uint64
 	// maxGap is the longest time, in nanoseconds, between the starts of
 	// two rounds of polls either of which found packets (pollGaps): the
 	// batch, any nap or sleep, and any time the thread was off its CPU.
@@ -286,7 +279,6 @@ func (c *idleCounters) load(s *PMDStats) {
 	s.Naps, s.NapTime = c.naps.Load(), time.Duration(c.napNanos.Load())
 	s.NapsHeld, s.HeldFrames, s.NapsShort = c.held.Load(), c.heldFrames.Load(), c.short.Load()
 	s.MaxPollGap = time.Duration(c.maxGap.Load())
-	s.Reschedules = c.reschedules.Load()
 }
 
 // idleAction is what an adaptive thread does after a poll.
@@ -380,9 +372,7 @@ func (t *thread) sleep() {
 // forwarded, costs it much less than that. After it gives up, it does not
 // poll on after its packets again for spareBackoff: on a busy machine it
 // then takes from the others hardly more than a thread that sleeps at once.
-// It belongs to the poll thread, which is locked to its OS thread
-// between reschedules; a reschedule comes only under full load, between
-// idle spells, so a spell is measured on one OS thread's clock.
+// It belongs to the poll thread, which is locked to its OS thread.
 type spareCPU struct {
 	window time.Duration
 	// cpuTime reads the calling thread's CPU time.

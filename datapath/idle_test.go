@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"context"
 	"errors"
 	"runtime"
 	"testing"
@@ -466,83 +465,5 @@ func TestPollGaps(t *testing.T) {
 				t.Errorf("longest gap %v (any counted: %v), want %v (%v)", got, counted, c.wantMax, c.wantAny)
 			}
 		})
-	}
-}
-
-// TestAdaptiveThreadReschedules runs an adaptive thread under a
-// generator's full load, under which it neither naps nor sleeps, and
-// checks that it passes through the Go scheduler all the same
-// (thread.reschedule: otherwise the runtime takes it for a hog), and that
-// the OS thread it runs on afterwards has the short timer slack its naps
-// need.
-func TestAdaptiveThreadReschedules(t *testing.T) {
-	b := newTestBridge(t, Config{Idle: IdleAdaptive, PMDs: 1})
-	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src"}, 1)
-	addFlows(t, b, "actions=drop")
-	gen, err := vport.NewGenerator(src, vport.GenConfig{Seed: 1, Flows: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gen.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer gen.Stop()
-
-	const want = 20
-	deadline := time.Now().Add(20 * time.Second)
-	var st PMDStats
-	for {
-		st = b.PMDStats()[0]
-		if st.Reschedules >= want && st.Packets > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20s under load: %d reschedules, %d packets; want at least %d reschedules", st.Reschedules, st.Packets, want)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	slack, serr := -1, error(nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.onEachPMD(ctx, func(*pmd) {
-		slack, serr = unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if serr != nil {
-		t.Fatal(serr)
-	}
-	if slack != int(NapTimerSlack) {
-		t.Errorf("after %d reschedules the poll thread's timer slack is %d ns, want %d", st.Reschedules, slack, NapTimerSlack)
-	}
-}
-
-// TestAdaptiveSpareSpinNoReschedule: an adaptive thread polling on after a
-// lone packet (spareCPU) does not pass through the Go scheduler, which is
-// for full load only (thread.reschedule): off its CPU there, it would
-// count the time as lost to other threads and give its polling up, and
-// the next ping would find it asleep.
-func TestAdaptiveSpareSpinNoReschedule(t *testing.T) {
-	b := newTestBridge(t, Config{Idle: IdleAdaptive, PMDs: 1})
-	mp, _ := addMemPort(t, b, vport.MemConfig{Name: "p1", RingSize: 64}, 1)
-	addFlows(t, b, "actions=drop")
-	quiesce(t, b, mp)
-	frame := flow.BuildFrame(&flow.Key{DlType: flow.EthTypeIPv4, NwTTL: 64, NwProto: flow.IPProtoUDP})
-	if mp.Inject(0, [][]byte{frame}) != 1 {
-		t.Fatal("inject failed")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for b.PMDStats()[0].Packets == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the packet was not handled within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// The thread polls on for up to DefaultSpareSpin after the packet;
-	// watch it for three times that.
-	for end := time.Now().Add(3 * DefaultSpareSpin); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		if st := b.PMDStats()[0]; st.Reschedules != 0 {
-			t.Fatalf("polling on after one packet: %d reschedules, want 0", st.Reschedules)
-		}
 	}
 }

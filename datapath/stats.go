@@ -218,10 +218,6 @@ type PMDStats struct {
 	// (an AF_XDP fill ring below half).
 	Naps, NapsHeld, HeldFrames, NapsShort uint64
 	NapTime                               time.Duration
-	// Reschedules counts an adaptive thread's passes through the Go
-	// scheduler: one per spinYield of polling back to back under full
-	// load (batches of at least half vport.MaxBatch).
-	Reschedules uint64
 	// MaxPollGap is the longest time between the starts of two rounds of
 	// polls either of which found packets (the batch, a nap or sleep, and
 	// any time the kernel ran other threads in the thread's place): at the

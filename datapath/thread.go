@@ -80,7 +80,6 @@ type thread struct {
 	idle    IdleStrategy // the strongest of the members' (strategy)
 	yield   bool         // spinning: yield when the empty poll would hold every P
 	locked  bool         // locked to its OS thread, with a short timer slack
-	rested  bool         // adaptive: the last round ended in a nap or sleep (adapt)
 	spare   spareCPU
 	// poller sleeps on every member's rx queues and wakers; polledFor
 	// is the member list it was built for (each member's polled, its rx
@@ -233,41 +232,13 @@ func (t *thread) strategy() {
 	// As many threads run as the largest bridge has pmds.
 	t.yield = pmds >= runtime.GOMAXPROCS(0) // read once per change: it takes a lock
 	if t.idle == IdleAdaptive && !t.locked {
-		t.lockForNaps()
-	}
-}
-
-// lockForNaps locks an adaptive thread's goroutine to its OS thread and
-// gives that thread a short timer slack: naps need it. The goroutine
-// keeps the thread until its next reschedule; the thread it has when it
-// ends ends with it. A spinning thread must not be locked: each Gosched
-// would then hand the thread's P over and back.
-func (t *thread) lockForNaps() {
-	runtime.LockOSThread()
-	unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(NapTimerSlack), 0, 0, 0) //nolint:errcheck // naps are only longer without it
-	t.locked = true
-}
-
-// reschedule passes an adaptive thread that has polled back to back
-// under full load for spinYield through the Go scheduler, as a spinning
-// one does. Its system calls never do: a goroutine that has not been
-// scheduled for 10 ms is taken for a hog, so that the runtime's monitor,
-// polling at its shortest period, takes the P away during every system
-// call that spans one of its rounds and preempts the goroutine with a
-// signal whenever it finds it running. Under full load that cost the
-// thread a seventh of its packets: 3,800 wake-ups of the monitor a
-// second on its CPU, each a context switch. The goroutine leaves its OS
-// thread first (a locked goroutine's Gosched would hand the P to another
-// thread and back), and may come back on another: it locks that one and
-// gives it the short timer slack (the threads it leaves keep theirs).
-// It comes only after a round with packets, outside any idle spell
-// (spareCPU), whose CPU time is read from one OS thread's clock.
-func (t *thread) reschedule() {
-	runtime.UnlockOSThread()
-	runtime.Gosched()
-	t.lockForNaps()
-	for _, m := range t.ms {
-		m.idle.reschedules.Add(1)
+		// Naps need the thread's own timer slack, so the goroutine keeps
+		// its thread, which ends with it (it never unlocks). A spinning
+		// thread must not be locked: each Gosched would then hand the
+		// thread's P over and back.
+		runtime.LockOSThread()
+		unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(NapTimerSlack), 0, 0, 0) //nolint:errcheck // naps are only longer without it
+		t.locked = true
 	}
 }
 
@@ -316,22 +287,6 @@ func (t *thread) run() {
 		switch t.idle {
 		case IdleAdaptive:
 			nap = t.adapt(n, nap, start, end, prevBusy)
-			switch {
-			case t.rested:
-				// Light load: the thread napped or slept, and goes on
-				// as it did (reschedule).
-				t.rested = false
-				lastYield = end
-			case n >= napThreshold && end.Sub(lastYield) >= spinYield:
-				// Full load: only a round with a heavy batch passes
-				// through the scheduler. Polling on after the last
-				// packet (spareCPU) does not: off its CPU in the
-				// scheduler, the thread would count the time as lost
-				// to other threads and give up its spare polling,
-				// and the pings it polls for would find it asleep.
-				t.reschedule()
-				lastYield = end
-			}
 		case IdleSpin:
 			// Yielding costs a trip through the scheduler per empty
 			// poll (a quarter more CPU per packet and 10 µs more RTT
