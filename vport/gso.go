@@ -70,9 +70,10 @@ type gsoSocket struct {
 	sys func(fd int, iov []unix.Iovec) unix.Errno
 }
 
-// sysWritev is writev(2) on fd.
+// sysWritev is writev(2) on fd, which never blocks (SOCK_NONBLOCK): it
+// is made raw for the reason rawKick is.
 func sysWritev(fd int, iov []unix.Iovec) unix.Errno {
-	_, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	_, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	return errno
 }
 

@@ -655,7 +655,7 @@ func (s *xskSocket) kickLocked(budget *int) error {
 	for *budget > 0 {
 		*budget--
 		s.txKicks.Add(1)
-		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		_, _, errno := rawKick(s.fd)
 		switch errno {
 		case 0:
 			return nil
@@ -675,6 +675,18 @@ func (s *xskSocket) kickLocked(budget *int) error {
 		}
 	}
 	return nil
+}
+
+// rawKick is the sendto(2) that makes the kernel send what a tx ring
+// holds. It never blocks (MSG_DONTWAIT) and sends at most 32 frames, so
+// it is made raw, without telling the Go scheduler: a poll thread under
+// full load spends most of its time in these calls, and once the runtime
+// takes such a thread for a hog (it never passes through the scheduler
+// for 10 ms, which a thread locked to its OS thread for its naps does
+// not) its monitor would wake every 20 µs to take the P away during each
+// of them, and the thread would have to win one back after each.
+func rawKick(fd int) (uintptr, uintptr, unix.Errno) {
+	return unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 }
 
 // kick sends what waits on the tx ring, if the tx side is free. It is for
@@ -709,7 +721,13 @@ func (s *xskSocket) wakeFill() {
 		return
 	}
 	s.fillWakeups.Add(1)
-	unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0) //nolint:errcheck // a wakeup; EAGAIN is the usual answer
+	rawWake(s.fd)
+}
+
+// rawWake is the recvfrom(2) that wakes the kernel for the fill ring. It
+// never blocks (MSG_DONTWAIT), and is made raw for the reason rawKick is.
+func rawWake(fd int) {
+	unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0) //nolint:errcheck // a wakeup; EAGAIN is the usual answer
 }
 
 // busyPollUsecs is the SO_BUSY_POLL time of a socket that prefers busy
