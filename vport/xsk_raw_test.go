@@ -59,8 +59,9 @@ func TestPollSyscallsRaw(t *testing.T) {
 }
 
 // inSyscallShare runs call in a loop on another goroutine and returns the
-// share of samples, spread over time, of the runtime's count of goroutines in system calls
-// in which the count exceeded the one taken before the loop started.
+// share of samples, spread over time, of the runtime's count of
+// goroutines in system calls in which the count exceeded the one taken
+// before the loop started.
 func inSyscallShare(samples int, call func()) float64 {
 	s := []metrics.Sample{{Name: "/sched/goroutines/not-in-go:goroutines"}}
 	read := func() uint64 {
