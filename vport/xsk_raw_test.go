@@ -43,7 +43,7 @@ func TestPollSyscallsRaw(t *testing.T) {
 		name string
 		call func()
 	}{
-		{"tx kick (sendto, rawKick)", func() { _, _, _ = rawKick(fd) }},
+		{"tx kick (sendto, rawKick)", func() { _ = rawKick(fd) }},
 		{"fill wakeup (recvfrom, rawWake)", func() { rawWake(fd) }},
 		{"GSO packet (writev, sysWritev)", func() { _ = sysWritev(fd, iov) }},
 	} {

@@ -655,7 +655,7 @@ func (s *xskSocket) kickLocked(budget *int) error {
 	for *budget > 0 {
 		*budget--
 		s.txKicks.Add(1)
-		_, _, errno := rawKick(s.fd)
+		errno := rawKick(s.fd)
 		switch errno {
 		case 0:
 			return nil
@@ -678,15 +678,16 @@ func (s *xskSocket) kickLocked(budget *int) error {
 }
 
 // rawKick is the sendto(2) that makes the kernel send what a tx ring
-// holds. It never blocks (MSG_DONTWAIT) and sends at most 32 frames, so
-// it is made raw, without telling the Go scheduler: a poll thread under
-// full load spends most of its time in these calls, and once the runtime
-// takes such a thread for a hog (it never passes through the scheduler
-// for 10 ms, which a thread locked to its OS thread for its naps does
-// not) its monitor would wake every 20 µs to take the P away during each
-// of them, and the thread would have to win one back after each.
-func rawKick(fd int) (uintptr, uintptr, unix.Errno) {
-	return unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+// holds. It never blocks (MSG_DONTWAIT), and in copy mode sends at most
+// 32 frames, so it is made raw, without telling the Go scheduler: a poll
+// thread under full load spends most of its time in these calls, and an
+// adaptive one, locked to its OS thread for its naps, never passes
+// through the scheduler. After 10 ms of that the runtime takes it for a
+// hog, and its monitor would wake every 20 µs to take the P away during
+// each of these calls, which the thread would have to win back after each.
+func rawKick(fd int) unix.Errno {
+	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	return errno
 }
 
 // kick sends what waits on the tx ring, if the tx side is free. It is for
