@@ -54,13 +54,7 @@ func TestOVSDBPMDCPUMask(t *testing.T) {
 	}
 	db := ovsref.StartDB(t)
 	bin := buildCLI(t)
-	sw := netns.New(t, "sw")
-	a := netns.New(t, "a")
-	b := netns.New(t, "b")
-	va := netns.AddVeth(t, sw, "h-a", a, "p-a", 1)
-	a.AddAddr(t, va.Peer, "10.8.0.1/24")
-	vb := netns.AddVeth(t, sw, "h-b", b, "p-b", 1)
-	b.AddAddr(t, vb.Peer, "10.8.0.2/24")
+	sw, a, _ := switchedHosts(t, "10.8.0", 1)
 	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
 	pid := x.proc.Cmd.Process.Pid
 
