@@ -41,6 +41,12 @@ type Config struct {
 	// size), in turn with the other bridges' that share it (thread.go).
 	// Nil: each poll thread has a goroutine of its own.
 	Threads *Threads
+	// CPUs pins the bridge's own poll threads, poll thread i to CPUs[i]
+	// (modulo their number), as Open vSwitch pins its PMD threads to
+	// the cores of other_config:pmd-cpu-mask; none: they run on any CPU
+	// the process may use. A pool's threads are pinned with
+	// Threads.SetCPUs instead: New refuses both.
+	CPUs []int
 	// Idle is what idle poll threads do.
 	Idle IdleStrategy
 	// SpareSpin is how long an adaptive poll thread (IdleAdaptive) keeps
@@ -139,6 +145,13 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.PMDs <= 0 {
 		cfg.PMDs = 1
 	}
+	if len(cfg.CPUs) > 0 && cfg.Threads != nil {
+		return nil, fmt.Errorf("bridge %s: CPUs pins a bridge's own poll threads, not a pool's (Threads.SetCPUs)", cfg.Name)
+	}
+	if err := checkCPUs(cfg.CPUs); err != nil {
+		return nil, fmt.Errorf("bridge %s: CPUs: %w", cfg.Name, err)
+	}
+	cfg.CPUs = slices.Clone(cfg.CPUs)
 	if cfg.EMCEntries == 0 {
 		cfg.EMCEntries = flow.DefaultEMCEntries
 	}
@@ -549,6 +562,7 @@ func (b *Bridge) PMDStats() []PMDStats {
 	out := make([]PMDStats, len(b.pmds))
 	for i, p := range b.pmds {
 		out[i] = p.counters.load(p.id, len(*p.rxqs.Load()))
+		out[i].CPU = int(p.thread.pinned.Load())
 		p.idle.load(&out[i])
 	}
 	return out

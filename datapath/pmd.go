@@ -132,6 +132,7 @@ func newPMD(br *Bridge, id int) (*pmd, error) {
 		p.thread = br.cfg.Threads.thread(id)
 	} else {
 		p.thread = newThread()
+		p.thread.cpu.Store(cpuFor(br.cfg.CPUs, id))
 	}
 	p.stall.budget = br.cfg.Watchdog.SpinBudget
 	p.stall.overrun = func() { br.wd.overrun(p) }

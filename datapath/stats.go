@@ -182,7 +182,10 @@ type pmdCounters struct {
 
 // PMDStats are one poll thread's statistics.
 type PMDStats struct {
-	ID          int
+	ID int
+	// CPU is the CPU the thread is pinned to (Config.CPUs,
+	// Threads.SetCPUs), -1 when it runs on any.
+	CPU         int
 	RxQueues    int
 	Packets     uint64
 	EMCHits     uint64

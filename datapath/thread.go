@@ -68,9 +68,13 @@ type thread struct {
 	members atomic.Pointer[[]*pmd]
 	running bool
 	// gen counts the changes of membership: joins, and leaves (each
-	// after the member's stop is set). A round of batches reads it
-	// alone, and looks at the members only when it moved.
+	// after the member's stop is set), and of cpu. A round of batches
+	// reads it alone, and looks at the members and cpu only when it
+	// moved.
 	gen atomic.Uint64
+	// cpu is the CPU the thread is asked to run on (affinity.go), and
+	// pinned the one its goroutine pinned it to; -1: any.
+	cpu, pinned atomic.Int32
 
 	// What follows is owned by the thread's goroutine.
 	goid    int64
@@ -79,7 +83,8 @@ type thread struct {
 	ms      []*pmd
 	idle    IdleStrategy // the strongest of the members' (strategy)
 	yield   bool         // spinning: yield when the empty poll would hold every P
-	locked  bool         // locked to its OS thread, with a short timer slack
+	locked  bool         // locked to its OS thread (lockOS)
+	slack   bool         // with a short timer slack
 	spare   spareCPU
 	// poller sleeps on every member's rx queues and wakers; polledFor
 	// is the member list it was built for (each member's polled, its rx
@@ -91,6 +96,8 @@ type thread struct {
 func newThread() *thread {
 	t := &thread{spare: spareCPU{cpuTime: threadCPUTime}}
 	t.members.Store(&[]*pmd{})
+	t.cpu.Store(-1)
+	t.pinned.Store(-1)
 	return t
 }
 
@@ -142,6 +149,7 @@ func (t *thread) refresh() bool {
 	// A join or leave after the load above moves gen again, and the next
 	// round looks once more.
 	t.seenGen = g
+	t.pin()
 	cur := t.members.Load()
 	stopping := false
 	for _, m := range *cur {
@@ -192,7 +200,8 @@ func (t *thread) refresh() bool {
 func (t *thread) exitLocked() {
 	t.running = false
 	t.seen, t.ms, t.seenGen = nil, nil, 0
-	t.locked = false
+	t.locked, t.slack = false, false
+	t.unpin()
 	t.poller, t.polledFor = nil, nil
 	t.spare = spareCPU{cpuTime: threadCPUTime}
 }
@@ -231,14 +240,13 @@ func (t *thread) strategy() {
 	}
 	// As many threads run as the largest bridge has pmds.
 	t.yield = pmds >= runtime.GOMAXPROCS(0) // read once per change: it takes a lock
-	if t.idle == IdleAdaptive && !t.locked {
+	if t.idle == IdleAdaptive && !t.slack {
 		// Naps need the thread's own timer slack, so the goroutine keeps
-		// its thread, which ends with it (it never unlocks). A spinning
-		// thread must not be locked: each Gosched would then hand the
-		// thread's P over and back.
-		runtime.LockOSThread()
+		// its thread. A spinning thread is not locked unless it is
+		// pinned: each Gosched then hands the thread's P over and back.
+		t.lockOS()
 		unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(NapTimerSlack), 0, 0, 0) //nolint:errcheck // naps are only longer without it
-		t.locked = true
+		t.slack = true
 	}
 }
 

@@ -44,6 +44,19 @@ func startOVSDBDaemon(t *testing.T, bin string, sw *netns.NS, dir, remote string
 	return x
 }
 
+// switchedHosts makes a switch namespace with a veth (queues queues each
+// side) to each of namespaces a and b: h-a and h-b on the switch, p-a at
+// prefix.1/24 in a and p-b at prefix.2/24 in b.
+func switchedHosts(t *testing.T, prefix string, queues int) (sw, a, b *netns.NS) {
+	t.Helper()
+	sw, a, b = netns.New(t, "sw"), netns.New(t, "a"), netns.New(t, "b")
+	va := netns.AddVeth(t, sw, "h-a", a, "p-a", queues)
+	a.AddAddr(t, va.Peer, prefix+".1/24")
+	vb := netns.AddVeth(t, sw, "h-b", b, "p-b", queues)
+	b.AddAddr(t, vb.Peer, prefix+".2/24")
+	return sw, a, b
+}
+
 // portsAdded counts the ports the daemon has created since it started.
 func (x *ovsdbDaemon) portsAdded() int { return strings.Count(x.proc.Output(), `msg="port added"`) }
 
@@ -52,13 +65,7 @@ func TestOVSDBConfig(t *testing.T) {
 	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
 	db := ovsref.StartDB(t)
 	bin := buildCLI(t)
-	sw := netns.New(t, "sw")
-	a := netns.New(t, "a")
-	b := netns.New(t, "b")
-	va := netns.AddVeth(t, sw, "h-a", a, "p-a", 2)
-	a.AddAddr(t, va.Peer, "10.8.0.1/24")
-	vb := netns.AddVeth(t, sw, "h-b", b, "p-b", 2)
-	b.AddAddr(t, vb.Peer, "10.8.0.2/24")
+	sw, a, b := switchedHosts(t, "10.8.0", 2)
 	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
 
 	// ovs-vsctl without --no-wait returns once the daemon has set cur_cfg
@@ -155,11 +162,11 @@ func TestOVSDBConfig(t *testing.T) {
 			}
 		}
 		// The peer goes down: link_state follows.
-		b.IP(t, "link", "set", vb.Peer, "down")
+		b.IP(t, "link", "set", "p-b", "down")
 		if !netns.Eventually(30*time.Second, func() bool { return get(t, "interface", "h-b", "link_state") == "down" }) {
 			t.Errorf("h-b link_state %s 30s after its peer went down, want down", get(t, "interface", "h-b", "link_state"))
 		}
-		b.IP(t, "link", "set", vb.Peer, "up")
+		b.IP(t, "link", "set", "p-b", "up")
 		if !netns.Eventually(30*time.Second, func() bool { return get(t, "interface", "h-b", "link_state") == "up" }) {
 			t.Errorf("h-b link_state %s 30s after its peer came up, want up", get(t, "interface", "h-b", "link_state"))
 		}

@@ -174,13 +174,17 @@ func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
 // formatPMDStats writes one poll thread's statistics in the layout of
 // ovs-appctl dpif-netdev/pmd-stats-show, with the counters ovsxdp has.
 // Open vSwitch counts CPU cycles; ovsxdp measures nanoseconds, and says so
-// in the lines' names. core_id is the thread's number: every bridge's pmd
-// of that number runs on the daemon's thread of that number, as each Open
-// vSwitch PMD thread, on its core, polls queues of every bridge (threads
-// are not pinned).
+// in the lines' names. core_id is the CPU the thread is pinned to
+// (other_config:pmd-cpu-mask), else the thread's number: every bridge's
+// pmd of that number runs on the daemon's thread of that number, as each
+// Open vSwitch PMD thread, on its core, polls queues of every bridge.
 func formatPMDStats(s datapath.PMDStats) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "pmd thread numa_id 0 core_id %d:\n", s.ID)
+	core := s.ID
+	if s.CPU >= 0 {
+		core = s.CPU
+	}
+	fmt.Fprintf(&b, "pmd thread numa_id 0 core_id %d:\n", core)
 	fmt.Fprintf(&b, "  packets received: %d\n", s.Packets)
 	fmt.Fprintf(&b, "  packet recirculations: %d\n", s.Recircs)
 	// A packet's passes: its own and those of its recirculations (ct with

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -123,9 +124,9 @@ func TestFormatPortStats(t *testing.T) {
 }
 
 func TestFormatPMDStats(t *testing.T) {
-	base := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 100, EMCHits: 60, MegaflowHit: 50, Upcalls: 10, Recircs: 20, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond, GSOPackets: 2, GSOSegments: 10, SpinsGivenUp: 4, Helped: 6,
+	base := datapath.PMDStats{ID: 1, CPU: -1, RxQueues: 2, Packets: 100, EMCHits: 60, MegaflowHit: 50, Upcalls: 10, Recircs: 20, Batches: 10, Busy: time.Microsecond, Idle: 3 * time.Microsecond, GSOPackets: 2, GSOSegments: 10, SpinsGivenUp: 4, Helped: 6,
 		Naps: 10, NapTime: 100 * time.Microsecond, NapsHeld: 1, HeldFrames: 3}
-	cur := datapath.PMDStats{ID: 1, RxQueues: 2, Packets: 300, EMCHits: 200, MegaflowHit: 170, Upcalls: 28, Lost: 2, Recircs: 100, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond, GSOPackets: 5, GSOSegments: 25, GSOFailed: 1, SpinsGivenUp: 7, Helped: 16,
+	cur := datapath.PMDStats{ID: 1, CPU: -1, RxQueues: 2, Packets: 300, EMCHits: 200, MegaflowHit: 170, Upcalls: 28, Lost: 2, Recircs: 100, Batches: 20, Busy: 5 * time.Microsecond, Idle: 7 * time.Microsecond, GSOPackets: 5, GSOSegments: 25, GSOFailed: 1, SpinsGivenUp: 7, Helped: 16,
 		Naps: 15, NapTime: 160 * time.Microsecond, NapsHeld: 3, HeldFrames: 10, NapsShort: 1}
 	got := formatPMDStats(subPMD(cur, base))
 	want := `pmd thread numa_id 0 core_id 1:
@@ -153,6 +154,14 @@ func TestFormatPMDStats(t *testing.T) {
 	}
 	if s := subPMD(base, cur); s.Packets != 0 || s.Busy != 0 {
 		t.Errorf("a counter below its baseline: %+v", s)
+	}
+	// A thread pinned by other_config:pmd-cpu-mask shows its CPU, CPU 0
+	// included.
+	for _, cpu := range []int{0, 3} {
+		cur.CPU = cpu
+		if got, want := formatPMDStats(cur), fmt.Sprintf("pmd thread numa_id 0 core_id %d:\n", cpu); !strings.HasPrefix(got, want) {
+			t.Errorf("pinned to CPU %d: %q, want it to start %q", cpu, got, want)
+		}
 	}
 }
 

@@ -83,6 +83,9 @@ type ovsdbSync struct {
 	// once.
 	bridgeErr map[string]string
 	statsAt   time.Time // when statistics were last written
+	// pmdMask is the other_config:pmd-cpu-mask last applied ("": none;
+	// nil: nothing applied yet).
+	pmdMask *string
 }
 
 // appliedPort is what was done with a wanted port: its key, and the error
@@ -212,6 +215,7 @@ func (s *ovsdbSync) sync() {
 	if root == nil {
 		return // not initialised yet (ovs-vsctl init)
 	}
+	s.applyPMDMask(root)
 	bridges, ports := s.wanted(snap, root)
 	ctlCfgs, ctlRows := wantedControllers(snap, bridges)
 	statuses, created := s.apply(bridges, snap["Bridge"], ports, ctlCfgs)

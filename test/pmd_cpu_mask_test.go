@@ -1,0 +1,117 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsxdp/ovsxdp/test/netns"
+	"github.com/ovsxdp/ovsxdp/test/ovsref"
+	"github.com/ovsxdp/ovsxdp/test/testenv"
+)
+
+// pinnedThreads lists the threads of process pid whose affinity is a
+// single CPU, as "cpu" each (from the kernel's Cpus_allowed_list).
+func pinnedThreads(t *testing.T, pid int) []string {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, e.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+				if v = strings.TrimSpace(v); !strings.ContainsAny(v, ",-") {
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestOVSDBPMDCPUMask: other_config:pmd-cpu-mask, set with the real
+// ovs-vsctl, pins the daemon's poll thread to the mask's CPU, as
+// ovs-vswitchd pins its PMD threads: pmd-stats-show names that CPU as its
+// core_id, exactly one of the daemon's threads may run there alone, and
+// the bridge forwards. A mask that is not hexadecimal is refused with its
+// position in the log, and the thread runs on any CPU again, as it does
+// once the key is removed.
+func TestOVSDBPMDCPUMask(t *testing.T) {
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	ofctl := testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
+	if runtime.NumCPU() < 2 {
+		testenv.Missing(t, "a machine with at least 2 CPUs, where a pinned thread shows")
+	}
+	db := ovsref.StartDB(t)
+	bin := buildCLI(t)
+	sw, a, _ := switchedHosts(t, "10.8.0", 1)
+	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
+	pid := x.proc.Cmd.Process.Pid
+
+	vsctl := func(args ...string) {
+		t.Helper()
+		if _, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...); err != nil {
+			t.Fatalf("ovs-vsctl %s: %v\novsxdp output:\n%s", strings.Join(args, " "), err, x.proc.Output())
+		}
+	}
+	// on waits until the poll thread says it runs on core and the
+	// daemon's pinned threads are those listed.
+	on := func(why, core string, pinned ...string) {
+		t.Helper()
+		var pmd string
+		var got []string
+		if !netns.Eventually(20*time.Second, func() bool {
+			pmd = x.cli.run(t, "pmd-stats-show")
+			got = pinnedThreads(t, pid)
+			return strings.Contains(pmd, "core_id "+core+":") && strings.Join(got, " ") == strings.Join(pinned, " ")
+		}) {
+			t.Fatalf("%s: after 20s pmd-stats-show says\n%s\nthe daemon's threads pinned to one CPU: %v; want core_id %s and %v\novsxdp output:\n%s", why, pmd, got, core, pinned, x.proc.Output())
+		}
+	}
+	reach := func(why string) {
+		t.Helper()
+		if _, err := a.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "10.8.0.2"); err != nil {
+			t.Fatalf("%s: p-a does not reach p-b through br0: %v", why, err)
+		}
+	}
+
+	vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
+	vsctl("add-port", "br0", "h-a", "--", "set", "interface", "h-a", "type=afxdp")
+	vsctl("add-port", "br0", "h-b", "--", "set", "interface", "h-b", "type=afxdp")
+	if out, err := sw.Run(ofctl, "--timeout=30", "add-flow", "unix:"+filepath.Join(x.runDir, "br0.mgmt"), "actions=normal"); err != nil {
+		t.Fatalf("ovs-ofctl add-flow: %v\n%s", err, out)
+	}
+	// Unpinned: core_id is the thread's number.
+	on("no mask", "0")
+	reach("no mask")
+
+	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2")
+	on("pmd-cpu-mask=0x2", "1", "1")
+	reach("pmd-cpu-mask=0x2")
+	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=1")
+	on("pmd-cpu-mask=1", "0", "0")
+	reach("pmd-cpu-mask=1")
+
+	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x1z")
+	on("pmd-cpu-mask=0x1z", "0")
+	if !strings.Contains(x.proc.Output(), `'z' at position 4 is not a hexadecimal digit`) {
+		t.Errorf("no error with the bad digit's position in the log:\n%s", x.proc.Output())
+	}
+	reach("pmd-cpu-mask=0x1z")
+
+	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2")
+	on("pmd-cpu-mask=0x2 again", "1", "1")
+	vsctl("remove", "open_vswitch", ".", "other_config", "pmd-cpu-mask")
+	on("mask removed", "0")
+	reach("mask removed")
+}
