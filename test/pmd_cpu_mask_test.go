@@ -39,11 +39,24 @@ func pinnedThreads(t *testing.T, pid int) []string {
 	return out
 }
 
+// pmdHeads are the lines of pmd-stats-show that head a PMD thread's
+// counters.
+func pmdHeads(out string) []string {
+	var heads []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "pmd thread ") {
+			heads = append(heads, l)
+		}
+	}
+	return heads
+}
+
 // TestOVSDBPMDCPUMask: other_config:pmd-cpu-mask, set with the real
-// ovs-vsctl, pins the daemon's poll thread to the mask's CPU, as
-// ovs-vswitchd pins its PMD threads: pmd-stats-show names that CPU as its
-// core_id, exactly one of the daemon's threads may run there alone, and
-// the bridge forwards. A mask that is not hexadecimal is refused with its
+// ovs-vsctl, pins the daemon's poll thread to the mask's CPU as it pins
+// ovs-vswitchd's PMD thread (given an AF_XDP port, so that it has one):
+// pmd-stats-show heads its counters with the same line, naming that CPU
+// as core_id, exactly one of the process's threads may run there alone,
+// and the bridge forwards. A mask that is not hexadecimal is refused with its
 // position in the log, and the thread runs on any CPU again, as it does
 // once the key is removed.
 func TestOVSDBPMDCPUMask(t *testing.T) {
@@ -98,6 +111,24 @@ func TestOVSDBPMDCPUMask(t *testing.T) {
 	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2")
 	on("pmd-cpu-mask=0x2", "1", "1")
 	reach("pmd-cpu-mask=0x2")
+	ours := pmdHeads(x.cli.run(t, "pmd-stats-show"))
+
+	s := ovsref.Start(t, "br0", nil)
+	netns.AddVeth(t, s.NS(), "h-o", netns.New(t, "o"), "p-o", 1)
+	if err := s.AddAFXDPPort("h-o", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Vsctl("--timeout=60", "set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2"); err != nil {
+		t.Fatal(err)
+	}
+	var theirs, theirPinned []string
+	if !netns.Eventually(30*time.Second, func() bool {
+		out, err := s.Appctl("dpif-netdev/pmd-stats-show")
+		theirs, theirPinned = pmdHeads(out), pinnedThreads(t, s.VswitchdPID())
+		return err == nil && strings.Join(theirs, "|") == strings.Join(ours, "|") && strings.Join(theirPinned, " ") == "1"
+	}) {
+		t.Fatalf("with pmd-cpu-mask=0x2 ovsxdp heads its poll thread's counters %q; after 30s Open vSwitch heads its PMD threads' %q, and has threads pinned to %v (want CPU 1 alone)", ours, theirs, theirPinned)
+	}
 	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=1")
 	on("pmd-cpu-mask=1", "0", "0")
 	reach("pmd-cpu-mask=1")

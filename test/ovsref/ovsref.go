@@ -577,6 +577,9 @@ func (s *Switch) loadPortMap() error {
 // opens must be there.
 func (s *Switch) NS() *netns.NS { return s.ns }
 
+// VswitchdPID is the process ID of the switch's ovs-vswitchd.
+func (s *Switch) VswitchdPID() int { return s.vs.Process.Pid }
+
 // AddAFXDPPort adds device dev of the switch's namespace to the bridge as
 // an AF_XDP port (type=afxdp, one rx queue) with OpenFlow port number
 // ofport, and refreshes the port map.
