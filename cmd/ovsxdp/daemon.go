@@ -70,6 +70,7 @@ brings each bridge up again; a bridge deleted from the database drops them.`,
 	cmd.Flags().StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this loopback address, e.g. 127.0.0.1:9476")
 	cmd.Flags().StringVar(&o.pprof, "pprof", "", "serve the Go profiler (/debug/pprof/) on this loopback address")
 	cmd.Flags().BoolVar(&o.localPort, "local-port", true, "add-br gives each bridge its LOCAL port, an internal port (TAP device) named as the bridge, as ovs-vsctl add-br does; false adds bridges without it, for a daemon that must make no device in its namespace")
+	cmd.Flags().StringVar(&o.pmdCPUMask, "pmd-cpu-mask", "", "pin the poll threads to these CPUs, as Open vSwitch's other_config:pmd-cpu-mask: a hexadecimal mask whose lowest bit is CPU 0, thread N on its Nth CPU (with --ovsdb, set that column instead)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -87,6 +88,8 @@ type daemonOptions struct {
 	metrics, pprof string
 	// localPort: add-br adds each bridge's LOCAL port.
 	localPort bool
+	// pmdCPUMask pins the poll threads ("": not pinned).
+	pmdCPUMask string
 }
 
 // HTTP server limits: no client can hold a connection open for long.
@@ -143,7 +146,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	if o.ovsdb != "" && o.runDir != "" {
 		flowsPath = filepath.Join(o.runDir, "flows.json")
 	}
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, FlowsPath: flowsPath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, NoLocalPort: !o.localPort, Logger: log})
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, FlowsPath: flowsPath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, NoLocalPort: !o.localPort, PMDCPUMask: o.pmdCPUMask, Logger: log})
 	if err != nil {
 		ln.Close()
 		return err

@@ -63,7 +63,11 @@ type Config struct {
 	// (addLocalPortLocked), for a daemon that must make no device in its
 	// network namespace.
 	NoLocalPort bool
-	Logger      *slog.Logger
+	// PMDCPUMask pins the poll threads as other_config:pmd-cpu-mask
+	// does (daemon --pmd-cpu-mask); "" leaves them on any CPU. With
+	// OVSDB it must be "": the database's column pins them.
+	PMDCPUMask string
+	Logger     *slog.Logger
 }
 
 // tapOwner names the configuration whose internal ports' devices this
@@ -168,11 +172,24 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	threads := datapath.NewThreads(maxPMDs)
+	if cfg.PMDCPUMask != "" {
+		if cfg.OVSDB != "" {
+			return nil, errors.New("a daemon configured from ovsdb-server takes its pmd-cpu-mask from the database (other_config:pmd-cpu-mask)")
+		}
+		cpus, err := parsePMDCPUMask(cfg.PMDCPUMask)
+		if err == nil {
+			err = threads.SetCPUs(cpus)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	ct, err := conntrack.New(conntrack.Config{Logger: cfg.Logger.With("component", "conntrack")})
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), threads: datapath.NewThreads(maxPMDs), stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), threads: threads, stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
 	d.tunnels = d.newTunnels(cfg.Logger)
 	d.publishLocked()
 	if cfg.StatePath != "" {
