@@ -178,11 +178,11 @@ func New(cfg Config) (*Daemon, error) {
 			return nil, errors.New("a daemon configured from ovsdb-server takes its pmd-cpu-mask from the database (other_config:pmd-cpu-mask)")
 		}
 		cpus, err := parsePMDCPUMask(cfg.PMDCPUMask)
-		if err == nil {
-			err = threads.SetCPUs(cpus)
-		}
 		if err != nil {
 			return nil, err
+		}
+		if err := threads.SetCPUs(cpus); err != nil {
+			return nil, fmt.Errorf("pmd-cpu-mask %q: %w", cfg.PMDCPUMask, err)
 		}
 	}
 	ct, err := conntrack.New(conntrack.Config{Logger: cfg.Logger.With("component", "conntrack")})
