@@ -93,13 +93,8 @@ func (t *thread) pin() {
 	if want == t.pinned.Load() {
 		return
 	}
-	set := allowedCPUs
-	if want >= 0 {
-		set.Zero()
-		set.Set(int(want))
-	}
 	t.lockOS()
-	if unix.SchedSetaffinity(0, &set) == nil {
+	if setAffinity(want) {
 		t.pinned.Store(want)
 	}
 }
@@ -111,9 +106,20 @@ func (t *thread) unpin() {
 	if t.pinned.Load() < 0 {
 		return
 	}
-	set := allowedCPUs
-	unix.SchedSetaffinity(0, &set) //nolint:errcheck // the process may always run where it started
+	setAffinity(-1) // the process may always run where it started
 	t.pinned.Store(-1)
+}
+
+// setAffinity lets the calling OS thread run on cpu alone, or on any CPU
+// the process may use when cpu is -1. It reports whether the kernel took
+// it.
+func setAffinity(cpu int32) bool {
+	set := allowedCPUs
+	if cpu >= 0 {
+		set.Zero()
+		set.Set(int(cpu))
+	}
+	return unix.SchedSetaffinity(0, &set) == nil
 }
 
 // lockOS locks the thread's goroutine to its OS thread, which then ends
