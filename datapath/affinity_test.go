@@ -1,15 +1,12 @@
 package datapath
 
 import (
-	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/ovsxdp/ovsxdp/test/testenv"
 	"github.com/ovsxdp/ovsxdp/vport"
 )
 
@@ -17,21 +14,13 @@ import (
 // alone.
 func tasksOn(t *testing.T, cpu int) int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/task")
+	pinned, err := testenv.PinnedThreads(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		var set unix.CPUSet
-		if unix.SchedGetaffinity(tid, &set) != nil {
-			continue // the thread ended
-		}
-		if set.Count() == 1 && set.IsSet(cpu) {
+	for _, c := range pinned {
+		if c == cpu {
 			n++
 		}
 	}
@@ -41,12 +30,9 @@ func tasksOn(t *testing.T, cpu int) int {
 // waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %s (threads and their CPUs:%s)", what, taskCPUs())
-		}
-		time.Sleep(time.Millisecond)
+	if !eventually(10*time.Second, cond) {
+		pinned, _ := testenv.PinnedThreads(os.Getpid())
+		t.Fatalf("after 10s: %s (the CPUs of the threads pinned to one: %v)", what, pinned)
 	}
 }
 
@@ -174,19 +160,4 @@ func TestNewRefusesCPUs(t *testing.T) {
 			t.Errorf("New(%s, CPUs %v) accepted", cfg.Name, cfg.CPUs)
 		}
 	}
-}
-
-// taskCPUs lists the process's threads and the CPUs each may run on.
-func taskCPUs() string {
-	var b strings.Builder
-	ents, _ := os.ReadDir("/proc/self/task")
-	for _, e := range ents {
-		st, _ := os.ReadFile("/proc/self/task/" + e.Name() + "/status")
-		for _, l := range strings.Split(string(st), "\n") {
-			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
-				fmt.Fprintf(&b, " %s:%s", e.Name(), strings.TrimSpace(v))
-			}
-		}
-	}
-	return b.String()
 }

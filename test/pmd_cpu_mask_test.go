@@ -1,10 +1,9 @@
 package test
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,29 +13,14 @@ import (
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
 
-// pinnedThreads lists the threads of process pid whose affinity is a
-// single CPU, as "cpu" each (from the kernel's Cpus_allowed_list).
-func pinnedThreads(t *testing.T, pid int) []string {
+// pinnedThreads is testenv.PinnedThreads, failing the test on error.
+func pinnedThreads(t *testing.T, pid int) []int {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	cpus, err := testenv.PinnedThreads(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, e := range ents {
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, e.Name()))
-		if err != nil {
-			continue // the thread ended
-		}
-		for _, l := range strings.Split(string(st), "\n") {
-			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
-				if v = strings.TrimSpace(v); !strings.ContainsAny(v, ",-") {
-					out = append(out, v)
-				}
-			}
-		}
-	}
-	return out
+	return cpus
 }
 
 // pmdHeads are the lines of pmd-stats-show that head a PMD thread's
@@ -79,14 +63,14 @@ func TestOVSDBPMDCPUMask(t *testing.T) {
 	}
 	// on waits until the poll thread says it runs on core and the
 	// daemon's pinned threads are those listed.
-	on := func(why, core string, pinned ...string) {
+	on := func(why, core string, pinned ...int) {
 		t.Helper()
 		var pmd string
-		var got []string
+		var got []int
 		if !netns.Eventually(20*time.Second, func() bool {
 			pmd = x.cli.run(t, "pmd-stats-show")
 			got = pinnedThreads(t, pid)
-			return strings.Contains(pmd, "core_id "+core+":") && strings.Join(got, " ") == strings.Join(pinned, " ")
+			return strings.Contains(pmd, "core_id "+core+":") && slices.Equal(got, pinned)
 		}) {
 			t.Fatalf("%s: after 20s pmd-stats-show says\n%s\nthe daemon's threads pinned to one CPU: %v; want core_id %s and %v\novsxdp output:\n%s", why, pmd, got, core, pinned, x.proc.Output())
 		}
@@ -109,7 +93,7 @@ func TestOVSDBPMDCPUMask(t *testing.T) {
 	reach("no mask")
 
 	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2")
-	on("pmd-cpu-mask=0x2", "1", "1")
+	on("pmd-cpu-mask=0x2", "1", 1)
 	reach("pmd-cpu-mask=0x2")
 	ours := pmdHeads(x.cli.run(t, "pmd-stats-show"))
 
@@ -121,16 +105,17 @@ func TestOVSDBPMDCPUMask(t *testing.T) {
 	if _, err := s.Vsctl("--timeout=60", "set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2"); err != nil {
 		t.Fatal(err)
 	}
-	var theirs, theirPinned []string
+	var theirs []string
+	var theirPinned []int
 	if !netns.Eventually(30*time.Second, func() bool {
 		out, err := s.Appctl("dpif-netdev/pmd-stats-show")
 		theirs, theirPinned = pmdHeads(out), pinnedThreads(t, s.VswitchdPID())
-		return err == nil && strings.Join(theirs, "|") == strings.Join(ours, "|") && strings.Join(theirPinned, " ") == "1"
+		return err == nil && strings.Join(theirs, "|") == strings.Join(ours, "|") && slices.Equal(theirPinned, []int{1})
 	}) {
 		t.Fatalf("with pmd-cpu-mask=0x2 ovsxdp heads its poll thread's counters %q; after 30s Open vSwitch heads its PMD threads' %q, and has threads pinned to %v (want CPU 1 alone)", ours, theirs, theirPinned)
 	}
 	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=1")
-	on("pmd-cpu-mask=1", "0", "0")
+	on("pmd-cpu-mask=1", "0", 0)
 	reach("pmd-cpu-mask=1")
 
 	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x1z")
@@ -141,7 +126,7 @@ func TestOVSDBPMDCPUMask(t *testing.T) {
 	reach("pmd-cpu-mask=0x1z")
 
 	vsctl("set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2")
-	on("pmd-cpu-mask=0x2 again", "1", "1")
+	on("pmd-cpu-mask=0x2 again", "1", 1)
 	vsctl("remove", "open_vswitch", ".", "other_config", "pmd-cpu-mask")
 	on("mask removed", "0")
 	reach("mask removed")
