@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 )
 
 // LinkMonitorConfig configures a LinkMonitor.
@@ -498,13 +500,7 @@ func linkChanges(dev *Device, up, carrier bool, txq int) string {
 func (m *LinkMonitor) resync() error {
 	m.order.Lock()
 	defer m.order.Unlock()
-	var links []netlink.Link
-	var err error
-	for range 5 {
-		if links, err = m.h.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	links, err := nldump.Retry(m.h.LinkList)
 	if err != nil {
 		return fmt.Errorf("link monitor: list links: %w", err)
 	}

@@ -40,6 +40,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/vport/ethtool"
 	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 )
 
 // Defaults of XSKConfig. Of DefaultXSKFrames, half receive: the fill ring
@@ -358,7 +359,9 @@ func rxQueuesInUse(netns, dev string, allocated int) int {
 // main table goes out through the device ifindex (as its device or as one
 // of its multipath next hops), "" if none does.
 func defaultRouteFamily(h *netlink.Handle, ifindex int) (string, error) {
-	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return "", fmt.Errorf("list routes: %w", err)
 	}

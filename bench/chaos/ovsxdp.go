@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 	vtopo "github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -426,7 +427,7 @@ func (d *ovsxdpDriver) linkStates(ctx context.Context, e *Env, st []slotState) e
 func kernelLinkStates(e *Env) (map[string]string, error) {
 	var links []netlink.Link
 	err := e.SW.Do(func() (err error) {
-		links, err = netlink.LinkList()
+		links, err = nldump.Retry(netlink.LinkList)
 		return err
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ovsxdp/ovsxdp/datapath"
 	"github.com/ovsxdp/ovsxdp/test/testenv"
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -101,7 +102,7 @@ func checkNoDemoLeftovers(t *testing.T, prefix string) {
 	if len(left) > 0 {
 		t.Errorf("namespaces left behind: %v", left)
 	}
-	links, err := netlink.LinkList()
+	links, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	tnetns "github.com/ovsxdp/ovsxdp/test/netns"
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -68,7 +69,7 @@ func deleteTaps(n *topo.Namespace) error {
 		return nil
 	}
 	err := n.Do(func() error {
-		links, err := netlink.LinkList()
+		links, err := nldump.Retry(netlink.LinkList)
 		if err != nil {
 			return err
 		}
@@ -101,7 +102,7 @@ func deleteMarkedTaps() error {
 		return fmt.Errorf("stale taps: %w", err)
 	}
 	defer h.Close()
-	links, err := h.LinkList()
+	links, err := nldump.Retry(h.LinkList)
 	if err != nil {
 		return fmt.Errorf("stale taps: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/ovsxdp/ovsxdp/test/testenv"
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 	"github.com/ovsxdp/ovsxdp/vport/topo"
 )
 
@@ -18,7 +19,7 @@ func taps(t *testing.T, ns netns.NsHandle) map[string]string {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	links, err := h.LinkList()
+	links, err := nldump.Retry(h.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}

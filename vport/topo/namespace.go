@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovsxdp/ovsxdp/vport/internal/nsthread"
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 )
 
 // RunDir holds the files that name network namespaces, where iproute2
@@ -257,7 +258,7 @@ func (n *Namespace) Neigh(dev string, ip net.IP) (mac net.HardwareAddr, state in
 		if err != nil {
 			return err
 		}
-		neighs, err := h.NeighList(l.Attrs().Index, netlink.FAMILY_ALL)
+		neighs, err := nldump.Retry(func() ([]netlink.Neigh, error) { return h.NeighList(l.Attrs().Index, netlink.FAMILY_ALL) })
 		if err != nil {
 			return fmt.Errorf("neighbours of %s in %s: %w", dev, n.Name, err)
 		}
@@ -280,7 +281,7 @@ func (n *Namespace) Addrs(dev string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+		addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			return fmt.Errorf("addresses of %s in %s: %w", dev, n.Name, err)
 		}

@@ -1,7 +1,6 @@
 package underlay
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -14,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 )
 
 // TableConfig configures a Table.
@@ -367,31 +368,14 @@ func sameSnapshot(a, b *snapshot) bool {
 		})
 }
 
-// retryInterrupted runs a netlink dump again when the kernel says it was
-// interrupted by a change (a few times; the change's notification
-// brings another listing anyway).
-func retryInterrupted(f func() error) error {
-	var err error
-	for range 5 {
-		if err = f(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return err
-		}
-	}
-	return err
-}
-
 func (t *Table) listLinks() (map[int]*link, error) {
-	var ls []netlink.Link
-	var as []netlink.Addr
-	err := retryInterrupted(func() (err error) {
-		if ls, err = t.h.LinkList(); err != nil {
-			return err
-		}
-		as, err = t.h.AddrList(nil, netlink.FAMILY_ALL)
-		return err
-	})
+	ls, err := nldump.Retry(t.h.LinkList)
 	if err != nil {
-		return nil, fmt.Errorf("list devices and addresses: %w", err)
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	as, err := nldump.Retry(func() ([]netlink.Addr, error) { return t.h.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	out := make(map[int]*link, len(ls))
 	for _, l := range ls {
@@ -418,10 +402,8 @@ func (t *Table) listLinks() (map[int]*link, error) {
 }
 
 func (t *Table) listRoutes() ([]kernelRoute, error) {
-	var rs []netlink.Route
-	err := retryInterrupted(func() (err error) {
-		rs, err = t.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-		return err
+	rs, err := nldump.Retry(func() ([]netlink.Route, error) {
+		return t.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
@@ -467,11 +449,7 @@ func fromNetlink(r netlink.Route) (kernelRoute, bool) {
 func (t *Table) listNeighs() (map[kernelNeigh][6]byte, error) {
 	out := map[kernelNeigh][6]byte{}
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		var ns []netlink.Neigh
-		err := retryInterrupted(func() (err error) {
-			ns, err = t.h.NeighList(0, family)
-			return err
-		})
+		ns, err := nldump.Retry(func() ([]netlink.Neigh, error) { return t.h.NeighList(0, family) })
 		if err != nil {
 			return nil, fmt.Errorf("list neighbours: %w", err)
 		}

@@ -26,6 +26,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ovsxdp/ovsxdp/vport/nldump"
 )
 
 // Errors that callers test.
@@ -129,7 +131,7 @@ func (r *Resolver) Lookup(remote netip.Addr) (Path, error) {
 	if p.NextHop.Is6() {
 		family = netlink.FAMILY_V6
 	}
-	neighs, err := r.h.NeighList(rt.LinkIndex, family)
+	neighs, err := nldump.Retry(func() ([]netlink.Neigh, error) { return r.h.NeighList(rt.LinkIndex, family) })
 	if err != nil {
 		return Path{}, fmt.Errorf("neighbours of %s: %w", p.Dev, err)
 	}
