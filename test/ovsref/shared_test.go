@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 // switch has: no file a test left in Dir, no flow, datapath port numbers as the first's, and no
 // datapath once the lease ends. A lease asked for while one is held gets a private switch.
 func TestShared(t *testing.T) {
+	Require(t) // the subtests would skip, and the test read their results
 	ports := []Port{{"p1", 1}, {"p2", 2}, {"p3", 3}}
 	type lease struct {
 		pid   int
