@@ -6,6 +6,9 @@
 // arguments, its flags, and for commands that read a file on the client
 // side (add-flows) the file's lines. A response carries the command's
 // output text or an error message.
+//
+// The same server speaks Open vSwitch's unixctl protocol, ovs-appctl's
+// (appctl.go), on a socket of its own.
 package control
 
 import (
@@ -70,6 +73,10 @@ type Request struct {
 	// Input is the content of a file the client read for the command,
 	// one element per line.
 	Input []string `json:"input,omitempty"`
+	// Appctl marks a request that came from ovs-appctl: Verb is an Open
+	// vSwitch command name and Args its arguments as ovs-appctl passed
+	// them, options included.
+	Appctl bool `json:"-"`
 }
 
 // Response is the answer to one Request: Output on success, Error (one
@@ -89,6 +96,7 @@ type Handler func(ctx context.Context, req *Request) (string, error)
 // another out: see maxConns and the timeouts above.
 type Server struct {
 	handler Handler
+	proto   protocol
 	log     *slog.Logger
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -116,11 +124,37 @@ type conn struct {
 	idleSince time.Time
 }
 
+// protocol is how requests and answers travel on a connection: the
+// daemon's own (lines, below) or ovs-appctl's (appctl.go).
+type protocol interface {
+	// read reads one request of at most max bytes: ErrTooLarge past that
+	// (errTooLargeWhole if it read the request to its end), a
+	// *BadRequestError if it is not one.
+	read(r *bufio.Reader, max int) ([]byte, error)
+	// answer runs the request msg and encodes its answer, with what to
+	// run once the answer is sent (nil: nothing). ok false closes the
+	// connection without an answer.
+	answer(s *Server, msg []byte) (out []byte, after func(), ok bool)
+	// failure encodes the answer to a request that could not be read (nil:
+	// the connection closes without one).
+	failure(text string) []byte
+}
+
+// BadRequestError is a request the protocol cannot take; the connection
+// closes after it.
+type BadRequestError struct{ Reason string }
+
+func (e *BadRequestError) Error() string { return e.Reason }
+
 // NewServer returns a server for h that logs to log.
 func NewServer(h Handler, log *slog.Logger) *Server {
+	return newServer(h, lines{}, MaxRequestSize, log)
+}
+
+func newServer(h Handler, p protocol, limit int, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{handler: h, log: log, ctx: ctx, cancel: cancel,
-		limit: MaxRequestSize, maxConns: maxConns,
+	return &Server{handler: h, proto: p, log: log, ctx: ctx, cancel: cancel,
+		limit: limit, maxConns: maxConns,
 		idleTimeout: idleTimeout, gapTimeout: gapTimeout, requestTimeout: requestTimeout,
 		conns: make(map[*conn]struct{})}
 }
@@ -203,9 +237,10 @@ func (s *Server) admit(c *conn) int {
 // write does not wait.
 func (s *Server) refuse(c net.Conn) {
 	s.log.Warn("control: refused a connection, every connection is busy", "limit", s.maxConns)
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	w := bufio.NewWriter(c)
-	writeJSONLine(w, &Response{Error: fmt.Sprintf("the daemon is busy: %d connections are sending or running requests (try again)", s.maxConns)})
+	if b := s.proto.failure(fmt.Sprintf("the daemon is busy: %d connections are sending or running requests (try again)", s.maxConns)); b != nil {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write(b)
+	}
 	c.Close()
 }
 
@@ -290,26 +325,47 @@ func (s *Server) serveConn(c *conn) {
 			return // evicted
 		}
 		dr.gap, dr.end = s.gapTimeout, time.Now().Add(s.requestTimeout)
-		line, err := readLine(r, s.limit)
-		var resp Response
+		msg, err := s.proto.read(r, s.limit)
+		var out []byte
+		var after func()
+		ok := true
 		var ne net.Error
+		var bad *BadRequestError
 		switch {
 		case errors.Is(err, ErrTooLarge):
-			resp.Error = fmt.Sprintf("%v (the limit is %d bytes)", ErrTooLarge, s.limit)
+			s.log.Warn("control: request too large", "limit", s.limit)
+			out = s.proto.failure(fmt.Sprintf("%v (the limit is %d bytes)", ErrTooLarge, s.limit))
 		case errors.As(err, &ne) && ne.Timeout():
-			resp.Error = fmt.Sprintf("request incomplete: no data for %v, or not whole after %v", s.gapTimeout, s.requestTimeout)
+			out = s.proto.failure(fmt.Sprintf("request incomplete: no data for %v, or not whole after %v", s.gapTimeout, s.requestTimeout))
+		case errors.As(err, &bad):
+			s.log.Warn("control: bad request; connection closed", "reason", bad.Reason)
+			out = s.proto.failure(bad.Reason)
 		case err != nil && !errors.Is(err, io.EOF):
 			s.log.Debug("control: read", "err", err)
 			return
+		case len(msg) == 0 && errors.Is(err, io.EOF):
+			return
 		default:
-			resp = s.handle(line)
+			out, after, ok = s.proto.answer(s, msg)
 		}
-		c.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if werr := writeJSONLine(w, &resp); werr != nil {
-			s.log.Debug("control: write", "err", werr)
+		if !ok {
 			return
 		}
-		if errors.Is(err, ErrTooLarge) && err != errTooLargeWhole {
+		if out != nil {
+			c.SetWriteDeadline(time.Now().Add(writeTimeout))
+			_, werr := w.Write(out)
+			if werr == nil {
+				werr = w.Flush()
+			}
+			if after != nil {
+				after()
+			}
+			if werr != nil {
+				s.log.Debug("control: write", "err", werr)
+				return
+			}
+		}
+		if errors.Is(err, ErrTooLarge) && err != errTooLargeWhole && out != nil {
 			// Read the rest of the request (bounded) so that a client
 			// still sending it can finish and read the answer, instead
 			// of having its write fail.
@@ -335,34 +391,61 @@ func discardLine(r *bufio.Reader, max int) {
 	}
 }
 
-// handle decodes and runs one request. Whatever happens, it returns a
-// response.
-func (s *Server) handle(line []byte) (resp Response) {
+// lines is the daemon's own protocol: one JSON Request per line, one JSON
+// Response per line.
+type lines struct{}
+
+func (lines) read(r *bufio.Reader, max int) ([]byte, error) { return readLine(r, max) }
+
+func (lines) failure(text string) []byte { return jsonLine(&Response{Error: text}) }
+
+// answer decodes and runs one request. Whatever happens, it answers.
+func (lines) answer(s *Server, line []byte) ([]byte, func(), bool) {
 	var req Request
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return Response{Error: "malformed request: " + err.Error()}
+		return jsonLine(&Response{Error: "malformed request: " + err.Error()}), nil, true
 	}
 	if dec.More() {
-		return Response{Error: "malformed request: more than one JSON value on the line"}
+		return jsonLine(&Response{Error: "malformed request: more than one JSON value on the line"}), nil, true
 	}
 	if req.Verb == "" {
-		return Response{Error: "malformed request: no verb"}
+		return jsonLine(&Response{Error: "malformed request: no verb"}), nil, true
 	}
+	out, after, err := s.run(&req)
+	if err != nil {
+		return jsonLine(&Response{Error: err.Error()}), after, true
+	}
+	return jsonLine(&Response{Output: out}), after, true
+}
+
+// afterKey is the context key of a request's after-answer function.
+type afterKey struct{}
+
+// AfterAnswer has f run once the answer to the request whose handler got
+// ctx has been sent (or failed to be): a command that ends the daemon
+// answers first.
+func AfterAnswer(ctx context.Context, f func()) {
+	if p, ok := ctx.Value(afterKey{}).(*func()); ok {
+		*p = f
+	}
+}
+
+// run runs req's handler: its output or error, never a panic, and what
+// the handler asked to run after the answer.
+func (s *Server) run(req *Request) (out string, after func(), err error) {
+	ctx := context.WithValue(s.ctx, afterKey{}, &after)
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("control: handler panicked", "verb", req.Verb, "panic", r, "stack", string(debug.Stack()))
-			resp = Response{Error: fmt.Sprintf("internal error in %s: %v", req.Verb, r)}
+			out, err = "", fmt.Errorf("internal error in %s: %v", req.Verb, r)
 		}
 	}()
 	start := time.Now()
-	out, err := s.handler(s.ctx, &req)
-	s.log.Debug("control: request", "verb", req.Verb, "args", req.Args, "took", time.Since(start), "err", err)
-	if err != nil {
-		return Response{Error: err.Error()}
-	}
-	return Response{Output: out}
+	out, err = s.handler(ctx, req)
+	s.log.Debug("control: request", "verb", req.Verb, "args", req.Args, "appctl", req.Appctl, "took", time.Since(start), "err", err)
+	return out, after, err
 }
 
 // errTooLargeWhole is ErrTooLarge for a line that was read to its end.
@@ -407,16 +490,13 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 	}
 }
 
-func writeJSONLine(w *bufio.Writer, v any) error {
+// jsonLine encodes v as one JSON line.
+func jsonLine(v any) []byte {
 	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	if err != nil { // a Response always encodes
+		panic(err)
 	}
-	b = append(b, '\n')
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	return w.Flush()
+	return append(b, '\n')
 }
 
 // Listen creates the control socket at path: it creates the socket's
