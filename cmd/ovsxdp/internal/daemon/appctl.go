@@ -19,8 +19,8 @@ import (
 // The commands modelled on ovs-appctl's.
 func init() {
 	register(
-		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-show", Usage: "[BR]", Short: "Print the poll threads' statistics", Max: 1}, run: (*Daemon).pmdStatsShow},
-		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-clear", Usage: "[BR]", Short: "Zero what pmd-stats-show prints", Max: 1}, run: (*Daemon).pmdStatsClear},
+		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-show", Usage: "[BR]", Short: "Print the poll threads' statistics", Max: 1, Flags: []FlagInfo{pmdFlag}}, run: (*Daemon).pmdStatsShow},
+		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-clear", Usage: "[BR]", Short: "Zero what pmd-stats-show prints", Max: 1, Flags: []FlagInfo{pmdFlag}}, run: (*Daemon).pmdStatsClear},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/dump-flows", Usage: "[BR]", Short: "Print the poll threads' megaflows", Max: 1}, run: (*Daemon).dpctlDumpFlows},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/del-flows", Usage: "[BR]", Short: "Flush the poll threads' megaflows and exact-match caches", Max: 1}, run: (*Daemon).dpctlDelFlows},
 		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "[BR] FLOW", Short: "Trace a packet through a bridge's flows: an OpenFlow microflow, or a datapath flow (the bridge is its datapath; it may be left out when there is one)", Min: 1, Max: 2,
@@ -31,6 +31,8 @@ func init() {
 			Flags: []FlagInfo{{Name: "csv", Bool: true, Usage: "print CSV rows: bridge,kind,message,error,type,code,reason,count,distinct,example (kind: received or refused; distinct: different messages, xids aside; example: the first refused message, in hex)"}}}, run: (*Daemon).ofRejections},
 		&verb{VerbInfo: VerbInfo{Name: "tnl/ports/show", Short: "Print each tunnel port's path to each remote endpoint it resolved", Max: 0}, run: (*Daemon).tnlPortsShow},
 		&verb{VerbInfo: VerbInfo{Name: "version", Short: "Print the daemon's version", Max: 0}, run: (*Daemon).version},
+		&verb{VerbInfo: VerbInfo{Name: "exit", Short: "Stop the daemon, as SIGTERM does", Max: 0,
+			Flags: []FlagInfo{{Name: "cleanup", Bool: true, Usage: "delete the internal ports' devices too, as Open vSwitch's exit --cleanup deletes its datapaths' ports (without it they stay for the next daemon)"}}}, run: (*Daemon).exit},
 	)
 }
 
@@ -47,8 +49,29 @@ func (d *Daemon) selectLocked(c *call) ([]*bridge, error) {
 	return []*bridge{b}, nil
 }
 
+// pmdFlag selects one poll thread, as ovs-appctl's -pmd option does.
+var pmdFlag = FlagInfo{Name: "pmd", Usage: "only the poll thread of this core_id (its CPU when pinned, else its number)"}
+
+// pmdSelected returns which poll thread's core_id --pmd names, or -1 for
+// every thread.
+func pmdSelected(c *call) (int, error) {
+	v, ok := c.flag("pmd")
+	if !ok {
+		return -1, nil
+	}
+	core, err := strconv.Atoi(v)
+	if err != nil || core < 0 {
+		return 0, fmt.Errorf("%w: --pmd %q is not a core_id", ErrUsage, flow.Clipped(v))
+	}
+	return core, nil
+}
+
 func (d *Daemon) pmdStatsShow(c *call) (string, error) {
 	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	core, err := pmdSelected(c)
 	if err != nil {
 		return "", err
 	}
@@ -56,6 +79,9 @@ func (d *Daemon) pmdStatsShow(c *call) (string, error) {
 	for _, b := range bs {
 		fmt.Fprintf(&s, "bridge %s:\n", b.name)
 		for i, st := range b.dp.PMDStats() {
+			if core >= 0 && coreID(st) != core {
+				continue
+			}
 			if i < len(b.baseline) {
 				st = subPMD(st, b.baseline[i])
 			}
@@ -73,8 +99,25 @@ func (d *Daemon) pmdStatsClear(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	core, err := pmdSelected(c)
+	if err != nil {
+		return "", err
+	}
 	for _, b := range bs {
-		b.baseline = b.dp.PMDStats()
+		cur := b.dp.PMDStats()
+		if core < 0 {
+			b.baseline = cur
+			continue
+		}
+		// The other threads keep their baselines (none: zero).
+		base := make([]datapath.PMDStats, len(cur))
+		copy(base, b.baseline)
+		for i, st := range cur {
+			if coreID(st) == core {
+				base[i] = st
+			}
+		}
+		b.baseline = base
 	}
 	return "", nil
 }

@@ -140,6 +140,13 @@ type Daemon struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// exitReq is closed when a client asks the daemon to exit
+	// (unixctl.go); cleanup (guarded by mu) has Close delete the internal
+	// ports' devices instead of keeping them.
+	exitReq  chan struct{}
+	exitOnce sync.Once
+	cleanup  bool
 }
 
 // bridge is one bridge and what the daemon remembers about it.
@@ -189,7 +196,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), threads: threads, stop: make(chan struct{}), done: make(chan struct{}), saver: newStateSaver()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, bridges: make(map[string]*bridge), ct: ct, defrag: conntrack.NewDefrag(), threads: threads, stop: make(chan struct{}), done: make(chan struct{}), exitReq: make(chan struct{}), saver: newStateSaver()}
 	d.tunnels = d.newTunnels(cfg.Logger)
 	d.publishLocked()
 	if cfg.StatePath != "" {
@@ -243,7 +250,9 @@ func (d *Daemon) Close() error {
 	d.saveIfDirty(runtime.GOMAXPROCS(0)) // what the OpenFlow channels changed last
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.keepInternalLocked()
+	if !d.cleanup {
+		d.keepInternalLocked()
+	}
 	var errs []error
 	for _, b := range d.bridges {
 		if err := b.dp.Close(); err != nil {
@@ -360,6 +369,9 @@ func (v *verb) hasFlag(name string) bool {
 
 // Handle runs one request. It is the control server's handler.
 func (d *Daemon) Handle(ctx context.Context, req *control.Request) (string, error) {
+	if req.Appctl {
+		return d.handleAppctl(ctx, req)
+	}
 	v := verbs[req.Verb]
 	if v == nil {
 		return "", fmt.Errorf("%w %q", ErrUnknownVerb, flow.Clipped(req.Verb))

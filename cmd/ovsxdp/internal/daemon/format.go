@@ -171,6 +171,15 @@ func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
 	return s
 }
 
+// coreID is the core_id pmd-stats-show gives a poll thread: its CPU when
+// pinned, else its number.
+func coreID(s datapath.PMDStats) int {
+	if s.CPU >= 0 {
+		return s.CPU
+	}
+	return s.ID
+}
+
 // formatPMDStats writes one poll thread's statistics in the layout of
 // ovs-appctl dpif-netdev/pmd-stats-show, with the counters ovsxdp has.
 // Open vSwitch counts CPU cycles; ovsxdp measures nanoseconds, and says so
@@ -180,11 +189,7 @@ func subPMD(cur, base datapath.PMDStats) datapath.PMDStats {
 // Open vSwitch PMD thread, on its core, polls queues of every bridge.
 func formatPMDStats(s datapath.PMDStats) string {
 	var b strings.Builder
-	core := s.ID
-	if s.CPU >= 0 {
-		core = s.CPU
-	}
-	fmt.Fprintf(&b, "pmd thread numa_id 0 core_id %d:\n", core)
+	fmt.Fprintf(&b, "pmd thread numa_id 0 core_id %d:\n", coreID(s))
 	fmt.Fprintf(&b, "  packets received: %d\n", s.Packets)
 	fmt.Fprintf(&b, "  packet recirculations: %d\n", s.Recircs)
 	// A packet's passes: its own and those of its recirculations (ct with
