@@ -66,6 +66,7 @@ brings each bridge up again; a bridge deleted from the database drops them.`,
 	}
 	cmd.Flags().StringVar(&o.statePath, "state", defaultState, `the state file ("" keeps no state)`)
 	cmd.Flags().StringVar(&o.runDir, "rundir", defaultRunDir, `where each bridge's OpenFlow socket BRIDGE.mgmt is created, for ovs-ofctl ("" runs none)`)
+	cmd.Flags().BoolVar(&o.appctl, "appctl", true, `answer ovs-appctl as ovs-vswitchd does: the socket RUNDIR/ovs-vswitchd.PID.ctl and the pidfile RUNDIR/ovs-vswitchd.pid, so that "OVS_RUNDIR=RUNDIR ovs-appctl -t ovs-vswitchd COMMAND" reaches the daemon (not without --rundir)`)
 	cmd.Flags().StringVar(&o.ovsdb, "ovsdb", "", `take the configuration from this ovsdb-server, e.g. unix:/run/openvswitch/db.sock (the state file is then not used)`)
 	cmd.Flags().StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this loopback address, e.g. 127.0.0.1:9476")
 	cmd.Flags().StringVar(&o.pprof, "pprof", "", "serve the Go profiler (/debug/pprof/) on this loopback address")
@@ -78,8 +79,10 @@ brings each bridge up again; a bridge deleted from the database drops them.`,
 // daemonOptions are the daemon command's options.
 type daemonOptions struct {
 	socket, statePath string
-	// runDir holds the bridges' OpenFlow management sockets.
+	// runDir holds the bridges' OpenFlow management sockets, and with
+	// appctl ovs-appctl's socket and pidfile.
 	runDir string
+	appctl bool
 	// ovsdb is the ovsdb-server remote that configures the daemon ("":
 	// the state file does).
 	ovsdb string
@@ -142,6 +145,14 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
+	var actl *control.AppctlListener
+	if o.appctl && o.runDir != "" {
+		if actl, err = control.ListenAppctl(o.runDir, appctlTarget); err != nil {
+			ln.Close()
+			return err
+		}
+		defer actl.Close()
+	}
 	flowsPath := ""
 	if o.ovsdb != "" && o.runDir != "" {
 		flowsPath = filepath.Join(o.runDir, "flows.json")
@@ -196,15 +207,28 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	}
 
 	srv := control.NewServer(d.Handle, log)
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("ovsxdp daemon running", "pid", os.Getpid(), "socket", o.socket, "state", o.statePath, "rundir", o.runDir, "ovsdb", o.ovsdb, "metrics", o.metrics, "pprof", o.pprof, "version", buildVersion())
+	appctlSocket := ""
+	asrv := control.NewAppctlServer(d.Handle, log)
+	if actl != nil {
+		appctlSocket = actl.Addr().String()
+		go func() { served <- asrv.Serve(actl) }()
+	}
+	log.Info("ovsxdp daemon running", "pid", os.Getpid(), "socket", o.socket, "appctl", appctlSocket, "state", o.statePath, "rundir", o.runDir, "ovsdb", o.ovsdb, "metrics", o.metrics, "pprof", o.pprof, "version", buildVersion())
 
 	select {
 	case <-ctx.Done():
 		log.Info("ovsxdp daemon stopping")
+	case <-d.ExitRequested():
+		log.Info("ovsxdp daemon stopping: exit requested")
 	case err = <-served:
 	}
 	srv.Close()
+	asrv.Close()
 	return err
 }
+
+// appctlTarget is the name ovs-appctl -t finds the daemon by: ovs-vswitchd's,
+// whose place it takes.
+const appctlTarget = "ovs-vswitchd"
