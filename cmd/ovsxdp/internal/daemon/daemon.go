@@ -159,6 +159,9 @@ type bridge struct {
 	// baseline are the poll threads' counters at the last pmd-stats-clear.
 	// Guarded by Daemon.mu.
 	baseline []datapath.PMDStats
+	// macBaseline are the MAC table's counters at the last
+	// fdb/stats-clear (fdb.go). Guarded by Daemon.mu.
+	macBaseline flow.MACStats
 	// dpid is the datapath ID Open vSwitch would give the bridge
 	// (localmac.go), set under --ovsdb; 0 elsewhere, where the ID is
 	// derived from the name. Written under Daemon.mu; connections read
