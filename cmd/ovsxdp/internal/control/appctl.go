@@ -189,7 +189,7 @@ type AppctlListener struct {
 // an error that names it: two daemons cannot answer to one name. Close
 // removes both.
 func ListenAppctl(dir, name string) (*AppctlListener, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil { // as Listen makes it
 		return nil, fmt.Errorf("appctl: %w", err)
 	}
 	pidPath := filepath.Join(dir, name+".pid")
