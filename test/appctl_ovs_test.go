@@ -41,14 +41,16 @@ func fdbHosts(t *testing.T, sw *netns.NS) (a, b *netns.NS, macA, macB string) {
 	return a, b, mac(a, va.Peer), mac(b, vb.Peer)
 }
 
-// TestFdbMatchesOVS: after the same pings through a bridge of two AF_XDP
-// ports whose one flow is actions=normal, ovs-appctl's fdb/show,
+// TestAppctlMatchesOVS: after the same pings through a bridge of two AF_XDP
+// ports whose one flow is actions=normal, ovs-appctl's dpif/show and
+// dpctl/show -s show the AF_XDP ports alike (their counts aside), and
+// fdb/show,
 // fdb/stats-show, fdb/flush and fdb/stats-clear answer for ovsxdp as
 // for Open vSwitch: the same table layout, ports, VLANs and addresses
 // (the addresses' MACs named, the ages and order left out), the same counters (less
 // the count of aged-out entries, which ovsxdp does not keep) and the same
 // messages.
-func TestFdbMatchesOVS(t *testing.T) {
+func TestAppctlMatchesOVS(t *testing.T) {
 	testenv.RequireTool(t, "ovs-appctl", "openvswitch-common")
 	testenv.RequireTool(t, "ping", "iputils-ping")
 	testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
@@ -109,6 +111,7 @@ func TestFdbMatchesOVS(t *testing.T) {
 			t.Fatalf("%s: pa does not reach pb: %v\n%s", x.name, err, out)
 		}
 		for _, cmd := range [][]string{
+			{"dpif/show"}, {"dpctl/show", "-s"},
 			{"fdb/show", "br0"}, {"fdb/stats-show", "br0"},
 			{"fdb/stats-clear", "br0"}, {"fdb/flush", "br0"},
 			{"fdb/show", "br0"}, {"fdb/stats-show", "br0"},
@@ -121,6 +124,30 @@ func TestFdbMatchesOVS(t *testing.T) {
 				rows := strings.SplitAfter(ages.ReplaceAllString(out, ""), "\n")
 				slices.Sort(rows[1:])
 				out = strings.Join(rows, "")
+			}
+			if cmd[0] == "dpif/show" || cmd[0] == "dpctl/show" {
+				// The AF_XDP ports' lines, and dpctl/show's
+				// counters under them: the datapaths' names, their
+				// other ports, their lookups and (in dpctl/show)
+				// their port numbers differ.
+				var lines []string
+				keep := false
+				for _, l := range strings.SplitAfter(out, "\n") {
+					if strings.HasPrefix(l, "  port ") || !strings.HasPrefix(l, "    ") || cmd[0] == "dpif/show" {
+						keep = strings.Contains(l, "afxdp:")
+					}
+					if keep {
+						l = regexp.MustCompile(`^  port \d+:`).ReplaceAllString(l, "  port:")
+						lines = append(lines, regexp.MustCompile(`^(    \S+ \d+)/\d+:`).ReplaceAllString(l, "$1/D:"))
+					}
+				}
+				out = strings.Join(lines, "")
+				if cmd[0] == "dpctl/show" {
+					// The counts, and the drops Open vSwitch does not
+					// keep for AF_XDP ports.
+					out = regexp.MustCompile(`dropped:\S+`).ReplaceAllString(out, "dropped:D")
+					out = regexp.MustCompile(`(packets|bytes):\d+`).ReplaceAllString(out, "$1:N")
+				}
 			}
 			if cmd[0] == "fdb/stats-show" {
 				// ovsxdp does not count the entries that aged out.
@@ -142,6 +169,9 @@ func TestFdbMatchesOVS(t *testing.T) {
 		if outs[0] != outs[1] {
 			t.Errorf("%s: Open vSwitch answers\n%s\novsxdp\n%s", cmd, outs[0], outs[1])
 		}
+	}
+	if dp := answers["dpif/show #0"]; len(dp) == 0 || !strings.Contains(dp[0], "    ha 1/D: (afxdp: n_rxq=1,") || !strings.Contains(dp[0], "    hb 2/D: (afxdp: n_rxq=1,") {
+		t.Errorf("dpif/show does not list both AF_XDP ports: %q", dp)
 	}
 	if first := answers["fdb/show br0 #0"]; len(first) == 0 || !strings.Contains(first[0], "MAC-A") || !strings.Contains(first[0], "MAC-B") {
 		t.Errorf("fdb/show after the pings does not list both hosts' addresses: %q", first)

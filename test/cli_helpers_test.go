@@ -37,6 +37,12 @@ type cliDaemon struct {
 	log              *topo.SyncBuffer
 }
 
+// runDirOf is the run directory the helpers give the daemon of control
+// socket sock: beside it, named after it.
+func runDirOf(sock string) string {
+	return strings.TrimSuffix(sock, filepath.Ext(sock)) + "-run"
+}
+
 // startCLIDaemon starts `ovsxdp daemon` on the socket sock with the state
 // file state and waits until it answers. The test's cleanup kills it by
 // PID. It runs in the test's (the host's) network namespace, so its
@@ -47,9 +53,11 @@ func startCLIDaemon(t *testing.T, bin, sock, state string, extra ...string) *cli
 	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(topo.SyncBuffer)}
 	args := append([]string{"daemon", "--socket", sock, "--state", state, "--local-port=false"}, extra...)
 	if !slices.Contains(extra, "--rundir") {
-		// The bridges' OpenFlow sockets go beside the control socket,
-		// not into the host's /run/ovsxdp.
-		d.runDir = filepath.Join(filepath.Dir(sock), "run")
+		// The bridges' OpenFlow sockets, and ovs-appctl's pidfile and
+		// socket, go beside the control socket, not into the host's
+		// /run/ovsxdp; one run directory per daemon, as two daemons
+		// cannot hold one pidfile.
+		d.runDir = runDirOf(sock)
 		args = append(args, "--rundir", d.runDir)
 	}
 	d.cmd = exec.Command(bin, args...)
@@ -87,7 +95,7 @@ func startCLIDaemonIn(t *testing.T, ns *netns.NS, bin, sock, state string, extra
 	d := &cliDaemon{bin: bin, sock: sock, state: state}
 	args := append([]string{bin, "daemon", "--socket", sock, "--state", state}, extra...)
 	if !slices.Contains(extra, "--rundir") {
-		d.runDir = filepath.Join(filepath.Dir(sock), "run")
+		d.runDir = runDirOf(sock)
 		args = append(args, "--rundir", d.runDir)
 	}
 	proc := ns.Start(t, args...)
