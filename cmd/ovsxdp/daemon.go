@@ -54,7 +54,11 @@ brings each bridge up again; a bridge deleted from the database drops them.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			// A variable level, which vlog/set changes.
+			lv := new(slog.LevelVar)
+			lv.Set(level)
+			o.logLevel = lv
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 			slog.SetDefault(log)
 			o.socket = g.socket
 			if o.ovsdb != "" {
@@ -93,6 +97,8 @@ type daemonOptions struct {
 	localPort bool
 	// pmdCPUMask pins the poll threads ("": not pinned).
 	pmdCPUMask string
+	// logLevel is the log's level, for vlog/set.
+	logLevel *slog.LevelVar
 }
 
 // HTTP server limits: no client can hold a connection open for long.
@@ -157,7 +163,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, o daemonOptions) error {
 	if o.ovsdb != "" && o.runDir != "" {
 		flowsPath = filepath.Join(o.runDir, "flows.json")
 	}
-	d, err := daemon.New(daemon.Config{StatePath: o.statePath, FlowsPath: flowsPath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, NoLocalPort: !o.localPort, PMDCPUMask: o.pmdCPUMask, Logger: log})
+	d, err := daemon.New(daemon.Config{StatePath: o.statePath, FlowsPath: flowsPath, Version: buildVersion(), RunDir: o.runDir, OVSDB: o.ovsdb, NoLocalPort: !o.localPort, PMDCPUMask: o.pmdCPUMask, Logger: log, LogLevel: o.logLevel})
 	if err != nil {
 		ln.Close()
 		return err

@@ -68,6 +68,9 @@ type Config struct {
 	// OVSDB it must be "": the database's column pins them.
 	PMDCPUMask string
 	Logger     *slog.Logger
+	// LogLevel is the level of Logger's handler, which vlog/set changes
+	// (vlog.go); nil: it stays as it is.
+	LogLevel *slog.LevelVar
 }
 
 // tapOwner names the configuration whose internal ports' devices this
@@ -147,6 +150,10 @@ type Daemon struct {
 	exitReq  chan struct{}
 	exitOnce sync.Once
 	cleanup  bool
+
+	// vlogLevel is the level vlog/set last set, in Open vSwitch's words
+	// ("" before any; vlog.go). Guarded by mu.
+	vlogLevel string
 }
 
 // bridge is one bridge and what the daemon remembers about it.
