@@ -122,6 +122,7 @@ func TestAppctlDropIn(t *testing.T) {
 	for _, bad := range [][]string{
 		{"no-such-command"}, {"version", "extra"}, {"ofproto/trace"}, {"exit", "--cleanup", "extra"},
 		{"dpif-netdev/pmd-stats-show", "-pmd", "0", "br0", "extra"}, {"dpif-netdev/pmd-stats-clear", "-pmd", "0", "br0", "extra"},
+		{"vlog/set", "nosuch:dbg"}, {"vlog/set", "console:dbg:info"},
 	} {
 		_, ours, code := ovsAppctl(t, x.runDir, "ovs-vswitchd", bad...)
 		_, theirs, theirCode := ovsAppctl(t, ref.Dir, filepath.Join(ref.Dir, "ovs-vswitchd.ctl"), bad...)
@@ -131,6 +132,17 @@ func TestAppctlDropIn(t *testing.T) {
 			t.Errorf("ovs-appctl %s: ovsxdp's exit code %d, standard error\n%s\nOpen vSwitch's %d,\n%s", strings.Join(bad, " "), code, ours, theirCode, theirs)
 		}
 	}
+
+	// vlog/set changes the level of what the daemon logs.
+	appctl("vlog/set", "ANY:console:dbg")
+	appctl("version")
+	if !strings.Contains(x.proc.Output(), `level=DEBUG msg="control: request" verb=version`) {
+		t.Errorf("no debug line for a request after vlog/set ANY:console:dbg:\n%s", x.proc.Output())
+	}
+	if got := appctl("vlog/list"); !regexp.MustCompile(`\novsxdp +DBG +OFF +OFF\n`).MatchString(got) {
+		t.Errorf("vlog/list after vlog/set ANY:console:dbg:\n%s", got)
+	}
+	appctl("vlog/set", "info")
 
 	// Garbage on the socket closes that connection only.
 	sockets, _ := filepath.Glob(filepath.Join(x.runDir, "ovs-vswitchd.*.ctl"))
