@@ -37,12 +37,17 @@ func init() {
 }
 
 // selectLocked returns the bridge named by the optional first argument, or
-// every bridge. d.mu must be held.
+// every bridge. The argument may name the bridge's datapath, as dpif/show
+// does (ovsxdp@BR). d.mu must be held.
 func (d *Daemon) selectLocked(c *call) ([]*bridge, error) {
 	if len(c.args) == 0 {
 		return d.sortedLocked(), nil
 	}
-	b, err := d.bridgeLocked(c.args[0])
+	name := c.args[0]
+	if _, ok := d.bridges[name]; !ok {
+		name = strings.TrimPrefix(name, "ovsxdp@")
+	}
+	b, err := d.bridgeLocked(name)
 	if err != nil {
 		return nil, err
 	}

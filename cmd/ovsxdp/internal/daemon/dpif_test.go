@@ -38,6 +38,13 @@ func TestDpifShow(t *testing.T) {
 	if got, err := runFlags(d, "dpctl/show", map[string]string{"statistics": "true"}, "br0"); err != nil || got != want {
 		t.Errorf("dpctl/show -s br0: %v\n%s\nwant\n%s", err, got, want)
 	}
+	// The datapath's name selects the bridge too.
+	if got, err := runFlags(d, "dpctl/show", map[string]string{"statistics": "true"}, "ovsxdp@br0"); err != nil || got != want {
+		t.Errorf("dpctl/show -s ovsxdp@br0: %v\n%s", err, got)
+	}
+	if _, err := runFlags(d, "dpctl/show", nil, "netdev@ovs-netdev"); err == nil {
+		t.Error("dpctl/show of Open vSwitch's datapath")
+	}
 	if got := run(t, d, "ofproto/list"); got != "br0\nbr1\n" {
 		t.Errorf("ofproto/list: %q", got)
 	}
