@@ -31,7 +31,7 @@ const MaxAppctlRequestSize = 1 << 20
 // set. A message that is not such a request is logged and closes its
 // connection, as Open vSwitch's server does; the limits of NewServer hold.
 func NewAppctlServer(h Handler, log *slog.Logger) *Server {
-	return newServer(h, appctl{}, MaxAppctlRequestSize, log)
+	return newServer(h, appctl{}, MaxAppctlRequestSize, log.With("server", "ovs-appctl"))
 }
 
 type appctl struct{}
@@ -100,7 +100,7 @@ var appctlMembers = []string{"method", "params", "result", "error", "id"}
 // unless empty.
 func (appctl) answer(s *Server, msg []byte) ([]byte, func(), bool) {
 	bad := func(reason string) ([]byte, func(), bool) {
-		s.log.Warn("appctl: received bad JSON-RPC message; connection closed", "reason", reason)
+		s.log.Warn("control: bad request; connection closed", "reason", "received bad JSON-RPC message: "+reason)
 		return nil, nil, false
 	}
 	var m map[string]json.RawMessage
