@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovsxdp/ovsxdp/test/netns"
 	"github.com/ovsxdp/ovsxdp/test/ovsref"
 	"github.com/ovsxdp/ovsxdp/test/testenv"
 )
@@ -136,7 +137,11 @@ func TestAppctlDropIn(t *testing.T) {
 	// vlog/set changes the level of what the daemon logs.
 	appctl("vlog/set", "ANY:console:dbg")
 	appctl("version")
-	if !strings.Contains(x.proc.Output(), `level=DEBUG msg="control: request" verb=version`) {
+	// The line was written before the answer, but reaches the test's
+	// copy of the daemon's output through a pipe, a little later.
+	if !netns.Eventually(10*time.Second, func() bool {
+		return strings.Contains(x.proc.Output(), `level=DEBUG msg="control: request" server=ovs-appctl verb=version`)
+	}) {
 		t.Errorf("no debug line for a request after vlog/set ANY:console:dbg:\n%s", x.proc.Output())
 	}
 	if got := appctl("vlog/list"); !regexp.MustCompile(`\novsxdp +DBG +OFF +OFF\n`).MatchString(got) {
