@@ -52,7 +52,7 @@ func (appctl) read(r *bufio.Reader, max int) ([]byte, error) {
 		c, err := r.ReadByte()
 		if err != nil {
 			if len(msg) > 0 && errors.Is(err, io.EOF) {
-				return nil, &BadRequestError{Reason: "received bad JSON-RPC message: the stream ended inside a message"}
+				return nil, &badRequestError{Reason: "received bad JSON-RPC message: the stream ended inside a message"}
 			}
 			return nil, err
 		}
@@ -62,7 +62,7 @@ func (appctl) read(r *bufio.Reader, max int) ([]byte, error) {
 				continue
 			case '{':
 			default:
-				return nil, &BadRequestError{Reason: fmt.Sprintf("received bad JSON-RPC message: message is not a JSON object (it starts with %q)", c)}
+				return nil, &badRequestError{Reason: fmt.Sprintf("received bad JSON-RPC message: message is not a JSON object (it starts with %q)", c)}
 			}
 		}
 		if len(msg) >= max {

@@ -129,7 +129,7 @@ type conn struct {
 type protocol interface {
 	// read reads one request of at most max bytes: ErrTooLarge past that
 	// (errTooLargeWhole if it read the request to its end), a
-	// *BadRequestError if it is not one.
+	// *badRequestError if it is not one.
 	read(r *bufio.Reader, max int) ([]byte, error)
 	// answer runs the request msg and encodes its answer, with what to
 	// run once the answer is sent (nil: nothing). ok false closes the
@@ -140,11 +140,11 @@ type protocol interface {
 	failure(text string) []byte
 }
 
-// BadRequestError is a request the protocol cannot take; the connection
+// badRequestError is a request the protocol cannot take; the connection
 // closes after it.
-type BadRequestError struct{ Reason string }
+type badRequestError struct{ Reason string }
 
-func (e *BadRequestError) Error() string { return e.Reason }
+func (e *badRequestError) Error() string { return e.Reason }
 
 // NewServer returns a server for h that logs to log.
 func NewServer(h Handler, log *slog.Logger) *Server {
@@ -330,7 +330,7 @@ func (s *Server) serveConn(c *conn) {
 		var after func()
 		ok := true
 		var ne net.Error
-		var bad *BadRequestError
+		var bad *badRequestError
 		switch {
 		case errors.Is(err, ErrTooLarge):
 			s.log.Warn("control: request too large", "limit", s.limit)
