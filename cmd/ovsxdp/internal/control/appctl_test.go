@@ -46,17 +46,7 @@ func startAppctl(t *testing.T) (string, chan string) {
 		}
 		return "", fmt.Errorf("%q is not a valid command", req.Verb)
 	}
-	s := NewAppctlServer(h, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	serve(t, NewAppctlServer(h, slog.New(slog.NewTextHandler(io.Discard, nil))), ln)
 	return ln.Addr().String(), afters
 }
 

@@ -45,6 +45,14 @@ func startServerLimit(t *testing.T, limit int) string {
 	}
 	s := NewServer(h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s.limit = limit
+	serve(t, s, ln)
+	return path
+}
+
+// serve runs s on ln until the test ends, and checks that it closes
+// cleanly.
+func serve(t *testing.T, s *Server, ln net.Listener) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -55,7 +63,6 @@ func startServerLimit(t *testing.T, limit int) string {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return path
 }
 
 // exchange sends raw lines on one connection and returns the responses.

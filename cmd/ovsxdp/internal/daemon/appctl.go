@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -127,29 +128,41 @@ func (d *Daemon) pmdStatsClear(c *call) (string, error) {
 	return "", nil
 }
 
-// dpctlDumpFlows lists each poll thread's megaflows in Open vSwitch's
-// datapath flow syntax. Megaflows of an older rule table (which the next
-// packet revalidates or evicts) are left out.
-func (d *Daemon) dpctlDumpFlows(c *call) (string, error) {
+// liveMegaflows returns the megaflows of each bridge c selects, as its
+// poll threads hold them, less those of an older rule table (which the
+// next packet revalidates or evicts). verb names the command in errors.
+func (d *Daemon) liveMegaflows(c *call, verb string) ([]*bridge, [][]datapath.MegaflowEntry, error) {
 	bs, err := d.selectLocked(c)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, pmdTimeout)
 	defer cancel()
-	var s strings.Builder
-	for _, b := range bs {
+	live := make([][]datapath.MegaflowEntry, len(bs))
+	for i, b := range bs {
 		mfs, err := b.dp.Megaflows(ctx)
 		if err != nil {
-			return "", fmt.Errorf("dpctl/dump-flows %s: %w", b.name, err)
+			return nil, nil, fmt.Errorf("%s %s: %w", verb, b.name, err)
 		}
+		live[i] = slices.DeleteFunc(mfs, func(e datapath.MegaflowEntry) bool { return e.Stale })
+	}
+	return bs, live, nil
+}
+
+// dpctlDumpFlows lists each poll thread's megaflows in Open vSwitch's
+// datapath flow syntax.
+func (d *Daemon) dpctlDumpFlows(c *call) (string, error) {
+	bs, live, err := d.liveMegaflows(c, "dpctl/dump-flows")
+	if err != nil {
+		return "", err
+	}
+	var s strings.Builder
+	for k, b := range bs {
+		mfs := live[k]
 		now := time.Now()
 		last := -1
 		for i := range mfs {
 			e := &mfs[i]
-			if e.Stale {
-				continue
-			}
 			if e.PMD != last {
 				fmt.Fprintf(&s, "flow-dump from pmd thread %d of bridge %s:\n", e.PMD, b.name)
 				last = e.PMD

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -91,26 +90,14 @@ func (d *Daemon) dpifShow(*call) (string, error) {
 }
 
 func (d *Daemon) dpctlShow(c *call) (string, error) {
-	bs, err := d.selectLocked(c)
+	bs, live, err := d.liveMegaflows(c, "dpctl/show")
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, pmdTimeout)
-	defer cancel()
 	var s strings.Builder
-	for _, b := range bs {
-		mfs, err := b.dp.Megaflows(ctx)
-		if err != nil {
-			return "", fmt.Errorf("dpctl/show %s: %w", b.name, err)
-		}
-		flows := 0
-		for i := range mfs {
-			if !mfs[i].Stale {
-				flows++
-			}
-		}
+	for i, b := range bs {
 		hit, missed, lost := lookups(b)
-		fmt.Fprintf(&s, "%s:\n  lookups: hit:%d missed:%d lost:%d\n  flows: %d\n", dpName(b), hit, missed, lost, flows)
+		fmt.Fprintf(&s, "%s:\n  lookups: hit:%d missed:%d lost:%d\n  flows: %d\n", dpName(b), hit, missed, lost, len(live[i]))
 		ps := b.dp.Ports()
 		slices.SortFunc(ps, func(x, y *datapath.Port) int { return cmp.Compare(x.OFPort, y.OFPort) })
 		for _, p := range ps {
