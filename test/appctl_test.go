@@ -187,3 +187,34 @@ func TestAppctlDropIn(t *testing.T) {
 		t.Errorf("no exit in the log:\n%s", x.proc.Output())
 	}
 }
+
+// TestOVSCtlStop: Open vSwitch's own ovs-ctl, pointed at the daemon's run
+// directory, stops the daemon as it stops ovs-vswitchd: it finds it by the
+// pidfile, asks its socket for its version, and sends SIGTERM (it sends
+// exit only to versions it knows, from 2.5.90 on). The daemon stops
+// cleanly, and its pidfile and socket are gone.
+func TestOVSCtlStop(t *testing.T) {
+	testenv.RequireTool(t, "ovs-appctl", "openvswitch-common")
+	const ovsCtl = "/usr/share/openvswitch/scripts/ovs-ctl"
+	if _, err := os.Stat(ovsCtl); err != nil {
+		testenv.Missing(t, "%s (install openvswitch-switch, or run `make deps`): %v", ovsCtl, err)
+	}
+	bin := buildCLI(t)
+	dir := t.TempDir()
+	d := startCLIDaemon(t, bin, filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "state.json"))
+	cmd := exec.Command(ovsCtl, "--no-ovsdb-server", "stop")
+	cmd.Env = append(os.Environ(), "OVS_RUNDIR="+d.runDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ovs-ctl --no-ovsdb-server stop: %v\n%s", err, out)
+	}
+	if !waitExit(d, 30*time.Second) {
+		t.Fatalf("the daemon (pid %d) is still running after ovs-ctl stop said\n%s", d.cmd.Process.Pid, out)
+	}
+	if !strings.Contains(d.log.String(), "ovsxdp daemon stopping") {
+		t.Errorf("the daemon did not stop cleanly:\n%s", d.log)
+	}
+	if left, _ := filepath.Glob(filepath.Join(d.runDir, "ovs-vswitchd.*")); len(left) != 0 {
+		t.Errorf("left after ovs-ctl stop: %v", left)
+	}
+}
