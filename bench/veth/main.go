@@ -82,6 +82,8 @@ type options struct {
 	// only80Probe has -only80 sample the counters during each phase
 	// (pacedProbe), at a cost to the process's CPU.
 	only80Probe bool
+	// pings is how many pings the RTT test sends, 10 ms apart.
+	pings int
 	// wake is the machine's measured wake-up latency (filled by run).
 	wake wakeLatency
 }
@@ -154,6 +156,7 @@ func parseFlags(args []string) (options, error) {
 	censusEvents := fs.String("syscalls-events", "", "with -syscalls, more perf events to count per packet, comma-separated (such as a uprobe made with perf probe -x BINARY FUNCTION)")
 	fs.BoolVar(&o.profile, "pprof", true, "CPU-profile the first ovsxdp run's UDP and many-flow tests (veth.pprof) and summarize the profile (veth suite only)")
 	fs.IntVar(&o.only80, "only80", 0, fmt.Sprintf("instead of the suite, run the AF_XDP sender's full-rate test once and then its %.0f%% phase this many times per configuration (those that count their sockets' kernel drops) and round, and print per phase what the kernel dropped and when, the poll thread's longest gap and when, the fewest fill frames, GC cycles and pauses, and the poll thread's scheduling delay", 100*paceShare))
+	fs.IntVar(&o.pings, "pings", 0, "pings in each RTT test, 10 ms apart (0: 1,000 for the veth suite, 200 for the tunnel suite, as its committed results were taken)")
 	fs.BoolVar(&o.only80Probe, "only80-probe", true, "with -only80, sample the kernel's drop counters and the poll thread's longest gap every millisecond during each phase, to tell when they came (its own CPU time shows among the process's other threads)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -162,13 +165,21 @@ func parseFlags(args []string) (options, error) {
 		o.censusEvents = strings.Split(*censusEvents, ",")
 	}
 	suite := configs
+	defaultPings := 1000
 	switch o.suite {
 	case "veth":
 	case "tunnel":
 		suite = tunnelConfigs
 		o.profile = false
+		defaultPings = 200
 	default:
 		return o, fmt.Errorf("-suite %q: want veth or tunnel", o.suite)
+	}
+	switch {
+	case o.pings == 0:
+		o.pings = defaultPings
+	case o.pings < 10:
+		return o, fmt.Errorf("-pings %d: want at least 10", o.pings)
 	}
 	names := configNames(suite)
 	if *only == "" {
@@ -417,7 +428,7 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 	}
 	stopEcho()
 	if c.group == "ct" {
-		return runStateful(ctx, s, t, f, fail, stopServer, stopFwd)
+		return runStateful(ctx, s, t, f, o.pings, fail, stopServer, stopFwd)
 	}
 	if prof != "" {
 		pf, err := os.Create(prof)
@@ -464,7 +475,7 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 	if prof != "" {
 		pprof.StopCPUProfile()
 	}
-	if s.rttAvg, s.rttP99, s.pingCPU, err = measurePing(ctx, t); err != nil {
+	if s.rttAvg, s.rttP99, s.pingCPU, err = measurePing(ctx, t, o.pings); err != nil {
 		return fail(err)
 	}
 	stopServer()
@@ -484,12 +495,12 @@ func runOne(ctx context.Context, o options, c config, round int, prof string) (s
 // CPU columns stay empty): it measures ping RTT, then asks the switch
 // what its tracker and its drop rules saw, and fails the run if the
 // tracker held no connection (ct did not run).
-func runStateful(ctx context.Context, s sample, t *topo, f forwarder, fail func(error) sample, stopServer, stopFwd func()) sample {
+func runStateful(ctx context.Context, s sample, t *topo, f forwarder, pings int, fail func(error) sample, stopServer, stopFwd func()) sample {
 	nan := math.NaN()
 	s.udpPps, s.flowsPps, s.xskPps, s.cpuPerMpkt = nan, nan, nan, nan
 	s.cpu = cpuTimes{nan, nan, nan, nan}
 	var err error
-	if s.rttAvg, s.rttP99, s.pingCPU, err = measurePing(ctx, t); err != nil {
+	if s.rttAvg, s.rttP99, s.pingCPU, err = measurePing(ctx, t, pings); err != nil {
 		return fail(err)
 	}
 	stopServer()

@@ -322,7 +322,7 @@ func markdown(args []string, o options, m machine, samples []sample, elapsed tim
 		"18-byte payloads to 1,000 destination ports; the rate counted on `p-b`); the AF_XDP sender is a process of the harness in `a` that opens " +
 		"an ovsxdp AF_XDP port (`vport.OpenXSK`) on `p-a` and transmits prebuilt 60-byte frames to the same 1,000 ports in batches of 32 as fast as its tx ring drains, " +
 		"so that the sender is not limited by a socket's per-packet cost (the rate counted on `p-b`, which counts every datagram: consecutive datagrams of these two senders go to different ports, so ovsxdp merges none of them; in xdp-redirect, `p-a`'s XDP_PASS program is detached " +
-		"for this test and the sender's own program stands in for it); ping is 200 pings 10 ms apart; TCP connections per second is a generator built into the harness (described under the stateful firewall below, when those configurations ran: 16 at a time, each connect, 16 bytes each way, close). " +
+		"for this test and the sender's own program stands in for it); ping is " + fmt.Sprintf("%d", o.pings) + " pings 10 ms apart; TCP connections per second is a generator built into the harness (described under the stateful firewall below, when those configurations ran: 16 at a time, each connect, 16 bytes each way, close). " +
 		"CPU per million packets is measured the same way for every configuration, during the iperf3 UDP test: the user and system time " +
 		"of the forwarding process (this process for ovsxdp, `ovs-vswitchd` for OVS, none for the bridge and XDP) plus the machine's " +
 		"softirq time (where the bridge and XDP forward, and where every configuration's veths and AF_XDP sockets do their kernel work), " +

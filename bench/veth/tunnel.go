@@ -473,7 +473,7 @@ func runTunnel(ctx context.Context, o options, c config, round int) (s sample) {
 	if err := t.reach(20 * time.Second); err != nil {
 		return fail(fmt.Errorf("after the AF_XDP sender: %w", err))
 	}
-	if s.rttAvg, s.rttP99, s.pingCPU, err = measurePing(ctx, t.topo); err != nil {
+	if s.rttAvg, s.rttP99, s.pingCPU, err = measurePing(ctx, t.topo, o.pings); err != nil {
 		return fail(err)
 	}
 	stopServer()

@@ -160,10 +160,16 @@ func TestParseFlagsSuite(t *testing.T) {
 	if len(o.only) != len(tunnelConfigs) || o.only[0].name != tunnelOurs || o.profile {
 		t.Errorf("tunnel suite: configs %v, pprof %v", configNames(o.only), o.profile)
 	}
-	if o, err = parseFlags(nil); err != nil || len(o.only) != len(configs) {
-		t.Errorf("default suite: %v, %d configs", err, len(o.only))
+	if o.pings != 200 {
+		t.Errorf("tunnel suite: %d pings, want 200", o.pings)
 	}
-	for _, args := range [][]string{{"-suite", "tunnel", "-configs", "ovsxdp"}, {"-configs", "kernel-vxlan"}, {"-suite", "gre"}} {
+	if o, err = parseFlags(nil); err != nil || len(o.only) != len(configs) || o.pings != 1000 {
+		t.Errorf("default suite: %v, %d configs, %d pings", err, len(o.only), o.pings)
+	}
+	if o, err = parseFlags([]string{"-pings", "50"}); err != nil || o.pings != 50 {
+		t.Errorf("-pings 50: %v, %d pings", err, o.pings)
+	}
+	for _, args := range [][]string{{"-suite", "tunnel", "-configs", "ovsxdp"}, {"-configs", "kernel-vxlan"}, {"-suite", "gre"}, {"-pings", "9"}} {
 		if _, err := parseFlags(args); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
