@@ -32,11 +32,22 @@ func TestPollSyscallsRaw(t *testing.T) {
 	iov := []unix.Iovec{{Base: &b[0], Len: 1}}
 
 	const samples = 1000
-	control := inSyscallShare(samples, func() {
-		unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0) //nolint:errcheck // the call is the point
-	})
+	// The control's share varies with the machine's load and the race
+	// detector's overhead (20-60% on a loaded 2-CPU machine, under the
+	// race detector): the best of up to 5 readings must reach 20%.
+	var control float64
+	var readings []float64
+	for range 5 {
+		share := inSyscallShare(samples, func() {
+			unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0) //nolint:errcheck // the call is the point
+		})
+		readings = append(readings, share)
+		if control = max(control, share); control >= 0.2 {
+			break
+		}
+	}
 	if control < 0.2 {
-		t.Fatalf("the control loop of sendto through unix.Syscall6 was seen in a system call in %.1f%% of %d samples; want 20%% or more, or the test cannot tell", 100*control, samples)
+		t.Fatalf("the control loop of sendto through unix.Syscall6 was seen in a system call in at most %.1f%% of %d samples (readings %.3f); want 20%% or more, or the test cannot tell", 100*control, samples, readings)
 	}
 	t.Logf("control: seen in a system call in %.1f%% of %d samples", 100*control, samples)
 	for _, c := range []struct {
