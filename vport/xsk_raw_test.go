@@ -33,8 +33,10 @@ func TestPollSyscallsRaw(t *testing.T) {
 
 	const samples = 1000
 	// The control's share varies with the machine's load and the race
-	// detector's overhead (20-60% on a loaded 2-CPU machine, under the
-	// race detector): the best of up to 5 readings must reach 20%.
+	// detector's overhead: 20-85% on a quiet machine, 7-17% in single
+	// readings beside a whole CI run. The best of up to 5 readings must
+	// reach 5%; a raw call reads 0% in every condition seen, and must
+	// stay under both 5% and a quarter of the control.
 	var control float64
 	var readings []float64
 	for range 5 {
@@ -46,8 +48,8 @@ func TestPollSyscallsRaw(t *testing.T) {
 			break
 		}
 	}
-	if control < 0.2 {
-		t.Fatalf("the control loop of sendto through unix.Syscall6 was seen in a system call in at most %.1f%% of %d samples (readings %.3f); want 20%% or more, or the test cannot tell", 100*control, samples, readings)
+	if control < 0.05 {
+		t.Fatalf("the control loop of sendto through unix.Syscall6 was seen in a system call in at most %.1f%% of %d samples (readings %.3f); want 5%% or more, or the test cannot tell", 100*control, samples, readings)
 	}
 	t.Logf("control: seen in a system call in %.1f%% of %d samples", 100*control, samples)
 	for _, c := range []struct {
@@ -59,11 +61,11 @@ func TestPollSyscallsRaw(t *testing.T) {
 		{"GSO packet (writev, sysWritev)", func() { _ = sysWritev(fd, iov) }},
 	} {
 		// Another goroutine of the test binary may enter a system
-		// call of its own now and then: 5% leaves room for that and
-		// is far below the control.
+		// call of its own now and then: 5%, or a quarter of the control,
+		// leaves room for that.
 		share := inSyscallShare(samples, c.call)
 		t.Logf("%s: seen in a system call in %.1f%% of %d samples", c.name, 100*share, samples)
-		if share > 0.05 {
+		if share > 0.05 || share > control/4 {
 			t.Errorf("%s: a loop of it was seen in a system call in %.1f%% of %d samples (the control: %.1f%%); want it raw, never seen there", c.name, 100*share, samples, 100*control)
 		}
 	}
