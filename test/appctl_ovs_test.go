@@ -83,13 +83,7 @@ func TestAppctlMatchesOVS(t *testing.T) {
 
 	sw := netns.New(t, "fdbsw")
 	xa, _, xmA, xmB := fdbHosts(t, sw)
-	bin := buildCLI(t)
-	dir := t.TempDir()
-	runDir := filepath.Join(dir, "run")
-	d, _ := startCLIDaemonIn(t, sw, bin, filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "state.json"), "--rundir", runDir)
-	d.run(t, "add-br", "br0")
-	d.run(t, "add-port", "br0", "ha", "type=afxdp", "ofport=1")
-	d.run(t, "add-port", "br0", "hb", "type=afxdp", "ofport=2")
+	_, runDir := startHaHbBridge(t, sw)
 	if out, err := runOfctl(nil, []string{"add-flow", "unix:" + filepath.Join(runDir, "br0.mgmt"), "actions=normal"}); err != nil {
 		t.Fatalf("ovs-ofctl add-flow: %v\n%s", err, out)
 	}

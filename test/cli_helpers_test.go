@@ -113,6 +113,20 @@ func startCLIDaemonIn(t *testing.T, ns *netns.NS, bin, sock, state string, extra
 	return d, proc
 }
 
+// startHaHbBridge starts `ovsxdp daemon` in namespace sw with bridge br0
+// on sw's devices ha and hb as AF_XDP ports 1 and 2, and returns it with
+// its run directory (br0.mgmt for ovs-ofctl, ovs-appctl's socket).
+func startHaHbBridge(t *testing.T, sw *netns.NS) (*cliDaemon, string) {
+	t.Helper()
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	d, _ := startCLIDaemonIn(t, sw, buildCLI(t), filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "state.json"), "--rundir", runDir)
+	d.run(t, "add-br", "br0")
+	d.run(t, "add-port", "br0", "ha", "type=afxdp", "ofport=1")
+	d.run(t, "add-port", "br0", "hb", "type=afxdp", "ofport=2")
+	return d, runDir
+}
+
 // crash kills the daemon by PID (SIGKILL) and waits until its process is
 // gone, so that a daemon started next on its socket does not find it
 // still listening there.

@@ -151,13 +151,7 @@ func startOvsxdpDPActions(t *testing.T) *dpSwitch {
 	testenv.RequireTool(t, "ovs-ofctl", "openvswitch-common")
 	sw := netns.New(t, "dpsw")
 	a := dpActionsTopo(t, sw)
-	bin := buildCLI(t)
-	dir := t.TempDir()
-	runDir := filepath.Join(dir, "run")
-	d, _ := startCLIDaemonIn(t, sw, bin, filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "state.json"), "--rundir", runDir)
-	d.run(t, "add-br", "br0")
-	d.run(t, "add-port", "br0", "ha", "type=afxdp", "ofport=1")
-	d.run(t, "add-port", "br0", "hb", "type=afxdp", "ofport=2")
+	d, runDir := startHaHbBridge(t, sw)
 	target := "unix:" + filepath.Join(runDir, "br0.mgmt")
 	names := map[int]string{1: "ha", 2: "hb"}
 	return &dpSwitch{
