@@ -17,19 +17,15 @@ func init() {
 	)
 }
 
-// vlogLevels are Open vSwitch's log levels, lowest first, and the slog
-// level each sets: emer is as severe as ovsxdp's errors get, and off is
-// above them all.
-var vlogLevels = []struct {
-	name  string
-	level slog.Level
-}{
-	{"off", slog.LevelError + 100},
-	{"emer", slog.LevelError},
-	{"err", slog.LevelError},
-	{"warn", slog.LevelWarn},
-	{"info", slog.LevelInfo},
-	{"dbg", slog.LevelDebug},
+// vlogLevels are Open vSwitch's log levels and the slog level each sets:
+// emer is as severe as ovsxdp's errors get, and off is above them all.
+var vlogLevels = map[string]slog.Level{
+	"off":  slog.LevelError + 100,
+	"emer": slog.LevelError,
+	"err":  slog.LevelError,
+	"warn": slog.LevelWarn,
+	"info": slog.LevelInfo,
+	"dbg":  slog.LevelDebug,
 }
 
 // parseVlogSpec reads one vlog/set SPEC as Open vSwitch does: words
@@ -39,6 +35,7 @@ func parseVlogSpec(spec string) (string, error) {
 	level, dest := "", ""
 	for _, w := range strings.FieldsFunc(spec, func(r rune) bool { return r == ':' || r == ' ' || r == '\t' }) {
 		lw := strings.ToLower(w)
+		_, isLevel := vlogLevels[lw]
 		switch {
 		case lw == "any" || lw == "ovsxdp":
 		case lw == "console" || lw == "syslog" || lw == "file":
@@ -48,7 +45,7 @@ func parseVlogSpec(spec string) (string, error) {
 			if dest = lw; dest != "console" {
 				return "", fmt.Errorf("ovsxdp logs to the console (standard error) only: it has no %s destination", dest)
 			}
-		case isVlogLevel(lw):
+		case isLevel:
 			if level != "" {
 				return "", errors.New("cannot specify multiple levels")
 			}
@@ -61,15 +58,6 @@ func parseVlogSpec(spec string) (string, error) {
 		level = "dbg"
 	}
 	return level, nil
-}
-
-func isVlogLevel(w string) bool {
-	for _, l := range vlogLevels {
-		if l.name == w {
-			return true
-		}
-	}
-	return false
 }
 
 // vlogSet applies each SPEC in turn; none is applied if one is wrong.
@@ -88,12 +76,8 @@ func (d *Daemon) vlogSet(c *call) (string, error) {
 	if level == "" {
 		return "", nil
 	}
-	for _, l := range vlogLevels {
-		if l.name == level {
-			d.cfg.LogLevel.Set(l.level)
-			d.vlogLevel = level
-		}
-	}
+	d.cfg.LogLevel.Set(vlogLevels[level])
+	d.vlogLevel = level
 	d.log.Info("log level set", "level", level)
 	return "", nil
 }
