@@ -444,7 +444,7 @@ func (s *Server) run(req *Request) (out string, after func(), err error) {
 	}()
 	start := time.Now()
 	out, err = s.handler(ctx, req)
-	s.log.Debug("control: request", "verb", req.Verb, "args", req.Args, "appctl", req.Appctl, "took", time.Since(start), "err", err)
+	s.log.Debug("control: request", "verb", req.Verb, "args", req.Args, "took", time.Since(start), "err", err)
 	return out, after, err
 }
 
