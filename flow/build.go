@@ -219,9 +219,36 @@ func be128(b []byte) (u128, bool) {
 	return v, true
 }
 
+// InOrder reports whether the fields added so far meet the prerequisites
+// of the field called name. Open vSwitch decodes an NXM or OXM match
+// field by field and refuses a field whose prerequisites the fields
+// before it do not meet (OFPBMC_BAD_PREREQ), where the text may name
+// them in any order. OXM's vlan_pcp requires a VLAN header. Of a
+// connection tracking tuple field it checks
+// there only that ct_state says the packet has a connection: that the
+// tuple is IPv4 or IPv6, and has a protocol, Finish checks on the whole
+// match, as Open vSwitch does. A name the parser does not know has no
+// prerequisite.
+func (w *WireMatch) InOrder(name string) bool {
+	f := fieldByName[name]
+	if f == nil {
+		return true
+	}
+	switch {
+	case f.id == FieldVLANPCP:
+		// The text's vlan_pcp matches a VLAN header itself; OXM's
+		// requires a vlan_vid that does.
+		return prereqMet(&w.mp.m, preVLAN)
+	case f.pre == preCtIPv4 || f.pre == preCtIPv6 || f.pre == preCtIP || f.pre == preCtProto:
+		return ctValid(&w.mp.m)
+	}
+	return prereqMet(&w.mp.m, f.pre)
+}
+
 // Finish checks the prerequisites of the fields added and stores the
 // match in *m, as ParseMatch ends; false when a prerequisite is missing.
 func (w *WireMatch) Finish(m *Match) bool {
+	w.mp.wire = true
 	if err := w.mp.finish(); err != nil {
 		return false
 	}

@@ -87,6 +87,11 @@ type Parser struct {
 	// and how long they are; a flow naming a field it does not map is
 	// refused (ErrTLVUnmapped). Nil maps nothing.
 	TLV *TLVMap
+	// FromWire says the text is a match decoded from an OpenFlow message
+	// (NXM, OXM or ofp_match), which the switch takes as it came: not
+	// one ovs-ofctl is to send, which it would send as OpenFlow 1.0 where
+	// it can, rewriting a match on "no VLAN header" (finish).
+	FromWire bool
 }
 
 // ParseFlow parses one flow in ovs-ofctl syntax for cmd with the zero
@@ -251,7 +256,7 @@ func (p *Parser) ParseFlowTo(f *Flow, s string, cmd Command) error {
 		return errAt(s, &t, `must specify actions ("actions=...")`)
 	}
 
-	mp := matchParser{p: p, s: s}
+	mp := matchParser{p: p, s: s, wire: p.FromWire}
 	if err := mp.parse(matchEnd, func(t *token) (bool, error) { return mp.flowKeyword(f, cmd, t) }); err != nil {
 		return err
 	}
@@ -275,7 +280,7 @@ func (p *Parser) ParseFlowTo(f *Flow, s string, cmd Command) error {
 
 // ParseMatch parses a match: fields and protocol shorthands only.
 func (p *Parser) ParseMatch(s string) (*Match, error) {
-	mp := matchParser{p: p, s: s}
+	mp := matchParser{p: p, s: s, wire: p.FromWire}
 	if err := mp.parse(len(s), nil); err != nil {
 		return nil, err
 	}
@@ -289,6 +294,7 @@ type matchParser struct {
 	s    string
 	m    Match
 	nxm  bool        // a field needs NXM: OpenFlow 1.0 cannot carry it
+	wire bool        // the match came in a message (Parser.FromWire, WireMatch)
 	used []usedField // matched fields, for the prerequisite check
 }
 
@@ -668,8 +674,10 @@ func (mp *matchParser) finish() error {
 		mp.nxm = true
 	}
 	// OpenFlow 1.0 can only say "no VLAN header" when the present bit is
-	// matched as 0, so such a match becomes exactly vlan_tci=0x0000.
-	if !mp.nxm && m.Mask.VLANs[0].TCI&VLANPresent != 0 && m.Key.VLANs[0].TCI&VLANPresent == 0 {
+	// matched as 0, so such a match becomes exactly vlan_tci=0x0000 when
+	// ovs-ofctl would send it as OpenFlow 1.0. A match that came in a
+	// message stays as it came.
+	if !mp.nxm && !mp.wire && m.Mask.VLANs[0].TCI&VLANPresent != 0 && m.Key.VLANs[0].TCI&VLANPresent == 0 {
 		m.Key.VLANs[0].TCI, m.Mask.VLANs[0].TCI = 0, 0xffff
 	}
 	m.Normalize()

@@ -74,6 +74,9 @@ func directFlowInto(mf *modFlow, v uint8, fm *openflow.FlowMod, fields []openflo
 				return false
 			}
 		}
+		if !d.wm.InOrder(f.Name) {
+			return false // matchText refuses it
+		}
 		if f.Name == "ip_frag" {
 			// As matchText writes it: the two flags by name, nothing
 			// when the mask covers neither.

@@ -130,9 +130,7 @@ func modCommand(v uint8, fm *openflow.FlowMod) (cmd flow.Command, strict bool, t
 // reference the direct conversion is held equal to, and converts what
 // that one does not.
 func flowFromModText(p *flow.Parser, v uint8, fm *openflow.FlowMod, check bool) (*Mod, error) {
-	if p == nil {
-		p = &flow.Parser{}
-	}
+	p = wireParser(p)
 	mod := &Mod{}
 	var table uint8
 	var err error

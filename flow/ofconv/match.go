@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
@@ -173,6 +174,11 @@ func fragText(v, m byte) string {
 func matchText(fs []openflow.Field) (string, error) {
 	var items []string
 	seen := map[string]bool{}
+	// The fields so far, for the order of prerequisites: Open vSwitch
+	// refuses a field that comes before the ones it requires.
+	so := wireMatchPool.Get().(*flow.WireMatch)
+	defer wireMatchPool.Put(so)
+	so.Reset()
 	for i := range fs {
 		f := &fs[i]
 		if f.Name == "packet_type" {
@@ -199,6 +205,14 @@ func matchText(fs []openflow.Field) (string, error) {
 			return "", matchError(codeBadMatchDupFld, "field %s appears twice", f.Name)
 		}
 		seen[f.Name] = true
+		if !so.InOrder(f.Name) {
+			e := matchError(codeBadMatchPrereq, "field %s comes before the fields it requires", f.Name)
+			if _, ok := ctFields[f.Name]; ok {
+				e.Item = f.Name
+			}
+			return "", e
+		}
+		so.Add(f.Name, f.Value, f.Mask) // false: nothing it adds is a prerequisite, or the parser refuses it below
 		mask := f.Mask
 		if mask != nil && allOnes(mask) {
 			mask = nil
@@ -227,6 +241,8 @@ func matchText(fs []openflow.Field) (string, error) {
 	}
 	return strings.Join(items, ","), nil
 }
+
+var wireMatchPool = sync.Pool{New: func() any { return new(flow.WireMatch) }}
 
 // ethernetPacketType checks that a packet_type match is (0,0), Ethernet.
 // Any other type (an L3 packet with no Ethernet header) is one ovsxdp's
@@ -263,14 +279,22 @@ func MatchFromFields(p *flow.Parser, fs []openflow.Field) (*flow.Match, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p == nil {
-		p = &flow.Parser{}
-	}
-	m, err := p.ParseMatch(s)
+	m, err := wireParser(p).ParseMatch(s)
 	if err != nil {
 		return nil, parseError(err, true, s)
 	}
 	return m, nil
+}
+
+// wireParser is a copy of p (the zero Parser when nil) that parses the
+// text of a match that came in a message (flow.Parser.FromWire).
+func wireParser(p *flow.Parser) *flow.Parser {
+	var w flow.Parser
+	if p != nil {
+		w = *p
+	}
+	w.FromWire = true
+	return &w
 }
 
 // parseError turns a flow language error about text, which this package

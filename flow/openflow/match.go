@@ -2,6 +2,7 @@ package openflow
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -153,7 +154,16 @@ func (fh FieldHeader) append(w *wr) {
 }
 
 // decodeField reads one TLV, its value and mask copied.
-func decodeField(r *rd) (Field, error) { return decodeFieldIn(r, false) }
+func decodeField(r *rd) (Field, error) {
+	f, err := decodeFieldIn(r, false)
+	var e *Error
+	if errors.As(err, &e) && e.Type == ErrTypeBadMatch && e.Code == CodeBadMatchField {
+		// A set_field or NXAST_REG_LOAD2 whose field has the wrong
+		// length, as Open vSwitch refuses it.
+		return Field{}, badAction(CodeBadActionSetLen, "%s", e.Detail)
+	}
+	return f, err
+}
 
 // decodeFieldIn reads one TLV. Its value and mask are parts of r's bytes
 // when owned (the caller made them a copy of its own), else copies.
@@ -199,7 +209,9 @@ func decodeFieldIn(r *rd, owned bool) (Field, error) {
 		return Field{}, badMatch(CodeBadMatchLen, "field %s has %d bytes, want 1 to %d", info.name, len(f.Value), tlvMaxOptLen)
 	}
 	if info != nil && info.size != 0 && len(f.Value) != info.size {
-		return Field{}, badMatch(CodeBadMatchLen, "field %s has %d bytes, want %d", info.name, len(f.Value), info.size)
+		// Open vSwitch knows a field by its header, length included:
+		// with another length it is a field it does not know.
+		return Field{}, badMatch(CodeBadMatchField, "field %s has %d bytes, want %d", info.name, len(f.Value), info.size)
 	}
 	return f, nil
 }
