@@ -683,6 +683,12 @@ type FillStats struct {
 	// fill ring empty: the kernel dropped what arrived until then.
 	Low        int
 	FoundEmpty uint64
+	// RxHigh is the most frames one socket's rx ring held when a poll
+	// found frames waiting: received, not yet taken. HeldHigh is the most
+	// rx frames such a poll found on neither ring: taken by the datapath
+	// and not yet given back (a few of them may be frames the kernel was
+	// receiving into). A fill ring runs dry when the two add up to Size.
+	RxHigh, HeldHigh int
 }
 
 // FillStats returns the levels of the port's fill rings (no system call);
@@ -701,14 +707,16 @@ func (p *XSKPort) FillStats() FillStats {
 			f.Low = low
 		}
 		f.FoundEmpty += s.fillEmpty.Load()
+		f.RxHigh = max(f.RxHigh, int(s.rxHigh.Load()))
+		f.HeldHigh = max(f.HeldHigh, int(s.heldHigh.Load()))
 	}
 	return f
 }
 
-// ResetFillLow starts FillStats.Low afresh, at the fill rings' size, so
-// that it covers only what follows (a phase of a benchmark). A poll that
-// records its level at the same moment may leave that level, which is
-// still one the ring held.
+// ResetFillLow starts FillStats.Low afresh, at the fill rings' size, and
+// RxHigh and HeldHigh at 0, so that they cover only what follows (a phase
+// of a benchmark). A poll that records its levels at the same moment may
+// leave them, which are still levels the rings held.
 func (p *XSKPort) ResetFillLow() {
 	p.mu.Lock() // the sockets stay as they are meanwhile
 	defer p.mu.Unlock()
@@ -717,6 +725,8 @@ func (p *XSKPort) ResetFillLow() {
 	}
 	for _, s := range p.socks {
 		s.fillLow.Store(uint32(len(s.fill.descs)))
+		s.rxHigh.Store(0)
+		s.heldHigh.Store(0)
 	}
 }
 

@@ -88,14 +88,14 @@ func TestXSKNoFillFrameIsFullRxRing(t *testing.T) {
 	if back := atomic.LoadUint32(s.fill.prod) - fillBefore; n != ring || back != uint32(n) {
 		t.Errorf("received %d frames, %d back on the fill ring; want %d and %d", n, back, ring, ring)
 	}
-	if fs := p.FillStats(); fs.Posted != ring || fs.Low != 0 || fs.FoundEmpty != 1 || p.RxLow(0) {
-		t.Errorf("after the Receive: %+v, low %v; want all %d posted, fewest 0, found empty by 1 poll, not low", fs, p.RxLow(0), ring)
+	if fs := p.FillStats(); fs.Posted != ring || fs.Low != 0 || fs.FoundEmpty != 1 || fs.RxHigh != ring || fs.HeldHigh != 0 || p.RxLow(0) {
+		t.Errorf("after the Receive: %+v, low %v; want all %d posted, fewest 0, found empty by 1 poll, rx ring full at it, none held, not low", fs, p.RxLow(0), ring)
 	}
-	// A benchmark phase starts the fewest afresh; the polls that follow
-	// set it again.
+	// A benchmark phase starts the gauges afresh; the polls that follow
+	// set them again.
 	p.ResetFillLow()
-	if fs := p.FillStats(); fs.Low != ring || fs.FoundEmpty != 1 {
-		t.Errorf("after ResetFillLow: %+v; want fewest %d, found empty still 1", fs, ring)
+	if fs := p.FillStats(); fs.Low != ring || fs.FoundEmpty != 1 || fs.RxHigh != 0 || fs.HeldHigh != 0 {
+		t.Errorf("after ResetFillLow: %+v; want fewest %d, found empty still 1, rx and held highs 0", fs, ring)
 	}
 
 	send("after", ring)
@@ -162,6 +162,24 @@ func TestXSKLentFramesLeaveFillRing(t *testing.T) {
 		t.Errorf("with %d frames lent, %d pending: %+v, low %v, room %d; want %d posted, low, room %d",
 			got, pending, fs, p.RxLow(0), p.RxRoom(0), ring-got-pending, ring-got-pending)
 	}
+	// A poll while they are lent finds them on neither ring.
+	if _, err := c.Write([]byte("lent-more")); err != nil {
+		t.Fatal(err)
+	}
+	more := make([][]byte, MaxBatch)
+	moreN := 0
+	for deadline := time.Now().Add(10 * time.Second); moreN == 0 && time.Now().Before(deadline); {
+		n, err := p.ReceiveLent(0, more, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moreN = n
+		time.Sleep(time.Millisecond)
+	}
+	if fs := p.FillStats(); moreN == 0 || fs.HeldHigh < got || fs.HeldHigh > ring || fs.RxHigh < 1 {
+		t.Errorf("a poll with %d frames lent took %d: %+v; want at least %d held, at least 1 waiting", got, moreN, fs, got)
+	}
+	p.Release(0, more[:moreN])
 	p.Release(0, lent[:got])
 	if fs := p.FillStats(); fs.Posted != ring-pending || p.RxLow(0) || fs.FoundEmpty != 0 {
 		t.Errorf("after the Release: %+v, low %v; want %d posted, not low, never found empty", fs, p.RxLow(0), ring-pending)

@@ -121,9 +121,13 @@ type xskSocket struct {
 	// frames on the rx ring, and fillEmpty counts the polls that found
 	// it empty: the kernel may have dropped frames before them. Only the
 	// rx side writes them.
-	fillLow                       atomic.Uint32
-	fillEmpty                     atomic.Uint64
-	_                             [16]byte // the tx counters on a cache line of their own
+	fillLow   atomic.Uint32
+	fillEmpty atomic.Uint64
+	// rxHigh is the most frames such a poll found on the rx ring, and
+	// heldHigh the most it found on neither ring: lent to the datapath or
+	// waiting for room on the fill ring. Only the rx side writes them.
+	rxHigh, heldHigh              atomic.Uint32
+	_                             [8]byte // the tx counters on a cache line of their own
 	txPackets, txBytes, txDropped atomic.Uint64
 	// txKicks counts the system calls that woke the kernel for the tx
 	// ring.
@@ -393,7 +397,7 @@ func (s *xskSocket) receive(bufs [][]byte, sizes []int) (n, dropped int) {
 	fillProd := atomic.LoadUint32(s.fill.prod)
 	size := uint32(len(s.fill.descs))
 	room := size - (fillProd - atomic.LoadUint32(s.fill.cons))
-	s.noteFill(size - room)
+	s.noteFill(size-room, avail)
 	avail = min(avail, room, size)
 	bytes := 0
 	limit := min(len(bufs), len(sizes))
@@ -438,7 +442,7 @@ func (s *xskSocket) lend(frames [][]byte) (n, dropped int) {
 	fillProd := atomic.LoadUint32(s.fill.prod)
 	size := uint32(len(s.fill.descs))
 	room := size - (fillProd - atomic.LoadUint32(s.fill.cons))
-	s.noteFill(size - room)
+	s.noteFill(size-room, avail)
 	avail = min(avail, room, size)
 	bytes := 0
 	for i := uint32(0); i < avail && n+dropped < len(frames); i++ {
@@ -520,14 +524,22 @@ func (s *xskSocket) release(frames [][]byte) {
 	s.wakeFill()
 }
 
-// noteFill records that a poll that found frames on the rx ring found
-// posted frames on the fill ring. It is the rx side.
-func (s *xskSocket) noteFill(posted uint32) {
+// noteFill records that a poll found waiting frames on the rx ring and
+// posted frames on the fill ring. The rest of the rx frames are held:
+// as the kernel may take fill frames between the two readings, held can
+// count a few frames the kernel is receiving into. It is the rx side.
+func (s *xskSocket) noteFill(posted, waiting uint32) {
 	if posted == 0 {
 		s.fillEmpty.Add(1)
 	}
 	if posted < s.fillLow.Load() {
 		s.fillLow.Store(posted)
+	}
+	if waiting > s.rxHigh.Load() {
+		s.rxHigh.Store(waiting)
+	}
+	if held := uint32(len(s.fill.descs)) - min(posted+waiting, uint32(len(s.fill.descs))); held > s.heldHigh.Load() {
+		s.heldHigh.Store(held)
 	}
 }
 

@@ -247,6 +247,7 @@ func (f *ovsxdpFwd) gauges() phaseGauges {
 			g.fillLow, g.fillSize = fs.Low, fs.Size
 		}
 		g.foundEmpty += fs.FoundEmpty
+		g.rxHigh, g.heldHigh = max(g.rxHigh, fs.RxHigh), max(g.heldHigh, fs.HeldHigh)
 	}
 	return g
 }

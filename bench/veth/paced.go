@@ -125,6 +125,10 @@ type phaseGauges struct {
 	// until then).
 	fillLow, fillSize int
 	foundEmpty        uint64
+	// rxHigh and heldHigh are the most frames such a poll found waiting
+	// on a socket's rx ring, and on neither ring (taken by the datapath):
+	// vport.FillStats.RxHigh and HeldHigh.
+	rxHigh, heldHigh int
 	// packets, batches and busy are the poll threads' packets, batches
 	// and busy time in the phase: the batch size and the cost per packet
 	// at the phase's rate.
@@ -322,7 +326,7 @@ func (p *pacedProbe) stop() {
 // then its paced phase o.only80 times in a row at paceShare of that rate,
 // each watched by a probe; it prints one line per phase.
 func runOnly80(ctx context.Context, o options, stdout io.Writer) error {
-	fmt.Fprintf(stdout, "round config run target_pps sent_pps received_pps ring_full no_frame by_port first_drop_ms last_drop_ms drop_samples max_gap_ms gap_at_ms fill_low found_empty gc_cycles gc_pause_max_us sched_lat_max_us poll_thread_cpu_ms run_delay_ms preempted other_threads_cpu_ms min_faults per_batch busy_ns_per_packet\n")
+	fmt.Fprintf(stdout, "round config run target_pps sent_pps received_pps ring_full no_frame by_port first_drop_ms last_drop_ms drop_samples max_gap_ms gap_at_ms fill_low found_empty rx_high held_high gc_cycles gc_pause_max_us sched_lat_max_us poll_thread_cpu_ms run_delay_ms preempted other_threads_cpu_ms min_faults per_batch busy_ns_per_packet\n")
 	for r := 1; r <= o.rounds; r++ {
 		for _, c := range o.only {
 			if ctx.Err() != nil {
@@ -403,9 +407,9 @@ func only80One(ctx context.Context, o options, c config, round int, stdout io.Wr
 			}
 			byPort = strings.Join(ps, ",")
 		}
-		fmt.Fprintf(stdout, "%d %s %d %.0f %.0f %.0f %d %d %s %s %s %d %s %s %d %d %d %.0f %.0f %s %s %d %s %d %.1f %.0f\n",
+		fmt.Fprintf(stdout, "%d %s %d %.0f %.0f %.0f %d %d %s %s %s %d %s %s %d %d %d %d %d %.0f %.0f %s %s %d %s %d %.1f %.0f\n",
 			round, c.name, i, pr.offered, pr.sent, pr.received, pr.drops.ringFull, pr.drops.noFrame, byPort,
-			ms(p.firstDrop), ms(p.lastDrop), p.dropSamples, ms(g.maxPollGap), ms(p.gapAt), g.fillLow, g.foundEmpty,
+			ms(p.firstDrop), ms(p.lastDrop), p.dropSamples, ms(g.maxPollGap), ms(p.gapAt), g.fillLow, g.foundEmpty, g.rxHigh, g.heldHigh,
 			ps.gcCycles, ps.gcPauseMax*1e6, ps.schedLatMax*1e6, ms(ps.pollCPU), ms(ps.pollWait), ps.preempted, ms(ps.otherCPU), ps.minFaults, g.perBatch(), g.nsPerPacket())
 	}
 	return nil
