@@ -277,6 +277,11 @@ func runSender(ctx context.Context, t *topo, what, role string, args ...string) 
 	if err != nil {
 		return 0, 0, err
 	}
+	sink, err := startUDPSink(t) // sink.go
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sink.Close()
 	rx0, err := t.rxPacketsB()
 	if err != nil {
 		return 0, 0, err

@@ -216,6 +216,46 @@ type pacedProbe struct {
 	dropSamples         int // samples in which drops grew
 	gapAt               time.Duration
 	gap                 time.Duration
+	// The poll thread's time runnable but off a CPU, sampled with the
+	// rest: in the delayWindow before each episode of drops (a sample
+	// whose drops grew after one whose did not), the most such a window
+	// held, and over the whole phase, per delayWindow on average.
+	episodes       int
+	delayBeforeMax time.Duration
+	delayTotal     time.Duration
+	delaySamples   int
+}
+
+// delayWindow is how far back a probe looks for what held the poll
+// thread off its CPU before drops: a little more than 8,192 frames last
+// at 700,000 packets/s.
+const delayWindow = 16 * time.Millisecond
+
+// threadDelay is the run delay of thread tid of this process
+// (/proc/self/task/TID/schedstat); false when it cannot be read.
+func threadDelay(tid string) (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/self/task/" + tid + "/schedstat")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	d, err := strconv.ParseInt(f[1], 10, 64)
+	return time.Duration(d), err == nil
+}
+
+// busiestThread is the thread of this process that ran most between
+// two readThreads.
+func busiestThread(a, b map[string]threadSched) string {
+	tid, most := "", time.Duration(-1)
+	for t, s := range b {
+		if c := s.cpu - a[t].cpu; c > most {
+			tid, most = t, c
+		}
+	}
+	return tid
 }
 
 // probeEvery is how often a probe samples the counters: a tenth of the
@@ -293,19 +333,48 @@ func (p *pacedProbe) start(k kernelDropper) {
 		tick := time.NewTicker(probeEvery)
 		defer tick.Stop()
 		last := drops0
+		// The poll thread is the one that runs most: found over the
+		// first delayWindow, then its run delay is read each sample.
+		thr0, tid := readThreads(), ""
+		window := make([]time.Duration, delayWindow/probeEvery)
+		var prevDelay time.Duration
+		n, dropping := 0, false
 		for {
 			select {
 			case <-p.done:
 				return
 			case now := <-tick.C:
 				at := now.Sub(p.t0)
+				n++
+				if tid == "" && at >= delayWindow {
+					tid = busiestThread(thr0, readThreads())
+					prevDelay, _ = threadDelay(tid)
+				} else if tid != "" {
+					if d, ok := threadDelay(tid); ok {
+						window[n%len(window)] = d - prevDelay
+						p.delayTotal += d - prevDelay
+						p.delaySamples++
+						prevDelay = d
+					}
+				}
+				grew := false
 				if d := k.kernelDrops().total(); d > last {
 					if p.dropSamples == 0 {
 						p.firstDrop = at
 					}
 					p.lastDrop, last = at, d
 					p.dropSamples++
+					grew = true
 				}
+				if grew && !dropping && tid != "" {
+					var sum time.Duration
+					for _, w := range window {
+						sum += w
+					}
+					p.episodes++
+					p.delayBeforeMax = max(p.delayBeforeMax, sum)
+				}
+				dropping = grew
 				if isG {
 					if gap := g.gauges().maxPollGap; gap > p.gap {
 						p.gap, p.gapAt = gap, at
@@ -326,7 +395,7 @@ func (p *pacedProbe) stop() {
 // then its paced phase o.only80 times in a row at paceShare of that rate,
 // each watched by a probe; it prints one line per phase.
 func runOnly80(ctx context.Context, o options, stdout io.Writer) error {
-	fmt.Fprintf(stdout, "round config run target_pps sent_pps received_pps ring_full no_frame by_port first_drop_ms last_drop_ms drop_samples max_gap_ms gap_at_ms fill_low found_empty rx_high held_high gc_cycles gc_pause_max_us sched_lat_max_us poll_thread_cpu_ms run_delay_ms preempted other_threads_cpu_ms min_faults per_batch busy_ns_per_packet\n")
+	fmt.Fprintf(stdout, "round config run target_pps sent_pps received_pps ring_full no_frame by_port first_drop_ms last_drop_ms drop_samples max_gap_ms gap_at_ms fill_low found_empty rx_high held_high episodes delay_before_max_ms delay_per_window_ms gc_cycles gc_pause_max_us sched_lat_max_us poll_thread_cpu_ms run_delay_ms preempted other_threads_cpu_ms min_faults per_batch busy_ns_per_packet\n")
 	for r := 1; r <= o.rounds; r++ {
 		for _, c := range o.only {
 			if ctx.Err() != nil {
@@ -407,10 +476,28 @@ func only80One(ctx context.Context, o options, c config, round int, stdout io.Wr
 			}
 			byPort = strings.Join(ps, ",")
 		}
-		fmt.Fprintf(stdout, "%d %s %d %.0f %.0f %.0f %d %d %s %s %s %d %s %s %d %d %d %d %d %.0f %.0f %s %s %d %s %d %.1f %.0f\n",
+		perWindow := time.Duration(0)
+		if p.delaySamples > 0 {
+			perWindow = p.delayTotal * time.Duration(delayWindow/probeEvery) / time.Duration(p.delaySamples)
+		}
+		fmt.Fprintf(stdout, "%d %s %d %.0f %.0f %.0f %d %d %s %s %s %d %s %s %d %d %d %d %d %s %s %d %.0f %.0f %s %s %d %s %d %.1f %.0f\n",
 			round, c.name, i, pr.offered, pr.sent, pr.received, pr.drops.ringFull, pr.drops.noFrame, byPort,
 			ms(p.firstDrop), ms(p.lastDrop), p.dropSamples, ms(g.maxPollGap), ms(p.gapAt), g.fillLow, g.foundEmpty, g.rxHigh, g.heldHigh,
+			p.episodes, ms(p.delayBeforeMax), ms(perWindow),
 			ps.gcCycles, ps.gcPauseMax*1e6, ps.schedLatMax*1e6, ms(ps.pollCPU), ms(ps.pollWait), ps.preempted, ms(ps.otherCPU), ps.minFaults, g.perBatch(), g.nsPerPacket())
+	}
+	// The full rate once more: whether the machine still forwards what
+	// it did before the phases, which the phases' target assumes.
+	if g != nil {
+		g0 = g.gauges()
+	}
+	again, err := measureXSK(ctx, t, o.duration, 0)
+	if err != nil {
+		return err
+	}
+	if g != nil {
+		gf := g.gauges().minus(g0)
+		fmt.Fprintf(stdout, "# %d %s full rate again: received %.0f packets/s (%.2f of the first), %.1f packets/batch, busy %.0f ns/packet\n", round, c.name, again, again/full, gf.perBatch(), gf.nsPerPacket())
 	}
 	return nil
 }
