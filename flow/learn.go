@@ -73,6 +73,9 @@ const (
 	seqBusy    = 1
 	readTries  = 4
 	secondNano = int64(time.Second)
+	// staticSeen, as the time an entry was last seen, marks a static
+	// entry (fdb/add): it never ages, and learning does not move it.
+	staticSeen = ^uint32(0)
 )
 
 // MACStats counts MAC table events since the table was made.
@@ -88,7 +91,10 @@ type MACEntry struct {
 	MAC  [6]byte
 	VLAN uint16 // VLAN ID; 0 for untagged
 	Port uint32
-	Age  time.Duration // since the address was last seen, in whole seconds
+	Age  time.Duration // since the address was last seen, in whole seconds; 0 for a static entry
+	// Static is an entry added by AddStatic, which never ages and which
+	// learning does not move.
+	Static bool
 }
 
 // NewMACTable returns a table with room for at least size entries (rounded
@@ -187,8 +193,8 @@ func (t *MACTable) Learn(mac [6]byte, vid uint16, port uint32, now int64) {
 		live := e.live(epoch, sec, t.aging)
 		switch {
 		case live && e.key == key:
-			if e.val == val {
-				return // same port, already seen this second
+			if e.val == val || e.static() {
+				return // same port, already seen this second; or static
 			}
 			switch {
 			case !t.slots[h].write(e.seq, epoch, key, val):
@@ -201,7 +207,7 @@ func (t *MACTable) Learn(mac [6]byte, vid uint16, port uint32, now int64) {
 			if free < 0 {
 				free = int(h)
 			}
-		case free < 0:
+		case free < 0 && !e.static():
 			if age := e.age(sec); oldest < 0 || age > oldestAge {
 				oldest, oldestAge = int(h), age
 			}
@@ -228,13 +234,93 @@ func (t *MACTable) Learn(mac [6]byte, vid uint16, port uint32, now int64) {
 	}
 }
 
-// Flush forgets every entry.
+// AddStatic makes mac in VLAN vid a static entry on port: one that never
+// ages, that learning does not move and that Flush keeps, as Open
+// vSwitch's fdb/add. It replaces an entry of the same address (returned as
+// old, with replaced true), or takes a free slot of its window, or the
+// oldest learned one (counted as evicted); ok is false when the window
+// holds only static entries, or another thread kept the slot. now is the
+// table's clock, as Normal's.
+func (t *MACTable) AddStatic(mac [6]byte, vid uint16, port uint32, now int64) (old MACEntry, replaced, ok bool) {
+	key := macKey(mac, vid)
+	epoch := t.epoch.Load()
+	val := uint64(port)<<32 | uint64(staticSeen)
+	sec := seconds(now)
+	found, free, oldest := -1, -1, -1
+	var oldestAge uint32
+	for i, h := 0, t.home(key); i < macProbe; i, h = i+1, (h+1)&t.mask {
+		e, ok := t.slots[h].read()
+		if !ok {
+			continue
+		}
+		live := e.live(epoch, sec, t.aging)
+		switch {
+		case live && e.key == key:
+			if found < 0 {
+				found = int(h)
+				old = MACEntry{MAC: mac, VLAN: vid & VLANVIDMask, Port: e.port(), Static: e.static()}
+				if !old.Static {
+					old.Age = time.Duration(e.age(sec)) * time.Second
+				}
+			}
+		case !live:
+			if free < 0 {
+				free = int(h)
+			}
+		case !e.static():
+			if age := e.age(sec); oldest < 0 || age > oldestAge {
+				oldest, oldestAge = int(h), age
+			}
+		}
+	}
+	slot := found
+	if slot < 0 {
+		slot = free
+	}
+	if slot < 0 {
+		slot = oldest
+	}
+	if slot < 0 {
+		return MACEntry{}, false, false
+	}
+	s := &t.slots[slot]
+	seq := s.seq.Load()
+	if seq&seqBusy != 0 || !s.write(seq, epoch, key, val) {
+		return MACEntry{}, false, false
+	}
+	if found < 0 {
+		t.learned.Add(1)
+		if free < 0 {
+			t.evicted.Add(1)
+		}
+	}
+	return old, found >= 0, true
+}
+
+// DeleteStatic forgets the static entry of mac in VLAN vid, as Open
+// vSwitch's fdb/del, and reports whether there was one (a learned entry
+// is not one).
+func (t *MACTable) DeleteStatic(mac [6]byte, vid uint16) bool {
+	key := macKey(mac, vid)
+	epoch := t.epoch.Load()
+	for i, h := 0, t.home(key); i < macProbe; i, h = i+1, (h+1)&t.mask {
+		s := &t.slots[h]
+		e, ok := s.read()
+		if ok && e.key == key && e.static() {
+			return s.write(e.seq, epoch, 0, 0)
+		}
+	}
+	return false
+}
+
+// Flush forgets every learned entry. Static entries stay, as Open
+// vSwitch's fdb/flush leaves them.
 func (t *MACTable) Flush() {
 	t.epoch.Add(1)
 }
 
-// FlushPort forgets the entries learned on port (a port that is removed or
-// goes down) and returns how many it removed. An entry that another thread
+// FlushPort forgets the entries on port, learned or static (a port that
+// is removed or goes down), and returns how many it removed. An entry that another thread
 // is writing at that moment is left; it ages out.
 func (t *MACTable) FlushPort(port uint32) int {
 	epoch := t.epoch.Load()
@@ -242,7 +328,7 @@ func (t *MACTable) FlushPort(port uint32) int {
 	for i := range t.slots {
 		s := &t.slots[i]
 		e, ok := s.read()
-		if ok && e.key&macValid != 0 && e.epoch() == epoch && e.port() == port && s.write(e.seq, epoch, 0, 0) {
+		if ok && e.key&macValid != 0 && (e.epoch() == epoch || e.static()) && e.port() == port && s.write(e.seq, epoch, 0, 0) {
 			n++
 		}
 	}
@@ -268,9 +354,12 @@ func (t *MACTable) All(now int64) iter.Seq[MACEntry] {
 				continue
 			}
 			ent := MACEntry{
-				VLAN: uint16(e.key>>48) & VLANVIDMask,
-				Port: e.port(),
-				Age:  time.Duration(e.age(sec)) * time.Second,
+				VLAN:   uint16(e.key>>48) & VLANVIDMask,
+				Port:   e.port(),
+				Static: e.static(),
+			}
+			if !ent.Static {
+				ent.Age = time.Duration(e.age(sec)) * time.Second
 			}
 			for j := range ent.MAC {
 				ent.MAC[j] = byte(e.key >> (40 - 8*j))
@@ -321,6 +410,7 @@ type macSnap struct {
 func (e macSnap) epoch() uint32 { return uint32(e.seq >> 32) }
 func (e macSnap) port() uint32  { return uint32(e.val >> 32) }
 func (e macSnap) seen() uint32  { return uint32(e.val) }
+func (e macSnap) static() bool  { return e.seen() == staticSeen }
 
 // age returns how long ago, in seconds, the entry was last seen. Threads
 // read the clock at slightly different times, so an entry may have been
@@ -329,10 +419,10 @@ func (e macSnap) age(sec uint32) uint32 {
 	return uint32(max(int32(sec-e.seen()), 0))
 }
 
-// live reports whether the snapshot holds an entry of the current epoch that
-// has not expired at sec.
+// live reports whether the snapshot holds a static entry, or an entry of
+// the current epoch that has not expired at sec.
 func (e macSnap) live(epoch, sec, aging uint32) bool {
-	return e.key&macValid != 0 && e.epoch() == epoch && e.age(sec) < aging
+	return e.key&macValid != 0 && (e.static() || e.epoch() == epoch && e.age(sec) < aging)
 }
 
 // read takes a consistent snapshot of the slot, or reports false if a writer

@@ -310,3 +310,73 @@ func BenchmarkMACTableNormal(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }
+
+// TestMACTableStatic checks fdb/add's entries: they never age, learning
+// does not move them, eviction passes them by, Flush keeps them, and
+// DeleteStatic removes them (and only them) one by one.
+func TestMACTableStatic(t *testing.T) {
+	tab := NewMACTable(macProbe, 10*time.Second) // the window is the whole table
+	if _, replaced, ok := tab.AddStatic(testMAC(1), 5, 3, 1*sec); !ok || replaced {
+		t.Fatalf("AddStatic into an empty table: replaced %v, ok %v", replaced, ok)
+	}
+	// Learning the address on another port does not move it; it is found
+	// long after the aging time.
+	tab.Learn(testMAC(1), 5, 9, 2*sec)
+	if p, ok := tab.Lookup(testMAC(1), 5, 1000*sec); !ok || p != 3 {
+		t.Errorf("static entry after learning elsewhere, 1000 s later: port %d found %v, want 3", p, ok)
+	}
+	if st := tab.Stats(); st.Learned != 1 || st.Moved != 0 {
+		t.Errorf("stats %+v, want 1 learned (the static entry), none moved", st)
+	}
+	var got []MACEntry
+	for e := range tab.All(1000 * sec) {
+		got = append(got, e)
+	}
+	if want := (MACEntry{MAC: testMAC(1), VLAN: 5, Port: 3, Static: true}); len(got) != 1 || got[0] != want {
+		t.Errorf("All: %+v, want [%+v]", got, want)
+	}
+	// A static entry again, elsewhere, replaces it and says what it was.
+	if old, replaced, ok := tab.AddStatic(testMAC(1), 5, 4, 1000*sec); !ok || !replaced || old != (MACEntry{MAC: testMAC(1), VLAN: 5, Port: 3, Static: true}) {
+		t.Errorf("AddStatic over a static entry: old %+v, replaced %v, ok %v", old, replaced, ok)
+	}
+	// A learned entry becomes static, on the port given.
+	tab.Learn(testMAC(2), 0, 4, 1000*sec)
+	if old, replaced, ok := tab.AddStatic(testMAC(2), 0, 6, 1002*sec); !ok || !replaced || old != (MACEntry{MAC: testMAC(2), Port: 4, Age: 2 * time.Second}) {
+		t.Fatalf("AddStatic over a learned entry: old %+v, replaced %v, ok %v", old, replaced, ok)
+	}
+	if p, ok := tab.Lookup(testMAC(2), 0, 5000*sec); !ok || p != 6 {
+		t.Errorf("learned entry made static: port %d found %v, want 6", p, ok)
+	}
+	// Flush forgets learned entries only.
+	tab.Learn(testMAC(3), 0, 1, 5000*sec)
+	tab.Flush()
+	if n := tab.Len(5000 * sec); n != 2 {
+		t.Errorf("Len after Flush = %d, want the 2 static entries", n)
+	}
+	// A window full of static entries refuses another one, and learning
+	// finds no slot to evict.
+	for i := uint32(3); tab.Len(5000*sec) < macProbe; i++ {
+		if _, _, ok := tab.AddStatic(testMAC(i), 0, 1, 5000*sec); !ok {
+			t.Fatalf("AddStatic %d of %d failed", tab.Len(5000*sec)+1, macProbe)
+		}
+	}
+	if _, _, ok := tab.AddStatic(testMAC(1000), 0, 1, 5000*sec); ok {
+		t.Error("AddStatic into a window of static entries succeeded")
+	}
+	tab.Learn(testMAC(1001), 0, 1, 5000*sec)
+	if _, ok := tab.Lookup(testMAC(1001), 0, 5000*sec); ok {
+		t.Error("learning evicted a static entry")
+	}
+	// DeleteStatic removes a static entry, once; not a learned one.
+	if !tab.DeleteStatic(testMAC(1), 5) || tab.DeleteStatic(testMAC(1), 5) {
+		t.Error("DeleteStatic of a static entry: want true, then false")
+	}
+	tab.Learn(testMAC(1002), 0, 2, 5000*sec)
+	if tab.DeleteStatic(testMAC(1002), 0) {
+		t.Error("DeleteStatic deleted a learned entry")
+	}
+	// FlushPort removes static entries of the port too.
+	if n := tab.FlushPort(6); n != 1 {
+		t.Errorf("FlushPort(6) removed %d, want the static entry on it", n)
+	}
+}

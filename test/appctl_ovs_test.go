@@ -45,7 +45,8 @@ func fdbHosts(t *testing.T, sw *netns.NS) (a, b *netns.NS, macA, macB string) {
 // ports whose one flow is actions=normal, ovs-appctl's dpif/show and
 // dpctl/show -s show the AF_XDP ports alike (their counts aside), and
 // fdb/show,
-// fdb/stats-show, fdb/flush and fdb/stats-clear answer for ovsxdp as
+// fdb/stats-show, fdb/add over a learned entry, fdb/del, fdb/flush and
+// fdb/stats-clear answer for ovsxdp as
 // for Open vSwitch: the same table layout, ports, VLANs and addresses
 // (the addresses' MACs named, the ages and order left out), the same counters (less
 // the count of aged-out entries, which ovsxdp does not keep) and the same
@@ -104,13 +105,22 @@ func TestAppctlMatchesOVS(t *testing.T) {
 		if out, err := x.a.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "10.8.5.2"); err != nil {
 			t.Fatalf("%s: pa does not reach pb: %v\n%s", x.name, err, out)
 		}
+		flushed := false
 		for _, cmd := range [][]string{
 			{"dpif/show"}, {"dpctl/show", "-s"},
 			{"fdb/show", "br0"}, {"fdb/stats-show", "br0"},
+			// A static entry over a learned one says so, and
+			// fdb/del takes it away.
+			{"fdb/add", "br0", "hb", "0", "MAC-A"}, {"fdb/show", "br0"},
+			{"fdb/del", "br0", "0", "MAC-A"},
 			{"fdb/stats-clear", "br0"}, {"fdb/flush", "br0"},
 			{"fdb/show", "br0"}, {"fdb/stats-show", "br0"},
 		} {
-			out := x.appctl(cmd...)
+			args := slices.Clone(cmd)
+			for i, a := range args {
+				args[i] = strings.NewReplacer("MAC-A", x.macA).Replace(a)
+			}
+			out := x.appctl(args...)
 			out = strings.NewReplacer(x.macA, "MAC-A", x.macB, "MAC-B").Replace(out)
 			if cmd[0] == "fdb/show" {
 				// The rows' order is the entries' last use, which
@@ -148,7 +158,8 @@ func TestAppctlMatchesOVS(t *testing.T) {
 				out = regexp.MustCompile(`(?m)^  Total number of expired MAC entries .*\n`).ReplaceAllString(out, "")
 			}
 			key := fmt.Sprintf("%s #%d", strings.Join(cmd, " "), seen[strings.Join(cmd, " ")])
-			if seen[strings.Join(cmd, " ")]++; seen[strings.Join(cmd, " ")] > 1 {
+			seen[strings.Join(cmd, " ")]++
+			if flushed {
 				// After the flush Open vSwitch may learn the
 				// addresses again at any time without a packet
 				// (its revalidators replay the datapath flows'
@@ -157,6 +168,7 @@ func TestAppctlMatchesOVS(t *testing.T) {
 				out = regexp.MustCompile(`(?m)^ +N +N +MAC-[AB]\n`).ReplaceAllString(out, "")
 			}
 			answers[key] = append(answers[key], out)
+			flushed = flushed || cmd[0] == "fdb/flush"
 		}
 	}
 	for cmd, outs := range answers {
@@ -169,6 +181,9 @@ func TestAppctlMatchesOVS(t *testing.T) {
 	}
 	if first := answers["fdb/show br0 #0"]; len(first) == 0 || !strings.Contains(first[0], "MAC-A") || !strings.Contains(first[0], "MAC-B") {
 		t.Errorf("fdb/show after the pings does not list both hosts' addresses: %q", first)
+	}
+	if add := answers["fdb/add br0 hb 0 MAC-A #0"]; len(add) == 0 || !strings.Contains(add[0], "Overriding already existing dynamic entry on 1") {
+		t.Errorf("fdb/add over a learned entry: %q", add)
 	}
 	// ovsxdp learns only from packets, and none came after the flush.
 	if got, want := sides[1].appctl("fdb/show", "br0"), " port  VLAN  MAC                Age\n"; got != want {

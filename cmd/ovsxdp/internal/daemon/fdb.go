@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,8 @@ import (
 func init() {
 	register(
 		&verb{VerbInfo: VerbInfo{Name: "fdb/show", Usage: "BR", Short: "Print the MAC addresses a bridge's normal action learned: port, VLAN, address and age in seconds, the least recently seen first", Min: 1, Max: 1}, run: (*Daemon).fdbShow},
+		&verb{VerbInfo: VerbInfo{Name: "fdb/add", Usage: "BR PORT VLAN MAC", Short: "Add a static MAC entry: MAC in VLAN on PORT, which never ages and which learning does not move", Min: 4, Max: 4}, run: (*Daemon).fdbAdd},
+		&verb{VerbInfo: VerbInfo{Name: "fdb/del", Usage: "BR VLAN MAC", Short: "Delete the MAC entry of MAC in VLAN, static or learned", Min: 3, Max: 3}, run: (*Daemon).fdbDel},
 		&verb{VerbInfo: VerbInfo{Name: "fdb/flush", Usage: "[BR]", Short: "Forget the learned MAC addresses (of one bridge)", Max: 1}, run: (*Daemon).fdbFlush},
 		&verb{VerbInfo: VerbInfo{Name: "fdb/stats-show", Usage: "BR", Short: "Print a bridge's MAC learning counters", Min: 1, Max: 1}, run: (*Daemon).fdbStatsShow},
 		&verb{VerbInfo: VerbInfo{Name: "fdb/stats-clear", Usage: "[BR]", Short: "Zero what fdb/stats-show counts (of one bridge)", Max: 1}, run: (*Daemon).fdbStatsClear},
@@ -25,7 +29,7 @@ func init() {
 // fdbShow lists the live entries in Open vSwitch's layout, oldest first
 // as its least-recently-used list is (ties by port, VLAN and address).
 func (d *Daemon) fdbShow(c *call) (string, error) {
-	b, err := d.bridgeLocked(c.args[0])
+	b, err := d.fdbBridge(c.args[0])
 	if err != nil {
 		return "", err
 	}
@@ -36,7 +40,12 @@ func (d *Daemon) fdbShow(c *call) (string, error) {
 	var s strings.Builder
 	s.WriteString(" port  VLAN  MAC                Age\n")
 	for _, e := range entries {
-		fmt.Fprintf(&s, "%5s  %4d  %s  %3d\n", portNumber(e.Port), e.VLAN, net.HardwareAddr(e.MAC[:]), int(e.Age/time.Second))
+		fmt.Fprintf(&s, "%5s  %4d  %s  ", portNumber(e.Port), e.VLAN, net.HardwareAddr(e.MAC[:]))
+		if e.Static {
+			s.WriteString("static\n")
+		} else {
+			fmt.Fprintf(&s, "%3d\n", int(e.Age/time.Second))
+		}
 	}
 	return s.String(), nil
 }
@@ -51,7 +60,7 @@ func portNumber(p uint32) string {
 }
 
 func (d *Daemon) fdbFlush(c *call) (string, error) {
-	bs, err := d.selectLocked(c)
+	bs, err := d.fdbSelect(c)
 	if err != nil {
 		return "", err
 	}
@@ -62,10 +71,9 @@ func (d *Daemon) fdbFlush(c *call) (string, error) {
 }
 
 // fdbStatsShow prints the counters Open vSwitch's fdb/stats-show prints
-// that the table keeps: it does not count the entries that age out, and
-// it has no static entries.
+// that the table keeps: it does not count the entries that age out.
 func (d *Daemon) fdbStatsShow(c *call) (string, error) {
-	b, err := d.bridgeLocked(c.args[0])
+	b, err := d.fdbBridge(c.args[0])
 	if err != nil {
 		return "", err
 	}
@@ -74,7 +82,7 @@ func (d *Daemon) fdbStatsShow(c *call) (string, error) {
 	var s strings.Builder
 	fmt.Fprintf(&s, "Statistics for bridge \"%s\":\n", b.name)
 	fmt.Fprintf(&s, "  Current/maximum MAC entries in the table: %d/%d\n", t.Len(time.Now().UnixNano()), t.Cap())
-	s.WriteString("  Current static MAC entries in the table : 0\n") // there are none: fdb/add is not taken
+	fmt.Fprintf(&s, "  Current static MAC entries in the table : %d\n", staticEntries(t))
 	fmt.Fprintf(&s, "  Total number of learned MAC entries     : %d\n", st.Learned-base.Learned)
 	fmt.Fprintf(&s, "  Total number of evicted MAC entries     : %d\n", st.Evicted-base.Evicted)
 	fmt.Fprintf(&s, "  Total number of port moved MAC entries  : %d\n", st.Moved-base.Moved)
@@ -82,7 +90,7 @@ func (d *Daemon) fdbStatsShow(c *call) (string, error) {
 }
 
 func (d *Daemon) fdbStatsClear(c *call) (string, error) {
-	bs, err := d.selectLocked(c)
+	bs, err := d.fdbSelect(c)
 	if err != nil {
 		return "", err
 	}
@@ -90,4 +98,107 @@ func (d *Daemon) fdbStatsClear(c *call) (string, error) {
 		b.macBaseline = b.dp.MACs().Stats()
 	}
 	return "statistics successfully cleared\n", nil
+}
+
+// staticEntries counts the table's static entries.
+func staticEntries(t *flow.MACTable) int {
+	n := 0
+	for e := range t.All(time.Now().UnixNano()) {
+		if e.Static {
+			n++
+		}
+	}
+	return n
+}
+
+// fdbAdd is fdb/add BR PORT VLAN MAC. PORT is a port's name (the
+// bridge's own name for its local port), as in Open vSwitch. Open
+// vSwitch 3.1 takes any number as the VLAN (a word as 0) and keeps an
+// entry no packet can match; ovsxdp refuses a VLAN outside 0-4095.
+func (d *Daemon) fdbAdd(c *call) (string, error) {
+	b, err := d.fdbBridge(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	port := uint32(flow.PortLocal)
+	if p, ok := b.dp.Port(c.args[1]); ok {
+		port = p.OFPort
+	} else if c.args[1] != b.name {
+		return "", fmt.Errorf("no such port %s in bridge %s", c.args[1], b.name)
+	}
+	vlan, mac, err := fdbVLANMAC(c.args[2], c.args[3])
+	if err != nil {
+		return "", err
+	}
+	old, replaced, ok := b.dp.MACs().AddStatic(mac, vlan, port, time.Now().UnixNano())
+	if !ok {
+		return "", errors.New("could not add static mac entry")
+	}
+	if !replaced {
+		return "", nil
+	}
+	kind := "dynamic"
+	if old.Static {
+		kind = "static"
+	}
+	return fmt.Sprintf("Overriding already existing %s entry on %d\n", kind, old.Port), nil
+}
+
+// fdbDel is fdb/del BR VLAN MAC: it deletes a static entry only.
+func (d *Daemon) fdbDel(c *call) (string, error) {
+	b, err := d.fdbBridge(c.args[0])
+	if err != nil {
+		return "", err
+	}
+	vlan, mac, err := fdbVLANMAC(c.args[1], c.args[2])
+	if err != nil {
+		return "", err
+	}
+	if !b.dp.MACs().DeleteStatic(mac, vlan) {
+		return "", errors.New("could not find static mac entry")
+	}
+	return "", nil
+}
+
+// fdbBridge is the bridge called name, or Open vSwitch's fdb/ error.
+func (d *Daemon) fdbBridge(name string) (*bridge, error) {
+	b, err := d.bridgeLocked(name)
+	if err != nil {
+		return nil, errors.New("no such bridge")
+	}
+	return b, nil
+}
+
+// fdbSelect is the bridge named by c's optional argument, or every
+// bridge; with Open vSwitch's fdb/ error.
+func (d *Daemon) fdbSelect(c *call) ([]*bridge, error) {
+	if len(c.args) > 0 {
+		if _, err := d.fdbBridge(c.args[0]); err != nil {
+			return nil, err
+		}
+	}
+	return d.selectLocked(c)
+}
+
+// fdbVLANMAC parses fdb/add's and fdb/del's VLAN and MAC: a VLAN ID from 0
+// to 4095, and an Ethernet address as six hexadecimal bytes separated by
+// colons, as Open vSwitch reads it ("bad MAC address" otherwise).
+func fdbVLANMAC(vlanText, macText string) (uint16, [6]byte, error) {
+	var mac [6]byte
+	vlan, err := strconv.ParseUint(vlanText, 10, 16)
+	if err != nil || vlan > flow.VLANVIDMask {
+		return 0, mac, fmt.Errorf("bad VLAN %q: want a VLAN ID from 0 to 4095", vlanText)
+	}
+	parts := strings.Split(macText, ":")
+	if len(parts) != len(mac) {
+		return 0, mac, errors.New("bad MAC address")
+	}
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 16, 8)
+		if err != nil || len(p) > 2 {
+			return 0, mac, errors.New("bad MAC address")
+		}
+		mac[i] = byte(v)
+	}
+	return uint16(vlan), mac, nil
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,5 +65,44 @@ func TestFdb(t *testing.T) {
 	}
 	if _, err := runFlags(d, "fdb/show", nil, "br9"); err == nil {
 		t.Error("fdb/show of a bridge that does not exist")
+	}
+}
+
+// TestFdbAddDel checks fdb/add's static entries through fdb/show,
+// fdb/stats-show, fdb/flush (which keeps them) and fdb/del, and the
+// refusals of bad arguments.
+func TestFdbAddDel(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	run(t, d, "add-port", "br0", "p1", "type=mem", "ofport=1")
+	if got := run(t, d, "fdb/add", "br0", "p1", "7", "02:00:00:00:00:0a"); got != "" {
+		t.Errorf("fdb/add: %q, want nothing", got)
+	}
+	if got := run(t, d, "fdb/add", "br0", "br0", "7", "02:00:00:00:00:0a"); got != "Overriding already existing static entry on 1\n" {
+		t.Errorf("fdb/add over a static entry: %q", got)
+	}
+	run(t, d, "fdb/flush", "br0")
+	if got, want := run(t, d, "fdb/show", "br0"), " port  VLAN  MAC                Age\nLOCAL     7  02:00:00:00:00:0a  static\n"; got != want {
+		t.Errorf("fdb/show after fdb/flush:\n%q\nwant\n%q", got, want)
+	}
+	if got := run(t, d, "fdb/stats-show", "br0"); !strings.Contains(got, "  Current static MAC entries in the table : 1\n") {
+		t.Errorf("fdb/stats-show:\n%s", got)
+	}
+	run(t, d, "fdb/del", "br0", "7", "02:00:00:00:00:0a")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"fdb/del", "br0", "7", "02:00:00:00:00:0a"}, "could not find static mac entry"},
+		{[]string{"fdb/add", "br9", "p1", "0", "02:00:00:00:00:0a"}, "no such bridge"},
+		{[]string{"fdb/add", "br0", "p9", "0", "02:00:00:00:00:0a"}, "no such port p9 in bridge br0"},
+		{[]string{"fdb/add", "br0", "p1", "4096", "02:00:00:00:00:0a"}, `bad VLAN "4096": want a VLAN ID from 0 to 4095`},
+		{[]string{"fdb/add", "br0", "p1", "0", "02-00-00-00-00-0a"}, "bad MAC address"},
+		{[]string{"fdb/add", "br0", "p1", "0", "02:00:00:00:00:100"}, "bad MAC address"},
+		{[]string{"fdb/del", "br0", "0", "02:00:00:00:00"}, "bad MAC address"},
+	} {
+		if _, err := runFlags(d, tc.args[0], nil, tc.args[1:]...); err == nil || err.Error() != tc.want {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
 	}
 }
