@@ -118,7 +118,7 @@ func tunnelMarkdown(args []string, o options, m machine, commit, geneve string, 
 		"the targets compare ovsxdp with the better of them for each metric.\n\n")
 	b.WriteString("Measurements, from workload A to workload B, as the veth suite takes them: TCP is `iperf3 -c` (received rate); UDP is `iperf3 -u -l 18 -b 0` " +
 		"(the receiver's count over the test); the AF_XDP sender is a process of the harness in workload A that transmits prebuilt 60-byte frames (18-byte UDP payloads) " +
-		"to 1,000 destination ports on `wa0` through an AF_XDP socket as fast as its tx ring drains (the rate counted on `wb0`); ping is " + fmt.Sprintf("%d", o.pings) + " pings 10 ms apart, once a first echo has come back after the AF_XDP sender (a switch may still be draining its backlog). " +
+		"to 1,000 destination ports on `wa0` through an AF_XDP socket as fast as its tx ring drains (the rate counted on `wb0`, whose ingress then drops the datagrams before workload B's IP layer, as in the veth suite: nothing listens on those ports); ping is " + fmt.Sprintf("%d", o.pings) + " pings 10 ms apart, once a first echo has come back after the AF_XDP sender (a switch may still be draining its backlog). " +
 		"CPU per million packets, during the iperf3 UDP test: the user and system time of the forwarding processes (both ovsxdp daemons, both `ovs-vswitchd`; none for the kernel) " +
 		"plus the machine's softirq time, divided by the packets forwarded (those `wa0` received and the datagrams that reached workload B's UDP layer); " +
 		"the machine CPU column is the machine's busy time over the same test, per million packets forwarded.\n\n")
