@@ -37,13 +37,15 @@ const tunnelOurs = "ovsxdp-vxlan"
 // writeTunnelReport writes tunnel.csv, tunnel.png and tunnel.md to
 // o.out, and the report to stdout.
 func writeTunnelReport(args []string, o options, m machine, samples []sample, elapsed time.Duration, gobench string, stdout io.Writer) error {
+	// Before this report's own files change the work tree.
+	commit := gitCommit()
 	if err := writeTunnelCSV(filepath.Join(o.out, "tunnel.csv"), samples); err != nil {
 		return err
 	}
 	if err := writePlot(filepath.Join(o.out, "tunnel.png"), o, samples, tunnelMetrics); err != nil {
 		return err
 	}
-	md := tunnelMarkdown(args, o, m, gitCommit(), geneveSupport(), samples, elapsed, gobench)
+	md := tunnelMarkdown(args, o, m, commit, geneveSupport(), samples, elapsed, gobench)
 	if err := os.WriteFile(filepath.Join(o.out, "tunnel.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
