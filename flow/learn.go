@@ -181,18 +181,16 @@ func (t *MACTable) Learn(mac [6]byte, vid uint16, port uint32, now int64) {
 	epoch, sec := t.epoch.Load(), seconds(now)
 	val := uint64(port)<<32 | uint64(sec)
 
-	// The first copy of the key in probe order is the entry. Remember the
-	// first free slot and the oldest live one on the way, for a new entry.
-	free, oldest := -1, -1
-	var oldestAge uint32
+	// The first copy of the key in probe order is the entry. Remember
+	// where a new entry would go on the way.
+	v := newVacancy()
 	for i, h := 0, t.home(key); i < macProbe; i, h = i+1, (h+1)&t.mask {
 		e, ok := t.slots[h].read()
 		if !ok {
 			continue
 		}
 		live := e.live(epoch, sec, t.aging)
-		switch {
-		case live && e.key == key:
+		if live && e.key == key {
 			if e.val == val || e.static() {
 				return // same port, already seen this second; or static
 			}
@@ -203,35 +201,58 @@ func (t *MACTable) Learn(mac [6]byte, vid uint16, port uint32, now int64) {
 				t.moved.Add(1)
 			}
 			return
-		case !live:
-			if free < 0 {
-				free = int(h)
-			}
-		case free < 0 && !e.static():
-			if age := e.age(sec); oldest < 0 || age > oldestAge {
-				oldest, oldestAge = int(h), age
-			}
+		}
+		v.note(h, e, live, sec)
+	}
+	if !t.claim(v, epoch, key, val) {
+		t.skipped.Add(1) // every slot of the window was busy, or the slot changed
+	}
+}
+
+// vacancy is where a new entry goes in a probe window: the first free
+// slot, else the oldest learned entry (static entries stay).
+type vacancy struct {
+	free, oldest int
+	oldestAge    uint32
+}
+
+func newVacancy() vacancy { return vacancy{free: -1, oldest: -1} }
+
+// note considers slot h, which holds e (live or not) at sec.
+func (v *vacancy) note(h uint64, e macSnap, live bool, sec uint32) {
+	switch {
+	case !live:
+		if v.free < 0 {
+			v.free = int(h)
+		}
+	case v.free < 0 && !e.static():
+		if age := e.age(sec); v.oldest < 0 || age > v.oldestAge {
+			v.oldest, v.oldestAge = int(h), age
 		}
 	}
-	slot := free
+}
+
+// claim writes a new entry into the vacancy, provided the slot is still
+// what the scan saw, and counts it as learned (and evicted, if it took a
+// live entry's slot); false if there was no vacancy or the slot changed.
+func (t *MACTable) claim(v vacancy, epoch uint32, key, val uint64) bool {
+	slot := v.free
 	if slot < 0 {
-		slot = oldest
+		slot = v.oldest
 	}
 	if slot < 0 {
-		t.skipped.Add(1) // every slot of the window was busy
-		return
+		return false
 	}
 	s := &t.slots[slot]
-	// The slot must still be what the scan saw; otherwise give up.
 	seq := s.seq.Load()
 	if seq&seqBusy != 0 || !s.write(seq, epoch, key, val) {
-		t.skipped.Add(1)
-		return
+		return false
 	}
 	t.learned.Add(1)
-	if free < 0 {
+	if v.free < 0 {
 		t.evicted.Add(1)
 	}
+	return true
 }
 
 // AddStatic makes mac in VLAN vid a static entry on port: one that never
@@ -246,16 +267,15 @@ func (t *MACTable) AddStatic(mac [6]byte, vid uint16, port uint32, now int64) (o
 	epoch := t.epoch.Load()
 	val := uint64(port)<<32 | uint64(staticSeen)
 	sec := seconds(now)
-	found, free, oldest := -1, -1, -1
-	var oldestAge uint32
+	found := -1
+	v := newVacancy()
 	for i, h := 0, t.home(key); i < macProbe; i, h = i+1, (h+1)&t.mask {
 		e, ok := t.slots[h].read()
 		if !ok {
 			continue
 		}
 		live := e.live(epoch, sec, t.aging)
-		switch {
-		case live && e.key == key:
+		if live && e.key == key {
 			if found < 0 {
 				found = int(h)
 				old = MACEntry{MAC: mac, VLAN: vid & VLANVIDMask, Port: e.port(), Static: e.static()}
@@ -263,38 +283,19 @@ func (t *MACTable) AddStatic(mac [6]byte, vid uint16, port uint32, now int64) (o
 					old.Age = time.Duration(e.age(sec)) * time.Second
 				}
 			}
-		case !live:
-			if free < 0 {
-				free = int(h)
-			}
-		case !e.static():
-			if age := e.age(sec); oldest < 0 || age > oldestAge {
-				oldest, oldestAge = int(h), age
-			}
+			continue
 		}
+		v.note(h, e, live, sec)
 	}
-	slot := found
-	if slot < 0 {
-		slot = free
+	if found < 0 {
+		return MACEntry{}, false, t.claim(v, epoch, key, val)
 	}
-	if slot < 0 {
-		slot = oldest
-	}
-	if slot < 0 {
-		return MACEntry{}, false, false
-	}
-	s := &t.slots[slot]
+	s := &t.slots[found]
 	seq := s.seq.Load()
 	if seq&seqBusy != 0 || !s.write(seq, epoch, key, val) {
 		return MACEntry{}, false, false
 	}
-	if found < 0 {
-		t.learned.Add(1)
-		if free < 0 {
-			t.evicted.Add(1)
-		}
-	}
-	return old, found >= 0, true
+	return old, true, true
 }
 
 // DeleteStatic forgets the static entry of mac in VLAN vid, as Open

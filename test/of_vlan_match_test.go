@@ -28,17 +28,7 @@ func TestVLANMatchAsSentMatchesOVS(t *testing.T) {
 		"priority=4,dl_vlan=0xffff,actions=drop",
 		"priority=5,vlan_tci=0x0000/0x1fff,actions=drop",
 	}
-	stats := regexp.MustCompile(` (duration|n_packets|n_bytes|idle_age|hard_age)=[^ ,]*,?`)
 	ofErr := regexp.MustCompile(`OFPB[A-Z]+_[A-Z_]+`)
-	normalize := func(dump string) string {
-		var lines []string
-		for _, l := range strings.Split(dump, "\n") {
-			if l = strings.TrimSpace(stats.ReplaceAllString(l, "")); strings.HasPrefix(l, "cookie=") {
-				lines = append(lines, l)
-			}
-		}
-		return strings.Join(lines, "\n")
-	}
 	// outcome is "ok" or the OpenFlow error a command failed with.
 	outcome := func(err error, stderr string) string {
 		if err == nil {
@@ -68,10 +58,10 @@ func TestVLANMatchAsSentMatchesOVS(t *testing.T) {
 					}
 					continue
 				}
-				if normalize(got) != normalize(want) {
-					t.Errorf("dump-flows in %s differs\novsxdp:\n%s\nOpen vSwitch:\n%s", dumpProto, normalize(got), normalize(want))
+				if flowLines(got) != flowLines(want) {
+					t.Errorf("dump-flows in %s differs\novsxdp:\n%s\nOpen vSwitch:\n%s", dumpProto, flowLines(got), flowLines(want))
 				}
-				dumped += strings.Count(normalize(got), "cookie=")
+				dumped += strings.Count(flowLines(got), "cookie=")
 			}
 			ovs.Ofctl("-O", proto, "del-flows", "br0")
 			sw.run(t, proto, "del-flows")

@@ -432,17 +432,23 @@ func only80One(ctx context.Context, o options, c config, round int, stdout io.Wr
 		return err
 	}
 	g, _ := f.(phaseGauger)
-	var g0 phaseGauges
-	if g != nil {
-		g0 = g.gauges()
+	// fullRate runs the AF_XDP sender's full-rate test and prints what
+	// the poll thread did in it.
+	fullRate := func(what string, rel func(float64) string) (float64, error) {
+		var g0 phaseGauges
+		if g != nil {
+			g0 = g.gauges()
+		}
+		r, err := measureXSK(ctx, t, o.duration, 0)
+		if err == nil && g != nil {
+			gf := g.gauges().minus(g0)
+			fmt.Fprintf(stdout, "# %d %s %s: received %.0f packets/s%s, %.1f packets/batch, busy %.0f ns/packet\n", round, c.name, what, r, rel(r), gf.perBatch(), gf.nsPerPacket())
+		}
+		return r, err
 	}
-	full, err := measureXSK(ctx, t, o.duration, 0)
+	full, err := fullRate("full rate", func(float64) string { return "" })
 	if err != nil {
 		return err
-	}
-	if g != nil {
-		gf := g.gauges().minus(g0)
-		fmt.Fprintf(stdout, "# %d %s full rate: received %.0f packets/s, %.1f packets/batch, busy %.0f ns/packet\n", round, c.name, full, gf.perBatch(), gf.nsPerPacket())
 	}
 	if full == 0 {
 		return fmt.Errorf("%s forwarded nothing from the AF_XDP sender", c.name)
@@ -488,18 +494,8 @@ func only80One(ctx context.Context, o options, c config, round int, stdout io.Wr
 	}
 	// The full rate once more: whether the machine still forwards what
 	// it did before the phases, which the phases' target assumes.
-	if g != nil {
-		g0 = g.gauges()
-	}
-	again, err := measureXSK(ctx, t, o.duration, 0)
-	if err != nil {
-		return err
-	}
-	if g != nil {
-		gf := g.gauges().minus(g0)
-		fmt.Fprintf(stdout, "# %d %s full rate again: received %.0f packets/s (%.2f of the first), %.1f packets/batch, busy %.0f ns/packet\n", round, c.name, again, again/full, gf.perBatch(), gf.nsPerPacket())
-	}
-	return nil
+	_, err = fullRate("full rate again", func(r float64) string { return fmt.Sprintf(" (%.2f of the first)", r/full) })
+	return err
 }
 
 // pacedLimits explains the ovsxdp configurations' paced runs that
