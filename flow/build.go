@@ -224,11 +224,10 @@ func be128(b []byte) (u128, bool) {
 // field by field and refuses a field whose prerequisites the fields
 // before it do not meet (OFPBMC_BAD_PREREQ), where the text may name
 // them in any order. OXM's vlan_pcp requires a VLAN header. Of a
-// connection tracking tuple field it checks
-// there only that ct_state says the packet has a connection: that the
-// tuple is IPv4 or IPv6, and has a protocol, Finish checks on the whole
-// match, as Open vSwitch does. A name the parser does not know has no
-// prerequisite.
+// connection tracking tuple field it checks there only that ct_state
+// says the packet has a connection: that the tuple is IPv4 or IPv6, and
+// has a protocol, Finish checks on the whole match, as Open vSwitch does.
+// A name the parser does not know has no prerequisite.
 func (w *WireMatch) InOrder(name string) bool {
 	f := fieldByName[name]
 	if f == nil {

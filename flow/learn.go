@@ -321,8 +321,8 @@ func (t *MACTable) Flush() {
 }
 
 // FlushPort forgets the entries on port, learned or static (a port that
-// is removed or goes down), and returns how many it removed. An entry that another thread
-// is writing at that moment is left; it ages out.
+// is removed or goes down), and returns how many it removed. An entry
+// that another thread is writing at that moment is left; it ages out.
 func (t *MACTable) FlushPort(port uint32) int {
 	epoch := t.epoch.Load()
 	n := 0

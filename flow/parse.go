@@ -851,6 +851,14 @@ func (p *Parser) parsePort(s string) (uint32, error) {
 
 // parseMAC parses xx:xx:xx:xx:xx:xx (one or two hex digits per byte) into
 // the low 48 bits of a number.
+// ParseMAC reads an Ethernet address as the flow syntax (and Open
+// vSwitch's commands) write it: six hexadecimal bytes of one or two
+// digits, separated by colons.
+func ParseMAC(s string) ([6]byte, bool) {
+	v, ok := parseMAC(s)
+	return numMAC(v), ok
+}
+
 func parseMAC(s string) (uint64, bool) {
 	var v uint64
 	for i := 0; i < 6; i++ {

@@ -44,15 +44,20 @@ func (d *Daemon) selectLocked(c *call) ([]*bridge, error) {
 	if len(c.args) == 0 {
 		return d.sortedLocked(), nil
 	}
-	name := c.args[0]
-	if _, ok := d.bridges[name]; !ok {
-		name = strings.TrimPrefix(name, "ovsxdp@")
-	}
-	b, err := d.bridgeLocked(name)
+	b, err := d.bridgeOrDatapathLocked(c.args[0])
 	if err != nil {
 		return nil, err
 	}
 	return []*bridge{b}, nil
+}
+
+// bridgeOrDatapathLocked is the bridge called name, or whose datapath is
+// called name (ovsxdp@BR).
+func (d *Daemon) bridgeOrDatapathLocked(name string) (*bridge, error) {
+	if _, ok := d.bridges[name]; !ok {
+		name = strings.TrimPrefix(name, "ovsxdp@")
+	}
+	return d.bridgeLocked(name)
 }
 
 // pmdFlag selects one poll thread, as ovs-appctl's -pmd option does.

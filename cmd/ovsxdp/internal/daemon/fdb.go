@@ -19,7 +19,7 @@ func init() {
 	register(
 		&verb{VerbInfo: VerbInfo{Name: "fdb/show", Usage: "BR", Short: "Print the MAC addresses a bridge's normal action learned: port, VLAN, address and age in seconds, the least recently seen first", Min: 1, Max: 1}, run: (*Daemon).fdbShow},
 		&verb{VerbInfo: VerbInfo{Name: "fdb/add", Usage: "BR PORT VLAN MAC", Short: "Add a static MAC entry: MAC in VLAN on PORT, which never ages and which learning does not move", Min: 4, Max: 4}, run: (*Daemon).fdbAdd},
-		&verb{VerbInfo: VerbInfo{Name: "fdb/del", Usage: "BR VLAN MAC", Short: "Delete the MAC entry of MAC in VLAN, static or learned", Min: 3, Max: 3}, run: (*Daemon).fdbDel},
+		&verb{VerbInfo: VerbInfo{Name: "fdb/del", Usage: "BR VLAN MAC", Short: "Delete the static MAC entry of MAC in VLAN", Min: 3, Max: 3}, run: (*Daemon).fdbDel},
 		&verb{VerbInfo: VerbInfo{Name: "fdb/flush", Usage: "[BR]", Short: "Forget the learned MAC addresses (of one bridge)", Max: 1}, run: (*Daemon).fdbFlush},
 		&verb{VerbInfo: VerbInfo{Name: "fdb/stats-show", Usage: "BR", Short: "Print a bridge's MAC learning counters", Min: 1, Max: 1}, run: (*Daemon).fdbStatsShow},
 		&verb{VerbInfo: VerbInfo{Name: "fdb/stats-clear", Usage: "[BR]", Short: "Zero what fdb/stats-show counts (of one bridge)", Max: 1}, run: (*Daemon).fdbStatsClear},
@@ -79,10 +79,11 @@ func (d *Daemon) fdbStatsShow(c *call) (string, error) {
 	}
 	t := b.dp.MACs()
 	st, base := t.Stats(), b.macBaseline
+	live, static := macEntries(t)
 	var s strings.Builder
 	fmt.Fprintf(&s, "Statistics for bridge \"%s\":\n", b.name)
-	fmt.Fprintf(&s, "  Current/maximum MAC entries in the table: %d/%d\n", t.Len(time.Now().UnixNano()), t.Cap())
-	fmt.Fprintf(&s, "  Current static MAC entries in the table : %d\n", staticEntries(t))
+	fmt.Fprintf(&s, "  Current/maximum MAC entries in the table: %d/%d\n", live, t.Cap())
+	fmt.Fprintf(&s, "  Current static MAC entries in the table : %d\n", static)
 	fmt.Fprintf(&s, "  Total number of learned MAC entries     : %d\n", st.Learned-base.Learned)
 	fmt.Fprintf(&s, "  Total number of evicted MAC entries     : %d\n", st.Evicted-base.Evicted)
 	fmt.Fprintf(&s, "  Total number of port moved MAC entries  : %d\n", st.Moved-base.Moved)
@@ -100,15 +101,16 @@ func (d *Daemon) fdbStatsClear(c *call) (string, error) {
 	return "statistics successfully cleared\n", nil
 }
 
-// staticEntries counts the table's static entries.
-func staticEntries(t *flow.MACTable) int {
-	n := 0
+// macEntries counts the table's live entries, and the static ones among
+// them, in one pass over its slots.
+func macEntries(t *flow.MACTable) (live, static int) {
 	for e := range t.All(time.Now().UnixNano()) {
+		live++
 		if e.Static {
-			n++
+			static++
 		}
 	}
-	return n
+	return live, static
 }
 
 // fdbAdd is fdb/add BR PORT VLAN MAC. PORT is a port's name (the
@@ -160,45 +162,40 @@ func (d *Daemon) fdbDel(c *call) (string, error) {
 	return "", nil
 }
 
-// fdbBridge is the bridge called name, or Open vSwitch's fdb/ error.
+// errFdbNoBridge is Open vSwitch's fdb/ commands' answer for a bridge
+// that does not exist.
+var errFdbNoBridge = errors.New("no such bridge")
+
+// fdbBridge is the bridge (or datapath) called name, or Open vSwitch's
+// fdb/ error.
 func (d *Daemon) fdbBridge(name string) (*bridge, error) {
-	b, err := d.bridgeLocked(name)
+	b, err := d.bridgeOrDatapathLocked(name)
 	if err != nil {
-		return nil, errors.New("no such bridge")
+		return nil, errFdbNoBridge
 	}
 	return b, nil
 }
 
-// fdbSelect is the bridge named by c's optional argument, or every
-// bridge; with Open vSwitch's fdb/ error.
+// fdbSelect is selectLocked with Open vSwitch's fdb/ error.
 func (d *Daemon) fdbSelect(c *call) ([]*bridge, error) {
-	if len(c.args) > 0 {
-		if _, err := d.fdbBridge(c.args[0]); err != nil {
-			return nil, err
-		}
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return nil, errFdbNoBridge
 	}
-	return d.selectLocked(c)
+	return bs, nil
 }
 
 // fdbVLANMAC parses fdb/add's and fdb/del's VLAN and MAC: a VLAN ID from 0
 // to 4095, and an Ethernet address as six hexadecimal bytes separated by
 // colons, as Open vSwitch reads it ("bad MAC address" otherwise).
 func fdbVLANMAC(vlanText, macText string) (uint16, [6]byte, error) {
-	var mac [6]byte
 	vlan, err := strconv.ParseUint(vlanText, 10, 16)
 	if err != nil || vlan > flow.VLANVIDMask {
-		return 0, mac, fmt.Errorf("bad VLAN %q: want a VLAN ID from 0 to 4095", vlanText)
+		return 0, [6]byte{}, fmt.Errorf("bad VLAN %q: want a VLAN ID from 0 to 4095", vlanText)
 	}
-	parts := strings.Split(macText, ":")
-	if len(parts) != len(mac) {
+	mac, ok := flow.ParseMAC(macText)
+	if !ok {
 		return 0, mac, errors.New("bad MAC address")
-	}
-	for i, p := range parts {
-		v, err := strconv.ParseUint(p, 16, 8)
-		if err != nil || len(p) > 2 {
-			return 0, mac, errors.New("bad MAC address")
-		}
-		mac[i] = byte(v)
 	}
 	return uint16(vlan), mac, nil
 }

@@ -82,8 +82,15 @@ func TestFdbAddDel(t *testing.T) {
 		t.Errorf("fdb/add over a static entry: %q", got)
 	}
 	run(t, d, "fdb/flush", "br0")
-	if got, want := run(t, d, "fdb/show", "br0"), " port  VLAN  MAC                Age\nLOCAL     7  02:00:00:00:00:0a  static\n"; got != want {
+	want := " port  VLAN  MAC                Age\nLOCAL     7  02:00:00:00:00:0a  static\n"
+	if got := run(t, d, "fdb/show", "br0"); got != want {
 		t.Errorf("fdb/show after fdb/flush:\n%q\nwant\n%q", got, want)
+	}
+	// The bridge's datapath name serves as its name, as in the other
+	// commands that take a bridge.
+	run(t, d, "fdb/flush", "ovsxdp@br0")
+	if got := run(t, d, "fdb/show", "ovsxdp@br0"); got != want {
+		t.Errorf("fdb/show ovsxdp@br0 after fdb/flush ovsxdp@br0:\n%q\nwant\n%q", got, want)
 	}
 	if got := run(t, d, "fdb/stats-show", "br0"); !strings.Contains(got, "  Current static MAC entries in the table : 1\n") {
 		t.Errorf("fdb/stats-show:\n%s", got)
