@@ -336,6 +336,7 @@ func (b *Bridge) addLocked(vp vport.Port, ofport uint32, link *LinkPort) (*Port,
 		return nil, err
 	}
 	p := &Port{Name: vp.Name(), OFPort: ofport, vp: vp, dev: vp.Device(), counters: b.newPortCounters(), link: link}
+	p.rxBusy = make([]atomic.Uint64, vp.RxQueues())
 	if err := b.watchLinkLocked(p); err != nil {
 		return nil, err
 	}
@@ -530,7 +531,7 @@ func (b *Bridge) assignRxQueuesLocked(t *portTable) {
 			continue
 		}
 		for q := 0; q < p.vp.RxQueues(); q++ {
-			lists[i%len(lists)] = append(lists[i%len(lists)], rxq{port: p, q: q})
+			lists[i%len(lists)] = append(lists[i%len(lists)], rxq{port: p, q: q, busy: p.rxBusyOf(q)})
 			i++
 		}
 	}

@@ -22,6 +22,7 @@ const (
 type rxq struct {
 	port *Port
 	q    int
+	busy *atomic.Uint64 // the queue's busy time (usage.go); nil: not counted
 }
 
 // pmd is a bridge's poll thread: its share of the goroutine that runs it
@@ -69,7 +70,10 @@ type pmd struct {
 	sameInfo bool
 	rxInfo   vport.RxInfo
 	batch    keyBatch
-	key      flow.Key // the packet being executed, when its actions read it from here (flow.OutputsNormal)
+	// rxHits are the rx queues the poll received from, for their busy
+	// time (usage.go).
+	rxHits []rxHit
+	key    flow.Key // the packet being executed, when its actions read it from here (flow.OutputsNormal)
 	// noLearn: the normal action being resolved runs after the flow wrote
 	// in_port to no port of the bridge; it forwards without learning.
 	noLearn bool

@@ -35,6 +35,16 @@ type Port struct {
 	// their rx queue (vport.RxQueue.Recorded): what the tx queue pick of a
 	// packet from this port depends on. Poll threads set it, trace reads it.
 	rxRecorded atomic.Bool
+	// rxBusy is each rx queue's busy time (usage.go), by queue.
+	rxBusy []atomic.Uint64
+}
+
+// rxBusyOf is rx queue q's busy time counter, or nil if it has none.
+func (p *Port) rxBusyOf(q int) *atomic.Uint64 {
+	if q < len(p.rxBusy) {
+		return &p.rxBusy[q]
+	}
+	return nil
 }
 
 // VPort is the port's underlying vport.

@@ -30,6 +30,7 @@ func (p *pmd) poll(now time.Time) int {
 // begin readies the thread for a batch that starts at now.
 func (p *pmd) begin(now time.Time) {
 	p.stall.clear()
+	p.rxHits = p.rxHits[:0]
 	p.tbl = p.br.ports.Load()
 	p.policy = p.br.Policy()
 	p.now = now.UnixNano()
@@ -54,6 +55,9 @@ func (p *pmd) pollQueue(rq rxq) int {
 		return 0
 	}
 	p.tally.packets += uint64(n)
+	if rq.busy != nil {
+		p.rxHits = append(p.rxHits, rxHit{rq.busy, n})
+	}
 	c := &rq.port.counters[p.id]
 	c.rxPackets.Add(uint64(n))
 	c.rxBytes.Add(uint64(bytes))

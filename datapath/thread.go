@@ -29,6 +29,7 @@ import (
 // pmd count. Its zero value is not usable; NewThreads makes one.
 type Threads struct {
 	threads []*thread
+	usage   usageHistory // usage.go
 }
 
 // NewThreads returns a pool of n poll threads (1 when n < 1).
@@ -356,6 +357,8 @@ func (p *pmd) runOne(start time.Time) (int, time.Time) {
 	}
 	end := time.Now()
 	p.counters.batches.Add(1)
-	p.counters.busyNanos.Add(uint64(end.Sub(start)))
+	busy := end.Sub(start)
+	p.counters.busyNanos.Add(uint64(busy))
+	p.creditRxqs(busy, n)
 	return n, end
 }

@@ -22,6 +22,8 @@ func init() {
 	register(
 		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-show", Usage: "[BR]", Short: "Print the poll threads' statistics", Max: 1, Flags: []FlagInfo{pmdFlag}}, run: (*Daemon).pmdStatsShow},
 		&verb{VerbInfo: VerbInfo{Name: "pmd-stats-clear", Usage: "[BR]", Short: "Zero what pmd-stats-show prints", Max: 1, Flags: []FlagInfo{pmdFlag}}, run: (*Daemon).pmdStatsClear},
+		&verb{VerbInfo: VerbInfo{Name: "pmd-rxq-show", Usage: "[BR]", Short: "Print each poll thread's rx queues and the share of the thread's time each took",
+			Max: 1, Flags: []FlagInfo{pmdFlag, {Name: "secs", Usage: "over the last SECS seconds, in intervals of 5 (rounded up; at most and by default 60)"}}}, run: (*Daemon).pmdRxqShow},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/dump-flows", Usage: "[BR]", Short: "Print the poll threads' megaflows", Max: 1}, run: (*Daemon).dpctlDumpFlows},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/del-flows", Usage: "[BR]", Short: "Flush the poll threads' megaflows and exact-match caches", Max: 1}, run: (*Daemon).dpctlDelFlows},
 		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "[BR] FLOW", Short: "Trace a packet through a bridge's flows: an OpenFlow microflow, or a datapath flow (the bridge is its datapath; it may be left out when there is one)", Min: 1, Max: 2,
@@ -131,6 +133,34 @@ func (d *Daemon) pmdStatsClear(c *call) (string, error) {
 		b.baseline = base
 	}
 	return "", nil
+}
+
+// pmdRxqShow prints ovs-appctl dpif-netdev/pmd-rxq-show: the poll threads
+// (of the bridge named, or all) by core_id, each with the rx queues it
+// polls and their usage over the last -secs seconds (formatRxqUsage).
+func (d *Daemon) pmdRxqShow(c *call) (string, error) {
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	core, err := pmdSelected(c)
+	if err != nil {
+		return "", err
+	}
+	secs := usageSecsMax
+	if v, ok := c.flag("secs"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return "", fmt.Errorf("%w: --secs %q is not a number of seconds above 0", ErrUsage, flow.Clipped(v))
+		}
+		secs = min(n, usageSecsMax)
+	}
+	intervals := (time.Duration(secs)*time.Second + datapath.UsageInterval - 1) / datapath.UsageInterval
+	only := ""
+	if len(c.args) > 0 {
+		only = bs[0].name
+	}
+	return formatRxqUsage(d.threads.Usage(int(intervals)), int(intervals), only, core), nil
 }
 
 // liveMegaflows returns the megaflows of each bridge c selects, as its

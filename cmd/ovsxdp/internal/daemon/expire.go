@@ -29,6 +29,7 @@ func (d *Daemon) expireLoop() {
 			return
 		case now := <-t.C:
 			d.expire(now)
+			d.threads.SampleUsage(now)
 			d.mu.Lock()
 			quiet := d.saver.changes == changes
 			changes = d.saver.changes

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -225,5 +226,59 @@ func formatPMDStats(s datapath.PMDStats) string {
 		fmt.Fprintf(&b, "  avg processing ns per packet: %.02f (%d/%d)\n", s.NanosPerPacket(), s.Busy.Nanoseconds(), s.Packets)
 	}
 	fmt.Fprintf(&b, "  rx queues: %d\n", s.RxQueues)
+	return b.String()
+}
+
+// usageSecsMax is the longest span pmd-rxq-show averages over, and its
+// default: the intervals a pool keeps.
+const usageSecsMax = int(datapath.UsageIntervals * datapath.UsageInterval / time.Second)
+
+// formatRxqUsage writes the poll threads' rx queues in the layout of
+// ovs-appctl dpif-netdev/pmd-rxq-show, over the last intervals usage
+// intervals: each thread that core (-1: any) names and, if only names a
+// bridge, that has a pmd of that bridge, with that bridge's queues alone.
+// As Open vSwitch's, a queue's usage is its share of the thread's time,
+// rounded, and the overhead the busy time no queue took, truncated; both
+// read NOT AVAIL until an interval has ended. Every queue ovsxdp polls is
+// enabled, and no thread is isolated (no queue is pinned to one).
+func formatRxqUsage(us []datapath.ThreadUsage, intervals int, only string, core int) string {
+	var b strings.Builder
+	for _, u := range us {
+		id := u.Thread
+		if u.CPU >= 0 {
+			id = u.CPU
+		}
+		if (core >= 0 && id != core) || (only != "" && !slices.Contains(u.Bridges, only)) {
+			continue
+		}
+		if b.Len() == 0 {
+			fmt.Fprintf(&b, "Displaying last %d seconds pmd usage %%\n", intervals*int(datapath.UsageInterval/time.Second))
+		}
+		fmt.Fprintf(&b, "pmd thread numa_id 0 core_id %d:\n  isolated : false\n", id)
+		n := 0
+		var queues time.Duration
+		for _, r := range u.Rxqs {
+			queues += r.Busy
+			if only != "" && r.Bridge != only {
+				continue
+			}
+			n++
+			fmt.Fprintf(&b, "  port: %-16s  queue-id: %2d (enabled)   pmd usage: ", r.Port, r.Queue)
+			if u.Total > 0 {
+				fmt.Fprintf(&b, "%2.0f %%\n", 100*float64(r.Busy)/float64(u.Total))
+			} else {
+				b.WriteString("NOT AVAIL\n")
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		b.WriteString("  overhead: ")
+		if u.Total > 0 {
+			fmt.Fprintf(&b, "%2d %%\n", 100*max(u.Busy-queues, 0)/u.Total)
+		} else {
+			b.WriteString("NOT AVAIL\n")
+		}
+	}
 	return b.String()
 }

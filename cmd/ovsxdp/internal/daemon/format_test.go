@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -252,5 +253,97 @@ func TestFormatRuleTable(t *testing.T) {
 		if got := formatRule(tt.r, now, tt.stats); got != tt.want {
 			t.Errorf("formatRule(stats=%v) = %q, want %q", tt.stats, got, tt.want)
 		}
+	}
+}
+
+// TestFormatRxqUsage: pmd-rxq-show's layout, as Open vSwitch 3.1 prints it
+// (test/TestPmdRxqShowMatchesOVS compares the two daemons): NOT AVAIL
+// before an interval ends, then each queue's share of the thread's time
+// rounded and the overhead truncated; a thread with no queue has no
+// overhead line; -pmd and a bridge select, and what selects no thread
+// prints nothing, not even the first line.
+func TestFormatRxqUsage(t *testing.T) {
+	s := time.Second
+	us := []datapath.ThreadUsage{
+		{Thread: 0, CPU: -1, Bridges: []string{"br0", "br1"}, Total: 10 * s, Busy: 5 * s, Rxqs: []datapath.RxqUsage{
+			{Bridge: "br1", Port: "p-long-device-name", Queue: 0, Busy: 2*s + 60*time.Millisecond},
+			{Bridge: "br0", Port: "pxa", Queue: 11, Busy: 2*s - time.Millisecond},
+		}},
+		{Thread: 1, CPU: 3, Bridges: []string{"br0"}, Total: 10 * s},
+	}
+	for _, c := range []struct {
+		name, only string
+		core       int
+		want       string
+	}{
+		{"all", "", -1, `Displaying last 10 seconds pmd usage %
+pmd thread numa_id 0 core_id 0:
+  isolated : false
+  port: p-long-device-name  queue-id:  0 (enabled)   pmd usage: 21 %
+  port: pxa               queue-id: 11 (enabled)   pmd usage: 20 %
+  overhead:  9 %
+pmd thread numa_id 0 core_id 3:
+  isolated : false
+`},
+		{"core 3", "", 3, `Displaying last 10 seconds pmd usage %
+pmd thread numa_id 0 core_id 3:
+  isolated : false
+`},
+		{"br1", "br1", -1, `Displaying last 10 seconds pmd usage %
+pmd thread numa_id 0 core_id 0:
+  isolated : false
+  port: p-long-device-name  queue-id:  0 (enabled)   pmd usage: 21 %
+  overhead:  9 %
+`},
+		{"no core 1", "", 1, ""},
+		{"br1 on core 3", "br1", 3, ""},
+	} {
+		if got := formatRxqUsage(us, 2, c.only, c.core); got != c.want {
+			t.Errorf("%s:\n%s\nwant\n%s", c.name, got, c.want)
+		}
+	}
+	us[0].Total = 0
+	us[0].Rxqs = us[0].Rxqs[1:]
+	want := `Displaying last 60 seconds pmd usage %
+pmd thread numa_id 0 core_id 0:
+  isolated : false
+  port: pxa               queue-id: 11 (enabled)   pmd usage: NOT AVAIL
+  overhead: NOT AVAIL
+`
+	if got := formatRxqUsage(us[:1], 12, "", -1); got != want {
+		t.Errorf("before an interval ends:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestPmdRxqShow: the daemon's pmd-rxq-show lists its bridges' queues on
+// the pool's threads, NOT AVAIL until the pool has sampled an interval,
+// counts -secs in intervals, and refuses a -secs or -pmd it cannot read.
+func TestPmdRxqShow(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	run(t, d, "add-port", "br0", "p1", "type=mem", "ofport=1")
+	got := run(t, d, "pmd-rxq-show")
+	if !strings.HasPrefix(got, "Displaying last 60 seconds pmd usage %\npmd thread numa_id 0 core_id 0:\n  isolated : false\n") ||
+		!strings.Contains(got, "\n  port: p1                queue-id:  0 (enabled)   pmd usage: NOT AVAIL\n") ||
+		!strings.HasSuffix(got, "\n  overhead: NOT AVAIL\n") {
+		t.Errorf("before an interval:\n%s", got)
+	}
+	// An hour ahead: the daemon's own samples, each second, come before
+	// them and are too early to count after them.
+	now := time.Now().Add(time.Hour)
+	d.threads.SampleUsage(now)
+	d.threads.SampleUsage(now.Add(datapath.UsageInterval))
+	got, err := runFlags(d, "pmd-rxq-show", map[string]string{"secs": "6", "pmd": "0"}, "br0")
+	if err != nil || !strings.HasPrefix(got, "Displaying last 10 seconds pmd usage %\n") ||
+		!regexp.MustCompile(`\n  port: p1 +queue-id:  0 \(enabled\)   pmd usage: +\d+ %\n`).MatchString(got) {
+		t.Errorf("-secs 6 -pmd 0 br0 after an interval: %v\n%s", err, got)
+	}
+	for _, flags := range []map[string]string{{"secs": "0"}, {"secs": "x"}, {"pmd": "-1"}} {
+		if _, err := runFlags(d, "pmd-rxq-show", flags); !errors.Is(err, ErrUsage) {
+			t.Errorf("%v: %v, want a usage error", flags, err)
+		}
+	}
+	if _, err := runFlags(d, "pmd-rxq-show", nil, "br9"); err == nil || err.Error() != "bridge br9: no such bridge" {
+		t.Errorf("br9: %v, want bridge br9: no such bridge", err)
 	}
 }

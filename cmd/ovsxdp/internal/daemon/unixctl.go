@@ -22,6 +22,7 @@ import (
 var appctlNames = map[string]string{
 	"dpif-netdev/pmd-stats-show":  "pmd-stats-show",
 	"dpif-netdev/pmd-stats-clear": "pmd-stats-clear",
+	"dpif-netdev/pmd-rxq-show":    "pmd-rxq-show",
 	"drop-reasons":                "drop-reasons",
 	"exit":                        "exit",
 	"version":                     "version",
