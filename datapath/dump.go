@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
@@ -105,9 +106,32 @@ func (e *MegaflowEntry) String(now time.Time) string {
 		flow.FormatODPMatch(&m, e.TLV), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Packet, e.Output))
 }
 
+// Named formats the megaflow as String does, with the bridge's ports by
+// name, as dpif/dump-flows --names writes them: in_port, and each output
+// to one of the bridge's ports that name knows (an output that
+// encapsulates keeps its numbers, as String writes it).
+func (e *MegaflowEntry) Named(now time.Time, name func(port uint32) (string, bool)) string {
+	named := *e
+	named.Output = func(port uint32, k *flow.Key) string {
+		s := e.Output(port, k)
+		if n, ok := name(port); ok && (s == strconv.FormatUint(uint64(port), 10) || port == flow.PortLocal) {
+			return n
+		}
+		return s
+	}
+	line := named.String(now)
+	if n, ok := name(e.Packet.InPort); ok && e.Match.Mask.InPort == ^uint32(0) {
+		num := "in_port(" + strconv.FormatUint(uint64(e.Packet.InPort), 10) + ")"
+		if i := strings.Index(line, num); i >= 0 {
+			line = line[:i] + "in_port(" + n + ")" + line[i+len(num):]
+		}
+	}
+	return line
+}
+
 // ODPOutput writes an output to the bridge's port number port, of a
 // packet with key k, as Open vSwitch writes the datapath action: the
-// port's number, or for a tunnel port whose path to the remote endpoint
+// port's number (LOCAL for the bridge's own port), or for a tunnel port whose path to the remote endpoint
 // is resolved, the encapsulation it does,
 // "tnl_push(tnl_port(N),header(...),out_port(M))", with M the internal
 // port of the underlay bridge the encapsulated packet enters as received
@@ -116,6 +140,9 @@ func (e *MegaflowEntry) String(now time.Time) string {
 // and M by the underlay bridge's numbers: it is a datapath of its own,
 // whose poll threads run those actions from a megaflow of their own).
 func (b *Bridge) ODPOutput(port uint32, k *flow.Key) string {
+	if port == flow.PortLocal {
+		return "LOCAL"
+	}
 	num := strconv.FormatUint(uint64(port), 10)
 	p := b.ports.Load().lookup(port)
 	if p == nil {

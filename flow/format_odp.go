@@ -30,7 +30,8 @@ func FormatODPActions(acts []Action) string {
 // writes an output to a bridge port from its OpenFlow number and the
 // packet as it leaves (a tunnel port's output is its encapsulation); nil
 // writes the number. Outputs to reserved ports, which the datapath
-// resolves per packet, are written by name.
+// resolves per packet, are written by name; LOCAL, the bridge's own port,
+// by output when there is one.
 func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k *Key) string) string {
 	var parts []string
 	last, cur := *start, *start
@@ -50,7 +51,7 @@ func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k
 		case ActOutput:
 			commit()
 			switch {
-			case a.Port >= PortMax:
+			case a.Port >= PortMax && (a.Port != PortLocal || output == nil):
 				parts = append(parts, FormatActions(acts[i:i+1]))
 			case output != nil:
 				parts = append(parts, output(a.Port, &cur))

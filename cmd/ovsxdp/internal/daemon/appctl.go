@@ -25,6 +25,13 @@ func init() {
 		&verb{VerbInfo: VerbInfo{Name: "pmd-rxq-show", Usage: "[BR]", Short: "Print each poll thread's rx queues and the share of the thread's time each took",
 			Max: 1, Flags: []FlagInfo{pmdFlag, {Name: "secs", Usage: "over the last SECS seconds, in intervals of 5 (rounded up; at most and by default 60)"}}}, run: (*Daemon).pmdRxqShow},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/dump-flows", Usage: "[BR]", Short: "Print the poll threads' megaflows", Max: 1}, run: (*Daemon).dpctlDumpFlows},
+		&verb{VerbInfo: VerbInfo{Name: "dpif/dump-flows", Usage: "BR", Short: "Print the megaflows of a bridge's datapath, as dpctl/dump-flows prints them, without its heads", Min: 1, Max: 1,
+			Flags: []FlagInfo{
+				{Name: "names", Bool: true, Usage: "ports by name"},
+				{Name: "no-names", Bool: true, Usage: "ports by number (the default)"},
+				{Name: "m", Bool: true, Usage: "refused: ovsxdp has no verbose form (ufid and every field, masked out or not); without it the lines are Open vSwitch's"},
+			}}, run: (*Daemon).dpifDumpFlows},
+		&verb{VerbInfo: VerbInfo{Name: "dpif/dump-dps", Short: "Print the datapaths' names, one per bridge (ovsxdp@BR)", Max: 0}, run: (*Daemon).dpifDumpDps},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/del-flows", Usage: "[BR]", Short: "Flush the poll threads' megaflows and exact-match caches", Max: 1}, run: (*Daemon).dpctlDelFlows},
 		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "[BR] FLOW", Short: "Trace a packet through a bridge's flows: an OpenFlow microflow, or a datapath flow (the bridge is its datapath; it may be left out when there is one)", Min: 1, Max: 2,
 			Flags: []FlagInfo{{Name: "generate", Bool: true, Usage: "have the packet's side effects: the flows its learn actions learn are installed"}}}, run: (*Daemon).trace},
@@ -204,6 +211,53 @@ func (d *Daemon) dpctlDumpFlows(c *call) (string, error) {
 			}
 			s.WriteString(e.String(now) + "\n")
 		}
+	}
+	return s.String(), nil
+}
+
+// dpifDumpFlows prints ovs-appctl dpif/dump-flows BR: the bridge's
+// megaflows, as dpctl/dump-flows prints them, without the head of each
+// poll thread's, and with --names its ports by name. As Open vSwitch's,
+// it answers "no such bridge" for a bridge it does not have.
+func (d *Daemon) dpifDumpFlows(c *call) (string, error) {
+	if c.boolFlag("m") {
+		return "", fmt.Errorf("%w: dpif/dump-flows -m: ovsxdp has no verbose form of a datapath flow; without -m the lines are Open vSwitch's", ErrUsage)
+	}
+	b, err := d.bridgeOrDatapathLocked(c.args[0])
+	if err != nil {
+		return "", errFdbNoBridge
+	}
+	c.args[0] = b.name
+	_, live, err := d.liveMegaflows(c, "dpif/dump-flows")
+	if err != nil {
+		return "", err
+	}
+	names := c.boolFlag("names") && !c.boolFlag("no-names")
+	name := func(port uint32) (string, bool) {
+		p, ok := b.dp.PortByOF(port)
+		if !ok {
+			return "", false
+		}
+		return p.Name, true
+	}
+	now := time.Now()
+	var s strings.Builder
+	for i := range live[0] {
+		e := &live[0][i]
+		if names {
+			s.WriteString(e.Named(now, name) + "\n")
+		} else {
+			s.WriteString(e.String(now) + "\n")
+		}
+	}
+	return s.String(), nil
+}
+
+// dpifDumpDps prints ovs-appctl dpif/dump-dps: each bridge's datapath.
+func (d *Daemon) dpifDumpDps(*call) (string, error) {
+	var s strings.Builder
+	for _, b := range d.sortedLocked() {
+		s.WriteString(dpName(b) + "\n")
 	}
 	return s.String(), nil
 }

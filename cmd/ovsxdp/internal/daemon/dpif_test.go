@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"testing"
 )
 
@@ -47,5 +48,26 @@ func TestDpifShow(t *testing.T) {
 	}
 	if got := run(t, d, "ofproto/list"); got != "br0\nbr1\n" {
 		t.Errorf("ofproto/list: %q", got)
+	}
+}
+
+// TestDpifDumpFlowsAndDps: dpif/dump-flows needs a bridge it has, in
+// Open vSwitch's words, refuses -m, and lists nothing before a packet;
+// dpif/dump-dps names each bridge's datapath.
+func TestDpifDumpFlowsAndDps(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br1")
+	run(t, d, "add-br", "br0")
+	if got := run(t, d, "dpif/dump-dps"); got != "ovsxdp@br0\novsxdp@br1\n" {
+		t.Errorf("dpif/dump-dps: %q", got)
+	}
+	if got := run(t, d, "dpif/dump-flows", "ovsxdp@br0"); got != "" {
+		t.Errorf("dpif/dump-flows before a packet: %q", got)
+	}
+	if _, err := runFlags(d, "dpif/dump-flows", nil, "br9"); err == nil || err.Error() != "no such bridge" {
+		t.Errorf("dpif/dump-flows br9: %v, want no such bridge", err)
+	}
+	if _, err := runFlags(d, "dpif/dump-flows", map[string]string{"m": "true"}, "br0"); !errors.Is(err, ErrUsage) {
+		t.Errorf("dpif/dump-flows -m br0: %v, want a usage error", err)
 	}
 }
