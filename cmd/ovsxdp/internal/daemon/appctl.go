@@ -32,6 +32,8 @@ func init() {
 				{Name: "m", Bool: true, Usage: "refused: ovsxdp has no verbose form (ufid and every field, masked out or not); without it the lines are Open vSwitch's"},
 			}}, run: (*Daemon).dpifDumpFlows},
 		&verb{VerbInfo: VerbInfo{Name: "dpif/dump-dps", Short: "Print the datapaths' names, one per bridge (ovsxdp@BR)", Max: 0}, run: (*Daemon).dpifDumpDps},
+		&verb{VerbInfo: VerbInfo{Name: "revalidator/purge", Short: "Flush every bridge's megaflows and exact-match caches, as dpctl/del-flows does each bridge's", Max: 0}, run: (*Daemon).revalidatorPurge},
+		&verb{VerbInfo: VerbInfo{Name: "revalidator/wait", Short: "Return once every poll thread has finished the batch it was in: from then on packets meet the rules as they are now", Max: 0}, run: (*Daemon).revalidatorWait},
 		&verb{VerbInfo: VerbInfo{Name: "dpctl/del-flows", Usage: "[BR]", Short: "Flush the poll threads' megaflows and exact-match caches", Max: 1}, run: (*Daemon).dpctlDelFlows},
 		&verb{VerbInfo: VerbInfo{Name: "ofproto/trace", Usage: "[BR] FLOW", Short: "Trace a packet through a bridge's flows: an OpenFlow microflow, or a datapath flow (the bridge is its datapath; it may be left out when there is one)", Min: 1, Max: 2,
 			Flags: []FlagInfo{{Name: "generate", Bool: true, Usage: "have the packet's side effects: the flows its learn actions learn are installed"}}}, run: (*Daemon).trace},
@@ -267,11 +269,40 @@ func (d *Daemon) dpctlDelFlows(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return "", flushMegaflows(c, bs, "dpctl/del-flows")
+}
+
+// flushMegaflows empties the megaflows and exact-match caches of bs's
+// poll threads; verb names the command in errors.
+func flushMegaflows(c *call, bs []*bridge, verb string) error {
 	ctx, cancel := context.WithTimeout(c.ctx, pmdTimeout)
 	defer cancel()
 	for _, b := range bs {
 		if err := b.dp.FlushMegaflows(ctx); err != nil {
-			return "", fmt.Errorf("dpctl/del-flows %s: %w", b.name, err)
+			return fmt.Errorf("%s %s: %w", verb, b.name, err)
+		}
+	}
+	return nil
+}
+
+// revalidatorPurge is ovs-appctl revalidator/purge: every bridge's
+// megaflows go, and the next packets meet the rules afresh.
+func (d *Daemon) revalidatorPurge(c *call) (string, error) {
+	return "", flushMegaflows(c, d.sortedLocked(), "revalidator/purge")
+}
+
+// revalidatorWait is ovs-appctl revalidator/wait. Open vSwitch's waits for
+// its revalidators to bring the datapath flows in line with the rules;
+// ovsxdp's poll threads check a megaflow against the rule table's version
+// on each hit, so waiting for each bridge's batches in flight to end
+// (a grace period) is enough: no packet is forwarded by rules older than
+// those in place when the command came.
+func (d *Daemon) revalidatorWait(c *call) (string, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, pmdTimeout)
+	defer cancel()
+	for _, b := range d.sortedLocked() {
+		if err := b.dp.Synchronize(ctx); err != nil {
+			return "", fmt.Errorf("revalidator/wait %s: %w", b.name, err)
 		}
 	}
 	return "", nil
