@@ -71,9 +71,11 @@ type pmd struct {
 	rxInfo   vport.RxInfo
 	batch    keyBatch
 	// rxHits are the rx queues the poll received from, for their busy
-	// time (usage.go).
-	rxHits []rxHit
-	key    flow.Key // the packet being executed, when its actions read it from here (flow.OutputsNormal)
+	// time (usage.go); batchHits is runBatch's copy of them, which only
+	// the thread's own goroutine touches (a helper's poll, under owner,
+	// starts rxHits afresh while the thread counts its batch's time).
+	rxHits, batchHits []rxHit
+	key               flow.Key // the packet being executed, when its actions read it from here (flow.OutputsNormal)
 	// noLearn: the normal action being resolved runs after the flow wrote
 	// in_port to no port of the bridge; it forwards without learning.
 	noLearn bool
@@ -164,6 +166,7 @@ func (p *pmd) runBatch(now time.Time) int {
 	p.rd.enter()
 	n := p.poll(start)
 	p.rd.leave()
+	p.batchHits = append(p.batchHits[:0], p.rxHits...)
 	to := p.injTo
 	p.injTo = injectTargets{}
 	p.owner.Unlock()

@@ -34,13 +34,13 @@ type rxHit struct {
 	n    int
 }
 
-// creditRxqs credits busy, the time of a batch that handled n frames, to
-// the rx queues it received them from.
+// creditRxqs credits busy, the time of the batch runBatch ran last, which
+// handled n frames, to the rx queues it received them from.
 func (p *pmd) creditRxqs(busy time.Duration, n int) {
 	if n <= 0 {
 		return
 	}
-	for _, h := range p.rxHits {
+	for _, h := range p.batchHits {
 		h.busy.Add(uint64(busy) * uint64(h.n) / uint64(n))
 	}
 }

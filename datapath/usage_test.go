@@ -12,7 +12,7 @@ import (
 // in proportion to their frames; frames from no queue credit none.
 func TestCreditRxqs(t *testing.T) {
 	var a, b atomic.Uint64
-	p := &pmd{rxHits: []rxHit{{&a, 3}, {&b, 1}}}
+	p := &pmd{batchHits: []rxHit{{&a, 3}, {&b, 1}}}
 	p.creditRxqs(400, 4)
 	if a.Load() != 300 || b.Load() != 100 {
 		t.Errorf("4 frames, 3 and 1 from two queues, in 400ns: credited %d and %d, want 300 and 100", a.Load(), b.Load())
@@ -23,7 +23,7 @@ func TestCreditRxqs(t *testing.T) {
 	if a.Load() != 300 || b.Load() != 100 {
 		t.Errorf("5 frames, 3 and 1 from two queues, in 500ns: credited %d and %d, want 300 and 100", a.Load(), b.Load())
 	}
-	p.rxHits = p.rxHits[:1]
+	p.batchHits = p.batchHits[:1]
 	a.Store(0)
 	p.creditRxqs(0, 0) // an empty batch is never credited
 	p.creditRxqs(777, 3)
