@@ -82,6 +82,10 @@ type pmd struct {
 	off     flow.Offsets // the packet out's offsets (packetout.go)
 	out     outBatches
 	gsoBuf  []byte // merged TCP segments (coalesce.go), allocated on first use
+	// scratch are the copies of packets that check_pkt_len branches run
+	// on (CopyFrame), scratchUsed of them in use; allocated on first use.
+	scratch     [][]byte
+	scratchUsed int
 	// thread runs the pmd's batches (thread.go); polled is the rxq list
 	// its poller was built for.
 	thread *thread
@@ -173,3 +177,19 @@ func (p *pmd) runBatch(now time.Time) int {
 	p.helpInjected(&to, start)
 	return n
 }
+
+// CopyFrame implements flow.FrameCopier: a copy of frame in one of the
+// thread's scratch buffers, for a check_pkt_len branch that other actions
+// follow. Outputs from it are copied, never taken (the buffer is no rx
+// buffer).
+func (p *pmd) CopyFrame(frame []byte) []byte {
+	if p.scratchUsed == len(p.scratch) {
+		p.scratch = append(p.scratch, make([]byte, 0, bufSize))
+	}
+	b := append(p.scratch[p.scratchUsed][:0], frame...)
+	p.scratchUsed++
+	return b
+}
+
+// ReleaseFrame implements flow.FrameCopier: the last copy is free again.
+func (p *pmd) ReleaseFrame() { p.scratchUsed-- }

@@ -30,7 +30,10 @@ type Trace struct {
 	// Flow exactly (Mismatch), in which case it is the key of the frame
 	// built for it, which Extract may also report as Malformed (an IPv6
 	// microflow whose nw_proto is an extension header, for instance).
-	Start     flow.Key
+	Start flow.Key
+	// output writes an output to one of the bridge's ports as a
+	// datapath action (Bridge.ODPOutput).
+	output    func(port uint32, k *flow.Key) string
 	Mismatch  bool
 	Malformed flow.Malformed
 	// Final is the packet's OpenFlow flow at the end of the pipeline,
@@ -90,7 +93,7 @@ func (b *Bridge) TraceGenerate(k flow.Key) *Trace {
 }
 
 func (b *Bridge) trace(k flow.Key, generate bool) *Trace {
-	t := &Trace{Bridge: b.cfg.Name, Policy: b.Policy(), Flow: k}
+	t := &Trace{Bridge: b.cfg.Name, Policy: b.Policy(), Flow: k, output: b.ODPOutput}
 	frame := flow.BuildFrame(&k)
 	var off flow.Offsets
 	t.Malformed = flow.Extract(&t.Start, &off, frame, k.InPort)
@@ -463,6 +466,11 @@ func (t *Trace) DropReasons() []DropReason {
 // changed since the last output (or push_vlan/pop_vlan), then the OpenFlow
 // port number; "drop" when nothing is sent.
 func (t *Trace) DatapathActions() string {
+	if t.Translation != nil && t.output != nil && flow.HasCheckPktLen(t.Translation.Actions) {
+		// The branches of a check_pkt_len are the translation's, not
+		// the traced packet's: both are written, as Open vSwitch does.
+		return flow.FormatDatapathActions(t.Translation.Actions, &t.Start, t.output)
+	}
 	var acts []string
 	last := t.Start
 	// The TOS sets' masks are the bits the megaflow matched at each

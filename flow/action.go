@@ -83,7 +83,42 @@ const (
 	// and Meter the meter it runs; a meter that does not exist translates
 	// to nothing, as in Open vSwitch.
 	ActMeter
+
+	// ActCheckPktLarger is check_pkt_larger(Value)->Dst: Dst, one bit, is
+	// set when the packet is longer than Value bytes, else cleared.
+	// Translation runs the rest of the action list twice, with the bit
+	// set and clear, into the two branches of an ActCheckPktLen.
+	ActCheckPktLarger
+	// ActCheckPktLen is the datapath action check_pkt_len(size=Value,
+	// gt(...),le(...)): the next Mask>>32 actions are the branch for a
+	// packet longer than Value bytes, the uint32(Mask) after them the
+	// branch for the others. The branch runs on the packet itself when
+	// nothing follows it, else on a copy, and the actions after the two
+	// branches go on with the packet as it was. Only translation makes it.
+	ActCheckPktLen
 )
+
+// HasCheckPktLen reports whether acts hold a check_pkt_len.
+func HasCheckPktLen(acts []Action) bool {
+	for i := range acts {
+		if acts[i].Type == ActCheckPktLen {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckPktLenBranches returns the two branches of the ActCheckPktLen at
+// acts[i], longer-than first, and the index after them.
+func CheckPktLenBranches(acts []Action, i int) (gt, le []Action, next int) {
+	a := &acts[i]
+	ng, nl := int(a.Mask>>32), int(uint32(a.Mask))
+	start := i + 1
+	if start+ng+nl > len(acts) {
+		return nil, nil, len(acts) // not made by translation: a malformed list
+	}
+	return acts[start : start+ng], acts[start+ng : start+ng+nl], start + ng + nl
+}
 
 // Spelling is how a flow wrote an action that has several spellings. The
 // zero value is the spelling ovs-ofctl prints for OpenFlow 1.0.
@@ -115,11 +150,11 @@ type Action struct {
 	Spelling Spelling
 	Named    FieldID  // SpellSetField on a packet field: the field as written (tcp_dst, ip_dscp, ...)
 	Port     uint32   // ActOutput: an OpenFlow port or a reserved Port* value
-	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype; ActGroup's group id; ActOutput: see AsInPort; ActClone, ActWriteActions: the body's length
+	Value    uint64   // ActSetField for fields of up to 64 bits (MACs in the low 48 bits); VID/PCP; push_vlan's Ethertype; ActGroup's group id; ActOutput: see AsInPort; ActClone, ActWriteActions: the body's length; ActCheckPktLarger, ActCheckPktLen: the length in bytes
 	IPv6     [16]byte // ActSetField for the 128-bit fields (ipv6_src, ipv6_dst, nd_target)
 
-	Src, Dst Subfield  // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop (Dst)
-	Mask     uint64    // ActWriteMetadata: the metadata bits written
+	Src, Dst Subfield  // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop, ActCheckPktLarger (Dst)
+	Mask     uint64    // ActWriteMetadata: the metadata bits written; ActCheckPktLen: its branches' lengths
 	Table    uint8     // ActResubmit: the table, or TableCurrent
 	Note     string    // ActNote: the bytes as written; ActDecTTL: controller ids, "" for none
 	Learn    *Learn    // ActLearn: immutable once parsed

@@ -111,6 +111,17 @@ type InPortOutputter interface {
 	OutputAs(port, inPort uint32, frame []byte)
 }
 
+// FrameCopier is what an Outputter also implements to lend Execute room
+// for a copy of the packet: a check_pkt_len branch that other actions
+// follow runs on a copy (ActCheckPktLen). CopyFrame returns frame copied
+// into a buffer with room to push tags after it, valid until the
+// matching ReleaseFrame; copies nest, and are released in reverse order.
+// Without it, Execute allocates the copy.
+type FrameCopier interface {
+	CopyFrame(frame []byte) []byte
+	ReleaseFrame()
+}
+
 // Recirculator is what an Outputter also implements when the datapath
 // runs connection tracking and recirculation: Execute hands it the ct and
 // recirc datapath actions. Execute looks for it only when it meets one of
@@ -147,7 +158,8 @@ type Recirculator interface {
 // nothing, as in Open vSwitch. A list of more than MaxActions actions (which
 // no parsed flow has) runs none of them and returns VerdictActionCap.
 //
-// Execute does not allocate and does not panic, whatever the frame and
+// Execute does not allocate (but for a copy of the packet that out does
+// not lend: FrameCopier) and does not panic, whatever the frame and
 // offsets hold. out may be nil, in which case outputs are discarded.
 func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) ([]byte, Verdict) {
 	if len(acts) > MaxActions {
@@ -155,10 +167,25 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 	}
 	var p packet // assigned field by field: a composite literal compiles to a copy that stalls store forwarding
 	p.b, p.k, p.off = frame, k, off
-	for i := range acts {
+	for i := 0; i < len(acts); i++ {
 		a := &acts[i]
 		v := VerdictOK
 		switch a.Type {
+		case ActCheckPktLen:
+			gt, le, next := CheckPktLenBranches(acts, i)
+			branch := le
+			if uint64(len(p.b)) > a.Value {
+				branch = gt
+			}
+			if next >= len(acts) {
+				// Nothing follows: the branch runs on the packet itself.
+				return Execute(p.b, p.k, p.off, branch, out)
+			}
+			if v = checkPktLenCopy(p.b, p.k, p.off, branch, out); v != VerdictOK {
+				return p.b, v
+			}
+			i = next - 1
+			continue
 		case ActOutput:
 			if out == nil {
 				break
@@ -219,6 +246,23 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 		}
 	}
 	return p.b, VerdictOK
+}
+
+// checkPktLenCopy runs branch on a copy of the packet, from out
+// (FrameCopier) when it lends one, and returns the branch's verdict.
+func checkPktLenCopy(frame []byte, k *Key, off *Offsets, branch []Action, out Outputter) Verdict {
+	var cp []byte
+	fc, ok := out.(FrameCopier)
+	if ok {
+		cp = fc.CopyFrame(frame)
+		defer fc.ReleaseFrame()
+	} else {
+		cp = make([]byte, len(frame), len(frame)+FrameSpare)
+		copy(cp, frame)
+	}
+	ck, coff := *k, *off
+	_, v := Execute(cp, &ck, &coff, branch, out)
+	return v
 }
 
 // OnlyOutput reports whether acts are a single output to a port, not

@@ -553,6 +553,8 @@ func formatAction(b *strings.Builder, a *Action) {
 		b.WriteString("push:" + a.Src.String())
 	case ActPop:
 		b.WriteString("pop:" + a.Dst.String())
+	case ActCheckPktLarger:
+		b.WriteString("check_pkt_larger(" + strconv.FormatUint(a.Value, 10) + ")->" + a.Dst.String())
 	case ActNote:
 		b.WriteString("note:" + noteText(a.Note))
 	case ActExit:

@@ -33,6 +33,13 @@ func FormatODPActions(acts []Action) string {
 // resolves per packet, are written by name; LOCAL, the bridge's own port,
 // by output when there is one.
 func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k *Key) string) string {
+	return datapathText(acts, start, output)
+}
+
+// datapathText is FormatDatapathActions for acts on a packet with key
+// start: check_pkt_len's branches are written by it too, each from the
+// packet as it is at the check ("drop" for an empty one).
+func datapathText(acts []Action, start *Key, output func(port uint32, k *Key) string) string {
 	var parts []string
 	last, cur := *start, *start
 	var tosMatched uint8 // of the TOS sets since the last commit (isTOSSet)
@@ -40,9 +47,15 @@ func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k
 		parts = append(parts, ODPMaskedSetActions(&last, &cur, tosMatched)...)
 		last, tosMatched = cur, 0
 	}
-	for i := range acts {
+	for i := 0; i < len(acts); i++ {
 		a := &acts[i]
 		switch a.Type {
+		case ActCheckPktLen:
+			commit()
+			gt, le, next := CheckPktLenBranches(acts, i)
+			parts = append(parts, "check_pkt_len(size="+strconv.FormatUint(a.Value, 10)+
+				",gt("+datapathText(gt, &cur, output)+"),le("+datapathText(le, &cur, output)+"))")
+			i = next - 1
 		case ActSetField, ActDecTTL, ActPushVLAN, ActPopVLAN, ActSetVLANVID, ActSetVLANPCP:
 			if isTOSSet(a) {
 				tosMatched |= uint8(a.Mask)

@@ -115,6 +115,11 @@ type token struct {
 	valPos     int  // offset of value
 	hasValue   bool // key was followed by '=' or ':'
 	paren      bool // key was followed by '('
+	// arrow is what follows "->" right after check_pkt_larger's closing
+	// parenthesis, up to the next separator (check_pkt_larger(N)->DST);
+	// hasArrow says there was one. No other item has it.
+	arrow    string
+	hasArrow bool
 }
 
 func (t *token) text(s string) string { return s[t.pos:t.end] }
@@ -172,6 +177,14 @@ func (l *lexer) next() (t token, ok bool, err error) {
 		}
 		t.value = s[t.valPos:l.i]
 		l.i++
+		if strings.HasPrefix(s[l.i:l.end], "->") && strings.EqualFold(t.key, "check_pkt_larger") {
+			l.i += 2
+			start := l.i
+			for l.i < l.end && !isSep(s[l.i]) {
+				l.i++
+			}
+			t.arrow, t.hasArrow = s[start:l.i], true
+		}
 		t.end = l.i
 		return t, true, nil
 	}
@@ -1082,8 +1095,8 @@ var unsupportedActions = map[string]bool{
 	"multipath": true, "bundle": true, "bundle_load": true,
 	"sample": true, "push_mpls": true, "pop_mpls": true,
 	"set_mpls_label": true, "set_mpls_tc": true, "set_mpls_ttl": true,
-	"dec_mpls_ttl": true, "check_pkt_larger": true,
-	"encap": true, "decap": true, "dec_nsh_ttl": true,
+	"dec_mpls_ttl": true,
+	"encap":        true, "decap": true, "dec_nsh_ttl": true,
 	"output_trunc": true, "set_vlan_vid": true,
 	"set_vlan_pcp": true, "mod_nw_proto": true, "delete_field": true, "debug_recirc": true,
 	"debug_slow": true, "set_mpls": true, "enqueue_port": true,

@@ -80,6 +80,8 @@ func (ap *actionParser) pipelineAction(t *token, name string) (bool, error) {
 			return true, err
 		}
 		ap.add(Action{Type: ActMove, Src: ss, Dst: ds})
+	case "check_pkt_larger":
+		return true, ap.checkPktLarger(t)
 	case "push", "stack_push":
 		ss, reason := parseSubfield(t.value)
 		if reason == "" {
@@ -359,4 +361,32 @@ func noteText(b string) string {
 		sb.WriteString(hex.EncodeToString([]byte{b[i]}))
 	}
 	return sb.String()
+}
+
+// checkPktLarger parses check_pkt_larger(LEN)->DST: LEN a number of bytes
+// (decimal, or hexadecimal after 0x), DST a writable one-bit subfield.
+func (ap *actionParser) checkPktLarger(t *token) error {
+	s := ap.s
+	if !t.paren || !t.hasArrow {
+		return errAt(s, t, "check_pkt_larger needs (LENGTH)->DST[BIT]")
+	}
+	n, err := parseNum(strings.TrimSpace(t.value), 16)
+	if err != nil {
+		return errAt(s, t, "check_pkt_larger: %q is not a length in bytes (0 to 65535)", t.value)
+	}
+	ds, reason := parseSubfield(t.arrow)
+	if reason == "" {
+		reason = ap.writable(ds)
+	}
+	if reason != "" {
+		return errAt(s, t, "%s", reason)
+	}
+	if ds.Bits() != 1 {
+		return errAt(s, t, "check_pkt_larger writes one bit, and %s has %d", t.arrow, ds.Bits())
+	}
+	if err := ap.checkTunMetaMapped(t, ds.Field); err != nil {
+		return err
+	}
+	ap.add(Action{Type: ActCheckPktLarger, Value: n, Dst: ds})
+	return nil
 }

@@ -361,7 +361,7 @@ func ruleUsesTunMeta(r *Rule, i int) bool {
 	id := FieldTunMeta0 + FieldID(i)
 	for _, a := range r.Actions {
 		switch a.Type {
-		case ActLoad, ActPop:
+		case ActLoad, ActPop, ActCheckPktLarger:
 			used = used || a.Dst.Field == id
 		case ActMove:
 			used = used || a.Dst.Field == id || a.Src.Field == id

@@ -328,6 +328,11 @@ func (x *xlate) run(acts []Action) {
 		if x.trace != nil {
 			x.report(TraceAction, FormatActions(acts[i:i+1]))
 		}
+		if a.Type == ActCheckPktLarger {
+			// The rest of the list runs in the two branches.
+			x.checkPktLarger(a, acts[i+1:])
+			return
+		}
 		if !x.action(a) {
 			return
 		}
@@ -470,6 +475,50 @@ func (x *xlate) resubmit(port uint32, table uint8) {
 		port = x.flow.InPort
 	}
 	x.lookupAndRun(table, deepens, port)
+}
+
+// checkPktLarger runs check_pkt_larger(a.Value)->a.Dst, which rest, the
+// actions after it in its list, follow: as Open vSwitch does, it commits
+// the flow's changes, then translates rest twice, into the two branches
+// of the datapath action check_pkt_len, once with the bit set (a packet
+// longer than a.Value bytes) and once with it clear. Each branch starts
+// from the flow, stack and action set as they are here, and runs the
+// action set at its end, or freezes what it has left when a group froze
+// the pipeline in it. Afterwards all of that is as it was here, and the
+// lists around this one go on: the datapath runs them after either
+// branch, with the packet as it was before them.
+func (x *xlate) checkPktLarger(a *Action, rest []Action) {
+	x.commit()
+	flow, base, conntracked := x.flow, x.base, x.conntracked
+	stack := append([]u128(nil), x.stack...)
+	actset := append([]Action(nil), x.actset...)
+	at := len(x.acts)
+	x.emit(Action{Type: ActCheckPktLen, Value: a.Value})
+	if x.err != VerdictOK {
+		return
+	}
+	var lens [2]int
+	for i, bit := range []uint64{1, 0} {
+		start := len(x.acts)
+		a.Dst.write(&x.flow, u128{lo: bit})
+		x.wroteField(a.Dst)
+		x.run(rest)
+		if !x.freezing && x.err == VerdictOK {
+			x.runActionSet()
+		}
+		if x.freezing {
+			x.finishFreeze()
+			x.freezing, x.freezeHere, x.frozen = false, false, x.frozen[:0]
+		}
+		lens[i] = len(x.acts) - start
+		x.flow, x.base, x.conntracked, x.exit = flow, base, conntracked, false
+		x.stack = append(x.stack[:0], stack...)
+		x.actset = append(x.actset[:0], actset...)
+		if x.err != VerdictOK {
+			return
+		}
+	}
+	x.acts[at].Mask = uint64(lens[0])<<32 | uint64(lens[1])
 }
 
 // clone runs body on a copy of the flow: afterwards the flow is as before,

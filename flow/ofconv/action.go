@@ -18,6 +18,7 @@ const (
 	nxWriteMetadata  = 22
 	nxStackPush      = 27
 	nxStackPop       = 28
+	nxCheckPktLarger = 49
 	typeExperimenter = 0xffff
 )
 
@@ -345,6 +346,18 @@ func (e *encoder) action(a *flow.Action) ([]openflow.Action, error) {
 		d = binary.BigEndian.AppendUint16(d, uint16(sf.Bits()))
 		d = append(d, make([]byte, 6)...)
 		return one(&openflow.ActRaw{Type: typeExperimenter, Experimenter: openflow.NiciraExperimenter, Subtype: st, Data: d})
+	case flow.ActCheckPktLarger:
+		h, err := header(a.Dst.Field)
+		if err != nil {
+			return nil, err
+		}
+		// NXAST_CHECK_PKT_LARGER: the length, the bit's offset, the
+		// destination's header, zeros to 24 bytes.
+		d := binary.BigEndian.AppendUint16(nil, uint16(a.Value))
+		d = binary.BigEndian.AppendUint16(d, uint16(a.Dst.Ofs))
+		d = binary.BigEndian.AppendUint32(d, headerWord(h))
+		d = append(d, make([]byte, 6)...)
+		return one(&openflow.ActRaw{Type: typeExperimenter, Experimenter: openflow.NiciraExperimenter, Subtype: nxCheckPktLarger, Data: d})
 	case flow.ActGroup:
 		return one(&openflow.ActU32{Type: openflow.ActTypeGroup, Value: uint32(a.Value)})
 	case flow.ActMeter:
@@ -855,6 +868,8 @@ func rawText(a *openflow.ActRaw) (string, error) {
 			return "push:" + sf, nil
 		}
 		return "pop:" + sf, nil
+	case nxCheckPktLarger:
+		return checkPktLargerText(d)
 	case nxDecTTLCntIDs:
 		if len(d) < 6 {
 			return "", actionError(openflow.CodeBadActionLen, "dec_ttl length")
@@ -873,6 +888,32 @@ func rawText(a *openflow.ActRaw) (string, error) {
 		return "dec_ttl(" + strings.Join(ids, ",") + ")", nil
 	}
 	return "", unsupportedAction(openflow.NXActionName(a.Subtype))
+}
+
+// checkPktLargerText writes NXAST_CHECK_PKT_LARGER, d its bytes after the
+// subtype, as the flow language reads it.
+func checkPktLargerText(d []byte) (string, error) {
+	if len(d) != 14 {
+		return "", actionError(openflow.CodeBadActionLen, "check_pkt_larger length %d", len(d)+10)
+	}
+	n, ofs, hw := binary.BigEndian.Uint16(d), binary.BigEndian.Uint16(d[2:]), binary.BigEndian.Uint32(d[4:])
+	if hw>>16 == 0xffff {
+		return "", unsupportedAction("check_pkt_larger to an experimenter field")
+	}
+	for _, b := range d[8:] {
+		if b != 0 {
+			return "", actionError(openflow.CodeBadActionArgument, "check_pkt_larger: padding that is not zero")
+		}
+	}
+	name, ok := headerName(hw)
+	if !ok {
+		return "", actionError(openflow.CodeBadActionArgument, "check_pkt_larger to an unknown field")
+	}
+	sf, err := subfieldText(openflow.FieldHeader{Name: name, Class: uint16(hw >> 16), Field: uint8(hw >> 9 & 0x7f)}, ofs, 1)
+	if err != nil {
+		return "", err
+	}
+	return "check_pkt_larger(" + strconv.Itoa(int(n)) + ")->" + sf, nil
 }
 
 // headerName finds the name of the field whose 32-bit header is hw.

@@ -42,6 +42,7 @@ var ofctlSessions = []ofctlSession{
 	{name: "add-flow-ct-tuple", args: []string{"add-flow", "SOCK", "table=24,tcp,ct_state=+trk-inv,ct_nw_src=10.0.0.0/8,ct_nw_dst=10.1.1.1,ct_nw_proto=6,ct_tp_src=0x1000/0xff00,ct_tp_dst=80,ct_zone=7,actions=drop"}},
 	{name: "add-flow-tunnel", args: []string{"add-flow", "SOCK", "table=25,tun_id=0x2a/0xffffff,tun_src=192.0.2.2,tun_dst=192.0.2.0/24,tun_ipv6_src=2001:db8::1,tun_flags=+oam,actions=set_tunnel:0x5,set_tunnel64:0x1ffffffff,set_field:2001:db8::2->tun_ipv6_dst,set_field:192.0.2.9->tun_dst,load:0x7->NXM_NX_TUN_ID[0..23]"}},
 	{name: "add-flow-action-set", args: []string{"add-flow", "SOCK", "table=26,udp,actions=output:1,clear_actions,write_actions(mod_nw_dst:10.0.0.9,dec_ttl,group:1,output:2),goto_table:27"}},
+	{name: "add-flow-check-pkt-larger", args: []string{"add-flow", "SOCK", "table=27,ip,actions=check_pkt_larger(1514)->NXM_NX_REG9[1],check_pkt_larger(0x10)->OXM_OF_METADATA[5],resubmit(,28)"}},
 	{name: "del-flows-strict", args: []string{"--strict", "del-flows", "SOCK", "priority=10,in_port=1,ip,nw_src=10.0.0.0/8"}},
 	{name: "dump-flows", args: []string{"dump-flows", "SOCK"}, want: []string{
 		// The fake switch reports the flows added above, re-encoded by
