@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"regexp"
 	"testing"
 )
 
@@ -22,6 +23,7 @@ func TestCheckPktLarger(t *testing.T) {
 		short, long []uint32
 		shortDst    []byte
 		longDst     []byte
+		noRun       bool // not run: its ct needs a tracker
 	}{
 		{name: "both branches",
 			flows: []string{
@@ -50,7 +52,23 @@ func TestCheckPktLarger(t *testing.T) {
 			want:  "check_pkt_len(size=100,gt(set(eth(dst=02:00:00:00:00:09)),LOCAL),le(set(eth(dst=02:00:00:00:00:09)),LOCAL)),2",
 			short: []uint32{PortLocal, 2}, shortDst: []byte{9, 2},
 			long: []uint32{PortLocal, 2}, longDst: []byte{9, 2}},
+		{name: "ct in each branch",
+			flows: []string{
+				"table=0,ip,in_port=1,actions=check_pkt_larger(200)->reg0[0],ct(table=1,zone=5)",
+				"table=1,actions=output:2",
+			},
+			want:  "check_pkt_len(size=200,gt(ct(zone=5),recirc(ID)),le(ct(zone=5),recirc(ID)))",
+			noRun: true},
+		{name: "nested",
+			flows: []string{
+				"table=0,ip,in_port=1,actions=check_pkt_larger(200)->reg0[0],check_pkt_larger(100)->reg0[1],resubmit(,1)",
+				"table=1,reg0=0x3/0x3,actions=output:2",
+				"table=1,reg0=0x2/0x3,actions=output:LOCAL",
+			},
+			want:  "check_pkt_len(size=200,gt(check_pkt_len(size=100,gt(2),le(drop))),le(check_pkt_len(size=100,gt(LOCAL),le(drop))))",
+			short: nil, long: []uint32{2}, longDst: []byte{2}},
 	}
+	recircID := regexp.MustCompile(`recirc\(0x[0-9a-f]+\)`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := ipv4UDP().build(t)
@@ -58,8 +76,15 @@ func TestCheckPktLarger(t *testing.T) {
 			tr := pipeline(t, tt.flows...).Snapshot().Translate(&k, false)
 			var start Key
 			k.Masked(&tr.Mask, &start)
-			if got := FormatDatapathActions(tr.Actions, &start, nil); got != tt.want {
+			got := FormatDatapathActions(tr.Actions, &start, nil)
+			if ids := recircID.FindAllString(got, -1); len(ids) == 2 && ids[0] == ids[1] {
+				t.Errorf("both branches recirculate to %s: their frozen states differ in reg0", ids[0])
+			}
+			if got = recircID.ReplaceAllString(got, "recirc(ID)"); got != tt.want {
 				t.Fatalf("datapath actions\n got %s\nwant %s\n(%s)", got, tt.want, FormatActions(tr.Actions))
+			}
+			if tt.noRun {
+				return
 			}
 			for _, c := range []struct {
 				name  string
@@ -118,5 +143,25 @@ func TestCheckPktLargerSyntax(t *testing.T) {
 		if _, err := ParseFlow(in, CmdAdd); err == nil {
 			t.Errorf("%s: taken", in)
 		}
+	}
+}
+
+// TestCheckPktLargerDpHashGroup: a dp_hash select group in each branch
+// freezes the branch's pipeline, and each branch recirculates to a state
+// of its own (reg0 differs), as Open vSwitch 3.1's trace of the same
+// flows shows: check_pkt_len(size=200,gt(hash(l4(0)),recirc(0x3)),
+// le(hash(l4(0)),recirc(0x4))).
+func TestCheckPktLargerDpHashGroup(t *testing.T) {
+	tb := groupTable(t, []string{"group_id=1,type=select,selection_method=dp_hash,bucket=bucket_id=0,output:2,bucket=bucket_id=1,output:LOCAL"},
+		"ip,in_port=1,actions=check_pkt_larger(200)->reg0[0],group:1")
+	k := microflow(t, "in_port=1,udp")
+	tr := tb.Snapshot().Translate(&k, false)
+	var start Key
+	k.Masked(&tr.Mask, &start)
+	got := FormatDatapathActions(tr.Actions, &start, nil)
+	ids := regexp.MustCompile(`recirc\(0x[0-9a-f]+\)`).FindAllString(got, -1)
+	want := "check_pkt_len(size=200,gt(hash(l4(0)),recirc(ID)),le(hash(l4(0)),recirc(ID)))"
+	if len(ids) != 2 || ids[0] == ids[1] || regexp.MustCompile(`recirc\(0x[0-9a-f]+\)`).ReplaceAllString(got, "recirc(ID)") != want {
+		t.Errorf("datapath actions\n got %s\nwant %s, with two recirculation ids", got, want)
 	}
 }
