@@ -171,10 +171,7 @@ func (ap *actionParser) ctZone(ct *CT, at *token) error {
 		}
 		return nil
 	}
-	sf, reason := parseSubfield(at.value)
-	if reason == "" {
-		reason = ap.readable(sf)
-	}
+	sf, reason := ap.readableSubfield(at.value)
 	if reason != "" {
 		return errAt(s, at, "ct zone: %s", reason)
 	}

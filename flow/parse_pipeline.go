@@ -56,17 +56,11 @@ func (ap *actionParser) pipelineAction(t *token, name string) (bool, error) {
 		if !ok {
 			return true, errAt(s, t, "move needs SRC->DST")
 		}
-		ss, reason := parseSubfield(src)
-		if reason == "" {
-			reason = ap.readable(ss)
-		}
+		ss, reason := ap.readableSubfield(src)
 		if reason != "" {
 			return true, errAt(s, t, "%s", reason)
 		}
-		ds, reason := parseSubfield(dst)
-		if reason == "" {
-			reason = ap.writable(ds)
-		}
+		ds, reason := ap.writableSubfield(dst)
 		if reason != "" {
 			return true, errAt(s, t, "%s", reason)
 		}
@@ -83,19 +77,13 @@ func (ap *actionParser) pipelineAction(t *token, name string) (bool, error) {
 	case "check_pkt_larger":
 		return true, ap.checkPktLarger(t)
 	case "push", "stack_push":
-		ss, reason := parseSubfield(t.value)
-		if reason == "" {
-			reason = ap.readable(ss)
-		}
+		ss, reason := ap.readableSubfield(t.value)
 		if reason != "" {
 			return true, errAt(s, t, "%s", reason)
 		}
 		ap.add(Action{Type: ActPush, Src: ss})
 	case "pop", "stack_pop":
-		ds, reason := parseSubfield(t.value)
-		if reason == "" {
-			reason = ap.writable(ds)
-		}
+		ds, reason := ap.writableSubfield(t.value)
 		if reason != "" {
 			return true, errAt(s, t, "%s", reason)
 		}
@@ -374,10 +362,7 @@ func (ap *actionParser) checkPktLarger(t *token) error {
 	if err != nil {
 		return errAt(s, t, "check_pkt_larger: %q is not a length in bytes (0 to 65535)", t.value)
 	}
-	ds, reason := parseSubfield(t.arrow)
-	if reason == "" {
-		reason = ap.writable(ds)
-	}
+	ds, reason := ap.writableSubfield(t.arrow)
 	if reason != "" {
 		return errAt(s, t, "%s", reason)
 	}
@@ -389,4 +374,24 @@ func (ap *actionParser) checkPktLarger(t *token) error {
 	}
 	ap.add(Action{Type: ActCheckPktLarger, Value: n, Dst: ds})
 	return nil
+}
+
+// readableSubfield parses text as a subfield an action may read, or says
+// why it is not one.
+func (ap *actionParser) readableSubfield(text string) (Subfield, string) {
+	sf, reason := parseSubfield(text)
+	if reason == "" {
+		reason = ap.readable(sf)
+	}
+	return sf, reason
+}
+
+// writableSubfield parses text as a subfield an action may write, or says
+// why it is not one.
+func (ap *actionParser) writableSubfield(text string) (Subfield, string) {
+	sf, reason := parseSubfield(text)
+	if reason == "" {
+		reason = ap.writable(sf)
+	}
+	return sf, reason
 }

@@ -2,7 +2,6 @@ package test
 
 import (
 	"encoding/hex"
-	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -10,30 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-
 	"github.com/ovsxdp/ovsxdp/test/netns"
 )
-
-// sizedUDPFrame is the test's datagram from a to b (dpActionsFrame's
-// addresses and ports) with payload bytes of payload.
-func sizedUDPFrame(t *testing.T, payload int) []byte {
-	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{0x02, 0, 0x5e, 0, 0x53, 0x01}, DstMAC: net.HardwareAddr{0x02, 0, 0x5e, 0, 0x53, 0x02},
-		EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(ctAddrA).To4(), DstIP: net.ParseIP(ctAddrB).To4()}
-	udp := &layers.UDP{SrcPort: 40000, DstPort: 9}
-	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		eth, ip, udp, gopacket.Payload(make([]byte, payload))); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // port2TxPackets is port 2's transmitted packets, as ovs-ofctl dump-ports
 // prints them.
@@ -58,7 +35,7 @@ func port2TxPackets(t *testing.T, s *dpSwitch) int {
 func TestCheckPktLargerMatchesOVS(t *testing.T) {
 	netns.Require(t)
 	switches := []*dpSwitch{startOVSDPActions(t), startOvsxdpDPActions(t)}
-	short, long := hex.EncodeToString(sizedUDPFrame(t, 9)), hex.EncodeToString(sizedUDPFrame(t, 299))
+	short, long := hex.EncodeToString(dpFrame(t, false, make([]byte, 9))), hex.EncodeToString(dpFrame(t, false, make([]byte, 299)))
 	for _, tc := range []struct {
 		name  string
 		flows string

@@ -91,6 +91,12 @@ func dpActionsTopo(t *testing.T, sw *netns.NS) *netns.NS {
 // tag (priority 2) when vlan is set.
 func dpActionsFrame(t *testing.T, vlan bool) []byte {
 	t.Helper()
+	return dpFrame(t, vlan, []byte("dpactions"))
+}
+
+// dpFrame is dpActionsFrame with payload as its payload.
+func dpFrame(t *testing.T, vlan bool, payload []byte) []byte {
+	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{0x02, 0, 0x5e, 0, 0x53, 0x01}, DstMAC: net.HardwareAddr{0x02, 0, 0x5e, 0, 0x53, 0x02},
 		EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(ctAddrA).To4(), DstIP: net.ParseIP(ctAddrB).To4()}
@@ -98,7 +104,7 @@ func dpActionsFrame(t *testing.T, vlan bool) []byte {
 	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
 		t.Fatal(err)
 	}
-	ls := []gopacket.SerializableLayer{eth, ip, udp, gopacket.Payload("dpactions")}
+	ls := []gopacket.SerializableLayer{eth, ip, udp, gopacket.Payload(payload)}
 	if vlan {
 		eth.EthernetType = layers.EthernetTypeDot1Q
 		ls = append([]gopacket.SerializableLayer{eth, &layers.Dot1Q{Priority: 2, VLANIdentifier: 7, Type: layers.EthernetTypeIPv4}}, ls[1:]...)

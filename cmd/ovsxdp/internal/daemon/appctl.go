@@ -88,12 +88,22 @@ func pmdSelected(c *call) (int, error) {
 	return core, nil
 }
 
-func (d *Daemon) pmdStatsShow(c *call) (string, error) {
+// pmdSelectLocked returns the bridges c selects (selectLocked) and the
+// poll thread's core_id -pmd names (pmdSelected).
+func (d *Daemon) pmdSelectLocked(c *call) ([]*bridge, int, error) {
 	bs, err := d.selectLocked(c)
 	if err != nil {
-		return "", err
+		return nil, 0, err
 	}
 	core, err := pmdSelected(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	return bs, core, nil
+}
+
+func (d *Daemon) pmdStatsShow(c *call) (string, error) {
+	bs, core, err := d.pmdSelectLocked(c)
 	if err != nil {
 		return "", err
 	}
@@ -117,11 +127,7 @@ func (d *Daemon) pmdStatsShow(c *call) (string, error) {
 // pmd-stats-show subtracts: the counters belong to the poll threads, which
 // alone write them.
 func (d *Daemon) pmdStatsClear(c *call) (string, error) {
-	bs, err := d.selectLocked(c)
-	if err != nil {
-		return "", err
-	}
-	core, err := pmdSelected(c)
+	bs, core, err := d.pmdSelectLocked(c)
 	if err != nil {
 		return "", err
 	}
@@ -148,11 +154,7 @@ func (d *Daemon) pmdStatsClear(c *call) (string, error) {
 // (of the bridge named, or all) by core_id, each with the rx queues it
 // polls and their usage over the last -secs seconds (formatRxqUsage).
 func (d *Daemon) pmdRxqShow(c *call) (string, error) {
-	bs, err := d.selectLocked(c)
-	if err != nil {
-		return "", err
-	}
-	core, err := pmdSelected(c)
+	bs, core, err := d.pmdSelectLocked(c)
 	if err != nil {
 		return "", err
 	}
