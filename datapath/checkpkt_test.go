@@ -3,6 +3,7 @@ package datapath
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/ovsxdp/ovsxdp/flow"
 	"github.com/ovsxdp/ovsxdp/vport"
@@ -56,4 +57,37 @@ func TestCheckPktLarger(t *testing.T) {
 	if got := b.Trace(k).DatapathActions(); got != want {
 		t.Errorf("trace's datapath actions\n got %s\nwant %s", got, want)
 	}
+}
+
+// TestCheckPktLargerNormalOnCopy: the normal action in a check_pkt_len
+// branch that runs on a copy of the packet (an output follows the check)
+// forwards by the copy's rewritten destination: to the port the MAC
+// table holds it on, not flooded as the packet's own unknown destination
+// would be. The output after the check sends the packet as it came.
+func TestCheckPktLargerNormalOnCopy(t *testing.T) {
+	b := newTestBridge(t, Config{})
+	src, _ := addMemPort(t, b, vport.MemConfig{Name: "src"}, 1)
+	known, _ := addMemPort(t, b, vport.MemConfig{Name: "known"}, 2)
+	other, _ := addMemPort(t, b, vport.MemConfig{Name: "other"}, 3)
+	dst := [6]byte{2, 0, 0, 0, 0, 9}
+	if _, _, ok := b.MACs().AddStatic(dst, 0, 2, time.Now().UnixNano()); !ok {
+		t.Fatal("no room for a static MAC entry")
+	}
+	addFlows(t, b,
+		"table=0,in_port=1,actions=resubmit(,1),output:3",
+		"table=1,actions=check_pkt_larger(200)->reg0[0],mod_dl_dst:02:00:00:00:00:09,NORMAL",
+	)
+	frame := buildFrame(t, frameSpec{src: "10.0.0.1", dst: "10.0.0.2", proto: "udp", sport: 1, dport: 2, payloadSz: 300})
+	if n := src.Inject(0, [][]byte{frame}); n != 1 {
+		t.Fatal("frame not injected")
+	}
+	quiesce(t, b, src)
+	gotKnown, gotOther := drainAll(known), drainAll(other)
+	if len(gotKnown) != 1 || !bytes.Equal(gotKnown[0][:6], dst[:]) {
+		t.Errorf("port 2 sent %d frames, want the copy, to 02:00:00:00:00:09", len(gotKnown))
+	}
+	if len(gotOther) != 1 || !bytes.Equal(gotOther[0], frame) {
+		t.Errorf("port 3 sent %d frames, want only the frame as it came (no flooded copy)", len(gotOther))
+	}
+	checkAccounting(t, b)
 }

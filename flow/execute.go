@@ -249,7 +249,10 @@ func Execute(frame []byte, k *Key, off *Offsets, acts []Action, out Outputter) (
 }
 
 // checkPktLenCopy runs branch on a copy of the packet, from out
-// (FrameCopier) when it lends one, and returns the branch's verdict.
+// (FrameCopier) when it lends one, and returns the branch's verdict. The
+// branch changes k and off where they are, as it changes the copy, since
+// the Outputter may read the key from there (the normal action does);
+// afterwards they describe the packet as it was again.
 func checkPktLenCopy(frame []byte, k *Key, off *Offsets, branch []Action, out Outputter) Verdict {
 	var cp []byte
 	fc, ok := out.(FrameCopier)
@@ -260,8 +263,9 @@ func checkPktLenCopy(frame []byte, k *Key, off *Offsets, branch []Action, out Ou
 		cp = make([]byte, len(frame), len(frame)+FrameSpare)
 		copy(cp, frame)
 	}
-	ck, coff := *k, *off
-	_, v := Execute(cp, &ck, &coff, branch, out)
+	saved, savedOff := *k, *off
+	_, v := Execute(cp, k, off, branch, out)
+	*k, *off = saved, savedOff
 	return v
 }
 
