@@ -243,9 +243,7 @@ func (t *MACTable) claim(v vacancy, epoch uint32, key, val uint64) bool {
 	if slot < 0 {
 		return false
 	}
-	s := &t.slots[slot]
-	seq := s.seq.Load()
-	if seq&seqBusy != 0 || !s.write(seq, epoch, key, val) {
+	if !t.slots[slot].writeIdle(epoch, key, val) {
 		return false
 	}
 	t.learned.Add(1)
@@ -277,11 +275,7 @@ func (t *MACTable) AddStatic(mac [6]byte, vid uint16, port uint32, now int64) (o
 		live := e.live(epoch, sec, t.aging)
 		if live && e.key == key {
 			if found < 0 {
-				found = int(h)
-				old = MACEntry{MAC: mac, VLAN: vid & VLANVIDMask, Port: e.port(), Static: e.static()}
-				if !old.Static {
-					old.Age = time.Duration(e.age(sec)) * time.Second
-				}
+				found, old = int(h), e.entry(sec)
 			}
 			continue
 		}
@@ -290,9 +284,7 @@ func (t *MACTable) AddStatic(mac [6]byte, vid uint16, port uint32, now int64) (o
 	if found < 0 {
 		return MACEntry{}, false, t.claim(v, epoch, key, val)
 	}
-	s := &t.slots[found]
-	seq := s.seq.Load()
-	if seq&seqBusy != 0 || !s.write(seq, epoch, key, val) {
+	if !t.slots[found].writeIdle(epoch, key, val) {
 		return MACEntry{}, false, false
 	}
 	return old, true, true
@@ -354,18 +346,7 @@ func (t *MACTable) All(now int64) iter.Seq[MACEntry] {
 			if !ok || !e.live(epoch, sec, t.aging) {
 				continue
 			}
-			ent := MACEntry{
-				VLAN:   uint16(e.key>>48) & VLANVIDMask,
-				Port:   e.port(),
-				Static: e.static(),
-			}
-			if !ent.Static {
-				ent.Age = time.Duration(e.age(sec)) * time.Second
-			}
-			for j := range ent.MAC {
-				ent.MAC[j] = byte(e.key >> (40 - 8*j))
-			}
-			if !yield(ent) {
+			if !yield(e.entry(sec)) {
 				return
 			}
 		}
@@ -413,6 +394,22 @@ func (e macSnap) port() uint32  { return uint32(e.val >> 32) }
 func (e macSnap) seen() uint32  { return uint32(e.val) }
 func (e macSnap) static() bool  { return e.seen() == staticSeen }
 
+// entry is the snapshot's entry as the table shows it at sec.
+func (e macSnap) entry(sec uint32) MACEntry {
+	ent := MACEntry{
+		VLAN:   uint16(e.key>>48) & VLANVIDMask,
+		Port:   e.port(),
+		Static: e.static(),
+	}
+	if !ent.Static {
+		ent.Age = time.Duration(e.age(sec)) * time.Second
+	}
+	for j := range ent.MAC {
+		ent.MAC[j] = byte(e.key >> (40 - 8*j))
+	}
+	return ent
+}
+
 // age returns how long ago, in seconds, the entry was last seen. Threads
 // read the clock at slightly different times, so an entry may have been
 // seen "after" sec; its age is then 0.
@@ -440,6 +437,13 @@ func (s *macSlot) read() (macSnap, bool) {
 		}
 	}
 	return macSnap{}, false
+}
+
+// writeIdle is write from the slot's sequence as it is now, provided no
+// writer holds it.
+func (s *macSlot) writeIdle(epoch uint32, key, val uint64) bool {
+	seq := s.seq.Load()
+	return seq&seqBusy == 0 && s.write(seq, epoch, key, val)
 }
 
 // write stores key and val in the slot, stamped with epoch, provided the
