@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/datapath/tunnel"
@@ -96,14 +95,7 @@ func (b *Bridge) FlushMegaflows(ctx context.Context) error {
 // its own datapath here: its ports' datapath numbers are their OpenFlow
 // numbers, in in_port(N) and in the outputs alike.
 func (e *MegaflowEntry) String(now time.Time) string {
-	used := "never"
-	if !e.LastUsed.IsZero() {
-		d := max(now.Sub(e.LastUsed), 0)
-		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
-	}
-	m := flow.Match{Key: e.Packet, Mask: e.Match.Mask}
-	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
-		flow.FormatODPMatch(&m, e.TLV), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Packet, e.Output))
+	return e.format(now, "", e.Output)
 }
 
 // Named formats the megaflow as String does, with the bridge's ports by
@@ -111,22 +103,27 @@ func (e *MegaflowEntry) String(now time.Time) string {
 // to one of the bridge's ports that name knows (an output that
 // encapsulates keeps its numbers, as String writes it).
 func (e *MegaflowEntry) Named(now time.Time, name func(port uint32) (string, bool)) string {
-	named := *e
-	named.Output = func(port uint32, k *flow.Key) string {
+	inPort, _ := name(e.Packet.InPort)
+	return e.format(now, inPort, func(port uint32, k *flow.Key) string {
 		s := e.Output(port, k)
 		if n, ok := name(port); ok && (s == strconv.FormatUint(uint64(port), 10) || port == flow.PortLocal) {
 			return n
 		}
 		return s
+	})
+}
+
+// format writes the megaflow's line with in_port written as inPort (its
+// number when "") and the outputs as output writes them.
+func (e *MegaflowEntry) format(now time.Time, inPort string, output func(port uint32, k *flow.Key) string) string {
+	used := "never"
+	if !e.LastUsed.IsZero() {
+		d := max(now.Sub(e.LastUsed), 0)
+		used = strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
 	}
-	line := named.String(now)
-	if n, ok := name(e.Packet.InPort); ok && e.Match.Mask.InPort == ^uint32(0) {
-		num := "in_port(" + strconv.FormatUint(uint64(e.Packet.InPort), 10) + ")"
-		if i := strings.Index(line, num); i >= 0 {
-			line = line[:i] + "in_port(" + n + ")" + line[i+len(num):]
-		}
-	}
-	return line
+	m := flow.Match{Key: e.Packet, Mask: e.Match.Mask}
+	return fmt.Sprintf("%s, packets:%d, bytes:%d, used:%s, actions:%s",
+		flow.FormatODPMatchNamed(&m, e.TLV, inPort), e.Packets, e.Bytes, used, flow.FormatDatapathActions(e.Actions, &e.Packet, output))
 }
 
 // ODPOutput writes an output to the bridge's port number port, of a

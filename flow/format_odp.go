@@ -32,14 +32,10 @@ func FormatODPActions(acts []Action) string {
 // writes the number. Outputs to reserved ports, which the datapath
 // resolves per packet, are written by name; LOCAL, the bridge's own port,
 // by output when there is one.
-func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k *Key) string) string {
-	return datapathText(acts, start, output)
-}
-
-// datapathText is FormatDatapathActions for acts on a packet with key
-// start: check_pkt_len's branches are written by it too, each from the
+//
+// A check_pkt_len's branches are written the same way, each from the
 // packet as it is at the check ("drop" for an empty one).
-func datapathText(acts []Action, start *Key, output func(port uint32, k *Key) string) string {
+func FormatDatapathActions(acts []Action, start *Key, output func(port uint32, k *Key) string) string {
 	var parts []string
 	last, cur := *start, *start
 	var tosMatched uint8 // of the TOS sets since the last commit (isTOSSet)
@@ -54,7 +50,7 @@ func datapathText(acts []Action, start *Key, output func(port uint32, k *Key) st
 			commit()
 			gt, le, next := CheckPktLenBranches(acts, i)
 			parts = append(parts, "check_pkt_len(size="+strconv.FormatUint(a.Value, 10)+
-				",gt("+datapathText(gt, &cur, output)+"),le("+datapathText(le, &cur, output)+"))")
+				",gt("+FormatDatapathActions(gt, &cur, output)+"),le("+FormatDatapathActions(le, &cur, output)+"))")
 			i = next - 1
 		case ActSetField, ActDecTTL, ActPushVLAN, ActPopVLAN, ActSetVLANVID, ActSetVLANPCP:
 			if isTOSSet(a) {
@@ -281,6 +277,13 @@ func fragODP(v, m uint8) string {
 // userspace datapath), then the packet's headers. Fields outside the mask
 // are left out, and partly masked fields carry their mask.
 func FormatODPMatch(m *Match, tlv *TLVMap) string {
+	return FormatODPMatchNamed(m, tlv, "")
+}
+
+// FormatODPMatchNamed is FormatODPMatch with in_port written as inPort,
+// the port's name, when the match has the whole of it (by number when
+// inPort is "").
+func FormatODPMatchNamed(m *Match, tlv *TLVMap, inPort string) string {
 	k, mk := &m.Key, &m.Mask
 	var w odpWriter
 	odpTunnel(&w, k, mk, tlv)
@@ -289,7 +292,10 @@ func FormatODPMatch(m *Match, tlv *TLVMap) string {
 	if mk.DpHash != 0 {
 		w.raw("dp_hash(" + maskedHexZero(uint64(k.DpHash), uint64(mk.DpHash), 1<<32-1) + ")")
 	}
-	if mk.InPort != 0 {
+	switch {
+	case inPort != "" && mk.InPort == 0xffffffff:
+		w.raw("in_port(" + inPort + ")")
+	case mk.InPort != 0:
 		w.raw("in_port(" + numODP(uint64(k.InPort), uint64(mk.InPort), 0xffffffff) + ")")
 	}
 	w.raw("packet_type(ns=0,id=0)")
