@@ -174,31 +174,31 @@ func (d *Daemon) pmdRxqShow(c *call) (string, error) {
 	return formatRxqUsage(d.threads.Usage(int(intervals)), int(intervals), only, core), nil
 }
 
-// liveMegaflows returns the megaflows of each bridge c selects, as its
-// poll threads hold them, less those of an older rule table (which the
-// next packet revalidates or evicts). verb names the command in errors.
-func (d *Daemon) liveMegaflows(c *call, verb string) ([]*bridge, [][]datapath.MegaflowEntry, error) {
-	bs, err := d.selectLocked(c)
-	if err != nil {
-		return nil, nil, err
-	}
+// liveMegaflows returns the megaflows of each of bs, as its poll threads
+// hold them, less those of an older rule table (which the next packet
+// revalidates or evicts). verb names the command in errors.
+func liveMegaflows(c *call, bs []*bridge, verb string) ([][]datapath.MegaflowEntry, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, pmdTimeout)
 	defer cancel()
 	live := make([][]datapath.MegaflowEntry, len(bs))
 	for i, b := range bs {
 		mfs, err := b.dp.Megaflows(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s %s: %w", verb, b.name, err)
+			return nil, fmt.Errorf("%s %s: %w", verb, b.name, err)
 		}
 		live[i] = slices.DeleteFunc(mfs, func(e datapath.MegaflowEntry) bool { return e.Stale })
 	}
-	return bs, live, nil
+	return live, nil
 }
 
 // dpctlDumpFlows lists each poll thread's megaflows in Open vSwitch's
 // datapath flow syntax.
 func (d *Daemon) dpctlDumpFlows(c *call) (string, error) {
-	bs, live, err := d.liveMegaflows(c, "dpctl/dump-flows")
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	live, err := liveMegaflows(c, bs, "dpctl/dump-flows")
 	if err != nil {
 		return "", err
 	}
@@ -227,12 +227,11 @@ func (d *Daemon) dpifDumpFlows(c *call) (string, error) {
 	if c.boolFlag("m") {
 		return "", fmt.Errorf("%w: dpif/dump-flows -m: ovsxdp has no verbose form of a datapath flow; without -m the lines are Open vSwitch's", ErrUsage)
 	}
-	b, err := d.bridgeOrDatapathLocked(c.args[0])
+	b, err := d.bridgeAsOVSLocked(c.args[0])
 	if err != nil {
-		return "", errFdbNoBridge
+		return "", err
 	}
-	c.args[0] = b.name
-	_, live, err := d.liveMegaflows(c, "dpif/dump-flows")
+	live, err := liveMegaflows(c, []*bridge{b}, "dpif/dump-flows")
 	if err != nil {
 		return "", err
 	}

@@ -90,7 +90,11 @@ func (d *Daemon) dpifShow(*call) (string, error) {
 }
 
 func (d *Daemon) dpctlShow(c *call) (string, error) {
-	bs, live, err := d.liveMegaflows(c, "dpctl/show")
+	bs, err := d.selectLocked(c)
+	if err != nil {
+		return "", err
+	}
+	live, err := liveMegaflows(c, bs, "dpctl/show")
 	if err != nil {
 		return "", err
 	}

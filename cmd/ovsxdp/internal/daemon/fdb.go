@@ -29,7 +29,7 @@ func init() {
 // fdbShow lists the live entries in Open vSwitch's layout, oldest first
 // as its least-recently-used list is (ties by port, VLAN and address).
 func (d *Daemon) fdbShow(c *call) (string, error) {
-	b, err := d.fdbBridge(c.args[0])
+	b, err := d.bridgeAsOVSLocked(c.args[0])
 	if err != nil {
 		return "", err
 	}
@@ -73,7 +73,7 @@ func (d *Daemon) fdbFlush(c *call) (string, error) {
 // fdbStatsShow prints the counters Open vSwitch's fdb/stats-show prints
 // that the table keeps: it does not count the entries that age out.
 func (d *Daemon) fdbStatsShow(c *call) (string, error) {
-	b, err := d.fdbBridge(c.args[0])
+	b, err := d.bridgeAsOVSLocked(c.args[0])
 	if err != nil {
 		return "", err
 	}
@@ -118,7 +118,7 @@ func macEntries(t *flow.MACTable) (live, static int) {
 // vSwitch 3.1 takes any number as the VLAN (a word as 0) and keeps an
 // entry no packet can match; ovsxdp refuses a VLAN outside 0-4095.
 func (d *Daemon) fdbAdd(c *call) (string, error) {
-	b, err := d.fdbBridge(c.args[0])
+	b, err := d.bridgeAsOVSLocked(c.args[0])
 	if err != nil {
 		return "", err
 	}
@@ -148,7 +148,7 @@ func (d *Daemon) fdbAdd(c *call) (string, error) {
 
 // fdbDel is fdb/del BR VLAN MAC: it deletes a static entry only.
 func (d *Daemon) fdbDel(c *call) (string, error) {
-	b, err := d.fdbBridge(c.args[0])
+	b, err := d.bridgeAsOVSLocked(c.args[0])
 	if err != nil {
 		return "", err
 	}
@@ -162,25 +162,25 @@ func (d *Daemon) fdbDel(c *call) (string, error) {
 	return "", nil
 }
 
-// errFdbNoBridge is Open vSwitch's fdb/ commands' answer for a bridge
-// that does not exist.
-var errFdbNoBridge = errors.New("no such bridge")
+// errNoSuchBridge is Open vSwitch's answer, in its fdb/ and dpif/
+// commands, for a bridge that does not exist.
+var errNoSuchBridge = errors.New("no such bridge")
 
-// fdbBridge is the bridge (or datapath) called name, or Open vSwitch's
-// fdb/ error.
-func (d *Daemon) fdbBridge(name string) (*bridge, error) {
+// bridgeAsOVSLocked is the bridge (or datapath) called name, or Open
+// vSwitch's errNoSuchBridge.
+func (d *Daemon) bridgeAsOVSLocked(name string) (*bridge, error) {
 	b, err := d.bridgeOrDatapathLocked(name)
 	if err != nil {
-		return nil, errFdbNoBridge
+		return nil, errNoSuchBridge
 	}
 	return b, nil
 }
 
-// fdbSelect is selectLocked with Open vSwitch's fdb/ error.
+// fdbSelect is selectLocked with Open vSwitch's errNoSuchBridge.
 func (d *Daemon) fdbSelect(c *call) ([]*bridge, error) {
 	bs, err := d.selectLocked(c)
 	if err != nil {
-		return nil, errFdbNoBridge
+		return nil, errNoSuchBridge
 	}
 	return bs, nil
 }
