@@ -128,12 +128,12 @@ func (t *Threads) Usage(intervals int) []ThreadUsage {
 		for _, m := range ms {
 			u.Bridges = append(u.Bridges, m.br.cfg.Name)
 			if last != nil {
-				u.Busy += time.Duration(last.busy[m] - min(first.busy[m], last.busy[m]))
+				u.Busy += grown(first.busy, last.busy, m)
 			}
 			for _, rq := range *m.rxqs.Load() {
 				r := RxqUsage{Bridge: m.br.cfg.Name, Port: rq.port.Name, Queue: rq.q}
 				if last != nil && rq.busy != nil {
-					r.Busy = time.Duration(last.rxq[rq.busy] - min(first.rxq[rq.busy], last.rxq[rq.busy]))
+					r.Busy = grown(first.rxq, last.rxq, rq.busy)
 				}
 				u.Rxqs = append(u.Rxqs, r)
 			}
@@ -151,4 +151,10 @@ func (t *Threads) Usage(intervals int) []ThreadUsage {
 		out = append(out, u)
 	}
 	return out
+}
+
+// grown is how much the time counted under k grew from sample first to
+// sample last (a counter missing from first started after it, at 0).
+func grown[K comparable](first, last map[K]uint64, k K) time.Duration {
+	return time.Duration(last[k] - min(first[k], last[k]))
 }
