@@ -856,11 +856,7 @@ func rawText(a *openflow.ActRaw) (string, error) {
 		ofs := binary.BigEndian.Uint16(d)
 		hw := binary.BigEndian.Uint32(d[2:])
 		nbits := binary.BigEndian.Uint16(d[6:])
-		name, ok := headerName(hw)
-		if !ok {
-			return "", actionError(openflow.CodeBadActionArgument, "stack action on an unknown field")
-		}
-		sf, err := subfieldText(openflow.FieldHeader{Name: name, Class: uint16(hw >> 16), Field: uint8(hw >> 9 & 0x7f)}, ofs, nbits)
+		sf, err := wordSubfieldText(hw, ofs, nbits, "stack action on")
 		if err != nil {
 			return "", err
 		}
@@ -905,15 +901,22 @@ func checkPktLargerText(d []byte) (string, error) {
 			return "", actionError(openflow.CodeBadActionArgument, "check_pkt_larger: padding that is not zero")
 		}
 	}
-	name, ok := headerName(hw)
-	if !ok {
-		return "", actionError(openflow.CodeBadActionArgument, "check_pkt_larger to an unknown field")
-	}
-	sf, err := subfieldText(openflow.FieldHeader{Name: name, Class: uint16(hw >> 16), Field: uint8(hw >> 9 & 0x7f)}, ofs, 1)
+	sf, err := wordSubfieldText(hw, ofs, 1, "check_pkt_larger to")
 	if err != nil {
 		return "", err
 	}
 	return "check_pkt_larger(" + strconv.Itoa(int(n)) + ")->" + sf, nil
+}
+
+// wordSubfieldText writes nbits of the field whose 32-bit header is hw,
+// from bit ofs, as the flow language names them; what says, for the
+// error, what used a header no field has ("stack action on").
+func wordSubfieldText(hw uint32, ofs, nbits uint16, what string) (string, error) {
+	name, ok := headerName(hw)
+	if !ok {
+		return "", actionError(openflow.CodeBadActionArgument, "%s an unknown field", what)
+	}
+	return subfieldText(openflow.FieldHeader{Name: name, Class: uint16(hw >> 16), Field: uint8(hw >> 9 & 0x7f)}, ofs, nbits)
 }
 
 // headerName finds the name of the field whose 32-bit header is hw.
