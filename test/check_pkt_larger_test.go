@@ -2,9 +2,7 @@ package test
 
 import (
 	"encoding/hex"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +14,7 @@ import (
 // prints them.
 func port2TxPackets(t *testing.T, s *dpSwitch) int {
 	t.Helper()
-	out := s.ofctl(t, nil, "dump-ports", "2")
-	m := regexp.MustCompile(`tx pkts=(\d+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("%s: no tx pkts in dump-ports:\n%s", s.name, out)
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	return txPacketsIn(t, s.ofctl(t, nil, "dump-ports", "2"), s.name+": dump-ports 2")
 }
 
 // TestCheckPktLargerMatchesOVS: flows with check_pkt_larger, in Open

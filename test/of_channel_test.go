@@ -332,10 +332,16 @@ var txRow = regexp.MustCompile(`tx pkts=(\d+)`)
 
 func txPackets(t *testing.T, s *ofSwitch, port string) int {
 	t.Helper()
-	out := s.run(t, "OpenFlow13", "dump-ports", port)
+	return txPacketsIn(t, s.run(t, "OpenFlow13", "dump-ports", port), "dump-ports "+port)
+}
+
+// txPacketsIn is the first tx pkts count in out, an ovs-ofctl dump-ports
+// output (what names it in the failure).
+func txPacketsIn(t *testing.T, out, what string) int {
+	t.Helper()
 	m := txRow.FindStringSubmatch(out)
 	if m == nil {
-		t.Fatalf("dump-ports %s: %q", port, out)
+		t.Fatalf("%s: no tx pkts in %q", what, out)
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
