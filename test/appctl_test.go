@@ -75,18 +75,12 @@ func TestAppctlDropIn(t *testing.T) {
 	sw, a, _ := switchedHosts(t, "10.8.3", 1)
 	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
 	pid := x.proc.Cmd.Process.Pid
-	for _, args := range [][]string{
-		{"add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp"},
-		{"add-port", "br0", "h-a", "--", "set", "interface", "h-a", "type=afxdp", "ofport_request=1"},
-		{"add-port", "br0", "h-b", "--", "set", "interface", "h-b", "type=afxdp", "ofport_request=2"},
-	} {
-		if _, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...); err != nil {
-			t.Fatalf("ovs-vsctl %s: %v\novsxdp output:\n%s", strings.Join(args, " "), err, x.proc.Output())
-		}
-	}
-	if out, err := sw.Run(ofctl, "--timeout=30", "add-flow", "unix:"+filepath.Join(x.runDir, "br0.mgmt"), "actions=normal"); err != nil {
-		t.Fatalf("ovs-ofctl add-flow: %v\n%s", err, out)
-	}
+	x.vsctl(t, db,
+		[]string{"add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp"},
+		[]string{"add-port", "br0", "h-a", "--", "set", "interface", "h-a", "type=afxdp", "ofport_request=1"},
+		[]string{"add-port", "br0", "h-b", "--", "set", "interface", "h-b", "type=afxdp", "ofport_request=2"},
+	)
+	x.addNormalFlow(t, ofctl)
 	appctl := func(args ...string) string {
 		t.Helper()
 		out, errOut, code := ovsAppctl(t, x.runDir, "ovs-vswitchd", args...)

@@ -44,6 +44,27 @@ func startOVSDBDaemon(t *testing.T, bin string, sw *netns.NS, dir, remote string
 	return x
 }
 
+// vsctl runs each of cmds with the real ovs-vsctl against db (which
+// waits for the daemon to apply it), failing the test with the daemon's
+// output.
+func (x *ovsdbDaemon) vsctl(t *testing.T, db *ovsref.DB, cmds ...[]string) {
+	t.Helper()
+	for _, args := range cmds {
+		if _, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...); err != nil {
+			t.Fatalf("ovs-vsctl %s: %v\novsxdp output:\n%s", strings.Join(args, " "), err, x.proc.Output())
+		}
+	}
+}
+
+// addNormalFlow adds actions=normal to the daemon's br0 with the real
+// ovs-ofctl (ofctl).
+func (x *ovsdbDaemon) addNormalFlow(t *testing.T, ofctl string) {
+	t.Helper()
+	if out, err := x.sw.Run(ofctl, "--timeout=30", "add-flow", "unix:"+filepath.Join(x.runDir, "br0.mgmt"), "actions=normal"); err != nil {
+		t.Fatalf("ovs-ofctl add-flow: %v\n%s", err, out)
+	}
+}
+
 // switchedHosts makes a switch namespace with a veth (queues queues each
 // side) to each of namespaces a and b: h-a and h-b on the switch, p-a at
 // prefix.1/24 in a and p-b at prefix.2/24 in b.

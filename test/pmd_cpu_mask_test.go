@@ -1,7 +1,6 @@
 package test
 
 import (
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -57,9 +56,7 @@ func TestOVSDBPMDCPUMask(t *testing.T) {
 
 	vsctl := func(args ...string) {
 		t.Helper()
-		if _, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...); err != nil {
-			t.Fatalf("ovs-vsctl %s: %v\novsxdp output:\n%s", strings.Join(args, " "), err, x.proc.Output())
-		}
+		x.vsctl(t, db, args)
 	}
 	// on waits until the poll thread says it runs on core and the
 	// daemon's pinned threads are those listed.
@@ -85,9 +82,7 @@ func TestOVSDBPMDCPUMask(t *testing.T) {
 	vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp")
 	vsctl("add-port", "br0", "h-a", "--", "set", "interface", "h-a", "type=afxdp")
 	vsctl("add-port", "br0", "h-b", "--", "set", "interface", "h-b", "type=afxdp")
-	if out, err := sw.Run(ofctl, "--timeout=30", "add-flow", "unix:"+filepath.Join(x.runDir, "br0.mgmt"), "actions=normal"); err != nil {
-		t.Fatalf("ovs-ofctl add-flow: %v\n%s", err, out)
-	}
+	x.addNormalFlow(t, ofctl)
 	// Unpinned: core_id is the thread's number.
 	on("no mask", "0")
 	reach("no mask")

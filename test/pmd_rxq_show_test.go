@@ -1,7 +1,6 @@
 package test
 
 import (
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -43,19 +42,13 @@ func TestPmdRxqShowMatchesOVS(t *testing.T) {
 	bin := buildCLI(t)
 	sw, a, _ := switchedHosts(t, "10.8.9", 2)
 	x := startOVSDBDaemon(t, bin, sw, t.TempDir(), db.Remote())
-	for _, args := range [][]string{
-		{"set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2"},
-		{"add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp"},
-		{"add-port", "br0", "h-a", "--", "set", "interface", "h-a", "type=afxdp", "options:n_rxq=2", "ofport_request=1"},
-		{"add-port", "br0", "h-b", "--", "set", "interface", "h-b", "type=afxdp", "options:n_rxq=2", "ofport_request=2"},
-	} {
-		if _, err := db.Vsctl(append([]string{"--timeout=60"}, args...)...); err != nil {
-			t.Fatalf("ovs-vsctl %s: %v\novsxdp output:\n%s", strings.Join(args, " "), err, x.proc.Output())
-		}
-	}
-	if out, err := sw.Run(ofctl, "--timeout=30", "add-flow", "unix:"+filepath.Join(x.runDir, "br0.mgmt"), "actions=normal"); err != nil {
-		t.Fatalf("ovs-ofctl add-flow: %v\n%s", err, out)
-	}
+	x.vsctl(t, db,
+		[]string{"set", "open_vswitch", ".", "other_config:pmd-cpu-mask=0x2"},
+		[]string{"add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=ovsxdp"},
+		[]string{"add-port", "br0", "h-a", "--", "set", "interface", "h-a", "type=afxdp", "options:n_rxq=2", "ofport_request=1"},
+		[]string{"add-port", "br0", "h-b", "--", "set", "interface", "h-b", "type=afxdp", "options:n_rxq=2", "ofport_request=2"},
+	)
+	x.addNormalFlow(t, ofctl)
 
 	ref := ovsref.Start(t, "br0", nil)
 	o := netns.New(t, "o")
