@@ -19,6 +19,69 @@ type Flow struct {
 	// OutPort filters mod-flows/del-flows/dump-flows to flows that output to
 	// this port (out_port=); PortNone (or 0 in a zero Flow) means any.
 	OutPort uint32
+
+	// Flags are the flow mod's flags (send_flow_rem, check_overlap,
+	// reset_counts, no_packet_counts, no_byte_counts); add-flow and
+	// mod-flows only.
+	Flags FlowFlags
+}
+
+// FlowFlags are a flow mod's flags, as Open vSwitch keeps them with a
+// rule. The bits are Open vSwitch's own numbering, not a version's wire
+// flags.
+type FlowFlags uint8
+
+const (
+	// FlagSendFlowRem (send_flow_rem): the controllers hear of the
+	// rule's removal (OFPT_FLOW_REMOVED).
+	FlagSendFlowRem FlowFlags = 1 << iota
+	// FlagNoPacketCounts and FlagNoByteCounts (no_packet_counts,
+	// no_byte_counts) are kept and shown; as in Open vSwitch, the
+	// rule still counts.
+	FlagNoPacketCounts
+	FlagNoByteCounts
+	// FlagCheckOverlap (check_overlap): an add that overlaps a rule of
+	// the same table and priority is refused (ErrOverlap).
+	FlagCheckOverlap
+	// FlagResetCounts (reset_counts): an add that replaces a rule, or a
+	// modify, starts the rule's counters afresh; without it they carry
+	// over. Every OpenFlow 1.0 add has it, as in Open vSwitch.
+	FlagResetCounts
+)
+
+// flagNames are the flags' keywords, in the order Open vSwitch prints
+// them.
+var flagNames = [...]struct {
+	flag FlowFlags
+	name string
+}{
+	{FlagSendFlowRem, "send_flow_rem"},
+	{FlagCheckOverlap, "check_overlap"},
+	{FlagResetCounts, "reset_counts"},
+	{FlagNoPacketCounts, "no_packet_counts"},
+	{FlagNoByteCounts, "no_byte_counts"},
+}
+
+// String is the flags as Open vSwitch prints them: each keyword followed
+// by a space ("send_flow_rem reset_counts "); no flags is "".
+func (f FlowFlags) String() string {
+	s := ""
+	for _, n := range flagNames {
+		if f&n.flag != 0 {
+			s += n.name + " "
+		}
+	}
+	return s
+}
+
+// flagNamed returns the flag whose keyword is name.
+func flagNamed(name string) (FlowFlags, bool) {
+	for _, n := range flagNames {
+		if n.name == name {
+			return n.flag, true
+		}
+	}
+	return 0, false
 }
 
 // MaxTable is the highest OpenFlow table number; TableAll selects every

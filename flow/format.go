@@ -9,7 +9,7 @@ import (
 
 // FormatFlow returns the text ovs-ofctl prints for f after "ADD " in
 // `ovs-ofctl parse-flow` output: the match (with its priority unless it is
-// the default), then cookie, timeouts and the actions.
+// the default), then cookie, timeouts, flags and the actions.
 func FormatFlow(f *Flow) string {
 	var b strings.Builder
 	formatFlowHead(&b, f)
@@ -43,6 +43,7 @@ cookie:
 	if f.HardTimeout != 0 {
 		b.WriteString("hard:" + strconv.Itoa(int(f.HardTimeout)) + " ")
 	}
+	b.WriteString(f.Flags.String())
 	b.WriteString("actions=")
 }
 

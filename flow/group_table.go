@@ -154,20 +154,20 @@ func (t *Table) deleteGroupsLocked(id uint32) (int, []*Rule) {
 		delete(next, gid)
 	}
 	t.ofGroups = next
-	return len(gone), t.removeRulesLocked(func(acts []Action) bool { return usesGroups(acts, gone) })
+	return len(gone), t.removeRulesLocked(RemovedGroupDelete, func(acts []Action) bool { return usesGroups(acts, gone) })
 }
 
 // removeRulesLocked removes the rules whose actions uses reports true for
-// (the users of a deleted group or meter), and what their delete_learned
-// learn actions learned, and returns them, sorted.
-func (t *Table) removeRulesLocked(uses func(acts []Action) bool) []*Rule {
+// (the users of a deleted group or meter: reason says which), and what
+// their delete_learned learn actions learned, and returns them, sorted.
+func (t *Table) removeRulesLocked(reason RemovedReason, uses func(acts []Action) bool) []*Rule {
 	var removed []*Rule
 	for _, rg := range t.groups {
 		for r := range rg.rules.values() {
 			if uses(r.Actions) {
 				// As any delete: out of the prefix tries too, or their
 				// stale prefixes would narrow later megaflows.
-				t.removeLocked(rg, r)
+				t.removeLocked(rg, r, reason)
 				removed = append(removed, r)
 			}
 		}

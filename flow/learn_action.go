@@ -183,7 +183,7 @@ var learnDecimal = map[FieldID]bool{
 
 // learnedFlow builds the flow that l learns from a packet whose flow is
 // k, as Open vSwitch's learn does (its fm is a modify-strict with the
-// learn's table, priority, cookie and timeouts).
+// learn's table, priority, cookie, timeouts and send_flow_rem).
 func (l *Learn) learnedFlow(k *Key) Flow {
 	f := Flow{
 		Table:       l.Table,
@@ -191,6 +191,9 @@ func (l *Learn) learnedFlow(k *Key) Flow {
 		Cookie:      l.Cookie,
 		IdleTimeout: l.IdleTimeout,
 		HardTimeout: l.HardTimeout,
+	}
+	if l.Flags&LearnSendFlowRem != 0 {
+		f.Flags = FlagSendFlowRem
 	}
 	if l.FinIdleTimeout != 0 || l.FinHardTimeout != 0 {
 		f.Actions = append(f.Actions, Action{Type: ActFinTimeout, Value: uint64(l.FinIdleTimeout), Mask: uint64(l.FinHardTimeout)})

@@ -118,7 +118,7 @@ func (t *Table) DeleteMeters(id uint32) (int, []*Rule) {
 		delete(next.byID, mid)
 	}
 	t.meters = next
-	removed := t.removeRulesLocked(func(acts []Action) bool { return usesMeters(acts, gone) })
+	removed := t.removeRulesLocked(RemovedMeterDelete, func(acts []Action) bool { return usesMeters(acts, gone) })
 	t.publishLocked()
 	return len(gone), removed
 }

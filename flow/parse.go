@@ -343,9 +343,7 @@ var unsupportedFields = map[string]bool{
 	"tunnel_id": true, "tun_src": true, "tun_dst": true, "recirc_id": true,
 	"dp_hash": true, "actset_output": true, "packet_type": true,
 	"mpls_label": true, "mpls_tc": true, "mpls_bos": true, "mpls_ttl": true,
-	"in_port_oxm":   true,
-	"send_flow_rem": true, "check_overlap": true, "reset_counts": true,
-	"no_packet_counts": true, "no_byte_counts": true, "importance": true,
+	"in_port_oxm": true, "importance": true,
 	"out_group": true, "nd_reserved": true, "nd_options_type": true,
 	"dl_vlan1": true, "vlan_tci1": true, "dl_vlan_pcp1": true,
 }
@@ -697,7 +695,8 @@ func (mp *matchParser) finish() error {
 	return nil
 }
 
-// flowKeyword handles priority, cookie, timeouts, table and out_port.
+// flowKeyword handles priority, cookie, timeouts, table, out_port and
+// the flow mod flags.
 func (mp *matchParser) flowKeyword(f *Flow, cmd Command, t *token) (bool, error) {
 	s := mp.s
 	allowed := func(ok bool, what string) error {
@@ -785,7 +784,17 @@ func (mp *matchParser) flowKeyword(f *Flow, cmd Command, t *token) (bool, error)
 		}
 		f.OutPort = port
 	default:
-		return false, nil
+		flag, ok := flagNamed(t.key)
+		if !ok {
+			return false, nil
+		}
+		if cmd == CmdDelete {
+			return true, errAt(s, t, "%s is not allowed with %s", t.key, cmdName)
+		}
+		if t.hasValue {
+			return true, errAt(s, t, "%s takes no value", t.key)
+		}
+		f.Flags |= flag
 	}
 	return true, nil
 }

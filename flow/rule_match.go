@@ -37,7 +37,7 @@ func (r *Rule) Match() Match {
 }
 
 // Flow returns the flow that installs the rule as it is: its match,
-// priority, table, actions, cookie and timeouts.
+// priority, table, actions, cookie, timeouts and flags.
 func (r *Rule) Flow() Flow {
 	return Flow{
 		Match:       r.Match(),
@@ -47,6 +47,7 @@ func (r *Rule) Flow() Flow {
 		Cookie:      r.Cookie,
 		IdleTimeout: r.IdleTimeout,
 		HardTimeout: r.HardTimeout,
+		Flags:       r.Flags,
 	}
 }
 
@@ -233,6 +234,7 @@ func (b *FlowBatch) Add(f *Flow) {
 	*r = Rule{
 		Priority:    f.Priority,
 		Table:       f.Table,
+		Flags:       f.Flags,
 		IdleTimeout: f.IdleTimeout,
 		HardTimeout: f.HardTimeout,
 		Cookie:      f.Cookie,
@@ -254,6 +256,7 @@ func newRule(f *Flow, rm *ruleMask) *Rule {
 	r := &Rule{
 		Priority:    f.Priority,
 		Table:       f.Table,
+		Flags:       f.Flags,
 		IdleTimeout: f.IdleTimeout,
 		HardTimeout: f.HardTimeout,
 		Cookie:      f.Cookie,

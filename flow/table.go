@@ -24,6 +24,7 @@ type Rule struct {
 	// IdleTimeout and HardTimeout, as in Flow.
 	Priority    uint16
 	Table       uint8
+	Flags       FlowFlags // as the add gave them; a modify keeps them
 	IdleTimeout uint16
 	HardTimeout uint16
 	Cookie      uint64
@@ -164,6 +165,9 @@ type Table struct {
 	// logs every change to a rule so that it can undo them; nil when
 	// none is.
 	txn *TableTxn
+	// removed records the removals of rules with send_flow_rem
+	// (table_flags.go).
+	removed removedLog
 }
 
 // groupKey identifies a group: the rules of one table that share one mask.
@@ -232,9 +236,13 @@ func (t *Table) Generation() uint64 {
 }
 
 // Add installs f as add-flow does. A rule with the same match and priority
-// is replaced: the new rule has f's actions, cookie and timeouts, fresh
-// counters and a fresh install time, as OpenFlow specifies for an add that
-// collides with an identical entry. f.CookieMask and f.OutPort are ignored.
+// is replaced: the new rule has f's actions, cookie, timeouts and flags
+// and a fresh install time, as OpenFlow specifies for an add that collides
+// with an identical entry; it keeps the old rule's counters unless f has
+// reset_counts (every OpenFlow 1.0 add has), as in Open vSwitch. With
+// check_overlap, f is refused (ErrOverlap, in an *AddError) when it
+// overlaps another rule of its table and priority. f.CookieMask and
+// f.OutPort are ignored.
 func (t *Table) Add(f *Flow) error {
 	var b FlowBatch
 	b.Add(f)
@@ -243,9 +251,10 @@ func (t *Table) Add(f *Flow) error {
 
 // AddFlows installs each flow as Add does, in order, and publishes the
 // result once (add-flows with a file). It adds none of them and returns an
-// *AddError when one names a group that does not exist (ErrBadOutGroup) or
-// gives a conjunctive match a number of clauses that differs from another
-// flow's of the same table and priority (ErrConjunctionClauses).
+// *AddError when one has check_overlap and overlaps (ErrOverlap), names a
+// group that does not exist (ErrBadOutGroup) or gives a conjunctive match
+// a number of clauses that differs from another flow's of the same table
+// and priority (ErrConjunctionClauses).
 func (t *Table) AddFlows(fs []Flow) error {
 	var b FlowBatch
 	b.Grow(len(fs))
@@ -283,6 +292,9 @@ func (t *Table) addRulesLocked(rs []*Rule) error {
 	if err := t.checkConjLocked(rs); err != nil {
 		return err
 	}
+	if err := t.checkOverlapLocked(rs); err != nil {
+		return err
+	}
 	now := t.now()
 	var replaced []*Rule
 	for _, r := range rs {
@@ -303,10 +315,11 @@ func (t *Table) addRulesLocked(rs []*Rule) error {
 // match and priority. Either way, when f.CookieMask is non-zero only rules
 // whose cookie agrees with f.Cookie on the mask's bits are selected.
 //
-// A changed rule keeps its counters, install time and timeouts, and takes
-// f's actions. Its cookie changes to f.Cookie when f gives a cookie without a
-// mask (CookieMask zero and Cookie non-zero); a Flow cannot tell "cookie=0"
-// from no cookie, so a zero cookie never changes cookies.
+// A changed rule keeps its counters (unless f has reset_counts), install
+// time, timeouts and flags, and takes f's actions. Its cookie changes to
+// f.Cookie when f gives a cookie without a mask (CookieMask zero and
+// Cookie non-zero); a Flow cannot tell "cookie=0" from no cookie, so a
+// zero cookie never changes cookies.
 //
 // When no rule is selected and f.CookieMask is zero, Modify adds f as a new
 // rule and reports added: this is what Open vSwitch does for ovs-ofctl's
@@ -332,6 +345,11 @@ func (t *Table) modifyLocked(f *Flow, strict, add bool) (n int, added bool) {
 		changed = append(changed, old)
 		r := *old
 		r.Actions = t.actions.share(f.Actions)
+		if f.Flags&FlagResetCounts != 0 {
+			// The version's counters start afresh; its flags stay
+			// the old ones, as in Open vSwitch.
+			r.stats = new(ruleStats)
+		}
 		if f.CookieMask == 0 && f.Cookie != 0 {
 			r.Cookie = f.Cookie
 		}
@@ -372,7 +390,7 @@ func (t *Table) deleteLocked(f *Flow, strict bool) []*Rule {
 	var removed []*Rule
 	norm := normalizedMatch(&f.Match)
 	t.selectLocked(f.Table, &norm, f.Priority, strict, f.Cookie, f.CookieMask, f.OutPort, func(g *ruleGroup, old *Rule) {
-		t.removeLocked(g, old)
+		t.removeLocked(g, old, RemovedDelete)
 		removed = append(removed, old)
 	})
 	removed = append(removed, t.deleteLearnedLocked(removed)...)
@@ -401,10 +419,11 @@ func (t *Table) Expire(now time.Time) []*Rule {
 			if all && !g.finReduced {
 				g.finReduced = r.stats.finIdle.Load() != 0 || r.stats.finHard.Load() != 0
 			}
-			if !r.expired(now) {
+			reason, expired := r.Expired(now)
+			if !expired {
 				continue
 			}
-			t.removeLocked(g, r)
+			t.removeLocked(g, r, reason)
 			removed = append(removed, r)
 		}
 	}
@@ -417,20 +436,22 @@ func (t *Table) Expire(now time.Time) []*Rule {
 	return removed
 }
 
-func (r *Rule) expired(now time.Time) bool {
+// Expired reports whether r has expired at now, and by which timeout:
+// the hard one first, as in Open vSwitch.
+func (r *Rule) Expired(now time.Time) (RemovedReason, bool) {
 	since := r.since()
 	idleTimeout, hardTimeout := r.Timeouts()
 	if hardTimeout != 0 && now.Sub(since) >= time.Duration(hardTimeout)*time.Second {
-		return true
+		return RemovedHardTimeout, true
 	}
 	if idleTimeout == 0 {
-		return false
+		return 0, false
 	}
 	last := since
 	if used := r.stats.lastUsed.Load(); used != 0 && time.Unix(0, used).After(last) {
 		last = time.Unix(0, used)
 	}
-	return now.Sub(last) >= time.Duration(idleTimeout)*time.Second
+	return RemovedIdleTimeout, now.Sub(last) >= time.Duration(idleTimeout)*time.Second
 }
 
 // Dump returns the rules that f selects (non-strict, with cookie mask and
@@ -503,6 +524,7 @@ func (t *Table) addLocked(r *Rule, now time.Time) (replaced *Rule) {
 		}
 	} else {
 		g.levels = nil
+		r.carryCounts(replaced)
 	}
 	g.rules.set(h, r.vals, r.Priority, r)
 	t.logLocked(g, replaced, r)
@@ -540,11 +562,12 @@ func (t *Table) touchLocked(g *ruleGroup) {
 	}
 }
 
-// removeLocked removes r from g and from the tries.
-func (t *Table) removeLocked(g *ruleGroup, r *Rule) {
+// removeLocked removes r from g and from the tries, for reason.
+func (t *Table) removeLocked(g *ruleGroup, r *Rule, reason RemovedReason) {
 	if g.rules.get(r.vals, r.Priority) == nil {
 		return
 	}
+	t.noteRemovedLocked(r, reason)
 	rulePrefixes(r, func(j int, v uint32, plen uint8) {
 		t.tries[g.table][j] = trieRemove(t.tries[g.table][j], v, plen)
 	})

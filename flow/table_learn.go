@@ -156,7 +156,7 @@ func (t *Table) deleteLearnedLocked(gone []*Rule) []*Rule {
 				}
 				for r := range g.rules.values() {
 					if r.Cookie == lc.cookie {
-						t.removeLocked(g, r)
+						t.removeLocked(g, r, RemovedDelete)
 						now = append(now, r)
 					}
 				}

@@ -149,7 +149,10 @@ func TestTableAdd(t *testing.T) {
 	}
 }
 
-func TestTableAddResetsCountersModifyKeepsThem(t *testing.T) {
+// TestTableCountersFollowResetCounts: a modify keeps a rule's counters,
+// an add over it keeps them too, and either starts them afresh with
+// reset_counts (every OpenFlow 1.0 add has it), as in Open vSwitch.
+func TestTableCountersFollowResetCounts(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	tbl := NewTable()
 	tbl.now = func() time.Time { return clock }
@@ -173,8 +176,30 @@ func TestTableAddResetsCountersModifyKeepsThem(t *testing.T) {
 	clock = clock.Add(time.Second)
 	tbl.Add(&f)
 	r = tbl.Dump(nil)[0]
+	if p, b := r.Stats(); p != 3 || b != 300 {
+		t.Errorf("after an add over it: counters (%d, %d), want (3, 300)", p, b)
+	}
+	r.AddStats(1, 100, clock.UnixNano())
+	mod.Flags = FlagResetCounts
+	tbl.Modify(&mod, true)
+	r = tbl.Dump(nil)[0]
 	if p, b := r.Stats(); p != 0 || b != 0 {
-		t.Errorf("after add over it: counters (%d, %d), want (0, 0)", p, b)
+		t.Errorf("after a modify with reset_counts: counters (%d, %d), want (0, 0)", p, b)
+	}
+	if r.Flags != 0 {
+		t.Errorf("after a modify with reset_counts: flags %q, want the old ones, none", r.Flags)
+	}
+	r.AddStats(2, 200, clock.UnixNano())
+
+	clock = clock.Add(time.Second)
+	f.Flags = FlagResetCounts
+	tbl.Add(&f)
+	r = tbl.Dump(nil)[0]
+	if p, b := r.Stats(); p != 0 || b != 0 {
+		t.Errorf("after an add with reset_counts over it: counters (%d, %d), want (0, 0)", p, b)
+	}
+	if r.Flags != FlagResetCounts {
+		t.Errorf("after an add with reset_counts: flags %q, want the add's", r.Flags)
 	}
 	if !r.Installed.Equal(clock) {
 		t.Errorf("after add over it: installed %v, want %v", r.Installed, clock)

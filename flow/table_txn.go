@@ -22,6 +22,9 @@ type TableTxn struct {
 	atomic bool
 	undo   []ruleChange
 	groups map[uint32]*InstalledGroup
+	// removed is the table's record of removals before the first
+	// change (table_flags.go): what a revert leaves.
+	removed removedLog
 }
 
 // ruleChange is one change to the rules of group g: old replaced by new
@@ -56,7 +59,7 @@ func (t *Table) Update(fn func(tx *TableTxn)) {
 func (t *Table) UpdateAtomic(fn func(tx *TableTxn) error) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tx := &TableTxn{t: t, atomic: true, groups: t.ofGroups}
+	tx := &TableTxn{t: t, atomic: true, groups: t.ofGroups, removed: t.removed}
 	t.txn = tx
 	done := false
 	defer func() {
@@ -117,6 +120,10 @@ func (tx *TableTxn) revertLocked() {
 	}
 	tx.undo = nil
 	t.ofGroups = tx.groups
+	// The removals the changes recorded did not happen; the taker, woken
+	// for them, finds none.
+	t.removed.rules = t.removed.rules[:len(tx.removed.rules)]
+	t.removed.dropped = tx.removed.dropped
 	tx.changed = false
 }
 
