@@ -24,6 +24,11 @@ func FuzzDecode(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	for _, c := range codecCases {
+		if b, err := Encode(c.v, 7, c.m); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		h, m, err := Decode(raw)
 		if err != nil {

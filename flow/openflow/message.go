@@ -191,6 +191,8 @@ func decodeBody(v uint8, k kind, r *rd) (Message, error) {
 		return &SetConfig{c}, nil
 	case kPacketIn:
 		return decodePacketIn(v, r)
+	case kFlowRemoved:
+		return decodeFlowRemoved(v, r)
 	case kPortStatus:
 		return decodePortStatus(v, r)
 	case kPacketOut:

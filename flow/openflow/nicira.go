@@ -123,6 +123,8 @@ func decodeExperimenter(v uint8, r *rd) (Message, error) {
 		m = &NXRoleReply{Role: r.u32("role reply")}
 	case nxtPacketIn:
 		return decodeNXPacketIn(r)
+	case nxtFlowRemoved:
+		return decodeNXFlowRemoved(r)
 	case nxtPacketIn2:
 		return decodePacketIn2(r)
 	case nxtFlowMonitorCancel:
