@@ -46,7 +46,7 @@ func TestActionSetFromWire(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mod, err := FlowFromMod(nil, openflow.Version13, m.(*openflow.FlowMod))
+			mod, err := fromWire(nil, openflow.Version13, m.(*openflow.FlowMod))
 			if tc.wantError {
 				var oe *openflow.Error
 				if !errors.As(err, &oe) || oe.Type != tc.wantType || oe.Code != tc.wantCode {

@@ -121,7 +121,7 @@ func TestCTFromOfctl(t *testing.T) {
 				if v == openflow.Version10 {
 					fm.TableID = tc.wantTable
 				}
-				mod, err := FlowFromMod(nil, v, fm)
+				mod, err := fromWire(nil, v, fm)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -184,7 +184,7 @@ func TestCTEncodeAsOfctl(t *testing.T) {
 		for _, session := range []string{"add-flow-ct-ovn", "add-flow-ct-ovn-commit", "add-flow-ct-nat-range", "add-flow-ct-ipv6", "add-flow-ct-tuple"} {
 			name := ver.name + "-" + session + "-" + ver.msg
 			v, fm, _ := capturedMod(t, name)
-			mod, err := FlowFromMod(nil, v, fm)
+			mod, err := fromWire(nil, v, fm)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
@@ -374,7 +374,7 @@ func TestCTRefused(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fm := &openflow.FlowMod{Nicira: true, Command: openflow.FlowAdd, OutPort: openflow.PortAny, Match: tc.match, Actions: tc.acts}
-			mod, err := FlowFromMod(nil, openflow.Version10, fm)
+			mod, err := fromWire(nil, openflow.Version10, fm)
 			var oe *openflow.Error
 			if !errors.As(err, &oe) || oe.Type != tc.wantType || oe.Code != tc.wantCode {
 				if mod != nil {
@@ -399,7 +399,7 @@ func TestCTRefused(t *testing.T) {
 	mask[0] = 0
 	label := field("ct_label", true, make([]byte, 16), mask)
 	fm.Actions = []openflow.Action{commit(ctMark(1), &openflow.ActSetField{Field: label}, &openflow.ActNAT{Flags: openflow.NATFlagSrc})}
-	mod, err := FlowFromMod(nil, openflow.Version13, fm)
+	mod, err := fromWire(nil, openflow.Version13, fm)
 	if err != nil {
 		t.Fatalf("nat after exec, wide masked set_field: %v", err)
 	}

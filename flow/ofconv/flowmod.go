@@ -13,9 +13,15 @@ import (
 )
 
 // OFPET_FLOW_MOD_FAILED codes, which differ between OpenFlow 1.0 and 1.1+.
+// A 1.0 code from 256 on is Open vSwitch's Nicira vendor error for what
+// 1.0 lacks (ofconn's errorMsg sends it so).
 func flowModError(v uint8, what string, detail string) *openflow.Error {
 	codes := map[string][2]uint16{ // {1.0, 1.1+}
-		"bad_command": {4, 6},
+		"bad_command":       {4, 6},
+		"table_full":        {0, 1},
+		"overlap":           {1, 3},
+		"bad_emerg_timeout": {3, 3},
+		"bad_flags":         {258, 7},
 	}
 	c := codes[what]
 	code := c[1]
@@ -83,6 +89,10 @@ func flowFromModDirectInto(mf *modFlow, v uint8, fm *openflow.FlowMod, check boo
 	if err != nil {
 		return nil, false, nil
 	}
+	flags, err := modFlags(v, fm)
+	if err != nil {
+		return nil, true, err
+	}
 	fields := fm.Match
 	if v == openflow.Version10 && !fm.Nicira {
 		fields = fm.Match10.Fields()
@@ -101,7 +111,7 @@ func flowFromModDirectInto(mf *modFlow, v uint8, fm *openflow.FlowMod, check boo
 	}
 	mod := &mf.mod
 	mod.Cmd, mod.Strict = cmd, strict
-	finishMod(v, fm, mod, &mf.f, nxCookie, nxMask, hasCookie)
+	finishMod(v, fm, mod, &mf.f, nxCookie, nxMask, hasCookie, flags)
 	return mod, true, nil
 }
 
@@ -135,6 +145,10 @@ func flowFromModText(p *flow.Parser, v uint8, fm *openflow.FlowMod, check bool) 
 	var table uint8
 	var err error
 	if mod.Cmd, mod.Strict, table, err = modCommand(v, fm); err != nil {
+		return nil, err
+	}
+	flags, err := modFlags(v, fm)
+	if err != nil {
 		return nil, err
 	}
 	fields := fm.Match
@@ -208,13 +222,77 @@ func flowFromModText(p *flow.Parser, v uint8, fm *openflow.FlowMod, check bool) 
 			return nil, err
 		}
 	}
-	finishMod(v, fm, mod, f, nxCookie, nxMask, hasCookie)
+	finishMod(v, fm, mod, f, nxCookie, nxMask, hasCookie, flags)
 	return mod, nil
 }
 
+// wireFlag is a flow mod flag on the wire, in the versions that carry it.
+type wireFlag struct {
+	raw        uint16
+	flag       flow.FlowFlags
+	minVersion uint8
+}
+
+// wireFlags are the flow mod flags of OpenFlow 1.0 to 1.5. Bit 2 is
+// OpenFlow 1.0's emergency flag (ofpff10Emerg) and 1.2's reset_counts.
+var wireFlags = [...]wireFlag{
+	{1 << 0, flow.FlagSendFlowRem, openflow.Version10},
+	{1 << 1, flow.FlagCheckOverlap, openflow.Version10},
+	{1 << 2, flow.FlagResetCounts, openflow.Version13},
+	{1 << 3, flow.FlagNoPacketCounts, openflow.Version13},
+	{1 << 4, flow.FlagNoByteCounts, openflow.Version13},
+}
+
+const ofpff10Emerg uint16 = 1 << 2
+
+// modFlags reads the flags of flow mod fm of version v, as Open vSwitch
+// does: a flag the version does not carry is OFPFMFC_BAD_FLAGS; every
+// OpenFlow 1.0 add resets counters (reset_counts); and 1.0's emergency
+// flow cache, which Open vSwitch does not have, refuses the flow mod
+// (OFPFMFC_BAD_EMERG_TIMEOUT with a timeout, else OFPFMFC_TABLE_FULL).
+func modFlags(v uint8, fm *openflow.FlowMod) (flow.FlowFlags, error) {
+	raw := fm.Flags
+	var flags flow.FlowFlags
+	for _, f := range wireFlags {
+		if raw&f.raw != 0 && v >= f.minVersion {
+			raw &^= f.raw
+			flags |= f.flag
+		}
+	}
+	emerg := v == openflow.Version10 && raw&ofpff10Emerg != 0
+	if emerg {
+		raw &^= ofpff10Emerg
+	}
+	if raw != 0 {
+		return 0, flowModError(v, "bad_flags", fmt.Sprintf("flow mod flags 0x%x", raw))
+	}
+	if emerg {
+		if fm.IdleTimeout != 0 || fm.HardTimeout != 0 {
+			return 0, flowModError(v, "bad_emerg_timeout", "emergency flow with a timeout")
+		}
+		return 0, flowModError(v, "table_full", "no emergency flow cache")
+	}
+	if v == openflow.Version10 && fm.Command == openflow.FlowAdd {
+		flags |= flow.FlagResetCounts
+	}
+	return flags, nil
+}
+
+// FlagsToWire is flags as version v carries them in a flow stats reply.
+func FlagsToWire(v uint8, flags flow.FlowFlags) uint16 {
+	var raw uint16
+	for _, f := range wireFlags {
+		if flags&f.flag != 0 && v >= f.minVersion {
+			raw |= f.raw
+		}
+	}
+	return raw
+}
+
 // finishMod sets what the flow mod says besides its match and actions
-// (priority, cookie, timeouts, out_port) in f, and makes it mod's flow.
-func finishMod(v uint8, fm *openflow.FlowMod, mod *Mod, f *flow.Flow, nxCookie, nxMask uint64, hasCookie bool) {
+// (priority, cookie, timeouts, flags, out_port) in f, and makes it mod's
+// flow.
+func finishMod(v uint8, fm *openflow.FlowMod, mod *Mod, f *flow.Flow, nxCookie, nxMask uint64, hasCookie bool, flags flow.FlowFlags) {
 	f.Priority = fm.Priority
 	f.Cookie = fm.Cookie
 	f.CookieMask = 0
@@ -225,8 +303,10 @@ func finishMod(v uint8, fm *openflow.FlowMod, mod *Mod, f *flow.Flow, nxCookie, 
 		// NXM's cookie match selects the flows to modify or delete.
 		f.Cookie, f.CookieMask = nxCookie&nxMask, nxMask
 	}
+	f.Flags = 0
 	if mod.Cmd != flow.CmdDelete {
 		f.IdleTimeout, f.HardTimeout = fm.IdleTimeout, fm.HardTimeout
+		f.Flags = flags
 	}
 	f.OutPort = flow.PortNone
 	if mod.Cmd == flow.CmdDelete && fm.OutPort != openflow.PortAny {
@@ -322,6 +402,9 @@ func FlowStats(v uint8, nicira bool, r *flow.Rule, now time.Time) (openflow.Flow
 		Cookie:       r.Cookie,
 		PacketCount:  pk,
 		ByteCount:    by,
+	}
+	if v >= openflow.Version13 && !nicira {
+		e.Flags = FlagsToWire(v, r.Flags)
 	}
 	if v >= openflow.Version15 {
 		e.Stats15 = openflow.OXSDuration | openflow.OXSPacketCount | openflow.OXSByteCount

@@ -54,6 +54,15 @@ func GroupModError(code uint16, format string, args ...any) *openflow.Error {
 	return &openflow.Error{Type: openflow.ErrTypeGroupModFailed, Code: code, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf(format, args...)}
 }
 
+// AddError is TableError for the adds of flow mods of version v, which
+// a table may also refuse for check_overlap: OFPFMFC_OVERLAP.
+func AddError(v uint8, err error) error {
+	if errors.Is(err, flow.ErrOverlap) {
+		return flowModError(v, "overlap", err.Error())
+	}
+	return TableError(err)
+}
+
 // TableError turns what a flow.Table refuses a group or flow change with
 // into Open vSwitch's OpenFlow error: OFPGMFC_GROUP_EXISTS,
 // OFPGMFC_UNKNOWN_GROUP, OFPBAC_BAD_OUT_GROUP. Other errors are returned

@@ -56,7 +56,7 @@ func TestInPortSetFieldFromWire(t *testing.T) {
 			acts := []openflow.Action{&openflow.ActSetField{Field: field("in_port", tt.nxm, tt.value, nil)}}
 			fm := &openflow.FlowMod{Command: openflow.FlowAdd, OutPort: openflow.PortAny, OutGroup: openflow.GroupAny,
 				Instructions: []openflow.Instruction{{Type: openflow.InstApplyActions, Actions: acts}}}
-			mod, err := FlowFromMod(nil, openflow.Version13, fm)
+			mod, err := fromWire(nil, openflow.Version13, fm)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatalf("accepted: %s", flow.FormatFlow(mod.Flow))

@@ -95,7 +95,7 @@ func TestLearnMatchesOfctl(t *testing.T) {
 		if c.v == openflow.Version10 {
 			fm.TableID = flow.TableAll
 		}
-		mod, err := FlowFromMod(nil, c.v, fm)
+		mod, err := fromWire(nil, c.v, fm)
 		if err != nil {
 			t.Fatalf("v0x%02x %q: from wire: %v", c.v, c.flow, err)
 		}

@@ -50,7 +50,7 @@ func TestTunEncodeAsOfctl(t *testing.T) {
 	for _, ver := range ctVersions {
 		name := ver.name + "-add-flow-tunnel-" + ver.msg
 		v, fm, _ := capturedMod(t, name)
-		mod, err := FlowFromMod(nil, v, fm)
+		mod, err := fromWire(nil, v, fm)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

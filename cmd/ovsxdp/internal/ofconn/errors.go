@@ -73,6 +73,9 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 	case openflow.ErrTypeBadInstruction:
 		return vendor(nx10{2, 257}) // OFPBIC_UNSUP_INST
 	case openflow.ErrTypeFlowModFailed:
+		if code >= 256 { // OFPFMFC_BAD_FLAGS: NX1.0(3,258)
+			return vendor(nx10{type10FlowModErr, code})
+		}
 		em.Type = type10FlowModErr
 	case openflow.ErrTypePortModFailed:
 		if code > 1 { // only BAD_PORT and BAD_HW_ADDR exist in 1.0
