@@ -112,15 +112,14 @@ func (d *Daemon) syncChannelsLocked() {
 		ob.Ports() // what the first connections need not be told
 		ch.ctl = &controllers{ch: ch}
 		cs.byName[name] = ch
+		removed := b.dp.Table().NotifyRemoved()
 		go func() {
 			defer close(ch.done)
-			flowsDone := make(chan struct{})
-			go func() {
-				defer close(flowsDone)
-				ob.watchFlows(ch.stop) // ofmonitor.go
-			}()
+			var wg sync.WaitGroup
+			wg.Go(func() { ob.watchFlows(ch.stop) })           // ofmonitor.go
+			wg.Go(func() { ob.sendRemoved(removed, ch.stop) }) // ofmonitor.go
 			ch.watch(ch.stop)
-			<-flowsDone
+			wg.Wait()
 		}()
 		if cfg, ok := cs.cfgs[name]; ok {
 			ch.ctl.apply(cfg)
@@ -359,7 +358,7 @@ func (o *ofBridge) commitBundle(v uint8, mods []ofconn.BundledMod) ([]*datapath.
 					} else {
 						failed = i
 					}
-					return ofconv.TableError(err)
+					return ofconv.AddError(v, err)
 				}
 				i = j - 1
 				continue
@@ -440,7 +439,7 @@ func (o *ofBridge) modLocked(tx *flow.TableTxn, v uint8, mod *ofconv.Mod) error 
 	switch mod.Cmd {
 	case flow.CmdAdd:
 		if err := tx.Add(f); err != nil {
-			return ofconv.TableError(err)
+			return ofconv.AddError(v, err)
 		}
 	case flow.CmdModify:
 		// OpenFlow 1.1 and later never add from a modify; 1.0 does.

@@ -173,10 +173,33 @@ func (d *Daemon) reportExpiredLocked(b *bridge, expired []*flow.Rule, now time.T
 	}
 	reasons := make(map[*flow.Rule]uint8, len(expired))
 	for _, r := range expired {
-		reasons[r] = ofconn.ReasonIdleTimeout
-		if _, hard := r.Timeouts(); hard != 0 && now.Sub(r.Modified) >= time.Duration(hard)*time.Second {
-			reasons[r] = ofconn.ReasonHardTimeout
+		// A flow that delete_learned took with an expired one is
+		// not expired itself: its reason stays delete.
+		if reason, ok := r.Expired(now); ok {
+			reasons[r] = uint8(reason) // numbered as OpenFlow's, as ofconn's
 		}
 	}
 	ch.ob.reportFlowsLocked(ofconn.Origin{}, reasons)
+}
+
+// sendRemoved tells the bridge's OpenFlow connections of each removal of
+// a rule with send_flow_rem (OFPT_FLOW_REMOVED), whatever removed it,
+// as the table records them and signals on removed, until stop is
+// closed.
+func (o *ofBridge) sendRemoved(removed <-chan struct{}, stop <-chan struct{}) {
+	t := o.b.dp.Table()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-removed:
+		}
+		rs, dropped := t.TakeRemoved()
+		if dropped > 0 {
+			o.d.log.Warn("openflow: flow removals not sent: too many waited", "bridge", o.b.name, "dropped", dropped)
+		}
+		for _, r := range rs {
+			o.srv.FlowRemoved(r.Rule, r.Reason, r.At)
+		}
+	}
 }

@@ -42,6 +42,7 @@ type asyncCfg struct {
 	version      uint8
 	kind         Kind
 	format       uint32 // packet-in format (openflow.PacketInFormat*)
+	flowFormat   uint32 // NXT_SET_FLOW_FORMAT's (openflow.FlowFormat*)
 	missSendLen  uint16
 	role         uint32
 	controllerID uint16
@@ -77,7 +78,7 @@ type AsyncStats struct {
 // producers and tells the server's owner when they may have changed what
 // the bridge must send.
 func (c *conn) publishAsync() {
-	a := &asyncCfg{version: c.version, kind: c.kind, format: c.pinFormat, missSendLen: c.config.MissSendLen,
+	a := &asyncCfg{version: c.version, kind: c.kind, format: c.pinFormat, flowFormat: c.flowFormat, missSendLen: c.config.MissSendLen,
 		role: c.role, controllerID: c.controllerID}
 	old := c.async.cfg.Swap(a)
 	if old == nil || *old != *a {

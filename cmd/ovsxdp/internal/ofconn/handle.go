@@ -95,6 +95,7 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 			return fail(&openflow.Error{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm, Sentinel: openflow.ErrBadMessage, Detail: "flow format"})
 		}
 		c.flowFormat = m.Format
+		c.publishAsync()
 		return nil
 	case *openflow.FlowModTableID:
 		c.tableID = m.Set != 0
