@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -230,6 +231,7 @@ func TestStateRestore(t *testing.T) {
 		"cookie=0x5,idle_timeout=60,hard_timeout=120,priority=10,actions=drop",
 		"priority=10,ip,actions=normal",
 		"ipv6,ipv6_src=2001:db8::/32,actions=flood",
+		"priority=7,arp,send_flow_rem,check_overlap,no_byte_counts,actions=drop",
 	}
 	for _, f := range flows {
 		run(t, d, "add-flow", "br0", f)
@@ -238,6 +240,11 @@ func TestStateRestore(t *testing.T) {
 	run(t, d, "add-port", "br0", "p3", "txq=4")
 	wantShow := run(t, d, "show")
 	wantFlows, _ := runFlags(d, "dump-flows", map[string]string{"no-stats": "true"}, "br0")
+	of13 := map[string]string{"no-stats": "true", "protocols": "OpenFlow13"}
+	wantFlows13, _ := runFlags(d, "dump-flows", of13, "br0")
+	if !strings.Contains(wantFlows13, " send_flow_rem check_overlap reset_counts no_byte_counts priority=7,arp actions=drop") {
+		t.Errorf("the flags are not in the OpenFlow 1.3 dump:\n%s", wantFlows13)
+	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +262,9 @@ func TestStateRestore(t *testing.T) {
 	}
 	if got, _ := runFlags(d2, "dump-flows", map[string]string{"no-stats": "true"}, "br0"); got != wantFlows {
 		t.Errorf("restored flows:\n%s\nwant\n%s", got, wantFlows)
+	}
+	if got, _ := runFlags(d2, "dump-flows", of13, "br0"); got != wantFlows13 {
+		t.Errorf("restored flows, with their flags:\n%s\nwant\n%s", got, wantFlows13)
 	}
 	if !strings.Contains(wantShow, "policy: legacy") || !strings.Contains(wantShow, "pmds: 2") || !strings.Contains(wantShow, "idle: sleep") || !strings.Contains(wantShow, "gro: off") || strings.Contains(wantShow, "p2") ||
 		!strings.Contains(wantShow, "spare-spin: 20ms") || !strings.Contains(wantShow, "spare-spin: 5ms") || !strings.Contains(wantShow, "spare-spin: off") {
@@ -553,7 +563,8 @@ func TestExpireLearned(t *testing.T) {
 
 // TestDumpFlowsProtocols checks that dump-flows --protocols spells the
 // flows as `ovs-ofctl -O V dump-flows` prints them from Open vSwitch 3.1
-// after `ovs-ofctl -O V add-flow` of the same flows, and refuses a version
+// after `ovs-ofctl add-flow` of the same flows (OpenFlow 1.0, whose adds
+// reset counters: 1.3's dumps say reset_counts), and refuses a version
 // it cannot spell.
 func TestDumpFlowsProtocols(t *testing.T) {
 	d := newTestDaemon(t, "")
@@ -562,8 +573,8 @@ func TestDumpFlowsProtocols(t *testing.T) {
 	run(t, d, "add-flow", "br0", "table=5,priority=10,dl_vlan=5,actions=set_field:0x2005->vlan_tci,mod_vlan_vid:7,output:2")
 	const of10 = " priority=100,in_port=1,vlan_tci=0x0000 actions=mod_vlan_vid:5,mod_vlan_pcp:0,mod_vlan_pcp:3,load:0x7->NXM_NX_REG1[],resubmit(,5)\n" +
 		" table=5, priority=10,dl_vlan=5 actions=strip_vlan,mod_vlan_vid:7,output:2\n"
-	const of13 = " priority=100,in_port=1,vlan_tci=0x0000/0x1fff actions=set_field:0x1005->vlan_tci,set_field:3->vlan_pcp,set_field:0x7->reg1,resubmit(,5)\n" +
-		" table=5, priority=10,dl_vlan=5 actions=set_field:0x2005->vlan_tci,push_vlan:0x8100,set_field:4103->vlan_vid,output:2\n"
+	const of13 = " reset_counts priority=100,in_port=1,vlan_tci=0x0000/0x1fff actions=set_field:0x1005->vlan_tci,set_field:3->vlan_pcp,set_field:0x7->reg1,resubmit(,5)\n" +
+		" table=5, reset_counts priority=10,dl_vlan=5 actions=set_field:0x2005->vlan_tci,push_vlan:0x8100,set_field:4103->vlan_vid,output:2\n"
 	for _, tt := range []struct{ protocols, want string }{
 		{"", of10}, // no goto_table: OpenFlow 1.0
 		{"OpenFlow10", of10},
@@ -587,6 +598,50 @@ func TestDumpFlowsProtocols(t *testing.T) {
 	for _, bad := range []string{"OpenFlow11", "OpenFlow15", "OpenFlow99", ""} {
 		_, err := runFlags(d, "dump-flows", map[string]string{"protocols": bad}, "br0")
 		if !errors.Is(err, ErrProtocol) {
+			t.Errorf("--protocols=%q: %v, want %v", bad, err, ErrProtocol)
+		}
+	}
+}
+
+// TestAddFlowProtocols: add-flow and add-flows add as ovs-ofctl -O V
+// does: an OpenFlow 1.0 or 1.1 add (the default) has reset_counts, a
+// later one not, as an OpenFlow 1.3 dump shows; a version ovs-ofctl does
+// not know is refused.
+func TestAddFlowProtocols(t *testing.T) {
+	d := newTestDaemon(t, "")
+	run(t, d, "add-br", "br0")
+	for _, tt := range []struct {
+		protocols string
+		priority  int
+		reset     bool
+	}{
+		{"", 1, true},
+		{"OpenFlow11", 2, true},
+		{"OpenFlow10,OpenFlow13", 3, false},
+		{"OpenFlow15", 4, false},
+	} {
+		flags := map[string]string{}
+		if tt.protocols != "" {
+			flags["protocols"] = tt.protocols
+		}
+		f := fmt.Sprintf("priority=%d,actions=drop", tt.priority)
+		if _, err := runFlags(d, "add-flow", flags, "br0", f); err != nil {
+			t.Fatal(err)
+		}
+		req := &control.Request{Verb: "add-flows", Args: []string{"br0"}, Flags: flags, Input: []string{fmt.Sprintf("table=1,priority=%d,actions=drop", tt.priority)}}
+		if _, err := d.Handle(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		dump, _ := runFlags(d, "dump-flows", map[string]string{"no-stats": "true", "protocols": "OpenFlow13"}, "br0")
+		for _, table := range []string{"", "table=1, "} {
+			line := fmt.Sprintf(" %sreset_counts priority=%d actions=drop\n", table, tt.priority)
+			if strings.Contains(dump, line) != tt.reset {
+				t.Errorf("--protocols=%q: reset_counts %v, want %v:\n%s", tt.protocols, !tt.reset, tt.reset, dump)
+			}
+		}
+	}
+	for _, bad := range []string{"OpenFlow16", "", "of13"} {
+		if _, err := runFlags(d, "add-flow", map[string]string{"protocols": bad}, "br0", "actions=drop"); !errors.Is(err, ErrProtocol) {
 			t.Errorf("--protocols=%q: %v, want %v", bad, err, ErrProtocol)
 		}
 	}

@@ -18,7 +18,9 @@ import (
 //	cookie=0x0, duration=1.234s, table=0, n_packets=0, n_bytes=0, idle_age=1, priority=100,ip,in_port=1 actions=output:2
 //
 // and without (--no-stats) only a non-zero cookie, a non-zero table, the
-// timeouts, the match and the actions.
+// timeouts, the match and the actions. In OpenFlow 1.3 (d), the flags
+// (reset_counts, ...) come after the timeouts, and there are no ages, as
+// OpenFlow 1.3's flow stats carry them.
 func formatRule(r *flow.Rule, now time.Time, stats bool) string {
 	return formatRuleIn(flow.OpenFlow10, r, now, stats)
 }
@@ -49,7 +51,10 @@ func formatRuleIn(d flow.Dialect, r *flow.Rule, now time.Time, stats bool) strin
 	if hard != 0 {
 		b.WriteString("hard_timeout=" + strconv.Itoa(int(hard)) + ", ")
 	}
-	if stats {
+	if d != flow.OpenFlow10 {
+		// OpenFlow 1.3's flow stats carry the flags, and no ages.
+		b.WriteString(r.Flags.String())
+	} else if stats {
 		b.WriteString("idle_age=" + strconv.Itoa(ageSeconds(now, r.LastUsed())) + ", ")
 		if hard := ageSeconds(now, r.Modified); hard != int(dur/time.Second) {
 			b.WriteString("hard_age=" + strconv.Itoa(hard) + ", ")

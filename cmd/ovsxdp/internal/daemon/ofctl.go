@@ -16,9 +16,12 @@ import (
 // The commands modelled on ovs-ofctl.
 func init() {
 	strict := FlagInfo{Name: "strict", Bool: true, Usage: "match the flow's match and priority exactly"}
+	addProtocols := FlagInfo{Name: "protocols", Shorthand: "O", Usage: "add as ovs-ofctl -O does: OpenFlow10 to OpenFlow15 (a comma-separated list: its latest); " +
+		"an OpenFlow 1.0 or 1.1 add (the default) resets the counters of a flow it replaces (reset_counts), a later one does not"}
 	register(
-		&verb{VerbInfo: VerbInfo{Name: "add-flow", Usage: "BR FLOW", Short: "Add a flow", Min: 2, Max: 2}, changes: true, run: (*Daemon).addFlow},
-		&verb{VerbInfo: VerbInfo{Name: "add-flows", Usage: "BR FILE", Short: "Add the flows of FILE (one per line, # comments; - is stdin)", Min: 1, Max: 1, File: true}, changes: true, run: (*Daemon).addFlows},
+		&verb{VerbInfo: VerbInfo{Name: "add-flow", Usage: "BR FLOW", Short: "Add a flow", Min: 2, Max: 2, Flags: []FlagInfo{addProtocols}}, changes: true, run: (*Daemon).addFlow},
+		&verb{VerbInfo: VerbInfo{Name: "add-flows", Usage: "BR FILE", Short: "Add the flows of FILE (one per line, # comments; - is stdin)", Min: 1, Max: 1, File: true,
+			Flags: []FlagInfo{addProtocols}}, changes: true, run: (*Daemon).addFlows},
 		&verb{VerbInfo: VerbInfo{Name: "mod-flows", Usage: "BR FLOW", Short: "Change the actions of matching flows", Min: 2, Max: 2, Flags: []FlagInfo{strict}}, changes: true, run: (*Daemon).modFlows},
 		&verb{VerbInfo: VerbInfo{Name: "del-flows", Usage: "BR [FLOW]", Short: "Delete matching flows (all without FLOW)", Min: 1, Max: 2, Flags: []FlagInfo{strict}}, changes: true, run: (*Daemon).delFlows},
 		&verb{VerbInfo: VerbInfo{Name: "dump-flows", Usage: "BR [FLOW]", Short: "Print matching flows", Min: 1, Max: 2, Flags: []FlagInfo{
@@ -35,14 +38,44 @@ func (d *Daemon) addFlow(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	flags, err := addFlags(c)
+	if err != nil {
+		return "", err
+	}
 	f, err := b.parser().ParseFlow(c.args[1], flow.CmdAdd)
 	if err != nil {
 		return "", err
 	}
+	f.Flags |= flags
 	if err := b.dp.Table().Add(f); err != nil {
 		return "", err
 	}
 	return "", nil
+}
+
+// addFlags are the flags every add of add-flow and add-flows has, from
+// the OpenFlow version ovs-ofctl would send it in (--protocols, the
+// latest of its list; OpenFlow 1.0 without): every OpenFlow 1.0 and 1.1
+// add resets counters (reset_counts, as an OpenFlow 1.3 dump of the flow
+// shows), a later one does not.
+func addFlags(c *call) (flow.FlowFlags, error) {
+	list, ok := c.flag("protocols")
+	if !ok {
+		return flow.FlagResetCounts, nil
+	}
+	latest := ""
+	for _, v := range strings.Split(list, ",") {
+		switch v = strings.TrimSpace(v); v {
+		case "OpenFlow10", "OpenFlow11", "OpenFlow12", "OpenFlow13", "OpenFlow14", "OpenFlow15":
+			latest = max(latest, v)
+		default:
+			return 0, fmt.Errorf("--protocols=%s: %w: %q (OpenFlow10 to OpenFlow15)", flow.Clipped(list), ErrProtocol, flow.Clipped(v))
+		}
+	}
+	if latest <= "OpenFlow11" {
+		return flow.FlagResetCounts, nil
+	}
+	return 0, nil
 }
 
 // addFlows adds the flows of a file, one per line, skipping blank lines and
@@ -53,7 +86,11 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	batch, lines, err := parseFlowLines(b.parser(), b.dp.Table(), c.input)
+	flags, err := addFlags(c)
+	if err != nil {
+		return "", err
+	}
+	batch, lines, err := parseFlowLines(b.parser(), b.dp.Table(), c.input, flags)
 	if err != nil {
 		return "", err
 	}
@@ -72,14 +109,14 @@ func (d *Daemon) addFlows(c *call) (string, error) {
 const parseLinesPerWorker = 4096
 
 // parseFlowLines parses the flows of input, one per line, skipping blank
-// lines and comments, into a batch for t, and returns the line of each
-// flow of the batch. The flows go straight into the form the table keeps
+// lines and comments, into a batch for t, each with flags added to its
+// own, and returns the line of each flow of the batch. The flows go straight into the form the table keeps
 // them in: 100,000 of them are never held as Flows, which carry two whole
 // keys each. A long file is parsed in parts, one per CPU, each into a
 // batch of its own, and the batches are joined in order. The error is the
 // first line's (by line number) that does not parse or names a group that
 // does not exist.
-func parseFlowLines(p *flow.Parser, t *flow.Table, input []string) (*flow.FlowBatch, []int32, error) {
+func parseFlowLines(p *flow.Parser, t *flow.Table, input []string, flags flow.FlowFlags) (*flow.FlowBatch, []int32, error) {
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(input)/parseLinesPerWorker))
 	type part struct {
 		batch flow.FlowBatch
@@ -102,6 +139,7 @@ func parseFlowLines(p *flow.Parser, t *flow.Table, input []string) (*flow.FlowBa
 				}
 				err := p.ParseFlowTo(f, s, flow.CmdAdd)
 				if err == nil {
+					f.Flags |= flags
 					err = t.CheckGroups(f)
 				}
 				if err != nil {

@@ -31,7 +31,7 @@ func TestParseFlowLinesInParts(t *testing.T) {
 	}
 	var p flow.Parser
 	table := flow.NewTable()
-	batch, lines, err := parseFlowLines(&p, table, input)
+	batch, lines, err := parseFlowLines(&p, table, input, flow.FlagResetCounts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestParseFlowLinesInParts(t *testing.T) {
 	bad := append([]string(nil), input...)
 	bad[n-10] = "in_port=1,actions=output:zz" // in the last part
 	bad[n/2+3] = "in_port=1,actions=resubmit" // in a middle part: reported
-	if _, _, err := parseFlowLines(&p, flow.NewTable(), bad); err == nil || !strings.HasPrefix(err.Error(), fmt.Sprintf("line %d: ", n/2+4)) {
+	if _, _, err := parseFlowLines(&p, flow.NewTable(), bad, 0); err == nil || !strings.HasPrefix(err.Error(), fmt.Sprintf("line %d: ", n/2+4)) {
 		t.Errorf("error %v, want one for line %d", err, n/2+4)
 	}
 }
