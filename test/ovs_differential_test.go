@@ -247,7 +247,11 @@ func runOVSDiff(t *testing.T, d *cliDaemon, dir string, p *ovsref.Pipeline, dump
 	if rejected == "" {
 		file := filepath.Join(dir, p.Name+".flows")
 		writeFile(t, file, strings.Join(p.Flows, "\n")+"\n")
-		if _, errOut, err := d.try("add-flows", br, file); err != nil {
+		args := []string{"add-flows", br, file}
+		if p.Proto != "" {
+			args = append(args, "-O", p.Proto) // its adds' flags are the version's
+		}
+		if _, errOut, err := d.try(args...); err != nil {
 			rejected = fmt.Sprintf("add-flows: %v: %s", err, strings.TrimSpace(errOut))
 		}
 	}
