@@ -22,6 +22,7 @@ func flowModError(v uint8, what string, detail string) *openflow.Error {
 		"overlap":           {1, 3},
 		"bad_emerg_timeout": {3, 3},
 		"bad_flags":         {258, 7},
+		"bad_table_id":      {0, 2}, // 1.1+ only
 	}
 	c := codes[what]
 	code := c[1]
@@ -128,6 +129,11 @@ func modCommand(v uint8, fm *openflow.FlowMod) (cmd flow.Command, strict bool, t
 		return 0, false, 0, flowModError(v, "bad_command", fmt.Sprintf("flow mod command %d", fm.Command))
 	}
 	table = fm.TableID
+	if table == flow.TableAll && cmd != flow.CmdDelete && v != openflow.Version10 && !fm.Nicira {
+		// OpenFlow 1.2 and later take "all tables" for deletes only,
+		// as Open vSwitch checks.
+		return 0, false, 0, flowModError(v, "bad_table_id", "table 255 (all) in an add or modify")
+	}
 	if table == flow.TableAll && cmd == flow.CmdAdd {
 		// An add to "all tables" goes to table 0, as in Open vSwitch.
 		table = 0
