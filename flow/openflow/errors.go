@@ -40,7 +40,12 @@ const (
 	ErrTypeFlowModFailed  uint16 = 5
 	ErrTypeGroupModFailed uint16 = 6
 	ErrTypePortModFailed  uint16 = 7
-	ErrTypeExperimenter   uint16 = 0xffff
+	// OFPET_BAD_PROPERTY and OFPET_ASYNC_CONFIG_FAILED are numbered as
+	// in OpenFlow 1.4; Open vSwitch sends them to earlier versions in
+	// other forms.
+	ErrTypeBadProperty       uint16 = 14
+	ErrTypeAsyncConfigFailed uint16 = 15
+	ErrTypeExperimenter      uint16 = 0xffff
 )
 
 // Error codes used by this package (OpenFlow 1.3 numbering).
@@ -53,6 +58,12 @@ const (
 	CodeBadRequestExperimenter uint16 = 3 // OFPBRC_BAD_EXPERIMENTER (BAD_VENDOR)
 	CodeBadRequestExpType      uint16 = 4 // OFPBRC_BAD_EXP_TYPE (BAD_SUBTYPE)
 	CodeBadRequestLen          uint16 = 6 // OFPBRC_BAD_LEN
+
+	CodeBadPropertyType uint16 = 0 // OFPBPC_BAD_TYPE
+	CodeBadPropertyLen  uint16 = 1 // OFPBPC_BAD_LEN
+
+	CodeAsyncConfigInvalid     uint16 = 0 // OFPACFC_INVALID
+	CodeAsyncConfigUnsupported uint16 = 1 // OFPACFC_UNSUPPORTED
 
 	CodeBadActionType         uint16 = 0 // OFPBAC_BAD_TYPE
 	CodeBadActionLen          uint16 = 1 // OFPBAC_BAD_LEN

@@ -43,6 +43,9 @@ const (
 	kBarrierReply
 	kRoleRequest
 	kRoleReply
+	kGetAsyncRequest
+	kGetAsyncReply
+	kSetAsync
 	nKinds
 )
 
@@ -74,6 +77,9 @@ var wireTypes = [nKinds][2]uint8{
 	kBarrierReply:     {19, 21},
 	kRoleRequest:      {none, 24},
 	kRoleReply:        {none, 25},
+	kGetAsyncRequest:  {none, 26},
+	kGetAsyncReply:    {none, 27},
+	kSetAsync:         {none, 28},
 }
 
 func typeOf(k kind, v uint8) (uint8, error) {
@@ -193,6 +199,14 @@ func decodeBody(v uint8, k kind, r *rd) (Message, error) {
 		return decodePacketIn(v, r)
 	case kFlowRemoved:
 		return decodeFlowRemoved(v, r)
+	case kGetAsyncRequest:
+		return &GetAsyncRequest{}, nil
+	case kGetAsyncReply:
+		b, err := decodeAsyncBody(r, v >= Version14)
+		return &GetAsyncReply{b}, err
+	case kSetAsync:
+		b, err := decodeAsyncBody(r, v >= Version14)
+		return &SetAsync{AsyncBody: b}, err
 	case kPortStatus:
 		return decodePortStatus(v, r)
 	case kPacketOut:

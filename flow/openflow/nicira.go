@@ -125,6 +125,9 @@ func decodeExperimenter(v uint8, r *rd) (Message, error) {
 		return decodeNXPacketIn(r)
 	case nxtFlowRemoved:
 		return decodeNXFlowRemoved(r)
+	case nxtSetAsyncConfig, nxtSetAsyncConfig2:
+		b, err := decodeAsyncBody(r, st == nxtSetAsyncConfig2)
+		return &SetAsync{Nicira: true, AsyncBody: b}, err
 	case nxtPacketIn2:
 		return decodePacketIn2(r)
 	case nxtFlowMonitorCancel:
