@@ -46,18 +46,19 @@ type asyncCfg struct {
 	missSendLen  uint16
 	role         uint32
 	controllerID uint16
+	masks        asyncMasks // asyncconfig.go
 }
 
-// receives reports whether the connection gets asynchronous messages at
-// all, and packet ins in particular (slaves get only port status).
-func (a *asyncCfg) receives() (any, packetIns bool) {
-	if a == nil || a.version == 0 {
-		return false, false
-	}
-	if a.kind == Service && a.missSendLen == 0 {
-		return false, false
-	}
-	return true, a.role != openflow.RoleSlave
+// live reports whether the connection gets asynchronous messages at
+// all: a management connection only once it set a miss_send_len.
+func (a *asyncCfg) live() bool {
+	return a != nil && a.version != 0 && (a.kind != Service || a.missSendLen != 0)
+}
+
+// wants reports whether the connection gets a message of kind
+// (openflow.Async*) for reason, as its role's masks say.
+func (a *asyncCfg) wants(kind int, reason uint8) bool {
+	return a.live() && reason < 32 && a.masks.of(a.role)[kind]&(1<<reason) != 0
 }
 
 // asyncState is a connection's queue and writer.
@@ -79,7 +80,7 @@ type AsyncStats struct {
 // the bridge must send.
 func (c *conn) publishAsync() {
 	a := &asyncCfg{version: c.version, kind: c.kind, format: c.pinFormat, flowFormat: c.flowFormat, missSendLen: c.config.MissSendLen,
-		role: c.role, controllerID: c.controllerID}
+		role: c.role, controllerID: c.controllerID, masks: c.asyncConf()}
 	old := c.async.cfg.Swap(a)
 	if old == nil || *old != *a {
 		c.s.changed()
@@ -176,7 +177,7 @@ func (s *Server) AsyncStats() AsyncStats {
 func (s *Server) Wants() (packetIns, miss bool) {
 	for _, c := range s.liveConns() {
 		a := c.async.cfg.Load()
-		if _, pins := a.receives(); pins {
+		if a.live() && a.masks.of(a.role)[openflow.AsyncPacketIn] != 0 {
 			packetIns = true
 			if a.version < openflow.Version13 && a.controllerID == 0 {
 				miss = true
@@ -203,14 +204,10 @@ func (s *Server) Connected() int {
 func (s *Server) PacketIn(pi *flow.PacketIn, data []byte, totalLen int) {
 	for _, c := range s.liveConns() {
 		a := c.async.cfg.Load()
-		if _, pins := a.receives(); !pins || a.controllerID != pi.ControllerID {
+		// By default, no invalid_ttl, and no table miss without a flow
+		// from OpenFlow 1.3 on (asyncconfig.go).
+		if !a.wants(openflow.AsyncPacketIn, uint8(pi.Reason)) || a.controllerID != pi.ControllerID {
 			continue
-		}
-		if pi.Reason == flow.ReasonInvalidTTL {
-			continue // not in the default asynchronous configuration
-		}
-		if pi.Reason == flow.ReasonImplicitMiss && a.version >= openflow.Version13 {
-			continue // OpenFlow 1.3 drops table misses by default
 		}
 		d := data
 		if pi.Reason.IsMiss() && a.missSendLen != flow.MaxLenAll {
@@ -434,7 +431,7 @@ func (s *Server) PortModifiedBy(old, p openflow.Port, from Origin) {
 func (s *Server) portStatus(reason uint8, old *openflow.Port, p openflow.Port, sender *conn) {
 	for _, c := range s.liveConns() {
 		a := c.async.cfg.Load()
-		if ok, _ := a.receives(); !ok {
+		if !a.wants(openflow.AsyncPortStatus, reason) {
 			continue
 		}
 		if c == sender && a.version < openflow.Version15 {

@@ -381,8 +381,10 @@ type conn struct {
 	xid         uint32
 
 	// Asynchronous messages (async.go).
-	pinFormat    uint32 // NXT_SET_PACKET_IN_FORMAT
-	controllerID uint16 // NXT_SET_CONTROLLER_ID
+	pinFormat    uint32     // NXT_SET_PACKET_IN_FORMAT
+	controllerID uint16     // NXT_SET_CONTROLLER_ID
+	asyncMasks   asyncMasks // the set async configuration (asyncconfig.go)
+	asyncSet     bool       // one was set: the version's default until then
 	async        asyncState
 	mon          monitorState            // flow monitors (monitor.go)
 	bundles      map[uint32]*bundleState // open bundles, by id (bundle.go)

@@ -39,6 +39,9 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 	if typ == errTypeMonitorFailed && v < openflow.Version14 {
 		return monitorError(v, code, data)
 	}
+	if (typ == openflow.ErrTypeBadProperty || typ == openflow.ErrTypeAsyncConfigFailed) && v < openflow.Version14 {
+		return propertyError10(v, typ, code, data)
+	}
 	if typ == errTypeBundleFailed && v == openflow.Version13 {
 		// ONF's bundle errors (bundle.go).
 		return &openflow.ErrorMsg{Type: openflow.ErrTypeExperimenter, Code: onfBundleErrBase + code, Experimenter: onfExperimenter, Data: data}
@@ -133,3 +136,33 @@ func monitorError(v uint8, code uint16, data []byte) *openflow.ErrorMsg {
 	}
 	return &openflow.ErrorMsg{Type: openflow.ErrTypeExperimenter, Code: e.exp, Experimenter: openflow.NiciraExperimenter, Data: data}
 }
+
+// propertyError10 is an OFPET_BAD_PROPERTY or OFPET_ASYNC_CONFIG_FAILED
+// error (OpenFlow 1.4's) before OpenFlow 1.4, as Open vSwitch sends it:
+// a bad property as OpenFlow 1.3's OFPET_TABLE_FEATURES_FAILED (type 13,
+// the code 2 on), a Nicira error of that type and code in 1.0; an async
+// config failure as ONF's experimenter error 2370 on in 1.3, and in 1.0,
+// which cannot say it, as Nicira's NXBRC_UNENCODABLE_ERROR.
+func propertyError10(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
+	switch {
+	case typ == openflow.ErrTypeBadProperty && v == openflow.Version10:
+		d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
+		d = binary.BigEndian.AppendUint16(d, typeTableFeaturesFailed)
+		d = binary.BigEndian.AppendUint16(d, code+2)
+		return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+	case typ == openflow.ErrTypeBadProperty:
+		return &openflow.ErrorMsg{Type: typeTableFeaturesFailed, Code: code + 2, Data: data}
+	case v == openflow.Version13:
+		return &openflow.ErrorMsg{Type: openflow.ErrTypeExperimenter, Code: onfAsyncErrBase + code, Experimenter: onfExperimenter, Data: data}
+	}
+	d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
+	d = binary.BigEndian.AppendUint16(d, openflow.ErrTypeBadRequest)
+	d = binary.BigEndian.AppendUint16(d, nxbrcUnencodableError)
+	return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+}
+
+const (
+	typeTableFeaturesFailed uint16 = 13   // OpenFlow 1.3's OFPET_TABLE_FEATURES_FAILED
+	onfAsyncErrBase         uint16 = 2370 // ONF's OFPACFC_INVALID in OpenFlow 1.3
+	nxbrcUnencodableError   uint16 = 521  // NXBRC_UNENCODABLE_ERROR
+)

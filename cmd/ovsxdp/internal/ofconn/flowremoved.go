@@ -12,9 +12,9 @@ import (
 // asked for it (send_flow_rem), was removed for reason at when, as Open
 // vSwitch does: in the connection's version and flow format (OpenFlow
 // 1.0 with the NXM flow format gets NXT_FLOW_REMOVED), and only for the
-// reasons its default asynchronous configuration has for flow removals:
-// timeouts and deletes from OpenFlow 1.0 on, group deletes from 1.3,
-// meter deletes from 1.4; never to a slave.
+// reasons its asynchronous configuration has for flow removals: by
+// default, timeouts and deletes from OpenFlow 1.0 on, group deletes from
+// 1.3, meter deletes from 1.4; none to a slave (asyncconfig.go).
 func (s *Server) FlowRemoved(r *flow.Rule, reason flow.RemovedReason, at time.Time) {
 	type form struct {
 		version uint8
@@ -23,7 +23,7 @@ func (s *Server) FlowRemoved(r *flow.Rule, reason flow.RemovedReason, at time.Ti
 	var msg map[form][]byte // encoded once per form
 	for _, c := range s.liveConns() {
 		a := c.async.cfg.Load()
-		if any, _ := a.receives(); !any || a.role == openflow.RoleSlave || !removalSent(a.version, reason) {
+		if !a.wants(openflow.AsyncFlowRemoved, uint8(reason)) {
 			continue
 		}
 		nxm := a.version == openflow.Version10 && a.flowFormat == openflow.FlowFormatNXM
@@ -42,20 +42,6 @@ func (s *Server) FlowRemoved(r *flow.Rule, reason flow.RemovedReason, at time.Ti
 		}
 		s.enqueue(c, b)
 	}
-}
-
-// removalSent reports whether Open vSwitch's default asynchronous
-// configuration of version v sends a flow removal for reason.
-func removalSent(v uint8, reason flow.RemovedReason) bool {
-	switch reason {
-	case flow.RemovedIdleTimeout, flow.RemovedHardTimeout, flow.RemovedDelete:
-		return true
-	case flow.RemovedGroupDelete:
-		return v >= openflow.Version13
-	case flow.RemovedMeterDelete:
-		return v >= openflow.Version14
-	}
-	return false
 }
 
 // encodeFlowRemoved encodes the removal of r in version v (with nxm,

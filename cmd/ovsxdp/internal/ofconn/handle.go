@@ -90,6 +90,10 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		c.role = map[uint32]uint32{0: openflow.RoleEqual, 1: openflow.RoleMaster, 2: openflow.RoleSlave}[m.Role]
 		c.publishAsync()
 		return reply(&openflow.NXRoleReply{Role: m.Role})
+	case *openflow.SetAsync:
+		return fail(c.setAsync(m))
+	case *openflow.GetAsyncRequest:
+		return reply(c.getAsyncReply())
 	case *openflow.SetFlowFormat:
 		if m.Format != openflow.FlowFormatOpenFlow10 && m.Format != openflow.FlowFormatNXM {
 			return fail(&openflow.Error{Type: openflow.ErrTypeBadRequest, Code: codeBadRequestEPerm, Sentinel: openflow.ErrBadMessage, Detail: "flow format"})
