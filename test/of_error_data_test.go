@@ -113,20 +113,28 @@ func TestErrorDataMatchesOVS(t *testing.T) {
 	ref := ovsref.StartShared(t, "br0", ports)
 	s := startOFSwitchPorts(t, ports)
 	for _, c := range errorCases {
-		t.Run(c.name, func(t *testing.T) {
-			want := errorReplies(t, filepath.Join(ref.Dir, "br0.mgmt"), c)
-			got := errorReplies(t, filepath.Join(s.runDir, "br0.mgmt"), c)
-			t.Logf("Open vSwitch answered:\n%s", want)
-			if got != want {
-				t.Errorf("ovsxdp answered:\n%s\nOpen vSwitch:\n%s", got, want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { sameErrors(t, ref.Dir, s.runDir, c) })
 	}
+}
+
+// sameErrors sends case c to Open vSwitch (its run directory refDir) and
+// to ovsxdp (runDir), fails t when they answer with different errors,
+// and reports whether Open vSwitch refused it.
+func sameErrors(t *testing.T, refDir, runDir string, c errorCase) bool {
+	t.Helper()
+	want := errorReplies(t, filepath.Join(refDir, "br0.mgmt"), c)
+	got := errorReplies(t, filepath.Join(runDir, "br0.mgmt"), c)
+	t.Logf("Open vSwitch answered:\n%s", want)
+	if got != want {
+		t.Errorf("ovsxdp answered:\n%s\nOpen vSwitch:\n%s", got, want)
+	}
+	return want != ""
 }
 
 // errorReplies sends the case's messages (xids 1, 2, ...) then a barrier
 // on a connection to sock, and returns the errors it got before the
-// barrier's reply: xid, type, code, and data in hex.
+// barrier's reply (xid, type, code, and data in hex) and the async
+// config replies (xid and body in hex).
 func errorReplies(t *testing.T, sock string, c errorCase) string {
 	t.Helper()
 	conn, err := net.Dial("unix", sock)
@@ -166,6 +174,8 @@ func errorReplies(t *testing.T, sock string, c errorCase) string {
 				data = data[:200] + "..." + data[len(data)-200:]
 			}
 			out += fmt.Sprintf("xid %d: error type %d code %d, %d bytes of data: %s\n", h.Xid, m.Type, m.Code, len(m.Data), data)
+		case *openflow.GetAsyncReply:
+			out += fmt.Sprintf("xid %d: async config %x\n", h.Xid, b[openflow.HeaderLen:])
 		case *openflow.BarrierReply:
 			if h.Xid == barrier {
 				return out

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
@@ -64,14 +63,8 @@ func TestMatchFieldOrderMatchesOVS(t *testing.T) {
 	refused := 0
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			want := errorReplies(t, filepath.Join(ref.Dir, "br0.mgmt"), c)
-			got := errorReplies(t, filepath.Join(s.runDir, "br0.mgmt"), c)
-			t.Logf("Open vSwitch answered:\n%s", want)
-			if want != "" {
+			if sameErrors(t, ref.Dir, s.runDir, c) {
 				refused++
-			}
-			if got != want {
-				t.Errorf("ovsxdp answered:\n%s\nOpen vSwitch:\n%s", got, want)
 			}
 		})
 	}
