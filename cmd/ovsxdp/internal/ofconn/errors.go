@@ -16,6 +16,7 @@ const (
 	nxvcVendorError  uint16 = 0
 	type10FlowModErr uint16 = 3
 	type10PortModErr uint16 = 4
+	type10QueueOpErr uint16 = 5
 )
 
 // nx10 is a Nicira error of OpenFlow 1.0: type and code.
@@ -75,6 +76,8 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 		return vendor(nx10{1, 256}) // NXBRC_NXM_INVALID
 	case openflow.ErrTypeBadInstruction:
 		return vendor(nx10{2, 257}) // OFPBIC_UNSUP_INST
+	case errTypeQueueOpFailed:
+		em.Type = type10QueueOpErr
 	case openflow.ErrTypeFlowModFailed:
 		if code >= 256 { // OFPFMFC_BAD_FLAGS: NX1.0(3,258)
 			return vendor(nx10{type10FlowModErr, code})

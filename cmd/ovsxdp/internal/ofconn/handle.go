@@ -229,6 +229,12 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		if ok, err := c.meterMultipart(h.Xid, m, fail); ok {
 			return err
 		}
+		if r, ok, err := c.queueMultipart(v, m); ok { // queues.go
+			if err != nil {
+				return fail(err)
+			}
+			return reply(r)
+		}
 		code := openflow.CodeBadRequestMultipart
 		switch {
 		case m.Type == openflow.MPExperimenter && m.Experimenter != openflow.NiciraExperimenter:
@@ -279,6 +285,13 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		}
 		return fail(t.TLVTableMod(m))
 	case *openflow.Unknown:
+		if v == openflow.Version10 && m.Type == typeQueueGetConfigRequest10 || v == openflow.Version13 && m.Type == typeQueueGetConfigRequest13 {
+			r, err := c.queueGetConfig(v, m.Body) // queues.go
+			if err != nil {
+				return fail(err)
+			}
+			return reply(r)
+		}
 		if v != openflow.Version10 && m.Type == openflow.TypeMeterMod {
 			return fail(c.meterMod(m.Body))
 		}

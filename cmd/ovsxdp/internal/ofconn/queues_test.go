@@ -1,0 +1,40 @@
+package ofconn
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/ovsxdp/ovsxdp/flow/openflow"
+)
+
+// TestQueueRequests: queue stats of every queue get an empty reply, of
+// one queue OFPQOFC_BAD_QUEUE, of a port the bridge lacks
+// OFPQOFC_BAD_PORT; the table descriptions list every table.
+// test/TestQueuesAndTableDescMatchOVS holds them to Open vSwitch 3.1's.
+func TestQueueRequests(t *testing.T) {
+	s := newTestServer()
+	cl := dialController(t, s, openflow.Version13)
+	port := s.br.Ports()[0].PortNo
+	stats := func(port, queue uint32) {
+		body := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, port), queue)
+		cl.send(&openflow.MultipartRaw{Type: mpQueue, Body: body})
+	}
+	stats(0xffffffff, queueAll)
+	if r := expect[*openflow.MultipartRaw](cl); !r.Reply || r.Type != mpQueue || len(r.Body) != 0 {
+		t.Errorf("every queue: %+v", r)
+	}
+	for _, tt := range []struct {
+		port, queue uint32
+		code        uint16
+	}{{port, 1, codeQueueBadQueue}, {0xffffffff, 1, codeQueueBadQueue}, {port + 100, queueAll, codeQueueBadPort}} {
+		stats(tt.port, tt.queue)
+		if e := expect[*openflow.ErrorMsg](cl); e.Type != errTypeQueueOpFailed || e.Code != tt.code {
+			t.Errorf("port %d queue %d: error %d/%d, want %d/%d", tt.port, tt.queue, e.Type, e.Code, errTypeQueueOpFailed, tt.code)
+		}
+	}
+	cl14 := dialController(t, s, openflow.Version14)
+	cl14.send(&openflow.MultipartRaw{Type: mpTableDesc})
+	if r := expect[*openflow.MultipartRaw](cl14); len(r.Body) != 16*nTables || r.Body[2+16*(nTables-1)] != nTables-1 {
+		t.Errorf("table desc of %d bytes", len(r.Body))
+	}
+}
