@@ -58,11 +58,13 @@ func waitExit(d *cliDaemon, bound time.Duration) bool {
 
 // startNSDaemon starts `ovsxdp daemon` inside the namespace ns (through
 // ip netns exec, which execs it: the PID is the daemon's) and waits until
-// it answers. The test's cleanup kills it by PID.
+// it answers. The test's cleanup kills it by PID. Its run directory is
+// the test's own: a namespace shares the machine's /run, and a daemon
+// killed there would leave its sockets in /run/ovsxdp.
 func startNSDaemon(t *testing.T, bin string, ns *netns.NS, sock, state string) *cliDaemon {
 	t.Helper()
 	d := &cliDaemon{bin: bin, sock: sock, state: state, log: new(topo.SyncBuffer)}
-	d.cmd = exec.Command("ip", "netns", "exec", ns.Name, bin, "daemon", "--socket", sock, "--state", state)
+	d.cmd = exec.Command("ip", "netns", "exec", ns.Name, bin, "daemon", "--socket", sock, "--state", state, "--rundir", filepath.Join(t.TempDir(), "run"))
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -133,8 +133,9 @@ func sameErrors(t *testing.T, refDir, runDir string, c errorCase) bool {
 
 // errorReplies sends the case's messages (xids 1, 2, ...) then a barrier
 // on a connection to sock, and returns the errors it got before the
-// barrier's reply (xid, type, code, and data in hex) and the async
-// config replies (xid and body in hex).
+// barrier's reply (xid, type, code, and data in hex) and the replies
+// this package has no type of its own for, with the async config
+// replies (xid, type and body in hex).
 func errorReplies(t *testing.T, sock string, c errorCase) string {
 	t.Helper()
 	conn, err := net.Dial("unix", sock)
@@ -174,8 +175,8 @@ func errorReplies(t *testing.T, sock string, c errorCase) string {
 				data = data[:200] + "..." + data[len(data)-200:]
 			}
 			out += fmt.Sprintf("xid %d: error type %d code %d, %d bytes of data: %s\n", h.Xid, m.Type, m.Code, len(m.Data), data)
-		case *openflow.GetAsyncReply:
-			out += fmt.Sprintf("xid %d: async config %x\n", h.Xid, b[openflow.HeaderLen:])
+		case *openflow.GetAsyncReply, *openflow.MultipartRaw, *openflow.Unknown:
+			out += fmt.Sprintf("xid %d: type %d reply %x\n", h.Xid, b[1], b[openflow.HeaderLen:])
 		case *openflow.BarrierReply:
 			if h.Xid == barrier {
 				return out
