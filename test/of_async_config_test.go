@@ -67,19 +67,14 @@ func TestAsyncConfigMatchesOVS(t *testing.T) {
 		{"nx2-1.4", v14, asyncMsgs(nx(props(asyncProp(5, 0x4))), get)},
 		{"set-short-1.3", v13, asyncMsgs(&openflow.Unknown{Type: 28, Body: make([]byte, 20)}, get)},
 	}
-	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
-	ref := ovsref.StartShared(t, "br0", ports)
-	s := startOFSwitchPorts(t, ports)
-	refused := 0
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if sameErrors(t, ref.Dir, s.runDir, c) {
-				refused++
-			}
-		})
+	answered := 0
+	for _, a := range compareCases(t, cases, nil) {
+		if a != "" {
+			answered++
+		}
 	}
-	if refused < len(cases)/2 {
-		t.Errorf("Open vSwitch answered %d of the %d cases, want most", refused, len(cases))
+	if answered < len(cases)/2 {
+		t.Errorf("Open vSwitch answered %d of the %d cases, want most", answered, len(cases))
 	}
 }
 
@@ -207,18 +202,7 @@ func TestQueuesAndTableDescMatchOVS(t *testing.T) {
 		errorCase{"table-desc-1.4", v14, asyncMsgs(mp(14, nil))},
 		errorCase{"table-desc-1.5", v15, asyncMsgs(mp(14, nil))},
 	)
-	ports := []ovsref.Port{{Name: "p1", OFPort: 1}, {Name: "p2", OFPort: 2}}
-	ref := ovsref.StartShared(t, "br0", ports)
-	s := startOFSwitchPorts(t, ports)
-	refused := 0
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if sameErrors(t, ref.Dir, s.runDir, c) && strings.Contains(errorReplies(t, filepath.Join(ref.Dir, "br0.mgmt"), c), "error") {
-				refused++
-			}
-		})
-	}
-	if refused == 0 || refused == len(cases) {
+	if refused := refusals(compareCases(t, cases, nil)); refused == 0 || refused == len(cases) {
 		t.Errorf("Open vSwitch refused %d of the %d cases: the cases tell nothing", refused, len(cases))
 	}
 }
