@@ -193,8 +193,9 @@ type Server struct {
 	helloTimeout, probeInterval, writeTimeout time.Duration
 
 	asyncSent, asyncDropped atomic.Uint64
-	mons                    monitoring // flow monitors (monitor.go)
-	acct                    accounting // messages received and refused (rejections.go)
+	mons                    monitoring   // flow monitors (monitor.go)
+	tableCfg                tableConfigs // the tables' settings (tablemod.go)
+	acct                    accounting   // messages received and refused (rejections.go)
 
 	mu     sync.Mutex // protects the fields below
 	ln     net.Listener

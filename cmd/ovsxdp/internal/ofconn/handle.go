@@ -292,6 +292,9 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 			}
 			return reply(r)
 		}
+		if v != openflow.Version10 && m.Type == typeTableMod {
+			return fail(c.tableMod(m.Body)) // tablemod.go
+		}
 		if v != openflow.Version10 && m.Type == openflow.TypeMeterMod {
 			return fail(c.meterMod(m.Body))
 		}

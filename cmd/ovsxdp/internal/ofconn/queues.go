@@ -7,13 +7,12 @@ import (
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
-// Queues and table descriptions. ovsxdp has no QoS queues: a port has
+// Queues and table descriptions (tablemod.go). ovsxdp has no QoS queues: a port has
 // none, as an Open vSwitch port without a QoS configuration. The
 // requests that read queues get Open vSwitch's answers for such ports:
 // an empty reply for every queue of a port (or of every port), and
 // OFPQOFC_BAD_QUEUE for one queue, OFPQOFC_BAD_PORT for a port the bridge
-// does not have. The tables' descriptions are Open vSwitch's defaults:
-// eviction and vacancy events off.
+// does not have.
 
 // Multipart types and messages of this file.
 const (
@@ -181,21 +180,6 @@ func (c *conn) queueGetConfig(v uint8, body []byte) (*openflow.Unknown, error) {
 	return &openflow.Unknown{Type: typ, Body: reply}, nil
 }
 
-// tableDesc answers OFPMP_TABLE_DESC (OpenFlow 1.4 on): each table,
-// its configuration 0 and the eviction flags property.
-func tableDesc() *openflow.MultipartRaw {
-	var b []byte
-	for t := range nTables {
-		b = binary.BigEndian.AppendUint16(b, 16)
-		b = append(b, byte(t), 0)
-		b = binary.BigEndian.AppendUint32(b, 0)
-		b = binary.BigEndian.AppendUint16(b, tablePropEviction)
-		b = binary.BigEndian.AppendUint16(b, 8)
-		b = binary.BigEndian.AppendUint32(b, tableEvictionFlags)
-	}
-	return &openflow.MultipartRaw{Reply: true, Type: mpTableDesc, Body: b}
-}
-
 func badLen(format string, args ...any) *openflow.Error {
 	return &openflow.Error{Type: openflow.ErrTypeBadRequest, Code: openflow.CodeBadRequestLen, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf(format, args...)}
 }
@@ -212,7 +196,7 @@ func (c *conn) queueMultipart(v uint8, m *openflow.MultipartRaw) (r openflow.Mes
 	case m.Type == mpQueueDesc && v >= openflow.Version14:
 		r, err = c.queueDesc(m)
 	case m.Type == mpTableDesc && v >= openflow.Version14:
-		r = tableDesc()
+		r = c.s.tableDesc()
 	default:
 		return nil, false, nil
 	}

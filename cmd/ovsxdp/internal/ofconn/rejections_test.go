@@ -42,9 +42,9 @@ func TestRejectionsCounted(t *testing.T) {
 			"OFPT_FLOW_MOD", "OFPMMFC_INVALID_METER", "meter"},
 		{"tlv table mod", &openflow.Experimenter{Experimenter: openflow.NiciraExperimenter, ExpType: 24, Data: make([]byte, 8)}, 1,
 			"NXT_TLV_TABLE_MOD", "OFPBRC_BAD_EXP_TYPE", ReasonUnsupported},
-		{"queue stats", &openflow.MultipartRaw{Type: 5, Body: make([]byte, 8)}, 1, "OFPMP_QUEUE", "OFPBRC_BAD_MULTIPART", ReasonUnsupported},
+		{"bundle features", &openflow.MultipartRaw{Type: 19, Body: make([]byte, 8)}, 1, "OFPMP_BUNDLE_FEATURES", "OFPBRC_BAD_MULTIPART", ReasonUnsupported},
 		{"meter add", &openflow.Unknown{Type: 29, Body: []byte{0, 0, 0, 0, 0, 0, 0, 1}}, 1, "OFPT_METER_MOD", "OFPMMFC_INVALID_METER", "meter"},
-		{"table mod", &openflow.Unknown{Type: 17, Body: make([]byte, 8)}, 1, "OFPT_TABLE_MOD", "OFPBRC_BAD_TYPE", ReasonUnsupported},
+		{"requestforward", &openflow.Unknown{Type: 32, Body: make([]byte, 8)}, 1, "OFPT_REQUESTFORWARD", "OFPBRC_BAD_TYPE", ReasonUnsupported},
 	}
 	s := newTestServer()
 	cl := dial(t, s, openflow.Version15)
@@ -93,7 +93,7 @@ func TestRejectionsCounted(t *testing.T) {
 	}
 	recv := s.Received()
 	// Six flow mods were refused, one accepted.
-	if recv["OFPT_FLOW_MOD"] != 6 || recv["OFPT_HELLO"] != 1 || recv["OFPT_BARRIER_REQUEST"] != 1 || recv["OFPMP_QUEUE"] != 1 {
+	if recv["OFPT_FLOW_MOD"] != 6 || recv["OFPT_HELLO"] != 1 || recv["OFPT_BARRIER_REQUEST"] != 1 || recv["OFPMP_BUNDLE_FEATURES"] != 1 {
 		t.Errorf("received %v", recv)
 	}
 }
