@@ -59,8 +59,10 @@ func TestCLIBadInput(t *testing.T) {
 		{"duplicate bridge", []string{"add-br", "br0"}, "bridge br0: bridge exists"},
 		{"masked microflow", []string{"ofproto/trace", "br0", "ip,nw_dst=10.0.0.0/8"}, "prefix/mask not allowed"},
 		{"unreachable socket", []string{"--socket", filepath.Join(dir, "nothing.sock"), "list-br"}, "cannot reach the daemon at " + filepath.Join(dir, "nothing.sock")},
-		{"bad daemon flag", []string{"daemon", "--metrics", "0.0.0.0:9476"}, `"0.0.0.0" is not a loopback address`},
-		{"second daemon", []string{"daemon", "--state", filepath.Join(dir, "other.json")}, "another daemon is listening on it"},
+		// The refused daemons get a run directory of the test's: the
+		// machine's /run/ovsxdp is not the test's to make.
+		{"bad daemon flag", []string{"daemon", "--metrics", "0.0.0.0:9476", "--rundir", filepath.Join(dir, "run2")}, `"0.0.0.0" is not a loopback address`},
+		{"second daemon", []string{"daemon", "--state", filepath.Join(dir, "other.json"), "--rundir", filepath.Join(dir, "run2")}, "another daemon is listening on it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,7 +80,7 @@ func TestCLIBadInput(t *testing.T) {
 		if err := os.WriteFile(bad, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		stdout, stderr, err := runCLI(bin, "daemon", "--socket", filepath.Join(dir, "other.sock"), "--state", bad)
+		stdout, stderr, err := runCLI(bin, "daemon", "--socket", filepath.Join(dir, "other.sock"), "--state", bad, "--rundir", filepath.Join(dir, "run3"))
 		checkOneLineError(t, stdout, stderr, err, "state file "+bad+" is corrupt: line 2, column 38: invalid character 'o'")
 		if got, _ := os.ReadFile(bad); string(got) != content {
 			t.Errorf("the corrupt state file was changed")

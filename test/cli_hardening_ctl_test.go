@@ -92,7 +92,7 @@ func TestCLITwoDaemonsOneStateFile(t *testing.T) {
 	state := filepath.Join(dir, "state.json")
 	d := startCLIDaemon(t, bin, filepath.Join(dir, "a.sock"), state)
 	d.run(t, "add-br", "br0")
-	stdout, stderr, err := runCLITimeout(30*time.Second, bin, "daemon", "--socket", filepath.Join(dir, "b.sock"), "--state", state)
+	stdout, stderr, err := runCLITimeout(30*time.Second, bin, "daemon", "--socket", filepath.Join(dir, "b.sock"), "--state", state, "--rundir", filepath.Join(dir, "run2"))
 	checkOneLineError(t, stdout, stderr, err, "state file "+state+": in use by another daemon (pid "+strconv.Itoa(d.cmd.Process.Pid)+")")
 	if out := d.run(t, "list-br"); out != "br0\n" {
 		t.Errorf("the first daemon lists %q", out)
@@ -174,7 +174,7 @@ func TestCLIPprofOnlyWhenAsked(t *testing.T) {
 		}
 	}
 
-	stdout, stderr, err := runCLITimeout(30*time.Second, bin, "daemon", "--socket", filepath.Join(dir, "d.sock"), "--state", "", "--pprof", "0.0.0.0:6060")
+	stdout, stderr, err := runCLITimeout(30*time.Second, bin, "daemon", "--socket", filepath.Join(dir, "d.sock"), "--state", "", "--pprof", "0.0.0.0:6060", "--rundir", filepath.Join(dir, "run"))
 	checkOneLineError(t, stdout, stderr, err, `--pprof "0.0.0.0:6060": "0.0.0.0" is not a loopback address`)
 }
 
