@@ -130,6 +130,12 @@ func decodeExperimenter(v uint8, r *rd) (Message, error) {
 		return &SetAsync{Nicira: true, AsyncBody: b}, err
 	case nxtPacketIn2:
 		return decodePacketIn2(r)
+	case nxtResume:
+		m, err := decodePacketIn2(r)
+		if err != nil {
+			return nil, err
+		}
+		return &Resume{*m}, nil
 	case nxtFlowMonitorCancel:
 		m = &FlowMonitorCancel{ID: r.u32("flow monitor cancel")}
 	case nxtFlowMonitorPaused:

@@ -20,8 +20,8 @@ const (
 // PacketIn2 is NXT_PACKET_IN2, the packet-in a controller gets after
 // NXT_SET_PACKET_IN_FORMAT nxt_packet_in2 (ovs-ofctl monitor asks for it).
 // Its fields are properties; the Has* flags say which are present (Packet,
-// TableID, Cookie, Reason and Metadata always are when this package
-// encodes).
+// TableID, Reason and Metadata always are when this package encodes, and
+// Cookie unless it is NoCookie, as Open vSwitch encodes it).
 type PacketIn2 struct {
 	Packet          []byte
 	FullLen         uint32
@@ -82,9 +82,13 @@ func decodePacketIn2(r *rd) (*PacketIn2, error) {
 			return nil, badMessage("packet in2 property %d length %d", p.Type, len(p.Data)+4)
 		}
 	}
-	const required = 1<<pin2Packet | 1<<pin2TableID | 1<<pin2Cookie | 1<<pin2Reason | 1<<pin2Metadata
-	if seen&required != required {
-		return nil, badMessage("packet in2 without a required property")
+	// As Open vSwitch reads it: only the packet is required; without a
+	// cookie, there is none (all ones).
+	if seen&(1<<pin2Packet) == 0 || len(m.Packet) == 0 {
+		return nil, badMessage("packet in2 without a packet")
+	}
+	if seen&(1<<pin2Cookie) == 0 {
+		m.Cookie = NoCookie
 	}
 	return m, nil
 }
@@ -92,6 +96,30 @@ func decodePacketIn2(r *rd) (*PacketIn2, error) {
 func (m *PacketIn2) msgType(v uint8) (uint8, error) { return typeOf(kExperimenter, v) }
 func (m *PacketIn2) appendBody(_ uint8, w *wr) error {
 	nxHeader(w, nxtPacketIn2)
+	return m.appendProps(w)
+}
+
+// NoCookie is a packet in's cookie when it has none (all ones), as a
+// packet out's.
+const NoCookie = ^uint64(0)
+
+// nxtResume is NXT_RESUME's subtype.
+const nxtResume = 28
+
+// Resume is NXT_RESUME: a controller sends back a packet in of a paused
+// pipeline, its continuation included, for the switch to resume it. Its
+// properties are NXT_PACKET_IN2's.
+type Resume struct{ PacketIn2 }
+
+func (m *Resume) msgType(v uint8) (uint8, error) { return typeOf(kExperimenter, v) }
+func (m *Resume) appendBody(_ uint8, w *wr) error {
+	nxHeader(w, nxtResume)
+	return m.appendProps(w)
+}
+
+// appendProps writes the properties, in the order Open vSwitch writes
+// them (the continuation before the userdata).
+func (m *PacketIn2) appendProps(w *wr) error {
 	meta := &wr{}
 	if err := appendFields(meta, m.Metadata); err != nil {
 		return err
@@ -103,15 +131,17 @@ func (m *PacketIn2) appendBody(_ uint8, w *wr) error {
 	if m.HasBufferID {
 		ps = append(ps, Property{pin2BufferID, be32(m.BufferID)})
 	}
-	ps = append(ps, Property{pin2TableID, []byte{m.TableID}},
-		Property{pin2Cookie, append([]byte{0, 0, 0, 0}, be64(m.Cookie)...)},
-		Property{pin2Reason, []byte{m.Reason}},
-		Property{pin2Metadata, meta.b})
-	if m.HasUserData {
-		ps = append(ps, Property{pin2UserData, m.UserData})
+	ps = append(ps, Property{pin2TableID, []byte{m.TableID}})
+	if m.Cookie != NoCookie {
+		ps = append(ps, Property{pin2Cookie, append([]byte{0, 0, 0, 0}, be64(m.Cookie)...)})
 	}
+	ps = append(ps, Property{pin2Reason, []byte{m.Reason}},
+		Property{pin2Metadata, meta.b})
 	if m.HasContinuation {
 		ps = append(ps, Property{pin2Continuation, m.Continuation})
+	}
+	if m.HasUserData {
+		ps = append(ps, Property{pin2UserData, m.UserData})
 	}
 	if err := appendProps(w, ps); err != nil {
 		return fmt.Errorf("packet in2: %w", err)

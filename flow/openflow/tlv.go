@@ -40,8 +40,8 @@ const (
 )
 
 // CodeTLV10 returns the OFPET_BAD_REQUEST code that OpenFlow 1.0 and 1.1
-// give a Nicira experimenter code of the TLV table (NX1.0-1.1 numbering),
-// and false for another code.
+// give a Nicira experimenter code of the TLV table or of NXT_RESUME
+// (NX1.0-1.1 numbering), and false for another code.
 func CodeTLV10(code uint16) (uint16, bool) {
 	switch {
 	case code >= CodeTLVBadCommand && code <= CodeTLVDupEntry:
@@ -50,6 +50,8 @@ func CodeTLV10(code uint16) (uint16, bool) {
 		return 536, true
 	case code == CodeTLVInvalidDel:
 		return 537, true
+	case code == 34 || code == 35: // NXR_NOT_SUPPORTED, NXR_STALE (NXT_RESUME's)
+		return 533 + code - 34, true
 	}
 	return 0, false
 }
