@@ -156,6 +156,7 @@ type Action struct {
 	Src, Dst Subfield  // ActMove, ActOutputReg, ActPush (Src); ActLoad, ActMove, ActPop, ActCheckPktLarger (Dst)
 	Mask     uint64    // ActWriteMetadata: the metadata bits written; ActCheckPktLen: its branches' lengths
 	Table    uint8     // ActResubmit: the table, or TableCurrent
+	Pause    bool      // ActController: controller(pause), which freezes the pipeline for the controller to resume
 	Note     string    // ActNote: the bytes as written; ActDecTTL: controller ids, "" for none
 	Learn    *Learn    // ActLearn: immutable once parsed
 	PacketIn *PacketIn // ActController as a datapath action: immutable

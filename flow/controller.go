@@ -120,6 +120,10 @@ type PacketIn struct {
 	CtNwProto uint8
 	CtTpSrc   uint16
 	CtTpDst   uint16
+	// Continuation, when not nil, is the pipeline a controller(pause)
+	// action froze (continuation.go): the controller resumes it with
+	// NXT_RESUME.
+	Continuation *Continuation
 }
 
 // PacketInTunMeta is one tun_metadata field of a packet in: its index
@@ -164,7 +168,7 @@ func (x *xlate) failOpen() bool {
 // formatController writes a controller action as ovs-ofctl does.
 func formatController(b *strings.Builder, a *Action) {
 	reason := PacketInReason(a.Table)
-	if reason == ReasonAction && a.Mask == 0 && a.Note == "" && a.Port == 0 {
+	if reason == ReasonAction && a.Mask == 0 && a.Note == "" && a.Port == 0 && !a.Pause {
 		b.WriteString("CONTROLLER:" + strconv.FormatUint(a.Value, 10))
 		return
 	}
@@ -180,6 +184,9 @@ func formatController(b *strings.Builder, a *Action) {
 	}
 	if a.Note != "" {
 		parts = append(parts, "userdata="+noteText(a.Note))
+	}
+	if a.Pause {
+		parts = append(parts, "pause")
 	}
 	if a.Port != 0 {
 		parts = append(parts, "meter_id="+strconv.FormatUint(uint64(a.Port), 10))
@@ -254,7 +261,7 @@ func controllerArg(s string, at *token, a *Action) error {
 		}
 		a.Note = string(b)
 	case "pause":
-		return unsupportedAt(s, at, "controller(pause) is not supported: ovsxdp has no continuations")
+		a.Pause = true
 	case "meter_id":
 		v, err := parseNum(at.value, 32)
 		if err != nil {
@@ -275,6 +282,14 @@ const MaxUserdata = 0xffff - 64
 // the controller, with r nil): the datapath action carries the state the
 // packet in reports.
 func (x *xlate) controller(a *Action, miss bool) {
+	d := *a
+	d.PacketIn = x.packetIn(a, miss)
+	x.emit(d)
+}
+
+// packetIn commits the flow's changes and returns the packet in that
+// controller action a (or a table miss, with miss set) sends.
+func (x *xlate) packetIn(a *Action, miss bool) *PacketIn {
 	x.commit()
 	reason := PacketInReason(a.Table)
 	if reason == ReasonAction && a.Mask == 0 && a.Note == "" && a.Port == 0 {
@@ -310,6 +325,10 @@ func (x *xlate) controller(a *Action, miss bool) {
 	if x.rule != nil && !miss {
 		pi.Cookie = x.rule.Cookie
 	}
+	if f := x.resumed; f != nil && x.rule == nil {
+		// A resumed continuation's own actions: the rule's they were.
+		pi.Table, pi.Cookie = f.Table, f.Cookie
+	}
 	// As Open vSwitch: without a meter_id, or with one that names no
 	// meter, the packet ins of a controller action go through the
 	// "controller" meter, if there is one.
@@ -320,9 +339,7 @@ func (x *xlate) controller(a *Action, miss bool) {
 	if m != nil {
 		pi.Meter, pi.MeterDpID = m.Run, m.DpID
 	}
-	d := *a
-	d.PacketIn = pi
-	x.emit(d)
+	return pi
 }
 
 // packetInTunnel gives pi the tunnel fields the packet has now. Those of
@@ -407,8 +424,8 @@ func formatODPController(a *Action) string {
 // FormatODPPacketIn writes the userspace action that sends pi to the
 // controllers as Open vSwitch prints it (in a sample through the meter of
 // a controller action's meter_id); dontSend is set in traces, which
-// send nothing. ovsxdp keeps no frozen state for it (no continuations),
-// so its recirc_id is always 0.
+// send nothing. ovsxdp keeps a continuation with the packet in, not
+// under a recirculation id, so its recirc_id is always 0.
 func FormatODPPacketIn(pi *PacketIn, dontSend bool) string {
 	if pi.Meter != nil {
 		// As Open vSwitch: a clone of the packet (a sample of 100%)
@@ -424,12 +441,15 @@ func formatODPUserspace(pi *PacketIn, dontSend bool) string {
 	if pi.Cookie != 0 && pi.Cookie != CookieNone {
 		c = "0x" + strconv.FormatUint(pi.Cookie, 16)
 	}
-	ds := "0"
+	ds, cont := "0", "0"
 	if dontSend {
 		ds = "1"
 	}
+	if pi.Continuation != nil {
+		cont = "1"
+	}
 	return "userspace(pid=0,controller(reason=" + strconv.Itoa(int(pi.Reason)) +
-		",dont_send=" + ds + ",continuation=0,recirc_id=0,rule_cookie=" + c +
+		",dont_send=" + ds + ",continuation=" + cont + ",recirc_id=0,rule_cookie=" + c +
 		",controller_id=" + strconv.Itoa(int(pi.ControllerID)) +
 		",max_len=" + strconv.Itoa(int(pi.MaxLen)) + "))"
 }

@@ -258,7 +258,7 @@ func TestControllerParseErrors(t *testing.T) {
 		in, want    string
 		unsupported bool
 	}{
-		{"actions=controller(pause)", "controller(pause) is not supported", true},
+
 		{"actions=controller(meter_id=0x100000000)", `invalid meter_id "0x100000000"`, false},
 		{"actions=controller(reason=explicit_miss)", `unknown reason "explicit_miss"`, false},
 		{"actions=controller(max_len=65536)", `invalid max_len "65536"`, false},

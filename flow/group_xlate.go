@@ -278,6 +278,9 @@ func (x *xlate) unroll(acts []Action, i int) {
 	x.freezeHere = false
 	if i < len(acts) {
 		x.frozen = append(x.frozen, acts[i:])
+		if x.paused != nil {
+			x.frozenFrames = append(x.frozenFrames, x.frame())
+		}
 	}
 }
 
@@ -285,6 +288,10 @@ func (x *xlate) unroll(acts []Action, i int) {
 // run under a recirculation id and emits recirc(id), after the hash
 // action the group emitted.
 func (x *xlate) finishFreeze() {
+	if x.paused != nil {
+		x.finishPause() // continuation.go
+		return
+	}
 	st := frozenState{
 		table:       x.frozenTable,
 		inPort:      x.flow.InPort,

@@ -445,7 +445,7 @@ func TestParseErrors(t *testing.T) {
 		{"priority on delete", "priority=5,ip", CmdDelete, 0, "priority=5", "priority is not allowed with del-flows", false},
 		{"misspelt actions", "ip actionsx=1", CmdAdd, 3, "actionsx=1", `expected "actions=" followed by the action list`, false},
 		{"unbalanced", "actions=resubmit(,1", CmdAdd, 8, "resubmit(,1", "unbalanced parentheses", false},
-		{"controller pause", "actions=controller(pause)", CmdAdd, 19, "pause", "controller(pause) is not supported: ovsxdp has no continuations", true},
+
 		{"enqueue", "actions=1,enqueue(1,2)", CmdAdd, 10, "enqueue(1,2)", "action enqueue(...) is not supported", true},
 		{"table above 254", "table=255,actions=1", CmdAdd, 0, "table=255", "table 255 out of range: add-flow takes tables 0 to 254", false},
 		{"table above 255", "table=256", CmdDelete, 0, "table=256", "table 256 out of range: tables are 0 to 254 (255: all)", false},

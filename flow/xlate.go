@@ -222,13 +222,21 @@ type xlate struct {
 	freezing, freezeHere bool
 	frozen               [][]Action
 	frozenTable          uint8
-	groups               int     // group actions run (bounded as resubmits are)
-	learn                bool    // learn actions build their flows (tr.Learned)
-	packetOut            bool    // translating a packet out's actions
-	rule                 *Rule   // the rule whose actions run (fin_timeout's)
-	err                  Verdict // a failure: the packet is dropped
-	stop                 Verdict // the first early stop that is not a failure
-	trace                *[]*TraceNode
+	// paused is the packet in of the controller(pause) action that
+	// froze the pipeline, nil when a dp_hash group did; frozenFrames
+	// are then the table and cookie of each list in frozen
+	// (continuation.go). resumed is the frame whose actions a resumed
+	// continuation runs.
+	paused       *PacketIn
+	frozenFrames []ContinuationFrame
+	resumed      *ContinuationFrame
+	groups       int     // group actions run (bounded as resubmits are)
+	learn        bool    // learn actions build their flows (tr.Learned)
+	packetOut    bool    // translating a packet out's actions
+	rule         *Rule   // the rule whose actions run (fin_timeout's)
+	err          Verdict // a failure: the packet is dropped
+	stop         Verdict // the first early stop that is not a failure
+	trace        *[]*TraceNode
 }
 
 func (x *xlate) report(kind TraceKind, text string) *TraceNode {
@@ -420,6 +428,10 @@ func (x *xlate) action(a *Action) bool {
 	case ActGroup:
 		return x.group(uint32(a.Value))
 	case ActController:
+		if a.Pause && x.inClone == 0 && x.inBucket == 0 {
+			x.pause(a) // continuation.go
+			return true
+		}
 		x.controller(a, false)
 	case ActMeter:
 		x.meter(uint32(a.Value))
@@ -509,6 +521,7 @@ func (x *xlate) checkPktLarger(a *Action, rest []Action) {
 		if x.freezing {
 			x.finishFreeze()
 			x.freezing, x.freezeHere, x.frozen = false, false, x.frozen[:0]
+			x.paused, x.frozenFrames = nil, x.frozenFrames[:0]
 		}
 		lens[i] = len(x.acts) - start
 		x.flow, x.base, x.conntracked, x.exit = flow, base, conntracked, false
