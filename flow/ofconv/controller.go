@@ -10,15 +10,14 @@ import (
 
 // controllerAction encodes a controller action as Open vSwitch does: one
 // with the reason action, no controller id, no userdata and no meter is an
-// output to the CONTROLLER port with its max_len; one with userdata or a
-// meter_id is
-// NXAST_CONTROLLER2, with the properties that differ from the defaults;
-// any other is NXAST_CONTROLLER.
+// output to the CONTROLLER port with its max_len; one with userdata, pause
+// or a meter_id is NXAST_CONTROLLER2, with the properties that differ
+// from the defaults; any other is NXAST_CONTROLLER.
 func controllerAction(a *flow.Action) openflow.Action {
 	reason := uint8(a.Table)
 	switch {
-	case a.Note != "" || a.Port != 0:
-		c := &openflow.ActController2{UserData: []byte(a.Note), HasUserData: true}
+	case a.Note != "" || a.Port != 0 || a.Pause:
+		c := &openflow.ActController2{UserData: []byte(a.Note), HasUserData: a.Note != "", Pause: a.Pause}
 		if a.Value != flow.MaxLenAll {
 			c.MaxLen, c.HasMaxLen = uint16(a.Value), true
 		}
@@ -39,18 +38,17 @@ func controllerAction(a *flow.Action) openflow.Action {
 }
 
 // controllerText writes NXAST_CONTROLLER or NXAST_CONTROLLER2 in
-// ovs-ofctl syntax; pause, which ovsxdp does not implement, is refused.
+// ovs-ofctl syntax.
 func controllerText(a openflow.Action) (string, error) {
 	maxLen, id, reason := uint16(flow.MaxLenAll), uint16(0), uint8(flow.ReasonAction)
 	var userdata []byte
 	var meterID uint32
+	pause := false
 	switch a := a.(type) {
 	case *openflow.ActController:
 		maxLen, id, reason = a.MaxLen, a.ControllerID, a.Reason
 	case *openflow.ActController2:
-		if a.Pause {
-			return "", unsupportedAction("controller(pause)")
-		}
+		pause = a.Pause
 		if a.HasMeterID {
 			meterID = a.MeterID
 		}
@@ -71,6 +69,9 @@ func controllerText(a openflow.Action) (string, error) {
 	parts := []string{"reason=" + flow.PacketInReason(reason).String(), "max_len=" + strconv.Itoa(int(maxLen)), "id=" + strconv.Itoa(int(id))}
 	if len(userdata) > 0 {
 		parts = append(parts, "userdata="+dotted(userdata))
+	}
+	if pause {
+		parts = append(parts, "pause")
 	}
 	if meterID != 0 {
 		parts = append(parts, "meter_id="+strconv.FormatUint(uint64(meterID), 10))
