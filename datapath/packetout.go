@@ -69,6 +69,25 @@ func PreparePacketOut(s *flow.TableSnapshot, frame []byte, inPort uint32, acts [
 	return po, nil
 }
 
+// PrepareResume prepares the resumption of continuation c on frame, as
+// Open vSwitch runs NXT_RESUME: the packet's key is extracted with
+// in_port inPort, meta then sets the pipeline fields the packet in
+// reported (registers, metadata, ...), and the continuation is
+// translated from where it stopped. SendPacketOut sends it as a packet
+// out.
+func PrepareResume(s *flow.TableSnapshot, frame []byte, inPort uint32, meta func(*flow.Key), c *flow.Continuation) (*PreparedPacketOut, error) {
+	if len(frame) > maxPacketOut || len(frame) < 14 {
+		return nil, fmt.Errorf("resumed packet of %d bytes: %w", len(frame), ErrMalformedPacket)
+	}
+	po := &PreparedPacketOut{frame: frame, inPort: inPort}
+	if m := flow.Extract(&po.k, &po.off, frame, inPort); m != flow.MalformedNone {
+		return nil, fmt.Errorf("resumed packet: %v: %w", m, ErrMalformedPacket)
+	}
+	meta(&po.k)
+	po.tr = s.TranslateContinuation(&po.k, c)
+	return po, nil
+}
+
 // SendPacketOut sends a prepared packet out from one poll thread.
 func (b *Bridge) SendPacketOut(ctx context.Context, po *PreparedPacketOut) error {
 	frame, inPort, k, off, tr := po.frame, po.inPort, po.k, po.off, po.tr

@@ -906,3 +906,37 @@ func (o *ofBridge) GroupStats(v uint8, id uint32) ([]openflow.GroupStats, error)
 	}
 	return out, nil
 }
+
+var _ ofconn.Resumer = (*ofBridge)(nil)
+
+// Resume resumes the pipeline that NXT_RESUME m's continuation froze
+// (flow/continuation.go), as Open vSwitch does: the continuation must be
+// this bridge's (id; else OFPERR_NXR_STALE), the packet's key takes the
+// pipeline fields m reports, the rest of the pipeline is translated on
+// it, and the packet leaves as a packet out does.
+func (o *ofBridge) Resume(v uint8, m *openflow.Resume, id [16]byte) error {
+	if err := o.lock(); err != nil {
+		return err
+	}
+	c, bridge, err := ofconv.DecodeContinuation(o.b.parser(), v, m.Continuation)
+	var meta *flow.Match
+	if err == nil && bridge != id {
+		err = ofconn.ResumeError(ofconn.CodeResumeStale, "the continuation is not this bridge's")
+	}
+	if err == nil {
+		meta, err = ofconv.MatchFromFields(o.b.parser(), m.Metadata)
+	}
+	var po *datapath.PreparedPacketOut
+	if err == nil {
+		po, err = datapath.PrepareResume(o.b.dp.Table().Snapshot(), m.Packet, meta.Key.InPort, func(k *flow.Key) {
+			k.SetFields(meta)
+		}, c)
+	}
+	o.unlock()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), packetOutTimeout)
+	defer cancel()
+	return packetOutError(o.b.dp.SendPacketOut(ctx, po))
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ovsxdp/ovsxdp/flow"
+	"github.com/ovsxdp/ovsxdp/flow/ofconv"
 	"github.com/ovsxdp/ovsxdp/flow/openflow"
 )
 
@@ -213,7 +214,7 @@ func (s *Server) PacketIn(pi *flow.PacketIn, data []byte, totalLen int) {
 		if pi.Reason.IsMiss() && a.missSendLen != flow.MaxLenAll {
 			d = d[:min(len(d), int(a.missSendLen))]
 		}
-		b, err := encodePacketIn(a, pi, d, totalLen)
+		b, err := s.encodePacketIn(a, pi, d, totalLen)
 		if err != nil {
 			c.log.Error("openflow: cannot encode a packet in", "err", err)
 			continue
@@ -223,14 +224,22 @@ func (s *Server) PacketIn(pi *flow.PacketIn, data []byte, totalLen int) {
 }
 
 // encodePacketIn encodes a packet in in the connection's version and
-// packet-in format, with no buffer id, as Open vSwitch does.
-func encodePacketIn(a *asyncCfg, pi *flow.PacketIn, data []byte, totalLen int) ([]byte, error) {
+// packet-in format, with no buffer id, as Open vSwitch does. Only
+// NXT_PACKET_IN2 carries a paused pipeline's continuation (resume.go).
+func (s *Server) encodePacketIn(a *asyncCfg, pi *flow.PacketIn, data []byte, totalLen int) ([]byte, error) {
 	reason := wireReason(pi.Reason, a.version)
 	if a.format == openflow.PacketInFormatNXT2 {
 		m := &openflow.PacketIn2{Packet: data, FullLen: uint32(totalLen), HasFullLen: len(data) < totalLen,
 			TableID: pi.Table, Cookie: pi.Cookie, Reason: reason, Metadata: pipelineFields(a.version, false, pi)}
 		if len(pi.Userdata) > 0 {
 			m.UserData, m.HasUserData = pi.Userdata, true
+		}
+		if pi.Continuation != nil {
+			c, err := ofconv.EncodeContinuation(a.version, s.id, pi.InPort, pi.Continuation)
+			if err != nil {
+				return nil, fmt.Errorf("continuation: %w", err)
+			}
+			m.Continuation, m.HasContinuation = c, true
 		}
 		return openflow.Encode(a.version, 0, m)
 	}

@@ -301,7 +301,7 @@ func TestPacketInMetadataBytes(t *testing.T) {
 			}
 			pi := tt.pi
 			pi.MaxLen, pi.Cookie = flow.MaxLenAll, 0
-			b, err := encodePacketIn(&asyncCfg{version: tt.version, format: tt.format}, &pi, data, len(data))
+			b, err := newTestServer().encodePacketIn(&asyncCfg{version: tt.version, format: tt.format}, &pi, data, len(data))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,6 +15,7 @@ package ofconn
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -193,6 +194,7 @@ type Server struct {
 	helloTimeout, probeInterval, writeTimeout time.Duration
 
 	asyncSent, asyncDropped atomic.Uint64
+	id                      [16]byte     // the bridge's id in continuations (resume.go)
 	mons                    monitoring   // flow monitors (monitor.go)
 	tableCfg                tableConfigs // the tables' settings (tablemod.go)
 	acct                    accounting   // messages received and refused (rejections.go)
@@ -210,8 +212,10 @@ func NewServer(br Bridge, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}, live: map[*conn]struct{}{},
+	s := &Server{br: br, cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}, live: map[*conn]struct{}{},
 		maxConns: defaultMaxConns, helloTimeout: defaultHelloTimeout, probeInterval: defaultProbeInterval, writeTimeout: defaultWriteTimeout}
+	rand.Read(s.id[:]) // never fails
+	return s
 }
 
 // Serve accepts connections on ln until Close, and returns nil then.

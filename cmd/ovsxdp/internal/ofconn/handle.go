@@ -92,6 +92,8 @@ func (c *conn) handle(h openflow.Header, m openflow.Message, b []byte) error {
 		return reply(&openflow.NXRoleReply{Role: m.Role})
 	case *openflow.SetAsync:
 		return fail(c.setAsync(m))
+	case *openflow.Resume:
+		return fail(c.resume(m)) // resume.go
 	case *openflow.GetAsyncRequest:
 		return reply(c.getAsyncReply())
 	case *openflow.SetFlowFormat:
