@@ -64,6 +64,9 @@ var dpActionCases = []struct {
 type dpSwitch struct {
 	name string
 	a    *netns.NS
+	// rundir and target are where ovs-ofctl finds the bridge, for a
+	// monitor.
+	rundir, target string
 	// ofctl runs ovs-ofctl COMMAND BRIDGE ARGS against the switch.
 	ofctl func(t *testing.T, stdin []byte, cmd string, args ...string) string
 	// appctl runs a dpctl verb.
@@ -129,7 +132,7 @@ func startOVSDPActions(t *testing.T) *dpSwitch {
 		}
 	}
 	return &dpSwitch{
-		name: "ovs", a: a,
+		name: "ovs", a: a, rundir: s.Dir, target: "unix:" + filepath.Join(s.Dir, "br0.mgmt"),
 		ofctl: func(t *testing.T, stdin []byte, cmd string, args ...string) string {
 			t.Helper()
 			out, err := runOfctl(stdin, append([]string{cmd, "br0"}, args...), "OVS_RUNDIR="+s.Dir)
@@ -161,7 +164,7 @@ func startOvsxdpDPActions(t *testing.T) *dpSwitch {
 	target := "unix:" + filepath.Join(runDir, "br0.mgmt")
 	names := map[int]string{1: "ha", 2: "hb"}
 	return &dpSwitch{
-		name: "ovsxdp", a: a,
+		name: "ovsxdp", a: a, rundir: runDir, target: target,
 		ofctl: func(t *testing.T, stdin []byte, cmd string, args ...string) string {
 			t.Helper()
 			out, err := runOfctl(stdin, append([]string{cmd, target}, args...))
