@@ -235,11 +235,15 @@ func (s *Server) encodePacketIn(a *asyncCfg, pi *flow.PacketIn, data []byte, tot
 			m.UserData, m.HasUserData = pi.Userdata, true
 		}
 		if pi.Continuation != nil {
+			// A continuation whose actions this version cannot carry
+			// (write_metadata as an action) is left off: the packet
+			// in goes, and nothing can resume it.
 			c, err := ofconv.EncodeContinuation(a.version, s.id, pi.InPort, pi.Continuation)
 			if err != nil {
-				return nil, fmt.Errorf("continuation: %w", err)
+				s.log.Warn("openflow: a paused packet in goes without its continuation", "err", err)
+			} else {
+				m.Continuation, m.HasContinuation = c, true
 			}
-			m.Continuation, m.HasContinuation = c, true
 		}
 		return openflow.Encode(a.version, 0, m)
 	}
