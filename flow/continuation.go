@@ -124,17 +124,7 @@ func (s *TableSnapshot) TranslateContinuation(k *Key, c *Continuation) *Translat
 	if x.freezing {
 		x.finishFreeze()
 	}
-	x.commit()
-	tr := x.tr
-	tr.Actions = x.acts
-	tr.Final = x.flow
-	tr.Mask = x.wc
-	tr.Verdict = x.stop
-	if x.err != VerdictOK {
-		tr.Actions = nil
-		tr.Verdict = x.err
-	}
-	return &tr
+	return x.result()
 }
 
 // SetFields sets in k the bits that m's mask covers to m's key: the

@@ -14,6 +14,12 @@ func (s *TableSnapshot) TranslateActions(k *Key, acts []Action) *Translation {
 	if x.freezing { // a dp_hash group: its actions recirculate, as a rule's do
 		x.finishFreeze()
 	}
+	return x.result()
+}
+
+// result commits the flow's last changes and returns the translation of
+// a packet out's or a continuation's actions.
+func (x *xlate) result() *Translation {
 	x.commit()
 	tr := x.tr
 	tr.Actions = x.acts
