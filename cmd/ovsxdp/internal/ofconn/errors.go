@@ -22,6 +22,15 @@ const (
 // nx10 is a Nicira error of OpenFlow 1.0: type and code.
 type nx10 struct{ typ, code uint16 }
 
+// vendorError10 is Nicira error e as OpenFlow 1.0 sends it: a vendor
+// error whose data are Nicira's id, e's type and code, then data.
+func vendorError10(e nx10, data []byte) *openflow.ErrorMsg {
+	d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
+	d = binary.BigEndian.AppendUint16(d, e.typ)
+	d = binary.BigEndian.AppendUint16(d, e.code)
+	return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+}
+
 // badMatch10 are the OFPET_BAD_MATCH codes as OpenFlow 1.0 Nicira errors;
 // a code without one is NXBRC_NXM_INVALID.
 var badMatch10 = map[uint16]nx10{
@@ -51,10 +60,7 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 		// Nicira's own errors (the TLV table's): OFPET_EXPERIMENTER from
 		// OpenFlow 1.2 on, a Nicira vendor error in OpenFlow 1.0.
 		if c10, ok := openflow.CodeTLV10(code); ok && v == openflow.Version10 {
-			d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
-			d = binary.BigEndian.AppendUint16(d, openflow.ErrTypeBadRequest)
-			d = binary.BigEndian.AppendUint16(d, c10)
-			return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+			return vendorError10(nx10{openflow.ErrTypeBadRequest, c10}, data)
 		}
 		em.Experimenter = openflow.NiciraExperimenter
 		return em
@@ -62,12 +68,7 @@ func errorMsg(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 	if v != openflow.Version10 {
 		return em
 	}
-	vendor := func(e nx10) *openflow.ErrorMsg {
-		d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
-		d = binary.BigEndian.AppendUint16(d, e.typ)
-		d = binary.BigEndian.AppendUint16(d, e.code)
-		return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
-	}
+	vendor := func(e nx10) *openflow.ErrorMsg { return vendorError10(e, data) }
 	switch typ {
 	case openflow.ErrTypeBadMatch:
 		if e, ok := badMatch10[code]; ok {
@@ -132,10 +133,7 @@ func monitorError(v uint8, code uint16, data []byte) *openflow.ErrorMsg {
 	case !ok:
 		return errorMsg(v, openflow.ErrTypeBadRequest, codeBadRequestEPerm, data)
 	case v == openflow.Version10:
-		d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
-		d = binary.BigEndian.AppendUint16(d, 1)
-		d = binary.BigEndian.AppendUint16(d, e.code10)
-		return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+		return vendorError10(nx10{1, e.code10}, data)
 	}
 	return &openflow.ErrorMsg{Type: openflow.ErrTypeExperimenter, Code: e.exp, Experimenter: openflow.NiciraExperimenter, Data: data}
 }
@@ -149,19 +147,13 @@ func monitorError(v uint8, code uint16, data []byte) *openflow.ErrorMsg {
 func propertyError10(v uint8, typ, code uint16, data []byte) *openflow.ErrorMsg {
 	switch {
 	case typ == openflow.ErrTypeBadProperty && v == openflow.Version10:
-		d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
-		d = binary.BigEndian.AppendUint16(d, typeTableFeaturesFailed)
-		d = binary.BigEndian.AppendUint16(d, code+2)
-		return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+		return vendorError10(nx10{typeTableFeaturesFailed, code + 2}, data)
 	case typ == openflow.ErrTypeBadProperty:
 		return &openflow.ErrorMsg{Type: typeTableFeaturesFailed, Code: code + 2, Data: data}
 	case v == openflow.Version13:
 		return &openflow.ErrorMsg{Type: openflow.ErrTypeExperimenter, Code: onfAsyncErrBase + code, Experimenter: onfExperimenter, Data: data}
 	}
-	d := binary.BigEndian.AppendUint32(nil, openflow.NiciraExperimenter)
-	d = binary.BigEndian.AppendUint16(d, openflow.ErrTypeBadRequest)
-	d = binary.BigEndian.AppendUint16(d, nxbrcUnencodableError)
-	return &openflow.ErrorMsg{Type: nxetVendor, Code: nxvcVendorError, Data: append(d, data...)}
+	return vendorError10(nx10{openflow.ErrTypeBadRequest, nxbrcUnencodableError}, data)
 }
 
 const (
