@@ -33,20 +33,20 @@ const (
 // action set and the datapath port.
 func EncodeContinuation(v uint8, bridge [16]byte, inPort uint32, c *flow.Continuation) ([]byte, error) {
 	b := make([]byte, 4) // a nested property's payload is aligned to 8
-	b = putProp(b, cptBridge, bridge[:])
+	b = openflow.AppendProperty(b, cptBridge, bridge[:])
 	for i := len(c.Stack) - 1; i >= 0; i-- {
-		b = putProp(b, cptStack, binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, c.Stack[i].Hi), c.Stack[i].Lo))
+		b = openflow.AppendProperty(b, cptStack, binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, c.Stack[i].Hi), c.Stack[i].Lo))
 	}
 	if c.Conntracked {
-		b = putProp(b, cptConntracked, nil)
+		b = openflow.AppendProperty(b, cptConntracked, nil)
 	}
 	table, cookie := uint8(0), uint64(0)
 	for _, g := range continuationGroups(c.Frames) {
 		if g.marked && g.Table != table {
-			b, table = putProp(b, cptTableID, []byte{g.Table}), g.Table
+			b, table = openflow.AppendProperty(b, cptTableID, []byte{g.Table}), g.Table
 		}
 		if g.marked && g.Cookie != cookie {
-			b, cookie = putProp(b, cptCookie, binary.BigEndian.AppendUint64(make([]byte, 4), g.Cookie)), g.Cookie
+			b, cookie = openflow.AppendProperty(b, cptCookie, binary.BigEndian.AppendUint64(make([]byte, 4), g.Cookie)), g.Cookie
 		}
 		var err error
 		if b, err = putActions(b, cptActions, v, g.Actions); err != nil {
@@ -60,7 +60,7 @@ func EncodeContinuation(v uint8, bridge [16]byte, inPort uint32, c *flow.Continu
 		}
 	}
 	if inPort != 0 {
-		b = putProp(b, cptOdpPort, binary.BigEndian.AppendUint32(nil, inPort))
+		b = openflow.AppendProperty(b, cptOdpPort, binary.BigEndian.AppendUint32(nil, inPort))
 	}
 	return b, nil
 }
@@ -123,15 +123,6 @@ func sendsPacketIns(a *flow.Action) bool {
 	return false
 }
 
-// putProp appends property typ with payload p, padded to 8 bytes.
-func putProp(b []byte, typ uint16, p []byte) []byte {
-	n := 4 + len(p)
-	b = binary.BigEndian.AppendUint16(b, typ)
-	b = binary.BigEndian.AppendUint16(b, uint16(n))
-	b = append(b, p...)
-	return append(b, make([]byte, (n+7)&^7-n)...)
-}
-
 // putActions appends a nested property of actions.
 func putActions(b []byte, typ uint16, v uint8, acts []flow.Action) ([]byte, error) {
 	ofActs, err := ActionsToOF(v, nil, acts)
@@ -142,7 +133,7 @@ func putActions(b []byte, typ uint16, v uint8, acts []flow.Action) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	return putProp(b, typ, append(make([]byte, 4), wire...)), nil
+	return openflow.AppendProperty(b, typ, append(make([]byte, 4), wire...)), nil
 }
 
 // DecodeContinuation decodes what EncodeContinuation encoded for version
@@ -155,19 +146,14 @@ func DecodeContinuation(p *flow.Parser, v uint8, b []byte) (*flow.Continuation, 
 	if len(b) < 4 {
 		return nil, bridge, propErr(openflow.CodeBadPropertyLen, "continuation of %d bytes", len(b))
 	}
-	b = b[4:]
+	props, err := openflow.SplitProperties(b[4:])
+	if err != nil {
+		return nil, bridge, err
+	}
 	table, cookie := uint8(0), uint64(0)
 	var stack []flow.StackValue
-	for len(b) > 0 {
-		if len(b) < 4 {
-			return nil, bridge, propErr(openflow.CodeBadPropertyLen, "%d bytes left for a property", len(b))
-		}
-		typ, n := binary.BigEndian.Uint16(b), int(binary.BigEndian.Uint16(b[2:]))
-		if n < 4 || (n+7)&^7 > len(b) {
-			return nil, bridge, propErr(openflow.CodeBadPropertyLen, "continuation property of length %d", n)
-		}
-		data := b[4:n]
-		b = b[(n+7)&^7:]
+	for _, prop := range props {
+		typ, data := prop.Type, prop.Data
 		want := -1
 		switch typ {
 		case cptBridge:

@@ -103,11 +103,7 @@ func (b *AsyncBody) append(w *wr) {
 		return
 	}
 	for _, p := range b.Properties {
-		start := w.pos()
-		w.u16(p.Type)
-		w.u16(uint16(4 + len(p.Payload)))
-		w.bytes(p.Payload)
-		w.pad8(start)
+		w.b = AppendProperty(w.b, p.Type, p.Payload)
 	}
 }
 

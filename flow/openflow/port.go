@@ -1,6 +1,9 @@
 package openflow
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // Reserved port numbers, in the 32-bit numbering of OpenFlow 1.1+. This
 // package presents every port number in that numbering; OpenFlow 1.0's
@@ -41,6 +44,27 @@ type Property struct {
 	Data []byte
 }
 
+// SplitProperties splits b, a run of OpenFlow 1.4 properties, as Open
+// vSwitch reads one (ofpprop_pull): each a type, a length of at least 4
+// that, padded to 8 bytes, stays within b, and its payload, which aliases
+// b. A property that does not fit is OFPBPC_BAD_LEN (OpenFlow 1.4's
+// numbering).
+func SplitProperties(b []byte) ([]Property, error) {
+	var ps []Property
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return nil, newErr(ErrBadMessage, ErrTypeBadProperty, CodeBadPropertyLen, "%d bytes left for a property", len(b))
+		}
+		n := int(binary.BigEndian.Uint16(b[2:]))
+		if n < 4 || pad8(n) > len(b) {
+			return nil, newErr(ErrBadMessage, ErrTypeBadProperty, CodeBadPropertyLen, "property of length %d in %d bytes", n, len(b))
+		}
+		ps = append(ps, Property{Type: binary.BigEndian.Uint16(b), Data: b[4:n]})
+		b = b[pad8(n):]
+	}
+	return ps, nil
+}
+
 func decodeProps(r *rd, what string) ([]Property, error) {
 	var ps []Property
 	for r.err == nil && r.len() > 0 {
@@ -61,13 +85,20 @@ func appendProps(w *wr, ps []Property) error {
 		if len(p.Data)+4 > 0xffff {
 			return fmt.Errorf("%w: property of %d bytes", ErrTooLong, len(p.Data))
 		}
-		start := w.pos()
-		w.u16(p.Type)
-		w.u16(uint16(len(p.Data) + 4))
-		w.bytes(p.Data)
-		w.pad8(start)
+		w.b = AppendProperty(w.b, p.Type, p.Data)
 	}
 	return nil
+}
+
+// AppendProperty appends property typ with payload data to b, padded to
+// 8 bytes: SplitProperties reads it back. data must leave the length
+// within 16 bits.
+func AppendProperty(b []byte, typ uint16, data []byte) []byte {
+	n := 4 + len(data)
+	b = binary.BigEndian.AppendUint16(b, typ)
+	b = binary.BigEndian.AppendUint16(b, uint16(n))
+	b = append(b, data...)
+	return append(b, make([]byte, pad8(n)-n)...)
 }
 
 // Port is a port description (ofp_phy_port in 1.0, ofp_port in 1.3, ofp_port

@@ -61,7 +61,7 @@ func (c *conn) tableMod(body []byte) error {
 	}
 	eviction, vacancy := config&tableConfigEviction != 0, config&tableConfigVacancyEvents != 0
 	var down, up uint8
-	props, err := properties(body[8:])
+	props, err := openflow.SplitProperties(body[8:])
 	if err != nil {
 		return err
 	}
@@ -145,23 +145,4 @@ func (s *Server) tableDesc() *openflow.MultipartRaw {
 		binary.BigEndian.PutUint16(b[start:], uint16(len(b)-start))
 	}
 	return &openflow.MultipartRaw{Reply: true, Type: mpTableDesc, Body: b}
-}
-
-// properties splits b into OpenFlow 1.4 properties, as Open vSwitch
-// reads them: each a type, a length of at least 4 that, padded to 8
-// bytes, stays within b, and its payload (OFPBPC_BAD_LEN otherwise).
-func properties(b []byte) ([]openflow.Property, error) {
-	var ps []openflow.Property
-	for len(b) > 0 {
-		if len(b) < 4 {
-			return nil, propertyError(openflow.CodeBadPropertyLen, "%d bytes left for a property", len(b))
-		}
-		n := int(binary.BigEndian.Uint16(b[2:]))
-		if n < 4 || (n+7)&^7 > len(b) {
-			return nil, propertyError(openflow.CodeBadPropertyLen, "property of length %d in %d bytes", n, len(b))
-		}
-		ps = append(ps, openflow.Property{Type: binary.BigEndian.Uint16(b), Data: b[4:n]})
-		b = b[(n+7)&^7:]
-	}
-	return ps, nil
 }
