@@ -27,6 +27,12 @@ func port10(p uint16) uint32 {
 	return uint32(p)
 }
 
+// Port16 is 32-bit port number p in OpenFlow 1.0's 16 bits, as Open
+// vSwitch converts it (ofputil_port_from_ofp11): the reserved ports at
+// the top of the 32-bit space are 1.0's; the numbers between the two
+// ranges have none (ErrUnencodable).
+func Port16(p uint32) (uint16, error) { return port10Wire(p) }
+
 func port10Wire(p uint32) (uint16, error) {
 	switch {
 	case p >= PortMax:

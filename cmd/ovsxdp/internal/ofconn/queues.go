@@ -46,17 +46,14 @@ func queueError(code uint16, format string, args ...any) *openflow.Error {
 }
 
 // portFrom11 reads a 32-bit port number as Open vSwitch does
-// (ofputil_port_from_ofp11): the reserved ports at the top of the
-// 32-bit space are OpenFlow 1.0's, and the numbers between the two
-// ranges are OFPBAC_BAD_OUT_PORT.
+// (openflow.Port16): the numbers without a 16-bit one are
+// OFPBAC_BAD_OUT_PORT.
 func portFrom11(p uint32) (uint16, error) {
-	switch {
-	case p < 0xff00:
-		return uint16(p), nil
-	case p >= 0xffffff00:
-		return uint16(p - 0xffff0000), nil
+	n, err := openflow.Port16(p)
+	if err != nil {
+		return 0, &openflow.Error{Type: openflow.ErrTypeBadAction, Code: codeBadOutPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("port %d", p)}
 	}
-	return 0, &openflow.Error{Type: openflow.ErrTypeBadAction, Code: codeBadOutPort, Sentinel: openflow.ErrBadMessage, Detail: fmt.Sprintf("port %d", p)}
+	return n, nil
 }
 
 // codeBadOutPort is OFPBAC_BAD_OUT_PORT.
