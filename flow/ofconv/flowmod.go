@@ -389,38 +389,37 @@ func SelectionFromStats(p *flow.Parser, v uint8, req *openflow.FlowStatsRequest)
 	return f, nil
 }
 
+// Duration is d as flow stats and flow removals carry it: whole seconds,
+// and the rest in nanoseconds at millisecond precision, as Open vSwitch
+// counts; a negative d is 0.
+func Duration(d time.Duration) (sec, nsec uint32) {
+	d = max(d, 0)
+	return uint32(d / time.Second), uint32(d % time.Second / time.Millisecond * time.Millisecond)
+}
+
 // FlowStats converts a rule to a flow stats entry of version v (NXST_FLOW
 // when nicira), at now.
 func FlowStats(v uint8, nicira bool, r *flow.Rule, now time.Time) (openflow.FlowStats, error) {
-	d := r.Duration(now)
-	if d < 0 {
-		d = 0
-	}
 	pk, by := r.Stats()
 	idle, hard := r.Timeouts()
 	e := openflow.FlowStats{
-		TableID:      r.Table,
-		DurationSec:  uint32(d / time.Second),
-		DurationNsec: uint32(d % time.Second / time.Millisecond * time.Millisecond),
-		Priority:     r.Priority,
-		IdleTimeout:  idle,
-		HardTimeout:  hard,
-		Cookie:       r.Cookie,
-		PacketCount:  pk,
-		ByteCount:    by,
+		TableID:     r.Table,
+		Priority:    r.Priority,
+		IdleTimeout: idle,
+		HardTimeout: hard,
+		Cookie:      r.Cookie,
+		PacketCount: pk,
+		ByteCount:   by,
 	}
+	e.DurationSec, e.DurationNsec = Duration(r.Duration(now))
 	if v >= openflow.Version13 && !nicira {
 		e.Flags = FlagsToWire(v, r.Flags)
 	}
 	if v >= openflow.Version15 {
 		e.Stats15 = openflow.OXSDuration | openflow.OXSPacketCount | openflow.OXSByteCount
 		if used := r.LastUsed(); !used.IsZero() {
-			idle := now.Sub(used)
-			if idle < 0 {
-				idle = 0
-			}
 			e.Stats15 |= openflow.OXSIdleTime
-			e.IdleSec, e.IdleNsec = uint32(idle/time.Second), uint32(idle%time.Second/time.Millisecond*time.Millisecond)
+			e.IdleSec, e.IdleNsec = Duration(now.Sub(used))
 		}
 	}
 	if nicira {

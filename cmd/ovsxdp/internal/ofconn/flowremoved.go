@@ -48,12 +48,11 @@ func (s *Server) FlowRemoved(r *flow.Rule, reason flow.RemovedReason, at time.Ti
 // NXT_FLOW_REMOVED), with the rule's counters and its time installed up
 // to at, in milliseconds as its flow stats give it.
 func encodeFlowRemoved(v uint8, nxm bool, r *flow.Rule, reason flow.RemovedReason, at time.Time) ([]byte, error) {
-	d := max(at.Sub(r.Installed), 0)
 	packets, bytes := r.Stats()
 	idle, hard := r.Timeouts()
 	m := &openflow.FlowRemoved{Nicira: nxm, Cookie: r.Cookie, Priority: r.Priority, Reason: uint8(reason), TableID: r.Table,
-		DurationSec: uint32(d / time.Second), DurationNsec: uint32(d % time.Second / time.Millisecond * time.Millisecond),
 		IdleTimeout: idle, HardTimeout: hard, PacketCount: packets, ByteCount: bytes}
+	m.DurationSec, m.DurationNsec = ofconv.Duration(at.Sub(r.Installed))
 	match := r.Match()
 	switch {
 	case v == openflow.Version10 && !nxm:
